@@ -1,0 +1,36 @@
+//! # synod-core: Multi-Paxos as a pure state machine
+//!
+//! This crate is the protocol of Synod and nothing else: no threads, sockets,
+//! files, clocks or global randomness. A [`Replica`] is driven by four inputs:
+//!
+//! - [`Replica::step`]: a message from a peer;
+//! - [`Replica::tick`]: one unit of time passed (the caller picks its length);
+//! - [`Replica::propose`]: a client command;
+//! - [`Replica::persisted`]: the records handed out so far are durable;
+//!
+//! and every effect comes out of [`Replica::take_ready`] as one [`Ready`], whose
+//! fields document when the caller must act on them. Messages whose safety
+//! depends on durable records are held inside the replica until the caller
+//! reports them durable, so a runtime cannot send them too early.
+//!
+//! The same code runs in the node runtime and in the deterministic simulator
+//! (`synod-sim`), which checks it against crashes, lossy networks and
+//! partitions from one seed.
+
+#![deny(missing_docs)]
+
+mod config;
+mod ids;
+mod message;
+mod ready;
+mod record;
+mod replica;
+mod value;
+
+pub use config::{Config, ConfigError, Inject, MEMBERS_MAX};
+pub use ids::{Ballot, GroupId, InstanceId, NodeId};
+pub use message::{AppliedMark, Body, Message, PromiseEntry};
+pub use ready::{Apply, Divergence, PersistSeq, Ready, RejectReason, Rejected};
+pub use record::{ChosenValue, Record};
+pub use replica::{RecoverError, Replica, RoleKind, Status};
+pub use value::{Checksum, Command, Value};

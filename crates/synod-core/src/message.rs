@@ -1,0 +1,142 @@
+//! Messages exchanged between replicas of one group.
+
+use crate::ids::{Ballot, GroupId, InstanceId, NodeId};
+use crate::value::{Checksum, Command, Value};
+
+/// A message between two replicas of one group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The group this message belongs to; a replica ignores other groups' messages.
+    pub group: GroupId,
+    /// The sender.
+    pub from: NodeId,
+    /// The receiver.
+    pub to: NodeId,
+    /// What the message says.
+    pub body: Body,
+}
+
+/// One accepted (or known chosen) instance reported in a [`Body::Promise`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromiseEntry {
+    /// The instance.
+    pub instance: InstanceId,
+    /// The ballot at which the acceptor accepted `value`.
+    pub ballot: Ballot,
+    /// The accepted value.
+    pub value: Value,
+    /// The acceptor knows this value is chosen.
+    pub chosen: bool,
+}
+
+/// A replica's applied point and the checksum there, compared to detect divergence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppliedMark {
+    /// Every instance below this one has been applied.
+    pub applied_end: InstanceId,
+    /// Checksum of the values of instances `0..applied_end`.
+    pub checksum: Checksum,
+}
+
+/// The content of a message. Names follow Paxos: phase 1 is Prepare/Promise,
+/// phase 2 is Accept/Accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// Phase 1a: "promise me `ballot` for every instance from `first_instance` on".
+    Prepare {
+        /// The candidate's ballot.
+        ballot: Ballot,
+        /// The candidate's first unchosen instance.
+        first_instance: InstanceId,
+    },
+    /// Phase 1b: the promise, with everything accepted from `first_instance` on.
+    Promise {
+        /// The ballot promised.
+        ballot: Ballot,
+        /// Every instance below this is chosen at the acceptor; entries start
+        /// at the larger of this and the prepare's first instance.
+        chosen_end: InstanceId,
+        /// Accepted (or known chosen) instances at or above the prepare's first instance.
+        entries: Vec<PromiseEntry>,
+    },
+    /// Phase 2a: "accept `value` at `instance` with `ballot`". Carries the leader's
+    /// chosen prefix so that followers learn what is chosen.
+    Accept {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// The instance.
+        instance: InstanceId,
+        /// The proposed value.
+        value: Value,
+        /// Every instance below this is chosen at the leader.
+        chosen_end: InstanceId,
+    },
+    /// Phase 2b: the acceptor durably accepted the leader's value at `instance`.
+    Accepted {
+        /// The ballot accepted.
+        ballot: Ballot,
+        /// The instance.
+        instance: InstanceId,
+    },
+    /// A Prepare, Accept or Heartbeat was refused because the acceptor promised
+    /// `promised` (or still follows a live leader).
+    Reject {
+        /// The ballot that was refused.
+        ballot: Ballot,
+        /// The acceptor's promise.
+        promised: Ballot,
+    },
+    /// The leader is alive; what is chosen; its applied checksum.
+    Heartbeat {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// Every instance below this is chosen at the leader.
+        chosen_end: InstanceId,
+        /// The leader's applied point and checksum.
+        applied: AppliedMark,
+    },
+    /// Answer to a heartbeat: the follower's progress and checksum.
+    HeartbeatAck {
+        /// The heartbeat's ballot.
+        ballot: Ballot,
+        /// Every instance below this is chosen at the follower.
+        chosen_end: InstanceId,
+        /// The follower's applied point and checksum.
+        applied: AppliedMark,
+    },
+    /// Client commands sent by a follower to the leader it knows.
+    Forward {
+        /// The commands, in the order they were proposed.
+        commands: Vec<Command>,
+    },
+    /// "Send me the chosen values of instances `from..to`."
+    CatchupRequest {
+        /// First instance wanted.
+        from: InstanceId,
+        /// One past the last instance wanted.
+        to: InstanceId,
+    },
+    /// Chosen values, contiguous from the request's `from`, possibly fewer than asked.
+    CatchupReply {
+        /// `(instance, chosen value)` pairs in instance order.
+        entries: Vec<(InstanceId, Value)>,
+    },
+}
+
+impl Body {
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Body::Prepare { .. } => "prepare",
+            Body::Promise { .. } => "promise",
+            Body::Accept { .. } => "accept",
+            Body::Accepted { .. } => "accepted",
+            Body::Reject { .. } => "reject",
+            Body::Heartbeat { .. } => "heartbeat",
+            Body::HeartbeatAck { .. } => "heartbeat_ack",
+            Body::Forward { .. } => "forward",
+            Body::CatchupRequest { .. } => "catchup_request",
+            Body::CatchupReply { .. } => "catchup_reply",
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The batch of effects the core hands its caller.
+
+use crate::ids::{InstanceId, NodeId};
+use crate::message::Message;
+use crate::record::Record;
+use crate::value::{Checksum, Command, Value};
+
+/// Position in the stream of records a replica asked its caller to persist:
+/// `PersistSeq(n)` names the first `n` records since the replica was created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct PersistSeq(pub u64);
+
+/// One chosen instance to apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Apply {
+    /// The instance; `apply` lists are strictly consecutive across calls.
+    pub instance: InstanceId,
+    /// Its chosen value.
+    pub value: Value,
+    /// The running checksum after applying this value.
+    pub checksum: Checksum,
+}
+
+/// Why a command was refused without being proposed. The command was not and
+/// will not be proposed by this replica, so a client may safely retry it elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectReason {
+    /// No leader is known; retry later.
+    NoLeader,
+    /// This replica stopped leading before the command got an instance.
+    LostLeadership,
+    /// Too many commands are waiting already.
+    Overloaded,
+}
+
+/// A command refused without being proposed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    /// The command.
+    pub command: Command,
+    /// Why.
+    pub reason: RejectReason,
+}
+
+/// Two replicas applied different values up to the same instance: the replicated
+/// state has diverged. This must never happen; the caller should alarm and stop
+/// serving from this replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Divergence {
+    /// The peer whose checksum differs.
+    pub peer: NodeId,
+    /// Both checksums cover instances `0..applied_end`.
+    pub applied_end: InstanceId,
+    /// This replica's checksum there.
+    pub local: Checksum,
+    /// The peer's checksum there.
+    pub remote: Checksum,
+}
+
+/// Everything the caller must do after driving the replica, taken with
+/// [`crate::Replica::take_ready`]. The fields can be acted on independently:
+///
+/// 1. `persist`: append these records to stable storage in order, after every
+///    record of earlier `Ready`s. Once they (and all before them) are durable, call
+///    [`crate::Replica::persisted`] with `persist_through`. Until then the replica
+///    holds back every message whose safety depends on them (promises, accepts,
+///    its own votes), so the caller cannot send them too early; they appear in
+///    `messages` of a later `Ready`.
+/// 2. `messages`: send now, in any order; the network may lose or reorder them.
+/// 3. `apply`: apply to the state machine in this order. Values are chosen, so
+///    applying does not wait for `persist`.
+/// 4. `rejected`: answer these clients; the commands were not proposed.
+/// 5. `diverged`: raise an alarm; stop serving from this replica.
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// Records to append, in order.
+    pub persist: Vec<Record>,
+    /// Pass this to `persisted` once `persist` (and all earlier records) is durable.
+    pub persist_through: PersistSeq,
+    /// Messages safe to send now.
+    pub messages: Vec<Message>,
+    /// Chosen values to apply, in instance order.
+    pub apply: Vec<Apply>,
+    /// Commands refused without being proposed.
+    pub rejected: Vec<Rejected>,
+    /// Divergence detected with a peer.
+    pub diverged: Vec<Divergence>,
+}
+
+impl Ready {
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.persist.is_empty()
+            && self.messages.is_empty()
+            && self.apply.is_empty()
+            && self.rejected.is_empty()
+            && self.diverged.is_empty()
+    }
+}

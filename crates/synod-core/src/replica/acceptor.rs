@@ -1,0 +1,185 @@
+//! The acceptor role: Prepare and Accept.
+//!
+//! Safety rests on two rules, both enforced here:
+//! 1. An acceptor never takes part in a ballot below its promise.
+//! 2. An acceptor's Promise or Accepted leaves only after the record behind it is
+//!    durable (`Gate::Durable`). An acceptor that forgot a promise or an accepted
+//!    value after a crash could let a second value be chosen for an instance.
+
+use super::{Gate, Replica, Role};
+use crate::ids::{Ballot, InstanceId, NodeId};
+use crate::message::{Body, PromiseEntry};
+use crate::record::Record;
+use crate::value::Value;
+
+impl Replica {
+    /// Gate for an acceptor's answers: durable, unless the negative control
+    /// `ack_before_fsync` is on.
+    fn acceptor_gate(&self) -> Gate {
+        if self.injected().ack_before_fsync {
+            Gate::Now
+        } else {
+            Gate::Durable
+        }
+    }
+
+    /// Raises the promise to `ballot`, persisting it. Returns false (and does
+    /// nothing) when `ballot` is below the promise.
+    pub(super) fn promise(&mut self, ballot: Ballot) -> bool {
+        if ballot < self.acceptor.promised {
+            return false;
+        }
+        if ballot > self.acceptor.promised {
+            self.acceptor.promised = ballot;
+            self.persist(Record::Promise {
+                group: self.cfg.group,
+                ballot,
+            });
+        }
+        true
+    }
+
+    /// Phase 1b.
+    pub(super) fn handle_prepare(&mut self, from: NodeId, ballot: Ballot, first: InstanceId) {
+        self.observe(ballot);
+        if ballot < self.acceptor.promised {
+            let promised = self.acceptor.promised;
+            self.send(from, Body::Reject { ballot, promised }, Gate::Now);
+            return;
+        }
+        if from != self.cfg.id && self.follows_live_leader(from) {
+            // Leader stickiness: while a leader is heard from, a node that merely
+            // lost contact with it must not depose it. Refusing is always safe
+            // (it only costs liveness); the candidate retries later.
+            let promised = self.acceptor.promised;
+            self.send(from, Body::Reject { ballot, promised }, Gate::Now);
+            return;
+        }
+        if ballot.node != self.cfg.id {
+            self.step_down();
+            self.leader = None;
+        }
+        self.promise(ballot);
+        let first = first.max(self.learner.chosen_end);
+        let mut entries: Vec<PromiseEntry> = self
+            .acceptor
+            .accepted
+            .range(first..)
+            .map(|(instance, (accepted_ballot, value))| PromiseEntry {
+                instance: *instance,
+                ballot: *accepted_ballot,
+                value: value.clone(),
+                chosen: self.learner.chosen.contains_key(instance),
+            })
+            .collect();
+        // Values known chosen but not accepted here (learned from peers).
+        let learned: Vec<PromiseEntry> = self
+            .learner
+            .chosen
+            .range(first..)
+            .filter(|(instance, _)| !self.acceptor.accepted.contains_key(instance))
+            .map(|(instance, value)| PromiseEntry {
+                instance: *instance,
+                ballot: Ballot::ZERO,
+                value: value.clone(),
+                chosen: true,
+            })
+            .collect();
+        if !learned.is_empty() {
+            entries.extend(learned);
+            entries.sort_by_key(|entry| entry.instance);
+        }
+        let body = Body::Promise {
+            ballot,
+            chosen_end: self.learner.chosen_end,
+            entries,
+        };
+        let gate = self.acceptor_gate();
+        self.send(from, body, gate);
+    }
+
+    /// Phase 2b.
+    pub(super) fn handle_accept(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        instance: InstanceId,
+        value: Value,
+        chosen_end: InstanceId,
+    ) {
+        self.observe(ballot);
+        if ballot < self.acceptor.promised || ballot.node != from {
+            let promised = self.acceptor.promised;
+            self.send(from, Body::Reject { ballot, promised }, Gate::Now);
+            return;
+        }
+        if from != self.cfg.id {
+            self.follow(from);
+        }
+        // Accepting at `ballot` implies promising it; the Accept record carries
+        // the ballot, and recovery takes the promise as the highest of both.
+        self.acceptor.promised = ballot;
+        let gate = self.acceptor_gate();
+        if instance < self.learner.chosen_end {
+            // Already chosen here. By Paxos (P2c) every value proposed for this
+            // instance at a ballot above the one it was chosen at equals the
+            // chosen value, so acknowledging without a record cannot help choose
+            // anything else.
+            debug_assert_eq!(
+                self.learner.chosen.get(&instance),
+                Some(&value),
+                "a different value proposed for chosen instance {instance}"
+            );
+            self.send(from, Body::Accepted { ballot, instance }, gate);
+        } else {
+            let duplicate = matches!(
+                self.acceptor.accepted.get(&instance),
+                Some((accepted_ballot, _)) if *accepted_ballot == ballot
+            );
+            if !duplicate {
+                self.acceptor
+                    .accepted
+                    .insert(instance, (ballot, value.clone()));
+                self.persist(Record::Accept {
+                    group: self.cfg.group,
+                    instance,
+                    ballot,
+                    value,
+                });
+            }
+            self.send(from, Body::Accepted { ballot, instance }, gate);
+        }
+        self.learn_commit(ballot, chosen_end);
+    }
+
+    /// True when this replica heard from a leader other than `candidate` within
+    /// the minimum election timeout (or leads itself).
+    fn follows_live_leader(&self, candidate: NodeId) -> bool {
+        match self.role {
+            Role::Leader(_) => true,
+            Role::Candidate(_) => false,
+            Role::Follower => match self.leader {
+                Some(leader) if leader != candidate => {
+                    self.now.saturating_sub(self.leader_contact_tick) < self.cfg.election_ticks
+                }
+                _ => false,
+            },
+        }
+    }
+
+    /// Notes that `leader` leads: resets the election timer; a candidate or
+    /// leader with a lower ballot stands down.
+    pub(super) fn follow(&mut self, leader: NodeId) {
+        if leader == self.cfg.id {
+            return;
+        }
+        if !matches!(self.role, Role::Follower) {
+            self.step_down();
+        }
+        if self.leader != Some(leader) {
+            self.leader = Some(leader);
+        }
+        self.leader_contact_tick = self.now;
+        self.election_due_tick = self.random_election_timeout();
+    }
+}

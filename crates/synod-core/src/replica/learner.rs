@@ -1,0 +1,245 @@
+//! The learner role: what is chosen, what to apply, catch-up, and the checksum
+//! watch that detects divergence.
+
+use super::{Gate, Replica, Role, HISTORY_MARKS_MAX};
+use crate::ids::{Ballot, InstanceId, NodeId};
+use crate::message::{AppliedMark, Body};
+use crate::ready::{Apply, Divergence};
+use crate::record::{ChosenValue, Record};
+use crate::value::Value;
+use rand::Rng;
+
+impl Replica {
+    /// Records that `value` is chosen at `instance`. `ballot` is the ballot it was
+    /// chosen at when known (then the record can point at our Accept record
+    /// instead of repeating the value).
+    pub(super) fn learn_chosen(
+        &mut self,
+        instance: InstanceId,
+        value: Value,
+        ballot: Option<Ballot>,
+    ) {
+        if instance < self.learner.chosen_end {
+            debug_assert!(
+                self.learner
+                    .chosen
+                    .get(&instance)
+                    .map_or(true, |v| *v == value),
+                "two values chosen for {instance}"
+            );
+            return;
+        }
+        if let Some(known) = self.learner.chosen.get(&instance) {
+            debug_assert_eq!(known, &value, "two values chosen for {instance}");
+            return;
+        }
+        let source = match (ballot, self.acceptor.accepted.get(&instance)) {
+            (Some(b), Some((accepted_ballot, accepted_value)))
+                if *accepted_ballot == b && *accepted_value == value =>
+            {
+                ChosenValue::Accepted(b)
+            }
+            _ => ChosenValue::Learned(value.clone()),
+        };
+        self.persist(Record::Chosen {
+            group: self.cfg.group,
+            instance,
+            value: source,
+        });
+        self.learner.chosen.insert(instance, value);
+        self.advance_chosen_end();
+    }
+
+    /// Moves the chosen prefix over every contiguous chosen instance, prunes the
+    /// accepted values below it and hands the newly chosen values out to apply.
+    pub(super) fn advance_chosen_end(&mut self) {
+        let mut end = self.learner.chosen_end;
+        while self.learner.chosen.contains_key(&end) {
+            end = end.next();
+        }
+        if end == self.learner.chosen_end {
+            return;
+        }
+        self.learner.chosen_end = end;
+        self.learner.commit_seen = self.learner.commit_seen.max(end);
+        // Below the chosen prefix accepted values are no longer needed: phase 1
+        // reports chosen values from the learner, not the acceptor.
+        self.acceptor.accepted = self.acceptor.accepted.split_off(&end);
+        self.emit_apply();
+    }
+
+    /// Hands out, in order, every chosen value not yet applied.
+    fn emit_apply(&mut self) {
+        while self.learner.applied_end < self.learner.chosen_end {
+            let instance = self.learner.applied_end;
+            let Some(value) = self.learner.chosen.get(&instance).cloned() else {
+                debug_assert!(false, "chosen prefix has a hole at {instance}");
+                return;
+            };
+            let checksum = self.learner.checksum.extend(&value);
+            self.learner.checksum = checksum;
+            self.learner.applied_end = instance.next();
+            self.learner.history.push_back(AppliedMark {
+                applied_end: self.learner.applied_end,
+                checksum,
+            });
+            if self.learner.history.len() > HISTORY_MARKS_MAX {
+                self.learner.history.pop_front();
+            }
+            self.ready.apply.push(Apply {
+                instance,
+                value,
+                checksum,
+            });
+        }
+    }
+
+    /// The leader of `ballot` says every instance below `chosen_end` is chosen.
+    /// Our accepted value at an instance with that same ballot is the one it
+    /// proposed there (one value per instance per ballot), hence the chosen one.
+    /// Other instances are fetched by catch-up.
+    pub(super) fn learn_commit(&mut self, ballot: Ballot, chosen_end: InstanceId) {
+        self.learner.commit_seen = self.learner.commit_seen.max(chosen_end);
+        let learned: Vec<(InstanceId, Value)> = self
+            .acceptor
+            .accepted
+            .range(self.learner.chosen_end..chosen_end)
+            .filter(|(_, (accepted_ballot, _))| *accepted_ballot == ballot)
+            .map(|(instance, (_, value))| (*instance, value.clone()))
+            .collect();
+        for (instance, value) in learned {
+            self.learn_chosen(instance, value, Some(ballot));
+        }
+    }
+
+    pub(super) fn handle_heartbeat(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        chosen_end: InstanceId,
+        applied: AppliedMark,
+    ) {
+        self.observe(ballot);
+        if ballot < self.acceptor.promised || ballot.node != from {
+            let promised = self.acceptor.promised;
+            self.send(from, Body::Reject { ballot, promised }, Gate::Now);
+            return;
+        }
+        self.follow(from);
+        self.learn_commit(ballot, chosen_end);
+        self.compare_checksum(from, applied);
+        let body = Body::HeartbeatAck {
+            ballot,
+            chosen_end: self.learner.chosen_end,
+            applied: AppliedMark {
+                applied_end: self.learner.applied_end,
+                checksum: self.learner.checksum,
+            },
+        };
+        self.send(from, body, Gate::Now);
+    }
+
+    pub(super) fn handle_heartbeat_ack(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        chosen_end: InstanceId,
+        applied: AppliedMark,
+    ) {
+        self.note_ack(from, ballot);
+        self.learner.commit_seen = self.learner.commit_seen.max(chosen_end);
+        self.compare_checksum(from, applied);
+    }
+
+    /// Compares a peer's applied mark with ours at the same instance.
+    fn compare_checksum(&mut self, peer: NodeId, remote: AppliedMark) {
+        let history = &self.learner.history;
+        let Ok(k) = history.binary_search_by_key(&remote.applied_end, |m| m.applied_end) else {
+            return;
+        };
+        let local = history[k];
+        if local.checksum != remote.checksum {
+            self.ready.diverged.push(Divergence {
+                peer,
+                applied_end: remote.applied_end,
+                local: local.checksum,
+                remote: remote.checksum,
+            });
+        }
+    }
+
+    /// Asks a peer for chosen values we know exist but lack.
+    pub(super) fn tick_catchup(&mut self) {
+        if self.learner.chosen_end >= self.learner.commit_seen {
+            return;
+        }
+        if let Some(asked) = self.learner.catchup_asked_tick {
+            if self.now - asked < self.cfg.catchup_ticks {
+                return;
+            }
+        }
+        let target = match self.leader {
+            Some(leader) if leader != self.cfg.id && !matches!(self.role, Role::Leader(_)) => {
+                leader
+            }
+            _ => {
+                let others: Vec<NodeId> = self
+                    .cfg
+                    .members
+                    .iter()
+                    .copied()
+                    .filter(|m| *m != self.cfg.id)
+                    .collect();
+                if others.is_empty() {
+                    return;
+                }
+                others[self.rng.gen_range(0..others.len())]
+            }
+        };
+        self.learner.catchup_asked_tick = Some(self.now);
+        let body = Body::CatchupRequest {
+            from: self.learner.chosen_end,
+            to: self.learner.commit_seen,
+        };
+        self.send(target, body, Gate::Now);
+    }
+
+    pub(super) fn handle_catchup_request(
+        &mut self,
+        from: NodeId,
+        first: InstanceId,
+        to: InstanceId,
+    ) {
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        let mut instance = first;
+        while instance < to && entries.len() < self.cfg.catchup_entries_max {
+            let Some(value) = self.learner.chosen.get(&instance) else {
+                break;
+            };
+            if !entries.is_empty() && bytes + value.size_bytes() > self.cfg.catchup_bytes_max {
+                break;
+            }
+            bytes += value.size_bytes();
+            entries.push((instance, value.clone()));
+            instance = instance.next();
+        }
+        if !entries.is_empty() {
+            self.send(from, Body::CatchupReply { entries }, Gate::Now);
+        }
+    }
+
+    pub(super) fn handle_catchup_reply(&mut self, entries: Vec<(InstanceId, Value)>) {
+        let mut progressed = false;
+        for (instance, value) in entries {
+            if instance >= self.learner.chosen_end && !self.learner.chosen.contains_key(&instance) {
+                progressed = true;
+            }
+            self.learn_chosen(instance, value, None);
+        }
+        if progressed {
+            // Ask for the next range straight away.
+            self.learner.catchup_asked_tick = None;
+        }
+    }
+}

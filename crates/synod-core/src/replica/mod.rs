@@ -1,0 +1,470 @@
+//! One replica of one Paxos group: acceptor, proposer and learner in one pure
+//! state machine. Inputs are [`Replica::step`], [`Replica::tick`],
+//! [`Replica::propose`] and [`Replica::persisted`]; outputs are collected in a
+//! [`Ready`] taken with [`Replica::take_ready`].
+//!
+//! The roles live in their own files: `acceptor.rs` (Prepare, Accept),
+//! `proposer.rs` (elections, phase 1 and 2 as leader), `learner.rs` (chosen
+//! values, apply, catch-up, heartbeats and checksums).
+
+mod acceptor;
+mod learner;
+mod proposer;
+mod recover;
+
+#[cfg(test)]
+mod tests;
+
+use crate::config::{Config, ConfigError, Inject};
+use crate::ids::{Ballot, InstanceId, NodeId};
+use crate::message::{AppliedMark, Body, Message, PromiseEntry};
+use crate::ready::{PersistSeq, Ready, RejectReason, Rejected};
+use crate::record::Record;
+use crate::value::{Checksum, Command, Value};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, VecDeque};
+
+pub use recover::RecoverError;
+
+/// What a replica is doing now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleKind {
+    /// Following a leader (or waiting for one).
+    Follower,
+    /// Running phase 1 to become leader.
+    Candidate,
+    /// Leading: phase 1 done for every instance from its first unchosen one.
+    Leader,
+}
+
+/// A snapshot of a replica's progress, for status pages, metrics and checkers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This replica.
+    pub id: NodeId,
+    /// Its role.
+    pub role: RoleKind,
+    /// The leader it knows of (itself when leading).
+    pub leader: Option<NodeId>,
+    /// The highest ballot it promised.
+    pub promised: Ballot,
+    /// Every instance below this is chosen and known here.
+    pub chosen_end: InstanceId,
+    /// Every instance below this was handed out to apply.
+    pub applied_end: InstanceId,
+    /// Checksum of the applied values.
+    pub checksum: Checksum,
+}
+
+/// Whether a message may leave before everything persisted so far is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gate {
+    /// The message does not depend on any record being durable.
+    Now,
+    /// The message may only leave once every record handed out so far is durable.
+    Durable,
+}
+
+/// Acceptor state: what must survive a crash for Paxos to be safe.
+#[derive(Debug, Default)]
+struct AcceptorState {
+    /// No ballot below this is accepted or promised any more.
+    promised: Ballot,
+    /// Accepted values at or above the chosen prefix; below it they are pruned
+    /// (the chosen value is kept by the learner).
+    accepted: BTreeMap<InstanceId, (Ballot, Value)>,
+}
+
+/// Learner state: what is known chosen and what was handed out to apply.
+#[derive(Debug)]
+struct LearnerState {
+    /// Every known chosen value. (Kept whole until snapshots compact it.)
+    chosen: BTreeMap<InstanceId, Value>,
+    /// Every instance below this is chosen and known here.
+    chosen_end: InstanceId,
+    /// Every instance below this was handed out to apply.
+    applied_end: InstanceId,
+    /// Checksum of values `0..applied_end`.
+    checksum: Checksum,
+    /// Recent applied marks, oldest first, to compare with peers' marks.
+    history: VecDeque<AppliedMark>,
+    /// Highest chosen prefix end heard of (from a leader or a promise).
+    commit_seen: InstanceId,
+    /// When this replica last asked a peer for catch-up.
+    catchup_asked_tick: Option<u64>,
+}
+
+/// Checksum marks kept to compare with peers.
+const HISTORY_MARKS_MAX: usize = 4096;
+
+/// A value in phase 2, waiting for a majority.
+#[derive(Debug)]
+struct InFlight {
+    value: Value,
+    /// Bit `k` set: member `k` accepted.
+    acks: u64,
+    /// Last time the Accept was sent to members that have not answered.
+    sent_tick: u64,
+}
+
+#[derive(Debug)]
+struct Candidate {
+    ballot: Ballot,
+    /// Bit `k` set: member `k` promised.
+    promised_by: u64,
+    /// The chosen prefix this candidate had when it started: phase 1 covers
+    /// every instance from here on.
+    first_instance: InstanceId,
+    /// Highest chosen prefix end reported by a promise.
+    chosen_end_reported: InstanceId,
+    /// Per instance, the highest-ballot accepted value reported so far (or a
+    /// value some acceptor knows is chosen).
+    entries: BTreeMap<InstanceId, PromiseEntry>,
+    prepare_sent_tick: u64,
+}
+
+#[derive(Debug)]
+struct Leader {
+    ballot: Ballot,
+    /// The instance the next new batch goes to.
+    next_instance: InstanceId,
+    in_flight: BTreeMap<InstanceId, InFlight>,
+    in_flight_bytes: usize,
+    /// Per member index, the last tick it answered this leader.
+    last_ack_tick: Vec<u64>,
+    heartbeat_sent_tick: u64,
+}
+
+#[derive(Debug)]
+enum Role {
+    Follower,
+    Candidate(Candidate),
+    Leader(Leader),
+}
+
+/// One replica of one Paxos group. See the module docs.
+#[derive(Debug)]
+pub struct Replica {
+    cfg: Config,
+    rng: ChaCha8Rng,
+    /// Ticks since this replica was created.
+    now: u64,
+    acceptor: AcceptorState,
+    learner: LearnerState,
+    role: Role,
+    /// The leader this replica believes in (itself when leading).
+    leader: Option<NodeId>,
+    /// When this replica last heard from the leader it believes in.
+    leader_contact_tick: u64,
+    /// When a follower or candidate starts its next election.
+    election_due_tick: u64,
+    /// Highest round seen in any ballot, so a new ballot beats all of them.
+    round_seen: u64,
+    /// Commands waiting for an instance (leader or candidate).
+    pending: VecDeque<Command>,
+    /// Commands to forward to the leader (follower).
+    forward: Vec<Command>,
+    /// Records handed out so far.
+    persist_next: u64,
+    /// Records known durable.
+    durable: u64,
+    /// Messages waiting for records to be durable: (records needed, message).
+    held: VecDeque<(u64, Message)>,
+    /// Messages to this replica itself, handled before the current call returns.
+    inbox: VecDeque<Message>,
+    ready: Ready,
+}
+
+impl Replica {
+    /// A replica with empty durable state (a brand new member).
+    pub fn new(cfg: Config) -> Result<Replica, ConfigError> {
+        cfg.validate()?;
+        let rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let mut replica = Replica {
+            cfg,
+            rng,
+            now: 0,
+            acceptor: AcceptorState::default(),
+            learner: LearnerState {
+                chosen: BTreeMap::new(),
+                chosen_end: InstanceId(0),
+                applied_end: InstanceId(0),
+                checksum: Checksum::default(),
+                history: VecDeque::from([AppliedMark {
+                    applied_end: InstanceId(0),
+                    checksum: Checksum::default(),
+                }]),
+                commit_seen: InstanceId(0),
+                catchup_asked_tick: None,
+            },
+            role: Role::Follower,
+            leader: None,
+            leader_contact_tick: 0,
+            election_due_tick: 0,
+            round_seen: 0,
+            pending: VecDeque::new(),
+            forward: Vec::new(),
+            persist_next: 0,
+            durable: 0,
+            held: VecDeque::new(),
+            inbox: VecDeque::new(),
+            ready: Ready::default(),
+        };
+        replica.election_due_tick = if replica.cfg.members.len() == 1 {
+            // Alone: nobody to wait for.
+            1
+        } else {
+            replica.random_election_timeout()
+        };
+        Ok(replica)
+    }
+
+    /// Handles a message from a peer (or a duplicate, or a stale one: the
+    /// network may do anything). Messages for another group, to another node or
+    /// from a non-member are ignored.
+    pub fn step(&mut self, msg: Message) {
+        if msg.group != self.cfg.group || msg.to != self.cfg.id || msg.from == self.cfg.id {
+            return;
+        }
+        if self.member_index(msg.from).is_none() {
+            return;
+        }
+        self.dispatch(msg);
+        self.drain_inbox();
+    }
+
+    /// Advances time by one tick: elections, heartbeats, retransmissions, catch-up.
+    pub fn tick(&mut self) {
+        self.now += 1;
+        match self.role {
+            Role::Follower => {
+                if self.now >= self.election_due_tick {
+                    self.start_election();
+                }
+            }
+            Role::Candidate(_) => self.tick_candidate(),
+            Role::Leader(_) => self.tick_leader(),
+        }
+        self.tick_catchup();
+        self.drain_inbox();
+    }
+
+    /// Submits a command. A leader (or candidate) queues it for the next batch; a
+    /// follower forwards it to the leader it knows. The outcome is learned by
+    /// applying: the command shows up in a later `Ready::apply`, or never (a
+    /// forwarded command can be lost; clients retry with the same id, and the
+    /// state machine applies a command id once).
+    pub fn propose(&mut self, command: Command) -> Result<(), RejectReason> {
+        match self.role {
+            Role::Leader(_) | Role::Candidate(_) => {
+                if self.pending.len() >= self.cfg.pending_commands_max {
+                    return Err(RejectReason::Overloaded);
+                }
+                self.pending.push_back(command);
+                Ok(())
+            }
+            Role::Follower => {
+                if self.leader.is_none() {
+                    return Err(RejectReason::NoLeader);
+                }
+                if self.forward.len() >= self.cfg.pending_commands_max {
+                    return Err(RejectReason::Overloaded);
+                }
+                self.forward.push(command);
+                Ok(())
+            }
+        }
+    }
+
+    /// Tells the replica that the first `through` records it handed out are
+    /// durable. Releases the messages that waited for them.
+    pub fn persisted(&mut self, through: PersistSeq) {
+        let through = through.0.min(self.persist_next);
+        if through <= self.durable {
+            return;
+        }
+        self.durable = through;
+        while let Some((needed, _)) = self.held.front() {
+            if *needed > self.durable {
+                break;
+            }
+            if let Some((_, msg)) = self.held.pop_front() {
+                self.route(msg);
+            }
+        }
+        self.drain_inbox();
+    }
+
+    /// Takes every effect produced since the last call. Pending commands are
+    /// batched into instances here, so commands proposed between two calls share
+    /// an instance (adaptive batching: the busier, the bigger the batches).
+    pub fn take_ready(&mut self) -> Ready {
+        self.flush_proposals();
+        self.flush_forwards();
+        self.drain_inbox();
+        std::mem::take(&mut self.ready)
+    }
+
+    /// This replica's progress.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.cfg.id,
+            role: match self.role {
+                Role::Follower => RoleKind::Follower,
+                Role::Candidate(_) => RoleKind::Candidate,
+                Role::Leader(_) => RoleKind::Leader,
+            },
+            leader: self.leader,
+            promised: self.acceptor.promised,
+            chosen_end: self.learner.chosen_end,
+            applied_end: self.learner.applied_end,
+            checksum: self.learner.checksum,
+        }
+    }
+
+    /// The chosen value of `instance`, if known here.
+    pub fn chosen_value(&self, instance: InstanceId) -> Option<&Value> {
+        self.learner.chosen.get(&instance)
+    }
+
+    /// This replica's configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn dispatch(&mut self, msg: Message) {
+        let from = msg.from;
+        match msg.body {
+            Body::Prepare {
+                ballot,
+                first_instance,
+            } => self.handle_prepare(from, ballot, first_instance),
+            Body::Promise {
+                ballot,
+                chosen_end,
+                entries,
+            } => self.handle_promise(from, ballot, chosen_end, entries),
+            Body::Accept {
+                ballot,
+                instance,
+                value,
+                chosen_end,
+            } => self.handle_accept(from, ballot, instance, value, chosen_end),
+            Body::Accepted { ballot, instance } => self.handle_accepted(from, ballot, instance),
+            Body::Reject { ballot, promised } => self.handle_reject(ballot, promised),
+            Body::Heartbeat {
+                ballot,
+                chosen_end,
+                applied,
+            } => self.handle_heartbeat(from, ballot, chosen_end, applied),
+            Body::HeartbeatAck {
+                ballot,
+                chosen_end,
+                applied,
+            } => self.handle_heartbeat_ack(from, ballot, chosen_end, applied),
+            Body::Forward { commands } => self.handle_forward(commands),
+            Body::CatchupRequest { from: first, to } => {
+                self.handle_catchup_request(from, first, to)
+            }
+            Body::CatchupReply { entries } => self.handle_catchup_reply(entries),
+        }
+    }
+
+    /// Handles messages this replica sent itself, until there are none.
+    fn drain_inbox(&mut self) {
+        // Bounded: every self-message is a reply to a self-message of a
+        // different kind (Prepare -> Promise, Accept -> Accepted), and replies
+        // produce no further self-messages, so the chain has length two.
+        while let Some(msg) = self.inbox.pop_front() {
+            self.dispatch(msg);
+        }
+    }
+
+    /// Queues a message, held back until durable when `gate` says so.
+    fn send(&mut self, to: NodeId, body: Body, gate: Gate) {
+        let msg = Message {
+            group: self.cfg.group,
+            from: self.cfg.id,
+            to,
+            body,
+        };
+        if gate == Gate::Durable && self.durable < self.persist_next {
+            self.held.push_back((self.persist_next, msg));
+        } else {
+            self.route(msg);
+        }
+    }
+
+    /// Sends `body` to every member, this replica included.
+    fn broadcast(&mut self, body: Body, gate: Gate) {
+        for k in 0..self.cfg.members.len() {
+            let to = self.cfg.members[k];
+            self.send(to, body.clone(), gate);
+        }
+    }
+
+    fn route(&mut self, msg: Message) {
+        if msg.to == self.cfg.id {
+            self.inbox.push_back(msg);
+        } else {
+            self.ready.messages.push(msg);
+        }
+    }
+
+    /// Hands a record to the caller to persist.
+    fn persist(&mut self, record: Record) {
+        debug_assert_eq!(record.group(), self.cfg.group);
+        self.ready.persist.push(record);
+        self.persist_next += 1;
+        self.ready.persist_through = PersistSeq(self.persist_next);
+    }
+
+    fn member_index(&self, node: NodeId) -> Option<usize> {
+        self.cfg.members.iter().position(|m| *m == node)
+    }
+
+    fn random_election_timeout(&mut self) -> u64 {
+        let base = self.cfg.election_ticks;
+        self.now + base + self.rng.gen_range(0..base)
+    }
+
+    /// Notes a ballot seen anywhere, so that our next ballot is higher.
+    fn observe(&mut self, ballot: Ballot) {
+        self.round_seen = self.round_seen.max(ballot.round);
+    }
+
+    /// Gives up leading or campaigning. Commands that never got an instance are
+    /// refused (they were not proposed, so a retry cannot duplicate them).
+    fn step_down(&mut self) {
+        let reason = match self.role {
+            Role::Follower => return,
+            Role::Candidate(_) => RejectReason::NoLeader,
+            Role::Leader(_) => RejectReason::LostLeadership,
+        };
+        self.role = Role::Follower;
+        if self.leader == Some(self.cfg.id) {
+            self.leader = None;
+        }
+        for command in self.pending.drain(..) {
+            self.ready.rejected.push(Rejected { command, reason });
+        }
+        self.election_due_tick = self.random_election_timeout();
+    }
+
+    fn reject(&mut self, command: Command, reason: RejectReason) {
+        self.ready.rejected.push(Rejected { command, reason });
+    }
+
+    /// The deliberate bugs switched on (none unless built with `fault-injection`).
+    fn injected(&self) -> Inject {
+        #[cfg(feature = "fault-injection")]
+        {
+            self.cfg.inject
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        {
+            Inject::default()
+        }
+    }
+}

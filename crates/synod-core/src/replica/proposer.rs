@@ -1,0 +1,429 @@
+//! The proposer role: elections (phase 1) and leading (phase 2).
+//!
+//! A candidate runs phase 1 for every instance from its first unchosen one with
+//! a fresh ballot. With promises from a majority it becomes leader: for every
+//! instance some promise reported, it re-proposes the value accepted at the
+//! highest ballot (Paxos' rule that keeps a possibly chosen value chosen), fills
+//! holes with no-ops, and only then assigns new commands to instances.
+
+use super::{Candidate, Gate, InFlight, Leader, Replica, Role};
+use crate::ids::{Ballot, InstanceId, NodeId};
+use crate::message::{AppliedMark, Body, PromiseEntry};
+use crate::ready::RejectReason;
+use crate::value::Value;
+use std::collections::BTreeMap;
+
+impl Replica {
+    /// Starts (or restarts) phase 1 with a ballot above every ballot seen.
+    pub(super) fn start_election(&mut self) {
+        let round = self.round_seen.max(self.acceptor.promised.round) + 1;
+        let ballot = Ballot {
+            round,
+            node: self.cfg.id,
+        };
+        self.round_seen = round;
+        if let Role::Leader(_) = self.role {
+            self.step_down();
+        }
+        self.leader = None;
+        self.role = Role::Candidate(Candidate {
+            ballot,
+            promised_by: 0,
+            first_instance: self.learner.chosen_end,
+            chosen_end_reported: self.learner.chosen_end,
+            entries: BTreeMap::new(),
+            prepare_sent_tick: self.now,
+        });
+        self.election_due_tick = self.random_election_timeout();
+        // Safety: our own promise of `ballot` is persisted *before* any Prepare
+        // carrying it leaves (the Prepares are gated on it). After a crash the
+        // recovered promise is at least `ballot`, so the next ballot we pick is
+        // higher: one ballot never serves two incarnations, and so never two
+        // values for one instance.
+        let promised = self.promise(ballot);
+        debug_assert!(promised, "a fresh ballot is above the promise");
+        let first_instance = self.learner.chosen_end;
+        self.broadcast(
+            Body::Prepare {
+                ballot,
+                first_instance,
+            },
+            Gate::Durable,
+        );
+    }
+
+    pub(super) fn tick_candidate(&mut self) {
+        if self.now >= self.election_due_tick {
+            self.start_election();
+            return;
+        }
+        let (ballot, first_instance, missing) = match &mut self.role {
+            Role::Candidate(c) if self.now - c.prepare_sent_tick >= self.cfg.retransmit_ticks => {
+                c.prepare_sent_tick = self.now;
+                (c.ballot, c.first_instance, c.promised_by)
+            }
+            _ => return,
+        };
+        for k in 0..self.cfg.members.len() {
+            let to = self.cfg.members[k];
+            if missing & (1 << k) == 0 && to != self.cfg.id {
+                let body = Body::Prepare {
+                    ballot,
+                    first_instance,
+                };
+                self.send(to, body, Gate::Durable);
+            }
+        }
+    }
+
+    /// Phase 1b received.
+    pub(super) fn handle_promise(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        chosen_end: InstanceId,
+        entries: Vec<PromiseEntry>,
+    ) {
+        let Some(k) = self.member_index(from) else {
+            return;
+        };
+        let skip_adopt = self.injected().skip_adopt && from != self.cfg.id;
+        let quorum = self.cfg.quorum();
+        let Role::Candidate(c) = &mut self.role else {
+            return;
+        };
+        if c.ballot != ballot {
+            return;
+        }
+        if c.promised_by & (1 << k) == 0 && !skip_adopt {
+            c.chosen_end_reported = c.chosen_end_reported.max(chosen_end);
+            for entry in entries {
+                merge_entry(&mut c.entries, entry);
+            }
+        }
+        c.promised_by |= 1 << k;
+        if c.promised_by.count_ones() as usize >= quorum {
+            self.become_leader();
+        }
+    }
+
+    /// Phase 1 succeeded: re-propose what may have been chosen, fill holes, lead.
+    fn become_leader(&mut self) {
+        let Role::Candidate(c) = std::mem::replace(&mut self.role, Role::Follower) else {
+            return;
+        };
+        let members = self.cfg.members.len();
+        self.role = Role::Leader(Leader {
+            ballot: c.ballot,
+            next_instance: self.learner.chosen_end,
+            in_flight: BTreeMap::new(),
+            in_flight_bytes: 0,
+            last_ack_tick: vec![self.now; members],
+            heartbeat_sent_tick: self.now,
+        });
+        self.leader = Some(self.cfg.id);
+        // Values some acceptor knows are chosen are learned directly.
+        for entry in c.entries.values().filter(|e| e.chosen) {
+            self.learn_chosen(entry.instance, entry.value.clone(), None);
+        }
+        // Every instance below a reported chosen prefix is chosen: learn it by
+        // catch-up, never propose into it.
+        self.learner.commit_seen = self.learner.commit_seen.max(c.chosen_end_reported);
+        let start = self.learner.chosen_end.max(c.chosen_end_reported);
+        let end = [
+            start,
+            c.entries.keys().next_back().map_or(start, |i| i.next()),
+            self.learner
+                .chosen
+                .keys()
+                .next_back()
+                .map_or(start, |i| i.next()),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(start);
+        for i in start.0..end.0 {
+            let instance = InstanceId(i);
+            if self.learner.chosen.contains_key(&instance) {
+                continue;
+            }
+            // Safety (Paxos P2c): the value accepted at the highest ballot in a
+            // majority of promises is the only one that can have been chosen at
+            // a lower ballot; where no promise reports a value, none was chosen.
+            let value = c
+                .entries
+                .get(&instance)
+                .map_or(Value::Noop, |entry| entry.value.clone());
+            self.propose_at(instance, value);
+        }
+        if let Role::Leader(leader) = &mut self.role {
+            leader.next_instance = end;
+        }
+        self.send_heartbeats();
+    }
+
+    /// Phase 2a for one instance.
+    fn propose_at(&mut self, instance: InstanceId, value: Value) {
+        let chosen_end = self.learner.chosen_end;
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let ballot = leader.ballot;
+        leader.in_flight_bytes += value.size_bytes();
+        let previous = leader.in_flight.insert(
+            instance,
+            InFlight {
+                value: value.clone(),
+                acks: 0,
+                sent_tick: self.now,
+            },
+        );
+        debug_assert!(previous.is_none(), "instance {instance} proposed twice");
+        // Accepts need not wait for our own Accept record: the leader's own vote
+        // is counted only when that record is durable (its Accepted is gated).
+        self.broadcast(
+            Body::Accept {
+                ballot,
+                instance,
+                value,
+                chosen_end,
+            },
+            Gate::Now,
+        );
+    }
+
+    /// Assigns waiting commands to new instances while the window has room.
+    pub(super) fn flush_proposals(&mut self) {
+        loop {
+            let Role::Leader(leader) = &self.role else {
+                return;
+            };
+            if self.pending.is_empty()
+                || leader.in_flight.len() >= self.cfg.window_instances_max
+                || leader.in_flight_bytes >= self.cfg.window_bytes_max
+            {
+                return;
+            }
+            let instance = leader.next_instance;
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while let Some(command) = self.pending.front() {
+                let fits = batch.is_empty()
+                    || (batch.len() < self.cfg.batch_commands_max
+                        && bytes + command.len() <= self.cfg.batch_bytes_max);
+                if !fits {
+                    break;
+                }
+                bytes += command.len();
+                if let Some(command) = self.pending.pop_front() {
+                    batch.push(command);
+                }
+            }
+            if let Role::Leader(leader) = &mut self.role {
+                leader.next_instance = instance.next();
+            }
+            self.propose_at(instance, Value::batch(batch));
+        }
+    }
+
+    /// Sends buffered commands to the leader, or refuses them when there is none.
+    pub(super) fn flush_forwards(&mut self) {
+        if self.forward.is_empty() {
+            return;
+        }
+        let commands = std::mem::take(&mut self.forward);
+        match (&self.role, self.leader) {
+            (Role::Follower, Some(leader)) if leader != self.cfg.id => {
+                let mut chunk = Vec::new();
+                let mut bytes = 0;
+                for command in commands {
+                    if !chunk.is_empty()
+                        && (chunk.len() >= self.cfg.batch_commands_max
+                            || bytes + command.len() > self.cfg.batch_bytes_max)
+                    {
+                        let commands = std::mem::take(&mut chunk);
+                        self.send(leader, Body::Forward { commands }, Gate::Now);
+                        bytes = 0;
+                    }
+                    bytes += command.len();
+                    chunk.push(command);
+                }
+                self.send(leader, Body::Forward { commands: chunk }, Gate::Now);
+            }
+            (Role::Follower, _) => {
+                for command in commands {
+                    self.reject(command, RejectReason::NoLeader);
+                }
+            }
+            _ => {
+                // We became candidate or leader since: propose them ourselves.
+                for command in commands {
+                    self.pending.push_back(command);
+                }
+            }
+        }
+    }
+
+    /// Commands forwarded by a follower.
+    pub(super) fn handle_forward(&mut self, commands: Vec<crate::value::Command>) {
+        if matches!(self.role, Role::Follower) {
+            // Not leading: drop. The follower's client times out and retries;
+            // exactly-once is the state machine's job (command ids).
+            return;
+        }
+        for command in commands {
+            if self.pending.len() >= self.cfg.pending_commands_max {
+                return;
+            }
+            self.pending.push_back(command);
+        }
+    }
+
+    /// Phase 2b received.
+    pub(super) fn handle_accepted(&mut self, from: NodeId, ballot: Ballot, instance: InstanceId) {
+        let Some(k) = self.member_index(from) else {
+            return;
+        };
+        let quorum = self.cfg.quorum();
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if leader.ballot != ballot {
+            return;
+        }
+        leader.last_ack_tick[k] = self.now;
+        let Some(in_flight) = leader.in_flight.get_mut(&instance) else {
+            return;
+        };
+        in_flight.acks |= 1 << k;
+        if (in_flight.acks.count_ones() as usize) < quorum {
+            return;
+        }
+        // Chosen: a majority accepted this value at this ballot, durably.
+        let Some(in_flight) = leader.in_flight.remove(&instance) else {
+            return;
+        };
+        leader.in_flight_bytes -= in_flight.value.size_bytes();
+        self.learn_chosen(instance, in_flight.value, Some(ballot));
+    }
+
+    /// Someone promised a higher ballot: stand down.
+    pub(super) fn handle_reject(&mut self, ballot: Ballot, promised: Ballot) {
+        self.observe(promised);
+        let mine = match &self.role {
+            Role::Candidate(c) => c.ballot,
+            Role::Leader(l) => l.ballot,
+            Role::Follower => return,
+        };
+        if ballot == mine && promised > mine {
+            self.step_down();
+        }
+    }
+
+    pub(super) fn tick_leader(&mut self) {
+        let now = self.now;
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        // Check quorum: a leader that has not heard from a majority for an
+        // election timeout stands down, so clients stop waiting on it.
+        let me = self.cfg.members.iter().position(|m| *m == self.cfg.id);
+        let heard = leader
+            .last_ack_tick
+            .iter()
+            .enumerate()
+            .filter(|(k, tick)| Some(*k) == me || now - **tick < self.cfg.election_ticks)
+            .count();
+        if heard < self.cfg.quorum() {
+            self.step_down();
+            return;
+        }
+        let ballot = leader.ballot;
+        let mut resend = Vec::new();
+        for (instance, in_flight) in leader.in_flight.iter_mut() {
+            if now - in_flight.sent_tick >= self.cfg.retransmit_ticks {
+                in_flight.sent_tick = now;
+                resend.push((*instance, in_flight.value.clone(), in_flight.acks));
+            }
+        }
+        let heartbeat_due = now - leader.heartbeat_sent_tick >= self.cfg.heartbeat_ticks;
+        let chosen_end = self.learner.chosen_end;
+        for (instance, value, acks) in resend {
+            for k in 0..self.cfg.members.len() {
+                let to = self.cfg.members[k];
+                if acks & (1 << k) == 0 && to != self.cfg.id {
+                    let body = Body::Accept {
+                        ballot,
+                        instance,
+                        value: value.clone(),
+                        chosen_end,
+                    };
+                    self.send(to, body, Gate::Now);
+                }
+            }
+        }
+        if heartbeat_due {
+            self.send_heartbeats();
+        }
+    }
+
+    pub(super) fn send_heartbeats(&mut self) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        leader.heartbeat_sent_tick = self.now;
+        let ballot = leader.ballot;
+        let chosen_end = self.learner.chosen_end;
+        let applied = AppliedMark {
+            applied_end: self.learner.applied_end,
+            checksum: self.learner.checksum,
+        };
+        for k in 0..self.cfg.members.len() {
+            let to = self.cfg.members[k];
+            if to != self.cfg.id {
+                let body = Body::Heartbeat {
+                    ballot,
+                    chosen_end,
+                    applied,
+                };
+                self.send(to, body, Gate::Now);
+            }
+        }
+    }
+
+    /// Notes that a follower answered this leader.
+    pub(super) fn note_ack(&mut self, from: NodeId, ballot: Ballot) {
+        let Some(k) = self.member_index(from) else {
+            return;
+        };
+        if let Role::Leader(leader) = &mut self.role {
+            if leader.ballot == ballot {
+                leader.last_ack_tick[k] = self.now;
+            }
+        }
+    }
+}
+
+/// Keeps, per instance, the entry that phase 1 must adopt: a value some acceptor
+/// knows is chosen, else the value accepted at the highest ballot.
+fn merge_entry(entries: &mut BTreeMap<InstanceId, PromiseEntry>, entry: PromiseEntry) {
+    match entries.get(&entry.instance) {
+        Some(old) if old.chosen => {
+            debug_assert!(
+                !entry.chosen || entry.value == old.value,
+                "two chosen values reported for {}",
+                entry.instance
+            );
+        }
+        Some(old) if !entry.chosen && entry.ballot <= old.ballot => {
+            debug_assert!(
+                entry.ballot != old.ballot || entry.value == old.value,
+                "two values accepted at one ballot for {}",
+                entry.instance
+            );
+        }
+        _ => {
+            entries.insert(entry.instance, entry);
+        }
+    }
+}

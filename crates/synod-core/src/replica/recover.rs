@@ -1,0 +1,80 @@
+//! Rebuilding a replica from its durable records after a restart.
+
+use super::Replica;
+use crate::config::{Config, ConfigError};
+use crate::ids::InstanceId;
+use crate::record::{ChosenValue, Record};
+use thiserror::Error;
+
+/// The durable records cannot be replayed.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RecoverError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A chosen mark points at an accepted value that no earlier record holds.
+    /// Durability is a prefix, so this means the records are corrupt.
+    #[error("chosen mark for {instance} refers to an accepted value no earlier record holds")]
+    DanglingChosen {
+        /// The instance of the mark.
+        instance: InstanceId,
+    },
+}
+
+impl Replica {
+    /// Rebuilds a replica from the records it persisted (records of other groups
+    /// are skipped). The next `take_ready` hands out, from instance 0, every
+    /// value known chosen, so a state machine rebuilt from scratch catches up.
+    pub fn recover<'a>(
+        cfg: Config,
+        records: impl IntoIterator<Item = &'a Record>,
+    ) -> Result<Replica, RecoverError> {
+        let mut replica = Replica::new(cfg)?;
+        let group = replica.cfg.group;
+        for record in records {
+            if record.group() != group {
+                continue;
+            }
+            match record {
+                Record::Promise { ballot, .. } => {
+                    replica.acceptor.promised = replica.acceptor.promised.max(*ballot);
+                }
+                Record::Accept {
+                    instance,
+                    ballot,
+                    value,
+                    ..
+                } => {
+                    replica.acceptor.promised = replica.acceptor.promised.max(*ballot);
+                    replica
+                        .acceptor
+                        .accepted
+                        .insert(*instance, (*ballot, value.clone()));
+                }
+                Record::Chosen {
+                    instance, value, ..
+                } => {
+                    let value = match value {
+                        ChosenValue::Learned(value) => value.clone(),
+                        ChosenValue::Accepted(ballot) => {
+                            match replica.acceptor.accepted.get(instance) {
+                                Some((accepted_ballot, value)) if accepted_ballot == ballot => {
+                                    value.clone()
+                                }
+                                _ => {
+                                    return Err(RecoverError::DanglingChosen {
+                                        instance: *instance,
+                                    })
+                                }
+                            }
+                        }
+                    };
+                    replica.learner.chosen.insert(*instance, value);
+                }
+            }
+        }
+        replica.round_seen = replica.acceptor.promised.round;
+        replica.advance_chosen_end();
+        Ok(replica)
+    }
+}

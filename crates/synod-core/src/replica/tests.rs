@@ -1,0 +1,331 @@
+//! Hand-built scenarios for one replica and for small clusters on a perfect
+//! network with instant, controllable persistence.
+
+use super::*;
+use crate::ids::GroupId;
+use crate::ready::Apply;
+use crate::record::ChosenValue;
+use bytes::Bytes;
+
+fn members(n: u32) -> Vec<NodeId> {
+    (1..=n).map(NodeId).collect()
+}
+
+fn cmd(s: &'static str) -> Command {
+    Bytes::from_static(s.as_bytes())
+}
+
+/// A cluster on a perfect network. Records become durable only when
+/// `sync` is called (or at once with `auto_sync`).
+struct Cluster {
+    replicas: Vec<Replica>,
+    durable: Vec<Vec<Record>>,
+    unsynced: Vec<Vec<Record>>,
+    through: Vec<PersistSeq>,
+    wire: VecDeque<Message>,
+    applied: Vec<Vec<Apply>>,
+    auto_sync: bool,
+    down: Vec<bool>,
+}
+
+impl Cluster {
+    fn new(n: u32) -> Cluster {
+        let replicas: Vec<Replica> = members(n)
+            .into_iter()
+            .map(|id| Replica::new(Config::new(id, members(n))).unwrap())
+            .collect();
+        let n = n as usize;
+        Cluster {
+            replicas,
+            durable: vec![Vec::new(); n],
+            unsynced: vec![Vec::new(); n],
+            through: vec![PersistSeq(0); n],
+            wire: VecDeque::new(),
+            applied: vec![Vec::new(); n],
+            auto_sync: true,
+            down: vec![false; n],
+        }
+    }
+
+    fn collect(&mut self, k: usize) {
+        let ready = self.replicas[k].take_ready();
+        if !ready.persist.is_empty() {
+            self.unsynced[k].extend(ready.persist);
+            self.through[k] = ready.persist_through;
+        }
+        self.wire.extend(ready.messages);
+        self.applied[k].extend(ready.apply);
+        assert!(ready.diverged.is_empty());
+        if self.auto_sync && !self.unsynced[k].is_empty() {
+            self.sync(k);
+        }
+    }
+
+    fn sync(&mut self, k: usize) {
+        let records = std::mem::take(&mut self.unsynced[k]);
+        self.durable[k].extend(records);
+        self.replicas[k].persisted(self.through[k]);
+        self.collect(k);
+    }
+
+    /// Delivers messages until the wire is empty.
+    fn deliver_all(&mut self) {
+        for _ in 0..100_000 {
+            let Some(msg) = self.wire.pop_front() else {
+                return;
+            };
+            let to = msg.to.0 as usize - 1;
+            if !self.down[to] && !self.down[msg.from.0 as usize - 1] {
+                self.replicas[to].step(msg);
+                self.collect(to);
+            }
+        }
+        panic!("messages never stopped");
+    }
+
+    fn tick_all(&mut self, ticks: u64) {
+        for _ in 0..ticks {
+            for k in 0..self.replicas.len() {
+                if !self.down[k] {
+                    self.replicas[k].tick();
+                    self.collect(k);
+                }
+            }
+            self.deliver_all();
+        }
+    }
+
+    fn leader(&self) -> Option<usize> {
+        (0..self.replicas.len())
+            .find(|k| !self.down[*k] && self.replicas[*k].status().role == RoleKind::Leader)
+    }
+
+    fn elect(&mut self) -> usize {
+        for _ in 0..200 {
+            self.tick_all(1);
+            if let Some(k) = self.leader() {
+                return k;
+            }
+        }
+        panic!("no leader elected");
+    }
+
+    fn applied_commands(&self, k: usize) -> Vec<Command> {
+        self.applied[k]
+            .iter()
+            .flat_map(|a| a.value.commands().to_vec())
+            .collect()
+    }
+}
+
+#[test]
+fn single_node_chooses_and_applies_in_order() {
+    let mut c = Cluster::new(1);
+    let leader = c.elect();
+    c.replicas[leader].propose(cmd("a")).unwrap();
+    c.replicas[leader].propose(cmd("b")).unwrap();
+    c.collect(leader);
+    c.deliver_all();
+    assert_eq!(c.applied_commands(0), vec![cmd("a"), cmd("b")]);
+    // Both commands were proposed before one take_ready: one batch.
+    assert_eq!(c.applied[0].len(), 1);
+}
+
+#[test]
+fn three_nodes_elect_one_leader_and_replicate() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    let follower = (leader + 1) % 3;
+    c.replicas[follower].propose(cmd("via-follower")).unwrap();
+    c.collect(follower);
+    c.deliver_all();
+    c.collect(leader);
+    c.deliver_all();
+    c.tick_all(5);
+    for k in 0..3 {
+        assert_eq!(c.applied_commands(k), vec![cmd("via-follower")], "node {k}");
+    }
+    let leaders = (0..3)
+        .filter(|k| c.replicas[*k].status().role == RoleKind::Leader)
+        .count();
+    assert_eq!(leaders, 1);
+    let checksums: Vec<Checksum> = (0..3).map(|k| c.replicas[k].status().checksum).collect();
+    assert!(checksums.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[test]
+fn acceptor_answers_only_after_its_record_is_durable() {
+    let mut replica = Replica::new(Config::new(NodeId(2), members(3))).unwrap();
+    let ballot = Ballot {
+        round: 1,
+        node: NodeId(1),
+    };
+    replica.step(Message {
+        group: GroupId(0),
+        from: NodeId(1),
+        to: NodeId(2),
+        body: Body::Prepare {
+            ballot,
+            first_instance: InstanceId(0),
+        },
+    });
+    let ready = replica.take_ready();
+    assert_eq!(
+        ready.persist,
+        vec![Record::Promise {
+            group: GroupId(0),
+            ballot
+        }]
+    );
+    assert!(
+        ready.messages.is_empty(),
+        "promise sent before it was durable"
+    );
+    replica.persisted(ready.persist_through);
+    let ready = replica.take_ready();
+    assert!(matches!(
+        ready.messages[..],
+        [Message {
+            body: Body::Promise { .. },
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn lower_ballots_are_rejected() {
+    let mut replica = Replica::new(Config::new(NodeId(2), members(3))).unwrap();
+    let high = Ballot {
+        round: 5,
+        node: NodeId(3),
+    };
+    let low = Ballot {
+        round: 4,
+        node: NodeId(1),
+    };
+    let mut sent = Vec::new();
+    for (from, ballot) in [(NodeId(3), high), (NodeId(1), low)] {
+        replica.step(Message {
+            group: GroupId(0),
+            from,
+            to: NodeId(2),
+            body: Body::Prepare {
+                ballot,
+                first_instance: InstanceId(0),
+            },
+        });
+        let ready = replica.take_ready();
+        sent.extend(ready.messages);
+        replica.persisted(ready.persist_through);
+        sent.extend(replica.take_ready().messages);
+    }
+    let rejects: Vec<_> = sent
+        .iter()
+        .filter(|m| matches!(m.body, Body::Reject { promised, .. } if promised == high))
+        .collect();
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(replica.status().promised, high);
+}
+
+#[test]
+fn new_leader_adopts_the_highest_ballot_value() {
+    let mut c = Cluster::new(3);
+    let first = c.elect();
+    // The first leader's value reaches one acceptor only, then it dies.
+    let others: Vec<usize> = (0..3).filter(|k| *k != first).collect();
+    c.replicas[first].propose(cmd("maybe-chosen")).unwrap();
+    c.collect(first);
+    c.wire.retain(|m| m.to == c.replicas[others[0]].config().id);
+    c.deliver_all();
+    c.down[first] = true;
+    c.wire.clear();
+    let second = c.elect();
+    assert_ne!(second, first);
+    c.tick_all(5);
+    for k in others {
+        assert_eq!(c.applied_commands(k), vec![cmd("maybe-chosen")], "node {k}");
+    }
+    let _ = second;
+}
+
+#[test]
+fn recovery_rebuilds_promise_accepts_and_chosen_prefix() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.replicas[leader].propose(cmd("x")).unwrap();
+    c.collect(leader);
+    c.deliver_all();
+    c.tick_all(5);
+    let k = (leader + 1) % 3;
+    let before = c.replicas[k].status();
+    let cfg = c.replicas[k].config().clone();
+    let mut recovered = Replica::recover(cfg, &c.durable[k]).unwrap();
+    let after = recovered.status();
+    assert_eq!(after.promised, before.promised);
+    assert_eq!(after.chosen_end, before.chosen_end);
+    let ready = recovered.take_ready();
+    let commands: Vec<Command> = ready
+        .apply
+        .iter()
+        .flat_map(|a| a.value.commands().to_vec())
+        .collect();
+    assert_eq!(commands, vec![cmd("x")]);
+    assert_eq!(recovered.status().checksum, before.checksum);
+}
+
+#[test]
+fn recovery_refuses_a_dangling_chosen_mark() {
+    let cfg = Config::new(NodeId(1), members(3));
+    let records = [Record::Chosen {
+        group: GroupId(0),
+        instance: InstanceId(0),
+        value: ChosenValue::Accepted(Ballot {
+            round: 1,
+            node: NodeId(1),
+        }),
+    }];
+    assert_eq!(
+        Replica::recover(cfg, &records).unwrap_err(),
+        RecoverError::DanglingChosen {
+            instance: InstanceId(0)
+        }
+    );
+}
+
+#[test]
+fn leader_counts_its_own_vote_only_when_durable() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.auto_sync = false;
+    for k in 0..3 {
+        c.down[k] = k != leader;
+    }
+    c.replicas[leader].propose(cmd("solo")).unwrap();
+    c.collect(leader);
+    c.deliver_all();
+    assert!(c.applied[leader].is_empty());
+    c.sync(leader);
+    // Its own durable vote is not a majority of three.
+    assert!(c.applied[leader].is_empty());
+}
+
+#[test]
+fn window_bounds_instances_in_flight() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.auto_sync = false;
+    let window = c.replicas[leader].config().window_instances_max;
+    for i in 0..window * 3 {
+        c.replicas[leader]
+            .propose(Bytes::from(format!("c{i}")))
+            .unwrap();
+        c.collect(leader);
+    }
+    let accepts = c
+        .wire
+        .iter()
+        .filter(|m| matches!(m.body, Body::Accept { .. }))
+        .count();
+    // One Accept per peer per instance, at most `window` instances.
+    assert_eq!(accepts, window * 2);
+}
