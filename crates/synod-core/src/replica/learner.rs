@@ -100,6 +100,9 @@ impl Replica {
     /// Other instances are fetched by catch-up.
     pub(super) fn learn_commit(&mut self, ballot: Ballot, chosen_end: InstanceId) {
         self.learner.commit_seen = self.learner.commit_seen.max(chosen_end);
+        if chosen_end <= self.learner.chosen_end {
+            return;
+        }
         let learned: Vec<(InstanceId, Value)> = self
             .acceptor
             .accepted

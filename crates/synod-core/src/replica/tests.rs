@@ -329,3 +329,36 @@ fn window_bounds_instances_in_flight() {
     // One Accept per peer per instance, at most `window` instances.
     assert_eq!(accepts, window * 2);
 }
+
+#[test]
+fn a_stale_commit_point_is_ignored() {
+    // Found by the simulator on its first run: a delayed Accept carrying an old
+    // chosen prefix made the learner build an inverted range and panic.
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    for s in ["a", "b", "c"] {
+        c.replicas[leader].propose(cmd(s)).unwrap();
+        c.collect(leader);
+        c.deliver_all();
+    }
+    c.tick_all(5);
+    let follower = (leader + 1) % 3;
+    let ballot = c.replicas[leader].status().promised;
+    let stale = Message {
+        group: GroupId(0),
+        from: c.replicas[leader].config().id,
+        to: c.replicas[follower].config().id,
+        body: Body::Accept {
+            ballot,
+            instance: InstanceId(0),
+            value: c.replicas[follower]
+                .chosen_value(InstanceId(0))
+                .unwrap()
+                .clone(),
+            chosen_end: InstanceId(0),
+        },
+    };
+    c.replicas[follower].step(stale);
+    c.collect(follower);
+    assert_eq!(c.replicas[follower].status().chosen_end, InstanceId(3));
+}
