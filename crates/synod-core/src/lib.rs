@@ -19,6 +19,7 @@
 
 #![deny(missing_docs)]
 
+pub mod codec;
 mod config;
 mod ids;
 mod message;

@@ -24,7 +24,7 @@ impl Replica {
                 self.learner
                     .chosen
                     .get(&instance)
-                    .map_or(true, |v| *v == value),
+                    .is_none_or(|v| *v == value),
                 "two values chosen for {instance}"
             );
             return;

@@ -1,0 +1,458 @@
+//! Binary encoding of values, records and messages, shared by the write-ahead
+//! log and the peer protocol. Pure: bytes in, bytes out.
+//!
+//! All integers are little-endian and fixed width. Decoding never panics and
+//! never allocates more than the input could hold: a count is checked against
+//! the bytes left before anything is reserved.
+
+use crate::ids::{Ballot, GroupId, InstanceId, NodeId};
+use crate::message::{AppliedMark, Body, Message, PromiseEntry};
+use crate::record::{ChosenValue, Record};
+use crate::value::{Checksum, Command, Value};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use thiserror::Error;
+
+/// Bytes that are not a valid encoding.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The input ended inside an item.
+    #[error("truncated input: needed {needed} more bytes")]
+    Truncated {
+        /// How many bytes were missing.
+        needed: usize,
+    },
+    /// A tag byte names no known variant.
+    #[error("unknown {what} tag {tag}")]
+    UnknownTag {
+        /// What was being decoded.
+        what: &'static str,
+        /// The tag found.
+        tag: u8,
+    },
+    /// A count cannot fit in the bytes that are left.
+    #[error("{what} count {count} exceeds the input")]
+    CountTooLarge {
+        /// What was being counted.
+        what: &'static str,
+        /// The count found.
+        count: u64,
+    },
+    /// Bytes were left over after the item.
+    #[error("{0} trailing bytes")]
+    Trailing(usize),
+}
+
+/// Appends encodings to a buffer.
+pub trait Encode {
+    /// Appends the encoding of `self` to `buf`.
+    fn encode(&self, buf: &mut BytesMut);
+
+    /// The encoding as a standalone buffer.
+    fn to_bytes(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        self.encode(&mut buf);
+        buf.freeze()
+    }
+}
+
+/// Reads encodings from a buffer; commands are zero-copy slices of it.
+pub trait Decode: Sized {
+    /// Reads one item from the front of `buf`.
+    fn decode(buf: &mut Bytes) -> Result<Self, DecodeError>;
+
+    /// Decodes exactly one item that fills `bytes`.
+    fn from_bytes(mut bytes: Bytes) -> Result<Self, DecodeError> {
+        let item = Self::decode(&mut bytes)?;
+        if bytes.has_remaining() {
+            return Err(DecodeError::Trailing(bytes.remaining()));
+        }
+        Ok(item)
+    }
+}
+
+fn need(buf: &Bytes, n: usize) -> Result<(), DecodeError> {
+    if buf.remaining() < n {
+        return Err(DecodeError::Truncated {
+            needed: n - buf.remaining(),
+        });
+    }
+    Ok(())
+}
+
+fn get_u8(buf: &mut Bytes) -> Result<u8, DecodeError> {
+    need(buf, 1)?;
+    Ok(buf.get_u8())
+}
+
+fn get_u32(buf: &mut Bytes) -> Result<u32, DecodeError> {
+    need(buf, 4)?;
+    Ok(buf.get_u32_le())
+}
+
+fn get_u64(buf: &mut Bytes) -> Result<u64, DecodeError> {
+    need(buf, 8)?;
+    Ok(buf.get_u64_le())
+}
+
+/// Reads a count of items each at least `min_size` bytes long.
+fn get_count(buf: &mut Bytes, min_size: usize, what: &'static str) -> Result<usize, DecodeError> {
+    let count = get_u32(buf)? as usize;
+    if count.saturating_mul(min_size.max(1)) > buf.remaining() {
+        return Err(DecodeError::CountTooLarge {
+            what,
+            count: count as u64,
+        });
+    }
+    Ok(count)
+}
+
+fn get_bytes(buf: &mut Bytes) -> Result<Bytes, DecodeError> {
+    let len = get_u32(buf)? as usize;
+    need(buf, len)?;
+    Ok(buf.split_to(len))
+}
+
+fn put_bytes(buf: &mut BytesMut, bytes: &[u8]) {
+    buf.put_u32_le(bytes.len() as u32);
+    buf.put_slice(bytes);
+}
+
+impl Encode for Ballot {
+    fn encode(&self, buf: &mut BytesMut) {
+        buf.put_u64_le(self.round);
+        buf.put_u32_le(self.node.0);
+    }
+}
+
+impl Decode for Ballot {
+    fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
+        Ok(Ballot {
+            round: get_u64(buf)?,
+            node: NodeId(get_u32(buf)?),
+        })
+    }
+}
+
+fn put_instance(buf: &mut BytesMut, instance: InstanceId) {
+    buf.put_u64_le(instance.0);
+}
+
+fn get_instance(buf: &mut Bytes) -> Result<InstanceId, DecodeError> {
+    Ok(InstanceId(get_u64(buf)?))
+}
+
+impl Encode for Value {
+    fn encode(&self, buf: &mut BytesMut) {
+        match self {
+            Value::Noop => buf.put_u8(0),
+            Value::Batch(commands) => {
+                buf.put_u8(1);
+                buf.put_u32_le(commands.len() as u32);
+                for command in commands.iter() {
+                    put_bytes(buf, command);
+                }
+            }
+        }
+    }
+}
+
+impl Decode for Value {
+    fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
+        match get_u8(buf)? {
+            0 => Ok(Value::Noop),
+            1 => {
+                let count = get_count(buf, 4, "command")?;
+                let mut commands: Vec<Command> = Vec::with_capacity(count);
+                for _ in 0..count {
+                    commands.push(get_bytes(buf)?);
+                }
+                Ok(Value::batch(commands))
+            }
+            tag => Err(DecodeError::UnknownTag { what: "value", tag }),
+        }
+    }
+}
+
+impl Encode for Record {
+    fn encode(&self, buf: &mut BytesMut) {
+        match self {
+            Record::Promise { group, ballot } => {
+                buf.put_u8(1);
+                buf.put_u32_le(group.0);
+                ballot.encode(buf);
+            }
+            Record::Accept {
+                group,
+                instance,
+                ballot,
+                value,
+            } => {
+                buf.put_u8(2);
+                buf.put_u32_le(group.0);
+                put_instance(buf, *instance);
+                ballot.encode(buf);
+                value.encode(buf);
+            }
+            Record::Chosen {
+                group,
+                instance,
+                value: ChosenValue::Accepted(ballot),
+            } => {
+                buf.put_u8(3);
+                buf.put_u32_le(group.0);
+                put_instance(buf, *instance);
+                ballot.encode(buf);
+            }
+            Record::Chosen {
+                group,
+                instance,
+                value: ChosenValue::Learned(value),
+            } => {
+                buf.put_u8(4);
+                buf.put_u32_le(group.0);
+                put_instance(buf, *instance);
+                value.encode(buf);
+            }
+        }
+    }
+}
+
+impl Decode for Record {
+    fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
+        let tag = get_u8(buf)?;
+        let group = GroupId(get_u32(buf)?);
+        Ok(match tag {
+            1 => Record::Promise {
+                group,
+                ballot: Ballot::decode(buf)?,
+            },
+            2 => Record::Accept {
+                group,
+                instance: get_instance(buf)?,
+                ballot: Ballot::decode(buf)?,
+                value: Value::decode(buf)?,
+            },
+            3 => Record::Chosen {
+                group,
+                instance: get_instance(buf)?,
+                value: ChosenValue::Accepted(Ballot::decode(buf)?),
+            },
+            4 => Record::Chosen {
+                group,
+                instance: get_instance(buf)?,
+                value: ChosenValue::Learned(Value::decode(buf)?),
+            },
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "record",
+                    tag,
+                })
+            }
+        })
+    }
+}
+
+fn put_mark(buf: &mut BytesMut, mark: &AppliedMark) {
+    put_instance(buf, mark.applied_end);
+    buf.put_u64_le(mark.checksum.0);
+}
+
+fn get_mark(buf: &mut Bytes) -> Result<AppliedMark, DecodeError> {
+    Ok(AppliedMark {
+        applied_end: get_instance(buf)?,
+        checksum: Checksum(get_u64(buf)?),
+    })
+}
+
+impl Encode for Message {
+    fn encode(&self, buf: &mut BytesMut) {
+        buf.put_u32_le(self.group.0);
+        buf.put_u32_le(self.from.0);
+        buf.put_u32_le(self.to.0);
+        match &self.body {
+            Body::Prepare {
+                ballot,
+                first_instance,
+            } => {
+                buf.put_u8(1);
+                ballot.encode(buf);
+                put_instance(buf, *first_instance);
+            }
+            Body::Promise {
+                ballot,
+                chosen_end,
+                entries,
+            } => {
+                buf.put_u8(2);
+                ballot.encode(buf);
+                put_instance(buf, *chosen_end);
+                buf.put_u32_le(entries.len() as u32);
+                for entry in entries {
+                    put_instance(buf, entry.instance);
+                    entry.ballot.encode(buf);
+                    buf.put_u8(u8::from(entry.chosen));
+                    entry.value.encode(buf);
+                }
+            }
+            Body::Accept {
+                ballot,
+                instance,
+                value,
+                chosen_end,
+            } => {
+                buf.put_u8(3);
+                ballot.encode(buf);
+                put_instance(buf, *instance);
+                put_instance(buf, *chosen_end);
+                value.encode(buf);
+            }
+            Body::Accepted { ballot, instance } => {
+                buf.put_u8(4);
+                ballot.encode(buf);
+                put_instance(buf, *instance);
+            }
+            Body::Reject { ballot, promised } => {
+                buf.put_u8(5);
+                ballot.encode(buf);
+                promised.encode(buf);
+            }
+            Body::Heartbeat {
+                ballot,
+                chosen_end,
+                applied,
+            } => {
+                buf.put_u8(6);
+                ballot.encode(buf);
+                put_instance(buf, *chosen_end);
+                put_mark(buf, applied);
+            }
+            Body::HeartbeatAck {
+                ballot,
+                chosen_end,
+                applied,
+            } => {
+                buf.put_u8(7);
+                ballot.encode(buf);
+                put_instance(buf, *chosen_end);
+                put_mark(buf, applied);
+            }
+            Body::Forward { commands } => {
+                buf.put_u8(8);
+                buf.put_u32_le(commands.len() as u32);
+                for command in commands {
+                    put_bytes(buf, command);
+                }
+            }
+            Body::CatchupRequest { from, to } => {
+                buf.put_u8(9);
+                put_instance(buf, *from);
+                put_instance(buf, *to);
+            }
+            Body::CatchupReply { entries } => {
+                buf.put_u8(10);
+                buf.put_u32_le(entries.len() as u32);
+                for (instance, value) in entries {
+                    put_instance(buf, *instance);
+                    value.encode(buf);
+                }
+            }
+        }
+    }
+}
+
+impl Decode for Message {
+    fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
+        let group = GroupId(get_u32(buf)?);
+        let from = NodeId(get_u32(buf)?);
+        let to = NodeId(get_u32(buf)?);
+        let body = match get_u8(buf)? {
+            1 => Body::Prepare {
+                ballot: Ballot::decode(buf)?,
+                first_instance: get_instance(buf)?,
+            },
+            2 => {
+                let ballot = Ballot::decode(buf)?;
+                let chosen_end = get_instance(buf)?;
+                let count = get_count(buf, 22, "promise entry")?;
+                let mut entries = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let instance = get_instance(buf)?;
+                    let ballot = Ballot::decode(buf)?;
+                    let chosen = match get_u8(buf)? {
+                        0 => false,
+                        1 => true,
+                        tag => return Err(DecodeError::UnknownTag { what: "bool", tag }),
+                    };
+                    let value = Value::decode(buf)?;
+                    entries.push(PromiseEntry {
+                        instance,
+                        ballot,
+                        value,
+                        chosen,
+                    });
+                }
+                Body::Promise {
+                    ballot,
+                    chosen_end,
+                    entries,
+                }
+            }
+            3 => Body::Accept {
+                ballot: Ballot::decode(buf)?,
+                instance: get_instance(buf)?,
+                chosen_end: get_instance(buf)?,
+                value: Value::decode(buf)?,
+            },
+            4 => Body::Accepted {
+                ballot: Ballot::decode(buf)?,
+                instance: get_instance(buf)?,
+            },
+            5 => Body::Reject {
+                ballot: Ballot::decode(buf)?,
+                promised: Ballot::decode(buf)?,
+            },
+            6 => Body::Heartbeat {
+                ballot: Ballot::decode(buf)?,
+                chosen_end: get_instance(buf)?,
+                applied: get_mark(buf)?,
+            },
+            7 => Body::HeartbeatAck {
+                ballot: Ballot::decode(buf)?,
+                chosen_end: get_instance(buf)?,
+                applied: get_mark(buf)?,
+            },
+            8 => {
+                let count = get_count(buf, 4, "command")?;
+                let mut commands = Vec::with_capacity(count);
+                for _ in 0..count {
+                    commands.push(get_bytes(buf)?);
+                }
+                Body::Forward { commands }
+            }
+            9 => Body::CatchupRequest {
+                from: get_instance(buf)?,
+                to: get_instance(buf)?,
+            },
+            10 => {
+                let count = get_count(buf, 9, "catch-up entry")?;
+                let mut entries = Vec::with_capacity(count);
+                for _ in 0..count {
+                    entries.push((get_instance(buf)?, Value::decode(buf)?));
+                }
+                Body::CatchupReply { entries }
+            }
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "message",
+                    tag,
+                })
+            }
+        };
+        Ok(Message {
+            group,
+            from,
+            to,
+            body,
+        })
+    }
+}

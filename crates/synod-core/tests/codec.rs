@@ -1,0 +1,171 @@
+//! Round trips and hostile input for the binary codec.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use synod_core::codec::{Decode, DecodeError, Encode};
+use synod_core::*;
+
+fn ballot() -> impl Strategy<Value = Ballot> {
+    (any::<u64>(), any::<u32>()).prop_map(|(round, node)| Ballot {
+        round,
+        node: NodeId(node),
+    })
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Noop),
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..6)
+            .prop_map(|cs| { Value::batch(cs.into_iter().map(Bytes::from).collect()) }),
+    ]
+}
+
+fn record() -> impl Strategy<Value = Record> {
+    let group = any::<u32>().prop_map(GroupId);
+    let instance = any::<u64>().prop_map(InstanceId);
+    prop_oneof![
+        (group.clone(), ballot()).prop_map(|(group, ballot)| Record::Promise { group, ballot }),
+        (group.clone(), instance.clone(), ballot(), value()).prop_map(
+            |(group, instance, ballot, value)| Record::Accept {
+                group,
+                instance,
+                ballot,
+                value
+            }
+        ),
+        (group.clone(), instance.clone(), ballot()).prop_map(|(group, instance, ballot)| {
+            Record::Chosen {
+                group,
+                instance,
+                value: ChosenValue::Accepted(ballot),
+            }
+        }),
+        (group, instance, value()).prop_map(|(group, instance, value)| Record::Chosen {
+            group,
+            instance,
+            value: ChosenValue::Learned(value),
+        }),
+    ]
+}
+
+fn body() -> impl Strategy<Value = Body> {
+    let instance = any::<u64>().prop_map(InstanceId);
+    let mark = (any::<u64>(), any::<u64>()).prop_map(|(i, c)| AppliedMark {
+        applied_end: InstanceId(i),
+        checksum: Checksum(c),
+    });
+    prop_oneof![
+        (ballot(), instance.clone()).prop_map(|(ballot, first_instance)| Body::Prepare {
+            ballot,
+            first_instance
+        }),
+        (
+            ballot(),
+            instance.clone(),
+            prop::collection::vec((instance.clone(), ballot(), value(), any::<bool>()), 0..4)
+        )
+            .prop_map(|(ballot, chosen_end, entries)| Body::Promise {
+                ballot,
+                chosen_end,
+                entries: entries
+                    .into_iter()
+                    .map(|(instance, ballot, value, chosen)| PromiseEntry {
+                        instance,
+                        ballot,
+                        value,
+                        chosen
+                    })
+                    .collect(),
+            }),
+        (ballot(), instance.clone(), value(), instance.clone()).prop_map(
+            |(ballot, instance, value, chosen_end)| Body::Accept {
+                ballot,
+                instance,
+                value,
+                chosen_end
+            }
+        ),
+        (ballot(), instance.clone())
+            .prop_map(|(ballot, instance)| Body::Accepted { ballot, instance }),
+        (ballot(), ballot()).prop_map(|(ballot, promised)| Body::Reject { ballot, promised }),
+        (ballot(), instance.clone(), mark.clone()).prop_map(|(ballot, chosen_end, applied)| {
+            Body::Heartbeat {
+                ballot,
+                chosen_end,
+                applied,
+            }
+        }),
+        (ballot(), instance.clone(), mark).prop_map(|(ballot, chosen_end, applied)| {
+            Body::HeartbeatAck {
+                ballot,
+                chosen_end,
+                applied,
+            }
+        }),
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..20), 0..4).prop_map(|cs| {
+            Body::Forward {
+                commands: cs.into_iter().map(Bytes::from).collect(),
+            }
+        }),
+        (instance.clone(), instance.clone())
+            .prop_map(|(from, to)| Body::CatchupRequest { from, to }),
+        prop::collection::vec((instance, value()), 0..4)
+            .prop_map(|entries| Body::CatchupReply { entries }),
+    ]
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    (any::<u32>(), any::<u32>(), any::<u32>(), body()).prop_map(|(g, f, t, body)| Message {
+        group: GroupId(g),
+        from: NodeId(f),
+        to: NodeId(t),
+        body,
+    })
+}
+
+proptest! {
+    #[test]
+    fn records_round_trip(record in record()) {
+        let bytes = record.to_bytes();
+        prop_assert_eq!(Record::from_bytes(bytes.clone()), Ok(record));
+        // Every strict prefix is refused, never misread.
+        for cut in 0..bytes.len() {
+            prop_assert!(Record::from_bytes(bytes.slice(..cut)).is_err());
+        }
+    }
+
+    #[test]
+    fn messages_round_trip(msg in message()) {
+        let bytes = msg.to_bytes();
+        prop_assert_eq!(Message::from_bytes(bytes.clone()), Ok(msg));
+        for cut in 0..bytes.len() {
+            prop_assert!(Message::from_bytes(bytes.slice(..cut)).is_err());
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let _ = Message::from_bytes(Bytes::from(bytes.clone()));
+        let _ = Record::from_bytes(Bytes::from(bytes));
+    }
+}
+
+#[test]
+fn a_huge_count_is_refused_before_allocating() {
+    // A Forward claiming 4 billion commands in a 20-byte frame.
+    let mut bytes = vec![0u8; 12];
+    bytes.push(8);
+    bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+    let err = Message::from_bytes(Bytes::from(bytes)).unwrap_err();
+    assert!(matches!(err, DecodeError::CountTooLarge { .. }), "{err}");
+}
+
+#[test]
+fn trailing_bytes_are_refused() {
+    let mut bytes = Value::Noop.to_bytes().to_vec();
+    bytes.push(0);
+    assert_eq!(
+        Value::from_bytes(Bytes::from(bytes)),
+        Err(DecodeError::Trailing(1))
+    );
+}
