@@ -8,7 +8,7 @@
 use crate::ids::{Ballot, GroupId, InstanceId, NodeId};
 use crate::message::{AppliedMark, Body, Message, PromiseEntry};
 use crate::record::{ChosenValue, Record};
-use crate::value::{Checksum, Command, Value};
+use crate::value::{Checksum, Command, SnapshotMeta, Value};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
@@ -356,6 +356,27 @@ impl Encode for Message {
                     value.encode(buf);
                 }
             }
+            Body::SnapshotChunk {
+                meta,
+                total_len,
+                offset,
+                data,
+            } => {
+                buf.put_u8(11);
+                put_instance(buf, meta.applied_end);
+                buf.put_u64_le(meta.checksum.0);
+                buf.put_u64_le(*total_len);
+                buf.put_u64_le(*offset);
+                put_bytes(buf, data);
+            }
+            Body::SnapshotRequest {
+                applied_end,
+                offset,
+            } => {
+                buf.put_u8(12);
+                put_instance(buf, *applied_end);
+                buf.put_u64_le(*offset);
+            }
         }
     }
 }
@@ -441,6 +462,19 @@ impl Decode for Message {
                 }
                 Body::CatchupReply { entries }
             }
+            11 => Body::SnapshotChunk {
+                meta: SnapshotMeta {
+                    applied_end: get_instance(buf)?,
+                    checksum: Checksum(get_u64(buf)?),
+                },
+                total_len: get_u64(buf)?,
+                offset: get_u64(buf)?,
+                data: get_bytes(buf)?,
+            },
+            12 => Body::SnapshotRequest {
+                applied_end: get_instance(buf)?,
+                offset: get_u64(buf)?,
+            },
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "message",

@@ -53,6 +53,10 @@ pub struct Config {
     pub catchup_entries_max: usize,
     /// At most this many payload bytes in one catch-up reply.
     pub catchup_bytes_max: usize,
+    /// At most this many bytes in one snapshot chunk.
+    pub snapshot_chunk_bytes_max: usize,
+    /// A snapshot offered by a peer larger than this is refused.
+    pub snapshot_bytes_max: u64,
     /// Negative controls; all off by default.
     #[cfg(feature = "fault-injection")]
     pub inject: Inject,
@@ -94,6 +98,8 @@ impl Config {
             pending_commands_max: 100_000,
             catchup_entries_max: 256,
             catchup_bytes_max: 4 << 20,
+            snapshot_chunk_bytes_max: 1 << 20,
+            snapshot_bytes_max: 16 << 30,
             #[cfg(feature = "fault-injection")]
             inject: Inject::default(),
         }
@@ -129,6 +135,7 @@ impl Config {
             || self.pending_commands_max == 0
             || self.catchup_entries_max == 0
             || self.catchup_bytes_max == 0
+            || self.snapshot_chunk_bytes_max == 0
         {
             return Err(ConfigError::Invalid("limits must be at least 1"));
         }

@@ -33,5 +33,5 @@ pub use ids::{Ballot, GroupId, InstanceId, NodeId};
 pub use message::{AppliedMark, Body, Message, PromiseEntry};
 pub use ready::{Apply, Divergence, PersistSeq, Ready, RejectReason, Rejected};
 pub use record::{ChosenValue, Record};
-pub use replica::{RecoverError, Replica, RoleKind, Status};
-pub use value::{Checksum, Command, Value};
+pub use replica::{CompactError, RecoverError, Replica, RoleKind, Status};
+pub use value::{Checksum, Command, Snapshot, SnapshotMeta, Value};

@@ -1,7 +1,8 @@
 //! Messages exchanged between replicas of one group.
 
 use crate::ids::{Ballot, GroupId, InstanceId, NodeId};
-use crate::value::{Checksum, Command, Value};
+use crate::value::{Checksum, Command, SnapshotMeta, Value};
+use bytes::Bytes;
 
 /// A message between two replicas of one group.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +122,25 @@ pub enum Body {
         /// `(instance, chosen value)` pairs in instance order.
         entries: Vec<(InstanceId, Value)>,
     },
+    /// The requested instances were compacted away: a piece of the snapshot
+    /// that replaces them. Sent in answer to a catch-up or snapshot request.
+    SnapshotChunk {
+        /// The snapshot this piece belongs to.
+        meta: SnapshotMeta,
+        /// Length of the whole snapshot.
+        total_len: u64,
+        /// Where this piece starts.
+        offset: u64,
+        /// The piece (at most `Config::snapshot_chunk_bytes_max`).
+        data: Bytes,
+    },
+    /// "Send me the piece of the snapshot at `applied_end` from `offset` on."
+    SnapshotRequest {
+        /// The snapshot being transferred.
+        applied_end: InstanceId,
+        /// The first byte wanted.
+        offset: u64,
+    },
 }
 
 impl Body {
@@ -137,6 +157,8 @@ impl Body {
             Body::Forward { .. } => "forward",
             Body::CatchupRequest { .. } => "catchup_request",
             Body::CatchupReply { .. } => "catchup_reply",
+            Body::SnapshotChunk { .. } => "snapshot_chunk",
+            Body::SnapshotRequest { .. } => "snapshot_request",
         }
     }
 }

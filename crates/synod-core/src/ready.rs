@@ -3,7 +3,7 @@
 use crate::ids::{InstanceId, NodeId};
 use crate::message::Message;
 use crate::record::Record;
-use crate::value::{Checksum, Command, Value};
+use crate::value::{Checksum, Command, Snapshot, Value};
 
 /// Position in the stream of records a replica asked its caller to persist:
 /// `PersistSeq(n)` names the first `n` records since the replica was created.
@@ -66,17 +66,22 @@ pub struct Divergence {
 ///    holds back every message whose safety depends on them (promises, accepts,
 ///    its own votes), so the caller cannot send them too early; they appear in
 ///    `messages` of a later `Ready`.
-/// 2. `messages`: send now, in any order; the network may lose or reorder them.
-/// 3. `apply`: apply to the state machine in this order. Values are chosen, so
+/// 2. `install`: a snapshot received from a peer. Restore the state machine
+///    from it *before* applying anything in `apply` (which continues after
+///    it), and save it like a snapshot of your own.
+/// 3. `messages`: send now, in any order; the network may lose or reorder them.
+/// 4. `apply`: apply to the state machine in this order. Values are chosen, so
 ///    applying does not wait for `persist`.
-/// 4. `rejected`: answer these clients; the commands were not proposed.
-/// 5. `diverged`: raise an alarm; stop serving from this replica.
+/// 5. `rejected`: answer these clients; the commands were not proposed.
+/// 6. `diverged`: raise an alarm; stop serving from this replica.
 #[derive(Debug, Default)]
 pub struct Ready {
     /// Records to append, in order.
     pub persist: Vec<Record>,
     /// Pass this to `persisted` once `persist` (and all earlier records) is durable.
     pub persist_through: PersistSeq,
+    /// A snapshot to install before `apply`.
+    pub install: Option<Snapshot>,
     /// Messages safe to send now.
     pub messages: Vec<Message>,
     /// Chosen values to apply, in instance order.
@@ -91,6 +96,7 @@ impl Ready {
     /// True when there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.persist.is_empty()
+            && self.install.is_none()
             && self.messages.is_empty()
             && self.apply.is_empty()
             && self.rejected.is_empty()

@@ -66,6 +66,26 @@ impl Checksum {
     }
 }
 
+/// Where a state machine snapshot stands: it holds the effect of every instance
+/// below `applied_end`, and the running checksum there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct SnapshotMeta {
+    /// The snapshot covers instances `0..applied_end`.
+    pub applied_end: crate::ids::InstanceId,
+    /// The applied checksum at `applied_end`.
+    pub checksum: Checksum,
+}
+
+/// A state machine snapshot: opaque bytes the state machine wrote, and where
+/// they stand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Where the snapshot stands.
+    pub meta: SnapshotMeta,
+    /// The state machine's encoding of its state.
+    pub data: Bytes,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -109,8 +109,28 @@ fn body() -> impl Strategy<Value = Body> {
         }),
         (instance.clone(), instance.clone())
             .prop_map(|(from, to)| Body::CatchupRequest { from, to }),
-        prop::collection::vec((instance, value()), 0..4)
+        prop::collection::vec((instance.clone(), value()), 0..4)
             .prop_map(|entries| Body::CatchupReply { entries }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            prop::collection::vec(any::<u8>(), 0..30)
+        )
+            .prop_map(|(i, c, total_len, offset, data)| Body::SnapshotChunk {
+                meta: SnapshotMeta {
+                    applied_end: InstanceId(i),
+                    checksum: Checksum(c)
+                },
+                total_len,
+                offset,
+                data: Bytes::from(data),
+            }),
+        (instance, any::<u64>()).prop_map(|(applied_end, offset)| Body::SnapshotRequest {
+            applied_end,
+            offset
+        }),
     ]
 }
 

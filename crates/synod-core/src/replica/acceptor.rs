@@ -125,9 +125,11 @@ impl Replica {
             // instance at a ballot above the one it was chosen at equals the
             // chosen value, so acknowledging without a record cannot help choose
             // anything else.
-            debug_assert_eq!(
-                self.learner.chosen.get(&instance),
-                Some(&value),
+            debug_assert!(
+                self.learner
+                    .chosen
+                    .get(&instance)
+                    .is_none_or(|chosen| *chosen == value),
                 "a different value proposed for chosen instance {instance}"
             );
             self.send(from, Body::Accepted { ballot, instance }, gate);

@@ -69,7 +69,7 @@ impl Replica {
     }
 
     /// Hands out, in order, every chosen value not yet applied.
-    fn emit_apply(&mut self) {
+    pub(super) fn emit_apply(&mut self) {
         while self.learner.applied_end < self.learner.chosen_end {
             let instance = self.learner.applied_end;
             let Some(value) = self.learner.chosen.get(&instance).cloned() else {
@@ -174,12 +174,17 @@ impl Replica {
     /// Asks a peer for chosen values we know exist but lack.
     pub(super) fn tick_catchup(&mut self) {
         if self.learner.chosen_end >= self.learner.commit_seen {
+            self.learner.incoming = None;
             return;
         }
         if let Some(asked) = self.learner.catchup_asked_tick {
             if self.now - asked < self.cfg.catchup_ticks {
                 return;
             }
+        }
+        if self.resume_snapshot_transfer() {
+            self.learner.catchup_asked_tick = Some(self.now);
+            return;
         }
         let target = match self.leader {
             Some(leader) if leader != self.cfg.id && !matches!(self.role, Role::Leader(_)) => {
@@ -213,6 +218,11 @@ impl Replica {
         first: InstanceId,
         to: InstanceId,
     ) {
+        if first < self.learner.compacted_end {
+            // Compacted away: the snapshot replaces those instances.
+            self.send_snapshot_chunk(from, 0);
+            return;
+        }
         let mut entries = Vec::new();
         let mut bytes = 0;
         let mut instance = first;

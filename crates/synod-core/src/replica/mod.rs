@@ -11,6 +11,7 @@ mod acceptor;
 mod learner;
 mod proposer;
 mod recover;
+mod snapshot;
 
 #[cfg(test)]
 mod tests;
@@ -20,12 +21,13 @@ use crate::ids::{Ballot, InstanceId, NodeId};
 use crate::message::{AppliedMark, Body, Message, PromiseEntry};
 use crate::ready::{PersistSeq, Ready, RejectReason, Rejected};
 use crate::record::Record;
-use crate::value::{Checksum, Command, Value};
+use crate::value::{Checksum, Command, Snapshot, Value};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
 
 pub use recover::RecoverError;
+pub use snapshot::CompactError;
 
 /// What a replica is doing now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +95,12 @@ struct LearnerState {
     commit_seen: InstanceId,
     /// When this replica last asked a peer for catch-up.
     catchup_asked_tick: Option<u64>,
+    /// Chosen values below this were dropped; `snapshot` replaces them.
+    compacted_end: InstanceId,
+    /// The latest snapshot, served to peers that need compacted instances.
+    snapshot: Option<Snapshot>,
+    /// A snapshot being received from a peer.
+    incoming: Option<snapshot::Incoming>,
 }
 
 /// Checksum marks kept to compare with peers.
@@ -197,6 +205,9 @@ impl Replica {
                 }]),
                 commit_seen: InstanceId(0),
                 catchup_asked_tick: None,
+                compacted_end: InstanceId(0),
+                snapshot: None,
+                incoming: None,
             },
             role: Role::Follower,
             leader: None,
@@ -323,6 +334,11 @@ impl Replica {
         }
     }
 
+    /// The latest snapshot this replica holds (its own or one it installed).
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.learner.snapshot.as_ref()
+    }
+
     /// The chosen value of `instance`, if known here.
     pub fn chosen_value(&self, instance: InstanceId) -> Option<&Value> {
         self.learner.chosen.get(&instance)
@@ -368,6 +384,16 @@ impl Replica {
                 self.handle_catchup_request(from, first, to)
             }
             Body::CatchupReply { entries } => self.handle_catchup_reply(entries),
+            Body::SnapshotChunk {
+                meta,
+                total_len,
+                offset,
+                data,
+            } => self.handle_snapshot_chunk(from, meta, total_len, offset, data),
+            Body::SnapshotRequest {
+                applied_end,
+                offset,
+            } => self.handle_snapshot_request(from, applied_end, offset),
         }
     }
 

@@ -3,7 +3,9 @@
 use super::Replica;
 use crate::config::{Config, ConfigError};
 use crate::ids::InstanceId;
+use crate::message::AppliedMark;
 use crate::record::{ChosenValue, Record};
+use crate::value::Snapshot;
 use thiserror::Error;
 
 /// The durable records cannot be replayed.
@@ -22,11 +24,14 @@ pub enum RecoverError {
 }
 
 impl Replica {
-    /// Rebuilds a replica from the records it persisted (records of other groups
-    /// are skipped). The next `take_ready` hands out, from instance 0, every
-    /// value known chosen, so a state machine rebuilt from scratch catches up.
+    /// Rebuilds a replica from its latest durable snapshot (if any) and the
+    /// records it persisted (records of other groups are skipped). The caller
+    /// restores its state machine from the snapshot; the next `take_ready` then
+    /// hands out every value known chosen after the snapshot's point (from
+    /// instance 0 without a snapshot).
     pub fn recover<'a>(
         cfg: Config,
+        snapshot: Option<Snapshot>,
         records: impl IntoIterator<Item = &'a Record>,
     ) -> Result<Replica, RecoverError> {
         let mut replica = Replica::new(cfg)?;
@@ -74,6 +79,23 @@ impl Replica {
             }
         }
         replica.round_seen = replica.acceptor.promised.round;
+        if let Some(snapshot) = snapshot {
+            let point = snapshot.meta.applied_end;
+            let learner = &mut replica.learner;
+            learner.chosen = learner.chosen.split_off(&point);
+            replica.acceptor.accepted = replica.acceptor.accepted.split_off(&point);
+            learner.chosen_end = point;
+            learner.applied_end = point;
+            learner.commit_seen = point;
+            learner.checksum = snapshot.meta.checksum;
+            learner.history.clear();
+            learner.history.push_back(AppliedMark {
+                applied_end: point,
+                checksum: snapshot.meta.checksum,
+            });
+            learner.compacted_end = point;
+            learner.snapshot = Some(snapshot);
+        }
         replica.advance_chosen_end();
         Ok(replica)
     }

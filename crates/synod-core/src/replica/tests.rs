@@ -5,6 +5,7 @@ use super::*;
 use crate::ids::GroupId;
 use crate::ready::Apply;
 use crate::record::ChosenValue;
+use crate::value::Snapshot;
 use bytes::Bytes;
 
 fn members(n: u32) -> Vec<NodeId> {
@@ -259,7 +260,7 @@ fn recovery_rebuilds_promise_accepts_and_chosen_prefix() {
     let k = (leader + 1) % 3;
     let before = c.replicas[k].status();
     let cfg = c.replicas[k].config().clone();
-    let mut recovered = Replica::recover(cfg, &c.durable[k]).unwrap();
+    let mut recovered = Replica::recover(cfg, None, &c.durable[k]).unwrap();
     let after = recovered.status();
     assert_eq!(after.promised, before.promised);
     assert_eq!(after.chosen_end, before.chosen_end);
@@ -285,7 +286,7 @@ fn recovery_refuses_a_dangling_chosen_mark() {
         }),
     }];
     assert_eq!(
-        Replica::recover(cfg, &records).unwrap_err(),
+        Replica::recover(cfg, None, &records).unwrap_err(),
         RecoverError::DanglingChosen {
             instance: InstanceId(0)
         }
@@ -361,4 +362,92 @@ fn a_stale_commit_point_is_ignored() {
     c.replicas[follower].step(stale);
     c.collect(follower);
     assert_eq!(c.replicas[follower].status().chosen_end, InstanceId(3));
+}
+
+#[test]
+fn a_lagging_follower_installs_a_snapshot_in_chunks() {
+    let mut c = Cluster::new(3);
+    for r in c.replicas.iter_mut() {
+        r.cfg.snapshot_chunk_bytes_max = 7;
+    }
+    let leader = c.elect();
+    let lagging = (leader + 1) % 3;
+    c.down[lagging] = true;
+    for i in 0..20 {
+        c.replicas[leader]
+            .propose(Bytes::from(format!("cmd{i}")))
+            .unwrap();
+        c.collect(leader);
+        c.deliver_all();
+    }
+    c.tick_all(3);
+    // Every up replica snapshots its "state" (here: the applied command list)
+    // and compacts.
+    for k in (0..3).filter(|k| *k != lagging) {
+        let status = c.replicas[k].status();
+        let data: Vec<u8> = c.applied_commands(k).concat();
+        let snapshot = Snapshot {
+            meta: crate::value::SnapshotMeta {
+                applied_end: status.applied_end,
+                checksum: status.checksum,
+            },
+            data: Bytes::from(data),
+        };
+        c.replicas[k].compact(snapshot).unwrap();
+        assert_eq!(c.replicas[k].chosen_value(InstanceId(0)), None);
+    }
+    let expected: Vec<u8> = c.applied_commands(leader).concat();
+    c.down[lagging] = false;
+    let mut installed = None;
+    for _ in 0..100 {
+        c.tick_all(1);
+        if let Some(s) = c.replicas[lagging].snapshot() {
+            installed = Some(s.clone());
+            break;
+        }
+    }
+    let installed = installed.expect("snapshot installed");
+    assert_eq!(installed.data, Bytes::from(expected));
+    assert_eq!(
+        c.replicas[lagging].status().checksum,
+        c.replicas[leader].status().checksum
+    );
+    // Work goes on after the install.
+    c.replicas[leader].propose(cmd("after")).unwrap();
+    c.collect(leader);
+    c.deliver_all();
+    c.tick_all(3);
+    let last = c.applied[lagging].last().unwrap();
+    assert_eq!(last.value.commands(), &[cmd("after")]);
+}
+
+#[test]
+fn compaction_refuses_a_snapshot_ahead_of_apply_or_with_a_wrong_checksum() {
+    let mut c = Cluster::new(1);
+    let leader = c.elect();
+    c.replicas[leader].propose(cmd("a")).unwrap();
+    c.collect(leader);
+    let status = c.replicas[leader].status();
+    let ahead = Snapshot {
+        meta: crate::value::SnapshotMeta {
+            applied_end: status.applied_end.next(),
+            checksum: status.checksum,
+        },
+        data: Bytes::new(),
+    };
+    assert!(matches!(
+        c.replicas[leader].compact(ahead),
+        Err(CompactError::BeyondApplied { .. })
+    ));
+    let wrong = Snapshot {
+        meta: crate::value::SnapshotMeta {
+            applied_end: status.applied_end,
+            checksum: Checksum(status.checksum.0 ^ 1),
+        },
+        data: Bytes::new(),
+    };
+    assert_eq!(
+        c.replicas[leader].compact(wrong),
+        Err(CompactError::ChecksumMismatch(status.applied_end))
+    );
 }
