@@ -280,12 +280,12 @@ impl Encode for Message {
             }
             Body::Promise {
                 ballot,
-                chosen_end,
+                compacted_end,
                 entries,
             } => {
                 buf.put_u8(2);
                 ballot.encode(buf);
-                put_instance(buf, *chosen_end);
+                put_instance(buf, *compacted_end);
                 buf.put_u32_le(entries.len() as u32);
                 for entry in entries {
                     put_instance(buf, entry.instance);
@@ -393,7 +393,7 @@ impl Decode for Message {
             },
             2 => {
                 let ballot = Ballot::decode(buf)?;
-                let chosen_end = get_instance(buf)?;
+                let compacted_end = get_instance(buf)?;
                 let count = get_count(buf, 22, "promise entry")?;
                 let mut entries = Vec::with_capacity(count);
                 for _ in 0..count {
@@ -414,7 +414,7 @@ impl Decode for Message {
                 }
                 Body::Promise {
                     ballot,
-                    chosen_end,
+                    compacted_end,
                     entries,
                 }
             }

@@ -54,9 +54,10 @@ pub enum Body {
     Promise {
         /// The ballot promised.
         ballot: Ballot,
-        /// Every instance below this is chosen at the acceptor; entries start
-        /// at the larger of this and the prepare's first instance.
-        chosen_end: InstanceId,
+        /// The acceptor dropped every instance below this for a snapshot (they
+        /// are all chosen); entries start at the larger of this and the
+        /// prepare's first instance.
+        compacted_end: InstanceId,
         /// Accepted (or known chosen) instances at or above the prepare's first instance.
         entries: Vec<PromiseEntry>,
     },

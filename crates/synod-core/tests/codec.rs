@@ -64,9 +64,9 @@ fn body() -> impl Strategy<Value = Body> {
             instance.clone(),
             prop::collection::vec((instance.clone(), ballot(), value(), any::<bool>()), 0..4)
         )
-            .prop_map(|(ballot, chosen_end, entries)| Body::Promise {
+            .prop_map(|(ballot, compacted_end, entries)| Body::Promise {
                 ballot,
-                chosen_end,
+                compacted_end,
                 entries: entries
                     .into_iter()
                     .map(|(instance, ballot, value, chosen)| PromiseEntry {

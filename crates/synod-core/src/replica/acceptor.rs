@@ -41,6 +41,9 @@ impl Replica {
 
     /// Phase 1b.
     pub(super) fn handle_prepare(&mut self, from: NodeId, ballot: Ballot, first: InstanceId) {
+        if ballot.node != from {
+            return;
+        }
         self.observe(ballot);
         if ballot < self.acceptor.promised {
             let promised = self.acceptor.promised;
@@ -55,47 +58,65 @@ impl Replica {
             self.send(from, Body::Reject { ballot, promised }, Gate::Now);
             return;
         }
-        if ballot.node != self.cfg.id {
-            self.step_down();
-            self.leader = None;
+        if ballot > self.acceptor.promised {
+            if ballot.node != self.cfg.id {
+                self.step_down();
+                self.leader = None;
+            }
+            self.promise(ballot);
         }
-        self.promise(ballot);
-        let first = first.max(self.learner.chosen_end);
-        let mut entries: Vec<PromiseEntry> = self
-            .acceptor
-            .accepted
-            .range(first..)
-            .map(|(instance, (accepted_ballot, value))| PromiseEntry {
-                instance: *instance,
-                ballot: *accepted_ballot,
-                value: value.clone(),
-                chosen: self.learner.chosen.contains_key(instance),
-            })
-            .collect();
-        // Values known chosen but not accepted here (learned from peers).
-        let learned: Vec<PromiseEntry> = self
-            .learner
-            .chosen
-            .range(first..)
-            .filter(|(instance, _)| !self.acceptor.accepted.contains_key(instance))
-            .map(|(instance, value)| PromiseEntry {
-                instance: *instance,
-                ballot: Ballot::ZERO,
-                value: value.clone(),
-                chosen: true,
-            })
-            .collect();
-        if !learned.is_empty() {
-            entries.extend(learned);
-            entries.sort_by_key(|entry| entry.instance);
-        }
+        // Below the compacted prefix only the snapshot is left; the candidate
+        // treats it as chosen and fetches the snapshot. From there on we report
+        // every instance we accepted or know chosen.
+        let first = first.max(self.learner.compacted_end);
+        let entries = self.promise_entries(first);
         let body = Body::Promise {
             ballot,
-            chosen_end: self.learner.chosen_end,
+            compacted_end: self.learner.compacted_end,
             entries,
         };
         let gate = self.acceptor_gate();
         self.send(from, body, gate);
+    }
+
+    /// What this acceptor knows of every instance from `first` on.
+    ///
+    /// Safety: where a value is known chosen, the entry carries *that* value,
+    /// never an older accepted one. An acceptor may still hold an accepted
+    /// value from an earlier ballot at an instance it learned chosen from a
+    /// peer (the accepted map is pruned only below the chosen prefix); marking
+    /// that stale value as chosen would make a new leader adopt it over the
+    /// real one. (Found by review: a five-node scenario, pinned in
+    /// tests/scenarios.rs.)
+    fn promise_entries(&self, first: InstanceId) -> Vec<PromiseEntry> {
+        let mut entries: std::collections::BTreeMap<InstanceId, PromiseEntry> = self
+            .acceptor
+            .accepted
+            .range(first..)
+            .map(|(instance, (ballot, value))| {
+                let entry = PromiseEntry {
+                    instance: *instance,
+                    ballot: *ballot,
+                    value: value.clone(),
+                    chosen: false,
+                };
+                (*instance, entry)
+            })
+            .collect();
+        for (instance, value) in self.learner.chosen.range(first..) {
+            let ballot = match entries.get(instance) {
+                Some(accepted) if accepted.value == *value => accepted.ballot,
+                _ => Ballot::ZERO,
+            };
+            let entry = PromiseEntry {
+                instance: *instance,
+                ballot,
+                value: value.clone(),
+                chosen: true,
+            };
+            entries.insert(*instance, entry);
+        }
+        entries.into_values().collect()
     }
 
     /// Phase 2b.

@@ -95,12 +95,65 @@ struct LearnerState {
     commit_seen: InstanceId,
     /// When this replica last asked a peer for catch-up.
     catchup_asked_tick: Option<u64>,
+    /// The chosen prefix when the leader last noted progress.
+    progress_mark: InstanceId,
     /// Chosen values below this were dropped; `snapshot` replaces them.
     compacted_end: InstanceId,
     /// The latest snapshot, served to peers that need compacted instances.
     snapshot: Option<Snapshot>,
     /// A snapshot being received from a peer.
     incoming: Option<snapshot::Incoming>,
+}
+
+/// Rounds and instances at or above these are refused at the door: no real run
+/// comes near them, and refusing them keeps every `+ 1` from overflowing.
+const ROUND_LIMIT: u64 = 1 << 62;
+const INSTANCE_LIMIT: u64 = 1 << 62;
+
+/// True when every ballot round and instance in `body` is below the limits.
+fn within_limits(body: &Body) -> bool {
+    let ballot_ok = |b: &Ballot| b.round < ROUND_LIMIT;
+    let instance_ok = |i: &InstanceId| i.0 < INSTANCE_LIMIT;
+    match body {
+        Body::Prepare {
+            ballot,
+            first_instance,
+        } => ballot_ok(ballot) && instance_ok(first_instance),
+        Body::Promise {
+            ballot,
+            compacted_end,
+            entries,
+        } => {
+            ballot_ok(ballot)
+                && instance_ok(compacted_end)
+                && entries
+                    .iter()
+                    .all(|e| ballot_ok(&e.ballot) && instance_ok(&e.instance))
+        }
+        Body::Accept {
+            ballot,
+            instance,
+            chosen_end,
+            ..
+        } => ballot_ok(ballot) && instance_ok(instance) && instance_ok(chosen_end),
+        Body::Accepted { ballot, instance } => ballot_ok(ballot) && instance_ok(instance),
+        Body::Reject { ballot, promised } => ballot_ok(ballot) && ballot_ok(promised),
+        Body::Heartbeat {
+            ballot,
+            chosen_end,
+            applied,
+        }
+        | Body::HeartbeatAck {
+            ballot,
+            chosen_end,
+            applied,
+        } => ballot_ok(ballot) && instance_ok(chosen_end) && instance_ok(&applied.applied_end),
+        Body::Forward { .. } => true,
+        Body::CatchupRequest { from, to } => instance_ok(from) && instance_ok(to),
+        Body::CatchupReply { entries } => entries.iter().all(|(i, _)| instance_ok(i)),
+        Body::SnapshotChunk { meta, .. } => instance_ok(&meta.applied_end),
+        Body::SnapshotRequest { applied_end, .. } => instance_ok(applied_end),
+    }
 }
 
 /// Checksum marks kept to compare with peers.
@@ -124,8 +177,9 @@ struct Candidate {
     /// The chosen prefix this candidate had when it started: phase 1 covers
     /// every instance from here on.
     first_instance: InstanceId,
-    /// Highest chosen prefix end reported by a promise.
-    chosen_end_reported: InstanceId,
+    /// Highest compacted prefix reported by a promise: everything below is
+    /// chosen and only available as a snapshot.
+    compacted_end_reported: InstanceId,
     /// Per instance, the highest-ballot accepted value reported so far (or a
     /// value some acceptor knows is chosen).
     entries: BTreeMap<InstanceId, PromiseEntry>,
@@ -135,8 +189,16 @@ struct Candidate {
 #[derive(Debug)]
 struct Leader {
     ballot: Ballot,
-    /// The instance the next new batch goes to.
+    /// Instances phase 1 found that still need phase 2, proposed lazily (in
+    /// order, within the window) from `recovery_next` up to `recovery_end`.
+    /// Where `recovery` has no value, the instance gets a no-op.
+    recovery: BTreeMap<InstanceId, Value>,
+    recovery_next: InstanceId,
+    recovery_end: InstanceId,
+    /// The instance the next new batch goes to (at or after `recovery_end`).
     next_instance: InstanceId,
+    /// Last time the chosen prefix advanced (or leadership began).
+    progress_tick: u64,
     in_flight: BTreeMap<InstanceId, InFlight>,
     in_flight_bytes: usize,
     /// Per member index, the last tick it answered this leader.
@@ -205,6 +267,7 @@ impl Replica {
                 }]),
                 commit_seen: InstanceId(0),
                 catchup_asked_tick: None,
+                progress_mark: InstanceId(0),
                 compacted_end: InstanceId(0),
                 snapshot: None,
                 incoming: None,
@@ -238,7 +301,7 @@ impl Replica {
         if msg.group != self.cfg.group || msg.to != self.cfg.id || msg.from == self.cfg.id {
             return;
         }
-        if self.member_index(msg.from).is_none() {
+        if self.member_index(msg.from).is_none() || !within_limits(&msg.body) {
             return;
         }
         self.dispatch(msg);
@@ -358,9 +421,9 @@ impl Replica {
             } => self.handle_prepare(from, ballot, first_instance),
             Body::Promise {
                 ballot,
-                chosen_end,
+                compacted_end,
                 entries,
-            } => self.handle_promise(from, ballot, chosen_end, entries),
+            } => self.handle_promise(from, ballot, compacted_end, entries),
             Body::Accept {
                 ballot,
                 instance,

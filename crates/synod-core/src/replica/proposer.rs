@@ -16,7 +16,15 @@ use std::collections::BTreeMap;
 impl Replica {
     /// Starts (or restarts) phase 1 with a ballot above every ballot seen.
     pub(super) fn start_election(&mut self) {
-        let round = self.round_seen.max(self.acceptor.promised.round) + 1;
+        // Rounds from the network are bounded (see `Replica::step`), so this
+        // cannot overflow; refuse rather than panic if it ever could.
+        let Some(round) = self
+            .round_seen
+            .max(self.acceptor.promised.round)
+            .checked_add(1)
+        else {
+            return;
+        };
         let ballot = Ballot {
             round,
             node: self.cfg.id,
@@ -30,7 +38,7 @@ impl Replica {
             ballot,
             promised_by: 0,
             first_instance: self.learner.chosen_end,
-            chosen_end_reported: self.learner.chosen_end,
+            compacted_end_reported: InstanceId(0),
             entries: BTreeMap::new(),
             prepare_sent_tick: self.now,
         });
@@ -81,7 +89,7 @@ impl Replica {
         &mut self,
         from: NodeId,
         ballot: Ballot,
-        chosen_end: InstanceId,
+        compacted_end: InstanceId,
         entries: Vec<PromiseEntry>,
     ) {
         let Some(k) = self.member_index(from) else {
@@ -96,7 +104,7 @@ impl Replica {
             return;
         }
         if c.promised_by & (1 << k) == 0 && !skip_adopt {
-            c.chosen_end_reported = c.chosen_end_reported.max(chosen_end);
+            c.compacted_end_reported = c.compacted_end_reported.max(compacted_end);
             for entry in entries {
                 merge_entry(&mut c.entries, entry);
             }
@@ -112,24 +120,15 @@ impl Replica {
         let Role::Candidate(c) = std::mem::replace(&mut self.role, Role::Follower) else {
             return;
         };
-        let members = self.cfg.members.len();
-        self.role = Role::Leader(Leader {
-            ballot: c.ballot,
-            next_instance: self.learner.chosen_end,
-            in_flight: BTreeMap::new(),
-            in_flight_bytes: 0,
-            last_ack_tick: vec![self.now; members],
-            heartbeat_sent_tick: self.now,
-        });
         self.leader = Some(self.cfg.id);
         // Values some acceptor knows are chosen are learned directly.
         for entry in c.entries.values().filter(|e| e.chosen) {
             self.learn_chosen(entry.instance, entry.value.clone(), None);
         }
-        // Every instance below a reported chosen prefix is chosen: learn it by
-        // catch-up, never propose into it.
-        self.learner.commit_seen = self.learner.commit_seen.max(c.chosen_end_reported);
-        let start = self.learner.chosen_end.max(c.chosen_end_reported);
+        // Every instance below a reported compacted prefix is chosen and only
+        // a snapshot holds it: fetch it by catch-up, never propose into it.
+        self.learner.commit_seen = self.learner.commit_seen.max(c.compacted_end_reported);
+        let start = self.learner.chosen_end.max(c.compacted_end_reported);
         let end = [
             start,
             c.entries.keys().next_back().map_or(start, |i| i.next()),
@@ -142,23 +141,31 @@ impl Replica {
         .into_iter()
         .max()
         .unwrap_or(start);
-        for i in start.0..end.0 {
-            let instance = InstanceId(i);
-            if self.learner.chosen.contains_key(&instance) {
-                continue;
-            }
-            // Safety (Paxos P2c): the value accepted at the highest ballot in a
-            // majority of promises is the only one that can have been chosen at
-            // a lower ballot; where no promise reports a value, none was chosen.
-            let value = c
-                .entries
-                .get(&instance)
-                .map_or(Value::Noop, |entry| entry.value.clone());
-            self.propose_at(instance, value);
-        }
-        if let Role::Leader(leader) = &mut self.role {
-            leader.next_instance = end;
-        }
+        // Safety (Paxos P2c): the value accepted at the highest ballot in a
+        // majority of promises is the only one that can have been chosen at a
+        // lower ballot; where no promise reports a value, none was chosen, so a
+        // no-op is safe. `end` lies past every instance any promise reported,
+        // so new commands (from `end` on) never land in a possibly chosen one.
+        let recovery = c
+            .entries
+            .into_iter()
+            .filter(|(instance, entry)| !entry.chosen && *instance >= start)
+            .map(|(instance, entry)| (instance, entry.value))
+            .collect();
+        let members = self.cfg.members.len();
+        self.role = Role::Leader(Leader {
+            ballot: c.ballot,
+            recovery,
+            recovery_next: start,
+            recovery_end: end,
+            next_instance: end,
+            progress_tick: self.now,
+            in_flight: BTreeMap::new(),
+            in_flight_bytes: 0,
+            last_ack_tick: vec![self.now; members],
+            heartbeat_sent_tick: self.now,
+        });
+        self.flush_proposals();
         self.send_heartbeats();
     }
 
@@ -192,16 +199,30 @@ impl Replica {
         );
     }
 
-    /// Assigns waiting commands to new instances while the window has room.
+    /// Proposes, while the window has room, the instances phase 1 left to
+    /// finish, then waiting commands in new instances.
     pub(super) fn flush_proposals(&mut self) {
         loop {
-            let Role::Leader(leader) = &self.role else {
+            let Role::Leader(leader) = &mut self.role else {
                 return;
             };
-            if self.pending.is_empty()
-                || leader.in_flight.len() >= self.cfg.window_instances_max
+            if leader.in_flight.len() >= self.cfg.window_instances_max
                 || leader.in_flight_bytes >= self.cfg.window_bytes_max
             {
+                return;
+            }
+            if leader.recovery_next < leader.recovery_end {
+                let instance = leader.recovery_next;
+                leader.recovery_next = instance.next();
+                let value = leader.recovery.remove(&instance).unwrap_or(Value::Noop);
+                if !self.learner.chosen.contains_key(&instance)
+                    && instance >= self.learner.chosen_end
+                {
+                    self.propose_at(instance, value);
+                }
+                continue;
+            }
+            if self.pending.is_empty() {
                 return;
             }
             let instance = leader.next_instance;
@@ -335,6 +356,19 @@ impl Replica {
             .filter(|(k, tick)| Some(*k) == me || now - **tick < self.cfg.election_ticks)
             .count();
         if heard < self.cfg.quorum() {
+            self.step_down();
+            return;
+        }
+        // A leader that cannot learn instances it knows are chosen (the only
+        // peer that had them is gone) makes no progress at all; standing down
+        // lets a leader whose majority can re-propose them take over.
+        if self.learner.chosen_end > self.learner.progress_mark {
+            self.learner.progress_mark = self.learner.chosen_end;
+            leader.progress_tick = now;
+        }
+        if self.learner.chosen_end < self.learner.commit_seen
+            && now - leader.progress_tick > 10 * self.cfg.election_ticks
+        {
             self.step_down();
             return;
         }
