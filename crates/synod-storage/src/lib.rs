@@ -1,0 +1,85 @@
+//! # synod-storage: durable storage for Synod
+//!
+//! One [`Storage`] interface with two implementations:
+//!
+//! - [`Wal`]: the real one, a write-ahead log of framed, CRC32C-checked
+//!   records in segment files with group commit, plus snapshot files and
+//!   checkpoint-based compaction (see `wal.rs`);
+//! - [`MemStorage`]: the simulator's, in memory, where a crash loses whatever
+//!   was not synced (or keeps a prefix of it, as a torn tail would).
+//!
+//! `tests/conformance.rs` runs the same scenarios against both and requires
+//! the same recovered state.
+//!
+//! Every error is fatal to the node (see [`StorageError`]); in particular an
+//! fsync error poisons the storage and is never retried.
+
+#![deny(missing_docs)]
+
+mod error;
+pub mod frame;
+mod group_commit;
+mod mem;
+pub mod segment;
+pub mod snapshot_file;
+mod wal;
+
+pub use error::StorageError;
+pub use group_commit::GroupCommit;
+pub use mem::{MemDisk, MemStorage};
+pub use wal::{SyncJob, Wal, WalOptions};
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+use synod_core::{GroupId, Record, Snapshot};
+
+/// What a restart finds: per group the latest durable snapshot, and the
+/// records written after it (for every group, in log order).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// The latest durable snapshot of each group that has one.
+    pub snapshots: BTreeMap<GroupId, Snapshot>,
+    /// Records after each group's snapshot, in the order they were appended.
+    pub records: Vec<Record>,
+    /// Bytes of a torn tail that were cut off (0 after a clean stop).
+    pub torn_bytes_cut: u64,
+}
+
+impl Recovered {
+    /// The records of one group.
+    pub fn records_of(&self, group: GroupId) -> impl Iterator<Item = &Record> {
+        self.records.iter().filter(move |r| r.group() == group)
+    }
+}
+
+/// Where the protocol core's records go.
+pub trait Storage {
+    /// Appends records after every earlier one. Not durable until `sync`.
+    fn append(&mut self, records: &[Record]) -> Result<(), StorageError>;
+
+    /// Makes every appended record durable. When it returns `Ok`, the core may
+    /// be told (`Replica::persisted`); an error is fatal.
+    fn sync(&mut self) -> Result<(), StorageError>;
+
+    /// Durably replaces `group`'s log with `snapshot` followed by `records`
+    /// (the replica's checkpoint records, taken after the snapshot). Every
+    /// record appended before is durable when this returns, in the form of the
+    /// checkpoint, and space held only by superseded data is reclaimed.
+    fn checkpoint(
+        &mut self,
+        group: GroupId,
+        snapshot: &Snapshot,
+        records: &[Record],
+    ) -> Result<(), StorageError>;
+}
+
+/// fsyncs a directory, so that entries created, renamed or removed in it are
+/// durable.
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
+    let handle = File::open(dir).map_err(|e| StorageError::io(dir, e))?;
+    handle.sync_all().map_err(|e| StorageError::SyncFailed {
+        path: dir.to_path_buf(),
+        source: e,
+    })
+}

@@ -1,0 +1,139 @@
+//! Snapshot files: `snap/<group>-<applied_end>.snap`, written to a temporary
+//! name, fsynced, renamed, and the directory fsynced, so a snapshot file either
+//! exists whole or not at all.
+
+use crate::error::StorageError;
+use crate::fsync_dir;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use synod_core::{Checksum, GroupId, InstanceId, Snapshot, SnapshotMeta};
+
+const MAGIC: &[u8; 8] = b"SYNODSNP";
+const VERSION: u32 = 1;
+const HEADER_BYTES: usize = 8 + 4 + 4 + 8 + 8 + 8 + 4 + 4;
+
+/// The file name of a group's snapshot at a point.
+pub fn file_name(group: GroupId, applied_end: InstanceId) -> String {
+    format!("{:010}-{:020}.snap", group.0, applied_end.0)
+}
+
+/// Parses a snapshot file name.
+pub fn parse_name(name: &str) -> Option<(GroupId, InstanceId)> {
+    let stem = name.strip_suffix(".snap")?;
+    let (group, point) = stem.split_once('-')?;
+    Some((
+        GroupId(group.parse().ok()?),
+        InstanceId(point.parse().ok()?),
+    ))
+}
+
+/// Writes a snapshot durably. Returns its path.
+pub fn write(dir: &Path, group: GroupId, snapshot: &Snapshot) -> Result<PathBuf, StorageError> {
+    let path = dir.join(file_name(group, snapshot.meta.applied_end));
+    let tmp = dir.join(format!(
+        "{}.tmp",
+        file_name(group, snapshot.meta.applied_end)
+    ));
+    let mut header = BytesMut::with_capacity(HEADER_BYTES);
+    header.put_slice(MAGIC);
+    header.put_u32_le(VERSION);
+    header.put_u32_le(group.0);
+    header.put_u64_le(snapshot.meta.applied_end.0);
+    header.put_u64_le(snapshot.meta.checksum.0);
+    header.put_u64_le(snapshot.data.len() as u64);
+    header.put_u32_le(crc32c::crc32c(&snapshot.data));
+    let header_crc = crc32c::crc32c(&header);
+    header.put_u32_le(header_crc);
+    let mut file = File::create(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
+    file.write_all(&header)
+        .and_then(|_| file.write_all(&snapshot.data))
+        .map_err(|e| StorageError::io(&tmp, e))?;
+    file.sync_all().map_err(|e| StorageError::SyncFailed {
+        path: tmp.clone(),
+        source: e,
+    })?;
+    fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, e))?;
+    fsync_dir(dir)?;
+    Ok(path)
+}
+
+/// Reads and verifies the snapshot of `group` at `meta`.
+pub fn read(dir: &Path, group: GroupId, meta: SnapshotMeta) -> Result<Snapshot, StorageError> {
+    let path = dir.join(file_name(group, meta.applied_end));
+    let bytes = fs::read(&path).map_err(|e| {
+        StorageError::corrupt(
+            &path,
+            0,
+            format!("the log names this snapshot but it cannot be read: {e}"),
+        )
+    })?;
+    let mut bytes = Bytes::from(bytes);
+    if bytes.len() < HEADER_BYTES {
+        return Err(StorageError::corrupt(&path, 0, "snapshot header truncated"));
+    }
+    let header_crc = crc32c::crc32c(&bytes[..HEADER_BYTES - 4]);
+    let mut header = bytes.split_to(HEADER_BYTES);
+    if &header[..8] != MAGIC {
+        return Err(StorageError::corrupt(&path, 0, "not a snapshot file"));
+    }
+    header.advance(8);
+    let version = header.get_u32_le();
+    let file_group = GroupId(header.get_u32_le());
+    let applied_end = InstanceId(header.get_u64_le());
+    let checksum = Checksum(header.get_u64_le());
+    let len = header.get_u64_le();
+    let data_crc = header.get_u32_le();
+    if header.get_u32_le() != header_crc {
+        return Err(StorageError::corrupt(
+            &path,
+            0,
+            "snapshot header CRC mismatch",
+        ));
+    }
+    if version != VERSION {
+        return Err(StorageError::corrupt(
+            &path,
+            8,
+            format!("unsupported snapshot version {version}"),
+        ));
+    }
+    let found = SnapshotMeta {
+        applied_end,
+        checksum,
+    };
+    if file_group != group || found != meta {
+        return Err(StorageError::corrupt(
+            &path,
+            0,
+            "snapshot header does not match the log's checkpoint",
+        ));
+    }
+    if bytes.len() as u64 != len || crc32c::crc32c(&bytes) != data_crc {
+        return Err(StorageError::corrupt(
+            &path,
+            HEADER_BYTES as u64,
+            "snapshot data truncated or damaged",
+        ));
+    }
+    Ok(Snapshot { meta, data: bytes })
+}
+
+/// Deletes the snapshot files of `group` older than `keep` (and stray
+/// temporary files of it).
+pub fn remove_older(dir: &Path, group: GroupId, keep: InstanceId) -> Result<(), StorageError> {
+    let entries = fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = match parse_name(name.strip_suffix(".tmp").unwrap_or(&name)) {
+            Some((g, point)) => g == group && (point < keep || name.ends_with(".tmp")),
+            None => false,
+        };
+        if stale {
+            fs::remove_file(entry.path()).map_err(|e| StorageError::io(entry.path(), e))?;
+        }
+    }
+    fsync_dir(dir)
+}
