@@ -53,7 +53,7 @@ proptest! {
         let (_, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
         let expected: Vec<_> = ends.iter().filter(|(end, _)| *end <= cut).map(|(_, r)| r.clone()).collect();
         prop_assert_eq!(&recovered.records, &expected);
-        let whole = ends.iter().filter(|(end, _)| *end <= cut).next_back().map_or(segment::HEADER_BYTES as u64, |(end, _)| *end);
+        let whole = ends.iter().rfind(|(end, _)| *end <= cut).map_or(segment::HEADER_BYTES as u64, |(end, _)| *end);
         prop_assert_eq!(recovered.torn_bytes_cut, cut - whole);
         // The cut tail is gone for good: a second open finds nothing to cut.
         let (_, again) = Wal::open(dir.path(), WalOptions::default()).unwrap();
