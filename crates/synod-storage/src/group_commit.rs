@@ -15,6 +15,8 @@ struct State {
     durable: u64,
     syncing: bool,
     failed: bool,
+    /// fsyncs run so far.
+    syncs: u64,
 }
 
 /// A [`Wal`] shared by threads that each need their records durable.
@@ -33,6 +35,7 @@ impl GroupCommit {
                 durable: 0,
                 syncing: false,
                 failed: false,
+                syncs: 0,
             }),
             synced: Condvar::new(),
         }
@@ -74,6 +77,7 @@ impl GroupCommit {
                 Some(job) => state.wal.finish_sync(job, result),
                 None => result,
             };
+            state.syncs += 1;
             match finished {
                 Ok(()) => state.durable = target,
                 Err(err) => {
@@ -84,6 +88,11 @@ impl GroupCommit {
             }
             self.synced.notify_all();
         }
+    }
+
+    /// How many fsyncs ran so far (appends / syncs = mean batch).
+    pub fn syncs(&self) -> u64 {
+        self.lock().syncs
     }
 
     /// Gives the log back.
