@@ -53,6 +53,34 @@ impl Recovered {
     }
 }
 
+/// When to snapshot: after this many applied instances or this many bytes of
+/// log since the last snapshot, whichever comes first (0 switches a trigger
+/// off).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Applied instances since the last snapshot.
+    pub instances: u64,
+    /// Bytes appended to the log since the last snapshot.
+    pub log_bytes: u64,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> SnapshotPolicy {
+        SnapshotPolicy {
+            instances: 10_000,
+            log_bytes: 64 << 20,
+        }
+    }
+}
+
+impl SnapshotPolicy {
+    /// True when a snapshot is due.
+    pub fn due(&self, instances_since: u64, log_bytes_since: u64) -> bool {
+        (self.instances > 0 && instances_since >= self.instances)
+            || (self.log_bytes > 0 && log_bytes_since >= self.log_bytes)
+    }
+}
+
 /// Where the protocol core's records go.
 pub trait Storage {
     /// Appends records after every earlier one. Not durable until `sync`.

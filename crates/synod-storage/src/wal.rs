@@ -88,6 +88,8 @@ pub struct Wal {
     /// A sync job is running: nothing may roll or checkpoint meanwhile.
     syncing: bool,
     poisoned: bool,
+    /// Bytes appended since the last checkpoint (for `SnapshotPolicy`).
+    bytes_since_checkpoint: u64,
 }
 
 /// One entry read back from the log.
@@ -176,6 +178,7 @@ impl Wal {
             checkpoints,
             syncing: false,
             poisoned: false,
+            bytes_since_checkpoint: 0,
         };
         Ok((wal, recovered.0))
     }
@@ -237,6 +240,11 @@ impl Wal {
         total
     }
 
+    /// Bytes appended since the last checkpoint (or since opening).
+    pub fn bytes_since_checkpoint(&self) -> u64 {
+        self.bytes_since_checkpoint
+    }
+
     /// Number of segment files.
     pub fn segment_count(&self) -> usize {
         self.segments.len()
@@ -290,12 +298,14 @@ impl Storage for Wal {
             return Err(StorageError::Poisoned);
         }
         let mut payload = BytesMut::new();
+        let before = self.pending.len();
         for record in records {
             payload.clear();
             record.encode(&mut payload);
             put_frame(&mut self.pending, FrameKind::Record, &payload);
             self.pending_groups.insert(record.group());
         }
+        self.bytes_since_checkpoint += (self.pending.len() - before) as u64;
         Ok(())
     }
 
@@ -336,6 +346,7 @@ impl Storage for Wal {
         self.append(records)?;
         self.sync()?;
         self.checkpoints.insert(group, marker_segment);
+        self.bytes_since_checkpoint = 0;
         self.delete_obsolete()?;
         snapshot_file::remove_older(&self.snap_dir, group, snapshot.meta.applied_end)
     }

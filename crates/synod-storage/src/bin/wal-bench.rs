@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use synod_core::{
     Ballot, Config, GroupId, InstanceId, NodeId, Record, Replica, Snapshot, SnapshotMeta, Value,
 };
-use synod_storage::{GroupCommit, Storage, Wal, WalOptions};
+use synod_storage::{GroupCommit, SnapshotPolicy, Storage, Wal, WalOptions};
 
 struct Args {
     dir: PathBuf,
@@ -145,6 +145,10 @@ fn compaction(dir: &Path, writes: u64) -> (u64, u64, f64) {
     let mut replica = Replica::new(cfg).expect("config");
     let mut state: BTreeMap<u64, u64> = BTreeMap::new();
     let (mut high, mut written, mut last_snapshot) = (0u64, 0u64, 0u64);
+    let policy = SnapshotPolicy {
+        instances: 100,
+        log_bytes: 8 << 20,
+    };
     let start = Instant::now();
     let mut ticks = 0;
     while replica.status().role != synod_core::RoleKind::Leader && ticks < 100 {
@@ -163,7 +167,10 @@ fn compaction(dir: &Path, writes: u64) -> (u64, u64, f64) {
         }
         drive(&mut replica, &mut wal, &mut state);
         let status = replica.status();
-        if status.applied_end.0 >= last_snapshot + 100 {
+        if policy.due(
+            status.applied_end.0 - last_snapshot,
+            wal.bytes_since_checkpoint(),
+        ) {
             let mut data = Vec::with_capacity(state.len() * 16);
             for (k, v) in &state {
                 data.extend_from_slice(&k.to_le_bytes());
@@ -249,7 +256,7 @@ fn main() {
     println!();
     let (high, end, rate) = compaction(&args.dir, args.writes);
     println!(
-        "compaction: {} writes of 100 B to 1,000 keys, snapshot every 100 instances: \
+        "compaction: {} writes of 100 B to 1,000 keys, snapshot every 100 instances or 8 MiB of log: \
          largest data dir {:.1} KiB, at the end {:.1} KiB ({rate:.0} writes/s)",
         args.writes,
         high as f64 / 1024.0,
