@@ -1,1 +1,311 @@
-//! placeholder
+//! A linearizability checker for histories of a key-value store.
+//!
+//! Synod's deterministic simulator (and, later, the chaos tester that drives
+//! real processes) records every client operation with its invocation time,
+//! its completion time and what the client observed. [`check`] decides
+//! whether some total order of those operations, consistent with real time,
+//! explains every observation when the operations are applied one by one to
+//! a single sequential key-value store (the model in [`model`]).
+//!
+//! # The algorithm
+//!
+//! This is the Wing–Gong search with the memoization and "just-in-time
+//! linearization" of Lowe ("Testing for linearizability", 2017), as also used
+//! by Porcupine:
+//!
+//! 1. **Validation.** A history that cannot have been recorded correctly
+//!    (completion before invocation, an outcome of the wrong shape such as
+//!    `Bool` for a `Get`) is refused with [`Verdict::Undetermined`]: it says
+//!    nothing about the store under test.
+//! 2. **P-compositionality.** Linearizability is local: a history is
+//!    linearizable iff each of its projections onto independent objects is.
+//!    Keys that appear together in a [`Op::Txn`] are one object; the history
+//!    is split into the connected components of that relation and each is
+//!    checked on its own (the search is exponential in the worst case, so
+//!    small partitions matter).
+//! 3. **Search.** Invocations and completions are laid out in time order.
+//!    At each step an operation may be *linearized* (take effect) next only if
+//!    it was invoked no later than the earliest completion among the completed
+//!    operations not yet linearized: anything else would put it after an
+//!    operation that finished before it started. The search applies a
+//!    candidate to the model; if the model's answer matches what the client
+//!    observed it goes deeper, otherwise it tries the next candidate, and when
+//!    none is left it backtracks. The stack is explicit, so histories of any
+//!    length do not overflow the call stack.
+//! 4. **Memoization.** A configuration is the set of linearized operations
+//!    plus the model state. Reaching a configuration already explored cannot
+//!    lead anywhere new, so each configuration is explored once; this turns
+//!    the exponential search into one that is close to linear on the
+//!    histories real systems produce. The number of configurations explored
+//!    per partition is bounded by [`CheckOptions::max_states`]; past it the
+//!    verdict is [`Verdict::Undetermined`] rather than a guess.
+//!
+//! # Operations with an unknown outcome
+//!
+//! A client that timed out, lost its connection or crashed does not know
+//! whether its operation took effect ([`Outcome::Unknown`]). Such an operation
+//! may have taken effect at any moment after its invocation, even long after
+//! the client gave up (a retried or delayed message), or never. The checker
+//! therefore treats its completion time as +infinity and accepts any return
+//! value: it may be linearized at any point after its invocation, and the
+//! search never *has* to linearize it, which is the "never happened" case.
+//! Unknown operations never bound which operation may go next, so they do not
+//! make the search prune anything it should not.
+//!
+//! Two consequences are used to keep the search small. An unknown operation
+//! that cannot change the state (a `Get`, or a transaction of `Get`s) is
+//! dropped before the search: it constrains nothing. And if a configuration
+//! was explored with a set of unknown operations linearized, a configuration
+//! with the same completed operations, the same state and a *superset* of
+//! those unknown operations can do nothing more (the extra ones could simply
+//! never have happened), so it is pruned too.
+//!
+//! # Real-time order
+//!
+//! Operation `a` precedes `b` iff `a.complete < b.invoke`; equal times count
+//! as concurrent. This errs towards accepting histories, never towards false
+//! alarms, when a clock's resolution merges two events.
+
+mod explain;
+mod memo;
+pub mod model;
+mod partition;
+mod validate;
+mod wgl;
+
+use std::fmt;
+
+/// A key: an arbitrary byte string.
+pub type Key = Vec<u8>;
+
+/// A value: an arbitrary byte string.
+pub type Value = Vec<u8>;
+
+/// One operation on the key-value store, as invoked by a client.
+///
+/// The semantics are those of the sequential model, [`model::apply`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Reads a key. Returns [`Outcome::Value`].
+    Get {
+        /// The key read.
+        key: Key,
+    },
+    /// Sets a key, like Redis `SET`. Returns [`Outcome::Ok`].
+    Put {
+        /// The key written.
+        key: Key,
+        /// The new value.
+        value: Value,
+    },
+    /// Sets a key and returns its previous value, like Redis `SET ... GET`.
+    /// Returns [`Outcome::Value`] with the old value.
+    PutGet {
+        /// The key written.
+        key: Key,
+        /// The new value.
+        value: Value,
+    },
+    /// Removes a key. Returns [`Outcome::Bool`]: whether the key existed.
+    Delete {
+        /// The key removed.
+        key: Key,
+    },
+    /// Appends bytes to a key's value; a missing key is created. Returns
+    /// [`Outcome::Int`]: the new length.
+    Append {
+        /// The key appended to.
+        key: Key,
+        /// The bytes appended.
+        value: Value,
+    },
+    /// Adds `by` to the key's value read as a decimal `i64` (a missing key
+    /// counts as 0). Returns [`Outcome::Int`] with the new value, or
+    /// [`Outcome::Error`] (and changes nothing) when the value is not an
+    /// integer or the sum overflows.
+    Incr {
+        /// The key incremented.
+        key: Key,
+        /// The amount added, possibly negative.
+        by: i64,
+    },
+    /// Several single-key operations applied atomically, in order (Redis
+    /// `MULTI`/`EXEC`). Returns [`Outcome::Txn`] with one outcome per
+    /// operation. As in Redis, an operation that errors (an `Incr` on a
+    /// non-integer) yields [`Outcome::Error`] in its slot and the others still
+    /// apply; a `Txn` nested inside a `Txn` is refused the way Redis refuses a
+    /// nested `MULTI`: it yields [`Outcome::Error`] and does nothing.
+    Txn {
+        /// The operations, in the order they apply.
+        ops: Vec<Op>,
+    },
+}
+
+/// What the client observed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The value read: by [`Op::Get`], or the old value for [`Op::PutGet`].
+    Value(Option<Value>),
+    /// A [`Op::Put`] succeeded.
+    Ok,
+    /// Whether the key existed, for [`Op::Delete`].
+    Bool(bool),
+    /// The new length for [`Op::Append`], the new value for [`Op::Incr`].
+    Int(i64),
+    /// A deterministic error (an [`Op::Incr`] on a non-integer or one that
+    /// overflows): the operation happened but changed nothing.
+    Error,
+    /// One outcome per operation of an [`Op::Txn`].
+    Txn(Vec<Outcome>),
+    /// The client does not know whether the operation took effect (timeout,
+    /// lost connection, crash). It may have taken effect at any time after
+    /// its invocation, or never.
+    Unknown,
+}
+
+/// One operation of a history: what a client invoked, when, and what it saw.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Operation {
+    /// The client that invoked it (only used in explanations).
+    pub client: u64,
+    /// The operation.
+    pub op: Op,
+    /// What the client observed.
+    pub outcome: Outcome,
+    /// When the client invoked it, in any monotone unit (simulated µs, ns).
+    pub invoke: u64,
+    /// When the client saw the outcome, in the unit of `invoke`. Ignored
+    /// (treated as +infinity) when the outcome is [`Outcome::Unknown`].
+    pub complete: u64,
+}
+
+/// The checker's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Some real-time-respecting order of the operations explains every
+    /// observation.
+    Linearizable,
+    /// No such order exists.
+    NotLinearizable {
+        /// The keys of the first partition found not linearizable, sorted.
+        key_group: Vec<Key>,
+        /// A readable account: the longest linearizable prefix the search
+        /// found, the model state after it, and why none of the operations
+        /// that could go next fits.
+        explanation: String,
+    },
+    /// The checker could not decide: the search budget was exhausted, or the
+    /// history is malformed (the reason then starts with "malformed
+    /// history").
+    Undetermined {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Verdict {
+    /// Whether the verdict is [`Verdict::Linearizable`].
+    pub fn is_linearizable(&self) -> bool {
+        matches!(self, Verdict::Linearizable)
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Linearizable => write!(f, "linearizable"),
+            Verdict::NotLinearizable {
+                key_group,
+                explanation,
+            } => {
+                write!(f, "not linearizable on keys [")?;
+                for (i, key) in key_group.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{}", explain::Bytes(key))?;
+                }
+                write!(f, "]: {explanation}")
+            }
+            Verdict::Undetermined { reason } => write!(f, "undetermined: {reason}"),
+        }
+    }
+}
+
+/// Limits on the checker's work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// The most configurations (set of linearized operations plus model
+    /// state) explored in one partition before giving up with
+    /// [`Verdict::Undetermined`].
+    pub max_states: u64,
+}
+
+impl CheckOptions {
+    /// The default value of [`CheckOptions::max_states`].
+    pub const MAX_STATES_DEFAULT: u64 = 5_000_000;
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            max_states: Self::MAX_STATES_DEFAULT,
+        }
+    }
+}
+
+/// Checks whether `history` is linearizable with respect to the sequential
+/// key-value model ([`model::apply`]), every key starting absent.
+///
+/// The order of `history` does not matter. Partitions (keys linked by
+/// transactions) are checked in the order of their smallest key; the first
+/// one found not linearizable is reported. [`Verdict::Undetermined`] is
+/// returned only when no partition is found not linearizable and at least one
+/// could not be decided. Never panics.
+///
+/// ```
+/// use synod_check::{check, CheckOptions, Op, Operation, Outcome, Verdict};
+///
+/// let put = Operation {
+///     client: 1,
+///     op: Op::Put { key: b"k".to_vec(), value: b"v".to_vec() },
+///     outcome: Outcome::Ok,
+///     invoke: 0,
+///     complete: 10,
+/// };
+/// let stale_get = Operation {
+///     client: 2,
+///     op: Op::Get { key: b"k".to_vec() },
+///     outcome: Outcome::Value(None),
+///     invoke: 20,
+///     complete: 30,
+/// };
+/// let verdict = check(&[put, stale_get], &CheckOptions::default());
+/// assert!(matches!(verdict, Verdict::NotLinearizable { .. }));
+/// ```
+pub fn check(history: &[Operation], opts: &CheckOptions) -> Verdict {
+    if let Err(reason) = validate::validate(history) {
+        return Verdict::Undetermined {
+            reason: format!("malformed history: {reason}"),
+        };
+    }
+    let mut undetermined = None;
+    for partition in partition::partition(history) {
+        match wgl::check_partition(history, &partition, opts.max_states) {
+            wgl::PartitionVerdict::Linearizable => {}
+            wgl::PartitionVerdict::NotLinearizable { explanation } => {
+                return Verdict::NotLinearizable {
+                    key_group: partition.keys.iter().map(|key| key.to_vec()).collect(),
+                    explanation,
+                };
+            }
+            wgl::PartitionVerdict::Exhausted { reason } => {
+                undetermined.get_or_insert(reason);
+            }
+        }
+    }
+    match undetermined {
+        Some(reason) => Verdict::Undetermined { reason },
+        None => Verdict::Linearizable,
+    }
+}

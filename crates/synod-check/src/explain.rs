@@ -1,0 +1,254 @@
+//! Readable accounts of why a partition is not linearizable.
+
+use crate::model::Run;
+use crate::wgl::{OpRef, Problem, UNKNOWN};
+use crate::{Op, Operation, Outcome};
+use std::collections::VecDeque;
+use std::fmt;
+
+/// How many steps of the longest prefix an explanation shows.
+const PREFIX_SHOWN_MAX: usize = 10;
+/// How many candidates an explanation lists.
+const CANDIDATES_SHOWN_MAX: usize = 12;
+/// Bytes of a key or value shown before eliding the rest.
+const BYTES_SHOWN_MAX: usize = 48;
+
+/// Displays a byte string quoted, escaped and, if long, shortened.
+pub(crate) struct Bytes<'a>(pub(crate) &'a [u8]);
+
+impl fmt::Display for Bytes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = &self.0[..self.0.len().min(BYTES_SHOWN_MAX)];
+        write!(f, "\"{}", shown.escape_ascii())?;
+        if shown.len() < self.0.len() {
+            write!(f, "...\" ({} bytes)", self.0.len())
+        } else {
+            write!(f, "\"")
+        }
+    }
+}
+
+/// Displays an operation as a command line, e.g. `PUT "k" "v"`.
+struct ShowOp<'a>(&'a Op);
+
+impl fmt::Display for ShowOp<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Op::Txn { ops } => {
+                write!(f, "TXN [")?;
+                for (i, op) in ops.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, "; ")?;
+                    }
+                    match op {
+                        // Not recursing: nesting depth comes from the input.
+                        Op::Txn { ops } => write!(f, "TXN [{} ops]", ops.len())?,
+                        single => write!(f, "{}", ShowOp(single))?,
+                    }
+                }
+                write!(f, "]")
+            }
+            Op::Get { key } => write!(f, "GET {}", Bytes(key)),
+            Op::Put { key, value } => write!(f, "PUT {} {}", Bytes(key), Bytes(value)),
+            Op::PutGet { key, value } => write!(f, "PUTGET {} {}", Bytes(key), Bytes(value)),
+            Op::Delete { key } => write!(f, "DEL {}", Bytes(key)),
+            Op::Append { key, value } => write!(f, "APPEND {} {}", Bytes(key), Bytes(value)),
+            Op::Incr { key, by } => write!(f, "INCR {} by {by}", Bytes(key)),
+        }
+    }
+}
+
+/// Displays an outcome, e.g. `"v"`, `nil`, `OK`.
+struct ShowOutcome<'a>(&'a Outcome);
+
+impl fmt::Display for ShowOutcome<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Outcome::Txn(outcomes) => {
+                write!(f, "[")?;
+                for (i, outcome) in outcomes.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    match outcome {
+                        Outcome::Txn(inner) => write!(f, "[{} outcomes]", inner.len())?,
+                        single => write!(f, "{}", ShowOutcome(single))?,
+                    }
+                }
+                write!(f, "]")
+            }
+            Outcome::Value(Some(value)) => write!(f, "{}", Bytes(value)),
+            Outcome::Value(None) => write!(f, "nil"),
+            Outcome::Ok => write!(f, "OK"),
+            Outcome::Bool(b) => write!(f, "{b}"),
+            Outcome::Int(n) => write!(f, "{n}"),
+            Outcome::Error => write!(f, "ERR"),
+            Outcome::Unknown => write!(f, "unknown"),
+        }
+    }
+}
+
+/// Displays an operation of a history with its client, outcome and times.
+pub(crate) struct Describe<'a>(pub(crate) &'a Operation);
+
+impl fmt::Display for Describe<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let operation = self.0;
+        write!(f, "client {}: {} -> ", operation.client, ShowOp(&operation.op))?;
+        if operation.outcome == Outcome::Unknown {
+            write!(f, "unknown (invoked t={})", operation.invoke)
+        } else {
+            write!(
+                f,
+                "{} (t={}..{})",
+                ShowOutcome(&operation.outcome),
+                operation.invoke,
+                operation.complete
+            )
+        }
+    }
+}
+
+/// `"a", "b"`.
+pub(crate) fn key_list(keys: &[&[u8]]) -> String {
+    keys.iter()
+        .map(|key| Bytes(key).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Explains a failed search: `path` is the longest linearizable prefix it
+/// found (every configuration explored was a dead end, this one included).
+pub(crate) fn explain(problem: &Problem<'_>, path: &[OpRef]) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    let completed_count = problem.completed.len();
+    let unknown_count = problem.unknown.len();
+    let _ = writeln!(
+        text,
+        "no linearization of these {} operations ({completed_count} completed, \
+         {unknown_count} with an unknown outcome that may matter).",
+        completed_count + unknown_count
+    );
+
+    let mut state = problem.initial_state();
+    let mut linearized_completed = vec![false; completed_count];
+    let mut linearized_unknown = vec![false; unknown_count];
+    let mut last_steps: VecDeque<(usize, OpRef, Outcome)> = VecDeque::new();
+    for (step, &op) in path.iter().enumerate() {
+        let prepared = problem.get(op);
+        let (outcome, next) = prepared.command.outcome(&state);
+        state = next;
+        if op & UNKNOWN != 0 {
+            linearized_unknown[(op & !UNKNOWN) as usize] = true;
+        } else {
+            linearized_completed[op as usize] = true;
+        }
+        if last_steps.len() == PREFIX_SHOWN_MAX {
+            last_steps.pop_front();
+        }
+        last_steps.push_back((step + 1, op, outcome));
+    }
+    let prefix_completed = linearized_completed.iter().filter(|&&x| x).count();
+    let prefix_unknown = path.len() - prefix_completed;
+    if path.is_empty() {
+        let _ = writeln!(
+            text,
+            "No operation can take effect first (from the initial state, every key absent)."
+        );
+    } else {
+        let _ = writeln!(
+            text,
+            "The longest linearizable prefix found has {} steps: {prefix_completed} of the \
+             {completed_count} completed operations and {prefix_unknown} with an unknown \
+             outcome. It ends:",
+            path.len()
+        );
+        for (step, op, outcome) in &last_steps {
+            let prepared = problem.get(*op);
+            let _ = write!(
+                text,
+                "  {step}. #{} {}",
+                prepared.index,
+                Describe(prepared.operation)
+            );
+            if prepared.operation.outcome == Outcome::Unknown {
+                let _ = write!(text, ", taking effect here and returning {}", ShowOutcome(outcome));
+            }
+            let _ = writeln!(text);
+        }
+        let _ = writeln!(text, "State after it: {}.", show_state(problem, &state));
+    }
+
+    // The earliest-completing pending operation bounds what may go next.
+    let Some(blocking) = linearized_completed.iter().position(|&x| !x) else {
+        let _ = writeln!(text, "(every completed operation is linearized: checker bug)");
+        return text;
+    };
+    let blocking = &problem.completed[blocking];
+    let bound = blocking.operation.complete;
+    let mut candidates: Vec<OpRef> = (0..completed_count as u32)
+        .filter(|&c| {
+            !linearized_completed[c as usize]
+                && problem.completed[c as usize].operation.invoke <= bound
+        })
+        .collect();
+    candidates.sort_by_key(|&c| problem.completed[c as usize].operation.invoke);
+    candidates.extend(
+        (0..unknown_count as u32)
+            .filter(|&u| {
+                !linearized_unknown[u as usize]
+                    && problem.unknown[u as usize].operation.invoke <= bound
+            })
+            .map(|u| u | UNKNOWN),
+    );
+    let _ = writeln!(
+        text,
+        "Next, #{} ({}) must take effect by t={bound}, but none of the operations that may go \
+         first ({}) fits:",
+        blocking.index,
+        Describe(blocking.operation),
+        candidates.len()
+    );
+    for &op in candidates.iter().take(CANDIDATES_SHOWN_MAX) {
+        let prepared = problem.get(op);
+        let observed = &prepared.operation.outcome;
+        let verdict = match prepared.command.run(&state, observed) {
+            Run::Mismatch => format!(
+                "here it would return {}",
+                ShowOutcome(&prepared.command.outcome(&state).0)
+            ),
+            Run::Same | Run::Changed(_) => {
+                "fits here, but no linearization continues from there".to_string()
+            }
+        };
+        let _ = writeln!(
+            text,
+            "  - #{} {}: {verdict}",
+            prepared.index,
+            Describe(prepared.operation)
+        );
+    }
+    if candidates.len() > CANDIDATES_SHOWN_MAX {
+        let _ = writeln!(
+            text,
+            "  ... and {} more",
+            candidates.len() - CANDIDATES_SHOWN_MAX
+        );
+    }
+    text.truncate(text.trim_end().len());
+    text
+}
+
+fn show_state(problem: &Problem<'_>, state: &[Option<crate::model::Bytes>]) -> String {
+    problem
+        .keys
+        .iter()
+        .zip(state)
+        .map(|(key, value)| match value {
+            Some(value) => format!("{} = {}", Bytes(key), Bytes(value)),
+            None => format!("{} absent", Bytes(key)),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,266 @@
+//! Simulated clients: closed loop, one operation at a time, retrying on
+//! timeouts with the same sequence number (so a retry is applied at most once),
+//! and recording every operation for the linearizability checker.
+
+use crate::kv::{encode, KvCommand};
+use crate::world::{Event, Phase, World};
+use bytes::Bytes;
+use rand::Rng;
+use synod_check::{Op, Operation, Outcome};
+use synod_core::RejectReason;
+
+/// Delay before retrying when a node refused a command or is down.
+const RETRY_SOON_US: u64 = 20_000;
+
+/// One client.
+pub(crate) struct Client {
+    id: u64,
+    seq: u64,
+    /// Invalidates wake-ups scheduled for an earlier attempt.
+    token: u64,
+    current: Option<InFlight>,
+}
+
+/// The operation a client waits for.
+struct InFlight {
+    op: Op,
+    command: Bytes,
+    seq: u64,
+    invoke_us: u64,
+    /// The node the current attempt went to, and its incarnation.
+    node: Option<(usize, u64)>,
+    /// Attempts that timed out or lost their node.
+    failed_attempts: u32,
+}
+
+impl Client {
+    pub(crate) fn busy(&self) -> bool {
+        self.current.is_some()
+    }
+}
+
+impl World {
+    pub(crate) fn init_clients(&mut self) {
+        for i in 0..self.params.clients {
+            self.clients.push(Client {
+                id: i as u64 + 1,
+                seq: 0,
+                token: 0,
+                current: None,
+            });
+            let at = self.rng.gen_range(0..50_000);
+            self.schedule(
+                at,
+                Event::ClientWake {
+                    client: i,
+                    token: 0,
+                },
+            );
+        }
+    }
+
+    /// A client's timer: start a new operation, or give up on / retry the
+    /// current attempt.
+    pub(crate) fn client_wake(&mut self, client: usize, token: u64) {
+        if self.clients[client].token != token {
+            return;
+        }
+        match self.clients[client].current.as_ref() {
+            None => {
+                if self.phase != Phase::Settle {
+                    self.start_operation(client);
+                }
+            }
+            Some(in_flight) => {
+                if in_flight.node.is_some() {
+                    // The attempt timed out.
+                    self.attempt_failed(client);
+                } else {
+                    self.attempt(client);
+                }
+            }
+        }
+    }
+
+    fn start_operation(&mut self, client: usize) {
+        let key = vec![b'k', b'0' + self.rng.gen_range(0..self.params.keys) as u8];
+        let c = &mut self.clients[client];
+        c.seq += 1;
+        let (id, seq) = (c.id, c.seq);
+        let value = format!("{id}.{seq};").into_bytes();
+        let op = match self.rng.gen_range(0..10) {
+            0..=3 => Op::Get { key },
+            4..=6 => Op::Put { key, value },
+            _ => Op::Append { key, value },
+        };
+        let command = encode(&KvCommand {
+            client: id,
+            seq,
+            op: op.clone(),
+        });
+        self.proposed.insert(command.clone());
+        self.clients[client].current = Some(InFlight {
+            op,
+            command,
+            seq,
+            invoke_us: self.now_us,
+            node: None,
+            failed_attempts: 0,
+        });
+        self.attempt(client);
+    }
+
+    /// Sends the current operation to a random node.
+    fn attempt(&mut self, client: usize) {
+        let node = self.rng.gen_range(0..self.nodes.len());
+        let epoch = self.nodes[node].epoch;
+        self.clients[client].token += 1;
+        let token = self.clients[client].token;
+        let Some(in_flight) = self.clients[client].current.as_mut() else {
+            return;
+        };
+        let command = in_flight.command.clone();
+        let stale_key = match &in_flight.op {
+            Op::Get { key } if self.faults.stale_read && self.nodes[node].replica.is_some() => {
+                Some(key.clone())
+            }
+            _ => None,
+        };
+        if let Some(key) = stale_key {
+            // Negative control: answer from local state, without the log.
+            let value = self.nodes[node].kv.data().get(&key).cloned();
+            self.finish(client, Outcome::Value(value));
+            return;
+        }
+        let Some(in_flight) = self.clients[client].current.as_mut() else {
+            return;
+        };
+        let Some(replica) = self.nodes[node].replica.as_mut() else {
+            // Connection refused: certainly not proposed; try elsewhere soon.
+            in_flight.node = None;
+            self.schedule(
+                self.now_us + RETRY_SOON_US,
+                Event::ClientWake { client, token },
+            );
+            return;
+        };
+        match replica.propose(command) {
+            Ok(()) => {
+                in_flight.node = Some((node, epoch));
+                let at = self.now_us + self.params.attempt_timeout_us;
+                self.schedule(at, Event::ClientWake { client, token });
+                self.pump(node);
+            }
+            Err(
+                RejectReason::NoLeader | RejectReason::LostLeadership | RejectReason::Overloaded,
+            ) => {
+                in_flight.node = None;
+                self.schedule(
+                    self.now_us + RETRY_SOON_US,
+                    Event::ClientWake { client, token },
+                );
+            }
+        }
+    }
+
+    /// The current attempt timed out or lost its node: retry, or give up (the
+    /// outcome is then unknown: some attempt may still take effect).
+    fn attempt_failed(&mut self, client: usize) {
+        let attempts_max = self.params.attempts_max;
+        let give_up_allowed = self.phase == Phase::Safety;
+        let Some(in_flight) = self.clients[client].current.as_mut() else {
+            return;
+        };
+        in_flight.failed_attempts += 1;
+        in_flight.node = None;
+        if give_up_allowed && in_flight.failed_attempts >= attempts_max {
+            self.finish(client, Outcome::Unknown);
+        } else {
+            self.attempt(client);
+        }
+    }
+
+    /// A node applied a command; answer its client if it waits at that node.
+    pub(crate) fn client_reply(&mut self, node: usize, command: &KvCommand, outcome: Outcome) {
+        let Some(client) = command.client.checked_sub(1).map(|c| c as usize) else {
+            return;
+        };
+        let epoch = self.nodes[node].epoch;
+        let waiting = self
+            .clients
+            .get(client)
+            .and_then(|c| c.current.as_ref())
+            .is_some_and(|f| f.seq == command.seq && f.node == Some((node, epoch)));
+        if waiting {
+            self.acknowledged.push((command.client, command.seq));
+            self.finish(client, outcome);
+        }
+    }
+
+    /// A node refused a command without proposing it: retry soon elsewhere.
+    pub(crate) fn client_rejected(&mut self, node: usize, command: &Bytes) {
+        let epoch = self.nodes[node].epoch;
+        for client in 0..self.clients.len() {
+            let matches = self.clients[client]
+                .current
+                .as_ref()
+                .is_some_and(|f| f.command == *command && f.node == Some((node, epoch)));
+            if matches {
+                self.clients[client].token += 1;
+                let token = self.clients[client].token;
+                if let Some(in_flight) = self.clients[client].current.as_mut() {
+                    in_flight.node = None;
+                }
+                self.schedule(
+                    self.now_us + RETRY_SOON_US,
+                    Event::ClientWake { client, token },
+                );
+            }
+        }
+    }
+
+    /// A node crashed: its clients lose their connection.
+    pub(crate) fn clients_lost_node(&mut self, node: usize) {
+        for client in 0..self.clients.len() {
+            let lost = self.clients[client]
+                .current
+                .as_ref()
+                .is_some_and(|f| matches!(f.node, Some((n, _)) if n == node));
+            if lost {
+                self.clients[client].token += 1;
+                let token = self.clients[client].token;
+                // The attempt fails at once; the wake-up retries it.
+                if let Some(in_flight) = self.clients[client].current.as_mut() {
+                    in_flight.failed_attempts += 1;
+                    in_flight.node = None;
+                }
+                self.schedule(
+                    self.now_us + RETRY_SOON_US,
+                    Event::ClientWake { client, token },
+                );
+            }
+        }
+    }
+
+    fn finish(&mut self, client: usize, outcome: Outcome) {
+        let Some(in_flight) = self.clients[client].current.take() else {
+            return;
+        };
+        if outcome == Outcome::Unknown {
+            self.stats.ops_unknown += 1;
+        } else {
+            self.stats.ops_ok += 1;
+        }
+        self.history.push(Operation {
+            client: self.clients[client].id,
+            op: in_flight.op,
+            outcome,
+            invoke: in_flight.invoke_us,
+            complete: self.now_us,
+        });
+        self.clients[client].token += 1;
+        let token = self.clients[client].token;
+        let think = self.rng.gen_range(0..=self.params.think_us_max);
+        self.schedule(self.now_us + think, Event::ClientWake { client, token });
+    }
+}

@@ -1,0 +1,130 @@
+//! The nemesis: crashes, power loss and network partitions at random times
+//! during the safety phase.
+
+use crate::world::{Event, Phase, World};
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+impl World {
+    pub(crate) fn nemesis_delay(&mut self) -> u64 {
+        self.now_us
+            + self.params.nemesis_us_min
+            + self.rng.gen_range(0..=self.params.nemesis_us_jitter)
+    }
+
+    /// One nemesis action, then the next one is scheduled.
+    pub(crate) fn nemesis(&mut self) {
+        if self.phase != Phase::Safety {
+            return;
+        }
+        let w = self.params.weights.clone();
+        let choices = [
+            (w.crash, 0),
+            (w.power_loss, 1),
+            (w.isolate, 2),
+            (w.split, 3),
+            (w.bridge, 4),
+            (w.one_way, 5),
+            (w.heal, 6),
+        ];
+        let total: u32 = choices.iter().map(|(weight, _)| weight).sum();
+        let mut pick = self.rng.gen_range(0..total);
+        let mut action = 6;
+        for (weight, a) in choices {
+            if pick < weight {
+                action = a;
+                break;
+            }
+            pick -= weight;
+        }
+        let n = self.nodes.len();
+        match action {
+            0 => {
+                let node = self.leader_or_random();
+                self.crash(node);
+                let downtime = self.rng.gen_range(10_000..3_000_000);
+                self.schedule(self.now_us + downtime, Event::Restart { node });
+                self.stats.nemesis.push("crash");
+            }
+            1 => {
+                for node in 0..n {
+                    self.crash(node);
+                    let downtime = self.rng.gen_range(10_000..1_500_000);
+                    self.schedule(self.now_us + downtime, Event::Restart { node });
+                }
+                self.stats.nemesis.push("power-loss");
+            }
+            2 => {
+                let node = self.leader_or_random();
+                let links = (0..n)
+                    .filter(|other| *other != node)
+                    .flat_map(|other| [(node, other), (other, node)])
+                    .collect();
+                self.partition(links);
+                self.stats.nemesis.push("isolate");
+            }
+            3 => {
+                let mut order: Vec<usize> = (0..n).collect();
+                order.shuffle(&mut self.rng);
+                let cut = self.rng.gen_range(1..n.max(2));
+                let (a, b) = order.split_at(cut.min(n));
+                let links = cut_between(a, b);
+                self.partition(links);
+                self.stats.nemesis.push("split");
+            }
+            4 => {
+                let mut order: Vec<usize> = (0..n).collect();
+                order.shuffle(&mut self.rng);
+                // order[0] is the bridge; the rest split in two sides that each
+                // see the bridge but not each other.
+                let rest = &order[1..];
+                let cut = rest.len() / 2;
+                let links = cut_between(&rest[..cut], &rest[cut..]);
+                self.partition(links);
+                self.stats.nemesis.push("bridge");
+            }
+            5 => {
+                let mut links = Vec::new();
+                for from in 0..n {
+                    for to in 0..n {
+                        if from != to && self.rng.gen_bool(0.3) {
+                            links.push((from, to));
+                        }
+                    }
+                }
+                self.partition(links);
+                self.stats.nemesis.push("one-way");
+            }
+            _ => {
+                self.blocked.clear();
+                self.network_token += 1;
+            }
+        }
+        let next = self.nemesis_delay();
+        self.schedule(next, Event::Nemesis);
+    }
+
+    /// Replaces the blocked links and schedules their healing.
+    fn partition(&mut self, links: Vec<(usize, usize)>) {
+        self.blocked = links.into_iter().collect();
+        self.network_token += 1;
+        let duration = self.rng.gen_range(100_000..4_000_000);
+        let token = self.network_token;
+        self.schedule(self.now_us + duration, Event::HealNetwork { token });
+    }
+
+    /// The leader two times in three (the most interesting victim), else anyone.
+    fn leader_or_random(&mut self) -> usize {
+        match self.leader() {
+            Some(leader) if self.rng.gen_bool(0.66) => leader,
+            _ => self.rng.gen_range(0..self.nodes.len()),
+        }
+    }
+}
+
+/// Both directions of every link between sides `a` and `b`.
+fn cut_between(a: &[usize], b: &[usize]) -> Vec<(usize, usize)> {
+    a.iter()
+        .flat_map(|x| b.iter().flat_map(move |y| [(*x, *y), (*y, *x)]))
+        .collect()
+}

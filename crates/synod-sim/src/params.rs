@@ -1,0 +1,121 @@
+//! Fault parameters, drawn per seed so that every seed tests a different mix.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// Everything random about one run that is fixed at its start. Times in µs.
+#[derive(Clone, Debug)]
+pub struct Params {
+    /// Length of the safety phase, with faults.
+    pub safety_us: u64,
+    /// Length of the liveness phase after healing, during which clients go on.
+    pub liveness_us: u64,
+    /// After the liveness phase, the cluster must settle within this.
+    pub settle_us: u64,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Keys they share.
+    pub keys: usize,
+    /// Longest pause of a client between two operations.
+    pub think_us_max: u64,
+    /// Per message: probability of loss.
+    pub loss: f64,
+    /// Per message: probability of duplication.
+    pub duplicate: f64,
+    /// Shortest one-way delay.
+    pub delay_us_min: u64,
+    /// Extra random delay (reorders messages).
+    pub delay_us_jitter: u64,
+    /// Shortest fsync.
+    pub fsync_us_min: u64,
+    /// Extra random fsync time.
+    pub fsync_us_jitter: u64,
+    /// Tick length per node (clock skew between nodes).
+    pub tick_us: Vec<u64>,
+    /// Time between two nemesis actions.
+    pub nemesis_us_min: u64,
+    /// Extra random time between nemesis actions.
+    pub nemesis_us_jitter: u64,
+    /// Relative weights of the nemesis actions, see `nemesis.rs`.
+    pub weights: NemesisWeights,
+    /// A client attempt times out after this long.
+    pub attempt_timeout_us: u64,
+    /// A node snapshots its state machine and compacts its log every this many
+    /// applied instances (0: never).
+    pub snapshot_every: u64,
+    /// Probability that a crash keeps a random prefix of the unsynced records
+    /// (written but not fsynced: a torn tail cut at a record boundary).
+    pub torn_tail: f64,
+    /// A client gives up an operation after this many timed-out attempts (only
+    /// during the safety phase; the outcome is then unknown).
+    pub attempts_max: u32,
+}
+
+/// Relative weights of the nemesis actions (0 switches one off).
+#[derive(Clone, Debug)]
+pub struct NemesisWeights {
+    /// Crash one node (often the leader) and restart it later.
+    pub crash: u32,
+    /// Crash every node at once (power loss), restart them later.
+    pub power_loss: u32,
+    /// Cut one node (often the leader) off both ways.
+    pub isolate: u32,
+    /// Split the nodes in two sides.
+    pub split: u32,
+    /// Two sides and a bridge node that sees both.
+    pub bridge: u32,
+    /// Drop messages one way on random links.
+    pub one_way: u32,
+    /// Heal the network.
+    pub heal: u32,
+}
+
+impl Params {
+    /// Draws the parameters of one run.
+    pub fn draw(rng: &mut ChaCha8Rng, nodes: usize) -> Params {
+        let on = |rng: &mut ChaCha8Rng, p: f64, w: u32| if rng.gen_bool(p) { w } else { 0 };
+        let weights = NemesisWeights {
+            crash: on(rng, 0.85, 4),
+            power_loss: on(rng, 0.5, 2),
+            isolate: on(rng, 0.7, 3),
+            split: on(rng, 0.6, 2),
+            bridge: on(rng, 0.4, 1),
+            one_way: on(rng, 0.4, 2),
+            heal: 3,
+        };
+        Params {
+            safety_us: rng.gen_range(6_000_000..12_000_000),
+            liveness_us: 4_000_000,
+            settle_us: 20_000_000,
+            clients: rng.gen_range(3..=6),
+            keys: rng.gen_range(1..=4),
+            think_us_max: rng.gen_range(0..20_000),
+            loss: if rng.gen_bool(0.7) {
+                rng.gen_range(0.0..0.15)
+            } else {
+                0.0
+            },
+            duplicate: if rng.gen_bool(0.5) {
+                rng.gen_range(0.0..0.05)
+            } else {
+                0.0
+            },
+            delay_us_min: rng.gen_range(50..1_000),
+            delay_us_jitter: rng.gen_range(0..8_000),
+            fsync_us_min: rng.gen_range(50..1_000),
+            fsync_us_jitter: rng.gen_range(0..10_000),
+            tick_us: (0..nodes).map(|_| rng.gen_range(9_000..11_000)).collect(),
+            nemesis_us_min: rng.gen_range(50_000..400_000),
+            nemesis_us_jitter: rng.gen_range(0..1_500_000),
+            weights,
+            attempt_timeout_us: rng.gen_range(400_000..1_200_000),
+            attempts_max: rng.gen_range(2..=6),
+            snapshot_every: if rng.gen_bool(0.6) {
+                rng.gen_range(5..300)
+            } else {
+                0
+            },
+            torn_tail: rng.gen_range(0.0..1.0),
+        }
+    }
+}

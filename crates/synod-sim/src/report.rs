@@ -1,0 +1,64 @@
+//! What one seed's run found.
+
+use std::fmt;
+
+/// Counters of one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Operations acknowledged to clients.
+    pub ops_ok: u64,
+    /// Operations whose outcome stayed unknown (the client gave up).
+    pub ops_unknown: u64,
+    /// Messages sent.
+    pub messages: u64,
+    /// Node crashes.
+    pub crashes: u64,
+    /// Instances chosen.
+    pub instances: u64,
+    /// Snapshots taken (with log compaction).
+    pub snapshots: u64,
+    /// Snapshots received from a peer and installed.
+    pub snapshots_installed: u64,
+    /// Nemesis actions, in order.
+    pub nemesis: Vec<&'static str>,
+    /// Simulated time at the end, in µs.
+    pub end_us: u64,
+}
+
+/// The result of one seed.
+#[derive(Clone, Debug)]
+pub struct SeedReport {
+    /// The seed.
+    pub seed: u64,
+    /// The first few violations found; empty when the run passed.
+    pub violations: Vec<String>,
+    /// How many violations were found in all.
+    pub violation_count: u64,
+    /// What happened.
+    pub stats: Stats,
+}
+
+impl SeedReport {
+    /// True when no checker found anything.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed), {} nemesis actions, {:.1} s simulated",
+            self.ops_ok,
+            self.ops_unknown,
+            self.instances,
+            self.messages,
+            self.crashes,
+            self.snapshots,
+            self.snapshots_installed,
+            self.nemesis.len(),
+            self.end_us as f64 / 1e6
+        )
+    }
+}

@@ -1,0 +1,621 @@
+//! The simulated world: nodes running the real `synod-core`, their simulated
+//! disks, the simulated network, and one event queue ordered by simulated time.
+//! Everything random comes from one seeded generator, so a seed replays exactly.
+
+use crate::kv::{decode, Kv};
+use crate::params::Params;
+use crate::report::Stats;
+use bytes::Bytes;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
+use synod_check::Operation;
+use synod_core::{
+    Apply, Config, GroupId, Message, NodeId, PersistSeq, Replica, RoleKind, Snapshot, SnapshotMeta,
+    Value,
+};
+use synod_storage::{MemStorage, Storage};
+
+/// Something that happens at a simulated time.
+#[derive(Debug)]
+pub(crate) enum Event {
+    Tick {
+        node: usize,
+        epoch: u64,
+    },
+    Deliver {
+        msg: Message,
+    },
+    FsyncDone {
+        node: usize,
+        generation: u64,
+        records: usize,
+        through: PersistSeq,
+    },
+    Restart {
+        node: usize,
+    },
+    ClientWake {
+        client: usize,
+        token: u64,
+    },
+    Nemesis,
+    HealNetwork {
+        token: u64,
+    },
+    Heal,
+    EndLiveness,
+}
+
+struct Scheduled {
+    time_us: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time_us, self.seq) == (other.time_us, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reversed: BinaryHeap is a max-heap and we want the earliest first.
+        (other.time_us, other.seq).cmp(&(self.time_us, self.seq))
+    }
+}
+
+/// The phases of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Faults on; only safety is checked.
+    Safety,
+    /// Faults healed; clients go on and must make progress.
+    Liveness,
+    /// Clients stop issuing; the cluster must converge.
+    Settle,
+}
+
+/// One simulated node: a replica (when up), its disk and its state machine.
+pub(crate) struct SimNode {
+    pub(crate) id: NodeId,
+    pub(crate) replica: Option<Replica>,
+    /// Bumped at every crash; events of an older incarnation are ignored.
+    pub(crate) epoch: u64,
+    /// The node's disk: the simulator's implementation of the same storage
+    /// interface as the WAL (see synod-storage's conformance suite).
+    pub(crate) storage: MemStorage,
+    /// The replica's position after the last records appended.
+    pub(crate) unsynced_through: PersistSeq,
+    pub(crate) fsync_busy: bool,
+    /// Bumped by crashes and checkpoints: an fsync started before is void.
+    pub(crate) fsync_generation: u64,
+    /// Applied point of the latest snapshot taken or installed.
+    pub(crate) snapshot_point: u64,
+    /// The state machine, rebuilt from instance 0 after a restart.
+    pub(crate) kv: Kv,
+    /// The next instance this incarnation must apply.
+    pub(crate) next_apply: u64,
+}
+
+/// The whole simulation of one seed.
+pub(crate) struct World {
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) now_us: u64,
+    pub(crate) seed: u64,
+    pub(crate) params: Params,
+    pub(crate) faults: crate::Faults,
+    pub(crate) phase: Phase,
+    pub(crate) nodes: Vec<SimNode>,
+    /// Directed links that drop everything: (from, to) node indexes.
+    pub(crate) blocked: BTreeSet<(usize, usize)>,
+    pub(crate) network_token: u64,
+    queue: BinaryHeap<Scheduled>,
+    queue_seq: u64,
+    pub(crate) clients: Vec<crate::client::Client>,
+    /// The client history, for the linearizability checker.
+    pub(crate) history: Vec<Operation>,
+    /// Every command a client ever proposed (validity).
+    pub(crate) proposed: HashSet<Bytes>,
+    /// The first value applied at each instance by anyone (agreement).
+    pub(crate) chosen: BTreeMap<u64, Value>,
+    /// Commands acknowledged to a client: (client, seq).
+    pub(crate) acknowledged: Vec<(u64, u64)>,
+    /// The first violations found (see `violation`).
+    pub(crate) violations: Vec<String>,
+    /// How many violations were found in all.
+    pub(crate) violation_count: u64,
+    pub(crate) stats: Stats,
+    pub(crate) heal_us: u64,
+}
+
+impl World {
+    pub(crate) fn new(
+        seed: u64,
+        nodes: usize,
+        faults: crate::Faults,
+        mut rng: ChaCha8Rng,
+    ) -> World {
+        let params = Params::draw(&mut rng, nodes);
+        let members: Vec<NodeId> = (1..=nodes as u32).map(NodeId).collect();
+        let mut world = World {
+            rng,
+            now_us: 0,
+            seed,
+            heal_us: params.safety_us,
+            params,
+            faults,
+            phase: Phase::Safety,
+            nodes: Vec::new(),
+            blocked: BTreeSet::new(),
+            network_token: 0,
+            queue: BinaryHeap::new(),
+            queue_seq: 0,
+            clients: Vec::new(),
+            history: Vec::new(),
+            proposed: HashSet::new(),
+            chosen: BTreeMap::new(),
+            acknowledged: Vec::new(),
+            violations: Vec::new(),
+            violation_count: 0,
+            stats: Stats::default(),
+        };
+        for id in &members {
+            world.nodes.push(SimNode {
+                id: *id,
+                replica: None,
+                epoch: 0,
+                storage: MemStorage::default(),
+                unsynced_through: PersistSeq(0),
+                fsync_busy: false,
+                fsync_generation: 0,
+                snapshot_point: 0,
+                kv: Kv::default(),
+                next_apply: 0,
+            });
+        }
+        for node in 0..nodes {
+            world.start_node(node);
+        }
+        world.init_clients();
+        let first_nemesis = world.nemesis_delay();
+        world.schedule(first_nemesis, Event::Nemesis);
+        world.schedule(world.params.safety_us, Event::Heal);
+        world.schedule(
+            world.params.safety_us + world.params.liveness_us,
+            Event::EndLiveness,
+        );
+        world
+    }
+
+    /// Runs until the cluster settles or the deadline passes.
+    pub(crate) fn run(&mut self) {
+        let deadline = self.params.safety_us + self.params.liveness_us + self.params.settle_us;
+        while let Some(next) = self.queue.pop() {
+            if next.time_us > deadline {
+                break;
+            }
+            debug_assert!(next.time_us >= self.now_us);
+            self.now_us = next.time_us;
+            self.handle(next.event);
+            if self.phase == Phase::Settle && self.settled() {
+                return;
+            }
+        }
+        self.violation(format!(
+            "liveness: the cluster did not settle within {} s after the liveness phase ({})",
+            self.params.settle_us / 1_000_000,
+            self.progress_summary()
+        ));
+    }
+
+    pub(crate) fn schedule(&mut self, at_us: u64, event: Event) {
+        self.queue_seq += 1;
+        self.queue.push(Scheduled {
+            time_us: at_us,
+            seq: self.queue_seq,
+            event,
+        });
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Tick { node, epoch } => {
+                if self.nodes[node].epoch != epoch {
+                    return;
+                }
+                if let Some(replica) = self.nodes[node].replica.as_mut() {
+                    replica.tick();
+                    let at = self.now_us + self.params.tick_us[node];
+                    self.schedule(at, Event::Tick { node, epoch });
+                    self.pump(node);
+                }
+            }
+            Event::Deliver { msg } => {
+                let from = self.index(msg.from);
+                let to = self.index(msg.to);
+                if self.blocked.contains(&(from, to)) {
+                    return;
+                }
+                if let Some(replica) = self.nodes[to].replica.as_mut() {
+                    replica.step(msg);
+                    self.pump(to);
+                }
+            }
+            Event::FsyncDone {
+                node,
+                generation,
+                records,
+                through,
+            } => self.fsync_done(node, generation, records, through),
+            Event::Restart { node } => {
+                if self.nodes[node].replica.is_none() {
+                    self.start_node(node);
+                }
+            }
+            Event::ClientWake { client, token } => self.client_wake(client, token),
+            Event::Nemesis => self.nemesis(),
+            Event::HealNetwork { token } => {
+                if token == self.network_token {
+                    self.blocked.clear();
+                }
+            }
+            Event::Heal => self.heal(),
+            Event::EndLiveness => self.phase = Phase::Settle,
+        }
+    }
+
+    /// Starts (or restarts) a node from its durable records only.
+    pub(crate) fn start_node(&mut self, node: usize) {
+        let members: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
+        let sim_node = &mut self.nodes[node];
+        let mut cfg = Config::new(sim_node.id, members);
+        cfg.seed = self.seed ^ (u64::from(sim_node.id.0) << 32) ^ sim_node.epoch;
+        cfg.inject = self.faults.core;
+        let disk = std::mem::take(&mut sim_node.storage).crash(0);
+        let (storage, recovered) = MemStorage::open(disk);
+        sim_node.storage = storage;
+        let snapshot = recovered.snapshots.get(&GroupId(0)).cloned();
+        let (kv, next_apply) = match &snapshot {
+            None => (Some(Kv::default()), 0),
+            Some(snapshot) => (Kv::decode(&snapshot.data), snapshot.meta.applied_end.0),
+        };
+        let Some(kv) = kv else {
+            self.violation(format!("node {node}: its durable snapshot does not decode"));
+            return;
+        };
+        sim_node.snapshot_point = next_apply;
+        match Replica::recover(cfg, snapshot, recovered.records_of(GroupId(0))) {
+            Ok(replica) => sim_node.replica = Some(replica),
+            Err(err) => {
+                self.violation(format!("recovery of node {node} failed: {err}"));
+                return;
+            }
+        }
+        sim_node.kv = kv;
+        sim_node.next_apply = next_apply;
+        let epoch = sim_node.epoch;
+        let at = self.now_us + self.params.tick_us[node];
+        self.schedule(at, Event::Tick { node, epoch });
+        self.pump(node);
+    }
+
+    /// Kills a node: its memory and its unsynced writes are gone.
+    pub(crate) fn crash(&mut self, node: usize) {
+        let sim_node = &mut self.nodes[node];
+        if sim_node.replica.is_none() {
+            return;
+        }
+        sim_node.replica = None;
+        sim_node.epoch += 1;
+        // Unsynced records are lost, except that the disk may have written a
+        // prefix of them before the power went (a torn tail cut at a record
+        // boundary; torn bytes inside a record are the WAL's business).
+        let kept = if self.rng.gen_bool(self.params.torn_tail) {
+            self.rng.gen_range(0..=sim_node.storage.pending_len())
+        } else {
+            0
+        };
+        let disk = std::mem::take(&mut sim_node.storage).crash(kept);
+        sim_node.storage = MemStorage::open(disk).0;
+        sim_node.fsync_busy = false;
+        sim_node.fsync_generation += 1;
+        self.stats.crashes += 1;
+        self.clients_lost_node(node);
+    }
+
+    /// Carries out everything a replica's `Ready` asks for.
+    pub(crate) fn pump(&mut self, node: usize) {
+        let Some(replica) = self.nodes[node].replica.as_mut() else {
+            return;
+        };
+        let ready = replica.take_ready();
+        if ready.is_empty() {
+            return;
+        }
+        if !ready.persist.is_empty() {
+            let sim_node = &mut self.nodes[node];
+            // MemStorage::append cannot fail.
+            let _ = sim_node.storage.append(&ready.persist);
+            sim_node.unsynced_through = ready.persist_through;
+            if !sim_node.fsync_busy {
+                self.start_fsync(node);
+            }
+        }
+        if let Some(snapshot) = ready.install {
+            // A snapshot from a peer: restore the state machine, then save it
+            // like one of our own.
+            match Kv::decode(&snapshot.data) {
+                Some(kv) => self.nodes[node].kv = kv,
+                None => self.violation(format!("node {node} installed an undecodable snapshot")),
+            }
+            self.nodes[node].next_apply = snapshot.meta.applied_end.0;
+            self.save_snapshot(node, snapshot);
+            self.stats.snapshots_installed += 1;
+        }
+        for msg in ready.messages {
+            self.transmit(msg);
+        }
+        for apply in ready.apply {
+            self.apply(node, apply);
+        }
+        for rejected in ready.rejected {
+            self.client_rejected(node, &rejected.command);
+        }
+        for divergence in ready.diverged {
+            self.violation(format!(
+                "divergence reported by node {} against {} at {}: {:?} != {:?}",
+                self.nodes[node].id,
+                divergence.peer,
+                divergence.applied_end,
+                divergence.local,
+                divergence.remote
+            ));
+        }
+        self.maybe_snapshot(node);
+    }
+
+    /// Snapshots the state machine every `snapshot_every` instances, compacts the
+    /// replica and replaces the log with the replica's checkpoint records (as the
+    /// WAL does: a fresh segment with the checkpoint, then the old ones go).
+    fn maybe_snapshot(&mut self, node: usize) {
+        let every = self.params.snapshot_every;
+        let sim_node = &mut self.nodes[node];
+        let Some(replica) = sim_node.replica.as_mut() else {
+            return;
+        };
+        let status = replica.status();
+        if every == 0 || status.applied_end.0 < sim_node.snapshot_point + every {
+            return;
+        }
+        let snapshot = Snapshot {
+            meta: SnapshotMeta {
+                applied_end: status.applied_end,
+                checksum: status.checksum,
+            },
+            data: sim_node.kv.encode(),
+        };
+        if let Err(err) = replica.compact(snapshot.clone()) {
+            let id = sim_node.id;
+            self.violation(format!("node {id}: compaction refused: {err}"));
+            return;
+        }
+        self.save_snapshot(node, snapshot);
+        self.stats.snapshots += 1;
+        self.pump(node);
+    }
+
+    /// Checkpoints the node's storage at `snapshot`, as the runtime does with
+    /// the WAL. The checkpoint holds the effect of every record appended so
+    /// far, so once it is durable so are they, and the replica is told.
+    fn save_snapshot(&mut self, node: usize, snapshot: Snapshot) {
+        let sim_node = &mut self.nodes[node];
+        let Some(replica) = sim_node.replica.as_mut() else {
+            return;
+        };
+        sim_node.snapshot_point = snapshot.meta.applied_end.0;
+        let records = replica.checkpoint_records();
+        // MemStorage::checkpoint cannot fail.
+        let _ = sim_node.storage.checkpoint(GroupId(0), &snapshot, &records);
+        sim_node.fsync_busy = false;
+        sim_node.fsync_generation += 1;
+        replica.persisted(sim_node.unsynced_through);
+    }
+
+    /// Group commit: one fsync covers every record written before it started.
+    fn start_fsync(&mut self, node: usize) {
+        let latency =
+            self.params.fsync_us_min + self.rng.gen_range(0..=self.params.fsync_us_jitter);
+        let sim_node = &mut self.nodes[node];
+        sim_node.fsync_busy = true;
+        let event = Event::FsyncDone {
+            node,
+            generation: sim_node.fsync_generation,
+            records: sim_node.storage.pending_len(),
+            through: sim_node.unsynced_through,
+        };
+        self.schedule(self.now_us + latency, event);
+    }
+
+    fn fsync_done(&mut self, node: usize, generation: u64, records: usize, through: PersistSeq) {
+        let sim_node = &mut self.nodes[node];
+        if sim_node.fsync_generation != generation {
+            return;
+        }
+        sim_node.storage.sync_first(records);
+        sim_node.fsync_busy = false;
+        let more = sim_node.storage.pending_len() > 0;
+        if let Some(replica) = sim_node.replica.as_mut() {
+            replica.persisted(through);
+        }
+        if more {
+            self.start_fsync(node);
+        }
+        self.pump(node);
+    }
+
+    /// Sends a message through the simulated network.
+    fn transmit(&mut self, msg: Message) {
+        self.stats.messages += 1;
+        let from = self.index(msg.from);
+        let to = self.index(msg.to);
+        if self.blocked.contains(&(from, to)) || self.rng.gen_bool(self.params.loss) {
+            return;
+        }
+        if self.rng.gen_bool(self.params.duplicate) {
+            let delay = self.delay();
+            self.schedule(self.now_us + delay, Event::Deliver { msg: msg.clone() });
+        }
+        let delay = self.delay();
+        self.schedule(self.now_us + delay, Event::Deliver { msg });
+    }
+
+    fn delay(&mut self) -> u64 {
+        self.params.delay_us_min + self.rng.gen_range(0..=self.params.delay_us_jitter)
+    }
+
+    /// Applies one chosen instance at one node, checking agreement, order and
+    /// validity as it goes.
+    fn apply(&mut self, node: usize, apply: Apply) {
+        let id = self.nodes[node].id;
+        let instance = apply.instance.0;
+        if instance != self.nodes[node].next_apply {
+            self.violation(format!(
+                "order: node {id} applied {} but expected #{}",
+                apply.instance, self.nodes[node].next_apply
+            ));
+        }
+        self.nodes[node].next_apply = instance + 1;
+        match self.chosen.get(&instance) {
+            Some(first) if *first != apply.value => self.violation(format!(
+                "agreement: node {id} applied {:?} at #{instance}, another node applied {:?}",
+                summarize(&apply.value),
+                summarize(first)
+            )),
+            Some(_) => {}
+            None => {
+                self.chosen.insert(instance, apply.value.clone());
+            }
+        }
+        for command in apply.value.commands() {
+            if !self.proposed.contains(command) {
+                self.violation(format!(
+                    "validity: node {id} applied a command no client proposed at #{instance}"
+                ));
+                continue;
+            }
+            let Some(kv_command) = decode(command) else {
+                self.violation(format!("validity: undecodable command at #{instance}"));
+                continue;
+            };
+            if let Some(outcome) = self.nodes[node].kv.apply(&kv_command) {
+                self.client_reply(node, &kv_command, outcome);
+            }
+        }
+    }
+
+    /// Ends the safety phase: heals the network, restarts every node.
+    fn heal(&mut self) {
+        self.phase = Phase::Liveness;
+        self.heal_us = self.now_us;
+        self.blocked.clear();
+        self.network_token += 1;
+        self.params.loss = 0.0;
+        for node in 0..self.nodes.len() {
+            if self.nodes[node].replica.is_none() {
+                self.start_node(node);
+            }
+        }
+    }
+
+    /// True once clients are done and every node applied everything chosen.
+    fn settled(&self) -> bool {
+        if self.clients.iter().any(|c| c.busy()) {
+            return false;
+        }
+        let Some(first) = self.nodes[0].replica.as_ref().map(|r| r.status()) else {
+            return false;
+        };
+        let has_leader = self.nodes.iter().any(|n| {
+            n.replica
+                .as_ref()
+                .is_some_and(|r| r.status().role == RoleKind::Leader)
+        });
+        has_leader
+            && self.nodes.iter().all(|n| {
+                n.replica.as_ref().is_some_and(|r| {
+                    let status = r.status();
+                    status.applied_end == first.applied_end
+                        && status.chosen_end == first.chosen_end
+                        && status.chosen_end.0 >= self.chosen.len() as u64
+                })
+            })
+    }
+
+    fn progress_summary(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| match &n.replica {
+                None => format!("{}: down", n.id),
+                Some(r) => {
+                    let s = r.status();
+                    format!(
+                        "{}: {:?} ballot {} applied {}",
+                        n.id, s.role, s.promised, s.applied_end
+                    )
+                }
+            })
+            .collect();
+        let busy = self.clients.iter().filter(|c| c.busy()).count();
+        format!("{}; {busy} clients busy", nodes.join(", "))
+    }
+
+    /// Records a violation; past a few, only counts them (one bug tends to
+    /// cause many).
+    pub(crate) fn violation(&mut self, text: String) {
+        const SHOWN_MAX: usize = 5;
+        self.violation_count += 1;
+        if self.violations.len() < SHOWN_MAX {
+            self.violations.push(text);
+        }
+    }
+
+    pub(crate) fn index(&self, id: NodeId) -> usize {
+        (id.0 as usize).saturating_sub(1).min(self.nodes.len() - 1)
+    }
+
+    /// The node that leads with the highest ballot, if any is up and leading.
+    pub(crate) fn leader(&self) -> Option<usize> {
+        (0..self.nodes.len())
+            .filter_map(|i| {
+                let status = self.nodes[i].replica.as_ref()?.status();
+                (status.role == RoleKind::Leader).then_some((status.promised, i))
+            })
+            .max()
+            .map(|(_, i)| i)
+    }
+}
+
+fn summarize(value: &Value) -> String {
+    match value {
+        Value::Noop => "no-op".to_string(),
+        Value::Batch(commands) => {
+            let ids: Vec<String> = commands
+                .iter()
+                .map(|c| match decode(c) {
+                    Some(k) => format!("c{}s{}", k.client, k.seq),
+                    None => "?".to_string(),
+                })
+                .collect();
+            format!("[{}]", ids.join(" "))
+        }
+    }
+}
