@@ -94,7 +94,12 @@ pub(crate) struct Describe<'a>(pub(crate) &'a Operation);
 impl fmt::Display for Describe<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let operation = self.0;
-        write!(f, "client {}: {} -> ", operation.client, ShowOp(&operation.op))?;
+        write!(
+            f,
+            "client {}: {} -> ",
+            operation.client,
+            ShowOp(&operation.op)
+        )?;
         if operation.outcome == Outcome::Unknown {
             write!(f, "unknown (invoked t={})", operation.invoke)
         } else {
@@ -173,7 +178,11 @@ pub(crate) fn explain(problem: &Problem<'_>, path: &[OpRef]) -> String {
                 Describe(prepared.operation)
             );
             if prepared.operation.outcome == Outcome::Unknown {
-                let _ = write!(text, ", taking effect here and returning {}", ShowOutcome(outcome));
+                let _ = write!(
+                    text,
+                    ", taking effect here and returning {}",
+                    ShowOutcome(outcome)
+                );
             }
             let _ = writeln!(text);
         }
@@ -182,7 +191,10 @@ pub(crate) fn explain(problem: &Problem<'_>, path: &[OpRef]) -> String {
 
     // The earliest-completing pending operation bounds what may go next.
     let Some(blocking) = linearized_completed.iter().position(|&x| !x) else {
-        let _ = writeln!(text, "(every completed operation is linearized: checker bug)");
+        let _ = writeln!(
+            text,
+            "(every completed operation is linearized: checker bug)"
+        );
         return text;
     };
     let blocking = &problem.completed[blocking];

@@ -133,7 +133,8 @@ impl Memo {
     /// returns false if an explored configuration dominates it.
     pub(crate) fn insert(&mut self, key: &[u32], unknown: &[u32]) -> bool {
         let Some(sets) = self.map.get_mut(key) else {
-            self.map.insert(key.into(), UnknownSets::One(unknown.into()));
+            self.map
+                .insert(key.into(), UnknownSets::One(unknown.into()));
             return true;
         };
         match sets {

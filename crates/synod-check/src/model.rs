@@ -367,7 +367,13 @@ mod tests {
             Outcome::Value(Some(b"ab".to_vec()))
         );
         assert_eq!(
-            apply(&mut store, &Op::Incr { key: k.clone(), by: 1 }),
+            apply(
+                &mut store,
+                &Op::Incr {
+                    key: k.clone(),
+                    by: 1
+                }
+            ),
             Outcome::Int(10)
         );
         assert_eq!(
@@ -390,7 +396,10 @@ mod tests {
                     key: key("a"),
                     value: b"x".to_vec(),
                 },
-                Op::Incr { key: key("a"), by: 1 },
+                Op::Incr {
+                    key: key("a"),
+                    by: 1,
+                },
                 Op::Txn { ops: vec![] },
                 Op::Delete { key: k.clone() },
             ],

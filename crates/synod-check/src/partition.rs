@@ -187,10 +187,8 @@ mod tests {
             operation(Op::Txn { ops: vec![] }, Outcome::Txn(vec![])),
         ];
         let partitions = partition(&history);
-        let shape: Vec<(Vec<&[u8]>, Vec<usize>)> = partitions
-            .into_iter()
-            .map(|p| (p.keys, p.ops))
-            .collect();
+        let shape: Vec<(Vec<&[u8]>, Vec<usize>)> =
+            partitions.into_iter().map(|p| (p.keys, p.ops)).collect();
         assert_eq!(
             shape,
             vec![

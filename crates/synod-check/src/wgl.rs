@@ -511,8 +511,10 @@ impl<'p, 'h> Search<'p, 'h> {
         while let Some(&(c, false)) = self.entry_op.get(entry as usize) {
             let prepared = &self.problem.completed[c as usize];
             let observed = &prepared.operation.outcome;
-            if matches!(prepared.command.run(then, observed), Run::Same | Run::Changed(_))
-                && matches!(prepared.command.run(now, observed), Run::Mismatch)
+            if matches!(
+                prepared.command.run(then, observed),
+                Run::Same | Run::Changed(_)
+            ) && matches!(prepared.command.run(now, observed), Run::Mismatch)
             {
                 return true;
             }

@@ -49,7 +49,13 @@ fn sequential_history_is_linearizable() {
         ),
         at(1, incr(k, 3), Outcome::Int(10), 90, 100),
         at(2, Op::Delete { key: key(k) }, Outcome::Bool(true), 110, 120),
-        at(1, Op::Delete { key: key(k) }, Outcome::Bool(false), 130, 140),
+        at(
+            1,
+            Op::Delete { key: key(k) },
+            Outcome::Bool(false),
+            130,
+            140,
+        ),
         at(2, get(k), Outcome::Value(None), 150, 160),
     ]);
 }
@@ -101,8 +107,14 @@ fn stale_read_is_not_linearizable() {
         at(2, get("k"), value("a"), 40, 50),
     ]);
     // The explanation names the read and what the model returns instead.
-    assert!(explanation.contains("#2 client 2: GET \"k\" -> \"a\""), "{explanation}");
-    assert!(explanation.contains("here it would return \"b\""), "{explanation}");
+    assert!(
+        explanation.contains("#2 client 2: GET \"k\" -> \"a\""),
+        "{explanation}"
+    );
+    assert!(
+        explanation.contains("here it would return \"b\""),
+        "{explanation}"
+    );
     assert!(explanation.contains("\"k\" = \"b\""), "{explanation}");
 }
 
@@ -198,10 +210,7 @@ fn reader_seeing_half_a_transaction_is_not_linearizable() {
         at(
             2,
             txn(vec![get("a"), get("b")]),
-            Outcome::Txn(vec![
-                Outcome::Value(a.map(key)),
-                Outcome::Value(b.map(key)),
-            ]),
+            Outcome::Txn(vec![Outcome::Value(a.map(key)), Outcome::Value(b.map(key))]),
             2,
             8,
         )
@@ -276,7 +285,9 @@ fn first_failing_partition_is_reported() {
         Verdict::NotLinearizable { key_group, .. } => assert_eq!(key_group, &vec![key("b")]),
         other => panic!("expected not linearizable, got {other}"),
     }
-    assert!(verdict.to_string().starts_with("not linearizable on keys [\"b\"]: "));
+    assert!(verdict
+        .to_string()
+        .starts_with("not linearizable on keys [\"b\"]: "));
 }
 
 #[test]
@@ -295,7 +306,10 @@ fn malformed_histories_are_undetermined() {
     for case in cases {
         match verdict(&[at(2, put("k", "b"), Outcome::Ok, 0, 5), case]) {
             Verdict::Undetermined { reason } => {
-                assert!(reason.starts_with("malformed history: operation #1"), "{reason}")
+                assert!(
+                    reason.starts_with("malformed history: operation #1"),
+                    "{reason}"
+                )
             }
             other => panic!("expected undetermined, got {other}"),
         }
@@ -338,11 +352,25 @@ fn many_unknown_writes_do_not_hide_a_stale_read() {
         at(1, put("k", "b"), Outcome::Ok, 20, 30),
     ];
     for i in 0..20 {
-        history.push(at(10 + i, put("k", &format!("u{i}")), Outcome::Unknown, 40, 41));
+        history.push(at(
+            10 + i,
+            put("k", &format!("u{i}")),
+            Outcome::Unknown,
+            40,
+            41,
+        ));
     }
     history.push(at(2, get("k"), value("a"), 100, 110));
-    let verdict = check(&history, &CheckOptions { max_states: 100_000 });
-    assert!(matches!(verdict, Verdict::NotLinearizable { .. }), "{verdict}");
+    let verdict = check(
+        &history,
+        &CheckOptions {
+            max_states: 100_000,
+        },
+    );
+    assert!(
+        matches!(verdict, Verdict::NotLinearizable { .. }),
+        "{verdict}"
+    );
 }
 
 #[test]
