@@ -384,3 +384,71 @@ fn display_and_is_linearizable() {
     assert!(!undetermined.is_linearizable());
     assert_eq!(CheckOptions::default().max_states, 5_000_000);
 }
+
+mod witness {
+    use super::*;
+    use synod_check::{check_with_witness, verify_witness};
+
+    #[test]
+    fn a_correct_witness_verifies() {
+        let history = vec![
+            at(1, put("k", "a"), Outcome::Ok, 0, 10),
+            at(2, get("k"), value("a"), 5, 30),
+            at(3, put("k", "b"), Outcome::Unknown, 20, 0),
+            at(1, get("k"), value("b"), 40, 50),
+        ];
+        assert_eq!(verify_witness(&history, &[0, 1, 2, 3]), Ok(()));
+    }
+
+    #[test]
+    fn each_rule_is_enforced() {
+        let history = vec![
+            at(1, put("k", "a"), Outcome::Ok, 0, 10),
+            at(2, get("k"), value("a"), 20, 30),
+            at(3, put("k", "b"), Outcome::Unknown, 20, 0),
+        ];
+        // Real time: b was invoked after a completed.
+        let writes = vec![
+            at(1, put("k", "a"), Outcome::Ok, 0, 10),
+            at(2, put("k", "b"), Outcome::Ok, 20, 30),
+        ];
+        let err = verify_witness(&writes, &[1, 0]).unwrap_err();
+        assert!(err.contains("completed at"), "{err}");
+        assert_eq!(verify_witness(&writes, &[0, 1]), Ok(()));
+        // The model: the unknown put took effect before the get.
+        let err = verify_witness(&history, &[0, 2, 1]).unwrap_err();
+        assert!(err.contains("model gives"), "{err}");
+        // Completeness, duplicates and range.
+        let err = verify_witness(&history, &[0]).unwrap_err();
+        assert!(err.contains("not in the witness"), "{err}");
+        let err = verify_witness(&history, &[0, 0, 1]).unwrap_err();
+        assert!(err.contains("twice"), "{err}");
+        let err = verify_witness(&history, &[0, 1, 7]).unwrap_err();
+        assert!(err.contains("outside"), "{err}");
+        // Leaving the unknown one out is fine.
+        assert_eq!(verify_witness(&history, &[0, 1]), Ok(()));
+    }
+
+    #[test]
+    fn a_wrong_witness_falls_back_to_the_search() {
+        let history = vec![
+            at(1, put("k", "a"), Outcome::Ok, 0, 10),
+            at(2, put("k", "b"), Outcome::Ok, 5, 15),
+            at(3, get("k"), value("a"), 20, 30),
+        ];
+        // The witness puts b last; the search finds b, a, get.
+        assert!(verify_witness(&history, &[0, 1, 2]).is_err());
+        let verdict = check_with_witness(&history, &[0, 1, 2], &CheckOptions::default());
+        assert_eq!(verdict, Verdict::Linearizable);
+        // And a history no witness can save is still refused.
+        let bad = vec![
+            at(1, put("k", "a"), Outcome::Ok, 0, 10),
+            at(3, get("k"), value(""), 20, 30),
+        ];
+        let verdict = check_with_witness(&bad, &[0, 1], &CheckOptions::default());
+        assert!(
+            matches!(verdict, Verdict::NotLinearizable { .. }),
+            "{verdict}"
+        );
+    }
+}

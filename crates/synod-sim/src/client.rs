@@ -251,6 +251,8 @@ impl World {
         } else {
             self.stats.ops_ok += 1;
         }
+        self.history_index
+            .insert((self.clients[client].id, in_flight.seq), self.history.len());
         self.history.push(Operation {
             client: self.clients[client].id,
             op: in_flight.op,

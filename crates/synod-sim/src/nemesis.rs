@@ -25,6 +25,7 @@ impl World {
             (w.split, 3),
             (w.bridge, 4),
             (w.one_way, 5),
+            (w.flaky, 7),
             (w.heal, 6),
         ];
         let total: u32 = choices.iter().map(|(weight, _)| weight).sum();
@@ -95,8 +96,22 @@ impl World {
                 self.partition(links);
                 self.stats.nemesis.push("one-way");
             }
+            7 => {
+                let mut links = Vec::new();
+                for from in 0..n {
+                    for to in 0..n {
+                        if from != to {
+                            links.push(((from, to), self.rng.gen_range(0.0..0.7)));
+                        }
+                    }
+                }
+                self.partition(Vec::new());
+                self.link_loss = links.into_iter().collect();
+                self.stats.nemesis.push("flaky");
+            }
             _ => {
                 self.blocked.clear();
+                self.link_loss.clear();
                 self.network_token += 1;
             }
         }
@@ -107,6 +122,7 @@ impl World {
     /// Replaces the blocked links and schedules their healing.
     fn partition(&mut self, links: Vec<(usize, usize)>) {
         self.blocked = links.into_iter().collect();
+        self.link_loss.clear();
         self.network_token += 1;
         let duration = self.rng.gen_range(100_000..4_000_000);
         let token = self.network_token;

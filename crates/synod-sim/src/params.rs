@@ -66,6 +66,8 @@ pub struct NemesisWeights {
     pub bridge: u32,
     /// Drop messages one way on random links.
     pub one_way: u32,
+    /// Give every directed link its own loss rate (flaky links).
+    pub flaky: u32,
     /// Heal the network.
     pub heal: u32,
 }
@@ -81,13 +83,19 @@ impl Params {
             split: on(rng, 0.6, 2),
             bridge: on(rng, 0.4, 1),
             one_way: on(rng, 0.4, 2),
+            flaky: on(rng, 0.5, 2),
             heal: 3,
         };
+        let storm = rng.gen_bool(0.33);
         Params {
             safety_us: rng.gen_range(6_000_000..12_000_000),
             liveness_us: 4_000_000,
             settle_us: 20_000_000,
-            clients: rng.gen_range(3..=6),
+            clients: if rng.gen_bool(0.3) {
+                rng.gen_range(8..=16)
+            } else {
+                rng.gen_range(3..=6)
+            },
             keys: rng.gen_range(1..=4),
             think_us_max: rng.gen_range(0..20_000),
             loss: if rng.gen_bool(0.7) {
@@ -105,8 +113,18 @@ impl Params {
             fsync_us_min: rng.gen_range(50..1_000),
             fsync_us_jitter: rng.gen_range(0..10_000),
             tick_us: (0..nodes).map(|_| rng.gen_range(9_000..11_000)).collect(),
-            nemesis_us_min: rng.gen_range(50_000..400_000),
-            nemesis_us_jitter: rng.gen_range(0..1_500_000),
+            // One seed in three is a storm: a fault every few tens of ms, so
+            // leaders change before they finish what they started.
+            nemesis_us_min: if storm {
+                rng.gen_range(5_000..50_000)
+            } else {
+                rng.gen_range(50_000..400_000)
+            },
+            nemesis_us_jitter: if storm {
+                rng.gen_range(0..100_000)
+            } else {
+                rng.gen_range(0..1_500_000)
+            },
             weights,
             attempt_timeout_us: rng.gen_range(400_000..1_200_000),
             attempts_max: rng.gen_range(2..=6),

@@ -116,12 +116,16 @@ pub(crate) struct World {
     pub(crate) nodes: Vec<SimNode>,
     /// Directed links that drop everything: (from, to) node indexes.
     pub(crate) blocked: BTreeSet<(usize, usize)>,
+    /// Per directed link, an extra loss probability (flaky links).
+    pub(crate) link_loss: BTreeMap<(usize, usize), f64>,
     pub(crate) network_token: u64,
     queue: BinaryHeap<Scheduled>,
     queue_seq: u64,
     pub(crate) clients: Vec<crate::client::Client>,
     /// The client history, for the linearizability checker.
     pub(crate) history: Vec<Operation>,
+    /// The history index of each operation, by (client, seq).
+    pub(crate) history_index: BTreeMap<(u64, u64), usize>,
     /// Every command a client ever proposed (validity).
     pub(crate) proposed: HashSet<Bytes>,
     /// The first value applied at each instance by anyone (agreement).
@@ -155,11 +159,13 @@ impl World {
             phase: Phase::Safety,
             nodes: Vec::new(),
             blocked: BTreeSet::new(),
+            link_loss: BTreeMap::new(),
             network_token: 0,
             queue: BinaryHeap::new(),
             queue_seq: 0,
             clients: Vec::new(),
             history: Vec::new(),
+            history_index: BTreeMap::new(),
             proposed: HashSet::new(),
             chosen: BTreeMap::new(),
             acknowledged: Vec::new(),
@@ -265,6 +271,7 @@ impl World {
             Event::HealNetwork { token } => {
                 if token == self.network_token {
                     self.blocked.clear();
+                    self.link_loss.clear();
                 }
             }
             Event::Heal => self.heal(),
@@ -466,7 +473,11 @@ impl World {
         self.stats.messages += 1;
         let from = self.index(msg.from);
         let to = self.index(msg.to);
-        if self.blocked.contains(&(from, to)) || self.rng.gen_bool(self.params.loss) {
+        let loss = self
+            .link_loss
+            .get(&(from, to))
+            .map_or(self.params.loss, |l| l.max(self.params.loss));
+        if self.blocked.contains(&(from, to)) || self.rng.gen_bool(loss) {
             return;
         }
         if self.rng.gen_bool(self.params.duplicate) {
@@ -526,6 +537,7 @@ impl World {
         self.phase = Phase::Liveness;
         self.heal_us = self.now_us;
         self.blocked.clear();
+        self.link_loss.clear();
         self.network_token += 1;
         self.params.loss = 0.0;
         for node in 0..self.nodes.len() {
