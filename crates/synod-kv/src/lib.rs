@@ -1,0 +1,1 @@
+//! # synod-kv: replicated key-value store with a Redis-protocol front end (being written)

@@ -1,0 +1,1 @@
+//! # synod-net: peer networking (placeholder, being written)

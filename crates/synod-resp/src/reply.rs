@@ -1,0 +1,48 @@
+//! A reply to a client command, independent of the RESP version it is
+//! written in (see `resp.rs` for RESP2 and RESP3 encodings).
+
+use bytes::Bytes;
+
+/// A command's reply. RESP2 writes the RESP3-only kinds in their RESP2 form
+/// (`Null` as a null bulk string, `Map` as a flat array, `Double` as a bulk
+/// string, `Set` as an array, `Bool` as an integer 0/1).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// `+OK`-style status line (no CR or LF inside).
+    Simple(String),
+    /// `-ERR ...`: the full error line without the leading `-` (it must start
+    /// with an error code such as `ERR` or `WRONGTYPE`).
+    Error(String),
+    /// `:n`.
+    Integer(i64),
+    /// `$n` bulk string.
+    Bulk(Bytes),
+    /// Null (RESP2 `$-1`, RESP3 `_`).
+    Null,
+    /// Null array (RESP2 `*-1`, RESP3 `_`), e.g. EXEC after a failed WATCH.
+    NullArray,
+    /// `*n` array.
+    Array(Vec<Reply>),
+    /// RESP3 map `%n` (RESP2: flat array of key, value, ...).
+    Map(Vec<(Reply, Reply)>),
+    /// RESP3 set `~n` (RESP2: array).
+    Set(Vec<Reply>),
+    /// RESP3 double `,x` (RESP2: bulk string).
+    Double(f64),
+    /// RESP3 boolean `#t`/`#f` (RESP2: integer 1/0).
+    Bool(bool),
+    /// RESP3 verbatim string `=n\r\ntxt:...` (RESP2: bulk string); used by INFO.
+    Verbatim(Bytes),
+}
+
+impl Reply {
+    /// `+OK`.
+    pub fn ok() -> Reply {
+        Reply::Simple("OK".to_string())
+    }
+
+    /// An error reply; `line` must start with an error code (`ERR ...`).
+    pub fn error(line: impl Into<String>) -> Reply {
+        Reply::Error(line.into())
+    }
+}
