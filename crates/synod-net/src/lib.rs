@@ -1,1 +1,74 @@
-//! # synod-net: peer networking (placeholder, being written)
+//! # synod-net: peer networking for Synod replicas
+//!
+//! [`Net`] keeps one TCP connection between every pair of members and carries
+//! [`synod_core::Message`]s over it in both directions.
+//!
+//! - **Who dials.** The member with the lower id dials the higher one, so a
+//!   pair never races to open two connections. The dialer redials a broken
+//!   connection with jittered exponential backoff; the acceptor waits, and a
+//!   new connection from a peer replaces its old one (the peer restarted).
+//! - **Handshake.** The first frame each way names the protocol version, the
+//!   cluster and both ends (see the `handshake` module); any mismatch closes the
+//!   socket with a warning.
+//! - **Frames.** A 4-byte little-endian length, then `Message::to_bytes()`.
+//!   Writers batch every queued message into one write; `TCP_NODELAY` is set.
+//! - **Bounds.** Each peer has a bounded send queue that outlives connections;
+//!   [`Net::send`] never blocks and drops (and counts) what does not fit, which
+//!   Paxos tolerates like any lost packet. Incoming frames are bounded by
+//!   [`NetConfig::frame_bytes_max`], checked before anything is allocated, and
+//!   the inbound channel is bounded by the caller: a full one stops the reader.
+//! - **Hostile input.** A frame that is too large, does not decode, or is not
+//!   from the handshaked peer to this node closes that connection with a
+//!   warning and a count in [`NetStats`]; nothing from the network can panic.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use std::collections::BTreeMap;
+//! use synod_core::{Ballot, Body, GroupId, InstanceId, Message, NodeId};
+//! use synod_net::{Net, NetConfig};
+//! use tokio::net::TcpListener;
+//! use tokio::sync::mpsc;
+//!
+//! // Bind first, so every member's config can name the real addresses.
+//! let (a, b) = (TcpListener::bind("127.0.0.1:0").await?, TcpListener::bind("127.0.0.1:0").await?);
+//! let peers: BTreeMap<_, _> = [(NodeId(1), a.local_addr()?), (NodeId(2), b.local_addr()?)].into();
+//! let (tx1, _rx1) = mpsc::channel(1024);
+//! let (tx2, mut rx2) = mpsc::channel(1024);
+//! let one = Net::start_with_listener(NetConfig::new(7, NodeId(1), peers[&NodeId(1)], peers.clone()), a, tx1).await?;
+//! let two = Net::start_with_listener(NetConfig::new(7, NodeId(2), peers[&NodeId(2)], peers.clone()), b, tx2).await?;
+//!
+//! let msg = Message {
+//!     group: GroupId(0),
+//!     from: NodeId(1),
+//!     to: NodeId(2),
+//!     body: Body::Accepted { ballot: Ballot::ZERO, instance: InstanceId(0) },
+//! };
+//! one.send(msg.clone()); // queued until node 1 has dialed node 2
+//! assert_eq!(rx2.recv().await, Some(msg));
+//! one.shutdown().await;
+//! two.shutdown().await;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+#![deny(missing_docs)]
+
+mod backoff;
+mod config;
+mod connection;
+mod error;
+mod frame;
+mod handshake;
+mod net;
+mod peer;
+mod stats;
+
+pub use config::{
+    NetConfig, BACKOFF_MAX_DEFAULT, BACKOFF_MIN_DEFAULT, FRAME_BYTES_MAX_DEFAULT,
+    HANDSHAKES_PENDING_MAX_DEFAULT, HANDSHAKE_TIMEOUT_DEFAULT, SEND_QUEUE_MAX_DEFAULT,
+    WRITE_BATCH_BYTES_MAX_DEFAULT,
+};
+pub use error::NetError;
+pub use handshake::{HANDSHAKE_PAYLOAD_BYTES, MAGIC, PROTOCOL_VERSION};
+pub use net::Net;
+pub use stats::NetStats;

@@ -1,5 +1,6 @@
 //! A reply to a client command, independent of the RESP version it is
-//! written in (see `resp.rs` for RESP2 and RESP3 encodings).
+//! written in (see [`write_reply`](crate::write_reply) for the RESP2 and RESP3
+//! encodings).
 
 use bytes::Bytes;
 
@@ -44,5 +45,16 @@ impl Reply {
     /// An error reply; `line` must start with an error code (`ERR ...`).
     pub fn error(line: impl Into<String>) -> Reply {
         Reply::Error(line.into())
+    }
+
+    /// A status reply such as `+PONG`. A CR or LF in `text` is written as a
+    /// space.
+    pub fn simple(text: impl Into<String>) -> Reply {
+        Reply::Simple(text.into())
+    }
+
+    /// A bulk string reply.
+    pub fn bulk(bytes: impl Into<Bytes>) -> Reply {
+        Reply::Bulk(bytes.into())
     }
 }

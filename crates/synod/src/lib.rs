@@ -1,5 +1,31 @@
-//! # synod: the node runtime (being written)
+//! # synod: replicate a deterministic state machine with Multi-Paxos
+//!
+//! Implement [`StateMachine`] for your service, give every replica a
+//! [`NodeConfig`] (its id, the members' peer addresses, a data directory) and
+//! call [`Node::start`]. Then [`Node::propose`] replicates a command and
+//! returns its output once a majority has it durably and it is applied;
+//! [`Node::read`] answers a linearizable read. Any node accepts requests: a
+//! follower forwards them to the leader. Leader failover, catch-up of lagging
+//! replicas, snapshots and log compaction happen underneath.
+//!
+//! The protocol is `synod-core` (pure, checked by the deterministic
+//! simulator), the log is `synod-storage`, the peer links are `synod-net`.
+//! See `examples/counter.rs` for a complete program.
 
+#![deny(missing_docs)]
+
+mod admin;
+mod config;
+mod driver;
+mod envelope;
+mod metrics;
+mod node;
 mod state_machine;
 
+pub use admin::{serve_admin, status_json};
+pub use config::NodeConfig;
+pub use metrics::{Histogram, Metrics};
+pub use node::{Node, NodeError, NodeStatus, RequestError};
 pub use state_machine::{ApplyContext, StateMachine};
+pub use synod_core::{InstanceId, NodeId, RoleKind};
+pub use synod_storage::SnapshotPolicy;

@@ -1,0 +1,164 @@
+//! Configuration of the peer transport, with every limit named and validated.
+
+use crate::error::NetError;
+use crate::handshake::HANDSHAKE_PAYLOAD_BYTES;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use synod_core::NodeId;
+
+/// Default for [`NetConfig::send_queue_max`].
+pub const SEND_QUEUE_MAX_DEFAULT: usize = 4096;
+/// Default for [`NetConfig::frame_bytes_max`]: 64 MiB.
+pub const FRAME_BYTES_MAX_DEFAULT: usize = 64 << 20;
+/// Default for [`NetConfig::write_batch_bytes_max`]: 1 MiB.
+pub const WRITE_BATCH_BYTES_MAX_DEFAULT: usize = 1 << 20;
+/// Default for [`NetConfig::handshakes_pending_max`].
+pub const HANDSHAKES_PENDING_MAX_DEFAULT: usize = 64;
+/// Default for [`NetConfig::backoff_min`].
+pub const BACKOFF_MIN_DEFAULT: Duration = Duration::from_millis(50);
+/// Default for [`NetConfig::backoff_max`].
+pub const BACKOFF_MAX_DEFAULT: Duration = Duration::from_secs(2);
+/// Default for [`NetConfig::handshake_timeout`].
+pub const HANDSHAKE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+
+/// How a node joins the mesh of its peers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    /// Identifies the cluster; a peer with another cluster id is refused at handshake,
+    /// so that two clusters sharing hosts cannot exchange Paxos messages.
+    pub cluster_id: u64,
+    /// This node.
+    pub node_id: NodeId,
+    /// Where this node accepts peer connections.
+    pub listen: SocketAddr,
+    /// Every member including this node: id -> address.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Per-peer bound on queued outgoing messages; more are dropped (Paxos
+    /// tolerates loss) and counted.
+    pub send_queue_max: usize,
+    /// Largest frame accepted or sent (bytes). A larger incoming frame closes the
+    /// connection with a log line; a larger outgoing message is dropped and counted.
+    pub frame_bytes_max: usize,
+    /// A writer stops adding queued messages to one write once it holds this many
+    /// bytes, so one write call stays bounded while still batching.
+    pub write_batch_bytes_max: usize,
+    /// Accepted sockets that may be in the handshake at once; more are closed at
+    /// once, so a flood of idle sockets cannot hold unbounded tasks.
+    pub handshakes_pending_max: usize,
+    /// First delay before a dialer reconnects.
+    pub backoff_min: Duration,
+    /// The delay doubles after each failed attempt up to this.
+    pub backoff_max: Duration,
+    /// Connecting plus the handshake must finish within this, or the socket is closed.
+    pub handshake_timeout: Duration,
+}
+
+impl NetConfig {
+    /// A config with every limit at its default.
+    pub fn new(
+        cluster_id: u64,
+        node_id: NodeId,
+        listen: SocketAddr,
+        peers: BTreeMap<NodeId, SocketAddr>,
+    ) -> NetConfig {
+        NetConfig {
+            cluster_id,
+            node_id,
+            listen,
+            peers,
+            send_queue_max: SEND_QUEUE_MAX_DEFAULT,
+            frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
+            write_batch_bytes_max: WRITE_BATCH_BYTES_MAX_DEFAULT,
+            handshakes_pending_max: HANDSHAKES_PENDING_MAX_DEFAULT,
+            backoff_min: BACKOFF_MIN_DEFAULT,
+            backoff_max: BACKOFF_MAX_DEFAULT,
+            handshake_timeout: HANDSHAKE_TIMEOUT_DEFAULT,
+        }
+    }
+
+    /// Checks every rule; [`crate::Net::start`] calls this first.
+    pub fn validate(&self) -> Result<(), NetError> {
+        let fail = |why: String| Err(NetError::InvalidConfig(why));
+        if !self.peers.contains_key(&self.node_id) {
+            return fail(format!(
+                "peers must include this node ({}), found {:?}",
+                self.node_id,
+                self.peers.keys().collect::<Vec<_>>()
+            ));
+        }
+        if self.send_queue_max == 0 {
+            return fail("send_queue_max must be at least 1".into());
+        }
+        // The length prefix is a u32; a handshake must fit in a frame.
+        if self.frame_bytes_max < HANDSHAKE_PAYLOAD_BYTES
+            || self.frame_bytes_max > u32::MAX as usize
+        {
+            return fail(format!(
+                "frame_bytes_max {} must be in {}..={}",
+                self.frame_bytes_max,
+                HANDSHAKE_PAYLOAD_BYTES,
+                u32::MAX
+            ));
+        }
+        if self.write_batch_bytes_max == 0 {
+            return fail("write_batch_bytes_max must be at least 1".into());
+        }
+        if self.handshakes_pending_max == 0 {
+            return fail("handshakes_pending_max must be at least 1".into());
+        }
+        if self.backoff_min.is_zero() || self.backoff_min > self.backoff_max {
+            return fail(format!(
+                "backoff_min {:?} must be positive and at most backoff_max {:?}",
+                self.backoff_min, self.backoff_max
+            ));
+        }
+        if self.handshake_timeout.is_zero() {
+            return fail("handshake_timeout must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> NetConfig {
+        let addr: SocketAddr = "127.0.0.1:7101".parse().unwrap();
+        let peers = [(NodeId(1), addr)].into_iter().collect();
+        NetConfig::new(9, NodeId(1), addr, peers)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let cfg = config();
+        assert_eq!(cfg.send_queue_max, 4096);
+        assert_eq!(cfg.frame_bytes_max, 64 << 20);
+        assert_eq!(cfg.backoff_min, Duration::from_millis(50));
+        assert_eq!(cfg.backoff_max, Duration::from_secs(2));
+        assert_eq!(cfg.handshake_timeout, Duration::from_secs(5));
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_broken_limits() {
+        let broken: [fn(&mut NetConfig); 7] = [
+            |c| c.node_id = NodeId(2),
+            |c| c.send_queue_max = 0,
+            |c| c.frame_bytes_max = 3,
+            |c| c.write_batch_bytes_max = 0,
+            |c| c.handshakes_pending_max = 0,
+            |c| c.backoff_min = c.backoff_max * 2,
+            |c| c.handshake_timeout = Duration::ZERO,
+        ];
+        for (i, breaker) in broken.iter().enumerate() {
+            let mut cfg = config();
+            breaker(&mut cfg);
+            assert!(
+                matches!(cfg.validate(), Err(NetError::InvalidConfig(_))),
+                "case {i}"
+            );
+        }
+    }
+}

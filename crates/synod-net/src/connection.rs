@@ -1,0 +1,202 @@
+//! One established connection: a reader task and a writer task over the two
+//! halves of the socket, supervised so that when either ends, both do.
+
+use crate::frame::{self, FrameTooLarge};
+use crate::net::Inner;
+use crate::peer::Peer;
+use crate::stats::{add, OpenConnection};
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use synod_core::codec::{Decode, DecodeError};
+use synod_core::{Message, NodeId};
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+/// The reader asks the socket for at least this much at a time, so many small
+/// frames arrive in one read call.
+const READ_CHUNK_BYTES: usize = 64 << 10;
+/// A writer buffer that grew past this many batches (for one huge message) is
+/// released instead of being kept for the life of the connection.
+const WRITE_BUFFER_RETAIN_BATCHES: usize = 4;
+
+/// Why a connection closed.
+#[derive(Debug, Error)]
+enum CloseReason {
+    #[error("closed the connection")]
+    Eof,
+    #[error("connection failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("sent a {0}")]
+    TooLarge(FrameTooLarge),
+    #[error("sent a frame that does not decode ({0})")]
+    Decode(DecodeError),
+    #[error("sent a message from {0} on its own connection")]
+    WrongSender(NodeId),
+    #[error("sent a message for {theirs}, but we are {ours}")]
+    WrongReceiver { theirs: NodeId, ours: NodeId },
+    #[error("has a newer connection, which replaces this one")]
+    Replaced,
+    #[error("is disconnected because we are shutting down")]
+    Shutdown,
+    #[error("is disconnected because nobody receives inbound messages any more")]
+    InboundClosed,
+    #[error("lost a connection task: {0}")]
+    TaskFailed(String),
+}
+
+impl CloseReason {
+    /// The peer broke the protocol (as opposed to the connection just ending).
+    fn is_bad_frame(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::TooLarge(_)
+                | CloseReason::Decode(_)
+                | CloseReason::WrongSender(_)
+                | CloseReason::WrongReceiver { .. }
+        )
+    }
+}
+
+/// Runs a connection whose handshake with `peer` is done, until it breaks, is
+/// replaced, or the node shuts down. Returns once both tasks have stopped and
+/// the socket is closed.
+pub(crate) async fn run(inner: Arc<Inner>, peer: Arc<Peer>, stream: TcpStream, remote: SocketAddr) {
+    let connection_id = inner.next_connection_id.fetch_add(1, Ordering::Relaxed);
+    let (replaced_old, mut replaced) = peer.install(connection_id);
+    let _open = OpenConnection::new(&inner.counters);
+    tracing::info!(
+        peer = %peer.id,
+        %remote,
+        replaced_old,
+        "connected to peer {} at {remote}",
+        peer.id
+    );
+
+    let (read_half, write_half) = stream.into_split();
+    // Separate tasks, so that reading (and its backpressure on the inbound
+    // channel) never stalls writing, and the two can use different cores.
+    let mut tasks = JoinSet::new();
+    tasks.spawn(read_loop(inner.clone(), peer.id, read_half));
+    tasks.spawn(write_loop(inner.clone(), peer.clone(), write_half));
+
+    let mut shutdown = inner.shutdown.subscribe();
+    let closed = tokio::select! {
+        ended = tasks.join_next() => match ended {
+            Some(Ok(closed)) => closed,
+            Some(Err(failed)) => CloseReason::TaskFailed(failed.to_string()),
+            None => CloseReason::TaskFailed("no tasks".into()),
+        },
+        _ = &mut replaced => CloseReason::Replaced,
+        _ = shutdown.wait_for(|stop| *stop) => CloseReason::Shutdown,
+    };
+    // Stops the other task and waits for it: the socket is closed and the send
+    // queue released before a replacement's writer may take it.
+    tasks.shutdown().await;
+    peer.uninstall(connection_id);
+
+    if closed.is_bad_frame() {
+        // Logged before counting, so whoever sees the count can find the line.
+        tracing::warn!(peer = %peer.id, "peer {remote} ({}) {closed}: closing", peer.id);
+        add(&inner.counters.bad_frames, 1);
+    } else {
+        tracing::info!(peer = %peer.id, "peer {remote} ({}) {closed}", peer.id);
+    }
+}
+
+/// Reads frames, checks them, and hands messages to the inbound channel.
+async fn read_loop(inner: Arc<Inner>, peer: NodeId, mut socket: OwnedReadHalf) -> CloseReason {
+    let frame_bytes_max = inner.cfg.frame_bytes_max;
+    let ours = inner.cfg.node_id;
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    loop {
+        loop {
+            let payload = match frame::take_frame(&mut buf, frame_bytes_max) {
+                Ok(Some(payload)) => payload,
+                Ok(None) => break,
+                Err(too_large) => return CloseReason::TooLarge(too_large),
+            };
+            let frame_bytes = frame::LENGTH_PREFIX_BYTES + payload.len();
+            let msg = match Message::from_bytes(payload) {
+                Ok(msg) => msg,
+                Err(err) => return CloseReason::Decode(err),
+            };
+            // The handshake proved who is at the other end; a message claiming
+            // another sender or receiver is a bug or a forgery, never routed.
+            if msg.from != peer {
+                return CloseReason::WrongSender(msg.from);
+            }
+            if msg.to != ours {
+                return CloseReason::WrongReceiver {
+                    theirs: msg.to,
+                    ours,
+                };
+            }
+            add(&inner.counters.frames_received, 1);
+            add(&inner.counters.bytes_received, frame_bytes as u64);
+            // Awaiting here is the backpressure: a slow replica stops reading,
+            // and TCP slows the sender.
+            if inner.inbound.send(msg).await.is_err() {
+                return CloseReason::InboundClosed;
+            }
+        }
+        // take_frame vouched for the length, so reserving for it is bounded by
+        // frame_bytes_max; the chunk minimum lets small frames batch per read.
+        buf.reserve(frame::bytes_missing(&buf).max(READ_CHUNK_BYTES));
+        match socket.read_buf(&mut buf).await {
+            Ok(0) => return CloseReason::Eof,
+            Ok(_) => {}
+            Err(err) => return CloseReason::Io(err),
+        }
+    }
+}
+
+/// Takes messages from the peer's queue and writes them, many frames per write.
+async fn write_loop(inner: Arc<Inner>, peer: Arc<Peer>, mut socket: OwnedWriteHalf) -> CloseReason {
+    let cfg = &inner.cfg;
+    let mut queue = peer.lock_queue().await;
+    let mut buf = BytesMut::with_capacity(cfg.write_batch_bytes_max.min(READ_CHUNK_BYTES));
+    loop {
+        let Some(first) = queue.recv().await else {
+            return CloseReason::Shutdown;
+        };
+        let mut next = Some(first);
+        let mut frames = 0u64;
+        // Batch whatever is already queued into one write: one syscall for many
+        // messages is most of the transport's throughput.
+        while let Some(msg) = next.take() {
+            match frame::put_message(&mut buf, &msg, cfg.frame_bytes_max) {
+                Ok(_) => frames += 1,
+                Err(too_large) => {
+                    add(&inner.counters.dropped_too_large, 1);
+                    tracing::warn!(
+                        peer = %peer.id,
+                        "dropping a {} message for {}: {too_large}",
+                        msg.body.name(),
+                        peer.id
+                    );
+                }
+            }
+            if buf.len() < cfg.write_batch_bytes_max {
+                next = queue.try_recv().ok();
+            }
+        }
+        if buf.is_empty() {
+            continue;
+        }
+        if let Err(err) = socket.write_all(&buf).await {
+            return CloseReason::Io(err);
+        }
+        add(&inner.counters.frames_sent, frames);
+        add(&inner.counters.bytes_sent, buf.len() as u64);
+        if buf.capacity() > WRITE_BUFFER_RETAIN_BATCHES * cfg.write_batch_bytes_max {
+            buf = BytesMut::new();
+        } else {
+            buf.clear();
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! The transport: [`Net`], its listener and its dialers.
+
+use crate::backoff::Backoff;
+use crate::config::NetConfig;
+use crate::connection;
+use crate::error::NetError;
+use crate::handshake::{self, HandshakeError};
+use crate::peer::Peer;
+use crate::stats::{add, Counters, NetStats};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use synod_core::{Message, NodeId};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::timeout;
+
+/// State shared by the handle and every task.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub cfg: NetConfig,
+    pub local_addr: SocketAddr,
+    pub counters: Counters,
+    /// Every member except this node.
+    pub peers: BTreeMap<NodeId, Arc<Peer>>,
+    pub inbound: mpsc::Sender<Message>,
+    /// Set to `true` once; every task watches it and winds down.
+    pub shutdown: watch::Sender<bool>,
+    pub next_connection_id: AtomicU64,
+    /// The listener and dialer tasks; each waits for the connections it started.
+    tasks: tokio::sync::Mutex<JoinSet<()>>,
+}
+
+/// The peer transport of one node: a TCP connection to every other member,
+/// dialed by the lower id of each pair, carrying framed [`Message`]s both ways.
+///
+/// Cheap to clone; clones share one transport. Dropping the last clone stops
+/// the background tasks without waiting; [`Net::shutdown`] stops them and waits.
+#[derive(Clone, Debug)]
+pub struct Net {
+    handle: Arc<Handle>,
+}
+
+/// Owned by the clones of [`Net`] only (never by tasks), so its drop means no
+/// one can send any more.
+#[derive(Debug)]
+struct Handle {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.inner.shutdown.send_replace(true);
+    }
+}
+
+impl Net {
+    /// Binds the listener (error if the address is taken) and starts background
+    /// tasks on the current tokio runtime. Every valid message received from a
+    /// peer is sent into `inbound`; if it is full, the reader waits
+    /// (backpressure reaches the sender through TCP).
+    pub async fn start(cfg: NetConfig, inbound: mpsc::Sender<Message>) -> Result<Net, NetError> {
+        cfg.validate()?;
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| NetError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+        Net::start_with_listener(cfg, listener, inbound).await
+    }
+
+    /// Like [`Net::start`], but accepts on a listener the caller bound (and
+    /// `cfg.listen` is ignored). Lets tests and tools bind port 0 first and put
+    /// the real address in every member's config without a race for the port.
+    pub async fn start_with_listener(
+        cfg: NetConfig,
+        listener: TcpListener,
+        inbound: mpsc::Sender<Message>,
+    ) -> Result<Net, NetError> {
+        cfg.validate()?;
+        let local_addr = listener.local_addr().map_err(NetError::ListenerAddr)?;
+        let peers = cfg
+            .peers
+            .iter()
+            .filter(|(id, _)| **id != cfg.node_id)
+            .map(|(id, addr)| (*id, Arc::new(Peer::new(*id, *addr, cfg.send_queue_max))))
+            .collect();
+        tracing::info!(
+            node = %cfg.node_id,
+            cluster_id = cfg.cluster_id,
+            %local_addr,
+            peers = ?cfg.peers,
+            send_queue_max = cfg.send_queue_max,
+            frame_bytes_max = cfg.frame_bytes_max,
+            write_batch_bytes_max = cfg.write_batch_bytes_max,
+            handshakes_pending_max = cfg.handshakes_pending_max,
+            backoff_min = ?cfg.backoff_min,
+            backoff_max = ?cfg.backoff_max,
+            handshake_timeout = ?cfg.handshake_timeout,
+            "peer transport listening"
+        );
+        let inner = Arc::new(Inner {
+            cfg,
+            local_addr,
+            counters: Counters::default(),
+            peers,
+            inbound,
+            shutdown: watch::Sender::new(false),
+            next_connection_id: AtomicU64::new(0),
+            tasks: tokio::sync::Mutex::new(JoinSet::new()),
+        });
+        {
+            let mut tasks = inner.tasks.lock().await;
+            tasks.spawn(accept_loop(inner.clone(), listener));
+            // One connection per pair: we dial only the members above us.
+            for peer in inner.peers.values().filter(|p| p.id > inner.cfg.node_id) {
+                tasks.spawn(dial_loop(inner.clone(), peer.clone()));
+            }
+        }
+        Ok(Net {
+            handle: Arc::new(Handle { inner }),
+        })
+    }
+
+    /// Queues a message for `msg.to`. Never blocks, never fails: a message for
+    /// an unknown node or this node, one not from this node, or one that finds
+    /// the peer's queue full is dropped and counted in [`Net::stats`]. Messages
+    /// for a disconnected peer wait in its queue until it reconnects.
+    pub fn send(&self, msg: Message) {
+        let inner = self.inner();
+        let routable = msg.from == inner.cfg.node_id;
+        match inner.peers.get(&msg.to).filter(|_| routable) {
+            None => {
+                add(&inner.counters.dropped_unroutable, 1);
+                tracing::debug!(from = %msg.from, to = %msg.to, "dropping unroutable {} message", msg.body.name());
+            }
+            Some(peer) => {
+                if peer.enqueue(msg).is_err() {
+                    add(&inner.counters.dropped_queue_full, 1);
+                }
+            }
+        }
+    }
+
+    /// A snapshot of the counters and of each peer's connection and queue.
+    pub fn stats(&self) -> NetStats {
+        let inner = self.inner();
+        let mut stats = inner.counters.snapshot();
+        for (id, peer) in &inner.peers {
+            stats.connected.insert(*id, peer.is_connected());
+            stats.queued.insert(*id, peer.queued());
+        }
+        stats
+    }
+
+    /// Stops every task and closes every socket, including the listener;
+    /// returns when that is done. Later sends are dropped (queued, never sent).
+    pub async fn shutdown(&self) {
+        let inner = self.inner();
+        inner.shutdown.send_replace(true);
+        // Held while joining, so a concurrent call also returns only when done.
+        let mut tasks = inner.tasks.lock().await;
+        while let Some(ended) = tasks.join_next().await {
+            if let Err(err) = ended {
+                tracing::error!("peer transport task failed: {err}");
+            }
+        }
+        tracing::info!(node = %inner.cfg.node_id, "peer transport stopped");
+    }
+
+    /// The address the listener is bound to (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner().local_addr
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.inner().cfg.node_id
+    }
+
+    fn inner(&self) -> &Inner {
+        &self.handle.inner
+    }
+}
+
+/// Resolves once shutdown has begun.
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stop.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Logs and counts a failed handshake; logged first, so that whoever sees the
+/// count can also find the line.
+fn reject(inner: &Inner, addr: SocketAddr, err: &HandshakeError) {
+    handshake::warn_rejected(addr, err);
+    add(&inner.counters.handshakes_rejected, 1);
+}
+
+/// Accepts sockets and runs each through the handshake and, if it passes, as
+/// the connection of the peer that dialed.
+async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
+    let mut shutdown = inner.shutdown.subscribe();
+    let pending = Arc::new(Semaphore::new(inner.cfg.handshakes_pending_max));
+    // At most handshakes_pending_max handshakes plus one live connection per
+    // peer (and replaced ones for the moment they take to close).
+    let mut accepted = JoinSet::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            _ = stopping(&mut shutdown) => break,
+            Some(_) = accepted.join_next(), if !accepted.is_empty() => continue,
+            result = listener.accept() => match result {
+                Ok(connection) => connection,
+                Err(err) => {
+                    // Usually out of file descriptors: pause rather than spin.
+                    tracing::warn!("accepting a peer connection failed: {err}");
+                    tokio::select! {
+                        _ = stopping(&mut shutdown) => break,
+                        _ = tokio::time::sleep(inner.cfg.backoff_min) => continue,
+                    }
+                }
+            },
+        };
+        let Ok(permit) = pending.clone().try_acquire_owned() else {
+            let busy = HandshakeError::TooBusy(inner.cfg.handshakes_pending_max);
+            reject(&inner, remote, &busy);
+            continue;
+        };
+        accepted.spawn(accept_connection(inner.clone(), stream, remote, permit));
+    }
+    drop(listener);
+    // Every accepted task watches the shutdown flag too, so this ends promptly.
+    while accepted.join_next().await.is_some() {}
+}
+
+/// The acceptor's side of one socket: handshake, then the connection.
+async fn accept_connection(
+    inner: Arc<Inner>,
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
+    let mut shutdown = inner.shutdown.subscribe();
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::warn!("cannot set TCP_NODELAY for peer {remote}: {err}");
+    }
+    let hs_timeout = inner.cfg.handshake_timeout;
+    let result = tokio::select! {
+        _ = stopping(&mut shutdown) => return,
+        result = timeout(hs_timeout, handshake::accept(&mut stream, &inner.cfg)) => result,
+    };
+    drop(permit);
+    let result = result.unwrap_or(Err(HandshakeError::Timeout(hs_timeout)));
+    let peer_id = match result {
+        Ok(peer_id) => peer_id,
+        Err(err) => {
+            reject(&inner, remote, &err);
+            return;
+        }
+    };
+    // check_hello admitted only members other than us, so the lookup succeeds.
+    let Some(peer) = inner.peers.get(&peer_id).cloned() else {
+        debug_assert!(false, "handshake admitted non-member {peer_id}");
+        return;
+    };
+    connection::run(inner, peer, stream, remote).await;
+}
+
+/// Why one dial attempt failed.
+enum DialFailed {
+    /// Could not connect at all: the peer is down or unreachable. Expected
+    /// while members start, so logged quietly.
+    Connect(std::io::Error),
+    Handshake(HandshakeError),
+}
+
+/// Keeps a connection to `peer` (a member with a higher id) open for as long
+/// as the node runs, redialing with backoff whenever it breaks.
+async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    let cfg = &inner.cfg;
+    let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max, (cfg.node_id, peer.id));
+    loop {
+        let attempt = tokio::select! {
+            _ = stopping(&mut shutdown) => return,
+            attempt = dial(cfg, &peer) => attempt,
+        };
+        match attempt {
+            Ok(stream) => {
+                backoff.reset();
+                connection::run(inner.clone(), peer.clone(), stream, peer.addr).await;
+            }
+            Err(DialFailed::Connect(err)) => {
+                tracing::debug!(peer = %peer.id, "cannot connect to peer {} at {}: {err}", peer.id, peer.addr);
+            }
+            Err(DialFailed::Handshake(err)) => {
+                reject(&inner, peer.addr, &err);
+            }
+        }
+        tokio::select! {
+            _ = stopping(&mut shutdown) => return,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+/// One attempt: connect and handshake, each within the handshake timeout.
+async fn dial(cfg: &NetConfig, peer: &Peer) -> Result<TcpStream, DialFailed> {
+    let connected = timeout(cfg.handshake_timeout, TcpStream::connect(peer.addr)).await;
+    let mut stream = connected
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+        .map_err(DialFailed::Connect)?;
+    stream.set_nodelay(true).map_err(DialFailed::Connect)?;
+    match timeout(
+        cfg.handshake_timeout,
+        handshake::dial(&mut stream, cfg, peer.id),
+    )
+    .await
+    {
+        Ok(Ok(())) => Ok(stream),
+        Ok(Err(err)) => Err(DialFailed::Handshake(err)),
+        Err(_) => Err(DialFailed::Handshake(HandshakeError::Timeout(
+            cfg.handshake_timeout,
+        ))),
+    }
+}

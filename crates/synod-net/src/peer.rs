@@ -1,0 +1,141 @@
+//! What this node keeps per other member: the bounded send queue, which lives
+//! across connections, and the slot holding the current connection.
+
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use synod_core::{Message, NodeId};
+use tokio::sync::{mpsc, oneshot};
+
+/// Another member of the cluster.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub id: NodeId,
+    pub addr: SocketAddr,
+    queue_tx: mpsc::Sender<Message>,
+    /// Held by the writer of the current connection for its whole life. When a
+    /// connection is replaced, the old writer is stopped, which releases the
+    /// queue to the new writer (tokio's mutex is fair: waiters go in order).
+    queue_rx: tokio::sync::Mutex<mpsc::Receiver<Message>>,
+    slot: Mutex<Option<Slot>>,
+}
+
+/// The registered connection of a peer.
+#[derive(Debug)]
+struct Slot {
+    connection_id: u64,
+    /// Dropping this tells the connection it was replaced and must close.
+    _replaced: oneshot::Sender<()>,
+}
+
+/// Why [`Peer::enqueue`] dropped a message.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct QueueFull;
+
+impl Peer {
+    pub(crate) fn new(id: NodeId, addr: SocketAddr, send_queue_max: usize) -> Peer {
+        let (queue_tx, queue_rx) = mpsc::channel(send_queue_max);
+        Peer {
+            id,
+            addr,
+            queue_tx,
+            queue_rx: tokio::sync::Mutex::new(queue_rx),
+            slot: Mutex::new(None),
+        }
+    }
+
+    /// Queues a message without waiting; a full queue drops it, because a Paxos
+    /// message lost here is no worse than one lost on the wire.
+    pub(crate) fn enqueue(&self, msg: Message) -> Result<(), QueueFull> {
+        self.queue_tx.try_send(msg).map_err(|_| QueueFull)
+    }
+
+    /// Messages waiting to be written.
+    pub(crate) fn queued(&self) -> usize {
+        self.queue_tx.max_capacity() - self.queue_tx.capacity()
+    }
+
+    /// Waits until this connection's writer owns the queue.
+    pub(crate) async fn lock_queue(&self) -> tokio::sync::MutexGuard<'_, mpsc::Receiver<Message>> {
+        self.queue_rx.lock().await
+    }
+
+    pub(crate) fn is_connected(&self) -> bool {
+        self.slot().is_some()
+    }
+
+    /// Registers a new connection, closing the one it replaces (a peer that
+    /// restarted dials again before we notice its old socket is dead). Returns
+    /// whether one was replaced and the receiver that fires when this one is.
+    pub(crate) fn install(&self, connection_id: u64) -> (bool, oneshot::Receiver<()>) {
+        let (replaced_tx, replaced_rx) = oneshot::channel();
+        let old = self.slot().replace(Slot {
+            connection_id,
+            _replaced: replaced_tx,
+        });
+        (old.is_some(), replaced_rx)
+    }
+
+    /// Unregisters a closed connection, unless a newer one already took its place.
+    pub(crate) fn uninstall(&self, connection_id: u64) {
+        let mut slot = self.slot();
+        if slot.as_ref().map(|s| s.connection_id) == Some(connection_id) {
+            *slot = None;
+        }
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Option<Slot>> {
+        // The slot is only replaced or cleared, so a panic elsewhere while it
+        // was held cannot leave it half-updated.
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synod_core::{Ballot, Body, GroupId, InstanceId};
+
+    fn peer(queue_max: usize) -> Peer {
+        Peer::new(NodeId(2), "127.0.0.1:1".parse().unwrap(), queue_max)
+    }
+
+    fn message() -> Message {
+        Message {
+            group: GroupId(0),
+            from: NodeId(1),
+            to: NodeId(2),
+            body: Body::Accepted {
+                ballot: Ballot::ZERO,
+                instance: InstanceId(0),
+            },
+        }
+    }
+
+    #[test]
+    fn the_queue_is_bounded() {
+        let peer = peer(2);
+        assert_eq!(peer.enqueue(message()), Ok(()));
+        assert_eq!(peer.enqueue(message()), Ok(()));
+        assert_eq!(peer.enqueue(message()), Err(QueueFull));
+        assert_eq!(peer.queued(), 2);
+    }
+
+    #[test]
+    fn a_new_connection_replaces_the_old_one() {
+        let peer = peer(1);
+        let (replaced, mut first) = peer.install(1);
+        assert!(!replaced && peer.is_connected());
+        let (replaced, mut second) = peer.install(2);
+        assert!(replaced);
+        assert!(
+            first.try_recv().is_err(),
+            "the first connection is told to close"
+        );
+        // The old connection's exit must not unregister the new one.
+        peer.uninstall(1);
+        assert!(peer.is_connected());
+        assert_eq!(second.try_recv(), Err(oneshot::error::TryRecvError::Empty));
+        peer.uninstall(2);
+        assert!(!peer.is_connected());
+    }
+}

@@ -1,0 +1,100 @@
+//! Counters of the transport, kept in atomics and read as a [`NetStats`] snapshot.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use synod_core::NodeId;
+
+/// A snapshot of the transport's counters. Counters only grow; `connections_open`,
+/// `connected` and `queued` describe the moment of the snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Message frames written to sockets.
+    pub frames_sent: u64,
+    /// Payload and prefix bytes of those frames.
+    pub bytes_sent: u64,
+    /// Valid message frames read from peers and handed to the inbound channel.
+    pub frames_received: u64,
+    /// Payload and prefix bytes of those frames.
+    pub bytes_received: u64,
+    /// Messages dropped because the peer's send queue was full.
+    pub dropped_queue_full: u64,
+    /// Messages dropped because they were addressed to an unknown node or to
+    /// this node, or did not come from this node.
+    pub dropped_unroutable: u64,
+    /// Messages dropped because their encoding exceeded `frame_bytes_max`.
+    pub dropped_too_large: u64,
+    /// Connections closed because a peer sent a frame that was too large, did
+    /// not decode, or was not from that peer to this node.
+    pub bad_frames: u64,
+    /// Handshakes refused or failed (either side), including timeouts.
+    pub handshakes_rejected: u64,
+    /// Connections established (handshake complete), both directions, ever.
+    pub connects: u64,
+    /// Connections open now; with a healthy mesh, one per other member.
+    pub connections_open: u64,
+    /// For every other member, whether a connection to it is open now.
+    pub connected: BTreeMap<NodeId, bool>,
+    /// For every other member, messages waiting in its send queue now.
+    pub queued: BTreeMap<NodeId, usize>,
+}
+
+/// The live counters behind [`NetStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub frames_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub frames_received: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub dropped_queue_full: AtomicU64,
+    pub dropped_unroutable: AtomicU64,
+    pub dropped_too_large: AtomicU64,
+    pub bad_frames: AtomicU64,
+    pub handshakes_rejected: AtomicU64,
+    pub connects: AtomicU64,
+    pub connections_open: AtomicU64,
+}
+
+/// Adds `n` to a counter. Relaxed: counters order nothing, they are only read
+/// for reporting.
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Counters {
+    /// Everything except the per-peer maps, which the caller fills in.
+    pub(crate) fn snapshot(&self) -> NetStats {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        NetStats {
+            frames_sent: get(&self.frames_sent),
+            bytes_sent: get(&self.bytes_sent),
+            frames_received: get(&self.frames_received),
+            bytes_received: get(&self.bytes_received),
+            dropped_queue_full: get(&self.dropped_queue_full),
+            dropped_unroutable: get(&self.dropped_unroutable),
+            dropped_too_large: get(&self.dropped_too_large),
+            bad_frames: get(&self.bad_frames),
+            handshakes_rejected: get(&self.handshakes_rejected),
+            connects: get(&self.connects),
+            connections_open: get(&self.connections_open),
+            connected: BTreeMap::new(),
+            queued: BTreeMap::new(),
+        }
+    }
+}
+
+/// Counts one open connection for as long as it lives, however its task ends.
+pub(crate) struct OpenConnection<'a>(&'a Counters);
+
+impl<'a> OpenConnection<'a> {
+    pub(crate) fn new(counters: &'a Counters) -> Self {
+        add(&counters.connects, 1);
+        add(&counters.connections_open, 1);
+        OpenConnection(counters)
+    }
+}
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}

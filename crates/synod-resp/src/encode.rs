@@ -1,0 +1,215 @@
+//! Writing replies in RESP2 or RESP3.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::number::{write_header, write_i64};
+use crate::reply::Reply;
+
+/// The protocol version a connection speaks: RESP2 until the client sends
+/// `HELLO 3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// RESP2: RESP3-only reply kinds are written in their RESP2 form (see
+    /// [`Reply`]).
+    Resp2,
+    /// RESP3.
+    Resp3,
+}
+
+/// Appends `reply` to `buf` in `proto`.
+///
+/// RESP2 forms of the RESP3-only kinds: `Null` is `$-1`, `NullArray` is `*-1`,
+/// `Map` a flat array of keys and values, `Set` an array, `Double` a bulk
+/// string (see [`format_double`]), `Bool` the integer 1 or 0, `Verbatim` a
+/// bulk string without its `txt:` prefix. In RESP3 `NullArray` is `_` like
+/// `Null`.
+///
+/// A CR or LF inside a `Simple` or `Error` string is written as a space: these
+/// are line-framed, so one would end the reply early and make the client
+/// read the rest as further replies.
+pub fn write_reply(buf: &mut BytesMut, reply: &Reply, proto: Protocol) {
+    match (reply, proto) {
+        (Reply::Simple(text), _) => write_line(buf, b'+', text.as_bytes()),
+        (Reply::Error(text), _) => write_line(buf, b'-', text.as_bytes()),
+        (Reply::Integer(value), _) => write_integer(buf, *value),
+        (Reply::Bulk(bytes), _) => write_bulk(buf, bytes),
+        (Reply::Null, Protocol::Resp2) => buf.extend_from_slice(b"$-1\r\n"),
+        (Reply::NullArray, Protocol::Resp2) => buf.extend_from_slice(b"*-1\r\n"),
+        (Reply::Null | Reply::NullArray, Protocol::Resp3) => buf.extend_from_slice(b"_\r\n"),
+        (Reply::Array(items), _) => write_aggregate(buf, b'*', items, proto),
+        (Reply::Set(items), Protocol::Resp2) => write_aggregate(buf, b'*', items, proto),
+        (Reply::Set(items), Protocol::Resp3) => write_aggregate(buf, b'~', items, proto),
+        (Reply::Map(pairs), _) => {
+            match proto {
+                // Two elements per pair; cannot overflow, as each pair
+                // occupies far more than two bytes of memory.
+                Protocol::Resp2 => write_header(buf, b'*', pairs.len().saturating_mul(2)),
+                Protocol::Resp3 => write_header(buf, b'%', pairs.len()),
+            }
+            for (key, value) in pairs {
+                write_reply(buf, key, proto);
+                write_reply(buf, value, proto);
+            }
+        }
+        (Reply::Double(value), Protocol::Resp2) => {
+            write_bulk(buf, format_double(*value).as_bytes())
+        }
+        (Reply::Double(value), Protocol::Resp3) => {
+            write_line(buf, b',', format_double(*value).as_bytes())
+        }
+        (Reply::Bool(value), Protocol::Resp2) => write_integer(buf, i64::from(*value)),
+        (Reply::Bool(true), Protocol::Resp3) => buf.extend_from_slice(b"#t\r\n"),
+        (Reply::Bool(false), Protocol::Resp3) => buf.extend_from_slice(b"#f\r\n"),
+        (Reply::Verbatim(text), Protocol::Resp2) => write_bulk(buf, text),
+        (Reply::Verbatim(text), Protocol::Resp3) => {
+            const FORMAT: &[u8] = b"txt:";
+            write_header(buf, b'=', text.len().saturating_add(FORMAT.len()));
+            buf.extend_from_slice(FORMAT);
+            buf.extend_from_slice(text);
+            buf.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// Formats a double the way Double replies carry it: `inf`, `-inf`, `nan`;
+/// otherwise the shortest text that parses back to the same value, in plain
+/// notation for magnitudes in [1e-4, 1e17) and zero (`3`, `0.5`, `-0`), in
+/// C-like exponent notation outside it (`1e+17`, `1.5e-7`), which is what
+/// Redis' `%.17g` chooses for those ranges.
+pub fn format_double(value: f64) -> String {
+    if value.is_nan() {
+        return "nan".to_string();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "inf" } else { "-inf" }.to_string();
+    }
+    let magnitude = value.abs();
+    if magnitude == 0.0 || (1e-4..1e17).contains(&magnitude) {
+        // `Display` for f64 is the shortest round-trip form, never exponent.
+        return value.to_string();
+    }
+    let text = format!("{value:e}");
+    match text.split_once('e') {
+        Some((mantissa, exponent)) if !exponent.starts_with('-') => {
+            format!("{mantissa}e+{exponent}")
+        }
+        _ => text,
+    }
+}
+
+fn write_integer(buf: &mut BytesMut, value: i64) {
+    buf.put_u8(b':');
+    write_i64(buf, value);
+    buf.extend_from_slice(b"\r\n");
+}
+
+fn write_bulk(buf: &mut BytesMut, bytes: &[u8]) {
+    write_header(buf, b'$', bytes.len());
+    buf.extend_from_slice(bytes);
+    buf.extend_from_slice(b"\r\n");
+}
+
+fn write_aggregate(buf: &mut BytesMut, prefix: u8, items: &[Reply], proto: Protocol) {
+    write_header(buf, prefix, items.len());
+    for item in items {
+        write_reply(buf, item, proto);
+    }
+}
+
+/// Writes a line-framed value, turning CR and LF into spaces.
+fn write_line(buf: &mut BytesMut, prefix: u8, text: &[u8]) {
+    buf.put_u8(prefix);
+    if text.iter().any(|&byte| byte == b'\r' || byte == b'\n') {
+        buf.extend(text.iter().map(|&byte| {
+            if byte == b'\r' || byte == b'\n' {
+                b' '
+            } else {
+                byte
+            }
+        }));
+    } else {
+        buf.extend_from_slice(text);
+    }
+    buf.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn encode(reply: &Reply, proto: Protocol) -> String {
+        let mut buf = BytesMut::new();
+        write_reply(&mut buf, reply, proto);
+        String::from_utf8(buf.to_vec()).unwrap()
+    }
+
+    fn both(reply: Reply, resp2: &str, resp3: &str) {
+        assert_eq!(encode(&reply, Protocol::Resp2), resp2, "{reply:?} in RESP2");
+        assert_eq!(encode(&reply, Protocol::Resp3), resp3, "{reply:?} in RESP3");
+    }
+
+    #[test]
+    fn encodes_every_kind() {
+        both(Reply::ok(), "+OK\r\n", "+OK\r\n");
+        both(Reply::error("ERR no"), "-ERR no\r\n", "-ERR no\r\n");
+        both(Reply::Integer(-12), ":-12\r\n", ":-12\r\n");
+        both(
+            Reply::Bulk(Bytes::from_static(b"a\r\nb")),
+            "$4\r\na\r\nb\r\n",
+            "$4\r\na\r\nb\r\n",
+        );
+        both(Reply::Bulk(Bytes::new()), "$0\r\n\r\n", "$0\r\n\r\n");
+        both(Reply::Null, "$-1\r\n", "_\r\n");
+        both(Reply::NullArray, "*-1\r\n", "_\r\n");
+        both(
+            Reply::Array(vec![Reply::Integer(1), Reply::Null]),
+            "*2\r\n:1\r\n$-1\r\n",
+            "*2\r\n:1\r\n_\r\n",
+        );
+        both(
+            Reply::Map(vec![(Reply::Simple("k".into()), Reply::Bool(true))]),
+            "*2\r\n+k\r\n:1\r\n",
+            "%1\r\n+k\r\n#t\r\n",
+        );
+        both(
+            Reply::Set(vec![Reply::Bool(false)]),
+            "*1\r\n:0\r\n",
+            "~1\r\n#f\r\n",
+        );
+        both(Reply::Double(1.5), "$3\r\n1.5\r\n", ",1.5\r\n");
+        both(
+            Reply::Verbatim(Bytes::from_static(b"# Server")),
+            "$8\r\n# Server\r\n",
+            "=12\r\ntxt:# Server\r\n",
+        );
+    }
+
+    #[test]
+    fn line_replies_cannot_break_framing() {
+        both(Reply::Simple("a\r\nb".into()), "+a  b\r\n", "+a  b\r\n");
+        both(Reply::error("ERR x\ny"), "-ERR x y\r\n", "-ERR x y\r\n");
+    }
+
+    #[test]
+    fn formats_doubles_like_redis() {
+        let cases = [
+            (3.0, "3"),
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (0.1, "0.1"),
+            (1e16, "10000000000000000"),
+            (1e17, "1e+17"),
+            (1.5e300, "1.5e+300"),
+            (1e-4, "0.0001"),
+            (1.5e-7, "1.5e-7"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (f64::NAN, "nan"),
+        ];
+        for (value, text) in cases {
+            assert_eq!(format_double(value), text);
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! Incremental parsing of client requests from a connection's read buffer.
+//!
+//! Clients send either a RESP array of bulk strings
+//! (`*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\nb\r\n`, what every client library
+//! and redis-benchmark send) or an inline command (`set a b\r\n`, as typed
+//! into telnet). A request starting with `*` is an array; anything else is
+//! inline, as in Redis.
+
+use std::ops::Range;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::error::ProtocolError;
+use crate::inline::split_inline_args;
+use crate::number::parse_i64;
+
+/// Requests at least this long are split off the read buffer without a copy.
+/// Shorter ones are copied into their own allocation, because an argument the
+/// server keeps (a stored value) would otherwise pin the whole read buffer it
+/// was sliced from: a 10-byte value could keep 64 KiB alive. Past this size the
+/// buffer holds little besides the request, so slicing wastes little.
+pub const REQUEST_ZERO_COPY_BYTES_MIN: usize = 16 * 1024;
+
+/// The most argument slots reserved up front for a multibulk request: the
+/// declared count is untrusted, so `*1048576` alone must not allocate for a
+/// million arguments. The vector grows as arguments actually arrive.
+const ARGS_PREALLOC_MAX: usize = 1024;
+
+/// Bounds on what one request may declare or send. Every check happens on a
+/// header, before the bytes it announces are received or allocated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest bulk string argument (Redis `proto-max-bulk-len`,
+    /// default 512 MiB). A longer `$n` is `invalid bulk length`.
+    pub bulk_bytes_max: usize,
+    /// The most arguments in one request. A larger `*n` is `invalid multibulk
+    /// length` (Redis' text for its own limit).
+    pub args_max: usize,
+    /// The longest inline command line, and the longest `*n` / `$n` header line
+    /// awaited before its line end (Redis `PROTO_INLINE_MAX_SIZE`, 64 KiB).
+    pub inline_bytes_max: usize,
+    /// The largest whole request, headers included (Redis bounds the query
+    /// buffer by `client-query-buffer-limit`, default 1 GiB).
+    pub request_bytes_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            bulk_bytes_max: 512 * 1024 * 1024,
+            args_max: 1024 * 1024,
+            inline_bytes_max: 64 * 1024,
+            request_bytes_max: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// A [`Limits`] value that cannot work.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LimitsError {
+    /// A limit is zero, so no request could pass it.
+    #[error("limit {name} must be at least 1")]
+    Zero {
+        /// The field's name.
+        name: &'static str,
+    },
+}
+
+impl Limits {
+    /// Checks the limits at start-up: each must admit at least one request.
+    pub fn validate(&self) -> Result<(), LimitsError> {
+        for (name, value) in [
+            ("bulk_bytes_max", self.bulk_bytes_max),
+            ("args_max", self.args_max),
+            ("inline_bytes_max", self.inline_bytes_max),
+            ("request_bytes_max", self.request_bytes_max),
+        ] {
+            if value == 0 {
+                return Err(LimitsError::Zero { name });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses requests out of one connection's read buffer, one at a time.
+///
+/// The parser keeps its place between calls, so a request arriving in many
+/// reads is scanned once overall (a large bulk string costs O(1) per call
+/// while it streams in). The caller's side of that contract: between calls it
+/// only appends to the buffer, and never consumes from it.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use synod_resp::RequestParser;
+///
+/// let mut parser = RequestParser::default();
+/// let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$1\r"[..]);
+/// assert_eq!(parser.parse(&mut buf), Ok(None)); // more bytes needed
+/// buf.extend_from_slice(b"\nk\r\nPING\r\n");
+/// let get = parser.parse(&mut buf).unwrap().unwrap();
+/// assert_eq!(get, ["GET", "k"]);
+/// let ping = parser.parse(&mut buf).unwrap().unwrap();
+/// assert_eq!(ping, ["PING"]);
+/// assert!(buf.is_empty());
+/// ```
+#[derive(Debug)]
+pub struct RequestParser {
+    limits: Limits,
+    /// Arguments still to read in the current multibulk request; 0 between
+    /// requests (and while an inline line is awaited).
+    args_left: usize,
+    /// Where the arguments read so far lie in the read buffer.
+    arg_ranges: Vec<Range<usize>>,
+    /// The declared length of the bulk string whose `$n` header was read but
+    /// whose payload has not fully arrived.
+    bulk_len: Option<usize>,
+    /// Offset in the read buffer where parsing of the current request
+    /// continues; 0 between requests (the buffer starts at a request).
+    pos: usize,
+    /// Offset from which the search for the next line end resumes, so a line
+    /// arriving in pieces is scanned once rather than once per read.
+    scan_from: usize,
+}
+
+impl Default for RequestParser {
+    fn default() -> RequestParser {
+        RequestParser::new(Limits::default())
+    }
+}
+
+/// What one step of parsing found.
+enum Step {
+    /// The buffer ends inside a request.
+    NeedMore,
+    /// Progress without a request: a header was read, or a request with no
+    /// arguments (`*0`, `*-1`, an empty inline line, which Redis ignores) was
+    /// consumed. Parsing goes on.
+    Continue,
+    /// A complete request.
+    Request(Vec<Bytes>),
+}
+
+impl RequestParser {
+    /// A parser enforcing `limits`.
+    pub fn new(limits: Limits) -> RequestParser {
+        RequestParser {
+            limits,
+            args_left: 0,
+            arg_ranges: Vec::new(),
+            bulk_len: None,
+            pos: 0,
+            scan_from: 0,
+        }
+    }
+
+    /// The limits this parser enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Takes the next complete request off the front of `buf`: the command
+    /// name followed by its arguments, never empty.
+    ///
+    /// Returns `Ok(None)` when `buf` ends inside a request (read more and call
+    /// again; the parser remembers its place). On `Err` the stream is beyond
+    /// repair: write [`ProtocolError::to_reply`] and close the connection. The
+    /// parser is reset so that it could be reused on a fresh stream.
+    pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        if self.pos > buf.len() {
+            // The caller consumed bytes we had parsed: our offsets no longer
+            // mean anything. Start over rather than index out of bounds.
+            debug_assert!(false, "read buffer shrank under the request parser");
+            self.reset();
+        }
+        // Each `Continue` consumes bytes or moves from a `*n` header to its
+        // arguments, so the loop is bounded by the buffer's length.
+        loop {
+            let step = if self.args_left > 0 {
+                self.continue_multibulk(buf)
+            } else if buf.first() == Some(&b'*') {
+                self.start_multibulk(buf)
+            } else if buf.is_empty() {
+                Ok(Step::NeedMore)
+            } else {
+                self.parse_inline(buf)
+            };
+            match step {
+                Ok(Step::NeedMore) => return Ok(None),
+                Ok(Step::Continue) => continue,
+                Ok(Step::Request(args)) => {
+                    debug_assert!(!args.is_empty());
+                    debug_assert_eq!((self.pos, self.args_left), (0, 0));
+                    return Ok(Some(args));
+                }
+                Err(error) => {
+                    self.reset();
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Forgets any partly parsed request.
+    pub fn reset(&mut self) {
+        self.args_left = 0;
+        self.arg_ranges.clear();
+        self.bulk_len = None;
+        self.pos = 0;
+        self.scan_from = 0;
+    }
+
+    /// Reads the `*n` header at the start of `buf`.
+    fn start_multibulk(&mut self, buf: &mut BytesMut) -> Result<Step, ProtocolError> {
+        debug_assert_eq!(self.pos, 0);
+        let Some((count, next)) = self.read_header(
+            buf,
+            ProtocolError::MultibulkCountTooBig,
+            ProtocolError::InvalidMultibulkLength,
+        )?
+        else {
+            return Ok(Step::NeedMore);
+        };
+        if count <= 0 {
+            // Redis skips `*0` and `*-1` (and any non-positive count).
+            buf.advance(next);
+            self.scan_from = 0;
+            return Ok(Step::Continue);
+        }
+        let count = usize::try_from(count)
+            .ok()
+            .filter(|&count| count <= self.limits.args_max)
+            .ok_or(ProtocolError::InvalidMultibulkLength)?;
+        self.args_left = count;
+        self.arg_ranges.clear();
+        self.arg_ranges.reserve(count.min(ARGS_PREALLOC_MAX));
+        self.pos = next;
+        Ok(Step::Continue)
+    }
+
+    /// Reads bulk strings of the current multibulk request until it is
+    /// complete or the buffer runs out.
+    fn continue_multibulk(&mut self, buf: &mut BytesMut) -> Result<Step, ProtocolError> {
+        // Bounded: each pass reads one argument or returns.
+        while self.args_left > 0 {
+            let len = match self.bulk_len {
+                Some(len) => len,
+                None => {
+                    let Some(&prefix) = buf.get(self.pos) else {
+                        return Ok(Step::NeedMore);
+                    };
+                    if prefix != b'$' {
+                        return Err(ProtocolError::ExpectedBulk { got: prefix });
+                    }
+                    let Some((len, next)) = self.read_header(
+                        buf,
+                        ProtocolError::BulkCountTooBig,
+                        ProtocolError::InvalidBulkLength,
+                    )?
+                    else {
+                        return Ok(Step::NeedMore);
+                    };
+                    let len = usize::try_from(len)
+                        .ok()
+                        .filter(|&len| len <= self.limits.bulk_bytes_max)
+                        .ok_or(ProtocolError::InvalidBulkLength)?;
+                    // Checked on the header, before the payload is read,
+                    // so a declared size never makes anyone allocate.
+                    let request_end = next.checked_add(len).and_then(|end| end.checked_add(2));
+                    if request_end.is_none_or(|end| end > self.limits.request_bytes_max) {
+                        return Err(self.request_too_big());
+                    }
+                    self.pos = next;
+                    self.bulk_len = Some(len);
+                    len
+                }
+            };
+            // Cannot overflow: pos + len + 2 <= request_bytes_max was checked.
+            let end = self.pos + len;
+            let Some(terminator) = buf.get(end..end + 2) else {
+                return Ok(Step::NeedMore);
+            };
+            if terminator != b"\r\n" {
+                return Err(ProtocolError::BulkNotTerminated);
+            }
+            self.arg_ranges.push(self.pos..end);
+            self.pos = end + 2;
+            self.bulk_len = None;
+            self.args_left -= 1;
+        }
+        let frame = take_frame(buf, self.pos);
+        let args = self
+            .arg_ranges
+            .drain(..)
+            .map(|range| frame.slice(range))
+            .collect();
+        if self.arg_ranges.capacity() > ARGS_PREALLOC_MAX {
+            // Do not keep a huge request's slots for the connection's life.
+            self.arg_ranges = Vec::new();
+        }
+        self.pos = 0;
+        self.scan_from = 0;
+        Ok(Step::Request(args))
+    }
+
+    /// Reads one inline command line at the start of `buf`.
+    fn parse_inline(&mut self, buf: &mut BytesMut) -> Result<Step, ProtocolError> {
+        debug_assert_eq!(self.pos, 0);
+        let line_bytes_max = self
+            .limits
+            .inline_bytes_max
+            .min(self.limits.request_bytes_max);
+        let Some(newline) = self.find_newline(buf) else {
+            if buf.len() > line_bytes_max {
+                return Err(ProtocolError::InlineTooBig);
+            }
+            return Ok(Step::NeedMore);
+        };
+        if newline > line_bytes_max {
+            return Err(ProtocolError::InlineTooBig);
+        }
+        let frame = take_frame(buf, newline + 1);
+        self.scan_from = 0;
+        let line_end = if newline > 0 && frame[newline - 1] == b'\r' {
+            newline - 1
+        } else {
+            // Telnet and netcat may send a bare LF; Redis accepts it.
+            newline
+        };
+        let args = split_inline_args(&frame.slice(..line_end))?;
+        if args.is_empty() {
+            return Ok(Step::Continue);
+        }
+        if args.len() > self.limits.args_max {
+            return Err(ProtocolError::InvalidMultibulkLength);
+        }
+        Ok(Step::Request(args))
+    }
+
+    /// Reads a `*n` or `$n` header line starting at `self.pos`, returning the
+    /// number and the offset just past the line, or `None` if the line end
+    /// has not arrived. `too_big` is the error for a header that grows past
+    /// the inline limit, `invalid` the one for a line that is not `<prefix>n\r\n`.
+    fn read_header(
+        &mut self,
+        buf: &[u8],
+        too_big: ProtocolError,
+        invalid: ProtocolError,
+    ) -> Result<Option<(i64, usize)>, ProtocolError> {
+        let Some(newline) = self.find_newline(buf) else {
+            if buf.len() - self.pos > self.limits.inline_bytes_max {
+                return Err(too_big);
+            }
+            return Ok(None);
+        };
+        let next = newline + 1;
+        if next > self.limits.request_bytes_max {
+            return Err(self.request_too_big());
+        }
+        // buf[pos] is the prefix byte, not '\n', so pos < newline.
+        let number = buf
+            .get(self.pos + 1..newline)
+            .and_then(|line| line.strip_suffix(b"\r"))
+            .and_then(parse_i64)
+            .ok_or(invalid)?;
+        Ok(Some((number, next)))
+    }
+
+    /// The offset of the first `\n` at or after `self.pos`, resuming where the
+    /// previous unsuccessful search stopped.
+    fn find_newline(&mut self, buf: &[u8]) -> Option<usize> {
+        let start = self.scan_from.max(self.pos);
+        let found = buf
+            .get(start..)
+            .and_then(|rest| rest.iter().position(|&byte| byte == b'\n'));
+        match found {
+            Some(offset) => {
+                self.scan_from = 0;
+                Some(start + offset)
+            }
+            None => {
+                self.scan_from = buf.len();
+                None
+            }
+        }
+    }
+
+    fn request_too_big(&self) -> ProtocolError {
+        ProtocolError::RequestTooBig {
+            limit: self.limits.request_bytes_max,
+        }
+    }
+}
+
+/// Removes the first `len` bytes of `buf` as one immutable frame that the
+/// arguments are sliced from (copied if small: see
+/// [`REQUEST_ZERO_COPY_BYTES_MIN`]).
+fn take_frame(buf: &mut BytesMut, len: usize) -> Bytes {
+    debug_assert!(len <= buf.len());
+    if len >= REQUEST_ZERO_COPY_BYTES_MIN {
+        buf.split_to(len).freeze()
+    } else {
+        let frame = Bytes::copy_from_slice(&buf[..len]);
+        buf.advance(len);
+        frame
+    }
+}

@@ -1,0 +1,648 @@
+//! The task that drives one replica: it feeds the core its inputs (peer
+//! messages, ticks, proposals, durability notices) and carries out each
+//! `Ready` in the order the core documents:
+//!
+//! 1. `persist`: append to the write-ahead log; one background `fdatasync`
+//!    covers everything appended since the previous one (group commit), and
+//!    only when it returns is the core told (`persisted`). The core holds back
+//!    every message that depends on those records until then, so a promise or
+//!    an accept can never leave this node before it is on disk.
+//! 2. `install`: restore the state machine from a peer's snapshot before
+//!    applying what follows it.
+//! 3. `messages`: hand to the network at once.
+//! 4. `apply`: apply to the state machine in instance order; answer the
+//!    requests of this node whose commands took effect.
+//! 5. `rejected`: those commands were not proposed; retry them later.
+//! 6. `diverged`: alarm, and refuse to serve from this replica.
+
+use crate::config::NodeConfig;
+use crate::envelope::{Envelope, Kind, Sessions};
+use crate::metrics::Metrics;
+use crate::node::{NodeError, NodeStatus, RequestError};
+use crate::state_machine::{ApplyContext, StateMachine};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use synod_core::{
+    Checksum, Config, GroupId, InstanceId, Message, NodeId, PersistSeq, Replica, RoleKind,
+    Snapshot, SnapshotMeta,
+};
+use synod_net::{Net, NetConfig};
+use synod_storage::{Storage, StorageError, SyncJob, Wal, WalOptions};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{error, info, warn};
+
+/// The group every node hosts today (one Paxos group per node).
+const GROUP: GroupId = GroupId(0);
+/// Peer messages taken per wake-up before the core's output is acted on.
+const INBOUND_BATCH_MAX: usize = 1024;
+/// Requests taken per wake-up.
+const SUBMIT_BATCH_MAX: usize = 4096;
+/// Inbound peer messages buffered between the network and this task.
+const INBOUND_QUEUE_MAX: usize = 8192;
+/// Waiting requests are checked for retry and expiry this often (in ticks).
+const SCAN_TICKS: u64 = 10;
+
+/// What a `Node` handle asks of the driver.
+pub(crate) enum Submit {
+    Request {
+        kind: Kind,
+        payload: Bytes,
+        reply: oneshot::Sender<Result<Bytes, RequestError>>,
+    },
+    Shutdown,
+}
+
+struct Waiter {
+    envelope: Bytes,
+    reply: oneshot::Sender<Result<Bytes, RequestError>>,
+    deadline: Instant,
+    next_retry: Instant,
+}
+
+/// A finished write + fdatasync of the log.
+struct SyncDone {
+    job: SyncJob,
+    result: Result<(), StorageError>,
+    through: PersistSeq,
+    started: Instant,
+}
+
+pub(crate) struct Driver<S> {
+    cfg: NodeConfig,
+    replica: Replica,
+    machine: S,
+    sessions: Sessions,
+    /// This process's session: its requests' envelopes carry it.
+    session: u64,
+    next_seq: u64,
+    waiters: BTreeMap<u64, Waiter>,
+    wal: Wal,
+    /// Everything handed to `wal.append` so far is covered by this.
+    appended_through: PersistSeq,
+    syncing: bool,
+    sync_tx: mpsc::Sender<SyncDone>,
+    sync_rx: mpsc::Receiver<SyncDone>,
+    /// A snapshot to write as a checkpoint once no sync is running; `true`
+    /// when it is our own (the replica is compacted after it is durable).
+    checkpoint_due: Option<(Snapshot, bool)>,
+    snapshot_end: InstanceId,
+    applied_end: InstanceId,
+    checksum: Checksum,
+    leader: Option<NodeId>,
+    diverged: bool,
+    ticks: u64,
+    net: Net,
+    inbound: mpsc::Receiver<Message>,
+    submit: mpsc::Receiver<Submit>,
+    metrics: Arc<Metrics>,
+    status: watch::Sender<NodeStatus>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// 64 random bits for the session id and the election seed. Sessions must
+/// differ between processes (a restarted node must not reuse sequence
+/// numbers of its previous life), so the OS generator is preferred; the clock
+/// and pid are a fallback.
+fn random_u64() -> u64 {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok()
+    {
+        return u64::from_le_bytes(bytes);
+    }
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 40)
+}
+
+impl<S: StateMachine> Driver<S> {
+    /// Recovers from the data directory and connects the network.
+    pub(crate) async fn open(
+        cfg: NodeConfig,
+        mut machine: S,
+        submit: mpsc::Receiver<Submit>,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Driver<S>, watch::Receiver<NodeStatus>, Net), NodeError> {
+        let (wal, recovered) = Wal::open(&cfg.data_dir, WalOptions::default())?;
+        if recovered.torn_bytes_cut > 0 {
+            warn!(
+                bytes = recovered.torn_bytes_cut,
+                "cut a torn record off the end of the log (a write was interrupted)"
+            );
+        }
+        let snapshot = recovered.snapshots.get(&GROUP).cloned();
+        let mut sessions = Sessions::new(cfg.sessions_max);
+        let mut snapshot_end = InstanceId(0);
+        if let Some(snapshot) = &snapshot {
+            let (table, user) = Sessions::decode_snapshot(&snapshot.data, cfg.sessions_max)
+                .map_err(|e| {
+                    NodeError::Recover(format!(
+                        "the snapshot in {} does not decode: {e}",
+                        cfg.data_dir.display()
+                    ))
+                })?;
+            machine.restore(&user).map_err(|e| {
+                NodeError::Recover(format!(
+                    "the state machine refused the snapshot in {}: {e}",
+                    cfg.data_dir.display()
+                ))
+            })?;
+            sessions = table;
+            snapshot_end = snapshot.meta.applied_end;
+        }
+        let seed = random_u64();
+        let mut core = Config::new(cfg.id, cfg.peers.keys().copied().collect());
+        core.group = GROUP;
+        core.seed = seed;
+        core.heartbeat_ticks = cfg.heartbeat_ticks;
+        core.election_ticks = cfg.election_ticks;
+        core.batch_commands_max = cfg.batch_commands_max;
+        core.window_instances_max = cfg.window_instances_max;
+        let applied_end = snapshot_end;
+        let checksum = snapshot
+            .as_ref()
+            .map_or(Checksum::default(), |s| s.meta.checksum);
+        let replica = Replica::recover(core, snapshot, recovered.records_of(GROUP))
+            .map_err(|e| NodeError::Recover(e.to_string()))?;
+
+        let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE_MAX);
+        let mut net_cfg = NetConfig::new(cfg.cluster_id, cfg.id, cfg.listen, cfg.peers.clone());
+        net_cfg.send_queue_max = cfg.peer_send_queue_max;
+        let net = Net::start(net_cfg, inbound_tx)
+            .await
+            .map_err(|e| NodeError::Net(e.to_string()))?;
+        let status = replica.status();
+        let (status_tx, status_rx) = watch::channel(NodeStatus {
+            id: cfg.id,
+            members: cfg.peers.keys().copied().collect(),
+            role: status.role,
+            leader: status.leader,
+            promised: status.promised,
+            chosen_end: status.chosen_end,
+            applied_end,
+            checksum,
+            snapshot_end,
+            requests_waiting: 0,
+            diverged: false,
+            stopped: None,
+            fatal: false,
+        });
+        let (election_min, election_max) = cfg.election_timeout();
+        info!(
+            node = cfg.id.0,
+            members = cfg.peers.len(),
+            data_dir = %cfg.data_dir.display(),
+            ?election_min,
+            ?election_max,
+            records = recovered.records.len(),
+            snapshot_end = snapshot_end.0,
+            "node started: fsync on every log write (group commit); reads go through the log"
+        );
+        let (sync_tx, sync_rx) = mpsc::channel(1);
+        let driver = Driver {
+            session: random_u64(),
+            next_seq: 1,
+            waiters: BTreeMap::new(),
+            replica,
+            machine,
+            sessions,
+            wal,
+            appended_through: PersistSeq(0),
+            syncing: false,
+            sync_tx,
+            sync_rx,
+            checkpoint_due: None,
+            snapshot_end,
+            applied_end,
+            checksum,
+            leader: None,
+            diverged: false,
+            ticks: 0,
+            net: net.clone(),
+            inbound,
+            submit,
+            metrics,
+            status: status_tx,
+            cfg,
+        };
+        Ok((driver, status_rx, net))
+    }
+
+    /// The event loop. Returns on shutdown, or with the fatal error that
+    /// stopped the node.
+    pub(crate) async fn run(mut self) -> Result<(), NodeError> {
+        let result = self.run_loop().await;
+        let reason = match &result {
+            Ok(()) => "shut down".to_string(),
+            Err(err) => {
+                error!(node = self.cfg.id.0, "node stopped on a fatal error: {err}");
+                err.to_string()
+            }
+        };
+        // Wait for a write in flight, so a clean stop leaves nothing half done.
+        if self.syncing {
+            if let Some(done) = self.sync_rx.recv().await {
+                let _ = self.wal.finish_sync(done.job, done.result);
+            }
+        }
+        for (_, waiter) in std::mem::take(&mut self.waiters) {
+            let _ = waiter
+                .reply
+                .send(Err(RequestError::Stopped(reason.clone())));
+        }
+        self.submit.close();
+        while let Ok(Submit::Request { reply, .. }) = self.submit.try_recv() {
+            let _ = reply.send(Err(RequestError::Stopped(reason.clone())));
+        }
+        self.net.shutdown().await;
+        let fatal = result.is_err();
+        self.status.send_modify(|s| {
+            s.stopped = Some(reason);
+            s.fatal = fatal;
+        });
+        result
+    }
+
+    async fn run_loop(&mut self) -> Result<(), NodeError> {
+        let mut ticker = tokio::time::interval(self.cfg.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let admit = self.waiters.len() < self.cfg.requests_in_flight_max;
+            tokio::select! {
+                biased;
+                Some(done) = self.sync_rx.recv() => self.sync_done(done)?,
+                Some(msg) = self.inbound.recv() => {
+                    tracing::trace!(node = self.cfg.id.0, from = msg.from.0, body = msg.body.name(), "message");
+                    self.replica.step(msg);
+                    for _ in 1..INBOUND_BATCH_MAX {
+                        match self.inbound.try_recv() {
+                            Ok(msg) => {
+                                tracing::trace!(node = self.cfg.id.0, from = msg.from.0, body = msg.body.name(), "message");
+                                self.replica.step(msg)
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                submit = self.submit.recv(), if admit => {
+                    let Some(Submit::Request { kind, payload, reply }) = submit else {
+                        return Ok(());
+                    };
+                    self.request(kind, payload, reply);
+                    for _ in 1..SUBMIT_BATCH_MAX {
+                        if self.waiters.len() >= self.cfg.requests_in_flight_max {
+                            break;
+                        }
+                        match self.submit.try_recv() {
+                            Ok(Submit::Request { kind, payload, reply }) => {
+                                self.request(kind, payload, reply)
+                            }
+                            Ok(Submit::Shutdown) => return Ok(()),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = ticker.tick() => {
+                    self.replica.tick();
+                    self.ticks += 1;
+                    if self.ticks % SCAN_TICKS == 0 {
+                        self.scan_waiters();
+                    }
+                }
+            }
+            self.process_ready()?;
+        }
+    }
+
+    /// A new request from this node's clients.
+    fn request(
+        &mut self,
+        kind: Kind,
+        payload: Bytes,
+        reply: oneshot::Sender<Result<Bytes, RequestError>>,
+    ) {
+        if self.diverged {
+            let _ = reply.send(Err(RequestError::Diverged));
+            return;
+        }
+        match kind {
+            Kind::Command => self.metrics.proposals.fetch_add(1, Relaxed),
+            Kind::Read => self.metrics.reads.fetch_add(1, Relaxed),
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let low_mark = self.waiters.keys().next().copied().unwrap_or(seq);
+        let envelope = Envelope {
+            kind,
+            session: self.session,
+            seq,
+            low_mark,
+            time_ms: now_ms(),
+            payload,
+        }
+        .encode();
+        let now = Instant::now();
+        let mut waiter = Waiter {
+            envelope,
+            reply,
+            deadline: now + self.cfg.request_timeout,
+            next_retry: now + self.cfg.retry_interval,
+        };
+        self.propose(&mut waiter, now);
+        self.waiters.insert(seq, waiter);
+    }
+
+    fn propose(&mut self, waiter: &mut Waiter, now: Instant) {
+        if self.replica.status().role != RoleKind::Leader {
+            self.metrics.forwarded.fetch_add(1, Relaxed);
+        }
+        match self.replica.propose(waiter.envelope.clone()) {
+            Ok(()) => waiter.next_retry = now + self.cfg.retry_interval,
+            // No leader yet, or too busy: try again at the next scan (or at
+            // once when a leader appears).
+            Err(_) => waiter.next_retry = now,
+        }
+    }
+
+    /// Expires requests past their deadline and proposes again those that
+    /// waited too long (a forward may have been lost).
+    fn scan_waiters(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in expired {
+            if let Some(waiter) = self.waiters.remove(&seq) {
+                self.metrics.timeouts.fetch_add(1, Relaxed);
+                let _ = waiter
+                    .reply
+                    .send(Err(RequestError::Timeout(self.cfg.request_timeout)));
+            }
+        }
+        self.retry(|w| w.next_retry <= now);
+    }
+
+    fn retry(&mut self, due: impl Fn(&Waiter) -> bool) {
+        let now = Instant::now();
+        let seqs: Vec<u64> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| due(w))
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in seqs {
+            if let Some(mut waiter) = self.waiters.remove(&seq) {
+                self.metrics.retries.fetch_add(1, Relaxed);
+                self.propose(&mut waiter, now);
+                self.waiters.insert(seq, waiter);
+            }
+        }
+    }
+
+    /// Carries out the core's effects until it has nothing more to say.
+    fn process_ready(&mut self) -> Result<(), NodeError> {
+        // Bounded: each round either does work or stops; acting on a Ready
+        // can release held messages once (after a checkpoint), so a few
+        // rounds always suffice.
+        for _ in 0..8 {
+            let ready = self.replica.take_ready();
+            if ready.is_empty() {
+                break;
+            }
+            if !ready.persist.is_empty() {
+                self.wal.append(&ready.persist)?;
+                self.appended_through = ready.persist_through;
+            }
+            if let Some(snapshot) = ready.install {
+                self.install(snapshot)?;
+            }
+            for msg in ready.messages {
+                self.net.send(msg);
+            }
+            for apply in ready.apply {
+                self.apply(apply.instance, &apply.value, apply.checksum);
+            }
+            for rejected in ready.rejected {
+                // Not proposed: try again at the next scan.
+                if let Some(env) = Envelope::decode(&rejected.command) {
+                    if env.session == self.session {
+                        if let Some(waiter) = self.waiters.get_mut(&env.seq) {
+                            waiter.next_retry = Instant::now();
+                        }
+                    }
+                }
+            }
+            for divergence in ready.diverged {
+                error!(
+                    peer = divergence.peer.0,
+                    applied_end = divergence.applied_end.0,
+                    local = divergence.local.0,
+                    remote = divergence.remote.0,
+                    "DIVERGENCE: this replica applied different values than a peer; it stops serving"
+                );
+                self.diverged = true;
+                for (_, waiter) in std::mem::take(&mut self.waiters) {
+                    let _ = waiter.reply.send(Err(RequestError::Diverged));
+                }
+            }
+            self.maybe_snapshot();
+            self.kick_storage()?;
+        }
+        self.publish_status();
+        Ok(())
+    }
+
+    fn apply(&mut self, instance: InstanceId, value: &synod_core::Value, checksum: Checksum) {
+        let commands = value.commands();
+        if !commands.is_empty() {
+            self.metrics.batch_commands.observe(commands.len() as f64);
+        }
+        for command in commands {
+            let Some(envelope) = Envelope::decode(command) else {
+                // Only this runtime proposes, so this is a bug or a foreign
+                // writer; every replica skips it alike.
+                warn!(instance = instance.0, "skipping an undecodable command");
+                continue;
+            };
+            let ctx = ApplyContext {
+                instance,
+                time_ms: self.sessions.clock(&envelope),
+            };
+            let mine = envelope.session == self.session;
+            match envelope.kind {
+                Kind::Command => {
+                    if !self.sessions.admit(&envelope) {
+                        self.metrics.duplicates.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    let output = self.machine.apply(&envelope.payload, &ctx);
+                    if mine {
+                        if let Some(waiter) = self.waiters.remove(&envelope.seq) {
+                            let _ = waiter.reply.send(Ok(output));
+                        }
+                    }
+                }
+                Kind::Read => {
+                    if mine {
+                        if let Some(waiter) = self.waiters.remove(&envelope.seq) {
+                            let output = self.machine.query(&envelope.payload, &ctx);
+                            let _ = waiter.reply.send(Ok(output));
+                        }
+                    }
+                }
+            }
+        }
+        self.applied_end = instance.next();
+        self.checksum = checksum;
+    }
+
+    /// A snapshot from a peer replaces the state machine.
+    fn install(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
+        let (table, user) = Sessions::decode_snapshot(&snapshot.data, self.cfg.sessions_max)
+            .map_err(|e| NodeError::Recover(format!("a peer's snapshot does not decode: {e}")))?;
+        self.machine.restore(&user).map_err(|e| {
+            NodeError::Recover(format!("the state machine refused a peer's snapshot: {e}"))
+        })?;
+        self.sessions = table;
+        self.applied_end = snapshot.meta.applied_end;
+        self.checksum = snapshot.meta.checksum;
+        info!(
+            applied_end = snapshot.meta.applied_end.0,
+            bytes = snapshot.data.len(),
+            "installed a snapshot from a peer"
+        );
+        self.metrics.snapshots_installed.fetch_add(1, Relaxed);
+        self.checkpoint_due = Some((snapshot, false));
+        Ok(())
+    }
+
+    fn maybe_snapshot(&mut self) {
+        if self.checkpoint_due.is_some() || self.applied_end <= self.snapshot_end {
+            return;
+        }
+        let since = self.applied_end.0 - self.snapshot_end.0;
+        if !self
+            .cfg
+            .snapshot_policy
+            .due(since, self.wal.bytes_since_checkpoint())
+        {
+            return;
+        }
+        let data = self.sessions.encode_snapshot(&self.machine.snapshot());
+        let snapshot = Snapshot {
+            meta: SnapshotMeta {
+                applied_end: self.applied_end,
+                checksum: self.checksum,
+            },
+            data,
+        };
+        self.checkpoint_due = Some((snapshot, true));
+    }
+
+    /// Starts the next log write, or writes a pending checkpoint when no
+    /// write is running.
+    fn kick_storage(&mut self) -> Result<(), NodeError> {
+        if self.syncing {
+            return Ok(());
+        }
+        if let Some((snapshot, own)) = self.checkpoint_due.take() {
+            // Runs in this task: a checkpoint is rare, and the log must not
+            // change while it is written.
+            let records = self.replica.checkpoint_records();
+            let started = Instant::now();
+            self.wal.checkpoint(GROUP, &snapshot, &records)?;
+            self.metrics
+                .fsync_seconds
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics.snapshots.fetch_add(1, Relaxed);
+            self.snapshot_end = snapshot.meta.applied_end;
+            if own {
+                if let Err(err) = self.replica.compact(snapshot) {
+                    warn!("compaction refused: {err}");
+                }
+            }
+            // The checkpoint made everything appended so far durable.
+            self.replica.persisted(self.appended_through);
+            return Ok(());
+        }
+        if let Some(job) = self.wal.begin_sync()? {
+            self.syncing = true;
+            let through = self.appended_through;
+            let tx = self.sync_tx.clone();
+            let started = Instant::now();
+            tokio::task::spawn_blocking(move || {
+                let result = job.run();
+                let _ = tx.blocking_send(SyncDone {
+                    job,
+                    result,
+                    through,
+                    started,
+                });
+            });
+        }
+        Ok(())
+    }
+
+    fn sync_done(&mut self, done: SyncDone) -> Result<(), NodeError> {
+        self.syncing = false;
+        self.metrics
+            .fsync_seconds
+            .observe(done.started.elapsed().as_secs_f64());
+        // An fsync error poisons the log: fatal, never retried.
+        self.wal.finish_sync(done.job, done.result)?;
+        self.replica.persisted(done.through);
+        self.kick_storage()
+    }
+
+    fn publish_status(&mut self) {
+        let core = self.replica.status();
+        if core.leader != self.leader {
+            self.metrics.leader_changes.fetch_add(1, Relaxed);
+            info!(node = self.cfg.id.0, leader = ?core.leader.map(|l| l.0), "leader changed");
+            self.leader = core.leader;
+            if self.leader.is_some() {
+                // Whatever waited for the old leader goes to the new one now.
+                self.retry(|_| true);
+            }
+        }
+        self.metrics.chosen_end.store(core.chosen_end.0, Relaxed);
+        self.metrics.applied_end.store(self.applied_end.0, Relaxed);
+        let status = NodeStatus {
+            id: self.cfg.id,
+            members: self.cfg.peers.keys().copied().collect(),
+            role: core.role,
+            leader: core.leader,
+            promised: core.promised,
+            chosen_end: core.chosen_end,
+            applied_end: self.applied_end,
+            checksum: self.checksum,
+            snapshot_end: self.snapshot_end,
+            requests_waiting: self.waiters.len(),
+            diverged: self.diverged,
+            stopped: None,
+            fatal: false,
+        };
+        self.status.send_if_modified(|old| {
+            if *old == status {
+                false
+            } else {
+                *old = status;
+                true
+            }
+        });
+    }
+}

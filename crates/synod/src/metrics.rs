@@ -1,0 +1,230 @@
+//! Counters and histograms of a node, rendered in Prometheus' text format.
+//! A handful of atomics: cheap enough for the hot path, and no metrics
+//! framework is needed for a dozen series.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A histogram with fixed upper bounds (Prometheus `le` buckets).
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// One counter per bound, plus +Inf.
+    buckets: Vec<AtomicU64>,
+    count: AtomicU64,
+    /// Sum in millionths of the unit (integers keep it atomic).
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, value: f64) {
+        let slot = self
+            .bounds
+            .iter()
+            .position(|b| value <= *b)
+            .unwrap_or(self.bounds.len());
+        self.buckets[slot].fetch_add(1, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros
+            .fetch_add((value.max(0.0) * 1e6) as u64, Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            cumulative += bucket.load(Relaxed);
+            match self.bounds.get(i) {
+                Some(bound) => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+                }
+                None => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+                }
+            }
+        }
+        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", self.count());
+    }
+}
+
+const FSYNC_SECONDS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+const BATCH_COMMANDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
+
+/// Everything a node counts. Shared with the admin endpoint.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Commands proposed by clients of this node.
+    pub proposals: AtomicU64,
+    /// Linearizable reads asked on this node.
+    pub reads: AtomicU64,
+    /// Requests proposed while this node was not the leader (the core
+    /// forwards them to the leader).
+    pub forwarded: AtomicU64,
+    /// Proposals sent again (no answer in time, or the leader changed).
+    pub retries: AtomicU64,
+    /// Requests that timed out with an unknown outcome.
+    pub timeouts: AtomicU64,
+    /// Commands skipped at apply as duplicates.
+    pub duplicates: AtomicU64,
+    /// Times this node saw the leader change.
+    pub leader_changes: AtomicU64,
+    /// Snapshots written (taken here or installed from a peer).
+    pub snapshots: AtomicU64,
+    /// Snapshots installed from a peer (this node lagged behind a compacted log).
+    pub snapshots_installed: AtomicU64,
+    /// Chosen prefix end, as last seen.
+    pub chosen_end: AtomicU64,
+    /// Applied prefix end, as last seen.
+    pub applied_end: AtomicU64,
+    /// Seconds per write + fdatasync of the log.
+    pub fsync_seconds: Histogram,
+    /// Commands per applied instance value.
+    pub batch_commands: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            proposals: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            leader_changes: AtomicU64::new(0),
+            snapshots: AtomicU64::new(0),
+            snapshots_installed: AtomicU64::new(0),
+            chosen_end: AtomicU64::new(0),
+            applied_end: AtomicU64::new(0),
+            fsync_seconds: Histogram::new(FSYNC_SECONDS),
+            batch_commands: Histogram::new(BATCH_COMMANDS),
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every series.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counters: [(&str, &str, &AtomicU64); 9] = [
+            (
+                "synod_proposals_total",
+                "Commands proposed by clients of this node.",
+                &self.proposals,
+            ),
+            (
+                "synod_reads_total",
+                "Linearizable reads asked on this node.",
+                &self.reads,
+            ),
+            (
+                "synod_forwarded_total",
+                "Requests proposed while not leader (forwarded to the leader).",
+                &self.forwarded,
+            ),
+            (
+                "synod_retries_total",
+                "Proposals sent again.",
+                &self.retries,
+            ),
+            (
+                "synod_timeouts_total",
+                "Requests that timed out with an unknown outcome.",
+                &self.timeouts,
+            ),
+            (
+                "synod_duplicates_total",
+                "Commands skipped at apply as duplicates.",
+                &self.duplicates,
+            ),
+            (
+                "synod_leader_changes_total",
+                "Leader changes seen by this node.",
+                &self.leader_changes,
+            ),
+            (
+                "synod_snapshots_total",
+                "Snapshots written or installed.",
+                &self.snapshots,
+            ),
+            (
+                "synod_snapshots_installed_total",
+                "Snapshots installed from a peer.",
+                &self.snapshots_installed,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Relaxed)
+            );
+        }
+        let gauges: [(&str, &str, &AtomicU64); 2] = [
+            (
+                "synod_chosen_instance",
+                "End of the chosen prefix.",
+                &self.chosen_end,
+            ),
+            (
+                "synod_applied_instance",
+                "End of the applied prefix.",
+                &self.applied_end,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                value.load(Relaxed)
+            );
+        }
+        self.fsync_seconds.render(
+            &mut out,
+            "synod_fsync_seconds",
+            "Write + fdatasync of the log.",
+        );
+        self.batch_commands.render(
+            &mut out,
+            "synod_batch_commands",
+            "Commands per applied instance.",
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let metrics = Metrics::default();
+        metrics.batch_commands.observe(1.0);
+        metrics.batch_commands.observe(3.0);
+        metrics.batch_commands.observe(5000.0);
+        let text = metrics.render();
+        assert!(text.contains("synod_batch_commands_bucket{le=\"1\"} 1"));
+        assert!(text.contains("synod_batch_commands_bucket{le=\"4\"} 2"));
+        assert!(text.contains("synod_batch_commands_bucket{le=\"+Inf\"} 3"));
+        assert!(text.contains("synod_batch_commands_count 3"));
+    }
+}

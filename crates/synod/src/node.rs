@@ -1,0 +1,204 @@
+//! The public handle of a running node.
+
+use crate::config::NodeConfig;
+use crate::driver::{Driver, Submit};
+use crate::envelope::Kind;
+use crate::metrics::Metrics;
+use crate::state_machine::StateMachine;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use synod_core::{Ballot, Checksum, InstanceId, NodeId, RoleKind};
+use synod_net::Net;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// A node could not start, or stopped on a fatal error.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    /// The configuration cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The data directory failed (corruption, I/O or fsync error). Fatal:
+    /// the node stops rather than risk forgetting a promise.
+    #[error("storage: {0}")]
+    Storage(#[from] synod_storage::StorageError),
+    /// The durable records or snapshot cannot be replayed.
+    #[error("recovery from the data directory failed: {0}")]
+    Recover(String),
+    /// The peer listener could not start.
+    #[error("network: {0}")]
+    Net(String),
+    /// The node stopped on a fatal error, described here.
+    #[error("{0}")]
+    Stopped(String),
+}
+
+/// Why a request got no answer. Every variant except `Diverged` leaves the
+/// outcome unknown: the command may or may not take effect.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum RequestError {
+    /// No majority answered in time (no quorum, or a leader change took
+    /// too long).
+    #[error(
+        "no answer within {0:?} (no quorum reachable?): the outcome is unknown, the command may or may not have taken effect"
+    )]
+    Timeout(Duration),
+    /// The node stopped before the request finished.
+    #[error("the node stopped ({0}): the outcome is unknown")]
+    Stopped(String),
+    /// This replica's state diverged from its peers; it refuses to serve.
+    #[error("this replica diverged from its peers and refuses to serve")]
+    Diverged,
+}
+
+/// A node's view of the cluster, refreshed as the node works.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// This node.
+    pub id: NodeId,
+    /// Every voting member.
+    pub members: Vec<NodeId>,
+    /// Follower, candidate or leader.
+    pub role: RoleKind,
+    /// The leader this node follows (itself when leading).
+    pub leader: Option<NodeId>,
+    /// The ballot this node promised.
+    pub promised: Ballot,
+    /// End of the prefix of instances known chosen here.
+    pub chosen_end: InstanceId,
+    /// End of the prefix applied to the state machine.
+    pub applied_end: InstanceId,
+    /// Running checksum of the applied values.
+    pub checksum: Checksum,
+    /// Applied point of the latest snapshot.
+    pub snapshot_end: InstanceId,
+    /// Requests waiting for the log.
+    pub requests_waiting: usize,
+    /// Divergence was detected: this node refuses to serve.
+    pub diverged: bool,
+    /// Set when the node stopped, with the reason.
+    pub stopped: Option<String>,
+    /// The node stopped on a fatal error (storage failure, corrupt snapshot).
+    pub fatal: bool,
+}
+
+/// A running replica: a Paxos core, its write-ahead log, its peer
+/// connections and the user's state machine, driven by one tokio task.
+///
+/// ```no_run
+/// # async fn demo(cfg: synod::NodeConfig, machine: impl synod::StateMachine) -> Result<(), Box<dyn std::error::Error>> {
+/// let node = synod::Node::start(cfg, machine).await?;
+/// let output = node.propose(bytes::Bytes::from_static(b"increment")).await?;
+/// let answer = node.read(bytes::Bytes::from_static(b"value")).await?;
+/// node.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct Node {
+    submit: mpsc::Sender<Submit>,
+    status: watch::Receiver<NodeStatus>,
+    metrics: Arc<Metrics>,
+    net: Net,
+    config: NodeConfig,
+    _task: JoinHandle<Result<(), NodeError>>,
+}
+
+impl Node {
+    /// Recovers the node from its data directory, connects to its peers and
+    /// starts serving. Must run inside a multi-threaded tokio runtime.
+    pub async fn start<S: StateMachine>(config: NodeConfig, machine: S) -> Result<Node, NodeError> {
+        config.validate().map_err(NodeError::Config)?;
+        let (submit_tx, submit_rx) = mpsc::channel(config.requests_in_flight_max.min(65_536));
+        let metrics = Arc::new(Metrics::default());
+        let (driver, status_rx, net) =
+            Driver::open(config.clone(), machine, submit_rx, Arc::clone(&metrics)).await?;
+        let task = tokio::spawn(driver.run());
+        Ok(Node {
+            submit: submit_tx,
+            status: status_rx,
+            metrics,
+            net,
+            config,
+            _task: task,
+        })
+    }
+
+    /// Replicates `command`: returns the state machine's output once the
+    /// command is chosen (durable on a majority) and applied here. Retries
+    /// (after a leader change, a lost forward) take effect at most once.
+    pub async fn propose(&self, command: Bytes) -> Result<Bytes, RequestError> {
+        self.submit(Kind::Command, command).await
+    }
+
+    /// A linearizable read: `StateMachine::query` runs here at a point of the
+    /// log after every command that finished before the read began.
+    pub async fn read(&self, query: Bytes) -> Result<Bytes, RequestError> {
+        self.submit(Kind::Read, query).await
+    }
+
+    async fn submit(&self, kind: Kind, payload: Bytes) -> Result<Bytes, RequestError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || RequestError::Stopped("node task ended".into());
+        self.submit
+            .send(Submit::Request {
+                kind,
+                payload,
+                reply,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// The node's latest status.
+    pub fn status(&self) -> NodeStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change (for waiting on a leader).
+    pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
+        self.status.clone()
+    }
+
+    /// Which peers have a live connection.
+    pub fn peers_connected(&self) -> BTreeMap<NodeId, bool> {
+        self.net.stats().connected
+    }
+
+    /// The node's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Waits until the node stops, on its own (a fatal error: `Err`) or
+    /// after `shutdown` (`Ok`).
+    pub async fn wait(&self) -> Result<(), NodeError> {
+        let mut status = self.status.clone();
+        let stopped = status
+            .wait_for(|s| s.stopped.is_some())
+            .await
+            .map(|s| (s.fatal, s.stopped.clone().unwrap_or_default()));
+        match stopped {
+            Ok((false, _)) => Ok(()),
+            Ok((true, reason)) => Err(NodeError::Stopped(reason)),
+            // The task is gone without a word: it panicked.
+            Err(_) => Err(NodeError::Stopped(
+                "the node task ended unexpectedly".into(),
+            )),
+        }
+    }
+
+    /// Stops the node: waits for the log write in progress, fails waiting
+    /// requests (outcome unknown), closes the peer connections.
+    pub async fn shutdown(&self) {
+        let _ = self.submit.send(Submit::Shutdown).await;
+        let _ = self.wait().await;
+    }
+}

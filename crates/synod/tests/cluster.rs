@@ -1,0 +1,223 @@
+//! Real nodes (WAL on disk, TCP on loopback) in one process: replication,
+//! failover, restart and catch-up by snapshot, and the no-quorum timeout.
+
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use synod::{
+    ApplyContext, Node, NodeConfig, NodeId, RequestError, RoleKind, SnapshotPolicy, StateMachine,
+};
+
+/// A counter that also remembers how many commands it applied, so that
+/// exactly-once is visible.
+#[derive(Default)]
+struct Counter {
+    value: i64,
+    applied: u64,
+}
+
+impl StateMachine for Counter {
+    fn apply(&mut self, command: &[u8], _ctx: &ApplyContext) -> Bytes {
+        let delta = command
+            .try_into()
+            .map(i64::from_le_bytes)
+            .unwrap_or_default();
+        self.value += delta;
+        self.applied += 1;
+        Bytes::copy_from_slice(&self.value.to_le_bytes())
+    }
+
+    fn query(&self, _query: &[u8], _ctx: &ApplyContext) -> Bytes {
+        let mut out = self.value.to_le_bytes().to_vec();
+        out.extend_from_slice(&self.applied.to_le_bytes());
+        Bytes::from(out)
+    }
+
+    fn snapshot(&self) -> Bytes {
+        let mut out = self.value.to_le_bytes().to_vec();
+        out.extend_from_slice(&self.applied.to_le_bytes());
+        Bytes::from(out)
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        if snapshot.len() != 16 {
+            return Err(format!("bad counter snapshot of {} bytes", snapshot.len()));
+        }
+        self.value = i64::from_le_bytes(snapshot[..8].try_into().map_err(|_| "value")?);
+        self.applied = u64::from_le_bytes(snapshot[8..].try_into().map_err(|_| "applied")?);
+        Ok(())
+    }
+}
+
+fn add(n: i64) -> Bytes {
+    Bytes::copy_from_slice(&n.to_le_bytes())
+}
+
+fn counter_of(output: &[u8]) -> (i64, u64) {
+    let value = i64::from_le_bytes(output[..8].try_into().expect("8 bytes"));
+    let applied = u64::from_le_bytes(output[8..16].try_into().expect("8 bytes"));
+    (value, applied)
+}
+
+fn free_peers(n: u32) -> BTreeMap<NodeId, SocketAddr> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (NodeId(i as u32 + 1), l.local_addr().expect("addr")))
+        .collect()
+}
+
+fn config(id: u32, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> NodeConfig {
+    let mut cfg =
+        NodeConfig::new(NodeId(id), peers.clone(), dir.join(format!("n{id}"))).expect("member");
+    cfg.request_timeout = Duration::from_secs(10);
+    cfg
+}
+
+async fn start(cfg: NodeConfig) -> Node {
+    Node::start(cfg, Counter::default())
+        .await
+        .expect("node starts")
+}
+
+/// Proposes until it succeeds (a leader may still be being elected).
+async fn propose_retrying(node: &Node, delta: i64) -> Bytes {
+    for _ in 0..10 {
+        match node.propose(add(delta)).await {
+            Ok(out) => return out,
+            Err(RequestError::Timeout(_)) => continue,
+            Err(err) => panic!("propose failed: {err}"),
+        }
+    }
+    panic!("no answer after 10 attempts");
+}
+
+async fn wait_applied(node: &Node, at_least: u64) {
+    let mut status = node.watch_status();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|s| s.applied_end.0 >= at_least),
+    )
+    .await
+    .expect("catches up in time")
+    .expect("node alive");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicate_fail_over_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peers = free_peers(3);
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        nodes.push(Some(start(config(id, &peers, dir.path())).await));
+    }
+    // Every node takes writes; each write is applied exactly once.
+    for round in 0..10 {
+        for node in nodes.iter().flatten() {
+            propose_retrying(node, 1).await;
+        }
+        let _ = round;
+    }
+    let (value, applied) = counter_of(
+        &nodes[0]
+            .as_ref()
+            .expect("up")
+            .read(Bytes::new())
+            .await
+            .expect("read"),
+    );
+    assert_eq!((value, applied), (30, 30));
+
+    // Stop the leader; the other two carry on.
+    let leader = nodes[0]
+        .as_ref()
+        .expect("up")
+        .status()
+        .leader
+        .expect("a leader");
+    let leader_index = (leader.0 - 1) as usize;
+    nodes[leader_index].take().expect("up").shutdown().await;
+    let survivor = nodes.iter().flatten().next().expect("a survivor");
+    propose_retrying(survivor, 5).await;
+    let (value, _) = counter_of(&survivor.read(Bytes::new()).await.expect("read"));
+    assert_eq!(value, 35);
+    let new_leader = survivor.status().leader.expect("new leader");
+    assert_ne!(new_leader, leader);
+
+    // The old leader restarts from its data directory and catches up.
+    let restarted = start(config(leader.0, &peers, dir.path())).await;
+    let target = survivor.status().applied_end.0;
+    wait_applied(&restarted, target).await;
+    let (value, applied) = counter_of(&restarted.read(Bytes::new()).await.expect("read"));
+    assert_eq!((value, applied), (35, 31));
+    nodes[leader_index] = Some(restarted);
+    for node in nodes.into_iter().flatten() {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_node_catches_up_from_a_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peers = free_peers(3);
+    let snapshotting = |id| {
+        let mut cfg = config(id, &peers, dir.path());
+        cfg.snapshot_policy = SnapshotPolicy {
+            instances: 10,
+            log_bytes: 0,
+        };
+        // Small peer queues: what was sent to node 3 while it was down is
+        // mostly dropped, as it would be after a long outage.
+        cfg.peer_send_queue_max = 16;
+        cfg
+    };
+    let a = start(snapshotting(1)).await;
+    let b = start(snapshotting(2)).await;
+    // Node 3 is down while the others write, snapshot and compact.
+    // More instances than the leader's phase-2 window (64), so the oldest
+    // are compacted everywhere and only a snapshot can bring node 3 back.
+    for _ in 0..200 {
+        propose_retrying(&a, 2).await;
+    }
+    assert!(a.status().snapshot_end.0 >= 10, "node 1 snapshotted");
+    assert!(b.status().snapshot_end.0 >= 10, "node 2 snapshotted");
+    let c = start(snapshotting(3)).await;
+    wait_applied(&c, a.status().applied_end.0).await;
+    assert!(
+        c.metrics()
+            .snapshots_installed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    let (value, applied) = counter_of(&c.read(Bytes::new()).await.expect("read"));
+    assert_eq!((value, applied), (400, 200));
+    // And it survives a restart with the installed snapshot.
+    c.shutdown().await;
+    let c = start(snapshotting(3)).await;
+    let (value, _) = counter_of(&c.read(Bytes::new()).await.expect("read"));
+    assert_eq!(value, 400);
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_quorum_times_out_with_unknown_outcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peers = free_peers(3);
+    let mut cfg = config(1, &peers, dir.path());
+    cfg.request_timeout = Duration::from_millis(800);
+    let lonely = start(cfg).await;
+    let started = std::time::Instant::now();
+    let err = lonely.propose(add(1)).await.expect_err("no quorum");
+    assert!(matches!(err, RequestError::Timeout(_)), "{err}");
+    assert!(err.to_string().contains("outcome is unknown"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_ne!(lonely.status().role, RoleKind::Leader);
+    lonely.shutdown().await;
+}
