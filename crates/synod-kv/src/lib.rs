@@ -1,1 +1,48 @@
-//! # synod-kv: replicated key-value store with a Redis-protocol front end (being written)
+//! # synod-kv: replicated key-value store with a Redis-protocol front end
+//!
+//! The state machine half: [`parse`] turns a client's argument list into a
+//! typed [`KvCommand`] (with Redis' error text), [`KvCommand::encode`] puts
+//! it in the replicated log, and [`Store`] (a `synod::StateMachine`) applies
+//! it on every replica and returns the [`synod_resp::Reply`] encoded with
+//! [`encode_reply`]. [`command_table`] describes every supported command
+//! for `COMMAND`.
+//!
+//! Supported: strings (GET, SET with all options, SETNX, SETEX, PSETEX,
+//! GETSET, GETDEL, GETEX, MGET, MSET, MSETNX, INCR/DECR[BY], INCRBYFLOAT,
+//! APPEND, STRLEN, GETRANGE, SETRANGE), keys (DEL, UNLINK, EXISTS, EXPIRE
+//! family with NX/XX/GT/LT, TTL, PTTL, PERSIST, TYPE, KEYS, SCAN, DBSIZE,
+//! FLUSHDB, FLUSHALL, RANDOMKEY), a minimal hash (HSET, HGET, HDEL, HGETALL,
+//! HLEN, HEXISTS, HINCRBY) and list (LPUSH, RPUSH, LPOP, RPOP, LRANGE, LLEN),
+//! and MULTI/EXEC transactions as [`KvCommand::Exec`].
+
+pub mod command;
+mod command_codec;
+mod conn;
+pub mod glob;
+mod keyspace;
+mod number;
+mod ops;
+mod parse;
+pub mod reply_codec;
+mod server;
+mod snapshot;
+pub mod store;
+pub mod table;
+mod wire;
+
+pub use command::{
+    ExpireCondition, ExpireForm, GetExExpiry, KvCommand, ListEnd, SetCondition, SetExpiry, TimeUnit,
+};
+pub use command_codec::COMMAND_FORMAT_VERSION;
+pub use glob::glob_match;
+pub use parse::parse;
+pub use reply_codec::{decode_reply, encode_reply, REPLY_FORMAT_VERSION};
+pub use server::{serve, serve_on, ServerConfig};
+pub use snapshot::SNAPSHOT_FORMAT_VERSION;
+pub use store::{Store, StoreStats, PURGE_PER_APPLY_MAX};
+pub use table::{command_table, CommandSpec};
+
+/// The Redis version reported to clients (HELLO, INFO): the command set and
+/// replies follow Redis 7.
+pub const REDIS_VERSION: &str = "7.2.0";
+pub use wire::DecodeError;

@@ -1,0 +1,173 @@
+//! `synod cluster`: a local cluster of `synod server` processes.
+
+use clap::Args;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// Number of nodes (1, 3, 5 or 7 make sense: 2F+1).
+    #[arg(long, default_value_t = 3)]
+    nodes: u32,
+    /// Node i serves RESP on base+i, Paxos on base+100+i, HTTP on base+200+i.
+    #[arg(long, default_value_t = 7000)]
+    base_port: u16,
+    /// Each node keeps its data in DIR/node-i (and its log in DIR/node-i.log).
+    #[arg(long, default_value = "./synod-data")]
+    data_dir: PathBuf,
+    /// Extra arguments passed to every `synod server` (after --).
+    #[arg(last = true)]
+    server_args: Vec<String>,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn port(base: u16, offset: u32) -> Result<u16, String> {
+    u16::try_from(u32::from(base) + offset)
+        .map_err(|_| format!("--base-port {base} is too high for {offset} more ports"))
+}
+
+pub fn main(args: ClusterArgs) -> ExitCode {
+    match run(args) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("synod cluster: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: ClusterArgs) -> Result<ExitCode, String> {
+    if args.nodes == 0 || args.nodes > 64 {
+        return Err("--nodes must be between 1 and 64".into());
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
+    let mut peers = Vec::new();
+    for i in 1..=args.nodes {
+        peers.push(format!("{i}=127.0.0.1:{}", port(args.base_port, 100 + i)?));
+    }
+    let peers = peers.join(",");
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let mut children: Vec<(u32, Child)> = Vec::new();
+    for i in 1..=args.nodes {
+        let dir = args.data_dir.join(format!("node-{i}"));
+        let log_path = args.data_dir.join(format!("node-{i}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+        let child = Command::new(&exe)
+            .arg("server")
+            .args(["--id", &i.to_string()])
+            .args(["--peers", &peers])
+            .args(["--resp", &format!("127.0.0.1:{}", port(args.base_port, i)?)])
+            .args([
+                "--http",
+                &format!("127.0.0.1:{}", port(args.base_port, 200 + i)?),
+            ])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(&args.server_args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn();
+        match child {
+            Ok(child) => children.push((i, child)),
+            Err(err) => {
+                stop_all(&mut children);
+                return Err(format!("cannot start node {i}: {err}"));
+            }
+        }
+    }
+    println!(
+        "synod: {} nodes started on 127.0.0.1 (data in {})",
+        args.nodes,
+        args.data_dir.display()
+    );
+    println!();
+    println!("  node  redis              paxos              http (status, /metrics)");
+    for i in 1..=args.nodes {
+        println!(
+            "  {i:>4}  127.0.0.1:{:<8} 127.0.0.1:{:<8} http://127.0.0.1:{}/",
+            port(args.base_port, i)?,
+            port(args.base_port, 100 + i)?,
+            port(args.base_port, 200 + i)?
+        );
+    }
+    println!();
+    println!(
+        "Connect with any Redis client to any node, e.g.:  redis-cli -p {}",
+        port(args.base_port, 1)?
+    );
+    println!(
+        "Logs: {}/node-N.log. Ctrl-C stops every node; running this again resumes the cluster.",
+        args.data_dir.display()
+    );
+    let mut exited = vec![false; children.len()];
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+        for (k, (i, child)) in children.iter_mut().enumerate() {
+            if exited[k] {
+                continue;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                exited[k] = true;
+                eprintln!(
+                    "synod cluster: node {i} exited ({status}); not restarting it (see {}/node-{i}.log)",
+                    args.data_dir.display()
+                );
+            }
+        }
+        if exited.iter().all(|e| *e) {
+            eprintln!("synod cluster: every node has exited");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    println!("synod cluster: stopping every node");
+    stop_all(&mut children);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM to every node, then SIGKILL to those still running after 10 s.
+fn stop_all(children: &mut [(u32, Child)]) {
+    for (_, child) in children.iter() {
+        if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+            // SAFETY: sending a signal to our own child process.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (i, child) in children.iter_mut() {
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() >= deadline => {
+                    eprintln!("synod cluster: node {i} did not stop in time; killing it");
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}

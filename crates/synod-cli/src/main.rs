@@ -1,0 +1,37 @@
+//! `synod`: a replicated key-value server that speaks the Redis protocol.
+//!
+//! - `synod server --id N --peers 1=H:P,2=H:P,3=H:P --resp H:P --data-dir DIR [--http H:P]`
+//! - `synod cluster [--nodes 3] [--base-port 7000] [--data-dir ./synod-data]`
+
+mod cluster;
+mod server;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "synod",
+    version,
+    about = "A replicated key-value store (Multi-Paxos) that speaks the Redis protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs one replica.
+    Server(server::ServerArgs),
+    /// Starts a local cluster of `synod server` processes on 127.0.0.1.
+    Cluster(cluster::ClusterArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(args) => server::main(args),
+        Command::Cluster(args) => cluster::main(args),
+    }
+}

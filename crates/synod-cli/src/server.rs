@@ -1,0 +1,196 @@
+//! `synod server`: one replica with its RESP front end and admin endpoint.
+
+use clap::Args;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use synod::{Node, NodeConfig, NodeId, SnapshotPolicy};
+use synod_kv::{ServerConfig, Store};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tracing::{error, info};
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// This node's id (a member of --peers).
+    #[arg(long)]
+    id: u32,
+    /// Every member, this node included: ID=HOST:PORT,... (the Paxos port).
+    #[arg(long, value_parser = parse_peers)]
+    peers: BTreeMap<NodeId, SocketAddr>,
+    /// Where Redis clients connect.
+    #[arg(long, default_value = "127.0.0.1:6379")]
+    resp: SocketAddr,
+    /// Write-ahead log and snapshots.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Admin HTTP endpoint (/metrics, /status, /).
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Require AUTH with this password.
+    #[arg(long)]
+    password: Option<String>,
+    /// A request that has not taken effect after this many ms fails with
+    /// "outcome unknown".
+    #[arg(long, default_value_t = 5000)]
+    request_timeout_ms: u64,
+    /// Length of one protocol tick in ms.
+    #[arg(long, default_value_t = 10)]
+    tick_ms: u64,
+    /// Election timeout in ticks (randomized in [N, 2N)).
+    #[arg(long, default_value_t = 50)]
+    election_ticks: u64,
+    /// Leader heartbeat interval in ticks.
+    #[arg(long, default_value_t = 5)]
+    heartbeat_ticks: u64,
+    /// Snapshot after this many applied instances (0: off).
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_instances: u64,
+    /// Snapshot after this many bytes of log (0: off).
+    #[arg(long, default_value_t = 64 << 20)]
+    snapshot_log_bytes: u64,
+    /// More client connections than this are refused.
+    #[arg(long, default_value_t = 10_000)]
+    max_clients: usize,
+    /// Largest value (any single argument) in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_value_bytes: usize,
+    /// Largest request in bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    max_request_bytes: usize,
+    /// Requests of one connection handled per batch.
+    #[arg(long, default_value_t = 1024)]
+    max_pipeline: usize,
+    /// Log filter (tracing's EnvFilter syntax); RUST_LOG overrides.
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
+    let mut peers = BTreeMap::new();
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("'{part}' is not ID=HOST:PORT"))?;
+        let id: u32 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{id}' is not a node id"))?;
+        let addr: SocketAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{addr}' is not HOST:PORT (an IP address and a port)"))?;
+        if peers.insert(NodeId(id), addr).is_some() {
+            return Err(format!("node {id} is listed twice"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("no peers given".into());
+    }
+    Ok(peers)
+}
+
+pub fn main(args: ServerArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&args.log))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("synod: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            error!("{message}");
+            eprintln!("synod: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: ServerArgs) -> Result<(), String> {
+    let id = NodeId(args.id);
+    let Some(mut cfg) = NodeConfig::new(id, args.peers.clone(), &args.data_dir) else {
+        return Err(format!("--id {} is not in --peers", args.id));
+    };
+    cfg.tick = Duration::from_millis(args.tick_ms.max(1));
+    cfg.election_ticks = args.election_ticks;
+    cfg.heartbeat_ticks = args.heartbeat_ticks;
+    cfg.request_timeout = Duration::from_millis(args.request_timeout_ms.max(1));
+    cfg.snapshot_policy = SnapshotPolicy {
+        instances: args.snapshot_instances,
+        log_bytes: args.snapshot_log_bytes,
+    };
+    // Bind the client ports first, so a port conflict is reported before
+    // the node joins the cluster.
+    let resp = TcpListener::bind(args.resp)
+        .await
+        .map_err(|e| format!("cannot listen for Redis clients on {}: {e}", args.resp))?;
+    let http = match args.http {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen for HTTP on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let node = Node::start(cfg, Store::new())
+        .await
+        .map_err(|e| format!("node {} cannot start: {e}", args.id))?;
+    let node = Arc::new(node);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut server_cfg = ServerConfig::new(args.resp);
+    server_cfg.password = args.password.clone();
+    server_cfg.clients_max = args.max_clients;
+    server_cfg.value_bytes_max = args.max_value_bytes;
+    server_cfg.request_bytes_max = args.max_request_bytes;
+    server_cfg.pipeline_max = args.max_pipeline;
+    server_cfg.http = args.http;
+    let resp_task = {
+        let node = Arc::clone(&node);
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move { synod_kv::serve_on(resp, server_cfg, node, &mut stop).await })
+    };
+    if let Some(listener) = http {
+        let node = Arc::clone(&node);
+        let stop = stop_rx.clone();
+        tokio::spawn(async move { synod::serve_admin(listener, node, stop).await });
+    }
+    info!(
+        node = args.id,
+        resp = %args.resp,
+        http = ?args.http,
+        "synod server ready"
+    );
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+    let outcome = tokio::select! {
+        _ = terminate.recv() => Ok("SIGTERM"),
+        _ = interrupt.recv() => Ok("SIGINT"),
+        stopped = node.wait() => Err(stopped),
+    };
+    let _ = stop_tx.send(true);
+    match outcome {
+        Ok(signal) => {
+            info!("{signal}: shutting down");
+            node.shutdown().await;
+            resp_task.abort();
+            Ok(())
+        }
+        Err(Ok(())) => Ok(()),
+        Err(Err(err)) => Err(format!("node {} stopped: {err}", args.id)),
+    }
+}

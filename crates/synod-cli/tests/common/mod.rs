@@ -1,0 +1,172 @@
+//! A local cluster of real `synod server` processes for integration tests.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub resp: Vec<SocketAddr>,
+    pub paxos: Vec<SocketAddr>,
+    pub http: Vec<SocketAddr>,
+    pub children: Vec<Option<Child>>,
+    pub extra: Vec<String>,
+}
+
+fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr"))
+        .collect()
+}
+
+impl Cluster {
+    /// Starts `n` nodes and waits until every node answers PING and a write
+    /// goes through.
+    pub fn start(n: usize, extra: &[&str]) -> Cluster {
+        let addrs = free_addrs(3 * n);
+        let mut cluster = Cluster {
+            dir: tempfile::tempdir().expect("tempdir"),
+            resp: addrs[..n].to_vec(),
+            paxos: addrs[n..2 * n].to_vec(),
+            http: addrs[2 * n..].to_vec(),
+            children: (0..n).map(|_| None).collect(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..n {
+            cluster.start_node(i);
+        }
+        for i in 0..n {
+            cluster.wait_ping(i);
+        }
+        cluster.wait_writable(0);
+        cluster
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node-{}", i + 1))
+    }
+
+    pub fn start_node(&mut self, i: usize) {
+        let peers: Vec<String> = self
+            .paxos
+            .iter()
+            .enumerate()
+            .map(|(k, a)| format!("{}={a}", k + 1))
+            .collect();
+        let log = std::fs::File::create(self.dir.path().join(format!("node-{}.log", i + 1)))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_synod"))
+            .arg("server")
+            .args(["--id", &(i + 1).to_string()])
+            .args(["--peers", &peers.join(",")])
+            .args(["--resp", &self.resp[i].to_string()])
+            .args(["--http", &self.http[i].to_string()])
+            .arg("--data-dir")
+            .arg(self.data_dir(i))
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn synod server");
+        self.children[i] = Some(child);
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self, i: usize) -> String {
+        let password = self
+            .extra
+            .iter()
+            .position(|a| a == "--password")
+            .and_then(|k| self.extra.get(k + 1));
+        match password {
+            Some(p) => format!("redis://:{p}@{}/", self.resp[i]),
+            None => format!("redis://{}/", self.resp[i]),
+        }
+    }
+
+    pub fn client(&self, i: usize) -> redis::Connection {
+        let client = redis::Client::open(self.url(i)).expect("client");
+        let con = client
+            .get_connection_with_timeout(Duration::from_secs(10))
+            .expect("connect");
+        con.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        con
+    }
+
+    pub fn wait_ping(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if TcpStream::connect(self.resp[i]).is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {} never listened", i + 1);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until a write through node `i` succeeds.
+    pub fn wait_writable(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut con = self.client(i);
+            let ok: redis::RedisResult<String> =
+                redis::cmd("SET").arg("__ready").arg("1").query(&mut con);
+            if ok.is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no write through node {} in time: {ok:?}",
+                i + 1
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// INFO replication field of node `i`.
+    pub fn info_field(&self, i: usize, field: &str) -> Option<String> {
+        let mut con = self.client(i);
+        let info: String = redis::cmd("INFO").arg("replication").query(&mut con).ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .map(|v| v.trim().to_string())
+    }
+
+    pub fn leader(&self) -> Option<usize> {
+        for i in 0..self.resp.len() {
+            if self.children[i].is_none() {
+                continue;
+            }
+            if let Some(id) = self.info_field(i, "leader_id") {
+                if let Ok(id) = id.parse::<usize>() {
+                    return Some(id - 1);
+                }
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill9(i);
+        }
+    }
+}

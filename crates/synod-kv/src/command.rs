@@ -1,0 +1,387 @@
+//! The typed data commands the key-value state machine applies.
+//!
+//! A [`KvCommand`] is what the RESP front end builds from a client's request
+//! (see [`crate::parse`]) and what travels through the replicated log (see
+//! [`KvCommand::encode`]). Everything that depends on the command's place in
+//! the log — above all the current time for relative expiries — is resolved
+//! at apply time from the `ApplyContext`, never at parse time, so every
+//! replica computes the same result.
+
+use bytes::Bytes;
+
+/// Condition of a `SET`: `NX`, `XX` or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetCondition {
+    /// Set unconditionally.
+    Always,
+    /// `NX`: only when the key does not exist.
+    IfAbsent,
+    /// `XX`: only when the key exists.
+    IfPresent,
+}
+
+/// What a `SET` does to the key's time to live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetExpiry {
+    /// No option: the key no longer expires.
+    Clear,
+    /// `KEEPTTL`: keep the key's current expiry.
+    Keep,
+    /// `EX`/`PX`: expire this many milliseconds (> 0) after the command's
+    /// log time.
+    After {
+        /// Milliseconds, already converted from seconds for `EX`.
+        ttl_ms: i64,
+    },
+    /// `EXAT`/`PXAT`: expire at this Unix time in milliseconds (> 0).
+    At {
+        /// Unix time in milliseconds.
+        unix_ms: i64,
+    },
+}
+
+/// What a `GETEX` does to the key's time to live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GetExExpiry {
+    /// No option: leave the expiry alone.
+    Unchanged,
+    /// `PERSIST`: remove the expiry.
+    Persist,
+    /// `EX`/`PX`: expire this many milliseconds (> 0) after the log time.
+    After {
+        /// Milliseconds, already converted from seconds for `EX`.
+        ttl_ms: i64,
+    },
+    /// `EXAT`/`PXAT`: expire at this Unix time in milliseconds (> 0).
+    At {
+        /// Unix time in milliseconds.
+        unix_ms: i64,
+    },
+}
+
+/// Unit a command takes or reports time in (`SETEX` vs `PSETEX`, `TTL` vs
+/// `PTTL`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeUnit {
+    /// Seconds.
+    Seconds,
+    /// Milliseconds.
+    Milliseconds,
+}
+
+/// Which of the four `EXPIRE` commands, which fixes how its time is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpireForm {
+    /// `EXPIRE key seconds`: relative, seconds.
+    Expire,
+    /// `PEXPIRE key ms`: relative, milliseconds.
+    PExpire,
+    /// `EXPIREAT key unix-seconds`: absolute.
+    ExpireAt,
+    /// `PEXPIREAT key unix-ms`: absolute.
+    PExpireAt,
+}
+
+impl ExpireForm {
+    /// The command's lowercase name, as Redis uses it in error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExpireForm::Expire => "expire",
+            ExpireForm::PExpire => "pexpire",
+            ExpireForm::ExpireAt => "expireat",
+            ExpireForm::PExpireAt => "pexpireat",
+        }
+    }
+
+    /// Whether the time counts from the command's log time.
+    pub fn is_relative(self) -> bool {
+        matches!(self, ExpireForm::Expire | ExpireForm::PExpire)
+    }
+
+    /// The unit the client gave the time in.
+    pub fn unit(self) -> TimeUnit {
+        match self {
+            ExpireForm::Expire | ExpireForm::ExpireAt => TimeUnit::Seconds,
+            ExpireForm::PExpire | ExpireForm::PExpireAt => TimeUnit::Milliseconds,
+        }
+    }
+}
+
+/// The `NX`/`XX`/`GT`/`LT` options of the `EXPIRE` family. Redis allows
+/// `XX` together with `GT` or `LT`, so these are independent flags; every
+/// one that is set must hold for the expiry to change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpireCondition {
+    /// `NX`: only when the key has no expiry.
+    pub if_no_expiry: bool,
+    /// `XX`: only when the key has an expiry.
+    pub if_has_expiry: bool,
+    /// `GT`: only when the new expiry is later (no expiry counts as infinite).
+    pub if_greater: bool,
+    /// `LT`: only when the new expiry is earlier (no expiry counts as infinite).
+    pub if_less: bool,
+}
+
+impl ExpireCondition {
+    /// No option: always set the expiry.
+    pub const ALWAYS: ExpireCondition = ExpireCondition {
+        if_no_expiry: false,
+        if_has_expiry: false,
+        if_greater: false,
+        if_less: false,
+    };
+}
+
+/// Which end of a list `LPUSH`/`RPUSH`/`LPOP`/`RPOP` work on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListEnd {
+    /// The head (`L...`).
+    Left,
+    /// The tail (`R...`).
+    Right,
+}
+
+/// One data command. Variants are named after the Redis command they carry;
+/// commands that differ only in a parameter share a variant (`INCR`, `DECR`,
+/// `INCRBY`, `DECRBY` are all [`KvCommand::IncrBy`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum KvCommand {
+    /// `GET key`.
+    Get { key: Bytes },
+    /// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT|KEEPTTL]`.
+    Set {
+        key: Bytes,
+        value: Bytes,
+        condition: SetCondition,
+        /// `GET`: reply with the old value.
+        get: bool,
+        expiry: SetExpiry,
+    },
+    /// `SETNX key value`.
+    SetNx { key: Bytes, value: Bytes },
+    /// `SETEX key seconds value` / `PSETEX key ms value`.
+    SetEx {
+        key: Bytes,
+        value: Bytes,
+        /// Which command it was (for error messages).
+        unit: TimeUnit,
+        /// Time to live in milliseconds (> 0).
+        ttl_ms: i64,
+    },
+    /// `GETSET key value`.
+    GetSet { key: Bytes, value: Bytes },
+    /// `GETDEL key`.
+    GetDel { key: Bytes },
+    /// `GETEX key [EX|PX|EXAT|PXAT|PERSIST]`.
+    GetEx { key: Bytes, expiry: GetExExpiry },
+    /// `MGET key [key ...]`.
+    MGet { keys: Vec<Bytes> },
+    /// `MSET key value [key value ...]`.
+    MSet { pairs: Vec<(Bytes, Bytes)> },
+    /// `MSETNX key value [key value ...]`.
+    MSetNx { pairs: Vec<(Bytes, Bytes)> },
+    /// `DEL key [key ...]` and `UNLINK key [key ...]`.
+    Del { keys: Vec<Bytes> },
+    /// `EXISTS key [key ...]`.
+    Exists { keys: Vec<Bytes> },
+    /// `INCR`, `DECR`, `INCRBY`, `DECRBY`.
+    IncrBy { key: Bytes, delta: i64 },
+    /// `INCRBYFLOAT key increment`.
+    IncrByFloat { key: Bytes, delta: f64 },
+    /// `APPEND key value`.
+    Append { key: Bytes, value: Bytes },
+    /// `STRLEN key`.
+    StrLen { key: Bytes },
+    /// `GETRANGE key start end`.
+    GetRange { key: Bytes, start: i64, end: i64 },
+    /// `SETRANGE key offset value`.
+    SetRange {
+        key: Bytes,
+        offset: u64,
+        value: Bytes,
+    },
+    /// `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT` with an optional condition.
+    Expire {
+        key: Bytes,
+        form: ExpireForm,
+        /// The time as given, converted to milliseconds (relative or absolute
+        /// per `form`); may be negative.
+        when_ms: i64,
+        condition: ExpireCondition,
+    },
+    /// `TTL key` / `PTTL key`.
+    Ttl { key: Bytes, unit: TimeUnit },
+    /// `PERSIST key`.
+    Persist { key: Bytes },
+    /// `TYPE key`.
+    Type { key: Bytes },
+    /// `KEYS pattern`.
+    Keys { pattern: Bytes },
+    /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
+    Scan {
+        cursor: u64,
+        pattern: Option<Bytes>,
+        /// Keys to examine (a hint, as in Redis), at least 1.
+        count: u64,
+        /// Only keys of this type (as `TYPE` names it, compared
+        /// case-insensitively).
+        type_name: Option<Bytes>,
+    },
+    /// `DBSIZE`.
+    DbSize,
+    /// `FLUSHDB` and `FLUSHALL` (there is one database).
+    FlushAll,
+    /// `RANDOMKEY`.
+    RandomKey,
+    /// `HSET key field value [field value ...]`.
+    HSet {
+        key: Bytes,
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    /// `HGET key field`.
+    HGet { key: Bytes, field: Bytes },
+    /// `HDEL key field [field ...]`.
+    HDel { key: Bytes, fields: Vec<Bytes> },
+    /// `HGETALL key`.
+    HGetAll { key: Bytes },
+    /// `HLEN key`.
+    HLen { key: Bytes },
+    /// `HEXISTS key field`.
+    HExists { key: Bytes, field: Bytes },
+    /// `HINCRBY key field increment`.
+    HIncrBy {
+        key: Bytes,
+        field: Bytes,
+        delta: i64,
+    },
+    /// `LPUSH` / `RPUSH key element [element ...]`.
+    Push {
+        key: Bytes,
+        end: ListEnd,
+        values: Vec<Bytes>,
+    },
+    /// `LPOP` / `RPOP key [count]`.
+    Pop {
+        key: Bytes,
+        end: ListEnd,
+        count: Option<u64>,
+    },
+    /// `LRANGE key start stop`.
+    LRange { key: Bytes, start: i64, stop: i64 },
+    /// `LLEN key`.
+    LLen { key: Bytes },
+    /// `MULTI ... EXEC`: the queued commands, applied atomically in order.
+    /// The front end builds it; a transaction never nests.
+    Exec(Vec<KvCommand>),
+}
+
+impl KvCommand {
+    /// True when the command changes nothing, so it may be answered by
+    /// `StateMachine::query` instead of going through the log.
+    pub fn is_read(&self) -> bool {
+        match self {
+            KvCommand::Get { .. }
+            | KvCommand::MGet { .. }
+            | KvCommand::Exists { .. }
+            | KvCommand::StrLen { .. }
+            | KvCommand::GetRange { .. }
+            | KvCommand::Ttl { .. }
+            | KvCommand::Type { .. }
+            | KvCommand::Keys { .. }
+            | KvCommand::Scan { .. }
+            | KvCommand::DbSize
+            | KvCommand::RandomKey
+            | KvCommand::HGet { .. }
+            | KvCommand::HGetAll { .. }
+            | KvCommand::HLen { .. }
+            | KvCommand::HExists { .. }
+            | KvCommand::LRange { .. }
+            | KvCommand::LLen { .. } => true,
+            KvCommand::Set { .. }
+            | KvCommand::SetNx { .. }
+            | KvCommand::SetEx { .. }
+            | KvCommand::GetSet { .. }
+            | KvCommand::GetDel { .. }
+            | KvCommand::GetEx { .. }
+            | KvCommand::MSet { .. }
+            | KvCommand::MSetNx { .. }
+            | KvCommand::Del { .. }
+            | KvCommand::IncrBy { .. }
+            | KvCommand::IncrByFloat { .. }
+            | KvCommand::Append { .. }
+            | KvCommand::SetRange { .. }
+            | KvCommand::Expire { .. }
+            | KvCommand::Persist { .. }
+            | KvCommand::FlushAll
+            | KvCommand::HSet { .. }
+            | KvCommand::HDel { .. }
+            | KvCommand::HIncrBy { .. }
+            | KvCommand::Push { .. }
+            | KvCommand::Pop { .. } => false,
+            KvCommand::Exec(commands) => commands.iter().all(KvCommand::is_read),
+        }
+    }
+
+    /// The lowercase Redis name of the command (for one that several
+    /// commands share, the most general: `incrby`, `del`, `flushall`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            KvCommand::Get { .. } => "get",
+            KvCommand::Set { .. } => "set",
+            KvCommand::SetNx { .. } => "setnx",
+            KvCommand::SetEx { unit, .. } => setex_name(*unit),
+            KvCommand::GetSet { .. } => "getset",
+            KvCommand::GetDel { .. } => "getdel",
+            KvCommand::GetEx { .. } => "getex",
+            KvCommand::MGet { .. } => "mget",
+            KvCommand::MSet { .. } => "mset",
+            KvCommand::MSetNx { .. } => "msetnx",
+            KvCommand::Del { .. } => "del",
+            KvCommand::Exists { .. } => "exists",
+            KvCommand::IncrBy { .. } => "incrby",
+            KvCommand::IncrByFloat { .. } => "incrbyfloat",
+            KvCommand::Append { .. } => "append",
+            KvCommand::StrLen { .. } => "strlen",
+            KvCommand::GetRange { .. } => "getrange",
+            KvCommand::SetRange { .. } => "setrange",
+            KvCommand::Expire { form, .. } => form.name(),
+            KvCommand::Ttl { unit, .. } => match unit {
+                TimeUnit::Seconds => "ttl",
+                TimeUnit::Milliseconds => "pttl",
+            },
+            KvCommand::Persist { .. } => "persist",
+            KvCommand::Type { .. } => "type",
+            KvCommand::Keys { .. } => "keys",
+            KvCommand::Scan { .. } => "scan",
+            KvCommand::DbSize => "dbsize",
+            KvCommand::FlushAll => "flushall",
+            KvCommand::RandomKey => "randomkey",
+            KvCommand::HSet { .. } => "hset",
+            KvCommand::HGet { .. } => "hget",
+            KvCommand::HDel { .. } => "hdel",
+            KvCommand::HGetAll { .. } => "hgetall",
+            KvCommand::HLen { .. } => "hlen",
+            KvCommand::HExists { .. } => "hexists",
+            KvCommand::HIncrBy { .. } => "hincrby",
+            KvCommand::Push { end, .. } => match end {
+                ListEnd::Left => "lpush",
+                ListEnd::Right => "rpush",
+            },
+            KvCommand::Pop { end, .. } => match end {
+                ListEnd::Left => "lpop",
+                ListEnd::Right => "rpop",
+            },
+            KvCommand::LRange { .. } => "lrange",
+            KvCommand::LLen { .. } => "llen",
+            KvCommand::Exec(_) => "exec",
+        }
+    }
+}
+
+/// `setex` or `psetex`.
+pub(crate) fn setex_name(unit: TimeUnit) -> &'static str {
+    match unit {
+        TimeUnit::Seconds => "setex",
+        TimeUnit::Milliseconds => "psetex",
+    }
+}

@@ -1,0 +1,653 @@
+//! The binary encoding of [`KvCommand`] in the replicated log.
+//!
+//! Layout: a format version byte ([`COMMAND_FORMAT_VERSION`]), then the
+//! command: an opcode byte and its fields in declaration order. Integers are
+//! little-endian and fixed width; byte strings and lists carry a `u32`
+//! length. Opcodes are part of the format: never renumber one, only add.
+//! Decoding checks every length against the remaining input and rejects
+//! trailing bytes, unknown tags and nested transactions.
+
+use bytes::Bytes;
+
+use crate::command::{
+    ExpireCondition, ExpireForm, GetExExpiry, KvCommand, ListEnd, SetCondition, SetExpiry, TimeUnit,
+};
+use crate::wire::{DecodeError, Reader, Writer};
+
+/// The format version byte every encoded command starts with.
+pub const COMMAND_FORMAT_VERSION: u8 = 1;
+
+mod op {
+    pub const GET: u8 = 1;
+    pub const SET: u8 = 2;
+    pub const SET_NX: u8 = 3;
+    pub const SET_EX: u8 = 4;
+    pub const GET_SET: u8 = 5;
+    pub const GET_DEL: u8 = 6;
+    pub const GET_EX: u8 = 7;
+    pub const M_GET: u8 = 8;
+    pub const M_SET: u8 = 9;
+    pub const M_SET_NX: u8 = 10;
+    pub const DEL: u8 = 11;
+    pub const EXISTS: u8 = 12;
+    pub const INCR_BY: u8 = 13;
+    pub const INCR_BY_FLOAT: u8 = 14;
+    pub const APPEND: u8 = 15;
+    pub const STR_LEN: u8 = 16;
+    pub const GET_RANGE: u8 = 17;
+    pub const SET_RANGE: u8 = 18;
+    pub const EXPIRE: u8 = 19;
+    pub const TTL: u8 = 20;
+    pub const PERSIST: u8 = 21;
+    pub const TYPE: u8 = 22;
+    pub const KEYS: u8 = 23;
+    pub const SCAN: u8 = 24;
+    pub const DB_SIZE: u8 = 25;
+    pub const FLUSH_ALL: u8 = 26;
+    pub const RANDOM_KEY: u8 = 27;
+    pub const H_SET: u8 = 28;
+    pub const H_GET: u8 = 29;
+    pub const H_DEL: u8 = 30;
+    pub const H_GET_ALL: u8 = 31;
+    pub const H_LEN: u8 = 32;
+    pub const H_EXISTS: u8 = 33;
+    pub const H_INCR_BY: u8 = 34;
+    pub const PUSH: u8 = 35;
+    pub const POP: u8 = 36;
+    pub const L_RANGE: u8 = 37;
+    pub const L_LEN: u8 = 38;
+    pub const EXEC: u8 = 39;
+}
+
+impl KvCommand {
+    /// The command's stable binary encoding for the replicated log.
+    pub fn encode(&self) -> Bytes {
+        let mut writer = Writer::new();
+        writer.u8(COMMAND_FORMAT_VERSION);
+        encode_command(&mut writer, self);
+        writer.finish()
+    }
+
+    /// Decodes what [`KvCommand::encode`] produced. Never panics; never
+    /// reserves more elements than the input could hold.
+    pub fn decode(bytes: &[u8]) -> Result<KvCommand, DecodeError> {
+        let mut reader = Reader::new(bytes);
+        let version = reader.u8().map_err(|_| DecodeError::Empty)?;
+        if version != COMMAND_FORMAT_VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        let command = decode_command(&mut reader, true)?;
+        reader.finish()?;
+        Ok(command)
+    }
+}
+
+fn encode_keys(writer: &mut Writer, keys: &[Bytes]) {
+    writer.len(keys.len());
+    for key in keys {
+        writer.bytes(key);
+    }
+}
+
+fn encode_pairs(writer: &mut Writer, pairs: &[(Bytes, Bytes)]) {
+    writer.len(pairs.len());
+    for (first, second) in pairs {
+        writer.bytes(first);
+        writer.bytes(second);
+    }
+}
+
+fn encode_unit(writer: &mut Writer, unit: TimeUnit) {
+    writer.u8(match unit {
+        TimeUnit::Seconds => 0,
+        TimeUnit::Milliseconds => 1,
+    });
+}
+
+fn encode_end(writer: &mut Writer, end: ListEnd) {
+    writer.u8(match end {
+        ListEnd::Left => 0,
+        ListEnd::Right => 1,
+    });
+}
+
+fn encode_command(writer: &mut Writer, command: &KvCommand) {
+    match command {
+        KvCommand::Get { key } => {
+            writer.u8(op::GET);
+            writer.bytes(key);
+        }
+        KvCommand::Set {
+            key,
+            value,
+            condition,
+            get,
+            expiry,
+        } => {
+            writer.u8(op::SET);
+            writer.bytes(key);
+            writer.bytes(value);
+            writer.u8(match condition {
+                SetCondition::Always => 0,
+                SetCondition::IfAbsent => 1,
+                SetCondition::IfPresent => 2,
+            });
+            writer.bool(*get);
+            match expiry {
+                SetExpiry::Clear => writer.u8(0),
+                SetExpiry::Keep => writer.u8(1),
+                SetExpiry::After { ttl_ms } => {
+                    writer.u8(2);
+                    writer.i64(*ttl_ms);
+                }
+                SetExpiry::At { unix_ms } => {
+                    writer.u8(3);
+                    writer.i64(*unix_ms);
+                }
+            }
+        }
+        KvCommand::SetNx { key, value } => {
+            writer.u8(op::SET_NX);
+            writer.bytes(key);
+            writer.bytes(value);
+        }
+        KvCommand::SetEx {
+            key,
+            value,
+            unit,
+            ttl_ms,
+        } => {
+            writer.u8(op::SET_EX);
+            writer.bytes(key);
+            writer.bytes(value);
+            encode_unit(writer, *unit);
+            writer.i64(*ttl_ms);
+        }
+        KvCommand::GetSet { key, value } => {
+            writer.u8(op::GET_SET);
+            writer.bytes(key);
+            writer.bytes(value);
+        }
+        KvCommand::GetDel { key } => {
+            writer.u8(op::GET_DEL);
+            writer.bytes(key);
+        }
+        KvCommand::GetEx { key, expiry } => {
+            writer.u8(op::GET_EX);
+            writer.bytes(key);
+            match expiry {
+                GetExExpiry::Unchanged => writer.u8(0),
+                GetExExpiry::Persist => writer.u8(1),
+                GetExExpiry::After { ttl_ms } => {
+                    writer.u8(2);
+                    writer.i64(*ttl_ms);
+                }
+                GetExExpiry::At { unix_ms } => {
+                    writer.u8(3);
+                    writer.i64(*unix_ms);
+                }
+            }
+        }
+        KvCommand::MGet { keys } => {
+            writer.u8(op::M_GET);
+            encode_keys(writer, keys);
+        }
+        KvCommand::MSet { pairs } => {
+            writer.u8(op::M_SET);
+            encode_pairs(writer, pairs);
+        }
+        KvCommand::MSetNx { pairs } => {
+            writer.u8(op::M_SET_NX);
+            encode_pairs(writer, pairs);
+        }
+        KvCommand::Del { keys } => {
+            writer.u8(op::DEL);
+            encode_keys(writer, keys);
+        }
+        KvCommand::Exists { keys } => {
+            writer.u8(op::EXISTS);
+            encode_keys(writer, keys);
+        }
+        KvCommand::IncrBy { key, delta } => {
+            writer.u8(op::INCR_BY);
+            writer.bytes(key);
+            writer.i64(*delta);
+        }
+        KvCommand::IncrByFloat { key, delta } => {
+            writer.u8(op::INCR_BY_FLOAT);
+            writer.bytes(key);
+            writer.f64(*delta);
+        }
+        KvCommand::Append { key, value } => {
+            writer.u8(op::APPEND);
+            writer.bytes(key);
+            writer.bytes(value);
+        }
+        KvCommand::StrLen { key } => {
+            writer.u8(op::STR_LEN);
+            writer.bytes(key);
+        }
+        KvCommand::GetRange { key, start, end } => {
+            writer.u8(op::GET_RANGE);
+            writer.bytes(key);
+            writer.i64(*start);
+            writer.i64(*end);
+        }
+        KvCommand::SetRange { key, offset, value } => {
+            writer.u8(op::SET_RANGE);
+            writer.bytes(key);
+            writer.u64(*offset);
+            writer.bytes(value);
+        }
+        KvCommand::Expire {
+            key,
+            form,
+            when_ms,
+            condition,
+        } => {
+            writer.u8(op::EXPIRE);
+            writer.bytes(key);
+            writer.u8(match form {
+                ExpireForm::Expire => 0,
+                ExpireForm::PExpire => 1,
+                ExpireForm::ExpireAt => 2,
+                ExpireForm::PExpireAt => 3,
+            });
+            writer.i64(*when_ms);
+            writer.u8(u8::from(condition.if_no_expiry)
+                | u8::from(condition.if_has_expiry) << 1
+                | u8::from(condition.if_greater) << 2
+                | u8::from(condition.if_less) << 3);
+        }
+        KvCommand::Ttl { key, unit } => {
+            writer.u8(op::TTL);
+            writer.bytes(key);
+            encode_unit(writer, *unit);
+        }
+        KvCommand::Persist { key } => {
+            writer.u8(op::PERSIST);
+            writer.bytes(key);
+        }
+        KvCommand::Type { key } => {
+            writer.u8(op::TYPE);
+            writer.bytes(key);
+        }
+        KvCommand::Keys { pattern } => {
+            writer.u8(op::KEYS);
+            writer.bytes(pattern);
+        }
+        KvCommand::Scan {
+            cursor,
+            pattern,
+            count,
+            type_name,
+        } => {
+            writer.u8(op::SCAN);
+            writer.u64(*cursor);
+            writer.optional_bytes(pattern.as_ref());
+            writer.u64(*count);
+            writer.optional_bytes(type_name.as_ref());
+        }
+        KvCommand::DbSize => writer.u8(op::DB_SIZE),
+        KvCommand::FlushAll => writer.u8(op::FLUSH_ALL),
+        KvCommand::RandomKey => writer.u8(op::RANDOM_KEY),
+        KvCommand::HSet { key, pairs } => {
+            writer.u8(op::H_SET);
+            writer.bytes(key);
+            encode_pairs(writer, pairs);
+        }
+        KvCommand::HGet { key, field } => {
+            writer.u8(op::H_GET);
+            writer.bytes(key);
+            writer.bytes(field);
+        }
+        KvCommand::HDel { key, fields } => {
+            writer.u8(op::H_DEL);
+            writer.bytes(key);
+            encode_keys(writer, fields);
+        }
+        KvCommand::HGetAll { key } => {
+            writer.u8(op::H_GET_ALL);
+            writer.bytes(key);
+        }
+        KvCommand::HLen { key } => {
+            writer.u8(op::H_LEN);
+            writer.bytes(key);
+        }
+        KvCommand::HExists { key, field } => {
+            writer.u8(op::H_EXISTS);
+            writer.bytes(key);
+            writer.bytes(field);
+        }
+        KvCommand::HIncrBy { key, field, delta } => {
+            writer.u8(op::H_INCR_BY);
+            writer.bytes(key);
+            writer.bytes(field);
+            writer.i64(*delta);
+        }
+        KvCommand::Push { key, end, values } => {
+            writer.u8(op::PUSH);
+            writer.bytes(key);
+            encode_end(writer, *end);
+            encode_keys(writer, values);
+        }
+        KvCommand::Pop { key, end, count } => {
+            writer.u8(op::POP);
+            writer.bytes(key);
+            encode_end(writer, *end);
+            match count {
+                None => writer.u8(0),
+                Some(count) => {
+                    writer.u8(1);
+                    writer.u64(*count);
+                }
+            }
+        }
+        KvCommand::LRange { key, start, stop } => {
+            writer.u8(op::L_RANGE);
+            writer.bytes(key);
+            writer.i64(*start);
+            writer.i64(*stop);
+        }
+        KvCommand::LLen { key } => {
+            writer.u8(op::L_LEN);
+            writer.bytes(key);
+        }
+        KvCommand::Exec(commands) => {
+            writer.u8(op::EXEC);
+            writer.len(commands.len());
+            for command in commands {
+                encode_command(writer, command);
+            }
+        }
+    }
+}
+
+fn decode_keys(reader: &mut Reader<'_>) -> Result<Vec<Bytes>, DecodeError> {
+    let len = reader.len(4)?;
+    let mut keys = Vec::with_capacity(len);
+    for _ in 0..len {
+        keys.push(reader.bytes()?);
+    }
+    Ok(keys)
+}
+
+fn decode_pairs(reader: &mut Reader<'_>) -> Result<Vec<(Bytes, Bytes)>, DecodeError> {
+    let len = reader.len(8)?;
+    let mut pairs = Vec::with_capacity(len);
+    for _ in 0..len {
+        let first = reader.bytes()?;
+        let second = reader.bytes()?;
+        pairs.push((first, second));
+    }
+    Ok(pairs)
+}
+
+fn decode_unit(reader: &mut Reader<'_>) -> Result<TimeUnit, DecodeError> {
+    match reader.u8()? {
+        0 => Ok(TimeUnit::Seconds),
+        1 => Ok(TimeUnit::Milliseconds),
+        tag => Err(DecodeError::UnknownTag {
+            what: "time unit",
+            tag,
+        }),
+    }
+}
+
+fn decode_end(reader: &mut Reader<'_>) -> Result<ListEnd, DecodeError> {
+    match reader.u8()? {
+        0 => Ok(ListEnd::Left),
+        1 => Ok(ListEnd::Right),
+        tag => Err(DecodeError::UnknownTag {
+            what: "list end",
+            tag,
+        }),
+    }
+}
+
+fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand, DecodeError> {
+    let opcode = reader.u8()?;
+    let command = match opcode {
+        op::GET => KvCommand::Get {
+            key: reader.bytes()?,
+        },
+        op::SET => {
+            let key = reader.bytes()?;
+            let value = reader.bytes()?;
+            let condition = match reader.u8()? {
+                0 => SetCondition::Always,
+                1 => SetCondition::IfAbsent,
+                2 => SetCondition::IfPresent,
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "set condition",
+                        tag,
+                    })
+                }
+            };
+            let get = reader.bool()?;
+            let expiry = match reader.u8()? {
+                0 => SetExpiry::Clear,
+                1 => SetExpiry::Keep,
+                2 => SetExpiry::After {
+                    ttl_ms: reader.i64()?,
+                },
+                3 => SetExpiry::At {
+                    unix_ms: reader.i64()?,
+                },
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "set expiry",
+                        tag,
+                    })
+                }
+            };
+            KvCommand::Set {
+                key,
+                value,
+                condition,
+                get,
+                expiry,
+            }
+        }
+        op::SET_NX => KvCommand::SetNx {
+            key: reader.bytes()?,
+            value: reader.bytes()?,
+        },
+        op::SET_EX => KvCommand::SetEx {
+            key: reader.bytes()?,
+            value: reader.bytes()?,
+            unit: decode_unit(reader)?,
+            ttl_ms: reader.i64()?,
+        },
+        op::GET_SET => KvCommand::GetSet {
+            key: reader.bytes()?,
+            value: reader.bytes()?,
+        },
+        op::GET_DEL => KvCommand::GetDel {
+            key: reader.bytes()?,
+        },
+        op::GET_EX => {
+            let key = reader.bytes()?;
+            let expiry = match reader.u8()? {
+                0 => GetExExpiry::Unchanged,
+                1 => GetExExpiry::Persist,
+                2 => GetExExpiry::After {
+                    ttl_ms: reader.i64()?,
+                },
+                3 => GetExExpiry::At {
+                    unix_ms: reader.i64()?,
+                },
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "getex expiry",
+                        tag,
+                    })
+                }
+            };
+            KvCommand::GetEx { key, expiry }
+        }
+        op::M_GET => KvCommand::MGet {
+            keys: decode_keys(reader)?,
+        },
+        op::M_SET => KvCommand::MSet {
+            pairs: decode_pairs(reader)?,
+        },
+        op::M_SET_NX => KvCommand::MSetNx {
+            pairs: decode_pairs(reader)?,
+        },
+        op::DEL => KvCommand::Del {
+            keys: decode_keys(reader)?,
+        },
+        op::EXISTS => KvCommand::Exists {
+            keys: decode_keys(reader)?,
+        },
+        op::INCR_BY => KvCommand::IncrBy {
+            key: reader.bytes()?,
+            delta: reader.i64()?,
+        },
+        op::INCR_BY_FLOAT => KvCommand::IncrByFloat {
+            key: reader.bytes()?,
+            delta: reader.f64()?,
+        },
+        op::APPEND => KvCommand::Append {
+            key: reader.bytes()?,
+            value: reader.bytes()?,
+        },
+        op::STR_LEN => KvCommand::StrLen {
+            key: reader.bytes()?,
+        },
+        op::GET_RANGE => KvCommand::GetRange {
+            key: reader.bytes()?,
+            start: reader.i64()?,
+            end: reader.i64()?,
+        },
+        op::SET_RANGE => KvCommand::SetRange {
+            key: reader.bytes()?,
+            offset: reader.u64()?,
+            value: reader.bytes()?,
+        },
+        op::EXPIRE => {
+            let key = reader.bytes()?;
+            let form = match reader.u8()? {
+                0 => ExpireForm::Expire,
+                1 => ExpireForm::PExpire,
+                2 => ExpireForm::ExpireAt,
+                3 => ExpireForm::PExpireAt,
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "expire form",
+                        tag,
+                    })
+                }
+            };
+            let when_ms = reader.i64()?;
+            let bits = reader.u8()?;
+            if bits > 0b1111 {
+                return Err(DecodeError::Invalid("unknown expire condition bits"));
+            }
+            let condition = ExpireCondition {
+                if_no_expiry: bits & 1 != 0,
+                if_has_expiry: bits & 2 != 0,
+                if_greater: bits & 4 != 0,
+                if_less: bits & 8 != 0,
+            };
+            KvCommand::Expire {
+                key,
+                form,
+                when_ms,
+                condition,
+            }
+        }
+        op::TTL => KvCommand::Ttl {
+            key: reader.bytes()?,
+            unit: decode_unit(reader)?,
+        },
+        op::PERSIST => KvCommand::Persist {
+            key: reader.bytes()?,
+        },
+        op::TYPE => KvCommand::Type {
+            key: reader.bytes()?,
+        },
+        op::KEYS => KvCommand::Keys {
+            pattern: reader.bytes()?,
+        },
+        op::SCAN => KvCommand::Scan {
+            cursor: reader.u64()?,
+            pattern: reader.optional_bytes()?,
+            count: reader.u64()?,
+            type_name: reader.optional_bytes()?,
+        },
+        op::DB_SIZE => KvCommand::DbSize,
+        op::FLUSH_ALL => KvCommand::FlushAll,
+        op::RANDOM_KEY => KvCommand::RandomKey,
+        op::H_SET => KvCommand::HSet {
+            key: reader.bytes()?,
+            pairs: decode_pairs(reader)?,
+        },
+        op::H_GET => KvCommand::HGet {
+            key: reader.bytes()?,
+            field: reader.bytes()?,
+        },
+        op::H_DEL => KvCommand::HDel {
+            key: reader.bytes()?,
+            fields: decode_keys(reader)?,
+        },
+        op::H_GET_ALL => KvCommand::HGetAll {
+            key: reader.bytes()?,
+        },
+        op::H_LEN => KvCommand::HLen {
+            key: reader.bytes()?,
+        },
+        op::H_EXISTS => KvCommand::HExists {
+            key: reader.bytes()?,
+            field: reader.bytes()?,
+        },
+        op::H_INCR_BY => KvCommand::HIncrBy {
+            key: reader.bytes()?,
+            field: reader.bytes()?,
+            delta: reader.i64()?,
+        },
+        op::PUSH => KvCommand::Push {
+            key: reader.bytes()?,
+            end: decode_end(reader)?,
+            values: decode_keys(reader)?,
+        },
+        op::POP => KvCommand::Pop {
+            key: reader.bytes()?,
+            end: decode_end(reader)?,
+            count: if reader.bool()? {
+                Some(reader.u64()?)
+            } else {
+                None
+            },
+        },
+        op::L_RANGE => KvCommand::LRange {
+            key: reader.bytes()?,
+            start: reader.i64()?,
+            stop: reader.i64()?,
+        },
+        op::L_LEN => KvCommand::LLen {
+            key: reader.bytes()?,
+        },
+        op::EXEC => {
+            if !top_level {
+                return Err(DecodeError::Invalid("nested transaction"));
+            }
+            // The smallest command is one opcode byte.
+            let len = reader.len(1)?;
+            let mut commands = Vec::with_capacity(len);
+            for _ in 0..len {
+                commands.push(decode_command(reader, false)?);
+            }
+            KvCommand::Exec(commands)
+        }
+        tag => {
+            return Err(DecodeError::UnknownTag {
+                what: "command",
+                tag,
+            })
+        }
+    };
+    Ok(command)
+}

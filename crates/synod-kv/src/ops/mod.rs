@@ -1,0 +1,179 @@
+//! Command execution against the [`Keyspace`]: one module per data type.
+//!
+//! [`read`] answers a read-only command from a shared reference (the
+//! `query` path); [`write`] runs any command, reads included, against a
+//! mutable keyspace (the `apply` path). Both take the time from the
+//! `ApplyContext`, so they are pure functions of (state, command, context).
+
+mod collections;
+mod keys;
+mod strings;
+
+use synod::ApplyContext;
+use synod_resp::Reply;
+
+use crate::command::{KvCommand, TimeUnit};
+use crate::keyspace::{Entry, Keyspace};
+
+pub(crate) const WRONG_TYPE: &str =
+    "WRONGTYPE Operation against a key holding the wrong kind of value";
+pub(crate) const OVERFLOW: &str = "ERR increment or decrement would overflow";
+
+pub(crate) fn wrong_type() -> Reply {
+    Reply::error(WRONG_TYPE)
+}
+
+/// The log time as a signed number, the type Redis computes expiries in.
+pub(crate) fn now_signed(ctx: &ApplyContext) -> i64 {
+    i64::try_from(ctx.time_ms).unwrap_or(i64::MAX)
+}
+
+/// Answers a read-only command without changing anything.
+pub(crate) fn read(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext) -> Reply {
+    let now = ctx.time_ms;
+    match command {
+        KvCommand::Get { key } => strings::get(keyspace, key, now),
+        KvCommand::MGet { keys } => strings::mget(keyspace, keys, now),
+        KvCommand::StrLen { key } => strings::strlen(keyspace, key, now),
+        KvCommand::GetRange { key, start, end } => {
+            strings::getrange(keyspace, key, *start, *end, now)
+        }
+        KvCommand::Exists { keys } => keys::exists(keyspace, keys, now),
+        KvCommand::Ttl { key, unit } => keys::ttl(keyspace, key, *unit, now),
+        KvCommand::Type { key } => keys::type_of(keyspace, key, now),
+        KvCommand::Keys { pattern } => keys::keys(keyspace, pattern, now),
+        KvCommand::Scan {
+            cursor,
+            pattern,
+            count,
+            type_name,
+        } => keys::scan(
+            keyspace,
+            *cursor,
+            pattern.as_deref(),
+            *count,
+            type_name.as_deref(),
+            now,
+        ),
+        KvCommand::DbSize => keys::dbsize(keyspace, now),
+        KvCommand::RandomKey => keys::randomkey(keyspace, ctx),
+        KvCommand::HGet { key, field } => collections::hget(keyspace, key, field, now),
+        KvCommand::HGetAll { key } => collections::hgetall(keyspace, key, now),
+        KvCommand::HLen { key } => collections::hlen(keyspace, key, now),
+        KvCommand::HExists { key, field } => collections::hexists(keyspace, key, field, now),
+        KvCommand::LRange { key, start, stop } => {
+            collections::lrange(keyspace, key, *start, *stop, now)
+        }
+        KvCommand::LLen { key } => collections::llen(keyspace, key, now),
+        KvCommand::Exec(commands) => {
+            if commands
+                .iter()
+                .any(|command| matches!(command, KvCommand::Exec(_)))
+            {
+                return nested_exec();
+            }
+            Reply::Array(
+                commands
+                    .iter()
+                    .map(|command| read(keyspace, command, ctx))
+                    .collect(),
+            )
+        }
+        write => {
+            debug_assert!(!write.is_read());
+            Reply::error(format!(
+                "ERR '{}' changes data and cannot be answered as a read",
+                write.name()
+            ))
+        }
+    }
+}
+
+fn nested_exec() -> Reply {
+    Reply::error("ERR MULTI calls can not be nested")
+}
+
+/// Runs any command, changing the keyspace as it says.
+pub(crate) fn write(keyspace: &mut Keyspace, command: &KvCommand, ctx: &ApplyContext) -> Reply {
+    let now = ctx.time_ms;
+    match command {
+        KvCommand::Set {
+            key,
+            value,
+            condition,
+            get,
+            expiry,
+        } => strings::set(keyspace, key, value, *condition, *get, *expiry, ctx),
+        KvCommand::SetNx { key, value } => strings::setnx(keyspace, key, value, now),
+        KvCommand::SetEx {
+            key,
+            value,
+            unit,
+            ttl_ms,
+        } => strings::setex(keyspace, key, value, *unit, *ttl_ms, ctx),
+        KvCommand::GetSet { key, value } => strings::getset(keyspace, key, value, now),
+        KvCommand::GetDel { key } => strings::getdel(keyspace, key, now),
+        KvCommand::GetEx { key, expiry } => strings::getex(keyspace, key, *expiry, ctx),
+        KvCommand::MSet { pairs } => strings::mset(keyspace, pairs),
+        KvCommand::MSetNx { pairs } => strings::msetnx(keyspace, pairs, now),
+        KvCommand::IncrBy { key, delta } => strings::incrby(keyspace, key, *delta, now),
+        KvCommand::IncrByFloat { key, delta } => strings::incrbyfloat(keyspace, key, *delta, now),
+        KvCommand::Append { key, value } => strings::append(keyspace, key, value, now),
+        KvCommand::SetRange { key, offset, value } => {
+            strings::setrange(keyspace, key, *offset, value, now)
+        }
+        KvCommand::Del { keys } => keys::del(keyspace, keys, now),
+        KvCommand::Expire {
+            key,
+            form,
+            when_ms,
+            condition,
+        } => keys::expire(keyspace, key, *form, *when_ms, *condition, ctx),
+        KvCommand::Persist { key } => keys::persist(keyspace, key, now),
+        KvCommand::FlushAll => {
+            keyspace.clear();
+            Reply::ok()
+        }
+        KvCommand::HSet { key, pairs } => collections::hset(keyspace, key, pairs, now),
+        KvCommand::HDel { key, fields } => collections::hdel(keyspace, key, fields, now),
+        KvCommand::HIncrBy { key, field, delta } => {
+            collections::hincrby(keyspace, key, field, *delta, now)
+        }
+        KvCommand::Push { key, end, values } => collections::push(keyspace, key, *end, values, now),
+        KvCommand::Pop { key, end, count } => collections::pop(keyspace, key, *end, *count, now),
+        KvCommand::Exec(commands) => {
+            // Redis refuses MULTI inside MULTI before queueing anything, so
+            // a nested transaction never runs any of its commands.
+            if commands
+                .iter()
+                .any(|command| matches!(command, KvCommand::Exec(_)))
+            {
+                return nested_exec();
+            }
+            Reply::Array(
+                commands
+                    .iter()
+                    .map(|command| write(keyspace, command, ctx))
+                    .collect(),
+            )
+        }
+        read_only => {
+            debug_assert!(read_only.is_read());
+            read(keyspace, read_only, ctx)
+        }
+    }
+}
+
+/// TTL/PTTL of a live entry: -1 without expiry, else the time left.
+pub(crate) fn time_to_live(entry: &Entry, unit: TimeUnit, now_ms: u64) -> i64 {
+    let Some(at) = entry.expire_at_ms else {
+        return -1;
+    };
+    debug_assert!(at > now_ms, "a live entry has not expired");
+    let left_ms = i64::try_from(at.saturating_sub(now_ms)).unwrap_or(i64::MAX);
+    match unit {
+        TimeUnit::Milliseconds => left_ms,
+        // Redis rounds to the nearest second.
+        TimeUnit::Seconds => left_ms.saturating_add(500) / 1000,
+    }
+}

@@ -1,0 +1,208 @@
+//! The binary encoding of a [`Reply`] as the state machine's output.
+//!
+//! `apply` and `query` return bytes (the `StateMachine` contract); the RESP
+//! front end decodes them back into a [`Reply`] and writes it in the
+//! client's protocol version. Layout: a version byte
+//! ([`REPLY_FORMAT_VERSION`]), then the reply: a tag byte and its fields,
+//! lengths as `u32`, numbers little-endian.
+
+use bytes::Bytes;
+use synod_resp::Reply;
+
+use crate::wire::{DecodeError, Reader, Writer};
+
+/// The format version byte every encoded reply starts with.
+pub const REPLY_FORMAT_VERSION: u8 = 1;
+
+/// Deepest nesting of aggregates the decoder accepts. The store's deepest
+/// reply is a transaction of `SCAN`s (3 levels); the limit guards the
+/// decoder's recursion against hostile input.
+pub const REPLY_DEPTH_MAX: usize = 32;
+
+mod tag {
+    pub const SIMPLE: u8 = 0;
+    pub const ERROR: u8 = 1;
+    pub const INTEGER: u8 = 2;
+    pub const BULK: u8 = 3;
+    pub const NULL: u8 = 4;
+    pub const NULL_ARRAY: u8 = 5;
+    pub const ARRAY: u8 = 6;
+    pub const MAP: u8 = 7;
+    pub const SET: u8 = 8;
+    pub const DOUBLE: u8 = 9;
+    pub const BOOL: u8 = 10;
+    pub const VERBATIM: u8 = 11;
+}
+
+/// Encodes a reply for the state machine's output.
+pub fn encode_reply(reply: &Reply) -> Bytes {
+    let mut writer = Writer::with_capacity(16);
+    writer.u8(REPLY_FORMAT_VERSION);
+    encode(&mut writer, reply);
+    writer.finish()
+}
+
+/// Decodes what [`encode_reply`] produced. Never panics; rejects status and
+/// error lines containing CR or LF, which would break the RESP framing.
+pub fn decode_reply(bytes: &[u8]) -> Result<Reply, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    let version = reader.u8().map_err(|_| DecodeError::Empty)?;
+    if version != REPLY_FORMAT_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    let reply = decode(&mut reader, 0)?;
+    reader.finish()?;
+    Ok(reply)
+}
+
+fn encode(writer: &mut Writer, reply: &Reply) {
+    match reply {
+        Reply::Simple(text) => {
+            writer.u8(tag::SIMPLE);
+            writer.bytes(text.as_bytes());
+        }
+        Reply::Error(text) => {
+            writer.u8(tag::ERROR);
+            writer.bytes(text.as_bytes());
+        }
+        Reply::Integer(value) => {
+            writer.u8(tag::INTEGER);
+            writer.i64(*value);
+        }
+        Reply::Bulk(value) => {
+            writer.u8(tag::BULK);
+            writer.bytes(value);
+        }
+        Reply::Null => writer.u8(tag::NULL),
+        Reply::NullArray => writer.u8(tag::NULL_ARRAY),
+        Reply::Array(items) => {
+            writer.u8(tag::ARRAY);
+            writer.len(items.len());
+            for item in items {
+                encode(writer, item);
+            }
+        }
+        Reply::Map(pairs) => {
+            writer.u8(tag::MAP);
+            writer.len(pairs.len());
+            for (key, value) in pairs {
+                encode(writer, key);
+                encode(writer, value);
+            }
+        }
+        Reply::Set(items) => {
+            writer.u8(tag::SET);
+            writer.len(items.len());
+            for item in items {
+                encode(writer, item);
+            }
+        }
+        Reply::Double(value) => {
+            writer.u8(tag::DOUBLE);
+            writer.f64(*value);
+        }
+        Reply::Bool(value) => {
+            writer.u8(tag::BOOL);
+            writer.bool(*value);
+        }
+        Reply::Verbatim(value) => {
+            writer.u8(tag::VERBATIM);
+            writer.bytes(value);
+        }
+    }
+}
+
+fn line(reader: &mut Reader<'_>) -> Result<String, DecodeError> {
+    let text = reader.string()?;
+    if text.contains(['\r', '\n']) {
+        return Err(DecodeError::Invalid("CR or LF in a status or error line"));
+    }
+    Ok(text)
+}
+
+fn items(reader: &mut Reader<'_>, depth: usize) -> Result<Vec<Reply>, DecodeError> {
+    let len = reader.len(1)?;
+    let mut items = Vec::with_capacity(len);
+    for _ in 0..len {
+        items.push(decode(reader, depth + 1)?);
+    }
+    Ok(items)
+}
+
+fn decode(reader: &mut Reader<'_>, depth: usize) -> Result<Reply, DecodeError> {
+    if depth > REPLY_DEPTH_MAX {
+        return Err(DecodeError::TooDeep(REPLY_DEPTH_MAX));
+    }
+    let reply = match reader.u8()? {
+        tag::SIMPLE => Reply::Simple(line(reader)?),
+        tag::ERROR => Reply::Error(line(reader)?),
+        tag::INTEGER => Reply::Integer(reader.i64()?),
+        tag::BULK => Reply::Bulk(reader.bytes()?),
+        tag::NULL => Reply::Null,
+        tag::NULL_ARRAY => Reply::NullArray,
+        tag::ARRAY => Reply::Array(items(reader, depth)?),
+        tag::MAP => {
+            let len = reader.len(2)?;
+            let mut pairs = Vec::with_capacity(len);
+            for _ in 0..len {
+                let key = decode(reader, depth + 1)?;
+                let value = decode(reader, depth + 1)?;
+                pairs.push((key, value));
+            }
+            Reply::Map(pairs)
+        }
+        tag::SET => Reply::Set(items(reader, depth)?),
+        tag::DOUBLE => Reply::Double(reader.f64()?),
+        tag::BOOL => Reply::Bool(reader.bool()?),
+        tag::VERBATIM => Reply::Verbatim(reader.bytes()?),
+        tag => return Err(DecodeError::UnknownTag { what: "reply", tag }),
+    };
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_every_kind() {
+        let reply = Reply::Array(vec![
+            Reply::ok(),
+            Reply::error("ERR boom"),
+            Reply::Integer(-7),
+            Reply::Bulk(Bytes::from_static(b"\0bin\r\n")),
+            Reply::Null,
+            Reply::NullArray,
+            Reply::Map(vec![(Reply::Bulk("f".into()), Reply::Integer(1))]),
+            Reply::Set(vec![Reply::Bool(true)]),
+            Reply::Double(2.5),
+            Reply::Verbatim(Bytes::from_static(b"txt:hi")),
+            Reply::Array(vec![]),
+        ]);
+        assert_eq!(decode_reply(&encode_reply(&reply)), Ok(reply));
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert_eq!(decode_reply(&[]), Err(DecodeError::Empty));
+        assert_eq!(
+            decode_reply(&[9, tag::NULL]),
+            Err(DecodeError::UnsupportedVersion(9))
+        );
+        assert_eq!(
+            decode_reply(&[REPLY_FORMAT_VERSION, tag::NULL, 0]),
+            Err(DecodeError::TrailingBytes(1))
+        );
+        let mut deep = vec![REPLY_FORMAT_VERSION];
+        for _ in 0..100 {
+            deep.extend_from_slice(&[tag::ARRAY, 1, 0, 0, 0]);
+        }
+        deep.push(tag::NULL);
+        assert_eq!(
+            decode_reply(&deep),
+            Err(DecodeError::TooDeep(REPLY_DEPTH_MAX))
+        );
+        let simple = encode_reply(&Reply::Simple("a\r\nb".to_string()));
+        assert!(decode_reply(&simple).is_err());
+    }
+}

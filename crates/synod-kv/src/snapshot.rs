@@ -1,0 +1,160 @@
+//! The snapshot format: every key with its type, value and expiry.
+//!
+//! Layout (all integers little-endian):
+//! ```text
+//! magic "SYNODKV\0" | version u8 | key count u64 | entry* | xxh3_64 u64
+//! entry:  key (u32 len + bytes) | has expiry u8 | expire_at_ms u64 if so
+//!         | type u8 | value
+//! value:  string: u32 len + bytes
+//!         hash:   u32 count + (field, value)* in ascending field order
+//!         list:   u32 count + item*, head first
+//! ```
+//! Entries are written in the keyspace's (hash, key) order, so equal states
+//! give byte-identical snapshots. The trailing checksum covers everything
+//! before it; restore verifies it first and rejects anything malformed
+//! without touching the current state.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::keyspace::{Keyspace, Value};
+use crate::wire::{DecodeError, Reader, Writer};
+
+const MAGIC: &[u8; 8] = b"SYNODKV\0";
+/// The snapshot format version this build writes and reads.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+const CHECKSUM_LEN: usize = 8;
+
+mod kind {
+    pub const STRING: u8 = 0;
+    pub const HASH: u8 = 1;
+    pub const LIST: u8 = 2;
+}
+
+/// Smallest encoded entry: empty key, no expiry, type, empty length.
+const ENTRY_LEN_MIN: usize = 4 + 1 + 1 + 4;
+
+pub(crate) fn write(keyspace: &Keyspace) -> Bytes {
+    let mut writer = Writer::new();
+    writer.raw(MAGIC);
+    writer.u8(SNAPSHOT_FORMAT_VERSION);
+    writer.u64(keyspace.len() as u64);
+    let mut written = 0usize;
+    for (_, key, entry) in keyspace.iter_from(0) {
+        written += 1;
+        writer.bytes(key);
+        match entry.expire_at_ms {
+            None => writer.u8(0),
+            Some(at) => {
+                writer.u8(1);
+                writer.u64(at);
+            }
+        }
+        match &entry.value {
+            Value::Str(value) => {
+                writer.u8(kind::STRING);
+                writer.bytes(value);
+            }
+            Value::Hash(fields) => {
+                writer.u8(kind::HASH);
+                writer.len(fields.len());
+                for (field, value) in fields {
+                    writer.bytes(field);
+                    writer.bytes(value);
+                }
+            }
+            Value::List(items) => {
+                writer.u8(kind::LIST);
+                writer.len(items.len());
+                for item in items {
+                    writer.bytes(item);
+                }
+            }
+        }
+    }
+    debug_assert_eq!(written, keyspace.len());
+    let checksum = xxh3_64(writer.as_slice());
+    writer.u64(checksum);
+    writer.finish()
+}
+
+pub(crate) fn read(snapshot: &[u8]) -> Result<Keyspace, DecodeError> {
+    let header_len = MAGIC.len() + 1;
+    if snapshot.len() < header_len + 8 + CHECKSUM_LEN {
+        return Err(DecodeError::Truncated);
+    }
+    if &snapshot[..MAGIC.len()] != MAGIC {
+        return Err(DecodeError::Invalid("not a synod-kv snapshot (bad magic)"));
+    }
+    let version = snapshot[MAGIC.len()];
+    if version != SNAPSHOT_FORMAT_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    let (contents, checksum) = snapshot.split_at(snapshot.len() - CHECKSUM_LEN);
+    let mut checksum_reader = Reader::new(checksum);
+    if checksum_reader.u64()? != xxh3_64(contents) {
+        return Err(DecodeError::Checksum);
+    }
+    let mut reader = Reader::new(&contents[header_len..]);
+    let count = reader.u64()?;
+    if count > (reader.remaining() / ENTRY_LEN_MIN) as u64 {
+        return Err(DecodeError::Truncated);
+    }
+    let mut keyspace = Keyspace::default();
+    for _ in 0..count {
+        let key = reader.bytes()?;
+        let expire_at_ms = if reader.bool()? {
+            Some(reader.u64()?)
+        } else {
+            None
+        };
+        let value = read_value(&mut reader)?;
+        if keyspace.contains(&key) {
+            return Err(DecodeError::Invalid("duplicate key"));
+        }
+        keyspace.insert(key, value, expire_at_ms);
+    }
+    reader.finish()?;
+    Ok(keyspace)
+}
+
+fn read_value(reader: &mut Reader<'_>) -> Result<Value, DecodeError> {
+    match reader.u8()? {
+        kind::STRING => Ok(Value::Str(reader.bytes()?)),
+        kind::HASH => {
+            let len = reader.len(8)?;
+            if len == 0 {
+                return Err(DecodeError::Invalid("empty hash"));
+            }
+            let mut fields = BTreeMap::new();
+            let mut previous: Option<Bytes> = None;
+            for _ in 0..len {
+                let field = reader.bytes()?;
+                let value = reader.bytes()?;
+                if previous.as_ref().is_some_and(|previous| *previous >= field) {
+                    return Err(DecodeError::Invalid("hash fields out of order"));
+                }
+                previous = Some(field.clone());
+                fields.insert(field, value);
+            }
+            Ok(Value::Hash(fields))
+        }
+        kind::LIST => {
+            let len = reader.len(4)?;
+            if len == 0 {
+                return Err(DecodeError::Invalid("empty list"));
+            }
+            let mut items = VecDeque::with_capacity(len);
+            for _ in 0..len {
+                items.push_back(reader.bytes()?);
+            }
+            Ok(Value::List(items))
+        }
+        tag => Err(DecodeError::UnknownTag {
+            what: "value type",
+            tag,
+        }),
+    }
+}

@@ -1,0 +1,192 @@
+//! The command table: what `COMMAND`, `COMMAND DOCS` and `COMMAND COUNT`
+//! report, and the arity [`crate::parse`] checks before anything else.
+
+/// One supported command, described the way Redis' `COMMAND` reply does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommandSpec {
+    /// Lowercase command name.
+    pub name: &'static str,
+    /// Number of arguments including the name; negative means "at least |n|".
+    pub arity: i32,
+    /// Redis command flags (`write`, `readonly`, `denyoom`, `fast`).
+    pub flags: &'static [&'static str],
+    /// Position of the first key argument (0 when there is none).
+    pub first_key: i32,
+    /// Position of the last key argument (-1 means the last argument).
+    pub last_key: i32,
+    /// Step between key arguments (0 when there are no keys).
+    pub step: i32,
+    /// Redis' group for the command (`string`, `generic`, `hash`, ...).
+    pub group: &'static str,
+    /// The Redis version that introduced the command.
+    pub since: &'static str,
+    /// One-line summary.
+    pub summary: &'static str,
+}
+
+impl CommandSpec {
+    /// Whether `argc` arguments (the name included) satisfy the arity.
+    pub fn arity_accepts(&self, argc: usize) -> bool {
+        let required = self.arity.unsigned_abs() as usize;
+        if self.arity >= 0 {
+            argc == required
+        } else {
+            argc >= required
+        }
+    }
+}
+
+const W: &[&str] = &["write"];
+const WF: &[&str] = &["write", "fast"];
+const WD: &[&str] = &["write", "denyoom"];
+const WDF: &[&str] = &["write", "denyoom", "fast"];
+const R: &[&str] = &["readonly"];
+const RF: &[&str] = &["readonly", "fast"];
+
+#[allow(clippy::too_many_arguments)]
+const fn spec(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    keys: (i32, i32, i32),
+    group: &'static str,
+    since: &'static str,
+    summary: &'static str,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags,
+        first_key: keys.0,
+        last_key: keys.1,
+        step: keys.2,
+        group,
+        since,
+        summary,
+    }
+}
+
+const ONE: (i32, i32, i32) = (1, 1, 1);
+const ALL: (i32, i32, i32) = (1, -1, 1);
+const PAIRS: (i32, i32, i32) = (1, -1, 2);
+const NONE: (i32, i32, i32) = (0, 0, 0);
+
+/// Sorted by name (a test checks) so lookups can binary-search.
+#[rustfmt::skip]
+static TABLE: &[CommandSpec] = &[
+    spec("append", 3, WDF, ONE, "string", "2.0.0", "Appends a string to the value of a key. Creates the key if it doesn't exist."),
+    spec("dbsize", 1, RF, NONE, "server", "1.0.0", "Returns the number of keys in the database."),
+    spec("decr", 2, WDF, ONE, "string", "1.0.0", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."),
+    spec("decrby", 3, WDF, ONE, "string", "1.0.0", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist."),
+    spec("del", -2, W, ALL, "generic", "1.0.0", "Deletes one or more keys."),
+    spec("exists", -2, RF, ALL, "generic", "1.0.0", "Determines whether one or more keys exist."),
+    spec("expire", -3, WF, ONE, "generic", "1.0.0", "Sets the expiration time of a key in seconds."),
+    spec("expireat", -3, WF, ONE, "generic", "1.2.0", "Sets the expiration time of a key to a Unix timestamp."),
+    spec("flushall", -1, W, NONE, "server", "1.0.0", "Removes all keys from all databases."),
+    spec("flushdb", -1, W, NONE, "server", "1.0.0", "Remove all keys from the current database."),
+    spec("get", 2, RF, ONE, "string", "1.0.0", "Returns the string value of a key."),
+    spec("getdel", 2, WF, ONE, "string", "6.2.0", "Returns the string value of a key after deleting the key."),
+    spec("getex", -2, WF, ONE, "string", "6.2.0", "Returns the string value of a key after setting its expiration time."),
+    spec("getrange", 4, R, ONE, "string", "2.4.0", "Returns a substring of the string stored at a key."),
+    spec("getset", 3, WDF, ONE, "string", "1.0.0", "Returns the previous string value of a key after setting it to a new value."),
+    spec("hdel", -3, WF, ONE, "hash", "2.0.0", "Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain."),
+    spec("hexists", 3, RF, ONE, "hash", "2.0.0", "Determines whether a field exists in a hash."),
+    spec("hget", 3, RF, ONE, "hash", "2.0.0", "Returns the value of a field in a hash."),
+    spec("hgetall", 2, R, ONE, "hash", "2.0.0", "Returns all fields and values in a hash."),
+    spec("hincrby", 4, WDF, ONE, "hash", "2.0.0", "Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field doesn't exist."),
+    spec("hlen", 2, RF, ONE, "hash", "2.0.0", "Returns the number of fields in a hash."),
+    spec("hset", -4, WDF, ONE, "hash", "2.0.0", "Creates or modifies the value of a field in a hash."),
+    spec("incr", 2, WDF, ONE, "string", "1.0.0", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."),
+    spec("incrby", 3, WDF, ONE, "string", "1.0.0", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist."),
+    spec("incrbyfloat", 3, WDF, ONE, "string", "2.6.0", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist."),
+    spec("keys", 2, R, NONE, "generic", "1.0.0", "Returns all key names that match a pattern."),
+    spec("llen", 2, RF, ONE, "list", "1.0.0", "Returns the length of a list."),
+    spec("lpop", -2, WF, ONE, "list", "1.0.0", "Returns the first elements in a list after removing it. Deletes the list if the last element was popped."),
+    spec("lpush", -3, WDF, ONE, "list", "1.0.0", "Prepends one or more elements to a list. Creates the key if it doesn't exist."),
+    spec("lrange", 4, R, ONE, "list", "1.0.0", "Returns a range of elements from a list."),
+    spec("mget", -2, RF, ALL, "string", "1.0.0", "Atomically returns the string values of one or more keys."),
+    spec("mset", -3, WD, PAIRS, "string", "1.0.1", "Atomically creates or modifies the string values of one or more keys."),
+    spec("msetnx", -3, WD, PAIRS, "string", "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist."),
+    spec("persist", 2, WF, ONE, "generic", "2.2.0", "Removes the expiration time of a key."),
+    spec("pexpire", -3, WF, ONE, "generic", "2.6.0", "Sets the expiration time of a key in milliseconds."),
+    spec("pexpireat", -3, WF, ONE, "generic", "2.6.0", "Sets the expiration time of a key to a Unix milliseconds timestamp."),
+    spec("psetex", 4, WD, ONE, "string", "2.6.0", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist."),
+    spec("pttl", 2, RF, ONE, "generic", "2.6.0", "Returns the expiration time in milliseconds of a key."),
+    spec("randomkey", 1, R, NONE, "generic", "1.0.0", "Returns a random key name from the database."),
+    spec("rpop", -2, WF, ONE, "list", "1.0.0", "Returns and removes the last elements of a list. Deletes the list if the last element was popped."),
+    spec("rpush", -3, WDF, ONE, "list", "1.0.0", "Appends one or more elements to a list. Creates the key if it doesn't exist."),
+    spec("scan", -2, R, NONE, "generic", "2.8.0", "Iterates over the key names in the database."),
+    spec("set", -3, WD, ONE, "string", "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist."),
+    spec("setex", 4, WD, ONE, "string", "2.0.0", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist."),
+    spec("setnx", 3, WDF, ONE, "string", "1.0.0", "Set the string value of a key only when the key doesn't exist."),
+    spec("setrange", 4, WD, ONE, "string", "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist."),
+    spec("strlen", 2, RF, ONE, "string", "2.2.0", "Returns the length of a string value."),
+    spec("ttl", 2, RF, ONE, "generic", "1.0.0", "Returns the expiration time in seconds of a key."),
+    spec("type", 2, RF, ONE, "generic", "1.0.0", "Determines the type of value stored at a key."),
+    spec("unlink", -2, WF, ALL, "generic", "4.0.0", "Asynchronously deletes one or more keys."),
+];
+
+/// Every data command the store supports, sorted by name. The front end
+/// adds its own connection commands (`PING`, `HELLO`, `MULTI`, ...).
+pub fn command_table() -> Vec<CommandSpec> {
+    TABLE.to_vec()
+}
+
+/// The spec of the command named `name` (lowercase), if supported.
+pub fn lookup(name: &str) -> Option<&'static CommandSpec> {
+    TABLE
+        .binary_search_by(|spec| spec.name.cmp(name))
+        .ok()
+        .map(|index| &TABLE[index])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_and_unique() {
+        for pair in TABLE.windows(2) {
+            assert!(
+                pair[0].name < pair[1].name,
+                "{} >= {}",
+                pair[0].name,
+                pair[1].name
+            );
+        }
+    }
+
+    #[test]
+    fn entries_are_consistent() {
+        for spec in TABLE {
+            assert_eq!(spec.name, spec.name.to_ascii_lowercase());
+            assert_ne!(spec.arity, 0);
+            let write = spec.flags.contains(&"write");
+            let read = spec.flags.contains(&"readonly");
+            assert!(
+                write != read,
+                "{} must be exactly one of write/readonly",
+                spec.name
+            );
+            if spec.first_key == 0 {
+                assert_eq!((spec.last_key, spec.step), (0, 0), "{}", spec.name);
+            } else {
+                assert!(spec.step > 0, "{}", spec.name);
+            }
+            assert!(!spec.summary.is_empty());
+        }
+    }
+
+    #[test]
+    fn arity_rules() {
+        let get = lookup("get").unwrap();
+        assert!(get.arity_accepts(2));
+        assert!(!get.arity_accepts(1));
+        assert!(!get.arity_accepts(3));
+        let del = lookup("del").unwrap();
+        assert!(!del.arity_accepts(1));
+        assert!(del.arity_accepts(2));
+        assert!(del.arity_accepts(10));
+        assert!(lookup("nosuch").is_none());
+    }
+}

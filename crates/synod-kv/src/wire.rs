@@ -1,0 +1,260 @@
+//! Little-endian binary primitives shared by the command codec, the reply
+//! codec and the snapshot format.
+//!
+//! Every decoder reads through [`Reader`], which checks each length against
+//! the bytes that remain before it slices or allocates, so hostile input can
+//! neither panic nor make us reserve memory the input could not fill.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Why bytes could not be decoded (a command, a reply or a snapshot).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The input was empty.
+    #[error("empty input")]
+    Empty,
+    /// The leading format version is not one this build understands.
+    #[error("unsupported format version {0}")]
+    UnsupportedVersion(u8),
+    /// The input ended in the middle of a field.
+    #[error("truncated input")]
+    Truncated,
+    /// Bytes were left over after a complete value.
+    #[error("{0} trailing bytes after a complete value")]
+    TrailingBytes(usize),
+    /// A tag byte that names no known variant.
+    #[error("unknown {what} tag {tag}")]
+    UnknownTag {
+        /// What kind of tag was being read.
+        what: &'static str,
+        /// The tag byte found.
+        tag: u8,
+    },
+    /// Structurally valid bytes that break a rule of the format.
+    #[error("invalid input: {0}")]
+    Invalid(&'static str),
+    /// Values nested deeper than the codec allows.
+    #[error("nesting deeper than {0} levels")]
+    TooDeep(usize),
+    /// The checksum does not match the contents.
+    #[error("checksum mismatch")]
+    Checksum,
+}
+
+/// Appends fixed-width little-endian fields and length-prefixed byte strings.
+pub(crate) struct Writer {
+    buf: BytesMut,
+}
+
+impl Writer {
+    pub(crate) fn new() -> Writer {
+        Writer {
+            buf: BytesMut::new(),
+        }
+    }
+
+    pub(crate) fn with_capacity(capacity: usize) -> Writer {
+        Writer {
+            buf: BytesMut::with_capacity(capacity),
+        }
+    }
+
+    pub(crate) fn u8(&mut self, value: u8) {
+        self.buf.put_u8(value);
+    }
+
+    pub(crate) fn bool(&mut self, value: bool) {
+        self.buf.put_u8(u8::from(value));
+    }
+
+    pub(crate) fn u64(&mut self, value: u64) {
+        self.buf.put_u64_le(value);
+    }
+
+    pub(crate) fn i64(&mut self, value: i64) {
+        self.buf.put_i64_le(value);
+    }
+
+    pub(crate) fn f64(&mut self, value: f64) {
+        self.buf.put_u64_le(value.to_bits());
+    }
+
+    /// A collection length. Nothing we encode can hold 2^32 elements (values
+    /// are capped at 512 MiB), so exceeding it is a bug, not an input error.
+    pub(crate) fn len(&mut self, len: usize) {
+        let len = u32::try_from(len).expect("collection longer than u32::MAX");
+        self.buf.put_u32_le(len);
+    }
+
+    pub(crate) fn bytes(&mut self, value: &[u8]) {
+        self.len(value.len());
+        self.buf.put_slice(value);
+    }
+
+    pub(crate) fn optional_bytes(&mut self, value: Option<&Bytes>) {
+        match value {
+            None => self.u8(0),
+            Some(value) => {
+                self.u8(1);
+                self.bytes(value);
+            }
+        }
+    }
+
+    pub(crate) fn raw(&mut self, value: &[u8]) {
+        self.buf.put_slice(value);
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.buf
+    }
+
+    pub(crate) fn finish(self) -> Bytes {
+        self.buf.freeze()
+    }
+}
+
+/// Reads what [`Writer`] wrote, checking every length against the input.
+pub(crate) struct Reader<'a> {
+    input: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(input: &'a [u8]) -> Reader<'a> {
+        Reader { input }
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.input.len()
+    }
+
+    fn take(&mut self, count: usize) -> Result<&'a [u8], DecodeError> {
+        if count > self.input.len() {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, tail) = self.input.split_at(count);
+        self.input = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let slice = self.take(N)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(slice);
+        Ok(out)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    pub(crate) fn bool(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError::Invalid("boolean byte other than 0 or 1")),
+        }
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn f64(&mut self) -> Result<f64, DecodeError> {
+        Ok(f64::from_bits(self.u64()?))
+    }
+
+    /// A collection length whose elements each take at least
+    /// `min_element_bytes` of input: a length the rest of the input cannot
+    /// hold is rejected here, so callers may reserve `len` elements safely.
+    pub(crate) fn len(&mut self, min_element_bytes: usize) -> Result<usize, DecodeError> {
+        debug_assert!(min_element_bytes > 0);
+        let len = self.u32()? as usize;
+        if len > self.remaining() / min_element_bytes {
+            return Err(DecodeError::Truncated);
+        }
+        Ok(len)
+    }
+
+    pub(crate) fn slice(&mut self) -> Result<&'a [u8], DecodeError> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+
+    pub(crate) fn bytes(&mut self) -> Result<Bytes, DecodeError> {
+        Ok(Bytes::copy_from_slice(self.slice()?))
+    }
+
+    pub(crate) fn optional_bytes(&mut self) -> Result<Option<Bytes>, DecodeError> {
+        if self.bool()? {
+            Ok(Some(self.bytes()?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub(crate) fn string(&mut self) -> Result<String, DecodeError> {
+        let slice = self.slice()?;
+        std::str::from_utf8(slice)
+            .map(str::to_owned)
+            .map_err(|_| DecodeError::Invalid("string is not UTF-8"))
+    }
+
+    /// Succeeds only when every input byte has been read.
+    pub(crate) fn finish(self) -> Result<(), DecodeError> {
+        if self.input.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::TrailingBytes(self.input.len()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_primitives() {
+        let mut writer = Writer::new();
+        writer.u8(7);
+        writer.bool(true);
+        writer.len(0xdead_beef);
+        writer.u64(u64::MAX);
+        writer.i64(-5);
+        writer.f64(1.5);
+        writer.bytes(b"abc");
+        writer.optional_bytes(None);
+        writer.optional_bytes(Some(&Bytes::from_static(b"x")));
+        let encoded = writer.finish();
+        let mut reader = Reader::new(&encoded);
+        assert_eq!(reader.u8(), Ok(7));
+        assert_eq!(reader.bool(), Ok(true));
+        assert_eq!(reader.u32(), Ok(0xdead_beef));
+        assert_eq!(reader.u64(), Ok(u64::MAX));
+        assert_eq!(reader.i64(), Ok(-5));
+        assert_eq!(reader.f64(), Ok(1.5));
+        assert_eq!(reader.bytes(), Ok(Bytes::from_static(b"abc")));
+        assert_eq!(reader.optional_bytes(), Ok(None));
+        assert_eq!(reader.optional_bytes(), Ok(Some(Bytes::from_static(b"x"))));
+        assert_eq!(reader.finish(), Ok(()));
+    }
+
+    #[test]
+    fn length_beyond_input_is_rejected_before_allocation() {
+        let mut writer = Writer::new();
+        writer.raw(&u32::MAX.to_le_bytes());
+        writer.raw(&[0; 16]);
+        let encoded = writer.finish();
+        assert_eq!(Reader::new(&encoded).len(4), Err(DecodeError::Truncated));
+        assert_eq!(Reader::new(&encoded).slice(), Err(DecodeError::Truncated));
+    }
+}

@@ -1,0 +1,43 @@
+//! The command table agrees with the parser.
+
+mod common;
+
+use bytes::Bytes;
+use synod_kv::{command_table, parse};
+use synod_resp::Reply;
+
+#[test]
+fn every_table_entry_is_parsed_and_checks_its_arity() {
+    let table = command_table();
+    assert_eq!(table.len(), 50);
+    for spec in &table {
+        let argc = spec.arity.unsigned_abs() as usize;
+        // "1" is a valid key, value, integer and cursor, so minimal calls
+        // parse; the arity check comes first, so fewer arguments fail it.
+        let mut args: Vec<Bytes> = vec![Bytes::from(spec.name.to_uppercase())];
+        args.extend((1..argc).map(|_| Bytes::from_static(b"1")));
+        let parsed = parse(&args);
+        assert!(parsed.is_ok(), "{}: {parsed:?}", spec.name);
+        if argc > 1 {
+            args.pop();
+            assert_eq!(
+                parse(&args),
+                Err(Reply::Error(format!(
+                    "ERR wrong number of arguments for '{}' command",
+                    spec.name
+                ))),
+                "{}",
+                spec.name
+            );
+        }
+        let parsed = parsed.unwrap();
+        let write = spec.flags.contains(&"write");
+        assert_eq!(parsed.is_read(), !write, "{} flags vs is_read", spec.name);
+    }
+}
+
+#[test]
+fn names_are_case_insensitive() {
+    let args: Vec<Bytes> = ["gEt", "k"].into_iter().map(Bytes::from).collect();
+    assert!(parse(&args).is_ok());
+}
