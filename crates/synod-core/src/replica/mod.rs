@@ -204,6 +204,12 @@ struct Leader {
     /// Per member index, the last tick it answered this leader.
     last_ack_tick: Vec<u64>,
     heartbeat_sent_tick: u64,
+    /// The largest chosen prefix sent to followers (on an Accept or a
+    /// Heartbeat). When the prefix grows past it and no Accept is about to
+    /// carry it, `take_ready` announces it with a heartbeat at once: a
+    /// follower waiting to answer a forwarded command must not wait a
+    /// heartbeat interval to learn it is chosen.
+    announced_chosen_end: InstanceId,
 }
 
 #[derive(Debug)]
@@ -375,6 +381,7 @@ impl Replica {
     /// an instance (adaptive batching: the busier, the bigger the batches).
     pub fn take_ready(&mut self) -> Ready {
         self.flush_proposals();
+        self.announce_chosen();
         self.flush_forwards();
         self.drain_inbox();
         std::mem::take(&mut self.ready)

@@ -164,6 +164,7 @@ impl Replica {
             in_flight_bytes: 0,
             last_ack_tick: vec![self.now; members],
             heartbeat_sent_tick: self.now,
+            announced_chosen_end: InstanceId(0),
         });
         self.flush_proposals();
         self.send_heartbeats();
@@ -176,6 +177,7 @@ impl Replica {
             return;
         };
         let ballot = leader.ballot;
+        leader.announced_chosen_end = chosen_end;
         leader.in_flight_bytes += value.size_bytes();
         let previous = leader.in_flight.insert(
             instance,
@@ -401,6 +403,19 @@ impl Replica {
         }
     }
 
+    /// Sends the chosen prefix to followers now if it grew since they were
+    /// last told (see `Leader::announced_chosen_end`). Called once per
+    /// `take_ready`, after new Accepts (which carry the prefix) went out, so
+    /// under load the prefix rides on Accepts and no extra message is sent.
+    pub(super) fn announce_chosen(&mut self) {
+        let Role::Leader(leader) = &self.role else {
+            return;
+        };
+        if self.learner.chosen_end > leader.announced_chosen_end {
+            self.send_heartbeats();
+        }
+    }
+
     pub(super) fn send_heartbeats(&mut self) {
         let Role::Leader(leader) = &mut self.role else {
             return;
@@ -408,6 +423,7 @@ impl Replica {
         leader.heartbeat_sent_tick = self.now;
         let ballot = leader.ballot;
         let chosen_end = self.learner.chosen_end;
+        leader.announced_chosen_end = chosen_end;
         let applied = AppliedMark {
             applied_end: self.learner.applied_end,
             checksum: self.learner.checksum,

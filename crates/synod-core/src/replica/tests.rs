@@ -154,6 +154,24 @@ fn three_nodes_elect_one_leader_and_replicate() {
     assert!(checksums.windows(2).all(|w| w[0] == w[1]));
 }
 
+/// Regression: followers learned a chosen instance only from the next Accept
+/// or heartbeat, so a forwarded command on an otherwise idle cluster was
+/// answered a heartbeat interval late (redis-benchmark through a follower ran
+/// at 1.4k SET/s, p50 49 ms, against 30k/s on the leader). The leader now
+/// announces a grown chosen prefix in the same step, without any tick.
+#[test]
+fn followers_learn_a_chosen_instance_without_waiting_for_a_tick() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    let follower = (leader + 1) % 3;
+    c.replicas[follower].propose(cmd("forwarded")).unwrap();
+    c.collect(follower);
+    c.deliver_all();
+    for k in 0..3 {
+        assert_eq!(c.applied_commands(k), vec![cmd("forwarded")], "node {k}");
+    }
+}
+
 #[test]
 fn acceptor_answers_only_after_its_record_is_durable() {
     let mut replica = Replica::new(Config::new(NodeId(2), members(3))).unwrap();
