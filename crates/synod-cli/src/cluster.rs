@@ -3,7 +3,6 @@
 use clap::Args;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
@@ -20,12 +19,6 @@ pub struct ClusterArgs {
     /// Extra arguments passed to every `synod server` (after --).
     #[arg(last = true)]
     server_args: Vec<String>,
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
 }
 
 fn port(base: u16, offset: u32) -> Result<u16, String> {
@@ -55,11 +48,7 @@ fn run(args: ClusterArgs) -> Result<ExitCode, String> {
         peers.push(format!("{i}=127.0.0.1:{}", port(args.base_port, 100 + i)?));
     }
     let peers = peers.join(",");
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+    crate::signals::install();
     let mut children: Vec<(u32, Child)> = Vec::new();
     for i in 1..=args.nodes {
         let dir = args.data_dir.join(format!("node-{i}"));
@@ -121,7 +110,7 @@ fn run(args: ClusterArgs) -> Result<ExitCode, String> {
         args.data_dir.display()
     );
     let mut exited = vec![false; children.len()];
-    while !STOP.load(Ordering::SeqCst) {
+    while !crate::signals::requested() {
         std::thread::sleep(Duration::from_millis(100));
         for (k, (i, child)) in children.iter_mut().enumerate() {
             if exited[k] {

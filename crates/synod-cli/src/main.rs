@@ -2,9 +2,12 @@
 //!
 //! - `synod server --id N --peers 1=H:P,2=H:P,3=H:P --resp H:P --data-dir DIR [--http H:P]`
 //! - `synod cluster [--nodes 3] [--base-port 7000] [--data-dir ./synod-data]`
+//! - `synod chaos [--runs N] [--duration S] [--nemesis kill,pause,partition,...]`
 
+mod chaos;
 mod cluster;
 mod server;
+mod signals;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -26,6 +29,9 @@ enum Command {
     Server(server::ServerArgs),
     /// Starts a local cluster of `synod server` processes on 127.0.0.1.
     Cluster(cluster::ClusterArgs),
+    /// Runs a real cluster under faults (kill, pause, partitions) with
+    /// concurrent clients and checks the history for linearizability.
+    Chaos(chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,5 +39,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Server(args) => server::main(args),
         Command::Cluster(args) => cluster::main(args),
+        Command::Chaos(args) => chaos::main(args),
     }
 }

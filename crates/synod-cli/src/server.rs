@@ -68,6 +68,10 @@ pub struct ServerArgs {
     /// Log filter (tracing's EnvFilter syntax); RUST_LOG overrides.
     #[arg(long, default_value = "info")]
     log: String,
+    /// BREAKS LINEARIZABILITY, for testing the chaos checker only: answer
+    /// reads from this replica's local state without the log (stale reads).
+    #[arg(long, hide = true)]
+    unsafe_local_reads: bool,
 }
 
 fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
@@ -128,6 +132,10 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     cfg.election_ticks = args.election_ticks;
     cfg.heartbeat_ticks = args.heartbeat_ticks;
     cfg.request_timeout = Duration::from_millis(args.request_timeout_ms.max(1));
+    cfg.unsafe_local_reads = args.unsafe_local_reads;
+    if cfg.unsafe_local_reads {
+        tracing::warn!("--unsafe-local-reads: reads skip the log and may be stale (testing only)");
+    }
     cfg.snapshot_policy = SnapshotPolicy {
         instances: args.snapshot_instances,
         log_bytes: args.snapshot_log_bytes,

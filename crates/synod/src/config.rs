@@ -49,6 +49,12 @@ pub struct NodeConfig {
     /// Messages queued per peer (kept while it is unreachable); more are
     /// dropped, which Paxos tolerates (retransmission and catch-up).
     pub peer_send_queue_max: usize,
+    /// **Breaks linearizability; for testing the testers only.** Answers
+    /// reads from this replica's state at once, without going through the
+    /// log, so a follower (or a deposed leader) can return stale values. The
+    /// chaos tester's negative control turns this on to show its checker
+    /// catches stale reads. Never set it in production.
+    pub unsafe_local_reads: bool,
 }
 
 impl NodeConfig {
@@ -78,6 +84,7 @@ impl NodeConfig {
             batch_commands_max: 4096,
             window_instances_max: 64,
             peer_send_queue_max: 4096,
+            unsafe_local_reads: false,
         })
     }
 

@@ -340,6 +340,16 @@ impl<S: StateMachine> Driver<S> {
             Kind::Command => self.metrics.proposals.fetch_add(1, Relaxed),
             Kind::Read => self.metrics.reads.fetch_add(1, Relaxed),
         };
+        if kind == Kind::Read && self.cfg.unsafe_local_reads {
+            // Deliberately unsafe (see `NodeConfig::unsafe_local_reads`):
+            // whatever this replica has applied, however stale.
+            let ctx = ApplyContext {
+                instance: self.applied_end,
+                time_ms: now_ms(),
+            };
+            let _ = reply.send(Ok(self.machine.query(&payload, &ctx)));
+            return;
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         let low_mark = self.waiters.keys().next().copied().unwrap_or(seq);
@@ -462,6 +472,9 @@ impl<S: StateMachine> Driver<S> {
             self.maybe_snapshot();
             self.kick_storage()?;
         }
+        // Every effect is taken now (or rounds ran out): a checkpoint that
+        // `sync_done` left for later can be written here.
+        self.kick_storage()?;
         self.publish_status();
         Ok(())
     }
@@ -604,8 +617,13 @@ impl<S: StateMachine> Driver<S> {
             .observe(done.started.elapsed().as_secs_f64());
         // An fsync error poisons the log: fatal, never retried.
         self.wal.finish_sync(done.job, done.result)?;
+        // `persisted` can release held messages and let the core act on them,
+        // queueing new records in its next Ready. No checkpoint may be taken
+        // until those are taken (`process_ready`, which runs after this):
+        // a checkpoint snapshots the core's state, and records handed out
+        // before it but appended after it would be replayed on top of it.
         self.replica.persisted(done.through);
-        self.kick_storage()
+        Ok(())
     }
 
     fn publish_status(&mut self) {

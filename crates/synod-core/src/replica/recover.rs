@@ -36,6 +36,9 @@ impl Replica {
     ) -> Result<Replica, RecoverError> {
         let mut replica = Replica::new(cfg)?;
         let group = replica.cfg.group;
+        let snapshot_point = snapshot
+            .as_ref()
+            .map_or(InstanceId(0), |s| s.meta.applied_end);
         for record in records {
             if record.group() != group {
                 continue;
@@ -65,6 +68,17 @@ impl Replica {
                             match replica.acceptor.accepted.get(instance) {
                                 Some((accepted_ballot, value)) if accepted_ballot == ballot => {
                                     value.clone()
+                                }
+                                // A mark handed out before a checkpoint but
+                                // appended after it: the checkpoint already
+                                // holds the chosen value (or the snapshot
+                                // covers the instance) and dropped the
+                                // accepted one. Only one value can be chosen
+                                // per instance, so the mark adds nothing.
+                                _ if replica.learner.chosen.contains_key(instance)
+                                    || *instance < snapshot_point =>
+                                {
+                                    continue;
                                 }
                                 _ => {
                                     return Err(RecoverError::DanglingChosen {

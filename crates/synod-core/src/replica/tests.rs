@@ -311,6 +311,57 @@ fn recovery_refuses_a_dangling_chosen_mark() {
     );
 }
 
+/// Regression (found by `synod chaos`, seed 1): a node refused to restart
+/// with "chosen mark for #10000 refers to an accepted value no earlier record
+/// holds". A chosen mark handed out before a checkpoint was appended after
+/// it; the checkpoint held the chosen value in full and, the instance being
+/// below the chosen prefix, no longer the accepted one. The mark is redundant
+/// there and recovery must accept it; a mark with nothing behind it at all is
+/// still refused (above).
+#[test]
+fn recovery_accepts_a_chosen_mark_the_checkpoint_already_covers() {
+    let ballot = Ballot {
+        round: 1,
+        node: NodeId(1),
+    };
+    let mark = |instance| Record::Chosen {
+        group: GroupId(0),
+        instance: InstanceId(instance),
+        value: ChosenValue::Accepted(ballot),
+    };
+    let records = [
+        // The checkpoint: promise, then the chosen value in full.
+        Record::Promise {
+            group: GroupId(0),
+            ballot,
+        },
+        Record::Chosen {
+            group: GroupId(0),
+            instance: InstanceId(10),
+            value: ChosenValue::Learned(Value::batch(vec![cmd("x")])),
+        },
+        // Handed out before the checkpoint, appended after it.
+        mark(10),
+        mark(3),
+    ];
+    let snapshot = Snapshot {
+        meta: crate::value::SnapshotMeta {
+            applied_end: InstanceId(10),
+            checksum: Checksum(7),
+        },
+        data: Bytes::from_static(b"state"),
+    };
+    let mut replica =
+        Replica::recover(Config::new(NodeId(1), members(3)), Some(snapshot), &records).unwrap();
+    let applied: Vec<Command> = replica
+        .take_ready()
+        .apply
+        .iter()
+        .flat_map(|a| a.value.commands().to_vec())
+        .collect();
+    assert_eq!(applied, vec![cmd("x")]);
+}
+
 #[test]
 fn leader_counts_its_own_vote_only_when_durable() {
     let mut c = Cluster::new(3);

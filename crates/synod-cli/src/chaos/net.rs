@@ -1,0 +1,332 @@
+//! Where the chaos cluster's nodes live and how their links are cut.
+//!
+//! With root and `ip netns`, every node gets its own network namespace joined
+//! to a bridge by a veth pair (node i is 10.77.X.i, the tester is 10.77.X.254,
+//! X the `--net-index`). Links between nodes are cut with `iptables` rules in
+//! the receiving node's namespace: a rule on node `to` dropping packets from
+//! node `from` cuts `from -> to`. The tester's own traffic (clients, probes)
+//! is never filtered, as in Jepsen: partitions are between replicas. Packet
+//! delay needs the `sch_netem` qdisc, which some kernels lack; it is then
+//! left out and the output says so.
+//!
+//! Without namespaces everything runs on loopback and only kill and pause
+//! nemeses are possible.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Command, Stdio};
+
+/// The nodes' network.
+pub enum Network {
+    /// Every node on 127.0.0.1, on distinct ports. No partitions.
+    Loopback { base_port: u16 },
+    /// One namespace per node.
+    Namespaces(Namespaces),
+}
+
+/// Port every node listens on for RESP, inside its namespace.
+const NS_RESP_PORT: u16 = 6379;
+/// Port every node listens on for Paxos, inside its namespace.
+const NS_PEER_PORT: u16 = 7100;
+
+impl Network {
+    /// The address clients use to reach node `i` (1-based).
+    pub fn resp_addr(&self, i: u32) -> SocketAddr {
+        match self {
+            Network::Loopback { base_port } => loopback(*base_port, i),
+            Network::Namespaces(ns) => SocketAddr::new(ns.node_ip(i), NS_RESP_PORT),
+        }
+    }
+
+    /// The Paxos address of node `i`.
+    pub fn peer_addr(&self, i: u32) -> SocketAddr {
+        match self {
+            Network::Loopback { base_port } => loopback(*base_port, 100 + i),
+            Network::Namespaces(ns) => SocketAddr::new(ns.node_ip(i), NS_PEER_PORT),
+        }
+    }
+
+    /// The command prefix that runs a program as node `i` (inside its
+    /// namespace, or as is).
+    pub fn command(&self, i: u32, program: &std::path::Path) -> Command {
+        match self {
+            Network::Loopback { .. } => Command::new(program),
+            Network::Namespaces(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &ns.ns_name(i)]).arg(program);
+                cmd
+            }
+        }
+    }
+
+    /// Whether links can be cut.
+    pub fn can_partition(&self) -> bool {
+        matches!(self, Network::Namespaces(_))
+    }
+
+    /// Whether packet delay can be injected.
+    pub fn can_delay(&self) -> bool {
+        matches!(self, Network::Namespaces(ns) if ns.netem)
+    }
+
+    /// A line for the report.
+    pub fn describe(&self) -> String {
+        match self {
+            Network::Loopback { base_port } => format!(
+                "loopback (ports {}..): kill and pause only, no partitions",
+                base_port + 1
+            ),
+            Network::Namespaces(ns) => format!(
+                "network namespaces {}-1..{} on bridge {} (10.77.{}.0/24){}",
+                ns.prefix(),
+                ns.nodes,
+                ns.bridge(),
+                ns.index,
+                if ns.netem {
+                    ""
+                } else {
+                    "; no sch_netem in this kernel, so no delay nemesis"
+                }
+            ),
+        }
+    }
+}
+
+fn loopback(base: u16, offset: u32) -> SocketAddr {
+    let port = u32::from(base) + offset;
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        u16::try_from(port).unwrap_or(u16::MAX),
+    )
+}
+
+/// One namespace per node on a bridge.
+pub struct Namespaces {
+    index: u8,
+    nodes: u32,
+    netem: bool,
+    forward_rule: bool,
+}
+
+impl Namespaces {
+    /// Creates the namespaces, veth pairs and bridge, removing leftovers of
+    /// an earlier run with the same index first.
+    pub fn setup(index: u8, nodes: u32) -> Result<Namespaces, String> {
+        let mut ns = Namespaces {
+            index,
+            nodes,
+            netem: false,
+            forward_rule: false,
+        };
+        ns.remove();
+        let result = ns.build();
+        if let Err(err) = result {
+            ns.remove();
+            return Err(err);
+        }
+        Ok(ns)
+    }
+
+    fn build(&mut self) -> Result<(), String> {
+        let br = self.bridge();
+        run(&["ip", "link", "add", &br, "type", "bridge"])?;
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("10.77.{}.254/24", self.index),
+            "dev",
+            &br,
+        ])?;
+        run(&["ip", "link", "set", &br, "up"])?;
+        for i in 1..=self.nodes {
+            let ns = self.ns_name(i);
+            let veth = self.veth(i);
+            run(&["ip", "netns", "add", &ns])?;
+            run(&[
+                "ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ])?;
+            run(&["ip", "link", "set", &veth, "master", &br])?;
+            run(&["ip", "link", "set", &veth, "up"])?;
+            run(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", self.node_ip(i)),
+                "dev",
+                "eth0",
+            ])?;
+            run(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
+            run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
+            // iptables must work in the namespace, or partitions cannot.
+            run(&["ip", "netns", "exec", &ns, "iptables", "-L", "INPUT", "-n"])?;
+        }
+        // With br_netfilter loaded, bridged frames pass the host's FORWARD
+        // chain, whose policy a container runtime may have set to DROP.
+        let nf = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+            .map(|s| s.trim() == "1")
+            .unwrap_or(false);
+        if nf {
+            run(&["iptables", "-I", "FORWARD", "-i", &br, "-j", "ACCEPT"])?;
+            self.forward_rule = true;
+        }
+        let ns1 = self.ns_name(1);
+        self.netem = run(&[
+            "ip", "netns", "exec", &ns1, "tc", "qdisc", "add", "dev", "eth0", "root", "netem",
+            "delay", "1ms",
+        ])
+        .is_ok();
+        if self.netem {
+            let _ = run(&[
+                "ip", "netns", "exec", &ns1, "tc", "qdisc", "del", "dev", "eth0", "root",
+            ]);
+        }
+        Ok(())
+    }
+
+    /// Removes everything `setup` made (ignoring what is not there).
+    pub fn remove(&mut self) {
+        for i in 1..=self.nodes {
+            let _ = run(&["ip", "netns", "del", &self.ns_name(i)]);
+        }
+        let br = self.bridge();
+        if self.forward_rule {
+            let _ = run(&["iptables", "-D", "FORWARD", "-i", &br, "-j", "ACCEPT"]);
+            self.forward_rule = false;
+        }
+        let _ = run(&["ip", "link", "del", &br]);
+    }
+
+    fn prefix(&self) -> String {
+        format!("synod{}", self.index)
+    }
+
+    fn ns_name(&self, i: u32) -> String {
+        format!("{}-{i}", self.prefix())
+    }
+
+    fn bridge(&self) -> String {
+        format!("synbr{}", self.index)
+    }
+
+    fn veth(&self, i: u32) -> String {
+        format!("syn{}v{i}", self.index)
+    }
+
+    fn node_ip(&self, i: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 77, self.index, i as u8))
+    }
+
+    /// Drops every packet from node `from` arriving at node `to`.
+    pub fn cut(&self, from: u32, to: u32) -> Result<(), String> {
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns_name(to),
+            "iptables",
+            "-A",
+            "INPUT",
+            "-s",
+            &self.node_ip(from).to_string(),
+            "-j",
+            "DROP",
+        ])
+    }
+
+    /// Drops a random `percent` of the packets between nodes (both ways).
+    pub fn lose(&self, percent: u32) -> Result<(), String> {
+        let p = format!("{:.3}", f64::from(percent) / 100.0);
+        for to in 1..=self.nodes {
+            for from in (1..=self.nodes).filter(|f| *f != to) {
+                run(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &self.ns_name(to),
+                    "iptables",
+                    "-A",
+                    "INPUT",
+                    "-s",
+                    &self.node_ip(from).to_string(),
+                    "-m",
+                    "statistic",
+                    "--mode",
+                    "random",
+                    "--probability",
+                    &p,
+                    "-j",
+                    "DROP",
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delays every packet a node sends by `ms` ± `jitter` (netem), clients'
+    /// replies included.
+    pub fn delay(&self, ms: u32, jitter: u32) -> Result<(), String> {
+        for i in 1..=self.nodes {
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &self.ns_name(i),
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                "eth0",
+                "root",
+                "netem",
+                "delay",
+                &format!("{ms}ms"),
+                &format!("{jitter}ms"),
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Removes every cut, loss and delay.
+    pub fn heal(&self) -> Result<(), String> {
+        let mut result = Ok(());
+        for i in 1..=self.nodes {
+            let ns = self.ns_name(i);
+            if let Err(e) = run(&["ip", "netns", "exec", &ns, "iptables", "-F", "INPUT"]) {
+                result = Err(e);
+            }
+            if self.netem {
+                let _ = run(&[
+                    "ip", "netns", "exec", &ns, "tc", "qdisc", "del", "dev", "eth0", "root",
+                ]);
+            }
+        }
+        result
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Runs a command, returning its stderr as the error when it fails.
+fn run(args: &[&str]) -> Result<(), String> {
+    let (program, rest) = args.split_first().ok_or("empty command")?;
+    let out = Command::new(program)
+        .args(rest)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
