@@ -70,7 +70,7 @@ fn local_reads_without_the_log_are_caught() {
         "--net-index",
         "202",
         "--base-port",
-        "7700",
+        "7800",
     ]);
     assert_eq!(code, Some(1), "expected a violation:\n{stdout}");
     assert!(stdout.contains("NOT LINEARIZABLE"), "{stdout}");

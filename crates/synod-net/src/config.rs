@@ -18,9 +18,13 @@ pub const HANDSHAKES_PENDING_MAX_DEFAULT: usize = 64;
 /// Default for [`NetConfig::backoff_min`].
 pub const BACKOFF_MIN_DEFAULT: Duration = Duration::from_millis(50);
 /// Default for [`NetConfig::backoff_max`].
-pub const BACKOFF_MAX_DEFAULT: Duration = Duration::from_secs(2);
+pub const BACKOFF_MAX_DEFAULT: Duration = Duration::from_millis(500);
 /// Default for [`NetConfig::handshake_timeout`].
 pub const HANDSHAKE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+/// Default for [`NetConfig::keepalive_interval`].
+pub const KEEPALIVE_INTERVAL_DEFAULT: Duration = Duration::from_millis(100);
+/// Default for [`NetConfig::idle_timeout`].
+pub const IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(1);
 
 /// How a node joins the mesh of its peers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +56,17 @@ pub struct NetConfig {
     pub backoff_max: Duration,
     /// Connecting plus the handshake must finish within this, or the socket is closed.
     pub handshake_timeout: Duration,
+    /// A writer with nothing to send for this long sends a keepalive (an
+    /// empty frame), so the other side can tell a quiet link from a dead one.
+    pub keepalive_interval: Duration,
+    /// A connection on which nothing (not even a keepalive) arrived for this
+    /// long is closed and redialed; connecting (the TCP part) is also given
+    /// up after this long. Why: after a partition heals, a TCP connection
+    /// that was stalled waits out its exponential retransmission backoff
+    /// (seconds) before it moves again, while a fresh connection works at
+    /// once; a SYN lost during the partition is likewise retried only after
+    /// 1 s, 3 s, 7 s... So a stalled link is replaced, not waited for.
+    pub idle_timeout: Duration,
 }
 
 impl NetConfig {
@@ -74,6 +89,8 @@ impl NetConfig {
             backoff_min: BACKOFF_MIN_DEFAULT,
             backoff_max: BACKOFF_MAX_DEFAULT,
             handshake_timeout: HANDSHAKE_TIMEOUT_DEFAULT,
+            keepalive_interval: KEEPALIVE_INTERVAL_DEFAULT,
+            idle_timeout: IDLE_TIMEOUT_DEFAULT,
         }
     }
 
@@ -107,6 +124,12 @@ impl NetConfig {
         if self.handshakes_pending_max == 0 {
             return fail("handshakes_pending_max must be at least 1".into());
         }
+        if self.keepalive_interval.is_zero() || self.idle_timeout < 2 * self.keepalive_interval {
+            return fail(format!(
+                "keepalive_interval {:?} must be positive and idle_timeout {:?} at least twice it",
+                self.keepalive_interval, self.idle_timeout
+            ));
+        }
         if self.backoff_min.is_zero() || self.backoff_min > self.backoff_max {
             return fail(format!(
                 "backoff_min {:?} must be positive and at most backoff_max {:?}",
@@ -136,14 +159,18 @@ mod tests {
         assert_eq!(cfg.send_queue_max, 4096);
         assert_eq!(cfg.frame_bytes_max, 64 << 20);
         assert_eq!(cfg.backoff_min, Duration::from_millis(50));
-        assert_eq!(cfg.backoff_max, Duration::from_secs(2));
+        assert_eq!(cfg.backoff_max, Duration::from_millis(500));
         assert_eq!(cfg.handshake_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.keepalive_interval, Duration::from_millis(100));
+        assert_eq!(cfg.idle_timeout, Duration::from_secs(1));
         cfg.validate().unwrap();
     }
 
     #[test]
     fn rejects_broken_limits() {
-        let broken: [fn(&mut NetConfig); 7] = [
+        let broken: [fn(&mut NetConfig); 9] = [
+            |c| c.keepalive_interval = Duration::ZERO,
+            |c| c.idle_timeout = c.keepalive_interval,
             |c| c.node_id = NodeId(2),
             |c| c.send_queue_max = 0,
             |c| c.frame_bytes_max = 3,

@@ -47,6 +47,8 @@ enum CloseReason {
     InboundClosed,
     #[error("lost a connection task: {0}")]
     TaskFailed(String),
+    #[error("sent nothing for {0:?} (not even a keepalive): the link is stalled or dead")]
+    Idle(std::time::Duration),
 }
 
 impl CloseReason {
@@ -121,6 +123,10 @@ async fn read_loop(inner: Arc<Inner>, peer: NodeId, mut socket: OwnedReadHalf) -
                 Err(too_large) => return CloseReason::TooLarge(too_large),
             };
             let frame_bytes = frame::LENGTH_PREFIX_BYTES + payload.len();
+            if payload.is_empty() {
+                // A keepalive: it only proves the link moves.
+                continue;
+            }
             let msg = match Message::from_bytes(payload) {
                 Ok(msg) => msg,
                 Err(err) => return CloseReason::Decode(err),
@@ -147,10 +153,12 @@ async fn read_loop(inner: Arc<Inner>, peer: NodeId, mut socket: OwnedReadHalf) -
         // take_frame vouched for the length, so reserving for it is bounded by
         // frame_bytes_max; the chunk minimum lets small frames batch per read.
         buf.reserve(frame::bytes_missing(&buf).max(READ_CHUNK_BYTES));
-        match socket.read_buf(&mut buf).await {
-            Ok(0) => return CloseReason::Eof,
-            Ok(_) => {}
-            Err(err) => return CloseReason::Io(err),
+        let idle = inner.cfg.idle_timeout;
+        match tokio::time::timeout(idle, socket.read_buf(&mut buf)).await {
+            Err(_) => return CloseReason::Idle(idle),
+            Ok(Ok(0)) => return CloseReason::Eof,
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => return CloseReason::Io(err),
         }
     }
 }
@@ -161,8 +169,16 @@ async fn write_loop(inner: Arc<Inner>, peer: Arc<Peer>, mut socket: OwnedWriteHa
     let mut queue = peer.lock_queue().await;
     let mut buf = BytesMut::with_capacity(cfg.write_batch_bytes_max.min(READ_CHUNK_BYTES));
     loop {
-        let Some(first) = queue.recv().await else {
-            return CloseReason::Shutdown;
+        let first = match tokio::time::timeout(cfg.keepalive_interval, queue.recv()).await {
+            Ok(Some(first)) => first,
+            Ok(None) => return CloseReason::Shutdown,
+            Err(_) => {
+                // Nothing to send for a while: tell the reader we live.
+                if let Err(err) = socket.write_all(&frame::KEEPALIVE).await {
+                    return CloseReason::Io(err);
+                }
+                continue;
+            }
         };
         let mut next = Some(first);
         let mut frames = 0u64;

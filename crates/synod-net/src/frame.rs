@@ -1,5 +1,5 @@
 //! Message frames: a 4-byte little-endian payload length, then the payload
-//! (`Message::to_bytes()`). Pure buffer code, so it is tested without sockets.
+//! (`Message::to_bytes()`). A frame with an empty payload is a keepalive. Pure buffer code, so it is tested without sockets.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use synod_core::codec::Encode;
@@ -8,6 +8,9 @@ use thiserror::Error;
 
 /// Bytes of the length prefix.
 pub(crate) const LENGTH_PREFIX_BYTES: usize = 4;
+
+/// A keepalive: a frame with an empty payload (no message encodes to nothing).
+pub(crate) const KEEPALIVE: [u8; LENGTH_PREFIX_BYTES] = [0; LENGTH_PREFIX_BYTES];
 
 /// A frame longer than the configured limit.
 #[derive(Debug, Error, PartialEq, Eq)]

@@ -308,7 +308,10 @@ async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
 
 /// One attempt: connect and handshake, each within the handshake timeout.
 async fn dial(cfg: &NetConfig, peer: &Peer) -> Result<TcpStream, DialFailed> {
-    let connected = timeout(cfg.handshake_timeout, TcpStream::connect(peer.addr)).await;
+    // A SYN lost to a partition is retried by the kernel only after 1 s, then
+    // 3 s...: give up sooner and dial afresh (see `NetConfig::idle_timeout`).
+    let connect_timeout = cfg.idle_timeout.min(cfg.handshake_timeout);
+    let connected = timeout(connect_timeout, TcpStream::connect(peer.addr)).await;
     let mut stream = connected
         .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
         .map_err(DialFailed::Connect)?;

@@ -43,13 +43,23 @@ impl Shared {
         format!("chaos-g{generation}-k{k}").into_bytes()
     }
 
+    /// A key that only ever gets INCR: its final value counts the
+    /// increments that took effect, a direct check that no acknowledged
+    /// write was lost (and none appeared from nowhere).
+    pub fn counter_key(&self, generation: u64) -> Vec<u8> {
+        format!("chaos-g{generation}-counter").into_bytes()
+    }
+
     /// Every key clients may have used so far.
     pub fn all_keys(&self) -> Vec<Vec<u8>> {
         let generations =
             self.start.elapsed().as_millis() as u64 / self.generation.as_millis().max(1) as u64;
         (0..=generations)
-            .flat_map(|g| (0..self.keys).map(move |k| (g, k)))
-            .map(|(g, k)| self.key(g, k))
+            .flat_map(|g| {
+                (0..self.keys)
+                    .map(move |k| self.key(g, k))
+                    .chain(std::iter::once(self.counter_key(g)))
+            })
             .collect()
     }
 }
@@ -237,8 +247,12 @@ fn next_op(rng: &mut ChaCha8Rng, shared: &Shared, client: u64, counter: &mut u64
             key,
             value: value(),
         },
-        60..=74 => Op::Incr { key, by: 1 },
-        75..=79 => Op::Delete { key },
+        60..=71 => Op::Incr { key, by: 1 },
+        72..=76 => Op::Delete { key },
+        77..=79 => Op::Incr {
+            key: shared.counter_key(generation),
+            by: 1,
+        },
         _ => {
             let mut ops = Vec::new();
             for k in [pair * 2, pair * 2 + 1] {
@@ -294,6 +308,7 @@ pub async fn run_client(client: u64, shared: Arc<Shared>) -> ClientLog {
         let invoke = shared.now_us();
         let result = tokio::time::timeout(shared.op_timeout, perform(c, &op)).await;
         let complete = shared.now_us();
+        let asked = node as u32 + 1;
         let (outcome, error) = match result {
             Ok(Ok(answer)) => answer,
             Ok(Err(Transport::Malformed(why))) => {
@@ -312,7 +327,7 @@ pub async fn run_client(client: u64, shared: Arc<Shared>) -> ClientLog {
         };
         log.records.push(Record {
             client,
-            node: node as u32 + 1,
+            node: asked,
             op,
             outcome,
             invoke,
@@ -341,7 +356,7 @@ pub async fn final_reads(
     for key in keys {
         let op = Op::Get { key: key.clone() };
         let mut done = false;
-        while !done && Instant::now() < deadline {
+        while !done && Instant::now() < deadline && !crate::signals::requested() {
             let c = match conn.as_mut() {
                 Some(c) => c,
                 None => match Conn::connect(addr, Duration::from_millis(500)).await {

@@ -178,7 +178,7 @@ fn run_one(
     if let Some(why) = &fallback {
         println!("chaos: no network namespaces ({why}); running on loopback: kill and pause only");
     }
-    let (kinds, skipped) = nemesis::usable(kinds, &net);
+    let (kinds, skipped) = nemesis::usable(kinds, &net, args.nodes);
     let mut server_args = args.server_args.clone();
     if args.unsafe_local_reads {
         server_args.push("--unsafe-local-reads".into());
@@ -215,14 +215,12 @@ fn run_one(
     let clients: Vec<_> = (0..u64::from(args.clients))
         .map(|c| runtime.spawn(run_client(c, Arc::clone(&shared))))
         .collect();
-    let abort = AtomicBool::new(false);
     let nemesis = Nemesis {
         net: &net,
         procs: &procs,
         kinds: kinds.clone(),
         rng: ChaCha8Rng::seed_from_u64(seed),
         start,
-        abort: &abort,
     };
     let until = start.elapsed() + Duration::from_secs(args.duration);
     let faults = nemesis.run(until);
@@ -238,8 +236,13 @@ fn run_one(
     std::thread::sleep(Duration::from_secs(2));
     shared.stop.store(true, Ordering::Relaxed);
     let mut logs: Vec<ClientLog> = Vec::new();
-    for handle in clients {
-        logs.push(runtime.block_on(handle).unwrap_or_default());
+    let mut client_failures = Vec::new();
+    for (c, handle) in clients.into_iter().enumerate() {
+        match runtime.block_on(handle) {
+            Ok(log) => logs.push(log),
+            // Its history is lost, so the check below would be incomplete.
+            Err(err) => client_failures.push(format!("client {c} failed: {err}")),
+        }
     }
     let load_end = shared.now_us();
     // Settle: a write must go through, then every node reads every key.
@@ -297,6 +300,7 @@ fn run_one(
     if !writable {
         problems.push("no write succeeded within 30 s after healing".into());
     }
+    problems.extend(client_failures);
     problems.extend(unread);
     problems.extend(crashes);
     problems.extend(malformed.iter().take(5).cloned());
@@ -304,6 +308,13 @@ fn run_one(
         problems.push(format!(
             "... and {} more malformed replies",
             malformed.len() - 5
+        ));
+    }
+    let counters = report::count_counters(&records);
+    if counters.lost > 0 || counters.phantom > 0 {
+        problems.push(format!(
+            "counters: {} acknowledged increments lost, {} unexplained",
+            counters.lost, counters.phantom
         ));
     }
     let report = RunReport {
@@ -322,6 +333,7 @@ fn run_one(
         connect_failures,
         verdict,
         check_time,
+        counters,
         problems,
     };
     report.write_files()?;

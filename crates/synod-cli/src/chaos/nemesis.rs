@@ -5,7 +5,7 @@
 //! the other nodes until one write succeeds: that delay is the failover time.
 
 use super::net::Network;
-use super::procs::{call, find_leader, Procs};
+use super::procs::{call_until, find_leader, Procs};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -68,9 +68,11 @@ impl Kind {
 }
 
 /// Which kinds can run on this network; the rest are reported as skipped.
-pub fn usable(kinds: &[Kind], net: &Network) -> (Vec<Kind>, Vec<Kind>) {
+pub fn usable(kinds: &[Kind], net: &Network, nodes: u32) -> (Vec<Kind>, Vec<Kind>) {
     kinds.iter().partition(|k| match k {
         Kind::Delay => net.can_delay(),
+        // A partition needs two sides and a majority to keep serving.
+        Kind::Partition => net.can_partition() && nodes >= 3,
         k if k.needs_namespaces() => net.can_partition(),
         _ => true,
     })
@@ -98,7 +100,6 @@ pub struct Nemesis<'a> {
     pub kinds: Vec<Kind>,
     pub rng: ChaCha8Rng,
     pub start: Instant,
-    pub abort: &'a AtomicBool,
 }
 
 impl Nemesis<'_> {
@@ -110,7 +111,7 @@ impl Nemesis<'_> {
     fn sleep(&self, d: Duration) -> bool {
         let until = Instant::now() + d;
         while Instant::now() < until {
-            if self.abort.load(Ordering::Relaxed) || crate::signals::requested() {
+            if crate::signals::requested() {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(20).min(until - Instant::now()));
@@ -245,8 +246,11 @@ impl Nemesis<'_> {
                             false,
                         ))
                     }
-                    // One way: nobody hears the target, or the target hears
-                    // nobody.
+                    // One way at the IP level: nobody receives the
+                    // target's packets, or the target receives nobody's.
+                    // Over TCP this stalls both directions of the target's
+                    // connections (ACKs are lost too), but the target's
+                    // listen socket still takes SYNs one way.
                     _ => {
                         let deaf = self.rng.gen_bool(0.5);
                         for o in &others {
@@ -257,11 +261,11 @@ impl Nemesis<'_> {
                             }
                         }
                         let what = if deaf {
-                            format!("node {target} ({role}) hears nobody")
+                            format!("node {target} ({role}) receives from nobody")
                         } else {
-                            format!("nobody hears node {target} ({role})")
+                            format!("nobody receives from node {target} ({role})")
                         };
-                        Ok((what, false))
+                        Ok((what, is_leader))
                     }
                 }
             }
@@ -312,15 +316,17 @@ impl Nemesis<'_> {
         let stop2 = Arc::clone(&stop);
         let handle = std::thread::spawn(move || {
             let mut k = 0usize;
-            while !stop2.load(Ordering::Relaxed) {
+            while !stop2.load(Ordering::Relaxed) && !addrs.is_empty() {
                 let addr = addrs[k % addrs.len()];
                 k += 1;
-                let reply = call(
+                let reply = call_until(
                     addr,
                     &[b"SET", b"chaos-probe", k.to_string().as_bytes()],
-                    // Long enough for an election: the node retries a
+                    // Longer than any failover, so the time measured is the
+                    // failover's, not this timeout's: the node retries a
                     // forwarded write itself when a new leader appears.
-                    Duration::from_millis(3000),
+                    Duration::from_secs(10),
+                    &|| stop2.load(Ordering::Relaxed),
                 );
                 if matches!(reply, Ok(Reply::Simple(ref s)) if s == "OK") {
                     return Some(began.elapsed());

@@ -99,12 +99,14 @@ fn loopback(base: u16, offset: u32) -> SocketAddr {
     )
 }
 
+/// The most nodes a chaos cluster may have (`--nodes`).
+pub const NODES_MAX: u32 = 9;
+
 /// One namespace per node on a bridge.
 pub struct Namespaces {
     index: u8,
     nodes: u32,
     netem: bool,
-    forward_rule: bool,
 }
 
 impl Namespaces {
@@ -115,7 +117,6 @@ impl Namespaces {
             index,
             nodes,
             netem: false,
-            forward_rule: false,
         };
         ns.remove();
         let result = ns.build();
@@ -169,7 +170,6 @@ impl Namespaces {
             .unwrap_or(false);
         if nf {
             run(&["iptables", "-I", "FORWARD", "-i", &br, "-j", "ACCEPT"])?;
-            self.forward_rule = true;
         }
         let ns1 = self.ns_name(1);
         self.netem = run(&[
@@ -186,15 +186,26 @@ impl Namespaces {
     }
 
     /// Removes everything `setup` made (ignoring what is not there).
+    /// Processes still inside a namespace (nodes of a tester that was
+    /// SIGKILLed before its own) are killed first.
     pub fn remove(&mut self) {
-        for i in 1..=self.nodes {
-            let _ = run(&["ip", "netns", "del", &self.ns_name(i)]);
+        for i in 1..=NODES_MAX {
+            let ns = self.ns_name(i);
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<libc::pid_t>() {
+                        // SAFETY: plain kill(2) of a process in our namespace.
+                        unsafe {
+                            libc::kill(pid, libc::SIGKILL);
+                        }
+                    }
+                }
+            }
+            let _ = run(&["ip", "netns", "del", &ns]);
         }
         let br = self.bridge();
-        if self.forward_rule {
-            let _ = run(&["iptables", "-D", "FORWARD", "-i", &br, "-j", "ACCEPT"]);
-            self.forward_rule = false;
-        }
+        // Earlier runs' rules too (a run killed before its cleanup).
+        while run(&["iptables", "-D", "FORWARD", "-i", &br, "-j", "ACCEPT"]).is_ok() {}
         let _ = run(&["ip", "link", "del", &br]);
     }
 

@@ -3,8 +3,9 @@
 
 use super::net::Network;
 use bytes::BytesMut;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -62,8 +63,8 @@ impl Procs {
         let log_err = log
             .try_clone()
             .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-        let child = net
-            .command(i, &self.exe)
+        let mut command = net.command(i, &self.exe);
+        command
             .arg("server")
             .args(["--id", &i.to_string()])
             .args(["--peers", &peers.join(",")])
@@ -74,6 +75,18 @@ impl Procs {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
+            // Ctrl-C in a terminal goes to the tester alone, which then stops
+            // the nodes itself (not counted as crashes).
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe; if the tester dies (even by
+        // SIGKILL) its nodes die with it instead of lingering, maybe stopped.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command
             .spawn()
             .map_err(|e| format!("cannot start node {i}: {e}"))?;
         let node = self.node(i);
@@ -188,6 +201,16 @@ impl Drop for Procs {
 
 /// One blocking RESP request with a deadline (for the nemesis and probes).
 pub fn call(addr: SocketAddr, args: &[&[u8]], timeout: Duration) -> Result<Reply, String> {
+    call_until(addr, args, timeout, &|| false)
+}
+
+/// Like [`call`], giving up early (within 50 ms) once `stop()` is true.
+pub fn call_until(
+    addr: SocketAddr,
+    args: &[&[u8]],
+    timeout: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<Reply, String> {
     let deadline = Instant::now() + timeout;
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
@@ -204,13 +227,17 @@ pub fn call(addr: SocketAddr, args: &[&[u8]], timeout: Duration) -> Result<Reply
             return Ok(reply);
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if left.is_zero() || stop() {
             return Err("timed out".into());
         }
         stream
-            .set_read_timeout(Some(left))
+            .set_read_timeout(Some(left.min(Duration::from_millis(50))))
             .map_err(|e| e.to_string())?;
-        let n = stream.read(&mut chunk).map_err(|e| e.to_string())?;
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(e) => return Err(e.to_string()),
+        };
         if n == 0 {
             return Err("connection closed".into());
         }

@@ -26,8 +26,69 @@ pub struct RunReport {
     pub connect_failures: u64,
     pub verdict: Verdict,
     pub check_time: Duration,
-    /// Anything else wrong: crashes, unreadable nodes, malformed replies.
+    /// The INCR-only counters' tally.
+    pub counters: Counters,
+    /// Anything else wrong: crashes, unreadable nodes, malformed replies,
+    /// lost increments.
     pub problems: Vec<String>,
+}
+
+/// The tally of the INCR-only counter keys: increments acknowledged and of
+/// unknown outcome, against the final values every node read.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct Counters {
+    pub acknowledged: u64,
+    pub unknown: u64,
+    /// Sum over counters of the smallest final value any node read.
+    pub final_min: u64,
+    /// Acknowledged increments missing from a final value.
+    pub lost: u64,
+    /// Increments in a final value that no client asked for.
+    pub phantom: u64,
+}
+
+/// Tallies the INCR-only counters (keys ending in `-counter`).
+pub fn count_counters(records: &[Record]) -> Counters {
+    #[derive(Default)]
+    struct Key {
+        acknowledged: u64,
+        unknown: u64,
+        finals: Vec<u64>,
+    }
+    let mut keys: BTreeMap<Vec<u8>, Key> = BTreeMap::new();
+    for r in records {
+        let (key, is_incr) = match &r.op {
+            synod_check::Op::Incr { key, .. } => (key, true),
+            synod_check::Op::Get { key } if r.kind() == "final-get" => (key, false),
+            _ => continue,
+        };
+        if !key.ends_with(b"-counter") {
+            continue;
+        }
+        let k = keys.entry(key.clone()).or_default();
+        match (&r.outcome, is_incr) {
+            (Outcome::Int(_), true) => k.acknowledged += 1,
+            (Outcome::Unknown, true) => k.unknown += 1,
+            (Outcome::Value(v), false) => k.finals.push(
+                v.as_deref()
+                    .and_then(synod_check::model::parse_int)
+                    .map_or(0, |n| n.max(0) as u64),
+            ),
+            _ => {}
+        }
+    }
+    let mut c = Counters::default();
+    // A counter no node could read is reported as unreadable, not as lost.
+    for k in keys.values().filter(|k| !k.finals.is_empty()) {
+        let min = k.finals.iter().copied().min().unwrap_or(0);
+        let max = k.finals.iter().copied().max().unwrap_or(0);
+        c.acknowledged += k.acknowledged;
+        c.unknown += k.unknown;
+        c.final_min += min;
+        c.lost += k.acknowledged.saturating_sub(min);
+        c.phantom += max.saturating_sub(k.acknowledged + k.unknown);
+    }
+    c
 }
 
 #[derive(Default, Clone, Copy)]
@@ -41,7 +102,7 @@ struct Counts {
 impl Counts {
     fn add(&mut self, r: &Record) {
         match (&r.outcome, &r.error) {
-            (Outcome::Unknown, Some(e)) if !e.contains("unknown") => self.failed += 1,
+            (Outcome::Unknown, Some(e)) if !e.contains("outcome is unknown") => self.failed += 1,
             (Outcome::Unknown, _) => self.unknown += 1,
             _ => self.ok += 1,
         }
@@ -214,6 +275,12 @@ impl RunReport {
                 String::new()
             }
         );
+        let c = self.counters;
+        let _ = writeln!(
+            s,
+            "counters: {} acknowledged INCRs, {} unknown; final values sum to {}; acknowledged writes lost: {}; unexplained increments: {}",
+            c.acknowledged, c.unknown, c.final_min, c.lost, c.phantom
+        );
         let _ = writeln!(
             s,
             "checked {} operations in {:.2} s",
@@ -240,11 +307,16 @@ impl RunReport {
         for f in &self.faults {
             let _ = writeln!(
                 history,
-                "# fault {:>10} .. {:>10} µs: {} ({})",
+                "# fault {:>10} .. {:>10} µs: {} ({}){}",
                 f.start,
                 f.end,
                 f.what,
-                f.kind.name()
+                f.kind.name(),
+                match (f.leader_hit, f.failover) {
+                    (true, Some(d)) => format!("; failover {} ms", d.as_millis()),
+                    (true, None) => "; no failover within the fault".into(),
+                    _ => String::new(),
+                }
             );
         }
         let _ = writeln!(history, "# every fault healed at {} µs", self.healed_at);
@@ -287,7 +359,13 @@ pub fn totals(reports: &[RunReport]) -> String {
     let mut times = Vec::new();
     let mut missing = 0;
     let mut ops = Counts::default();
+    let mut acknowledged = 0;
+    let mut lost = 0;
+    let mut phantom = 0;
     for r in reports {
+        acknowledged += r.counters.acknowledged;
+        lost += r.counters.lost;
+        phantom += r.counters.phantom;
         let (d, o) = r.availability();
         for (acc, c) in [(&mut during, d), (&mut outside, o)] {
             acc.ok += c.ok;
@@ -305,12 +383,15 @@ pub fn totals(reports: &[RunReport]) -> String {
     }
     times.sort();
     format!(
-        "== totals over {} runs: {} operations ({} ok, {} unknown, {} failed); availability {:.1}% during faults, {:.1}% outside; failover p50 {}, p99 {}, max {} ({} measured, {} not within the fault)",
+        "== totals over {} runs: {} operations ({} ok, {} unknown, {} failed); counters: {} acknowledged INCRs, {} lost, {} unexplained; availability {:.1}% during faults, {:.1}% outside; failover p50 {}, p99 {}, max {} ({} measured, {} not within the fault)",
         reports.len(),
         ops.total(),
         ops.ok,
         ops.unknown,
         ops.failed,
+        acknowledged,
+        lost,
+        phantom,
         during.ok_percent(),
         outside.ok_percent(),
         ms(quantile(&times, 0.5)),
@@ -319,4 +400,61 @@ pub fn totals(reports: &[RunReport]) -> String {
         times.len(),
         missing
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chaos::client::FINAL_READ_CLIENT;
+    use synod_check::Op;
+
+    fn record(client: u64, op: Op, outcome: Outcome) -> Record {
+        Record {
+            client,
+            node: 1,
+            op,
+            outcome,
+            invoke: 0,
+            complete: 1,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn counters_find_lost_and_unexplained_increments() {
+        let key = b"chaos-g0-counter".to_vec();
+        let incr = |outcome| {
+            record(
+                0,
+                Op::Incr {
+                    key: key.clone(),
+                    by: 1,
+                },
+                outcome,
+            )
+        };
+        let read = |node: u64, value: &str| {
+            record(
+                FINAL_READ_CLIENT + node,
+                Op::Get { key: key.clone() },
+                Outcome::Value(Some(value.as_bytes().to_vec())),
+            )
+        };
+        // Three acknowledged, one unknown: 3 or 4 is fine everywhere.
+        let mut records = vec![
+            incr(Outcome::Int(1)),
+            incr(Outcome::Int(2)),
+            incr(Outcome::Int(3)),
+            incr(Outcome::Unknown),
+            read(1, "4"),
+            read(2, "3"),
+        ];
+        let c = count_counters(&records);
+        assert_eq!((c.acknowledged, c.unknown, c.lost, c.phantom), (3, 1, 0, 0));
+        // One node lost an increment, another has one nobody asked for.
+        records.push(read(3, "2"));
+        records.push(read(4, "5"));
+        let c = count_counters(&records);
+        assert_eq!((c.lost, c.phantom), (1, 1));
+    }
 }
