@@ -4,6 +4,7 @@
 //! - `synod cluster [--nodes 3] [--base-port 7000] [--data-dir ./synod-data]`
 //! - `synod chaos [--runs N] [--duration S] [--nemesis kill,pause,partition,...]`
 
+mod bench;
 mod chaos;
 mod cluster;
 mod server;
@@ -29,6 +30,9 @@ enum Command {
     Server(server::ServerArgs),
     /// Starts a local cluster of `synod server` processes on 127.0.0.1.
     Cluster(cluster::ClusterArgs),
+    /// Closed-loop load against RESP servers (Synod or Redis): throughput
+    /// and latency percentiles.
+    Bench(bench::BenchArgs),
     /// Runs a real cluster under faults (kill, pause, partitions) with
     /// concurrent clients and checks the history for linearizability.
     Chaos(chaos::ChaosArgs),
@@ -40,5 +44,6 @@ fn main() -> ExitCode {
         Command::Server(args) => server::main(args),
         Command::Cluster(args) => cluster::main(args),
         Command::Chaos(args) => chaos::main(args),
+        Command::Bench(args) => bench::main(args),
     }
 }

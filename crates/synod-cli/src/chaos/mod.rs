@@ -143,18 +143,28 @@ fn run_all(args: ChaosArgs) -> Result<ExitCode, String> {
     })
 }
 
+/// Set once namespaces worked in this process: a later run that cannot set
+/// them up fails rather than quietly losing its partition nemeses.
+static NAMESPACES_WORKED: AtomicBool = AtomicBool::new(false);
+
 /// Picks the network for a run.
 fn network(args: &ChaosArgs) -> Result<(Network, Option<String>), String> {
     let loopback = Network::Loopback {
         base_port: args.base_port,
     };
+    let namespaces = || {
+        let ns = Namespaces::setup(args.net_index, args.nodes)?;
+        NAMESPACES_WORKED.store(true, Ordering::Relaxed);
+        Ok::<_, String>((Network::Namespaces(ns), None))
+    };
     match args.network.as_str() {
         "loopback" => Ok((loopback, None)),
-        "netns" => {
-            Namespaces::setup(args.net_index, args.nodes).map(|n| (Network::Namespaces(n), None))
-        }
-        "auto" => match Namespaces::setup(args.net_index, args.nodes) {
-            Ok(ns) => Ok((Network::Namespaces(ns), None)),
+        "netns" => namespaces(),
+        "auto" => match namespaces() {
+            Ok(x) => Ok(x),
+            Err(why) if NAMESPACES_WORKED.load(Ordering::Relaxed) => Err(format!(
+                "network namespaces worked for an earlier run but not now: {why}"
+            )),
             Err(why) => Ok((loopback, Some(why))),
         },
         other => Err(format!(

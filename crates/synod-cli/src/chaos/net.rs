@@ -202,6 +202,10 @@ impl Namespaces {
                 }
             }
             let _ = run(&["ip", "netns", "del", &ns]);
+            // The kernel frees a deleted namespace (and the veth inside it)
+            // asynchronously; delete our end now, or the next run's
+            // `ip link add` finds it still there.
+            let _ = run(&["ip", "link", "del", &self.veth(i)]);
         }
         let br = self.bridge();
         // Earlier runs' rules too (a run killed before its cleanup).
