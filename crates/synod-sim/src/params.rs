@@ -43,6 +43,12 @@ pub struct Params {
     /// A node snapshots its state machine and compacts its log every this many
     /// applied instances (0: never).
     pub snapshot_every: u64,
+    /// Also checkpoint right after an fsync completes, before the replica's
+    /// next `Ready` is taken: records the replica queued in between are then
+    /// appended after the checkpoint, as a runtime may do (the real one did,
+    /// and a node could not restart). Drawn from its own stream (see
+    /// `World::new`) so that the other parameters of every seed stay as they were.
+    pub eager_checkpoint: bool,
     /// Probability that a crash keeps a random prefix of the unsynced records
     /// (written but not fsynced: a torn tail cut at a record boundary).
     pub torn_tail: f64,
@@ -134,6 +140,7 @@ impl Params {
                 0
             },
             torn_tail: rng.gen_range(0.0..1.0),
+            eager_checkpoint: false,
         }
     }
 }

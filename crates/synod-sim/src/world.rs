@@ -6,14 +6,14 @@ use crate::kv::{decode, Kv};
 use crate::params::Params;
 use crate::report::Stats;
 use bytes::Bytes;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
 use synod_check::Operation;
 use synod_core::{
-    Apply, Config, GroupId, Message, NodeId, PersistSeq, Replica, RoleKind, Snapshot, SnapshotMeta,
-    Value,
+    Apply, Checksum, Config, GroupId, InstanceId, Message, NodeId, PersistSeq, Replica, RoleKind,
+    Snapshot, SnapshotMeta, Value,
 };
 use synod_storage::{MemStorage, Storage};
 
@@ -103,6 +103,11 @@ pub(crate) struct SimNode {
     pub(crate) kv: Kv,
     /// The next instance this incarnation must apply.
     pub(crate) next_apply: u64,
+    /// The applied checksum at `next_apply` (what a snapshot taken now is of).
+    pub(crate) applied_checksum: Checksum,
+    /// A snapshot waiting for the running fsync to finish before it is
+    /// checkpointed (`Params::eager_checkpoint`).
+    pub(crate) checkpoint_due: Option<Snapshot>,
 }
 
 /// The whole simulation of one seed.
@@ -147,7 +152,9 @@ impl World {
         faults: crate::Faults,
         mut rng: ChaCha8Rng,
     ) -> World {
-        let params = Params::draw(&mut rng, nodes);
+        let mut params = Params::draw(&mut rng, nodes);
+        params.eager_checkpoint =
+            ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_C4EC_4B01_0000).gen_bool(0.5);
         let members: Vec<NodeId> = (1..=nodes as u32).map(NodeId).collect();
         let mut world = World {
             rng,
@@ -185,6 +192,8 @@ impl World {
                 snapshot_point: 0,
                 kv: Kv::default(),
                 next_apply: 0,
+                applied_checksum: Checksum::default(),
+                checkpoint_due: None,
             });
         }
         for node in 0..nodes {
@@ -299,6 +308,9 @@ impl World {
             return;
         };
         sim_node.snapshot_point = next_apply;
+        let checksum = snapshot
+            .as_ref()
+            .map_or(Checksum::default(), |s| s.meta.checksum);
         match Replica::recover(cfg, snapshot, recovered.records_of(GroupId(0))) {
             Ok(replica) => sim_node.replica = Some(replica),
             Err(err) => {
@@ -308,6 +320,7 @@ impl World {
         }
         sim_node.kv = kv;
         sim_node.next_apply = next_apply;
+        sim_node.applied_checksum = checksum;
         let epoch = sim_node.epoch;
         let at = self.now_us + self.params.tick_us[node];
         self.schedule(at, Event::Tick { node, epoch });
@@ -321,6 +334,7 @@ impl World {
             return;
         }
         sim_node.replica = None;
+        sim_node.checkpoint_due = None;
         sim_node.epoch += 1;
         // Unsynced records are lost, except that the disk may have written a
         // prefix of them before the power went (a torn tail cut at a record
@@ -364,6 +378,8 @@ impl World {
                 None => self.violation(format!("node {node} installed an undecodable snapshot")),
             }
             self.nodes[node].next_apply = snapshot.meta.applied_end.0;
+            self.nodes[node].applied_checksum = snapshot.meta.checksum;
+            self.nodes[node].checkpoint_due = None;
             self.save_snapshot(node, snapshot);
             self.stats.snapshots_installed += 1;
         }
@@ -395,19 +411,41 @@ impl World {
     fn maybe_snapshot(&mut self, node: usize) {
         let every = self.params.snapshot_every;
         let sim_node = &mut self.nodes[node];
-        let Some(replica) = sim_node.replica.as_mut() else {
+        if sim_node.replica.is_none() {
             return;
-        };
-        let status = replica.status();
-        if every == 0 || status.applied_end.0 < sim_node.snapshot_point + every {
+        }
+        // What the state machine has applied, which can trail what the
+        // replica handed out when this runs before a `Ready` is taken.
+        let applied_end = sim_node.next_apply;
+        if every == 0
+            || applied_end < sim_node.snapshot_point + every
+            || sim_node.checkpoint_due.is_some()
+        {
             return;
         }
         let snapshot = Snapshot {
             meta: SnapshotMeta {
-                applied_end: status.applied_end,
-                checksum: status.checksum,
+                applied_end: InstanceId(applied_end),
+                checksum: sim_node.applied_checksum,
             },
             data: sim_node.kv.encode(),
+        };
+        if self.params.eager_checkpoint && sim_node.fsync_busy {
+            // As the runtime does: the checkpoint waits for the running
+            // fsync and is written when it completes, before the replica's
+            // next `Ready` is taken (see `fsync_done`).
+            sim_node.checkpoint_due = Some(snapshot);
+            return;
+        }
+        self.checkpoint(node, snapshot);
+        self.pump(node);
+    }
+
+    /// Compacts the replica at `snapshot` and checkpoints its storage.
+    fn checkpoint(&mut self, node: usize, snapshot: Snapshot) {
+        let sim_node = &mut self.nodes[node];
+        let Some(replica) = sim_node.replica.as_mut() else {
+            return;
         };
         if let Err(err) = replica.compact(snapshot.clone()) {
             let id = sim_node.id;
@@ -416,7 +454,6 @@ impl World {
         }
         self.save_snapshot(node, snapshot);
         self.stats.snapshots += 1;
-        self.pump(node);
     }
 
     /// Checkpoints the node's storage at `snapshot`, as the runtime does with
@@ -458,11 +495,16 @@ impl World {
         }
         sim_node.storage.sync_first(records);
         sim_node.fsync_busy = false;
-        let more = sim_node.storage.pending_len() > 0;
         if let Some(replica) = sim_node.replica.as_mut() {
             replica.persisted(through);
         }
-        if more {
+        if let Some(snapshot) = self.nodes[node].checkpoint_due.take() {
+            // `persisted` may have let the replica queue records it has not
+            // handed out yet; they are appended after this checkpoint.
+            self.checkpoint(node, snapshot);
+        }
+        let more = self.nodes[node].storage.pending_len() > 0;
+        if more && !self.nodes[node].fsync_busy {
             self.start_fsync(node);
         }
         self.pump(node);
@@ -504,6 +546,7 @@ impl World {
             ));
         }
         self.nodes[node].next_apply = instance + 1;
+        self.nodes[node].applied_checksum = apply.checksum;
         match self.chosen.get(&instance) {
             Some(first) if *first != apply.value => self.violation(format!(
                 "agreement: node {id} applied {:?} at #{instance}, another node applied {:?}",

@@ -37,3 +37,18 @@ fn a_seed_replays_exactly() {
         assert!(a.stats.ops_ok > 0 && a.stats.messages > 0);
     }
 }
+
+/// Pinned seeds, each once a failure. 2846, 2975 and 2987 (3 nodes): a
+/// checkpoint written when an fsync completed, before the replica's queued
+/// records were taken, left a chosen mark after the checkpoint that pointed
+/// at an accepted value the checkpoint had dropped; the node could not
+/// restart ("chosen mark ... refers to an accepted value no earlier record
+/// holds"). First seen in `synod chaos` against the real runtime; the
+/// simulator reproduces it since it checkpoints the way the runtime did
+/// (`Params::eager_checkpoint`).
+#[test]
+fn pinned_seeds() {
+    for seed in [2846, 2975, 2987] {
+        run_range(seed, 1, 3);
+    }
+}
