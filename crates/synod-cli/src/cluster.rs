@@ -53,14 +53,7 @@ fn run(args: ClusterArgs) -> Result<ExitCode, String> {
     for i in 1..=args.nodes {
         let dir = args.data_dir.join(format!("node-{i}"));
         let log_path = args.data_dir.join(format!("node-{i}.log"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+        let (log, log_err) = open_log(&log_path)?;
         let child = Command::new(&exe)
             .arg("server")
             .args(["--id", &i.to_string()])
@@ -132,6 +125,18 @@ fn run(args: ClusterArgs) -> Result<ExitCode, String> {
     println!("synod cluster: stopping every node");
     stop_all(&mut children);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A node's log file, opened for appending, twice: for its stdout and stderr.
+pub(crate) fn open_log(path: &std::path::Path) -> Result<(std::fs::File, std::fs::File), String> {
+    let fail = |e: std::io::Error| format!("cannot open {}: {e}", path.display());
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(fail)?;
+    let log_err = log.try_clone().map_err(fail)?;
+    Ok((log, log_err))
 }
 
 /// SIGTERM to every node, then SIGKILL to those still running after 10 s.

@@ -235,13 +235,7 @@ fn run_one(
     let until = start.elapsed() + Duration::from_secs(args.duration);
     let faults = nemesis.run(until);
     // Heal, let clients run on a whole cluster for a moment, then stop them.
-    let heal_result = {
-        let mut result = Ok(());
-        if let Network::Namespaces(ns) = &net {
-            result = ns.heal();
-        }
-        lock().heal(&net).and(result)
-    };
+    let heal_result = nemesis::heal_all(&net, &mut lock());
     let healed_at = shared.now_us();
     std::thread::sleep(Duration::from_secs(2));
     shared.stop.store(true, Ordering::Relaxed);

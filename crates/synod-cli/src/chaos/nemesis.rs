@@ -67,6 +67,16 @@ impl Kind {
     }
 }
 
+/// Ends every fault: network healed, paused nodes resumed, killed nodes
+/// restarted. Both halves are attempted; the first error is returned.
+pub fn heal_all(net: &Network, procs: &mut Procs) -> Result<(), String> {
+    let network = match net {
+        Network::Namespaces(ns) => ns.heal(),
+        Network::Loopback { .. } => Ok(()),
+    };
+    procs.heal(net).and(network)
+}
+
 /// Which kinds can run on this network; the rest are reported as skipped.
 pub fn usable(kinds: &[Kind], net: &Network, nodes: u32) -> (Vec<Kind>, Vec<Kind>) {
     kinds.iter().partition(|k| match k {
@@ -161,7 +171,7 @@ impl Nemesis<'_> {
                 stop.store(true, Ordering::Relaxed);
                 handle.join().ok().flatten()
             });
-            if let Err(err) = self.heal(kind) {
+            if let Err(err) = self.heal() {
                 eprintln!("chaos: cannot heal {}: {err}", kind.name());
             }
             faults.push(Fault {
@@ -289,15 +299,8 @@ impl Nemesis<'_> {
         }
     }
 
-    /// Ends every fault: network healed, paused nodes resumed, killed nodes
-    /// restarted.
-    pub fn heal(&self, _kind: Kind) -> Result<(), String> {
-        let mut result = Ok(());
-        if let Network::Namespaces(ns) = self.net {
-            result = ns.heal();
-        }
-        self.procs().heal(self.net)?;
-        result
+    fn heal(&self) -> Result<(), String> {
+        heal_all(self.net, &mut self.procs())
     }
 
     /// Writes to every node but `down`, round robin, until one write is

@@ -235,48 +235,32 @@ impl Namespaces {
 
     /// Drops every packet from node `from` arriving at node `to`.
     pub fn cut(&self, from: u32, to: u32) -> Result<(), String> {
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.ns_name(to),
-            "iptables",
-            "-A",
-            "INPUT",
-            "-s",
-            &self.node_ip(from).to_string(),
-            "-j",
-            "DROP",
-        ])
+        self.drop_from(from, to, &[])
     }
 
     /// Drops a random `percent` of the packets between nodes (both ways).
     pub fn lose(&self, percent: u32) -> Result<(), String> {
         let p = format!("{:.3}", f64::from(percent) / 100.0);
+        let random = ["-m", "statistic", "--mode", "random", "--probability", &p];
         for to in 1..=self.nodes {
             for from in (1..=self.nodes).filter(|f| *f != to) {
-                run(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    &self.ns_name(to),
-                    "iptables",
-                    "-A",
-                    "INPUT",
-                    "-s",
-                    &self.node_ip(from).to_string(),
-                    "-m",
-                    "statistic",
-                    "--mode",
-                    "random",
-                    "--probability",
-                    &p,
-                    "-j",
-                    "DROP",
-                ])?;
+                self.drop_from(from, to, &random)?;
             }
         }
         Ok(())
+    }
+
+    /// An iptables rule in `to`'s namespace dropping packets from `from`
+    /// that also match `matches`.
+    fn drop_from(&self, from: u32, to: u32, matches: &[&str]) -> Result<(), String> {
+        let ns = self.ns_name(to);
+        let source = self.node_ip(from).to_string();
+        let mut args = vec![
+            "ip", "netns", "exec", &ns, "iptables", "-A", "INPUT", "-s", &source,
+        ];
+        args.extend_from_slice(matches);
+        args.extend_from_slice(&["-j", "DROP"]);
+        run(&args)
     }
 
     /// Delays every packet a node sends by `ms` ± `jitter` (netem), clients'

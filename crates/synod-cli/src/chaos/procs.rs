@@ -55,14 +55,7 @@ impl Procs {
             .map(|j| format!("{j}={}", net.peer_addr(j)))
             .collect();
         let log_path = self.dir.join(format!("node-{i}.log"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+        let (log, log_err) = crate::cluster::open_log(&log_path)?;
         let mut command = net.command(i, &self.exe);
         command
             .arg("server")
