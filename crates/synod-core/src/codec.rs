@@ -320,21 +320,25 @@ impl Encode for Message {
                 ballot,
                 chosen_end,
                 applied,
+                probe,
             } => {
                 buf.put_u8(6);
                 ballot.encode(buf);
                 put_instance(buf, *chosen_end);
                 put_mark(buf, applied);
+                buf.put_u64_le(*probe);
             }
             Body::HeartbeatAck {
                 ballot,
                 chosen_end,
                 applied,
+                probe,
             } => {
                 buf.put_u8(7);
                 ballot.encode(buf);
                 put_instance(buf, *chosen_end);
                 put_mark(buf, applied);
+                buf.put_u64_le(*probe);
             }
             Body::Forward { commands } => {
                 buf.put_u8(8);
@@ -376,6 +380,15 @@ impl Encode for Message {
                 buf.put_u8(12);
                 put_instance(buf, *applied_end);
                 buf.put_u64_le(*offset);
+            }
+            Body::ReadIndexRequest { id } => {
+                buf.put_u8(13);
+                buf.put_u64_le(*id);
+            }
+            Body::ReadIndexReply { id, index } => {
+                buf.put_u8(14);
+                buf.put_u64_le(*id);
+                put_instance(buf, *index);
             }
         }
     }
@@ -436,11 +449,13 @@ impl Decode for Message {
                 ballot: Ballot::decode(buf)?,
                 chosen_end: get_instance(buf)?,
                 applied: get_mark(buf)?,
+                probe: get_u64(buf)?,
             },
             7 => Body::HeartbeatAck {
                 ballot: Ballot::decode(buf)?,
                 chosen_end: get_instance(buf)?,
                 applied: get_mark(buf)?,
+                probe: get_u64(buf)?,
             },
             8 => {
                 let count = get_count(buf, 4, "command")?;
@@ -474,6 +489,11 @@ impl Decode for Message {
             12 => Body::SnapshotRequest {
                 applied_end: get_instance(buf)?,
                 offset: get_u64(buf)?,
+            },
+            13 => Body::ReadIndexRequest { id: get_u64(buf)? },
+            14 => Body::ReadIndexReply {
+                id: get_u64(buf)?,
+                index: get_instance(buf)?,
             },
             tag => {
                 return Err(DecodeError::UnknownTag {

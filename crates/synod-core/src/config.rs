@@ -15,6 +15,10 @@ pub struct Inject {
     pub ack_before_fsync: bool,
     /// A new leader ignores the accepted values reported in phase 1.
     pub skip_adopt: bool,
+    /// A leader serves reads from what it has applied, without confirming by
+    /// a heartbeat round that it still leads: a deposed leader that has not
+    /// noticed serves stale reads.
+    pub leader_local_reads: bool,
 }
 
 /// Everything a replica needs to know before it starts. Times are in ticks: the
@@ -27,7 +31,9 @@ pub struct Config {
     pub group: GroupId,
     /// Every voting member, this replica included.
     pub members: Vec<NodeId>,
-    /// Seed for the randomized election timeouts.
+    /// Seed for the randomized election timeouts and read request ids. Must
+    /// differ between incarnations of one node (a restarted follower must not
+    /// take a reply meant for its previous life as its own).
     pub seed: u64,
     /// A leader sends a heartbeat at least this often.
     pub heartbeat_ticks: u64,

@@ -31,7 +31,7 @@ mod value;
 pub use config::{Config, ConfigError, Inject, MEMBERS_MAX};
 pub use ids::{Ballot, GroupId, InstanceId, NodeId};
 pub use message::{AppliedMark, Body, Message, PromiseEntry};
-pub use ready::{Apply, Divergence, PersistSeq, Ready, RejectReason, Rejected};
+pub use ready::{Apply, Divergence, PersistSeq, ReadId, Ready, RejectReason, Rejected};
 pub use record::{ChosenValue, Record};
 pub use replica::{CompactError, RecoverError, Replica, RoleKind, Status};
 pub use value::{Checksum, Command, Snapshot, SnapshotMeta, Value};

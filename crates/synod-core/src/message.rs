@@ -96,6 +96,10 @@ pub enum Body {
         chosen_end: InstanceId,
         /// The leader's applied point and checksum.
         applied: AppliedMark,
+        /// Numbers the leader's heartbeat rounds: an acknowledgement of probe
+        /// `p` from a majority confirms the reads that arrived before round
+        /// `p` was sent (see `replica/reads.rs`).
+        probe: u64,
     },
     /// Answer to a heartbeat: the follower's progress and checksum.
     HeartbeatAck {
@@ -105,6 +109,23 @@ pub enum Body {
         chosen_end: InstanceId,
         /// The follower's applied point and checksum.
         applied: AppliedMark,
+        /// The heartbeat's probe number.
+        probe: u64,
+    },
+    /// A follower asks the leader for a read index for the linearizable
+    /// reads its clients submitted.
+    ReadIndexRequest {
+        /// Chosen by the follower to match the reply.
+        id: u64,
+    },
+    /// The leader confirmed it still led after the request arrived: once the
+    /// follower has applied every instance below `index`, it may serve the
+    /// reads of request `id`.
+    ReadIndexReply {
+        /// The request answered.
+        id: u64,
+        /// The leader's log end when the request arrived.
+        index: InstanceId,
     },
     /// Client commands sent by a follower to the leader it knows.
     Forward {
@@ -160,6 +181,8 @@ impl Body {
             Body::CatchupReply { .. } => "catchup_reply",
             Body::SnapshotChunk { .. } => "snapshot_chunk",
             Body::SnapshotRequest { .. } => "snapshot_request",
+            Body::ReadIndexRequest { .. } => "read_index_request",
+            Body::ReadIndexReply { .. } => "read_index_reply",
         }
     }
 }

@@ -10,6 +10,11 @@ use crate::value::{Checksum, Command, Snapshot, Value};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct PersistSeq(pub u64);
 
+/// Names a linearizable read submitted with [`crate::Replica::read`]; chosen
+/// by the caller, handed back in [`Ready::reads`] or [`Ready::rejected_reads`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReadId(pub u64);
+
 /// One chosen instance to apply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Apply {
@@ -74,6 +79,11 @@ pub struct Divergence {
 ///    applying does not wait for `persist`.
 /// 5. `rejected`: answer these clients; the commands were not proposed.
 /// 6. `diverged`: raise an alarm; stop serving from this replica.
+/// 7. `reads`: serve these reads from the state machine now, *after* applying
+///    `apply` (and every earlier `apply`): that state includes every command
+///    that completed anywhere before the read was submitted.
+/// 8. `rejected_reads`: these reads were refused; retry them (a read has no
+///    effect, so a retry is always safe).
 #[derive(Debug, Default)]
 pub struct Ready {
     /// Records to append, in order.
@@ -90,6 +100,10 @@ pub struct Ready {
     pub rejected: Vec<Rejected>,
     /// Divergence detected with a peer.
     pub diverged: Vec<Divergence>,
+    /// Reads that may be served once `apply` is applied.
+    pub reads: Vec<ReadId>,
+    /// Reads refused.
+    pub rejected_reads: Vec<(ReadId, RejectReason)>,
 }
 
 impl Ready {
@@ -101,5 +115,7 @@ impl Ready {
             && self.apply.is_empty()
             && self.rejected.is_empty()
             && self.diverged.is_empty()
+            && self.reads.is_empty()
+            && self.rejected_reads.is_empty()
     }
 }

@@ -88,20 +88,24 @@ fn body() -> impl Strategy<Value = Body> {
         (ballot(), instance.clone())
             .prop_map(|(ballot, instance)| Body::Accepted { ballot, instance }),
         (ballot(), ballot()).prop_map(|(ballot, promised)| Body::Reject { ballot, promised }),
-        (ballot(), instance.clone(), mark.clone()).prop_map(|(ballot, chosen_end, applied)| {
-            Body::Heartbeat {
+        (ballot(), instance.clone(), mark.clone(), any::<u64>()).prop_map(
+            |(ballot, chosen_end, applied, probe)| Body::Heartbeat {
                 ballot,
                 chosen_end,
                 applied,
+                probe,
             }
-        }),
-        (ballot(), instance.clone(), mark).prop_map(|(ballot, chosen_end, applied)| {
-            Body::HeartbeatAck {
+        ),
+        (ballot(), instance.clone(), mark, any::<u64>()).prop_map(
+            |(ballot, chosen_end, applied, probe)| Body::HeartbeatAck {
                 ballot,
                 chosen_end,
                 applied,
+                probe,
             }
-        }),
+        ),
+        any::<u64>().prop_map(|id| Body::ReadIndexRequest { id }),
+        (any::<u64>(), instance.clone()).prop_map(|(id, index)| Body::ReadIndexReply { id, index }),
         prop::collection::vec(prop::collection::vec(any::<u8>(), 0..20), 0..4).prop_map(|cs| {
             Body::Forward {
                 commands: cs.into_iter().map(Bytes::from).collect(),

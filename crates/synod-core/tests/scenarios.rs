@@ -245,6 +245,7 @@ fn huge_round_is_refused_and_elections_still_work() {
                 applied_end: InstanceId(0),
                 checksum: Checksum(0),
             },
+            probe: 0,
         },
     });
     n.pump(1);

@@ -23,9 +23,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The magic bytes that open every handshake.
 pub const MAGIC: [u8; 4] = *b"SYND";
-/// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
-/// Length of a version-1 handshake payload.
+/// The protocol version this crate speaks. Version 2: heartbeats carry a read probe; read-index request and reply.
+pub const PROTOCOL_VERSION: u16 = 2;
+/// Length of a handshake payload (unchanged since version 1).
 pub const HANDSHAKE_PAYLOAD_BYTES: usize = 4 + 2 + 8 + 4 + 4;
 /// Largest first frame read before the peer is known; bounds what an
 /// unauthenticated socket can make us allocate.
@@ -56,7 +56,7 @@ pub(crate) enum HandshakeError {
     BadMagic([u8; 4]),
     #[error("speaks protocol version {theirs}, we speak {ours}")]
     Version { theirs: u16, ours: u16 },
-    #[error("sent a version-1 handshake of {0} bytes, expected {HANDSHAKE_PAYLOAD_BYTES}")]
+    #[error("sent a handshake of {0} bytes, expected {HANDSHAKE_PAYLOAD_BYTES}")]
     Length(usize),
     #[error("sent cluster id {theirs}, we are {ours}")]
     ClusterId { theirs: u64, ours: u64 },
@@ -258,7 +258,7 @@ mod tests {
         assert_eq!(
             frame,
             [
-                22, 0, 0, 0, b'S', b'Y', b'N', b'D', 1, 0, 8, 7, 6, 5, 4, 3, 2, 1, 1, 0, 0, 0, 2,
+                22, 0, 0, 0, b'S', b'Y', b'N', b'D', 2, 0, 8, 7, 6, 5, 4, 3, 2, 1, 1, 0, 0, 0, 2,
                 0, 0, 0
             ]
         );
@@ -277,12 +277,12 @@ mod tests {
         assert!(
             matches!(Handshake::parse(b"GET / HTTP"), Err(HandshakeError::BadMagic(m)) if &m == b"GET ")
         );
-        let mut v2 = hello(7, 1, 2).to_frame()[4..].to_vec();
-        v2[4] = 2;
-        v2.push(0);
+        let mut v1 = hello(7, 1, 2).to_frame()[4..].to_vec();
+        v1[4] = 1;
+        v1.push(0);
         assert!(matches!(
-            Handshake::parse(&v2),
-            Err(HandshakeError::Version { theirs: 2, ours: 1 })
+            Handshake::parse(&v1),
+            Err(HandshakeError::Version { theirs: 1, ours: 2 })
         ));
         let short = &hello(7, 1, 2).to_frame()[4..20];
         assert!(matches!(

@@ -116,7 +116,14 @@ impl World {
         }
     }
 
-    /// The history's operations in the order the log gave them effect.
+    /// The history's operations in the order the log gave them effect, with
+    /// each GET served by read index placed where the serving node's applied
+    /// prefix ended (reads at one point in the order they were served).
+    ///
+    /// Why that order must respect real time: every instance applied
+    /// anywhere before a read reached the leader lies below its read index
+    /// (see `synod-core/src/replica/reads.rs`), so a read that begins after
+    /// another ended is served at the same prefix or a longer one.
     ///
     /// This mirrors the exactly-once rule of [`crate::kv::Kv::apply`]: a
     /// command takes effect the first time the log holds it, unless the
@@ -124,7 +131,13 @@ impl World {
     fn log_order(&self) -> Vec<usize> {
         let mut order = Vec::new();
         let mut last_seq = BTreeMap::new();
-        for value in self.chosen.values() {
+        let mut reads = self.index_reads.clone();
+        reads.sort_unstable();
+        let mut reads = reads.into_iter().peekable();
+        for (instance, value) in &self.chosen {
+            while let Some((_, _, index)) = reads.next_if(|(prefix, _, _)| prefix <= instance) {
+                order.push(index);
+            }
             for command in value.commands() {
                 let Some(command) = decode(command) else {
                     continue;
@@ -139,6 +152,7 @@ impl World {
                 }
             }
         }
+        order.extend(reads.map(|(_, _, index)| index));
         order
     }
 

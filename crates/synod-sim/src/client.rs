@@ -3,11 +3,11 @@
 //! and recording every operation for the linearizability checker.
 
 use crate::kv::{encode, KvCommand};
-use crate::world::{Event, Phase, World};
+use crate::world::{Backlog, Event, Phase, World};
 use bytes::Bytes;
 use rand::Rng;
 use synod_check::{Op, Operation, Outcome};
-use synod_core::RejectReason;
+use synod_core::{ReadId, RejectReason};
 
 /// Delay before retrying when a node refused a command or is down.
 const RETRY_SOON_US: u64 = 20_000;
@@ -31,6 +31,14 @@ struct InFlight {
     node: Option<(usize, u64)>,
     /// Attempts that timed out or lost their node.
     failed_attempts: u32,
+    /// A GET served by read index (`Replica::read`), not through the log.
+    by_index: bool,
+}
+
+/// The read id of a client's operation: every attempt of one operation uses
+/// the same id (any of them may answer it: each began after the operation).
+fn read_id(client: usize, seq: u64) -> ReadId {
+    ReadId(((client as u64) << 40) | seq)
 }
 
 impl Client {
@@ -99,6 +107,8 @@ impl World {
             op: op.clone(),
         });
         self.proposed.insert(command.clone());
+        let by_index =
+            matches!(op, Op::Get { .. }) && self.read_rng.gen_bool(self.params.read_index_share);
         self.clients[client].current = Some(InFlight {
             op,
             command,
@@ -106,6 +116,7 @@ impl World {
             invoke_us: self.now_us,
             node: None,
             failed_attempts: 0,
+            by_index,
         });
         self.attempt(client);
     }
@@ -119,7 +130,6 @@ impl World {
         let Some(in_flight) = self.clients[client].current.as_mut() else {
             return;
         };
-        let command = in_flight.command.clone();
         let stale_key = match &in_flight.op {
             Op::Get { key } if self.faults.stale_read && self.nodes[node].replica.is_some() => {
                 Some(key.clone())
@@ -135,7 +145,7 @@ impl World {
         let Some(in_flight) = self.clients[client].current.as_mut() else {
             return;
         };
-        let Some(replica) = self.nodes[node].replica.as_mut() else {
+        if self.nodes[node].replica.is_none() {
             // Connection refused: certainly not proposed; try elsewhere soon.
             in_flight.node = None;
             self.schedule(
@@ -143,24 +153,63 @@ impl World {
                 Event::ClientWake { client, token },
             );
             return;
+        }
+        in_flight.node = Some((node, epoch));
+        let seq = in_flight.seq;
+        let at = self.now_us + self.params.attempt_timeout_us;
+        if self.nodes[node].paused {
+            // The request waits in the socket until the node wakes.
+            self.schedule(at, Event::ClientWake { client, token });
+            self.nodes[node]
+                .backlog
+                .push(Backlog::Submit { client, seq });
+        } else if self.submit(client, node, seq) {
+            self.schedule(at, Event::ClientWake { client, token });
+            self.pump(node);
+        }
+    }
+
+    /// Hands a client's current operation to a node's replica, if the client
+    /// still waits for it there. False if the replica refused it (the client
+    /// then retries soon) or the client no longer waits.
+    pub(crate) fn submit(&mut self, client: usize, node: usize, seq: u64) -> bool {
+        let epoch = self.nodes[node].epoch;
+        let Some(in_flight) = self.clients[client].current.as_mut() else {
+            return false;
         };
-        match replica.propose(command) {
-            Ok(()) => {
-                in_flight.node = Some((node, epoch));
-                let at = self.now_us + self.params.attempt_timeout_us;
-                self.schedule(at, Event::ClientWake { client, token });
-                self.pump(node);
-            }
+        if in_flight.seq != seq || in_flight.node != Some((node, epoch)) {
+            return false;
+        }
+        let Some(replica) = self.nodes[node].replica.as_mut() else {
+            return false;
+        };
+        let submitted = if in_flight.by_index {
+            replica.read(read_id(client, seq))
+        } else {
+            replica.propose(in_flight.command.clone())
+        };
+        match submitted {
+            Ok(()) => true,
             Err(
                 RejectReason::NoLeader | RejectReason::LostLeadership | RejectReason::Overloaded,
             ) => {
-                in_flight.node = None;
-                self.schedule(
-                    self.now_us + RETRY_SOON_US,
-                    Event::ClientWake { client, token },
-                );
+                self.retry_soon(client);
+                false
             }
         }
+    }
+
+    /// The current attempt was refused: try again soon, perhaps elsewhere.
+    fn retry_soon(&mut self, client: usize) {
+        self.clients[client].token += 1;
+        let token = self.clients[client].token;
+        if let Some(in_flight) = self.clients[client].current.as_mut() {
+            in_flight.node = None;
+        }
+        self.schedule(
+            self.now_us + RETRY_SOON_US,
+            Event::ClientWake { client, token },
+        );
     }
 
     /// The current attempt timed out or lost its node: retry, or give up (the
@@ -206,16 +255,42 @@ impl World {
                 .as_ref()
                 .is_some_and(|f| f.command == *command && f.node == Some((node, epoch)));
             if matches {
-                self.clients[client].token += 1;
-                let token = self.clients[client].token;
-                if let Some(in_flight) = self.clients[client].current.as_mut() {
-                    in_flight.node = None;
-                }
-                self.schedule(
-                    self.now_us + RETRY_SOON_US,
-                    Event::ClientWake { client, token },
-                );
+                self.retry_soon(client);
             }
+        }
+    }
+
+    /// A node may serve a read: answer its client from the node's state.
+    pub(crate) fn client_read_served(&mut self, node: usize, read: ReadId) {
+        let client = (read.0 >> 40) as usize;
+        let seq = read.0 & ((1 << 40) - 1);
+        let epoch = self.nodes[node].epoch;
+        let key = match self.clients.get(client).and_then(|c| c.current.as_ref()) {
+            Some(f) if f.by_index && f.seq == seq && f.node == Some((node, epoch)) => match &f.op {
+                Op::Get { key } => key.clone(),
+                _ => return,
+            },
+            _ => return,
+        };
+        let value = self.nodes[node].kv.data().get(&key).cloned();
+        let prefix = self.nodes[node].next_apply;
+        self.finish(client, Outcome::Value(value));
+        self.index_reads
+            .push((prefix, self.now_us, self.history.len() - 1));
+    }
+
+    /// A node refused a read: retry soon elsewhere.
+    pub(crate) fn client_read_rejected(&mut self, node: usize, read: ReadId) {
+        let client = (read.0 >> 40) as usize;
+        let seq = read.0 & ((1 << 40) - 1);
+        let epoch = self.nodes[node].epoch;
+        let waiting = self
+            .clients
+            .get(client)
+            .and_then(|c| c.current.as_ref())
+            .is_some_and(|f| f.by_index && f.seq == seq && f.node == Some((node, epoch)));
+        if waiting {
+            self.retry_soon(client);
         }
     }
 

@@ -27,7 +27,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use world::World;
 
 /// The deliberate bugs `--inject` can switch on, by name.
-pub const INJECTIONS: &[&str] = &["ack-before-fsync", "skip-adopt", "stale-read"];
+pub const INJECTIONS: &[&str] = &[
+    "ack-before-fsync",
+    "skip-adopt",
+    "stale-read",
+    "leader-local-reads",
+];
 
 /// Deliberate bugs for negative controls: in the protocol core, or in how a
 /// node serves clients.
@@ -48,6 +53,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
         "ack-before-fsync" => faults.core.ack_before_fsync = true,
         "skip-adopt" => faults.core.skip_adopt = true,
         "stale-read" => faults.stale_read = true,
+        "leader-local-reads" => faults.core.leader_local_reads = true,
         _ => return None,
     }
     Some(faults)

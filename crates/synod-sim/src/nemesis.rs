@@ -26,6 +26,7 @@ impl World {
             (w.bridge, 4),
             (w.one_way, 5),
             (w.flaky, 7),
+            (w.pause, 8),
             (w.heal, 6),
         ];
         let total: u32 = choices.iter().map(|(weight, _)| weight).sum();
@@ -108,6 +109,16 @@ impl World {
                 self.partition(Vec::new());
                 self.link_loss = links.into_iter().collect();
                 self.stats.nemesis.push("flaky");
+            }
+            8 => {
+                let node = self.leader_or_random();
+                if self.nodes[node].replica.is_some() && !self.nodes[node].paused {
+                    self.nodes[node].paused = true;
+                    let epoch = self.nodes[node].epoch;
+                    let duration = self.rng.gen_range(100_000..3_000_000);
+                    self.schedule(self.now_us + duration, Event::Resume { node, epoch });
+                    self.stats.nemesis.push("pause");
+                }
             }
             _ => {
                 self.blocked.clear();

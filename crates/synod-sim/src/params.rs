@@ -49,6 +49,10 @@ pub struct Params {
     /// and a node could not restart). Drawn from its own stream (see
     /// `World::new`) so that the other parameters of every seed stay as they were.
     pub eager_checkpoint: bool,
+    /// Share of GETs served by read index (`Replica::read`) instead of through
+    /// the log: 0 in half the seeds. Drawn, like each GET's choice, from a
+    /// stream of its own (see `World::new`).
+    pub read_index_share: f64,
     /// Probability that a crash keeps a random prefix of the unsynced records
     /// (written but not fsynced: a torn tail cut at a record boundary).
     pub torn_tail: f64,
@@ -74,6 +78,10 @@ pub struct NemesisWeights {
     pub one_way: u32,
     /// Give every directed link its own loss rate (flaky links).
     pub flaky: u32,
+    /// Freeze one node (often the leader) for a while, as a GC pause or
+    /// SIGSTOP does: what reaches it waits, and is handled in a random order
+    /// when it wakes. Drawn from its own stream (see `World::new`).
+    pub pause: u32,
     /// Heal the network.
     pub heal: u32,
 }
@@ -90,6 +98,7 @@ impl Params {
             bridge: on(rng, 0.4, 1),
             one_way: on(rng, 0.4, 2),
             flaky: on(rng, 0.5, 2),
+            pause: 0,
             heal: 3,
         };
         let storm = rng.gen_bool(0.33);
@@ -141,6 +150,7 @@ impl Params {
             },
             torn_tail: rng.gen_range(0.0..1.0),
             eager_checkpoint: false,
+            read_index_share: 0.0,
         }
     }
 }

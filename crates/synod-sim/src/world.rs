@@ -6,10 +6,11 @@ use crate::kv::{decode, Kv};
 use crate::params::Params;
 use crate::report::Stats;
 use bytes::Bytes;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet, VecDeque};
 use synod_check::Operation;
 use synod_core::{
     Apply, Checksum, Config, GroupId, InstanceId, Message, NodeId, PersistSeq, Replica, RoleKind,
@@ -46,6 +47,22 @@ pub(crate) enum Event {
     },
     Heal,
     EndLiveness,
+    Resume {
+        node: usize,
+        epoch: u64,
+    },
+}
+
+/// Something that reached a paused node, handled when it wakes.
+#[derive(Debug)]
+pub(crate) enum Backlog {
+    /// A message or an fsync completion.
+    Event(Event),
+    /// The ticks its clock missed, fired in a row (as the runtime's timer
+    /// catches up), at one random point among the rest.
+    Ticks(u64),
+    /// A client's request (its current operation, if still the same).
+    Submit { client: usize, seq: u64 },
 }
 
 struct Scheduled {
@@ -108,11 +125,17 @@ pub(crate) struct SimNode {
     /// A snapshot waiting for the running fsync to finish before it is
     /// checkpointed (`Params::eager_checkpoint`).
     pub(crate) checkpoint_due: Option<Snapshot>,
+    /// Frozen by the pause nemesis: everything for it waits in `backlog`.
+    pub(crate) paused: bool,
+    pub(crate) backlog: Vec<Backlog>,
+    pub(crate) missed_ticks: u64,
 }
 
 /// The whole simulation of one seed.
 pub(crate) struct World {
     pub(crate) rng: ChaCha8Rng,
+    /// Chooses which GETs go by read index (see `Params::read_index_share`).
+    pub(crate) read_rng: ChaCha8Rng,
     pub(crate) now_us: u64,
     pub(crate) seed: u64,
     pub(crate) params: Params,
@@ -131,6 +154,9 @@ pub(crate) struct World {
     pub(crate) history: Vec<Operation>,
     /// The history index of each operation, by (client, seq).
     pub(crate) history_index: BTreeMap<(u64, u64), usize>,
+    /// GETs served by read index: (the serving node's applied prefix then,
+    /// when, index in `history`). They place those reads in the witness.
+    pub(crate) index_reads: Vec<(u64, u64, usize)>,
     /// Every command a client ever proposed (validity).
     pub(crate) proposed: HashSet<Bytes>,
     /// The first value applied at each instance by anyone (agreement).
@@ -155,9 +181,18 @@ impl World {
         let mut params = Params::draw(&mut rng, nodes);
         params.eager_checkpoint =
             ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_C4EC_4B01_0000).gen_bool(0.5);
+        // Reads by read index came after the seeds above were pinned: their
+        // choices come from a stream of their own, so a seed without them
+        // runs exactly as before.
+        let mut read_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_4EAD_1DE7_0000);
+        params.read_index_share = if read_rng.gen_bool(0.5) { 0.75 } else { 0.0 };
+        // So do pauses (a fault added later too).
+        let mut pause_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_7A05_E000_0000);
+        params.weights.pause = if pause_rng.gen_bool(0.5) { 3 } else { 0 };
         let members: Vec<NodeId> = (1..=nodes as u32).map(NodeId).collect();
         let mut world = World {
             rng,
+            read_rng,
             now_us: 0,
             seed,
             heal_us: params.safety_us,
@@ -173,6 +208,7 @@ impl World {
             clients: Vec::new(),
             history: Vec::new(),
             history_index: BTreeMap::new(),
+            index_reads: Vec::new(),
             proposed: HashSet::new(),
             chosen: BTreeMap::new(),
             acknowledged: Vec::new(),
@@ -194,6 +230,9 @@ impl World {
                 next_apply: 0,
                 applied_checksum: Checksum::default(),
                 checkpoint_due: None,
+                paused: false,
+                backlog: Vec::new(),
+                missed_ticks: 0,
             });
         }
         for node in 0..nodes {
@@ -246,6 +285,12 @@ impl World {
                 if self.nodes[node].epoch != epoch {
                     return;
                 }
+                if self.nodes[node].paused {
+                    self.nodes[node].missed_ticks += 1;
+                    let at = self.now_us + self.params.tick_us[node];
+                    self.schedule(at, Event::Tick { node, epoch });
+                    return;
+                }
                 if let Some(replica) = self.nodes[node].replica.as_mut() {
                     replica.tick();
                     let at = self.now_us + self.params.tick_us[node];
@@ -259,6 +304,11 @@ impl World {
                 if self.blocked.contains(&(from, to)) {
                     return;
                 }
+                if self.nodes[to].paused {
+                    let event = Event::Deliver { msg };
+                    self.nodes[to].backlog.push(Backlog::Event(event));
+                    return;
+                }
                 if let Some(replica) = self.nodes[to].replica.as_mut() {
                     replica.step(msg);
                     self.pump(to);
@@ -269,7 +319,24 @@ impl World {
                 generation,
                 records,
                 through,
-            } => self.fsync_done(node, generation, records, through),
+            } => {
+                if self.nodes[node].paused {
+                    let event = Event::FsyncDone {
+                        node,
+                        generation,
+                        records,
+                        through,
+                    };
+                    self.nodes[node].backlog.push(Backlog::Event(event));
+                    return;
+                }
+                self.fsync_done(node, generation, records, through)
+            }
+            Event::Resume { node, epoch } => {
+                if self.nodes[node].epoch == epoch {
+                    self.resume(node);
+                }
+            }
             Event::Restart { node } => {
                 if self.nodes[node].replica.is_none() {
                     self.start_node(node);
@@ -327,6 +394,55 @@ impl World {
         self.pump(node);
     }
 
+    /// Wakes a paused node: it handles what reached it meanwhile as the
+    /// runtime's event loop would, picking at random, item by item, among its
+    /// sources (peer messages and fsync completions in arrival order, client
+    /// requests in arrival order, the missed timer ticks at once), so a
+    /// client's request may come before the messages that would tell it it
+    /// was deposed.
+    pub(crate) fn resume(&mut self, node: usize) {
+        if !self.nodes[node].paused {
+            return;
+        }
+        self.nodes[node].paused = false;
+        let backlog = std::mem::take(&mut self.nodes[node].backlog);
+        let missed = std::mem::take(&mut self.nodes[node].missed_ticks);
+        let (submits, events): (VecDeque<Backlog>, VecDeque<Backlog>) = backlog
+            .into_iter()
+            .partition(|item| matches!(item, Backlog::Submit { .. }));
+        let mut sources = [events, submits, VecDeque::new()];
+        if missed > 0 {
+            sources[2].push_back(Backlog::Ticks(missed));
+        }
+        loop {
+            let ready: Vec<usize> = (0..sources.len())
+                .filter(|k| !sources[*k].is_empty())
+                .collect();
+            let Some(&k) = ready.choose(&mut self.rng) else {
+                break;
+            };
+            let Some(item) = sources[k].pop_front() else {
+                break;
+            };
+            match item {
+                Backlog::Event(event) => self.handle(event),
+                Backlog::Ticks(count) => {
+                    for _ in 0..count {
+                        if let Some(replica) = self.nodes[node].replica.as_mut() {
+                            replica.tick();
+                            self.pump(node);
+                        }
+                    }
+                }
+                Backlog::Submit { client, seq } => {
+                    if self.submit(client, node, seq) {
+                        self.pump(node);
+                    }
+                }
+            }
+        }
+    }
+
     /// Kills a node: its memory and its unsynced writes are gone.
     pub(crate) fn crash(&mut self, node: usize) {
         let sim_node = &mut self.nodes[node];
@@ -335,6 +451,9 @@ impl World {
         }
         sim_node.replica = None;
         sim_node.checkpoint_due = None;
+        sim_node.paused = false;
+        sim_node.backlog.clear();
+        sim_node.missed_ticks = 0;
         sim_node.epoch += 1;
         // Unsynced records are lost, except that the disk may have written a
         // prefix of them before the power went (a torn tail cut at a record
@@ -391,6 +510,12 @@ impl World {
         }
         for rejected in ready.rejected {
             self.client_rejected(node, &rejected.command);
+        }
+        for read in ready.reads {
+            self.client_read_served(node, read);
+        }
+        for (read, _) in ready.rejected_reads {
+            self.client_read_rejected(node, read);
         }
         for divergence in ready.diverged {
             self.violation(format!(
@@ -584,6 +709,7 @@ impl World {
         self.network_token += 1;
         self.params.loss = 0.0;
         for node in 0..self.nodes.len() {
+            self.resume(node);
             if self.nodes[node].replica.is_none() {
                 self.start_node(node);
             }

@@ -37,3 +37,16 @@ fn stale_reads_are_caught_by_the_linearizability_checker() {
     let caught = first_caught_by("stale-read", "linearizability");
     assert!(caught.is_some(), "stale reads went unnoticed for 300 seeds");
 }
+
+/// A leader that serves reads from its own state without confirming it still
+/// leads: only a deposed leader that has not noticed serves stale values,
+/// which takes a pause (as a GC pause or SIGSTOP makes) longer than an
+/// election, a new leader's write, and a read handled before the news.
+#[test]
+fn leader_local_reads_are_caught_by_the_linearizability_checker() {
+    let caught = first_caught_by("leader-local-reads", "linearizab");
+    assert!(
+        caught.is_some(),
+        "leader-local reads went unnoticed for 300 seeds"
+    );
+}

@@ -14,6 +14,10 @@
 //!    requests of this node whose commands took effect.
 //! 5. `rejected`: those commands were not proposed; retry them later.
 //! 6. `diverged`: alarm, and refuse to serve from this replica.
+//! 7. `reads`: answer these linearizable reads from the state machine, now
+//!    that `apply` is applied (reads use the core's read index: no log
+//!    instance, no fsync; see `synod-core/src/replica/reads.rs`).
+//! 8. `rejected_reads`: retry them later.
 
 use crate::config::NodeConfig;
 use crate::envelope::{Envelope, Kind, Sessions};
@@ -26,7 +30,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use synod_core::{
-    Checksum, Config, GroupId, InstanceId, Message, NodeId, PersistSeq, Replica, RoleKind,
+    Checksum, Config, GroupId, InstanceId, Message, NodeId, PersistSeq, ReadId, Replica, RoleKind,
     Snapshot, SnapshotMeta,
 };
 use synod_net::{Net, NetConfig};
@@ -62,6 +66,16 @@ struct Waiter {
     next_retry: Instant,
 }
 
+/// A linearizable read waiting for the core's read index.
+struct ReadWaiter {
+    query: Bytes,
+    reply: oneshot::Sender<Result<Bytes, RequestError>>,
+    deadline: Instant,
+    /// When to submit it again if the core has not answered (a refused read
+    /// is due at once).
+    next_retry: Instant,
+}
+
 /// A finished write + fdatasync of the log.
 struct SyncDone {
     job: SyncJob,
@@ -79,6 +93,9 @@ pub(crate) struct Driver<S> {
     session: u64,
     next_seq: u64,
     waiters: BTreeMap<u64, Waiter>,
+    /// Reads by the id given to the core (fresh for every submission).
+    reads: BTreeMap<u64, ReadWaiter>,
+    next_read: u64,
     wal: Wal,
     /// Everything handed to `wal.append` so far is covered by this.
     appended_through: PersistSeq,
@@ -207,13 +224,15 @@ impl<S: StateMachine> Driver<S> {
             ?election_max,
             records = recovered.records.len(),
             snapshot_end = snapshot_end.0,
-            "node started: fsync on every log write (group commit); reads go through the log"
+            "node started: fsync on every log write (group commit); linearizable reads by read index"
         );
         let (sync_tx, sync_rx) = mpsc::channel(1);
         let driver = Driver {
             session: random_u64(),
             next_seq: 1,
             waiters: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            next_read: 1,
             replica,
             machine,
             sessions,
@@ -261,6 +280,9 @@ impl<S: StateMachine> Driver<S> {
                 .reply
                 .send(Err(RequestError::Stopped(reason.clone())));
         }
+        for (_, read) in std::mem::take(&mut self.reads) {
+            let _ = read.reply.send(Err(RequestError::Stopped(reason.clone())));
+        }
         self.submit.close();
         while let Ok(Submit::Request { reply, .. }) = self.submit.try_recv() {
             let _ = reply.send(Err(RequestError::Stopped(reason.clone())));
@@ -278,7 +300,7 @@ impl<S: StateMachine> Driver<S> {
         let mut ticker = tokio::time::interval(self.cfg.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let admit = self.waiters.len() < self.cfg.requests_in_flight_max;
+            let admit = self.waiters.len() + self.reads.len() < self.cfg.requests_in_flight_max;
             tokio::select! {
                 biased;
                 Some(done) = self.sync_rx.recv() => self.sync_done(done)?,
@@ -301,7 +323,7 @@ impl<S: StateMachine> Driver<S> {
                     };
                     self.request(kind, payload, reply);
                     for _ in 1..SUBMIT_BATCH_MAX {
-                        if self.waiters.len() >= self.cfg.requests_in_flight_max {
+                        if self.waiters.len() + self.reads.len() >= self.cfg.requests_in_flight_max {
                             break;
                         }
                         match self.submit.try_recv() {
@@ -350,6 +372,17 @@ impl<S: StateMachine> Driver<S> {
             let _ = reply.send(Ok(self.machine.query(&payload, &ctx)));
             return;
         }
+        if kind == Kind::Read {
+            let now = Instant::now();
+            let read = ReadWaiter {
+                query: payload,
+                reply,
+                deadline: now + self.cfg.request_timeout,
+                next_retry: now,
+            };
+            self.submit_read(read, now);
+            return;
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         let low_mark = self.waiters.keys().next().copied().unwrap_or(seq);
@@ -371,6 +404,34 @@ impl<S: StateMachine> Driver<S> {
         };
         self.propose(&mut waiter, now);
         self.waiters.insert(seq, waiter);
+    }
+
+    /// Hands a read to the core under a fresh id (an answer to an earlier
+    /// submission of the same read finds no waiter and is dropped).
+    fn submit_read(&mut self, mut read: ReadWaiter, now: Instant) {
+        let id = self.next_read;
+        self.next_read += 1;
+        if self.replica.status().role != RoleKind::Leader {
+            self.metrics.forwarded.fetch_add(1, Relaxed);
+        }
+        read.next_retry = match self.replica.read(ReadId(id)) {
+            Ok(()) => now + self.cfg.retry_interval,
+            // No leader yet, or too busy: try again at the next scan.
+            Err(_) => now,
+        };
+        self.reads.insert(id, read);
+    }
+
+    /// Answers a read the core released: the state machine now includes
+    /// every command that completed before the read was submitted.
+    fn serve_read(&mut self, id: u64) {
+        if let Some(read) = self.reads.remove(&id) {
+            let ctx = ApplyContext {
+                instance: self.applied_end,
+                time_ms: now_ms(),
+            };
+            let _ = read.reply.send(Ok(self.machine.query(&read.query, &ctx)));
+        }
     }
 
     fn propose(&mut self, waiter: &mut Waiter, now: Instant) {
@@ -404,6 +465,26 @@ impl<S: StateMachine> Driver<S> {
             }
         }
         self.retry(|w| w.next_retry <= now);
+        let expired: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.deadline <= now || r.next_retry <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let Some(read) = self.reads.remove(&id) else {
+                continue;
+            };
+            if read.deadline <= now {
+                self.metrics.timeouts.fetch_add(1, Relaxed);
+                let _ = read
+                    .reply
+                    .send(Err(RequestError::Timeout(self.cfg.request_timeout)));
+            } else {
+                self.metrics.retries.fetch_add(1, Relaxed);
+                self.submit_read(read, now);
+            }
+        }
     }
 
     fn retry(&mut self, due: impl Fn(&Waiter) -> bool) {
@@ -456,6 +537,14 @@ impl<S: StateMachine> Driver<S> {
                     }
                 }
             }
+            for read in ready.reads {
+                self.serve_read(read.0);
+            }
+            for (read, _) in ready.rejected_reads {
+                if let Some(waiter) = self.reads.get_mut(&read.0) {
+                    waiter.next_retry = Instant::now();
+                }
+            }
             for divergence in ready.diverged {
                 error!(
                     peer = divergence.peer.0,
@@ -467,6 +556,9 @@ impl<S: StateMachine> Driver<S> {
                 self.diverged = true;
                 for (_, waiter) in std::mem::take(&mut self.waiters) {
                     let _ = waiter.reply.send(Err(RequestError::Diverged));
+                }
+                for (_, read) in std::mem::take(&mut self.reads) {
+                    let _ = read.reply.send(Err(RequestError::Diverged));
                 }
             }
             self.maybe_snapshot();
@@ -649,7 +741,7 @@ impl<S: StateMachine> Driver<S> {
             applied_end: self.applied_end,
             checksum: self.checksum,
             snapshot_end: self.snapshot_end,
-            requests_waiting: self.waiters.len(),
+            requests_waiting: self.waiters.len() + self.reads.len(),
             diverged: self.diverged,
             stopped: None,
             fatal: false,

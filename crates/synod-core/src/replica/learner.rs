@@ -121,6 +121,7 @@ impl Replica {
         ballot: Ballot,
         chosen_end: InstanceId,
         applied: AppliedMark,
+        probe: u64,
     ) {
         self.observe(ballot);
         if ballot < self.acceptor.promised || ballot.node != from {
@@ -131,6 +132,8 @@ impl Replica {
         self.follow(from);
         self.learn_commit(ballot, chosen_end);
         self.compare_checksum(from, applied);
+        // Safety of leader reads (see `reads.rs`): this acknowledgement says
+        // that, now, no ballot above `ballot` is promised here.
         let body = Body::HeartbeatAck {
             ballot,
             chosen_end: self.learner.chosen_end,
@@ -138,6 +141,7 @@ impl Replica {
                 applied_end: self.learner.applied_end,
                 checksum: self.learner.checksum,
             },
+            probe,
         };
         self.send(from, body, Gate::Now);
     }
@@ -148,10 +152,12 @@ impl Replica {
         ballot: Ballot,
         chosen_end: InstanceId,
         applied: AppliedMark,
+        probe: u64,
     ) {
         self.note_ack(from, ballot);
         self.learner.commit_seen = self.learner.commit_seen.max(chosen_end);
         self.compare_checksum(from, applied);
+        self.note_probe_ack(from, ballot, probe);
     }
 
     /// Compares a peer's applied mark with ours at the same instance.

@@ -10,6 +10,7 @@
 mod acceptor;
 mod learner;
 mod proposer;
+mod reads;
 mod recover;
 mod snapshot;
 
@@ -142,12 +143,16 @@ fn within_limits(body: &Body) -> bool {
             ballot,
             chosen_end,
             applied,
+            ..
         }
         | Body::HeartbeatAck {
             ballot,
             chosen_end,
             applied,
+            ..
         } => ballot_ok(ballot) && instance_ok(chosen_end) && instance_ok(&applied.applied_end),
+        Body::ReadIndexRequest { .. } => true,
+        Body::ReadIndexReply { index, .. } => instance_ok(index),
         Body::Forward { .. } => true,
         Body::CatchupRequest { from, to } => instance_ok(from) && instance_ok(to),
         Body::CatchupReply { entries } => entries.iter().all(|(i, _)| instance_ok(i)),
@@ -210,6 +215,14 @@ struct Leader {
     /// follower waiting to answer a forwarded command must not wait a
     /// heartbeat interval to learn it is chosen.
     announced_chosen_end: InstanceId,
+    /// Read confirmation (see `reads.rs`): the last heartbeat round sent,
+    /// when, and per member index the highest round it acknowledged.
+    probe_sent: u64,
+    probe_sent_tick: u64,
+    probe_acked: Vec<u64>,
+    /// Reads waiting for a majority to acknowledge a round sent after they
+    /// arrived, in arrival (hence round) order.
+    unconfirmed: VecDeque<reads::Unconfirmed>,
 }
 
 #[derive(Debug)]
@@ -249,6 +262,8 @@ pub struct Replica {
     held: VecDeque<(u64, Message)>,
     /// Messages to this replica itself, handled before the current call returns.
     inbox: VecDeque<Message>,
+    /// Linearizable reads in progress (see `reads.rs`).
+    reads: reads::ReadState,
     ready: Ready,
 }
 
@@ -256,7 +271,8 @@ impl Replica {
     /// A replica with empty durable state (a brand new member).
     pub fn new(cfg: Config) -> Result<Replica, ConfigError> {
         cfg.validate()?;
-        let rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let reads = reads::ReadState::new(rng.gen());
         let mut replica = Replica {
             cfg,
             rng,
@@ -289,6 +305,7 @@ impl Replica {
             durable: 0,
             held: VecDeque::new(),
             inbox: VecDeque::new(),
+            reads,
             ready: Ready::default(),
         };
         replica.election_due_tick = if replica.cfg.members.len() == 1 {
@@ -327,6 +344,7 @@ impl Replica {
             Role::Leader(_) => self.tick_leader(),
         }
         self.tick_catchup();
+        self.tick_reads();
         self.drain_inbox();
     }
 
@@ -381,9 +399,11 @@ impl Replica {
     /// an instance (adaptive batching: the busier, the bigger the batches).
     pub fn take_ready(&mut self) -> Ready {
         self.flush_proposals();
+        self.flush_reads();
         self.announce_chosen();
         self.flush_forwards();
         self.drain_inbox();
+        self.release_reads();
         std::mem::take(&mut self.ready)
     }
 
@@ -443,12 +463,16 @@ impl Replica {
                 ballot,
                 chosen_end,
                 applied,
-            } => self.handle_heartbeat(from, ballot, chosen_end, applied),
+                probe,
+            } => self.handle_heartbeat(from, ballot, chosen_end, applied, probe),
             Body::HeartbeatAck {
                 ballot,
                 chosen_end,
                 applied,
-            } => self.handle_heartbeat_ack(from, ballot, chosen_end, applied),
+                probe,
+            } => self.handle_heartbeat_ack(from, ballot, chosen_end, applied, probe),
+            Body::ReadIndexRequest { id } => self.handle_read_index_request(from, id),
+            Body::ReadIndexReply { id, index } => self.handle_read_index_reply(from, id, index),
             Body::Forward { commands } => self.handle_forward(commands),
             Body::CatchupRequest { from: first, to } => {
                 self.handle_catchup_request(from, first, to)
@@ -538,6 +562,12 @@ impl Replica {
             Role::Candidate(_) => RejectReason::NoLeader,
             Role::Leader(_) => RejectReason::LostLeadership,
         };
+        if let Role::Leader(leader) = &mut self.role {
+            // Unconfirmed reads cannot be confirmed any more; confirmed ones
+            // (waiting to be applied) stay valid and are served later.
+            let unconfirmed = std::mem::take(&mut leader.unconfirmed);
+            self.reject_unconfirmed(unconfirmed);
+        }
         self.role = Role::Follower;
         if self.leader == Some(self.cfg.id) {
             self.leader = None;

@@ -165,6 +165,10 @@ impl Replica {
             last_ack_tick: vec![self.now; members],
             heartbeat_sent_tick: self.now,
             announced_chosen_end: InstanceId(0),
+            probe_sent: 0,
+            probe_sent_tick: self.now,
+            probe_acked: vec![0; members],
+            unconfirmed: std::collections::VecDeque::new(),
         });
         self.flush_proposals();
         self.send_heartbeats();
@@ -421,6 +425,10 @@ impl Replica {
             return;
         };
         leader.heartbeat_sent_tick = self.now;
+        // Every heartbeat round is a read probe (see `reads.rs`).
+        leader.probe_sent += 1;
+        leader.probe_sent_tick = self.now;
+        let probe = leader.probe_sent;
         let ballot = leader.ballot;
         let chosen_end = self.learner.chosen_end;
         leader.announced_chosen_end = chosen_end;
@@ -435,6 +443,7 @@ impl Replica {
                     ballot,
                     chosen_end,
                     applied,
+                    probe,
                 };
                 self.send(to, body, Gate::Now);
             }

@@ -1,0 +1,340 @@
+//! Linearizable reads without the log (read index).
+//!
+//! A read submitted at time `t` must see every command that completed
+//! anywhere before `t`. Sending it through the log costs a Paxos round and an
+//! fsync at a majority; this costs one heartbeat round and no disk write:
+//!
+//! 1. The leader notes its *read index*: the next instance it would propose
+//!    (`Leader::next_instance`), and the next heartbeat round (probe).
+//! 2. It sends that round (at once, or when the round in flight is answered:
+//!    reads that arrive meanwhile share the next one) and waits until a
+//!    majority, itself included, acknowledged it at its ballot.
+//! 3. Once every instance below the read index is applied, the read is served
+//!    from the state machine.
+//!
+//! Followers ask the leader for a read index (`ReadIndexRequest`), wait
+//! until they have applied up to it and serve the read themselves.
+//!
+//! Safety. Claim: every instance applied anywhere before the read arrived at
+//! the leader `L` (ballot `b`) lies below its read index. Such an instance
+//! `i` was chosen, at some ballot. If at a ballot `<= b`: either `L` chose it
+//! (then `L` proposed it, below its log end), or an earlier leader did, and
+//! then a majority accepted it, so phase 1 for `b` (complete before `L`
+//! leads) heard of it from the majority that promised, and `become_leader`
+//! put the log end past it. If at a ballot `b' > b`: the leader of `b'`
+//! finished phase 1 with promises from a majority `P`; `L`'s round was
+//! acknowledged by a majority `A` at `b`; an acceptor in `A ∩ P`
+//! acknowledged (promise `<= b`) *after* the read arrived, so it promised
+//! `b'` after that, and `i` was chosen after the read arrived: a
+//! contradiction. An acknowledgement is sent only by an acceptor whose
+//! promise is at most `b` (`handle_heartbeat`), and promises only grow (a
+//! crash loses only promises never announced).
+//!
+//! So the state a read is served from holds every command that completed
+//! before the read began (its instance was applied where it completed), and
+//! it is a prefix of the one log; a later read is served from a prefix at
+//! least as long as any state an earlier read saw (those instances were
+//! applied before it began). Reads and writes therefore linearize in log
+//! order, each read at the end of the prefix it was served from.
+//!
+//! Nothing here depends on clocks: a deposed leader that has not noticed
+//! cannot confirm a round, because the majority that elected its successor
+//! refuses its heartbeats.
+
+use super::{Replica, Role};
+use crate::ids::{Ballot, InstanceId, NodeId};
+use crate::message::Body;
+use crate::ready::{ReadId, RejectReason};
+use std::collections::BTreeMap;
+
+use super::Gate;
+
+/// A read at the leader, waiting for its round to be confirmed.
+#[derive(Debug)]
+pub(super) struct Unconfirmed {
+    origin: Origin,
+    /// The leader's log end when the read arrived.
+    index: InstanceId,
+    /// The first heartbeat round sent after the read arrived.
+    probe: u64,
+}
+
+/// Who asked.
+#[derive(Debug)]
+enum Origin {
+    /// A read submitted here.
+    Local(ReadId),
+    /// A follower's request: answered with a `ReadIndexReply`.
+    Remote(NodeId, u64),
+}
+
+/// A follower's request to the leader, waiting for its reply.
+#[derive(Debug)]
+struct Asked {
+    leader: NodeId,
+    reads: Vec<(ReadId, u64)>,
+    sent_tick: u64,
+}
+
+/// Reads in progress at one replica.
+#[derive(Debug)]
+pub(super) struct ReadState {
+    /// Follower: reads to ask the leader about, with the tick each was submitted.
+    unsent: Vec<(ReadId, u64)>,
+    /// Follower: requests sent, by request id.
+    asked: BTreeMap<u64, Asked>,
+    /// Follower: the next request id. Starts at a random point so that a
+    /// reply to a previous incarnation's request is not taken for ours.
+    next_request: u64,
+    /// Confirmed reads waiting until every instance below their index is applied.
+    waiting: Vec<(InstanceId, ReadId)>,
+}
+
+impl ReadState {
+    pub(super) fn new(first_request: u64) -> ReadState {
+        ReadState {
+            unsent: Vec::new(),
+            asked: BTreeMap::new(),
+            next_request: first_request,
+            waiting: Vec::new(),
+        }
+    }
+
+    fn queued(&self) -> usize {
+        self.unsent.len() + self.asked.values().map(|a| a.reads.len()).sum::<usize>()
+    }
+}
+
+impl Replica {
+    /// Submits a linearizable read. The replica hands `id` back in
+    /// [`crate::Ready::reads`] once the state machine, after applying that
+    /// `Ready`'s `apply`, includes every command that completed before now; or
+    /// in [`crate::Ready::rejected_reads`] (retry it). Costs no log instance:
+    /// one heartbeat round at the leader, shared by the reads that arrive
+    /// together, plus a request to the leader from a follower.
+    pub fn read(&mut self, id: ReadId) -> Result<(), RejectReason> {
+        let limit = self.cfg.pending_commands_max;
+        if self.injected().leader_local_reads && matches!(self.role, Role::Leader(_)) {
+            self.reads.waiting.push((InstanceId(0), id));
+            return Ok(());
+        }
+        match &mut self.role {
+            Role::Leader(leader) => {
+                if leader.unconfirmed.len() >= limit {
+                    return Err(RejectReason::Overloaded);
+                }
+                leader.unconfirmed.push_back(Unconfirmed {
+                    origin: Origin::Local(id),
+                    index: leader.next_instance,
+                    probe: leader.probe_sent + 1,
+                });
+                Ok(())
+            }
+            Role::Candidate(_) => Err(RejectReason::NoLeader),
+            Role::Follower => {
+                if self.leader.is_none() {
+                    return Err(RejectReason::NoLeader);
+                }
+                if self.reads.queued() >= limit {
+                    return Err(RejectReason::Overloaded);
+                }
+                self.reads.unsent.push((id, self.now));
+                Ok(())
+            }
+        }
+    }
+
+    /// A follower asks for a read index.
+    pub(super) fn handle_read_index_request(&mut self, from: NodeId, id: u64) {
+        let limit = self.cfg.pending_commands_max;
+        // Not leading: no answer; the follower asks again or gives up.
+        if let Role::Leader(leader) = &mut self.role {
+            if leader.unconfirmed.len() < limit {
+                leader.unconfirmed.push_back(Unconfirmed {
+                    origin: Origin::Remote(from, id),
+                    index: leader.next_instance,
+                    probe: leader.probe_sent + 1,
+                });
+            }
+        }
+    }
+
+    /// The leader answered a request of ours.
+    pub(super) fn handle_read_index_reply(&mut self, from: NodeId, id: u64, index: InstanceId) {
+        // The reply is valid whoever leads now: it was confirmed after our
+        // request (hence after every read in it) arrived. Only the node we
+        // asked can answer, and only once.
+        if self.reads.asked.get(&id).is_some_and(|a| a.leader == from) {
+            if let Some(asked) = self.reads.asked.remove(&id) {
+                for (read, _) in asked.reads {
+                    self.reads.waiting.push((index, read));
+                }
+            }
+        }
+    }
+
+    /// A follower acknowledged heartbeat round `probe` of ballot `ballot`.
+    pub(super) fn note_probe_ack(&mut self, from: NodeId, ballot: Ballot, probe: u64) {
+        let Some(k) = self.member_index(from) else {
+            return;
+        };
+        if let Role::Leader(leader) = &mut self.role {
+            if leader.ballot == ballot && probe <= leader.probe_sent {
+                leader.probe_acked[k] = leader.probe_acked[k].max(probe);
+                self.confirm_reads();
+            }
+        }
+    }
+
+    /// The highest round a majority (this leader included) acknowledged.
+    fn probe_confirmed(&self) -> u64 {
+        let Role::Leader(leader) = &self.role else {
+            return 0;
+        };
+        let me = self.member_index(self.cfg.id);
+        let mut acked: Vec<u64> = leader
+            .probe_acked
+            .iter()
+            .enumerate()
+            .map(|(k, p)| if Some(k) == me { leader.probe_sent } else { *p })
+            .collect();
+        acked.sort_unstable_by(|a, b| b.cmp(a));
+        acked[self.cfg.quorum() - 1]
+    }
+
+    /// Moves the reads whose round a majority acknowledged on: local ones
+    /// wait to be applied, remote ones are answered.
+    fn confirm_reads(&mut self) {
+        let confirmed = self.probe_confirmed();
+        let mut replies = Vec::new();
+        if let Role::Leader(leader) = &mut self.role {
+            while leader
+                .unconfirmed
+                .front()
+                .is_some_and(|u| u.probe <= confirmed)
+            {
+                let Some(read) = leader.unconfirmed.pop_front() else {
+                    break;
+                };
+                match read.origin {
+                    Origin::Local(id) => self.reads.waiting.push((read.index, id)),
+                    Origin::Remote(node, id) => replies.push((node, id, read.index)),
+                }
+            }
+        }
+        for (node, id, index) in replies {
+            self.send(node, Body::ReadIndexReply { id, index }, Gate::Now);
+        }
+    }
+
+    /// Called from `take_ready`: sends a follower's new reads to the leader;
+    /// at the leader, starts a round for reads that need one.
+    pub(super) fn flush_reads(&mut self) {
+        if !self.reads.unsent.is_empty() {
+            let unsent = std::mem::take(&mut self.reads.unsent);
+            match (&mut self.role, self.leader) {
+                (Role::Follower, Some(leader)) if leader != self.cfg.id => {
+                    let id = self.reads.next_request;
+                    self.reads.next_request = id.wrapping_add(1);
+                    self.reads.asked.insert(
+                        id,
+                        Asked {
+                            leader,
+                            reads: unsent,
+                            sent_tick: self.now,
+                        },
+                    );
+                    self.send(leader, Body::ReadIndexRequest { id }, Gate::Now);
+                }
+                (Role::Leader(leader), _) => {
+                    for (id, _) in unsent {
+                        leader.unconfirmed.push_back(Unconfirmed {
+                            origin: Origin::Local(id),
+                            index: leader.next_instance,
+                            probe: leader.probe_sent + 1,
+                        });
+                    }
+                }
+                _ => {
+                    for (id, _) in unsent {
+                        self.ready.rejected_reads.push((id, RejectReason::NoLeader));
+                    }
+                }
+            }
+        }
+        let confirmed = self.probe_confirmed();
+        let Role::Leader(leader) = &self.role else {
+            return;
+        };
+        let needs_round = leader
+            .unconfirmed
+            .back()
+            .is_some_and(|u| u.probe > leader.probe_sent);
+        // One round in flight at a time: reads arriving meanwhile share the
+        // next. A round that is not answered in time is superseded.
+        let round_free = confirmed >= leader.probe_sent
+            || self.now - leader.probe_sent_tick >= self.cfg.retransmit_ticks;
+        if needs_round && round_free {
+            self.send_heartbeats();
+            // Alone, the round is confirmed by this replica's own vote.
+            self.confirm_reads();
+        }
+    }
+
+    /// Called from `take_ready` last: hands out confirmed reads whose index
+    /// is applied (their values are in this or an earlier `Ready::apply`).
+    pub(super) fn release_reads(&mut self) {
+        let applied_end = self.learner.applied_end;
+        let ready = &mut self.ready.reads;
+        self.reads.waiting.retain(|(index, id)| {
+            if *index <= applied_end {
+                ready.push(*id);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Asks again for requests unanswered for a retransmit interval (the
+    /// request or its reply may be lost, or the leader changed), and refuses
+    /// reads that waited an election timeout without an answer.
+    pub(super) fn tick_reads(&mut self) {
+        let now = self.now;
+        let due: Vec<u64> = self
+            .reads
+            .asked
+            .iter()
+            .filter(|(_, a)| now - a.sent_tick >= self.cfg.retransmit_ticks)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let Some(asked) = self.reads.asked.remove(&id) else {
+                continue;
+            };
+            for (read, submitted) in asked.reads {
+                if now - submitted >= self.cfg.election_ticks {
+                    self.ready
+                        .rejected_reads
+                        .push((read, RejectReason::NoLeader));
+                } else {
+                    self.reads.unsent.push((read, submitted));
+                }
+            }
+        }
+    }
+
+    /// Refuses reads a deposed leader can no longer confirm.
+    pub(super) fn reject_unconfirmed(
+        &mut self,
+        unconfirmed: std::collections::VecDeque<Unconfirmed>,
+    ) {
+        for read in unconfirmed {
+            if let Origin::Local(id) = read.origin {
+                self.ready
+                    .rejected_reads
+                    .push((id, RejectReason::LostLeadership));
+            }
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Linearizable reads by read index (`Replica::read`), message by message.
+
+use bytes::Bytes;
+use synod_core::*;
+
+struct Net {
+    r: Vec<Replica>,
+    pool: Vec<Message>,
+    applied: Vec<Vec<Bytes>>,
+    /// Per node, reads served: (read id, commands applied when it was served).
+    served: Vec<Vec<(u64, usize)>>,
+    refused: Vec<Vec<(u64, RejectReason)>>,
+}
+
+impl Net {
+    fn new(n: u32) -> Net {
+        let members: Vec<NodeId> = (1..=n).map(NodeId).collect();
+        let r = members
+            .iter()
+            .map(|id| {
+                let mut cfg = Config::new(*id, members.clone());
+                cfg.seed = u64::from(id.0) * 7919;
+                Replica::new(cfg).unwrap()
+            })
+            .collect();
+        Net {
+            r,
+            pool: vec![],
+            applied: vec![vec![]; n as usize],
+            served: vec![vec![]; n as usize],
+            refused: vec![vec![]; n as usize],
+        }
+    }
+    fn pump(&mut self, id: u32) {
+        let k = id as usize - 1;
+        loop {
+            let ready = self.r[k].take_ready();
+            if ready.is_empty() {
+                break;
+            }
+            self.pool.extend(ready.messages);
+            for apply in ready.apply {
+                self.applied[k].extend(apply.value.commands().iter().cloned());
+            }
+            for read in ready.reads {
+                self.served[k].push((read.0, self.applied[k].len()));
+            }
+            for (read, reason) in ready.rejected_reads {
+                self.refused[k].push((read.0, reason));
+            }
+            if !ready.persist.is_empty() {
+                self.r[k].persisted(ready.persist_through);
+            }
+        }
+    }
+    fn tick(&mut self, id: u32) {
+        self.r[id as usize - 1].tick();
+        self.pump(id);
+    }
+    fn role(&self, id: u32) -> RoleKind {
+        self.r[id as usize - 1].status().role
+    }
+    /// Delivers messages matching `pred`, drops the rest, until quiet.
+    fn exchange(&mut self, pred: impl Fn(&Message) -> bool) {
+        let mut kept = Vec::new();
+        loop {
+            let msgs = std::mem::take(&mut self.pool);
+            if msgs.is_empty() {
+                self.pool = kept;
+                return;
+            }
+            for m in msgs {
+                if pred(&m) {
+                    let to = m.to.0;
+                    self.r[to as usize - 1].step(m);
+                    self.pump(to);
+                } else {
+                    kept.push(m);
+                }
+            }
+        }
+    }
+    /// Node `id` wins an election with the nodes in `voters`.
+    fn elect(&mut self, id: u32, voters: &[u32]) {
+        for _ in 0..1000 {
+            if self.role(id) == RoleKind::Candidate {
+                break;
+            }
+            self.pool.clear();
+            self.tick(id);
+        }
+        let voters = voters.to_vec();
+        self.exchange(|m| {
+            let both = |a: u32, b: u32| {
+                (m.from.0 == a && voters.contains(&b))
+                    || (m.to.0 == a && voters.contains(&m.from.0))
+            };
+            matches!(m.body, Body::Prepare { .. } | Body::Promise { .. }) && both(id, m.to.0)
+                || m.from.0 == m.to.0
+        });
+        assert_eq!(self.role(id), RoleKind::Leader);
+    }
+    fn write(&mut self, at: u32, command: &'static [u8], among: &[u32]) {
+        self.r[at as usize - 1]
+            .propose(Bytes::from_static(command))
+            .unwrap();
+        self.pump(at);
+        let among = among.to_vec();
+        self.exchange(|m| among.contains(&m.from.0) && among.contains(&m.to.0));
+    }
+}
+
+#[test]
+fn a_leader_serves_a_read_only_after_a_majority_answers_a_later_heartbeat() {
+    let mut n = Net::new(3);
+    n.elect(1, &[2, 3]);
+    n.write(1, b"x", &[1, 2, 3]);
+    assert_eq!(n.applied[0].len(), 1);
+    n.pool.clear();
+    n.r[0].read(ReadId(7)).unwrap();
+    n.pump(1);
+    assert!(n.served[0].is_empty(), "served before any confirmation");
+    let probes: Vec<Message> = n.pool.clone();
+    assert!(
+        probes
+            .iter()
+            .any(|m| matches!(m.body, Body::Heartbeat { .. })),
+        "a read starts a heartbeat round"
+    );
+    // Deliver the heartbeats, but not the answers yet.
+    n.exchange(|m| matches!(m.body, Body::Heartbeat { .. }));
+    assert!(n.served[0].is_empty());
+    // One answer makes a majority with the leader's own vote.
+    let acks: Vec<Message> = std::mem::take(&mut n.pool)
+        .into_iter()
+        .filter(|m| matches!(m.body, Body::HeartbeatAck { .. }))
+        .collect();
+    assert_eq!(acks.len(), 2);
+    n.r[0].step(acks[0].clone());
+    n.pump(1);
+    assert_eq!(n.served[0], vec![(7, 1)], "served after x was applied");
+}
+
+#[test]
+fn heartbeats_answered_before_the_read_arrived_do_not_confirm_it() {
+    let mut n = Net::new(3);
+    n.elect(1, &[2, 3]);
+    n.pool.clear();
+    // A round goes out before the read: its answers arrive after it.
+    for _ in 0..20 {
+        n.tick(1);
+    }
+    let heartbeats: Vec<Message> = std::mem::take(&mut n.pool)
+        .into_iter()
+        .filter(|m| matches!(m.body, Body::Heartbeat { .. }))
+        .collect();
+    assert!(!heartbeats.is_empty());
+    for m in heartbeats {
+        let to = m.to.0;
+        n.r[to as usize - 1].step(m);
+        n.pump(to);
+    }
+    let old_acks = std::mem::take(&mut n.pool);
+    n.r[0].read(ReadId(1)).unwrap();
+    n.pump(1);
+    n.pool.clear(); // the new round is lost
+    for m in old_acks {
+        n.r[0].step(m);
+        n.pump(1);
+    }
+    assert!(
+        n.served[0].is_empty(),
+        "confirmed by a round sent before it"
+    );
+}
+
+#[test]
+fn a_deposed_leader_refuses_its_reads_instead_of_serving_stale_state() {
+    let mut n = Net::new(3);
+    n.elect(1, &[2, 3]);
+    n.write(1, b"x", &[1, 2, 3]);
+    n.pool.clear();
+    // n2 or n3 takes over and writes y; n1 hears nothing of it.
+    let mut new_leader = None;
+    for _ in 0..1000 {
+        n.tick(2);
+        n.tick(3);
+        n.pool.retain(|m| m.from.0 != 1 && m.to.0 != 1);
+        n.exchange(|m| m.from.0 != 1 && m.to.0 != 1);
+        new_leader = [2, 3]
+            .into_iter()
+            .find(|id| n.role(*id) == RoleKind::Leader);
+        if new_leader.is_some() {
+            break;
+        }
+    }
+    let new_leader = new_leader.expect("n2 or n3 leads");
+    n.write(new_leader, b"y", &[2, 3]);
+    assert_eq!(n.applied[new_leader as usize - 1].len(), 2);
+    n.pool.clear();
+    // n1 still believes it leads; its read must not return state without y.
+    assert_eq!(n.role(1), RoleKind::Leader);
+    n.r[0].read(ReadId(9)).unwrap();
+    n.pump(1);
+    n.exchange(|_| true);
+    assert!(n.served[0].is_empty(), "a deposed leader served a read");
+    assert_eq!(n.refused[0], vec![(9, RejectReason::LostLeadership)]);
+}
+
+#[test]
+fn a_follower_serves_a_read_at_the_leaders_index() {
+    let mut n = Net::new(3);
+    n.elect(1, &[2, 3]);
+    n.write(1, b"x", &[1, 2, 3]);
+    n.write(1, b"y", &[1, 2]); // n3 has not learned y
+    n.pool.clear();
+    n.r[2].read(ReadId(3)).unwrap();
+    n.pump(3);
+    assert!(n
+        .pool
+        .iter()
+        .any(|m| matches!(m.body, Body::ReadIndexRequest { .. })));
+    n.exchange(|_| true);
+    assert!(n.served[2].is_empty(), "served before y was applied");
+    // n3 never accepted y: it fetches it by catch-up.
+    for _ in 0..100 {
+        n.tick(3);
+        n.exchange(|_| true);
+    }
+    assert_eq!(n.applied[2].len(), 2, "n3 learned y");
+    assert_eq!(n.served[2], vec![(3, 2)], "served with y applied");
+}
+
+#[test]
+fn a_lone_replica_serves_reads_at_once() {
+    let mut n = Net::new(1);
+    for _ in 0..5 {
+        n.tick(1);
+    }
+    assert_eq!(n.role(1), RoleKind::Leader);
+    n.write(1, b"x", &[1]);
+    n.r[0].read(ReadId(1)).unwrap();
+    n.pump(1);
+    assert_eq!(n.served[0], vec![(1, 1)]);
+}
+
+#[test]
+fn an_unanswered_follower_read_is_asked_again_then_refused() {
+    let mut n = Net::new(3);
+    n.elect(1, &[2, 3]);
+    n.write(1, b"x", &[1, 2, 3]);
+    n.pool.clear();
+    n.r[1].read(ReadId(5)).unwrap();
+    n.pump(2);
+    let cfg = n.r[1].config().clone();
+    let mut requests = 0;
+    for _ in 0..cfg.election_ticks + cfg.retransmit_ticks {
+        n.tick(2);
+        requests += n
+            .pool
+            .iter()
+            .filter(|m| matches!(m.body, Body::ReadIndexRequest { .. }))
+            .count();
+        // The leader is unreachable; n2 must not start an election for
+        // this test, so keep its leader alive with nothing but contact.
+        n.pool.clear();
+    }
+    assert!(requests >= 2, "asked again ({requests} requests)");
+    assert_eq!(n.refused[1], vec![(5, RejectReason::NoLeader)]);
+    assert!(n.served[1].is_empty());
+}
+
+#[test]
+fn a_reply_from_a_node_not_asked_is_ignored() {
+    let mut n = Net::new(3);
+    n.elect(1, &[2, 3]);
+    n.write(1, b"x", &[1, 2, 3]);
+    n.pool.clear();
+    n.r[1].read(ReadId(5)).unwrap();
+    n.pump(2);
+    let Some(Body::ReadIndexRequest { id }) = n.pool.iter().map(|m| m.body.clone()).next() else {
+        panic!("no request");
+    };
+    n.pool.clear();
+    n.r[1].step(Message {
+        group: GroupId(0),
+        from: NodeId(3),
+        to: NodeId(2),
+        body: Body::ReadIndexReply {
+            id,
+            index: InstanceId(0),
+        },
+    });
+    n.pump(2);
+    assert!(
+        n.served[1].is_empty(),
+        "took a reply from a node it did not ask"
+    );
+}
