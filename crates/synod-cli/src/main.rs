@@ -3,6 +3,8 @@
 //! - `synod server --id N --peers 1=H:P,2=H:P,3=H:P --resp H:P --data-dir DIR [--http H:P]`
 //! - `synod cluster [--nodes 3] [--base-port 7000] [--data-dir ./synod-data]`
 //! - `synod chaos [--runs N] [--duration S] [--nemesis kill,pause,partition,...]`
+//! - `synod bench [--protocol resp|etcd] [--addr H:P,...] [--clients N] [--json F] [--csv F]`
+//! - `synod bench-plot [--csv results.csv] [--json-dir DIR] [--out DIR]`
 
 mod bench;
 mod chaos;
@@ -30,9 +32,19 @@ enum Command {
     Server(server::ServerArgs),
     /// Starts a local cluster of `synod server` processes on 127.0.0.1.
     Cluster(cluster::ClusterArgs),
-    /// Closed-loop load against RESP servers (Synod or Redis): throughput
-    /// and latency percentiles.
+    /// Closed-loop load against RESP servers (Synod or Redis) or etcd (v3
+    /// API): throughput and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Draws PNG plots from `synod bench` results: throughput against
+    /// clients, and latency CDFs.
+    ///
+    /// Writes OUT/throughput.png (ops/s against clients, log-log, SET and
+    /// GET side by side, from the CSV's pipeline-1 rows with read ratio 0
+    /// or 1) and OUT/latency-cdf.png (the CDFs of those runs with
+    /// --cdf-clients clients, from the JSON files). A run's system, one line
+    /// each, is its label up to the first '/' (e.g. synod/set-c50), as
+    /// bench/side-by-side.sh labels runs.
+    BenchPlot(bench::plot::PlotArgs),
     /// Runs a real cluster under faults (kill, pause, partitions) with
     /// concurrent clients and checks the history for linearizability.
     Chaos(chaos::ChaosArgs),
@@ -45,5 +57,6 @@ fn main() -> ExitCode {
         Command::Cluster(args) => cluster::main(args),
         Command::Chaos(args) => chaos::main(args),
         Command::Bench(args) => bench::main(args),
+        Command::BenchPlot(args) => bench::plot::main(args),
     }
 }

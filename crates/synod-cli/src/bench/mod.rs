@@ -1,17 +1,23 @@
-//! `synod bench`: a closed-loop load generator for anything that speaks RESP
-//! (Synod, Redis), reporting throughput and latency percentiles.
+//! `synod bench`: a closed-loop load generator for Synod, Redis (RESP) and
+//! etcd (v3 gRPC API), reporting throughput and latency percentiles;
+//! `synod bench-plot` draws the results ([`plot`]).
 //!
 //! Each client holds one connection (clients are spread over the given
 //! addresses) and keeps `--pipeline` requests in flight: it sends a batch,
 //! waits for every reply, and sends the next. Every request's latency is the
-//! time from its batch being written to its reply arriving, recorded in an
+//! time from its batch being sent to its reply arriving, recorded in an
 //! HdrHistogram (µs, 3 significant digits). A warm-up period runs first and
-//! is not recorded.
+//! is not recorded. Both protocols draw the same keys and operations from
+//! the same seeds, so a run against Synod and one against etcd make the same
+//! requests in the same order per client.
 
-use bytes::BytesMut;
-use clap::Args;
+mod etcd;
+pub mod plot;
+mod resp;
+
+use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -20,15 +26,39 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use synod_resp::{parse_reply, write_request, Reply};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+/// How long a client waits before retrying after a failed connect (and, for
+/// etcd, after a batch with an error).
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// The wire protocol of the servers under load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// Redis protocol: SET key value / GET key (Synod, Redis).
+    Resp,
+    /// etcd v3 gRPC API: Put / linearizable Range of one key.
+    Etcd,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Resp => "resp",
+            Protocol::Etcd => "etcd",
+        }
+    }
+}
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Servers to load, comma-separated HOST:PORT; clients are spread over them.
     #[arg(long, default_value = "127.0.0.1:7001")]
     addr: String,
+    /// Protocol the servers speak: `resp` (Synod, Redis) or `etcd` (etcd v3
+    /// gRPC; SET is a Put, GET a linearizable Range; pipelined requests are
+    /// concurrent streams on the client's one connection).
+    #[arg(long, value_enum, default_value_t = Protocol::Resp)]
+    protocol: Protocol,
     /// Concurrent clients (connections).
     #[arg(long, default_value_t = 50)]
     clients: u32,
@@ -71,9 +101,53 @@ struct ClientResult {
     first_error: Option<String>,
 }
 
+impl ClientResult {
+    fn new() -> ClientResult {
+        ClientResult {
+            latency: new_histogram(),
+            errors: 0,
+            first_error: None,
+        }
+    }
+
+    /// A request failed (error reply, lost connection, timeout). Errors
+    /// count in the warm-up too: a run that needed retries should say so.
+    fn fail(&mut self, why: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(why);
+    }
+
+    /// A request was answered after `latency`; it counts only inside the
+    /// measured window.
+    fn succeed(&mut self, window: &Window, latency: Duration) {
+        if window.measuring() {
+            let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+            self.latency.saturating_record(micros.max(1));
+        }
+    }
+}
+
+/// The measured window, shared by the runner and every client.
+#[derive(Clone)]
+struct Window {
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Window {
+    fn measuring(&self) -> bool {
+        self.measuring.load(Ordering::Relaxed) && !self.stopped()
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
 /// A run's result.
 pub struct BenchResult {
     pub label: String,
+    pub protocol: Protocol,
     pub clients: u32,
     pub pipeline: u32,
     pub read_ratio: f64,
@@ -138,6 +212,7 @@ impl BenchResult {
     pub fn json(&self) -> String {
         let value = serde_json::json!({
             "label": self.label,
+            "protocol": self.protocol.name(),
             "clients": self.clients,
             "pipeline": self.pipeline,
             "read_ratio": self.read_ratio,
@@ -154,10 +229,11 @@ impl BenchResult {
                 "max": self.latency.max() as f64 / 1000.0,
                 "mean": self.latency.mean() / 1000.0,
             },
-            // The latency CDF, for plots: (ms, fraction of requests at or below).
+            // The latency CDF, for plots: (ms, fraction of requests at or
+            // below), 4 points per halving of the distance to 100%.
             "cdf": self
                 .latency
-                .iter_quantiles(1)
+                .iter_quantiles(4)
                 .map(|v| [v.value_iterated_to() as f64 / 1000.0, v.quantile_iterated_to()])
                 .collect::<Vec<_>>(),
         });
@@ -259,27 +335,31 @@ fn run(args: &BenchArgs) -> Result<BenchResult, String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async {
-        let measuring = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
+        let window = Window {
+            measuring: Arc::new(AtomicBool::new(false)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
         let value = vec![b'x'; args.value_size];
         let mut tasks = Vec::new();
         for c in 0..args.clients {
-            let addr = addrs[c as usize % addrs.len()];
             let spec = ClientSpec {
-                addr,
+                addr: addrs[c as usize % addrs.len()],
                 pipeline: args.pipeline,
                 keys: args.keys,
                 read_ratio: args.read_ratio,
                 value: value.clone(),
                 seed: args.seed.wrapping_mul(1_000_003).wrapping_add(u64::from(c)),
             };
-            tasks.push(tokio::spawn(client(spec, measuring.clone(), stop.clone())));
+            tasks.push(match args.protocol {
+                Protocol::Resp => tokio::spawn(resp::client(spec, window.clone())),
+                Protocol::Etcd => tokio::spawn(etcd::client(spec, window.clone())),
+            });
         }
         tokio::time::sleep(Duration::from_secs(args.warmup)).await;
-        measuring.store(true, Ordering::Relaxed);
+        window.measuring.store(true, Ordering::Relaxed);
         let started = Instant::now();
         tokio::time::sleep(Duration::from_secs(args.duration)).await;
-        stop.store(true, Ordering::Relaxed);
+        window.stop.store(true, Ordering::Relaxed);
         let seconds = started.elapsed().as_secs_f64();
         let mut latency = new_histogram();
         let mut errors = 0;
@@ -296,6 +376,7 @@ fn run(args: &BenchArgs) -> Result<BenchResult, String> {
         }
         Ok(BenchResult {
             label: args.label.clone(),
+            protocol: args.protocol,
             clients: args.clients,
             pipeline: args.pipeline,
             read_ratio: args.read_ratio,
@@ -314,6 +395,7 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
+/// What one client sends, and to whom.
 struct ClientSpec {
     addr: SocketAddr,
     pipeline: u32,
@@ -323,88 +405,24 @@ struct ClientSpec {
     seed: u64,
 }
 
-async fn client(
-    spec: ClientSpec,
-    measuring: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-) -> ClientResult {
-    let mut result = ClientResult {
-        latency: new_histogram(),
-        errors: 0,
-        first_error: None,
-    };
-    let fail = |result: &mut ClientResult, why: String| {
-        result.errors += 1;
-        result.first_error.get_or_insert(why);
-    };
-    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
-    let mut out = BytesMut::with_capacity(4096);
-    let mut input = BytesMut::with_capacity(64 << 10);
-    let mut key = String::new();
-    while !stop.load(Ordering::Relaxed) {
-        let mut stream = match TcpStream::connect(spec.addr).await {
-            Ok(s) => s,
-            Err(e) => {
-                fail(&mut result, format!("connect {}: {e}", spec.addr));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        input.clear();
-        'connection: while !stop.load(Ordering::Relaxed) {
-            out.clear();
-            for _ in 0..spec.pipeline {
-                key.clear();
-                let _ = write!(key, "key:{:012}", rng.gen_range(0..spec.keys));
-                if rng.gen_bool(spec.read_ratio) {
-                    write_request(&mut out, &[b"GET", key.as_bytes()]);
-                } else {
-                    write_request(&mut out, &[b"SET", key.as_bytes(), &spec.value]);
-                }
-            }
-            let sent = Instant::now();
-            if let Err(e) = stream.write_all(&out).await {
-                fail(&mut result, format!("write: {e}"));
-                break;
-            }
-            let mut answered = 0;
-            while answered < spec.pipeline {
-                match parse_reply(&mut input) {
-                    Ok(Some(reply)) => {
-                        answered += 1;
-                        let micros = sent.elapsed().as_micros() as u64;
-                        match reply {
-                            Reply::Error(e) => fail(&mut result, e),
-                            // Only replies inside the measured window count.
-                            _ if measuring.load(Ordering::Relaxed)
-                                && !stop.load(Ordering::Relaxed) =>
-                            {
-                                result.latency.saturating_record(micros.max(1));
-                            }
-                            _ => {}
-                        }
-                        continue;
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        fail(&mut result, format!("bad reply: {e}"));
-                        break 'connection;
-                    }
-                }
-                match stream.read_buf(&mut input).await {
-                    Ok(0) => {
-                        fail(&mut result, "server closed the connection".into());
-                        break 'connection;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        fail(&mut result, format!("read: {e}"));
-                        break 'connection;
-                    }
-                }
-            }
+/// One request of the workload; the key is written next to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Operation {
+    Get,
+    Set,
+}
+
+impl ClientSpec {
+    /// Draws the next request: a key (`key:` and 12 digits, uniform over
+    /// `keys`) into `key`, then GET with probability `read_ratio`. Both
+    /// protocols call this, in this order, so they see the same requests.
+    fn next_operation(&self, rng: &mut ChaCha8Rng, key: &mut String) -> Operation {
+        key.clear();
+        let _ = write!(key, "key:{:012}", rng.gen_range(0..self.keys));
+        if rng.gen_bool(self.read_ratio) {
+            Operation::Get
+        } else {
+            Operation::Set
         }
     }
-    result
 }
