@@ -47,8 +47,10 @@ pub struct ServerArgs {
     /// Leader heartbeat interval in ticks.
     #[arg(long, default_value_t = 5)]
     heartbeat_ticks: u64,
-    /// Snapshot after this many applied instances (0: off).
-    #[arg(long, default_value_t = 10_000)]
+    /// Snapshot after this many applied instances (0: off). A checkpoint
+    /// stalls the node for a few fsyncs (tens of ms on a slow disk), so not
+    /// too often; etcd's default is the same count.
+    #[arg(long, default_value_t = 100_000)]
     snapshot_instances: u64,
     /// Snapshot after this many bytes of log (0: off).
     #[arg(long, default_value_t = 64 << 20)]

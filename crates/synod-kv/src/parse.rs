@@ -153,7 +153,7 @@ pub fn parse(args: &[Bytes]) -> Result<KvCommand, synod_resp::Reply> {
         "flushall" | "flushdb" => parse_flush(args)?,
         "randomkey" => KvCommand::RandomKey,
         "hset" => {
-            if args.len() % 2 != 0 {
+            if !args.len().is_multiple_of(2) {
                 return Err(wrong_arity("hset"));
             }
             KvCommand::HSet {
@@ -258,7 +258,7 @@ fn list_end(name: &str) -> ListEnd {
 }
 
 fn parse_pairs(name: &str, args: &[Bytes]) -> Result<Vec<(Bytes, Bytes)>, Reply> {
-    if args.is_empty() || args.len() % 2 != 0 {
+    if args.is_empty() || !args.len().is_multiple_of(2) {
         return Err(wrong_arity(name));
     }
     Ok(args

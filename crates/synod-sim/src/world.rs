@@ -186,6 +186,8 @@ impl World {
         // runs exactly as before.
         let mut read_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_4EAD_1DE7_0000);
         params.read_index_share = if read_rng.gen_bool(0.5) { 0.75 } else { 0.0 };
+        // And lazy syncs (the runtime's policy since).
+        params.lazy_sync = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_1A2E_5C00_0000).gen_bool(0.5);
         // So do pauses (a fault added later too).
         let mut pause_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_7A05_E000_0000);
         params.weights.pause = if pause_rng.gen_bool(0.5) { 3 } else { 0 };
@@ -296,6 +298,14 @@ impl World {
                     let at = self.now_us + self.params.tick_us[node];
                     self.schedule(at, Event::Tick { node, epoch });
                     self.pump(node);
+                    let sim_node = &self.nodes[node];
+                    if self.params.lazy_sync
+                        && !sim_node.fsync_busy
+                        && sim_node.storage.pending_len() > 0
+                    {
+                        // The runtime syncs lazily appended records a tick later.
+                        self.start_fsync(node);
+                    }
                 }
             }
             Event::Deliver { msg } => {
@@ -485,7 +495,7 @@ impl World {
             // MemStorage::append cannot fail.
             let _ = sim_node.storage.append(&ready.persist);
             sim_node.unsynced_through = ready.persist_through;
-            if !sim_node.fsync_busy {
+            if !sim_node.fsync_busy && self.sync_wanted(node) {
                 self.start_fsync(node);
             }
         }
@@ -629,10 +639,21 @@ impl World {
             self.checkpoint(node, snapshot);
         }
         let more = self.nodes[node].storage.pending_len() > 0;
-        if more && !self.nodes[node].fsync_busy {
+        if more && !self.nodes[node].fsync_busy && self.sync_wanted(node) {
             self.start_fsync(node);
         }
         self.pump(node);
+    }
+
+    /// Whether to sync what is appended now: always, or (`Params::lazy_sync`,
+    /// as the runtime does) only when the replica holds messages back for
+    /// it; other records wait for the next sync or tick.
+    fn sync_wanted(&self, node: usize) -> bool {
+        !self.params.lazy_sync
+            || self.nodes[node]
+                .replica
+                .as_ref()
+                .is_some_and(|r| r.awaits_durability())
     }
 
     /// Sends a message through the simulated network.

@@ -111,6 +111,9 @@ pub(crate) struct Driver<S> {
     leader: Option<NodeId>,
     diverged: bool,
     ticks: u64,
+    /// `ticks` when the last sync started: records nothing waits for (chosen
+    /// marks) are synced at the latest a tick later.
+    sync_started_tick: u64,
     net: Net,
     inbound: mpsc::Receiver<Message>,
     submit: mpsc::Receiver<Submit>,
@@ -248,6 +251,7 @@ impl<S: StateMachine> Driver<S> {
             leader: None,
             diverged: false,
             ticks: 0,
+            sync_started_tick: 0,
             net: net.clone(),
             inbound,
             submit,
@@ -273,6 +277,13 @@ impl<S: StateMachine> Driver<S> {
         if self.syncing {
             if let Some(done) = self.sync_rx.recv().await {
                 let _ = self.wal.finish_sync(done.job, done.result);
+            }
+        }
+        // Records nothing waited for (chosen marks) may not be durable yet.
+        if result.is_ok() {
+            if let Ok(Some(job)) = self.wal.begin_sync() {
+                let synced = job.run();
+                let _ = self.wal.finish_sync(job, synced);
             }
         }
         for (_, waiter) in std::mem::take(&mut self.waiters) {
@@ -338,7 +349,7 @@ impl<S: StateMachine> Driver<S> {
                 _ = ticker.tick() => {
                     self.replica.tick();
                     self.ticks += 1;
-                    if self.ticks % SCAN_TICKS == 0 {
+                    if self.ticks.is_multiple_of(SCAN_TICKS) {
                         self.scan_waiters();
                     }
                 }
@@ -684,8 +695,17 @@ impl<S: StateMachine> Driver<S> {
             self.replica.persisted(self.appended_through);
             return Ok(());
         }
+        // Sync at once only when messages wait for it (see
+        // `Replica::awaits_durability`); otherwise let the next sync, or the
+        // next tick, take these records. A chosen mark per instance would
+        // otherwise cost a second fsync per command, and delay the next
+        // command's Accept behind it.
+        if !self.replica.awaits_durability() && self.ticks == self.sync_started_tick {
+            return Ok(());
+        }
         if let Some(job) = self.wal.begin_sync()? {
             self.syncing = true;
+            self.sync_started_tick = self.ticks;
             let through = self.appended_through;
             let tx = self.sync_tx.clone();
             let started = Instant::now();

@@ -98,7 +98,7 @@ fn run_all(args: ChaosArgs) -> Result<ExitCode, String> {
     if !(1..=9).contains(&args.nodes) {
         return Err("--nodes must be between 1 and 9".into());
     }
-    if args.keys < 2 || args.keys % 2 != 0 {
+    if args.keys < 2 || !args.keys.is_multiple_of(2) {
         return Err("--keys must be even and at least 2".into());
     }
     if args.clients == 0 || args.duration == 0 || args.generation_secs == 0 {
@@ -190,6 +190,14 @@ fn run_one(
     }
     let (kinds, skipped) = nemesis::usable(kinds, &net, args.nodes);
     let mut server_args = args.server_args.clone();
+    if !server_args
+        .iter()
+        .any(|a| a.starts_with("--snapshot-instances"))
+    {
+        // Snapshots, compaction and snapshot transfer are part of what is
+        // tested: take them far more often than the server's default.
+        server_args.extend(["--snapshot-instances".into(), "2000".into()]);
+    }
     if args.unsafe_local_reads {
         server_args.push("--unsafe-local-reads".into());
     }

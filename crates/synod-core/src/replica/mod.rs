@@ -407,6 +407,16 @@ impl Replica {
         std::mem::take(&mut self.ready)
     }
 
+    /// True when messages wait for records to become durable: the caller
+    /// should make everything persisted so far durable now. When false, the
+    /// records handed out may wait for a later sync (they are chosen marks,
+    /// which only spare a restart some catch-up): syncing less often is
+    /// always safe, since every message whose safety depends on a record
+    /// waits for it, and this says so whenever one does.
+    pub fn awaits_durability(&self) -> bool {
+        !self.held.is_empty()
+    }
+
     /// This replica's progress.
     pub fn status(&self) -> Status {
         Status {
