@@ -28,14 +28,40 @@ use synod_core::{Checksum, GroupId, InstanceId, Record, Snapshot, SnapshotMeta};
 pub struct WalOptions {
     /// A segment is closed and a new one started past this size.
     pub segment_bytes_max: u64,
+    /// The active segment is allocated ahead of the writes, this many bytes
+    /// at a time (0: never). A write inside allocated space leaves the file
+    /// size alone, so its `fdatasync` flushes data only, not the inode: on
+    /// the development machine 0.14 ms instead of 0.23 ms. The allocated
+    /// tail reads as zeros; recovery treats zeros after the last frame of
+    /// the newest segment as unused space, and a closed segment is cut to
+    /// its data before the next one is created.
+    pub preallocate_bytes: u64,
 }
 
 impl Default for WalOptions {
     fn default() -> WalOptions {
         WalOptions {
             segment_bytes_max: 64 << 20,
+            preallocate_bytes: 4 << 20,
         }
     }
+}
+
+/// Allocates `[from, to)` of `file` (the file grows to `to` if shorter).
+/// False where the file system cannot (writes then extend the file).
+fn preallocate(file: &File, from: u64, to: u64) -> bool {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (
+        libc::off_t::try_from(from),
+        libc::off_t::try_from(to.saturating_sub(from)),
+    ) else {
+        return false;
+    };
+    if len == 0 {
+        return true;
+    }
+    // SAFETY: a plain syscall on a file descriptor we own for the call.
+    unsafe { libc::posix_fallocate(file.as_raw_fd(), offset, len) == 0 }
 }
 
 #[derive(Debug)]
@@ -81,6 +107,8 @@ pub struct Wal {
     file: Arc<File>,
     /// Bytes written or reserved in the active segment.
     file_len: u64,
+    /// Size of the active segment file: `file_len` plus allocated zeros.
+    allocated: u64,
     pending: BytesMut,
     pending_groups: BTreeSet<GroupId>,
     /// Per group, the segment holding its latest checkpoint.
@@ -130,11 +158,13 @@ impl Wal {
         let mut segments = Vec::new();
         let mut entries: Vec<(u64, Entry)> = Vec::new();
         let mut torn_bytes = 0;
+        let mut data_end = segment::HEADER_BYTES as u64;
         for (k, index) in indexes.iter().copied().enumerate() {
             let newest = k + 1 == indexes.len();
             let path = wal_dir.join(segment::file_name(index));
-            let (groups, read, cut) = read_segment(&path, index, newest)?;
+            let (groups, read, cut, end) = read_segment(&path, index, newest)?;
             torn_bytes += cut;
+            data_end = end;
             entries.extend(read.into_iter().map(|e| (index, e)));
             segments.push(SegmentMeta {
                 index,
@@ -147,7 +177,7 @@ impl Wal {
         for (group, index) in &recovered.1 {
             checkpoints.insert(*group, *index);
         }
-        let (file, file_len) = match segments.last() {
+        let (file, file_len, allocated) = match segments.last() {
             Some(last) => {
                 let file = OpenOptions::new()
                     .read(true)
@@ -158,12 +188,15 @@ impl Wal {
                     .metadata()
                     .map_err(|e| StorageError::io(&last.path, e))?
                     .len();
-                (file, len)
+                // Writing goes on where the data ends, before any
+                // allocated zeros.
+                (file, data_end, len.max(data_end))
             }
             None => {
                 let (meta, file) = create_segment(&wal_dir, 1)?;
                 segments.push(meta);
-                (file, segment::HEADER_BYTES as u64)
+                let header = segment::HEADER_BYTES as u64;
+                (file, header, header)
             }
         };
         let wal = Wal {
@@ -173,6 +206,7 @@ impl Wal {
             segments,
             file: Arc::new(file),
             file_len,
+            allocated,
             pending: BytesMut::new(),
             pending_groups: BTreeSet::new(),
             checkpoints,
@@ -195,6 +229,16 @@ impl Wal {
         let bytes = self.pending.split().freeze();
         let offset = self.file_len;
         self.file_len += bytes.len() as u64;
+        let chunk = self.opts.preallocate_bytes;
+        if chunk > 0 && self.file_len > self.allocated {
+            // Allocate past this write, so that the next ones (until the
+            // chunk is used) do not change the file size.
+            let to = self.file_len.div_ceil(chunk) * chunk;
+            if preallocate(&self.file, self.allocated, to) {
+                self.allocated = to;
+            }
+        }
+        self.allocated = self.allocated.max(self.file_len);
         self.syncing = true;
         let path = self.active_path();
         Ok(Some(SyncJob {
@@ -227,7 +271,9 @@ impl Wal {
         Ok(())
     }
 
-    /// Bytes of every segment and snapshot file, for the bounded-size figure.
+    /// Bytes of every segment and snapshot file, for the bounded-size
+    /// figure; the active segment's allocated but unused tail (at most
+    /// `preallocate_bytes`) is not counted.
     pub fn disk_bytes(&self) -> u64 {
         let mut total = 0;
         for dir in [&self.wal_dir, &self.snap_dir] {
@@ -237,7 +283,7 @@ impl Wal {
                 }
             }
         }
-        total
+        total.saturating_sub(self.allocated - self.file_len)
     }
 
     /// Bytes appended since the last checkpoint (or since opening).
@@ -259,11 +305,25 @@ impl Wal {
     /// Starts a new segment; its directory entry is durable before it is used.
     fn roll(&mut self) -> Result<(), StorageError> {
         debug_assert!(!self.syncing && self.pending.is_empty());
+        if self.allocated > self.file_len {
+            // Only the newest segment may end in allocated zeros (recovery
+            // refuses a closed segment that does not end on a frame): cut
+            // this one to its data, durably, before the next one exists.
+            let path = self.active_path();
+            self.file
+                .set_len(self.file_len)
+                .map_err(|e| StorageError::io(&path, e))?;
+            self.file.sync_all().map_err(|e| StorageError::SyncFailed {
+                path: path.clone(),
+                source: e,
+            })?;
+        }
         let index = self.segments.last().map_or(1, |s| s.index + 1);
         let (meta, file) = create_segment(&self.wal_dir, index)?;
         self.segments.push(meta);
         self.file = Arc::new(file);
         self.file_len = segment::HEADER_BYTES as u64;
+        self.allocated = self.file_len;
         Ok(())
     }
 
@@ -377,12 +437,14 @@ fn create_segment(wal_dir: &Path, index: u64) -> Result<(SegmentMeta, File), Sto
     ))
 }
 
-/// Reads one segment: its groups, its entries and how many torn bytes were cut.
+/// Reads one segment: its groups, its entries, how many torn bytes were cut
+/// and where its data ends (allocated zeros may follow in the newest).
+#[allow(clippy::type_complexity)]
 fn read_segment(
     path: &Path,
     index: u64,
     newest: bool,
-) -> Result<(BTreeSet<GroupId>, Vec<Entry>, u64), StorageError> {
+) -> Result<(BTreeSet<GroupId>, Vec<Entry>, u64, u64), StorageError> {
     let bytes = fs::read(path).map_err(|e| StorageError::io(path, e))?;
     let header = segment::HEADER_BYTES;
     if bytes.len() < header && newest {
@@ -398,15 +460,27 @@ fn read_segment(
             path: path.to_path_buf(),
             source: e,
         })?;
-        return Ok((BTreeSet::new(), Vec::new(), bytes.len() as u64));
+        return Ok((
+            BTreeSet::new(),
+            Vec::new(),
+            bytes.len() as u64,
+            header as u64,
+        ));
     }
     segment::check_header(path, index, &bytes)?;
     let total = bytes.len();
     let data = Bytes::from(bytes).slice(header..);
     let (frames, stop) = scan(&data);
     let mut cut = 0;
+    let mut end = total as u64;
     match stop {
         None => {}
+        Some(ScanStop::Torn { offset }) if newest && data[offset..].iter().all(|b| *b == 0) => {
+            // Allocated ahead and never written (see
+            // `WalOptions::preallocate_bytes`), not a torn write: a frame
+            // never starts with a zero length. Writing resumes here.
+            end = (header + offset) as u64;
+        }
         Some(ScanStop::Torn { offset }) if newest => {
             let file = OpenOptions::new()
                 .write(true)
@@ -419,6 +493,7 @@ fn read_segment(
                 source: e,
             })?;
             cut = (total - header - offset) as u64;
+            end = (header + offset) as u64;
         }
         Some(ScanStop::Torn { offset }) => {
             return Err(StorageError::corrupt(
@@ -465,7 +540,7 @@ fn read_segment(
         });
         entries.push(entry);
     }
-    Ok((groups, entries, cut))
+    Ok((groups, entries, cut, end))
 }
 
 /// Keeps, per group, the latest checkpoint's snapshot and the records after it.

@@ -108,7 +108,7 @@ proptest! {
 
     #[test]
     fn wal_and_memory_agree_with_tiny_segments(ops in prop::collection::vec(op(), 1..30)) {
-        run_both(&ops, WalOptions { segment_bytes_max: 300 })?;
+        run_both(&ops, WalOptions { segment_bytes_max: 300, ..WalOptions::default() })?;
     }
 }
 
@@ -117,6 +117,7 @@ fn checkpoints_keep_the_log_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let opts = WalOptions {
         segment_bytes_max: 4096,
+        ..WalOptions::default()
     };
     let (mut wal, _) = Wal::open(dir.path(), opts.clone()).unwrap();
     let group = GroupId(0);

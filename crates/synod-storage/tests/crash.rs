@@ -7,6 +7,15 @@ use proptest::prelude::*;
 use std::fs::{self, OpenOptions};
 use synod_storage::{segment, Storage, StorageError, Wal, WalOptions};
 
+/// Segments sized exactly by their data, so that cutting the file at a byte
+/// is a crash at that byte (preallocation has its own tests below).
+fn exact() -> WalOptions {
+    WalOptions {
+        preallocate_bytes: 0,
+        ..WalOptions::default()
+    }
+}
+
 fn only_segment(dir: &std::path::Path) -> std::path::PathBuf {
     let mut segments: Vec<_> = fs::read_dir(dir.join("wal"))
         .unwrap()
@@ -22,7 +31,7 @@ fn write_batches(
     dir: &std::path::Path,
     batches: &[Vec<synod_core::Record>],
 ) -> Vec<(u64, synod_core::Record)> {
-    let (mut wal, recovered) = Wal::open(dir, WalOptions::default()).unwrap();
+    let (mut wal, recovered) = Wal::open(dir, exact()).unwrap();
     assert!(recovered.records.is_empty());
     let path = only_segment(dir);
     let mut ends = Vec::new();
@@ -50,13 +59,13 @@ proptest! {
         let len = fs::metadata(&path).unwrap().len();
         let cut = segment::HEADER_BYTES as u64 + cut_seed % (len - segment::HEADER_BYTES as u64 + 1);
         OpenOptions::new().write(true).open(&path).unwrap().set_len(cut).unwrap();
-        let (_, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        let (_, recovered) = Wal::open(dir.path(), exact()).unwrap();
         let expected: Vec<_> = ends.iter().filter(|(end, _)| *end <= cut).map(|(_, r)| r.clone()).collect();
         prop_assert_eq!(&recovered.records, &expected);
         let whole = ends.iter().rfind(|(end, _)| *end <= cut).map_or(segment::HEADER_BYTES as u64, |(end, _)| *end);
         prop_assert_eq!(recovered.torn_bytes_cut, cut - whole);
         // The cut tail is gone for good: a second open finds nothing to cut.
-        let (_, again) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        let (_, again) = Wal::open(dir.path(), exact()).unwrap();
         prop_assert_eq!(again.records, expected);
         prop_assert_eq!(again.torn_bytes_cut, 0);
     }
@@ -75,7 +84,7 @@ proptest! {
         let mut bytes = fs::read(&path).unwrap();
         bytes[at as usize] ^= 1 << bit;
         fs::write(&path, &bytes).unwrap();
-        match Wal::open(dir.path(), WalOptions::default()) {
+        match Wal::open(dir.path(), exact()) {
             Err(StorageError::Corrupt { path: p, offset, .. }) => {
                 prop_assert_eq!(&p, &path);
                 prop_assert!(offset <= at);
@@ -93,6 +102,7 @@ fn a_flipped_bit_in_a_segment_header_or_a_missing_segment_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let opts = WalOptions {
         segment_bytes_max: 200,
+        ..WalOptions::default()
     };
     let (mut wal, _) = Wal::open(dir.path(), opts.clone()).unwrap();
     let record = synod_core::Record::Promise {
@@ -121,4 +131,93 @@ fn a_flipped_bit_in_a_segment_header_or_a_missing_segment_is_refused() {
     fs::remove_file(&segments[1]).unwrap();
     let err = Wal::open(dir.path(), opts).unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
+}
+
+/// Writes `records` one sync each with preallocation on; returns where the
+/// data ends (the length the same log has without preallocation).
+fn write_preallocated(dir: &std::path::Path, records: &[synod_core::Record]) -> u64 {
+    let (mut wal, _) = Wal::open(dir, WalOptions::default()).unwrap();
+    for record in records {
+        wal.append(std::slice::from_ref(record)).unwrap();
+        wal.sync().unwrap();
+    }
+    let reference = tempfile::tempdir().unwrap();
+    let ends = write_batches(reference.path(), &[records.to_vec()]);
+    ends.last().unwrap().0
+}
+
+#[test]
+fn allocated_zeros_after_the_data_are_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let first: Vec<_> = (0..20).map(common::fixed_record).collect();
+    let data_end = write_preallocated(dir.path(), &first);
+    let path = only_segment(dir.path());
+    assert!(
+        fs::metadata(&path).unwrap().len() > data_end,
+        "the segment was allocated ahead"
+    );
+    let (mut wal, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    assert_eq!(recovered.records, first);
+    assert_eq!(recovered.torn_bytes_cut, 0);
+    // Writing resumes where the data ended, not after the zeros.
+    let second: Vec<_> = (20..30).map(common::fixed_record).collect();
+    for record in &second {
+        wal.append(std::slice::from_ref(record)).unwrap();
+        wal.sync().unwrap();
+    }
+    drop(wal);
+    let (_, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    assert_eq!(recovered.records, [first, second].concat());
+}
+
+#[test]
+fn a_torn_write_into_allocated_space_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<_> = (0..10).map(common::fixed_record).collect();
+    let data_end = write_preallocated(dir.path(), &records);
+    let path = only_segment(dir.path());
+    // Half of a frame reached the disk, zeros after it.
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[40, 0, 0, 0, 1, 2, 3], data_end).unwrap();
+    drop(file);
+    let (mut wal, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    assert_eq!(recovered.records, records);
+    assert!(recovered.torn_bytes_cut > 0);
+    let more = common::fixed_record(99);
+    wal.append(std::slice::from_ref(&more)).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    let (_, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    assert_eq!(recovered.records, [records, vec![more]].concat());
+    assert_eq!(recovered.torn_bytes_cut, 0);
+}
+
+#[test]
+fn closed_segments_end_on_their_last_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        segment_bytes_max: 300,
+        ..WalOptions::default()
+    };
+    let records: Vec<_> = (0..40).map(common::fixed_record).collect();
+    let (mut wal, _) = Wal::open(dir.path(), opts.clone()).unwrap();
+    for record in &records {
+        wal.append(std::slice::from_ref(record)).unwrap();
+        wal.sync().unwrap();
+    }
+    drop(wal);
+    let mut segments: Vec<_> = fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segments.sort();
+    assert!(segments.len() > 2);
+    for path in &segments[..segments.len() - 1] {
+        // Cut to its data: recovery refuses a closed segment that does not
+        // end on a frame, so the open below also checks this.
+        let len = fs::metadata(path).unwrap().len();
+        assert!(len < 4096, "{} still allocated ahead", path.display());
+    }
+    let (_, recovered) = Wal::open(dir.path(), opts).unwrap();
+    assert_eq!(recovered.records, records);
 }

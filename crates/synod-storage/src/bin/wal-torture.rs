@@ -18,6 +18,7 @@ fn main() {
     };
     let opts = WalOptions {
         segment_bytes_max: 64 << 10,
+        ..WalOptions::default()
     };
     let (mut wal, recovered) = match Wal::open(&dir, opts) {
         Ok(opened) => opened,

@@ -47,3 +47,16 @@ pub fn snapshot(applied_end: u64, data: &[u8]) -> Snapshot {
         data: Bytes::copy_from_slice(data),
     }
 }
+
+/// A record that depends only on `i` (an Accept at instance `i`).
+pub fn fixed_record(i: u64) -> Record {
+    Record::Accept {
+        group: synod_core::GroupId(0),
+        instance: synod_core::InstanceId(i),
+        ballot: synod_core::Ballot {
+            round: 1,
+            node: synod_core::NodeId(1),
+        },
+        value: Value::batch(vec![bytes::Bytes::from(format!("command {i}"))]),
+    }
+}
