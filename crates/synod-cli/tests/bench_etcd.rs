@@ -1,5 +1,7 @@
 //! `synod bench --protocol etcd` against a real single-member etcd (skipped,
 //! with a message, when `etcd` is not installed: apt-get install etcd-server).
+//! Built only with the `etcd` feature (`cargo test -p synod-cli --features etcd`).
+#![cfg(feature = "etcd")]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -46,6 +46,9 @@ const INBOUND_BATCH_MAX: usize = 1024;
 const SUBMIT_BATCH_MAX: usize = 4096;
 /// Inbound peer messages buffered between the network and this task.
 const INBOUND_QUEUE_MAX: usize = 8192;
+/// Acting on one `Ready` for longer than this is logged: every request on the
+/// node waits meanwhile.
+const SLOW_STEP: std::time::Duration = std::time::Duration::from_millis(100);
 /// Waiting requests are checked for retry and expiry this often (in ticks).
 const SCAN_TICKS: u64 = 10;
 
@@ -354,7 +357,15 @@ impl<S: StateMachine> Driver<S> {
                     }
                 }
             }
+            let started = Instant::now();
             self.process_ready()?;
+            let took = started.elapsed();
+            if took >= SLOW_STEP {
+                warn!(
+                    ms = took.as_millis() as u64,
+                    "acting on the core's output took long"
+                );
+            }
         }
     }
 
@@ -681,9 +692,14 @@ impl<S: StateMachine> Driver<S> {
             let records = self.replica.checkpoint_records();
             let started = Instant::now();
             self.wal.checkpoint(GROUP, &snapshot, &records)?;
-            self.metrics
-                .fsync_seconds
-                .observe(started.elapsed().as_secs_f64());
+            let took = started.elapsed();
+            self.metrics.fsync_seconds.observe(took.as_secs_f64());
+            info!(
+                applied_end = snapshot.meta.applied_end.0,
+                bytes = snapshot.data.len(),
+                ms = took.as_millis() as u64,
+                "checkpoint written"
+            );
             self.metrics.snapshots.fetch_add(1, Relaxed);
             self.snapshot_end = snapshot.meta.applied_end;
             if own {

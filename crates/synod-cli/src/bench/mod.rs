@@ -11,6 +11,7 @@
 //! the same seeds, so a run against Synod and one against etcd make the same
 //! requests in the same order per client.
 
+#[cfg(feature = "etcd")]
 mod etcd;
 pub mod plot;
 mod resp;
@@ -330,6 +331,11 @@ fn run(args: &BenchArgs) -> Result<BenchResult, String> {
     if !(0.0..=1.0).contains(&args.read_ratio) {
         return Err("--read-ratio must be between 0 and 1".into());
     }
+    if args.protocol == Protocol::Etcd && !cfg!(feature = "etcd") {
+        return Err("this synod was built without etcd support: \
+             cargo build --release --features etcd (needs protoc: apt-get install protobuf-compiler)"
+            .into());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -352,7 +358,10 @@ fn run(args: &BenchArgs) -> Result<BenchResult, String> {
             };
             tasks.push(match args.protocol {
                 Protocol::Resp => tokio::spawn(resp::client(spec, window.clone())),
+                #[cfg(feature = "etcd")]
                 Protocol::Etcd => tokio::spawn(etcd::client(spec, window.clone())),
+                #[cfg(not(feature = "etcd"))]
+                Protocol::Etcd => unreachable!("refused above without the etcd feature"),
             });
         }
         tokio::time::sleep(Duration::from_secs(args.warmup)).await;
