@@ -27,7 +27,7 @@ mod wal;
 pub use error::StorageError;
 pub use group_commit::GroupCommit;
 pub use mem::{MemDisk, MemStorage};
-pub use wal::{SyncJob, Wal, WalOptions};
+pub use wal::{Obsolete, SyncJob, Wal, WalOptions};
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -327,10 +327,11 @@ impl Wal {
         Ok(())
     }
 
-    /// Deletes the oldest segments whose every group has a later checkpoint.
-    /// Only a prefix goes, so the remaining indexes stay contiguous.
-    fn delete_obsolete(&mut self) -> Result<(), StorageError> {
-        let mut deleted = false;
+    /// Takes the oldest segments whose every group has a later checkpoint
+    /// off the list (the caller deletes the files). Only a prefix goes, so
+    /// the remaining indexes stay contiguous.
+    fn take_obsolete(&mut self) -> Vec<PathBuf> {
+        let mut obsolete = Vec::new();
         while self.segments.len() > 1 {
             let oldest = &self.segments[0];
             let superseded = oldest.groups.iter().all(|g| {
@@ -341,14 +342,9 @@ impl Wal {
             if !superseded {
                 break;
             }
-            fs::remove_file(&oldest.path).map_err(|e| StorageError::io(&oldest.path, e))?;
-            self.segments.remove(0);
-            deleted = true;
+            obsolete.push(self.segments.remove(0).path);
         }
-        if deleted {
-            fsync_dir(&self.wal_dir)?;
-        }
-        Ok(())
+        obsolete
     }
 }
 
@@ -385,13 +381,77 @@ impl Storage for Wal {
         snapshot: &Snapshot,
         records: &[Record],
     ) -> Result<(), StorageError> {
+        self.write_snapshot(group, snapshot)?;
+        self.checkpoint_written(group, snapshot.meta, records)?
+            .remove()
+    }
+}
+
+/// Segments and snapshot files a checkpoint superseded, to delete with
+/// [`Obsolete::remove`], which may run on any thread and at any later time:
+/// until they are gone, recovery reads them and skips them.
+#[derive(Debug)]
+#[must_use = "superseded files stay on disk until removed"]
+pub struct Obsolete {
+    wal_dir: PathBuf,
+    segments: Vec<PathBuf>,
+    snap_dir: PathBuf,
+    group: GroupId,
+    keep: InstanceId,
+}
+
+impl Obsolete {
+    /// Deletes the superseded segments (oldest first, so the remaining
+    /// indexes stay contiguous after a crash part-way) and snapshot files.
+    pub fn remove(self) -> Result<(), StorageError> {
+        for path in &self.segments {
+            fs::remove_file(path).map_err(|e| StorageError::io(path, e))?;
+        }
+        if !self.segments.is_empty() {
+            fsync_dir(&self.wal_dir)?;
+        }
+        snapshot_file::remove_older(&self.snap_dir, self.group, self.keep)
+    }
+}
+
+impl Wal {
+    /// Where snapshot files go (to write one off the event loop with
+    /// [`snapshot_file::write`], as [`Wal::write_snapshot`] does).
+    pub fn snap_dir(&self) -> &Path {
+        &self.snap_dir
+    }
+
+    /// A checkpoint in three steps, so that the slow ones need not stop
+    /// appends (the runtime runs steps 1 and 3 on another thread):
+    /// 1. this: write the snapshot file durably (`snapshot_file::write` into
+    ///    [`Wal::snap_dir`] is the same, without `&self`);
+    /// 2. [`Wal::checkpoint_written`]: the marker and the live records;
+    /// 3. [`Obsolete::remove`]: delete what it superseded.
+    pub fn write_snapshot(&self, group: GroupId, snapshot: &Snapshot) -> Result<(), StorageError> {
+        snapshot_file::write(&self.snap_dir, group, snapshot).map(|_| ())
+    }
+
+    /// Step 2 of a checkpoint, once the snapshot file of `meta` is durable:
+    /// makes everything appended so far durable, starts a fresh segment with
+    /// the checkpoint marker and `records` (the group's live state, taken
+    /// when nothing the core handed out is still unappended), makes those
+    /// durable, and returns what the checkpoint superseded.
+    ///
+    /// Safety: the marker (which names the snapshot) becomes durable only
+    /// after the snapshot file is, and the superseded segments are deleted
+    /// only after the marker is durable.
+    pub fn checkpoint_written(
+        &mut self,
+        group: GroupId,
+        meta: SnapshotMeta,
+        records: &[Record],
+    ) -> Result<Obsolete, StorageError> {
         if self.syncing {
             return Err(StorageError::io(
                 &self.wal_dir,
                 std::io::Error::other("checkpoint while a sync is running"),
             ));
         }
-        snapshot_file::write(&self.snap_dir, group, snapshot)?;
         self.sync()?;
         self.roll()?;
         // The marker goes first in this fresh segment. Remember which one: the
@@ -399,16 +459,21 @@ impl Storage for Wal {
         let marker_segment = self.segments.last().map_or(0, |s| s.index);
         let mut marker = BytesMut::new();
         marker.put_u32_le(group.0);
-        marker.put_u64_le(snapshot.meta.applied_end.0);
-        marker.put_u64_le(snapshot.meta.checksum.0);
+        marker.put_u64_le(meta.applied_end.0);
+        marker.put_u64_le(meta.checksum.0);
         put_frame(&mut self.pending, FrameKind::Checkpoint, &marker);
         self.pending_groups.insert(group);
         self.append(records)?;
         self.sync()?;
         self.checkpoints.insert(group, marker_segment);
         self.bytes_since_checkpoint = 0;
-        self.delete_obsolete()?;
-        snapshot_file::remove_older(&self.snap_dir, group, snapshot.meta.applied_end)
+        Ok(Obsolete {
+            wal_dir: self.wal_dir.clone(),
+            segments: self.take_obsolete(),
+            snap_dir: self.snap_dir.clone(),
+            group,
+            keep: meta.applied_end,
+        })
     }
 }
 

@@ -34,7 +34,7 @@ use synod_core::{
     Snapshot, SnapshotMeta,
 };
 use synod_net::{Net, NetConfig};
-use synod_storage::{Storage, StorageError, SyncJob, Wal, WalOptions};
+use synod_storage::{snapshot_file, Storage, StorageError, SyncJob, Wal, WalOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
@@ -79,6 +79,21 @@ struct ReadWaiter {
     next_retry: Instant,
 }
 
+/// A step of a checkpoint that ran off the event loop.
+enum CheckpointStep {
+    /// Step 1: the snapshot file is durable (or could not be written).
+    Written {
+        snapshot: Snapshot,
+        own: bool,
+        /// `installs` when it started: a snapshot installed since replaces it.
+        installs: u64,
+        started: Instant,
+        result: Result<(), StorageError>,
+    },
+    /// Step 3: superseded files deleted.
+    Cleaned(Result<(), StorageError>),
+}
+
 /// A finished write + fdatasync of the log.
 struct SyncDone {
     job: SyncJob,
@@ -105,9 +120,21 @@ pub(crate) struct Driver<S> {
     syncing: bool,
     sync_tx: mpsc::Sender<SyncDone>,
     sync_rx: mpsc::Receiver<SyncDone>,
-    /// A snapshot to write as a checkpoint once no sync is running; `true`
-    /// when it is our own (the replica is compacted after it is durable).
+    /// A snapshot to checkpoint; `true` when it is our own (the replica is
+    /// compacted after it is durable). A checkpoint runs in three steps (see
+    /// `Wal::write_snapshot`): the snapshot file and the deletion of what it
+    /// superseded run on a blocking thread, so appends and the protocol go on
+    /// meanwhile (they took 200-360 ms here); only the marker, in a fresh
+    /// segment, is written in this task.
     checkpoint_due: Option<(Snapshot, bool)>,
+    /// Step 1 or 3 of a checkpoint is running: no other starts.
+    checkpoint_busy: bool,
+    /// Step 1 is done: write the marker when no sync is running.
+    checkpoint_ready: Option<(Snapshot, bool, u64, Instant)>,
+    /// Snapshots installed from peers so far.
+    installs: u64,
+    checkpoint_tx: mpsc::Sender<CheckpointStep>,
+    checkpoint_rx: mpsc::Receiver<CheckpointStep>,
     snapshot_end: InstanceId,
     applied_end: InstanceId,
     checksum: Checksum,
@@ -233,6 +260,7 @@ impl<S: StateMachine> Driver<S> {
             "node started: fsync on every log write (group commit); linearizable reads by read index"
         );
         let (sync_tx, sync_rx) = mpsc::channel(1);
+        let (checkpoint_tx, checkpoint_rx) = mpsc::channel(2);
         let driver = Driver {
             session: random_u64(),
             next_seq: 1,
@@ -248,6 +276,11 @@ impl<S: StateMachine> Driver<S> {
             sync_tx,
             sync_rx,
             checkpoint_due: None,
+            checkpoint_busy: false,
+            checkpoint_ready: None,
+            installs: 0,
+            checkpoint_tx,
+            checkpoint_rx,
             snapshot_end,
             applied_end,
             checksum,
@@ -281,6 +314,18 @@ impl<S: StateMachine> Driver<S> {
             if let Some(done) = self.sync_rx.recv().await {
                 let _ = self.wal.finish_sync(done.job, done.result);
             }
+        }
+        // A checkpoint step may be running on a blocking thread: let it end,
+        // so no file of this data directory changes after `run` returns.
+        if self.checkpoint_ready.take().is_some() {
+            // Its marker was never written: its snapshot file is a stray
+            // that a later checkpoint's cleanup removes.
+            self.checkpoint_busy = false;
+        }
+        if self.checkpoint_busy {
+            // Step 1 or step 3 runs; either reports once.
+            let _ = self.checkpoint_rx.recv().await;
+            self.checkpoint_busy = false;
         }
         // Records nothing waited for (chosen marks) may not be durable yet.
         if result.is_ok() {
@@ -318,6 +363,7 @@ impl<S: StateMachine> Driver<S> {
             tokio::select! {
                 biased;
                 Some(done) = self.sync_rx.recv() => self.sync_done(done)?,
+                Some(step) = self.checkpoint_rx.recv() => self.checkpoint_step(step)?,
                 Some(msg) = self.inbound.recv() => {
                     tracing::trace!(node = self.cfg.id.0, from = msg.from.0, body = msg.body.name(), "message");
                     self.replica.step(msg);
@@ -653,12 +699,16 @@ impl<S: StateMachine> Driver<S> {
             "installed a snapshot from a peer"
         );
         self.metrics.snapshots_installed.fetch_add(1, Relaxed);
+        self.installs += 1;
         self.checkpoint_due = Some((snapshot, false));
         Ok(())
     }
 
     fn maybe_snapshot(&mut self) {
-        if self.checkpoint_due.is_some() || self.applied_end <= self.snapshot_end {
+        if self.checkpoint_due.is_some()
+            || self.checkpoint_busy
+            || self.applied_end <= self.snapshot_end
+        {
             return;
         }
         let since = self.applied_end.0 - self.snapshot_end.0;
@@ -669,7 +719,16 @@ impl<S: StateMachine> Driver<S> {
         {
             return;
         }
+        let started = Instant::now();
         let data = self.sessions.encode_snapshot(&self.machine.snapshot());
+        let took = started.elapsed();
+        if took >= SLOW_STEP / 4 {
+            info!(
+                bytes = data.len(),
+                ms = took.as_millis() as u64,
+                "state machine snapshot taken"
+            );
+        }
         let snapshot = Snapshot {
             meta: SnapshotMeta {
                 applied_end: self.applied_end,
@@ -680,35 +739,77 @@ impl<S: StateMachine> Driver<S> {
         self.checkpoint_due = Some((snapshot, true));
     }
 
-    /// Starts the next log write, or writes a pending checkpoint when no
-    /// write is running.
+    /// Starts a checkpoint's snapshot file, writes a checkpoint marker whose
+    /// file is durable, or starts the next log write.
     fn kick_storage(&mut self) -> Result<(), NodeError> {
+        if !self.checkpoint_busy && self.checkpoint_ready.is_none() {
+            if let Some((snapshot, own)) = self.checkpoint_due.take() {
+                self.checkpoint_busy = true;
+                let snap_dir = self.wal.snap_dir().to_path_buf();
+                let tx = self.checkpoint_tx.clone();
+                let installs = self.installs;
+                let started = Instant::now();
+                tokio::task::spawn_blocking(move || {
+                    let result = snapshot_file::write(&snap_dir, GROUP, &snapshot).map(|_| ());
+                    let _ = tx.blocking_send(CheckpointStep::Written {
+                        snapshot,
+                        own,
+                        installs,
+                        started,
+                        result,
+                    });
+                });
+            }
+        }
         if self.syncing {
             return Ok(());
         }
-        if let Some((snapshot, own)) = self.checkpoint_due.take() {
-            // Runs in this task: a checkpoint is rare, and the log must not
-            // change while it is written.
-            let records = self.replica.checkpoint_records();
-            let started = Instant::now();
-            self.wal.checkpoint(GROUP, &snapshot, &records)?;
-            let took = started.elapsed();
-            self.metrics.fsync_seconds.observe(took.as_secs_f64());
-            info!(
-                applied_end = snapshot.meta.applied_end.0,
-                bytes = snapshot.data.len(),
-                ms = took.as_millis() as u64,
-                "checkpoint written"
-            );
-            self.metrics.snapshots.fetch_add(1, Relaxed);
-            self.snapshot_end = snapshot.meta.applied_end;
+        if let Some((snapshot, own, installs, started)) = self.checkpoint_ready.take() {
+            if installs != self.installs {
+                // A peer's snapshot replaced the state this one is of since
+                // it was taken: the records would not follow it. Its file
+                // goes with the next checkpoint's cleanup.
+                self.checkpoint_busy = false;
+                return Ok(());
+            }
+            // Every effect the core handed out is appended (this runs at the
+            // end of `process_ready` or after a sync), so the records describe
+            // exactly what the log holds; appends wait for this step only.
+            //
+            // Compact first (the snapshot file is durable now), as the
+            // simulator does: the records then start at the snapshot. Taken
+            // before compaction they held every chosen value since the
+            // previous snapshot, and this step rewrote the whole log (300 ms
+            // for 64 MiB here).
+            let meta = snapshot.meta;
+            let bytes = snapshot.data.len();
             if own {
                 if let Err(err) = self.replica.compact(snapshot) {
                     warn!("compaction refused: {err}");
                 }
             }
+            let marker_started = Instant::now();
+            let records = self.replica.checkpoint_records();
+            let obsolete = self.wal.checkpoint_written(GROUP, meta, &records)?;
+            let marker_ms = marker_started.elapsed().as_millis() as u64;
+            let took = started.elapsed();
+            self.metrics.fsync_seconds.observe(took.as_secs_f64());
+            info!(
+                applied_end = meta.applied_end.0,
+                bytes,
+                ms = took.as_millis() as u64,
+                marker_ms,
+                records = records.len(),
+                "checkpoint written"
+            );
+            self.metrics.snapshots.fetch_add(1, Relaxed);
+            self.snapshot_end = meta.applied_end;
             // The checkpoint made everything appended so far durable.
             self.replica.persisted(self.appended_through);
+            let tx = self.checkpoint_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = tx.blocking_send(CheckpointStep::Cleaned(obsolete.remove()));
+            });
             return Ok(());
         }
         // Sync at once only when messages wait for it (see
@@ -734,6 +835,32 @@ impl<S: StateMachine> Driver<S> {
                     started,
                 });
             });
+        }
+        Ok(())
+    }
+
+    fn checkpoint_step(&mut self, step: CheckpointStep) -> Result<(), NodeError> {
+        match step {
+            CheckpointStep::Written {
+                snapshot,
+                own,
+                installs,
+                started,
+                result,
+            } => {
+                // A failed snapshot write is an I/O error like a failed
+                // fsync: fatal.
+                result?;
+                self.checkpoint_ready = Some((snapshot, own, installs, started));
+            }
+            CheckpointStep::Cleaned(result) => {
+                self.checkpoint_busy = false;
+                if let Err(err) = result {
+                    // Superseded files left behind cost space, not safety:
+                    // recovery skips them.
+                    warn!("could not delete files a checkpoint superseded: {err}");
+                }
+            }
         }
         Ok(())
     }
