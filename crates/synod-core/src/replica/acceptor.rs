@@ -142,18 +142,23 @@ impl Replica {
         self.acceptor.promised = ballot;
         let gate = self.acceptor_gate();
         if instance < self.learner.chosen_end {
-            // Already chosen here. By Paxos (P2c) every value proposed for this
-            // instance at a ballot above the one it was chosen at equals the
-            // chosen value, so acknowledging without a record cannot help choose
-            // anything else.
-            debug_assert!(
-                self.learner
-                    .chosen
-                    .get(&instance)
-                    .is_none_or(|chosen| *chosen == value),
-                "a different value proposed for chosen instance {instance}"
-            );
-            self.send(from, Body::Accepted { ballot, instance }, gate);
+            // Already chosen here. By Paxos (P2c) a value proposed for this
+            // instance at a ballot at or above the one it was chosen at equals
+            // the chosen value: acknowledging it without a record cannot help
+            // choose anything else. A *different* value can only come from a
+            // leader of a lower ballot that has not heard of its successors
+            // (seen in the simulator: a paused leader waking up). It can never
+            // be chosen, since the majority that chose this instance promised
+            // a higher ballot; it is not acknowledged, so the stale leader
+            // gathers no votes for it.
+            let differs = self
+                .learner
+                .chosen
+                .get(&instance)
+                .is_some_and(|chosen| *chosen != value);
+            if !differs {
+                self.send(from, Body::Accepted { ballot, instance }, gate);
+            }
         } else {
             let duplicate = matches!(
                 self.acceptor.accepted.get(&instance),
