@@ -275,3 +275,97 @@ fn huge_instance_in_promise_is_refused() {
         },
     });
 }
+
+/// Seen in the simulator (seed 171, 5 nodes): a leader of an old ballot woke
+/// from a pause and proposed a new value for an instance already chosen. An
+/// acceptor that knows the instance chosen must not vote for another value
+/// (it could never be chosen anyway); the chosen value itself is still
+/// acknowledged.
+#[test]
+fn an_acceptor_does_not_vote_for_another_value_in_a_chosen_instance() {
+    let members: Vec<NodeId> = (1..=3).map(NodeId).collect();
+    let mut r = Replica::new(Config::new(NodeId(2), members)).unwrap();
+    let ballot = |round, node| Ballot {
+        round,
+        node: NodeId(node),
+    };
+    let msg = |from: u32, body| Message {
+        group: GroupId(0),
+        from: NodeId(from),
+        to: NodeId(2),
+        body,
+    };
+    let chosen = Value::batch(vec![Bytes::from_static(b"chosen")]);
+    let other = Value::batch(vec![Bytes::from_static(b"other")]);
+    let step = |r: &mut Replica, m: Message| {
+        r.step(m);
+        let ready = r.take_ready();
+        r.persisted(ready.persist_through);
+        let mut out = ready.messages;
+        out.extend(r.take_ready().messages);
+        out
+    };
+    step(
+        &mut r,
+        msg(
+            1,
+            Body::Accept {
+                ballot: ballot(1, 1),
+                instance: InstanceId(0),
+                value: chosen.clone(),
+                chosen_end: InstanceId(0),
+            },
+        ),
+    );
+    step(
+        &mut r,
+        msg(
+            1,
+            Body::Heartbeat {
+                ballot: ballot(1, 1),
+                chosen_end: InstanceId(1),
+                applied: AppliedMark {
+                    applied_end: InstanceId(0),
+                    checksum: Checksum(0),
+                },
+                probe: 1,
+            },
+        ),
+    );
+    assert_eq!(r.chosen_value(InstanceId(0)), Some(&chosen));
+    let votes = |out: &[Message]| {
+        out.iter()
+            .filter(|m| matches!(m.body, Body::Accepted { .. }))
+            .count()
+    };
+    let stale = step(
+        &mut r,
+        msg(
+            3,
+            Body::Accept {
+                ballot: ballot(1, 3),
+                instance: InstanceId(0),
+                value: other,
+                chosen_end: InstanceId(0),
+            },
+        ),
+    );
+    assert_eq!(
+        votes(&stale),
+        0,
+        "voted for another value in a chosen instance"
+    );
+    let same = step(
+        &mut r,
+        msg(
+            3,
+            Body::Accept {
+                ballot: ballot(1, 3),
+                instance: InstanceId(0),
+                value: chosen,
+                chosen_end: InstanceId(0),
+            },
+        ),
+    );
+    assert_eq!(votes(&same), 1, "the chosen value is acknowledged");
+}
