@@ -23,7 +23,8 @@ struct Args {
     /// Cluster size.
     #[arg(long, default_value_t = 3, value_parser = clap::builder::PossibleValuesParser::new(["1", "3", "5", "7"]).map(|s| s.parse::<usize>().unwrap_or(3)))]
     nodes: usize,
-    /// Switch on a deliberate protocol bug (negative control): ack-before-fsync or skip-adopt.
+    /// Switch on a deliberate bug (negative control): ack-before-fsync, skip-adopt,
+    /// stale-read or leader-local-reads.
     #[arg(long)]
     inject: Option<String>,
     /// Worker threads (default: available cores).
