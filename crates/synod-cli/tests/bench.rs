@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Cluster;
+use common::{run_bench, Cluster};
 use std::process::Command;
 
 #[test]
@@ -13,38 +13,29 @@ fn bench_loads_a_cluster_and_reports() {
     let out_dir = tempfile::tempdir().expect("temp dir");
     let json = out_dir.path().join("r.json");
     let csv = out_dir.path().join("r.csv");
-    let out = Command::new(env!("CARGO_BIN_EXE_synod"))
-        .args(["bench", "--addr", &addrs.join(",")])
-        .args([
-            "--clients",
-            "8",
-            "--pipeline",
-            "4",
-            "--duration",
-            "2",
-            "--warmup",
-            "1",
-        ])
-        .args(["--keys", "50", "--read-ratio", "0.3", "--label", "t"])
-        .arg("--json")
-        .arg(&json)
-        .arg("--csv")
-        .arg(&csv)
-        .output()
-        .expect("run synod bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, report) = run_bench(
+        Command::new(env!("CARGO_BIN_EXE_synod"))
+            .args(["bench", "--addr", &addrs.join(",")])
+            .args([
+                "--clients",
+                "8",
+                "--pipeline",
+                "4",
+                "--duration",
+                "2",
+                "--warmup",
+                "1",
+            ])
+            .args(["--keys", "50", "--read-ratio", "0.3", "--label", "t"])
+            .arg("--csv")
+            .arg(&csv),
+        &json,
     );
     assert!(
         stdout.contains("ops/s") && stdout.contains("p99.9"),
         "{stdout}"
     );
 
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
     assert!(report["requests"].as_u64().unwrap_or(0) > 0, "{report}");
     assert_eq!(report["errors"].as_u64(), Some(0), "{report}");
     let p50 = report["latency_ms"]["p50"].as_f64().unwrap_or(0.0);

@@ -3,8 +3,11 @@
 //! Built only with the `etcd` feature (`cargo test -p synod-cli --features etcd`).
 #![cfg(feature = "etcd")]
 
+mod common;
+
+use common::{free_addrs, run_bench};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,16 +26,6 @@ impl Drop for Etcd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr"))
-        .collect()
 }
 
 /// Starts etcd in `dir`, or None when it is not installed.
@@ -93,27 +86,15 @@ fn wait_healthy(etcd: &Etcd, dir: &Path) {
 /// Runs `synod bench --protocol etcd` with `args` and returns its JSON report.
 fn bench(etcd: &Etcd, dir: &Path, args: &[&str]) -> serde_json::Value {
     let json = dir.join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_synod"))
-        .args([
-            "bench",
-            "--protocol",
-            "etcd",
-            "--addr",
-            &etcd.client.to_string(),
-        ])
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("run synod bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, report) = run_bench(
+        Command::new(env!("CARGO_BIN_EXE_synod"))
+            .args(["bench", "--protocol", "etcd", "--addr"])
+            .arg(etcd.client.to_string())
+            .args(args),
+        &json,
     );
     assert!(stdout.contains("ops/s"), "{stdout}");
-    serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse")
+    report
 }
 
 #[test]

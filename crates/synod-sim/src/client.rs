@@ -262,14 +262,11 @@ impl World {
 
     /// A node may serve a read: answer its client from the node's state.
     pub(crate) fn client_read_served(&mut self, node: usize, read: ReadId) {
-        let client = (read.0 >> 40) as usize;
-        let seq = read.0 & ((1 << 40) - 1);
-        let epoch = self.nodes[node].epoch;
-        let key = match self.clients.get(client).and_then(|c| c.current.as_ref()) {
-            Some(f) if f.by_index && f.seq == seq && f.node == Some((node, epoch)) => match &f.op {
-                Op::Get { key } => key.clone(),
-                _ => return,
-            },
+        let Some(client) = self.read_waiter(node, read) else {
+            return;
+        };
+        let key = match self.clients[client].current.as_ref().map(|f| &f.op) {
+            Some(Op::Get { key }) => key.clone(),
             _ => return,
         };
         let value = self.nodes[node].kv.data().get(&key).cloned();
@@ -281,17 +278,20 @@ impl World {
 
     /// A node refused a read: retry soon elsewhere.
     pub(crate) fn client_read_rejected(&mut self, node: usize, read: ReadId) {
+        if let Some(client) = self.read_waiter(node, read) {
+            self.retry_soon(client);
+        }
+    }
+
+    /// The client whose current operation is `read` (see `read_id`), if it
+    /// still waits for it at `node`'s current incarnation.
+    fn read_waiter(&self, node: usize, read: ReadId) -> Option<usize> {
         let client = (read.0 >> 40) as usize;
         let seq = read.0 & ((1 << 40) - 1);
         let epoch = self.nodes[node].epoch;
-        let waiting = self
-            .clients
-            .get(client)
-            .and_then(|c| c.current.as_ref())
-            .is_some_and(|f| f.by_index && f.seq == seq && f.node == Some((node, epoch)));
-        if waiting {
-            self.retry_soon(client);
-        }
+        let current = self.clients.get(client)?.current.as_ref()?;
+        (current.by_index && current.seq == seq && current.node == Some((node, epoch)))
+            .then_some(client)
     }
 
     /// A node crashed: its clients lose their connection.

@@ -133,14 +133,19 @@ fn a_flipped_bit_in_a_segment_header_or_a_missing_segment_is_refused() {
     assert!(err.to_string().contains("missing"), "{err}");
 }
 
-/// Writes `records` one sync each with preallocation on; returns where the
-/// data ends (the length the same log has without preallocation).
-fn write_preallocated(dir: &std::path::Path, records: &[synod_core::Record]) -> u64 {
-    let (mut wal, _) = Wal::open(dir, WalOptions::default()).unwrap();
+/// Appends `records` with a sync after each.
+fn append_each_synced(wal: &mut Wal, records: &[synod_core::Record]) {
     for record in records {
         wal.append(std::slice::from_ref(record)).unwrap();
         wal.sync().unwrap();
     }
+}
+
+/// Writes `records` one sync each with preallocation on; returns where the
+/// data ends (the length the same log has without preallocation).
+fn write_preallocated(dir: &std::path::Path, records: &[synod_core::Record]) -> u64 {
+    let (mut wal, _) = Wal::open(dir, WalOptions::default()).unwrap();
+    append_each_synced(&mut wal, records);
     let reference = tempfile::tempdir().unwrap();
     let ends = write_batches(reference.path(), &[records.to_vec()]);
     ends.last().unwrap().0
@@ -161,10 +166,7 @@ fn allocated_zeros_after_the_data_are_not_a_torn_tail() {
     assert_eq!(recovered.torn_bytes_cut, 0);
     // Writing resumes where the data ended, not after the zeros.
     let second: Vec<_> = (20..30).map(common::fixed_record).collect();
-    for record in &second {
-        wal.append(std::slice::from_ref(record)).unwrap();
-        wal.sync().unwrap();
-    }
+    append_each_synced(&mut wal, &second);
     drop(wal);
     let (_, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
     assert_eq!(recovered.records, [first, second].concat());
@@ -201,10 +203,7 @@ fn closed_segments_end_on_their_last_frame() {
     };
     let records: Vec<_> = (0..40).map(common::fixed_record).collect();
     let (mut wal, _) = Wal::open(dir.path(), opts.clone()).unwrap();
-    for record in &records {
-        wal.append(std::slice::from_ref(record)).unwrap();
-        wal.sync().unwrap();
-    }
+    append_each_synced(&mut wal, &records);
     drop(wal);
     let mut segments: Vec<_> = fs::read_dir(dir.path().join("wal"))
         .unwrap()

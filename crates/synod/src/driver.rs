@@ -79,17 +79,21 @@ struct ReadWaiter {
     next_retry: Instant,
 }
 
+/// A checkpoint whose snapshot file is being written or is durable.
+struct PendingCheckpoint {
+    snapshot: Snapshot,
+    /// Our own snapshot (the replica is compacted to it), not a peer's.
+    own: bool,
+    /// `Driver::installs` when it started: a snapshot installed since
+    /// replaces it.
+    installs: u64,
+    started: Instant,
+}
+
 /// A step of a checkpoint that ran off the event loop.
 enum CheckpointStep {
     /// Step 1: the snapshot file is durable (or could not be written).
-    Written {
-        snapshot: Snapshot,
-        own: bool,
-        /// `installs` when it started: a snapshot installed since replaces it.
-        installs: u64,
-        started: Instant,
-        result: Result<(), StorageError>,
-    },
+    Written(PendingCheckpoint, Result<(), StorageError>),
     /// Step 3: superseded files deleted.
     Cleaned(Result<(), StorageError>),
 }
@@ -127,10 +131,11 @@ pub(crate) struct Driver<S> {
     /// meanwhile (they took 200-360 ms here); only the marker, in a fresh
     /// segment, is written in this task.
     checkpoint_due: Option<(Snapshot, bool)>,
-    /// Step 1 or 3 of a checkpoint is running: no other starts.
+    /// A checkpoint is in progress (step 1 or 3 running, or step 2 due):
+    /// no other starts.
     checkpoint_busy: bool,
     /// Step 1 is done: write the marker when no sync is running.
-    checkpoint_ready: Option<(Snapshot, bool, u64, Instant)>,
+    checkpoint_ready: Option<PendingCheckpoint>,
     /// Snapshots installed from peers so far.
     installs: u64,
     checkpoint_tx: mpsc::Sender<CheckpointStep>,
@@ -742,29 +747,33 @@ impl<S: StateMachine> Driver<S> {
     /// Starts a checkpoint's snapshot file, writes a checkpoint marker whose
     /// file is durable, or starts the next log write.
     fn kick_storage(&mut self) -> Result<(), NodeError> {
-        if !self.checkpoint_busy && self.checkpoint_ready.is_none() {
+        if !self.checkpoint_busy {
             if let Some((snapshot, own)) = self.checkpoint_due.take() {
                 self.checkpoint_busy = true;
                 let snap_dir = self.wal.snap_dir().to_path_buf();
                 let tx = self.checkpoint_tx.clone();
-                let installs = self.installs;
-                let started = Instant::now();
+                let pending = PendingCheckpoint {
+                    snapshot,
+                    own,
+                    installs: self.installs,
+                    started: Instant::now(),
+                };
                 tokio::task::spawn_blocking(move || {
-                    let result = snapshot_file::write(&snap_dir, GROUP, &snapshot).map(|_| ());
-                    let _ = tx.blocking_send(CheckpointStep::Written {
-                        snapshot,
-                        own,
-                        installs,
-                        started,
-                        result,
-                    });
+                    let result = snapshot_file::write(&snap_dir, GROUP, &pending.snapshot);
+                    let _ = tx.blocking_send(CheckpointStep::Written(pending, result.map(|_| ())));
                 });
             }
         }
         if self.syncing {
             return Ok(());
         }
-        if let Some((snapshot, own, installs, started)) = self.checkpoint_ready.take() {
+        if let Some(PendingCheckpoint {
+            snapshot,
+            own,
+            installs,
+            started,
+        }) = self.checkpoint_ready.take()
+        {
             if installs != self.installs {
                 // A peer's snapshot replaced the state this one is of since
                 // it was taken: the records would not follow it. Its file
@@ -841,17 +850,11 @@ impl<S: StateMachine> Driver<S> {
 
     fn checkpoint_step(&mut self, step: CheckpointStep) -> Result<(), NodeError> {
         match step {
-            CheckpointStep::Written {
-                snapshot,
-                own,
-                installs,
-                started,
-                result,
-            } => {
+            CheckpointStep::Written(pending, result) => {
                 // A failed snapshot write is an I/O error like a failed
                 // fsync: fatal.
                 result?;
-                self.checkpoint_ready = Some((snapshot, own, installs, started));
+                self.checkpoint_ready = Some(pending);
             }
             CheckpointStep::Cleaned(result) => {
                 self.checkpoint_busy = false;

@@ -16,7 +16,8 @@ pub struct Cluster {
     pub extra: Vec<String>,
 }
 
-fn free_addrs(n: usize) -> Vec<SocketAddr> {
+/// `n` loopback addresses free a moment ago.
+pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
         .collect();
@@ -24,6 +25,25 @@ fn free_addrs(n: usize) -> Vec<SocketAddr> {
         .iter()
         .map(|l| l.local_addr().expect("addr"))
         .collect()
+}
+
+/// Runs a prepared `synod bench` command with `--json JSON`, checks that it
+/// succeeded and returns its standard output and the parsed report.
+pub fn run_bench(command: &mut Command, json: &std::path::Path) -> (String, serde_json::Value) {
+    let out = command
+        .arg("--json")
+        .arg(json)
+        .output()
+        .expect("run synod bench");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report =
+        serde_json::from_str(&std::fs::read_to_string(json).expect("json")).expect("parse");
+    (stdout, report)
 }
 
 impl Cluster {

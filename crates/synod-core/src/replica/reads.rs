@@ -41,7 +41,7 @@
 //! cannot confirm a round, because the majority that elected its successor
 //! refuses its heartbeats.
 
-use super::{Replica, Role};
+use super::{Leader, Replica, Role};
 use crate::ids::{Ballot, InstanceId, NodeId};
 use crate::message::Body;
 use crate::ready::{ReadId, RejectReason};
@@ -105,6 +105,18 @@ impl ReadState {
     }
 }
 
+impl Leader {
+    /// Notes a read that arrived now: it is served at the current log end,
+    /// once the next heartbeat round is confirmed.
+    fn queue_read(&mut self, origin: Origin) {
+        self.unconfirmed.push_back(Unconfirmed {
+            origin,
+            index: self.next_instance,
+            probe: self.probe_sent + 1,
+        });
+    }
+}
+
 impl Replica {
     /// Submits a linearizable read. The replica hands `id` back in
     /// [`crate::Ready::reads`] once the state machine, after applying that
@@ -123,11 +135,7 @@ impl Replica {
                 if leader.unconfirmed.len() >= limit {
                     return Err(RejectReason::Overloaded);
                 }
-                leader.unconfirmed.push_back(Unconfirmed {
-                    origin: Origin::Local(id),
-                    index: leader.next_instance,
-                    probe: leader.probe_sent + 1,
-                });
+                leader.queue_read(Origin::Local(id));
                 Ok(())
             }
             Role::Candidate(_) => Err(RejectReason::NoLeader),
@@ -150,11 +158,7 @@ impl Replica {
         // Not leading: no answer; the follower asks again or gives up.
         if let Role::Leader(leader) = &mut self.role {
             if leader.unconfirmed.len() < limit {
-                leader.unconfirmed.push_back(Unconfirmed {
-                    origin: Origin::Remote(from, id),
-                    index: leader.next_instance,
-                    probe: leader.probe_sent + 1,
-                });
+                leader.queue_read(Origin::Remote(from, id));
             }
         }
     }
@@ -248,11 +252,7 @@ impl Replica {
                 }
                 (Role::Leader(leader), _) => {
                     for (id, _) in unsent {
-                        leader.unconfirmed.push_back(Unconfirmed {
-                            origin: Origin::Local(id),
-                            index: leader.next_instance,
-                            probe: leader.probe_sent + 1,
-                        });
+                        leader.queue_read(Origin::Local(id));
                     }
                 }
                 _ => {
