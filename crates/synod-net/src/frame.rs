@@ -15,8 +15,10 @@ pub(crate) const KEEPALIVE: [u8; LENGTH_PREFIX_BYTES] = [0; LENGTH_PREFIX_BYTES]
 /// A frame longer than the configured limit.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("frame of {len} bytes exceeds the limit of {max}")]
-pub(crate) struct FrameTooLarge {
+pub struct FrameTooLarge {
+    /// Bytes the frame's payload has (or claims).
     pub len: usize,
+    /// The limit it exceeds.
     pub max: usize,
 }
 
@@ -25,7 +27,7 @@ pub(crate) struct FrameTooLarge {
 /// `Ok(None)` means more bytes are needed. The claimed length is checked
 /// against `frame_bytes_max` as soon as the prefix is in, before the caller
 /// reserves room for it, so a lying peer cannot make us allocate.
-pub(crate) fn take_frame(
+pub fn take_frame(
     buf: &mut BytesMut,
     frame_bytes_max: usize,
 ) -> Result<Option<Bytes>, FrameTooLarge> {
@@ -62,7 +64,7 @@ fn peek_length(buf: &BytesMut) -> Option<usize> {
 /// Appends `msg` as one frame and returns its payload length. A message whose
 /// encoding exceeds `frame_bytes_max` is not appended (`buf` is left as it was),
 /// because the receiver would close the connection on it.
-pub(crate) fn put_message(
+pub fn put_message(
     buf: &mut BytesMut,
     msg: &Message,
     frame_bytes_max: usize,

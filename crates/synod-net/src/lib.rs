@@ -69,6 +69,9 @@ pub use config::{
     WRITE_BATCH_BYTES_MAX_DEFAULT,
 };
 pub use error::NetError;
+/// The framing the connections use, as pure buffer code: the simulator sends
+/// every message through it so that it crosses its network as these bytes.
+pub use frame::{put_message, take_frame, FrameTooLarge};
 pub use handshake::{HANDSHAKE_PAYLOAD_BYTES, MAGIC, PROTOCOL_VERSION};
 pub use net::Net;
 pub use stats::NetStats;

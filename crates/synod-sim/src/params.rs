@@ -60,6 +60,9 @@ pub struct Params {
     /// Probability that a crash keeps a random prefix of the unsynced records
     /// (written but not fsynced: a torn tail cut at a record boundary).
     pub torn_tail: f64,
+    /// Largest peer frame payload, as `synod-net` enforces it: every message
+    /// crosses the simulated network through that codec and limit.
+    pub frame_bytes_max: usize,
     /// A client gives up an operation after this many timed-out attempts (only
     /// during the safety phase; the outcome is then unknown).
     pub attempts_max: u32,
@@ -147,6 +150,7 @@ impl Params {
             weights,
             attempt_timeout_us: rng.gen_range(400_000..1_200_000),
             attempts_max: rng.gen_range(2..=6),
+            frame_bytes_max: synod_net::FRAME_BYTES_MAX_DEFAULT,
             snapshot_every: if rng.gen_bool(0.6) {
                 rng.gen_range(5..300)
             } else {

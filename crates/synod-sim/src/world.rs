@@ -5,13 +5,14 @@
 use crate::kv::{decode, Kv};
 use crate::params::Params;
 use crate::report::Stats;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet, VecDeque};
 use synod_check::Operation;
+use synod_core::codec::Decode;
 use synod_core::{
     Apply, Checksum, Config, GroupId, InstanceId, Message, NodeId, PersistSeq, Replica, RoleKind,
     Snapshot, SnapshotMeta, Value,
@@ -25,8 +26,12 @@ pub(crate) enum Event {
         node: usize,
         epoch: u64,
     },
+    /// One message in flight, as the bytes `synod-net` puts on the wire
+    /// (one frame), between two node indexes.
     Deliver {
-        msg: Message,
+        from: usize,
+        to: usize,
+        frame: Bytes,
     },
     FsyncDone {
         node: usize,
@@ -308,17 +313,21 @@ impl World {
                     }
                 }
             }
-            Event::Deliver { msg } => {
-                let from = self.index(msg.from);
-                let to = self.index(msg.to);
+            Event::Deliver { from, to, frame } => {
                 if self.blocked.contains(&(from, to)) {
                     return;
                 }
                 if self.nodes[to].paused {
-                    let event = Event::Deliver { msg };
+                    let event = Event::Deliver { from, to, frame };
                     self.nodes[to].backlog.push(Backlog::Event(event));
                     return;
                 }
+                if self.nodes[to].replica.is_none() {
+                    return;
+                }
+                let Some(msg) = self.receive(from, to, frame) else {
+                    return;
+                };
                 if let Some(replica) = self.nodes[to].replica.as_mut() {
                     replica.step(msg);
                     self.pump(to);
@@ -656,11 +665,27 @@ impl World {
                 .is_some_and(|r| r.awaits_durability())
     }
 
-    /// Sends a message through the simulated network.
+    /// Sends a message through the simulated network, encoded as the frame
+    /// `synod-net` would write (same codec, same size limit).
     fn transmit(&mut self, msg: Message) {
         self.stats.messages += 1;
         let from = self.index(msg.from);
         let to = self.index(msg.to);
+        let mut buf = BytesMut::new();
+        if let Err(too_large) = synod_net::put_message(&mut buf, &msg, self.params.frame_bytes_max)
+        {
+            // The runtime cannot send it either: the message is lost for
+            // good, every time it is retried. Paxos tolerates a lost message,
+            // not one that can never be delivered.
+            self.violation(format!(
+                "unsendable: node {} made a {} message for node {} that exceeds the peer frame limit ({too_large})",
+                msg.from,
+                msg.body.name(),
+                msg.to
+            ));
+            return;
+        }
+        let frame = buf.freeze();
         let loss = self
             .link_loss
             .get(&(from, to))
@@ -670,10 +695,42 @@ impl World {
         }
         if self.rng.gen_bool(self.params.duplicate) {
             let delay = self.delay();
-            self.schedule(self.now_us + delay, Event::Deliver { msg: msg.clone() });
+            let frame = frame.clone();
+            self.schedule(self.now_us + delay, Event::Deliver { from, to, frame });
         }
         let delay = self.delay();
-        self.schedule(self.now_us + delay, Event::Deliver { msg });
+        self.schedule(self.now_us + delay, Event::Deliver { from, to, frame });
+    }
+
+    /// Decodes a frame as the receiving connection does; anything it would
+    /// refuse (bad length, undecodable, wrong sender or receiver) is a
+    /// violation here, since only our own encoder wrote it.
+    fn receive(&mut self, from: usize, to: usize, frame: Bytes) -> Option<Message> {
+        let mut buf = BytesMut::from(&frame[..]);
+        let decoded = match synod_net::take_frame(&mut buf, self.params.frame_bytes_max) {
+            Ok(Some(payload)) if buf.is_empty() => {
+                Message::from_bytes(payload).map_err(|e| e.to_string())
+            }
+            Ok(_) => Err("not exactly one frame".to_string()),
+            Err(too_large) => Err(too_large.to_string()),
+        };
+        match decoded {
+            Ok(msg) if msg.from == self.nodes[from].id && msg.to == self.nodes[to].id => Some(msg),
+            Ok(msg) => {
+                self.violation(format!(
+                    "codec: a frame from node {} to node {} decoded as a message from {} to {}",
+                    self.nodes[from].id, self.nodes[to].id, msg.from, msg.to
+                ));
+                None
+            }
+            Err(error) => {
+                self.violation(format!(
+                    "codec: a frame from node {} to node {} does not decode: {error}",
+                    self.nodes[from].id, self.nodes[to].id
+                ));
+                None
+            }
+        }
     }
 
     fn delay(&mut self) -> u64 {
