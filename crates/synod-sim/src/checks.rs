@@ -1,7 +1,7 @@
 //! The checks run at the end of every seed (agreement, order, validity and
 //! divergence are checked as the run goes, in `world.rs`).
 
-use crate::kv::decode;
+use crate::kv::{decode, unstamp};
 use crate::world::World;
 use std::collections::BTreeMap;
 use synod_check::{check, verify_witness, CheckOptions, Outcome, Verdict};
@@ -55,7 +55,7 @@ impl World {
             };
             let status = replica.status();
             match &reference {
-                None => reference = Some((node.id, status, node.kv.data().clone())),
+                None => reference = Some((node.id, status, node.kv.digest())),
                 Some((id, first, data)) => {
                     if status.applied_end == first.applied_end && status.checksum != first.checksum
                     {
@@ -63,7 +63,7 @@ impl World {
                             "convergence: checksums differ at {} between {} and {}",
                             status.applied_end, id, node.id
                         ));
-                    } else if status.applied_end == first.applied_end && node.kv.data() != data {
+                    } else if status.applied_end == first.applied_end && node.kv.digest() != *data {
                         found.push(format!(
                             "convergence: state differs between {} and {} at {}",
                             id, node.id, status.applied_end
@@ -139,7 +139,7 @@ impl World {
                 order.push(index);
             }
             for command in value.commands() {
-                let Some(command) = decode(command) else {
+                let Some(command) = unstamp(command).and_then(|(_, c)| decode(&c)) else {
                     continue;
                 };
                 let last = last_seq.entry(command.client).or_insert(0);

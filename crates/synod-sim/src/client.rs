@@ -2,7 +2,7 @@
 //! timeouts with the same sequence number (so a retry is applied at most once),
 //! and recording every operation for the linearizability checker.
 
-use crate::kv::{encode, KvCommand};
+use crate::kv::{encode, stamp, unstamp, KvCommand};
 use crate::world::{Backlog, Event, Phase, World};
 use bytes::Bytes;
 use rand::Rng;
@@ -101,10 +101,14 @@ impl World {
             4..=6 => Op::Put { key, value },
             _ => Op::Append { key, value },
         };
+        // From a stream of its own, so that seeds pinned before keep their
+        // other choices.
+        let ttl = matches!(op, Op::Put { .. }) && self.ttl_rng.gen_bool(0.3);
         let command = encode(&KvCommand {
             client: id,
             seq,
             op: op.clone(),
+            ttl,
         });
         self.proposed.insert(command.clone());
         let by_index =
@@ -138,7 +142,7 @@ impl World {
         };
         if let Some(key) = stale_key {
             // Negative control: answer from local state, without the log.
-            let value = self.nodes[node].kv.data().get(&key).cloned();
+            let value = self.local_read(node, &key);
             self.finish(client, Outcome::Value(value));
             return;
         }
@@ -174,6 +178,7 @@ impl World {
     /// then retries soon) or the client no longer waits.
     pub(crate) fn submit(&mut self, client: usize, node: usize, seq: u64) -> bool {
         let epoch = self.nodes[node].epoch;
+        let now_ms = self.wall_ms(node);
         let Some(in_flight) = self.clients[client].current.as_mut() else {
             return false;
         };
@@ -186,7 +191,7 @@ impl World {
         let submitted = if in_flight.by_index {
             replica.read(read_id(client, seq))
         } else {
-            replica.propose(in_flight.command.clone())
+            replica.propose(stamp(now_ms, &in_flight.command))
         };
         match submitted {
             Ok(()) => true,
@@ -247,7 +252,11 @@ impl World {
     }
 
     /// A node refused a command without proposing it: retry soon elsewhere.
-    pub(crate) fn client_rejected(&mut self, node: usize, command: &Bytes) {
+    pub(crate) fn client_rejected(&mut self, node: usize, stamped: &Bytes) {
+        let Some((_, command)) = unstamp(stamped) else {
+            return;
+        };
+        let command = &command;
         let epoch = self.nodes[node].epoch;
         for client in 0..self.clients.len() {
             let matches = self.clients[client]
@@ -269,7 +278,7 @@ impl World {
             Some(Op::Get { key }) => key.clone(),
             _ => return,
         };
-        let value = self.nodes[node].kv.data().get(&key).cloned();
+        let value = self.local_read(node, &key);
         let prefix = self.nodes[node].next_apply;
         self.finish(client, Outcome::Value(value));
         self.index_reads
@@ -313,6 +322,20 @@ impl World {
                     self.now_us + RETRY_SOON_US,
                     Event::ClientWake { client, token },
                 );
+            }
+        }
+    }
+
+    /// Reads a key from the node's state as synod-kv serves a read, at the
+    /// node's own clock (as the runtime's read path does).
+    fn local_read(&mut self, node: usize, key: &[u8]) -> Option<Vec<u8>> {
+        let now_ms = self.wall_ms(node);
+        match self.nodes[node].kv.read(key, now_ms) {
+            Ok(value) => value,
+            Err(error) => {
+                let id = self.nodes[node].id;
+                self.violation(format!("synod-kv read at node {id}: {error}"));
+                None
             }
         }
     }

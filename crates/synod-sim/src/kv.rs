@@ -1,9 +1,14 @@
-//! The simulator's state machine: a small key-value store with exactly-once
-//! application of client commands (client id + sequence number).
+//! The simulator's state machine: the `synod` server's key-value store
+//! (`synod_kv::Store`) with exactly-once application of client commands
+//! (client id + sequence number).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::BTreeMap;
+use synod::{ApplyContext, StateMachine};
 use synod_check::{Op, Outcome};
+use synod_core::InstanceId;
+use synod_kv::{SetCondition, SetExpiry, Store};
+use synod_resp::Reply;
 
 /// A client command as proposed: who, which attempt-independent sequence, what.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,6 +19,8 @@ pub struct KvCommand {
     pub seq: u64,
     /// The operation.
     pub op: Op,
+    /// A `Put` that also sets a (long) TTL: `SET key value PX LONG_TTL_MS`.
+    pub ttl: bool,
 }
 
 const KIND_GET: u8 = 1;
@@ -33,6 +40,7 @@ pub fn encode(command: &KvCommand) -> Bytes {
         other => unreachable!("the simulator does not issue {other:?}"),
     };
     buf.put_u8(kind);
+    buf.put_u8(u8::from(command.ttl));
     buf.put_u16_le(key.len() as u16);
     buf.put_slice(key);
     buf.put_u16_le(value.len() as u16);
@@ -46,6 +54,11 @@ pub fn decode(bytes: &[u8]) -> Option<KvCommand> {
     let client = u64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?);
     let seq = u64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?);
     let kind = take(&mut rest, 1)?[0];
+    let ttl = match take(&mut rest, 1)?[0] {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
     let key_len = u16::from_le_bytes(take(&mut rest, 2)?.try_into().ok()?) as usize;
     let key = take(&mut rest, key_len)?.to_vec();
     let value_len = u16::from_le_bytes(take(&mut rest, 2)?.try_into().ok()?) as usize;
@@ -59,7 +72,12 @@ pub fn decode(bytes: &[u8]) -> Option<KvCommand> {
         KIND_APPEND => Op::Append { key, value },
         _ => return None,
     };
-    Some(KvCommand { client, seq, op })
+    Some(KvCommand {
+        client,
+        seq,
+        op,
+        ttl,
+    })
 }
 
 fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
@@ -71,10 +89,40 @@ fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     Some(head)
 }
 
-/// The replicated key-value state plus the exactly-once table.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// Bytes of the proposer's clock stamp in front of a proposed command.
+const STAMP_BYTES: usize = 8;
+
+/// A command as a node proposes it: its wall clock (ms since the Unix epoch)
+/// in front of the client's bytes, as the runtime's envelope carries the
+/// proposer's clock. The same client command proposed twice (a retry through
+/// another node) carries two stamps.
+pub fn stamp(time_ms: u64, command: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(STAMP_BYTES + command.len());
+    buf.put_u64_le(time_ms);
+    buf.put_slice(command);
+    buf.freeze()
+}
+
+/// Splits a proposed value into its clock stamp and the client's bytes.
+pub fn unstamp(bytes: &Bytes) -> Option<(u64, Bytes)> {
+    let stamp = u64::from_le_bytes(bytes.get(..STAMP_BYTES)?.try_into().ok()?);
+    Some((stamp, bytes.slice(STAMP_BYTES..)))
+}
+
+/// A TTL long enough never to run out during a run: it puts real expiry
+/// state into synod-kv (and so into its snapshots and the state digest)
+/// without changing what the linearizability model expects of the key.
+pub const LONG_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// The replicated state: the real key-value state machine of the `synod`
+/// server (`synod_kv::Store`: its commands, expiry index, snapshot codec),
+/// plus the simulator's exactly-once table.
+#[derive(Debug, Default)]
 pub struct Kv {
-    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    store: Store,
+    /// The log clock: the largest proposer stamp applied so far, as the
+    /// runtime computes `ApplyContext::time_ms`.
+    log_time_ms: u64,
     /// Per client: the last sequence applied and its outcome.
     sessions: BTreeMap<u64, (u64, Outcome)>,
     /// Per (client, seq): how many times it took effect (must never exceed 1).
@@ -82,38 +130,60 @@ pub struct Kv {
 }
 
 impl Kv {
-    /// Applies a command; returns its outcome, or the remembered outcome when
-    /// the command was applied before (a retry chosen twice). Returns `None` for
-    /// a stale duplicate older than the client's latest command.
-    pub fn apply(&mut self, command: &KvCommand) -> Option<Outcome> {
+    /// Applies a command stamped `stamp_ms` at `instance`; returns its
+    /// outcome, or the remembered outcome when the command was applied before
+    /// (a retry chosen twice). Returns `None` for a stale duplicate older than
+    /// the client's latest command. `local_clock_ms`, when given, replaces
+    /// the log clock: a state machine that reads its own clock (the
+    /// `nondeterministic-sm` negative control). `Err` when synod-kv's reply
+    /// is not one the operation can have.
+    pub fn apply(
+        &mut self,
+        command: &KvCommand,
+        instance: u64,
+        stamp_ms: u64,
+        local_clock_ms: Option<u64>,
+    ) -> Result<Option<Outcome>, String> {
+        self.log_time_ms = self.log_time_ms.max(stamp_ms);
         if let Some((last_seq, outcome)) = self.sessions.get(&command.client) {
             if command.seq == *last_seq {
-                return Some(outcome.clone());
+                return Ok(Some(outcome.clone()));
             }
             if command.seq < *last_seq {
-                return None;
+                return Ok(None);
             }
         }
-        let outcome = match &command.op {
-            Op::Get { key } => Outcome::Value(self.data.get(key).cloned()),
-            Op::Put { key, value } => {
-                self.data.insert(key.clone(), value.clone());
-                Outcome::Ok
-            }
-            Op::Append { key, value } => {
-                let entry = self.data.entry(key.clone()).or_default();
-                entry.extend_from_slice(value);
-                Outcome::Int(entry.len() as i64)
-            }
-            other => unreachable!("the simulator does not issue {other:?}"),
+        let ctx = ApplyContext {
+            instance: InstanceId(instance),
+            time_ms: local_clock_ms.unwrap_or(self.log_time_ms),
         };
+        let (kv_command, ttl) = to_store_command(&command.op, command.ttl)?;
+        let reply = self.store.apply_command(&kv_command, &ctx);
+        let outcome = to_outcome(&command.op, ttl, reply)?;
         *self
             .effects
             .entry((command.client, command.seq))
             .or_default() += 1;
         self.sessions
             .insert(command.client, (command.seq, outcome.clone()));
-        Some(outcome)
+        Ok(Some(outcome))
+    }
+
+    /// Reads a key without the log, as a node serves a read by read index
+    /// (or, wrongly, a stale read): synod-kv's read path at `time_ms`.
+    pub fn read(&self, key: &[u8], time_ms: u64) -> Result<Option<Vec<u8>>, String> {
+        let ctx = ApplyContext {
+            instance: InstanceId(0),
+            time_ms,
+        };
+        let get = synod_kv::KvCommand::Get {
+            key: Bytes::copy_from_slice(key),
+        };
+        match self.store.query_command(&get, &ctx) {
+            Reply::Bulk(value) => Ok(Some(value.to_vec())),
+            Reply::Null => Ok(None),
+            other => Err(format!("GET answered {other:?}")),
+        }
     }
 
     /// How many times the command `(client, seq)` took effect.
@@ -129,21 +199,65 @@ impl Kv {
             .map(|(id, _)| *id)
     }
 
-    /// The stored data, for comparing replicas.
-    pub fn data(&self) -> &BTreeMap<Vec<u8>, Vec<u8>> {
-        &self.data
+    /// A digest of the whole replicated state (synod-kv's snapshot bytes,
+    /// which are canonical, the log clock and the exactly-once table):
+    /// replicas that applied the same prefix must agree on it, whatever the
+    /// log checksum says.
+    pub fn digest(&self) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(&self.encode())
+    }
+
+    /// Checks synod-kv's internal indexes.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.store.check_invariants()
+    }
+}
+
+/// The synod-kv command for a simulator operation, and the TTL it sets.
+fn to_store_command(op: &Op, ttl: bool) -> Result<(synod_kv::KvCommand, bool), String> {
+    let bytes = |v: &[u8]| Bytes::copy_from_slice(v);
+    let command = match op {
+        Op::Get { key } => synod_kv::KvCommand::Get { key: bytes(key) },
+        Op::Put { key, value } => synod_kv::KvCommand::Set {
+            key: bytes(key),
+            value: bytes(value),
+            condition: SetCondition::Always,
+            get: false,
+            expiry: if ttl {
+                SetExpiry::After {
+                    ttl_ms: LONG_TTL_MS,
+                }
+            } else {
+                SetExpiry::Clear
+            },
+        },
+        Op::Append { key, value } => synod_kv::KvCommand::Append {
+            key: bytes(key),
+            value: bytes(value),
+        },
+        other => return Err(format!("the simulator does not issue {other:?}")),
+    };
+    Ok((command, ttl))
+}
+
+/// What synod-kv's reply means for the linearizability checker.
+fn to_outcome(op: &Op, _ttl: bool, reply: Reply) -> Result<Outcome, String> {
+    match (op, reply) {
+        (Op::Get { .. }, Reply::Bulk(value)) => Ok(Outcome::Value(Some(value.to_vec()))),
+        (Op::Get { .. }, Reply::Null) => Ok(Outcome::Value(None)),
+        (Op::Put { .. }, Reply::Simple(ok)) if ok == "OK" => Ok(Outcome::Ok),
+        (Op::Append { .. }, Reply::Integer(len)) => Ok(Outcome::Int(len)),
+        (op, reply) => Err(format!("synod-kv answered {reply:?} to {op:?}")),
     }
 }
 
 impl Kv {
-    /// Encodes the whole state (the simulator's snapshot format).
+    /// Encodes the whole state (the simulator's snapshot format): synod-kv's
+    /// own snapshot, the log clock, then the exactly-once table.
     pub fn encode(&self) -> Bytes {
         let mut buf = BytesMut::new();
-        buf.put_u64_le(self.data.len() as u64);
-        for (key, value) in &self.data {
-            put_bytes(&mut buf, key);
-            put_bytes(&mut buf, value);
-        }
+        put_bytes(&mut buf, &self.store.snapshot());
+        buf.put_u64_le(self.log_time_ms);
         buf.put_u64_le(self.sessions.len() as u64);
         for (client, (seq, outcome)) in &self.sessions {
             buf.put_u64_le(*client);
@@ -171,15 +285,13 @@ impl Kv {
         buf.freeze()
     }
 
-    /// Decodes a snapshot written by `encode`.
+    /// Decodes a snapshot written by `encode` (through synod-kv's restore).
     pub fn decode(bytes: &[u8]) -> Option<Kv> {
         let mut rest = bytes;
         let mut kv = Kv::default();
-        for _ in 0..get_u64(&mut rest)? {
-            let key = get_bytes(&mut rest)?;
-            let value = get_bytes(&mut rest)?;
-            kv.data.insert(key, value);
-        }
+        let store = get_bytes(&mut rest)?;
+        kv.store.restore(&store).ok()?;
+        kv.log_time_ms = get_u64(&mut rest)?;
         for _ in 0..get_u64(&mut rest)? {
             let client = get_u64(&mut rest)?;
             let seq = get_u64(&mut rest)?;
@@ -220,49 +332,77 @@ fn get_bytes(rest: &mut &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    fn append(seq: u64) -> KvCommand {
+        KvCommand {
+            client: 1,
+            seq,
+            op: Op::Append {
+                key: b"k".to_vec(),
+                value: b"a".to_vec(),
+            },
+            ttl: false,
+        }
+    }
+
     #[test]
     fn commands_round_trip_and_garbage_is_refused() {
         let command = KvCommand {
             client: 7,
             seq: 9,
-            op: Op::Append {
+            op: Op::Put {
                 key: b"k".to_vec(),
                 value: b"xy".to_vec(),
             },
+            ttl: true,
         };
         let bytes = encode(&command);
         assert_eq!(decode(&bytes), Some(command));
         assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
         assert_eq!(decode(b"garbage"), None);
+        let stamped = stamp(42, &bytes);
+        assert_eq!(unstamp(&stamped), Some((42, bytes)));
     }
 
     #[test]
     fn retries_take_effect_once() {
         let mut kv = Kv::default();
-        let append = KvCommand {
-            client: 1,
-            seq: 1,
-            op: Op::Append {
-                key: b"k".to_vec(),
-                value: b"a".to_vec(),
-            },
-        };
-        assert_eq!(kv.apply(&append), Some(Outcome::Int(1)));
-        assert_eq!(kv.apply(&append), Some(Outcome::Int(1)));
+        assert_eq!(kv.apply(&append(1), 0, 5, None), Ok(Some(Outcome::Int(1))));
+        assert_eq!(kv.apply(&append(1), 1, 5, None), Ok(Some(Outcome::Int(1))));
         assert_eq!(kv.effects(1, 1), 1);
-        let next = KvCommand {
-            seq: 2,
-            ..append.clone()
-        };
-        assert_eq!(kv.apply(&next), Some(Outcome::Int(2)));
-        assert_eq!(kv.apply(&append), None);
+        assert_eq!(kv.apply(&append(2), 2, 5, None), Ok(Some(Outcome::Int(2))));
+        assert_eq!(kv.apply(&append(1), 3, 5, None), Ok(None));
         let get = KvCommand {
             seq: 3,
             op: Op::Get { key: b"k".to_vec() },
-            ..append
+            ..append(3)
         };
-        kv.apply(&get);
-        assert_eq!(Kv::decode(&kv.encode()), Some(kv.clone()));
-        assert_eq!(Kv::decode(&kv.encode()[1..]), None);
+        assert_eq!(
+            kv.apply(&get, 4, 5, None),
+            Ok(Some(Outcome::Value(Some(b"aa".to_vec()))))
+        );
+        let copy = Kv::decode(&kv.encode()).expect("decodes");
+        assert_eq!(copy.encode(), kv.encode());
+        assert_eq!(copy.digest(), kv.digest());
+        assert!(Kv::decode(&kv.encode()[1..]).is_none());
+    }
+
+    #[test]
+    fn a_local_clock_changes_the_state_digest() {
+        let put = KvCommand {
+            op: Op::Put {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+            },
+            ttl: true,
+            ..append(1)
+        };
+        let (mut a, mut b) = (Kv::default(), Kv::default());
+        a.apply(&put, 0, 1_000, None).unwrap();
+        b.apply(&put, 0, 1_000, None).unwrap();
+        assert_eq!(a.digest(), b.digest());
+        let mut c = Kv::default();
+        c.apply(&put, 0, 1_000, Some(2_000)).unwrap();
+        assert_ne!(a.digest(), c.digest());
+        assert_eq!(c.read(b"k", 2_000), Ok(Some(b"v".to_vec())));
     }
 }

@@ -32,6 +32,7 @@ pub const INJECTIONS: &[&str] = &[
     "skip-adopt",
     "stale-read",
     "leader-local-reads",
+    "nondeterministic-sm",
 ];
 
 /// Deliberate bugs for negative controls: in the protocol core, or in how a
@@ -44,6 +45,10 @@ pub struct Faults {
     /// follower (or a deposed leader) returns stale values. Only the
     /// linearizability checker can see this one.
     pub stale_read: bool,
+    /// The state machine reads its node's own clock instead of the log
+    /// clock: replicas apply the same log and reach different states, which
+    /// only the state digest sees (the log checksums agree).
+    pub nondeterministic_sm: bool,
 }
 
 /// Parses an `--inject` name.
@@ -54,6 +59,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
         "skip-adopt" => faults.core.skip_adopt = true,
         "stale-read" => faults.stale_read = true,
         "leader-local-reads" => faults.core.leader_local_reads = true,
+        "nondeterministic-sm" => faults.nondeterministic_sm = true,
         _ => return None,
     }
     Some(faults)

@@ -63,6 +63,9 @@ pub struct Params {
     /// Largest peer frame payload, as `synod-net` enforces it: every message
     /// crosses the simulated network through that codec and limit.
     pub frame_bytes_max: usize,
+    /// Per node, how far its wall clock is off the simulated time (ms;
+    /// drawn from a stream of its own, see `World::new`).
+    pub clock_offset_ms: Vec<i64>,
     /// A client gives up an operation after this many timed-out attempts (only
     /// during the safety phase; the outcome is then unknown).
     pub attempts_max: u32,
@@ -151,6 +154,7 @@ impl Params {
             attempt_timeout_us: rng.gen_range(400_000..1_200_000),
             attempts_max: rng.gen_range(2..=6),
             frame_bytes_max: synod_net::FRAME_BYTES_MAX_DEFAULT,
+            clock_offset_ms: vec![0; nodes],
             snapshot_every: if rng.gen_bool(0.6) {
                 rng.gen_range(5..300)
             } else {

@@ -2,7 +2,7 @@
 //! disks, the simulated network, and one event queue ordered by simulated time.
 //! Everything random comes from one seeded generator, so a seed replays exactly.
 
-use crate::kv::{decode, Kv};
+use crate::kv::{decode, unstamp, Kv};
 use crate::params::Params;
 use crate::report::Stats;
 use bytes::{Bytes, BytesMut};
@@ -18,6 +18,12 @@ use synod_core::{
     Snapshot, SnapshotMeta, Value,
 };
 use synod_storage::{MemStorage, Storage};
+
+/// Applied points at which replicas' state digests are compared: every 4th.
+const DIGEST_EVERY: u64 = 4;
+
+/// What a node's wall clock reads at simulated time 0 (2026-01-01).
+const WALL_EPOCH_MS: u64 = 1_767_225_600_000;
 
 /// Something that happens at a simulated time.
 #[derive(Debug)]
@@ -141,6 +147,8 @@ pub(crate) struct World {
     pub(crate) rng: ChaCha8Rng,
     /// Chooses which GETs go by read index (see `Params::read_index_share`).
     pub(crate) read_rng: ChaCha8Rng,
+    /// Chooses which PUTs set a TTL.
+    pub(crate) ttl_rng: ChaCha8Rng,
     pub(crate) now_us: u64,
     pub(crate) seed: u64,
     pub(crate) params: Params,
@@ -168,6 +176,9 @@ pub(crate) struct World {
     pub(crate) chosen: BTreeMap<u64, Value>,
     /// Commands acknowledged to a client: (client, seq).
     pub(crate) acknowledged: Vec<(u64, u64)>,
+    /// Per applied prefix length, the first node to reach it and its state
+    /// digest (see `check_digest`).
+    pub(crate) digests: BTreeMap<u64, (NodeId, u64)>,
     /// The first violations found (see `violation`).
     pub(crate) violations: Vec<String>,
     /// How many violations were found in all.
@@ -196,10 +207,18 @@ impl World {
         // So do pauses (a fault added later too).
         let mut pause_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_7A05_E000_0000);
         params.weights.pause = if pause_rng.gen_bool(0.5) { 3 } else { 0 };
+        // Wall clocks that disagree by up to 10 s, and the share of PUTs that
+        // set a TTL: streams of their own too.
+        let mut clock_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_C10C_0000_0000);
+        params.clock_offset_ms = (0..nodes)
+            .map(|_| clock_rng.gen_range(-10_000..=10_000))
+            .collect();
+        let ttl_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0771_0000_0000);
         let members: Vec<NodeId> = (1..=nodes as u32).map(NodeId).collect();
         let mut world = World {
             rng,
             read_rng,
+            ttl_rng,
             now_us: 0,
             seed,
             heal_us: params.safety_us,
@@ -217,6 +236,7 @@ impl World {
             history_index: BTreeMap::new(),
             index_reads: Vec::new(),
             proposed: HashSet::new(),
+            digests: BTreeMap::new(),
             chosen: BTreeMap::new(),
             acknowledged: Vec::new(),
             violations: Vec::new(),
@@ -410,6 +430,7 @@ impl World {
         let epoch = sim_node.epoch;
         let at = self.now_us + self.params.tick_us[node];
         self.schedule(at, Event::Tick { node, epoch });
+        self.check_digest(node);
         self.pump(node);
     }
 
@@ -520,6 +541,7 @@ impl World {
             self.nodes[node].checkpoint_due = None;
             self.save_snapshot(node, snapshot);
             self.stats.snapshots_installed += 1;
+            self.check_digest(node);
         }
         for msg in ready.messages {
             self.transmit(msg);
@@ -761,21 +783,68 @@ impl World {
                 self.chosen.insert(instance, apply.value.clone());
             }
         }
-        for command in apply.value.commands() {
-            if !self.proposed.contains(command) {
+        let local_clock = self.faults.nondeterministic_sm.then(|| self.wall_ms(node));
+        for proposed in apply.value.commands() {
+            let Some((stamp_ms, command)) = unstamp(proposed) else {
+                self.violation(format!("validity: unstamped command at #{instance}"));
+                continue;
+            };
+            if !self.proposed.contains(&command) {
                 self.violation(format!(
                     "validity: node {id} applied a command no client proposed at #{instance}"
                 ));
                 continue;
             }
-            let Some(kv_command) = decode(command) else {
+            let Some(kv_command) = decode(&command) else {
                 self.violation(format!("validity: undecodable command at #{instance}"));
                 continue;
             };
-            if let Some(outcome) = self.nodes[node].kv.apply(&kv_command) {
-                self.client_reply(node, &kv_command, outcome);
+            match self.nodes[node]
+                .kv
+                .apply(&kv_command, instance, stamp_ms, local_clock)
+            {
+                Ok(Some(outcome)) => self.client_reply(node, &kv_command, outcome),
+                Ok(None) => {}
+                Err(error) => {
+                    self.violation(format!("synod-kv at node {id}, #{instance}: {error}"))
+                }
             }
         }
+        self.check_digest(node);
+    }
+
+    /// Records the digest of `node`'s state after its applied prefix, or
+    /// compares it with the one another node recorded at the same point:
+    /// replicas that applied the same log must hold the same state (a state
+    /// machine that is not deterministic diverges with equal log checksums).
+    /// Only every `DIGEST_EVERY`th point is compared: a digest encodes the
+    /// whole state, and a divergence persists in the state once there.
+    pub(crate) fn check_digest(&mut self, node: usize) {
+        let point = self.nodes[node].next_apply;
+        if point % DIGEST_EVERY != 0 {
+            return;
+        }
+        let digest = self.nodes[node].kv.digest();
+        let id = self.nodes[node].id;
+        match self.digests.get(&point) {
+            None => {
+                self.digests.insert(point, (id, digest));
+            }
+            Some((first, expected)) if *expected != digest => {
+                let first = *first;
+                self.violation(format!(
+                    "state divergence: node {id} and node {first} applied the same {point} instances but hold different states"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The node's wall clock, in ms since the Unix epoch: simulated time
+    /// plus the node's own offset (clocks of different nodes disagree).
+    pub(crate) fn wall_ms(&self, node: usize) -> u64 {
+        let local = (self.now_us / 1000) as i64 + self.params.clock_offset_ms[node];
+        (WALL_EPOCH_MS as i64 + local).max(0) as u64
     }
 
     /// Ends the safety phase: heals the network, restarts every node.
