@@ -821,7 +821,7 @@ impl World {
     /// whole state, and a divergence persists in the state once there.
     pub(crate) fn check_digest(&mut self, node: usize) {
         let point = self.nodes[node].next_apply;
-        if point % DIGEST_EVERY != 0 {
+        if !point.is_multiple_of(DIGEST_EVERY) {
             return;
         }
         let digest = self.nodes[node].kv.digest();
