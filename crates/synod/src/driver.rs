@@ -23,6 +23,7 @@ use crate::config::NodeConfig;
 use crate::envelope::{Envelope, Kind, Sessions};
 use crate::metrics::Metrics;
 use crate::node::{NodeError, NodeStatus, RequestError};
+use crate::persist::{Io, PendingCheckpoint, Persister};
 use crate::state_machine::{ApplyContext, StateMachine};
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -34,7 +35,7 @@ use synod_core::{
     Snapshot, SnapshotMeta,
 };
 use synod_net::{Net, NetConfig};
-use synod_storage::{snapshot_file, Storage, StorageError, SyncJob, Wal, WalOptions};
+use synod_storage::{snapshot_file, StorageError, SyncJob, Wal, WalOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
@@ -79,17 +80,6 @@ struct ReadWaiter {
     next_retry: Instant,
 }
 
-/// A checkpoint whose snapshot file is being written or is durable.
-struct PendingCheckpoint {
-    snapshot: Snapshot,
-    /// Our own snapshot (the replica is compacted to it), not a peer's.
-    own: bool,
-    /// `Driver::installs` when it started: a snapshot installed since
-    /// replaces it.
-    installs: u64,
-    started: Instant,
-}
-
 /// A step of a checkpoint that ran off the event loop.
 enum CheckpointStep {
     /// Step 1: the snapshot file is durable (or could not be written).
@@ -118,37 +108,20 @@ pub(crate) struct Driver<S> {
     /// Reads by the id given to the core (fresh for every submission).
     reads: BTreeMap<u64, ReadWaiter>,
     next_read: u64,
-    wal: Wal,
-    /// Everything handed to `wal.append` so far is covered by this.
-    appended_through: PersistSeq,
-    syncing: bool,
+    /// When to append, sync and checkpoint (the same code the simulator
+    /// runs); this task carries out its I/O on blocking threads.
+    persist: Persister,
     sync_tx: mpsc::Sender<SyncDone>,
     sync_rx: mpsc::Receiver<SyncDone>,
-    /// A snapshot to checkpoint; `true` when it is our own (the replica is
-    /// compacted after it is durable). A checkpoint runs in three steps (see
-    /// `Wal::write_snapshot`): the snapshot file and the deletion of what it
-    /// superseded run on a blocking thread, so appends and the protocol go on
-    /// meanwhile (they took 200-360 ms here); only the marker, in a fresh
-    /// segment, is written in this task.
-    checkpoint_due: Option<(Snapshot, bool)>,
-    /// A checkpoint is in progress (step 1 or 3 running, or step 2 due):
-    /// no other starts.
-    checkpoint_busy: bool,
-    /// Step 1 is done: write the marker when no sync is running.
-    checkpoint_ready: Option<PendingCheckpoint>,
-    /// Snapshots installed from peers so far.
-    installs: u64,
+    /// When the running checkpoint started (for its log line).
+    checkpoint_started: Instant,
     checkpoint_tx: mpsc::Sender<CheckpointStep>,
     checkpoint_rx: mpsc::Receiver<CheckpointStep>,
-    snapshot_end: InstanceId,
     applied_end: InstanceId,
     checksum: Checksum,
     leader: Option<NodeId>,
     diverged: bool,
     ticks: u64,
-    /// `ticks` when the last sync started: records nothing waits for (chosen
-    /// marks) are synced at the latest a tick later.
-    sync_started_tick: u64,
     net: Net,
     inbound: mpsc::Receiver<Message>,
     submit: mpsc::Receiver<Submit>,
@@ -275,24 +248,17 @@ impl<S: StateMachine> Driver<S> {
             replica,
             machine,
             sessions,
-            wal,
-            appended_through: PersistSeq(0),
-            syncing: false,
+            persist: Persister::new(GROUP, wal, cfg.snapshot_policy, snapshot_end),
             sync_tx,
             sync_rx,
-            checkpoint_due: None,
-            checkpoint_busy: false,
-            checkpoint_ready: None,
-            installs: 0,
+            checkpoint_started: Instant::now(),
             checkpoint_tx,
             checkpoint_rx,
-            snapshot_end,
             applied_end,
             checksum,
             leader: None,
             diverged: false,
             ticks: 0,
-            sync_started_tick: 0,
             net: net.clone(),
             inbound,
             submit,
@@ -315,29 +281,20 @@ impl<S: StateMachine> Driver<S> {
             }
         };
         // Wait for a write in flight, so a clean stop leaves nothing half done.
-        if self.syncing {
+        if self.persist.syncing() {
             if let Some(done) = self.sync_rx.recv().await {
-                let _ = self.wal.finish_sync(done.job, done.result);
+                self.persist.sync_finished_at_stop(done.job, done.result);
             }
         }
         // A checkpoint step may be running on a blocking thread: let it end,
         // so no file of this data directory changes after `run` returns.
-        if self.checkpoint_ready.take().is_some() {
-            // Its marker was never written: its snapshot file is a stray
-            // that a later checkpoint's cleanup removes.
-            self.checkpoint_busy = false;
-        }
-        if self.checkpoint_busy {
+        if self.persist.stop_checkpoint() {
             // Step 1 or step 3 runs; either reports once.
             let _ = self.checkpoint_rx.recv().await;
-            self.checkpoint_busy = false;
         }
         // Records nothing waited for (chosen marks) may not be durable yet.
         if result.is_ok() {
-            if let Ok(Some(job)) = self.wal.begin_sync() {
-                let synced = job.run();
-                let _ = self.wal.finish_sync(job, synced);
-            }
+            let _ = self.persist.final_sync();
         }
         for (_, waiter) in std::mem::take(&mut self.waiters) {
             let _ = waiter
@@ -402,6 +359,7 @@ impl<S: StateMachine> Driver<S> {
                 }
                 _ = ticker.tick() => {
                     self.replica.tick();
+                    self.persist.tick();
                     self.ticks += 1;
                     if self.ticks.is_multiple_of(SCAN_TICKS) {
                         self.scan_waiters();
@@ -587,10 +545,7 @@ impl<S: StateMachine> Driver<S> {
             if ready.is_empty() {
                 break;
             }
-            if !ready.persist.is_empty() {
-                self.wal.append(&ready.persist)?;
-                self.appended_through = ready.persist_through;
-            }
+            self.persist.append(&ready.persist, ready.persist_through)?;
             if let Some(snapshot) = ready.install {
                 self.install(snapshot)?;
             }
@@ -704,24 +659,12 @@ impl<S: StateMachine> Driver<S> {
             "installed a snapshot from a peer"
         );
         self.metrics.snapshots_installed.fetch_add(1, Relaxed);
-        self.installs += 1;
-        self.checkpoint_due = Some((snapshot, false));
+        self.persist.installed(snapshot);
         Ok(())
     }
 
     fn maybe_snapshot(&mut self) {
-        if self.checkpoint_due.is_some()
-            || self.checkpoint_busy
-            || self.applied_end <= self.snapshot_end
-        {
-            return;
-        }
-        let since = self.applied_end.0 - self.snapshot_end.0;
-        if !self
-            .cfg
-            .snapshot_policy
-            .due(since, self.wal.bytes_since_checkpoint())
-        {
+        if !self.persist.snapshot_wanted(self.applied_end) {
             return;
         }
         let started = Instant::now();
@@ -734,116 +677,67 @@ impl<S: StateMachine> Driver<S> {
                 "state machine snapshot taken"
             );
         }
-        let snapshot = Snapshot {
+        self.persist.snapshot_taken(Snapshot {
             meta: SnapshotMeta {
                 applied_end: self.applied_end,
                 checksum: self.checksum,
             },
             data,
-        };
-        self.checkpoint_due = Some((snapshot, true));
+        });
     }
 
-    /// Starts a checkpoint's snapshot file, writes a checkpoint marker whose
-    /// file is durable, or starts the next log write.
+    /// Starts the storage work the persister finds due, on blocking threads.
     fn kick_storage(&mut self) -> Result<(), NodeError> {
-        if !self.checkpoint_busy {
-            if let Some((snapshot, own)) = self.checkpoint_due.take() {
-                self.checkpoint_busy = true;
-                let snap_dir = self.wal.snap_dir().to_path_buf();
-                let tx = self.checkpoint_tx.clone();
-                let pending = PendingCheckpoint {
-                    snapshot,
-                    own,
-                    installs: self.installs,
-                    started: Instant::now(),
-                };
-                tokio::task::spawn_blocking(move || {
-                    let result = snapshot_file::write(&snap_dir, GROUP, &pending.snapshot);
-                    let _ = tx.blocking_send(CheckpointStep::Written(pending, result.map(|_| ())));
-                });
-            }
-        }
-        if self.syncing {
-            return Ok(());
-        }
-        if let Some(PendingCheckpoint {
-            snapshot,
-            own,
-            installs,
-            started,
-        }) = self.checkpoint_ready.take()
-        {
-            if installs != self.installs {
-                // A peer's snapshot replaced the state this one is of since
-                // it was taken: the records would not follow it. Its file
-                // goes with the next checkpoint's cleanup.
-                self.checkpoint_busy = false;
-                return Ok(());
-            }
-            // Every effect the core handed out is appended (this runs at the
-            // end of `process_ready` or after a sync), so the records describe
-            // exactly what the log holds; appends wait for this step only.
-            //
-            // Compact first (the snapshot file is durable now), as the
-            // simulator does: the records then start at the snapshot. Taken
-            // before compaction they held every chosen value since the
-            // previous snapshot, and this step rewrote the whole log (300 ms
-            // for 64 MiB here).
-            let meta = snapshot.meta;
-            let bytes = snapshot.data.len();
-            if own {
-                if let Err(err) = self.replica.compact(snapshot) {
-                    warn!("compaction refused: {err}");
-                }
-            }
-            let marker_started = Instant::now();
-            let records = self.replica.checkpoint_records();
-            let obsolete = self.wal.checkpoint_written(GROUP, meta, &records)?;
-            let marker_ms = marker_started.elapsed().as_millis() as u64;
-            let took = started.elapsed();
+        let marker_started = Instant::now();
+        let kicked = self.persist.kick(&mut self.replica)?;
+        if let Some(done) = kicked.checkpointed {
+            let took = self.checkpoint_started.elapsed();
             self.metrics.fsync_seconds.observe(took.as_secs_f64());
             info!(
-                applied_end = meta.applied_end.0,
-                bytes,
+                applied_end = done.meta.applied_end.0,
+                bytes = done.bytes,
                 ms = took.as_millis() as u64,
-                marker_ms,
-                records = records.len(),
+                marker_ms = marker_started.elapsed().as_millis() as u64,
+                records = done.records,
                 "checkpoint written"
             );
             self.metrics.snapshots.fetch_add(1, Relaxed);
-            self.snapshot_end = meta.applied_end;
-            // The checkpoint made everything appended so far durable.
-            self.replica.persisted(self.appended_through);
-            let tx = self.checkpoint_tx.clone();
-            tokio::task::spawn_blocking(move || {
-                let _ = tx.blocking_send(CheckpointStep::Cleaned(obsolete.remove()));
-            });
-            return Ok(());
         }
-        // Sync at once only when messages wait for it (see
-        // `Replica::awaits_durability`); otherwise let the next sync, or the
-        // next tick, take these records. A chosen mark per instance would
-        // otherwise cost a second fsync per command, and delay the next
-        // command's Accept behind it.
-        if !self.replica.awaits_durability() && self.ticks == self.sync_started_tick {
-            return Ok(());
-        }
-        if let Some(job) = self.wal.begin_sync()? {
-            self.syncing = true;
-            self.sync_started_tick = self.ticks;
-            let through = self.appended_through;
-            let tx = self.sync_tx.clone();
-            let started = Instant::now();
-            tokio::task::spawn_blocking(move || {
-                let result = job.run();
-                let _ = tx.blocking_send(SyncDone {
-                    job,
-                    result,
-                    through,
-                    started,
-                });
-            });
+        for io in kicked.io {
+            match io {
+                Io::WriteSnapshot {
+                    dir,
+                    group,
+                    checkpoint,
+                } => {
+                    self.checkpoint_started = Instant::now();
+                    let tx = self.checkpoint_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let result = snapshot_file::write(&dir, group, &checkpoint.snapshot);
+                        let _ = tx
+                            .blocking_send(CheckpointStep::Written(checkpoint, result.map(|_| ())));
+                    });
+                }
+                Io::Sync { job, through } => {
+                    let tx = self.sync_tx.clone();
+                    let started = Instant::now();
+                    tokio::task::spawn_blocking(move || {
+                        let result = job.run();
+                        let _ = tx.blocking_send(SyncDone {
+                            job,
+                            result,
+                            through,
+                            started,
+                        });
+                    });
+                }
+                Io::Remove(obsolete) => {
+                    let tx = self.checkpoint_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let _ = tx.blocking_send(CheckpointStep::Cleaned(obsolete.remove()));
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -851,16 +745,10 @@ impl<S: StateMachine> Driver<S> {
     fn checkpoint_step(&mut self, step: CheckpointStep) -> Result<(), NodeError> {
         match step {
             CheckpointStep::Written(pending, result) => {
-                // A failed snapshot write is an I/O error like a failed
-                // fsync: fatal.
-                result?;
-                self.checkpoint_ready = Some(pending);
+                self.persist.snapshot_written(pending, result)?;
             }
             CheckpointStep::Cleaned(result) => {
-                self.checkpoint_busy = false;
-                if let Err(err) = result {
-                    // Superseded files left behind cost space, not safety:
-                    // recovery skips them.
+                if let Err(err) = self.persist.cleaned(result) {
                     warn!("could not delete files a checkpoint superseded: {err}");
                 }
             }
@@ -869,18 +757,12 @@ impl<S: StateMachine> Driver<S> {
     }
 
     fn sync_done(&mut self, done: SyncDone) -> Result<(), NodeError> {
-        self.syncing = false;
         self.metrics
             .fsync_seconds
             .observe(done.started.elapsed().as_secs_f64());
         // An fsync error poisons the log: fatal, never retried.
-        self.wal.finish_sync(done.job, done.result)?;
-        // `persisted` can release held messages and let the core act on them,
-        // queueing new records in its next Ready. No checkpoint may be taken
-        // until those are taken (`process_ready`, which runs after this):
-        // a checkpoint snapshots the core's state, and records handed out
-        // before it but appended after it would be replayed on top of it.
-        self.replica.persisted(done.through);
+        self.persist
+            .sync_done(done.job, done.result, done.through, &mut self.replica)?;
         Ok(())
     }
 
@@ -906,7 +788,7 @@ impl<S: StateMachine> Driver<S> {
             chosen_end: core.chosen_end,
             applied_end: self.applied_end,
             checksum: self.checksum,
-            snapshot_end: self.snapshot_end,
+            snapshot_end: self.persist.snapshot_end(),
             requests_waiting: self.waiters.len() + self.reads.len(),
             diverged: self.diverged,
             stopped: None,

@@ -20,6 +20,7 @@ mod driver;
 mod envelope;
 mod metrics;
 mod node;
+pub mod persist;
 mod state_machine;
 
 pub use admin::{serve_admin, status_json};

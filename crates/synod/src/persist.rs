@@ -1,0 +1,333 @@
+//! When the log is written, synced and checkpointed: the runtime's storage
+//! decisions as a sans-I/O layer. The node's event loop (`driver.rs`) and the
+//! deterministic simulator (`synod-sim`) both drive this same code; only the
+//! slow I/O ([`Io`]) is carried out by the caller, on another thread or at a
+//! later simulated time, and reported back.
+//!
+//! The decisions, and why they are safe:
+//!
+//! 1. **Append at once, sync lazily.** Records from the core's `Ready` are
+//!    appended (to memory) when taken. A sync (one write + one `fdatasync`
+//!    for everything appended since the last) starts at once only when the
+//!    core holds messages back for durability (`Replica::awaits_durability`);
+//!    otherwise at the next tick. Syncing later is always safe: every message
+//!    whose safety depends on a record waits for it, and the core says so.
+//!    Chosen marks, which nothing waits for, would otherwise cost a second
+//!    fsync per command.
+//! 2. **The core hears of durability only after the fsync returned**
+//!    (`Replica::persisted` with the position the job covered). An fsync
+//!    error is fatal and never retried (the page cache can no longer be
+//!    trusted).
+//! 3. **A checkpoint runs in three steps** so that the slow ones do not stop
+//!    appends: (a) the snapshot file is written durably off the loop; (b) once
+//!    no sync runs and every record the core handed out is appended, the
+//!    replica is compacted to the snapshot (only our own), its checkpoint
+//!    records are taken and written after a marker in a fresh segment, and
+//!    the core is told that everything appended is durable (the checkpoint
+//!    synced it); (c) superseded files are deleted off the loop. Step (b)
+//!    never runs between a `persisted` call and the next `Ready` being taken:
+//!    records handed out before the checkpoint's records were taken but
+//!    appended after them would be replayed on top of it.
+//! 4. **A peer's snapshot replaces a checkpoint in progress:** a checkpoint of
+//!    the state before an install is dropped at step (b); its file goes with
+//!    the next checkpoint's cleanup.
+
+use std::path::PathBuf;
+use synod_core::{GroupId, InstanceId, PersistSeq, Record, Replica, Snapshot, SnapshotMeta};
+use synod_storage::{Obsolete, SnapshotPolicy, Storage, StorageError, SyncJob, Wal};
+use tracing::warn;
+
+/// A checkpoint whose snapshot file is being written (step a).
+#[derive(Debug)]
+pub struct PendingCheckpoint {
+    /// The snapshot to write.
+    pub snapshot: Snapshot,
+    /// Our own snapshot (the replica is compacted to it), not a peer's.
+    own: bool,
+    /// `Persister::installs` when it started.
+    installs: u64,
+}
+
+/// Slow I/O for the caller to carry out, off the event loop, and report back.
+#[derive(Debug)]
+pub enum Io {
+    /// Step (a) of a checkpoint: write `checkpoint.snapshot` durably with
+    /// `synod_storage::snapshot_file::write(dir, group, ..)`, then call
+    /// [`Persister::snapshot_written`].
+    WriteSnapshot {
+        /// The log's snapshot directory.
+        dir: PathBuf,
+        /// The group.
+        group: GroupId,
+        /// What to write; hand it back.
+        checkpoint: PendingCheckpoint,
+    },
+    /// Run the job (`SyncJob::run`: one positional write and one
+    /// `fdatasync`), then call [`Persister::sync_done`] with `through`.
+    Sync {
+        /// The write.
+        job: SyncJob,
+        /// What it makes durable, for the core.
+        through: PersistSeq,
+    },
+    /// Step (c): delete what a checkpoint superseded (`Obsolete::remove`),
+    /// then call [`Persister::cleaned`].
+    Remove(Obsolete),
+}
+
+/// A checkpoint marker was written (step b), for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpointed {
+    /// The snapshot's point and checksum.
+    pub meta: SnapshotMeta,
+    /// Bytes of the snapshot.
+    pub bytes: usize,
+    /// Records written after the marker.
+    pub records: usize,
+}
+
+/// What [`Persister::kick`] started or did.
+#[derive(Debug, Default)]
+pub struct Kicked {
+    /// I/O to carry out.
+    pub io: Vec<Io>,
+    /// A checkpoint marker written in this call.
+    pub checkpointed: Option<Checkpointed>,
+}
+
+/// The runtime's storage decisions for one group (see the module docs).
+#[derive(Debug)]
+pub struct Persister {
+    group: GroupId,
+    wal: Wal,
+    policy: SnapshotPolicy,
+    /// Everything handed to `wal.append` so far is covered by this.
+    appended_through: PersistSeq,
+    /// A sync job is out.
+    syncing: bool,
+    /// A snapshot to checkpoint; `true` when it is our own.
+    checkpoint_due: Option<(Snapshot, bool)>,
+    /// A checkpoint is in progress (step a or c out, or step b due): no
+    /// other starts.
+    checkpoint_busy: bool,
+    /// Step a is done: step b runs when no sync is out.
+    checkpoint_ready: Option<PendingCheckpoint>,
+    /// Snapshots installed from peers so far.
+    installs: u64,
+    ticks: u64,
+    /// `ticks` when the last sync started: records nothing waits for are
+    /// synced at the latest a tick later.
+    sync_started_tick: u64,
+    /// The point of the latest checkpoint.
+    snapshot_end: InstanceId,
+}
+
+impl Persister {
+    /// Takes over an open log whose latest checkpoint is at `snapshot_end`.
+    pub fn new(group: GroupId, wal: Wal, policy: SnapshotPolicy, snapshot_end: InstanceId) -> Self {
+        Persister {
+            group,
+            wal,
+            policy,
+            appended_through: PersistSeq(0),
+            syncing: false,
+            checkpoint_due: None,
+            checkpoint_busy: false,
+            checkpoint_ready: None,
+            installs: 0,
+            ticks: 0,
+            sync_started_tick: 0,
+            snapshot_end,
+        }
+    }
+
+    /// Appends the records of a `Ready` (not yet durable).
+    pub fn append(&mut self, records: &[Record], through: PersistSeq) -> Result<(), StorageError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.wal.append(records)?;
+        self.appended_through = through;
+        Ok(())
+    }
+
+    /// One timer tick passed.
+    pub fn tick(&mut self) {
+        self.ticks += 1;
+    }
+
+    /// The point of the latest durable checkpoint.
+    pub fn snapshot_end(&self) -> InstanceId {
+        self.snapshot_end
+    }
+
+    /// True when the state machine should be snapshotted now, at
+    /// `applied_end` (by the policy, and no checkpoint is due or running).
+    pub fn snapshot_wanted(&self, applied_end: InstanceId) -> bool {
+        if self.checkpoint_due.is_some() || self.checkpoint_busy || applied_end <= self.snapshot_end
+        {
+            return false;
+        }
+        self.policy.due(
+            applied_end.0 - self.snapshot_end.0,
+            self.wal.bytes_since_checkpoint(),
+        )
+    }
+
+    /// Our own snapshot, taken at its point: checkpoint it.
+    pub fn snapshot_taken(&mut self, snapshot: Snapshot) {
+        self.checkpoint_due = Some((snapshot, true));
+    }
+
+    /// A peer's snapshot was installed: checkpoint it (and drop any
+    /// checkpoint of the state it replaced).
+    pub fn installed(&mut self, snapshot: Snapshot) {
+        self.installs += 1;
+        self.checkpoint_due = Some((snapshot, false));
+    }
+
+    /// Starts whatever storage work is due: a checkpoint's snapshot file,
+    /// a checkpoint's marker (written here, on the caller's thread), or the
+    /// next sync. Call after every `Ready` is acted on and after every I/O
+    /// completion.
+    pub fn kick(&mut self, replica: &mut Replica) -> Result<Kicked, StorageError> {
+        let mut kicked = Kicked::default();
+        if !self.checkpoint_busy {
+            if let Some((snapshot, own)) = self.checkpoint_due.take() {
+                self.checkpoint_busy = true;
+                kicked.io.push(Io::WriteSnapshot {
+                    dir: self.wal.snap_dir().to_path_buf(),
+                    group: self.group,
+                    checkpoint: PendingCheckpoint {
+                        snapshot,
+                        own,
+                        installs: self.installs,
+                    },
+                });
+            }
+        }
+        if self.syncing {
+            return Ok(kicked);
+        }
+        if let Some(pending) = self.checkpoint_ready.take() {
+            if pending.installs != self.installs {
+                // A peer's snapshot replaced the state this one is of since
+                // it was taken: the records would not follow it. Its file
+                // goes with the next checkpoint's cleanup.
+                self.checkpoint_busy = false;
+                return Ok(kicked);
+            }
+            // Every effect the core handed out is appended (this runs after
+            // a `Ready` is acted on, or after an I/O completion with nothing
+            // taken in between that was not appended), so the records
+            // describe exactly what the log holds.
+            //
+            // Compact first (the snapshot file is durable now): the records
+            // then start at the snapshot instead of holding every chosen
+            // value since the previous one.
+            let meta = pending.snapshot.meta;
+            let bytes = pending.snapshot.data.len();
+            if pending.own {
+                if let Err(err) = replica.compact(pending.snapshot) {
+                    warn!("compaction refused: {err}");
+                }
+            }
+            let records = replica.checkpoint_records();
+            let obsolete = self.wal.checkpoint_written(self.group, meta, &records)?;
+            self.snapshot_end = meta.applied_end;
+            // The checkpoint made everything appended so far durable.
+            replica.persisted(self.appended_through);
+            kicked.checkpointed = Some(Checkpointed {
+                meta,
+                bytes,
+                records: records.len(),
+            });
+            kicked.io.push(Io::Remove(obsolete));
+            return Ok(kicked);
+        }
+        // Sync at once only when messages wait for it; otherwise let the
+        // next sync, or the next tick, take these records (rule 1).
+        if !replica.awaits_durability() && self.ticks == self.sync_started_tick {
+            return Ok(kicked);
+        }
+        if let Some(job) = self.wal.begin_sync()? {
+            self.syncing = true;
+            self.sync_started_tick = self.ticks;
+            kicked.io.push(Io::Sync {
+                job,
+                through: self.appended_through,
+            });
+        }
+        Ok(kicked)
+    }
+
+    /// A sync job finished. An error is fatal (rule 2).
+    pub fn sync_done(
+        &mut self,
+        job: SyncJob,
+        result: Result<(), StorageError>,
+        through: PersistSeq,
+        replica: &mut Replica,
+    ) -> Result<(), StorageError> {
+        self.syncing = false;
+        self.wal.finish_sync(job, result)?;
+        // `persisted` can release held messages and let the core act on them,
+        // queueing new records in its next Ready. No checkpoint may be taken
+        // until those are appended (the caller acts on the next Ready before
+        // it calls `kick`).
+        replica.persisted(through);
+        Ok(())
+    }
+
+    /// Step (a) finished. A failed snapshot write is an I/O error like a
+    /// failed fsync: fatal.
+    pub fn snapshot_written(
+        &mut self,
+        checkpoint: PendingCheckpoint,
+        result: Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        result?;
+        self.checkpoint_ready = Some(checkpoint);
+        Ok(())
+    }
+
+    /// Step (c) finished. Superseded files left behind cost space, not
+    /// safety (recovery skips them): an error is returned for the caller to
+    /// log, and the node goes on.
+    pub fn cleaned(&mut self, result: Result<(), StorageError>) -> Result<(), StorageError> {
+        self.checkpoint_busy = false;
+        result
+    }
+
+    /// True while a sync job is out.
+    pub fn syncing(&self) -> bool {
+        self.syncing
+    }
+
+    /// For a clean stop: drops a checkpoint whose marker was never written
+    /// (its snapshot file is a stray a later cleanup removes) and says
+    /// whether a step (a) or (c) is still out (wait for its report).
+    pub fn stop_checkpoint(&mut self) -> bool {
+        if self.checkpoint_ready.take().is_some() {
+            self.checkpoint_busy = false;
+        }
+        self.checkpoint_busy
+    }
+
+    /// For a clean stop, once no sync is out: makes every appended record
+    /// durable (records nothing waited for, such as chosen marks, may not be).
+    pub fn final_sync(&mut self) -> Result<(), StorageError> {
+        if let Some(job) = self.wal.begin_sync()? {
+            let synced = job.run();
+            self.wal.finish_sync(job, synced)?;
+        }
+        Ok(())
+    }
+
+    /// For a stop: a sync job that was out finished; its result only
+    /// decides whether the log may still be written (see `final_sync`).
+    pub fn sync_finished_at_stop(&mut self, job: SyncJob, result: Result<(), StorageError>) {
+        self.syncing = false;
+        let _ = self.wal.finish_sync(job, result);
+    }
+}
