@@ -1,6 +1,6 @@
 //! Readable accounts of why a partition is not linearizable.
 
-use crate::model::Run;
+use crate::command::{Run, Slot};
 use crate::wgl::{OpRef, Problem, UNKNOWN};
 use crate::{Op, Operation, Outcome};
 use std::collections::VecDeque;
@@ -50,6 +50,7 @@ impl fmt::Display for ShowOp<'_> {
             }
             Op::Get { key } => write!(f, "GET {}", Bytes(key)),
             Op::Put { key, value } => write!(f, "PUT {} {}", Bytes(key), Bytes(value)),
+            Op::PutTtl { key, value } => write!(f, "SET {} {} PX", Bytes(key), Bytes(value)),
             Op::PutGet { key, value } => write!(f, "PUTGET {} {}", Bytes(key), Bytes(value)),
             Op::Delete { key } => write!(f, "DEL {}", Bytes(key)),
             Op::Append { key, value } => write!(f, "APPEND {} {}", Bytes(key), Bytes(value)),
@@ -123,8 +124,9 @@ pub(crate) fn key_list(keys: &[&[u8]]) -> String {
 }
 
 /// Explains a failed search: `path` is the longest linearizable prefix it
-/// found (every configuration explored was a dead end, this one included).
-pub(crate) fn explain(problem: &Problem<'_>, path: &[OpRef]) -> String {
+/// found, each operation with the branch it took (every configuration
+/// explored was a dead end, this one included).
+pub(crate) fn explain(problem: &Problem<'_>, path: &[(OpRef, u32)]) -> String {
     use std::fmt::Write;
     let mut text = String::new();
     let completed_count = problem.completed.len();
@@ -140,10 +142,24 @@ pub(crate) fn explain(problem: &Problem<'_>, path: &[OpRef]) -> String {
     let mut linearized_completed = vec![false; completed_count];
     let mut linearized_unknown = vec![false; unknown_count];
     let mut last_steps: VecDeque<(usize, OpRef, Outcome)> = VecDeque::new();
-    for (step, &op) in path.iter().enumerate() {
+    for (step, &(op, branch)) in path.iter().enumerate() {
         let prepared = problem.get(op);
-        let (outcome, next) = prepared.command.outcome(&state);
-        state = next;
+        let observed = &prepared.operation.outcome;
+        let outcome = if *observed == Outcome::Unknown {
+            match prepared.command.outcome(&state, branch) {
+                Some((outcome, next)) => {
+                    state = next;
+                    outcome
+                }
+                None => Outcome::Unknown,
+            }
+        } else {
+            // The search resolved any expiry by the observation; so does this.
+            if let Run::Changed(next) = prepared.command.run(&state, observed, 0) {
+                state = next;
+            }
+            observed.clone()
+        };
         if op & UNKNOWN != 0 {
             linearized_unknown[(op & !UNKNOWN) as usize] = true;
         } else {
@@ -225,10 +241,16 @@ pub(crate) fn explain(problem: &Problem<'_>, path: &[OpRef]) -> String {
     for &op in candidates.iter().take(CANDIDATES_SHOWN_MAX) {
         let prepared = problem.get(op);
         let observed = &prepared.operation.outcome;
-        let verdict = match prepared.command.run(&state, observed) {
-            Run::Mismatch => format!(
+        let verdict = match prepared.command.run(&state, observed, 0) {
+            Run::Mismatch | Run::NoSuchBranch => format!(
                 "here it would return {}",
-                ShowOutcome(&prepared.command.outcome(&state).0)
+                prepared
+                    .command
+                    .possible_outcomes(&state)
+                    .iter()
+                    .map(|outcome| ShowOutcome(outcome).to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             ),
             Run::Same | Run::Changed(_) => {
                 "fits here, but no linearization continues from there".to_string()
@@ -252,14 +274,17 @@ pub(crate) fn explain(problem: &Problem<'_>, path: &[OpRef]) -> String {
     text
 }
 
-fn show_state(problem: &Problem<'_>, state: &[Option<crate::model::Bytes>]) -> String {
+fn show_state(problem: &Problem<'_>, state: &[Slot]) -> String {
     problem
         .keys
         .iter()
         .zip(state)
-        .map(|(key, value)| match value {
-            Some(value) => format!("{} = {}", Bytes(key), Bytes(value)),
-            None => format!("{} absent", Bytes(key)),
+        .map(|(key, slot)| match slot {
+            Slot::Present(value) => format!("{} = {}", Bytes(key), Bytes(value)),
+            Slot::Expiring(value) => {
+                format!("{} = {} (may expire)", Bytes(key), Bytes(value))
+            }
+            Slot::Absent => format!("{} absent", Bytes(key)),
         })
         .collect::<Vec<_>>()
         .join(", ")

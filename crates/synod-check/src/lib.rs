@@ -66,6 +66,7 @@
 //! as concurrent. This errs towards accepting histories, never towards false
 //! alarms, when a clock's resolution merges two events.
 
+mod command;
 mod explain;
 mod memo;
 pub mod model;
@@ -94,6 +95,18 @@ pub enum Op {
     },
     /// Sets a key, like Redis `SET`. Returns [`Outcome::Ok`].
     Put {
+        /// The key written.
+        key: Key,
+        /// The new value.
+        value: Value,
+    },
+    /// Sets a key with a time to live, like Redis `SET key value PX ttl`.
+    /// Returns [`Outcome::Ok`]. Afterwards the key holds `value` but may
+    /// vanish at any moment (its expiry is decided by a clock the checker
+    /// does not see, so the ttl itself is not recorded); once it has
+    /// vanished it stays absent until the next write to it. See "Keys that
+    /// expire" in the crate docs.
+    PutTtl {
         /// The key written.
         key: Key,
         /// The new value.
@@ -142,12 +155,28 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// The key of a single-key operation; `None` for a [`Op::Txn`].
+    pub(crate) fn key(&self) -> Option<&Key> {
+        match self {
+            Op::Get { key }
+            | Op::Put { key, .. }
+            | Op::PutTtl { key, .. }
+            | Op::PutGet { key, .. }
+            | Op::Delete { key }
+            | Op::Append { key, .. }
+            | Op::Incr { key, .. } => Some(key),
+            Op::Txn { .. } => None,
+        }
+    }
+}
+
 /// What the client observed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// The value read: by [`Op::Get`], or the old value for [`Op::PutGet`].
     Value(Option<Value>),
-    /// A [`Op::Put`] succeeded.
+    /// A [`Op::Put`] or [`Op::PutTtl`] succeeded.
     Ok,
     /// Whether the key existed, for [`Op::Delete`].
     Bool(bool),

@@ -1,7 +1,7 @@
 //! The search's memory: interned model states and the set of explored
 //! configurations.
 
-use crate::model::State;
+use crate::command::State;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -166,6 +166,7 @@ impl Memo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::Slot;
     use std::rc::Rc;
 
     #[test]
@@ -193,8 +194,8 @@ mod tests {
     #[test]
     fn states_are_interned() {
         let mut states = States::default();
-        let a: State = vec![Some(Rc::from(&b"x"[..])), None].into();
-        let b: State = vec![None, None].into();
+        let a: State = vec![Slot::Present(Rc::from(&b"x"[..])), Slot::Absent].into();
+        let b: State = vec![Slot::Expiring(Rc::from(&b"x"[..])), Slot::Absent].into();
         assert_eq!(states.intern(a.clone()), Some(0));
         assert_eq!(states.intern(b), Some(1));
         assert_eq!(states.intern(a.clone()), Some(0));

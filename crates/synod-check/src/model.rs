@@ -2,14 +2,21 @@
 //! and what it returns.
 //!
 //! [`apply`] is the readable reference, public so that a simulator or a test
-//! server can share the exact semantics the checker assumes. The checker
-//! itself runs a compiled form ([`Command`]) over the keys of one partition,
-//! with values behind `Rc` so that copying a state is cheap; a property test
-//! keeps the two in agreement.
+//! server can share the exact semantics the checker assumes. It is
+//! deterministic: a key written by [`Op::PutTtl`] simply never expires, which
+//! is one of the behaviours the specification allows. [`apply_with_expiry`]
+//! is the reference for the others: it keeps the "may expire" flag of each
+//! key ([`Entry`]) and takes the nondeterministic choice, which keys have
+//! expired by the time the operation takes effect, as an explicit argument.
+//!
+//! The checker itself runs a compiled form (`crate::command::Command`) over
+//! the keys of one partition, with values behind `Rc` so that copying a state
+//! is cheap, and with the expiry choice resolved by what the client observed;
+//! the property tests in `tests/model_agreement.rs` keep the two in
+//! agreement.
 
 use crate::{Key, Op, Outcome, Value};
-use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Parses a value as Redis's `INCR` does: an optional `-`, then decimal
 /// digits without a leading zero (`0` itself is fine, `-0` is not), no sign
@@ -50,6 +57,8 @@ pub fn parse_int(bytes: &[u8]) -> Option<i64> {
 
 /// Applies `op` to `store` (absent keys are absent from the map) and returns
 /// what a correct store answers. See [`Op`] for each operation's semantics.
+/// No key ever expires here: [`Op::PutTtl`] acts as [`Op::Put`] (see
+/// [`apply_with_expiry`] for keys that do expire).
 ///
 /// ```
 /// use std::collections::BTreeMap;
@@ -79,7 +88,7 @@ pub fn apply(store: &mut BTreeMap<Key, Value>, op: &Op) -> Outcome {
 fn apply_single(store: &mut BTreeMap<Key, Value>, op: &Op) -> Outcome {
     match op {
         Op::Get { key } => Outcome::Value(store.get(key).cloned()),
-        Op::Put { key, value } => {
+        Op::Put { key, value } | Op::PutTtl { key, value } => {
             store.insert(key.clone(), value.clone());
             Outcome::Ok
         }
@@ -107,213 +116,116 @@ fn apply_single(store: &mut BTreeMap<Key, Value>, op: &Op) -> Outcome {
     }
 }
 
-fn length(len: usize) -> i64 {
+/// The length of a value as a Redis integer reply.
+pub(crate) fn length(len: usize) -> i64 {
     i64::try_from(len).unwrap_or(i64::MAX)
 }
 
-/// A value inside the checker: shared, immutable bytes.
-pub(crate) type Bytes = Rc<[u8]>;
-
-/// The model state of one partition: one slot per key, indexed like the
-/// partition's sorted key list; `None` is an absent key.
-pub(crate) type State = Box<[Option<Bytes>]>;
-
-/// One single-key step, with its key replaced by the key's index in the
-/// partition.
-#[derive(Debug)]
-enum Step<'h> {
-    Get(usize),
-    Put(usize, Bytes),
-    PutGet(usize, Bytes),
-    Delete(usize),
-    Append(usize, &'h [u8]),
-    Incr(usize, i64),
-    /// A `Txn` nested in a `Txn`: refused, no effect.
-    Refused,
+/// A key's entry in the store of [`apply_with_expiry`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Entry {
+    /// The key holds this value and keeps it until the next write.
+    Present(Value),
+    /// The key holds this value but may vanish at any moment (it was written
+    /// by [`Op::PutTtl`]); once vanished it stays absent until the next write.
+    Expiring(Value),
 }
 
-/// What one step returns, borrowing nothing so that it outlives the state.
-#[derive(Debug)]
-pub(crate) enum Ret {
-    Value(Option<Bytes>),
-    Ok,
-    Bool(bool),
-    Int(i64),
-    Error,
-}
-
-impl Ret {
-    fn matches(&self, outcome: &Outcome) -> bool {
-        match (self, outcome) {
-            (Ret::Value(got), Outcome::Value(seen)) => got.as_deref() == seen.as_deref(),
-            (Ret::Ok, Outcome::Ok) | (Ret::Error, Outcome::Error) => true,
-            (Ret::Bool(got), Outcome::Bool(seen)) => got == seen,
-            (Ret::Int(got), Outcome::Int(seen)) => got == seen,
-            _ => false,
-        }
-    }
-
-    fn to_outcome(&self) -> Outcome {
+impl Entry {
+    /// The value held.
+    pub fn value(&self) -> &Value {
         match self {
-            Ret::Value(value) => Outcome::Value(value.as_deref().map(<[u8]>::to_vec)),
-            Ret::Ok => Outcome::Ok,
-            Ret::Bool(b) => Outcome::Bool(*b),
-            Ret::Int(n) => Outcome::Int(*n),
-            Ret::Error => Outcome::Error,
-        }
-    }
-}
-
-/// An [`Op`] compiled against a partition's key indices.
-#[derive(Debug)]
-pub(crate) struct Command<'h> {
-    steps: Vec<Step<'h>>,
-    txn: bool,
-    read_only: bool,
-}
-
-/// What running a command against a state and an observed outcome gives.
-pub(crate) enum Run {
-    /// The model's answer differs from the observed one.
-    Mismatch,
-    /// The answer matches and the state is unchanged.
-    Same,
-    /// The answer matches and this is the new state.
-    Changed(State),
-}
-
-impl<'h> Command<'h> {
-    /// Compiles `op`; `index` maps a key to its slot, `None` for a key outside
-    /// the partition (which the caller treats as an internal error).
-    pub(crate) fn compile(
-        op: &'h Op,
-        index: &impl Fn(&[u8]) -> Option<usize>,
-    ) -> Option<Command<'h>> {
-        let (ops, txn) = match op {
-            Op::Txn { ops } => (ops.as_slice(), true),
-            single => (std::slice::from_ref(single), false),
-        };
-        let mut steps = Vec::with_capacity(ops.len());
-        for op in ops {
-            steps.push(match op {
-                Op::Get { key } => Step::Get(index(key)?),
-                Op::Put { key, value } => Step::Put(index(key)?, Rc::from(value.as_slice())),
-                Op::PutGet { key, value } => Step::PutGet(index(key)?, Rc::from(value.as_slice())),
-                Op::Delete { key } => Step::Delete(index(key)?),
-                Op::Append { key, value } => Step::Append(index(key)?, value),
-                Op::Incr { key, by } => Step::Incr(index(key)?, *by),
-                Op::Txn { .. } => Step::Refused,
-            });
-        }
-        let read_only = steps
-            .iter()
-            .all(|step| matches!(step, Step::Get(_) | Step::Refused));
-        Some(Command {
-            steps,
-            txn,
-            read_only,
-        })
-    }
-
-    /// Runs the command on `state` and compares each answer with `observed`
-    /// ([`Outcome::Unknown`] accepts anything).
-    pub(crate) fn run(&self, state: &[Option<Bytes>], observed: &Outcome) -> Run {
-        let expected: &[Outcome] = match (observed, self.txn) {
-            (Outcome::Unknown, _) => &[],
-            (Outcome::Txn(outcomes), true) => outcomes,
-            (single, false) => std::slice::from_ref(single),
-            (_, true) => return Run::Mismatch,
-        };
-        let matches = |i: usize, ret: &Ret| expected.get(i).is_none_or(|seen| ret.matches(seen));
-        if self.read_only {
-            for (i, step) in self.steps.iter().enumerate() {
-                if !matches(i, &read(state, step)) {
-                    return Run::Mismatch;
-                }
-            }
-            return Run::Same;
-        }
-        let mut next: State = state.into();
-        for (i, step) in self.steps.iter().enumerate() {
-            if !matches(i, &apply_step(&mut next, step)) {
-                return Run::Mismatch;
-            }
-        }
-        if *next == *state {
-            Run::Same
-        } else {
-            Run::Changed(next)
+            Entry::Present(value) | Entry::Expiring(value) => value,
         }
     }
 
-    /// The outcome a correct store returns from `state`, and the state after.
-    pub(crate) fn outcome(&self, state: &[Option<Bytes>]) -> (Outcome, State) {
-        let mut next: State = state.into();
-        let rets: Vec<Outcome> = self
-            .steps
-            .iter()
-            .map(|step| apply_step(&mut next, step).to_outcome())
-            .collect();
-        let outcome = match (self.txn, rets.as_slice()) {
-            (false, [single]) => single.clone(),
-            _ => Outcome::Txn(rets),
-        };
-        (outcome, next)
+    /// Whether the key may vanish.
+    pub fn is_expiring(&self) -> bool {
+        matches!(self, Entry::Expiring(_))
     }
 }
 
-fn read(state: &[Option<Bytes>], step: &Step<'_>) -> Ret {
-    match step {
-        Step::Get(key) => Ret::Value(state.get(*key).cloned().flatten()),
-        _ => Ret::Error,
+/// Applies `op` to `store` like [`apply`], after first removing the keys of
+/// `expired` that hold an [`Entry::Expiring`] (the others in `expired` are
+/// ignored): `expired` is the nondeterministic choice of which keys' time to
+/// live ran out before `op` took effect. A transaction takes effect at one
+/// instant, so no key expires in its middle.
+///
+/// The expiry flag follows Redis: [`Op::PutTtl`] sets it; [`Op::Put`],
+/// [`Op::PutGet`] and [`Op::Delete`] clear it (they replace or remove the
+/// key); [`Op::Append`] and [`Op::Incr`] change the value in place and keep
+/// it, and a key they create has none.
+///
+/// ```
+/// use std::collections::{BTreeMap, BTreeSet};
+/// use synod_check::{model::{apply_with_expiry, Entry}, Op, Outcome};
+///
+/// let k = b"k".to_vec();
+/// let mut store = BTreeMap::new();
+/// let none = BTreeSet::new();
+/// let expired = BTreeSet::from([k.clone()]);
+/// let put_ttl = Op::PutTtl { key: k.clone(), value: b"ab".to_vec() };
+/// let append = Op::Append { key: k.clone(), value: b"c".to_vec() };
+/// assert_eq!(apply_with_expiry(&mut store, &put_ttl, &none), Outcome::Ok);
+/// // Not expired yet: the append sees "ab" and keeps the time to live.
+/// assert_eq!(apply_with_expiry(&mut store.clone(), &append, &none), Outcome::Int(3));
+/// // Expired: the append creates a new key, which does not expire.
+/// assert_eq!(apply_with_expiry(&mut store, &append, &expired), Outcome::Int(1));
+/// assert_eq!(store.get(&k), Some(&Entry::Present(b"c".to_vec())));
+/// ```
+pub fn apply_with_expiry(
+    store: &mut BTreeMap<Key, Entry>,
+    op: &Op,
+    expired: &BTreeSet<Key>,
+) -> Outcome {
+    for key in expired {
+        if store.get(key).is_some_and(Entry::is_expiring) {
+            store.remove(key);
+        }
+    }
+    match op {
+        Op::Txn { ops } => Outcome::Txn(
+            ops.iter()
+                .map(|op| match op {
+                    Op::Txn { .. } => Outcome::Error,
+                    single => apply_single_with_expiry(store, single),
+                })
+                .collect(),
+        ),
+        single => apply_single_with_expiry(store, single),
     }
 }
 
-fn apply_step(state: &mut [Option<Bytes>], step: &Step<'_>) -> Ret {
-    let slot = match step {
-        Step::Refused => return Ret::Error,
-        Step::Get(key)
-        | Step::Put(key, _)
-        | Step::PutGet(key, _)
-        | Step::Delete(key)
-        | Step::Append(key, _)
-        | Step::Incr(key, _) => match state.get_mut(*key) {
-            Some(slot) => slot,
-            None => return Ret::Error,
-        },
+/// One single-key operation: the value changes as [`apply`] says, the flag
+/// as [`apply_with_expiry`] says.
+fn apply_single_with_expiry(store: &mut BTreeMap<Key, Entry>, op: &Op) -> Outcome {
+    let Some(key) = op.key() else {
+        return Outcome::Error;
     };
-    match step {
-        Step::Get(_) => Ret::Value(slot.clone()),
-        Step::Put(_, value) => {
-            *slot = Some(value.clone());
-            Ret::Ok
-        }
-        Step::PutGet(_, value) => Ret::Value(slot.replace(value.clone())),
-        Step::Delete(_) => Ret::Bool(slot.take().is_some()),
-        Step::Append(_, suffix) => {
-            let old = slot.as_deref().unwrap_or_default();
-            let mut value = Vec::with_capacity(old.len() + suffix.len());
-            value.extend_from_slice(old);
-            value.extend_from_slice(suffix);
-            let len = length(value.len());
-            *slot = Some(Rc::from(value));
-            Ret::Int(len)
-        }
-        Step::Incr(_, by) => {
-            let current = match slot.as_deref() {
-                None => Some(0),
-                Some(value) => parse_int(value),
-            };
-            match current.and_then(|n| n.checked_add(*by)) {
-                Some(n) => {
-                    *slot = Some(Rc::from(n.to_string().into_bytes()));
-                    Ret::Int(n)
-                }
-                None => Ret::Error,
-            }
-        }
-        Step::Refused => Ret::Error,
+    let (value, expiring) = match store.remove(key) {
+        Some(Entry::Present(value)) => (Some(value), false),
+        Some(Entry::Expiring(value)) => (Some(value), true),
+        None => (None, false),
+    };
+    let mut one = BTreeMap::new();
+    if let Some(value) = value {
+        one.insert(key.clone(), value);
     }
+    let outcome = apply_single(&mut one, op);
+    let expiring = match op {
+        Op::PutTtl { .. } => true,
+        Op::Put { .. } | Op::PutGet { .. } | Op::Delete { .. } => false,
+        Op::Get { .. } | Op::Append { .. } | Op::Incr { .. } | Op::Txn { .. } => expiring,
+    };
+    if let Some(value) = one.remove(key) {
+        let entry = if expiring {
+            Entry::Expiring(value)
+        } else {
+            Entry::Present(value)
+        };
+        store.insert(key.clone(), entry);
+    }
+    outcome
 }
 
 #[cfg(test)]
@@ -415,35 +327,5 @@ mod tests {
         );
         assert_eq!(store.get(&key("a")), Some(&b"x".to_vec()));
         assert_eq!(store.get(&k), None);
-    }
-
-    #[test]
-    fn compiled_command_matches_and_mismatches() {
-        let keys = [key("a"), key("b")];
-        let index = |k: &[u8]| keys.iter().position(|x| x.as_slice() == k);
-        let op = Op::Txn {
-            ops: vec![
-                Op::Append {
-                    key: key("a"),
-                    value: b"x".to_vec(),
-                },
-                Op::Get { key: key("b") },
-            ],
-        };
-        let Some(command) = Command::compile(&op, &index) else {
-            panic!("keys are in the partition");
-        };
-        let empty: State = vec![None, None].into();
-        let good = Outcome::Txn(vec![Outcome::Int(1), Outcome::Value(None)]);
-        let bad = Outcome::Txn(vec![Outcome::Int(2), Outcome::Value(None)]);
-        assert!(matches!(command.run(&empty, &good), Run::Changed(_)));
-        assert!(matches!(command.run(&empty, &bad), Run::Mismatch));
-        assert!(matches!(
-            command.run(&empty, &Outcome::Unknown),
-            Run::Changed(_)
-        ));
-        assert_eq!(command.outcome(&empty).0, good);
-        let outside = Op::Get { key: key("c") };
-        assert!(Command::compile(&outside, &index).is_none());
     }
 }

@@ -26,15 +26,7 @@ fn keys(op: &Op) -> impl Iterator<Item = &[u8]> {
         Op::Txn { ops } => ops.as_slice(),
         single => std::slice::from_ref(single),
     };
-    ops.iter().filter_map(|op| match op {
-        Op::Get { key }
-        | Op::Put { key, .. }
-        | Op::PutGet { key, .. }
-        | Op::Delete { key }
-        | Op::Append { key, .. }
-        | Op::Incr { key, .. } => Some(key.as_slice()),
-        Op::Txn { .. } => None,
-    })
+    ops.iter().filter_map(|op| op.key().map(Vec::as_slice))
 }
 
 /// Whether `op` can never change the state.

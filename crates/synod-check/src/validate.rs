@@ -50,7 +50,7 @@ fn shape_fits(op: &Op, outcome: &Outcome) -> bool {
                 })
         }
         (Op::Get { .. } | Op::PutGet { .. }, Outcome::Value(_))
-        | (Op::Put { .. }, Outcome::Ok)
+        | (Op::Put { .. } | Op::PutTtl { .. }, Outcome::Ok)
         | (Op::Delete { .. }, Outcome::Bool(_))
         | (Op::Append { .. }, Outcome::Int(_))
         | (Op::Incr { .. }, Outcome::Int(_) | Outcome::Error) => true,

@@ -13,6 +13,9 @@
 //! is +infinity) and live in a second list sorted by invocation. They are
 //! tried after the completed candidates: a history is usually explained by
 //! the completed operations alone, and the search should find that first.
+//! An unknown-outcome operation on a key that may expire can have several
+//! successor states (see [`crate::command`]); each of its branches is a
+//! candidate of its own, tried in turn.
 //!
 //! The set of linearized completed operations is kept in a form whose size
 //! does not grow with the history: operations are numbered in completion
@@ -21,9 +24,9 @@
 //! linearized while the one at `prefix` was pending, so it was invoked before
 //! that one completed: `above` is bounded by the concurrency of the history.
 
+use crate::command::{Command, Run, Slot, State, FORKS_MAX};
 use crate::explain;
 use crate::memo::{Memo, States};
-use crate::model::{Command, Run};
 use crate::partition::Partition;
 use crate::Operation;
 use std::cmp::Reverse;
@@ -73,8 +76,8 @@ impl<'h> Problem<'h> {
     }
 
     /// The empty state: every key absent.
-    pub(crate) fn initial_state(&self) -> crate::model::State {
-        vec![None; self.keys.len()].into()
+    pub(crate) fn initial_state(&self) -> State {
+        vec![Slot::Absent; self.keys.len()].into()
     }
 }
 
@@ -113,6 +116,9 @@ pub(crate) fn check_partition(
     // An unknown operation invoked after every completion can go last, or
     // never: it constrains nothing.
     unknown.retain(|p| p.operation.invoke <= last_complete);
+    if let Some(reason) = too_many_forks(&completed, &unknown) {
+        return PartitionVerdict::Exhausted { reason };
+    }
     completed.sort_by_key(|p| (p.operation.complete, p.operation.invoke, p.index));
     unknown.sort_by_key(|p| (p.operation.invoke, p.index));
     let problem = Problem {
@@ -177,6 +183,27 @@ fn exhausted(
     PartitionVerdict::Exhausted { reason }
 }
 
+/// Why the partition cannot be searched, if an unknown-outcome operation may
+/// have more than [`FORKS_MAX`] branches (a transaction appending to or
+/// incrementing many keys that may expire).
+fn too_many_forks(completed: &[Prepared<'_>], unknown: &[Prepared<'_>]) -> Option<String> {
+    let sets_ttl = completed
+        .iter()
+        .chain(unknown)
+        .any(|p| p.command.sets_ttl());
+    let wide = unknown.iter().find(|p| p.command.forks_max() > FORKS_MAX)?;
+    sets_ttl.then(|| {
+        format!(
+            "operation #{} has an unknown outcome and appends to or increments {} keys, \
+             each of which may have expired or not (more than the {FORKS_MAX} combinations' \
+             bits the checker explores): {}",
+            wide.index,
+            wide.command.forks_max(),
+            explain::Describe(wide.operation)
+        )
+    })
+}
+
 fn internal_error(what: &str) -> PartitionVerdict {
     PartitionVerdict::Exhausted {
         reason: format!("internal error in the checker: {what}"),
@@ -210,14 +237,17 @@ enum Outcome {
 enum Cursor {
     /// At this entry of the completed list.
     Completed(u32),
-    /// At this node of the unknown list; candidates must be invoked no later
-    /// than `bound`, the earliest pending completion.
-    Unknown { node: u32, bound: u64 },
+    /// At this branch of this node of the unknown list; candidates must be
+    /// invoked no later than `bound`, the earliest pending completion.
+    Unknown { node: u32, bound: u64, branch: u32 },
 }
 
 /// A linearized operation on the stack, with what undoing it needs.
 struct Frame {
     op: OpRef,
+    /// The branch of `op` taken (see [`crate::command`]); 0 for a completed
+    /// operation.
+    branch: u32,
     prev_state: u32,
     prev_prefix: u32,
     /// The scan bound when an unknown operation was linearized.
@@ -290,8 +320,9 @@ struct Search<'p, 'h> {
     level: Level,
     /// Unknown operations the guided level declined to try.
     guided_rejections: u64,
-    /// Path arena: (operation, parent node); the root has parent [`NIL`].
-    nodes: Vec<(OpRef, u32)>,
+    /// Path arena: (operation, branch, parent node); the root has parent
+    /// [`NIL`].
+    nodes: Vec<(OpRef, u32, u32)>,
     /// The best configuration reached (see [`Search::try_push`]):
     /// (completed operations linearized, path length, its node or [`NIL`]).
     best: (usize, usize, u32),
@@ -303,6 +334,8 @@ struct Search<'p, 'h> {
 enum Try {
     Pushed,
     Rejected,
+    /// The operation has no such branch, nor any later one.
+    NoSuchBranch,
     Exhausted,
 }
 
@@ -375,23 +408,31 @@ impl<'p, 'h> Search<'p, 'h> {
                         cursor = Cursor::Unknown {
                             node: self.unknown_list.first(),
                             bound,
+                            branch: 0,
                         };
                         continue;
                     }
-                    Some(op)
+                    Some((op, 0))
                 }
-                Cursor::Unknown { node, bound } => {
+                Cursor::Unknown {
+                    node,
+                    bound,
+                    branch,
+                } => {
                     let u = node.wrapping_sub(1);
                     match self.problem.unknown.get(u as usize) {
-                        Some(p) if node != NIL && p.operation.invoke <= bound => Some(u | UNKNOWN),
+                        Some(p) if node != NIL && p.operation.invoke <= bound => {
+                            Some((u | UNKNOWN, branch))
+                        }
                         _ => None,
                     }
                 }
             };
             match candidate {
-                Some(op) => match self.try_push(op, &cursor) {
+                Some((op, branch)) => match self.try_push(op, branch, &cursor) {
                     Try::Pushed => cursor = Cursor::Completed(self.entries.first()),
                     Try::Rejected => cursor = self.advance(cursor),
+                    Try::NoSuchBranch => cursor = self.next_operation(cursor),
                     Try::Exhausted => return Outcome::Exhausted,
                 },
                 None => {
@@ -404,22 +445,44 @@ impl<'p, 'h> Search<'p, 'h> {
         }
     }
 
-    /// The cursor past its current candidate.
+    /// The cursor past its current candidate: the next branch of an
+    /// unknown-outcome operation, the next operation otherwise.
     fn advance(&self, cursor: Cursor) -> Cursor {
         match cursor {
-            Cursor::Completed(entry) => Cursor::Completed(self.entries.next[entry as usize]),
-            Cursor::Unknown { node, bound } => Cursor::Unknown {
-                node: self.unknown_list.next[node as usize],
+            Cursor::Completed(_) => self.next_operation(cursor),
+            Cursor::Unknown {
+                node,
                 bound,
+                branch,
+            } => Cursor::Unknown {
+                node,
+                bound,
+                branch: branch + 1,
             },
         }
     }
 
-    fn try_push(&mut self, op: OpRef, cursor: &Cursor) -> Try {
+    /// The cursor at the next operation's first branch.
+    fn next_operation(&self, cursor: Cursor) -> Cursor {
+        match cursor {
+            Cursor::Completed(entry) => Cursor::Completed(self.entries.next[entry as usize]),
+            Cursor::Unknown { node, bound, .. } => Cursor::Unknown {
+                node: self.unknown_list.next[node as usize],
+                bound,
+                branch: 0,
+            },
+        }
+    }
+
+    fn try_push(&mut self, op: OpRef, branch: u32, cursor: &Cursor) -> Try {
         let prepared = self.problem.get(op);
         let state = self.states.get(self.state);
-        let new_state = match prepared.command.run(state, &prepared.operation.outcome) {
+        let new_state = match prepared
+            .command
+            .run(state, &prepared.operation.outcome, branch)
+        {
             Run::Mismatch => return Try::Rejected,
+            Run::NoSuchBranch => return Try::NoSuchBranch,
             Run::Same => self.state,
             Run::Changed(next) => match self.states.intern(next) {
                 Some(id) => id,
@@ -452,13 +515,14 @@ impl<'p, 'h> Search<'p, 'h> {
         self.lift(op);
         let parent = self.stack.last().map_or(NIL, |frame| frame.node);
         let node = self.nodes.len() as u32;
-        self.nodes.push((op, parent));
+        self.nodes.push((op, branch, parent));
         let bound = match cursor {
             Cursor::Unknown { bound, .. } => *bound,
             Cursor::Completed(_) => 0,
         };
         self.stack.push(Frame {
             op,
+            branch,
             prev_state: self.state,
             prev_prefix,
             bound,
@@ -495,11 +559,22 @@ impl<'p, 'h> Search<'p, 'h> {
         }
         let before = self.states.get(top.prev_state);
         let after = self.states.get(new_state);
-        match prepared.command.run(before, &crate::Outcome::Unknown) {
-            Run::Mismatch => false,
-            Run::Same => before == after,
-            Run::Changed(state) => state == *after,
+        // Any branch will do: the parent tries them all.
+        for branch in 0..1u32 << FORKS_MAX {
+            let same = match prepared
+                .command
+                .run(before, &crate::Outcome::Unknown, branch)
+            {
+                Run::NoSuchBranch => return false,
+                Run::Mismatch => false,
+                Run::Same => before == after,
+                Run::Changed(state) => state == *after,
+            };
+            if same {
+                return true;
+            }
         }
+        false
     }
 
     /// Whether some completed operation that may go next has an outcome
@@ -512,9 +587,9 @@ impl<'p, 'h> Search<'p, 'h> {
             let prepared = &self.problem.completed[c as usize];
             let observed = &prepared.operation.outcome;
             if matches!(
-                prepared.command.run(then, observed),
+                prepared.command.run(then, observed, 0),
                 Run::Same | Run::Changed(_)
-            ) && matches!(prepared.command.run(now, observed), Run::Mismatch)
+            ) && matches!(prepared.command.run(now, observed, 0), Run::Mismatch)
             {
                 return true;
             }
@@ -523,16 +598,17 @@ impl<'p, 'h> Search<'p, 'h> {
         false
     }
 
-    /// Undoes `frame` and returns the cursor just past its operation.
+    /// Undoes `frame` and returns the cursor just past its operation's
+    /// branch.
     fn pop(&mut self, frame: &Frame) -> Cursor {
         self.unlift(frame.op);
         self.remove(frame.op, frame.prev_prefix);
         self.state = frame.prev_state;
         if frame.op & UNKNOWN != 0 {
-            let node = (frame.op & !UNKNOWN) + 1;
             Cursor::Unknown {
-                node: self.unknown_list.next[node as usize],
+                node: (frame.op & !UNKNOWN) + 1,
                 bound: frame.bound,
+                branch: frame.branch + 1,
             }
         } else {
             let (call, _) = self.op_entries[frame.op as usize];
@@ -600,12 +676,13 @@ impl<'p, 'h> Search<'p, 'h> {
         }
     }
 
-    /// The operations of the deepest configuration reached, in order.
-    fn best_path(&self) -> Vec<OpRef> {
+    /// The operations of the deepest configuration reached, in order, with
+    /// the branch each took.
+    fn best_path(&self) -> Vec<(OpRef, u32)> {
         let mut path = Vec::new();
         let mut node = self.best.2;
-        while let Some(&(op, parent)) = self.nodes.get(node as usize) {
-            path.push(op);
+        while let Some(&(op, branch, parent)) = self.nodes.get(node as usize) {
+            path.push((op, branch));
             node = parent;
         }
         path.reverse();
