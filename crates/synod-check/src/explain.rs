@@ -141,7 +141,7 @@ pub(crate) fn explain(problem: &Problem<'_>, path: &[(OpRef, u32)]) -> String {
     let mut state = problem.initial_state();
     let mut linearized_completed = vec![false; completed_count];
     let mut linearized_unknown = vec![false; unknown_count];
-    let mut last_steps: VecDeque<(usize, OpRef, Outcome)> = VecDeque::new();
+    let mut last_steps: VecDeque<(usize, OpRef, u32, Outcome)> = VecDeque::new();
     for (step, &(op, branch)) in path.iter().enumerate() {
         let prepared = problem.get(op);
         let observed = &prepared.operation.outcome;
@@ -168,7 +168,7 @@ pub(crate) fn explain(problem: &Problem<'_>, path: &[(OpRef, u32)]) -> String {
         if last_steps.len() == PREFIX_SHOWN_MAX {
             last_steps.pop_front();
         }
-        last_steps.push_back((step + 1, op, outcome));
+        last_steps.push_back((step + 1, op, branch, outcome));
     }
     let prefix_completed = linearized_completed.iter().filter(|&&x| x).count();
     let prefix_unknown = path.len() - prefix_completed;
@@ -185,7 +185,7 @@ pub(crate) fn explain(problem: &Problem<'_>, path: &[(OpRef, u32)]) -> String {
              outcome. It ends:",
             path.len()
         );
-        for (step, op, outcome) in &last_steps {
+        for (step, op, branch, outcome) in &last_steps {
             let prepared = problem.get(*op);
             let _ = write!(
                 text,
@@ -199,6 +199,9 @@ pub(crate) fn explain(problem: &Problem<'_>, path: &[(OpRef, u32)]) -> String {
                     ", taking effect here and returning {}",
                     ShowOutcome(outcome)
                 );
+                if *branch != 0 {
+                    let _ = write!(text, " (a key it changes in place had expired)");
+                }
             }
             let _ = writeln!(text);
         }

@@ -159,3 +159,10 @@ pub fn simulate(workload: &Workload) -> Vec<Operation> {
         })
         .collect()
 }
+
+pub fn put_ttl(k: &str, v: &str) -> Op {
+    Op::PutTtl {
+        key: key(k),
+        value: key(v),
+    }
+}
