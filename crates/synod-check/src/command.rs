@@ -171,6 +171,9 @@ pub(crate) struct Command<'h> {
     /// The most forks a run can meet: the distinct keys it appends to or
     /// increments.
     forks_max: u32,
+    /// Whether a key it touches may be expiring; see
+    /// [`Command::no_key_expires`].
+    may_expire: bool,
 }
 
 /// What running a command against a state and an observed outcome gives.
@@ -231,7 +234,15 @@ impl<'h> Command<'h> {
             txn,
             read_only,
             forks_max: u32::try_from(fork_slots.len()).unwrap_or(u32::MAX),
+            may_expire: true,
         })
+    }
+
+    /// Promises that no state this command runs on has an expiring key (no
+    /// operation of the partition sets a time to live), which spares the
+    /// common case a scan of the keys touched.
+    pub(crate) fn no_key_expires(&mut self) {
+        self.may_expire = false;
     }
 
     /// The most forks a run of this command can meet (see [`FORKS_MAX`]).
@@ -255,8 +266,8 @@ impl<'h> Command<'h> {
             (single, false) => std::slice::from_ref(single),
             (_, true) => return Run::Mismatch,
         };
-        let unknown = *observed == Outcome::Unknown;
-        if !self.touches_expiring(state) {
+        if !self.may_expire || !self.touches_expiring(state) {
+            debug_assert!(!self.touches_expiring(state), "no_key_expires broken");
             // The common case, and the only one in histories without
             // `PutTtl`: deterministic, one branch.
             if branch != 0 {
@@ -264,6 +275,7 @@ impl<'h> Command<'h> {
             }
             return self.run_deterministic(state, expected);
         }
+        let unknown = *observed == Outcome::Unknown;
         match self.execute(state, expected, unknown, branch, None) {
             Err(Fail::Mismatch) => Run::Mismatch,
             Err(Fail::NoSuchBranch) => Run::NoSuchBranch,
@@ -308,6 +320,10 @@ impl<'h> Command<'h> {
     /// `expected` (one outcome per step) where observed, by the bits of
     /// `branch` at the forks of an `unknown` run. Pushes each step's answer
     /// onto `rets` if given.
+    ///
+    /// Kept out of line: inlined into [`Command::run`] it made the common,
+    /// deterministic path measurably slower.
+    #[inline(never)]
     fn execute(
         &self,
         state: &[Slot],
@@ -439,6 +455,7 @@ fn apply_step(state: &mut [Slot], step: &Step<'_>) -> Ret {
 }
 
 /// Applies `step` to its key's slot, an expiring value counting as present.
+#[inline]
 fn apply_to_slot(slot: &mut Slot, step: &Step<'_>) -> Ret {
     match step {
         Step::Get(_) => Ret::Value(slot.value().cloned()),

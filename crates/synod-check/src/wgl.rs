@@ -44,6 +44,10 @@ pub(crate) struct Prepared<'h> {
     pub(crate) index: usize,
     pub(crate) operation: &'h Operation,
     pub(crate) command: Command<'h>,
+    /// Whether it may have more than one branch: its outcome is unknown, it
+    /// appends to or increments a key, and some operation of the partition
+    /// sets a time to live. The search tries no other branch otherwise.
+    pub(crate) may_fork: bool,
 }
 
 /// One partition, ready to search.
@@ -102,6 +106,7 @@ pub(crate) fn check_partition(
             index: i,
             operation,
             command,
+            may_fork: false,
         };
         if operation.outcome == crate::Outcome::Unknown {
             unknown.push(prepared);
@@ -118,6 +123,19 @@ pub(crate) fn check_partition(
     unknown.retain(|p| p.operation.invoke <= last_complete);
     if let Some(reason) = too_many_forks(&completed, &unknown) {
         return PartitionVerdict::Exhausted { reason };
+    }
+    if completed
+        .iter()
+        .chain(&unknown)
+        .any(|p| p.command.sets_ttl())
+    {
+        for p in &mut unknown {
+            p.may_fork = p.command.forks_max() > 0;
+        }
+    } else {
+        for p in completed.iter_mut().chain(&mut unknown) {
+            p.command.no_key_expires();
+        }
     }
     completed.sort_by_key(|p| (p.operation.complete, p.operation.invoke, p.index));
     unknown.sort_by_key(|p| (p.operation.invoke, p.index));
@@ -449,17 +467,24 @@ impl<'p, 'h> Search<'p, 'h> {
     /// unknown-outcome operation, the next operation otherwise.
     fn advance(&self, cursor: Cursor) -> Cursor {
         match cursor {
-            Cursor::Completed(_) => self.next_operation(cursor),
             Cursor::Unknown {
                 node,
                 bound,
                 branch,
-            } => Cursor::Unknown {
+            } if self.may_fork(node) => Cursor::Unknown {
                 node,
                 bound,
                 branch: branch + 1,
             },
+            Cursor::Completed(_) | Cursor::Unknown { .. } => self.next_operation(cursor),
         }
+    }
+
+    /// Whether the unknown-outcome operation at `node` of the unknown list
+    /// may have another branch.
+    fn may_fork(&self, node: u32) -> bool {
+        let u = node.wrapping_sub(1) as usize;
+        self.problem.unknown.get(u).is_some_and(|p| p.may_fork)
     }
 
     /// The cursor at the next operation's first branch.
@@ -560,7 +585,12 @@ impl<'p, 'h> Search<'p, 'h> {
         let before = self.states.get(top.prev_state);
         let after = self.states.get(new_state);
         // Any branch will do: the parent tries them all.
-        for branch in 0..1u32 << FORKS_MAX {
+        let branches = if prepared.may_fork {
+            1u32 << FORKS_MAX
+        } else {
+            1
+        };
+        for branch in 0..branches {
             let same = match prepared
                 .command
                 .run(before, &crate::Outcome::Unknown, branch)
@@ -605,11 +635,11 @@ impl<'p, 'h> Search<'p, 'h> {
         self.remove(frame.op, frame.prev_prefix);
         self.state = frame.prev_state;
         if frame.op & UNKNOWN != 0 {
-            Cursor::Unknown {
+            self.advance(Cursor::Unknown {
                 node: (frame.op & !UNKNOWN) + 1,
                 bound: frame.bound,
-                branch: frame.branch + 1,
-            }
+                branch: frame.branch,
+            })
         } else {
             let (call, _) = self.op_entries[frame.op as usize];
             Cursor::Completed(self.entries.next[call as usize])
