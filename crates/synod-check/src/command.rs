@@ -337,7 +337,9 @@ impl<'h> Command<'h> {
         }
         let mut next: State = state.into();
         // Keys whose expiry this command has settled: no key expires in the
-        // middle of a transaction.
+        // middle of a transaction, so once a step has seen or written a key,
+        // later steps see what it left (only an unobserved read settles
+        // nothing).
         let mut settled: Vec<usize> = Vec::new();
         let mut forks = 0u32;
         for (i, step) in self.steps.iter().enumerate() {
@@ -349,7 +351,6 @@ impl<'h> Command<'h> {
             let ret = match (key, seen) {
                 (None, _) => apply_step(&mut next, step),
                 (Some(key), Some(seen)) => {
-                    settled.push(key);
                     let slot = &mut next[key];
                     // "Not expired" first: where both fit, it dominates.
                     let mut kept = slot.clone();
@@ -371,14 +372,14 @@ impl<'h> Command<'h> {
                             *slot = Slot::Absent;
                         }
                     }
-                    // An unobserved read settles nothing: a later step on the
-                    // key still has both choices.
-                    if !matches!(step, Step::Get(_)) {
-                        settled.push(key);
-                    }
                     apply_to_slot(slot, step)
                 }
             };
+            if let Some(key) = step.slot() {
+                if (seen.is_some() || !matches!(step, Step::Get(_))) && !settled.contains(&key) {
+                    settled.push(key);
+                }
+            }
             if seen.is_some_and(|seen| !ret.matches(seen)) {
                 return Err(Fail::Mismatch);
             }

@@ -60,12 +60,47 @@
 //! those unknown operations can do nothing more (the extra ones could simply
 //! never have happened), so it is pruned too.
 //!
+//! # Keys that expire
+//!
+//! [`Op::PutTtl`] (Redis `SET key value PX ttl`) writes a key that may
+//! vanish at any moment: expiry is decided by the replicated log's clock,
+//! which the history does not show, so the model treats it as
+//! nondeterminism. A key is absent, present, or *expiring* (holds a value but
+//! may vanish; once vanished it stays absent until the next write). `PUT`,
+//! `SET ... GET` and `DEL` clear the time to live, `APPEND` and `INCR` keep it
+//! (as in Redis), and a key they create has none. [`model::apply_with_expiry`]
+//! is the reference, with the choice of which keys have expired as an
+//! argument.
+//!
+//! The search does not branch on when a key expires. Each operation with an
+//! observed outcome settles it: the key had expired just before it only if
+//! the outcome is wrong otherwise (a `GET` of nil, a `DEL` of `false`, an
+//! `APPEND` returning just the suffix's length, an `INCR` counting from 0).
+//! Where both choices fit the observation, "not expired" leaves the key
+//! expiring, which allows everything the other choice would, so nothing is
+//! lost. `INCR` is handled exactly, like the others.
+//!
+//! An operation with an unknown outcome observes nothing; where it appends
+//! to or increments an expiring key, both "not expired" (the key keeps its
+//! time to live) and "expired" (a new key without one) may follow, and the
+//! search explores both, so the check stays sound: a history is never called
+//! non-linearizable because of a choice the checker did not try. A
+//! transaction with an unknown outcome that appends to or increments more
+//! than 8 keys in a partition where a time to live is set would need more
+//! than 256 branches; such a partition is [`Verdict::Undetermined`].
+//!
+//! A transaction takes effect at one instant: no key expires in its middle.
+//! A witness ([`check_with_witness`]) is verified as if no key ever expired,
+//! so a history where a key is seen to expire falls back to the search.
+//!
 //! # Real-time order
 //!
 //! Operation `a` precedes `b` iff `a.complete < b.invoke`; equal times count
 //! as concurrent. This errs towards accepting histories, never towards false
 //! alarms, when a clock's resolution merges two events.
 
+#[cfg(test)]
+mod agreement;
 mod command;
 mod explain;
 mod memo;
@@ -85,7 +120,8 @@ pub type Value = Vec<u8>;
 
 /// One operation on the key-value store, as invoked by a client.
 ///
-/// The semantics are those of the sequential model, [`model::apply`].
+/// The semantics are those of the sequential model, [`model::apply`] and,
+/// for keys that expire, [`model::apply_with_expiry`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
     /// Reads a key. Returns [`Outcome::Value`].
@@ -285,7 +321,8 @@ impl Default for CheckOptions {
 }
 
 /// Checks whether `history` is linearizable with respect to the sequential
-/// key-value model ([`model::apply`]), every key starting absent.
+/// key-value model ([`model::apply_with_expiry`], where keys written by
+/// [`Op::PutTtl`] may expire at any moment), every key starting absent.
 ///
 /// The order of `history` does not matter. Partitions (keys linked by
 /// transactions) are checked in the order of their smallest key; the first

@@ -12,8 +12,7 @@
 //! The checker itself runs a compiled form (`crate::command::Command`) over
 //! the keys of one partition, with values behind `Rc` so that copying a state
 //! is cheap, and with the expiry choice resolved by what the client observed;
-//! the property tests in `tests/model_agreement.rs` keep the two in
-//! agreement.
+//! the property tests in `src/agreement.rs` keep the two in agreement.
 
 use crate::{Key, Op, Outcome, Value};
 use std::collections::{BTreeMap, BTreeSet};

@@ -213,8 +213,8 @@ fn too_many_forks(completed: &[Prepared<'_>], unknown: &[Prepared<'_>]) -> Optio
     sets_ttl.then(|| {
         format!(
             "operation #{} has an unknown outcome and appends to or increments {} keys, \
-             each of which may have expired or not (more than the {FORKS_MAX} combinations' \
-             bits the checker explores): {}",
+             each of which may have expired or not; the checker explores the combinations \
+             for at most {FORKS_MAX}: {}",
             wide.index,
             wide.command.forks_max(),
             explain::Describe(wide.operation)

@@ -14,7 +14,10 @@
 //!    was invoked after it completed (equal times count as concurrent, as in
 //!    [`crate::check`]);
 //! 3. applying the operations one by one to the sequential model
-//!    ([`crate::model::apply`]) gives every observed outcome.
+//!    ([`crate::model::apply`]) gives every observed outcome. That model
+//!    lets no key expire, one of the behaviours [`crate::Op::PutTtl`]
+//!    allows, so a witness that verifies is still a proof; one for a
+//!    history where a key is seen to expire fails, and the search decides.
 //!
 //! A witness that fails proves nothing (another order may work), so
 //! [`crate::check_with_witness`] then falls back to the search.
