@@ -85,6 +85,7 @@ impl Record {
             Op::Get { .. } if self.client >= FINAL_READ_CLIENT => "final-get",
             Op::Get { .. } => "get",
             Op::Put { .. } => "set",
+            Op::PutTtl { .. } => "set-px",
             Op::PutGet { .. } => "set-get",
             Op::Delete { .. } => "del",
             Op::Append { .. } => "append",
@@ -152,6 +153,11 @@ fn resp_of(op: &Op) -> Vec<Vec<u8>> {
     match op {
         Op::Get { key } => vec![v("GET"), key.clone()],
         Op::Put { key, value } => vec![v("SET"), key.clone(), value.clone()],
+        // The chaos workload issues no expiring writes; should one appear,
+        // a TTL of a minute keeps it within what the checker models.
+        Op::PutTtl { key, value } => {
+            vec![v("SET"), key.clone(), value.clone(), v("PX"), v("60000")]
+        }
         Op::PutGet { key, value } => vec![v("SET"), key.clone(), value.clone(), v("GET")],
         Op::Delete { key } => vec![v("DEL"), key.clone()],
         Op::Append { key, value } => vec![v("APPEND"), key.clone(), value.clone()],
@@ -168,7 +174,7 @@ fn outcome_of(op: &Op, reply: &Reply) -> Option<Outcome> {
             Some(Outcome::Value(Some(b.to_vec())))
         }
         (Op::Get { .. } | Op::PutGet { .. }, Reply::Null) => Some(Outcome::Value(None)),
-        (Op::Put { .. }, Reply::Simple(s)) if s == "OK" => Some(Outcome::Ok),
+        (Op::Put { .. } | Op::PutTtl { .. }, Reply::Simple(s)) if s == "OK" => Some(Outcome::Ok),
         (Op::Delete { .. }, Reply::Integer(n)) => Some(Outcome::Bool(*n > 0)),
         (Op::Append { .. } | Op::Incr { .. }, Reply::Integer(n)) => Some(Outcome::Int(*n)),
         (Op::Incr { .. }, Reply::Error(e)) if e.contains("not an integer") => Some(Outcome::Error),
