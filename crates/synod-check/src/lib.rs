@@ -193,7 +193,7 @@ pub enum Op {
 
 impl Op {
     /// The key of a single-key operation; `None` for a [`Op::Txn`].
-    pub(crate) fn key(&self) -> Option<&Key> {
+    pub fn key(&self) -> Option<&Key> {
         match self {
             Op::Get { key }
             | Op::Put { key, .. }
@@ -418,5 +418,19 @@ pub fn check_with_witness(
 /// outcome present, real-time order respected, and the sequential model
 /// giving every observed outcome. The error names the first rule broken.
 pub fn verify_witness(history: &[Operation], order: &[usize]) -> Result<(), String> {
-    witness::verify(history, order)
+    witness::verify(history, order, &[])
+}
+
+/// [`verify_witness`] for a system that also knows which keys had expired
+/// when it applied each operation: `expired[position]` holds the keys whose
+/// time to live ran out just before the operation at `order[position]`
+/// took effect (missing positions: none). A key named there that the model
+/// does not hold as expiring is ignored. With this, a witness for a history
+/// in which keys are seen to expire verifies in one pass too.
+pub fn verify_witness_with_expiry(
+    history: &[Operation],
+    order: &[usize],
+    expired: &[std::collections::BTreeSet<Key>],
+) -> Result<(), String> {
+    witness::verify(history, order, expired)
 }

@@ -14,23 +14,30 @@
 //!    was invoked after it completed (equal times count as concurrent, as in
 //!    [`crate::check`]);
 //! 3. applying the operations one by one to the sequential model
-//!    ([`crate::model::apply`]) gives every observed outcome. That model
-//!    lets no key expire, one of the behaviours [`crate::Op::PutTtl`]
-//!    allows, so a witness that verifies is still a proof; one for a
-//!    history where a key is seen to expire fails, and the search decides.
+//!    ([`crate::model::apply_with_expiry`]) gives every observed outcome.
+//!    Keys expire only where the caller says they had expired (which a
+//!    replicated log knows: it decided it); without that, no key expires,
+//!    one of the behaviours [`crate::Op::PutTtl`] allows, so a witness that
+//!    verifies is still a proof, and one for a history where a key is seen
+//!    to expire fails and the search decides.
 //!
 //! A witness that fails proves nothing (another order may work), so
 //! [`crate::check_with_witness`] then falls back to the search.
 
-use crate::{model, Operation, Outcome};
-use std::collections::BTreeMap;
+use crate::{model, Key, Operation, Outcome};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Verifies that `order`, a list of indexes into `history`, is a
 /// linearization of it. The error says which rule the first bad position
 /// breaks.
-pub(crate) fn verify(history: &[Operation], order: &[usize]) -> Result<(), String> {
+pub(crate) fn verify(
+    history: &[Operation],
+    order: &[usize],
+    expired: &[BTreeSet<Key>],
+) -> Result<(), String> {
     let mut placed = vec![false; history.len()];
     let mut store = BTreeMap::new();
+    let none = BTreeSet::new();
     // The latest invocation among the operations placed so far, and which.
     let mut latest_invoke: Option<(u64, usize)> = None;
     for (position, &index) in order.iter().enumerate() {
@@ -56,7 +63,11 @@ pub(crate) fn verify(history: &[Operation], order: &[usize]) -> Result<(), Strin
         if latest_invoke.is_none_or(|(invoke, _)| operation.invoke > invoke) {
             latest_invoke = Some((operation.invoke, index));
         }
-        let outcome = model::apply(&mut store, &operation.op);
+        let outcome = model::apply_with_expiry(
+            &mut store,
+            &operation.op,
+            expired.get(position).unwrap_or(&none),
+        );
         if operation.outcome != Outcome::Unknown && outcome != operation.outcome {
             return Err(format!(
                 "operation #{index} observed {:?} but the model gives {outcome:?} at position \

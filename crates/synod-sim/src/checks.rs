@@ -4,7 +4,8 @@
 use crate::kv::{decode, unstamp};
 use crate::world::World;
 use std::collections::BTreeMap;
-use synod_check::{check, verify_witness, CheckOptions, Outcome, Verdict};
+use std::collections::BTreeSet;
+use synod_check::{check, verify_witness_with_expiry, CheckOptions, Key, Outcome, Verdict};
 
 impl World {
     /// Durability, exactly-once, convergence, linearizability and liveness.
@@ -88,8 +89,9 @@ impl World {
     /// not a linearization still means the replies do not come from the log
     /// the way they should, so that is reported too.
     fn check_linearizability(&mut self) {
-        let witness = self.log_order();
-        let Err(witness_error) = verify_witness(&self.history, &witness) else {
+        let (witness, expired) = self.log_order();
+        let Err(witness_error) = verify_witness_with_expiry(&self.history, &witness, &expired)
+        else {
             return;
         };
         let opts = CheckOptions {
@@ -128,8 +130,16 @@ impl World {
     /// This mirrors the exactly-once rule of [`crate::kv::Kv::apply`]: a
     /// command takes effect the first time the log holds it, unless the
     /// client's session already has a later one (a stale retry, ignored).
-    fn log_order(&self) -> Vec<usize> {
+    ///
+    /// With each position, the keys whose TTL had run out when that
+    /// operation took effect (the state machine decided it from the log
+    /// clock, or the serving node from its clock for a read by index).
+    fn log_order(&self) -> (Vec<usize>, Vec<BTreeSet<Key>>) {
         let mut order = Vec::new();
+        let mut expired = Vec::new();
+        let key_of = |index: usize| -> BTreeSet<Key> {
+            self.history[index].op.key().cloned().into_iter().collect()
+        };
         let mut last_seq = BTreeMap::new();
         let mut reads = self.index_reads.clone();
         reads.sort_unstable();
@@ -137,6 +147,12 @@ impl World {
         for (instance, value) in &self.chosen {
             while let Some((_, _, index)) = reads.next_if(|(prefix, _, _)| prefix <= instance) {
                 order.push(index);
+                let absent = self.read_found_absent.contains(&index);
+                expired.push(if absent {
+                    key_of(index)
+                } else {
+                    BTreeSet::new()
+                });
             }
             for command in value.commands() {
                 let Some(command) = unstamp(command).and_then(|(_, c)| decode(&c)) else {
@@ -149,11 +165,25 @@ impl World {
                 *last = command.seq;
                 if let Some(&index) = self.history_index.get(&(command.client, command.seq)) {
                     order.push(index);
+                    let absent = self.found_absent.contains(&(command.client, command.seq));
+                    expired.push(if absent {
+                        key_of(index)
+                    } else {
+                        BTreeSet::new()
+                    });
                 }
             }
         }
-        order.extend(reads.map(|(_, _, index)| index));
-        order
+        for (_, _, index) in reads {
+            order.push(index);
+            let absent = self.read_found_absent.contains(&index);
+            expired.push(if absent {
+                key_of(index)
+            } else {
+                BTreeSet::new()
+            });
+        }
+        (order, expired)
     }
 
     /// After healing, clients made progress: every client completed an operation

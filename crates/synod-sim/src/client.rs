@@ -2,7 +2,10 @@
 //! timeouts with the same sequence number (so a retry is applied at most once),
 //! and recording every operation for the linearizability checker.
 
-use crate::kv::{encode, stamp, unstamp, KvCommand};
+use crate::kv::{encode, stamp, unstamp, KvCommand, LONG_TTL_MS};
+
+/// Longest short TTL a `SET .. PX` sets (ms of log time).
+const SHORT_TTL_MS_MAX: u32 = 400;
 use crate::world::{Backlog, Event, Phase, World};
 use bytes::Bytes;
 use rand::Rng;
@@ -103,12 +106,25 @@ impl World {
         };
         // From a stream of its own, so that seeds pinned before keep their
         // other choices.
-        let ttl = matches!(op, Op::Put { .. }) && self.ttl_rng.gen_bool(0.3);
+        // A third of the PUTs set a TTL: half of those one longer than the
+        // run, half one short enough to run out (`SET .. PX`, which the
+        // checker models as a key that may vanish once).
+        let (op, ttl_ms) = match op {
+            Op::Put { key, value } if self.ttl_rng.gen_bool(0.33) => {
+                if !self.params.short_ttls || self.ttl_rng.gen_bool(0.5) {
+                    (Op::Put { key, value }, LONG_TTL_MS)
+                } else {
+                    let ttl_ms = self.ttl_rng.gen_range(1..=SHORT_TTL_MS_MAX);
+                    (Op::PutTtl { key, value }, ttl_ms)
+                }
+            }
+            op => (op, 0),
+        };
         let command = encode(&KvCommand {
             client: id,
             seq,
             op: op.clone(),
-            ttl,
+            ttl_ms,
         });
         self.proposed.insert(command.clone());
         let by_index =
@@ -280,7 +296,11 @@ impl World {
         };
         let value = self.local_read(node, &key);
         let prefix = self.nodes[node].next_apply;
+        let absent = value.is_none();
         self.finish(client, Outcome::Value(value));
+        if absent {
+            self.read_found_absent.insert(self.history.len() - 1);
+        }
         self.index_reads
             .push((prefix, self.now_us, self.history.len() - 1));
     }

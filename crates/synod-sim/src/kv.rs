@@ -19,13 +19,16 @@ pub struct KvCommand {
     pub seq: u64,
     /// The operation.
     pub op: Op,
-    /// A `Put` that also sets a (long) TTL: `SET key value PX LONG_TTL_MS`.
-    pub ttl: bool,
+    /// The TTL a `Put` or `PutTtl` sets (`SET key value PX ttl_ms`), 0 for
+    /// none. A `Put` may carry a TTL too, one longer than any run
+    /// ([`LONG_TTL_MS`]); a `PutTtl`'s is short enough to run out.
+    pub ttl_ms: u32,
 }
 
 const KIND_GET: u8 = 1;
 const KIND_PUT: u8 = 2;
 const KIND_APPEND: u8 = 3;
+const KIND_PUT_TTL: u8 = 4;
 
 /// Encodes a command. Only the single-key operations the simulator's clients
 /// issue are supported.
@@ -37,10 +40,11 @@ pub fn encode(command: &KvCommand) -> Bytes {
         Op::Get { key } => (KIND_GET, key, &[]),
         Op::Put { key, value } => (KIND_PUT, key, value),
         Op::Append { key, value } => (KIND_APPEND, key, value),
+        Op::PutTtl { key, value } => (KIND_PUT_TTL, key, value),
         other => unreachable!("the simulator does not issue {other:?}"),
     };
     buf.put_u8(kind);
-    buf.put_u8(u8::from(command.ttl));
+    buf.put_u32_le(command.ttl_ms);
     buf.put_u16_le(key.len() as u16);
     buf.put_slice(key);
     buf.put_u16_le(value.len() as u16);
@@ -54,11 +58,7 @@ pub fn decode(bytes: &[u8]) -> Option<KvCommand> {
     let client = u64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?);
     let seq = u64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?);
     let kind = take(&mut rest, 1)?[0];
-    let ttl = match take(&mut rest, 1)?[0] {
-        0 => false,
-        1 => true,
-        _ => return None,
-    };
+    let ttl_ms = u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?);
     let key_len = u16::from_le_bytes(take(&mut rest, 2)?.try_into().ok()?) as usize;
     let key = take(&mut rest, key_len)?.to_vec();
     let value_len = u16::from_le_bytes(take(&mut rest, 2)?.try_into().ok()?) as usize;
@@ -70,13 +70,14 @@ pub fn decode(bytes: &[u8]) -> Option<KvCommand> {
         KIND_GET => Op::Get { key },
         KIND_PUT => Op::Put { key, value },
         KIND_APPEND => Op::Append { key, value },
+        KIND_PUT_TTL => Op::PutTtl { key, value },
         _ => return None,
     };
     Some(KvCommand {
         client,
         seq,
         op,
-        ttl,
+        ttl_ms,
     })
 }
 
@@ -112,7 +113,7 @@ pub fn unstamp(bytes: &Bytes) -> Option<(u64, Bytes)> {
 /// A TTL long enough never to run out during a run: it puts real expiry
 /// state into synod-kv (and so into its snapshots and the state digest)
 /// without changing what the linearizability model expects of the key.
-pub const LONG_TTL_MS: i64 = 24 * 3600 * 1000;
+pub const LONG_TTL_MS: u32 = 24 * 3600 * 1000;
 
 /// The replicated state: the real key-value state machine of the `synod`
 /// server (`synod_kv::Store`: its commands, expiry index, snapshot codec),
@@ -122,7 +123,7 @@ pub struct Kv {
     store: Store,
     /// The log clock: the largest proposer stamp applied so far, as the
     /// runtime computes `ApplyContext::time_ms`.
-    log_time_ms: u64,
+    pub(crate) log_time_ms: u64,
     /// Per client: the last sequence applied and its outcome.
     sessions: BTreeMap<u64, (u64, Outcome)>,
     /// Per (client, seq): how many times it took effect (must never exceed 1).
@@ -135,19 +136,21 @@ impl Kv {
     /// (a retry chosen twice). Returns `None` for a stale duplicate older than
     /// the client's latest command. `local_clock_ms`, when given, replaces
     /// the log clock: a state machine that reads its own clock (the
-    /// `nondeterministic-sm` negative control). `Err` when synod-kv's reply
-    /// is not one the operation can have.
+    /// `nondeterministic-sm` negative control). With the outcome: whether
+    /// the command's key was absent (never set, deleted or expired) when it
+    /// took effect. `Err` when synod-kv's reply is not one the operation can
+    /// have.
     pub fn apply(
         &mut self,
         command: &KvCommand,
         instance: u64,
         stamp_ms: u64,
         local_clock_ms: Option<u64>,
-    ) -> Result<Option<Outcome>, String> {
+    ) -> Result<Option<(Outcome, bool)>, String> {
         self.log_time_ms = self.log_time_ms.max(stamp_ms);
         if let Some((last_seq, outcome)) = self.sessions.get(&command.client) {
             if command.seq == *last_seq {
-                return Ok(Some(outcome.clone()));
+                return Ok(Some((outcome.clone(), false)));
             }
             if command.seq < *last_seq {
                 return Ok(None);
@@ -157,16 +160,23 @@ impl Kv {
             instance: InstanceId(instance),
             time_ms: local_clock_ms.unwrap_or(self.log_time_ms),
         };
-        let (kv_command, ttl) = to_store_command(&command.op, command.ttl)?;
+        let kv_command = to_store_command(&command.op, command.ttl_ms)?;
+        let key = command
+            .op
+            .key()
+            .map(|k| Bytes::copy_from_slice(k))
+            .unwrap_or_default();
+        let exists = synod_kv::KvCommand::Exists { keys: vec![key] };
+        let absent = self.store.query_command(&exists, &ctx) == Reply::Integer(0);
         let reply = self.store.apply_command(&kv_command, &ctx);
-        let outcome = to_outcome(&command.op, ttl, reply)?;
+        let outcome = to_outcome(&command.op, reply)?;
         *self
             .effects
             .entry((command.client, command.seq))
             .or_default() += 1;
         self.sessions
             .insert(command.client, (command.seq, outcome.clone()));
-        Ok(Some(outcome))
+        Ok(Some((outcome, absent)))
     }
 
     /// Reads a key without the log, as a node serves a read by read index
@@ -213,39 +223,39 @@ impl Kv {
     }
 }
 
-/// The synod-kv command for a simulator operation, and the TTL it sets.
-fn to_store_command(op: &Op, ttl: bool) -> Result<(synod_kv::KvCommand, bool), String> {
+/// The synod-kv command for a simulator operation.
+fn to_store_command(op: &Op, ttl_ms: u32) -> Result<synod_kv::KvCommand, String> {
     let bytes = |v: &[u8]| Bytes::copy_from_slice(v);
-    let command = match op {
-        Op::Get { key } => synod_kv::KvCommand::Get { key: bytes(key) },
-        Op::Put { key, value } => synod_kv::KvCommand::Set {
-            key: bytes(key),
-            value: bytes(value),
-            condition: SetCondition::Always,
-            get: false,
-            expiry: if ttl {
-                SetExpiry::After {
-                    ttl_ms: LONG_TTL_MS,
-                }
-            } else {
-                SetExpiry::Clear
-            },
+    let set = |key: &[u8], value: &[u8]| synod_kv::KvCommand::Set {
+        key: bytes(key),
+        value: bytes(value),
+        condition: SetCondition::Always,
+        get: false,
+        expiry: if ttl_ms > 0 {
+            SetExpiry::After {
+                ttl_ms: i64::from(ttl_ms),
+            }
+        } else {
+            SetExpiry::Clear
         },
+    };
+    Ok(match op {
+        Op::Get { key } => synod_kv::KvCommand::Get { key: bytes(key) },
+        Op::Put { key, value } | Op::PutTtl { key, value } => set(key, value),
         Op::Append { key, value } => synod_kv::KvCommand::Append {
             key: bytes(key),
             value: bytes(value),
         },
         other => return Err(format!("the simulator does not issue {other:?}")),
-    };
-    Ok((command, ttl))
+    })
 }
 
 /// What synod-kv's reply means for the linearizability checker.
-fn to_outcome(op: &Op, _ttl: bool, reply: Reply) -> Result<Outcome, String> {
+fn to_outcome(op: &Op, reply: Reply) -> Result<Outcome, String> {
     match (op, reply) {
         (Op::Get { .. }, Reply::Bulk(value)) => Ok(Outcome::Value(Some(value.to_vec()))),
         (Op::Get { .. }, Reply::Null) => Ok(Outcome::Value(None)),
-        (Op::Put { .. }, Reply::Simple(ok)) if ok == "OK" => Ok(Outcome::Ok),
+        (Op::Put { .. } | Op::PutTtl { .. }, Reply::Simple(ok)) if ok == "OK" => Ok(Outcome::Ok),
         (Op::Append { .. }, Reply::Integer(len)) => Ok(Outcome::Int(len)),
         (op, reply) => Err(format!("synod-kv answered {reply:?} to {op:?}")),
     }
@@ -340,7 +350,7 @@ mod tests {
                 key: b"k".to_vec(),
                 value: b"a".to_vec(),
             },
-            ttl: false,
+            ttl_ms: 0,
         }
     }
 
@@ -353,7 +363,7 @@ mod tests {
                 key: b"k".to_vec(),
                 value: b"xy".to_vec(),
             },
-            ttl: true,
+            ttl_ms: LONG_TTL_MS,
         };
         let bytes = encode(&command);
         assert_eq!(decode(&bytes), Some(command));
@@ -366,10 +376,19 @@ mod tests {
     #[test]
     fn retries_take_effect_once() {
         let mut kv = Kv::default();
-        assert_eq!(kv.apply(&append(1), 0, 5, None), Ok(Some(Outcome::Int(1))));
-        assert_eq!(kv.apply(&append(1), 1, 5, None), Ok(Some(Outcome::Int(1))));
+        assert_eq!(
+            kv.apply(&append(1), 0, 5, None),
+            Ok(Some((Outcome::Int(1), true)))
+        );
+        assert_eq!(
+            kv.apply(&append(1), 1, 5, None),
+            Ok(Some((Outcome::Int(1), false)))
+        );
         assert_eq!(kv.effects(1, 1), 1);
-        assert_eq!(kv.apply(&append(2), 2, 5, None), Ok(Some(Outcome::Int(2))));
+        assert_eq!(
+            kv.apply(&append(2), 2, 5, None),
+            Ok(Some((Outcome::Int(2), false)))
+        );
         assert_eq!(kv.apply(&append(1), 3, 5, None), Ok(None));
         let get = KvCommand {
             seq: 3,
@@ -378,7 +397,7 @@ mod tests {
         };
         assert_eq!(
             kv.apply(&get, 4, 5, None),
-            Ok(Some(Outcome::Value(Some(b"aa".to_vec()))))
+            Ok(Some((Outcome::Value(Some(b"aa".to_vec())), false)))
         );
         let copy = Kv::decode(&kv.encode()).expect("decodes");
         assert_eq!(copy.encode(), kv.encode());
@@ -393,7 +412,7 @@ mod tests {
                 key: b"k".to_vec(),
                 value: b"v".to_vec(),
             },
-            ttl: true,
+            ttl_ms: LONG_TTL_MS,
             ..append(1)
         };
         let (mut a, mut b) = (Kv::default(), Kv::default());

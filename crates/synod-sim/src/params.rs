@@ -66,6 +66,8 @@ pub struct Params {
     /// Per node, how far its wall clock is off the simulated time (ms;
     /// drawn from a stream of its own, see `World::new`).
     pub clock_offset_ms: Vec<i64>,
+    /// Some PUTs set a TTL short enough to run out during the run.
+    pub short_ttls: bool,
     /// A client gives up an operation after this many timed-out attempts (only
     /// during the safety phase; the outcome is then unknown).
     pub attempts_max: u32,
@@ -155,6 +157,7 @@ impl Params {
             attempts_max: rng.gen_range(2..=6),
             frame_bytes_max: synod_net::FRAME_BYTES_MAX_DEFAULT,
             clock_offset_ms: vec![0; nodes],
+            short_ttls: false,
             snapshot_every: if rng.gen_bool(0.6) {
                 rng.gen_range(5..300)
             } else {

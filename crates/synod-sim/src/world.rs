@@ -176,6 +176,12 @@ pub(crate) struct World {
     pub(crate) chosen: BTreeMap<u64, Value>,
     /// Commands acknowledged to a client: (client, seq).
     pub(crate) acknowledged: Vec<(u64, u64)>,
+    /// Commands (client, seq) whose key was absent (never set, deleted, or
+    /// expired) when they first took effect: the witness needs to know
+    /// where the log let a key expire.
+    pub(crate) found_absent: HashSet<(u64, u64)>,
+    /// History indexes of reads by index that found their key absent.
+    pub(crate) read_found_absent: HashSet<usize>,
     /// Per applied prefix length, the first node to reach it and its state
     /// digest (see `check_digest`).
     pub(crate) digests: BTreeMap<u64, (NodeId, u64)>,
@@ -237,6 +243,8 @@ impl World {
             index_reads: Vec::new(),
             proposed: HashSet::new(),
             digests: BTreeMap::new(),
+            found_absent: HashSet::new(),
+            read_found_absent: HashSet::new(),
             chosen: BTreeMap::new(),
             acknowledged: Vec::new(),
             violations: Vec::new(),
@@ -803,7 +811,13 @@ impl World {
                 .kv
                 .apply(&kv_command, instance, stamp_ms, local_clock)
             {
-                Ok(Some(outcome)) => self.client_reply(node, &kv_command, outcome),
+                Ok(Some((outcome, absent))) => {
+                    if absent {
+                        self.found_absent
+                            .insert((kv_command.client, kv_command.seq));
+                    }
+                    self.client_reply(node, &kv_command, outcome)
+                }
                 Ok(None) => {}
                 Err(error) => {
                     self.violation(format!("synod-kv at node {id}, #{instance}: {error}"))
