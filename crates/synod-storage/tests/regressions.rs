@@ -180,3 +180,90 @@ fn a_roll_with_appends_pending_keeps_every_record() {
     let (_, recovered) = Wal::open(dir.path(), opts).unwrap();
     assert_eq!(recovered.records, records);
 }
+
+/// Cuts the newest segment a few bytes before its end: the last batch (a
+/// checkpoint's) loses its end frame.
+fn tear_newest_segment(dir: &Path) {
+    let segment = newest_segment(dir);
+    let len = fs::metadata(&segment).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+}
+
+/// Two unfinished checkpoints in a row, with appends after each restart,
+/// then a finished one: nothing acknowledged is lost at any step, the
+/// unfinished checkpoints are ignored wherever they sit (newest segment or
+/// older), and the finished one supersedes everything.
+#[test]
+fn unfinished_checkpoints_with_appends_after_them_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        preallocate_bytes: 0,
+        ..WalOptions::default()
+    };
+    let group = GroupId(0);
+    let other = Record::Promise {
+        group: GroupId(1),
+        ballot: Ballot {
+            round: 3,
+            node: NodeId(1),
+        },
+    };
+    let (mut wal, _) = Wal::open(dir.path(), opts.clone()).unwrap();
+    let mut expected = acceptor_state();
+    expected.push(other.clone());
+    wal.append(&expected).unwrap();
+    wal.sync().unwrap();
+    for round in 1..=2u64 {
+        let snapshot = common::snapshot(round, b"never finished");
+        wal.write_snapshot(group, &snapshot).unwrap();
+        let superseded = wal
+            .checkpoint_written(group, snapshot.meta, &acceptor_state())
+            .unwrap();
+        drop(superseded);
+        drop(wal);
+        tear_newest_segment(dir.path());
+        let (reopened, recovered) = Wal::open(dir.path(), opts.clone()).unwrap();
+        assert_eq!(recovered.records, expected, "round {round}");
+        assert!(recovered.snapshots.is_empty(), "round {round}");
+        wal = reopened;
+        // Appends after the restart follow the unfinished checkpoint in
+        // the same segment.
+        let more = common::fixed_record(round);
+        wal.append(std::slice::from_ref(&more)).unwrap();
+        wal.sync().unwrap();
+        expected.push(more);
+        drop(wal);
+        let (reopened, recovered) = Wal::open(dir.path(), opts.clone()).unwrap();
+        assert_eq!(recovered.records, expected, "round {round}, after appends");
+        wal = reopened;
+    }
+    // A finished checkpoint supersedes the group's records; the other
+    // group's stay (and keep the oldest segment).
+    let snapshot = common::snapshot(3, b"finished");
+    let live = [common::fixed_record(2)];
+    wal.checkpoint(group, &snapshot, &live).unwrap();
+    assert_eq!(
+        wal.segment_count(),
+        4,
+        "group 1 still needs the first segment"
+    );
+    drop(wal);
+    let (mut wal, recovered) = Wal::open(dir.path(), opts.clone()).unwrap();
+    assert_eq!(recovered.snapshots[&group], snapshot);
+    assert_eq!(recovered.records, vec![other.clone(), live[0].clone()]);
+    // Once group 1 checkpoints too, the segments holding the unfinished
+    // checkpoints go.
+    let other_snapshot = common::snapshot(1, b"group 1");
+    wal.checkpoint(GroupId(1), &other_snapshot, std::slice::from_ref(&other))
+        .unwrap();
+    assert_eq!(wal.segment_count(), 2);
+    drop(wal);
+    let (_, recovered) = Wal::open(dir.path(), opts).unwrap();
+    assert_eq!(recovered.snapshots.len(), 2);
+    assert_eq!(recovered.records, vec![live[0].clone(), other]);
+}

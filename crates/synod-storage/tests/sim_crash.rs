@@ -215,7 +215,7 @@ fn run_seed(seed: u64, legacy: bool) -> Result<(), String> {
 
 #[test]
 fn every_acknowledged_record_survives_random_crashes() {
-    for seed in 0..300 {
+    for seed in 0..1000 {
         if let Err(err) = run_seed(seed, false) {
             panic!("seed {seed}: {err}");
         }
