@@ -35,9 +35,20 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
-    /// An earlier fsync failed; this storage accepts nothing more.
-    #[error("storage stopped after an earlier fsync failure")]
+    /// An earlier failure (an fsync or any other file operation) stopped
+    /// this storage; it accepts nothing more.
+    #[error("storage stopped after an earlier failure (see the first error logged)")]
     Poisoned,
+    /// A record too large for one log frame; nothing of the call was
+    /// appended. Values are bounded far below this before they reach the
+    /// log, so this is a bug upstream, reported rather than a panic.
+    #[error("record of {bytes} bytes exceeds the log's frame limit of {max} bytes")]
+    RecordTooLarge {
+        /// The encoded record's size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl StorageError {

@@ -1,29 +1,48 @@
-//! Framing of log entries: `len u32 | crc32c u32 | kind u8 | payload`, where
-//! `len` counts `kind` and `payload`, and the CRC covers the length bytes, the
-//! kind and the payload (so a damaged length is caught like damaged data).
+//! Framing of log entries:
+//! `len u32 | crc32c u32 | batch_offset u64 | kind u8 | payload`, where `len`
+//! counts `kind` and `payload`, and the CRC covers the length, the batch
+//! offset, the kind and the payload (so a damaged length is caught like
+//! damaged data).
+//!
+//! A *batch* is what one sync writes: one positional write of consecutive
+//! frames, made durable by one `fdatasync` before the next batch is written.
+//! `batch_offset` is the distance from the start of the frame's batch to the
+//! frame (0 for a batch's first frame); it does not depend on where the batch
+//! lands, so frames can be encoded before their segment is known.
 //!
 //! Scanning classifies a bad frame as either a *torn tail* or *corruption*.
-//! Torn: no valid frame follows it anywhere in the buffer, so it can be the
-//! unfinished last write. Corruption: a valid frame follows, so the damage sits
-//! inside data that was written after it; that is never cut off silently (a
-//! disk that writes pages out of order during a crash can also cause this; the
-//! operator decides, the node does not guess).
+//! Only the last batch can be unsynced at a crash, and a disk may persist an
+//! unsynced write partly, torn at any byte, or sector by sector out of order;
+//! so a bad frame is torn when every valid frame after it belongs to the same
+//! batch (its batch starts at or before the bad frame): all of it was one
+//! unfinished write. A valid frame of a *later* batch after a bad frame means
+//! the damage sits in data that was durable before that batch was written:
+//! corruption, never cut off silently (the operator decides, the node does not
+//! guess).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// Bytes before a frame's kind: length and CRC.
-pub const FRAME_HEADER_BYTES: usize = 8;
+/// Bytes before a frame's kind: length, CRC and batch offset.
+pub const FRAME_HEADER_BYTES: usize = 16;
 
 /// Largest frame accepted (kind + payload); larger lengths are damage.
 pub const FRAME_BYTES_MAX: usize = 256 << 20;
+
+/// Largest payload [`put_frame`] accepts.
+pub const FRAME_PAYLOAD_BYTES_MAX: usize = FRAME_BYTES_MAX - 1;
 
 /// What a log frame holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameKind {
     /// A record from the protocol core.
     Record = 1,
-    /// A checkpoint marker: the group's earlier records are superseded.
+    /// A checkpoint marker: the group's earlier records are superseded, once
+    /// the checkpoint's end frame follows.
     Checkpoint = 2,
+    /// The end of a checkpoint: closes the marker and records before it in
+    /// the same batch (count and a hash of their frames' CRCs). A marker
+    /// without it is an unfinished checkpoint.
+    CheckpointEnd = 3,
 }
 
 impl FrameKind {
@@ -31,27 +50,34 @@ impl FrameKind {
         match kind {
             1 => Some(FrameKind::Record),
             2 => Some(FrameKind::Checkpoint),
+            3 => Some(FrameKind::CheckpointEnd),
             _ => None,
         }
     }
 }
 
-/// Appends one frame to `buf`. Panics if the payload exceeds
-/// [`FRAME_BYTES_MAX`]; callers bound their payloads below it.
-pub fn put_frame(buf: &mut BytesMut, kind: FrameKind, payload: &[u8]) {
+/// Appends one frame to `batch`, the bytes of one batch so far (the frame's
+/// batch offset is `batch.len()`). Returns the frame's CRC. Panics if the
+/// payload exceeds [`FRAME_PAYLOAD_BYTES_MAX`]; callers check their payloads
+/// against it first.
+pub fn put_frame(batch: &mut BytesMut, kind: FrameKind, payload: &[u8]) -> u32 {
     let len = 1 + payload.len();
     assert!(
         len <= FRAME_BYTES_MAX,
         "frame of {len} bytes exceeds the limit"
     );
     let len_bytes = (len as u32).to_le_bytes();
+    let batch_offset = (batch.len() as u64).to_le_bytes();
     let mut crc = crc32c::crc32c(&len_bytes);
+    crc = crc32c::crc32c_append(crc, &batch_offset);
     crc = crc32c::crc32c_append(crc, &[kind as u8]);
     crc = crc32c::crc32c_append(crc, payload);
-    buf.put_slice(&len_bytes);
-    buf.put_u32_le(crc);
-    buf.put_u8(kind as u8);
-    buf.put_slice(payload);
+    batch.put_slice(&len_bytes);
+    batch.put_u32_le(crc);
+    batch.put_slice(&batch_offset);
+    batch.put_u8(kind as u8);
+    batch.put_slice(payload);
+    crc
 }
 
 /// One frame read back.
@@ -59,6 +85,10 @@ pub fn put_frame(buf: &mut BytesMut, kind: FrameKind, payload: &[u8]) {
 pub struct Frame {
     /// Offset of the frame in its buffer.
     pub offset: usize,
+    /// Distance from the start of its batch.
+    pub batch_offset: u64,
+    /// Its CRC (as stored).
+    pub crc: u32,
     /// Its kind.
     pub kind: FrameKind,
     /// Its payload.
@@ -73,7 +103,8 @@ pub enum ScanStop {
         /// Where the bad frame starts; the valid data ends here.
         offset: usize,
     },
-    /// A bad frame followed by valid frames: damage, not a crash.
+    /// A bad frame followed by a valid frame of a later batch: damage, not a
+    /// crash.
     Corrupt {
         /// Where the bad frame starts.
         offset: usize,
@@ -99,20 +130,31 @@ fn parse(data: &Bytes, offset: usize) -> Result<Frame, &'static str> {
     }
     let end = offset + FRAME_HEADER_BYTES + len;
     let body = &data[offset + FRAME_HEADER_BYTES..end];
-    let actual = crc32c::crc32c_append(crc32c::crc32c(&h[0..4]), body);
+    let mut actual = crc32c::crc32c(&h[0..4]);
+    actual = crc32c::crc32c_append(actual, &h[8..16]);
+    actual = crc32c::crc32c_append(actual, body);
     if actual != crc {
         return Err("CRC mismatch");
+    }
+    let mut batch = [0u8; 8];
+    batch.copy_from_slice(&h[8..16]);
+    let batch_offset = u64::from_le_bytes(batch);
+    if batch_offset > offset as u64 {
+        return Err("batch starts before the segment");
     }
     let kind = FrameKind::from_u8(body[0]).ok_or("unknown frame kind")?;
     Ok(Frame {
         offset,
+        batch_offset,
+        crc,
         kind,
         payload: data.slice(offset + FRAME_HEADER_BYTES + 1..end),
     })
 }
 
-/// Reads every frame of `data`, stopping at the first bad one (see the module
-/// docs for how it is classified).
+/// Reads every frame of `data` (a segment after its header: offsets count
+/// from there), stopping at the first bad one (see the module docs for how it
+/// is classified).
 pub fn scan(data: &Bytes) -> (Vec<Frame>, Option<ScanStop>) {
     let mut frames = Vec::new();
     let mut offset = 0;
@@ -123,8 +165,13 @@ pub fn scan(data: &Bytes) -> (Vec<Frame>, Option<ScanStop>) {
                 frames.push(frame);
             }
             Err(reason) => {
-                let later_valid = (offset + 1..data.len()).any(|at| parse(data, at).is_ok());
-                let stop = if later_valid {
+                // A valid frame whose batch starts after the bad one was
+                // written after the bad one's batch was durable.
+                let later_batch = (offset + 1..data.len()).any(|at| {
+                    parse(data, at)
+                        .is_ok_and(|later| later.offset as u64 - later.batch_offset > offset as u64)
+                });
+                let stop = if later_batch {
                     ScanStop::Corrupt {
                         offset,
                         reason: reason.to_string(),
@@ -143,26 +190,49 @@ pub fn scan(data: &Bytes) -> (Vec<Frame>, Option<ScanStop>) {
 mod tests {
     use super::*;
 
-    fn two_frames() -> Bytes {
-        let mut buf = BytesMut::new();
-        put_frame(&mut buf, FrameKind::Record, b"first");
-        put_frame(&mut buf, FrameKind::Checkpoint, b"second");
-        buf.freeze()
+    /// Two frames, each its own batch.
+    fn two_batches() -> Bytes {
+        let mut out = BytesMut::new();
+        for (kind, payload) in [
+            (FrameKind::Record, &b"first"[..]),
+            (FrameKind::Checkpoint, &b"second"[..]),
+        ] {
+            let mut batch = BytesMut::new();
+            put_frame(&mut batch, kind, payload);
+            out.extend_from_slice(&batch);
+        }
+        out.freeze()
+    }
+
+    /// Three frames written as one batch.
+    fn one_batch() -> Bytes {
+        let mut batch = BytesMut::new();
+        for payload in [&b"one"[..], b"two", b"three"] {
+            put_frame(&mut batch, FrameKind::Record, payload);
+        }
+        batch.freeze()
     }
 
     #[test]
     fn frames_round_trip() {
-        let data = two_frames();
+        let data = two_batches();
         let (frames, stop) = scan(&data);
         assert_eq!(stop, None);
         assert_eq!(frames.len(), 2);
         assert_eq!(&frames[1].payload[..], b"second");
         assert_eq!(frames[1].kind, FrameKind::Checkpoint);
+        assert_eq!(frames[1].batch_offset, 0);
+        let (frames, _) = scan(&one_batch());
+        let offsets: Vec<u64> = frames.iter().map(|f| f.batch_offset).collect();
+        assert_eq!(
+            offsets,
+            [0, frames[1].offset as u64, frames[2].offset as u64]
+        );
     }
 
     #[test]
     fn a_cut_anywhere_in_the_last_frame_is_torn() {
-        let data = two_frames();
+        let data = two_batches();
         let second = scan(&data).0[1].offset;
         for cut in second + 1..data.len() {
             let (frames, stop) = scan(&data.slice(..cut));
@@ -176,8 +246,8 @@ mod tests {
     }
 
     #[test]
-    fn a_flipped_bit_before_the_last_frame_is_corruption() {
-        let data = two_frames();
+    fn a_flipped_bit_before_a_later_batch_is_corruption() {
+        let data = two_batches();
         for byte in 0..scan(&data).0[1].offset {
             let mut bad = data.to_vec();
             bad[byte] ^= 0x10;
@@ -187,5 +257,27 @@ mod tests {
                 "flip at {byte}: {stop:?}"
             );
         }
+    }
+
+    #[test]
+    fn damage_followed_only_by_its_own_batch_is_torn() {
+        // An unsynced batch persisted out of order: its first sector lost
+        // (zeros), its later frames whole.
+        let data = one_batch();
+        let second = scan(&data).0[1].offset;
+        for lost in 1..=second {
+            let mut bad = data.to_vec();
+            bad[..lost].fill(0);
+            let (frames, stop) = scan(&Bytes::from(bad));
+            assert!(frames.is_empty());
+            assert_eq!(stop, Some(ScanStop::Torn { offset: 0 }), "lost {lost}");
+        }
+        // The middle frame lost, the last one kept.
+        let third = scan(&data).0[2].offset;
+        let mut bad = data.to_vec();
+        bad[second..third].fill(0);
+        let (frames, stop) = scan(&Bytes::from(bad));
+        assert_eq!(frames.len(), 1);
+        assert_eq!(stop, Some(ScanStop::Torn { offset: second }));
     }
 }

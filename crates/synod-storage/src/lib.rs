@@ -5,8 +5,13 @@
 //! - [`Wal`]: the real one, a write-ahead log of framed, CRC32C-checked
 //!   records in segment files with group commit, plus snapshot files and
 //!   checkpoint-based compaction (see `wal.rs`);
-//! - [`MemStorage`]: the simulator's, in memory, where a crash loses whatever
-//!   was not synced (or keeps a prefix of it, as a torn tail would).
+//! - [`MemStorage`]: in memory, where a crash loses whatever was not synced
+//!   (or keeps a prefix of it, as a torn tail would).
+//!
+//! The WAL and snapshot files go through a small file-system trait, [`Fs`]:
+//! [`RealFs`] ships; [`SimFs`] is an in-memory disk for the deterministic
+//! simulator that loses, tears and reorders unsynced writes at a crash and
+//! injects `EIO` and `ENOSPC` (see `sim_fs.rs`).
 //!
 //! `tests/conformance.rs` runs the same scenarios against both and requires
 //! the same recovered state.
@@ -18,19 +23,23 @@
 
 mod error;
 pub mod frame;
+pub mod fs;
 mod group_commit;
 mod mem;
+mod recovery;
 pub mod segment;
+mod sim_fs;
 pub mod snapshot_file;
 mod wal;
 
 pub use error::StorageError;
+pub use fs::{Fs, FsFile, OpenMode, RealFs};
 pub use group_commit::GroupCommit;
 pub use mem::{MemDisk, MemStorage};
+pub use sim_fs::{SimFs, SimFsStats, SIM_SECTOR_BYTES};
 pub use wal::{Obsolete, SyncJob, Wal, WalOptions};
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::Path;
 use synod_core::{GroupId, Record, Snapshot};
 
@@ -104,9 +113,8 @@ pub trait Storage {
 
 /// fsyncs a directory, so that entries created, renamed or removed in it are
 /// durable.
-pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
-    let handle = File::open(dir).map_err(|e| StorageError::io(dir, e))?;
-    handle.sync_all().map_err(|e| StorageError::SyncFailed {
+pub(crate) fn fsync_dir(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
+    fs.sync_dir(dir).map_err(|e| StorageError::SyncFailed {
         path: dir.to_path_buf(),
         source: e,
     })

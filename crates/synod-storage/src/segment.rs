@@ -5,7 +5,10 @@ use crate::error::StorageError;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"SYNODWAL";
-const VERSION: u32 = 1;
+/// The segment format this build writes and reads. Version 2 added the batch
+/// offset to every frame and the checkpoint end frame (a checkpoint counts
+/// only once its end is durable); version 1 logs are refused, not guessed at.
+pub const VERSION: u32 = 2;
 /// Bytes of the segment header: magic, version, index, CRC of those.
 pub const HEADER_BYTES: usize = 8 + 4 + 8 + 4;
 
@@ -51,11 +54,23 @@ pub fn check_header(path: &Path, index: u64, bytes: &[u8]) -> Result<(), Storage
         ));
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if version < VERSION {
+        return Err(StorageError::corrupt(
+            path,
+            8,
+            format!(
+                "log segment format version {version} was written by an older Synod; this build \
+                 reads version {VERSION} only (version 1 could lose a checkpoint cut short by a \
+                 power failure). Stop the node cleanly with the old build, then move this data \
+                 directory away and let the node rejoin empty and catch up from its peers"
+            ),
+        ));
+    }
     if version != VERSION {
         return Err(StorageError::corrupt(
             path,
             8,
-            format!("unsupported segment version {version} (this build reads {VERSION})"),
+            format!("unsupported segment version {version} (this build reads {VERSION}; written by a newer Synod?)"),
         ));
     }
     let mut found = [0u8; 8];

@@ -1,12 +1,14 @@
 //! Snapshot files: `snap/<group>-<applied_end>.snap`, written to a temporary
 //! name, fsynced, renamed, and the directory fsynced, so a snapshot file either
 //! exists whole or not at all.
+//!
+//! Every function has an `_on` form that goes through a given [`Fs`] (the
+//! simulator's); the plain form uses [`RealFs`].
 
 use crate::error::StorageError;
+use crate::fs::{Fs, OpenMode, RealFs};
 use crate::fsync_dir;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use synod_core::{Checksum, GroupId, InstanceId, Snapshot, SnapshotMeta};
 
@@ -31,6 +33,16 @@ pub fn parse_name(name: &str) -> Option<(GroupId, InstanceId)> {
 
 /// Writes a snapshot durably. Returns its path.
 pub fn write(dir: &Path, group: GroupId, snapshot: &Snapshot) -> Result<PathBuf, StorageError> {
+    write_on(&RealFs, dir, group, snapshot)
+}
+
+/// [`write`] through `fs`.
+pub fn write_on(
+    fs: &dyn Fs,
+    dir: &Path,
+    group: GroupId,
+    snapshot: &Snapshot,
+) -> Result<PathBuf, StorageError> {
     let path = dir.join(file_name(group, snapshot.meta.applied_end));
     let tmp = dir.join(format!(
         "{}.tmp",
@@ -46,23 +58,39 @@ pub fn write(dir: &Path, group: GroupId, snapshot: &Snapshot) -> Result<PathBuf,
     header.put_u32_le(crc32c::crc32c(&snapshot.data));
     let header_crc = crc32c::crc32c(&header);
     header.put_u32_le(header_crc);
-    let mut file = File::create(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
-    file.write_all(&header)
-        .and_then(|_| file.write_all(&snapshot.data))
+    let file = fs
+        .open(&tmp, OpenMode::Truncate)
         .map_err(|e| StorageError::io(&tmp, e))?;
+    file.write_all_at(&header, 0)
+        .and_then(|_| file.write_all_at(&snapshot.data, HEADER_BYTES as u64))
+        .map_err(|e| StorageError::io(&tmp, e))?;
+    // The data is durable before the name: a crash leaves either no file
+    // under the final name or the whole file.
     file.sync_all().map_err(|e| StorageError::SyncFailed {
         path: tmp.clone(),
         source: e,
     })?;
-    fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, e))?;
-    fsync_dir(dir)?;
+    drop(file);
+    fs.rename(&tmp, &path)
+        .map_err(|e| StorageError::io(&path, e))?;
+    fsync_dir(fs, dir)?;
     Ok(path)
 }
 
 /// Reads and verifies the snapshot of `group` at `meta`.
 pub fn read(dir: &Path, group: GroupId, meta: SnapshotMeta) -> Result<Snapshot, StorageError> {
+    read_on(&RealFs, dir, group, meta)
+}
+
+/// [`read`] through `fs`.
+pub fn read_on(
+    fs: &dyn Fs,
+    dir: &Path,
+    group: GroupId,
+    meta: SnapshotMeta,
+) -> Result<Snapshot, StorageError> {
     let path = dir.join(file_name(group, meta.applied_end));
-    let bytes = fs::read(&path).map_err(|e| {
+    let bytes = fs.read(&path).map_err(|e| {
         StorageError::corrupt(
             &path,
             0,
@@ -121,19 +149,33 @@ pub fn read(dir: &Path, group: GroupId, meta: SnapshotMeta) -> Result<Snapshot, 
 }
 
 /// Deletes the snapshot files of `group` older than `keep` (and stray
-/// temporary files of it).
+/// temporary files of it up to `keep`).
 pub fn remove_older(dir: &Path, group: GroupId, keep: InstanceId) -> Result<(), StorageError> {
-    let entries = fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| StorageError::io(dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+    remove_older_on(&RealFs, dir, group, keep)
+}
+
+/// [`remove_older`] through `fs`.
+pub fn remove_older_on(
+    fs: &dyn Fs,
+    dir: &Path,
+    group: GroupId,
+    keep: InstanceId,
+) -> Result<(), StorageError> {
+    let names = fs.read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
+    for name in names {
+        let tmp = name.ends_with(".tmp");
+        // A temporary file past `keep` may be a newer snapshot being written
+        // right now (the runtime writes snapshots on another thread): leave
+        // it; the checkpoint that finishes it removes it when superseded.
         let stale = match parse_name(name.strip_suffix(".tmp").unwrap_or(&name)) {
-            Some((g, point)) => g == group && (point < keep || name.ends_with(".tmp")),
+            Some((g, point)) => g == group && (point < keep || (tmp && point == keep)),
             None => false,
         };
         if stale {
-            fs::remove_file(entry.path()).map_err(|e| StorageError::io(entry.path(), e))?;
+            let path = dir.join(&name);
+            fs.remove_file(&path)
+                .map_err(|e| StorageError::io(&path, e))?;
         }
     }
-    fsync_dir(dir)
+    fsync_dir(fs, dir)
 }

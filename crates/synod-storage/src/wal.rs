@@ -7,21 +7,29 @@
 //! segment's directory entry is fsynced before anything in it is relied on.
 //!
 //! Compaction: `checkpoint` writes the snapshot file durably, starts a new
-//! segment with a checkpoint marker followed by the records that rebuild the
-//! group after the snapshot, syncs it, then deletes the oldest segments whose
-//! every group has a later checkpoint.
+//! segment with one batch: a checkpoint marker, the records that rebuild the
+//! group after the snapshot, and a checkpoint end; syncs it, then deletes the
+//! oldest segments whose every group has a later checkpoint. Recovery honours
+//! a marker only with its end (see `recovery.rs`).
+//!
+//! Files go through an [`Fs`]: [`RealFs`] by default ([`Wal::open`]), or a
+//! simulated one ([`Wal::open_on`]).
+//!
+//! Errors: any failed file operation poisons the log; every later call
+//! returns [`StorageError::Poisoned`]. Nothing is retried (an fsync that
+//! failed may have dropped data that a retry would report as durable).
 
 use crate::error::StorageError;
-use crate::frame::{put_frame, scan, FrameKind, ScanStop};
+use crate::frame::{put_frame, FrameKind, FRAME_PAYLOAD_BYTES_MAX};
+use crate::fs::{Fs, FsFile, OpenMode, RealFs};
+use crate::recovery::{self, hash_record, marker_payload, CheckpointEnd};
 use crate::{fsync_dir, segment, snapshot_file, Recovered, Storage};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use synod_core::codec::{Decode, Encode};
-use synod_core::{Checksum, GroupId, InstanceId, Record, Snapshot, SnapshotMeta};
+use synod_core::codec::Encode;
+use synod_core::{GroupId, InstanceId, Record, Snapshot, SnapshotMeta};
 
 /// Settings of the log.
 #[derive(Clone, Debug)]
@@ -36,6 +44,12 @@ pub struct WalOptions {
     /// the newest segment as unused space, and a closed segment is cut to
     /// its data before the next one is created.
     pub preallocate_bytes: u64,
+    /// **Negative control only** (for the simulator's `--inject
+    /// torn-checkpoint`): recovery trusts a checkpoint marker without its
+    /// end frame, as the first release did, so a checkpoint cut short by a
+    /// power failure makes the node forget durable promises and accepted
+    /// values. Never set it in a real node. Default false.
+    pub legacy_checkpoint_recovery: bool,
 }
 
 impl Default for WalOptions {
@@ -43,25 +57,9 @@ impl Default for WalOptions {
         WalOptions {
             segment_bytes_max: 64 << 20,
             preallocate_bytes: 4 << 20,
+            legacy_checkpoint_recovery: false,
         }
     }
-}
-
-/// Allocates `[from, to)` of `file` (the file grows to `to` if shorter).
-/// False where the file system cannot (writes then extend the file).
-fn preallocate(file: &File, from: u64, to: u64) -> bool {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (
-        libc::off_t::try_from(from),
-        libc::off_t::try_from(to.saturating_sub(from)),
-    ) else {
-        return false;
-    };
-    if len == 0 {
-        return true;
-    }
-    // SAFETY: a plain syscall on a file descriptor we own for the call.
-    unsafe { libc::posix_fallocate(file.as_raw_fd(), offset, len) == 0 }
 }
 
 #[derive(Debug)]
@@ -76,15 +74,18 @@ struct SegmentMeta {
 /// log (see `GroupCommit`).
 #[derive(Debug)]
 pub struct SyncJob {
-    file: Arc<File>,
+    file: Arc<dyn FsFile>,
     path: PathBuf,
+    /// The segment written to.
+    segment: u64,
     offset: u64,
     bytes: Bytes,
     groups: BTreeSet<GroupId>,
 }
 
 impl SyncJob {
-    /// Writes the bytes at their offset and makes them durable.
+    /// Writes the bytes at their offset and makes them durable: one
+    /// positional write and one `fdatasync`.
     pub fn run(&self) -> Result<(), StorageError> {
         self.file
             .write_all_at(&self.bytes, self.offset)
@@ -99,19 +100,22 @@ impl SyncJob {
 /// The log. See the module docs.
 #[derive(Debug)]
 pub struct Wal {
+    fs: Arc<dyn Fs>,
     wal_dir: PathBuf,
     snap_dir: PathBuf,
     opts: WalOptions,
     /// Oldest first; the last one is written to.
     segments: Vec<SegmentMeta>,
-    file: Arc<File>,
+    file: Arc<dyn FsFile>,
     /// Bytes written or reserved in the active segment.
     file_len: u64,
     /// Size of the active segment file: `file_len` plus allocated zeros.
     allocated: u64,
+    /// The next batch: frames whose batch offsets count from its start.
     pending: BytesMut,
     pending_groups: BTreeSet<GroupId>,
-    /// Per group, the segment holding its latest checkpoint.
+    /// Per group, the segment holding its latest finished checkpoint (its
+    /// end frame durable).
     checkpoints: BTreeMap<GroupId, u64>,
     /// A sync job is running: nothing may roll or checkpoint meanwhile.
     syncing: bool,
@@ -120,28 +124,35 @@ pub struct Wal {
     bytes_since_checkpoint: u64,
 }
 
-/// One entry read back from the log.
-enum Entry {
-    Record(Record),
-    Checkpoint(GroupId, SnapshotMeta),
-}
-
 impl Wal {
-    /// Opens (or creates) the log under `dir` and recovers what it holds.
+    /// Opens (or creates) the log under `dir` on the real file system and
+    /// recovers what it holds.
     ///
     /// A torn frame at the end of the newest segment is cut off. Any other
     /// damage is an error naming the file and offset; the log is left as is.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, Recovered), StorageError> {
+        Wal::open_on(Arc::new(RealFs), dir, opts)
+    }
+
+    /// [`Wal::open`] on the file system `fs` (e.g. a [`SimFs`](crate::SimFs)
+    /// clone; `dir` is then just a name in it).
+    pub fn open_on(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        opts: WalOptions,
+    ) -> Result<(Wal, Recovered), StorageError> {
         let wal_dir = dir.join("wal");
         let snap_dir = dir.join("snap");
         for d in [dir, &wal_dir, &snap_dir] {
-            fs::create_dir_all(d).map_err(|e| StorageError::io(d, e))?;
+            fs.create_dir_all(d).map_err(|e| StorageError::io(d, e))?;
         }
-        fsync_dir(dir)?;
+        fsync_dir(&*fs, dir)?;
         let mut indexes = Vec::new();
-        for entry in fs::read_dir(&wal_dir).map_err(|e| StorageError::io(&wal_dir, e))? {
-            let entry = entry.map_err(|e| StorageError::io(&wal_dir, e))?;
-            if let Some(index) = segment::parse_name(&entry.file_name().to_string_lossy()) {
+        let names = fs
+            .read_dir(&wal_dir)
+            .map_err(|e| StorageError::io(&wal_dir, e))?;
+        for name in names {
+            if let Some(index) = segment::parse_name(&name) {
                 indexes.push(index);
             }
         }
@@ -156,55 +167,54 @@ impl Wal {
             }
         }
         let mut segments = Vec::new();
-        let mut entries: Vec<(u64, Entry)> = Vec::new();
+        let mut entries = Vec::new();
         let mut torn_bytes = 0;
         let mut data_end = segment::HEADER_BYTES as u64;
         for (k, index) in indexes.iter().copied().enumerate() {
             let newest = k + 1 == indexes.len();
             let path = wal_dir.join(segment::file_name(index));
-            let (groups, read, cut, end) = read_segment(&path, index, newest)?;
-            torn_bytes += cut;
-            data_end = end;
-            entries.extend(read.into_iter().map(|e| (index, e)));
+            let read = recovery::read_segment(&*fs, &path, index, newest)?;
+            torn_bytes += read.cut;
+            data_end = read.end;
+            entries.extend(read.entries);
             segments.push(SegmentMeta {
                 index,
                 path,
-                groups,
+                groups: read.groups,
             });
         }
-        let recovered = assemble(&snap_dir, entries, torn_bytes)?;
-        let mut checkpoints = BTreeMap::new();
-        for (group, index) in &recovered.1 {
-            checkpoints.insert(*group, *index);
-        }
+        let (recovered, checkpoints) = recovery::assemble(
+            &*fs,
+            &wal_dir,
+            &snap_dir,
+            entries,
+            torn_bytes,
+            opts.legacy_checkpoint_recovery,
+        )?;
         let (file, file_len, allocated) = match segments.last() {
             Some(last) => {
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&last.path)
+                let file = fs
+                    .open(&last.path, OpenMode::Existing)
                     .map_err(|e| StorageError::io(&last.path, e))?;
-                let len = file
-                    .metadata()
-                    .map_err(|e| StorageError::io(&last.path, e))?
-                    .len();
+                let len = file.size().map_err(|e| StorageError::io(&last.path, e))?;
                 // Writing goes on where the data ends, before any
                 // allocated zeros.
                 (file, data_end, len.max(data_end))
             }
             None => {
-                let (meta, file) = create_segment(&wal_dir, 1)?;
+                let (meta, file) = create_segment(&*fs, &wal_dir, 1)?;
                 segments.push(meta);
                 let header = segment::HEADER_BYTES as u64;
                 (file, header, header)
             }
         };
         let wal = Wal {
+            fs,
             wal_dir,
             snap_dir,
             opts,
             segments,
-            file: Arc::new(file),
+            file,
             file_len,
             allocated,
             pending: BytesMut::new(),
@@ -214,7 +224,26 @@ impl Wal {
             poisoned: false,
             bytes_since_checkpoint: 0,
         };
-        Ok((wal, recovered.0))
+        Ok((wal, recovered))
+    }
+
+    /// The file system the log writes to (to write snapshot files on it off
+    /// the event loop with [`snapshot_file::write_on`]).
+    pub fn fs(&self) -> Arc<dyn Fs> {
+        Arc::clone(&self.fs)
+    }
+
+    /// True once an error stopped the log for good.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Stops the log for good if `result` failed.
+    fn fatal<T>(&mut self, result: Result<T, StorageError>) -> Result<T, StorageError> {
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
     }
 
     /// Takes the pending bytes for a sync run outside this struct (group
@@ -232,18 +261,20 @@ impl Wal {
         let chunk = self.opts.preallocate_bytes;
         if chunk > 0 && self.file_len > self.allocated {
             // Allocate past this write, so that the next ones (until the
-            // chunk is used) do not change the file size.
+            // chunk is used) do not change the file size. Where the file
+            // system cannot, the write extends the file instead.
             let to = self.file_len.div_ceil(chunk) * chunk;
-            if preallocate(&self.file, self.allocated, to) {
+            if self.file.allocate(self.allocated, to).is_ok() {
                 self.allocated = to;
             }
         }
         self.allocated = self.allocated.max(self.file_len);
         self.syncing = true;
-        let path = self.active_path();
+        let active = self.active();
         Ok(Some(SyncJob {
             file: Arc::clone(&self.file),
-            path,
+            path: active.path.clone(),
+            segment: active.index,
             offset,
             bytes,
             groups: std::mem::take(&mut self.pending_groups),
@@ -257,16 +288,26 @@ impl Wal {
         job: SyncJob,
         result: Result<(), StorageError>,
     ) -> Result<(), StorageError> {
+        debug_assert!(self.syncing, "finish_sync without begin_sync");
         self.syncing = false;
         if let Err(err) = result {
             self.poisoned = true;
             return Err(err);
         }
-        if let Some(active) = self.segments.last_mut() {
-            active.groups.extend(job.groups);
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        // Nothing rolls while a job runs, so its segment is still the
+        // active one.
+        debug_assert_eq!(self.active().index, job.segment);
+        if let Some(segment) = self.segments.iter_mut().rfind(|s| s.index == job.segment) {
+            segment.groups.extend(job.groups);
         }
         if self.file_len >= self.opts.segment_bytes_max {
-            self.roll()?;
+            // Appends made while the job ran are still pending: they go to
+            // the new segment (their frames' batch offsets are relative).
+            let rolled = self.roll();
+            self.fatal(rolled)?;
         }
         Ok(())
     }
@@ -277,9 +318,9 @@ impl Wal {
     pub fn disk_bytes(&self) -> u64 {
         let mut total = 0;
         for dir in [&self.wal_dir, &self.snap_dir] {
-            if let Ok(entries) = fs::read_dir(dir) {
-                for entry in entries.flatten() {
-                    total += entry.metadata().map_or(0, |m| m.len());
+            if let Ok(names) = self.fs.read_dir(dir) {
+                for name in names {
+                    total += self.fs.file_len(&dir.join(name)).unwrap_or(0);
                 }
             }
         }
@@ -296,20 +337,26 @@ impl Wal {
         self.segments.len()
     }
 
-    fn active_path(&self) -> PathBuf {
-        self.segments
-            .last()
-            .map_or_else(|| self.wal_dir.clone(), |s| s.path.clone())
+    fn active(&self) -> &SegmentMeta {
+        // `open` always leaves at least one segment, and only `take_obsolete`
+        // removes any, never the last.
+        &self.segments[self.segments.len() - 1]
     }
 
     /// Starts a new segment; its directory entry is durable before it is used.
+    ///
+    /// Appends may be pending (made while a sync job ran, rolled from
+    /// `finish_sync`): they are not in any file yet and go to the new
+    /// segment. What must hold is that no job is writing into the segment
+    /// being closed, and that everything written to it is durable.
     fn roll(&mut self) -> Result<(), StorageError> {
-        debug_assert!(!self.syncing && self.pending.is_empty());
+        debug_assert!(!self.syncing, "roll while a sync job writes the segment");
+        debug_assert!(self.file_len <= self.allocated);
         if self.allocated > self.file_len {
             // Only the newest segment may end in allocated zeros (recovery
             // refuses a closed segment that does not end on a frame): cut
             // this one to its data, durably, before the next one exists.
-            let path = self.active_path();
+            let path = self.active().path.clone();
             self.file
                 .set_len(self.file_len)
                 .map_err(|e| StorageError::io(&path, e))?;
@@ -318,10 +365,10 @@ impl Wal {
                 source: e,
             })?;
         }
-        let index = self.segments.last().map_or(1, |s| s.index + 1);
-        let (meta, file) = create_segment(&self.wal_dir, index)?;
+        let index = self.active().index + 1;
+        let (meta, file) = create_segment(&*self.fs, &self.wal_dir, index)?;
         self.segments.push(meta);
-        self.file = Arc::new(file);
+        self.file = file;
         self.file_len = segment::HEADER_BYTES as u64;
         self.allocated = self.file_len;
         Ok(())
@@ -346,6 +393,32 @@ impl Wal {
         }
         obsolete
     }
+
+    /// Frames `records` into the pending batch. Checks every size first, so
+    /// that an oversized record leaves nothing half-appended.
+    fn frame_records(
+        &mut self,
+        records: &[Record],
+        mut on_frame: impl FnMut(u32),
+    ) -> Result<(), StorageError> {
+        let mut encoded = Vec::with_capacity(records.len());
+        for record in records {
+            let mut payload = BytesMut::new();
+            record.encode(&mut payload);
+            if payload.len() > FRAME_PAYLOAD_BYTES_MAX {
+                return Err(StorageError::RecordTooLarge {
+                    bytes: payload.len(),
+                    max: FRAME_PAYLOAD_BYTES_MAX,
+                });
+            }
+            encoded.push(payload);
+        }
+        for (record, payload) in records.iter().zip(&encoded) {
+            on_frame(put_frame(&mut self.pending, FrameKind::Record, payload));
+            self.pending_groups.insert(record.group());
+        }
+        Ok(())
+    }
 }
 
 impl Storage for Wal {
@@ -353,14 +426,8 @@ impl Storage for Wal {
         if self.poisoned {
             return Err(StorageError::Poisoned);
         }
-        let mut payload = BytesMut::new();
         let before = self.pending.len();
-        for record in records {
-            payload.clear();
-            record.encode(&mut payload);
-            put_frame(&mut self.pending, FrameKind::Record, &payload);
-            self.pending_groups.insert(record.group());
-        }
+        self.frame_records(records, |_| {})?;
         self.bytes_since_checkpoint += (self.pending.len() - before) as u64;
         Ok(())
     }
@@ -381,9 +448,15 @@ impl Storage for Wal {
         snapshot: &Snapshot,
         records: &[Record],
     ) -> Result<(), StorageError> {
-        self.write_snapshot(group, snapshot)?;
-        self.checkpoint_written(group, snapshot.meta, records)?
-            .remove()
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        let written = self.write_snapshot(group, snapshot);
+        self.fatal(written)?;
+        let removed = self
+            .checkpoint_written(group, snapshot.meta, records)?
+            .remove();
+        self.fatal(removed)
     }
 }
 
@@ -393,6 +466,7 @@ impl Storage for Wal {
 #[derive(Debug)]
 #[must_use = "superseded files stay on disk until removed"]
 pub struct Obsolete {
+    fs: Arc<dyn Fs>,
     wal_dir: PathBuf,
     segments: Vec<PathBuf>,
     snap_dir: PathBuf,
@@ -405,69 +479,108 @@ impl Obsolete {
     /// indexes stay contiguous after a crash part-way) and snapshot files.
     pub fn remove(self) -> Result<(), StorageError> {
         for path in &self.segments {
-            fs::remove_file(path).map_err(|e| StorageError::io(path, e))?;
+            self.fs
+                .remove_file(path)
+                .map_err(|e| StorageError::io(path, e))?;
         }
         if !self.segments.is_empty() {
-            fsync_dir(&self.wal_dir)?;
+            fsync_dir(&*self.fs, &self.wal_dir)?;
         }
-        snapshot_file::remove_older(&self.snap_dir, self.group, self.keep)
+        snapshot_file::remove_older_on(&*self.fs, &self.snap_dir, self.group, self.keep)
     }
 }
 
 impl Wal {
     /// Where snapshot files go (to write one off the event loop with
-    /// [`snapshot_file::write`], as [`Wal::write_snapshot`] does).
+    /// [`snapshot_file::write_on`] on [`Wal::fs`], as [`Wal::write_snapshot`]
+    /// does).
     pub fn snap_dir(&self) -> &Path {
         &self.snap_dir
     }
 
     /// A checkpoint in three steps, so that the slow ones need not stop
     /// appends (the runtime runs steps 1 and 3 on another thread):
-    /// 1. this: write the snapshot file durably (`snapshot_file::write` into
-    ///    [`Wal::snap_dir`] is the same, without `&self`);
-    /// 2. [`Wal::checkpoint_written`]: the marker and the live records;
+    /// 1. this: write the snapshot file durably (`snapshot_file::write_on`
+    ///    with [`Wal::fs`] into [`Wal::snap_dir`] is the same, without
+    ///    `&self`);
+    /// 2. [`Wal::checkpoint_written`]: the marker, the live records and the
+    ///    checkpoint end;
     /// 3. [`Obsolete::remove`]: delete what it superseded.
     pub fn write_snapshot(&self, group: GroupId, snapshot: &Snapshot) -> Result<(), StorageError> {
-        snapshot_file::write(&self.snap_dir, group, snapshot).map(|_| ())
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        snapshot_file::write_on(&*self.fs, &self.snap_dir, group, snapshot).map(|_| ())
     }
 
     /// Step 2 of a checkpoint, once the snapshot file of `meta` is durable:
     /// makes everything appended so far durable, starts a fresh segment with
-    /// the checkpoint marker and `records` (the group's live state, taken
-    /// when nothing the core handed out is still unappended), makes those
-    /// durable, and returns what the checkpoint superseded.
+    /// one batch (the checkpoint marker, `records` — the group's live state,
+    /// taken when nothing the core handed out is still unappended — and the
+    /// checkpoint end), makes it durable, and returns what the checkpoint
+    /// superseded.
     ///
-    /// Safety: the marker (which names the snapshot) becomes durable only
-    /// after the snapshot file is, and the superseded segments are deleted
-    /// only after the marker is durable.
+    /// Safety: the marker (which names the snapshot) is written only after
+    /// the snapshot file is durable; recovery honours it only with its end
+    /// frame, which is written after the records in the same batch; and the
+    /// superseded segments and snapshot files are handed out for deletion
+    /// only after that end frame is durable. A crash at any point therefore
+    /// recovers either this checkpoint whole or the state before it.
     pub fn checkpoint_written(
         &mut self,
         group: GroupId,
         meta: SnapshotMeta,
         records: &[Record],
     ) -> Result<Obsolete, StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
         if self.syncing {
             return Err(StorageError::io(
                 &self.wal_dir,
                 std::io::Error::other("checkpoint while a sync is running"),
             ));
         }
+        if records.iter().any(|r| r.group() != group) {
+            return Err(StorageError::io(
+                &self.wal_dir,
+                std::io::Error::other("checkpoint records must belong to the checkpointed group"),
+            ));
+        }
+        // Everything appended before the marker is durable before the
+        // marker is written: an unfinished checkpoint can then be ignored
+        // on recovery without losing anything (see `recovery.rs`).
         self.sync()?;
-        self.roll()?;
+        debug_assert!(self.pending.is_empty() && !self.syncing);
+        let rolled = self.roll();
+        self.fatal(rolled)?;
         // The marker goes first in this fresh segment. Remember which one: the
         // sync below may roll again if the checkpoint fills it.
-        let marker_segment = self.segments.last().map_or(0, |s| s.index);
-        let mut marker = BytesMut::new();
-        marker.put_u32_le(group.0);
-        marker.put_u64_le(meta.applied_end.0);
-        marker.put_u64_le(meta.checksum.0);
-        put_frame(&mut self.pending, FrameKind::Checkpoint, &marker);
+        let marker_segment = self.active().index;
+        put_frame(
+            &mut self.pending,
+            FrameKind::Checkpoint,
+            &marker_payload(group, meta),
+        );
         self.pending_groups.insert(group);
-        self.append(records)?;
+        let mut hash = 0;
+        let framed = self.frame_records(records, |crc| hash = hash_record(hash, crc));
+        self.fatal(framed)?;
+        let end = CheckpointEnd {
+            group,
+            meta,
+            records: records.len() as u64,
+            hash,
+        };
+        put_frame(&mut self.pending, FrameKind::CheckpointEnd, &end.payload());
+        // One batch: marker, records and end are one write and one fsync.
         self.sync()?;
+        debug_assert!(self.pending.is_empty() && !self.syncing);
+        // Only now, with the end frame durable, does the checkpoint count.
         self.checkpoints.insert(group, marker_segment);
         self.bytes_since_checkpoint = 0;
         Ok(Obsolete {
+            fs: Arc::clone(&self.fs),
             wal_dir: self.wal_dir.clone(),
             segments: self.take_obsolete(),
             snap_dir: self.snap_dir.clone(),
@@ -477,13 +590,14 @@ impl Wal {
     }
 }
 
-fn create_segment(wal_dir: &Path, index: u64) -> Result<(SegmentMeta, File), StorageError> {
+fn create_segment(
+    fs: &dyn Fs,
+    wal_dir: &Path,
+    index: u64,
+) -> Result<(SegmentMeta, Arc<dyn FsFile>), StorageError> {
     let path = wal_dir.join(segment::file_name(index));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
+    let file = fs
+        .open(&path, OpenMode::CreateNew)
         .map_err(|e| StorageError::io(&path, e))?;
     file.write_all_at(&segment::header(index), 0)
         .map_err(|e| StorageError::io(&path, e))?;
@@ -491,7 +605,7 @@ fn create_segment(wal_dir: &Path, index: u64) -> Result<(SegmentMeta, File), Sto
         path: path.clone(),
         source: e,
     })?;
-    fsync_dir(wal_dir)?;
+    fsync_dir(fs, wal_dir)?;
     Ok((
         SegmentMeta {
             index,
@@ -499,153 +613,5 @@ fn create_segment(wal_dir: &Path, index: u64) -> Result<(SegmentMeta, File), Sto
             groups: BTreeSet::new(),
         },
         file,
-    ))
-}
-
-/// Reads one segment: its groups, its entries, how many torn bytes were cut
-/// and where its data ends (allocated zeros may follow in the newest).
-#[allow(clippy::type_complexity)]
-fn read_segment(
-    path: &Path,
-    index: u64,
-    newest: bool,
-) -> Result<(BTreeSet<GroupId>, Vec<Entry>, u64, u64), StorageError> {
-    let bytes = fs::read(path).map_err(|e| StorageError::io(path, e))?;
-    let header = segment::HEADER_BYTES;
-    if bytes.len() < header && newest {
-        // Created but its header never reached the disk: start it again.
-        let file = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| StorageError::io(path, e))?;
-        file.set_len(0).map_err(|e| StorageError::io(path, e))?;
-        file.write_all_at(&segment::header(index), 0)
-            .map_err(|e| StorageError::io(path, e))?;
-        file.sync_data().map_err(|e| StorageError::SyncFailed {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
-        return Ok((
-            BTreeSet::new(),
-            Vec::new(),
-            bytes.len() as u64,
-            header as u64,
-        ));
-    }
-    segment::check_header(path, index, &bytes)?;
-    let total = bytes.len();
-    let data = Bytes::from(bytes).slice(header..);
-    let (frames, stop) = scan(&data);
-    let mut cut = 0;
-    let mut end = total as u64;
-    match stop {
-        None => {}
-        Some(ScanStop::Torn { offset }) if newest && data[offset..].iter().all(|b| *b == 0) => {
-            // Allocated ahead and never written (see
-            // `WalOptions::preallocate_bytes`), not a torn write: a frame
-            // never starts with a zero length. Writing resumes here.
-            end = (header + offset) as u64;
-        }
-        Some(ScanStop::Torn { offset }) if newest => {
-            let file = OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(|e| StorageError::io(path, e))?;
-            file.set_len((header + offset) as u64)
-                .map_err(|e| StorageError::io(path, e))?;
-            file.sync_data().map_err(|e| StorageError::SyncFailed {
-                path: path.to_path_buf(),
-                source: e,
-            })?;
-            cut = (total - header - offset) as u64;
-            end = (header + offset) as u64;
-        }
-        Some(ScanStop::Torn { offset }) => {
-            return Err(StorageError::corrupt(
-                path,
-                (header + offset) as u64,
-                "incomplete record in a segment that is not the newest (was the log cut short?)",
-            ))
-        }
-        Some(ScanStop::Corrupt { offset, reason }) => {
-            return Err(StorageError::corrupt(
-                path,
-                (header + offset) as u64,
-                reason,
-            ))
-        }
-    }
-    let mut groups = BTreeSet::new();
-    let mut entries = Vec::with_capacity(frames.len());
-    for frame in frames {
-        let at = (header + frame.offset) as u64;
-        let entry = match frame.kind {
-            FrameKind::Record => {
-                let record = Record::from_bytes(frame.payload).map_err(|e| {
-                    StorageError::corrupt(path, at, format!("undecodable record: {e}"))
-                })?;
-                Entry::Record(record)
-            }
-            FrameKind::Checkpoint => {
-                let mut p = frame.payload;
-                if p.len() != 20 {
-                    return Err(StorageError::corrupt(path, at, "bad checkpoint marker"));
-                }
-                let group = GroupId(p.get_u32_le());
-                let meta = SnapshotMeta {
-                    applied_end: InstanceId(p.get_u64_le()),
-                    checksum: Checksum(p.get_u64_le()),
-                };
-                Entry::Checkpoint(group, meta)
-            }
-        };
-        groups.insert(match &entry {
-            Entry::Record(r) => r.group(),
-            Entry::Checkpoint(g, _) => *g,
-        });
-        entries.push(entry);
-    }
-    Ok((groups, entries, cut, end))
-}
-
-/// Keeps, per group, the latest checkpoint's snapshot and the records after it.
-#[allow(clippy::type_complexity)]
-fn assemble(
-    snap_dir: &Path,
-    entries: Vec<(u64, Entry)>,
-    torn_bytes: u64,
-) -> Result<(Recovered, BTreeMap<GroupId, u64>), StorageError> {
-    let mut last_marker: BTreeMap<GroupId, (usize, u64, SnapshotMeta)> = BTreeMap::new();
-    for (position, (index, entry)) in entries.iter().enumerate() {
-        if let Entry::Checkpoint(group, meta) = entry {
-            last_marker.insert(*group, (position, *index, *meta));
-        }
-    }
-    let mut snapshots = BTreeMap::new();
-    let mut checkpoints = BTreeMap::new();
-    for (group, (_, index, meta)) in &last_marker {
-        snapshots.insert(*group, snapshot_file::read(snap_dir, *group, *meta)?);
-        checkpoints.insert(*group, *index);
-    }
-    let records = entries
-        .into_iter()
-        .enumerate()
-        .filter_map(|(position, (_, entry))| match entry {
-            Entry::Record(record) => {
-                let after = last_marker
-                    .get(&record.group())
-                    .is_none_or(|(marker, _, _)| position > *marker);
-                after.then_some(record)
-            }
-            Entry::Checkpoint(..) => None,
-        })
-        .collect();
-    Ok((
-        Recovered {
-            snapshots,
-            records,
-            torn_bytes_cut: torn_bytes,
-        },
-        checkpoints,
     ))
 }

@@ -60,3 +60,98 @@ pub fn fixed_record(i: u64) -> Record {
         value: Value::batch(vec![bytes::Bytes::from(format!("command {i}"))]),
     }
 }
+
+/// The disk a test's WAL lives on: the real file system (a temporary
+/// directory) or a simulated one. Tests tamper with files through it.
+pub enum TestDisk {
+    Real(tempfile::TempDir),
+    Sim(synod_storage::SimFs),
+}
+
+impl TestDisk {
+    pub fn real() -> TestDisk {
+        TestDisk::Real(tempfile::tempdir().unwrap())
+    }
+
+    pub fn sim() -> TestDisk {
+        TestDisk::Sim(synod_storage::SimFs::new())
+    }
+
+    /// Both kinds, for tests that run on each.
+    pub fn both() -> [TestDisk; 2] {
+        [TestDisk::real(), TestDisk::sim()]
+    }
+
+    pub fn dir(&self) -> std::path::PathBuf {
+        match self {
+            TestDisk::Real(dir) => dir.path().to_path_buf(),
+            TestDisk::Sim(_) => std::path::PathBuf::from("/data"),
+        }
+    }
+
+    pub fn open(
+        &self,
+        opts: synod_storage::WalOptions,
+    ) -> Result<(synod_storage::Wal, synod_storage::Recovered), synod_storage::StorageError> {
+        match self {
+            TestDisk::Real(dir) => synod_storage::Wal::open(dir.path(), opts),
+            TestDisk::Sim(sim) => {
+                synod_storage::Wal::open_on(std::sync::Arc::new(sim.clone()), &self.dir(), opts)
+            }
+        }
+    }
+
+    /// The segment files, oldest first.
+    pub fn segments(&self) -> Vec<std::path::PathBuf> {
+        let wal = self.dir().join("wal");
+        let mut out: Vec<_> = match self {
+            TestDisk::Real(_) => std::fs::read_dir(&wal)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect(),
+            TestDisk::Sim(sim) => sim
+                .files()
+                .into_iter()
+                .filter(|p| p.parent() == Some(wal.as_path()))
+                .collect(),
+        };
+        out.sort();
+        out
+    }
+
+    pub fn newest_segment(&self) -> std::path::PathBuf {
+        self.segments().pop().unwrap()
+    }
+
+    pub fn read(&self, path: &std::path::Path) -> Vec<u8> {
+        match self {
+            TestDisk::Real(_) => std::fs::read(path).unwrap(),
+            TestDisk::Sim(sim) => sim.file_bytes(path).unwrap(),
+        }
+    }
+
+    /// Replaces a file's content (as a crash or damage would leave it).
+    pub fn write(&self, path: &std::path::Path, bytes: &[u8]) {
+        match self {
+            TestDisk::Real(_) => std::fs::write(path, bytes).unwrap(),
+            TestDisk::Sim(sim) => assert!(sim.set_file_bytes(path, bytes)),
+        }
+    }
+
+    pub fn len(&self, path: &std::path::Path) -> u64 {
+        self.read(path).len() as u64
+    }
+
+    pub fn set_len(&self, path: &std::path::Path, len: u64) {
+        let mut bytes = self.read(path);
+        bytes.resize(len as usize, 0);
+        self.write(path, &bytes);
+    }
+
+    pub fn remove(&self, path: &std::path::Path) {
+        match self {
+            TestDisk::Real(_) => std::fs::remove_file(path).unwrap(),
+            TestDisk::Sim(sim) => assert!(sim.remove_durably(path)),
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The file system under the log and the snapshot files: a small trait with
+//! two implementations, [`RealFs`] (std::fs, what ships) and
+//! [`SimFs`](crate::SimFs) (in memory, for the deterministic simulator).
+//!
+//! The trait is as small as the log needs: whole-file reads, positional
+//! writes, size changes, the two kinds of sync, and the directory operations
+//! (create, list, rename, remove, sync). Every call returns `io::Result`; the
+//! log turns errors into [`StorageError`](crate::StorageError)s and stops.
+//!
+//! Hot path: a [`SyncJob`](crate::SyncJob) holds an `Arc<dyn FsFile>` and
+//! runs one `write_all_at` and one `sync_data` on it; for [`RealFs`] those
+//! are `pwrite` and `fdatasync` behind one indirect call each.
+
+use std::fmt::Debug;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// How [`Fs::open`] opens a file. Every mode opens for reading and writing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// The file must exist.
+    Existing,
+    /// The file must not exist; it is created empty (`O_CREAT | O_EXCL`).
+    CreateNew,
+    /// Created if missing, emptied if present (`O_CREAT | O_TRUNC`).
+    Truncate,
+}
+
+/// An open file.
+pub trait FsFile: Send + Sync + Debug {
+    /// Writes all of `bytes` at `offset` (the file grows if needed).
+    fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()>;
+    /// Reserves `[from, to)` (the file grows to `to` if shorter; new bytes
+    /// read as zeros). An error leaves the file as it was; callers may treat
+    /// it as "not supported" and let writes extend the file instead.
+    fn allocate(&self, from: u64, to: u64) -> io::Result<()>;
+    /// Cuts or extends (with zeros) the file to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// The file's size.
+    fn size(&self) -> io::Result<u64>;
+    /// Makes the data and the size durable (`fdatasync`).
+    fn sync_data(&self) -> io::Result<()>;
+    /// Makes the data and all metadata durable (`fsync`).
+    fn sync_all(&self) -> io::Result<()>;
+}
+
+/// A file system.
+pub trait Fs: Send + Sync + Debug {
+    /// Creates a directory and its missing parents.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// The names of the entries of a directory, in no particular order.
+    fn read_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Opens a file for reading and writing.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn FsFile>>;
+    /// Reads a whole file.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The size of a file.
+    fn file_len(&self, path: &Path) -> io::Result<u64>;
+    /// Renames a file, replacing `to` if it exists. Durable once the
+    /// directory is synced.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file. Durable once the directory is synced.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes the entries created, renamed or removed in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The operating system's file system, through `std::fs`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RealFs;
+
+impl FsFile for File {
+    fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
+        FileExt::write_all_at(self, bytes, offset)
+    }
+
+    fn allocate(&self, from: u64, to: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (
+            libc::off_t::try_from(from),
+            libc::off_t::try_from(to.saturating_sub(from)),
+        ) else {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        };
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: a plain syscall on a file descriptor that `self` owns and
+        // keeps open for the duration of the call; no memory is passed.
+        match unsafe { libc::posix_fallocate(self.as_raw_fd(), offset, len) } {
+            0 => Ok(()),
+            code => Err(io::Error::from_raw_os_error(code)),
+        }
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        File::set_len(self, len)
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        File::sync_all(self)
+    }
+}
+
+impl Fs for RealFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir_all(dir)
+    }
+
+    fn read_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn FsFile>> {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true);
+        match mode {
+            OpenMode::Existing => {}
+            OpenMode::CreateNew => {
+                options.create_new(true);
+            }
+            OpenMode::Truncate => {
+                options.create(true).truncate(true);
+            }
+        }
+        Ok(Arc::new(options.open(path)?))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        Ok(fs::metadata(path)?.len())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}
