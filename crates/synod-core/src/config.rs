@@ -260,4 +260,30 @@ mod tests {
         let empty = Config::new(NodeId(1), vec![]);
         assert_eq!(empty.validate(), Err(ConfigError::MembershipSize(0)));
     }
+
+    #[test]
+    fn value_limits_are_validated_and_bound_messages() {
+        let mut cfg = Config::new(NodeId(1), vec![NodeId(1)]);
+        assert_eq!(cfg.command_bytes_max(), VALUE_BYTES_MAX_DEFAULT - 9);
+        // The largest message carries one value plus a promise entry's
+        // fields and a message header; the defaults fit a 64 MiB frame.
+        assert!(cfg.message_bytes_max() > cfg.value_bytes_max + PROMISE_ENTRY_OVERHEAD_BYTES);
+        assert!(cfg.message_bytes_max() <= 64 << 20);
+        assert!(cfg.record_bytes_max() > cfg.value_bytes_max);
+        cfg.value_bytes_max = VALUE_OVERHEAD_BYTES;
+        assert!(matches!(cfg.validate(), Err(ConfigError::Invalid(_))));
+        cfg.value_bytes_max = VALUE_BYTES_LIMIT + 1;
+        assert!(matches!(cfg.validate(), Err(ConfigError::Invalid(_))));
+        cfg.value_bytes_max = VALUE_OVERHEAD_BYTES + 1;
+        assert_eq!(cfg.validate(), Ok(()));
+        assert_eq!(cfg.command_bytes_max(), 1);
+        cfg.promise_bytes_max = 0;
+        assert!(matches!(cfg.validate(), Err(ConfigError::Invalid(_))));
+        // Large pages raise the bound.
+        cfg.promise_bytes_max = 100 << 20;
+        assert_eq!(
+            cfg.message_bytes_max(),
+            (100 << 20) + MESSAGE_OVERHEAD_BYTES
+        );
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use synod_core::{Config, GroupId, NodeId};
+use synod_core::{Config, GroupId, NodeId, VALUE_OVERHEAD_BYTES};
 use synod_net::NetConfig;
 use synod_storage::SnapshotPolicy;
 
@@ -110,9 +110,16 @@ impl NodeConfig {
     /// The largest command [`crate::Node::propose`] accepts: what fits in a
     /// value of `value_bytes_max` bytes with the runtime's envelope around it.
     pub fn command_bytes_max(&self) -> usize {
-        self.core_config(0)
-            .command_bytes_max()
-            .saturating_sub(ENVELOPE_HEADER_BYTES)
+        let max = self
+            .value_bytes_max
+            .saturating_sub(VALUE_OVERHEAD_BYTES + ENVELOPE_HEADER_BYTES);
+        debug_assert_eq!(
+            max,
+            self.core_config(0)
+                .command_bytes_max()
+                .saturating_sub(ENVELOPE_HEADER_BYTES)
+        );
+        max
     }
 
     /// The core's configuration for this node (with `seed` for its elections).
