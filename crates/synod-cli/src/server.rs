@@ -64,6 +64,13 @@ pub struct ServerArgs {
     /// Largest request in bytes.
     #[arg(long, default_value_t = 64 << 20)]
     max_request_bytes: usize,
+    /// Largest value in the replicated log, in bytes: one command, a
+    /// MULTI/EXEC transaction or a batch of pipelined commands. A command
+    /// or transaction that does not fit is refused with an error (nothing
+    /// applied); pipelines are split. Every peer message must fit in the
+    /// 64 MiB frame, so at most about 64 MiB less the headers.
+    #[arg(long, default_value_t = synod::VALUE_BYTES_MAX_DEFAULT)]
+    max_replicated_bytes: usize,
     /// Requests of one connection handled per batch.
     #[arg(long, default_value_t = 1024)]
     max_pipeline: usize,
@@ -134,6 +141,7 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     cfg.election_ticks = args.election_ticks;
     cfg.heartbeat_ticks = args.heartbeat_ticks;
     cfg.request_timeout = Duration::from_millis(args.request_timeout_ms.max(1));
+    cfg.value_bytes_max = args.max_replicated_bytes;
     cfg.unsafe_local_reads = args.unsafe_local_reads;
     if cfg.unsafe_local_reads {
         tracing::warn!("--unsafe-local-reads: reads skip the log and may be stale (testing only)");

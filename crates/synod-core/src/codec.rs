@@ -281,11 +281,21 @@ impl Encode for Message {
             Body::Promise {
                 ballot,
                 compacted_end,
+                first_instance,
                 entries,
+                more_from,
             } => {
                 buf.put_u8(2);
                 ballot.encode(buf);
                 put_instance(buf, *compacted_end);
+                put_instance(buf, *first_instance);
+                match more_from {
+                    None => buf.put_u8(0),
+                    Some(next) => {
+                        buf.put_u8(1);
+                        put_instance(buf, *next);
+                    }
+                }
                 buf.put_u32_le(entries.len() as u32);
                 for entry in entries {
                     put_instance(buf, entry.instance);
@@ -394,6 +404,54 @@ impl Encode for Message {
     }
 }
 
+/// Bytes of a message's header: group, sender, receiver and body tag.
+const MESSAGE_HEADER_BYTES: usize = 4 + 4 + 4 + 1;
+/// Bytes of an encoded ballot.
+const BALLOT_BYTES: usize = 8 + 4;
+/// Bytes of an encoded instance.
+const INSTANCE_BYTES: usize = 8;
+
+/// The length of `msg`'s encoding, computed without encoding it (the
+/// transport checks it against its frame limit before queueing a message).
+/// Exact: `encoded_len(m) == m.to_bytes().len()` (tested below).
+pub fn encoded_len(msg: &Message) -> usize {
+    let body = match &msg.body {
+        Body::Prepare { .. } => BALLOT_BYTES + INSTANCE_BYTES,
+        Body::Promise {
+            more_from, entries, ..
+        } => {
+            BALLOT_BYTES
+                + 2 * INSTANCE_BYTES
+                + 1
+                + more_from.map_or(0, |_| INSTANCE_BYTES)
+                + 4
+                + entries
+                    .iter()
+                    .map(|e| INSTANCE_BYTES + BALLOT_BYTES + 1 + e.value.encoded_len())
+                    .sum::<usize>()
+        }
+        Body::Accept { value, .. } => BALLOT_BYTES + 2 * INSTANCE_BYTES + value.encoded_len(),
+        Body::Accepted { .. } => BALLOT_BYTES + INSTANCE_BYTES,
+        Body::Reject { .. } => 2 * BALLOT_BYTES,
+        Body::Heartbeat { .. } | Body::HeartbeatAck { .. } => {
+            BALLOT_BYTES + INSTANCE_BYTES + (INSTANCE_BYTES + 8) + 8
+        }
+        Body::Forward { commands } => 4 + commands.iter().map(|c| 4 + c.len()).sum::<usize>(),
+        Body::CatchupRequest { .. } => 2 * INSTANCE_BYTES,
+        Body::CatchupReply { entries } => {
+            4 + entries
+                .iter()
+                .map(|(_, v)| INSTANCE_BYTES + v.encoded_len())
+                .sum::<usize>()
+        }
+        Body::SnapshotChunk { data, .. } => INSTANCE_BYTES + 8 + 8 + 8 + 4 + data.len(),
+        Body::SnapshotRequest { .. } => INSTANCE_BYTES + 8,
+        Body::ReadIndexRequest { .. } => 8,
+        Body::ReadIndexReply { .. } => 8 + INSTANCE_BYTES,
+    };
+    MESSAGE_HEADER_BYTES + body
+}
+
 impl Decode for Message {
     fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
         let group = GroupId(get_u32(buf)?);
@@ -407,6 +465,17 @@ impl Decode for Message {
             2 => {
                 let ballot = Ballot::decode(buf)?;
                 let compacted_end = get_instance(buf)?;
+                let first_instance = get_instance(buf)?;
+                let more_from = match get_u8(buf)? {
+                    0 => None,
+                    1 => Some(get_instance(buf)?),
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "option",
+                            tag,
+                        })
+                    }
+                };
                 let count = get_count(buf, 22, "promise entry")?;
                 let mut entries = Vec::with_capacity(count);
                 for _ in 0..count {
@@ -428,7 +497,9 @@ impl Decode for Message {
                 Body::Promise {
                     ballot,
                     compacted_end,
+                    first_instance,
                     entries,
+                    more_from,
                 }
             }
             3 => Body::Accept {

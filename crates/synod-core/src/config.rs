@@ -6,6 +6,27 @@ use thiserror::Error;
 /// Largest membership the core accepts (acknowledgement sets are bit masks).
 pub const MEMBERS_MAX: usize = 64;
 
+/// Bytes an instance value's encoding adds around its commands: a tag and a
+/// command count, then a 4-byte length before each command. A value holding
+/// one command of `n` bytes encodes to `VALUE_OVERHEAD_BYTES + n` bytes.
+pub const VALUE_OVERHEAD_BYTES: usize = 1 + 4 + 4;
+
+/// Bytes an encoded message may add to the largest payload it carries (the
+/// values of its entries, its commands or its snapshot data). See
+/// [`Config::message_bytes_max`]; `codec.rs` tests check every message kind.
+pub const MESSAGE_OVERHEAD_BYTES: usize = 128;
+
+/// Bytes a promise entry adds to its value: instance, ballot and the chosen flag.
+pub(crate) const PROMISE_ENTRY_OVERHEAD_BYTES: usize = 8 + 12 + 1;
+
+/// Bytes a write-ahead log record adds to the value it carries.
+pub const RECORD_OVERHEAD_BYTES: usize = 64;
+
+/// Largest [`Config::value_bytes_max`] accepted: a value, the message that
+/// carries it and the log record that holds it must all stay far below the
+/// 4 GiB a `u32` length can express.
+pub const VALUE_BYTES_LIMIT: usize = 1 << 30;
+
 /// Deliberate protocol bugs used as negative controls by the simulator: each must
 /// be caught by its checkers. They can only be switched on with the
 /// `fault-injection` feature (which adds [`Config::inject`]).
@@ -48,17 +69,33 @@ pub struct Config {
     pub window_instances_max: usize,
     /// At most this many payload bytes in phase 2 at once.
     pub window_bytes_max: usize,
+    /// The largest instance value, in encoded bytes (a batch of commands, with
+    /// [`VALUE_OVERHEAD_BYTES`] plus 4 bytes per further command). This is the
+    /// hard bound on everything the log carries: [`crate::Replica::propose`]
+    /// refuses a command that would not fit alone
+    /// ([`crate::RejectReason::TooLarge`], see [`Config::command_bytes_max`]),
+    /// batches never grow past it, and every message and record is sized from
+    /// it ([`Config::message_bytes_max`], [`Config::record_bytes_max`]), so the
+    /// runtime can check at start-up that everything fits its frames. Why a
+    /// bound at all: a value that cannot cross the network is never chosen,
+    /// and every later instance waits behind it forever.
+    pub value_bytes_max: usize,
     /// At most this many commands in one instance value.
     pub batch_commands_max: usize,
     /// At most this many payload bytes in one instance value (a larger single
-    /// command still goes alone).
+    /// command still goes alone, up to `value_bytes_max`).
     pub batch_bytes_max: usize,
     /// At most this many commands wait for a slot; more are refused.
     pub pending_commands_max: usize,
     /// At most this many entries in one catch-up reply.
     pub catchup_entries_max: usize,
-    /// At most this many payload bytes in one catch-up reply.
+    /// At most this many encoded entry bytes in one catch-up reply (one entry
+    /// always goes, however large: values are bounded by `value_bytes_max`).
     pub catchup_bytes_max: usize,
+    /// At most this many encoded entry bytes in one page of a phase-1 promise
+    /// (one entry always goes). An acceptor with more to report sends pages,
+    /// the candidate asks for each next one (see `replica/proposer.rs`).
+    pub promise_bytes_max: usize,
     /// At most this many bytes in one snapshot chunk.
     pub snapshot_chunk_bytes_max: usize,
     /// A snapshot offered by a peer larger than this is refused.
@@ -85,6 +122,10 @@ pub enum ConfigError {
     Invalid(&'static str),
 }
 
+/// Default for [`Config::value_bytes_max`]: 32 MiB, half the peer transport's
+/// default frame limit (64 MiB), so every message fits with room to spare.
+pub const VALUE_BYTES_MAX_DEFAULT: usize = 32 << 20;
+
 impl Config {
     /// A configuration with the defaults for `id` in `members`.
     pub fn new(id: NodeId, members: Vec<NodeId>) -> Config {
@@ -99,11 +140,13 @@ impl Config {
             catchup_ticks: 5,
             window_instances_max: 64,
             window_bytes_max: 16 << 20,
+            value_bytes_max: VALUE_BYTES_MAX_DEFAULT,
             batch_commands_max: 1024,
             batch_bytes_max: 1 << 20,
             pending_commands_max: 100_000,
             catchup_entries_max: 256,
             catchup_bytes_max: 4 << 20,
+            promise_bytes_max: 4 << 20,
             snapshot_chunk_bytes_max: 1 << 20,
             snapshot_bytes_max: 16 << 30,
             #[cfg(feature = "fault-injection")]
@@ -141,11 +184,58 @@ impl Config {
             || self.pending_commands_max == 0
             || self.catchup_entries_max == 0
             || self.catchup_bytes_max == 0
+            || self.promise_bytes_max == 0
             || self.snapshot_chunk_bytes_max == 0
         {
             return Err(ConfigError::Invalid("limits must be at least 1"));
         }
+        if self.value_bytes_max <= VALUE_OVERHEAD_BYTES || self.value_bytes_max > VALUE_BYTES_LIMIT
+        {
+            return Err(ConfigError::Invalid(
+                "value_bytes_max must hold a one-byte command and be at most 1 GiB",
+            ));
+        }
+        if self.catchup_bytes_max > VALUE_BYTES_LIMIT
+            || self.promise_bytes_max > VALUE_BYTES_LIMIT
+            || self.snapshot_chunk_bytes_max > VALUE_BYTES_LIMIT
+        {
+            return Err(ConfigError::Invalid(
+                "catch-up, promise and snapshot chunk limits must be at most 1 GiB",
+            ));
+        }
         Ok(())
+    }
+
+    /// The largest command [`crate::Replica::propose`] accepts: one that fits
+    /// alone in a value of `value_bytes_max` encoded bytes.
+    pub fn command_bytes_max(&self) -> usize {
+        self.value_bytes_max.saturating_sub(VALUE_OVERHEAD_BYTES)
+    }
+
+    /// An upper bound on the encoded size of any message this replica emits
+    /// (`codec::encoded_len`), given its limits: the largest payload a
+    /// message carries plus [`MESSAGE_OVERHEAD_BYTES`]. The payloads are one
+    /// value (Accept, Forward), the entries of one promise page or catch-up
+    /// reply (at most `promise_bytes_max`/`catchup_bytes_max`, or a single
+    /// entry of at most one value), or one snapshot chunk. The runtime checks
+    /// at start-up that this fits in its peer frames.
+    pub fn message_bytes_max(&self) -> usize {
+        [
+            self.value_bytes_max + PROMISE_ENTRY_OVERHEAD_BYTES,
+            self.promise_bytes_max,
+            self.catchup_bytes_max,
+            self.snapshot_chunk_bytes_max,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+            + MESSAGE_OVERHEAD_BYTES
+    }
+
+    /// An upper bound on the encoded size of any record this replica hands
+    /// out to persist: a value plus [`RECORD_OVERHEAD_BYTES`].
+    pub fn record_bytes_max(&self) -> usize {
+        self.value_bytes_max + RECORD_OVERHEAD_BYTES
     }
 
     /// Votes needed for a decision: a majority of the members.
@@ -169,5 +259,31 @@ mod tests {
         assert_eq!(outsider.validate(), Err(ConfigError::NotAMember(NodeId(9))));
         let empty = Config::new(NodeId(1), vec![]);
         assert_eq!(empty.validate(), Err(ConfigError::MembershipSize(0)));
+    }
+
+    #[test]
+    fn value_limits_are_validated_and_bound_messages() {
+        let mut cfg = Config::new(NodeId(1), vec![NodeId(1)]);
+        assert_eq!(cfg.command_bytes_max(), VALUE_BYTES_MAX_DEFAULT - 9);
+        // The largest message carries one value plus a promise entry's
+        // fields and a message header; the defaults fit a 64 MiB frame.
+        assert!(cfg.message_bytes_max() > cfg.value_bytes_max + PROMISE_ENTRY_OVERHEAD_BYTES);
+        assert!(cfg.message_bytes_max() <= 64 << 20);
+        assert!(cfg.record_bytes_max() > cfg.value_bytes_max);
+        cfg.value_bytes_max = VALUE_OVERHEAD_BYTES;
+        assert!(matches!(cfg.validate(), Err(ConfigError::Invalid(_))));
+        cfg.value_bytes_max = VALUE_BYTES_LIMIT + 1;
+        assert!(matches!(cfg.validate(), Err(ConfigError::Invalid(_))));
+        cfg.value_bytes_max = VALUE_OVERHEAD_BYTES + 1;
+        assert_eq!(cfg.validate(), Ok(()));
+        assert_eq!(cfg.command_bytes_max(), 1);
+        cfg.promise_bytes_max = 0;
+        assert!(matches!(cfg.validate(), Err(ConfigError::Invalid(_))));
+        // Large pages raise the bound.
+        cfg.promise_bytes_max = 100 << 20;
+        assert_eq!(
+            cfg.message_bytes_max(),
+            (100 << 20) + MESSAGE_OVERHEAD_BYTES
+        );
     }
 }

@@ -28,7 +28,10 @@ mod record;
 mod replica;
 mod value;
 
-pub use config::{Config, ConfigError, Inject, MEMBERS_MAX};
+pub use config::{
+    Config, ConfigError, Inject, MEMBERS_MAX, MESSAGE_OVERHEAD_BYTES, RECORD_OVERHEAD_BYTES,
+    VALUE_BYTES_LIMIT, VALUE_BYTES_MAX_DEFAULT, VALUE_OVERHEAD_BYTES,
+};
 pub use ids::{Ballot, GroupId, InstanceId, NodeId};
 pub use message::{AppliedMark, Body, Message, PromiseEntry};
 pub use ready::{Apply, Divergence, PersistSeq, ReadId, Ready, RejectReason, Rejected};

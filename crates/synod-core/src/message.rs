@@ -43,23 +43,38 @@ pub struct AppliedMark {
 /// phase 2 is Accept/Accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
-    /// Phase 1a: "promise me `ballot` for every instance from `first_instance` on".
+    /// Phase 1a: "promise me `ballot` (for every instance), and report what you
+    /// accepted from `first_instance` on". The candidate first sends its first
+    /// unchosen instance; when a promise comes in pages, it asks for each next
+    /// page with the same ballot and `first_instance` set to where the
+    /// previous page ended (`Promise::more_from`).
     Prepare {
         /// The candidate's ballot.
         ballot: Ballot,
-        /// The candidate's first unchosen instance.
+        /// Report entries from this instance on.
         first_instance: InstanceId,
     },
-    /// Phase 1b: the promise, with everything accepted from `first_instance` on.
+    /// Phase 1b: the promise, with one page of what the acceptor accepted (or
+    /// knows chosen) from the prepare's `first_instance` on. A page holds at
+    /// most `Config::promise_bytes_max` bytes of entries (or one entry), so
+    /// every promise fits in one peer frame however long the log is.
     Promise {
         /// The ballot promised.
         ballot: Ballot,
         /// The acceptor dropped every instance below this for a snapshot (they
-        /// are all chosen); entries start at the larger of this and the
-        /// prepare's first instance.
+        /// are all chosen); entries start at the larger of this and
+        /// `first_instance`.
         compacted_end: InstanceId,
-        /// Accepted (or known chosen) instances at or above the prepare's first instance.
+        /// The prepare's `first_instance` this page answers, so the candidate
+        /// can tell a page it asked for from a stale or duplicated one.
+        first_instance: InstanceId,
+        /// Accepted (or known chosen) instances in `first_instance..more_from`
+        /// (to the end of the log when `more_from` is `None`), in instance order.
         entries: Vec<PromiseEntry>,
+        /// `None`: this page is the last, the report is complete. `Some(i)`:
+        /// the acceptor has more entries from `i` on (`i` is above
+        /// `first_instance`); ask for them with a prepare from `i`.
+        more_from: Option<InstanceId>,
     },
     /// Phase 2a: "accept `value` at `instance` with `ballot`". Carries the leader's
     /// chosen prefix so that followers learn what is chosen.

@@ -36,6 +36,14 @@ pub enum RejectReason {
     LostLeadership,
     /// Too many commands are waiting already.
     Overloaded,
+    /// The command is longer than the largest command a value can hold
+    /// (`Config::command_bytes_max`). Retrying cannot help.
+    TooLarge {
+        /// The command's length.
+        bytes: usize,
+        /// The largest command accepted.
+        max: usize,
+    },
 }
 
 /// A command refused without being proposed.

@@ -37,6 +37,15 @@ impl Value {
     pub fn size_bytes(&self) -> usize {
         self.commands().iter().map(|c| c.len()).sum()
     }
+
+    /// The length of this value's encoding (`codec`), without encoding it:
+    /// what `Config::value_bytes_max` bounds.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Value::Noop => 1,
+            Value::Batch(commands) => 1 + 4 + commands.iter().map(|c| 4 + c.len()).sum::<usize>(),
+        }
+    }
 }
 
 /// Running checksum of everything a replica applied: `c(i) = h(c(i-1), value(i))`.

@@ -61,22 +61,27 @@ fn body() -> impl Strategy<Value = Body> {
         }),
         (
             ballot(),
-            instance.clone(),
-            prop::collection::vec((instance.clone(), ballot(), value(), any::<bool>()), 0..4)
+            (instance.clone(), instance.clone()),
+            prop::collection::vec((instance.clone(), ballot(), value(), any::<bool>()), 0..4),
+            prop::option::of(instance.clone()),
         )
-            .prop_map(|(ballot, compacted_end, entries)| Body::Promise {
-                ballot,
-                compacted_end,
-                entries: entries
-                    .into_iter()
-                    .map(|(instance, ballot, value, chosen)| PromiseEntry {
-                        instance,
-                        ballot,
-                        value,
-                        chosen
-                    })
-                    .collect(),
-            }),
+            .prop_map(
+                |(ballot, (compacted_end, first_instance), entries, more_from)| Body::Promise {
+                    ballot,
+                    compacted_end,
+                    first_instance,
+                    more_from,
+                    entries: entries
+                        .into_iter()
+                        .map(|(instance, ballot, value, chosen)| PromiseEntry {
+                            instance,
+                            ballot,
+                            value,
+                            chosen
+                        })
+                        .collect(),
+                }
+            ),
         (ballot(), instance.clone(), value(), instance.clone()).prop_map(
             |(ballot, instance, value, chosen_end)| Body::Accept {
                 ballot,
@@ -161,6 +166,10 @@ proptest! {
     #[test]
     fn messages_round_trip(msg in message()) {
         let bytes = msg.to_bytes();
+        prop_assert_eq!(synod_core::codec::encoded_len(&msg), bytes.len());
+        if let Body::Accept { value, .. } = &msg.body {
+            prop_assert_eq!(value.encoded_len(), value.to_bytes().len());
+        }
         prop_assert_eq!(Message::from_bytes(bytes.clone()), Ok(msg));
         for cut in 0..bytes.len() {
             prop_assert!(Message::from_bytes(bytes.slice(..cut)).is_err());

@@ -266,12 +266,14 @@ fn huge_instance_in_promise_is_refused() {
         body: Body::Promise {
             ballot,
             compacted_end: InstanceId(0),
+            first_instance: InstanceId(0),
             entries: vec![PromiseEntry {
                 instance: InstanceId(u64::MAX),
                 ballot: Ballot::ZERO,
                 value: Value::Noop,
                 chosen: false,
             }],
+            more_from: None,
         },
     });
 }

@@ -68,6 +68,28 @@ impl KvCommand {
         writer.finish()
     }
 
+    /// The length of [`KvCommand::encode`]'s output, computed by the same
+    /// code without copying anything.
+    pub fn encoded_len(&self) -> usize {
+        let mut writer = Writer::counter();
+        writer.u8(COMMAND_FORMAT_VERSION);
+        encode_command(&mut writer, self);
+        writer.written()
+    }
+
+    /// The encoded length of a transaction (or pipelined batch) of commands
+    /// whose own encoded lengths (each with its version byte) are given:
+    /// what [`KvCommand::Exec`] of them encodes to.
+    pub fn exec_encoded_len(command_lens: impl IntoIterator<Item = usize>) -> usize {
+        // Version, opcode, count; each nested command without its version byte.
+        1 + 1
+            + 4
+            + command_lens
+                .into_iter()
+                .map(|len| len.saturating_sub(1))
+                .sum::<usize>()
+    }
+
     /// Decodes what [`KvCommand::encode`] produced. Never panics; never
     /// reserves more elements than the input could hold.
     pub fn decode(bytes: &[u8]) -> Result<KvCommand, DecodeError> {

@@ -29,6 +29,11 @@ pub(crate) enum Item {
 struct Multi {
     queued: Vec<KvCommand>,
     dirty: bool,
+    /// Encoded length of the transaction queued so far.
+    exec_bytes: usize,
+    /// The transaction grew past the largest replicated command: EXEC aborts,
+    /// and nothing more is queued (so memory stays bounded too).
+    too_large: bool,
 }
 
 pub(crate) struct Conn {
@@ -139,6 +144,8 @@ impl Conn {
                 self.multi = Some(Multi {
                     queued: Vec::new(),
                     dirty: false,
+                    exec_bytes: KvCommand::exec_encoded_len([]),
+                    too_large: false,
                 });
                 self.reply(Reply::ok())
             }
@@ -147,6 +154,12 @@ impl Conn {
                 Some(multi) if multi.dirty => self.reply(Reply::error(
                     "EXECABORT Transaction discarded because of previous errors.",
                 )),
+                // Applied atomically means one log command: one that large
+                // could never be chosen, so nothing of it is applied.
+                Some(multi) if multi.too_large => self.reply(Reply::error(format!(
+                    "EXECABORT Transaction discarded because it exceeds the maximum replicated size of {} bytes.",
+                    self.shared.node.command_bytes_max()
+                ))),
                 Some(multi) => Item::Data(KvCommand::Exec(multi.queued), self.protocol),
             },
             "discard" => match self.multi.take() {
@@ -156,11 +169,26 @@ impl Conn {
             "watch" | "unwatch" => self.reply(Reply::error(
                 "ERR WATCH is not supported by synod (use MULTI/EXEC, which is atomic)",
             )),
-            _ => match parse_data(&args, self.shared.cfg.value_bytes_max) {
+            _ => match parse_data(&args, self.shared.cfg.value_bytes_max)
+                .and_then(|command| self.check_replicated_size(command))
+            {
                 Ok(command) => Item::Data(command, self.protocol),
                 Err(reply) => self.reply(reply),
             },
         }
+    }
+
+    /// Refuses a command that could not be replicated alone: its encoding
+    /// must fit in one log value (`Node::command_bytes_max`).
+    fn check_replicated_size(&self, command: KvCommand) -> Result<KvCommand, Reply> {
+        let max = self.shared.node.command_bytes_max();
+        let len = command.encoded_len();
+        if len > max {
+            return Err(Reply::error(format!(
+                "ERR command of {len} bytes exceeds the maximum replicated size of {max} bytes"
+            )));
+        }
+        Ok(command)
     }
 
     fn reply(&self, reply: Reply) -> Item {
@@ -174,14 +202,24 @@ impl Conn {
             | "auth" => Err(Reply::error(format!(
                 "ERR '{name}' cannot be used inside MULTI in synod"
             ))),
-            _ => parse_data(args, self.shared.cfg.value_bytes_max),
+            _ => parse_data(args, self.shared.cfg.value_bytes_max)
+                .and_then(|command| self.check_replicated_size(command)),
         };
+        let max = self.shared.node.command_bytes_max();
         let Some(multi) = self.multi.as_mut() else {
             return self.reply(Reply::error("ERR internal error: not in MULTI"));
         };
         match parsed {
             Ok(command) => {
-                multi.queued.push(command);
+                // Like KvCommand::exec_encoded_len, one command at a time.
+                multi.exec_bytes += command.encoded_len().saturating_sub(1);
+                if multi.exec_bytes > max {
+                    multi.too_large = true;
+                    multi.queued = Vec::new();
+                }
+                if !multi.too_large {
+                    multi.queued.push(command);
+                }
                 self.reply(Reply::Simple("QUEUED".into()))
             }
             Err(reply) => {

@@ -6,7 +6,9 @@
 //! command (applied atomically, replies split back out), so a pipeline costs
 //! one round of consensus, and a connection's commands always take effect in
 //! the order it sent them (the next batch is proposed only after the previous
-//! one was applied). A batch of reads only is a linearizable read.
+//! one was applied). A batch of reads only is a linearizable read. A batch
+//! never exceeds the largest replicated command (`Node::command_bytes_max`):
+//! a pipeline too large for one is split into several, in order.
 
 use crate::command::KvCommand;
 use crate::conn::{Conn, Item};
@@ -199,6 +201,10 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
     // Data commands are grouped into one log command; a reply slot remembers
     // where each reply goes and with which protocol it is written.
     let mut pending: Vec<KvCommand> = Vec::new();
+    // Encoded length of `pending` as one batch (`KvCommand::exec_encoded_len`).
+    let empty_batch_bytes = KvCommand::exec_encoded_len([]);
+    let mut pending_bytes = empty_batch_bytes;
+    let batch_bytes_max = shared.node.command_bytes_max();
     let mut slots: Vec<(Slot, Protocol)> = Vec::new();
     for item in items {
         match item {
@@ -209,11 +215,22 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
                 // not nest them), after what came before it.
                 let replies = execute(shared, std::mem::take(&mut pending)).await;
                 fill(&mut slots, replies, out);
+                pending_bytes = empty_batch_bytes;
                 let replies = execute(shared, vec![command]).await;
                 slots.push((Slot::Pending(0), proto));
                 fill(&mut slots, replies, out);
             }
             Item::Data(command, proto) => {
+                // Every command fits alone (checked by `Conn`); a batch that
+                // it would push past the bound is sent first, so no log
+                // command ever exceeds what the log can carry.
+                let len = command.encoded_len().saturating_sub(1);
+                if !pending.is_empty() && pending_bytes + len > batch_bytes_max {
+                    let replies = execute(shared, std::mem::take(&mut pending)).await;
+                    fill(&mut slots, replies, out);
+                    pending_bytes = empty_batch_bytes;
+                }
+                pending_bytes += len;
                 slots.push((Slot::Pending(pending.len()), proto));
                 pending.push(command);
             }
@@ -221,6 +238,7 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
                 // INFO reads the log: finish what came before first.
                 let replies = execute(shared, std::mem::take(&mut pending)).await;
                 fill(&mut slots, replies, out);
+                pending_bytes = empty_batch_bytes;
                 let reply = conn.info(&sections).await;
                 slots.push((Slot::Ready(reply), proto));
             }

@@ -42,53 +42,71 @@ pub enum DecodeError {
 }
 
 /// Appends fixed-width little-endian fields and length-prefixed byte strings.
+/// A counting writer ([`Writer::counter`]) only counts: the exact length of an
+/// encoding, computed by the encoding code itself, without copying anything.
 pub(crate) struct Writer {
     buf: BytesMut,
+    /// Bytes written (or counted) so far.
+    written: usize,
+    count_only: bool,
 }
 
 impl Writer {
     pub(crate) fn new() -> Writer {
-        Writer {
-            buf: BytesMut::new(),
-        }
+        Writer::with_capacity(0)
     }
 
     pub(crate) fn with_capacity(capacity: usize) -> Writer {
         Writer {
             buf: BytesMut::with_capacity(capacity),
+            written: 0,
+            count_only: false,
         }
     }
 
+    /// A writer that keeps nothing and only counts ([`Writer::written`]).
+    pub(crate) fn counter() -> Writer {
+        Writer {
+            count_only: true,
+            ..Writer::new()
+        }
+    }
+
+    /// Bytes written (or counted) so far.
+    pub(crate) fn written(&self) -> usize {
+        self.written
+    }
+
     pub(crate) fn u8(&mut self, value: u8) {
-        self.buf.put_u8(value);
+        self.raw(&[value]);
     }
 
     pub(crate) fn bool(&mut self, value: bool) {
-        self.buf.put_u8(u8::from(value));
+        self.u8(u8::from(value));
     }
 
     pub(crate) fn u64(&mut self, value: u64) {
-        self.buf.put_u64_le(value);
+        self.raw(&value.to_le_bytes());
     }
 
     pub(crate) fn i64(&mut self, value: i64) {
-        self.buf.put_i64_le(value);
+        self.raw(&value.to_le_bytes());
     }
 
     pub(crate) fn f64(&mut self, value: f64) {
-        self.buf.put_u64_le(value.to_bits());
+        self.u64(value.to_bits());
     }
 
     /// A collection length. Nothing we encode can hold 2^32 elements (values
     /// are capped at 512 MiB), so exceeding it is a bug, not an input error.
     pub(crate) fn len(&mut self, len: usize) {
         let len = u32::try_from(len).expect("collection longer than u32::MAX");
-        self.buf.put_u32_le(len);
+        self.raw(&len.to_le_bytes());
     }
 
     pub(crate) fn bytes(&mut self, value: &[u8]) {
         self.len(value.len());
-        self.buf.put_slice(value);
+        self.raw(value);
     }
 
     pub(crate) fn optional_bytes(&mut self, value: Option<&Bytes>) {
@@ -102,14 +120,19 @@ impl Writer {
     }
 
     pub(crate) fn raw(&mut self, value: &[u8]) {
-        self.buf.put_slice(value);
+        self.written += value.len();
+        if !self.count_only {
+            self.buf.put_slice(value);
+        }
     }
 
     pub(crate) fn as_slice(&self) -> &[u8] {
+        debug_assert!(!self.count_only, "a counting writer keeps no bytes");
         &self.buf
     }
 
     pub(crate) fn finish(self) -> Bytes {
+        debug_assert!(!self.count_only, "a counting writer keeps no bytes");
         self.buf.freeze()
     }
 }

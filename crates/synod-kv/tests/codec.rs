@@ -219,6 +219,11 @@ proptest! {
     #[test]
     fn command_round_trip(command in command()) {
         let encoded = command.encode();
+        prop_assert_eq!(command.encoded_len(), encoded.len());
+        if let KvCommand::Exec(inner) = &command {
+            let lens = inner.iter().map(KvCommand::encoded_len);
+            prop_assert_eq!(KvCommand::exec_encoded_len(lens), encoded.len());
+        }
         prop_assert_eq!(encoded[0], COMMAND_FORMAT_VERSION);
         prop_assert_eq!(KvCommand::decode(&encoded), Ok(command));
     }

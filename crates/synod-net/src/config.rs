@@ -42,7 +42,10 @@ pub struct NetConfig {
     /// tolerates loss) and counted.
     pub send_queue_max: usize,
     /// Largest frame accepted or sent (bytes). A larger incoming frame closes the
-    /// connection with a log line; a larger outgoing message is dropped and counted.
+    /// connection with a log line; a larger outgoing message is refused by
+    /// [`crate::Net::send`] (counted, logged at error level, returned as an
+    /// error). The node runtime checks at start-up that the core's largest
+    /// message (`synod_core::Config::message_bytes_max`) fits.
     pub frame_bytes_max: usize,
     /// A writer stops adding queued messages to one write once it holds this many
     /// bytes, so one write call stays bounded while still batching.

@@ -188,8 +188,12 @@ async fn write_loop(inner: Arc<Inner>, peer: Arc<Peer>, mut socket: OwnedWriteHa
             match frame::put_message(&mut buf, &msg, cfg.frame_bytes_max) {
                 Ok(_) => frames += 1,
                 Err(too_large) => {
+                    // Unreachable: `Net::send` refused every message whose
+                    // `encoded_len` exceeds the limit, and `encoded_len` is
+                    // exact (tested in synod-core). Still never silent.
+                    debug_assert!(false, "Net::send let an oversized message through");
                     add(&inner.counters.dropped_too_large, 1);
-                    tracing::warn!(
+                    tracing::error!(
                         peer = %peer.id,
                         "dropping a {} message for {}: {too_large}",
                         msg.body.name(),

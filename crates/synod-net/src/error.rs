@@ -1,6 +1,7 @@
 //! Errors of the peer transport.
 
 use std::net::SocketAddr;
+use synod_core::NodeId;
 use thiserror::Error;
 
 /// Errors returned by [`crate::Net`] and [`crate::NetConfig::validate`].
@@ -23,4 +24,21 @@ pub enum NetError {
     /// The listener given to [`crate::Net::start_with_listener`] has no local address.
     #[error("listener has no local address: {0}")]
     ListenerAddr(std::io::Error),
+}
+
+/// A message too large for one frame, refused by [`crate::Net::send`]. It
+/// can never be sent (the receiver would close the connection on it), so
+/// retrying cannot help; since the core bounds its messages below the frame
+/// limit, this is a bug of the sender.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error("a {kind} message for {to} encodes to {bytes} bytes, over the frame limit of {max} bytes")]
+pub struct MessageTooLarge {
+    /// The message's kind (`Body::name`).
+    pub kind: &'static str,
+    /// Its receiver.
+    pub to: NodeId,
+    /// Its encoded length.
+    pub bytes: usize,
+    /// The frame limit.
+    pub max: usize,
 }

@@ -24,7 +24,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// The magic bytes that open every handshake.
 pub const MAGIC: [u8; 4] = *b"SYND";
 /// The protocol version this crate speaks. Version 2: heartbeats carry a read probe; read-index request and reply.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Version 3: promises come in pages (`first_instance`, `more_from`).
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Length of a handshake payload (unchanged since version 1).
 pub const HANDSHAKE_PAYLOAD_BYTES: usize = 4 + 2 + 8 + 4 + 4;
 /// Largest first frame read before the peer is known; bounds what an
@@ -258,7 +259,7 @@ mod tests {
         assert_eq!(
             frame,
             [
-                22, 0, 0, 0, b'S', b'Y', b'N', b'D', 2, 0, 8, 7, 6, 5, 4, 3, 2, 1, 1, 0, 0, 0, 2,
+                22, 0, 0, 0, b'S', b'Y', b'N', b'D', 3, 0, 8, 7, 6, 5, 4, 3, 2, 1, 1, 0, 0, 0, 2,
                 0, 0, 0
             ]
         );
@@ -282,7 +283,7 @@ mod tests {
         v1.push(0);
         assert!(matches!(
             Handshake::parse(&v1),
-            Err(HandshakeError::Version { theirs: 1, ours: 2 })
+            Err(HandshakeError::Version { theirs: 1, ours: 3 })
         ));
         let short = &hello(7, 1, 2).to_frame()[4..20];
         assert!(matches!(

@@ -14,7 +14,9 @@
 //!   Writers batch every queued message into one write; `TCP_NODELAY` is set.
 //! - **Bounds.** Each peer has a bounded send queue that outlives connections;
 //!   [`Net::send`] never blocks and drops (and counts) what does not fit, which
-//!   Paxos tolerates like any lost packet. Incoming frames are bounded by
+//!   Paxos tolerates like any lost packet. A message too large for a frame is
+//!   never dropped silently: `send` counts it, logs it at error level and
+//!   returns [`MessageTooLarge`] (it can never be sent, so it is a bug). Incoming frames are bounded by
 //!   [`NetConfig::frame_bytes_max`], checked before anything is allocated, and
 //!   the inbound channel is bounded by the caller: a full one stops the reader.
 //! - **Hostile input.** A frame that is too large, does not decode, or is not
@@ -43,7 +45,7 @@
 //!     to: NodeId(2),
 //!     body: Body::Accepted { ballot: Ballot::ZERO, instance: InstanceId(0) },
 //! };
-//! one.send(msg.clone()); // queued until node 1 has dialed node 2
+//! one.send(msg.clone())?; // queued until node 1 has dialed node 2
 //! assert_eq!(rx2.recv().await, Some(msg));
 //! one.shutdown().await;
 //! two.shutdown().await;
@@ -68,7 +70,7 @@ pub use config::{
     HANDSHAKES_PENDING_MAX_DEFAULT, HANDSHAKE_TIMEOUT_DEFAULT, SEND_QUEUE_MAX_DEFAULT,
     WRITE_BATCH_BYTES_MAX_DEFAULT,
 };
-pub use error::NetError;
+pub use error::{MessageTooLarge, NetError};
 /// The framing the connections use, as pure buffer code: the simulator sends
 /// every message through it so that it crosses its network as these bytes.
 pub use frame::{put_message, take_frame, FrameTooLarge};

@@ -3,7 +3,7 @@
 use crate::backoff::Backoff;
 use crate::config::NetConfig;
 use crate::connection;
-use crate::error::NetError;
+use crate::error::{MessageTooLarge, NetError};
 use crate::handshake::{self, HandshakeError};
 use crate::peer::Peer;
 use crate::stats::{add, Counters, NetStats};
@@ -125,12 +125,34 @@ impl Net {
         })
     }
 
-    /// Queues a message for `msg.to`. Never blocks, never fails: a message for
-    /// an unknown node or this node, one not from this node, or one that finds
-    /// the peer's queue full is dropped and counted in [`Net::stats`]. Messages
-    /// for a disconnected peer wait in its queue until it reconnects.
-    pub fn send(&self, msg: Message) {
+    /// Queues a message for `msg.to`. Never blocks. A message for an unknown
+    /// node or this node, one not from this node, or one that finds the
+    /// peer's queue full is dropped and counted in [`Net::stats`]: Paxos
+    /// tolerates such losses like any lost packet. Messages for a
+    /// disconnected peer wait in its queue until it reconnects.
+    ///
+    /// A message whose encoding exceeds [`NetConfig::frame_bytes_max`] can
+    /// never be sent, however often it is retried: it is counted
+    /// (`dropped_too_large`), logged at error level and returned as an error.
+    /// The core bounds every message it emits below the frame limit (checked
+    /// at start-up), so this is a bug; the caller should treat it as fatal
+    /// rather than let a value that is never chosen stall the log.
+    pub fn send(&self, msg: Message) -> Result<(), MessageTooLarge> {
         let inner = self.inner();
+        // Checked here, on the caller's side, so that the caller learns of it;
+        // the writer would only drop it.
+        let bytes = synod_core::codec::encoded_len(&msg);
+        if bytes > inner.cfg.frame_bytes_max {
+            let err = MessageTooLarge {
+                kind: msg.body.name(),
+                to: msg.to,
+                bytes,
+                max: inner.cfg.frame_bytes_max,
+            };
+            add(&inner.counters.dropped_too_large, 1);
+            tracing::error!(to = %msg.to, bytes, max = inner.cfg.frame_bytes_max, "cannot send: {err}");
+            return Err(err);
+        }
         let routable = msg.from == inner.cfg.node_id;
         match inner.peers.get(&msg.to).filter(|_| routable) {
             None => {
@@ -143,6 +165,7 @@ impl Net {
                 }
             }
         }
+        Ok(())
     }
 
     /// A snapshot of the counters and of each peer's connection and queue.

@@ -21,7 +21,8 @@ pub struct NetStats {
     /// Messages dropped because they were addressed to an unknown node or to
     /// this node, or did not come from this node.
     pub dropped_unroutable: u64,
-    /// Messages dropped because their encoding exceeded `frame_bytes_max`.
+    /// Messages refused because their encoding exceeded `frame_bytes_max`
+    /// (each also logged at error level and returned by `Net::send`: a bug).
     pub dropped_too_large: u64,
     /// Connections closed because a peer sent a frame that was too large, did
     /// not decode, or was not from that peer to this node.

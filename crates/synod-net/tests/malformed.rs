@@ -78,8 +78,14 @@ impl Cluster {
     /// Real traffic still flows both ways through node 4.
     async fn still_serves_real_peers(&mut self, instance: u64) {
         let (two, four) = (NodeId(2), NodeId(4));
-        self.nodes[&two].net.send(message(two, four, instance));
-        self.nodes[&four].net.send(message(four, two, instance));
+        self.nodes[&two]
+            .net
+            .send(message(two, four, instance))
+            .unwrap();
+        self.nodes[&four]
+            .net
+            .send(message(four, two, instance))
+            .unwrap();
         let node_four = self.nodes.get_mut(&four).unwrap();
         assert_eq!(instance_of(&recv(node_four).await), instance);
         let node_two = self.nodes.get_mut(&two).unwrap();
@@ -133,7 +139,7 @@ async fn bad_handshakes_are_refused() {
         (
             "wrong version",
             frame(b"SYND\x09\x00 a future layout"),
-            "protocol version 9, we speak 2",
+            "protocol version 9, we speak 3",
         ),
         (
             "wrong cluster",

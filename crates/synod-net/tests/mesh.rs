@@ -17,7 +17,7 @@ async fn three_nodes_exchange_messages_over_one_connection_per_pair() {
     for from in &ids {
         for to in ids.iter().filter(|to| *to != from) {
             for instance in 0..PER_PAIR {
-                nodes[from].net.send(message(*from, *to, instance));
+                nodes[from].net.send(message(*from, *to, instance)).unwrap();
             }
         }
     }
@@ -77,7 +77,7 @@ async fn big_and_small_messages_arrive_intact() {
             big_message(two, one, instance, instance as usize * 7)
         };
         sent.push(msg.clone());
-        nodes[&two].net.send(msg);
+        nodes[&two].net.send(msg).unwrap();
     }
     let receiver = nodes.get_mut(&one).unwrap();
     for expected in &sent {
@@ -97,7 +97,7 @@ async fn a_full_inbound_channel_slows_the_reader_without_losing_messages() {
     let sender = start(config(two, &addrs), listeners.remove(&two).unwrap()).await;
     const COUNT: u64 = 500;
     for instance in 0..COUNT {
-        sender.net.send(message(two, one, instance));
+        sender.net.send(message(two, one, instance)).unwrap();
     }
     // Nobody reads yet: the reader waits on the full channel instead of dropping.
     wait_stats(&sender.net, "the sender wrote everything", |s| {

@@ -31,8 +31,11 @@ async fn a_restarted_node_reconnects_and_gets_what_was_queued_for_it() {
 
     // While 2 is down, messages for it wait in the senders' queues.
     for instance in 0..10 {
-        node_one.net.send(message(one, two, instance));
-        node_three.net.send(message(three, two, 100 + instance));
+        node_one.net.send(message(one, two, instance)).unwrap();
+        node_three
+            .net
+            .send(message(three, two, 100 + instance))
+            .unwrap();
     }
     assert_eq!(node_one.net.stats().queued[&two], 10);
 
@@ -50,8 +53,8 @@ async fn a_restarted_node_reconnects_and_gets_what_was_queued_for_it() {
 
     // And the restarted node's messages reach both peers.
     let (mut node_one, mut node_three) = (node_one, node_three);
-    node_two.net.send(message(two, one, 7));
-    node_two.net.send(message(two, three, 8));
+    node_two.net.send(message(two, one, 7)).unwrap();
+    node_two.net.send(message(two, three, 8)).unwrap();
     assert_eq!(instance_of(&recv(&mut node_one).await), 7);
     assert_eq!(instance_of(&recv(&mut node_three).await), 8);
     for node in [&node_one, &node_two, &node_three] {
@@ -116,7 +119,7 @@ async fn a_new_connection_from_a_peer_replaces_the_old_one() {
     };
     second.write_all(&frame).await.unwrap();
     assert_eq!(instance_of(&recv(&mut node).await), 5);
-    node.net.send(message(two, one, 6));
+    node.net.send(message(two, one, 6)).unwrap();
     let mut prefix = [0u8; 4];
     second.read_exact(&mut prefix).await.unwrap();
     let mut payload = vec![0u8; u32::from_le_bytes(prefix) as usize];
@@ -160,7 +163,7 @@ async fn dropping_the_last_handle_stops_the_transport() {
     let clone = nodes[&two].net.clone();
     drop(nodes.remove(&two));
     // A clone keeps it running...
-    clone.send(message(two, one, 1));
+    clone.send(message(two, one, 1)).unwrap();
     assert_eq!(instance_of(&recv(nodes.get_mut(&one).unwrap()).await), 1);
     drop(clone);
     // ...and dropping the last one stops it.

@@ -211,8 +211,13 @@ impl World {
         };
         match submitted {
             Ok(()) => true,
+            // The simulated clients' commands are far below the size limit,
+            // so `TooLarge` never happens; retrying is harmless if it did.
             Err(
-                RejectReason::NoLeader | RejectReason::LostLeadership | RejectReason::Overloaded,
+                RejectReason::NoLeader
+                | RejectReason::LostLeadership
+                | RejectReason::Overloaded
+                | RejectReason::TooLarge { .. },
             ) => {
                 self.retry_soon(client);
                 false

@@ -409,6 +409,11 @@ impl World {
         let mut cfg = Config::new(sim_node.id, members);
         cfg.seed = self.seed ^ (u64::from(sim_node.id.0) << 32) ^ sim_node.epoch;
         cfg.inject = self.faults.core;
+        // Small pages, so that phase 1 and catch-up run paginated under
+        // every fault (issue 12): a promise or a catch-up reply of more than
+        // a few values comes in several messages.
+        cfg.promise_bytes_max = 256;
+        cfg.catchup_bytes_max = 256;
         let disk = std::mem::take(&mut sim_node.storage).crash(0);
         let (storage, recovered) = MemStorage::open(disk);
         sim_node.storage = storage;

@@ -1,11 +1,16 @@
 //! Settings of a node, validated before it starts.
 
+use crate::envelope::HEADER_BYTES as ENVELOPE_HEADER_BYTES;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use synod_core::NodeId;
+use synod_core::{Config, GroupId, NodeId, VALUE_OVERHEAD_BYTES};
+use synod_net::NetConfig;
 use synod_storage::SnapshotPolicy;
+
+/// The group every node hosts today (one Paxos group per node).
+pub(crate) const GROUP: GroupId = GroupId(0);
 
 /// Everything a [`crate::Node`] needs. Build it with [`NodeConfig::new`] and
 /// adjust fields; [`crate::Node::start`] validates it.
@@ -44,6 +49,13 @@ pub struct NodeConfig {
     pub sessions_max: usize,
     /// At most this many commands in one instance value.
     pub batch_commands_max: usize,
+    /// The largest instance value in bytes (`synod_core::Config::value_bytes_max`):
+    /// bounds every command, batch, peer message and log record, so that
+    /// whatever is proposed can be chosen. [`crate::Node::propose`] refuses a
+    /// command larger than [`NodeConfig::command_bytes_max`] with
+    /// [`crate::RequestError::TooLarge`]. Checked at start-up against the peer
+    /// frame limit and the log's record limit.
+    pub value_bytes_max: usize,
     /// At most this many instances in flight in phase 2.
     pub window_instances_max: usize,
     /// Messages queued per peer (kept while it is unreachable); more are
@@ -82,6 +94,7 @@ impl NodeConfig {
             snapshot_policy: SnapshotPolicy::default(),
             sessions_max: 4096,
             batch_commands_max: 4096,
+            value_bytes_max: synod_core::VALUE_BYTES_MAX_DEFAULT,
             window_instances_max: 64,
             peer_send_queue_max: 4096,
             unsafe_local_reads: false,
@@ -94,7 +107,70 @@ impl NodeConfig {
         (base, base * 2)
     }
 
+    /// The largest command [`crate::Node::propose`] accepts: what fits in a
+    /// value of `value_bytes_max` bytes with the runtime's envelope around it.
+    pub fn command_bytes_max(&self) -> usize {
+        let max = self
+            .value_bytes_max
+            .saturating_sub(VALUE_OVERHEAD_BYTES + ENVELOPE_HEADER_BYTES);
+        debug_assert_eq!(
+            max,
+            self.core_config(0)
+                .command_bytes_max()
+                .saturating_sub(ENVELOPE_HEADER_BYTES)
+        );
+        max
+    }
+
+    /// The core's configuration for this node (with `seed` for its elections).
+    pub(crate) fn core_config(&self, seed: u64) -> Config {
+        let mut core = Config::new(self.id, self.peers.keys().copied().collect());
+        core.group = GROUP;
+        core.seed = seed;
+        core.heartbeat_ticks = self.heartbeat_ticks;
+        core.election_ticks = self.election_ticks;
+        core.batch_commands_max = self.batch_commands_max;
+        core.window_instances_max = self.window_instances_max;
+        core.value_bytes_max = self.value_bytes_max;
+        core
+    }
+
+    /// The peer transport's configuration for this node.
+    pub(crate) fn net_config(&self) -> NetConfig {
+        let mut net = NetConfig::new(self.cluster_id, self.id, self.listen, self.peers.clone());
+        net.send_queue_max = self.peer_send_queue_max;
+        net
+    }
+
     pub(crate) fn validate(&self) -> Result<(), String> {
+        let core = self.core_config(0);
+        core.validate().map_err(|e| e.to_string())?;
+        // Bounded by construction: every message the core emits fits in one
+        // peer frame, and every record it persists in one log frame. A value
+        // that cannot cross the network is never chosen and stalls every
+        // later instance; a record over the log's limit would stop the node.
+        let frame_bytes_max = self.net_config().frame_bytes_max;
+        if core.message_bytes_max() > frame_bytes_max {
+            return Err(format!(
+                "value_bytes_max {} is too large: the largest peer message would be {} bytes, over the frame limit of {frame_bytes_max}",
+                self.value_bytes_max,
+                core.message_bytes_max()
+            ));
+        }
+        if core.record_bytes_max() >= synod_storage::frame::FRAME_BYTES_MAX {
+            return Err(format!(
+                "value_bytes_max {} is too large: the largest log record would be {} bytes, over the limit of {}",
+                self.value_bytes_max,
+                core.record_bytes_max(),
+                synod_storage::frame::FRAME_BYTES_MAX
+            ));
+        }
+        if self.command_bytes_max() == 0 {
+            return Err(format!(
+                "value_bytes_max {} leaves no room for a command",
+                self.value_bytes_max
+            ));
+        }
         if !self.peers.contains_key(&self.id) {
             return Err(format!("node {} is not in the peer list", self.id.0));
         }

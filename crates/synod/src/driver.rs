@@ -19,8 +19,8 @@
 //!    instance, no fsync; see `synod-core/src/replica/reads.rs`).
 //! 8. `rejected_reads`: retry them later.
 
-use crate::config::NodeConfig;
-use crate::envelope::{Envelope, Kind, Sessions};
+use crate::config::{NodeConfig, GROUP};
+use crate::envelope::{Envelope, Kind, Sessions, HEADER_BYTES as ENVELOPE_HEADER_BYTES};
 use crate::metrics::Metrics;
 use crate::node::{NodeError, NodeStatus, RequestError};
 use crate::persist::{Io, PendingCheckpoint, Persister};
@@ -31,16 +31,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use synod_core::{
-    Checksum, Config, GroupId, InstanceId, Message, NodeId, PersistSeq, ReadId, Replica, RoleKind,
+    Checksum, InstanceId, Message, NodeId, PersistSeq, ReadId, RejectReason, Replica, RoleKind,
     Snapshot, SnapshotMeta,
 };
-use synod_net::{Net, NetConfig};
+use synod_net::Net;
 use synod_storage::{snapshot_file, StorageError, SyncJob, Wal, WalOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
-/// The group every node hosts today (one Paxos group per node).
-const GROUP: GroupId = GroupId(0);
 /// Peer messages taken per wake-up before the core's output is acted on.
 const INBOUND_BATCH_MAX: usize = 1024;
 /// Requests taken per wake-up.
@@ -190,13 +188,7 @@ impl<S: StateMachine> Driver<S> {
             snapshot_end = snapshot.meta.applied_end;
         }
         let seed = random_u64();
-        let mut core = Config::new(cfg.id, cfg.peers.keys().copied().collect());
-        core.group = GROUP;
-        core.seed = seed;
-        core.heartbeat_ticks = cfg.heartbeat_ticks;
-        core.election_ticks = cfg.election_ticks;
-        core.batch_commands_max = cfg.batch_commands_max;
-        core.window_instances_max = cfg.window_instances_max;
+        let core = cfg.core_config(seed);
         let applied_end = snapshot_end;
         let checksum = snapshot
             .as_ref()
@@ -205,9 +197,7 @@ impl<S: StateMachine> Driver<S> {
             .map_err(|e| NodeError::Recover(e.to_string()))?;
 
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE_MAX);
-        let mut net_cfg = NetConfig::new(cfg.cluster_id, cfg.id, cfg.listen, cfg.peers.clone());
-        net_cfg.send_queue_max = cfg.peer_send_queue_max;
-        let net = Net::start(net_cfg, inbound_tx)
+        let net = Net::start(cfg.net_config(), inbound_tx)
             .await
             .map_err(|e| NodeError::Net(e.to_string()))?;
         let status = replica.status();
@@ -433,7 +423,10 @@ impl<S: StateMachine> Driver<S> {
             deadline: now + self.cfg.request_timeout,
             next_retry: now + self.cfg.retry_interval,
         };
-        self.propose(&mut waiter, now);
+        if let Err(refused) = self.propose(&mut waiter, now) {
+            let _ = waiter.reply.send(Err(refused));
+            return;
+        }
         self.waiters.insert(seq, waiter);
     }
 
@@ -465,16 +458,29 @@ impl<S: StateMachine> Driver<S> {
         }
     }
 
-    fn propose(&mut self, waiter: &mut Waiter, now: Instant) {
+    /// Hands a waiter's command to the core. `Err` only for a command that can
+    /// never be proposed (too large): the caller answers the waiter with it.
+    fn propose(&mut self, waiter: &mut Waiter, now: Instant) -> Result<(), RequestError> {
         if self.replica.status().role != RoleKind::Leader {
             self.metrics.forwarded.fetch_add(1, Relaxed);
         }
         match self.replica.propose(waiter.envelope.clone()) {
             Ok(()) => waiter.next_retry = now + self.cfg.retry_interval,
+            // `Node::propose` checks the size first, so only a bug gets here;
+            // retrying could never help.
+            Err(RejectReason::TooLarge { bytes, max }) => {
+                return Err(RequestError::TooLarge {
+                    bytes: bytes.saturating_sub(ENVELOPE_HEADER_BYTES),
+                    max: max.saturating_sub(ENVELOPE_HEADER_BYTES),
+                });
+            }
             // No leader yet, or too busy: try again at the next scan (or at
             // once when a leader appears).
-            Err(_) => waiter.next_retry = now,
+            Err(
+                RejectReason::NoLeader | RejectReason::LostLeadership | RejectReason::Overloaded,
+            ) => waiter.next_retry = now,
         }
+        Ok(())
     }
 
     /// Expires requests past their deadline and proposes again those that
@@ -529,7 +535,10 @@ impl<S: StateMachine> Driver<S> {
         for seq in seqs {
             if let Some(mut waiter) = self.waiters.remove(&seq) {
                 self.metrics.retries.fetch_add(1, Relaxed);
-                self.propose(&mut waiter, now);
+                if let Err(refused) = self.propose(&mut waiter, now) {
+                    let _ = waiter.reply.send(Err(refused));
+                    continue;
+                }
                 self.waiters.insert(seq, waiter);
             }
         }
@@ -550,7 +559,17 @@ impl<S: StateMachine> Driver<S> {
                 self.install(snapshot)?;
             }
             for msg in ready.messages {
-                self.net.send(msg);
+                // A message too large for a frame can never be sent: the
+                // core bounds its messages below the frame limit (checked in
+                // `NodeConfig::validate`), so this is a bug. `Net::send`
+                // counted and logged it; stopping the node (rather than
+                // going on without it) makes it impossible to miss, and the
+                // rest of the cluster elects a leader without this node.
+                self.net.send(msg).map_err(|err| {
+                    NodeError::Net(format!(
+                        "{err}; every message should fit (a bug), stopping the node"
+                    ))
+                })?;
             }
             for apply in ready.apply {
                 self.apply(apply.instance, &apply.value, apply.checksum);

@@ -39,7 +39,8 @@ pub(crate) struct Envelope {
     pub payload: Bytes,
 }
 
-const HEADER_BYTES: usize = 2 + 4 * 8;
+/// Bytes the envelope adds in front of the user's command.
+pub(crate) const HEADER_BYTES: usize = 2 + 4 * 8;
 
 impl Envelope {
     pub(crate) fn encode(&self) -> Bytes {

@@ -28,5 +28,5 @@ pub use config::NodeConfig;
 pub use metrics::{Histogram, Metrics};
 pub use node::{Node, NodeError, NodeStatus, RequestError};
 pub use state_machine::{ApplyContext, StateMachine};
-pub use synod_core::{InstanceId, NodeId, RoleKind};
+pub use synod_core::{InstanceId, NodeId, RoleKind, VALUE_BYTES_MAX_DEFAULT};
 pub use synod_storage::SnapshotPolicy;

@@ -36,8 +36,8 @@ pub enum NodeError {
     Stopped(String),
 }
 
-/// Why a request got no answer. Every variant except `Diverged` leaves the
-/// outcome unknown: the command may or may not take effect.
+/// Why a request got no answer. Every variant except `Diverged` and
+/// `TooLarge` leaves the outcome unknown: the command may or may not take effect.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum RequestError {
     /// No majority answered in time (no quorum, or a leader change took
@@ -52,6 +52,16 @@ pub enum RequestError {
     /// This replica's state diverged from its peers; it refuses to serve.
     #[error("this replica diverged from its peers and refuses to serve")]
     Diverged,
+    /// The command is longer than the largest the log carries
+    /// ([`NodeConfig::command_bytes_max`]); it was not proposed and never
+    /// will be (the outcome is known: no effect).
+    #[error("the command of {bytes} bytes exceeds the maximum replicated size of {max} bytes")]
+    TooLarge {
+        /// The command's length.
+        bytes: usize,
+        /// The largest command accepted.
+        max: usize,
+    },
 }
 
 /// A node's view of the cluster, refreshed as the node works.
@@ -128,8 +138,23 @@ impl Node {
     /// Replicates `command`: returns the state machine's output once the
     /// command is chosen (durable on a majority) and applied here. Retries
     /// (after a leader change, a lost forward) take effect at most once.
+    ///
+    /// A command longer than [`Node::command_bytes_max`] is refused at once
+    /// with [`RequestError::TooLarge`]: no instance value could hold it.
     pub async fn propose(&self, command: Bytes) -> Result<Bytes, RequestError> {
+        let max = self.config.command_bytes_max();
+        if command.len() > max {
+            return Err(RequestError::TooLarge {
+                bytes: command.len(),
+                max,
+            });
+        }
         self.submit(Kind::Command, command).await
+    }
+
+    /// The largest command [`Node::propose`] accepts, in bytes.
+    pub fn command_bytes_max(&self) -> usize {
+        self.config.command_bytes_max()
     }
 
     /// A linearizable read: `StateMachine::query` runs here at a point of the

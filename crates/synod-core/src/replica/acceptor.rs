@@ -7,6 +7,7 @@
 //!    value after a crash could let a second value be chosen for an instance.
 
 use super::{Gate, Replica, Role};
+use crate::config::PROMISE_ENTRY_OVERHEAD_BYTES;
 use crate::ids::{Ballot, InstanceId, NodeId};
 use crate::message::{Body, PromiseEntry};
 use crate::record::Record;
@@ -67,19 +68,25 @@ impl Replica {
         }
         // Below the compacted prefix only the snapshot is left; the candidate
         // treats it as chosen and fetches the snapshot. From there on we report
-        // every instance we accepted or know chosen.
-        let first = first.max(self.learner.compacted_end);
-        let entries = self.promise_entries(first);
+        // every instance we accepted or know chosen, one page at a time (the
+        // candidate asks for the next page; see `handle_promise` for why
+        // pages are safe).
+        let (entries, more_from) = self.promise_entries(first.max(self.learner.compacted_end));
         let body = Body::Promise {
             ballot,
             compacted_end: self.learner.compacted_end,
+            first_instance: first,
             entries,
+            more_from,
         };
         let gate = self.acceptor_gate();
         self.send(from, body, gate);
     }
 
-    /// What this acceptor knows of every instance from `first` on.
+    /// One page of what this acceptor knows of every instance from `first`
+    /// on: the entries, in instance order, and where the next page starts
+    /// (`None` when this page reaches the end). A page holds at most
+    /// `promise_bytes_max` encoded bytes of entries, or one entry.
     ///
     /// Safety: where a value is known chosen, the entry carries *that* value,
     /// never an older accepted one. An acceptor may still hold an accepted
@@ -88,35 +95,59 @@ impl Replica {
     /// that stale value as chosen would make a new leader adopt it over the
     /// real one. (Found by review: a five-node scenario, pinned in
     /// tests/scenarios.rs.)
-    fn promise_entries(&self, first: InstanceId) -> Vec<PromiseEntry> {
-        let mut entries: std::collections::BTreeMap<InstanceId, PromiseEntry> = self
-            .acceptor
-            .accepted
-            .range(first..)
-            .map(|(instance, (ballot, value))| {
-                let entry = PromiseEntry {
-                    instance: *instance,
+    fn promise_entries(&self, first: InstanceId) -> (Vec<PromiseEntry>, Option<InstanceId>) {
+        let mut accepted = self.acceptor.accepted.range(first..).peekable();
+        let mut chosen = self.learner.chosen.range(first..).peekable();
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        // Bounded: each round consumes an entry of one of two finite maps.
+        loop {
+            let next_accepted = accepted.peek().map(|(i, _)| **i);
+            let next_chosen = chosen.peek().map(|(i, _)| **i);
+            let instance = match (next_accepted, next_chosen) {
+                (None, None) => return (entries, None),
+                (Some(a), None) => a,
+                (None, Some(c)) => c,
+                (Some(a), Some(c)) => a.min(c),
+            };
+            let accepted_here = if next_accepted == Some(instance) {
+                accepted.next().map(|(_, entry)| entry)
+            } else {
+                None
+            };
+            let entry = if next_chosen == Some(instance) {
+                let value = chosen.next().map(|(_, v)| v.clone()).unwrap_or(Value::Noop);
+                let ballot = match accepted_here {
+                    Some((accepted_ballot, accepted_value)) if *accepted_value == value => {
+                        *accepted_ballot
+                    }
+                    _ => Ballot::ZERO,
+                };
+                PromiseEntry {
+                    instance,
+                    ballot,
+                    value,
+                    chosen: true,
+                }
+            } else {
+                let Some((ballot, value)) = accepted_here else {
+                    debug_assert!(false, "an instance from neither map");
+                    return (entries, None);
+                };
+                PromiseEntry {
+                    instance,
                     ballot: *ballot,
                     value: value.clone(),
                     chosen: false,
-                };
-                (*instance, entry)
-            })
-            .collect();
-        for (instance, value) in self.learner.chosen.range(first..) {
-            let ballot = match entries.get(instance) {
-                Some(accepted) if accepted.value == *value => accepted.ballot,
-                _ => Ballot::ZERO,
+                }
             };
-            let entry = PromiseEntry {
-                instance: *instance,
-                ballot,
-                value: value.clone(),
-                chosen: true,
-            };
-            entries.insert(*instance, entry);
+            let entry_bytes = PROMISE_ENTRY_OVERHEAD_BYTES + entry.value.encoded_len();
+            if !entries.is_empty() && bytes + entry_bytes > self.cfg.promise_bytes_max {
+                return (entries, Some(instance));
+            }
+            bytes += entry_bytes;
+            entries.push(entry);
         }
-        entries.into_values().collect()
     }
 
     /// Phase 2b.

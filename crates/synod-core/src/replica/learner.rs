@@ -236,10 +236,14 @@ impl Replica {
             let Some(value) = self.learner.chosen.get(&instance) else {
                 break;
             };
-            if !entries.is_empty() && bytes + value.size_bytes() > self.cfg.catchup_bytes_max {
+            // Encoded bytes (instance and value), so the reply's size is
+            // bounded by `catchup_bytes_max`, or by one value when a single
+            // entry is larger (see `Config::message_bytes_max`).
+            let entry_bytes = 8 + value.encoded_len();
+            if !entries.is_empty() && bytes + entry_bytes > self.cfg.catchup_bytes_max {
                 break;
             }
-            bytes += value.size_bytes();
+            bytes += entry_bytes;
             entries.push((instance, value.clone()));
             instance = instance.next();
         }

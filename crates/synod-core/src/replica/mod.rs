@@ -123,10 +123,14 @@ fn within_limits(body: &Body) -> bool {
         Body::Promise {
             ballot,
             compacted_end,
+            first_instance,
             entries,
+            more_from,
         } => {
             ballot_ok(ballot)
                 && instance_ok(compacted_end)
+                && instance_ok(first_instance)
+                && more_from.as_ref().is_none_or(instance_ok)
                 && entries
                     .iter()
                     .all(|e| ballot_ok(&e.ballot) && instance_ok(&e.instance))
@@ -177,11 +181,15 @@ struct InFlight {
 #[derive(Debug)]
 struct Candidate {
     ballot: Ballot,
-    /// Bit `k` set: member `k` promised.
+    /// Bit `k` set: member `k` promised and every page of its report is in
+    /// (see `handle_promise` for why only complete promises count).
     promised_by: u64,
-    /// The chosen prefix this candidate had when it started: phase 1 covers
-    /// every instance from here on.
-    first_instance: InstanceId,
+    /// Per member index, where the next page of its promise starts (the
+    /// `first_instance` of the prepare that asks for it); all start at the
+    /// chosen prefix this candidate had when it started, since phase 1
+    /// covers every instance from there on. Meaningless once the member's
+    /// bit is in `promised_by`.
+    pages_from: Vec<InstanceId>,
     /// Highest compacted prefix reported by a promise: everything below is
     /// chosen and only available as a snapshot.
     compacted_end_reported: InstanceId,
@@ -353,7 +361,16 @@ impl Replica {
     /// applying: the command shows up in a later `Ready::apply`, or never (a
     /// forwarded command can be lost; clients retry with the same id, and the
     /// state machine applies a command id once).
+    ///
+    /// A command longer than [`Config::command_bytes_max`] is refused with
+    /// [`RejectReason::TooLarge`]: no value holding it could be chosen.
     pub fn propose(&mut self, command: Command) -> Result<(), RejectReason> {
+        if !self.command_fits(&command) {
+            return Err(RejectReason::TooLarge {
+                bytes: command.len(),
+                max: self.cfg.command_bytes_max(),
+            });
+        }
         match self.role {
             Role::Leader(_) | Role::Candidate(_) => {
                 if self.pending.len() >= self.cfg.pending_commands_max {
@@ -459,8 +476,17 @@ impl Replica {
             Body::Promise {
                 ballot,
                 compacted_end,
+                first_instance,
                 entries,
-            } => self.handle_promise(from, ballot, compacted_end, entries),
+                more_from,
+            } => self.handle_promise(
+                from,
+                ballot,
+                compacted_end,
+                first_instance,
+                entries,
+                more_from,
+            ),
             Body::Accept {
                 ballot,
                 instance,
@@ -505,7 +531,9 @@ impl Replica {
     fn drain_inbox(&mut self) {
         // Bounded: every self-message is a reply to a self-message of a
         // different kind (Prepare -> Promise, Accept -> Accepted), and replies
-        // produce no further self-messages, so the chain has length two.
+        // produce no further self-messages, except a promise page that asks
+        // for the next page; each page moves past at least one instance of
+        // our own finite log, so the chain ends.
         while let Some(msg) = self.inbox.pop_front() {
             self.dispatch(msg);
         }
@@ -535,6 +563,17 @@ impl Replica {
     }
 
     fn route(&mut self, msg: Message) {
+        // Bounded by construction (see `Config::message_bytes_max`): values
+        // are bounded when proposed, promise pages and catch-up replies by
+        // their byte limits. The runtime checked at start-up that this bound
+        // fits in its frames.
+        debug_assert!(
+            crate::codec::encoded_len(&msg) <= self.cfg.message_bytes_max(),
+            "a {} message of {} bytes exceeds the bound of {}",
+            msg.body.name(),
+            crate::codec::encoded_len(&msg),
+            self.cfg.message_bytes_max()
+        );
         if msg.to == self.cfg.id {
             self.inbox.push_back(msg);
         } else {

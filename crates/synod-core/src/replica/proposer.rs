@@ -37,7 +37,7 @@ impl Replica {
         self.role = Role::Candidate(Candidate {
             ballot,
             promised_by: 0,
-            first_instance: self.learner.chosen_end,
+            pages_from: vec![self.learner.chosen_end; self.cfg.members.len()],
             compacted_end_reported: InstanceId(0),
             entries: BTreeMap::new(),
             prepare_sent_tick: self.now,
@@ -65,16 +65,18 @@ impl Replica {
             self.start_election();
             return;
         }
-        let (ballot, first_instance, missing) = match &mut self.role {
+        let (ballot, promised_by, pages_from) = match &mut self.role {
             Role::Candidate(c) if self.now - c.prepare_sent_tick >= self.cfg.retransmit_ticks => {
                 c.prepare_sent_tick = self.now;
-                (c.ballot, c.first_instance, c.promised_by)
+                (c.ballot, c.promised_by, c.pages_from.clone())
             }
             _ => return,
         };
-        for k in 0..self.cfg.members.len() {
+        // Ask each member whose promise is not complete for the page we wait
+        // for: the first one, or the next one of a paginated promise.
+        for (k, first_instance) in pages_from.into_iter().enumerate() {
             let to = self.cfg.members[k];
-            if missing & (1 << k) == 0 && to != self.cfg.id {
+            if promised_by & (1 << k) == 0 && to != self.cfg.id {
                 let body = Body::Prepare {
                     ballot,
                     first_instance,
@@ -84,34 +86,93 @@ impl Replica {
         }
     }
 
-    /// Phase 1b received.
+    /// Phase 1b received: one page of a member's promise.
+    ///
+    /// Safety of paginated promises. A promise may come in pages (each at
+    /// most `promise_bytes_max` bytes of entries, so it fits in a frame):
+    /// page `p` answers a prepare from `first_instance = pages_from[k]` and
+    /// covers `first_instance..more_from`; the candidate asks for the next
+    /// page from `more_from`, and a page with `more_from == None` ends the
+    /// report. A member counts towards the quorum only once its last page is
+    /// in, so `become_leader` (and with it phase 2 for any instance) runs
+    /// only with every accepted value a majority reported for every instance
+    /// from `first_instance` on: the P2c argument there is the one for a
+    /// single unpaginated promise. What remains to show is that pages taken
+    /// at different times add up to a valid promise:
+    /// - every page answers the same `ballot`, and the acceptor promised it
+    ///   with the first page. From then on it accepts nothing at a lower
+    ///   ballot (acceptor rule 1), so what it accepted below `ballot` — the
+    ///   only thing P2c needs — cannot change between pages. If it promises
+    ///   a higher ballot meanwhile, it refuses our later prepares (Reject)
+    ///   and its promise never completes; it accepts at our own ballot only
+    ///   after we lead, when pages no longer matter.
+    /// - between pages it may learn instances chosen (reported as chosen,
+    ///   which we adopt anyway) or compact a prefix (reported in
+    ///   `compacted_end`; we never propose below it).
+    /// - pages are matched by `first_instance` against `pages_from[k]`, so a
+    ///   duplicated, stale or reordered page is ignored and the covered
+    ///   ranges are contiguous; a page whose entries fall outside its range,
+    ///   or whose `more_from` does not move forward, is ignored too (it
+    ///   could break contiguity or never end).
     pub(super) fn handle_promise(
         &mut self,
         from: NodeId,
         ballot: Ballot,
         compacted_end: InstanceId,
+        first_instance: InstanceId,
         entries: Vec<PromiseEntry>,
+        more_from: Option<InstanceId>,
     ) {
         let Some(k) = self.member_index(from) else {
             return;
         };
         let skip_adopt = self.injected().skip_adopt && from != self.cfg.id;
         let quorum = self.cfg.quorum();
+        let election_ticks = self.cfg.election_ticks;
+        let now = self.now;
         let Role::Candidate(c) = &mut self.role else {
             return;
         };
-        if c.ballot != ballot {
+        if c.ballot != ballot || c.promised_by & (1 << k) != 0 {
             return;
         }
-        if c.promised_by & (1 << k) == 0 && !skip_adopt {
+        if first_instance != c.pages_from[k] {
+            return;
+        }
+        let page_end = more_from.unwrap_or(InstanceId(u64::MAX));
+        let well_formed = more_from.is_none_or(|next| next > first_instance)
+            && entries
+                .iter()
+                .all(|e| e.instance >= first_instance && e.instance < page_end);
+        if !well_formed {
+            debug_assert!(from != self.cfg.id, "our own promise page is malformed");
+            return;
+        }
+        if !skip_adopt {
             c.compacted_end_reported = c.compacted_end_reported.max(compacted_end);
             for entry in entries {
                 merge_entry(&mut c.entries, entry);
             }
         }
-        c.promised_by |= 1 << k;
-        if c.promised_by.count_ones() as usize >= quorum {
-            self.become_leader();
+        match more_from {
+            Some(next) => {
+                c.pages_from[k] = next;
+                let ballot = c.ballot;
+                // Pages arriving are progress: give the rest time to come
+                // before starting over with a new ballot (and page one).
+                self.election_due_tick = self.election_due_tick.max(now + election_ticks);
+                let body = Body::Prepare {
+                    ballot,
+                    first_instance: next,
+                };
+                self.send(from, body, Gate::Durable);
+            }
+            None => {
+                c.promised_by |= 1 << k;
+                if c.promised_by.count_ones() as usize >= quorum {
+                    self.become_leader();
+                }
+            }
         }
     }
 
@@ -233,15 +294,12 @@ impl Replica {
             }
             let instance = leader.next_instance;
             let mut batch = Vec::new();
-            let mut bytes = 0;
+            let mut size = BatchSize::default();
             while let Some(command) = self.pending.front() {
-                let fits = batch.is_empty()
-                    || (batch.len() < self.cfg.batch_commands_max
-                        && bytes + command.len() <= self.cfg.batch_bytes_max);
-                if !fits {
+                if !size.fits(&self.cfg, command.len()) {
                     break;
                 }
-                bytes += command.len();
+                size.add(command.len());
                 if let Some(command) = self.pending.pop_front() {
                     batch.push(command);
                 }
@@ -249,7 +307,13 @@ impl Replica {
             if let Role::Leader(leader) = &mut self.role {
                 leader.next_instance = instance.next();
             }
-            self.propose_at(instance, Value::batch(batch));
+            let value = Value::batch(batch);
+            // Every pending command passed `command_fits` (propose and
+            // handle_forward), so a batch of one fits; `fits` keeps larger
+            // batches within the bound.
+            debug_assert!(value.encoded_len() <= self.cfg.value_bytes_max);
+            debug_assert_eq!(value.encoded_len(), size.encoded);
+            self.propose_at(instance, value);
         }
     }
 
@@ -261,18 +325,17 @@ impl Replica {
         let commands = std::mem::take(&mut self.forward);
         match (&self.role, self.leader) {
             (Role::Follower, Some(leader)) if leader != self.cfg.id => {
+                // Chunks obey the batch limits, so a Forward is no larger
+                // than the value its commands would make (plus the header).
                 let mut chunk = Vec::new();
-                let mut bytes = 0;
+                let mut size = BatchSize::default();
                 for command in commands {
-                    if !chunk.is_empty()
-                        && (chunk.len() >= self.cfg.batch_commands_max
-                            || bytes + command.len() > self.cfg.batch_bytes_max)
-                    {
+                    if !size.fits(&self.cfg, command.len()) {
                         let commands = std::mem::take(&mut chunk);
                         self.send(leader, Body::Forward { commands }, Gate::Now);
-                        bytes = 0;
+                        size = BatchSize::default();
                     }
-                    bytes += command.len();
+                    size.add(command.len());
                     chunk.push(command);
                 }
                 self.send(leader, Body::Forward { commands: chunk }, Gate::Now);
@@ -302,8 +365,19 @@ impl Replica {
             if self.pending.len() >= self.cfg.pending_commands_max {
                 return;
             }
+            // A follower checks its own proposals; one configured with a
+            // larger limit must still not make us build a value too large
+            // to send. Dropped like any lost forward: its client times out.
+            if !self.command_fits(&command) {
+                continue;
+            }
             self.pending.push_back(command);
         }
+    }
+
+    /// True when `command` fits alone in an instance value.
+    pub(super) fn command_fits(&self, command: &crate::value::Command) -> bool {
+        command.len() <= self.cfg.command_bytes_max()
     }
 
     /// Phase 2b received.
@@ -486,3 +560,44 @@ fn merge_entry(entries: &mut BTreeMap<InstanceId, PromiseEntry>, entry: PromiseE
         }
     }
 }
+
+/// The size of a batch (a value, or a Forward's commands) being built.
+#[derive(Clone, Copy, Debug)]
+struct BatchSize {
+    commands: usize,
+    /// Sum of the command lengths (`batch_bytes_max` counts these).
+    payload: usize,
+    /// The encoded length of the value these commands make.
+    encoded: usize,
+}
+
+impl Default for BatchSize {
+    fn default() -> BatchSize {
+        BatchSize {
+            commands: 0,
+            payload: 0,
+            encoded: Value::batch(Vec::new()).encoded_len(),
+        }
+    }
+}
+
+impl BatchSize {
+    /// Whether a command of `len` bytes may join: the first always may (it
+    /// was checked against `value_bytes_max` on the way in); later ones only
+    /// within the count, payload and encoded-size bounds.
+    fn fits(&self, cfg: &crate::config::Config, len: usize) -> bool {
+        self.commands == 0
+            || (self.commands < cfg.batch_commands_max
+                && self.payload + len <= cfg.batch_bytes_max
+                && self.encoded + COMMAND_LENGTH_BYTES + len <= cfg.value_bytes_max)
+    }
+
+    fn add(&mut self, len: usize) {
+        self.commands += 1;
+        self.payload += len;
+        self.encoded += COMMAND_LENGTH_BYTES + len;
+    }
+}
+
+/// Bytes before each command in an encoded value.
+const COMMAND_LENGTH_BYTES: usize = 4;
