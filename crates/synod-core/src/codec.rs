@@ -8,7 +8,7 @@
 use crate::ids::{Ballot, GroupId, InstanceId, NodeId};
 use crate::message::{AppliedMark, Body, Message, PromiseEntry};
 use crate::record::{ChosenValue, Record};
-use crate::value::{Checksum, Command, SnapshotMeta, Value};
+use crate::value::{Checksum, Command, SnapshotDigest, SnapshotMeta, Value};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
@@ -92,6 +92,11 @@ fn get_u32(buf: &mut Bytes) -> Result<u32, DecodeError> {
 fn get_u64(buf: &mut Bytes) -> Result<u64, DecodeError> {
     need(buf, 8)?;
     Ok(buf.get_u64_le())
+}
+
+fn get_u128(buf: &mut Bytes) -> Result<u128, DecodeError> {
+    need(buf, 16)?;
+    Ok(buf.get_u128_le())
 }
 
 /// Reads a count of items each at least `min_size` bytes long.
@@ -363,6 +368,7 @@ impl Encode for Message {
             Body::SnapshotChunk {
                 meta,
                 total_len,
+                digest,
                 offset,
                 data,
             } => {
@@ -370,6 +376,7 @@ impl Encode for Message {
                 put_instance(buf, meta.applied_end);
                 buf.put_u64_le(meta.checksum.0);
                 buf.put_u64_le(*total_len);
+                buf.put_u128_le(digest.0);
                 buf.put_u64_le(*offset);
                 put_bytes(buf, data);
             }
@@ -483,6 +490,7 @@ impl Decode for Message {
                     checksum: Checksum(get_u64(buf)?),
                 },
                 total_len: get_u64(buf)?,
+                digest: SnapshotDigest(get_u128(buf)?),
                 offset: get_u64(buf)?,
                 data: get_bytes(buf)?,
             },

@@ -33,5 +33,5 @@ pub use ids::{Ballot, GroupId, InstanceId, NodeId};
 pub use message::{AppliedMark, Body, Message, PromiseEntry};
 pub use ready::{Apply, Divergence, PersistSeq, ReadId, Ready, RejectReason, Rejected};
 pub use record::{ChosenValue, Record};
-pub use replica::{CompactError, RecoverError, Replica, RoleKind, Status};
-pub use value::{Checksum, Command, Snapshot, SnapshotMeta, Value};
+pub use replica::{CompactError, RecoverError, Replica, RoleKind, SnapshotTransferStats, Status};
+pub use value::{Checksum, Command, Snapshot, SnapshotDigest, SnapshotMeta, Value};

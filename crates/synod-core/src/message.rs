@@ -1,7 +1,7 @@
 //! Messages exchanged between replicas of one group.
 
 use crate::ids::{Ballot, GroupId, InstanceId, NodeId};
-use crate::value::{Checksum, Command, SnapshotMeta, Value};
+use crate::value::{Checksum, Command, SnapshotDigest, SnapshotMeta, Value};
 use bytes::Bytes;
 
 /// A message between two replicas of one group.
@@ -146,11 +146,17 @@ pub enum Body {
     },
     /// The requested instances were compacted away: a piece of the snapshot
     /// that replaces them. Sent in answer to a catch-up or snapshot request.
+    /// One transfer is one snapshot from one source: the receiver takes
+    /// pieces only from the sender of the first piece, with the same `meta`,
+    /// `total_len` and `digest`, and installs the bytes only if their digest
+    /// matches (see `replica/snapshot.rs`).
     SnapshotChunk {
         /// The snapshot this piece belongs to.
         meta: SnapshotMeta,
         /// Length of the whole snapshot.
         total_len: u64,
+        /// Hash of the whole snapshot's bytes (all `total_len` of them).
+        digest: SnapshotDigest,
         /// Where this piece starts.
         offset: u64,
         /// The piece (at most `Config::snapshot_chunk_bytes_max`).

@@ -71,9 +71,12 @@ pub struct Divergence {
 ///    holds back every message whose safety depends on them (promises, accepts,
 ///    its own votes), so the caller cannot send them too early; they appear in
 ///    `messages` of a later `Ready`.
-/// 2. `install`: a snapshot received from a peer. Restore the state machine
-///    from it *before* applying anything in `apply` (which continues after
-///    it), and save it like a snapshot of your own.
+/// 2. `install`: a snapshot received from a peer, all of it from that one
+///    peer and its bytes verified against the digest the peer sent. Restore
+///    the state machine from it *before* applying anything in `apply` (which
+///    continues after it), and save it like a snapshot of your own. Commands
+///    it covers never appear in `apply` here: answer this node's clients
+///    waiting for them from the state it restored (their outcome is in it).
 /// 3. `messages`: send now, in any order; the network may lose or reorder them.
 /// 4. `apply`: apply to the state machine in this order. Values are chosen, so
 ///    applying does not wait for `persist`.

@@ -120,17 +120,21 @@ fn body() -> impl Strategy<Value = Body> {
             any::<u64>(),
             any::<u64>(),
             any::<u64>(),
+            any::<u128>(),
             prop::collection::vec(any::<u8>(), 0..30)
         )
-            .prop_map(|(i, c, total_len, offset, data)| Body::SnapshotChunk {
-                meta: SnapshotMeta {
-                    applied_end: InstanceId(i),
-                    checksum: Checksum(c)
-                },
-                total_len,
-                offset,
-                data: Bytes::from(data),
-            }),
+            .prop_map(
+                |(i, c, total_len, offset, digest, data)| Body::SnapshotChunk {
+                    meta: SnapshotMeta {
+                        applied_end: InstanceId(i),
+                        checksum: Checksum(c)
+                    },
+                    total_len,
+                    digest: SnapshotDigest(digest),
+                    offset,
+                    data: Bytes::from(data),
+                }
+            ),
         (instance, any::<u64>()).prop_map(|(applied_end, offset)| Body::SnapshotRequest {
             applied_end,
             offset

@@ -28,7 +28,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
 
 pub use recover::RecoverError;
-pub use snapshot::CompactError;
+pub use snapshot::{CompactError, SnapshotTransferStats};
 
 /// What a replica is doing now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,8 +102,13 @@ struct LearnerState {
     compacted_end: InstanceId,
     /// The latest snapshot, served to peers that need compacted instances.
     snapshot: Option<Snapshot>,
+    /// The digest of `snapshot`'s bytes, computed when first sent (`None`
+    /// until then; reset whenever `snapshot` changes).
+    snapshot_digest: Option<crate::value::SnapshotDigest>,
     /// A snapshot being received from a peer.
     incoming: Option<snapshot::Incoming>,
+    /// Counters of snapshot transfers, for metrics.
+    transfer_stats: SnapshotTransferStats,
 }
 
 /// Rounds and instances at or above these are refused at the door: no real run
@@ -292,7 +297,9 @@ impl Replica {
                 progress_mark: InstanceId(0),
                 compacted_end: InstanceId(0),
                 snapshot: None,
+                snapshot_digest: None,
                 incoming: None,
+                transfer_stats: SnapshotTransferStats::default(),
             },
             role: Role::Follower,
             leader: None,
@@ -439,6 +446,11 @@ impl Replica {
         self.learner.snapshot.as_ref()
     }
 
+    /// Counters of the snapshot transfers this replica received.
+    pub fn snapshot_transfer_stats(&self) -> SnapshotTransferStats {
+        self.learner.transfer_stats
+    }
+
     /// The chosen value of `instance`, if known here.
     pub fn chosen_value(&self, instance: InstanceId) -> Option<&Value> {
         self.learner.chosen.get(&instance)
@@ -491,9 +503,20 @@ impl Replica {
             Body::SnapshotChunk {
                 meta,
                 total_len,
+                digest,
                 offset,
                 data,
-            } => self.handle_snapshot_chunk(from, meta, total_len, offset, data),
+            } => self.handle_snapshot_chunk(
+                from,
+                snapshot::Transfer {
+                    source: from,
+                    meta,
+                    total_len,
+                    digest,
+                },
+                offset,
+                data,
+            ),
             Body::SnapshotRequest {
                 applied_end,
                 offset,
