@@ -6,7 +6,7 @@
 //! the bytes left before anything is reserved.
 
 use crate::ids::{Ballot, GroupId, InstanceId, NodeId};
-use crate::message::{AppliedMark, Body, Message, PromiseEntry};
+use crate::message::{AppliedMark, Body, Message, PromiseEntry, StateMark};
 use crate::record::{ChosenValue, Record};
 use crate::value::{Checksum, Command, SnapshotDigest, SnapshotMeta, Value};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -397,6 +397,11 @@ impl Encode for Message {
                 buf.put_u64_le(*id);
                 put_instance(buf, *index);
             }
+            Body::StateDigest { mark } => {
+                buf.put_u8(15);
+                put_instance(buf, mark.applied_end);
+                buf.put_u64_le(mark.digest);
+            }
         }
     }
 }
@@ -502,6 +507,12 @@ impl Decode for Message {
             14 => Body::ReadIndexReply {
                 id: get_u64(buf)?,
                 index: get_instance(buf)?,
+            },
+            15 => Body::StateDigest {
+                mark: StateMark {
+                    applied_end: get_instance(buf)?,
+                    digest: get_u64(buf)?,
+                },
             },
             tag => {
                 return Err(DecodeError::UnknownTag {

@@ -30,8 +30,10 @@ mod value;
 
 pub use config::{Config, ConfigError, Inject, MEMBERS_MAX};
 pub use ids::{Ballot, GroupId, InstanceId, NodeId};
-pub use message::{AppliedMark, Body, Message, PromiseEntry};
-pub use ready::{Apply, Divergence, PersistSeq, ReadId, Ready, RejectReason, Rejected};
+pub use message::{AppliedMark, Body, Message, PromiseEntry, StateMark};
+pub use ready::{
+    Apply, Divergence, DivergenceKind, PersistSeq, ReadId, Ready, RejectReason, Rejected,
+};
 pub use record::{ChosenValue, Record};
 pub use replica::{CompactError, RecoverError, Replica, RoleKind, SnapshotTransferStats, Status};
 pub use value::{Checksum, Command, Snapshot, SnapshotDigest, SnapshotMeta, Value};

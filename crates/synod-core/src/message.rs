@@ -39,6 +39,16 @@ pub struct AppliedMark {
     pub checksum: Checksum,
 }
 
+/// A replica's state digest after applying every instance below `applied_end`
+/// (see `replica/digest.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateMark {
+    /// The digest covers the state after instances `0..applied_end`.
+    pub applied_end: InstanceId,
+    /// The state machine's digest of its state there.
+    pub digest: u64,
+}
+
 /// The content of a message. Names follow Paxos: phase 1 is Prepare/Promise,
 /// phase 2 is Accept/Accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,6 +179,12 @@ pub enum Body {
         /// The first byte wanted.
         offset: u64,
     },
+    /// The sender's newest state digest, for the receiver to compare with
+    /// its own at the same point.
+    StateDigest {
+        /// Where, and the digest there.
+        mark: StateMark,
+    },
 }
 
 impl Body {
@@ -187,6 +203,7 @@ impl Body {
             Body::CatchupReply { .. } => "catchup_reply",
             Body::SnapshotChunk { .. } => "snapshot_chunk",
             Body::SnapshotRequest { .. } => "snapshot_request",
+            Body::StateDigest { .. } => "state_digest",
             Body::ReadIndexRequest { .. } => "read_index_request",
             Body::ReadIndexReply { .. } => "read_index_reply",
         }

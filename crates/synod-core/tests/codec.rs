@@ -106,6 +106,12 @@ fn body() -> impl Strategy<Value = Body> {
         ),
         any::<u64>().prop_map(|id| Body::ReadIndexRequest { id }),
         (any::<u64>(), instance.clone()).prop_map(|(id, index)| Body::ReadIndexReply { id, index }),
+        (instance.clone(), any::<u64>()).prop_map(|(applied_end, digest)| Body::StateDigest {
+            mark: StateMark {
+                applied_end,
+                digest
+            }
+        }),
         prop::collection::vec(prop::collection::vec(any::<u8>(), 0..20), 0..4).prop_map(|cs| {
             Body::Forward {
                 commands: cs.into_iter().map(Bytes::from).collect(),

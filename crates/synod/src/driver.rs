@@ -32,8 +32,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use synod_core::{
-    Checksum, Config, GroupId, InstanceId, Message, NodeId, PersistSeq, ReadId, Replica, RoleKind,
-    Snapshot, SnapshotMeta,
+    Checksum, Config, DivergenceKind, GroupId, InstanceId, Message, NodeId, PersistSeq, ReadId,
+    Replica, RoleKind, Snapshot, SnapshotMeta,
 };
 use synod_net::{Net, NetConfig};
 use synod_storage::{snapshot_file, Storage, StorageError, SyncJob, Wal, WalOptions};
@@ -593,14 +593,21 @@ impl<S: StateMachine> Driver<S> {
                 self.wal.append(&ready.persist)?;
                 self.appended_through = ready.persist_through;
             }
+            let installed = ready.install.is_some();
             if let Some(snapshot) = ready.install {
                 self.install(snapshot)?;
             }
             for msg in ready.messages {
                 self.net.send(msg);
             }
+            let applied = !ready.apply.is_empty();
             for apply in ready.apply {
                 self.apply(apply.instance, &apply.value, apply.checksum);
+            }
+            if installed || applied {
+                if let Some(digest) = self.machine.digest() {
+                    self.replica.record_state_digest(self.applied_end, digest);
+                }
             }
             for rejected in ready.rejected {
                 // Not proposed: try again at the next scan.
@@ -626,7 +633,13 @@ impl<S: StateMachine> Driver<S> {
                     applied_end = divergence.applied_end.0,
                     local = divergence.local.0,
                     remote = divergence.remote.0,
-                    "DIVERGENCE: this replica applied different values than a peer; it stops serving"
+                    "DIVERGENCE: {}; it stops serving",
+                    match divergence.kind {
+                        DivergenceKind::Log => "this replica applied different values than a peer",
+                        DivergenceKind::State => {
+                            "this replica applied the same values as a peer but reached a different state (the state machine is not deterministic)"
+                        }
+                    }
                 );
                 self.diverged = true;
                 for (_, waiter) in std::mem::take(&mut self.waiters) {

@@ -8,6 +8,7 @@
 //! values, apply, catch-up, heartbeats and checksums).
 
 mod acceptor;
+mod digest;
 mod learner;
 mod proposer;
 mod reads;
@@ -163,6 +164,7 @@ fn within_limits(body: &Body) -> bool {
         Body::CatchupReply { entries } => entries.iter().all(|(i, _)| instance_ok(i)),
         Body::SnapshotChunk { meta, .. } => instance_ok(&meta.applied_end),
         Body::SnapshotRequest { applied_end, .. } => instance_ok(applied_end),
+        Body::StateDigest { mark } => instance_ok(&mark.applied_end),
     }
 }
 
@@ -269,6 +271,8 @@ pub struct Replica {
     inbox: VecDeque<Message>,
     /// Linearizable reads in progress (see `reads.rs`).
     reads: reads::ReadState,
+    /// State digests recorded and sent (see `digest.rs`).
+    state_digests: digest::StateDigests,
     ready: Ready,
 }
 
@@ -313,6 +317,7 @@ impl Replica {
             held: VecDeque::new(),
             inbox: VecDeque::new(),
             reads,
+            state_digests: digest::StateDigests::default(),
             ready: Ready::default(),
         };
         replica.election_due_tick = if replica.cfg.members.len() == 1 {
@@ -352,6 +357,7 @@ impl Replica {
         }
         self.tick_catchup();
         self.tick_reads();
+        self.tick_state_digest();
         self.drain_inbox();
     }
 
@@ -521,6 +527,7 @@ impl Replica {
                 applied_end,
                 offset,
             } => self.handle_snapshot_request(from, applied_end, offset),
+            Body::StateDigest { mark } => self.handle_state_digest(from, mark),
         }
     }
 

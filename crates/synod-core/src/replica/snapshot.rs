@@ -325,6 +325,7 @@ impl Replica {
         self.learner.snapshot = Some(snapshot.clone());
         self.learner.snapshot_digest = Some(digest);
         self.learner.transfer_stats.installed += 1;
+        self.forget_state_digests();
         self.ready.install = Some(snapshot);
         self.advance_chosen_end();
         self.emit_apply();
