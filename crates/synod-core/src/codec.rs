@@ -6,9 +6,9 @@
 //! the bytes left before anything is reserved.
 
 use crate::ids::{Ballot, GroupId, InstanceId, NodeId};
-use crate::message::{AppliedMark, Body, Message, PromiseEntry};
+use crate::message::{AppliedMark, Body, Message, PromiseEntry, StateMark};
 use crate::record::{ChosenValue, Record};
-use crate::value::{Checksum, Command, SnapshotMeta, Value};
+use crate::value::{Checksum, Command, SnapshotDigest, SnapshotMeta, Value};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
@@ -92,6 +92,11 @@ fn get_u32(buf: &mut Bytes) -> Result<u32, DecodeError> {
 fn get_u64(buf: &mut Bytes) -> Result<u64, DecodeError> {
     need(buf, 8)?;
     Ok(buf.get_u64_le())
+}
+
+fn get_u128(buf: &mut Bytes) -> Result<u128, DecodeError> {
+    need(buf, 16)?;
+    Ok(buf.get_u128_le())
 }
 
 /// Reads a count of items each at least `min_size` bytes long.
@@ -373,6 +378,7 @@ impl Encode for Message {
             Body::SnapshotChunk {
                 meta,
                 total_len,
+                digest,
                 offset,
                 data,
             } => {
@@ -380,6 +386,7 @@ impl Encode for Message {
                 put_instance(buf, meta.applied_end);
                 buf.put_u64_le(meta.checksum.0);
                 buf.put_u64_le(*total_len);
+                buf.put_u128_le(digest.0);
                 buf.put_u64_le(*offset);
                 put_bytes(buf, data);
             }
@@ -399,6 +406,11 @@ impl Encode for Message {
                 buf.put_u8(14);
                 buf.put_u64_le(*id);
                 put_instance(buf, *index);
+            }
+            Body::StateDigest { mark } => {
+                buf.put_u8(15);
+                put_instance(buf, mark.applied_end);
+                buf.put_u64_le(mark.digest);
             }
         }
     }
@@ -444,10 +456,11 @@ pub fn encoded_len(msg: &Message) -> usize {
                 .map(|(_, v)| INSTANCE_BYTES + v.encoded_len())
                 .sum::<usize>()
         }
-        Body::SnapshotChunk { data, .. } => INSTANCE_BYTES + 8 + 8 + 8 + 4 + data.len(),
+        Body::SnapshotChunk { data, .. } => INSTANCE_BYTES + 8 + 8 + 16 + 8 + 4 + data.len(),
         Body::SnapshotRequest { .. } => INSTANCE_BYTES + 8,
         Body::ReadIndexRequest { .. } => 8,
         Body::ReadIndexReply { .. } => 8 + INSTANCE_BYTES,
+        Body::StateDigest { .. } => INSTANCE_BYTES + 8,
     };
     MESSAGE_HEADER_BYTES + body
 }
@@ -554,6 +567,7 @@ impl Decode for Message {
                     checksum: Checksum(get_u64(buf)?),
                 },
                 total_len: get_u64(buf)?,
+                digest: SnapshotDigest(get_u128(buf)?),
                 offset: get_u64(buf)?,
                 data: get_bytes(buf)?,
             },
@@ -565,6 +579,12 @@ impl Decode for Message {
             14 => Body::ReadIndexReply {
                 id: get_u64(buf)?,
                 index: get_instance(buf)?,
+            },
+            15 => Body::StateDigest {
+                mark: StateMark {
+                    applied_end: get_instance(buf)?,
+                    digest: get_u64(buf)?,
+                },
             },
             tag => {
                 return Err(DecodeError::UnknownTag {

@@ -33,8 +33,10 @@ pub use config::{
     VALUE_BYTES_LIMIT, VALUE_BYTES_MAX_DEFAULT, VALUE_OVERHEAD_BYTES,
 };
 pub use ids::{Ballot, GroupId, InstanceId, NodeId};
-pub use message::{AppliedMark, Body, Message, PromiseEntry};
-pub use ready::{Apply, Divergence, PersistSeq, ReadId, Ready, RejectReason, Rejected};
+pub use message::{AppliedMark, Body, Message, PromiseEntry, StateMark};
+pub use ready::{
+    Apply, Divergence, DivergenceKind, PersistSeq, ReadId, Ready, RejectReason, Rejected,
+};
 pub use record::{ChosenValue, Record};
-pub use replica::{CompactError, RecoverError, Replica, RoleKind, Status};
-pub use value::{Checksum, Command, Snapshot, SnapshotMeta, Value};
+pub use replica::{CompactError, RecoverError, Replica, RoleKind, SnapshotTransferStats, Status};
+pub use value::{Checksum, Command, Snapshot, SnapshotDigest, SnapshotMeta, Value};

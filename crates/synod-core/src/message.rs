@@ -1,7 +1,7 @@
 //! Messages exchanged between replicas of one group.
 
 use crate::ids::{Ballot, GroupId, InstanceId, NodeId};
-use crate::value::{Checksum, Command, SnapshotMeta, Value};
+use crate::value::{Checksum, Command, SnapshotDigest, SnapshotMeta, Value};
 use bytes::Bytes;
 
 /// A message between two replicas of one group.
@@ -37,6 +37,16 @@ pub struct AppliedMark {
     pub applied_end: InstanceId,
     /// Checksum of the values of instances `0..applied_end`.
     pub checksum: Checksum,
+}
+
+/// A replica's state digest after applying every instance below `applied_end`
+/// (see `replica/digest.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateMark {
+    /// The digest covers the state after instances `0..applied_end`.
+    pub applied_end: InstanceId,
+    /// The state machine's digest of its state there.
+    pub digest: u64,
 }
 
 /// The content of a message. Names follow Paxos: phase 1 is Prepare/Promise,
@@ -161,11 +171,17 @@ pub enum Body {
     },
     /// The requested instances were compacted away: a piece of the snapshot
     /// that replaces them. Sent in answer to a catch-up or snapshot request.
+    /// One transfer is one snapshot from one source: the receiver takes
+    /// pieces only from the sender of the first piece, with the same `meta`,
+    /// `total_len` and `digest`, and installs the bytes only if their digest
+    /// matches (see `replica/snapshot.rs`).
     SnapshotChunk {
         /// The snapshot this piece belongs to.
         meta: SnapshotMeta,
         /// Length of the whole snapshot.
         total_len: u64,
+        /// Hash of the whole snapshot's bytes (all `total_len` of them).
+        digest: SnapshotDigest,
         /// Where this piece starts.
         offset: u64,
         /// The piece (at most `Config::snapshot_chunk_bytes_max`).
@@ -177,6 +193,12 @@ pub enum Body {
         applied_end: InstanceId,
         /// The first byte wanted.
         offset: u64,
+    },
+    /// The sender's newest state digest, for the receiver to compare with
+    /// its own at the same point.
+    StateDigest {
+        /// Where, and the digest there.
+        mark: StateMark,
     },
 }
 
@@ -196,6 +218,7 @@ impl Body {
             Body::CatchupReply { .. } => "catchup_reply",
             Body::SnapshotChunk { .. } => "snapshot_chunk",
             Body::SnapshotRequest { .. } => "snapshot_request",
+            Body::StateDigest { .. } => "state_digest",
             Body::ReadIndexRequest { .. } => "read_index_request",
             Body::ReadIndexReply { .. } => "read_index_reply",
         }

@@ -55,19 +55,32 @@ pub struct Rejected {
     pub reason: RejectReason,
 }
 
-/// Two replicas applied different values up to the same instance: the replicated
-/// state has diverged. This must never happen; the caller should alarm and stop
-/// serving from this replica.
+/// What differs between two replicas at the same instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DivergenceKind {
+    /// They applied different values: the applied checksums differ.
+    Log,
+    /// They applied the same values but reached different states: the state
+    /// digests their callers recorded differ (see
+    /// [`crate::Replica::record_state_digest`]).
+    State,
+}
+
+/// Two replicas applied different values up to the same instance, or reached
+/// different states there: the replicated state has diverged. This must never
+/// happen; the caller should alarm and stop serving from this replica.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Divergence {
     /// The peer whose checksum differs.
     pub peer: NodeId,
     /// Both checksums cover instances `0..applied_end`.
     pub applied_end: InstanceId,
-    /// This replica's checksum there.
+    /// This replica's checksum there (its state digest, for `State`).
     pub local: Checksum,
-    /// The peer's checksum there.
+    /// The peer's checksum there (its state digest, for `State`).
     pub remote: Checksum,
+    /// Whether the log or only the state differs.
+    pub kind: DivergenceKind,
 }
 
 /// Everything the caller must do after driving the replica, taken with
@@ -79,14 +92,19 @@ pub struct Divergence {
 ///    holds back every message whose safety depends on them (promises, accepts,
 ///    its own votes), so the caller cannot send them too early; they appear in
 ///    `messages` of a later `Ready`.
-/// 2. `install`: a snapshot received from a peer. Restore the state machine
-///    from it *before* applying anything in `apply` (which continues after
-///    it), and save it like a snapshot of your own.
+/// 2. `install`: a snapshot received from a peer, all of it from that one
+///    peer and its bytes verified against the digest the peer sent. Restore
+///    the state machine from it *before* applying anything in `apply` (which
+///    continues after it), and save it like a snapshot of your own. Commands
+///    it covers never appear in `apply` here: answer this node's clients
+///    waiting for them from the state it restored (their outcome is in it).
 /// 3. `messages`: send now, in any order; the network may lose or reorder them.
 /// 4. `apply`: apply to the state machine in this order. Values are chosen, so
 ///    applying does not wait for `persist`.
 /// 5. `rejected`: answer these clients; the commands were not proposed.
-/// 6. `diverged`: raise an alarm; stop serving from this replica.
+/// 6. `diverged`: raise an alarm; stop serving from this replica. (Then, and
+///    after acting on `install` and `apply`, report the state machine's
+///    digest with [`crate::Replica::record_state_digest`] if it has one.)
 /// 7. `reads`: serve these reads from the state machine now, *after* applying
 ///    `apply` (and every earlier `apply`): that state includes every command
 ///    that completed anywhere before the read was submitted.

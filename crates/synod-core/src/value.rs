@@ -85,6 +85,21 @@ pub struct SnapshotMeta {
     pub checksum: Checksum,
 }
 
+/// A hash (xxh3-128) of a snapshot's bytes. `SnapshotMeta::checksum` covers
+/// the *log* the snapshot stands for, not its bytes: two replicas may encode
+/// the same state differently (a state machine's `snapshot` need not be
+/// byte-canonical), so a transfer is identified and verified by this digest
+/// of the very bytes it carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct SnapshotDigest(pub u128);
+
+impl SnapshotDigest {
+    /// The digest of `data`.
+    pub fn of(data: &[u8]) -> SnapshotDigest {
+        SnapshotDigest(xxhash_rust::xxh3::xxh3_128(data))
+    }
+}
+
 /// A state machine snapshot: opaque bytes the state machine wrote, and where
 /// they stand.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -111,6 +111,12 @@ fn body() -> impl Strategy<Value = Body> {
         ),
         any::<u64>().prop_map(|id| Body::ReadIndexRequest { id }),
         (any::<u64>(), instance.clone()).prop_map(|(id, index)| Body::ReadIndexReply { id, index }),
+        (instance.clone(), any::<u64>()).prop_map(|(applied_end, digest)| Body::StateDigest {
+            mark: StateMark {
+                applied_end,
+                digest
+            }
+        }),
         prop::collection::vec(prop::collection::vec(any::<u8>(), 0..20), 0..4).prop_map(|cs| {
             Body::Forward {
                 commands: cs.into_iter().map(Bytes::from).collect(),
@@ -125,17 +131,21 @@ fn body() -> impl Strategy<Value = Body> {
             any::<u64>(),
             any::<u64>(),
             any::<u64>(),
+            any::<u128>(),
             prop::collection::vec(any::<u8>(), 0..30)
         )
-            .prop_map(|(i, c, total_len, offset, data)| Body::SnapshotChunk {
-                meta: SnapshotMeta {
-                    applied_end: InstanceId(i),
-                    checksum: Checksum(c)
-                },
-                total_len,
-                offset,
-                data: Bytes::from(data),
-            }),
+            .prop_map(
+                |(i, c, total_len, offset, digest, data)| Body::SnapshotChunk {
+                    meta: SnapshotMeta {
+                        applied_end: InstanceId(i),
+                        checksum: Checksum(c)
+                    },
+                    total_len,
+                    digest: SnapshotDigest(digest),
+                    offset,
+                    data: Bytes::from(data),
+                }
+            ),
         (instance, any::<u64>()).prop_map(|(applied_end, offset)| Body::SnapshotRequest {
             applied_end,
             offset

@@ -8,7 +8,9 @@
 //!    every message that depends on those records until then, so a promise or
 //!    an accept can never leave this node before it is on disk.
 //! 2. `install`: restore the state machine from a peer's snapshot before
-//!    applying what follows it.
+//!    applying what follows it, and answer every waiting request whose
+//!    command the snapshot covers from the session table in it (`apply`
+//!    never runs for those here).
 //! 3. `messages`: hand to the network at once.
 //! 4. `apply`: apply to the state machine in instance order; answer the
 //!    requests of this node whose commands took effect.
@@ -20,7 +22,7 @@
 //! 8. `rejected_reads`: retry them later.
 
 use crate::config::{NodeConfig, GROUP};
-use crate::envelope::{Envelope, Kind, Sessions, HEADER_BYTES as ENVELOPE_HEADER_BYTES};
+use crate::envelope::{Envelope, Kind, Outcome, Sessions, HEADER_BYTES as ENVELOPE_HEADER_BYTES};
 use crate::metrics::Metrics;
 use crate::node::{NodeError, NodeStatus, RequestError};
 use crate::persist::{Io, PendingCheckpoint, Persister};
@@ -31,8 +33,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use synod_core::{
-    Checksum, InstanceId, Message, NodeId, PersistSeq, ReadId, RejectReason, Replica, RoleKind,
-    Snapshot, SnapshotMeta,
+    Checksum, DivergenceKind, InstanceId, Message, NodeId, PersistSeq, ReadId, RejectReason,
+    Replica, RoleKind, Snapshot, SnapshotMeta,
 };
 use synod_net::Net;
 use synod_storage::{snapshot_file, StorageError, SyncJob, Wal, WalOptions};
@@ -555,6 +557,7 @@ impl<S: StateMachine> Driver<S> {
                 break;
             }
             self.persist.append(&ready.persist, ready.persist_through)?;
+            let installed = ready.install.is_some();
             if let Some(snapshot) = ready.install {
                 self.install(snapshot)?;
             }
@@ -571,8 +574,14 @@ impl<S: StateMachine> Driver<S> {
                     ))
                 })?;
             }
+            let applied = !ready.apply.is_empty();
             for apply in ready.apply {
                 self.apply(apply.instance, &apply.value, apply.checksum);
+            }
+            if installed || applied {
+                if let Some(digest) = self.machine.digest() {
+                    self.replica.record_state_digest(self.applied_end, digest);
+                }
             }
             for rejected in ready.rejected {
                 // Not proposed: try again at the next scan.
@@ -598,7 +607,13 @@ impl<S: StateMachine> Driver<S> {
                     applied_end = divergence.applied_end.0,
                     local = divergence.local.0,
                     remote = divergence.remote.0,
-                    "DIVERGENCE: this replica applied different values than a peer; it stops serving"
+                    "DIVERGENCE: {}; it stops serving",
+                    match divergence.kind {
+                        DivergenceKind::Log => "this replica applied different values than a peer",
+                        DivergenceKind::State => {
+                            "this replica applied the same values as a peer but reached a different state (the state machine is not deterministic)"
+                        }
+                    }
                 );
                 self.diverged = true;
                 for (_, waiter) in std::mem::take(&mut self.waiters) {
@@ -642,6 +657,7 @@ impl<S: StateMachine> Driver<S> {
                         continue;
                     }
                     let output = self.machine.apply(&envelope.payload, &ctx);
+                    self.sessions.record_output(&envelope, &output);
                     if mine {
                         if let Some(waiter) = self.waiters.remove(&envelope.seq) {
                             let _ = waiter.reply.send(Ok(output));
@@ -672,6 +688,12 @@ impl<S: StateMachine> Driver<S> {
         self.sessions = table;
         self.applied_end = snapshot.meta.applied_end;
         self.checksum = snapshot.meta.checksum;
+        // Commands of ours that the snapshot covers will never pass through
+        // `apply` here: answer them from the session table it carries.
+        let seqs: Vec<u64> = self.waiters.keys().copied().collect();
+        for seq in seqs {
+            self.answer_from_sessions(seq);
+        }
         info!(
             applied_end = snapshot.meta.applied_end.0,
             bytes = snapshot.data.len(),
@@ -680,6 +702,23 @@ impl<S: StateMachine> Driver<S> {
         self.metrics.snapshots_installed.fetch_add(1, Relaxed);
         self.persist.installed(snapshot);
         Ok(())
+    }
+
+    /// Answers request `seq` of this node if the session table knows its
+    /// outcome: the output the command had when it took effect, or why the
+    /// outcome is unknown. A request the table knows nothing of keeps
+    /// waiting (it may still be chosen, or be retried).
+    fn answer_from_sessions(&mut self, seq: u64) {
+        let answer = match self.sessions.outcome(self.session, seq) {
+            Outcome::Pending => return,
+            Outcome::Applied(Some(output)) => Ok(output),
+            Outcome::Applied(None) => Err(RequestError::OutputNotKept),
+            Outcome::Unknown(reason) => Err(RequestError::SessionLost(reason.to_string())),
+        };
+        if let Some(waiter) = self.waiters.remove(&seq) {
+            self.metrics.answered_from_sessions.fetch_add(1, Relaxed);
+            let _ = waiter.reply.send(answer);
+        }
     }
 
     fn maybe_snapshot(&mut self) {
@@ -797,6 +836,13 @@ impl<S: StateMachine> Driver<S> {
             }
         }
         self.metrics.chosen_end.store(core.chosen_end.0, Relaxed);
+        let transfers = self.replica.snapshot_transfer_stats();
+        self.metrics
+            .snapshot_chunks_ignored
+            .store(transfers.chunks_ignored, Relaxed);
+        self.metrics
+            .snapshot_digest_mismatches
+            .store(transfers.digest_mismatches, Relaxed);
         self.metrics.applied_end.store(self.applied_end.0, Relaxed);
         let status = NodeStatus {
             id: self.cfg.id,
@@ -821,5 +867,167 @@ impl<S: StateMachine> Driver<S> {
                 true
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+    use synod_core::Value;
+
+    /// Keeps a running sum; a command's output is the sum after it, so an
+    /// answer shows which state it came from.
+    #[derive(Default)]
+    struct Sum(u64);
+
+    impl StateMachine for Sum {
+        fn apply(&mut self, command: &[u8], _ctx: &ApplyContext) -> Bytes {
+            self.0 += command.len() as u64;
+            Bytes::from(format!("sum={}", self.0))
+        }
+        fn query(&self, _query: &[u8], _ctx: &ApplyContext) -> Bytes {
+            Bytes::from(format!("sum={}", self.0))
+        }
+        fn snapshot(&self) -> Bytes {
+            Bytes::copy_from_slice(&self.0.to_le_bytes())
+        }
+        fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+            let bytes: [u8; 8] = snapshot.try_into().map_err(|_| "not 8 bytes")?;
+            self.0 = u64::from_le_bytes(bytes);
+            Ok(())
+        }
+    }
+
+    fn free_peers(n: u32) -> BTreeMap<NodeId, SocketAddr> {
+        let listeners: Vec<std::net::TcpListener> = (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (NodeId(i as u32 + 1), l.local_addr().expect("addr")))
+            .collect()
+    }
+
+    /// A driver that is never run: the test calls its steps by hand. Its
+    /// peers are not up, so nothing it sends arrives anywhere.
+    async fn driver(
+        id: u32,
+        peers: &BTreeMap<NodeId, SocketAddr>,
+        dir: &std::path::Path,
+        sessions_max: usize,
+    ) -> Driver<Sum> {
+        let mut cfg =
+            NodeConfig::new(NodeId(id), peers.clone(), dir.join(format!("n{id}"))).expect("member");
+        cfg.sessions_max = sessions_max;
+        let (_submit_tx, submit_rx) = mpsc::channel(16);
+        let (driver, _status, _net) =
+            Driver::open(cfg, Sum::default(), submit_rx, Arc::new(Metrics::default()))
+                .await
+                .expect("opens");
+        driver
+    }
+
+    /// A request of `follower`'s client, waiting for its command; returns
+    /// the receiver of its answer and the command as it sits in the log.
+    fn submit(
+        follower: &mut Driver<Sum>,
+        payload: &'static [u8],
+    ) -> (oneshot::Receiver<Result<Bytes, RequestError>>, Bytes) {
+        let (tx, rx) = oneshot::channel();
+        follower.request(Kind::Command, Bytes::from_static(payload), tx);
+        let seq = *follower.waiters.keys().next_back().expect("a waiter");
+        (rx, follower.waiters[&seq].envelope.clone())
+    }
+
+    /// What the leader's snapshot holds after applying `commands` at
+    /// instances 0, 1, ...
+    fn leader_snapshot(leader: &mut Driver<Sum>, commands: &[Bytes]) -> Snapshot {
+        let mut checksum = Checksum::default();
+        for (k, command) in commands.iter().enumerate() {
+            let value = Value::batch(vec![command.clone()]);
+            checksum = checksum.extend(&value);
+            leader.apply(InstanceId(k as u64), &value, checksum);
+        }
+        Snapshot {
+            meta: SnapshotMeta {
+                applied_end: InstanceId(commands.len() as u64),
+                checksum,
+            },
+            data: leader.sessions.encode_snapshot(&leader.machine.snapshot()),
+        }
+    }
+
+    /// Regression (issue 12, item 7): a follower's command, forwarded to the
+    /// leader and chosen while the follower lagged, reaches the follower only
+    /// inside a snapshot. `apply` never runs for it there, so the client
+    /// waited for the whole request timeout and was told "outcome unknown"
+    /// for a write that took effect. Now the install answers it with the
+    /// output the session table kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_write_covered_by_an_installed_snapshot_is_answered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let peers = free_peers(3);
+        let mut follower = driver(2, &peers, dir.path(), 16).await;
+        let mut leader = driver(1, &peers, dir.path(), 16).await;
+        let (mut covered, command) = submit(&mut follower, b"abc");
+        let (mut later, _) = submit(&mut follower, b"not chosen yet");
+        let other = Envelope {
+            kind: Kind::Command,
+            session: 99,
+            seq: 1,
+            low_mark: 1,
+            time_ms: 1,
+            payload: Bytes::from_static(b"12"),
+        }
+        .encode();
+        let snapshot = leader_snapshot(&mut leader, &[other, command]);
+        follower.install(snapshot).expect("installs");
+        assert_eq!(
+            covered.try_recv().expect("answered at install"),
+            Ok(Bytes::from_static(b"sum=5")),
+            "the output the command had on the leader"
+        );
+        assert!(
+            later.try_recv().is_err(),
+            "a command the snapshot does not cover still waits"
+        );
+        assert_eq!(follower.waiters.len(), 1);
+    }
+
+    /// A covered command whose session the leader's table evicted cannot be
+    /// answered with an output: its client is told plainly that the outcome
+    /// is unknown, at once rather than after the request timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_write_whose_session_was_evicted_gets_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let peers = free_peers(3);
+        let mut follower = driver(2, &peers, dir.path(), 16).await;
+        let mut leader = driver(1, &peers, dir.path(), 1).await;
+        let (mut covered, command) = submit(&mut follower, b"abc");
+        let (mut later, _) = submit(&mut follower, b"not chosen yet");
+        // A newer session pushes the follower's out of the leader's table.
+        let newer = Envelope {
+            kind: Kind::Command,
+            session: 99,
+            seq: 1,
+            low_mark: 1,
+            time_ms: u64::MAX / 2,
+            payload: Bytes::from_static(b"12"),
+        }
+        .encode();
+        let snapshot = leader_snapshot(&mut leader, &[command, newer]);
+        follower.install(snapshot).expect("installs");
+        for rx in [&mut covered, &mut later] {
+            let answer = rx.try_recv().expect("answered at install");
+            assert!(
+                matches!(&answer, Err(RequestError::SessionLost(reason)) if reason.contains("evicted")),
+                "{answer:?}"
+            );
+        }
+        assert!(follower.waiters.is_empty());
+        assert_eq!(follower.metrics.answered_from_sessions.load(Relaxed), 2);
     }
 }

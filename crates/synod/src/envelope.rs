@@ -13,10 +13,11 @@
 //! (it is in every snapshot), so every replica makes the same decisions.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, VecDeque};
 
 const ENVELOPE_VERSION: u8 = 1;
-const SNAPSHOT_VERSION: u8 = 1;
+/// Version 2 keeps outputs and evicted sessions; version 1 is still read.
+const SNAPSHOT_VERSION: u8 = 2;
 
 /// A user command (applied once, on every replica) or a read (answered only
 /// by the node that asked, at its place in the log).
@@ -80,10 +81,16 @@ impl Envelope {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Session {
     low_mark: u64,
-    /// Sequence numbers at or above `low_mark` that took effect.
-    applied: BTreeSet<u64>,
+    /// Sequence numbers at or above `low_mark` that took effect, each with
+    /// its output when the table kept it (see [`Sessions::record_output`]).
+    applied: BTreeMap<u64, Option<Bytes>>,
+    /// Bytes of the outputs kept in `applied`.
+    output_bytes: usize,
     /// The log time of the session's latest command, for eviction.
     touched_ms: u64,
+    /// The session was evicted and started again: a sequence number it does
+    /// not list may have taken effect before the eviction.
+    restarted: bool,
 }
 
 /// The replicated part of the runtime's state: sessions and the log clock.
@@ -93,6 +100,12 @@ pub(crate) struct Sessions {
     /// The largest `time_ms` of any envelope applied so far.
     pub time_ms: u64,
     sessions_max: usize,
+    /// The sessions evicted most recently, oldest first (at most
+    /// `EVICTED_REMEMBERED_MAX`), so a proposer can be told that the table
+    /// forgot its session rather than that nothing happened.
+    evicted: VecDeque<u64>,
+    /// Bytes of every output kept, all sessions together.
+    output_bytes: usize,
 }
 
 /// Applied sequence numbers one session may hold above its low mark: a bound
@@ -101,6 +114,29 @@ pub(crate) struct Sessions {
 /// duplicate take effect again; the runtime bounds in-flight proposals far
 /// below this.
 const APPLIED_PER_SESSION_MAX: usize = 1 << 20;
+
+/// Output bytes the table keeps per session, and in all. An output is kept
+/// (for a proposer that learns of its command only from a snapshot) while
+/// both totals stay within these; past them the table still records that the
+/// command took effect. Outputs are dropped as the proposer's low mark passes
+/// them, so in steady state a session keeps the outputs of its requests in
+/// flight only.
+const OUTPUT_BYTES_PER_SESSION_MAX: usize = 1 << 20;
+const OUTPUT_BYTES_MAX: usize = 64 << 20;
+
+/// Evicted session ids remembered (8 bytes each in every snapshot).
+const EVICTED_REMEMBERED_MAX: usize = 1024;
+
+/// What the session table says about one proposal of a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Not taken effect as far as the table knows: it may still.
+    Pending,
+    /// Took effect, with the output it had (`None`: too large to keep).
+    Applied(Option<Bytes>),
+    /// The table cannot tell any more, for this reason.
+    Unknown(&'static str),
+}
 
 impl Sessions {
     pub(crate) fn new(sessions_max: usize) -> Sessions {
@@ -120,28 +156,96 @@ impl Sessions {
     /// Decides whether a command envelope takes effect now (true) or is a
     /// duplicate or a late arrival its proposer gave up on (false). Pure
     /// function of the table and the envelope, so every replica agrees.
+    /// After applying an admitted command, pass its output to
+    /// [`Sessions::record_output`].
     pub(crate) fn admit(&mut self, envelope: &Envelope) -> bool {
-        if !self.sessions.contains_key(&envelope.session)
-            && self.sessions.len() >= self.sessions_max
-        {
-            self.evict_oldest();
+        if !self.sessions.contains_key(&envelope.session) {
+            if self.sessions.len() >= self.sessions_max {
+                self.evict_oldest();
+            }
+            let restarted = self.evicted.contains(&envelope.session);
+            self.sessions.insert(
+                envelope.session,
+                Session {
+                    restarted,
+                    ..Session::default()
+                },
+            );
         }
-        let session = self.sessions.entry(envelope.session).or_default();
+        let Some(session) = self.sessions.get_mut(&envelope.session) else {
+            return false;
+        };
         session.touched_ms = self.time_ms;
         if envelope.low_mark > session.low_mark {
             session.low_mark = envelope.low_mark;
-            session.applied = session.applied.split_off(&envelope.low_mark);
+            let kept = session.applied.split_off(&envelope.low_mark);
+            let forgotten = std::mem::replace(&mut session.applied, kept);
+            let freed: usize = forgotten.values().flatten().map(Bytes::len).sum();
+            session.output_bytes -= freed;
+            self.output_bytes -= freed;
         }
-        if envelope.seq < session.low_mark || !session.applied.insert(envelope.seq) {
+        if envelope.seq < session.low_mark || session.applied.contains_key(&envelope.seq) {
             return false;
         }
+        session.applied.insert(envelope.seq, None);
         if session.applied.len() > APPLIED_PER_SESSION_MAX {
-            if let Some(&first) = session.applied.iter().next() {
-                session.applied.remove(&first);
+            if let Some((first, output)) = session.applied.pop_first() {
+                let freed = output.map_or(0, |o| o.len());
+                session.output_bytes -= freed;
+                self.output_bytes -= freed;
                 session.low_mark = first + 1;
             }
         }
+        debug_assert!(session.output_bytes <= OUTPUT_BYTES_PER_SESSION_MAX);
+        debug_assert!(self.output_bytes <= OUTPUT_BYTES_MAX);
         true
+    }
+
+    /// Keeps the output of a command `admit` just let through, for a
+    /// proposer that learns of the command only from a snapshot (it lagged
+    /// while the command was chosen). Within the byte limits only; a pure
+    /// function of the table and the output, so every replica keeps the same.
+    pub(crate) fn record_output(&mut self, envelope: &Envelope, output: &Bytes) {
+        let Some(session) = self.sessions.get_mut(&envelope.session) else {
+            return;
+        };
+        let Some(slot) = session.applied.get_mut(&envelope.seq) else {
+            return;
+        };
+        debug_assert!(slot.is_none(), "an output is recorded once");
+        if slot.is_some()
+            || session.output_bytes + output.len() > OUTPUT_BYTES_PER_SESSION_MAX
+            || self.output_bytes + output.len() > OUTPUT_BYTES_MAX
+        {
+            return;
+        }
+        *slot = Some(output.clone());
+        session.output_bytes += output.len();
+        self.output_bytes += output.len();
+    }
+
+    /// What the table says about proposal `seq` of `session`.
+    pub(crate) fn outcome(&self, session: u64, seq: u64) -> Outcome {
+        let Some(entry) = self.sessions.get(&session) else {
+            if self.evicted.contains(&session) {
+                return Outcome::Unknown(
+                    "the session table evicted this node's session (more sessions than \
+                     sessions_max were active)",
+                );
+            }
+            // Nothing of the session took effect yet.
+            return Outcome::Pending;
+        };
+        match entry.applied.get(&seq) {
+            Some(output) => Outcome::Applied(output.clone()),
+            None if seq < entry.low_mark => Outcome::Unknown(
+                "the session table forgot the request (superseded by later requests of this node)",
+            ),
+            None if entry.restarted => Outcome::Unknown(
+                "the session table evicted this node's session, and what took effect before is forgotten",
+            ),
+            None => Outcome::Pending,
+        }
     }
 
     /// Forgets the session touched longest ago (ties: the smallest id), so the
@@ -156,7 +260,14 @@ impl Sessions {
             .min_by_key(|(id, s)| (s.touched_ms, **id))
             .map(|(id, _)| *id);
         if let Some(id) = oldest {
-            self.sessions.remove(&id);
+            if let Some(session) = self.sessions.remove(&id) {
+                self.output_bytes -= session.output_bytes;
+            }
+            self.evicted.retain(|e| *e != id);
+            self.evicted.push_back(id);
+            if self.evicted.len() > EVICTED_REMEMBERED_MAX {
+                self.evicted.pop_front();
+            }
         }
     }
 
@@ -170,16 +281,31 @@ impl Sessions {
             buf.put_u64_le(*id);
             buf.put_u64_le(session.low_mark);
             buf.put_u64_le(session.touched_ms);
+            buf.put_u8(u8::from(session.restarted));
             buf.put_u64_le(session.applied.len() as u64);
-            for seq in &session.applied {
+            for (seq, output) in &session.applied {
                 buf.put_u64_le(*seq);
+                match output {
+                    None => buf.put_u8(0),
+                    Some(output) => {
+                        buf.put_u8(1);
+                        // At most OUTPUT_BYTES_PER_SESSION_MAX: fits.
+                        buf.put_u32_le(output.len() as u32);
+                        buf.put_slice(output);
+                    }
+                }
             }
+        }
+        buf.put_u64_le(self.evicted.len() as u64);
+        for id in &self.evicted {
+            buf.put_u64_le(*id);
         }
         buf.put_slice(user);
         buf.freeze()
     }
 
     /// Splits a snapshot into the session table and the state machine's part.
+    /// Reads this version and version 1 (no outputs, no evicted sessions).
     pub(crate) fn decode_snapshot(
         data: &Bytes,
         sessions_max: usize,
@@ -190,35 +316,80 @@ impl Sessions {
             return Err(truncated());
         }
         let version = buf.get_u8();
-        if version != SNAPSHOT_VERSION {
+        if version != SNAPSHOT_VERSION && version != 1 {
             return Err(format!("unknown runtime snapshot version {version}"));
         }
         let mut table = Sessions::new(sessions_max);
         table.time_ms = buf.get_u64_le();
         let count = buf.get_u64_le();
         for _ in 0..count {
-            if buf.remaining() < 32 {
+            if buf.remaining() < 32 + usize::from(version >= 2) {
                 return Err(truncated());
             }
             let id = buf.get_u64_le();
-            let low_mark = buf.get_u64_le();
-            let touched_ms = buf.get_u64_le();
+            let mut session = Session {
+                low_mark: buf.get_u64_le(),
+                touched_ms: buf.get_u64_le(),
+                ..Session::default()
+            };
+            if version >= 2 {
+                session.restarted = match buf.get_u8() {
+                    0 => false,
+                    1 => true,
+                    other => return Err(format!("bad session flag {other}")),
+                };
+            }
             let applied_len = buf.get_u64_le();
-            if applied_len > (buf.remaining() / 8) as u64 {
+            let entry_bytes_min = if version >= 2 { 9 } else { 8 };
+            if applied_len > (buf.remaining() / entry_bytes_min) as u64 {
                 return Err(truncated());
             }
-            let mut applied = BTreeSet::new();
             for _ in 0..applied_len {
-                applied.insert(buf.get_u64_le());
+                if buf.remaining() < entry_bytes_min {
+                    return Err(truncated());
+                }
+                let seq = buf.get_u64_le();
+                let kept = version >= 2
+                    && match buf.get_u8() {
+                        0 => false,
+                        1 => true,
+                        other => return Err(format!("bad output flag {other}")),
+                    };
+                let output = if kept {
+                    if buf.remaining() < 4 {
+                        return Err(truncated());
+                    }
+                    let len = buf.get_u32_le() as usize;
+                    if buf.remaining() < len {
+                        return Err(truncated());
+                    }
+                    // A copy: a slice would keep the whole snapshot alive.
+                    let output = Bytes::copy_from_slice(&buf[..len]);
+                    buf.advance(len);
+                    session.output_bytes += len;
+                    Some(output)
+                } else {
+                    None
+                };
+                session.applied.insert(seq, output);
             }
-            table.sessions.insert(
-                id,
-                Session {
-                    low_mark,
-                    applied,
-                    touched_ms,
-                },
-            );
+            table.output_bytes += session.output_bytes;
+            table.sessions.insert(id, session);
+        }
+        if version >= 2 {
+            if buf.remaining() < 8 {
+                return Err(truncated());
+            }
+            let evicted = buf.get_u64_le();
+            if evicted > (buf.remaining() / 8) as u64 {
+                return Err(truncated());
+            }
+            for _ in 0..evicted {
+                table.evicted.push_back(buf.get_u64_le());
+            }
+            while table.evicted.len() > EVICTED_REMEMBERED_MAX {
+                table.evicted.pop_front();
+            }
         }
         Ok((table, buf))
     }
@@ -298,5 +469,107 @@ mod tests {
             let short = data.slice(..cut);
             assert!(Sessions::decode_snapshot(&short, 10).is_err(), "cut {cut}");
         }
+    }
+
+    fn apply(table: &mut Sessions, env: &Envelope, output: &'static [u8]) -> bool {
+        table.clock(env);
+        let admitted = table.admit(env);
+        if admitted {
+            table.record_output(env, &Bytes::from_static(output));
+        }
+        admitted
+    }
+
+    #[test]
+    fn outputs_are_kept_until_the_low_mark_passes_them() {
+        let mut table = Sessions::new(10);
+        assert_eq!(table.outcome(1, 1), Outcome::Pending, "nothing applied yet");
+        assert!(apply(&mut table, &command(1, 1, 1), b"one"));
+        assert!(apply(&mut table, &command(1, 2, 1), b"two"));
+        assert_eq!(
+            table.outcome(1, 1),
+            Outcome::Applied(Some(Bytes::from_static(b"one")))
+        );
+        assert_eq!(table.outcome(1, 3), Outcome::Pending);
+        assert_eq!(table.output_bytes, 6);
+        // The proposer finished 1 and 2.
+        assert!(apply(&mut table, &command(1, 3, 3), b"three"));
+        assert!(matches!(table.outcome(1, 2), Outcome::Unknown(_)));
+        assert_eq!(table.output_bytes, 5);
+        assert_eq!(table.sessions[&1].output_bytes, 5);
+    }
+
+    #[test]
+    fn outputs_past_the_limit_are_not_kept_but_still_applied() {
+        let mut table = Sessions::new(10);
+        let big = Bytes::from(vec![7u8; OUTPUT_BYTES_PER_SESSION_MAX]);
+        let first = command(1, 1, 1);
+        table.clock(&first);
+        assert!(table.admit(&first));
+        table.record_output(&first, &big);
+        let second = command(1, 2, 1);
+        assert!(table.admit(&second));
+        table.record_output(&second, &Bytes::from_static(b"x"));
+        assert_eq!(table.outcome(1, 1), Outcome::Applied(Some(big)));
+        assert_eq!(table.outcome(1, 2), Outcome::Applied(None));
+        assert!(!table.admit(&second), "still a duplicate");
+    }
+
+    #[test]
+    fn an_evicted_session_is_reported_as_unknown() {
+        let mut table = Sessions::new(1);
+        assert!(apply(&mut table, &command(1, 1, 1), b"a"));
+        let mut other = command(2, 1, 1);
+        other.time_ms = 10;
+        assert!(apply(&mut table, &other, b"b"));
+        assert!(!table.sessions.contains_key(&1));
+        assert!(matches!(table.outcome(1, 1), Outcome::Unknown(_)));
+        assert!(matches!(table.outcome(1, 2), Outcome::Unknown(_)));
+        assert_eq!(table.output_bytes, 1);
+        // Session 1 comes back: what it lists is known, the rest is not.
+        let mut back = command(1, 5, 1);
+        back.time_ms = 20;
+        assert!(apply(&mut table, &back, b"c"));
+        assert_eq!(
+            table.outcome(1, 5),
+            Outcome::Applied(Some(Bytes::from_static(b"c")))
+        );
+        assert!(matches!(table.outcome(1, 1), Outcome::Unknown(_)));
+        assert_eq!(table.outcome(3, 1), Outcome::Pending, "never seen");
+    }
+
+    #[test]
+    fn snapshot_keeps_outputs_and_evictions() {
+        let mut table = Sessions::new(1);
+        assert!(apply(&mut table, &command(1, 1, 1), b"a"));
+        let mut other = command(2, 1, 1);
+        other.time_ms = 10;
+        assert!(apply(&mut table, &other, b"out"));
+        let data = table.encode_snapshot(b"user");
+        let (back, user) = Sessions::decode_snapshot(&data, 1).expect("decodes");
+        assert_eq!(back, table);
+        assert_eq!(&user[..], b"user");
+        assert!(matches!(back.outcome(1, 1), Outcome::Unknown(_)));
+    }
+
+    /// Snapshots written before outputs were kept still restore: their
+    /// commands are known applied, without outputs.
+    #[test]
+    fn version_1_snapshots_still_decode() {
+        let mut buf = BytesMut::new();
+        buf.put_u8(1);
+        buf.put_u64_le(99); // time
+        buf.put_u64_le(1); // sessions
+        buf.put_u64_le(7); // id
+        buf.put_u64_le(2); // low mark
+        buf.put_u64_le(98); // touched
+        buf.put_u64_le(1); // applied
+        buf.put_u64_le(3);
+        buf.put_slice(b"user");
+        let (table, user) = Sessions::decode_snapshot(&buf.freeze(), 10).expect("decodes");
+        assert_eq!(&user[..], b"user");
+        assert_eq!(table.time_ms, 99);
+        assert_eq!(table.outcome(7, 3), Outcome::Applied(None));
+        assert_eq!(table.outcome(7, 4), Outcome::Pending);
     }
 }

@@ -90,6 +90,15 @@ pub struct Metrics {
     pub snapshots: AtomicU64,
     /// Snapshots installed from a peer (this node lagged behind a compacted log).
     pub snapshots_installed: AtomicU64,
+    /// Requests answered from the session table of an installed snapshot
+    /// (their commands took effect while this node lagged).
+    pub answered_from_sessions: AtomicU64,
+    /// Snapshot pieces ignored: they belonged to another transfer than the
+    /// one in progress (another peer, or another snapshot).
+    pub snapshot_chunks_ignored: AtomicU64,
+    /// Snapshot transfers whose bytes did not match their digest (discarded
+    /// and started again).
+    pub snapshot_digest_mismatches: AtomicU64,
     /// Chosen prefix end, as last seen.
     pub chosen_end: AtomicU64,
     /// Applied prefix end, as last seen.
@@ -112,6 +121,9 @@ impl Default for Metrics {
             leader_changes: AtomicU64::new(0),
             snapshots: AtomicU64::new(0),
             snapshots_installed: AtomicU64::new(0),
+            answered_from_sessions: AtomicU64::new(0),
+            snapshot_chunks_ignored: AtomicU64::new(0),
+            snapshot_digest_mismatches: AtomicU64::new(0),
             chosen_end: AtomicU64::new(0),
             applied_end: AtomicU64::new(0),
             fsync_seconds: Histogram::new(FSYNC_SECONDS),
@@ -124,7 +136,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 9] = [
+        let counters: [(&str, &str, &AtomicU64); 12] = [
             (
                 "synod_proposals_total",
                 "Commands proposed by clients of this node.",
@@ -169,6 +181,21 @@ impl Metrics {
                 "synod_snapshots_installed_total",
                 "Snapshots installed from a peer.",
                 &self.snapshots_installed,
+            ),
+            (
+                "synod_answered_from_sessions_total",
+                "Requests answered from the session table of an installed snapshot.",
+                &self.answered_from_sessions,
+            ),
+            (
+                "synod_snapshot_chunks_ignored_total",
+                "Snapshot pieces ignored as part of another transfer.",
+                &self.snapshot_chunks_ignored,
+            ),
+            (
+                "synod_snapshot_digest_mismatches_total",
+                "Snapshot transfers discarded because their bytes did not match their digest.",
+                &self.snapshot_digest_mismatches,
             ),
         ];
         for (name, help, value) in counters {

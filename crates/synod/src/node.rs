@@ -36,8 +36,10 @@ pub enum NodeError {
     Stopped(String),
 }
 
-/// Why a request got no answer. Every variant except `Diverged` and
-/// `TooLarge` leaves the outcome unknown: the command may or may not take effect.
+/// Why a request got no answer. `TooLarge`: the command was never proposed
+/// and had no effect. `OutputNotKept`: it took effect, but its output is
+/// lost. Every other variant except `Diverged` leaves the outcome unknown:
+/// the command may or may not take effect.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum RequestError {
     /// No majority answered in time (no quorum, or a leader change took
@@ -62,6 +64,18 @@ pub enum RequestError {
         /// The largest command accepted.
         max: usize,
     },
+    /// The command took effect, but this node learned so from a snapshot
+    /// (it lagged while the command was chosen) whose session table did not
+    /// keep the output: outputs are kept up to a byte limit per session.
+    #[error(
+        "the command took effect, but its output was not kept: this node caught up from a snapshot, and the session table keeps outputs only up to a size limit"
+    )]
+    OutputNotKept,
+    /// This node caught up from a snapshot, and the session table in it can
+    /// no longer tell whether the command took effect (the reason says why).
+    /// The outcome is unknown.
+    #[error("the outcome is unknown: {0}; the command may or may not have taken effect")]
+    SessionLost(String),
 }
 
 /// A node's view of the cluster, refreshed as the node works.

@@ -35,4 +35,16 @@ pub trait StateMachine: Send + 'static {
 
     /// Replaces the state with one produced by `snapshot`.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
+
+    /// A digest of the whole state, equal on every replica that applied the
+    /// same commands (a pure function of the state: no addresses, no
+    /// iteration order of a randomly seeded map). Replicas compare digests
+    /// taken at the same point in the log, and a mismatch is reported as
+    /// divergence, like a mismatch of the applied log checksum: it catches a
+    /// state machine that is not deterministic. Called after every batch of
+    /// applied commands, so it must be cheap (keep it up to date as `apply`
+    /// changes the state). The default, `None`, compares nothing.
+    fn digest(&self) -> Option<u64> {
+        None
+    }
 }

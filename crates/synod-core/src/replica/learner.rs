@@ -4,7 +4,7 @@
 use super::{Gate, Replica, Role, HISTORY_MARKS_MAX};
 use crate::ids::{Ballot, InstanceId, NodeId};
 use crate::message::{AppliedMark, Body};
-use crate::ready::{Apply, Divergence};
+use crate::ready::{Apply, Divergence, DivergenceKind};
 use crate::record::{ChosenValue, Record};
 use crate::value::Value;
 use rand::Rng;
@@ -173,6 +173,7 @@ impl Replica {
                 applied_end: remote.applied_end,
                 local: local.checksum,
                 remote: remote.checksum,
+                kind: DivergenceKind::Log,
             });
         }
     }

@@ -8,6 +8,7 @@
 //! values, apply, catch-up, heartbeats and checksums).
 
 mod acceptor;
+mod digest;
 mod learner;
 mod proposer;
 mod reads;
@@ -28,7 +29,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
 
 pub use recover::RecoverError;
-pub use snapshot::CompactError;
+pub use snapshot::{CompactError, SnapshotTransferStats};
 
 /// What a replica is doing now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,8 +103,13 @@ struct LearnerState {
     compacted_end: InstanceId,
     /// The latest snapshot, served to peers that need compacted instances.
     snapshot: Option<Snapshot>,
+    /// The digest of `snapshot`'s bytes, computed when first sent (`None`
+    /// until then; reset whenever `snapshot` changes).
+    snapshot_digest: Option<crate::value::SnapshotDigest>,
     /// A snapshot being received from a peer.
     incoming: Option<snapshot::Incoming>,
+    /// Counters of snapshot transfers, for metrics.
+    transfer_stats: SnapshotTransferStats,
 }
 
 /// Rounds and instances at or above these are refused at the door: no real run
@@ -162,6 +168,7 @@ fn within_limits(body: &Body) -> bool {
         Body::CatchupReply { entries } => entries.iter().all(|(i, _)| instance_ok(i)),
         Body::SnapshotChunk { meta, .. } => instance_ok(&meta.applied_end),
         Body::SnapshotRequest { applied_end, .. } => instance_ok(applied_end),
+        Body::StateDigest { mark } => instance_ok(&mark.applied_end),
     }
 }
 
@@ -272,6 +279,8 @@ pub struct Replica {
     inbox: VecDeque<Message>,
     /// Linearizable reads in progress (see `reads.rs`).
     reads: reads::ReadState,
+    /// State digests recorded and sent (see `digest.rs`).
+    state_digests: digest::StateDigests,
     ready: Ready,
 }
 
@@ -300,7 +309,9 @@ impl Replica {
                 progress_mark: InstanceId(0),
                 compacted_end: InstanceId(0),
                 snapshot: None,
+                snapshot_digest: None,
                 incoming: None,
+                transfer_stats: SnapshotTransferStats::default(),
             },
             role: Role::Follower,
             leader: None,
@@ -314,6 +325,7 @@ impl Replica {
             held: VecDeque::new(),
             inbox: VecDeque::new(),
             reads,
+            state_digests: digest::StateDigests::default(),
             ready: Ready::default(),
         };
         replica.election_due_tick = if replica.cfg.members.len() == 1 {
@@ -353,6 +365,7 @@ impl Replica {
         }
         self.tick_catchup();
         self.tick_reads();
+        self.tick_state_digest();
         self.drain_inbox();
     }
 
@@ -456,6 +469,11 @@ impl Replica {
         self.learner.snapshot.as_ref()
     }
 
+    /// Counters of the snapshot transfers this replica received.
+    pub fn snapshot_transfer_stats(&self) -> SnapshotTransferStats {
+        self.learner.transfer_stats
+    }
+
     /// The chosen value of `instance`, if known here.
     pub fn chosen_value(&self, instance: InstanceId) -> Option<&Value> {
         self.learner.chosen.get(&instance)
@@ -517,13 +535,25 @@ impl Replica {
             Body::SnapshotChunk {
                 meta,
                 total_len,
+                digest,
                 offset,
                 data,
-            } => self.handle_snapshot_chunk(from, meta, total_len, offset, data),
+            } => self.handle_snapshot_chunk(
+                from,
+                snapshot::Transfer {
+                    source: from,
+                    meta,
+                    total_len,
+                    digest,
+                },
+                offset,
+                data,
+            ),
             Body::SnapshotRequest {
                 applied_end,
                 offset,
             } => self.handle_snapshot_request(from, applied_end, offset),
+            Body::StateDigest { mark } => self.handle_state_digest(from, mark),
         }
     }
 

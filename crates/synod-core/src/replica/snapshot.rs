@@ -1,27 +1,71 @@
 //! Snapshots: compacting the log below a state machine snapshot, checkpoint
 //! records that let the storage drop old log segments, and sending a snapshot
 //! to a peer that needs compacted instances, in bounded chunks.
+//!
+//! Two rules make a received snapshot exactly one that a peer wrote:
+//!
+//! 1. **One transfer is one snapshot from one source.** The snapshot's meta
+//!    (point and log checksum) does not identify its bytes: a state machine
+//!    need not encode the same state the same way on every replica (map
+//!    order, allocator-dependent layout, a format upgrade), so pieces of two
+//!    peers' snapshots of the same point may not fit together. A transfer is
+//!    therefore the tuple [`Transfer`] (source, meta, length, digest of the
+//!    bytes), fixed by its first piece; a piece of any other transfer is
+//!    ignored (and counted) while it lasts.
+//! 2. **The bytes are verified before install.** Every piece carries the
+//!    xxh3-128 digest of the whole snapshot; the assembled bytes must hash to
+//!    it, or the transfer is discarded and started again. Installing
+//!    unverified bytes would make this replica's state differ from every
+//!    peer's while its log checksum says they agree: a divergence nothing
+//!    would detect.
 
 use super::{Gate, Replica};
 use crate::ids::{InstanceId, NodeId};
 use crate::message::{AppliedMark, Body};
 use crate::record::{ChosenValue, Record};
-use crate::value::{Snapshot, SnapshotMeta};
+use crate::value::{Snapshot, SnapshotDigest, SnapshotMeta};
 use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
 /// Snapshot transfer attempts without progress before the source is dropped.
 const TRANSFER_RETRIES_MAX: u32 = 5;
 
+/// What identifies one snapshot transfer: every piece of it has the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Transfer {
+    /// The peer sending it; pieces from other peers are not part of it.
+    pub(super) source: NodeId,
+    /// The snapshot's point and log checksum.
+    pub(super) meta: SnapshotMeta,
+    /// The snapshot's length in bytes.
+    pub(super) total_len: u64,
+    /// The digest of the snapshot's bytes.
+    pub(super) digest: SnapshotDigest,
+}
+
 /// A snapshot being received in chunks.
 #[derive(Debug)]
 pub(super) struct Incoming {
-    meta: SnapshotMeta,
-    total_len: u64,
-    source: NodeId,
+    transfer: Transfer,
+    /// The bytes received so far: a prefix of the source's snapshot, at most
+    /// `transfer.total_len`, itself at most `Config::snapshot_bytes_max`.
     data: BytesMut,
     /// Requests since the last chunk arrived.
     retries: u32,
+}
+
+/// Counters of the snapshot transfers a replica received, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotTransferStats {
+    /// Pieces ignored because they belong to another transfer than the one
+    /// in progress (another source, or another snapshot), or start no
+    /// transfer (not at offset 0, or larger than `snapshot_bytes_max`).
+    pub chunks_ignored: u64,
+    /// Transfers whose assembled bytes did not match their digest; each was
+    /// discarded and started again.
+    pub digest_mismatches: u64,
+    /// Snapshots installed from peers.
+    pub installed: u64,
 }
 
 /// A snapshot that cannot be used to compact the log.
@@ -69,6 +113,7 @@ impl Replica {
         self.learner.chosen = self.learner.chosen.split_off(&point);
         self.learner.compacted_end = point;
         self.learner.snapshot = Some(snapshot);
+        self.learner.snapshot_digest = None;
         Ok(())
     }
 
@@ -100,11 +145,17 @@ impl Replica {
         records
     }
 
-    /// Sends the piece of our snapshot that starts at `offset`.
+    /// Sends the piece of our snapshot that starts at `offset`, with the
+    /// digest of the whole snapshot (hashed once per snapshot, when first
+    /// sent).
     pub(super) fn send_snapshot_chunk(&mut self, to: NodeId, offset: u64) {
-        let Some(snapshot) = self.learner.snapshot.as_ref() else {
+        let learner = &mut self.learner;
+        let Some(snapshot) = learner.snapshot.as_ref() else {
             return;
         };
+        let digest = *learner
+            .snapshot_digest
+            .get_or_insert_with(|| SnapshotDigest::of(&snapshot.data));
         let total_len = snapshot.data.len() as u64;
         if offset > total_len {
             return;
@@ -114,6 +165,7 @@ impl Replica {
         let body = Body::SnapshotChunk {
             meta: snapshot.meta,
             total_len,
+            digest,
             offset,
             data: snapshot.data.slice(start..end),
         };
@@ -135,30 +187,49 @@ impl Replica {
         }
     }
 
+    /// A piece of `transfer` (`transfer.source` is the sender) at `offset`.
+    /// Rule 1 decides whether it belongs to the transfer in progress; rule 2
+    /// guards the install.
     pub(super) fn handle_snapshot_chunk(
         &mut self,
         from: NodeId,
-        meta: SnapshotMeta,
-        total_len: u64,
+        transfer: Transfer,
         offset: u64,
         data: Bytes,
     ) {
-        if meta.applied_end <= self.learner.applied_end || total_len > self.cfg.snapshot_bytes_max {
+        debug_assert_eq!(transfer.source, from);
+        let meta = transfer.meta;
+        if meta.applied_end <= self.learner.applied_end {
+            // Nothing we lack: not counted, this is the normal end of the
+            // pieces still in flight after an install.
             return;
         }
-        let same = self
-            .learner
-            .incoming
-            .as_ref()
-            .is_some_and(|incoming| incoming.meta == meta && incoming.total_len == total_len);
-        if !same {
-            if offset != 0 {
+        if transfer.total_len > self.cfg.snapshot_bytes_max {
+            // Bound on buffered bytes: never start buffering what we refuse.
+            self.learner.transfer_stats.chunks_ignored += 1;
+            return;
+        }
+        let start = match &self.learner.incoming {
+            Some(incoming) if incoming.transfer == transfer => false,
+            // The source moved on to another snapshot (it compacted again,
+            // or restarts after a digest mismatch): follow it from the start.
+            Some(incoming) if incoming.transfer.source == from && offset == 0 => true,
+            // Rule 1: another transfer is in progress; its source is asked
+            // again on the tick, and given up after `TRANSFER_RETRIES_MAX`
+            // requests without an answer, so this cannot block catch-up.
+            Some(_) => {
+                self.learner.transfer_stats.chunks_ignored += 1;
                 return;
             }
+            None if offset == 0 => true,
+            None => {
+                self.learner.transfer_stats.chunks_ignored += 1;
+                return;
+            }
+        };
+        if start {
             self.learner.incoming = Some(Incoming {
-                meta,
-                total_len,
-                source: from,
+                transfer,
                 data: BytesMut::new(),
                 retries: 0,
             });
@@ -166,6 +237,7 @@ impl Replica {
         let Some(incoming) = self.learner.incoming.as_mut() else {
             return;
         };
+        let total_len = transfer.total_len;
         if offset != incoming.data.len() as u64
             || offset + data.len() as u64 > total_len
             || (data.is_empty() && offset < total_len)
@@ -174,8 +246,9 @@ impl Replica {
             return;
         }
         incoming.data.extend_from_slice(&data);
-        incoming.source = from;
         incoming.retries = 0;
+        debug_assert!(incoming.data.len() as u64 <= total_len);
+        debug_assert!(total_len <= self.cfg.snapshot_bytes_max);
         if (incoming.data.len() as u64) < total_len {
             let offset = incoming.data.len() as u64;
             let body = Body::SnapshotRequest {
@@ -189,10 +262,20 @@ impl Replica {
         let Some(incoming) = self.learner.incoming.take() else {
             return;
         };
-        self.install(Snapshot {
-            meta,
-            data: incoming.data.freeze(),
-        });
+        let data = incoming.data.freeze();
+        if SnapshotDigest::of(&data) != transfer.digest {
+            // Rule 2: corrupted in transit, or a source that sent bytes of
+            // two snapshots under one digest. Start the transfer again.
+            self.learner.transfer_stats.digest_mismatches += 1;
+            let body = Body::SnapshotRequest {
+                applied_end: meta.applied_end,
+                offset: 0,
+            };
+            self.learner.catchup_asked_tick = Some(self.now);
+            self.send(from, body, Gate::Now);
+            return;
+        }
+        self.install(Snapshot { meta, data }, transfer.digest);
     }
 
     /// Asks the source of a stalled snapshot transfer for the next piece.
@@ -207,9 +290,9 @@ impl Replica {
             return false;
         }
         let (to, body) = (
-            incoming.source,
+            incoming.transfer.source,
             Body::SnapshotRequest {
-                applied_end: incoming.meta.applied_end,
+                applied_end: incoming.transfer.meta.applied_end,
                 offset: incoming.data.len() as u64,
             },
         );
@@ -217,12 +300,12 @@ impl Replica {
         true
     }
 
-    /// Replaces everything below the snapshot's point with the snapshot. Every
-    /// instance below it is chosen (a snapshot only covers applied, hence
-    /// chosen, instances), so nothing an acceptor must remember is lost: a
-    /// promise reports our chosen prefix, and a new leader never proposes
-    /// below it.
-    fn install(&mut self, snapshot: Snapshot) {
+    /// Replaces everything below the snapshot's point with the snapshot, whose
+    /// bytes hash to `digest`. Every instance below it is chosen (a snapshot
+    /// only covers applied, hence chosen, instances), so nothing an acceptor
+    /// must remember is lost: a promise reports our chosen prefix, and a new
+    /// leader never proposes below it.
+    fn install(&mut self, snapshot: Snapshot, digest: SnapshotDigest) {
         let point = snapshot.meta.applied_end;
         debug_assert!(point > self.learner.applied_end);
         // Values handed out but not yet taken are superseded by the snapshot.
@@ -240,8 +323,198 @@ impl Replica {
         });
         self.learner.compacted_end = point;
         self.learner.snapshot = Some(snapshot.clone());
+        self.learner.snapshot_digest = Some(digest);
+        self.learner.transfer_stats.installed += 1;
+        self.forget_state_digests();
         self.ready.install = Some(snapshot);
         self.advance_chosen_end();
         self.emit_apply();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::message::Message;
+    use crate::value::Checksum;
+    use std::collections::VecDeque;
+
+    const POINT: InstanceId = InstanceId(10);
+    const META: SnapshotMeta = SnapshotMeta {
+        applied_end: POINT,
+        checksum: Checksum(77),
+    };
+    const LAGGING: NodeId = NodeId(3);
+
+    fn config(id: u32) -> Config {
+        let mut cfg = Config::new(NodeId(id), vec![NodeId(1), NodeId(2), NodeId(3)]);
+        cfg.snapshot_chunk_bytes_max = 4;
+        cfg
+    }
+
+    /// A peer that holds `data` as its snapshot at `POINT`.
+    fn source(id: u32, data: &'static [u8]) -> Replica {
+        let snapshot = Snapshot {
+            meta: META,
+            data: Bytes::from_static(data),
+        };
+        let mut replica =
+            Replica::recover(config(id), Some(snapshot), std::iter::empty()).expect("recovers");
+        let _ = replica.take_ready();
+        replica
+    }
+
+    /// Node 3 lags behind a snapshot that nodes 1 and 2 both hold at the same
+    /// point. Every request node 3 sends reaches both of them (a catch-up
+    /// asked of one peer, then of another after a leader change; a request
+    /// re-sent on a timeout), and their answers arrive interleaved: first
+    /// node 1's, then node 2's, then node 2's first, and so on. `tamper` may
+    /// change each message on the wire. Returns what node 3 installed (if
+    /// anything) and node 3.
+    fn interleaved_transfer(
+        sources: &mut [Replica; 2],
+        mut tamper: impl FnMut(&mut Message),
+    ) -> (Option<Snapshot>, Replica) {
+        let mut lagging = Replica::new(config(3)).expect("config");
+        let mut wire: VecDeque<Message> = VecDeque::new();
+        let mut installed = None;
+        let mut flip = false;
+        let ask = |body: Body, flip: bool, wire: &mut VecDeque<Message>| {
+            let order = if flip { [2, 1] } else { [1, 2] };
+            for to in order {
+                wire.push_back(Message {
+                    group: crate::ids::GroupId(0),
+                    from: LAGGING,
+                    to: NodeId(to),
+                    body: body.clone(),
+                });
+            }
+        };
+        ask(
+            Body::CatchupRequest {
+                from: InstanceId(0),
+                to: POINT,
+            },
+            flip,
+            &mut wire,
+        );
+        for _ in 0..1000 {
+            let Some(mut msg) = wire.pop_front() else {
+                break;
+            };
+            tamper(&mut msg);
+            if msg.to == LAGGING {
+                lagging.step(msg);
+                let ready = lagging.take_ready();
+                if let Some(snapshot) = ready.install {
+                    installed = Some(snapshot);
+                }
+                for out in ready.messages {
+                    if matches!(out.body, Body::SnapshotRequest { .. }) {
+                        flip = !flip;
+                        ask(out.body, flip, &mut wire);
+                    }
+                }
+            } else {
+                let k = msg.to.0 as usize - 1;
+                sources[k].step(msg);
+                wire.extend(sources[k].take_ready().messages);
+            }
+        }
+        (installed, lagging)
+    }
+
+    /// Regression (issue 12, item 6): chunks of two different encodings of
+    /// the same logical snapshot (same point, same log checksum, same length)
+    /// were spliced into bytes neither peer wrote.
+    #[test]
+    fn chunks_of_two_sources_are_never_spliced() {
+        const A: &[u8] = b"aaaaAAAAaaaa";
+        const B: &[u8] = b"bbbbBBBBbbbb";
+        let mut sources = [source(1, A), source(2, B)];
+        let (installed, _) = interleaved_transfer(&mut sources, |_| {});
+        let installed = installed.expect("a snapshot was installed");
+        assert_eq!(installed.meta, META);
+        assert!(
+            installed.data == A || installed.data == B,
+            "installed bytes of no single source: {:?}",
+            installed.data
+        );
+    }
+
+    #[test]
+    fn pieces_of_another_transfer_are_ignored_and_counted() {
+        const A: &[u8] = b"aaaaAAAAaaaa";
+        const B: &[u8] = b"bbbbBBBBbbbb";
+        let mut sources = [source(1, A), source(2, B)];
+        let (installed, lagging) = interleaved_transfer(&mut sources, |_| {});
+        assert_eq!(
+            installed.expect("installed").data,
+            A,
+            "node 1 answered first"
+        );
+        let stats = lagging.snapshot_transfer_stats();
+        // Node 2's answers to the catch-up request and to the request for
+        // offset 4 (its answer for offset 8 arrives after the install, when
+        // the snapshot is nothing new).
+        assert_eq!(stats.chunks_ignored, 2);
+        assert_eq!(stats.digest_mismatches, 0);
+        assert_eq!(stats.installed, 1);
+    }
+
+    /// Rule 2: bytes damaged on the way are never installed; the transfer
+    /// starts again and installs exactly what one source holds.
+    #[test]
+    fn a_digest_mismatch_discards_the_transfer_and_starts_again() {
+        const A: &[u8] = b"aaaaAAAAaaaa";
+        const B: &[u8] = b"bbbbBBBBbbbb";
+        let mut sources = [source(1, A), source(2, B)];
+        let mut damaged = false;
+        let (installed, lagging) = interleaved_transfer(&mut sources, |msg| {
+            if let Body::SnapshotChunk {
+                offset: 4, data, ..
+            } = &mut msg.body
+            {
+                if msg.from == NodeId(1) && !damaged {
+                    damaged = true;
+                    *data = Bytes::from_static(b"AAAa");
+                }
+            }
+        });
+        assert!(damaged);
+        let installed = installed.expect("installed after a restart");
+        assert!(installed.data == A || installed.data == B);
+        let stats = lagging.snapshot_transfer_stats();
+        assert_eq!(stats.digest_mismatches, 1);
+        assert_eq!(stats.installed, 1);
+        assert_eq!(lagging.snapshot(), Some(&installed));
+    }
+
+    /// A piece that starts no transfer, or one larger than the bound on
+    /// buffered bytes, is ignored before anything is buffered.
+    #[test]
+    fn oversized_or_headless_transfers_buffer_nothing() {
+        let mut lagging = Replica::new(config(3)).expect("config");
+        lagging.cfg.snapshot_bytes_max = 8;
+        let chunk = |total_len, offset| Message {
+            group: crate::ids::GroupId(0),
+            from: NodeId(1),
+            to: LAGGING,
+            body: Body::SnapshotChunk {
+                meta: META,
+                total_len,
+                digest: SnapshotDigest::of(b"whatever"),
+                offset,
+                data: Bytes::from_static(b"abcd"),
+            },
+        };
+        lagging.step(chunk(12, 0));
+        lagging.step(chunk(8, 4));
+        assert!(lagging.learner.incoming.is_none());
+        assert_eq!(lagging.snapshot_transfer_stats().chunks_ignored, 2);
+        lagging.step(chunk(8, 0));
+        let incoming = lagging.learner.incoming.as_ref().expect("started");
+        assert_eq!(incoming.data.len(), 4);
     }
 }
