@@ -390,6 +390,14 @@ impl Encode for Message {
                 buf.put_u64_le(*id);
                 put_instance(buf, *index);
             }
+            // Tags 32 and up: rebuild messages (kept apart from the tags
+            // other message kinds take next).
+            Body::StateQuery => buf.put_u8(32),
+            Body::StateReport { promised, log_end } => {
+                buf.put_u8(33);
+                promised.encode(buf);
+                put_instance(buf, *log_end);
+            }
         }
     }
 }
@@ -494,6 +502,11 @@ impl Decode for Message {
             14 => Body::ReadIndexReply {
                 id: get_u64(buf)?,
                 index: get_instance(buf)?,
+            },
+            32 => Body::StateQuery,
+            33 => Body::StateReport {
+                promised: Ballot::decode(buf)?,
+                log_end: get_instance(buf)?,
             },
             tag => {
                 return Err(DecodeError::UnknownTag {

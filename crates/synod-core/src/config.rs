@@ -19,6 +19,10 @@ pub struct Inject {
     /// a heartbeat round that it still leads: a deposed leader that has not
     /// noticed serves stale reads.
     pub leader_local_reads: bool,
+    /// A replica started with [`Config::rebuild`] (its disk was wiped)
+    /// votes at once, as if nothing had been lost: the behaviour before
+    /// rebuild mode existed. It can let two values be chosen at one instance.
+    pub wipe_votes: bool,
 }
 
 /// Everything a replica needs to know before it starts. Times are in ticks: the
@@ -63,6 +67,13 @@ pub struct Config {
     pub snapshot_chunk_bytes_max: usize,
     /// A snapshot offered by a peer larger than this is refused.
     pub snapshot_bytes_max: u64,
+    /// This replica lost its durable state (a wiped or replaced disk) and
+    /// starts as a non-voting member that learns and catches up but answers
+    /// no Prepare or Accept until voting is safe again (Paxos Made Live,
+    /// §5.1; the rule and its safety argument are in `replica/rebuild.rs`).
+    /// [`crate::Replica::rebuilding`] says when it votes again. Needs at
+    /// least two members: a lone replica has nobody to rebuild from.
+    pub rebuild: bool,
     /// Negative controls; all off by default.
     #[cfg(feature = "fault-injection")]
     pub inject: Inject,
@@ -106,6 +117,7 @@ impl Config {
             catchup_bytes_max: 4 << 20,
             snapshot_chunk_bytes_max: 1 << 20,
             snapshot_bytes_max: 16 << 30,
+            rebuild: false,
             #[cfg(feature = "fault-injection")]
             inject: Inject::default(),
         }
@@ -144,6 +156,11 @@ impl Config {
             || self.snapshot_chunk_bytes_max == 0
         {
             return Err(ConfigError::Invalid("limits must be at least 1"));
+        }
+        if self.rebuild && self.members.len() < 2 {
+            return Err(ConfigError::Invalid(
+                "a one-member group cannot rebuild: no peer holds its state",
+            ));
         }
         Ok(())
     }

@@ -163,6 +163,17 @@ pub enum Body {
         /// The first byte wanted.
         offset: u64,
     },
+    /// A rebuilding replica (see [`crate::Config::rebuild`]) asks a peer
+    /// for the bounds of its acceptor state.
+    StateQuery,
+    /// The answer to a [`Body::StateQuery`]: everything the acceptor promised
+    /// and every instance it knows of lie below these bounds.
+    StateReport {
+        /// The highest ballot this replica promised.
+        promised: Ballot,
+        /// One past the highest instance it accepted or knows chosen.
+        log_end: InstanceId,
+    },
 }
 
 impl Body {
@@ -183,6 +194,8 @@ impl Body {
             Body::SnapshotRequest { .. } => "snapshot_request",
             Body::ReadIndexRequest { .. } => "read_index_request",
             Body::ReadIndexReply { .. } => "read_index_reply",
+            Body::StateQuery => "state_query",
+            Body::StateReport { .. } => "state_report",
         }
     }
 }

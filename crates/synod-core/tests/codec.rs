@@ -131,10 +131,13 @@ fn body() -> impl Strategy<Value = Body> {
                 offset,
                 data: Bytes::from(data),
             }),
-        (instance, any::<u64>()).prop_map(|(applied_end, offset)| Body::SnapshotRequest {
+        (instance.clone(), any::<u64>()).prop_map(|(applied_end, offset)| Body::SnapshotRequest {
             applied_end,
             offset
         }),
+        Just(Body::StateQuery),
+        (ballot(), instance)
+            .prop_map(|(promised, log_end)| Body::StateReport { promised, log_end }),
     ]
 }
 

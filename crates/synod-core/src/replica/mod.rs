@@ -11,6 +11,7 @@ mod acceptor;
 mod learner;
 mod proposer;
 mod reads;
+mod rebuild;
 mod recover;
 mod snapshot;
 
@@ -158,6 +159,8 @@ fn within_limits(body: &Body) -> bool {
         Body::CatchupReply { entries } => entries.iter().all(|(i, _)| instance_ok(i)),
         Body::SnapshotChunk { meta, .. } => instance_ok(&meta.applied_end),
         Body::SnapshotRequest { applied_end, .. } => instance_ok(applied_end),
+        Body::StateQuery => true,
+        Body::StateReport { promised, log_end } => ballot_ok(promised) && instance_ok(log_end),
     }
 }
 
@@ -264,15 +267,20 @@ pub struct Replica {
     inbox: VecDeque<Message>,
     /// Linearizable reads in progress (see `reads.rs`).
     reads: reads::ReadState,
+    /// Set while this replica rebuilds lost state and must not vote (see
+    /// `rebuild.rs`).
+    rebuild: Option<rebuild::Rebuild>,
     ready: Ready,
 }
 
 impl Replica {
-    /// A replica with empty durable state (a brand new member).
+    /// A replica with empty durable state: a brand new member, or (with
+    /// [`Config::rebuild`]) one that lost its state and must not vote yet.
     pub fn new(cfg: Config) -> Result<Replica, ConfigError> {
         cfg.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let reads = reads::ReadState::new(rng.gen());
+        let rebuild = rebuild::Rebuild::start(&cfg);
         let mut replica = Replica {
             cfg,
             rng,
@@ -306,6 +314,7 @@ impl Replica {
             held: VecDeque::new(),
             inbox: VecDeque::new(),
             reads,
+            rebuild,
             ready: Ready::default(),
         };
         replica.election_due_tick = if replica.cfg.members.len() == 1 {
@@ -336,13 +345,16 @@ impl Replica {
         self.now += 1;
         match self.role {
             Role::Follower => {
-                if self.now >= self.election_due_tick {
+                // A rebuilding replica never campaigns: it may not vote, not
+                // even for itself (see `rebuild.rs`).
+                if self.now >= self.election_due_tick && self.rebuild.is_none() {
                     self.start_election();
                 }
             }
             Role::Candidate(_) => self.tick_candidate(),
             Role::Leader(_) => self.tick_leader(),
         }
+        self.tick_rebuild();
         self.tick_catchup();
         self.tick_reads();
         self.drain_inbox();
@@ -391,6 +403,7 @@ impl Replica {
                 self.route(msg);
             }
         }
+        self.check_rebuild_done();
         self.drain_inbox();
     }
 
@@ -398,6 +411,7 @@ impl Replica {
     /// batched into instances here, so commands proposed between two calls share
     /// an instance (adaptive batching: the busier, the bigger the batches).
     pub fn take_ready(&mut self) -> Ready {
+        self.check_rebuild_done();
         self.flush_proposals();
         self.flush_reads();
         self.announce_chosen();
@@ -414,7 +428,7 @@ impl Replica {
     /// always safe, since every message whose safety depends on a record
     /// waits for it, and this says so whenever one does.
     pub fn awaits_durability(&self) -> bool {
-        !self.held.is_empty()
+        !self.held.is_empty() || self.rebuild_awaits_durability()
     }
 
     /// This replica's progress.
@@ -498,6 +512,10 @@ impl Replica {
                 applied_end,
                 offset,
             } => self.handle_snapshot_request(from, applied_end, offset),
+            Body::StateQuery => self.handle_state_query(from),
+            Body::StateReport { promised, log_end } => {
+                self.handle_state_report(from, promised, log_end)
+            }
         }
     }
 
