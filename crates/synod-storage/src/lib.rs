@@ -19,6 +19,7 @@
 mod error;
 pub mod frame;
 mod group_commit;
+pub mod identity;
 mod mem;
 pub mod segment;
 pub mod snapshot_file;
@@ -26,6 +27,7 @@ mod wal;
 
 pub use error::StorageError;
 pub use group_commit::GroupCommit;
+pub use identity::{read_identity, write_identity, Identity, IdentityError};
 pub use mem::{MemDisk, MemStorage};
 pub use wal::{Obsolete, SyncJob, Wal, WalOptions};
 
