@@ -393,8 +393,13 @@ impl Encode for Message {
             // Tags 32 and up: rebuild messages (kept apart from the tags
             // other message kinds take next).
             Body::StateQuery => buf.put_u8(32),
-            Body::StateReport { promised, log_end } => {
+            Body::StateReport {
+                rebuilding,
+                promised,
+                log_end,
+            } => {
                 buf.put_u8(33);
+                buf.put_u8(u8::from(*rebuilding));
                 promised.encode(buf);
                 put_instance(buf, *log_end);
             }
@@ -505,6 +510,11 @@ impl Decode for Message {
             },
             32 => Body::StateQuery,
             33 => Body::StateReport {
+                rebuilding: match get_u8(buf)? {
+                    0 => false,
+                    1 => true,
+                    tag => return Err(DecodeError::UnknownTag { what: "bool", tag }),
+                },
                 promised: Ballot::decode(buf)?,
                 log_end: get_instance(buf)?,
             },

@@ -167,8 +167,11 @@ pub enum Body {
     /// for the bounds of its acceptor state.
     StateQuery,
     /// The answer to a [`Body::StateQuery`]: everything the acceptor promised
-    /// and every instance it knows of lie below these bounds.
+    /// and every instance it knows of lie below these bounds, unless it is
+    /// rebuilding itself (then it vouches for nothing and the bounds are 0).
     StateReport {
+        /// The reporter is itself rebuilding lost state.
+        rebuilding: bool,
         /// The highest ballot this replica promised.
         promised: Ballot,
         /// One past the highest instance it accepted or knows chosen.

@@ -136,8 +136,13 @@ fn body() -> impl Strategy<Value = Body> {
             offset
         }),
         Just(Body::StateQuery),
-        (ballot(), instance)
-            .prop_map(|(promised, log_end)| Body::StateReport { promised, log_end }),
+        (any::<bool>(), ballot(), instance).prop_map(|(rebuilding, promised, log_end)| {
+            Body::StateReport {
+                rebuilding,
+                promised,
+                log_end,
+            }
+        }),
     ]
 }
 

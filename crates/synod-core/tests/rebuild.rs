@@ -229,6 +229,34 @@ fn two_rebuilding_nodes_do_not_rebuild_each_other() {
     assert!((1..=3).all(|id| n.role(id) != RoleKind::Leader));
 }
 
+/// Five members, two wiped at once (fewer than a quorum): every chosen
+/// value survives on a third member, and both rebuild, each answering the
+/// other that it vouches for nothing until it votes again.
+#[test]
+fn two_of_five_rebuild_together() {
+    let mut n = Net::new(5);
+    while n.role(1) != RoleKind::Leader {
+        n.r[0].tick();
+        n.pump(1);
+        n.exchange();
+    }
+    n.r[0].propose(Bytes::from_static(b"x")).unwrap();
+    n.pump(1);
+    n.exchange();
+    assert_eq!(n.chosen(1, 0), Some(batch("x")));
+    n.wipe(2, true);
+    n.wipe(4, true);
+    for _ in 0..3000 {
+        n.round();
+        if !n.r[1].rebuilding() && !n.r[3].rebuilding() {
+            break;
+        }
+    }
+    assert!(!n.r[1].rebuilding() && !n.r[3].rebuilding());
+    assert_eq!(n.chosen(2, 0), Some(batch("x")));
+    assert_eq!(n.chosen(4, 0), Some(batch("x")));
+}
+
 /// The simulator's negative control: with `wipe_votes` a replica started in
 /// rebuild mode votes at once, and the scenario chooses two values.
 #[cfg(feature = "fault-injection")]

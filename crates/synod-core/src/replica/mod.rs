@@ -160,7 +160,9 @@ fn within_limits(body: &Body) -> bool {
         Body::SnapshotChunk { meta, .. } => instance_ok(&meta.applied_end),
         Body::SnapshotRequest { applied_end, .. } => instance_ok(applied_end),
         Body::StateQuery => true,
-        Body::StateReport { promised, log_end } => ballot_ok(promised) && instance_ok(log_end),
+        Body::StateReport {
+            promised, log_end, ..
+        } => ballot_ok(promised) && instance_ok(log_end),
     }
 }
 
@@ -513,9 +515,11 @@ impl Replica {
                 offset,
             } => self.handle_snapshot_request(from, applied_end, offset),
             Body::StateQuery => self.handle_state_query(from),
-            Body::StateReport { promised, log_end } => {
-                self.handle_state_report(from, promised, log_end)
-            }
+            Body::StateReport {
+                rebuilding,
+                promised,
+                log_end,
+            } => self.handle_state_report(from, rebuilding, promised, log_end),
         }
     }
 

@@ -19,9 +19,10 @@
 //!   chosen values by catch-up and snapshots;
 //! - asks every other member for a [`Body::StateReport`]: its promise and
 //!   its log end (one past every instance it accepted or knows chosen). A
-//!   rebuilding member does not answer: it cannot vouch for anything.
+//!   member that is rebuilding itself answers that it vouches for nothing.
 //!
-//! It votes again once (1) every other member has reported, (2) its chosen
+//! It votes again once (1) every other member has answered, and at least a
+//! quorum of them vouch (are not rebuilding themselves), (2) its chosen
 //! prefix covers the highest log end reported (every instance any member
 //! knew of when asked is chosen and known here), and (3) its promise, raised
 //! to the highest ballot reported, is durable.
@@ -49,11 +50,18 @@
 //!   them would report too. Above that bound old accepted nothing.
 //! - Waiting for *every* member, not a majority, is what makes the promise
 //!   bound hold: the proposer whose candidacy counted old's promise can be
-//!   any member, and it may still be collecting promises. (In a three-member
-//!   group a majority of the others is both of them anyway.) The cost: a
-//!   rebuild waits until every other member is up, and two members that
-//!   lost their disks at once cannot rebuild each other (they may have held
-//!   the only copies of a chosen value: an operator must decide).
+//!   any member, and it may still be collecting promises. A member that is
+//!   rebuilding itself lost that candidacy with its disk (candidate state
+//!   lives in memory, and it never campaigns while rebuilding), so its
+//!   empty answer is enough there. (In a three-member group a majority of
+//!   the others is both of them anyway.)
+//! - At least a quorum of vouching members bounds the loss: a value was
+//!   chosen by a quorum of acceptors; with fewer than a quorum of members
+//!   wiped, at least one of that quorum survives, reports the instance in
+//!   its log end, and keeps the value (or the chosen mark) for catch-up.
+//!   With a quorum or more wiped (two of three), every copy of a chosen
+//!   value may be gone: no rebuild finishes, and an operator must decide.
+//!   The cost: a rebuild waits until every other member answers.
 //!
 //! Assumption: no message sent by old is delivered after the rebuild began
 //! (a restarted process's connections die with it; the simulator's disk-wipe
@@ -67,8 +75,11 @@ use crate::message::Body;
 /// Progress of a rebuild.
 #[derive(Debug)]
 pub(super) struct Rebuild {
-    /// Bit `k` set: member `k` reported (this replica's own bit is preset).
+    /// Bit `k` set: member `k` answered (this replica's own bit is preset).
     reported: u64,
+    /// Bit `k` set: member `k` answered and was not rebuilding itself (this
+    /// replica's own bit is preset; it does not count towards the quorum).
+    vouched: u64,
     /// Highest promise reported.
     promised_max: Ballot,
     /// Highest log end reported.
@@ -94,6 +105,7 @@ impl Rebuild {
         let me = cfg.members.iter().position(|m| *m == cfg.id)?;
         Some(Rebuild {
             reported: 1 << me,
+            vouched: 1 << me,
             promised_max: Ballot::ZERO,
             log_end_max: InstanceId(0),
             query_sent_tick: None,
@@ -122,8 +134,9 @@ impl Replica {
             .unwrap_or(self.learner.chosen_end)
     }
 
-    /// Sends the state queries due: to every member that has not reported,
-    /// at first and then every `retransmit_ticks`.
+    /// Sends the state queries due: to every member that has not vouched
+    /// (not answered, or rebuilding itself when it answered), at first and
+    /// then every `retransmit_ticks`.
     pub(super) fn tick_rebuild(&mut self) {
         let Some(rebuild) = &mut self.rebuild else {
             return;
@@ -135,7 +148,7 @@ impl Replica {
             return;
         }
         rebuild.query_sent_tick = Some(self.now);
-        let missing = !rebuild.reported;
+        let missing = !rebuild.vouched;
         for k in 0..self.cfg.members.len() {
             if missing & (1 << k) != 0 {
                 let to = self.cfg.members[k];
@@ -147,13 +160,19 @@ impl Replica {
     /// A rebuilding peer asks for our bounds. The report may include records
     /// not yet durable: a bound that is too high only delays the rebuild.
     pub(super) fn handle_state_query(&mut self, from: NodeId) {
-        if self.rebuild.is_some() {
+        let body = if self.rebuild.is_some() {
             // We cannot vouch for anything we may have forgotten.
-            return;
-        }
-        let body = Body::StateReport {
-            promised: self.acceptor.promised,
-            log_end: self.log_end(),
+            Body::StateReport {
+                rebuilding: true,
+                promised: Ballot::ZERO,
+                log_end: InstanceId(0),
+            }
+        } else {
+            Body::StateReport {
+                rebuilding: false,
+                promised: self.acceptor.promised,
+                log_end: self.log_end(),
+            }
         };
         self.send(from, body, Gate::Now);
     }
@@ -161,6 +180,7 @@ impl Replica {
     pub(super) fn handle_state_report(
         &mut self,
         from: NodeId,
+        rebuilding: bool,
         promised: Ballot,
         log_end: InstanceId,
     ) {
@@ -176,6 +196,12 @@ impl Replica {
             return;
         }
         rebuild.reported |= 1 << k;
+        if rebuilding {
+            // It vouches for nothing now; `tick_rebuild` asks again, and it
+            // counts once it votes again.
+            return;
+        }
+        rebuild.vouched |= 1 << k;
         rebuild.promised_max = rebuild.promised_max.max(promised);
         rebuild.log_end_max = rebuild.log_end_max.max(log_end);
     }
@@ -185,6 +211,7 @@ impl Replica {
     /// reported, then votes once that promise is durable.
     pub(super) fn check_rebuild_done(&mut self) {
         let members = self.cfg.members.len();
+        let quorum = self.cfg.quorum();
         let Some(rebuild) = &mut self.rebuild else {
             return;
         };
@@ -194,7 +221,11 @@ impl Replica {
             } else {
                 (1u64 << members) - 1
             };
-            if rebuild.reported != all || self.learner.chosen_end < rebuild.log_end_max {
+            let vouched = rebuild.vouched.count_ones() as usize - 1;
+            if rebuild.reported != all
+                || vouched < quorum
+                || self.learner.chosen_end < rebuild.log_end_max
+            {
                 return;
             }
             let bound = rebuild.promised_max;
