@@ -1,6 +1,7 @@
 //! `synod cluster`: a local cluster of `synod server` processes.
 
 use clap::Args;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -48,24 +49,40 @@ fn run(args: ClusterArgs) -> Result<ExitCode, String> {
         peers.push(format!("{i}=127.0.0.1:{}", port(args.base_port, 100 + i)?));
     }
     let peers = peers.join(",");
+    let brand_new = brand_new_cluster(&args)?;
     crate::signals::install();
     let mut children: Vec<(u32, Child)> = Vec::new();
     for i in 1..=args.nodes {
         let dir = args.data_dir.join(format!("node-{i}"));
         let log_path = args.data_dir.join(format!("node-{i}.log"));
-        let (log, log_err) = open_log(&log_path)?;
+        let (mut log, log_err) = open_log(&log_path)?;
+        let mut server_args: Vec<String> = vec![
+            "server".into(),
+            "--id".into(),
+            i.to_string(),
+            "--peers".into(),
+            peers.clone(),
+            "--resp".into(),
+            format!("127.0.0.1:{}", port(args.base_port, i)?),
+            "--http".into(),
+            format!("127.0.0.1:{}", port(args.base_port, 200 + i)?),
+            "--data-dir".into(),
+            dir.display().to_string(),
+        ];
+        server_args.extend(args.server_args.iter().cloned());
+        // How to restart this node by hand (without --init: a restart must
+        // never initialise a directory that lost its data).
+        let _ = writeln!(
+            log,
+            "synod cluster: node {i} runs: {} {}",
+            exe.display(),
+            server_args.join(" ")
+        );
+        if brand_new {
+            server_args.push("--init".into());
+        }
         let child = Command::new(&exe)
-            .arg("server")
-            .args(["--id", &i.to_string()])
-            .args(["--peers", &peers])
-            .args(["--resp", &format!("127.0.0.1:{}", port(args.base_port, i)?)])
-            .args([
-                "--http",
-                &format!("127.0.0.1:{}", port(args.base_port, 200 + i)?),
-            ])
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(&args.server_args)
+            .args(&server_args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -125,6 +142,37 @@ fn run(args: ClusterArgs) -> Result<ExitCode, String> {
     println!("synod cluster: stopping every node");
     stop_all(&mut children);
     Ok(ExitCode::SUCCESS)
+}
+
+/// True when no node of the cluster has any data yet: the first start of a
+/// brand-new cluster, whose nodes get `--init`. Otherwise the cluster
+/// resumes, and a node whose directory lost its data refuses to start (it
+/// says so in its log, and how to bring it back with `--rebuild`).
+fn brand_new_cluster(args: &ClusterArgs) -> Result<bool, String> {
+    let mut empty = Vec::new();
+    for i in 1..=args.nodes {
+        let dir = args.data_dir.join(format!("node-{i}"));
+        let has_identity = synod_storage::read_identity(&dir)
+            .map_err(|e| e.to_string())?
+            .is_some();
+        let has_data = synod_storage::identity::holds_node_data(&dir).map_err(|e| e.to_string())?;
+        if !has_identity && !has_data {
+            empty.push(i);
+        }
+    }
+    if empty.len() == args.nodes as usize {
+        return Ok(true);
+    }
+    for i in empty {
+        eprintln!(
+            "synod cluster: node {i} has no data in {} while other nodes do: it will refuse to \
+             start. If its disk was lost, restart it by hand with --rebuild (its command line is \
+             logged in {}/node-{i}.log)",
+            args.data_dir.join(format!("node-{i}")).display(),
+            args.data_dir.display()
+        );
+    }
+    Ok(false)
 }
 
 /// A node's log file, opened for appending, twice: for its stdout and stderr.

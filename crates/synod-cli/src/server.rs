@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use synod::{Node, NodeConfig, NodeId, SnapshotPolicy};
+use synod::{Bootstrap, Node, NodeConfig, NodeId, SnapshotPolicy};
 use synod_kv::{ServerConfig, Store};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -25,9 +25,26 @@ pub struct ServerArgs {
     /// Where Redis clients connect.
     #[arg(long, default_value = "127.0.0.1:6379")]
     resp: SocketAddr,
-    /// Write-ahead log and snapshots.
+    /// Write-ahead log and snapshots. Holds an identity (cluster, node,
+    /// incarnation): a node refuses a directory of another cluster or node,
+    /// and an empty one unless --init or --rebuild says why it is empty.
     #[arg(long)]
     data_dir: PathBuf,
+    /// First start of a brand-new cluster: an empty --data-dir is
+    /// initialised. Give it to every node of the new cluster, once (it is
+    /// ignored where the directory is initialised already). Never use it for
+    /// a node whose data was lost: use --rebuild.
+    #[arg(long, conflicts_with = "rebuild")]
+    init: bool,
+    /// This node lost its data (wiped or replaced disk, lost volume): start
+    /// it on an empty --data-dir as a new incarnation that rejoins as a
+    /// NON-VOTING member. It learns and catches up from its peers, serves
+    /// clients, and votes again only once that is safe: after every other
+    /// member has reported its state and this node has caught up past it
+    /// (Paxos Made Live, §5.1). Needs every other member up. Ignored when the
+    /// directory holds this node's data.
+    #[arg(long)]
+    rebuild: bool,
     /// Admin HTTP endpoint (/metrics, /status, /).
     #[arg(long)]
     http: Option<SocketAddr>,
@@ -143,6 +160,13 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     cfg.request_timeout = Duration::from_millis(args.request_timeout_ms.max(1));
     cfg.value_bytes_max = args.max_replicated_bytes;
     cfg.unsafe_local_reads = args.unsafe_local_reads;
+    cfg.bootstrap = if args.init {
+        Bootstrap::New
+    } else if args.rebuild {
+        Bootstrap::Rebuild
+    } else {
+        Bootstrap::Existing
+    };
     if cfg.unsafe_local_reads {
         tracing::warn!("--unsafe-local-reads: reads skip the log and may be stale (testing only)");
     }

@@ -412,6 +412,19 @@ impl Encode for Message {
                 put_instance(buf, mark.applied_end);
                 buf.put_u64_le(mark.digest);
             }
+            // Tags 32 and up: rebuild messages (kept apart from the tags
+            // other message kinds take next).
+            Body::StateQuery => buf.put_u8(32),
+            Body::StateReport {
+                rebuilding,
+                promised,
+                log_end,
+            } => {
+                buf.put_u8(33);
+                buf.put_u8(u8::from(*rebuilding));
+                promised.encode(buf);
+                put_instance(buf, *log_end);
+            }
         }
     }
 }
@@ -461,6 +474,8 @@ pub fn encoded_len(msg: &Message) -> usize {
         Body::ReadIndexRequest { .. } => 8,
         Body::ReadIndexReply { .. } => 8 + INSTANCE_BYTES,
         Body::StateDigest { .. } => INSTANCE_BYTES + 8,
+        Body::StateQuery => 0,
+        Body::StateReport { .. } => 1 + BALLOT_BYTES + INSTANCE_BYTES,
     };
     MESSAGE_HEADER_BYTES + body
 }
@@ -585,6 +600,16 @@ impl Decode for Message {
                     applied_end: get_instance(buf)?,
                     digest: get_u64(buf)?,
                 },
+            },
+            32 => Body::StateQuery,
+            33 => Body::StateReport {
+                rebuilding: match get_u8(buf)? {
+                    0 => false,
+                    1 => true,
+                    tag => return Err(DecodeError::UnknownTag { what: "bool", tag }),
+                },
+                promised: Ballot::decode(buf)?,
+                log_end: get_instance(buf)?,
             },
             tag => {
                 return Err(DecodeError::UnknownTag {

@@ -40,6 +40,10 @@ pub struct Inject {
     /// a heartbeat round that it still leads: a deposed leader that has not
     /// noticed serves stale reads.
     pub leader_local_reads: bool,
+    /// A replica started with [`Config::rebuild`] (its disk was wiped)
+    /// votes at once, as if nothing had been lost: the behaviour before
+    /// rebuild mode existed. It can let two values be chosen at one instance.
+    pub wipe_votes: bool,
 }
 
 /// Everything a replica needs to know before it starts. Times are in ticks: the
@@ -100,6 +104,13 @@ pub struct Config {
     pub snapshot_chunk_bytes_max: usize,
     /// A snapshot offered by a peer larger than this is refused.
     pub snapshot_bytes_max: u64,
+    /// This replica lost its durable state (a wiped or replaced disk) and
+    /// starts as a non-voting member that learns and catches up but answers
+    /// no Prepare or Accept until voting is safe again (Paxos Made Live,
+    /// §5.1; the rule and its safety argument are in `replica/rebuild.rs`).
+    /// [`crate::Replica::rebuilding`] says when it votes again. Needs at
+    /// least two members: a lone replica has nobody to rebuild from.
+    pub rebuild: bool,
     /// Negative controls; all off by default.
     #[cfg(feature = "fault-injection")]
     pub inject: Inject,
@@ -149,6 +160,7 @@ impl Config {
             promise_bytes_max: 4 << 20,
             snapshot_chunk_bytes_max: 1 << 20,
             snapshot_bytes_max: 16 << 30,
+            rebuild: false,
             #[cfg(feature = "fault-injection")]
             inject: Inject::default(),
         }
@@ -201,6 +213,11 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "catch-up, promise and snapshot chunk limits must be at most 1 GiB",
+            ));
+        }
+        if self.rebuild && self.members.len() < 2 {
+            return Err(ConfigError::Invalid(
+                "a one-member group cannot rebuild: no peer holds its state",
             ));
         }
         Ok(())

@@ -200,6 +200,20 @@ pub enum Body {
         /// Where, and the digest there.
         mark: StateMark,
     },
+    /// A rebuilding replica (see [`crate::Config::rebuild`]) asks a peer
+    /// for the bounds of its acceptor state.
+    StateQuery,
+    /// The answer to a [`Body::StateQuery`]: everything the acceptor promised
+    /// and every instance it knows of lie below these bounds, unless it is
+    /// rebuilding itself (then it vouches for nothing and the bounds are 0).
+    StateReport {
+        /// The reporter is itself rebuilding lost state.
+        rebuilding: bool,
+        /// The highest ballot this replica promised.
+        promised: Ballot,
+        /// One past the highest instance it accepted or knows chosen.
+        log_end: InstanceId,
+    },
 }
 
 impl Body {
@@ -221,6 +235,8 @@ impl Body {
             Body::StateDigest { .. } => "state_digest",
             Body::ReadIndexRequest { .. } => "read_index_request",
             Body::ReadIndexReply { .. } => "read_index_reply",
+            Body::StateQuery => "state_query",
+            Body::StateReport { .. } => "state_report",
         }
     }
 }

@@ -146,9 +146,17 @@ fn body() -> impl Strategy<Value = Body> {
                     data: Bytes::from(data),
                 }
             ),
-        (instance, any::<u64>()).prop_map(|(applied_end, offset)| Body::SnapshotRequest {
+        (instance.clone(), any::<u64>()).prop_map(|(applied_end, offset)| Body::SnapshotRequest {
             applied_end,
             offset
+        }),
+        Just(Body::StateQuery),
+        (any::<bool>(), ballot(), instance).prop_map(|(rebuilding, promised, log_end)| {
+            Body::StateReport {
+                rebuilding,
+                promised,
+                log_end,
+            }
         }),
     ]
 }

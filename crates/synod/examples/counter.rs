@@ -64,8 +64,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut nodes = Vec::new();
     for id in peers.keys() {
-        let cfg = NodeConfig::new(*id, peers.clone(), dir.join(format!("node-{}", id.0)))
+        let mut cfg = NodeConfig::new(*id, peers.clone(), dir.join(format!("node-{}", id.0)))
             .ok_or("node not in its peer list")?;
+        // The first start of a brand-new cluster: empty directories are
+        // initialised (without this a node refuses an empty directory, which
+        // is what a node that lost its disk finds).
+        cfg.bootstrap = synod::Bootstrap::New;
         nodes.push(Node::start(cfg, Counter::default()).await?);
     }
     for (i, node) in nodes.iter().enumerate() {

@@ -139,7 +139,7 @@ pub fn status_json(node: &Node) -> String {
     });
     let (election_min, election_max) = node.config().election_timeout();
     format!(
-        "{{\"id\":{},\"role\":\"{}\",\"leader\":{},\"members\":[{}],\"peers\":[{}],\"promised\":{{\"round\":{},\"node\":{}}},\"chosen_instance\":{},\"applied_instance\":{},\"lag\":{},\"snapshot_instance\":{},\"checksum\":\"{:016x}\",\"requests_waiting\":{},\"diverged\":{},\"stopped\":{},\"election_timeout_ms\":[{},{}]}}\n",
+        "{{\"id\":{},\"role\":\"{}\",\"leader\":{},\"members\":[{}],\"peers\":[{}],\"promised\":{{\"round\":{},\"node\":{}}},\"chosen_instance\":{},\"applied_instance\":{},\"lag\":{},\"snapshot_instance\":{},\"checksum\":\"{:016x}\",\"requests_waiting\":{},\"diverged\":{},\"rebuilding\":{},\"stopped\":{},\"election_timeout_ms\":[{},{}]}}\n",
         s.id.0,
         role_name(s.role),
         s.leader.map_or("null".to_string(), |l| l.0.to_string()),
@@ -154,6 +154,7 @@ pub fn status_json(node: &Node) -> String {
         s.checksum.0,
         s.requests_waiting,
         s.diverged,
+        s.rebuilding,
         stopped,
         election_min.as_millis(),
         election_max.as_millis(),

@@ -61,12 +61,34 @@ pub struct NodeConfig {
     /// Messages queued per peer (kept while it is unreachable); more are
     /// dropped, which Paxos tolerates (retransmission and catch-up).
     pub peer_send_queue_max: usize,
+    /// What an empty data directory means (see [`Bootstrap`]). Default
+    /// [`Bootstrap::Existing`]: refuse it.
+    pub bootstrap: Bootstrap,
     /// **Breaks linearizability; for testing the testers only.** Answers
     /// reads from this replica's state at once, without going through the
     /// log, so a follower (or a deposed leader) can return stale values. The
     /// chaos tester's negative control turns this on to show its checker
     /// catches stale reads. Never set it in production.
     pub unsafe_local_reads: bool,
+}
+
+/// How a node treats a data directory without a Synod identity (an empty or
+/// missing one). A directory with an identity is resumed whatever this says,
+/// and a directory of another cluster or node is always refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// This node is a member of a cluster that already runs: an empty
+    /// directory means lost data, and the node refuses to start.
+    #[default]
+    Existing,
+    /// The first start of a brand-new cluster (`synod server --init`): an
+    /// empty directory gets a fresh identity. Never use it to restart a node
+    /// that lost its data: it would vote with amnesia.
+    New,
+    /// This node lost its data (`synod server --rebuild`): it takes a new
+    /// incarnation and rejoins as a non-voting member, learning and catching
+    /// up, until voting is safe again (Paxos Made Live, §5.1).
+    Rebuild,
 }
 
 impl NodeConfig {
@@ -97,6 +119,7 @@ impl NodeConfig {
             value_bytes_max: synod_core::VALUE_BYTES_MAX_DEFAULT,
             window_instances_max: 64,
             peer_send_queue_max: 4096,
+            bootstrap: Bootstrap::Existing,
             unsafe_local_reads: false,
         })
     }

@@ -98,6 +98,9 @@ struct SyncDone {
 
 pub(crate) struct Driver<S> {
     cfg: NodeConfig,
+    /// The data directory's identity; `rebuilding` is cleared (durably) once
+    /// the core votes again.
+    identity: synod_storage::Identity,
     replica: Replica,
     machine: S,
     sessions: Sessions,
@@ -162,6 +165,9 @@ impl<S: StateMachine> Driver<S> {
         submit: mpsc::Receiver<Submit>,
         metrics: Arc<Metrics>,
     ) -> Result<(Driver<S>, watch::Receiver<NodeStatus>, Net), NodeError> {
+        // Before the log is opened (which would create it): a node must not
+        // start voting on a directory that lost its data.
+        let identity = crate::identity::check_data_dir(&cfg)?;
         let (wal, recovered) = Wal::open(&cfg.data_dir, WalOptions::default())?;
         if recovered.torn_bytes_cut > 0 {
             warn!(
@@ -190,7 +196,14 @@ impl<S: StateMachine> Driver<S> {
             snapshot_end = snapshot.meta.applied_end;
         }
         let seed = random_u64();
-        let core = cfg.core_config(seed);
+        let mut core = cfg.core_config(seed);
+        core.rebuild = identity.rebuilding;
+        if core.rebuild && cfg.peers.len() < 2 {
+            return Err(NodeError::DataDir(format!(
+                "node {} lost its data and is the only member: there is no peer to rebuild from",
+                cfg.id.0
+            )));
+        }
         let applied_end = snapshot_end;
         let checksum = snapshot
             .as_ref()
@@ -215,6 +228,7 @@ impl<S: StateMachine> Driver<S> {
             snapshot_end,
             requests_waiting: 0,
             diverged: false,
+            rebuilding: replica.rebuilding(),
             stopped: None,
             fatal: false,
         });
@@ -229,9 +243,18 @@ impl<S: StateMachine> Driver<S> {
             snapshot_end = snapshot_end.0,
             "node started: fsync on every log write (group commit); linearizable reads by read index"
         );
+        if replica.rebuilding() {
+            warn!(
+                node = cfg.id.0,
+                incarnation = identity.incarnation,
+                "rebuilding lost data: non-voting until every other member has reported its state \
+                 and this node has caught up past it"
+            );
+        }
         let (sync_tx, sync_rx) = mpsc::channel(1);
         let (checkpoint_tx, checkpoint_rx) = mpsc::channel(2);
         let driver = Driver {
+            identity,
             session: random_u64(),
             next_seq: 1,
             waiters: BTreeMap::new(),
@@ -629,6 +652,17 @@ impl<S: StateMachine> Driver<S> {
         // Every effect is taken now (or rounds ran out): a checkpoint that
         // `sync_done` left for later can be written here.
         self.kick_storage()?;
+        if self.identity.rebuilding && !self.replica.rebuilding() {
+            // The core votes only after its raised promise is durable, so a
+            // crash before this write merely rebuilds again (safe, slower).
+            // One small fsynced file, once: fine on the event loop.
+            crate::identity::finish_rebuild(&self.cfg, &mut self.identity)?;
+            info!(
+                node = self.cfg.id.0,
+                incarnation = self.identity.incarnation,
+                "rebuild finished: this node votes again"
+            );
+        }
         self.publish_status();
         Ok(())
     }
@@ -856,6 +890,7 @@ impl<S: StateMachine> Driver<S> {
             snapshot_end: self.persist.snapshot_end(),
             requests_waiting: self.waiters.len() + self.reads.len(),
             diverged: self.diverged,
+            rebuilding: self.replica.rebuilding(),
             stopped: None,
             fatal: false,
         };

@@ -18,13 +18,14 @@ mod admin;
 mod config;
 mod driver;
 mod envelope;
+mod identity;
 mod metrics;
 mod node;
 pub mod persist;
 mod state_machine;
 
 pub use admin::{serve_admin, status_json};
-pub use config::NodeConfig;
+pub use config::{Bootstrap, NodeConfig};
 pub use metrics::{Histogram, Metrics};
 pub use node::{Node, NodeError, NodeStatus, RequestError};
 pub use state_machine::{ApplyContext, StateMachine};

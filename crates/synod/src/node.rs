@@ -25,6 +25,11 @@ pub enum NodeError {
     /// the node stops rather than risk forgetting a promise.
     #[error("storage: {0}")]
     Storage(#[from] synod_storage::StorageError),
+    /// The data directory is not this node's (foreign identity), or it lost
+    /// its data while the node is a member of a running cluster. The message
+    /// says what to do (`--rebuild`, `--init`, the right directory).
+    #[error("{0}")]
+    DataDir(String),
     /// The durable records or snapshot cannot be replayed.
     #[error("recovery from the data directory failed: {0}")]
     Recover(String),
@@ -103,6 +108,9 @@ pub struct NodeStatus {
     pub requests_waiting: usize,
     /// Divergence was detected: this node refuses to serve.
     pub diverged: bool,
+    /// The node lost its data and rebuilds: it learns and catches up but
+    /// does not vote yet.
+    pub rebuilding: bool,
     /// Set when the node stopped, with the reason.
     pub stopped: Option<String>,
     /// The node stopped on a fatal error (storage failure, corrupt snapshot).

@@ -76,6 +76,9 @@ fn config(id: u32, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> NodeConf
     let mut cfg =
         NodeConfig::new(NodeId(id), peers.clone(), dir.join(format!("n{id}"))).expect("member");
     cfg.request_timeout = Duration::from_secs(10);
+    // A brand-new cluster; ignored on restarts (these directories are never
+    // wiped, so the flag cannot make a node vote with amnesia).
+    cfg.bootstrap = synod::Bootstrap::New;
     cfg
 }
 

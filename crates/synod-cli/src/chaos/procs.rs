@@ -25,6 +25,9 @@ struct Proc {
     paused: bool,
     /// Set when the process exited without the nemesis killing it.
     crashed: Option<String>,
+    /// Started before: later starts resume its data directory (the first
+    /// passes `--init`, as a brand-new cluster).
+    started: bool,
 }
 
 impl Procs {
@@ -56,6 +59,11 @@ impl Procs {
             .collect();
         let log_path = self.dir.join(format!("node-{i}.log"));
         let (log, log_err) = crate::cluster::open_log(&log_path)?;
+        let first_start: &[&str] = if self.node(i).started {
+            &[]
+        } else {
+            &["--init"]
+        };
         let mut command = net.command(i, &self.exe);
         command
             .arg("server")
@@ -64,6 +72,7 @@ impl Procs {
             .args(["--resp", &net.resp_addr(i).to_string()])
             .arg("--data-dir")
             .arg(self.dir.join(format!("node-{i}")))
+            .args(first_start)
             .args(&self.server_args)
             .stdin(Stdio::null())
             .stdout(log)
@@ -85,6 +94,7 @@ impl Procs {
         let node = self.node(i);
         node.child = Some(child);
         node.paused = false;
+        node.started = true;
         Ok(())
     }
 

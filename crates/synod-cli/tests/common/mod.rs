@@ -14,6 +14,9 @@ pub struct Cluster {
     pub http: Vec<SocketAddr>,
     pub children: Vec<Option<Child>>,
     pub extra: Vec<String>,
+    /// Nodes started at least once: their first start passes `--init` (a
+    /// brand-new cluster), later ones resume their data directory.
+    pub started: Vec<bool>,
 }
 
 /// `n` loopback addresses free a moment ago.
@@ -58,6 +61,7 @@ impl Cluster {
             http: addrs[2 * n..].to_vec(),
             children: (0..n).map(|_| None).collect(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            started: vec![false; n],
         };
         for i in 0..n {
             cluster.start_node(i);
@@ -74,15 +78,31 @@ impl Cluster {
     }
 
     pub fn start_node(&mut self, i: usize) {
+        let first: &[&str] = if self.started[i] { &[] } else { &["--init"] };
+        let child = self
+            .server_command(i, first)
+            .spawn()
+            .expect("spawn synod server");
+        self.started[i] = true;
+        self.children[i] = Some(child);
+    }
+
+    /// The `synod server` command of node `i`, with `args` added, its output
+    /// appended to the node's log file.
+    pub fn server_command(&self, i: usize, args: &[&str]) -> Command {
         let peers: Vec<String> = self
             .paxos
             .iter()
             .enumerate()
             .map(|(k, a)| format!("{}={a}", k + 1))
             .collect();
-        let log = std::fs::File::create(self.dir.path().join(format!("node-{}.log", i + 1)))
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_synod"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_synod"));
+        command
             .arg("server")
             .args(["--id", &(i + 1).to_string()])
             .args(["--peers", &peers.join(",")])
@@ -91,12 +111,15 @@ impl Cluster {
             .arg("--data-dir")
             .arg(self.data_dir(i))
             .args(&self.extra)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn synod server");
-        self.children[i] = Some(child);
+            .stderr(log);
+        command
+    }
+
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node-{}.log", i + 1))
     }
 
     /// SIGKILL, no chance to clean up.

@@ -46,6 +46,10 @@ impl Replica {
             return;
         }
         self.observe(ballot);
+        if self.rebuild.is_some() {
+            // Rebuilding: no promise, not even a refusal (see `rebuild.rs`).
+            return;
+        }
         if ballot < self.acceptor.promised {
             let promised = self.acceptor.promised;
             self.send(from, Body::Reject { ballot, promised }, Gate::Now);
@@ -160,6 +164,16 @@ impl Replica {
         chosen_end: InstanceId,
     ) {
         self.observe(ballot);
+        if self.rebuild.is_some() {
+            // Rebuilding: learn who leads and how far the log is chosen, so
+            // catch-up knows what to fetch, but accept nothing (see
+            // `rebuild.rs`).
+            if ballot.node == from && from != self.cfg.id {
+                self.follow(from);
+            }
+            self.learner.commit_seen = self.learner.commit_seen.max(chosen_end);
+            return;
+        }
         if ballot < self.acceptor.promised || ballot.node != from {
             let promised = self.acceptor.promised;
             self.send(from, Body::Reject { ballot, promised }, Gate::Now);

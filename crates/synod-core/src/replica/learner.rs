@@ -133,7 +133,10 @@ impl Replica {
         self.learn_commit(ballot, chosen_end);
         self.compare_checksum(from, applied);
         // Safety of leader reads (see `reads.rs`): this acknowledgement says
-        // that, now, no ballot above `ballot` is promised here.
+        // that, now, no ballot above `ballot` is promised here. A rebuilding
+        // replica cannot say that (its lost incarnation may have promised a
+        // higher ballot), so it acknowledges probe 0, which confirms no read.
+        let probe = if self.rebuild.is_some() { 0 } else { probe };
         let body = Body::HeartbeatAck {
             ballot,
             chosen_end: self.learner.chosen_end,

@@ -12,6 +12,7 @@ mod digest;
 mod learner;
 mod proposer;
 mod reads;
+mod rebuild;
 mod recover;
 mod snapshot;
 
@@ -169,6 +170,10 @@ fn within_limits(body: &Body) -> bool {
         Body::SnapshotChunk { meta, .. } => instance_ok(&meta.applied_end),
         Body::SnapshotRequest { applied_end, .. } => instance_ok(applied_end),
         Body::StateDigest { mark } => instance_ok(&mark.applied_end),
+        Body::StateQuery => true,
+        Body::StateReport {
+            promised, log_end, ..
+        } => ballot_ok(promised) && instance_ok(log_end),
     }
 }
 
@@ -281,15 +286,20 @@ pub struct Replica {
     reads: reads::ReadState,
     /// State digests recorded and sent (see `digest.rs`).
     state_digests: digest::StateDigests,
+    /// Set while this replica rebuilds lost state and must not vote (see
+    /// `rebuild.rs`).
+    rebuild: Option<rebuild::Rebuild>,
     ready: Ready,
 }
 
 impl Replica {
-    /// A replica with empty durable state (a brand new member).
+    /// A replica with empty durable state: a brand new member, or (with
+    /// [`Config::rebuild`]) one that lost its state and must not vote yet.
     pub fn new(cfg: Config) -> Result<Replica, ConfigError> {
         cfg.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let reads = reads::ReadState::new(rng.gen());
+        let rebuild = rebuild::Rebuild::start(&cfg);
         let mut replica = Replica {
             cfg,
             rng,
@@ -326,6 +336,7 @@ impl Replica {
             inbox: VecDeque::new(),
             reads,
             state_digests: digest::StateDigests::default(),
+            rebuild,
             ready: Ready::default(),
         };
         replica.election_due_tick = if replica.cfg.members.len() == 1 {
@@ -356,13 +367,16 @@ impl Replica {
         self.now += 1;
         match self.role {
             Role::Follower => {
-                if self.now >= self.election_due_tick {
+                // A rebuilding replica never campaigns: it may not vote, not
+                // even for itself (see `rebuild.rs`).
+                if self.now >= self.election_due_tick && self.rebuild.is_none() {
                     self.start_election();
                 }
             }
             Role::Candidate(_) => self.tick_candidate(),
             Role::Leader(_) => self.tick_leader(),
         }
+        self.tick_rebuild();
         self.tick_catchup();
         self.tick_reads();
         self.tick_state_digest();
@@ -421,6 +435,7 @@ impl Replica {
                 self.route(msg);
             }
         }
+        self.check_rebuild_done();
         self.drain_inbox();
     }
 
@@ -428,6 +443,7 @@ impl Replica {
     /// batched into instances here, so commands proposed between two calls share
     /// an instance (adaptive batching: the busier, the bigger the batches).
     pub fn take_ready(&mut self) -> Ready {
+        self.check_rebuild_done();
         self.flush_proposals();
         self.flush_reads();
         self.announce_chosen();
@@ -444,7 +460,7 @@ impl Replica {
     /// always safe, since every message whose safety depends on a record
     /// waits for it, and this says so whenever one does.
     pub fn awaits_durability(&self) -> bool {
-        !self.held.is_empty()
+        !self.held.is_empty() || self.rebuild_awaits_durability()
     }
 
     /// This replica's progress.
@@ -554,6 +570,12 @@ impl Replica {
                 offset,
             } => self.handle_snapshot_request(from, applied_end, offset),
             Body::StateDigest { mark } => self.handle_state_digest(from, mark),
+            Body::StateQuery => self.handle_state_query(from),
+            Body::StateReport {
+                rebuilding,
+                promised,
+                log_end,
+            } => self.handle_state_report(from, rebuilding, promised, log_end),
         }
     }
 

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 impl Replica {
     /// Starts (or restarts) phase 1 with a ballot above every ballot seen.
     pub(super) fn start_election(&mut self) {
+        debug_assert!(self.rebuild.is_none(), "a rebuilding replica campaigned");
         // Rounds from the network are bounded (see `Replica::step`), so this
         // cannot overflow; refuse rather than panic if it ever could.
         let Some(round) = self

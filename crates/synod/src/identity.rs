@@ -1,0 +1,242 @@
+//! Start-up check of the data directory's identity (see
+//! `synod_storage::identity`): a node refuses to start on a directory that is
+//! foreign, or that lost its data while the node is a member of a running
+//! cluster, because an acceptor that forgot its promises and accepted values
+//! can let two values be chosen at one instance.
+//!
+//! # Brand-new cluster or lost disk?
+//! A node cannot tell on its own: a brand-new cluster has an empty directory
+//! on every node, and so does a node whose disk was just replaced. Asking the
+//! peers is racy at cluster birth (one node may already have promised a
+//! ballot when another asks) and needs every peer up. So the operator says
+//! it, once, as etcd (`--initial-cluster-state new`) and CockroachDB
+//! (`cockroach init`) have it done:
+//! - [`Bootstrap::New`] (`synod server --init`): the first start of a
+//!   brand-new cluster; an empty directory gets a fresh identity. `synod
+//!   cluster` passes it only when none of its nodes has any data yet.
+//! - [`Bootstrap::Existing`] (the default): an empty directory is refused;
+//!   the message says what happened and what to do.
+//! - [`Bootstrap::Rebuild`] (`synod server --rebuild`): this node lost its
+//!   data; it gets a new incarnation and rejoins as a non-voting member
+//!   until voting is safe (`synod_core::Config::rebuild`).
+//!
+//! A directory that holds log segments but no identity was written by a
+//! version before identities existed: its data is the node's, so it is
+//! adopted (incarnation 1). A directory with an identity resumes whatever
+//! the flag says (a rebuild left unfinished goes on); one that belongs to
+//! another cluster or node is always refused.
+
+use crate::config::{Bootstrap, NodeConfig};
+use crate::node::NodeError;
+use std::time::{SystemTime, UNIX_EPOCH};
+use synod_storage::identity::{holds_node_data, read_identity, write_identity, Identity};
+use tracing::{info, warn};
+
+/// Checks (and on a first start writes) the identity of `cfg.data_dir`
+/// before anything else touches the directory. Returns the identity the node
+/// runs with; `rebuilding` says whether it must start in rebuild mode.
+pub(crate) fn check_data_dir(cfg: &NodeConfig) -> Result<Identity, NodeError> {
+    let dir = &cfg.data_dir;
+    let storage = |e: synod_storage::IdentityError| NodeError::DataDir(e.to_string());
+    let expected = |incarnation, rebuilding| Identity {
+        cluster_id: cfg.cluster_id,
+        node_id: cfg.id.0,
+        incarnation,
+        rebuilding,
+    };
+    if let Some(found) = read_identity(dir).map_err(storage)? {
+        if found.cluster_id != cfg.cluster_id || found.node_id != cfg.id.0 {
+            return Err(NodeError::DataDir(format!(
+                "data directory {} belongs to node {} of cluster {:016x}, but this is node {} of \
+                 cluster {:016x} (the cluster id is a hash of --peers unless set): wrong --data-dir \
+                 or --id, or --peers differs from the list this directory was created with. \
+                 Refusing to start; use the right directory, or the original --peers",
+                dir.display(),
+                found.node_id,
+                found.cluster_id,
+                cfg.id.0,
+                cfg.cluster_id,
+            )));
+        }
+        match cfg.bootstrap {
+            Bootstrap::New => info!(
+                data_dir = %dir.display(),
+                "--init ignored: the data directory is already initialised"
+            ),
+            Bootstrap::Rebuild if !found.rebuilding => info!(
+                data_dir = %dir.display(),
+                "--rebuild ignored: the data directory holds this node's data"
+            ),
+            _ => {}
+        }
+        if found.rebuilding {
+            warn!(
+                incarnation = found.incarnation,
+                "resuming an unfinished rebuild: this node does not vote until it is safe"
+            );
+        }
+        return Ok(found);
+    }
+    if holds_node_data(dir).map_err(storage)? {
+        let identity = expected(1, false);
+        warn!(
+            data_dir = %dir.display(),
+            "the data directory holds a log but no identity (written by an older version): adopting it"
+        );
+        write_identity(dir, &identity).map_err(storage)?;
+        return Ok(identity);
+    }
+    let identity = match cfg.bootstrap {
+        Bootstrap::Existing => {
+            return Err(NodeError::DataDir(format!(
+                "data directory {} has no Synod identity (it is empty or missing), but node {} is \
+                 a member of cluster {:016x} and is not told that this is a brand-new cluster. If \
+                 this node's disk was lost or replaced, restart it with --rebuild: it rejoins as a \
+                 non-voting member and votes again once that is safe. If this is the first start \
+                 of a new cluster, start every node with --init. If the path is wrong, fix \
+                 --data-dir. Starting it empty as a voter could let it forget promises and \
+                 accepted values and let two values be chosen, so it refuses",
+                dir.display(),
+                cfg.id.0,
+                cfg.cluster_id,
+            )));
+        }
+        Bootstrap::New => expected(1, false),
+        Bootstrap::Rebuild => {
+            // The lost incarnation's number is gone with its disk. The wall
+            // clock in ms differs from any earlier incarnation (1, or an
+            // earlier rebuild's clock) unless the clock went back.
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            expected(now_ms.max(2), true)
+        }
+    };
+    write_identity(dir, &identity).map_err(storage)?;
+    info!(
+        data_dir = %dir.display(),
+        incarnation = identity.incarnation,
+        rebuilding = identity.rebuilding,
+        "initialised the data directory"
+    );
+    Ok(identity)
+}
+
+/// Records durably that the rebuild finished, so that a restart votes at once.
+pub(crate) fn finish_rebuild(cfg: &NodeConfig, identity: &mut Identity) -> Result<(), NodeError> {
+    let done = Identity {
+        rebuilding: false,
+        ..*identity
+    };
+    write_identity(&cfg.data_dir, &done).map_err(|e| NodeError::DataDir(e.to_string()))?;
+    *identity = done;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use synod_core::NodeId;
+
+    fn config(id: u32, dir: &std::path::Path, bootstrap: Bootstrap) -> NodeConfig {
+        let peers: BTreeMap<NodeId, std::net::SocketAddr> = (1..=3)
+            .map(|i| {
+                (
+                    NodeId(i),
+                    format!("127.0.0.1:{}", 7100 + i).parse().unwrap(),
+                )
+            })
+            .collect();
+        let mut cfg = NodeConfig::new(NodeId(id), peers, dir.join(format!("node-{id}"))).unwrap();
+        cfg.bootstrap = bootstrap;
+        cfg
+    }
+
+    fn refusal(cfg: &NodeConfig) -> String {
+        match check_data_dir(cfg) {
+            Err(NodeError::DataDir(message)) => message,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    /// The defect: a member restarted on an empty directory started as a
+    /// voter with promise 0. Now it refuses, and says what to do.
+    #[test]
+    fn an_empty_directory_of_a_member_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(2, dir.path(), Bootstrap::Existing);
+        let message = refusal(&cfg);
+        assert!(message.contains("has no Synod identity"), "{message}");
+        assert!(
+            message.contains("--rebuild") && message.contains("--init"),
+            "{message}"
+        );
+        // Refusing wrote nothing: the directory is as the operator left it.
+        assert!(!cfg.data_dir.exists());
+        // Likewise after a wipe of an initialised directory.
+        let init = config(2, dir.path(), Bootstrap::New);
+        check_data_dir(&init).unwrap();
+        std::fs::remove_dir_all(&init.data_dir).unwrap();
+        refusal(&cfg);
+    }
+
+    #[test]
+    fn init_creates_an_identity_that_later_starts_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = check_data_dir(&config(1, dir.path(), Bootstrap::New)).unwrap();
+        assert_eq!(
+            (first.node_id, first.incarnation, first.rebuilding),
+            (1, 1, false)
+        );
+        let again = check_data_dir(&config(1, dir.path(), Bootstrap::Existing)).unwrap();
+        assert_eq!(again, first);
+        // --rebuild on a directory that holds the node's data changes nothing.
+        let rebuild = check_data_dir(&config(1, dir.path(), Bootstrap::Rebuild)).unwrap();
+        assert_eq!(rebuild, first);
+    }
+
+    #[test]
+    fn a_foreign_directory_is_refused_whatever_the_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let node2 = config(2, dir.path(), Bootstrap::New);
+        check_data_dir(&node2).unwrap();
+        for bootstrap in [Bootstrap::Existing, Bootstrap::New, Bootstrap::Rebuild] {
+            let mut other = config(1, dir.path(), bootstrap);
+            other.data_dir = node2.data_dir.clone();
+            let message = refusal(&other);
+            assert!(message.contains("belongs to node 2"), "{message}");
+            let mut cluster = config(2, dir.path(), bootstrap);
+            cluster.cluster_id ^= 1;
+            let message = refusal(&cluster);
+            assert!(message.contains("of cluster"), "{message}");
+        }
+    }
+
+    #[test]
+    fn rebuild_takes_a_new_incarnation_until_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(3, dir.path(), Bootstrap::Rebuild);
+        let mut identity = check_data_dir(&cfg).unwrap();
+        assert!(identity.rebuilding && identity.incarnation > 1);
+        // A restart before the rebuild finished goes on rebuilding, even
+        // without the flag.
+        let resumed = check_data_dir(&config(3, dir.path(), Bootstrap::Existing)).unwrap();
+        assert_eq!(resumed, identity);
+        finish_rebuild(&cfg, &mut identity).unwrap();
+        let done = check_data_dir(&config(3, dir.path(), Bootstrap::Existing)).unwrap();
+        assert!(!done.rebuilding);
+        assert_eq!(done.incarnation, identity.incarnation);
+    }
+
+    #[test]
+    fn a_log_without_identity_is_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(1, dir.path(), Bootstrap::Existing);
+        let wal = cfg.data_dir.join("wal");
+        std::fs::create_dir_all(&wal).unwrap();
+        std::fs::write(wal.join(synod_storage::segment::file_name(1)), b"data").unwrap();
+        let adopted = check_data_dir(&cfg).unwrap();
+        assert_eq!((adopted.incarnation, adopted.rebuilding), (1, false));
+    }
+}
