@@ -1,5 +1,6 @@
 //! Settings of a node, validated before it starts.
 
+use crate::clock::WallClock;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,6 +56,10 @@ pub struct NodeConfig {
     /// chaos tester's negative control turns this on to show its checker
     /// catches stale reads. Never set it in production.
     pub unsafe_local_reads: bool,
+    /// Where this node reads the wall-clock time it stamps into the commands
+    /// it proposes (default: the system clock). Tests and the simulator put a
+    /// skewed or jumping clock here.
+    pub wall_clock: WallClock,
 }
 
 impl NodeConfig {
@@ -85,6 +90,7 @@ impl NodeConfig {
             window_instances_max: 64,
             peer_send_queue_max: 4096,
             unsafe_local_reads: false,
+            wall_clock: WallClock::system(),
         })
     }
 

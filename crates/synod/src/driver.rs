@@ -156,12 +156,6 @@ pub(crate) struct Driver<S> {
     status: watch::Sender<NodeStatus>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// 64 random bits for the session id and the election seed. Sessions must
 /// differ between processes (a restarted node must not reuse sequence
 /// numbers of its previous life), so the OS generator is preferred; the clock
@@ -440,7 +434,7 @@ impl<S: StateMachine> Driver<S> {
             // whatever this replica has applied, however stale.
             let ctx = ApplyContext {
                 instance: self.applied_end,
-                time_ms: now_ms(),
+                time_ms: self.cfg.wall_clock.now_ms(),
             };
             let _ = reply.send(Ok(self.machine.query(&payload, &ctx)));
             return;
@@ -464,7 +458,7 @@ impl<S: StateMachine> Driver<S> {
             session: self.session,
             seq,
             low_mark,
-            time_ms: now_ms(),
+            time_ms: self.cfg.wall_clock.now_ms(),
             payload,
         }
         .encode();
@@ -501,7 +495,7 @@ impl<S: StateMachine> Driver<S> {
         if let Some(read) = self.reads.remove(&id) {
             let ctx = ApplyContext {
                 instance: self.applied_end,
-                time_ms: now_ms(),
+                time_ms: self.cfg.wall_clock.now_ms(),
             };
             let _ = read.reply.send(Ok(self.machine.query(&read.query, &ctx)));
         }

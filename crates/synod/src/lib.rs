@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 mod admin;
+mod clock;
 mod config;
 mod driver;
 mod envelope;
@@ -23,6 +24,7 @@ mod node;
 mod state_machine;
 
 pub use admin::{serve_admin, status_json};
+pub use clock::WallClock;
 pub use config::NodeConfig;
 pub use metrics::{Histogram, Metrics};
 pub use node::{Node, NodeError, NodeStatus, RequestError};
