@@ -15,7 +15,6 @@ use bytes::Bytes;
 use common::{args, bulk, null, ok};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -63,12 +62,9 @@ impl Cluster {
         let mut offsets = Vec::new();
         for id in 1..=3u32 {
             let offset = Arc::new(AtomicI64::new(start_offsets_ms[id as usize - 1]));
-            let mut cfg = NodeConfig::new(
-                NodeId(id),
-                peers.clone(),
-                dir.path().join(format!("n{id}")),
-            )
-            .expect("member");
+            let mut cfg =
+                NodeConfig::new(NodeId(id), peers.clone(), dir.path().join(format!("n{id}")))
+                    .expect("member");
             cfg.request_timeout = Duration::from_secs(10);
             cfg.wall_clock = offset_clock(Arc::clone(&offset));
             tweak(&mut cfg);
@@ -157,5 +153,50 @@ async fn a_clock_that_jumps_ahead_cannot_expire_keys() {
         ),
         other => panic!("PTTL k: {other:?}"),
     }
+    cluster.shutdown().await;
+}
+
+/// Reads of keys without a TTL keep the read-index path (no log instance);
+/// a read of a key with one goes through the log, also on a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_reads_that_depend_on_the_time_go_through_the_log() {
+    let cluster = Cluster::start([0, 0, 0], |_| {}).await;
+    assert_eq!(cluster.run(1, "SET plain p").await, ok());
+    for id in 1..=3 {
+        assert_eq!(cluster.run(id, "GET plain").await, bulk("p"));
+        assert_eq!(cluster.run(id, "TTL plain").await, Reply::Integer(-1));
+        assert_eq!(cluster.run(id, "DBSIZE").await, Reply::Integer(1));
+    }
+    for node in &cluster.nodes {
+        assert_eq!(node.metrics().reads_through_log.load(Relaxed), 0);
+    }
+    assert_eq!(cluster.run(1, "SET k v PX 600000").await, ok());
+    for id in 1..=3 {
+        assert_eq!(cluster.run(id, "GET plain").await, bulk("p"));
+        assert_eq!(cluster.run(id, "GET k").await, bulk("v"));
+        assert_eq!(cluster.run(id, "DBSIZE").await, Reply::Integer(2));
+        let node = &cluster.nodes[id - 1];
+        assert_eq!(
+            node.metrics().reads_through_log.load(Relaxed),
+            2,
+            "node {id}: GET k and DBSIZE went through the log, GET plain did not"
+        );
+    }
+    cluster.shutdown().await;
+}
+
+/// The negative control (`NodeConfig::local_clock_reads`, the first
+/// release's read path) shows the defect the first test guards against: the
+/// same history is not linearizable with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_clock_reads_negative_control_is_not_linearizable() {
+    let cluster = Cluster::start([0, HOUR_MS, 0], |cfg| cfg.local_clock_reads = true).await;
+    assert_eq!(cluster.run(1, "SET k v PX 600000").await, ok());
+    assert_eq!(
+        cluster.run(2, "GET k").await,
+        null(),
+        "node 2's clock is ahead"
+    );
+    assert_eq!(cluster.run(1, "GET k").await, bulk("v"), "node 1's is not");
     cluster.shutdown().await;
 }

@@ -56,6 +56,14 @@ pub struct NodeConfig {
     /// chaos tester's negative control turns this on to show its checker
     /// catches stale reads. Never set it in production.
     pub unsafe_local_reads: bool,
+    /// **Negative control only; breaks linearizability.** Answers every read
+    /// by read index with this node's own wall clock as the time, as the first
+    /// release did, instead of sending reads whose answer depends on the time
+    /// through the log (see `StateMachine::query_depends_on_time`). Under clock
+    /// skew a GET of a key with a TTL can then answer nil on one node and the
+    /// value on a later GET elsewhere. It exists so that testers can show
+    /// their checkers catch that. Never set it in production.
+    pub local_clock_reads: bool,
     /// Where this node reads the wall-clock time it stamps into the commands
     /// it proposes (default: the system clock). Tests and the simulator put a
     /// skewed or jumping clock here.
@@ -90,6 +98,7 @@ impl NodeConfig {
             window_instances_max: 64,
             peer_send_queue_max: 4096,
             unsafe_local_reads: false,
+            local_clock_reads: false,
             wall_clock: WallClock::system(),
         })
     }

@@ -24,7 +24,7 @@ mod node;
 mod state_machine;
 
 pub use admin::{serve_admin, status_json};
-pub use clock::WallClock;
+pub use clock::{StampClock, WallClock};
 pub use config::NodeConfig;
 pub use metrics::{Histogram, Metrics};
 pub use node::{Node, NodeError, NodeStatus, RequestError};
