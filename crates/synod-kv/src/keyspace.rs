@@ -259,6 +259,14 @@ impl Keyspace {
             .filter_map(|(hash, key, entry)| entry.map(|entry| (hash, key, entry)))
     }
 
+    /// Whether the key is stored with an expiry, live or not: its
+    /// visibility depends on the time.
+    pub(crate) fn has_expiry(&self, key: &[u8]) -> bool {
+        self.entries
+            .get(key)
+            .is_some_and(|entry| entry.expire_at_ms.is_some())
+    }
+
     /// Whether the key is stored, live or not.
     pub(crate) fn contains(&self, key: &[u8]) -> bool {
         self.entries.contains_key(key)

@@ -68,6 +68,21 @@ impl Store {
         ops::read(&self.keyspace, command, ctx)
     }
 
+    /// Whether [`Store::query_command`]'s answer to `command` depends on the
+    /// time in this state: it reads a key with an expiry, or it is a
+    /// keyspace-wide read (KEYS, SCAN, DBSIZE, RANDOMKEY) while some key has
+    /// one. [`StateMachine::query_depends_on_time`] without the byte codec.
+    ///
+    /// When `false`, every time gives the same answer, so a read answered by
+    /// read index is linearizable whatever time it is given. When `true`, the
+    /// read must be answered at the log's clock at a point of the log inside
+    /// the read's lifetime (the runtime sends it through the log), or a node
+    /// with a clock ahead could answer nil before a node with a clock behind
+    /// answers the value.
+    pub fn command_depends_on_time(&self, command: &KvCommand) -> bool {
+        ops::read_depends_on_time(&self.keyspace, command)
+    }
+
     /// Checks the store's internal indexes agree; O(keys). For tests and
     /// the simulator.
     pub fn check_invariants(&self) -> Result<(), String> {
@@ -101,6 +116,11 @@ impl StateMachine for Store {
             Err(error) => undecodable(error),
         };
         encode_reply(&reply)
+    }
+
+    fn query_depends_on_time(&self, query: &[u8]) -> bool {
+        // An undecodable query is answered with an error at any time.
+        KvCommand::decode(query).is_ok_and(|command| self.command_depends_on_time(&command))
     }
 
     fn snapshot(&self) -> Bytes {

@@ -1,5 +1,6 @@
 //! Settings of a node, validated before it starts.
 
+use crate::clock::WallClock;
 use crate::envelope::HEADER_BYTES as ENVELOPE_HEADER_BYTES;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -70,6 +71,18 @@ pub struct NodeConfig {
     /// chaos tester's negative control turns this on to show its checker
     /// catches stale reads. Never set it in production.
     pub unsafe_local_reads: bool,
+    /// **Negative control only; breaks linearizability.** Answers every read
+    /// by read index with this node's own wall clock as the time, as the first
+    /// release did, instead of sending reads whose answer depends on the time
+    /// through the log (see `StateMachine::query_depends_on_time`). Under clock
+    /// skew a GET of a key with a TTL can then answer nil on one node and the
+    /// value on a later GET elsewhere. It exists so that testers can show
+    /// their checkers catch that. Never set it in production.
+    pub local_clock_reads: bool,
+    /// Where this node reads the wall-clock time it stamps into the commands
+    /// it proposes (default: the system clock). Tests and the simulator put a
+    /// skewed or jumping clock here.
+    pub wall_clock: WallClock,
 }
 
 /// How a node treats a data directory without a Synod identity (an empty or
@@ -121,6 +134,8 @@ impl NodeConfig {
             peer_send_queue_max: 4096,
             bootstrap: Bootstrap::Existing,
             unsafe_local_reads: false,
+            local_clock_reads: false,
+            wall_clock: WallClock::system(),
         })
     }
 

@@ -18,9 +18,12 @@
 //! 6. `diverged`: alarm, and refuse to serve from this replica.
 //! 7. `reads`: answer these linearizable reads from the state machine, now
 //!    that `apply` is applied (reads use the core's read index: no log
-//!    instance, no fsync; see `synod-core/src/replica/reads.rs`).
+//!    instance, no fsync; see `synod-core/src/replica/reads.rs`), at the log
+//!    clock; a read whose answer depends on the time goes through the log
+//!    instead (see `Driver::serve_read`).
 //! 8. `rejected_reads`: retry them later.
 
+use crate::clock::StampClock;
 use crate::config::{NodeConfig, GROUP};
 use crate::envelope::{Envelope, Kind, Outcome, Sessions, HEADER_BYTES as ENVELOPE_HEADER_BYTES};
 use crate::metrics::Metrics;
@@ -130,12 +133,10 @@ pub(crate) struct Driver<S> {
     submit: mpsc::Receiver<Submit>,
     metrics: Arc<Metrics>,
     status: watch::Sender<NodeStatus>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    /// Bounds this node's stamps by its monotonic clock (see `StampClock`).
+    stamp_clock: StampClock,
+    /// Origin of the monotonic milliseconds given to `stamp_clock`.
+    started: Instant,
 }
 
 /// 64 random bits for the session id and the election seed. Sessions must
@@ -253,8 +254,16 @@ impl<S: StateMachine> Driver<S> {
         }
         let (sync_tx, sync_rx) = mpsc::channel(1);
         let (checkpoint_tx, checkpoint_rx) = mpsc::channel(2);
+        // Monotonic time 0 is now: the wall clock read now is the one this
+        // process trusts (the residual assumption of `StampClock`); a log
+        // clock recovered ahead of it raises the bound.
+        let started = Instant::now();
+        let mut stamp_clock = StampClock::new(cfg.wall_clock.now_ms(), 0);
+        stamp_clock.observe_log(sessions.time_ms, 0);
         let driver = Driver {
             identity,
+            stamp_clock,
+            started,
             session: random_u64(),
             next_seq: 1,
             waiters: BTreeMap::new(),
@@ -413,22 +422,35 @@ impl<S: StateMachine> Driver<S> {
             // whatever this replica has applied, however stale.
             let ctx = ApplyContext {
                 instance: self.applied_end,
-                time_ms: now_ms(),
+                time_ms: self.cfg.wall_clock.now_ms(),
             };
             let _ = reply.send(Ok(self.machine.query(&payload, &ctx)));
             return;
         }
+        let now = Instant::now();
+        let deadline = now + self.cfg.request_timeout;
         if kind == Kind::Read {
-            let now = Instant::now();
             let read = ReadWaiter {
                 query: payload,
                 reply,
-                deadline: now + self.cfg.request_timeout,
+                deadline,
                 next_retry: now,
             };
             self.submit_read(read, now);
             return;
         }
+        self.propose_new(kind, payload, reply, deadline);
+    }
+
+    /// Puts a command (or a read that goes through the log) in a fresh
+    /// envelope, stamped with this node's bounded clock, and proposes it.
+    fn propose_new(
+        &mut self,
+        kind: Kind,
+        payload: Bytes,
+        reply: oneshot::Sender<Result<Bytes, RequestError>>,
+        deadline: Instant,
+    ) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let low_mark = self.waiters.keys().next().copied().unwrap_or(seq);
@@ -437,7 +459,7 @@ impl<S: StateMachine> Driver<S> {
             session: self.session,
             seq,
             low_mark,
-            time_ms: now_ms(),
+            time_ms: self.stamp(),
             payload,
         }
         .encode();
@@ -445,7 +467,7 @@ impl<S: StateMachine> Driver<S> {
         let mut waiter = Waiter {
             envelope,
             reply,
-            deadline: now + self.cfg.request_timeout,
+            deadline,
             next_retry: now + self.cfg.retry_interval,
         };
         if let Err(refused) = self.propose(&mut waiter, now) {
@@ -453,6 +475,20 @@ impl<S: StateMachine> Driver<S> {
             return;
         }
         self.waiters.insert(seq, waiter);
+    }
+
+    /// Monotonic milliseconds since this node started.
+    fn mono_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The time to stamp into an envelope proposed now: the wall clock,
+    /// capped so that it advances no faster than the monotonic clock (see
+    /// `StampClock`). Every node stamps this way, a forwarding follower
+    /// included, so no node's wall clock can step the log clock ahead.
+    fn stamp(&self) -> u64 {
+        self.stamp_clock
+            .stamp(self.cfg.wall_clock.now_ms(), self.mono_ms())
     }
 
     /// Hands a read to the core under a fresh id (an answer to an earlier
@@ -473,14 +509,54 @@ impl<S: StateMachine> Driver<S> {
 
     /// Answers a read the core released: the state machine now includes
     /// every command that completed before the read was submitted.
+    ///
+    /// Linearizability of the time (issue 12, item 5). Let `k` be the
+    /// applied point now, `S_k` the state there and `L_k` the log clock there
+    /// (the largest stamp applied). The read index guarantees that `k` is at
+    /// or after every command that finished before the read began, and `k`
+    /// is reached before we answer, so the read may take effect at `k`:
+    /// - If the answer in `S_k` does not depend on the time
+    ///   (`StateMachine::query_depends_on_time` is false), it is the answer
+    ///   at point `k` whatever time is passed; we pass `L_k`, the log clock
+    ///   there, which no replica's wall clock influences.
+    /// - Otherwise the answer at `k` would need the time "now", and any
+    ///   node's clock is wrong for some other node: a node whose clock is
+    ///   ahead would answer nil for a key that a node whose clock is behind
+    ///   then shows again. So the read goes through the log, in a `Kind::Read`
+    ///   envelope stamped like a command, and is answered when applied at
+    ///   its instance `j` with the log clock `L_j` (`Driver::apply`). `j` is
+    ///   chosen after the read began and applied before it is answered, the
+    ///   log clock is one monotonic clock along the log that every replica
+    ///   computes alike, and every later operation is at an instance after
+    ///   `j`: the read is linearizable at `j` under any clock skew. Its own
+    ///   stamp moves the log clock on, so a key expires without a write.
+    ///
+    /// The decision is taken on `S_k` alone: whether a key has an expiry is
+    /// part of the state, so it needs no clock either.
     fn serve_read(&mut self, id: u64) {
-        if let Some(read) = self.reads.remove(&id) {
+        let Some(read) = self.reads.remove(&id) else {
+            return;
+        };
+        if self.cfg.local_clock_reads {
+            // Negative control (see `NodeConfig::local_clock_reads`): the
+            // first release's rule, this node's clock. Not linearizable.
             let ctx = ApplyContext {
                 instance: self.applied_end,
-                time_ms: now_ms(),
+                time_ms: self.cfg.wall_clock.now_ms(),
             };
             let _ = read.reply.send(Ok(self.machine.query(&read.query, &ctx)));
+            return;
         }
+        if self.machine.query_depends_on_time(&read.query) {
+            self.metrics.reads_through_log.fetch_add(1, Relaxed);
+            self.propose_new(Kind::Read, read.query, read.reply, read.deadline);
+            return;
+        }
+        let ctx = ApplyContext {
+            instance: self.applied_end,
+            time_ms: self.sessions.time_ms,
+        };
+        let _ = read.reply.send(Ok(self.machine.query(&read.query, &ctx)));
     }
 
     /// Hands a waiter's command to the core. `Err` only for a command that can
@@ -710,6 +786,8 @@ impl<S: StateMachine> Driver<S> {
         }
         self.applied_end = instance.next();
         self.checksum = checksum;
+        let mono_ms = self.mono_ms();
+        self.stamp_clock.observe_log(self.sessions.time_ms, mono_ms);
     }
 
     /// A snapshot from a peer replaces the state machine.
@@ -720,6 +798,8 @@ impl<S: StateMachine> Driver<S> {
             NodeError::Recover(format!("the state machine refused a peer's snapshot: {e}"))
         })?;
         self.sessions = table;
+        let mono_ms = self.mono_ms();
+        self.stamp_clock.observe_log(self.sessions.time_ms, mono_ms);
         self.applied_end = snapshot.meta.applied_end;
         self.checksum = snapshot.meta.checksum;
         // Commands of ours that the snapshot covers will never pass through

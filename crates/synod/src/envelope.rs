@@ -35,7 +35,8 @@ pub(crate) struct Envelope {
     pub seq: u64,
     /// Every sequence number of `session` below this is finished at the proposer.
     pub low_mark: u64,
-    /// The proposer's clock, ms since the Unix epoch.
+    /// The proposer's clock, ms since the Unix epoch, capped by its
+    /// `StampClock` so that it advances no faster than monotonic time.
     pub time_ms: u64,
     pub payload: Bytes,
 }
@@ -147,7 +148,8 @@ impl Sessions {
     }
 
     /// Advances the log clock with an envelope's stamp and returns the time
-    /// the command takes effect at (monotonic along the log).
+    /// the command (or a read through the log) takes effect at: the largest
+    /// stamp so far, so monotonic along the log and the same on every replica.
     pub(crate) fn clock(&mut self, envelope: &Envelope) -> u64 {
         self.time_ms = self.time_ms.max(envelope.time_ms);
         self.time_ms

@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 mod admin;
+mod clock;
 mod config;
 mod driver;
 mod envelope;
@@ -25,6 +26,7 @@ pub mod persist;
 mod state_machine;
 
 pub use admin::{serve_admin, status_json};
+pub use clock::{StampClock, WallClock};
 pub use config::{Bootstrap, NodeConfig};
 pub use metrics::{Histogram, Metrics};
 pub use node::{Node, NodeError, NodeStatus, RequestError};

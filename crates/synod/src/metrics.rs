@@ -75,6 +75,9 @@ pub struct Metrics {
     pub proposals: AtomicU64,
     /// Linearizable reads asked on this node.
     pub reads: AtomicU64,
+    /// Reads whose answer depended on the time, sent through the log (a
+    /// subset of `reads`).
+    pub reads_through_log: AtomicU64,
     /// Requests proposed while this node was not the leader (the core
     /// forwards them to the leader).
     pub forwarded: AtomicU64,
@@ -114,6 +117,7 @@ impl Default for Metrics {
         Metrics {
             proposals: AtomicU64::new(0),
             reads: AtomicU64::new(0),
+            reads_through_log: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
@@ -136,7 +140,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 12] = [
+        let counters: [(&str, &str, &AtomicU64); 13] = [
             (
                 "synod_proposals_total",
                 "Commands proposed by clients of this node.",
@@ -146,6 +150,11 @@ impl Metrics {
                 "synod_reads_total",
                 "Linearizable reads asked on this node.",
                 &self.reads,
+            ),
+            (
+                "synod_reads_through_log_total",
+                "Reads whose answer depended on the time, answered through the log.",
+                &self.reads_through_log,
             ),
             (
                 "synod_forwarded_total",

@@ -8,10 +8,13 @@ use synod_core::InstanceId;
 pub struct ApplyContext {
     /// The instance whose value holds the command.
     pub instance: InstanceId,
-    /// Milliseconds since the Unix epoch, stamped by the proposing node and
-    /// made monotonic along the log (the maximum of every stamp so far). Every
+    /// The log clock: milliseconds since the Unix epoch, stamped by the
+    /// proposing node (within the bound of [`crate::StampClock`]) and made
+    /// monotonic along the log (the maximum of every stamp so far). Every
     /// replica sees the same value for the same command, so a state machine
     /// uses this, never its own clock, for anything time-dependent (expiry).
+    /// A read is given the log clock at the point of the log it is answered
+    /// at, never the serving node's clock.
     pub time_ms: u64,
 }
 
@@ -28,6 +31,25 @@ pub trait StateMachine: Send + 'static {
     /// Answers a linearizable read at its point in the log. Runs only on the
     /// node that asked; it must not change the state.
     fn query(&self, query: &[u8], ctx: &ApplyContext) -> Bytes;
+
+    /// Whether `query`'s answer in the current state depends on
+    /// `ctx.time_ms` (for a key-value store: it reads a key that expires).
+    ///
+    /// A read is answered by read index, without a log instance, when this
+    /// is `false`; its context then carries the log clock of the last applied
+    /// command, which does not advance while no command is applied. When
+    /// `true`, the read goes through the log like a command and is answered
+    /// when it is applied, at the log clock its own stamp advanced: time
+    /// moves for it, and every replica agrees on what time it is.
+    ///
+    /// The default, `false`, is right for a state machine whose queries
+    /// ignore the time. Answering `false` for a time-dependent read is still
+    /// linearizable, but the read sees the time of the latest command, however
+    /// old (a key would not expire until the next write).
+    fn query_depends_on_time(&self, query: &[u8]) -> bool {
+        let _ = query;
+        false
+    }
 
     /// The whole state, to be given back to `restore` (on a restart, or on a
     /// replica that lags behind a compacted log).

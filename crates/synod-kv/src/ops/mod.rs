@@ -89,6 +89,47 @@ pub(crate) fn read(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext)
     }
 }
 
+/// Whether [`read`]'s answer to `command` in this state depends on the time
+/// (`ctx.time_ms`): it looks at a key with an expiry, or it is a
+/// keyspace-wide read (KEYS, SCAN, DBSIZE, RANDOMKEY) while any key has one.
+/// `false` means the answer is the same at every time, so the runtime may
+/// answer it by read index; `true` sends it through the log, to be answered
+/// at the log's clock. Conservative: an expiry far in the future still counts.
+/// Costs one lookup per key (O(1) for the keyspace-wide reads). RANDOMKEY's
+/// pick is seeded by the time, but without expiries any live key is a
+/// correct answer and the set of live keys does not change with the time.
+pub(crate) fn read_depends_on_time(keyspace: &Keyspace, command: &KvCommand) -> bool {
+    let any_expires = || keyspace.expires_len() > 0;
+    match command {
+        KvCommand::Get { key }
+        | KvCommand::StrLen { key }
+        | KvCommand::GetRange { key, .. }
+        | KvCommand::Ttl { key, .. }
+        | KvCommand::Type { key }
+        | KvCommand::HGet { key, .. }
+        | KvCommand::HGetAll { key }
+        | KvCommand::HLen { key }
+        | KvCommand::HExists { key, .. }
+        | KvCommand::LRange { key, .. }
+        | KvCommand::LLen { key } => keyspace.has_expiry(key),
+        KvCommand::MGet { keys } | KvCommand::Exists { keys } => {
+            keys.iter().any(|key| keyspace.has_expiry(key))
+        }
+        KvCommand::Keys { .. }
+        | KvCommand::Scan { .. }
+        | KvCommand::DbSize
+        | KvCommand::RandomKey => any_expires(),
+        KvCommand::Exec(commands) => commands
+            .iter()
+            .any(|command| read_depends_on_time(keyspace, command)),
+        // Not a read: `read` answers an error, whatever the time.
+        write => {
+            debug_assert!(!write.is_read());
+            false
+        }
+    }
+}
+
 fn nested_exec() -> Reply {
     Reply::error("ERR MULTI calls can not be nested")
 }
