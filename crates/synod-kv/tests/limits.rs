@@ -46,6 +46,7 @@ async fn cluster() -> Cluster {
     for id in 1..=3 {
         let mut cfg = NodeConfig::new(NodeId(id), peers.clone(), dir.path().join(format!("n{id}")))
             .expect("member");
+        cfg.bootstrap = synod::Bootstrap::New;
         cfg.value_bytes_max = VALUE_BYTES_MAX;
         cfg.request_timeout = Duration::from_secs(10);
         let node = Arc::new(Node::start(cfg, Store::new()).await.expect("starts"));

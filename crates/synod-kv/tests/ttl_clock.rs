@@ -65,6 +65,7 @@ impl Cluster {
             let mut cfg =
                 NodeConfig::new(NodeId(id), peers.clone(), dir.path().join(format!("n{id}")))
                     .expect("member");
+            cfg.bootstrap = synod::Bootstrap::New;
             cfg.request_timeout = Duration::from_secs(10);
             cfg.wall_clock = offset_clock(Arc::clone(&offset));
             tweak(&mut cfg);

@@ -59,8 +59,9 @@ async fn run(skews: [u64; 3]) -> (tempfile::TempDir, Vec<Node>) {
     let mut nodes = Vec::new();
     for (k, skew) in skews.into_iter().enumerate() {
         let id = NodeId(k as u32 + 1);
-        let cfg = NodeConfig::new(id, peers.clone(), dir.path().join(format!("n{}", id.0)))
+        let mut cfg = NodeConfig::new(id, peers.clone(), dir.path().join(format!("n{}", id.0)))
             .expect("member");
+        cfg.bootstrap = synod::Bootstrap::New;
         let machine = Tally { count: 0, skew };
         nodes.push(Node::start(cfg, machine).await.expect("starts"));
     }
