@@ -33,6 +33,7 @@ pub const INJECTIONS: &[&str] = &[
     "stale-read",
     "leader-local-reads",
     "nondeterministic-sm",
+    "torn-checkpoint",
 ];
 
 /// Deliberate bugs for negative controls: in the protocol core, or in how a
@@ -49,6 +50,11 @@ pub struct Faults {
     /// clock: replicas apply the same log and reach different states, which
     /// only the state digest sees (the log checksums agree).
     pub nondeterministic_sm: bool,
+    /// The WAL's old recovery rule: trust a checkpoint marker without its
+    /// end frame (`WalOptions::legacy_checkpoint_recovery`), so a power cut
+    /// in the middle of a checkpoint makes the node forget promises and
+    /// accepted values.
+    pub torn_checkpoint: bool,
 }
 
 /// Parses an `--inject` name.
@@ -60,6 +66,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
         "stale-read" => faults.stale_read = true,
         "leader-local-reads" => faults.core.leader_local_reads = true,
         "nondeterministic-sm" => faults.nondeterministic_sm = true,
+        "torn-checkpoint" => faults.torn_checkpoint = true,
         _ => return None,
     }
     Some(faults)

@@ -27,6 +27,7 @@ impl World {
             (w.one_way, 5),
             (w.flaky, 7),
             (w.pause, 8),
+            (w.disk_fault, 10),
             (w.heal, 6),
         ];
         let total: u32 = choices.iter().map(|(weight, _)| weight).sum();
@@ -119,6 +120,29 @@ impl World {
                     self.schedule(self.now_us + duration, Event::Resume { node, epoch });
                     self.stats.nemesis.push("pause");
                 }
+            }
+            10 if self.nodes.iter().any(|n| n.replica.is_some()) => {
+                let mut node = self.leader_or_random();
+                while self.nodes[node].replica.is_none() {
+                    node = (node + 1) % n;
+                }
+                let disk = self.nodes[node].disk.clone();
+                match self.disk_rng.gen_range(0..3) {
+                    0 => {
+                        disk.power_off_after(Some(self.disk_rng.gen_range(0..40)));
+                        self.stats.nemesis.push("power-cut-mid-io");
+                    }
+                    1 => {
+                        disk.fail_fsync_after(self.disk_rng.gen_range(0..4));
+                        self.stats.nemesis.push("fsync-eio");
+                    }
+                    _ => {
+                        let spare = self.disk_rng.gen_range(0..64 << 10);
+                        disk.set_space_bytes_max(Some(disk.used_bytes() + spare));
+                        self.stats.nemesis.push("disk-full");
+                    }
+                }
+                self.nodes[node].disk_faults = true;
             }
             _ => {
                 self.blocked.clear();

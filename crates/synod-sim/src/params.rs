@@ -66,6 +66,10 @@ pub struct Params {
     /// Per node, how far its wall clock is off the simulated time (ms;
     /// drawn from a stream of its own, see `World::new`).
     pub clock_offset_ms: Vec<i64>,
+    /// Probability that a checkpoint about to write its marker gets a power
+    /// cut armed a few storage steps ahead (a crash in the middle of a
+    /// checkpoint). Own stream.
+    pub checkpoint_power_cut: f64,
     /// Some PUTs set a TTL short enough to run out during the run.
     pub short_ttls: bool,
     /// A client gives up an operation after this many timed-out attempts (only
@@ -94,6 +98,10 @@ pub struct NemesisWeights {
     /// SIGSTOP does: what reaches it waits, and is handled in a random order
     /// when it wakes. Drawn from its own stream (see `World::new`).
     pub pause: u32,
+    /// A disk fault on one node: the power goes in the middle of its next
+    /// storage steps, an fsync fails with EIO, or the disk fills up. Own
+    /// stream.
+    pub disk_fault: u32,
     /// Heal the network.
     pub heal: u32,
 }
@@ -111,6 +119,7 @@ impl Params {
             one_way: on(rng, 0.4, 2),
             flaky: on(rng, 0.5, 2),
             pause: 0,
+            disk_fault: 0,
             heal: 3,
         };
         let storm = rng.gen_bool(0.33);
@@ -158,6 +167,7 @@ impl Params {
             frame_bytes_max: synod_net::FRAME_BYTES_MAX_DEFAULT,
             clock_offset_ms: vec![0; nodes],
             short_ttls: false,
+            checkpoint_power_cut: 0.0,
             snapshot_every: if rng.gen_bool(0.6) {
                 rng.gen_range(5..300)
             } else {

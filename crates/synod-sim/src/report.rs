@@ -21,6 +21,8 @@ pub struct Stats {
     pub snapshots_installed: u64,
     /// Nemesis actions, in order.
     pub nemesis: Vec<&'static str>,
+    /// Nodes that stopped on a storage error (injected disk faults).
+    pub storage_failures: u64,
     /// Simulated time at the end, in µs.
     pub end_us: u64,
 }

@@ -11,16 +11,59 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use synod::persist::{Io, PendingCheckpoint, Persister};
 use synod_check::Operation;
 use synod_core::codec::Decode;
 use synod_core::{
-    Apply, Checksum, Config, GroupId, InstanceId, Message, NodeId, PersistSeq, Replica, RoleKind,
-    Snapshot, SnapshotMeta, Value,
+    Apply, Ballot, Body, Checksum, Config, GroupId, InstanceId, Message, NodeId, PersistSeq,
+    Record, Replica, RoleKind, Snapshot, SnapshotMeta, Value,
 };
-use synod_storage::{MemStorage, Storage};
+use synod_storage::fs::Fs;
+use synod_storage::{snapshot_file, Obsolete, SimFs, SnapshotPolicy, SyncJob, Wal, WalOptions};
 
 /// Applied points at which replicas' state digests are compared: every 4th.
 const DIGEST_EVERY: u64 = 4;
+
+/// What a restarted replica forgot of what it had said durably before the
+/// crash (`None`: nothing). Instances below `snapshot_end` are chosen and in
+/// the snapshot.
+fn no_amnesia(node: &mut SimNode, replica: &Replica, snapshot_end: InstanceId) -> Option<String> {
+    node.sent_accepted = node.sent_accepted.split_off(&snapshot_end);
+    let mut promised = Ballot::ZERO;
+    let mut accepted = BTreeMap::new();
+    let mut chosen = BTreeSet::new();
+    for record in replica.checkpoint_records() {
+        match record {
+            Record::Promise { ballot, .. } => promised = promised.max(ballot),
+            Record::Accept {
+                instance, ballot, ..
+            } => {
+                accepted.insert(instance, ballot);
+            }
+            Record::Chosen { instance, .. } => {
+                chosen.insert(instance);
+            }
+        }
+    }
+    if promised < node.sent_promise {
+        return Some(format!(
+            "with promise {promised:?} after promising {:?}",
+            node.sent_promise
+        ));
+    }
+    for (instance, sent) in &node.sent_accepted {
+        let kept = accepted.get(instance).is_some_and(|b| b >= sent);
+        if !kept && !chosen.contains(instance) {
+            return Some(format!(
+                "without its acceptance of {instance} at {sent:?} (it has {:?})",
+                accepted.get(instance)
+            ));
+        }
+    }
+    None
+}
 
 /// What a node's wall clock reads at simulated time 0 (2026-01-01).
 const WALL_EPOCH_MS: u64 = 1_767_225_600_000;
@@ -39,11 +82,11 @@ pub(crate) enum Event {
         to: usize,
         frame: Bytes,
     },
-    FsyncDone {
+    /// A node's storage I/O (started by its `Persister`) completes.
+    IoDone {
         node: usize,
-        generation: u64,
-        records: usize,
-        through: PersistSeq,
+        epoch: u64,
+        io: IoKind,
     },
     Restart {
         node: usize,
@@ -63,6 +106,17 @@ pub(crate) enum Event {
         epoch: u64,
     },
 }
+
+/// Which of a node's outstanding I/O jobs completes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IoKind {
+    Sync,
+    WriteSnapshot,
+    Remove,
+}
+
+/// Where every simulated node keeps its data on its simulated disk.
+const DATA_DIR: &str = "/data";
 
 /// Something that reached a paused node, handled when it wakes.
 #[derive(Debug)]
@@ -117,25 +171,35 @@ pub(crate) struct SimNode {
     pub(crate) replica: Option<Replica>,
     /// Bumped at every crash; events of an older incarnation are ignored.
     pub(crate) epoch: u64,
-    /// The node's disk: the simulator's implementation of the same storage
-    /// interface as the WAL (see synod-storage's conformance suite).
-    pub(crate) storage: MemStorage,
-    /// The replica's position after the last records appended.
-    pub(crate) unsynced_through: PersistSeq,
-    pub(crate) fsync_busy: bool,
-    /// Bumped by crashes and checkpoints: an fsync started before is void.
-    pub(crate) fsync_generation: u64,
-    /// Applied point of the latest snapshot taken or installed.
-    pub(crate) snapshot_point: u64,
-    /// The state machine, rebuilt from instance 0 after a restart.
+    /// The node's disk (shared handle): the real WAL and snapshot files
+    /// write through it, and a crash keeps only what it made durable (or a
+    /// torn, reordered part of the rest).
+    pub(crate) disk: SimFs,
+    /// The runtime's storage decisions (the same `Persister` the driver
+    /// runs) over the real WAL on `disk`; `None` while the node is down.
+    pub(crate) persist: Option<Persister>,
+    /// I/O the persister started, carried out when its completion event
+    /// fires (one of each kind at most).
+    pub(crate) sync_out: Option<(SyncJob, PersistSeq)>,
+    pub(crate) snapshot_out: Option<(PathBuf, GroupId, PendingCheckpoint)>,
+    pub(crate) remove_out: Option<Obsolete>,
+    /// Disk faults were injected into this node since its last start: a
+    /// fatal storage error is then expected, not a bug.
+    pub(crate) disk_faults: bool,
+    /// A power cut is armed inside this node's next checkpoint.
+    pub(crate) checkpoint_cut: bool,
+    /// The highest ballot this node ever sent a Promise for, and per
+    /// instance the highest ballot it sent Accepted for: both were durable
+    /// when sent, so a restart must remember them (acceptor amnesia lets two
+    /// values be chosen). Checked at every restart (`check_no_amnesia`).
+    pub(crate) sent_promise: Ballot,
+    pub(crate) sent_accepted: BTreeMap<InstanceId, Ballot>,
+    /// The state machine, rebuilt from the latest snapshot after a restart.
     pub(crate) kv: Kv,
     /// The next instance this incarnation must apply.
     pub(crate) next_apply: u64,
     /// The applied checksum at `next_apply` (what a snapshot taken now is of).
     pub(crate) applied_checksum: Checksum,
-    /// A snapshot waiting for the running fsync to finish before it is
-    /// checkpointed (`Params::eager_checkpoint`).
-    pub(crate) checkpoint_due: Option<Snapshot>,
     /// Frozen by the pause nemesis: everything for it waits in `backlog`.
     pub(crate) paused: bool,
     pub(crate) backlog: Vec<Backlog>,
@@ -149,6 +213,8 @@ pub(crate) struct World {
     pub(crate) read_rng: ChaCha8Rng,
     /// Chooses which PUTs set a TTL.
     pub(crate) ttl_rng: ChaCha8Rng,
+    /// Draws disk faults and where power cuts land.
+    pub(crate) disk_rng: ChaCha8Rng,
     pub(crate) now_us: u64,
     pub(crate) seed: u64,
     pub(crate) params: Params,
@@ -213,6 +279,11 @@ impl World {
         // So do pauses (a fault added later too).
         let mut pause_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_7A05_E000_0000);
         params.weights.pause = if pause_rng.gen_bool(0.5) { 3 } else { 0 };
+        // Disk faults and power cuts in the middle of a checkpoint (the real
+        // WAL on a simulated disk since issue 12): a stream of their own.
+        let mut disk_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_D15C_0000_0000);
+        params.weights.disk_fault = if disk_rng.gen_bool(0.5) { 2 } else { 0 };
+        params.checkpoint_power_cut = if disk_rng.gen_bool(0.5) { 0.5 } else { 0.0 };
         // Wall clocks that disagree by up to 10 s, and the share of PUTs that
         // set a TTL: streams of their own too.
         let mut clock_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_C10C_0000_0000);
@@ -225,6 +296,7 @@ impl World {
             rng,
             read_rng,
             ttl_rng,
+            disk_rng,
             now_us: 0,
             seed,
             heal_us: params.safety_us,
@@ -256,15 +328,18 @@ impl World {
                 id: *id,
                 replica: None,
                 epoch: 0,
-                storage: MemStorage::default(),
-                unsynced_through: PersistSeq(0),
-                fsync_busy: false,
-                fsync_generation: 0,
-                snapshot_point: 0,
+                disk: SimFs::new(),
+                persist: None,
+                sync_out: None,
+                snapshot_out: None,
+                remove_out: None,
+                disk_faults: false,
+                checkpoint_cut: false,
+                sent_promise: Ballot::ZERO,
+                sent_accepted: BTreeMap::new(),
                 kv: Kv::default(),
                 next_apply: 0,
                 applied_checksum: Checksum::default(),
-                checkpoint_due: None,
                 paused: false,
                 backlog: Vec::new(),
                 missed_ticks: 0,
@@ -328,17 +403,12 @@ impl World {
                 }
                 if let Some(replica) = self.nodes[node].replica.as_mut() {
                     replica.tick();
+                    if let Some(persist) = self.nodes[node].persist.as_mut() {
+                        persist.tick();
+                    }
                     let at = self.now_us + self.params.tick_us[node];
                     self.schedule(at, Event::Tick { node, epoch });
                     self.pump(node);
-                    let sim_node = &self.nodes[node];
-                    if self.params.lazy_sync
-                        && !sim_node.fsync_busy
-                        && sim_node.storage.pending_len() > 0
-                    {
-                        // The runtime syncs lazily appended records a tick later.
-                        self.start_fsync(node);
-                    }
                 }
             }
             Event::Deliver { from, to, frame } => {
@@ -361,23 +431,16 @@ impl World {
                     self.pump(to);
                 }
             }
-            Event::FsyncDone {
-                node,
-                generation,
-                records,
-                through,
-            } => {
+            Event::IoDone { node, epoch, io } => {
+                if self.nodes[node].epoch != epoch {
+                    return;
+                }
                 if self.nodes[node].paused {
-                    let event = Event::FsyncDone {
-                        node,
-                        generation,
-                        records,
-                        through,
-                    };
+                    let event = Event::IoDone { node, epoch, io };
                     self.nodes[node].backlog.push(Backlog::Event(event));
                     return;
                 }
-                self.fsync_done(node, generation, records, through)
+                self.io_done(node, io);
             }
             Event::Resume { node, epoch } => {
                 if self.nodes[node].epoch == epoch {
@@ -414,9 +477,26 @@ impl World {
         // a few values comes in several messages.
         cfg.promise_bytes_max = 256;
         cfg.catchup_bytes_max = 256;
-        let disk = std::mem::take(&mut sim_node.storage).crash(0);
-        let (storage, recovered) = MemStorage::open(disk);
-        sim_node.storage = storage;
+        let opts = WalOptions {
+            // Small segments and allocation chunks, so that rolls, cuts of
+            // allocated tails and multi-segment recovery happen in every run.
+            segment_bytes_max: 32 << 10,
+            preallocate_bytes: 8 << 10,
+            legacy_checkpoint_recovery: self.faults.torn_checkpoint,
+        };
+        let fs: Arc<dyn Fs> = Arc::new(sim_node.disk.clone());
+        let (wal, recovered) = match Wal::open_on(fs, Path::new(DATA_DIR), opts) {
+            Ok(opened) => opened,
+            Err(err) => {
+                self.violation(format!(
+                    "recovery of node {node} failed: the WAL does not open on what a crash left: {err}"
+                ));
+                return;
+            }
+        };
+        let sim_node = &mut self.nodes[node];
+        // Whoever restarts a node whose disk filled up frees space first.
+        sim_node.disk.set_space_bytes_max(None);
         let snapshot = recovered.snapshots.get(&GroupId(0)).cloned();
         let (kv, next_apply) = match &snapshot {
             None => (Some(Kv::default()), 0),
@@ -426,12 +506,28 @@ impl World {
             self.violation(format!("node {node}: its durable snapshot does not decode"));
             return;
         };
-        sim_node.snapshot_point = next_apply;
         let checksum = snapshot
             .as_ref()
             .map_or(Checksum::default(), |s| s.meta.checksum);
         match Replica::recover(cfg, snapshot, recovered.records_of(GroupId(0))) {
-            Ok(replica) => sim_node.replica = Some(replica),
+            Ok(replica) => {
+                if let Some(amnesia) = no_amnesia(sim_node, &replica, InstanceId(next_apply)) {
+                    let id = sim_node.id;
+                    self.violation(format!("acceptor amnesia: node {id} restarted {amnesia}"));
+                    return;
+                }
+                sim_node.replica = Some(replica);
+                let policy = SnapshotPolicy {
+                    instances: self.params.snapshot_every,
+                    log_bytes: 0,
+                };
+                sim_node.persist = Some(Persister::new(
+                    GroupId(0),
+                    wal,
+                    policy,
+                    InstanceId(next_apply),
+                ));
+            }
             Err(err) => {
                 self.violation(format!("recovery of node {node} failed: {err}"));
                 return;
@@ -503,201 +599,259 @@ impl World {
             return;
         }
         sim_node.replica = None;
-        sim_node.checkpoint_due = None;
         sim_node.paused = false;
         sim_node.backlog.clear();
         sim_node.missed_ticks = 0;
         sim_node.epoch += 1;
-        // Unsynced records are lost, except that the disk may have written a
-        // prefix of them before the power went (a torn tail cut at a record
-        // boundary; torn bytes inside a record are the WAL's business).
-        let kept = if self.rng.gen_bool(self.params.torn_tail) {
-            self.rng.gen_range(0..=sim_node.storage.pending_len())
-        } else {
-            0
-        };
-        let disk = std::mem::take(&mut sim_node.storage).crash(kept);
-        sim_node.storage = MemStorage::open(disk).0;
-        sim_node.fsync_busy = false;
-        sim_node.fsync_generation += 1;
+        // A write may have been issued and not synced when the power went:
+        // then its bytes reach the disk's cache, and the crash keeps a torn,
+        // reordered part of them (or none).
+        if let Some((job, _)) = sim_node.sync_out.take() {
+            if self.rng.gen_bool(self.params.torn_tail) {
+                sim_node.disk.power_off_after(Some(1));
+                let _ = job.run();
+            }
+        }
+        sim_node.snapshot_out = None;
+        sim_node.remove_out = None;
+        // The process is gone: its open files go with it, then the disk
+        // loses what was not durable.
+        sim_node.persist = None;
+        // The crash also ends every injected fault but a full disk (cleared
+        // when the node restarts).
+        sim_node.disk.crash(&mut self.rng);
+        sim_node.disk_faults = false;
+        sim_node.checkpoint_cut = false;
         self.stats.crashes += 1;
         self.clients_lost_node(node);
     }
 
-    /// Carries out everything a replica's `Ready` asks for.
+    /// Carries out everything a replica's `Ready` asks for, in the order the
+    /// runtime's driver does (`synod/src/driver.rs`, `process_ready`), with
+    /// the same `Persister` deciding when to append, sync and checkpoint.
     pub(crate) fn pump(&mut self, node: usize) {
-        let Some(replica) = self.nodes[node].replica.as_mut() else {
-            return;
-        };
-        let ready = replica.take_ready();
-        if ready.is_empty() {
-            return;
-        }
-        if !ready.persist.is_empty() {
+        // Bounded as in the driver: acting on a Ready can release held
+        // messages once (after a checkpoint), so a few rounds suffice.
+        for _ in 0..8 {
+            let Some(replica) = self.nodes[node].replica.as_mut() else {
+                return;
+            };
+            let ready = replica.take_ready();
+            if ready.is_empty() {
+                break;
+            }
             let sim_node = &mut self.nodes[node];
-            // MemStorage::append cannot fail.
-            let _ = sim_node.storage.append(&ready.persist);
-            sim_node.unsynced_through = ready.persist_through;
-            if !sim_node.fsync_busy && self.sync_wanted(node) {
-                self.start_fsync(node);
+            if let Some(persist) = sim_node.persist.as_mut() {
+                if let Err(err) = persist.append(&ready.persist, ready.persist_through) {
+                    self.storage_failed(node, &err.to_string());
+                    return;
+                }
+            }
+            if let Some(snapshot) = ready.install {
+                // A snapshot from a peer: restore the state machine, then
+                // checkpoint it like one of our own.
+                match Kv::decode(&snapshot.data) {
+                    Some(kv) => self.nodes[node].kv = kv,
+                    None => {
+                        self.violation(format!("node {node} installed an undecodable snapshot"))
+                    }
+                }
+                self.nodes[node].next_apply = snapshot.meta.applied_end.0;
+                self.nodes[node].applied_checksum = snapshot.meta.checksum;
+                if let Some(persist) = self.nodes[node].persist.as_mut() {
+                    persist.installed(snapshot);
+                }
+                self.stats.snapshots_installed += 1;
+                self.check_digest(node);
+            }
+            for msg in ready.messages {
+                self.transmit(msg);
+            }
+            for apply in ready.apply {
+                self.apply(node, apply);
+            }
+            for rejected in ready.rejected {
+                self.client_rejected(node, &rejected.command);
+            }
+            for read in ready.reads {
+                self.client_read_served(node, read);
+            }
+            for (read, _) in ready.rejected_reads {
+                self.client_read_rejected(node, read);
+            }
+            for divergence in ready.diverged {
+                self.violation(format!(
+                    "divergence reported by node {} against {} at {}: {:?} != {:?}",
+                    self.nodes[node].id,
+                    divergence.peer,
+                    divergence.applied_end,
+                    divergence.local,
+                    divergence.remote
+                ));
+            }
+            self.maybe_snapshot(node);
+            if !self.kick(node) {
+                return;
             }
         }
-        if let Some(snapshot) = ready.install {
-            // A snapshot from a peer: restore the state machine, then save it
-            // like one of our own.
-            match Kv::decode(&snapshot.data) {
-                Some(kv) => self.nodes[node].kv = kv,
-                None => self.violation(format!("node {node} installed an undecodable snapshot")),
-            }
-            self.nodes[node].next_apply = snapshot.meta.applied_end.0;
-            self.nodes[node].applied_checksum = snapshot.meta.checksum;
-            self.nodes[node].checkpoint_due = None;
-            self.save_snapshot(node, snapshot);
-            self.stats.snapshots_installed += 1;
-            self.check_digest(node);
-        }
-        for msg in ready.messages {
-            self.transmit(msg);
-        }
-        for apply in ready.apply {
-            self.apply(node, apply);
-        }
-        for rejected in ready.rejected {
-            self.client_rejected(node, &rejected.command);
-        }
-        for read in ready.reads {
-            self.client_read_served(node, read);
-        }
-        for (read, _) in ready.rejected_reads {
-            self.client_read_rejected(node, read);
-        }
-        for divergence in ready.diverged {
-            self.violation(format!(
-                "divergence reported by node {} against {} at {}: {:?} != {:?}",
-                self.nodes[node].id,
-                divergence.peer,
-                divergence.applied_end,
-                divergence.local,
-                divergence.remote
-            ));
-        }
-        self.maybe_snapshot(node);
+        self.kick(node);
     }
 
-    /// Snapshots the state machine every `snapshot_every` instances, compacts the
-    /// replica and replaces the log with the replica's checkpoint records (as the
-    /// WAL does: a fresh segment with the checkpoint, then the old ones go).
+    /// Takes a snapshot of the state machine when the persister's policy
+    /// says so (every `snapshot_every` instances), as the driver does.
     fn maybe_snapshot(&mut self, node: usize) {
-        let every = self.params.snapshot_every;
         let sim_node = &mut self.nodes[node];
-        if sim_node.replica.is_none() {
+        let Some(persist) = sim_node.persist.as_mut() else {
+            return;
+        };
+        let applied_end = InstanceId(sim_node.next_apply);
+        if !persist.snapshot_wanted(applied_end) {
             return;
         }
-        // What the state machine has applied, which can trail what the
-        // replica handed out when this runs before a `Ready` is taken.
-        let applied_end = sim_node.next_apply;
-        if every == 0
-            || applied_end < sim_node.snapshot_point + every
-            || sim_node.checkpoint_due.is_some()
-        {
-            return;
-        }
-        let snapshot = Snapshot {
+        persist.snapshot_taken(Snapshot {
             meta: SnapshotMeta {
-                applied_end: InstanceId(applied_end),
+                applied_end,
                 checksum: sim_node.applied_checksum,
             },
             data: sim_node.kv.encode(),
+        });
+    }
+
+    /// Lets the persister start what is due, and schedules the completion
+    /// of the I/O it hands out. False if the node stopped on a storage error.
+    fn kick(&mut self, node: usize) -> bool {
+        let sim_node = &mut self.nodes[node];
+        let (Some(persist), Some(replica)) = (sim_node.persist.as_mut(), sim_node.replica.as_mut())
+        else {
+            return false;
         };
-        if self.params.eager_checkpoint && sim_node.fsync_busy {
-            // As the runtime does: the checkpoint waits for the running
-            // fsync and is written when it completes, before the replica's
-            // next `Ready` is taken (see `fsync_done`).
-            sim_node.checkpoint_due = Some(snapshot);
+        let kicked = match persist.kick(replica) {
+            Ok(kicked) => kicked,
+            Err(err) => {
+                self.storage_failed(node, &err.to_string());
+                return false;
+            }
+        };
+        if kicked.checkpointed.is_some() {
+            self.stats.snapshots += 1;
+        }
+        let epoch = self.nodes[node].epoch;
+        for io in kicked.io {
+            let (kind, latency) = match io {
+                Io::Sync { job, through } => {
+                    self.nodes[node].sync_out = Some((job, through));
+                    let latency = self.params.fsync_us_min
+                        + self.rng.gen_range(0..=self.params.fsync_us_jitter);
+                    (IoKind::Sync, latency)
+                }
+                Io::WriteSnapshot {
+                    dir,
+                    group,
+                    checkpoint,
+                } => {
+                    self.nodes[node].snapshot_out = Some((dir, group, checkpoint));
+                    let latency = 2 * self.params.fsync_us_min
+                        + self.rng.gen_range(0..=2 * self.params.fsync_us_jitter);
+                    (IoKind::WriteSnapshot, latency)
+                }
+                Io::Remove(obsolete) => {
+                    self.nodes[node].remove_out = Some(obsolete);
+                    (IoKind::Remove, self.rng.gen_range(10..=1_000))
+                }
+            };
+            self.schedule(
+                self.now_us + latency,
+                Event::IoDone {
+                    node,
+                    epoch,
+                    io: kind,
+                },
+            );
+        }
+        true
+    }
+
+    /// An I/O job completes: it runs now (on the simulated disk) and the
+    /// persister hears of it, as the driver's blocking threads report back.
+    fn io_done(&mut self, node: usize, io: IoKind) {
+        let sim_node = &mut self.nodes[node];
+        let (Some(persist), Some(replica)) = (sim_node.persist.as_mut(), sim_node.replica.as_mut())
+        else {
+            return;
+        };
+        let result = match io {
+            IoKind::Sync => {
+                let Some((job, through)) = sim_node.sync_out.take() else {
+                    return;
+                };
+                let result = job.run();
+                persist.sync_done(job, result, through, replica)
+            }
+            IoKind::WriteSnapshot => {
+                let Some((dir, group, checkpoint)) = sim_node.snapshot_out.take() else {
+                    return;
+                };
+                let written =
+                    snapshot_file::write_on(&sim_node.disk, &dir, group, &checkpoint.snapshot)
+                        .map(|_| ());
+                let result = persist.snapshot_written(checkpoint, written);
+                if result.is_ok()
+                    && self.phase == Phase::Safety
+                    && self.disk_rng.gen_bool(self.params.checkpoint_power_cut)
+                {
+                    // The marker step comes next: let the power go a few
+                    // storage steps into it.
+                    let steps = self.disk_rng.gen_range(0..12);
+                    sim_node.disk.power_off_after(Some(steps));
+                    sim_node.disk_faults = true;
+                    sim_node.checkpoint_cut = true;
+                    self.stats.nemesis.push("checkpoint-power-cut");
+                }
+                result
+            }
+            IoKind::Remove => {
+                let Some(obsolete) = sim_node.remove_out.take() else {
+                    return;
+                };
+                // Files left behind cost space, not safety: the driver logs
+                // this and goes on; so does the simulated node.
+                let _ = persist.cleaned(obsolete.remove());
+                Ok(())
+            }
+        };
+        if let Err(err) = result {
+            self.storage_failed(node, &err.to_string());
             return;
         }
-        self.checkpoint(node, snapshot);
         self.pump(node);
     }
 
-    /// Compacts the replica at `snapshot` and checkpoints its storage.
-    fn checkpoint(&mut self, node: usize, snapshot: Snapshot) {
-        let sim_node = &mut self.nodes[node];
-        let Some(replica) = sim_node.replica.as_mut() else {
-            return;
-        };
-        if let Err(err) = replica.compact(snapshot.clone()) {
-            let id = sim_node.id;
-            self.violation(format!("node {id}: compaction refused: {err}"));
-            return;
+    /// A storage error stopped the node: as the runtime does, the process
+    /// ends (never retries an fsync) and is restarted later from what its
+    /// disk kept. Without an injected disk fault this is a bug.
+    fn storage_failed(&mut self, node: usize, error: &str) {
+        let id = self.nodes[node].id;
+        if !self.nodes[node].disk_faults {
+            self.violation(format!(
+                "storage: node {id} stopped on a storage error nobody injected: {error}"
+            ));
         }
-        self.save_snapshot(node, snapshot);
-        self.stats.snapshots += 1;
-    }
-
-    /// Checkpoints the node's storage at `snapshot`, as the runtime does with
-    /// the WAL. The checkpoint holds the effect of every record appended so
-    /// far, so once it is durable so are they, and the replica is told.
-    fn save_snapshot(&mut self, node: usize, snapshot: Snapshot) {
-        let sim_node = &mut self.nodes[node];
-        let Some(replica) = sim_node.replica.as_mut() else {
-            return;
-        };
-        sim_node.snapshot_point = snapshot.meta.applied_end.0;
-        let records = replica.checkpoint_records();
-        // MemStorage::checkpoint cannot fail.
-        let _ = sim_node.storage.checkpoint(GroupId(0), &snapshot, &records);
-        sim_node.fsync_busy = false;
-        sim_node.fsync_generation += 1;
-        replica.persisted(sim_node.unsynced_through);
-    }
-
-    /// Group commit: one fsync covers every record written before it started.
-    fn start_fsync(&mut self, node: usize) {
-        let latency =
-            self.params.fsync_us_min + self.rng.gen_range(0..=self.params.fsync_us_jitter);
-        let sim_node = &mut self.nodes[node];
-        sim_node.fsync_busy = true;
-        let event = Event::FsyncDone {
-            node,
-            generation: sim_node.fsync_generation,
-            records: sim_node.storage.pending_len(),
-            through: sim_node.unsynced_through,
-        };
-        self.schedule(self.now_us + latency, event);
-    }
-
-    fn fsync_done(&mut self, node: usize, generation: u64, records: usize, through: PersistSeq) {
-        let sim_node = &mut self.nodes[node];
-        if sim_node.fsync_generation != generation {
-            return;
+        self.stats.storage_failures += 1;
+        let rack_down = self.nodes[node].checkpoint_cut && self.disk_rng.gen_bool(0.5);
+        self.crash(node);
+        let downtime = self.rng.gen_range(10_000..1_000_000);
+        self.schedule(self.now_us + downtime, Event::Restart { node });
+        if rack_down {
+            // The power went for the whole rack: every node restarts from
+            // its disk, the one cut mid-checkpoint among them.
+            for other in 0..self.nodes.len() {
+                if other != node && self.nodes[other].replica.is_some() {
+                    self.crash(other);
+                    let downtime = self.disk_rng.gen_range(10_000..1_500_000);
+                    self.schedule(self.now_us + downtime, Event::Restart { node: other });
+                }
+            }
         }
-        sim_node.storage.sync_first(records);
-        sim_node.fsync_busy = false;
-        if let Some(replica) = sim_node.replica.as_mut() {
-            replica.persisted(through);
-        }
-        if let Some(snapshot) = self.nodes[node].checkpoint_due.take() {
-            // `persisted` may have let the replica queue records it has not
-            // handed out yet; they are appended after this checkpoint.
-            self.checkpoint(node, snapshot);
-        }
-        let more = self.nodes[node].storage.pending_len() > 0;
-        if more && !self.nodes[node].fsync_busy && self.sync_wanted(node) {
-            self.start_fsync(node);
-        }
-        self.pump(node);
-    }
-
-    /// Whether to sync what is appended now: always, or (`Params::lazy_sync`,
-    /// as the runtime does) only when the replica holds messages back for
-    /// it; other records wait for the next sync or tick.
-    fn sync_wanted(&self, node: usize) -> bool {
-        !self.params.lazy_sync
-            || self.nodes[node]
-                .replica
-                .as_ref()
-                .is_some_and(|r| r.awaits_durability())
     }
 
     /// Sends a message through the simulated network, encoded as the frame
@@ -721,6 +875,15 @@ impl World {
             return;
         }
         let frame = buf.freeze();
+        let sender = &mut self.nodes[from];
+        match &msg.body {
+            Body::Promise { ballot, .. } => sender.sent_promise = sender.sent_promise.max(*ballot),
+            Body::Accepted { ballot, instance } => {
+                let highest = sender.sent_accepted.entry(*instance).or_insert(*ballot);
+                *highest = (*highest).max(*ballot);
+            }
+            _ => {}
+        }
         let loss = self
             .link_loss
             .get(&(from, to))
@@ -875,6 +1038,9 @@ impl World {
         self.network_token += 1;
         self.params.loss = 0.0;
         for node in 0..self.nodes.len() {
+            // Disks are healed too: no fault fires after this point.
+            self.nodes[node].disk.disarm_faults();
+            self.nodes[node].checkpoint_cut = false;
             self.resume(node);
             if self.nodes[node].replica.is_none() {
                 self.start_node(node);

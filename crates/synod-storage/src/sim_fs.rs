@@ -444,6 +444,16 @@ impl SimFs {
         st.faults.powered_off = false;
     }
 
+    /// Disarms every fault not yet fired (a pending EIO, power cut or space
+    /// budget); one that fired (the power is off) stays until
+    /// [`SimFs::crash`].
+    pub fn disarm_faults(&self) {
+        let mut st = self.lock();
+        st.faults.fsync_eio_after = None;
+        st.faults.power_off_after = None;
+        st.faults.space_bytes_max = None;
+    }
+
     /// True once a [`SimFs::power_off_after`] budget is spent.
     pub fn is_powered_off(&self) -> bool {
         self.lock().faults.powered_off
