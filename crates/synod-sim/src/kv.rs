@@ -196,6 +196,20 @@ impl Kv {
         }
     }
 
+    /// Whether a GET of `key` depends on the time (the key has an expiry),
+    /// so that the runtime answers it through the log, at the log clock.
+    pub fn read_depends_on_time(&self, key: &[u8]) -> bool {
+        let get = synod_kv::KvCommand::Get {
+            key: Bytes::copy_from_slice(key),
+        };
+        self.store.command_depends_on_time(&get)
+    }
+
+    /// The log clock: the largest stamp applied so far.
+    pub fn log_time_ms(&self) -> u64 {
+        self.log_time_ms
+    }
+
     /// How many times the command `(client, seq)` took effect.
     pub fn effects(&self, client: u64, seq: u64) -> u32 {
         self.effects.get(&(client, seq)).copied().unwrap_or(0)

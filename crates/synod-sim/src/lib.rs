@@ -34,6 +34,7 @@ pub const INJECTIONS: &[&str] = &[
     "leader-local-reads",
     "nondeterministic-sm",
     "torn-checkpoint",
+    "local-clock-ttl",
 ];
 
 /// Deliberate bugs for negative controls: in the protocol core, or in how a
@@ -55,6 +56,10 @@ pub struct Faults {
     /// in the middle of a checkpoint makes the node forget promises and
     /// accepted values.
     pub torn_checkpoint: bool,
+    /// Reads by read index answered at the serving node's own clock, as
+    /// the runtime did before issue 12: a node whose clock runs ahead sees
+    /// a key expired that a later read elsewhere still finds.
+    pub local_clock_ttl: bool,
 }
 
 /// Parses an `--inject` name.
@@ -67,6 +72,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
         "leader-local-reads" => faults.core.leader_local_reads = true,
         "nondeterministic-sm" => faults.nondeterministic_sm = true,
         "torn-checkpoint" => faults.torn_checkpoint = true,
+        "local-clock-ttl" => faults.local_clock_ttl = true,
         _ => return None,
     }
     Some(faults)

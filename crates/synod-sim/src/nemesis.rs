@@ -28,6 +28,7 @@ impl World {
             (w.flaky, 7),
             (w.pause, 8),
             (w.disk_fault, 10),
+            (w.clock_jump, 9),
             (w.heal, 6),
         ];
         let total: u32 = choices.iter().map(|(weight, _)| weight).sum();
@@ -120,6 +121,14 @@ impl World {
                     self.schedule(self.now_us + duration, Event::Resume { node, epoch });
                     self.stats.nemesis.push("pause");
                 }
+            }
+            9 => {
+                let node = self.leader_or_random();
+                let step_ms = self.rng.gen_range(1_000..2 * 24 * 3600 * 1000);
+                let ahead = self.rng.gen_bool(0.5);
+                let offset = &mut self.params.clock_offset_ms[node];
+                *offset += if ahead { step_ms } else { -step_ms };
+                self.stats.nemesis.push("clock-jump");
             }
             10 if self.nodes.iter().any(|n| n.replica.is_some()) => {
                 let mut node = self.leader_or_random();

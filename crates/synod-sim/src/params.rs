@@ -102,6 +102,9 @@ pub struct NemesisWeights {
     /// storage steps, an fsync fails with EIO, or the disk fills up. Own
     /// stream.
     pub disk_fault: u32,
+    /// Step one node's wall clock (ahead or back, up to two days), as NTP or
+    /// an operator does. Own stream.
+    pub clock_jump: u32,
     /// Heal the network.
     pub heal: u32,
 }
@@ -120,6 +123,7 @@ impl Params {
             flaky: on(rng, 0.5, 2),
             pause: 0,
             disk_fault: 0,
+            clock_jump: 0,
             heal: 3,
         };
         let storm = rng.gen_bool(0.33);

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use synod::persist::{Io, PendingCheckpoint, Persister};
+use synod::StampClock;
 use synod_check::Operation;
 use synod_core::codec::Decode;
 use synod_core::{
@@ -194,6 +195,10 @@ pub(crate) struct SimNode {
     /// values be chosen). Checked at every restart (`check_no_amnesia`).
     pub(crate) sent_promise: Ballot,
     pub(crate) sent_accepted: BTreeMap<InstanceId, Ballot>,
+    /// What bounds this node's stamps (the runtime's `StampClock`): its
+    /// wall clock, advanced no faster than the monotonic time since it
+    /// started. Replaced at every start.
+    pub(crate) stamp_clock: StampClock,
     /// The state machine, rebuilt from the latest snapshot after a restart.
     pub(crate) kv: Kv,
     /// The next instance this incarnation must apply.
@@ -291,6 +296,8 @@ impl World {
             .map(|_| clock_rng.gen_range(-10_000..=10_000))
             .collect();
         let ttl_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0771_0000_0000);
+        params.weights.clock_jump = if clock_rng.gen_bool(0.5) { 2 } else { 0 };
+        params.short_ttls = clock_rng.gen_bool(0.5);
         let members: Vec<NodeId> = (1..=nodes as u32).map(NodeId).collect();
         let mut world = World {
             rng,
@@ -337,6 +344,7 @@ impl World {
                 checkpoint_cut: false,
                 sent_promise: Ballot::ZERO,
                 sent_accepted: BTreeMap::new(),
+                stamp_clock: StampClock::new(0, 0),
                 kv: Kv::default(),
                 next_apply: 0,
                 applied_checksum: Checksum::default(),
@@ -494,7 +502,10 @@ impl World {
                 return;
             }
         };
+        let wall_ms = self.wall_ms(node);
+        let mono_ms = self.now_us / 1000;
         let sim_node = &mut self.nodes[node];
+        sim_node.stamp_clock = StampClock::new(wall_ms, mono_ms);
         // Whoever restarts a node whose disk filled up frees space first.
         sim_node.disk.set_space_bytes_max(None);
         let snapshot = recovered.snapshots.get(&GroupId(0)).cloned();
@@ -992,7 +1003,18 @@ impl World {
                 }
             }
         }
+        let log_ms = self.nodes[node].kv.log_time_ms();
+        let mono_ms = self.now_us / 1000;
+        self.nodes[node].stamp_clock.observe_log(log_ms, mono_ms);
         self.check_digest(node);
+    }
+
+    /// What `node` stamps into a command it proposes now (the runtime's
+    /// rule: its wall clock, bounded by `StampClock`).
+    pub(crate) fn stamp_ms(&self, node: usize) -> u64 {
+        self.nodes[node]
+            .stamp_clock
+            .stamp(self.wall_ms(node), self.now_us / 1000)
     }
 
     /// Records the digest of `node`'s state after its applied prefix, or

@@ -82,3 +82,16 @@ fn a_torn_checkpoint_trusted_by_recovery_is_caught() {
         "the old checkpoint recovery rule went unnoticed for 1000 seeds"
     );
 }
+
+/// Reads by read index answered at the serving node's own clock (the
+/// runtime before issue 12): with clocks that disagree and keys that expire,
+/// a node whose clock runs ahead answers nil, and a later read elsewhere
+/// finds the value.
+#[test]
+fn reads_of_expiring_keys_at_the_local_clock_are_caught() {
+    let caught = first_caught_by("local-clock-ttl", "linearizab");
+    assert!(
+        caught.is_some(),
+        "reads at the local clock went unnoticed for 300 seeds"
+    );
+}
