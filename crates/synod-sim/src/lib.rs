@@ -35,6 +35,7 @@ pub const INJECTIONS: &[&str] = &[
     "nondeterministic-sm",
     "torn-checkpoint",
     "local-clock-ttl",
+    "wipe-votes",
 ];
 
 /// Deliberate bugs for negative controls: in the protocol core, or in how a
@@ -73,6 +74,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
         "nondeterministic-sm" => faults.nondeterministic_sm = true,
         "torn-checkpoint" => faults.torn_checkpoint = true,
         "local-clock-ttl" => faults.local_clock_ttl = true,
+        "wipe-votes" => faults.core.wipe_votes = true,
         _ => return None,
     }
     Some(faults)

@@ -29,6 +29,7 @@ impl World {
             (w.pause, 8),
             (w.disk_fault, 10),
             (w.clock_jump, 9),
+            (w.wipe, 11),
             (w.heal, 6),
         ];
         let total: u32 = choices.iter().map(|(weight, _)| weight).sum();
@@ -129,6 +130,13 @@ impl World {
                 let offset = &mut self.params.clock_offset_ms[node];
                 *offset += if ahead { step_ms } else { -step_ms };
                 self.stats.nemesis.push("clock-jump");
+            }
+            11 if n >= 3 && self.nodes.iter().all(|n| !n.rebuilding) => {
+                let node = self.leader_or_random();
+                self.wipe(node);
+                let downtime = self.disk_rng.gen_range(10_000..2_000_000);
+                self.schedule(self.now_us + downtime, Event::Restart { node });
+                self.stats.nemesis.push("wipe");
             }
             10 if self.nodes.iter().any(|n| n.replica.is_some()) => {
                 let mut node = self.leader_or_random();

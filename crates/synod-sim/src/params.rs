@@ -105,6 +105,9 @@ pub struct NemesisWeights {
     /// Step one node's wall clock (ahead or back, up to two days), as NTP or
     /// an operator does. Own stream.
     pub clock_jump: u32,
+    /// Wipe one node's disk; it restarts rebuilding (`--rebuild`). Own
+    /// stream; never more than one node rebuilding at a time.
+    pub wipe: u32,
     /// Heal the network.
     pub heal: u32,
 }
@@ -124,6 +127,7 @@ impl Params {
             pause: 0,
             disk_fault: 0,
             clock_jump: 0,
+            wipe: 0,
             heal: 3,
         };
         let storm = rng.gen_bool(0.33);

@@ -23,6 +23,8 @@ pub struct Stats {
     pub nemesis: Vec<&'static str>,
     /// Nodes that stopped on a storage error (injected disk faults).
     pub storage_failures: u64,
+    /// Wiped nodes that finished rebuilding (vote again).
+    pub rebuilds: u64,
     /// Reads by index that depended on the time and went through the log.
     pub reads_through_log: u64,
     /// Simulated time at the end, in µs.

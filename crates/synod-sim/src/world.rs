@@ -81,6 +81,9 @@ pub(crate) enum Event {
     Deliver {
         from: usize,
         to: usize,
+        /// The sender's incarnation: a wiped node's messages still in
+        /// flight are dropped (as its TCP connections were).
+        epoch: u64,
         frame: Bytes,
     },
     /// A node's storage I/O (started by its `Persister`) completes.
@@ -199,6 +202,11 @@ pub(crate) struct SimNode {
     /// wall clock, advanced no faster than the monotonic time since it
     /// started. Replaced at every start.
     pub(crate) stamp_clock: StampClock,
+    /// The disk was wiped and the node has not voted since: it starts with
+    /// `Config::rebuild` (as `synod server --rebuild`) until it does.
+    pub(crate) rebuilding: bool,
+    /// Messages sent by incarnations before this one are dropped in flight.
+    pub(crate) wiped_epoch: u64,
     /// The state machine, rebuilt from the latest snapshot after a restart.
     pub(crate) kv: Kv,
     /// The next instance this incarnation must apply.
@@ -289,6 +297,7 @@ impl World {
         let mut disk_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_D15C_0000_0000);
         params.weights.disk_fault = if disk_rng.gen_bool(0.5) { 2 } else { 0 };
         params.checkpoint_power_cut = if disk_rng.gen_bool(0.5) { 0.5 } else { 0.0 };
+        params.weights.wipe = if disk_rng.gen_bool(0.5) { 1 } else { 0 };
         // Wall clocks that disagree by up to 10 s, and the share of PUTs that
         // set a TTL: streams of their own too.
         let mut clock_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_C10C_0000_0000);
@@ -345,6 +354,8 @@ impl World {
                 sent_promise: Ballot::ZERO,
                 sent_accepted: BTreeMap::new(),
                 stamp_clock: StampClock::new(0, 0),
+                rebuilding: false,
+                wiped_epoch: 0,
                 kv: Kv::default(),
                 next_apply: 0,
                 applied_checksum: Checksum::default(),
@@ -419,12 +430,22 @@ impl World {
                     self.pump(node);
                 }
             }
-            Event::Deliver { from, to, frame } => {
-                if self.blocked.contains(&(from, to)) {
+            Event::Deliver {
+                from,
+                to,
+                epoch,
+                frame,
+            } => {
+                if self.blocked.contains(&(from, to)) || epoch < self.nodes[from].wiped_epoch {
                     return;
                 }
                 if self.nodes[to].paused {
-                    let event = Event::Deliver { from, to, frame };
+                    let event = Event::Deliver {
+                        from,
+                        to,
+                        epoch,
+                        frame,
+                    };
                     self.nodes[to].backlog.push(Backlog::Event(event));
                     return;
                 }
@@ -480,6 +501,7 @@ impl World {
         let mut cfg = Config::new(sim_node.id, members);
         cfg.seed = self.seed ^ (u64::from(sim_node.id.0) << 32) ^ sim_node.epoch;
         cfg.inject = self.faults.core;
+        cfg.rebuild = sim_node.rebuilding;
         // Small pages, so that phase 1 and catch-up run paginated under
         // every fault (issue 12): a promise or a catch-up reply of more than
         // a few values comes in several messages.
@@ -706,6 +728,25 @@ impl World {
             }
         }
         self.kick(node);
+        let sim_node = &mut self.nodes[node];
+        if sim_node.rebuilding && sim_node.replica.as_ref().is_some_and(|r| !r.rebuilding()) {
+            sim_node.rebuilding = false;
+            self.stats.rebuilds += 1;
+        }
+    }
+
+    /// The node's disk is lost (a replaced disk, a container without its
+    /// volume): it crashes, and comes back empty, rebuilding.
+    pub(crate) fn wipe(&mut self, node: usize) {
+        self.crash(node);
+        let sim_node = &mut self.nodes[node];
+        sim_node.disk.wipe();
+        sim_node.rebuilding = true;
+        sim_node.wiped_epoch = sim_node.epoch;
+        // A wiped node forgets by design; what it said before is not held
+        // against it (the rebuild protocol is what must keep that safe).
+        sim_node.sent_promise = Ballot::ZERO;
+        sim_node.sent_accepted.clear();
     }
 
     /// Takes a snapshot of the state machine when the persister's policy
@@ -902,13 +943,30 @@ impl World {
         if self.blocked.contains(&(from, to)) || self.rng.gen_bool(loss) {
             return;
         }
+        let epoch = self.nodes[from].epoch;
         if self.rng.gen_bool(self.params.duplicate) {
             let delay = self.delay();
             let frame = frame.clone();
-            self.schedule(self.now_us + delay, Event::Deliver { from, to, frame });
+            self.schedule(
+                self.now_us + delay,
+                Event::Deliver {
+                    from,
+                    to,
+                    epoch,
+                    frame,
+                },
+            );
         }
         let delay = self.delay();
-        self.schedule(self.now_us + delay, Event::Deliver { from, to, frame });
+        self.schedule(
+            self.now_us + delay,
+            Event::Deliver {
+                from,
+                to,
+                epoch,
+                frame,
+            },
+        );
     }
 
     /// Decodes a frame as the receiving connection does; anything it would

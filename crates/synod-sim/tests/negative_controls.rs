@@ -95,3 +95,15 @@ fn reads_of_expiring_keys_at_the_local_clock_are_caught() {
         "reads at the local clock went unnoticed for 300 seeds"
     );
 }
+
+/// A node whose disk was wiped votes at once instead of rebuilding first:
+/// it promises and accepts with no memory of what it promised and accepted,
+/// and two values are chosen for one instance.
+#[test]
+fn a_wiped_node_that_votes_at_once_is_caught() {
+    let caught = first_caught_by("wipe-votes", "agreement");
+    assert!(
+        caught.is_some(),
+        "a wiped node voting at once went unnoticed for 300 seeds"
+    );
+}
