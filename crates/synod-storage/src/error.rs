@@ -26,7 +26,7 @@ pub enum StorageError {
         source: io::Error,
     },
     /// Data on disk is damaged in a way a crash cannot explain.
-    #[error("corrupt data in {path} at offset {offset}: {reason}. The node refuses to start rather than guess. Restore this node's data directory from a backup, or move it away and let the node rejoin empty so it catches up from its peers (automatic repair from peers is not implemented yet)")]
+    #[error("corrupt data in {path} at offset {offset}: {reason}. The node refuses to start rather than guess. Restore this node's data directory from a backup, or move it away and restart the node with --rebuild: it rejoins as a non-voting member, catches up from its peers and votes again once that is safe")]
     Corrupt {
         /// The damaged file (or directory).
         path: PathBuf,

@@ -61,8 +61,10 @@ pub fn check_header(path: &Path, index: u64, bytes: &[u8]) -> Result<(), Storage
             format!(
                 "log segment format version {version} was written by an older Synod; this build \
                  reads version {VERSION} only (version 1 could lose a checkpoint cut short by a \
-                 power failure). Stop the node cleanly with the old build, then move this data \
-                 directory away and let the node rejoin empty and catch up from its peers"
+                 power failure). Upgrade one node at a time: stop it cleanly, move this data \
+                 directory away, start the new build with --rebuild (it rejoins as a \
+                 non-voting member and catches up from its peers, which needs the others up), \
+                 and wait until it votes again before the next node"
             ),
         ));
     }

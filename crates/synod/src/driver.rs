@@ -823,6 +823,16 @@ impl<S: StateMachine> Driver<S> {
     /// outcome is unknown. A request the table knows nothing of keeps
     /// waiting (it may still be chosen, or be retried).
     fn answer_from_sessions(&mut self, seq: u64) {
+        // A read through the log is never in the session table (reads are
+        // not admitted): a snapshot that passed its place in the log says
+        // nothing about it. Propose it again at once; answered wherever it
+        // lands, it is still answered after it was asked.
+        if let Some(waiter) = self.waiters.get_mut(&seq) {
+            if Envelope::decode(&waiter.envelope).is_some_and(|e| e.kind == Kind::Read) {
+                waiter.next_retry = Instant::now();
+                return;
+            }
+        }
         let answer = match self.sessions.outcome(self.session, seq) {
             Outcome::Pending => return,
             Outcome::Applied(Some(output)) => Ok(output),

@@ -58,6 +58,25 @@ pub(crate) fn check_data_dir(cfg: &NodeConfig) -> Result<Identity, NodeError> {
                 cfg.cluster_id,
             )));
         }
+        // The identity says this node has been running here, so its log
+        // must be here too (the log always keeps a segment). Without it the
+        // promises and acceptances are gone just as with a wiped disk: a
+        // deleted or missing `wal/` volume, or a directory restored from an
+        // incomplete copy. `--init` passes only for a node that never got
+        // past creating its first segment; `--rebuild` rebuilds.
+        if !found.rebuilding && !holds_node_data(dir).map_err(storage)? {
+            match cfg.bootstrap {
+                Bootstrap::New => {}
+                Bootstrap::Rebuild => return start_rebuild(cfg, dir),
+                Bootstrap::Existing => {
+                    return Err(NodeError::DataDir(format!(
+                        "data directory {} holds node {}'s identity but no log (no segment in                          wal/, no snapshot in snap/): the log was lost or moved, and this node                          would forget promises and accepted values. Refusing to start. If the                          log is gone for good, restart the node with --rebuild: it rejoins as a                          non-voting member and votes again once that is safe",
+                        dir.display(),
+                        cfg.id.0
+                    )))
+                }
+            }
+        }
         match cfg.bootstrap {
             Bootstrap::New => info!(
                 data_dir = %dir.display(),
@@ -102,17 +121,29 @@ pub(crate) fn check_data_dir(cfg: &NodeConfig) -> Result<Identity, NodeError> {
             )));
         }
         Bootstrap::New => expected(1, false),
-        Bootstrap::Rebuild => {
-            // The lost incarnation's number is gone with its disk. The wall
-            // clock in ms differs from any earlier incarnation (1, or an
-            // earlier rebuild's clock) unless the clock went back.
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            expected(now_ms.max(2), true)
-        }
+        Bootstrap::Rebuild => return start_rebuild(cfg, dir),
     };
-    write_identity(dir, &identity).map_err(storage)?;
+    initialise(dir, identity)
+}
+
+/// A new incarnation that rebuilds: the lost one's number is gone with its
+/// disk. The wall clock in ms differs from any earlier incarnation (1, or an
+/// earlier rebuild's clock) unless the clock went back.
+fn start_rebuild(cfg: &NodeConfig, dir: &std::path::Path) -> Result<Identity, NodeError> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let identity = Identity {
+        cluster_id: cfg.cluster_id,
+        node_id: cfg.id.0,
+        incarnation: now_ms.max(2),
+        rebuilding: true,
+    };
+    initialise(dir, identity)
+}
+
+fn initialise(dir: &std::path::Path, identity: Identity) -> Result<Identity, NodeError> {
+    write_identity(dir, &identity).map_err(|e| NodeError::DataDir(e.to_string()))?;
     info!(
         data_dir = %dir.display(),
         incarnation = identity.incarnation,
@@ -189,6 +220,7 @@ mod tests {
             (first.node_id, first.incarnation, first.rebuilding),
             (1, 1, false)
         );
+        write_segment(&config(1, dir.path(), Bootstrap::New));
         let again = check_data_dir(&config(1, dir.path(), Bootstrap::Existing)).unwrap();
         assert_eq!(again, first);
         // --rebuild on a directory that holds the node's data changes nothing.
@@ -224,9 +256,33 @@ mod tests {
         let resumed = check_data_dir(&config(3, dir.path(), Bootstrap::Existing)).unwrap();
         assert_eq!(resumed, identity);
         finish_rebuild(&cfg, &mut identity).unwrap();
+        write_segment(&cfg);
         let done = check_data_dir(&config(3, dir.path(), Bootstrap::Existing)).unwrap();
         assert!(!done.rebuilding);
         assert_eq!(done.incarnation, identity.incarnation);
+    }
+
+    /// What the log leaves once it has opened: one segment file.
+    fn write_segment(cfg: &NodeConfig) {
+        let wal = cfg.data_dir.join("wal");
+        std::fs::create_dir_all(&wal).unwrap();
+        std::fs::write(wal.join(synod_storage::segment::file_name(1)), b"data").unwrap();
+    }
+
+    /// Issue 12 review: an identity with no log (wal/ deleted, or a volume
+    /// that did not come back) is a lost disk too, not a fresh start.
+    #[test]
+    fn an_identity_without_its_log_is_refused_and_rebuilds() {
+        let dir = tempfile::tempdir().unwrap();
+        let init = config(2, dir.path(), Bootstrap::New);
+        let first = check_data_dir(&init).unwrap();
+        write_segment(&init);
+        std::fs::remove_dir_all(init.data_dir.join("wal")).unwrap();
+        let message = refusal(&config(2, dir.path(), Bootstrap::Existing));
+        assert!(message.contains("no log"), "{message}");
+        assert!(message.contains("--rebuild"), "{message}");
+        let rebuilt = check_data_dir(&config(2, dir.path(), Bootstrap::Rebuild)).unwrap();
+        assert!(rebuilt.rebuilding && rebuilt.incarnation > first.incarnation);
     }
 
     #[test]
