@@ -506,7 +506,10 @@ impl World {
         // every fault (issue 12): a promise or a catch-up reply of more than
         // a few values comes in several messages.
         cfg.promise_bytes_max = 256;
-        cfg.catchup_bytes_max = 256;
+        // Catch-up pages a little larger: a wiped node rebuilds from the
+        // first instance, one page per round trip, and with 256-byte pages
+        // it lagged a busy cluster for seconds (seed 1288's liveness).
+        cfg.catchup_bytes_max = 4096;
         let opts = WalOptions {
             // Small segments and allocation chunks, so that rolls, cuts of
             // allocated tails and multi-segment recovery happen in every run.
