@@ -11,9 +11,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use synod::persist::{Io, PendingCheckpoint, Persister};
+use synod::persist::{Io, Persister, SnapshotWrite};
 use synod::StampClock;
 use synod_check::Operation;
 use synod_core::codec::Decode;
@@ -22,7 +22,7 @@ use synod_core::{
     Record, Replica, RoleKind, Snapshot, SnapshotMeta, Value,
 };
 use synod_storage::fs::Fs;
-use synod_storage::{snapshot_file, Obsolete, SimFs, SnapshotPolicy, SyncJob, Wal, WalOptions};
+use synod_storage::{Obsolete, SimFs, SnapshotPolicy, SyncJob, Wal, WalOptions};
 
 /// Applied points at which replicas' state digests are compared: every 4th.
 const DIGEST_EVERY: u64 = 4;
@@ -185,7 +185,7 @@ pub(crate) struct SimNode {
     /// I/O the persister started, carried out when its completion event
     /// fires (one of each kind at most).
     pub(crate) sync_out: Option<(SyncJob, PersistSeq)>,
-    pub(crate) snapshot_out: Option<(PathBuf, GroupId, PendingCheckpoint)>,
+    pub(crate) snapshot_out: Option<SnapshotWrite>,
     pub(crate) remove_out: Option<Obsolete>,
     /// Disk faults were injected into this node since its last start: a
     /// fatal storage error is then expected, not a bug.
@@ -799,12 +799,8 @@ impl World {
                         + self.rng.gen_range(0..=self.params.fsync_us_jitter);
                     (IoKind::Sync, latency)
                 }
-                Io::WriteSnapshot {
-                    dir,
-                    group,
-                    checkpoint,
-                } => {
-                    self.nodes[node].snapshot_out = Some((dir, group, checkpoint));
+                Io::WriteSnapshot(write) => {
+                    self.nodes[node].snapshot_out = Some(write);
                     let latency = 2 * self.params.fsync_us_min
                         + self.rng.gen_range(0..=2 * self.params.fsync_us_jitter);
                     (IoKind::WriteSnapshot, latency)
@@ -843,13 +839,11 @@ impl World {
                 persist.sync_done(job, result, through, replica)
             }
             IoKind::WriteSnapshot => {
-                let Some((dir, group, checkpoint)) = sim_node.snapshot_out.take() else {
+                let Some(write) = sim_node.snapshot_out.take() else {
                     return;
                 };
-                let written =
-                    snapshot_file::write_on(&sim_node.disk, &dir, group, &checkpoint.snapshot)
-                        .map(|_| ());
-                let result = persist.snapshot_written(checkpoint, written);
+                let written = write.run();
+                let result = persist.snapshot_written(write.checkpoint, written);
                 if result.is_ok()
                     && self.phase == Phase::Safety
                     && self.disk_rng.gen_bool(self.params.checkpoint_power_cut)

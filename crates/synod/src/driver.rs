@@ -40,7 +40,7 @@ use synod_core::{
     Replica, RoleKind, Snapshot, SnapshotMeta,
 };
 use synod_net::Net;
-use synod_storage::{snapshot_file, StorageError, SyncJob, Wal, WalOptions};
+use synod_storage::{StorageError, SyncJob, Wal, WalOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
@@ -887,17 +887,12 @@ impl<S: StateMachine> Driver<S> {
         }
         for io in kicked.io {
             match io {
-                Io::WriteSnapshot {
-                    dir,
-                    group,
-                    checkpoint,
-                } => {
+                Io::WriteSnapshot(write) => {
                     self.checkpoint_started = Instant::now();
                     let tx = self.checkpoint_tx.clone();
                     tokio::task::spawn_blocking(move || {
-                        let result = snapshot_file::write(&dir, group, &checkpoint.snapshot);
-                        let _ = tx
-                            .blocking_send(CheckpointStep::Written(checkpoint, result.map(|_| ())));
+                        let result = write.run();
+                        let _ = tx.blocking_send(CheckpointStep::Written(write.checkpoint, result));
                     });
                 }
                 Io::Sync { job, through } => {

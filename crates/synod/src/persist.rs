@@ -33,8 +33,10 @@
 //!    the next checkpoint's cleanup.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use synod_core::{GroupId, InstanceId, PersistSeq, Record, Replica, Snapshot, SnapshotMeta};
-use synod_storage::{Obsolete, SnapshotPolicy, Storage, StorageError, SyncJob, Wal};
+use synod_storage::fs::Fs;
+use synod_storage::{snapshot_file, Obsolete, SnapshotPolicy, Storage, StorageError, SyncJob, Wal};
 use tracing::warn;
 
 /// A checkpoint whose snapshot file is being written (step a).
@@ -51,17 +53,9 @@ pub struct PendingCheckpoint {
 /// Slow I/O for the caller to carry out, off the event loop, and report back.
 #[derive(Debug)]
 pub enum Io {
-    /// Step (a) of a checkpoint: write `checkpoint.snapshot` durably with
-    /// `synod_storage::snapshot_file::write(dir, group, ..)`, then call
-    /// [`Persister::snapshot_written`].
-    WriteSnapshot {
-        /// The log's snapshot directory.
-        dir: PathBuf,
-        /// The group.
-        group: GroupId,
-        /// What to write; hand it back.
-        checkpoint: PendingCheckpoint,
-    },
+    /// Step (a) of a checkpoint: [`SnapshotWrite::run`], then call
+    /// [`Persister::snapshot_written`] with its checkpoint.
+    WriteSnapshot(SnapshotWrite),
     /// Run the job (`SyncJob::run`: one positional write and one
     /// `fdatasync`), then call [`Persister::sync_done`] with `through`.
     Sync {
@@ -73,6 +67,26 @@ pub enum Io {
     /// Step (c): delete what a checkpoint superseded (`Obsolete::remove`),
     /// then call [`Persister::cleaned`].
     Remove(Obsolete),
+}
+
+/// Step (a)'s write: the snapshot file, through the log's own file system
+/// (the server's disk, or the simulator's).
+#[derive(Debug)]
+pub struct SnapshotWrite {
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    group: GroupId,
+    /// What to write; hand it back to [`Persister::snapshot_written`].
+    pub checkpoint: PendingCheckpoint,
+}
+
+impl SnapshotWrite {
+    /// Writes the snapshot file durably (temp file, fsync, rename, directory
+    /// fsync). Slow: run it off the event loop.
+    pub fn run(&self) -> Result<(), StorageError> {
+        snapshot_file::write_on(&*self.fs, &self.dir, self.group, &self.checkpoint.snapshot)
+            .map(|_| ())
+    }
 }
 
 /// A checkpoint marker was written (step b), for logs and metrics.
@@ -195,7 +209,8 @@ impl Persister {
         if !self.checkpoint_busy {
             if let Some((snapshot, own)) = self.checkpoint_due.take() {
                 self.checkpoint_busy = true;
-                kicked.io.push(Io::WriteSnapshot {
+                kicked.io.push(Io::WriteSnapshot(SnapshotWrite {
+                    fs: self.wal.fs(),
                     dir: self.wal.snap_dir().to_path_buf(),
                     group: self.group,
                     checkpoint: PendingCheckpoint {
@@ -203,7 +218,7 @@ impl Persister {
                         own,
                         installs: self.installs,
                     },
-                });
+                }));
             }
         }
         if self.syncing {
