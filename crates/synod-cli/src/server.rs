@@ -139,7 +139,12 @@ pub fn main(args: ServerArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let outcome = runtime.block_on(run(args));
+    // Bounded: a blocking thread stuck in a failed disk must not keep a
+    // process alive that has stopped serving (dropping the runtime would
+    // wait for it).
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             error!("{message}");

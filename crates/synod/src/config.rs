@@ -83,6 +83,11 @@ pub struct NodeConfig {
     /// it proposes (default: the system clock). Tests and the simulator put a
     /// skewed or jumping clock here.
     pub wall_clock: WallClock,
+    /// The file system the write-ahead log and snapshots live on (default
+    /// `None`: the real one, under `data_dir`). Tests put a
+    /// `synod_storage::SimFs` here to inject full disks and failing fsyncs;
+    /// the identity file stays on the real file system.
+    pub storage_fs: Option<std::sync::Arc<dyn synod_storage::Fs>>,
 }
 
 /// How a node treats a data directory without a Synod identity (an empty or
@@ -136,6 +141,7 @@ impl NodeConfig {
             unsafe_local_reads: false,
             local_clock_reads: false,
             wall_clock: WallClock::system(),
+            storage_fs: None,
         })
     }
 

@@ -56,6 +56,23 @@ const SLOW_STEP: std::time::Duration = std::time::Duration::from_millis(100);
 /// Waiting requests are checked for retry and expiry this often (in ticks).
 const SCAN_TICKS: u64 = 10;
 
+/// At a stop, how long to wait for storage work still out on a blocking
+/// thread before giving up on its report.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What an operator should do about a fatal error, for the one log line
+/// (and the status) that reports it.
+fn fatal_advice(err: &NodeError) -> &'static str {
+    match err {
+        NodeError::Storage(_) => {
+            "The data directory could not be written or synced (full disk, too many open files, \
+             I/O error): fix the cause and restart the node; it recovers from its log"
+        }
+        NodeError::Stopped(_) => "Restart the node; it recovers from its log",
+        _ => "Fix the cause and restart the node",
+    }
+}
+
 /// What a `Node` handle asks of the driver.
 pub(crate) enum Submit {
     Request {
@@ -169,7 +186,10 @@ impl<S: StateMachine> Driver<S> {
         // Before the log is opened (which would create it): a node must not
         // start voting on a directory that lost its data.
         let identity = crate::identity::check_data_dir(&cfg)?;
-        let (wal, recovered) = Wal::open(&cfg.data_dir, WalOptions::default())?;
+        let (wal, recovered) = match &cfg.storage_fs {
+            Some(fs) => Wal::open_on(Arc::clone(fs), &cfg.data_dir, WalOptions::default())?,
+            None => Wal::open(&cfg.data_dir, WalOptions::default())?,
+        };
         if recovered.torn_bytes_cut > 0 {
             warn!(
                 bytes = recovered.torn_bytes_cut,
@@ -293,6 +313,12 @@ impl<S: StateMachine> Driver<S> {
         Ok((driver, status_rx, net))
     }
 
+    /// A second sender of the status, for the task that reports a panic of
+    /// this one (see `Node::start`).
+    pub(crate) fn status_sender(&self) -> watch::Sender<NodeStatus> {
+        self.status.clone()
+    }
+
     /// The event loop. Returns on shutdown, or with the fatal error that
     /// stopped the node.
     pub(crate) async fn run(mut self) -> Result<(), NodeError> {
@@ -300,21 +326,35 @@ impl<S: StateMachine> Driver<S> {
         let reason = match &result {
             Ok(()) => "shut down".to_string(),
             Err(err) => {
-                error!(node = self.cfg.id.0, "node stopped on a fatal error: {err}");
-                err.to_string()
+                error!(
+                    node = self.cfg.id.0,
+                    "node stopped on a fatal error: {err}. {}",
+                    fatal_advice(err)
+                );
+                format!("{err}. {}", fatal_advice(err))
             }
         };
         // Wait for a write in flight, so a clean stop leaves nothing half done.
+        // Bounded: a stop must never hang on a report that does not come (a
+        // node that stays half alive after a fatal error is worse than one
+        // that leaves a stray file, which recovery ignores).
         if self.persist.syncing() {
-            if let Some(done) = self.sync_rx.recv().await {
-                self.persist.sync_finished_at_stop(done.job, done.result);
+            match tokio::time::timeout(STOP_WAIT, self.sync_rx.recv()).await {
+                Ok(Some(done)) => self.persist.sync_finished_at_stop(done.job, done.result),
+                Ok(None) => {}
+                Err(_) => warn!("stopping without the report of a log sync still out"),
             }
         }
         // A checkpoint step may be running on a blocking thread: let it end,
         // so no file of this data directory changes after `run` returns.
         if self.persist.stop_checkpoint() {
             // Step 1 or step 3 runs; either reports once.
-            let _ = self.checkpoint_rx.recv().await;
+            if tokio::time::timeout(STOP_WAIT, self.checkpoint_rx.recv())
+                .await
+                .is_err()
+            {
+                warn!("stopping without the report of a checkpoint step still out");
+            }
         }
         // Records nothing waited for (chosen marks) may not be durable yet.
         if result.is_ok() {

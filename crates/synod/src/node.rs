@@ -146,7 +146,33 @@ impl Node {
         let metrics = Arc::new(Metrics::default());
         let (driver, status_rx, net) =
             Driver::open(config.clone(), machine, submit_rx, Arc::clone(&metrics)).await?;
-        let task = tokio::spawn(driver.run());
+        let status_tx = driver.status_sender();
+        let driver_task = tokio::spawn(driver.run());
+        // A panic of the driver (a bug, or the user's state machine
+        // panicking in `apply`) must not leave a half-alive node whose
+        // status still says it runs: report it as a fatal stop. Requests
+        // fail at once already (the driver's channels close with it).
+        let task = tokio::spawn(async move {
+            match driver_task.await {
+                Ok(result) => result,
+                Err(join) => {
+                    let what = match join.try_into_panic() {
+                        Ok(payload) => panic_message(payload.as_ref()),
+                        Err(_) => "the node task was cancelled".to_string(),
+                    };
+                    let reason = format!(
+                        "the node task panicked ({what}): a bug, or the state machine panicked. \
+                         Restart the node; it recovers from its log"
+                    );
+                    tracing::error!("node stopped on a fatal error: {reason}");
+                    status_tx.send_modify(|s| {
+                        s.stopped = Some(reason.clone());
+                        s.fatal = true;
+                    });
+                    Err(NodeError::Stopped(reason))
+                }
+            }
+        });
         Ok(Node {
             submit: submit_tx,
             status: status_rx,
@@ -247,5 +273,17 @@ impl Node {
     pub async fn shutdown(&self) {
         let _ = self.submit.send(Submit::Shutdown).await;
         let _ = self.wait().await;
+    }
+}
+
+/// The text of a panic payload (a `&str` or `String` for `panic!` with a
+/// message).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "no message".to_string()
     }
 }

@@ -301,6 +301,12 @@ impl Persister {
         checkpoint: PendingCheckpoint,
         result: Result<(), StorageError>,
     ) -> Result<(), StorageError> {
+        if result.is_err() {
+            // Step (a) is over (it failed): nothing of this checkpoint is out
+            // any more, so a stop must not wait for a report that never comes
+            // (it did, and left a half-alive process).
+            self.checkpoint_busy = false;
+        }
         result?;
         self.checkpoint_ready = Some(checkpoint);
         Ok(())
