@@ -38,5 +38,8 @@ pub use ready::{
     Apply, Divergence, DivergenceKind, PersistSeq, ReadId, Ready, RejectReason, Rejected,
 };
 pub use record::{ChosenValue, Record};
-pub use replica::{CompactError, RecoverError, Replica, RoleKind, SnapshotTransferStats, Status};
+pub use replica::{
+    CompactError, RecoverError, Refusal, Refusals, Replica, RoleKind, SnapshotTransferStats,
+    Status, ROUND_JUMP_MAX,
+};
 pub use value::{Checksum, Command, Snapshot, SnapshotDigest, SnapshotMeta, Value};

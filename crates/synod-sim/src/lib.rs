@@ -12,6 +12,7 @@
 
 mod checks;
 mod client;
+mod forge;
 pub mod kv;
 mod nemesis;
 pub mod params;

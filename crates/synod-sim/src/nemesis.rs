@@ -30,6 +30,7 @@ impl World {
             (w.disk_fault, 10),
             (w.clock_jump, 9),
             (w.wipe, 11),
+            (w.forge, 12),
             (w.heal, 6),
         ];
         let total: u32 = choices.iter().map(|(weight, _)| weight).sum();
@@ -138,6 +139,7 @@ impl World {
                 self.schedule(self.now_us + downtime, Event::Restart { node });
                 self.stats.nemesis.push("wipe");
             }
+            12 => self.forge_huge_ballot(),
             10 if self.nodes.iter().any(|n| n.replica.is_some()) => {
                 let mut node = self.leader_or_random();
                 while self.nodes[node].replica.is_none() {

@@ -108,6 +108,10 @@ pub struct NemesisWeights {
     /// Wipe one node's disk; it restarts rebuilding (`--rebuild`). Own
     /// stream; never more than one node rebuilding at a time.
     pub wipe: u32,
+    /// Deliver a forged message with a huge ballot round to one node, as a
+    /// buggy or malicious peer would (issue 13): it must be refused and
+    /// counted, and the cluster must keep choosing. Own stream.
+    pub forge: u32,
     /// Heal the network.
     pub heal: u32,
 }
@@ -128,6 +132,7 @@ impl Params {
             disk_fault: 0,
             clock_jump: 0,
             wipe: 0,
+            forge: 0,
             heal: 3,
         };
         let storm = rng.gen_bool(0.33);

@@ -228,6 +228,8 @@ pub(crate) struct World {
     pub(crate) ttl_rng: ChaCha8Rng,
     /// Draws disk faults and where power cuts land.
     pub(crate) disk_rng: ChaCha8Rng,
+    /// Draws the forged messages (see `forge.rs`).
+    pub(crate) forge_rng: ChaCha8Rng,
     pub(crate) now_us: u64,
     pub(crate) seed: u64,
     pub(crate) params: Params,
@@ -307,12 +309,16 @@ impl World {
         let ttl_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0771_0000_0000);
         params.weights.clock_jump = if clock_rng.gen_bool(0.5) { 2 } else { 0 };
         params.short_ttls = clock_rng.gen_bool(0.5);
+        // Forged huge ballots (issue 13): a stream of their own as well.
+        let mut forge_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_F026_E000_0000);
+        params.weights.forge = if forge_rng.gen_bool(0.5) { 2 } else { 0 };
         let members: Vec<NodeId> = (1..=nodes as u32).map(NodeId).collect();
         let mut world = World {
             rng,
             read_rng,
             ttl_rng,
             disk_rng,
+            forge_rng,
             now_us: 0,
             seed,
             heal_us: params.safety_us,

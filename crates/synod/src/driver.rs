@@ -26,7 +26,7 @@
 use crate::clock::StampClock;
 use crate::config::{NodeConfig, GROUP};
 use crate::envelope::{Envelope, Kind, Outcome, Sessions, HEADER_BYTES as ENVELOPE_HEADER_BYTES};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RefusalLog};
 use crate::node::{NodeError, NodeStatus, RequestError};
 use crate::persist::{Io, PendingCheckpoint, Persister};
 use crate::state_machine::{ApplyContext, StateMachine};
@@ -149,6 +149,8 @@ pub(crate) struct Driver<S> {
     inbound: mpsc::Receiver<Message>,
     submit: mpsc::Receiver<Submit>,
     metrics: Arc<Metrics>,
+    /// Refused peer messages: exported and logged, rate limited.
+    refusal_log: RefusalLog,
     status: watch::Sender<NodeStatus>,
     /// Bounds this node's stamps by its monotonic clock (see `StampClock`).
     stamp_clock: StampClock,
@@ -307,6 +309,7 @@ impl<S: StateMachine> Driver<S> {
             inbound,
             submit,
             metrics,
+            refusal_log: RefusalLog::new(),
             status: status_tx,
             cfg,
         };
@@ -422,6 +425,13 @@ impl<S: StateMachine> Driver<S> {
                     }
                 }
                 _ = ticker.tick() => {
+                    let net = &self.net;
+                    self.refusal_log.maybe_log(
+                        Instant::now(),
+                        self.replica.refusals(),
+                        || net.stats(),
+                        &self.metrics,
+                    );
                     self.replica.tick();
                     self.persist.tick();
                     self.ticks += 1;

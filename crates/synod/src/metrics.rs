@@ -4,6 +4,28 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+use synod_core::{Refusal, Refusals};
+use synod_net::NetStats;
+
+/// Why peer messages were not accepted: the core's reasons
+/// ([`Refusal::name`]), then the network layer's.
+pub const PEER_REFUSAL_REASONS: [&str; 11] = [
+    "wrong_group",
+    "wrong_recipient",
+    "from_self",
+    "non_member",
+    "out_of_range",
+    "ballot_jump",
+    "foreign_ballot",
+    // Network layer (synod-net's counters): a frame too large, undecodable
+    // or misaddressed closes its connection; messages this node could not
+    // send (too large, unroutable, the peer's queue full).
+    "bad_frame",
+    "send_too_large",
+    "send_unroutable",
+    "send_queue_full",
+];
 
 /// A histogram with fixed upper bounds (Prometheus `le` buckets).
 #[derive(Debug)]
@@ -106,6 +128,12 @@ pub struct Metrics {
     pub chosen_end: AtomicU64,
     /// Applied prefix end, as last seen.
     pub applied_end: AtomicU64,
+    /// Peer messages not accepted, per [`PEER_REFUSAL_REASONS`] entry.
+    pub peer_messages_refused: [AtomicU64; PEER_REFUSAL_REASONS.len()],
+    /// Admin HTTP connections closed at once because the cap was reached.
+    pub admin_connections_refused: AtomicU64,
+    /// Admin HTTP requests refused for missing or wrong credentials.
+    pub admin_auth_failures: AtomicU64,
     /// Seconds per write + fdatasync of the log.
     pub fsync_seconds: Histogram,
     /// Commands per applied instance value.
@@ -130,6 +158,9 @@ impl Default for Metrics {
             snapshot_digest_mismatches: AtomicU64::new(0),
             chosen_end: AtomicU64::new(0),
             applied_end: AtomicU64::new(0),
+            peer_messages_refused: std::array::from_fn(|_| AtomicU64::new(0)),
+            admin_connections_refused: AtomicU64::new(0),
+            admin_auth_failures: AtomicU64::new(0),
             fsync_seconds: Histogram::new(FSYNC_SECONDS),
             batch_commands: Histogram::new(BATCH_COMMANDS),
         }
@@ -140,7 +171,17 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 13] = [
+        let counters: [(&str, &str, &AtomicU64); 15] = [
+            (
+                "synod_admin_connections_refused_total",
+                "Admin HTTP connections closed at once: the connection cap was reached.",
+                &self.admin_connections_refused,
+            ),
+            (
+                "synod_admin_auth_failures_total",
+                "Admin HTTP requests refused for missing or wrong credentials.",
+                &self.admin_auth_failures,
+            ),
             (
                 "synod_proposals_total",
                 "Commands proposed by clients of this node.",
@@ -214,6 +255,14 @@ impl Metrics {
                 value.load(Relaxed)
             );
         }
+        let name = "synod_peer_messages_refused_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Peer messages this node could not accept or send, by reason.\n# TYPE {name} counter"
+        );
+        for (reason, value) in PEER_REFUSAL_REASONS.iter().zip(&self.peer_messages_refused) {
+            let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", value.load(Relaxed));
+        }
         let gauges: [(&str, &str, &AtomicU64); 2] = [
             (
                 "synod_chosen_instance",
@@ -247,6 +296,71 @@ impl Metrics {
     }
 }
 
+/// Logs refused peer messages, rate limited: at most one line per reason
+/// per [`RefusalLog::INTERVAL`], with the count since the previous line.
+/// Also copies the counters into [`Metrics::peer_messages_refused`].
+#[derive(Debug)]
+pub(crate) struct RefusalLog {
+    logged: [u64; PEER_REFUSAL_REASONS.len()],
+    last: Option<Instant>,
+}
+
+impl RefusalLog {
+    pub(crate) const INTERVAL: Duration = Duration::from_secs(1);
+
+    pub(crate) fn new() -> RefusalLog {
+        RefusalLog {
+            logged: [0; PEER_REFUSAL_REASONS.len()],
+            last: None,
+        }
+    }
+
+    /// Every counter, in [`PEER_REFUSAL_REASONS`] order.
+    fn counts(core: Refusals, net: &NetStats) -> [u64; PEER_REFUSAL_REASONS.len()] {
+        let mut counts = [0; PEER_REFUSAL_REASONS.len()];
+        for (slot, reason) in counts.iter_mut().zip(Refusal::ALL) {
+            *slot = core.get(reason);
+        }
+        let k = Refusal::ALL.len();
+        counts[k] = net.bad_frames;
+        counts[k + 1] = net.dropped_too_large;
+        counts[k + 2] = net.dropped_unroutable;
+        counts[k + 3] = net.dropped_queue_full;
+        counts
+    }
+
+    /// Called often (every tick); does its work at most once per interval.
+    pub(crate) fn maybe_log(
+        &mut self,
+        now: Instant,
+        core: Refusals,
+        net: impl FnOnce() -> NetStats,
+        metrics: &Metrics,
+    ) {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < Self::INTERVAL)
+        {
+            return;
+        }
+        self.last = Some(now);
+        let counts = Self::counts(core, &net());
+        for (k, count) in counts.iter().enumerate() {
+            metrics.peer_messages_refused[k].store(*count, Relaxed);
+            let since = count.saturating_sub(self.logged[k]);
+            if since > 0 {
+                tracing::warn!(
+                    reason = PEER_REFUSAL_REASONS[k],
+                    since_last = since,
+                    total = count,
+                    "peer messages refused (a buggy, old or hostile peer; see the synod_peer_messages_refused_total metric)"
+                );
+                self.logged[k] = *count;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +376,48 @@ mod tests {
         assert!(text.contains("synod_batch_commands_bucket{le=\"4\"} 2"));
         assert!(text.contains("synod_batch_commands_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("synod_batch_commands_count 3"));
+    }
+
+    #[test]
+    fn refusal_names_match_the_core() {
+        for (k, reason) in Refusal::ALL.iter().enumerate() {
+            assert_eq!(PEER_REFUSAL_REASONS[k], reason.name());
+        }
+    }
+
+    #[test]
+    fn refusals_are_exported_and_logged_at_most_once_per_interval() {
+        let metrics = Metrics::default();
+        let mut log = RefusalLog::new();
+        let start = Instant::now();
+        let net = NetStats {
+            bad_frames: 2,
+            ..NetStats::default()
+        };
+        log.maybe_log(start, Refusals::default(), || net.clone(), &metrics);
+        let text = metrics.render();
+        assert!(text.contains("synod_peer_messages_refused_total{reason=\"bad_frame\"} 2"));
+        assert!(text.contains("synod_peer_messages_refused_total{reason=\"ballot_jump\"} 0"));
+        // Within the interval nothing is read (or logged).
+        let later = NetStats {
+            bad_frames: 5,
+            ..NetStats::default()
+        };
+        log.maybe_log(
+            start + Duration::from_millis(500),
+            Refusals::default(),
+            || panic!("read within the interval"),
+            &metrics,
+        );
+        log.maybe_log(
+            start + RefusalLog::INTERVAL,
+            Refusals::default(),
+            || later,
+            &metrics,
+        );
+        assert!(metrics
+            .render()
+            .contains("synod_peer_messages_refused_total{reason=\"bad_frame\"} 5"));
+        assert_eq!(log.logged[Refusal::ALL.len()], 5);
     }
 }

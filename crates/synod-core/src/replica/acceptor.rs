@@ -6,7 +6,7 @@
 //!    durable (`Gate::Durable`). An acceptor that forgot a promise or an accepted
 //!    value after a crash could let a second value be chosen for an instance.
 
-use super::{Gate, Replica, Role};
+use super::{Gate, Refusal, Replica, Role};
 use crate::config::PROMISE_ENTRY_OVERHEAD_BYTES;
 use crate::ids::{Ballot, InstanceId, NodeId};
 use crate::message::{Body, PromiseEntry};
@@ -43,6 +43,8 @@ impl Replica {
     /// Phase 1b.
     pub(super) fn handle_prepare(&mut self, from: NodeId, ballot: Ballot, first: InstanceId) {
         if ballot.node != from {
+            // A candidate only prepares its own ballot.
+            self.refuse(Refusal::ForeignBallot);
             return;
         }
         self.observe(ballot);
@@ -173,6 +175,9 @@ impl Replica {
             }
             self.learner.commit_seen = self.learner.commit_seen.max(chosen_end);
             return;
+        }
+        if ballot.node != from {
+            self.refuse(Refusal::ForeignBallot);
         }
         if ballot < self.acceptor.promised || ballot.node != from {
             let promised = self.acceptor.promised;

@@ -1,7 +1,7 @@
 //! The learner role: what is chosen, what to apply, catch-up, and the checksum
 //! watch that detects divergence.
 
-use super::{Gate, Replica, Role, HISTORY_MARKS_MAX};
+use super::{Gate, Refusal, Replica, Role, HISTORY_MARKS_MAX};
 use crate::ids::{Ballot, InstanceId, NodeId};
 use crate::message::{AppliedMark, Body};
 use crate::ready::{Apply, Divergence, DivergenceKind};
@@ -124,6 +124,15 @@ impl Replica {
         probe: u64,
     ) {
         self.observe(ballot);
+        if ballot.node != from {
+            self.refuse(Refusal::ForeignBallot);
+        } else if ballot < self.acceptor.promised {
+            // A leader of a lower ballot still knows what is chosen: chosen
+            // is forever, whoever says so, and catch-up fetches only values
+            // a peer knows chosen. A replica whose promise is above the
+            // majority's (see `door.rs`) keeps learning this way.
+            self.learner.commit_seen = self.learner.commit_seen.max(chosen_end);
+        }
         if ballot < self.acceptor.promised || ballot.node != from {
             let promised = self.acceptor.promised;
             self.send(from, Body::Reject { ballot, promised }, Gate::Now);

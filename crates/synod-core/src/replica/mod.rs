@@ -9,6 +9,7 @@
 
 mod acceptor;
 mod digest;
+mod door;
 mod learner;
 mod proposer;
 mod reads;
@@ -29,6 +30,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
 
+pub use door::{Refusal, Refusals, ROUND_JUMP_MAX};
 pub use recover::RecoverError;
 pub use snapshot::{CompactError, SnapshotTransferStats};
 
@@ -111,70 +113,6 @@ struct LearnerState {
     incoming: Option<snapshot::Incoming>,
     /// Counters of snapshot transfers, for metrics.
     transfer_stats: SnapshotTransferStats,
-}
-
-/// Rounds and instances at or above these are refused at the door: no real run
-/// comes near them, and refusing them keeps every `+ 1` from overflowing.
-const ROUND_LIMIT: u64 = 1 << 62;
-const INSTANCE_LIMIT: u64 = 1 << 62;
-
-/// True when every ballot round and instance in `body` is below the limits.
-fn within_limits(body: &Body) -> bool {
-    let ballot_ok = |b: &Ballot| b.round < ROUND_LIMIT;
-    let instance_ok = |i: &InstanceId| i.0 < INSTANCE_LIMIT;
-    match body {
-        Body::Prepare {
-            ballot,
-            first_instance,
-        } => ballot_ok(ballot) && instance_ok(first_instance),
-        Body::Promise {
-            ballot,
-            compacted_end,
-            first_instance,
-            entries,
-            more_from,
-        } => {
-            ballot_ok(ballot)
-                && instance_ok(compacted_end)
-                && instance_ok(first_instance)
-                && more_from.as_ref().is_none_or(instance_ok)
-                && entries
-                    .iter()
-                    .all(|e| ballot_ok(&e.ballot) && instance_ok(&e.instance))
-        }
-        Body::Accept {
-            ballot,
-            instance,
-            chosen_end,
-            ..
-        } => ballot_ok(ballot) && instance_ok(instance) && instance_ok(chosen_end),
-        Body::Accepted { ballot, instance } => ballot_ok(ballot) && instance_ok(instance),
-        Body::Reject { ballot, promised } => ballot_ok(ballot) && ballot_ok(promised),
-        Body::Heartbeat {
-            ballot,
-            chosen_end,
-            applied,
-            ..
-        }
-        | Body::HeartbeatAck {
-            ballot,
-            chosen_end,
-            applied,
-            ..
-        } => ballot_ok(ballot) && instance_ok(chosen_end) && instance_ok(&applied.applied_end),
-        Body::ReadIndexRequest { .. } => true,
-        Body::ReadIndexReply { index, .. } => instance_ok(index),
-        Body::Forward { .. } => true,
-        Body::CatchupRequest { from, to } => instance_ok(from) && instance_ok(to),
-        Body::CatchupReply { entries } => entries.iter().all(|(i, _)| instance_ok(i)),
-        Body::SnapshotChunk { meta, .. } => instance_ok(&meta.applied_end),
-        Body::SnapshotRequest { applied_end, .. } => instance_ok(applied_end),
-        Body::StateDigest { mark } => instance_ok(&mark.applied_end),
-        Body::StateQuery => true,
-        Body::StateReport {
-            promised, log_end, ..
-        } => ballot_ok(promised) && instance_ok(log_end),
-    }
 }
 
 /// Checksum marks kept to compare with peers.
@@ -270,6 +208,11 @@ pub struct Replica {
     election_due_tick: u64,
     /// Highest round seen in any ballot, so a new ballot beats all of them.
     round_seen: u64,
+    /// Per member index, the highest round that member showed it holds a
+    /// promise at (see `door.rs`: the ceiling on admitted rounds).
+    member_rounds: Vec<u64>,
+    /// Messages refused at the door or by a handler, per reason.
+    refusals: Refusals,
     /// Commands waiting for an instance (leader or candidate).
     pending: VecDeque<Command>,
     /// Commands to forward to the leader (follower).
@@ -328,6 +271,8 @@ impl Replica {
             leader_contact_tick: 0,
             election_due_tick: 0,
             round_seen: 0,
+            member_rounds: Vec::new(),
+            refusals: Refusals::default(),
             pending: VecDeque::new(),
             forward: Vec::new(),
             persist_next: 0,
@@ -339,6 +284,7 @@ impl Replica {
             rebuild,
             ready: Ready::default(),
         };
+        replica.member_rounds = vec![0; replica.cfg.members.len()];
         replica.election_due_tick = if replica.cfg.members.len() == 1 {
             // Alone: nobody to wait for.
             1
@@ -349,13 +295,13 @@ impl Replica {
     }
 
     /// Handles a message from a peer (or a duplicate, or a stale one: the
-    /// network may do anything). Messages for another group, to another node or
-    /// from a non-member are ignored.
+    /// network may do anything). A message this replica cannot accept (for
+    /// another group or node, from a non-member, out of range, or with a
+    /// ballot round too far above what a quorum holds) is refused and
+    /// counted in [`Replica::refusals`], never silently dropped.
     pub fn step(&mut self, msg: Message) {
-        if msg.group != self.cfg.group || msg.to != self.cfg.id || msg.from == self.cfg.id {
-            return;
-        }
-        if self.member_index(msg.from).is_none() || !within_limits(&msg.body) {
+        if let Err(refusal) = self.admit(&msg) {
+            self.refusals.count(refusal);
             return;
         }
         self.dispatch(msg);
@@ -483,6 +429,11 @@ impl Replica {
     /// The latest snapshot this replica holds (its own or one it installed).
     pub fn snapshot(&self) -> Option<&Snapshot> {
         self.learner.snapshot.as_ref()
+    }
+
+    /// Counters of the messages this replica refused, per reason.
+    pub fn refusals(&self) -> Refusals {
+        self.refusals
     }
 
     /// Counters of the snapshot transfers this replica received.

@@ -1,0 +1,305 @@
+//! The door: which peer messages a replica admits, and why it refuses the
+//! others. Every refusal is counted per reason ([`Refusals`]); the runtime
+//! exports the counters and logs them, rate limited. Nothing is dropped
+//! silently.
+//!
+//! # Ballot rounds stay in range
+//!
+//! A ballot round is a `u64`, and a replica refuses rounds at or above
+//! [`ROUND_LIMIT`] so that every `+ 1` is safe. That alone let one forged
+//! Accept at round `ROUND_LIMIT - 1` end the cluster: every acceptor
+//! adopted it (durably), and the next honest ballot was out of range and
+//! dropped everywhere, forever. Two rules prevent and repair that:
+//!
+//! 1. **The ceiling.** A replica admits a message only if every ballot in
+//!    it has a round of at most `quorum_round + ROUND_JUMP_MAX`, where
+//!    `quorum_round` is the highest round that a majority of the members
+//!    (this replica included, through its own promise) have shown they hold
+//!    a promise at. A member shows it by the messages it sends: its own
+//!    ballot in a Prepare, Accept or Heartbeat; the ballot it answers in a
+//!    Promise, Accepted or HeartbeatAck; its promise in a Reject or
+//!    StateReport. (`member_rounds`, updated before the ceiling is checked,
+//!    so that refused messages still count.) One member, buggy or forged,
+//!    moves only its own entry, and a majority's round does not move with
+//!    it: its huge ballots are refused.
+//!
+//!    *Safety.* Refusing a message is always safe in Paxos: it is a lost
+//!    message. No promise is lowered and nothing is accepted because of it.
+//!
+//!    *Liveness.* An honest candidate picks one round above the highest it
+//!    has admitted (`start_election`), so honest rounds grow by one per
+//!    election. A round is refused by a replica only if it is more than
+//!    `ROUND_JUMP_MAX` = 2^32 above what a majority holds in that replica's
+//!    view, which takes 2^32 elections that no majority took part in:
+//!    at one election per tick (the fastest possible) and a 1 ms tick, 49
+//!    days; at the defaults (0.5 s minimum election timeout), 68 years.
+//!    When a majority moves to a higher round, every member sees it (the
+//!    leader's Accepts and Heartbeats, the Rejects a campaigning member
+//!    gets) and follows.
+//!
+//! 2. **Headroom.** `ROUND_LIMIT` is 2^63; the first release refused rounds
+//!    from 2^62 on, so any promise a node may hold on disk from then is
+//!    below 2^62 and leaves 2^62 rounds of room. A cluster whose durable
+//!    promises were pushed to 2^62 - 1 recovers by itself: the next
+//!    candidate picks 2^62, and each replica admits it once a majority shows
+//!    it holds 2^62 - 1 or more. Reaching 2^63 from there through the
+//!    ceiling takes 2^31 jumps that each need a majority of members to
+//!    vouch for them, which honest members never do and (with authenticated
+//!    peer links) no outsider can.
+//!
+//! A replica whose own durable promise is far above a majority's (pushed
+//! there alone) cannot lower it (that would be unsafe); it refuses the
+//! majority's lower ballots, but it still learns how far the log is chosen
+//! from their heartbeats and catches up; it votes again once a majority
+//! moves past its promise, or after `--rebuild`.
+
+use super::Replica;
+use crate::ids::{Ballot, InstanceId, NodeId};
+use crate::message::{Body, Message};
+
+/// Rounds and instances at or above these are refused at the door: no real
+/// run comes near them, and refusing them keeps every `+ 1` from
+/// overflowing. (See the module docs for why rounds have room below.)
+pub(super) const ROUND_LIMIT: u64 = 1 << 63;
+pub(super) const INSTANCE_LIMIT: u64 = 1 << 62;
+
+/// How far above the round a majority holds an admitted ballot may be.
+pub const ROUND_JUMP_MAX: u64 = 1 << 32;
+
+/// Why a replica refused a message from a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// For another Paxos group.
+    WrongGroup,
+    /// Addressed to another node.
+    WrongRecipient,
+    /// Claims to come from this replica itself.
+    FromSelf,
+    /// From a node that is not a member.
+    NonMember,
+    /// A ballot round or instance at or above the protocol's limits.
+    OutOfRange,
+    /// A ballot round more than [`ROUND_JUMP_MAX`] above the round a
+    /// majority holds (see the module docs).
+    BallotJump,
+    /// A Prepare, Accept or Heartbeat whose ballot is not its sender's.
+    ForeignBallot,
+}
+
+impl Refusal {
+    /// Every reason, in the order of [`Refusals`]' counters.
+    pub const ALL: [Refusal; 7] = [
+        Refusal::WrongGroup,
+        Refusal::WrongRecipient,
+        Refusal::FromSelf,
+        Refusal::NonMember,
+        Refusal::OutOfRange,
+        Refusal::BallotJump,
+        Refusal::ForeignBallot,
+    ];
+
+    /// A short name, for metric labels and log lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::WrongGroup => "wrong_group",
+            Refusal::WrongRecipient => "wrong_recipient",
+            Refusal::FromSelf => "from_self",
+            Refusal::NonMember => "non_member",
+            Refusal::OutOfRange => "out_of_range",
+            Refusal::BallotJump => "ballot_jump",
+            Refusal::ForeignBallot => "foreign_ballot",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Messages refused since the replica started, per [`Refusal`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refusals {
+    counts: [u64; Refusal::ALL.len()],
+}
+
+impl Refusals {
+    /// How many messages were refused for `reason`.
+    pub fn get(&self, reason: Refusal) -> u64 {
+        self.counts[reason.index()]
+    }
+
+    /// Every reason with its count.
+    pub fn iter(&self) -> impl Iterator<Item = (Refusal, u64)> + '_ {
+        Refusal::ALL.iter().map(|r| (*r, self.get(*r)))
+    }
+
+    /// All refusals together.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    pub(super) fn count(&mut self, reason: Refusal) {
+        let count = &mut self.counts[reason.index()];
+        *count = count.saturating_add(1);
+    }
+}
+
+impl Replica {
+    /// Decides whether `msg` is admitted (see the module docs).
+    pub(super) fn admit(&mut self, msg: &Message) -> Result<(), Refusal> {
+        if msg.group != self.cfg.group {
+            return Err(Refusal::WrongGroup);
+        }
+        if msg.to != self.cfg.id {
+            return Err(Refusal::WrongRecipient);
+        }
+        if msg.from == self.cfg.id {
+            return Err(Refusal::FromSelf);
+        }
+        let Some(k) = self.member_index(msg.from) else {
+            return Err(Refusal::NonMember);
+        };
+        if !within_limits(&msg.body) {
+            return Err(Refusal::OutOfRange);
+        }
+        if let Some(round) = held_round(&msg.body, msg.from) {
+            self.member_rounds[k] = self.member_rounds[k].max(round);
+        }
+        if highest_round(&msg.body) > self.round_ceiling() {
+            return Err(Refusal::BallotJump);
+        }
+        Ok(())
+    }
+
+    /// Counts a message a handler refused.
+    pub(super) fn refuse(&mut self, reason: Refusal) {
+        self.refusals.count(reason);
+    }
+
+    /// The highest round admitted now: `ROUND_JUMP_MAX` above the round a
+    /// majority of the members hold.
+    pub(super) fn round_ceiling(&self) -> u64 {
+        let own = self.member_index(self.cfg.id);
+        let mut rounds: Vec<u64> = self
+            .member_rounds
+            .iter()
+            .enumerate()
+            .map(|(k, round)| {
+                if Some(k) == own {
+                    (*round).max(self.acceptor.promised.round)
+                } else {
+                    *round
+                }
+            })
+            .collect();
+        rounds.sort_unstable_by(|a, b| b.cmp(a));
+        let majority = rounds.len() / 2 + 1;
+        let quorum_round = rounds.get(majority - 1).copied().unwrap_or(0);
+        quorum_round.saturating_add(ROUND_JUMP_MAX)
+    }
+}
+
+/// The round `from` shows, by sending `body`, that it holds a promise at.
+fn held_round(body: &Body, from: NodeId) -> Option<u64> {
+    let own = |ballot: &Ballot| (ballot.node == from).then_some(ballot.round);
+    match body {
+        // Its own ballot: it promised it before sending.
+        Body::Prepare { ballot, .. }
+        | Body::Accept { ballot, .. }
+        | Body::Heartbeat { ballot, .. } => own(ballot),
+        // A ballot it promised or accepted.
+        Body::Promise { ballot, .. }
+        | Body::Accepted { ballot, .. }
+        | Body::HeartbeatAck { ballot, .. } => Some(ballot.round),
+        // Its promise, stated.
+        Body::Reject { promised, .. } | Body::StateReport { promised, .. } => Some(promised.round),
+        _ => None,
+    }
+}
+
+/// The highest ballot round anywhere in `body` (0 when it carries none).
+fn highest_round(body: &Body) -> u64 {
+    match body {
+        Body::Prepare { ballot, .. }
+        | Body::Accept { ballot, .. }
+        | Body::Accepted { ballot, .. }
+        | Body::Heartbeat { ballot, .. }
+        | Body::HeartbeatAck { ballot, .. } => ballot.round,
+        Body::Promise {
+            ballot, entries, ..
+        } => entries
+            .iter()
+            .map(|e| e.ballot.round)
+            .fold(ballot.round, u64::max),
+        Body::Reject { ballot, promised } => ballot.round.max(promised.round),
+        Body::StateReport { promised, .. } => promised.round,
+        Body::ReadIndexRequest { .. }
+        | Body::ReadIndexReply { .. }
+        | Body::Forward { .. }
+        | Body::CatchupRequest { .. }
+        | Body::CatchupReply { .. }
+        | Body::SnapshotChunk { .. }
+        | Body::SnapshotRequest { .. }
+        | Body::StateDigest { .. }
+        | Body::StateQuery => 0,
+    }
+}
+
+/// True when every ballot round and instance in `body` is below the limits.
+fn within_limits(body: &Body) -> bool {
+    let ballot_ok = |b: &Ballot| b.round < ROUND_LIMIT;
+    let instance_ok = |i: &InstanceId| i.0 < INSTANCE_LIMIT;
+    match body {
+        Body::Prepare {
+            ballot,
+            first_instance,
+        } => ballot_ok(ballot) && instance_ok(first_instance),
+        Body::Promise {
+            ballot,
+            compacted_end,
+            first_instance,
+            entries,
+            more_from,
+        } => {
+            ballot_ok(ballot)
+                && instance_ok(compacted_end)
+                && instance_ok(first_instance)
+                && more_from.as_ref().is_none_or(instance_ok)
+                && entries
+                    .iter()
+                    .all(|e| ballot_ok(&e.ballot) && instance_ok(&e.instance))
+        }
+        Body::Accept {
+            ballot,
+            instance,
+            chosen_end,
+            ..
+        } => ballot_ok(ballot) && instance_ok(instance) && instance_ok(chosen_end),
+        Body::Accepted { ballot, instance } => ballot_ok(ballot) && instance_ok(instance),
+        Body::Reject { ballot, promised } => ballot_ok(ballot) && ballot_ok(promised),
+        Body::Heartbeat {
+            ballot,
+            chosen_end,
+            applied,
+            ..
+        }
+        | Body::HeartbeatAck {
+            ballot,
+            chosen_end,
+            applied,
+            ..
+        } => ballot_ok(ballot) && instance_ok(chosen_end) && instance_ok(&applied.applied_end),
+        Body::ReadIndexRequest { .. } => true,
+        Body::ReadIndexReply { index, .. } => instance_ok(index),
+        Body::Forward { .. } => true,
+        Body::CatchupRequest { from, to } => instance_ok(from) && instance_ok(to),
+        Body::CatchupReply { entries } => entries.iter().all(|(i, _)| instance_ok(i)),
+        Body::SnapshotChunk { meta, .. } => instance_ok(&meta.applied_end),
+        Body::SnapshotRequest { applied_end, .. } => instance_ok(applied_end),
+        Body::StateDigest { mark } => instance_ok(&mark.applied_end),
+        Body::StateQuery => true,
+        Body::StateReport {
+            promised, log_end, ..
+        } => ballot_ok(promised) && instance_ok(log_end),
+    }
+}
