@@ -45,9 +45,18 @@ pub struct ServerArgs {
     /// directory holds this node's data.
     #[arg(long)]
     rebuild: bool,
-    /// Admin HTTP endpoint (/metrics, /status, /).
-    #[arg(long)]
+    /// Admin HTTP endpoint (/metrics, /status, /): PORT (bound to
+    /// 127.0.0.1, the safe default) or HOST:PORT (binding beyond loopback
+    /// must be asked for by address). With --password set, every route needs
+    /// credentials: HTTP Basic (user `default` and the password) or
+    /// `Authorization: Bearer <password>`. Off unless given.
+    #[arg(long, value_parser = parse_http)]
     http: Option<SocketAddr>,
+    /// At most this many admin HTTP connections are served at once; more
+    /// are closed at once (counted in synod_admin_connections_refused_total).
+    /// A request head must arrive within 5 s and fit in 8 KiB.
+    #[arg(long, default_value_t = synod::ADMIN_CONNECTIONS_MAX_DEFAULT)]
+    http_max_connections: usize,
     /// Require AUTH with this password.
     #[arg(long)]
     password: Option<String>,
@@ -98,6 +107,16 @@ pub struct ServerArgs {
     /// reads from this replica's local state without the log (stale reads).
     #[arg(long, hide = true)]
     unsafe_local_reads: bool,
+}
+
+/// `--http`: a bare port means loopback.
+fn parse_http(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.trim().parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not PORT or HOST:PORT (an IP address and a port)"))
 }
 
 fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
@@ -212,7 +231,11 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     if let Some(listener) = http {
         let node = Arc::clone(&node);
         let stop = stop_rx.clone();
-        tokio::spawn(async move { synod::serve_admin(listener, node, stop).await });
+        let admin = synod::AdminConfig {
+            connections_max: args.http_max_connections.max(1),
+            auth: args.password.clone().map(synod::AdminConfig::password_auth),
+        };
+        tokio::spawn(async move { synod::serve_admin_with(listener, node, stop, admin).await });
     }
     info!(
         node = args.id,

@@ -2,38 +2,139 @@
 //! and `/` (a small HTML page). Three read-only GET routes do not need an
 //! HTTP framework: this is a minimal HTTP/1.1 responder with bounded request
 //! heads, one request per connection.
+//!
+//! Hardening (issue 13): at most [`AdminConfig::connections_max`]
+//! connections are served at once (more are closed at once and counted in
+//! `synod_admin_connections_refused_total`); a request head must arrive
+//! within [`HEAD_TIMEOUT`] and fit in [`HEAD_BYTES_MAX`]; the answer must be
+//! taken within [`WRITE_TIMEOUT`]. With [`AdminConfig::auth`] set, every
+//! route needs credentials: HTTP Basic (`default` and the password, or any
+//! user the callback accepts) or `Authorization: Bearer <password>` (the
+//! user `default`). `HEAD` is answered with the headers of `GET` and no body.
 
 use crate::node::{Node, NodeStatus};
 use crate::RoleKind;
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
+use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tracing::{debug, info};
+use tokio::sync::{watch, Semaphore};
+use tracing::{debug, info, warn};
 
 /// A request head larger than this is refused.
-const HEAD_BYTES_MAX: usize = 8 * 1024;
+pub const HEAD_BYTES_MAX: usize = 8 * 1024;
 /// A client that does not send its request head within this is dropped.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client that does not take its answer within this is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default cap on admin connections served at once.
+pub const ADMIN_CONNECTIONS_MAX_DEFAULT: usize = 64;
 
-/// Serves the admin endpoint on `listener` until `stop` turns true.
+/// Checks a user name and password; true lets the request in.
+pub type AdminAuth = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+/// How the admin endpoint serves.
+#[derive(Clone)]
+pub struct AdminConfig {
+    /// At most this many connections are served at once; more are closed at
+    /// once (and counted).
+    pub connections_max: usize,
+    /// When set, every route needs credentials this callback accepts.
+    pub auth: Option<AdminAuth>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> AdminConfig {
+        AdminConfig {
+            connections_max: ADMIN_CONNECTIONS_MAX_DEFAULT,
+            auth: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("connections_max", &self.connections_max)
+            .field("auth", &self.auth.as_ref().map(|_| "callback"))
+            .finish()
+    }
+}
+
+impl AdminConfig {
+    /// An authentication callback that accepts the user `default` with
+    /// `password`, compared in constant time (the length of the password
+    /// may leak through timing, its bytes do not).
+    pub fn password_auth(password: impl Into<String>) -> AdminAuth {
+        let password: String = password.into();
+        Arc::new(move |user: &str, given: &str| {
+            let same: bool = given.as_bytes().ct_eq(password.as_bytes()).into();
+            same && user == "default"
+        })
+    }
+}
+
+/// Serves the admin endpoint on `listener` until `stop` turns true, with
+/// the default [`AdminConfig`] (no credentials needed).
 pub async fn serve_admin(
     listener: TcpListener,
     node: Arc<Node>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    info!(addr = %listener.local_addr()?, "serving admin HTTP (/metrics, /status, /)");
+    serve_admin_with(listener, node, stop, AdminConfig::default()).await
+}
+
+/// Serves the admin endpoint on `listener` with `config` until `stop`
+/// turns true.
+pub async fn serve_admin_with(
+    listener: TcpListener,
+    node: Arc<Node>,
+    mut stop: watch::Receiver<bool>,
+    config: AdminConfig,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    info!(
+        %addr,
+        connections_max = config.connections_max,
+        auth = config.auth.is_some(),
+        "serving admin HTTP (/metrics, /status, /)"
+    );
+    if !addr.ip().is_loopback() && config.auth.is_none() {
+        warn!(%addr, "admin HTTP listens beyond loopback without credentials: anyone who reaches it reads /status and /metrics");
+    }
+    let slots = Arc::new(Semaphore::new(config.connections_max.max(1)));
+    let auth = config.auth.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(err) => {
+                        // Out of descriptors, usually: back off instead of
+                        // spinning on an accept that keeps failing.
+                        debug!("admin accept failed: {err}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    // Over the cap: close at once (dropping the stream), so
+                    // a flood holds no memory or descriptor here.
+                    node.metrics().admin_connections_refused.fetch_add(1, Relaxed);
+                    continue;
+                };
                 let node = Arc::clone(&node);
+                let auth = auth.clone();
+                node.metrics().admin_connections_open.fetch_add(1, Relaxed);
                 tokio::spawn(async move {
-                    if let Err(err) = respond(stream, &node).await {
+                    if let Err(err) = respond(stream, &node, auth.as_ref()).await {
                         debug!("admin request failed: {err}");
                     }
+                    node.metrics().admin_connections_open.fetch_sub(1, Relaxed);
+                    drop(slot);
                 });
             }
             _ = stop.changed() => {
@@ -45,7 +146,96 @@ pub async fn serve_admin(
     }
 }
 
-async fn respond(mut stream: TcpStream, node: &Node) -> std::io::Result<()> {
+/// A parsed request head: method, path and the `Authorization` value.
+struct Head {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+}
+
+fn parse_head(head: &[u8]) -> Head {
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n");
+    let line = lines.next().unwrap_or_default();
+    let mut parts = line.split(' ');
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts
+        .next()
+        .unwrap_or("")
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let authorization = lines.find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("authorization")
+            .then(|| value.trim().to_string())
+    });
+    Head {
+        method,
+        path,
+        authorization,
+    }
+}
+
+/// True when `authorization` (the header's value) carries credentials
+/// `auth` accepts.
+fn authorized(authorization: Option<&str>, auth: &AdminAuth) -> bool {
+    let Some(value) = authorization else {
+        return false;
+    };
+    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    let credentials = credentials.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return auth("default", credentials);
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let Some(decoded) = base64_decode(credentials) else {
+            return false;
+        };
+        let Ok(decoded) = String::from_utf8(decoded) else {
+            return false;
+        };
+        let Some((user, password)) = decoded.split_once(':') else {
+            return false;
+        };
+        return auth(user, password);
+    }
+    false
+}
+
+/// Standard base64 (RFC 4648, with or without padding); `None` if invalid.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for byte in text.bytes() {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+async fn respond(
+    mut stream: TcpStream,
+    node: &Node,
+    auth: Option<&AdminAuth>,
+) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let read_head = async {
@@ -61,58 +251,91 @@ async fn respond(mut stream: TcpStream, node: &Node) -> std::io::Result<()> {
     let complete = tokio::time::timeout(HEAD_TIMEOUT, read_head)
         .await
         .unwrap_or(Ok(false))?;
-    if !complete {
-        return write(
-            &mut stream,
-            "400 Bad Request",
-            "text/plain",
-            "bad request\n",
-        )
-        .await;
-    }
-    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split(' ');
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    if method != "GET" && method != "HEAD" {
-        return write(
-            &mut stream,
-            "405 Method Not Allowed",
-            "text/plain",
-            "GET only\n",
-        )
-        .await;
-    }
-    let path = path.split('?').next().unwrap_or("");
-    match path {
-        "/metrics" => {
-            let body = node.metrics().render();
-            write(&mut stream, "200 OK", "text/plain; version=0.0.4", &body).await
-        }
-        "/status" => {
-            let body = status_json(node);
-            write(&mut stream, "200 OK", "application/json", &body).await
-        }
-        "/" | "/index.html" => {
-            let body = status_html(node);
-            write(&mut stream, "200 OK", "text/html; charset=utf-8", &body).await
-        }
-        _ => write(&mut stream, "404 Not Found", "text/plain", "not found\n").await,
+    let answer = if complete {
+        answer(&parse_head(&head), node, auth)
+    } else {
+        Answer::text("400 Bad Request", "bad request\n")
+    };
+    let with_body = !(complete && parse_head(&head).method == "HEAD");
+    match tokio::time::timeout(WRITE_TIMEOUT, write(&mut stream, &answer, with_body)).await {
+        Ok(result) => result,
+        Err(_) => Ok(()),
     }
 }
 
-async fn write(
-    stream: &mut TcpStream,
-    status: &str,
-    kind: &str,
-    body: &str,
-) -> std::io::Result<()> {
+/// A response: status line, content type, body, extra header lines.
+struct Answer {
+    status: &'static str,
+    kind: &'static str,
+    body: String,
+    extra: &'static str,
+}
+
+impl Answer {
+    fn text(status: &'static str, body: &str) -> Answer {
+        Answer {
+            status,
+            kind: "text/plain",
+            body: body.to_string(),
+            extra: "",
+        }
+    }
+}
+
+fn answer(head: &Head, node: &Node, auth: Option<&AdminAuth>) -> Answer {
+    if head.method != "GET" && head.method != "HEAD" {
+        return Answer {
+            extra: "Allow: GET, HEAD\r\n",
+            ..Answer::text("405 Method Not Allowed", "GET or HEAD only\n")
+        };
+    }
+    if let Some(auth) = auth {
+        if !authorized(head.authorization.as_deref(), auth) {
+            node.metrics().admin_auth_failures.fetch_add(1, Relaxed);
+            return Answer {
+                extra: "WWW-Authenticate: Basic realm=\"synod\", charset=\"UTF-8\"\r\n",
+                ..Answer::text(
+                    "401 Unauthorized",
+                    "credentials needed: HTTP Basic (user default and the password) or Authorization: Bearer <password>\n",
+                )
+            };
+        }
+    }
+    match head.path.as_str() {
+        "/metrics" => Answer {
+            status: "200 OK",
+            kind: "text/plain; version=0.0.4",
+            body: node.metrics().render(),
+            extra: "",
+        },
+        "/status" => Answer {
+            status: "200 OK",
+            kind: "application/json",
+            body: status_json(node),
+            extra: "",
+        },
+        "/" | "/index.html" => Answer {
+            status: "200 OK",
+            kind: "text/html; charset=utf-8",
+            body: status_html(node),
+            extra: "",
+        },
+        _ => Answer::text("404 Not Found", "not found\n"),
+    }
+}
+
+async fn write(stream: &mut TcpStream, answer: &Answer, with_body: bool) -> std::io::Result<()> {
     let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n",
-        body.len()
+        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\nCache-Control: no-store\r\n\r\n",
+        answer.status,
+        answer.kind,
+        answer.body.len(),
+        answer.extra,
     );
     stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
+    if with_body {
+        stream.write_all(answer.body.as_bytes()).await?;
+    }
     stream.shutdown().await
 }
 
@@ -139,7 +362,7 @@ pub fn status_json(node: &Node) -> String {
     });
     let (election_min, election_max) = node.config().election_timeout();
     format!(
-        "{{\"id\":{},\"role\":\"{}\",\"leader\":{},\"members\":[{}],\"peers\":[{}],\"promised\":{{\"round\":{},\"node\":{}}},\"chosen_instance\":{},\"applied_instance\":{},\"lag\":{},\"snapshot_instance\":{},\"checksum\":\"{:016x}\",\"requests_waiting\":{},\"diverged\":{},\"rebuilding\":{},\"stopped\":{},\"election_timeout_ms\":[{},{}]}}\n",
+        "{{\"id\":{},\"role\":\"{}\",\"leader\":{},\"members\":[{}],\"peers\":[{}],\"promised\":{{\"round\":{},\"node\":{}}},\"chosen_instance\":{},\"applied_instance\":{},\"lag\":{},\"snapshot_instance\":{},\"checksum\":\"{:016x}\",\"requests_waiting\":{},\"diverged\":{},\"rebuilding\":{},\"stopped\":{},\"fatal\":{},\"election_timeout_ms\":[{},{}]}}\n",
         s.id.0,
         role_name(s.role),
         s.leader.map_or("null".to_string(), |l| l.0.to_string()),
@@ -156,6 +379,7 @@ pub fn status_json(node: &Node) -> String {
         s.diverged,
         s.rebuilding,
         stopped,
+        s.fatal,
         election_min.as_millis(),
         election_max.as_millis(),
     )
@@ -211,4 +435,42 @@ fn status_html(node: &Node) -> String {
         snap = s.snapshot_end.0,
         waiting = s.requests_waiting,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_decodes_with_and_without_padding() {
+        assert_eq!(base64_decode("ZGVmYXVsdDpwdw==").unwrap(), b"default:pw");
+        assert_eq!(base64_decode("ZGVmYXVsdDpwdw").unwrap(), b"default:pw");
+        assert_eq!(base64_decode("").unwrap(), b"");
+        assert!(base64_decode("a b").is_none());
+    }
+
+    #[test]
+    fn credentials_are_checked_by_scheme() {
+        let auth = AdminConfig::password_auth("s3cret");
+        // "default:s3cret", "other:s3cret", "default:wrong"
+        assert!(authorized(Some("Basic ZGVmYXVsdDpzM2NyZXQ="), &auth));
+        assert!(!authorized(Some("Basic b3RoZXI6czNjcmV0"), &auth));
+        assert!(!authorized(Some("Basic ZGVmYXVsdDp3cm9uZw=="), &auth));
+        assert!(authorized(Some("Bearer s3cret"), &auth));
+        assert!(authorized(Some("bearer  s3cret"), &auth));
+        assert!(!authorized(Some("Bearer s3cre"), &auth));
+        assert!(!authorized(Some("Bearer "), &auth));
+        assert!(!authorized(Some("Digest x"), &auth));
+        assert!(!authorized(None, &auth));
+    }
+
+    #[test]
+    fn the_authorization_header_is_found_in_any_case() {
+        let head = parse_head(
+            b"HEAD /status?x=1 HTTP/1.1\r\nHost: a\r\nauthorization:  Bearer t \r\n\r\n",
+        );
+        assert_eq!(head.method, "HEAD");
+        assert_eq!(head.path, "/status");
+        assert_eq!(head.authorization.as_deref(), Some("Bearer t"));
+    }
 }

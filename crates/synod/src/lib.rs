@@ -25,7 +25,11 @@ mod node;
 pub mod persist;
 mod state_machine;
 
-pub use admin::{serve_admin, status_json};
+pub use admin::{
+    serve_admin, serve_admin_with, status_json, AdminAuth, AdminConfig,
+    ADMIN_CONNECTIONS_MAX_DEFAULT, HEAD_BYTES_MAX as ADMIN_HEAD_BYTES_MAX,
+    HEAD_TIMEOUT as ADMIN_HEAD_TIMEOUT,
+};
 pub use clock::{StampClock, WallClock};
 pub use config::{Bootstrap, NodeConfig};
 pub use metrics::{Histogram, Metrics};

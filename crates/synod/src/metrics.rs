@@ -134,6 +134,8 @@ pub struct Metrics {
     pub admin_connections_refused: AtomicU64,
     /// Admin HTTP requests refused for missing or wrong credentials.
     pub admin_auth_failures: AtomicU64,
+    /// Admin HTTP connections being served now (at most the cap).
+    pub admin_connections_open: AtomicU64,
     /// Seconds per write + fdatasync of the log.
     pub fsync_seconds: Histogram,
     /// Commands per applied instance value.
@@ -161,6 +163,7 @@ impl Default for Metrics {
             peer_messages_refused: std::array::from_fn(|_| AtomicU64::new(0)),
             admin_connections_refused: AtomicU64::new(0),
             admin_auth_failures: AtomicU64::new(0),
+            admin_connections_open: AtomicU64::new(0),
             fsync_seconds: Histogram::new(FSYNC_SECONDS),
             batch_commands: Histogram::new(BATCH_COMMANDS),
         }
@@ -263,7 +266,12 @@ impl Metrics {
         for (reason, value) in PEER_REFUSAL_REASONS.iter().zip(&self.peer_messages_refused) {
             let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", value.load(Relaxed));
         }
-        let gauges: [(&str, &str, &AtomicU64); 2] = [
+        let gauges: [(&str, &str, &AtomicU64); 3] = [
+            (
+                "synod_admin_connections_open",
+                "Admin HTTP connections being served now.",
+                &self.admin_connections_open,
+            ),
             (
                 "synod_chosen_instance",
                 "End of the chosen prefix.",
