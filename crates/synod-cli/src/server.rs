@@ -247,10 +247,26 @@ async fn run(args: ServerArgs) -> Result<(), String> {
         signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
     let mut interrupt =
         signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+    // Divergence policy: a replica whose applied state differs from its
+    // peers' refuses to serve; a process that only refuses is half alive,
+    // so it ends (non-zero) and a supervisor or operator sees it.
+    let mut status = node.watch_status();
+    let diverged = async move {
+        if status.wait_for(|s| s.diverged).await.is_err() {
+            // The status closed: the node ended, which `wait` reports.
+            std::future::pending::<()>().await;
+        }
+    };
     let outcome = tokio::select! {
         _ = terminate.recv() => Ok("SIGTERM"),
         _ = interrupt.recv() => Ok("SIGINT"),
         stopped = node.wait() => Err(stopped),
+        () = diverged => Err(Err(synod::NodeError::Stopped(
+            "this replica's state diverged from its peers (see the divergence log line above), \
+             so its data cannot be trusted. Move its --data-dir aside (keep it for diagnosis) and \
+             restart the node with --rebuild on an empty directory"
+                .into(),
+        ))),
     };
     let _ = stop_tx.send(true);
     match outcome {
@@ -261,6 +277,11 @@ async fn run(args: ServerArgs) -> Result<(), String> {
             Ok(())
         }
         Err(Ok(())) => Ok(()),
-        Err(Err(err)) => Err(format!("node {} stopped: {err}", args.id)),
+        Err(Err(err)) => {
+            // Stops the node cleanly if it still runs (divergence); a node
+            // that stopped on its own returns at once.
+            let _ = tokio::time::timeout(Duration::from_secs(10), node.shutdown()).await;
+            Err(format!("node {} stopped: {err}", args.id))
+        }
     }
 }
