@@ -285,3 +285,18 @@ async fn run(args: ServerArgs) -> Result<(), String> {
         }
     }
 }
+
+#[cfg(test)]
+mod http_flag_tests {
+    use super::parse_http;
+
+    #[test]
+    fn a_bare_port_binds_loopback() {
+        assert_eq!(parse_http("9000").unwrap().to_string(), "127.0.0.1:9000");
+        assert_eq!(
+            parse_http("0.0.0.0:9000").unwrap().to_string(),
+            "0.0.0.0:9000"
+        );
+        assert!(parse_http("localhost:9000").is_err());
+    }
+}
