@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use synod::Node;
 use synod_resp::{write_reply, Limits, Protocol, Reply, RequestParser};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -109,6 +109,7 @@ pub async fn serve_on(
                         continue;
                     }
                 };
+                let _ = stream.set_nodelay(true);
                 let shared = Arc::clone(&shared);
                 tokio::spawn(async move {
                     if let Err(err) = client(stream, peer, shared).await {
@@ -134,12 +135,12 @@ impl Drop for ClientSlot {
     }
 }
 
-async fn client(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-) -> std::io::Result<()> {
-    let _ = stream.set_nodelay(true);
+/// Serves one client connection on any byte stream: a TCP socket, or a TLS
+/// session over one.
+async fn client<S>(mut stream: S, peer: SocketAddr, shared: Arc<Shared>) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let count = shared.clients.fetch_add(1, Relaxed) + 1;
     let _slot = ClientSlot(Arc::clone(&shared));
     if count > shared.cfg.clients_max {
