@@ -307,6 +307,12 @@ where
             &shared.logs.protocol,
             err.to_string(),
         ),
+        // The request bound is the query-buffer bound (see `serve_client`).
+        Closed::Protocol(err @ ProtocolError::RequestTooBig { .. }) => (
+            &cfg.counters.query_buffer_limit,
+            &shared.logs.query_buffer,
+            err.to_string(),
+        ),
         Closed::Protocol(err) => (
             &cfg.counters.protocol_errors,
             &shared.logs.protocol,

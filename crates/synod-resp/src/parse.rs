@@ -263,13 +263,15 @@ impl RequestParser {
             self.scan_from = 0;
             return Ok(Step::Continue);
         }
+        // The pre-AUTH cap first: an outsider learns only that it must
+        // authenticate, not the server's own limits.
+        if self.unauthenticated && count > UNAUTHENTICATED_ARGS_MAX as i64 {
+            return Err(ProtocolError::UnauthenticatedMultibulkLength);
+        }
         let count = usize::try_from(count)
             .ok()
             .filter(|&count| count <= self.limits.args_max)
             .ok_or(ProtocolError::InvalidMultibulkLength)?;
-        if self.unauthenticated && count > UNAUTHENTICATED_ARGS_MAX {
-            return Err(ProtocolError::UnauthenticatedMultibulkLength);
-        }
         self.args_left = count;
         self.arg_ranges.clear();
         self.arg_ranges.reserve(count.min(ARGS_PREALLOC_MAX));
@@ -299,13 +301,13 @@ impl RequestParser {
                     else {
                         return Ok(Step::NeedMore);
                     };
+                    if self.unauthenticated && len > UNAUTHENTICATED_BULK_BYTES_MAX as i64 {
+                        return Err(ProtocolError::UnauthenticatedBulkLength);
+                    }
                     let len = usize::try_from(len)
                         .ok()
                         .filter(|&len| len <= self.limits.bulk_bytes_max)
                         .ok_or(ProtocolError::InvalidBulkLength)?;
-                    if self.unauthenticated && len > UNAUTHENTICATED_BULK_BYTES_MAX {
-                        return Err(ProtocolError::UnauthenticatedBulkLength);
-                    }
                     // Checked on the header, before the payload is read,
                     // so a declared size never makes anyone allocate.
                     let request_end = next.checked_add(len).and_then(|end| end.checked_add(2));
