@@ -35,8 +35,8 @@ openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 
 
 base=$((30000 + $$ % 20000))
 peers="1=127.0.0.1:$((base + 101)),2=127.0.0.1:$((base + 102)),3=127.0.0.1:$((base + 103))"
-start() { # id, auth-clients
-  "$exe" server --id "$1" --peers "$peers" --resp "127.0.0.1:$((base + $1))" \
+start() { # id, auth-clients[, plain port]
+  "$exe" server --id "$1" --peers "$peers" --resp "127.0.0.1:${3:-$((base + $1))}" \
     --tls-port "$((base + 10 + $1))" --tls-cert-file server.crt --tls-key-file server.key \
     --tls-ca-cert-file ca.crt --tls-auth-clients "$2" --data-dir "n$1" --init "${extra[@]}" \
     >>"n$1.log" 2>&1 &
@@ -94,4 +94,16 @@ for mode in no optional; do
     "$(redis-cli --tls --cacert ca.crt -p $((base + 13)) GET py 2>&1)"
   check "redis-cli --tls with a client certificate ($mode)" PONG "$(tls -p $((base + 13)) PING)"
 done
+
+# Node 3 with --resp 127.0.0.1:0: TLS only, as Redis' `port 0`.
+kill "${pids[3]}"
+wait "${pids[3]}" 2>/dev/null || true
+start 3 yes 0
+for _ in $(seq 100); do
+  tls -p $((base + 13)) PING 2>/dev/null | grep -q PONG && break
+  sleep 0.2
+done
+check "TLS only (--resp HOST:0): TLS serves" "set by redis-py" "$(tls -p $((base + 13)) GET py)"
+check "TLS only (--resp HOST:0): the plain port is closed" refused \
+  "$(redis-cli -p $((base + 3)) PING 2>&1 | grep -q PONG && echo served || echo refused)"
 exit $fail
