@@ -20,7 +20,9 @@ Node 1 runs under `prlimit --nofile=1024:1024` (the common default) with
    of descriptors opening a WAL segment and stopped; now --max-clients is
    lowered to what 1,024 descriptors allow and the excess is refused.
 
-Exit status 0 when every check holds.
+Exit status 0 when every check holds. On main before issue 13 (debug
+build) all three failed: 578 MB and 1,767 MB peak RSS, and node 1 stopped on
+"Too many open files" opening WAL segment 2.
 """
 
 import json
@@ -104,8 +106,12 @@ def info_stats(port):
 
 
 def status(http_port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/status", timeout=5) as r:
-        return json.loads(r.read())
+    """The node's /status, or a stand-in saying why there is none."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/status", timeout=5) as r:
+            return json.loads(r.read())
+    except OSError as err:
+        return {"applied_instance": -1, "snapshot_instance": -1, "stopped": f"no /status: {err}"}
 
 
 class Sampler:
@@ -194,7 +200,7 @@ def preauth(pid, port):
         t.join()
     peak = sampler.done()
     print(f"preauth: RSS {before:.0f} MB before, {peak:.0f} MB peak during 10 x 60 MB "
-          f"unauthenticated bulks (before issue 13: 620 MB)")
+          f"unauthenticated bulks (main before issue 13, same script: 578 MB)")
     for sent, reply in results[:3]:
         print(f"  a client sent {sent / MB:.0f} MiB; the server answered {reply!r}")
     print(f"  another client served meanwhile: {ok}")
@@ -227,7 +233,7 @@ def global_cap(pid, port):
         if s is not None:
             s.close()
     print(f"global: RSS {before:.0f} MB before, {peak:.0f} MB peak with 40 clients sending "
-          f"44 MiB of a 48 MB MSET each (before issue 13: 2.4 GB for 40 x 60 MB)")
+          f"44 MiB of a 48 MB MSET each (main before issue 13, same script: 1,767 MB)")
     print(f"  client_query_buffer_total_limit_disconnections:"
           f"{stats.get('client_query_buffer_total_limit_disconnections')}, "
           f"sends that failed: {closed}; a small client served meanwhile: {ok}")
@@ -266,7 +272,10 @@ def fds(procs, ports, https, tmp):
     for s in socks:
         s.close()
     time.sleep(0.5)
-    ok_after = alive and serves(ports[0])
+    try:
+        ok_after = alive and serves(ports[0])
+    except (OSError, AssertionError):
+        ok_after = False
     log = open(os.path.join(tmp, "n1.log")).read()
     emfile = "Too many open files" in log
     log = re.sub(r"\x1b\[[0-9;]*m", "", log)
