@@ -8,6 +8,7 @@
 
 mod bench;
 mod chaos;
+mod client_limits;
 mod cluster;
 mod server;
 mod signals;

@@ -1,5 +1,6 @@
 //! `synod server`: one replica with its RESP front end and admin endpoint.
 
+use crate::client_limits;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -81,10 +82,23 @@ pub struct ServerArgs {
     /// Snapshot after this many bytes of log (0: off).
     #[arg(long, default_value_t = 64 << 20)]
     snapshot_log_bytes: u64,
-    /// More client connections than this are refused.
+    /// More client connections than this (plain and TLS together) are
+    /// refused with "-ERR max number of clients reached". Lowered at start
+    /// to what the open file limit allows after a reserve for the WAL,
+    /// snapshots, peers and the admin port (the soft limit is first raised
+    /// towards the hard one, as Redis does).
     #[arg(long, default_value_t = 10_000)]
     max_clients: usize,
-    /// Largest value (any single argument) in bytes.
+    /// Client limits and client TLS (issue 13): --client-query-buffer-limit,
+    /// --client-query-buffer-total-limit, --client-output-buffer-limit,
+    /// --timeout, --tls-port, --tls-cert-file, --tls-key-file,
+    /// --tls-ca-cert-file, --tls-auth-clients.
+    #[command(flatten)]
+    clients: Box<client_limits::ClientArgs>,
+    /// Largest value (any single argument) in bytes, checked on its declared
+    /// length before any of it is buffered: a longer one is answered
+    /// "-ERR Protocol error: invalid bulk length" and the connection closed
+    /// (as Redis' proto-max-bulk-len).
     #[arg(long, default_value_t = 16 << 20)]
     max_value_bytes: usize,
     /// Largest request in bytes.
@@ -200,9 +214,7 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     };
     // Bind the client ports first, so a port conflict is reported before
     // the node joins the cluster.
-    let resp = TcpListener::bind(args.resp)
-        .await
-        .map_err(|e| format!("cannot listen for Redis clients on {}: {e}", args.resp))?;
+    let (resp, tls, clients_max) = client_listeners(&args).await?;
     let http = match args.http {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -218,15 +230,22 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut server_cfg = ServerConfig::new(args.resp);
     server_cfg.password = args.password.clone();
-    server_cfg.clients_max = args.max_clients;
+    server_cfg.clients_max = clients_max;
     server_cfg.value_bytes_max = args.max_value_bytes;
     server_cfg.request_bytes_max = args.max_request_bytes;
     server_cfg.pipeline_max = args.max_pipeline;
     server_cfg.http = args.http;
+    server_cfg.query_buffer_bytes_max = args.clients.client_query_buffer_limit;
+    server_cfg.query_buffer_total_bytes_max = args.clients.client_query_buffer_total_limit;
+    server_cfg.output_buffer_bytes_max = args.clients.client_output_buffer_limit;
+    server_cfg.idle_timeout =
+        (args.clients.timeout > 0).then(|| Duration::from_secs(args.clients.timeout));
     let resp_task = {
         let node = Arc::clone(&node);
         let mut stop = stop_rx.clone();
-        tokio::spawn(async move { synod_kv::serve_on(resp, server_cfg, node, &mut stop).await })
+        tokio::spawn(async move {
+            synod_kv::serve_listeners(resp, tls, server_cfg, node, &mut stop).await
+        })
     };
     if let Some(listener) = http {
         let node = Arc::clone(&node);
@@ -299,4 +318,63 @@ mod http_flag_tests {
         );
         assert!(parse_http("localhost:9000").is_err());
     }
+}
+
+/// The plain and TLS client listeners (either may be off, not both) and the
+/// client limit the open file limit allows.
+async fn client_listeners(
+    args: &ServerArgs,
+) -> Result<
+    (
+        Option<TcpListener>,
+        Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+        usize,
+    ),
+    String,
+> {
+    let plain = if args.resp.port() == 0 {
+        // Redis' `port 0`: no plain TCP port, TLS only.
+        if args.clients.tls_port.is_none() {
+            return Err("--resp with port 0 turns the plain port off; give --tls-port".into());
+        }
+        None
+    } else {
+        Some(
+            TcpListener::bind(args.resp)
+                .await
+                .map_err(|e| format!("cannot listen for Redis clients on {}: {e}", args.resp))?,
+        )
+    };
+    let tls = match (
+        args.clients.tls_port,
+        &args.clients.tls_cert_file,
+        &args.clients.tls_key_file,
+    ) {
+        (Some(port), Some(cert_file), Some(key_file)) => {
+            let settings = synod_kv::tls::TlsSettings {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+                ca_cert_file: args.clients.tls_ca_cert_file.clone(),
+                auth_clients: args.clients.tls_auth_clients,
+            };
+            let config = synod_kv::tls::server_config(&settings).map_err(|e| e.to_string())?;
+            let addr = SocketAddr::new(args.resp.ip(), port);
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen for TLS clients on {addr}: {e}"))?;
+            info!(%addr, auth_clients = ?args.clients.tls_auth_clients, "client TLS port");
+            Some((listener, config))
+        }
+        (Some(_), _, _) => return Err("--tls-port needs --tls-cert-file and --tls-key-file".into()),
+        (None, _, _) => None,
+    };
+    let others = args.peers.len().saturating_sub(1);
+    let clients_max = client_limits::clients_max_from_fd_limit(args.max_clients, others)
+        .ok_or_else(|| {
+            format!(
+                "the open file limit leaves no descriptor for clients after the {} reserved; raise `ulimit -n`",
+                client_limits::fds_reserved(others)
+            )
+        })?;
+    Ok((plain, tls, clients_max))
 }

@@ -81,6 +81,12 @@ impl Conn {
         }
     }
 
+    /// Whether this connection may run commands: it authenticated, or no
+    /// password is set. While not, the parser applies the pre-AUTH caps.
+    pub(crate) fn authenticated(&self) -> bool {
+        self.authenticated
+    }
+
     /// Turns one request into an item, updating the connection's state.
     pub(crate) fn handle(&mut self, args: Vec<Bytes>) -> Item {
         let Some(first) = args.first() else {
@@ -482,6 +488,9 @@ impl Conn {
                 shared.clients.load(Relaxed),
                 shared.cfg.clients_max
             );
+        }
+        if wants("stats") {
+            shared.cfg.counters.write_info(&mut text);
         }
         if wants("replication") {
             let role = match status.role {

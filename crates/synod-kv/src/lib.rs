@@ -15,6 +15,7 @@
 //! HLEN, HEXISTS, HINCRBY) and list (LPUSH, RPUSH, LPOP, RPOP, LRANGE, LLEN),
 //! and MULTI/EXEC transactions as [`KvCommand::Exec`].
 
+mod client_limits;
 pub mod command;
 mod command_codec;
 mod conn;
@@ -28,8 +29,10 @@ mod server;
 mod snapshot;
 pub mod store;
 pub mod table;
+pub mod tls;
 mod wire;
 
+pub use client_limits::{ClientCounters, QUERY_BUFFER_FREE_BYTES};
 pub use command::{
     ExpireCondition, ExpireForm, GetExExpiry, KvCommand, ListEnd, SetCondition, SetExpiry, TimeUnit,
 };
@@ -37,7 +40,10 @@ pub use command_codec::COMMAND_FORMAT_VERSION;
 pub use glob::glob_match;
 pub use parse::parse;
 pub use reply_codec::{decode_reply, encode_reply, REPLY_FORMAT_VERSION};
-pub use server::{serve, serve_on, ServerConfig};
+pub use server::{
+    serve, serve_listeners, serve_on, ServerConfig, OUTPUT_BUFFER_BYTES_MAX_DEFAULT,
+    QUERY_BUFFER_BYTES_MAX_DEFAULT, QUERY_BUFFER_TOTAL_BYTES_MAX_DEFAULT,
+};
 pub use snapshot::SNAPSHOT_FORMAT_VERSION;
 pub use store::{Store, StoreStats, PURGE_PER_APPLY_MAX};
 pub use table::{command_table, CommandSpec};

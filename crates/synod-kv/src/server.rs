@@ -10,21 +10,27 @@
 //! never exceeds the largest replicated command (`Node::command_bytes_max`):
 //! a pipeline too large for one is split into several, in order.
 
+use crate::client_limits::{
+    ClientCounters, ClientLogs, QueryBudget, QueryShare, QUERY_BUFFER_FREE_BYTES,
+    TLS_HANDSHAKE_TIMEOUT,
+};
 use crate::command::KvCommand;
 use crate::conn::{Conn, Item};
 use crate::parse::parse;
 use crate::reply_codec::decode_reply;
+use bytes::buf::BufMut;
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use synod::Node;
-use synod_resp::{write_reply, Limits, Protocol, Reply, RequestParser};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use synod_resp::{write_reply, Limits, Protocol, ProtocolError, Reply, RequestParser};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info};
 
 /// Limits and settings of the RESP front end.
 #[derive(Clone, Debug)]
@@ -33,17 +39,36 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// When set, clients must AUTH first.
     pub password: Option<String>,
-    /// More connections than this are refused with an error.
+    /// More connections than this are refused with `-ERR max number of
+    /// clients reached` (both ports together). The CLI lowers it to what
+    /// `RLIMIT_NOFILE` allows.
     pub clients_max: usize,
     /// At most this many requests of one connection are handled per batch;
     /// the rest wait in its buffer (bounds memory per client).
     pub pipeline_max: usize,
     /// A single request (all its arguments) may not exceed this.
     pub request_bytes_max: usize,
-    /// A single argument (a value) may not exceed this.
+    /// A single argument (a value) may not exceed this: checked on its
+    /// declared length (`$n`), before any of it is buffered.
     pub value_bytes_max: usize,
+    /// Bytes one client's query buffer (read, not yet a complete request)
+    /// may hold; a client that reaches it is closed, as in Redis
+    /// (`client-query-buffer-limit`). Requests larger than this cannot
+    /// complete, so it also bounds the request size.
+    pub query_buffer_bytes_max: usize,
+    /// Bytes all clients' query buffers together may hold; past it, a
+    /// client growing its buffer beyond `QUERY_BUFFER_FREE_BYTES` is closed.
+    pub query_buffer_total_bytes_max: usize,
+    /// Bytes of replies one batch of a client's requests may produce; past
+    /// it the client is closed (Redis' `client-output-buffer-limit`).
+    pub output_buffer_bytes_max: usize,
+    /// Close a client that sent nothing (or took no reply) for this long
+    /// (Redis' `timeout`; `None`: never).
+    pub idle_timeout: Option<Duration>,
     /// Port of the admin HTTP endpoint, for INFO.
     pub http: Option<SocketAddr>,
+    /// Refused and closed clients by reason; clone it to export the counts.
+    pub counters: Arc<ClientCounters>,
 }
 
 impl ServerConfig {
@@ -56,10 +81,26 @@ impl ServerConfig {
             pipeline_max: 1024,
             request_bytes_max: 64 << 20,
             value_bytes_max: 16 << 20,
+            query_buffer_bytes_max: QUERY_BUFFER_BYTES_MAX_DEFAULT,
+            query_buffer_total_bytes_max: QUERY_BUFFER_TOTAL_BYTES_MAX_DEFAULT,
+            output_buffer_bytes_max: OUTPUT_BUFFER_BYTES_MAX_DEFAULT,
+            idle_timeout: None,
             http: None,
+            counters: Arc::new(ClientCounters::default()),
         }
     }
 }
+
+/// Default of [`ServerConfig::query_buffer_bytes_max`]: 64 MiB. Redis'
+/// 1 GiB would let 10 clients hold 10 GiB; 64 MiB is the largest request
+/// (`--max-request-bytes`) we accept anyway, four 16 MiB values.
+pub const QUERY_BUFFER_BYTES_MAX_DEFAULT: usize = 64 << 20;
+/// Default of [`ServerConfig::query_buffer_total_bytes_max`]: 512 MiB, room
+/// for eight clients sending the largest request at once.
+pub const QUERY_BUFFER_TOTAL_BYTES_MAX_DEFAULT: usize = 512 << 20;
+/// Default of [`ServerConfig::output_buffer_bytes_max`]: 256 MiB, sixteen
+/// replies of the largest value in one pipeline.
+pub const OUTPUT_BUFFER_BYTES_MAX_DEFAULT: usize = 256 << 20;
 
 /// State shared by every connection.
 pub(crate) struct Shared {
@@ -69,6 +110,8 @@ pub(crate) struct Shared {
     pub next_client_id: AtomicU64,
     pub started: Instant,
     pub commands: AtomicU64,
+    query_budget: Arc<QueryBudget>,
+    logs: ClientLogs,
 }
 
 /// Serves clients until `stop` turns true.
@@ -88,7 +131,25 @@ pub async fn serve_on(
     node: Arc<Node>,
     stop: &mut watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    info!(addr = %listener.local_addr()?, "serving the Redis protocol");
+    serve_listeners(Some(listener), None, cfg, node, stop).await
+}
+
+/// Serves plain clients on `plain` and TLS clients on `tls` (either may be
+/// absent, as Redis' `port 0` turns the plain port off) until `stop` turns
+/// true. Both share one client limit and one set of counters.
+pub async fn serve_listeners(
+    plain: Option<TcpListener>,
+    tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    cfg: ServerConfig,
+    node: Arc<Node>,
+    stop: &mut watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    if let Some(listener) = &plain {
+        info!(addr = %listener.local_addr()?, "serving the Redis protocol");
+    }
+    if let Some((listener, _)) = &tls {
+        info!(addr = %listener.local_addr()?, "serving the Redis protocol over TLS");
+    }
     let shared = Arc::new(Shared {
         cfg,
         node,
@@ -96,25 +157,31 @@ pub async fn serve_on(
         next_client_id: AtomicU64::new(1),
         started: Instant::now(),
         commands: AtomicU64::new(0),
+        query_budget: Arc::new(QueryBudget::default()),
+        logs: ClientLogs::new(),
     });
+    let (tls_listener, acceptor) = match tls {
+        Some((listener, config)) => (Some(listener), Some(TlsAcceptor::from(config))),
+        None => (None, None),
+    };
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(err) => {
-                        // Out of file descriptors and the like: wait a little.
-                        warn!("accept failed: {err}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let shared = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    if let Err(err) = client(stream, peer, shared).await {
-                        debug!(%peer, "client connection ended: {err}");
-                    }
-                });
+            accepted = accept(plain.as_ref()) => {
+                if let Some((stream, peer)) = accepted {
+                    let Some(slot) = admit(&shared, &stream, peer) else { continue };
+                    tokio::spawn(async move {
+                        if let Err(err) = client(stream, peer, slot).await {
+                            debug!(%peer, "client connection ended: {err}");
+                        }
+                    });
+                }
+            }
+            accepted = accept(tls_listener.as_ref()) => {
+                if let (Some((stream, peer)), Some(acceptor)) = (accepted, &acceptor) {
+                    let Some(slot) = admit(&shared, &stream, peer) else { continue };
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move { tls_client(acceptor, stream, peer, slot).await });
+                }
             }
             _ = stop.changed() => {
                 if *stop.borrow() {
@@ -122,6 +189,81 @@ pub async fn serve_on(
                 }
             }
         }
+    }
+}
+
+/// The next connection of `listener`; never resolves when there is none.
+async fn accept(listener: Option<&TcpListener>) -> Option<(TcpStream, SocketAddr)> {
+    let Some(listener) = listener else {
+        return std::future::pending().await;
+    };
+    match listener.accept().await {
+        Ok(pair) => Some(pair),
+        Err(err) => {
+            // Out of file descriptors and the like: wait a little (the
+            // pending connection stays in the backlog).
+            debug!("accept failed: {err}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
+/// Takes a client slot for a new connection, or refuses it. Refused here, in
+/// the accept loop, so an excess connection holds its descriptor only for
+/// one non-blocking write, however fast they come: descriptors reserved for
+/// the WAL and peers stay free.
+fn admit(shared: &Arc<Shared>, stream: &TcpStream, peer: SocketAddr) -> Option<ClientSlot> {
+    let counters = &shared.cfg.counters;
+    counters.connections_received.fetch_add(1, Relaxed);
+    let count = shared.clients.fetch_add(1, Relaxed) + 1;
+    let slot = ClientSlot(Arc::clone(shared));
+    if count > shared.cfg.clients_max {
+        counters.rejected_connections.fetch_add(1, Relaxed);
+        shared.logs.rejected.warn(format_args!(
+            "refused client {peer}: max number of clients ({}) reached",
+            shared.cfg.clients_max
+        ));
+        // Best effort, like Redis: a fresh socket's send buffer takes it.
+        let _ = stream.try_write(b"-ERR max number of clients reached\r\n");
+        return None;
+    }
+    let _ = stream.set_nodelay(true);
+    Some(slot)
+}
+
+/// Completes the TLS handshake (bounded in time), then serves the client.
+async fn tls_client(acceptor: TlsAcceptor, stream: TcpStream, peer: SocketAddr, slot: ClientSlot) {
+    let shared = Arc::clone(&slot.0);
+    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+    let stream = match handshake {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            shared
+                .cfg
+                .counters
+                .tls_handshake_failures
+                .fetch_add(1, Relaxed);
+            shared
+                .logs
+                .tls
+                .warn(format_args!("TLS handshake with {peer} failed: {err}"));
+            return;
+        }
+        Err(_) => {
+            shared
+                .cfg
+                .counters
+                .tls_handshake_failures
+                .fetch_add(1, Relaxed);
+            shared.logs.tls.warn(format_args!(
+                "TLS handshake with {peer} timed out after {TLS_HANDSHAKE_TIMEOUT:?}"
+            ));
+            return;
+        }
+    };
+    if let Err(err) = client(stream, peer, slot).await {
+        debug!(%peer, "TLS client connection ended: {err}");
     }
 }
 
@@ -134,40 +276,117 @@ impl Drop for ClientSlot {
     }
 }
 
-async fn client(
-    mut stream: TcpStream,
+/// Why the server closed a client.
+enum Closed {
+    /// It sent a protocol error (answered first).
+    Protocol(ProtocolError),
+    QueryBuffer,
+    QueryBufferTotal,
+    OutputBuffer,
+    Idle,
+}
+
+/// Serves one client connection on any byte stream: a TCP socket, or a TLS
+/// session over one.
+async fn client<S>(mut stream: S, peer: SocketAddr, slot: ClientSlot) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let shared = Arc::clone(&slot.0);
+    let closed = match serve_client(&mut stream, peer, &shared).await? {
+        Some(closed) => closed,
+        None => return Ok(()),
+    };
+    let cfg = &shared.cfg;
+    let (counter, log, why) = match &closed {
+        Closed::Protocol(
+            err @ (ProtocolError::UnauthenticatedBulkLength
+            | ProtocolError::UnauthenticatedMultibulkLength),
+        ) => (
+            &cfg.counters.unauthenticated_limit,
+            &shared.logs.protocol,
+            err.to_string(),
+        ),
+        // The request bound is the query-buffer bound (see `serve_client`).
+        Closed::Protocol(err @ ProtocolError::RequestTooBig { .. }) => (
+            &cfg.counters.query_buffer_limit,
+            &shared.logs.query_buffer,
+            err.to_string(),
+        ),
+        Closed::Protocol(err) => (
+            &cfg.counters.protocol_errors,
+            &shared.logs.protocol,
+            err.to_string(),
+        ),
+        Closed::QueryBuffer => (
+            &cfg.counters.query_buffer_limit,
+            &shared.logs.query_buffer,
+            format!("query buffer reached {} bytes", cfg.query_buffer_bytes_max),
+        ),
+        Closed::QueryBufferTotal => (
+            &cfg.counters.query_buffer_total_limit,
+            &shared.logs.query_buffer,
+            format!(
+                "all clients' query buffers exceed {} bytes",
+                cfg.query_buffer_total_bytes_max
+            ),
+        ),
+        Closed::OutputBuffer => (
+            &cfg.counters.output_buffer_limit,
+            &shared.logs.output_buffer,
+            format!("replies exceed {} bytes", cfg.output_buffer_bytes_max),
+        ),
+        Closed::Idle => (
+            &cfg.counters.idle_timeout,
+            &shared.logs.idle,
+            format!("idle for {:?}", cfg.idle_timeout.unwrap_or_default()),
+        ),
+    };
+    counter.fetch_add(1, Relaxed);
+    log.warn(format_args!("closed client {peer}: {why}"));
+    Ok(())
+}
+
+/// The connection loop: read, parse, execute, answer. Returns why the
+/// server closed the client, or `None` when the client left (or QUIT).
+async fn serve_client<S>(
+    stream: &mut S,
     peer: SocketAddr,
-    shared: Arc<Shared>,
-) -> std::io::Result<()> {
-    let _ = stream.set_nodelay(true);
-    let count = shared.clients.fetch_add(1, Relaxed) + 1;
-    let _slot = ClientSlot(Arc::clone(&shared));
-    if count > shared.cfg.clients_max {
-        stream
-            .write_all(b"-ERR max number of clients reached\r\n")
-            .await?;
-        return Ok(());
-    }
+    shared: &Arc<Shared>,
+) -> std::io::Result<Option<Closed>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let cfg = &shared.cfg;
     let id = shared.next_client_id.fetch_add(1, Relaxed);
-    let mut conn = Conn::new(id, peer, Arc::clone(&shared));
+    let mut conn = Conn::new(id, peer, Arc::clone(shared));
+    // An argument is checked against the value limit on its declared
+    // length, by the parser, before any of it is buffered; the request as a
+    // whole against the request and query-buffer limits likewise.
+    let request_bytes_max = cfg.request_bytes_max.min(cfg.query_buffer_bytes_max);
     let mut parser = RequestParser::new(Limits {
-        bulk_bytes_max: shared.cfg.request_bytes_max,
-        request_bytes_max: shared.cfg.request_bytes_max,
+        bulk_bytes_max: cfg.value_bytes_max.min(request_bytes_max),
+        request_bytes_max,
         ..Limits::default()
     });
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
+    let mut share = QueryShare::new(Arc::clone(&shared.query_budget));
     loop {
-        // Parse what is buffered, up to the pipeline limit.
+        // Parse what is buffered, up to the pipeline limit. The pre-AUTH
+        // caps follow the connection's state request by request: an AUTH
+        // is handled before the next request's header is read.
         let mut items = Vec::new();
-        let mut close = false;
-        while items.len() < shared.cfg.pipeline_max {
+        let mut close = None;
+        let mut quit = false;
+        while items.len() < cfg.pipeline_max {
+            parser.set_unauthenticated(!conn.authenticated());
             match parser.parse(&mut input) {
                 Ok(Some(args)) => {
                     let item = conn.handle(args);
-                    close = matches!(item, Item::Quit(_));
+                    quit = matches!(item, Item::Quit(_));
                     items.push(item);
-                    if close {
+                    if quit {
                         break;
                     }
                 }
@@ -175,29 +394,96 @@ async fn client(
                 Err(err) => {
                     // Like Redis: answer the protocol error and close.
                     items.push(Item::Quit(err.to_reply()));
-                    close = true;
+                    close = Some(Closed::Protocol(err));
                     break;
                 }
             }
         }
         if !items.is_empty() {
-            run_items(&shared, &mut conn, items, &mut output).await;
-            stream.write_all(&output).await?;
+            let fits = run_items(shared, &mut conn, items, &mut output).await;
+            if !fits {
+                return Ok(Some(Closed::OutputBuffer));
+            }
+            if !write_or_idle(stream, &output, cfg.idle_timeout).await? {
+                return Ok(Some(Closed::Idle));
+            }
             output.clear();
-            if close {
-                return Ok(());
+            if output.capacity() > QUERY_BUFFER_FREE_BYTES {
+                // Do not keep a large reply's buffer for the connection's life.
+                output = BytesMut::with_capacity(16 * 1024);
+            }
+            if close.is_some() || quit {
+                return Ok(close);
             }
             // More may be parsed from the buffer already.
             continue;
         }
-        if stream.read_buf(&mut input).await? == 0 {
-            return Ok(());
+        // Everything complete was parsed: `input` holds part of one request.
+        let room = cfg.query_buffer_bytes_max.saturating_sub(input.len());
+        if room == 0 {
+            return Ok(Some(Closed::QueryBuffer));
+        }
+        let read = {
+            // At most `room` bytes: the buffer never holds more than the
+            // limit, whatever the client sends.
+            let mut limited = (&mut input).limit(room);
+            let read = stream.read_buf(&mut limited);
+            match cfg.idle_timeout {
+                Some(timeout) => match tokio::time::timeout(timeout, read).await {
+                    Ok(read) => read?,
+                    Err(_) => return Ok(Some(Closed::Idle)),
+                },
+                None => read.await?,
+            }
+        };
+        if read == 0 {
+            return Ok(None);
+        }
+        let total = share.set(input.capacity());
+        if total > cfg.query_buffer_total_bytes_max && input.capacity() > QUERY_BUFFER_FREE_BYTES {
+            return Ok(Some(Closed::QueryBufferTotal));
         }
     }
 }
 
-/// Runs a batch of items in order and writes their replies.
-async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut BytesMut) {
+/// Writes `bytes` in full; `false` if the client took none of it for
+/// `idle_timeout` (a client that never reads must not hold its replies, and
+/// its slot, for ever).
+async fn write_or_idle<S>(
+    stream: &mut S,
+    mut bytes: &[u8],
+    idle_timeout: Option<Duration>,
+) -> std::io::Result<bool>
+where
+    S: AsyncWrite + Unpin,
+{
+    while !bytes.is_empty() {
+        let written = match idle_timeout {
+            Some(timeout) => match tokio::time::timeout(timeout, stream.write(bytes)).await {
+                Ok(written) => written?,
+                Err(_) => return Ok(false),
+            },
+            None => stream.write(bytes).await?,
+        };
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[written..];
+    }
+    stream.flush().await?;
+    Ok(true)
+}
+
+/// Runs a batch of items in order and writes their replies. Returns `false`
+/// when the replies exceeded the output buffer limit (they are then not all
+/// written, and the client must be closed: it would miss replies).
+async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut BytesMut) -> bool {
+    let mut out = Output {
+        bytes: out,
+        max: shared.cfg.output_buffer_bytes_max,
+        overflow: false,
+    };
+    let out = &mut out;
     // Data commands are grouped into one log command; a reply slot remembers
     // where each reply goes and with which protocol it is written.
     let mut pending: Vec<KvCommand> = Vec::new();
@@ -247,6 +533,14 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
     let replies = execute(shared, pending).await;
     fill(&mut slots, replies, out);
     shared.commands.fetch_add(1, Relaxed);
+    !out.overflow
+}
+
+/// A batch's reply bytes, bounded: past `max`, nothing more is written.
+struct Output<'a> {
+    bytes: &'a mut BytesMut,
+    max: usize,
+    overflow: bool,
 }
 
 enum Slot {
@@ -255,7 +549,7 @@ enum Slot {
 }
 
 /// Writes every slot in order, taking pending replies from `replies`.
-fn fill(slots: &mut Vec<(Slot, Protocol)>, replies: Vec<Reply>, out: &mut BytesMut) {
+fn fill(slots: &mut Vec<(Slot, Protocol)>, replies: Vec<Reply>, out: &mut Output<'_>) {
     let mut replies: Vec<Option<Reply>> = replies.into_iter().map(Some).collect();
     for (slot, proto) in slots.drain(..) {
         let reply = match slot {
@@ -265,7 +559,11 @@ fn fill(slots: &mut Vec<(Slot, Protocol)>, replies: Vec<Reply>, out: &mut BytesM
                 .and_then(Option::take)
                 .unwrap_or_else(|| Reply::error("ERR internal error: missing reply")),
         };
-        write_reply(out, &reply, proto);
+        if out.overflow {
+            continue;
+        }
+        write_reply(out.bytes, &reply, proto);
+        out.overflow = out.bytes.len() > out.max;
     }
 }
 

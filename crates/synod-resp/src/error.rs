@@ -19,6 +19,15 @@ pub enum ProtocolError {
     /// [`Limits::bulk_bytes_max`](crate::Limits::bulk_bytes_max).
     #[error("Protocol error: invalid bulk length")]
     InvalidBulkLength,
+    /// `*n` with `n` above [`UNAUTHENTICATED_ARGS_MAX`](crate::parse::UNAUTHENTICATED_ARGS_MAX)
+    /// on a connection that must still authenticate (Redis' text and limit).
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    /// `$n` with `n` above
+    /// [`UNAUTHENTICATED_BULK_BYTES_MAX`](crate::parse::UNAUTHENTICATED_BULK_BYTES_MAX)
+    /// on a connection that must still authenticate (Redis' text and limit).
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
     /// An argument of a multibulk request does not start with `$`.
     #[error("Protocol error: expected '$', got '{}'", ByteForDisplay(*got))]
     ExpectedBulk {

@@ -42,5 +42,7 @@ pub mod reply;
 pub use client::{parse_reply, write_request};
 pub use encode::{format_double, write_reply, Protocol};
 pub use error::ProtocolError;
-pub use parse::{Limits, LimitsError, RequestParser};
+pub use parse::{
+    Limits, LimitsError, RequestParser, UNAUTHENTICATED_ARGS_MAX, UNAUTHENTICATED_BULK_BYTES_MAX,
+};
 pub use reply::Reply;

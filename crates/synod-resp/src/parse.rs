@@ -26,6 +26,21 @@ pub const REQUEST_ZERO_COPY_BYTES_MIN: usize = 16 * 1024;
 /// million arguments. The vector grows as arguments actually arrive.
 const ARGS_PREALLOC_MAX: usize = 1024;
 
+/// The most arguments a request may declare before the connection has
+/// authenticated (when the server requires it): Redis' limit, enough for
+/// `HELLO 3 AUTH user pass SETNAME name` and `AUTH user pass`. A larger `*n`
+/// is `unauthenticated multibulk length` and closes the connection.
+pub const UNAUTHENTICATED_ARGS_MAX: usize = 10;
+
+/// The longest argument a request may declare before the connection has
+/// authenticated (Redis' limit). A larger `$n` is `unauthenticated bulk
+/// length` and closes the connection, before any of it is buffered: an
+/// outsider can make the server hold at most about
+/// `UNAUTHENTICATED_ARGS_MAX * UNAUTHENTICATED_BULK_BYTES_MAX` (160 KiB)
+/// of request per connection, or an inline line of
+/// [`Limits::inline_bytes_max`].
+pub const UNAUTHENTICATED_BULK_BYTES_MAX: usize = 16 * 1024;
+
 /// Bounds on what one request may declare or send. Every check happens on a
 /// header, before the bytes it announces are received or allocated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +136,9 @@ pub struct RequestParser {
     /// Offset from which the search for the next line end resumes, so a line
     /// arriving in pieces is scanned once rather than once per read.
     scan_from: usize,
+    /// The connection must authenticate before it may send more than tiny
+    /// requests: the `UNAUTHENTICATED_*` caps apply on top of `limits`.
+    unauthenticated: bool,
 }
 
 impl Default for RequestParser {
@@ -151,12 +169,30 @@ impl RequestParser {
             bulk_len: None,
             pos: 0,
             scan_from: 0,
+            unauthenticated: false,
         }
     }
 
     /// The limits this parser enforces.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Whether the connection still has to authenticate: while it has, the
+    /// caps [`UNAUTHENTICATED_ARGS_MAX`] and
+    /// [`UNAUTHENTICATED_BULK_BYTES_MAX`] apply, as in Redis. The caller
+    /// sets it before each [`parse`](Self::parse) call; a header is checked
+    /// against the setting in force when it is read (requests are handled
+    /// one at a time, so an AUTH takes effect from the next request on).
+    pub fn set_unauthenticated(&mut self, unauthenticated: bool) {
+        self.unauthenticated = unauthenticated;
+    }
+
+    /// How many bytes the request being parsed has buffered so far (0
+    /// between requests): what a query-buffer limit would free by closing
+    /// this connection.
+    pub fn partial_request_bytes(&self) -> usize {
+        self.pos
     }
 
     /// Takes the next complete request off the front of `buf`: the command
@@ -227,6 +263,11 @@ impl RequestParser {
             self.scan_from = 0;
             return Ok(Step::Continue);
         }
+        // The pre-AUTH cap first: an outsider learns only that it must
+        // authenticate, not the server's own limits.
+        if self.unauthenticated && count > UNAUTHENTICATED_ARGS_MAX as i64 {
+            return Err(ProtocolError::UnauthenticatedMultibulkLength);
+        }
         let count = usize::try_from(count)
             .ok()
             .filter(|&count| count <= self.limits.args_max)
@@ -260,6 +301,9 @@ impl RequestParser {
                     else {
                         return Ok(Step::NeedMore);
                     };
+                    if self.unauthenticated && len > UNAUTHENTICATED_BULK_BYTES_MAX as i64 {
+                        return Err(ProtocolError::UnauthenticatedBulkLength);
+                    }
                     let len = usize::try_from(len)
                         .ok()
                         .filter(|&len| len <= self.limits.bulk_bytes_max)
