@@ -44,6 +44,10 @@ pub struct ServerConfig {
     pub value_bytes_max: usize,
     /// Port of the admin HTTP endpoint, for INFO.
     pub http: Option<SocketAddr>,
+    /// The node's ACL users: give the store's ([`crate::Store::acl`]), so
+    /// the rules the log sets are the rules connections are checked
+    /// against. The default is a standalone table with only `default`.
+    pub acl: crate::Acl,
 }
 
 impl ServerConfig {
@@ -57,6 +61,7 @@ impl ServerConfig {
             request_bytes_max: 64 << 20,
             value_bytes_max: 16 << 20,
             http: None,
+            acl: crate::Acl::new(),
         }
     }
 }
@@ -89,6 +94,8 @@ pub async fn serve_on(
     stop: &mut watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     info!(addr = %listener.local_addr()?, "serving the Redis protocol");
+    // `--password` is the default user's password until an ACL rule sets one.
+    cfg.acl.set_config_password(cfg.password.as_deref());
     let shared = Arc::new(Shared {
         cfg,
         node,
@@ -210,6 +217,12 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
         match item {
             Item::Reply(reply, proto) => slots.push((Slot::Ready(reply), proto)),
             Item::Quit(reply) => slots.push((Slot::Ready(reply), conn.protocol)),
+            Item::Later(reply, proto, delay) => {
+                // A failed or throttled AUTH: the reply waits (see acl_auth);
+                // the connection's later requests wait behind it.
+                tokio::time::sleep(delay).await;
+                slots.push((Slot::Ready(reply), proto));
+            }
             Item::Data(command @ KvCommand::Exec(_), proto) => {
                 // A transaction is its own log command (the log format does
                 // not nest them), after what came before it.
