@@ -48,9 +48,16 @@ pub struct ServerArgs {
     /// Admin HTTP endpoint (/metrics, /status, /).
     #[arg(long)]
     http: Option<SocketAddr>,
-    /// Require AUTH with this password.
-    #[arg(long)]
+    /// Require AUTH with this password: the ACL `default` user's password
+    /// until an `ACL SETUSER default` rule sets its passwords. Visible in
+    /// `ps`: prefer --password-file or the SYNOD_PASSWORD environment
+    /// variable (used when neither flag is given).
+    #[arg(long, conflicts_with = "password_file")]
     password: Option<String>,
+    /// Read the `default` user's password from this file (its first line,
+    /// without the line end; at most 4 KiB). Keeps the secret out of `ps`.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
     /// A request that has not taken effect after this many ms fails with
     /// "outcome unknown".
     #[arg(long, default_value_t = 5000)]
@@ -187,13 +194,18 @@ async fn run(args: ServerArgs) -> Result<(), String> {
         ),
         None => None,
     };
-    let node = Node::start(cfg, Store::new())
+    let password = resolve_password(args.password.clone(), args.password_file.as_deref())?;
+    let store = Store::new();
+    let acl = store.acl();
+    acl.set_config_password(password.as_deref());
+    let node = Node::start(cfg, store)
         .await
         .map_err(|e| format!("node {} cannot start: {e}", args.id))?;
     let node = Arc::new(node);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut server_cfg = ServerConfig::new(args.resp);
-    server_cfg.password = args.password.clone();
+    server_cfg.password = password;
+    server_cfg.acl = acl;
     server_cfg.clients_max = args.max_clients;
     server_cfg.value_bytes_max = args.max_value_bytes;
     server_cfg.request_bytes_max = args.max_request_bytes;
@@ -235,4 +247,56 @@ async fn run(args: ServerArgs) -> Result<(), String> {
         Err(Ok(())) => Ok(()),
         Err(Err(err)) => Err(format!("node {} stopped: {err}", args.id)),
     }
+}
+
+/// The environment variable `synod server` reads the `default` user's
+/// password from when neither --password nor --password-file is given
+/// (`synod cluster` passes it this way, never on a command line).
+pub const PASSWORD_ENV: &str = "SYNOD_PASSWORD";
+/// Largest --password-file read.
+const PASSWORD_FILE_BYTES_MAX: u64 = 4096;
+
+/// --password, else --password-file, else $SYNOD_PASSWORD; an empty
+/// password means none.
+fn resolve_password(
+    flag: Option<String>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<String>, String> {
+    let password = match (flag, file) {
+        (Some(password), _) => Some(password),
+        (None, Some(path)) => Some(read_password_file(path)?),
+        (None, None) => std::env::var(PASSWORD_ENV).ok(),
+    };
+    Ok(password.filter(|p| !p.is_empty()))
+}
+
+fn read_password_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("cannot read --password-file {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    if let Ok(meta) = file.metadata() {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                "--password-file is readable by other users; chmod 600 it"
+            );
+        }
+    }
+    let mut text = String::new();
+    file.take(PASSWORD_FILE_BYTES_MAX + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read --password-file {}: {e}", path.display()))?;
+    if text.len() as u64 > PASSWORD_FILE_BYTES_MAX {
+        return Err(format!(
+            "--password-file {} is larger than {PASSWORD_FILE_BYTES_MAX} bytes",
+            path.display()
+        ));
+    }
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(format!("--password-file {} is empty", path.display()));
+    }
+    Ok(line.to_string())
 }
