@@ -6,6 +6,26 @@
 //! replica, and it travels in snapshots (see `acl_snapshot`). So every node
 //! enforces the same rules once it has applied the same log.
 //!
+//! **Connections.** A connection starts as `default`, authenticated only if
+//! `default` is on and needs no password. Each command is checked against
+//! the connection's user *as this node holds it now*, so a rule changed on
+//! any node applies to open connections once this node applied it (a node
+//! behind the log enforces the older rules until it catches up; reads of the
+//! users, `ACL GETUSER/LIST/USERS`, are linearizable). A connection whose
+//! user was deleted (or deleted and created again: users carry a serial) or
+//! turned `off` is answered one `NOAUTH` error and closed at its next
+//! command. (Redis closes connections of a deleted user at once and lets
+//! those of a disabled user go on; closing both is the safer reading.)
+//!
+//! **`--password`.** The table starts with `default` marked
+//! `password_from_config`: while it is, a node with `--password` (or
+//! `--password-file`, `SYNOD_PASSWORD`) enforces that password for
+//! `default` instead of `nopass`. The first ACL rule that sets `default`'s
+//! passwords (`>`, `<`, `#`, `!`, `nopass`, `resetpass`, `reset`) clears the
+//! mark for good, on every node: from then on the replicated passwords rule
+//! and `--password` is ignored. Other rules on `default` (`-@dangerous`)
+//! keep the mark. Nodes of one cluster should be given the same password.
+//!
 //! Safety rules this file keeps:
 //! 1. **No cleartext password is stored.** A password is kept only as its
 //!    SHA-256; `>password` rules are turned into `#hash` by the front end

@@ -31,7 +31,8 @@ use tracing::{debug, info, warn};
 pub struct ServerConfig {
     /// Where clients connect.
     pub listen: SocketAddr,
-    /// When set, clients must AUTH first.
+    /// When set, clients must AUTH first: the ACL `default` user's password
+    /// until an ACL rule sets one (see `crate::acl`).
     pub password: Option<String>,
     /// More connections than this are refused with an error.
     pub clients_max: usize,
