@@ -262,12 +262,22 @@ fn resolve_password(
     flag: Option<String>,
     file: Option<&std::path::Path>,
 ) -> Result<Option<String>, String> {
-    let password = match (flag, file) {
-        (Some(password), _) => Some(password),
-        (None, Some(path)) => Some(read_password_file(path)?),
-        (None, None) => std::env::var(PASSWORD_ENV).ok(),
+    let (password, source) = match (flag, file) {
+        (Some(password), _) => {
+            tracing::warn!("--password is visible to every local user in ps; prefer --password-file or {PASSWORD_ENV}");
+            (Some(password), "--password")
+        }
+        (None, Some(path)) => (Some(read_password_file(path)?), "--password-file"),
+        (None, None) => (std::env::var(PASSWORD_ENV).ok(), PASSWORD_ENV),
     };
-    Ok(password.filter(|p| !p.is_empty()))
+    let password = password.filter(|p| !p.is_empty());
+    if password.is_some() {
+        info!(
+            source,
+            "the ACL default user's password is set (until an ACL rule sets one)"
+        );
+    }
+    Ok(password)
 }
 
 fn read_password_file(path: &std::path::Path) -> Result<String, String> {
