@@ -273,12 +273,9 @@ impl Acl {
                 Some(u) => u.passwords.iter().copied().collect(),
                 None => vec![[0u8; 32]],
             };
-            let mut matched = Choice::from(0);
-            for hash in &hashes {
-                matched |= hash.ct_eq(&candidate);
-            }
+            let matched = matches_any(&hashes, &candidate);
             match found {
-                Some(u) if u.nopass || bool::from(matched) => Some(u.serial),
+                Some(u) if u.nopass || matched => Some(u.serial),
                 _ => None,
             }
         };
@@ -352,6 +349,17 @@ impl Acl {
     }
 }
 
+/// Whether `candidate` equals any of `hashes`, in time that depends only on
+/// how many hashes there are: every byte of every hash is compared (no
+/// early exit on the first differing byte, nor on the first match).
+fn matches_any(hashes: &[PasswordHash], candidate: &PasswordHash) -> bool {
+    let mut matched = Choice::from(0);
+    for hash in hashes {
+        matched |= hash.ct_eq(candidate);
+    }
+    bool::from(matched)
+}
+
 // A poisoned lock means a panic while holding it; the data are plain values
 // that every writer leaves consistent before any point that could panic, so
 // going on with them is safe (and better than failing every connection).
@@ -418,6 +426,44 @@ mod tests {
             assert_eq!(budget.admit(start), Admission::Now);
             budget.refund();
         }
+    }
+
+    /// The compare does as much work whether the match is first, last or
+    /// absent, and whatever prefix of a hash is right. (An early-exit
+    /// compare, `hashes.contains(candidate)`, makes "first" ~1000 times
+    /// faster than "absent" and fails this.) Medians of many runs; the
+    /// bound is loose so a busy machine does not fail it.
+    #[test]
+    fn compare_time_does_not_depend_on_where_or_whether_it_matches() {
+        let hashes: Vec<PasswordHash> = (0..1000u32)
+            .map(|i| hash_password(&i.to_le_bytes()))
+            .collect();
+        let mut near_miss = hashes[500];
+        near_miss[31] ^= 1;
+        let median = |candidate: &PasswordHash| {
+            let mut times: Vec<Duration> = (0..201)
+                .map(|_| {
+                    let start = Instant::now();
+                    std::hint::black_box(matches_any(
+                        std::hint::black_box(&hashes),
+                        std::hint::black_box(candidate),
+                    ));
+                    start.elapsed()
+                })
+                .collect();
+            times.sort();
+            times[times.len() / 2]
+        };
+        assert!(matches_any(&hashes, &hashes[0]));
+        assert!(!matches_any(&hashes, &near_miss));
+        let cases = [hashes[0], hashes[999], near_miss, [0u8; 32]];
+        let medians: Vec<Duration> = cases.iter().map(median).collect();
+        let fastest = *medians.iter().min().unwrap();
+        let slowest = *medians.iter().max().unwrap();
+        assert!(
+            slowest < fastest * 3,
+            "compare times differ by more than 3x: {medians:?}"
+        );
     }
 
     #[test]
