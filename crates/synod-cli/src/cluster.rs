@@ -22,6 +22,26 @@ pub struct ClusterArgs {
     server_args: Vec<String>,
 }
 
+/// Removes `--password X` / `--password=X` from the server arguments and
+/// returns X. (A password in $SYNOD_PASSWORD is inherited by every node as
+/// it is; --password-file passes through, being only a path.)
+fn take_password(args: &mut Vec<String>) -> Result<Option<String>, String> {
+    let mut password = None;
+    let mut kept = Vec::with_capacity(args.len());
+    let mut iter = std::mem::take(args).into_iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--password" {
+            password = Some(iter.next().ok_or("--password needs a value")?);
+        } else if let Some(value) = arg.strip_prefix("--password=") {
+            password = Some(value.to_string());
+        } else {
+            kept.push(arg);
+        }
+    }
+    *args = kept;
+    Ok(password)
+}
+
 fn port(base: u16, offset: u32) -> Result<u16, String> {
     u16::try_from(u32::from(base) + offset)
         .map_err(|_| format!("--base-port {base} is too high for {offset} more ports"))
@@ -50,6 +70,10 @@ fn run(args: ClusterArgs) -> Result<ExitCode, String> {
     }
     let peers = peers.join(",");
     let brand_new = brand_new_cluster(&args)?;
+    // A password among the server arguments goes to every node through the
+    // environment, never on its command line (where `ps` shows it).
+    let mut extra_args = args.server_args.clone();
+    let password = take_password(&mut extra_args)?;
     crate::signals::install();
     let mut children: Vec<(u32, Child)> = Vec::new();
     for i in 1..=args.nodes {
@@ -69,7 +93,7 @@ fn run(args: ClusterArgs) -> Result<ExitCode, String> {
             "--data-dir".into(),
             dir.display().to_string(),
         ];
-        server_args.extend(args.server_args.iter().cloned());
+        server_args.extend(extra_args.iter().cloned());
         // How to restart this node by hand (without --init: a restart must
         // never initialise a directory that lost its data).
         let _ = writeln!(
@@ -81,7 +105,11 @@ fn run(args: ClusterArgs) -> Result<ExitCode, String> {
         if brand_new {
             server_args.push("--init".into());
         }
-        let child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        if let Some(password) = &password {
+            command.env(crate::server::PASSWORD_ENV, password);
+        }
+        let child = command
             .args(&server_args)
             .stdin(Stdio::null())
             .stdout(log)

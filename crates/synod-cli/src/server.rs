@@ -58,9 +58,16 @@ pub struct ServerArgs {
     /// A request head must arrive within 5 s and fit in 8 KiB.
     #[arg(long, default_value_t = synod::ADMIN_CONNECTIONS_MAX_DEFAULT)]
     http_max_connections: usize,
-    /// Require AUTH with this password.
-    #[arg(long)]
+    /// Require AUTH with this password: the ACL `default` user's password
+    /// until an `ACL SETUSER default` rule sets its passwords. Visible in
+    /// `ps`: prefer --password-file or the SYNOD_PASSWORD environment
+    /// variable (used when neither flag is given).
+    #[arg(long, conflicts_with = "password_file")]
     password: Option<String>,
+    /// Read the `default` user's password from this file (its first line,
+    /// without the line end; at most 4 KiB). Keeps the secret out of `ps`.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
     /// A request that has not taken effect after this many ms fails with
     /// "outcome unknown".
     #[arg(long, default_value_t = 5000)]
@@ -223,13 +230,19 @@ async fn run(args: ServerArgs) -> Result<(), String> {
         ),
         None => None,
     };
-    let node = Node::start(cfg, Store::new())
+    let password = resolve_password(args.password.clone(), args.password_file.as_deref())?;
+    let store = Store::new();
+    let acl = store.acl();
+    acl.set_config_password(password.as_deref());
+    let node = Node::start(cfg, store)
         .await
         .map_err(|e| format!("node {} cannot start: {e}", args.id))?;
     let node = Arc::new(node);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut server_cfg = ServerConfig::new(args.resp);
-    server_cfg.password = args.password.clone();
+    server_cfg.password = password;
+    let acl_for_admin = acl.clone();
+    server_cfg.acl = acl;
     server_cfg.clients_max = clients_max;
     server_cfg.value_bytes_max = args.max_value_bytes;
     server_cfg.request_bytes_max = args.max_request_bytes;
@@ -252,7 +265,13 @@ async fn run(args: ServerArgs) -> Result<(), String> {
         let stop = stop_rx.clone();
         let admin = synod::AdminConfig {
             connections_max: args.http_max_connections.max(1),
-            auth: args.password.clone().map(synod::AdminConfig::password_auth),
+            // The ACL users decide, as AUTH does: while `default` is
+            // `nopass` (no --password, no rule) requests need no credentials.
+            auth: Some({
+                let acl = acl_for_admin.clone();
+                Arc::new(move |user: &str, password: &str| acl.check(user, password))
+                    as synod::AdminAuth
+            }),
         };
         tokio::spawn(async move { synod::serve_admin_with(listener, node, stop, admin).await });
     }
@@ -377,4 +396,66 @@ async fn client_listeners(
             )
         })?;
     Ok((plain, tls, clients_max))
+}
+
+/// The environment variable `synod server` reads the `default` user's
+/// password from when neither --password nor --password-file is given
+/// (`synod cluster` passes it this way, never on a command line).
+pub const PASSWORD_ENV: &str = "SYNOD_PASSWORD";
+/// Largest --password-file read.
+const PASSWORD_FILE_BYTES_MAX: u64 = 4096;
+
+/// --password, else --password-file, else $SYNOD_PASSWORD; an empty
+/// password means none.
+fn resolve_password(
+    flag: Option<String>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<String>, String> {
+    let (password, source) = match (flag, file) {
+        (Some(password), _) => {
+            tracing::warn!("--password is visible to every local user in ps; prefer --password-file or {PASSWORD_ENV}");
+            (Some(password), "--password")
+        }
+        (None, Some(path)) => (Some(read_password_file(path)?), "--password-file"),
+        (None, None) => (std::env::var(PASSWORD_ENV).ok(), PASSWORD_ENV),
+    };
+    let password = password.filter(|p| !p.is_empty());
+    if password.is_some() {
+        info!(
+            source,
+            "the ACL default user's password is set (until an ACL rule sets one)"
+        );
+    }
+    Ok(password)
+}
+
+fn read_password_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("cannot read --password-file {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    if let Ok(meta) = file.metadata() {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                "--password-file is readable by other users; chmod 600 it"
+            );
+        }
+    }
+    let mut text = String::new();
+    file.take(PASSWORD_FILE_BYTES_MAX + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read --password-file {}: {e}", path.display()))?;
+    if text.len() as u64 > PASSWORD_FILE_BYTES_MAX {
+        return Err(format!(
+            "--password-file {} is larger than {PASSWORD_FILE_BYTES_MAX} bytes",
+            path.display()
+        ));
+    }
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(format!("--password-file {} is empty", path.display()));
+    }
+    Ok(line.to_string())
 }

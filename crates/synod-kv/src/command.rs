@@ -141,6 +141,25 @@ pub enum ListEnd {
     Right,
 }
 
+/// An `ACL` subcommand that goes through the log: changes to users (so
+/// every replica applies them in the same order) and reads of them (so they
+/// are linearizable, and a client reads its own changes on any node).
+/// `SetUser` rules never hold a cleartext password: the front end turns
+/// `>password` into `#<sha256>` and `<password` into `!<sha256>` first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AclCommand {
+    /// `ACL SETUSER name rule...`.
+    SetUser { name: Bytes, rules: Vec<Bytes> },
+    /// `ACL DELUSER name...`.
+    DelUser { names: Vec<Bytes> },
+    /// `ACL GETUSER name`.
+    GetUser { name: Bytes },
+    /// `ACL LIST`.
+    List,
+    /// `ACL USERS`.
+    Users,
+}
+
 /// One data command. Variants are named after the Redis command they carry;
 /// commands that differ only in a parameter share a variant (`INCR`, `DECR`,
 /// `INCRBY`, `DECRBY` are all [`KvCommand::IncrBy`]).
@@ -273,6 +292,8 @@ pub enum KvCommand {
     /// `MULTI ... EXEC`: the queued commands, applied atomically in order.
     /// The front end builds it; a transaction never nests.
     Exec(Vec<KvCommand>),
+    /// An `ACL` command on the replicated users.
+    Acl(AclCommand),
 }
 
 impl KvCommand {
@@ -297,6 +318,10 @@ impl KvCommand {
             | KvCommand::HExists { .. }
             | KvCommand::LRange { .. }
             | KvCommand::LLen { .. } => true,
+            KvCommand::Acl(acl) => matches!(
+                acl,
+                AclCommand::GetUser { .. } | AclCommand::List | AclCommand::Users
+            ),
             KvCommand::Set { .. }
             | KvCommand::SetNx { .. }
             | KvCommand::SetEx { .. }
@@ -374,6 +399,66 @@ impl KvCommand {
             KvCommand::LRange { .. } => "lrange",
             KvCommand::LLen { .. } => "llen",
             KvCommand::Exec(_) => "exec",
+            KvCommand::Acl(_) => "acl",
+        }
+    }
+
+    /// Whether the command is, or a transaction holding, an ACL command:
+    /// those are applied to the users, not the keyspace.
+    pub fn involves_acl(&self) -> bool {
+        match self {
+            KvCommand::Acl(_) => true,
+            KvCommand::Exec(commands) => commands.iter().any(KvCommand::involves_acl),
+            _ => false,
+        }
+    }
+
+    /// The keys the command reads or writes (what ACL `~patterns` are
+    /// checked against). KEYS and SCAN take a pattern, not keys, and
+    /// FLUSHALL none, as in Redis.
+    pub fn keys(&self) -> Vec<&Bytes> {
+        match self {
+            KvCommand::Get { key }
+            | KvCommand::Set { key, .. }
+            | KvCommand::SetNx { key, .. }
+            | KvCommand::SetEx { key, .. }
+            | KvCommand::GetSet { key, .. }
+            | KvCommand::GetDel { key }
+            | KvCommand::GetEx { key, .. }
+            | KvCommand::IncrBy { key, .. }
+            | KvCommand::IncrByFloat { key, .. }
+            | KvCommand::Append { key, .. }
+            | KvCommand::StrLen { key }
+            | KvCommand::GetRange { key, .. }
+            | KvCommand::SetRange { key, .. }
+            | KvCommand::Expire { key, .. }
+            | KvCommand::Ttl { key, .. }
+            | KvCommand::Persist { key }
+            | KvCommand::Type { key }
+            | KvCommand::HSet { key, .. }
+            | KvCommand::HGet { key, .. }
+            | KvCommand::HDel { key, .. }
+            | KvCommand::HGetAll { key }
+            | KvCommand::HLen { key }
+            | KvCommand::HExists { key, .. }
+            | KvCommand::HIncrBy { key, .. }
+            | KvCommand::Push { key, .. }
+            | KvCommand::Pop { key, .. }
+            | KvCommand::LRange { key, .. }
+            | KvCommand::LLen { key } => vec![key],
+            KvCommand::MGet { keys } | KvCommand::Del { keys } | KvCommand::Exists { keys } => {
+                keys.iter().collect()
+            }
+            KvCommand::MSet { pairs } | KvCommand::MSetNx { pairs } => {
+                pairs.iter().map(|(key, _)| key).collect()
+            }
+            KvCommand::Keys { .. }
+            | KvCommand::Scan { .. }
+            | KvCommand::DbSize
+            | KvCommand::FlushAll
+            | KvCommand::RandomKey
+            | KvCommand::Acl(_) => Vec::new(),
+            KvCommand::Exec(commands) => commands.iter().flat_map(KvCommand::keys).collect(),
         }
     }
 }

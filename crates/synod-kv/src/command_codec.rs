@@ -10,7 +10,8 @@
 use bytes::Bytes;
 
 use crate::command::{
-    ExpireCondition, ExpireForm, GetExExpiry, KvCommand, ListEnd, SetCondition, SetExpiry, TimeUnit,
+    AclCommand, ExpireCondition, ExpireForm, GetExExpiry, KvCommand, ListEnd, SetCondition,
+    SetExpiry, TimeUnit,
 };
 use crate::wire::{DecodeError, Reader, Writer};
 
@@ -57,6 +58,16 @@ mod op {
     pub const L_RANGE: u8 = 37;
     pub const L_LEN: u8 = 38;
     pub const EXEC: u8 = 39;
+    pub const ACL: u8 = 40;
+}
+
+/// The `ACL` subcommand tags after [`op::ACL`].
+mod acl_op {
+    pub const SET_USER: u8 = 0;
+    pub const DEL_USER: u8 = 1;
+    pub const GET_USER: u8 = 2;
+    pub const LIST: u8 = 3;
+    pub const USERS: u8 = 4;
 }
 
 impl KvCommand {
@@ -382,6 +393,26 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
                 encode_command(writer, command);
             }
         }
+        KvCommand::Acl(acl) => {
+            writer.u8(op::ACL);
+            match acl {
+                AclCommand::SetUser { name, rules } => {
+                    writer.u8(acl_op::SET_USER);
+                    writer.bytes(name);
+                    encode_keys(writer, rules);
+                }
+                AclCommand::DelUser { names } => {
+                    writer.u8(acl_op::DEL_USER);
+                    encode_keys(writer, names);
+                }
+                AclCommand::GetUser { name } => {
+                    writer.u8(acl_op::GET_USER);
+                    writer.bytes(name);
+                }
+                AclCommand::List => writer.u8(acl_op::LIST),
+                AclCommand::Users => writer.u8(acl_op::USERS),
+            }
+        }
     }
 }
 
@@ -664,6 +695,26 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
             }
             KvCommand::Exec(commands)
         }
+        op::ACL => KvCommand::Acl(match reader.u8()? {
+            acl_op::SET_USER => AclCommand::SetUser {
+                name: reader.bytes()?,
+                rules: decode_keys(reader)?,
+            },
+            acl_op::DEL_USER => AclCommand::DelUser {
+                names: decode_keys(reader)?,
+            },
+            acl_op::GET_USER => AclCommand::GetUser {
+                name: reader.bytes()?,
+            },
+            acl_op::LIST => AclCommand::List,
+            acl_op::USERS => AclCommand::Users,
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "acl command",
+                    tag,
+                })
+            }
+        }),
         tag => {
             return Err(DecodeError::UnknownTag {
                 what: "command",

@@ -1,6 +1,9 @@
 //! One client connection's state and the commands that concern only the
 //! connection (PING, HELLO, AUTH, SELECT, CLIENT, COMMAND, INFO, MULTI...).
 
+use crate::acl::{User, DEFAULT_USER};
+use crate::acl_auth::failure_delay;
+use crate::acl_conn::{acl_command, check_command, check_keys, AclAction};
 use crate::command::KvCommand;
 use crate::server::{execute, parse_data, Shared};
 use crate::table::command_table;
@@ -9,6 +12,7 @@ use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 use synod::RoleKind;
 use synod_resp::{Protocol, Reply};
 
@@ -22,6 +26,8 @@ pub(crate) enum Item {
     Info(Vec<String>, Protocol),
     /// Answer, then close the connection.
     Quit(Reply),
+    /// Answered only after this long (a failed or throttled AUTH).
+    Later(Reply, Protocol, std::time::Duration),
 }
 
 /// Commands queued between MULTI and EXEC; `dirty` when one of them was
@@ -41,7 +47,12 @@ pub(crate) struct Conn {
     peer: SocketAddr,
     shared: Arc<Shared>,
     pub protocol: Protocol,
-    authenticated: bool,
+    /// The ACL user (name, serial) the connection is authenticated as;
+    /// `None` before AUTH.
+    user: Option<(Bytes, u64)>,
+    /// Consecutive failed AUTHs (kept across RESET, so RESET does not
+    /// reset the slow-down).
+    auth_failures: u32,
     name: Option<Bytes>,
     lib_name: Option<Bytes>,
     lib_ver: Option<Bytes>,
@@ -64,16 +75,39 @@ fn bulk(text: impl Into<String>) -> Reply {
 
 /// Commands allowed before AUTH when a password is set.
 const NO_AUTH_NEEDED: &[&str] = &["auth", "hello", "quit", "ping", "reset"];
+/// Commands no ACL rule can forbid (Redis' `no-auth` commands).
+const ACL_EXEMPT: &[&str] = &["auth", "hello", "quit", "reset"];
+
+/// Whether the `default` user, as this node enforces it, needs no password.
+fn default_is_nopass(shared: &Shared) -> bool {
+    let acl = &shared.cfg.acl;
+    let config = acl.config_password();
+    acl.users()
+        .get(DEFAULT_USER.as_bytes())
+        .is_some_and(|u| u.effective(config.as_ref()).nopass)
+}
+
+/// A new (or RESET) connection is the `default` user, authenticated only if
+/// that user is on and needs no password (as in Redis).
+fn initial_user(shared: &Shared) -> Option<(Bytes, u64)> {
+    let acl = &shared.cfg.acl;
+    let config = acl.config_password();
+    let users = acl.users();
+    let default = users.get(DEFAULT_USER.as_bytes())?;
+    let effective = default.effective(config.as_ref());
+    (effective.nopass && effective.enabled()).then(|| (effective.name().clone(), effective.serial))
+}
 
 impl Conn {
     pub(crate) fn new(id: u64, peer: SocketAddr, shared: Arc<Shared>) -> Conn {
-        let authenticated = shared.cfg.password.is_none();
+        let user = initial_user(&shared);
         Conn {
             id,
             peer,
             shared,
             protocol: Protocol::Resp2,
-            authenticated,
+            user,
+            auth_failures: 0,
             name: None,
             lib_name: None,
             lib_ver: None,
@@ -93,8 +127,34 @@ impl Conn {
             return self.reply(Reply::error("ERR empty command"));
         };
         let name = lower(first);
-        if !self.authenticated && !NO_AUTH_NEEDED.contains(&name.as_str()) {
+        if self.user.is_none() && !NO_AUTH_NEEDED.contains(&name.as_str()) {
             return self.reply(Reply::error("NOAUTH Authentication required."));
+        }
+        // Every command of an authenticated connection is checked against
+        // its user's current rules (changed by any node's ACL command once
+        // this node applied it). A user deleted or turned off since the
+        // AUTH closes the connection.
+        if self.user.is_some() && !ACL_EXEMPT.contains(&name.as_str()) {
+            let acl = &self.shared.cfg.acl;
+            let checked = self.with_user(|user| {
+                if crate::acl_categories::is_command(&name) {
+                    check_command(acl, user, &name, args.get(1).map(|a| a.as_ref()))
+                } else {
+                    Ok(())
+                }
+            });
+            match checked {
+                None => return Item::Quit(Reply::error(
+                    "NOAUTH this connection's ACL user was deleted or disabled; authenticate again",
+                )),
+                Some(Err(reply)) => {
+                    if let Some(multi) = self.multi.as_mut() {
+                        multi.dirty = true;
+                    }
+                    return self.reply(reply);
+                }
+                Some(Ok(())) => {}
+            }
         }
         if self.multi.is_some() {
             match name.as_str() {
@@ -120,11 +180,18 @@ impl Conn {
                 self.multi = None;
                 self.protocol = Protocol::Resp2;
                 self.name = None;
-                self.authenticated = self.shared.cfg.password.is_none();
+                self.user = initial_user(&self.shared);
                 self.reply(Reply::Simple("RESET".into()))
             }
             "auth" => self.auth(&args),
             "hello" => self.hello(&args),
+            "acl" => {
+                let whoami = self.user.as_ref().map_or(Bytes::new(), |(n, _)| n.clone());
+                match acl_command(&self.shared.cfg.acl, &whoami, &args) {
+                    AclAction::Reply(reply) => self.reply(reply),
+                    AclAction::Log(command) => Item::Data(command, self.protocol),
+                }
+            }
             "select" => match args.len() {
                 2 => match std::str::from_utf8(&args[1])
                     .ok()
@@ -176,11 +243,35 @@ impl Conn {
                 "ERR WATCH is not supported by synod (use MULTI/EXEC, which is atomic)",
             )),
             _ => match parse_data(&args, self.shared.cfg.value_bytes_max)
+                .and_then(|command| self.check_keys(command))
                 .and_then(|command| self.check_replicated_size(command))
             {
                 Ok(command) => Item::Data(command, self.protocol),
                 Err(reply) => self.reply(reply),
             },
+        }
+    }
+
+    /// Runs `f` on the connection's user as this node currently holds it;
+    /// `None` when the user was deleted (or re-created: a new serial) or
+    /// turned off since the connection authenticated, or it never did.
+    fn with_user<R>(&self, f: impl FnOnce(&User) -> R) -> Option<R> {
+        let (name, serial) = self.user.as_ref()?;
+        let acl = &self.shared.cfg.acl;
+        let users = acl.users();
+        let user = users
+            .get(name)
+            .filter(|u| u.serial == *serial && u.enabled())?;
+        Some(f(user))
+    }
+
+    /// Refuses a command touching a key outside the user's `~patterns`.
+    fn check_keys(&self, command: KvCommand) -> Result<KvCommand, Reply> {
+        let acl = &self.shared.cfg.acl;
+        match self.with_user(|user| check_keys(acl, user, &command)) {
+            Some(Ok(())) => Ok(command),
+            Some(Err(reply)) => Err(reply),
+            None => Err(Reply::error("NOAUTH Authentication required.")),
         }
     }
 
@@ -205,10 +296,11 @@ impl Conn {
         let name = lower(&args[0]);
         let parsed = match name.as_str() {
             "ping" | "echo" | "select" | "client" | "command" | "config" | "info" | "hello"
-            | "auth" => Err(Reply::error(format!(
+            | "auth" | "acl" => Err(Reply::error(format!(
                 "ERR '{name}' cannot be used inside MULTI in synod"
             ))),
             _ => parse_data(args, self.shared.cfg.value_bytes_max)
+                .and_then(|command| self.check_keys(command))
                 .and_then(|command| self.check_replicated_size(command)),
         };
         let max = self.shared.node.command_bytes_max();
@@ -235,37 +327,68 @@ impl Conn {
         }
     }
 
-    fn check_password(&mut self, user: &[u8], password: &[u8]) -> Result<(), Reply> {
-        let expected = self.shared.cfg.password.as_deref().unwrap_or("");
-        if self.shared.cfg.password.is_none() {
-            return Err(Reply::error(
-                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-            ));
+    /// Checks a user name and password (see `acl_auth` for the constant
+    /// time and the slow-down) and, when right, switches the connection to
+    /// that user. Returns the outcome and how long to hold the reply back.
+    fn authenticate(&mut self, user: &[u8], password: &[u8]) -> (Result<(), Reply>, Duration) {
+        let acl = &self.shared.cfg.acl;
+        let verdict = acl.verify(user, password, &self.peer.to_string());
+        let result = match verdict.serial {
+            Some(serial) => {
+                self.user = Some((Bytes::copy_from_slice(user), serial));
+                self.auth_failures = 0;
+                Ok(())
+            }
+            None => {
+                self.auth_failures = self.auth_failures.saturating_add(1);
+                Err(Reply::error(if verdict.refused {
+                    "ERR too many failed authentication attempts on this server; try again later"
+                } else {
+                    "WRONGPASS invalid username-password pair or user is disabled."
+                }))
+            }
+        };
+        let delay = if result.is_ok() {
+            verdict.wait
+        } else {
+            verdict.wait.max(failure_delay(self.auth_failures))
+        };
+        acl.count_delay(delay);
+        (result, delay)
+    }
+
+    /// The reply item, held back by `delay` when there is one.
+    fn reply_after(&self, reply: Reply, delay: Duration) -> Item {
+        if delay.is_zero() {
+            self.reply(reply)
+        } else {
+            Item::Later(reply, self.protocol, delay)
         }
-        if user != b"default" || password != expected.as_bytes() {
-            return Err(Reply::error(
-                "WRONGPASS invalid username-password pair or user is disabled.",
-            ));
-        }
-        self.authenticated = true;
-        Ok(())
     }
 
     fn auth(&mut self, args: &[Bytes]) -> Item {
-        let result = match args.len() {
-            2 => self.check_password(b"default", &args[1]),
-            3 => self.check_password(&args[1], &args[2]),
-            _ => Err(wrong_args("auth")),
+        let (result, delay) = match args.len() {
+            2 => {
+                if default_is_nopass(&self.shared) {
+                    return self.reply(Reply::error(
+                        "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                    ));
+                }
+                self.authenticate(DEFAULT_USER.as_bytes(), &args[1])
+            }
+            3 => self.authenticate(&args[1], &args[2]),
+            _ => (Err(wrong_args("auth")), Duration::ZERO),
         };
         match result {
-            Ok(()) => self.reply(Reply::ok()),
-            Err(reply) => self.reply(reply),
+            Ok(()) => self.reply_after(Reply::ok(), delay),
+            Err(reply) => self.reply_after(reply, delay),
         }
     }
 
     fn hello(&mut self, args: &[Bytes]) -> Item {
         let mut protocol = self.protocol;
         let mut i = 1;
+        let mut auth_delay = Duration::ZERO;
         if let Some(version) = args.get(1) {
             match std::str::from_utf8(version)
                 .ok()
@@ -286,8 +409,10 @@ impl Conn {
             match lower(&args[i]).as_str() {
                 "auth" if i + 2 < args.len() => {
                     let (user, pass) = (args[i + 1].clone(), args[i + 2].clone());
-                    if let Err(reply) = self.check_password(&user, &pass) {
-                        return self.reply(reply);
+                    let (result, delay) = self.authenticate(&user, &pass);
+                    auth_delay = delay;
+                    if let Err(reply) = result {
+                        return self.reply_after(reply, delay);
                     }
                     i += 3;
                 }
@@ -298,7 +423,7 @@ impl Conn {
                 _ => return self.reply(Reply::error("ERR syntax error")),
             }
         }
-        if !self.authenticated {
+        if self.user.is_none() {
             return self.reply(Reply::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"));
         }
         self.protocol = protocol;
@@ -318,7 +443,7 @@ impl Conn {
             (bulk("role"), bulk(role)),
             (bulk("modules"), Reply::Array(Vec::new())),
         ];
-        self.reply(Reply::Map(map))
+        self.reply_after(Reply::Map(map), auth_delay)
     }
 
     fn client(&mut self, args: &[Bytes]) -> Item {
@@ -366,7 +491,7 @@ impl Conn {
                 .unwrap_or_default()
         };
         format!(
-            "id={} addr={} name={} db=0 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} name={} db=0 resp={} user={} lib-name={} lib-ver={}",
             self.id,
             self.peer,
             text(&self.name),
@@ -375,6 +500,7 @@ impl Conn {
             } else {
                 2
             },
+            text(&self.user.as_ref().map(|(name, _)| name.clone())),
             text(&self.lib_name),
             text(&self.lib_ver)
         )
@@ -515,6 +641,18 @@ impl Conn {
                 status.snapshot_end.0,
                 status.requests_waiting,
                 u8::from(status.diverged),
+            );
+        }
+        if wants("stats") {
+            let acl = shared.cfg.acl.stats();
+            let _ = write!(
+                text,
+                "# Stats\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:0\r\nsynod_auth_throttled:{}\r\nsynod_auth_delay_ms:{}\r\n\r\n",
+                acl.auth_failures,
+                acl.denied_commands,
+                acl.denied_keys,
+                acl.auth_throttled,
+                acl.auth_delay_ms,
             );
         }
         if wants("keyspace") {

@@ -15,6 +15,11 @@
 //! HLEN, HEXISTS, HINCRBY) and list (LPUSH, RPUSH, LPOP, RPOP, LRANGE, LLEN),
 //! and MULTI/EXEC transactions as [`KvCommand::Exec`].
 
+pub mod acl;
+mod acl_auth;
+pub mod acl_categories;
+mod acl_conn;
+mod acl_snapshot;
 mod client_limits;
 pub mod command;
 mod command_codec;
@@ -33,8 +38,10 @@ pub mod tls;
 mod wire;
 
 pub use client_limits::{ClientCounters, QUERY_BUFFER_FREE_BYTES};
+pub use acl_auth::{Acl, Admission, AuthBudget, AuthStats};
 pub use command::{
-    ExpireCondition, ExpireForm, GetExExpiry, KvCommand, ListEnd, SetCondition, SetExpiry, TimeUnit,
+    AclCommand, ExpireCondition, ExpireForm, GetExExpiry, KvCommand, ListEnd, SetCondition,
+    SetExpiry, TimeUnit,
 };
 pub use command_codec::COMMAND_FORMAT_VERSION;
 pub use glob::glob_match;

@@ -37,7 +37,8 @@ use tracing::{debug, info};
 pub struct ServerConfig {
     /// Where clients connect.
     pub listen: SocketAddr,
-    /// When set, clients must AUTH first.
+    /// When set, clients must AUTH first: the ACL `default` user's password
+    /// until an ACL rule sets one (see `crate::acl`).
     pub password: Option<String>,
     /// More connections than this are refused with `-ERR max number of
     /// clients reached` (both ports together). The CLI lowers it to what
@@ -69,6 +70,10 @@ pub struct ServerConfig {
     pub http: Option<SocketAddr>,
     /// Refused and closed clients by reason; clone it to export the counts.
     pub counters: Arc<ClientCounters>,
+    /// The node's ACL users: give the store's ([`crate::Store::acl`]), so
+    /// the rules the log sets are the rules connections are checked
+    /// against. The default is a standalone table with only `default`.
+    pub acl: crate::Acl,
 }
 
 impl ServerConfig {
@@ -87,6 +92,7 @@ impl ServerConfig {
             idle_timeout: None,
             http: None,
             counters: Arc::new(ClientCounters::default()),
+            acl: crate::Acl::new(),
         }
     }
 }
@@ -150,6 +156,8 @@ pub async fn serve_listeners(
     if let Some((listener, _)) = &tls {
         info!(addr = %listener.local_addr()?, "serving the Redis protocol over TLS");
     }
+    // `--password` is the default user's password until an ACL rule sets one.
+    cfg.acl.set_config_password(cfg.password.as_deref());
     let shared = Arc::new(Shared {
         cfg,
         node,
@@ -496,6 +504,12 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
         match item {
             Item::Reply(reply, proto) => slots.push((Slot::Ready(reply), proto)),
             Item::Quit(reply) => slots.push((Slot::Ready(reply), conn.protocol)),
+            Item::Later(reply, proto, delay) => {
+                // A failed or throttled AUTH: the reply waits (see acl_auth);
+                // the connection's later requests wait behind it.
+                tokio::time::sleep(delay).await;
+                slots.push((Slot::Ready(reply), proto));
+            }
             Item::Data(command @ KvCommand::Exec(_), proto) => {
                 // A transaction is its own log command (the log format does
                 // not nest them), after what came before it.

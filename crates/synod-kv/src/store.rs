@@ -4,6 +4,7 @@ use bytes::Bytes;
 use synod::{ApplyContext, StateMachine};
 use synod_resp::Reply;
 
+use crate::acl_auth::Acl;
 use crate::command::KvCommand;
 use crate::keyspace::Keyspace;
 use crate::ops;
@@ -36,12 +37,21 @@ pub struct StoreStats {
 #[derive(Debug, Default)]
 pub struct Store {
     keyspace: Keyspace,
+    /// The replicated ACL users (shared with the RESP server through
+    /// [`Store::acl`]; only `apply` and `restore` change them).
+    acl: Acl,
 }
 
 impl Store {
     /// An empty store.
     pub fn new() -> Store {
         Store::default()
+    }
+
+    /// The handle on this store's ACL users, for the RESP server
+    /// (`ServerConfig::acl`) and the admin HTTP port ([`Acl::check`]).
+    pub fn acl(&self) -> Acl {
+        self.acl.clone()
     }
 
     /// Key counts for `INFO`.
@@ -58,6 +68,9 @@ impl Store {
     pub fn apply_command(&mut self, command: &KvCommand, ctx: &ApplyContext) -> Reply {
         self.keyspace
             .purge_expired(ctx.time_ms, PURGE_PER_APPLY_MAX);
+        if command.involves_acl() {
+            return ops::acl::write(&mut self.keyspace, &self.acl, command, ctx);
+        }
         ops::write(&mut self.keyspace, command, ctx)
     }
 
@@ -65,6 +78,9 @@ impl Store {
     /// [`StateMachine::query`] without the byte codecs. A command that
     /// writes gets an error reply.
     pub fn query_command(&self, command: &KvCommand, ctx: &ApplyContext) -> Reply {
+        if command.involves_acl() {
+            return ops::acl::read(&self.keyspace, &self.acl, command, ctx);
+        }
         ops::read(&self.keyspace, command, ctx)
     }
 
@@ -80,7 +96,7 @@ impl Store {
     /// with a clock ahead could answer nil before a node with a clock behind
     /// answers the value.
     pub fn command_depends_on_time(&self, command: &KvCommand) -> bool {
-        ops::read_depends_on_time(&self.keyspace, command)
+        ops::acl::read_depends_on_time(&self.keyspace, command)
     }
 
     /// Checks the store's internal indexes agree; O(keys). For tests and
@@ -124,13 +140,16 @@ impl StateMachine for Store {
     }
 
     fn snapshot(&self) -> Bytes {
-        snapshot::write(&self.keyspace)
+        crate::acl_snapshot::append_users(snapshot::write(&self.keyspace), &self.acl.users())
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        let (snapshot, users) = crate::acl_snapshot::split_users(snapshot)
+            .map_err(|error| format!("corrupt kv snapshot (users): {error}"))?;
         let keyspace =
             snapshot::read(snapshot).map_err(|error| format!("corrupt kv snapshot: {error}"))?;
         self.keyspace = keyspace;
+        *self.acl.users_mut() = users;
         Ok(())
     }
 }

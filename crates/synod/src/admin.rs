@@ -183,7 +183,11 @@ fn parse_head(head: &[u8]) -> Head {
 /// `auth` accepts.
 fn authorized(authorization: Option<&str>, auth: &AdminAuth) -> bool {
     let Some(value) = authorization else {
-        return false;
+        // No credentials: asked of the callback as the `default` user with
+        // an empty password, so a callback whose rules change at run time
+        // (replicated ACL users whose `default` may be `nopass`) decides
+        // whether this request needs any. `password_auth` refuses it.
+        return auth("default", "");
     };
     let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
     let credentials = credentials.trim();

@@ -131,11 +131,21 @@ impl Cluster {
     }
 
     pub fn url(&self, i: usize) -> String {
-        let password = self
-            .extra
-            .iter()
-            .position(|a| a == "--password")
-            .and_then(|k| self.extra.get(k + 1));
+        let flag = |name: &str| {
+            self.extra
+                .iter()
+                .position(|a| a == name)
+                .and_then(|k| self.extra.get(k + 1))
+                .cloned()
+        };
+        // --password-file: the file's first line (see `synod server`).
+        let password = flag("--password").or_else(|| {
+            flag("--password-file").and_then(|path| {
+                std::fs::read_to_string(path)
+                    .ok()
+                    .and_then(|t| t.lines().next().map(str::to_string))
+            })
+        });
         match password {
             Some(p) => format!("redis://:{p}@{}/", self.resp[i]),
             None => format!("redis://{}/", self.resp[i]),

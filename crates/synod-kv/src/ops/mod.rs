@@ -5,6 +5,7 @@
 //! mutable keyspace (the `apply` path). Both take the time from the
 //! `ApplyContext`, so they are pure functions of (state, command, context).
 
+pub(crate) mod acl;
 mod collections;
 mod keys;
 mod strings;

@@ -1,0 +1,241 @@
+//! Redis' ACL categories (`@read`, `@write`, ...) for every command Synod
+//! serves, as Redis 7.0 assigns them (`COMMAND INFO`'s ACL categories), and
+//! the list `ACL CAT` prints.
+//!
+//! A container command (`ACL`, `CLIENT`, `CONFIG`, `COMMAND`) has its
+//! categories per subcommand, as in Redis; the container itself counts as
+//! its subcommands' union only where Redis does that (never, for rules: a
+//! rule names either the whole container or one `container|sub`).
+
+/// Every category Redis 7.0 knows, in `ACL CAT`'s order. Synod accepts rules
+/// naming any of them (a rule over a category without Synod commands, like
+/// `@geo`, is valid and simply matches nothing), so ACL files written for
+/// Redis keep working.
+pub const CATEGORIES: &[&str] = &[
+    "keyspace",
+    "read",
+    "write",
+    "set",
+    "sortedset",
+    "list",
+    "hash",
+    "string",
+    "bitmap",
+    "hyperloglog",
+    "geo",
+    "stream",
+    "pubsub",
+    "admin",
+    "fast",
+    "slow",
+    "blocking",
+    "dangerous",
+    "connection",
+    "transaction",
+    "scripting",
+];
+
+/// The canonical (static) spelling of a category name, case-insensitively.
+pub fn category(name: &str) -> Option<&'static str> {
+    CATEGORIES
+        .iter()
+        .copied()
+        .find(|c| c.eq_ignore_ascii_case(name))
+}
+
+/// Categories of the data commands (the store's command table), by name.
+#[rustfmt::skip]
+static DATA: &[(&str, &[&str])] = &[
+    ("append", &["write", "string", "fast"]),
+    ("dbsize", &["keyspace", "read", "fast"]),
+    ("decr", &["write", "string", "fast"]),
+    ("decrby", &["write", "string", "fast"]),
+    ("del", &["keyspace", "write", "slow"]),
+    ("exists", &["keyspace", "read", "fast"]),
+    ("expire", &["keyspace", "write", "fast"]),
+    ("expireat", &["keyspace", "write", "fast"]),
+    ("flushall", &["keyspace", "write", "slow", "dangerous"]),
+    ("flushdb", &["keyspace", "write", "slow", "dangerous"]),
+    ("get", &["read", "string", "fast"]),
+    ("getdel", &["write", "string", "fast"]),
+    ("getex", &["write", "string", "fast"]),
+    ("getrange", &["read", "string", "slow"]),
+    ("getset", &["write", "string", "fast"]),
+    ("hdel", &["write", "hash", "fast"]),
+    ("hexists", &["read", "hash", "fast"]),
+    ("hget", &["read", "hash", "fast"]),
+    ("hgetall", &["read", "hash", "slow"]),
+    ("hincrby", &["write", "hash", "fast"]),
+    ("hlen", &["read", "hash", "fast"]),
+    ("hset", &["write", "hash", "fast"]),
+    ("incr", &["write", "string", "fast"]),
+    ("incrby", &["write", "string", "fast"]),
+    ("incrbyfloat", &["write", "string", "fast"]),
+    ("keys", &["keyspace", "read", "slow", "dangerous"]),
+    ("llen", &["read", "list", "fast"]),
+    ("lpop", &["write", "list", "fast"]),
+    ("lpush", &["write", "list", "fast"]),
+    ("lrange", &["read", "list", "slow"]),
+    ("mget", &["read", "string", "fast"]),
+    ("mset", &["write", "string", "slow"]),
+    ("msetnx", &["write", "string", "slow"]),
+    ("persist", &["keyspace", "write", "fast"]),
+    ("pexpire", &["keyspace", "write", "fast"]),
+    ("pexpireat", &["keyspace", "write", "fast"]),
+    ("psetex", &["write", "string", "slow"]),
+    ("pttl", &["keyspace", "read", "fast"]),
+    ("randomkey", &["keyspace", "read", "slow"]),
+    ("rpop", &["write", "list", "fast"]),
+    ("rpush", &["write", "list", "fast"]),
+    ("scan", &["keyspace", "read", "slow"]),
+    ("set", &["write", "string", "slow"]),
+    ("setex", &["write", "string", "slow"]),
+    ("setnx", &["write", "string", "fast"]),
+    ("setrange", &["write", "string", "slow"]),
+    ("strlen", &["read", "string", "fast"]),
+    ("ttl", &["keyspace", "read", "fast"]),
+    ("type", &["keyspace", "read", "fast"]),
+    ("unlink", &["keyspace", "write", "fast"]),
+];
+
+/// Categories of the commands the connection layer answers itself.
+#[rustfmt::skip]
+static CONNECTION: &[(&str, &[&str])] = &[
+    ("auth", &["fast", "connection"]),
+    ("discard", &["fast", "transaction"]),
+    ("echo", &["fast", "connection"]),
+    ("exec", &["slow", "transaction"]),
+    ("hello", &["fast", "connection"]),
+    ("info", &["slow", "dangerous"]),
+    ("multi", &["fast", "transaction"]),
+    ("ping", &["fast", "connection"]),
+    ("quit", &["fast", "connection"]),
+    ("reset", &["fast", "connection"]),
+    ("select", &["fast", "connection"]),
+    ("unwatch", &["fast", "transaction"]),
+    ("watch", &["fast", "transaction"]),
+];
+
+/// Container commands: (container, subcommand, categories).
+#[rustfmt::skip]
+static SUBCOMMANDS: &[(&str, &str, &[&str])] = &[
+    ("acl", "cat", &["slow"]),
+    ("acl", "deluser", &["admin", "slow", "dangerous"]),
+    ("acl", "getuser", &["admin", "slow", "dangerous"]),
+    ("acl", "help", &["slow"]),
+    ("acl", "list", &["admin", "slow", "dangerous"]),
+    ("acl", "setuser", &["admin", "slow", "dangerous"]),
+    ("acl", "users", &["admin", "slow", "dangerous"]),
+    ("acl", "whoami", &["slow"]),
+    ("client", "getname", &["slow", "connection"]),
+    ("client", "id", &["slow", "connection"]),
+    ("client", "info", &["slow", "connection"]),
+    ("client", "list", &["admin", "slow", "dangerous", "connection"]),
+    ("client", "setinfo", &["slow", "connection"]),
+    ("client", "setname", &["slow", "connection"]),
+    ("command", "count", &["slow", "connection"]),
+    ("command", "docs", &["slow", "connection"]),
+    ("command", "info", &["slow", "connection"]),
+    ("config", "get", &["admin", "slow", "dangerous"]),
+    ("config", "resetstat", &["admin", "slow", "dangerous"]),
+    ("config", "rewrite", &["admin", "slow", "dangerous"]),
+    ("config", "set", &["admin", "slow", "dangerous"]),
+];
+
+/// `COMMAND` without a subcommand is a command of its own in Redis.
+static COMMAND_ALONE: &[&str] = &["slow", "connection"];
+
+/// Whether `name` (lowercase) is a container with subcommands.
+pub fn is_container(name: &str) -> bool {
+    SUBCOMMANDS.iter().any(|(c, _, _)| *c == name)
+}
+
+/// Whether `container|sub` exists.
+pub fn has_subcommand(container: &str, sub: &str) -> bool {
+    SUBCOMMANDS
+        .iter()
+        .any(|(c, s, _)| *c == container && *s == sub)
+}
+
+/// Whether `name` (lowercase) is a command Synod knows (data, connection or
+/// container).
+pub fn is_command(name: &str) -> bool {
+    DATA.iter().any(|(n, _)| *n == name)
+        || CONNECTION.iter().any(|(n, _)| *n == name)
+        || is_container(name)
+}
+
+/// The categories of `name` called with subcommand `sub` (lowercase). An
+/// unknown command has none (it is refused as unknown before ACLs matter);
+/// an unknown subcommand of a container has the container's most
+/// restrictive set (`@admin @slow @dangerous`), so no rule grants it by
+/// accident.
+pub fn categories(name: &str, sub: Option<&str>) -> &'static [&'static str] {
+    if let Some((_, cats)) = DATA.iter().chain(CONNECTION).find(|(n, _)| *n == name) {
+        return cats;
+    }
+    if !is_container(name) {
+        return &[];
+    }
+    match sub {
+        None if name == "command" => COMMAND_ALONE,
+        Some(sub) => SUBCOMMANDS
+            .iter()
+            .find(|(c, s, _)| *c == name && *s == sub)
+            .map_or(&["admin", "slow", "dangerous"], |(_, _, cats)| *cats),
+        None => &["admin", "slow", "dangerous"],
+    }
+}
+
+/// Every command (and `container|sub`) in `category`, sorted: `ACL CAT
+/// category`.
+pub fn commands_in(category: &str) -> Vec<String> {
+    let mut names: Vec<String> = DATA
+        .iter()
+        .chain(CONNECTION)
+        .filter(|(_, cats)| cats.contains(&category))
+        .map(|(n, _)| n.to_string())
+        .chain(
+            SUBCOMMANDS
+                .iter()
+                .filter(|(_, _, cats)| cats.contains(&category))
+                .map(|(c, s, _)| format!("{c}|{s}")),
+        )
+        .collect();
+    if COMMAND_ALONE.contains(&category) {
+        names.push("command".into());
+    }
+    names.sort();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_data_command_has_categories() {
+        for spec in crate::table::command_table() {
+            let cats = categories(spec.name, None);
+            assert!(!cats.is_empty(), "{} has no ACL categories", spec.name);
+            let write = spec.flags.contains(&"write");
+            assert_eq!(cats.contains(&"write"), write, "{}", spec.name);
+            assert_eq!(cats.contains(&"read"), !write, "{}", spec.name);
+            for cat in cats {
+                assert!(category(cat).is_some(), "{cat}");
+            }
+        }
+    }
+
+    #[test]
+    fn containers_and_lookups() {
+        assert_eq!(categories("acl", Some("whoami")), &["slow"]);
+        assert!(categories("acl", Some("nosuch")).contains(&"admin"));
+        assert!(categories("nosuch", None).is_empty());
+        assert_eq!(category("READ"), Some("read"));
+        assert_eq!(category("nope"), None);
+        assert!(commands_in("string").contains(&"get".to_string()));
+        assert!(commands_in("admin").contains(&"acl|setuser".to_string()));
+        assert!(!commands_in("read").contains(&"set".to_string()));
+    }
+}

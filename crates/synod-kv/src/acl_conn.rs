@@ -1,0 +1,146 @@
+//! The `ACL` command as a connection sees it: which subcommands are answered
+//! on the spot (`WHOAMI`, `CAT`, `HELP`) and which become log commands
+//! (`SETUSER`, `DELUSER`, `GETUSER`, `LIST`, `USERS`), and the `NOPERM`
+//! checks every command passes before it is proposed or read.
+
+use bytes::Bytes;
+use synod_resp::Reply;
+
+use crate::acl::{hash_password, hex, valid_user_name, User};
+use crate::acl_auth::Acl;
+use crate::acl_categories::{self, CATEGORIES};
+use crate::command::{AclCommand, KvCommand};
+
+/// What `ACL ...` turns into.
+pub(crate) enum AclAction {
+    /// Answered at once.
+    Reply(Reply),
+    /// Goes through the log.
+    Log(KvCommand),
+}
+
+fn subcommand_error(sub: &[u8]) -> Reply {
+    let shown: String =
+        String::from_utf8_lossy(&sub[..sub.len().min(128)]).replace(['\r', '\n'], " ");
+    Reply::error(format!(
+        "ERR unknown subcommand or wrong number of arguments for '{shown}'. Try ACL HELP."
+    ))
+}
+
+fn bulk(text: impl Into<String>) -> Reply {
+    Reply::Bulk(Bytes::from(text.into()))
+}
+
+/// Parses `ACL sub args...` for a connection authenticated as `whoami`.
+pub(crate) fn acl_command(acl: &Acl, whoami: &[u8], args: &[Bytes]) -> AclAction {
+    let Some(sub) = args.get(1) else {
+        return AclAction::Reply(Reply::error(
+            "ERR wrong number of arguments for 'acl' command",
+        ));
+    };
+    let reply = |r| AclAction::Reply(r);
+    match (sub.to_ascii_lowercase().as_slice(), args.len()) {
+        (b"whoami", 2) => reply(Reply::Bulk(Bytes::copy_from_slice(whoami))),
+        (b"cat", 2) => reply(Reply::Array(CATEGORIES.iter().map(|c| bulk(*c)).collect())),
+        (b"cat", 3) => {
+            let name = String::from_utf8_lossy(&args[2]).into_owned();
+            match acl_categories::category(&name) {
+                Some(cat) => reply(Reply::Array(
+                    acl_categories::commands_in(cat)
+                        .into_iter()
+                        .map(bulk)
+                        .collect(),
+                )),
+                None => reply(Reply::error(format!(
+                    "ERR Unknown category '{}'",
+                    name.replace(['\r', '\n'], " ")
+                ))),
+            }
+        }
+        (b"setuser", n) if n >= 3 => {
+            let name = args[2].clone();
+            if let Err(error) = valid_user_name(&name) {
+                return reply(Reply::error(error));
+            }
+            // Safety rule 1 of `acl.rs`: no cleartext password in the log.
+            let rules: Vec<Bytes> = args[3..]
+                .iter()
+                .map(|rule| match rule.first() {
+                    Some(b'>') => Bytes::from(format!("#{}", hex(&hash_password(&rule[1..])))),
+                    Some(b'<') => Bytes::from(format!("!{}", hex(&hash_password(&rule[1..])))),
+                    _ => rule.clone(),
+                })
+                .collect();
+            // Refuse bad rules before they reach the log (the apply checks
+            // again, against the state it applies to).
+            let mut scratch = acl.users().clone();
+            if let Err(error) = scratch.set_user(&name, &rules) {
+                return reply(Reply::error(error));
+            }
+            AclAction::Log(KvCommand::Acl(AclCommand::SetUser { name, rules }))
+        }
+        (b"deluser", n) if n >= 3 => AclAction::Log(KvCommand::Acl(AclCommand::DelUser {
+            names: args[2..].to_vec(),
+        })),
+        (b"getuser", 3) => AclAction::Log(KvCommand::Acl(AclCommand::GetUser {
+            name: args[2].clone(),
+        })),
+        (b"list", 2) => AclAction::Log(KvCommand::Acl(AclCommand::List)),
+        (b"users", 2) => AclAction::Log(KvCommand::Acl(AclCommand::Users)),
+        (b"help", 2) => reply(Reply::Array(
+            [
+                "ACL <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "CAT [<category>]",
+                "DELUSER <username> [<username> ...]",
+                "GETUSER <username>",
+                "LIST",
+                "SETUSER <username> <attribs> ...",
+                "USERS",
+                "WHOAMI",
+                "HELP",
+            ]
+            .into_iter()
+            .map(|line| Reply::Simple(line.into()))
+            .collect(),
+        )),
+        _ => reply(subcommand_error(sub)),
+    }
+}
+
+/// The name Redis puts in a NOPERM error: `client|kill` for a container's
+/// subcommand, else the command.
+fn full_name(name: &str, first_arg: Option<&str>) -> String {
+    match first_arg {
+        Some(sub) if acl_categories::is_container(name) => format!("{name}|{sub}"),
+        _ => name.to_string(),
+    }
+}
+
+/// Redis 7.0's NOPERM for a command the user may not run, or `Ok`.
+pub(crate) fn check_command(
+    acl: &Acl,
+    user: &User,
+    name: &str,
+    first_arg: Option<&[u8]>,
+) -> Result<(), Reply> {
+    let first = first_arg.map(|a| String::from_utf8_lossy(a).to_ascii_lowercase());
+    if user.command_allowed(name, first.as_deref()) {
+        return Ok(());
+    }
+    acl.count_denied_command();
+    let shown = full_name(name, first.as_deref()).replace(['\r', '\n'], " ");
+    Err(Reply::error(format!(
+        "NOPERM this user has no permissions to run the '{shown}' command"
+    )))
+}
+
+/// Redis 7.0's NOPERM for a key outside the user's `~patterns`, or `Ok`.
+pub(crate) fn check_keys(acl: &Acl, user: &User, command: &KvCommand) -> Result<(), Reply> {
+    if user.all_keys || command.keys().iter().all(|key| user.key_allowed(key)) {
+        return Ok(());
+    }
+    acl.count_denied_key();
+    Err(Reply::error(
+        "NOPERM this user has no permissions to access one of the keys used as arguments",
+    ))
+}
