@@ -270,6 +270,16 @@ pub enum KvCommand {
     LRange { key: Bytes, start: i64, stop: i64 },
     /// `LLEN key`.
     LLen { key: Bytes },
+    /// Sets the replicated `maxmemory` limit in bytes (0: none). Not a
+    /// client command: the server proposes it at start from its
+    /// `--maxmemory` flag (and `CONFIG SET maxmemory`), so the limit every
+    /// replica enforces is a point of the log, never a node-local setting,
+    /// and replicas whose flags differ still agree (the latest proposal
+    /// wins, for all of them at the same point).
+    SetMaxMemory { bytes: u64 },
+    /// `INFO memory`'s figures: `[used_memory_dataset, maxmemory, keys]`
+    /// as integers, from the replicated state.
+    MemoryInfo,
     /// `MULTI ... EXEC`: the queued commands, applied atomically in order.
     /// The front end builds it; a transaction never nests.
     Exec(Vec<KvCommand>),
@@ -296,7 +306,8 @@ impl KvCommand {
             | KvCommand::HLen { .. }
             | KvCommand::HExists { .. }
             | KvCommand::LRange { .. }
-            | KvCommand::LLen { .. } => true,
+            | KvCommand::LLen { .. }
+            | KvCommand::MemoryInfo => true,
             KvCommand::Set { .. }
             | KvCommand::SetNx { .. }
             | KvCommand::SetEx { .. }
@@ -317,7 +328,8 @@ impl KvCommand {
             | KvCommand::HDel { .. }
             | KvCommand::HIncrBy { .. }
             | KvCommand::Push { .. }
-            | KvCommand::Pop { .. } => false,
+            | KvCommand::Pop { .. }
+            | KvCommand::SetMaxMemory { .. } => false,
             KvCommand::Exec(commands) => commands.iter().all(KvCommand::is_read),
         }
     }
@@ -373,6 +385,8 @@ impl KvCommand {
             },
             KvCommand::LRange { .. } => "lrange",
             KvCommand::LLen { .. } => "llen",
+            KvCommand::SetMaxMemory { .. } => "config",
+            KvCommand::MemoryInfo => "info",
             KvCommand::Exec(_) => "exec",
         }
     }

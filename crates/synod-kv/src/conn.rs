@@ -508,6 +508,21 @@ impl Conn {
                 u8::from(status.diverged),
             );
         }
+        if wants("memory") {
+            // The replicated dataset's accounted size and limit (issue 13,
+            // `--maxmemory`): equal on every replica at the same point.
+            let replies = execute(shared, vec![KvCommand::MemoryInfo]).await;
+            if let Some(Reply::Array(figures)) = replies.first() {
+                if let [Reply::Integer(used), Reply::Integer(max), Reply::Integer(keys)] =
+                    figures.as_slice()
+                {
+                    let _ = write!(
+                        text,
+                        "# Memory\r\nused_memory_dataset:{used}\r\nused_memory_dataset_keys:{keys}\r\nmaxmemory:{max}\r\nmaxmemory_policy:noeviction\r\n\r\n"
+                    );
+                }
+            }
+        }
         if wants("keyspace") {
             let _ = write!(text, "# Keyspace\r\n");
             let replies = execute(shared, vec![KvCommand::DbSize]).await;

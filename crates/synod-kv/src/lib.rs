@@ -28,6 +28,7 @@ mod server;
 mod snapshot;
 pub mod store;
 pub mod table;
+mod value;
 mod wire;
 
 pub use command::{
