@@ -158,10 +158,26 @@ pub(crate) fn read_off_loop(keyspace: &Keyspace, command: &KvCommand, now: u64) 
             keyspace.live(key, now).map(|entry| &entry.value),
             Some(Value::Hash(fields)) if big(fields.len())
         ),
-        KvCommand::LRange { key, .. } => matches!(
-            keyspace.live(key, now).map(|entry| &entry.value),
-            Some(Value::List(items)) if big(items.len())
-        ),
+        KvCommand::LRange { key, start, stop } => match keyspace.live(key, now) {
+            Some(Entry {
+                value: Value::List(items),
+                ..
+            }) => {
+                // The number of items the range selects, as `lrange` resolves it.
+                let len = items.len() as i64;
+                let resolve = |index: i64| {
+                    if index < 0 {
+                        len.saturating_add(index)
+                    } else {
+                        index
+                    }
+                };
+                let first = resolve(*start).max(0);
+                let last = resolve(*stop).min(len - 1);
+                last >= first && big((last - first + 1) as usize)
+            }
+            _ => false,
+        },
         _ => false,
     }
 }
