@@ -108,6 +108,16 @@ pub struct ServerArgs {
     /// (as Redis' proto-max-bulk-len).
     #[arg(long, default_value_t = 16 << 20)]
     max_value_bytes: usize,
+    /// --maxmemory (issue 13): limit of the replicated dataset, in bytes or
+    /// with Redis's units (100mb, 1gb; 0: no limit). Writes that would take
+    /// the dataset's accounted size (INFO memory's used_memory_dataset, a
+    /// formula of key/value sizes, the same on every replica) past it get
+    /// -OOM. The limit is replicated: this node proposes it through the log
+    /// when it starts, and every replica enforces the latest one proposed
+    /// (nodes started with different values agree on the last to start).
+    /// Without the flag the cluster keeps the limit its log holds.
+    #[arg(long, value_parser = parse_memory_bytes)]
+    maxmemory: Option<u64>,
     /// Largest request in bytes.
     #[arg(long, default_value_t = 64 << 20)]
     max_request_bytes: usize,
@@ -162,6 +172,59 @@ fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
         return Err("no peers given".into());
     }
     Ok(peers)
+}
+
+/// A memory size as Redis reads one: bytes, or a number with a unit
+/// (k/m/g are powers of 1000, kb/mb/gb of 1024; case-insensitive).
+fn parse_memory_bytes(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a memory size (e.g. 100mb)"))?;
+    let scale: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1 << 10,
+        "m" => 1000 * 1000,
+        "mb" => 1 << 20,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "'{text}': unknown unit '{unit}' (k, kb, m, mb, g, gb)"
+            ))
+        }
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// Proposes the --maxmemory limit through the log until it is applied
+/// (retrying while there is no leader), so every replica enforces it from
+/// the same point on. Idempotent: a retry of an applied proposal sets the
+/// same value again.
+async fn propose_maxmemory(node: Arc<Node>, bytes: u64, mut stop: watch::Receiver<bool>) {
+    let command = synod_kv::KvCommand::SetMaxMemory { bytes }.encode();
+    loop {
+        match node.propose(command.clone()).await {
+            Ok(_) => {
+                info!(maxmemory = bytes, "maxmemory set through the log");
+                return;
+            }
+            Err(err) => {
+                tracing::debug!("maxmemory not set yet ({err}); retrying");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 pub fn main(args: ServerArgs) -> ExitCode {
@@ -260,6 +323,9 @@ async fn run(args: ServerArgs) -> Result<(), String> {
             synod_kv::serve_listeners(resp, tls, server_cfg, node, &mut stop).await
         })
     };
+    if let Some(bytes) = args.maxmemory {
+        tokio::spawn(propose_maxmemory(Arc::clone(&node), bytes, stop_rx.clone()));
+    }
     if let Some(listener) = http {
         let node = Arc::clone(&node);
         let stop = stop_rx.clone();

@@ -289,6 +289,16 @@ pub enum KvCommand {
     LRange { key: Bytes, start: i64, stop: i64 },
     /// `LLEN key`.
     LLen { key: Bytes },
+    /// Sets the replicated `maxmemory` limit in bytes (0: none). Not a
+    /// client command: the server proposes it at start from its
+    /// `--maxmemory` flag (and `CONFIG SET maxmemory`), so the limit every
+    /// replica enforces is a point of the log, never a node-local setting,
+    /// and replicas whose flags differ still agree (the latest proposal
+    /// wins, for all of them at the same point).
+    SetMaxMemory { bytes: u64 },
+    /// `INFO memory`'s figures: `[used_memory_dataset, maxmemory, keys]`
+    /// as integers, from the replicated state.
+    MemoryInfo,
     /// `MULTI ... EXEC`: the queued commands, applied atomically in order.
     /// The front end builds it; a transaction never nests.
     Exec(Vec<KvCommand>),
@@ -317,7 +327,8 @@ impl KvCommand {
             | KvCommand::HLen { .. }
             | KvCommand::HExists { .. }
             | KvCommand::LRange { .. }
-            | KvCommand::LLen { .. } => true,
+            | KvCommand::LLen { .. }
+            | KvCommand::MemoryInfo => true,
             KvCommand::Acl(acl) => matches!(
                 acl,
                 AclCommand::GetUser { .. } | AclCommand::List | AclCommand::Users
@@ -342,7 +353,8 @@ impl KvCommand {
             | KvCommand::HDel { .. }
             | KvCommand::HIncrBy { .. }
             | KvCommand::Push { .. }
-            | KvCommand::Pop { .. } => false,
+            | KvCommand::Pop { .. }
+            | KvCommand::SetMaxMemory { .. } => false,
             KvCommand::Exec(commands) => commands.iter().all(KvCommand::is_read),
         }
     }
@@ -398,6 +410,8 @@ impl KvCommand {
             },
             KvCommand::LRange { .. } => "lrange",
             KvCommand::LLen { .. } => "llen",
+            KvCommand::SetMaxMemory { .. } => "config",
+            KvCommand::MemoryInfo => "info",
             KvCommand::Exec(_) => "exec",
             KvCommand::Acl(_) => "acl",
         }
@@ -457,6 +471,8 @@ impl KvCommand {
             | KvCommand::DbSize
             | KvCommand::FlushAll
             | KvCommand::RandomKey
+            | KvCommand::SetMaxMemory { .. }
+            | KvCommand::MemoryInfo
             | KvCommand::Acl(_) => Vec::new(),
             KvCommand::Exec(commands) => commands.iter().flat_map(KvCommand::keys).collect(),
         }

@@ -59,6 +59,9 @@ mod op {
     pub const L_LEN: u8 = 38;
     pub const EXEC: u8 = 39;
     pub const ACL: u8 = 40;
+    // Memory limit (issue 13): numbered apart from the data commands.
+    pub const SET_MAX_MEMORY: u8 = 100;
+    pub const MEMORY_INFO: u8 = 101;
 }
 
 /// The `ACL` subcommand tags after [`op::ACL`].
@@ -324,6 +327,11 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
         KvCommand::DbSize => writer.u8(op::DB_SIZE),
         KvCommand::FlushAll => writer.u8(op::FLUSH_ALL),
         KvCommand::RandomKey => writer.u8(op::RANDOM_KEY),
+        KvCommand::SetMaxMemory { bytes } => {
+            writer.u8(op::SET_MAX_MEMORY);
+            writer.u64(*bytes);
+        }
+        KvCommand::MemoryInfo => writer.u8(op::MEMORY_INFO),
         KvCommand::HSet { key, pairs } => {
             writer.u8(op::H_SET);
             writer.bytes(key);
@@ -634,6 +642,10 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
         op::DB_SIZE => KvCommand::DbSize,
         op::FLUSH_ALL => KvCommand::FlushAll,
         op::RANDOM_KEY => KvCommand::RandomKey,
+        op::SET_MAX_MEMORY => KvCommand::SetMaxMemory {
+            bytes: reader.u64()?,
+        },
+        op::MEMORY_INFO => KvCommand::MemoryInfo,
         op::H_SET => KvCommand::HSet {
             key: reader.bytes()?,
             pairs: decode_pairs(reader)?,

@@ -118,7 +118,7 @@ impl Conn {
     /// Whether this connection may run commands: it authenticated, or no
     /// password is set. While not, the parser applies the pre-AUTH caps.
     pub(crate) fn authenticated(&self) -> bool {
-        self.authenticated
+        self.user.is_some()
     }
 
     /// Turns one request into an item, updating the connection's state.
@@ -654,6 +654,21 @@ impl Conn {
                 acl.auth_throttled,
                 acl.auth_delay_ms,
             );
+        }
+        if wants("memory") {
+            // The replicated dataset's accounted size and limit (issue 13,
+            // `--maxmemory`): equal on every replica at the same point.
+            let replies = execute(shared, vec![KvCommand::MemoryInfo]).await;
+            if let Some(Reply::Array(figures)) = replies.first() {
+                if let [Reply::Integer(used), Reply::Integer(max), Reply::Integer(keys)] =
+                    figures.as_slice()
+                {
+                    let _ = write!(
+                        text,
+                        "# Memory\r\nused_memory_dataset:{used}\r\nused_memory_dataset_keys:{keys}\r\nmaxmemory:{max}\r\nmaxmemory_policy:noeviction\r\n\r\n"
+                    );
+                }
+            }
         }
         if wants("keyspace") {
             let _ = write!(text, "# Keyspace\r\n");

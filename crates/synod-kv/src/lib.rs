@@ -35,6 +35,7 @@ mod snapshot;
 pub mod store;
 pub mod table;
 pub mod tls;
+mod value;
 mod wire;
 
 pub use client_limits::{ClientCounters, QUERY_BUFFER_FREE_BYTES};

@@ -8,23 +8,32 @@
 //! value:  string: u32 len + bytes
 //!         hash:   u32 count + (field, value)* in ascending field order
 //!         list:   u32 count + item*, head first
+//! version 2 only, after the last entry: maxmemory u64
 //! ```
+//! A keyspace with no `maxmemory` limit is written as version 1, byte for
+//! byte what earlier builds wrote; one with a limit as version 2, which adds
+//! the replicated limit after the entries. Both are read.
+//!
 //! Entries are written in the keyspace's (hash, key) order, so equal states
 //! give byte-identical snapshots. The trailing checksum covers everything
 //! before it; restore verifies it first and rejects anything malformed
 //! without touching the current state.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::keyspace::{Keyspace, Value};
+use crate::command::ListEnd;
+use crate::keyspace::{Keyspace, KeyspaceView, Lookup, Value};
+use crate::value::{HashFields, ListItems};
 use crate::wire::{DecodeError, Reader, Writer};
 
 const MAGIC: &[u8; 8] = b"SYNODKV\0";
-/// The snapshot format version this build writes and reads.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+/// The newest snapshot format version this build writes and reads.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
+/// The version written when no `maxmemory` limit is set (and still read).
+const VERSION_WITHOUT_SETTINGS: u8 = 1;
 const CHECKSUM_LEN: usize = 8;
 
 mod kind {
@@ -36,10 +45,17 @@ mod kind {
 /// Smallest encoded entry: empty key, no expiry, type, empty length.
 const ENTRY_LEN_MIN: usize = 4 + 1 + 1 + 4;
 
-pub(crate) fn write(keyspace: &Keyspace) -> Bytes {
+/// Encodes a view of the keyspace. Runs off the event loop: O(keys).
+pub(crate) fn write(keyspace: &KeyspaceView) -> Bytes {
+    let maxmemory_bytes = keyspace.maxmemory_bytes();
+    let version = if maxmemory_bytes == 0 {
+        VERSION_WITHOUT_SETTINGS
+    } else {
+        SNAPSHOT_FORMAT_VERSION
+    };
     let mut writer = Writer::new();
     writer.raw(MAGIC);
-    writer.u8(SNAPSHOT_FORMAT_VERSION);
+    writer.u8(version);
     writer.u64(keyspace.len() as u64);
     let mut written = 0usize;
     for (_, key, entry) in keyspace.iter_from(0) {
@@ -60,7 +76,7 @@ pub(crate) fn write(keyspace: &Keyspace) -> Bytes {
             Value::Hash(fields) => {
                 writer.u8(kind::HASH);
                 writer.len(fields.len());
-                for (field, value) in fields {
+                for (field, value) in fields.iter() {
                     writer.bytes(field);
                     writer.bytes(value);
                 }
@@ -68,13 +84,16 @@ pub(crate) fn write(keyspace: &Keyspace) -> Bytes {
             Value::List(items) => {
                 writer.u8(kind::LIST);
                 writer.len(items.len());
-                for item in items {
+                for item in items.iter() {
                     writer.bytes(item);
                 }
             }
         }
     }
     debug_assert_eq!(written, keyspace.len());
+    if version == SNAPSHOT_FORMAT_VERSION {
+        writer.u64(maxmemory_bytes);
+    }
     let checksum = xxh3_64(writer.as_slice());
     writer.u64(checksum);
     writer.finish()
@@ -89,7 +108,7 @@ pub(crate) fn read(snapshot: &[u8]) -> Result<Keyspace, DecodeError> {
         return Err(DecodeError::Invalid("not a synod-kv snapshot (bad magic)"));
     }
     let version = snapshot[MAGIC.len()];
-    if version != SNAPSHOT_FORMAT_VERSION {
+    if version != SNAPSHOT_FORMAT_VERSION && version != VERSION_WITHOUT_SETTINGS {
         return Err(DecodeError::UnsupportedVersion(version));
     }
     let (contents, checksum) = snapshot.split_at(snapshot.len() - CHECKSUM_LEN);
@@ -116,6 +135,9 @@ pub(crate) fn read(snapshot: &[u8]) -> Result<Keyspace, DecodeError> {
         }
         keyspace.insert(key, value, expire_at_ms);
     }
+    if version == SNAPSHOT_FORMAT_VERSION {
+        keyspace.set_maxmemory_bytes(reader.u64()?);
+    }
     reader.finish()?;
     Ok(keyspace)
 }
@@ -128,7 +150,7 @@ fn read_value(reader: &mut Reader<'_>) -> Result<Value, DecodeError> {
             if len == 0 {
                 return Err(DecodeError::Invalid("empty hash"));
             }
-            let mut fields = BTreeMap::new();
+            let mut fields = HashFields::default();
             let mut previous: Option<Bytes> = None;
             for _ in 0..len {
                 let field = reader.bytes()?;
@@ -139,18 +161,18 @@ fn read_value(reader: &mut Reader<'_>) -> Result<Value, DecodeError> {
                 previous = Some(field.clone());
                 fields.insert(field, value);
             }
-            Ok(Value::Hash(fields))
+            Ok(Value::Hash(Arc::new(fields)))
         }
         kind::LIST => {
             let len = reader.len(4)?;
             if len == 0 {
                 return Err(DecodeError::Invalid("empty list"));
             }
-            let mut items = VecDeque::with_capacity(len);
+            let mut items = ListItems::with_capacity(len);
             for _ in 0..len {
-                items.push_back(reader.bytes()?);
+                items.push(ListEnd::Right, reader.bytes()?);
             }
-            Ok(Value::List(items))
+            Ok(Value::List(Arc::new(items)))
         }
         tag => Err(DecodeError::UnknownTag {
             what: "value type",

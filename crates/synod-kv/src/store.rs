@@ -1,7 +1,7 @@
 //! [`Store`]: the key-value state machine replicated by Synod.
 
 use bytes::Bytes;
-use synod::{ApplyContext, StateMachine};
+use synod::{ApplyContext, QueryJob, SnapshotJob, StateMachine};
 use synod_resp::Reply;
 
 use crate::acl_auth::Acl;
@@ -60,6 +60,13 @@ impl Store {
             keys: self.keyspace.len() as u64,
             expires: self.keyspace.expires_len() as u64,
         }
+    }
+
+    /// The dataset's accounted size in bytes (`used_memory_dataset`, see
+    /// the formula in [`crate::value`]) and the replicated `maxmemory`
+    /// limit (0: none), equal on every replica at the same point of the log.
+    pub fn memory(&self) -> (u64, u64) {
+        (self.keyspace.used_bytes(), self.keyspace.maxmemory_bytes())
     }
 
     /// Applies a typed command: [`StateMachine::apply`] without the byte
@@ -140,7 +147,32 @@ impl StateMachine for Store {
     }
 
     fn snapshot(&self) -> Bytes {
-        crate::acl_snapshot::append_users(snapshot::write(&self.keyspace), &self.acl.users())
+        crate::acl_snapshot::append_users(snapshot::write(&self.keyspace.view()), &self.acl.users())
+    }
+
+    /// O(1) for the keyspace (a persistent tree) plus a copy of the users
+    /// (a handful); the job encodes in O(keys) what `snapshot` would have
+    /// returned now.
+    fn snapshot_view(&self) -> Option<SnapshotJob> {
+        let view = self.keyspace.view();
+        let users = self.acl.users().clone();
+        Some(Box::new(move || {
+            crate::acl_snapshot::append_users(snapshot::write(&view), &users)
+        }))
+    }
+
+    /// `KEYS`, `SCAN` with a large `COUNT`, and `HGETALL`/`LRANGE` of a
+    /// large collection are answered from a view, off the event loop.
+    fn query_view(&self, query: &[u8], ctx: &ApplyContext) -> Option<QueryJob> {
+        let command = KvCommand::decode(query).ok()?;
+        if !ops::read_off_loop(&self.keyspace, &command, ctx.time_ms) {
+            return None;
+        }
+        let view = self.keyspace.view();
+        let ctx = *ctx;
+        Some(Box::new(move || {
+            encode_reply(&ops::read_view(&view, &command, &ctx))
+        }))
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {

@@ -281,6 +281,37 @@ impl Kv {
     pub fn encode(&self) -> Bytes {
         let mut buf = BytesMut::new();
         put_bytes(&mut buf, &self.store.snapshot());
+        buf.extend_from_slice(&self.encode_tail());
+        buf.freeze()
+    }
+
+    /// What `encode` returns now, encoded later: the store through its
+    /// view (`StateMachine::snapshot_view`, the server's path), the small
+    /// tables now. The driver does the same with its session table.
+    pub fn encode_later(&self) -> impl FnOnce() -> Bytes + Send + 'static {
+        let store = self.store.snapshot_view();
+        let store_now = if store.is_none() {
+            Some(self.store.snapshot())
+        } else {
+            None
+        };
+        let tail = self.encode_tail();
+        move || {
+            let store = match (store, store_now) {
+                (Some(job), _) => job(),
+                (None, Some(bytes)) => bytes,
+                (None, None) => Bytes::new(),
+            };
+            let mut buf = BytesMut::new();
+            put_bytes(&mut buf, &store);
+            buf.extend_from_slice(&tail);
+            buf.freeze()
+        }
+    }
+
+    /// The log clock and the exactly-once table, as `encode` writes them.
+    fn encode_tail(&self) -> Bytes {
+        let mut buf = BytesMut::new();
         buf.put_u64_le(self.log_time_ms);
         buf.put_u64_le(self.sessions.len() as u64);
         for (client, (seq, outcome)) in &self.sessions {

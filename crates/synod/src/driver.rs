@@ -28,9 +28,9 @@ use crate::config::{NodeConfig, GROUP};
 use crate::envelope::{Envelope, Kind, Outcome, Sessions, HEADER_BYTES as ENVELOPE_HEADER_BYTES};
 use crate::metrics::{Metrics, RefusalLog};
 use crate::node::{NodeError, NodeStatus, RequestError};
-use crate::persist::{Io, PendingCheckpoint, Persister};
+use crate::persist::{Io, PendingCheckpoint, Persister, SnapshotEncoder};
 use crate::state_machine::{ApplyContext, StateMachine};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -55,6 +55,10 @@ const INBOUND_QUEUE_MAX: usize = 8192;
 const SLOW_STEP: std::time::Duration = std::time::Duration::from_millis(100);
 /// Waiting requests are checked for retry and expiry this often (in ticks).
 const SCAN_TICKS: u64 = 10;
+/// Reads answered off the event loop (`StateMachine::query_view`) at once;
+/// more wait for a turn, so a flood of `KEYS` takes at most this many
+/// cores from the loop and the other clients.
+const OFF_LOOP_QUERIES_MAX: usize = 2;
 
 /// At a stop, how long to wait for storage work still out on a blocking
 /// thread before giving up on its report.
@@ -140,6 +144,8 @@ pub(crate) struct Driver<S> {
     checkpoint_started: Instant,
     checkpoint_tx: mpsc::Sender<CheckpointStep>,
     checkpoint_rx: mpsc::Receiver<CheckpointStep>,
+    /// Turns for reads answered off the loop.
+    off_loop_queries: Arc<tokio::sync::Semaphore>,
     applied_end: InstanceId,
     checksum: Checksum,
     leader: Option<NodeId>,
@@ -300,6 +306,7 @@ impl<S: StateMachine> Driver<S> {
             checkpoint_started: Instant::now(),
             checkpoint_tx,
             checkpoint_rx,
+            off_loop_queries: Arc::new(tokio::sync::Semaphore::new(OFF_LOOP_QUERIES_MAX)),
             applied_end,
             checksum,
             leader: None,
@@ -594,7 +601,7 @@ impl<S: StateMachine> Driver<S> {
                 instance: self.applied_end,
                 time_ms: self.cfg.wall_clock.now_ms(),
             };
-            let _ = read.reply.send(Ok(self.machine.query(&read.query, &ctx)));
+            self.answer_query(&read.query, &ctx, read.reply);
             return;
         }
         if self.machine.query_depends_on_time(&read.query) {
@@ -606,7 +613,41 @@ impl<S: StateMachine> Driver<S> {
             instance: self.applied_end,
             time_ms: self.sessions.time_ms,
         };
-        let _ = read.reply.send(Ok(self.machine.query(&read.query, &ctx)));
+        self.answer_query(&read.query, &ctx, read.reply);
+    }
+
+    /// Answers a read at the current state: off the loop when the state
+    /// machine offers a view for it (a read whose cost grows with the
+    /// state), else here. The view is taken now, so the answer is the
+    /// state's at this point of the log either way.
+    fn answer_query(
+        &self,
+        query: &[u8],
+        ctx: &ApplyContext,
+        reply: oneshot::Sender<Result<Bytes, RequestError>>,
+    ) {
+        let Some(job) = self.machine.query_view(query, ctx) else {
+            let _ = reply.send(Ok(self.machine.query(query, ctx)));
+            return;
+        };
+        let turns = Arc::clone(&self.off_loop_queries);
+        tokio::spawn(async move {
+            // The semaphore is never closed, so a turn always comes.
+            let Ok(_turn) = turns.acquire_owned().await else {
+                return;
+            };
+            match tokio::task::spawn_blocking(job).await {
+                Ok(output) => {
+                    let _ = reply.send(Ok(output));
+                }
+                // The job panicked (a bug in the state machine's read): the
+                // client's request fails rather than hanging; the node is
+                // unaffected (the view is a copy).
+                Err(err) => {
+                    error!("a read answered off the event loop failed: {err}");
+                }
+            }
+        });
     }
 
     /// Hands a waiter's command to the core. `Err` only for a command that can
@@ -827,8 +868,7 @@ impl<S: StateMachine> Driver<S> {
                 Kind::Read => {
                     if mine {
                         if let Some(waiter) = self.waiters.remove(&envelope.seq) {
-                            let output = self.machine.query(&envelope.payload, &ctx);
-                            let _ = waiter.reply.send(Ok(output));
+                            self.answer_query(&envelope.payload, &ctx, waiter.reply);
                         }
                     }
                 }
@@ -900,22 +940,45 @@ impl<S: StateMachine> Driver<S> {
             return;
         }
         let started = Instant::now();
-        let data = self.sessions.encode_snapshot(&self.machine.snapshot());
+        let meta = SnapshotMeta {
+            applied_end: self.applied_end,
+            checksum: self.checksum,
+        };
+        let Some(encode_user) = self.machine.snapshot_view() else {
+            let data = self.sessions.encode_snapshot(&self.machine.snapshot());
+            self.log_snapshot_taken(started, data.len(), "encoded on the event loop");
+            self.persist.snapshot_taken(Snapshot { meta, data });
+            return;
+        };
+        // The session table is bounded (`sessions_max` sessions, at most
+        // 1 MiB of outputs each) and changes with every apply: encode it
+        // here, at the view's point. `encode_snapshot` puts the state
+        // machine's bytes last, so table + user bytes is exactly what
+        // `encode_snapshot(&snapshot())` gives at this point.
+        let table = self.sessions.encode_snapshot(&[]);
+        let table_bytes = table.len();
+        self.persist.snapshot_deferred(
+            meta,
+            SnapshotEncoder::new(move || {
+                let user = encode_user();
+                let mut data = BytesMut::with_capacity(table.len() + user.len());
+                data.extend_from_slice(&table);
+                data.extend_from_slice(&user);
+                data.freeze()
+            }),
+        );
+        self.log_snapshot_taken(started, table_bytes, "view taken, encoding off the loop");
+    }
+
+    fn log_snapshot_taken(&self, started: Instant, bytes: usize, how: &str) {
         let took = started.elapsed();
         if took >= SLOW_STEP / 4 {
             info!(
-                bytes = data.len(),
+                bytes,
                 ms = took.as_millis() as u64,
-                "state machine snapshot taken"
+                "state machine snapshot taken ({how})"
             );
         }
-        self.persist.snapshot_taken(Snapshot {
-            meta: SnapshotMeta {
-                applied_end: self.applied_end,
-                checksum: self.checksum,
-            },
-            data,
-        });
     }
 
     /// Starts the storage work the persister finds due, on blocking threads.
@@ -937,7 +1000,7 @@ impl<S: StateMachine> Driver<S> {
         }
         for io in kicked.io {
             match io {
-                Io::WriteSnapshot(write) => {
+                Io::WriteSnapshot(mut write) => {
                     self.checkpoint_started = Instant::now();
                     let tx = self.checkpoint_tx.clone();
                     tokio::task::spawn_blocking(move || {

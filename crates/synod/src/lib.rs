@@ -34,6 +34,6 @@ pub use clock::{StampClock, WallClock};
 pub use config::{Bootstrap, NodeConfig};
 pub use metrics::{Histogram, Metrics};
 pub use node::{Node, NodeError, NodeStatus, RequestError};
-pub use state_machine::{ApplyContext, StateMachine};
+pub use state_machine::{ApplyContext, QueryJob, SnapshotJob, StateMachine};
 pub use synod_core::{InstanceId, NodeId, RoleKind, VALUE_BYTES_MAX_DEFAULT};
 pub use synod_storage::SnapshotPolicy;

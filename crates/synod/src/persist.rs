@@ -28,10 +28,17 @@
 //!    never runs between a `persisted` call and the next `Ready` being taken:
 //!    records handed out before the checkpoint's records were taken but
 //!    appended after them would be replayed on top of it.
-//! 4. **A peer's snapshot replaces a checkpoint in progress:** a checkpoint of
+//! 4. **The state machine's snapshot is encoded in step (a), off the loop**,
+//!    when the state machine offers a view (`StateMachine::snapshot_view`):
+//!    the view is taken on the loop at `applied_end` ([`Persister::snapshot_deferred`])
+//!    and encoded by [`SnapshotWrite::run`] before the file is written. Nothing
+//!    reads the snapshot's bytes before step (b), which runs only after step
+//!    (a) reported back, so compaction and catch-up always see them encoded.
+//! 5. **A peer's snapshot replaces a checkpoint in progress:** a checkpoint of
 //!    the state before an install is dropped at step (b); its file goes with
 //!    the next checkpoint's cleanup.
 
+use bytes::Bytes;
 use std::path::PathBuf;
 use std::sync::Arc;
 use synod_core::{GroupId, InstanceId, PersistSeq, Record, Replica, Snapshot, SnapshotMeta};
@@ -48,6 +55,22 @@ pub struct PendingCheckpoint {
     own: bool,
     /// `Persister::installs` when it started.
     installs: u64,
+}
+
+/// Encodes a snapshot's bytes: run by [`SnapshotWrite::run`], off the loop.
+pub struct SnapshotEncoder(Box<dyn FnOnce() -> Bytes + Send>);
+
+impl SnapshotEncoder {
+    /// Wraps an encoding job.
+    pub fn new(encode: impl FnOnce() -> Bytes + Send + 'static) -> Self {
+        SnapshotEncoder(Box::new(encode))
+    }
+}
+
+impl std::fmt::Debug for SnapshotEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SnapshotEncoder")
+    }
 }
 
 /// Slow I/O for the caller to carry out, off the event loop, and report back.
@@ -76,14 +99,22 @@ pub struct SnapshotWrite {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
     group: GroupId,
+    /// Fills `checkpoint.snapshot.data` first, when the snapshot was taken
+    /// as a view (rule 4).
+    encode: Option<SnapshotEncoder>,
     /// What to write; hand it back to [`Persister::snapshot_written`].
     pub checkpoint: PendingCheckpoint,
 }
 
 impl SnapshotWrite {
-    /// Writes the snapshot file durably (temp file, fsync, rename, directory
-    /// fsync). Slow: run it off the event loop.
-    pub fn run(&self) -> Result<(), StorageError> {
+    /// Encodes the snapshot if it was taken as a view, then writes the
+    /// snapshot file durably (temp file, fsync, rename, directory fsync).
+    /// Slow: run it off the event loop.
+    pub fn run(&mut self) -> Result<(), StorageError> {
+        if let Some(SnapshotEncoder(encode)) = self.encode.take() {
+            debug_assert!(self.checkpoint.snapshot.data.is_empty());
+            self.checkpoint.snapshot.data = encode();
+        }
         snapshot_file::write_on(&*self.fs, &self.dir, self.group, &self.checkpoint.snapshot)
             .map(|_| ())
     }
@@ -119,8 +150,9 @@ pub struct Persister {
     appended_through: PersistSeq,
     /// A sync job is out.
     syncing: bool,
-    /// A snapshot to checkpoint; `true` when it is our own.
-    checkpoint_due: Option<(Snapshot, bool)>,
+    /// A snapshot to checkpoint; `true` when it is our own. Its bytes are
+    /// still to be encoded when the encoder is set.
+    checkpoint_due: Option<(Snapshot, bool, Option<SnapshotEncoder>)>,
     /// A checkpoint is in progress (step a or c out, or step b due): no
     /// other starts.
     checkpoint_busy: bool,
@@ -190,14 +222,24 @@ impl Persister {
 
     /// Our own snapshot, taken at its point: checkpoint it.
     pub fn snapshot_taken(&mut self, snapshot: Snapshot) {
-        self.checkpoint_due = Some((snapshot, true));
+        self.checkpoint_due = Some((snapshot, true, None));
+    }
+
+    /// Our own snapshot at `meta`, taken as a view whose bytes `encode`
+    /// produces off the loop, in step (a) (rule 4): checkpoint it.
+    pub fn snapshot_deferred(&mut self, meta: SnapshotMeta, encode: SnapshotEncoder) {
+        let snapshot = Snapshot {
+            meta,
+            data: Bytes::new(),
+        };
+        self.checkpoint_due = Some((snapshot, true, Some(encode)));
     }
 
     /// A peer's snapshot was installed: checkpoint it (and drop any
     /// checkpoint of the state it replaced).
     pub fn installed(&mut self, snapshot: Snapshot) {
         self.installs += 1;
-        self.checkpoint_due = Some((snapshot, false));
+        self.checkpoint_due = Some((snapshot, false, None));
     }
 
     /// Starts whatever storage work is due: a checkpoint's snapshot file,
@@ -207,12 +249,13 @@ impl Persister {
     pub fn kick(&mut self, replica: &mut Replica) -> Result<Kicked, StorageError> {
         let mut kicked = Kicked::default();
         if !self.checkpoint_busy {
-            if let Some((snapshot, own)) = self.checkpoint_due.take() {
+            if let Some((snapshot, own, encode)) = self.checkpoint_due.take() {
                 self.checkpoint_busy = true;
                 kicked.io.push(Io::WriteSnapshot(SnapshotWrite {
                     fs: self.wal.fs(),
                     dir: self.wal.snap_dir().to_path_buf(),
                     group: self.group,
+                    encode,
                     checkpoint: PendingCheckpoint {
                         snapshot,
                         own,

@@ -18,6 +18,13 @@ pub struct ApplyContext {
     pub time_ms: u64,
 }
 
+/// A state machine snapshot encoding deferred to another thread (see
+/// [`StateMachine::snapshot_view`]).
+pub type SnapshotJob = Box<dyn FnOnce() -> Bytes + Send>;
+
+/// A read answered on another thread (see [`StateMachine::query_view`]).
+pub type QueryJob = Box<dyn FnOnce() -> Bytes + Send>;
+
 /// A deterministic state machine replicated by a [`crate::Node`].
 ///
 /// Commands, reads and outputs are opaque bytes: encode them as you like.
@@ -54,6 +61,32 @@ pub trait StateMachine: Send + 'static {
     /// The whole state, to be given back to `restore` (on a restart, or on a
     /// replica that lags behind a compacted log).
     fn snapshot(&self) -> Bytes;
+
+    /// The whole state as [`StateMachine::snapshot`] would encode it now,
+    /// but encoded later, on another thread: a consistent view taken
+    /// cheaply now (for example by cloning persistent, copy-on-write
+    /// structures) and a job that encodes it. The job's output must be
+    /// exactly what `snapshot` returns at the moment of this call, whatever
+    /// `apply` does meanwhile.
+    ///
+    /// The runtime takes snapshots on its event loop, which also sends
+    /// heartbeats and serves every client: a state machine whose encoding
+    /// costs more than a few milliseconds should implement this, or the
+    /// encoding delays them all (and can cost an election). The default,
+    /// `None`, makes the runtime call `snapshot` on the loop.
+    fn snapshot_view(&self) -> Option<SnapshotJob> {
+        None
+    }
+
+    /// A read whose answer costs time that grows with the state (a scan of
+    /// every key), to be answered off the event loop: a consistent view
+    /// taken cheaply now and a job that answers `query` from it. The job's
+    /// output must be exactly what `query(query, ctx)` returns now.
+    /// `None` (the default) means: answer it with `query`, on the loop.
+    fn query_view(&self, query: &[u8], ctx: &ApplyContext) -> Option<QueryJob> {
+        let _ = (query, ctx);
+        None
+    }
 
     /// Replaces the state with one produced by `snapshot`.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;

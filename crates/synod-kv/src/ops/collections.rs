@@ -1,21 +1,22 @@
 //! The minimal hash and list commands (enough for real `WRONGTYPE` errors
 //! and common client use).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use synod_resp::Reply;
 
 use super::{wrong_type, OVERFLOW};
 use crate::command::ListEnd;
-use crate::keyspace::{Keyspace, Value};
+use crate::keyspace::{Keyspace, Lookup, Value};
 use crate::number::parse_i64;
+use crate::value::{HashFields, ListItems};
 
 fn hash_at<'a>(
-    keyspace: &'a Keyspace,
+    keyspace: &'a impl Lookup,
     key: &[u8],
     now: u64,
-) -> Result<Option<&'a BTreeMap<Bytes, Bytes>>, Reply> {
+) -> Result<Option<&'a HashFields>, Reply> {
     match keyspace.live(key, now).map(|entry| &entry.value) {
         None => Ok(None),
         Some(Value::Hash(fields)) => Ok(Some(fields)),
@@ -24,10 +25,10 @@ fn hash_at<'a>(
 }
 
 fn list_at<'a>(
-    keyspace: &'a Keyspace,
+    keyspace: &'a impl Lookup,
     key: &[u8],
     now: u64,
-) -> Result<Option<&'a VecDeque<Bytes>>, Reply> {
+) -> Result<Option<&'a ListItems>, Reply> {
     match keyspace.live(key, now).map(|entry| &entry.value) {
         None => Ok(None),
         Some(Value::List(items)) => Ok(Some(items)),
@@ -35,29 +36,32 @@ fn list_at<'a>(
     }
 }
 
-/// The live hash at `key` for changing, created empty when absent. The
-/// caller must leave it non-empty or call `remove_if_empty`.
-fn hash_for_write<'a>(
-    keyspace: &'a mut Keyspace,
+/// Changes the live hash at `key`, created empty when absent (and removed
+/// again if `change` leaves it empty). A hash shared with a keyspace view is
+/// copied first.
+fn change_hash<R>(
+    keyspace: &mut Keyspace,
     key: &Bytes,
     now: u64,
-) -> Result<&'a mut BTreeMap<Bytes, Bytes>, Reply> {
-    match keyspace.value_or_insert(key, now, || Value::Hash(BTreeMap::new())) {
-        Value::Hash(fields) => Ok(fields),
+    change: impl FnOnce(&mut HashFields) -> R,
+) -> Result<R, Reply> {
+    keyspace.modify_or_insert(key, now, Value::empty_hash, |value| match value {
+        Value::Hash(fields) => Ok(change(Arc::make_mut(fields))),
         _ => Err(wrong_type()),
-    }
+    })
 }
 
-/// Like [`hash_for_write`], for lists.
-fn list_for_write<'a>(
-    keyspace: &'a mut Keyspace,
+/// Like [`change_hash`], for lists.
+fn change_list<R>(
+    keyspace: &mut Keyspace,
     key: &Bytes,
     now: u64,
-) -> Result<&'a mut VecDeque<Bytes>, Reply> {
-    match keyspace.value_or_insert(key, now, || Value::List(VecDeque::new())) {
-        Value::List(items) => Ok(items),
+    change: impl FnOnce(&mut ListItems) -> R,
+) -> Result<R, Reply> {
+    keyspace.modify_or_insert(key, now, Value::empty_list, |value| match value {
+        Value::List(items) => Ok(change(Arc::make_mut(items))),
         _ => Err(wrong_type()),
-    }
+    })
 }
 
 pub(crate) fn hset(
@@ -70,17 +74,16 @@ pub(crate) fn hset(
         // Only a hand-built command can get here; the parser demands a pair.
         return crate::parse::wrong_arity("hset");
     }
-    let fields = match hash_for_write(keyspace, key, now) {
-        Ok(fields) => fields,
-        Err(error) => return error,
-    };
-    let mut added = 0;
-    for (field, value) in pairs {
-        if fields.insert(field.clone(), value.clone()).is_none() {
-            added += 1;
-        }
+    let added = change_hash(keyspace, key, now, |fields| {
+        pairs
+            .iter()
+            .filter(|(field, value)| fields.insert(field.clone(), value.clone()))
+            .count()
+    });
+    match added {
+        Ok(added) => Reply::Integer(added as i64),
+        Err(error) => error,
     }
-    Reply::Integer(added)
 }
 
 pub(crate) fn hget(keyspace: &Keyspace, key: &[u8], field: &[u8], now: u64) -> Reply {
@@ -93,25 +96,25 @@ pub(crate) fn hget(keyspace: &Keyspace, key: &[u8], field: &[u8], now: u64) -> R
 }
 
 pub(crate) fn hdel(keyspace: &mut Keyspace, key: &Bytes, fields: &[Bytes], now: u64) -> Reply {
-    let stored = match keyspace.value_mut(key, now) {
-        None => return Reply::Integer(0),
-        Some(Value::Hash(stored)) => stored,
-        Some(_) => return wrong_type(),
-    };
-    let removed = fields
-        .iter()
-        .filter(|field| stored.remove(&field[..]).is_some())
-        .count();
-    keyspace.remove_if_empty(key);
-    Reply::Integer(removed as i64)
+    if let Err(error) = hash_at(keyspace, key, now) {
+        return error;
+    }
+    let removed = keyspace.modify(key, now, |value| match value {
+        Value::Hash(stored) => {
+            let stored = Arc::make_mut(stored);
+            fields.iter().filter(|field| stored.remove(field)).count()
+        }
+        _ => 0,
+    });
+    Reply::Integer(removed.unwrap_or(0) as i64)
 }
 
-pub(crate) fn hgetall(keyspace: &Keyspace, key: &[u8], now: u64) -> Reply {
+pub(crate) fn hgetall(keyspace: &impl Lookup, key: &[u8], now: u64) -> Reply {
     match hash_at(keyspace, key, now) {
         Ok(fields) => Reply::Map(
             fields
                 .into_iter()
-                .flatten()
+                .flat_map(HashFields::iter)
                 .map(|(field, value)| (Reply::Bulk(field.clone()), Reply::Bulk(value.clone())))
                 .collect(),
         ),
@@ -157,11 +160,10 @@ pub(crate) fn hincrby(
     let Some(next) = current.checked_add(delta) else {
         return Reply::error(OVERFLOW);
     };
-    match hash_for_write(keyspace, key, now) {
-        Ok(fields) => {
-            fields.insert(field.clone(), Bytes::from(next.to_string()));
-            Reply::Integer(next)
-        }
+    match change_hash(keyspace, key, now, |fields| {
+        fields.insert(field.clone(), Bytes::from(next.to_string()))
+    }) {
+        Ok(_) => Reply::Integer(next),
         Err(error) => error,
     }
 }
@@ -180,17 +182,16 @@ pub(crate) fn push(
             "rpush"
         });
     }
-    let items = match list_for_write(keyspace, key, now) {
-        Ok(items) => items,
-        Err(error) => return error,
-    };
-    for value in values {
-        match end {
-            ListEnd::Left => items.push_front(value.clone()),
-            ListEnd::Right => items.push_back(value.clone()),
+    let len = change_list(keyspace, key, now, |items| {
+        for value in values {
+            items.push(end, value.clone());
         }
+        items.len()
+    });
+    match len {
+        Ok(len) => Reply::Integer(len as i64),
+        Err(error) => error,
     }
-    Reply::Integer(items.len() as i64)
 }
 
 pub(crate) fn pop(
@@ -200,34 +201,35 @@ pub(crate) fn pop(
     count: Option<u64>,
     now: u64,
 ) -> Reply {
-    let items = match keyspace.value_mut(key, now) {
-        None if count.is_some() => return Reply::NullArray,
-        None => return Reply::Null,
-        Some(Value::List(items)) => items,
-        Some(_) => return wrong_type(),
-    };
-    let mut take = || match end {
-        ListEnd::Left => items.pop_front(),
-        ListEnd::Right => items.pop_back(),
-    };
-    let reply = match count {
-        None => take().map_or(Reply::Null, Reply::Bulk),
-        Some(count) => {
-            let mut popped = Vec::new();
-            while (popped.len() as u64) < count {
-                match take() {
-                    Some(item) => popped.push(Reply::Bulk(item)),
-                    None => break,
+    match list_at(keyspace, key, now) {
+        Ok(Some(_)) => {}
+        Ok(None) if count.is_some() => return Reply::NullArray,
+        Ok(None) => return Reply::Null,
+        Err(error) => return error,
+    }
+    let reply = keyspace.modify(key, now, |value| {
+        let Value::List(items) = value else {
+            return wrong_type();
+        };
+        let items = Arc::make_mut(items);
+        match count {
+            None => items.pop(end).map_or(Reply::Null, Reply::Bulk),
+            Some(count) => {
+                let mut popped = Vec::new();
+                while (popped.len() as u64) < count {
+                    match items.pop(end) {
+                        Some(item) => popped.push(Reply::Bulk(item)),
+                        None => break,
+                    }
                 }
+                Reply::Array(popped)
             }
-            Reply::Array(popped)
         }
-    };
-    keyspace.remove_if_empty(key);
-    reply
+    });
+    reply.unwrap_or(Reply::Null)
 }
 
-pub(crate) fn lrange(keyspace: &Keyspace, key: &[u8], start: i64, stop: i64, now: u64) -> Reply {
+pub(crate) fn lrange(keyspace: &impl Lookup, key: &[u8], start: i64, stop: i64, now: u64) -> Reply {
     let items = match list_at(keyspace, key, now) {
         Ok(Some(items)) => items,
         Ok(None) => return Reply::Array(Vec::new()),

@@ -8,7 +8,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::{now_signed, time_to_live};
 use crate::command::{ExpireCondition, ExpireForm, TimeUnit};
 use crate::glob::glob_match;
-use crate::keyspace::{Entry, Keyspace};
+use crate::keyspace::{Entry, Keyspace, Lookup};
 use crate::parse::invalid_expire_time;
 
 /// Most keys one `SCAN` call examines, whatever `COUNT` says (it is a hint).
@@ -103,7 +103,7 @@ fn matches(pattern: &[u8], key: &[u8]) -> bool {
     pattern == b"*" || glob_match(pattern, key)
 }
 
-pub(crate) fn keys(keyspace: &Keyspace, pattern: &[u8], now: u64) -> Reply {
+pub(crate) fn keys(keyspace: &impl Lookup, pattern: &[u8], now: u64) -> Reply {
     Reply::Array(
         keyspace
             .iter_from(0)
@@ -128,7 +128,7 @@ const SCAN_VISITS_PER_COUNT: u64 = 16;
 /// the returned cursor has been examined; a key present throughout keeps its
 /// hash, so it is examined by the call whose range covers that hash.
 pub(crate) fn scan(
-    keyspace: &Keyspace,
+    keyspace: &impl Lookup,
     cursor: u64,
     pattern: Option<&[u8]>,
     count: u64,

@@ -8,13 +8,14 @@
 pub(crate) mod acl;
 mod collections;
 mod keys;
-mod strings;
+pub(crate) mod memory;
+pub(crate) mod strings;
 
 use synod::ApplyContext;
 use synod_resp::Reply;
 
 use crate::command::{KvCommand, TimeUnit};
-use crate::keyspace::{Entry, Keyspace};
+use crate::keyspace::{Entry, Keyspace, KeyspaceView, Value};
 
 pub(crate) const WRONG_TYPE: &str =
     "WRONGTYPE Operation against a key holding the wrong kind of value";
@@ -66,6 +67,11 @@ pub(crate) fn read(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext)
             collections::lrange(keyspace, key, *start, *stop, now)
         }
         KvCommand::LLen { key } => collections::llen(keyspace, key, now),
+        KvCommand::MemoryInfo => Reply::Array(vec![
+            Reply::Integer(i64::try_from(keyspace.used_bytes()).unwrap_or(i64::MAX)),
+            Reply::Integer(i64::try_from(keyspace.maxmemory_bytes()).unwrap_or(i64::MAX)),
+            Reply::Integer(keyspace.len() as i64),
+        ]),
         KvCommand::Exec(commands) => {
             if commands
                 .iter()
@@ -120,6 +126,7 @@ pub(crate) fn read_depends_on_time(keyspace: &Keyspace, command: &KvCommand) -> 
         | KvCommand::Scan { .. }
         | KvCommand::DbSize
         | KvCommand::RandomKey => any_expires(),
+        KvCommand::MemoryInfo => false,
         KvCommand::Exec(commands) => commands
             .iter()
             .any(|command| read_depends_on_time(keyspace, command)),
@@ -131,12 +138,99 @@ pub(crate) fn read_depends_on_time(keyspace: &Keyspace, command: &KvCommand) -> 
     }
 }
 
+/// Work (keys or elements visited) from which a read is answered off the
+/// event loop, from a view ([`read_view`]): below it, the hop to another
+/// thread costs more than the read.
+pub(crate) const OFF_LOOP_WORK_MIN: usize = 4096;
+
+/// Whether `command` is a read whose cost grows with the dataset enough to
+/// answer it off the event loop, with [`read_view`]: `KEYS` over many keys,
+/// `SCAN` with a large `COUNT`, `HGETALL`/`LRANGE` of a large collection.
+/// O(1).
+pub(crate) fn read_off_loop(keyspace: &Keyspace, command: &KvCommand, now: u64) -> bool {
+    let big = |len: usize| len >= OFF_LOOP_WORK_MIN;
+    match command {
+        KvCommand::Keys { .. } => big(keyspace.len()),
+        KvCommand::Scan { count, .. } => {
+            let visits = (*count).clamp(1, keys::SCAN_COUNT_MAX) as usize;
+            big(keyspace.len()) && big(visits)
+        }
+        KvCommand::HGetAll { key } => matches!(
+            keyspace.live(key, now).map(|entry| &entry.value),
+            Some(Value::Hash(fields)) if big(fields.len())
+        ),
+        KvCommand::LRange { key, start, stop } => match keyspace.live(key, now) {
+            Some(Entry {
+                value: Value::List(items),
+                ..
+            }) => {
+                // The number of items the range selects, as `lrange` resolves it.
+                let len = items.len() as i64;
+                let resolve = |index: i64| {
+                    if index < 0 {
+                        len.saturating_add(index)
+                    } else {
+                        index
+                    }
+                };
+                let first = resolve(*start).max(0);
+                let last = resolve(*stop).min(len - 1);
+                last >= first && big((last - first + 1) as usize)
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Answers a read that [`read_off_loop`] chose, from a view taken at the
+/// read's point: exactly what [`read`] answers there.
+pub(crate) fn read_view(view: &KeyspaceView, command: &KvCommand, ctx: &ApplyContext) -> Reply {
+    let now = ctx.time_ms;
+    match command {
+        KvCommand::Keys { pattern } => keys::keys(view, pattern, now),
+        KvCommand::Scan {
+            cursor,
+            pattern,
+            count,
+            type_name,
+        } => keys::scan(
+            view,
+            *cursor,
+            pattern.as_deref(),
+            *count,
+            type_name.as_deref(),
+            now,
+        ),
+        KvCommand::HGetAll { key } => collections::hgetall(view, key, now),
+        KvCommand::LRange { key, start, stop } => {
+            collections::lrange(view, key, *start, *stop, now)
+        }
+        other => {
+            debug_assert!(false, "{} is not answered from a view", other.name());
+            Reply::error(format!(
+                "ERR '{}' cannot be answered from a view",
+                other.name()
+            ))
+        }
+    }
+}
+
 fn nested_exec() -> Reply {
     Reply::error("ERR MULTI calls can not be nested")
 }
 
-/// Runs any command, changing the keyspace as it says.
+/// Runs any command, changing the keyspace as it says, unless it would
+/// take the dataset past the replicated `maxmemory` limit (`-OOM`, see
+/// [`memory`]; decided here, at apply time, identically on every replica).
 pub(crate) fn write(keyspace: &mut Keyspace, command: &KvCommand, ctx: &ApplyContext) -> Reply {
+    if let Some(refused) = memory::refusal(keyspace, command, ctx.time_ms) {
+        return refused;
+    }
+    write_unchecked(keyspace, command, ctx)
+}
+
+fn write_unchecked(keyspace: &mut Keyspace, command: &KvCommand, ctx: &ApplyContext) -> Reply {
     let now = ctx.time_ms;
     match command {
         KvCommand::Set {
@@ -176,6 +270,10 @@ pub(crate) fn write(keyspace: &mut Keyspace, command: &KvCommand, ctx: &ApplyCon
             keyspace.clear();
             Reply::ok()
         }
+        KvCommand::SetMaxMemory { bytes } => {
+            keyspace.set_maxmemory_bytes(*bytes);
+            Reply::ok()
+        }
         KvCommand::HSet { key, pairs } => collections::hset(keyspace, key, pairs, now),
         KvCommand::HDel { key, fields } => collections::hdel(keyspace, key, fields, now),
         KvCommand::HIncrBy { key, field, delta } => {
@@ -195,7 +293,7 @@ pub(crate) fn write(keyspace: &mut Keyspace, command: &KvCommand, ctx: &ApplyCon
             Reply::Array(
                 commands
                     .iter()
-                    .map(|command| write(keyspace, command, ctx))
+                    .map(|command| write_unchecked(keyspace, command, ctx))
                     .collect(),
             )
         }

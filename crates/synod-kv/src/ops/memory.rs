@@ -1,0 +1,170 @@
+//! The `maxmemory` decision: which writes are refused with `-OOM`.
+//!
+//! Made at apply time, from the replicated state only (the accounted size
+//! of [`crate::value`] and the limit the log set), so every replica refuses
+//! exactly the same commands and the states never diverge, whatever each
+//! node's allocator or flags say.
+//!
+//! A command is refused when the limit is set (non-zero) and the dataset
+//! plus the command's *growth bound* would exceed it. The bound is computed
+//! before anything is allocated, in O(arguments) with O(1) lookups: exact for
+//! string writes (`SET`, `APPEND`, `SETRANGE`, ...: the new size minus what
+//! the key holds now), and an upper bound for collections (every field and
+//! item counted as new). A command that cannot grow the dataset (`DEL`,
+//! `EXPIRE`, pops, `FLUSHALL`, reads, a `SET` that shrinks a value) is
+//! never refused, so a full dataset can always be emptied. A transaction is
+//! refused as a whole when the sum of its bounds does not fit.
+//!
+//! This is stricter than Redis, which refuses only once used memory is
+//! already above the limit: here the write that would cross it is refused,
+//! which is what keeps `SETRANGE k 536870911 x` from allocating 512 MB on
+//! every replica under a 100 MB limit.
+
+use bytes::Bytes;
+use synod_resp::Reply;
+
+use super::strings::STRING_LEN_MAX;
+use crate::command::KvCommand;
+use crate::keyspace::{Keyspace, Value};
+use crate::value::{entry_bytes, field_bytes, item_bytes};
+
+/// Redis's error text for a refused write.
+pub(crate) const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+
+/// Longest text `INCRBY` can store (`-9223372036854775808`).
+const INTEGER_TEXT_MAX: u64 = 20;
+/// Longest text `INCRBYFLOAT` can store (a finite f64 written out in full
+/// has at most 309 integer digits, a sign, a point and 17 decimals).
+const FLOAT_TEXT_MAX: u64 = 330;
+
+/// The `-OOM` reply when `command` would take the dataset past the
+/// replicated limit; `None` when it may run.
+pub(crate) fn refusal(keyspace: &Keyspace, command: &KvCommand, now: u64) -> Option<Reply> {
+    let limit = keyspace.maxmemory_bytes();
+    if limit == 0 {
+        return None;
+    }
+    let growth = growth_bound(keyspace, command, now);
+    if growth > 0 && keyspace.used_bytes().saturating_add(growth) > limit {
+        Some(Reply::error(OOM))
+    } else {
+        None
+    }
+}
+
+/// What the key's live value accounts for now (0 when absent or expired:
+/// the write removes an expired key first).
+fn current_entry(keyspace: &Keyspace, key: &[u8], now: u64) -> u64 {
+    keyspace
+        .live(key, now)
+        .map_or(0, |entry| entry_bytes(key.len(), entry.value.bytes()))
+}
+
+/// Growth of replacing the key's value with a string of `len` bytes.
+fn string_growth(keyspace: &Keyspace, key: &Bytes, len: u64, now: u64) -> u64 {
+    entry_bytes(key.len(), len).saturating_sub(current_entry(keyspace, key, now))
+}
+
+/// Length of the live string at `key` (0 when absent, or not a string: the
+/// command then fails with WRONGTYPE and grows nothing, but counting it as
+/// absent only overestimates).
+fn string_len(keyspace: &Keyspace, key: &[u8], now: u64) -> u64 {
+    match keyspace.live(key, now).map(|entry| &entry.value) {
+        Some(Value::Str(value)) => value.len() as u64,
+        _ => 0,
+    }
+}
+
+/// Key overhead if the key must be created.
+fn creation(keyspace: &Keyspace, key: &[u8], now: u64) -> u64 {
+    if keyspace.live(key, now).is_some() {
+        0
+    } else {
+        entry_bytes(key.len(), 0)
+    }
+}
+
+/// An upper bound of how many accounted bytes `command` adds (see the
+/// module docs); 0 for a command that cannot grow the dataset.
+pub(crate) fn growth_bound(keyspace: &Keyspace, command: &KvCommand, now: u64) -> u64 {
+    match command {
+        KvCommand::Set { key, value, .. }
+        | KvCommand::SetNx { key, value }
+        | KvCommand::SetEx { key, value, .. }
+        | KvCommand::GetSet { key, value } => string_growth(keyspace, key, value.len() as u64, now),
+        KvCommand::MSet { pairs } | KvCommand::MSetNx { pairs } => pairs
+            .iter()
+            .map(|(key, value)| string_growth(keyspace, key, value.len() as u64, now))
+            .fold(0u64, u64::saturating_add),
+        KvCommand::IncrBy { key, .. } => string_growth(keyspace, key, INTEGER_TEXT_MAX, now),
+        KvCommand::IncrByFloat { key, .. } => string_growth(keyspace, key, FLOAT_TEXT_MAX, now),
+        KvCommand::Append { key, value } => {
+            let current = string_len(keyspace, key, now);
+            let next = current.saturating_add(value.len() as u64);
+            if next > STRING_LEN_MAX {
+                // Refused by the string limit, allocating nothing.
+                return 0;
+            }
+            string_growth(keyspace, key, next, now)
+        }
+        KvCommand::SetRange { key, offset, value } => {
+            if value.is_empty() {
+                return 0;
+            }
+            let Some(end) = offset.checked_add(value.len() as u64) else {
+                return 0;
+            };
+            if end > STRING_LEN_MAX {
+                // Refused by the string limit, allocating nothing.
+                return 0;
+            }
+            let next = string_len(keyspace, key, now).max(end);
+            string_growth(keyspace, key, next, now)
+        }
+        KvCommand::HSet { key, pairs } => pairs
+            .iter()
+            .map(|(field, value)| field_bytes(field, value))
+            .fold(creation(keyspace, key, now), u64::saturating_add),
+        KvCommand::HIncrBy { key, field, .. } => creation(keyspace, key, now)
+            .saturating_add(field_bytes(field, &[]))
+            .saturating_add(INTEGER_TEXT_MAX),
+        KvCommand::Push { key, values, .. } => values
+            .iter()
+            .map(|value| item_bytes(value))
+            .fold(creation(keyspace, key, now), u64::saturating_add),
+        KvCommand::Exec(commands) => commands
+            .iter()
+            .map(|command| growth_bound(keyspace, command, now))
+            .fold(0u64, u64::saturating_add),
+        KvCommand::GetDel { .. }
+        | KvCommand::GetEx { .. }
+        | KvCommand::Del { .. }
+        | KvCommand::Expire { .. }
+        | KvCommand::Persist { .. }
+        | KvCommand::FlushAll
+        | KvCommand::HDel { .. }
+        | KvCommand::Pop { .. }
+        | KvCommand::SetMaxMemory { .. } => 0,
+        // Users are not part of the accounted dataset (they are few and only
+        // an @admin user can add them).
+        KvCommand::Acl(_) => 0,
+        KvCommand::Get { .. }
+        | KvCommand::MGet { .. }
+        | KvCommand::Exists { .. }
+        | KvCommand::StrLen { .. }
+        | KvCommand::GetRange { .. }
+        | KvCommand::Ttl { .. }
+        | KvCommand::Type { .. }
+        | KvCommand::Keys { .. }
+        | KvCommand::Scan { .. }
+        | KvCommand::DbSize
+        | KvCommand::RandomKey
+        | KvCommand::HGet { .. }
+        | KvCommand::HGetAll { .. }
+        | KvCommand::HLen { .. }
+        | KvCommand::HExists { .. }
+        | KvCommand::LRange { .. }
+        | KvCommand::LLen { .. }
+        | KvCommand::MemoryInfo => 0,
+    }
+}

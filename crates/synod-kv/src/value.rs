@@ -1,0 +1,240 @@
+//! A key's value, and the deterministic size every replica accounts for it
+//! (the `--maxmemory` figure).
+//!
+//! # The size formula
+//!
+//! `used_memory_dataset` is the sum over stored keys (expired ones not yet
+//! purged included) of
+//!
+//! ```text
+//! KEY_OVERHEAD_BYTES + len(key) + value bytes
+//!   string: len(value)
+//!   hash:   sum over fields of FIELD_OVERHEAD_BYTES + len(field) + len(value)
+//!   list:   sum over items  of ITEM_OVERHEAD_BYTES + len(item)
+//! ```
+//!
+//! It is a pure function of the replicated state, never the allocator's
+//! figure, so every replica computes the same number at the same point of
+//! the log and refuses the same writes. The overheads approximate what the
+//! indexes and allocations cost per key/field/item (measured ~840 B per
+//! small string key on the whole process, most of it not the dataset's).
+//! Changing a constant changes which writes are refused: every replica of a
+//! cluster must run the same formula, like the same command set.
+//!
+//! Collections sit behind an `Arc` so that cloning a [`Value`] (which a
+//! keyspace view does for a whole tree node when it is written under a live
+//! view) never copies a collection; the first write to a collection shared
+//! with a view copies it once (`Arc::make_mut`).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::command::ListEnd;
+
+/// Accounted per key, besides its name and value.
+pub const KEY_OVERHEAD_BYTES: u64 = 64;
+/// Accounted per hash field, besides the field's name and value.
+pub const FIELD_OVERHEAD_BYTES: u64 = 48;
+/// Accounted per list item, besides its bytes.
+pub const ITEM_OVERHEAD_BYTES: u64 = 24;
+
+/// A key's value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Value {
+    Str(Bytes),
+    /// Never empty once a command returns.
+    Hash(Arc<HashFields>),
+    /// Never empty once a command returns.
+    List(Arc<ListItems>),
+}
+
+impl Value {
+    /// The name `TYPE` reports.
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "string",
+            Value::Hash(_) => "hash",
+            Value::List(_) => "list",
+        }
+    }
+
+    pub(crate) fn is_empty_collection(&self) -> bool {
+        match self {
+            Value::Str(_) => false,
+            Value::Hash(fields) => fields.is_empty(),
+            Value::List(items) => items.is_empty(),
+        }
+    }
+
+    /// The value's accounted bytes (see the module docs); O(1).
+    pub(crate) fn bytes(&self) -> u64 {
+        match self {
+            Value::Str(value) => value.len() as u64,
+            Value::Hash(fields) => fields.bytes,
+            Value::List(items) => items.bytes,
+        }
+    }
+
+    pub(crate) fn empty_hash() -> Value {
+        Value::Hash(Arc::new(HashFields::default()))
+    }
+
+    pub(crate) fn empty_list() -> Value {
+        Value::List(Arc::new(ListItems::default()))
+    }
+}
+
+/// Accounted bytes of a key holding a value of `value_bytes`.
+pub(crate) fn entry_bytes(key_len: usize, value_bytes: u64) -> u64 {
+    KEY_OVERHEAD_BYTES
+        .saturating_add(key_len as u64)
+        .saturating_add(value_bytes)
+}
+
+/// Accounted bytes of one hash field.
+pub(crate) fn field_bytes(field: &[u8], value: &[u8]) -> u64 {
+    FIELD_OVERHEAD_BYTES + field.len() as u64 + value.len() as u64
+}
+
+/// Accounted bytes of one list item.
+pub(crate) fn item_bytes(item: &[u8]) -> u64 {
+    ITEM_OVERHEAD_BYTES + item.len() as u64
+}
+
+/// A hash's fields in byte order (so `HGETALL` is deterministic), with
+/// their accounted size kept up to date.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HashFields {
+    fields: BTreeMap<Bytes, Bytes>,
+    bytes: u64,
+}
+
+impl HashFields {
+    /// Sets a field; true when it is new.
+    pub(crate) fn insert(&mut self, field: Bytes, value: Bytes) -> bool {
+        let added = field_bytes(&field, &value);
+        let key_len = field.len() as u64;
+        match self.fields.insert(field, value) {
+            Some(old) => {
+                self.bytes =
+                    self.bytes - (FIELD_OVERHEAD_BYTES + key_len + old.len() as u64) + added;
+                false
+            }
+            None => {
+                self.bytes += added;
+                true
+            }
+        }
+    }
+
+    /// Removes a field; true when it was there.
+    pub(crate) fn remove(&mut self, field: &[u8]) -> bool {
+        match self.fields.remove(field) {
+            Some(value) => {
+                self.bytes -= field_bytes(field, &value);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn get(&self, field: &[u8]) -> Option<&Bytes> {
+        self.fields.get(field)
+    }
+
+    pub(crate) fn contains_key(&self, field: &[u8]) -> bool {
+        self.fields.contains_key(field)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> + '_ {
+        self.fields.iter()
+    }
+}
+
+/// A list's items, with their accounted size kept up to date.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ListItems {
+    items: VecDeque<Bytes>,
+    bytes: u64,
+}
+
+impl ListItems {
+    pub(crate) fn with_capacity(len: usize) -> ListItems {
+        ListItems {
+            items: VecDeque::with_capacity(len),
+            bytes: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, end: ListEnd, item: Bytes) {
+        self.bytes += item_bytes(&item);
+        match end {
+            ListEnd::Left => self.items.push_front(item),
+            ListEnd::Right => self.items.push_back(item),
+        }
+    }
+
+    pub(crate) fn pop(&mut self, end: ListEnd) -> Option<Bytes> {
+        let item = match end {
+            ListEnd::Left => self.items.pop_front(),
+            ListEnd::Right => self.items.pop_back(),
+        }?;
+        self.bytes -= item_bytes(&item);
+        Some(item)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Bytes> + '_ {
+        self.items.iter()
+    }
+
+    pub(crate) fn range(
+        &self,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> impl Iterator<Item = &Bytes> + '_ {
+        self.items.range(range)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_bytes_follow_the_formula() {
+        let mut fields = HashFields::default();
+        assert!(fields.insert(Bytes::from("f"), Bytes::from("12345")));
+        assert_eq!(fields.bytes, FIELD_OVERHEAD_BYTES + 1 + 5);
+        assert!(!fields.insert(Bytes::from("f"), Bytes::from("1")));
+        assert_eq!(fields.bytes, FIELD_OVERHEAD_BYTES + 1 + 1);
+        assert!(fields.remove(b"f"));
+        assert_eq!(fields.bytes, 0);
+    }
+
+    #[test]
+    fn list_bytes_follow_the_formula() {
+        let mut items = ListItems::default();
+        items.push(ListEnd::Left, Bytes::from("ab"));
+        items.push(ListEnd::Right, Bytes::from("cde"));
+        assert_eq!(items.bytes, 2 * ITEM_OVERHEAD_BYTES + 5);
+        assert_eq!(items.pop(ListEnd::Left), Some(Bytes::from("ab")));
+        assert_eq!(items.bytes, ITEM_OVERHEAD_BYTES + 3);
+    }
+}
