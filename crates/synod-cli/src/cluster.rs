@@ -1,10 +1,12 @@
 //! `synod cluster`: a local cluster of `synod server` processes.
 
+use crate::certs;
 use clap::Args;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
+use synod::NodeId;
 
 #[derive(Args, Debug)]
 pub struct ClusterArgs {
@@ -15,6 +17,8 @@ pub struct ClusterArgs {
     #[arg(long, default_value_t = 7000)]
     base_port: u16,
     /// Each node keeps its data in DIR/node-i (and its log in DIR/node-i.log).
+    /// Peer-link TLS credentials are made in DIR/tls on the first start and
+    /// reused later (give --insecure-peer-links after -- to run without).
     #[arg(long, default_value = "./synod-data")]
     data_dir: PathBuf,
     /// Extra arguments passed to every `synod server` (after --).
@@ -74,6 +78,7 @@ fn run(args: ClusterArgs) -> Result<ExitCode, String> {
     // environment, never on its command line (where `ps` shows it).
     let mut extra_args = args.server_args.clone();
     let password = take_password(&mut extra_args)?;
+    let credentials = peer_credentials(&args)?;
     crate::signals::install();
     let mut children: Vec<(u32, Child)> = Vec::new();
     for i in 1..=args.nodes {
@@ -93,6 +98,9 @@ fn run(args: ClusterArgs) -> Result<ExitCode, String> {
             "--data-dir".into(),
             dir.display().to_string(),
         ];
+        if let Some(dir) = &credentials {
+            server_args.extend(tls_args(dir, i));
+        }
         server_args.extend(extra_args.iter().cloned());
         // How to restart this node by hand (without --init: a restart must
         // never initialise a directory that lost its data).
@@ -201,6 +209,59 @@ fn brand_new_cluster(args: &ClusterArgs) -> Result<bool, String> {
         );
     }
     Ok(false)
+}
+
+/// Whether extra `synod server` arguments already choose the peer-link
+/// security (--insecure-peer-links, or their own --tls-* files).
+fn chooses_peer_links(server_args: &[String]) -> bool {
+    server_args.iter().any(|a| {
+        a == "--insecure-peer-links"
+            || ["--tls-cert", "--tls-key", "--tls-ca"].contains(&a.as_str())
+    })
+}
+
+/// Where the peer-link TLS credentials are: DATA_DIR/tls, made now if there
+/// are none. `None` when the extra server arguments already choose.
+fn peer_credentials(args: &ClusterArgs) -> Result<Option<PathBuf>, String> {
+    if chooses_peer_links(&args.server_args) {
+        return Ok(None);
+    }
+    let dir = args.data_dir.join("tls");
+    let nodes: Vec<NodeId> = (1..=args.nodes).map(NodeId).collect();
+    if certs::ensure_cluster_credentials(&dir, &nodes)? {
+        println!("synod: made peer-link TLS credentials in {}", dir.display());
+    }
+    Ok(Some(dir))
+}
+
+/// Node i's peer-link flags for the credentials in `dir`.
+fn tls_args(dir: &Path, i: u32) -> Vec<String> {
+    let path = |p: PathBuf| p.display().to_string();
+    vec![
+        "--tls-ca".into(),
+        path(certs::ca_cert_path(dir)),
+        "--tls-cert".into(),
+        path(certs::node_cert_path(dir, NodeId(i))),
+        "--tls-key".into(),
+        path(certs::node_key_path(dir, NodeId(i))),
+    ]
+}
+
+/// For other launchers of local clusters (the chaos tester): node i's
+/// peer-link flags, with credentials for nodes 1..=n made in `dir` on first
+/// use, or none if `server_args` already choose.
+pub(crate) fn peer_link_args(
+    dir: &Path,
+    n: u32,
+    server_args: &[String],
+    i: u32,
+) -> Result<Vec<String>, String> {
+    if chooses_peer_links(server_args) {
+        return Ok(Vec::new());
+    }
+    let nodes: Vec<NodeId> = (1..=n).map(NodeId).collect();
+    certs::ensure_cluster_credentials(dir, &nodes)?;
+    Ok(tls_args(dir, i))
 }
 
 /// A node's log file, opened for appending, twice: for its stdout and stderr.

@@ -1,12 +1,15 @@
 //! `synod`: a replicated key-value server that speaks the Redis protocol.
 //!
 //! - `synod server --id N --peers 1=H:P,2=H:P,3=H:P --resp H:P --data-dir DIR [--http H:P]`
+//!   and `--tls-cert F --tls-key F --tls-ca F` (or `--insecure-peer-links` on loopback)
+//! - `synod certs --out DIR --nodes 1,2,3 [--hosts H,...] [--cluster NAME] [--force]`
 //! - `synod cluster [--nodes 3] [--base-port 7000] [--data-dir ./synod-data]`
 //! - `synod chaos [--runs N] [--duration S] [--nemesis kill,pause,partition,...]`
 //! - `synod bench [--protocol resp|etcd] [--addr H:P,...] [--clients N] [--json F] [--csv F]`
 //! - `synod bench-plot [--csv results.csv] [--json-dir DIR] [--out DIR]`
 
 mod bench;
+mod certs;
 mod chaos;
 mod client_limits;
 mod cluster;
@@ -33,6 +36,13 @@ enum Command {
     Server(server::ServerArgs),
     /// Starts a local cluster of `synod server` processes on 127.0.0.1.
     Cluster(cluster::ClusterArgs),
+    /// Creates a cluster CA and node credentials for TLS peer links.
+    ///
+    /// Writes DIR/ca.pem, DIR/ca-key.pem, and DIR/node-ID.pem and
+    /// DIR/node-ID-key.pem per node (keys mode 0600). Each node certificate
+    /// names node-ID.CLUSTER.synod, which peers check. Refuses to replace an
+    /// existing CA without --force.
+    Certs(certs::CertsArgs),
     /// Closed-loop load against RESP servers (Synod or Redis) or etcd (v3
     /// API): throughput and latency percentiles.
     Bench(bench::BenchArgs),
@@ -56,6 +66,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Server(args) => server::main(args),
         Command::Cluster(args) => cluster::main(args),
+        Command::Certs(args) => certs::main(args),
         Command::Chaos(args) => chaos::main(args),
         Command::Bench(args) => bench::main(args),
         Command::BenchPlot(args) => bench::plot::main(args),

@@ -23,6 +23,10 @@ pub struct ServerArgs {
     /// Every member, this node included: ID=HOST:PORT,... (the Paxos port).
     #[arg(long, value_parser = parse_peers)]
     peers: BTreeMap<NodeId, SocketAddr>,
+    /// Peer-link security: --tls-cert/--tls-key/--tls-ca (mutually
+    /// authenticated TLS 1.3) or --insecure-peer-links (loopback only).
+    #[command(flatten)]
+    peer_links: crate::certs::PeerLinkArgs,
     /// Where Redis clients connect.
     #[arg(long, default_value = "127.0.0.1:6379")]
     resp: SocketAddr,
@@ -262,6 +266,7 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     let Some(mut cfg) = NodeConfig::new(id, args.peers.clone(), &args.data_dir) else {
         return Err(format!("--id {} is not in --peers", args.id));
     };
+    cfg.peer_security = Some(args.peer_links.security(id, &args.peers)?);
     cfg.tick = Duration::from_millis(args.tick_ms.max(1));
     cfg.election_ticks = args.election_ticks;
     cfg.heartbeat_ticks = args.heartbeat_ticks;

@@ -25,6 +25,7 @@ fn a_full_disk_ends_the_server_with_a_clear_message() {
         http: vec![addrs[2]],
         children: vec![None],
         extra: Vec::new(),
+        tls: None,
         started: vec![false],
     };
     let mut command = cluster.server_command(0, &["--init"]);

@@ -47,6 +47,7 @@ async fn cluster() -> Cluster {
         let mut cfg = NodeConfig::new(NodeId(id), peers.clone(), dir.path().join(format!("n{id}")))
             .expect("member");
         cfg.bootstrap = synod::Bootstrap::New;
+        cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
         cfg.value_bytes_max = VALUE_BYTES_MAX;
         cfg.request_timeout = Duration::from_secs(10);
         let node = Arc::new(Node::start(cfg, Store::new()).await.expect("starts"));

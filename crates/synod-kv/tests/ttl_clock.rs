@@ -66,6 +66,7 @@ impl Cluster {
                 NodeConfig::new(NodeId(id), peers.clone(), dir.path().join(format!("n{id}")))
                     .expect("member");
             cfg.bootstrap = synod::Bootstrap::New;
+            cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
             cfg.request_timeout = Duration::from_secs(10);
             cfg.wall_clock = offset_clock(Arc::clone(&offset));
             tweak(&mut cfg);

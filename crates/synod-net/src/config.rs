@@ -2,6 +2,7 @@
 
 use crate::error::NetError;
 use crate::handshake::HANDSHAKE_PAYLOAD_BYTES;
+use crate::tls::PeerSecurity;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,6 +22,10 @@ pub const BACKOFF_MIN_DEFAULT: Duration = Duration::from_millis(50);
 pub const BACKOFF_MAX_DEFAULT: Duration = Duration::from_millis(500);
 /// Default for [`NetConfig::handshake_timeout`].
 pub const HANDSHAKE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+/// Default for [`NetConfig::handshakes_pending_per_source_max`].
+pub const HANDSHAKES_PENDING_PER_SOURCE_MAX_DEFAULT: usize = 8;
+/// Default for [`NetConfig::peer_accept_interval_min`].
+pub const PEER_ACCEPT_INTERVAL_MIN_DEFAULT: Duration = Duration::from_millis(200);
 /// Default for [`NetConfig::keepalive_interval`].
 pub const KEEPALIVE_INTERVAL_DEFAULT: Duration = Duration::from_millis(100);
 /// Default for [`NetConfig::idle_timeout`].
@@ -38,6 +43,9 @@ pub struct NetConfig {
     pub listen: SocketAddr,
     /// Every member including this node: id -> address.
     pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// TLS with the cluster's CA, or plain TCP on loopback only. Chosen
+    /// explicitly by whoever builds the config: there is no default.
+    pub security: PeerSecurity,
     /// Per-peer bound on queued outgoing messages; more are dropped (Paxos
     /// tolerates loss) and counted.
     pub send_queue_max: usize,
@@ -53,6 +61,17 @@ pub struct NetConfig {
     /// Accepted sockets that may be in the handshake at once; more are closed at
     /// once, so a flood of idle sockets cannot hold unbounded tasks.
     pub handshakes_pending_max: usize,
+    /// Of those, at most this many from one source IP address; more from that
+    /// address are closed at once, so one flooding host cannot take every
+    /// handshake slot from the members.
+    pub handshakes_pending_per_source_max: usize,
+    /// An accepted connection that completes its handshake as peer P less
+    /// than this long after the last one accepted for P is closed (and
+    /// counted) instead of replacing P's link. Bounds how often a flapping
+    /// or misbehaving peer, authenticated or not, can cut its link; a
+    /// restarted peer's redial is spaced by its backoff and gets in. Only
+    /// applies while the peer has a live link. Zero turns the limit off.
+    pub peer_accept_interval_min: Duration,
     /// First delay before a dialer reconnects.
     pub backoff_min: Duration,
     /// The delay doubles after each failed attempt up to this.
@@ -73,22 +92,26 @@ pub struct NetConfig {
 }
 
 impl NetConfig {
-    /// A config with every limit at its default.
+    /// A config with every limit at its default and the given security.
     pub fn new(
         cluster_id: u64,
         node_id: NodeId,
         listen: SocketAddr,
         peers: BTreeMap<NodeId, SocketAddr>,
+        security: PeerSecurity,
     ) -> NetConfig {
         NetConfig {
             cluster_id,
             node_id,
             listen,
             peers,
+            security,
             send_queue_max: SEND_QUEUE_MAX_DEFAULT,
             frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
             write_batch_bytes_max: WRITE_BATCH_BYTES_MAX_DEFAULT,
             handshakes_pending_max: HANDSHAKES_PENDING_MAX_DEFAULT,
+            handshakes_pending_per_source_max: HANDSHAKES_PENDING_PER_SOURCE_MAX_DEFAULT,
+            peer_accept_interval_min: PEER_ACCEPT_INTERVAL_MIN_DEFAULT,
             backoff_min: BACKOFF_MIN_DEFAULT,
             backoff_max: BACKOFF_MAX_DEFAULT,
             handshake_timeout: HANDSHAKE_TIMEOUT_DEFAULT,
@@ -124,8 +147,11 @@ impl NetConfig {
         if self.write_batch_bytes_max == 0 {
             return fail("write_batch_bytes_max must be at least 1".into());
         }
-        if self.handshakes_pending_max == 0 {
-            return fail("handshakes_pending_max must be at least 1".into());
+        if self.handshakes_pending_max == 0 || self.handshakes_pending_per_source_max == 0 {
+            return fail(
+                "handshakes_pending_max and handshakes_pending_per_source_max must be at least 1"
+                    .into(),
+            );
         }
         if self.keepalive_interval.is_zero() || self.idle_timeout < 2 * self.keepalive_interval {
             return fail(format!(
@@ -142,6 +168,32 @@ impl NetConfig {
         if self.handshake_timeout.is_zero() {
             return fail("handshake_timeout must be positive".into());
         }
+        self.validate_security()
+    }
+
+    /// Insecure links only on loopback; a TLS identity only for its own node.
+    fn validate_security(&self) -> Result<(), NetError> {
+        match &self.security {
+            PeerSecurity::InsecureLoopback => {
+                let outside = std::iter::once((self.node_id, &self.listen))
+                    .chain(self.peers.iter().map(|(id, addr)| (*id, addr)))
+                    .find(|(_, addr)| !addr.ip().is_loopback());
+                if let Some((id, addr)) = outside {
+                    return Err(NetError::InvalidConfig(format!(
+                        "insecure peer links are allowed on loopback only, but node {id} has peer address {addr}: anyone who can reach it could act as any member; use TLS credentials (synod certs) for addresses outside loopback"
+                    )));
+                }
+            }
+            PeerSecurity::Tls(tls) => {
+                if tls.node_id() != self.node_id {
+                    return Err(NetError::InvalidConfig(format!(
+                        "the TLS credentials are node {}'s, but this is node {}",
+                        tls.node_id(),
+                        self.node_id
+                    )));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -153,7 +205,7 @@ mod tests {
     fn config() -> NetConfig {
         let addr: SocketAddr = "127.0.0.1:7101".parse().unwrap();
         let peers = [(NodeId(1), addr)].into_iter().collect();
-        NetConfig::new(9, NodeId(1), addr, peers)
+        NetConfig::new(9, NodeId(1), addr, peers, PeerSecurity::InsecureLoopback)
     }
 
     #[test]
@@ -171,7 +223,12 @@ mod tests {
 
     #[test]
     fn rejects_broken_limits() {
-        let broken: [fn(&mut NetConfig); 9] = [
+        let broken: [fn(&mut NetConfig); 12] = [
+            |c| c.handshakes_pending_per_source_max = 0,
+            |c| c.listen = "0.0.0.0:7101".parse().unwrap(),
+            |c| {
+                c.peers.insert(NodeId(2), "192.0.2.1:7101".parse().unwrap());
+            },
             |c| c.keepalive_interval = Duration::ZERO,
             |c| c.idle_timeout = c.keepalive_interval,
             |c| c.node_id = NodeId(2),

@@ -12,10 +12,15 @@ use std::sync::Arc;
 use synod_core::codec::{Decode, DecodeError};
 use synod_core::{Message, NodeId};
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::task::JoinSet;
+
+/// A socket after its handshake: plain TCP (insecure loopback mode) or TLS
+/// over TCP. Boxed, so one connection code serves both.
+pub(crate) trait PeerStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> PeerStream for T {}
+/// The stream a connection runs on.
+pub(crate) type BoxedStream = Box<dyn PeerStream>;
 
 /// The reader asks the socket for at least this much at a time, so many small
 /// frames arrive in one read call.
@@ -67,7 +72,12 @@ impl CloseReason {
 /// Runs a connection whose handshake with `peer` is done, until it breaks, is
 /// replaced, or the node shuts down. Returns once both tasks have stopped and
 /// the socket is closed.
-pub(crate) async fn run(inner: Arc<Inner>, peer: Arc<Peer>, stream: TcpStream, remote: SocketAddr) {
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    peer: Arc<Peer>,
+    stream: BoxedStream,
+    remote: SocketAddr,
+) {
     let connection_id = inner.next_connection_id.fetch_add(1, Ordering::Relaxed);
     let (replaced_old, mut replaced) = peer.install(connection_id);
     let _open = OpenConnection::new(&inner.counters);
@@ -79,7 +89,7 @@ pub(crate) async fn run(inner: Arc<Inner>, peer: Arc<Peer>, stream: TcpStream, r
         peer.id
     );
 
-    let (read_half, write_half) = stream.into_split();
+    let (read_half, write_half) = tokio::io::split(stream);
     // Separate tasks, so that reading (and its backpressure on the inbound
     // channel) never stalls writing, and the two can use different cores.
     let mut tasks = JoinSet::new();
@@ -111,7 +121,11 @@ pub(crate) async fn run(inner: Arc<Inner>, peer: Arc<Peer>, stream: TcpStream, r
 }
 
 /// Reads frames, checks them, and hands messages to the inbound channel.
-async fn read_loop(inner: Arc<Inner>, peer: NodeId, mut socket: OwnedReadHalf) -> CloseReason {
+async fn read_loop(
+    inner: Arc<Inner>,
+    peer: NodeId,
+    mut socket: ReadHalf<BoxedStream>,
+) -> CloseReason {
     let frame_bytes_max = inner.cfg.frame_bytes_max;
     let ours = inner.cfg.node_id;
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
@@ -164,7 +178,11 @@ async fn read_loop(inner: Arc<Inner>, peer: NodeId, mut socket: OwnedReadHalf) -
 }
 
 /// Takes messages from the peer's queue and writes them, many frames per write.
-async fn write_loop(inner: Arc<Inner>, peer: Arc<Peer>, mut socket: OwnedWriteHalf) -> CloseReason {
+async fn write_loop(
+    inner: Arc<Inner>,
+    peer: Arc<Peer>,
+    mut socket: WriteHalf<BoxedStream>,
+) -> CloseReason {
     let cfg = &inner.cfg;
     let mut queue = peer.lock_queue().await;
     let mut buf = BytesMut::with_capacity(cfg.write_batch_bytes_max.min(READ_CHUNK_BYTES));
@@ -174,7 +192,7 @@ async fn write_loop(inner: Arc<Inner>, peer: Arc<Peer>, mut socket: OwnedWriteHa
             Ok(None) => return CloseReason::Shutdown,
             Err(_) => {
                 // Nothing to send for a while: tell the reader we live.
-                if let Err(err) = socket.write_all(&frame::KEEPALIVE).await {
+                if let Err(err) = write_flushed(&mut socket, &frame::KEEPALIVE).await {
                     return CloseReason::Io(err);
                 }
                 continue;
@@ -208,7 +226,7 @@ async fn write_loop(inner: Arc<Inner>, peer: Arc<Peer>, mut socket: OwnedWriteHa
         if buf.is_empty() {
             continue;
         }
-        if let Err(err) = socket.write_all(&buf).await {
+        if let Err(err) = write_flushed(&mut socket, &buf).await {
             return CloseReason::Io(err);
         }
         add(&inner.counters.frames_sent, frames);
@@ -219,4 +237,11 @@ async fn write_loop(inner: Arc<Inner>, peer: Arc<Peer>, mut socket: OwnedWriteHa
             buf.clear();
         }
     }
+}
+
+/// Writes `bytes` and flushes: TLS keeps written bytes in its own buffer
+/// until flushed (for plain TCP the flush does nothing).
+async fn write_flushed(socket: &mut WriteHalf<BoxedStream>, bytes: &[u8]) -> std::io::Result<()> {
+    socket.write_all(bytes).await?;
+    socket.flush().await
 }

@@ -10,12 +10,14 @@
 //! | 4     | sender node id                                         |
 //! | 4     | node id the sender expects at the other end            |
 //!
-//! The dialer (lower id) speaks first; the acceptor checks it and answers with
-//! its own. Magic and version come first so that a later version may grow the
+//! With TLS (the `tls` module) this handshake runs inside the TLS session,
+//! and the acceptor answers only once the dialer's certificate names the id
+//! its handshake claims. The dialer (lower id) speaks first; the acceptor
+//! checks it and answers with its own. Magic and version come first so that a later version may grow the
 //! payload and still be refused with a clear message by this one.
 
 use crate::config::NetConfig;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use synod_core::NodeId;
 use thiserror::Error;
@@ -72,6 +74,35 @@ pub(crate) enum HandshakeError {
     WrongPeer { theirs: NodeId, dialed: NodeId },
     #[error("arrived while {0} handshakes were already pending")]
     TooBusy(usize),
+    #[error("arrived while {max} handshakes from {source_ip} were already pending")]
+    SourceBusy { source_ip: IpAddr, max: usize },
+    #[error("failed the TLS handshake: {0}")]
+    Tls(std::io::Error),
+    #[error("claims to be {claimed}, but {why}")]
+    NotCertified { claimed: NodeId, why: String },
+    #[error("connected as {peer} again within {interval:?} of its last accepted connection (rate limited; the current link stays)")]
+    RateLimited { peer: NodeId, interval: Duration },
+}
+
+impl HandshakeError {
+    /// A TLS failure or a certificate that does not match the claimed id:
+    /// the other end could not prove it is a member.
+    pub(crate) fn is_unauthenticated(&self) -> bool {
+        matches!(
+            self,
+            HandshakeError::Tls(_) | HandshakeError::NotCertified { .. }
+        )
+    }
+
+    /// Refused by a limit, before or after the handshake.
+    pub(crate) fn is_rate_limited(&self) -> bool {
+        matches!(
+            self,
+            HandshakeError::TooBusy(_)
+                | HandshakeError::SourceBusy { .. }
+                | HandshakeError::RateLimited { .. }
+        )
+    }
 }
 
 impl Handshake {
@@ -194,20 +225,27 @@ async fn read_handshake<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Handshak
     Handshake::parse(&payload[..len])
 }
 
-/// Acceptor side: reads and checks the dialer's handshake, answers with ours,
-/// and returns the dialer's id.
-pub(crate) async fn accept<S>(stream: &mut S, cfg: &NetConfig) -> Result<NodeId, HandshakeError>
+/// Acceptor side: reads and checks the dialer's handshake, asks `authorize`
+/// whether the dialer may be the id it claims (with TLS: does its
+/// certificate name that id), answers with ours, and returns the dialer's id.
+pub(crate) async fn accept<S>(
+    stream: &mut S,
+    cfg: &NetConfig,
+    authorize: impl FnOnce(NodeId) -> Result<(), HandshakeError>,
+) -> Result<NodeId, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let hello = read_handshake(stream).await?;
     hello.check_hello(cfg)?;
+    authorize(hello.from)?;
     let reply = Handshake {
         cluster_id: cfg.cluster_id,
         from: cfg.node_id,
         to: hello.from,
     };
     stream.write_all(&reply.to_frame()).await?;
+    stream.flush().await?;
     Ok(hello.from)
 }
 
@@ -226,6 +264,7 @@ where
         to: peer,
     };
     stream.write_all(&hello.to_frame()).await?;
+    stream.flush().await?;
     let reply = read_handshake(stream).await?;
     reply.check_reply(cfg, peer)
 }
@@ -243,7 +282,13 @@ mod tests {
     fn config(node: u32) -> NetConfig {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let peers: BTreeMap<_, _> = (1..=3).map(|id| (NodeId(id), addr)).collect();
-        NetConfig::new(7, NodeId(node), addr, peers)
+        NetConfig::new(
+            7,
+            NodeId(node),
+            addr,
+            peers,
+            crate::tls::PeerSecurity::InsecureLoopback,
+        )
     }
 
     fn hello(cluster_id: u64, from: u32, to: u32) -> Handshake {
@@ -347,8 +392,10 @@ mod tests {
     async fn dial_and_accept_agree_over_a_pipe() {
         let (mut a, mut b) = tokio::io::duplex(256);
         let (dialer, acceptor) = (config(1), config(2));
-        let (dialed, accepted) =
-            tokio::join!(dial(&mut a, &dialer, NodeId(2)), accept(&mut b, &acceptor));
+        let (dialed, accepted) = tokio::join!(
+            dial(&mut a, &dialer, NodeId(2)),
+            accept(&mut b, &acceptor, |_| Ok(()))
+        );
         dialed.unwrap();
         assert_eq!(accepted.unwrap(), NodeId(1));
     }
@@ -357,7 +404,7 @@ mod tests {
     async fn a_huge_first_length_is_refused_without_reading_it() {
         let (mut a, mut b) = tokio::io::duplex(256);
         a.write_all(&u32::MAX.to_le_bytes()).await.unwrap();
-        let err = accept(&mut b, &config(2)).await.unwrap_err();
+        let err = accept(&mut b, &config(2), |_| Ok(())).await.unwrap_err();
         assert!(matches!(err, HandshakeError::NotHandshake(n) if n == u32::MAX as usize));
     }
 }

@@ -7,9 +7,17 @@
 //!   pair never races to open two connections. The dialer redials a broken
 //!   connection with jittered exponential backoff; the acceptor waits, and a
 //!   new connection from a peer replaces its old one (the peer restarted).
-//! - **Handshake.** The first frame each way names the protocol version, the
-//!   cluster and both ends (see the `handshake` module); any mismatch closes the
-//!   socket with a warning.
+//! - **Security.** Chosen explicitly in [`NetConfig::security`]: mutually
+//!   authenticated TLS 1.3 with the cluster's CA, where each certificate names
+//!   its node and cluster (see the [`tls`] module), or plain TCP on loopback
+//!   only ([`PeerSecurity::InsecureLoopback`], logged as a warning).
+//! - **Handshake.** The first frame each way (inside TLS) names the protocol
+//!   version, the cluster and both ends (see the `handshake` module); any
+//!   mismatch, or a claimed id the certificate does not name, closes the
+//!   socket with a warning and a count.
+//! - **Reconnect storms.** Pending handshakes are bounded in all and per
+//!   source address and time out; an accepted connection replaces a live link
+//!   of the same peer at most once per [`NetConfig::peer_accept_interval_min`].
 //! - **Frames.** A 4-byte little-endian length, then `Message::to_bytes()`.
 //!   Writers batch every queued message into one write; `TCP_NODELAY` is set.
 //! - **Bounds.** Each peer has a bounded send queue that outlives connections;
@@ -27,7 +35,7 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use std::collections::BTreeMap;
 //! use synod_core::{Ballot, Body, GroupId, InstanceId, Message, NodeId};
-//! use synod_net::{Net, NetConfig};
+//! use synod_net::{Net, NetConfig, PeerSecurity};
 //! use tokio::net::TcpListener;
 //! use tokio::sync::mpsc;
 //!
@@ -36,8 +44,10 @@
 //! let peers: BTreeMap<_, _> = [(NodeId(1), a.local_addr()?), (NodeId(2), b.local_addr()?)].into();
 //! let (tx1, _rx1) = mpsc::channel(1024);
 //! let (tx2, mut rx2) = mpsc::channel(1024);
-//! let one = Net::start_with_listener(NetConfig::new(7, NodeId(1), peers[&NodeId(1)], peers.clone()), a, tx1).await?;
-//! let two = Net::start_with_listener(NetConfig::new(7, NodeId(2), peers[&NodeId(2)], peers.clone()), b, tx2).await?;
+//! // Plain TCP is allowed on loopback only; real clusters use `PeerSecurity::Tls`.
+//! let config = |id: u32| NetConfig::new(7, NodeId(id), peers[&NodeId(id)], peers.clone(), PeerSecurity::InsecureLoopback);
+//! let one = Net::start_with_listener(config(1), a, tx1).await?;
+//! let two = Net::start_with_listener(config(2), b, tx2).await?;
 //!
 //! let msg = Message {
 //!     group: GroupId(0),
@@ -58,16 +68,19 @@
 mod backoff;
 mod config;
 mod connection;
+mod der;
 mod error;
 mod frame;
 mod handshake;
 mod net;
 mod peer;
 mod stats;
+pub mod tls;
 
 pub use config::{
     NetConfig, BACKOFF_MAX_DEFAULT, BACKOFF_MIN_DEFAULT, FRAME_BYTES_MAX_DEFAULT,
-    HANDSHAKES_PENDING_MAX_DEFAULT, HANDSHAKE_TIMEOUT_DEFAULT, SEND_QUEUE_MAX_DEFAULT,
+    HANDSHAKES_PENDING_MAX_DEFAULT, HANDSHAKES_PENDING_PER_SOURCE_MAX_DEFAULT,
+    HANDSHAKE_TIMEOUT_DEFAULT, PEER_ACCEPT_INTERVAL_MIN_DEFAULT, SEND_QUEUE_MAX_DEFAULT,
     WRITE_BATCH_BYTES_MAX_DEFAULT,
 };
 pub use error::{MessageTooLarge, NetError};
@@ -77,3 +90,4 @@ pub use frame::{put_message, take_frame, FrameTooLarge};
 pub use handshake::{HANDSHAKE_PAYLOAD_BYTES, MAGIC, PROTOCOL_VERSION};
 pub use net::Net;
 pub use stats::NetStats;
+pub use tls::{PeerSecurity, PeerTls, TlsError};

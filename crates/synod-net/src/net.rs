@@ -2,15 +2,16 @@
 
 use crate::backoff::Backoff;
 use crate::config::NetConfig;
-use crate::connection;
+use crate::connection::{self, BoxedStream};
 use crate::error::{MessageTooLarge, NetError};
 use crate::handshake::{self, HandshakeError};
 use crate::peer::Peer;
 use crate::stats::{add, Counters, NetStats};
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use crate::tls::PeerSecurity;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use synod_core::{Message, NodeId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -88,6 +89,18 @@ impl Net {
             .filter(|(id, _)| **id != cfg.node_id)
             .map(|(id, addr)| (*id, Arc::new(Peer::new(*id, *addr, cfg.send_queue_max))))
             .collect();
+        match &cfg.security {
+            PeerSecurity::Tls(tls) => tracing::info!(
+                node = %cfg.node_id,
+                cluster = tls.cluster(),
+                "peer links use mutually authenticated TLS 1.3 (certificates name node-<id>.{}.synod)",
+                tls.cluster()
+            ),
+            PeerSecurity::InsecureLoopback => tracing::warn!(
+                node = %cfg.node_id,
+                "peer links are INSECURE (plain TCP, unauthenticated): anyone who can reach the peer port on loopback can act as any member; use TLS credentials outside tests"
+            ),
+        }
         tracing::info!(
             node = %cfg.node_id,
             cluster_id = cfg.cluster_id,
@@ -97,6 +110,8 @@ impl Net {
             frame_bytes_max = cfg.frame_bytes_max,
             write_batch_bytes_max = cfg.write_batch_bytes_max,
             handshakes_pending_max = cfg.handshakes_pending_max,
+            handshakes_pending_per_source_max = cfg.handshakes_pending_per_source_max,
+            peer_accept_interval_min = ?cfg.peer_accept_interval_min,
             backoff_min = ?cfg.backoff_min,
             backoff_max = ?cfg.backoff_max,
             handshake_timeout = ?cfg.handshake_timeout,
@@ -220,6 +235,50 @@ async fn stopping(shutdown: &mut watch::Receiver<bool>) {
 fn reject(inner: &Inner, addr: SocketAddr, err: &HandshakeError) {
     handshake::warn_rejected(addr, err);
     add(&inner.counters.handshakes_rejected, 1);
+    if err.is_unauthenticated() {
+        add(&inner.counters.handshakes_unauthenticated, 1);
+    }
+    if err.is_rate_limited() {
+        add(&inner.counters.handshakes_rate_limited, 1);
+    }
+}
+
+/// Handshakes pending per source address, so that one host cannot hold
+/// every handshake slot. At most `handshakes_pending_max` entries: each
+/// stands for at least one pending handshake and is removed with the last.
+type PendingBySource = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One pending handshake of a source; dropping it releases the count.
+struct SourceSlot {
+    pending: PendingBySource,
+    source: IpAddr,
+}
+
+impl SourceSlot {
+    fn take(pending: &PendingBySource, source: IpAddr, max: usize) -> Option<SourceSlot> {
+        let mut counts = pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(source).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(SourceSlot {
+            pending: pending.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut counts = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.source) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.source);
+            }
+        }
+    }
 }
 
 /// Accepts sockets and runs each through the handshake and, if it passes, as
@@ -227,6 +286,7 @@ fn reject(inner: &Inner, addr: SocketAddr, err: &HandshakeError) {
 async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     let mut shutdown = inner.shutdown.subscribe();
     let pending = Arc::new(Semaphore::new(inner.cfg.handshakes_pending_max));
+    let by_source = PendingBySource::default();
     // At most handshakes_pending_max handshakes plus one live connection per
     // peer (and replaced ones for the moment they take to close).
     let mut accepted = JoinSet::new();
@@ -246,12 +306,26 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                 }
             },
         };
+        let per_source_max = inner.cfg.handshakes_pending_per_source_max;
+        let Some(source_slot) = SourceSlot::take(&by_source, remote.ip(), per_source_max) else {
+            let busy = HandshakeError::SourceBusy {
+                source_ip: remote.ip(),
+                max: per_source_max,
+            };
+            reject(&inner, remote, &busy);
+            continue;
+        };
         let Ok(permit) = pending.clone().try_acquire_owned() else {
             let busy = HandshakeError::TooBusy(inner.cfg.handshakes_pending_max);
             reject(&inner, remote, &busy);
             continue;
         };
-        accepted.spawn(accept_connection(inner.clone(), stream, remote, permit));
+        accepted.spawn(accept_connection(
+            inner.clone(),
+            stream,
+            remote,
+            (permit, source_slot),
+        ));
     }
     drop(listener);
     // Every accepted task watches the shutdown flag too, so this ends promptly.
@@ -259,25 +333,29 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
 }
 
 /// The acceptor's side of one socket: handshake, then the connection.
+/// `slots` (the global and per-source pending-handshake slots) are held for
+/// the handshake only.
 async fn accept_connection(
     inner: Arc<Inner>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     remote: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    slots: (OwnedSemaphorePermit, SourceSlot),
 ) {
     let mut shutdown = inner.shutdown.subscribe();
     if let Err(err) = stream.set_nodelay(true) {
         tracing::warn!("cannot set TCP_NODELAY for peer {remote}: {err}");
     }
+    // The timeout covers TLS and the inner handshake together, so a silent or
+    // slow unauthenticated socket holds its slot for at most this long.
     let hs_timeout = inner.cfg.handshake_timeout;
     let result = tokio::select! {
         _ = stopping(&mut shutdown) => return,
-        result = timeout(hs_timeout, handshake::accept(&mut stream, &inner.cfg)) => result,
+        result = timeout(hs_timeout, accept_handshake(&inner, stream)) => result,
     };
-    drop(permit);
+    drop(slots);
     let result = result.unwrap_or(Err(HandshakeError::Timeout(hs_timeout)));
-    let peer_id = match result {
-        Ok(peer_id) => peer_id,
+    let (peer_id, stream) = match result {
+        Ok(accepted) => accepted,
         Err(err) => {
             reject(&inner, remote, &err);
             return;
@@ -289,6 +367,60 @@ async fn accept_connection(
         return;
     };
     connection::run(inner, peer, stream, remote).await;
+}
+
+/// Whether a dialer that proved (with TLS) or claimed (insecure) to be
+/// `claimed` may replace that peer's link now. A new connection replaces the
+/// live link (the peer restarted), but not more often than
+/// `peer_accept_interval_min`: a flapping or hostile member cannot keep
+/// cutting its link. Judged before we answer, so a refused dialer learns
+/// nothing and its connection never reaches the peer's slot.
+fn admit(inner: &Inner, claimed: NodeId) -> Result<(), HandshakeError> {
+    let interval = inner.cfg.peer_accept_interval_min;
+    // check_hello admitted only members other than us before this is called.
+    let Some(peer) = inner.peers.get(&claimed) else {
+        return Err(HandshakeError::UnknownPeer(claimed));
+    };
+    if peer.admit_accepted(std::time::Instant::now(), interval) {
+        Ok(())
+    } else {
+        Err(HandshakeError::RateLimited {
+            peer: claimed,
+            interval,
+        })
+    }
+}
+
+/// TLS (if configured) and the inner handshake, acceptor side.
+async fn accept_handshake(
+    inner: &Inner,
+    mut stream: TcpStream,
+) -> Result<(NodeId, BoxedStream), HandshakeError> {
+    let cfg = &inner.cfg;
+    match &cfg.security {
+        PeerSecurity::InsecureLoopback => {
+            let peer = handshake::accept(&mut stream, cfg, |claimed| admit(inner, claimed)).await?;
+            Ok((peer, Box::new(stream)))
+        }
+        PeerSecurity::Tls(tls) => {
+            // Completes only with a client certificate chaining to our CA.
+            let mut stream = tls
+                .acceptor()
+                .accept(stream)
+                .await
+                .map_err(HandshakeError::Tls)?;
+            let certificates = stream.get_ref().1.peer_certificates().map(<[_]>::to_vec);
+            // The claimed id must be one the certificate names; we answer
+            // (and so reveal nothing more) only after that check.
+            let authorize = |claimed| {
+                tls.check_dialer(certificates.as_deref(), claimed)
+                    .map_err(|why| HandshakeError::NotCertified { claimed, why })?;
+                admit(inner, claimed)
+            };
+            let peer = handshake::accept(&mut stream, cfg, authorize).await?;
+            Ok((peer, Box::new(stream)))
+        }
+    }
 }
 
 /// Why one dial attempt failed.
@@ -330,25 +462,45 @@ async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
 }
 
 /// One attempt: connect and handshake, each within the handshake timeout.
-async fn dial(cfg: &NetConfig, peer: &Peer) -> Result<TcpStream, DialFailed> {
+async fn dial(cfg: &NetConfig, peer: &Peer) -> Result<BoxedStream, DialFailed> {
     // A SYN lost to a partition is retried by the kernel only after 1 s, then
     // 3 s...: give up sooner and dial afresh (see `NetConfig::idle_timeout`).
     let connect_timeout = cfg.idle_timeout.min(cfg.handshake_timeout);
     let connected = timeout(connect_timeout, TcpStream::connect(peer.addr)).await;
-    let mut stream = connected
+    let stream = connected
         .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
         .map_err(DialFailed::Connect)?;
     stream.set_nodelay(true).map_err(DialFailed::Connect)?;
-    match timeout(
-        cfg.handshake_timeout,
-        handshake::dial(&mut stream, cfg, peer.id),
-    )
-    .await
-    {
-        Ok(Ok(())) => Ok(stream),
+    match timeout(cfg.handshake_timeout, dial_handshake(cfg, peer.id, stream)).await {
+        Ok(Ok(stream)) => Ok(stream),
         Ok(Err(err)) => Err(DialFailed::Handshake(err)),
         Err(_) => Err(DialFailed::Handshake(HandshakeError::Timeout(
             cfg.handshake_timeout,
         ))),
+    }
+}
+
+/// TLS (if configured) and the inner handshake, dialer side.
+async fn dial_handshake(
+    cfg: &NetConfig,
+    peer: NodeId,
+    mut stream: TcpStream,
+) -> Result<BoxedStream, HandshakeError> {
+    match &cfg.security {
+        PeerSecurity::InsecureLoopback => {
+            handshake::dial(&mut stream, cfg, peer).await?;
+            Ok(Box::new(stream))
+        }
+        PeerSecurity::Tls(tls) => {
+            // Verifies that the acceptor's certificate chains to our CA and
+            // names node-<peer>.<cluster>.synod: we reached whom we dialed.
+            let mut stream = tls
+                .connector()
+                .connect(tls.server_name(peer), stream)
+                .await
+                .map_err(HandshakeError::Tls)?;
+            handshake::dial(&mut stream, cfg, peer).await?;
+            Ok(Box::new(stream))
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 use synod_core::{Message, NodeId};
 use tokio::sync::{mpsc, oneshot};
 
@@ -17,6 +18,8 @@ pub(crate) struct Peer {
     /// queue to the new writer (tokio's mutex is fair: waiters go in order).
     queue_rx: tokio::sync::Mutex<mpsc::Receiver<Message>>,
     slot: Mutex<Option<Slot>>,
+    /// When the acceptor last let a connection from this peer through.
+    last_accepted: Mutex<Option<Instant>>,
 }
 
 /// The registered connection of a peer.
@@ -40,6 +43,7 @@ impl Peer {
             queue_tx,
             queue_rx: tokio::sync::Mutex::new(queue_rx),
             slot: Mutex::new(None),
+            last_accepted: Mutex::new(None),
         }
     }
 
@@ -81,6 +85,23 @@ impl Peer {
         if slot.as_ref().map(|s| s.connection_id) == Some(connection_id) {
             *slot = None;
         }
+    }
+
+    /// Whether an accepted connection from this peer may replace its link
+    /// now: yes if it has no link, or if the last accepted connection is at
+    /// least `interval_min` old. Records the admission. This bounds how often
+    /// any connection, even an authenticated one, can cut a live link.
+    pub(crate) fn admit_accepted(&self, now: Instant, interval_min: Duration) -> bool {
+        let mut last = self
+            .last_accepted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let too_soon = last.is_some_and(|at| now.saturating_duration_since(at) < interval_min);
+        if too_soon && self.is_connected() {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     fn slot(&self) -> MutexGuard<'_, Option<Slot>> {
@@ -137,5 +158,18 @@ mod tests {
         assert_eq!(second.try_recv(), Err(oneshot::error::TryRecvError::Empty));
         peer.uninstall(2);
         assert!(!peer.is_connected());
+    }
+
+    #[test]
+    fn accepted_connections_are_rate_limited_only_while_linked() {
+        let peer = peer(1);
+        let interval = Duration::from_millis(200);
+        let t0 = Instant::now();
+        assert!(peer.admit_accepted(t0, interval));
+        // Not linked yet: nothing to protect, so a quick second one is let in.
+        assert!(peer.admit_accepted(t0 + Duration::from_millis(1), interval));
+        let _live = peer.install(1);
+        assert!(!peer.admit_accepted(t0 + Duration::from_millis(100), interval));
+        assert!(peer.admit_accepted(t0 + Duration::from_millis(201), interval));
     }
 }

@@ -27,8 +27,17 @@ pub struct NetStats {
     /// Connections closed because a peer sent a frame that was too large, did
     /// not decode, or was not from that peer to this node.
     pub bad_frames: u64,
-    /// Handshakes refused or failed (either side), including timeouts.
+    /// Handshakes refused or failed (either side), including timeouts; the
+    /// two counters below are parts of this one.
     pub handshakes_rejected: u64,
+    /// Of those, the ones where the other end could not prove it is a member:
+    /// the TLS handshake failed (no certificate, another CA, expired, a
+    /// plain-TCP client), or its certificate does not name the id it claimed.
+    pub handshakes_unauthenticated: u64,
+    /// Of those, the ones refused by a limit: too many pending handshakes
+    /// (in all or from one source), or a peer reconnecting faster than
+    /// `peer_accept_interval_min`.
+    pub handshakes_rate_limited: u64,
     /// Connections established (handshake complete), both directions, ever.
     pub connects: u64,
     /// Connections open now; with a healthy mesh, one per other member.
@@ -51,6 +60,8 @@ pub(crate) struct Counters {
     pub dropped_too_large: AtomicU64,
     pub bad_frames: AtomicU64,
     pub handshakes_rejected: AtomicU64,
+    pub handshakes_unauthenticated: AtomicU64,
+    pub handshakes_rate_limited: AtomicU64,
     pub connects: AtomicU64,
     pub connections_open: AtomicU64,
 }
@@ -75,6 +86,8 @@ impl Counters {
             dropped_too_large: get(&self.dropped_too_large),
             bad_frames: get(&self.bad_frames),
             handshakes_rejected: get(&self.handshakes_rejected),
+            handshakes_unauthenticated: get(&self.handshakes_unauthenticated),
+            handshakes_rate_limited: get(&self.handshakes_rate_limited),
             connects: get(&self.connects),
             connections_open: get(&self.connections_open),
             connected: BTreeMap::new(),

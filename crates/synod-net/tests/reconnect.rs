@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
 use synod_core::NodeId;
 use synod_net::{HANDSHAKE_PAYLOAD_BYTES, MAGIC, PROTOCOL_VERSION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -84,7 +85,10 @@ async fn a_new_connection_from_a_peer_replaces_the_old_one() {
     // Member 1 is played by raw sockets; node 2 accepts from it.
     let (mut listeners, addrs) = bind(&[1, 2]).await;
     let (one, two) = (NodeId(1), NodeId(2));
-    let mut node = start(config(two, &addrs), listeners.remove(&two).unwrap()).await;
+    let mut cfg = config(two, &addrs);
+    // This test is about replacement; the rate limit has its own test below.
+    cfg.peer_accept_interval_min = Duration::ZERO;
+    let mut node = start(cfg, listeners.remove(&two).unwrap()).await;
 
     let mut first = TcpStream::connect(addrs[&two]).await.unwrap();
     first.write_all(&hello(1, 2)).await.unwrap();
@@ -172,4 +176,43 @@ async fn dropping_the_last_handle_stops_the_transport() {
     })
     .await;
     nodes[&one].net.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reconnect_storm_does_not_cut_the_live_link() {
+    let (mut listeners, addrs) = bind(&[1, 2]).await;
+    let (one, two) = (NodeId(1), NodeId(2));
+    let mut cfg = config(two, &addrs);
+    cfg.peer_accept_interval_min = Duration::from_secs(60);
+    let node = start(cfg, listeners.remove(&two).unwrap()).await;
+
+    let mut first = TcpStream::connect(addrs[&two]).await.unwrap();
+    first.write_all(&hello(1, 2)).await.unwrap();
+    let mut reply = [0u8; 4 + HANDSHAKE_PAYLOAD_BYTES];
+    first.read_exact(&mut reply).await.unwrap();
+    wait_until("the first connection is up", || {
+        connected_to(&node.net, &[one])
+    })
+    .await;
+    // Fifty more connections as the same member, at once: each is refused
+    // without an answer, and the first link stays.
+    for _ in 0..50 {
+        let mut again = TcpStream::connect(addrs[&two]).await.unwrap();
+        again.write_all(&hello(1, 2)).await.unwrap();
+        expect_closed(&mut again).await;
+    }
+    wait_stats(&node.net, "every reconnect refused", |s| {
+        s.handshakes_rate_limited == 50
+    })
+    .await;
+    let stats = node.net.stats();
+    assert_eq!((stats.connects, stats.connections_open), (1, 1));
+    // The first link still carries traffic.
+    node.net.send(message(two, one, 7)).unwrap();
+    let mut prefix = [0u8; 4];
+    // Skip keepalives (empty frames) until the message's frame.
+    while u32::from_le_bytes(prefix) == 0 {
+        first.read_exact(&mut prefix).await.unwrap();
+    }
+    node.net.shutdown().await;
 }

@@ -70,6 +70,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // initialised (without this a node refuses an empty directory, which
         // is what a node that lost its disk finds).
         cfg.bootstrap = synod::Bootstrap::New;
+        // Every node is on loopback in this example, so plain peer links are
+        // allowed; a real cluster uses PeerSecurity::Tls (see `synod certs`).
+        cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
         nodes.push(Node::start(cfg, Counter::default()).await?);
     }
     for (i, node) in nodes.iter().enumerate() {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use synod_core::{Config, GroupId, NodeId, VALUE_OVERHEAD_BYTES};
-use synod_net::NetConfig;
+use synod_net::{NetConfig, PeerSecurity};
 use synod_storage::SnapshotPolicy;
 
 /// The group every node hosts today (one Paxos group per node).
@@ -23,6 +23,11 @@ pub struct NodeConfig {
     pub peers: BTreeMap<NodeId, SocketAddr>,
     /// Where to accept peer connections (default: this node's entry in `peers`).
     pub listen: SocketAddr,
+    /// How peer links are secured: mutually authenticated TLS with the
+    /// cluster's CA, or plain TCP on loopback only. **Required**: there is no
+    /// default, and [`crate::Node::start`] refuses a config without one, so
+    /// that nothing ends up on plain links by omission.
+    pub peer_security: Option<PeerSecurity>,
     /// Identifies the cluster in the peer handshake; nodes of different
     /// clusters refuse each other. Default: a hash of the membership.
     pub cluster_id: u64,
@@ -123,6 +128,7 @@ impl NodeConfig {
             id,
             peers,
             listen,
+            peer_security: None,
             cluster_id,
             data_dir: data_dir.into(),
             tick: Duration::from_millis(10),
@@ -181,12 +187,29 @@ impl NodeConfig {
 
     /// The peer transport's configuration for this node.
     pub(crate) fn net_config(&self) -> NetConfig {
-        let mut net = NetConfig::new(self.cluster_id, self.id, self.listen, self.peers.clone());
+        // `validate` (run by Node::start before the transport starts) refuses
+        // a config without a choice; this fallback is only reached by code
+        // that skips validation, and still refuses non-loopback addresses.
+        let security = self
+            .peer_security
+            .clone()
+            .unwrap_or(PeerSecurity::InsecureLoopback);
+        let mut net = NetConfig::new(
+            self.cluster_id,
+            self.id,
+            self.listen,
+            self.peers.clone(),
+            security,
+        );
         net.send_queue_max = self.peer_send_queue_max;
         net
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.peer_security.is_none() {
+            return Err("peer_security is not set: choose PeerSecurity::Tls (credentials from the cluster CA) or PeerSecurity::InsecureLoopback (plain TCP, loopback addresses only)".into());
+        }
+        self.net_config().validate().map_err(|e| e.to_string())?;
         let core = self.core_config(0);
         core.validate().map_err(|e| e.to_string())?;
         // Bounded by construction: every message the core emits fits in one

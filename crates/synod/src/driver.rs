@@ -1156,6 +1156,7 @@ mod tests {
             NodeConfig::new(NodeId(id), peers.clone(), dir.join(format!("n{id}"))).expect("member");
         cfg.sessions_max = sessions_max;
         cfg.bootstrap = crate::Bootstrap::New;
+        cfg.peer_security = Some(synod_net::PeerSecurity::InsecureLoopback);
         let (_submit_tx, submit_rx) = mpsc::channel(16);
         let (driver, _status, _net) =
             Driver::open(cfg, Sum::default(), submit_rx, Arc::new(Metrics::default()))

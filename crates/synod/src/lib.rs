@@ -36,4 +36,6 @@ pub use metrics::{Histogram, Metrics};
 pub use node::{Node, NodeError, NodeStatus, RequestError};
 pub use state_machine::{ApplyContext, QueryJob, SnapshotJob, StateMachine};
 pub use synod_core::{InstanceId, NodeId, RoleKind, VALUE_BYTES_MAX_DEFAULT};
+/// How peer links are secured ([`NodeConfig::peer_security`]).
+pub use synod_net::{PeerSecurity, PeerTls};
 pub use synod_storage::SnapshotPolicy;

@@ -62,6 +62,7 @@ fn config(id: u32, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> NodeConf
         NodeConfig::new(NodeId(id), peers.clone(), dir.join(format!("n{id}"))).expect("member");
     cfg.request_timeout = Duration::from_secs(5);
     cfg.bootstrap = synod::Bootstrap::New;
+    cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
     cfg
 }
 

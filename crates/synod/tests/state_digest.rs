@@ -62,6 +62,7 @@ async fn run(skews: [u64; 3]) -> (tempfile::TempDir, Vec<Node>) {
         let mut cfg = NodeConfig::new(id, peers.clone(), dir.path().join(format!("n{}", id.0)))
             .expect("member");
         cfg.bootstrap = synod::Bootstrap::New;
+        cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
         let machine = Tally { count: 0, skew };
         nodes.push(Node::start(cfg, machine).await.expect("starts"));
     }

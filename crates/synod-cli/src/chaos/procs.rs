@@ -64,9 +64,18 @@ impl Procs {
         } else {
             &["--init"]
         };
+        // TLS peer links, credentials made under the run's directory (the
+        // namespaced network is not loopback, so plain links are refused).
+        let peer_links = crate::cluster::peer_link_args(
+            &self.dir.join("tls"),
+            self.len(),
+            &self.server_args,
+            i,
+        )?;
         let mut command = net.command(i, &self.exe);
         command
             .arg("server")
+            .args(&peer_links)
             .args(["--id", &i.to_string()])
             .args(["--peers", &peers.join(",")])
             .args(["--resp", &net.resp_addr(i).to_string()])

@@ -14,6 +14,9 @@ pub struct Cluster {
     pub http: Vec<SocketAddr>,
     pub children: Vec<Option<Child>>,
     pub extra: Vec<String>,
+    /// Peer-link credentials from `synod certs` (TLS links), or `None` for
+    /// `--insecure-peer-links` (loopback).
+    pub tls: Option<PathBuf>,
     /// Nodes started at least once: their first start passes `--init` (a
     /// brand-new cluster), later ones resume their data directory.
     pub started: Vec<bool>,
@@ -53,14 +56,38 @@ impl Cluster {
     /// Starts `n` nodes and waits until every node answers PING and a write
     /// goes through.
     pub fn start(n: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_with(n, extra, false)
+    }
+
+    /// Like [`Cluster::start`], with TLS peer links: credentials are made
+    /// with `synod certs` in DIR/tls first.
+    pub fn start_tls(n: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_with(n, extra, true)
+    }
+
+    fn start_with(n: usize, extra: &[&str], tls: bool) -> Cluster {
         let addrs = free_addrs(3 * n);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = tls.then(|| {
+            let tls_dir = dir.path().join("tls");
+            let nodes: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+            let out = Command::new(env!("CARGO_BIN_EXE_synod"))
+                .args(["certs", "--out"])
+                .arg(&tls_dir)
+                .args(["--nodes", &nodes.join(","), "--cluster", "test"])
+                .output()
+                .expect("run synod certs");
+            assert!(out.status.success(), "synod certs: {out:?}");
+            tls_dir
+        });
         let mut cluster = Cluster {
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir,
             resp: addrs[..n].to_vec(),
             paxos: addrs[n..2 * n].to_vec(),
             http: addrs[2 * n..].to_vec(),
             children: (0..n).map(|_| None).collect(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            tls,
             started: vec![false; n],
         };
         for i in 0..n {
@@ -110,12 +137,31 @@ impl Cluster {
             .args(["--http", &self.http[i].to_string()])
             .arg("--data-dir")
             .arg(self.data_dir(i))
+            .args(self.peer_link_args(i))
             .args(&self.extra)
             .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
         command
+    }
+
+    /// Node `i`'s TLS files, or plain links on loopback.
+    pub fn peer_link_args(&self, i: usize) -> Vec<String> {
+        match &self.tls {
+            None => vec!["--insecure-peer-links".into()],
+            Some(dir) => {
+                let file = |name: String| dir.join(name).display().to_string();
+                vec![
+                    "--tls-ca".into(),
+                    file("ca.pem".into()),
+                    "--tls-cert".into(),
+                    file(format!("node-{}.pem", i + 1)),
+                    "--tls-key".into(),
+                    file(format!("node-{}-key.pem", i + 1)),
+                ]
+            }
+        }
     }
 
     pub fn log_path(&self, i: usize) -> PathBuf {

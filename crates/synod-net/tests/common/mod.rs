@@ -2,6 +2,8 @@
 //! listeners, messages, polling with generous deadlines, and captured warnings.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod pki;
+
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use synod_core::{Ballot, Body, GroupId, InstanceId, Message, NodeId, Value};
-use synod_net::{Net, NetConfig, NetStats};
+use synod_net::{Net, NetConfig, NetStats, PeerSecurity};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -42,9 +44,19 @@ pub async fn bind(ids: &[u32]) -> (BTreeMap<NodeId, TcpListener>, BTreeMap<NodeI
     (listeners, addrs)
 }
 
-/// A config with short backoff, so reconnects in tests are quick.
+/// A config with short backoff, so reconnects in tests are quick, and plain
+/// links (loopback).
 pub fn config(id: NodeId, addrs: &BTreeMap<NodeId, SocketAddr>) -> NetConfig {
-    let mut cfg = NetConfig::new(CLUSTER, id, addrs[&id], addrs.clone());
+    config_with(id, addrs, PeerSecurity::InsecureLoopback)
+}
+
+/// Like [`config`], with the given security.
+pub fn config_with(
+    id: NodeId,
+    addrs: &BTreeMap<NodeId, SocketAddr>,
+    security: PeerSecurity,
+) -> NetConfig {
+    let mut cfg = NetConfig::new(CLUSTER, id, addrs[&id], addrs.clone(), security);
     cfg.backoff_min = Duration::from_millis(10);
     cfg.backoff_max = Duration::from_millis(200);
     cfg

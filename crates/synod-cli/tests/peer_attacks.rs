@@ -1,0 +1,323 @@
+//! The peer-port attacks of issue 13, replayed by an outsider (a local
+//! process with no credentials) against three real `synod server`
+//! processes: forged Accepts (a higher ballot with a commit point, and ballot
+//! round 2^62-1), a forged forwarded FLUSHALL, a forged catch-up request, and
+//! a thousand forged handshakes.
+//!
+//! - With TLS peer links (what `synod cluster` runs) every one is refused at
+//!   the TLS handshake: the node never answers the Synod handshake, and the
+//!   cluster keeps serving with none of the forged effects.
+//! - With `--insecure-peer-links` the same outsider is taken for a member:
+//!   the test documents what that mode gives up (the log, values included).
+//!
+//! Frames are built from synod-net's framing and synod-core's codec, the way
+//! a real peer builds them.
+
+mod common;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use common::Cluster;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use synod_core::codec::Decode;
+use synod_core::{Ballot, Body, GroupId, InstanceId, Message, NodeId, Value};
+use synod_net::{put_message, HANDSHAKE_PAYLOAD_BYTES, MAGIC, PROTOCOL_VERSION};
+
+/// A log entry as the runtime wraps a client command (synod's envelope:
+/// version, kind = command, session, seq, low mark, time, then the command).
+fn envelope(args: &[&str]) -> Bytes {
+    let args: Vec<Bytes> = args.iter().map(|a| Bytes::from(a.to_string())).collect();
+    let command = synod_kv::parse(&args).expect("a valid command").encode();
+    let mut buf = BytesMut::new();
+    buf.put_u8(1);
+    buf.put_u8(1);
+    buf.put_u64_le(0xbad_5e55_1011); // a session nobody else uses
+    buf.put_u64_le(1);
+    buf.put_u64_le(0);
+    buf.put_u64_le(0);
+    buf.put_slice(&command);
+    buf.freeze()
+}
+
+fn message(from: u32, to: u32, body: Body) -> Message {
+    Message {
+        group: GroupId(0),
+        from: NodeId(from),
+        to: NodeId(to),
+        body,
+    }
+}
+
+/// The attacks, each as the bytes an outsider claiming to be `from` sends to
+/// `to`: the plain Synod handshake, then the forged messages.
+fn attacks(cluster_id: u64, from: u32, to: u32) -> Vec<(&'static str, Vec<u8>)> {
+    let pwned = Value::batch(vec![envelope(&["SET", "pwned", "1"])]);
+    let mut forged_accepts = Vec::new();
+    for instance in 0..64 {
+        forged_accepts.push(Body::Accept {
+            ballot: Ballot {
+                round: 1 << 20,
+                node: NodeId(from),
+            },
+            instance: InstanceId(instance),
+            value: pwned.clone(),
+            chosen_end: InstanceId(instance + 1),
+        });
+    }
+    let cases: Vec<(&'static str, Vec<Body>)> = vec![
+        (
+            "forged Accept with a higher ballot and a commit point",
+            forged_accepts,
+        ),
+        (
+            "forged forwarded FLUSHALL",
+            vec![Body::Forward {
+                commands: vec![envelope(&["FLUSHALL"])],
+            }],
+        ),
+        (
+            "forged catch-up request",
+            vec![Body::CatchupRequest {
+                from: InstanceId(0),
+                to: InstanceId(1_000),
+            }],
+        ),
+        (
+            "forged Accept at ballot round 2^62-1",
+            vec![Body::Accept {
+                ballot: Ballot {
+                    round: (1 << 62) - 1,
+                    node: NodeId(from),
+                },
+                instance: InstanceId(1 << 20),
+                value: pwned.clone(),
+                chosen_end: InstanceId(0),
+            }],
+        ),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, bodies)| {
+            let mut buf = BytesMut::from(&handshake_with(cluster_id, from, to)[..]);
+            for body in bodies {
+                put_message(&mut buf, &message(from, to, body), 64 << 20).expect("fits");
+            }
+            (name, buf.to_vec())
+        })
+        .collect()
+}
+
+/// The handshake any Synod peer sends first. The cluster id is a public hash
+/// of the membership ([`cluster_id_of`]), so the forged ones carry the right
+/// one: only TLS stands in the way.
+fn handshake_with(cluster_id: u64, from: u32, to: u32) -> Vec<u8> {
+    let mut frame = (HANDSHAKE_PAYLOAD_BYTES as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&MAGIC);
+    frame.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    frame.extend_from_slice(&cluster_id.to_le_bytes());
+    frame.extend_from_slice(&from.to_le_bytes());
+    frame.extend_from_slice(&to.to_le_bytes());
+    frame
+}
+
+/// Sends `bytes` and reads until the node closes; returns what it sent back.
+fn send_and_drain(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).expect("connect to the peer port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let _ = stream.write_all(bytes);
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return received,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                panic!("the node kept an outsider's connection open for 20 s")
+            }
+            Err(_) => return received,
+        }
+    }
+}
+
+fn answered_synod_handshake(received: &[u8]) -> bool {
+    received.windows(MAGIC.len()).any(|w| w == MAGIC)
+}
+
+fn get(cluster: &Cluster, i: usize, key: &str) -> Option<String> {
+    let mut con = cluster.client(i);
+    redis::cmd("GET").arg(key).query(&mut con).expect("GET")
+}
+
+#[test]
+fn a_tls_cluster_refuses_every_forged_peer_at_the_handshake() {
+    let cluster = Cluster::start_tls(3, &[]);
+    {
+        let mut con = cluster.client(0);
+        let _: () = redis::cmd("SET")
+            .arg("before")
+            .arg("kept")
+            .query(&mut con)
+            .expect("SET before");
+    }
+    let cluster_id = cluster_id_of(&cluster);
+    // Nodes 2 and 3 accept connections from lower ids; node 1 from nobody.
+    for (from, to) in [(1u32, 2u32), (1, 3), (2, 3)] {
+        let addr = cluster.paxos[to as usize - 1];
+        for (name, bytes) in attacks(cluster_id, from, to) {
+            let received = send_and_drain(addr, &bytes);
+            assert!(
+                !answered_synod_handshake(&received),
+                "{name} as node {from} to node {to} got a Synod handshake back"
+            );
+        }
+    }
+    // A thousand forged handshakes at node 3, in waves of 8 at once.
+    let three = cluster.paxos[2];
+    for _ in 0..125 {
+        let wave: Vec<_> = (0..8)
+            .map(|k| {
+                std::thread::spawn(move || {
+                    send_and_drain(three, &handshake_with(cluster_id, 1 + k % 2, 3))
+                })
+            })
+            .collect();
+        for attempt in wave {
+            assert!(!answered_synod_handshake(&attempt.join().unwrap()));
+        }
+    }
+    // The cluster still serves writes, and nothing forged took effect.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut con = cluster.client(0);
+    loop {
+        let written: redis::RedisResult<()> =
+            redis::cmd("SET").arg("after").arg("2").query(&mut con);
+        if written.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write after the attacks: {written:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for i in 0..3 {
+        assert_eq!(get(&cluster, i, "pwned"), None, "node {}", i + 1);
+        assert_eq!(
+            get(&cluster, i, "before").as_deref(),
+            Some("kept"),
+            "node {}",
+            i + 1
+        );
+    }
+    // Every refusal is logged: a failed TLS handshake, or (a few, when a
+    // wave arrives before the last one's slots are released) too many
+    // pending handshakes from one source.
+    let logs: String = (0..3)
+        .map(|i| std::fs::read_to_string(cluster.log_path(i)).unwrap_or_default())
+        .collect();
+    let tls_failed = logs.matches("failed the TLS handshake").count();
+    let too_many = logs
+        .matches("handshakes from 127.0.0.1 were already pending")
+        .count();
+    assert!(
+        tls_failed + too_many >= 1_000 + 12 && tls_failed > 900,
+        "only {tls_failed} + {too_many} refusals logged"
+    );
+}
+
+/// Reads frames from `stream` until one decodes as a message satisfying
+/// `wanted`, or 20 s pass.
+fn read_until(stream: &mut TcpStream, mut wanted: impl FnMut(&Message) -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = BytesMut::new();
+    let mut chunk = [0u8; 64 << 10];
+    while Instant::now() < deadline {
+        while let Ok(Some(payload)) = synod_net::take_frame(&mut buf, 64 << 20) {
+            if payload.is_empty() {
+                continue;
+            }
+            if let Ok(msg) = Message::from_bytes(payload) {
+                if wanted(&msg) {
+                    return true;
+                }
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[test]
+fn an_insecure_cluster_takes_a_local_outsider_for_a_member() {
+    let mut cluster = Cluster::start(3, &[]);
+    {
+        let mut con = cluster.client(0);
+        let _: () = redis::cmd("SET")
+            .arg("secret")
+            .arg("hunter2")
+            .query(&mut con)
+            .expect("SET secret");
+    }
+    // Node 2 is down (1 and 3 still make a majority), so the outsider
+    // playing it does not race the real one for the link.
+    cluster.kill9(1);
+    // Node 3 refuses a wrong cluster id, but that id is public.
+    let addr = cluster.paxos[2];
+    let probe = send_and_drain(addr, &handshake_with(0, 2, 3));
+    assert!(probe.is_empty(), "a wrong cluster id is refused: {probe:?}");
+    let cluster_id = cluster_id_of(&cluster);
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(&handshake_with(cluster_id, 2, 3)).unwrap();
+    let mut reply = [0u8; 4 + HANDSHAKE_PAYLOAD_BYTES];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(
+        &reply[4..8],
+        &MAGIC,
+        "insecure links take the outsider for node 2"
+    );
+    // A forged catch-up request returns the log, values included.
+    let mut request = BytesMut::new();
+    let ask = message(
+        2,
+        3,
+        Body::CatchupRequest {
+            from: InstanceId(0),
+            to: InstanceId(1_000),
+        },
+    );
+    put_message(&mut request, &ask, 64 << 20).unwrap();
+    stream.write_all(&request).unwrap();
+    let leaked = read_until(&mut stream, |msg| match &msg.body {
+        Body::CatchupReply { entries } => entries.iter().any(|(_, value)| {
+            value
+                .commands()
+                .iter()
+                .any(|c| c.windows(7).any(|w| w == b"hunter2"))
+        }),
+        _ => false,
+    });
+    assert!(leaked, "the catch-up reply carried the secret value");
+}
+
+/// The cluster id `synod server` derives from --peers (FNV-1a over
+/// "id=addr," in id order): public to anyone who knows the membership.
+fn cluster_id_of(cluster: &Cluster) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, addr) in cluster.paxos.iter().enumerate() {
+        for byte in format!("{}={addr},", k + 1).bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
