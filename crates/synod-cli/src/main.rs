@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs one replica.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Starts a local cluster of `synod server` processes on 127.0.0.1.
     Cluster(cluster::ClusterArgs),
     /// Creates a cluster CA and node credentials for TLS peer links.
@@ -64,7 +64,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Server(args) => server::main(args),
+        Command::Server(args) => server::main(*args),
         Command::Cluster(args) => cluster::main(args),
         Command::Certs(args) => certs::main(args),
         Command::Chaos(args) => chaos::main(args),

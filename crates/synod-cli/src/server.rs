@@ -395,21 +395,6 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     }
 }
 
-#[cfg(test)]
-mod http_flag_tests {
-    use super::parse_http;
-
-    #[test]
-    fn a_bare_port_binds_loopback() {
-        assert_eq!(parse_http("9000").unwrap().to_string(), "127.0.0.1:9000");
-        assert_eq!(
-            parse_http("0.0.0.0:9000").unwrap().to_string(),
-            "0.0.0.0:9000"
-        );
-        assert!(parse_http("localhost:9000").is_err());
-    }
-}
-
 /// The plain and TLS client listeners (either may be off, not both) and the
 /// client limit the open file limit allows.
 async fn client_listeners(
@@ -529,4 +514,19 @@ fn read_password_file(path: &std::path::Path) -> Result<String, String> {
         return Err(format!("--password-file {} is empty", path.display()));
     }
     Ok(line.to_string())
+}
+
+#[cfg(test)]
+mod http_flag_tests {
+    use super::parse_http;
+
+    #[test]
+    fn a_bare_port_binds_loopback() {
+        assert_eq!(parse_http("9000").unwrap().to_string(), "127.0.0.1:9000");
+        assert_eq!(
+            parse_http("0.0.0.0:9000").unwrap().to_string(),
+            "0.0.0.0:9000"
+        );
+        assert!(parse_http("localhost:9000").is_err());
+    }
 }

@@ -38,8 +38,8 @@ pub mod tls;
 mod value;
 mod wire;
 
-pub use client_limits::{ClientCounters, QUERY_BUFFER_FREE_BYTES};
 pub use acl_auth::{Acl, Admission, AuthBudget, AuthStats};
+pub use client_limits::{ClientCounters, QUERY_BUFFER_FREE_BYTES};
 pub use command::{
     AclCommand, ExpireCondition, ExpireForm, GetExExpiry, KvCommand, ListEnd, SetCondition,
     SetExpiry, TimeUnit,
