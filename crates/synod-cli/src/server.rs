@@ -310,6 +310,7 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     let mut server_cfg = ServerConfig::new(args.resp);
     server_cfg.password = password;
     let acl_for_admin = acl.clone();
+    let client_counters = Arc::clone(&server_cfg.counters);
     server_cfg.acl = acl;
     server_cfg.clients_max = clients_max;
     server_cfg.value_bytes_max = args.max_value_bytes;
@@ -342,6 +343,12 @@ async fn run(args: ServerArgs) -> Result<(), String> {
                 let acl = acl_for_admin.clone();
                 Arc::new(move |user: &str, password: &str| acl.check(user, password))
                     as synod::AdminAuth
+            }),
+            extra_metrics: Some({
+                let acl = acl_for_admin.clone();
+                Arc::new(move |out: &mut String| {
+                    render_front_end_metrics(&client_counters, &acl.stats(), out)
+                }) as synod::ExtraMetrics
             }),
         };
         tokio::spawn(async move { synod::serve_admin_with(listener, node, stop, admin).await });
@@ -514,6 +521,95 @@ fn read_password_file(path: &std::path::Path) -> Result<String, String> {
         return Err(format!("--password-file {} is empty", path.display()));
     }
     Ok(line.to_string())
+}
+
+/// The RESP front end's refusals and the ACL's failed AUTHs as Prometheus
+/// counters, appended to `/metrics`.
+fn render_front_end_metrics(
+    clients: &synod_kv::ClientCounters,
+    acl: &synod_kv::AuthStats,
+    out: &mut String,
+) {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering::Relaxed;
+    let series: [(&str, &str, u64); 14] = [
+        (
+            "synod_resp_connections_received_total",
+            "Client connections accepted, refused ones included.",
+            clients.connections_received.load(Relaxed),
+        ),
+        (
+            "synod_resp_rejected_connections_total",
+            "Client connections refused: --max-clients reached.",
+            clients.rejected_connections.load(Relaxed),
+        ),
+        (
+            "synod_resp_query_buffer_limit_total",
+            "Clients closed: their query buffer reached --client-query-buffer-limit.",
+            clients.query_buffer_limit.load(Relaxed),
+        ),
+        (
+            "synod_resp_query_buffer_total_limit_total",
+            "Clients closed: all query buffers together passed --client-query-buffer-total-limit.",
+            clients.query_buffer_total_limit.load(Relaxed),
+        ),
+        (
+            "synod_resp_output_buffer_limit_total",
+            "Clients closed: their replies passed --client-output-buffer-limit.",
+            clients.output_buffer_limit.load(Relaxed),
+        ),
+        (
+            "synod_resp_idle_timeout_total",
+            "Clients closed after --timeout idle.",
+            clients.idle_timeout.load(Relaxed),
+        ),
+        (
+            "synod_resp_protocol_errors_total",
+            "Clients closed on a protocol error.",
+            clients.protocol_errors.load(Relaxed),
+        ),
+        (
+            "synod_resp_unauthenticated_limit_total",
+            "Clients closed: a request over the pre-AUTH caps.",
+            clients.unauthenticated_limit.load(Relaxed),
+        ),
+        (
+            "synod_resp_tls_handshake_failures_total",
+            "Client TLS handshakes that failed or timed out.",
+            clients.tls_handshake_failures.load(Relaxed),
+        ),
+        (
+            "synod_acl_auth_failures_total",
+            "Failed AUTH / HELLO AUTH / admin credentials.",
+            acl.auth_failures,
+        ),
+        (
+            "synod_acl_auth_throttled_total",
+            "AUTHs refused unchecked: the node's failed-AUTH budget was spent.",
+            acl.auth_throttled,
+        ),
+        (
+            "synod_acl_auth_delay_ms_total",
+            "Milliseconds AUTH replies were held back.",
+            acl.auth_delay_ms,
+        ),
+        (
+            "synod_acl_denied_commands_total",
+            "Commands refused with NOPERM.",
+            acl.denied_commands,
+        ),
+        (
+            "synod_acl_denied_keys_total",
+            "Commands refused with NOPERM for a key.",
+            acl.denied_keys,
+        ),
+    ];
+    for (name, help, value) in series {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -44,13 +44,21 @@ pub struct AdminConfig {
     pub connections_max: usize,
     /// When set, every route needs credentials this callback accepts.
     pub auth: Option<AdminAuth>,
+    /// More Prometheus series appended to `/metrics` (e.g. the RESP front
+    /// end's refused clients and failed AUTHs, which this crate cannot see).
+    pub extra_metrics: Option<ExtraMetrics>,
 }
+
+/// Appends Prometheus text (complete `# HELP`/`# TYPE`/sample lines) to the
+/// `/metrics` body.
+pub type ExtraMetrics = Arc<dyn Fn(&mut String) + Send + Sync>;
 
 impl Default for AdminConfig {
     fn default() -> AdminConfig {
         AdminConfig {
             connections_max: ADMIN_CONNECTIONS_MAX_DEFAULT,
             auth: None,
+            extra_metrics: None,
         }
     }
 }
@@ -60,6 +68,10 @@ impl std::fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("connections_max", &self.connections_max)
             .field("auth", &self.auth.as_ref().map(|_| "callback"))
+            .field(
+                "extra_metrics",
+                &self.extra_metrics.as_ref().map(|_| "callback"),
+            )
             .finish()
     }
 }
@@ -106,7 +118,7 @@ pub async fn serve_admin_with(
         warn!(%addr, "admin HTTP listens beyond loopback without credentials: anyone who reaches it reads /status and /metrics");
     }
     let slots = Arc::new(Semaphore::new(config.connections_max.max(1)));
-    let auth = config.auth.clone();
+    let config = Arc::new(config);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -127,10 +139,10 @@ pub async fn serve_admin_with(
                     continue;
                 };
                 let node = Arc::clone(&node);
-                let auth = auth.clone();
+                let config = Arc::clone(&config);
                 node.metrics().admin_connections_open.fetch_add(1, Relaxed);
                 tokio::spawn(async move {
-                    if let Err(err) = respond(stream, &node, auth.as_ref()).await {
+                    if let Err(err) = respond(stream, &node, &config).await {
                         debug!("admin request failed: {err}");
                     }
                     node.metrics().admin_connections_open.fetch_sub(1, Relaxed);
@@ -235,11 +247,7 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-async fn respond(
-    mut stream: TcpStream,
-    node: &Node,
-    auth: Option<&AdminAuth>,
-) -> std::io::Result<()> {
+async fn respond(mut stream: TcpStream, node: &Node, config: &AdminConfig) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let read_head = async {
@@ -256,7 +264,7 @@ async fn respond(
         .await
         .unwrap_or(Ok(false))?;
     let answer = if complete {
-        answer(&parse_head(&head), node, auth)
+        answer(&parse_head(&head), node, config)
     } else {
         Answer::text("400 Bad Request", "bad request\n")
     };
@@ -286,14 +294,14 @@ impl Answer {
     }
 }
 
-fn answer(head: &Head, node: &Node, auth: Option<&AdminAuth>) -> Answer {
+fn answer(head: &Head, node: &Node, config: &AdminConfig) -> Answer {
     if head.method != "GET" && head.method != "HEAD" {
         return Answer {
             extra: "Allow: GET, HEAD\r\n",
             ..Answer::text("405 Method Not Allowed", "GET or HEAD only\n")
         };
     }
-    if let Some(auth) = auth {
+    if let Some(auth) = &config.auth {
         if !authorized(head.authorization.as_deref(), auth) {
             node.metrics().admin_auth_failures.fetch_add(1, Relaxed);
             return Answer {
@@ -309,7 +317,13 @@ fn answer(head: &Head, node: &Node, auth: Option<&AdminAuth>) -> Answer {
         "/metrics" => Answer {
             status: "200 OK",
             kind: "text/plain; version=0.0.4",
-            body: node.metrics().render(),
+            body: {
+                let mut body = node.metrics().render();
+                if let Some(extra) = &config.extra_metrics {
+                    extra(&mut body);
+                }
+                body
+            },
             extra: "",
         },
         "/status" => Answer {
