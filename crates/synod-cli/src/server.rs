@@ -388,8 +388,15 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     match outcome {
         Ok(signal) => {
             info!("{signal}: shutting down");
-            node.shutdown().await;
+            // Bounded: a signal must end the process even if the node
+            // cannot stop cleanly (a disk that stopped answering).
+            let stopped = tokio::time::timeout(Duration::from_secs(20), node.shutdown()).await;
             resp_task.abort();
+            if stopped.is_err() {
+                return Err(format!(
+                    "{signal}: the node did not stop within 20 s (storage not answering?); exiting anyway"
+                ));
+            }
             Ok(())
         }
         Err(Ok(())) => Ok(()),

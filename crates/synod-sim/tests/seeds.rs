@@ -74,3 +74,28 @@ fn pinned_seed_171_five_nodes() {
 fn pinned_seed_1288_rebuild_catches_up() {
     run_range(1288, 1, 3);
 }
+
+/// The forge nemesis (issue 13): one rogue member sends messages with huge
+/// ballot rounds (2^62 - 1 as in the issue's attack, up to u64::MAX). Every
+/// one must be refused (the simulator counts an adopted one as a
+/// violation) and the liveness phase must still complete. Before the door
+/// refused them, the first forged Accept at 2^62 - 1 ended every election.
+#[test]
+fn forged_huge_ballots_are_refused_and_the_cluster_keeps_choosing() {
+    let mut forged = 0;
+    for seed in 0..40 {
+        let report = run_seed(seed, 3, Faults::default());
+        assert!(
+            report.passed(),
+            "seed {seed}: {}",
+            report.violations.join("; ")
+        );
+        forged += report
+            .stats
+            .nemesis
+            .iter()
+            .filter(|n| **n == "forged-huge-ballot")
+            .count();
+    }
+    assert!(forged >= 10, "only {forged} forged messages in 40 seeds");
+}

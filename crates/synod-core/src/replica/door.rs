@@ -165,7 +165,12 @@ impl Replica {
         if let Some(round) = held_round(&msg.body, msg.from) {
             self.member_rounds[k] = self.member_rounds[k].max(round);
         }
-        if highest_round(&msg.body) > self.round_ceiling() {
+        let highest = highest_round(&msg.body);
+        // Rounds up to our own promise raise nothing here (neither the
+        // promise nor, through `observe`, our next ballot beyond the
+        // promise), so they need no ceiling; this also spares the sort
+        // for almost every message.
+        if highest > self.acceptor.promised.round && highest > self.round_ceiling() {
             return Err(Refusal::BallotJump);
         }
         Ok(())
