@@ -219,6 +219,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_flood_of_warnings_logs_one_and_counts_the_rest() {
+        let log = RateLimitedLog::new();
+        for i in 0..100 {
+            log.warn(format_args!("client {i} refused"));
+        }
+        // Within one second: the first logged, 99 counted for the next line.
+        assert_ne!(log.last_ms.load(Relaxed), 0);
+        assert_eq!(log.suppressed.load(Relaxed), 99);
+    }
+
+    #[test]
     fn shares_add_up_and_are_returned_on_drop() {
         let budget = Arc::new(QueryBudget::default());
         let mut a = QueryShare::new(Arc::clone(&budget));
