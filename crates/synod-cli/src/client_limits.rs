@@ -11,19 +11,19 @@ use tracing::{info, warn};
 pub struct ClientArgs {
     /// Bytes one client's query buffer (a request not yet complete) may
     /// hold before the client is closed (Redis' client-query-buffer-limit,
-    /// whose 1gb default we lower: it also bounds the request size). Sizes
-    /// as Redis writes them: 65536, 64mb, 1gb.
-    #[arg(long, default_value = "64mb", value_parser = parse_size)]
+    /// whose 1gb default we lower: it also bounds the request size). At
+    /// least 1mb, as in Redis. Sizes as Redis writes them: 65536, 64mb, 1gb.
+    #[arg(long, default_value = "64mb", value_parser = parse_query_buffer_limit)]
     pub client_query_buffer_limit: usize,
     /// Bytes all clients' query buffers may hold together; past it, a
     /// client growing its buffer beyond 64 KiB is closed (smaller requests
-    /// always go through).
-    #[arg(long, default_value = "512mb", value_parser = parse_size)]
+    /// always go through). 0: no limit.
+    #[arg(long, default_value = "512mb", value_parser = parse_size_or_unlimited)]
     pub client_query_buffer_total_limit: usize,
     /// Bytes of replies one batch of a client's pipelined requests may
     /// produce before the client is closed (Redis' client-output-buffer-limit
-    /// for normal clients, unlimited in Redis).
-    #[arg(long, default_value = "256mb", value_parser = parse_size)]
+    /// for normal clients, unlimited in Redis). 0: no limit, as in Redis.
+    #[arg(long, default_value = "256mb", value_parser = parse_size_or_unlimited)]
     pub client_output_buffer_limit: usize,
     /// Close a client after this many seconds without a request, or without
     /// taking a reply (Redis' timeout; 0: never).
@@ -169,6 +169,21 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("'{text}' is too large"))
 }
 
+/// `--client-query-buffer-limit`: at least 1 MiB, as Redis requires (a
+/// smaller one would refuse ordinary values).
+fn parse_query_buffer_limit(text: &str) -> Result<usize, String> {
+    let bytes = parse_size(text)?;
+    if bytes < 1 << 20 {
+        return Err(format!("'{text}' is below the minimum of 1mb"));
+    }
+    Ok(bytes)
+}
+
+/// A size where 0 means no limit (Redis' convention for buffer limits).
+fn parse_size_or_unlimited(text: &str) -> Result<usize, String> {
+    parse_size(text).map(|bytes| if bytes == 0 { usize::MAX } else { bytes })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +197,9 @@ mod tests {
         assert!(parse_size("mb").is_err());
         assert!(parse_size("5 tb").is_err());
         assert!(parse_size("99999999999999999999gb").is_err());
+        assert_eq!(parse_size_or_unlimited("0"), Ok(usize::MAX));
+        assert!(parse_query_buffer_limit("64kb").is_err());
+        assert_eq!(parse_query_buffer_limit("1mb"), Ok(1 << 20));
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct ClientCounters {
     /// Closed for a request over the pre-AUTH caps (`unauthenticated
     /// multibulk length` / `bulk length`).
     pub unauthenticated_limit: AtomicU64,
+    /// Failed `accept` calls (out of descriptors, or memory): the pending
+    /// connection waits in the backlog and the listener retries after 50 ms.
+    pub accept_failures: AtomicU64,
     /// TLS connections whose handshake failed or timed out (no client
     /// certificate when one is required, an untrusted one, not TLS at all).
     pub tls_handshake_failures: AtomicU64,
@@ -72,7 +75,7 @@ impl ClientCounters {
         let get = |c: &AtomicU64| c.load(Relaxed);
         let _ = write!(
             text,
-            "# Stats\r\ntotal_connections_received:{}\r\nrejected_connections:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_query_buffer_total_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nclient_idle_timeout_disconnections:{}\r\nclient_protocol_error_disconnections:{}\r\nclient_unauthenticated_limit_disconnections:{}\r\ntls_handshake_failures:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\nrejected_connections:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_query_buffer_total_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nclient_idle_timeout_disconnections:{}\r\nclient_protocol_error_disconnections:{}\r\nclient_unauthenticated_limit_disconnections:{}\r\ntls_handshake_failures:{}\r\nclient_accept_failures:{}\r\n\r\n",
             get(&self.connections_received),
             get(&self.rejected_connections),
             get(&self.query_buffer_limit),
@@ -82,6 +85,7 @@ impl ClientCounters {
             get(&self.protocol_errors),
             get(&self.unauthenticated_limit),
             get(&self.tls_handshake_failures),
+            get(&self.accept_failures),
         );
     }
 }
@@ -142,6 +146,7 @@ pub(crate) struct ClientLogs {
     pub idle: RateLimitedLog,
     pub protocol: RateLimitedLog,
     pub tls: RateLimitedLog,
+    pub accept: RateLimitedLog,
 }
 
 impl ClientLogs {
@@ -153,6 +158,7 @@ impl ClientLogs {
             idle: RateLimitedLog::new(),
             protocol: RateLimitedLog::new(),
             tls: RateLimitedLog::new(),
+            accept: RateLimitedLog::new(),
         }
     }
 }
@@ -211,6 +217,17 @@ pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_warnings_logs_one_and_counts_the_rest() {
+        let log = RateLimitedLog::new();
+        for i in 0..100 {
+            log.warn(format_args!("client {i} refused"));
+        }
+        // Within one second: the first logged, 99 counted for the next line.
+        assert_ne!(log.last_ms.load(Relaxed), 0);
+        assert_eq!(log.suppressed.load(Relaxed), 99);
+    }
 
     #[test]
     fn shares_add_up_and_are_returned_on_drop() {

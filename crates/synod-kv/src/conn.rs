@@ -559,13 +559,14 @@ impl Conn {
             Some("get") if args.len() >= 3 => {
                 // Enough for tools that read a few settings at start-up
                 // (redis-benchmark asks for `save` and `appendonly`).
+                let maxclients = self.shared.cfg.clients_max.to_string();
                 let known: [(&str, &str); 6] = [
                     ("save", ""),
                     ("appendonly", "yes"),
                     ("appendfsync", "always"),
                     ("databases", "1"),
                     ("maxmemory", "0"),
-                    ("maxclients", "10000"),
+                    ("maxclients", &maxclients),
                 ];
                 let mut pairs = Vec::new();
                 for arg in &args[2..] {

@@ -174,7 +174,7 @@ pub async fn serve_listeners(
     };
     loop {
         tokio::select! {
-            accepted = accept(plain.as_ref()) => {
+            accepted = accept(plain.as_ref(), &shared) => {
                 if let Some((stream, peer)) = accepted {
                     let Some(slot) = admit(&shared, &stream, peer) else { continue };
                     tokio::spawn(async move {
@@ -184,7 +184,7 @@ pub async fn serve_listeners(
                     });
                 }
             }
-            accepted = accept(tls_listener.as_ref()) => {
+            accepted = accept(tls_listener.as_ref(), &shared) => {
                 if let (Some((stream, peer)), Some(acceptor)) = (accepted, &acceptor) {
                     let Some(slot) = admit(&shared, &stream, peer) else { continue };
                     let acceptor = acceptor.clone();
@@ -201,7 +201,10 @@ pub async fn serve_listeners(
 }
 
 /// The next connection of `listener`; never resolves when there is none.
-async fn accept(listener: Option<&TcpListener>) -> Option<(TcpStream, SocketAddr)> {
+async fn accept(
+    listener: Option<&TcpListener>,
+    shared: &Shared,
+) -> Option<(TcpStream, SocketAddr)> {
     let Some(listener) = listener else {
         return std::future::pending().await;
     };
@@ -210,7 +213,11 @@ async fn accept(listener: Option<&TcpListener>) -> Option<(TcpStream, SocketAddr
         Err(err) => {
             // Out of file descriptors and the like: wait a little (the
             // pending connection stays in the backlog).
-            debug!("accept failed: {err}");
+            shared.cfg.counters.accept_failures.fetch_add(1, Relaxed);
+            shared
+                .logs
+                .accept
+                .warn(format_args!("accepting a client failed: {err}"));
             tokio::time::sleep(Duration::from_millis(50)).await;
             None
         }

@@ -180,6 +180,14 @@ async fn excess_clients_are_refused_and_counted() {
     };
     let text = String::from_utf8_lossy(&text).into_owned();
     assert!(text.contains("rejected_connections:1\r\n"), "{text}");
+    // CONFIG GET reports the limit in force (it said 10000 whatever it was).
+    assert_eq!(
+        held[0].call(&[b"CONFIG", b"GET", b"maxclients"]).await,
+        Some(Reply::Array(vec![
+            Reply::Bulk("maxclients".into()),
+            Reply::Bulk("3".into())
+        ]))
+    );
     drop(held);
     // The slots come back.
     wait_for_count(c.resp[0], None, "total_connections_received", 5).await;

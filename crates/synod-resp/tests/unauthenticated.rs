@@ -54,6 +54,18 @@ fn an_unauthenticated_bulk_longer_than_16_kib_is_refused_before_its_payload() {
 
 #[test]
 fn authenticating_lifts_the_caps_from_the_next_request_on() {
+    // Without the AUTH taking effect, the next request is refused...
+    let mut p = parser(true);
+    let mut buf = BytesMut::from(&b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n*11\r\n"[..]);
+    assert_eq!(
+        p.parse(&mut buf),
+        Ok(Some(vec!["AUTH".into(), "pw".into()]))
+    );
+    assert_eq!(
+        p.parse(&mut buf),
+        Err(ProtocolError::UnauthenticatedMultibulkLength)
+    );
+    // ...and with it, accepted.
     let mut p = parser(true);
     let mut buf = BytesMut::from(&b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n*11\r\n"[..]);
     assert_eq!(
