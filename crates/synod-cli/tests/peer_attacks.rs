@@ -309,6 +309,167 @@ fn an_insecure_cluster_takes_a_local_outsider_for_a_member() {
     assert!(leaked, "the catch-up reply carried the secret value");
 }
 
+/// Dials `addr` with TLS presenting the certificate and key in `cert` and
+/// `key` (trusting whatever the node presents, as an attacker would), sends
+/// `bytes` inside TLS and returns the plaintext the node sent back before
+/// closing.
+fn tls_send_and_drain(
+    addr: SocketAddr,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    bytes: &[u8],
+) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let chain = vec![CertificateDer::from_pem_file(cert).expect("cert")];
+    let key = PrivateKeyDer::from_pem_file(key).expect("key");
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(std::sync::Arc::new(TrustAnything))
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    let name = ServerName::try_from("node-3.test.synod").unwrap();
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let socket = TcpStream::connect(addr).expect("connect");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    let mut received = Vec::new();
+    if tls.write_all(bytes).and_then(|_| tls.flush()).is_err() {
+        return received;
+    }
+    let mut buf = [0u8; 4096];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => return received,
+            Ok(n) => {
+                received.extend_from_slice(&buf[..n]);
+                // The Synod handshake answer is all we wait for.
+                if received.len() >= 4 + HANDSHAKE_PAYLOAD_BYTES {
+                    return received;
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                panic!("the node kept the connection open for 20 s")
+            }
+            Err(_) => return received,
+        }
+    }
+}
+
+/// The attacker's certificate check: none.
+#[derive(Debug)]
+struct TrustAnything;
+
+impl rustls::client::danger::ServerCertVerifier for TrustAnything {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[test]
+fn a_tls_cluster_refuses_another_ca_and_a_certificate_used_for_another_id() {
+    let cluster = Cluster::start_tls(3, &[]);
+    let cluster_id = cluster_id_of(&cluster);
+    let three = cluster.paxos[2];
+    let ours = cluster.tls.clone().expect("TLS credentials");
+    // Credentials for node 1 of a cluster also named "test", from another CA.
+    let other = cluster.dir.path().join("other-ca");
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
+        .args(["certs", "--out"])
+        .arg(&other)
+        .args(["--nodes", "1", "--cluster", "test"])
+        .output()
+        .expect("synod certs");
+    assert!(made.status.success(), "{made:?}");
+    let hello_as = |from: u32| handshake_with(cluster_id, from, 3);
+
+    let foreign = tls_send_and_drain(
+        three,
+        &other.join("node-1.pem"),
+        &other.join("node-1-key.pem"),
+        &hello_as(1),
+    );
+    assert!(
+        !answered_synod_handshake(&foreign),
+        "another CA's certificate got in"
+    );
+
+    // Node 2's genuine credentials, used to claim to be node 1.
+    let (cert2, key2) = (ours.join("node-2.pem"), ours.join("node-2-key.pem"));
+    let impostor = tls_send_and_drain(three, &cert2, &key2, &hello_as(1));
+    assert!(
+        !answered_synod_handshake(&impostor),
+        "node 2's certificate passed as node 1"
+    );
+
+    // Control: the same credentials claiming their own id do get in (a stolen
+    // key is a stolen node), so the refusals above are the checks at work.
+    // Retried: the real node 2 may have just (re)connected, and a link is
+    // replaced at most once per 200 ms.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !answered_synod_handshake(&tls_send_and_drain(three, &cert2, &key2, &hello_as(2))) {
+        assert!(
+            Instant::now() < deadline,
+            "node 2's own credentials were refused"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    let log = std::fs::read_to_string(cluster.log_path(2)).unwrap_or_default();
+    assert!(log.contains("failed the TLS handshake"), "{log}");
+    assert!(
+        log.contains(
+            "claims to be n1, but holds a certificate that does not name node-1.test.synod"
+        ),
+        "{log}"
+    );
+    // And the cluster still serves writes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut con = cluster.client(0);
+    loop {
+        let written: redis::RedisResult<()> = redis::cmd("SET").arg("k").arg("v").query(&mut con);
+        if written.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no write: {written:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The cluster id `synod server` derives from --peers (FNV-1a over
 /// "id=addr," in id order): public to anyone who knows the membership.
 fn cluster_id_of(cluster: &Cluster) -> u64 {

@@ -380,3 +380,20 @@ async fn credentials_of_another_node_are_refused_at_start() {
     let err = insecure_outside.validate().unwrap_err();
     assert!(err.to_string().contains("loopback only"), "{err}");
 }
+
+/// What insecure links give up: the same forged handshake and Accept that a
+/// TLS node refuses is delivered, as node 1's message, to the replica.
+#[tokio::test]
+async fn insecure_links_deliver_a_forged_message_to_the_replica() {
+    capture_warnings();
+    let (mut listeners, addrs) = bind(&[1, 2]).await;
+    let _absent = listeners.remove(&NodeId(1)).unwrap();
+    let two = NodeId(2);
+    let mut node = start(config(two, &addrs), listeners.remove(&two).unwrap()).await;
+    let mut stream = TcpStream::connect(addrs[&two]).await.unwrap();
+    stream.write_all(&forged_bytes(1, 2)).await.unwrap();
+    let got = recv(&mut node).await;
+    assert_eq!((got.from, instance_of(&got)), (NodeId(1), FORGED));
+    assert_eq!(node.net.stats().handshakes_rejected, 0);
+    node.net.shutdown().await;
+}
