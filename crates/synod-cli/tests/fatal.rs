@@ -102,6 +102,7 @@ fn running_out_of_descriptors_during_a_snapshot_ends_the_server() {
         http: vec![addrs[2]],
         children: vec![None],
         extra: vec!["--snapshot-instances".into(), "20".into()],
+        tls: None,
         started: vec![false],
     };
     let mut command = cluster.server_command(0, &["--init"]);
