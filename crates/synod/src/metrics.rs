@@ -10,7 +10,7 @@ use synod_net::NetStats;
 
 /// Why peer messages were not accepted: the core's reasons
 /// ([`Refusal::name`]), then the network layer's.
-pub const PEER_REFUSAL_REASONS: [&str; 11] = [
+pub const PEER_REFUSAL_REASONS: [&str; 13] = [
     "wrong_group",
     "wrong_recipient",
     "from_self",
@@ -25,6 +25,11 @@ pub const PEER_REFUSAL_REASONS: [&str; 11] = [
     "send_too_large",
     "send_unroutable",
     "send_queue_full",
+    // Peer handshakes refused: no valid certificate (or, on insecure links,
+    // a wrong cluster or member), and handshakes over the pending or
+    // link-replacement limits.
+    "handshake_unauthenticated",
+    "handshake_rate_limited",
 ];
 
 /// A histogram with fixed upper bounds (Prometheus `le` buckets).
@@ -334,6 +339,8 @@ impl RefusalLog {
         counts[k + 1] = net.dropped_too_large;
         counts[k + 2] = net.dropped_unroutable;
         counts[k + 3] = net.dropped_queue_full;
+        counts[k + 4] = net.handshakes_unauthenticated;
+        counts[k + 5] = net.handshakes_rate_limited;
         counts
     }
 
