@@ -17,6 +17,7 @@ Exit status 0 when no election happened and both p99 are under --p99-ms
 
 import argparse
 import json
+import re
 import os
 import shutil
 import signal
@@ -261,8 +262,15 @@ def main():
     ap.add_argument("--base-port", type=int, default=7400)
     ap.add_argument("--p99-ms", type=float, default=50.0)
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
-    ap.add_argument("server_args", nargs="*", help="extra `synod server` arguments")
+    ap.add_argument("--load-conns", type=int, default=2,
+                    help="loading connections (each pipelines --load-depth MSETs of 100 keys)")
+    ap.add_argument("--load-depth", type=int, default=10)
+    ap.add_argument("server_args", nargs="*",
+                    help="extra `synod server` arguments (default: a checkpoint every 16 MiB "
+                         "of log, so the load takes several snapshots of the growing dataset)")
     args = ap.parse_args()
+    if not args.server_args:
+        args.server_args = ["--snapshot-log-bytes", str(16 << 20)]
 
     data_dir = tempfile.mkdtemp(prefix="synod-stall-")
     cluster = Cluster(args.synod, args.base_port, data_dir, args.server_args)
@@ -290,7 +298,8 @@ def main():
         probe.start()
         probe.phase = "load"
         started = time.time()
-        load(cluster.resp(leader), args.keys, "v" * args.value_bytes, 100, 20, 4)
+        load(cluster.resp(leader), args.keys, "v" * args.value_bytes, 100, args.load_depth,
+             args.load_conns)
         result["load_s"] = round(time.time() - started, 1)
         # Let the checkpoints that the load triggered finish under the probe.
         probe.phase = "settle"
@@ -325,8 +334,10 @@ def main():
             if probe.errors.get(phase):
                 result["set_" + phase]["errors"] = len(probe.errors[phase])
         with open(os.path.join(data_dir, "node-1.log"), errors="replace") as f:
-            slow = [line.strip() for line in f if "snapshot taken" in line or "slow" in line]
-        result["node1_snapshot_lines"] = slow[-5:]
+            lines = [line.strip() for line in f
+                     if "snapshot taken" in line or "checkpoint written" in line
+                     or "slow" in line or "leader changed" in line]
+        result["node1_log_lines"] = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in lines[-8:]]
         worst = max(result["set_load"].get("p99_ms", 0), result["set_settle"].get("p99_ms", 0),
                     result["set_keys"].get("p99_ms", 0))
         ok = (result["elections"] == 0 and result["leader_after"] == leader

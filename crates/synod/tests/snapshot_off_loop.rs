@@ -1,5 +1,6 @@
-//! The state machine's snapshot is encoded off the event loop (issue 13):
-//! while an encoding is stuck, the node keeps applying and answering.
+//! The state machine's snapshot is encoded, and its big reads answered, off
+//! the event loop (issue 13): while either is stuck, the node keeps
+//! applying and answering.
 //!
 //! No wall clock decides the outcome: the encoding blocks on a gate that the
 //! test opens only after the node has answered requests made while it was
@@ -14,7 +15,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use synod::{
-    ApplyContext, Node, NodeConfig, NodeId, RequestError, SnapshotJob, SnapshotPolicy, StateMachine,
+    ApplyContext, Node, NodeConfig, NodeId, QueryJob, RequestError, SnapshotJob, SnapshotPolicy,
+    StateMachine,
 };
 
 /// Waits for the test to open it; tells the test when someone waits.
@@ -54,8 +56,29 @@ impl StateMachine for Gated {
         encode(self.value)
     }
 
-    fn query(&self, _query: &[u8], _ctx: &ApplyContext) -> Bytes {
+    /// A query `b"slow"` waits at the gate (on the old path: on the loop).
+    fn query(&self, query: &[u8], _ctx: &ApplyContext) -> Bytes {
+        if query == b"slow" {
+            if let Some(gate) = &self.gate {
+                gate.pass();
+            }
+        }
         encode(self.value)
+    }
+
+    /// `b"slow"` is answered off the loop, from the value now.
+    fn query_view(&self, query: &[u8], _ctx: &ApplyContext) -> Option<QueryJob> {
+        if query != b"slow" {
+            return None;
+        }
+        let value = self.value;
+        let gate = self.gate.clone();
+        Some(Box::new(move || {
+            if let Some(gate) = gate {
+                gate.pass();
+            }
+            encode(value)
+        }))
     }
 
     /// The old path: the runtime calling this on its loop blocks the loop.
@@ -211,4 +234,64 @@ async fn the_node_serves_while_its_snapshot_is_being_encoded() {
         view_value + 10
     );
     node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_serves_while_a_big_read_is_answered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (entered_tx, entered_rx) = mpsc::sync_channel(16);
+    let (open_tx, open_rx) = mpsc::channel();
+    let gate = Gate {
+        entered: entered_tx,
+        open: Arc::new(Mutex::new(open_rx)),
+    };
+    let node = Arc::new(
+        Node::start(
+            one_node(dir.path(), free_addr(), 0),
+            Gated {
+                value: 0,
+                gate: Some(gate),
+            },
+        )
+        .await
+        .expect("node starts"),
+    );
+    assert_eq!(add(&node, 5).await, 5);
+    let slow = {
+        let node = Arc::clone(&node);
+        tokio::spawn(async move { node.read(Bytes::from_static(b"slow")).await })
+    };
+    let (got, _entered_rx) = tokio::task::spawn_blocking(move || {
+        let got = entered_rx.recv_timeout(Duration::from_secs(60));
+        (got, entered_rx)
+    })
+    .await
+    .expect("joins");
+    got.expect("the slow read started");
+    // The loop is free while the read is stuck.
+    let answered = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut last = 0;
+        for _ in 0..10 {
+            last = add(&node, 1).await;
+        }
+        last
+    })
+    .await
+    .expect("the node answered while a big read was being answered");
+    assert_eq!(answered, 15);
+    let _ = open_tx.send(());
+    let read = tokio::time::timeout(Duration::from_secs(60), slow)
+        .await
+        .expect("the slow read is answered")
+        .expect("joins")
+        .expect("read");
+    // The read's answer is the state at its point, before the writes.
+    assert_eq!(
+        i64::from_le_bytes(read[..8].try_into().expect("8 bytes")),
+        5
+    );
+    drop(open_tx);
+    if let Ok(node) = Arc::try_unwrap(node) {
+        node.shutdown().await;
+    }
 }

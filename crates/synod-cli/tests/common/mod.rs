@@ -168,6 +168,17 @@ impl Cluster {
         self.dir.path().join(format!("node-{}.log", i + 1))
     }
 
+    /// Starts node `i` again (after `kill9`) with `args` added to its
+    /// command line.
+    pub fn restart_node_with(&mut self, i: usize, args: &[&str]) {
+        assert!(self.started[i] && self.children[i].is_none());
+        let child = self
+            .server_command(i, args)
+            .spawn()
+            .expect("spawn synod server");
+        self.children[i] = Some(child);
+    }
+
     /// SIGKILL, no chance to clean up.
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut child) = self.children[i].take() {
