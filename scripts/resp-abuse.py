@@ -144,7 +144,8 @@ def start_cluster(exe, extra, tmp):
         cmd = [exe, "server", "--id", str(i), "--peers", peers,
                "--resp", f"127.0.0.1:{base + i}", "--http", f"127.0.0.1:{base + 200 + i}",
                "--data-dir", os.path.join(tmp, f"n{i}"), "--init", "--password", PASSWORD,
-               *extra]
+               # Peer links are not what this script attacks.
+               "--insecure-peer-links", *extra]
         if i == 1:
             cmd = ["prlimit", "--nofile=1024:1024", "--", *cmd]
         log = open(os.path.join(tmp, f"n{i}.log"), "w")

@@ -38,7 +38,7 @@ peers="1=127.0.0.1:$((base + 101)),2=127.0.0.1:$((base + 102)),3=127.0.0.1:$((ba
 start() { # id, auth-clients[, plain port]
   "$exe" server --id "$1" --peers "$peers" --resp "127.0.0.1:${3:-$((base + $1))}" \
     --tls-port "$((base + 10 + $1))" --tls-cert-file server.crt --tls-key-file server.key \
-    --tls-ca-cert-file ca.crt --tls-auth-clients "$2" --data-dir "n$1" --init "${extra[@]}" \
+    --tls-ca-cert-file ca.crt --tls-auth-clients "$2" --data-dir "n$1" --init --insecure-peer-links "${extra[@]}" \
     >>"n$1.log" 2>&1 &
   pids[$1]=$!
 }
