@@ -43,6 +43,7 @@ async fn start(
     let peers = BTreeMap::from([(NodeId(1), addr)]);
     let mut cfg = NodeConfig::new(NodeId(1), peers, dir.join("n1")).expect("member");
     cfg.bootstrap = synod::Bootstrap::New;
+    cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
     let node = Arc::new(Node::start(cfg, Count::default()).await.expect("starts"));
     node.propose(Bytes::from_static(b"x"))
         .await

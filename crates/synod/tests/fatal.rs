@@ -54,6 +54,7 @@ fn single(dir: &std::path::Path, fs: &SimFs) -> NodeConfig {
     let peers = BTreeMap::from([(NodeId(1), addr)]);
     let mut cfg = NodeConfig::new(NodeId(1), peers, dir.join("n1")).expect("member");
     cfg.bootstrap = synod::Bootstrap::New;
+    cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
     cfg.request_timeout = Duration::from_secs(5);
     cfg.snapshot_policy = SnapshotPolicy {
         instances: 3,

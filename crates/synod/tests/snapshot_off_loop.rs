@@ -119,6 +119,7 @@ fn one_node(dir: &std::path::Path, addr: SocketAddr, snapshot_every: u64) -> Nod
     let mut cfg = NodeConfig::new(NodeId(1), peers, dir.join("n1")).expect("member");
     cfg.request_timeout = Duration::from_secs(60);
     cfg.bootstrap = synod::Bootstrap::New;
+    cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
     cfg.snapshot_policy = SnapshotPolicy {
         instances: snapshot_every,
         log_bytes: 0,

@@ -62,6 +62,7 @@ pub async fn cluster(
         )
         .expect("member");
         cfg.bootstrap = synod::Bootstrap::New;
+        cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
         cfg.request_timeout = Duration::from_secs(10);
         let node = Arc::new(Node::start(cfg, Store::new()).await.expect("starts"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
