@@ -26,6 +26,8 @@ pub const HANDSHAKE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 pub const HANDSHAKES_PENDING_PER_SOURCE_MAX_DEFAULT: usize = 8;
 /// Default for [`NetConfig::peer_accept_interval_min`].
 pub const PEER_ACCEPT_INTERVAL_MIN_DEFAULT: Duration = Duration::from_millis(200);
+/// Default for [`NetConfig::rejected_log_interval`].
+pub const REJECTED_LOG_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
 /// Default for [`NetConfig::keepalive_interval`].
 pub const KEEPALIVE_INTERVAL_DEFAULT: Duration = Duration::from_millis(100);
 /// Default for [`NetConfig::idle_timeout`].
@@ -72,6 +74,11 @@ pub struct NetConfig {
     /// restarted peer's redial is spaced by its backoff and gets in. Only
     /// applies while the peer has a live link. Zero turns the limit off.
     pub peer_accept_interval_min: Duration,
+    /// A refused or failed handshake is logged at most once per this
+    /// interval for each reason (the next line says how many were left
+    /// out); the counters in [`crate::NetStats`] count every one. Bounds the
+    /// log an outsider can make the node write. Zero logs every refusal.
+    pub rejected_log_interval: Duration,
     /// First delay before a dialer reconnects.
     pub backoff_min: Duration,
     /// The delay doubles after each failed attempt up to this.
@@ -112,6 +119,7 @@ impl NetConfig {
             handshakes_pending_max: HANDSHAKES_PENDING_MAX_DEFAULT,
             handshakes_pending_per_source_max: HANDSHAKES_PENDING_PER_SOURCE_MAX_DEFAULT,
             peer_accept_interval_min: PEER_ACCEPT_INTERVAL_MIN_DEFAULT,
+            rejected_log_interval: REJECTED_LOG_INTERVAL_DEFAULT,
             backoff_min: BACKOFF_MIN_DEFAULT,
             backoff_max: BACKOFF_MAX_DEFAULT,
             handshake_timeout: HANDSHAKE_TIMEOUT_DEFAULT,

@@ -14,7 +14,8 @@
 //! - **Handshake.** The first frame each way (inside TLS) names the protocol
 //!   version, the cluster and both ends (see the `handshake` module); any
 //!   mismatch, or a claimed id the certificate does not name, closes the
-//!   socket with a warning and a count.
+//!   socket with a count and a warning; warnings are rate limited per reason
+//!   ([`NetConfig::rejected_log_interval`]), counts are exact.
 //! - **Reconnect storms.** Pending handshakes are bounded in all and per
 //!   source address and time out; an accepted connection replaces a live link
 //!   of the same peer at most once per [`NetConfig::peer_accept_interval_min`].
@@ -74,14 +75,15 @@ mod frame;
 mod handshake;
 mod net;
 mod peer;
+mod ratelog;
 mod stats;
 pub mod tls;
 
 pub use config::{
     NetConfig, BACKOFF_MAX_DEFAULT, BACKOFF_MIN_DEFAULT, FRAME_BYTES_MAX_DEFAULT,
     HANDSHAKES_PENDING_MAX_DEFAULT, HANDSHAKES_PENDING_PER_SOURCE_MAX_DEFAULT,
-    HANDSHAKE_TIMEOUT_DEFAULT, PEER_ACCEPT_INTERVAL_MIN_DEFAULT, SEND_QUEUE_MAX_DEFAULT,
-    WRITE_BATCH_BYTES_MAX_DEFAULT,
+    HANDSHAKE_TIMEOUT_DEFAULT, PEER_ACCEPT_INTERVAL_MIN_DEFAULT, REJECTED_LOG_INTERVAL_DEFAULT,
+    SEND_QUEUE_MAX_DEFAULT, WRITE_BATCH_BYTES_MAX_DEFAULT,
 };
 pub use error::{MessageTooLarge, NetError};
 /// The framing the connections use, as pure buffer code: the simulator sends

@@ -6,6 +6,7 @@ use crate::connection::{self, BoxedStream};
 use crate::error::{MessageTooLarge, NetError};
 use crate::handshake::{self, HandshakeError};
 use crate::peer::Peer;
+use crate::ratelog::RejectLog;
 use crate::stats::{add, Counters, NetStats};
 use crate::tls::PeerSecurity;
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +25,8 @@ pub(crate) struct Inner {
     pub cfg: NetConfig,
     pub local_addr: SocketAddr,
     pub counters: Counters,
+    /// Rate limits the warnings of refused handshakes (not their counts).
+    reject_log: RejectLog,
     /// Every member except this node.
     pub peers: BTreeMap<NodeId, Arc<Peer>>,
     pub inbound: mpsc::Sender<Message>,
@@ -115,12 +118,15 @@ impl Net {
             backoff_min = ?cfg.backoff_min,
             backoff_max = ?cfg.backoff_max,
             handshake_timeout = ?cfg.handshake_timeout,
+            rejected_log_interval = ?cfg.rejected_log_interval,
             "peer transport listening"
         );
+        let reject_log = RejectLog::new(cfg.rejected_log_interval);
         let inner = Arc::new(Inner {
             cfg,
             local_addr,
             counters: Counters::default(),
+            reject_log,
             peers,
             inbound,
             shutdown: watch::Sender::new(false),
@@ -230,10 +236,10 @@ async fn stopping(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Logs and counts a failed handshake; logged first, so that whoever sees the
-/// count can also find the line.
+/// Logs (rate limited per reason) and counts a failed handshake; logged
+/// first, so that whoever sees the count can also find a line of its kind.
 fn reject(inner: &Inner, addr: SocketAddr, err: &HandshakeError) {
-    handshake::warn_rejected(addr, err);
+    inner.reject_log.warn_rejected(addr, err);
     add(&inner.counters.handshakes_rejected, 1);
     if err.is_unauthenticated() {
         add(&inner.counters.handshakes_unauthenticated, 1);

@@ -56,6 +56,9 @@ async fn cluster(with_impostor: bool) -> Cluster {
         // Short, so the silent-socket case is quick; still generous for loopback.
         cfg.handshake_timeout = Duration::from_millis(500);
         cfg.frame_bytes_max = 1 << 20;
+        // Every refusal logged: the cases below check each line's text, and
+        // two share a reason (tests/refusals.rs tests the rate limit).
+        cfg.rejected_log_interval = Duration::ZERO;
         nodes.insert(id, start(cfg, listener).await);
     }
     let (two, three, four) = (NodeId(2), NodeId(3), NodeId(4));
