@@ -35,7 +35,7 @@ pub const HANDSHAKE_PAYLOAD_BYTES: usize = 4 + 2 + 8 + 4 + 4;
 /// unauthenticated socket can make us allocate.
 const HANDSHAKE_FRAME_BYTES_MAX: usize = 256;
 /// How many values [`HandshakeError::reason`] takes.
-pub(crate) const REJECT_REASONS: usize = 16;
+pub(crate) const REJECT_REASONS: usize = 17;
 /// Magic plus version: the least a first frame must hold to be judged.
 const HANDSHAKE_PREFIX_BYTES: usize = 6;
 
@@ -56,6 +56,8 @@ pub(crate) enum HandshakeError {
     Io(#[from] std::io::Error),
     #[error("did not finish the handshake within {0:?}")]
     Timeout(Duration),
+    #[error("sent nothing within {0:?} of connecting")]
+    Silent(Duration),
     #[error("sent a first frame of {0} bytes, which is not a handshake")]
     NotHandshake(usize),
     #[error("sent magic {0:?}, not \"SYND\" (not a Synod peer?)")]
@@ -116,6 +118,7 @@ impl HandshakeError {
             HandshakeError::Tls(_) => 13,
             HandshakeError::NotCertified { .. } => 14,
             HandshakeError::RateLimited { .. } => 15,
+            HandshakeError::Silent(_) => 16,
         }
     }
 

@@ -7,15 +7,16 @@ use crate::error::{MessageTooLarge, NetError};
 use crate::handshake::{self, HandshakeError};
 use crate::peer::Peer;
 use crate::ratelog::RejectLog;
+use crate::slots::{HandshakeSlots, Slot, SlotLimits};
 use crate::stats::{add, Counters, NetStats};
 use crate::tls::PeerSecurity;
-use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use synod_core::{Message, NodeId};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
@@ -114,6 +115,8 @@ impl Net {
             write_batch_bytes_max = cfg.write_batch_bytes_max,
             handshakes_pending_max = cfg.handshakes_pending_max,
             handshakes_pending_per_source_max = cfg.handshakes_pending_per_source_max,
+            handshakes_pending_per_member_ip_max = cfg.handshakes_pending_per_member_ip_max,
+            handshake_first_byte_timeout = ?cfg.handshake_first_byte_timeout,
             peer_accept_interval_min = ?cfg.peer_accept_interval_min,
             backoff_min = ?cfg.backoff_min,
             backoff_max = ?cfg.backoff_max,
@@ -249,52 +252,24 @@ fn reject(inner: &Inner, addr: SocketAddr, err: &HandshakeError) {
     }
 }
 
-/// Handshakes pending per source address, so that one host cannot hold
-/// every handshake slot. At most `handshakes_pending_max` entries: each
-/// stands for at least one pending handshake and is removed with the last.
-type PendingBySource = Arc<Mutex<HashMap<IpAddr, usize>>>;
-
-/// One pending handshake of a source; dropping it releases the count.
-struct SourceSlot {
-    pending: PendingBySource,
-    source: IpAddr,
-}
-
-impl SourceSlot {
-    fn take(pending: &PendingBySource, source: IpAddr, max: usize) -> Option<SourceSlot> {
-        let mut counts = pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = counts.entry(source).or_insert(0);
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(SourceSlot {
-            pending: pending.clone(),
-            source,
-        })
-    }
-}
-
-impl Drop for SourceSlot {
-    fn drop(&mut self) {
-        let mut counts = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = counts.get_mut(&self.source) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.source);
-            }
-        }
-    }
-}
-
 /// Accepts sockets and runs each through the handshake and, if it passes, as
 /// the connection of the peer that dialed.
 async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     let mut shutdown = inner.shutdown.subscribe();
-    let pending = Arc::new(Semaphore::new(inner.cfg.handshakes_pending_max));
-    let by_source = PendingBySource::default();
-    // At most handshakes_pending_max handshakes plus one live connection per
-    // peer (and replaced ones for the moment they take to close).
+    let cfg = &inner.cfg;
+    let limits = SlotLimits {
+        outsiders_max: cfg.handshakes_pending_max,
+        per_source_max: cfg.handshakes_pending_per_source_max,
+        per_member_ip_max: cfg.handshakes_pending_per_member_ip_max,
+    };
+    // Only members with lower ids dial us (one connection per pair).
+    let dialers = cfg.peers.iter().filter(|(id, _)| **id < cfg.node_id);
+    let slots = Arc::new(HandshakeSlots::new(
+        limits,
+        dialers.map(|(_, addr)| addr.ip()),
+    ));
+    // At most the pending handshakes (outsiders' and members') plus one live
+    // connection per peer (and replaced ones for the moment they take to close).
     let mut accepted = JoinSet::new();
     loop {
         let (stream, remote) = tokio::select! {
@@ -312,26 +287,12 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                 }
             },
         };
-        let per_source_max = inner.cfg.handshakes_pending_per_source_max;
-        let Some(source_slot) = SourceSlot::take(&by_source, remote.ip(), per_source_max) else {
-            let busy = HandshakeError::SourceBusy {
-                source_ip: remote.ip(),
-                max: per_source_max,
-            };
-            reject(&inner, remote, &busy);
-            continue;
-        };
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            let busy = HandshakeError::TooBusy(inner.cfg.handshakes_pending_max);
-            reject(&inner, remote, &busy);
-            continue;
-        };
-        accepted.spawn(accept_connection(
-            inner.clone(),
-            stream,
-            remote,
-            (permit, source_slot),
-        ));
+        match slots.take(remote.ip()) {
+            Ok(slot) => {
+                accepted.spawn(accept_connection(inner.clone(), stream, remote, slot));
+            }
+            Err(busy) => reject(&inner, remote, &busy),
+        }
     }
     drop(listener);
     // Every accepted task watches the shutdown flag too, so this ends promptly.
@@ -339,14 +300,8 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
 }
 
 /// The acceptor's side of one socket: handshake, then the connection.
-/// `slots` (the global and per-source pending-handshake slots) are held for
-/// the handshake only.
-async fn accept_connection(
-    inner: Arc<Inner>,
-    stream: TcpStream,
-    remote: SocketAddr,
-    slots: (OwnedSemaphorePermit, SourceSlot),
-) {
+/// `slot` (its pending-handshake slot) is held for the handshake only.
+async fn accept_connection(inner: Arc<Inner>, stream: TcpStream, remote: SocketAddr, slot: Slot) {
     let mut shutdown = inner.shutdown.subscribe();
     if let Err(err) = stream.set_nodelay(true) {
         tracing::warn!("cannot set TCP_NODELAY for peer {remote}: {err}");
@@ -358,7 +313,7 @@ async fn accept_connection(
         _ = stopping(&mut shutdown) => return,
         result = timeout(hs_timeout, accept_handshake(&inner, stream)) => result,
     };
-    drop(slots);
+    drop(slot);
     let result = result.unwrap_or(Err(HandshakeError::Timeout(hs_timeout)));
     let (peer_id, stream) = match result {
         Ok(accepted) => accepted,
@@ -403,6 +358,17 @@ async fn accept_handshake(
     mut stream: TcpStream,
 ) -> Result<(NodeId, BoxedStream), HandshakeError> {
     let cfg = &inner.cfg;
+    // Every dialer speaks first (a TLS ClientHello, or our handshake), at
+    // once: a socket that stays silent is an outsider holding a slot, dropped
+    // long before the handshake timeout.
+    let first_byte_timeout = cfg.handshake_first_byte_timeout.min(cfg.handshake_timeout);
+    let mut first = [0u8; 1];
+    if timeout(first_byte_timeout, stream.peek(&mut first))
+        .await
+        .is_err()
+    {
+        return Err(HandshakeError::Silent(first_byte_timeout));
+    }
     match &cfg.security {
         PeerSecurity::InsecureLoopback => {
             let peer = handshake::accept(&mut stream, cfg, |claimed| admit(inner, claimed)).await?;

@@ -164,7 +164,16 @@ async fn bad_handshakes_are_refused() {
             handshake(CLUSTER, 1, 3),
             "expected to reach n3, but we are n4",
         ),
-        ("silence", Vec::new(), "did not finish the handshake within"),
+        (
+            "silence",
+            Vec::new(),
+            "sent nothing within 500ms of connecting",
+        ),
+        (
+            "one byte, then silence",
+            vec![22],
+            "did not finish the handshake within",
+        ),
     ];
     for (name, bytes, warning) in cases {
         let mut stream = cluster.raw(&bytes).await;
