@@ -471,6 +471,11 @@ async fn dial_handshake(
                 .connect(tls.server_name(peer), stream)
                 .await
                 .map_err(HandshakeError::Tls)?;
+            // Checked before we send anything inside TLS: the certificate
+            // names that node exactly, not through a wildcard or among others.
+            let certificates = stream.get_ref().1.peer_certificates();
+            tls.check_acceptor(certificates, peer)
+                .map_err(|why| HandshakeError::NotCertified { claimed: peer, why })?;
             handshake::dial(&mut stream, cfg, peer).await?;
             Ok(Box::new(stream))
         }
