@@ -279,7 +279,7 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                 Ok(connection) => connection,
                 Err(err) => {
                     // Usually out of file descriptors: pause rather than spin.
-                    tracing::warn!("accepting a peer connection failed: {err}");
+                    inner.reject_log.warn_accept_failed(&err);
                     tokio::select! {
                         _ = stopping(&mut shutdown) => break,
                         _ = tokio::time::sleep(inner.cfg.backoff_min) => continue,

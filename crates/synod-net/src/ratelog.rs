@@ -15,6 +15,12 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+/// The reason index of a failed `accept` (usually out of file descriptors),
+/// after the handshake refusals.
+const ACCEPT_FAILED: usize = REJECT_REASONS;
+/// Reasons in all.
+const REASONS: usize = REJECT_REASONS + 1;
+
 /// Per reason: when a line was last logged and how many were left out since.
 #[derive(Clone, Copy, Debug, Default)]
 struct Reason {
@@ -26,7 +32,7 @@ struct Reason {
 #[derive(Debug)]
 pub(crate) struct RejectLog {
     interval: Duration,
-    reasons: Mutex<[Reason; REJECT_REASONS]>,
+    reasons: Mutex<[Reason; REASONS]>,
 }
 
 impl RejectLog {
@@ -34,7 +40,7 @@ impl RejectLog {
     pub(crate) fn new(interval: Duration) -> RejectLog {
         RejectLog {
             interval,
-            reasons: Mutex::new([Reason::default(); REJECT_REASONS]),
+            reasons: Mutex::new([Reason::default(); REASONS]),
         }
     }
 
@@ -42,7 +48,7 @@ impl RejectLog {
     /// number of lines left out since the last one, or `None` (this one is
     /// left out and counted for the next).
     pub(crate) fn admit(&self, reason: usize, now: Instant) -> Option<u64> {
-        debug_assert!(reason < REJECT_REASONS, "reason {reason} out of range");
+        debug_assert!(reason < REASONS, "reason {reason} out of range");
         let mut reasons = self.reasons.lock().unwrap_or_else(PoisonError::into_inner);
         // An unknown reason is a bug; logging it unlimited is the safe side.
         let Some(slot) = reasons.get_mut(reason) else {
@@ -80,6 +86,22 @@ impl RejectLog {
                 self.interval
             );
         }
+    }
+}
+
+impl RejectLog {
+    /// Logs a failed `accept` of a peer socket, rate limited like refusals
+    /// (the accept loop pauses `backoff_min` after each, but that is still
+    /// many lines a second while the node is out of file descriptors).
+    pub(crate) fn warn_accept_failed(&self, err: &std::io::Error) {
+        let Some(suppressed) = self.admit(ACCEPT_FAILED, Instant::now()) else {
+            return;
+        };
+        tracing::warn!(
+            suppressed,
+            "accepting a peer connection failed: {err} ({suppressed} more not logged in the last {:?})",
+            self.interval
+        );
     }
 }
 
