@@ -87,7 +87,8 @@ pub struct CertsArgs {
     nodes: Vec<u32>,
     /// Extra names for node certificates (for other tools; Synod itself
     /// checks node-ID.CLUSTER.synod): HOST for every node, or ID=HOST for one.
-    /// A HOST that parses as an IP address becomes an IP name.
+    /// A HOST that parses as an IP address becomes an IP name. Wildcards and
+    /// names ending in .synod are refused.
     #[arg(long, value_delimiter = ',')]
     hosts: Vec<String>,
     /// The cluster's name in every certificate (one DNS label: a-z, 0-9, -).
@@ -134,16 +135,40 @@ fn parse_hosts(hosts: &[String]) -> Result<Hosts, String> {
     hosts
         .iter()
         .filter(|h| !h.is_empty())
-        .map(|host| match host.split_once('=') {
-            Some((id, name)) => {
-                let id: u32 = id
-                    .parse()
-                    .map_err(|_| format!("--hosts: '{id}' in '{host}' is not a node id"))?;
-                Ok((Some(NodeId(id)), name.to_string()))
-            }
-            None => Ok((None, host.clone())),
+        .map(|host| {
+            let (id, name) = match host.split_once('=') {
+                Some((id, name)) => {
+                    let id: u32 = id
+                        .parse()
+                        .map_err(|_| format!("--hosts: '{id}' in '{host}' is not a node id"))?;
+                    (Some(NodeId(id)), name)
+                }
+                None => (None, host.as_str()),
+            };
+            check_host(name)?;
+            Ok((id, name.to_string()))
         })
         .collect()
+}
+
+/// Refuses extra names that could make a certificate speak for other nodes:
+/// a wildcard (webpki would match `*.c.synod` to every node of cluster c)
+/// or any name in `.synod`, where only the `node-<id>.<cluster>.synod` name
+/// `synod certs` adds itself belongs (`1=node-2.c.synod` would let node 1's
+/// key pass as node 2). Peers refuse such certificates too (synod_net::tls).
+fn check_host(name: &str) -> Result<(), String> {
+    if name.contains('*') {
+        return Err(format!(
+            "--hosts '{name}': wildcard names are refused (a wildcard certificate would speak for every node it matches)"
+        ));
+    }
+    let bare = name.trim_end_matches('.').to_ascii_lowercase();
+    if bare == "synod" || bare.ends_with(".synod") {
+        return Err(format!(
+            "--hosts '{name}': names in .synod are refused (each certificate already names its node as node-<id>.<cluster>.synod, and an extra one could name another node)"
+        ));
+    }
+    Ok(())
 }
 
 /// "c" and eight random hex digits. The randomness is the operating
@@ -235,6 +260,8 @@ pub fn write_credentials(
             .iter()
             .filter(|(only, _)| only.is_none_or(|o| o == *id))
         {
+            // parse_hosts checked already; checked again where it matters.
+            check_host(host)?;
             names.push(match host.parse::<IpAddr>() {
                 Ok(ip) => SanType::IpAddress(ip),
                 Err(_) => SanType::DnsName(
@@ -369,6 +396,34 @@ mod tests {
         let again = write_credentials(dir.path(), "prod", &nodes, &hosts, false).unwrap_err();
         assert!(again.contains("refusing to replace a CA"), "{again}");
         write_credentials(dir.path(), "prod", &nodes, &hosts, true).unwrap();
+    }
+
+    #[test]
+    fn hosts_that_could_name_other_nodes_are_refused() {
+        for bad in [
+            "*.prod.synod",
+            "1=*.prod.synod",
+            "*.example.com",
+            "1=node-2.prod.synod",
+            "NODE-2.Prod.Synod",
+            "node-2.prod.synod.",
+            "anything.synod",
+            "synod",
+        ] {
+            let err = parse_hosts(&[bad.to_string()]).unwrap_err();
+            assert!(
+                err.contains("wildcard") || err.contains("names in .synod are refused"),
+                "{bad}: {err}"
+            );
+        }
+        // Names of other domains, and IP addresses, are still fine.
+        let hosts = parse_hosts(&[
+            "db1.example".into(),
+            "2=synod.example".into(),
+            "10.0.0.9".into(),
+        ])
+        .unwrap();
+        assert_eq!(hosts.len(), 3);
     }
 
     #[test]

@@ -24,8 +24,14 @@ pub const BACKOFF_MAX_DEFAULT: Duration = Duration::from_millis(500);
 pub const HANDSHAKE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 /// Default for [`NetConfig::handshakes_pending_per_source_max`].
 pub const HANDSHAKES_PENDING_PER_SOURCE_MAX_DEFAULT: usize = 8;
+/// Default for [`NetConfig::handshakes_pending_per_member_ip_max`].
+pub const HANDSHAKES_PENDING_PER_MEMBER_IP_MAX_DEFAULT: usize = 8;
+/// Default for [`NetConfig::handshake_first_byte_timeout`].
+pub const HANDSHAKE_FIRST_BYTE_TIMEOUT_DEFAULT: Duration = Duration::from_millis(500);
 /// Default for [`NetConfig::peer_accept_interval_min`].
 pub const PEER_ACCEPT_INTERVAL_MIN_DEFAULT: Duration = Duration::from_millis(200);
+/// Default for [`NetConfig::rejected_log_interval`].
+pub const REJECTED_LOG_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
 /// Default for [`NetConfig::keepalive_interval`].
 pub const KEEPALIVE_INTERVAL_DEFAULT: Duration = Duration::from_millis(100);
 /// Default for [`NetConfig::idle_timeout`].
@@ -58,13 +64,26 @@ pub struct NetConfig {
     /// A writer stops adding queued messages to one write once it holds this many
     /// bytes, so one write call stays bounded while still batching.
     pub write_batch_bytes_max: usize,
-    /// Accepted sockets that may be in the handshake at once; more are closed at
-    /// once, so a flood of idle sockets cannot hold unbounded tasks.
+    /// Accepted sockets from outsiders (any address that is not a dialing
+    /// member's, see below) that may be in the handshake at once; more are
+    /// closed at once, so a flood of idle sockets cannot hold unbounded tasks.
     pub handshakes_pending_max: usize,
     /// Of those, at most this many from one source IP address; more from that
     /// address are closed at once, so one flooding host cannot take every
-    /// handshake slot from the members.
+    /// outsider slot.
     pub handshakes_pending_per_source_max: usize,
+    /// Sockets from the IP address of a member that dials us (a lower id)
+    /// that may be in the handshake at once, per such address. Counted apart
+    /// from the two limits above, so that outsiders, however many addresses
+    /// they use, cannot keep the members out. Processes sharing a member's
+    /// address (on loopback: every local process) share its slots.
+    pub handshakes_pending_per_member_ip_max: usize,
+    /// An accepted socket that sends nothing for this long is closed (and
+    /// counted as a failed handshake): a dialer speaks first, at once (a TLS
+    /// ClientHello, or the handshake frame), so a silent socket is an
+    /// outsider holding a slot. The whole handshake still has
+    /// `handshake_timeout`; the smaller of the two applies to the first byte.
+    pub handshake_first_byte_timeout: Duration,
     /// An accepted connection that completes its handshake as peer P less
     /// than this long after the last one accepted for P is closed (and
     /// counted) instead of replacing P's link. Bounds how often a flapping
@@ -72,6 +91,11 @@ pub struct NetConfig {
     /// restarted peer's redial is spaced by its backoff and gets in. Only
     /// applies while the peer has a live link. Zero turns the limit off.
     pub peer_accept_interval_min: Duration,
+    /// A refused or failed handshake is logged at most once per this
+    /// interval for each reason (the next line says how many were left
+    /// out); the counters in [`crate::NetStats`] count every one. Bounds the
+    /// log an outsider can make the node write. Zero logs every refusal.
+    pub rejected_log_interval: Duration,
     /// First delay before a dialer reconnects.
     pub backoff_min: Duration,
     /// The delay doubles after each failed attempt up to this.
@@ -111,7 +135,10 @@ impl NetConfig {
             write_batch_bytes_max: WRITE_BATCH_BYTES_MAX_DEFAULT,
             handshakes_pending_max: HANDSHAKES_PENDING_MAX_DEFAULT,
             handshakes_pending_per_source_max: HANDSHAKES_PENDING_PER_SOURCE_MAX_DEFAULT,
+            handshakes_pending_per_member_ip_max: HANDSHAKES_PENDING_PER_MEMBER_IP_MAX_DEFAULT,
+            handshake_first_byte_timeout: HANDSHAKE_FIRST_BYTE_TIMEOUT_DEFAULT,
             peer_accept_interval_min: PEER_ACCEPT_INTERVAL_MIN_DEFAULT,
+            rejected_log_interval: REJECTED_LOG_INTERVAL_DEFAULT,
             backoff_min: BACKOFF_MIN_DEFAULT,
             backoff_max: BACKOFF_MAX_DEFAULT,
             handshake_timeout: HANDSHAKE_TIMEOUT_DEFAULT,
@@ -147,9 +174,12 @@ impl NetConfig {
         if self.write_batch_bytes_max == 0 {
             return fail("write_batch_bytes_max must be at least 1".into());
         }
-        if self.handshakes_pending_max == 0 || self.handshakes_pending_per_source_max == 0 {
+        if self.handshakes_pending_max == 0
+            || self.handshakes_pending_per_source_max == 0
+            || self.handshakes_pending_per_member_ip_max == 0
+        {
             return fail(
-                "handshakes_pending_max and handshakes_pending_per_source_max must be at least 1"
+                "handshakes_pending_max, handshakes_pending_per_source_max and handshakes_pending_per_member_ip_max must be at least 1"
                     .into(),
             );
         }
@@ -165,8 +195,10 @@ impl NetConfig {
                 self.backoff_min, self.backoff_max
             ));
         }
-        if self.handshake_timeout.is_zero() {
-            return fail("handshake_timeout must be positive".into());
+        if self.handshake_timeout.is_zero() || self.handshake_first_byte_timeout.is_zero() {
+            return fail(
+                "handshake_timeout and handshake_first_byte_timeout must be positive".into(),
+            );
         }
         self.validate_security()
     }
@@ -216,6 +248,8 @@ mod tests {
         assert_eq!(cfg.backoff_min, Duration::from_millis(50));
         assert_eq!(cfg.backoff_max, Duration::from_millis(500));
         assert_eq!(cfg.handshake_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.handshake_first_byte_timeout, Duration::from_millis(500));
+        assert_eq!(cfg.handshakes_pending_per_member_ip_max, 8);
         assert_eq!(cfg.keepalive_interval, Duration::from_millis(100));
         assert_eq!(cfg.idle_timeout, Duration::from_secs(1));
         cfg.validate().unwrap();
@@ -223,8 +257,10 @@ mod tests {
 
     #[test]
     fn rejects_broken_limits() {
-        let broken: [fn(&mut NetConfig); 12] = [
+        let broken: [fn(&mut NetConfig); 14] = [
             |c| c.handshakes_pending_per_source_max = 0,
+            |c| c.handshakes_pending_per_member_ip_max = 0,
+            |c| c.handshake_first_byte_timeout = Duration::ZERO,
             |c| c.listen = "0.0.0.0:7101".parse().unwrap(),
             |c| {
                 c.peers.insert(NodeId(2), "192.0.2.1:7101".parse().unwrap());

@@ -1,7 +1,8 @@
 //! Just enough DER to list the DNS names in a certificate's subject
-//! alternative names. Used once at start-up on this node's *own* certificate,
-//! to learn which cluster it names (see the `tls` module); peers' certificates
-//! are checked by `rustls`/`webpki`, never by this code.
+//! alternative names. Used at start-up on this node's own certificate, to
+//! learn which cluster it names, and on each peer's certificate to check its
+//! names (see the `tls` module) -- only after `rustls`/`webpki` verified that
+//! the cluster's CA signed it, so its input is never an outsider's bytes.
 //!
 //! Every read is bounds-checked and returns `None` on anything unexpected, so
 //! a corrupt file is an error message, never a panic.

@@ -17,7 +17,7 @@
 //! payload and still be refused with a clear message by this one.
 
 use crate::config::NetConfig;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 use synod_core::NodeId;
 use thiserror::Error;
@@ -34,6 +34,8 @@ pub const HANDSHAKE_PAYLOAD_BYTES: usize = 4 + 2 + 8 + 4 + 4;
 /// Largest first frame read before the peer is known; bounds what an
 /// unauthenticated socket can make us allocate.
 const HANDSHAKE_FRAME_BYTES_MAX: usize = 256;
+/// How many values [`HandshakeError::reason`] takes.
+pub(crate) const REJECT_REASONS: usize = 17;
 /// Magic plus version: the least a first frame must hold to be judged.
 const HANDSHAKE_PREFIX_BYTES: usize = 6;
 
@@ -54,6 +56,8 @@ pub(crate) enum HandshakeError {
     Io(#[from] std::io::Error),
     #[error("did not finish the handshake within {0:?}")]
     Timeout(Duration),
+    #[error("sent nothing within {0:?} of connecting")]
+    Silent(Duration),
     #[error("sent a first frame of {0} bytes, which is not a handshake")]
     NotHandshake(usize),
     #[error("sent magic {0:?}, not \"SYND\" (not a Synod peer?)")]
@@ -92,6 +96,30 @@ impl HandshakeError {
             self,
             HandshakeError::Tls(_) | HandshakeError::NotCertified { .. }
         )
+    }
+
+    /// Which kind of refusal this is, in `0..REJECT_REASONS`: the unit by
+    /// which refusal lines are rate limited (see the `ratelog` module).
+    pub(crate) fn reason(&self) -> usize {
+        match self {
+            HandshakeError::Io(_) => 0,
+            HandshakeError::Timeout(_) => 1,
+            HandshakeError::NotHandshake(_) => 2,
+            HandshakeError::BadMagic(_) => 3,
+            HandshakeError::Version { .. } => 4,
+            HandshakeError::Length(_) => 5,
+            HandshakeError::ClusterId { .. } => 6,
+            HandshakeError::UnknownPeer(_) => 7,
+            HandshakeError::NotLower { .. } => 8,
+            HandshakeError::WrongTarget { .. } => 9,
+            HandshakeError::WrongPeer { .. } => 10,
+            HandshakeError::TooBusy(_) => 11,
+            HandshakeError::SourceBusy { .. } => 12,
+            HandshakeError::Tls(_) => 13,
+            HandshakeError::NotCertified { .. } => 14,
+            HandshakeError::RateLimited { .. } => 15,
+            HandshakeError::Silent(_) => 16,
+        }
     }
 
     /// Refused by a limit, before or after the handshake.
@@ -269,15 +297,11 @@ where
     reply.check_reply(cfg, peer)
 }
 
-/// Logs a failed handshake in the one format operators grep for.
-pub(crate) fn warn_rejected(addr: SocketAddr, err: &HandshakeError) {
-    tracing::warn!("peer {addr} {err}: closing");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+    use std::net::SocketAddr;
 
     fn config(node: u32) -> NetConfig {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();

@@ -14,9 +14,13 @@
 //! - **Handshake.** The first frame each way (inside TLS) names the protocol
 //!   version, the cluster and both ends (see the `handshake` module); any
 //!   mismatch, or a claimed id the certificate does not name, closes the
-//!   socket with a warning and a count.
+//!   socket with a count and a warning; warnings are rate limited per reason
+//!   ([`NetConfig::rejected_log_interval`]), counts are exact.
 //! - **Reconnect storms.** Pending handshakes are bounded in all and per
-//!   source address and time out; an accepted connection replaces a live link
+//!   source address, with slots of their own for the addresses of the
+//!   members that dial us (so outsiders cannot keep members out); a silent
+//!   socket is dropped after [`NetConfig::handshake_first_byte_timeout`] and
+//!   every handshake times out; an accepted connection replaces a live link
 //!   of the same peer at most once per [`NetConfig::peer_accept_interval_min`].
 //! - **Frames.** A 4-byte little-endian length, then `Message::to_bytes()`.
 //!   Writers batch every queued message into one write; `TCP_NODELAY` is set.
@@ -74,14 +78,17 @@ mod frame;
 mod handshake;
 mod net;
 mod peer;
+mod ratelog;
+mod slots;
 mod stats;
 pub mod tls;
 
 pub use config::{
     NetConfig, BACKOFF_MAX_DEFAULT, BACKOFF_MIN_DEFAULT, FRAME_BYTES_MAX_DEFAULT,
-    HANDSHAKES_PENDING_MAX_DEFAULT, HANDSHAKES_PENDING_PER_SOURCE_MAX_DEFAULT,
-    HANDSHAKE_TIMEOUT_DEFAULT, PEER_ACCEPT_INTERVAL_MIN_DEFAULT, SEND_QUEUE_MAX_DEFAULT,
-    WRITE_BATCH_BYTES_MAX_DEFAULT,
+    HANDSHAKES_PENDING_MAX_DEFAULT, HANDSHAKES_PENDING_PER_MEMBER_IP_MAX_DEFAULT,
+    HANDSHAKES_PENDING_PER_SOURCE_MAX_DEFAULT, HANDSHAKE_FIRST_BYTE_TIMEOUT_DEFAULT,
+    HANDSHAKE_TIMEOUT_DEFAULT, PEER_ACCEPT_INTERVAL_MIN_DEFAULT, REJECTED_LOG_INTERVAL_DEFAULT,
+    SEND_QUEUE_MAX_DEFAULT, WRITE_BATCH_BYTES_MAX_DEFAULT,
 };
 pub use error::{MessageTooLarge, NetError};
 /// The framing the connections use, as pure buffer code: the simulator sends

@@ -6,15 +6,17 @@ use crate::connection::{self, BoxedStream};
 use crate::error::{MessageTooLarge, NetError};
 use crate::handshake::{self, HandshakeError};
 use crate::peer::Peer;
+use crate::ratelog::RejectLog;
+use crate::slots::{HandshakeSlots, Slot, SlotLimits};
 use crate::stats::{add, Counters, NetStats};
 use crate::tls::PeerSecurity;
-use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use synod_core::{Message, NodeId};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
@@ -24,6 +26,8 @@ pub(crate) struct Inner {
     pub cfg: NetConfig,
     pub local_addr: SocketAddr,
     pub counters: Counters,
+    /// Rate limits the warnings of refused handshakes (not their counts).
+    reject_log: RejectLog,
     /// Every member except this node.
     pub peers: BTreeMap<NodeId, Arc<Peer>>,
     pub inbound: mpsc::Sender<Message>,
@@ -111,16 +115,21 @@ impl Net {
             write_batch_bytes_max = cfg.write_batch_bytes_max,
             handshakes_pending_max = cfg.handshakes_pending_max,
             handshakes_pending_per_source_max = cfg.handshakes_pending_per_source_max,
+            handshakes_pending_per_member_ip_max = cfg.handshakes_pending_per_member_ip_max,
+            handshake_first_byte_timeout = ?cfg.handshake_first_byte_timeout,
             peer_accept_interval_min = ?cfg.peer_accept_interval_min,
             backoff_min = ?cfg.backoff_min,
             backoff_max = ?cfg.backoff_max,
             handshake_timeout = ?cfg.handshake_timeout,
+            rejected_log_interval = ?cfg.rejected_log_interval,
             "peer transport listening"
         );
+        let reject_log = RejectLog::new(cfg.rejected_log_interval);
         let inner = Arc::new(Inner {
             cfg,
             local_addr,
             counters: Counters::default(),
+            reject_log,
             peers,
             inbound,
             shutdown: watch::Sender::new(false),
@@ -230,10 +239,10 @@ async fn stopping(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Logs and counts a failed handshake; logged first, so that whoever sees the
-/// count can also find the line.
+/// Logs (rate limited per reason) and counts a failed handshake; logged
+/// first, so that whoever sees the count can also find a line of its kind.
 fn reject(inner: &Inner, addr: SocketAddr, err: &HandshakeError) {
-    handshake::warn_rejected(addr, err);
+    inner.reject_log.warn_rejected(addr, err);
     add(&inner.counters.handshakes_rejected, 1);
     if err.is_unauthenticated() {
         add(&inner.counters.handshakes_unauthenticated, 1);
@@ -243,52 +252,24 @@ fn reject(inner: &Inner, addr: SocketAddr, err: &HandshakeError) {
     }
 }
 
-/// Handshakes pending per source address, so that one host cannot hold
-/// every handshake slot. At most `handshakes_pending_max` entries: each
-/// stands for at least one pending handshake and is removed with the last.
-type PendingBySource = Arc<Mutex<HashMap<IpAddr, usize>>>;
-
-/// One pending handshake of a source; dropping it releases the count.
-struct SourceSlot {
-    pending: PendingBySource,
-    source: IpAddr,
-}
-
-impl SourceSlot {
-    fn take(pending: &PendingBySource, source: IpAddr, max: usize) -> Option<SourceSlot> {
-        let mut counts = pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = counts.entry(source).or_insert(0);
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(SourceSlot {
-            pending: pending.clone(),
-            source,
-        })
-    }
-}
-
-impl Drop for SourceSlot {
-    fn drop(&mut self) {
-        let mut counts = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = counts.get_mut(&self.source) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.source);
-            }
-        }
-    }
-}
-
 /// Accepts sockets and runs each through the handshake and, if it passes, as
 /// the connection of the peer that dialed.
 async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     let mut shutdown = inner.shutdown.subscribe();
-    let pending = Arc::new(Semaphore::new(inner.cfg.handshakes_pending_max));
-    let by_source = PendingBySource::default();
-    // At most handshakes_pending_max handshakes plus one live connection per
-    // peer (and replaced ones for the moment they take to close).
+    let cfg = &inner.cfg;
+    let limits = SlotLimits {
+        outsiders_max: cfg.handshakes_pending_max,
+        per_source_max: cfg.handshakes_pending_per_source_max,
+        per_member_ip_max: cfg.handshakes_pending_per_member_ip_max,
+    };
+    // Only members with lower ids dial us (one connection per pair).
+    let dialers = cfg.peers.iter().filter(|(id, _)| **id < cfg.node_id);
+    let slots = Arc::new(HandshakeSlots::new(
+        limits,
+        dialers.map(|(_, addr)| addr.ip()),
+    ));
+    // At most the pending handshakes (outsiders' and members') plus one live
+    // connection per peer (and replaced ones for the moment they take to close).
     let mut accepted = JoinSet::new();
     loop {
         let (stream, remote) = tokio::select! {
@@ -298,7 +279,7 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                 Ok(connection) => connection,
                 Err(err) => {
                     // Usually out of file descriptors: pause rather than spin.
-                    tracing::warn!("accepting a peer connection failed: {err}");
+                    inner.reject_log.warn_accept_failed(&err);
                     tokio::select! {
                         _ = stopping(&mut shutdown) => break,
                         _ = tokio::time::sleep(inner.cfg.backoff_min) => continue,
@@ -306,26 +287,12 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                 }
             },
         };
-        let per_source_max = inner.cfg.handshakes_pending_per_source_max;
-        let Some(source_slot) = SourceSlot::take(&by_source, remote.ip(), per_source_max) else {
-            let busy = HandshakeError::SourceBusy {
-                source_ip: remote.ip(),
-                max: per_source_max,
-            };
-            reject(&inner, remote, &busy);
-            continue;
-        };
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            let busy = HandshakeError::TooBusy(inner.cfg.handshakes_pending_max);
-            reject(&inner, remote, &busy);
-            continue;
-        };
-        accepted.spawn(accept_connection(
-            inner.clone(),
-            stream,
-            remote,
-            (permit, source_slot),
-        ));
+        match slots.take(remote.ip()) {
+            Ok(slot) => {
+                accepted.spawn(accept_connection(inner.clone(), stream, remote, slot));
+            }
+            Err(busy) => reject(&inner, remote, &busy),
+        }
     }
     drop(listener);
     // Every accepted task watches the shutdown flag too, so this ends promptly.
@@ -333,14 +300,8 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
 }
 
 /// The acceptor's side of one socket: handshake, then the connection.
-/// `slots` (the global and per-source pending-handshake slots) are held for
-/// the handshake only.
-async fn accept_connection(
-    inner: Arc<Inner>,
-    stream: TcpStream,
-    remote: SocketAddr,
-    slots: (OwnedSemaphorePermit, SourceSlot),
-) {
+/// `slot` (its pending-handshake slot) is held for the handshake only.
+async fn accept_connection(inner: Arc<Inner>, stream: TcpStream, remote: SocketAddr, slot: Slot) {
     let mut shutdown = inner.shutdown.subscribe();
     if let Err(err) = stream.set_nodelay(true) {
         tracing::warn!("cannot set TCP_NODELAY for peer {remote}: {err}");
@@ -352,7 +313,7 @@ async fn accept_connection(
         _ = stopping(&mut shutdown) => return,
         result = timeout(hs_timeout, accept_handshake(&inner, stream)) => result,
     };
-    drop(slots);
+    drop(slot);
     let result = result.unwrap_or(Err(HandshakeError::Timeout(hs_timeout)));
     let (peer_id, stream) = match result {
         Ok(accepted) => accepted,
@@ -397,6 +358,17 @@ async fn accept_handshake(
     mut stream: TcpStream,
 ) -> Result<(NodeId, BoxedStream), HandshakeError> {
     let cfg = &inner.cfg;
+    // Every dialer speaks first (a TLS ClientHello, or our handshake), at
+    // once: a socket that stays silent is an outsider holding a slot, dropped
+    // long before the handshake timeout.
+    let first_byte_timeout = cfg.handshake_first_byte_timeout.min(cfg.handshake_timeout);
+    let mut first = [0u8; 1];
+    if timeout(first_byte_timeout, stream.peek(&mut first))
+        .await
+        .is_err()
+    {
+        return Err(HandshakeError::Silent(first_byte_timeout));
+    }
     match &cfg.security {
         PeerSecurity::InsecureLoopback => {
             let peer = handshake::accept(&mut stream, cfg, |claimed| admit(inner, claimed)).await?;
@@ -499,6 +471,11 @@ async fn dial_handshake(
                 .connect(tls.server_name(peer), stream)
                 .await
                 .map_err(HandshakeError::Tls)?;
+            // Checked before we send anything inside TLS: the certificate
+            // names that node exactly, not through a wildcard or among others.
+            let certificates = stream.get_ref().1.peer_certificates();
+            tls.check_acceptor(certificates, peer)
+                .map_err(|why| HandshakeError::NotCertified { claimed: peer, why })?;
             handshake::dial(&mut stream, cfg, peer).await?;
             Ok(Box::new(stream))
         }

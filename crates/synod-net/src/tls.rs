@@ -20,6 +20,12 @@
 //!   dialer claims, it checks that the certificate names
 //!   `node-<claimed>.<cluster>.synod`. A node holding node 2's key can only
 //!   ever speak as node 2.
+//! - **Both** also require that the certificate names its node exactly, not
+//!   through a wildcard: no DNS name with `*` ending in `.synod`, and no name
+//!   in `.<cluster>.synod` other than its own (webpki alone would take
+//!   `*.<cluster>.synod` for any node, and a certificate naming two nodes
+//!   for either). This node's own certificate is held to the same rules at
+//!   start-up.
 //!
 //! Only TLS 1.3 is offered or accepted, with the `ring` provider.
 
@@ -293,6 +299,12 @@ impl PeerTls {
                 ),
             })?;
 
+        // And the checks on names peers make beyond webpki's.
+        check_names(&chain[0], node_id, &cluster).map_err(|why| TlsError::Unusable {
+            path: sources.cert.into(),
+            detail: format!("this node's certificate {why}; peers would refuse it"),
+        })?;
+
         let client_verifier =
             WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
                 .build()
@@ -360,14 +372,68 @@ impl PeerTls {
                 &[],
                 UnixTime::now(),
             )
-            .map(|_| ())
             .map_err(|err| {
                 format!(
                     "holds a certificate that does not name {} ({err})",
                     node_name(claimed, &self.cluster)
                 )
-            })
+            })?;
+        check_names(end_entity, claimed, &self.cluster)
     }
+
+    /// The dialer's check after TLS (which verified the chain and that the
+    /// certificate is valid for the name we dialed): does it name exactly
+    /// `dialed`, and no other node? Returns why not.
+    pub(crate) fn check_acceptor(
+        &self,
+        certificates: Option<&[CertificateDer<'static>]>,
+        dialed: NodeId,
+    ) -> Result<(), String> {
+        let Some(end_entity) = certificates.and_then(<[_]>::first) else {
+            return Err("presented no certificate".into());
+        };
+        check_names(end_entity, dialed, &self.cluster)
+    }
+}
+
+/// The names a node certificate must (and must not) carry, beyond what
+/// webpki checks. Webpki accepts a certificate for `node-3.c.synod` if it
+/// names `*.c.synod`, and one naming two nodes works as either; a CA that
+/// signed such a certificate (by mistake: `synod certs --hosts` once allowed
+/// it) would let one key speak for several members. So a certificate must
+/// name `node-<id>.<cluster>.synod` exactly, and carry no wildcard name under
+/// `.synod` and no other name in the cluster's domain `.<cluster>.synod`.
+/// Returns why not.
+fn check_names(end_entity: &[u8], id: NodeId, cluster: &str) -> Result<(), String> {
+    let ours = node_name(id, cluster);
+    let Some(names) = der::dns_names(end_entity) else {
+        return Err("holds a certificate whose names cannot be read".into());
+    };
+    let domain = format!(".{cluster}.synod");
+    let lowercase = |name: &str| name.to_ascii_lowercase();
+    let wildcard = names.iter().find(|name| {
+        name.contains('*') && lowercase(name).trim_end_matches('.').ends_with(".synod")
+    });
+    if let Some(name) = wildcard {
+        return Err(format!(
+            "holds a certificate with the wildcard name {name:?}, which would name every node"
+        ));
+    }
+    let other = names.iter().find(|name| {
+        !name.eq_ignore_ascii_case(&ours)
+            && lowercase(name).trim_end_matches('.').ends_with(&domain)
+    });
+    if let Some(name) = other {
+        return Err(format!(
+            "holds a certificate that also names {name:?}: a certificate may speak for one node only"
+        ));
+    }
+    if !names.iter().any(|name| name.eq_ignore_ascii_case(&ours)) {
+        return Err(format!(
+            "holds a certificate that does not name {ours} exactly (it names {names:?})"
+        ));
+    }
+    Ok(())
 }
 
 fn server_name(id: NodeId, cluster: &str) -> ServerName<'static> {

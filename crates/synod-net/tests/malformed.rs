@@ -56,6 +56,9 @@ async fn cluster(with_impostor: bool) -> Cluster {
         // Short, so the silent-socket case is quick; still generous for loopback.
         cfg.handshake_timeout = Duration::from_millis(500);
         cfg.frame_bytes_max = 1 << 20;
+        // Every refusal logged: the cases below check each line's text, and
+        // two share a reason (tests/refusals.rs tests the rate limit).
+        cfg.rejected_log_interval = Duration::ZERO;
         nodes.insert(id, start(cfg, listener).await);
     }
     let (two, three, four) = (NodeId(2), NodeId(3), NodeId(4));
@@ -161,7 +164,16 @@ async fn bad_handshakes_are_refused() {
             handshake(CLUSTER, 1, 3),
             "expected to reach n3, but we are n4",
         ),
-        ("silence", Vec::new(), "did not finish the handshake within"),
+        (
+            "silence",
+            Vec::new(),
+            "sent nothing within 500ms of connecting",
+        ),
+        (
+            "one byte, then silence",
+            vec![22],
+            "did not finish the handshake within",
+        ),
     ];
     for (name, bytes, warning) in cases {
         let mut stream = cluster.raw(&bytes).await;

@@ -239,24 +239,22 @@ async fn a_node_cannot_claim_an_id_its_certificate_does_not_name() {
     .await;
 }
 
-#[tokio::test]
-async fn the_dialer_refuses_an_acceptor_with_the_wrong_certificate() {
-    capture_warnings();
-    let ca = TestCa::new("test");
-    let (mut listeners, addrs) = bind(&[1, 2]).await;
-    // Node 2's address is served by someone holding a valid certificate of
-    // node 3 (same CA, same cluster): node 1 must not take it for node 2.
-    let impostor_listener = listeners.remove(&NodeId(2)).unwrap();
-    let impostor_creds = ca.issue(NodeId(3));
-    let impostor = tokio::spawn(async move {
+/// Serves `listener` with TLS presenting `creds` (no client certificate
+/// asked) for `attempts` connections, then ends; answers nothing inside TLS.
+fn impostor(
+    listener: TcpListener,
+    creds: Credentials,
+    attempts: usize,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         use rustls_pki_types::pem::PemObject;
-        let chain = vec![rustls_pki_types::CertificateDer::from_pem_slice(
-            impostor_creds.cert_pem.as_bytes(),
-        )
-        .unwrap()];
+        let chain =
+            vec![
+                rustls_pki_types::CertificateDer::from_pem_slice(creds.cert_pem.as_bytes())
+                    .unwrap(),
+            ];
         let key =
-            rustls_pki_types::PrivateKeyDer::from_pem_slice(impostor_creds.key_pem.as_bytes())
-                .unwrap();
+            rustls_pki_types::PrivateKeyDer::from_pem_slice(creds.key_pem.as_bytes()).unwrap();
         let config = rustls::ServerConfig::builder_with_provider(synod_net::tls::provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()
@@ -264,30 +262,100 @@ async fn the_dialer_refuses_an_acceptor_with_the_wrong_certificate() {
             .with_single_cert(chain, key)
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let mut accepted = 0;
-        loop {
-            let (tcp, _) = impostor_listener.accept().await.unwrap();
+        for _ in 0..attempts {
+            let (tcp, _) = listener.accept().await.unwrap();
             // Whatever happens, the impostor gets nothing: count attempts.
             let _ = acceptor.accept(tcp).await;
-            accepted += 1;
-            if accepted == 2 {
-                return;
-            }
         }
-    });
+    })
+}
+
+/// Node 1 dials node 2's address, served by an impostor holding `creds`
+/// from the cluster's own CA: node 1 must not take it for node 2.
+async fn dialer_refuses(ca: &TestCa, creds: Credentials, warning: &str) {
+    capture_warnings();
+    let (mut listeners, addrs) = bind(&[1, 2]).await;
+    let impostor = impostor(listeners.remove(&NodeId(2)).unwrap(), creds, 2);
     let listener = listeners.remove(&NodeId(1)).unwrap();
-    let one = start(
-        config_with(NodeId(1), &addrs, ca.security(NodeId(1))),
-        listener,
-    )
-    .await;
+    let mut cfg = config_with(NodeId(1), &addrs, ca.security(NodeId(1)));
+    // Every refusal logged, so this test's line is there whatever ran before.
+    cfg.rejected_log_interval = Duration::ZERO;
+    let one = start(cfg, listener).await;
     wait_stats(&one.net, "two dials refused", |s| {
         s.handshakes_unauthenticated >= 2
     })
     .await;
     assert!(!connected_to(&one.net, &[NodeId(2)]));
+    assert!(warned(warning), "no warning {warning:?}");
     impostor.await.unwrap();
     one.net.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_dialer_refuses_an_acceptor_with_the_wrong_certificate() {
+    let ca = TestCa::new("test");
+    // A valid certificate of node 3 (same CA, same cluster).
+    let node3 = ca.issue(NodeId(3));
+    dialer_refuses(&ca, node3, "failed the TLS handshake").await;
+}
+
+#[tokio::test]
+async fn the_dialer_refuses_a_wildcard_or_two_node_certificate() {
+    let ca = TestCa::new("test");
+    let wildcard = ca.issue_names(vec!["*.test.synod".into()]);
+    dialer_refuses(&ca, wildcard, "with the wildcard name \"*.test.synod\"").await;
+    let both = ca.issue_names(vec!["node-2.test.synod".into(), "node-3.test.synod".into()]);
+    dialer_refuses(&ca, both, "also names \"node-3.test.synod\"").await;
+}
+
+#[tokio::test]
+async fn the_acceptor_refuses_a_wildcard_or_two_node_certificate() {
+    let mut cluster = tls_cluster().await;
+    let connects_before = cluster.stats(4).connects;
+    // Both from the cluster's own CA, as a careless `--hosts` once made them.
+    let wildcard = cluster.ca.issue_names(vec!["*.test.synod".into()]);
+    let both = cluster
+        .ca
+        .issue_names(vec!["node-1.test.synod".into(), "node-3.test.synod".into()]);
+    tls_attack(
+        cluster.addrs[&NodeId(4)],
+        Some(&wildcard),
+        &forged_bytes(1, 4),
+    )
+    .await;
+    wait_stats(&cluster.nodes[&NodeId(4)].net, "wildcard refused", |s| {
+        s.handshakes_unauthenticated == 1
+    })
+    .await;
+    assert!(warned(
+        "claims to be n1, but holds a certificate with the wildcard name"
+    ));
+    tls_attack(cluster.addrs[&NodeId(4)], Some(&both), &forged_bytes(1, 4)).await;
+    wait_stats(&cluster.nodes[&NodeId(4)].net, "two names refused", |s| {
+        s.handshakes_unauthenticated == 2
+    })
+    .await;
+    assert_eq!(cluster.stats(4).connects, connects_before);
+    cluster.still_serves(15).await;
+    // Neither loads as a node's own credentials either (the wildcard does
+    // not name node 1 at all, so that is the message it gets).
+    let load = |creds: &Credentials| {
+        PeerTls::from_pem(
+            NodeId(1),
+            cluster.ca.pem.as_bytes(),
+            creds.cert_pem.as_bytes(),
+            creds.key_pem.as_bytes(),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let err = load(&wildcard);
+    assert!(err.contains("does not name node 1"), "{err}");
+    let err = load(&both);
+    assert!(
+        err.contains("also names \"node-3.test.synod\"") && err.contains("peers would refuse it"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

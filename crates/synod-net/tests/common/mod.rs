@@ -208,6 +208,17 @@ pub fn warned(needle: &str) -> bool {
         .any(|line| line.contains(needle))
 }
 
+/// The captured warnings that contain `needle`.
+pub fn warnings_containing(needle: &str) -> Vec<String> {
+    WARNINGS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|line| line.contains(needle))
+        .cloned()
+        .collect()
+}
+
 /// Panics counted since [`capture_warnings`].
 pub fn panics() -> usize {
     PANICS.load(Ordering::SeqCst)
