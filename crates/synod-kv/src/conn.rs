@@ -299,6 +299,13 @@ impl Conn {
             | "auth" | "acl" => Err(Reply::error(format!(
                 "ERR '{name}' cannot be used inside MULTI in synod"
             ))),
+            // A transaction runs on the event loop (and, with a write in it,
+            // on every replica's apply path): a read whose cost grows with
+            // the dataset or with a client-chosen pattern would stall
+            // consensus there, past the off-loop path single reads take.
+            "keys" | "scan" => Err(Reply::error(format!(
+                "ERR '{name}' cannot be used inside MULTI in synod (its cost grows with the dataset)"
+            ))),
             _ => parse_data(args, self.shared.cfg.value_bytes_max)
                 .and_then(|command| self.check_keys(command))
                 .and_then(|command| self.check_replicated_size(command)),

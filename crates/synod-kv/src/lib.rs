@@ -46,6 +46,7 @@ pub use command::{
 };
 pub use command_codec::COMMAND_FORMAT_VERSION;
 pub use glob::glob_match;
+pub use ops::TRANSACTION_READ_WORK_MAX;
 pub use parse::parse;
 pub use reply_codec::{decode_reply, encode_reply, REPLY_FORMAT_VERSION};
 pub use server::{

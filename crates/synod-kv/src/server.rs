@@ -517,9 +517,13 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
                 tokio::time::sleep(delay).await;
                 slots.push((Slot::Ready(reply), proto));
             }
-            Item::Data(command @ KvCommand::Exec(_), proto) => {
+            Item::Data(command, proto) if goes_alone(&command) => {
                 // A transaction is its own log command (the log format does
-                // not nest them), after what came before it.
+                // not nest them), after what came before it. So is a read
+                // whose cost grows with the dataset or a collection: alone,
+                // it is answered off the event loop when large (see
+                // `ops::read_off_loop`); in a batch it would run on the
+                // loop, or on every replica's apply path with a write.
                 let replies = execute(shared, std::mem::take(&mut pending)).await;
                 fill(&mut slots, replies, out);
                 pending_bytes = empty_batch_bytes;
@@ -555,6 +559,19 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
     fill(&mut slots, replies, out);
     shared.commands.fetch_add(1, Relaxed);
     !out.overflow
+}
+
+/// Whether a data command is sent as its own log command, never batched
+/// with the pipelined commands around it (see `run_items`).
+fn goes_alone(command: &KvCommand) -> bool {
+    matches!(
+        command,
+        KvCommand::Exec(_)
+            | KvCommand::Keys { .. }
+            | KvCommand::Scan { .. }
+            | KvCommand::HGetAll { .. }
+            | KvCommand::LRange { .. }
+    )
 }
 
 /// A batch's reply bytes, bounded: past `max`, nothing more is written.
