@@ -71,3 +71,56 @@ async fn a_pipelined_keys_is_answered_in_order() {
         Some(Reply::Array(vec![Reply::Bulk("axb".into())]))
     );
 }
+
+/// A command queued in MULTI is checked again at EXEC against its user's
+/// rules as they are then: a permission or key pattern taken away in
+/// between discards the transaction. (Before, `AUTH dave; MULTI; SET k v2`,
+/// then `ACL SETUSER dave -set` from an admin, then EXEC answered `*1 +OK`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_checks_queued_commands_against_the_current_rules() {
+    let c = cluster(1, |cfg| cfg.password = Some("s3cret".into()), None).await;
+    let mut admin = Client::connect(c.resp[0]).await;
+    assert_eq!(admin.call(&[b"AUTH", b"s3cret"]).await, Some(ok()));
+    let setuser = |rules: &'static [&'static [u8]]| {
+        let mut args: Vec<&[u8]> = vec![b"ACL", b"SETUSER", b"dave"];
+        args.extend_from_slice(rules);
+        args
+    };
+    const NO_SET: &[&[u8]] = &[b"-set"];
+    const OTHER_KEYS: &[&[u8]] = &[b"resetkeys", b"~other:*"];
+    for (narrowing, reason) in [
+        (NO_SET, "no permissions to run the 'set' command"),
+        (OTHER_KEYS, "no permissions to access one of the keys"),
+    ] {
+        assert_eq!(
+            admin
+                .call(&setuser(&[b"reset", b"on", b">pw", b"+@all", b"~*"]))
+                .await,
+            Some(ok())
+        );
+        let mut dave = Client::connect(c.resp[0]).await;
+        assert_eq!(dave.call(&[b"AUTH", b"dave", b"pw"]).await, Some(ok()));
+        assert_eq!(dave.call(&[b"MULTI"]).await, Some(ok()));
+        assert_eq!(dave.call(&[b"SET", b"k", b"v2"]).await, queued());
+        assert_eq!(admin.call(&setuser(narrowing)).await, Some(ok()));
+        let Some(Reply::Error(refusal)) = dave.call(&[b"EXEC"]).await else {
+            panic!("EXEC is refused after {narrowing:?}");
+        };
+        assert!(refusal.starts_with("EXECABORT "), "{refusal}");
+        assert!(refusal.contains(reason), "{refusal}");
+        assert_eq!(admin.call(&[b"GET", b"k"]).await, Some(Reply::Null));
+    }
+    // Rules that still allow the queued commands let EXEC run them.
+    assert_eq!(
+        admin
+            .call(&setuser(&[b"reset", b"on", b">pw", b"+@all", b"~*"]))
+            .await,
+        Some(ok())
+    );
+    let mut dave = Client::connect(c.resp[0]).await;
+    assert_eq!(dave.call(&[b"AUTH", b"dave", b"pw"]).await, Some(ok()));
+    assert_eq!(dave.call(&[b"MULTI"]).await, Some(ok()));
+    assert_eq!(dave.call(&[b"SET", b"k", b"v2"]).await, queued());
+    assert_eq!(admin.call(&setuser(&[b"-get"])).await, Some(ok()));
+    assert_eq!(dave.call(&[b"EXEC"]).await, Some(Reply::Array(vec![ok()])));
+}
