@@ -337,11 +337,12 @@ async fn run(args: ServerArgs) -> Result<(), String> {
         let stop = stop_rx.clone();
         let admin = synod::AdminConfig {
             connections_max: args.http_max_connections.max(1),
-            // The ACL users decide, as AUTH does: while `default` is
-            // `nopass` (no --password, no rule) requests need no credentials.
+            // The ACL users decide, as AUTH does (`Acl::admin_verdict`): while
+            // `default` is `nopass` requests need no credentials; otherwise a
+            // user allowed INFO; throttled checks are waited out.
             auth: Some({
                 let acl = acl_for_admin.clone();
-                Arc::new(move |user: &str, password: &str| acl.check(user, password))
+                Arc::new(move |credentials: Option<(&str, &str)>| acl.admin_verdict(credentials))
                     as synod::AdminAuth
             }),
             extra_metrics: Some({
