@@ -247,3 +247,48 @@ async fn replies_over_the_output_limit_close_the_client() {
     )
     .await;
 }
+
+/// SETRANGE past --max-value-bytes is refused before proposing, with
+/// Redis' proto-max-bulk-len words; within it, and with an empty patch, it
+/// runs. (Before, `SETRANGE big 536870900 x` made every replica allocate
+/// 512 MB, whatever the value limit.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setrange_past_the_value_limit_is_refused() {
+    let c = cluster(1, |cfg| cfg.value_bytes_max = 1 << 20, None).await;
+    let mut client = Client::connect(c.resp[0]).await;
+    let too_long = Some(error(
+        "ERR string exceeds maximum allowed size (proto-max-bulk-len)",
+    ));
+    assert_eq!(
+        client
+            .call(&[b"SETRANGE", b"big", b"536870900", b"x"])
+            .await,
+        too_long
+    );
+    assert_eq!(
+        client.call(&[b"SETRANGE", b"big", b"1048575", b"xy"]).await,
+        too_long
+    );
+    assert_eq!(
+        client.call(&[b"EXISTS", b"big"]).await,
+        Some(Reply::Integer(0))
+    );
+    // In a transaction, refused when queued: EXEC aborts.
+    assert_eq!(client.call(&[b"MULTI"]).await, Some(ok()));
+    assert_eq!(
+        client.call(&[b"SETRANGE", b"big", b"2000000", b"x"]).await,
+        too_long
+    );
+    assert!(matches!(
+        client.call(&[b"EXEC"]).await,
+        Some(Reply::Error(e)) if e.starts_with("EXECABORT")
+    ));
+    assert_eq!(
+        client.call(&[b"SETRANGE", b"big", b"1048575", b"x"]).await,
+        Some(Reply::Integer(1 << 20))
+    );
+    assert_eq!(
+        client.call(&[b"SETRANGE", b"big", b"536870900", b""]).await,
+        Some(Reply::Integer(1 << 20))
+    );
+}
