@@ -540,7 +540,7 @@ fn render_front_end_metrics(
 ) {
     use std::fmt::Write as _;
     use std::sync::atomic::Ordering::Relaxed;
-    let series: [(&str, &str, u64); 14] = [
+    let series: [(&str, &str, u64); 15] = [
         (
             "synod_resp_connections_received_total",
             "Client connections accepted, refused ones included.",
@@ -570,6 +570,11 @@ fn render_front_end_metrics(
             "synod_resp_idle_timeout_total",
             "Clients closed after --timeout idle.",
             clients.idle_timeout.load(Relaxed),
+        ),
+        (
+            "synod_resp_auth_timeout_total",
+            "Clients closed for not authenticating within 10 s of connecting (a password is set).",
+            clients.auth_timeout.load(Relaxed),
         ),
         (
             "synod_resp_protocol_errors_total",

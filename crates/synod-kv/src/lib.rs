@@ -50,8 +50,9 @@ pub use ops::TRANSACTION_READ_WORK_MAX;
 pub use parse::parse;
 pub use reply_codec::{decode_reply, encode_reply, REPLY_FORMAT_VERSION};
 pub use server::{
-    serve, serve_listeners, serve_on, ServerConfig, OUTPUT_BUFFER_BYTES_MAX_DEFAULT,
-    QUERY_BUFFER_BYTES_MAX_DEFAULT, QUERY_BUFFER_TOTAL_BYTES_MAX_DEFAULT,
+    serve, serve_listeners, serve_on, ServerConfig, AUTH_TIMEOUT_DEFAULT,
+    OUTPUT_BUFFER_BYTES_MAX_DEFAULT, QUERY_BUFFER_BYTES_MAX_DEFAULT,
+    QUERY_BUFFER_TOTAL_BYTES_MAX_DEFAULT,
 };
 pub use snapshot::SNAPSHOT_FORMAT_VERSION;
 pub use store::{Store, StoreStats, PURGE_PER_APPLY_MAX};

@@ -66,6 +66,12 @@ pub struct ServerConfig {
     /// Close a client that sent nothing (or took no reply) for this long
     /// (Redis' `timeout`; `None`: never).
     pub idle_timeout: Option<Duration>,
+    /// Close a client that must authenticate (a password is set) and has
+    /// not within this long of connecting, whatever `idle_timeout` says:
+    /// otherwise idle unauthenticated sockets hold the client slots forever
+    /// (`clients_max` of them lock everyone out). Default
+    /// [`AUTH_TIMEOUT_DEFAULT`].
+    pub auth_timeout: Duration,
     /// Port of the admin HTTP endpoint, for INFO.
     pub http: Option<SocketAddr>,
     /// Refused and closed clients by reason; clone it to export the counts.
@@ -90,12 +96,18 @@ impl ServerConfig {
             query_buffer_total_bytes_max: QUERY_BUFFER_TOTAL_BYTES_MAX_DEFAULT,
             output_buffer_bytes_max: OUTPUT_BUFFER_BYTES_MAX_DEFAULT,
             idle_timeout: None,
+            auth_timeout: AUTH_TIMEOUT_DEFAULT,
             http: None,
             counters: Arc::new(ClientCounters::default()),
             acl: crate::Acl::new(),
         }
     }
 }
+
+/// Default of [`ServerConfig::auth_timeout`]: 10 s to send AUTH (or HELLO
+/// AUTH), ample for any client library, short enough that one source cannot
+/// keep `clients_max` idle sockets.
+pub const AUTH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 
 /// Default of [`ServerConfig::query_buffer_bytes_max`]: 64 MiB. Redis'
 /// 1 GiB would let 10 clients hold 10 GiB; 64 MiB is the largest request
@@ -299,6 +311,8 @@ enum Closed {
     QueryBufferTotal,
     OutputBuffer,
     Idle,
+    /// Did not authenticate within `auth_timeout`.
+    AuthTimeout,
 }
 
 /// Serves one client connection on any byte stream: a TCP socket, or a TLS
@@ -356,6 +370,11 @@ where
             &shared.logs.idle,
             format!("idle for {:?}", cfg.idle_timeout.unwrap_or_default()),
         ),
+        Closed::AuthTimeout => (
+            &cfg.counters.auth_timeout,
+            &shared.logs.auth_timeout,
+            format!("not authenticated within {:?}", cfg.auth_timeout),
+        ),
     };
     counter.fetch_add(1, Relaxed);
     log.warn(format_args!("closed client {peer}: {why}"));
@@ -387,7 +406,26 @@ where
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut share = QueryShare::new(Arc::clone(&shared.query_budget));
+    let auth_deadline = tokio::time::Instant::now() + cfg.auth_timeout;
     loop {
+        // Before AUTH, every wait (reads, writes) ends at the deadline.
+        let auth_left = (!conn.authenticated())
+            .then(|| auth_deadline.saturating_duration_since(tokio::time::Instant::now()));
+        if auth_left.is_some_and(|left| left.is_zero()) {
+            return Ok(Some(Closed::AuthTimeout));
+        }
+        let wait_max = match (cfg.idle_timeout, auth_left) {
+            (Some(idle), Some(left)) => Some(idle.min(left)),
+            (idle, left) => idle.or(left),
+        };
+        // Which bound a wait that ran out hit.
+        let ran_out = || {
+            if auth_left.is_some_and(|left| cfg.idle_timeout.is_none_or(|idle| left <= idle)) {
+                Closed::AuthTimeout
+            } else {
+                Closed::Idle
+            }
+        };
         // Parse what is buffered, up to the pipeline limit. The pre-AUTH
         // caps follow the connection's state request by request: an AUTH
         // is handled before the next request's header is read.
@@ -419,8 +457,8 @@ where
             if !fits {
                 return Ok(Some(Closed::OutputBuffer));
             }
-            if !write_or_idle(stream, &output, cfg.idle_timeout).await? {
-                return Ok(Some(Closed::Idle));
+            if !write_or_idle(stream, &output, wait_max).await? {
+                return Ok(Some(ran_out()));
             }
             output.clear();
             if output.capacity() > QUERY_BUFFER_FREE_BYTES {
@@ -443,10 +481,10 @@ where
             // limit, whatever the client sends.
             let mut limited = (&mut input).limit(room);
             let read = stream.read_buf(&mut limited);
-            match cfg.idle_timeout {
+            match wait_max {
                 Some(timeout) => match tokio::time::timeout(timeout, read).await {
                     Ok(read) => read?,
-                    Err(_) => return Ok(Some(Closed::Idle)),
+                    Err(_) => return Ok(Some(ran_out())),
                 },
                 None => read.await?,
             }

@@ -292,3 +292,49 @@ async fn setrange_past_the_value_limit_is_refused() {
         Some(Reply::Integer(1 << 20))
     );
 }
+
+/// With a password set, a client that has not authenticated within
+/// `auth_timeout` is closed and counted, even with no idle timeout and
+/// while it keeps sending pre-AUTH commands; one that authenticated in time
+/// stays. (Before, unauthenticated idle sockets held client slots forever:
+/// 10,000 from one process locked every client out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_do_not_authenticate_in_time_are_closed() {
+    let c = cluster(
+        1,
+        |cfg| {
+            cfg.password = Some(PASSWORD.into());
+            cfg.auth_timeout = Duration::from_millis(1000);
+        },
+        None,
+    )
+    .await;
+    let mut silent = Client::connect(c.resp[0]).await;
+    let mut chatty = Client::connect(c.resp[0]).await;
+    let mut authed = Client::connect(c.resp[0]).await;
+    assert_eq!(
+        authed.call(&[b"AUTH", PASSWORD.as_bytes()]).await,
+        Some(ok())
+    );
+    // PINGs before AUTH do not extend the deadline.
+    for _ in 0..3 {
+        assert_eq!(
+            chatty.call(&[b"PING"]).await,
+            Some(Reply::Simple("PONG".into()))
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(silent.closed().await);
+    assert!(chatty.closed().await);
+    wait_for_count(
+        c.resp[0],
+        Some(PASSWORD),
+        "client_auth_timeout_disconnections",
+        2,
+    )
+    .await;
+    assert_eq!(
+        authed.call(&[b"PING"]).await,
+        Some(Reply::Simple("PONG".into()))
+    );
+}
