@@ -208,18 +208,14 @@ fn parse_memory_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{text}' is too large"))
 }
 
-/// Proposes the --maxmemory limit through the log until it is applied
-/// (retrying while there is no leader), so every replica enforces it from
-/// the same point on. Idempotent: a retry of an applied proposal sets the
-/// same value again.
+/// Makes the log's maxmemory limit the --maxmemory flag's
+/// (`synod_kv::set_maxmemory`: proposed only when the log holds another
+/// value, with a warning naming both), retrying while there is no leader,
+/// so every replica enforces it from the same point on.
 async fn propose_maxmemory(node: Arc<Node>, bytes: u64, mut stop: watch::Receiver<bool>) {
-    let command = synod_kv::KvCommand::SetMaxMemory { bytes }.encode();
     loop {
-        match node.propose(command.clone()).await {
-            Ok(_) => {
-                info!(maxmemory = bytes, "maxmemory set through the log");
-                return;
-            }
+        match synod_kv::set_maxmemory(&node, bytes).await {
+            Ok(_) => return,
             Err(err) => {
                 tracing::debug!("maxmemory not set yet ({err}); retrying");
             }
