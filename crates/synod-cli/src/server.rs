@@ -208,18 +208,14 @@ fn parse_memory_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{text}' is too large"))
 }
 
-/// Proposes the --maxmemory limit through the log until it is applied
-/// (retrying while there is no leader), so every replica enforces it from
-/// the same point on. Idempotent: a retry of an applied proposal sets the
-/// same value again.
+/// Makes the log's maxmemory limit the --maxmemory flag's
+/// (`synod_kv::set_maxmemory`: proposed only when the log holds another
+/// value, with a warning naming both), retrying while there is no leader,
+/// so every replica enforces it from the same point on.
 async fn propose_maxmemory(node: Arc<Node>, bytes: u64, mut stop: watch::Receiver<bool>) {
-    let command = synod_kv::KvCommand::SetMaxMemory { bytes }.encode();
     loop {
-        match node.propose(command.clone()).await {
-            Ok(_) => {
-                info!(maxmemory = bytes, "maxmemory set through the log");
-                return;
-            }
+        match synod_kv::set_maxmemory(&node, bytes).await {
+            Ok(_) => return,
             Err(err) => {
                 tracing::debug!("maxmemory not set yet ({err}); retrying");
             }
@@ -337,11 +333,12 @@ async fn run(args: ServerArgs) -> Result<(), String> {
         let stop = stop_rx.clone();
         let admin = synod::AdminConfig {
             connections_max: args.http_max_connections.max(1),
-            // The ACL users decide, as AUTH does: while `default` is
-            // `nopass` (no --password, no rule) requests need no credentials.
+            // The ACL users decide, as AUTH does (`Acl::admin_verdict`): while
+            // `default` is `nopass` requests need no credentials; otherwise a
+            // user allowed INFO; throttled checks are waited out.
             auth: Some({
                 let acl = acl_for_admin.clone();
-                Arc::new(move |user: &str, password: &str| acl.check(user, password))
+                Arc::new(move |credentials: Option<(&str, &str)>| acl.admin_verdict(credentials))
                     as synod::AdminAuth
             }),
             extra_metrics: Some({
@@ -539,7 +536,7 @@ fn render_front_end_metrics(
 ) {
     use std::fmt::Write as _;
     use std::sync::atomic::Ordering::Relaxed;
-    let series: [(&str, &str, u64); 14] = [
+    let series: [(&str, &str, u64); 15] = [
         (
             "synod_resp_connections_received_total",
             "Client connections accepted, refused ones included.",
@@ -569,6 +566,11 @@ fn render_front_end_metrics(
             "synod_resp_idle_timeout_total",
             "Clients closed after --timeout idle.",
             clients.idle_timeout.load(Relaxed),
+        ),
+        (
+            "synod_resp_auth_timeout_total",
+            "Clients closed for not authenticating within 10 s of connecting (a password is set).",
+            clients.auth_timeout.load(Relaxed),
         ),
         (
             "synod_resp_protocol_errors_total",

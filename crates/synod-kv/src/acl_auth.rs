@@ -241,6 +241,46 @@ impl Acl {
         verdict.serial.is_some() && verdict.wait.is_zero()
     }
 
+    /// The admin HTTP port's check ([`synod::AdminAuth`]): the user must
+    /// give a right password and be allowed to run `INFO` (what
+    /// `/status` and `/metrics` show). Without credentials, the `default`
+    /// user is asked for when it needs no password: that takes no slot of
+    /// the budget, so a flood of failed AUTHs cannot lock out health checks
+    /// of a node that asks for no credentials. With credentials, a
+    /// throttled check answers `Busy` (ask again) and a slowed-down one
+    /// carries its wait, as AUTH's reply does: right credentials get in
+    /// late, never refused.
+    pub fn admin_verdict(&self, credentials: Option<(&str, &str)>) -> synod::AdminVerdict {
+        use synod::AdminVerdict;
+        /// How soon a throttled check is asked again (the budget frees a
+        /// slot every 1 / AUTH_FAILURES_PER_SEC).
+        const BUSY_RETRY: Duration = Duration::from_millis(50);
+        let (user, wait) = match credentials {
+            None if self.requires_auth() => return AdminVerdict::Denied(Duration::ZERO),
+            None => (crate::acl::DEFAULT_USER, Duration::ZERO),
+            Some((user, password)) => {
+                let verdict = self.verify(user.as_bytes(), password.as_bytes(), "http");
+                if verdict.refused {
+                    return AdminVerdict::Busy(BUSY_RETRY);
+                }
+                if verdict.serial.is_none() {
+                    return AdminVerdict::Denied(verdict.wait);
+                }
+                (user, verdict.wait)
+            }
+        };
+        let may_read = self
+            .users()
+            .get(user.as_bytes())
+            .is_some_and(|u| u.enabled() && u.command_allowed("info", None));
+        if may_read {
+            AdminVerdict::Allowed(wait)
+        } else {
+            self.count_denied_command();
+            AdminVerdict::Denied(wait)
+        }
+    }
+
     /// The check behind AUTH, HELLO AUTH and [`Acl::check`]: takes a slot of
     /// the node-wide budget, compares in constant time, counts and logs a
     /// failure. `serial` is `None` on failure *and* when refused unchecked.
@@ -464,6 +504,66 @@ mod tests {
             slowest < fastest * 3,
             "compare times differ by more than 3x: {medians:?}"
         );
+    }
+
+    /// The admin port: only users allowed INFO get in; without a password
+    /// set no budget is used; a spent budget means "ask again", not "wrong".
+    /// (Before, any user with a password got in, and both a no-password
+    /// node and right credentials were refused during an AUTH flood.)
+    #[test]
+    fn admin_verdicts() {
+        use synod::AdminVerdict::{Allowed, Busy, Denied};
+        let acl = Acl::new();
+        let spend_budget = |acl: &Acl| {
+            for _ in 0..100_000 {
+                if acl.verify(b"nosuch", b"wrong", "test").refused {
+                    return;
+                }
+            }
+            panic!("the budget never ran out");
+        };
+        spend_budget(&acl);
+        assert_eq!(acl.admin_verdict(None), Allowed(Duration::ZERO));
+        assert_eq!(
+            acl.admin_verdict(Some(("default", "x"))),
+            Busy(Duration::from_millis(50))
+        );
+        let acl = Acl::new();
+        acl.set_config_password(Some("pw"));
+        acl.users_mut()
+            .set_user(
+                b"lowly",
+                &[Bytes::from("on"), Bytes::from(">low"), Bytes::from("-@all")],
+            )
+            .unwrap();
+        acl.users_mut()
+            .set_user(
+                b"ops",
+                &[Bytes::from("on"), Bytes::from(">ops"), Bytes::from("+info")],
+            )
+            .unwrap();
+        assert_eq!(acl.admin_verdict(None), Denied(Duration::ZERO));
+        assert!(matches!(
+            acl.admin_verdict(Some(("default", "pw"))),
+            Allowed(_)
+        ));
+        assert!(matches!(
+            acl.admin_verdict(Some(("ops", "ops"))),
+            Allowed(_)
+        ));
+        assert!(matches!(
+            acl.admin_verdict(Some(("lowly", "low"))),
+            Denied(_)
+        ));
+        assert!(matches!(
+            acl.admin_verdict(Some(("default", "no"))),
+            Denied(_)
+        ));
+        spend_budget(&acl);
+        assert!(matches!(
+            acl.admin_verdict(Some(("default", "pw"))),
+            Busy(_)
+        ));
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct ClientCounters {
     /// Closed after `idle_timeout` without a byte from them, or without
     /// taking a reply (Redis `timeout`).
     pub idle_timeout: AtomicU64,
+    /// Closed for not authenticating within `auth_timeout` of connecting.
+    pub auth_timeout: AtomicU64,
     /// Closed on a protocol error other than the pre-AUTH caps.
     pub protocol_errors: AtomicU64,
     /// Closed for a request over the pre-AUTH caps (`unauthenticated
@@ -75,13 +77,14 @@ impl ClientCounters {
         let get = |c: &AtomicU64| c.load(Relaxed);
         let _ = write!(
             text,
-            "# Stats\r\ntotal_connections_received:{}\r\nrejected_connections:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_query_buffer_total_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nclient_idle_timeout_disconnections:{}\r\nclient_protocol_error_disconnections:{}\r\nclient_unauthenticated_limit_disconnections:{}\r\ntls_handshake_failures:{}\r\nclient_accept_failures:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\nrejected_connections:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_query_buffer_total_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nclient_idle_timeout_disconnections:{}\r\nclient_auth_timeout_disconnections:{}\r\nclient_protocol_error_disconnections:{}\r\nclient_unauthenticated_limit_disconnections:{}\r\ntls_handshake_failures:{}\r\nclient_accept_failures:{}\r\n\r\n",
             get(&self.connections_received),
             get(&self.rejected_connections),
             get(&self.query_buffer_limit),
             get(&self.query_buffer_total_limit),
             get(&self.output_buffer_limit),
             get(&self.idle_timeout),
+            get(&self.auth_timeout),
             get(&self.protocol_errors),
             get(&self.unauthenticated_limit),
             get(&self.tls_handshake_failures),
@@ -144,6 +147,7 @@ pub(crate) struct ClientLogs {
     pub query_buffer: RateLimitedLog,
     pub output_buffer: RateLimitedLog,
     pub idle: RateLimitedLog,
+    pub auth_timeout: RateLimitedLog,
     pub protocol: RateLimitedLog,
     pub tls: RateLimitedLog,
     pub accept: RateLimitedLog,
@@ -156,6 +160,7 @@ impl ClientLogs {
             query_buffer: RateLimitedLog::new(),
             output_buffer: RateLimitedLog::new(),
             idle: RateLimitedLog::new(),
+            auth_timeout: RateLimitedLog::new(),
             protocol: RateLimitedLog::new(),
             tls: RateLimitedLog::new(),
             accept: RateLimitedLog::new(),

@@ -34,6 +34,10 @@ pub(crate) enum Item {
 /// refused, so EXEC must abort.
 struct Multi {
     queued: Vec<KvCommand>,
+    /// Each queued command's name (lowercase) and first argument, as the
+    /// client sent them: EXEC checks them again against the user's rules
+    /// as they are then (an ACL change may have come in between).
+    queued_names: Vec<(String, Option<Bytes>)>,
     dirty: bool,
     /// Encoded length of the transaction queued so far.
     exec_bytes: usize,
@@ -216,6 +220,7 @@ impl Conn {
                 }
                 self.multi = Some(Multi {
                     queued: Vec::new(),
+                    queued_names: Vec::new(),
                     dirty: false,
                     exec_bytes: KvCommand::exec_encoded_len([]),
                     too_large: false,
@@ -233,7 +238,10 @@ impl Conn {
                     "EXECABORT Transaction discarded because it exceeds the maximum replicated size of {} bytes.",
                     self.shared.node.command_bytes_max()
                 ))),
-                Some(multi) => Item::Data(KvCommand::Exec(multi.queued), self.protocol),
+                Some(multi) => match self.recheck_queued(&multi) {
+                    Ok(()) => Item::Data(KvCommand::Exec(multi.queued), self.protocol),
+                    Err(reply) => self.reply(reply),
+                },
             },
             "discard" => match self.multi.take() {
                 None => self.reply(Reply::error("ERR DISCARD without MULTI")),
@@ -263,6 +271,37 @@ impl Conn {
             .get(name)
             .filter(|u| u.serial == *serial && u.enabled())?;
         Some(f(user))
+    }
+
+    /// Checks every queued command again, at EXEC, against the user's
+    /// rules as this node now holds them, as Redis 7 does: a permission or
+    /// key pattern taken away since the command was queued refuses it.
+    /// Unlike Redis, which runs the rest, the whole transaction is then
+    /// discarded: it is one atomic log command, and applying part of it is
+    /// what its client least expects. `Err` carries the reply.
+    fn recheck_queued(&self, multi: &Multi) -> Result<(), Reply> {
+        debug_assert_eq!(multi.queued.len(), multi.queued_names.len());
+        let acl = &self.shared.cfg.acl;
+        let checked = self.with_user(|user| {
+            for ((name, first_arg), command) in multi.queued_names.iter().zip(&multi.queued) {
+                let allowed = if crate::acl_categories::is_command(name) {
+                    check_command(acl, user, name, first_arg.as_deref())
+                } else {
+                    Ok(())
+                };
+                allowed.and_then(|()| check_keys(acl, user, command))?;
+            }
+            Ok(())
+        });
+        match checked {
+            Some(Ok(())) => Ok(()),
+            Some(Err(Reply::Error(reason))) => Err(Reply::error(format!(
+                "EXECABORT Transaction discarded because ACL rules changed since it was queued: {}",
+                reason.strip_prefix("NOPERM ").unwrap_or(&reason)
+            ))),
+            Some(Err(other)) => Err(other),
+            None => Err(Reply::error("NOAUTH Authentication required.")),
+        }
     }
 
     /// Refuses a command touching a key outside the user's `~patterns`.
@@ -299,6 +338,13 @@ impl Conn {
             | "auth" | "acl" => Err(Reply::error(format!(
                 "ERR '{name}' cannot be used inside MULTI in synod"
             ))),
+            // A transaction runs on the event loop (and, with a write in it,
+            // on every replica's apply path): a read whose cost grows with
+            // the dataset or with a client-chosen pattern would stall
+            // consensus there, past the off-loop path single reads take.
+            "keys" | "scan" => Err(Reply::error(format!(
+                "ERR '{name}' cannot be used inside MULTI in synod (its cost grows with the dataset)"
+            ))),
             _ => parse_data(args, self.shared.cfg.value_bytes_max)
                 .and_then(|command| self.check_keys(command))
                 .and_then(|command| self.check_replicated_size(command)),
@@ -315,8 +361,11 @@ impl Conn {
                     multi.too_large = true;
                     multi.queued = Vec::new();
                 }
-                if !multi.too_large {
+                if multi.too_large {
+                    multi.queued_names = Vec::new();
+                } else {
                     multi.queued.push(command);
+                    multi.queued_names.push((name, args.get(1).cloned()));
                 }
                 self.reply(Reply::Simple("QUEUED".into()))
             }

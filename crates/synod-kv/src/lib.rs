@@ -26,6 +26,7 @@ mod command_codec;
 mod conn;
 pub mod glob;
 mod keyspace;
+mod maxmemory;
 mod number;
 mod ops;
 mod parse;
@@ -46,11 +47,14 @@ pub use command::{
 };
 pub use command_codec::COMMAND_FORMAT_VERSION;
 pub use glob::glob_match;
+pub use maxmemory::{read_maxmemory, set_maxmemory, MaxMemoryChange, MaxMemoryError};
+pub use ops::TRANSACTION_READ_WORK_MAX;
 pub use parse::parse;
 pub use reply_codec::{decode_reply, encode_reply, REPLY_FORMAT_VERSION};
 pub use server::{
-    serve, serve_listeners, serve_on, ServerConfig, OUTPUT_BUFFER_BYTES_MAX_DEFAULT,
-    QUERY_BUFFER_BYTES_MAX_DEFAULT, QUERY_BUFFER_TOTAL_BYTES_MAX_DEFAULT,
+    serve, serve_listeners, serve_on, ServerConfig, AUTH_TIMEOUT_DEFAULT,
+    OUTPUT_BUFFER_BYTES_MAX_DEFAULT, QUERY_BUFFER_BYTES_MAX_DEFAULT,
+    QUERY_BUFFER_TOTAL_BYTES_MAX_DEFAULT,
 };
 pub use snapshot::SNAPSHOT_FORMAT_VERSION;
 pub use store::{Store, StoreStats, PURGE_PER_APPLY_MAX};

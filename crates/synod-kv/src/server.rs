@@ -66,6 +66,12 @@ pub struct ServerConfig {
     /// Close a client that sent nothing (or took no reply) for this long
     /// (Redis' `timeout`; `None`: never).
     pub idle_timeout: Option<Duration>,
+    /// Close a client that must authenticate (a password is set) and has
+    /// not within this long of connecting, whatever `idle_timeout` says:
+    /// otherwise idle unauthenticated sockets hold the client slots forever
+    /// (`clients_max` of them lock everyone out). Default
+    /// [`AUTH_TIMEOUT_DEFAULT`].
+    pub auth_timeout: Duration,
     /// Port of the admin HTTP endpoint, for INFO.
     pub http: Option<SocketAddr>,
     /// Refused and closed clients by reason; clone it to export the counts.
@@ -90,12 +96,18 @@ impl ServerConfig {
             query_buffer_total_bytes_max: QUERY_BUFFER_TOTAL_BYTES_MAX_DEFAULT,
             output_buffer_bytes_max: OUTPUT_BUFFER_BYTES_MAX_DEFAULT,
             idle_timeout: None,
+            auth_timeout: AUTH_TIMEOUT_DEFAULT,
             http: None,
             counters: Arc::new(ClientCounters::default()),
             acl: crate::Acl::new(),
         }
     }
 }
+
+/// Default of [`ServerConfig::auth_timeout`]: 10 s to send AUTH (or HELLO
+/// AUTH), ample for any client library, short enough that one source cannot
+/// keep `clients_max` idle sockets.
+pub const AUTH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 
 /// Default of [`ServerConfig::query_buffer_bytes_max`]: 64 MiB. Redis'
 /// 1 GiB would let 10 clients hold 10 GiB; 64 MiB is the largest request
@@ -299,6 +311,8 @@ enum Closed {
     QueryBufferTotal,
     OutputBuffer,
     Idle,
+    /// Did not authenticate within `auth_timeout`.
+    AuthTimeout,
 }
 
 /// Serves one client connection on any byte stream: a TCP socket, or a TLS
@@ -356,6 +370,11 @@ where
             &shared.logs.idle,
             format!("idle for {:?}", cfg.idle_timeout.unwrap_or_default()),
         ),
+        Closed::AuthTimeout => (
+            &cfg.counters.auth_timeout,
+            &shared.logs.auth_timeout,
+            format!("not authenticated within {:?}", cfg.auth_timeout),
+        ),
     };
     counter.fetch_add(1, Relaxed);
     log.warn(format_args!("closed client {peer}: {why}"));
@@ -387,7 +406,26 @@ where
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut share = QueryShare::new(Arc::clone(&shared.query_budget));
+    let auth_deadline = tokio::time::Instant::now() + cfg.auth_timeout;
     loop {
+        // Before AUTH, every wait (reads, writes) ends at the deadline.
+        let auth_left = (!conn.authenticated())
+            .then(|| auth_deadline.saturating_duration_since(tokio::time::Instant::now()));
+        if auth_left.is_some_and(|left| left.is_zero()) {
+            return Ok(Some(Closed::AuthTimeout));
+        }
+        let wait_max = match (cfg.idle_timeout, auth_left) {
+            (Some(idle), Some(left)) => Some(idle.min(left)),
+            (idle, left) => idle.or(left),
+        };
+        // Which bound a wait that ran out hit.
+        let ran_out = || {
+            if auth_left.is_some_and(|left| cfg.idle_timeout.is_none_or(|idle| left <= idle)) {
+                Closed::AuthTimeout
+            } else {
+                Closed::Idle
+            }
+        };
         // Parse what is buffered, up to the pipeline limit. The pre-AUTH
         // caps follow the connection's state request by request: an AUTH
         // is handled before the next request's header is read.
@@ -419,8 +457,8 @@ where
             if !fits {
                 return Ok(Some(Closed::OutputBuffer));
             }
-            if !write_or_idle(stream, &output, cfg.idle_timeout).await? {
-                return Ok(Some(Closed::Idle));
+            if !write_or_idle(stream, &output, wait_max).await? {
+                return Ok(Some(ran_out()));
             }
             output.clear();
             if output.capacity() > QUERY_BUFFER_FREE_BYTES {
@@ -443,10 +481,10 @@ where
             // limit, whatever the client sends.
             let mut limited = (&mut input).limit(room);
             let read = stream.read_buf(&mut limited);
-            match cfg.idle_timeout {
+            match wait_max {
                 Some(timeout) => match tokio::time::timeout(timeout, read).await {
                     Ok(read) => read?,
-                    Err(_) => return Ok(Some(Closed::Idle)),
+                    Err(_) => return Ok(Some(ran_out())),
                 },
                 None => read.await?,
             }
@@ -517,9 +555,13 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
                 tokio::time::sleep(delay).await;
                 slots.push((Slot::Ready(reply), proto));
             }
-            Item::Data(command @ KvCommand::Exec(_), proto) => {
+            Item::Data(command, proto) if goes_alone(&command) => {
                 // A transaction is its own log command (the log format does
-                // not nest them), after what came before it.
+                // not nest them), after what came before it. So is a read
+                // whose cost grows with the dataset or a collection: alone,
+                // it is answered off the event loop when large (see
+                // `ops::read_off_loop`); in a batch it would run on the
+                // loop, or on every replica's apply path with a write.
                 let replies = execute(shared, std::mem::take(&mut pending)).await;
                 fill(&mut slots, replies, out);
                 pending_bytes = empty_batch_bytes;
@@ -555,6 +597,19 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
     fill(&mut slots, replies, out);
     shared.commands.fetch_add(1, Relaxed);
     !out.overflow
+}
+
+/// Whether a data command is sent as its own log command, never batched
+/// with the pipelined commands around it (see `run_items`).
+fn goes_alone(command: &KvCommand) -> bool {
+    matches!(
+        command,
+        KvCommand::Exec(_)
+            | KvCommand::Keys { .. }
+            | KvCommand::Scan { .. }
+            | KvCommand::HGetAll { .. }
+            | KvCommand::LRange { .. }
+    )
 }
 
 /// A batch's reply bytes, bounded: past `max`, nothing more is written.
@@ -624,7 +679,8 @@ pub(crate) async fn execute(shared: &Shared, mut commands: Vec<KvCommand>) -> Ve
     }
 }
 
-/// Parses a data command, checking argument sizes first.
+/// Parses a data command, checking argument sizes first, and refuses a
+/// SETRANGE that would make a string longer than `value_bytes_max`.
 pub(crate) fn parse_data(args: &[Bytes], value_bytes_max: usize) -> Result<KvCommand, Reply> {
     if let Some(big) = args.iter().find(|a| a.len() > value_bytes_max) {
         return Err(Reply::error(format!(
@@ -632,5 +688,18 @@ pub(crate) fn parse_data(args: &[Bytes], value_bytes_max: usize) -> Result<KvCom
             big.len()
         )));
     }
-    parse(args)
+    let command = parse(args)?;
+    // A client could never SET such a string; a few bytes at a large offset
+    // would make every replica allocate it (512 MB per command before).
+    // Refused here, before proposing, so no replica has to judge it. As in
+    // Redis, an empty patch changes nothing and is not refused.
+    if let KvCommand::SetRange { offset, value, .. } = &command {
+        let end = offset.saturating_add(value.len() as u64);
+        if !value.is_empty() && end > value_bytes_max as u64 {
+            return Err(Reply::error(
+                "ERR string exceeds maximum allowed size (proto-max-bulk-len)",
+            ));
+        }
+    }
+    Ok(command)
 }

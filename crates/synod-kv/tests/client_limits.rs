@@ -247,3 +247,94 @@ async fn replies_over_the_output_limit_close_the_client() {
     )
     .await;
 }
+
+/// SETRANGE past --max-value-bytes is refused before proposing, with
+/// Redis' proto-max-bulk-len words; within it, and with an empty patch, it
+/// runs. (Before, `SETRANGE big 536870900 x` made every replica allocate
+/// 512 MB, whatever the value limit.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setrange_past_the_value_limit_is_refused() {
+    let c = cluster(1, |cfg| cfg.value_bytes_max = 1 << 20, None).await;
+    let mut client = Client::connect(c.resp[0]).await;
+    let too_long = Some(error(
+        "ERR string exceeds maximum allowed size (proto-max-bulk-len)",
+    ));
+    assert_eq!(
+        client
+            .call(&[b"SETRANGE", b"big", b"536870900", b"x"])
+            .await,
+        too_long
+    );
+    assert_eq!(
+        client.call(&[b"SETRANGE", b"big", b"1048575", b"xy"]).await,
+        too_long
+    );
+    assert_eq!(
+        client.call(&[b"EXISTS", b"big"]).await,
+        Some(Reply::Integer(0))
+    );
+    // In a transaction, refused when queued: EXEC aborts.
+    assert_eq!(client.call(&[b"MULTI"]).await, Some(ok()));
+    assert_eq!(
+        client.call(&[b"SETRANGE", b"big", b"2000000", b"x"]).await,
+        too_long
+    );
+    assert!(matches!(
+        client.call(&[b"EXEC"]).await,
+        Some(Reply::Error(e)) if e.starts_with("EXECABORT")
+    ));
+    assert_eq!(
+        client.call(&[b"SETRANGE", b"big", b"1048575", b"x"]).await,
+        Some(Reply::Integer(1 << 20))
+    );
+    assert_eq!(
+        client.call(&[b"SETRANGE", b"big", b"536870900", b""]).await,
+        Some(Reply::Integer(1 << 20))
+    );
+}
+
+/// With a password set, a client that has not authenticated within
+/// `auth_timeout` is closed and counted, even with no idle timeout and
+/// while it keeps sending pre-AUTH commands; one that authenticated in time
+/// stays. (Before, unauthenticated idle sockets held client slots forever:
+/// 10,000 from one process locked every client out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_do_not_authenticate_in_time_are_closed() {
+    let c = cluster(
+        1,
+        |cfg| {
+            cfg.password = Some(PASSWORD.into());
+            cfg.auth_timeout = Duration::from_millis(1000);
+        },
+        None,
+    )
+    .await;
+    let mut silent = Client::connect(c.resp[0]).await;
+    let mut chatty = Client::connect(c.resp[0]).await;
+    let mut authed = Client::connect(c.resp[0]).await;
+    assert_eq!(
+        authed.call(&[b"AUTH", PASSWORD.as_bytes()]).await,
+        Some(ok())
+    );
+    // PINGs before AUTH do not extend the deadline.
+    for _ in 0..3 {
+        assert_eq!(
+            chatty.call(&[b"PING"]).await,
+            Some(Reply::Simple("PONG".into()))
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(silent.closed().await);
+    assert!(chatty.closed().await);
+    wait_for_count(
+        c.resp[0],
+        Some(PASSWORD),
+        "client_auth_timeout_disconnections",
+        2,
+    )
+    .await;
+    assert_eq!(
+        authed.call(&[b"PING"]).await,
+        Some(Reply::Simple("PONG".into()))
+    );
+}

@@ -11,6 +11,10 @@
 //! route needs credentials: HTTP Basic (`default` and the password, or any
 //! user the callback accepts) or `Authorization: Bearer <password>` (the
 //! user `default`). `HEAD` is answered with the headers of `GET` and no body.
+//! The callback may ask to hold the answer back (a slow-down) or to be asked
+//! again later (its check is throttled, e.g. during an AUTH flood): the
+//! request waits, up to [`AUTH_WAIT_MAX`] in all, instead of failing with
+//! right credentials; past it the answer is `503` with `Retry-After`.
 
 use crate::node::{Node, NodeStatus};
 use crate::RoleKind;
@@ -33,8 +37,25 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default cap on admin connections served at once.
 pub const ADMIN_CONNECTIONS_MAX_DEFAULT: usize = 64;
 
-/// Checks a user name and password; true lets the request in.
-pub type AdminAuth = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+/// Longest a request waits for its credentials' check (slow-downs and
+/// throttled retries together); past it the answer is `503`.
+pub const AUTH_WAIT_MAX: Duration = Duration::from_secs(5);
+
+/// What an [`AdminAuth`] callback decides about a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminVerdict {
+    /// Serve it, after holding the answer back this long.
+    Allowed(Duration),
+    /// Answer `401`, after this long.
+    Denied(Duration),
+    /// The check could not be made now (it is throttled): ask again after
+    /// this long.
+    Busy(Duration),
+}
+
+/// Checks a request's credentials: `Some((user, password))`, or `None`
+/// when it carried none (the callback decides whether it needs any).
+pub type AdminAuth = Arc<dyn Fn(Option<(&str, &str)>) -> AdminVerdict + Send + Sync>;
 
 /// How the admin endpoint serves.
 #[derive(Clone)]
@@ -82,9 +103,16 @@ impl AdminConfig {
     /// may leak through timing, its bytes do not).
     pub fn password_auth(password: impl Into<String>) -> AdminAuth {
         let password: String = password.into();
-        Arc::new(move |user: &str, given: &str| {
+        Arc::new(move |credentials: Option<(&str, &str)>| {
+            let Some((user, given)) = credentials else {
+                return AdminVerdict::Denied(Duration::ZERO);
+            };
             let same: bool = given.as_bytes().ct_eq(password.as_bytes()).into();
-            same && user == "default"
+            if same && user == "default" {
+                AdminVerdict::Allowed(Duration::ZERO)
+            } else {
+                AdminVerdict::Denied(Duration::ZERO)
+            }
         })
     }
 }
@@ -191,34 +219,79 @@ fn parse_head(head: &[u8]) -> Head {
     }
 }
 
-/// True when `authorization` (the header's value) carries credentials
-/// `auth` accepts.
-fn authorized(authorization: Option<&str>, auth: &AdminAuth) -> bool {
+/// The callback's verdict on `authorization` (the header's value); a
+/// header it cannot read is denied without asking.
+fn verdict(authorization: Option<&str>, auth: &AdminAuth) -> AdminVerdict {
+    let denied = AdminVerdict::Denied(Duration::ZERO);
     let Some(value) = authorization else {
-        // No credentials: asked of the callback as the `default` user with
-        // an empty password, so a callback whose rules change at run time
-        // (replicated ACL users whose `default` may be `nopass`) decides
-        // whether this request needs any. `password_auth` refuses it.
-        return auth("default", "");
+        // No credentials: the callback decides whether this request needs
+        // any (replicated ACL users whose `default` may be `nopass`).
+        return auth(None);
     };
     let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
     let credentials = credentials.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
-        return auth("default", credentials);
+        return auth(Some(("default", credentials)));
     }
     if scheme.eq_ignore_ascii_case("basic") {
         let Some(decoded) = base64_decode(credentials) else {
-            return false;
+            return denied;
         };
         let Ok(decoded) = String::from_utf8(decoded) else {
-            return false;
+            return denied;
         };
         let Some((user, password)) = decoded.split_once(':') else {
-            return false;
+            return denied;
         };
-        return auth(user, password);
+        return auth(Some((user, password)));
     }
-    false
+    denied
+}
+
+/// Whether the request may be served: `Ok`, or `Err` with the refusal
+/// (`401`, or `503` when the check stayed throttled for `wait_max`,
+/// [`AUTH_WAIT_MAX`] when serving). Waits out the callback's slow-downs and
+/// retries.
+async fn authorize(
+    authorization: Option<&str>,
+    auth: &AdminAuth,
+    wait_max: Duration,
+) -> Result<(), Answer> {
+    let mut waited = Duration::ZERO;
+    // Bounded: each round either returns or adds at least 1 ms to `waited`,
+    // which may not pass `wait_max`.
+    loop {
+        match verdict(authorization, auth) {
+            AdminVerdict::Allowed(wait) => {
+                tokio::time::sleep(wait.min(wait_max)).await;
+                return Ok(());
+            }
+            AdminVerdict::Denied(wait) => {
+                tokio::time::sleep(wait.min(wait_max)).await;
+                return Err(Answer {
+                    extra: "WWW-Authenticate: Basic realm=\"synod\", charset=\"UTF-8\"\r\n",
+                    ..Answer::text(
+                        "401 Unauthorized",
+                        "credentials needed: HTTP Basic (a user allowed to run INFO and its password) or Authorization: Bearer <password>\n",
+                    )
+                });
+            }
+            AdminVerdict::Busy(wait) => {
+                let wait = wait.max(Duration::from_millis(1));
+                if waited + wait > wait_max {
+                    return Err(Answer {
+                        extra: "Retry-After: 1\r\n",
+                        ..Answer::text(
+                            "503 Service Unavailable",
+                            "too many authentication attempts on this node; try again\n",
+                        )
+                    });
+                }
+                tokio::time::sleep(wait).await;
+                waited += wait;
+            }
+        }
+    }
 }
 
 /// Standard base64 (RFC 4648, with or without padding); `None` if invalid.
@@ -264,7 +337,22 @@ async fn respond(mut stream: TcpStream, node: &Node, config: &AdminConfig) -> st
         .await
         .unwrap_or(Ok(false))?;
     let answer = if complete {
-        answer(&parse_head(&head), node, config)
+        let head = parse_head(&head);
+        let refused = match &config.auth {
+            Some(auth) if head.method == "GET" || head.method == "HEAD" => {
+                authorize(head.authorization.as_deref(), auth, AUTH_WAIT_MAX)
+                    .await
+                    .err()
+            }
+            _ => None,
+        };
+        match refused {
+            Some(refusal) => {
+                node.metrics().admin_auth_failures.fetch_add(1, Relaxed);
+                refusal
+            }
+            None => answer(&head, node, config),
+        }
     } else {
         Answer::text("400 Bad Request", "bad request\n")
     };
@@ -301,18 +389,7 @@ fn answer(head: &Head, node: &Node, config: &AdminConfig) -> Answer {
             ..Answer::text("405 Method Not Allowed", "GET or HEAD only\n")
         };
     }
-    if let Some(auth) = &config.auth {
-        if !authorized(head.authorization.as_deref(), auth) {
-            node.metrics().admin_auth_failures.fetch_add(1, Relaxed);
-            return Answer {
-                extra: "WWW-Authenticate: Basic realm=\"synod\", charset=\"UTF-8\"\r\n",
-                ..Answer::text(
-                    "401 Unauthorized",
-                    "credentials needed: HTTP Basic (user default and the password) or Authorization: Bearer <password>\n",
-                )
-            };
-        }
-    }
+    // Credentials were checked before (`authorize`, in `respond`).
     match head.path.as_str() {
         "/metrics" => Answer {
             status: "200 OK",
@@ -469,17 +546,19 @@ mod tests {
 
     #[test]
     fn credentials_are_checked_by_scheme() {
+        const ALLOWED: AdminVerdict = AdminVerdict::Allowed(Duration::ZERO);
+        const DENIED: AdminVerdict = AdminVerdict::Denied(Duration::ZERO);
         let auth = AdminConfig::password_auth("s3cret");
         // "default:s3cret", "other:s3cret", "default:wrong"
-        assert!(authorized(Some("Basic ZGVmYXVsdDpzM2NyZXQ="), &auth));
-        assert!(!authorized(Some("Basic b3RoZXI6czNjcmV0"), &auth));
-        assert!(!authorized(Some("Basic ZGVmYXVsdDp3cm9uZw=="), &auth));
-        assert!(authorized(Some("Bearer s3cret"), &auth));
-        assert!(authorized(Some("bearer  s3cret"), &auth));
-        assert!(!authorized(Some("Bearer s3cre"), &auth));
-        assert!(!authorized(Some("Bearer "), &auth));
-        assert!(!authorized(Some("Digest x"), &auth));
-        assert!(!authorized(None, &auth));
+        assert_eq!(verdict(Some("Basic ZGVmYXVsdDpzM2NyZXQ="), &auth), ALLOWED);
+        assert_eq!(verdict(Some("Basic b3RoZXI6czNjcmV0"), &auth), DENIED);
+        assert_eq!(verdict(Some("Basic ZGVmYXVsdDp3cm9uZw=="), &auth), DENIED);
+        assert_eq!(verdict(Some("Bearer s3cret"), &auth), ALLOWED);
+        assert_eq!(verdict(Some("bearer  s3cret"), &auth), ALLOWED);
+        assert_eq!(verdict(Some("Bearer s3cre"), &auth), DENIED);
+        assert_eq!(verdict(Some("Bearer "), &auth), DENIED);
+        assert_eq!(verdict(Some("Digest x"), &auth), DENIED);
+        assert_eq!(verdict(None, &auth), DENIED);
     }
 
     #[test]
@@ -490,5 +569,38 @@ mod tests {
         assert_eq!(head.method, "HEAD");
         assert_eq!(head.path, "/status");
         assert_eq!(head.authorization.as_deref(), Some("Bearer t"));
+    }
+
+    /// A throttled check is asked again until it answers, within
+    /// AUTH_WAIT_MAX; a check that stays throttled answers 503, never 401.
+    /// (Before, a throttled or slowed-down check failed at once: right
+    /// credentials got 401 during an AUTH flood.)
+    #[tokio::test]
+    async fn throttled_checks_are_waited_out() {
+        use std::sync::atomic::AtomicU32;
+        let calls = Arc::new(AtomicU32::new(0));
+        let counted = Arc::clone(&calls);
+        let auth: AdminAuth = Arc::new(move |credentials: Option<(&str, &str)>| {
+            assert_eq!(credentials, Some(("default", "pw")));
+            match counted.fetch_add(1, Relaxed) {
+                0..=2 => AdminVerdict::Busy(Duration::from_millis(10)),
+                _ => AdminVerdict::Allowed(Duration::from_millis(5)),
+            }
+        });
+        let wait_max = Duration::from_millis(100);
+        let started = std::time::Instant::now();
+        assert!(authorize(Some("Bearer pw"), &auth, wait_max).await.is_ok());
+        assert_eq!(calls.load(Relaxed), 4);
+        assert!(started.elapsed() >= Duration::from_millis(35));
+
+        let busy: AdminAuth = Arc::new(|_| AdminVerdict::Busy(Duration::from_millis(30)));
+        let refusal = authorize(Some("Bearer pw"), &busy, wait_max)
+            .await
+            .unwrap_err();
+        assert_eq!(refusal.status, "503 Service Unavailable");
+
+        let denied: AdminAuth = Arc::new(|_| AdminVerdict::Denied(Duration::from_millis(2)));
+        let refusal = authorize(None, &denied, wait_max).await.unwrap_err();
+        assert_eq!(refusal.status, "401 Unauthorized");
     }
 }

@@ -641,10 +641,11 @@ impl<S: StateMachine> Driver<S> {
                     let _ = reply.send(Ok(output));
                 }
                 // The job panicked (a bug in the state machine's read): the
-                // client's request fails rather than hanging; the node is
-                // unaffected (the view is a copy).
+                // client gets an error rather than a dropped request; the
+                // node is unaffected (the view is a copy).
                 Err(err) => {
                     error!("a read answered off the event loop failed: {err}");
+                    let _ = reply.send(Err(RequestError::ReadFailed(err.to_string())));
                 }
             }
         });
@@ -1004,7 +1005,13 @@ impl<S: StateMachine> Driver<S> {
                     self.checkpoint_started = Instant::now();
                     let tx = self.checkpoint_tx.clone();
                     tokio::task::spawn_blocking(move || {
-                        let result = write.run();
+                        // A panic in the job (the state machine's snapshot
+                        // encoder, a bug) must still report, as a failed
+                        // write: else the checkpoint stays busy forever, no
+                        // snapshot is ever taken again and the log grows
+                        // without bound, with no error. A failed snapshot
+                        // write is fatal (`snapshot_written`).
+                        let result = catch_job_panic("snapshot write", || write.run());
                         let _ = tx.blocking_send(CheckpointStep::Written(write.checkpoint, result));
                     });
                 }
@@ -1012,7 +1019,9 @@ impl<S: StateMachine> Driver<S> {
                     let tx = self.sync_tx.clone();
                     let started = Instant::now();
                     tokio::task::spawn_blocking(move || {
-                        let result = job.run();
+                        // As for the snapshot write: a panic is a failure
+                        // reported (fatal), never a report that never comes.
+                        let result = catch_job_panic("log sync", || job.run());
                         let _ = tx.blocking_send(SyncDone {
                             job,
                             result,
@@ -1024,7 +1033,9 @@ impl<S: StateMachine> Driver<S> {
                 Io::Remove(obsolete) => {
                     let tx = self.checkpoint_tx.clone();
                     tokio::task::spawn_blocking(move || {
-                        let _ = tx.blocking_send(CheckpointStep::Cleaned(obsolete.remove()));
+                        let result =
+                            catch_job_panic("removal of superseded files", || obsolete.remove());
+                        let _ = tx.blocking_send(CheckpointStep::Cleaned(result));
                     });
                 }
             }
@@ -1101,6 +1112,26 @@ impl<S: StateMachine> Driver<S> {
             }
         });
     }
+}
+
+/// Runs a storage job off the loop, turning a panic in it into an error
+/// (`StorageError::Io` naming the job), so the loop always hears back.
+fn catch_job_panic(
+    what: &str,
+    job: impl FnOnce() -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_string());
+        error!("the {what} job panicked: {reason}");
+        Err(StorageError::Io {
+            path: std::path::PathBuf::from(format!("<{what} job>")),
+            source: std::io::Error::other(format!("the job panicked: {reason}")),
+        })
+    })
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub mod persist;
 mod state_machine;
 
 pub use admin::{
-    serve_admin, serve_admin_with, status_json, AdminAuth, AdminConfig, ExtraMetrics,
+    serve_admin, serve_admin_with, status_json, AdminAuth, AdminConfig, AdminVerdict, ExtraMetrics,
     ADMIN_CONNECTIONS_MAX_DEFAULT, HEAD_BYTES_MAX as ADMIN_HEAD_BYTES_MAX,
     HEAD_TIMEOUT as ADMIN_HEAD_TIMEOUT,
 };

@@ -81,6 +81,10 @@ pub enum RequestError {
     /// The outcome is unknown.
     #[error("the outcome is unknown: {0}; the command may or may not have taken effect")]
     SessionLost(String),
+    /// A read answered off the event loop failed on this node (the state
+    /// machine's read panicked: a bug). Nothing changed; the node goes on.
+    #[error("the read failed on this node: {0}")]
+    ReadFailed(String),
 }
 
 /// A node's view of the cluster, refreshed as the node works.

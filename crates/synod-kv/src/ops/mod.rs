@@ -79,10 +79,22 @@ pub(crate) fn read(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext)
             {
                 return nested_exec();
             }
+            let mut work = 0usize;
             Reply::Array(
                 commands
                     .iter()
-                    .map(|command| read(keyspace, command, ctx))
+                    .map(|command| {
+                        let cost = transaction_read_work(keyspace, command, now);
+                        match cost {
+                            Some(cost)
+                                if work.saturating_add(cost) <= TRANSACTION_READ_WORK_MAX =>
+                            {
+                                work += cost;
+                                read(keyspace, command, ctx)
+                            }
+                            _ => over_transaction_budget(command),
+                        }
+                    })
                     .collect(),
             )
         }
@@ -150,10 +162,14 @@ pub(crate) const OFF_LOOP_WORK_MIN: usize = 4096;
 pub(crate) fn read_off_loop(keyspace: &Keyspace, command: &KvCommand, now: u64) -> bool {
     let big = |len: usize| len >= OFF_LOOP_WORK_MIN;
     match command {
-        KvCommand::Keys { .. } => big(keyspace.len()),
-        KvCommand::Scan { count, .. } => {
+        // A pattern other than `*` costs O(pattern × key length) per key
+        // (glob matching), which a client controls (up to --max-value-bytes
+        // each): never run it on the loop, however few keys there are.
+        KvCommand::Keys { pattern } => big(keyspace.len()) || pattern.as_ref() != b"*",
+        KvCommand::Scan { count, pattern, .. } => {
             let visits = (*count).clamp(1, keys::SCAN_COUNT_MAX) as usize;
-            big(keyspace.len()) && big(visits)
+            (big(keyspace.len()) && big(visits))
+                || pattern.as_ref().is_some_and(|p| p.as_ref() != b"*")
         }
         KvCommand::HGetAll { key } => matches!(
             keyspace.live(key, now).map(|entry| &entry.value),
@@ -163,24 +179,74 @@ pub(crate) fn read_off_loop(keyspace: &Keyspace, command: &KvCommand, now: u64) 
             Some(Entry {
                 value: Value::List(items),
                 ..
-            }) => {
-                // The number of items the range selects, as `lrange` resolves it.
-                let len = items.len() as i64;
-                let resolve = |index: i64| {
-                    if index < 0 {
-                        len.saturating_add(index)
-                    } else {
-                        index
-                    }
-                };
-                let first = resolve(*start).max(0);
-                let last = resolve(*stop).min(len - 1);
-                last >= first && big((last - first + 1) as usize)
-            }
+            }) => big(range_len(items.len(), *start, *stop)),
             _ => false,
         },
         _ => false,
     }
+}
+
+/// Elements (hash fields, list items) the reads of one transaction may
+/// visit together. A transaction is one log command: with a write in it, it
+/// runs on every replica's apply path, and an all-read one on the event
+/// loop, where a read of a huge collection would stall consensus. A read
+/// that would take the total past this is answered with an error instead
+/// (decided from replicated state only, so every replica answers the same;
+/// the state a transaction leaves does not depend on it). Alone, the same
+/// read is answered off the loop.
+pub const TRANSACTION_READ_WORK_MAX: usize = 16 * OFF_LOOP_WORK_MIN;
+
+/// What a read inside a transaction visits, for
+/// [`TRANSACTION_READ_WORK_MAX`]: `None` for a read never allowed inside
+/// one (KEYS and SCAN, whose cost grows with the dataset and a pattern;
+/// `Conn` refuses them in MULTI, and they are never batched), else the
+/// elements of a collection it visits (0 for the rest, whose cost the
+/// command's own size bounds). O(1).
+fn transaction_read_work(keyspace: &Keyspace, command: &KvCommand, now: u64) -> Option<usize> {
+    match command {
+        KvCommand::Keys { .. } | KvCommand::Scan { .. } => None,
+        KvCommand::HGetAll { key } => match keyspace.live(key, now).map(|entry| &entry.value) {
+            Some(Value::Hash(fields)) => Some(fields.len()),
+            _ => Some(0),
+        },
+        KvCommand::LRange { key, start, stop } => match keyspace.live(key, now) {
+            Some(Entry {
+                value: Value::List(items),
+                ..
+            }) => Some(range_len(items.len(), *start, *stop)),
+            _ => Some(0),
+        },
+        _ => Some(0),
+    }
+}
+
+/// The number of items `LRANGE start stop` selects from a list of `len`,
+/// as `lrange` resolves the indexes.
+fn range_len(len: usize, start: i64, stop: i64) -> usize {
+    let len = len as i64;
+    let resolve = |index: i64| {
+        if index < 0 {
+            len.saturating_add(index)
+        } else {
+            index
+        }
+    };
+    let first = resolve(start).max(0);
+    let last = resolve(stop).min(len - 1);
+    if last >= first {
+        (last - first + 1) as usize
+    } else {
+        0
+    }
+}
+
+/// The answer to a read inside a transaction past its budget
+/// ([`TRANSACTION_READ_WORK_MAX`]), or one never allowed there.
+fn over_transaction_budget(command: &KvCommand) -> Reply {
+    Reply::error(format!(
+        "ERR '{}' of more than {TRANSACTION_READ_WORK_MAX} elements in all, or of the whole dataset, cannot run inside a transaction in synod; run it alone",
+        command.name()
+    ))
 }
 
 /// Answers a read that [`read_off_loop`] chose, from a view taken at the
@@ -290,12 +356,19 @@ fn write_unchecked(keyspace: &mut Keyspace, command: &KvCommand, ctx: &ApplyCont
             {
                 return nested_exec();
             }
-            Reply::Array(
-                commands
-                    .iter()
-                    .map(|command| write_unchecked(keyspace, command, ctx))
-                    .collect(),
-            )
+            let mut work = 0usize;
+            let mut replies = Vec::with_capacity(commands.len());
+            for command in commands {
+                let cost = transaction_read_work(keyspace, command, now);
+                replies.push(match cost {
+                    Some(cost) if work.saturating_add(cost) <= TRANSACTION_READ_WORK_MAX => {
+                        work += cost;
+                        write_unchecked(keyspace, command, ctx)
+                    }
+                    _ => over_transaction_budget(command),
+                });
+            }
+            Reply::Array(replies)
         }
         read_only => {
             debug_assert!(read_only.is_read());

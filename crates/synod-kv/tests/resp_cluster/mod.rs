@@ -64,7 +64,11 @@ pub async fn cluster(
         cfg.bootstrap = synod::Bootstrap::New;
         cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
         cfg.request_timeout = Duration::from_secs(10);
-        let node = Arc::new(Node::start(cfg, Store::new()).await.expect("starts"));
+        // The front end enforces the users the store's log commands change,
+        // as `synod server` wires them.
+        let store = Store::new();
+        let acl = store.acl();
+        let node = Arc::new(Node::start(cfg, store).await.expect("starts"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         c.resp.push(listener.local_addr().expect("addr"));
         let tls_listener = match &tls {
@@ -76,6 +80,7 @@ pub async fn cluster(
             None => None,
         };
         let mut server_cfg = ServerConfig::new(listener.local_addr().expect("addr"));
+        server_cfg.acl = acl;
         configure(&mut server_cfg);
         c.configs.push(server_cfg.clone());
         let (node2, mut stop2) = (Arc::clone(&node), stop_rx.clone());

@@ -1,0 +1,126 @@
+//! What a transaction or a pipeline may make the event loop and the apply
+//! path do (review of issue 13, D1 and D5): reads whose cost grows with the
+//! dataset or a client's pattern never run there, and a queued command is
+//! checked again against its user's rules at EXEC.
+
+mod resp_cluster;
+
+use resp_cluster::{cluster, error, ok, Client};
+use synod_resp::Reply;
+
+fn queued() -> Option<Reply> {
+    Some(Reply::Simple("QUEUED".into()))
+}
+
+/// KEYS and SCAN are refused inside MULTI and the transaction aborts.
+/// (Before, `MULTI; SET w 1; KEYS <pattern>; EXEC` ran the glob over the
+/// whole dataset on every replica's apply path, stalling the cluster.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_scan_are_refused_inside_multi() {
+    let c = cluster(1, |_| {}, None).await;
+    let mut client = Client::connect(c.resp[0]).await;
+    for read in [
+        &[&b"KEYS"[..], b"*a*b"][..],
+        &[b"SCAN", b"0", b"MATCH", b"x*"],
+    ] {
+        assert_eq!(client.call(&[b"MULTI"]).await, Some(ok()));
+        assert_eq!(client.call(&[b"SET", b"w", b"1"]).await, queued());
+        let Some(Reply::Error(refusal)) = client.call(read).await else {
+            panic!("{read:?} is refused inside MULTI");
+        };
+        assert!(refusal.starts_with("ERR "), "{refusal}");
+        assert!(refusal.contains("inside MULTI"), "{refusal}");
+        assert_eq!(
+            client.call(&[b"EXEC"]).await,
+            Some(error(
+                "EXECABORT Transaction discarded because of previous errors."
+            ))
+        );
+    }
+    // Nothing of the aborted transactions was applied.
+    assert_eq!(client.call(&[b"GET", b"w"]).await, Some(Reply::Null));
+    // Alone, they are ordinary reads.
+    assert_eq!(
+        client.call(&[b"KEYS", b"*a*b"]).await,
+        Some(Reply::Array(vec![]))
+    );
+}
+
+/// A pipeline that mixes a write with a KEYS sends the KEYS as its own log
+/// command, answered off the loop, not inside the pipeline's batch (which
+/// would run it on every replica's apply path). Checked through the
+/// replies: the batch still answers every command in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_keys_is_answered_in_order() {
+    let c = cluster(1, |_| {}, None).await;
+    let mut client = Client::connect(c.resp[0]).await;
+    let mut pipeline = bytes::BytesMut::new();
+    synod_resp::write_request(&mut pipeline, &[b"SET", b"ab", b"1"]);
+    synod_resp::write_request(&mut pipeline, &[b"KEYS", b"a*b"]);
+    synod_resp::write_request(&mut pipeline, &[b"SET", b"axb", b"2"]);
+    synod_resp::write_request(&mut pipeline, &[b"KEYS", b"a?b"]);
+    client.send_raw(&pipeline).await.expect("send");
+    assert_eq!(client.reply().await, Some(ok()));
+    assert_eq!(
+        client.reply().await,
+        Some(Reply::Array(vec![Reply::Bulk("ab".into())]))
+    );
+    assert_eq!(client.reply().await, Some(ok()));
+    assert_eq!(
+        client.reply().await,
+        Some(Reply::Array(vec![Reply::Bulk("axb".into())]))
+    );
+}
+
+/// A command queued in MULTI is checked again at EXEC against its user's
+/// rules as they are then: a permission or key pattern taken away in
+/// between discards the transaction. (Before, `AUTH dave; MULTI; SET k v2`,
+/// then `ACL SETUSER dave -set` from an admin, then EXEC answered `*1 +OK`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_checks_queued_commands_against_the_current_rules() {
+    let c = cluster(1, |cfg| cfg.password = Some("s3cret".into()), None).await;
+    let mut admin = Client::connect(c.resp[0]).await;
+    assert_eq!(admin.call(&[b"AUTH", b"s3cret"]).await, Some(ok()));
+    let setuser = |rules: &'static [&'static [u8]]| {
+        let mut args: Vec<&[u8]> = vec![b"ACL", b"SETUSER", b"dave"];
+        args.extend_from_slice(rules);
+        args
+    };
+    const NO_SET: &[&[u8]] = &[b"-set"];
+    const OTHER_KEYS: &[&[u8]] = &[b"resetkeys", b"~other:*"];
+    for (narrowing, reason) in [
+        (NO_SET, "no permissions to run the 'set' command"),
+        (OTHER_KEYS, "no permissions to access one of the keys"),
+    ] {
+        assert_eq!(
+            admin
+                .call(&setuser(&[b"reset", b"on", b">pw", b"+@all", b"~*"]))
+                .await,
+            Some(ok())
+        );
+        let mut dave = Client::connect(c.resp[0]).await;
+        assert_eq!(dave.call(&[b"AUTH", b"dave", b"pw"]).await, Some(ok()));
+        assert_eq!(dave.call(&[b"MULTI"]).await, Some(ok()));
+        assert_eq!(dave.call(&[b"SET", b"k", b"v2"]).await, queued());
+        assert_eq!(admin.call(&setuser(narrowing)).await, Some(ok()));
+        let Some(Reply::Error(refusal)) = dave.call(&[b"EXEC"]).await else {
+            panic!("EXEC is refused after {narrowing:?}");
+        };
+        assert!(refusal.starts_with("EXECABORT "), "{refusal}");
+        assert!(refusal.contains(reason), "{refusal}");
+        assert_eq!(admin.call(&[b"GET", b"k"]).await, Some(Reply::Null));
+    }
+    // Rules that still allow the queued commands let EXEC run them.
+    assert_eq!(
+        admin
+            .call(&setuser(&[b"reset", b"on", b">pw", b"+@all", b"~*"]))
+            .await,
+        Some(ok())
+    );
+    let mut dave = Client::connect(c.resp[0]).await;
+    assert_eq!(dave.call(&[b"AUTH", b"dave", b"pw"]).await, Some(ok()));
+    assert_eq!(dave.call(&[b"MULTI"]).await, Some(ok()));
+    assert_eq!(dave.call(&[b"SET", b"k", b"v2"]).await, queued());
+    assert_eq!(admin.call(&setuser(&[b"-get"])).await, Some(ok()));
+    assert_eq!(dave.call(&[b"EXEC"]).await, Some(Reply::Array(vec![ok()])));
+}
