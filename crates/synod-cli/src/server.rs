@@ -135,8 +135,11 @@ pub struct ServerArgs {
     /// Requests of one connection handled per batch.
     #[arg(long, default_value_t = 1024)]
     max_pipeline: usize,
-    /// Log filter (tracing's EnvFilter syntax); RUST_LOG overrides.
-    #[arg(long, default_value = "info")]
+    /// Log filter (tracing's EnvFilter syntax); RUST_LOG overrides. rustls
+    /// logs only errors by default: it would write a line for every TLS
+    /// handshake an outsider fails, which Synod already counts and logs at
+    /// a limited rate.
+    #[arg(long, default_value = "info,rustls=error")]
     log: String,
     /// BREAKS LINEARIZABILITY, for testing the chaos checker only: answer
     /// reads from this replica's local state without the log (stale reads).
