@@ -220,7 +220,9 @@ impl Cluster {
     }
 
     pub fn wait_ping(&self, i: usize) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: on a loaded 2-core machine a start (TLS credentials,
+        // log replay) has taken longer than 20 s.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if TcpStream::connect(self.resp[i]).is_ok() {
                 return;
