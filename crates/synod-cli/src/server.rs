@@ -538,58 +538,8 @@ fn render_front_end_metrics(
     out: &mut String,
 ) {
     use std::fmt::Write as _;
-    use std::sync::atomic::Ordering::Relaxed;
-    let series: [(&str, &str, u64); 15] = [
-        (
-            "synod_resp_connections_received_total",
-            "Client connections accepted, refused ones included.",
-            clients.connections_received.load(Relaxed),
-        ),
-        (
-            "synod_resp_rejected_connections_total",
-            "Client connections refused: --max-clients reached.",
-            clients.rejected_connections.load(Relaxed),
-        ),
-        (
-            "synod_resp_query_buffer_limit_total",
-            "Clients closed: their query buffer reached --client-query-buffer-limit.",
-            clients.query_buffer_limit.load(Relaxed),
-        ),
-        (
-            "synod_resp_query_buffer_total_limit_total",
-            "Clients closed: all query buffers together passed --client-query-buffer-total-limit.",
-            clients.query_buffer_total_limit.load(Relaxed),
-        ),
-        (
-            "synod_resp_output_buffer_limit_total",
-            "Clients closed: their replies passed --client-output-buffer-limit.",
-            clients.output_buffer_limit.load(Relaxed),
-        ),
-        (
-            "synod_resp_idle_timeout_total",
-            "Clients closed after --timeout idle.",
-            clients.idle_timeout.load(Relaxed),
-        ),
-        (
-            "synod_resp_auth_timeout_total",
-            "Clients closed for not authenticating within 10 s of connecting (a password is set).",
-            clients.auth_timeout.load(Relaxed),
-        ),
-        (
-            "synod_resp_protocol_errors_total",
-            "Clients closed on a protocol error.",
-            clients.protocol_errors.load(Relaxed),
-        ),
-        (
-            "synod_resp_unauthenticated_limit_total",
-            "Clients closed: a request over the pre-AUTH caps.",
-            clients.unauthenticated_limit.load(Relaxed),
-        ),
-        (
-            "synod_resp_tls_handshake_failures_total",
-            "Client TLS handshakes that failed or timed out.",
-            clients.tls_handshake_failures.load(Relaxed),
-        ),
+    let clients = clients.counters().map(|c| (c.metric_name, c.help, c.value));
+    let acl = [
         (
             "synod_acl_auth_failures_total",
             "Failed AUTH / HELLO AUTH / admin credentials.",
@@ -616,7 +566,7 @@ fn render_front_end_metrics(
             acl.denied_keys,
         ),
     ];
-    for (name, help, value) in series {
+    for (name, help, value) in clients.into_iter().chain(acl) {
         let _ = write!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"

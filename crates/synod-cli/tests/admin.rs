@@ -47,6 +47,17 @@ fn with_a_password_the_admin_endpoint_needs_credentials() {
         bearer.contains("synod_admin_auth_failures_total 2"),
         "{bearer}"
     );
+    // The RESP front end's and the ACL's counters ride along (the same
+    // table INFO stats reads).
+    for series in [
+        "synod_resp_rejected_connections_total ",
+        "synod_resp_auth_timeout_total ",
+        "synod_resp_accept_failures_total ",
+        "synod_acl_auth_failures_total ",
+        "synod_acl_denied_keys_total ",
+    ] {
+        assert!(bearer.contains(series), "{series} missing: {bearer}");
+    }
     let head = http(
         &cluster,
         "HEAD /metrics HTTP/1.0\r\nAuthorization: Bearer sekret\r\n\r\n",

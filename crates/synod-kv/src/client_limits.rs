@@ -70,26 +70,50 @@ pub struct ClientCounters {
     pub tls_handshake_failures: AtomicU64,
 }
 
+/// One client counter as INFO and `/metrics` show it.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientCounter {
+    /// Its `INFO stats` field (Redis' name where Redis has the counter).
+    pub info_name: &'static str,
+    /// Its Prometheus counter name.
+    pub metric_name: &'static str,
+    /// Its Prometheus help text.
+    pub help: &'static str,
+    pub value: u64,
+}
+
 impl ClientCounters {
+    /// Every counter, in INFO order: the one list INFO and `/metrics` read.
+    pub fn counters(&self) -> [ClientCounter; 11] {
+        let counter = |info_name, metric_name, help, value: &AtomicU64| ClientCounter {
+            info_name,
+            metric_name,
+            help,
+            value: value.load(Relaxed),
+        };
+        [
+            counter("total_connections_received", "synod_resp_connections_received_total", "Client connections accepted, refused ones included.", &self.connections_received),
+            counter("rejected_connections", "synod_resp_rejected_connections_total", "Client connections refused: --max-clients reached.", &self.rejected_connections),
+            counter("client_query_buffer_limit_disconnections", "synod_resp_query_buffer_limit_total", "Clients closed: their query buffer reached --client-query-buffer-limit.", &self.query_buffer_limit),
+            counter("client_query_buffer_total_limit_disconnections", "synod_resp_query_buffer_total_limit_total", "Clients closed: all query buffers together passed --client-query-buffer-total-limit.", &self.query_buffer_total_limit),
+            counter("client_output_buffer_limit_disconnections", "synod_resp_output_buffer_limit_total", "Clients closed: their replies passed --client-output-buffer-limit.", &self.output_buffer_limit),
+            counter("client_idle_timeout_disconnections", "synod_resp_idle_timeout_total", "Clients closed after --timeout idle.", &self.idle_timeout),
+            counter("client_auth_timeout_disconnections", "synod_resp_auth_timeout_total", "Clients closed for not authenticating within 10 s of connecting (a password is set).", &self.auth_timeout),
+            counter("client_protocol_error_disconnections", "synod_resp_protocol_errors_total", "Clients closed on a protocol error.", &self.protocol_errors),
+            counter("client_unauthenticated_limit_disconnections", "synod_resp_unauthenticated_limit_total", "Clients closed: a request over the pre-AUTH caps.", &self.unauthenticated_limit),
+            counter("tls_handshake_failures", "synod_resp_tls_handshake_failures_total", "Client TLS handshakes that failed or timed out.", &self.tls_handshake_failures),
+            counter("client_accept_failures", "synod_resp_accept_failures_total", "Client accept() calls that failed (out of descriptors, usually).", &self.accept_failures),
+        ]
+    }
+
     /// Appends the `# Stats` lines of INFO (Redis' names where Redis has the
     /// counter, `synod_`-free descriptive names otherwise).
     pub fn write_info(&self, text: &mut String) {
-        let get = |c: &AtomicU64| c.load(Relaxed);
-        let _ = write!(
-            text,
-            "# Stats\r\ntotal_connections_received:{}\r\nrejected_connections:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_query_buffer_total_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nclient_idle_timeout_disconnections:{}\r\nclient_auth_timeout_disconnections:{}\r\nclient_protocol_error_disconnections:{}\r\nclient_unauthenticated_limit_disconnections:{}\r\ntls_handshake_failures:{}\r\nclient_accept_failures:{}\r\n\r\n",
-            get(&self.connections_received),
-            get(&self.rejected_connections),
-            get(&self.query_buffer_limit),
-            get(&self.query_buffer_total_limit),
-            get(&self.output_buffer_limit),
-            get(&self.idle_timeout),
-            get(&self.auth_timeout),
-            get(&self.protocol_errors),
-            get(&self.unauthenticated_limit),
-            get(&self.tls_handshake_failures),
-            get(&self.accept_failures),
-        );
+        text.push_str("# Stats\r\n");
+        for counter in self.counters() {
+            let _ = write!(text, "{}:{}\r\n", counter.info_name, counter.value);
+        }
+        text.push_str("\r\n");
     }
 }
 

@@ -40,7 +40,7 @@ mod value;
 mod wire;
 
 pub use acl_auth::{Acl, Admission, AuthBudget, AuthStats};
-pub use client_limits::{ClientCounters, QUERY_BUFFER_FREE_BYTES};
+pub use client_limits::{ClientCounter, ClientCounters, QUERY_BUFFER_FREE_BYTES};
 pub use command::{
     AclCommand, ExpireCondition, ExpireForm, GetExExpiry, KvCommand, ListEnd, SetCondition,
     SetExpiry, TimeUnit,
