@@ -6,10 +6,12 @@
 //! the bytes left before anything is reserved.
 
 use crate::ids::{Ballot, GroupId, InstanceId, NodeId};
+use crate::membership::{Member, MemberRole, Membership, Schedule, Scheduled};
 use crate::message::{AppliedMark, Body, Message, PromiseEntry, StateMark};
 use crate::record::{ChosenValue, Record};
 use crate::value::{Checksum, Command, SnapshotDigest, SnapshotMeta, Value};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Bytes that are not a valid encoding.
@@ -40,6 +42,9 @@ pub enum DecodeError {
     /// Bytes were left over after the item.
     #[error("{0} trailing bytes")]
     Trailing(usize),
+    /// Well-formed bytes that break an invariant of what they encode.
+    #[error("invalid {0}")]
+    Invalid(&'static str),
 }
 
 /// Appends encodings to a buffer.
@@ -157,7 +162,102 @@ impl Encode for Value {
                     put_bytes(buf, command);
                 }
             }
+            Value::Reconfig(membership) => {
+                buf.put_u8(2);
+                membership.encode(buf);
+            }
         }
+    }
+}
+
+impl Encode for Membership {
+    fn encode(&self, buf: &mut BytesMut) {
+        buf.put_u64_le(self.epoch);
+        buf.put_u32_le(self.members.len() as u32);
+        for member in &self.members {
+            buf.put_u32_le(member.id.0);
+            buf.put_u8(match member.role {
+                MemberRole::Voter => 0,
+                MemberRole::Learner => 1,
+                MemberRole::Joining => 2,
+            });
+            put_bytes(buf, &member.addr);
+        }
+        buf.put_u32_le(self.removed.len() as u32);
+        for id in &self.removed {
+            buf.put_u32_le(id.0);
+        }
+    }
+}
+
+impl Decode for Membership {
+    /// Decodes and validates (`Membership::validate`): a membership that
+    /// breaks its invariants is refused like any malformed input.
+    fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
+        let epoch = get_u64(buf)?;
+        let count = get_count(buf, 9, "member")?;
+        let mut members = Vec::with_capacity(count);
+        for _ in 0..count {
+            let id = NodeId(get_u32(buf)?);
+            let role = match get_u8(buf)? {
+                0 => MemberRole::Voter,
+                1 => MemberRole::Learner,
+                2 => MemberRole::Joining,
+                tag => return Err(DecodeError::UnknownTag { what: "role", tag }),
+            };
+            members.push(Member {
+                id,
+                role,
+                addr: get_bytes(buf)?,
+            });
+        }
+        let count = get_count(buf, 4, "removed id")?;
+        let mut removed = Vec::with_capacity(count);
+        for _ in 0..count {
+            removed.push(NodeId(get_u32(buf)?));
+        }
+        let membership = Membership {
+            epoch,
+            members,
+            removed,
+        };
+        membership
+            .validate()
+            .map_err(|_| DecodeError::Invalid("membership"))?;
+        Ok(membership)
+    }
+}
+
+/// The length of a schedule's encoding.
+pub fn schedule_encoded_len(schedule: &Schedule) -> usize {
+    4 + schedule
+        .entries()
+        .iter()
+        .map(|e| INSTANCE_BYTES + crate::value::membership_encoded_len(&e.membership))
+        .sum::<usize>()
+}
+
+impl Encode for Schedule {
+    fn encode(&self, buf: &mut BytesMut) {
+        buf.put_u32_le(self.entries().len() as u32);
+        for entry in self.entries() {
+            put_instance(buf, entry.from);
+            entry.membership.encode(buf);
+        }
+    }
+}
+
+impl Decode for Schedule {
+    fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
+        let count = get_count(buf, 8 + 16, "schedule entry")?;
+        let mut entries = Vec::with_capacity(count);
+        for _ in 0..count {
+            entries.push(Scheduled {
+                from: get_instance(buf)?,
+                membership: Arc::new(Membership::decode(buf)?),
+            });
+        }
+        Schedule::from_entries(entries).map_err(|_| DecodeError::Invalid("schedule"))
     }
 }
 
@@ -173,6 +273,7 @@ impl Decode for Value {
                 }
                 Ok(Value::batch(commands))
             }
+            2 => Ok(Value::Reconfig(Arc::new(Membership::decode(buf)?))),
             tag => Err(DecodeError::UnknownTag { what: "value", tag }),
         }
     }
@@ -381,6 +482,7 @@ impl Encode for Message {
                 digest,
                 offset,
                 data,
+                memberships,
             } => {
                 buf.put_u8(11);
                 put_instance(buf, meta.applied_end);
@@ -389,6 +491,13 @@ impl Encode for Message {
                 buf.put_u128_le(digest.0);
                 buf.put_u64_le(*offset);
                 put_bytes(buf, data);
+                match memberships {
+                    None => buf.put_u8(0),
+                    Some(schedule) => {
+                        buf.put_u8(1);
+                        schedule.encode(buf);
+                    }
+                }
             }
             Body::SnapshotRequest {
                 applied_end,
@@ -411,6 +520,11 @@ impl Encode for Message {
                 buf.put_u8(15);
                 put_instance(buf, mark.applied_end);
                 buf.put_u64_le(mark.digest);
+            }
+            Body::TakeOver { ballot, to } => {
+                buf.put_u8(16);
+                ballot.encode(buf);
+                buf.put_u32_le(to.0);
             }
             // Tags 32 and up: rebuild messages (kept apart from the tags
             // other message kinds take next).
@@ -469,11 +583,24 @@ pub fn encoded_len(msg: &Message) -> usize {
                 .map(|(_, v)| INSTANCE_BYTES + v.encoded_len())
                 .sum::<usize>()
         }
-        Body::SnapshotChunk { data, .. } => INSTANCE_BYTES + 8 + 8 + 16 + 8 + 4 + data.len(),
+        Body::SnapshotChunk {
+            data, memberships, ..
+        } => {
+            INSTANCE_BYTES
+                + 8
+                + 8
+                + 16
+                + 8
+                + 4
+                + data.len()
+                + 1
+                + memberships.as_ref().map_or(0, schedule_encoded_len)
+        }
         Body::SnapshotRequest { .. } => INSTANCE_BYTES + 8,
         Body::ReadIndexRequest { .. } => 8,
         Body::ReadIndexReply { .. } => 8 + INSTANCE_BYTES,
         Body::StateDigest { .. } => INSTANCE_BYTES + 8,
+        Body::TakeOver { .. } => BALLOT_BYTES + 4,
         Body::StateQuery => 0,
         Body::StateReport { .. } => 1 + BALLOT_BYTES + INSTANCE_BYTES,
     };
@@ -585,6 +712,16 @@ impl Decode for Message {
                 digest: SnapshotDigest(get_u128(buf)?),
                 offset: get_u64(buf)?,
                 data: get_bytes(buf)?,
+                memberships: match get_u8(buf)? {
+                    0 => None,
+                    1 => Some(Schedule::decode(buf)?),
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "option",
+                            tag,
+                        })
+                    }
+                },
             },
             12 => Body::SnapshotRequest {
                 applied_end: get_instance(buf)?,
@@ -600,6 +737,10 @@ impl Decode for Message {
                     applied_end: get_instance(buf)?,
                     digest: get_u64(buf)?,
                 },
+            },
+            16 => Body::TakeOver {
+                ballot: Ballot::decode(buf)?,
+                to: NodeId(get_u32(buf)?),
             },
             32 => Body::StateQuery,
             33 => Body::StateReport {

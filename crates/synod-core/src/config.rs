@@ -1,6 +1,7 @@
 //! Configuration of one replica, validated before the replica starts.
 
-use crate::ids::{GroupId, NodeId};
+use crate::ids::{GroupId, InstanceId, NodeId};
+use crate::membership::Schedule;
 use thiserror::Error;
 
 /// Largest membership the core accepts (acknowledgement sets are bit masks).
@@ -15,6 +16,12 @@ pub const VALUE_OVERHEAD_BYTES: usize = 1 + 4 + 4;
 /// values of its entries, its commands or its snapshot data). See
 /// [`Config::message_bytes_max`]; `codec.rs` tests check every message kind.
 pub const MESSAGE_OVERHEAD_BYTES: usize = 128;
+
+/// Bytes a snapshot's schedule (`Snapshot::memberships`) may add to its
+/// first piece beyond `value_bytes_max`: a schedule holds at most two
+/// memberships (one in force, one waiting; see `Replica::note_reconfig`),
+/// each proposed only if its encoding is at most half a value.
+pub(crate) const SCHEDULE_OVERHEAD_BYTES: usize = 32;
 
 /// Bytes a promise entry adds to its value: instance, ballot and the chosen flag.
 pub(crate) const PROMISE_ENTRY_OVERHEAD_BYTES: usize = 8 + 12 + 1;
@@ -44,6 +51,12 @@ pub struct Inject {
     /// votes at once, as if nothing had been lost: the behaviour before
     /// rebuild mode existed. It can let two values be chosen at one instance.
     pub wipe_votes: bool,
+    /// A chosen membership governs the very next instance instead of the
+    /// one `RECONFIG_DELAY_INSTANCES` later, while leaders still pipeline:
+    /// instances already in flight change membership under their feet.
+    pub config_immediate: bool,
+    /// A leader counts learners' acceptances toward quorums.
+    pub learner_votes: bool,
 }
 
 /// Everything a replica needs to know before it starts. Times are in ticks: the
@@ -54,8 +67,20 @@ pub struct Config {
     pub id: NodeId,
     /// The group it belongs to.
     pub group: GroupId,
-    /// Every voting member, this replica included.
+    /// The voting members a new group starts with, this replica included
+    /// (the membership of instance 0). Ignored when `schedule` is set.
     pub members: Vec<NodeId>,
+    /// The memberships this replica starts from when it did not bootstrap
+    /// the group: `(point, schedule)` where `schedule` gives the membership
+    /// of every instance from `point` on and already includes every
+    /// reconfiguration chosen below `point` (a joining node gets it from a
+    /// member; see `Replica::schedule_at`). A snapshot's schedule replaces
+    /// it on recovery or install.
+    pub schedule: Option<(InstanceId, Schedule)>,
+    /// The leader promotes a joining learner (and allows a manual promotion
+    /// without force) only once its chosen prefix is at most this many
+    /// instances behind the leader's.
+    pub promote_lag_max: u64,
     /// Seed for the randomized election timeouts and read request ids. Must
     /// differ between incarnations of one node (a restarted follower must not
     /// take a reply meant for its previous life as its own).
@@ -144,6 +169,8 @@ impl Config {
             id,
             group: GroupId(0),
             members,
+            schedule: None,
+            promote_lag_max: 256,
             seed: u64::from(id.0),
             heartbeat_ticks: 3,
             election_ticks: 30,
@@ -168,7 +195,11 @@ impl Config {
 
     /// Checks that the configuration can work.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.members.is_empty() || self.members.len() > MEMBERS_MAX {
+        if let Some((_, schedule)) = &self.schedule {
+            if !schedule.latest().contains(self.id) {
+                return Err(ConfigError::NotAMember(self.id));
+            }
+        } else if self.members.is_empty() || self.members.len() > MEMBERS_MAX {
             return Err(ConfigError::MembershipSize(self.members.len()));
         }
         let mut seen = self.members.clone();
@@ -178,7 +209,7 @@ impl Config {
                 return Err(ConfigError::DuplicateMember(pair[0]));
             }
         }
-        if !self.members.contains(&self.id) {
+        if self.schedule.is_none() && !self.members.contains(&self.id) {
             return Err(ConfigError::NotAMember(self.id));
         }
         if self.heartbeat_ticks == 0 || self.retransmit_ticks == 0 || self.catchup_ticks == 0 {
@@ -215,7 +246,7 @@ impl Config {
                 "catch-up, promise and snapshot chunk limits must be at most 1 GiB",
             ));
         }
-        if self.rebuild && self.members.len() < 2 {
+        if self.rebuild && self.schedule.is_none() && self.members.len() < 2 {
             return Err(ConfigError::Invalid(
                 "a one-member group cannot rebuild: no peer holds its state",
             ));
@@ -241,7 +272,7 @@ impl Config {
             self.value_bytes_max + PROMISE_ENTRY_OVERHEAD_BYTES,
             self.promise_bytes_max,
             self.catchup_bytes_max,
-            self.snapshot_chunk_bytes_max,
+            self.snapshot_chunk_bytes_max + 1 + self.value_bytes_max + SCHEDULE_OVERHEAD_BYTES,
         ]
         .into_iter()
         .max()
@@ -254,11 +285,6 @@ impl Config {
     pub fn record_bytes_max(&self) -> usize {
         self.value_bytes_max + RECORD_OVERHEAD_BYTES
     }
-
-    /// Votes needed for a decision: a majority of the members.
-    pub fn quorum(&self) -> usize {
-        self.members.len() / 2 + 1
-    }
 }
 
 #[cfg(test)]
@@ -269,7 +295,6 @@ mod tests {
     fn validation_catches_bad_memberships() {
         let ok = Config::new(NodeId(1), vec![NodeId(1), NodeId(2), NodeId(3)]);
         assert_eq!(ok.validate(), Ok(()));
-        assert_eq!(ok.quorum(), 2);
         let dup = Config::new(NodeId(1), vec![NodeId(1), NodeId(2), NodeId(2)]);
         assert_eq!(dup.validate(), Err(ConfigError::DuplicateMember(NodeId(2))));
         let outsider = Config::new(NodeId(9), vec![NodeId(1)]);

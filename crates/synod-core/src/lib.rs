@@ -22,6 +22,7 @@
 pub mod codec;
 mod config;
 mod ids;
+mod membership;
 mod message;
 mod ready;
 mod record;
@@ -33,13 +34,17 @@ pub use config::{
     VALUE_BYTES_LIMIT, VALUE_BYTES_MAX_DEFAULT, VALUE_OVERHEAD_BYTES,
 };
 pub use ids::{Ballot, GroupId, InstanceId, NodeId};
+pub use membership::{
+    Member, MemberRole, Membership, MembershipChange, MembershipError, Schedule, Scheduled,
+    MEMBER_ADDR_BYTES_MAX, RECONFIG_DELAY_INSTANCES, REMOVED_IDS_MAX,
+};
 pub use message::{AppliedMark, Body, Message, PromiseEntry, StateMark};
 pub use ready::{
     Apply, Divergence, DivergenceKind, PersistSeq, ReadId, Ready, RejectReason, Rejected,
 };
 pub use record::{ChosenValue, Record};
 pub use replica::{
-    CompactError, RecoverError, Refusal, Refusals, Replica, RoleKind, SnapshotTransferStats,
-    Status, ROUND_JUMP_MAX,
+    ChangeError, CompactError, MemberProgress, QuorumUse, RecoverError, Refusal, Refusals, Replica,
+    RoleKind, SnapshotTransferStats, Status, ROUND_JUMP_MAX,
 };
 pub use value::{Checksum, Command, Snapshot, SnapshotDigest, SnapshotMeta, Value};

@@ -184,6 +184,9 @@ pub enum Body {
         digest: SnapshotDigest,
         /// Where this piece starts.
         offset: u64,
+        /// The snapshot's memberships (`Snapshot::memberships`), carried by
+        /// the piece at offset 0 only.
+        memberships: Option<crate::membership::Schedule>,
         /// The piece (at most `Config::snapshot_chunk_bytes_max`).
         data: Bytes,
     },
@@ -199,6 +202,15 @@ pub enum Body {
     StateDigest {
         /// Where, and the digest there.
         mark: StateMark,
+    },
+    /// The leader of `ballot` hands leadership to `to` (see
+    /// `Replica::transfer_leadership`): `to` campaigns at once, the others
+    /// stop holding on to the old leader so that they promise to `to`.
+    TakeOver {
+        /// The sender's (leader's) ballot.
+        ballot: Ballot,
+        /// The member that takes over.
+        to: NodeId,
     },
     /// A rebuilding replica (see [`crate::Config::rebuild`]) asks a peer
     /// for the bounds of its acceptor state.
@@ -235,6 +247,7 @@ impl Body {
             Body::StateDigest { .. } => "state_digest",
             Body::ReadIndexRequest { .. } => "read_index_request",
             Body::ReadIndexReply { .. } => "read_index_reply",
+            Body::TakeOver { .. } => "take_over",
             Body::StateQuery => "state_query",
             Body::StateReport { .. } => "state_report",
         }

@@ -1,5 +1,6 @@
 //! Commands, instance values and the running checksum of applied values.
 
+use crate::membership::Membership;
 use bytes::Bytes;
 use std::sync::Arc;
 use xxhash_rust::xxh3::Xxh3;
@@ -17,6 +18,10 @@ pub enum Value {
     Noop,
     /// Many client commands chosen together, applied in order.
     Batch(Arc<[Command]>),
+    /// A new membership for the group: it governs every instance from
+    /// `RECONFIG_DELAY_INSTANCES` after the one it is chosen at (see
+    /// `membership.rs`). Applies no command.
+    Reconfig(Arc<Membership>),
 }
 
 impl Value {
@@ -28,7 +33,7 @@ impl Value {
     /// The commands in this value (none for a no-op).
     pub fn commands(&self) -> &[Command] {
         match self {
-            Value::Noop => &[],
+            Value::Noop | Value::Reconfig(_) => &[],
             Value::Batch(commands) => commands,
         }
     }
@@ -44,8 +49,20 @@ impl Value {
         match self {
             Value::Noop => 1,
             Value::Batch(commands) => 1 + 4 + commands.iter().map(|c| 4 + c.len()).sum::<usize>(),
+            Value::Reconfig(membership) => 1 + membership_encoded_len(membership),
         }
     }
+}
+
+/// The length of a membership's encoding (`codec`).
+pub(crate) fn membership_encoded_len(m: &Membership) -> usize {
+    8 + 4
+        + m.members
+            .iter()
+            .map(|m| 4 + 1 + 4 + m.addr.len())
+            .sum::<usize>()
+        + 4
+        + 4 * m.removed.len()
 }
 
 /// Running checksum of everything a replica applied: `c(i) = h(c(i-1), value(i))`.
@@ -69,6 +86,10 @@ impl Checksum {
                     hasher.update(&(command.len() as u64).to_le_bytes());
                     hasher.update(command);
                 }
+            }
+            Value::Reconfig(membership) => {
+                hasher.update(&[2]);
+                hasher.update(&crate::codec::Encode::to_bytes(&**membership));
             }
         }
         Checksum(hasher.digest())
@@ -106,6 +127,12 @@ impl SnapshotDigest {
 pub struct Snapshot {
     /// Where the snapshot stands.
     pub meta: SnapshotMeta,
+    /// The memberships of the instances from `meta.applied_end` on, as the
+    /// log below it defines them (see `membership.rs`). `None` only in a
+    /// snapshot written before memberships could change (the group still
+    /// has its bootstrap membership then); [`crate::Replica::compact`] fills
+    /// it in, so every snapshot a replica keeps, sends or hands out has one.
+    pub memberships: Option<crate::membership::Schedule>,
     /// The state machine's encoding of its state.
     pub data: Bytes,
 }

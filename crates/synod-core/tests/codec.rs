@@ -17,6 +17,17 @@ fn value() -> impl Strategy<Value = Value> {
         Just(Value::Noop),
         prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..6)
             .prop_map(|cs| { Value::batch(cs.into_iter().map(Bytes::from).collect()) }),
+        (1u32..6, any::<bool>()).prop_map(|(n, learner)| {
+            let ids: Vec<NodeId> = (1..=n).map(NodeId).collect();
+            let m = Membership::bootstrap(&ids)
+                .change(&MembershipChange::Add {
+                    id: NodeId(n + 1),
+                    addr: Bytes::from_static(b"10.0.0.9:7001 10.0.0.9:6379"),
+                    promote: !learner,
+                })
+                .expect("a valid change");
+            Value::Reconfig(std::sync::Arc::new(m))
+        }),
     ]
 }
 
@@ -144,8 +155,33 @@ fn body() -> impl Strategy<Value = Body> {
                     digest: SnapshotDigest(digest),
                     offset,
                     data: Bytes::from(data),
+                    memberships: (offset % 2 == 0).then(|| {
+                        let m = Membership::bootstrap(&[NodeId(1), NodeId(2), NodeId(3)]);
+                        let next = m
+                            .change(&MembershipChange::Add {
+                                id: NodeId(4),
+                                addr: Bytes::from_static(b"127.0.0.1:7104"),
+                                promote: true,
+                            })
+                            .expect("a valid change");
+                        Schedule::from_entries(vec![
+                            Scheduled {
+                                from: InstanceId(0),
+                                membership: std::sync::Arc::new(m),
+                            },
+                            Scheduled {
+                                from: InstanceId(i % 1000 + 1),
+                                membership: std::sync::Arc::new(next),
+                            },
+                        ])
+                        .expect("a valid schedule")
+                    }),
                 }
             ),
+        (ballot(), any::<u32>()).prop_map(|(ballot, to)| Body::TakeOver {
+            ballot,
+            to: NodeId(to)
+        }),
         (instance.clone(), any::<u64>()).prop_map(|(applied_end, offset)| Body::SnapshotRequest {
             applied_end,
             offset

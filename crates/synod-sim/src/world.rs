@@ -1216,5 +1216,13 @@ fn summarize(value: &Value) -> String {
                 .collect();
             format!("[{}]", ids.join(" "))
         }
+        Value::Reconfig(m) => {
+            let members: Vec<String> = m
+                .members
+                .iter()
+                .map(|m| format!("{}:{}", m.id.0, m.role.name()))
+                .collect();
+            format!("reconfig epoch {} [{}]", m.epoch, members.join(" "))
+        }
     }
 }

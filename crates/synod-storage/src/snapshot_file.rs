@@ -145,7 +145,11 @@ pub fn read_on(
             "snapshot data truncated or damaged",
         ));
     }
-    Ok(Snapshot { meta, data: bytes })
+    Ok(Snapshot {
+        meta,
+        memberships: None,
+        data: bytes,
+    })
 }
 
 /// Deletes the snapshot files of `group` older than `keep` (and stray

@@ -948,7 +948,11 @@ impl<S: StateMachine> Driver<S> {
         let Some(encode_user) = self.machine.snapshot_view() else {
             let data = self.sessions.encode_snapshot(&self.machine.snapshot());
             self.log_snapshot_taken(started, data.len(), "encoded on the event loop");
-            self.persist.snapshot_taken(Snapshot { meta, data });
+            self.persist.snapshot_taken(Snapshot {
+                meta,
+                memberships: None,
+                data,
+            });
             return;
         };
         // The session table is bounded (`sessions_max` sessions, at most
@@ -1218,6 +1222,7 @@ mod tests {
             leader.apply(InstanceId(k as u64), &value, checksum);
         }
         Snapshot {
+            memberships: None,
             meta: SnapshotMeta {
                 applied_end: InstanceId(commands.len() as u64),
                 checksum,

@@ -229,6 +229,7 @@ impl Persister {
     /// produces off the loop, in step (a) (rule 4): checkpoint it.
     pub fn snapshot_deferred(&mut self, meta: SnapshotMeta, encode: SnapshotEncoder) {
         let snapshot = Snapshot {
+            memberships: None,
             meta,
             data: Bytes::new(),
         };

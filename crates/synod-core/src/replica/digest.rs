@@ -74,8 +74,7 @@ impl Replica {
         }
         self.state_digests.sent_end = Some(newest.applied_end);
         self.state_digests.sent_tick = self.now;
-        for k in 0..self.cfg.members.len() {
-            let to = self.cfg.members[k];
+        for to in self.audience() {
             if to != self.cfg.id {
                 self.send(to, Body::StateDigest { mark: newest }, Gate::Now);
             }

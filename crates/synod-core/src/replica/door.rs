@@ -156,14 +156,16 @@ impl Replica {
         if msg.from == self.cfg.id {
             return Err(Refusal::FromSelf);
         }
-        let Some(k) = self.member_index(msg.from) else {
-            return Err(Refusal::NonMember);
-        };
         if !within_limits(&msg.body) {
             return Err(Refusal::OutOfRange);
         }
+        if !self.knows_member(msg.from) {
+            self.hint_from_stranger(msg);
+            return Err(Refusal::NonMember);
+        }
         if let Some(round) = held_round(&msg.body, msg.from) {
-            self.member_rounds[k] = self.member_rounds[k].max(round);
+            let held = self.member_rounds.entry(msg.from).or_insert(0);
+            *held = (*held).max(round);
         }
         let highest = highest_round(&msg.body);
         // Rounds up to our own promise raise nothing here (neither the
@@ -181,19 +183,34 @@ impl Replica {
         self.refusals.count(reason);
     }
 
+    /// A refused heartbeat from a node we do not know may still come from
+    /// the leader of a membership we have not learned yet (we were cut off
+    /// while it was added): a follower notes how far the log is chosen, so
+    /// that catch-up from the members it knows brings it to the change that
+    /// admits the sender. Nothing else is taken from a stranger, and never
+    /// from a removed node.
+    fn hint_from_stranger(&mut self, msg: &Message) {
+        if let Body::Heartbeat { chosen_end, .. } = &msg.body {
+            if matches!(self.role, super::Role::Follower)
+                && !self.schedule.latest().was_removed(msg.from)
+            {
+                self.learner.commit_seen = self.learner.commit_seen.max(*chosen_end);
+            }
+        }
+    }
+
     /// The highest round admitted now: `ROUND_JUMP_MAX` above the round a
-    /// majority of the members hold.
+    /// majority of the voters in force hold.
     pub(super) fn round_ceiling(&self) -> u64 {
-        let own = self.member_index(self.cfg.id);
-        let mut rounds: Vec<u64> = self
-            .member_rounds
-            .iter()
-            .enumerate()
-            .map(|(k, round)| {
-                if Some(k) == own {
-                    (*round).max(self.acceptor.promised.round)
+        let membership = self.membership_at(self.learner.chosen_end).clone();
+        let mut rounds: Vec<u64> = membership
+            .voters()
+            .map(|voter| {
+                let round = self.member_rounds.get(&voter).copied().unwrap_or(0);
+                if voter == self.cfg.id {
+                    round.max(self.acceptor.promised.round)
                 } else {
-                    *round
+                    round
                 }
             })
             .collect();
@@ -211,7 +228,8 @@ fn held_round(body: &Body, from: NodeId) -> Option<u64> {
         // Its own ballot: it promised it before sending.
         Body::Prepare { ballot, .. }
         | Body::Accept { ballot, .. }
-        | Body::Heartbeat { ballot, .. } => own(ballot),
+        | Body::Heartbeat { ballot, .. }
+        | Body::TakeOver { ballot, .. } => own(ballot),
         // A ballot it promised or accepted.
         Body::Promise { ballot, .. }
         | Body::Accepted { ballot, .. }
@@ -238,6 +256,7 @@ fn highest_round(body: &Body) -> u64 {
             .fold(ballot.round, u64::max),
         Body::Reject { ballot, promised } => ballot.round.max(promised.round),
         Body::StateReport { promised, .. } => promised.round,
+        Body::TakeOver { ballot, .. } => ballot.round,
         Body::ReadIndexRequest { .. }
         | Body::ReadIndexReply { .. }
         | Body::Forward { .. }
@@ -303,6 +322,7 @@ fn within_limits(body: &Body) -> bool {
         Body::SnapshotRequest { applied_end, .. } => instance_ok(applied_end),
         Body::StateDigest { mark } => instance_ok(&mark.applied_end),
         Body::StateQuery => true,
+        Body::TakeOver { ballot, .. } => ballot_ok(ballot),
         Body::StateReport {
             promised, log_end, ..
         } => ballot_ok(promised) && instance_ok(log_end),

@@ -86,6 +86,9 @@ impl Replica {
             if self.learner.history.len() > HISTORY_MARKS_MAX {
                 self.learner.history.pop_front();
             }
+            if let Value::Reconfig(membership) = &value {
+                self.note_reconfig(instance, membership.clone());
+            }
             self.ready.apply.push(Apply {
                 instance,
                 value,
@@ -167,6 +170,11 @@ impl Replica {
         probe: u64,
     ) {
         self.note_ack(from, ballot);
+        if let Role::Leader(leader) = &mut self.role {
+            if leader.ballot == ballot {
+                leader.member_chosen_end.insert(from, chosen_end);
+            }
+        }
         self.learner.commit_seen = self.learner.commit_seen.max(chosen_end);
         self.compare_checksum(from, applied);
         self.note_probe_ack(from, ballot, probe);
@@ -211,10 +219,8 @@ impl Replica {
             }
             _ => {
                 let others: Vec<NodeId> = self
-                    .cfg
-                    .members
-                    .iter()
-                    .copied()
+                    .audience()
+                    .into_iter()
                     .filter(|m| *m != self.cfg.id)
                     .collect();
                 if others.is_empty() {

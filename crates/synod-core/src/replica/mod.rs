@@ -11,6 +11,7 @@ mod acceptor;
 mod digest;
 mod door;
 mod learner;
+mod members;
 mod proposer;
 mod reads;
 mod rebuild;
@@ -22,15 +23,18 @@ mod tests;
 
 use crate::config::{Config, ConfigError, Inject};
 use crate::ids::{Ballot, InstanceId, NodeId};
+use crate::membership::{Membership, Schedule};
 use crate::message::{AppliedMark, Body, Message, PromiseEntry};
 use crate::ready::{PersistSeq, Ready, RejectReason, Rejected};
 use crate::record::Record;
 use crate::value::{Checksum, Command, Snapshot, Value};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 pub use door::{Refusal, Refusals, ROUND_JUMP_MAX};
+pub use members::{ChangeError, MemberProgress, QuorumUse};
 pub use recover::RecoverError;
 pub use snapshot::{CompactError, SnapshotTransferStats};
 
@@ -122,8 +126,9 @@ const HISTORY_MARKS_MAX: usize = 4096;
 #[derive(Debug)]
 struct InFlight {
     value: Value,
-    /// Bit `k` set: member `k` accepted.
-    acks: u64,
+    /// The members that accepted (voters of the instance's membership
+    /// count toward its quorum; anyone else is ignored there).
+    acks: BTreeSet<NodeId>,
     /// Last time the Accept was sent to members that have not answered.
     sent_tick: u64,
 }
@@ -131,41 +136,63 @@ struct InFlight {
 #[derive(Debug)]
 struct Candidate {
     ballot: Ballot,
-    /// Bit `k` set: member `k` promised and every page of its report is in
-    /// (see `handle_promise` for why only complete promises count).
-    promised_by: u64,
-    /// Per member index, where the next page of its promise starts (the
-    /// `first_instance` of the prepare that asks for it); all start at the
-    /// chosen prefix this candidate had when it started, since phase 1
-    /// covers every instance from there on. Meaningless once the member's
-    /// bit is in `promised_by`.
-    pages_from: Vec<InstanceId>,
+    /// Phase 1 in progress (shared with the leader it becomes).
+    phase1: Phase1,
     /// Highest compacted prefix reported by a promise: everything below is
     /// chosen and only available as a snapshot.
     compacted_end_reported: InstanceId,
     /// Per instance, the highest-ballot accepted value reported so far (or a
     /// value some acceptor knows is chosen).
     entries: BTreeMap<InstanceId, PromiseEntry>,
+}
+
+/// Promises gathered for one ballot. A member counts once every page of its
+/// report is in (see `handle_promise` for why only complete promises count).
+#[derive(Debug)]
+struct Phase1 {
+    /// The members whose promise is complete.
+    promised_by: BTreeSet<NodeId>,
+    /// Per member asked, where the next page of its promise starts (the
+    /// `first_instance` of the prepare that asks for it). A member asked
+    /// first when the candidate starts gets its chosen prefix; one asked
+    /// later (a member of a membership that takes effect while this ballot
+    /// leads) gets the leader's next instance then: its reports below that
+    /// are not needed (see `proposer.rs`). Meaningless once the member is in
+    /// `promised_by`.
+    pages_from: BTreeMap<NodeId, InstanceId>,
+    /// When Prepares last went to members whose promise is not complete.
     prepare_sent_tick: u64,
 }
 
 #[derive(Debug)]
 struct Leader {
     ballot: Ballot,
-    /// Instances phase 1 found that still need phase 2, proposed lazily (in
-    /// order, within the window) from `recovery_next` up to `recovery_end`.
-    /// Where `recovery` has no value, the instance gets a no-op.
-    recovery: BTreeMap<InstanceId, Value>,
-    recovery_next: InstanceId,
+    /// Phase 1 goes on while leading: members of a membership that takes
+    /// effect later must promise before the leader proposes in its instances.
+    phase1: Phase1,
+    /// Per instance at or after `next_instance`, the highest-ballot value
+    /// some promise reported (or one known chosen): proposed when the
+    /// cursor gets there. Instances below `recovery_end` without one get a
+    /// no-op; new commands go only at or after `recovery_end`.
+    recovery: BTreeMap<InstanceId, PromiseEntry>,
     recovery_end: InstanceId,
-    /// The instance the next new batch goes to (at or after `recovery_end`).
+    /// The next instance to propose at: every instance below it was
+    /// proposed (or known chosen) under this ballot.
     next_instance: InstanceId,
+    /// Reconfigurations this leader proposed that are not chosen yet.
+    reconfigs_in_flight: BTreeMap<InstanceId, Arc<Membership>>,
+    /// A change accepted by `propose_change`, waiting for an instance.
+    change_queued: Option<Arc<Membership>>,
+    /// Per member, the chosen prefix it last reported (heartbeat acks).
+    member_chosen_end: BTreeMap<NodeId, InstanceId>,
+    /// A leadership transfer in progress: to whom, since when.
+    transfer: Option<(NodeId, u64)>,
     /// Last time the chosen prefix advanced (or leadership began).
     progress_tick: u64,
     in_flight: BTreeMap<InstanceId, InFlight>,
     in_flight_bytes: usize,
-    /// Per member index, the last tick it answered this leader.
-    last_ack_tick: Vec<u64>,
+    /// Per member, the last tick it answered this leader.
+    last_ack_tick: BTreeMap<NodeId, u64>,
     heartbeat_sent_tick: u64,
     /// The largest chosen prefix sent to followers (on an Accept or a
     /// Heartbeat). When the prefix grows past it and no Accept is about to
@@ -174,16 +201,17 @@ struct Leader {
     /// heartbeat interval to learn it is chosen.
     announced_chosen_end: InstanceId,
     /// Read confirmation (see `reads.rs`): the last heartbeat round sent,
-    /// when, and per member index the highest round it acknowledged.
+    /// when, and per member the highest round it acknowledged.
     probe_sent: u64,
     probe_sent_tick: u64,
-    probe_acked: Vec<u64>,
+    probe_acked: BTreeMap<NodeId, u64>,
     /// Reads waiting for a majority to acknowledge a round sent after they
     /// arrived, in arrival (hence round) order.
     unconfirmed: VecDeque<reads::Unconfirmed>,
 }
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per replica; boxing buys nothing
 enum Role {
     Follower,
     Candidate(Candidate),
@@ -208,9 +236,20 @@ pub struct Replica {
     election_due_tick: u64,
     /// Highest round seen in any ballot, so a new ballot beats all of them.
     round_seen: u64,
-    /// Per member index, the highest round that member showed it holds a
+    /// Per member, the highest round that member showed it holds a
     /// promise at (see `door.rs`: the ceiling on admitted rounds).
-    member_rounds: Vec<u64>,
+    member_rounds: BTreeMap<NodeId, u64>,
+    /// The membership of every instance from `schedule_base`'s membership
+    /// on (see `membership.rs`): the bootstrap one, a joining node's, or a
+    /// snapshot's, plus every reconfiguration applied since.
+    schedule: Schedule,
+    /// Reconfigurations chosen below this are already in `schedule` (it
+    /// came from a snapshot or a join at this point): applying them again
+    /// changes nothing.
+    schedule_base: InstanceId,
+    /// For the simulator's checkers: every quorum this replica counted.
+    #[cfg(feature = "fault-injection")]
+    quorum_log: Vec<QuorumUse>,
     /// Messages refused at the door or by a handler, per reason.
     refusals: Refusals,
     /// Commands waiting for an instance (leader or candidate).
@@ -243,6 +282,13 @@ impl Replica {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let reads = reads::ReadState::new(rng.gen());
         let rebuild = rebuild::Rebuild::start(&cfg);
+        let (schedule_base, schedule) = match &cfg.schedule {
+            Some((base, schedule)) => (*base, schedule.clone()),
+            None => (
+                InstanceId(0),
+                Schedule::new(InstanceId(0), Membership::bootstrap(&cfg.members)),
+            ),
+        };
         let mut replica = Replica {
             cfg,
             rng,
@@ -271,7 +317,11 @@ impl Replica {
             leader_contact_tick: 0,
             election_due_tick: 0,
             round_seen: 0,
-            member_rounds: Vec::new(),
+            member_rounds: BTreeMap::new(),
+            schedule,
+            schedule_base,
+            #[cfg(feature = "fault-injection")]
+            quorum_log: Vec::new(),
             refusals: Refusals::default(),
             pending: VecDeque::new(),
             forward: Vec::new(),
@@ -284,8 +334,7 @@ impl Replica {
             rebuild,
             ready: Ready::default(),
         };
-        replica.member_rounds = vec![0; replica.cfg.members.len()];
-        replica.election_due_tick = if replica.cfg.members.len() == 1 {
+        replica.election_due_tick = if replica.alone() {
             // Alone: nobody to wait for.
             1
         } else {
@@ -314,13 +363,22 @@ impl Replica {
         match self.role {
             Role::Follower => {
                 // A rebuilding replica never campaigns: it may not vote, not
-                // even for itself (see `rebuild.rs`).
-                if self.now >= self.election_due_tick && self.rebuild.is_none() {
+                // even for itself (see `rebuild.rs`); nor does a learner or
+                // a removed node.
+                if self.now >= self.election_due_tick
+                    && self.rebuild.is_none()
+                    && self.may_campaign()
+                {
                     self.start_election();
                 }
             }
             Role::Candidate(_) => self.tick_candidate(),
-            Role::Leader(_) => self.tick_leader(),
+            Role::Leader(_) => {
+                self.tick_leader();
+                self.tick_membership();
+                self.check_transfer();
+                self.ask_promises();
+            }
         }
         self.tick_rebuild();
         self.tick_catchup();
@@ -505,6 +563,7 @@ impl Replica {
                 digest,
                 offset,
                 data,
+                memberships,
             } => self.handle_snapshot_chunk(
                 from,
                 snapshot::Transfer {
@@ -515,7 +574,9 @@ impl Replica {
                 },
                 offset,
                 data,
+                memberships,
             ),
+            Body::TakeOver { ballot, to } => self.handle_take_over(from, ballot, to),
             Body::SnapshotRequest {
                 applied_end,
                 offset,
@@ -557,10 +618,10 @@ impl Replica {
         }
     }
 
-    /// Sends `body` to every member, this replica included.
+    /// Sends `body` to every member of every membership in force from the
+    /// chosen prefix on (learners included), this replica included.
     fn broadcast(&mut self, body: Body, gate: Gate) {
-        for k in 0..self.cfg.members.len() {
-            let to = self.cfg.members[k];
+        for to in self.audience() {
             self.send(to, body.clone(), gate);
         }
     }
@@ -590,10 +651,6 @@ impl Replica {
         self.ready.persist.push(record);
         self.persist_next += 1;
         self.ready.persist_through = PersistSeq(self.persist_next);
-    }
-
-    fn member_index(&self, node: NodeId) -> Option<usize> {
-        self.cfg.members.iter().position(|m| *m == node)
     }
 
     fn random_election_timeout(&mut self) -> u64 {

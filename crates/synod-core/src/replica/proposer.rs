@@ -6,12 +6,13 @@
 //! highest ballot (Paxos' rule that keeps a possibly chosen value chosen), fills
 //! holes with no-ops, and only then assigns new commands to instances.
 
-use super::{Candidate, Gate, InFlight, Leader, Replica, Role};
+use super::{Candidate, Gate, InFlight, Leader, Phase1, Replica, Role};
 use crate::ids::{Ballot, InstanceId, NodeId};
+use crate::membership::RECONFIG_DELAY_INSTANCES;
 use crate::message::{AppliedMark, Body, PromiseEntry};
 use crate::ready::RejectReason;
 use crate::value::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 impl Replica {
     /// Starts (or restarts) phase 1 with a ballot above every ballot seen.
@@ -35,13 +36,21 @@ impl Replica {
             self.step_down();
         }
         self.leader = None;
+        let first_instance = self.learner.chosen_end;
+        let pages_from = self
+            .audience()
+            .into_iter()
+            .map(|m| (m, first_instance))
+            .collect();
         self.role = Role::Candidate(Candidate {
             ballot,
-            promised_by: 0,
-            pages_from: vec![self.learner.chosen_end; self.cfg.members.len()],
+            phase1: Phase1 {
+                promised_by: BTreeSet::new(),
+                pages_from,
+                prepare_sent_tick: self.now,
+            },
             compacted_end_reported: InstanceId(0),
             entries: BTreeMap::new(),
-            prepare_sent_tick: self.now,
         });
         self.election_due_tick = self.random_election_timeout();
         // Safety: our own promise of `ballot` is persisted *before* any Prepare
@@ -51,7 +60,6 @@ impl Replica {
         // values for one instance.
         let promised = self.promise(ballot);
         debug_assert!(promised, "a fresh ballot is above the promise");
-        let first_instance = self.learner.chosen_end;
         self.broadcast(
             Body::Prepare {
                 ballot,
@@ -63,28 +71,17 @@ impl Replica {
 
     pub(super) fn tick_candidate(&mut self) {
         if self.now >= self.election_due_tick {
-            self.start_election();
+            if self.may_campaign() {
+                self.start_election();
+            } else {
+                // It learned meanwhile that it no longer votes.
+                self.step_down();
+            }
             return;
         }
-        let (ballot, promised_by, pages_from) = match &mut self.role {
-            Role::Candidate(c) if self.now - c.prepare_sent_tick >= self.cfg.retransmit_ticks => {
-                c.prepare_sent_tick = self.now;
-                (c.ballot, c.promised_by, c.pages_from.clone())
-            }
-            _ => return,
-        };
         // Ask each member whose promise is not complete for the page we wait
         // for: the first one, or the next one of a paginated promise.
-        for (k, first_instance) in pages_from.into_iter().enumerate() {
-            let to = self.cfg.members[k];
-            if promised_by & (1 << k) == 0 && to != self.cfg.id {
-                let body = Body::Prepare {
-                    ballot,
-                    first_instance,
-                };
-                self.send(to, body, Gate::Durable);
-            }
-        }
+        self.ask_promises();
     }
 
     /// Phase 1b received: one page of a member's promise.
@@ -124,20 +121,27 @@ impl Replica {
         entries: Vec<PromiseEntry>,
         more_from: Option<InstanceId>,
     ) {
-        let Some(k) = self.member_index(from) else {
+        if let Role::Leader(_) = self.role {
+            self.handle_late_promise(
+                from,
+                ballot,
+                compacted_end,
+                first_instance,
+                entries,
+                more_from,
+            );
             return;
-        };
+        }
         let skip_adopt = self.injected().skip_adopt && from != self.cfg.id;
-        let quorum = self.cfg.quorum();
         let election_ticks = self.cfg.election_ticks;
         let now = self.now;
         let Role::Candidate(c) = &mut self.role else {
             return;
         };
-        if c.ballot != ballot || c.promised_by & (1 << k) != 0 {
+        if c.ballot != ballot || c.phase1.promised_by.contains(&from) {
             return;
         }
-        if first_instance != c.pages_from[k] {
+        if c.phase1.pages_from.get(&from) != Some(&first_instance) {
             return;
         }
         let page_end = more_from.unwrap_or(InstanceId(u64::MAX));
@@ -157,7 +161,7 @@ impl Replica {
         }
         match more_from {
             Some(next) => {
-                c.pages_from[k] = next;
+                c.phase1.pages_from.insert(from, next);
                 let ballot = c.ballot;
                 // Pages arriving are progress: give the rest time to come
                 // before starting over with a new ballot (and page one).
@@ -169,11 +173,86 @@ impl Replica {
                 self.send(from, body, Gate::Durable);
             }
             None => {
-                c.promised_by |= 1 << k;
-                if c.promised_by.count_ones() as usize >= quorum {
+                c.phase1.promised_by.insert(from);
+                let promised: Vec<NodeId> = c.phase1.promised_by.iter().copied().collect();
+                // The membership of the first instance phase 1 covers; later
+                // instances with another membership wait in
+                // `flush_proposals` for a quorum of theirs.
+                let membership = self.membership_at(self.learner.chosen_end).clone();
+                if self.is_quorum_of(&membership, &promised) {
                     self.become_leader();
                 }
             }
+        }
+    }
+
+    /// A promise page for the ballot this replica already leads with: from
+    /// a member of a membership that takes effect later (or one that was
+    /// slow). Its entries matter only from the leader's cursor on: every
+    /// instance below was proposed once a quorum of *its* membership had
+    /// promised with their reports merged (see `flush_proposals`), and a
+    /// value possibly chosen there is in those reports (P2c).
+    fn handle_late_promise(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        compacted_end: InstanceId,
+        first_instance: InstanceId,
+        entries: Vec<PromiseEntry>,
+        more_from: Option<InstanceId>,
+    ) {
+        let skip_adopt = self.injected().skip_adopt && from != self.cfg.id;
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if leader.ballot != ballot
+            || leader.phase1.promised_by.contains(&from)
+            || leader.phase1.pages_from.get(&from) != Some(&first_instance)
+        {
+            return;
+        }
+        let page_end = more_from.unwrap_or(InstanceId(u64::MAX));
+        let well_formed = more_from.is_none_or(|next| next > first_instance)
+            && entries
+                .iter()
+                .all(|e| e.instance >= first_instance && e.instance < page_end);
+        if !well_formed {
+            return;
+        }
+        let mut chosen = Vec::new();
+        if !skip_adopt {
+            // Below a compacted prefix everything is chosen: never propose
+            // there; catch-up fetches it.
+            if compacted_end > leader.next_instance {
+                leader.next_instance = compacted_end;
+                leader.recovery_end = leader.recovery_end.max(compacted_end);
+            }
+            self.learner.commit_seen = self.learner.commit_seen.max(compacted_end);
+            for entry in entries {
+                if entry.chosen {
+                    chosen.push((entry.instance, entry.value.clone()));
+                }
+                if entry.instance >= leader.next_instance {
+                    leader.recovery_end = leader.recovery_end.max(entry.instance.next());
+                    merge_entry(&mut leader.recovery, entry);
+                }
+            }
+        }
+        match more_from {
+            Some(next) => {
+                leader.phase1.pages_from.insert(from, next);
+                let body = Body::Prepare {
+                    ballot,
+                    first_instance: next,
+                };
+                self.send(from, body, Gate::Durable);
+            }
+            None => {
+                leader.phase1.promised_by.insert(from);
+            }
+        }
+        for (instance, value) in chosen {
+            self.learn_chosen(instance, value, None);
         }
     }
 
@@ -208,30 +287,37 @@ impl Replica {
         // lower ballot; where no promise reports a value, none was chosen, so a
         // no-op is safe. `end` lies past every instance any promise reported,
         // so new commands (from `end` on) never land in a possibly chosen one.
+        // (Instances whose membership differs from the first one's wait for a
+        // quorum of theirs; see `flush_proposals`.)
         let recovery = c
             .entries
             .into_iter()
             .filter(|(instance, entry)| !entry.chosen && *instance >= start)
-            .map(|(instance, entry)| (instance, entry.value))
             .collect();
-        let members = self.cfg.members.len();
+        let now = self.now;
+        let last_ack_tick = self.audience().into_iter().map(|m| (m, now)).collect();
         self.role = Role::Leader(Leader {
             ballot: c.ballot,
+            phase1: c.phase1,
             recovery,
-            recovery_next: start,
             recovery_end: end,
-            next_instance: end,
-            progress_tick: self.now,
+            next_instance: start,
+            reconfigs_in_flight: BTreeMap::new(),
+            change_queued: None,
+            member_chosen_end: BTreeMap::new(),
+            transfer: None,
+            progress_tick: now,
             in_flight: BTreeMap::new(),
             in_flight_bytes: 0,
-            last_ack_tick: vec![self.now; members],
-            heartbeat_sent_tick: self.now,
+            last_ack_tick,
+            heartbeat_sent_tick: now,
             announced_chosen_end: InstanceId(0),
             probe_sent: 0,
-            probe_sent_tick: self.now,
-            probe_acked: vec![0; members],
+            probe_sent_tick: now,
+            probe_acked: BTreeMap::new(),
             unconfirmed: std::collections::VecDeque::new(),
         });
+        self.ask_promises();
         self.flush_proposals();
         self.send_heartbeats();
     }
@@ -245,11 +331,16 @@ impl Replica {
         let ballot = leader.ballot;
         leader.announced_chosen_end = chosen_end;
         leader.in_flight_bytes += value.size_bytes();
+        if let Value::Reconfig(membership) = &value {
+            leader
+                .reconfigs_in_flight
+                .insert(instance, membership.clone());
+        }
         let previous = leader.in_flight.insert(
             instance,
             InFlight {
                 value: value.clone(),
-                acks: 0,
+                acks: BTreeSet::new(),
                 sent_tick: self.now,
             },
         );
@@ -267,33 +358,75 @@ impl Replica {
         );
     }
 
-    /// Proposes, while the window has room, the instances phase 1 left to
-    /// finish, then waiting commands in new instances.
+    /// Proposes, in instance order while the window has room: what phase 1
+    /// found (or a no-op in a hole), a queued membership change, waiting
+    /// commands, and no-ops that carry a change into force when idle.
+    ///
+    /// Safety (see `membership.rs`): the cursor never reaches
+    /// `chosen_end + α`, so the membership of the instance is fixed by the
+    /// chosen log, and it moves on only once a quorum of *that* membership
+    /// promised this ballot (their reports merged into `recovery`).
     pub(super) fn flush_proposals(&mut self) {
         loop {
-            let Role::Leader(leader) = &mut self.role else {
+            let chosen_end = self.learner.chosen_end;
+            let Role::Leader(leader) = &self.role else {
                 return;
             };
             if leader.in_flight.len() >= self.cfg.window_instances_max
                 || leader.in_flight_bytes >= self.cfg.window_bytes_max
+                || leader.transfer.is_some()
             {
                 return;
             }
-            if leader.recovery_next < leader.recovery_end {
-                let instance = leader.recovery_next;
-                leader.recovery_next = instance.next();
-                let value = leader.recovery.remove(&instance).unwrap_or(Value::Noop);
-                if !self.learner.chosen.contains_key(&instance)
-                    && instance >= self.learner.chosen_end
-                {
-                    self.propose_at(instance, value);
-                }
+            let instance = leader.next_instance;
+            if instance.0 >= chosen_end.0.saturating_add(RECONFIG_DELAY_INSTANCES) {
+                return;
+            }
+            let promised: Vec<NodeId> = leader.phase1.promised_by.iter().copied().collect();
+            let membership = self.membership_at(instance).clone();
+            if !self.is_quorum_of(&membership, &promised) {
+                return;
+            }
+            let known_chosen = instance < chosen_end || self.learner.chosen.contains_key(&instance);
+            let Role::Leader(leader) = &mut self.role else {
+                return;
+            };
+            if known_chosen {
+                leader.recovery.remove(&instance);
+                leader.next_instance = instance.next();
+                continue;
+            }
+            if let Some(entry) = leader.recovery.remove(&instance) {
+                leader.next_instance = instance.next();
+                self.propose_at(instance, entry.value);
+                continue;
+            }
+            if instance < leader.recovery_end {
+                leader.next_instance = instance.next();
+                self.propose_at(instance, Value::Noop);
+                continue;
+            }
+            if let Some(change) = leader.change_queued.take() {
+                leader.next_instance = instance.next();
+                self.propose_at(instance, Value::Reconfig(change));
                 continue;
             }
             if self.pending.is_empty() {
+                // Idle with a change on its way: no-ops carry it into force
+                // (it takes effect α instances after its own).
+                let waiting = !leader.reconfigs_in_flight.is_empty()
+                    || self
+                        .schedule
+                        .entries()
+                        .last()
+                        .is_some_and(|e| e.from > instance);
+                if waiting {
+                    leader.next_instance = instance.next();
+                    self.propose_at(instance, Value::Noop);
+                    continue;
+                }
                 return;
             }
-            let instance = leader.next_instance;
             let mut batch = Vec::new();
             let mut size = BatchSize::default();
             while let Some(command) = self.pending.front() {
@@ -383,29 +516,36 @@ impl Replica {
 
     /// Phase 2b received.
     pub(super) fn handle_accepted(&mut self, from: NodeId, ballot: Ballot, instance: InstanceId) {
-        let Some(k) = self.member_index(from) else {
-            return;
-        };
-        let quorum = self.cfg.quorum();
+        let membership = self.membership_at(instance).clone();
         let Role::Leader(leader) = &mut self.role else {
             return;
         };
         if leader.ballot != ballot {
             return;
         }
-        leader.last_ack_tick[k] = self.now;
+        leader.last_ack_tick.insert(from, self.now);
         let Some(in_flight) = leader.in_flight.get_mut(&instance) else {
             return;
         };
-        in_flight.acks |= 1 << k;
-        if (in_flight.acks.count_ones() as usize) < quorum {
+        in_flight.acks.insert(from);
+        let acks: Vec<NodeId> = in_flight.acks.iter().copied().collect();
+        if !self.is_quorum_of(&membership, &acks) {
             return;
         }
-        // Chosen: a majority accepted this value at this ballot, durably.
+        // Chosen: a majority of the instance's voters accepted this value at
+        // this ballot, durably.
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
         let Some(in_flight) = leader.in_flight.remove(&instance) else {
             return;
         };
         leader.in_flight_bytes -= in_flight.value.size_bytes();
+        let counted = acks
+            .into_iter()
+            .filter(|a| membership.contains(*a))
+            .collect();
+        self.log_quorum(instance, ballot, counted, membership.epoch);
         self.learn_chosen(instance, in_flight.value, Some(ballot));
     }
 
@@ -429,17 +569,21 @@ impl Replica {
         };
         // Check quorum: a leader that has not heard from a majority for an
         // election timeout stands down, so clients stop waiting on it.
-        let me = self.cfg.members.iter().position(|m| *m == self.cfg.id);
-        let heard = leader
+        let mut heard: Vec<NodeId> = leader
             .last_ack_tick
             .iter()
-            .enumerate()
-            .filter(|(k, tick)| Some(*k) == me || now - **tick < self.cfg.election_ticks)
-            .count();
-        if heard < self.cfg.quorum() {
+            .filter(|(_, tick)| now - **tick < self.cfg.election_ticks)
+            .map(|(id, _)| *id)
+            .collect();
+        heard.push(self.cfg.id);
+        let membership = self.membership_at(self.learner.chosen_end).clone();
+        if !self.is_quorum_of(&membership, &heard) {
             self.step_down();
             return;
         }
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
         // A leader that cannot learn instances it knows are chosen (the only
         // peer that had them is gone) makes no progress at all; standing down
         // lets a leader whose majority can re-propose them take over.
@@ -458,15 +602,15 @@ impl Replica {
         for (instance, in_flight) in leader.in_flight.iter_mut() {
             if now - in_flight.sent_tick >= self.cfg.retransmit_ticks {
                 in_flight.sent_tick = now;
-                resend.push((*instance, in_flight.value.clone(), in_flight.acks));
+                resend.push((*instance, in_flight.value.clone(), in_flight.acks.clone()));
             }
         }
         let heartbeat_due = now - leader.heartbeat_sent_tick >= self.cfg.heartbeat_ticks;
         let chosen_end = self.learner.chosen_end;
+        let audience = self.audience();
         for (instance, value, acks) in resend {
-            for k in 0..self.cfg.members.len() {
-                let to = self.cfg.members[k];
-                if acks & (1 << k) == 0 && to != self.cfg.id {
+            for &to in &audience {
+                if !acks.contains(&to) && to != self.cfg.id {
                     let body = Body::Accept {
                         ballot,
                         instance,
@@ -511,8 +655,7 @@ impl Replica {
             applied_end: self.learner.applied_end,
             checksum: self.learner.checksum,
         };
-        for k in 0..self.cfg.members.len() {
-            let to = self.cfg.members[k];
+        for to in self.audience() {
             if to != self.cfg.id {
                 let body = Body::Heartbeat {
                     ballot,
@@ -527,12 +670,9 @@ impl Replica {
 
     /// Notes that a follower answered this leader.
     pub(super) fn note_ack(&mut self, from: NodeId, ballot: Ballot) {
-        let Some(k) = self.member_index(from) else {
-            return;
-        };
         if let Role::Leader(leader) = &mut self.role {
             if leader.ballot == ballot {
-                leader.last_ack_tick[k] = self.now;
+                leader.last_ack_tick.insert(from, self.now);
             }
         }
     }

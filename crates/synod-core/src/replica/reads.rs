@@ -179,31 +179,52 @@ impl Replica {
 
     /// A follower acknowledged heartbeat round `probe` of ballot `ballot`.
     pub(super) fn note_probe_ack(&mut self, from: NodeId, ballot: Ballot, probe: u64) {
-        let Some(k) = self.member_index(from) else {
-            return;
-        };
         if let Role::Leader(leader) = &mut self.role {
             if leader.ballot == ballot && probe <= leader.probe_sent {
-                leader.probe_acked[k] = leader.probe_acked[k].max(probe);
+                let acked = leader.probe_acked.entry(from).or_insert(0);
+                *acked = (*acked).max(probe);
                 self.confirm_reads();
             }
         }
     }
 
-    /// The highest round a majority (this leader included) acknowledged.
+    /// The highest round a majority (this leader included) acknowledged, in
+    /// every membership that governs an instance from the chosen prefix on
+    /// and in every reconfiguration this leader has in flight.
+    ///
+    /// Why every one: a rival leader that chose something this one does not
+    /// know did so first at some instance `i` at or after our chosen prefix
+    /// `c`. If `i < next + α` (`next` = our cursor), `membership(i)` is fixed
+    /// by values below `next`, which are chosen or ours: one of the
+    /// memberships counted here. A quorum of it acknowledging a round sent
+    /// after the read arrived says none of them had promised the rival
+    /// then, so the rival had chosen nothing there yet. And the rival cannot
+    /// choose at `i >= next + α` before choosing below it.
     fn probe_confirmed(&self) -> u64 {
         let Role::Leader(leader) = &self.role else {
             return 0;
         };
-        let me = self.member_index(self.cfg.id);
-        let mut acked: Vec<u64> = leader
-            .probe_acked
-            .iter()
-            .enumerate()
-            .map(|(k, p)| if Some(k) == me { leader.probe_sent } else { *p })
-            .collect();
-        acked.sort_unstable_by(|a, b| b.cmp(a));
-        acked[self.cfg.quorum() - 1]
+        let memberships = self
+            .schedule
+            .memberships_from(self.learner.chosen_end)
+            .chain(leader.reconfigs_in_flight.values());
+        let mut confirmed = u64::MAX;
+        for membership in memberships {
+            let mut acked: Vec<u64> = membership
+                .voters()
+                .map(|v| {
+                    if v == self.cfg.id {
+                        leader.probe_sent
+                    } else {
+                        leader.probe_acked.get(&v).copied().unwrap_or(0)
+                    }
+                })
+                .collect();
+            acked.sort_unstable_by(|a, b| b.cmp(a));
+            let quorum = membership.quorum();
+            confirmed = confirmed.min(acked.get(quorum - 1).copied().unwrap_or(0));
+        }
+        confirmed
     }
 
     /// Moves the reads whose round a majority acknowledged on: local ones

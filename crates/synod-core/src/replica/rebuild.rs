@@ -76,10 +76,10 @@ use crate::message::Body;
 #[derive(Debug)]
 pub(super) struct Rebuild {
     /// Bit `k` set: member `k` answered (this replica's own bit is preset).
-    reported: u64,
+    reported: std::collections::BTreeSet<NodeId>,
     /// Bit `k` set: member `k` answered and was not rebuilding itself (this
     /// replica's own bit is preset; it does not count towards the quorum).
-    vouched: u64,
+    vouched: std::collections::BTreeSet<NodeId>,
     /// Highest promise reported.
     promised_max: Ballot,
     /// Highest log end reported.
@@ -102,10 +102,9 @@ impl Rebuild {
         if !cfg.rebuild {
             return None;
         }
-        let me = cfg.members.iter().position(|m| *m == cfg.id)?;
         Some(Rebuild {
-            reported: 1 << me,
-            vouched: 1 << me,
+            reported: [cfg.id].into(),
+            vouched: [cfg.id].into(),
             promised_max: Ballot::ZERO,
             log_end_max: InstanceId(0),
             query_sent_tick: None,
@@ -148,12 +147,14 @@ impl Replica {
             return;
         }
         rebuild.query_sent_tick = Some(self.now);
-        let missing = !rebuild.vouched;
-        for k in 0..self.cfg.members.len() {
-            if missing & (1 << k) != 0 {
-                let to = self.cfg.members[k];
-                self.send(to, Body::StateQuery, Gate::Now);
-            }
+        let vouched = rebuild.vouched.clone();
+        let missing: Vec<NodeId> = self
+            .audience()
+            .into_iter()
+            .filter(|m| !vouched.contains(m))
+            .collect();
+        for to in missing {
+            self.send(to, Body::StateQuery, Gate::Now);
         }
     }
 
@@ -185,9 +186,6 @@ impl Replica {
         log_end: InstanceId,
     ) {
         self.observe(promised);
-        let Some(k) = self.member_index(from) else {
-            return;
-        };
         let Some(rebuild) = &mut self.rebuild else {
             return;
         };
@@ -195,13 +193,13 @@ impl Replica {
             // The bounds are fixed; later reports change nothing.
             return;
         }
-        rebuild.reported |= 1 << k;
+        rebuild.reported.insert(from);
         if rebuilding {
             // It vouches for nothing now; `tick_rebuild` asks again, and it
             // counts once it votes again.
             return;
         }
-        rebuild.vouched |= 1 << k;
+        rebuild.vouched.insert(from);
         rebuild.promised_max = rebuild.promised_max.max(promised);
         rebuild.log_end_max = rebuild.log_end_max.max(log_end);
     }
@@ -210,20 +208,21 @@ impl Replica {
     /// when every member reported and the chosen prefix covers every log end
     /// reported, then votes once that promise is durable.
     pub(super) fn check_rebuild_done(&mut self) {
-        let members = self.cfg.members.len();
-        let quorum = self.cfg.quorum();
+        let audience = self.audience();
+        let membership = self.membership_at(self.learner.chosen_end).clone();
+        let me = self.cfg.id;
         let Some(rebuild) = &mut self.rebuild else {
             return;
         };
         if rebuild.resume_at.is_none() {
-            let all = if members >= 64 {
-                u64::MAX
-            } else {
-                (1u64 << members) - 1
-            };
-            let vouched = rebuild.vouched.count_ones() as usize - 1;
-            if rebuild.reported != all
-                || vouched < quorum
+            let all_reported = audience.iter().all(|m| rebuild.reported.contains(m));
+            let vouchers = rebuild
+                .vouched
+                .iter()
+                .filter(|v| **v != me && membership.is_voter(**v))
+                .count();
+            if !all_reported
+                || vouchers < membership.quorum()
                 || self.learner.chosen_end < rebuild.log_end_max
             {
                 return;

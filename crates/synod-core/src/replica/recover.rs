@@ -93,8 +93,17 @@ impl Replica {
             }
         }
         replica.round_seen = replica.acceptor.promised.round;
-        if let Some(snapshot) = snapshot {
+        if let Some(mut snapshot) = snapshot {
             let point = snapshot.meta.applied_end;
+            match &snapshot.memberships {
+                Some(memberships) => {
+                    replica.schedule = memberships.clone();
+                    replica.schedule_base = point;
+                }
+                // Written before memberships could change: the group still
+                // has the membership it started with.
+                None => snapshot.memberships = Some(replica.schedule.since(point)),
+            }
             let learner = &mut replica.learner;
             learner.chosen = learner.chosen.split_off(&point);
             replica.acceptor.accepted = replica.acceptor.accepted.split_off(&point);

@@ -52,6 +52,8 @@ pub(super) struct Incoming {
     data: BytesMut,
     /// Requests since the last chunk arrived.
     retries: u32,
+    /// The memberships the piece at offset 0 carried.
+    memberships: crate::membership::Schedule,
 }
 
 /// Counters of the snapshot transfers a replica received, for metrics.
@@ -110,10 +112,15 @@ impl Replica {
         if point <= self.learner.compacted_end && self.learner.snapshot.is_some() {
             return Ok(());
         }
+        let mut snapshot = snapshot;
+        // The memberships are the log's, not the state machine's: this
+        // replica knows them at any point it applied.
+        snapshot.memberships = Some(self.schedule.since(point));
         self.learner.chosen = self.learner.chosen.split_off(&point);
         self.learner.compacted_end = point;
         self.learner.snapshot = Some(snapshot);
         self.learner.snapshot_digest = None;
+        self.prune_schedule();
         Ok(())
     }
 
@@ -162,12 +169,26 @@ impl Replica {
         }
         let start = offset as usize;
         let end = (start + self.cfg.snapshot_chunk_bytes_max).min(snapshot.data.len());
+        if snapshot.memberships.as_ref().is_some_and(|s| {
+            crate::codec::schedule_encoded_len(s)
+                > self.cfg.value_bytes_max + crate::config::SCHEDULE_OVERHEAD_BYTES
+        }) {
+            // Impossible: a schedule holds one or two memberships of at most
+            // half a value each. Never send a message over the bound.
+            debug_assert!(false, "a snapshot's schedule exceeds its bound");
+            return;
+        }
         let body = Body::SnapshotChunk {
             meta: snapshot.meta,
             total_len,
             digest,
             offset,
             data: snapshot.data.slice(start..end),
+            memberships: if offset == 0 {
+                snapshot.memberships.clone()
+            } else {
+                None
+            },
         };
         self.send(to, body, Gate::Now);
     }
@@ -196,6 +217,7 @@ impl Replica {
         transfer: Transfer,
         offset: u64,
         data: Bytes,
+        memberships: Option<crate::membership::Schedule>,
     ) {
         debug_assert_eq!(transfer.source, from);
         let meta = transfer.meta;
@@ -228,10 +250,17 @@ impl Replica {
             }
         };
         if start {
+            let Some(memberships) = memberships else {
+                // Every snapshot a replica sends has its memberships; one
+                // without cannot be installed safely.
+                self.learner.transfer_stats.chunks_ignored += 1;
+                return;
+            };
             self.learner.incoming = Some(Incoming {
                 transfer,
                 data: BytesMut::new(),
                 retries: 0,
+                memberships,
             });
         }
         let Some(incoming) = self.learner.incoming.as_mut() else {
@@ -275,7 +304,12 @@ impl Replica {
             self.send(from, body, Gate::Now);
             return;
         }
-        self.install(Snapshot { meta, data }, transfer.digest);
+        let snapshot = Snapshot {
+            meta,
+            memberships: Some(incoming.memberships),
+            data,
+        };
+        self.install(snapshot, transfer.digest);
     }
 
     /// Asks the source of a stalled snapshot transfer for the next piece.
@@ -322,6 +356,10 @@ impl Replica {
             checksum: snapshot.meta.checksum,
         });
         self.learner.compacted_end = point;
+        if let Some(memberships) = &snapshot.memberships {
+            self.schedule = memberships.clone();
+            self.schedule_base = point;
+        }
         self.learner.snapshot = Some(snapshot.clone());
         self.learner.snapshot_digest = Some(digest);
         self.learner.transfer_stats.installed += 1;
@@ -356,6 +394,7 @@ mod tests {
     /// A peer that holds `data` as its snapshot at `POINT`.
     fn source(id: u32, data: &'static [u8]) -> Replica {
         let snapshot = Snapshot {
+            memberships: None,
             meta: META,
             data: Bytes::from_static(data),
         };
@@ -507,6 +546,16 @@ mod tests {
                 digest: SnapshotDigest::of(b"whatever"),
                 offset,
                 data: Bytes::from_static(b"abcd"),
+                memberships: (offset == 0).then(|| {
+                    crate::membership::Schedule::new(
+                        InstanceId(0),
+                        crate::membership::Membership::bootstrap(&[
+                            NodeId(1),
+                            NodeId(2),
+                            NodeId(3),
+                        ]),
+                    )
+                }),
             },
         };
         lagging.step(chunk(12, 0));

@@ -345,6 +345,7 @@ fn recovery_accepts_a_chosen_mark_the_checkpoint_already_covers() {
         mark(3),
     ];
     let snapshot = Snapshot {
+        memberships: None,
         meta: crate::value::SnapshotMeta {
             applied_end: InstanceId(10),
             checksum: Checksum(7),
@@ -456,6 +457,7 @@ fn a_lagging_follower_installs_a_snapshot_in_chunks() {
         let status = c.replicas[k].status();
         let data: Vec<u8> = c.applied_commands(k).concat();
         let snapshot = Snapshot {
+            memberships: None,
             meta: crate::value::SnapshotMeta {
                 applied_end: status.applied_end,
                 checksum: status.checksum,
@@ -498,6 +500,7 @@ fn compaction_refuses_a_snapshot_ahead_of_apply_or_with_a_wrong_checksum() {
     c.collect(leader);
     let status = c.replicas[leader].status();
     let ahead = Snapshot {
+        memberships: None,
         meta: crate::value::SnapshotMeta {
             applied_end: status.applied_end.next(),
             checksum: status.checksum,
@@ -509,6 +512,7 @@ fn compaction_refuses_a_snapshot_ahead_of_apply_or_with_a_wrong_checksum() {
         Err(CompactError::BeyondApplied { .. })
     ));
     let wrong = Snapshot {
+        memberships: None,
         meta: crate::value::SnapshotMeta {
             applied_end: status.applied_end,
             checksum: Checksum(status.checksum.0 ^ 1),

@@ -177,6 +177,7 @@ fn compaction(dir: &Path, writes: u64) -> (u64, u64, f64) {
                 data.extend_from_slice(&v.to_le_bytes());
             }
             let snapshot = Snapshot {
+                memberships: None,
                 meta: SnapshotMeta {
                     applied_end: status.applied_end,
                     checksum: status.checksum,

@@ -64,6 +64,7 @@ fn main() {
         let _ = out.flush();
         if last % 300 < 7 {
             let snapshot = Snapshot {
+                memberships: None,
                 meta: SnapshotMeta {
                     applied_end: InstanceId(last),
                     checksum: Checksum(last),

@@ -40,6 +40,7 @@ pub fn record(groups: u32) -> impl Strategy<Value = Record> {
 
 pub fn snapshot(applied_end: u64, data: &[u8]) -> Snapshot {
     Snapshot {
+        memberships: None,
         meta: SnapshotMeta {
             applied_end: InstanceId(applied_end),
             checksum: Checksum(applied_end * 31 + 7),

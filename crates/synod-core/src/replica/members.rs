@@ -1,0 +1,511 @@
+//! Membership at run time: who is addressed, who counts, changes proposed by
+//! the leader, automatic promotion of caught-up learners, and leadership
+//! transfer. The rule that makes changes safe is in `membership.rs`; this
+//! file keeps the replica's schedule up to date and asks the proposer to
+//! respect it.
+
+use super::{Gate, Replica, Role};
+use crate::ids::{Ballot, InstanceId, NodeId};
+use crate::membership::{
+    MemberRole, Membership, MembershipChange, MembershipError, Schedule, RECONFIG_DELAY_INSTANCES,
+};
+use crate::message::Body;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Why a membership change or a leadership transfer was refused. Nothing was
+/// proposed: the request may be retried (at the leader, later) as it is.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum ChangeError {
+    /// Only the leader proposes changes; this is who it is, if known.
+    #[error("not the leader (leader: {})", .0.map_or("unknown".to_string(), |n| n.to_string()))]
+    NotLeader(Option<NodeId>),
+    /// Another change is being proposed or has not taken effect yet.
+    #[error("another membership change is in progress (epoch {0} takes effect at instance {1})")]
+    InProgress(u64, u64),
+    /// The change makes no sense in the current membership.
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+    /// Removing (or demoting) this voter would leave fewer reachable voters
+    /// than a quorum of the new membership.
+    #[error("removing node {id} leaves {reachable} reachable voters, fewer than the {quorum} a quorum needs (use force to do it anyway)")]
+    NoQuorum {
+        /// The member to remove.
+        id: NodeId,
+        /// Voters of the new membership heard from within an election timeout.
+        reachable: usize,
+        /// Votes a quorum of the new membership needs.
+        quorum: usize,
+    },
+    /// The learner is too far behind to vote yet.
+    #[error("node {id} is {behind} instances behind the leader; promote it once it has caught up (or use force)")]
+    Lagging {
+        /// The learner.
+        id: NodeId,
+        /// How far behind the leader's chosen prefix it last reported.
+        behind: u64,
+    },
+    /// The transfer target is not an up-to-date voter other than the leader.
+    #[error("cannot transfer leadership to node {0}: {1}")]
+    BadTarget(NodeId, &'static str),
+}
+
+/// What the leader knows of one member's progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberProgress {
+    /// The member.
+    pub id: NodeId,
+    /// Its role.
+    pub role: MemberRole,
+    /// Its address (opaque to the core).
+    pub addr: bytes::Bytes,
+    /// The chosen prefix it last reported to this leader (this replica's own
+    /// for itself); `None` when not leading or never heard.
+    pub chosen_end: Option<InstanceId>,
+    /// Ticks since it last answered this leader (0 for itself).
+    pub silent_ticks: Option<u64>,
+}
+
+/// A quorum a leader counted, for the simulator's checkers (recorded only
+/// with the `fault-injection` feature).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumUse {
+    /// The instance chosen.
+    pub instance: InstanceId,
+    /// The ballot it was chosen at.
+    pub ballot: Ballot,
+    /// The members whose acceptance was counted.
+    pub voters: Vec<NodeId>,
+    /// The epoch of the membership the leader counted against.
+    pub epoch: u64,
+}
+
+impl Replica {
+    /// The membership in force at the applied point.
+    pub fn membership(&self) -> &Arc<Membership> {
+        self.schedule.at(self.learner.applied_end)
+    }
+
+    /// The memberships of the instances from the applied point on, the
+    /// newest last (one unless a change waits to take effect).
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// The schedule a snapshot at `point` (at most the applied point) must
+    /// carry, for `Snapshot::memberships`.
+    pub fn schedule_at(&self, point: InstanceId) -> Schedule {
+        self.schedule.since(point)
+    }
+
+    /// The membership governing `instance`.
+    pub(super) fn membership_at(&self, instance: InstanceId) -> &Arc<Membership> {
+        self.schedule.at(instance)
+    }
+
+    /// Whether this replica is the only voter of the membership in force.
+    pub(super) fn alone(&self) -> bool {
+        let m = self.membership_at(self.learner.chosen_end);
+        m.voter_count() == 1 && m.is_voter(self.cfg.id)
+    }
+
+    /// Whether this replica may start an election: it votes in the
+    /// membership of its first unchosen instance.
+    pub(super) fn may_campaign(&self) -> bool {
+        self.membership_at(self.learner.chosen_end)
+            .is_voter(self.cfg.id)
+    }
+
+    /// Every member of every membership from the chosen prefix on, and of
+    /// reconfigurations this leader has in flight: who gets Accepts,
+    /// heartbeats and Prepares.
+    pub(super) fn audience(&self) -> Vec<NodeId> {
+        let mut ids = self.schedule.members_from(self.learner.chosen_end);
+        if let Role::Leader(leader) = &self.role {
+            for m in leader.reconfigs_in_flight.values() {
+                ids.extend(m.members.iter().map(|m| m.id));
+            }
+            ids.sort();
+            ids.dedup();
+        }
+        ids
+    }
+
+    /// Whether a message from `node` may come in: it is a member of some
+    /// membership from the chosen prefix on (or of a reconfiguration in
+    /// flight here). Removed nodes and strangers are refused at the door.
+    pub(super) fn knows_member(&self, node: NodeId) -> bool {
+        self.audience().binary_search(&node).is_ok()
+    }
+
+    /// Whether `acks` is a quorum of `membership` (learners count only with
+    /// the `learner_votes` negative control).
+    pub(super) fn is_quorum_of(&self, membership: &Membership, acks: &[NodeId]) -> bool {
+        if self.injected().learner_votes {
+            let members = acks.iter().filter(|a| membership.contains(**a)).count();
+            return members >= membership.quorum();
+        }
+        membership.is_quorum(acks)
+    }
+
+    /// A chosen reconfiguration at `instance` was applied: schedule it.
+    pub(super) fn note_reconfig(&mut self, instance: InstanceId, membership: Arc<Membership>) {
+        if instance < self.schedule_base {
+            // Already in the schedule we started from.
+            return;
+        }
+        let pending = self
+            .schedule
+            .entries()
+            .last()
+            .is_some_and(|e| e.from > instance);
+        if membership.epoch <= self.schedule.latest().epoch || pending {
+            // A stale change (proposed from an older membership, and another
+            // was chosen first), or one chosen while another still waits to
+            // take effect: it changes nothing, on every replica alike (this
+            // depends on the log alone). So a schedule holds at most one
+            // membership waiting. Leaders never propose such a change (see
+            // `propose_change`); another leader's may still be chosen.
+            return;
+        }
+        let delay = if self.injected().config_immediate {
+            1
+        } else {
+            RECONFIG_DELAY_INSTANCES
+        };
+        let from = InstanceId(instance.0.saturating_add(delay));
+        let previous = self.schedule.clone();
+        let mut entries = previous.entries().to_vec();
+        entries.push(crate::membership::Scheduled { from, membership });
+        match Schedule::from_entries(entries) {
+            Ok(schedule) => self.schedule = schedule,
+            Err(err) => {
+                debug_assert!(false, "a chosen reconfiguration breaks the schedule: {err}");
+            }
+        }
+        if let Role::Leader(leader) = &mut self.role {
+            leader.reconfigs_in_flight.remove(&instance);
+        }
+        // Members of the new membership must promise this leader's ballot
+        // before it proposes in the instances they govern.
+        self.ask_promises();
+    }
+
+    /// Forgets memberships that govern nothing from the compacted prefix on.
+    pub(super) fn prune_schedule(&mut self) {
+        let point = self.learner.compacted_end;
+        let mut schedule = self.schedule.clone();
+        schedule.prune(point);
+        self.schedule = schedule;
+    }
+
+    /// Proposes a membership change (leader only). Returns the membership it
+    /// will make, once chosen; it takes effect `RECONFIG_DELAY_INSTANCES`
+    /// instances later (the leader fills them with no-ops when idle). One
+    /// change at a time: refused while another is queued, in flight or not
+    /// yet in force. Unless `force`, a removal that would leave fewer
+    /// reachable voters than a quorum, or a promotion of a learner far
+    /// behind, is refused.
+    pub fn propose_change(
+        &mut self,
+        change: MembershipChange,
+        force: bool,
+    ) -> Result<Arc<Membership>, ChangeError> {
+        let Role::Leader(leader) = &self.role else {
+            return Err(ChangeError::NotLeader(self.leader));
+        };
+        let latest = self.schedule.latest().clone();
+        let in_force = self.schedule.entries().last().map(|e| e.from);
+        if leader.change_queued.is_some() || !leader.reconfigs_in_flight.is_empty() {
+            return Err(ChangeError::InProgress(latest.epoch + 1, 0));
+        }
+        if let Some(from) = in_force {
+            if from > self.learner.chosen_end && self.schedule.entries().len() > 1 {
+                return Err(ChangeError::InProgress(latest.epoch, from.0));
+            }
+        }
+        let next = latest.change(&change)?;
+        // Half a value at most, so that a snapshot's schedule (two
+        // memberships) fits beside a chunk (`Config::message_bytes_max`).
+        if 2 * crate::value::membership_encoded_len(&next) + 16 > self.cfg.value_bytes_max {
+            return Err(ChangeError::Membership(MembershipError::TooMany));
+        }
+        if !force {
+            match &change {
+                MembershipChange::Remove { id } if latest.is_voter(*id) => {
+                    let reachable = self.reachable_voters(&next);
+                    if reachable < next.quorum() {
+                        return Err(ChangeError::NoQuorum {
+                            id: *id,
+                            reachable,
+                            quorum: next.quorum(),
+                        });
+                    }
+                }
+                MembershipChange::Promote { id } => {
+                    let behind = self.lag_of(*id);
+                    if behind > self.cfg.promote_lag_max {
+                        return Err(ChangeError::Lagging { id: *id, behind });
+                    }
+                }
+                _ => {}
+            }
+        }
+        let next = Arc::new(next);
+        if let Role::Leader(leader) = &mut self.role {
+            leader.change_queued = Some(next.clone());
+        }
+        Ok(next)
+    }
+
+    /// Voters of `membership` this leader heard from within an election
+    /// timeout (itself included).
+    fn reachable_voters(&self, membership: &Membership) -> usize {
+        let Role::Leader(leader) = &self.role else {
+            return 0;
+        };
+        membership
+            .voters()
+            .filter(|v| {
+                *v == self.cfg.id
+                    || leader
+                        .last_ack_tick
+                        .get(v)
+                        .is_some_and(|t| self.now - *t < self.cfg.election_ticks)
+            })
+            .count()
+    }
+
+    /// How many instances `id` is behind this leader's chosen prefix, by
+    /// its last report (`u64::MAX` if it never reported).
+    fn lag_of(&self, id: NodeId) -> u64 {
+        let Role::Leader(leader) = &self.role else {
+            return u64::MAX;
+        };
+        if id == self.cfg.id {
+            return 0;
+        }
+        leader.member_chosen_end.get(&id).map_or(u64::MAX, |end| {
+            self.learner.chosen_end.0.saturating_sub(end.0)
+        })
+    }
+
+    /// What this replica knows of each member of the newest membership.
+    pub fn member_progress(&self) -> Vec<MemberProgress> {
+        let leader = match &self.role {
+            Role::Leader(leader) => Some(leader),
+            _ => None,
+        };
+        self.schedule
+            .latest()
+            .members
+            .iter()
+            .map(|m| {
+                let me = m.id == self.cfg.id;
+                MemberProgress {
+                    id: m.id,
+                    role: m.role,
+                    addr: m.addr.clone(),
+                    chosen_end: if me {
+                        Some(self.learner.chosen_end)
+                    } else {
+                        leader.and_then(|l| l.member_chosen_end.get(&m.id).copied())
+                    },
+                    silent_ticks: if me {
+                        Some(0)
+                    } else {
+                        leader.and_then(|l| l.last_ack_tick.get(&m.id).map(|t| self.now - t))
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Hands leadership to `to`, a voter: the leader stops taking new
+    /// commands, waits until `to` has every instance it proposed, then
+    /// tells it to campaign at once (and the others to let it). Commands
+    /// waiting meanwhile are refused when the leader steps down (clients
+    /// retry at the new leader). A transfer that does not finish within an
+    /// election timeout is abandoned and the leader goes on.
+    pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), ChangeError> {
+        let Role::Leader(leader) = &self.role else {
+            return Err(ChangeError::NotLeader(self.leader));
+        };
+        if to == self.cfg.id {
+            return Err(ChangeError::BadTarget(to, "it already leads"));
+        }
+        let next = leader.next_instance;
+        if !self.membership_at(next).is_voter(to) || !self.schedule.latest().is_voter(to) {
+            return Err(ChangeError::BadTarget(to, "it is not a voter"));
+        }
+        if let Role::Leader(leader) = &mut self.role {
+            leader.transfer = Some((to, self.now));
+        }
+        self.check_transfer();
+        Ok(())
+    }
+
+    /// The voter best placed to take over: the most up to date voter of the
+    /// newest membership other than this one.
+    pub fn best_successor(&self) -> Option<NodeId> {
+        let Role::Leader(leader) = &self.role else {
+            return None;
+        };
+        let latest = self.schedule.latest();
+        latest
+            .voters()
+            .filter(|v| *v != self.cfg.id)
+            .filter(|v| {
+                leader
+                    .last_ack_tick
+                    .get(v)
+                    .is_some_and(|t| self.now - *t < self.cfg.election_ticks)
+            })
+            .max_by_key(|v| leader.member_chosen_end.get(v).copied())
+    }
+
+    /// Leader: finishes a transfer once the target has caught up, abandons
+    /// one that took too long.
+    pub(super) fn check_transfer(&mut self) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let Some((to, since)) = leader.transfer else {
+            return;
+        };
+        if self.now - since > self.cfg.election_ticks {
+            leader.transfer = None;
+            return;
+        }
+        let caught_up = leader.in_flight.is_empty()
+            && self.learner.chosen_end >= leader.next_instance
+            && leader
+                .member_chosen_end
+                .get(&to)
+                .is_some_and(|end| *end >= self.learner.chosen_end);
+        if !caught_up {
+            return;
+        }
+        let ballot = leader.ballot;
+        // Everyone hears it: the target campaigns, the others stop holding
+        // on to us (leader stickiness) so that they promise to it at once.
+        for member in self.audience() {
+            if member != self.cfg.id {
+                self.send(member, Body::TakeOver { ballot, to }, Gate::Now);
+            }
+        }
+        self.step_down();
+        self.leader = Some(to);
+        self.leader_contact_tick = self.now;
+    }
+
+    /// The leader of `ballot` hands leadership to `to`.
+    pub(super) fn handle_take_over(&mut self, from: NodeId, ballot: Ballot, to: NodeId) {
+        if ballot.node != from || ballot < self.acceptor.promised {
+            return;
+        }
+        if to == self.cfg.id {
+            if matches!(self.role, Role::Follower) && self.rebuild.is_none() && self.may_campaign()
+            {
+                self.start_election();
+            }
+        } else if self.leader == Some(from) {
+            // Let `to` win our promise although `from` was heard recently.
+            self.leader = Some(to);
+        }
+    }
+
+    /// Leader, every tick: promotes caught-up joining learners, and hands
+    /// leadership on when the newest membership no longer has this replica
+    /// as a voter.
+    pub(super) fn tick_membership(&mut self) {
+        let Role::Leader(leader) = &self.role else {
+            return;
+        };
+        let latest = self.schedule.latest().clone();
+        if !latest.is_voter(self.cfg.id) && leader.transfer.is_none() {
+            if let Some(to) = self.best_successor() {
+                let _ = self.transfer_leadership(to);
+            }
+            return;
+        }
+        let joining: Vec<NodeId> = latest
+            .members
+            .iter()
+            .filter(|m| m.role == MemberRole::Joining)
+            .map(|m| m.id)
+            .collect();
+        for id in joining {
+            if self.lag_of(id) <= self.cfg.promote_lag_max {
+                // Refused while another change is in progress: tried again
+                // next tick.
+                let _ = self.propose_change(MembershipChange::Promote { id }, false);
+                return;
+            }
+        }
+    }
+
+    /// Sends Prepares for this replica's ballot to members it needs a
+    /// promise from and has not asked (candidate or leader), now and then
+    /// every `retransmit_ticks`. Called when memberships change and from
+    /// `tick`.
+    pub(super) fn ask_promises(&mut self) {
+        let audience = self.audience();
+        let now = self.now;
+        let (ballot, phase1, next) = match &mut self.role {
+            Role::Candidate(c) => (c.ballot, &mut c.phase1, self.learner.chosen_end),
+            Role::Leader(l) => (l.ballot, &mut l.phase1, l.next_instance),
+            Role::Follower => return,
+        };
+        let mut asks = Vec::new();
+        let due = now - phase1.prepare_sent_tick >= self.cfg.retransmit_ticks;
+        for member in audience {
+            if member == self.cfg.id || phase1.promised_by.contains(&member) {
+                continue;
+            }
+            match phase1.pages_from.get(&member) {
+                Some(first) if due => asks.push((member, *first)),
+                Some(_) => {}
+                None => {
+                    phase1.pages_from.insert(member, next);
+                    asks.push((member, next));
+                }
+            }
+        }
+        if due {
+            phase1.prepare_sent_tick = now;
+        }
+        for (to, first_instance) in asks {
+            let body = Body::Prepare {
+                ballot,
+                first_instance,
+            };
+            self.send(to, body, Gate::Durable);
+        }
+    }
+
+    /// Records a quorum counted (simulator checkers only).
+    pub(super) fn log_quorum(
+        &mut self,
+        instance: InstanceId,
+        ballot: Ballot,
+        voters: Vec<NodeId>,
+        epoch: u64,
+    ) {
+        #[cfg(feature = "fault-injection")]
+        self.quorum_log.push(QuorumUse {
+            instance,
+            ballot,
+            voters,
+            epoch,
+        });
+        #[cfg(not(feature = "fault-injection"))]
+        let _ = (instance, ballot, voters, epoch);
+    }
+
+    /// Takes the quorums counted since the last call (simulator checkers).
+    #[cfg(feature = "fault-injection")]
+    pub fn take_quorum_log(&mut self) -> Vec<QuorumUse> {
+        std::mem::take(&mut self.quorum_log)
+    }
+}
