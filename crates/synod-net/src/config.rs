@@ -47,7 +47,9 @@ pub struct NetConfig {
     pub node_id: NodeId,
     /// Where this node accepts peer connections.
     pub listen: SocketAddr,
-    /// Every member including this node: id -> address.
+    /// Every member including this node, at start: id -> address. The set
+    /// can change later with [`crate::Net::set_peers`]; this field is not
+    /// updated ([`crate::Net::peers`] gives the current set).
     pub peers: BTreeMap<NodeId, SocketAddr>,
     /// TLS with the cluster's CA, or plain TCP on loopback only. Chosen
     /// explicitly by whoever builds the config: there is no default.

@@ -46,6 +46,8 @@ enum CloseReason {
     WrongReceiver { theirs: NodeId, ours: NodeId },
     #[error("has a newer connection, which replaces this one")]
     Replaced,
+    #[error("is no longer in the peer set (removed or readdressed)")]
+    Removed,
     #[error("is disconnected because we are shutting down")]
     Shutdown,
     #[error("is disconnected because nobody receives inbound messages any more")]
@@ -70,7 +72,7 @@ impl CloseReason {
 }
 
 /// Runs a connection whose handshake with `peer` is done, until it breaks, is
-/// replaced, or the node shuts down. Returns once both tasks have stopped and
+/// replaced, `peer` leaves the peer set, or the node shuts down. Returns once both tasks have stopped and
 /// the socket is closed.
 pub(crate) async fn run(
     inner: Arc<Inner>,
@@ -104,6 +106,9 @@ pub(crate) async fn run(
             None => CloseReason::TaskFailed("no tasks".into()),
         },
         _ = &mut replaced => CloseReason::Replaced,
+        // Resolves at once if the peer was removed while this connection's
+        // handshake ran, so a removed peer never keeps a link.
+        _ = peer.removed() => CloseReason::Removed,
         _ = shutdown.wait_for(|stop| *stop) => CloseReason::Shutdown,
     };
     // Stops the other task and waits for it: the socket is closed and the send

@@ -182,10 +182,16 @@ impl Handshake {
         })
     }
 
-    /// The acceptor's check of the dialer's handshake.
-    pub(crate) fn check_hello(&self, cfg: &NetConfig) -> Result<(), HandshakeError> {
+    /// The acceptor's check of the dialer's handshake. `is_member` says
+    /// whether an id is in the current peer set (which can change at run
+    /// time, so it is asked, not read from `cfg`).
+    pub(crate) fn check_hello(
+        &self,
+        cfg: &NetConfig,
+        is_member: impl FnOnce(NodeId) -> bool,
+    ) -> Result<(), HandshakeError> {
         self.check_cluster(cfg)?;
-        if !cfg.peers.contains_key(&self.from) {
+        if !is_member(self.from) {
             return Err(HandshakeError::UnknownPeer(self.from));
         }
         // One connection per pair: the lower id dials. A higher id dialing us
@@ -253,20 +259,22 @@ async fn read_handshake<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Handshak
     Handshake::parse(&payload[..len])
 }
 
-/// Acceptor side: reads and checks the dialer's handshake, asks `authorize`
-/// whether the dialer may be the id it claims (with TLS: does its
-/// certificate name that id), answers with ours, and returns the dialer's id.
-pub(crate) async fn accept<S>(
+/// Acceptor side: reads and checks the dialer's handshake (`is_member`: see
+/// [`Handshake::check_hello`]), asks `authorize` whether the dialer may be
+/// the id it claims (with TLS: does its certificate name that id), answers
+/// with ours, and returns what `authorize` returned.
+pub(crate) async fn accept<S, T>(
     stream: &mut S,
     cfg: &NetConfig,
-    authorize: impl FnOnce(NodeId) -> Result<(), HandshakeError>,
-) -> Result<NodeId, HandshakeError>
+    is_member: impl FnOnce(NodeId) -> bool,
+    authorize: impl FnOnce(NodeId) -> Result<T, HandshakeError>,
+) -> Result<T, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let hello = read_handshake(stream).await?;
-    hello.check_hello(cfg)?;
-    authorize(hello.from)?;
+    hello.check_hello(cfg, is_member)?;
+    let authorized = authorize(hello.from)?;
     let reply = Handshake {
         cluster_id: cfg.cluster_id,
         from: cfg.node_id,
@@ -274,7 +282,7 @@ where
     };
     stream.write_all(&reply.to_frame()).await?;
     stream.flush().await?;
-    Ok(hello.from)
+    Ok(authorized)
 }
 
 /// Dialer side: sends our handshake to `peer` and checks its answer.
@@ -313,6 +321,11 @@ mod tests {
             peers,
             crate::tls::PeerSecurity::InsecureLoopback,
         )
+    }
+
+    /// Membership of the test clusters: nodes 1 to 3.
+    fn member(id: NodeId) -> bool {
+        (1..=3).contains(&id.0)
     }
 
     fn hello(cluster_id: u64, from: u32, to: u32) -> Handshake {
@@ -365,25 +378,31 @@ mod tests {
     #[test]
     fn acceptor_checks_cluster_membership_direction_and_target() {
         let cfg = config(2);
-        hello(7, 1, 2).check_hello(&cfg).unwrap();
+        hello(7, 1, 2).check_hello(&cfg, member).unwrap();
         assert!(matches!(
-            hello(8, 1, 2).check_hello(&cfg),
+            hello(8, 1, 2).check_hello(&cfg, member),
             Err(HandshakeError::ClusterId { theirs: 8, ours: 7 })
         ));
         assert!(matches!(
-            hello(7, 0, 2).check_hello(&cfg),
+            hello(7, 0, 2).check_hello(&cfg, member),
             Err(HandshakeError::UnknownPeer(_))
         ));
+        // Membership is asked, not read from the config: the set changes at
+        // run time, and a member that left is unknown although configured.
         assert!(matches!(
-            hello(7, 3, 2).check_hello(&cfg),
+            hello(7, 1, 2).check_hello(&cfg, |id| id != NodeId(1)),
+            Err(HandshakeError::UnknownPeer(NodeId(1)))
+        ));
+        assert!(matches!(
+            hello(7, 3, 2).check_hello(&cfg, member),
             Err(HandshakeError::NotLower { .. })
         ));
         assert!(matches!(
-            hello(7, 2, 2).check_hello(&cfg),
+            hello(7, 2, 2).check_hello(&cfg, member),
             Err(HandshakeError::NotLower { .. })
         ));
         assert!(matches!(
-            hello(7, 1, 3).check_hello(&cfg),
+            hello(7, 1, 3).check_hello(&cfg, member),
             Err(HandshakeError::WrongTarget { .. })
         ));
     }
@@ -418,7 +437,7 @@ mod tests {
         let (dialer, acceptor) = (config(1), config(2));
         let (dialed, accepted) = tokio::join!(
             dial(&mut a, &dialer, NodeId(2)),
-            accept(&mut b, &acceptor, |_| Ok(()))
+            accept(&mut b, &acceptor, member, Ok)
         );
         dialed.unwrap();
         assert_eq!(accepted.unwrap(), NodeId(1));
@@ -428,7 +447,7 @@ mod tests {
     async fn a_huge_first_length_is_refused_without_reading_it() {
         let (mut a, mut b) = tokio::io::duplex(256);
         a.write_all(&u32::MAX.to_le_bytes()).await.unwrap();
-        let err = accept(&mut b, &config(2), |_| Ok(())).await.unwrap_err();
+        let err = accept(&mut b, &config(2), member, Ok).await.unwrap_err();
         assert!(matches!(err, HandshakeError::NotHandshake(n) if n == u32::MAX as usize));
     }
 }

@@ -3,6 +3,14 @@
 //! [`Net`] keeps one TCP connection between every pair of members and carries
 //! [`synod_core::Message`]s over it in both directions.
 //!
+//! - **Members.** The peer set starts as [`NetConfig::peers`] and can be
+//!   replaced while the transport runs with [`Net::set_peers`] (read back
+//!   with [`Net::peers`]): added members are dialed or accepted, removed ones
+//!   are disconnected, refused at handshake and unroutable, a member with a
+//!   new address is treated as removed and added, and members whose address
+//!   did not change keep their link and queue. The handshake's membership
+//!   check, the member slots for pending handshakes and the per-peer stats
+//!   all follow the current set.
 //! - **Who dials.** The member with the lower id dials the higher one, so a
 //!   pair never races to open two connections. The dialer redials a broken
 //!   connection with jittered exponential backoff; the acceptor waits, and a
@@ -76,6 +84,7 @@ mod der;
 mod error;
 mod frame;
 mod handshake;
+mod membership;
 mod net;
 mod peer;
 mod ratelog;

@@ -1,19 +1,28 @@
-//! The transport: [`Net`], its listener and its dialers.
+//! The transport: [`Net`], its listener and its dialers, over a peer set
+//! that [`Net::set_peers`] can change while it runs.
+//!
+//! The peer set is one `Arc<BTreeMap>` swapped whole under a `std` `RwLock`:
+//! `send` and the acceptor only read it (no await while it is held), and
+//! `set_peers` writes it. A peer that leaves is marked removed *after* the
+//! swap, so each task either misses it in the map or holds it and sees the
+//! mark (see the `peer` module); the rules for which ids change are in the
+//! `membership` module.
 
 use crate::backoff::Backoff;
 use crate::config::NetConfig;
 use crate::connection::{self, BoxedStream};
 use crate::error::{MessageTooLarge, NetError};
 use crate::handshake::{self, HandshakeError};
+use crate::membership::Change;
 use crate::peer::Peer;
 use crate::ratelog::RejectLog;
 use crate::slots::{HandshakeSlots, Slot, SlotLimits};
 use crate::stats::{add, Counters, NetStats};
 use crate::tls::PeerSecurity;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use synod_core::{Message, NodeId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -28,8 +37,15 @@ pub(crate) struct Inner {
     pub counters: Counters,
     /// Rate limits the warnings of refused handshakes (not their counts).
     reject_log: RejectLog,
-    /// Every member except this node.
-    pub peers: BTreeMap<NodeId, Arc<Peer>>,
+    /// The current peer set: every member except this node. Replaced whole
+    /// by [`Net::set_peers`] (under the write lock, which also orders
+    /// concurrent changes); everyone else reads.
+    peers: RwLock<Arc<Peers>>,
+    /// Pending-handshake slots; their member addresses follow the peer set.
+    slots: Arc<HandshakeSlots>,
+    /// The runtime `start` ran on: dial loops of added peers are spawned
+    /// there, whichever thread calls `set_peers`.
+    runtime: tokio::runtime::Handle,
     pub inbound: mpsc::Sender<Message>,
     /// Set to `true` once; every task watches it and winds down.
     pub shutdown: watch::Sender<bool>,
@@ -38,8 +54,85 @@ pub(crate) struct Inner {
     tasks: tokio::sync::Mutex<JoinSet<()>>,
 }
 
+/// A peer set: id -> the peer's queue and connection.
+type Peers = BTreeMap<NodeId, Arc<Peer>>;
+
+impl Inner {
+    /// The current peer set, for a lookup; never held across an await.
+    fn peers(&self) -> RwLockReadGuard<'_, Arc<Peers>> {
+        // Written only by one assignment of a finished map, so a panic
+        // elsewhere cannot leave it half-changed.
+        self.peers.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn peer(&self, id: NodeId) -> Option<Arc<Peer>> {
+        self.peers().get(&id).cloned()
+    }
+
+    /// Spawns the dial loops of `peers` into the task set that `shutdown`
+    /// joins, after reaping the loops that have ended (peers removed since),
+    /// so the set does not grow with every change.
+    fn spawn_dial_loops(self: &Arc<Self>, peers: Vec<Arc<Peer>>) {
+        if peers.is_empty() {
+            return;
+        }
+        // Past start-up only `shutdown` holds this lock, and it raises the
+        // flag first: then nothing needs dialing any more.
+        let Ok(mut tasks) = self.tasks.try_lock() else {
+            debug_assert!(*self.shutdown.borrow(), "task set busy while running");
+            return;
+        };
+        while let Some(ended) = tasks.try_join_next() {
+            if let Err(err) = ended {
+                tracing::error!("peer transport task failed: {err}");
+            }
+        }
+        for peer in peers {
+            debug_assert!(peer.id > self.cfg.node_id);
+            tasks.spawn_on(dial_loop(self.clone(), peer), &self.runtime);
+        }
+    }
+
+    /// `peers` without this node and, on insecure links, without addresses
+    /// off loopback (refused with an error, as `NetConfig::validate` refuses
+    /// them at start: anyone who can reach such an address could act as any
+    /// member).
+    fn admissible(&self, peers: BTreeMap<NodeId, SocketAddr>) -> BTreeMap<NodeId, SocketAddr> {
+        let insecure = matches!(self.cfg.security, PeerSecurity::InsecureLoopback);
+        peers
+            .into_iter()
+            .filter(|(id, addr)| {
+                if *id == self.cfg.node_id {
+                    return false;
+                }
+                if insecure && !addr.ip().is_loopback() {
+                    tracing::error!(
+                        node = %self.cfg.node_id,
+                        peer = %id,
+                        %addr,
+                        "not adding peer {id} at {addr}: insecure peer links are allowed on loopback only; use TLS credentials"
+                    );
+                    return false;
+                }
+                true
+            })
+            .collect()
+    }
+}
+
+/// The addresses of the members that dial us: one connection per pair, so
+/// only those with lower ids.
+fn dialer_ips(ours: NodeId, peers: &Peers) -> impl Iterator<Item = IpAddr> + '_ {
+    peers
+        .values()
+        .filter(move |peer| peer.id < ours)
+        .map(|peer| peer.addr.ip())
+}
+
 /// The peer transport of one node: a TCP connection to every other member,
 /// dialed by the lower id of each pair, carrying framed [`Message`]s both ways.
+/// The members start as [`NetConfig::peers`] and change with
+/// [`Net::set_peers`].
 ///
 /// Cheap to clone; clones share one transport. Dropping the last clone stops
 /// the background tasks without waiting; [`Net::shutdown`] stops them and waits.
@@ -87,12 +180,18 @@ impl Net {
     ) -> Result<Net, NetError> {
         cfg.validate()?;
         let local_addr = listener.local_addr().map_err(NetError::ListenerAddr)?;
-        let peers = cfg
+        let peers: Peers = cfg
             .peers
             .iter()
             .filter(|(id, _)| **id != cfg.node_id)
             .map(|(id, addr)| (*id, Arc::new(Peer::new(*id, *addr, cfg.send_queue_max))))
             .collect();
+        let limits = SlotLimits {
+            outsiders_max: cfg.handshakes_pending_max,
+            per_source_max: cfg.handshakes_pending_per_source_max,
+            per_member_ip_max: cfg.handshakes_pending_per_member_ip_max,
+        };
+        let slots = Arc::new(HandshakeSlots::new(limits, dialer_ips(cfg.node_id, &peers)));
         match &cfg.security {
             PeerSecurity::Tls(tls) => tracing::info!(
                 node = %cfg.node_id,
@@ -130,7 +229,9 @@ impl Net {
             local_addr,
             counters: Counters::default(),
             reject_log,
-            peers,
+            peers: RwLock::new(Arc::new(peers)),
+            slots,
+            runtime: tokio::runtime::Handle::current(),
             inbound,
             shutdown: watch::Sender::new(false),
             next_connection_id: AtomicU64::new(0),
@@ -140,7 +241,8 @@ impl Net {
             let mut tasks = inner.tasks.lock().await;
             tasks.spawn(accept_loop(inner.clone(), listener));
             // One connection per pair: we dial only the members above us.
-            for peer in inner.peers.values().filter(|p| p.id > inner.cfg.node_id) {
+            let peers = inner.peers().clone();
+            for peer in peers.values().filter(|p| p.id > inner.cfg.node_id) {
                 tasks.spawn(dial_loop(inner.clone(), peer.clone()));
             }
         }
@@ -149,11 +251,12 @@ impl Net {
         })
     }
 
-    /// Queues a message for `msg.to`. Never blocks. A message for an unknown
-    /// node or this node, one not from this node, or one that finds the
-    /// peer's queue full is dropped and counted in [`Net::stats`]: Paxos
-    /// tolerates such losses like any lost packet. Messages for a
-    /// disconnected peer wait in its queue until it reconnects.
+    /// Queues a message for `msg.to`. Never blocks. A message for a node
+    /// outside the current peer set or this node, one not from this node, or
+    /// one that finds the peer's queue full is dropped and counted in
+    /// [`Net::stats`]: Paxos tolerates such losses like any lost packet.
+    /// Messages for a disconnected peer wait in its queue until it
+    /// reconnects (or leaves the set, which drops them uncounted).
     ///
     /// A message whose encoding exceeds [`NetConfig::frame_bytes_max`] can
     /// never be sent, however often it is retried: it is counted
@@ -178,7 +281,9 @@ impl Net {
             return Err(err);
         }
         let routable = msg.from == inner.cfg.node_id;
-        match inner.peers.get(&msg.to).filter(|_| routable) {
+        // Read-locked for the lookup and the non-blocking enqueue only.
+        let peers = inner.peers();
+        match peers.get(&msg.to).filter(|_| routable) {
             None => {
                 add(&inner.counters.dropped_unroutable, 1);
                 tracing::debug!(from = %msg.from, to = %msg.to, "dropping unroutable {} message", msg.body.name());
@@ -192,11 +297,95 @@ impl Net {
         Ok(())
     }
 
-    /// A snapshot of the counters and of each peer's connection and queue.
+    /// Replaces the peer set: every member and its peer address. This node's
+    /// own entry is ignored (its listener is fixed at start). Takes effect
+    /// before it returns:
+    ///
+    /// - an id that is new gets a send queue, and a dial loop if its id is
+    ///   above ours (the lower id of a pair dials);
+    /// - an id that is gone is no longer routable (`send` counts it in
+    ///   `dropped_unroutable`), its dial loop stops, its connection closes
+    ///   (whichever side dialed) and its queue is dropped with what it held;
+    ///   a handshake claiming it is refused like any non-member's;
+    /// - an id with a new address is treated as gone and new: its old link
+    ///   closes and a fresh one is made to (or accepted from) the new address;
+    /// - an id with the same address is untouched: its link and its queue
+    ///   carry on, and no message is lost.
+    ///
+    /// On [`PeerSecurity::InsecureLoopback`], entries off loopback are left
+    /// out and logged as errors, as the config check refuses them at start.
+    /// Each change is logged at info level. Synchronous and cheap; may be
+    /// called from any thread.
+    pub fn set_peers(&self, peers: BTreeMap<NodeId, SocketAddr>) {
+        let inner = &self.handle.inner;
+        let ours = inner.cfg.node_id;
+        let wanted = inner.admissible(peers);
+        // Held for the whole change, so concurrent changes apply in turn and
+        // the slots' member addresses always match the map.
+        let mut current = inner.peers.write().unwrap_or_else(PoisonError::into_inner);
+        let old = current.iter().map(|(id, peer)| (*id, peer.addr)).collect();
+        let change = Change::between(ours, &old, &wanted);
+        if change.is_empty() {
+            return;
+        }
+        let mut next: Peers = (**current).clone();
+        let moved = change.readdressed.iter().map(|(id, _)| id);
+        let gone: Vec<Arc<Peer>> = change
+            .removed
+            .iter()
+            .chain(moved)
+            .filter_map(|id| next.remove(id))
+            .collect();
+        let mut dial = Vec::new();
+        for (id, addr) in change.added.iter().chain(&change.readdressed) {
+            let peer = Arc::new(Peer::new(*id, *addr, inner.cfg.send_queue_max));
+            if *id > ours {
+                dial.push(peer.clone());
+            }
+            next.insert(*id, peer);
+        }
+        debug_assert!(next.keys().eq(wanted.keys()));
+        debug_assert!(next
+            .iter()
+            .all(|(id, peer)| wanted.get(id) == Some(&peer.addr)));
+        *current = Arc::new(next);
+        inner.slots.set_member_ips(dialer_ips(ours, &current));
+        // Marked after the swap: a task that looks the id up from now on
+        // misses it, and one that found it before holds this `Peer` and sees
+        // the mark (its connection closes, or never stays up).
+        for peer in &gone {
+            peer.mark_removed();
+        }
+        inner.spawn_dial_loops(dial);
+        drop(current);
+        let ids = |entries: &[(NodeId, SocketAddr)]| -> Vec<String> {
+            entries
+                .iter()
+                .map(|(id, addr)| format!("{id}@{addr}"))
+                .collect()
+        };
+        tracing::info!(
+            node = %ours,
+            added = ?ids(&change.added),
+            removed = ?change.removed.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            readdressed = ?ids(&change.readdressed),
+            "peer set changed"
+        );
+    }
+
+    /// The current peer set: every member but this node, with its address.
+    pub fn peers(&self) -> BTreeMap<NodeId, SocketAddr> {
+        let peers = self.inner().peers();
+        peers.iter().map(|(id, peer)| (*id, peer.addr)).collect()
+    }
+
+    /// A snapshot of the counters and of each current peer's connection and
+    /// queue (a peer that left the set is no longer reported).
     pub fn stats(&self) -> NetStats {
         let inner = self.inner();
         let mut stats = inner.counters.snapshot();
-        for (id, peer) in &inner.peers {
+        let peers = inner.peers().clone();
+        for (id, peer) in peers.iter() {
             stats.connected.insert(*id, peer.is_connected());
             stats.queued.insert(*id, peer.queued());
         }
@@ -256,18 +445,6 @@ fn reject(inner: &Inner, addr: SocketAddr, err: &HandshakeError) {
 /// the connection of the peer that dialed.
 async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     let mut shutdown = inner.shutdown.subscribe();
-    let cfg = &inner.cfg;
-    let limits = SlotLimits {
-        outsiders_max: cfg.handshakes_pending_max,
-        per_source_max: cfg.handshakes_pending_per_source_max,
-        per_member_ip_max: cfg.handshakes_pending_per_member_ip_max,
-    };
-    // Only members with lower ids dial us (one connection per pair).
-    let dialers = cfg.peers.iter().filter(|(id, _)| **id < cfg.node_id);
-    let slots = Arc::new(HandshakeSlots::new(
-        limits,
-        dialers.map(|(_, addr)| addr.ip()),
-    ));
     // At most the pending handshakes (outsiders' and members') plus one live
     // connection per peer (and replaced ones for the moment they take to close).
     let mut accepted = JoinSet::new();
@@ -287,7 +464,7 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                 }
             },
         };
-        match slots.take(remote.ip()) {
+        match inner.slots.take(remote.ip()) {
             Ok(slot) => {
                 accepted.spawn(accept_connection(inner.clone(), stream, remote, slot));
             }
@@ -315,18 +492,15 @@ async fn accept_connection(inner: Arc<Inner>, stream: TcpStream, remote: SocketA
     };
     drop(slot);
     let result = result.unwrap_or(Err(HandshakeError::Timeout(hs_timeout)));
-    let (peer_id, stream) = match result {
+    let (peer, stream) = match result {
         Ok(accepted) => accepted,
         Err(err) => {
             reject(&inner, remote, &err);
             return;
         }
     };
-    // check_hello admitted only members other than us, so the lookup succeeds.
-    let Some(peer) = inner.peers.get(&peer_id).cloned() else {
-        debug_assert!(false, "handshake admitted non-member {peer_id}");
-        return;
-    };
+    // The peer admitted, even if it has left the set since: then its
+    // removal mark closes this connection at once.
     connection::run(inner, peer, stream, remote).await;
 }
 
@@ -335,15 +509,17 @@ async fn accept_connection(inner: Arc<Inner>, stream: TcpStream, remote: SocketA
 /// live link (the peer restarted), but not more often than
 /// `peer_accept_interval_min`: a flapping or hostile member cannot keep
 /// cutting its link. Judged before we answer, so a refused dialer learns
-/// nothing and its connection never reaches the peer's slot.
-fn admit(inner: &Inner, claimed: NodeId) -> Result<(), HandshakeError> {
+/// nothing and its connection never reaches the peer's slot. Returns the
+/// peer the connection will serve.
+fn admit(inner: &Inner, claimed: NodeId) -> Result<Arc<Peer>, HandshakeError> {
     let interval = inner.cfg.peer_accept_interval_min;
-    // check_hello admitted only members other than us before this is called.
-    let Some(peer) = inner.peers.get(&claimed) else {
+    // check_hello found it a member, but the set may have changed since
+    // (TLS takes a while), so it is looked up again.
+    let Some(peer) = inner.peer(claimed) else {
         return Err(HandshakeError::UnknownPeer(claimed));
     };
     if peer.admit_accepted(std::time::Instant::now(), interval) {
-        Ok(())
+        Ok(peer)
     } else {
         Err(HandshakeError::RateLimited {
             peer: claimed,
@@ -356,7 +532,7 @@ fn admit(inner: &Inner, claimed: NodeId) -> Result<(), HandshakeError> {
 async fn accept_handshake(
     inner: &Inner,
     mut stream: TcpStream,
-) -> Result<(NodeId, BoxedStream), HandshakeError> {
+) -> Result<(Arc<Peer>, BoxedStream), HandshakeError> {
     let cfg = &inner.cfg;
     // Every dialer speaks first (a TLS ClientHello, or our handshake), at
     // once: a socket that stays silent is an outsider holding a slot, dropped
@@ -369,9 +545,11 @@ async fn accept_handshake(
     {
         return Err(HandshakeError::Silent(first_byte_timeout));
     }
+    let is_member = |id| inner.peers().contains_key(&id);
     match &cfg.security {
         PeerSecurity::InsecureLoopback => {
-            let peer = handshake::accept(&mut stream, cfg, |claimed| admit(inner, claimed)).await?;
+            let authorize = |claimed| admit(inner, claimed);
+            let peer = handshake::accept(&mut stream, cfg, is_member, authorize).await?;
             Ok((peer, Box::new(stream)))
         }
         PeerSecurity::Tls(tls) => {
@@ -389,7 +567,7 @@ async fn accept_handshake(
                     .map_err(|why| HandshakeError::NotCertified { claimed, why })?;
                 admit(inner, claimed)
             };
-            let peer = handshake::accept(&mut stream, cfg, authorize).await?;
+            let peer = handshake::accept(&mut stream, cfg, is_member, authorize).await?;
             Ok((peer, Box::new(stream)))
         }
     }
@@ -404,14 +582,18 @@ enum DialFailed {
 }
 
 /// Keeps a connection to `peer` (a member with a higher id) open for as long
-/// as the node runs, redialing with backoff whenever it breaks.
+/// as the node runs and `peer` stays in the peer set, redialing with backoff
+/// whenever it breaks.
 async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
     let mut shutdown = inner.shutdown.subscribe();
     let cfg = &inner.cfg;
     let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max, (cfg.node_id, peer.id));
     loop {
+        // Biased: once stopping or removed, no further attempt starts.
         let attempt = tokio::select! {
+            biased;
             _ = stopping(&mut shutdown) => return,
+            _ = peer.removed() => break,
             attempt = dial(cfg, &peer) => attempt,
         };
         match attempt {
@@ -427,10 +609,13 @@ async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
             }
         }
         tokio::select! {
+            biased;
             _ = stopping(&mut shutdown) => return,
+            _ = peer.removed() => break,
             _ = tokio::time::sleep(backoff.next_delay()) => {}
         }
     }
+    tracing::debug!(peer = %peer.id, "stopped dialing peer {} at {}: no longer in the peer set", peer.id, peer.addr);
 }
 
 /// One attempt: connect and handshake, each within the handshake timeout.

@@ -1,11 +1,16 @@
 //! What this node keeps per other member: the bounded send queue, which lives
 //! across connections, and the slot holding the current connection.
+//!
+//! A `Peer` lives as long as its id stays in the peer set with the same
+//! address. When it leaves (or moves), the transport marks it removed: its
+//! dial loop and its connection watch that mark and end, and the queue goes
+//! with the last of them. A peer that comes back is a new `Peer`.
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use synod_core::{Message, NodeId};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Another member of the cluster.
 #[derive(Debug)]
@@ -20,6 +25,8 @@ pub(crate) struct Peer {
     slot: Mutex<Option<Slot>>,
     /// When the acceptor last let a connection from this peer through.
     last_accepted: Mutex<Option<Instant>>,
+    /// Set once, when this peer leaves the peer set; never cleared.
+    removed: watch::Sender<bool>,
 }
 
 /// The registered connection of a peer.
@@ -44,7 +51,23 @@ impl Peer {
             queue_rx: tokio::sync::Mutex::new(queue_rx),
             slot: Mutex::new(None),
             last_accepted: Mutex::new(None),
+            removed: watch::Sender::new(false),
         }
+    }
+
+    /// Marks this peer as no longer a member: its dial loop stops and its
+    /// connection closes (now, or as soon as one that raced the removal is
+    /// installed, since they check the mark when they start).
+    pub(crate) fn mark_removed(&self) {
+        self.removed.send_replace(true);
+    }
+
+    /// Resolves once [`Peer::mark_removed`] has been called (at once if it
+    /// already was).
+    pub(crate) async fn removed(&self) {
+        let mut removed = self.removed.subscribe();
+        // The sender lives in `self`, so this cannot fail while we wait.
+        let _ = removed.wait_for(|removed| *removed).await;
     }
 
     /// Queues a message without waiting; a full queue drops it, because a Paxos
@@ -158,6 +181,22 @@ mod tests {
         assert_eq!(second.try_recv(), Err(oneshot::error::TryRecvError::Empty));
         peer.uninstall(2);
         assert!(!peer.is_connected());
+    }
+
+    #[tokio::test]
+    async fn removal_is_seen_by_waiters_before_and_after_it() {
+        let peer = std::sync::Arc::new(peer(1));
+        let not_yet = tokio::time::timeout(Duration::ZERO, peer.removed()).await;
+        assert!(not_yet.is_err(), "not removed yet");
+        let waiting = tokio::spawn({
+            let peer = peer.clone();
+            async move { peer.removed().await }
+        });
+        peer.mark_removed();
+        waiting.await.unwrap();
+        // A connection installed after the removal still sees it at once.
+        let seen = tokio::time::timeout(Duration::ZERO, peer.removed()).await;
+        assert!(seen.is_ok(), "a later waiter sees the removal");
     }
 
     #[test]

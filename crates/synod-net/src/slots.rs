@@ -7,10 +7,12 @@
 //! cannot keep the members out:
 //!
 //! - **Member addresses.** A socket from the IP address of a member that
-//!   dials us (a lower id: see `Net`) takes a slot from that address's own
-//!   pool of `handshakes_pending_per_member_ip_max`. Those slots are not
-//!   counted against the outsiders' limits below, so no number of sockets
-//!   from other addresses can fill them.
+//!   dials us (a lower id in the current peer set: see `Net`) takes a slot
+//!   from that address's own pool of `handshakes_pending_per_member_ip_max`.
+//!   Those slots are not counted against the outsiders' limits below, so no
+//!   number of sockets from other addresses can fill them. When the peer set
+//!   changes, so do these addresses; a slot already held stays counted in the
+//!   pool it was taken from until its handshake ends.
 //! - **Everyone else.** At most `handshakes_pending_max` in all, and at most
 //!   `handshakes_pending_per_source_max` from one address.
 //!
@@ -39,23 +41,27 @@ pub(crate) struct SlotLimits {
     pub per_member_ip_max: usize,
 }
 
-/// Pending handshakes now.
+/// Pending handshakes now, and whose addresses are members'.
 #[derive(Debug, Default)]
 struct Pending {
+    /// Canonical addresses of the members that dial us. Changes with the
+    /// peer set; a slot keeps the pool it was taken from until dropped.
+    member_ips: HashSet<IpAddr>,
     /// Outsiders' slots held, all addresses together.
     outsiders: usize,
-    /// Slots held per address, members' and outsiders'. An entry stands for
-    /// at least one slot and goes with the last, so there are at most
-    /// `outsiders_max` outsider entries plus one per member address.
-    by_source: HashMap<IpAddr, usize>,
+    /// Outsiders' slots held per address. An entry stands for at least one
+    /// slot and goes with the last, so there are at most `outsiders_max`.
+    by_outsider: HashMap<IpAddr, usize>,
+    /// Member slots held per address, each at most `per_member_ip_max`. An
+    /// address that stopped being a member's keeps its entry until its slots
+    /// drain (a handshake timeout at most).
+    by_member_ip: HashMap<IpAddr, usize>,
 }
 
 /// The slot table of one listener.
 #[derive(Debug)]
 pub(crate) struct HandshakeSlots {
     limits: SlotLimits,
-    /// Canonical addresses of the members that dial us.
-    member_ips: HashSet<IpAddr>,
     pending: Mutex<Pending>,
 }
 
@@ -64,6 +70,7 @@ pub(crate) struct HandshakeSlots {
 pub(crate) struct Slot {
     slots: Arc<HandshakeSlots>,
     source: IpAddr,
+    /// Taken from the member pool (as opposed to the outsiders').
     member: bool,
 }
 
@@ -72,39 +79,52 @@ impl HandshakeSlots {
         limits: SlotLimits,
         member_ips: impl IntoIterator<Item = IpAddr>,
     ) -> HandshakeSlots {
-        HandshakeSlots {
+        let slots = HandshakeSlots {
             limits,
-            member_ips: member_ips.into_iter().map(|ip| ip.to_canonical()).collect(),
             pending: Mutex::new(Pending::default()),
-        }
+        };
+        slots.set_member_ips(member_ips);
+        slots
+    }
+
+    /// Replaces the member addresses (the peer set changed). Slots already
+    /// held stay in the pool they came from: the limits hold throughout.
+    pub(crate) fn set_member_ips(&self, member_ips: impl IntoIterator<Item = IpAddr>) {
+        let member_ips = member_ips.into_iter().map(|ip| ip.to_canonical()).collect();
+        self.pending().member_ips = member_ips;
     }
 
     /// Takes a slot for a socket from `source`, or says which limit is full.
     pub(crate) fn take(self: &Arc<Self>, source: IpAddr) -> Result<Slot, HandshakeError> {
         let source = source.to_canonical();
-        let member = self.member_ips.contains(&source);
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let held = pending.by_source.get(&source).copied().unwrap_or(0);
-        let source_max = if member {
-            self.limits.per_member_ip_max
+        let mut pending = self.pending();
+        let member = pending.member_ips.contains(&source);
+        let (held, source_max) = if member {
+            (&pending.by_member_ip, self.limits.per_member_ip_max)
         } else {
-            self.limits.per_source_max
+            (&pending.by_outsider, self.limits.per_source_max)
         };
-        if held >= source_max {
+        if held.get(&source).copied().unwrap_or(0) >= source_max {
             return Err(HandshakeError::SourceBusy {
                 source_ip: source,
                 max: source_max,
             });
         }
-        if !member {
+        if member {
+            *pending.by_member_ip.entry(source).or_insert(0) += 1;
+        } else {
             if pending.outsiders >= self.limits.outsiders_max {
                 return Err(HandshakeError::TooBusy(self.limits.outsiders_max));
             }
             pending.outsiders += 1;
+            *pending.by_outsider.entry(source).or_insert(0) += 1;
         }
-        *pending.by_source.entry(source).or_insert(0) += 1;
         debug_assert!(pending.outsiders <= self.limits.outsiders_max);
-        debug_assert!(pending.by_source.len() <= self.limits.outsiders_max + self.member_ips.len());
+        debug_assert!(pending.by_outsider.len() <= pending.outsiders);
+        debug_assert!(pending
+            .by_member_ip
+            .values()
+            .all(|held| *held <= self.limits.per_member_ip_max));
         Ok(Slot {
             slots: self.clone(),
             source,
@@ -112,28 +132,34 @@ impl HandshakeSlots {
         })
     }
 
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // Every update completes before the guard drops, and none panics
+        // midway, so a poisoned table is still a consistent one.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     #[cfg(test)]
     fn held(&self) -> (usize, usize) {
-        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        (pending.outsiders, pending.by_source.values().sum())
+        let pending = self.pending();
+        let members: usize = pending.by_member_ip.values().sum();
+        (pending.outsiders, pending.outsiders + members)
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut pending = self
-            .slots
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if !self.member {
+        let mut pending = self.slots.pending();
+        let held = if self.member {
+            &mut pending.by_member_ip
+        } else {
             debug_assert!(pending.outsiders > 0);
             pending.outsiders = pending.outsiders.saturating_sub(1);
-        }
-        if let Some(count) = pending.by_source.get_mut(&self.source) {
+            &mut pending.by_outsider
+        };
+        if let Some(count) = held.get_mut(&self.source) {
             *count -= 1;
             if *count == 0 {
-                pending.by_source.remove(&self.source);
+                held.remove(&self.source);
             }
         } else {
             debug_assert!(false, "slot of {} was not counted", self.source);
@@ -213,5 +239,32 @@ mod tests {
         assert!(slots.take(ip("10.0.0.1")).is_err());
         assert_eq!(slots.held(), (0, 3));
         drop(held);
+    }
+
+    #[test]
+    fn a_changed_member_set_applies_to_new_slots_only() {
+        let slots = table();
+        let member = slots.take(ip("10.0.0.1")).unwrap();
+        // 10.0.0.1 leaves, 10.0.0.2 joins.
+        slots.set_member_ips([ip("10.0.0.2")]);
+        // The old member address is an outsider now: two slots, counted as such.
+        let former: Vec<Slot> = (0..2)
+            .map(|_| slots.take(ip("10.0.0.1")).unwrap())
+            .collect();
+        assert!(matches!(
+            slots.take(ip("10.0.0.1")),
+            Err(HandshakeError::SourceBusy { max: 2, .. })
+        ));
+        assert_eq!(slots.held(), (2, 3));
+        // The new member has its own three, outside the outsiders' limits.
+        let joined: Vec<Slot> = (0..3)
+            .map(|_| slots.take(ip("10.0.0.2")).unwrap())
+            .collect();
+        assert_eq!(slots.held(), (2, 6));
+        // The slot taken as a member goes back to the member pool.
+        drop(member);
+        assert_eq!(slots.held(), (2, 5));
+        drop((former, joined));
+        assert_eq!(slots.held(), (0, 0));
     }
 }

@@ -18,8 +18,8 @@ pub struct NetStats {
     pub bytes_received: u64,
     /// Messages dropped because the peer's send queue was full.
     pub dropped_queue_full: u64,
-    /// Messages dropped because they were addressed to an unknown node or to
-    /// this node, or did not come from this node.
+    /// Messages dropped because they were addressed to a node outside the
+    /// current peer set or to this node, or did not come from this node.
     pub dropped_unroutable: u64,
     /// Messages refused because their encoding exceeded `frame_bytes_max`
     /// (each also logged at error level and returned by `Net::send`: a bug).
@@ -42,9 +42,11 @@ pub struct NetStats {
     pub connects: u64,
     /// Connections open now; with a healthy mesh, one per other member.
     pub connections_open: u64,
-    /// For every other member, whether a connection to it is open now.
+    /// For every member of the current peer set (this node aside), whether
+    /// a connection to it is open now.
     pub connected: BTreeMap<NodeId, bool>,
-    /// For every other member, messages waiting in its send queue now.
+    /// For every member of the current peer set (this node aside), messages
+    /// waiting in its send queue now.
     pub queued: BTreeMap<NodeId, usize>,
 }
 
