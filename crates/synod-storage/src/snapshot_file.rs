@@ -10,10 +10,16 @@ use crate::fs::{Fs, OpenMode, RealFs};
 use crate::fsync_dir;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::path::{Path, PathBuf};
-use synod_core::{Checksum, GroupId, InstanceId, Snapshot, SnapshotMeta};
+use synod_core::codec::{Decode, Encode};
+use synod_core::{Checksum, GroupId, InstanceId, Schedule, Snapshot, SnapshotMeta};
 
 const MAGIC: &[u8; 8] = b"SYNODSNP";
-const VERSION: u32 = 1;
+/// Version 2 adds a trailer after the data: the snapshot's memberships
+/// (`u32` length, `u32` CRC32C, then the schedule's encoding; length 0 for
+/// none). Version 1 files (no trailer) are still read, as a snapshot
+/// without memberships.
+const VERSION: u32 = 2;
+const VERSION_1: u32 = 1;
 const HEADER_BYTES: usize = 8 + 4 + 4 + 8 + 8 + 8 + 4 + 4;
 
 /// The file name of a group's snapshot at a point.
@@ -61,8 +67,18 @@ pub fn write_on(
     let file = fs
         .open(&tmp, OpenMode::Truncate)
         .map_err(|e| StorageError::io(&tmp, e))?;
+    let schedule = snapshot
+        .memberships
+        .as_ref()
+        .map_or_else(Bytes::new, |s| s.to_bytes());
+    let mut trailer = BytesMut::with_capacity(8 + schedule.len());
+    trailer.put_u32_le(schedule.len() as u32);
+    trailer.put_u32_le(crc32c::crc32c(&schedule));
+    trailer.put_slice(&schedule);
+    let trailer_at = (HEADER_BYTES + snapshot.data.len()) as u64;
     file.write_all_at(&header, 0)
         .and_then(|_| file.write_all_at(&snapshot.data, HEADER_BYTES as u64))
+        .and_then(|_| file.write_all_at(&trailer, trailer_at))
         .map_err(|e| StorageError::io(&tmp, e))?;
     // The data is durable before the name: a crash leaves either no file
     // under the final name or the whole file.
@@ -120,7 +136,7 @@ pub fn read_on(
             "snapshot header CRC mismatch",
         ));
     }
-    if version != VERSION {
+    if version != VERSION && version != VERSION_1 {
         return Err(StorageError::corrupt(
             &path,
             8,
@@ -138,17 +154,51 @@ pub fn read_on(
             "snapshot header does not match the log's checkpoint",
         ));
     }
-    if bytes.len() as u64 != len || crc32c::crc32c(&bytes) != data_crc {
-        return Err(StorageError::corrupt(
+    let damaged = || {
+        StorageError::corrupt(
             &path,
             HEADER_BYTES as u64,
             "snapshot data truncated or damaged",
-        ));
+        )
+    };
+    if (bytes.len() as u64) < len {
+        return Err(damaged());
     }
+    let data = bytes.split_to(len as usize);
+    if crc32c::crc32c(&data) != data_crc {
+        return Err(damaged());
+    }
+    let memberships = if version == VERSION_1 {
+        if !bytes.is_empty() {
+            return Err(damaged());
+        }
+        None
+    } else {
+        let trailer_at = HEADER_BYTES as u64 + len;
+        let bad_trailer = |why: &str| {
+            StorageError::corrupt(&path, trailer_at, format!("snapshot memberships {why}"))
+        };
+        if bytes.len() < 8 {
+            return Err(bad_trailer("truncated"));
+        }
+        let schedule_len = bytes.get_u32_le() as usize;
+        let schedule_crc = bytes.get_u32_le();
+        if bytes.len() != schedule_len || crc32c::crc32c(&bytes) != schedule_crc {
+            return Err(bad_trailer("truncated or damaged"));
+        }
+        if schedule_len == 0 {
+            None
+        } else {
+            Some(
+                Schedule::from_bytes(bytes)
+                    .map_err(|e| bad_trailer(&format!("do not decode: {e}")))?,
+            )
+        }
+    };
     Ok(Snapshot {
         meta,
-        memberships: None,
-        data: bytes,
+        memberships,
+        data,
     })
 }
 

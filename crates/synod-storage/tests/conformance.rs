@@ -232,10 +232,18 @@ fn a_damaged_snapshot_file_is_refused() {
         .unwrap()
         .unwrap()
         .path();
-    let mut bytes = std::fs::read(&file).unwrap();
+    let original = std::fs::read(&file).unwrap();
+    // A byte of the data (after the 48-byte header).
+    let mut bytes = original.clone();
+    bytes[50] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    let err = Wal::open(dir.path(), WalOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("snapshot data"), "{err}");
+    // The last byte: the memberships' trailer.
+    let mut bytes = original;
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&file, bytes).unwrap();
     let err = Wal::open(dir.path(), WalOptions::default()).unwrap_err();
-    assert!(err.to_string().contains("snapshot data"), "{err}");
+    assert!(err.to_string().contains("snapshot memberships"), "{err}");
 }

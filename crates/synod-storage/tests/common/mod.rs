@@ -40,7 +40,10 @@ pub fn record(groups: u32) -> impl Strategy<Value = Record> {
 
 pub fn snapshot(applied_end: u64, data: &[u8]) -> Snapshot {
     Snapshot {
-        memberships: None,
+        memberships: Some(synod_core::Schedule::new(
+            InstanceId(0),
+            synod_core::Membership::bootstrap(&[synod_core::NodeId(1), synod_core::NodeId(2)]),
+        )),
         meta: SnapshotMeta {
             applied_end: InstanceId(applied_end),
             checksum: Checksum(applied_end * 31 + 7),
