@@ -6,7 +6,10 @@
 //! the bytes left before anything is reserved.
 
 use crate::ids::{Ballot, GroupId, InstanceId, NodeId};
-use crate::membership::{Member, MemberRole, Membership, Schedule, Scheduled};
+use crate::membership::{
+    Member, MemberOp, MemberRole, Membership, MembershipChange, Schedule, Scheduled,
+    MEMBER_ADDR_BYTES_MAX,
+};
 use crate::message::{AppliedMark, Body, Message, PromiseEntry, StateMark};
 use crate::record::{ChosenValue, Record};
 use crate::value::{Checksum, Command, SnapshotDigest, SnapshotMeta, Value};
@@ -226,6 +229,84 @@ impl Decode for Membership {
             .map_err(|_| DecodeError::Invalid("membership"))?;
         Ok(membership)
     }
+}
+
+fn put_member_op(buf: &mut BytesMut, op: &MemberOp) {
+    match op {
+        MemberOp::Change { change, force } => {
+            buf.put_u8(u8::from(*force));
+            match change {
+                MembershipChange::Add { id, addr, promote } => {
+                    buf.put_u8(0);
+                    buf.put_u32_le(id.0);
+                    buf.put_u8(u8::from(*promote));
+                    put_bytes(buf, addr);
+                }
+                MembershipChange::Promote { id } => {
+                    buf.put_u8(1);
+                    buf.put_u32_le(id.0);
+                }
+                MembershipChange::Remove { id } => {
+                    buf.put_u8(2);
+                    buf.put_u32_le(id.0);
+                }
+            }
+        }
+        MemberOp::Transfer { to } => {
+            buf.put_u8(2);
+            buf.put_u8(3);
+            buf.put_u32_le(to.0);
+        }
+    }
+}
+
+fn member_op_len(op: &MemberOp) -> usize {
+    1 + 1
+        + 4
+        + match op {
+            MemberOp::Change {
+                change: MembershipChange::Add { addr, .. },
+                ..
+            } => 1 + 4 + addr.len(),
+            _ => 0,
+        }
+}
+
+fn get_bool(buf: &mut Bytes) -> Result<bool, DecodeError> {
+    match get_u8(buf)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        tag => Err(DecodeError::UnknownTag { what: "bool", tag }),
+    }
+}
+
+fn get_member_op(buf: &mut Bytes) -> Result<MemberOp, DecodeError> {
+    let force = get_u8(buf)?;
+    let kind = get_u8(buf)?;
+    let id = NodeId(get_u32(buf)?);
+    let change = match (force, kind) {
+        (2, 3) => return Ok(MemberOp::Transfer { to: id }),
+        (0 | 1, 0) => {
+            let promote = get_bool(buf)?;
+            let addr = get_bytes(buf)?;
+            if addr.len() > MEMBER_ADDR_BYTES_MAX {
+                return Err(DecodeError::Invalid("member address"));
+            }
+            MembershipChange::Add { id, addr, promote }
+        }
+        (0 | 1, 1) => MembershipChange::Promote { id },
+        (0 | 1, 2) => MembershipChange::Remove { id },
+        (_, tag) => {
+            return Err(DecodeError::UnknownTag {
+                what: "member operation",
+                tag,
+            })
+        }
+    };
+    Ok(MemberOp::Change {
+        change,
+        force: force == 1,
+    })
 }
 
 /// The length of a schedule's encoding.
@@ -526,6 +607,25 @@ impl Encode for Message {
                 ballot.encode(buf);
                 buf.put_u32_le(to.0);
             }
+            Body::MemberRequest { token, op } => {
+                buf.put_u8(17);
+                buf.put_u64_le(*token);
+                put_member_op(buf, op);
+            }
+            Body::MemberReply { token, outcome } => {
+                buf.put_u8(18);
+                buf.put_u64_le(*token);
+                match outcome {
+                    Ok(epoch) => {
+                        buf.put_u8(0);
+                        buf.put_u64_le(*epoch);
+                    }
+                    Err(why) => {
+                        buf.put_u8(1);
+                        put_bytes(buf, why.as_bytes());
+                    }
+                }
+            }
             // Tags 32 and up: rebuild messages (kept apart from the tags
             // other message kinds take next).
             Body::StateQuery => buf.put_u8(32),
@@ -601,6 +701,14 @@ pub fn encoded_len(msg: &Message) -> usize {
         Body::ReadIndexReply { .. } => 8 + INSTANCE_BYTES,
         Body::StateDigest { .. } => INSTANCE_BYTES + 8,
         Body::TakeOver { .. } => BALLOT_BYTES + 4,
+        Body::MemberRequest { op, .. } => 8 + member_op_len(op),
+        Body::MemberReply { outcome, .. } => {
+            8 + 1
+                + match outcome {
+                    Ok(_) => 8,
+                    Err(why) => 4 + why.len(),
+                }
+        }
         Body::StateQuery => 0,
         Body::StateReport { .. } => 1 + BALLOT_BYTES + INSTANCE_BYTES,
     };
@@ -741,6 +849,23 @@ impl Decode for Message {
             16 => Body::TakeOver {
                 ballot: Ballot::decode(buf)?,
                 to: NodeId(get_u32(buf)?),
+            },
+            17 => Body::MemberRequest {
+                token: get_u64(buf)?,
+                op: get_member_op(buf)?,
+            },
+            18 => Body::MemberReply {
+                token: get_u64(buf)?,
+                outcome: match get_u8(buf)? {
+                    0 => Ok(get_u64(buf)?),
+                    1 => Err(String::from_utf8_lossy(&get_bytes(buf)?).into_owned()),
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "outcome",
+                            tag,
+                        })
+                    }
+                },
             },
             32 => Body::StateQuery,
             33 => Body::StateReport {

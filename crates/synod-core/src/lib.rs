@@ -35,8 +35,8 @@ pub use config::{
 };
 pub use ids::{Ballot, GroupId, InstanceId, NodeId};
 pub use membership::{
-    Member, MemberRole, Membership, MembershipChange, MembershipError, Schedule, Scheduled,
-    MEMBER_ADDR_BYTES_MAX, RECONFIG_DELAY_INSTANCES, REMOVED_IDS_MAX,
+    Member, MemberOp, MemberRole, Membership, MembershipChange, MembershipError, Schedule,
+    Scheduled, MEMBER_ADDR_BYTES_MAX, RECONFIG_DELAY_INSTANCES, REMOVED_IDS_MAX,
 };
 pub use message::{AppliedMark, Body, Message, PromiseEntry, StateMark};
 pub use ready::{

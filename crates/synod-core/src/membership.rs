@@ -113,6 +113,24 @@ pub enum MembershipChange {
     },
 }
 
+/// A membership operation, run by the leader: a follower forwards it (see
+/// `Replica::member_op`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberOp {
+    /// Propose a change; `force` skips the reachability and lag checks.
+    Change {
+        /// The change.
+        change: MembershipChange,
+        /// Skip the checks that only protect availability.
+        force: bool,
+    },
+    /// Hand leadership to this voter.
+    Transfer {
+        /// The voter.
+        to: NodeId,
+    },
+}
+
 /// Why a membership or a change of it is refused.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum MembershipError {

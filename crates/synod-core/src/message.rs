@@ -212,6 +212,23 @@ pub enum Body {
         /// The member that takes over.
         to: NodeId,
     },
+    /// A follower forwards a membership operation its caller asked for to
+    /// the leader it knows (see `Replica::member_op`).
+    MemberRequest {
+        /// Chosen by the follower's caller to match the reply.
+        token: u64,
+        /// The operation.
+        op: crate::membership::MemberOp,
+    },
+    /// The leader's answer to a [`Body::MemberRequest`]: the epoch of the
+    /// membership the change makes once chosen (0 for a transfer begun),
+    /// or why it was refused.
+    MemberReply {
+        /// The request's token.
+        token: u64,
+        /// The outcome.
+        outcome: Result<u64, String>,
+    },
     /// A rebuilding replica (see [`crate::Config::rebuild`]) asks a peer
     /// for the bounds of its acceptor state.
     StateQuery,
@@ -248,6 +265,8 @@ impl Body {
             Body::ReadIndexRequest { .. } => "read_index_request",
             Body::ReadIndexReply { .. } => "read_index_reply",
             Body::TakeOver { .. } => "take_over",
+            Body::MemberRequest { .. } => "member_request",
+            Body::MemberReply { .. } => "member_reply",
             Body::StateQuery => "state_query",
             Body::StateReport { .. } => "state_report",
         }

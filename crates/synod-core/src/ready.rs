@@ -130,6 +130,12 @@ pub struct Ready {
     pub reads: Vec<ReadId>,
     /// Reads refused.
     pub rejected_reads: Vec<(ReadId, RejectReason)>,
+    /// Outcomes of membership operations submitted with
+    /// [`crate::Replica::member_op`]: the token, and the epoch of the
+    /// membership a change makes once chosen (0 for a transfer begun) or why
+    /// it was refused. An operation forwarded to a leader that never answers
+    /// gets no outcome: the caller times out (and may retry).
+    pub member_outcomes: Vec<(u64, Result<u64, String>)>,
 }
 
 impl Ready {
@@ -143,5 +149,6 @@ impl Ready {
             && self.diverged.is_empty()
             && self.reads.is_empty()
             && self.rejected_reads.is_empty()
+            && self.member_outcomes.is_empty()
     }
 }

@@ -178,6 +178,39 @@ fn body() -> impl Strategy<Value = Body> {
                     }),
                 }
             ),
+        (any::<u64>(), any::<u32>(), 0u8..5, any::<bool>()).prop_map(|(token, id, kind, force)| {
+            let id = NodeId(id);
+            let op = match kind {
+                0 => MemberOp::Transfer { to: id },
+                1 => MemberOp::Change {
+                    change: MembershipChange::Promote { id },
+                    force,
+                },
+                2 => MemberOp::Change {
+                    change: MembershipChange::Remove { id },
+                    force,
+                },
+                _ => MemberOp::Change {
+                    change: MembershipChange::Add {
+                        id,
+                        addr: Bytes::from_static(b"paxos=127.0.0.1:7104 resp=127.0.0.1:7004"),
+                        promote: kind == 3,
+                    },
+                    force,
+                },
+            };
+            Body::MemberRequest { token, op }
+        }),
+        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(token, epoch, ok)| {
+            Body::MemberReply {
+                token,
+                outcome: if ok {
+                    Ok(epoch)
+                } else {
+                    Err("not the leader".to_string())
+                },
+            }
+        }),
         (ballot(), any::<u32>()).prop_map(|(ballot, to)| Body::TakeOver {
             ballot,
             to: NodeId(to)

@@ -769,6 +769,13 @@ impl World {
         if !persist.snapshot_wanted(applied_end) {
             return;
         }
+        let Some(memberships) = sim_node
+            .replica
+            .as_ref()
+            .map(|r| r.schedule_at(applied_end))
+        else {
+            return;
+        };
         // The driver's path for a state machine with a view: the state is
         // captured now, encoded when the snapshot write runs (later, with
         // applies in between).
@@ -777,6 +784,7 @@ impl World {
                 applied_end,
                 checksum: sim_node.applied_checksum,
             },
+            memberships,
             SnapshotEncoder::new(sim_node.kv.encode_later()),
         );
     }

@@ -950,7 +950,7 @@ impl<S: StateMachine> Driver<S> {
             self.log_snapshot_taken(started, data.len(), "encoded on the event loop");
             self.persist.snapshot_taken(Snapshot {
                 meta,
-                memberships: None,
+                memberships: Some(self.replica.schedule_at(meta.applied_end)),
                 data,
             });
             return;
@@ -964,6 +964,7 @@ impl<S: StateMachine> Driver<S> {
         let table_bytes = table.len();
         self.persist.snapshot_deferred(
             meta,
+            self.replica.schedule_at(meta.applied_end),
             SnapshotEncoder::new(move || {
                 let user = encode_user();
                 let mut data = BytesMut::with_capacity(table.len() + user.len());

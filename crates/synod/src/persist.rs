@@ -41,7 +41,9 @@
 use bytes::Bytes;
 use std::path::PathBuf;
 use std::sync::Arc;
-use synod_core::{GroupId, InstanceId, PersistSeq, Record, Replica, Snapshot, SnapshotMeta};
+use synod_core::{
+    GroupId, InstanceId, PersistSeq, Record, Replica, Schedule, Snapshot, SnapshotMeta,
+};
 use synod_storage::fs::Fs;
 use synod_storage::{snapshot_file, Obsolete, SnapshotPolicy, Storage, StorageError, SyncJob, Wal};
 use tracing::warn;
@@ -227,9 +229,14 @@ impl Persister {
 
     /// Our own snapshot at `meta`, taken as a view whose bytes `encode`
     /// produces off the loop, in step (a) (rule 4): checkpoint it.
-    pub fn snapshot_deferred(&mut self, meta: SnapshotMeta, encode: SnapshotEncoder) {
+    pub fn snapshot_deferred(
+        &mut self,
+        meta: SnapshotMeta,
+        memberships: Schedule,
+        encode: SnapshotEncoder,
+    ) {
         let snapshot = Snapshot {
-            memberships: None,
+            memberships: Some(memberships),
             meta,
             data: Bytes::new(),
         };

@@ -257,6 +257,7 @@ fn highest_round(body: &Body) -> u64 {
         Body::Reject { ballot, promised } => ballot.round.max(promised.round),
         Body::StateReport { promised, .. } => promised.round,
         Body::TakeOver { ballot, .. } => ballot.round,
+        Body::MemberRequest { .. } | Body::MemberReply { .. } => 0,
         Body::ReadIndexRequest { .. }
         | Body::ReadIndexReply { .. }
         | Body::Forward { .. }
@@ -323,6 +324,11 @@ fn within_limits(body: &Body) -> bool {
         Body::StateDigest { mark } => instance_ok(&mark.applied_end),
         Body::StateQuery => true,
         Body::TakeOver { ballot, .. } => ballot_ok(ballot),
+        Body::MemberRequest { .. } => true,
+        Body::MemberReply { outcome, .. } => {
+            outcome.as_ref().is_ok_and(|e| *e < INSTANCE_LIMIT)
+                || outcome.as_ref().is_err_and(|why| why.len() <= 4096)
+        }
         Body::StateReport {
             promised, log_end, ..
         } => ballot_ok(promised) && instance_ok(log_end),

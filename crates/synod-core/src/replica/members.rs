@@ -7,8 +7,12 @@
 use super::{Gate, Replica, Role};
 use crate::ids::{Ballot, InstanceId, NodeId};
 use crate::membership::{
-    MemberRole, Membership, MembershipChange, MembershipError, Schedule, RECONFIG_DELAY_INSTANCES,
+    MemberOp, MemberRole, Membership, MembershipChange, MembershipError, Schedule,
+    RECONFIG_DELAY_INSTANCES,
 };
+
+/// Operations forwarded and not answered yet that a follower remembers.
+const MEMBER_OPS_ASKED_MAX: usize = 1024;
 use crate::message::Body;
 use std::sync::Arc;
 use thiserror::Error;
@@ -482,6 +486,52 @@ impl Replica {
             };
             self.send(to, body, Gate::Durable);
         }
+    }
+
+    /// Runs a membership operation for the caller: at once when leading,
+    /// else forwarded to the leader this replica knows. The outcome comes
+    /// back in `Ready::member_outcomes` under `token`; a forwarded one whose
+    /// answer is lost never comes (time out and retry). Refused at once when
+    /// no leader is known.
+    pub fn member_op(&mut self, token: u64, op: MemberOp) -> Result<(), ChangeError> {
+        match (&self.role, self.leader) {
+            (Role::Leader(_), _) => {
+                let outcome = self.run_member_op(op).map_err(|e| e.to_string());
+                self.ready.member_outcomes.push((token, outcome));
+                Ok(())
+            }
+            (Role::Follower, Some(leader)) if leader != self.cfg.id => {
+                if self.member_ops_asked.len() >= MEMBER_OPS_ASKED_MAX {
+                    // Forget the oldest: its caller timed out long ago.
+                    self.member_ops_asked.pop_first();
+                }
+                self.member_ops_asked.insert(token, leader);
+                self.send(leader, Body::MemberRequest { token, op }, Gate::Now);
+                Ok(())
+            }
+            _ => Err(ChangeError::NotLeader(None)),
+        }
+    }
+
+    fn run_member_op(&mut self, op: MemberOp) -> Result<u64, ChangeError> {
+        match op {
+            MemberOp::Change { change, force } => {
+                self.propose_change(change, force).map(|m| m.epoch)
+            }
+            MemberOp::Transfer { to } => self.transfer_leadership(to).map(|()| 0),
+        }
+    }
+
+    /// A follower forwarded an operation (only a leader answers; a stale
+    /// follower's caller times out and asks again).
+    pub(super) fn handle_member_request(&mut self, from: NodeId, token: u64, op: MemberOp) {
+        if !matches!(self.role, Role::Leader(_)) {
+            let outcome = Err(ChangeError::NotLeader(self.leader).to_string());
+            self.send(from, Body::MemberReply { token, outcome }, Gate::Now);
+            return;
+        }
+        let outcome = self.run_member_op(op).map_err(|e| e.to_string());
+        self.send(from, Body::MemberReply { token, outcome }, Gate::Now);
     }
 
     /// Records a quorum counted (simulator checkers only).

@@ -247,6 +247,8 @@ pub struct Replica {
     /// came from a snapshot or a join at this point): applying them again
     /// changes nothing.
     schedule_base: InstanceId,
+    /// Membership operations forwarded to the leader: token -> that leader.
+    member_ops_asked: BTreeMap<u64, NodeId>,
     /// For the simulator's checkers: every quorum this replica counted.
     #[cfg(feature = "fault-injection")]
     quorum_log: Vec<QuorumUse>,
@@ -320,6 +322,7 @@ impl Replica {
             member_rounds: BTreeMap::new(),
             schedule,
             schedule_base,
+            member_ops_asked: BTreeMap::new(),
             #[cfg(feature = "fault-injection")]
             quorum_log: Vec::new(),
             refusals: Refusals::default(),
@@ -577,6 +580,16 @@ impl Replica {
                 memberships,
             ),
             Body::TakeOver { ballot, to } => self.handle_take_over(from, ballot, to),
+            Body::MemberRequest { token, op } => self.handle_member_request(from, token, op),
+            Body::MemberReply { token, outcome } => {
+                if self
+                    .member_ops_asked
+                    .remove(&token)
+                    .is_some_and(|to| to == from)
+                {
+                    self.ready.member_outcomes.push((token, outcome));
+                }
+            }
             Body::SnapshotRequest {
                 applied_end,
                 offset,
