@@ -93,6 +93,9 @@ pub struct NodeConfig {
     /// `synod_storage::SimFs` here to inject full disks and failing fsyncs;
     /// the identity file stays on the real file system.
     pub storage_fs: Option<std::sync::Arc<dyn synod_storage::Fs>>,
+    /// This node's client address, shown to others in `member list` (the
+    /// RESP server sets it; `None` for library users without one).
+    pub advertise_resp: Option<String>,
 }
 
 /// How a node treats a data directory without a Synod identity (an empty or
@@ -148,6 +151,7 @@ impl NodeConfig {
             local_clock_reads: false,
             wall_clock: WallClock::system(),
             storage_fs: None,
+            advertise_resp: None,
         })
     }
 
@@ -183,6 +187,21 @@ impl NodeConfig {
         core.window_instances_max = self.window_instances_max;
         core.value_bytes_max = self.value_bytes_max;
         core
+    }
+
+    /// The membership a new cluster starts with: every peer a voter, with its
+    /// peer address (identical on every founding member).
+    pub(crate) fn bootstrap_membership(&self) -> synod_core::Membership {
+        let mut membership =
+            synod_core::Membership::bootstrap(&self.peers.keys().copied().collect::<Vec<_>>());
+        for member in &mut membership.members {
+            member.addr = crate::membership::MemberAddr {
+                paxos: self.peers.get(&member.id).copied(),
+                resp: None,
+            }
+            .encode();
+        }
+        membership
     }
 
     /// The peer transport's configuration for this node.

@@ -84,6 +84,7 @@ pub(crate) enum Submit {
         payload: Bytes,
         reply: oneshot::Sender<Result<Bytes, RequestError>>,
     },
+    Member(crate::membership::MemberSubmit),
     Shutdown,
 }
 
@@ -121,11 +122,15 @@ struct SyncDone {
 }
 
 pub(crate) struct Driver<S> {
-    cfg: NodeConfig,
+    pub(crate) cfg: NodeConfig,
     /// The data directory's identity; `rebuilding` is cleared (durably) once
     /// the core votes again.
     identity: synod_storage::Identity,
-    replica: Replica,
+    pub(crate) replica: Replica,
+    /// Membership operations waiting, and the peer set given to `net`.
+    pub(crate) members: crate::membership::MemberState,
+    /// Set at a clean stop while leadership is handed over: stop by then.
+    stopping: Option<Instant>,
     machine: S,
     sessions: Sessions,
     /// This process's session: its requests' envelopes carry it.
@@ -151,7 +156,7 @@ pub(crate) struct Driver<S> {
     leader: Option<NodeId>,
     diverged: bool,
     ticks: u64,
-    net: Net,
+    pub(crate) net: Net,
     inbound: mpsc::Receiver<Message>,
     submit: mpsc::Receiver<Submit>,
     metrics: Arc<Metrics>,
@@ -227,6 +232,21 @@ impl<S: StateMachine> Driver<S> {
         let seed = random_u64();
         let mut core = cfg.core_config(seed);
         core.rebuild = identity.rebuilding;
+        core.schedule = Some(
+            match crate::membership::read_join_schedule(&cfg.data_dir)
+                .map_err(NodeError::DataDir)?
+            {
+                // A node that joined a running cluster starts from the
+                // memberships a member gave it when it joined.
+                Some((point, schedule)) => (point, schedule),
+                // A founding member: the start-up peer list, with the peer
+                // addresses in it so that they travel with every change.
+                None => (
+                    InstanceId(0),
+                    synod_core::Schedule::new(InstanceId(0), cfg.bootstrap_membership()),
+                ),
+            },
+        );
         if core.rebuild && cfg.peers.len() < 2 {
             return Err(NodeError::DataDir(format!(
                 "node {} lost its data and is the only member: there is no peer to rebuild from",
@@ -239,6 +259,13 @@ impl<S: StateMachine> Driver<S> {
             .map_or(Checksum::default(), |s| s.meta.checksum);
         let replica = Replica::recover(core, snapshot, recovered.records_of(GROUP))
             .map_err(|e| NodeError::Recover(e.to_string()))?;
+        let latest = replica.schedule().latest().clone();
+        if latest.was_removed(cfg.id) {
+            return Err(NodeError::DataDir(format!(
+                "node {} was removed from this cluster (membership epoch {}): a removed node never                  votes again. Refusing to start; add the machine back under a new id with a fresh                  data directory (synod server --join)",
+                cfg.id.0, latest.epoch
+            )));
+        }
 
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE_MAX);
         let net = Net::start(cfg.net_config(), inbound_tx)
@@ -247,7 +274,14 @@ impl<S: StateMachine> Driver<S> {
         let status = replica.status();
         let (status_tx, status_rx) = watch::channel(NodeStatus {
             id: cfg.id,
-            members: cfg.peers.keys().copied().collect(),
+            members: latest.voters().collect(),
+            learners: latest
+                .members
+                .iter()
+                .filter(|m| m.role != synod_core::MemberRole::Voter)
+                .map(|m| m.id)
+                .collect(),
+            membership_epoch: latest.epoch,
             role: status.role,
             leader: status.leader,
             promised: status.promised,
@@ -290,6 +324,8 @@ impl<S: StateMachine> Driver<S> {
         stamp_clock.observe_log(sessions.time_ms, 0);
         let driver = Driver {
             identity,
+            members: crate::membership::MemberState::default(),
+            stopping: None,
             stamp_clock,
             started,
             session: random_u64(),
@@ -378,6 +414,7 @@ impl<S: StateMachine> Driver<S> {
         for (_, read) in std::mem::take(&mut self.reads) {
             let _ = read.reply.send(Err(RequestError::Stopped(reason.clone())));
         }
+        self.fail_member_waiters(&reason);
         self.submit.close();
         while let Ok(Submit::Request { reply, .. }) = self.submit.try_recv() {
             let _ = reply.send(Err(RequestError::Stopped(reason.clone())));
@@ -414,10 +451,18 @@ impl<S: StateMachine> Driver<S> {
                     }
                 }
                 submit = self.submit.recv(), if admit => {
-                    let Some(Submit::Request { kind, payload, reply }) = submit else {
-                        return Ok(());
-                    };
-                    self.request(kind, payload, reply);
+                    match submit {
+                        Some(Submit::Request { kind, payload, reply }) => {
+                            self.request(kind, payload, reply)
+                        }
+                        Some(Submit::Member(member)) => self.member_submit(member),
+                        Some(Submit::Shutdown) | None => {
+                            if self.stopping.is_some() || !self.start_hand_over() {
+                                return Ok(());
+                            }
+                            self.stopping = Some(Instant::now() + self.cfg.tick * u32::try_from(self.cfg.election_ticks).unwrap_or(u32::MAX));
+                        }
+                    }
                     for _ in 1..SUBMIT_BATCH_MAX {
                         if self.waiters.len() + self.reads.len() >= self.cfg.requests_in_flight_max {
                             break;
@@ -426,7 +471,13 @@ impl<S: StateMachine> Driver<S> {
                             Ok(Submit::Request { kind, payload, reply }) => {
                                 self.request(kind, payload, reply)
                             }
-                            Ok(Submit::Shutdown) => return Ok(()),
+                            Ok(Submit::Member(member)) => self.member_submit(member),
+                            Ok(Submit::Shutdown) => {
+                                if self.stopping.is_some() || !self.start_hand_over() {
+                                    return Ok(());
+                                }
+                                self.stopping = Some(Instant::now() + self.cfg.tick * u32::try_from(self.cfg.election_ticks).unwrap_or(u32::MAX));
+                            }
                             Err(_) => break,
                         }
                     }
@@ -444,6 +495,7 @@ impl<S: StateMachine> Driver<S> {
                     self.ticks += 1;
                     if self.ticks.is_multiple_of(SCAN_TICKS) {
                         self.scan_waiters();
+                        self.check_member_waiters();
                     }
                 }
             }
@@ -455,6 +507,19 @@ impl<S: StateMachine> Driver<S> {
                     ms = took.as_millis() as u64,
                     "acting on the core's output took long"
                 );
+            }
+            if let Some(deadline) = self.stopping {
+                if self.handed_over() {
+                    info!(node = self.cfg.id.0, "leadership handed over; stopping");
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    warn!(
+                        node = self.cfg.id.0,
+                        "leadership transfer did not finish; stopping anyway"
+                    );
+                    return Ok(());
+                }
             }
         }
     }
@@ -787,6 +852,9 @@ impl<S: StateMachine> Driver<S> {
             for read in ready.reads {
                 self.serve_read(read.0);
             }
+            if !ready.member_outcomes.is_empty() {
+                self.member_outcomes(ready.member_outcomes);
+            }
             for (read, _) in ready.rejected_reads {
                 if let Some(waiter) = self.reads.get_mut(&read.0) {
                     waiter.next_retry = Instant::now();
@@ -820,6 +888,8 @@ impl<S: StateMachine> Driver<S> {
         // Every effect is taken now (or rounds ran out): a checkpoint that
         // `sync_done` left for later can be written here.
         self.kick_storage()?;
+        self.follow_membership().map_err(NodeError::Removed)?;
+        self.check_member_waiters();
         if self.identity.rebuilding && !self.replica.rebuilding() {
             // The core votes only after its raised promise is durable, so a
             // crash before this write merely rebuilds again (safe, slower).
@@ -1092,9 +1162,17 @@ impl<S: StateMachine> Driver<S> {
             .snapshot_digest_mismatches
             .store(transfers.digest_mismatches, Relaxed);
         self.metrics.applied_end.store(self.applied_end.0, Relaxed);
+        let membership = self.replica.schedule().latest().clone();
         let status = NodeStatus {
             id: self.cfg.id,
-            members: self.cfg.peers.keys().copied().collect(),
+            members: membership.voters().collect(),
+            learners: membership
+                .members
+                .iter()
+                .filter(|m| m.role != synod_core::MemberRole::Voter)
+                .map(|m| m.id)
+                .collect(),
+            membership_epoch: membership.epoch,
             role: core.role,
             leader: core.leader,
             promised: core.promised,

@@ -20,6 +20,7 @@ mod config;
 mod driver;
 mod envelope;
 mod identity;
+mod membership;
 mod metrics;
 mod node;
 pub mod persist;
@@ -32,10 +33,16 @@ pub use admin::{
 };
 pub use clock::{StampClock, WallClock};
 pub use config::{Bootstrap, NodeConfig};
+pub use membership::{
+    read_join_schedule, write_join_schedule, MemberAddr, MemberError, MemberInfo, MembersView,
+};
 pub use metrics::{Histogram, Metrics};
 pub use node::{Node, NodeError, NodeStatus, RequestError};
 pub use state_machine::{ApplyContext, QueryJob, SnapshotJob, StateMachine};
-pub use synod_core::{InstanceId, NodeId, RoleKind, VALUE_BYTES_MAX_DEFAULT};
+pub use synod_core::{
+    InstanceId, MemberRole, Membership, NodeId, RoleKind, Schedule, RECONFIG_DELAY_INSTANCES,
+    VALUE_BYTES_MAX_DEFAULT,
+};
 /// How peer links are secured ([`NodeConfig::peer_security`]).
 pub use synod_net::{PeerSecurity, PeerTls};
 pub use synod_storage::SnapshotPolicy;

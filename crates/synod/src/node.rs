@@ -3,13 +3,14 @@
 use crate::config::NodeConfig;
 use crate::driver::{Driver, Submit};
 use crate::envelope::Kind;
+use crate::membership::{MemberAddr, MemberError, MemberSubmit, MembersView};
 use crate::metrics::Metrics;
 use crate::state_machine::StateMachine;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use synod_core::{Ballot, Checksum, InstanceId, NodeId, RoleKind};
+use synod_core::{Ballot, Checksum, InstanceId, MemberOp, MembershipChange, NodeId, RoleKind};
 use synod_net::Net;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -39,6 +40,9 @@ pub enum NodeError {
     /// The node stopped on a fatal error, described here.
     #[error("{0}")]
     Stopped(String),
+    /// This node was removed from the cluster: it stops for good.
+    #[error("{0}")]
+    Removed(String),
 }
 
 /// Why a request got no answer. `TooLarge`: the command was never proposed
@@ -92,8 +96,13 @@ pub enum RequestError {
 pub struct NodeStatus {
     /// This node.
     pub id: NodeId,
-    /// Every voting member.
+    /// Every voting member of the newest membership.
     pub members: Vec<NodeId>,
+    /// Every learner of the newest membership (non-voting; joining ones are
+    /// promoted once caught up).
+    pub learners: Vec<NodeId>,
+    /// The newest membership's epoch (0 at bootstrap; +1 per change).
+    pub membership_epoch: u64,
     /// Follower, candidate or leader.
     pub role: RoleKind,
     /// The leader this node follows (itself when leading).
@@ -272,7 +281,81 @@ impl Node {
         }
     }
 
-    /// Stops the node: waits for the log write in progress, fails waiting
+    /// Adds node `id` as a learner reached at `addr`. Unless `learner`, the
+    /// leader promotes it to voter by itself once it has caught up (within
+    /// `promote_lag_max` instances). Answers once the change is chosen and
+    /// applied here. Refused when the id exists or was ever removed, or
+    /// while another change is in progress.
+    pub async fn add_member(
+        &self,
+        id: NodeId,
+        addr: MemberAddr,
+        learner: bool,
+    ) -> Result<(), MemberError> {
+        self.member_op(MemberOp::Change {
+            change: MembershipChange::Add {
+                id,
+                addr: addr.encode(),
+                promote: !learner,
+            },
+            force: false,
+        })
+        .await
+    }
+
+    /// Removes node `id` for good (its id is never admitted again). A
+    /// voter's removal is refused when the voters left that the leader hears
+    /// would be fewer than a quorum, unless `force`. Removing the leader
+    /// hands leadership to another voter first.
+    pub async fn remove_member(&self, id: NodeId, force: bool) -> Result<(), MemberError> {
+        self.member_op(MemberOp::Change {
+            change: MembershipChange::Remove { id },
+            force,
+        })
+        .await
+    }
+
+    /// Makes learner `id` a voter; refused while it is far behind, unless
+    /// `force`.
+    pub async fn promote(&self, id: NodeId, force: bool) -> Result<(), MemberError> {
+        self.member_op(MemberOp::Change {
+            change: MembershipChange::Promote { id },
+            force,
+        })
+        .await
+    }
+
+    /// Hands leadership to voter `to`: the leader waits until `to` has the
+    /// whole log, then tells it to campaign at once. Answers once `to` leads
+    /// (as this node sees it).
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), MemberError> {
+        self.member_op(MemberOp::Transfer { to }).await
+    }
+
+    /// The membership as this node sees it (lags are complete at the leader).
+    pub async fn members(&self) -> Result<MembersView, MemberError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || MemberError::Stopped("node task ended".into());
+        self.submit
+            .send(Submit::Member(MemberSubmit::View { reply }))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())
+    }
+
+    async fn member_op(&self, op: MemberOp) -> Result<(), MemberError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || MemberError::Stopped("node task ended".into());
+        self.submit
+            .send(Submit::Member(MemberSubmit::Op { op, reply }))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Stops the node: a leader first hands leadership to the most
+    /// up-to-date voter (so clients wait one round trip, not an election
+    /// timeout), then it waits for the log write in progress, fails waiting
     /// requests (outcome unknown), closes the peer connections.
     pub async fn shutdown(&self) {
         let _ = self.submit.send(Submit::Shutdown).await;

@@ -1,0 +1,469 @@
+//! Membership changes at run time: the node's side of `synod-core`'s
+//! reconfiguration (the safety rule is in `synod-core/src/membership.rs`).
+//!
+//! - Each member's address travels in the membership itself
+//!   ([`MemberAddr`], opaque to the core), so every node knows whom to dial
+//!   as soon as it applies a change; the peer transport follows the
+//!   memberships in force and pending ([`Driver::follow_membership`]).
+//! - Operations ([`Node::add_member`] and friends) run at the leader; a
+//!   follower forwards them (a core message). The caller is answered once
+//!   the change is chosen *and applied here*, so what it reads next already
+//!   shows the change (it takes effect `RECONFIG_DELAY_INSTANCES` later; the
+//!   leader fills that gap with no-ops).
+//! - A node that learns it was removed stops, and refuses to start again on
+//!   that data directory: a removed id never votes again.
+//!
+//! [`Node::add_member`]: crate::Node::add_member
+
+use crate::driver::Driver;
+use crate::state_machine::StateMachine;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use synod_core::{InstanceId, MemberOp, MemberRole, Membership, MembershipChange, NodeId};
+use thiserror::Error;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+/// Where a member is reached: its peer (Paxos) address and, when known, its
+/// client (RESP) address. Stored in the membership as `paxos=H:P resp=H:P`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberAddr {
+    /// The peer transport's address.
+    pub paxos: Option<SocketAddr>,
+    /// The client address (for `member list` and redirects), free text.
+    pub resp: Option<String>,
+}
+
+impl MemberAddr {
+    /// The encoding kept in the membership.
+    pub fn encode(&self) -> Bytes {
+        let mut parts = Vec::new();
+        if let Some(paxos) = self.paxos {
+            parts.push(format!("paxos={paxos}"));
+        }
+        if let Some(resp) = &self.resp {
+            parts.push(format!("resp={resp}"));
+        }
+        Bytes::from(parts.join(" "))
+    }
+
+    /// Reads [`MemberAddr::encode`]'s text; unknown or malformed parts are
+    /// left out (never an error: it came from the replicated log).
+    pub fn parse(bytes: &[u8]) -> MemberAddr {
+        let text = String::from_utf8_lossy(bytes);
+        let mut addr = MemberAddr::default();
+        for part in text.split_whitespace() {
+            if let Some(paxos) = part.strip_prefix("paxos=") {
+                addr.paxos = paxos.parse().ok();
+            } else if let Some(resp) = part.strip_prefix("resp=") {
+                if !resp.is_empty() {
+                    addr.resp = Some(resp.to_string());
+                }
+            }
+        }
+        addr
+    }
+}
+
+/// One member as a node sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// The member.
+    pub id: NodeId,
+    /// Voter, learner, or a learner to promote once caught up.
+    pub role: MemberRole,
+    /// Whether it leads (as far as this node knows).
+    pub leader: bool,
+    /// Its addresses.
+    pub addr: MemberAddr,
+    /// Its chosen prefix as the leader last heard it (this node's own for
+    /// itself); `None` when this node does not lead and it is another member.
+    pub chosen_end: Option<InstanceId>,
+    /// How many instances it is behind the leader, when known.
+    pub lag: Option<u64>,
+}
+
+/// The cluster's membership as a node sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MembersView {
+    /// This node.
+    pub node: NodeId,
+    /// The leader this node knows.
+    pub leader: Option<NodeId>,
+    /// The newest membership's epoch.
+    pub epoch: u64,
+    /// Its members.
+    pub members: Vec<MemberInfo>,
+    /// When the newest membership is not in force yet: the instance from
+    /// which it is.
+    pub pending_from: Option<InstanceId>,
+    /// This node's applied point.
+    pub applied_end: InstanceId,
+    /// Whether this view comes from the leader (lags are complete only then).
+    pub from_leader: bool,
+}
+
+/// Why a membership operation failed.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum MemberError {
+    /// Refused by the leader (or no leader known): nothing was proposed.
+    #[error("{0}")]
+    Refused(String),
+    /// No answer in time: the change may or may not take effect.
+    #[error(
+        "no answer within {0:?}: the change may or may not take effect; check with member list"
+    )]
+    Timeout(Duration),
+    /// Proposed, but another change was chosen in its place: retry.
+    #[error("the change was not chosen (another one was): {0}")]
+    Lost(String),
+    /// The node stopped.
+    #[error("the node stopped: {0}")]
+    Stopped(String),
+}
+
+/// A membership operation waiting for its outcome.
+pub(crate) struct MemberWaiter {
+    op: MemberOp,
+    reply: oneshot::Sender<Result<(), MemberError>>,
+    deadline: Instant,
+    /// Once the leader accepted it: the epoch it makes (changes) or the
+    /// target to see leading (transfers).
+    accepted: Option<u64>,
+}
+
+/// What the driver keeps for membership.
+#[derive(Default)]
+pub(crate) struct MemberState {
+    waiters: BTreeMap<u64, MemberWaiter>,
+    next_token: u64,
+    /// The peer set last given to the transport.
+    peers: BTreeMap<NodeId, SocketAddr>,
+}
+
+/// The membership operations a `Node` handle submits.
+pub(crate) enum MemberSubmit {
+    Op {
+        op: MemberOp,
+        reply: oneshot::Sender<Result<(), MemberError>>,
+    },
+    View {
+        reply: oneshot::Sender<MembersView>,
+    },
+}
+
+/// Whether `membership` shows `op` done.
+fn done(membership: &Membership, op: &MemberOp) -> bool {
+    match op {
+        MemberOp::Change { change, .. } => match change {
+            MembershipChange::Add { id, .. } => membership.contains(*id),
+            MembershipChange::Promote { id } => membership.is_voter(*id),
+            MembershipChange::Remove { id } => membership.was_removed(*id),
+        },
+        MemberOp::Transfer { .. } => false,
+    }
+}
+
+impl<S: StateMachine> Driver<S> {
+    /// A membership request from the handle.
+    pub(crate) fn member_submit(&mut self, submit: MemberSubmit) {
+        match submit {
+            MemberSubmit::View { reply } => {
+                let _ = reply.send(self.members_view());
+            }
+            MemberSubmit::Op { op, reply } => {
+                self.members.next_token += 1;
+                let token = self.members.next_token;
+                let deadline = Instant::now() + self.cfg.request_timeout;
+                match self.replica.member_op(token, op.clone()) {
+                    Ok(()) => {
+                        self.members.waiters.insert(
+                            token,
+                            MemberWaiter {
+                                op,
+                                reply,
+                                deadline,
+                                accepted: None,
+                            },
+                        );
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(MemberError::Refused(err.to_string())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The leader's answers (`Ready::member_outcomes`).
+    pub(crate) fn member_outcomes(&mut self, outcomes: Vec<(u64, Result<u64, String>)>) {
+        for (token, outcome) in outcomes {
+            let Some(waiter) = self.members.waiters.get_mut(&token) else {
+                continue;
+            };
+            match outcome {
+                Ok(epoch) => waiter.accepted = Some(epoch),
+                Err(why) => {
+                    if let Some(waiter) = self.members.waiters.remove(&token) {
+                        let _ = waiter.reply.send(Err(MemberError::Refused(why)));
+                    }
+                }
+            }
+        }
+        self.check_member_waiters();
+    }
+
+    /// Answers the operations that finished, failed or timed out.
+    pub(crate) fn check_member_waiters(&mut self) {
+        let now = Instant::now();
+        let latest = self.replica.schedule().latest().clone();
+        let leader = self.replica.status().leader;
+        let timeout = self.cfg.request_timeout;
+        let tokens: Vec<u64> = self.members.waiters.keys().copied().collect();
+        for token in tokens {
+            let Some(waiter) = self.members.waiters.get(&token) else {
+                continue;
+            };
+            let outcome = match (&waiter.op, waiter.accepted) {
+                (MemberOp::Transfer { to }, Some(_)) if leader == Some(*to) => Some(Ok(())),
+                (MemberOp::Change { .. }, Some(epoch)) if latest.epoch >= epoch => {
+                    if done(&latest, &waiter.op) {
+                        Some(Ok(()))
+                    } else {
+                        Some(Err(MemberError::Lost(format!(
+                            "membership epoch {} does not include it",
+                            latest.epoch
+                        ))))
+                    }
+                }
+                _ if now >= waiter.deadline => Some(Err(MemberError::Timeout(timeout))),
+                _ => None,
+            };
+            if let Some(outcome) = outcome {
+                if let Some(waiter) = self.members.waiters.remove(&token) {
+                    let _ = waiter.reply.send(outcome);
+                }
+            }
+        }
+    }
+
+    /// Fails every waiting operation (the node stops).
+    pub(crate) fn fail_member_waiters(&mut self, reason: &str) {
+        for (_, waiter) in std::mem::take(&mut self.members.waiters) {
+            let _ = waiter
+                .reply
+                .send(Err(MemberError::Stopped(reason.to_string())));
+        }
+    }
+
+    /// Points the peer transport at every member of every membership in
+    /// force or pending (learners included), with the addresses the
+    /// memberships carry (the start-up peer list for bootstrap members that
+    /// carry none). Returns an error message when this node was removed.
+    pub(crate) fn follow_membership(&mut self) -> Result<(), String> {
+        let me = self.cfg.id;
+        let schedule = self.replica.schedule().clone();
+        let latest = schedule.latest().clone();
+        if latest.was_removed(me) {
+            return Err(format!(
+                "node {} was removed from the cluster (membership epoch {}); it stops and never votes again. Add it back under a new id with a fresh data directory",
+                me.0, latest.epoch
+            ));
+        }
+        let mut peers = BTreeMap::new();
+        for entry in schedule.entries() {
+            for member in &entry.membership.members {
+                let addr = MemberAddr::parse(&member.addr)
+                    .paxos
+                    .or_else(|| self.cfg.peers.get(&member.id).copied());
+                if let Some(addr) = addr {
+                    peers.insert(member.id, addr);
+                }
+            }
+        }
+        if peers != self.members.peers {
+            info!(
+                node = me.0,
+                epoch = latest.epoch,
+                peers = ?peers,
+                "membership changed: peer links follow it"
+            );
+            self.net.set_peers(peers.clone());
+            self.members.peers = peers;
+        }
+        Ok(())
+    }
+
+    /// This node's view of the membership.
+    pub(crate) fn members_view(&self) -> MembersView {
+        let status = self.replica.status();
+        let leading = status.role == synod_core::RoleKind::Leader;
+        let leader_end = status.chosen_end;
+        let schedule = self.replica.schedule();
+        let latest = schedule.latest();
+        let pending_from = schedule
+            .entries()
+            .last()
+            .filter(|e| schedule.entries().len() > 1 && e.from > status.chosen_end)
+            .map(|e| e.from);
+        let members = self
+            .replica
+            .member_progress()
+            .into_iter()
+            .map(|p| {
+                let mut addr = MemberAddr::parse(&p.addr);
+                if addr.paxos.is_none() {
+                    addr.paxos = self.cfg.peers.get(&p.id).copied();
+                }
+                if p.id == self.cfg.id && addr.resp.is_none() {
+                    addr.resp = self.cfg.advertise_resp.clone();
+                }
+                MemberInfo {
+                    id: p.id,
+                    role: p.role,
+                    leader: status.leader == Some(p.id),
+                    addr,
+                    chosen_end: p.chosen_end,
+                    lag: if leading || p.id == self.cfg.id && leading {
+                        p.chosen_end.map(|e| leader_end.0.saturating_sub(e.0))
+                    } else {
+                        None
+                    },
+                }
+            })
+            .collect();
+        MembersView {
+            node: self.cfg.id,
+            leader: status.leader,
+            epoch: latest.epoch,
+            members,
+            pending_from,
+            applied_end: status.applied_end,
+            from_leader: leading,
+        }
+    }
+
+    /// At a clean stop of the leader: starts handing leadership to the most
+    /// up-to-date voter, so that clients do not wait out an election
+    /// timeout. Returns whether a hand-over started (the loop then runs on
+    /// until [`Driver::handed_over`] or a deadline).
+    pub(crate) fn start_hand_over(&mut self) -> bool {
+        if self.replica.status().role != synod_core::RoleKind::Leader {
+            return false;
+        }
+        let Some(to) = self.replica.best_successor() else {
+            return false;
+        };
+        match self.replica.transfer_leadership(to) {
+            Ok(()) => {
+                info!(to = to.0, "stopping: handing leadership over first");
+                true
+            }
+            Err(err) => {
+                warn!("no leadership transfer at stop: {err}");
+                false
+            }
+        }
+    }
+
+    /// The hand-over is done: this node no longer leads (it told its
+    /// successor to take over) and nothing waits to be durable.
+    pub(crate) fn handed_over(&self) -> bool {
+        self.replica.status().role != synod_core::RoleKind::Leader
+            && !self.replica.awaits_durability()
+    }
+}
+
+/// The start-up schedule of a joining node, kept in its data directory so a
+/// restart starts from the same point.
+pub(crate) const JOIN_FILE: &str = "join-schedule";
+
+/// Writes the point and schedule a joining node starts from (fsynced).
+pub fn write_join_schedule(
+    dir: &std::path::Path,
+    point: InstanceId,
+    schedule: &synod_core::Schedule,
+) -> std::io::Result<()> {
+    use synod_core::codec::Encode;
+    let mut bytes = point.0.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&schedule.to_bytes());
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{JOIN_FILE}.tmp"));
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(JOIN_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Reads what [`write_join_schedule`] wrote, if the file exists.
+pub fn read_join_schedule(
+    dir: &std::path::Path,
+) -> Result<Option<(InstanceId, synod_core::Schedule)>, String> {
+    use synod_core::codec::Decode;
+    let path = dir.join(JOIN_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let bad = |why: &str| format!("{} is damaged: {why}", path.display());
+    if bytes.len() < 12 {
+        return Err(bad("too short"));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    let crc = u32::from_le_bytes(crc.try_into().map_err(|_| bad("no checksum"))?);
+    if crc32c::crc32c(body) != crc {
+        return Err(bad("checksum mismatch"));
+    }
+    let point = InstanceId(u64::from_le_bytes(
+        body[..8].try_into().map_err(|_| bad("no point"))?,
+    ));
+    let schedule = synod_core::Schedule::from_bytes(Bytes::copy_from_slice(&body[8..]))
+        .map_err(|e| bad(&e.to_string()))?;
+    Ok(Some((point, schedule)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip_and_tolerate_garbage() {
+        let addr = MemberAddr {
+            paxos: Some("127.0.0.1:7104".parse().unwrap()),
+            resp: Some("127.0.0.1:7004".into()),
+        };
+        assert_eq!(MemberAddr::parse(&addr.encode()), addr);
+        assert_eq!(MemberAddr::parse(b""), MemberAddr::default());
+        let odd = MemberAddr::parse(b"paxos=nonsense resp= x=y \xff");
+        assert_eq!(odd, MemberAddr::default());
+    }
+
+    #[test]
+    fn the_join_schedule_survives_a_restart_and_damage_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_join_schedule(dir.path()), Ok(None));
+        let schedule = synod_core::Schedule::new(
+            InstanceId(0),
+            Membership::bootstrap(&[NodeId(1), NodeId(2), NodeId(3)]),
+        );
+        write_join_schedule(dir.path(), InstanceId(42), &schedule).unwrap();
+        assert_eq!(
+            read_join_schedule(dir.path()),
+            Ok(Some((InstanceId(42), schedule)))
+        );
+        let path = dir.path().join(JOIN_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[3] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(read_join_schedule(dir.path()).is_err());
+    }
+}
