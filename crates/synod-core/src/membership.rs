@@ -135,19 +135,19 @@ pub enum MemberOp {
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum MembershipError {
     /// An id is already a member.
-    #[error("node {0} is already a member")]
+    #[error("node {} is already a member", .0.0)]
     Exists(NodeId),
     /// An id was removed from this group before and cannot come back.
-    #[error("node {0} was removed from this group; ids are never reused (add it under a new id)")]
+    #[error("node {} was removed from this group; ids are never reused (add it under a new id)", .0.0)]
     Removed(NodeId),
     /// The id is not a member.
-    #[error("node {0} is not a member")]
+    #[error("node {} is not a member", .0.0)]
     Unknown(NodeId),
     /// Promoting a member that already votes.
-    #[error("node {0} is already a voter")]
+    #[error("node {} is already a voter", .0.0)]
     AlreadyVoter(NodeId),
     /// Removing the last voter.
-    #[error("cannot remove node {0}: it is the last voter")]
+    #[error("cannot remove node {}: it is the last voter", .0.0)]
     LastVoter(NodeId),
     /// Too many members, or too many removed ids remembered.
     #[error("membership would exceed {MEMBERS_MAX} members or {REMOVED_IDS_MAX} removed ids")]

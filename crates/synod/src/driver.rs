@@ -129,8 +129,9 @@ pub(crate) struct Driver<S> {
     pub(crate) replica: Replica,
     /// Membership operations waiting, and the peer set given to `net`.
     pub(crate) members: crate::membership::MemberState,
-    /// Set at a clean stop while leadership is handed over: stop by then.
-    stopping: Option<Instant>,
+    /// Set at a clean stop while leadership is handed over (to whom): stop
+    /// by then.
+    stopping: Option<(Instant, NodeId)>,
     machine: S,
     sessions: Sessions,
     /// This process's session: its requests' envelopes carry it.
@@ -151,7 +152,7 @@ pub(crate) struct Driver<S> {
     checkpoint_rx: mpsc::Receiver<CheckpointStep>,
     /// Turns for reads answered off the loop.
     off_loop_queries: Arc<tokio::sync::Semaphore>,
-    applied_end: InstanceId,
+    pub(crate) applied_end: InstanceId,
     checksum: Checksum,
     leader: Option<NodeId>,
     diverged: bool,
@@ -403,7 +404,9 @@ impl<S: StateMachine> Driver<S> {
             }
         }
         // Records nothing waited for (chosen marks) may not be durable yet.
-        if result.is_ok() {
+        // A removed node syncs too: the chosen change that removed it must
+        // be on disk, so that it refuses to start again.
+        if matches!(result, Ok(()) | Err(NodeError::Removed(_))) {
             let _ = self.persist.final_sync();
         }
         for (_, waiter) in std::mem::take(&mut self.waiters) {
@@ -457,10 +460,9 @@ impl<S: StateMachine> Driver<S> {
                         }
                         Some(Submit::Member(member)) => self.member_submit(member),
                         Some(Submit::Shutdown) | None => {
-                            if self.stopping.is_some() || !self.start_hand_over() {
+                            if !self.begin_stop() {
                                 return Ok(());
                             }
-                            self.stopping = Some(Instant::now() + self.cfg.tick * u32::try_from(self.cfg.election_ticks).unwrap_or(u32::MAX));
                         }
                     }
                     for _ in 1..SUBMIT_BATCH_MAX {
@@ -473,10 +475,9 @@ impl<S: StateMachine> Driver<S> {
                             }
                             Ok(Submit::Member(member)) => self.member_submit(member),
                             Ok(Submit::Shutdown) => {
-                                if self.stopping.is_some() || !self.start_hand_over() {
+                                if !self.begin_stop() {
                                     return Ok(());
                                 }
-                                self.stopping = Some(Instant::now() + self.cfg.tick * u32::try_from(self.cfg.election_ticks).unwrap_or(u32::MAX));
                             }
                             Err(_) => break,
                         }
@@ -508,8 +509,8 @@ impl<S: StateMachine> Driver<S> {
                     "acting on the core's output took long"
                 );
             }
-            if let Some(deadline) = self.stopping {
-                if self.handed_over() {
+            if let Some((deadline, to)) = self.stopping {
+                if self.handed_over(to) {
                     info!(node = self.cfg.id.0, "leadership handed over; stopping");
                     return Ok(());
                 }
@@ -522,6 +523,21 @@ impl<S: StateMachine> Driver<S> {
                 }
             }
         }
+    }
+
+    /// A stop was asked: a leader hands over first (returns true: the loop
+    /// runs on until that is done or an election timeout passed); anyone
+    /// else, or a second ask, stops now (false).
+    fn begin_stop(&mut self) -> bool {
+        if self.stopping.is_some() {
+            return false;
+        }
+        let Some(to) = self.start_hand_over() else {
+            return false;
+        };
+        let wait = self.cfg.tick * u32::try_from(self.cfg.election_ticks).unwrap_or(u32::MAX);
+        self.stopping = Some((Instant::now() + wait, to));
+        true
     }
 
     /// A new request from this node's clients.

@@ -152,6 +152,22 @@ pub(crate) enum MemberSubmit {
     View {
         reply: oneshot::Sender<MembersView>,
     },
+    JoinInfo {
+        reply: oneshot::Sender<JoinInfo>,
+    },
+}
+
+/// What a node joining the cluster needs from a member: the cluster id and
+/// the memberships of every instance from a point on (see
+/// [`write_join_schedule`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinInfo {
+    /// The cluster's id (the peer handshake checks it).
+    pub cluster_id: u64,
+    /// The member's applied point: the schedule holds from there on.
+    pub point: InstanceId,
+    /// The memberships from `point` on.
+    pub schedule: synod_core::Schedule,
 }
 
 /// Whether `membership` shows `op` done.
@@ -172,6 +188,14 @@ impl<S: StateMachine> Driver<S> {
         match submit {
             MemberSubmit::View { reply } => {
                 let _ = reply.send(self.members_view());
+            }
+            MemberSubmit::JoinInfo { reply } => {
+                let point = self.applied_end;
+                let _ = reply.send(JoinInfo {
+                    cluster_id: self.cfg.cluster_id,
+                    point,
+                    schedule: self.replica.schedule_at(point),
+                });
             }
             MemberSubmit::Op { op, reply } => {
                 self.members.next_token += 1;
@@ -219,7 +243,15 @@ impl<S: StateMachine> Driver<S> {
     pub(crate) fn check_member_waiters(&mut self) {
         let now = Instant::now();
         let latest = self.replica.schedule().latest().clone();
-        let leader = self.replica.status().leader;
+        let status = self.replica.status();
+        // A transfer is done once `to` leads by a ballot this node promised
+        // (the old leader and the followers set `to` as leader when told to
+        // hand over, before `to` has won).
+        let led_by = |to: NodeId| {
+            status.leader == Some(to)
+                && status.promised.node == to
+                && (to != status.id || status.role == synod_core::RoleKind::Leader)
+        };
         let timeout = self.cfg.request_timeout;
         let tokens: Vec<u64> = self.members.waiters.keys().copied().collect();
         for token in tokens {
@@ -227,7 +259,7 @@ impl<S: StateMachine> Driver<S> {
                 continue;
             };
             let outcome = match (&waiter.op, waiter.accepted) {
-                (MemberOp::Transfer { to }, Some(_)) if leader == Some(*to) => Some(Ok(())),
+                (MemberOp::Transfer { to }, Some(_)) if led_by(*to) => Some(Ok(())),
                 (MemberOp::Change { .. }, Some(epoch)) if latest.epoch >= epoch => {
                     if done(&latest, &waiter.op) {
                         Some(Ok(()))
@@ -326,7 +358,7 @@ impl<S: StateMachine> Driver<S> {
                     leader: status.leader == Some(p.id),
                     addr,
                     chosen_end: p.chosen_end,
-                    lag: if leading || p.id == self.cfg.id && leading {
+                    lag: if leading {
                         p.chosen_end.map(|e| leader_end.0.saturating_sub(e.0))
                     } else {
                         None
@@ -347,31 +379,32 @@ impl<S: StateMachine> Driver<S> {
 
     /// At a clean stop of the leader: starts handing leadership to the most
     /// up-to-date voter, so that clients do not wait out an election
-    /// timeout. Returns whether a hand-over started (the loop then runs on
-    /// until [`Driver::handed_over`] or a deadline).
-    pub(crate) fn start_hand_over(&mut self) -> bool {
+    /// timeout. Returns the successor when a hand-over started (the loop
+    /// then runs on until [`Driver::handed_over`] or a deadline).
+    pub(crate) fn start_hand_over(&mut self) -> Option<NodeId> {
         if self.replica.status().role != synod_core::RoleKind::Leader {
-            return false;
+            return None;
         }
-        let Some(to) = self.replica.best_successor() else {
-            return false;
-        };
+        let to = self.replica.best_successor()?;
         match self.replica.transfer_leadership(to) {
             Ok(()) => {
                 info!(to = to.0, "stopping: handing leadership over first");
-                true
+                Some(to)
             }
             Err(err) => {
                 warn!("no leadership transfer at stop: {err}");
-                false
+                None
             }
         }
     }
 
-    /// The hand-over is done: this node no longer leads (it told its
-    /// successor to take over) and nothing waits to be durable.
-    pub(crate) fn handed_over(&self) -> bool {
-        self.replica.status().role != synod_core::RoleKind::Leader
+    /// The hand-over to `to` is done: `to` campaigns (this node promised
+    /// its ballot, so it got the word: stopping earlier could lose the
+    /// message in a send queue) and nothing waits to be durable.
+    pub(crate) fn handed_over(&self, to: NodeId) -> bool {
+        let status = self.replica.status();
+        status.role != synod_core::RoleKind::Leader
+            && status.promised.node == to
             && !self.replica.awaits_durability()
     }
 }

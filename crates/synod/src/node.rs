@@ -3,7 +3,7 @@
 use crate::config::NodeConfig;
 use crate::driver::{Driver, Submit};
 use crate::envelope::Kind;
-use crate::membership::{MemberAddr, MemberError, MemberSubmit, MembersView};
+use crate::membership::{JoinInfo, MemberAddr, MemberError, MemberSubmit, MembersView};
 use crate::metrics::Metrics;
 use crate::state_machine::StateMachine;
 use bytes::Bytes;
@@ -338,6 +338,18 @@ impl Node {
         let stopped = || MemberError::Stopped("node task ended".into());
         self.submit
             .send(Submit::Member(MemberSubmit::View { reply }))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())
+    }
+
+    /// What a new node needs to join through this one: see
+    /// [`crate::write_join_schedule`].
+    pub async fn join_info(&self) -> Result<JoinInfo, MemberError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || MemberError::Stopped("node task ended".into());
+        self.submit
+            .send(Submit::Member(MemberSubmit::JoinInfo { reply }))
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())

@@ -219,7 +219,8 @@ impl Replica {
             }
             _ => {
                 let others: Vec<NodeId> = self
-                    .audience()
+                    .schedule
+                    .members_from(self.learner.chosen_end)
                     .into_iter()
                     .filter(|m| *m != self.cfg.id)
                     .collect();

@@ -22,7 +22,7 @@ use thiserror::Error;
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum ChangeError {
     /// Only the leader proposes changes; this is who it is, if known.
-    #[error("not the leader (leader: {})", .0.map_or("unknown".to_string(), |n| n.to_string()))]
+    #[error("not the leader (leader: {})", .0.map_or("unknown".to_string(), |n| n.0.to_string()))]
     NotLeader(Option<NodeId>),
     /// Another change is being proposed or has not taken effect yet.
     #[error("another membership change is in progress (epoch {0} takes effect at instance {1})")]
@@ -32,7 +32,7 @@ pub enum ChangeError {
     Membership(#[from] MembershipError),
     /// Removing (or demoting) this voter would leave fewer reachable voters
     /// than a quorum of the new membership.
-    #[error("removing node {id} leaves {reachable} reachable voters, fewer than the {quorum} a quorum needs (use force to do it anyway)")]
+    #[error("removing node {} leaves {reachable} reachable voters, fewer than the {quorum} a quorum needs (use force to do it anyway)", .id.0)]
     NoQuorum {
         /// The member to remove.
         id: NodeId,
@@ -42,7 +42,7 @@ pub enum ChangeError {
         quorum: usize,
     },
     /// The learner is too far behind to vote yet.
-    #[error("node {id} is {behind} instances behind the leader; promote it once it has caught up (or use force)")]
+    #[error("node {} is {behind} instances behind the leader; promote it once it has caught up (or use force)", .id.0)]
     Lagging {
         /// The learner.
         id: NodeId,
@@ -50,7 +50,7 @@ pub enum ChangeError {
         behind: u64,
     },
     /// The transfer target is not an up-to-date voter other than the leader.
-    #[error("cannot transfer leadership to node {0}: {1}")]
+    #[error("cannot transfer leadership to node {}: {}", .0.0, .1)]
     BadTarget(NodeId, &'static str),
 }
 
@@ -120,11 +120,18 @@ impl Replica {
             .is_voter(self.cfg.id)
     }
 
-    /// Every member of every membership from the chosen prefix on, and of
-    /// reconfigurations this leader has in flight: who gets Accepts,
-    /// heartbeats and Prepares.
+    /// Every member of every membership from the chosen prefix on, of the
+    /// one before (while the schedule keeps it), and of reconfigurations
+    /// this leader has in flight: who gets Accepts, heartbeats and
+    /// Prepares, and whose messages are admitted.
+    ///
+    /// Why the one before: a member removed by the newest change must learn
+    /// that it was (then it stops); the leader's chosen prefix may jump past
+    /// the change's instance in one step, after which no message of the
+    /// current membership would reach it. Admitting it gives it no vote:
+    /// quorums count only the voters of each instance's membership.
     pub(super) fn audience(&self) -> Vec<NodeId> {
-        let mut ids = self.schedule.members_from(self.learner.chosen_end);
+        let mut ids = self.schedule.members_from(self.audience_from());
         if let Role::Leader(leader) = &self.role {
             for m in leader.reconfigs_in_flight.values() {
                 ids.extend(m.members.iter().map(|m| m.id));
@@ -139,7 +146,25 @@ impl Replica {
     /// membership from the chosen prefix on (or of a reconfiguration in
     /// flight here). Removed nodes and strangers are refused at the door.
     pub(super) fn knows_member(&self, node: NodeId) -> bool {
-        self.audience().binary_search(&node).is_ok()
+        // On every message: no allocation.
+        let from = self.audience_from();
+        let entries = self.schedule.entries();
+        let first = entries
+            .partition_point(|e| e.from <= from)
+            .saturating_sub(1);
+        let in_schedule = entries[first..].iter().any(|e| e.membership.contains(node));
+        in_schedule
+            || matches!(&self.role, Role::Leader(l) if l.reconfigs_in_flight.values().any(|m| m.contains(node)))
+    }
+
+    /// Where the audience starts: the `from` of the membership before the
+    /// one in force at the chosen prefix (see `audience`).
+    fn audience_from(&self) -> InstanceId {
+        let entries = self.schedule.entries();
+        let in_force = entries
+            .partition_point(|e| e.from <= self.learner.chosen_end)
+            .saturating_sub(1);
+        entries[in_force.saturating_sub(1)].from
     }
 
     /// Whether `acks` is a quorum of `membership` (learners count only with
@@ -336,7 +361,8 @@ impl Replica {
             return Err(ChangeError::NotLeader(self.leader));
         };
         if to == self.cfg.id {
-            return Err(ChangeError::BadTarget(to, "it already leads"));
+            // Already done.
+            return Ok(());
         }
         let next = leader.next_instance;
         if !self.membership_at(next).is_voter(to) || !self.schedule.latest().is_voter(to) {

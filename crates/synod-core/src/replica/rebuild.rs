@@ -149,7 +149,8 @@ impl Replica {
         rebuild.query_sent_tick = Some(self.now);
         let vouched = rebuild.vouched.clone();
         let missing: Vec<NodeId> = self
-            .audience()
+            .schedule
+            .members_from(self.learner.chosen_end)
             .into_iter()
             .filter(|m| !vouched.contains(m))
             .collect();
@@ -208,7 +209,7 @@ impl Replica {
     /// when every member reported and the chosen prefix covers every log end
     /// reported, then votes once that promise is durable.
     pub(super) fn check_rebuild_done(&mut self) {
-        let audience = self.audience();
+        let audience = self.schedule.members_from(self.learner.chosen_end);
         let membership = self.membership_at(self.learner.chosen_end).clone();
         let me = self.cfg.id;
         let Some(rebuild) = &mut self.rebuild else {
