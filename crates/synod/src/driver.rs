@@ -73,6 +73,7 @@ fn fatal_advice(err: &NodeError) -> &'static str {
              I/O error): fix the cause and restart the node; it recovers from its log"
         }
         NodeError::Stopped(_) => "Restart the node; it recovers from its log",
+        NodeError::Removed(_) => "This is final: do not restart it under this id",
         _ => "Fix the cause and restart the node",
     }
 }
