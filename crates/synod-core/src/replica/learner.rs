@@ -62,6 +62,11 @@ impl Replica {
         }
         self.learner.chosen_end = end;
         self.learner.commit_seen = self.learner.commit_seen.max(end);
+        if let Role::Leader(leader) = &mut self.role {
+            // Chosen, whatever value won (a stale change is ignored when
+            // applied): no longer a change in flight.
+            leader.reconfigs_in_flight = leader.reconfigs_in_flight.split_off(&end);
+        }
         // Below the chosen prefix accepted values are no longer needed: phase 1
         // reports chosen values from the learner, not the acceptor.
         self.acceptor.accepted = self.acceptor.accepted.split_off(&end);
