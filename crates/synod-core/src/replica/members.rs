@@ -24,8 +24,10 @@ pub enum ChangeError {
     /// Only the leader proposes changes; this is who it is, if known.
     #[error("not the leader (leader: {})", .0.map_or("unknown".to_string(), |n| n.0.to_string()))]
     NotLeader(Option<NodeId>),
-    /// Another change is being proposed or has not taken effect yet.
-    #[error("another membership change is in progress (epoch {0} takes effect at instance {1})")]
+    /// Another change is being proposed or has not taken effect yet: the
+    /// epoch it makes and the instance it takes effect at (0 while it is
+    /// not chosen yet, so that instance is not known).
+    #[error("another membership change is in progress (epoch {0} {})", in_progress_at(*.1))]
     InProgress(u64, u64),
     /// The change makes no sense in the current membership.
     #[error(transparent)]
@@ -52,6 +54,15 @@ pub enum ChangeError {
     /// The transfer target is not an up-to-date voter other than the leader.
     #[error("cannot transfer leadership to node {}: {}", .0.0, .1)]
     BadTarget(NodeId, &'static str),
+}
+
+/// When a change in progress takes effect, for `ChangeError::InProgress`.
+fn in_progress_at(from: u64) -> String {
+    if from == 0 {
+        "is not chosen yet".to_string()
+    } else {
+        format!("takes effect at instance {from}")
+    }
 }
 
 /// What the leader knows of one member's progress.
@@ -113,11 +124,26 @@ impl Replica {
         m.voter_count() == 1 && m.is_voter(self.cfg.id)
     }
 
+    /// The first instance whose membership this replica knows: its
+    /// schedule's first entry. A node that joined from a member's schedule
+    /// (or installed or recovered a snapshot whose schedule starts after its
+    /// point, as one taken by such a node below that entry does) knows
+    /// nothing of the memberships before it, while `Schedule::at` answers
+    /// there with the first one it has.
+    pub fn schedule_known_from(&self) -> InstanceId {
+        self.schedule.entries()[0].from
+    }
+
     /// Whether this replica may start an election: it votes in the
-    /// membership of its first unchosen instance.
+    /// membership of its first unchosen instance, and knows that membership
+    /// (the instances a candidate's quorum covers must be governed by the
+    /// membership it counts against; below `schedule_known_from` it would
+    /// count against a later one).
     pub(super) fn may_campaign(&self) -> bool {
-        self.membership_at(self.learner.chosen_end)
-            .is_voter(self.cfg.id)
+        self.learner.chosen_end >= self.schedule_known_from()
+            && self
+                .membership_at(self.learner.chosen_end)
+                .is_voter(self.cfg.id)
     }
 
     /// Every member of every membership from the chosen prefix on, of the
@@ -243,6 +269,11 @@ impl Replica {
         let Role::Leader(leader) = &self.role else {
             return Err(ChangeError::NotLeader(self.leader));
         };
+        if let Some((to, _)) = leader.transfer {
+            // Proposals stop while leadership is handed over: a change
+            // queued now would be dropped when this leader steps down.
+            return Err(ChangeError::NotLeader(Some(to)));
+        }
         let latest = self.schedule.latest().clone();
         let in_force = self.schedule.entries().last().map(|e| e.from);
         if leader.change_queued.is_some() || !leader.reconfigs_in_flight.is_empty() {
@@ -363,6 +394,11 @@ impl Replica {
         if to == self.cfg.id {
             // Already done.
             return Ok(());
+        }
+        if let Some(change) = &leader.change_queued {
+            // Not proposed yet: the transfer would stop it from ever being
+            // proposed, and stepping down would drop it. Retry once it is.
+            return Err(ChangeError::InProgress(change.epoch, 0));
         }
         let next = leader.next_instance;
         if !self.membership_at(next).is_voter(to) || !self.schedule.latest().is_voter(to) {
