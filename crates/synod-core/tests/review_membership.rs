@@ -85,6 +85,26 @@ impl Cluster {
         panic!("the network never went quiet");
     }
 
+    /// Delivers the messages in the pool once (no pumping before).
+    fn settle_one_step(&mut self, skip: Option<u32>) {
+        let msgs = std::mem::take(&mut self.pool);
+        for m in msgs {
+            let (from, to) = (m.from.0, m.to.0);
+            if self.cut.contains(&(from, to)) || self.cut.contains(&(to, from)) {
+                continue;
+            }
+            if let Some(replica) = self.r.get_mut(&to) {
+                replica.step(m);
+            }
+        }
+        let ids: Vec<u32> = self.r.keys().copied().collect();
+        for id in ids {
+            if Some(id) != skip {
+                self.pump(id);
+            }
+        }
+    }
+
     fn tick_all(&mut self, ticks: u32) {
         for _ in 0..ticks {
             let ids: Vec<u32> = self.r.keys().copied().collect();
@@ -236,4 +256,96 @@ fn a_transfer_never_drops_a_change_the_leader_accepted() {
         added || transfer.is_err(),
         "the change was accepted, the transfer too, and the change vanished"
     );
+}
+
+/// A new leader's read index is its cursor (`next_instance`), which since
+/// the α rule starts at the chosen prefix and moves only as it proposes
+/// (window, α gate, per-instance quorums). Before, it started past every
+/// instance phase 1 reported. Here node 1 chose four instances (node 3
+/// accepted them, without learning they were chosen) and crashed; the new
+/// leader, whose window is one instance, confirmed a read at an index below
+/// three of them and served it from a state without writes that had
+/// completed before the read began: a stale read.
+#[test]
+fn a_new_leaders_read_sees_every_write_its_predecessor_completed() {
+    let members = vec![NodeId(1), NodeId(2), NodeId(3)];
+    let mut c = Cluster::new(3);
+    for id in [2u32, 3] {
+        let mut cfg = Config::new(NodeId(id), members.clone());
+        cfg.window_instances_max = 1;
+        c.r.insert(id, Replica::new(cfg).unwrap());
+    }
+    // Node 1 leads: only it ticks until it does.
+    for _ in 0..200 {
+        if c.leader() == Some(1) {
+            break;
+        }
+        c.r.get_mut(&1).unwrap().tick();
+        c.settle();
+    }
+    assert_eq!(c.leader(), Some(1));
+    c.write(1, "w0");
+    c.tick_all(1);
+    // Node 2 is cut off; node 1 proposes four writes, one instance each.
+    c.cut.push((1, 2));
+    for k in 0..4 {
+        c.r.get_mut(&1)
+            .unwrap()
+            .propose(Bytes::from(format!("w{}", k + 1)))
+            .unwrap();
+        c.pump(1);
+    }
+    let accepts = std::mem::take(&mut c.pool);
+    for m in accepts {
+        if m.to.0 == 3 {
+            c.r.get_mut(&3).unwrap().step(m);
+        }
+    }
+    c.pump(3);
+    let replies = std::mem::take(&mut c.pool);
+    for m in replies {
+        if m.to.0 == 1 {
+            c.r.get_mut(&1).unwrap().step(m);
+        }
+    }
+    let completed = c.chosen_end(1);
+    assert!(completed >= 5, "node 1 chose the four writes: {completed}");
+    // Node 1 crashes before telling anyone they were chosen.
+    c.r.remove(&1);
+    c.pool.clear();
+    c.cut.clear();
+    let mut new_leader = None;
+    for _ in 0..300 {
+        for id in [2u32, 3] {
+            c.r.get_mut(&id).unwrap().tick();
+        }
+        c.settle_one_step(None);
+        new_leader = [2u32, 3]
+            .into_iter()
+            .find(|id| c.r[id].status().role == RoleKind::Leader);
+        if new_leader.is_some() {
+            break;
+        }
+    }
+    let l = new_leader.expect("a new leader");
+    c.r.get_mut(&l).unwrap().read(ReadId(7)).unwrap();
+    for _ in 0..200 {
+        let ready = c.r.get_mut(&l).unwrap().take_ready();
+        let served = ready.reads.contains(&ReadId(7));
+        c.pool.extend(ready.messages);
+        if !ready.persist.is_empty() {
+            c.r.get_mut(&l).unwrap().persisted(ready.persist_through);
+        }
+        if served {
+            let applied = c.r[&l].status().applied_end.0;
+            assert!(
+                applied >= completed,
+                "read served at applied {applied}, but writes up to {completed} completed before it"
+            );
+            return;
+        }
+        c.settle_one_step(Some(l));
+        c.r.get_mut(&l).unwrap().tick();
+    }
+    panic!("the read was never served");
 }

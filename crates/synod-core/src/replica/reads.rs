@@ -5,7 +5,9 @@
 //! fsync at a majority; this costs one heartbeat round and no disk write:
 //!
 //! 1. The leader notes its *read index*: the next instance it would propose
-//!    (`Leader::next_instance`), and the next heartbeat round (probe).
+//!    (`Leader::next_instance`) or, when higher, the end of what phase 1
+//!    reported (`Leader::recovery_end`), and the next heartbeat round
+//!    (probe).
 //! 2. It sends that round (at once, or when the round in flight is answered:
 //!    reads that arrive meanwhile share the next one) and waits until a
 //!    majority, itself included, acknowledged it at its ballot.
@@ -109,9 +111,13 @@ impl Leader {
     /// Notes a read that arrived now: it is served at the current log end,
     /// once the next heartbeat round is confirmed.
     fn queue_read(&mut self, origin: Origin) {
+        // Past every instance phase 1 reported, not just the cursor: the
+        // cursor starts at the chosen prefix and moves only as the window,
+        // the α gate and each instance's quorum allow, while instances above
+        // it may have been chosen by an earlier leader (the claim below).
         self.unconfirmed.push_back(Unconfirmed {
             origin,
-            index: self.next_instance,
+            index: self.next_instance.max(self.recovery_end),
             probe: self.probe_sent + 1,
         });
     }
