@@ -194,6 +194,23 @@ impl Replica {
         }
     }
 
+    /// Whether this leader's phase 1 covers every membership that reads are
+    /// confirmed against (see `confirm_reads`): a quorum of each promised,
+    /// and everything phase 1 found is proposed.
+    fn reads_covered(&self) -> bool {
+        let Role::Leader(leader) = &self.role else {
+            return false;
+        };
+        if leader.next_instance < leader.recovery_end {
+            return false;
+        }
+        let promised: Vec<NodeId> = leader.phase1.promised_by.iter().copied().collect();
+        self.schedule
+            .memberships_from(self.learner.chosen_end)
+            .chain(leader.reconfigs_in_flight.values())
+            .all(|m| self.is_quorum_of(m, &promised))
+    }
+
     /// The highest round a majority (this leader included) acknowledged, in
     /// every membership that governs an instance from the chosen prefix on
     /// and in every reconfiguration this leader has in flight.
@@ -235,10 +252,26 @@ impl Replica {
 
     /// Moves the reads whose round a majority acknowledged on: local ones
     /// wait to be applied, remote ones are answered.
+    ///
+    /// Safety with membership changes: a read is confirmed only once phase 1
+    /// is complete for a quorum of every membership counted in
+    /// `probe_confirmed` and every value it found is proposed (the cursor is
+    /// past `recovery_end`), and its index is taken *then* (a larger index
+    /// than at arrival only includes more). A write an earlier leader
+    /// completed at instance `i` was accepted by a quorum of membership(i);
+    /// membership(i) is one of those counted (for `i` below the chosen
+    /// prefix + α it is fixed by the chosen log; above, by values this
+    /// leader adopted and proposed, so it is in force, waiting or in
+    /// flight), so a member of that quorum promised us and reported `i`:
+    /// `recovery_end` is past `i`, and so is the index.
     fn confirm_reads(&mut self) {
+        if !self.reads_covered() {
+            return;
+        }
         let confirmed = self.probe_confirmed();
         let mut replies = Vec::new();
         if let Role::Leader(leader) = &mut self.role {
+            let index = leader.next_instance.max(leader.recovery_end);
             while leader
                 .unconfirmed
                 .front()
@@ -247,9 +280,10 @@ impl Replica {
                 let Some(read) = leader.unconfirmed.pop_front() else {
                     break;
                 };
+                let index = index.max(read.index);
                 match read.origin {
-                    Origin::Local(id) => self.reads.waiting.push((read.index, id)),
-                    Origin::Remote(node, id) => replies.push((node, id, read.index)),
+                    Origin::Local(id) => self.reads.waiting.push((index, id)),
+                    Origin::Remote(node, id) => replies.push((node, id, index)),
                 }
             }
         }
