@@ -34,7 +34,8 @@ pub use admin::{
 pub use clock::{StampClock, WallClock};
 pub use config::{Bootstrap, NodeConfig};
 pub use membership::{
-    read_join_schedule, write_join_schedule, MemberAddr, MemberError, MemberInfo, MembersView,
+    read_join_schedule, write_join_schedule, JoinInfo, MemberAddr, MemberError, MemberInfo,
+    MembersView,
 };
 pub use metrics::{Histogram, Metrics};
 pub use node::{Node, NodeError, NodeStatus, RequestError};

@@ -3,7 +3,7 @@
 use crate::config::NodeConfig;
 use crate::driver::{Driver, Submit};
 use crate::envelope::Kind;
-use crate::membership::{MemberAddr, MemberError, MemberSubmit, MembersView};
+use crate::membership::{JoinInfo, MemberAddr, MemberError, MemberSubmit, MembersView};
 use crate::metrics::Metrics;
 use crate::state_machine::StateMachine;
 use bytes::Bytes;
@@ -338,6 +338,20 @@ impl Node {
         let stopped = || MemberError::Stopped("node task ended".into());
         self.submit
             .send(Submit::Member(MemberSubmit::View { reply }))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())
+    }
+
+    /// What a node joining the cluster needs to start
+    /// ([`crate::write_join_schedule`], [`NodeConfig::cluster_id`]): this
+    /// node's applied point and the memberships from there on. Ask after
+    /// [`Node::add_member`] answered, so the schedule includes the new member.
+    pub async fn join_info(&self) -> Result<JoinInfo, MemberError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || MemberError::Stopped("node task ended".into());
+        self.submit
+            .send(Submit::Member(MemberSubmit::JoinInfo { reply }))
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())
