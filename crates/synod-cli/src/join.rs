@@ -48,6 +48,9 @@ pub struct JoinRequest<'a> {
     pub paxos: SocketAddr,
     pub resp: String,
     pub learner: bool,
+    /// The id was added already (`synod member add`) and this node never
+    /// ran: skip the ADD.
+    pub already_added: bool,
     pub data_dir: &'a Path,
     /// This server's own password (AUTH to the member with it).
     pub password: Option<&'a str>,
@@ -106,11 +109,16 @@ pub async fn prepare(req: &JoinRequest<'_>) -> Result<JoinStart, String> {
     if req.learner {
         add.push("LEARNER");
     }
-    if let Err(why) = crate::member::retry_in_progress(&mut conn, &add).await {
+    let added = if req.already_added {
+        Ok(())
+    } else {
+        crate::member::retry_in_progress(&mut conn, &add).await
+    };
+    if let Err(why) = added {
         let why = why.strip_prefix("ERR ").unwrap_or(&why).to_string();
         let hint = if why.contains("already a member") {
             format!(
-                ". {} has no join schedule, so this node never started under id {id}, or its disk was lost: a node that may have voted must not come back empty under its old id. If this machine lost its disk, remove the old id (`synod member remove --id {id}`) and join under a new --id with an empty --data-dir (or restart it with --rebuild to keep its id)",
+                ". {} has no join schedule, so this node never started under id {id}, or its disk was lost: a node that may have voted must not come back empty under its old id. If this machine lost its disk, remove the old id (`synod member remove --id {id}`) and join under a new --id with an empty --data-dir (or restart it with --rebuild to keep its id). If it was added with `synod member add` and never ran, give --already-added",
                 dir.display()
             )
         } else {

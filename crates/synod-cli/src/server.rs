@@ -45,6 +45,13 @@ pub struct ServerArgs {
     /// member promote`).
     #[arg(long, requires = "join")]
     learner: bool,
+    /// With --join: --id was already added with `synod member add` and this
+    /// node has never run; skip the ADD and only fetch where to start from.
+    /// Never for a machine that may have run under this id before (a lost
+    /// disk): it could have voted, and must rejoin under a new id or with
+    /// --rebuild.
+    #[arg(long, requires = "join")]
+    already_added: bool,
     /// Peer-link security: --tls-cert/--tls-key/--tls-ca (mutually
     /// authenticated TLS 1.3) or --insecure-peer-links (loopback only).
     #[command(flatten)]
@@ -297,6 +304,7 @@ async fn run(args: ServerArgs) -> Result<(), String> {
                 paxos,
                 resp: args.resp.to_string(),
                 learner: args.learner,
+                already_added: args.already_added,
                 data_dir: &args.data_dir,
                 password: password.as_deref(),
             })
