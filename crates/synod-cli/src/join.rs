@@ -190,7 +190,7 @@ async fn join_info(conn: &mut AdminConn) -> Result<JoinInfo, String> {
 fn parse_join_info(reply: &Reply) -> Result<JoinInfo, String> {
     let pairs: Vec<(&Reply, &Reply)> = match reply {
         Reply::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
-        Reply::Array(flat) if flat.len() % 2 == 0 => {
+        Reply::Array(flat) if flat.len().is_multiple_of(2) => {
             flat.chunks(2).map(|kv| (&kv[0], &kv[1])).collect()
         }
         Reply::Error(e) => return Err(e.clone()),
@@ -235,7 +235,7 @@ fn parse_join_info(reply: &Reply) -> Result<JoinInfo, String> {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

@@ -357,7 +357,7 @@ impl<S: StateMachine> Driver<S> {
                     leader: status.leader == Some(p.id),
                     addr,
                     chosen_end: p.chosen_end,
-                    lag: if leading || p.id == self.cfg.id && leading {
+                    lag: if leading {
                         p.chosen_end.map(|e| leader_end.0.saturating_sub(e.0))
                     } else {
                         None
