@@ -13,6 +13,12 @@
 //! Each node certificate carries the DNS name `node-<id>.<cluster>.synod`
 //! (what peers check, see `synod_net::tls`), any `--hosts` names, and both
 //! the server and client extended key usages. Keys are ECDSA P-256.
+//!
+//! When `--out` already holds a CA (`ca.pem` and `ca-key.pem`), `synod
+//! certs` issues the new node certificates from it instead of refusing
+//! (`synod certs --out DIR --nodes 4` for a node about to join): the cluster
+//! name is the CA's, and existing node files are never replaced. `--force`
+//! still makes a new CA (and new credentials for the nodes named).
 
 use clap::Args;
 use rcgen::{
@@ -95,13 +101,14 @@ pub struct CertsArgs {
     /// Default: a random one, so two clusters never accept each other.
     #[arg(long)]
     cluster: Option<String>,
-    /// Replace an existing CA and its node credentials in --out.
+    /// Replace an existing CA and its node credentials in --out. Without
+    /// it, an existing CA issues the certificates of the nodes named (for
+    /// nodes joining the cluster later).
     #[arg(long)]
     force: bool,
 }
 
 pub fn main(args: CertsArgs) -> ExitCode {
-    let cluster = args.cluster.clone().unwrap_or_else(random_label);
     let hosts = match parse_hosts(&args.hosts) {
         Ok(hosts) => hosts,
         Err(message) => {
@@ -110,10 +117,19 @@ pub fn main(args: CertsArgs) -> ExitCode {
         }
     };
     let nodes: Vec<NodeId> = args.nodes.iter().map(|id| NodeId(*id)).collect();
-    match write_credentials(&args.out, &cluster, &nodes, &hosts, args.force) {
-        Ok(()) => {
+    let reuse = !args.force && ca_cert_path(&args.out).exists() && ca_key_path(&args.out).exists();
+    let outcome = if reuse {
+        issue_from_existing_ca(&args.out, args.cluster.as_deref(), &nodes, &hosts)
+            .map(|c| (c, false))
+    } else {
+        let cluster = args.cluster.clone().unwrap_or_else(random_label);
+        write_credentials(&args.out, &cluster, &nodes, &hosts, args.force).map(|()| (cluster, true))
+    };
+    match outcome {
+        Ok((cluster, new_ca)) => {
             println!(
-                "synod certs: cluster {cluster}: CA and {} node credentials in {}",
+                "synod certs: cluster {cluster}: {} and {} node credentials in {}",
+                if new_ca { "CA" } else { "the existing CA" },
                 nodes.len(),
                 args.out.display()
             );
@@ -231,25 +247,129 @@ pub fn write_credentials(
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let fail = |what: &str, e: rcgen::Error| format!("cannot make the {what}: {e}");
+    let ca_key = KeyPair::generate().map_err(|e| fail("CA key", e))?;
+    let ca = ca_params(cluster)?;
+    let ca_cert = ca.self_signed(&ca_key).map_err(|e| fail("CA", e))?;
+    write_file(&ca_key_path(dir), ca_key.serialize_pem().as_bytes(), true)?;
+    write_file(&ca_cert_path(dir), ca_cert.pem().as_bytes(), false)?;
+    let issuer = Issuer::new(ca, ca_key);
+    issue_nodes(dir, cluster, nodes, hosts, &issuer)
+}
+
+/// The CA's parameters as `write_credentials` makes them: an issuer built
+/// from them and the CA's key signs certificates that chain to the CA
+/// certificate (same subject, same key identifier).
+fn ca_params(cluster: &str) -> Result<CertificateParams, String> {
+    let (first_year, last_year) = validity_years();
+    let mut ca = CertificateParams::new(Vec::<String>::new())
+        .map_err(|e| format!("cannot make the CA: {e}"))?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("Synod cluster {cluster} CA"));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.not_before = rcgen::date_time_ymd(first_year, 1, 1);
+    ca.not_after = rcgen::date_time_ymd(last_year, 1, 1);
+    Ok(ca)
+}
+
+/// Issues credentials for `nodes` from the CA already in `dir` (its
+/// `ca.pem` and `ca-key.pem`), for nodes that join a running cluster.
+/// Returns the cluster name (the CA's; `cluster`, when given, must match
+/// it). Refuses to replace a node's existing files. Every certificate is
+/// checked to load and chain to the CA, as a node would at start-up.
+pub fn issue_from_existing_ca(
+    dir: &Path,
+    cluster: Option<&str>,
+    nodes: &[NodeId],
+    hosts: &Hosts,
+) -> Result<String, String> {
+    if nodes.is_empty() {
+        return Err("--nodes names no node".into());
+    }
+    let read = |path: PathBuf| {
+        std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let ca_pem = read(ca_cert_path(dir))?;
+    let ca_key_pem = String::from_utf8(read(ca_key_path(dir))?)
+        .map_err(|_| format!("{} is not PEM", ca_key_path(dir).display()))?;
+    let found = ca_cluster(&ca_pem).ok_or_else(|| {
+        format!(
+            "{} was not made by `synod certs` (no 'Synod cluster <name> CA' subject): cannot issue from it; give --force to make a new CA",
+            ca_cert_path(dir).display()
+        )
+    })?;
+    if let Some(wanted) = cluster {
+        if wanted != found {
+            return Err(format!(
+                "--cluster {wanted} differs from the CA's cluster {found} in {}: leave --cluster out to issue for cluster {found}",
+                ca_cert_path(dir).display()
+            ));
+        }
+    }
+    for id in nodes {
+        for path in [node_cert_path(dir, *id), node_key_path(dir, *id)] {
+            if path.exists() {
+                return Err(format!(
+                    "{} already exists: refusing to replace node {}'s credentials (remove its files to issue new ones)",
+                    path.display(),
+                    id.0
+                ));
+            }
+        }
+    }
+    let ca_key = KeyPair::from_pem(&ca_key_pem)
+        .map_err(|e| format!("{} is not a usable key: {e}", ca_key_path(dir).display()))?;
+    let issuer = Issuer::new(ca_params(&found)?, ca_key);
+    issue_nodes(dir, &found, nodes, hosts, &issuer)?;
+    for id in nodes {
+        // Chains to ca.pem and names the node, as peers will check (a CA key
+        // that does not match ca.pem is caught here).
+        if let Err(err) = PeerTls::from_pem_files(
+            *id,
+            &ca_cert_path(dir),
+            &node_cert_path(dir, *id),
+            &node_key_path(dir, *id),
+        ) {
+            let _ = std::fs::remove_file(node_cert_path(dir, *id));
+            let _ = std::fs::remove_file(node_key_path(dir, *id));
+            return Err(format!(
+                "the certificate issued for node {} does not verify under {} ({err}); is {} the key of that CA?",
+                id.0,
+                ca_cert_path(dir).display(),
+                ca_key_path(dir).display()
+            ));
+        }
+    }
+    Ok(found)
+}
+
+/// The cluster name in a CA certificate `write_credentials` made: its
+/// subject is `CN=Synod cluster <name> CA`, a UTF-8 string in the DER.
+fn ca_cluster(ca_pem: &[u8]) -> Option<String> {
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(ca_pem).ok()?;
+    let prefix = b"Synod cluster ";
+    let start = der.windows(prefix.len()).position(|w| w == prefix)? + prefix.len();
+    let rest = &der[start..];
+    let end = rest.windows(3).position(|w| w == b" CA")?;
+    let label = std::str::from_utf8(&rest[..end]).ok()?;
+    is_cluster_label(label).then(|| label.to_string())
+}
+
+/// Writes a key and a certificate signed by `issuer` for each of `nodes`.
+fn issue_nodes(
+    dir: &Path,
+    cluster: &str,
+    nodes: &[NodeId],
+    hosts: &Hosts,
+    issuer: &Issuer<'_, KeyPair>,
+) -> Result<(), String> {
+    let fail = |what: &str, e: rcgen::Error| format!("cannot make the {what}: {e}");
     let (first_year, last_year) = validity_years();
     let (not_before, not_after) = (
         rcgen::date_time_ymd(first_year, 1, 1),
         rcgen::date_time_ymd(last_year, 1, 1),
     );
-
-    let ca_key = KeyPair::generate().map_err(|e| fail("CA key", e))?;
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(|e| fail("CA", e))?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.distinguished_name
-        .push(DnType::CommonName, format!("Synod cluster {cluster} CA"));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca.not_before = not_before;
-    ca.not_after = not_after;
-    let ca_cert = ca.self_signed(&ca_key).map_err(|e| fail("CA", e))?;
-    write_file(&ca_key_path(dir), ca_key.serialize_pem().as_bytes(), true)?;
-    write_file(&ca_cert_path(dir), ca_cert.pem().as_bytes(), false)?;
-    let issuer = Issuer::new(ca, ca_key);
-
     for id in nodes {
         let mut names = vec![SanType::DnsName(
             node_name(*id, cluster)
@@ -285,7 +405,7 @@ pub fn write_credentials(
         params.not_before = not_before;
         params.not_after = not_after;
         let cert = params
-            .signed_by(&key, &issuer)
+            .signed_by(&key, issuer)
             .map_err(|e| fail("node certificate", e))?;
         write_file(
             &node_key_path(dir, *id),
@@ -395,6 +515,28 @@ mod tests {
         // An existing CA is kept unless forced.
         let again = write_credentials(dir.path(), "prod", &nodes, &hosts, false).unwrap_err();
         assert!(again.contains("refusing to replace a CA"), "{again}");
+        // It issues certificates for nodes that join later, under its own
+        // cluster name, and never replaces a node's files.
+        let ca = std::fs::read(ca_cert_path(dir.path())).unwrap();
+        assert_eq!(
+            issue_from_existing_ca(dir.path(), None, &[NodeId(4)], &Vec::new()),
+            Ok("prod".to_string())
+        );
+        assert_eq!(std::fs::read(ca_cert_path(dir.path())).unwrap(), ca);
+        let four = PeerTls::from_pem_files(
+            NodeId(4),
+            &ca_cert_path(dir.path()),
+            &node_cert_path(dir.path(), NodeId(4)),
+            &node_key_path(dir.path(), NodeId(4)),
+        )
+        .unwrap();
+        assert_eq!(four.cluster(), "prod");
+        let twice = issue_from_existing_ca(dir.path(), None, &[NodeId(4)], &Vec::new());
+        assert!(twice.unwrap_err().contains("already exists"));
+        let other = issue_from_existing_ca(dir.path(), Some("dev"), &[NodeId(5)], &Vec::new());
+        assert!(other
+            .unwrap_err()
+            .contains("differs from the CA's cluster prod"));
         write_credentials(dir.path(), "prod", &nodes, &hosts, true).unwrap();
     }
 

@@ -2,17 +2,22 @@
 //!
 //! - `synod server --id N --peers 1=H:P,2=H:P,3=H:P --resp H:P --data-dir DIR [--http H:P]`
 //!   and `--tls-cert F --tls-key F --tls-ca F` (or `--insecure-peer-links` on loopback)
+//! - `synod server --id 4 --join MEMBER-RESP-H:P --paxos H:P --resp H:P --data-dir DIR ...`
+//! - `synod member list|add|remove|promote --cluster H:P ...`, `synod leader transfer --cluster H:P --to N`
 //! - `synod certs --out DIR --nodes 1,2,3 [--hosts H,...] [--cluster NAME] [--force]`
 //! - `synod cluster [--nodes 3] [--base-port 7000] [--data-dir ./synod-data]`
 //! - `synod chaos [--runs N] [--duration S] [--nemesis kill,pause,partition,...]`
 //! - `synod bench [--protocol resp|etcd] [--addr H:P,...] [--clients N] [--json F] [--csv F]`
 //! - `synod bench-plot [--csv results.csv] [--json-dir DIR] [--out DIR]`
 
+mod admin_client;
 mod bench;
 mod certs;
 mod chaos;
 mod client_limits;
 mod cluster;
+mod join;
+mod member;
 mod server;
 mod signals;
 
@@ -34,6 +39,11 @@ struct Cli {
 enum Command {
     /// Runs one replica.
     Server(Box<server::ServerArgs>),
+    /// Shows or changes the cluster's membership (through any member's RESP
+    /// port; followers forward changes to the leader).
+    Member(member::MemberArgs),
+    /// Leadership: `synod leader transfer --cluster H:P --to N`.
+    Leader(member::LeaderArgs),
     /// Starts a local cluster of `synod server` processes on 127.0.0.1.
     Cluster(cluster::ClusterArgs),
     /// Creates a cluster CA and node credentials for TLS peer links.
@@ -65,6 +75,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => server::main(*args),
+        Command::Member(args) => member::main(args),
+        Command::Leader(args) => member::leader_main(args),
         Command::Cluster(args) => cluster::main(args),
         Command::Certs(args) => certs::main(args),
         Command::Chaos(args) => chaos::main(args),

@@ -17,12 +17,41 @@ use tracing::{error, info};
 
 #[derive(Args, Debug)]
 pub struct ServerArgs {
-    /// This node's id (a member of --peers).
+    /// This node's id (a member of --peers, or a new id with --join).
     #[arg(long)]
     id: u32,
-    /// Every member, this node included: ID=HOST:PORT,... (the Paxos port).
-    #[arg(long, value_parser = parse_peers)]
-    peers: BTreeMap<NodeId, SocketAddr>,
+    /// A founding member of a new cluster (with --init on its first start):
+    /// every founding member, this node included: ID=HOST:PORT,... (the
+    /// Paxos port). Keep giving the same list on restarts; later membership
+    /// changes are in the log. Either --peers or --join.
+    #[arg(long, value_parser = parse_peers, required_unless_present = "join", conflicts_with = "join")]
+    peers: Option<BTreeMap<NodeId, SocketAddr>>,
+    /// Join a running cluster through this member's RESP address
+    /// (HOST:PORT). On the first start (no join-schedule in --data-dir) the
+    /// node asks it to add --id at --paxos (SYNOD.MEMBER ADD, with AUTH if
+    /// this server has a password), fetches where to start from (SYNOD.MEMBER
+    /// JOININFO), writes it to --data-dir and starts as a learner; the leader
+    /// promotes it to voter once it has caught up (unless --learner). Later
+    /// starts use --data-dir alone and contact nobody. Refused when --id is
+    /// already a member: a machine that lost its disk joins under a new id
+    /// (`synod member remove` the old one) or restarts with --rebuild.
+    #[arg(long, value_name = "HOST:PORT", requires = "paxos")]
+    join: Option<String>,
+    /// With --join: this node's Paxos (peer) address, IP:PORT, as the other
+    /// members dial it (it also listens there).
+    #[arg(long, requires = "join")]
+    paxos: Option<SocketAddr>,
+    /// With --join: stay a non-voting learner (promote it later with `synod
+    /// member promote`).
+    #[arg(long, requires = "join")]
+    learner: bool,
+    /// With --join: --id was already added with `synod member add` and this
+    /// node has never run; skip the ADD and only fetch where to start from.
+    /// Never for a machine that may have run under this id before (a lost
+    /// disk): it could have voted, and must rejoin under a new id or with
+    /// --rebuild.
+    #[arg(long, requires = "join")]
+    already_added: bool,
     /// Peer-link security: --tls-cert/--tls-key/--tls-ca (mutually
     /// authenticated TLS 1.3) or --insecure-peer-links (loopback only).
     #[command(flatten)]
@@ -39,7 +68,7 @@ pub struct ServerArgs {
     /// initialised. Give it to every node of the new cluster, once (it is
     /// ignored where the directory is initialised already). Never use it for
     /// a node whose data was lost: use --rebuild.
-    #[arg(long, conflicts_with = "rebuild")]
+    #[arg(long, conflicts_with_all = ["rebuild", "join"])]
     init: bool,
     /// This node lost its data (wiped or replaced disk, lost volume): start
     /// it on an empty --data-dir as a new incarnation that rejoins as a
@@ -48,7 +77,7 @@ pub struct ServerArgs {
     /// member has reported its state and this node has caught up past it
     /// (Paxos Made Live, §5.1). Needs every other member up. Ignored when the
     /// directory holds this node's data.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "join")]
     rebuild: bool,
     /// Admin HTTP endpoint (/metrics, /status, /): PORT (bound to
     /// 127.0.0.1, the safe default) or HOST:PORT (binding beyond loopback
@@ -262,17 +291,48 @@ pub fn main(args: ServerArgs) -> ExitCode {
 
 async fn run(args: ServerArgs) -> Result<(), String> {
     let id = NodeId(args.id);
-    let Some(mut cfg) = NodeConfig::new(id, args.peers.clone(), &args.data_dir) else {
+    let password = resolve_password(args.password.clone(), args.password_file.as_deref())?;
+    // Bind the client ports first, so a port conflict is reported before
+    // the node joins the cluster.
+    let (resp, tls, clients_max) = client_listeners(&args).await?;
+    let (peers, joined) = match (&args.peers, &args.join, args.paxos) {
+        (Some(peers), None, _) => (peers.clone(), None),
+        (None, Some(member), Some(paxos)) => {
+            let start = crate::join::prepare(&crate::join::JoinRequest {
+                id,
+                member,
+                paxos,
+                resp: args.resp.to_string(),
+                learner: args.learner,
+                already_added: args.already_added,
+                data_dir: &args.data_dir,
+                password: password.as_deref(),
+            })
+            .await?;
+            (start.peers.clone(), Some(start))
+        }
+        _ => {
+            return Err(
+                "give --peers (a founding member) or --join with --paxos (a new member)".into(),
+            )
+        }
+    };
+    let Some(mut cfg) = NodeConfig::new(id, peers.clone(), &args.data_dir) else {
         return Err(format!("--id {} is not in --peers", args.id));
     };
-    cfg.peer_security = Some(args.peer_links.security(id, &args.peers)?);
+    cfg.peer_security = Some(args.peer_links.security(id, &peers)?);
+    cfg.advertise_resp = Some(args.resp.to_string());
     cfg.tick = Duration::from_millis(args.tick_ms.max(1));
     cfg.election_ticks = args.election_ticks;
     cfg.heartbeat_ticks = args.heartbeat_ticks;
     cfg.request_timeout = Duration::from_millis(args.request_timeout_ms.max(1));
     cfg.value_bytes_max = args.max_replicated_bytes;
     cfg.unsafe_local_reads = args.unsafe_local_reads;
-    cfg.bootstrap = if args.init {
+    cfg.bootstrap = if let Some(start) = &joined {
+        // The cluster's id, not a hash of this node's peer list.
+        cfg.cluster_id = start.cluster_id;
+        start.bootstrap
+    } else if args.init {
         Bootstrap::New
     } else if args.rebuild {
         Bootstrap::Rebuild
@@ -286,9 +346,6 @@ async fn run(args: ServerArgs) -> Result<(), String> {
         instances: args.snapshot_instances,
         log_bytes: args.snapshot_log_bytes,
     };
-    // Bind the client ports first, so a port conflict is reported before
-    // the node joins the cluster.
-    let (resp, tls, clients_max) = client_listeners(&args).await?;
     let http = match args.http {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -297,7 +354,6 @@ async fn run(args: ServerArgs) -> Result<(), String> {
         ),
         None => None,
     };
-    let password = resolve_password(args.password.clone(), args.password_file.as_deref())?;
     let store = Store::new();
     let acl = store.acl();
     acl.set_config_password(password.as_deref());
@@ -457,7 +513,11 @@ async fn client_listeners(
         (Some(_), _, _) => return Err("--tls-port needs --tls-cert-file and --tls-key-file".into()),
         (None, _, _) => None,
     };
-    let others = args.peers.len().saturating_sub(1);
+    // A joining node learns the member count later; reserve for a handful.
+    let others = args
+        .peers
+        .as_ref()
+        .map_or(4, |peers| peers.len().saturating_sub(1));
     let clients_max = client_limits::clients_max_from_fd_limit(args.max_clients, others)
         .ok_or_else(|| {
             format!(
@@ -477,7 +537,7 @@ const PASSWORD_FILE_BYTES_MAX: u64 = 4096;
 
 /// --password, else --password-file, else $SYNOD_PASSWORD; an empty
 /// password means none.
-fn resolve_password(
+pub(crate) fn resolve_password(
     flag: Option<String>,
     file: Option<&std::path::Path>,
 ) -> Result<Option<String>, String> {

@@ -140,6 +140,17 @@ static SUBCOMMANDS: &[(&str, &str, &[&str])] = &[
     ("config", "resetstat", &["admin", "slow", "dangerous"]),
     ("config", "rewrite", &["admin", "slow", "dangerous"]),
     ("config", "set", &["admin", "slow", "dangerous"]),
+    // Membership administration: topology changes, as Redis' CLUSTER
+    // subcommands that change it (and LIST/JOININFO reveal the cluster's
+    // addresses and its id, so they are admin too).
+    ("synod.leader", "help", &["admin", "slow", "dangerous"]),
+    ("synod.leader", "transfer", &["admin", "slow", "dangerous"]),
+    ("synod.member", "add", &["admin", "slow", "dangerous"]),
+    ("synod.member", "help", &["admin", "slow", "dangerous"]),
+    ("synod.member", "joininfo", &["admin", "slow", "dangerous"]),
+    ("synod.member", "list", &["admin", "slow", "dangerous"]),
+    ("synod.member", "promote", &["admin", "slow", "dangerous"]),
+    ("synod.member", "remove", &["admin", "slow", "dangerous"]),
 ];
 
 /// `COMMAND` without a subcommand is a command of its own in Redis.
@@ -237,5 +248,14 @@ mod tests {
         assert!(commands_in("string").contains(&"get".to_string()));
         assert!(commands_in("admin").contains(&"acl|setuser".to_string()));
         assert!(!commands_in("read").contains(&"set".to_string()));
+        for sub in ["list", "add", "remove", "promote", "joininfo"] {
+            let cats = categories("synod.member", Some(sub));
+            assert!(
+                cats.contains(&"admin") && cats.contains(&"dangerous"),
+                "{sub}"
+            );
+        }
+        assert!(categories("synod.leader", Some("transfer")).contains(&"admin"));
+        assert!(commands_in("admin").contains(&"synod.member|add".to_string()));
     }
 }

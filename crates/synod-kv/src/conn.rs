@@ -5,6 +5,7 @@ use crate::acl::{User, DEFAULT_USER};
 use crate::acl_auth::failure_delay;
 use crate::acl_conn::{acl_command, check_command, check_keys, AclAction};
 use crate::command::KvCommand;
+use crate::members::{is_member_command, parse_member, MemberCommand};
 use crate::server::{execute, parse_data, Shared};
 use crate::table::command_table;
 use bytes::Bytes;
@@ -24,6 +25,8 @@ pub(crate) enum Item {
     Data(KvCommand, Protocol),
     /// INFO with these sections (lowercase; empty means the default set).
     Info(Vec<String>, Protocol),
+    /// A membership request (`SYNOD.MEMBER`, `SYNOD.LEADER`) for the node.
+    Member(MemberCommand, Protocol),
     /// Answer, then close the connection.
     Quit(Reply),
     /// Answered only after this long (a failed or throttled AUTH).
@@ -211,6 +214,10 @@ impl Conn {
             "command" => self.command(&args),
             "config" => self.config(&args),
             "info" => Item::Info(args[1..].iter().map(|a| lower(a)).collect(), self.protocol),
+            name if is_member_command(name) => match parse_member(&args) {
+                Ok(command) => Item::Member(command, self.protocol),
+                Err(reply) => self.reply(reply),
+            },
             "multi" => {
                 if self.multi.is_some() {
                     return self.reply(Reply::error("ERR MULTI calls can not be nested"));
@@ -335,7 +342,7 @@ impl Conn {
         let name = lower(&args[0]);
         let parsed = match name.as_str() {
             "ping" | "echo" | "select" | "client" | "command" | "config" | "info" | "hello"
-            | "auth" | "acl" => Err(Reply::error(format!(
+            | "auth" | "acl" | "synod.member" | "synod.leader" => Err(Reply::error(format!(
                 "ERR '{name}' cannot be used inside MULTI in synod"
             ))),
             // A transaction runs on the event loop (and, with a write in it,
@@ -681,7 +688,7 @@ impl Conn {
                 .collect();
             let _ = write!(
                 text,
-                "# Replication\r\nrole:{role}\r\nnode_id:{}\r\nleader_id:{}\r\nmembers:{}\r\npeers:{}\r\nchosen_instance:{}\r\napplied_instance:{}\r\nsnapshot_instance:{}\r\nrequests_waiting:{}\r\ndiverged:{}\r\n\r\n",
+                "# Replication\r\nrole:{role}\r\nnode_id:{}\r\nleader_id:{}\r\nmembers:{}\r\npeers:{}\r\nchosen_instance:{}\r\napplied_instance:{}\r\nsnapshot_instance:{}\r\nrequests_waiting:{}\r\ndiverged:{}\r\n",
                 status.id.0,
                 status.leader.map_or_else(|| "none".to_string(), |l| l.0.to_string()),
                 status.members.iter().map(|m| m.0.to_string()).collect::<Vec<_>>().join(","),
@@ -692,6 +699,8 @@ impl Conn {
                 status.requests_waiting,
                 u8::from(status.diverged),
             );
+            crate::members::write_info(&shared.node, &mut text).await;
+            text.push_str("\r\n");
         }
         if wants("stats") {
             let acl = shared.cfg.acl.stats();
@@ -826,6 +835,18 @@ fn full_table() -> Vec<Row> {
             -1,
             &["loading", "stale"],
             "Returns information about the server and the cluster.",
+        ),
+        row(
+            "synod.member",
+            -2,
+            &["admin", "noscript", "loading", "stale"],
+            "SYNOD.MEMBER LIST, ADD, REMOVE, PROMOTE, JOININFO: the cluster's membership.",
+        ),
+        row(
+            "synod.leader",
+            -2,
+            &["admin", "noscript", "loading", "stale"],
+            "SYNOD.LEADER TRANSFER <id>: hands leadership over.",
         ),
         row(
             "multi",

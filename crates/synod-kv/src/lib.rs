@@ -27,6 +27,7 @@ mod conn;
 pub mod glob;
 mod keyspace;
 mod maxmemory;
+mod members;
 mod number;
 mod ops;
 mod parse;

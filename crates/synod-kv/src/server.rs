@@ -591,6 +591,14 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
                 let reply = conn.info(&sections).await;
                 slots.push((Slot::Ready(reply), proto));
             }
+            Item::Member(command, proto) => {
+                // In order: what came before is answered first.
+                let replies = execute(shared, std::mem::take(&mut pending)).await;
+                fill(&mut slots, replies, out);
+                pending_bytes = empty_batch_bytes;
+                let reply = crate::members::run(&shared.node, command).await;
+                slots.push((Slot::Ready(reply), proto));
+            }
         }
     }
     let replies = execute(shared, pending).await;

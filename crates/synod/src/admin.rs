@@ -452,16 +452,19 @@ pub fn status_json(node: &Node) -> String {
         .map(|(id, up)| format!("{{\"id\":{},\"connected\":{up}}}", id.0))
         .collect();
     let members: Vec<String> = s.members.iter().map(|m| m.0.to_string()).collect();
+    let learners: Vec<String> = s.learners.iter().map(|m| m.0.to_string()).collect();
     let stopped = s.stopped.as_deref().map_or("null".to_string(), |r| {
         format!("\"{}\"", r.replace('\\', "\\\\").replace('"', "\\\""))
     });
     let (election_min, election_max) = node.config().election_timeout();
     format!(
-        "{{\"id\":{},\"role\":\"{}\",\"leader\":{},\"members\":[{}],\"peers\":[{}],\"promised\":{{\"round\":{},\"node\":{}}},\"chosen_instance\":{},\"applied_instance\":{},\"lag\":{},\"snapshot_instance\":{},\"checksum\":\"{:016x}\",\"requests_waiting\":{},\"diverged\":{},\"rebuilding\":{},\"stopped\":{},\"fatal\":{},\"election_timeout_ms\":[{},{}]}}\n",
+        "{{\"id\":{},\"role\":\"{}\",\"leader\":{},\"members\":[{}],\"learners\":[{}],\"membership_epoch\":{},\"peers\":[{}],\"promised\":{{\"round\":{},\"node\":{}}},\"chosen_instance\":{},\"applied_instance\":{},\"lag\":{},\"snapshot_instance\":{},\"checksum\":\"{:016x}\",\"requests_waiting\":{},\"diverged\":{},\"rebuilding\":{},\"stopped\":{},\"fatal\":{},\"election_timeout_ms\":[{},{}]}}\n",
         s.id.0,
         role_name(s.role),
         s.leader.map_or("null".to_string(), |l| l.0.to_string()),
         members.join(","),
+        learners.join(","),
+        s.membership_epoch,
         peers.join(","),
         s.promised.round,
         s.promised.node.0,
@@ -484,7 +487,12 @@ fn status_html(node: &Node) -> String {
     let s = node.status();
     let connected = node.peers_connected();
     let mut rows = String::new();
-    for member in &s.members {
+    let everyone = s
+        .members
+        .iter()
+        .map(|m| (m, "voter"))
+        .chain(s.learners.iter().map(|m| (m, "learner")));
+    for (member, kind) in everyone {
         let (role, link) = if *member == s.id {
             (role_name(s.role), "this node")
         } else if connected.get(member).copied().unwrap_or(false) {
@@ -508,7 +516,7 @@ fn status_html(node: &Node) -> String {
         };
         let _ = write!(
             rows,
-            "<tr><td>{}</td><td>{role}</td><td>{link}</td></tr>",
+            "<tr><td>{}</td><td>{kind}</td><td>{role}</td><td>{link}</td></tr>",
             member.0
         );
     }
@@ -516,13 +524,17 @@ fn status_html(node: &Node) -> String {
         "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"2\"><title>synod node {id}</title>\
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 12px;text-align:left}}</style></head><body>\
 <h1>synod node {id}</h1><p>role: <b>{role}</b> &middot; leader: <b>{leader}</b>{diverged}</p>\
-<h2>members</h2><table><tr><th>node</th><th>role</th><th>link</th></tr>{rows}</table>\
+<h2>members</h2><p>membership epoch {epoch} &middot; {voters} voters, {learners} learners</p>\
+<table><tr><th>node</th><th>member</th><th>role</th><th>link</th></tr>{rows}</table>\
 <h2>log</h2><table><tr><td>chosen through instance</td><td>{chosen}</td></tr><tr><td>applied through instance</td><td>{applied}</td></tr>\
 <tr><td>lag (chosen &minus; applied)</td><td>{lag}</td></tr><tr><td>latest snapshot at</td><td>{snap}</td></tr><tr><td>requests waiting</td><td>{waiting}</td></tr></table>\
 <p><a href=\"/metrics\">/metrics</a> &middot; <a href=\"/status\">/status</a></p></body></html>\n",
         id = s.id.0,
         role = role_name(s.role),
         leader = s.leader.map_or("none".to_string(), |l| l.0.to_string()),
+        epoch = s.membership_epoch,
+        voters = s.members.len(),
+        learners = s.learners.len(),
         diverged = if s.diverged { " &middot; <b style=\"color:red\">DIVERGED</b>" } else { "" },
         chosen = s.chosen_end.0,
         applied = s.applied_end.0,

@@ -264,7 +264,7 @@ impl<S: StateMachine> Driver<S> {
         let latest = replica.schedule().latest().clone();
         if latest.was_removed(cfg.id) {
             return Err(NodeError::DataDir(format!(
-                "node {} was removed from this cluster (membership epoch {}): a removed node never                  votes again. Refusing to start; add the machine back under a new id with a fresh                  data directory (synod server --join)",
+                "node {} was removed from this cluster (membership epoch {}): a removed node never votes again. Refusing to start; add the machine back under a new id with a fresh data directory (synod server --join)",
                 cfg.id.0, latest.epoch
             )));
         }
@@ -359,6 +359,11 @@ impl<S: StateMachine> Driver<S> {
             cfg,
         };
         Ok((driver, status_rx, net))
+    }
+
+    /// End of the prefix applied to the state machine.
+    pub(crate) fn applied_end(&self) -> InstanceId {
+        self.applied_end
     }
 
     /// A second sender of the status, for the task that reports a panic of

@@ -157,16 +157,19 @@ pub(crate) enum MemberSubmit {
     },
 }
 
-/// What a node joining the cluster needs from a member: the cluster id and
-/// the memberships of every instance from a point on (see
-/// [`write_join_schedule`]).
+/// What a node joining the cluster needs from a member
+/// ([`crate::Node::join_info`]): it starts from `point` with `schedule`
+/// (see [`write_join_schedule`]) and must carry `cluster_id` in its peer
+/// handshakes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JoinInfo {
-    /// The cluster's id (the peer handshake checks it).
+    /// The cluster's id (the founding members' hash of their peer list).
     pub cluster_id: u64,
-    /// The member's applied point: the schedule holds from there on.
+    /// The member's applied point: the joining node learns everything from
+    /// here on (and what lies before it from a snapshot or the log).
     pub point: InstanceId,
-    /// The memberships from `point` on.
+    /// The memberships of every instance from `point` on; it includes every
+    /// change chosen before `point` (`Replica::schedule_at`).
     pub schedule: synod_core::Schedule,
 }
 
@@ -190,7 +193,11 @@ impl<S: StateMachine> Driver<S> {
                 let _ = reply.send(self.members_view());
             }
             MemberSubmit::JoinInfo { reply } => {
-                let point = self.applied_end;
+                // The applied point: every change chosen below it is in the
+                // schedule, so the joiner's view of the memberships from
+                // there on is the member's (the α rule needs both to agree
+                // on which membership governs each instance).
+                let point = self.applied_end();
                 let _ = reply.send(JoinInfo {
                     cluster_id: self.cfg.cluster_id,
                     point,

@@ -343,8 +343,10 @@ impl Node {
         answer.await.map_err(|_| stopped())
     }
 
-    /// What a new node needs to join through this one: see
-    /// [`crate::write_join_schedule`].
+    /// What a node joining the cluster needs to start
+    /// ([`crate::write_join_schedule`], [`NodeConfig::cluster_id`]): this
+    /// node's applied point and the memberships from there on. Ask after
+    /// [`Node::add_member`] answered, so the schedule includes the new member.
     pub async fn join_info(&self) -> Result<JoinInfo, MemberError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || MemberError::Stopped("node task ended".into());
