@@ -362,3 +362,206 @@ fn a_node_joins_is_promoted_takes_over_and_restarts_alone() {
     wait_role(first, "5", &["voter", "leader"], &five.log);
     assert_eq!(member_list(first).0.len(), 5);
 }
+
+/// Writes through `addr` in a loop until told to stop; records when each
+/// write was acknowledged (for the longest gap: the unavailability a client
+/// of that node saw).
+struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acks: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(addr: SocketAddr) -> Writer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop2, acks2) = (stop.clone(), acks.clone());
+        let handle = std::thread::spawn(move || {
+            let client =
+                redis::Client::open(format!("redis://:{PASSWORD}@{addr}/")).expect("client");
+            let mut con = client
+                .get_connection_with_timeout(Duration::from_secs(10))
+                .expect("connect");
+            let mut k = 0u64;
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                k += 1;
+                let ok = redis::cmd("SET")
+                    .arg(format!("w{}", k % 100))
+                    .arg(k)
+                    .query::<()>(&mut con)
+                    .is_ok();
+                if ok {
+                    acks2.lock().unwrap().push(Instant::now());
+                }
+            }
+        });
+        Writer {
+            stop,
+            acks,
+            handle: Some(handle),
+        }
+    }
+
+    /// The longest time between two acknowledgements from `from` on.
+    fn longest_gap_since(&self, from: Instant) -> Duration {
+        let acks = self.acks.lock().unwrap();
+        let mut last = from;
+        let mut gap = Duration::ZERO;
+        for t in acks.iter().filter(|t| **t >= from) {
+            gap = gap.max(*t - last);
+            last = *t;
+        }
+        gap.max(Instant::now() - last)
+    }
+
+    fn acks_since(&self, from: Instant) -> usize {
+        self.acks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| **t >= from)
+            .count()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The operator's walkthrough (issue 14): 3-node cluster with data → node 4
+/// joins as a learner → promoted → node 1 killed with kill -9 and its data
+/// deleted → node 1 removed → every key readable on node 4 → leadership
+/// handed to node 4 → writes go on; and the unavailability a writer sees
+/// during a clean transfer and during a clean SIGTERM of the leader, which
+/// must stay below an election timeout (500 ms here) — the target is 100 ms.
+#[test]
+fn operator_walkthrough_replace_a_lost_node_and_hand_over_leadership() {
+    let mut cluster = Cluster::start(3, &["--password", PASSWORD]);
+    let second = cluster.resp[1].to_string();
+    let mut con = cluster.client(0);
+    for k in 0..200 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("key{k}"))
+            .arg(format!("value{k}"))
+            .query(&mut con)
+            .expect("write");
+    }
+    drop(con);
+
+    let mut four = Joiner::new(cluster.dir.path(), 4);
+    four.start(cluster.resp[1], &["--learner"]);
+    wait_role(cluster.resp[1], "4", &["learner"], &four.log);
+    until_ok(
+        &[
+            "member",
+            "promote",
+            "--cluster",
+            &second,
+            "--password",
+            PASSWORD,
+            "--id",
+            "4",
+        ],
+        &four.log,
+    );
+    wait_role(cluster.resp[1], "4", &["voter", "leader"], &four.log);
+
+    // Node 1's machine dies with its disk.
+    cluster.kill9(0);
+    std::fs::remove_dir_all(cluster.data_dir(0)).expect("delete node 1's data");
+    until_ok(
+        &[
+            "member",
+            "remove",
+            "--cluster",
+            &second,
+            "--password",
+            PASSWORD,
+            "--id",
+            "1",
+        ],
+        &four.log,
+    );
+    let deadline = Instant::now() + WAIT;
+    while member_list(cluster.resp[1])
+        .0
+        .iter()
+        .any(|(id, _)| id == "1")
+    {
+        assert!(Instant::now() < deadline, "node 1 is still listed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Every key is readable on node 4.
+    let mut on_four = redis::Client::open(format!("redis://:{PASSWORD}@{}/", four.resp))
+        .expect("client")
+        .get_connection_with_timeout(Duration::from_secs(10))
+        .expect("connect to node 4");
+    for k in 0..200 {
+        let got: String = redis::cmd("GET")
+            .arg(format!("key{k}"))
+            .query(&mut on_four)
+            .expect("read on node 4");
+        assert_eq!(got, format!("value{k}"));
+    }
+
+    // A writer on node 2 all along; hand leadership to node 4.
+    let writer = Writer::start(cluster.resp[1]);
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let out = synod(&[
+        "leader",
+        "transfer",
+        "--cluster",
+        &second,
+        "--password",
+        PASSWORD,
+        "--to",
+        "4",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_role(cluster.resp[1], "4", &["leader"], &four.log);
+    std::thread::sleep(Duration::from_millis(500));
+    let transfer_gap = writer.longest_gap_since(started);
+    assert!(
+        writer.acks_since(started) > 10,
+        "writes go on after the transfer"
+    );
+
+    // A clean stop (SIGTERM) of the leader, node 4: it hands over first.
+    let pid = four.child.as_ref().expect("node 4 runs").id();
+    let started = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let exited = four.child.as_mut().expect("node 4").wait().expect("wait");
+    let stop_took = started.elapsed();
+    assert!(exited.success(), "a clean stop exits 0: {exited}");
+    std::thread::sleep(Duration::from_millis(1000));
+    let sigterm_gap = writer.longest_gap_since(started);
+    assert!(
+        writer.acks_since(started) > 10,
+        "writes go on after the stop"
+    );
+    drop(writer);
+    println!(
+        "unavailability seen by a writer on node 2: leader transfer {} ms, SIGTERM of the leader {} ms (the process exited in {} ms)",
+        transfer_gap.as_millis(),
+        sigterm_gap.as_millis(),
+        stop_took.as_millis()
+    );
+    // Below the smallest election timeout: no election was waited for.
+    assert!(
+        transfer_gap < Duration::from_millis(500),
+        "{transfer_gap:?}"
+    );
+    assert!(sigterm_gap < Duration::from_millis(500), "{sigterm_gap:?}");
+}
