@@ -18,9 +18,11 @@ impl World {
 
     /// Every acknowledged command took effect exactly once on every replica, and
     /// no command ever took effect twice.
+    /// Only the members of the newest membership are held to it: a removed
+    /// node that keeps running stops learning when the members refuse it.
     fn check_durability(&mut self) {
         let mut found = Vec::new();
-        for node in &self.nodes {
+        for node in self.final_members().into_iter().map(|k| &self.nodes[k]) {
             if node.replica.is_none() {
                 continue;
             }

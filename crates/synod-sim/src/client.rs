@@ -147,7 +147,10 @@ impl World {
 
     /// Sends the current operation to a random node.
     fn attempt(&mut self, client: usize) {
-        let node = self.rng.gen_range(0..self.nodes.len());
+        let node = match self.client_targets() {
+            None => self.rng.gen_range(0..self.nodes.len()),
+            Some(targets) => targets[self.rng.gen_range(0..targets.len())],
+        };
         let epoch = self.nodes[node].epoch;
         self.clients[client].token += 1;
         let token = self.clients[client].token;

@@ -13,7 +13,9 @@ use synod_core::{Ballot, Body, GroupId, InstanceId, Message, NodeId, Value, ROUN
 
 impl World {
     pub(crate) fn forge_huge_ballot(&mut self) {
-        let n = self.nodes.len();
+        // The initial nodes: spares appended by the membership nemesis
+        // must not change who the rogue member is.
+        let n = self.initial_nodes;
         let from = (self.seed % n as u64) as usize;
         let to = (from + self.forge_rng.gen_range(1..n.max(2))) % n;
         if from == to || self.nodes[to].paused {

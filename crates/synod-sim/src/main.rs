@@ -24,13 +24,15 @@ struct Args {
     #[arg(long, default_value_t = 3, value_parser = clap::builder::PossibleValuesParser::new(["1", "3", "5", "7"]).map(|s| s.parse::<usize>().unwrap_or(3)))]
     nodes: usize,
     /// Switch on a deliberate bug (negative control): ack-before-fsync, skip-adopt,
-    /// stale-read or leader-local-reads.
+    /// stale-read, leader-local-reads, nondeterministic-sm, torn-checkpoint,
+    /// local-clock-ttl, wipe-votes, config-immediate or learner-votes.
     #[arg(long)]
     inject: Option<String>,
     /// Worker threads (default: available cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Print a line for every seed, not only failing ones.
+    /// Print a line for every seed, not only failing ones (and a failing
+    /// seed's nemesis actions).
     #[arg(long)]
     verbose: bool,
 }
@@ -84,6 +86,9 @@ fn main() {
                         report.violations.join("; "),
                         args.nodes,
                     );
+                    if args.verbose {
+                        println!("  {}; nemesis: {}", report.stats, report.stats.nemesis.join(" "));
+                    }
                 } else if args.verbose {
                     println!("seed {seed}: ok: {}", report.stats);
                 }

@@ -134,10 +134,14 @@ impl World {
             }
             11 if n >= 3 && self.nodes.iter().all(|n| !n.rebuilding) => {
                 let node = self.leader_or_random();
-                self.wipe(node);
-                let downtime = self.disk_rng.gen_range(10_000..2_000_000);
-                self.schedule(self.now_us + downtime, Event::Restart { node });
-                self.stats.nemesis.push("wipe");
+                // A spare that never ran or a node removed for good has no
+                // process to come back rebuilding.
+                if !self.nodes[node].absent && !self.nodes[node].retired {
+                    self.wipe(node);
+                    let downtime = self.disk_rng.gen_range(10_000..2_000_000);
+                    self.schedule(self.now_us + downtime, Event::Restart { node });
+                    self.stats.nemesis.push("wipe");
+                }
             }
             12 => self.forge_huge_ballot(),
             10 if self.nodes.iter().any(|n| n.replica.is_some()) => {
@@ -174,7 +178,7 @@ impl World {
     }
 
     /// Replaces the blocked links and schedules their healing.
-    fn partition(&mut self, links: Vec<(usize, usize)>) {
+    pub(crate) fn partition(&mut self, links: Vec<(usize, usize)>) {
         self.blocked = links.into_iter().collect();
         self.link_loss.clear();
         self.network_token += 1;

@@ -75,6 +75,104 @@ pub struct Params {
     /// A client gives up an operation after this many timed-out attempts (only
     /// during the safety phase; the outcome is then unknown).
     pub attempts_max: u32,
+    /// Membership changes (see `membership.rs`): drawn from a stream of
+    /// their own (see `World::new`), all zero in about a third of the seeds.
+    pub members: MemberParams,
+}
+
+/// How the membership nemesis behaves in one run.
+#[derive(Clone, Debug, Default)]
+pub struct MemberParams {
+    /// Relative weights of its actions (all 0: no membership changes).
+    pub weights: MemberWeights,
+    /// Time between two membership actions.
+    pub every_us_min: u64,
+    /// Extra random time between two membership actions.
+    pub every_us_jitter: u64,
+    /// A removed node is stopped once its removal is in force; otherwise it
+    /// keeps running and the members must refuse it.
+    pub stop_removed: bool,
+}
+
+/// Relative weights of the membership actions (0 switches one off).
+#[derive(Clone, Debug, Default)]
+pub struct MemberWeights {
+    /// Add a fresh node as a learner; half the time it is promoted by the
+    /// leader once caught up (`Joining`), else it stays a learner.
+    pub add_learner: u32,
+    /// Promote a learner by hand (sometimes forced while it lags).
+    pub promote: u32,
+    /// Remove a voter other than the leader, or a learner.
+    pub remove_follower: u32,
+    /// Remove the leader itself (it hands leadership on).
+    pub remove_leader: u32,
+    /// Replace a voter: add a fresh node, wait until it votes, remove the old one.
+    pub replace: u32,
+    /// Grow the voters to 5 (or two more), one addition at a time.
+    pub grow: u32,
+    /// Shrink the voters back to 3, one removal at a time.
+    pub shrink: u32,
+    /// Two different changes asked at two different nodes at once
+    /// (followers forward theirs to the leader).
+    pub concurrent: u32,
+    /// Cut one node off (often the leader), then ask for a change.
+    pub partitioned: u32,
+    /// Hand leadership to a random voter.
+    pub transfer: u32,
+}
+
+impl MemberWeights {
+    /// The sum of the weights (0: no membership changes in this run).
+    pub fn total(&self) -> u32 {
+        self.add_learner
+            + self.promote
+            + self.remove_follower
+            + self.remove_leader
+            + self.replace
+            + self.grow
+            + self.shrink
+            + self.concurrent
+            + self.partitioned
+            + self.transfer
+    }
+}
+
+impl MemberParams {
+    /// Draws the membership nemesis of one run from its own stream. Off in
+    /// about a third of the seeds, and always with fewer than 3 nodes (a
+    /// group is never shrunk below 3 voters).
+    pub fn draw(rng: &mut ChaCha8Rng, nodes: usize) -> MemberParams {
+        if nodes < 3 || rng.gen_bool(0.35) {
+            return MemberParams::default();
+        }
+        let on = |rng: &mut ChaCha8Rng, w: u32| if rng.gen_bool(0.6) { w } else { 0 };
+        let mut weights = MemberWeights {
+            add_learner: on(rng, 3),
+            promote: on(rng, 2),
+            remove_follower: on(rng, 2),
+            remove_leader: on(rng, 1),
+            replace: on(rng, 2),
+            grow: on(rng, 1),
+            shrink: on(rng, 1),
+            concurrent: on(rng, 2),
+            partitioned: on(rng, 1),
+            transfer: on(rng, 2),
+        };
+        if weights.total() == 0 {
+            weights.add_learner = 1;
+        }
+        let busy = rng.gen_bool(0.3);
+        MemberParams {
+            weights,
+            every_us_min: if busy {
+                rng.gen_range(20_000..100_000)
+            } else {
+                rng.gen_range(100_000..600_000)
+            },
+            every_us_jitter: rng.gen_range(0..800_000),
+            stop_removed: rng.gen_bool(0.5),
+        }
+    }
 }
 
 /// Relative weights of the nemesis actions (0 switches one off).
@@ -190,6 +288,7 @@ impl Params {
             eager_checkpoint: false,
             read_index_share: 0.0,
             lazy_sync: false,
+            members: MemberParams::default(),
         }
     }
 }

@@ -29,6 +29,20 @@ pub struct Stats {
     pub reads_through_log: u64,
     /// Simulated time at the end, in µs.
     pub end_us: u64,
+    /// Membership operations asked (`Replica::member_op`).
+    pub member_ops: u64,
+    /// Of those, answered with success (`Ready::member_outcomes`).
+    pub member_ops_ok: u64,
+    /// Of those, refused at once or answered with a refusal.
+    pub member_ops_refused: u64,
+    /// Membership changes the agreed log put in force (or scheduled).
+    pub reconfigs: u64,
+    /// Chosen changes the log ignores (stale epoch, or another one pending).
+    pub reconfigs_ignored: u64,
+    /// Spare nodes started to join the group.
+    pub spares_started: u64,
+    /// Quorums counted by leaders that the membership checker verified.
+    pub quorums_checked: u64,
 }
 
 /// The result of one seed.
@@ -55,7 +69,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed), {} nemesis actions, {:.1} s simulated",
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {:.1} s simulated",
             self.ops_ok,
             self.ops_unknown,
             self.instances,
@@ -64,6 +78,11 @@ impl fmt::Display for Stats {
             self.snapshots,
             self.snapshots_installed,
             self.nemesis.len(),
+            self.reconfigs,
+            self.reconfigs_ignored,
+            self.member_ops_ok,
+            self.member_ops,
+            self.spares_started,
             self.end_us as f64 / 1e6
         )
     }

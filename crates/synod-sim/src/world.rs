@@ -19,7 +19,7 @@ use synod_check::Operation;
 use synod_core::codec::Decode;
 use synod_core::{
     Apply, Ballot, Body, Checksum, Config, GroupId, InstanceId, Message, NodeId, PersistSeq,
-    Record, Replica, RoleKind, SnapshotMeta, Value,
+    Record, Replica, RoleKind, Schedule, SnapshotMeta, Value,
 };
 use synod_storage::fs::Fs;
 use synod_storage::{Obsolete, SimFs, SnapshotPolicy, SyncJob, Wal, WalOptions};
@@ -108,6 +108,12 @@ pub(crate) enum Event {
     Resume {
         node: usize,
         epoch: u64,
+    },
+    /// One membership nemesis action (see `membership.rs`).
+    MemberNemesis,
+    /// A spare node added to the membership starts (see `membership.rs`).
+    StartSpare {
+        node: usize,
     },
 }
 
@@ -217,6 +223,58 @@ pub(crate) struct SimNode {
     pub(crate) paused: bool,
     pub(crate) backlog: Vec<Backlog>,
     pub(crate) missed_ticks: u64,
+    /// A spare slot (an id beyond the initial nodes) that has never run: it
+    /// starts only once a live member's membership holds it
+    /// (`World::start_spare`), never through a restart.
+    pub(crate) absent: bool,
+    /// A start of this spare is scheduled.
+    pub(crate) spare_start_due: bool,
+    /// Removed from the group and stopped for good: never restarted.
+    pub(crate) retired: bool,
+    /// For a node that joined a running group: the point and schedule it
+    /// was started with (`Config::schedule`), as an operator's config file
+    /// keeps them; every restart passes them again (a snapshot on its disk
+    /// replaces them on recovery).
+    pub(crate) join: Option<(InstanceId, Schedule)>,
+    /// The disk was wiped after the group's membership changed: like a new
+    /// node, it must start from a live member's schedule (its bootstrap
+    /// membership names nodes that may be gone, and the members it has now
+    /// would refuse it as a stranger).
+    pub(crate) schedule_lost: bool,
+}
+
+impl SimNode {
+    /// A node with an empty disk and nothing running.
+    pub(crate) fn new(id: NodeId) -> SimNode {
+        SimNode {
+            id,
+            replica: None,
+            epoch: 0,
+            disk: SimFs::new(),
+            persist: None,
+            sync_out: None,
+            snapshot_out: None,
+            remove_out: None,
+            disk_faults: false,
+            checkpoint_cut: false,
+            sent_promise: Ballot::ZERO,
+            sent_accepted: BTreeMap::new(),
+            stamp_clock: StampClock::new(0, 0),
+            rebuilding: false,
+            wiped_epoch: 0,
+            kv: Kv::default(),
+            next_apply: 0,
+            applied_checksum: Checksum::default(),
+            paused: false,
+            backlog: Vec::new(),
+            missed_ticks: 0,
+            absent: false,
+            spare_start_due: false,
+            retired: false,
+            join: None,
+            schedule_lost: false,
+        }
+    }
 }
 
 /// The whole simulation of one seed.
@@ -272,6 +330,13 @@ pub(crate) struct World {
     pub(crate) violation_count: u64,
     pub(crate) stats: Stats,
     pub(crate) heal_us: u64,
+    /// How many nodes the group started with (ids 1..=initial_nodes, the
+    /// bootstrap membership); spares added later get the next ids.
+    pub(crate) initial_nodes: usize,
+    /// Draws membership changes (see `membership.rs`): a stream of its own.
+    pub(crate) member_rng: ChaCha8Rng,
+    /// The membership nemesis's state and the membership checkers' truth.
+    pub(crate) members: crate::membership::MemberState,
 }
 
 impl World {
@@ -312,6 +377,15 @@ impl World {
         // Forged huge ballots (issue 13): a stream of their own as well.
         let mut forge_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_F026_E000_0000);
         params.weights.forge = if forge_rng.gen_bool(0.5) { 2 } else { 0 };
+        // Membership changes came later still: a stream of their own, and
+        // spare nodes are only appended when one is added, so a seed
+        // without them runs exactly as before.
+        let mut member_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_3E3B_E250_0000);
+        params.members = crate::params::MemberParams::draw(&mut member_rng, nodes);
+        if params.members.weights.total() > 0 && !faults.read_index_with_member_changes {
+            // See `Faults::read_index_with_member_changes`.
+            params.read_index_share = 0.0;
+        }
         let members: Vec<NodeId> = (1..=nodes as u32).map(NodeId).collect();
         let mut world = World {
             rng,
@@ -344,31 +418,12 @@ impl World {
             violations: Vec::new(),
             violation_count: 0,
             stats: Stats::default(),
+            initial_nodes: nodes,
+            member_rng,
+            members: crate::membership::MemberState::new(&members),
         };
         for id in &members {
-            world.nodes.push(SimNode {
-                id: *id,
-                replica: None,
-                epoch: 0,
-                disk: SimFs::new(),
-                persist: None,
-                sync_out: None,
-                snapshot_out: None,
-                remove_out: None,
-                disk_faults: false,
-                checkpoint_cut: false,
-                sent_promise: Ballot::ZERO,
-                sent_accepted: BTreeMap::new(),
-                stamp_clock: StampClock::new(0, 0),
-                rebuilding: false,
-                wiped_epoch: 0,
-                kv: Kv::default(),
-                next_apply: 0,
-                applied_checksum: Checksum::default(),
-                paused: false,
-                backlog: Vec::new(),
-                missed_ticks: 0,
-            });
+            world.nodes.push(SimNode::new(*id));
         }
         for node in 0..nodes {
             world.start_node(node);
@@ -376,6 +431,10 @@ impl World {
         world.init_clients();
         let first_nemesis = world.nemesis_delay();
         world.schedule(first_nemesis, Event::Nemesis);
+        if world.params.members.weights.total() > 0 {
+            let first = world.member_nemesis_delay();
+            world.schedule(first, Event::MemberNemesis);
+        }
         world.schedule(world.params.safety_us, Event::Heal);
         world.schedule(
             world.params.safety_us + world.params.liveness_us,
@@ -487,6 +546,8 @@ impl World {
                     self.start_node(node);
                 }
             }
+            Event::MemberNemesis => self.member_nemesis(),
+            Event::StartSpare { node } => self.start_spare(node),
             Event::ClientWake { client, token } => self.client_wake(client, token),
             Event::Nemesis => self.nemesis(),
             Event::HealNetwork { token } => {
@@ -500,11 +561,31 @@ impl World {
         }
     }
 
-    /// Starts (or restarts) a node from its durable records only.
+    /// Starts (or restarts) a node from its durable records only. A spare
+    /// that never ran, or a node removed and stopped for good, stays down.
     pub(crate) fn start_node(&mut self, node: usize) {
-        let members: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
+        if self.nodes[node].absent || self.nodes[node].retired {
+            return;
+        }
+        if self.nodes[node].schedule_lost && self.members.truth.len() > 1 {
+            let id = self.nodes[node].id;
+            match self.schedule_from_member(id) {
+                Some(join) => self.nodes[node].join = Some(join),
+                None => {
+                    // As an operator would: wait until a member answers.
+                    if !self.members.truth_latest().was_removed(id) {
+                        self.schedule(self.now_us + 100_000, Event::Restart { node });
+                    }
+                    return;
+                }
+            }
+        }
+        self.nodes[node].schedule_lost = false;
+        // The bootstrap membership: the initial nodes (spares are not in it).
+        let members: Vec<NodeId> = (1..=self.initial_nodes as u32).map(NodeId).collect();
         let sim_node = &mut self.nodes[node];
         let mut cfg = Config::new(sim_node.id, members);
+        cfg.schedule = sim_node.join.clone();
         cfg.seed = self.seed ^ (u64::from(sim_node.id.0) << 32) ^ sim_node.epoch;
         cfg.inject = self.faults.core;
         cfg.rebuild = sim_node.rebuilding;
@@ -721,6 +802,12 @@ impl World {
             for (read, _) in ready.rejected_reads {
                 self.client_read_rejected(node, read);
             }
+            for (_, outcome) in ready.member_outcomes {
+                match outcome {
+                    Ok(_) => self.stats.member_ops_ok += 1,
+                    Err(_) => self.stats.member_ops_refused += 1,
+                }
+            }
             for divergence in ready.diverged {
                 self.violation(format!(
                     "divergence reported by node {} against {} at {}: {:?} != {:?}",
@@ -737,6 +824,8 @@ impl World {
             }
         }
         self.kick(node);
+        self.check_membership(node);
+        self.notice_spares(node);
         let sim_node = &mut self.nodes[node];
         if sim_node.rebuilding && sim_node.replica.as_ref().is_some_and(|r| !r.rebuilding()) {
             sim_node.rebuilding = false;
@@ -756,6 +845,7 @@ impl World {
         // against it (the rebuild protocol is what must keep that safe).
         sim_node.sent_promise = Ballot::ZERO;
         sim_node.sent_accepted.clear();
+        sim_node.schedule_lost = true;
     }
 
     /// Takes a snapshot of the state machine when the persister's policy
@@ -924,8 +1014,11 @@ impl World {
     /// `synod-net` would write (same codec, same size limit).
     fn transmit(&mut self, msg: Message) {
         self.stats.messages += 1;
-        let from = self.index(msg.from);
-        let to = self.index(msg.to);
+        let (Some(from), Some(to)) = (self.index(msg.from), self.index(msg.to)) else {
+            // To an id no node has (yet): nobody listens there, as with an
+            // address that refuses connections. The sender is ours.
+            return;
+        };
         let mut buf = BytesMut::new();
         if let Err(too_large) = synod_net::put_message(&mut buf, &msg, self.params.frame_bytes_max)
         {
@@ -1142,12 +1235,18 @@ impl World {
         }
     }
 
-    /// True once clients are done and every node applied everything chosen.
+    /// True once clients are done and every member of the group's newest
+    /// membership applied everything chosen (removed nodes that keep
+    /// running are left behind on purpose: nobody talks to them).
     fn settled(&self) -> bool {
         if self.clients.iter().any(|c| c.busy()) {
             return false;
         }
-        let Some(first) = self.nodes[0].replica.as_ref().map(|r| r.status()) else {
+        let members = self.final_members();
+        let Some(&reference) = members.first() else {
+            return false;
+        };
+        let Some(first) = self.nodes[reference].replica.as_ref().map(|r| r.status()) else {
             return false;
         };
         let has_leader = self.nodes.iter().any(|n| {
@@ -1156,7 +1255,7 @@ impl World {
                 .is_some_and(|r| r.status().role == RoleKind::Leader)
         });
         has_leader
-            && self.nodes.iter().all(|n| {
+            && members.iter().map(|k| &self.nodes[*k]).all(|n| {
                 n.replica.as_ref().is_some_and(|r| {
                     let status = r.status();
                     status.applied_end == first.applied_end
@@ -1171,6 +1270,8 @@ impl World {
             .nodes
             .iter()
             .map(|n| match &n.replica {
+                None if n.absent => format!("{}: absent", n.id),
+                None if n.retired => format!("{}: removed", n.id),
                 None => format!("{}: down", n.id),
                 Some(r) => {
                     let s = r.status();
@@ -1182,7 +1283,11 @@ impl World {
             })
             .collect();
         let busy = self.clients.iter().filter(|c| c.busy()).count();
-        format!("{}; {busy} clients busy", nodes.join(", "))
+        format!(
+            "{}; {busy} clients busy; {}",
+            nodes.join(", "),
+            self.members.describe()
+        )
     }
 
     /// Records a violation; past a few, only counts them (one bug tends to
@@ -1195,8 +1300,11 @@ impl World {
         }
     }
 
-    pub(crate) fn index(&self, id: NodeId) -> usize {
-        (id.0 as usize).saturating_sub(1).min(self.nodes.len() - 1)
+    /// The index of node `id`, if the world has such a node (spares are
+    /// appended when first added).
+    pub(crate) fn index(&self, id: NodeId) -> Option<usize> {
+        let k = (id.0 as usize).checked_sub(1)?;
+        (k < self.nodes.len()).then_some(k)
     }
 
     /// The node that leads with the highest ballot, if any is up and leading.

@@ -189,9 +189,22 @@ impl Replica {
         }
         // Accepting at `ballot` implies promising it; the Accept record carries
         // the ballot, and recovery takes the promise as the highest of both.
+        let raised = ballot > self.acceptor.promised;
         self.acceptor.promised = ballot;
         let gate = self.acceptor_gate();
         if instance < self.learner.chosen_end {
+            if raised {
+                // No Accept record is written for a chosen instance, so the
+                // raised promise needs a record of its own: a later Promise
+                // for this ballot (a leader re-asks members that have not
+                // promised it, see `ask_promises`) goes out with nothing new
+                // to persist, and a restart would forget what it claims
+                // (acceptor amnesia; simulator seed 50 with membership changes).
+                self.persist(Record::Promise {
+                    group: self.cfg.group,
+                    ballot,
+                });
+            }
             // Already chosen here. By Paxos (P2c) a value proposed for this
             // instance at a ballot at or above the one it was chosen at equals
             // the chosen value: acknowledging it without a record cannot help

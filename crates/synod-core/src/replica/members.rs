@@ -205,6 +205,13 @@ impl Replica {
 
     /// A chosen reconfiguration at `instance` was applied: schedule it.
     pub(super) fn note_reconfig(&mut self, instance: InstanceId, membership: Arc<Membership>) {
+        // No longer in flight, whether it takes effect or is ignored below
+        // (a change re-proposed from phase 1 may be stale): one left here
+        // would refuse every later change and keep the leader proposing
+        // no-ops for ever.
+        if let Role::Leader(leader) = &mut self.role {
+            leader.reconfigs_in_flight.remove(&instance);
+        }
         if instance < self.schedule_base {
             // Already in the schedule we started from.
             return;
@@ -237,9 +244,6 @@ impl Replica {
             Err(err) => {
                 debug_assert!(false, "a chosen reconfiguration breaks the schedule: {err}");
             }
-        }
-        if let Role::Leader(leader) = &mut self.role {
-            leader.reconfigs_in_flight.remove(&instance);
         }
         // Members of the new membership must promise this leader's ballot
         // before it proposes in the instances they govern.

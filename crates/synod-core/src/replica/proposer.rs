@@ -517,6 +517,8 @@ impl Replica {
     /// Phase 2b received.
     pub(super) fn handle_accepted(&mut self, from: NodeId, ballot: Ballot, instance: InstanceId) {
         let membership = self.membership_at(instance).clone();
+        let known_chosen =
+            instance < self.learner.chosen_end || self.learner.chosen.contains_key(&instance);
         let Role::Leader(leader) = &mut self.role else {
             return;
         };
@@ -527,6 +529,17 @@ impl Replica {
         let Some(in_flight) = leader.in_flight.get_mut(&instance) else {
             return;
         };
+        if known_chosen {
+            // Learned chosen meanwhile (catch-up, or another leader's
+            // Chosen): nothing to count. Counting here would also use a
+            // membership the schedule may no longer hold: below the
+            // compacted prefix `membership_at` answers with the oldest one
+            // it kept (simulator seed 242 with membership changes).
+            let value_bytes = in_flight.value.size_bytes();
+            leader.in_flight.remove(&instance);
+            leader.in_flight_bytes -= value_bytes;
+            return;
+        }
         in_flight.acks.insert(from);
         let acks: Vec<NodeId> = in_flight.acks.iter().copied().collect();
         if !self.is_quorum_of(&membership, &acks) {

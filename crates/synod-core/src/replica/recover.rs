@@ -96,6 +96,9 @@ impl Replica {
         if let Some(mut snapshot) = snapshot {
             let point = snapshot.meta.applied_end;
             match &snapshot.memberships {
+                // One older than the schedule the node joined with knows
+                // less (see `install`): the join schedule stays.
+                Some(_) if point < replica.schedule_base => {}
                 Some(memberships) => {
                     replica.schedule = memberships.clone();
                     replica.schedule_base = point;

@@ -356,9 +356,17 @@ impl Replica {
             checksum: snapshot.meta.checksum,
         });
         self.learner.compacted_end = point;
-        if let Some(memberships) = &snapshot.memberships {
-            self.schedule = memberships.clone();
-            self.schedule_base = point;
+        // A snapshot older than the schedule this replica started from (a
+        // node that joined at a later point) knows less: keeping its
+        // schedule would make the replica forget that it and the members
+        // added since belong, and refuse them at the door, the leader
+        // included, so that it could never catch up (simulator seed 1585).
+        match &snapshot.memberships {
+            Some(memberships) if point >= self.schedule_base => {
+                self.schedule = memberships.clone();
+                self.schedule_base = point;
+            }
+            _ => {}
         }
         self.learner.snapshot = Some(snapshot.clone());
         self.learner.snapshot_digest = Some(digest);

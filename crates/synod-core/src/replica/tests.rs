@@ -211,6 +211,55 @@ fn acceptor_answers_only_after_its_record_is_durable() {
     ));
 }
 
+/// An Accept at a higher ballot for an instance already known chosen writes
+/// no Accept record, yet raises the promise: that promise needs a record of
+/// its own, or a Promise sent later for the same ballot (nothing new to
+/// persist then) is forgotten by a restart. Simulator seed 50.
+#[test]
+fn a_promise_raised_by_an_accept_of_a_chosen_instance_is_persisted() {
+    let mut replica = Replica::new(Config::new(NodeId(2), members(3))).unwrap();
+    let first = Ballot {
+        round: 1,
+        node: NodeId(1),
+    };
+    let accept = |ballot: Ballot, from: u32, instance: u64, chosen_end: u64| Message {
+        group: GroupId(0),
+        from: NodeId(from),
+        to: NodeId(2),
+        body: Body::Accept {
+            ballot,
+            instance: InstanceId(instance),
+            value: Value::batch(vec![cmd("x")]),
+            chosen_end: InstanceId(chosen_end),
+        },
+    };
+    // Instance 0 accepted, then announced chosen.
+    replica.step(accept(first, 1, 0, 0));
+    replica.step(accept(first, 1, 1, 1));
+    let ready = replica.take_ready();
+    replica.persisted(ready.persist_through);
+    replica.take_ready();
+    assert_eq!(replica.status().chosen_end, InstanceId(1));
+    let second = Ballot {
+        round: 2,
+        node: NodeId(3),
+    };
+    replica.step(accept(second, 3, 0, 0));
+    let ready = replica.take_ready();
+    assert!(
+        ready.persist.contains(&Record::Promise {
+            group: GroupId(0),
+            ballot: second
+        }),
+        "the raised promise was not persisted: {:?}",
+        ready.persist
+    );
+    assert!(
+        ready.messages.is_empty(),
+        "answered before the promise was durable"
+    );
+}
+
 #[test]
 fn lower_ballots_are_rejected() {
     let mut replica = Replica::new(Config::new(NodeId(2), members(3))).unwrap();
