@@ -69,14 +69,6 @@ pub struct Faults {
     /// the runtime did before issue 12: a node whose clock runs ahead sees
     /// a key expired that a later read elsewhere still finds.
     pub local_clock_ttl: bool,
-    /// Serve GETs by read index in seeds that change membership too. Off by
-    /// default while a known core bug stands (seeds 1366 at 3 nodes, 267
-    /// and 306 at 5): a new leader's read index (`Leader::next_instance`)
-    /// can lie below an instance an earlier leader chose, when its cursor
-    /// is held back waiting for the promises of a membership, and a
-    /// follower then serves a stale read. `tests/seeds.rs` keeps those
-    /// seeds, ignored, with this on.
-    pub read_index_with_member_changes: bool,
 }
 
 /// Parses an `--inject` name.

@@ -382,10 +382,6 @@ impl World {
         // without them runs exactly as before.
         let mut member_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_3E3B_E250_0000);
         params.members = crate::params::MemberParams::draw(&mut member_rng, nodes);
-        if params.members.weights.total() > 0 && !faults.read_index_with_member_changes {
-            // See `Faults::read_index_with_member_changes`.
-            params.read_index_share = 0.0;
-        }
         let members: Vec<NodeId> = (1..=nodes as u32).map(NodeId).collect();
         let mut world = World {
             rng,

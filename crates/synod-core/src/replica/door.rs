@@ -160,7 +160,9 @@ impl Replica {
             return Err(Refusal::OutOfRange);
         }
         if !self.knows_member(msg.from) {
-            self.hint_from_stranger(msg);
+            if self.hint_from_stranger(msg) {
+                return Ok(());
+            }
             return Err(Refusal::NonMember);
         }
         if let Some(round) = held_round(&msg.body, msg.from) {
@@ -183,19 +185,34 @@ impl Replica {
         self.refusals.count(reason);
     }
 
-    /// A refused heartbeat from a node we do not know may still come from
-    /// the leader of a membership we have not learned yet (we were cut off
-    /// while it was added): a follower notes how far the log is chosen, so
-    /// that catch-up from the members it knows brings it to the change that
-    /// admits the sender. Nothing else is taken from a stranger, and never
-    /// from a removed node.
-    fn hint_from_stranger(&mut self, msg: &Message) {
-        if let Body::Heartbeat { chosen_end, .. } = &msg.body {
-            if matches!(self.role, super::Role::Follower)
-                && !self.schedule.latest().was_removed(msg.from)
-            {
-                self.learner.commit_seen = self.learner.commit_seen.max(*chosen_end);
+    /// A node we do not know may be the leader (or a member) of a
+    /// membership we have not learned yet: we were down or cut off while it
+    /// was added, and the members we know may all be gone since. Its
+    /// heartbeat is refused (and counted), but a replica that does not lead
+    /// notes how far the log is chosen and whom to catch up from; the
+    /// catch-up replies and snapshot pieces of that source are then let in
+    /// (returns true), so the replica learns the changes that admit the
+    /// sender. Nothing else is taken from a stranger, and nothing at all
+    /// from a removed node. (Peers are authenticated members of the
+    /// cluster; a member could feed false catch-up already.)
+    fn hint_from_stranger(&mut self, msg: &Message) -> bool {
+        if self.schedule.latest().was_removed(msg.from) {
+            return false;
+        }
+        match &msg.body {
+            Body::Heartbeat { chosen_end, .. } => {
+                if !matches!(self.role, super::Role::Leader(_))
+                    && *chosen_end > self.learner.chosen_end
+                {
+                    self.learner.commit_seen = self.learner.commit_seen.max(*chosen_end);
+                    self.learner.stranger_source = Some(msg.from);
+                }
+                false
             }
+            Body::CatchupReply { .. } | Body::SnapshotChunk { .. } => {
+                self.learner.stranger_source == Some(msg.from)
+            }
+            _ => false,
         }
     }
 

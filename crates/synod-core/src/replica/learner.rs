@@ -218,8 +218,16 @@ impl Replica {
             self.learner.catchup_asked_tick = Some(self.now);
             return;
         }
-        let target = match self.leader {
-            Some(leader) if leader != self.cfg.id && !matches!(self.role, Role::Leader(_)) => {
+        let stranger = self
+            .learner
+            .stranger_source
+            .filter(|s| !self.knows_member(*s));
+        let target = match (self.leader, stranger) {
+            // Cut off while the membership changed: the members we know may
+            // all be gone; the stranger that told us the log moved on is the
+            // way back in (see `door.rs`).
+            (_, Some(source)) if !matches!(self.role, Role::Leader(_)) => source,
+            (Some(leader), _) if leader != self.cfg.id && !matches!(self.role, Role::Leader(_)) => {
                 leader
             }
             _ => {

@@ -117,6 +117,9 @@ struct LearnerState {
     incoming: Option<snapshot::Incoming>,
     /// Counters of snapshot transfers, for metrics.
     transfer_stats: SnapshotTransferStats,
+    /// A node outside our memberships whose heartbeat said the log is
+    /// chosen further: catch up from it (see `door.rs::hint_from_stranger`).
+    stranger_source: Option<NodeId>,
 }
 
 /// Checksum marks kept to compare with peers.
@@ -313,6 +316,7 @@ impl Replica {
                 snapshot_digest: None,
                 incoming: None,
                 transfer_stats: SnapshotTransferStats::default(),
+                stranger_source: None,
             },
             role: Role::Follower,
             leader: None,
