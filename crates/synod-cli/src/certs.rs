@@ -473,6 +473,18 @@ pub fn ensure_cluster_credentials(dir: &Path, nodes: &[NodeId]) -> Result<bool, 
     Ok(true)
 }
 
+/// Makes credentials for node `id` from the CA already in `dir` if it has
+/// none (a node that joins a running cluster under a new id). Returns
+/// whether it made them. A node with only one of its two files is refused
+/// by [`issue_from_existing_ca`] rather than half-replaced.
+pub fn ensure_node_credentials(dir: &Path, id: NodeId) -> Result<bool, String> {
+    if node_cert_path(dir, id).exists() && node_key_path(dir, id).exists() {
+        return Ok(false);
+    }
+    issue_from_existing_ca(dir, None, &[id], &Vec::new())?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
