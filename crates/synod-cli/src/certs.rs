@@ -473,9 +473,44 @@ pub fn ensure_cluster_credentials(dir: &Path, nodes: &[NodeId]) -> Result<bool, 
     Ok(true)
 }
 
+/// Makes credentials for node `id` from the CA already in `dir` if it has
+/// none (a node that joins a running cluster under a new id). Returns
+/// whether it made them. A node with only one of its two files is refused
+/// by [`issue_from_existing_ca`] rather than half-replaced.
+pub fn ensure_node_credentials(dir: &Path, id: NodeId) -> Result<bool, String> {
+    if node_cert_path(dir, id).exists() && node_key_path(dir, id).exists() {
+        return Ok(false);
+    }
+    issue_from_existing_ca(dir, None, &[id], &Vec::new())?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_later_node_gets_credentials_from_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let founders = [NodeId(1), NodeId(2), NodeId(3)];
+        assert!(ensure_cluster_credentials(dir.path(), &founders).unwrap());
+        let ca = std::fs::read(ca_cert_path(dir.path())).unwrap();
+        assert!(ensure_node_credentials(dir.path(), NodeId(4)).unwrap());
+        // Made once; the CA is unchanged.
+        assert!(!ensure_node_credentials(dir.path(), NodeId(4)).unwrap());
+        assert!(!ensure_node_credentials(dir.path(), NodeId(2)).unwrap());
+        assert_eq!(std::fs::read(ca_cert_path(dir.path())).unwrap(), ca);
+        PeerTls::from_pem_files(
+            NodeId(4),
+            &ca_cert_path(dir.path()),
+            &node_cert_path(dir.path(), NodeId(4)),
+            &node_key_path(dir.path(), NodeId(4)),
+        )
+        .unwrap();
+        // Half a node's files: refused, not replaced.
+        std::fs::remove_file(node_key_path(dir.path(), NodeId(4))).unwrap();
+        assert!(ensure_node_credentials(dir.path(), NodeId(4)).is_err());
+    }
 
     #[test]
     fn credentials_load_and_keys_are_private() {

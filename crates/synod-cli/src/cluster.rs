@@ -247,21 +247,26 @@ fn tls_args(dir: &Path, i: u32) -> Vec<String> {
     ]
 }
 
-/// For other launchers of local clusters (the chaos tester): node i's
-/// peer-link flags, with credentials for nodes 1..=n made in `dir` on first
-/// use, or none if `server_args` already choose.
+/// For other launchers of local clusters (the chaos tester): node `id`'s
+/// peer-link flags, with credentials for the founding nodes 1..=n made in
+/// `dir` on first use, or none if `server_args` already choose. An `id`
+/// beyond n (a node that joins later) gets its credentials issued from the
+/// same CA when it first needs them.
 pub(crate) fn peer_link_args(
     dir: &Path,
     n: u32,
     server_args: &[String],
-    i: u32,
+    id: u32,
 ) -> Result<Vec<String>, String> {
     if chooses_peer_links(server_args) {
         return Ok(Vec::new());
     }
     let nodes: Vec<NodeId> = (1..=n).map(NodeId).collect();
     certs::ensure_cluster_credentials(dir, &nodes)?;
-    Ok(tls_args(dir, i))
+    if id > n {
+        certs::ensure_node_credentials(dir, NodeId(id))?;
+    }
+    Ok(tls_args(dir, id))
 }
 
 /// A node's log file, opened for appending, twice: for its stdout and stderr.

@@ -68,7 +68,7 @@ impl Shared {
 #[derive(Clone, Debug)]
 pub struct Record {
     pub client: u64,
-    /// The node the client talked to.
+    /// The slot the client talked to (its node may have been replaced).
     pub node: u32,
     pub op: Op,
     pub outcome: Outcome,

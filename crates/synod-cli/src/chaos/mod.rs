@@ -4,12 +4,14 @@
 //! network namespace when it can, else on loopback), runs `--clients`
 //! concurrent RESP clients on a few keys (GET, SET, SET…GET, INCR, DEL,
 //! MULTI/EXEC of two keys) while the nemesis kills, pauses and partitions
-//! nodes, then heals everything, reads every key from every node, and checks
+//! nodes or replaces one by a new node under a new id (membership), then
+//! heals everything, reads every key from every node, and checks
 //! the whole history for linearizability with `synod-check` (the checker the
 //! simulator uses). A failing run keeps its directory (history, node logs,
 //! report) and says where it is.
 
 mod client;
+mod membership;
 mod nemesis;
 mod net;
 mod procs;
@@ -43,7 +45,8 @@ pub struct ChaosArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 10)]
     clients: u32,
-    /// Faults to mix: kill, pause, partition, loss, delay, all (comma-separated).
+    /// Faults to mix: kill, pause, partition, loss, delay, membership, all
+    /// (comma-separated).
     #[arg(long, default_value = "all")]
     nemesis: String,
     /// Keys in use at a time (even; transactions use pairs). Every
@@ -276,7 +279,8 @@ fn run_one(
             .unwrap_or_else(|_| (Vec::new(), keys.clone()));
         finals.extend(records);
         if !missing.is_empty() {
-            unread.push(format!("node {i} could not read {} keys", missing.len()));
+            let node = lock().label(i);
+            unread.push(format!("{node} could not read {} keys", missing.len()));
         }
     }
     lock().reap();

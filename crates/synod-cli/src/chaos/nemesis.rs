@@ -14,6 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use synod_resp::Reply;
 
+/// The longest a membership fault (remove, stop, join, catch up, promotion)
+/// may take before the nemesis moves on.
+const REPLACE_TIME_MAX: Duration = Duration::from_secs(20);
+
 /// A kind of fault, as named on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -22,15 +26,18 @@ pub enum Kind {
     Partition,
     Loss,
     Delay,
+    /// Replace a node by a fresh one under a new id (`membership.rs`).
+    Membership,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Kill,
         Kind::Pause,
         Kind::Partition,
         Kind::Loss,
         Kind::Delay,
+        Kind::Membership,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +47,7 @@ impl Kind {
             Kind::Partition => "partition",
             Kind::Loss => "loss",
             Kind::Delay => "delay",
+            Kind::Membership => "membership",
         }
     }
 
@@ -54,7 +62,9 @@ impl Kind {
                 .into_iter()
                 .find(|k| k.name() == name)
                 .ok_or_else(|| {
-                    format!("unknown nemesis '{name}' (kill, pause, partition, loss, delay, all)")
+                    format!(
+                        "unknown nemesis '{name}' (kill, pause, partition, loss, delay, membership, all)"
+                    )
                 })?;
             kinds.push(kind);
         }
@@ -83,6 +93,8 @@ pub fn usable(kinds: &[Kind], net: &Network, nodes: u32) -> (Vec<Kind>, Vec<Kind
         Kind::Delay => net.can_delay(),
         // A partition needs two sides and a majority to keep serving.
         Kind::Partition => net.can_partition() && nodes >= 3,
+        // A replacement goes through another serving node.
+        Kind::Membership => nodes >= 2,
         k if k.needs_namespaces() => net.can_partition(),
         _ => true,
     })
@@ -101,6 +113,8 @@ pub struct Fault {
     /// Time from the fault to the first write acknowledged by the rest, if
     /// one was before the fault ended.
     pub failover: Option<Duration>,
+    /// For a membership fault: the replacement made.
+    pub replace: Option<super::membership::Replace>,
 }
 
 /// Everything the nemesis thread needs.
@@ -113,12 +127,12 @@ pub struct Nemesis<'a> {
 }
 
 impl Nemesis<'_> {
-    fn now_us(&self) -> u64 {
+    pub(super) fn now_us(&self) -> u64 {
         self.start.elapsed().as_micros() as u64
     }
 
     /// Sleeps, returning false if the run was aborted meanwhile.
-    fn sleep(&self, d: Duration) -> bool {
+    pub(super) fn sleep(&self, d: Duration) -> bool {
         let until = Instant::now() + d;
         while Instant::now() < until {
             if crate::signals::requested() {
@@ -129,7 +143,7 @@ impl Nemesis<'_> {
         true
     }
 
-    fn procs(&self) -> std::sync::MutexGuard<'_, Procs> {
+    pub(super) fn procs(&self) -> std::sync::MutexGuard<'_, Procs> {
         self.procs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -157,6 +171,20 @@ impl Nemesis<'_> {
                 Some(l) if self.rng.gen_bool(0.6) => l,
                 _ => random,
             };
+            if kind == Kind::Membership {
+                // A replacement is not held and healed: it ends when the new
+                // node votes, or at its own bound.
+                let left = until.saturating_sub(self.start.elapsed());
+                let bound = REPLACE_TIME_MAX.min(left).max(Duration::from_secs(1));
+                match self.replace(target, leader, bound) {
+                    Ok(fault) => faults.push(fault),
+                    Err(why) => eprintln!("chaos: membership: skipped: {why}"),
+                }
+                if let Err(err) = self.heal() {
+                    eprintln!("chaos: cannot heal after membership: {err}");
+                }
+                continue;
+            }
             let start = self.now_us();
             let (what, leader_hit) = match self.inject(kind, target, leader, n) {
                 Ok(x) => x,
@@ -181,6 +209,7 @@ impl Nemesis<'_> {
                 end: self.now_us(),
                 leader_hit,
                 failover,
+                replace: None,
             });
             if !completed {
                 break;
@@ -200,14 +229,16 @@ impl Nemesis<'_> {
     ) -> Result<(String, bool), String> {
         let is_leader = leader == Some(target);
         let role = if is_leader { "leader" } else { "follower" };
+        let node = self.procs().label(target);
         match kind {
+            Kind::Membership => Err("membership faults are made by `replace`".into()),
             Kind::Kill => {
                 self.procs().kill9(target);
-                Ok((format!("kill -9 node {target} ({role})"), is_leader))
+                Ok((format!("kill -9 {node} ({role})"), is_leader))
             }
             Kind::Pause => {
                 self.procs().pause(target);
-                Ok((format!("SIGSTOP node {target} ({role})"), is_leader))
+                Ok((format!("SIGSTOP {node} ({role})"), is_leader))
             }
             Kind::Partition => {
                 let Network::Namespaces(ns) = self.net else {
@@ -222,7 +253,7 @@ impl Nemesis<'_> {
                             ns.cut(target, *o)?;
                             ns.cut(*o, target)?;
                         }
-                        Ok((format!("isolate node {target} ({role})"), is_leader))
+                        Ok((format!("isolate {node} ({role})"), is_leader))
                     }
                     // Majority/minority: the target plus F-1 others.
                     1 => {
@@ -238,7 +269,7 @@ impl Nemesis<'_> {
                             }
                         }
                         let hit = leader.is_some_and(|l| minority.contains(&l));
-                        Ok((format!("split {minority:?} | {majority:?}"), hit))
+                        Ok((format!("split slots {minority:?} | {majority:?}"), hit))
                     }
                     // A bridge: the target sees both halves, which do not
                     // see each other.
@@ -252,7 +283,7 @@ impl Nemesis<'_> {
                             }
                         }
                         Ok((
-                            format!("bridge node {target} between {a:?} and {b:?}"),
+                            format!("bridge {node} between slots {a:?} and {b:?}"),
                             false,
                         ))
                     }
@@ -271,9 +302,9 @@ impl Nemesis<'_> {
                             }
                         }
                         let what = if deaf {
-                            format!("node {target} ({role}) receives from nobody")
+                            format!("{node} ({role}) receives from nobody")
                         } else {
-                            format!("nobody receives from node {target} ({role})")
+                            format!("nobody receives from {node} ({role})")
                         };
                         Ok((what, is_leader))
                     }
@@ -305,7 +336,7 @@ impl Nemesis<'_> {
 
     /// Writes to every node but `down`, round robin, until one write is
     /// acknowledged; the thread returns the time that took.
-    fn probe(
+    pub(super) fn probe(
         &self,
         down: u32,
         n: u32,

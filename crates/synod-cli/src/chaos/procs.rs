@@ -1,5 +1,13 @@
 //! The chaos cluster's `synod server` processes: start, kill -9, pause,
-//! resume, restart, stop; and a small blocking RESP call for the nemesis.
+//! resume, restart, stop, replace; and a small blocking RESP call for the
+//! nemesis.
+//!
+//! A *slot* (1..=n) is a place in the cluster: fixed RESP and Paxos
+//! addresses (and network namespace). It starts with node id = slot; the
+//! membership nemesis replaces a slot's node with a fresh one under a new id
+//! (n+1, n+2, ...) that joins the running cluster. Everything outside this
+//! file (clients, probes, partitions, `find_leader`) speaks of slots; node
+//! ids appear only in membership commands and in descriptions.
 
 use super::net::Network;
 use bytes::BytesMut;
@@ -17,17 +25,29 @@ pub struct Procs {
     dir: PathBuf,
     server_args: Vec<String>,
     nodes: Vec<Proc>,
+    /// The id the next replacement node gets.
+    next_id: u32,
 }
 
-#[derive(Default)]
 struct Proc {
+    /// The node id this slot runs now.
+    id: u32,
     child: Option<Child>,
     paused: bool,
     /// Set when the process exited without the nemesis killing it.
     crashed: Option<String>,
     /// Started before: later starts resume its data directory (the first
-    /// passes `--init`, as a brand-new cluster).
+    /// start of a founding node passes `--init`, as a brand-new cluster).
     started: bool,
+    /// Set for a node that joined the running cluster: the member's RESP
+    /// address its every start passes as `--join` (the first start asks that
+    /// member; later ones start from the join schedule in the data
+    /// directory and contact nobody). Never `--init`.
+    join: Option<SocketAddr>,
+    /// A joining node whose first start stopped before writing its join
+    /// schedule, though its ADD took effect: it never ran, so later starts
+    /// pass `--already-added` (ignored once the schedule exists).
+    already_added: bool,
 }
 
 impl Procs {
@@ -37,8 +57,44 @@ impl Procs {
             exe,
             dir,
             server_args,
-            nodes: (0..n).map(|_| Proc::default()).collect(),
+            nodes: (1..=n)
+                .map(|slot| Proc {
+                    id: slot,
+                    child: None,
+                    paused: false,
+                    crashed: None,
+                    started: false,
+                    join: None,
+                    already_added: false,
+                })
+                .collect(),
+            next_id: n + 1,
         }
+    }
+
+    /// The node id slot `i` runs.
+    pub fn id(&self, i: u32) -> u32 {
+        self.nodes[i as usize - 1].id
+    }
+
+    /// Slot `i`'s node for descriptions: "node 2", or "node 5 (slot 2)" once
+    /// the slot's node was replaced.
+    pub fn label(&self, i: u32) -> String {
+        let id = self.id(i);
+        if id == i {
+            format!("node {id}")
+        } else {
+            format!("node {id} (slot {i})")
+        }
+    }
+
+    /// Every slot's node id, in slot order.
+    pub fn ids(&self) -> Vec<u32> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    fn data_dir(&self, id: u32) -> PathBuf {
+        self.dir.join(format!("node-{id}"))
     }
 
     pub fn len(&self) -> u32 {
@@ -54,34 +110,54 @@ impl Procs {
         if self.node(i).child.is_some() {
             return Ok(());
         }
-        let peers: Vec<String> = (1..=self.len())
-            .map(|j| format!("{j}={}", net.peer_addr(j)))
-            .collect();
-        let log_path = self.dir.join(format!("node-{i}.log"));
-        let (log, log_err) = crate::cluster::open_log(&log_path)?;
-        let first_start: &[&str] = if self.node(i).started {
-            &[]
-        } else {
-            &["--init"]
+        let id = self.id(i);
+        // Founding members always start with the founding peer list (the
+        // cluster id is derived from it); the membership in their log says
+        // who is a member now.
+        let membership: Vec<String> = match self.node(i).join {
+            Some(member) => {
+                let mut args = vec![
+                    "--join".into(),
+                    member.to_string(),
+                    "--paxos".into(),
+                    net.peer_addr(i).to_string(),
+                ];
+                if self.node(i).already_added {
+                    args.push("--already-added".into());
+                }
+                args
+            }
+            None => {
+                let peers: Vec<String> = (1..=self.len())
+                    .map(|j| format!("{j}={}", net.peer_addr(j)))
+                    .collect();
+                let mut args = vec!["--peers".into(), peers.join(",")];
+                if !self.node(i).started {
+                    args.push("--init".into());
+                }
+                args
+            }
         };
+        let log_path = self.dir.join(format!("node-{id}.log"));
+        let (log, log_err) = crate::cluster::open_log(&log_path)?;
         // TLS peer links, credentials made under the run's directory (the
-        // namespaced network is not loopback, so plain links are refused).
+        // namespaced network is not loopback, so plain links are refused);
+        // a joining node's are issued from the same CA.
         let peer_links = crate::cluster::peer_link_args(
             &self.dir.join("tls"),
             self.len(),
             &self.server_args,
-            i,
+            id,
         )?;
         let mut command = net.command(i, &self.exe);
         command
             .arg("server")
             .args(&peer_links)
-            .args(["--id", &i.to_string()])
-            .args(["--peers", &peers.join(",")])
+            .args(["--id", &id.to_string()])
+            .args(&membership)
             .args(["--resp", &net.resp_addr(i).to_string()])
             .arg("--data-dir")
-            .arg(self.dir.join(format!("node-{i}")))
-            .args(first_start)
+            .arg(self.data_dir(id))
             .args(&self.server_args)
             .stdin(Stdio::null())
             .stdout(log)
@@ -99,7 +175,7 @@ impl Procs {
         }
         let child = command
             .spawn()
-            .map_err(|e| format!("cannot start node {i}: {e}"))?;
+            .map_err(|e| format!("cannot start {}: {e}", self.label(i)))?;
         let node = self.node(i);
         node.child = Some(child);
         node.paused = false;
@@ -158,18 +234,79 @@ impl Procs {
     }
 
     /// Notes nodes that exited on their own (a fatal error, a panic): the
-    /// nemesis only kills with `kill9`, which forgets the child first.
+    /// nemesis only kills with `kill9`, which forgets the child first, and
+    /// waits for a removed node with `take_exit`.
     pub fn reap(&mut self) {
         for (k, node) in self.nodes.iter_mut().enumerate() {
             if let Some(child) = &mut node.child {
                 if let Ok(Some(status)) = child.try_wait() {
+                    let slot = k + 1;
                     node.crashed.get_or_insert_with(|| {
-                        format!("node {} exited by itself ({status})", k + 1)
+                        format!("node {} (slot {slot}) exited by itself ({status})", node.id)
                     });
                     node.child = None;
                 }
             }
         }
+    }
+
+    /// Whether slot `i`'s process has exited; if so it is forgotten (not a
+    /// crash: the caller expected it) and its exit status returned.
+    pub fn take_exit(&mut self, i: u32) -> Option<String> {
+        let node = self.node(i);
+        let child = node.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                node.child = None;
+                node.paused = false;
+                Some(status.to_string())
+            }
+            Ok(None) => None,
+            Err(e) => {
+                node.child = None;
+                Some(format!("unknown ({e})"))
+            }
+        }
+    }
+
+    /// Slot `i` gets a brand-new node (not started): the next id, an empty
+    /// data directory, and `--join member` on every start. The old node's
+    /// process must be gone (removed from the cluster, so its directory
+    /// may never serve again: it is deleted). Returns the new id.
+    pub fn replace(&mut self, i: u32, member: SocketAddr) -> Result<u32, String> {
+        assert!(
+            self.node(i).child.is_none(),
+            "slot {i} is replaced while its process runs"
+        );
+        let old = self.data_dir(self.id(i));
+        std::fs::remove_dir_all(&old)
+            .or_else(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|e| format!("cannot remove {}: {e}", old.display()))?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let fresh = self.data_dir(id);
+        debug_assert!(!fresh.exists(), "a new id's directory already exists");
+        let node = self.node(i);
+        node.id = id;
+        node.started = false;
+        node.paused = false;
+        node.join = Some(member);
+        node.already_added = false;
+        Ok(id)
+    }
+
+    /// Slot `i`'s joining node was added, but its process stopped before it
+    /// wrote its join schedule (see `Proc::already_added`).
+    pub fn set_already_added(&mut self, i: u32) {
+        let node = self.node(i);
+        assert!(node.join.is_some(), "only a joining node is added");
+        node.already_added = true;
     }
 
     /// Nodes that exited by themselves during the run.
@@ -257,7 +394,8 @@ pub fn call_until(
     }
 }
 
-/// The node that says it leads, asking every serving node.
+/// The slot whose node says it leads, asking every serving slot (`INFO
+/// replication` describes the process asked, so no id is involved).
 pub fn find_leader(net: &Network, procs: &Procs) -> Option<u32> {
     (1..=procs.len()).filter(|i| procs.serving(*i)).find(|i| {
         let reply = call(

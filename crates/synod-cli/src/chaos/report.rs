@@ -1,7 +1,10 @@
 //! What a chaos run reports: operations by type and outcome, availability
-//! during and outside faults, failover times, and the checker's verdict.
+//! during and outside faults, failover times, membership replacements, and
+//! the checker's verdict. Operations and faults name *slots* (a place with
+//! fixed addresses); a membership fault says which node ids it swapped.
 
 use super::client::Record;
+use super::membership::Replace;
 use super::nemesis::Fault;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -175,6 +178,46 @@ impl RunReport {
         (times, missing)
     }
 
+    /// The membership nemesis' line: how many replacements, how soon the
+    /// new nodes voted, the failovers of leader replacements; `None` if
+    /// there were none.
+    fn membership_line(&self) -> Option<String> {
+        let replaces: Vec<(&Fault, &Replace)> = self
+            .faults
+            .iter()
+            .filter_map(|f| f.replace.as_ref().map(|r| (f, r)))
+            .collect();
+        if replaces.is_empty() {
+            return None;
+        }
+        let mut voting: Vec<Duration> =
+            replaces.iter().filter_map(|(_, r)| r.voter_after).collect();
+        voting.sort();
+        let mut failovers: Vec<Duration> = replaces
+            .iter()
+            .filter(|(f, _)| f.leader_hit)
+            .filter_map(|(f, _)| f.failover)
+            .collect();
+        failovers.sort();
+        let leaders = replaces.iter().filter(|(f, _)| f.leader_hit).count();
+        Some(format!(
+            "membership: {} replaces ({}), {} new nodes voting within the fault (after p50 {}, max {}); {} of leaders, failover p50 {}, max {} ({} measured)",
+            replaces.len(),
+            replaces
+                .iter()
+                .map(|(_, r)| format!("{}->{}", r.old, r.new))
+                .collect::<Vec<_>>()
+                .join(", "),
+            voting.len(),
+            ms(quantile(&voting, 0.5)),
+            ms(voting.last().copied()),
+            leaders,
+            ms(quantile(&failovers, 0.5)),
+            ms(failovers.last().copied()),
+            failovers.len()
+        ))
+    }
+
     /// The verdict line.
     fn verdict_line(&self) -> String {
         let verdict = match &self.verdict {
@@ -275,6 +318,9 @@ impl RunReport {
                 String::new()
             }
         );
+        if let Some(line) = self.membership_line() {
+            let _ = writeln!(s, "{line}");
+        }
         let c = self.counters;
         let _ = writeln!(
             s,
@@ -323,7 +369,7 @@ impl RunReport {
         for r in records {
             let _ = writeln!(
                 history,
-                "{:>10} {:>10} client {:>7} node {} {:?} -> {:?}{}",
+                "{:>10} {:>10} client {:>7} slot {} {:?} -> {:?}{}",
                 r.invoke,
                 r.complete,
                 r.client,
@@ -362,7 +408,9 @@ pub fn totals(reports: &[RunReport]) -> String {
     let mut acknowledged = 0;
     let mut lost = 0;
     let mut phantom = 0;
+    let mut replaces = 0;
     for r in reports {
+        replaces += r.faults.iter().filter(|f| f.replace.is_some()).count();
         acknowledged += r.counters.acknowledged;
         lost += r.counters.lost;
         phantom += r.counters.phantom;
@@ -383,7 +431,7 @@ pub fn totals(reports: &[RunReport]) -> String {
     }
     times.sort();
     format!(
-        "== totals over {} runs: {} operations ({} ok, {} unknown, {} failed); counters: {} acknowledged INCRs, {} lost, {} unexplained; availability {:.1}% during faults, {:.1}% outside; failover p50 {}, p99 {}, max {} ({} measured, {} not within the fault)",
+        "== totals over {} runs: {} operations ({} ok, {} unknown, {} failed); counters: {} acknowledged INCRs, {} lost, {} unexplained; availability {:.1}% during faults, {:.1}% outside; failover p50 {}, p99 {}, max {} ({} measured, {} not within the fault); {} membership replaces",
         reports.len(),
         ops.total(),
         ops.ok,
@@ -398,7 +446,8 @@ pub fn totals(reports: &[RunReport]) -> String {
         ms(quantile(&times, 0.99)),
         ms(times.last().copied()),
         times.len(),
-        missing
+        missing,
+        replaces
     )
 }
 
