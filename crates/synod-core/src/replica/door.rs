@@ -210,7 +210,7 @@ impl Replica {
                 false
             }
             Body::CatchupReply { .. } | Body::SnapshotChunk { .. } => {
-                self.learner.stranger_source == Some(msg.from)
+                self.learner.stranger_asked == Some(msg.from)
             }
             _ => false,
         }

@@ -218,15 +218,21 @@ impl Replica {
             self.learner.catchup_asked_tick = Some(self.now);
             return;
         }
+        // Taken, not kept: a live stranger leader's heartbeats name it again
+        // every interval; a dead one must not keep catch-up to itself.
         let stranger = self
             .learner
             .stranger_source
+            .take()
             .filter(|s| !self.knows_member(*s));
         let target = match (self.leader, stranger) {
             // Cut off while the membership changed: the members we know may
             // all be gone; the stranger that told us the log moved on is the
             // way back in (see `door.rs`).
-            (_, Some(source)) if !matches!(self.role, Role::Leader(_)) => source,
+            (_, Some(source)) if !matches!(self.role, Role::Leader(_)) => {
+                self.learner.stranger_asked = Some(source);
+                source
+            }
             (Some(leader), _) if leader != self.cfg.id && !matches!(self.role, Role::Leader(_)) => {
                 leader
             }

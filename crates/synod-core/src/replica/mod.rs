@@ -120,6 +120,8 @@ struct LearnerState {
     /// A node outside our memberships whose heartbeat said the log is
     /// chosen further: catch up from it (see `door.rs::hint_from_stranger`).
     stranger_source: Option<NodeId>,
+    /// The stranger last asked for catch-up: its replies are let in.
+    stranger_asked: Option<NodeId>,
 }
 
 /// Checksum marks kept to compare with peers.
@@ -317,6 +319,7 @@ impl Replica {
                 incoming: None,
                 transfer_stats: SnapshotTransferStats::default(),
                 stranger_source: None,
+                stranger_asked: None,
             },
             role: Role::Follower,
             leader: None,
