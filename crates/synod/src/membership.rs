@@ -141,6 +141,10 @@ pub(crate) struct MemberState {
     next_token: u64,
     /// The peer set last given to the transport.
     peers: BTreeMap<NodeId, SocketAddr>,
+    /// What the schedule looked like when `peers` was computed (its length,
+    /// first instance and newest epoch): recomputed only when it changes,
+    /// not on every batch.
+    schedule_seen: Option<(usize, InstanceId, u64)>,
 }
 
 /// The membership operations a `Node` handle submits.
@@ -248,6 +252,9 @@ impl<S: StateMachine> Driver<S> {
 
     /// Answers the operations that finished, failed or timed out.
     pub(crate) fn check_member_waiters(&mut self) {
+        if self.members.waiters.is_empty() {
+            return;
+        }
         let now = Instant::now();
         let latest = self.replica.schedule().latest().clone();
         let status = self.replica.status();
@@ -303,6 +310,15 @@ impl<S: StateMachine> Driver<S> {
     /// carry none). Returns an error message when this node was removed.
     pub(crate) fn follow_membership(&mut self) -> Result<(), String> {
         let me = self.cfg.id;
+        let seen = {
+            let schedule = self.replica.schedule();
+            let first = schedule.entries().first().map_or(InstanceId(0), |e| e.from);
+            (schedule.entries().len(), first, schedule.latest().epoch)
+        };
+        if self.members.schedule_seen == Some(seen) {
+            return Ok(());
+        }
+        self.members.schedule_seen = Some(seen);
         let schedule = self.replica.schedule().clone();
         let latest = schedule.latest().clone();
         if latest.was_removed(me) {
