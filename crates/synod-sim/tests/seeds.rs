@@ -216,3 +216,21 @@ fn pinned_read_index_seeds_with_membership_changes() {
         );
     }
 }
+
+/// A liveness gap, not fixed: node 1 lagged far behind (and node 2 was
+/// rebuilding) while the membership moved on to voters it does not know
+/// (6 and 7). Its door refuses their prepares, no leader exists to send it
+/// the heartbeat that would make it catch up from them
+/// (`door.rs::hint_from_stranger`), and the new voters need its promise
+/// for a quorum: no leader is ever elected. (In the real runtime the peer
+/// transport refuses the unknown members' connections too, so even a
+/// leader's heartbeat would not reach it.) A fix lets a replica learn the
+/// membership from any authenticated member it does not know yet (the
+/// transport admitting them, the door taking their prepares) while never
+/// counting them.
+#[test]
+#[ignore = "liveness gap: a voter that knows none of the current members"]
+fn pinned_seed_80916_a_voter_that_knows_none_of_the_current_members() {
+    let report = run_seed(80916, 3, Faults::default());
+    assert!(report.passed(), "{}", report.violations.join("; "));
+}
