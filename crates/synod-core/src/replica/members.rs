@@ -195,9 +195,16 @@ impl Replica {
 
     /// Whether `acks` is a quorum of `membership` (learners count only with
     /// the `learner_votes` negative control).
-    pub(super) fn is_quorum_of(&self, membership: &Membership, acks: &[NodeId]) -> bool {
+    pub(super) fn is_quorum_of<'a>(
+        &self,
+        membership: &Membership,
+        acks: impl IntoIterator<Item = &'a NodeId>,
+    ) -> bool {
         if self.injected().learner_votes {
-            let members = acks.iter().filter(|a| membership.contains(**a)).count();
+            let members = acks
+                .into_iter()
+                .filter(|a| membership.contains(**a))
+                .count();
             return members >= membership.quorum();
         }
         membership.is_quorum(acks)

@@ -138,18 +138,10 @@ impl Replica {
         let Role::Candidate(c) = &mut self.role else {
             return;
         };
-        if c.ballot != ballot || c.phase1.promised_by.contains(&from) {
+        if c.ballot != ballot || !c.phase1.awaits_page(from, first_instance) {
             return;
         }
-        if c.phase1.pages_from.get(&from) != Some(&first_instance) {
-            return;
-        }
-        let page_end = more_from.unwrap_or(InstanceId(u64::MAX));
-        let well_formed = more_from.is_none_or(|next| next > first_instance)
-            && entries
-                .iter()
-                .all(|e| e.instance >= first_instance && e.instance < page_end);
-        if !well_formed {
+        if !page_well_formed(first_instance, &entries, more_from) {
             debug_assert!(from != self.cfg.id, "our own promise page is malformed");
             return;
         }
@@ -206,17 +198,9 @@ impl Replica {
             return;
         };
         if leader.ballot != ballot
-            || leader.phase1.promised_by.contains(&from)
-            || leader.phase1.pages_from.get(&from) != Some(&first_instance)
+            || !leader.phase1.awaits_page(from, first_instance)
+            || !page_well_formed(first_instance, &entries, more_from)
         {
-            return;
-        }
-        let page_end = more_from.unwrap_or(InstanceId(u64::MAX));
-        let well_formed = more_from.is_none_or(|next| next > first_instance)
-            && entries
-                .iter()
-                .all(|e| e.instance >= first_instance && e.instance < page_end);
-        if !well_formed {
             return;
         }
         let mut chosen = Vec::new();
@@ -382,9 +366,7 @@ impl Replica {
             if instance.0 >= chosen_end.0.saturating_add(RECONFIG_DELAY_INSTANCES) {
                 return;
             }
-            let promised: Vec<NodeId> = leader.phase1.promised_by.iter().copied().collect();
-            let membership = self.membership_at(instance).clone();
-            if !self.is_quorum_of(&membership, &promised) {
+            if !self.is_quorum_of(self.membership_at(instance), &leader.phase1.promised_by) {
                 return;
             }
             let known_chosen = instance < chosen_end || self.learner.chosen.contains_key(&instance);
@@ -688,6 +670,29 @@ impl Replica {
                 leader.last_ack_tick.insert(from, self.now);
             }
         }
+    }
+}
+
+/// Whether a promise page covers only `first_instance..more_from` and moves
+/// forward (see `handle_promise`: a page that breaks contiguity or never
+/// ends is ignored).
+fn page_well_formed(
+    first_instance: InstanceId,
+    entries: &[PromiseEntry],
+    more_from: Option<InstanceId>,
+) -> bool {
+    let page_end = more_from.unwrap_or(InstanceId(u64::MAX));
+    more_from.is_none_or(|next| next > first_instance)
+        && entries
+            .iter()
+            .all(|e| e.instance >= first_instance && e.instance < page_end)
+}
+
+impl Phase1 {
+    /// Whether the page of `from`'s promise that starts at `first_instance`
+    /// is the one this phase 1 waits for.
+    fn awaits_page(&self, from: NodeId, first_instance: InstanceId) -> bool {
+        !self.promised_by.contains(&from) && self.pages_from.get(&from) == Some(&first_instance)
     }
 }
 

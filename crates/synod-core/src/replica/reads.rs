@@ -204,11 +204,10 @@ impl Replica {
         if leader.next_instance < leader.recovery_end {
             return false;
         }
-        let promised: Vec<NodeId> = leader.phase1.promised_by.iter().copied().collect();
         self.schedule
             .memberships_from(self.learner.chosen_end)
             .chain(leader.reconfigs_in_flight.values())
-            .all(|m| self.is_quorum_of(m, &promised))
+            .all(|m| self.is_quorum_of(m, &leader.phase1.promised_by))
     }
 
     /// The highest round a majority (this leader included) acknowledged, in
