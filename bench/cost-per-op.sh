@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Cost per operation, side by side in one run: server CPU and context switches
+# per acknowledged request, summed over every server process (the three Synod
+# nodes; the one Redis), for redis-benchmark loads; then RSS per process after
+# loading KEYS keys of 100 bytes pipelined.
+#
+#   bench/cost-per-op.sh [REQUESTS] [KEYS] [-- extra synod server args]
+#       (defaults: 200000 requests per row, 1000000 keys)
+#
+# Writes bench/report/cost.md (a markdown table) and prints it. CPU is
+# utime+stime from /proc/PID/stat (every thread, live or exited); context
+# switches are voluntary+involuntary summed over /proc/PID/task/*/status
+# (threads alive at the end of the row: tokio's blocking threads live 10 s
+# idle, so a row sees them). Needs redis-server and redis-benchmark.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REQUESTS=${1:-200000}
+KEYS=${2:-1000000}
+shift $(( $# > 2 ? 2 : $# ))
+[ "${1:-}" = "--" ] && shift
+EXTRA=("$@")
+OUT=bench/report
+mkdir -p "$OUT"
+for tool in redis-server redis-benchmark redis-cli; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "cost-per-op: $tool not found" >&2; exit 1; }
+done
+SYNOD=${SYNOD:-target/release/synod}
+[ -x "$SYNOD" ] || cargo build --release --locked --bin synod
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/synod-cost.XXXXXX")
+cleanup() {
+  set +e
+  [ -n "${CLUSTER:-}" ] && kill -TERM "$CLUSTER" 2>/dev/null && wait "$CLUSTER" 2>/dev/null
+  [ -n "${REDIS:-}" ] && kill -TERM "$REDIS" 2>/dev/null && wait "$REDIS" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$SYNOD" cluster --data-dir "$WORK/synod" --base-port 7400 -- "${EXTRA[@]}" >"$WORK/cluster.log" 2>&1 &
+CLUSTER=$!
+mkdir -p "$WORK/redis"
+redis-server --port 6490 --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes \
+  --appendfsync always --save "" --daemonize no >"$WORK/redis.log" 2>&1 &
+REDIS=$!
+for _ in $(seq 1 150); do
+  [ "$(redis-cli -p 7401 set ready 1 2>/dev/null)" = OK ] &&
+    [ "$(redis-cli -p 6490 ping 2>/dev/null)" = PONG ] && break
+  sleep 0.2
+done
+SYNOD_PIDS=$(pgrep -P "$CLUSTER" | tr '\n' ' ')
+LEADER=$(redis-cli -p 7401 info replication | tr -d '\r' | awk -F: '/^leader_id:/ {print $2}')
+LEADER_PORT=$((7400 + LEADER))
+TICK=$(getconf CLK_TCK)
+
+cpu_ticks() { # pids... -> utime+stime summed
+  local sum=0 pid
+  for pid in "$@"; do
+    sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$sum"
+}
+switches() { # pids... -> context switches summed over live threads
+  local pid
+  for pid in "$@"; do cat /proc/"$pid"/task/*/status 2>/dev/null; done |
+    awk '/ctxt_switches/ {s += $2} END {print s + 0}'
+}
+rss_kib() { # pid -> VmRSS in KiB
+  awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
+}
+
+ROWS=()
+measure() { # label port pids -- redis-benchmark args...
+  local label=$1 port=$2 pids=$3
+  shift 4
+  # shellcheck disable=SC2086
+  local c0 s0 c1 s1 out rps
+  c0=$(cpu_ticks $pids); s0=$(switches $pids)
+  out=$(redis-benchmark -p "$port" -q "$@" | tr '\r' '\n' | grep 'requests per second' | tail -1)
+  c1=$(cpu_ticks $pids); s1=$(switches $pids)
+  rps=$(echo "$out" | awk '{print $2}')
+  local n=$REQUESTS
+  ROWS+=("$(awk -v l="$label" -v c=$((c1 - c0)) -v s=$((s1 - s0)) -v n="$n" -v t="$TICK" -v r="$rps" \
+    'BEGIN {printf "| %s | %.0f | %.1f | %.2f |", l, r, c / t / n * 1e6, s / n}')")
+  echo "${ROWS[-1]}"
+}
+
+echo "== Synod leader is node $LEADER (port $LEADER_PORT); node pids $SYNOD_PIDS; redis pid $REDIS"
+for sys in synod redis; do
+  if [ $sys = synod ]; then port=$LEADER_PORT pids=$SYNOD_PIDS; else port=6490 pids=$REDIS; fi
+  measure "$sys set c50" "$port" "$pids" -- -t set -c 50 -d 100 -r 100000 -n "$REQUESTS"
+  measure "$sys get c50" "$port" "$pids" -- -t get -c 50 -d 100 -r 100000 -n "$REQUESTS"
+  measure "$sys set c50 P16" "$port" "$pids" -- -t set -c 50 -P 16 -d 100 -r 100000 -n "$REQUESTS"
+  measure "$sys set c1" "$port" "$pids" -- -t set -c 1 -d 100 -r 100000 -n $((REQUESTS / 20))
+done
+
+echo "== loading $KEYS keys of 100 B (pipelined 32 deep)"
+for port in $LEADER_PORT 6490; do
+  redis-benchmark -p "$port" -q -t set -c 50 -P 32 -d 100 -r "$KEYS" -n $((KEYS * 3)) >/dev/null
+done
+sleep 2
+SYN_KEYS=$(redis-cli -p "$LEADER_PORT" dbsize)
+RED_KEYS=$(redis-cli -p 6490 dbsize)
+RSS_ROWS=()
+for pid in $SYNOD_PIDS; do RSS_ROWS+=("| synod pid $pid | $SYN_KEYS | $(( $(rss_kib "$pid") / 1024 )) |"); done
+RSS_ROWS+=("| redis | $RED_KEYS | $(( $(rss_kib "$REDIS") / 1024 )) |")
+
+{
+  echo "### Cost per operation ($(date -u +%Y-%m-%d), $(nproc) cores, \`bench/cost-per-op.sh $REQUESTS $KEYS\`)"
+  echo
+  echo "Synod: 3 nodes (fsync on), load sent to the leader; CPU and switches summed over the three processes."
+  echo "Redis: appendonly yes, appendfsync always. Every row: redis-benchmark, 100-byte values, 100k random keys."
+  echo
+  echo "| row | ops/s | server CPU µs/op | context switches/op |"
+  echo "| --- | ---: | ---: | ---: |"
+  printf '%s\n' "${ROWS[@]}"
+  echo
+  echo "| process | keys | RSS MiB |"
+  echo "| --- | ---: | ---: |"
+  printf '%s\n' "${RSS_ROWS[@]}"
+} >"$OUT/cost.md"
+cat "$OUT/cost.md"
