@@ -50,22 +50,8 @@ SYNOD_PIDS=$(pgrep -P "$CLUSTER" | tr '\n' ' ')
 LEADER=$(redis-cli -p 7401 info replication | tr -d '\r' | awk -F: '/^leader_id:/ {print $2}')
 LEADER_PORT=$((7400 + LEADER))
 TICK=$(getconf CLK_TCK)
-
-cpu_ticks() { # pids... -> utime+stime summed
-  local sum=0 pid
-  for pid in "$@"; do
-    sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
-  done
-  echo "$sum"
-}
-switches() { # pids... -> context switches summed over live threads
-  local pid
-  for pid in "$@"; do cat /proc/"$pid"/task/*/status 2>/dev/null; done |
-    awk '/ctxt_switches/ {s += $2} END {print s + 0}'
-}
-rss_kib() { # pid -> VmRSS in KiB
-  awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
-}
+# shellcheck source=bench/cost-lib.sh
+. bench/cost-lib.sh
 
 ROWS=()
 measure() { # label port pids -- redis-benchmark args...

@@ -9,7 +9,13 @@
 # latency-cdf.png (`synod bench-plot`), and bench/report/REPORT.md (with
 # ratios Synod/Redis and Synod/etcd).
 #
-#   bench/side-by-side.sh [SECONDS_PER_WORKLOAD]     (default 10)
+#   bench/side-by-side.sh [SECONDS_PER_WORKLOAD] [KEYS]   (defaults 10, 1000000)
+#
+# Every row also gets the servers' cost: CPU (utime+stime from /proc/PID/stat)
+# and context switches (summed over /proc/PID/task/*/status) per request,
+# summed over all the processes of the system (3 Synod nodes, 1 Redis, 3 etcd
+# members). At the end KEYS keys of 100 B are loaded into Synod and Redis and
+# the RSS of every process is reported.
 #
 # Needs redis-server, redis-tools and etcd-server (apt-get install
 # redis-server redis-tools etcd-server), protoc to build `synod bench`'s etcd
@@ -18,6 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-10}
+KEYS_LOADED=${2:-1000000}
 OUT=bench/report
 for tool in redis-server redis-cli redis-benchmark etcd; do
   command -v "$tool" >/dev/null 2>&1 ||
@@ -80,18 +87,33 @@ done
 SYNOD_ADDRS=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
 SYNOD_LEADER=$(redis-cli -p 7001 info replication 2>/dev/null | tr -d '\r' | awk -F: '/^leader_id:/ {print $2}') || true
 REDIS_ADDR=127.0.0.1:6390
+# The server processes of each system, for the cost columns: CPU and context
+# switches are read from /proc over the measured part of each row (after the
+# warm-up) and divided by the requests the row counted.
+# shellcheck source=bench/cost-lib.sh
+. bench/cost-lib.sh
+TICK=$(getconf CLK_TCK)
+SYNOD_PIDS=$(pgrep -P "$CLUSTER" | tr '\n' ' ')
+echo "label,cpu_us_per_op,switches_per_op" >"$OUT/cost.csv"
 run() { # system label args...
-  local system=$1 label=$2 addr protocol=resp
+  local system=$1 label=$2 addr protocol=resp pids
   shift 2
   case $system in
-    synod) addr=$SYNOD_ADDRS ;;
-    redis) addr=$REDIS_ADDR ;;
-    etcd) addr=$ETCD_ADDRS protocol=etcd ;;
+    synod) addr=$SYNOD_ADDRS pids=$SYNOD_PIDS ;;
+    redis) addr=$REDIS_ADDR pids=$REDIS ;;
+    etcd) addr=$ETCD_ADDRS protocol=etcd pids="${ETCD_PIDS[*]}" ;;
   esac
   echo "-- $system $label"
   "$SYNOD" bench --protocol "$protocol" --addr "$addr" --duration "$SECONDS_EACH" --warmup 2 \
     --label "$system/$label" --csv "$OUT/results.csv" \
-    --json "$OUT/$system-$label.json" "$@"
+    --json "$OUT/$system-$label.json" "$@" &
+  local bench=$! c0 s0
+  sleep 2
+  # shellcheck disable=SC2086
+  c0=$(cpu_ticks $pids); s0=$(switches $pids)
+  wait "$bench"
+  # shellcheck disable=SC2086
+  echo "$system/$label,$(( $(cpu_ticks $pids) - c0 )),$(( $(switches $pids) - s0 ))" >>"$OUT/cost.csv"
 }
 for system in synod redis etcd; do
   for clients in 1 10 50 200; do
@@ -107,6 +129,24 @@ redis-benchmark -p 7001 -t set,get -c 50 -n 200000 -q | tr '\r' '\n' | grep 'req
 redis-benchmark -p 7001 -t set -c 50 -P 16 -n 500000 -q | tr '\r' '\n' | grep 'requests per second' \
   >>"$OUT/redis-benchmark-synod.txt"
 cat "$OUT/redis-benchmark-synod.txt"
+
+echo "== RSS after loading $KEYS_LOADED keys of 100 B (redis-benchmark, pipelined 32 deep)"
+LEADER_PORT=$((7000 + ${SYNOD_LEADER:-1}))
+for port in $LEADER_PORT 6390; do
+  redis-benchmark -p "$port" -q -t set -c 50 -P 32 -d 100 -r "$KEYS_LOADED" -n $((KEYS_LOADED * 3)) >/dev/null
+done
+sleep 2
+{
+  echo "| process | keys | RSS MiB |"
+  echo "| --- | ---: | ---: |"
+  i=0
+  for pid in $SYNOD_PIDS; do
+    i=$((i + 1))
+    echo "| Synod node $i | $(redis-cli -p $((7000 + i)) dbsize) | $(( $(rss_kib "$pid") / 1024 )) |"
+  done
+  echo "| Redis | $(redis-cli -p 6390 dbsize) | $(( $(rss_kib "$REDIS") / 1024 )) |"
+} >"$OUT/rss.md"
+cat "$OUT/rss.md"
 
 echo "== plots"
 "$SYNOD" bench-plot --csv "$OUT/results.csv" --json-dir "$OUT" --out "$OUT" --cdf-clients 50
@@ -148,6 +188,36 @@ echo "== report"
           cells("etcd", w), ratio("redis", w), ratio("etcd", w)
       }
     }' "$OUT/results.csv"
+  echo
+  echo "Server cost per request, summed over every process of the system (Synod: 3 nodes; Redis: 1;"
+  echo "etcd: 3 members), over the measured part of each row (CPU: user + system time):"
+  echo
+  echo "| workload | Synod CPU µs | Redis CPU µs | etcd CPU µs | Synod switches | Redis switches | etcd switches | Synod/Redis CPU | Synod/etcd CPU |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  awk -F, -v tick="$TICK" 'FNR == 1 { file++; next }
+    file == 1 { requests[$1] = $7 }
+    file == 2 { split($1, parts, "/"); sys = parts[1]; w = parts[2];
+      if (!(w in seen)) { order[++n] = w; seen[w] = 1 }
+      if (requests[$1] > 0) {
+        cpu[sys, w] = $2 / tick / requests[$1] * 1e6; sw[sys, w] = $3 / requests[$1]; have[sys, w] = 1
+      }
+    }
+    function c(sys, w) { return ((sys, w) in have) ? sprintf("%.1f", cpu[sys, w]) : "-" }
+    function s(sys, w) { return ((sys, w) in have) ? sprintf("%.2f", sw[sys, w]) : "-" }
+    function r(sys, w) { return (((sys, w) in have) && (("synod", w) in have) && cpu[sys, w] > 0) ?
+      sprintf("%.1f", cpu["synod", w] / cpu[sys, w]) : "-" }
+    END {
+      for (i = 1; i <= n; i++) {
+        w = order[i];
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", w, c("synod", w), c("redis", w),
+          c("etcd", w), s("synod", w), s("redis", w), s("etcd", w), r("redis", w), r("etcd", w)
+      }
+    }' "$OUT/results.csv" "$OUT/cost.csv"
+  echo
+  echo "Resident memory after loading $KEYS_LOADED random keys of 100 B (\`redis-benchmark -P 32 -r $KEYS_LOADED\`, so"
+  echo "about 95% of them distinct) into Synod (through the leader) and into Redis:"
+  echo
+  cat "$OUT/rss.md"
   echo
   echo "![Throughput against clients, SET and GET](throughput.png)"
   echo
