@@ -51,29 +51,11 @@ pub(crate) enum Value {
 }
 
 impl Value {
-    /// The name `TYPE` reports.
-    pub(crate) fn type_name(&self) -> &'static str {
-        match self {
-            Value::Str(_) => "string",
-            Value::Hash(_) => "hash",
-            Value::List(_) => "list",
-        }
-    }
-
     pub(crate) fn is_empty_collection(&self) -> bool {
         match self {
             Value::Str(_) => false,
             Value::Hash(fields) => fields.is_empty(),
             Value::List(items) => items.is_empty(),
-        }
-    }
-
-    /// The value's accounted bytes (see the module docs); O(1).
-    pub(crate) fn bytes(&self) -> u64 {
-        match self {
-            Value::Str(value) => value.len() as u64,
-            Value::Hash(fields) => fields.bytes,
-            Value::List(items) => items.bytes,
         }
     }
 
@@ -140,6 +122,11 @@ impl HashFields {
         }
     }
 
+    /// Accounted bytes of every field (see the module docs).
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     pub(crate) fn get(&self, field: &[u8]) -> Option<&Bytes> {
         self.fields.get(field)
     }
@@ -191,6 +178,11 @@ impl ListItems {
         }?;
         self.bytes -= item_bytes(&item);
         Some(item)
+    }
+
+    /// Accounted bytes of every item (see the module docs).
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     pub(crate) fn len(&self) -> usize {
