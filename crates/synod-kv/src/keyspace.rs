@@ -422,6 +422,10 @@ impl Keyspace {
 }
 
 #[cfg(test)]
+#[path = "keyspace_model_tests.rs"]
+mod model_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;
