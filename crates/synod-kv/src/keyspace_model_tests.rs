@@ -24,6 +24,9 @@ enum ModelValue {
 
 type Model = BTreeMap<Vec<u8>, (ModelValue, Option<u64>)>;
 
+/// (key, value, expiry), in iteration order.
+type Contents = Vec<(Vec<u8>, ModelValue, Option<u64>)>;
+
 #[derive(Clone, Debug)]
 enum Op {
     SetString {
@@ -54,7 +57,7 @@ enum Op {
 
 fn key_name(key: u8) -> Vec<u8> {
     // Long and short names, so inline headers of both sizes are exercised.
-    if key % 4 == 0 {
+    if key.is_multiple_of(4) {
         vec![b'k'; 130 + usize::from(key)]
     } else {
         format!("key:{key}").into_bytes()
@@ -109,7 +112,7 @@ fn stored_value(entry: &Entry) -> ModelValue {
 }
 
 /// The (key, value, expiry) triples in iteration order.
-fn contents(lookup: &impl Lookup) -> Vec<(Vec<u8>, ModelValue, Option<u64>)> {
+fn contents(lookup: &impl Lookup) -> Contents {
     lookup
         .iter_from(0)
         .map(|(hash, key, entry)| {
@@ -120,7 +123,7 @@ fn contents(lookup: &impl Lookup) -> Vec<(Vec<u8>, ModelValue, Option<u64>)> {
 }
 
 /// The model in the keyspace's order: by (xxh3, key).
-fn ordered(model: &Model) -> Vec<(Vec<u8>, ModelValue, Option<u64>)> {
+fn ordered(model: &Model) -> Contents {
     let mut all: Vec<_> = model
         .iter()
         .map(|(key, (value, expiry))| (key.clone(), value.clone(), *expiry))
@@ -201,7 +204,7 @@ proptest! {
     fn keyspace_agrees_with_a_model(ops in proptest::collection::vec(op(), 1..60)) {
         let mut keyspace = Keyspace::default();
         let mut model = Model::new();
-        let mut views: Vec<(KeyspaceView, Vec<(Vec<u8>, ModelValue, Option<u64>)>)> = Vec::new();
+        let mut views: Vec<(KeyspaceView, Contents)> = Vec::new();
         for op in &ops {
             apply(&mut keyspace, &mut model, op);
             if let Op::View = op {
