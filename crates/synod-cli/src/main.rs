@@ -10,6 +10,17 @@
 //! - `synod bench [--protocol resp|etcd] [--addr H:P,...] [--clients N] [--json F] [--csv F]`
 //! - `synod bench-plot [--csv results.csv] [--json-dir DIR] [--out DIR]`
 
+#[cfg(all(feature = "mimalloc", feature = "jemalloc"))]
+compile_error!("choose one allocator feature: mimalloc or jemalloc");
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod admin_client;
 mod bench;
 mod certs;

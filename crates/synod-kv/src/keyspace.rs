@@ -9,6 +9,7 @@
 //! - `expiry`, keys with a time to live sorted by `(expire_at_ms, key)`:
 //!   `apply` purges its front up to the log time, deterministically.
 //!
+//! Each key is one [`Entry`] (see [`crate::entry`] for its compact layout).
 //! `entries` is a persistent B+ tree (`imbl::OrdMap`): [`Keyspace::view`]
 //! takes an immutable copy of the whole keyspace in O(1) on the event loop
 //! (it shares every node), and a snapshot or a `KEYS` reads that copy on
@@ -22,95 +23,31 @@
 //! The keyspace also keeps the dataset's accounted size (see
 //! [`crate::value`] for the formula) and the replicated `maxmemory` limit.
 
-use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::ops::RangeFrom;
 
-use bytes::Bytes;
-use equivalent::{Comparable, Equivalent};
 use imbl::OrdMap;
-use xxhash_rust::xxh3::xxh3_64;
 
+use crate::entry::Probe;
+pub(crate) use crate::entry::{order_hash, Entry, StrRef, ValueRef};
 use crate::value::entry_bytes;
 pub(crate) use crate::value::Value;
 
-/// A key's value and expiry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Entry {
-    pub(crate) value: Value,
-    /// Unix time in ms at which the key stops existing.
-    pub(crate) expire_at_ms: Option<u64>,
-}
-
-impl Entry {
-    /// Whether the key still exists at `now_ms`.
-    pub(crate) fn is_live(&self, now_ms: u64) -> bool {
-        self.expire_at_ms.is_none_or(|at| at > now_ms)
-    }
-}
-
-/// The position of a key in iteration order.
-pub(crate) fn order_hash(key: &[u8]) -> u64 {
-    xxh3_64(key)
-}
-
-/// A key in `entries`: its order hash (computed once) and its bytes.
-/// Ordered by `(hash, key)`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct OrderKey {
-    hash: u64,
-    key: Bytes,
-}
-
-impl OrderKey {
-    fn new(key: Bytes) -> OrderKey {
-        OrderKey {
-            hash: order_hash(&key),
-            key,
-        }
-    }
-}
-
-/// A borrowed `(hash, key)` to search `entries` without allocating.
-/// Compares exactly as [`OrderKey`]'s derived order does.
-struct Probe<'a> {
-    hash: u64,
-    key: &'a [u8],
-}
-
-impl<'a> Probe<'a> {
-    fn of(key: &'a [u8]) -> Probe<'a> {
-        Probe {
-            hash: order_hash(key),
-            key,
-        }
-    }
-}
-
-impl Equivalent<OrderKey> for Probe<'_> {
-    fn equivalent(&self, other: &OrderKey) -> bool {
-        self.hash == other.hash && self.key == &other.key[..]
-    }
-}
-
-impl Comparable<OrderKey> for Probe<'_> {
-    fn compare(&self, other: &OrderKey) -> Ordering {
-        (self.hash, self.key).cmp(&(other.hash, &other.key[..]))
-    }
-}
-
-type Entries = OrdMap<OrderKey, Entry>;
+/// The tree: every stored key, in `(hash, key)` order. The value type is
+/// empty: an [`Entry`] holds the key, value and expiry together (one
+/// pointer), so a leaf slot is 24 bytes.
+type Entries = OrdMap<Entry, ()>;
 
 /// Keys from which `clear` frees the old keyspace on another thread.
 const FREE_ELSEWHERE_MIN: usize = 4096;
 
 /// Every stored key (live or not) from order position `hash` on
 /// (inclusive), in iteration order.
-fn entries_from(entries: &Entries, hash: u64) -> impl Iterator<Item = (u64, &Bytes, &Entry)> + '_ {
+fn entries_from(entries: &Entries, hash: u64) -> impl Iterator<Item = (u64, &[u8], &Entry)> + '_ {
     let from: RangeFrom<Probe<'static>> = Probe { hash, key: &[] }..;
     entries
         .range(from)
-        .map(|(order, entry)| (order.hash, &order.key, entry))
+        .map(|(entry, ())| (entry.hash(), entry.key(), entry))
 }
 
 /// What a read of keys needs, from the keyspace itself (on the event loop)
@@ -120,7 +57,7 @@ pub(crate) trait Lookup {
     fn live(&self, key: &[u8], now_ms: u64) -> Option<&Entry>;
     /// Every stored key (live or not) from order position `hash` on
     /// (inclusive), in iteration order.
-    fn iter_from(&self, hash: u64) -> impl Iterator<Item = (u64, &Bytes, &Entry)> + '_;
+    fn iter_from(&self, hash: u64) -> impl Iterator<Item = (u64, &[u8], &Entry)> + '_;
 }
 
 impl Lookup for Keyspace {
@@ -128,7 +65,7 @@ impl Lookup for Keyspace {
         Keyspace::live(self, key, now_ms)
     }
 
-    fn iter_from(&self, hash: u64) -> impl Iterator<Item = (u64, &Bytes, &Entry)> + '_ {
+    fn iter_from(&self, hash: u64) -> impl Iterator<Item = (u64, &[u8], &Entry)> + '_ {
         entries_from(&self.entries, hash)
     }
 }
@@ -136,11 +73,12 @@ impl Lookup for Keyspace {
 impl Lookup for KeyspaceView {
     fn live(&self, key: &[u8], now_ms: u64) -> Option<&Entry> {
         self.entries
-            .get(&Probe::of(key))
+            .get_key_value(&Probe::of(key))
+            .map(|(entry, ())| entry)
             .filter(|entry| entry.is_live(now_ms))
     }
 
-    fn iter_from(&self, hash: u64) -> impl Iterator<Item = (u64, &Bytes, &Entry)> + '_ {
+    fn iter_from(&self, hash: u64) -> impl Iterator<Item = (u64, &[u8], &Entry)> + '_ {
         entries_from(&self.entries, hash)
     }
 }
@@ -168,7 +106,9 @@ impl KeyspaceView {
 #[derive(Debug, Default)]
 pub(crate) struct Keyspace {
     entries: Entries,
-    expiry: BTreeSet<(u64, Bytes)>,
+    /// `(expire_at_ms, key)` of every key with an expiry, and of no other
+    /// key: a key without one costs nothing here.
+    expiry: BTreeSet<(u64, Box<[u8]>)>,
     /// Sum of [`entry_bytes`] over `entries`.
     used_bytes: u64,
     /// The replicated `maxmemory` limit (0: none). Set only by a log
@@ -177,8 +117,8 @@ pub(crate) struct Keyspace {
     maxmemory_bytes: u64,
 }
 
-fn accounted(key: &Bytes, entry: &Entry) -> u64 {
-    entry_bytes(key.len(), entry.value.bytes())
+fn accounted(entry: &Entry) -> u64 {
+    entry_bytes(entry.key().len(), entry.value().bytes())
 }
 
 impl Keyspace {
@@ -220,7 +160,7 @@ impl Keyspace {
     pub(crate) fn live_len(&self, now_ms: u64) -> usize {
         let expired = self
             .expiry
-            .range(..(now_ms.saturating_add(1), Bytes::new()))
+            .range(..(now_ms.saturating_add(1), Box::default()))
             .count();
         debug_assert!(expired <= self.entries.len());
         self.entries.len() - expired
@@ -228,7 +168,9 @@ impl Keyspace {
 
     /// The key's entry, live or not.
     pub(crate) fn stored(&self, key: &[u8]) -> Option<&Entry> {
-        self.entries.get(&Probe::of(key))
+        self.entries
+            .get_key_value(&Probe::of(key))
+            .map(|(entry, ())| entry)
     }
 
     /// The key's entry if it is live at `now_ms`.
@@ -256,14 +198,19 @@ impl Keyspace {
         change: impl FnOnce(&mut Value) -> R,
     ) -> Option<R> {
         self.remove_if_expired(key, now_ms);
-        let entry = self.entries.get_mut(&Probe::of(key))?;
-        let before = entry.value.bytes();
-        let result = change(&mut entry.value);
-        let after = entry.value.bytes();
-        let empty = entry.value.is_empty_collection();
-        self.used_bytes = self.used_bytes - before + after;
-        if empty {
-            self.remove(key);
+        // The tree hands out no mutable keys: the entry comes out, changes
+        // (in place when no view shares it) and goes back, with its expiry.
+        let (mut entry, ()) = self.entries.remove_with_key(&Probe::of(key))?;
+        let before = accounted(&entry);
+        let result = entry.change_value(change);
+        self.used_bytes -= before;
+        if entry.value().is_empty_collection() {
+            if let Some(at) = entry.expire_at_ms() {
+                self.unindex_expiry(at, entry.key());
+            }
+        } else {
+            self.used_bytes += accounted(&entry);
+            self.entries.insert(entry, ());
         }
         Some(result)
     }
@@ -273,14 +220,14 @@ impl Keyspace {
     /// `change` to fill (an empty one is removed again).
     pub(crate) fn modify_or_insert<R>(
         &mut self,
-        key: &Bytes,
+        key: &[u8],
         now_ms: u64,
         make: impl FnOnce() -> Value,
         change: impl FnOnce(&mut Value) -> R,
     ) -> R {
         self.remove_if_expired(key, now_ms);
         if self.stored(key).is_none() {
-            self.insert_unchecked(key.clone(), make(), None);
+            self.insert_unchecked(key, make(), None);
         }
         match self.modify(key, now_ms, change) {
             Some(result) => result,
@@ -290,65 +237,60 @@ impl Keyspace {
 
     /// Stores `value` under `key`, replacing whatever was there, with the
     /// given expiry.
-    pub(crate) fn insert(&mut self, key: Bytes, value: Value, expire_at_ms: Option<u64>) {
+    pub(crate) fn insert(&mut self, key: &[u8], value: Value, expire_at_ms: Option<u64>) {
         debug_assert!(!value.is_empty_collection());
         self.insert_unchecked(key, value, expire_at_ms);
     }
 
-    fn insert_unchecked(&mut self, key: Bytes, value: Value, expire_at_ms: Option<u64>) {
-        let entry = Entry {
-            value,
-            expire_at_ms,
-        };
-        let added = accounted(&key, &entry);
-        let previous = self.entries.insert(OrderKey::new(key.clone()), entry);
-        let previous_expiry = match previous {
-            Some(previous) => {
-                self.used_bytes -= accounted(&key, &previous);
-                previous.expire_at_ms
+    fn insert_unchecked(&mut self, key: &[u8], value: Value, expire_at_ms: Option<u64>) {
+        self.put(Entry::new(key, value, expire_at_ms));
+    }
+
+    /// Stores `entry`, replacing the entry of its key if any, and keeps the
+    /// accounted size and the expiry index right.
+    fn put(&mut self, entry: Entry) {
+        let previous = self
+            .entries
+            .get_key_value(&entry.probe())
+            .map(|(previous, ())| (accounted(previous), previous.expire_at_ms()));
+        let (previous_bytes, previous_expiry) = previous.unwrap_or((0, None));
+        let next_expiry = entry.expire_at_ms();
+        self.used_bytes = self.used_bytes - previous_bytes + accounted(&entry);
+        if previous_expiry != next_expiry {
+            if let Some(at) = previous_expiry {
+                self.unindex_expiry(at, entry.key());
             }
-            None => None,
-        };
-        self.used_bytes += added;
-        self.reindex_expiry(&key, previous_expiry, expire_at_ms);
+            if let Some(at) = next_expiry {
+                self.expiry.insert((at, entry.key().into()));
+            }
+        }
+        // Replaces the stored key (and with it the value) when present.
+        self.entries.insert(entry, ());
+    }
+
+    fn unindex_expiry(&mut self, at: u64, key: &[u8]) {
+        let removed = self.expiry.remove(&(at, key.into()));
+        debug_assert!(removed, "expiry index lost a key");
     }
 
     /// Changes the expiry of an existing key.
     pub(crate) fn set_expiry(&mut self, key: &[u8], expire_at_ms: Option<u64>) {
-        let probe = Probe::of(key);
-        let Some((order, entry)) = self.entries.get_key_value(&probe) else {
+        let Some(entry) = self.stored(key) else {
             debug_assert!(false, "set_expiry on a missing key");
             return;
         };
-        // The stored key, so the expiry index shares its bytes.
-        let stored_key = order.key.clone();
-        let previous = entry.expire_at_ms;
-        if let Some(entry) = self.entries.get_mut(&probe) {
-            entry.expire_at_ms = expire_at_ms;
-        }
-        self.reindex_expiry(&stored_key, previous, expire_at_ms);
-    }
-
-    fn reindex_expiry(&mut self, key: &Bytes, previous: Option<u64>, next: Option<u64>) {
-        if previous == next {
-            return;
-        }
-        if let Some(at) = previous {
-            let removed = self.expiry.remove(&(at, key.clone()));
-            debug_assert!(removed, "expiry index lost a key");
-        }
-        if let Some(at) = next {
-            self.expiry.insert((at, key.clone()));
+        if entry.expire_at_ms() != expire_at_ms {
+            let changed = entry.with_expiry(expire_at_ms);
+            self.put(changed);
         }
     }
 
     /// Removes the key (live or not) and returns its entry.
     pub(crate) fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let (stored_key, entry) = self.entries.remove_with_key(&Probe::of(key))?;
-        self.used_bytes -= accounted(&stored_key.key, &entry);
-        if let Some(at) = entry.expire_at_ms {
-            let removed = self.expiry.remove(&(at, stored_key.key));
-            debug_assert!(removed, "expiry index lost a key");
+        let (entry, ()) = self.entries.remove_with_key(&Probe::of(key))?;
+        self.used_bytes -= accounted(&entry);
+        if let Some(at) = entry.expire_at_ms() {
+            self.unindex_expiry(at, entry.key());
         }
         Some(entry)
     }
@@ -358,13 +300,17 @@ impl Keyspace {
     pub(crate) fn purge_expired(&mut self, now_ms: u64, limit: usize) -> usize {
         let mut purged = 0;
         while purged < limit {
-            let Some((at, key)) = self.expiry.first().cloned() else {
+            match self.expiry.first() {
+                Some((at, _)) if *at <= now_ms => {}
+                _ => break,
+            }
+            let Some((_, key)) = self.expiry.pop_first() else {
                 break;
             };
-            if at > now_ms {
-                break;
+            match self.entries.remove_with_key(&Probe::of(&key)) {
+                Some((entry, ())) => self.used_bytes -= accounted(&entry),
+                None => debug_assert!(false, "expiry index names a missing key"),
             }
-            self.remove(&key);
             purged += 1;
         }
         purged
@@ -389,9 +335,39 @@ impl Keyspace {
             .spawn(move || drop((entries, expiry)));
     }
 
+    /// Builds a keyspace from entries in any order (a snapshot being read);
+    /// `None` when two entries have the same key.
+    ///
+    /// The entries are inserted in a scrambled order: a B+ tree filled in
+    /// key order splits every leaf in half and leaves it so (half of every
+    /// leaf empty), while insertions at random places fill leaves to ~70%
+    /// on average, as on a replica that applied the same writes one by one.
+    pub(crate) fn from_entries(entries: Vec<Entry>, maxmemory_bytes: u64) -> Option<Keyspace> {
+        let count = entries.len();
+        let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+        let mut keyspace = Keyspace {
+            maxmemory_bytes,
+            ..Keyspace::default()
+        };
+        let span = count.next_power_of_two() as u64;
+        for step in 0..span {
+            // An odd multiplier is a bijection modulo a power of two.
+            let index = step.wrapping_mul(0x9E37_79B9_7F4A_7C15) & (span - 1);
+            let Some(entry) = usize::try_from(index)
+                .ok()
+                .and_then(|index| slots.get_mut(index))
+                .and_then(Option::take)
+            else {
+                continue;
+            };
+            keyspace.put(entry);
+        }
+        (keyspace.len() == count).then_some(keyspace)
+    }
+
     /// Every stored key (live or not) from order position `hash` on
     /// (inclusive), in iteration order.
-    pub(crate) fn iter_from(&self, hash: u64) -> impl Iterator<Item = (u64, &Bytes, &Entry)> + '_ {
+    pub(crate) fn iter_from(&self, hash: u64) -> impl Iterator<Item = (u64, &[u8], &Entry)> + '_ {
         entries_from(&self.entries, hash)
     }
 
@@ -399,10 +375,11 @@ impl Keyspace {
     /// visibility depends on the time.
     pub(crate) fn has_expiry(&self, key: &[u8]) -> bool {
         self.stored(key)
-            .is_some_and(|entry| entry.expire_at_ms.is_some())
+            .is_some_and(|entry| entry.expire_at_ms().is_some())
     }
 
     /// Whether the key is stored, live or not.
+    #[cfg(test)]
     pub(crate) fn contains(&self, key: &[u8]) -> bool {
         self.stored(key).is_some()
     }
@@ -412,18 +389,18 @@ impl Keyspace {
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
         let mut with_expiry = 0;
         let mut used = 0u64;
-        for (order, entry) in self.entries.iter() {
-            let key = &order.key;
-            if order.hash != order_hash(key) {
+        for (entry, ()) in self.entries.iter() {
+            let key = entry.key();
+            if entry.hash() != order_hash(key) {
                 return Err(format!("order hash of {key:?} is wrong"));
             }
-            if entry.value.is_empty_collection() {
+            if entry.value().is_empty_collection() {
                 return Err(format!("key {key:?} holds an empty collection"));
             }
-            used += accounted(key, entry);
-            if let Some(at) = entry.expire_at_ms {
+            used += accounted(entry);
+            if let Some(at) = entry.expire_at_ms() {
                 with_expiry += 1;
-                if !self.expiry.contains(&(at, key.clone())) {
+                if !self.expiry.contains(&(at, key.into())) {
                     return Err(format!("key {key:?} is missing from the expiry index"));
                 }
             }
@@ -445,8 +422,13 @@ impl Keyspace {
 }
 
 #[cfg(test)]
+#[path = "keyspace_model_tests.rs"]
+mod model_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn string(text: &str) -> Value {
         Value::Str(Bytes::copy_from_slice(text.as_bytes()))
@@ -455,9 +437,9 @@ mod tests {
     #[test]
     fn insert_expire_purge() {
         let mut keyspace = Keyspace::default();
-        keyspace.insert(Bytes::from("a"), string("1"), Some(100));
-        keyspace.insert(Bytes::from("b"), string("2"), None);
-        keyspace.insert(Bytes::from("c"), string("3"), Some(50));
+        keyspace.insert(b"a", string("1"), Some(100));
+        keyspace.insert(b"b", string("2"), None);
+        keyspace.insert(b"c", string("3"), Some(50));
         keyspace.check_invariants().unwrap();
         assert_eq!(keyspace.live_len(49), 3);
         assert_eq!(keyspace.live_len(50), 2);
@@ -473,8 +455,8 @@ mod tests {
     #[test]
     fn overwrite_and_set_expiry_keep_indexes_right() {
         let mut keyspace = Keyspace::default();
-        keyspace.insert(Bytes::from("a"), string("1"), Some(100));
-        keyspace.insert(Bytes::from("a"), string("2"), Some(200));
+        keyspace.insert(b"a", string("1"), Some(100));
+        keyspace.insert(b"a", string("2"), Some(200));
         keyspace.check_invariants().unwrap();
         keyspace.set_expiry(b"a", None);
         keyspace.check_invariants().unwrap();
@@ -490,7 +472,7 @@ mod tests {
     fn iteration_follows_hash_order() {
         let mut keyspace = Keyspace::default();
         for index in 0..100 {
-            keyspace.insert(Bytes::from(format!("k{index}")), string("v"), None);
+            keyspace.insert(format!("k{index}").as_bytes(), string("v"), None);
         }
         let hashes: Vec<u64> = keyspace.iter_from(0).map(|(hash, _, _)| hash).collect();
         assert_eq!(hashes.len(), 100);

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::command::ListEnd;
-use crate::keyspace::{Keyspace, KeyspaceView, Lookup, Value};
+use crate::keyspace::{Entry, Keyspace, KeyspaceView, Lookup, Value, ValueRef};
 use crate::value::{HashFields, ListItems};
 use crate::wire::{DecodeError, Reader, Writer};
 
@@ -61,19 +61,19 @@ pub(crate) fn write(keyspace: &KeyspaceView) -> Bytes {
     for (_, key, entry) in keyspace.iter_from(0) {
         written += 1;
         writer.bytes(key);
-        match entry.expire_at_ms {
+        match entry.expire_at_ms() {
             None => writer.u8(0),
             Some(at) => {
                 writer.u8(1);
                 writer.u64(at);
             }
         }
-        match &entry.value {
-            Value::Str(value) => {
+        match entry.value() {
+            ValueRef::Str(value) => {
                 writer.u8(kind::STRING);
-                writer.bytes(value);
+                writer.bytes(&value);
             }
-            Value::Hash(fields) => {
+            ValueRef::Hash(fields) => {
                 writer.u8(kind::HASH);
                 writer.len(fields.len());
                 for (field, value) in fields.iter() {
@@ -81,7 +81,7 @@ pub(crate) fn write(keyspace: &KeyspaceView) -> Bytes {
                     writer.bytes(value);
                 }
             }
-            Value::List(items) => {
+            ValueRef::List(items) => {
                 writer.u8(kind::LIST);
                 writer.len(items.len());
                 for item in items.iter() {
@@ -121,25 +121,25 @@ pub(crate) fn read(snapshot: &[u8]) -> Result<Keyspace, DecodeError> {
     if count > (reader.remaining() / ENTRY_LEN_MIN) as u64 {
         return Err(DecodeError::Truncated);
     }
-    let mut keyspace = Keyspace::default();
+    // `count` is bounded by the input's length just above.
+    let mut entries = Vec::with_capacity(count as usize);
     for _ in 0..count {
-        let key = reader.bytes()?;
+        let key = reader.slice()?;
         let expire_at_ms = if reader.bool()? {
             Some(reader.u64()?)
         } else {
             None
         };
         let value = read_value(&mut reader)?;
-        if keyspace.contains(&key) {
-            return Err(DecodeError::Invalid("duplicate key"));
-        }
-        keyspace.insert(key, value, expire_at_ms);
+        entries.push(Entry::new(key, value, expire_at_ms));
     }
-    if version == SNAPSHOT_FORMAT_VERSION {
-        keyspace.set_maxmemory_bytes(reader.u64()?);
-    }
+    let maxmemory_bytes = if version == SNAPSHOT_FORMAT_VERSION {
+        reader.u64()?
+    } else {
+        0
+    };
     reader.finish()?;
-    Ok(keyspace)
+    Keyspace::from_entries(entries, maxmemory_bytes).ok_or(DecodeError::Invalid("duplicate key"))
 }
 
 fn read_value(reader: &mut Reader<'_>) -> Result<Value, DecodeError> {

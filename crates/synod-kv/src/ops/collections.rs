@@ -8,7 +8,7 @@ use synod_resp::Reply;
 
 use super::{wrong_type, OVERFLOW};
 use crate::command::ListEnd;
-use crate::keyspace::{Keyspace, Lookup, Value};
+use crate::keyspace::{Keyspace, Lookup, Value, ValueRef};
 use crate::number::parse_i64;
 use crate::value::{HashFields, ListItems};
 
@@ -17,9 +17,9 @@ fn hash_at<'a>(
     key: &[u8],
     now: u64,
 ) -> Result<Option<&'a HashFields>, Reply> {
-    match keyspace.live(key, now).map(|entry| &entry.value) {
+    match keyspace.live(key, now).map(|entry| entry.value()) {
         None => Ok(None),
-        Some(Value::Hash(fields)) => Ok(Some(fields)),
+        Some(ValueRef::Hash(fields)) => Ok(Some(fields)),
         Some(_) => Err(wrong_type()),
     }
 }
@@ -29,9 +29,9 @@ fn list_at<'a>(
     key: &[u8],
     now: u64,
 ) -> Result<Option<&'a ListItems>, Reply> {
-    match keyspace.live(key, now).map(|entry| &entry.value) {
+    match keyspace.live(key, now).map(|entry| entry.value()) {
         None => Ok(None),
-        Some(Value::List(items)) => Ok(Some(items)),
+        Some(ValueRef::List(items)) => Ok(Some(items)),
         Some(_) => Err(wrong_type()),
     }
 }

@@ -55,7 +55,7 @@ pub(crate) fn expire(
         return Reply::Integer(0);
     };
     // Compare as i128 so a negative `when` and a u64 expiry order correctly.
-    let current = entry.expire_at_ms.map(i128::from);
+    let current = entry.expire_at_ms().map(i128::from);
     let when_wide = i128::from(when);
     let refused = (condition.if_no_expiry && current.is_some())
         || (condition.if_has_expiry && current.is_none())
@@ -84,7 +84,7 @@ pub(crate) fn ttl(keyspace: &Keyspace, key: &[u8], unit: TimeUnit, now: u64) -> 
 
 pub(crate) fn persist(keyspace: &mut Keyspace, key: &[u8], now: u64) -> Reply {
     match keyspace.live(key, now) {
-        Some(entry) if entry.expire_at_ms.is_some() => {
+        Some(entry) if entry.expire_at_ms().is_some() => {
             keyspace.set_expiry(key, None);
             Reply::Integer(1)
         }
@@ -95,7 +95,7 @@ pub(crate) fn persist(keyspace: &mut Keyspace, key: &[u8], now: u64) -> Reply {
 pub(crate) fn type_of(keyspace: &Keyspace, key: &[u8], now: u64) -> Reply {
     let name = keyspace
         .live(key, now)
-        .map_or("none", |entry| entry.value.type_name());
+        .map_or("none", |entry| entry.value().type_name());
     Reply::Simple(name.to_string())
 }
 
@@ -108,7 +108,7 @@ pub(crate) fn keys(keyspace: &impl Lookup, pattern: &[u8], now: u64) -> Reply {
         keyspace
             .iter_from(0)
             .filter(|(_, key, entry)| entry.is_live(now) && matches(pattern, key))
-            .map(|(_, key, _)| Reply::Bulk(key.clone()))
+            .map(|(_, key, _)| Reply::Bulk(Bytes::copy_from_slice(key)))
             .collect(),
     )
 }
@@ -158,9 +158,9 @@ pub(crate) fn scan(
         }
         examined += 1;
         let type_ok = type_name
-            .is_none_or(|name| name.eq_ignore_ascii_case(entry.value.type_name().as_bytes()));
+            .is_none_or(|name| name.eq_ignore_ascii_case(entry.value().type_name().as_bytes()));
         if type_ok && pattern.is_none_or(|pattern| matches(pattern, key)) {
-            found.push(Reply::Bulk(key.clone()));
+            found.push(Reply::Bulk(Bytes::copy_from_slice(key)));
         }
     }
     Reply::Array(vec![
@@ -181,7 +181,7 @@ pub(crate) fn randomkey(keyspace: &Keyspace, ctx: &ApplyContext) -> Reply {
     seed_input[..8].copy_from_slice(&ctx.instance.0.to_le_bytes());
     seed_input[8..].copy_from_slice(&now.to_le_bytes());
     let start = xxh3_64(&seed_input);
-    let live = |(_, _, entry): &(u64, &Bytes, &Entry)| entry.is_live(now);
+    let live = |(_, _, entry): &(u64, &[u8], &Entry)| entry.is_live(now);
     keyspace
         .iter_from(start)
         .find(live)
@@ -191,5 +191,7 @@ pub(crate) fn randomkey(keyspace: &Keyspace, ctx: &ApplyContext) -> Reply {
                 .take_while(|(hash, _, _)| *hash < start)
                 .find(live)
         })
-        .map_or(Reply::Null, |(_, key, _)| Reply::Bulk(key.clone()))
+        .map_or(Reply::Null, |(_, key, _)| {
+            Reply::Bulk(Bytes::copy_from_slice(key))
+        })
 }

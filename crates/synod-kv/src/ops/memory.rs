@@ -25,7 +25,7 @@ use synod_resp::Reply;
 
 use super::strings::STRING_LEN_MAX;
 use crate::command::KvCommand;
-use crate::keyspace::{Keyspace, Value};
+use crate::keyspace::{Keyspace, ValueRef};
 use crate::value::{entry_bytes, field_bytes, item_bytes};
 
 /// Redis's error text for a refused write.
@@ -57,7 +57,7 @@ pub(crate) fn refusal(keyspace: &Keyspace, command: &KvCommand, now: u64) -> Opt
 fn current_entry(keyspace: &Keyspace, key: &[u8], now: u64) -> u64 {
     keyspace
         .live(key, now)
-        .map_or(0, |entry| entry_bytes(key.len(), entry.value.bytes()))
+        .map_or(0, |entry| entry_bytes(key.len(), entry.value().bytes()))
 }
 
 /// Growth of replacing the key's value with a string of `len` bytes.
@@ -69,8 +69,8 @@ fn string_growth(keyspace: &Keyspace, key: &Bytes, len: u64, now: u64) -> u64 {
 /// command then fails with WRONGTYPE and grows nothing, but counting it as
 /// absent only overestimates).
 fn string_len(keyspace: &Keyspace, key: &[u8], now: u64) -> u64 {
-    match keyspace.live(key, now).map(|entry| &entry.value) {
-        Some(Value::Str(value)) => value.len() as u64,
+    match keyspace.live(key, now).map(|entry| entry.value()) {
+        Some(ValueRef::Str(value)) => value.len() as u64,
         _ => 0,
     }
 }

@@ -15,7 +15,7 @@ use synod::ApplyContext;
 use synod_resp::Reply;
 
 use crate::command::{KvCommand, TimeUnit};
-use crate::keyspace::{Entry, Keyspace, KeyspaceView, Value};
+use crate::keyspace::{Entry, Keyspace, KeyspaceView, ValueRef};
 
 pub(crate) const WRONG_TYPE: &str =
     "WRONGTYPE Operation against a key holding the wrong kind of value";
@@ -172,14 +172,11 @@ pub(crate) fn read_off_loop(keyspace: &Keyspace, command: &KvCommand, now: u64) 
                 || pattern.as_ref().is_some_and(|p| p.as_ref() != b"*")
         }
         KvCommand::HGetAll { key } => matches!(
-            keyspace.live(key, now).map(|entry| &entry.value),
-            Some(Value::Hash(fields)) if big(fields.len())
+            keyspace.live(key, now).map(|entry| entry.value()),
+            Some(ValueRef::Hash(fields)) if big(fields.len())
         ),
-        KvCommand::LRange { key, start, stop } => match keyspace.live(key, now) {
-            Some(Entry {
-                value: Value::List(items),
-                ..
-            }) => big(range_len(items.len(), *start, *stop)),
+        KvCommand::LRange { key, start, stop } => match keyspace.live(key, now).map(Entry::value) {
+            Some(ValueRef::List(items)) => big(range_len(items.len(), *start, *stop)),
             _ => false,
         },
         _ => false,
@@ -205,15 +202,12 @@ pub const TRANSACTION_READ_WORK_MAX: usize = 16 * OFF_LOOP_WORK_MIN;
 fn transaction_read_work(keyspace: &Keyspace, command: &KvCommand, now: u64) -> Option<usize> {
     match command {
         KvCommand::Keys { .. } | KvCommand::Scan { .. } => None,
-        KvCommand::HGetAll { key } => match keyspace.live(key, now).map(|entry| &entry.value) {
-            Some(Value::Hash(fields)) => Some(fields.len()),
+        KvCommand::HGetAll { key } => match keyspace.live(key, now).map(Entry::value) {
+            Some(ValueRef::Hash(fields)) => Some(fields.len()),
             _ => Some(0),
         },
-        KvCommand::LRange { key, start, stop } => match keyspace.live(key, now) {
-            Some(Entry {
-                value: Value::List(items),
-                ..
-            }) => Some(range_len(items.len(), *start, *stop)),
+        KvCommand::LRange { key, start, stop } => match keyspace.live(key, now).map(Entry::value) {
+            Some(ValueRef::List(items)) => Some(range_len(items.len(), *start, *stop)),
             _ => Some(0),
         },
         _ => Some(0),
@@ -379,7 +373,7 @@ fn write_unchecked(keyspace: &mut Keyspace, command: &KvCommand, ctx: &ApplyCont
 
 /// TTL/PTTL of a live entry: -1 without expiry, else the time left.
 pub(crate) fn time_to_live(entry: &Entry, unit: TimeUnit, now_ms: u64) -> i64 {
-    let Some(at) = entry.expire_at_ms else {
+    let Some(at) = entry.expire_at_ms() else {
         return -1;
     };
     debug_assert!(at > now_ms, "a live entry has not expired");

@@ -6,7 +6,7 @@ use synod_resp::Reply;
 
 use super::{now_signed, wrong_type, OVERFLOW};
 use crate::command::{setex_name, GetExExpiry, SetCondition, SetExpiry, TimeUnit};
-use crate::keyspace::{Keyspace, Value};
+use crate::keyspace::{Keyspace, StrRef, Value, ValueRef};
 use crate::number::{format_f64, parse_f64, parse_i64};
 use crate::parse::{invalid_expire_time, NOT_AN_INTEGER, NOT_A_FLOAT};
 
@@ -19,16 +19,20 @@ fn too_long() -> Reply {
 
 /// The live string at `key`: `Ok(None)` when absent, an error reply when the
 /// key holds another type.
-fn string_at<'a>(keyspace: &'a Keyspace, key: &[u8], now: u64) -> Result<Option<&'a Bytes>, Reply> {
-    match keyspace.live(key, now).map(|entry| &entry.value) {
+fn string_at<'a>(
+    keyspace: &'a Keyspace,
+    key: &[u8],
+    now: u64,
+) -> Result<Option<StrRef<'a>>, Reply> {
+    match keyspace.live(key, now).map(|entry| entry.value()) {
         None => Ok(None),
-        Some(Value::Str(value)) => Ok(Some(value)),
+        Some(ValueRef::Str(value)) => Ok(Some(value)),
         Some(_) => Err(wrong_type()),
     }
 }
 
-fn bulk_or_null(value: Option<&Bytes>) -> Reply {
-    value.map_or(Reply::Null, |value| Reply::Bulk(value.clone()))
+fn bulk_or_null(value: Option<Bytes>) -> Reply {
+    value.map_or(Reply::Null, Reply::Bulk)
 }
 
 /// How a write sets the key's expiry, resolved against the log time.
@@ -64,7 +68,9 @@ fn store(keyspace: &mut Keyspace, key: &Bytes, value: Bytes, plan: ExpiryPlan, n
     keyspace.remove_if_expired(key, now);
     let expire_at_ms = match plan {
         ExpiryPlan::Clear => None,
-        ExpiryPlan::Keep => keyspace.live(key, now).and_then(|entry| entry.expire_at_ms),
+        ExpiryPlan::Keep => keyspace
+            .live(key, now)
+            .and_then(|entry| entry.expire_at_ms()),
         ExpiryPlan::At(at) => match u64::try_from(at) {
             Ok(at) if at > now => Some(at),
             _ => {
@@ -73,7 +79,7 @@ fn store(keyspace: &mut Keyspace, key: &Bytes, value: Bytes, plan: ExpiryPlan, n
             }
         },
     };
-    keyspace.insert(key.clone(), Value::Str(value), expire_at_ms);
+    keyspace.insert(key, Value::Str(value), expire_at_ms);
 }
 
 /// Replaces the value of a live string key, keeping its expiry (INCR,
@@ -84,7 +90,7 @@ fn overwrite(keyspace: &mut Keyspace, key: &Bytes, value: Bytes, now: u64) {
 
 pub(crate) fn get(keyspace: &Keyspace, key: &[u8], now: u64) -> Reply {
     match string_at(keyspace, key, now) {
-        Ok(value) => bulk_or_null(value),
+        Ok(value) => bulk_or_null(value.map(StrRef::to_bytes)),
         Err(error) => error,
     }
 }
@@ -111,7 +117,7 @@ pub(crate) fn set(
     };
     let old = if get {
         match string_at(keyspace, key, now) {
-            Ok(old) => Some(old.cloned()),
+            Ok(old) => Some(old.map(StrRef::to_bytes)),
             Err(error) => return error,
         }
     } else {
@@ -127,7 +133,7 @@ pub(crate) fn set(
         store(keyspace, key, value.clone(), plan, now);
     }
     match old {
-        Some(old) => bulk_or_null(old.as_ref()),
+        Some(old) => bulk_or_null(old),
         None if skip => Reply::Null,
         None => Reply::ok(),
     }
@@ -166,22 +172,22 @@ pub(crate) fn setex(
 
 pub(crate) fn getset(keyspace: &mut Keyspace, key: &Bytes, value: &Bytes, now: u64) -> Reply {
     let old = match string_at(keyspace, key, now) {
-        Ok(old) => old.cloned(),
+        Ok(old) => old.map(StrRef::to_bytes),
         Err(error) => return error,
     };
     store(keyspace, key, value.clone(), ExpiryPlan::Clear, now);
-    bulk_or_null(old.as_ref())
+    bulk_or_null(old)
 }
 
 pub(crate) fn getdel(keyspace: &mut Keyspace, key: &Bytes, now: u64) -> Reply {
     let old = match string_at(keyspace, key, now) {
-        Ok(old) => old.cloned(),
+        Ok(old) => old.map(StrRef::to_bytes),
         Err(error) => return error,
     };
     if old.is_some() {
         keyspace.remove(key);
     }
-    bulk_or_null(old.as_ref())
+    bulk_or_null(old)
 }
 
 pub(crate) fn getex(
@@ -192,7 +198,7 @@ pub(crate) fn getex(
 ) -> Reply {
     let now = ctx.time_ms;
     let value = match string_at(keyspace, key, now) {
-        Ok(Some(value)) => value.clone(),
+        Ok(Some(value)) => value.to_bytes(),
         Ok(None) => return Reply::Null,
         Err(error) => return error,
     };
@@ -222,8 +228,8 @@ pub(crate) fn mget(keyspace: &Keyspace, keys: &[Bytes], now: u64) -> Reply {
     Reply::Array(
         keys.iter()
             .map(
-                |key| match keyspace.live(key, now).map(|entry| &entry.value) {
-                    Some(Value::Str(value)) => Reply::Bulk(value.clone()),
+                |key| match keyspace.live(key, now).map(|entry| entry.value()) {
+                    Some(ValueRef::Str(value)) => Reply::Bulk(value.to_bytes()),
                     _ => Reply::Null,
                 },
             )
@@ -233,7 +239,7 @@ pub(crate) fn mget(keyspace: &Keyspace, keys: &[Bytes], now: u64) -> Reply {
 
 pub(crate) fn mset(keyspace: &mut Keyspace, pairs: &[(Bytes, Bytes)]) -> Reply {
     for (key, value) in pairs {
-        keyspace.insert(key.clone(), Value::Str(value.clone()), None);
+        keyspace.insert(key, Value::Str(value.clone()), None);
     }
     Reply::ok()
 }
@@ -252,7 +258,7 @@ pub(crate) fn msetnx(keyspace: &mut Keyspace, pairs: &[(Bytes, Bytes)], now: u64
 pub(crate) fn incrby(keyspace: &mut Keyspace, key: &Bytes, delta: i64, now: u64) -> Reply {
     let current = match string_at(keyspace, key, now) {
         Ok(None) => 0,
-        Ok(Some(text)) => match parse_i64(text) {
+        Ok(Some(text)) => match parse_i64(&text) {
             Some(current) => current,
             None => return Reply::error(NOT_AN_INTEGER),
         },
@@ -268,7 +274,7 @@ pub(crate) fn incrby(keyspace: &mut Keyspace, key: &Bytes, delta: i64, now: u64)
 pub(crate) fn incrbyfloat(keyspace: &mut Keyspace, key: &Bytes, delta: f64, now: u64) -> Reply {
     let current = match string_at(keyspace, key, now) {
         Ok(None) => 0.0,
-        Ok(Some(text)) => match parse_f64(text) {
+        Ok(Some(text)) => match parse_f64(&text) {
             Some(current) => current,
             None => return Reply::error(NOT_A_FLOAT),
         },
@@ -291,7 +297,7 @@ pub(crate) fn append(keyspace: &mut Keyspace, key: &Bytes, suffix: &Bytes, now: 
                 return too_long();
             }
             let mut joined = BytesMut::with_capacity(current.len() + suffix.len());
-            joined.extend_from_slice(current);
+            joined.extend_from_slice(&current);
             joined.extend_from_slice(suffix);
             joined.freeze()
         }
@@ -331,7 +337,7 @@ pub(crate) fn getrange(keyspace: &Keyspace, key: &[u8], start: i64, end: i64, no
     if start > end {
         return Reply::Bulk(Bytes::new());
     }
-    Reply::Bulk(value.slice(start as usize..=end as usize))
+    Reply::Bulk(value.to_bytes().slice(start as usize..=end as usize))
 }
 
 pub(crate) fn setrange(
@@ -353,7 +359,7 @@ pub(crate) fn setrange(
         _ => return too_long(),
     }
     let offset = offset as usize;
-    let current: &[u8] = current.map_or(&[], |value| &value[..]);
+    let current: &[u8] = current.as_deref().unwrap_or(&[]);
     let new_len = current.len().max(offset + patch.len());
     let mut next = BytesMut::with_capacity(new_len);
     next.extend_from_slice(current);

@@ -1,0 +1,413 @@
+//! One stored key, as the keyspace's tree holds it: its order hash, name,
+//! value and expiry, in as few bytes and heap allocations as we can.
+//!
+//! A key is what most of a node's memory is spent on (a million small
+//! strings are most datasets), so the common case gets a layout of its own:
+//!
+//! - **Inline**: a string of at most [`INLINE_VALUE_BYTES_MAX`] bytes lives
+//!   with its key in **one** reference-counted allocation,
+//!   `flags u8 | expire_at_ms u64 LE (only if flags says so) |
+//!   key length (LEB128) | key | value`. No `Bytes` header per key or value,
+//!   and no expiry field for the keys without one.
+//! - **Boxed**: a larger string (kept as the `Bytes` the command brought, so
+//!   a `GET` shares it instead of copying it) or a collection.
+//!
+//! Either way an [`Entry`] is 24 bytes in a tree leaf (the hash, to compare
+//! without touching the heap, and one pointer: the compiler keeps which kind
+//! it is in the null niche of the inline one), and cloning it (which a
+//! keyspace view does for a whole leaf when the leaf is written under the
+//! view) bumps one reference count and copies nothing. The representation
+//! is a cache-friendly detail: which one a key has never changes what any
+//! command answers, its accounted size, or a snapshot's bytes.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use equivalent::{Comparable, Equivalent};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::value::{HashFields, ListItems, Value};
+
+/// Largest string value stored inline with its key. Larger ones keep their
+/// own buffer, so that a `GET` hands it out without a copy (an inline value
+/// is copied into the reply, which for this size costs less than the reply's
+/// other work).
+pub(crate) const INLINE_VALUE_BYTES_MAX: usize = 1024;
+
+/// `flags` bit: an expiry follows.
+const HAS_EXPIRY: u8 = 1;
+/// Longest LEB128 encoding of a `usize` key length.
+const LENGTH_BYTES_MAX: usize = 10;
+/// Longest inline header: flags, expiry, key length.
+const HEADER_BYTES_MAX: usize = 1 + 8 + LENGTH_BYTES_MAX;
+
+/// The position of a key in iteration order.
+pub(crate) fn order_hash(key: &[u8]) -> u64 {
+    xxh3_64(key)
+}
+
+/// A stored key. Ordered by `(order hash, key bytes)`, the keyspace's one
+/// iteration order; equal when those are (whatever the value).
+#[derive(Clone)]
+pub(crate) struct Entry {
+    hash: u64,
+    body: Body,
+}
+
+#[derive(Clone)]
+enum Body {
+    /// See the module docs for the layout; always well formed (we wrote it).
+    Inline(Arc<[u8]>),
+    Boxed(Arc<Boxed>),
+}
+
+#[derive(Clone)]
+struct Boxed {
+    key: Box<[u8]>,
+    expire_at_ms: Option<u64>,
+    value: Value,
+}
+
+/// A borrowed view of a key's value.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ValueRef<'a> {
+    Str(StrRef<'a>),
+    Hash(&'a HashFields),
+    List(&'a ListItems),
+}
+
+/// A borrowed string value: inline bytes, or a shared buffer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum StrRef<'a> {
+    Inline(&'a [u8]),
+    Shared(&'a Bytes),
+}
+
+impl StrRef<'_> {
+    /// The value as `Bytes` for a reply: a copy of an inline value, a
+    /// shared handle on a larger one.
+    pub(crate) fn to_bytes(self) -> Bytes {
+        match self {
+            StrRef::Inline(bytes) => Bytes::copy_from_slice(bytes),
+            StrRef::Shared(bytes) => bytes.clone(),
+        }
+    }
+}
+
+impl std::ops::Deref for StrRef<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            StrRef::Inline(bytes) => bytes,
+            StrRef::Shared(bytes) => bytes,
+        }
+    }
+}
+
+impl<'a> ValueRef<'a> {
+    /// The name `TYPE` reports.
+    pub(crate) fn type_name(self) -> &'static str {
+        match self {
+            ValueRef::Str(_) => "string",
+            ValueRef::Hash(_) => "hash",
+            ValueRef::List(_) => "list",
+        }
+    }
+
+    /// The value's accounted bytes (see [`crate::value`]); O(1).
+    pub(crate) fn bytes(self) -> u64 {
+        match self {
+            ValueRef::Str(value) => value.len() as u64,
+            ValueRef::Hash(fields) => fields.bytes(),
+            ValueRef::List(items) => items.bytes(),
+        }
+    }
+
+    pub(crate) fn is_empty_collection(self) -> bool {
+        match self {
+            ValueRef::Str(_) => false,
+            ValueRef::Hash(fields) => fields.is_empty(),
+            ValueRef::List(items) => items.is_empty(),
+        }
+    }
+}
+
+fn value_ref(value: &Value) -> ValueRef<'_> {
+    match value {
+        Value::Str(bytes) => ValueRef::Str(StrRef::Shared(bytes)),
+        Value::Hash(fields) => ValueRef::Hash(fields),
+        Value::List(items) => ValueRef::List(items),
+    }
+}
+
+/// Appends `len` as LEB128; returns the bytes written.
+fn write_length(mut len: usize, out: &mut [u8; LENGTH_BYTES_MAX]) -> usize {
+    let mut written = 0;
+    loop {
+        let low = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out[written] = low;
+            return written + 1;
+        }
+        out[written] = low | 0x80;
+        written += 1;
+    }
+}
+
+/// The parts of an inline record: (expiry, key, value). The record was
+/// built by [`Entry::new`], so it is well formed; a malformed one (a bug)
+/// reads as an empty key and value rather than panicking in release.
+fn inline_parts(record: &[u8]) -> (Option<u64>, &[u8], &[u8]) {
+    let parsed = (|| {
+        let (&flags, mut rest) = record.split_first()?;
+        let mut expire_at_ms = None;
+        if flags & HAS_EXPIRY != 0 {
+            let (at, after) = rest.split_first_chunk::<8>()?;
+            expire_at_ms = Some(u64::from_le_bytes(*at));
+            rest = after;
+        }
+        let mut key_len = 0usize;
+        let mut shift = 0u32;
+        loop {
+            let (&byte, after) = rest.split_first()?;
+            rest = after;
+            key_len |= usize::from(byte & 0x7f).checked_shl(shift)?;
+            if byte & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        let (key, value) = rest.split_at_checked(key_len)?;
+        Some((expire_at_ms, key, value))
+    })();
+    debug_assert!(parsed.is_some(), "malformed inline entry");
+    parsed.unwrap_or((None, &[], &[]))
+}
+
+impl Entry {
+    /// A stored key holding `value`, expiring at `expire_at_ms`.
+    pub(crate) fn new(key: &[u8], value: Value, expire_at_ms: Option<u64>) -> Entry {
+        Entry::with_hash(order_hash(key), key, value, expire_at_ms)
+    }
+
+    fn with_hash(hash: u64, key: &[u8], value: Value, expire_at_ms: Option<u64>) -> Entry {
+        debug_assert_eq!(hash, order_hash(key));
+        let body = match value {
+            Value::Str(bytes) if bytes.len() <= INLINE_VALUE_BYTES_MAX => {
+                Body::Inline(inline_record(key, &bytes, expire_at_ms))
+            }
+            value => Body::Boxed(Arc::new(Boxed {
+                key: key.into(),
+                expire_at_ms,
+                value,
+            })),
+        };
+        Entry { hash, body }
+    }
+
+    /// Its position in iteration order.
+    pub(crate) fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    pub(crate) fn key(&self) -> &[u8] {
+        match &self.body {
+            Body::Inline(record) => inline_parts(record).1,
+            Body::Boxed(boxed) => &boxed.key,
+        }
+    }
+
+    pub(crate) fn value(&self) -> ValueRef<'_> {
+        match &self.body {
+            Body::Inline(record) => ValueRef::Str(StrRef::Inline(inline_parts(record).2)),
+            Body::Boxed(boxed) => value_ref(&boxed.value),
+        }
+    }
+
+    /// Unix time in ms at which the key stops existing.
+    pub(crate) fn expire_at_ms(&self) -> Option<u64> {
+        match &self.body {
+            Body::Inline(record) => inline_parts(record).0,
+            Body::Boxed(boxed) => boxed.expire_at_ms,
+        }
+    }
+
+    /// Whether the key still exists at `now_ms`.
+    pub(crate) fn is_live(&self, now_ms: u64) -> bool {
+        self.expire_at_ms().is_none_or(|at| at > now_ms)
+    }
+
+    /// Whether the value lives inline with the key (see the module docs).
+    #[cfg(test)]
+    pub(crate) fn is_inline(&self) -> bool {
+        matches!(self.body, Body::Inline(_))
+    }
+
+    /// The same key and value with another expiry.
+    pub(crate) fn with_expiry(&self, expire_at_ms: Option<u64>) -> Entry {
+        let body = match &self.body {
+            Body::Inline(record) => {
+                let (_, key, value) = inline_parts(record);
+                Body::Inline(inline_record(key, value, expire_at_ms))
+            }
+            Body::Boxed(boxed) => Body::Boxed(Arc::new(Boxed {
+                key: boxed.key.clone(),
+                expire_at_ms,
+                value: boxed.value.clone(),
+            })),
+        };
+        Entry {
+            hash: self.hash,
+            body,
+        }
+    }
+
+    /// Changes the value with `change`, in place when nothing else (a view)
+    /// shares it. The value `change` sees is the stored one; a collection in
+    /// it is copied by the caller's `Arc::make_mut` only when shared.
+    pub(crate) fn change_value<R>(&mut self, change: impl FnOnce(&mut Value) -> R) -> R {
+        match &mut self.body {
+            Body::Boxed(boxed) => change(&mut Arc::make_mut(boxed).value),
+            Body::Inline(record) => {
+                let (expire_at_ms, key, value) = inline_parts(record);
+                let mut value = Value::Str(Bytes::copy_from_slice(value));
+                let result = change(&mut value);
+                *self = Entry::with_hash(self.hash, key, value, expire_at_ms);
+                result
+            }
+        }
+    }
+
+    /// The probe that finds this entry.
+    pub(crate) fn probe(&self) -> Probe<'_> {
+        Probe {
+            hash: self.hash,
+            key: self.key(),
+        }
+    }
+}
+
+/// Builds an inline record in one allocation (the chained slice iterators
+/// report their exact length, so `Arc::from_iter` allocates once).
+fn inline_record(key: &[u8], value: &[u8], expire_at_ms: Option<u64>) -> Arc<[u8]> {
+    let mut header = [0u8; HEADER_BYTES_MAX];
+    let mut header_len = 1;
+    if let Some(at) = expire_at_ms {
+        header[0] = HAS_EXPIRY;
+        header[1..9].copy_from_slice(&at.to_le_bytes());
+        header_len += 8;
+    }
+    let mut length = [0u8; LENGTH_BYTES_MAX];
+    let length_len = write_length(key.len(), &mut length);
+    header[header_len..header_len + length_len].copy_from_slice(&length[..length_len]);
+    header_len += length_len;
+    header[..header_len]
+        .iter()
+        .chain(key)
+        .chain(value)
+        .copied()
+        .collect()
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("key", &Bytes::copy_from_slice(self.key()))
+            .field("value", &self.value())
+            .field("expire_at_ms", &self.expire_at_ms())
+            .finish()
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Entry) -> bool {
+        self.hash == other.hash && self.key() == other.key()
+    }
+}
+
+impl Eq for Entry {}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Entry) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Entry) -> Ordering {
+        // The keys are read only when the hashes tie (almost never).
+        self.hash
+            .cmp(&other.hash)
+            .then_with(|| self.key().cmp(other.key()))
+    }
+}
+
+/// A borrowed `(hash, key)` to search the tree without allocating.
+/// Compares exactly as [`Entry`]'s order does.
+pub(crate) struct Probe<'a> {
+    pub(crate) hash: u64,
+    pub(crate) key: &'a [u8],
+}
+
+impl<'a> Probe<'a> {
+    pub(crate) fn of(key: &'a [u8]) -> Probe<'a> {
+        Probe {
+            hash: order_hash(key),
+            key,
+        }
+    }
+}
+
+impl Equivalent<Entry> for Probe<'_> {
+    fn equivalent(&self, other: &Entry) -> bool {
+        self.hash == other.hash && self.key == other.key()
+    }
+}
+
+impl Comparable<Entry> for Probe<'_> {
+    fn compare(&self, other: &Entry) -> Ordering {
+        self.hash
+            .cmp(&other.hash)
+            .then_with(|| self.key.cmp(other.key()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_three_words() {
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
+    }
+
+    #[test]
+    fn inline_parts_round_trip() {
+        for key_len in [0usize, 1, 127, 128, 300, 20_000] {
+            for value_len in [0usize, 1, INLINE_VALUE_BYTES_MAX] {
+                for expiry in [None, Some(1), Some(u64::MAX)] {
+                    let key = vec![b'k'; key_len];
+                    let value = vec![b'v'; value_len];
+                    let entry = Entry::new(&key, Value::Str(Bytes::from(value.clone())), expiry);
+                    assert!(entry.is_inline());
+                    assert_eq!(entry.key(), &key[..]);
+                    assert_eq!(entry.expire_at_ms(), expiry);
+                    match entry.value() {
+                        ValueRef::Str(stored) => assert_eq!(&stored[..], &value[..]),
+                        other => panic!("not a string: {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn larger_strings_and_collections_are_boxed() {
+        let big = Value::Str(Bytes::from(vec![0u8; INLINE_VALUE_BYTES_MAX + 1]));
+        assert!(!Entry::new(b"k", big, None).is_inline());
+        assert!(!Entry::new(b"k", Value::empty_hash(), Some(3)).is_inline());
+    }
+}
