@@ -107,6 +107,9 @@ mod tests {
         let real_ms = 20_000 * 997 / 1000;
         let local_ms = last - start;
         let bound = real_ms * u64::from(drift_ppm) / PPM + 1;
-        assert!(local_ms.abs_diff(real_ms) <= bound, "{local_ms} vs {real_ms}");
+        assert!(
+            local_ms.abs_diff(real_ms) <= bound,
+            "{local_ms} vs {real_ms}"
+        );
     }
 }

@@ -76,6 +76,20 @@ pub struct Faults {
     /// leader paused through its successor's election and writes wakes up
     /// believing its lease still holds and serves stale reads by lease.
     pub lease_drift_beyond_bound: bool,
+    /// Not a fault: runs without leader leases whatever the seed draws, so
+    /// that seeds pinned before leases existed replay the runs they were
+    /// found in (a seed that draws a lease runs differently).
+    pub lease_off: bool,
+}
+
+impl Faults {
+    /// No fault, and no lease: how every seed ran before leases existed.
+    pub fn before_leases() -> Faults {
+        Faults {
+            lease_off: true,
+            ..Faults::default()
+        }
+    }
 }
 
 /// Parses an `--inject` name.

@@ -387,7 +387,8 @@ impl World {
         params.members = crate::params::MemberParams::draw(&mut member_rng, nodes);
         // Leader leases (issue 15): a stream of their own.
         let mut lease_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_1EA5_E000_0000);
-        if lease_rng.gen_bool(0.5) || faults.lease_drift_beyond_bound {
+        let lease_drawn = lease_rng.gen_bool(0.5);
+        if (lease_drawn && !faults.lease_off) || faults.lease_drift_beyond_bound {
             params.lease = Some(synod_core::Lease {
                 // Below the election timeout (30 ticks of 9 to 11 ms), as the
                 // runtime requires, in most seeds; above it in some, which
