@@ -114,6 +114,30 @@ pub struct ServerArgs {
     /// Leader heartbeat interval in ticks.
     #[arg(long, default_value_t = 5)]
     heartbeat_ticks: u64,
+    /// Leader read leases: the leader answers reads (GET and the other read
+    /// commands) from its own state with no network round while a majority
+    /// has promised, for the lease's length on their own clocks, to elect
+    /// nobody else. ASSUMES every node's monotonic clock runs within
+    /// --read-lease-drift-ppm of real time (a bound on drift rate; clock
+    /// offsets and wall-clock steps do not matter). A virtual machine
+    /// suspended with a monotonic clock that skips the suspension breaks it.
+    /// Use the same setting on every node.
+    #[arg(long)]
+    read_lease: bool,
+    /// The lease length in ms (default: 4/5 of the minimum election
+    /// timeout, tick-ms x election-ticks). Must be below that timeout.
+    #[arg(long, requires = "read_lease", value_name = "MS")]
+    read_lease_ms: Option<u64>,
+    /// The assumed bound on clock drift rate, in parts per million (at most
+    /// 100000). The leader gives its lease up (L-1)(1-rho)/(1+rho) ms after
+    /// the round that earned it.
+    #[arg(
+        long,
+        requires = "read_lease",
+        default_value_t = 10_000,
+        value_name = "PPM"
+    )]
+    read_lease_drift_ppm: u32,
     /// Snapshot after this many applied instances (0: off). A checkpoint
     /// stalls the node for a few fsyncs (tens of ms on a slow disk), so not
     /// too often; etcd's default is the same count.
@@ -338,6 +362,14 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     cfg.request_timeout = Duration::from_millis(args.request_timeout_ms.max(1));
     cfg.value_bytes_max = args.max_replicated_bytes;
     cfg.unsafe_local_reads = args.unsafe_local_reads;
+    if args.read_lease {
+        let mut lease = cfg.default_read_lease();
+        if let Some(ms) = args.read_lease_ms {
+            lease.duration_ms = ms;
+        }
+        lease.drift_ppm = args.read_lease_drift_ppm;
+        cfg.read_lease = Some(lease);
+    }
     cfg.bootstrap = if let Some(start) = &joined {
         // The cluster's id, not a hash of this node's peer list.
         cfg.cluster_id = start.cluster_id;

@@ -59,6 +59,47 @@ pub struct Inject {
     pub learner_votes: bool,
 }
 
+/// An opt-in leader lease (see `replica/lease.rs` for the rule and its
+/// safety argument). The leader serves linearizable reads from its own state
+/// without a network round while a majority of every membership it reads
+/// against has promised, for `duration_ms` of their own clocks, to elect
+/// nobody else.
+///
+/// **The assumption it needs:** every member's monotonic clock runs at a
+/// rate within `drift_ppm` parts per million of real time, over every
+/// interval (a bound on drift *rate*; clock *offsets* between nodes do not
+/// matter, nor do steps of the wall clock). A clock that stops while the
+/// process goes on (a suspended virtual machine whose monotonic clock does
+/// not count the suspension) breaks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// `L`: an acceptor that acknowledges a leader at local time `t`
+    /// promises no other candidate a higher ballot before `t + L` on its own
+    /// clock (ms). Should be below the minimum election timeout, or
+    /// elections after a leader failure wait for it.
+    pub duration_ms: u64,
+    /// `ρ`, in parts per million: over any interval, every member's clock
+    /// advances by between `(1 - ρ)` and `(1 + ρ)` times the real time.
+    pub drift_ppm: u32,
+}
+
+impl Lease {
+    /// The largest drift bound accepted: 10%.
+    pub const DRIFT_PPM_MAX: u32 = 100_000;
+    /// The longest lease accepted: one minute.
+    pub const DURATION_MS_MAX: u64 = 60_000;
+
+    /// How long, on its own clock, the leader may serve reads after sending
+    /// a round that a majority then acknowledged: `D = ⌊(L − 1)(1 − ρ)/(1 + ρ)⌋`
+    /// ms from the send (derivation in `replica/lease.rs`).
+    pub fn leader_hold_ms(&self) -> u64 {
+        const PPM: u128 = 1_000_000;
+        let drift = u128::from(self.drift_ppm.min(Self::DRIFT_PPM_MAX));
+        let hold = u128::from(self.duration_ms.saturating_sub(1)) * (PPM - drift) / (PPM + drift);
+        u64::try_from(hold).unwrap_or(0)
+    }
+}
+
 /// Everything a replica needs to know before it starts. Times are in ticks: the
 /// caller decides how long a tick is (the runtime uses 10 ms).
 #[derive(Clone, Debug)]
@@ -136,6 +177,11 @@ pub struct Config {
     /// [`crate::Replica::rebuilding`] says when it votes again. Needs at
     /// least two members: a lone replica has nobody to rebuild from.
     pub rebuild: bool,
+    /// Leader leases for reads without a network round (`None`, the
+    /// default: every read is confirmed by a heartbeat round). With a lease
+    /// the runtime must call [`crate::Replica::set_time`] with a fresh
+    /// monotonic time before every input (see `replica/lease.rs`).
+    pub read_lease: Option<Lease>,
     /// Negative controls; all off by default.
     #[cfg(feature = "fault-injection")]
     pub inject: Inject,
@@ -188,6 +234,7 @@ impl Config {
             snapshot_chunk_bytes_max: 1 << 20,
             snapshot_bytes_max: 16 << 30,
             rebuild: false,
+            read_lease: None,
             #[cfg(feature = "fault-injection")]
             inject: Inject::default(),
         }
@@ -251,6 +298,19 @@ impl Config {
                 "a one-member group cannot rebuild: no peer holds its state",
             ));
         }
+        if let Some(lease) = &self.read_lease {
+            if lease.duration_ms > Lease::DURATION_MS_MAX || lease.drift_ppm > Lease::DRIFT_PPM_MAX
+            {
+                return Err(ConfigError::Invalid(
+                    "read lease: duration at most 60 s and drift at most 100000 ppm (10%)",
+                ));
+            }
+            if lease.leader_hold_ms() == 0 {
+                return Err(ConfigError::Invalid(
+                    "read lease too short: the leader could hold it for 0 ms",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -290,6 +350,28 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_leader_holds_a_lease_for_l_times_one_minus_rho_over_one_plus_rho() {
+        let lease = |duration_ms, drift_ppm| Lease {
+            duration_ms,
+            drift_ppm,
+        };
+        // No drift: L - 1 (one ms for the clocks' granularity).
+        assert_eq!(lease(1000, 0).leader_hold_ms(), 999);
+        // 1%: 999 * 0.99 / 1.01 = 979.2
+        assert_eq!(lease(1000, 10_000).leader_hold_ms(), 979);
+        // 10%: 999 * 0.9 / 1.1 = 817.4
+        assert_eq!(lease(1000, 100_000).leader_hold_ms(), 817);
+        assert_eq!(lease(1, 0).leader_hold_ms(), 0);
+        let mut cfg = Config::new(NodeId(1), vec![NodeId(1)]);
+        cfg.read_lease = Some(lease(1, 0));
+        assert!(matches!(cfg.validate(), Err(ConfigError::Invalid(_))));
+        cfg.read_lease = Some(lease(400, 100_001));
+        assert!(matches!(cfg.validate(), Err(ConfigError::Invalid(_))));
+        cfg.read_lease = Some(lease(400, 10_000));
+        assert_eq!(cfg.validate(), Ok(()));
+    }
 
     #[test]
     fn validation_catches_bad_memberships() {

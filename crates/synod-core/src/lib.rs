@@ -30,7 +30,7 @@ mod replica;
 mod value;
 
 pub use config::{
-    Config, ConfigError, Inject, MEMBERS_MAX, MESSAGE_OVERHEAD_BYTES, RECORD_OVERHEAD_BYTES,
+    Config, ConfigError, Inject, Lease, MEMBERS_MAX, MESSAGE_OVERHEAD_BYTES, RECORD_OVERHEAD_BYTES,
     VALUE_BYTES_LIMIT, VALUE_BYTES_MAX_DEFAULT, VALUE_OVERHEAD_BYTES,
 };
 pub use ids::{Ballot, GroupId, InstanceId, NodeId};

@@ -17,6 +17,7 @@ mod checks;
 mod client;
 mod forge;
 pub mod kv;
+mod lease_clock;
 mod membership;
 mod membership_checks;
 mod nemesis;
@@ -44,6 +45,7 @@ pub const INJECTIONS: &[&str] = &[
     "wipe-votes",
     "config-immediate",
     "learner-votes",
+    "lease-drift-beyond-bound",
 ];
 
 /// Deliberate bugs for negative controls: in the protocol core, or in how a
@@ -69,6 +71,25 @@ pub struct Faults {
     /// the runtime did before issue 12: a node whose clock runs ahead sees
     /// a key expired that a later read elsewhere still finds.
     pub local_clock_ttl: bool,
+    /// Leader leases on in every seed, and a paused node's clock stands
+    /// still (a drift rate of 0, far beyond the bound the replicas assume): a
+    /// leader paused through its successor's election and writes wakes up
+    /// believing its lease still holds and serves stale reads by lease.
+    pub lease_drift_beyond_bound: bool,
+    /// Not a fault: runs without leader leases whatever the seed draws, so
+    /// that seeds pinned before leases existed replay the runs they were
+    /// found in (a seed that draws a lease runs differently).
+    pub lease_off: bool,
+}
+
+impl Faults {
+    /// No fault, and no lease: how every seed ran before leases existed.
+    pub fn before_leases() -> Faults {
+        Faults {
+            lease_off: true,
+            ..Faults::default()
+        }
+    }
 }
 
 /// Parses an `--inject` name.
@@ -85,6 +106,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
         "wipe-votes" => faults.core.wipe_votes = true,
         "config-immediate" => faults.core.config_immediate = true,
         "learner-votes" => faults.core.learner_votes = true,
+        "lease-drift-beyond-bound" => faults.lease_drift_beyond_bound = true,
         _ => return None,
     }
     Some(faults)
@@ -99,6 +121,12 @@ pub fn run_seed(seed: u64, nodes: usize, faults: Faults) -> SeedReport {
         world.run();
         world.final_checks();
         world.stats.end_us = world.now_us;
+        world.stats.lease_reads += world
+            .nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref())
+            .map(|r| r.lease_reads())
+            .sum::<u64>();
         (world.violations, world.violation_count, world.stats)
     }));
     match result {

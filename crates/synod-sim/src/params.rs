@@ -78,6 +78,10 @@ pub struct Params {
     /// Membership changes (see `membership.rs`): drawn from a stream of
     /// their own (see `World::new`), all zero in about a third of the seeds.
     pub members: MemberParams,
+    /// Leader leases for reads (`Config::read_lease`), on in about half the
+    /// seeds; every node's clock then drifts in rate within the bound (see
+    /// `lease_clock.rs`). Own stream.
+    pub lease: Option<synod_core::Lease>,
 }
 
 /// How the membership nemesis behaves in one run.
@@ -289,6 +293,7 @@ impl Params {
             read_index_share: 0.0,
             lazy_sync: false,
             members: MemberParams::default(),
+            lease: None,
         }
     }
 }

@@ -43,6 +43,9 @@ pub struct Stats {
     pub spares_started: u64,
     /// Quorums counted by leaders that the membership checker verified.
     pub quorums_checked: u64,
+    /// Reads confirmed under a leader lease, with no round (all replicas,
+    /// all incarnations).
+    pub lease_reads: u64,
 }
 
 /// The result of one seed.
@@ -69,7 +72,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {:.1} s simulated",
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {:.1} s simulated",
             self.ops_ok,
             self.ops_unknown,
             self.instances,
@@ -83,6 +86,7 @@ impl fmt::Display for Stats {
             self.member_ops_ok,
             self.member_ops,
             self.spares_started,
+            self.lease_reads,
             self.end_us as f64 / 1e6
         )
     }

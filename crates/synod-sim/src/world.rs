@@ -337,6 +337,9 @@ pub(crate) struct World {
     pub(crate) member_rng: ChaCha8Rng,
     /// The membership nemesis's state and the membership checkers' truth.
     pub(crate) members: crate::membership::MemberState,
+    /// Per node, its drifting monotonic clock (with leases only; created
+    /// when first read, spares included).
+    pub(crate) lease_clocks: Vec<crate::lease_clock::DriftClock>,
 }
 
 impl World {
@@ -382,6 +385,32 @@ impl World {
         // without them runs exactly as before.
         let mut member_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_3E3B_E250_0000);
         params.members = crate::params::MemberParams::draw(&mut member_rng, nodes);
+        // Leader leases (issue 15): a stream of their own.
+        let mut lease_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_1EA5_E000_0000);
+        let lease_drawn = lease_rng.gen_bool(0.5);
+        if (lease_drawn && !faults.lease_off) || faults.lease_drift_beyond_bound {
+            params.lease = Some(synod_core::Lease {
+                // Below the election timeout (30 ticks of 9 to 11 ms), as the
+                // runtime requires, in most seeds; above it in some, which
+                // only slows elections.
+                duration_ms: if lease_rng.gen_bool(0.8) {
+                    lease_rng.gen_range(20..260)
+                } else {
+                    lease_rng.gen_range(260..800)
+                },
+                drift_ppm: *[0, 100, 1_000, 10_000, 50_000, 100_000]
+                    .choose(&mut lease_rng)
+                    .unwrap_or(&10_000),
+            });
+        }
+        if faults.lease_drift_beyond_bound {
+            // The negative control needs reads by index to see anything, and
+            // pauses to stop clocks in.
+            params.read_index_share = 0.75;
+            params.weights.pause = 12;
+            params.keys = 1;
+            params.clients = params.clients.max(8);
+        }
         let members: Vec<NodeId> = (1..=nodes as u32).map(NodeId).collect();
         let mut world = World {
             rng,
@@ -417,6 +446,7 @@ impl World {
             initial_nodes: nodes,
             member_rng,
             members: crate::membership::MemberState::new(&members),
+            lease_clocks: Vec::new(),
         };
         for id in &members {
             world.nodes.push(SimNode::new(*id));
@@ -448,6 +478,7 @@ impl World {
             }
             debug_assert!(next.time_us >= self.now_us);
             self.now_us = next.time_us;
+            self.feed_lease_clocks();
             self.handle(next.event);
             if self.phase == Phase::Settle && self.settled() {
                 return;
@@ -585,6 +616,7 @@ impl World {
         cfg.seed = self.seed ^ (u64::from(sim_node.id.0) << 32) ^ sim_node.epoch;
         cfg.inject = self.faults.core;
         cfg.rebuild = sim_node.rebuilding;
+        cfg.read_lease = self.params.lease;
         // Small pages, so that phase 1 and catch-up run paginated under
         // every fault (issue 12): a promise or a catch-up reply of more than
         // a few values comes in several messages.
@@ -656,6 +688,8 @@ impl World {
         sim_node.next_apply = next_apply;
         sim_node.applied_checksum = checksum;
         let epoch = sim_node.epoch;
+        // The new incarnation's clock, before it does anything.
+        self.feed_lease_clock(node);
         let at = self.now_us + self.params.tick_us[node];
         self.schedule(at, Event::Tick { node, epoch });
         self.check_digest(node);
@@ -714,10 +748,10 @@ impl World {
     /// Kills a node: its memory and its unsynced writes are gone.
     pub(crate) fn crash(&mut self, node: usize) {
         let sim_node = &mut self.nodes[node];
-        if sim_node.replica.is_none() {
+        let Some(replica) = sim_node.replica.take() else {
             return;
-        }
-        sim_node.replica = None;
+        };
+        self.stats.lease_reads += replica.lease_reads();
         sim_node.paused = false;
         sim_node.backlog.clear();
         sim_node.missed_ticks = 0;
@@ -1293,6 +1327,42 @@ impl World {
         self.violation_count += 1;
         if self.violations.len() < SHOWN_MAX {
             self.violations.push(text);
+        }
+    }
+
+    /// Gives every running replica its local time now (leases only): set
+    /// before every event, so that whatever the event makes a replica do
+    /// happens at a fresh time, as the runtime does.
+    fn feed_lease_clocks(&mut self) {
+        if self.params.lease.is_none() {
+            return;
+        }
+        for node in 0..self.nodes.len() {
+            self.feed_lease_clock(node);
+        }
+    }
+
+    /// Gives `node`'s replica (if running) its local time now.
+    pub(crate) fn feed_lease_clock(&mut self, node: usize) {
+        let Some(lease) = self.params.lease else {
+            return;
+        };
+        if self.nodes[node].replica.is_none() {
+            return;
+        }
+        while self.lease_clocks.len() <= node {
+            let k = self.lease_clocks.len() as u64;
+            self.lease_clocks.push(crate::lease_clock::DriftClock::new(
+                self.seed ^ 0x5EED_C10C_D21F_0000 ^ (k << 40),
+                lease.drift_ppm,
+                self.faults.lease_drift_beyond_bound,
+                self.now_us,
+            ));
+        }
+        let paused = self.nodes[node].paused;
+        let now_ms = self.lease_clocks[node].now_ms(self.now_us, paused);
+        if let Some(replica) = self.nodes[node].replica.as_mut() {
+            replica.set_time(now_ms);
         }
     }
 

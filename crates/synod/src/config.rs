@@ -96,6 +96,15 @@ pub struct NodeConfig {
     /// This node's client address, shown to others in `member list` (the
     /// RESP server sets it; `None` for library users without one).
     pub advertise_resp: Option<String>,
+    /// Leader read leases (default `None`: every read is confirmed by a
+    /// heartbeat round). With a lease the leader serves linearizable reads
+    /// from its own state with no network round. **Assumes** every node's
+    /// monotonic clock runs within `drift_ppm` of real time (a bound on drift
+    /// *rate*; offsets do not matter); see `synod_core::Lease`. The lease must
+    /// be shorter than the minimum election timeout; see
+    /// [`NodeConfig::default_read_lease`]. Every node of a cluster should use
+    /// the same setting (a node's grants follow its own setting).
+    pub read_lease: Option<synod_core::Lease>,
 }
 
 /// How a node treats a data directory without a Synod identity (an empty or
@@ -152,6 +161,7 @@ impl NodeConfig {
             wall_clock: WallClock::system(),
             storage_fs: None,
             advertise_resp: None,
+            read_lease: None,
         })
     }
 
@@ -159,6 +169,19 @@ impl NodeConfig {
     pub fn election_timeout(&self) -> (Duration, Duration) {
         let base = self.tick * u32::try_from(self.election_ticks).unwrap_or(u32::MAX);
         (base, base * 2)
+    }
+
+    /// A read lease suited to this config's timing: 4/5 of the minimum
+    /// election timeout (so a failed leader's successor is not kept waiting
+    /// by the grants), assuming a drift rate of at most 1% (10,000 ppm,
+    /// far above what quartz clocks and NTP slewing do, at a cost of about
+    /// 2% of the lease).
+    pub fn default_read_lease(&self) -> synod_core::Lease {
+        let election_min_ms = u64::try_from(self.election_timeout().0.as_millis()).unwrap_or(0);
+        synod_core::Lease {
+            duration_ms: election_min_ms * 4 / 5,
+            drift_ppm: 10_000,
+        }
     }
 
     /// The largest command [`crate::Node::propose`] accepts: what fits in a
@@ -186,6 +209,7 @@ impl NodeConfig {
         core.batch_commands_max = self.batch_commands_max;
         core.window_instances_max = self.window_instances_max;
         core.value_bytes_max = self.value_bytes_max;
+        core.read_lease = self.read_lease;
         core
     }
 
@@ -262,6 +286,26 @@ impl NodeConfig {
         }
         if self.tick.is_zero() || self.request_timeout.is_zero() || self.retry_interval.is_zero() {
             return Err("tick, request timeout and retry interval must be positive".into());
+        }
+        if let Some(lease) = self.read_lease {
+            let (election_min, _) = self.election_timeout();
+            let election_min_ms = u64::try_from(election_min.as_millis()).unwrap_or(u64::MAX);
+            if lease.duration_ms >= election_min_ms {
+                return Err(format!(
+                    "read lease of {} ms must be shorter than the minimum election timeout ({election_min_ms} ms = tick x election_ticks): a leader's failure would otherwise leave the group without a leader for the whole lease",
+                    lease.duration_ms
+                ));
+            }
+            let heartbeat_ms = u64::try_from(self.tick.as_millis())
+                .unwrap_or(u64::MAX)
+                .saturating_mul(self.heartbeat_ticks);
+            if lease.leader_hold_ms() <= heartbeat_ms {
+                return Err(format!(
+                    "read lease of {} ms (the leader holds it {} ms after each heartbeat round) must outlast the heartbeat interval ({heartbeat_ms} ms), or it lapses between rounds",
+                    lease.duration_ms,
+                    lease.leader_hold_ms()
+                ));
+            }
         }
         if self.requests_in_flight_max == 0
             || self.sessions_max == 0

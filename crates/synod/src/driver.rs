@@ -308,6 +308,16 @@ impl<S: StateMachine> Driver<S> {
             snapshot_end = snapshot_end.0,
             "node started: fsync on every log write (group commit); linearizable reads by read index"
         );
+        if let Some(lease) = cfg.read_lease {
+            info!(
+                node = cfg.id.0,
+                lease_ms = lease.duration_ms,
+                leader_hold_ms = lease.leader_hold_ms(),
+                drift_ppm = lease.drift_ppm,
+                "read lease on: the leader serves reads with no network round while a majority's grant holds; \
+                 safe only while every node's monotonic clock runs within drift_ppm of real time"
+            );
+        }
         if replica.rebuilding() {
             warn!(
                 node = cfg.id.0,
@@ -448,11 +458,15 @@ impl<S: StateMachine> Driver<S> {
                 Some(step) = self.checkpoint_rx.recv() => self.checkpoint_step(step)?,
                 Some(msg) = self.inbound.recv() => {
                     tracing::trace!(node = self.cfg.id.0, from = msg.from.0, body = msg.body.name(), "message");
+                    // A fresh time before every input (read leases; see
+                    // `Replica::set_time`): a stale one is unsafe.
+                    self.replica.set_time(self.mono_ms());
                     self.replica.step(msg);
                     for _ in 1..INBOUND_BATCH_MAX {
                         match self.inbound.try_recv() {
                             Ok(msg) => {
                                 tracing::trace!(node = self.cfg.id.0, from = msg.from.0, body = msg.body.name(), "message");
+                                self.replica.set_time(self.mono_ms());
                                 self.replica.step(msg)
                             }
                             Err(_) => break,
@@ -497,6 +511,7 @@ impl<S: StateMachine> Driver<S> {
                         || net.stats(),
                         &self.metrics,
                     );
+                    self.replica.set_time(self.mono_ms());
                     self.replica.tick();
                     self.persist.tick();
                     self.ticks += 1;
@@ -643,6 +658,7 @@ impl<S: StateMachine> Driver<S> {
         if self.replica.status().role != RoleKind::Leader {
             self.metrics.forwarded.fetch_add(1, Relaxed);
         }
+        self.replica.set_time(self.mono_ms());
         read.next_retry = match self.replica.read(ReadId(id)) {
             Ok(()) => now + self.cfg.retry_interval,
             // No leader yet, or too busy: try again at the next scan.
@@ -1176,6 +1192,9 @@ impl<S: StateMachine> Driver<S> {
             }
         }
         self.metrics.chosen_end.store(core.chosen_end.0, Relaxed);
+        self.metrics
+            .lease_reads
+            .store(self.replica.lease_reads(), Relaxed);
         let transfers = self.replica.snapshot_transfer_stats();
         self.metrics
             .snapshot_chunks_ignored

@@ -105,6 +105,9 @@ pub struct Metrics {
     /// Reads whose answer depended on the time, sent through the log (a
     /// subset of `reads`).
     pub reads_through_log: AtomicU64,
+    /// Reads this node confirmed as leader under its read lease, with no
+    /// network round (its own and its followers' read-index requests).
+    pub lease_reads: AtomicU64,
     /// Requests proposed while this node was not the leader (the core
     /// forwards them to the leader).
     pub forwarded: AtomicU64,
@@ -153,6 +156,7 @@ impl Default for Metrics {
             proposals: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             reads_through_log: AtomicU64::new(0),
+            lease_reads: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
@@ -179,7 +183,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 15] = [
+        let counters: [(&str, &str, &AtomicU64); 16] = [
             (
                 "synod_admin_connections_refused_total",
                 "Admin HTTP connections closed at once: the connection cap was reached.",
@@ -204,6 +208,11 @@ impl Metrics {
                 "synod_reads_through_log_total",
                 "Reads whose answer depended on the time, answered through the log.",
                 &self.reads_through_log,
+            ),
+            (
+                "synod_lease_reads_total",
+                "Reads confirmed by this node as leader under its read lease, with no network round.",
+                &self.lease_reads,
             ),
             (
                 "synod_forwarded_total",

@@ -65,6 +65,14 @@ impl Replica {
             self.send(from, Body::Reject { ballot, promised }, Gate::Now);
             return;
         }
+        if self.lease_refuses_promise(ballot) {
+            // A leader may hold a read lease counting on this acceptor not
+            // to promise anyone else yet (see `lease.rs`, rules 1 and 2).
+            // Like stickiness, refusing only costs the candidate time.
+            let promised = self.acceptor.promised;
+            self.send(from, Body::Reject { ballot, promised }, Gate::Now);
+            return;
+        }
         if ballot > self.acceptor.promised {
             if ballot.node != self.cfg.id {
                 self.step_down();

@@ -153,7 +153,13 @@ impl Replica {
         // that, now, no ballot above `ballot` is promised here. A rebuilding
         // replica cannot say that (its lost incarnation may have promised a
         // higher ballot), so it acknowledges probe 0, which confirms no read.
-        let probe = if self.rebuild.is_some() { 0 } else { probe };
+        // With read leases the acknowledgement is also a grant (`lease.rs`,
+        // rule 1); one that cannot be given confirms nothing either.
+        let probe = if self.rebuild.is_some() || !self.grant_lease(from, ballot) {
+            0
+        } else {
+            probe
+        };
         let body = Body::HeartbeatAck {
             ballot,
             chosen_end: self.learner.chosen_end,

@@ -478,6 +478,11 @@ impl Replica {
 
     /// The leader of `ballot` hands leadership to `to`.
     pub(super) fn handle_take_over(&mut self, from: NodeId, ballot: Ballot, to: NodeId) {
+        if ballot.node == from {
+            // The old leader stepped down (and stopped serving lease reads)
+            // before it sent this: its grant need not delay `to`.
+            self.release_lease(from, ballot);
+        }
         if ballot.node != from || ballot < self.acceptor.promised {
             return;
         }

@@ -11,6 +11,7 @@ mod acceptor;
 mod digest;
 mod door;
 mod learner;
+mod lease;
 mod members;
 mod proposer;
 mod reads;
@@ -213,6 +214,8 @@ struct Leader {
     /// Reads waiting for a majority to acknowledge a round sent after they
     /// arrived, in arrival (hence round) order.
     unconfirmed: VecDeque<reads::Unconfirmed>,
+    /// The read lease this leader holds, if any (see `lease.rs`).
+    lease: lease::LeaderLease,
 }
 
 #[derive(Debug)]
@@ -273,6 +276,8 @@ pub struct Replica {
     inbox: VecDeque<Message>,
     /// Linearizable reads in progress (see `reads.rs`).
     reads: reads::ReadState,
+    /// Local time, and grants given to leaders (see `lease.rs`).
+    lease: lease::LeaseState,
     /// State digests recorded and sent (see `digest.rs`).
     state_digests: digest::StateDigests,
     /// Set while this replica rebuilds lost state and must not vote (see
@@ -340,6 +345,7 @@ impl Replica {
             held: VecDeque::new(),
             inbox: VecDeque::new(),
             reads,
+            lease: lease::LeaseState::default(),
             state_digests: digest::StateDigests::default(),
             rebuild,
             ready: Ready::default(),

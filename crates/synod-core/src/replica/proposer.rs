@@ -31,6 +31,12 @@ impl Replica {
             round,
             node: self.cfg.id,
         };
+        if self.lease_refuses_promise(ballot) {
+            // Our own vote is bound by a grant to another leader, or by the
+            // restart hold (see `lease.rs`): campaign once it runs out (the
+            // election stays due, so the next tick tries again).
+            return;
+        }
         self.round_seen = round;
         if let Role::Leader(_) = self.role {
             self.step_down();
@@ -300,6 +306,7 @@ impl Replica {
             probe_sent_tick: now,
             probe_acked: BTreeMap::new(),
             unconfirmed: std::collections::VecDeque::new(),
+            lease: super::lease::LeaderLease::default(),
         });
         self.ask_promises();
         self.flush_proposals();
@@ -643,6 +650,7 @@ impl Replica {
         leader.probe_sent += 1;
         leader.probe_sent_tick = self.now;
         let probe = leader.probe_sent;
+        leader.lease.note_probe(probe, self.lease.clock());
         let ballot = leader.ballot;
         let chosen_end = self.learner.chosen_end;
         leader.announced_chosen_end = chosen_end;

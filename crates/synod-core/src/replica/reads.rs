@@ -39,6 +39,9 @@
 //! applied before it began). Reads and writes therefore linearize in log
 //! order, each read at the end of the prefix it was served from.
 //!
+//! With [`crate::Config::read_lease`], a leader holding a lease confirms
+//! reads (and answers followers' requests) at once instead: see `lease.rs`.
+//!
 //! Nothing here depends on clocks: a deposed leader that has not noticed
 //! cannot confirm a round, because the majority that elected its successor
 //! refuses its heartbeats.
@@ -136,6 +139,15 @@ impl Replica {
             self.reads.waiting.push((InstanceId(0), id));
             return Ok(());
         }
+        if let Some(index) = self.lease_read_index() {
+            // Confirmed at once under the leader's lease (see `lease.rs`).
+            if self.reads.waiting.len() >= limit {
+                return Err(RejectReason::Overloaded);
+            }
+            self.reads.waiting.push((index, id));
+            self.note_lease_read();
+            return Ok(());
+        }
         match &mut self.role {
             Role::Leader(leader) => {
                 if leader.unconfirmed.len() >= limit {
@@ -161,6 +173,12 @@ impl Replica {
     /// A follower asks for a read index.
     pub(super) fn handle_read_index_request(&mut self, from: NodeId, id: u64) {
         let limit = self.cfg.pending_commands_max;
+        if let Some(index) = self.lease_read_index() {
+            // Answered at once under the leader's lease (see `lease.rs`).
+            self.note_lease_read();
+            self.send(from, Body::ReadIndexReply { id, index }, Gate::Now);
+            return;
+        }
         // Not leading: no answer; the follower asks again or gives up.
         if let Role::Leader(leader) = &mut self.role {
             if leader.unconfirmed.len() < limit {
@@ -189,6 +207,7 @@ impl Replica {
             if leader.ballot == ballot && probe <= leader.probe_sent {
                 let acked = leader.probe_acked.entry(from).or_insert(0);
                 *acked = (*acked).max(probe);
+                self.extend_lease();
                 self.confirm_reads();
             }
         }
@@ -197,7 +216,7 @@ impl Replica {
     /// Whether this leader's phase 1 covers every membership that reads are
     /// confirmed against (see `confirm_reads`): a quorum of each promised,
     /// and everything phase 1 found is proposed.
-    fn reads_covered(&self) -> bool {
+    pub(super) fn reads_covered(&self) -> bool {
         let Role::Leader(leader) = &self.role else {
             return false;
         };
@@ -222,7 +241,7 @@ impl Replica {
     /// after the read arrived says none of them had promised the rival
     /// then, so the rival had chosen nothing there yet. And the rival cannot
     /// choose at `i >= next + α` before choosing below it.
-    fn probe_confirmed(&self) -> u64 {
+    pub(super) fn probe_confirmed(&self) -> u64 {
         let Role::Leader(leader) = &self.role else {
             return 0;
         };
@@ -337,6 +356,7 @@ impl Replica {
         if needs_round && round_free {
             self.send_heartbeats();
             // Alone, the round is confirmed by this replica's own vote.
+            self.extend_lease();
             self.confirm_reads();
         }
     }
