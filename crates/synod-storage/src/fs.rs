@@ -66,6 +66,14 @@ pub trait Fs: Send + Sync + Debug {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Makes the entries created, renamed or removed in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// `len` bytes of the file at `path` from `offset`, mapped read-only
+    /// into memory (backed by the page cache, which the kernel may reclaim,
+    /// rather than by the heap); `None` where the file system cannot map
+    /// (the simulator's keeps the caller's bytes). Only for files written
+    /// whole, synced and never changed afterwards (snapshot files).
+    fn map(&self, _path: &Path, _offset: u64, _len: usize) -> io::Result<Option<bytes::Bytes>> {
+        Ok(None)
+    }
 }
 
 /// The operating system's file system, through `std::fs`.
@@ -159,5 +167,33 @@ impl Fs for RealFs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    fn map(&self, path: &Path, offset: u64, len: usize) -> io::Result<Option<bytes::Bytes>> {
+        if len == 0 {
+            return Ok(None);
+        }
+        let file = File::open(path)?;
+        if file.metadata()?.len() < offset.saturating_add(len as u64) {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file is shorter than the range to map",
+            ));
+        }
+        // SAFETY: a mapping is undefined behaviour if the file changes under
+        // it. `map` is only called on snapshot files, which are written
+        // whole under a temporary name, synced, renamed and never written
+        // again; a superseded one is unlinked, which leaves the mapping
+        // valid. What remains is an outside process truncating the file
+        // (or the disk failing a page-in): the process then gets SIGBUS and
+        // stops, as it would stop on a failed read (fatal, recovers from the
+        // log on restart).
+        let mapped = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(len)
+                .map(&file)?
+        };
+        Ok(Some(bytes::Bytes::from_owner(mapped)))
     }
 }

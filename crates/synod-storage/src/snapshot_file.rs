@@ -93,6 +93,14 @@ pub fn write_on(
     Ok(path)
 }
 
+/// The data of the snapshot file `path` (as [`write_on`] returned it) that
+/// holds `len` bytes of data, mapped read-only (see [`Fs::map`]); `None`
+/// where `fs` does not map.
+pub fn map_data_on(fs: &dyn Fs, path: &Path, len: usize) -> Result<Option<Bytes>, StorageError> {
+    fs.map(path, HEADER_BYTES as u64, len)
+        .map_err(|e| StorageError::io(path, e))
+}
+
 /// Reads and verifies the snapshot of `group` at `meta`.
 pub fn read(dir: &Path, group: GroupId, meta: SnapshotMeta) -> Result<Snapshot, StorageError> {
     read_on(&RealFs, dir, group, meta)

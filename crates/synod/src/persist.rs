@@ -117,8 +117,20 @@ impl SnapshotWrite {
             debug_assert!(self.checkpoint.snapshot.data.is_empty());
             self.checkpoint.snapshot.data = encode();
         }
-        snapshot_file::write_on(&*self.fs, &self.dir, self.group, &self.checkpoint.snapshot)
-            .map(|_| ())
+        let path =
+            snapshot_file::write_on(&*self.fs, &self.dir, self.group, &self.checkpoint.snapshot)?;
+        // The core keeps this snapshot to send to lagging peers until the
+        // next one: from the file (page cache, reclaimable) rather than the
+        // encoded copy on the heap, which would be a second copy of the
+        // whole state. Not mapping costs memory, never safety: keep the
+        // bytes.
+        let len = self.checkpoint.snapshot.data.len();
+        match snapshot_file::map_data_on(&*self.fs, &path, len) {
+            Ok(Some(mapped)) => self.checkpoint.snapshot.data = mapped,
+            Ok(None) => {}
+            Err(err) => tracing::warn!("keeping the snapshot in memory: cannot map it: {err}"),
+        }
+        Ok(())
     }
 }
 
