@@ -530,12 +530,16 @@ impl Encode for Message {
                 chosen_end,
                 applied,
                 probe,
+                granted_ms,
+                granted_drift_ppm,
             } => {
                 buf.put_u8(7);
                 ballot.encode(buf);
                 put_instance(buf, *chosen_end);
                 put_mark(buf, applied);
                 buf.put_u64_le(*probe);
+                buf.put_u64_le(*granted_ms);
+                buf.put_u32_le(*granted_drift_ppm);
             }
             Body::Forward { commands } => {
                 buf.put_u8(8);
@@ -672,8 +676,9 @@ pub fn encoded_len(msg: &Message) -> usize {
         Body::Accept { value, .. } => BALLOT_BYTES + 2 * INSTANCE_BYTES + value.encoded_len(),
         Body::Accepted { .. } => BALLOT_BYTES + INSTANCE_BYTES,
         Body::Reject { .. } => 2 * BALLOT_BYTES,
-        Body::Heartbeat { .. } | Body::HeartbeatAck { .. } => {
-            BALLOT_BYTES + INSTANCE_BYTES + (INSTANCE_BYTES + 8) + 8
+        Body::Heartbeat { .. } => BALLOT_BYTES + INSTANCE_BYTES + (INSTANCE_BYTES + 8) + 8,
+        Body::HeartbeatAck { .. } => {
+            BALLOT_BYTES + INSTANCE_BYTES + (INSTANCE_BYTES + 8) + 8 + 8 + 4
         }
         Body::Forward { commands } => 4 + commands.iter().map(|c| 4 + c.len()).sum::<usize>(),
         Body::CatchupRequest { .. } => 2 * INSTANCE_BYTES,
@@ -790,6 +795,8 @@ impl Decode for Message {
                 chosen_end: get_instance(buf)?,
                 applied: get_mark(buf)?,
                 probe: get_u64(buf)?,
+                granted_ms: get_u64(buf)?,
+                granted_drift_ppm: get_u32(buf)?,
             },
             8 => {
                 let count = get_count(buf, 4, "command")?;

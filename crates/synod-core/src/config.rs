@@ -86,6 +86,10 @@ pub struct Lease {
 impl Lease {
     /// The largest drift bound accepted: 10%.
     pub const DRIFT_PPM_MAX: u32 = 100_000;
+    /// The smallest drift bound accepted: 1000 ppm (0.1%). A monotonic
+    /// clock is slewed by NTP (up to 500 ppm on Linux) and its oscillator
+    /// drifts; a bound of 0 would leave the lease's safety to rounding.
+    pub const DRIFT_PPM_MIN: u32 = 1_000;
     /// The longest lease accepted: one minute.
     pub const DURATION_MS_MAX: u64 = 60_000;
 
@@ -299,10 +303,12 @@ impl Config {
             ));
         }
         if let Some(lease) = &self.read_lease {
-            if lease.duration_ms > Lease::DURATION_MS_MAX || lease.drift_ppm > Lease::DRIFT_PPM_MAX
+            if lease.duration_ms > Lease::DURATION_MS_MAX
+                || lease.drift_ppm > Lease::DRIFT_PPM_MAX
+                || lease.drift_ppm < Lease::DRIFT_PPM_MIN
             {
                 return Err(ConfigError::Invalid(
-                    "read lease: duration at most 60 s and drift at most 100000 ppm (10%)",
+                    "read lease: duration at most 60 s and drift between 1000 ppm (0.1%) and 100000 ppm (10%)",
                 ));
             }
             if lease.leader_hold_ms() == 0 {

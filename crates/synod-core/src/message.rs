@@ -136,6 +136,17 @@ pub enum Body {
         applied: AppliedMark,
         /// The heartbeat's probe number.
         probe: u64,
+        /// The read lease this acknowledgement grants the leader (see
+        /// `replica/lease.rs`, rule 1): the acceptor's `L` in ms and its
+        /// drift bound `ρ` in ppm; `granted_ms` 0 when it grants none (no
+        /// lease configured here, or a grant to another leader holds). The
+        /// leader counts it toward its lease only when it is at least as
+        /// long and as strict as its own setting, so nodes with different
+        /// settings (a rolling change of `--read-lease`) never let a leader
+        /// count on a grant that was not given.
+        granted_ms: u64,
+        /// The acceptor's drift bound `ρ` (ppm) for `granted_ms`.
+        granted_drift_ppm: u32,
     },
     /// A follower asks the leader for a read index for the linearizable
     /// reads its clients submitted.

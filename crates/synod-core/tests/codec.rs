@@ -112,14 +112,26 @@ fn body() -> impl Strategy<Value = Body> {
                 probe,
             }
         ),
-        (ballot(), instance.clone(), mark, any::<u64>()).prop_map(
-            |(ballot, chosen_end, applied, probe)| Body::HeartbeatAck {
-                ballot,
-                chosen_end,
-                applied,
-                probe,
-            }
-        ),
+        (
+            ballot(),
+            instance.clone(),
+            mark,
+            any::<u64>(),
+            any::<u64>(),
+            any::<u32>()
+        )
+            .prop_map(
+                |(ballot, chosen_end, applied, probe, granted_ms, granted_drift_ppm)| {
+                    Body::HeartbeatAck {
+                        ballot,
+                        chosen_end,
+                        applied,
+                        probe,
+                        granted_ms,
+                        granted_drift_ppm,
+                    }
+                }
+            ),
         any::<u64>().prop_map(|id| Body::ReadIndexRequest { id }),
         (any::<u64>(), instance.clone()).prop_map(|(id, index)| Body::ReadIndexReply { id, index }),
         (instance.clone(), any::<u64>()).prop_map(|(applied_end, digest)| Body::StateDigest {

@@ -28,7 +28,7 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// The protocol version this crate speaks. Version 2: heartbeats carry a read probe; read-index request and reply.
 /// Version 3: promises come in pages (`first_instance`, `more_from`). Version 4: snapshot chunks
 /// carry the digest of the whole snapshot; replicas exchange state digests.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Length of a handshake payload (unchanged since version 1).
 pub const HANDSHAKE_PAYLOAD_BYTES: usize = 4 + 2 + 8 + 4 + 4;
 /// Largest first frame read before the peer is known; bounds what an

@@ -398,7 +398,7 @@ impl World {
                 } else {
                     lease_rng.gen_range(260..800)
                 },
-                drift_ppm: *[0, 100, 1_000, 10_000, 50_000, 100_000]
+                drift_ppm: *[1_000, 2_000, 5_000, 10_000, 50_000, 100_000]
                     .choose(&mut lease_rng)
                     .unwrap_or(&10_000),
             });

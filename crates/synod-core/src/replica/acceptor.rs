@@ -37,6 +37,8 @@ impl Replica {
                 ballot,
             });
         }
+        // Both callers checked the lease rules for `ballot` first.
+        self.lease.promised_here = self.lease.promised_here.max(Some(ballot));
         true
     }
 
@@ -73,13 +75,13 @@ impl Replica {
             self.send(from, Body::Reject { ballot, promised }, Gate::Now);
             return;
         }
-        if ballot > self.acceptor.promised {
-            if ballot.node != self.cfg.id {
-                self.step_down();
-                self.leader = None;
-            }
-            self.promise(ballot);
+        if ballot > self.acceptor.promised && ballot.node != self.cfg.id {
+            self.step_down();
+            self.leader = None;
         }
+        // Also for a repeated Prepare of the promised ballot: it passed the
+        // lease checks just now, so later repeats may skip them.
+        self.promise(ballot);
         // Below the compacted prefix only the snapshot is left; the candidate
         // treats it as chosen and fetches the snapshot. From there on we report
         // every instance we accepted or know chosen, one page at a time (the

@@ -155,10 +155,13 @@ impl Replica {
         // higher ballot), so it acknowledges probe 0, which confirms no read.
         // With read leases the acknowledgement is also a grant (`lease.rs`,
         // rule 1); one that cannot be given confirms nothing either.
-        let probe = if self.rebuild.is_some() || !self.grant_lease(from, ballot) {
-            0
-        } else {
-            probe
+        let granted = self.rebuild.is_none() && self.grant_lease(from, ballot);
+        let probe = if granted { probe } else { 0 };
+        // What was granted, for the leader to check against its own setting
+        // (nothing when no lease is configured here).
+        let (granted_ms, granted_drift_ppm) = match self.cfg.read_lease {
+            Some(lease) if granted && probe > 0 => (lease.duration_ms, lease.drift_ppm),
+            _ => (0, 0),
         };
         let body = Body::HeartbeatAck {
             ballot,
@@ -168,6 +171,8 @@ impl Replica {
                 checksum: self.learner.checksum,
             },
             probe,
+            granted_ms,
+            granted_drift_ppm,
         };
         self.send(from, body, Gate::Now);
     }
@@ -179,6 +184,7 @@ impl Replica {
         chosen_end: InstanceId,
         applied: AppliedMark,
         probe: u64,
+        granted: crate::config::Lease,
     ) {
         self.note_ack(from, ballot);
         if let Role::Leader(leader) = &mut self.role {
@@ -188,7 +194,7 @@ impl Replica {
         }
         self.learner.commit_seen = self.learner.commit_seen.max(chosen_end);
         self.compare_checksum(from, applied);
-        self.note_probe_ack(from, ballot, probe);
+        self.note_probe_ack(from, ballot, probe, granted);
     }
 
     /// Compares a peer's applied mark with ours at the same instance.

@@ -28,7 +28,19 @@
 //!    current promise to a candidate other than `A`, itself included (it
 //!    does not campaign): `lease_refuses_promise`. It grants nobody else
 //!    meanwhile (its acknowledgements to another leader carry probe 0, which
-//!    confirms no read and no lease).
+//!    confirms no read and no lease). The acknowledgement states the grant
+//!    (`granted_ms` = its `L`, `granted_drift_ppm` = its `ρ`; 0 for none,
+//!    as from a node without a lease setting), and the leader counts it
+//!    toward its lease only if `granted_ms ≥` its own `L` and
+//!    `granted_drift_ppm ≤` its own `ρ`: nodes with different settings (a
+//!    rolling change of `--read-lease`) cannot make a leader count on a
+//!    grant shorter than the one its `D` assumes (found by review).
+//!    The check is skipped only for a ballot at or below the highest one this
+//!    incarnation promised itself after passing it (`promised_here`): a
+//!    promise restored from disk, or raised by a rebuild to the highest
+//!    ballot peers report, was never checked against this incarnation's
+//!    grant or restart hold (found by review: a rebuilt node promised a
+//!    candidate inside its hold and an old leader read stale).
 //! 2. **Restart.** A grant lives in memory only. A replica therefore
 //!    promises no higher ballot to anyone for `L` on its clock from the first
 //!    time it is given (the process start): whatever its previous
@@ -122,6 +134,16 @@ pub(super) struct LeaseState {
     started_ms: Option<u64>,
     /// The grant this acceptor holds for a leader (rule 1).
     grant: Option<Grant>,
+    /// The highest ballot this incarnation promised to a candidate itself
+    /// (`Replica::promise`: a Prepare answered, or its own campaign), after
+    /// the lease checks. Only a ballot at or below it may skip them: a
+    /// promise restored from disk or raised by a rebuild (to the highest
+    /// ballot peers report, never promised to anyone here) is no proof
+    /// that the candidate of that ballot passed this acceptor's grant and
+    /// restart hold (found by review: a rebuilt node raised its promise to
+    /// a candidate's ballot, then promised it inside its restart hold, and
+    /// the old leader served a stale read under its lease).
+    pub(super) promised_here: Option<Ballot>,
     /// Reads confirmed under a lease at this replica, for metrics.
     reads_served: u64,
 }
@@ -224,7 +246,7 @@ impl Replica {
         let Some(lease) = self.cfg.read_lease else {
             return false;
         };
-        if ballot <= self.acceptor.promised {
+        if self.lease.promised_here.is_some_and(|p| ballot <= p) {
             return false;
         }
         let Some(now) = self.lease.clock_ms else {
@@ -294,7 +316,7 @@ impl Replica {
         let Some(lease) = self.cfg.read_lease else {
             return;
         };
-        let confirmed = self.probe_confirmed();
+        let confirmed = self.round_confirmed(true);
         let Role::Leader(leader) = &self.role else {
             return;
         };

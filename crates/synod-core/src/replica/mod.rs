@@ -211,6 +211,9 @@ struct Leader {
     probe_sent: u64,
     probe_sent_tick: u64,
     probe_acked: BTreeMap<NodeId, u64>,
+    /// Per member, the highest round it acknowledged with a lease grant at
+    /// least as long and as strict as this leader's setting (`lease.rs`).
+    lease_acked: BTreeMap<NodeId, u64>,
     /// Reads waiting for a majority to acknowledge a round sent after they
     /// arrived, in arrival (hence round) order.
     unconfirmed: VecDeque<reads::Unconfirmed>,
@@ -565,7 +568,15 @@ impl Replica {
                 chosen_end,
                 applied,
                 probe,
-            } => self.handle_heartbeat_ack(from, ballot, chosen_end, applied, probe),
+                granted_ms,
+                granted_drift_ppm,
+            } => {
+                let granted = crate::config::Lease {
+                    duration_ms: granted_ms,
+                    drift_ppm: granted_drift_ppm,
+                };
+                self.handle_heartbeat_ack(from, ballot, chosen_end, applied, probe, granted)
+            }
             Body::ReadIndexRequest { id } => self.handle_read_index_request(from, id),
             Body::ReadIndexReply { id, index } => self.handle_read_index_reply(from, id, index),
             Body::Forward { commands } => self.handle_forward(commands),

@@ -305,6 +305,7 @@ impl Replica {
             probe_sent: 0,
             probe_sent_tick: now,
             probe_acked: BTreeMap::new(),
+            lease_acked: BTreeMap::new(),
             unconfirmed: std::collections::VecDeque::new(),
             lease: super::lease::LeaderLease::default(),
         });

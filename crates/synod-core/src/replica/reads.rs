@@ -202,11 +202,24 @@ impl Replica {
     }
 
     /// A follower acknowledged heartbeat round `probe` of ballot `ballot`.
-    pub(super) fn note_probe_ack(&mut self, from: NodeId, ballot: Ballot, probe: u64) {
+    pub(super) fn note_probe_ack(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        probe: u64,
+        granted: crate::config::Lease,
+    ) {
+        let lease_ok = self.cfg.read_lease.is_some_and(|own| {
+            granted.duration_ms >= own.duration_ms && granted.drift_ppm <= own.drift_ppm
+        });
         if let Role::Leader(leader) = &mut self.role {
             if leader.ballot == ballot && probe <= leader.probe_sent {
                 let acked = leader.probe_acked.entry(from).or_insert(0);
                 *acked = (*acked).max(probe);
+                if lease_ok {
+                    let acked = leader.lease_acked.entry(from).or_insert(0);
+                    *acked = (*acked).max(probe);
+                }
                 self.extend_lease();
                 self.confirm_reads();
             }
@@ -242,8 +255,20 @@ impl Replica {
     /// then, so the rival had chosen nothing there yet. And the rival cannot
     /// choose at `i >= next + α` before choosing below it.
     pub(super) fn probe_confirmed(&self) -> u64 {
+        self.round_confirmed(false)
+    }
+
+    /// The latest round a quorum of every membership acknowledged: with
+    /// `leases`, counting only acknowledgements that granted a lease at
+    /// least as long and as strict as this leader's (see `lease.rs`).
+    pub(super) fn round_confirmed(&self, leases: bool) -> u64 {
         let Role::Leader(leader) = &self.role else {
             return 0;
+        };
+        let acks = if leases {
+            &leader.lease_acked
+        } else {
+            &leader.probe_acked
         };
         let memberships = self
             .schedule
@@ -257,7 +282,7 @@ impl Replica {
                     if v == self.cfg.id {
                         leader.probe_sent
                     } else {
-                        leader.probe_acked.get(&v).copied().unwrap_or(0)
+                        acks.get(&v).copied().unwrap_or(0)
                     }
                 })
                 .collect();
