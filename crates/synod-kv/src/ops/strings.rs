@@ -65,12 +65,18 @@ fn at(unix_ms: i64, name: &str) -> Result<i64, Reply> {
 /// expiry is already past is deleted instead (Redis does the same for
 /// `SET ... EXAT <past>`).
 fn store(keyspace: &mut Keyspace, key: &Bytes, value: Bytes, plan: ExpiryPlan, now: u64) {
-    keyspace.remove_if_expired(key, now);
+    // Only keeping the expiry needs to know whether the old entry is live;
+    // otherwise `insert` replaces the entry whole (its size and its expiry
+    // index entry with it), live or expired, and a SET walks the tree twice
+    // (look up, insert) instead of four times.
     let expire_at_ms = match plan {
         ExpiryPlan::Clear => None,
-        ExpiryPlan::Keep => keyspace
-            .live(key, now)
-            .and_then(|entry| entry.expire_at_ms()),
+        ExpiryPlan::Keep => {
+            keyspace.remove_if_expired(key, now);
+            keyspace
+                .live(key, now)
+                .and_then(|entry| entry.expire_at_ms())
+        }
         ExpiryPlan::At(at) => match u64::try_from(at) {
             Ok(at) if at > now => Some(at),
             _ => {
@@ -123,11 +129,10 @@ pub(crate) fn set(
     } else {
         None
     };
-    let found = keyspace.live(key, now).is_some();
     let skip = match condition {
         SetCondition::Always => false,
-        SetCondition::IfAbsent => found,
-        SetCondition::IfPresent => !found,
+        SetCondition::IfAbsent => keyspace.live(key, now).is_some(),
+        SetCondition::IfPresent => keyspace.live(key, now).is_none(),
     };
     if !skip {
         store(keyspace, key, value.clone(), plan, now);
