@@ -30,6 +30,8 @@ for tool in redis-server redis-cli redis-benchmark etcd; do
   command -v "$tool" >/dev/null 2>&1 ||
     { echo "side-by-side: $tool not found (apt-get install redis-server redis-tools etcd-server)" >&2; exit 1; }
 done
+# REPORT_ONLY=1 rewrites REPORT.md from the files of the last run.
+if [ -z "${REPORT_ONLY:-}" ]; then
 mkdir -p "$OUT"
 rm -f "$OUT/results.csv" "$OUT"/*.json "$OUT"/*.png
 
@@ -94,7 +96,7 @@ REDIS_ADDR=127.0.0.1:6390
 . bench/cost-lib.sh
 TICK=$(getconf CLK_TCK)
 SYNOD_PIDS=$(pgrep -P "$CLUSTER" | tr '\n' ' ')
-echo "label,cpu_us_per_op,switches_per_op" >"$OUT/cost.csv"
+echo "label,cpu_ticks,context_switches" >"$OUT/cost.csv"
 run() { # system label args...
   local system=$1 label=$2 addr protocol=resp pids
   shift 2
@@ -151,6 +153,12 @@ cat "$OUT/rss.md"
 echo "== plots"
 "$SYNOD" bench-plot --csv "$OUT/results.csv" --json-dir "$OUT" --out "$OUT" --cdf-clients 50
 
+else
+  TICK=$(getconf CLK_TCK)
+  SYNOD=target/release/synod
+  SYNOD_LEADER=$(sed -n 's/.*node \([0-9]*\) led at the start.*/\1/p' "$OUT/REPORT.md" 2>/dev/null | head -1)
+fi
+
 echo "== report"
 {
   echo "# Synod side by side"
@@ -204,8 +212,10 @@ echo "== report"
     }
     function c(sys, w) { return ((sys, w) in have) ? sprintf("%.1f", cpu[sys, w]) : "-" }
     function s(sys, w) { return ((sys, w) in have) ? sprintf("%.2f", sw[sys, w]) : "-" }
-    function r(sys, w) { return (((sys, w) in have) && (("synod", w) in have) && cpu[sys, w] > 0) ?
-      sprintf("%.1f", cpu["synod", w] / cpu[sys, w]) : "-" }
+    function r(sys, w) {
+      if (!((sys, w) in have) || !(("synod", w) in have) || cpu[sys, w] <= 0) return "-";
+      return sprintf("%.1f", cpu["synod", w] / cpu[sys, w])
+    }
     END {
       for (i = 1; i <= n; i++) {
         w = order[i];
