@@ -142,7 +142,7 @@ async fn bad_handshakes_are_refused() {
         (
             "wrong version",
             frame(b"SYND\x09\x00 a future layout"),
-            "protocol version 9, we speak 4",
+            "protocol version 9, we speak 5",
         ),
         (
             "wrong cluster",
