@@ -243,6 +243,14 @@ impl Drop for QueryShare {
 /// client that opens a socket and sends nothing must not hold a slot.
 pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// TLS handshakes in progress at once. A node runs on one thread (client
+/// connections, the Paxos driver and the peer links share it), and each
+/// handshake costs a signature: thousands of ClientHellos at once, from
+/// anyone who can reach the port, would otherwise delay the driver's
+/// heartbeats past an election timeout. More wait for a turn, within the
+/// handshake deadline.
+pub(crate) const TLS_HANDSHAKES_MAX: usize = 32;
+
 #[cfg(test)]
 mod tests {
     use super::*;

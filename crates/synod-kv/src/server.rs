@@ -12,7 +12,7 @@
 
 use crate::client_limits::{
     ClientCounters, ClientLogs, QueryBudget, QueryShare, QUERY_BUFFER_FREE_BYTES,
-    TLS_HANDSHAKE_TIMEOUT,
+    TLS_HANDSHAKES_MAX, TLS_HANDSHAKE_TIMEOUT,
 };
 use crate::command::KvCommand;
 use crate::conn::{Conn, Item};
@@ -184,6 +184,7 @@ pub async fn serve_listeners(
         Some((listener, config)) => (Some(listener), Some(TlsAcceptor::from(config))),
         None => (None, None),
     };
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(TLS_HANDSHAKES_MAX));
     loop {
         tokio::select! {
             accepted = accept(plain.as_ref(), &shared) => {
@@ -200,7 +201,10 @@ pub async fn serve_listeners(
                 if let (Some((stream, peer)), Some(acceptor)) = (accepted, &acceptor) {
                     let Some(slot) = admit(&shared, &stream, peer) else { continue };
                     let acceptor = acceptor.clone();
-                    tokio::spawn(async move { tls_client(acceptor, stream, peer, slot).await });
+                    let handshakes = Arc::clone(&handshakes);
+                    tokio::spawn(async move {
+                        tls_client(acceptor, &handshakes, stream, peer, slot).await
+                    });
                 }
             }
             _ = stop.changed() => {
@@ -259,10 +263,24 @@ fn admit(shared: &Arc<Shared>, stream: &TcpStream, peer: SocketAddr) -> Option<C
     Some(slot)
 }
 
-/// Completes the TLS handshake (bounded in time), then serves the client.
-async fn tls_client(acceptor: TlsAcceptor, stream: TcpStream, peer: SocketAddr, slot: ClientSlot) {
+/// Completes the TLS handshake (bounded in time, and at most
+/// [`TLS_HANDSHAKES_MAX`] at once), then serves the client.
+async fn tls_client(
+    acceptor: TlsAcceptor,
+    handshakes: &tokio::sync::Semaphore,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: ClientSlot,
+) {
     let shared = Arc::clone(&slot.0);
-    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+    // The wait for a turn counts toward the deadline: a flood of
+    // connections is shed, never queued without bound.
+    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, async {
+        // Never closed, so a turn always comes.
+        let _turn = handshakes.acquire().await;
+        acceptor.accept(stream).await
+    })
+    .await;
     let stream = match handshake {
         Ok(Ok(stream)) => stream,
         Ok(Err(err)) => {

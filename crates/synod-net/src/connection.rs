@@ -25,6 +25,8 @@ pub(crate) type BoxedStream = Box<dyn PeerStream>;
 /// The reader asks the socket for at least this much at a time, so many small
 /// frames arrive in one read call.
 const READ_CHUNK_BYTES: usize = 64 << 10;
+/// A read buffer larger than this is replaced once empty.
+const READ_BUFFER_RETAIN_BYTES: usize = 1 << 20;
 /// A writer buffer that grew past this many batches (for one huge message) is
 /// released instead of being kept for the life of the connection.
 const WRITE_BUFFER_RETAIN_BATCHES: usize = 4;
@@ -168,6 +170,12 @@ async fn read_loop(
             if inner.inbound.send(msg).await.is_err() {
                 return CloseReason::InboundClosed;
             }
+        }
+        // Frames are copied out (`take_frame`), so the buffer is reused; one
+        // that grew for a large frame is given back once it is empty, rather
+        // than held for the life of the link.
+        if buf.is_empty() && buf.capacity() > READ_BUFFER_RETAIN_BYTES {
+            buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
         }
         // take_frame vouched for the length, so reserving for it is bounded by
         // frame_bytes_max; the chunk minimum lets small frames batch per read.
