@@ -17,20 +17,29 @@ struct Net {
     served: Vec<Vec<u64>>,
     /// Per node, its local clock (ms).
     clock: Vec<u64>,
+    /// Per node, every record it handed out to persist (for restarts).
+    records: Vec<Vec<Record>>,
 }
 
 impl Net {
+    /// `n` nodes, all with `LEASE`.
     fn new(n: u32) -> Net {
-        let members: Vec<NodeId> = (1..=n).map(NodeId).collect();
+        Net::with(&vec![Some(LEASE); n as usize])
+    }
+    /// A node per entry, with that lease setting.
+    fn with(leases: &[Option<Lease>]) -> Net {
+        let n = leases.len() as u32;
         let mut net = Net {
             r: Vec::new(),
             pool: vec![],
             applied: vec![vec![]; n as usize],
             served: vec![vec![]; n as usize],
             clock: vec![0; n as usize],
+            records: vec![vec![]; n as usize],
         };
-        for id in &members {
-            net.r.push(replica(*id, &members));
+        for (k, lease) in leases.iter().enumerate() {
+            net.r
+                .push(Replica::new(cfg(k as u32 + 1, n, *lease)).unwrap());
         }
         net.set_all(0);
         // Past every node's restart hold.
@@ -61,6 +70,7 @@ impl Net {
                 break;
             }
             self.pool.extend(ready.messages);
+            self.records[k].extend(ready.persist.iter().cloned());
             for apply in ready.apply {
                 self.applied[k].extend(apply.value.commands().iter().cloned());
             }
@@ -118,6 +128,10 @@ impl Net {
     /// Ticks the leader until it sends a heartbeat round, and delivers it
     /// and the answers.
     fn heartbeat_round(&mut self, leader: u32) {
+        self.heartbeat_round_where(leader, |_| true);
+    }
+    /// As `heartbeat_round`, delivering only the messages matching `pred`.
+    fn heartbeat_round_where(&mut self, leader: u32, pred: impl Fn(&Message) -> bool) {
         for _ in 0..100 {
             self.tick(leader);
             if self
@@ -128,15 +142,24 @@ impl Net {
                 break;
             }
         }
-        self.exchange(|_| true);
+        self.exchange(pred);
     }
 }
 
+fn members(n: u32) -> Vec<NodeId> {
+    (1..=n).map(NodeId).collect()
+}
+
+/// Node `id` of `n`, with lease setting `lease`.
+fn cfg(id: u32, n: u32, lease: Option<Lease>) -> Config {
+    let mut cfg = Config::new(NodeId(id), members(n));
+    cfg.seed = u64::from(id) * 7919;
+    cfg.read_lease = lease;
+    cfg
+}
+
 fn replica(id: NodeId, members: &[NodeId]) -> Replica {
-    let mut cfg = Config::new(id, members.to_vec());
-    cfg.seed = u64::from(id.0) * 7919;
-    cfg.read_lease = Some(LEASE);
-    Replica::new(cfg).unwrap()
+    Replica::new(cfg(id.0, members.len() as u32, Some(LEASE))).unwrap()
 }
 
 #[test]
@@ -323,4 +346,179 @@ fn a_lease_counted_before_a_reconfiguration_does_not_serve_after_it() {
         "served by a lease counted without it"
     );
     assert_eq!(n.r[0].lease_reads(), 0);
+}
+
+// Regression tests from the attack review of leases (issue 15): a rebuilt
+// node inside its restart hold, and nodes with different lease settings.
+
+fn cut(a: u32, b: u32) -> impl Fn(&Message) -> bool {
+    move |m: &Message| !((m.from.0 == a && m.to.0 == b) || (m.from.0 == b && m.to.0 == a))
+}
+
+/// Rule 2 (the restart hold) is skipped for a Prepare at a ballot equal to
+/// the acceptor's promise (`lease_refuses_promise`: `ballot <= promised`).
+/// A rebuilding replica raises its promise to the highest one reported
+/// (`check_rebuild_done`) without ever promising it to anyone, so the
+/// candidate whose ballot that is gets the rebuilt node's promise at once,
+/// inside the restart hold, although the node's lost incarnation granted
+/// the current leader a lease moments before. The old leader then serves a
+/// stale read by lease after the new leader completed a write.
+#[test]
+fn a_rebuilt_node_refuses_promises_inside_its_restart_hold() {
+    let lease = Some(LEASE);
+    let mut n = Net::with(&[lease, lease, lease]);
+    n.elect(1);
+    // n1 and n3 lose each other; n1 keeps its lease with n2 alone.
+    let no13 = cut(1, 3);
+    n.heartbeat_round_where(1, &no13);
+    // n3's own grant for n1 runs out, it hears nothing: it campaigns at b'.
+    n.advance(3, LEASE.duration_ms);
+    for _ in 0..400 {
+        n.tick(3);
+        if n.role(3) == RoleKind::Candidate {
+            break;
+        }
+    }
+    assert_eq!(n.role(3), RoleKind::Candidate);
+    // n1 renews its lease with n2 now (n2 refuses n3: grant + stickiness).
+    n.pool.retain(|m| m.to.0 != 2); // n3's Prepare to n2 is lost
+    n.heartbeat_round_where(1, &no13);
+    assert!(n.r[0].holds_lease());
+    // n2's disk is wiped right after it acknowledged; it restarts at once in
+    // rebuild mode, its clock at some origin (the restart hold starts).
+    let mut c = cfg(2, 3, lease);
+    c.rebuild = true;
+    n.r[1] = Replica::new(c).unwrap();
+    n.r[1].set_time(50_000);
+    n.pool.clear();
+    // n2 rebuilds: state reports from n1 and n3, catch-up. It hears no
+    // heartbeat or Accept from n1 (n1's link to n2 carries only the report;
+    // a pause of n1 or drops do it as well), so no stickiness for n1.
+    let only_reports_from_1 =
+        |m: &Message| no13(m) && (m.from.0 != 1 || matches!(m.body, Body::StateReport { .. }));
+    let mut promised_to_3 = false;
+    for _ in 0..200 {
+        n.tick(2);
+        n.tick(3);
+        n.exchange(only_reports_from_1);
+        if n.role(3) == RoleKind::Leader {
+            promised_to_3 = true;
+            break;
+        }
+    }
+    assert!(!n.r[1].rebuilding(), "n2 never finished rebuilding");
+    // Fixed: only a ballot this incarnation promised itself skips the lease
+    // checks, so n2 (clock still at its restart) refuses n3, which cannot
+    // win without it. Before the fix n3 won here and the read below was
+    // served stale.
+    assert!(
+        !promised_to_3,
+        "n2 promised n3 inside its restart hold (its promise was raised by the rebuild)"
+    );
+}
+
+/// n2 crashes right after acknowledging n1's round and recovers from its
+/// durable records (no disk loss), with lease setting `lease2`; n3, cut off
+/// from n1, campaigns meanwhile. Returns whether n1 held a lease after the
+/// round, and whether it then served a stale read by lease after `y`
+/// completed at n3.
+fn restart_of_a_granting_follower(lease2: Option<Lease>) -> (bool, bool) {
+    let lease = Some(LEASE);
+    let mut n = Net::with(&[lease, lease2, lease2]);
+    n.elect(1);
+    let no13 = cut(1, 3);
+    n.heartbeat_round_where(1, &no13);
+    n.advance(3, LEASE.duration_ms);
+    for _ in 0..400 {
+        n.tick(3);
+        if n.role(3) == RoleKind::Candidate {
+            break;
+        }
+    }
+    assert_eq!(n.role(3), RoleKind::Candidate);
+    n.pool.retain(|m| m.to.0 != 2);
+    n.heartbeat_round_where(1, &no13);
+    let held = n.r[0].holds_lease();
+    // n2 crashes and restarts from its records at once.
+    let records = n.records[1].clone();
+    n.r[1] = Replica::recover(cfg(2, 3, lease2), None, &records).unwrap();
+    n.r[1].set_time(50_000);
+    n.pool.clear();
+    let no_1 = |m: &Message| m.from.0 != 1 && m.to.0 != 1;
+    for _ in 0..200 {
+        n.tick(2);
+        n.tick(3);
+        n.exchange(no_1);
+        if n.role(3) == RoleKind::Leader {
+            break;
+        }
+    }
+    if n.role(3) != RoleKind::Leader {
+        return (held, false);
+    }
+    n.r[2].propose(Bytes::from_static(b"y")).unwrap();
+    n.pump(3);
+    for _ in 0..50 {
+        n.tick(3);
+        n.exchange(no_1);
+    }
+    assert!(
+        n.applied[2].iter().any(|c| &c[..] == b"y"),
+        "y completed at n3"
+    );
+    n.r[0].read(ReadId(1)).unwrap();
+    n.pump(1);
+    let stale = n.served[0].contains(&1) && !n.applied[0].iter().any(|c| &c[..] == b"y");
+    (held, stale)
+}
+
+/// Control: with the lease on everywhere, the restart hold keeps n2 from
+/// promising n3, and n1 serves nothing stale.
+#[test]
+fn control_a_restarted_follower_with_the_lease_on_holds() {
+    let (held, stale) = restart_of_a_granting_follower(Some(LEASE));
+    assert!(held, "the control must reach a held lease");
+    assert!(!stale);
+}
+
+/// Mixed settings (a rolling enablement of `--read-lease`, or a node
+/// started without the flag): a follower without a lease acknowledges
+/// with its probe (`grant_lease` returns true when `read_lease` is None),
+/// so the leader counts it toward its lease, but it keeps no restart hold
+/// (nor grant). The README says "use the same setting on every node", but
+/// nothing checks it: one forgotten flag turns into stale reads.
+#[test]
+fn a_follower_without_the_lease_setting_counts_toward_the_lease_but_holds_nothing() {
+    // Fixed: the acknowledgement says what it granted (nothing here), and
+    // the leader counts only grants at least as long and strict as its own.
+    let (held, stale) = restart_of_a_granting_follower(None);
+    assert!(
+        !held,
+        "n2 and n3 (lease off) granted nothing, yet n1 counted them toward a lease"
+    );
+    assert!(
+        !stale,
+        "stale read by lease: n2 (lease off) counted toward n1's lease, restarted and promised n3 at once"
+    );
+}
+
+/// Mixed durations: n2 and n3 grant for 100 ms, the leader believes 1000.
+#[test]
+fn a_follower_with_a_shorter_lease_setting_counts_toward_a_longer_lease() {
+    let short = Some(Lease {
+        duration_ms: 100,
+        drift_ppm: 10_000,
+    });
+    let mut n = Net::with(&[Some(LEASE), short, short]);
+    n.elect(1);
+    n.heartbeat_round(1);
+    // 150 ms later on every clock: n2's and n3's grants are over, n1's
+    // lease (D = 979 ms) is not.
+    for id in 1..=3 {
+        n.advance(id, 150);
+    }
+    assert!(
+        !n.r[0].holds_lease(),
+        "n1 holds a lease for 979 ms on grants of 100 ms that ran out 50 ms ago"
+    );
 }
