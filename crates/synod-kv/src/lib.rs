@@ -32,6 +32,7 @@ mod members;
 mod number;
 mod ops;
 mod parse;
+mod parse_keys_bits;
 pub mod reply_codec;
 mod server;
 mod snapshot;
@@ -44,8 +45,8 @@ mod wire;
 pub use acl_auth::{Acl, Admission, AuthBudget, AuthStats};
 pub use client_limits::{ClientCounter, ClientCounters, QUERY_BUFFER_FREE_BYTES};
 pub use command::{
-    AclCommand, ExpireCondition, ExpireForm, GetExExpiry, KvCommand, ListEnd, SetCondition,
-    SetExpiry, TimeUnit,
+    AclCommand, BitOperation, BitUnit, ExpireCondition, ExpireForm, GetExExpiry, KvCommand,
+    LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SortCommand, TimeUnit,
 };
 pub use command_codec::COMMAND_FORMAT_VERSION;
 pub use glob::glob_match;
