@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use synod_kv::parse;
 use synod_resp::Reply;
 
 const T: u64 = 1_000_000;
@@ -433,4 +434,26 @@ fn sort_lists() {
             ("SORT l LIMIT 0", err(SYNTAX)),
         ],
     );
+}
+
+#[test]
+fn large_sort_and_lcs_run_off_the_loop_with_the_same_answer() {
+    use synod::StateMachine;
+    let mut h = Harness::new();
+    let items: Vec<String> = (0..5000)
+        .map(|index| (index * 7919 % 5000).to_string())
+        .collect();
+    h.run(T, &format!("RPUSH big {}", items.join(" ")));
+    let long = "ab".repeat(300);
+    h.run(T, &format!("MSET s1 {long} s2 {long}"));
+    for line in ["SORT big LIMIT 10 5", "LCS s1 s2 LEN"] {
+        let encoded = parse(&args(line)).unwrap().encode();
+        let context = ctx(h.instance, T);
+        let job = h
+            .store
+            .query_view(&encoded, &context)
+            .expect("answered off the loop");
+        assert_eq!(job(), h.store.query(&encoded, &context), "{line}");
+    }
+    assert_eq!(h.run(T, "SORT big LIMIT 0 3"), bulks(&["0", "1", "2"]));
 }

@@ -12,7 +12,7 @@ use synod_resp::Reply;
 
 use super::{memory, wrong_type};
 use crate::command::{ObjectField, SortCommand, TimeUnit};
-use crate::keyspace::{Entry, Keyspace, Value, ValueRef};
+use crate::keyspace::{Entry, Keyspace, Lookup, Value, ValueRef};
 use crate::number::parse_i64;
 use crate::value::{item_bytes, ListItems};
 
@@ -235,7 +235,12 @@ pub(crate) fn randomkey(keyspace: &Keyspace, ctx: &ApplyContext, nonce: u64) -> 
 /// itself; else the first `*` is replaced by it, and a `->field` suffix
 /// reads that field of a hash. `None` when the key is missing or of the
 /// wrong type, or the pattern has no `*`.
-fn lookup_pattern(keyspace: &Keyspace, pattern: &[u8], element: &Bytes, now: u64) -> Option<Bytes> {
+fn lookup_pattern(
+    keyspace: &impl Lookup,
+    pattern: &[u8],
+    element: &Bytes,
+    now: u64,
+) -> Option<Bytes> {
     if pattern == b"#" {
         return Some(element.clone());
     }
@@ -270,9 +275,10 @@ fn sort_score(text: &[u8]) -> Option<f64> {
     (!value.is_nan()).then_some(value)
 }
 
-/// `SORT`/`SORT_RO` of a list (Synod has no sets or sorted sets yet).
+/// `SORT`/`SORT_RO` of a list (Synod has no sets or sorted sets yet), from
+/// the keyspace or, for a large list, a view off the event loop.
 pub(crate) fn sort(
-    keyspace: &Keyspace,
+    keyspace: &impl Lookup,
     sort: &SortCommand,
     now: u64,
 ) -> Result<Vec<Option<Bytes>>, Reply> {
@@ -364,7 +370,7 @@ pub(crate) fn sort(
     Ok(out)
 }
 
-pub(crate) fn sort_read(keyspace: &Keyspace, command: &SortCommand, now: u64) -> Reply {
+pub(crate) fn sort_read(keyspace: &impl Lookup, command: &SortCommand, now: u64) -> Reply {
     match sort(keyspace, command, now) {
         Ok(items) => Reply::Array(
             items

@@ -209,6 +209,12 @@ pub(crate) fn read_off_loop(keyspace: &Keyspace, command: &KvCommand, now: u64) 
         KvCommand::Lcs { key1, key2, .. } => {
             bits::lcs_cells(keyspace, key1, key2, now) >= LCS_OFF_LOOP_CELLS_MIN
         }
+        KvCommand::Sort(sort) if sort.store.is_none() => {
+            match keyspace.live(&sort.key, now).map(Entry::value) {
+                Some(ValueRef::List(items)) => big(items.len()),
+                _ => false,
+            }
+        }
         _ => false,
     }
 }
@@ -313,6 +319,7 @@ pub(crate) fn read_view(view: &KeyspaceView, command: &KvCommand, ctx: &ApplyCon
             collections::lrange(view, key, *start, *stop, now)
         }
         KvCommand::Lcs { key1, key2, output } => bits::lcs(view, key1, key2, *output, now),
+        KvCommand::Sort(sort) if sort.store.is_none() => keys_more::sort_read(view, sort, now),
         other => {
             debug_assert!(false, "{} is not answered from a view", other.name());
             Reply::error(format!(
@@ -398,7 +405,7 @@ fn write_unchecked(keyspace: &mut Keyspace, command: &KvCommand, ctx: &ApplyCont
             destination,
             replace,
         } => keys_more::copy(keyspace, source, destination, *replace, now),
-        KvCommand::Sort(sort) if sort.store.is_some() => match &sort.store {
+        KvCommand::Sort(sort) => match &sort.store {
             Some(destination) => keys_more::sort_store(keyspace, sort, destination, now),
             None => keys_more::sort_read(keyspace, sort, now),
         },
