@@ -160,6 +160,77 @@ pub enum AclCommand {
     Users,
 }
 
+/// The unit of a `BITCOUNT`/`BITPOS` range: bytes (the default) or bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BitUnit {
+    /// `BYTE`: the range indexes bytes.
+    Byte,
+    /// `BIT`: the range indexes bits.
+    Bit,
+}
+
+/// The operation of a `BITOP`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BitOperation {
+    /// `AND`.
+    And,
+    /// `OR`.
+    Or,
+    /// `XOR`.
+    Xor,
+    /// `NOT` (exactly one source).
+    Not,
+}
+
+/// What an `LCS` replies with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LcsOutput {
+    /// No option: the common subsequence itself.
+    String,
+    /// `LEN`: its length.
+    Len,
+    /// `IDX`: the matching ranges, longest common subsequence length too.
+    Ranges {
+        /// `MINMATCHLEN`: leave out ranges shorter than this.
+        min_match_len: u64,
+        /// `WITHMATCHLEN`: give each range's length.
+        with_match_len: bool,
+    },
+}
+
+/// Which `OBJECT` subcommand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectField {
+    /// `OBJECT ENCODING`: the name Redis gives the value's representation.
+    Encoding,
+    /// `OBJECT REFCOUNT`.
+    RefCount,
+    /// `OBJECT IDLETIME`.
+    IdleTime,
+    /// `OBJECT FREQ`.
+    Freq,
+}
+
+/// A `SORT` or `SORT_RO`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SortCommand {
+    /// The list (or, in Redis, set or sorted set) to sort.
+    pub key: Bytes,
+    /// `BY pattern`: sort by the values of other keys (`NOSORT` when the
+    /// pattern has no `*`).
+    pub by: Option<Bytes>,
+    /// `LIMIT offset count`.
+    pub limit: Option<(i64, i64)>,
+    /// `GET pattern` (in order; `#` is the element itself).
+    pub gets: Vec<Bytes>,
+    /// `DESC`.
+    pub descending: bool,
+    /// `ALPHA`: compare as byte strings instead of numbers.
+    pub alpha: bool,
+    /// `STORE destination` (never with `SORT_RO`).
+    pub store: Option<Bytes>,
+}
+
 /// One data command. Variants are named after the Redis command they carry;
 /// commands that differ only in a parameter share a variant (`INCR`, `DECR`,
 /// `INCRBY`, `DECRBY` are all [`KvCommand::IncrBy`]).
@@ -250,8 +321,64 @@ pub enum KvCommand {
     DbSize,
     /// `FLUSHDB` and `FLUSHALL` (there is one database).
     FlushAll,
-    /// `RANDOMKEY`.
-    RandomKey,
+    /// `RANDOMKEY`. `nonce` is picked by the node that serves it (a
+    /// per-node counter, see `server::parse_data`) and mixed with the
+    /// command's place in the log to seed the pick, so consecutive reads at
+    /// one point of the log differ, and every replica that evaluates the
+    /// same command picks the same key.
+    RandomKey { nonce: u64 },
+    // Keys and strings of issue 16, grouped (see `ops::keys_more`,
+    // `ops::bits`).
+    /// `RENAME key newkey` / `RENAMENX key newkey`.
+    Rename {
+        key: Bytes,
+        new_key: Bytes,
+        /// `RENAMENX`: only when `new_key` does not exist.
+        only_if_absent: bool,
+    },
+    /// `COPY source destination [DB 0] [REPLACE]`.
+    Copy {
+        source: Bytes,
+        destination: Bytes,
+        replace: bool,
+    },
+    /// `TOUCH key [key ...]`.
+    Touch { keys: Vec<Bytes> },
+    /// `EXPIRETIME key` / `PEXPIRETIME key`.
+    ExpireTime { key: Bytes, unit: TimeUnit },
+    /// `OBJECT ENCODING|REFCOUNT|IDLETIME|FREQ key`.
+    Object { key: Bytes, field: ObjectField },
+    /// `SORT` / `SORT_RO`.
+    Sort(Box<SortCommand>),
+    /// `SETBIT key offset value`.
+    SetBit { key: Bytes, offset: u64, bit: bool },
+    /// `GETBIT key offset`.
+    GetBit { key: Bytes, offset: u64 },
+    /// `BITCOUNT key [start end [BYTE|BIT]]`.
+    BitCount {
+        key: Bytes,
+        range: Option<(i64, i64, BitUnit)>,
+    },
+    /// `BITPOS key bit [start [end [BYTE|BIT]]]`.
+    BitPos {
+        key: Bytes,
+        bit: bool,
+        start: Option<i64>,
+        end: Option<i64>,
+        unit: BitUnit,
+    },
+    /// `BITOP operation destkey key [key ...]`.
+    BitOp {
+        operation: BitOperation,
+        destination: Bytes,
+        keys: Vec<Bytes>,
+    },
+    /// `LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]`.
+    Lcs {
+        key1: Bytes,
+        key2: Bytes,
+        output: LcsOutput,
+    },
     /// `HSET key field value [field value ...]`.
     HSet {
         key: Bytes,
@@ -321,7 +448,14 @@ impl KvCommand {
             | KvCommand::Keys { .. }
             | KvCommand::Scan { .. }
             | KvCommand::DbSize
-            | KvCommand::RandomKey
+            | KvCommand::RandomKey { .. }
+            | KvCommand::Touch { .. }
+            | KvCommand::ExpireTime { .. }
+            | KvCommand::Object { .. }
+            | KvCommand::GetBit { .. }
+            | KvCommand::BitCount { .. }
+            | KvCommand::BitPos { .. }
+            | KvCommand::Lcs { .. }
             | KvCommand::HGet { .. }
             | KvCommand::HGetAll { .. }
             | KvCommand::HLen { .. }
@@ -349,12 +483,17 @@ impl KvCommand {
             | KvCommand::Expire { .. }
             | KvCommand::Persist { .. }
             | KvCommand::FlushAll
+            | KvCommand::Rename { .. }
+            | KvCommand::Copy { .. }
+            | KvCommand::SetBit { .. }
+            | KvCommand::BitOp { .. }
             | KvCommand::HSet { .. }
             | KvCommand::HDel { .. }
             | KvCommand::HIncrBy { .. }
             | KvCommand::Push { .. }
             | KvCommand::Pop { .. }
             | KvCommand::SetMaxMemory { .. } => false,
+            KvCommand::Sort(sort) => sort.store.is_none(),
             KvCommand::Exec(commands) => commands.iter().all(KvCommand::is_read),
         }
     }
@@ -392,7 +531,28 @@ impl KvCommand {
             KvCommand::Scan { .. } => "scan",
             KvCommand::DbSize => "dbsize",
             KvCommand::FlushAll => "flushall",
-            KvCommand::RandomKey => "randomkey",
+            KvCommand::RandomKey { .. } => "randomkey",
+            KvCommand::Rename { only_if_absent, .. } => {
+                if *only_if_absent {
+                    "renamenx"
+                } else {
+                    "rename"
+                }
+            }
+            KvCommand::Copy { .. } => "copy",
+            KvCommand::Touch { .. } => "touch",
+            KvCommand::ExpireTime { unit, .. } => match unit {
+                TimeUnit::Seconds => "expiretime",
+                TimeUnit::Milliseconds => "pexpiretime",
+            },
+            KvCommand::Object { .. } => "object",
+            KvCommand::Sort(_) => "sort",
+            KvCommand::SetBit { .. } => "setbit",
+            KvCommand::GetBit { .. } => "getbit",
+            KvCommand::BitCount { .. } => "bitcount",
+            KvCommand::BitPos { .. } => "bitpos",
+            KvCommand::BitOp { .. } => "bitop",
+            KvCommand::Lcs { .. } => "lcs",
             KvCommand::HSet { .. } => "hset",
             KvCommand::HGet { .. } => "hget",
             KvCommand::HDel { .. } => "hdel",
@@ -459,7 +619,27 @@ impl KvCommand {
             | KvCommand::Push { key, .. }
             | KvCommand::Pop { key, .. }
             | KvCommand::LRange { key, .. }
-            | KvCommand::LLen { key } => vec![key],
+            | KvCommand::LLen { key }
+            | KvCommand::ExpireTime { key, .. }
+            | KvCommand::Object { key, .. }
+            | KvCommand::SetBit { key, .. }
+            | KvCommand::GetBit { key, .. }
+            | KvCommand::BitCount { key, .. }
+            | KvCommand::BitPos { key, .. } => vec![key],
+            KvCommand::Rename { key, new_key, .. } => vec![key, new_key],
+            KvCommand::Copy {
+                source,
+                destination,
+                ..
+            } => vec![source, destination],
+            KvCommand::Touch { keys } => keys.iter().collect(),
+            KvCommand::Lcs { key1, key2, .. } => vec![key1, key2],
+            KvCommand::BitOp {
+                destination, keys, ..
+            } => std::iter::once(destination).chain(keys).collect(),
+            // BY and GET patterns name keys only once expanded; Redis'
+            // key specs cover the sorted key and the STORE destination.
+            KvCommand::Sort(sort) => std::iter::once(&sort.key).chain(&sort.store).collect(),
             KvCommand::MGet { keys } | KvCommand::Del { keys } | KvCommand::Exists { keys } => {
                 keys.iter().collect()
             }
@@ -470,7 +650,7 @@ impl KvCommand {
             | KvCommand::Scan { .. }
             | KvCommand::DbSize
             | KvCommand::FlushAll
-            | KvCommand::RandomKey
+            | KvCommand::RandomKey { .. }
             | KvCommand::SetMaxMemory { .. }
             | KvCommand::MemoryInfo
             | KvCommand::Acl(_) => Vec::new(),

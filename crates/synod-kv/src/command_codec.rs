@@ -10,8 +10,8 @@
 use bytes::Bytes;
 
 use crate::command::{
-    AclCommand, ExpireCondition, ExpireForm, GetExExpiry, KvCommand, ListEnd, SetCondition,
-    SetExpiry, TimeUnit,
+    AclCommand, BitOperation, BitUnit, ExpireCondition, ExpireForm, GetExExpiry, KvCommand,
+    LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SortCommand, TimeUnit,
 };
 use crate::wire::{DecodeError, Reader, Writer};
 
@@ -62,6 +62,20 @@ mod op {
     // Memory limit (issue 13): numbered apart from the data commands.
     pub const SET_MAX_MEMORY: u8 = 100;
     pub const MEMORY_INFO: u8 = 101;
+    // Keys and strings (issue 16): 150 to 199.
+    pub const RANDOM_KEY_SEEDED: u8 = 150;
+    pub const RENAME: u8 = 151;
+    pub const COPY: u8 = 152;
+    pub const TOUCH: u8 = 153;
+    pub const EXPIRE_TIME: u8 = 154;
+    pub const OBJECT: u8 = 155;
+    pub const SORT: u8 = 156;
+    pub const SET_BIT: u8 = 157;
+    pub const GET_BIT: u8 = 158;
+    pub const BIT_COUNT: u8 = 159;
+    pub const BIT_POS: u8 = 160;
+    pub const BIT_OP: u8 = 161;
+    pub const LCS: u8 = 162;
 }
 
 /// The `ACL` subcommand tags after [`op::ACL`].
@@ -326,7 +340,123 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
         }
         KvCommand::DbSize => writer.u8(op::DB_SIZE),
         KvCommand::FlushAll => writer.u8(op::FLUSH_ALL),
-        KvCommand::RandomKey => writer.u8(op::RANDOM_KEY),
+        KvCommand::RandomKey { nonce } => {
+            writer.u8(op::RANDOM_KEY_SEEDED);
+            writer.u64(*nonce);
+        }
+        KvCommand::Rename {
+            key,
+            new_key,
+            only_if_absent,
+        } => {
+            writer.u8(op::RENAME);
+            writer.bytes(key);
+            writer.bytes(new_key);
+            writer.bool(*only_if_absent);
+        }
+        KvCommand::Copy {
+            source,
+            destination,
+            replace,
+        } => {
+            writer.u8(op::COPY);
+            writer.bytes(source);
+            writer.bytes(destination);
+            writer.bool(*replace);
+        }
+        KvCommand::Touch { keys } => {
+            writer.u8(op::TOUCH);
+            encode_keys(writer, keys);
+        }
+        KvCommand::ExpireTime { key, unit } => {
+            writer.u8(op::EXPIRE_TIME);
+            writer.bytes(key);
+            encode_unit(writer, *unit);
+        }
+        KvCommand::Object { key, field } => {
+            writer.u8(op::OBJECT);
+            writer.bytes(key);
+            writer.u8(match field {
+                ObjectField::Encoding => 0,
+                ObjectField::RefCount => 1,
+                ObjectField::IdleTime => 2,
+                ObjectField::Freq => 3,
+            });
+        }
+        KvCommand::Sort(sort) => {
+            writer.u8(op::SORT);
+            encode_sort(writer, sort);
+        }
+        KvCommand::SetBit { key, offset, bit } => {
+            writer.u8(op::SET_BIT);
+            writer.bytes(key);
+            writer.u64(*offset);
+            writer.bool(*bit);
+        }
+        KvCommand::GetBit { key, offset } => {
+            writer.u8(op::GET_BIT);
+            writer.bytes(key);
+            writer.u64(*offset);
+        }
+        KvCommand::BitCount { key, range } => {
+            writer.u8(op::BIT_COUNT);
+            writer.bytes(key);
+            match range {
+                None => writer.u8(0),
+                Some((start, end, unit)) => {
+                    writer.u8(1);
+                    writer.i64(*start);
+                    writer.i64(*end);
+                    encode_bit_unit(writer, *unit);
+                }
+            }
+        }
+        KvCommand::BitPos {
+            key,
+            bit,
+            start,
+            end,
+            unit,
+        } => {
+            writer.u8(op::BIT_POS);
+            writer.bytes(key);
+            writer.bool(*bit);
+            encode_optional_i64(writer, *start);
+            encode_optional_i64(writer, *end);
+            encode_bit_unit(writer, *unit);
+        }
+        KvCommand::BitOp {
+            operation,
+            destination,
+            keys,
+        } => {
+            writer.u8(op::BIT_OP);
+            writer.u8(match operation {
+                BitOperation::And => 0,
+                BitOperation::Or => 1,
+                BitOperation::Xor => 2,
+                BitOperation::Not => 3,
+            });
+            writer.bytes(destination);
+            encode_keys(writer, keys);
+        }
+        KvCommand::Lcs { key1, key2, output } => {
+            writer.u8(op::LCS);
+            writer.bytes(key1);
+            writer.bytes(key2);
+            match output {
+                LcsOutput::String => writer.u8(0),
+                LcsOutput::Len => writer.u8(1),
+                LcsOutput::Ranges {
+                    min_match_len,
+                    with_match_len,
+                } => {
+                    writer.u8(2);
+                    writer.u64(*min_match_len);
+                    writer.bool(*with_match_len);
+                }
+            }
+        }
         KvCommand::SetMaxMemory { bytes } => {
             writer.u8(op::SET_MAX_MEMORY);
             writer.u64(*bytes);
@@ -464,6 +594,188 @@ fn decode_end(reader: &mut Reader<'_>) -> Result<ListEnd, DecodeError> {
             tag,
         }),
     }
+}
+
+fn encode_bit_unit(writer: &mut Writer, unit: BitUnit) {
+    writer.u8(match unit {
+        BitUnit::Byte => 0,
+        BitUnit::Bit => 1,
+    });
+}
+
+fn encode_optional_i64(writer: &mut Writer, value: Option<i64>) {
+    match value {
+        None => writer.u8(0),
+        Some(value) => {
+            writer.u8(1);
+            writer.i64(value);
+        }
+    }
+}
+
+fn encode_sort(writer: &mut Writer, sort: &SortCommand) {
+    writer.bytes(&sort.key);
+    writer.optional_bytes(sort.by.as_ref());
+    match sort.limit {
+        None => writer.u8(0),
+        Some((offset, count)) => {
+            writer.u8(1);
+            writer.i64(offset);
+            writer.i64(count);
+        }
+    }
+    encode_keys(writer, &sort.gets);
+    writer.bool(sort.descending);
+    writer.bool(sort.alpha);
+    writer.optional_bytes(sort.store.as_ref());
+}
+
+fn decode_bit_unit(reader: &mut Reader<'_>) -> Result<BitUnit, DecodeError> {
+    match reader.u8()? {
+        0 => Ok(BitUnit::Byte),
+        1 => Ok(BitUnit::Bit),
+        tag => Err(DecodeError::UnknownTag {
+            what: "bit unit",
+            tag,
+        }),
+    }
+}
+
+fn decode_optional_i64(reader: &mut Reader<'_>) -> Result<Option<i64>, DecodeError> {
+    Ok(if reader.bool()? {
+        Some(reader.i64()?)
+    } else {
+        None
+    })
+}
+
+/// The commands of tags 150 to 199 (keys and strings of issue 16).
+fn decode_keys_and_bits(reader: &mut Reader<'_>, opcode: u8) -> Result<KvCommand, DecodeError> {
+    let command = match opcode {
+        op::RANDOM_KEY_SEEDED => KvCommand::RandomKey {
+            nonce: reader.u64()?,
+        },
+        op::RENAME => KvCommand::Rename {
+            key: reader.bytes()?,
+            new_key: reader.bytes()?,
+            only_if_absent: reader.bool()?,
+        },
+        op::COPY => KvCommand::Copy {
+            source: reader.bytes()?,
+            destination: reader.bytes()?,
+            replace: reader.bool()?,
+        },
+        op::TOUCH => KvCommand::Touch {
+            keys: decode_keys(reader)?,
+        },
+        op::EXPIRE_TIME => KvCommand::ExpireTime {
+            key: reader.bytes()?,
+            unit: decode_unit(reader)?,
+        },
+        op::OBJECT => KvCommand::Object {
+            key: reader.bytes()?,
+            field: match reader.u8()? {
+                0 => ObjectField::Encoding,
+                1 => ObjectField::RefCount,
+                2 => ObjectField::IdleTime,
+                3 => ObjectField::Freq,
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "object field",
+                        tag,
+                    })
+                }
+            },
+        },
+        op::SORT => {
+            let key = reader.bytes()?;
+            let by = reader.optional_bytes()?;
+            let limit = if reader.bool()? {
+                Some((reader.i64()?, reader.i64()?))
+            } else {
+                None
+            };
+            KvCommand::Sort(Box::new(SortCommand {
+                key,
+                by,
+                limit,
+                gets: decode_keys(reader)?,
+                descending: reader.bool()?,
+                alpha: reader.bool()?,
+                store: reader.optional_bytes()?,
+            }))
+        }
+        op::SET_BIT => KvCommand::SetBit {
+            key: reader.bytes()?,
+            offset: reader.u64()?,
+            bit: reader.bool()?,
+        },
+        op::GET_BIT => KvCommand::GetBit {
+            key: reader.bytes()?,
+            offset: reader.u64()?,
+        },
+        op::BIT_COUNT => {
+            let key = reader.bytes()?;
+            let range = if reader.bool()? {
+                Some((reader.i64()?, reader.i64()?, decode_bit_unit(reader)?))
+            } else {
+                None
+            };
+            KvCommand::BitCount { key, range }
+        }
+        op::BIT_POS => KvCommand::BitPos {
+            key: reader.bytes()?,
+            bit: reader.bool()?,
+            start: decode_optional_i64(reader)?,
+            end: decode_optional_i64(reader)?,
+            unit: decode_bit_unit(reader)?,
+        },
+        op::BIT_OP => {
+            let operation = match reader.u8()? {
+                0 => BitOperation::And,
+                1 => BitOperation::Or,
+                2 => BitOperation::Xor,
+                3 => BitOperation::Not,
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "bit operation",
+                        tag,
+                    })
+                }
+            };
+            KvCommand::BitOp {
+                operation,
+                destination: reader.bytes()?,
+                keys: decode_keys(reader)?,
+            }
+        }
+        op::LCS => {
+            let key1 = reader.bytes()?;
+            let key2 = reader.bytes()?;
+            let output = match reader.u8()? {
+                0 => LcsOutput::String,
+                1 => LcsOutput::Len,
+                2 => LcsOutput::Ranges {
+                    min_match_len: reader.u64()?,
+                    with_match_len: reader.bool()?,
+                },
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "lcs output",
+                        tag,
+                    })
+                }
+            };
+            KvCommand::Lcs { key1, key2, output }
+        }
+        tag => {
+            return Err(DecodeError::UnknownTag {
+                what: "command",
+                tag,
+            })
+        }
+    };
+    Ok(command)
 }
 
 fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand, DecodeError> {
@@ -641,7 +953,10 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
         },
         op::DB_SIZE => KvCommand::DbSize,
         op::FLUSH_ALL => KvCommand::FlushAll,
-        op::RANDOM_KEY => KvCommand::RandomKey,
+        // The pick of an entry written before the nonce existed is of no
+        // consequence (a read changes nothing): it is read as nonce 0.
+        op::RANDOM_KEY => KvCommand::RandomKey { nonce: 0 },
+        op::RANDOM_KEY_SEEDED..=op::LCS => decode_keys_and_bits(reader, opcode)?,
         op::SET_MAX_MEMORY => KvCommand::SetMaxMemory {
             bytes: reader.u64()?,
         },

@@ -211,6 +211,7 @@ impl Conn {
                 _ => self.reply(wrong_args("select")),
             },
             "client" => self.client(&args),
+            "time" => self.time(&args),
             "command" => self.command(&args),
             "config" => self.config(&args),
             "info" => Item::Info(args[1..].iter().map(|a| lower(a)).collect(), self.protocol),
@@ -341,7 +342,7 @@ impl Conn {
     fn queue(&mut self, args: &[Bytes]) -> Item {
         let name = lower(&args[0]);
         let parsed = match name.as_str() {
-            "ping" | "echo" | "select" | "client" | "command" | "config" | "info" | "hello"
+            "ping" | "echo" | "select" | "client" | "command" | "config" | "info" | "hello" | "time"
             | "auth" | "acl" | "synod.member" | "synod.leader" => Err(Reply::error(format!(
                 "ERR '{name}' cannot be used inside MULTI in synod"
             ))),
@@ -500,6 +501,21 @@ impl Conn {
             (bulk("modules"), Reply::Array(Vec::new())),
         ];
         self.reply_after(Reply::Map(map), auth_delay)
+    }
+
+    /// `TIME`: this node's clock, as Redis answers from its own. Only the
+    /// answer depends on it; nothing replicated does.
+    fn time(&self, args: &[Bytes]) -> Item {
+        if args.len() != 1 {
+            return self.reply(wrong_args("time"));
+        }
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.reply(Reply::Array(vec![
+            bulk(since_epoch.as_secs().to_string()),
+            bulk(since_epoch.subsec_micros().to_string()),
+        ]))
     }
 
     fn client(&mut self, args: &[Bytes]) -> Item {
@@ -794,6 +810,12 @@ fn full_table() -> Vec<Row> {
             "Returns the server's liveliness response.",
         ),
         row("echo", 2, &["fast"], "Returns the given string."),
+        row(
+            "time",
+            1,
+            &["loading", "stale", "fast"],
+            "Returns the server time (this node's clock).",
+        ),
         row(
             "hello",
             -1,

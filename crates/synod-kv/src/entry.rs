@@ -235,6 +235,16 @@ impl Entry {
         }
     }
 
+    /// The value as an owned [`Value`] (RENAME, COPY): a copy of an inline
+    /// string, a shared handle on anything larger (a collection is then
+    /// copied on its first change, see `Arc::make_mut`).
+    pub(crate) fn value_owned(&self) -> Value {
+        match &self.body {
+            Body::Inline(record) => Value::Str(Bytes::copy_from_slice(inline_parts(record).2)),
+            Body::Boxed(boxed) => boxed.value.clone(),
+        }
+    }
+
     /// Whether the key still exists at `now_ms`.
     pub(crate) fn is_live(&self, now_ms: u64) -> bool {
         self.expire_at_ms().is_none_or(|at| at > now_ms)

@@ -11,7 +11,9 @@
 //! GETSET, GETDEL, GETEX, MGET, MSET, MSETNX, INCR/DECR[BY], INCRBYFLOAT,
 //! APPEND, STRLEN, GETRANGE, SETRANGE), keys (DEL, UNLINK, EXISTS, EXPIRE
 //! family with NX/XX/GT/LT, TTL, PTTL, PERSIST, TYPE, KEYS, SCAN, DBSIZE,
-//! FLUSHDB, FLUSHALL, RANDOMKEY), a minimal hash (HSET, HGET, HDEL, HGETALL,
+//! FLUSHDB, FLUSHALL, RANDOMKEY, RENAME[NX], COPY, TOUCH, [P]EXPIRETIME,
+//! OBJECT, SORT[_RO]), bits (SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP), LCS,
+//! a minimal hash (HSET, HGET, HDEL, HGETALL,
 //! HLEN, HEXISTS, HINCRBY) and list (LPUSH, RPUSH, LPOP, RPOP, LRANGE, LLEN),
 //! and MULTI/EXEC transactions as [`KvCommand::Exec`].
 
@@ -32,6 +34,7 @@ mod members;
 mod number;
 mod ops;
 mod parse;
+mod parse_keys_bits;
 pub mod reply_codec;
 mod server;
 mod snapshot;
@@ -44,8 +47,8 @@ mod wire;
 pub use acl_auth::{Acl, Admission, AuthBudget, AuthStats};
 pub use client_limits::{ClientCounter, ClientCounters, QUERY_BUFFER_FREE_BYTES};
 pub use command::{
-    AclCommand, ExpireCondition, ExpireForm, GetExExpiry, KvCommand, ListEnd, SetCondition,
-    SetExpiry, TimeUnit,
+    AclCommand, BitOperation, BitUnit, ExpireCondition, ExpireForm, GetExExpiry, KvCommand,
+    LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SortCommand, TimeUnit,
 };
 pub use command_codec::COMMAND_FORMAT_VERSION;
 pub use glob::glob_match;

@@ -95,6 +95,192 @@ pub(crate) fn format_f64(value: f64) -> String {
     text
 }
 
+/// Decimal places `INCRBYFLOAT` keeps: Redis prints its `long double` sum
+/// with `%.17Lf` and strips the trailing zeros.
+const INCRBYFLOAT_DECIMALS: i64 = 17;
+
+/// A decimal number `digits * 10^exponent` (digits most significant
+/// first), exactly as written.
+struct Decimal {
+    negative: bool,
+    digits: Vec<u8>,
+    exponent: i64,
+}
+
+/// Reads a decimal float as Rust's `f64` parser accepts it (sign, digits,
+/// point, exponent), exactly; `None` for anything else (infinities).
+fn parse_decimal(text: &[u8]) -> Option<Decimal> {
+    let (negative, rest) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, text),
+    };
+    let (mantissa, exponent_text) = match rest.iter().position(|&b| b == b'e' || b == b'E') {
+        Some(at) => (&rest[..at], Some(&rest[at + 1..])),
+        None => (rest, None),
+    };
+    let (whole, fraction) = match mantissa.iter().position(|&b| b == b'.') {
+        Some(at) => (&mantissa[..at], &mantissa[at + 1..]),
+        None => (mantissa, &mantissa[..0]),
+    };
+    if whole.is_empty() && fraction.is_empty()
+        || !whole.iter().chain(fraction).all(u8::is_ascii_digit)
+    {
+        return None;
+    }
+    let mut exponent: i64 = 0;
+    if let Some(text) = exponent_text {
+        let (sign, digits) = match text.split_first() {
+            Some((b'-', rest)) => (-1, rest),
+            Some((b'+', rest)) => (1, rest),
+            _ => (1, text),
+        };
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        for &digit in digits {
+            // Saturates far beyond any finite f64 (the caller checked it is).
+            exponent = (exponent * 10 + i64::from(digit - b'0')).min(1 << 40);
+        }
+        exponent *= sign;
+    }
+    let digits: Vec<u8> = whole.iter().chain(fraction).map(|&b| b - b'0').collect();
+    Some(Decimal {
+        negative,
+        digits,
+        exponent: exponent - fraction.len() as i64,
+    })
+}
+
+/// The digits of `decimal` scaled to `exponent` (<= its own), least
+/// significant first.
+fn scaled(decimal: &Decimal, exponent: i64) -> Vec<u8> {
+    let shift = (decimal.exponent - exponent) as usize;
+    let mut digits = vec![0u8; shift];
+    digits.extend(decimal.digits.iter().rev());
+    digits
+}
+
+fn compare_magnitude(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let len = a.len().max(b.len());
+    (0..len)
+        .rev()
+        .map(|index| {
+            let x = a.get(index).copied().unwrap_or(0);
+            let y = b.get(index).copied().unwrap_or(0);
+            x.cmp(&y)
+        })
+        .find(|order| order.is_ne())
+        .unwrap_or(std::cmp::Ordering::Equal)
+}
+
+/// `INCRBYFLOAT`'s new text: `current + delta` computed exactly in decimal
+/// (the delta as the shortest decimal that reads back as it), then written
+/// with 17 decimals, trailing zeros and point stripped, never `-0`.
+///
+/// Redis sums in x87 `long double` (64-bit mantissa) and prints `%.17Lf`:
+/// the fixed 17 decimals are what make `x + (-x)` print `0` and `0.1 + 0.2`
+/// print `0.3`. Exact decimal arithmetic gives the same text wherever the
+/// `long double` sum is exact to 17 decimals (any value below ~100 with few
+/// digits); past ~19 significant digits Redis prints the binary value's
+/// noise (`1000.09999999999999998` for `1000 + 0.1`) where this prints the
+/// exact `1000.1`. `None` when `current` is not a plain decimal (an
+/// infinity); the caller has already refused a non-finite sum.
+pub(crate) fn incrbyfloat_text(current: &[u8], delta: f64) -> Option<String> {
+    let a = parse_decimal(current)?;
+    let b = parse_decimal(format!("{delta}").as_bytes())?;
+    let exponent = a.exponent.min(b.exponent);
+    let (x, y) = (scaled(&a, exponent), scaled(&b, exponent));
+    let len = x.len().max(y.len()) + 1;
+    let digit = |digits: &[u8], index: usize| i16::from(digits.get(index).copied().unwrap_or(0));
+    let (mut sum, negative) = if a.negative == b.negative {
+        let mut sum = Vec::with_capacity(len);
+        let mut carry = 0i16;
+        for index in 0..len {
+            let total = digit(&x, index) + digit(&y, index) + carry;
+            sum.push((total % 10) as u8);
+            carry = total / 10;
+        }
+        (sum, a.negative)
+    } else {
+        let (big, small, negative) = match compare_magnitude(&x, &y) {
+            std::cmp::Ordering::Less => (&y, &x, b.negative),
+            _ => (&x, &y, a.negative),
+        };
+        let mut difference = Vec::with_capacity(len);
+        let mut borrow = 0i16;
+        for index in 0..len {
+            let mut value = digit(big, index) - digit(small, index) - borrow;
+            borrow = i16::from(value < 0);
+            if value < 0 {
+                value += 10;
+            }
+            difference.push(value as u8);
+        }
+        (difference, negative)
+    };
+    // Round to 17 decimals, half to even.
+    let mut exponent = exponent;
+    if exponent < -INCRBYFLOAT_DECIMALS {
+        let cut = (-INCRBYFLOAT_DECIMALS - exponent) as usize;
+        let cut = cut.min(sum.len());
+        let dropped = &sum[..cut];
+        let half = dropped.last().copied().unwrap_or(0);
+        let rest_zero = dropped[..cut.saturating_sub(1)].iter().all(|&d| d == 0);
+        let mut kept = sum[cut..].to_vec();
+        let odd = kept.first().is_some_and(|d| d % 2 == 1);
+        let round_up = half > 5 || (half == 5 && (!rest_zero || odd));
+        if round_up {
+            let mut index = 0;
+            loop {
+                if index == kept.len() {
+                    kept.push(1);
+                    break;
+                }
+                if kept[index] == 9 {
+                    kept[index] = 0;
+                    index += 1;
+                } else {
+                    kept[index] += 1;
+                    break;
+                }
+            }
+        }
+        sum = kept;
+        exponent = -INCRBYFLOAT_DECIMALS;
+    }
+    // Write it out: `sum * 10^exponent`, exponent >= -17.
+    let decimals = (-exponent).max(0) as usize;
+    let mut digits: Vec<u8> = sum.iter().rev().map(|d| b'0' + d).collect();
+    if exponent > 0 {
+        digits.extend(std::iter::repeat_n(b'0', exponent as usize));
+    }
+    if digits.len() <= decimals {
+        let mut padded = vec![b'0'; decimals + 1 - digits.len()];
+        padded.extend(digits);
+        digits = padded;
+    }
+    let point = digits.len() - decimals;
+    let mut whole: Vec<u8> = digits[..point].to_vec();
+    let first_nonzero = whole.iter().position(|&d| d != b'0');
+    whole.drain(..first_nonzero.unwrap_or(whole.len() - 1));
+    let mut fraction: Vec<u8> = digits[point..].to_vec();
+    while fraction.last() == Some(&b'0') {
+        fraction.pop();
+    }
+    let mut text = String::new();
+    let zero = whole == b"0" && fraction.is_empty();
+    if negative && !zero {
+        text.push('-');
+    }
+    text.push_str(std::str::from_utf8(&whole).ok()?);
+    if !fraction.is_empty() {
+        text.push('.');
+        text.push_str(std::str::from_utf8(&fraction).ok()?);
+    }
+    Some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -151,7 +151,9 @@ pub fn parse(args: &[Bytes]) -> Result<KvCommand, synod_resp::Reply> {
         "scan" => parse_scan(args)?,
         "dbsize" => KvCommand::DbSize,
         "flushall" | "flushdb" => parse_flush(args)?,
-        "randomkey" => KvCommand::RandomKey,
+        name if crate::parse_keys_bits::NAMES.contains(&name) => {
+            crate::parse_keys_bits::parse(name, args)?
+        }
         "hset" => {
             if !args.len().is_multiple_of(2) {
                 return Err(wrong_arity("hset"));

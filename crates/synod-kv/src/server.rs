@@ -707,6 +707,14 @@ pub(crate) async fn execute(shared: &Shared, mut commands: Vec<KvCommand>) -> Ve
 
 /// Parses a data command, checking argument sizes first, and refuses a
 /// SETRANGE that would make a string longer than `value_bytes_max`.
+/// A nonce for a command that picks at random (RANDOMKEY): a per-process
+/// counter, so that reads at one point of the log still differ. It travels
+/// in the command, so every replica that evaluates the command picks alike.
+fn next_pick_nonce() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 pub(crate) fn parse_data(args: &[Bytes], value_bytes_max: usize) -> Result<KvCommand, Reply> {
     if let Some(big) = args.iter().find(|a| a.len() > value_bytes_max) {
         return Err(Reply::error(format!(
@@ -714,7 +722,19 @@ pub(crate) fn parse_data(args: &[Bytes], value_bytes_max: usize) -> Result<KvCom
             big.len()
         )));
     }
-    let command = parse(args)?;
+    let mut command = parse(args)?;
+    if let KvCommand::RandomKey { nonce } = &mut command {
+        *nonce = next_pick_nonce();
+    }
+    // Like SETRANGE below: SETBIT past the largest value would make every
+    // replica allocate it.
+    if let KvCommand::SetBit { offset, .. } = &command {
+        if offset / 8 + 1 > value_bytes_max as u64 {
+            return Err(Reply::error(
+                "ERR string exceeds maximum allowed size (proto-max-bulk-len)",
+            ));
+        }
+    }
     // A client could never SET such a string; a few bytes at a large offset
     // would make every replica allocate it (512 MB per command before).
     // Refused here, before proposing, so no replica has to judge it. As in

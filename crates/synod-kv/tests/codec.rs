@@ -8,9 +8,9 @@ use proptest::prelude::*;
 use proptest::strategy::{BoxedStrategy, Union};
 use synod::StateMachine;
 use synod_kv::{
-    decode_reply, encode_reply, parse, DecodeError, ExpireCondition, ExpireForm, GetExExpiry,
-    KvCommand, ListEnd, SetCondition, SetExpiry, Store, TimeUnit, COMMAND_FORMAT_VERSION,
-    REPLY_FORMAT_VERSION,
+    decode_reply, encode_reply, parse, BitOperation, BitUnit, DecodeError, ExpireCondition,
+    ExpireForm, GetExExpiry, KvCommand, LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry,
+    SortCommand, Store, TimeUnit, COMMAND_FORMAT_VERSION, REPLY_FORMAT_VERSION,
 };
 use synod_resp::Reply;
 
@@ -67,7 +67,7 @@ fn simple_command() -> BoxedStrategy<KvCommand> {
         },
     );
     let finite = any::<f64>().prop_filter("NaN never equals itself", |value| !value.is_nan());
-    let options: Vec<BoxedStrategy<KvCommand>> = vec![
+    let mut options: Vec<BoxedStrategy<KvCommand>> = vec![
         bytes().prop_map(|key| KvCommand::Get { key }).boxed(),
         (bytes(), bytes(), set_condition, any::<bool>(), set_expiry)
             .prop_map(|(key, value, condition, get, expiry)| KvCommand::Set {
@@ -150,7 +150,9 @@ fn simple_command() -> BoxedStrategy<KvCommand> {
             .boxed(),
         Just(KvCommand::DbSize).boxed(),
         Just(KvCommand::FlushAll).boxed(),
-        Just(KvCommand::RandomKey).boxed(),
+        any::<u64>()
+            .prop_map(|nonce| KvCommand::RandomKey { nonce })
+            .boxed(),
         (bytes(), pairs())
             .prop_map(|(key, pairs)| KvCommand::HSet { key, pairs })
             .boxed(),
@@ -179,7 +181,123 @@ fn simple_command() -> BoxedStrategy<KvCommand> {
             .boxed(),
         bytes().prop_map(|key| KvCommand::LLen { key }).boxed(),
     ];
+    options.extend(keys_and_bits_commands());
     Union::new(options).boxed()
+}
+
+/// The commands of tags 150 to 199 (issue 16's keys and strings).
+fn keys_and_bits_commands() -> Vec<BoxedStrategy<KvCommand>> {
+    let bit_unit = || prop_oneof![Just(BitUnit::Byte), Just(BitUnit::Bit)];
+    vec![
+        (bytes(), bytes(), any::<bool>())
+            .prop_map(|(key, new_key, only_if_absent)| KvCommand::Rename {
+                key,
+                new_key,
+                only_if_absent,
+            })
+            .boxed(),
+        (bytes(), bytes(), any::<bool>())
+            .prop_map(|(source, destination, replace)| KvCommand::Copy {
+                source,
+                destination,
+                replace,
+            })
+            .boxed(),
+        keys().prop_map(|keys| KvCommand::Touch { keys }).boxed(),
+        (bytes(), unit())
+            .prop_map(|(key, unit)| KvCommand::ExpireTime { key, unit })
+            .boxed(),
+        (
+            bytes(),
+            prop_oneof![
+                Just(ObjectField::Encoding),
+                Just(ObjectField::RefCount),
+                Just(ObjectField::IdleTime),
+                Just(ObjectField::Freq)
+            ],
+        )
+            .prop_map(|(key, field)| KvCommand::Object { key, field })
+            .boxed(),
+        (
+            bytes(),
+            prop::option::of(bytes()),
+            prop::option::of((any::<i64>(), any::<i64>())),
+            keys(),
+            any::<(bool, bool)>(),
+            prop::option::of(bytes()),
+        )
+            .prop_map(|(key, by, limit, gets, (descending, alpha), store)| {
+                KvCommand::Sort(Box::new(SortCommand {
+                    key,
+                    by,
+                    limit,
+                    gets,
+                    descending,
+                    alpha,
+                    store,
+                }))
+            })
+            .boxed(),
+        (bytes(), any::<u64>(), any::<bool>())
+            .prop_map(|(key, offset, bit)| KvCommand::SetBit { key, offset, bit })
+            .boxed(),
+        (bytes(), any::<u64>())
+            .prop_map(|(key, offset)| KvCommand::GetBit { key, offset })
+            .boxed(),
+        (
+            bytes(),
+            prop::option::of((any::<i64>(), any::<i64>(), bit_unit())),
+        )
+            .prop_map(|(key, range)| KvCommand::BitCount { key, range })
+            .boxed(),
+        (
+            bytes(),
+            any::<bool>(),
+            prop::option::of(any::<i64>()),
+            prop::option::of(any::<i64>()),
+            bit_unit(),
+        )
+            .prop_map(|(key, bit, start, end, unit)| KvCommand::BitPos {
+                key,
+                bit,
+                start,
+                end,
+                unit,
+            })
+            .boxed(),
+        (
+            prop_oneof![
+                Just(BitOperation::And),
+                Just(BitOperation::Or),
+                Just(BitOperation::Xor),
+                Just(BitOperation::Not)
+            ],
+            bytes(),
+            keys(),
+        )
+            .prop_map(|(operation, destination, keys)| KvCommand::BitOp {
+                operation,
+                destination,
+                keys,
+            })
+            .boxed(),
+        (
+            bytes(),
+            bytes(),
+            prop_oneof![
+                Just(LcsOutput::String),
+                Just(LcsOutput::Len),
+                (any::<u64>(), any::<bool>()).prop_map(|(min_match_len, with_match_len)| {
+                    LcsOutput::Ranges {
+                        min_match_len,
+                        with_match_len,
+                    }
+                }),
+            ],
+        )
+            .prop_map(|(key1, key2, output)| KvCommand::Lcs { key1, key2, output })
+            .boxed(),
+    ]
 }
 
 fn command() -> impl Strategy<Value = KvCommand> {

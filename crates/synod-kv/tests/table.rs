@@ -9,13 +9,24 @@ use synod_resp::Reply;
 #[test]
 fn every_table_entry_is_parsed_and_checks_its_arity() {
     let table = command_table();
-    assert_eq!(table.len(), 50);
+    assert_eq!(table.len(), 65);
     for spec in &table {
         let argc = spec.arity.unsigned_abs() as usize;
         // "1" is a valid key, value, integer and cursor, so minimal calls
         // parse; the arity check comes first, so fewer arguments fail it.
         let mut args: Vec<Bytes> = vec![Bytes::from(spec.name.to_uppercase())];
         args.extend((1..argc).map(|_| Bytes::from_static(b"1")));
+        // A container's or an operation's first argument must be one it knows.
+        match spec.name {
+            "bitop" => args[1] = Bytes::from_static(b"and"),
+            // A subcommand with its own arity: checked in bits_keys.rs.
+            "object" => {
+                let call = [&b"OBJECT"[..], b"encoding", b"1"];
+                assert!(parse(&call.map(Bytes::from_static)).is_ok());
+                continue;
+            }
+            _ => {}
+        }
         let parsed = parse(&args);
         assert!(parsed.is_ok(), "{}: {parsed:?}", spec.name);
         if argc > 1 {
@@ -32,7 +43,10 @@ fn every_table_entry_is_parsed_and_checks_its_arity() {
         }
         let parsed = parsed.unwrap();
         let write = spec.flags.contains(&"write");
-        assert_eq!(parsed.is_read(), !write, "{} flags vs is_read", spec.name);
+        // SORT is a write (as Redis flags it) only with STORE.
+        if spec.name != "sort" {
+            assert_eq!(parsed.is_read(), !write, "{} flags vs is_read", spec.name);
+        }
     }
 }
 

@@ -3,12 +3,11 @@
 use bytes::Bytes;
 use synod::ApplyContext;
 use synod_resp::Reply;
-use xxhash_rust::xxh3::xxh3_64;
 
 use super::{now_signed, time_to_live};
 use crate::command::{ExpireCondition, ExpireForm, TimeUnit};
 use crate::glob::glob_match;
-use crate::keyspace::{Entry, Keyspace, Lookup};
+use crate::keyspace::{Keyspace, Lookup};
 use crate::parse::invalid_expire_time;
 
 /// Most keys one `SCAN` call examines, whatever `COUNT` says (it is a hint).
@@ -171,27 +170,4 @@ pub(crate) fn scan(
 
 pub(crate) fn dbsize(keyspace: &Keyspace, now: u64) -> Reply {
     Reply::Integer(keyspace.live_len(now) as i64)
-}
-
-/// `RANDOMKEY`, deterministic: the first live key at or after a position
-/// derived from the command's place in the log, wrapping around.
-pub(crate) fn randomkey(keyspace: &Keyspace, ctx: &ApplyContext) -> Reply {
-    let now = ctx.time_ms;
-    let mut seed_input = [0u8; 16];
-    seed_input[..8].copy_from_slice(&ctx.instance.0.to_le_bytes());
-    seed_input[8..].copy_from_slice(&now.to_le_bytes());
-    let start = xxh3_64(&seed_input);
-    let live = |(_, _, entry): &(u64, &[u8], &Entry)| entry.is_live(now);
-    keyspace
-        .iter_from(start)
-        .find(live)
-        .or_else(|| {
-            keyspace
-                .iter_from(0)
-                .take_while(|(hash, _, _)| *hash < start)
-                .find(live)
-        })
-        .map_or(Reply::Null, |(_, key, _)| {
-            Reply::Bulk(Bytes::copy_from_slice(key))
-        })
 }

@@ -52,6 +52,14 @@ pub(crate) fn refusal(keyspace: &Keyspace, command: &KvCommand, now: u64) -> Opt
     }
 }
 
+/// Whether `growth` more accounted bytes fit under the replicated limit:
+/// for a write whose growth is known only once it has run its reads (SORT
+/// with STORE), checked before it allocates its result.
+pub(crate) fn fits(keyspace: &Keyspace, growth: u64) -> bool {
+    let limit = keyspace.maxmemory_bytes();
+    limit == 0 || growth == 0 || keyspace.used_bytes().saturating_add(growth) <= limit
+}
+
 /// What the key's live value accounts for now (0 when absent or expired:
 /// the write removes an expired key first).
 fn current_entry(keyspace: &Keyspace, key: &[u8], now: u64) -> u64 {
@@ -136,6 +144,46 @@ pub(crate) fn growth_bound(keyspace: &Keyspace, command: &KvCommand, now: u64) -
             .iter()
             .map(|command| growth_bound(keyspace, command, now))
             .fold(0u64, u64::saturating_add),
+        // Keys and strings of issue 16.
+        KvCommand::Rename { key, new_key, .. } => {
+            // The value moves; only a longer name grows the dataset.
+            (new_key.len() as u64).saturating_sub(key.len() as u64)
+        }
+        KvCommand::Copy {
+            source,
+            destination,
+            ..
+        } => keyspace.live(source, now).map_or(0, |entry| {
+            entry_bytes(destination.len(), entry.value().bytes())
+        }),
+        KvCommand::SetBit { key, offset, .. } => {
+            if *offset >= super::bits::BIT_OFFSET_END {
+                // Refused by the offset limit, allocating nothing.
+                return 0;
+            }
+            let next = string_len(keyspace, key, now).max(offset / 8 + 1);
+            string_growth(keyspace, key, next, now)
+        }
+        KvCommand::BitOp {
+            destination, keys, ..
+        } => {
+            let longest = keys
+                .iter()
+                .map(|key| string_len(keyspace, key, now))
+                .max()
+                .unwrap_or(0);
+            string_growth(keyspace, destination, longest, now)
+        }
+        // Checked by the command itself once sorted (`memory::fits`).
+        KvCommand::Sort(_) => 0,
+        KvCommand::RandomKey { .. }
+        | KvCommand::Touch { .. }
+        | KvCommand::ExpireTime { .. }
+        | KvCommand::Object { .. }
+        | KvCommand::GetBit { .. }
+        | KvCommand::BitCount { .. }
+        | KvCommand::BitPos { .. }
+        | KvCommand::Lcs { .. } => 0,
         KvCommand::GetDel { .. }
         | KvCommand::GetEx { .. }
         | KvCommand::Del { .. }
@@ -158,7 +206,6 @@ pub(crate) fn growth_bound(keyspace: &Keyspace, command: &KvCommand, now: u64) -
         | KvCommand::Keys { .. }
         | KvCommand::Scan { .. }
         | KvCommand::DbSize
-        | KvCommand::RandomKey
         | KvCommand::HGet { .. }
         | KvCommand::HGetAll { .. }
         | KvCommand::HLen { .. }

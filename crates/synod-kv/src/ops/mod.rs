@@ -6,8 +6,10 @@
 //! `ApplyContext`, so they are pure functions of (state, command, context).
 
 pub(crate) mod acl;
+pub(crate) mod bits;
 mod collections;
 mod keys;
+mod keys_more;
 pub(crate) mod memory;
 pub(crate) mod strings;
 
@@ -20,6 +22,8 @@ use crate::keyspace::{Entry, Keyspace, KeyspaceView, ValueRef};
 pub(crate) const WRONG_TYPE: &str =
     "WRONGTYPE Operation against a key holding the wrong kind of value";
 pub(crate) const OVERFLOW: &str = "ERR increment or decrement would overflow";
+
+pub(crate) use keys_more::object_help;
 
 pub(crate) fn wrong_type() -> Reply {
     Reply::error(WRONG_TYPE)
@@ -58,7 +62,21 @@ pub(crate) fn read(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext)
             now,
         ),
         KvCommand::DbSize => keys::dbsize(keyspace, now),
-        KvCommand::RandomKey => keys::randomkey(keyspace, ctx),
+        KvCommand::RandomKey { nonce } => keys_more::randomkey(keyspace, ctx, *nonce),
+        KvCommand::Touch { keys } => keys_more::touch(keyspace, keys, now),
+        KvCommand::ExpireTime { key, unit } => keys_more::expiretime(keyspace, key, *unit, now),
+        KvCommand::Object { key, field } => keys_more::object(keyspace, key, *field, now),
+        KvCommand::Sort(sort) if sort.store.is_none() => keys_more::sort_read(keyspace, sort, now),
+        KvCommand::GetBit { key, offset } => bits::getbit(keyspace, key, *offset, now),
+        KvCommand::BitCount { key, range } => bits::bitcount(keyspace, key, *range, now),
+        KvCommand::BitPos {
+            key,
+            bit,
+            start,
+            end,
+            unit,
+        } => bits::bitpos(keyspace, key, *bit, *start, *end, *unit, now),
+        KvCommand::Lcs { key1, key2, output } => bits::lcs(keyspace, key1, key2, *output, now),
         KvCommand::HGet { key, field } => collections::hget(keyspace, key, field, now),
         KvCommand::HGetAll { key } => collections::hgetall(keyspace, key, now),
         KvCommand::HLen { key } => collections::hlen(keyspace, key, now),
@@ -130,14 +148,23 @@ pub(crate) fn read_depends_on_time(keyspace: &Keyspace, command: &KvCommand) -> 
         | KvCommand::HLen { key }
         | KvCommand::HExists { key, .. }
         | KvCommand::LRange { key, .. }
-        | KvCommand::LLen { key } => keyspace.has_expiry(key),
+        | KvCommand::LLen { key }
+        | KvCommand::ExpireTime { key, .. }
+        | KvCommand::Object { key, .. }
+        | KvCommand::GetBit { key, .. }
+        | KvCommand::BitCount { key, .. }
+        | KvCommand::BitPos { key, .. } => keyspace.has_expiry(key),
+        KvCommand::Lcs { key1, key2, .. } => keyspace.has_expiry(key1) || keyspace.has_expiry(key2),
+        KvCommand::Touch { keys } => keys.iter().any(|key| keyspace.has_expiry(key)),
+        // BY and GET read keys named by the elements: any expiry counts.
+        KvCommand::Sort(_) => any_expires(),
         KvCommand::MGet { keys } | KvCommand::Exists { keys } => {
             keys.iter().any(|key| keyspace.has_expiry(key))
         }
         KvCommand::Keys { .. }
         | KvCommand::Scan { .. }
         | KvCommand::DbSize
-        | KvCommand::RandomKey => any_expires(),
+        | KvCommand::RandomKey { .. } => any_expires(),
         KvCommand::MemoryInfo => false,
         KvCommand::Exec(commands) => commands
             .iter()
@@ -179,9 +206,26 @@ pub(crate) fn read_off_loop(keyspace: &Keyspace, command: &KvCommand, now: u64) 
             Some(ValueRef::List(items)) => big(range_len(items.len(), *start, *stop)),
             _ => false,
         },
+        KvCommand::Lcs { key1, key2, .. } => {
+            bits::lcs_cells(keyspace, key1, key2, now) >= LCS_OFF_LOOP_CELLS_MIN
+        }
+        KvCommand::Sort(sort) if sort.store.is_none() => {
+            match keyspace.live(&sort.key, now).map(Entry::value) {
+                Some(ValueRef::List(items)) => big(items.len()),
+                _ => false,
+            }
+        }
         _ => false,
     }
 }
+
+/// Cells from which an LCS (O(cells) time and memory) is answered off the
+/// event loop.
+const LCS_OFF_LOOP_CELLS_MIN: u64 = 1 << 18;
+/// Cells of an LCS counted as one element of a transaction's read budget
+/// ([`TRANSACTION_READ_WORK_MAX`]): a 16 M-cell LCS costs about what
+/// visiting 64 K elements does.
+const LCS_CELLS_PER_WORK: u64 = 256;
 
 /// Elements (hash fields, list items) the reads of one transaction may
 /// visit together. A transaction is one log command: with a write in it, it
@@ -208,6 +252,14 @@ fn transaction_read_work(keyspace: &Keyspace, command: &KvCommand, now: u64) -> 
         },
         KvCommand::LRange { key, start, stop } => match keyspace.live(key, now).map(Entry::value) {
             Some(ValueRef::List(items)) => Some(range_len(items.len(), *start, *stop)),
+            _ => Some(0),
+        },
+        KvCommand::Lcs { key1, key2, .. } => {
+            let cells = bits::lcs_cells(keyspace, key1, key2, now);
+            Some(usize::try_from(cells / LCS_CELLS_PER_WORK).unwrap_or(usize::MAX))
+        }
+        KvCommand::Sort(sort) => match keyspace.live(&sort.key, now).map(Entry::value) {
+            Some(ValueRef::List(items)) => Some(items.len().saturating_mul(1 + sort.gets.len())),
             _ => Some(0),
         },
         _ => Some(0),
@@ -266,6 +318,8 @@ pub(crate) fn read_view(view: &KeyspaceView, command: &KvCommand, ctx: &ApplyCon
         KvCommand::LRange { key, start, stop } => {
             collections::lrange(view, key, *start, *stop, now)
         }
+        KvCommand::Lcs { key1, key2, output } => bits::lcs(view, key1, key2, *output, now),
+        KvCommand::Sort(sort) if sort.store.is_none() => keys_more::sort_read(view, sort, now),
         other => {
             debug_assert!(false, "{} is not answered from a view", other.name());
             Reply::error(format!(
@@ -341,6 +395,26 @@ fn write_unchecked(keyspace: &mut Keyspace, command: &KvCommand, ctx: &ApplyCont
         }
         KvCommand::Push { key, end, values } => collections::push(keyspace, key, *end, values, now),
         KvCommand::Pop { key, end, count } => collections::pop(keyspace, key, *end, *count, now),
+        KvCommand::Rename {
+            key,
+            new_key,
+            only_if_absent,
+        } => keys_more::rename(keyspace, key, new_key, *only_if_absent, now),
+        KvCommand::Copy {
+            source,
+            destination,
+            replace,
+        } => keys_more::copy(keyspace, source, destination, *replace, now),
+        KvCommand::Sort(sort) => match &sort.store {
+            Some(destination) => keys_more::sort_store(keyspace, sort, destination, now),
+            None => keys_more::sort_read(keyspace, sort, now),
+        },
+        KvCommand::SetBit { key, offset, bit } => bits::setbit(keyspace, key, *offset, *bit, now),
+        KvCommand::BitOp {
+            operation,
+            destination,
+            keys,
+        } => bits::bitop(keyspace, *operation, destination, keys, now),
         KvCommand::Exec(commands) => {
             // Redis refuses MULTI inside MULTI before queueing anything, so
             // a nested transaction never runs any of its commands.

@@ -7,7 +7,7 @@ use synod_resp::Reply;
 use super::{now_signed, wrong_type, OVERFLOW};
 use crate::command::{setex_name, GetExExpiry, SetCondition, SetExpiry, TimeUnit};
 use crate::keyspace::{Keyspace, StrRef, Value, ValueRef};
-use crate::number::{format_f64, parse_f64, parse_i64};
+use crate::number::{format_f64, incrbyfloat_text, parse_f64, parse_i64};
 use crate::parse::{invalid_expire_time, NOT_AN_INTEGER, NOT_A_FLOAT};
 
 /// Largest string value, as Redis' default `proto-max-bulk-len`.
@@ -277,10 +277,10 @@ pub(crate) fn incrby(keyspace: &mut Keyspace, key: &Bytes, delta: i64, now: u64)
 }
 
 pub(crate) fn incrbyfloat(keyspace: &mut Keyspace, key: &Bytes, delta: f64, now: u64) -> Reply {
-    let current = match string_at(keyspace, key, now) {
-        Ok(None) => 0.0,
+    let (current, current_text) = match string_at(keyspace, key, now) {
+        Ok(None) => (0.0, Bytes::from_static(b"0")),
         Ok(Some(text)) => match parse_f64(&text) {
-            Some(current) => current,
+            Some(current) => (current, text.to_bytes()),
             None => return Reply::error(NOT_A_FLOAT),
         },
         Err(error) => return error,
@@ -289,7 +289,9 @@ pub(crate) fn incrbyfloat(keyspace: &mut Keyspace, key: &Bytes, delta: f64, now:
     if !next.is_finite() {
         return Reply::error("ERR increment would produce NaN or Infinity");
     }
-    let text = Bytes::from(format_f64(next));
+    // Redis' precision (17 decimals of an exact sum), see `incrbyfloat_text`.
+    let text = incrbyfloat_text(&current_text, delta).unwrap_or_else(|| format_f64(next));
+    let text = Bytes::from(text);
     overwrite(keyspace, key, text.clone(), now);
     Reply::Bulk(text)
 }
