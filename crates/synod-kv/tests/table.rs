@@ -9,13 +9,24 @@ use synod_resp::Reply;
 #[test]
 fn every_table_entry_is_parsed_and_checks_its_arity() {
     let table = command_table();
-    assert_eq!(table.len(), 50);
+    assert_eq!(table.len(), 70);
     for spec in &table {
         let argc = spec.arity.unsigned_abs() as usize;
         // "1" is a valid key, value, integer and cursor, so minimal calls
         // parse; the arity check comes first, so fewer arguments fail it.
         let mut args: Vec<Bytes> = vec![Bytes::from(spec.name.to_uppercase())];
         args.extend((1..argc).map(|_| Bytes::from_static(b"1")));
+        // Where "1" is not enough: a keyword the minimal call needs.
+        let keyword = |at: usize, word: &'static str| (at, Bytes::from_static(word.as_bytes()));
+        let keywords = match spec.name {
+            "linsert" => vec![keyword(2, "BEFORE")],
+            "lmove" => vec![keyword(3, "LEFT"), keyword(4, "RIGHT")],
+            "lmpop" => vec![keyword(3, "LEFT")],
+            _ => Vec::new(),
+        };
+        for (at, word) in keywords {
+            args[at] = word;
+        }
         let parsed = parse(&args);
         assert!(parsed.is_ok(), "{}: {parsed:?}", spec.name);
         if argc > 1 {
