@@ -309,8 +309,8 @@ pub enum KvCommand {
     /// `LREM key count element`.
     LRem {
         key: Bytes,
-        /// > 0: the first `count` matches from the head; < 0: from the tail;
-        /// 0: all.
+        /// Positive: the first `count` matches from the head; negative: from
+        /// the tail; 0: all.
         count: i64,
         value: Bytes,
     },
@@ -364,11 +364,13 @@ pub enum KvCommand {
         field: Bytes,
         value: Bytes,
     },
-    /// `HINCRBYFLOAT key field increment` (the increment is finite).
+    /// `HINCRBYFLOAT key field increment`. The increment stays the
+    /// client's text (a finite float), added exactly in decimal (see
+    /// `crate::decimal`).
     HIncrByFloat {
         key: Bytes,
         field: Bytes,
-        delta: f64,
+        increment: Bytes,
     },
     /// `HSTRLEN key field`.
     HStrLen { key: Bytes, field: Bytes },

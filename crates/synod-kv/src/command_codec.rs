@@ -868,11 +868,15 @@ fn encode_list_or_hash(writer: &mut Writer, command: &KvCommand) {
             writer.bytes(field);
             writer.bytes(value);
         }
-        KvCommand::HIncrByFloat { key, field, delta } => {
+        KvCommand::HIncrByFloat {
+            key,
+            field,
+            increment,
+        } => {
             writer.u8(op::H_INCR_BY_FLOAT);
             writer.bytes(key);
             writer.bytes(field);
-            writer.f64(*delta);
+            writer.bytes(increment);
         }
         KvCommand::HStrLen { key, field } => {
             writer.u8(op::H_STR_LEN);
@@ -1013,7 +1017,7 @@ fn decode_list_or_hash(reader: &mut Reader<'_>, opcode: u8) -> Result<KvCommand,
         op::H_INCR_BY_FLOAT => KvCommand::HIncrByFloat {
             key: reader.bytes()?,
             field: reader.bytes()?,
-            delta: reader.f64()?,
+            increment: reader.bytes()?,
         },
         op::H_STR_LEN => KvCommand::HStrLen {
             key: reader.bytes()?,

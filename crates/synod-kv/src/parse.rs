@@ -593,14 +593,14 @@ fn parse_list_or_hash(name: &'static str, args: &[Bytes]) -> Result<KvCommand, R
             value: args[3].clone(),
         },
         "hincrbyfloat" => {
-            let delta = parse_f64(&args[3]).ok_or_else(|| Reply::error(NOT_A_FLOAT))?;
-            if !delta.is_finite() {
+            let increment = parse_f64(&args[3]).ok_or_else(|| Reply::error(NOT_A_FLOAT))?;
+            if !increment.is_finite() {
                 return Err(Reply::error("ERR value is NaN or Infinity"));
             }
             KvCommand::HIncrByFloat {
                 key: key(),
                 field: args[2].clone(),
-                delta,
+                increment: args[3].clone(),
             }
         }
         "hstrlen" => KvCommand::HStrLen {
@@ -661,7 +661,13 @@ fn parse_lpos(args: &[Bytes]) -> Result<KvCommand, Reply> {
             return Err(Reply::error(SYNTAX_ERROR));
         };
         if is_option(option, "rank") {
-            rank = integer_in_range(value, -i64::MAX, i64::MAX, None)?;
+            rank = integer(value)?;
+            if rank == i64::MIN {
+                // Redis 7.0 negates it to count from the tail, which leaves
+                // it negative, so every match qualifies: the first from the
+                // tail, as RANK -1 answers.
+                rank = -1;
+            }
             if rank == 0 {
                 return Err(Reply::error(
                     "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list",
@@ -732,7 +738,8 @@ fn parse_hrandfield(args: &[Bytes]) -> Result<KvCommand, Reply> {
         Some(_) => return Err(Reply::error(SYNTAX_ERROR)),
     };
     // Two replies per field: Redis refuses counts whose doubling overflows.
-    if with_values && count.is_some_and(|count| count < -(i64::MAX / 2) || count > i64::MAX / 2) {
+    if with_values && count.is_some_and(|count| !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count))
+    {
         return Err(Reply::error("ERR value is out of range"));
     }
     Ok(KvCommand::HRandField {

@@ -247,8 +247,12 @@ fn list_or_hash_command() -> BoxedStrategy<KvCommand> {
         (bytes(), bytes(), bytes())
             .prop_map(|(key, field, value)| KvCommand::HSetNx { key, field, value })
             .boxed(),
-        (bytes(), bytes(), -1e300f64..1e300)
-            .prop_map(|(key, field, delta)| KvCommand::HIncrByFloat { key, field, delta })
+        (bytes(), bytes(), bytes())
+            .prop_map(|(key, field, increment)| KvCommand::HIncrByFloat {
+                key,
+                field,
+                increment,
+            })
             .boxed(),
         (bytes(), bytes())
             .prop_map(|(key, field)| KvCommand::HStrLen { key, field })

@@ -207,7 +207,7 @@ fn list_or_hash_growth_bound(keyspace: &Keyspace, command: &KvCommand, now: u64)
         }
         KvCommand::HIncrByFloat { key, field, .. } => creation(keyspace, key, now)
             .saturating_add(field_bytes(field, &[]))
-            .saturating_add(FLOAT_TEXT_MAX),
+            .saturating_add(crate::decimal::DECIMAL_TEXT_MAX),
         // Removals and reads.
         _ => 0,
     }

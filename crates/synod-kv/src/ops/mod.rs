@@ -516,9 +516,11 @@ fn write_list_or_hash(keyspace: &mut Keyspace, command: &KvCommand, now: u64) ->
         KvCommand::LMPop { keys, end, count } => lists::lmpop(keyspace, keys, *end, *count, now),
         KvCommand::HMSet { key, pairs } => hashes::hmset(keyspace, key, pairs, now),
         KvCommand::HSetNx { key, field, value } => hashes::hsetnx(keyspace, key, field, value, now),
-        KvCommand::HIncrByFloat { key, field, delta } => {
-            hashes::hincrbyfloat(keyspace, key, field, *delta, now)
-        }
+        KvCommand::HIncrByFloat {
+            key,
+            field,
+            increment,
+        } => hashes::hincrbyfloat(keyspace, key, field, increment, now),
         other => {
             debug_assert!(false, "{} is not an issue-16 write", other.name());
             Reply::error(format!(
