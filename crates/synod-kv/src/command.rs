@@ -416,6 +416,112 @@ pub enum KvCommand {
     LRange { key: Bytes, start: i64, stop: i64 },
     /// `LLEN key`.
     LLen { key: Bytes },
+    // ---- Issue 16: the rest of the list and hash commands ----
+    /// `LINDEX key index`.
+    LIndex { key: Bytes, index: i64 },
+    /// `LSET key index element`.
+    LSet {
+        key: Bytes,
+        index: i64,
+        value: Bytes,
+    },
+    /// `LINSERT key BEFORE|AFTER pivot element`.
+    LInsert {
+        key: Bytes,
+        /// `BEFORE` (else `AFTER`) the first item equal to `pivot`.
+        before: bool,
+        pivot: Bytes,
+        value: Bytes,
+    },
+    /// `LREM key count element`.
+    LRem {
+        key: Bytes,
+        /// Positive: the first `count` matches from the head; negative: from
+        /// the tail; 0: all.
+        count: i64,
+        value: Bytes,
+    },
+    /// `LTRIM key start stop`.
+    LTrim { key: Bytes, start: i64, stop: i64 },
+    /// `LPOS key element [RANK rank] [COUNT count] [MAXLEN len]`.
+    LPos {
+        key: Bytes,
+        value: Bytes,
+        /// Never 0 nor `i64::MIN` (the parser refuses them): 1 is the first
+        /// match from the head, -1 the first from the tail.
+        rank: i64,
+        /// `COUNT` (0: all matches); `None`: reply with one index, not an
+        /// array.
+        count: Option<u64>,
+        /// Items compared at most (0: all).
+        maxlen: u64,
+    },
+    /// `LPUSHX` / `RPUSHX key element [element ...]`: push only onto an
+    /// existing list.
+    PushX {
+        key: Bytes,
+        end: ListEnd,
+        values: Vec<Bytes>,
+    },
+    /// `LMOVE source destination LEFT|RIGHT LEFT|RIGHT` and `RPOPLPUSH
+    /// source destination` (`RIGHT LEFT`).
+    LMove {
+        source: Bytes,
+        destination: Bytes,
+        from: ListEnd,
+        to: ListEnd,
+    },
+    /// `LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]`.
+    LMPop {
+        keys: Vec<Bytes>,
+        end: ListEnd,
+        /// At least 1.
+        count: u64,
+    },
+    /// `HMSET key field value [field value ...]`.
+    HMSet {
+        key: Bytes,
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    /// `HMGET key field [field ...]`.
+    HMGet { key: Bytes, fields: Vec<Bytes> },
+    /// `HSETNX key field value`.
+    HSetNx {
+        key: Bytes,
+        field: Bytes,
+        value: Bytes,
+    },
+    /// `HINCRBYFLOAT key field increment`. The increment stays the
+    /// client's text (a finite float), added exactly in decimal (see
+    /// `crate::decimal`).
+    HIncrByFloat {
+        key: Bytes,
+        field: Bytes,
+        increment: Bytes,
+    },
+    /// `HSTRLEN key field`.
+    HStrLen { key: Bytes, field: Bytes },
+    /// `HKEYS key`.
+    HKeys { key: Bytes },
+    /// `HVALS key`.
+    HVals { key: Bytes },
+    /// `HRANDFIELD key [count [WITHVALUES]]`. Its draw is seeded by its
+    /// place in the log (see `ops::hashes::hrandfield`).
+    HRandField {
+        key: Bytes,
+        /// `None`: one field (or nil); `Some(n)`: up to `n` distinct fields,
+        /// or `-n` fields with repetition when negative.
+        count: Option<i64>,
+        with_values: bool,
+    },
+    /// `HSCAN key cursor [MATCH pattern] [COUNT count]`.
+    HScan {
+        key: Bytes,
+        cursor: u64,
+        pattern: Option<Bytes>,
+        /// At least 1.
+        count: u64,
+    },
     /// Sets the replicated `maxmemory` limit in bytes (0: none). Not a
     /// client command: the server proposes it at start from its
     /// `--maxmemory` flag (and `CONFIG SET maxmemory`), so the limit every
@@ -463,6 +569,24 @@ impl KvCommand {
             | KvCommand::LRange { .. }
             | KvCommand::LLen { .. }
             | KvCommand::MemoryInfo => true,
+            KvCommand::LIndex { .. }
+            | KvCommand::LPos { .. }
+            | KvCommand::HMGet { .. }
+            | KvCommand::HStrLen { .. }
+            | KvCommand::HKeys { .. }
+            | KvCommand::HVals { .. }
+            | KvCommand::HRandField { .. }
+            | KvCommand::HScan { .. } => true,
+            KvCommand::LSet { .. }
+            | KvCommand::LInsert { .. }
+            | KvCommand::LRem { .. }
+            | KvCommand::LTrim { .. }
+            | KvCommand::PushX { .. }
+            | KvCommand::LMove { .. }
+            | KvCommand::LMPop { .. }
+            | KvCommand::HMSet { .. }
+            | KvCommand::HSetNx { .. }
+            | KvCommand::HIncrByFloat { .. } => false,
             KvCommand::Acl(acl) => matches!(
                 acl,
                 AclCommand::GetUser { .. } | AclCommand::List | AclCommand::Users
@@ -570,6 +694,27 @@ impl KvCommand {
             },
             KvCommand::LRange { .. } => "lrange",
             KvCommand::LLen { .. } => "llen",
+            KvCommand::LIndex { .. } => "lindex",
+            KvCommand::LSet { .. } => "lset",
+            KvCommand::LInsert { .. } => "linsert",
+            KvCommand::LRem { .. } => "lrem",
+            KvCommand::LTrim { .. } => "ltrim",
+            KvCommand::LPos { .. } => "lpos",
+            KvCommand::PushX { end, .. } => match end {
+                ListEnd::Left => "lpushx",
+                ListEnd::Right => "rpushx",
+            },
+            KvCommand::LMove { .. } => "lmove",
+            KvCommand::LMPop { .. } => "lmpop",
+            KvCommand::HMSet { .. } => "hmset",
+            KvCommand::HMGet { .. } => "hmget",
+            KvCommand::HSetNx { .. } => "hsetnx",
+            KvCommand::HIncrByFloat { .. } => "hincrbyfloat",
+            KvCommand::HStrLen { .. } => "hstrlen",
+            KvCommand::HKeys { .. } => "hkeys",
+            KvCommand::HVals { .. } => "hvals",
+            KvCommand::HRandField { .. } => "hrandfield",
+            KvCommand::HScan { .. } => "hscan",
             KvCommand::SetMaxMemory { .. } => "config",
             KvCommand::MemoryInfo => "info",
             KvCommand::Exec(_) => "exec",
@@ -627,7 +772,28 @@ impl KvCommand {
             | KvCommand::BitCount { key, .. }
             | KvCommand::BitPos { key, .. } => vec![key],
             KvCommand::Rename { key, new_key, .. } => vec![key, new_key],
+            KvCommand::LIndex { key, .. }
+            | KvCommand::LSet { key, .. }
+            | KvCommand::LInsert { key, .. }
+            | KvCommand::LRem { key, .. }
+            | KvCommand::LTrim { key, .. }
+            | KvCommand::LPos { key, .. }
+            | KvCommand::PushX { key, .. }
+            | KvCommand::HMSet { key, .. }
+            | KvCommand::HMGet { key, .. }
+            | KvCommand::HSetNx { key, .. }
+            | KvCommand::HIncrByFloat { key, .. }
+            | KvCommand::HStrLen { key, .. }
+            | KvCommand::HKeys { key }
+            | KvCommand::HVals { key }
+            | KvCommand::HRandField { key, .. }
+            | KvCommand::HScan { key, .. } => vec![key],
             KvCommand::Copy {
+                source,
+                destination,
+                ..
+            }
+            | KvCommand::LMove {
                 source,
                 destination,
                 ..
@@ -640,6 +806,7 @@ impl KvCommand {
             // BY and GET patterns name keys only once expanded; Redis'
             // key specs cover the sorted key and the STORE destination.
             KvCommand::Sort(sort) => std::iter::once(&sort.key).chain(&sort.store).collect(),
+            KvCommand::LMPop { keys, .. } => keys.iter().collect(),
             KvCommand::MGet { keys } | KvCommand::Del { keys } | KvCommand::Exists { keys } => {
                 keys.iter().collect()
             }

@@ -76,6 +76,25 @@ mod op {
     pub const BIT_POS: u8 = 160;
     pub const BIT_OP: u8 = 161;
     pub const LCS: u8 = 162;
+    // The rest of the lists and hashes (issue 16): numbered from 200.
+    pub const L_INDEX: u8 = 200;
+    pub const L_SET: u8 = 201;
+    pub const L_INSERT: u8 = 202;
+    pub const L_REM: u8 = 203;
+    pub const L_TRIM: u8 = 204;
+    pub const L_POS: u8 = 205;
+    pub const PUSH_X: u8 = 206;
+    pub const L_MOVE: u8 = 207;
+    pub const L_M_POP: u8 = 208;
+    pub const H_M_SET: u8 = 209;
+    pub const H_M_GET: u8 = 210;
+    pub const H_SET_NX: u8 = 211;
+    pub const H_INCR_BY_FLOAT: u8 = 212;
+    pub const H_STR_LEN: u8 = 213;
+    pub const H_KEYS: u8 = 214;
+    pub const H_VALS: u8 = 215;
+    pub const H_RAND_FIELD: u8 = 216;
+    pub const H_SCAN: u8 = 217;
 }
 
 /// The `ACL` subcommand tags after [`op::ACL`].
@@ -524,6 +543,24 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
             writer.u8(op::L_LEN);
             writer.bytes(key);
         }
+        list_or_hash @ (KvCommand::LIndex { .. }
+        | KvCommand::LSet { .. }
+        | KvCommand::LInsert { .. }
+        | KvCommand::LRem { .. }
+        | KvCommand::LTrim { .. }
+        | KvCommand::LPos { .. }
+        | KvCommand::PushX { .. }
+        | KvCommand::LMove { .. }
+        | KvCommand::LMPop { .. }
+        | KvCommand::HMSet { .. }
+        | KvCommand::HMGet { .. }
+        | KvCommand::HSetNx { .. }
+        | KvCommand::HIncrByFloat { .. }
+        | KvCommand::HStrLen { .. }
+        | KvCommand::HKeys { .. }
+        | KvCommand::HVals { .. }
+        | KvCommand::HRandField { .. }
+        | KvCommand::HScan { .. }) => encode_list_or_hash(writer, list_or_hash),
         KvCommand::Exec(commands) => {
             writer.u8(op::EXEC);
             writer.len(commands.len());
@@ -1010,6 +1047,7 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
         op::L_LEN => KvCommand::LLen {
             key: reader.bytes()?,
         },
+        op::L_INDEX..=op::H_SCAN => decode_list_or_hash(reader, opcode)?,
         op::EXEC => {
             if !top_level {
                 return Err(DecodeError::Invalid("nested transaction"));
@@ -1042,6 +1080,285 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
                 })
             }
         }),
+        tag => {
+            return Err(DecodeError::UnknownTag {
+                what: "command",
+                tag,
+            })
+        }
+    };
+    Ok(command)
+}
+
+/// The issue-16 list and hash commands (tags from 200), kept apart from the
+/// first commands' arms.
+fn encode_list_or_hash(writer: &mut Writer, command: &KvCommand) {
+    match command {
+        KvCommand::LIndex { key, index } => {
+            writer.u8(op::L_INDEX);
+            writer.bytes(key);
+            writer.i64(*index);
+        }
+        KvCommand::LSet { key, index, value } => {
+            writer.u8(op::L_SET);
+            writer.bytes(key);
+            writer.i64(*index);
+            writer.bytes(value);
+        }
+        KvCommand::LInsert {
+            key,
+            before,
+            pivot,
+            value,
+        } => {
+            writer.u8(op::L_INSERT);
+            writer.bytes(key);
+            writer.bool(*before);
+            writer.bytes(pivot);
+            writer.bytes(value);
+        }
+        KvCommand::LRem { key, count, value } => {
+            writer.u8(op::L_REM);
+            writer.bytes(key);
+            writer.i64(*count);
+            writer.bytes(value);
+        }
+        KvCommand::LTrim { key, start, stop } => {
+            writer.u8(op::L_TRIM);
+            writer.bytes(key);
+            writer.i64(*start);
+            writer.i64(*stop);
+        }
+        KvCommand::LPos {
+            key,
+            value,
+            rank,
+            count,
+            maxlen,
+        } => {
+            writer.u8(op::L_POS);
+            writer.bytes(key);
+            writer.bytes(value);
+            writer.i64(*rank);
+            encode_optional_u64(writer, *count);
+            writer.u64(*maxlen);
+        }
+        KvCommand::PushX { key, end, values } => {
+            writer.u8(op::PUSH_X);
+            writer.bytes(key);
+            encode_end(writer, *end);
+            encode_keys(writer, values);
+        }
+        KvCommand::LMove {
+            source,
+            destination,
+            from,
+            to,
+        } => {
+            writer.u8(op::L_MOVE);
+            writer.bytes(source);
+            writer.bytes(destination);
+            encode_end(writer, *from);
+            encode_end(writer, *to);
+        }
+        KvCommand::LMPop { keys, end, count } => {
+            writer.u8(op::L_M_POP);
+            encode_keys(writer, keys);
+            encode_end(writer, *end);
+            writer.u64(*count);
+        }
+        KvCommand::HMSet { key, pairs } => {
+            writer.u8(op::H_M_SET);
+            writer.bytes(key);
+            encode_pairs(writer, pairs);
+        }
+        KvCommand::HMGet { key, fields } => {
+            writer.u8(op::H_M_GET);
+            writer.bytes(key);
+            encode_keys(writer, fields);
+        }
+        KvCommand::HSetNx { key, field, value } => {
+            writer.u8(op::H_SET_NX);
+            writer.bytes(key);
+            writer.bytes(field);
+            writer.bytes(value);
+        }
+        KvCommand::HIncrByFloat {
+            key,
+            field,
+            increment,
+        } => {
+            writer.u8(op::H_INCR_BY_FLOAT);
+            writer.bytes(key);
+            writer.bytes(field);
+            writer.bytes(increment);
+        }
+        KvCommand::HStrLen { key, field } => {
+            writer.u8(op::H_STR_LEN);
+            writer.bytes(key);
+            writer.bytes(field);
+        }
+        KvCommand::HKeys { key } => {
+            writer.u8(op::H_KEYS);
+            writer.bytes(key);
+        }
+        KvCommand::HVals { key } => {
+            writer.u8(op::H_VALS);
+            writer.bytes(key);
+        }
+        KvCommand::HRandField {
+            key,
+            count,
+            with_values,
+        } => {
+            writer.u8(op::H_RAND_FIELD);
+            writer.bytes(key);
+            match count {
+                None => writer.u8(0),
+                Some(count) => {
+                    writer.u8(1);
+                    writer.i64(*count);
+                }
+            }
+            writer.bool(*with_values);
+        }
+        KvCommand::HScan {
+            key,
+            cursor,
+            pattern,
+            count,
+        } => {
+            writer.u8(op::H_SCAN);
+            writer.bytes(key);
+            writer.u64(*cursor);
+            writer.optional_bytes(pattern.as_ref());
+            writer.u64(*count);
+        }
+        other => {
+            debug_assert!(false, "{} is not an issue-16 command", other.name());
+        }
+    }
+}
+
+fn encode_optional_u64(writer: &mut Writer, value: Option<u64>) {
+    match value {
+        None => writer.u8(0),
+        Some(value) => {
+            writer.u8(1);
+            writer.u64(value);
+        }
+    }
+}
+
+fn decode_optional_u64(reader: &mut Reader<'_>) -> Result<Option<u64>, DecodeError> {
+    Ok(if reader.bool()? {
+        Some(reader.u64()?)
+    } else {
+        None
+    })
+}
+
+fn decode_list_or_hash(reader: &mut Reader<'_>, opcode: u8) -> Result<KvCommand, DecodeError> {
+    let command = match opcode {
+        op::L_INDEX => KvCommand::LIndex {
+            key: reader.bytes()?,
+            index: reader.i64()?,
+        },
+        op::L_SET => KvCommand::LSet {
+            key: reader.bytes()?,
+            index: reader.i64()?,
+            value: reader.bytes()?,
+        },
+        op::L_INSERT => KvCommand::LInsert {
+            key: reader.bytes()?,
+            before: reader.bool()?,
+            pivot: reader.bytes()?,
+            value: reader.bytes()?,
+        },
+        op::L_REM => KvCommand::LRem {
+            key: reader.bytes()?,
+            count: reader.i64()?,
+            value: reader.bytes()?,
+        },
+        op::L_TRIM => KvCommand::LTrim {
+            key: reader.bytes()?,
+            start: reader.i64()?,
+            stop: reader.i64()?,
+        },
+        op::L_POS => {
+            let key = reader.bytes()?;
+            let value = reader.bytes()?;
+            let rank = reader.i64()?;
+            if rank == 0 || rank == i64::MIN {
+                return Err(DecodeError::Invalid("LPOS rank 0 or i64::MIN"));
+            }
+            KvCommand::LPos {
+                key,
+                value,
+                rank,
+                count: decode_optional_u64(reader)?,
+                maxlen: reader.u64()?,
+            }
+        }
+        op::PUSH_X => KvCommand::PushX {
+            key: reader.bytes()?,
+            end: decode_end(reader)?,
+            values: decode_keys(reader)?,
+        },
+        op::L_MOVE => KvCommand::LMove {
+            source: reader.bytes()?,
+            destination: reader.bytes()?,
+            from: decode_end(reader)?,
+            to: decode_end(reader)?,
+        },
+        op::L_M_POP => KvCommand::LMPop {
+            keys: decode_keys(reader)?,
+            end: decode_end(reader)?,
+            count: reader.u64()?,
+        },
+        op::H_M_SET => KvCommand::HMSet {
+            key: reader.bytes()?,
+            pairs: decode_pairs(reader)?,
+        },
+        op::H_M_GET => KvCommand::HMGet {
+            key: reader.bytes()?,
+            fields: decode_keys(reader)?,
+        },
+        op::H_SET_NX => KvCommand::HSetNx {
+            key: reader.bytes()?,
+            field: reader.bytes()?,
+            value: reader.bytes()?,
+        },
+        op::H_INCR_BY_FLOAT => KvCommand::HIncrByFloat {
+            key: reader.bytes()?,
+            field: reader.bytes()?,
+            increment: reader.bytes()?,
+        },
+        op::H_STR_LEN => KvCommand::HStrLen {
+            key: reader.bytes()?,
+            field: reader.bytes()?,
+        },
+        op::H_KEYS => KvCommand::HKeys {
+            key: reader.bytes()?,
+        },
+        op::H_VALS => KvCommand::HVals {
+            key: reader.bytes()?,
+        },
+        op::H_RAND_FIELD => KvCommand::HRandField {
+            key: reader.bytes()?,
+            count: if reader.bool()? {
+                Some(reader.i64()?)
+            } else {
+                None
+            },
+            with_values: reader.bool()?,
+        },
+        op::H_SCAN => KvCommand::HScan {
+            key: reader.bytes()?,
+            cursor: reader.u64()?,
+            pattern: reader.optional_bytes()?,
+            count: reader.u64()?,
+        },
         tag => {
             return Err(DecodeError::UnknownTag {
                 what: "command",

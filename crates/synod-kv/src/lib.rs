@@ -26,6 +26,7 @@ mod client_limits;
 pub mod command;
 mod command_codec;
 mod conn;
+mod decimal;
 mod entry;
 pub mod glob;
 mod keyspace;

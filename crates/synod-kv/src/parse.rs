@@ -194,6 +194,11 @@ pub fn parse(args: &[Bytes]) -> Result<KvCommand, synod_resp::Reply> {
             stop: integer(&args[3])?,
         },
         "llen" => KvCommand::LLen { key: key() },
+        "lindex" | "lset" | "linsert" | "lrem" | "ltrim" | "lpos" | "lpushx" | "rpushx"
+        | "lmove" | "rpoplpush" | "lmpop" | "hmset" | "hmget" | "hsetnx" | "hincrbyfloat"
+        | "hstrlen" | "hkeys" | "hvals" | "hrandfield" | "hscan" => {
+            parse_list_or_hash(spec.name, args)?
+        }
         other => {
             // The table and this match are kept in step by a test that
             // parses every table entry.
@@ -509,4 +514,279 @@ fn parse_pop(name: &'static str, args: &[Bytes]) -> Result<KvCommand, Reply> {
         end: list_end(name),
         count,
     })
+}
+
+// ---- Issue 16: the rest of the list and hash commands ----
+
+/// Parses the list and hash commands added for issue 16. The arity has been
+/// checked against the table.
+fn parse_list_or_hash(name: &'static str, args: &[Bytes]) -> Result<KvCommand, Reply> {
+    let key = || args[1].clone();
+    let command = match name {
+        "lindex" => KvCommand::LIndex {
+            key: key(),
+            index: integer(&args[2])?,
+        },
+        "lset" => KvCommand::LSet {
+            key: key(),
+            index: integer(&args[2])?,
+            value: args[3].clone(),
+        },
+        "linsert" => {
+            let before = if is_option(&args[2], "before") {
+                true
+            } else if is_option(&args[2], "after") {
+                false
+            } else {
+                return Err(Reply::error(SYNTAX_ERROR));
+            };
+            KvCommand::LInsert {
+                key: key(),
+                before,
+                pivot: args[3].clone(),
+                value: args[4].clone(),
+            }
+        }
+        "lrem" => KvCommand::LRem {
+            key: key(),
+            count: integer(&args[2])?,
+            value: args[3].clone(),
+        },
+        "ltrim" => KvCommand::LTrim {
+            key: key(),
+            start: integer(&args[2])?,
+            stop: integer(&args[3])?,
+        },
+        "lpos" => parse_lpos(args)?,
+        "lpushx" | "rpushx" => KvCommand::PushX {
+            key: key(),
+            end: list_end(name),
+            values: args[2..].to_vec(),
+        },
+        "lmove" => KvCommand::LMove {
+            source: key(),
+            destination: args[2].clone(),
+            from: list_position(&args[3])?,
+            to: list_position(&args[4])?,
+        },
+        "rpoplpush" => KvCommand::LMove {
+            source: key(),
+            destination: args[2].clone(),
+            from: ListEnd::Right,
+            to: ListEnd::Left,
+        },
+        "lmpop" => parse_lmpop(args)?,
+        "hmset" => {
+            if !args.len().is_multiple_of(2) {
+                return Err(wrong_arity("hmset"));
+            }
+            KvCommand::HMSet {
+                key: key(),
+                pairs: parse_pairs("hmset", &args[2..])?,
+            }
+        }
+        "hmget" => KvCommand::HMGet {
+            key: key(),
+            fields: args[2..].to_vec(),
+        },
+        "hsetnx" => KvCommand::HSetNx {
+            key: key(),
+            field: args[2].clone(),
+            value: args[3].clone(),
+        },
+        "hincrbyfloat" => {
+            let increment = parse_f64(&args[3]).ok_or_else(|| Reply::error(NOT_A_FLOAT))?;
+            if !increment.is_finite() {
+                return Err(Reply::error("ERR value is NaN or Infinity"));
+            }
+            KvCommand::HIncrByFloat {
+                key: key(),
+                field: args[2].clone(),
+                increment: args[3].clone(),
+            }
+        }
+        "hstrlen" => KvCommand::HStrLen {
+            key: key(),
+            field: args[2].clone(),
+        },
+        "hkeys" => KvCommand::HKeys { key: key() },
+        "hvals" => KvCommand::HVals { key: key() },
+        "hrandfield" => parse_hrandfield(args)?,
+        "hscan" => parse_hscan(args)?,
+        other => {
+            debug_assert!(false, "{other} is not a list or hash command");
+            return Err(unknown_command(args));
+        }
+    };
+    Ok(command)
+}
+
+/// `LEFT` or `RIGHT`, as Redis' `getListPositionFromObjectOrReply` reads it.
+fn list_position(arg: &[u8]) -> Result<ListEnd, Reply> {
+    if is_option(arg, "left") {
+        Ok(ListEnd::Left)
+    } else if is_option(arg, "right") {
+        Ok(ListEnd::Right)
+    } else {
+        Err(Reply::error(SYNTAX_ERROR))
+    }
+}
+
+/// Redis' `getRangeLongFromObjectOrReply`: an integer in `min..=max`, else
+/// `message` (or the generic range error when there is none).
+fn integer_in_range(arg: &[u8], min: i64, max: i64, message: Option<&str>) -> Result<i64, Reply> {
+    let error = || match message {
+        Some(message) => Reply::error(format!("ERR {message}")),
+        None => Reply::error(format!(
+            "ERR value is out of range, value must between {min} and {max}"
+        )),
+    };
+    let value = match parse_i64(arg) {
+        Some(value) => value,
+        None if message.is_some() => return Err(error()),
+        None => return Err(Reply::error(NOT_AN_INTEGER)),
+    };
+    if value < min || value > max {
+        return Err(error());
+    }
+    Ok(value)
+}
+
+fn parse_lpos(args: &[Bytes]) -> Result<KvCommand, Reply> {
+    let mut rank = 1;
+    let mut count = None;
+    let mut maxlen = 0;
+    let mut index = 3;
+    while index < args.len() {
+        let option = &args[index];
+        let Some(value) = args.get(index + 1) else {
+            return Err(Reply::error(SYNTAX_ERROR));
+        };
+        if is_option(option, "rank") {
+            rank = integer(value)?;
+            if rank == i64::MIN {
+                // Redis 7.0 negates it to count from the tail, which leaves
+                // it negative, so every match qualifies: the first from the
+                // tail, as RANK -1 answers.
+                rank = -1;
+            }
+            if rank == 0 {
+                return Err(Reply::error(
+                    "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list",
+                ));
+            }
+        } else if is_option(option, "count") {
+            let value = integer_in_range(value, 0, i64::MAX, Some("COUNT can't be negative"))?;
+            count = Some(value as u64);
+        } else if is_option(option, "maxlen") {
+            let value = integer_in_range(value, 0, i64::MAX, Some("MAXLEN can't be negative"))?;
+            maxlen = value as u64;
+        } else {
+            return Err(Reply::error(SYNTAX_ERROR));
+        }
+        index += 2;
+    }
+    Ok(KvCommand::LPos {
+        key: args[1].clone(),
+        value: args[2].clone(),
+        rank,
+        count,
+        maxlen,
+    })
+}
+
+fn parse_lmpop(args: &[Bytes]) -> Result<KvCommand, Reply> {
+    let numkeys = integer_in_range(
+        &args[1],
+        1,
+        i64::MAX,
+        Some("numkeys should be greater than 0"),
+    )?;
+    // The keys, then the direction: there must be room for both.
+    let end_index = usize::try_from(numkeys)
+        .ok()
+        .and_then(|numkeys| numkeys.checked_add(2))
+        .filter(|&end_index| end_index < args.len())
+        .ok_or_else(|| Reply::error(SYNTAX_ERROR))?;
+    let end = list_position(&args[end_index])?;
+    let mut count = None;
+    let mut index = end_index + 1;
+    while index < args.len() {
+        match args.get(index + 1) {
+            Some(value) if count.is_none() && is_option(&args[index], "count") => {
+                let value =
+                    integer_in_range(value, 1, i64::MAX, Some("count should be greater than 0"))?;
+                count = Some(value as u64);
+            }
+            _ => return Err(Reply::error(SYNTAX_ERROR)),
+        }
+        index += 2;
+    }
+    Ok(KvCommand::LMPop {
+        keys: args[2..end_index].to_vec(),
+        end,
+        count: count.unwrap_or(1),
+    })
+}
+
+fn parse_hrandfield(args: &[Bytes]) -> Result<KvCommand, Reply> {
+    let count = match args.get(2) {
+        None => None,
+        Some(arg) => Some(integer_in_range(arg, -i64::MAX, i64::MAX, None)?),
+    };
+    let with_values = match args.get(3..) {
+        None | Some([]) => false,
+        Some([option]) if is_option(option, "withvalues") => true,
+        Some(_) => return Err(Reply::error(SYNTAX_ERROR)),
+    };
+    // Two replies per field: Redis refuses counts whose doubling overflows.
+    if with_values && count.is_some_and(|count| !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count))
+    {
+        return Err(Reply::error("ERR value is out of range"));
+    }
+    Ok(KvCommand::HRandField {
+        key: args[1].clone(),
+        count,
+        with_values,
+    })
+}
+
+fn parse_hscan(args: &[Bytes]) -> Result<KvCommand, Reply> {
+    let cursor = parse_cursor(&args[2])?;
+    let mut pattern = None;
+    let mut count = SCAN_COUNT_DEFAULT;
+    let mut index = 3;
+    while index < args.len() {
+        let option = &args[index];
+        let Some(value) = args.get(index + 1) else {
+            return Err(Reply::error(SYNTAX_ERROR));
+        };
+        if is_option(option, "count") {
+            let value = integer(value)?;
+            count = u64::try_from(value)
+                .ok()
+                .filter(|&count| count >= 1)
+                .ok_or_else(|| Reply::error(SYNTAX_ERROR))?;
+        } else if is_option(option, "match") {
+            pattern = Some(value.clone());
+        } else {
+            return Err(Reply::error(SYNTAX_ERROR));
+        }
+        index += 2;
+    }
+    Ok(KvCommand::HScan {
+        key: args[1].clone(),
+        cursor,
+        pattern,
+        count,
+    })
+}
+
+/// A `SCAN`-family cursor: an unsigned 64-bit decimal.
+fn parse_cursor(arg: &[u8]) -> Result<u64, Reply> {
+    std::str::from_utf8(arg)
+        .ok()
+        .filter(|text| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()))
+        .and_then(|text| text.parse::<u64>().ok())
+        .ok_or_else(|| Reply::error("ERR invalid cursor"))
 }

@@ -32,6 +32,7 @@ mod tag {
     pub const DOUBLE: u8 = 9;
     pub const BOOL: u8 = 10;
     pub const VERBATIM: u8 = 11;
+    pub const PAIRS: u8 = 12;
 }
 
 /// Encodes a reply for the state machine's output.
@@ -109,6 +110,14 @@ fn encode(writer: &mut Writer, reply: &Reply) {
             writer.u8(tag::VERBATIM);
             writer.bytes(value);
         }
+        Reply::Pairs(pairs) => {
+            writer.u8(tag::PAIRS);
+            writer.len(pairs.len());
+            for (first, second) in pairs {
+                encode(writer, first);
+                encode(writer, second);
+            }
+        }
     }
 }
 
@@ -129,6 +138,17 @@ fn items(reader: &mut Reader<'_>, depth: usize) -> Result<Vec<Reply>, DecodeErro
     Ok(items)
 }
 
+fn pairs(reader: &mut Reader<'_>, depth: usize) -> Result<Vec<(Reply, Reply)>, DecodeError> {
+    let len = reader.len(2)?;
+    let mut pairs = Vec::with_capacity(len);
+    for _ in 0..len {
+        let first = decode(reader, depth + 1)?;
+        let second = decode(reader, depth + 1)?;
+        pairs.push((first, second));
+    }
+    Ok(pairs)
+}
+
 fn decode(reader: &mut Reader<'_>, depth: usize) -> Result<Reply, DecodeError> {
     if depth > REPLY_DEPTH_MAX {
         return Err(DecodeError::TooDeep(REPLY_DEPTH_MAX));
@@ -141,16 +161,8 @@ fn decode(reader: &mut Reader<'_>, depth: usize) -> Result<Reply, DecodeError> {
         tag::NULL => Reply::Null,
         tag::NULL_ARRAY => Reply::NullArray,
         tag::ARRAY => Reply::Array(items(reader, depth)?),
-        tag::MAP => {
-            let len = reader.len(2)?;
-            let mut pairs = Vec::with_capacity(len);
-            for _ in 0..len {
-                let key = decode(reader, depth + 1)?;
-                let value = decode(reader, depth + 1)?;
-                pairs.push((key, value));
-            }
-            Reply::Map(pairs)
-        }
+        tag::MAP => Reply::Map(pairs(reader, depth)?),
+        tag::PAIRS => Reply::Pairs(pairs(reader, depth)?),
         tag::SET => Reply::Set(items(reader, depth)?),
         tag::DOUBLE => Reply::Double(reader.f64()?),
         tag::BOOL => Reply::Bool(reader.bool()?),
@@ -178,6 +190,10 @@ mod tests {
             Reply::Double(2.5),
             Reply::Verbatim(Bytes::from_static(b"txt:hi")),
             Reply::Array(vec![]),
+            Reply::Pairs(vec![
+                (Reply::Bulk("f".into()), Reply::Bulk("v".into())),
+                (Reply::Bulk("f".into()), Reply::Bulk("v".into())),
+            ]),
         ]);
         assert_eq!(decode_reply(&encode_reply(&reply)), Ok(reply));
     }

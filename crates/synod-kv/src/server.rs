@@ -635,6 +635,9 @@ fn goes_alone(command: &KvCommand) -> bool {
             | KvCommand::Scan { .. }
             | KvCommand::HGetAll { .. }
             | KvCommand::LRange { .. }
+            | KvCommand::HKeys { .. }
+            | KvCommand::HVals { .. }
+            | KvCommand::LPos { .. }
     )
 }
 

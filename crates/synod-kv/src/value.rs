@@ -208,6 +208,94 @@ impl ListItems {
     }
 }
 
+// ---- Issue 16: positional list changes and ordered hash reads ----
+
+impl ListItems {
+    /// The item at `index` from the head.
+    pub(crate) fn get(&self, index: usize) -> Option<&Bytes> {
+        self.items.get(index)
+    }
+
+    /// Replaces the item at `index`; false when there is none.
+    pub(crate) fn replace(&mut self, index: usize, item: Bytes) -> bool {
+        let added = item_bytes(&item);
+        let Some(slot) = self.items.get_mut(index) else {
+            return false;
+        };
+        let old = std::mem::replace(slot, item);
+        self.bytes = self.bytes - item_bytes(&old) + added;
+        true
+    }
+
+    /// Inserts `item` so that it ends up at `index` (at most `len`).
+    pub(crate) fn insert(&mut self, index: usize, item: Bytes) {
+        debug_assert!(index <= self.items.len());
+        self.bytes += item_bytes(&item);
+        self.items.insert(index, item);
+    }
+
+    /// Keeps only the items at indexes `first..first + len` (clamped to the
+    /// list).
+    pub(crate) fn keep_range(&mut self, first: usize, len: usize) {
+        let first = first.min(self.items.len());
+        for item in self.items.drain(..first) {
+            self.bytes -= item_bytes(&item);
+        }
+        let len = len.min(self.items.len());
+        for item in self.items.drain(len..) {
+            self.bytes -= item_bytes(&item);
+        }
+    }
+
+    /// Removes up to `limit` items equal to `value`, scanning from the head
+    /// (or from the tail when `from_tail`); returns how many it removed.
+    /// O(len) whatever the number removed.
+    pub(crate) fn remove_matching(&mut self, value: &[u8], limit: usize, from_tail: bool) -> usize {
+        let len = self.items.len();
+        let mut doomed = vec![false; len];
+        let mut found = 0;
+        let order: Box<dyn Iterator<Item = usize>> = if from_tail {
+            Box::new((0..len).rev())
+        } else {
+            Box::new(0..len)
+        };
+        for index in order {
+            if found == limit {
+                break;
+            }
+            if self.items[index] == value {
+                doomed[index] = true;
+                found += 1;
+            }
+        }
+        if found > 0 {
+            let mut index = 0;
+            let mut removed_bytes = 0;
+            self.items.retain(|item| {
+                let keep = !doomed[index];
+                if !keep {
+                    removed_bytes += item_bytes(item);
+                }
+                index += 1;
+                keep
+            });
+            self.bytes -= removed_bytes;
+        }
+        found
+    }
+}
+
+impl HashFields {
+    /// The fields at or after `from` in byte order, with their values.
+    pub(crate) fn iter_from<'a>(
+        &'a self,
+        from: &[u8],
+    ) -> impl Iterator<Item = (&'a Bytes, &'a Bytes)> + 'a {
+        self.fields
+            .range::<[u8], _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +319,40 @@ mod tests {
         assert_eq!(items.bytes, 2 * ITEM_OVERHEAD_BYTES + 5);
         assert_eq!(items.pop(ListEnd::Left), Some(Bytes::from("ab")));
         assert_eq!(items.bytes, ITEM_OVERHEAD_BYTES + 3);
+    }
+
+    fn list_of(items: &[&str]) -> ListItems {
+        let mut list = ListItems::default();
+        for item in items {
+            list.push(ListEnd::Right, Bytes::copy_from_slice(item.as_bytes()));
+        }
+        list
+    }
+
+    fn recount(list: &ListItems) -> u64 {
+        list.iter().map(|item| item_bytes(item)).sum()
+    }
+
+    #[test]
+    fn positional_changes_keep_the_bytes_right() {
+        let mut list = list_of(&["a", "bb", "a", "ccc", "a"]);
+        assert!(list.replace(1, Bytes::from("dddd")));
+        assert!(!list.replace(5, Bytes::from("x")));
+        assert_eq!(list.bytes, recount(&list));
+        list.insert(5, Bytes::from("e"));
+        list.insert(0, Bytes::from("f"));
+        assert_eq!(list.bytes, recount(&list));
+        assert_eq!(list.pop(ListEnd::Left), Some(Bytes::from("f")));
+        assert_eq!(list.remove_matching(b"a", 2, true), 2);
+        let left: Vec<_> = list.iter().cloned().collect();
+        assert_eq!(left, ["a", "dddd", "ccc", "e"]);
+        assert_eq!(list.bytes, recount(&list));
+        list.keep_range(1, 2);
+        let left: Vec<_> = list.iter().cloned().collect();
+        assert_eq!(left, ["dddd", "ccc"]);
+        assert_eq!(list.bytes, recount(&list));
+        list.keep_range(5, 1);
+        assert!(list.is_empty());
+        assert_eq!(list.bytes, 0);
     }
 }

@@ -180,8 +180,105 @@ fn simple_command() -> BoxedStrategy<KvCommand> {
             .prop_map(|(key, start, stop)| KvCommand::LRange { key, start, stop })
             .boxed(),
         bytes().prop_map(|key| KvCommand::LLen { key }).boxed(),
+        list_or_hash_command(),
     ];
     options.extend(keys_and_bits_commands());
+    Union::new(options).boxed()
+}
+
+/// The list and hash commands of issue 16.
+fn list_or_hash_command() -> BoxedStrategy<KvCommand> {
+    let rank = any::<i64>().prop_filter("rank is never 0 or i64::MIN", |rank| {
+        *rank != 0 && *rank != i64::MIN
+    });
+    let options: Vec<BoxedStrategy<KvCommand>> = vec![
+        (bytes(), any::<i64>())
+            .prop_map(|(key, index)| KvCommand::LIndex { key, index })
+            .boxed(),
+        (bytes(), any::<i64>(), bytes())
+            .prop_map(|(key, index, value)| KvCommand::LSet { key, index, value })
+            .boxed(),
+        (bytes(), any::<bool>(), bytes(), bytes())
+            .prop_map(|(key, before, pivot, value)| KvCommand::LInsert {
+                key,
+                before,
+                pivot,
+                value,
+            })
+            .boxed(),
+        (bytes(), any::<i64>(), bytes())
+            .prop_map(|(key, count, value)| KvCommand::LRem { key, count, value })
+            .boxed(),
+        (bytes(), any::<i64>(), any::<i64>())
+            .prop_map(|(key, start, stop)| KvCommand::LTrim { key, start, stop })
+            .boxed(),
+        (
+            bytes(),
+            bytes(),
+            rank,
+            prop::option::of(any::<u64>()),
+            any::<u64>(),
+        )
+            .prop_map(|(key, value, rank, count, maxlen)| KvCommand::LPos {
+                key,
+                value,
+                rank,
+                count,
+                maxlen,
+            })
+            .boxed(),
+        (bytes(), end(), keys())
+            .prop_map(|(key, end, values)| KvCommand::PushX { key, end, values })
+            .boxed(),
+        (bytes(), bytes(), end(), end())
+            .prop_map(|(source, destination, from, to)| KvCommand::LMove {
+                source,
+                destination,
+                from,
+                to,
+            })
+            .boxed(),
+        (keys(), end(), any::<u64>())
+            .prop_map(|(keys, end, count)| KvCommand::LMPop { keys, end, count })
+            .boxed(),
+        (bytes(), pairs())
+            .prop_map(|(key, pairs)| KvCommand::HMSet { key, pairs })
+            .boxed(),
+        (bytes(), keys())
+            .prop_map(|(key, fields)| KvCommand::HMGet { key, fields })
+            .boxed(),
+        (bytes(), bytes(), bytes())
+            .prop_map(|(key, field, value)| KvCommand::HSetNx { key, field, value })
+            .boxed(),
+        (bytes(), bytes(), bytes())
+            .prop_map(|(key, field, increment)| KvCommand::HIncrByFloat {
+                key,
+                field,
+                increment,
+            })
+            .boxed(),
+        (bytes(), bytes())
+            .prop_map(|(key, field)| KvCommand::HStrLen { key, field })
+            .boxed(),
+        bytes().prop_map(|key| KvCommand::HKeys { key }).boxed(),
+        bytes().prop_map(|key| KvCommand::HVals { key }).boxed(),
+        // Counts stay small: a huge negative count is a huge reply.
+        (bytes(), prop::option::of(-100i64..100), any::<bool>())
+            .prop_map(|(key, count, with_values)| KvCommand::HRandField {
+                key,
+                count,
+                with_values,
+            })
+            .boxed(),
+        (bytes(), any::<u64>(), prop::option::of(bytes()), 1u64..1000)
+            .prop_map(|(key, cursor, pattern, count)| KvCommand::HScan {
+                key,
+                cursor,
+                pattern,
+                count,
+            })
+            .boxed(),
+    ];
     Union::new(options).boxed()
 }
 
@@ -326,7 +423,8 @@ fn reply() -> impl Strategy<Value = Reply> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Reply::Array),
             prop::collection::vec(inner.clone(), 0..6).prop_map(Reply::Set),
-            prop::collection::vec((inner.clone(), inner), 0..4).prop_map(Reply::Map),
+            prop::collection::vec((inner.clone(), inner.clone()), 0..4).prop_map(Reply::Map),
+            prop::collection::vec((inner.clone(), inner), 0..4).prop_map(Reply::Pairs),
         ]
     })
 }

@@ -21,8 +21,8 @@ pub enum Protocol {
 /// RESP2 forms of the RESP3-only kinds: `Null` is `$-1`, `NullArray` is `*-1`,
 /// `Map` a flat array of keys and values, `Set` an array, `Double` a bulk
 /// string (see [`format_double`]), `Bool` the integer 1 or 0, `Verbatim` a
-/// bulk string without its `txt:` prefix. In RESP3 `NullArray` is `_` like
-/// `Null`.
+/// bulk string without its `txt:` prefix, `Pairs` a flat array (RESP3: an
+/// array of two-element arrays). In RESP3 `NullArray` is `_` like `Null`.
 ///
 /// A CR or LF inside a `Simple` or `Error` string is written as a space: these
 /// are line-framed, so one would end the reply early and make the client
@@ -49,6 +49,19 @@ pub fn write_reply(buf: &mut BytesMut, reply: &Reply, proto: Protocol) {
             for (key, value) in pairs {
                 write_reply(buf, key, proto);
                 write_reply(buf, value, proto);
+            }
+        }
+        (Reply::Pairs(pairs), _) => {
+            match proto {
+                Protocol::Resp2 => write_header(buf, b'*', pairs.len().saturating_mul(2)),
+                Protocol::Resp3 => write_header(buf, b'*', pairs.len()),
+            }
+            for (first, second) in pairs {
+                if proto == Protocol::Resp3 {
+                    write_header(buf, b'*', 2);
+                }
+                write_reply(buf, first, proto);
+                write_reply(buf, second, proto);
             }
         }
         (Reply::Double(value), Protocol::Resp2) => {

@@ -34,6 +34,10 @@ pub enum Reply {
     Bool(bool),
     /// RESP3 verbatim string `=n\r\ntxt:...` (RESP2: bulk string); used by INFO.
     Verbatim(Bytes),
+    /// Pairs (`HRANDFIELD ... WITHVALUES`, `ZRANGE ... WITHSCORES`): in RESP3
+    /// an array of two-element arrays, in RESP2 one flat array of first,
+    /// second, first, second, ... Unlike a map, a first may repeat.
+    Pairs(Vec<(Reply, Reply)>),
 }
 
 impl Reply {

@@ -38,7 +38,8 @@ fn any_reply() -> impl Strategy<Value = Reply> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Reply::Array),
             prop::collection::vec(inner.clone(), 0..6).prop_map(Reply::Set),
-            prop::collection::vec((inner.clone(), inner), 0..4).prop_map(Reply::Map),
+            prop::collection::vec((inner.clone(), inner.clone()), 0..4).prop_map(Reply::Map),
+            prop::collection::vec((inner.clone(), inner), 0..4).prop_map(Reply::Pairs),
         ]
     })
 }
@@ -55,6 +56,12 @@ fn resp3_form(reply: &Reply) -> Reply {
                 .map(|(key, value)| (resp3_form(key), resp3_form(value)))
                 .collect(),
         ),
+        Reply::Pairs(pairs) => Reply::Array(
+            pairs
+                .iter()
+                .map(|(first, second)| Reply::Array(vec![resp3_form(first), resp3_form(second)]))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -65,7 +72,7 @@ fn resp2_form(reply: &Reply) -> Reply {
         Reply::Array(items) | Reply::Set(items) => {
             Reply::Array(items.iter().map(resp2_form).collect())
         }
-        Reply::Map(pairs) => Reply::Array(
+        Reply::Map(pairs) | Reply::Pairs(pairs) => Reply::Array(
             pairs
                 .iter()
                 .flat_map(|(key, value)| [resp2_form(key), resp2_form(value)])

@@ -12,7 +12,7 @@ use crate::keyspace::{Keyspace, Lookup, Value, ValueRef};
 use crate::number::parse_i64;
 use crate::value::{HashFields, ListItems};
 
-fn hash_at<'a>(
+pub(super) fn hash_at<'a>(
     keyspace: &'a impl Lookup,
     key: &[u8],
     now: u64,
@@ -24,7 +24,7 @@ fn hash_at<'a>(
     }
 }
 
-fn list_at<'a>(
+pub(super) fn list_at<'a>(
     keyspace: &'a impl Lookup,
     key: &[u8],
     now: u64,
@@ -39,7 +39,7 @@ fn list_at<'a>(
 /// Changes the live hash at `key`, created empty when absent (and removed
 /// again if `change` leaves it empty). A hash shared with a keyspace view is
 /// copied first.
-fn change_hash<R>(
+pub(super) fn change_hash<R>(
     keyspace: &mut Keyspace,
     key: &Bytes,
     now: u64,
@@ -52,7 +52,7 @@ fn change_hash<R>(
 }
 
 /// Like [`change_hash`], for lists.
-fn change_list<R>(
+pub(super) fn change_list<R>(
     keyspace: &mut Keyspace,
     key: &Bytes,
     now: u64,

@@ -184,6 +184,24 @@ pub(crate) fn growth_bound(keyspace: &Keyspace, command: &KvCommand, now: u64) -
         | KvCommand::BitCount { .. }
         | KvCommand::BitPos { .. }
         | KvCommand::Lcs { .. } => 0,
+        list_or_hash @ (KvCommand::LIndex { .. }
+        | KvCommand::LSet { .. }
+        | KvCommand::LInsert { .. }
+        | KvCommand::LRem { .. }
+        | KvCommand::LTrim { .. }
+        | KvCommand::LPos { .. }
+        | KvCommand::PushX { .. }
+        | KvCommand::LMove { .. }
+        | KvCommand::LMPop { .. }
+        | KvCommand::HMSet { .. }
+        | KvCommand::HMGet { .. }
+        | KvCommand::HSetNx { .. }
+        | KvCommand::HIncrByFloat { .. }
+        | KvCommand::HStrLen { .. }
+        | KvCommand::HKeys { .. }
+        | KvCommand::HVals { .. }
+        | KvCommand::HRandField { .. }
+        | KvCommand::HScan { .. }) => list_or_hash_growth_bound(keyspace, list_or_hash, now),
         KvCommand::GetDel { .. }
         | KvCommand::GetEx { .. }
         | KvCommand::Del { .. }
@@ -213,5 +231,31 @@ pub(crate) fn growth_bound(keyspace: &Keyspace, command: &KvCommand, now: u64) -
         | KvCommand::LRange { .. }
         | KvCommand::LLen { .. }
         | KvCommand::MemoryInfo => 0,
+    }
+}
+
+/// [`growth_bound`] of the issue-16 list and hash commands: an item or
+/// field counted in full whenever one may be added or replaced.
+fn list_or_hash_growth_bound(keyspace: &Keyspace, command: &KvCommand, now: u64) -> u64 {
+    match command {
+        KvCommand::LSet { value, .. } | KvCommand::LInsert { value, .. } => item_bytes(value),
+        KvCommand::PushX { values, .. } => values
+            .iter()
+            .map(|value| item_bytes(value))
+            .fold(0u64, u64::saturating_add),
+        // The item moves; only the destination's key may be new.
+        KvCommand::LMove { destination, .. } => creation(keyspace, destination, now),
+        KvCommand::HMSet { key, pairs } => pairs
+            .iter()
+            .map(|(field, value)| field_bytes(field, value))
+            .fold(creation(keyspace, key, now), u64::saturating_add),
+        KvCommand::HSetNx { key, field, value } => {
+            creation(keyspace, key, now).saturating_add(field_bytes(field, value))
+        }
+        KvCommand::HIncrByFloat { key, field, .. } => creation(keyspace, key, now)
+            .saturating_add(field_bytes(field, &[]))
+            .saturating_add(crate::decimal::DECIMAL_TEXT_MAX),
+        // Removals and reads.
+        _ => 0,
     }
 }

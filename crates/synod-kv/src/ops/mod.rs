@@ -8,8 +8,10 @@
 pub(crate) mod acl;
 pub(crate) mod bits;
 mod collections;
+mod hashes;
 mod keys;
 mod keys_more;
+mod lists;
 pub(crate) mod memory;
 pub(crate) mod strings;
 
@@ -36,6 +38,13 @@ pub(crate) fn now_signed(ctx: &ApplyContext) -> i64 {
 
 /// Answers a read-only command without changing anything.
 pub(crate) fn read(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext) -> Reply {
+    read_at(keyspace, command, ctx, 0)
+}
+
+/// [`read`] of the command at `position` in its transaction or batch (0
+/// alone): the position seeds random replies apart (see
+/// [`hashes::generator`]).
+fn read_at(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext, position: u32) -> Reply {
     let now = ctx.time_ms;
     match command {
         KvCommand::Get { key } => strings::get(keyspace, key, now),
@@ -85,6 +94,14 @@ pub(crate) fn read(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext)
             collections::lrange(keyspace, key, *start, *stop, now)
         }
         KvCommand::LLen { key } => collections::llen(keyspace, key, now),
+        list_or_hash @ (KvCommand::LIndex { .. }
+        | KvCommand::LPos { .. }
+        | KvCommand::HMGet { .. }
+        | KvCommand::HStrLen { .. }
+        | KvCommand::HKeys { .. }
+        | KvCommand::HVals { .. }
+        | KvCommand::HRandField { .. }
+        | KvCommand::HScan { .. }) => read_list_or_hash(keyspace, list_or_hash, ctx, position),
         KvCommand::MemoryInfo => Reply::Array(vec![
             Reply::Integer(i64::try_from(keyspace.used_bytes()).unwrap_or(i64::MAX)),
             Reply::Integer(i64::try_from(keyspace.maxmemory_bytes()).unwrap_or(i64::MAX)),
@@ -101,14 +118,15 @@ pub(crate) fn read(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext)
             Reply::Array(
                 commands
                     .iter()
-                    .map(|command| {
+                    .zip(0u32..)
+                    .map(|(command, position)| {
                         let cost = transaction_read_work(keyspace, command, now);
                         match cost {
                             Some(cost)
                                 if work.saturating_add(cost) <= TRANSACTION_READ_WORK_MAX =>
                             {
                                 work += cost;
-                                read(keyspace, command, ctx)
+                                read_at(keyspace, command, ctx, position)
                             }
                             _ => over_transaction_budget(command),
                         }
@@ -149,7 +167,17 @@ pub(crate) fn read_depends_on_time(keyspace: &Keyspace, command: &KvCommand) -> 
         | KvCommand::HExists { key, .. }
         | KvCommand::LRange { key, .. }
         | KvCommand::LLen { key }
-        | KvCommand::ExpireTime { key, .. }
+        | KvCommand::LIndex { key, .. }
+        | KvCommand::LPos { key, .. }
+        | KvCommand::HMGet { key, .. }
+        | KvCommand::HStrLen { key, .. }
+        | KvCommand::HKeys { key }
+        | KvCommand::HVals { key }
+        | KvCommand::HScan { key, .. } => keyspace.has_expiry(key),
+        // Not the time but the place in the log seeds the draw: through the
+        // log, every HRANDFIELD gets its own (see `hashes::hrandfield`).
+        KvCommand::HRandField { .. } => true,
+        KvCommand::ExpireTime { key, .. }
         | KvCommand::Object { key, .. }
         | KvCommand::GetBit { key, .. }
         | KvCommand::BitCount { key, .. }
@@ -215,6 +243,10 @@ pub(crate) fn read_off_loop(keyspace: &Keyspace, command: &KvCommand, now: u64) 
                 _ => false,
             }
         }
+        KvCommand::HKeys { key } | KvCommand::HVals { key } => {
+            big(hashes::read_work(keyspace, key, 0, now))
+        }
+        KvCommand::LPos { key, maxlen, .. } => big(lists::read_work(keyspace, key, *maxlen, now)),
         _ => false,
     }
 }
@@ -262,6 +294,16 @@ fn transaction_read_work(keyspace: &Keyspace, command: &KvCommand, now: u64) -> 
             Some(ValueRef::List(items)) => Some(items.len().saturating_mul(1 + sort.gets.len())),
             _ => Some(0),
         },
+        KvCommand::HKeys { key } | KvCommand::HVals { key } | KvCommand::HScan { key, .. } => {
+            Some(hashes::read_work(keyspace, key, 0, now))
+        }
+        KvCommand::HRandField { key, count, .. } => Some(hashes::read_work(
+            keyspace,
+            key,
+            count.map_or(1, i64::unsigned_abs),
+            now,
+        )),
+        KvCommand::LPos { key, maxlen, .. } => Some(lists::read_work(keyspace, key, *maxlen, now)),
         _ => Some(0),
     }
 }
@@ -320,6 +362,15 @@ pub(crate) fn read_view(view: &KeyspaceView, command: &KvCommand, ctx: &ApplyCon
         }
         KvCommand::Lcs { key1, key2, output } => bits::lcs(view, key1, key2, *output, now),
         KvCommand::Sort(sort) if sort.store.is_none() => keys_more::sort_read(view, sort, now),
+        KvCommand::HKeys { key } => hashes::hkeys(view, key, now),
+        KvCommand::HVals { key } => hashes::hvals(view, key, now),
+        KvCommand::LPos {
+            key,
+            value,
+            rank,
+            count,
+            maxlen,
+        } => lists::lpos(view, key, value, *rank, *count, *maxlen, now),
         other => {
             debug_assert!(false, "{} is not answered from a view", other.name());
             Reply::error(format!(
@@ -341,10 +392,17 @@ pub(crate) fn write(keyspace: &mut Keyspace, command: &KvCommand, ctx: &ApplyCon
     if let Some(refused) = memory::refusal(keyspace, command, ctx.time_ms) {
         return refused;
     }
-    write_unchecked(keyspace, command, ctx)
+    write_unchecked(keyspace, command, ctx, 0)
 }
 
-fn write_unchecked(keyspace: &mut Keyspace, command: &KvCommand, ctx: &ApplyContext) -> Reply {
+/// [`write`] without the memory check, of the command at `position` in its
+/// transaction or batch (0 alone; see [`read_at`]).
+fn write_unchecked(
+    keyspace: &mut Keyspace,
+    command: &KvCommand,
+    ctx: &ApplyContext,
+    position: u32,
+) -> Reply {
     let now = ctx.time_ms;
     match command {
         KvCommand::Set {
@@ -415,6 +473,16 @@ fn write_unchecked(keyspace: &mut Keyspace, command: &KvCommand, ctx: &ApplyCont
             destination,
             keys,
         } => bits::bitop(keyspace, *operation, destination, keys, now),
+        list_or_hash @ (KvCommand::LSet { .. }
+        | KvCommand::LInsert { .. }
+        | KvCommand::LRem { .. }
+        | KvCommand::LTrim { .. }
+        | KvCommand::PushX { .. }
+        | KvCommand::LMove { .. }
+        | KvCommand::LMPop { .. }
+        | KvCommand::HMSet { .. }
+        | KvCommand::HSetNx { .. }
+        | KvCommand::HIncrByFloat { .. }) => write_list_or_hash(keyspace, list_or_hash, now),
         KvCommand::Exec(commands) => {
             // Redis refuses MULTI inside MULTI before queueing anything, so
             // a nested transaction never runs any of its commands.
@@ -426,12 +494,12 @@ fn write_unchecked(keyspace: &mut Keyspace, command: &KvCommand, ctx: &ApplyCont
             }
             let mut work = 0usize;
             let mut replies = Vec::with_capacity(commands.len());
-            for command in commands {
+            for (command, position) in commands.iter().zip(0u32..) {
                 let cost = transaction_read_work(keyspace, command, now);
                 replies.push(match cost {
                     Some(cost) if work.saturating_add(cost) <= TRANSACTION_READ_WORK_MAX => {
                         work += cost;
-                        write_unchecked(keyspace, command, ctx)
+                        write_unchecked(keyspace, command, ctx, position)
                     }
                     _ => over_transaction_budget(command),
                 });
@@ -440,7 +508,7 @@ fn write_unchecked(keyspace: &mut Keyspace, command: &KvCommand, ctx: &ApplyCont
         }
         read_only => {
             debug_assert!(read_only.is_read());
-            read(keyspace, read_only, ctx)
+            read_at(keyspace, read_only, ctx, position)
         }
     }
 }
@@ -456,5 +524,83 @@ pub(crate) fn time_to_live(entry: &Entry, unit: TimeUnit, now_ms: u64) -> i64 {
         TimeUnit::Milliseconds => left_ms,
         // Redis rounds to the nearest second.
         TimeUnit::Seconds => left_ms.saturating_add(500) / 1000,
+    }
+}
+
+// ---- Issue 16: the rest of the list and hash commands ----
+
+/// [`read_at`] for the issue-16 list and hash reads.
+fn read_list_or_hash(
+    keyspace: &Keyspace,
+    command: &KvCommand,
+    ctx: &ApplyContext,
+    position: u32,
+) -> Reply {
+    let now = ctx.time_ms;
+    match command {
+        KvCommand::LIndex { key, index } => lists::lindex(keyspace, key, *index, now),
+        KvCommand::LPos {
+            key,
+            value,
+            rank,
+            count,
+            maxlen,
+        } => lists::lpos(keyspace, key, value, *rank, *count, *maxlen, now),
+        KvCommand::HMGet { key, fields } => hashes::hmget(keyspace, key, fields, now),
+        KvCommand::HStrLen { key, field } => hashes::hstrlen(keyspace, key, field, now),
+        KvCommand::HKeys { key } => hashes::hkeys(keyspace, key, now),
+        KvCommand::HVals { key } => hashes::hvals(keyspace, key, now),
+        KvCommand::HRandField {
+            key,
+            count,
+            with_values,
+        } => hashes::hrandfield(keyspace, key, *count, *with_values, ctx, position),
+        KvCommand::HScan {
+            key,
+            cursor,
+            pattern,
+            count,
+        } => hashes::hscan(keyspace, key, *cursor, pattern.as_deref(), *count, now),
+        other => {
+            debug_assert!(false, "{} is not an issue-16 read", other.name());
+            Reply::error(format!("ERR '{}' is not a list or hash read", other.name()))
+        }
+    }
+}
+
+/// [`write_unchecked`] for the issue-16 list and hash writes.
+fn write_list_or_hash(keyspace: &mut Keyspace, command: &KvCommand, now: u64) -> Reply {
+    match command {
+        KvCommand::LSet { key, index, value } => lists::lset(keyspace, key, *index, value, now),
+        KvCommand::LInsert {
+            key,
+            before,
+            pivot,
+            value,
+        } => lists::linsert(keyspace, key, *before, pivot, value, now),
+        KvCommand::LRem { key, count, value } => lists::lrem(keyspace, key, *count, value, now),
+        KvCommand::LTrim { key, start, stop } => lists::ltrim(keyspace, key, *start, *stop, now),
+        KvCommand::PushX { key, end, values } => lists::pushx(keyspace, key, *end, values, now),
+        KvCommand::LMove {
+            source,
+            destination,
+            from,
+            to,
+        } => lists::lmove(keyspace, source, destination, *from, *to, now),
+        KvCommand::LMPop { keys, end, count } => lists::lmpop(keyspace, keys, *end, *count, now),
+        KvCommand::HMSet { key, pairs } => hashes::hmset(keyspace, key, pairs, now),
+        KvCommand::HSetNx { key, field, value } => hashes::hsetnx(keyspace, key, field, value, now),
+        KvCommand::HIncrByFloat {
+            key,
+            field,
+            increment,
+        } => hashes::hincrbyfloat(keyspace, key, field, increment, now),
+        other => {
+            debug_assert!(false, "{} is not an issue-16 write", other.name());
+            Reply::error(format!(
+                "ERR '{}' is not a list or hash write",
+                other.name()
+            ))
+        }
     }
 }
