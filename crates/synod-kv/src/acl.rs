@@ -150,7 +150,7 @@ const SYNTAX: &str = "Syntax error";
 impl User {
     /// A new user as Redis 7.0 creates one: off, no password, no commands,
     /// no keys, no channels.
-    fn new(name: Bytes, serial: u64) -> User {
+    pub(crate) fn new(name: Bytes, serial: u64) -> User {
         User {
             name,
             serial,

@@ -136,11 +136,95 @@ pub(crate) fn check_command(
 
 /// Redis 7.0's NOPERM for a key outside the user's `~patterns`, or `Ok`.
 pub(crate) fn check_keys(acl: &Acl, user: &User, command: &KvCommand) -> Result<(), Reply> {
-    if user.all_keys || command.keys().iter().all(|key| user.key_allowed(key)) {
+    if user.all_keys {
+        return Ok(());
+    }
+    // SORT's BY and GET patterns read keys named by the list's elements,
+    // which no key check can see in advance: as Redis, only a user with
+    // access to every key may use them.
+    if let Some(option) = sort_pattern_option(command) {
+        acl.count_denied_key();
+        return Err(Reply::error(format!(
+            "ERR {option} option of SORT denied due to insufficient ACL permissions."
+        )));
+    }
+    if command.keys().iter().all(|key| user.key_allowed(key)) {
         return Ok(());
     }
     acl.count_denied_key();
     Err(Reply::error(
         "NOPERM this user has no permissions to access one of the keys used as arguments",
     ))
+}
+
+/// `Some("BY")` or `Some("GET")` when `command` (or one queued in it) is a
+/// SORT that reads keys through a pattern.
+fn sort_pattern_option(command: &KvCommand) -> Option<&'static str> {
+    match command {
+        KvCommand::Sort(sort) => {
+            if sort
+                .by
+                .as_ref()
+                .is_some_and(|pattern| pattern.contains(&b'*'))
+            {
+                Some("BY")
+            } else if !sort.gets.is_empty() {
+                Some("GET")
+            } else {
+                None
+            }
+        }
+        KvCommand::Exec(commands) => commands.iter().find_map(sort_pattern_option),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::parse;
+
+    fn command(text: &str) -> KvCommand {
+        let args: Vec<Bytes> = text
+            .split(' ')
+            .map(|word| Bytes::copy_from_slice(word.as_bytes()))
+            .collect();
+        parse(&args).unwrap()
+    }
+
+    /// From the review of issue 16: `SORT pub:l BY nosort GET secret:*`
+    /// read a key outside the user's patterns (and STORE copied it into one
+    /// inside them), because only the sorted key and the destination were
+    /// checked.
+    #[test]
+    fn sort_patterns_need_access_to_every_key() {
+        let acl = Acl::new();
+        let mut user = User::new(Bytes::from_static(b"lim"), 1);
+        for rule in ["on", "nopass", "~pub:*", "+@all"] {
+            user.apply_rule(rule.as_bytes()).unwrap();
+        }
+        let denied = |text: &str| check_keys(&acl, &user, &command(text)).unwrap_err();
+        assert_eq!(
+            denied("SORT pub:l BY nosort GET secret:*"),
+            Reply::error("ERR GET option of SORT denied due to insufficient ACL permissions.")
+        );
+        assert_eq!(
+            denied("SORT pub:l BY secret:* STORE pub:stolen"),
+            Reply::error("ERR BY option of SORT denied due to insufficient ACL permissions.")
+        );
+        assert_eq!(
+            denied("SORT_RO pub:l GET #"),
+            Reply::error("ERR GET option of SORT denied due to insufficient ACL permissions.")
+        );
+        let queued = KvCommand::Exec(vec![command("SORT pub:l GET secret:*")]);
+        assert!(check_keys(&acl, &user, &queued).is_err());
+        // Without patterns the usual key check applies.
+        assert!(check_keys(&acl, &user, &command("SORT pub:l BY nosort ALPHA")).is_ok());
+        assert!(check_keys(&acl, &user, &command("SORT secret:l")).is_err());
+        // A user with every key may use them.
+        user.apply_rule(b"allkeys").unwrap();
+        assert!(check_keys(&acl, &user, &command("SORT pub:l BY w_* GET secret:*")).is_ok());
+    }
 }

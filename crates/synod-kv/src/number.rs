@@ -144,11 +144,29 @@ fn parse_decimal(text: &[u8]) -> Option<Decimal> {
         }
         exponent *= sign;
     }
-    let digits: Vec<u8> = whole.iter().chain(fraction).map(|&b| b - b'0').collect();
+    let mut digits: Vec<u8> = whole.iter().chain(fraction).map(|&b| b - b'0').collect();
+    let mut exponent = exponent - fraction.len() as i64;
+    // Normalize, so that the exponent says where the value's digits are:
+    // a zero written `0e99999999999` (a valid float, 0) must not make the
+    // sum scale ~10^11 digits on every replica.
+    let leading = digits.iter().take_while(|&&d| d == 0).count();
+    digits.drain(..leading);
+    let trailing = digits.iter().rev().take_while(|&&d| d == 0).count();
+    digits.truncate(digits.len() - trailing);
+    exponent += trailing as i64;
+    if digits.is_empty() {
+        exponent = 0;
+    }
+    // A finite non-zero f64 from at most FLOAT_TEXT_LEN_MAX characters has
+    // its digits within these decimal places; anything else is not a
+    // value we sum exactly.
+    if exponent < -(FLOAT_TEXT_LEN_MAX as i64) - 400 || exponent > 400 {
+        return None;
+    }
     Some(Decimal {
         negative,
         digits,
-        exponent: exponent - fraction.len() as i64,
+        exponent,
     })
 }
 

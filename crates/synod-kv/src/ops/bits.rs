@@ -207,6 +207,9 @@ pub(crate) fn bitpos(
     }
 }
 
+/// The most bytes (keys x longest source) one BITOP may process.
+pub(crate) const BITOP_WORK_MAX: usize = 1 << 30;
+
 pub(crate) fn bitop(
     keyspace: &mut Keyspace,
     operation: BitOperation,
@@ -227,6 +230,17 @@ pub(crate) fn bitop(
         keyspace.remove(destination);
         return Reply::Integer(0);
     }
+    // Every replica does this work at apply time (and again on replay): a
+    // small command naming one large key many times must not stall them
+    // all, so the work is bounded before any is done.
+    let work = len.saturating_mul(sources.len());
+    if work > BITOP_WORK_MAX {
+        return Reply::error(format!(
+            "ERR BITOP over {} keys of up to {len} bytes processes more than {BITOP_WORK_MAX} \
+             bytes, synod's limit for one command",
+            sources.len()
+        ));
+    }
     let mut result = BytesMut::with_capacity(len);
     result.extend_from_slice(&sources[0]);
     result.resize(len, 0);
@@ -234,13 +248,17 @@ pub(crate) fn bitop(
         BitOperation::Not => result.iter_mut().for_each(|byte| *byte = !*byte),
         BitOperation::And | BitOperation::Or | BitOperation::Xor => {
             for source in &sources[1..] {
-                for (index, byte) in result.iter_mut().enumerate() {
-                    let other = source.get(index).copied().unwrap_or(0);
-                    *byte = match operation {
-                        BitOperation::And => *byte & other,
-                        BitOperation::Or => *byte | other,
-                        _ => *byte ^ other,
-                    };
+                // Bytes past a shorter source count as zero.
+                let common = source.len().min(len);
+                let (head, tail) = result.split_at_mut(common);
+                let pairs = head.iter_mut().zip(&source[..common]);
+                match operation {
+                    BitOperation::And => {
+                        pairs.for_each(|(byte, other)| *byte &= other);
+                        tail.fill(0);
+                    }
+                    BitOperation::Or => pairs.for_each(|(byte, other)| *byte |= other),
+                    _ => pairs.for_each(|(byte, other)| *byte ^= other),
                 }
             }
         }

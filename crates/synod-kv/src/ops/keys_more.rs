@@ -275,6 +275,10 @@ fn sort_score(text: &[u8]) -> Option<f64> {
     (!value.is_nan()).then_some(value)
 }
 
+/// The most elements (picked elements x GET patterns) one SORT may return
+/// or store; as many GET lookups at most.
+pub(crate) const SORT_OUTPUT_MAX: usize = 1 << 22;
+
 /// `SORT`/`SORT_RO` of a list (Synod has no sets or sorted sets yet), from
 /// the keyspace or, for a large list, a view off the event loop.
 pub(crate) fn sort(
@@ -358,7 +362,19 @@ pub(crate) fn sort(
     } else {
         &order[..0]
     };
-    let mut out = Vec::with_capacity(picked.len() * sort.gets.len().max(1));
+    // Bounded before the result is built: every replica runs a SORT ...
+    // STORE (and replays it after a restart), so a small command naming
+    // many GET patterns must not make each of them allocate picked x
+    // patterns entries or do as many lookups. (BY looks up one key per
+    // element: bounded by the list, which is already in memory.)
+    let outputs = picked.len().saturating_mul(sort.gets.len().max(1));
+    if outputs > SORT_OUTPUT_MAX {
+        return Err(Reply::error(format!(
+            "ERR SORT would return {outputs} elements (elements x GET patterns), more than \
+             {SORT_OUTPUT_MAX}: use LIMIT or fewer GET patterns"
+        )));
+    }
+    let mut out = Vec::with_capacity(outputs);
     for (element, _, _) in picked {
         if sort.gets.is_empty() {
             out.push(Some(element.clone()));
