@@ -638,6 +638,8 @@ fn goes_alone(command: &KvCommand) -> bool {
             | KvCommand::HKeys { .. }
             | KvCommand::HVals { .. }
             | KvCommand::LPos { .. }
+            | KvCommand::HScan { .. }
+            | KvCommand::HRandField { .. }
     )
 }
 

@@ -198,7 +198,7 @@ pub(crate) fn uniform_below(rng: &mut ChaCha8Rng, n: u64) -> u64 {
 /// `HRANDFIELD` until the next write would share that place and draw the
 /// same field. O(fields) to index the hash, plus the draws.
 pub(crate) fn hrandfield(
-    keyspace: &Keyspace,
+    keyspace: &impl Lookup,
     key: &[u8],
     count: Option<i64>,
     with_values: bool,

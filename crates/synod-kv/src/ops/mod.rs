@@ -247,6 +247,17 @@ pub(crate) fn read_off_loop(keyspace: &Keyspace, command: &KvCommand, now: u64) 
             big(hashes::read_work(keyspace, key, 0, now))
         }
         KvCommand::LPos { key, maxlen, .. } => big(lists::read_work(keyspace, key, *maxlen, now)),
+        // A pattern costs O(pattern × field length) per field (see KEYS).
+        KvCommand::HScan { key, pattern, .. } => {
+            big(hashes::read_work(keyspace, key, 0, now))
+                || pattern.as_ref().is_some_and(|p| p.as_ref() != b"*")
+        }
+        KvCommand::HRandField { key, count, .. } => big(hashes::read_work(
+            keyspace,
+            key,
+            count.map_or(1, i64::unsigned_abs),
+            now,
+        )),
         _ => false,
     }
 }
@@ -278,6 +289,11 @@ pub const TRANSACTION_READ_WORK_MAX: usize = 16 * OFF_LOOP_WORK_MIN;
 fn transaction_read_work(keyspace: &Keyspace, command: &KvCommand, now: u64) -> Option<usize> {
     match command {
         KvCommand::Keys { .. } | KvCommand::Scan { .. } => None,
+        // As SCAN: a pattern's cost grows with it and the fields' lengths.
+        KvCommand::HScan {
+            pattern: Some(pattern),
+            ..
+        } if pattern.as_ref() != b"*" => None,
         KvCommand::HGetAll { key } => match keyspace.live(key, now).map(Entry::value) {
             Some(ValueRef::Hash(fields)) => Some(fields.len()),
             _ => Some(0),
@@ -371,6 +387,18 @@ pub(crate) fn read_view(view: &KeyspaceView, command: &KvCommand, ctx: &ApplyCon
             count,
             maxlen,
         } => lists::lpos(view, key, value, *rank, *count, *maxlen, now),
+        KvCommand::HScan {
+            key,
+            cursor,
+            pattern,
+            count,
+        } => hashes::hscan(view, key, *cursor, pattern.as_deref(), *count, now),
+        // Alone (never batched), so at position 0, as `read` answers it.
+        KvCommand::HRandField {
+            key,
+            count,
+            with_values,
+        } => hashes::hrandfield(view, key, *count, *with_values, ctx, 0),
         other => {
             debug_assert!(false, "{} is not answered from a view", other.name());
             Reply::error(format!(
