@@ -401,6 +401,11 @@ fn sort_lists() {
             ("SORT l LIMIT -5 -1", bulks(&["1", "2", "3", "10"])),
             ("SORT l BY w_*", bulks(&["3", "2", "1", "10"])),
             ("SORT l BY nosort", bulks(&["3", "1", "2", "10"])),
+            // From the review, as Redis 7.0.15 answers: DESC reads an
+            // unsorted list from its tail, and LIMIT applies after.
+            ("SORT l BY nosort DESC", bulks(&["10", "2", "1", "3"])),
+            ("SORT l BY nosort DESC LIMIT 0 2", bulks(&["10", "2"])),
+            ("SORT l BY nosort LIMIT 1 2", bulks(&["1", "2"])),
             (
                 "SORT l BY w_* GET # GET o_*",
                 array(vec![

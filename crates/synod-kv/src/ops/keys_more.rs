@@ -317,6 +317,10 @@ pub(crate) fn sort(
         };
         order.push((element, by, score));
     }
+    if dont_sort && sort.descending {
+        // As Redis: an unsorted list with DESC is read from its tail.
+        order.reverse();
+    }
     if !dont_sort {
         order.sort_by(|(a, a_by, a_score), (b, b_by, b_score)| {
             let cmp = if sort.alpha {
