@@ -22,22 +22,29 @@ const SNAPSHOT_VERSION: u8 = 2;
 /// A user command (applied once, on every replica) or a read (answered only
 /// by the node that asked, at its place in the log).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
+    /// Applied on every replica, once.
     Command = 1,
+    /// A read that goes through the log: answered by the node that proposed
+    /// it when it applies its instance; never applied.
     Read = 2,
 }
 
 /// One proposal as it sits in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Envelope {
+pub struct Envelope {
+    /// A command or a read through the log.
     pub kind: Kind,
+    /// The proposing process's session.
     pub session: u64,
+    /// The request's number within its session.
     pub seq: u64,
     /// Every sequence number of `session` below this is finished at the proposer.
     pub low_mark: u64,
     /// The proposer's clock, ms since the Unix epoch, capped by its
     /// `StampClock` so that it advances no faster than monotonic time.
     pub time_ms: u64,
+    /// The user's bytes.
     pub payload: Bytes,
 }
 
@@ -45,7 +52,8 @@ pub(crate) struct Envelope {
 pub(crate) const HEADER_BYTES: usize = 2 + 4 * 8;
 
 impl Envelope {
-    pub(crate) fn encode(&self) -> Bytes {
+    /// The bytes proposed to the log.
+    pub fn encode(&self) -> Bytes {
         let mut buf = BytesMut::with_capacity(HEADER_BYTES + self.payload.len());
         buf.put_u8(ENVELOPE_VERSION);
         buf.put_u8(self.kind as u8);
@@ -58,7 +66,7 @@ impl Envelope {
     }
 
     /// Decodes an envelope; the payload is a zero-copy slice of `bytes`.
-    pub(crate) fn decode(bytes: &Bytes) -> Option<Envelope> {
+    pub fn decode(bytes: &Bytes) -> Option<Envelope> {
         if bytes.len() < HEADER_BYTES || bytes[0] != ENVELOPE_VERSION {
             return None;
         }

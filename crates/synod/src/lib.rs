@@ -18,6 +18,7 @@ mod admin;
 mod clock;
 mod config;
 mod driver;
+pub mod engine;
 mod envelope;
 mod identity;
 mod membership;

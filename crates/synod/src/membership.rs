@@ -205,14 +205,14 @@ impl<S: StateMachine> Driver<S> {
                 let _ = reply.send(JoinInfo {
                     cluster_id: self.cfg.cluster_id,
                     point,
-                    schedule: self.replica.schedule_at(point),
+                    schedule: self.engine.replica.schedule_at(point),
                 });
             }
             MemberSubmit::Op { op, reply } => {
                 self.members.next_token += 1;
                 let token = self.members.next_token;
                 let deadline = Instant::now() + self.cfg.request_timeout;
-                match self.replica.member_op(token, op.clone()) {
+                match self.engine.replica.member_op(token, op.clone()) {
                     Ok(()) => {
                         self.members.waiters.insert(
                             token,
@@ -256,8 +256,8 @@ impl<S: StateMachine> Driver<S> {
             return;
         }
         let now = Instant::now();
-        let latest = self.replica.schedule().latest().clone();
-        let status = self.replica.status();
+        let latest = self.engine.replica.schedule().latest().clone();
+        let status = self.engine.replica.status();
         // A transfer is done once `to` leads by a ballot this node promised
         // (the old leader and the followers set `to` as leader when told to
         // hand over, before `to` has won).
@@ -311,7 +311,7 @@ impl<S: StateMachine> Driver<S> {
     pub(crate) fn follow_membership(&mut self) -> Result<(), String> {
         let me = self.cfg.id;
         let seen = {
-            let schedule = self.replica.schedule();
+            let schedule = self.engine.replica.schedule();
             let first = schedule.entries().first().map_or(InstanceId(0), |e| e.from);
             (schedule.entries().len(), first, schedule.latest().epoch)
         };
@@ -319,7 +319,7 @@ impl<S: StateMachine> Driver<S> {
             return Ok(());
         }
         self.members.schedule_seen = Some(seen);
-        let schedule = self.replica.schedule().clone();
+        let schedule = self.engine.replica.schedule().clone();
         let latest = schedule.latest().clone();
         if latest.was_removed(me) {
             return Err(format!(
@@ -353,10 +353,10 @@ impl<S: StateMachine> Driver<S> {
 
     /// This node's view of the membership.
     pub(crate) fn members_view(&self) -> MembersView {
-        let status = self.replica.status();
+        let status = self.engine.replica.status();
         let leading = status.role == synod_core::RoleKind::Leader;
         let leader_end = status.chosen_end;
-        let schedule = self.replica.schedule();
+        let schedule = self.engine.replica.schedule();
         let latest = schedule.latest();
         let pending_from = schedule
             .entries()
@@ -364,6 +364,7 @@ impl<S: StateMachine> Driver<S> {
             .filter(|e| schedule.entries().len() > 1 && e.from > status.chosen_end)
             .map(|e| e.from);
         let members = self
+            .engine
             .replica
             .member_progress()
             .into_iter()
@@ -405,11 +406,11 @@ impl<S: StateMachine> Driver<S> {
     /// timeout. Returns the successor when a hand-over started (the loop
     /// then runs on until [`Driver::handed_over`] or a deadline).
     pub(crate) fn start_hand_over(&mut self) -> Option<NodeId> {
-        if self.replica.status().role != synod_core::RoleKind::Leader {
+        if self.engine.replica.status().role != synod_core::RoleKind::Leader {
             return None;
         }
-        let to = self.replica.best_successor()?;
-        match self.replica.transfer_leadership(to) {
+        let to = self.engine.replica.best_successor()?;
+        match self.engine.replica.transfer_leadership(to) {
             Ok(()) => {
                 info!(to = to.0, "stopping: handing leadership over first");
                 Some(to)
@@ -425,10 +426,10 @@ impl<S: StateMachine> Driver<S> {
     /// its ballot, so it got the word: stopping earlier could lose the
     /// message in a send queue) and nothing waits to be durable.
     pub(crate) fn handed_over(&self, to: NodeId) -> bool {
-        let status = self.replica.status();
+        let status = self.engine.replica.status();
         status.role != synod_core::RoleKind::Leader
             && status.promised.node == to
-            && !self.replica.awaits_durability()
+            && !self.engine.replica.awaits_durability()
     }
 }
 

@@ -1,0 +1,1053 @@
+//! The runtime's decisions, without I/O: what a node does with a client's
+//! request, with each `Ready` of the core, and with time.
+//!
+//! [`Engine`] owns the replica, the persister, the state machine and the
+//! replicated session table, and decides everything the node runtime
+//! decides: the envelope each request travels in, when a request is
+//! proposed again (retries, a new leader, a rejection, a snapshot that
+//! passed it), when it times out, in which order a `Ready` is carried out
+//! (persist, install, send, apply, reads, checkpoint), how a read is served
+//! (read index, or through the log when its answer depends on the time), and
+//! how every request is answered (from `apply`, or from the session table
+//! of an installed snapshot). It performs no I/O and reads no clock: the
+//! caller gives it the monotonic time ([`Engine::set_time`]) and a wall clock,
+//! sends the messages it hands out, runs the storage jobs ([`Io`]) it asks
+//! for and reports them back, and delivers its [`Answer`]s.
+//!
+//! Two callers run this same code: the tokio task behind [`crate::Node`]
+//! (`driver.rs`: sockets, blocking threads, channels) and the deterministic
+//! simulator (`synod-sim`: a simulated network, disk and clock), so every
+//! decision here is exercised under the simulator's faults.
+
+use crate::clock::{StampClock, WallClock};
+pub use crate::envelope::{Envelope, Kind};
+use crate::envelope::{Outcome, Sessions, HEADER_BYTES as ENVELOPE_HEADER_BYTES};
+use crate::metrics::Metrics;
+use crate::node::{NodeError, RequestError};
+use crate::persist::{Checkpointed, Io, Persister, SnapshotEncoder};
+use crate::state_machine::{ApplyContext, QueryJob, StateMachine};
+use bytes::{Bytes, BytesMut};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use synod_core::{
+    Checksum, Divergence, DivergenceKind, InstanceId, Message, NodeId, ReadId, RejectReason,
+    Replica, RoleKind, Snapshot, SnapshotMeta,
+};
+use synod_storage::{StorageError, SyncJob};
+use tracing::{error, info, warn};
+
+/// Waiting requests are checked for retry and expiry this often (in ticks).
+pub const SCAN_TICKS: u64 = 10;
+
+/// What the engine takes from the node's configuration.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// A request not answered within this is answered with
+    /// [`RequestError::Timeout`] (its outcome unknown).
+    pub request_timeout: Duration,
+    /// A proposal not chosen within this is proposed again (a forward may
+    /// have been lost).
+    pub retry_interval: Duration,
+    /// Sessions the replicated table keeps (see `NodeConfig::sessions_max`).
+    pub sessions_max: usize,
+    /// Answer reads from the local state without the read index (unsafe;
+    /// see `NodeConfig::unsafe_local_reads`).
+    pub unsafe_local_reads: bool,
+    /// Answer reads at this node's clock instead of the log clock (a
+    /// negative control; see `NodeConfig::local_clock_reads`).
+    pub local_clock_reads: bool,
+    /// This node's wall clock: the stamps it proposes (bounded by
+    /// [`StampClock`]).
+    pub wall_clock: WallClock,
+}
+
+/// An answer to a request, for the caller to deliver.
+pub enum Answer<R> {
+    /// The request is finished.
+    Done(R, Result<Bytes, RequestError>),
+    /// A read to answer by running the job off the event loop (the state
+    /// machine's [`StateMachine::query_view`]): its output is the answer.
+    OffLoop(R, QueryJob),
+}
+
+/// What the caller must carry out after an input, in this order: send the
+/// messages (already handed to the `send` callback), start the storage jobs,
+/// deliver the answers.
+pub struct Effects<R> {
+    /// Storage jobs to run (off the event loop), each reported back through
+    /// [`Engine::sync_done`], [`Engine::snapshot_written`] or [`Engine::cleaned`].
+    pub io: Vec<Io>,
+    /// Answers to deliver.
+    pub answers: Vec<Answer<R>>,
+    /// Checkpoints that finished.
+    pub checkpointed: Vec<Checkpointed>,
+    /// Outcomes of membership operations the core finished.
+    pub member_outcomes: Vec<(u64, Result<u64, String>)>,
+    /// Divergences the core reported (the engine already refuses to serve).
+    pub diverged: Vec<Divergence>,
+    /// Chosen instances applied, in order (only with
+    /// [`Engine::record_applies`], for a checker).
+    pub applied: Vec<synod_core::Apply>,
+    /// A snapshot from a peer was installed (its point).
+    pub installed: Option<InstanceId>,
+    /// The leader this node knows changed.
+    pub leader_changed: bool,
+}
+
+impl<R> Default for Effects<R> {
+    fn default() -> Self {
+        Effects {
+            io: Vec::new(),
+            answers: Vec::new(),
+            checkpointed: Vec::new(),
+            member_outcomes: Vec::new(),
+            diverged: Vec::new(),
+            applied: Vec::new(),
+            installed: None,
+            leader_changed: false,
+        }
+    }
+}
+
+struct Waiter<R> {
+    envelope: Bytes,
+    reply: R,
+    deadline_ms: u64,
+    next_retry_ms: u64,
+}
+
+/// A linearizable read waiting for the core's read index.
+struct ReadWaiter<R> {
+    query: Bytes,
+    reply: R,
+    deadline_ms: u64,
+    /// When to submit it again if the core has not answered (a refused read
+    /// is due at once).
+    next_retry_ms: u64,
+}
+
+/// The node runtime's decisions for one replica (see the module docs).
+/// `R` is how the caller answers a request (a channel, a client id).
+pub struct Engine<S, R> {
+    /// The protocol core.
+    pub replica: Replica,
+    /// When to append, sync and checkpoint.
+    pub persist: Persister,
+    machine: S,
+    sessions: Sessions,
+    /// This process's session: its requests' envelopes carry it.
+    session: u64,
+    next_seq: u64,
+    waiters: BTreeMap<u64, Waiter<R>>,
+    /// Reads by the id given to the core (fresh for every submission).
+    reads: BTreeMap<u64, ReadWaiter<R>>,
+    next_read: u64,
+    applied_end: InstanceId,
+    checksum: Checksum,
+    leader: Option<NodeId>,
+    diverged: bool,
+    ticks: u64,
+    /// Bounds this node's stamps by its monotonic clock (see `StampClock`).
+    stamp_clock: StampClock,
+    /// Monotonic milliseconds, as the caller last said.
+    now_ms: u64,
+    opts: EngineOptions,
+    metrics: Arc<Metrics>,
+    record_applies: bool,
+    effects: Effects<R>,
+}
+
+/// Decodes a snapshot's session table and restores the state machine from
+/// the rest. `Err` says what is wrong with it.
+pub fn restore_snapshot<S: StateMachine>(
+    machine: &mut S,
+    data: &Bytes,
+    sessions_max: usize,
+) -> Result<RestoredSessions, String> {
+    let (table, user) = Sessions::decode_snapshot(data, sessions_max)
+        .map_err(|e| format!("its session table does not decode: {e}"))?;
+    machine
+        .restore(&user)
+        .map_err(|e| format!("the state machine refused it: {e}"))?;
+    Ok(RestoredSessions(table))
+}
+
+/// The session table of a snapshot (see [`restore_snapshot`]), for
+/// [`Engine::new`].
+pub struct RestoredSessions(Sessions);
+
+impl RestoredSessions {
+    /// The table of a node with no snapshot.
+    pub fn empty(sessions_max: usize) -> RestoredSessions {
+        RestoredSessions(Sessions::new(sessions_max))
+    }
+
+    /// The log clock the table holds (the largest stamp applied).
+    pub fn time_ms(&self) -> u64 {
+        self.0.time_ms
+    }
+}
+
+impl<S: StateMachine, R> Engine<S, R> {
+    /// An engine over a recovered replica and persister, with the state
+    /// machine and session table restored to `applied_end` (the snapshot's
+    /// point, or 0). `session` must differ between incarnations of a node
+    /// (a restarted node must not reuse the sequence numbers of its previous
+    /// life); `now_ms` is the monotonic time now, `wall_ms` the wall clock
+    /// this incarnation trusts.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        opts: EngineOptions,
+        replica: Replica,
+        persist: Persister,
+        machine: S,
+        sessions: RestoredSessions,
+        applied_end: InstanceId,
+        checksum: Checksum,
+        session: u64,
+        now_ms: u64,
+        metrics: Arc<Metrics>,
+    ) -> Engine<S, R> {
+        let sessions = sessions.0;
+        // The wall clock read now is the one this incarnation trusts (the
+        // residual assumption of `StampClock`); a log clock recovered ahead
+        // of it raises the bound.
+        let mut stamp_clock = StampClock::new(opts.wall_clock.now_ms(), now_ms);
+        stamp_clock.observe_log(sessions.time_ms, now_ms);
+        Engine {
+            replica,
+            persist,
+            machine,
+            sessions,
+            session,
+            next_seq: 1,
+            waiters: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            next_read: 1,
+            applied_end,
+            checksum,
+            leader: None,
+            diverged: false,
+            ticks: 0,
+            stamp_clock,
+            now_ms,
+            opts,
+            metrics,
+            record_applies: false,
+            effects: Effects::default(),
+        }
+    }
+
+    /// Also hand out every applied instance (for a checker).
+    pub fn record_applies(&mut self, on: bool) {
+        self.record_applies = on;
+    }
+
+    /// The monotonic time now, before every input: the core's read leases
+    /// depend on it, and a stale time is unsafe (see `Replica::set_time`).
+    pub fn set_time(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        self.replica.set_time(now_ms);
+    }
+
+    /// End of the prefix applied to the state machine.
+    pub fn applied_end(&self) -> InstanceId {
+        self.applied_end
+    }
+
+    /// The applied prefix's checksum.
+    pub fn checksum(&self) -> Checksum {
+        self.checksum
+    }
+
+    /// The state machine.
+    pub fn machine(&self) -> &S {
+        &self.machine
+    }
+
+    /// Requests and reads waiting for an answer.
+    pub fn requests_waiting(&self) -> usize {
+        self.waiters.len() + self.reads.len()
+    }
+
+    /// Whether this replica diverged (it refuses to serve).
+    pub fn diverged(&self) -> bool {
+        self.diverged
+    }
+
+    /// The leader this node knew after the last `process_ready`.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// The log clock: the largest stamp applied.
+    pub fn log_time_ms(&self) -> u64 {
+        self.sessions.time_ms
+    }
+
+    /// What the caller must carry out now.
+    pub fn take_effects(&mut self) -> Effects<R> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// A new request from this node's clients. Never answered here: the
+    /// answer comes out of a later [`Engine::take_effects`] (or this one's).
+    pub fn request(&mut self, kind: Kind, payload: Bytes, reply: R) {
+        if self.diverged {
+            self.answer(reply, Err(RequestError::Diverged));
+            return;
+        }
+        match kind {
+            Kind::Command => self.metrics.proposals.fetch_add(1, Relaxed),
+            Kind::Read => self.metrics.reads.fetch_add(1, Relaxed),
+        };
+        if kind == Kind::Read && self.opts.unsafe_local_reads {
+            // Deliberately unsafe (see `NodeConfig::unsafe_local_reads`):
+            // whatever this replica has applied, however stale.
+            let ctx = ApplyContext {
+                instance: self.applied_end,
+                time_ms: self.opts.wall_clock.now_ms(),
+            };
+            let output = self.machine.query(&payload, &ctx);
+            self.answer(reply, Ok(output));
+            return;
+        }
+        let deadline_ms = self.now_ms.saturating_add(self.request_timeout_ms());
+        if kind == Kind::Read {
+            let read = ReadWaiter {
+                query: payload,
+                reply,
+                deadline_ms,
+                next_retry_ms: self.now_ms,
+            };
+            self.submit_read(read);
+            return;
+        }
+        self.propose_new(kind, payload, reply, deadline_ms);
+    }
+
+    fn answer(&mut self, reply: R, result: Result<Bytes, RequestError>) {
+        self.effects.answers.push(Answer::Done(reply, result));
+    }
+
+    fn request_timeout_ms(&self) -> u64 {
+        u64::try_from(self.opts.request_timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn retry_interval_ms(&self) -> u64 {
+        u64::try_from(self.opts.retry_interval.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Puts a command (or a read that goes through the log) in a fresh
+    /// envelope, stamped with this node's bounded clock, and proposes it.
+    fn propose_new(&mut self, kind: Kind, payload: Bytes, reply: R, deadline_ms: u64) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let low_mark = self.waiters.keys().next().copied().unwrap_or(seq);
+        let envelope = Envelope {
+            kind,
+            session: self.session,
+            seq,
+            low_mark,
+            time_ms: self.stamp(),
+            payload,
+        }
+        .encode();
+        let mut waiter = Waiter {
+            envelope,
+            reply,
+            deadline_ms,
+            next_retry_ms: self.now_ms.saturating_add(self.retry_interval_ms()),
+        };
+        if let Err(refused) = self.propose(&mut waiter) {
+            self.answer(waiter.reply, Err(refused));
+            return;
+        }
+        self.waiters.insert(seq, waiter);
+    }
+
+    /// The time to stamp into an envelope proposed now: the wall clock,
+    /// capped so that it advances no faster than the monotonic clock (see
+    /// `StampClock`). Every node stamps this way, a forwarding follower
+    /// included, so no node's wall clock can step the log clock ahead.
+    fn stamp(&self) -> u64 {
+        self.stamp_clock
+            .stamp(self.opts.wall_clock.now_ms(), self.now_ms)
+    }
+
+    /// Hands a read to the core under a fresh id (an answer to an earlier
+    /// submission of the same read finds no waiter and is dropped).
+    fn submit_read(&mut self, mut read: ReadWaiter<R>) {
+        let id = self.next_read;
+        self.next_read += 1;
+        if self.replica.status().role != RoleKind::Leader {
+            self.metrics.forwarded.fetch_add(1, Relaxed);
+        }
+        read.next_retry_ms = match self.replica.read(ReadId(id)) {
+            Ok(()) => self.now_ms.saturating_add(self.retry_interval_ms()),
+            // No leader yet, or too busy: try again at the next scan.
+            Err(_) => self.now_ms,
+        };
+        self.reads.insert(id, read);
+    }
+
+    /// Answers a read the core released: the state machine now includes
+    /// every command that completed before the read was submitted.
+    ///
+    /// Linearizability of the time (issue 12, item 5). Let `k` be the
+    /// applied point now, `S_k` the state there and `L_k` the log clock there
+    /// (the largest stamp applied). The read index guarantees that `k` is at
+    /// or after every command that finished before the read began, and `k`
+    /// is reached before we answer, so the read may take effect at `k`:
+    /// - If the answer in `S_k` does not depend on the time
+    ///   (`StateMachine::query_depends_on_time` is false), it is the answer
+    ///   at point `k` whatever time is passed; we pass `L_k`, the log clock
+    ///   there, which no replica's wall clock influences.
+    /// - Otherwise the answer at `k` would need the time "now", and any
+    ///   node's clock is wrong for some other node: a node whose clock is
+    ///   ahead would answer nil for a key that a node whose clock is behind
+    ///   then shows again. So the read goes through the log, in a `Kind::Read`
+    ///   envelope stamped like a command, and is answered when applied at
+    ///   its instance `j` with the log clock `L_j` (`Engine::apply`). `j` is
+    ///   chosen after the read began and applied before it is answered, the
+    ///   log clock is one monotonic clock along the log that every replica
+    ///   computes alike, and every later operation is at an instance after
+    ///   `j`: the read is linearizable at `j` under any clock skew. Its own
+    ///   stamp moves the log clock on, so a key expires without a write.
+    ///
+    /// The decision is taken on `S_k` alone: whether a key has an expiry is
+    /// part of the state, so it needs no clock either.
+    fn serve_read(&mut self, id: u64) {
+        let Some(read) = self.reads.remove(&id) else {
+            return;
+        };
+        if self.opts.local_clock_reads {
+            // Negative control (see `NodeConfig::local_clock_reads`): the
+            // first release's rule, this node's clock. Not linearizable.
+            let ctx = ApplyContext {
+                instance: self.applied_end,
+                time_ms: self.opts.wall_clock.now_ms(),
+            };
+            self.answer_query(&read.query, &ctx, read.reply);
+            return;
+        }
+        if self.machine.query_depends_on_time(&read.query) {
+            self.metrics.reads_through_log.fetch_add(1, Relaxed);
+            self.propose_new(Kind::Read, read.query, read.reply, read.deadline_ms);
+            return;
+        }
+        let ctx = ApplyContext {
+            instance: self.applied_end,
+            time_ms: self.sessions.time_ms,
+        };
+        self.answer_query(&read.query, &ctx, read.reply);
+    }
+
+    /// Answers a read at the current state: off the loop when the state
+    /// machine offers a view for it (a read whose cost grows with the
+    /// state), else here. The view is taken now, so the answer is the
+    /// state's at this point of the log either way.
+    fn answer_query(&mut self, query: &[u8], ctx: &ApplyContext, reply: R) {
+        match self.machine.query_view(query, ctx) {
+            Some(job) => self.effects.answers.push(Answer::OffLoop(reply, job)),
+            None => {
+                let output = self.machine.query(query, ctx);
+                self.answer(reply, Ok(output));
+            }
+        }
+    }
+
+    /// Hands a waiter's command to the core. `Err` only for a command that can
+    /// never be proposed (too large): the caller answers the waiter with it.
+    fn propose(&mut self, waiter: &mut Waiter<R>) -> Result<(), RequestError> {
+        if self.replica.status().role != RoleKind::Leader {
+            self.metrics.forwarded.fetch_add(1, Relaxed);
+        }
+        match self.replica.propose(waiter.envelope.clone()) {
+            Ok(()) => waiter.next_retry_ms = self.now_ms.saturating_add(self.retry_interval_ms()),
+            // `Node::propose` checks the size first, so only a bug gets here;
+            // retrying could never help.
+            Err(RejectReason::TooLarge { bytes, max }) => {
+                return Err(RequestError::TooLarge {
+                    bytes: bytes.saturating_sub(ENVELOPE_HEADER_BYTES),
+                    max: max.saturating_sub(ENVELOPE_HEADER_BYTES),
+                });
+            }
+            // No leader yet, or too busy: try again at the next scan (or at
+            // once when a leader appears).
+            Err(
+                RejectReason::NoLeader | RejectReason::LostLeadership | RejectReason::Overloaded,
+            ) => waiter.next_retry_ms = self.now_ms,
+        }
+        Ok(())
+    }
+
+    /// A timer tick. Returns true on the ticks at which waiting requests
+    /// were scanned for retry and expiry (every [`SCAN_TICKS`]).
+    pub fn tick(&mut self) -> bool {
+        self.replica.tick();
+        self.persist.tick();
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(SCAN_TICKS) {
+            self.scan_waiters();
+            return true;
+        }
+        false
+    }
+
+    /// Expires requests past their deadline and proposes again those that
+    /// waited too long (a forward may have been lost).
+    fn scan_waiters(&mut self) {
+        let now = self.now_ms;
+        let expired: Vec<u64> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.deadline_ms <= now)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in expired {
+            if let Some(waiter) = self.waiters.remove(&seq) {
+                self.metrics.timeouts.fetch_add(1, Relaxed);
+                let timeout = self.opts.request_timeout;
+                self.answer(waiter.reply, Err(RequestError::Timeout(timeout)));
+            }
+        }
+        self.retry(|w| w.next_retry_ms <= now);
+        let expired: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.deadline_ms <= now || r.next_retry_ms <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let Some(read) = self.reads.remove(&id) else {
+                continue;
+            };
+            if read.deadline_ms <= now {
+                self.metrics.timeouts.fetch_add(1, Relaxed);
+                let timeout = self.opts.request_timeout;
+                self.answer(read.reply, Err(RequestError::Timeout(timeout)));
+            } else {
+                self.metrics.retries.fetch_add(1, Relaxed);
+                self.submit_read(read);
+            }
+        }
+    }
+
+    fn retry(&mut self, due: impl Fn(&Waiter<R>) -> bool) {
+        let seqs: Vec<u64> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| due(w))
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in seqs {
+            if let Some(mut waiter) = self.waiters.remove(&seq) {
+                self.metrics.retries.fetch_add(1, Relaxed);
+                if let Err(refused) = self.propose(&mut waiter) {
+                    self.answer(waiter.reply, Err(refused));
+                    continue;
+                }
+                self.waiters.insert(seq, waiter);
+            }
+        }
+    }
+
+    /// Carries out the core's effects until it has nothing more to say, in
+    /// the order the core documents (see `driver.rs`): persist, install,
+    /// send (through `send`, at once), apply, retry the rejected, serve the
+    /// reads, alarm on divergence, take a snapshot when due, start storage
+    /// work. `send` fails only for a message that can never be sent (a bug):
+    /// the node must stop. Storage and snapshot errors are fatal too.
+    pub fn process_ready(
+        &mut self,
+        send: &mut dyn FnMut(Message) -> Result<(), NodeError>,
+    ) -> Result<(), NodeError> {
+        // Bounded: each round either does work or stops; acting on a Ready
+        // can release held messages once (after a checkpoint), so a few
+        // rounds always suffice.
+        for _ in 0..8 {
+            let ready = self.replica.take_ready();
+            if ready.is_empty() {
+                break;
+            }
+            self.persist.append(&ready.persist, ready.persist_through)?;
+            let installed = ready.install.is_some();
+            if let Some(snapshot) = ready.install {
+                self.install(snapshot)?;
+            }
+            for msg in ready.messages {
+                send(msg)?;
+            }
+            let applied = !ready.apply.is_empty();
+            for apply in ready.apply {
+                self.apply(apply.instance, &apply.value, apply.checksum);
+                if self.record_applies {
+                    self.effects.applied.push(apply);
+                }
+            }
+            if installed || applied {
+                if let Some(digest) = self.machine.digest() {
+                    self.replica.record_state_digest(self.applied_end, digest);
+                }
+            }
+            for rejected in ready.rejected {
+                // Not proposed: try again at the next scan.
+                if let Some(env) = Envelope::decode(&rejected.command) {
+                    if env.session == self.session {
+                        if let Some(waiter) = self.waiters.get_mut(&env.seq) {
+                            waiter.next_retry_ms = self.now_ms;
+                        }
+                    }
+                }
+            }
+            for read in ready.reads {
+                self.serve_read(read.0);
+            }
+            self.effects.member_outcomes.extend(ready.member_outcomes);
+            for (read, _) in ready.rejected_reads {
+                if let Some(waiter) = self.reads.get_mut(&read.0) {
+                    waiter.next_retry_ms = self.now_ms;
+                }
+            }
+            for divergence in ready.diverged {
+                error!(
+                    peer = divergence.peer.0,
+                    applied_end = divergence.applied_end.0,
+                    local = divergence.local.0,
+                    remote = divergence.remote.0,
+                    "DIVERGENCE: {}; it stops serving",
+                    match divergence.kind {
+                        DivergenceKind::Log => "this replica applied different values than a peer",
+                        DivergenceKind::State => {
+                            "this replica applied the same values as a peer but reached a different state (the state machine is not deterministic)"
+                        }
+                    }
+                );
+                self.diverged = true;
+                for (_, waiter) in std::mem::take(&mut self.waiters) {
+                    self.answer(waiter.reply, Err(RequestError::Diverged));
+                }
+                for (_, read) in std::mem::take(&mut self.reads) {
+                    self.answer(read.reply, Err(RequestError::Diverged));
+                }
+                self.effects.diverged.push(divergence);
+            }
+            self.maybe_snapshot();
+            self.kick()?;
+        }
+        // Every effect is taken now (or rounds ran out): a checkpoint that
+        // `sync_done` left for later can be written here.
+        self.kick()?;
+        let leader = self.replica.status().leader;
+        if leader != self.leader {
+            self.leader = leader;
+            self.effects.leader_changed = true;
+            if leader.is_some() {
+                // Whatever waited for the old leader goes to the new one now.
+                self.retry(|_| true);
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, instance: InstanceId, value: &synod_core::Value, checksum: Checksum) {
+        let commands = value.commands();
+        if !commands.is_empty() {
+            self.metrics.batch_commands.observe(commands.len() as f64);
+        }
+        for command in commands {
+            let Some(envelope) = Envelope::decode(command) else {
+                // Only this runtime proposes, so this is a bug or a foreign
+                // writer; every replica skips it alike.
+                warn!(instance = instance.0, "skipping an undecodable command");
+                continue;
+            };
+            let ctx = ApplyContext {
+                instance,
+                time_ms: self.sessions.clock(&envelope),
+            };
+            let mine = envelope.session == self.session;
+            match envelope.kind {
+                Kind::Command => {
+                    if !self.sessions.admit(&envelope) {
+                        self.metrics.duplicates.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    let output = self.machine.apply(&envelope.payload, &ctx);
+                    self.sessions.record_output(&envelope, &output);
+                    if mine {
+                        if let Some(waiter) = self.waiters.remove(&envelope.seq) {
+                            self.answer(waiter.reply, Ok(output));
+                        }
+                    }
+                }
+                Kind::Read => {
+                    if mine {
+                        if let Some(waiter) = self.waiters.remove(&envelope.seq) {
+                            self.answer_query(&envelope.payload, &ctx, waiter.reply);
+                        }
+                    }
+                }
+            }
+        }
+        self.applied_end = instance.next();
+        self.checksum = checksum;
+        self.stamp_clock
+            .observe_log(self.sessions.time_ms, self.now_ms);
+    }
+
+    /// A snapshot from a peer replaces the state machine.
+    fn install(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
+        let restored = restore_snapshot(&mut self.machine, &snapshot.data, self.opts.sessions_max)
+            .map_err(|e| NodeError::Recover(format!("a peer's snapshot: {e}")))?;
+        self.sessions = restored.0;
+        self.stamp_clock
+            .observe_log(self.sessions.time_ms, self.now_ms);
+        self.applied_end = snapshot.meta.applied_end;
+        self.checksum = snapshot.meta.checksum;
+        // Commands of ours that the snapshot covers will never pass through
+        // `apply` here: answer them from the session table it carries.
+        let seqs: Vec<u64> = self.waiters.keys().copied().collect();
+        for seq in seqs {
+            self.answer_from_sessions(seq);
+        }
+        info!(
+            applied_end = snapshot.meta.applied_end.0,
+            bytes = snapshot.data.len(),
+            "installed a snapshot from a peer"
+        );
+        self.metrics.snapshots_installed.fetch_add(1, Relaxed);
+        self.effects.installed = Some(snapshot.meta.applied_end);
+        self.persist.installed(snapshot);
+        Ok(())
+    }
+
+    /// Answers request `seq` of this node if the session table knows its
+    /// outcome: the output the command had when it took effect, or why the
+    /// outcome is unknown. A request the table knows nothing of keeps
+    /// waiting (it may still be chosen, or be retried).
+    fn answer_from_sessions(&mut self, seq: u64) {
+        // A read through the log is never in the session table (reads are
+        // not admitted): a snapshot that passed its place in the log says
+        // nothing about it. Propose it again at once; answered wherever it
+        // lands, it is still answered after it was asked.
+        let now = self.now_ms;
+        if let Some(waiter) = self.waiters.get_mut(&seq) {
+            if Envelope::decode(&waiter.envelope).is_some_and(|e| e.kind == Kind::Read) {
+                waiter.next_retry_ms = now;
+                return;
+            }
+        }
+        let answer = match self.sessions.outcome(self.session, seq) {
+            Outcome::Pending => return,
+            Outcome::Applied(Some(output)) => Ok(output),
+            Outcome::Applied(None) => Err(RequestError::OutputNotKept),
+            Outcome::Unknown(reason) => Err(RequestError::SessionLost(reason.to_string())),
+        };
+        if let Some(waiter) = self.waiters.remove(&seq) {
+            self.metrics.answered_from_sessions.fetch_add(1, Relaxed);
+            self.answer(waiter.reply, answer);
+        }
+    }
+
+    fn maybe_snapshot(&mut self) {
+        if !self.persist.snapshot_wanted(self.applied_end) {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let meta = SnapshotMeta {
+            applied_end: self.applied_end,
+            checksum: self.checksum,
+        };
+        let Some(encode_user) = self.machine.snapshot_view() else {
+            let data = self.sessions.encode_snapshot(&self.machine.snapshot());
+            log_snapshot_taken(started, data.len(), "encoded on the event loop");
+            self.persist.snapshot_taken(Snapshot {
+                meta,
+                memberships: Some(self.replica.schedule_at(meta.applied_end)),
+                data,
+            });
+            return;
+        };
+        // The session table is bounded (`sessions_max` sessions, at most
+        // 1 MiB of outputs each) and changes with every apply: encode it
+        // here, at the view's point. `encode_snapshot` puts the state
+        // machine's bytes last, so table + user bytes is exactly what
+        // `encode_snapshot(&snapshot())` gives at this point.
+        let table = self.sessions.encode_snapshot(&[]);
+        let table_bytes = table.len();
+        self.persist.snapshot_deferred(
+            meta,
+            self.replica.schedule_at(meta.applied_end),
+            SnapshotEncoder::new(move || {
+                let user = encode_user();
+                let mut data = BytesMut::with_capacity(table.len() + user.len());
+                data.extend_from_slice(&table);
+                data.extend_from_slice(&user);
+                data.freeze()
+            }),
+        );
+        log_snapshot_taken(started, table_bytes, "view taken, encoding off the loop");
+    }
+
+    /// Lets the persister start the storage work that is due.
+    fn kick(&mut self) -> Result<(), NodeError> {
+        let kicked = self.persist.kick(&mut self.replica)?;
+        if let Some(done) = kicked.checkpointed {
+            self.metrics.snapshots.fetch_add(1, Relaxed);
+            self.effects.checkpointed.push(done);
+        }
+        self.effects.io.extend(kicked.io);
+        Ok(())
+    }
+
+    /// A log write + fdatasync handed out as [`Io::Sync`] finished. An
+    /// error poisons the log: fatal, never retried.
+    pub fn sync_done(
+        &mut self,
+        job: SyncJob,
+        result: Result<(), StorageError>,
+        through: synod_core::PersistSeq,
+    ) -> Result<(), NodeError> {
+        self.persist
+            .sync_done(job, result, through, &mut self.replica)?;
+        Ok(())
+    }
+
+    /// A snapshot file handed out as [`Io::WriteSnapshot`] was written (or
+    /// not: fatal).
+    pub fn snapshot_written(
+        &mut self,
+        pending: crate::persist::PendingCheckpoint,
+        result: Result<(), StorageError>,
+    ) -> Result<(), NodeError> {
+        self.persist.snapshot_written(pending, result)?;
+        Ok(())
+    }
+
+    /// Files superseded by a checkpoint ([`Io::Remove`]) were deleted (or
+    /// not: logged, harmless).
+    pub fn cleaned(&mut self, result: Result<(), StorageError>) {
+        if let Err(err) = self.persist.cleaned(result) {
+            warn!("could not delete files a checkpoint superseded: {err}");
+        }
+    }
+
+    /// Answers every waiting request with `error` (the node stops).
+    pub fn fail_all(&mut self, error: RequestError) {
+        for (_, waiter) in std::mem::take(&mut self.waiters) {
+            self.answer(waiter.reply, Err(error.clone()));
+        }
+        for (_, read) in std::mem::take(&mut self.reads) {
+            self.answer(read.reply, Err(error.clone()));
+        }
+    }
+}
+
+fn log_snapshot_taken(started: std::time::Instant, bytes: usize, how: &str) {
+    let took = started.elapsed();
+    if took >= Duration::from_millis(25) {
+        info!(
+            bytes,
+            ms = took.as_millis() as u64,
+            "state machine snapshot taken ({how})"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synod_core::{Config, GroupId, Value};
+    use synod_storage::{SnapshotPolicy, Wal, WalOptions};
+
+    /// Keeps a running sum; a command's output is the sum after it, so an
+    /// answer shows which state it came from.
+    #[derive(Default)]
+    struct Sum(u64);
+
+    impl StateMachine for Sum {
+        fn apply(&mut self, command: &[u8], _ctx: &ApplyContext) -> Bytes {
+            self.0 += command.len() as u64;
+            Bytes::from(format!("sum={}", self.0))
+        }
+        fn query(&self, _query: &[u8], _ctx: &ApplyContext) -> Bytes {
+            Bytes::from(self.0.to_string())
+        }
+        fn snapshot(&self) -> Bytes {
+            Bytes::copy_from_slice(&self.0.to_le_bytes())
+        }
+        fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+            let bytes: [u8; 8] = snapshot.try_into().map_err(|_| "not 8 bytes")?;
+            self.0 = u64::from_le_bytes(bytes);
+            Ok(())
+        }
+    }
+
+    /// An engine of node `id` of three, on a fresh log in `dir`, that
+    /// nothing drives: the test calls its steps by hand.
+    fn engine(id: u32, dir: &std::path::Path, sessions_max: usize) -> Engine<Sum, u32> {
+        let members = vec![NodeId(1), NodeId(2), NodeId(3)];
+        let replica =
+            Replica::recover(Config::new(NodeId(id), members), None, Vec::new()).expect("recovers");
+        let (wal, _) =
+            Wal::open(&dir.join(format!("n{id}")), WalOptions::default()).expect("opens");
+        let persist = Persister::new(GroupId(0), wal, SnapshotPolicy::default(), InstanceId(0));
+        let opts = EngineOptions {
+            request_timeout: Duration::from_secs(5),
+            retry_interval: Duration::from_secs(1),
+            sessions_max,
+            unsafe_local_reads: false,
+            local_clock_reads: false,
+            wall_clock: WallClock::from_fn(|| 1_000),
+        };
+        Engine::new(
+            opts,
+            replica,
+            persist,
+            Sum::default(),
+            RestoredSessions::empty(sessions_max),
+            InstanceId(0),
+            Checksum::default(),
+            u64::from(id) << 32,
+            0,
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    /// A request of `follower`'s client number `token`, waiting for its
+    /// command; returns the command as it sits in the log.
+    fn submit(follower: &mut Engine<Sum, u32>, token: u32, payload: &'static [u8]) -> Bytes {
+        follower.request(Kind::Command, Bytes::from_static(payload), token);
+        let seq = *follower.waiters.keys().next_back().expect("a waiter");
+        follower.waiters[&seq].envelope.clone()
+    }
+
+    /// The answers handed out so far, by token.
+    fn answers(engine: &mut Engine<Sum, u32>) -> BTreeMap<u32, Result<Bytes, RequestError>> {
+        engine
+            .take_effects()
+            .answers
+            .into_iter()
+            .map(|answer| match answer {
+                Answer::Done(token, result) => (token, result),
+                Answer::OffLoop(..) => panic!("Sum answers on the loop"),
+            })
+            .collect()
+    }
+
+    /// What the leader's snapshot holds after applying `commands` at
+    /// instances 0, 1, ...
+    fn leader_snapshot(leader: &mut Engine<Sum, u32>, commands: &[Bytes]) -> Snapshot {
+        let mut checksum = Checksum::default();
+        for (k, command) in commands.iter().enumerate() {
+            let value = Value::batch(vec![command.clone()]);
+            checksum = checksum.extend(&value);
+            leader.apply(InstanceId(k as u64), &value, checksum);
+        }
+        Snapshot {
+            memberships: None,
+            meta: SnapshotMeta {
+                applied_end: InstanceId(commands.len() as u64),
+                checksum,
+            },
+            data: leader.sessions.encode_snapshot(&leader.machine.snapshot()),
+        }
+    }
+
+    /// Regression (issue 12, item 7): a follower's command, forwarded to the
+    /// leader and chosen while the follower lagged, reaches the follower only
+    /// inside a snapshot. `apply` never runs for it there, so the client
+    /// waited for the whole request timeout and was told "outcome unknown"
+    /// for a write that took effect. Now the install answers it with the
+    /// output the session table kept.
+    #[test]
+    fn a_write_covered_by_an_installed_snapshot_is_answered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut follower = engine(2, dir.path(), 16);
+        let mut leader = engine(1, dir.path(), 16);
+        let command = submit(&mut follower, 1, b"abc");
+        submit(&mut follower, 2, b"not chosen yet");
+        let other = Envelope {
+            kind: Kind::Command,
+            session: 99,
+            seq: 1,
+            low_mark: 1,
+            time_ms: 1,
+            payload: Bytes::from_static(b"12"),
+        }
+        .encode();
+        let snapshot = leader_snapshot(&mut leader, &[other, command]);
+        follower.install(snapshot).expect("installs");
+        let answers = answers(&mut follower);
+        assert_eq!(
+            answers.get(&1),
+            Some(&Ok(Bytes::from_static(b"sum=5"))),
+            "the output the command had on the leader"
+        );
+        assert!(
+            !answers.contains_key(&2),
+            "a command the snapshot does not cover still waits"
+        );
+        assert_eq!(follower.waiters.len(), 1);
+    }
+
+    /// A covered command whose session the leader's table evicted cannot be
+    /// answered with an output: its client is told plainly that the outcome
+    /// is unknown, at once rather than after the request timeout.
+    #[test]
+    fn a_write_whose_session_was_evicted_gets_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut follower = engine(2, dir.path(), 16);
+        let mut leader = engine(1, dir.path(), 1);
+        let command = submit(&mut follower, 1, b"abc");
+        submit(&mut follower, 2, b"not chosen yet");
+        // A newer session pushes the follower's out of the leader's table.
+        let newer = Envelope {
+            kind: Kind::Command,
+            session: 99,
+            seq: 1,
+            low_mark: 1,
+            time_ms: u64::MAX / 2,
+            payload: Bytes::from_static(b"12"),
+        }
+        .encode();
+        let snapshot = leader_snapshot(&mut leader, &[command, newer]);
+        follower.install(snapshot).expect("installs");
+        let answers = answers(&mut follower);
+        for token in [1, 2] {
+            let answer = &answers[&token];
+            assert!(
+                matches!(answer, Err(RequestError::SessionLost(reason)) if reason.contains("evicted")),
+                "{answer:?}"
+            );
+        }
+        assert!(follower.waiters.is_empty());
+        assert_eq!(follower.metrics.answered_from_sessions.load(Relaxed), 2);
+    }
+
+    /// A request nobody answers times out at the first scan after its
+    /// deadline, by the monotonic time the caller gives, never before.
+    #[test]
+    fn a_request_times_out_by_the_callers_clock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut node = engine(2, dir.path(), 16);
+        submit(&mut node, 7, b"x");
+        for tick in 1..=SCAN_TICKS * 60 {
+            node.set_time(tick * 10);
+            node.tick();
+            let answers = answers(&mut node);
+            if tick * 10 < 5_000 {
+                assert!(answers.is_empty(), "answered at {} ms", tick * 10);
+            } else if let Some(answer) = answers.get(&7) {
+                assert_eq!(answer, &Err(RequestError::Timeout(Duration::from_secs(5))));
+                assert!(tick * 10 <= 5_000 + SCAN_TICKS * 10);
+                return;
+            }
+        }
+        panic!("never timed out");
+    }
+}
