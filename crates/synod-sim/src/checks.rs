@@ -1,7 +1,8 @@
 //! The checks run at the end of every seed (agreement, order, validity and
 //! divergence are checked as the run goes, in `world.rs`).
 
-use crate::kv::{decode, unstamp};
+use crate::kv::decode;
+use synod::engine::{Envelope, Kind};
 use crate::world::World;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -23,11 +24,11 @@ impl World {
     fn check_durability(&mut self) {
         let mut found = Vec::new();
         for node in self.final_members().into_iter().map(|k| &self.nodes[k]) {
-            if node.replica.is_none() {
+            let Some(kv) = node.kv() else {
                 continue;
-            }
+            };
             for (client, seq) in &self.acknowledged {
-                let effects = node.kv.effects(*client, *seq);
+                let effects = kv.effects(*client, *seq);
                 if effects != 1 {
                     found.push(format!(
                         "durability: acknowledged command c{client}s{seq} took effect {effects} times at node {}",
@@ -35,7 +36,7 @@ impl World {
                     ));
                 }
             }
-            for (client, seq) in node.kv.duplicated() {
+            for (client, seq) in kv.duplicated() {
                 found.push(format!(
                     "exactly-once: command c{client}s{seq} took effect twice at node {}",
                     node.id
@@ -53,12 +54,12 @@ impl World {
         let mut found = Vec::new();
         let mut reference = None;
         for node in &self.nodes {
-            let Some(replica) = node.replica.as_ref() else {
+            let (Some(replica), Some(kv)) = (node.replica(), node.kv()) else {
                 continue;
             };
             let status = replica.status();
             match &reference {
-                None => reference = Some((node.id, status, node.kv.digest())),
+                None => reference = Some((node.id, status, kv.digest())),
                 Some((id, first, data)) => {
                     if status.applied_end == first.applied_end && status.checksum != first.checksum
                     {
@@ -66,7 +67,7 @@ impl World {
                             "convergence: checksums differ at {} between {} and {}",
                             status.applied_end, id, node.id
                         ));
-                    } else if status.applied_end == first.applied_end && node.kv.digest() != *data {
+                    } else if status.applied_end == first.applied_end && kv.digest() != *data {
                         found.push(format!(
                             "convergence: state differs between {} and {} at {}",
                             id, node.id, status.applied_end
@@ -142,48 +143,82 @@ impl World {
         let key_of = |index: usize| -> BTreeSet<Key> {
             self.history[index].op.key().cloned().into_iter().collect()
         };
+        let mut place = |index: usize, absent: bool| {
+            order.push(index);
+            expired.push(if absent {
+                key_of(index)
+            } else {
+                BTreeSet::new()
+            });
+        };
+        // A read answered through the log took effect at its own envelope
+        // (its attempt's, in the instance it was answered at), between the
+        // commands around it in that value; every other read at the end of
+        // the prefix it was served at.
+        let mut through_log: BTreeMap<(u64, u64, u32, u64), usize> = BTreeMap::new();
+        for (&index, &(point, attempt, seq)) in &self.read_points {
+            through_log.insert((self.history[index].client, seq, attempt, point), index);
+        }
+        let mut log_reads = BTreeSet::new();
+        let read_envelopes = |instance: u64, value: &synod_core::Value| {
+            value
+                .commands()
+                .iter()
+                .filter_map(Envelope::decode)
+                .filter(|e| e.kind == Kind::Read)
+                .filter_map(move |e| decode(&e.payload).map(|c| (c.client, c.seq, c.attempt, instance)))
+                .collect::<Vec<_>>()
+        };
+        for (instance, value) in &self.chosen {
+            for key in read_envelopes(*instance, value) {
+                if let Some(&index) = through_log.get(&key) {
+                    log_reads.insert(index);
+                }
+            }
+        }
         let mut last_seq = BTreeMap::new();
-        let mut reads = self.index_reads.clone();
+        let mut reads: Vec<_> = self
+            .index_reads
+            .iter()
+            .filter(|(_, _, index)| !log_reads.contains(index))
+            .copied()
+            .collect();
         reads.sort_unstable();
         let mut reads = reads.into_iter().peekable();
+        let mut placed = BTreeSet::new();
         for (instance, value) in &self.chosen {
             while let Some((_, _, index)) = reads.next_if(|(prefix, _, _)| prefix <= instance) {
-                order.push(index);
-                let absent = self.read_found_absent.contains(&index);
-                expired.push(if absent {
-                    key_of(index)
-                } else {
-                    BTreeSet::new()
-                });
+                place(index, self.read_found_absent.contains(&index));
             }
             for command in value.commands() {
-                let Some(command) = unstamp(command).and_then(|(_, c)| decode(&c)) else {
+                let Some(envelope) = Envelope::decode(command) else {
                     continue;
                 };
+                let Some(command) = decode(&envelope.payload) else {
+                    continue;
+                };
+                if envelope.kind == Kind::Read {
+                    let key = (command.client, command.seq, command.attempt, *instance);
+                    if let Some(&index) = through_log.get(&key) {
+                        if placed.insert(index) {
+                            place(index, self.read_found_absent.contains(&index));
+                        }
+                    }
+                    continue;
+                }
                 let last = last_seq.entry(command.client).or_insert(0);
                 if command.seq <= *last {
                     continue;
                 }
                 *last = command.seq;
                 if let Some(&index) = self.history_index.get(&(command.client, command.seq)) {
-                    order.push(index);
                     let absent = self.found_absent.contains(&(command.client, command.seq));
-                    expired.push(if absent {
-                        key_of(index)
-                    } else {
-                        BTreeSet::new()
-                    });
+                    place(index, absent);
                 }
             }
         }
         for (_, _, index) in reads {
-            order.push(index);
-            let absent = self.read_found_absent.contains(&index);
-            expired.push(if absent {
-                key_of(index)
-            } else {
-                BTreeSet::new()
-            });
+            place(index, self.read_found_absent.contains(&index));
         }
         (order, expired)
     }

@@ -2,15 +2,16 @@
 //! timeouts with the same sequence number (so a retry is applied at most once),
 //! and recording every operation for the linearizability checker.
 
-use crate::kv::{encode, stamp, unstamp, KvCommand, LONG_TTL_MS};
+use crate::kv::{encode, KvCommand, SimAnswer, LONG_TTL_MS};
 
 /// Longest short TTL a `SET .. PX` sets (ms of log time).
 const SHORT_TTL_MS_MAX: u32 = 400;
-use crate::world::{Backlog, Event, Phase, World};
+use crate::world::{Backlog, Event, Phase, Token, World};
 use bytes::Bytes;
 use rand::Rng;
+use synod::engine::Kind;
+use synod::RequestError;
 use synod_check::{Op, Operation, Outcome};
-use synod_core::{ReadId, RejectReason};
 
 /// Delay before retrying when a node refused a command or is down.
 const RETRY_SOON_US: u64 = 20_000;
@@ -27,21 +28,19 @@ pub(crate) struct Client {
 /// The operation a client waits for.
 struct InFlight {
     op: Op,
-    command: Bytes,
+    /// The command; each attempt sends it with its own attempt number.
+    command: KvCommand,
     seq: u64,
+    /// The current attempt (1 for the first).
+    attempt: u32,
     invoke_us: u64,
     /// The node the current attempt went to, and its incarnation.
     node: Option<(usize, u64)>,
     /// Attempts that timed out or lost their node.
     failed_attempts: u32,
-    /// A GET served by read index (`Replica::read`), not through the log.
+    /// A GET asked as a read (`Node::read`: read index, or through the log
+    /// when its answer depends on the time), not as a command.
     by_index: bool,
-}
-
-/// The read id of a client's operation: every attempt of one operation uses
-/// the same id (any of them may answer it: each began after the operation).
-fn read_id(client: usize, seq: u64) -> ReadId {
-    ReadId(((client as u64) << 40) | seq)
 }
 
 impl Client {
@@ -124,19 +123,20 @@ impl World {
             }
             op => (op, 0),
         };
-        let command = encode(&KvCommand {
+        let command = KvCommand {
             client: id,
             seq,
             op: op.clone(),
             ttl_ms,
-        });
-        self.proposed.insert(command.clone());
+            attempt: 0,
+        };
         let by_index =
             matches!(op, Op::Get { .. }) && self.read_rng.gen_bool(self.params.read_index_share);
         self.clients[client].current = Some(InFlight {
             op,
             command,
             seq,
+            attempt: 0,
             invoke_us: self.now_us,
             node: None,
             failed_attempts: 0,
@@ -158,7 +158,7 @@ impl World {
             return;
         };
         let stale_key = match &in_flight.op {
-            Op::Get { key } if self.faults.stale_read && self.nodes[node].replica.is_some() => {
+            Op::Get { key } if self.faults.stale_read && self.nodes[node].replica().is_some() => {
                 Some(key.clone())
             }
             _ => None,
@@ -172,7 +172,7 @@ impl World {
         let Some(in_flight) = self.clients[client].current.as_mut() else {
             return;
         };
-        if self.nodes[node].replica.is_none() {
+        if self.nodes[node].replica().is_none() {
             // Connection refused: certainly not proposed; try elsewhere soon.
             in_flight.node = None;
             self.schedule(
@@ -182,57 +182,65 @@ impl World {
             return;
         }
         in_flight.node = Some((node, epoch));
+        in_flight.attempt += 1;
+        in_flight.command.attempt = in_flight.attempt;
         let seq = in_flight.seq;
+        let attempt = in_flight.attempt;
         let at = self.now_us + self.params.attempt_timeout_us;
         if self.nodes[node].paused {
             // The request waits in the socket until the node wakes.
             self.schedule(at, Event::ClientWake { client, token });
             self.nodes[node]
                 .backlog
-                .push(Backlog::Submit { client, seq });
-        } else if self.submit(client, node, seq) {
-            self.schedule(at, Event::ClientWake { client, token });
-            self.pump(node);
-        }
-    }
-
-    /// Hands a client's current operation to a node's replica, if the client
-    /// still waits for it there. False if the replica refused it (the client
-    /// then retries soon) or the client no longer waits.
-    pub(crate) fn submit(&mut self, client: usize, node: usize, seq: u64) -> bool {
-        let epoch = self.nodes[node].epoch;
-        let now_ms = self.stamp_ms(node);
-        let Some(in_flight) = self.clients[client].current.as_mut() else {
-            return false;
-        };
-        if in_flight.seq != seq || in_flight.node != Some((node, epoch)) {
-            return false;
-        }
-        let Some(replica) = self.nodes[node].replica.as_mut() else {
-            return false;
-        };
-        let submitted = if in_flight.by_index {
-            replica.read(read_id(client, seq))
+                .push(Backlog::Submit {
+                    client,
+                    seq,
+                    attempt,
+                });
         } else {
-            replica.propose(stamp(now_ms, &in_flight.command))
-        };
-        match submitted {
-            Ok(()) => true,
-            // The simulated clients' commands are far below the size limit,
-            // so `TooLarge` never happens; retrying is harmless if it did.
-            Err(
-                RejectReason::NoLeader
-                | RejectReason::LostLeadership
-                | RejectReason::Overloaded
-                | RejectReason::TooLarge { .. },
-            ) => {
-                self.retry_soon(client);
-                false
+            self.schedule(at, Event::ClientWake { client, token });
+            if self.submit(client, node, seq, attempt) {
+                self.pump(node);
             }
         }
     }
 
-    /// The current attempt was refused: try again soon, perhaps elsewhere.
+    /// Hands a client's current operation to a node's engine (as the server
+    /// hands a client's command to `Node::propose` or `Node::read`), if the
+    /// client still waits for that attempt there (a request that waited in
+    /// a paused node's socket may be one the client gave up on). False if
+    /// it no longer waits.
+    pub(crate) fn submit(&mut self, client: usize, node: usize, seq: u64, attempt: u32) -> bool {
+        let epoch = self.nodes[node].epoch;
+        let Some(in_flight) = self.clients[client].current.as_ref() else {
+            return false;
+        };
+        if in_flight.seq != seq
+            || in_flight.attempt != attempt
+            || in_flight.node != Some((node, epoch))
+        {
+            return false;
+        }
+        let token = Token {
+            client,
+            seq,
+            attempt: in_flight.attempt,
+        };
+        let kind = if in_flight.by_index {
+            Kind::Read
+        } else {
+            Kind::Command
+        };
+        let command = encode(&in_flight.command);
+        self.proposed.insert(command.clone());
+        let Some(engine) = self.nodes[node].engine.as_mut() else {
+            return false;
+        };
+        engine.request(kind, command, token);
+        true
+    }
+
+    /// Retry soon, perhaps elsewhere.
     fn retry_soon(&mut self, client: usize) {
         self.clients[client].token += 1;
         let token = self.clients[client].token;
@@ -262,89 +270,76 @@ impl World {
         }
     }
 
-    /// A node applied a command; answer its client if it waits at that node.
-    pub(crate) fn client_reply(&mut self, node: usize, command: &KvCommand, outcome: Outcome) {
-        let Some(client) = command.client.checked_sub(1).map(|c| c as usize) else {
-            return;
-        };
+    /// A node's engine answered a request: finish the operation if its
+    /// client still waits for that attempt at that node.
+    pub(crate) fn client_answer(
+        &mut self,
+        node: usize,
+        token: Token,
+        result: Result<Bytes, RequestError>,
+    ) {
         let epoch = self.nodes[node].epoch;
+        let client = token.client;
         let waiting = self
             .clients
             .get(client)
             .and_then(|c| c.current.as_ref())
-            .is_some_and(|f| f.seq == command.seq && f.node == Some((node, epoch)));
-        if waiting {
-            self.acknowledged.push((command.client, command.seq));
-            self.finish(client, outcome);
-        }
-    }
-
-    /// A node refused a command without proposing it: retry soon elsewhere.
-    pub(crate) fn client_rejected(&mut self, node: usize, stamped: &Bytes) {
-        let Some((_, command)) = unstamp(stamped) else {
+            .is_some_and(|f| {
+                f.seq == token.seq && f.attempt == token.attempt && f.node == Some((node, epoch))
+            });
+        if !waiting {
             return;
+        }
+        let bytes = match result {
+            Ok(bytes) => bytes,
+            // No answer: the command may or may not take effect (a timeout,
+            // a session the table lost). Try again, or give up as unknown.
+            Err(RequestError::Timeout(_) | RequestError::SessionLost(_)) => {
+                self.attempt_failed(client);
+                return;
+            }
+            // It took effect but its output is lost: the client's retry
+            // elsewhere is answered by the exactly-once table.
+            Err(RequestError::OutputNotKept) => {
+                self.attempt_failed(client);
+                return;
+            }
+            Err(error) => {
+                let id = self.nodes[node].id;
+                self.violation(format!("node {id} answered a request with: {error}"));
+                self.retry_soon(client);
+                return;
+            }
         };
-        let command = &command;
-        let epoch = self.nodes[node].epoch;
-        for client in 0..self.clients.len() {
-            let matches = self.clients[client]
-                .current
-                .as_ref()
-                .is_some_and(|f| f.command == *command && f.node == Some((node, epoch)));
-            if matches {
+        match SimAnswer::decode(&bytes) {
+            Some(SimAnswer::Applied(outcome)) => {
+                let id = self.clients[client].id;
+                self.acknowledged.push((id, token.seq));
+                self.finish(client, outcome);
+            }
+            Some(SimAnswer::Read { point, value }) => {
+                let absent = value.is_none();
+                self.finish(client, Outcome::Value(value));
+                let index = self.history.len() - 1;
+                if absent {
+                    self.read_found_absent.insert(index);
+                }
+                self.index_reads.push((point, self.now_us, index));
+                self.read_points
+                    .insert(index, (point, token.attempt, token.seq));
+            }
+            // Reported by the state machine already (a violation).
+            Some(SimAnswer::Broken) => self.retry_soon(client),
+            Some(SimAnswer::Stale) | None => {
+                let id = self.nodes[node].id;
+                self.violation(format!(
+                    "node {id} answered client {} with {:?}",
+                    self.clients[client].id,
+                    SimAnswer::decode(&bytes)
+                ));
                 self.retry_soon(client);
             }
         }
-    }
-
-    /// A node may serve a read: answer its client from the node's state.
-    pub(crate) fn client_read_served(&mut self, node: usize, read: ReadId) {
-        let Some(client) = self.read_waiter(node, read) else {
-            return;
-        };
-        let key = match self.clients[client].current.as_ref().map(|f| &f.op) {
-            Some(Op::Get { key }) => key.clone(),
-            _ => return,
-        };
-        let kv = &self.nodes[node].kv;
-        if !self.faults.local_clock_ttl && kv.read_depends_on_time(&key) {
-            // As the runtime does: a read whose answer depends on the time
-            // goes through the log, answered at the log clock when applied.
-            self.stats.reads_through_log += 1;
-            if let Some(in_flight) = self.clients[client].current.as_mut() {
-                in_flight.by_index = false;
-            }
-            let seq = read.0 & ((1 << 40) - 1);
-            self.submit(client, node, seq);
-            return;
-        }
-        let value = self.local_read(node, &key);
-        let prefix = self.nodes[node].next_apply;
-        let absent = value.is_none();
-        self.finish(client, Outcome::Value(value));
-        if absent {
-            self.read_found_absent.insert(self.history.len() - 1);
-        }
-        self.index_reads
-            .push((prefix, self.now_us, self.history.len() - 1));
-    }
-
-    /// A node refused a read: retry soon elsewhere.
-    pub(crate) fn client_read_rejected(&mut self, node: usize, read: ReadId) {
-        if let Some(client) = self.read_waiter(node, read) {
-            self.retry_soon(client);
-        }
-    }
-
-    /// The client whose current operation is `read` (see `read_id`), if it
-    /// still waits for it at `node`'s current incarnation.
-    fn read_waiter(&self, node: usize, read: ReadId) -> Option<usize> {
-        let client = (read.0 >> 40) as usize;
-        let seq = read.0 & ((1 << 40) - 1);
-        let epoch = self.nodes[node].epoch;
-        let current = self.clients.get(client)?.current.as_ref()?;
-        (current.by_index && current.seq == seq && current.node == Some((node, epoch)))
-            .then_some(client)
     }
 
     /// A node crashed: its clients lose their connection.
@@ -374,12 +369,15 @@ impl World {
     /// log clock, or (the `local-clock-ttl` and `stale-read` negative
     /// controls) at the node's own clock.
     fn local_read(&mut self, node: usize, key: &[u8]) -> Option<Vec<u8>> {
+        let Some(kv) = self.nodes[node].kv() else {
+            return None;
+        };
         let now_ms = if self.faults.local_clock_ttl || self.faults.stale_read {
             self.wall_ms(node)
         } else {
-            self.nodes[node].kv.log_time_ms()
+            kv.log_time_ms()
         };
-        match self.nodes[node].kv.read(key, now_ms) {
+        match kv.read(key, now_ms) {
             Ok(value) => value,
             Err(error) => {
                 let id = self.nodes[node].id;

@@ -24,11 +24,11 @@ impl World {
         let highest = self
             .nodes
             .iter()
-            .filter_map(|node| node.replica.as_ref())
+            .filter_map(|node| node.replica())
             .map(|replica| replica.status().promised.round)
             .max()
             .unwrap_or(0);
-        let Some(replica) = self.nodes[to].replica.as_mut() else {
+        let Some(replica) = self.nodes[to].replica_mut() else {
             return;
         };
         let before = replica.status().promised.round;

@@ -3,7 +3,9 @@
 //! (client id + sequence number).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use synod::{ApplyContext, StateMachine};
 use synod_check::{Op, Outcome};
 use synod_core::InstanceId;
@@ -23,6 +25,11 @@ pub struct KvCommand {
     /// none. A `Put` may carry a TTL too, one longer than any run
     /// ([`LONG_TTL_MS`]); a `PutTtl`'s is short enough to run out.
     pub ttl_ms: u32,
+    /// Which attempt of the client carries it: each attempt goes to one
+    /// node as one request, so the same attempt taking effect twice means
+    /// the node's runtime applied one request twice (its session table
+    /// failed). Not part of the client's exactly-once rule.
+    pub attempt: u32,
 }
 
 const KIND_GET: u8 = 1;
@@ -36,6 +43,7 @@ pub fn encode(command: &KvCommand) -> Bytes {
     let mut buf = BytesMut::with_capacity(32);
     buf.put_u64_le(command.client);
     buf.put_u64_le(command.seq);
+    buf.put_u32_le(command.attempt);
     let (kind, key, value): (u8, &[u8], &[u8]) = match &command.op {
         Op::Get { key } => (KIND_GET, key, &[]),
         Op::Put { key, value } => (KIND_PUT, key, value),
@@ -57,6 +65,7 @@ pub fn decode(bytes: &[u8]) -> Option<KvCommand> {
     let mut rest = bytes;
     let client = u64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?);
     let seq = u64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?);
+    let attempt = u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?);
     let kind = take(&mut rest, 1)?[0];
     let ttl_ms = u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?);
     let key_len = u16::from_le_bytes(take(&mut rest, 2)?.try_into().ok()?) as usize;
@@ -78,6 +87,7 @@ pub fn decode(bytes: &[u8]) -> Option<KvCommand> {
         seq,
         op,
         ttl_ms,
+        attempt,
     })
 }
 
@@ -88,26 +98,6 @@ fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     let (head, tail) = rest.split_at(n);
     *rest = tail;
     Some(head)
-}
-
-/// Bytes of the proposer's clock stamp in front of a proposed command.
-const STAMP_BYTES: usize = 8;
-
-/// A command as a node proposes it: its wall clock (ms since the Unix epoch)
-/// in front of the client's bytes, as the runtime's envelope carries the
-/// proposer's clock. The same client command proposed twice (a retry through
-/// another node) carries two stamps.
-pub fn stamp(time_ms: u64, command: &[u8]) -> Bytes {
-    let mut buf = BytesMut::with_capacity(STAMP_BYTES + command.len());
-    buf.put_u64_le(time_ms);
-    buf.put_slice(command);
-    buf.freeze()
-}
-
-/// Splits a proposed value into its clock stamp and the client's bytes.
-pub fn unstamp(bytes: &Bytes) -> Option<(u64, Bytes)> {
-    let stamp = u64::from_le_bytes(bytes.get(..STAMP_BYTES)?.try_into().ok()?);
-    Some((stamp, bytes.slice(STAMP_BYTES..)))
 }
 
 /// A TTL long enough never to run out during a run: it puts real expiry
@@ -317,19 +307,7 @@ impl Kv {
         for (client, (seq, outcome)) in &self.sessions {
             buf.put_u64_le(*client);
             buf.put_u64_le(*seq);
-            match outcome {
-                Outcome::Ok => buf.put_u8(0),
-                Outcome::Int(n) => {
-                    buf.put_u8(1);
-                    buf.put_i64_le(*n);
-                }
-                Outcome::Value(None) => buf.put_u8(2),
-                Outcome::Value(Some(value)) => {
-                    buf.put_u8(3);
-                    put_bytes(&mut buf, value);
-                }
-                other => unreachable!("the simulator's state machine never returns {other:?}"),
-            }
+            put_outcome(&mut buf, outcome);
         }
         buf.put_u64_le(self.effects.len() as u64);
         for ((client, seq), n) in &self.effects {
@@ -350,13 +328,7 @@ impl Kv {
         for _ in 0..get_u64(&mut rest)? {
             let client = get_u64(&mut rest)?;
             let seq = get_u64(&mut rest)?;
-            let outcome = match take(&mut rest, 1)?[0] {
-                0 => Outcome::Ok,
-                1 => Outcome::Int(get_u64(&mut rest)? as i64),
-                2 => Outcome::Value(None),
-                3 => Outcome::Value(Some(get_bytes(&mut rest)?)),
-                _ => return None,
-            };
+            let outcome = get_outcome(&mut rest)?;
             kv.sessions.insert(client, (seq, outcome));
         }
         for _ in 0..get_u64(&mut rest)? {
@@ -366,6 +338,241 @@ impl Kv {
             kv.effects.insert((client, seq), n);
         }
         rest.is_empty().then_some(kv)
+    }
+}
+
+/// Writes an outcome of the simulator's state machine.
+fn put_outcome(buf: &mut BytesMut, outcome: &Outcome) {
+    match outcome {
+        Outcome::Ok => buf.put_u8(0),
+        Outcome::Int(n) => {
+            buf.put_u8(1);
+            buf.put_i64_le(*n);
+        }
+        Outcome::Value(None) => buf.put_u8(2),
+        Outcome::Value(Some(value)) => {
+            buf.put_u8(3);
+            put_bytes(buf, value);
+        }
+        other => unreachable!("the simulator's state machine never returns {other:?}"),
+    }
+}
+
+fn get_outcome(rest: &mut &[u8]) -> Option<Outcome> {
+    Some(match take(rest, 1)?[0] {
+        0 => Outcome::Ok,
+        1 => Outcome::Int(get_u64(rest)? as i64),
+        2 => Outcome::Value(None),
+        3 => Outcome::Value(Some(get_bytes(rest)?)),
+        _ => return None,
+    })
+}
+
+/// What the simulator's state machine saw while the runtime's engine
+/// applied commands, for the world's checks (drained after every input).
+#[derive(Debug)]
+pub enum KvEvent {
+    /// Client command `(client, seq)` took effect; `absent`: its key was
+    /// absent (never set, deleted or expired) when it did.
+    Applied { client: u64, seq: u64, absent: bool },
+    /// Something only a bug explains (a violation).
+    Broken(String),
+    /// The state's digest at the end of the applied prefix `point` (the
+    /// exclusive end): replicas must agree on it.
+    Digest { point: u64, digest: u64 },
+}
+
+/// How often (in instances) the state digest is recorded: a digest encodes
+/// the whole state, and a divergence stays in the state once there.
+pub const DIGEST_EVERY: u64 = 4;
+
+/// The simulator's state machine as the runtime's [`synod::engine::Engine`]
+/// runs it: [`Kv`] behind the [`StateMachine`] trait, commands and reads
+/// as the clients' encoded [`KvCommand`]s, answers as [`SimAnswer`] bytes.
+pub struct SimKv {
+    pub kv: Kv,
+    /// The node's wall clock in ms, for the `nondeterministic-sm` control
+    /// (`None`: the log clock, as it must be).
+    local_clock: Option<Arc<AtomicU64>>,
+    /// Instance of the last command applied since the last restore.
+    last_instance: Option<u64>,
+    /// Every `(client, seq, attempt)` applied since the last restore.
+    attempts: HashSet<(u64, u64, u32)>,
+    pub events: Vec<KvEvent>,
+}
+
+/// An answer of [`SimKv`], as the engine hands it to the client.
+#[derive(Debug, PartialEq)]
+pub enum SimAnswer {
+    /// A command took effect (now or, for a retry, before) with this outcome.
+    Applied(Outcome),
+    /// A stale duplicate of an older command: no answer for anyone.
+    Stale,
+    /// The state machine found a bug (reported as an event too).
+    Broken,
+    /// A read answered at the end of applied prefix `point` (by read index)
+    /// or at instance `point` (through the log).
+    Read { point: u64, value: Option<Vec<u8>> },
+}
+
+impl SimAnswer {
+    fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        match self {
+            SimAnswer::Applied(outcome) => {
+                buf.put_u8(1);
+                put_outcome(&mut buf, outcome);
+            }
+            SimAnswer::Stale => buf.put_u8(2),
+            SimAnswer::Broken => buf.put_u8(3),
+            SimAnswer::Read { point, value } => {
+                buf.put_u8(4);
+                buf.put_u64_le(*point);
+                put_outcome(&mut buf, &Outcome::Value(value.clone()));
+            }
+        }
+        buf.freeze()
+    }
+
+    /// Decodes an answer; `None` for bytes no [`SimKv`] writes.
+    pub fn decode(bytes: &[u8]) -> Option<SimAnswer> {
+        let mut rest = bytes;
+        let answer = match take(&mut rest, 1)?[0] {
+            1 => SimAnswer::Applied(get_outcome(&mut rest)?),
+            2 => SimAnswer::Stale,
+            3 => SimAnswer::Broken,
+            4 => {
+                let point = get_u64(&mut rest)?;
+                match get_outcome(&mut rest)? {
+                    Outcome::Value(value) => SimAnswer::Read { point, value },
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        rest.is_empty().then_some(answer)
+    }
+}
+
+impl SimKv {
+    /// An empty state; `local_clock` only for the `nondeterministic-sm`
+    /// negative control.
+    pub fn new(local_clock: Option<Arc<AtomicU64>>) -> SimKv {
+        SimKv {
+            kv: Kv::default(),
+            local_clock,
+            last_instance: None,
+            attempts: HashSet::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Records the digest at every point in `from..=to` that is due: the
+    /// state now is the state at each of them (no command in between).
+    fn digest_points(&mut self, from: u64, to: u64) {
+        let first = from.div_ceil(DIGEST_EVERY) * DIGEST_EVERY;
+        if first > to {
+            return;
+        }
+        let digest = self.kv.digest();
+        for point in (first..=to).step_by(DIGEST_EVERY as usize) {
+            self.events.push(KvEvent::Digest { point, digest });
+        }
+    }
+
+    /// The state at `point` (the end of the applied prefix, after a
+    /// restart, an install or a batch) for the digest comparison.
+    pub fn digest_at(&mut self, point: u64) {
+        self.digest_points(point, point);
+    }
+}
+
+impl StateMachine for SimKv {
+    fn apply(&mut self, command: &[u8], ctx: &ApplyContext) -> Bytes {
+        let instance = ctx.instance.0;
+        if self.last_instance != Some(instance) {
+            // A new instance: the state now is the state at every point up
+            // to it since the previous command's instance.
+            let from = self.last_instance.map_or(instance, |last| last + 1);
+            self.digest_points(from, instance);
+            self.last_instance = Some(instance);
+        }
+        let Some(command) = decode(command) else {
+            self.events.push(KvEvent::Broken(format!(
+                "validity: an undecodable command applied at #{instance}"
+            )));
+            return SimAnswer::Broken.encode();
+        };
+        if !self
+            .attempts
+            .insert((command.client, command.seq, command.attempt))
+        {
+            self.events.push(KvEvent::Broken(format!(
+                "exactly-once: the runtime applied attempt {} of client {}'s command {} twice (at #{instance})",
+                command.attempt, command.client, command.seq
+            )));
+        }
+        let local_clock = self.local_clock.as_ref().map(|c| c.load(Ordering::Relaxed));
+        let answer = match self.kv.apply(&command, instance, ctx.time_ms, local_clock) {
+            Ok(Some((outcome, absent))) => {
+                self.events.push(KvEvent::Applied {
+                    client: command.client,
+                    seq: command.seq,
+                    absent,
+                });
+                SimAnswer::Applied(outcome)
+            }
+            Ok(None) => SimAnswer::Stale,
+            Err(error) => {
+                self.events
+                    .push(KvEvent::Broken(format!("synod-kv at #{instance}: {error}")));
+                SimAnswer::Broken
+            }
+        };
+        answer.encode()
+    }
+
+    fn query(&self, query: &[u8], ctx: &ApplyContext) -> Bytes {
+        let answer = match decode(query) {
+            Some(KvCommand {
+                op: Op::Get { key }, ..
+            }) => match self.kv.read(&key, ctx.time_ms) {
+                Ok(value) => SimAnswer::Read {
+                    point: ctx.instance.0,
+                    value,
+                },
+                Err(_) => SimAnswer::Broken,
+            },
+            _ => SimAnswer::Broken,
+        };
+        answer.encode()
+    }
+
+    fn query_depends_on_time(&self, query: &[u8]) -> bool {
+        match decode(query) {
+            Some(KvCommand {
+                op: Op::Get { key }, ..
+            }) => self.kv.read_depends_on_time(&key),
+            _ => false,
+        }
+    }
+
+    fn snapshot(&self) -> Bytes {
+        self.kv.encode()
+    }
+
+    fn snapshot_view(&self) -> Option<synod::SnapshotJob> {
+        // The driver's path for a state machine with a view: the state is
+        // captured now, encoded when the snapshot write runs (later, with
+        // applies in between).
+        Some(Box::new(self.kv.encode_later()))
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        self.kv = Kv::decode(snapshot).ok_or("the simulator's snapshot does not decode")?;
+        self.last_instance = None;
+        self.attempts.clear();
+        Ok(())
     }
 }
 
@@ -396,6 +603,7 @@ mod tests {
                 value: b"a".to_vec(),
             },
             ttl_ms: 0,
+            attempt: 1,
         }
     }
 
@@ -409,13 +617,60 @@ mod tests {
                 value: b"xy".to_vec(),
             },
             ttl_ms: LONG_TTL_MS,
+            attempt: 3,
         };
         let bytes = encode(&command);
         assert_eq!(decode(&bytes), Some(command));
         assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
         assert_eq!(decode(b"garbage"), None);
-        let stamped = stamp(42, &bytes);
-        assert_eq!(unstamp(&stamped), Some((42, bytes)));
+    }
+
+    #[test]
+    fn answers_round_trip_and_garbage_is_refused() {
+        for answer in [
+            SimAnswer::Applied(Outcome::Int(-3)),
+            SimAnswer::Applied(Outcome::Ok),
+            SimAnswer::Stale,
+            SimAnswer::Broken,
+            SimAnswer::Read {
+                point: 7,
+                value: Some(b"v".to_vec()),
+            },
+            SimAnswer::Read {
+                point: 0,
+                value: None,
+            },
+        ] {
+            let bytes = answer.encode();
+            assert_eq!(SimAnswer::decode(&bytes), Some(answer));
+            assert_eq!(SimAnswer::decode(&bytes[..bytes.len() - 1]), None);
+        }
+    }
+
+    /// The same attempt applied twice is the runtime's fault (its session
+    /// table let a duplicate through), even though the client's own
+    /// exactly-once rule hides the second effect.
+    #[test]
+    fn an_attempt_applied_twice_is_reported() {
+        let mut sm = SimKv::new(None);
+        let ctx = |instance| ApplyContext {
+            instance: InstanceId(instance),
+            time_ms: 5,
+        };
+        let bytes = encode(&append(1));
+        sm.apply(&bytes, &ctx(0));
+        assert!(!sm.events.iter().any(|e| matches!(e, KvEvent::Broken(_))));
+        let retry = encode(&KvCommand {
+            attempt: 2,
+            ..append(1)
+        });
+        sm.apply(&retry, &ctx(1));
+        assert!(!sm.events.iter().any(|e| matches!(e, KvEvent::Broken(_))));
+        sm.apply(&bytes, &ctx(2));
+        assert!(sm
+            .events
+            .iter()
+            .any(|e| matches!(e, KvEvent::Broken(text) if text.contains("twice"))));
     }
 
     #[test]

@@ -124,7 +124,7 @@ pub fn run_seed(seed: u64, nodes: usize, faults: Faults) -> SeedReport {
         world.stats.lease_reads += world
             .nodes
             .iter()
-            .filter_map(|n| n.replica.as_ref())
+            .filter_map(|n| n.replica())
             .map(|r| r.lease_reads())
             .sum::<u64>();
         (world.violations, world.violation_count, world.stats)

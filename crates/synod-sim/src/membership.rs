@@ -242,7 +242,7 @@ impl World {
                     .collect();
                 self.partition(links);
                 if let Some(op) = self.any_simple_op() {
-                    if self.member_rng.gen_bool(0.5) && self.nodes[victim].replica.is_some() {
+                    if self.member_rng.gen_bool(0.5) && self.nodes[victim].replica().is_some() {
                         self.ask(victim, op);
                     } else {
                         self.ask_somewhere(op, "");
@@ -343,7 +343,7 @@ impl World {
     /// The newest membership as the operator sees it: the leader's, else
     /// the log's.
     fn latest(&self) -> Arc<Membership> {
-        match self.leader().and_then(|k| self.nodes[k].replica.as_ref()) {
+        match self.leader().and_then(|k| self.nodes[k].replica()) {
             Some(replica) => replica.schedule().latest().clone(),
             None => self.members.truth_latest().clone(),
         }
@@ -351,7 +351,7 @@ impl World {
 
     fn live_nodes(&self) -> Vec<usize> {
         (0..self.nodes.len())
-            .filter(|k| self.nodes[*k].replica.is_some() && !self.nodes[*k].paused)
+            .filter(|k| self.nodes[*k].replica().is_some() && !self.nodes[*k].paused)
             .collect()
     }
 
@@ -478,7 +478,7 @@ impl World {
     fn ask(&mut self, node: usize, op: MemberOp) {
         self.members.next_token += 1;
         let token = self.members.next_token;
-        let Some(replica) = self.nodes[node].replica.as_mut() else {
+        let Some(replica) = self.nodes[node].replica_mut() else {
             return;
         };
         self.stats.member_ops += 1;
@@ -519,7 +519,7 @@ impl World {
                 .voters()
                 .filter(|v| {
                     self.index(*v)
-                        .and_then(|j| self.nodes[j].replica.as_ref())
+                        .and_then(|j| self.nodes[j].replica())
                         .is_some_and(|r| r.status().chosen_end.0 >= out_from)
                 })
                 .count();
@@ -538,7 +538,7 @@ impl World {
         if self.nodes.len() == self.initial_nodes {
             return;
         }
-        let Some(replica) = self.nodes[node].replica.as_ref() else {
+        let Some(replica) = self.nodes[node].replica() else {
             return;
         };
         let latest = replica.schedule().latest().clone();
@@ -584,15 +584,14 @@ impl World {
     pub(crate) fn schedule_from_member(&self, id: NodeId) -> Option<(InstanceId, Schedule)> {
         let knows = |k: &usize| {
             self.nodes[*k]
-                .replica
-                .as_ref()
+                .replica()
                 .is_some_and(|r| !self.nodes[*k].paused && r.schedule().latest().contains(id))
         };
         let source = self
             .leader()
             .filter(knows)
             .or_else(|| (0..self.nodes.len()).find(knows))?;
-        let replica = self.nodes[source].replica.as_ref()?;
+        let replica = self.nodes[source].replica()?;
         let point = replica.status().applied_end;
         Some((point, replica.schedule_at(point)))
     }

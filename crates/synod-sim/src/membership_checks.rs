@@ -31,7 +31,7 @@ impl World {
         self.fold_truth();
         self.check_schedule(node);
         let id = self.nodes[node].id;
-        if let Some(replica) = self.nodes[node].replica.as_mut() {
+        if let Some(replica) = self.nodes[node].replica_mut() {
             for used in replica.take_quorum_log() {
                 self.members.quorums_pending.push_back((id, used));
             }
@@ -72,7 +72,7 @@ impl World {
     /// the membership. Both are step functions of the instance: they agree
     /// on a range if they agree at its start and at every step of either.
     fn check_schedule(&mut self, node: usize) {
-        let Some(replica) = self.nodes[node].replica.as_ref() else {
+        let Some(replica) = self.nodes[node].replica() else {
             return;
         };
         let entries = replica.schedule().entries();

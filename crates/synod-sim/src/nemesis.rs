@@ -116,7 +116,7 @@ impl World {
             }
             8 => {
                 let node = self.leader_or_random();
-                if self.nodes[node].replica.is_some() && !self.nodes[node].paused {
+                if self.nodes[node].replica().is_some() && !self.nodes[node].paused {
                     self.nodes[node].paused = true;
                     let epoch = self.nodes[node].epoch;
                     let duration = self.rng.gen_range(100_000..3_000_000);
@@ -144,9 +144,9 @@ impl World {
                 }
             }
             12 => self.forge_huge_ballot(),
-            10 if self.nodes.iter().any(|n| n.replica.is_some()) => {
+            10 if self.nodes.iter().any(|n| n.replica().is_some()) => {
                 let mut node = self.leader_or_random();
-                while self.nodes[node].replica.is_none() {
+                while self.nodes[node].replica().is_none() {
                     node = (node + 1) % n;
                 }
                 let disk = self.nodes[node].disk.clone();

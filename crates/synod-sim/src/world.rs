@@ -2,7 +2,7 @@
 //! disks, the simulated network, and one event queue ordered by simulated time.
 //! Everything random comes from one seeded generator, so a seed replays exactly.
 
-use crate::kv::{decode, unstamp, Kv};
+use crate::kv::{decode, KvEvent, SimKv};
 use crate::params::Params;
 use crate::report::Stats;
 use bytes::{Bytes, BytesMut};
@@ -12,20 +12,36 @@ use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet, VecDeque};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
-use synod::persist::{Io, Persister, SnapshotEncoder, SnapshotWrite};
-use synod::StampClock;
+use synod::engine::{Answer, Engine, EngineOptions, Envelope, RestoredSessions};
+use synod::persist::{Io, Persister, SnapshotWrite};
+use synod::{Metrics, NodeError, WallClock};
 use synod_check::Operation;
 use synod_core::codec::Decode;
 use synod_core::{
     Apply, Ballot, Body, Checksum, Config, GroupId, InstanceId, Message, NodeId, PersistSeq,
-    Record, Replica, RoleKind, Schedule, SnapshotMeta, Value,
+    Record, Replica, RoleKind, Schedule, Value,
 };
 use synod_storage::fs::Fs;
 use synod_storage::{Obsolete, SimFs, SnapshotPolicy, SyncJob, Wal, WalOptions};
 
-/// Applied points at which replicas' state digests are compared: every 4th.
-const DIGEST_EVERY: u64 = 4;
+/// How a node's engine answers a simulated client: which client, which of
+/// its operations, which attempt (an answer to an older attempt is stale).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Token {
+    pub(crate) client: usize,
+    pub(crate) seq: u64,
+    pub(crate) attempt: u32,
+}
+
+/// Sessions a node's table keeps: the runtime's default. Sessions live per
+/// node incarnation, so a run never evicts one (an evicted session's late
+/// retry may take effect twice: documented in `envelope.rs`).
+const SESSIONS_MAX: usize = 4096;
+
+/// The runtime's engine as a simulated node runs it.
+pub(crate) type SimEngine = Engine<SimKv, Token>;
 
 /// What a restarted replica forgot of what it had said durably before the
 /// crash (`None`: nothing). Instances below `snapshot_end` are chosen and in
@@ -137,7 +153,11 @@ pub(crate) enum Backlog {
     /// catches up), at one random point among the rest.
     Ticks(u64),
     /// A client's request (its current operation, if still the same).
-    Submit { client: usize, seq: u64 },
+    Submit {
+        client: usize,
+        seq: u64,
+        attempt: u32,
+    },
 }
 
 struct Scheduled {
@@ -178,16 +198,20 @@ pub(crate) enum Phase {
 /// One simulated node: a replica (when up), its disk and its state machine.
 pub(crate) struct SimNode {
     pub(crate) id: NodeId,
-    pub(crate) replica: Option<Replica>,
+    /// The runtime's engine (`synod::engine`, the code the driver runs):
+    /// the replica, the persister, the session table and the state machine;
+    /// `None` while the node is down.
+    pub(crate) engine: Option<SimEngine>,
+    /// The node's wall clock (ms since the Unix epoch), read by its engine's
+    /// `WallClock` (and, for the `nondeterministic-sm` control, its state
+    /// machine); set before every input.
+    pub(crate) wall: Arc<AtomicU64>,
     /// Bumped at every crash; events of an older incarnation are ignored.
     pub(crate) epoch: u64,
     /// The node's disk (shared handle): the real WAL and snapshot files
     /// write through it, and a crash keeps only what it made durable (or a
     /// torn, reordered part of the rest).
     pub(crate) disk: SimFs,
-    /// The runtime's storage decisions (the same `Persister` the driver
-    /// runs) over the real WAL on `disk`; `None` while the node is down.
-    pub(crate) persist: Option<Persister>,
     /// I/O the persister started, carried out when its completion event
     /// fires (one of each kind at most).
     pub(crate) sync_out: Option<(SyncJob, PersistSeq)>,
@@ -204,21 +228,13 @@ pub(crate) struct SimNode {
     /// values be chosen). Checked at every restart (`check_no_amnesia`).
     pub(crate) sent_promise: Ballot,
     pub(crate) sent_accepted: BTreeMap<InstanceId, Ballot>,
-    /// What bounds this node's stamps (the runtime's `StampClock`): its
-    /// wall clock, advanced no faster than the monotonic time since it
-    /// started. Replaced at every start.
-    pub(crate) stamp_clock: StampClock,
     /// The disk was wiped and the node has not voted since: it starts with
     /// `Config::rebuild` (as `synod server --rebuild`) until it does.
     pub(crate) rebuilding: bool,
     /// Messages sent by incarnations before this one are dropped in flight.
     pub(crate) wiped_epoch: u64,
-    /// The state machine, rebuilt from the latest snapshot after a restart.
-    pub(crate) kv: Kv,
-    /// The next instance this incarnation must apply.
+    /// The next instance this incarnation must apply (the order check).
     pub(crate) next_apply: u64,
-    /// The applied checksum at `next_apply` (what a snapshot taken now is of).
-    pub(crate) applied_checksum: Checksum,
     /// Frozen by the pause nemesis: everything for it waits in `backlog`.
     pub(crate) paused: bool,
     pub(crate) backlog: Vec<Backlog>,
@@ -244,14 +260,28 @@ pub(crate) struct SimNode {
 }
 
 impl SimNode {
+    /// The node's replica, if it runs.
+    pub(crate) fn replica(&self) -> Option<&Replica> {
+        self.engine.as_ref().map(|e| &e.replica)
+    }
+
+    /// The node's state machine, if it runs.
+    pub(crate) fn kv(&self) -> Option<&crate::kv::Kv> {
+        self.engine.as_ref().map(|e| &e.machine().kv)
+    }
+
+    pub(crate) fn replica_mut(&mut self) -> Option<&mut Replica> {
+        self.engine.as_mut().map(|e| &mut e.replica)
+    }
+
     /// A node with an empty disk and nothing running.
     pub(crate) fn new(id: NodeId) -> SimNode {
         SimNode {
             id,
-            replica: None,
+            engine: None,
+            wall: Arc::new(AtomicU64::new(0)),
             epoch: 0,
             disk: SimFs::new(),
-            persist: None,
             sync_out: None,
             snapshot_out: None,
             remove_out: None,
@@ -259,12 +289,9 @@ impl SimNode {
             checkpoint_cut: false,
             sent_promise: Ballot::ZERO,
             sent_accepted: BTreeMap::new(),
-            stamp_clock: StampClock::new(0, 0),
             rebuilding: false,
             wiped_epoch: 0,
-            kv: Kv::default(),
             next_apply: 0,
-            applied_checksum: Checksum::default(),
             paused: false,
             backlog: Vec::new(),
             missed_ticks: 0,
@@ -306,6 +333,9 @@ pub(crate) struct World {
     pub(crate) history: Vec<Operation>,
     /// The history index of each operation, by (client, seq).
     pub(crate) history_index: BTreeMap<(u64, u64), usize>,
+    /// Per GET answered by a read (by read index or through the log): the
+    /// point its answer gave, its attempt and its sequence number.
+    pub(crate) read_points: BTreeMap<usize, (u64, u32, u64)>,
     /// GETs served by read index: (the serving node's applied prefix then,
     /// when, index in `history`). They place those reads in the witness.
     pub(crate) index_reads: Vec<(u64, u64, usize)>,
@@ -322,7 +352,7 @@ pub(crate) struct World {
     /// History indexes of reads by index that found their key absent.
     pub(crate) read_found_absent: HashSet<usize>,
     /// Per applied prefix length, the first node to reach it and its state
-    /// digest (see `check_digest`).
+    /// digest (see `record_digest`).
     pub(crate) digests: BTreeMap<u64, (NodeId, u64)>,
     /// The first violations found (see `violation`).
     pub(crate) violations: Vec<String>,
@@ -433,6 +463,7 @@ impl World {
             clients: Vec::new(),
             history: Vec::new(),
             history_index: BTreeMap::new(),
+            read_points: BTreeMap::new(),
             index_reads: Vec::new(),
             proposed: HashSet::new(),
             digests: BTreeMap::new(),
@@ -478,7 +509,7 @@ impl World {
             }
             debug_assert!(next.time_us >= self.now_us);
             self.now_us = next.time_us;
-            self.feed_lease_clocks();
+            self.feed_clocks();
             self.handle(next.event);
             if self.phase == Phase::Settle && self.settled() {
                 return;
@@ -512,11 +543,10 @@ impl World {
                     self.schedule(at, Event::Tick { node, epoch });
                     return;
                 }
-                if let Some(replica) = self.nodes[node].replica.as_mut() {
-                    replica.tick();
-                    if let Some(persist) = self.nodes[node].persist.as_mut() {
-                        persist.tick();
-                    }
+                if let Some(engine) = self.nodes[node].engine.as_mut() {
+                    // Scans of waiting requests (retries, timeouts) happen
+                    // inside, every few ticks, as in the driver.
+                    engine.tick();
                     let at = self.now_us + self.params.tick_us[node];
                     self.schedule(at, Event::Tick { node, epoch });
                     self.pump(node);
@@ -541,13 +571,13 @@ impl World {
                     self.nodes[to].backlog.push(Backlog::Event(event));
                     return;
                 }
-                if self.nodes[to].replica.is_none() {
+                if self.nodes[to].replica().is_none() {
                     return;
                 }
                 let Some(msg) = self.receive(from, to, frame) else {
                     return;
                 };
-                if let Some(replica) = self.nodes[to].replica.as_mut() {
+                if let Some(replica) = self.nodes[to].replica_mut() {
                     replica.step(msg);
                     self.pump(to);
                 }
@@ -569,7 +599,7 @@ impl World {
                 }
             }
             Event::Restart { node } => {
-                if self.nodes[node].replica.is_none() {
+                if self.nodes[node].replica().is_none() {
                     self.start_node(node);
                 }
             }
@@ -642,57 +672,90 @@ impl World {
                 return;
             }
         };
-        let wall_ms = self.wall_ms(node);
-        let mono_ms = self.now_us / 1000;
         let sim_node = &mut self.nodes[node];
-        sim_node.stamp_clock = StampClock::new(wall_ms, mono_ms);
         // Whoever restarts a node whose disk filled up frees space first.
         sim_node.disk.set_space_bytes_max(None);
         let snapshot = recovered.snapshots.get(&GroupId(0)).cloned();
-        let (kv, next_apply) = match &snapshot {
-            None => (Some(Kv::default()), 0),
-            Some(snapshot) => (Kv::decode(&snapshot.data), snapshot.meta.applied_end.0),
+        let local_clock = self
+            .faults
+            .nondeterministic_sm
+            .then(|| Arc::clone(&sim_node.wall));
+        let mut machine = SimKv::new(local_clock);
+        // As the driver recovers: the session table and the state machine
+        // from the snapshot, then the log after it.
+        let sessions = match &snapshot {
+            None => RestoredSessions::empty(SESSIONS_MAX),
+            Some(snapshot) => {
+                match synod::engine::restore_snapshot(&mut machine, &snapshot.data, SESSIONS_MAX) {
+                    Ok(sessions) => sessions,
+                    Err(err) => {
+                        self.violation(format!("node {node}: its durable snapshot: {err}"));
+                        return;
+                    }
+                }
+            }
         };
-        let Some(kv) = kv else {
-            self.violation(format!("node {node}: its durable snapshot does not decode"));
-            return;
-        };
+        let next_apply = snapshot.as_ref().map_or(0, |s| s.meta.applied_end.0);
         let checksum = snapshot
             .as_ref()
             .map_or(Checksum::default(), |s| s.meta.checksum);
-        match Replica::recover(cfg, snapshot, recovered.records_of(GroupId(0))) {
-            Ok(replica) => {
-                if let Some(amnesia) = no_amnesia(sim_node, &replica, InstanceId(next_apply)) {
-                    let id = sim_node.id;
-                    self.violation(format!("acceptor amnesia: node {id} restarted {amnesia}"));
-                    return;
-                }
-                sim_node.replica = Some(replica);
-                let policy = SnapshotPolicy {
-                    instances: self.params.snapshot_every,
-                    log_bytes: 0,
-                };
-                sim_node.persist = Some(Persister::new(
-                    GroupId(0),
-                    wal,
-                    policy,
-                    InstanceId(next_apply),
-                ));
-            }
+        let replica = match Replica::recover(cfg, snapshot, recovered.records_of(GroupId(0))) {
+            Ok(replica) => replica,
             Err(err) => {
                 self.violation(format!("recovery of node {node} failed: {err}"));
                 return;
             }
+        };
+        if let Some(amnesia) = no_amnesia(sim_node, &replica, InstanceId(next_apply)) {
+            let id = sim_node.id;
+            self.violation(format!("acceptor amnesia: node {id} restarted {amnesia}"));
+            return;
         }
-        sim_node.kv = kv;
+        let policy = SnapshotPolicy {
+            instances: self.params.snapshot_every,
+            log_bytes: 0,
+        };
+        let persist = Persister::new(GroupId(0), wal, policy, InstanceId(next_apply));
+        let wall = Arc::clone(&sim_node.wall);
+        let attempt_ms = self.params.attempt_timeout_us / 1000;
+        let opts = EngineOptions {
+            // A node gives up on a request about when its client does; it
+            // proposes again a few times before that (a lost forward).
+            request_timeout: std::time::Duration::from_millis(attempt_ms),
+            retry_interval: std::time::Duration::from_millis(attempt_ms / 3),
+            sessions_max: SESSIONS_MAX,
+            unsafe_local_reads: false,
+            local_clock_reads: self.faults.local_clock_ttl,
+            wall_clock: WallClock::from_fn(move || wall.load(AtomicOrdering::Relaxed)),
+        };
+        // A session id per incarnation, as the driver draws one at random.
+        let session = self.seed ^ (u64::from(sim_node.id.0) << 48) ^ (sim_node.epoch << 20) ^ 1;
         sim_node.next_apply = next_apply;
-        sim_node.applied_checksum = checksum;
+        let mono_ms = self.mono_ms(node);
+        self.nodes[node].wall.store(self.wall_ms(node), AtomicOrdering::Relaxed);
+        let mut engine = Engine::new(
+            opts,
+            replica,
+            persist,
+            machine,
+            sessions,
+            InstanceId(next_apply),
+            checksum,
+            session,
+            mono_ms,
+            Arc::new(Metrics::default()),
+        );
+        engine.record_applies(true);
+        let sim_node = &mut self.nodes[node];
+        sim_node.engine = Some(engine);
         let epoch = sim_node.epoch;
         // The new incarnation's clock, before it does anything.
-        self.feed_lease_clock(node);
+        self.feed_clock(node);
         let at = self.now_us + self.params.tick_us[node];
         self.schedule(at, Event::Tick { node, epoch });
-        self.check_digest(node);
+        if let Some(engine) = self.nodes[node].engine.as_mut() {
+            engine.machine_mut().digest_at(next_apply);
+        }
         self.pump(node);
     }
 
@@ -730,14 +793,18 @@ impl World {
                 Backlog::Event(event) => self.handle(event),
                 Backlog::Ticks(count) => {
                     for _ in 0..count {
-                        if let Some(replica) = self.nodes[node].replica.as_mut() {
-                            replica.tick();
+                        if let Some(engine) = self.nodes[node].engine.as_mut() {
+                            engine.tick();
                             self.pump(node);
                         }
                     }
                 }
-                Backlog::Submit { client, seq } => {
-                    if self.submit(client, node, seq) {
+                Backlog::Submit {
+                    client,
+                    seq,
+                    attempt,
+                } => {
+                    if self.submit(client, node, seq, attempt) {
                         self.pump(node);
                     }
                 }
@@ -748,10 +815,10 @@ impl World {
     /// Kills a node: its memory and its unsynced writes are gone.
     pub(crate) fn crash(&mut self, node: usize) {
         let sim_node = &mut self.nodes[node];
-        let Some(replica) = sim_node.replica.take() else {
+        let Some(engine) = sim_node.engine.take() else {
             return;
         };
-        self.stats.lease_reads += replica.lease_reads();
+        self.stats.lease_reads += engine.replica.lease_reads();
         sim_node.paused = false;
         sim_node.backlog.clear();
         sim_node.missed_ticks = 0;
@@ -767,9 +834,9 @@ impl World {
         }
         sim_node.snapshot_out = None;
         sim_node.remove_out = None;
-        // The process is gone: its open files go with it, then the disk
-        // loses what was not durable.
-        sim_node.persist = None;
+        // The process is gone: its open files go with it (`engine` above),
+        // then the disk loses what was not durable.
+        drop(engine);
         // The crash also ends every injected fault but a full disk (cleared
         // when the node restarts).
         sim_node.disk.crash(&mut self.rng);
@@ -779,87 +846,100 @@ impl World {
         self.clients_lost_node(node);
     }
 
-    /// Carries out everything a replica's `Ready` asks for, in the order the
-    /// runtime's driver does (`synod/src/driver.rs`, `process_ready`), with
-    /// the same `Persister` deciding when to append, sync and checkpoint.
+    /// Lets the node's engine carry out everything its replica's `Ready`
+    /// asks for (the driver's own code: persist, install, send, apply,
+    /// answer, snapshot, start storage work), then carries out what it hands
+    /// out here: messages onto the simulated network, storage jobs onto the
+    /// simulated disk, answers to the clients; and checks what it applied.
     pub(crate) fn pump(&mut self, node: usize) {
-        // Bounded as in the driver: acting on a Ready can release held
-        // messages once (after a checkpoint), so a few rounds suffice.
-        for _ in 0..8 {
-            let Some(replica) = self.nodes[node].replica.as_mut() else {
-                return;
+        let Some(engine) = self.nodes[node].engine.as_mut() else {
+            return;
+        };
+        let mut sent = Vec::new();
+        let result = engine.process_ready(&mut |msg| {
+            sent.push(msg);
+            Ok(())
+        });
+        let effects = engine.take_effects();
+        let events = std::mem::take(&mut engine.machine_mut().events);
+        let applied_end = engine.applied_end().0;
+        let rebuilt = !engine.replica.rebuilding();
+        for msg in sent {
+            self.transmit(msg);
+        }
+        if let Some(point) = effects.installed {
+            self.stats.snapshots_installed += 1;
+            self.nodes[node].next_apply = point.0;
+        }
+        for apply in effects.applied {
+            self.check_applied(node, apply);
+        }
+        self.kv_events(node, events);
+        if let Err(err) = result {
+            match err {
+                NodeError::Storage(err) => self.storage_failed(node, &err.to_string()),
+                other => {
+                    let id = self.nodes[node].id;
+                    self.violation(format!("node {id} stopped: {other}"));
+                    self.crash(node);
+                }
+            }
+            return;
+        }
+        self.stats.snapshots += effects.checkpointed.len() as u64;
+        self.start_io(node, effects.io);
+        for answer in effects.answers {
+            let (token, result) = match answer {
+                Answer::Done(token, result) => (token, result),
+                // The simulator's state machine offers no read views; a job
+                // would run at once here.
+                Answer::OffLoop(token, job) => (token, Ok(job())),
             };
-            let ready = replica.take_ready();
-            if ready.is_empty() {
-                break;
-            }
-            let sim_node = &mut self.nodes[node];
-            if let Some(persist) = sim_node.persist.as_mut() {
-                if let Err(err) = persist.append(&ready.persist, ready.persist_through) {
-                    self.storage_failed(node, &err.to_string());
-                    return;
-                }
-            }
-            if let Some(snapshot) = ready.install {
-                // A snapshot from a peer: restore the state machine, then
-                // checkpoint it like one of our own.
-                match Kv::decode(&snapshot.data) {
-                    Some(kv) => self.nodes[node].kv = kv,
-                    None => {
-                        self.violation(format!("node {node} installed an undecodable snapshot"))
-                    }
-                }
-                self.nodes[node].next_apply = snapshot.meta.applied_end.0;
-                self.nodes[node].applied_checksum = snapshot.meta.checksum;
-                if let Some(persist) = self.nodes[node].persist.as_mut() {
-                    persist.installed(snapshot);
-                }
-                self.stats.snapshots_installed += 1;
-                self.check_digest(node);
-            }
-            for msg in ready.messages {
-                self.transmit(msg);
-            }
-            for apply in ready.apply {
-                self.apply(node, apply);
-            }
-            for rejected in ready.rejected {
-                self.client_rejected(node, &rejected.command);
-            }
-            for read in ready.reads {
-                self.client_read_served(node, read);
-            }
-            for (read, _) in ready.rejected_reads {
-                self.client_read_rejected(node, read);
-            }
-            for (_, outcome) in ready.member_outcomes {
-                match outcome {
-                    Ok(_) => self.stats.member_ops_ok += 1,
-                    Err(_) => self.stats.member_ops_refused += 1,
-                }
-            }
-            for divergence in ready.diverged {
-                self.violation(format!(
-                    "divergence reported by node {} against {} at {}: {:?} != {:?}",
-                    self.nodes[node].id,
-                    divergence.peer,
-                    divergence.applied_end,
-                    divergence.local,
-                    divergence.remote
-                ));
-            }
-            self.maybe_snapshot(node);
-            if !self.kick(node) {
-                return;
+            self.client_answer(node, token, result);
+        }
+        for (_, outcome) in effects.member_outcomes {
+            match outcome {
+                Ok(_) => self.stats.member_ops_ok += 1,
+                Err(_) => self.stats.member_ops_refused += 1,
             }
         }
-        self.kick(node);
+        for divergence in effects.diverged {
+            self.violation(format!(
+                "divergence reported by node {} against {} at {}: {:?} != {:?}",
+                self.nodes[node].id,
+                divergence.peer,
+                divergence.applied_end,
+                divergence.local,
+                divergence.remote
+            ));
+        }
+        if let Some(engine) = self.nodes[node].engine.as_mut() {
+            engine.machine_mut().digest_at(applied_end);
+            let events = std::mem::take(&mut engine.machine_mut().events);
+            self.kv_events(node, events);
+        }
         self.check_membership(node);
         self.notice_spares(node);
         let sim_node = &mut self.nodes[node];
-        if sim_node.rebuilding && sim_node.replica.as_ref().is_some_and(|r| !r.rebuilding()) {
+        if sim_node.rebuilding && rebuilt {
             sim_node.rebuilding = false;
             self.stats.rebuilds += 1;
+        }
+    }
+
+    /// What the node's state machine reported while applying.
+    fn kv_events(&mut self, node: usize, events: Vec<KvEvent>) {
+        let id = self.nodes[node].id;
+        for event in events {
+            match event {
+                KvEvent::Applied { client, seq, absent } => {
+                    if absent {
+                        self.found_absent.insert((client, seq));
+                    }
+                }
+                KvEvent::Broken(text) => self.violation(format!("node {id}: {text}")),
+                KvEvent::Digest { point, digest } => self.record_digest(node, point, digest),
+            }
         }
     }
 
@@ -878,57 +958,10 @@ impl World {
         sim_node.schedule_lost = true;
     }
 
-    /// Takes a snapshot of the state machine when the persister's policy
-    /// says so (every `snapshot_every` instances), as the driver does.
-    fn maybe_snapshot(&mut self, node: usize) {
-        let sim_node = &mut self.nodes[node];
-        let Some(persist) = sim_node.persist.as_mut() else {
-            return;
-        };
-        let applied_end = InstanceId(sim_node.next_apply);
-        if !persist.snapshot_wanted(applied_end) {
-            return;
-        }
-        let Some(memberships) = sim_node
-            .replica
-            .as_ref()
-            .map(|r| r.schedule_at(applied_end))
-        else {
-            return;
-        };
-        // The driver's path for a state machine with a view: the state is
-        // captured now, encoded when the snapshot write runs (later, with
-        // applies in between).
-        persist.snapshot_deferred(
-            SnapshotMeta {
-                applied_end,
-                checksum: sim_node.applied_checksum,
-            },
-            memberships,
-            SnapshotEncoder::new(sim_node.kv.encode_later()),
-        );
-    }
-
-    /// Lets the persister start what is due, and schedules the completion
-    /// of the I/O it hands out. False if the node stopped on a storage error.
-    fn kick(&mut self, node: usize) -> bool {
-        let sim_node = &mut self.nodes[node];
-        let (Some(persist), Some(replica)) = (sim_node.persist.as_mut(), sim_node.replica.as_mut())
-        else {
-            return false;
-        };
-        let kicked = match persist.kick(replica) {
-            Ok(kicked) => kicked,
-            Err(err) => {
-                self.storage_failed(node, &err.to_string());
-                return false;
-            }
-        };
-        if kicked.checkpointed.is_some() {
-            self.stats.snapshots += 1;
-        }
+    /// Schedules the completion of the storage jobs the engine handed out.
+    fn start_io(&mut self, node: usize, io: Vec<Io>) {
         let epoch = self.nodes[node].epoch;
-        for io in kicked.io {
+        for io in io {
             let (kind, latency) = match io {
                 Io::Sync { job, through } => {
                     self.nodes[node].sync_out = Some((job, through));
@@ -956,15 +989,13 @@ impl World {
                 },
             );
         }
-        true
     }
 
     /// An I/O job completes: it runs now (on the simulated disk) and the
     /// persister hears of it, as the driver's blocking threads report back.
     fn io_done(&mut self, node: usize, io: IoKind) {
         let sim_node = &mut self.nodes[node];
-        let (Some(persist), Some(replica)) = (sim_node.persist.as_mut(), sim_node.replica.as_mut())
-        else {
+        let Some(engine) = sim_node.engine.as_mut() else {
             return;
         };
         let result = match io {
@@ -973,14 +1004,14 @@ impl World {
                     return;
                 };
                 let result = job.run();
-                persist.sync_done(job, result, through, replica)
+                engine.sync_done(job, result, through)
             }
             IoKind::WriteSnapshot => {
                 let Some(mut write) = sim_node.snapshot_out.take() else {
                     return;
                 };
                 let written = write.run();
-                let result = persist.snapshot_written(write.checkpoint, written);
+                let result = engine.snapshot_written(write.checkpoint, written);
                 if result.is_ok()
                     && self.phase == Phase::Safety
                     && self.disk_rng.gen_bool(self.params.checkpoint_power_cut)
@@ -1001,7 +1032,7 @@ impl World {
                 };
                 // Files left behind cost space, not safety: the driver logs
                 // this and goes on; so does the simulated node.
-                let _ = persist.cleaned(obsolete.remove());
+                engine.cleaned(obsolete.remove());
                 Ok(())
             }
         };
@@ -1031,7 +1062,7 @@ impl World {
             // The power went for the whole rack: every node restarts from
             // its disk, the one cut mid-checkpoint among them.
             for other in 0..self.nodes.len() {
-                if other != node && self.nodes[other].replica.is_some() {
+                if other != node && self.nodes[other].replica().is_some() {
                     self.crash(other);
                     let downtime = self.disk_rng.gen_range(10_000..1_500_000);
                     self.schedule(self.now_us + downtime, Event::Restart { node: other });
@@ -1141,9 +1172,9 @@ impl World {
         self.params.delay_us_min + self.rng.gen_range(0..=self.params.delay_us_jitter)
     }
 
-    /// Applies one chosen instance at one node, checking agreement, order and
-    /// validity as it goes.
-    fn apply(&mut self, node: usize, apply: Apply) {
+    /// Checks one chosen instance a node's engine applied: agreement, order
+    /// and validity (the engine applied it to the state machine already).
+    fn check_applied(&mut self, node: usize, apply: Apply) {
         let id = self.nodes[node].id;
         let instance = apply.instance.0;
         if instance != self.nodes[node].next_apply {
@@ -1153,7 +1184,6 @@ impl World {
             ));
         }
         self.nodes[node].next_apply = instance + 1;
-        self.nodes[node].applied_checksum = apply.checksum;
         match self.chosen.get(&instance) {
             Some(first) if *first != apply.value => self.violation(format!(
                 "agreement: node {id} applied {:?} at #{instance}, another node applied {:?}",
@@ -1165,65 +1195,24 @@ impl World {
                 self.chosen.insert(instance, apply.value.clone());
             }
         }
-        let local_clock = self.faults.nondeterministic_sm.then(|| self.wall_ms(node));
         for proposed in apply.value.commands() {
-            let Some((stamp_ms, command)) = unstamp(proposed) else {
-                self.violation(format!("validity: unstamped command at #{instance}"));
+            let Some(envelope) = Envelope::decode(proposed) else {
+                self.violation(format!("validity: a command without an envelope at #{instance}"));
                 continue;
             };
-            if !self.proposed.contains(&command) {
+            if !self.proposed.contains(&envelope.payload) {
                 self.violation(format!(
                     "validity: node {id} applied a command no client proposed at #{instance}"
                 ));
-                continue;
-            }
-            let Some(kv_command) = decode(&command) else {
-                self.violation(format!("validity: undecodable command at #{instance}"));
-                continue;
-            };
-            match self.nodes[node]
-                .kv
-                .apply(&kv_command, instance, stamp_ms, local_clock)
-            {
-                Ok(Some((outcome, absent))) => {
-                    if absent {
-                        self.found_absent
-                            .insert((kv_command.client, kv_command.seq));
-                    }
-                    self.client_reply(node, &kv_command, outcome)
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    self.violation(format!("synod-kv at node {id}, #{instance}: {error}"))
-                }
             }
         }
-        let log_ms = self.nodes[node].kv.log_time_ms();
-        let mono_ms = self.now_us / 1000;
-        self.nodes[node].stamp_clock.observe_log(log_ms, mono_ms);
-        self.check_digest(node);
     }
 
-    /// What `node` stamps into a command it proposes now (the runtime's
-    /// rule: its wall clock, bounded by `StampClock`).
-    pub(crate) fn stamp_ms(&self, node: usize) -> u64 {
-        self.nodes[node]
-            .stamp_clock
-            .stamp(self.wall_ms(node), self.now_us / 1000)
-    }
-
-    /// Records the digest of `node`'s state after its applied prefix, or
+    /// Records the digest of `node`'s state at applied point `point`, or
     /// compares it with the one another node recorded at the same point:
     /// replicas that applied the same log must hold the same state (a state
     /// machine that is not deterministic diverges with equal log checksums).
-    /// Only every `DIGEST_EVERY`th point is compared: a digest encodes the
-    /// whole state, and a divergence persists in the state once there.
-    pub(crate) fn check_digest(&mut self, node: usize) {
-        let point = self.nodes[node].next_apply;
-        if !point.is_multiple_of(DIGEST_EVERY) {
-            return;
-        }
-        let digest = self.nodes[node].kv.digest();
+    fn record_digest(&mut self, node: usize, point: u64, digest: u64) {
         let id = self.nodes[node].id;
         match self.digests.get(&point) {
             None => {
@@ -1237,6 +1226,25 @@ impl World {
             }
             Some(_) => {}
         }
+    }
+
+    /// The node's monotonic clock in ms: simulated time, or, with read
+    /// leases, its own drifting clock (see `lease_clock.rs`).
+    pub(crate) fn mono_ms(&mut self, node: usize) -> u64 {
+        let Some(lease) = self.params.lease else {
+            return self.now_us / 1000;
+        };
+        while self.lease_clocks.len() <= node {
+            let k = self.lease_clocks.len() as u64;
+            self.lease_clocks.push(crate::lease_clock::DriftClock::new(
+                self.seed ^ 0x5EED_C10C_D21F_0000 ^ (k << 40),
+                lease.drift_ppm,
+                self.faults.lease_drift_beyond_bound,
+                self.now_us,
+            ));
+        }
+        let paused = self.nodes[node].paused;
+        self.lease_clocks[node].now_ms(self.now_us, paused)
     }
 
     /// The node's wall clock, in ms since the Unix epoch: simulated time
@@ -1259,7 +1267,7 @@ impl World {
             self.nodes[node].disk.disarm_faults();
             self.nodes[node].checkpoint_cut = false;
             self.resume(node);
-            if self.nodes[node].replica.is_none() {
+            if self.nodes[node].replica().is_none() {
                 self.start_node(node);
             }
         }
@@ -1276,17 +1284,16 @@ impl World {
         let Some(&reference) = members.first() else {
             return false;
         };
-        let Some(first) = self.nodes[reference].replica.as_ref().map(|r| r.status()) else {
+        let Some(first) = self.nodes[reference].replica().map(|r| r.status()) else {
             return false;
         };
         let has_leader = self.nodes.iter().any(|n| {
-            n.replica
-                .as_ref()
+            n.replica()
                 .is_some_and(|r| r.status().role == RoleKind::Leader)
         });
         has_leader
             && members.iter().map(|k| &self.nodes[*k]).all(|n| {
-                n.replica.as_ref().is_some_and(|r| {
+                n.replica().is_some_and(|r| {
                     let status = r.status();
                     status.applied_end == first.applied_end
                         && status.chosen_end == first.chosen_end
@@ -1299,7 +1306,7 @@ impl World {
         let nodes: Vec<String> = self
             .nodes
             .iter()
-            .map(|n| match &n.replica {
+            .map(|n| match n.replica() {
                 None if n.absent => format!("{}: absent", n.id),
                 None if n.retired => format!("{}: removed", n.id),
                 None => format!("{}: down", n.id),
@@ -1333,36 +1340,25 @@ impl World {
     /// Gives every running replica its local time now (leases only): set
     /// before every event, so that whatever the event makes a replica do
     /// happens at a fresh time, as the runtime does.
-    fn feed_lease_clocks(&mut self) {
-        if self.params.lease.is_none() {
-            return;
-        }
+    fn feed_clocks(&mut self) {
         for node in 0..self.nodes.len() {
-            self.feed_lease_clock(node);
+            self.feed_clock(node);
         }
     }
 
-    /// Gives `node`'s replica (if running) its local time now.
-    pub(crate) fn feed_lease_clock(&mut self, node: usize) {
-        let Some(lease) = self.params.lease else {
-            return;
-        };
-        if self.nodes[node].replica.is_none() {
+    /// Gives `node`'s engine (if running) its clocks now: the monotonic time
+    /// its replica and request deadlines go by, and its wall clock.
+    pub(crate) fn feed_clock(&mut self, node: usize) {
+        if self.nodes[node].engine.is_none() {
             return;
         }
-        while self.lease_clocks.len() <= node {
-            let k = self.lease_clocks.len() as u64;
-            self.lease_clocks.push(crate::lease_clock::DriftClock::new(
-                self.seed ^ 0x5EED_C10C_D21F_0000 ^ (k << 40),
-                lease.drift_ppm,
-                self.faults.lease_drift_beyond_bound,
-                self.now_us,
-            ));
-        }
-        let paused = self.nodes[node].paused;
-        let now_ms = self.lease_clocks[node].now_ms(self.now_us, paused);
-        if let Some(replica) = self.nodes[node].replica.as_mut() {
-            replica.set_time(now_ms);
+        let now_ms = self.mono_ms(node);
+        let wall_ms = self.wall_ms(node);
+        self.nodes[node]
+            .wall
+            .store(wall_ms, AtomicOrdering::Relaxed);
+        if let Some(engine) = self.nodes[node].engine.as_mut() {
+            engine.set_time(now_ms);
         }
     }
 
@@ -1377,7 +1373,7 @@ impl World {
     pub(crate) fn leader(&self) -> Option<usize> {
         (0..self.nodes.len())
             .filter_map(|i| {
-                let status = self.nodes[i].replica.as_ref()?.status();
+                let status = self.nodes[i].replica()?.status();
                 (status.role == RoleKind::Leader).then_some((status.promised, i))
             })
             .max()

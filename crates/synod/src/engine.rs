@@ -267,6 +267,13 @@ impl<S: StateMachine, R> Engine<S, R> {
         &self.machine
     }
 
+    /// The state machine, mutable: for a harness that collects what the
+    /// state machine recorded (the simulator). Changing the replicated
+    /// state through it breaks the replicas' agreement.
+    pub fn machine_mut(&mut self) -> &mut S {
+        &mut self.machine
+    }
+
     /// Requests and reads waiting for an answer.
     pub fn requests_waiting(&self) -> usize {
         self.waiters.len() + self.reads.len()
