@@ -155,14 +155,15 @@ fn learners_counted_toward_quorums_are_caught_by_the_quorum_checker() {
 /// read by lease from its stale state before it hears of the new ballot.
 /// Only the linearizability checker sees it. Rare (the read must arrive
 /// during the pause, after the write, and be handled first when the node
-/// wakes): a search of seeds 0..600 found 342 and 350; the test runs from
-/// 342 so that it stays short.
+/// wakes): since the simulator drives the runtime's engine (fresh read ids
+/// per submission, its own retries), a search of seeds 0..650 found 103,
+/// 104, 308, 404, 418 and 648; the test runs from 103 so that it stays short.
 #[test]
 fn a_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
-    let caught = caught_among("lease-drift-beyond-bound", "linearizab", 342..344);
+    let caught = caught_among("lease-drift-beyond-bound", "linearizab", 103..105);
     assert_eq!(
         caught,
-        Some(342),
-        "a lease on a clock beyond its drift bound went unnoticed on seeds 342..344"
+        Some(103),
+        "a lease on a clock beyond its drift bound went unnoticed on seeds 103..105"
     );
 }
