@@ -192,8 +192,7 @@ fn parse_zadd(args: &[Bytes]) -> Result<ZSetCommand, Reply> {
             "ERR XX and NX options at the same time are not compatible",
         ));
     }
-    if (flags.only_greater && flags.only_new)
-        || (flags.only_less && flags.only_new)
+    if (flags.only_new && (flags.only_greater || flags.only_less))
         || (flags.only_greater && flags.only_less)
     {
         return Err(Reply::error(

@@ -68,7 +68,8 @@ fn zadd_options_and_replies() {
                 "ZADD z INCR 1 a 2 b",
                 err("ERR INCR option supports a single increment-element pair"),
             ),
-            ("ZADD z 1", err(SYNTAX)),
+            ("ZADD z 1", arity("zadd")),
+            ("ZADD z CH 1", err(SYNTAX)),
             ("ZADD z 1 a 2", err(SYNTAX)),
             ("ZADD z nan a", err(NOT_FLOAT)),
             ("ZADD z x a", err(NOT_FLOAT)),
@@ -228,7 +229,10 @@ fn lex_ranges() {
             ("ZLEXCOUNT z - (a", int(0)),
             ("ZLEXCOUNT missing - +", int(0)),
             ("ZLEXCOUNT z b +", err(LEX_INVALID)),
-            ("ZRANGEBYLEX z - + WITHSCORES", err(SYNTAX)),
+            (
+                "ZRANGEBYLEX z - + WITHSCORES",
+                err("ERR syntax error, WITHSCORES not supported in combination with BYLEX"),
+            ),
             ("ZREMRANGEBYLEX z [b [c", int(2)),
             ("ZRANGE z 0 -1", bulks(&["a", "d", "e"])),
             ("ZREMRANGEBYLEX z - +", int(3)),
@@ -497,4 +501,33 @@ fn encoding_follows_redis_defaults() {
     let long = "x".repeat(65);
     assert_eq!(h.run(0, &format!("ZADD z 1 {long}")), int(1));
     assert_eq!(h.run(0, "OBJECT ENCODING z"), bulk("skiplist"));
+}
+
+#[test]
+fn log_encodings_round_trip_and_truncations_are_refused() {
+    use synod_kv::{parse, KvCommand};
+    let lines = [
+        "ZADD z NX CH 1 a -inf b",
+        "ZRANGE z (1 +inf BYSCORE REV LIMIT 1 2 WITHSCORES",
+        "ZRANGESTORE d z [a (c BYLEX",
+        "ZUNIONSTORE d 2 a b WEIGHTS 1 2.5 AGGREGATE MAX",
+        "ZINTERCARD 2 a b LIMIT 3",
+        "ZMPOP 2 a b MAX COUNT 3",
+        "ZRANDMEMBER z -5 WITHSCORES",
+        "ZSCAN z 7 MATCH a* COUNT 3",
+        "ZREMRANGEBYLEX z - +",
+        "ZPOPMAX z 2",
+    ];
+    for line in lines {
+        let command = parse(&args(line)).unwrap();
+        let encoded = command.encode();
+        assert_eq!(KvCommand::decode(&encoded).unwrap(), command, "{line}");
+        assert_eq!(command.encoded_len(), encoded.len(), "{line}");
+        for cut in 0..encoded.len() {
+            assert!(
+                KvCommand::decode(&encoded[..cut]).is_err(),
+                "{line} cut at {cut}"
+            );
+        }
+    }
 }
