@@ -9,6 +9,8 @@
 
 use bytes::Bytes;
 
+pub use crate::command_zset::ZSetCommand;
+
 /// Condition of a `SET`: `NX`, `XX` or none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SetCondition {
@@ -537,6 +539,8 @@ pub enum KvCommand {
     Exec(Vec<KvCommand>),
     /// An `ACL` command on the replicated users.
     Acl(AclCommand),
+    /// A sorted-set command (issue 16; see [`crate::command_zset`]).
+    ZSet(ZSetCommand),
 }
 
 impl KvCommand {
@@ -618,6 +622,7 @@ impl KvCommand {
             | KvCommand::Pop { .. }
             | KvCommand::SetMaxMemory { .. } => false,
             KvCommand::Sort(sort) => sort.store.is_none(),
+            KvCommand::ZSet(zset) => zset.is_read(),
             KvCommand::Exec(commands) => commands.iter().all(KvCommand::is_read),
         }
     }
@@ -719,6 +724,7 @@ impl KvCommand {
             KvCommand::MemoryInfo => "info",
             KvCommand::Exec(_) => "exec",
             KvCommand::Acl(_) => "acl",
+            KvCommand::ZSet(zset) => zset.name(),
         }
     }
 
@@ -822,6 +828,7 @@ impl KvCommand {
             | KvCommand::MemoryInfo
             | KvCommand::Acl(_) => Vec::new(),
             KvCommand::Exec(commands) => commands.iter().flat_map(KvCommand::keys).collect(),
+            KvCommand::ZSet(zset) => zset.keys(),
         }
     }
 }

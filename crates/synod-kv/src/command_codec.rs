@@ -95,6 +95,9 @@ mod op {
     pub const H_VALS: u8 = 215;
     pub const H_RAND_FIELD: u8 = 216;
     pub const H_SCAN: u8 = 217;
+    // Sorted sets (issue 16): tags 240 to 255 are theirs. The whole family
+    // is one tag followed by a sub-tag byte (see `crate::codec_zset`).
+    pub const Z_SET: u8 = 240;
 }
 
 /// The `ACL` subcommand tags after [`op::ACL`].
@@ -567,6 +570,10 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
             for command in commands {
                 encode_command(writer, command);
             }
+        }
+        KvCommand::ZSet(zset) => {
+            writer.u8(op::Z_SET);
+            crate::codec_zset::encode(writer, zset);
         }
         KvCommand::Acl(acl) => {
             writer.u8(op::ACL);
@@ -1060,6 +1067,7 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
             }
             KvCommand::Exec(commands)
         }
+        op::Z_SET => KvCommand::ZSet(crate::codec_zset::decode(reader)?),
         op::ACL => KvCommand::Acl(match reader.u8()? {
             acl_op::SET_USER => AclCommand::SetUser {
                 name: reader.bytes()?,

@@ -28,6 +28,7 @@ use equivalent::{Comparable, Equivalent};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::value::{HashFields, ListItems, Value};
+use crate::zset::ZSetMembers;
 
 /// Largest string value stored inline with its key. Larger ones keep their
 /// own buffer, so that a `GET` hands it out without a copy (an inline value
@@ -75,6 +76,7 @@ pub(crate) enum ValueRef<'a> {
     Str(StrRef<'a>),
     Hash(&'a HashFields),
     List(&'a ListItems),
+    ZSet(&'a ZSetMembers),
 }
 
 /// A borrowed string value: inline bytes, or a shared buffer.
@@ -113,6 +115,7 @@ impl<'a> ValueRef<'a> {
             ValueRef::Str(_) => "string",
             ValueRef::Hash(_) => "hash",
             ValueRef::List(_) => "list",
+            ValueRef::ZSet(_) => "zset",
         }
     }
 
@@ -122,6 +125,7 @@ impl<'a> ValueRef<'a> {
             ValueRef::Str(value) => value.len() as u64,
             ValueRef::Hash(fields) => fields.bytes(),
             ValueRef::List(items) => items.bytes(),
+            ValueRef::ZSet(members) => members.bytes(),
         }
     }
 
@@ -130,6 +134,7 @@ impl<'a> ValueRef<'a> {
             ValueRef::Str(_) => false,
             ValueRef::Hash(fields) => fields.is_empty(),
             ValueRef::List(items) => items.is_empty(),
+            ValueRef::ZSet(members) => members.is_empty(),
         }
     }
 }
@@ -139,6 +144,7 @@ fn value_ref(value: &Value) -> ValueRef<'_> {
         Value::Str(bytes) => ValueRef::Str(StrRef::Shared(bytes)),
         Value::Hash(fields) => ValueRef::Hash(fields),
         Value::List(items) => ValueRef::List(items),
+        Value::ZSet(members) => ValueRef::ZSet(members),
     }
 }
 

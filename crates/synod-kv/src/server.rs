@@ -640,7 +640,7 @@ fn goes_alone(command: &KvCommand) -> bool {
             | KvCommand::LPos { .. }
             | KvCommand::HScan { .. }
             | KvCommand::HRandField { .. }
-    )
+    ) || matches!(command, KvCommand::ZSet(zset) if crate::ops::zset_goes_alone(zset))
 }
 
 /// A batch's reply bytes, bounded: past `max`, nothing more is written.

@@ -8,6 +8,7 @@
 //! value:  string: u32 len + bytes
 //!         hash:   u32 count + (field, value)* in ascending field order
 //!         list:   u32 count + item*, head first
+//!         zset:   u32 count + (member, score f64)* in ascending member order
 //! version 2 only, after the last entry: maxmemory u64
 //! ```
 //! A keyspace with no `maxmemory` limit is written as version 1, byte for
@@ -28,6 +29,7 @@ use crate::command::ListEnd;
 use crate::keyspace::{Entry, Keyspace, KeyspaceView, Lookup, Value, ValueRef};
 use crate::value::{HashFields, ListItems};
 use crate::wire::{DecodeError, Reader, Writer};
+use crate::zset::ZSetMembers;
 
 const MAGIC: &[u8; 8] = b"SYNODKV\0";
 /// The newest snapshot format version this build writes and reads.
@@ -40,6 +42,8 @@ mod kind {
     pub const STRING: u8 = 0;
     pub const HASH: u8 = 1;
     pub const LIST: u8 = 2;
+    // 3 is the set's.
+    pub const ZSET: u8 = 4;
 }
 
 /// Smallest encoded entry: empty key, no expiry, type, empty length.
@@ -86,6 +90,14 @@ pub(crate) fn write(keyspace: &KeyspaceView) -> Bytes {
                 writer.len(items.len());
                 for item in items.iter() {
                     writer.bytes(item);
+                }
+            }
+            ValueRef::ZSet(members) => {
+                writer.u8(kind::ZSET);
+                writer.len(members.len());
+                for (member, score) in members.iter_members_from(b"") {
+                    writer.bytes(member);
+                    writer.f64(score);
                 }
             }
         }
@@ -173,6 +185,30 @@ fn read_value(reader: &mut Reader<'_>) -> Result<Value, DecodeError> {
                 items.push(ListEnd::Right, reader.bytes()?);
             }
             Ok(Value::List(Arc::new(items)))
+        }
+        kind::ZSET => {
+            let len = reader.len(12)?;
+            if len == 0 {
+                return Err(DecodeError::Invalid("empty sorted set"));
+            }
+            let mut members = ZSetMembers::default();
+            let mut previous: Option<Bytes> = None;
+            for _ in 0..len {
+                let member = reader.bytes()?;
+                let score = reader.f64()?;
+                if score.is_nan() {
+                    return Err(DecodeError::Invalid("NaN score"));
+                }
+                if previous
+                    .as_ref()
+                    .is_some_and(|previous| *previous >= member)
+                {
+                    return Err(DecodeError::Invalid("sorted set members out of order"));
+                }
+                previous = Some(member.clone());
+                members.insert(member, score);
+            }
+            Ok(Value::ZSet(Arc::new(members)))
         }
         tag => Err(DecodeError::UnknownTag {
             what: "value type",

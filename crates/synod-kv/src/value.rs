@@ -11,6 +11,7 @@
 //!   string: len(value)
 //!   hash:   sum over fields of FIELD_OVERHEAD_BYTES + len(field) + len(value)
 //!   list:   sum over items  of ITEM_OVERHEAD_BYTES + len(item)
+//!   zset:   sum over members of ZSET_MEMBER_OVERHEAD_BYTES + len(member)
 //! ```
 //!
 //! It is a pure function of the replicated state, never the allocator's
@@ -51,6 +52,8 @@ pub(crate) enum Value {
     Hash(Arc<HashFields>),
     /// Never empty once a command returns.
     List(Arc<ListItems>),
+    /// A sorted set; never empty once a command returns.
+    ZSet(Arc<crate::zset::ZSetMembers>),
 }
 
 impl Value {
@@ -59,7 +62,12 @@ impl Value {
             Value::Str(_) => false,
             Value::Hash(fields) => fields.is_empty(),
             Value::List(items) => items.is_empty(),
+            Value::ZSet(members) => members.is_empty(),
         }
+    }
+
+    pub(crate) fn empty_zset() -> Value {
+        Value::ZSet(Arc::default())
     }
 
     pub(crate) fn empty_hash() -> Value {

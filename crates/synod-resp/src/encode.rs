@@ -84,11 +84,12 @@ pub fn write_reply(buf: &mut BytesMut, reply: &Reply, proto: Protocol) {
     }
 }
 
-/// Formats a double the way Double replies carry it: `inf`, `-inf`, `nan`;
-/// otherwise the shortest text that parses back to the same value, in plain
-/// notation for magnitudes in [1e-4, 1e17) and zero (`3`, `0.5`, `-0`), in
-/// C-like exponent notation outside it (`1e+17`, `1.5e-7`), which is what
-/// Redis' `%.17g` chooses for those ranges.
+/// Formats a double the way Redis 7.0's `addReplyDouble` does: `inf`,
+/// `-inf`, `nan`; otherwise C's `%.17g` (17 significant digits, trailing
+/// zeros dropped, plain notation for decimal exponents -4 to 16, else
+/// `d.ddde+XX` with at least two exponent digits). Seventeen digits always
+/// parse back to the same value; Redis' own test suite compares these texts
+/// exactly (`0.1` reads back as `0.10000000000000001`).
 pub fn format_double(value: f64) -> String {
     if value.is_nan() {
         return "nan".to_string();
@@ -96,17 +97,30 @@ pub fn format_double(value: f64) -> String {
     if value.is_infinite() {
         return if value > 0.0 { "inf" } else { "-inf" }.to_string();
     }
-    let magnitude = value.abs();
-    if magnitude == 0.0 || (1e-4..1e17).contains(&magnitude) {
-        // `Display` for f64 is the shortest round-trip form, never exponent.
-        return value.to_string();
+    const PRECISION: i32 = 17;
+    // Rust's `{:e}` with a precision rounds correctly, as C's printf does.
+    let scientific = format!("{:.*e}", (PRECISION - 1) as usize, value);
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if (-4..PRECISION).contains(&exponent) {
+        let decimals = (PRECISION - 1 - exponent) as usize;
+        let plain = format!("{value:.decimals$}");
+        return trim_fraction(&plain).to_string();
     }
-    let text = format!("{value:e}");
-    match text.split_once('e') {
-        Some((mantissa, exponent)) if !exponent.starts_with('-') => {
-            format!("{mantissa}e+{exponent}")
-        }
-        _ => text,
+    let sign = if exponent < 0 { '-' } else { '+' };
+    format!(
+        "{}e{sign}{:02}",
+        trim_fraction(mantissa),
+        exponent.unsigned_abs()
+    )
+}
+
+/// `%g`'s removal of trailing zeros (and of a trailing point).
+fn trim_fraction(text: &str) -> &str {
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        text
     }
 }
 
@@ -211,12 +225,17 @@ mod tests {
             (3.0, "3"),
             (-0.0, "-0"),
             (0.0, "0"),
-            (0.1, "0.1"),
+            (0.1, "0.10000000000000001"),
+            (1.5, "1.5"),
+            (1.3, "1.3"),
             (1e16, "10000000000000000"),
             (1e17, "1e+17"),
-            (1.5e300, "1.5e+300"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (1.5e300, "1.5000000000000001e+300"),
             (1e-4, "0.0001"),
-            (1.5e-7, "1.5e-7"),
+            (1e-5, "1.0000000000000001e-05"),
+            (1.5e-7, "1.4999999999999999e-07"),
+            (0.5488135039273248, "0.54881350392732475"),
             (f64::INFINITY, "inf"),
             (f64::NEG_INFINITY, "-inf"),
             (f64::NAN, "nan"),

@@ -128,6 +128,13 @@ fn encoding(value: ValueRef<'_>) -> &'static str {
         ValueRef::Hash(_) => "hashtable",
         // Redis 7.0 keeps every list in a quicklist.
         ValueRef::List(_) => "quicklist",
+        // Redis 7.0's defaults: zset-max-listpack-entries 128, -value 64.
+        ValueRef::ZSet(members)
+            if members.len() <= 128 && members.iter().all(|(member, _)| member.len() <= 64) =>
+        {
+            "listpack"
+        }
+        ValueRef::ZSet(_) => "skiplist",
     }
 }
 
@@ -289,6 +296,8 @@ pub(crate) fn sort(
     let elements: Vec<Bytes> = match keyspace.live(&sort.key, now).map(Entry::value) {
         None => Vec::new(),
         Some(ValueRef::List(items)) => items.iter().cloned().collect(),
+        // In score order, which `BY nosort` keeps.
+        Some(ValueRef::ZSet(members)) => members.iter().map(|(member, _)| member.clone()).collect(),
         Some(_) => return Err(wrong_type()),
     };
     let dont_sort = sort

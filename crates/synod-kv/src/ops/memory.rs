@@ -214,6 +214,7 @@ pub(crate) fn growth_bound(keyspace: &Keyspace, command: &KvCommand, now: u64) -
         // Users are not part of the accounted dataset (they are few and only
         // an @admin user can add them).
         KvCommand::Acl(_) => 0,
+        KvCommand::ZSet(zset) => super::zsets::growth_bound(keyspace, zset, now),
         KvCommand::Get { .. }
         | KvCommand::MGet { .. }
         | KvCommand::Exists { .. }

@@ -14,6 +14,7 @@ mod keys_more;
 mod lists;
 pub(crate) mod memory;
 pub(crate) mod strings;
+mod zsets;
 
 use synod::ApplyContext;
 use synod_resp::Reply;
@@ -26,6 +27,7 @@ pub(crate) const WRONG_TYPE: &str =
 pub(crate) const OVERFLOW: &str = "ERR increment or decrement would overflow";
 
 pub(crate) use keys_more::object_help;
+pub(crate) use zsets::goes_alone as zset_goes_alone;
 
 pub(crate) fn wrong_type() -> Reply {
     Reply::error(WRONG_TYPE)
@@ -102,6 +104,7 @@ fn read_at(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext, positio
         | KvCommand::HVals { .. }
         | KvCommand::HRandField { .. }
         | KvCommand::HScan { .. }) => read_list_or_hash(keyspace, list_or_hash, ctx, position),
+        KvCommand::ZSet(zset) => zsets::read(keyspace, zset, ctx, position),
         KvCommand::MemoryInfo => Reply::Array(vec![
             Reply::Integer(i64::try_from(keyspace.used_bytes()).unwrap_or(i64::MAX)),
             Reply::Integer(i64::try_from(keyspace.maxmemory_bytes()).unwrap_or(i64::MAX)),
@@ -194,6 +197,9 @@ pub(crate) fn read_depends_on_time(keyspace: &Keyspace, command: &KvCommand) -> 
         | KvCommand::DbSize
         | KvCommand::RandomKey { .. } => any_expires(),
         KvCommand::MemoryInfo => false,
+        // Seeded by its place in the log, as HRANDFIELD.
+        KvCommand::ZSet(crate::command_zset::ZSetCommand::RandMember { .. }) => true,
+        KvCommand::ZSet(zset) => zset.keys().iter().any(|key| keyspace.has_expiry(key)),
         KvCommand::Exec(commands) => commands
             .iter()
             .any(|command| read_depends_on_time(keyspace, command)),
@@ -258,6 +264,7 @@ pub(crate) fn read_off_loop(keyspace: &Keyspace, command: &KvCommand, now: u64) 
             count.map_or(1, i64::unsigned_abs),
             now,
         )),
+        KvCommand::ZSet(zset) => zset.is_read() && big(zsets::read_work(keyspace, zset, now)),
         _ => false,
     }
 }
@@ -320,6 +327,12 @@ fn transaction_read_work(keyspace: &Keyspace, command: &KvCommand, now: u64) -> 
             now,
         )),
         KvCommand::LPos { key, maxlen, .. } => Some(lists::read_work(keyspace, key, *maxlen, now)),
+        // As SCAN and HSCAN: a pattern's cost grows with it.
+        KvCommand::ZSet(crate::command_zset::ZSetCommand::Scan {
+            pattern: Some(pattern),
+            ..
+        }) if pattern.as_ref() != b"*" => None,
+        KvCommand::ZSet(zset) => Some(zsets::read_work(keyspace, zset, now)),
         _ => Some(0),
     }
 }
@@ -399,6 +412,8 @@ pub(crate) fn read_view(view: &KeyspaceView, command: &KvCommand, ctx: &ApplyCon
             count,
             with_values,
         } => hashes::hrandfield(view, key, *count, *with_values, ctx, 0),
+        // Alone (never batched), so at position 0.
+        KvCommand::ZSet(zset) if zset.is_read() => zsets::read(view, zset, ctx, 0),
         other => {
             debug_assert!(false, "{} is not answered from a view", other.name());
             Reply::error(format!(
@@ -511,6 +526,7 @@ fn write_unchecked(
         | KvCommand::HMSet { .. }
         | KvCommand::HSetNx { .. }
         | KvCommand::HIncrByFloat { .. }) => write_list_or_hash(keyspace, list_or_hash, now),
+        KvCommand::ZSet(zset) => zsets::write(keyspace, zset, ctx, position),
         KvCommand::Exec(commands) => {
             // Redis refuses MULTI inside MULTI before queueing anything, so
             // a nested transaction never runs any of its commands.
