@@ -398,6 +398,9 @@ pub struct SimKv {
     last_instance: Option<u64>,
     /// Every `(client, seq, attempt)` applied since the last restore.
     attempts: HashSet<(u64, u64, u32)>,
+    /// Points up to this one had their digest recorded (since the last
+    /// restore): a digest encodes the whole state, so each is taken once.
+    digested_to: Option<u64>,
     pub events: Vec<KvEvent>,
 }
 
@@ -463,6 +466,7 @@ impl SimKv {
             local_clock,
             last_instance: None,
             attempts: HashSet::new(),
+            digested_to: None,
             events: Vec::new(),
         }
     }
@@ -470,10 +474,12 @@ impl SimKv {
     /// Records the digest at every point in `from..=to` that is due: the
     /// state now is the state at each of them (no command in between).
     fn digest_points(&mut self, from: u64, to: u64) {
+        let from = self.digested_to.map_or(from, |done| from.max(done + 1));
         let first = from.div_ceil(DIGEST_EVERY) * DIGEST_EVERY;
         if first > to {
             return;
         }
+        self.digested_to = Some(to);
         let digest = self.kv.digest();
         for point in (first..=to).step_by(DIGEST_EVERY as usize) {
             self.events.push(KvEvent::Digest { point, digest });
@@ -535,7 +541,8 @@ impl StateMachine for SimKv {
     fn query(&self, query: &[u8], ctx: &ApplyContext) -> Bytes {
         let answer = match decode(query) {
             Some(KvCommand {
-                op: Op::Get { key }, ..
+                op: Op::Get { key },
+                ..
             }) => match self.kv.read(&key, ctx.time_ms) {
                 Ok(value) => SimAnswer::Read {
                     point: ctx.instance.0,
@@ -551,7 +558,8 @@ impl StateMachine for SimKv {
     fn query_depends_on_time(&self, query: &[u8]) -> bool {
         match decode(query) {
             Some(KvCommand {
-                op: Op::Get { key }, ..
+                op: Op::Get { key },
+                ..
             }) => self.kv.read_depends_on_time(&key),
             _ => false,
         }
@@ -572,6 +580,7 @@ impl StateMachine for SimKv {
         self.kv = Kv::decode(snapshot).ok_or("the simulator's snapshot does not decode")?;
         self.last_instance = None;
         self.attempts.clear();
+        self.digested_to = None;
         Ok(())
     }
 }
