@@ -9,10 +9,11 @@
 //! (persist, install, send, apply, reads, checkpoint), how a read is served
 //! (read index, or through the log when its answer depends on the time), and
 //! how every request is answered (from `apply`, or from the session table
-//! of an installed snapshot). It performs no I/O and reads no clock: the
-//! caller gives it the monotonic time ([`Engine::set_time`]) and a wall clock,
-//! sends the messages it hands out, runs the storage jobs ([`Io`]) it asks
-//! for and reports them back, and delivers its [`Answer`]s.
+//! of an installed snapshot). It performs no I/O and decides nothing by a
+//! clock of its own: the caller gives it the monotonic time
+//! ([`Engine::set_time`]) and a wall clock (the real clock only times its
+//! log lines), sends the messages it hands out, runs the storage jobs
+//! ([`Io`]) it asks for and reports them back, and delivers its [`Answer`]s.
 //!
 //! Two callers run this same code: the tokio task behind [`crate::Node`]
 //! (`driver.rs`: sockets, blocking threads, channels) and the deterministic
