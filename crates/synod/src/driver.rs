@@ -1,6 +1,8 @@
-//! The task that drives one replica: it feeds the core its inputs (peer
-//! messages, ticks, proposals, durability notices) and carries out each
-//! `Ready` in the order the core documents:
+//! The task that drives one replica: it feeds the runtime's engine
+//! (`engine.rs`, which the simulator runs too) its inputs (peer messages,
+//! ticks, requests, durability notices) and carries out what the engine
+//! decides: sends, storage jobs on blocking threads, answers. The engine
+//! carries out each `Ready` in the order the core documents:
 //!
 //! 1. `persist`: append to the write-ahead log; one background `fdatasync`
 //!    covers everything appended since the previous one (group commit), and
