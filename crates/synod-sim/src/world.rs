@@ -336,6 +336,11 @@ pub(crate) struct World {
     /// Per GET answered by a read (by read index or through the log): the
     /// point its answer gave, its attempt and its sequence number.
     pub(crate) read_points: BTreeMap<usize, (u64, u32, u64)>,
+    /// Per client command `(client, seq)` that took effect: the attempt that
+    /// carried it and the instance. The runtime may skip an earlier copy in
+    /// the log (a late one its proposer gave up on), so this, not the first
+    /// copy, is where it took effect.
+    pub(crate) effective: BTreeMap<(u64, u64), (u32, u64)>,
     /// GETs served by read index: (the serving node's applied prefix then,
     /// when, index in `history`). They place those reads in the witness.
     pub(crate) index_reads: Vec<(u64, u64, usize)>,
@@ -464,6 +469,7 @@ impl World {
             history: Vec::new(),
             history_index: BTreeMap::new(),
             read_points: BTreeMap::new(),
+            effective: BTreeMap::new(),
             index_reads: Vec::new(),
             proposed: HashSet::new(),
             digests: BTreeMap::new(),
@@ -937,11 +943,18 @@ impl World {
                 KvEvent::Applied {
                     client,
                     seq,
+                    attempt,
+                    instance,
                     absent,
                 } => {
                     if absent {
                         self.found_absent.insert((client, seq));
                     }
+                    // Every replica applies the same log: the first to
+                    // report it says where the command took effect.
+                    self.effective
+                        .entry((client, seq))
+                        .or_insert((attempt, instance));
                 }
                 KvEvent::Broken(text) => self.violation(format!("node {id}: {text}")),
                 KvEvent::Digest { point, digest } => self.record_digest(node, point, digest),

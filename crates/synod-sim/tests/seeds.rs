@@ -64,6 +64,17 @@ fn pinned_seeds() {
     }
 }
 
+/// Seed 1418 (3 nodes), found in the first run with the runtime's engine in
+/// the simulator: a client's command timed out at one node, whose session
+/// table then skipped the late copy of it that was chosen; the retry through
+/// another node took effect later. The log-order witness placed the command
+/// at its first copy and reported the (linearizable) history. Commands are
+/// now placed where the replicas report their effect.
+#[test]
+fn pinned_seed_1418_a_skipped_late_copy() {
+    run_pinned(1418, 3);
+}
+
 /// Seed 171 (5 nodes), found with the pause nemesis: a paused leader woke up
 /// still leading its old ballot and proposed a new value for an instance a
 /// later leader had chosen; an acceptor that knew the instance chosen (and
