@@ -718,12 +718,15 @@ impl<S: StateMachine, R> Engine<S, R> {
             let mine = envelope.session == self.session;
             match envelope.kind {
                 Kind::Command => {
-                    if !self.sessions.admit(&envelope) && !self.opts.inject_admit_duplicates {
+                    let admitted = self.sessions.admit(&envelope);
+                    if !admitted && !self.opts.inject_admit_duplicates {
                         self.metrics.duplicates.fetch_add(1, Relaxed);
                         continue;
                     }
                     let output = self.machine.apply(&envelope.payload, &ctx);
-                    self.sessions.record_output(&envelope, &output);
+                    if admitted {
+                        self.sessions.record_output(&envelope, &output);
+                    }
                     if mine {
                         if let Some(waiter) = self.waiters.remove(&envelope.seq) {
                             self.answer(waiter.reply, Ok(output));
