@@ -27,7 +27,7 @@ use bytes::Bytes;
 use equivalent::{Comparable, Equivalent};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::value::{HashFields, ListItems, Value};
+use crate::value::{HashFields, ListItems, SetMembers, Value};
 
 /// Largest string value stored inline with its key. Larger ones keep their
 /// own buffer, so that a `GET` hands it out without a copy (an inline value
@@ -75,6 +75,7 @@ pub(crate) enum ValueRef<'a> {
     Str(StrRef<'a>),
     Hash(&'a HashFields),
     List(&'a ListItems),
+    Set(&'a SetMembers),
 }
 
 /// A borrowed string value: inline bytes, or a shared buffer.
@@ -113,6 +114,7 @@ impl<'a> ValueRef<'a> {
             ValueRef::Str(_) => "string",
             ValueRef::Hash(_) => "hash",
             ValueRef::List(_) => "list",
+            ValueRef::Set(_) => "set",
         }
     }
 
@@ -122,6 +124,7 @@ impl<'a> ValueRef<'a> {
             ValueRef::Str(value) => value.len() as u64,
             ValueRef::Hash(fields) => fields.bytes(),
             ValueRef::List(items) => items.bytes(),
+            ValueRef::Set(members) => members.bytes(),
         }
     }
 
@@ -130,6 +133,7 @@ impl<'a> ValueRef<'a> {
             ValueRef::Str(_) => false,
             ValueRef::Hash(fields) => fields.is_empty(),
             ValueRef::List(items) => items.is_empty(),
+            ValueRef::Set(members) => members.is_empty(),
         }
     }
 }
@@ -139,6 +143,7 @@ fn value_ref(value: &Value) -> ValueRef<'_> {
         Value::Str(bytes) => ValueRef::Str(StrRef::Shared(bytes)),
         Value::Hash(fields) => ValueRef::Hash(fields),
         Value::List(items) => ValueRef::List(items),
+        Value::Set(members) => ValueRef::Set(members),
     }
 }
 

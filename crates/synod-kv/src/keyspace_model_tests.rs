@@ -107,7 +107,7 @@ fn stored_value(entry: &Entry) -> ModelValue {
                 .map(|(field, value)| (field.to_vec(), value.to_vec()))
                 .collect(),
         ),
-        ValueRef::List(_) => unreachable!("no lists in this test"),
+        ValueRef::List(_) | ValueRef::Set(_) => unreachable!("no lists or sets in this test"),
     }
 }
 

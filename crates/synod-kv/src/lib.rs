@@ -36,6 +36,7 @@ mod number;
 mod ops;
 mod parse;
 mod parse_keys_bits;
+mod parse_sets;
 pub mod reply_codec;
 mod server;
 mod snapshot;
@@ -43,13 +44,14 @@ pub mod store;
 pub mod table;
 pub mod tls;
 mod value;
+mod value_set;
 mod wire;
 
 pub use acl_auth::{Acl, Admission, AuthBudget, AuthStats};
 pub use client_limits::{ClientCounter, ClientCounters, QUERY_BUFFER_FREE_BYTES};
 pub use command::{
     AclCommand, BitOperation, BitUnit, ExpireCondition, ExpireForm, GetExExpiry, KvCommand,
-    LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SortCommand, TimeUnit,
+    LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SetOperation, SortCommand, TimeUnit,
 };
 pub use command_codec::COMMAND_FORMAT_VERSION;
 pub use glob::glob_match;
