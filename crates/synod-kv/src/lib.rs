@@ -15,7 +15,10 @@
 //! OBJECT, SORT[_RO]), bits (SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP), LCS,
 //! a minimal hash (HSET, HGET, HDEL, HGETALL,
 //! HLEN, HEXISTS, HINCRBY) and list (LPUSH, RPUSH, LPOP, RPOP, LRANGE, LLEN),
-//! and MULTI/EXEC transactions as [`KvCommand::Exec`].
+//! the issue-16 list and hash commands, sets (SADD, SREM, SMEMBERS,
+//! SISMEMBER, SMISMEMBER, SCARD, SPOP, SRANDMEMBER, SMOVE,
+//! SINTER/SUNION/SDIFF and their STORE forms, SINTERCARD, SSCAN), and
+//! MULTI/EXEC transactions as [`KvCommand::Exec`].
 
 pub mod acl;
 mod acl_auth;
