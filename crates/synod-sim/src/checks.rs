@@ -2,10 +2,10 @@
 //! divergence are checked as the run goes, in `world.rs`).
 
 use crate::kv::decode;
-use synod::engine::{Envelope, Kind};
 use crate::world::World;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
+use synod::engine::{Envelope, Kind};
 use synod_check::{check, verify_witness_with_expiry, CheckOptions, Key, Outcome, Verdict};
 
 impl World {
@@ -166,7 +166,9 @@ impl World {
                 .iter()
                 .filter_map(Envelope::decode)
                 .filter(|e| e.kind == Kind::Read)
-                .filter_map(move |e| decode(&e.payload).map(|c| (c.client, c.seq, c.attempt, instance)))
+                .filter_map(move |e| {
+                    decode(&e.payload).map(|c| (c.client, c.seq, c.attempt, instance))
+                })
                 .collect::<Vec<_>>()
         };
         for (instance, value) in &self.chosen {

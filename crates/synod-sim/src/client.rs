@@ -190,13 +190,11 @@ impl World {
         if self.nodes[node].paused {
             // The request waits in the socket until the node wakes.
             self.schedule(at, Event::ClientWake { client, token });
-            self.nodes[node]
-                .backlog
-                .push(Backlog::Submit {
-                    client,
-                    seq,
-                    attempt,
-                });
+            self.nodes[node].backlog.push(Backlog::Submit {
+                client,
+                seq,
+                attempt,
+            });
         } else {
             self.schedule(at, Event::ClientWake { client, token });
             if self.submit(client, node, seq, attempt) {

@@ -535,7 +535,8 @@ impl StateMachine for SimKv {
     fn query(&self, query: &[u8], ctx: &ApplyContext) -> Bytes {
         let answer = match decode(query) {
             Some(KvCommand {
-                op: Op::Get { key }, ..
+                op: Op::Get { key },
+                ..
             }) => match self.kv.read(&key, ctx.time_ms) {
                 Ok(value) => SimAnswer::Read {
                     point: ctx.instance.0,
@@ -551,7 +552,8 @@ impl StateMachine for SimKv {
     fn query_depends_on_time(&self, query: &[u8]) -> bool {
         match decode(query) {
             Some(KvCommand {
-                op: Op::Get { key }, ..
+                op: Op::Get { key },
+                ..
             }) => self.kv.read_depends_on_time(&key),
             _ => false,
         }

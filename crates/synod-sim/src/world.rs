@@ -732,7 +732,9 @@ impl World {
         let session = self.seed ^ (u64::from(sim_node.id.0) << 48) ^ (sim_node.epoch << 20) ^ 1;
         sim_node.next_apply = next_apply;
         let mono_ms = self.mono_ms(node);
-        self.nodes[node].wall.store(self.wall_ms(node), AtomicOrdering::Relaxed);
+        self.nodes[node]
+            .wall
+            .store(self.wall_ms(node), AtomicOrdering::Relaxed);
         let mut engine = Engine::new(
             opts,
             replica,
@@ -932,7 +934,11 @@ impl World {
         let id = self.nodes[node].id;
         for event in events {
             match event {
-                KvEvent::Applied { client, seq, absent } => {
+                KvEvent::Applied {
+                    client,
+                    seq,
+                    absent,
+                } => {
                     if absent {
                         self.found_absent.insert((client, seq));
                     }
@@ -1197,7 +1203,9 @@ impl World {
         }
         for proposed in apply.value.commands() {
             let Some(envelope) = Envelope::decode(proposed) else {
-                self.violation(format!("validity: a command without an envelope at #{instance}"));
+                self.violation(format!(
+                    "validity: a command without an envelope at #{instance}"
+                ));
                 continue;
             };
             if !self.proposed.contains(&envelope.payload) {
