@@ -27,7 +27,7 @@ use bytes::Bytes;
 use equivalent::{Comparable, Equivalent};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::value::{HashFields, ListItems, Value};
+use crate::value::{HashFields, ListItems, SetMembers, Value};
 use crate::zset::ZSetMembers;
 
 /// Largest string value stored inline with its key. Larger ones keep their
@@ -76,6 +76,7 @@ pub(crate) enum ValueRef<'a> {
     Str(StrRef<'a>),
     Hash(&'a HashFields),
     List(&'a ListItems),
+    Set(&'a SetMembers),
     ZSet(&'a ZSetMembers),
 }
 
@@ -115,6 +116,7 @@ impl<'a> ValueRef<'a> {
             ValueRef::Str(_) => "string",
             ValueRef::Hash(_) => "hash",
             ValueRef::List(_) => "list",
+            ValueRef::Set(_) => "set",
             ValueRef::ZSet(_) => "zset",
         }
     }
@@ -125,6 +127,7 @@ impl<'a> ValueRef<'a> {
             ValueRef::Str(value) => value.len() as u64,
             ValueRef::Hash(fields) => fields.bytes(),
             ValueRef::List(items) => items.bytes(),
+            ValueRef::Set(members) => members.bytes(),
             ValueRef::ZSet(members) => members.bytes(),
         }
     }
@@ -134,6 +137,7 @@ impl<'a> ValueRef<'a> {
             ValueRef::Str(_) => false,
             ValueRef::Hash(fields) => fields.is_empty(),
             ValueRef::List(items) => items.is_empty(),
+            ValueRef::Set(members) => members.is_empty(),
             ValueRef::ZSet(members) => members.is_empty(),
         }
     }
@@ -144,6 +148,7 @@ fn value_ref(value: &Value) -> ValueRef<'_> {
         Value::Str(bytes) => ValueRef::Str(StrRef::Shared(bytes)),
         Value::Hash(fields) => ValueRef::Hash(fields),
         Value::List(items) => ValueRef::List(items),
+        Value::Set(members) => ValueRef::Set(members),
         Value::ZSet(members) => ValueRef::ZSet(members),
     }
 }
