@@ -1344,6 +1344,9 @@ impl World {
             })
     }
 
+    /// Where each node stands, for a liveness failure's report; with the
+    /// environment variable `SIM_DEBUG` set, also each node's schedule of
+    /// memberships and what it knows of its peers' progress.
     fn progress_summary(&self) -> String {
         let nodes: Vec<String> = self
             .nodes
@@ -1355,9 +1358,34 @@ impl World {
                 Some(r) => {
                     let s = r.status();
                     format!(
-                        "{}: {:?} ballot {} applied {}",
-                        n.id, s.role, s.promised, s.applied_end
-                    )
+                        "{}: {:?} ballot {} chosen {} applied {} leader {:?} waiting {}",
+                        n.id,
+                        s.role,
+                        s.promised,
+                        s.chosen_end,
+                        s.applied_end,
+                        s.leader,
+                        n.engine.as_ref().map_or(0, |e| e.requests_waiting())
+                    ) + &if std::env::var_os("SIM_DEBUG").is_some() {
+                        format!(
+                            " schedule {:?} progress {:?}",
+                            r.schedule()
+                                .entries()
+                                .iter()
+                                .map(|e| (
+                                    e.from,
+                                    e.membership.epoch,
+                                    e.membership.voters().collect::<Vec<_>>()
+                                ))
+                                .collect::<Vec<_>>(),
+                            r.member_progress()
+                                .iter()
+                                .map(|p| (p.id, p.chosen_end, p.silent_ticks))
+                                .collect::<Vec<_>>()
+                        )
+                    } else {
+                        String::new()
+                    }
                 }
             })
             .collect();
