@@ -46,6 +46,7 @@ pub mod store;
 pub mod table;
 pub mod tls;
 mod value;
+pub mod watch;
 mod wire;
 mod zset;
 
