@@ -7,8 +7,8 @@
 //! at apply time from the `ApplyContext`, never at parse time, so every
 //! replica computes the same result.
 
-use bytes::Bytes;
 use crate::watch::WatchedKey;
+use bytes::Bytes;
 
 pub use crate::command_zset::ZSetCommand;
 

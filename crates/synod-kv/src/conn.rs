@@ -79,7 +79,15 @@ const QUEUED_LOCAL: &[(&str, i64)] = &[
 
 /// Commands Redis refuses inside MULTI (its `no-multi` flag), so EXEC then
 /// aborts.
-const NO_MULTI: &[&str] = &["save", "shutdown", "sync", "psync", "monitor", "replicaof", "slaveof"];
+const NO_MULTI: &[&str] = &[
+    "save",
+    "shutdown",
+    "sync",
+    "psync",
+    "monitor",
+    "replicaof",
+    "slaveof",
+];
 
 /// Most watched keys' bytes (key length plus [`WATCHED_KEY_OVERHEAD_BYTES`]
 /// each) one connection may hold: they travel in EXEC's log command, so
@@ -298,9 +306,8 @@ impl Conn {
                 }
                 name if NO_MULTI.contains(&name) => {
                     multi.dirty = true;
-                    return self.reply(Reply::error(
-                        "ERR Command not allowed inside a transaction",
-                    ));
+                    return self
+                        .reply(Reply::error("ERR Command not allowed inside a transaction"));
                 }
                 _ => return self.queue(&args),
             }

@@ -134,7 +134,20 @@ impl Tombstones {
         }
         self.key_bytes += key.len();
         self.by_stamp.insert((stamp, key));
-        while self.by_key.len() > TOMBSTONES_MAX || self.key_bytes > TOMBSTONE_KEY_BYTES_MAX {
+        // Past a bound the oldest goes and the floor rises to its stamp;
+        // then every other tombstone at or below the floor (one command can
+        // remove many keys written at one stamp) says nothing more than the
+        // floor does, and goes too.
+        loop {
+            let over =
+                self.by_key.len() > TOMBSTONES_MAX || self.key_bytes > TOMBSTONE_KEY_BYTES_MAX;
+            let redundant = self
+                .by_stamp
+                .get_min()
+                .is_some_and(|(oldest, _)| *oldest <= self.floor);
+            if !over && !redundant {
+                break;
+            }
             let Some((oldest, key)) = self.by_stamp.remove_min() else {
                 break;
             };
@@ -246,6 +259,14 @@ mod tests {
         tombstones.check_invariants().unwrap();
         assert_eq!(tombstones.len(), TOMBSTONES_MAX);
         assert_eq!(tombstones.floor(), stamp(2, 0));
+        // Many keys removed with one stamp go together at eviction.
+        let mut same = Tombstones::default();
+        for index in 0..(TOMBSTONES_MAX + 1) {
+            same.record(format!("k{index}").as_bytes(), stamp(5, 0));
+        }
+        same.check_invariants().unwrap();
+        assert_eq!(same.len(), 0);
+        assert_eq!(same.floor(), stamp(5, 0));
         assert!(tombstones.written_since(b"never", stamp(1, 0)));
         assert!(!tombstones.written_since(b"never", stamp(2, 0)));
         assert!(tombstones.written_since(b"k100", stamp(2, 0)));

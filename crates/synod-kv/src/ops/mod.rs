@@ -221,9 +221,9 @@ pub(crate) fn read_depends_on_time(keyspace: &Keyspace, command: &KvCommand) -> 
             .any(|command| read_depends_on_time(keyspace, command)),
         // Whether a key is live depends on the time when it has an expiry.
         KvCommand::Watch { keys } => keys.iter().any(|key| keyspace.has_expiry(key)),
-        KvCommand::WatchCheck { watched } => {
-            watched.iter().any(|watched| keyspace.has_expiry(&watched.key))
-        }
+        KvCommand::WatchCheck { watched } => watched
+            .iter()
+            .any(|watched| keyspace.has_expiry(&watched.key)),
         // Not a read: `read` answers an error, whatever the time.
         write => {
             debug_assert!(!write.is_read());
@@ -320,9 +320,11 @@ fn transaction_read_work(keyspace: &Keyspace, command: &KvCommand, now: u64) -> 
         Some(pattern) => pattern.len().max(1),
     };
     match command {
-        KvCommand::Keys { pattern } => {
-            Some(keyspace.len().saturating_mul(per_key(Some(pattern.as_ref()))))
-        }
+        KvCommand::Keys { pattern } => Some(
+            keyspace
+                .len()
+                .saturating_mul(per_key(Some(pattern.as_ref()))),
+        ),
         KvCommand::Scan { count, pattern, .. } => {
             let visits = (*count).clamp(1, keys::SCAN_COUNT_MAX) as usize;
             Some(
