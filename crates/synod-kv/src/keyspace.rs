@@ -161,12 +161,6 @@ impl Keyspace {
         self.stamp_now = self.stamp_now.next(instance);
     }
 
-    /// The stamp of the apply in progress or of the last one.
-    #[cfg(test)]
-    pub(crate) fn stamp_now(&self) -> Stamp {
-        self.stamp_now
-    }
-
     /// What WATCH records for `key` at `now_ms` (see [`crate::watch`]).
     pub(crate) fn watch_token(&self, key: &[u8], now_ms: u64) -> WatchedKey {
         let live = self.live(key, now_ms);
