@@ -312,25 +312,30 @@ pub const TRANSACTION_READ_WORK_MAX: usize = 16 * OFF_LOOP_WORK_MIN;
 /// [`TRANSACTION_READ_WORK_MAX`]: `None` for a read never allowed inside
 /// one, else the elements of a collection it visits (0 for the rest, whose
 /// cost the command's own size bounds). KEYS and SCAN (queued in MULTI as
-/// Redis does, never batched otherwise) count the keys they may visit times
-/// the pattern's length, the glob's cost per (short) key. O(1).
+/// Redis does, never batched otherwise) count the keys they may visit, plus,
+/// with a pattern, the glob's cost: O(pattern × key) per key, so at most
+/// the pattern's length times the dataset's accounted bytes (which include
+/// every key), counted per [`GLOB_STEPS_PER_WORK`] steps. O(1).
 fn transaction_read_work(keyspace: &Keyspace, command: &KvCommand, now: u64) -> Option<usize> {
-    let per_key = |pattern: Option<&[u8]>| match pattern {
-        None | Some(b"*") => 1,
-        Some(pattern) => pattern.len().max(1),
+    let glob_work = |pattern: Option<&[u8]>| match pattern {
+        None | Some(b"*") => 0,
+        Some(pattern) => {
+            let bytes = usize::try_from(keyspace.used_bytes()).unwrap_or(usize::MAX);
+            pattern.len().saturating_mul(bytes) / GLOB_STEPS_PER_WORK
+        }
     };
     match command {
         KvCommand::Keys { pattern } => Some(
             keyspace
                 .len()
-                .saturating_mul(per_key(Some(pattern.as_ref()))),
+                .saturating_add(glob_work(Some(pattern.as_ref()))),
         ),
         KvCommand::Scan { count, pattern, .. } => {
             let visits = (*count).clamp(1, keys::SCAN_COUNT_MAX) as usize;
             Some(
                 visits
-                    .min(keyspace.len().max(1))
-                    .saturating_mul(per_key(pattern.as_deref())),
+                    .min(keyspace.len())
+                    .saturating_add(glob_work(pattern.as_deref())),
             )
         }
         // As SCAN: a pattern's cost grows with it and the fields' lengths.
@@ -373,6 +378,10 @@ fn transaction_read_work(keyspace: &Keyspace, command: &KvCommand, now: u64) -> 
         _ => Some(0),
     }
 }
+
+/// Glob steps (pattern byte × key byte) counted as one element of a
+/// transaction's read budget.
+const GLOB_STEPS_PER_WORK: usize = 64;
 
 /// The number of items `LRANGE start stop` selects from a list of `len`,
 /// as `lrange` resolves the indexes.
