@@ -14,6 +14,7 @@ BIN=${1:-target/debug/synod}
 BASE=${BASE_PORT:-26000}
 EXPECTED=compat/expected
 WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/synod-compat.XXXXXX")}
+mkdir -p "$WORK" # a WORK passed in may not exist yet (tee writes into it)
 UNITS=()
 for f in "$EXPECTED"/*.txt; do
   u=$(basename "$f" .txt)

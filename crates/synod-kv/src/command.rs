@@ -234,6 +234,32 @@ pub struct SortCommand {
     pub store: Option<Bytes>,
 }
 
+/// The combination `SINTER`, `SUNION`, `SDIFF` (and their `STORE` forms)
+/// compute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetOperation {
+    /// `SINTER`: members in every set.
+    Inter,
+    /// `SUNION`: members in any set.
+    Union,
+    /// `SDIFF`: members of the first set in none of the others.
+    Diff,
+}
+
+impl SetOperation {
+    /// The lowercase Redis name of the command (`store`: its `STORE` form).
+    pub fn name(self, store: bool) -> &'static str {
+        match (self, store) {
+            (SetOperation::Inter, false) => "sinter",
+            (SetOperation::Inter, true) => "sinterstore",
+            (SetOperation::Union, false) => "sunion",
+            (SetOperation::Union, true) => "sunionstore",
+            (SetOperation::Diff, false) => "sdiff",
+            (SetOperation::Diff, true) => "sdiffstore",
+        }
+    }
+}
+
 /// One data command. Variants are named after the Redis command they carry;
 /// commands that differ only in a parameter share a variant (`INCR`, `DECR`,
 /// `INCRBY`, `DECRBY` are all [`KvCommand::IncrBy`]).
@@ -525,6 +551,63 @@ pub enum KvCommand {
         /// At least 1.
         count: u64,
     },
+    // ---- Issue 16: sets (see `ops::sets`) ----
+    /// `SADD key member [member ...]`.
+    SAdd { key: Bytes, members: Vec<Bytes> },
+    /// `SREM key member [member ...]`.
+    SRem { key: Bytes, members: Vec<Bytes> },
+    /// `SMEMBERS key`.
+    SMembers { key: Bytes },
+    /// `SISMEMBER key member`.
+    SIsMember { key: Bytes, member: Bytes },
+    /// `SMISMEMBER key member [member ...]`.
+    SMIsMember { key: Bytes, members: Vec<Bytes> },
+    /// `SCARD key`.
+    SCard { key: Bytes },
+    /// `SPOP key [count]`. Its draw is seeded by its place in the log (see
+    /// `ops::random`).
+    SPop {
+        key: Bytes,
+        /// `None`: one member (or nil); `Some(n)`: up to `n` members.
+        count: Option<u64>,
+    },
+    /// `SRANDMEMBER key [count]`, seeded like `HRANDFIELD`.
+    SRandMember {
+        key: Bytes,
+        /// `None`: one member (or nil); `Some(n)`: up to `n` distinct
+        /// members, or `-n` members with repetition when negative (never
+        /// `i64::MIN`: the parser refuses it).
+        count: Option<i64>,
+    },
+    /// `SMOVE source destination member`.
+    SMove {
+        source: Bytes,
+        destination: Bytes,
+        member: Bytes,
+    },
+    /// `SINTER`, `SUNION`, `SDIFF key [key ...]` and their `STORE
+    /// destination key [key ...]` forms.
+    SetCombine {
+        operation: SetOperation,
+        keys: Vec<Bytes>,
+        /// The `STORE` form's destination.
+        store: Option<Bytes>,
+    },
+    /// `SINTERCARD numkeys key [key ...] [LIMIT limit]`.
+    SInterCard {
+        keys: Vec<Bytes>,
+        /// 0: no limit.
+        limit: u64,
+    },
+    /// `SSCAN key cursor [MATCH pattern] [COUNT count]`, with `HSCAN`'s
+    /// cursors.
+    SScan {
+        key: Bytes,
+        cursor: u64,
+        pattern: Option<Bytes>,
+        /// At least 1.
+        count: u64,
+    },
     /// Sets the replicated `maxmemory` limit in bytes (0: none). Not a
     /// client command: the server proposes it at start from its
     /// `--maxmemory` flag (and `CONFIG SET maxmemory`), so the limit every
@@ -591,6 +674,18 @@ impl KvCommand {
             | KvCommand::HVals { .. }
             | KvCommand::HRandField { .. }
             | KvCommand::HScan { .. } => true,
+            KvCommand::SMembers { .. }
+            | KvCommand::SIsMember { .. }
+            | KvCommand::SMIsMember { .. }
+            | KvCommand::SCard { .. }
+            | KvCommand::SRandMember { .. }
+            | KvCommand::SInterCard { .. }
+            | KvCommand::SScan { .. } => true,
+            KvCommand::SAdd { .. }
+            | KvCommand::SRem { .. }
+            | KvCommand::SPop { .. }
+            | KvCommand::SMove { .. } => false,
+            KvCommand::SetCombine { store, .. } => store.is_none(),
             KvCommand::LSet { .. }
             | KvCommand::LInsert { .. }
             | KvCommand::LRem { .. }
@@ -731,6 +826,20 @@ impl KvCommand {
             KvCommand::HVals { .. } => "hvals",
             KvCommand::HRandField { .. } => "hrandfield",
             KvCommand::HScan { .. } => "hscan",
+            KvCommand::SAdd { .. } => "sadd",
+            KvCommand::SRem { .. } => "srem",
+            KvCommand::SMembers { .. } => "smembers",
+            KvCommand::SIsMember { .. } => "sismember",
+            KvCommand::SMIsMember { .. } => "smismember",
+            KvCommand::SCard { .. } => "scard",
+            KvCommand::SPop { .. } => "spop",
+            KvCommand::SRandMember { .. } => "srandmember",
+            KvCommand::SMove { .. } => "smove",
+            KvCommand::SetCombine {
+                operation, store, ..
+            } => operation.name(store.is_some()),
+            KvCommand::SInterCard { .. } => "sintercard",
+            KvCommand::SScan { .. } => "sscan",
             KvCommand::SetMaxMemory { .. } => "config",
             KvCommand::MemoryInfo => "info",
             KvCommand::Exec(_) => "exec",
@@ -806,6 +915,23 @@ impl KvCommand {
             | KvCommand::HVals { key }
             | KvCommand::HRandField { key, .. }
             | KvCommand::HScan { key, .. } => vec![key],
+            KvCommand::SAdd { key, .. }
+            | KvCommand::SRem { key, .. }
+            | KvCommand::SMembers { key }
+            | KvCommand::SIsMember { key, .. }
+            | KvCommand::SMIsMember { key, .. }
+            | KvCommand::SCard { key }
+            | KvCommand::SPop { key, .. }
+            | KvCommand::SRandMember { key, .. }
+            | KvCommand::SScan { key, .. } => vec![key],
+            KvCommand::SMove {
+                source,
+                destination,
+                ..
+            } => vec![source, destination],
+            // The destination first, as Redis' key specs list it.
+            KvCommand::SetCombine { keys, store, .. } => store.iter().chain(keys).collect(),
+            KvCommand::SInterCard { keys, .. } => keys.iter().collect(),
             KvCommand::Copy {
                 source,
                 destination,

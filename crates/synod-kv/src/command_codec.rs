@@ -16,6 +16,8 @@ use crate::command::{
 use crate::watch::{Stamp, WatchedKey};
 use crate::wire::{DecodeError, Reader, Writer};
 
+mod sets;
+
 /// The format version byte every encoded command starts with.
 pub const COMMAND_FORMAT_VERSION: u8 = 1;
 
@@ -96,6 +98,7 @@ mod op {
     pub const H_VALS: u8 = 215;
     pub const H_RAND_FIELD: u8 = 216;
     pub const H_SCAN: u8 = 217;
+    // Sets (issue 16): 220 to 231, in `sets`.
     // Transactions (issue 16): tags 232 to 239.
     pub const WATCH: u8 = 232;
     pub const WATCH_CHECK: u8 = 233;
@@ -568,6 +571,18 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
         | KvCommand::HVals { .. }
         | KvCommand::HRandField { .. }
         | KvCommand::HScan { .. }) => encode_list_or_hash(writer, list_or_hash),
+        set @ (KvCommand::SAdd { .. }
+        | KvCommand::SRem { .. }
+        | KvCommand::SMembers { .. }
+        | KvCommand::SIsMember { .. }
+        | KvCommand::SMIsMember { .. }
+        | KvCommand::SCard { .. }
+        | KvCommand::SPop { .. }
+        | KvCommand::SRandMember { .. }
+        | KvCommand::SMove { .. }
+        | KvCommand::SetCombine { .. }
+        | KvCommand::SInterCard { .. }
+        | KvCommand::SScan { .. }) => sets::encode(writer, set),
         KvCommand::Exec(commands) => {
             writer.u8(op::EXEC);
             writer.len(commands.len());
@@ -1073,6 +1088,7 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
             key: reader.bytes()?,
         },
         op::L_INDEX..=op::H_SCAN => decode_list_or_hash(reader, opcode)?,
+        sets::S_ADD..=sets::S_SCAN => sets::decode(reader, opcode)?,
         op::EXEC => {
             if !top_level {
                 return Err(DecodeError::Invalid("nested transaction"));

@@ -31,7 +31,7 @@ use bytes::Bytes;
 use equivalent::{Comparable, Equivalent};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::value::{HashFields, ListItems, Value};
+use crate::value::{HashFields, ListItems, SetMembers, Value};
 use crate::watch::Stamp;
 use crate::zset::ZSetMembers;
 
@@ -82,6 +82,7 @@ pub(crate) enum ValueRef<'a> {
     Str(StrRef<'a>),
     Hash(&'a HashFields),
     List(&'a ListItems),
+    Set(&'a SetMembers),
     ZSet(&'a ZSetMembers),
 }
 
@@ -121,6 +122,7 @@ impl<'a> ValueRef<'a> {
             ValueRef::Str(_) => "string",
             ValueRef::Hash(_) => "hash",
             ValueRef::List(_) => "list",
+            ValueRef::Set(_) => "set",
             ValueRef::ZSet(_) => "zset",
         }
     }
@@ -131,6 +133,7 @@ impl<'a> ValueRef<'a> {
             ValueRef::Str(value) => value.len() as u64,
             ValueRef::Hash(fields) => fields.bytes(),
             ValueRef::List(items) => items.bytes(),
+            ValueRef::Set(members) => members.bytes(),
             ValueRef::ZSet(members) => members.bytes(),
         }
     }
@@ -140,6 +143,7 @@ impl<'a> ValueRef<'a> {
             ValueRef::Str(_) => false,
             ValueRef::Hash(fields) => fields.is_empty(),
             ValueRef::List(items) => items.is_empty(),
+            ValueRef::Set(members) => members.is_empty(),
             ValueRef::ZSet(members) => members.is_empty(),
         }
     }
@@ -150,6 +154,7 @@ fn value_ref(value: &Value) -> ValueRef<'_> {
         Value::Str(bytes) => ValueRef::Str(StrRef::Shared(bytes)),
         Value::Hash(fields) => ValueRef::Hash(fields),
         Value::List(items) => ValueRef::List(items),
+        Value::Set(members) => ValueRef::Set(members),
         Value::ZSet(members) => ValueRef::ZSet(members),
     }
 }

@@ -107,8 +107,8 @@ fn stored_value(entry: &Entry) -> ModelValue {
                 .map(|(field, value)| (field.to_vec(), value.to_vec()))
                 .collect(),
         ),
-        ValueRef::List(_) | ValueRef::ZSet(_) => {
-            unreachable!("no lists or sorted sets in this test")
+        ValueRef::List(_) | ValueRef::Set(_) | ValueRef::ZSet(_) => {
+            unreachable!("no lists, sets or sorted sets in this test")
         }
     }
 }

@@ -15,7 +15,10 @@
 //! OBJECT, SORT[_RO]), bits (SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP), LCS,
 //! a minimal hash (HSET, HGET, HDEL, HGETALL,
 //! HLEN, HEXISTS, HINCRBY) and list (LPUSH, RPUSH, LPOP, RPOP, LRANGE, LLEN),
-//! and MULTI/EXEC transactions as [`KvCommand::Exec`].
+//! the issue-16 list and hash commands, sets (SADD, SREM, SMEMBERS,
+//! SISMEMBER, SMISMEMBER, SCARD, SPOP, SRANDMEMBER, SMOVE,
+//! SINTER/SUNION/SDIFF and their STORE forms, SINTERCARD, SSCAN), and
+//! MULTI/EXEC transactions as [`KvCommand::Exec`].
 
 pub mod acl;
 mod acl_auth;
@@ -38,6 +41,7 @@ mod number;
 mod ops;
 mod parse;
 mod parse_keys_bits;
+mod parse_sets;
 mod parse_zset;
 pub mod reply_codec;
 mod server;
@@ -46,6 +50,7 @@ pub mod store;
 pub mod table;
 pub mod tls;
 mod value;
+mod value_set;
 pub mod watch;
 mod wire;
 mod zset;
@@ -54,7 +59,7 @@ pub use acl_auth::{Acl, Admission, AuthBudget, AuthStats};
 pub use client_limits::{ClientCounter, ClientCounters, QUERY_BUFFER_FREE_BYTES};
 pub use command::{
     AclCommand, BitOperation, BitUnit, ExpireCondition, ExpireForm, GetExExpiry, KvCommand,
-    LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SortCommand, TimeUnit,
+    LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SetOperation, SortCommand, TimeUnit,
 };
 pub use command_codec::COMMAND_FORMAT_VERSION;
 pub use glob::glob_match;

@@ -155,6 +155,7 @@ pub fn parse(args: &[Bytes]) -> Result<KvCommand, synod_resp::Reply> {
         name if crate::parse_keys_bits::NAMES.contains(&name) => {
             crate::parse_keys_bits::parse(name, args)?
         }
+        name if crate::parse_sets::NAMES.contains(&name) => crate::parse_sets::parse(name, args)?,
         "hset" => {
             if !args.len().is_multiple_of(2) {
                 return Err(wrong_arity("hset"));
@@ -635,7 +636,12 @@ fn list_position(arg: &[u8]) -> Result<ListEnd, Reply> {
 
 /// Redis' `getRangeLongFromObjectOrReply`: an integer in `min..=max`, else
 /// `message` (or the generic range error when there is none).
-fn integer_in_range(arg: &[u8], min: i64, max: i64, message: Option<&str>) -> Result<i64, Reply> {
+pub(crate) fn integer_in_range(
+    arg: &[u8],
+    min: i64,
+    max: i64,
+    message: Option<&str>,
+) -> Result<i64, Reply> {
     let error = || match message {
         Some(message) => Reply::error(format!("ERR {message}")),
         None => Reply::error(format!(
@@ -752,7 +758,7 @@ fn parse_hrandfield(args: &[Bytes]) -> Result<KvCommand, Reply> {
     })
 }
 
-fn parse_hscan(args: &[Bytes]) -> Result<KvCommand, Reply> {
+pub(crate) fn parse_hscan(args: &[Bytes]) -> Result<KvCommand, Reply> {
     let cursor = parse_cursor(&args[2])?;
     let mut pattern = None;
     let mut count = SCAN_COUNT_DEFAULT;

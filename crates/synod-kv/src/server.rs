@@ -716,6 +716,12 @@ fn goes_alone(command: &KvCommand) -> bool {
             | KvCommand::LPos { .. }
             | KvCommand::HScan { .. }
             | KvCommand::HRandField { .. }
+            | KvCommand::SMembers { .. }
+            | KvCommand::SScan { .. }
+            | KvCommand::SRandMember { .. }
+            | KvCommand::SPop { .. }
+            | KvCommand::SetCombine { .. }
+            | KvCommand::SInterCard { .. }
     ) || matches!(command, KvCommand::ZSet(zset) if crate::ops::zset_goes_alone(zset))
 }
 

@@ -9,6 +9,8 @@
 //! value:  string: u32 len + bytes
 //!         hash:   u32 count + (field, value)* in ascending field order
 //!         list:   u32 count + item*, head first
+//!         set:    intset u8 (0 or 1: the encoding Redis would report)
+//!                 | u32 count + member* in ascending byte order
 //!         zset:   u32 count + (member, score f64)* in ascending member order
 //! versions 2 and 3, after the last entry: maxmemory u64
 //! version 3, then: stamp_now (instance u64, sequence u64)
@@ -28,6 +30,7 @@
 //! before it; restore verifies it first and rejects anything malformed
 //! without touching the current state.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -35,7 +38,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::command::ListEnd;
 use crate::keyspace::{Entry, Keyspace, KeyspaceView, Lookup, Value, ValueRef};
-use crate::value::{HashFields, ListItems};
+use crate::value::{HashFields, ListItems, SetMembers};
 use crate::watch::{Stamp, Tombstones};
 use crate::wire::{DecodeError, Reader, Writer};
 use crate::zset::ZSetMembers;
@@ -54,7 +57,7 @@ mod kind {
     pub const STRING: u8 = 0;
     pub const HASH: u8 = 1;
     pub const LIST: u8 = 2;
-    // 3 is the set's.
+    pub const SET: u8 = 3;
     pub const ZSET: u8 = 4;
 }
 
@@ -99,6 +102,14 @@ pub(crate) fn write(keyspace: &KeyspaceView) -> Bytes {
                 writer.len(items.len());
                 for item in items.iter() {
                     writer.bytes(item);
+                }
+            }
+            ValueRef::Set(members) => {
+                writer.u8(kind::SET);
+                writer.bool(members.is_intset());
+                writer.len(members.len());
+                for member in members.iter() {
+                    writer.bytes(member);
                 }
             }
             ValueRef::ZSet(members) => {
@@ -246,6 +257,29 @@ fn read_value(reader: &mut Reader<'_>) -> Result<Value, DecodeError> {
                 items.push(ListEnd::Right, reader.bytes()?);
             }
             Ok(Value::List(Arc::new(items)))
+        }
+        kind::SET => {
+            let intset = reader.bool()?;
+            let len = reader.len(4)?;
+            if len == 0 {
+                return Err(DecodeError::Invalid("empty set"));
+            }
+            let mut members = BTreeSet::new();
+            let mut previous: Option<Bytes> = None;
+            for _ in 0..len {
+                let member = reader.bytes()?;
+                if previous
+                    .as_ref()
+                    .is_some_and(|previous| *previous >= member)
+                {
+                    return Err(DecodeError::Invalid("set members out of order"));
+                }
+                previous = Some(member.clone());
+                members.insert(member);
+            }
+            let members = SetMembers::restored(members, intset)
+                .ok_or(DecodeError::Invalid("intset set with non-integer members"))?;
+            Ok(Value::Set(Arc::new(members)))
         }
         kind::ZSET => {
             let len = reader.len(12)?;

@@ -27,7 +27,8 @@ pub struct StoreStats {
     pub expires: u64,
 }
 
-/// The replicated key-value store: strings, hashes and lists with expiry.
+/// The replicated key-value store: strings, hashes, lists and sets with
+/// expiry.
 ///
 /// Commands arrive as [`KvCommand::encode`] bytes; outputs leave as
 /// [`encode_reply`] bytes. Everything time-dependent uses

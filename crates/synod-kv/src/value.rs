@@ -11,6 +11,7 @@
 //!   string: len(value)
 //!   hash:   sum over fields of FIELD_OVERHEAD_BYTES + len(field) + len(value)
 //!   list:   sum over items  of ITEM_OVERHEAD_BYTES + len(item)
+//!   set:    sum over members of MEMBER_OVERHEAD_BYTES + len(member)
 //!   zset:   sum over members of ZSET_MEMBER_OVERHEAD_BYTES + len(member)
 //! ```
 //!
@@ -36,6 +37,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::command::ListEnd;
+pub(crate) use crate::value_set::SetMembers;
 
 /// Accounted per key, besides its name and value.
 pub const KEY_OVERHEAD_BYTES: u64 = 64;
@@ -52,6 +54,8 @@ pub(crate) enum Value {
     Hash(Arc<HashFields>),
     /// Never empty once a command returns.
     List(Arc<ListItems>),
+    /// Never empty once a command returns.
+    Set(Arc<SetMembers>),
     /// A sorted set; never empty once a command returns.
     ZSet(Arc<crate::zset::ZSetMembers>),
 }
@@ -62,8 +66,13 @@ impl Value {
             Value::Str(_) => false,
             Value::Hash(fields) => fields.is_empty(),
             Value::List(items) => items.is_empty(),
+            Value::Set(members) => members.is_empty(),
             Value::ZSet(members) => members.is_empty(),
         }
+    }
+
+    pub(crate) fn empty_set() -> Value {
+        Value::Set(Arc::new(SetMembers::default()))
     }
 
     pub(crate) fn empty_zset() -> Value {

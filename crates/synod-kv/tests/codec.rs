@@ -10,7 +10,7 @@ use synod::StateMachine;
 use synod_kv::{
     decode_reply, encode_reply, parse, BitOperation, BitUnit, DecodeError, ExpireCondition,
     ExpireForm, GetExExpiry, KvCommand, LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry,
-    SortCommand, Store, TimeUnit, COMMAND_FORMAT_VERSION, REPLY_FORMAT_VERSION,
+    SetOperation, SortCommand, Store, TimeUnit, COMMAND_FORMAT_VERSION, REPLY_FORMAT_VERSION,
 };
 use synod_resp::Reply;
 
@@ -183,6 +183,7 @@ fn simple_command() -> BoxedStrategy<KvCommand> {
         list_or_hash_command(),
     ];
     options.extend(keys_and_bits_commands());
+    options.extend(set_commands());
     Union::new(options).boxed()
 }
 
@@ -280,6 +281,65 @@ fn list_or_hash_command() -> BoxedStrategy<KvCommand> {
             .boxed(),
     ];
     Union::new(options).boxed()
+}
+
+/// The set commands (tags 220 to 239).
+fn set_commands() -> Vec<BoxedStrategy<KvCommand>> {
+    let operation = || {
+        prop_oneof![
+            Just(SetOperation::Inter),
+            Just(SetOperation::Union),
+            Just(SetOperation::Diff),
+        ]
+    };
+    vec![
+        (bytes(), keys())
+            .prop_map(|(key, members)| KvCommand::SAdd { key, members })
+            .boxed(),
+        (bytes(), keys())
+            .prop_map(|(key, members)| KvCommand::SRem { key, members })
+            .boxed(),
+        bytes().prop_map(|key| KvCommand::SMembers { key }).boxed(),
+        (bytes(), bytes())
+            .prop_map(|(key, member)| KvCommand::SIsMember { key, member })
+            .boxed(),
+        (bytes(), keys())
+            .prop_map(|(key, members)| KvCommand::SMIsMember { key, members })
+            .boxed(),
+        bytes().prop_map(|key| KvCommand::SCard { key }).boxed(),
+        (bytes(), prop::option::of(0u64..100))
+            .prop_map(|(key, count)| KvCommand::SPop { key, count })
+            .boxed(),
+        // Counts stay small: a huge negative count is a huge reply.
+        (bytes(), prop::option::of(-100i64..100))
+            .prop_map(|(key, count)| KvCommand::SRandMember { key, count })
+            .boxed(),
+        (bytes(), bytes(), bytes())
+            .prop_map(|(source, destination, member)| KvCommand::SMove {
+                source,
+                destination,
+                member,
+            })
+            .boxed(),
+        (operation(), keys(), prop::option::of(bytes()))
+            .prop_map(|(operation, keys, store)| KvCommand::SetCombine {
+                operation,
+                keys,
+                store,
+            })
+            .boxed(),
+        (keys(), any::<u64>())
+            .prop_map(|(keys, limit)| KvCommand::SInterCard { keys, limit })
+            .boxed(),
+        (bytes(), any::<u64>(), prop::option::of(bytes()), 1u64..1000)
+            .prop_map(|(key, cursor, pattern, count)| KvCommand::SScan {
+                key,
+                cursor,
+                pattern,
+                count,
+            })
+            .boxed(),
+    ]
 }
 
 /// The commands of tags 150 to 199 (issue 16's keys and strings).

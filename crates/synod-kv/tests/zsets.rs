@@ -377,6 +377,86 @@ fn union_inter_diff() {
 }
 
 #[test]
+fn plain_sets_are_inputs_whose_members_score_one() {
+    let mut h = Harness::new();
+    h.expect_all(
+        0,
+        &[
+            ("ZADD a 1 x 2 y 3 z", int(3)),
+            ("SADD s y z w", int(3)),
+            // An intset: its members are inputs as text, as Redis' are.
+            ("SADD n 3 1 2", int(3)),
+            ("OBJECT ENCODING n", bulk("intset")),
+            (
+                "ZUNION 2 a s WITHSCORES",
+                scored(&[("w", 1.0), ("x", 1.0), ("y", 3.0), ("z", 4.0)]),
+            ),
+            ("ZINTER 2 a s WITHSCORES", scored(&[("y", 3.0), ("z", 4.0)])),
+            (
+                "ZINTER 2 s a WEIGHTS 10 1 WITHSCORES",
+                scored(&[("y", 12.0), ("z", 13.0)]),
+            ),
+            (
+                "ZINTER 2 s a AGGREGATE MAX WITHSCORES",
+                scored(&[("y", 2.0), ("z", 3.0)]),
+            ),
+            ("ZDIFF 2 s a WITHSCORES", scored(&[("w", 1.0)])),
+            ("ZDIFF 2 a s WITHSCORES", scored(&[("x", 1.0)])),
+            (
+                "ZUNION 2 n s WEIGHTS 2 -1 WITHSCORES",
+                scored(&[
+                    ("w", -1.0),
+                    ("y", -1.0),
+                    ("z", -1.0),
+                    ("1", 2.0),
+                    ("2", 2.0),
+                    ("3", 2.0),
+                ]),
+            ),
+            ("ZINTER 2 n s", bulks(&[])),
+            ("ZINTER 2 s missing", bulks(&[])),
+            ("ZUNION 2 missing s", bulks(&["w", "y", "z"])),
+            ("ZINTERCARD 2 a s", int(2)),
+            ("ZINTERCARD 2 s a LIMIT 1", int(1)),
+            ("ZINTERCARD 1 n", int(3)),
+            ("ZUNIONSTORE d 2 s s", int(3)),
+            ("TYPE d", simple("zset")),
+            (
+                "ZRANGE d 0 -1 WITHSCORES",
+                scored(&[("w", 2.0), ("y", 2.0), ("z", 2.0)]),
+            ),
+            ("ZINTERSTORE d 2 s a", int(2)),
+            (
+                "ZRANGE d 0 -1 WITHSCORES",
+                scored(&[("y", 3.0), ("z", 4.0)]),
+            ),
+            ("ZDIFFSTORE d 2 n s", int(3)),
+            ("ZRANGE d 0 -1", bulks(&["1", "2", "3"])),
+            // The inputs are read, never changed.
+            ("TYPE s", simple("set")),
+            ("SCARD s", int(3)),
+            // A STORE over one of its own set inputs replaces it.
+            ("ZUNIONSTORE s 2 s a", int(4)),
+            ("TYPE s", simple("zset")),
+            (
+                "ZRANGE s 0 -1 WITHSCORES",
+                scored(&[("w", 1.0), ("x", 1.0), ("y", 3.0), ("z", 4.0)]),
+            ),
+            // Other types stay WRONGTYPE, even next to a missing key.
+            ("SET str v", ok()),
+            ("RPUSH l v", int(1)),
+            ("HSET h f v", int(1)),
+            ("ZUNION 2 n str", err(WRONGTYPE)),
+            ("ZINTER 2 missing l", err(WRONGTYPE)),
+            ("ZDIFF 2 n h", err(WRONGTYPE)),
+            ("ZINTERCARD 2 n l", err(WRONGTYPE)),
+            ("ZUNIONSTORE d 2 n str", err(WRONGTYPE)),
+            ("ZRANGE d 0 -1", bulks(&["1", "2", "3"])),
+        ],
+    );
+}
+
+#[test]
 fn zrangestore() {
     let mut h = Harness::new();
     h.expect_all(

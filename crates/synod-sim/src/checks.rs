@@ -130,9 +130,11 @@ impl World {
     /// (see `synod-core/src/replica/reads.rs`), so a read that begins after
     /// another ended is served at the same prefix or a longer one.
     ///
-    /// This mirrors the exactly-once rule of [`crate::kv::Kv::apply`]: a
-    /// command takes effect the first time the log holds it, unless the
-    /// client's session already has a later one (a stale retry, ignored).
+    /// A command is placed where it took effect, as the replicas reported
+    /// it (`World::effective`): not always its first copy in the log, since
+    /// the runtime's session table skips a late copy its proposer gave up
+    /// on, and the clients' exactly-once table answers later retries
+    /// without an effect.
     ///
     /// With each position, the keys whose TTL had run out when that
     /// operation took effect (the state machine decided it from the log
@@ -178,7 +180,7 @@ impl World {
                 }
             }
         }
-        let mut last_seq = BTreeMap::new();
+        let mut effects_placed = BTreeSet::new();
         let mut reads: Vec<_> = self
             .index_reads
             .iter()
@@ -208,12 +210,13 @@ impl World {
                     }
                     continue;
                 }
-                let last = last_seq.entry(command.client).or_insert(0);
-                if command.seq <= *last {
+                let id = (command.client, command.seq);
+                if self.effective.get(&id) != Some(&(command.attempt, *instance))
+                    || !effects_placed.insert(id)
+                {
                     continue;
                 }
-                *last = command.seq;
-                if let Some(&index) = self.history_index.get(&(command.client, command.seq)) {
+                if let Some(&index) = self.history_index.get(&id) {
                     let absent = self.found_absent.contains(&(command.client, command.seq));
                     place(index, absent);
                 }

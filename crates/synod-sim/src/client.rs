@@ -367,9 +367,7 @@ impl World {
     /// log clock, or (the `local-clock-ttl` and `stale-read` negative
     /// controls) at the node's own clock.
     fn local_read(&mut self, node: usize, key: &[u8]) -> Option<Vec<u8>> {
-        let Some(kv) = self.nodes[node].kv() else {
-            return None;
-        };
+        let kv = self.nodes[node].kv()?;
         let now_ms = if self.faults.local_clock_ttl || self.faults.stale_read {
             self.wall_ms(node)
         } else {

@@ -372,9 +372,17 @@ fn get_outcome(rest: &mut &[u8]) -> Option<Outcome> {
 /// applied commands, for the world's checks (drained after every input).
 #[derive(Debug)]
 pub enum KvEvent {
-    /// Client command `(client, seq)` took effect; `absent`: its key was
-    /// absent (never set, deleted or expired) when it did.
-    Applied { client: u64, seq: u64, absent: bool },
+    /// Client command `(client, seq)` took effect, carried by `attempt` at
+    /// `instance` (a retry the exactly-once table answered is not an
+    /// effect); `absent`: its key was absent (never set, deleted or expired)
+    /// when it did.
+    Applied {
+        client: u64,
+        seq: u64,
+        attempt: u32,
+        instance: u64,
+        absent: bool,
+    },
     /// Something only a bug explains (a violation).
     Broken(String),
     /// The state's digest at the end of the applied prefix `point` (the
@@ -519,13 +527,18 @@ impl StateMachine for SimKv {
             )));
         }
         let local_clock = self.local_clock.as_ref().map(|c| c.load(Ordering::Relaxed));
+        let effects_before = self.kv.effects(command.client, command.seq);
         let answer = match self.kv.apply(&command, instance, ctx.time_ms, local_clock) {
             Ok(Some((outcome, absent))) => {
-                self.events.push(KvEvent::Applied {
-                    client: command.client,
-                    seq: command.seq,
-                    absent,
-                });
+                if self.kv.effects(command.client, command.seq) > effects_before {
+                    self.events.push(KvEvent::Applied {
+                        client: command.client,
+                        seq: command.seq,
+                        attempt: command.attempt,
+                        instance,
+                        absent,
+                    });
+                }
                 SimAnswer::Applied(outcome)
             }
             Ok(None) => SimAnswer::Stale,

@@ -31,6 +31,7 @@ pub use synod_core::Inject;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering::Relaxed;
 use world::World;
 
 /// The deliberate bugs `--inject` can switch on, by name.
@@ -46,6 +47,7 @@ pub const INJECTIONS: &[&str] = &[
     "config-immediate",
     "learner-votes",
     "lease-drift-beyond-bound",
+    "admit-duplicates",
 ];
 
 /// Deliberate bugs for negative controls: in the protocol core, or in how a
@@ -76,6 +78,12 @@ pub struct Faults {
     /// leader paused through its successor's election and writes wakes up
     /// believing its lease still holds and serves stale reads by lease.
     pub lease_drift_beyond_bound: bool,
+    /// The runtime's session table admits every command
+    /// (`EngineOptions::inject_admit_duplicates`): a request its node
+    /// proposed twice (a retry) takes effect twice. The clients'
+    /// exactly-once table would hide the second effect; the state machine's
+    /// check of attempts sees it.
+    pub admit_duplicates: bool,
     /// Not a fault: runs without leader leases whatever the seed draws, so
     /// that seeds pinned before leases existed replay the runs they were
     /// found in (a seed that draws a lease runs differently).
@@ -107,6 +115,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
         "config-immediate" => faults.core.config_immediate = true,
         "learner-votes" => faults.core.learner_votes = true,
         "lease-drift-beyond-bound" => faults.lease_drift_beyond_bound = true,
+        "admit-duplicates" => faults.admit_duplicates = true,
         _ => return None,
     }
     Some(faults)
@@ -121,6 +130,12 @@ pub fn run_seed(seed: u64, nodes: usize, faults: Faults) -> SeedReport {
         world.run();
         world.final_checks();
         world.stats.end_us = world.now_us;
+        let metrics = &world.metrics;
+        world.stats.reads_through_log = metrics.reads_through_log.load(Relaxed);
+        world.stats.request_timeouts = metrics.timeouts.load(Relaxed);
+        world.stats.request_retries = metrics.retries.load(Relaxed);
+        world.stats.duplicates_skipped = metrics.duplicates.load(Relaxed);
+        world.stats.answered_from_sessions = metrics.answered_from_sessions.load(Relaxed);
         world.stats.lease_reads += world
             .nodes
             .iter()

@@ -27,6 +27,14 @@ pub struct Stats {
     pub rebuilds: u64,
     /// Reads by index that depended on the time and went through the log.
     pub reads_through_log: u64,
+    /// Requests the runtime's engines gave up on (timeouts).
+    pub request_timeouts: u64,
+    /// Requests and reads the engines proposed or submitted again.
+    pub request_retries: u64,
+    /// Commands the engines' session tables skipped as duplicates.
+    pub duplicates_skipped: u64,
+    /// Requests answered from an installed snapshot's session table.
+    pub answered_from_sessions: u64,
     /// Simulated time at the end, in µs.
     pub end_us: u64,
     /// Membership operations asked (`Replica::member_op`).

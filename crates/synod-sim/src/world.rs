@@ -336,6 +336,15 @@ pub(crate) struct World {
     /// Per GET answered by a read (by read index or through the log): the
     /// point its answer gave, its attempt and its sequence number.
     pub(crate) read_points: BTreeMap<usize, (u64, u32, u64)>,
+    /// Per client command `(client, seq)` that took effect: the attempt that
+    /// carried it and the instance. The runtime may skip an earlier copy in
+    /// the log (a late one its proposer gave up on), so this, not the first
+    /// copy, is where it took effect.
+    pub(crate) effective: BTreeMap<(u64, u64), (u32, u64)>,
+    /// The runtime's counters, all engines of the run together (evidence
+    /// that the engine's paths ran: retries, timeouts, reads through the log,
+    /// answers from an installed snapshot's session table).
+    pub(crate) metrics: Arc<Metrics>,
     /// GETs served by read index: (the serving node's applied prefix then,
     /// when, index in `history`). They place those reads in the witness.
     pub(crate) index_reads: Vec<(u64, u64, usize)>,
@@ -464,6 +473,8 @@ impl World {
             history: Vec::new(),
             history_index: BTreeMap::new(),
             read_points: BTreeMap::new(),
+            effective: BTreeMap::new(),
+            metrics: Arc::new(Metrics::default()),
             index_reads: Vec::new(),
             proposed: HashSet::new(),
             digests: BTreeMap::new(),
@@ -727,6 +738,10 @@ impl World {
             unsafe_local_reads: false,
             local_clock_reads: self.faults.local_clock_ttl,
             wall_clock: WallClock::from_fn(move || wall.load(AtomicOrdering::Relaxed)),
+            // Simulated time stands still within an event, and the world
+            // sets it before every event.
+            mono_clock: None,
+            inject_admit_duplicates: self.faults.admit_duplicates,
         };
         // A session id per incarnation, as the driver draws one at random.
         let session = self.seed ^ (u64::from(sim_node.id.0) << 48) ^ (sim_node.epoch << 20) ^ 1;
@@ -745,7 +760,7 @@ impl World {
             checksum,
             session,
             mono_ms,
-            Arc::new(Metrics::default()),
+            Arc::clone(&self.metrics),
         );
         engine.record_applies(true);
         let sim_node = &mut self.nodes[node];
@@ -862,7 +877,7 @@ impl World {
             sent.push(msg);
             Ok(())
         });
-        let effects = engine.take_effects();
+        let mut effects = engine.take_effects();
         let events = std::mem::take(&mut engine.machine_mut().events);
         let applied_end = engine.applied_end().0;
         let rebuilt = !engine.replica.rebuilding();
@@ -873,10 +888,17 @@ impl World {
             self.stats.snapshots_installed += 1;
             self.nodes[node].next_apply = point.0;
         }
-        for apply in effects.applied {
+        for apply in std::mem::take(&mut effects.applied) {
             self.check_applied(node, apply);
         }
         self.kv_events(node, events);
+        if result.is_err() {
+            // As the driver: what was decided before the error is carried
+            // out (answers given) before the process ends.
+            for answer in std::mem::take(&mut effects.answers) {
+                self.deliver(node, answer);
+            }
+        }
         if let Err(err) = result {
             match err {
                 NodeError::Storage(err) => self.storage_failed(node, &err.to_string()),
@@ -891,13 +913,7 @@ impl World {
         self.stats.snapshots += effects.checkpointed.len() as u64;
         self.start_io(node, effects.io);
         for answer in effects.answers {
-            let (token, result) = match answer {
-                Answer::Done(token, result) => (token, result),
-                // The simulator's state machine offers no read views; a job
-                // would run at once here.
-                Answer::OffLoop(token, job) => (token, Ok(job())),
-            };
-            self.client_answer(node, token, result);
+            self.deliver(node, answer);
         }
         for (_, outcome) in effects.member_outcomes {
             match outcome {
@@ -929,6 +945,17 @@ impl World {
         }
     }
 
+    /// Hands an engine's answer to its client.
+    fn deliver(&mut self, node: usize, answer: Answer<Token>) {
+        let (token, result) = match answer {
+            Answer::Done(token, result) => (token, result),
+            // The simulator's state machine offers no read views; a job
+            // would run at once here.
+            Answer::OffLoop(token, job) => (token, Ok(job())),
+        };
+        self.client_answer(node, token, result);
+    }
+
     /// What the node's state machine reported while applying.
     fn kv_events(&mut self, node: usize, events: Vec<KvEvent>) {
         let id = self.nodes[node].id;
@@ -937,11 +964,18 @@ impl World {
                 KvEvent::Applied {
                     client,
                     seq,
+                    attempt,
+                    instance,
                     absent,
                 } => {
                     if absent {
                         self.found_absent.insert((client, seq));
                     }
+                    // Every replica applies the same log: the first to
+                    // report it says where the command took effect.
+                    self.effective
+                        .entry((client, seq))
+                        .or_insert((attempt, instance));
                 }
                 KvEvent::Broken(text) => self.violation(format!("node {id}: {text}")),
                 KvEvent::Digest { point, digest } => self.record_digest(node, point, digest),

@@ -167,3 +167,16 @@ fn a_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
         "a lease on a clock beyond its drift bound went unnoticed on seeds 103..105"
     );
 }
+
+/// The runtime's session table letting a retried request through again
+/// (`--inject admit-duplicates`): the clients' own exactly-once rule hides
+/// the second effect from every other check; the state machine's record of
+/// which attempt took effect sees the same attempt applied twice.
+#[test]
+fn a_session_table_that_admits_duplicates_is_caught() {
+    let caught = first_caught_by("admit-duplicates", "exactly-once: the runtime applied");
+    assert!(
+        caught.is_some(),
+        "admit-duplicates went unnoticed for 300 seeds"
+    );
+}

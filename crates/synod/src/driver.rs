@@ -1,6 +1,8 @@
-//! The task that drives one replica: it feeds the core its inputs (peer
-//! messages, ticks, proposals, durability notices) and carries out each
-//! `Ready` in the order the core documents:
+//! The task that drives one replica: it feeds the runtime's engine
+//! (`engine.rs`, which the simulator runs too) its inputs (peer messages,
+//! ticks, requests, durability notices) and carries out what the engine
+//! decides: sends, storage jobs on blocking threads, answers. The engine
+//! carries out each `Ready` in the order the core documents:
 //!
 //! 1. `persist`: append to the write-ahead log; one background `fdatasync`
 //!    covers everything appended since the previous one (group commit), and
@@ -24,7 +26,9 @@
 //! 8. `rejected_reads`: retry them later.
 
 use crate::config::{NodeConfig, GROUP};
-use crate::engine::{restore_snapshot, Answer, Engine, EngineOptions, Kind, RestoredSessions};
+use crate::engine::{
+    restore_snapshot, Answer, Engine, EngineOptions, Kind, MonoClock, RestoredSessions,
+};
 use crate::metrics::{Metrics, RefusalLog};
 use crate::node::{NodeError, NodeStatus, RequestError};
 use crate::persist::{Io, PendingCheckpoint, Persister};
@@ -289,6 +293,10 @@ impl<S: StateMachine> Driver<S> {
             unsafe_local_reads: cfg.unsafe_local_reads,
             local_clock_reads: cfg.local_clock_reads,
             wall_clock: cfg.wall_clock.clone(),
+            mono_clock: Some(MonoClock::from_fn(move || {
+                u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+            })),
+            inject_admit_duplicates: false,
         };
         let persist = Persister::new(GROUP, wal, cfg.snapshot_policy, snapshot_end);
         let engine = Engine::new(

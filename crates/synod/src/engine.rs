@@ -9,10 +9,11 @@
 //! (persist, install, send, apply, reads, checkpoint), how a read is served
 //! (read index, or through the log when its answer depends on the time), and
 //! how every request is answered (from `apply`, or from the session table
-//! of an installed snapshot). It performs no I/O and reads no clock: the
-//! caller gives it the monotonic time ([`Engine::set_time`]) and a wall clock,
-//! sends the messages it hands out, runs the storage jobs ([`Io`]) it asks
-//! for and reports them back, and delivers its [`Answer`]s.
+//! of an installed snapshot). It performs no I/O and decides nothing by a
+//! clock of its own: the caller gives it the monotonic time
+//! ([`Engine::set_time`]) and a wall clock (the real clock only times its
+//! log lines), sends the messages it hands out, runs the storage jobs
+//! ([`Io`]) it asks for and reports them back, and delivers its [`Answer`]s.
 //!
 //! Two callers run this same code: the tokio task behind [`crate::Node`]
 //! (`driver.rs`: sockets, blocking threads, channels) and the deterministic
@@ -61,6 +62,39 @@ pub struct EngineOptions {
     /// This node's wall clock: the stamps it proposes (bounded by
     /// [`StampClock`]).
     pub wall_clock: WallClock,
+    /// The monotonic clock in ms, read right before every read handed to the
+    /// core: a read served under a leader lease is checked against the time
+    /// of that call, and a time taken before a long batch of requests would
+    /// let a lease that ran out meanwhile still serve (see
+    /// `Replica::set_time`). `None`: the caller's [`Engine::set_time`] before
+    /// each input is fresh enough (a simulator whose time stands still
+    /// within one event).
+    pub mono_clock: Option<MonoClock>,
+    /// Negative control only: the session table admits every command, so a
+    /// retried request takes effect again (the simulator must catch it).
+    pub inject_admit_duplicates: bool,
+}
+
+/// A monotonic clock in ms (see [`EngineOptions::mono_clock`]).
+#[derive(Clone)]
+pub struct MonoClock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl MonoClock {
+    /// A clock that reads `now_ms()`.
+    pub fn from_fn(now_ms: impl Fn() -> u64 + Send + Sync + 'static) -> MonoClock {
+        MonoClock(Arc::new(now_ms))
+    }
+
+    /// Milliseconds, as this clock says.
+    pub fn now_ms(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for MonoClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MonoClock")
+    }
 }
 
 /// An answer to a request, for the caller to deliver.
@@ -392,6 +426,11 @@ impl<S: StateMachine, R> Engine<S, R> {
         if self.replica.status().role != RoleKind::Leader {
             self.metrics.forwarded.fetch_add(1, Relaxed);
         }
+        if let Some(clock) = &self.opts.mono_clock {
+            // A time read just before the call (the lease's contract).
+            let now_ms = clock.now_ms();
+            self.set_time(now_ms);
+        }
         read.next_retry_ms = match self.replica.read(ReadId(id)) {
             Ok(()) => self.now_ms.saturating_add(self.retry_interval_ms()),
             // No leader yet, or too busy: try again at the next scan.
@@ -679,12 +718,15 @@ impl<S: StateMachine, R> Engine<S, R> {
             let mine = envelope.session == self.session;
             match envelope.kind {
                 Kind::Command => {
-                    if !self.sessions.admit(&envelope) {
+                    let admitted = self.sessions.admit(&envelope);
+                    if !admitted && !self.opts.inject_admit_duplicates {
                         self.metrics.duplicates.fetch_add(1, Relaxed);
                         continue;
                     }
                     let output = self.machine.apply(&envelope.payload, &ctx);
-                    self.sessions.record_output(&envelope, &output);
+                    if admitted {
+                        self.sessions.record_output(&envelope, &output);
+                    }
                     if mine {
                         if let Some(waiter) = self.waiters.remove(&envelope.seq) {
                             self.answer(waiter.reply, Ok(output));
@@ -910,6 +952,8 @@ mod tests {
             unsafe_local_reads: false,
             local_clock_reads: false,
             wall_clock: WallClock::from_fn(|| 1_000),
+            mono_clock: None,
+            inject_admit_duplicates: false,
         };
         Engine::new(
             opts,

@@ -8,13 +8,11 @@
 //! [`hrandfield`]), never by a clock or the process.
 
 use bytes::Bytes;
-use rand_chacha::rand_core::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use synod::ApplyContext;
 use synod_resp::Reply;
-use xxhash_rust::xxh3::xxh3_64;
 
 use super::collections::{change_hash, hash_at};
+use super::random::{generator, uniform_below, RANDOM_REPLY_BYTES_MAX, RANDOM_REPLY_ENTRY_BYTES};
 use crate::decimal::add_decimal_texts;
 use crate::glob::glob_match;
 use crate::keyspace::{Keyspace, Lookup};
@@ -22,13 +20,6 @@ use crate::number::parse_f64;
 use crate::parse::NOT_A_FLOAT;
 use crate::value::HashFields;
 
-/// Most bytes (fields, values and a small overhead per entry) an
-/// `HRANDFIELD` with a negative count may answer: the count repeats fields,
-/// so without a bound a 20-byte command could make every replica build a
-/// reply of any size.
-pub(crate) const RANDOM_REPLY_BYTES_MAX: u64 = 64 << 20;
-/// Accounted per drawn field in [`RANDOM_REPLY_BYTES_MAX`].
-const RANDOM_REPLY_ENTRY_BYTES: u64 = 16;
 /// Most fields one `HSCAN` call examines, whatever `COUNT` says (it is a
 /// hint); a run of fields sharing a cursor is finished past it.
 const HSCAN_COUNT_MAX: u64 = 100_000;
@@ -164,34 +155,6 @@ pub(crate) fn hvals(keyspace: &impl Lookup, key: &[u8], now: u64) -> Reply {
     }
 }
 
-/// The generator behind a random reply: seeded by the command's place in
-/// the log — its instance, the log clock, and its position inside a
-/// transaction or pipelined batch (several commands share an instance) —
-/// and by the key, so every replica that answers the command draws the
-/// same, and two reads never share a draw unless they share all of these.
-/// ChaCha8 passes the statistical batteries, so draws are uniform.
-pub(crate) fn generator(ctx: &ApplyContext, position: u32, key: &[u8]) -> ChaCha8Rng {
-    let mut seed = [0u8; 32];
-    seed[..8].copy_from_slice(&ctx.instance.0.to_le_bytes());
-    seed[8..16].copy_from_slice(&ctx.time_ms.to_le_bytes());
-    seed[16..20].copy_from_slice(&position.to_le_bytes());
-    seed[24..].copy_from_slice(&xxh3_64(key).to_le_bytes());
-    ChaCha8Rng::from_seed(seed)
-}
-
-/// A uniform draw in `0..n` (`n > 0`), without modulo bias: values below
-/// `2^64 mod n` are redrawn, leaving a multiple of `n` equally likely ones.
-pub(crate) fn uniform_below(rng: &mut ChaCha8Rng, n: u64) -> u64 {
-    debug_assert!(n > 0);
-    let threshold = n.wrapping_neg() % n;
-    loop {
-        let draw = rng.next_u64();
-        if draw >= threshold {
-            return draw % n;
-        }
-    }
-}
-
 /// `HRANDFIELD`. A read whose answer depends on its place in the log (the
 /// seed of [`generator`]); it is therefore always answered through the log
 /// (see `read_depends_on_time`): answered by read index, every
@@ -308,6 +271,32 @@ pub(crate) fn hscan(
         Ok(None) => return scan_reply(0, Vec::new()),
         Err(error) => return error,
     };
+    scan_page(
+        |start| fields.iter_from(start),
+        cursor,
+        pattern,
+        count,
+        |field, value, found| {
+            found.push(Reply::Bulk(field.clone()));
+            found.push(Reply::Bulk(value.clone()));
+        },
+    )
+}
+
+/// One page of a scan over byte-ordered entries with [`hscan`]'s cursors
+/// and guarantees (HSCAN, SSCAN): `entries_from(start)` gives the entries
+/// from `start` on in byte order, each a name and what goes with it;
+/// `emit` adds a matching entry's replies. The reply is `[cursor, found]`.
+pub(crate) fn scan_page<'a, T, I>(
+    entries_from: impl FnOnce(&[u8]) -> I,
+    cursor: u64,
+    pattern: Option<&[u8]>,
+    count: u64,
+    mut emit: impl FnMut(&'a Bytes, T, &mut Vec<Reply>),
+) -> Reply
+where
+    I: Iterator<Item = (&'a Bytes, T)>,
+{
     let budget = count.clamp(1, HSCAN_COUNT_MAX);
     let start = cursor.to_be_bytes();
     let significant = start
@@ -317,25 +306,24 @@ pub(crate) fn hscan(
     let mut last_cursor = None;
     let mut next_cursor = 0u64;
     let mut found = Vec::new();
-    for (examined, (field, value)) in (0u64..).zip(fields.iter_from(&start[..significant])) {
-        let here = field_cursor(field);
+    for (examined, (name, rest)) in (0u64..).zip(entries_from(&start[..significant])) {
+        let here = field_cursor(name);
         if examined >= budget && last_cursor != Some(here) {
-            // Every field so far had a smaller cursor, and the first one
+            // Every entry so far had a smaller cursor, and the first one
             // examined had one >= 0, so a resume point is never 0.
             debug_assert!(here > 0);
             next_cursor = here;
             break;
         }
         last_cursor = Some(here);
-        if pattern.is_none_or(|pattern| pattern == b"*" || glob_match(pattern, field)) {
-            found.push(Reply::Bulk(field.clone()));
-            found.push(Reply::Bulk(value.clone()));
+        if pattern.is_none_or(|pattern| pattern == b"*" || glob_match(pattern, name)) {
+            emit(name, rest, &mut found);
         }
     }
     scan_reply(next_cursor, found)
 }
 
-fn scan_reply(cursor: u64, found: Vec<Reply>) -> Reply {
+pub(crate) fn scan_reply(cursor: u64, found: Vec<Reply>) -> Reply {
     Reply::Array(vec![
         Reply::Bulk(Bytes::from(cursor.to_string())),
         Reply::Array(found),
@@ -365,20 +353,5 @@ mod tests {
         assert_eq!(field_cursor(b"\x01"), 1 << 56);
         assert!(field_cursor(b"ab") < field_cursor(b"ab\x01"));
         assert_eq!(field_cursor(b"abcdefgh"), field_cursor(b"abcdefghij"));
-    }
-
-    #[test]
-    fn uniform_below_stays_in_range() {
-        let ctx = ApplyContext {
-            instance: synod_core::InstanceId(7),
-            time_ms: 1,
-        };
-        let mut rng = generator(&ctx, 0, b"k");
-        let mut seen = [0u32; 3];
-        for _ in 0..3000 {
-            seen[uniform_below(&mut rng, 3) as usize] += 1;
-        }
-        assert!(seen.iter().all(|&n| (850..1150).contains(&n)), "{seen:?}");
-        assert_eq!(uniform_below(&mut rng, 1), 0);
     }
 }

@@ -5,11 +5,11 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use synod::ApplyContext;
 use synod_resp::Reply;
 
+use super::random::pick_rng;
 use super::{memory, wrong_type};
 use crate::command::{ObjectField, SortCommand, TimeUnit};
 use crate::keyspace::{Entry, Keyspace, Lookup, Value, ValueRef};
@@ -128,6 +128,10 @@ fn encoding(value: ValueRef<'_>) -> &'static str {
         ValueRef::Hash(_) => "hashtable",
         // Redis 7.0 keeps every list in a quicklist.
         ValueRef::List(_) => "quicklist",
+        // Redis 7.0 has no listpack sets: an intset or a hash table, by the
+        // set's history (see `SetMembers`).
+        ValueRef::Set(members) if members.is_intset() => "intset",
+        ValueRef::Set(_) => "hashtable",
         // Redis 7.0's defaults: zset-max-listpack-entries 128, -value 64.
         ValueRef::ZSet(members)
             if members.len() <= 128 && members.iter().all(|(member, _)| member.len() <= 64) =>
@@ -195,17 +199,6 @@ pub(crate) fn object_help() -> Reply {
 const RANDOM_EXACT_KEYS_MAX: usize = 1024;
 /// Keys a pick in a large keyspace walks at most.
 const RANDOM_WINDOW_KEYS: u64 = 64;
-
-/// The generator of a random pick: seeded from the command's place in the
-/// log (instance and log time, the same on every replica) and the nonce the
-/// serving node put in the command, never from a clock or the OS.
-pub(crate) fn pick_rng(ctx: &ApplyContext, nonce: u64) -> ChaCha8Rng {
-    let mut seed = [0u8; 32];
-    seed[..8].copy_from_slice(&ctx.instance.0.to_le_bytes());
-    seed[8..16].copy_from_slice(&ctx.time_ms.to_le_bytes());
-    seed[16..24].copy_from_slice(&nonce.to_le_bytes());
-    ChaCha8Rng::from_seed(seed)
-}
 
 /// `RANDOMKEY`: with at most [`RANDOM_EXACT_KEYS_MAX`] live keys, the
 /// `k`-th live key for a uniform `k`. With more, the `j`-th live key
@@ -286,8 +279,8 @@ fn sort_score(text: &[u8]) -> Option<f64> {
 /// or store; as many GET lookups at most.
 pub(crate) const SORT_OUTPUT_MAX: usize = 1 << 22;
 
-/// `SORT`/`SORT_RO` of a list (Synod has no sets or sorted sets yet), from
-/// the keyspace or, for a large list, a view off the event loop.
+/// `SORT`/`SORT_RO` of a list or a set (Synod has no sorted sets yet), from
+/// the keyspace or, for a large one, a view off the event loop.
 pub(crate) fn sort(
     keyspace: &impl Lookup,
     sort: &SortCommand,
@@ -296,6 +289,8 @@ pub(crate) fn sort(
     let elements: Vec<Bytes> = match keyspace.live(&sort.key, now).map(Entry::value) {
         None => Vec::new(),
         Some(ValueRef::List(items)) => items.iter().cloned().collect(),
+        // In byte order: with BY nosort, the same order on every replica.
+        Some(ValueRef::Set(members)) => members.iter().cloned().collect(),
         // In score order, which `BY nosort` keeps.
         Some(ValueRef::ZSet(members)) => members.iter().map(|(member, _)| member.clone()).collect(),
         Some(_) => return Err(wrong_type()),

@@ -27,6 +27,7 @@ use super::strings::STRING_LEN_MAX;
 use crate::command::KvCommand;
 use crate::keyspace::{Keyspace, ValueRef};
 use crate::value::{entry_bytes, field_bytes, item_bytes};
+use crate::value_set::member_bytes;
 
 /// Redis's error text for a refused write.
 pub(crate) const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
@@ -176,6 +177,24 @@ pub(crate) fn growth_bound(keyspace: &Keyspace, command: &KvCommand, now: u64) -
         }
         // Checked by the command itself once sorted (`memory::fits`).
         KvCommand::Sort(_) => 0,
+        // Sets (issue 16): every member counted as new.
+        KvCommand::SAdd { key, members } => members
+            .iter()
+            .map(|member| member_bytes(member))
+            .fold(creation(keyspace, key, now), u64::saturating_add),
+        // The member moves; only the destination's key may be new.
+        KvCommand::SMove { destination, .. } => creation(keyspace, destination, now),
+        // Checked by the command itself once combined (`memory::fits`).
+        KvCommand::SetCombine { .. } => 0,
+        KvCommand::SRem { .. }
+        | KvCommand::SPop { .. }
+        | KvCommand::SMembers { .. }
+        | KvCommand::SIsMember { .. }
+        | KvCommand::SMIsMember { .. }
+        | KvCommand::SCard { .. }
+        | KvCommand::SRandMember { .. }
+        | KvCommand::SInterCard { .. }
+        | KvCommand::SScan { .. } => 0,
         KvCommand::RandomKey { .. }
         | KvCommand::Touch { .. }
         | KvCommand::ExpireTime { .. }

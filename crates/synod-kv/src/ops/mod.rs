@@ -13,6 +13,8 @@ mod keys;
 mod keys_more;
 mod lists;
 pub(crate) mod memory;
+mod random;
+mod sets;
 pub(crate) mod strings;
 mod zsets;
 
@@ -45,7 +47,7 @@ pub(crate) fn read(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext)
 
 /// [`read`] of the command at `position` in its transaction or batch (0
 /// alone): the position seeds random replies apart (see
-/// [`hashes::generator`]).
+/// [`random::generator`]).
 fn read_at(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext, position: u32) -> Reply {
     let now = ctx.time_ms;
     match command {
@@ -104,6 +106,14 @@ fn read_at(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext, positio
         | KvCommand::HVals { .. }
         | KvCommand::HRandField { .. }
         | KvCommand::HScan { .. }) => read_list_or_hash(keyspace, list_or_hash, ctx, position),
+        set @ (KvCommand::SMembers { .. }
+        | KvCommand::SIsMember { .. }
+        | KvCommand::SMIsMember { .. }
+        | KvCommand::SCard { .. }
+        | KvCommand::SRandMember { .. }
+        | KvCommand::SetCombine { store: None, .. }
+        | KvCommand::SInterCard { .. }
+        | KvCommand::SScan { .. }) => read_set(keyspace, set, ctx, position),
         KvCommand::ZSet(zset) => zsets::read(keyspace, zset, ctx, position),
         KvCommand::MemoryInfo => Reply::Array(vec![
             Reply::Integer(i64::try_from(keyspace.used_bytes()).unwrap_or(i64::MAX)),
@@ -195,7 +205,15 @@ pub(crate) fn read_depends_on_time(keyspace: &Keyspace, command: &KvCommand) -> 
         | KvCommand::HScan { key, .. } => keyspace.has_expiry(key),
         // Not the time but the place in the log seeds the draw: through the
         // log, every HRANDFIELD gets its own (see `hashes::hrandfield`).
-        KvCommand::HRandField { .. } => true,
+        KvCommand::HRandField { .. } | KvCommand::SRandMember { .. } => true,
+        KvCommand::SMembers { key }
+        | KvCommand::SIsMember { key, .. }
+        | KvCommand::SMIsMember { key, .. }
+        | KvCommand::SCard { key }
+        | KvCommand::SScan { key, .. } => keyspace.has_expiry(key),
+        KvCommand::SetCombine { keys, .. } | KvCommand::SInterCard { keys, .. } => {
+            keys.iter().any(|key| keyspace.has_expiry(key))
+        }
         KvCommand::ExpireTime { key, .. }
         | KvCommand::Object { key, .. }
         | KvCommand::GetBit { key, .. }
@@ -267,9 +285,25 @@ pub(crate) fn read_off_loop(keyspace: &Keyspace, command: &KvCommand, now: u64) 
         KvCommand::Sort(sort) if sort.store.is_none() => {
             match keyspace.live(&sort.key, now).map(Entry::value) {
                 Some(ValueRef::List(items)) => big(items.len()),
+                Some(ValueRef::Set(members)) => big(members.len()),
                 _ => false,
             }
         }
+        KvCommand::SMembers { key } => big(sets::set_read_work(keyspace, key, 0, now)),
+        KvCommand::SScan { key, pattern, .. } => {
+            big(sets::set_read_work(keyspace, key, 0, now))
+                || pattern.as_ref().is_some_and(|p| p.as_ref() != b"*")
+        }
+        KvCommand::SRandMember { key, count } => big(sets::set_read_work(
+            keyspace,
+            key,
+            count.map_or(1, i64::unsigned_abs),
+            now,
+        )),
+        KvCommand::SetCombine {
+            keys, store: None, ..
+        }
+        | KvCommand::SInterCard { keys, .. } => big(sets::read_work(keyspace, keys, now)),
         KvCommand::HKeys { key } | KvCommand::HVals { key } => {
             big(hashes::read_work(keyspace, key, 0, now))
         }
@@ -357,8 +391,29 @@ fn transaction_read_work(keyspace: &Keyspace, command: &KvCommand, now: u64) -> 
         }
         KvCommand::Sort(sort) => match keyspace.live(&sort.key, now).map(Entry::value) {
             Some(ValueRef::List(items)) => Some(items.len().saturating_mul(1 + sort.gets.len())),
+            Some(ValueRef::Set(members)) => Some(members.len().saturating_mul(1 + sort.gets.len())),
             _ => Some(0),
         },
+        // As HSCAN.
+        KvCommand::SScan {
+            pattern: Some(pattern),
+            ..
+        } if pattern.as_ref() != b"*" => None,
+        KvCommand::SMembers { key } | KvCommand::SScan { key, .. } => {
+            Some(sets::set_read_work(keyspace, key, 0, now))
+        }
+        KvCommand::SPop { key, count } => {
+            Some(sets::set_read_work(keyspace, key, count.unwrap_or(1), now))
+        }
+        KvCommand::SRandMember { key, count } => Some(sets::set_read_work(
+            keyspace,
+            key,
+            count.map_or(1, i64::unsigned_abs),
+            now,
+        )),
+        KvCommand::SetCombine { keys, .. } | KvCommand::SInterCard { keys, .. } => {
+            Some(sets::read_work(keyspace, keys, now))
+        }
         KvCommand::HKeys { key } | KvCommand::HVals { key } | KvCommand::HScan { key, .. } => {
             Some(hashes::read_work(keyspace, key, 0, now))
         }
@@ -458,6 +513,21 @@ pub(crate) fn read_view(view: &KeyspaceView, command: &KvCommand, ctx: &ApplyCon
             count,
             with_values,
         } => hashes::hrandfield(view, key, *count, *with_values, ctx, 0),
+        KvCommand::SMembers { key } => sets::smembers(view, key, now),
+        KvCommand::SScan {
+            key,
+            cursor,
+            pattern,
+            count,
+        } => sets::sscan(view, key, *cursor, pattern.as_deref(), *count, now),
+        // Alone (never batched), so at position 0, as `read` answers it.
+        KvCommand::SRandMember { key, count } => sets::srandmember(view, key, *count, ctx, 0),
+        KvCommand::SetCombine {
+            operation,
+            keys,
+            store: None,
+        } => sets::combine_read(view, *operation, keys, now),
+        KvCommand::SInterCard { keys, limit } => sets::sintercard(view, keys, *limit, now),
         // Alone (never batched), so at position 0.
         KvCommand::ZSet(zset) if zset.is_read() => zsets::read(view, zset, ctx, 0),
         other => {
@@ -604,6 +674,19 @@ fn write_unchecked(
         | KvCommand::HMSet { .. }
         | KvCommand::HSetNx { .. }
         | KvCommand::HIncrByFloat { .. }) => write_list_or_hash(keyspace, list_or_hash, now),
+        KvCommand::SAdd { key, members } => sets::sadd(keyspace, key, members, now),
+        KvCommand::SRem { key, members } => sets::srem(keyspace, key, members, now),
+        KvCommand::SPop { key, count } => sets::spop(keyspace, key, *count, ctx, position),
+        KvCommand::SMove {
+            source,
+            destination,
+            member,
+        } => sets::smove(keyspace, source, destination, member, now),
+        KvCommand::SetCombine {
+            operation,
+            keys,
+            store: Some(destination),
+        } => sets::combine_store(keyspace, *operation, keys, destination, now),
         KvCommand::ZSet(zset) => zsets::write(keyspace, zset, ctx, position),
         KvCommand::Exec(commands) => {
             // Redis refuses MULTI inside MULTI before queueing anything, so
@@ -686,6 +769,36 @@ fn read_list_or_hash(
         other => {
             debug_assert!(false, "{} is not an issue-16 read", other.name());
             Reply::error(format!("ERR '{}' is not a list or hash read", other.name()))
+        }
+    }
+}
+
+/// [`read_at`] for the set reads.
+fn read_set(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext, position: u32) -> Reply {
+    let now = ctx.time_ms;
+    match command {
+        KvCommand::SMembers { key } => sets::smembers(keyspace, key, now),
+        KvCommand::SIsMember { key, member } => sets::sismember(keyspace, key, member, now),
+        KvCommand::SMIsMember { key, members } => sets::smismember(keyspace, key, members, now),
+        KvCommand::SCard { key } => sets::scard(keyspace, key, now),
+        KvCommand::SRandMember { key, count } => {
+            sets::srandmember(keyspace, key, *count, ctx, position)
+        }
+        KvCommand::SetCombine {
+            operation,
+            keys,
+            store: None,
+        } => sets::combine_read(keyspace, *operation, keys, now),
+        KvCommand::SInterCard { keys, limit } => sets::sintercard(keyspace, keys, *limit, now),
+        KvCommand::SScan {
+            key,
+            cursor,
+            pattern,
+            count,
+        } => sets::sscan(keyspace, key, *cursor, pattern.as_deref(), *count, now),
+        other => {
+            debug_assert!(false, "{} is not a set read", other.name());
+            Reply::error(format!("ERR '{}' is not a set read", other.name()))
         }
     }
 }

@@ -184,7 +184,7 @@ pub fn sorted(reply: Reply) -> Reply {
 }
 
 /// Number of distinct command shapes [`workload_line`] produces.
-pub const WORKLOAD_OPS: u8 = 40;
+pub const WORKLOAD_OPS: u8 = 44;
 
 /// A command line from a small vocabulary over a few keys, for randomized
 /// tests: `op` picks the command, `key` and `other` pick keys, `n` is a
@@ -233,6 +233,10 @@ pub fn workload_line(op: u8, key: u8, other: u8, n: i64) -> String {
         36 => format!("MGET {k} {o}"),
         37 => format!("SETNX {k} {n}"),
         38 => "RANDOMKEY".to_string(),
+        39 => format!("SADD {k} {n} m{}", n % 4),
+        40 => format!("SREM {k} {n} m1"),
+        41 => format!("SPOP {k} {}", n.abs() % 3),
+        42 => format!("SUNIONSTORE {k} {k} {o}"),
         _ if n % 7 == 0 => "FLUSHALL".to_string(),
         _ => format!("TTL {k}"),
     }

@@ -1,7 +1,8 @@
 //! `ZUNION`, `ZINTER`, `ZDIFF` (and their `STORE` forms) and `ZINTERCARD`,
-//! as Redis' `zunionInterDiffGenericCommand` computes them: a weighted score
-//! that is NaN (`inf * 0`) counts as 0, and so does a NaN sum (`inf +
-//! -inf`); `ZINTER` walks its smallest input.
+//! as Redis' `zunionInterDiffGenericCommand` computes them: a plain set is
+//! an input whose members all score 1, a key of any other type is
+//! WRONGTYPE; a weighted score that is NaN (`inf * 0`) counts as 0, and so
+//! does a NaN sum (`inf + -inf`); `ZINTER` walks its smallest input.
 //!
 //! A `STORE` runs on every replica's apply path, and a read may be batched
 //! into a transaction, so the work of one command is bounded up front:
@@ -16,35 +17,64 @@ use synod_resp::Reply;
 use super::{scored, store, wrong_type};
 use crate::command_zset::{Aggregate, SetOperation};
 use crate::keyspace::{Keyspace, Lookup, ValueRef};
+use crate::value::SetMembers;
 use crate::zset::ZSetMembers;
 
 /// Most elements one set operation may visit over all its inputs.
 pub(crate) const COMBINE_WORK_MAX: usize = 1 << 24;
 
-/// One input of a set operation. (A plain set joins here as members of
-/// score 1, as in Redis, once Synod stores sets.)
+/// The score every member of a plain set has as an input (Redis' `zuiNext`
+/// gives set members 1.0).
+const PLAIN_SET_SCORE: f64 = 1.0;
+
+/// One input of a set operation: a sorted set, or a plain set whose members
+/// all score [`PLAIN_SET_SCORE`].
 #[derive(Clone, Copy)]
 enum Input<'a> {
     Sorted(&'a ZSetMembers),
+    Plain(&'a SetMembers),
 }
 
 impl<'a> Input<'a> {
     fn len(self) -> usize {
         match self {
             Input::Sorted(set) => set.len(),
+            Input::Plain(set) => set.len(),
         }
     }
 
     fn score(self, member: &[u8]) -> Option<f64> {
         match self {
             Input::Sorted(set) => set.score(member),
+            Input::Plain(set) => set.contains(member).then_some(PLAIN_SET_SCORE),
         }
     }
 
+    /// Every member with its score: a sorted set in score order, a plain
+    /// set in byte order. (One of the two halves is empty; chaining them
+    /// gives one iterator type without boxing.)
     fn iter(self) -> impl Iterator<Item = (&'a Bytes, f64)> + 'a {
-        match self {
-            Input::Sorted(set) => set.iter(),
-        }
+        let (sorted, plain) = match self {
+            Input::Sorted(set) => (Some(set), None),
+            Input::Plain(set) => (None, Some(set)),
+        };
+        sorted.into_iter().flat_map(ZSetMembers::iter).chain(
+            plain
+                .into_iter()
+                .flat_map(SetMembers::iter)
+                .map(|member| (member, PLAIN_SET_SCORE)),
+        )
+    }
+}
+
+/// The number of members `key` brings to a set operation: a sorted set's or
+/// a plain set's size, 0 for a missing key or one of another type (which
+/// the operation refuses before doing any work).
+pub(super) fn input_len(keyspace: &impl Lookup, key: &[u8], now: u64) -> usize {
+    match keyspace.live(key, now).map(|entry| entry.value()) {
+        Some(ValueRef::ZSet(set)) => set.len(),
+        Some(ValueRef::Set(set)) => set.len(),
+        _ => 0,
     }
 }
 
@@ -60,6 +90,7 @@ fn inputs<'a>(
             |key| match keyspace.live(key, now).map(|entry| entry.value()) {
                 None => Ok(None),
                 Some(ValueRef::ZSet(set)) => Ok(Some(Input::Sorted(set))),
+                Some(ValueRef::Set(set)) => Ok(Some(Input::Plain(set))),
                 Some(_) => Err(wrong_type()),
             },
         )
@@ -265,4 +296,124 @@ pub(super) fn zintercard(keyspace: &impl Lookup, keys: &[Bytes], limit: u64, now
         }
     }
     Reply::Integer(count as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::keyspace::Value;
+
+    fn sorted(pairs: &[(&str, f64)]) -> ZSetMembers {
+        let mut set = ZSetMembers::default();
+        for (member, score) in pairs {
+            set.insert(Bytes::copy_from_slice(member.as_bytes()), *score);
+        }
+        set
+    }
+
+    fn plain(members: &[&str]) -> SetMembers {
+        let mut set = SetMembers::default();
+        for member in members {
+            set.insert(Bytes::copy_from_slice(member.as_bytes()));
+        }
+        set
+    }
+
+    fn pairs(result: &ZSetMembers) -> Vec<(String, f64)> {
+        result
+            .iter()
+            .map(|(member, score)| (String::from_utf8(member.to_vec()).unwrap(), score))
+            .collect()
+    }
+
+    fn expected(pairs: &[(&str, f64)]) -> Vec<(String, f64)> {
+        pairs
+            .iter()
+            .map(|(member, score)| (member.to_string(), *score))
+            .collect()
+    }
+
+    #[test]
+    fn a_plain_input_scores_every_member_one() {
+        let set = plain(&["b", "a", "c"]);
+        let input = Input::Plain(&set);
+        assert_eq!(input.len(), 3);
+        assert_eq!(input.score(b"a"), Some(1.0));
+        assert_eq!(input.score(b"d"), None);
+        let members: Vec<(&[u8], f64)> = input
+            .iter()
+            .map(|(member, score)| (member.as_ref(), score))
+            .collect();
+        assert_eq!(members, [(&b"a"[..], 1.0), (b"b", 1.0), (b"c", 1.0)]);
+        // A sorted input is unchanged: its own scores, in score order.
+        let zset = sorted(&[("a", 5.0), ("b", -1.0)]);
+        let scores: Vec<f64> = Input::Sorted(&zset)
+            .iter()
+            .map(|(_, score)| score)
+            .collect();
+        assert_eq!(scores, [-1.0, 5.0]);
+        assert_eq!(Input::Sorted(&zset).score(b"a"), Some(5.0));
+    }
+
+    #[test]
+    fn operations_mix_plain_and_sorted_inputs() {
+        let zset = sorted(&[("x", 1.0), ("y", 2.0), ("z", 3.0)]);
+        let set = plain(&["w", "y", "z"]);
+        let inputs = [Some(Input::Sorted(&zset)), Some(Input::Plain(&set))];
+        let union = compute(SetOperation::Union, &inputs, &[], Aggregate::Sum);
+        assert_eq!(
+            pairs(&union),
+            expected(&[("w", 1.0), ("x", 1.0), ("y", 3.0), ("z", 4.0)])
+        );
+        let inter = compute(SetOperation::Inter, &inputs, &[2.0, 0.5], Aggregate::Min);
+        assert_eq!(pairs(&inter), expected(&[("y", 0.5), ("z", 0.5)]));
+        let diff = compute(SetOperation::Diff, &inputs, &[], Aggregate::Sum);
+        assert_eq!(pairs(&diff), expected(&[("x", 1.0)]));
+        // A plain set first: its members keep score 1 (weights do not apply
+        // to ZDIFF, whose parser refuses them).
+        let reversed = [Some(Input::Plain(&set)), Some(Input::Sorted(&zset))];
+        let diff = compute(SetOperation::Diff, &reversed, &[], Aggregate::Sum);
+        assert_eq!(pairs(&diff), expected(&[("w", 1.0)]));
+        // Weights scale a plain set's 1 like any score.
+        let inter = compute(
+            SetOperation::Inter,
+            &reversed,
+            &[f64::INFINITY, 0.0],
+            Aggregate::Sum,
+        );
+        assert_eq!(
+            pairs(&inter),
+            expected(&[("y", f64::INFINITY), ("z", f64::INFINITY)])
+        );
+        let union = compute(
+            SetOperation::Union,
+            &[Some(Input::Plain(&set))],
+            &[-2.0],
+            Aggregate::Sum,
+        );
+        assert_eq!(
+            pairs(&union),
+            expected(&[("w", -2.0), ("y", -2.0), ("z", -2.0)])
+        );
+    }
+
+    #[test]
+    fn plain_sets_are_looked_up_and_counted_as_inputs() {
+        let mut keyspace = Keyspace::default();
+        keyspace.insert(b"s", Value::Set(Arc::new(plain(&["a", "b"]))), None);
+        keyspace.insert(b"z", Value::ZSet(Arc::new(sorted(&[("a", 1.0)]))), None);
+        keyspace.insert(b"str", Value::Str(Bytes::from("v")), None);
+        assert_eq!(input_len(&keyspace, b"s", 0), 2);
+        assert_eq!(input_len(&keyspace, b"z", 0), 1);
+        assert_eq!(input_len(&keyspace, b"str", 0), 0);
+        assert_eq!(input_len(&keyspace, b"missing", 0), 0);
+        let keys = [Bytes::from("s"), Bytes::from("missing"), Bytes::from("z")];
+        let found = inputs(&keyspace, &keys, 0).unwrap();
+        let lens: Vec<Option<usize>> = found.iter().map(|input| input.map(Input::len)).collect();
+        assert_eq!(lens, [Some(2), None, Some(1)]);
+        let keys = [Bytes::from("s"), Bytes::from("str")];
+        assert!(inputs(&keyspace, &keys, 0).is_err());
+    }
 }

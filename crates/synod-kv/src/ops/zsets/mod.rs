@@ -202,7 +202,8 @@ pub(crate) fn write(
     }
 }
 
-/// Elements of sorted sets a read visits, for the transaction budget and
+/// Elements of sorted sets (and of plain sets, as set-operation inputs) a
+/// read visits, for the transaction budget and
 /// the off-loop decision (conservatively the whole of every set it names,
 /// plus `ZRANDMEMBER`'s draws); O(keys).
 pub(crate) fn read_work(keyspace: &impl Lookup, command: &ZSetCommand, now: u64) -> usize {
@@ -212,6 +213,11 @@ pub(crate) fn read_work(keyspace: &impl Lookup, command: &ZSetCommand, now: u64)
         ZSetCommand::RandMember { key, count, .. } => len(key).saturating_add(
             usize::try_from(count.map_or(1, i64::unsigned_abs)).unwrap_or(usize::MAX),
         ),
+        // Plain sets are inputs too.
+        ZSetCommand::Combine { keys, .. } | ZSetCommand::InterCard { keys, .. } => keys
+            .iter()
+            .map(|key| combine::input_len(keyspace, key, now))
+            .fold(0usize, usize::saturating_add),
         other => other
             .keys()
             .into_iter()

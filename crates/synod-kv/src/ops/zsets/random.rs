@@ -1,19 +1,19 @@
-//! `ZRANDMEMBER` (drawn as `HRANDFIELD` draws: a ChaCha generator seeded
-//! by the command's place in the log, see `ops::hashes::generator`) and
+//! `ZRANDMEMBER` (drawn as `HRANDFIELD` draws: from the shared generator
+//! seeded by the command's place in the log, see `ops::random::generator`) and
 //! `ZSCAN` (members in byte order, cursors as `HSCAN`'s).
 
 use bytes::Bytes;
 use synod::ApplyContext;
 use synod_resp::{format_double, Reply};
 
-use super::super::hashes::{generator, uniform_below, RANDOM_REPLY_BYTES_MAX};
 use super::{scored, zset_at};
 use crate::glob::glob_match;
 use crate::keyspace::Lookup;
+use crate::ops::random::{generator, uniform_below, RANDOM_REPLY_BYTES_MAX};
 
-/// Accounted per drawn member in [`RANDOM_REPLY_BYTES_MAX`] (the score
-/// and the reply's framing).
-const RANDOM_REPLY_ENTRY_BYTES: u64 = 24;
+/// Accounted per drawn member in [`RANDOM_REPLY_BYTES_MAX`]: the shared
+/// per-entry overhead plus the score.
+const RANDOM_REPLY_ENTRY_BYTES: u64 = crate::ops::random::RANDOM_REPLY_ENTRY_BYTES + 8;
 /// Most members one `ZSCAN` call examines, whatever `COUNT` says (it is a
 /// hint); a run of members sharing a cursor is finished past it.
 const ZSCAN_COUNT_MAX: u64 = 100_000;
