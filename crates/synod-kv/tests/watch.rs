@@ -315,3 +315,31 @@ fn an_unguarded_transaction_keeps_its_encoding() {
     // Version, EXEC tag, count 1 (u32), DBSIZE tag.
     assert_eq!(&plain.encode()[..], &[1, 39, 1, 0, 0, 0, 25]);
 }
+
+/// Sets and sorted sets change through the same keyspace paths: a member
+/// added, removed or re-scored aborts a transaction that watched the key,
+/// and a read of them does not.
+#[test]
+fn set_and_sorted_set_writes_count_as_changes() {
+    let mut h = Harness::new();
+    h.run(0, "SADD s a");
+    h.run(0, "ZADD z 1 a");
+    for write in [
+        "SADD s b",
+        "SREM s a",
+        "SPOP s",
+        "ZADD z 2 a",
+        "ZINCRBY z 1 a",
+        "ZREM z a",
+    ] {
+        h.run(0, "SADD s a");
+        h.run(0, "ZADD z 1 a");
+        let watched = watch(&h, 0, &["s", "z"]);
+        h.run(0, "SMEMBERS s");
+        h.run(0, "ZRANGE z 0 -1");
+        assert!(ran(&mut h, 0, &watched), "reads alone must not abort");
+        let watched = watch(&h, 0, &["s", "z"]);
+        h.run(0, write);
+        assert!(!ran(&mut h, 0, &watched), "{write} must abort");
+    }
+}
