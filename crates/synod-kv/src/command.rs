@@ -7,6 +7,7 @@
 //! at apply time from the `ApplyContext`, never at parse time, so every
 //! replica computes the same result.
 
+use crate::watch::WatchedKey;
 use bytes::Bytes;
 
 pub use crate::command_zset::ZSetCommand;
@@ -624,6 +625,15 @@ pub enum KvCommand {
     Acl(AclCommand),
     /// A sorted-set command (issue 16; see [`crate::command_zset`]).
     ZSet(ZSetCommand),
+    /// `WATCH`: a read of what the replicated state says about each key
+    /// now (see [`crate::watch`]), answered with one
+    /// `[live, stamp instance, stamp sequence]` array of integers per key.
+    Watch { keys: Vec<Bytes> },
+    /// The first command of a transaction `EXEC` sends after `WATCH`: when
+    /// any of these keys changed since it was read, the whole transaction
+    /// answers nil and nothing in it runs (checked by the store, at the
+    /// transaction's point of the log). Never alone, never elsewhere.
+    WatchCheck { watched: Vec<WatchedKey> },
 }
 
 impl KvCommand {
@@ -719,6 +729,7 @@ impl KvCommand {
             KvCommand::Sort(sort) => sort.store.is_none(),
             KvCommand::ZSet(zset) => zset.is_read(),
             KvCommand::Exec(commands) => commands.iter().all(KvCommand::is_read),
+            KvCommand::Watch { .. } | KvCommand::WatchCheck { .. } => true,
         }
     }
 
@@ -834,6 +845,7 @@ impl KvCommand {
             KvCommand::Exec(_) => "exec",
             KvCommand::Acl(_) => "acl",
             KvCommand::ZSet(zset) => zset.name(),
+            KvCommand::Watch { .. } | KvCommand::WatchCheck { .. } => "watch",
         }
     }
 
@@ -955,6 +967,8 @@ impl KvCommand {
             | KvCommand::Acl(_) => Vec::new(),
             KvCommand::Exec(commands) => commands.iter().flat_map(KvCommand::keys).collect(),
             KvCommand::ZSet(zset) => zset.keys(),
+            KvCommand::Watch { keys } => keys.iter().collect(),
+            KvCommand::WatchCheck { watched } => watched.iter().map(|w| &w.key).collect(),
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::command::{
     AclCommand, BitOperation, BitUnit, ExpireCondition, ExpireForm, GetExExpiry, KvCommand,
     LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SortCommand, TimeUnit,
 };
+use crate::watch::{Stamp, WatchedKey};
 use crate::wire::{DecodeError, Reader, Writer};
 
 mod sets;
@@ -97,7 +98,10 @@ mod op {
     pub const H_VALS: u8 = 215;
     pub const H_RAND_FIELD: u8 = 216;
     pub const H_SCAN: u8 = 217;
-    // Sets (issue 16): 220 to 239, in `sets`.
+    // Sets (issue 16): 220 to 231, in `sets`.
+    // Transactions (issue 16): tags 232 to 239.
+    pub const WATCH: u8 = 232;
+    pub const WATCH_CHECK: u8 = 233;
     // Sorted sets (issue 16): tags 240 to 255 are theirs. The whole family
     // is one tag followed by a sub-tag byte (see `crate::codec_zset`).
     pub const Z_SET: u8 = 240;
@@ -584,6 +588,20 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
             writer.len(commands.len());
             for command in commands {
                 encode_command(writer, command);
+            }
+        }
+        KvCommand::Watch { keys } => {
+            writer.u8(op::WATCH);
+            encode_keys(writer, keys);
+        }
+        KvCommand::WatchCheck { watched } => {
+            writer.u8(op::WATCH_CHECK);
+            writer.len(watched.len());
+            for watched in watched {
+                writer.bytes(&watched.key);
+                writer.bool(watched.live);
+                writer.u64(watched.stamp.instance);
+                writer.u64(watched.stamp.sequence);
             }
         }
         KvCommand::ZSet(zset) => {
@@ -1078,10 +1096,38 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
             // The smallest command is one opcode byte.
             let len = reader.len(1)?;
             let mut commands = Vec::with_capacity(len);
-            for _ in 0..len {
-                commands.push(decode_command(reader, false)?);
+            for index in 0..len {
+                let command = decode_command(reader, false)?;
+                // A WATCH check guards the transaction it opens, nothing else.
+                if index > 0 && matches!(command, KvCommand::WatchCheck { .. }) {
+                    return Err(DecodeError::Invalid("WATCH check inside a transaction"));
+                }
+                commands.push(command);
             }
             KvCommand::Exec(commands)
+        }
+        op::WATCH => KvCommand::Watch {
+            keys: decode_keys(reader)?,
+        },
+        op::WATCH_CHECK => {
+            if top_level {
+                return Err(DecodeError::Invalid("WATCH check outside a transaction"));
+            }
+            // Key length, live flag, two stamp numbers.
+            let len = reader.len(4 + 1 + 8 + 8)?;
+            let mut watched = Vec::with_capacity(len);
+            for _ in 0..len {
+                let key = reader.bytes()?;
+                let live = reader.bool()?;
+                let instance = reader.u64()?;
+                let sequence = reader.u64()?;
+                watched.push(WatchedKey {
+                    key,
+                    live,
+                    stamp: Stamp { instance, sequence },
+                });
+            }
+            KvCommand::WatchCheck { watched }
         }
         op::Z_SET => KvCommand::ZSet(crate::codec_zset::decode(reader)?),
         op::ACL => KvCommand::Acl(match reader.u8()? {

@@ -8,6 +8,7 @@ use crate::command::KvCommand;
 use crate::members::{is_member_command, parse_member, MemberCommand};
 use crate::server::{execute, parse_data, Shared};
 use crate::table::command_table;
+use crate::watch::{Stamp, WatchedKey};
 use bytes::Bytes;
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -31,12 +32,75 @@ pub(crate) enum Item {
     Quit(Reply),
     /// Answered only after this long (a failed or throttled AUTH).
     Later(Reply, Protocol, std::time::Duration),
+    /// `WATCH`: a read of the keys' tokens ([`KvCommand::Watch`]), which the
+    /// connection then remembers ([`Conn::watch_read`]); answered OK.
+    Watch(KvCommand, Protocol),
+    /// Forget the watched keys, then answer (UNWATCH, DISCARD, RESET, an
+    /// aborted EXEC). An item, not done at once, so that a pipelined
+    /// `WATCH ... UNWATCH` forgets what the WATCH read.
+    Unwatch(Reply, Protocol),
+    /// `EXEC`: the queued data commands as one transaction (opened with the
+    /// WATCH check of the keys watched by then), and each queued command's
+    /// place in the reply.
+    Exec(Vec<KvCommand>, Vec<ExecPart>, Protocol),
 }
+
+/// One queued command's place in EXEC's reply.
+pub(crate) enum ExecPart {
+    /// The next reply of the transaction's data commands.
+    Data,
+    /// A connection command's reply, computed at EXEC.
+    Ready(Reply),
+    /// INFO with these sections, answered at EXEC.
+    Info(Vec<String>),
+}
+
+/// A command queued between MULTI and EXEC.
+enum Queued {
+    /// The next of `Multi::queued`.
+    Data,
+    /// A connection command (PING, ECHO, INFO, CONFIG GET, ...), run at
+    /// EXEC as it would be alone.
+    Local(Vec<Bytes>),
+}
+
+/// Connection commands that a transaction queues and runs at EXEC, with
+/// Redis' arity (negative: at least that many arguments, the name counted).
+const QUEUED_LOCAL: &[(&str, i64)] = &[
+    ("ping", -1),
+    ("echo", 2),
+    ("select", 2),
+    ("time", 1),
+    ("config", -2),
+    ("info", -1),
+    ("command", -1),
+    ("client", -2),
+];
+
+/// Commands Redis refuses inside MULTI (its `no-multi` flag), so EXEC then
+/// aborts.
+const NO_MULTI: &[&str] = &[
+    "save",
+    "shutdown",
+    "sync",
+    "psync",
+    "monitor",
+    "replicaof",
+    "slaveof",
+];
+
+/// Most watched keys' bytes (key length plus [`WATCHED_KEY_OVERHEAD_BYTES`]
+/// each) one connection may hold: they travel in EXEC's log command, so
+/// they must fit in one with room for the commands.
+const WATCHED_KEY_OVERHEAD_BYTES: usize = 4 + 1 + 16;
 
 /// Commands queued between MULTI and EXEC; `dirty` when one of them was
 /// refused, so EXEC must abort.
 struct Multi {
     queued: Vec<KvCommand>,
+    /// Every queued command in order: a data command (the next of
+    /// `queued`) or a connection command.
+    order: Vec<Queued>,
     /// Each queued command's name (lowercase) and first argument, as the
     /// client sent them: EXEC checks them again against the user's rules
     /// as they are then (an ACL change may have come in between).
@@ -64,6 +128,11 @@ pub(crate) struct Conn {
     lib_name: Option<Bytes>,
     lib_ver: Option<Bytes>,
     multi: Option<Multi>,
+    /// The keys WATCHed and what was read about them (see `crate::watch`);
+    /// a key watched twice keeps its first token, as in Redis.
+    watched: std::collections::BTreeMap<Bytes, WatchedKey>,
+    /// Sum of the watched keys' lengths plus their overheads.
+    watched_bytes: usize,
 }
 
 fn lower(arg: &[u8]) -> String {
@@ -119,7 +188,73 @@ impl Conn {
             lib_name: None,
             lib_ver: None,
             multi: None,
+            watched: std::collections::BTreeMap::new(),
+            watched_bytes: 0,
         }
+    }
+
+    /// Remembers what a WATCH read (the reply to `command`, a
+    /// [`KvCommand::Watch`]) and returns the client's reply.
+    pub(crate) fn watch_read(&mut self, command: &KvCommand, reply: Reply) -> Reply {
+        let KvCommand::Watch { keys } = command else {
+            return Reply::error("ERR internal error: not a WATCH");
+        };
+        let Reply::Array(tokens) = reply else {
+            return match reply {
+                error @ Reply::Error(_) => error,
+                _ => Reply::error("ERR internal error: bad WATCH reply"),
+            };
+        };
+        if tokens.len() != keys.len() {
+            return Reply::error("ERR internal error: bad WATCH reply");
+        }
+        let mut read = Vec::with_capacity(keys.len());
+        for (key, token) in keys.iter().zip(tokens) {
+            match token {
+                Reply::Array(fields) => match fields.as_slice() {
+                    [Reply::Integer(live), Reply::Integer(instance), Reply::Integer(sequence)] => {
+                        read.push(WatchedKey {
+                            key: key.clone(),
+                            live: *live != 0,
+                            // The store sent all 64 bits with `as`.
+                            stamp: Stamp {
+                                instance: *instance as u64,
+                                sequence: *sequence as u64,
+                            },
+                        })
+                    }
+                    _ => return Reply::error("ERR internal error: bad WATCH reply"),
+                },
+                _ => return Reply::error("ERR internal error: bad WATCH reply"),
+            }
+        }
+        let max = self.shared.node.command_bytes_max() / 2;
+        for watched in read {
+            if self.watched.contains_key(&watched.key) {
+                continue;
+            }
+            let bytes = watched.key.len() + WATCHED_KEY_OVERHEAD_BYTES;
+            if self.watched_bytes + bytes > max {
+                return Reply::error(format!(
+                    "ERR the watched keys exceed {max} bytes, half the maximum replicated size"
+                ));
+            }
+            self.watched_bytes += bytes;
+            self.watched.insert(watched.key.clone(), watched);
+        }
+        Reply::ok()
+    }
+
+    /// Forgets every watched key (UNWATCH, DISCARD, EXEC, RESET).
+    pub(crate) fn unwatch(&mut self) {
+        self.watched.clear();
+        self.watched_bytes = 0;
+    }
+
+    /// Takes the watched keys for EXEC, forgetting them.
+    pub(crate) fn take_watched(&mut self) -> Vec<WatchedKey> {
+        self.watched_bytes = 0;
+        std::mem::take(&mut self.watched).into_values().collect()
     }
 
     /// Whether this connection may run commands: it authenticated, or no
@@ -163,11 +298,16 @@ impl Conn {
                 Some(Ok(())) => {}
             }
         }
-        if self.multi.is_some() {
+        if let Some(multi) = self.multi.as_mut() {
             match name.as_str() {
                 "exec" | "discard" | "multi" | "quit" | "reset" => {}
                 "watch" => {
                     return self.reply(Reply::error("ERR WATCH inside MULTI is not allowed"));
+                }
+                name if NO_MULTI.contains(&name) => {
+                    multi.dirty = true;
+                    return self
+                        .reply(Reply::error("ERR Command not allowed inside a transaction"));
                 }
                 _ => return self.queue(&args),
             }
@@ -188,7 +328,7 @@ impl Conn {
                 self.protocol = Protocol::Resp2;
                 self.name = None;
                 self.user = initial_user(&self.shared);
-                self.reply(Reply::Simple("RESET".into()))
+                Item::Unwatch(Reply::Simple("RESET".into()), self.protocol)
             }
             "auth" => self.auth(&args),
             "hello" => self.hello(&args),
@@ -228,6 +368,7 @@ impl Conn {
                 }
                 self.multi = Some(Multi {
                     queued: Vec::new(),
+                    order: Vec::new(),
                     queued_names: Vec::new(),
                     dirty: false,
                     exec_bytes: KvCommand::exec_encoded_len([]),
@@ -235,29 +376,48 @@ impl Conn {
                 });
                 self.reply(Reply::ok())
             }
+            // Every way out of a transaction forgets the watched keys, as in
+            // Redis; "EXEC without MULTI" keeps them.
             "exec" => match self.multi.take() {
                 None => self.reply(Reply::error("ERR EXEC without MULTI")),
-                Some(multi) if multi.dirty => self.reply(Reply::error(
-                    "EXECABORT Transaction discarded because of previous errors.",
-                )),
+                Some(multi) if multi.dirty => Item::Unwatch(
+                    Reply::error("EXECABORT Transaction discarded because of previous errors."),
+                    self.protocol,
+                ),
                 // Applied atomically means one log command: one that large
                 // could never be chosen, so nothing of it is applied.
-                Some(multi) if multi.too_large => self.reply(Reply::error(format!(
-                    "EXECABORT Transaction discarded because it exceeds the maximum replicated size of {} bytes.",
-                    self.shared.node.command_bytes_max()
-                ))),
+                Some(multi) if multi.too_large => Item::Unwatch(
+                    Reply::error(format!(
+                        "EXECABORT Transaction discarded because it exceeds the maximum replicated size of {} bytes.",
+                        self.shared.node.command_bytes_max()
+                    )),
+                    self.protocol,
+                ),
                 Some(multi) => match self.recheck_queued(&multi) {
-                    Ok(()) => Item::Data(KvCommand::Exec(multi.queued), self.protocol),
-                    Err(reply) => self.reply(reply),
+                    Ok(()) => self.exec(multi),
+                    Err(reply) => Item::Unwatch(reply, self.protocol),
                 },
             },
             "discard" => match self.multi.take() {
                 None => self.reply(Reply::error("ERR DISCARD without MULTI")),
-                Some(_) => self.reply(Reply::ok()),
+                Some(_) => Item::Unwatch(Reply::ok(), self.protocol),
             },
-            "watch" | "unwatch" => self.reply(Reply::error(
-                "ERR WATCH is not supported by synod (use MULTI/EXEC, which is atomic)",
-            )),
+            "watch" => {
+                if args.len() < 2 {
+                    return self.reply(wrong_args("watch"));
+                }
+                let command = KvCommand::Watch {
+                    keys: args[1..].to_vec(),
+                };
+                match self.check_keys(command) {
+                    Ok(command) => Item::Watch(command, self.protocol),
+                    Err(reply) => self.reply(reply),
+                }
+            }
+            "unwatch" => match args.len() {
+                1 => Item::Unwatch(Reply::ok(), self.protocol),
+                _ => self.reply(wrong_args("unwatch")),
+            },
             _ => match parse_data(&args, self.shared.cfg.value_bytes_max)
                 .and_then(|command| self.check_keys(command))
                 .and_then(|command| self.check_replicated_size(command))
@@ -339,20 +499,40 @@ impl Conn {
         Item::Reply(reply, self.protocol)
     }
 
+    /// EXEC of a transaction that may run: its data commands go as one log
+    /// command; its connection commands are answered now, in their places.
+    fn exec(&mut self, multi: Multi) -> Item {
+        let mut parts = Vec::with_capacity(multi.order.len());
+        for queued in multi.order {
+            parts.push(match queued {
+                Queued::Data => ExecPart::Data,
+                // Not in MULTI any more: run as it would be alone.
+                Queued::Local(args) => match self.handle(args) {
+                    Item::Reply(reply, _) => ExecPart::Ready(reply),
+                    Item::Info(sections, _) => ExecPart::Info(sections),
+                    _ => ExecPart::Ready(Reply::error("ERR internal error: not a local command")),
+                },
+            });
+        }
+        Item::Exec(multi.queued, parts, self.protocol)
+    }
+
     fn queue(&mut self, args: &[Bytes]) -> Item {
         let name = lower(&args[0]);
+        if let Some((_, arity)) = QUEUED_LOCAL.iter().find(|(local, _)| *local == name) {
+            let argc = args.len() as i64;
+            if (*arity >= 0 && argc != *arity) || argc < arity.abs() {
+                if let Some(multi) = self.multi.as_mut() {
+                    multi.dirty = true;
+                }
+                return self.reply(wrong_args(&name));
+            }
+            return self.queue_local(args);
+        }
         let parsed = match name.as_str() {
-            "ping" | "echo" | "select" | "client" | "command" | "config" | "info" | "hello" | "time"
-            | "auth" | "acl" | "synod.member" | "synod.leader" => Err(Reply::error(format!(
-                "ERR '{name}' cannot be used inside MULTI in synod"
-            ))),
-            // A transaction runs on the event loop (and, with a write in it,
-            // on every replica's apply path): a read whose cost grows with
-            // the dataset or with a client-chosen pattern would stall
-            // consensus there, past the off-loop path single reads take.
-            "keys" | "scan" => Err(Reply::error(format!(
-                "ERR '{name}' cannot be used inside MULTI in synod (its cost grows with the dataset)"
-            ))),
+            "hello" | "auth" | "acl" | "synod.member" | "synod.leader" => Err(Reply::error(
+                format!("ERR '{name}' cannot be used inside MULTI in synod"),
+            )),
             _ => parse_data(args, self.shared.cfg.value_bytes_max)
                 .and_then(|command| self.check_keys(command))
                 .and_then(|command| self.check_replicated_size(command)),
@@ -368,11 +548,13 @@ impl Conn {
                 if multi.exec_bytes > max {
                     multi.too_large = true;
                     multi.queued = Vec::new();
+                    multi.order = Vec::new();
                 }
                 if multi.too_large {
                     multi.queued_names = Vec::new();
                 } else {
                     multi.queued.push(command);
+                    multi.order.push(Queued::Data);
                     multi.queued_names.push((name, args.get(1).cloned()));
                 }
                 self.reply(Reply::Simple("QUEUED".into()))
@@ -382,6 +564,27 @@ impl Conn {
                 self.reply(reply)
             }
         }
+    }
+
+    /// Queues a connection command, counting its arguments toward the
+    /// transaction's bound (they are held until EXEC).
+    fn queue_local(&mut self, args: &[Bytes]) -> Item {
+        let max = self.shared.node.command_bytes_max();
+        let Some(multi) = self.multi.as_mut() else {
+            return self.reply(Reply::error("ERR internal error: not in MULTI"));
+        };
+        let bytes: usize = args.iter().map(|arg| arg.len() + 4).sum();
+        multi.exec_bytes = multi.exec_bytes.saturating_add(bytes);
+        if multi.exec_bytes > max {
+            multi.too_large = true;
+            multi.queued = Vec::new();
+            multi.order = Vec::new();
+            multi.queued_names = Vec::new();
+        }
+        if !multi.too_large {
+            multi.order.push(Queued::Local(args.to_vec()));
+        }
+        self.reply(Reply::Simple("QUEUED".into()))
     }
 
     /// Checks a user name and password (see `acl_auth` for the constant
@@ -651,6 +854,12 @@ impl Conn {
                 }
                 self.reply(Reply::Map(pairs))
             }
+            // Redis' wording for a CONFIG SET that failed (clients and the
+            // Redis suite match on it), with the reason.
+            Some("set") if args.len() >= 4 => self.reply(Reply::error(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{}') - CONFIG SET is not supported by synod",
+                String::from_utf8_lossy(&args[2])
+            ))),
             Some("set" | "resetstat" | "rewrite") => {
                 self.reply(Reply::error("ERR CONFIG SET is not supported by synod"))
             }
@@ -881,6 +1090,18 @@ fn full_table() -> Vec<Row> {
             1,
             &["noscript", "loading", "stale"],
             "Executes the transaction as one replicated command.",
+        ),
+        row(
+            "watch",
+            -2,
+            &["noscript", "loading", "stale", "fast"],
+            "Remembers the keys' versions: EXEC then runs nothing if one changed.",
+        ),
+        row(
+            "unwatch",
+            1,
+            &["noscript", "loading", "stale", "fast"],
+            "Forgets the WATCHed keys.",
         ),
         row(
             "discard",

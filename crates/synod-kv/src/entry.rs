@@ -7,6 +7,7 @@
 //! - **Inline**: a string of at most [`INLINE_VALUE_BYTES_MAX`] bytes lives
 //!   with its key in **one** reference-counted allocation,
 //!   `flags u8 | expire_at_ms u64 LE (only if flags says so) |
+//!   stamp instance (LEB128) | stamp sequence (LEB128) |
 //!   key length (LEB128) | key | value`. No `Bytes` header per key or value,
 //!   and no expiry field for the keys without one.
 //! - **Boxed**: a larger string (kept as the `Bytes` the command brought, so
@@ -19,6 +20,9 @@
 //! view) bumps one reference count and copies nothing. The representation
 //! is a cache-friendly detail: which one a key has never changes what any
 //! command answers, its accounted size, or a snapshot's bytes.
+//!
+//! Every entry also carries its [`Stamp`]: the point of the log that last
+//! changed it (see [`crate::watch`]; WATCH compares it).
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -28,6 +32,7 @@ use equivalent::{Comparable, Equivalent};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::value::{HashFields, ListItems, SetMembers, Value};
+use crate::watch::Stamp;
 use crate::zset::ZSetMembers;
 
 /// Largest string value stored inline with its key. Larger ones keep their
@@ -40,8 +45,8 @@ pub(crate) const INLINE_VALUE_BYTES_MAX: usize = 1024;
 const HAS_EXPIRY: u8 = 1;
 /// Longest LEB128 encoding of a `usize` key length.
 const LENGTH_BYTES_MAX: usize = 10;
-/// Longest inline header: flags, expiry, key length.
-const HEADER_BYTES_MAX: usize = 1 + 8 + LENGTH_BYTES_MAX;
+/// Longest inline header: flags, expiry, stamp (two numbers), key length.
+const HEADER_BYTES_MAX: usize = 1 + 8 + 3 * LENGTH_BYTES_MAX;
 
 /// The position of a key in iteration order.
 pub(crate) fn order_hash(key: &[u8]) -> u64 {
@@ -67,6 +72,7 @@ enum Body {
 struct Boxed {
     key: Box<[u8]>,
     expire_at_ms: Option<u64>,
+    stamp: Stamp,
     value: Value,
 }
 
@@ -154,7 +160,7 @@ fn value_ref(value: &Value) -> ValueRef<'_> {
 }
 
 /// Appends `len` as LEB128; returns the bytes written.
-fn write_length(mut len: usize, out: &mut [u8; LENGTH_BYTES_MAX]) -> usize {
+fn write_length(mut len: u64, out: &mut [u8; LENGTH_BYTES_MAX]) -> usize {
     let mut written = 0;
     loop {
         let low = (len & 0x7f) as u8;
@@ -168,10 +174,33 @@ fn write_length(mut len: usize, out: &mut [u8; LENGTH_BYTES_MAX]) -> usize {
     }
 }
 
-/// The parts of an inline record: (expiry, key, value). The record was
-/// built by [`Entry::new`], so it is well formed; a malformed one (a bug)
-/// reads as an empty key and value rather than panicking in release.
-fn inline_parts(record: &[u8]) -> (Option<u64>, &[u8], &[u8]) {
+/// Reads a LEB128 number from the front of `rest`.
+fn read_length(rest: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    let mut shift = 0u32;
+    loop {
+        let (&byte, after) = rest.split_first()?;
+        *rest = after;
+        value |= u64::from(byte & 0x7f).checked_shl(shift)?;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+        shift += 7;
+    }
+}
+
+/// The parts of an inline record.
+struct InlineParts<'a> {
+    expire_at_ms: Option<u64>,
+    stamp: Stamp,
+    key: &'a [u8],
+    value: &'a [u8],
+}
+
+/// The parts of an inline record. The record was built by
+/// [`inline_record`], so it is well formed; a malformed one (a bug) reads
+/// as an empty key and value rather than panicking in release.
+fn inline_parts(record: &[u8]) -> InlineParts<'_> {
     let parsed = (|| {
         let (&flags, mut rest) = record.split_first()?;
         let mut expire_at_ms = None;
@@ -180,39 +209,61 @@ fn inline_parts(record: &[u8]) -> (Option<u64>, &[u8], &[u8]) {
             expire_at_ms = Some(u64::from_le_bytes(*at));
             rest = after;
         }
-        let mut key_len = 0usize;
-        let mut shift = 0u32;
-        loop {
-            let (&byte, after) = rest.split_first()?;
-            rest = after;
-            key_len |= usize::from(byte & 0x7f).checked_shl(shift)?;
-            if byte & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-        }
+        let instance = read_length(&mut rest)?;
+        let sequence = read_length(&mut rest)?;
+        let key_len = usize::try_from(read_length(&mut rest)?).ok()?;
         let (key, value) = rest.split_at_checked(key_len)?;
-        Some((expire_at_ms, key, value))
+        Some(InlineParts {
+            expire_at_ms,
+            stamp: Stamp { instance, sequence },
+            key,
+            value,
+        })
     })();
     debug_assert!(parsed.is_some(), "malformed inline entry");
-    parsed.unwrap_or((None, &[], &[]))
+    parsed.unwrap_or(InlineParts {
+        expire_at_ms: None,
+        stamp: Stamp::default(),
+        key: &[],
+        value: &[],
+    })
 }
 
 impl Entry {
-    /// A stored key holding `value`, expiring at `expire_at_ms`.
+    /// A stored key holding `value`, expiring at `expire_at_ms`, with the
+    /// zero stamp (for tests).
+    #[cfg(test)]
     pub(crate) fn new(key: &[u8], value: Value, expire_at_ms: Option<u64>) -> Entry {
-        Entry::with_hash(order_hash(key), key, value, expire_at_ms)
+        Entry::stamped(key, value, expire_at_ms, Stamp::default())
     }
 
-    fn with_hash(hash: u64, key: &[u8], value: Value, expire_at_ms: Option<u64>) -> Entry {
+    /// A stored key holding `value`, expiring at `expire_at_ms`, last
+    /// changed at `stamp`.
+    pub(crate) fn stamped(
+        key: &[u8],
+        value: Value,
+        expire_at_ms: Option<u64>,
+        stamp: Stamp,
+    ) -> Entry {
+        Entry::with_hash(order_hash(key), key, value, expire_at_ms, stamp)
+    }
+
+    fn with_hash(
+        hash: u64,
+        key: &[u8],
+        value: Value,
+        expire_at_ms: Option<u64>,
+        stamp: Stamp,
+    ) -> Entry {
         debug_assert_eq!(hash, order_hash(key));
         let body = match value {
             Value::Str(bytes) if bytes.len() <= INLINE_VALUE_BYTES_MAX => {
-                Body::Inline(inline_record(key, &bytes, expire_at_ms))
+                Body::Inline(inline_record(key, &bytes, expire_at_ms, stamp))
             }
             value => Body::Boxed(Arc::new(Boxed {
                 key: key.into(),
                 expire_at_ms,
+                stamp,
                 value,
             })),
         };
@@ -226,14 +277,14 @@ impl Entry {
 
     pub(crate) fn key(&self) -> &[u8] {
         match &self.body {
-            Body::Inline(record) => inline_parts(record).1,
+            Body::Inline(record) => inline_parts(record).key,
             Body::Boxed(boxed) => &boxed.key,
         }
     }
 
     pub(crate) fn value(&self) -> ValueRef<'_> {
         match &self.body {
-            Body::Inline(record) => ValueRef::Str(StrRef::Inline(inline_parts(record).2)),
+            Body::Inline(record) => ValueRef::Str(StrRef::Inline(inline_parts(record).value)),
             Body::Boxed(boxed) => value_ref(&boxed.value),
         }
     }
@@ -241,8 +292,17 @@ impl Entry {
     /// Unix time in ms at which the key stops existing.
     pub(crate) fn expire_at_ms(&self) -> Option<u64> {
         match &self.body {
-            Body::Inline(record) => inline_parts(record).0,
+            Body::Inline(record) => inline_parts(record).expire_at_ms,
             Body::Boxed(boxed) => boxed.expire_at_ms,
+        }
+    }
+
+    /// The point of the log that last changed the key (see
+    /// [`crate::watch`]).
+    pub(crate) fn stamp(&self) -> Stamp {
+        match &self.body {
+            Body::Inline(record) => inline_parts(record).stamp,
+            Body::Boxed(boxed) => boxed.stamp,
         }
     }
 
@@ -251,7 +311,7 @@ impl Entry {
     /// copied on its first change, see `Arc::make_mut`).
     pub(crate) fn value_owned(&self) -> Value {
         match &self.body {
-            Body::Inline(record) => Value::Str(Bytes::copy_from_slice(inline_parts(record).2)),
+            Body::Inline(record) => Value::Str(Bytes::copy_from_slice(inline_parts(record).value)),
             Body::Boxed(boxed) => boxed.value.clone(),
         }
     }
@@ -267,16 +327,17 @@ impl Entry {
         matches!(self.body, Body::Inline(_))
     }
 
-    /// The same key and value with another expiry.
-    pub(crate) fn with_expiry(&self, expire_at_ms: Option<u64>) -> Entry {
+    /// The same key and value with another expiry, changed at `stamp`.
+    pub(crate) fn with_expiry(&self, expire_at_ms: Option<u64>, stamp: Stamp) -> Entry {
         let body = match &self.body {
             Body::Inline(record) => {
-                let (_, key, value) = inline_parts(record);
-                Body::Inline(inline_record(key, value, expire_at_ms))
+                let parts = inline_parts(record);
+                Body::Inline(inline_record(parts.key, parts.value, expire_at_ms, stamp))
             }
             Body::Boxed(boxed) => Body::Boxed(Arc::new(Boxed {
                 key: boxed.key.clone(),
                 expire_at_ms,
+                stamp,
                 value: boxed.value.clone(),
             })),
         };
@@ -287,16 +348,25 @@ impl Entry {
     }
 
     /// Changes the value with `change`, in place when nothing else (a view)
-    /// shares it. The value `change` sees is the stored one; a collection in
-    /// it is copied by the caller's `Arc::make_mut` only when shared.
-    pub(crate) fn change_value<R>(&mut self, change: impl FnOnce(&mut Value) -> R) -> R {
+    /// shares it, and stamps the entry with `stamp`. The value `change` sees
+    /// is the stored one; a collection in it is copied by the caller's
+    /// `Arc::make_mut` only when shared.
+    pub(crate) fn change_value<R>(
+        &mut self,
+        stamp: Stamp,
+        change: impl FnOnce(&mut Value) -> R,
+    ) -> R {
         match &mut self.body {
-            Body::Boxed(boxed) => change(&mut Arc::make_mut(boxed).value),
+            Body::Boxed(boxed) => {
+                let boxed = Arc::make_mut(boxed);
+                boxed.stamp = stamp;
+                change(&mut boxed.value)
+            }
             Body::Inline(record) => {
-                let (expire_at_ms, key, value) = inline_parts(record);
-                let mut value = Value::Str(Bytes::copy_from_slice(value));
+                let parts = inline_parts(record);
+                let mut value = Value::Str(Bytes::copy_from_slice(parts.value));
                 let result = change(&mut value);
-                *self = Entry::with_hash(self.hash, key, value, expire_at_ms);
+                *self = Entry::with_hash(self.hash, parts.key, value, parts.expire_at_ms, stamp);
                 result
             }
         }
@@ -313,7 +383,7 @@ impl Entry {
 
 /// Builds an inline record in one allocation (the chained slice iterators
 /// report their exact length, so `Arc::from_iter` allocates once).
-fn inline_record(key: &[u8], value: &[u8], expire_at_ms: Option<u64>) -> Arc<[u8]> {
+fn inline_record(key: &[u8], value: &[u8], expire_at_ms: Option<u64>, stamp: Stamp) -> Arc<[u8]> {
     let mut header = [0u8; HEADER_BYTES_MAX];
     let mut header_len = 1;
     if let Some(at) = expire_at_ms {
@@ -321,10 +391,12 @@ fn inline_record(key: &[u8], value: &[u8], expire_at_ms: Option<u64>) -> Arc<[u8
         header[1..9].copy_from_slice(&at.to_le_bytes());
         header_len += 8;
     }
-    let mut length = [0u8; LENGTH_BYTES_MAX];
-    let length_len = write_length(key.len(), &mut length);
-    header[header_len..header_len + length_len].copy_from_slice(&length[..length_len]);
-    header_len += length_len;
+    for number in [stamp.instance, stamp.sequence, key.len() as u64] {
+        let mut length = [0u8; LENGTH_BYTES_MAX];
+        let length_len = write_length(number, &mut length);
+        header[header_len..header_len + length_len].copy_from_slice(&length[..length_len]);
+        header_len += length_len;
+    }
     header[..header_len]
         .iter()
         .chain(key)
@@ -339,6 +411,7 @@ impl std::fmt::Debug for Entry {
             .field("key", &Bytes::copy_from_slice(self.key()))
             .field("value", &self.value())
             .field("expire_at_ms", &self.expire_at_ms())
+            .field("stamp", &self.stamp())
             .finish()
     }
 }
@@ -412,10 +485,16 @@ mod tests {
                 for expiry in [None, Some(1), Some(u64::MAX)] {
                     let key = vec![b'k'; key_len];
                     let value = vec![b'v'; value_len];
-                    let entry = Entry::new(&key, Value::Str(Bytes::from(value.clone())), expiry);
+                    let stamp = Stamp {
+                        instance: key_len as u64 * 1_000_003,
+                        sequence: u64::MAX - value_len as u64,
+                    };
+                    let value_bytes = Bytes::from(value.clone());
+                    let entry = Entry::stamped(&key, Value::Str(value_bytes), expiry, stamp);
                     assert!(entry.is_inline());
                     assert_eq!(entry.key(), &key[..]);
                     assert_eq!(entry.expire_at_ms(), expiry);
+                    assert_eq!(entry.stamp(), stamp);
                     match entry.value() {
                         ValueRef::Str(stored) => assert_eq!(&stored[..], &value[..]),
                         other => panic!("not a string: {other:?}"),

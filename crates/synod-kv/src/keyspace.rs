@@ -21,7 +21,12 @@
 //! invisible to every read.
 //!
 //! The keyspace also keeps the dataset's accounted size (see
-//! [`crate::value`] for the formula) and the replicated `maxmemory` limit.
+//! [`crate::value`] for the formula), the replicated `maxmemory` limit, and
+//! what WATCH needs ([`crate::watch`]): every change of an entry stamps it
+//! with [`Keyspace::stamp_now`], and every removal leaves a bounded
+//! tombstone. Those happen only in `put`'s callers, `modify`, `set_expiry`,
+//! `remove`, `purge_expired` and `clear`, the only functions that change
+//! `entries`, so no command can change a key without WATCH seeing it.
 
 use std::collections::BTreeSet;
 use std::ops::RangeFrom;
@@ -32,6 +37,7 @@ use crate::entry::Probe;
 pub(crate) use crate::entry::{order_hash, Entry, StrRef, ValueRef};
 use crate::value::entry_bytes;
 pub(crate) use crate::value::Value;
+use crate::watch::{Stamp, Tombstones, WatchedKey, FLUSH_TOMBSTONES_MAX};
 
 /// The tree: every stored key, in `(hash, key)` order. The value type is
 /// empty: an [`Entry`] holds the key, value and expiry together (one
@@ -89,6 +95,8 @@ impl Lookup for KeyspaceView {
 pub(crate) struct KeyspaceView {
     entries: Entries,
     maxmemory_bytes: u64,
+    stamp_now: Stamp,
+    tombstones: Tombstones,
 }
 
 impl KeyspaceView {
@@ -100,6 +108,16 @@ impl KeyspaceView {
     /// The replicated `maxmemory` limit at the view's point (0: none).
     pub(crate) fn maxmemory_bytes(&self) -> u64 {
         self.maxmemory_bytes
+    }
+
+    /// The stamp of the last apply at the view's point.
+    pub(crate) fn stamp_now(&self) -> Stamp {
+        self.stamp_now
+    }
+
+    /// The tombstones at the view's point.
+    pub(crate) fn tombstones(&self) -> &Tombstones {
+        &self.tombstones
     }
 }
 
@@ -115,6 +133,11 @@ pub(crate) struct Keyspace {
     /// command or a snapshot, never by a node's own flag (see
     /// `KvCommand::SetMaxMemory`).
     maxmemory_bytes: u64,
+    /// The stamp of the apply in progress, or of the last one (see
+    /// [`crate::watch`]): every change is stamped with it.
+    stamp_now: Stamp,
+    /// The last-write stamps of removed keys, bounded.
+    tombstones: Tombstones,
 }
 
 fn accounted(entry: &Entry) -> u64 {
@@ -127,6 +150,37 @@ impl Keyspace {
         KeyspaceView {
             entries: self.entries.clone(),
             maxmemory_bytes: self.maxmemory_bytes,
+            stamp_now: self.stamp_now,
+            tombstones: self.tombstones.clone(),
+        }
+    }
+
+    /// Starts the apply of a command at `instance`: every change it makes
+    /// is stamped with the next stamp (see [`crate::watch`]).
+    pub(crate) fn begin_apply(&mut self, instance: u64) {
+        self.stamp_now = self.stamp_now.next(instance);
+    }
+
+    /// What WATCH records for `key` at `now_ms` (see [`crate::watch`]).
+    pub(crate) fn watch_token(&self, key: &[u8], now_ms: u64) -> WatchedKey {
+        let live = self.live(key, now_ms);
+        WatchedKey {
+            key: bytes::Bytes::copy_from_slice(key),
+            live: live.is_some(),
+            stamp: live.map_or(self.stamp_now, Entry::stamp),
+        }
+    }
+
+    /// Whether `watched` changed since it was read, at `now_ms`: the
+    /// check EXEC makes (the argument is in [`crate::watch`]). O(log n).
+    pub(crate) fn watch_changed(&self, watched: &WatchedKey, now_ms: u64) -> bool {
+        match (self.live(&watched.key, now_ms), watched.live) {
+            (Some(entry), true) => entry.stamp() != watched.stamp,
+            // Deleted, expired or flushed since.
+            (None, true) => true,
+            // Written since: a dead entry never comes back to life.
+            (Some(_), false) => true,
+            (None, false) => self.tombstones.written_since(&watched.key, watched.stamp),
         }
     }
 
@@ -202,12 +256,13 @@ impl Keyspace {
         // (in place when no view shares it) and goes back, with its expiry.
         let (mut entry, ()) = self.entries.remove_with_key(&Probe::of(key))?;
         let before = accounted(&entry);
-        let result = entry.change_value(change);
+        let result = entry.change_value(self.stamp_now, change);
         self.used_bytes -= before;
         if entry.value().is_empty_collection() {
             if let Some(at) = entry.expire_at_ms() {
                 self.unindex_expiry(at, entry.key());
             }
+            self.tombstones.record(entry.key(), entry.stamp());
         } else {
             self.used_bytes += accounted(&entry);
             self.entries.insert(entry, ());
@@ -243,7 +298,7 @@ impl Keyspace {
     }
 
     fn insert_unchecked(&mut self, key: &[u8], value: Value, expire_at_ms: Option<u64>) {
-        self.put(Entry::new(key, value, expire_at_ms));
+        self.put(Entry::stamped(key, value, expire_at_ms, self.stamp_now));
     }
 
     /// Stores `entry`, replacing the entry of its key if any, and keeps the
@@ -280,7 +335,7 @@ impl Keyspace {
             return;
         };
         if entry.expire_at_ms() != expire_at_ms {
-            let changed = entry.with_expiry(expire_at_ms);
+            let changed = entry.with_expiry(expire_at_ms, self.stamp_now);
             self.put(changed);
         }
     }
@@ -292,6 +347,7 @@ impl Keyspace {
         if let Some(at) = entry.expire_at_ms() {
             self.unindex_expiry(at, entry.key());
         }
+        self.tombstones.record(entry.key(), entry.stamp());
         Some(entry)
     }
 
@@ -308,7 +364,10 @@ impl Keyspace {
                 break;
             };
             match self.entries.remove_with_key(&Probe::of(&key)) {
-                Some((entry, ())) => self.used_bytes -= accounted(&entry),
+                Some((entry, ())) => {
+                    self.used_bytes -= accounted(&entry);
+                    self.tombstones.record(entry.key(), entry.stamp());
+                }
                 None => debug_assert!(false, "expiry index names a missing key"),
             }
             purged += 1;
@@ -320,6 +379,15 @@ impl Keyspace {
     /// the caller's thread when a view shares the tree (the nodes are
     /// freed when the last view goes), O(keys) otherwise.
     pub(crate) fn clear(&mut self) {
+        // WATCH: a tombstone per key while that is cheap, else the floor
+        // (conservative, see `crate::watch`).
+        if self.entries.len() <= FLUSH_TOMBSTONES_MAX {
+            for (entry, ()) in self.entries.iter() {
+                self.tombstones.record(entry.key(), entry.stamp());
+            }
+        } else {
+            self.tombstones.raise_floor(self.stamp_now);
+        }
         let entries = std::mem::take(&mut self.entries);
         let expiry = std::mem::take(&mut self.expiry);
         self.used_bytes = 0;
@@ -333,6 +401,13 @@ impl Keyspace {
         let _ = std::thread::Builder::new()
             .name("synod-kv-free".into())
             .spawn(move || drop((entries, expiry)));
+    }
+
+    /// Sets what WATCH needs from a snapshot being read: the stamp of the
+    /// last apply and the tombstones.
+    pub(crate) fn restore_watch_state(&mut self, stamp_now: Stamp, tombstones: Tombstones) {
+        self.stamp_now = stamp_now;
+        self.tombstones = tombstones;
     }
 
     /// Builds a keyspace from entries in any order (a snapshot being read);
@@ -417,7 +492,7 @@ impl Keyspace {
                 self.used_bytes
             ));
         }
-        Ok(())
+        self.tombstones.check_invariants()
     }
 }
 

@@ -51,6 +51,7 @@ pub mod table;
 pub mod tls;
 mod value;
 mod value_set;
+pub mod watch;
 mod wire;
 mod zset;
 

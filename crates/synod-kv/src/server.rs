@@ -15,7 +15,7 @@ use crate::client_limits::{
     TLS_HANDSHAKES_MAX, TLS_HANDSHAKE_TIMEOUT,
 };
 use crate::command::KvCommand;
-use crate::conn::{Conn, Item};
+use crate::conn::{Conn, ExecPart, Item};
 use crate::parse::parse;
 use crate::reply_codec::decode_reply;
 use bytes::buf::BufMut;
@@ -617,12 +617,88 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
                 let reply = crate::members::run(&shared.node, command).await;
                 slots.push((Slot::Ready(reply), proto));
             }
+            Item::Watch(command, proto) => {
+                // A read at a point after everything this connection sent
+                // before (its writes included), alone: its reply is kept.
+                let replies = execute(shared, std::mem::take(&mut pending)).await;
+                fill(&mut slots, replies, out);
+                pending_bytes = empty_batch_bytes;
+                let mut replies = execute(shared, vec![command.clone()]).await;
+                let reply = match replies.pop() {
+                    Some(reply) => conn.watch_read(&command, reply),
+                    None => Reply::error("ERR internal error: missing reply"),
+                };
+                slots.push((Slot::Ready(reply), proto));
+            }
+            Item::Unwatch(reply, proto) => {
+                conn.unwatch();
+                slots.push((Slot::Ready(reply), proto));
+            }
+            Item::Exec(commands, parts, proto) => {
+                let replies = execute(shared, std::mem::take(&mut pending)).await;
+                fill(&mut slots, replies, out);
+                pending_bytes = empty_batch_bytes;
+                let reply = exec(shared, conn, commands, parts).await;
+                slots.push((Slot::Ready(reply), proto));
+            }
         }
     }
     let replies = execute(shared, pending).await;
     fill(&mut slots, replies, out);
     shared.commands.fetch_add(1, Relaxed);
     !out.overflow
+}
+
+/// Runs a transaction at EXEC: the data commands as one log command opened by
+/// the WATCH check of the keys the connection watched (which it forgets),
+/// and the queued connection commands' replies in their places. Nil when a
+/// watched key changed (nothing ran); the transaction's error when it was
+/// refused as a whole (OOM, too large).
+async fn exec(
+    shared: &Shared,
+    conn: &mut Conn,
+    mut commands: Vec<KvCommand>,
+    parts: Vec<ExecPart>,
+) -> Reply {
+    let watched = conn.take_watched();
+    let data_len = commands.len();
+    if !watched.is_empty() {
+        commands.insert(0, KvCommand::WatchCheck { watched });
+    }
+    let data_reply = if commands.is_empty() {
+        Reply::Array(Vec::new())
+    } else {
+        let transaction = KvCommand::Exec(commands);
+        let max = shared.node.command_bytes_max();
+        let len = transaction.encoded_len();
+        if len > max {
+            return Reply::error(format!(
+                "EXECABORT Transaction discarded because it exceeds the maximum replicated size of {max} bytes."
+            ));
+        }
+        execute(shared, vec![transaction])
+            .await
+            .pop()
+            .unwrap_or_else(|| Reply::error("ERR internal error: missing reply"))
+    };
+    let data = match data_reply {
+        Reply::Array(replies) if replies.len() == data_len => replies,
+        Reply::Array(_) => return Reply::error("ERR internal error: transaction reply length"),
+        // Nil (a watched key changed) or the whole transaction's error.
+        other => return other,
+    };
+    let mut data = data.into_iter();
+    let mut replies = Vec::with_capacity(parts.len());
+    for part in parts {
+        replies.push(match part {
+            ExecPart::Data => data
+                .next()
+                .unwrap_or_else(|| Reply::error("ERR internal error: missing reply")),
+            ExecPart::Ready(reply) => reply,
+            ExecPart::Info(sections) => conn.info(&sections).await,
+        });
+    }
+    Reply::Array(replies)
 }
 
 /// Whether a data command is sent as its own log command, never batched

@@ -4,6 +4,7 @@
 //! ```text
 //! magic "SYNODKV\0" | version u8 | key count u64 | entry* | xxh3_64 u64
 //! entry:  key (u32 len + bytes) | has expiry u8 | expire_at_ms u64 if so
+//!         | (version 3) stamp instance u64 | stamp sequence u64
 //!         | type u8 | value
 //! value:  string: u32 len + bytes
 //!         hash:   u32 count + (field, value)* in ascending field order
@@ -11,11 +12,18 @@
 //!         set:    intset u8 (0 or 1: the encoding Redis would report)
 //!                 | u32 count + member* in ascending byte order
 //!         zset:   u32 count + (member, score f64)* in ascending member order
-//! version 2 only, after the last entry: maxmemory u64
+//! versions 2 and 3, after the last entry: maxmemory u64
+//! version 3, then: stamp_now (instance u64, sequence u64)
+//!         | tombstone floor (instance u64, sequence u64)
+//!         | tombstone count u32 | (key (u32 len + bytes), instance u64,
+//!           sequence u64)* in ascending key order
 //! ```
-//! A keyspace with no `maxmemory` limit is written as version 1, byte for
-//! byte what earlier builds wrote; one with a limit as version 2, which adds
-//! the replicated limit after the entries. Both are read.
+//! Version 3 adds what WATCH needs (see [`crate::watch`]): each key's stamp,
+//! the stamp of the last apply, and the tombstones. It is what this build
+//! writes. Versions 1 (no `maxmemory` limit) and 2 (with one), written by
+//! earlier builds, are still read: their keys get the zero stamp, as if
+//! written before the log began (a WATCH of them still sees every later
+//! change, which stamps them anew).
 //!
 //! Entries are written in the keyspace's (hash, key) order, so equal states
 //! give byte-identical snapshots. The trailing checksum covers everything
@@ -31,14 +39,18 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::command::ListEnd;
 use crate::keyspace::{Entry, Keyspace, KeyspaceView, Lookup, Value, ValueRef};
 use crate::value::{HashFields, ListItems, SetMembers};
+use crate::watch::{Stamp, Tombstones};
 use crate::wire::{DecodeError, Reader, Writer};
 use crate::zset::ZSetMembers;
 
 const MAGIC: &[u8; 8] = b"SYNODKV\0";
 /// The newest snapshot format version this build writes and reads.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
-/// The version written when no `maxmemory` limit is set (and still read).
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
+/// The version earlier builds wrote when no `maxmemory` limit was set
+/// (still read).
 const VERSION_WITHOUT_SETTINGS: u8 = 1;
+/// The version earlier builds wrote with a `maxmemory` limit (still read).
+const VERSION_WITHOUT_STAMPS: u8 = 2;
 const CHECKSUM_LEN: usize = 8;
 
 mod kind {
@@ -55,11 +67,7 @@ const ENTRY_LEN_MIN: usize = 4 + 1 + 1 + 4;
 /// Encodes a view of the keyspace. Runs off the event loop: O(keys).
 pub(crate) fn write(keyspace: &KeyspaceView) -> Bytes {
     let maxmemory_bytes = keyspace.maxmemory_bytes();
-    let version = if maxmemory_bytes == 0 {
-        VERSION_WITHOUT_SETTINGS
-    } else {
-        SNAPSHOT_FORMAT_VERSION
-    };
+    let version = SNAPSHOT_FORMAT_VERSION;
     let mut writer = Writer::new();
     writer.raw(MAGIC);
     writer.u8(version);
@@ -75,6 +83,7 @@ pub(crate) fn write(keyspace: &KeyspaceView) -> Bytes {
                 writer.u64(at);
             }
         }
+        write_stamp(&mut writer, entry.stamp());
         match entry.value() {
             ValueRef::Str(value) => {
                 writer.u8(kind::STRING);
@@ -114,8 +123,14 @@ pub(crate) fn write(keyspace: &KeyspaceView) -> Bytes {
         }
     }
     debug_assert_eq!(written, keyspace.len());
-    if version == SNAPSHOT_FORMAT_VERSION {
-        writer.u64(maxmemory_bytes);
+    writer.u64(maxmemory_bytes);
+    write_stamp(&mut writer, keyspace.stamp_now());
+    let tombstones = keyspace.tombstones();
+    write_stamp(&mut writer, tombstones.floor());
+    writer.len(tombstones.len());
+    for (key, stamp) in tombstones.iter() {
+        writer.bytes(key);
+        write_stamp(&mut writer, stamp);
     }
     let checksum = xxh3_64(writer.as_slice());
     writer.u64(checksum);
@@ -131,9 +146,13 @@ pub(crate) fn read(snapshot: &[u8]) -> Result<Keyspace, DecodeError> {
         return Err(DecodeError::Invalid("not a synod-kv snapshot (bad magic)"));
     }
     let version = snapshot[MAGIC.len()];
-    if version != SNAPSHOT_FORMAT_VERSION && version != VERSION_WITHOUT_SETTINGS {
+    if !matches!(
+        version,
+        VERSION_WITHOUT_SETTINGS | VERSION_WITHOUT_STAMPS | SNAPSHOT_FORMAT_VERSION
+    ) {
         return Err(DecodeError::UnsupportedVersion(version));
     }
+    let stamped = version >= SNAPSHOT_FORMAT_VERSION;
     let (contents, checksum) = snapshot.split_at(snapshot.len() - CHECKSUM_LEN);
     let mut checksum_reader = Reader::new(checksum);
     if checksum_reader.u64()? != xxh3_64(contents) {
@@ -153,16 +172,58 @@ pub(crate) fn read(snapshot: &[u8]) -> Result<Keyspace, DecodeError> {
         } else {
             None
         };
+        let stamp = if stamped {
+            read_stamp(&mut reader)?
+        } else {
+            Stamp::default()
+        };
         let value = read_value(&mut reader)?;
-        entries.push(Entry::new(key, value, expire_at_ms));
+        entries.push(Entry::stamped(key, value, expire_at_ms, stamp));
     }
-    let maxmemory_bytes = if version == SNAPSHOT_FORMAT_VERSION {
-        reader.u64()?
-    } else {
+    let maxmemory_bytes = if version == VERSION_WITHOUT_SETTINGS {
         0
+    } else {
+        reader.u64()?
+    };
+    let (stamp_now, tombstones) = if stamped {
+        let stamp_now = read_stamp(&mut reader)?;
+        let floor = read_stamp(&mut reader)?;
+        // Key length and a stamp each.
+        let count = reader.len(4 + 16)?;
+        let mut tombstones = Vec::with_capacity(count);
+        let mut previous: Option<Bytes> = None;
+        for _ in 0..count {
+            let key = reader.bytes()?;
+            let stamp = read_stamp(&mut reader)?;
+            if previous.as_ref().is_some_and(|previous| *previous >= key) || stamp > stamp_now {
+                return Err(DecodeError::Invalid("tombstones out of order"));
+            }
+            previous = Some(key.clone());
+            tombstones.push((key, stamp));
+        }
+        let tombstones = Tombstones::from_parts(floor, tombstones)
+            .ok_or(DecodeError::Invalid("tombstones out of bounds"))?;
+        (stamp_now, tombstones)
+    } else {
+        (Stamp::default(), Tombstones::default())
     };
     reader.finish()?;
-    Keyspace::from_entries(entries, maxmemory_bytes).ok_or(DecodeError::Invalid("duplicate key"))
+    let mut keyspace = Keyspace::from_entries(entries, maxmemory_bytes)
+        .ok_or(DecodeError::Invalid("duplicate key"))?;
+    keyspace.restore_watch_state(stamp_now, tombstones);
+    Ok(keyspace)
+}
+
+fn write_stamp(writer: &mut Writer, stamp: Stamp) {
+    writer.u64(stamp.instance);
+    writer.u64(stamp.sequence);
+}
+
+fn read_stamp(reader: &mut Reader<'_>) -> Result<Stamp, DecodeError> {
+    Ok(Stamp {
+        instance: reader.u64()?,
+        sequence: reader.u64()?,
+    })
 }
 
 fn read_value(reader: &mut Reader<'_>) -> Result<Value, DecodeError> {

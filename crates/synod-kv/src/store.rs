@@ -73,23 +73,41 @@ impl Store {
     /// Applies a typed command: [`StateMachine::apply`] without the byte
     /// codecs. First purges up to [`PURGE_PER_APPLY_MAX`] keys that expired
     /// at or before `ctx.time_ms`.
+    ///
+    /// Every change it makes is stamped with this apply's point of the log
+    /// (see [`crate::watch`]); a transaction opened by a WATCH check whose
+    /// keys changed answers nil and changes nothing.
     pub fn apply_command(&mut self, command: &KvCommand, ctx: &ApplyContext) -> Reply {
+        self.keyspace.begin_apply(ctx.instance.0);
         self.keyspace
             .purge_expired(ctx.time_ms, PURGE_PER_APPLY_MAX);
-        if command.involves_acl() {
-            return ops::acl::write(&mut self.keyspace, &self.acl, command, ctx);
+        // Purging first does not change the check's outcome: it removes only
+        // dead entries, which the check already sees as absent, and their
+        // tombstones carry their last write's stamp (see `crate::watch`).
+        if let Some(aborted) = ops::watch_aborts(&self.keyspace, command, ctx.time_ms) {
+            return aborted;
         }
-        ops::write(&mut self.keyspace, command, ctx)
+        let reply = if command.involves_acl() {
+            ops::acl::write(&mut self.keyspace, &self.acl, command, ctx)
+        } else {
+            ops::write(&mut self.keyspace, command, ctx)
+        };
+        ops::without_watch_reply(command, reply)
     }
 
     /// Answers a read-only command without changing anything:
     /// [`StateMachine::query`] without the byte codecs. A command that
     /// writes gets an error reply.
     pub fn query_command(&self, command: &KvCommand, ctx: &ApplyContext) -> Reply {
-        if command.involves_acl() {
-            return ops::acl::read(&self.keyspace, &self.acl, command, ctx);
+        if let Some(aborted) = ops::watch_aborts(&self.keyspace, command, ctx.time_ms) {
+            return aborted;
         }
-        ops::read(&self.keyspace, command, ctx)
+        let reply = if command.involves_acl() {
+            ops::acl::read(&self.keyspace, &self.acl, command, ctx)
+        } else {
+            ops::read(&self.keyspace, command, ctx)
+        };
+        ops::without_watch_reply(command, reply)
     }
 
     /// Whether [`Store::query_command`]'s answer to `command` depends on the

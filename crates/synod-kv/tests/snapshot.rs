@@ -90,6 +90,10 @@ fn restore_replaces_existing_state() {
     assert_eq!(target.run(0, "KEYS *"), bulks(&["a"]));
 }
 
+/// The keys' order in a snapshot does not depend on the order they were
+/// written in. (The bytes do since version 3: each key carries the point of
+/// the log that last wrote it, for WATCH; equal logs still give equal
+/// bytes, see `replicas_fed_the_same_log_agree`.)
 #[test]
 fn snapshot_does_not_depend_on_insertion_order() {
     let mut first = Harness::new();
@@ -99,7 +103,11 @@ fn snapshot_does_not_depend_on_insertion_order() {
     second.run(0, "HSET h y 2 x 1");
     second.run(0, "MSET c 3 a 1");
     second.run(0, "SET b 2");
-    assert_eq!(first.store.snapshot(), second.store.snapshot());
+    let first = restored(&first.store.snapshot());
+    let second = restored(&second.store.snapshot());
+    for line in ["KEYS *", "SCAN 0 COUNT 100", "HGETALL h"] {
+        assert_eq!(first.query(0, line), second.query(0, line), "{line}");
+    }
 }
 
 #[test]

@@ -229,7 +229,9 @@ pub(crate) fn growth_bound(keyspace: &Keyspace, command: &KvCommand, now: u64) -
         | KvCommand::FlushAll
         | KvCommand::HDel { .. }
         | KvCommand::Pop { .. }
-        | KvCommand::SetMaxMemory { .. } => 0,
+        | KvCommand::SetMaxMemory { .. }
+        | KvCommand::Watch { .. }
+        | KvCommand::WatchCheck { .. } => 0,
         // Users are not part of the accounted dataset (they are few and only
         // an @admin user can add them).
         KvCommand::Acl(_) => 0,

@@ -120,6 +120,22 @@ fn read_at(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext, positio
             Reply::Integer(i64::try_from(keyspace.maxmemory_bytes()).unwrap_or(i64::MAX)),
             Reply::Integer(keyspace.len() as i64),
         ]),
+        KvCommand::Watch { keys } => Reply::Array(
+            keys.iter()
+                .map(|key| {
+                    let token = keyspace.watch_token(key, now);
+                    // `as` keeps all 64 bits; the front end casts back.
+                    Reply::Array(vec![
+                        Reply::Integer(i64::from(token.live)),
+                        Reply::Integer(token.stamp.instance as i64),
+                        Reply::Integer(token.stamp.sequence as i64),
+                    ])
+                })
+                .collect(),
+        ),
+        // Checked by the store before the transaction it opens runs (see
+        // `Store::apply_command`), which drops this reply.
+        KvCommand::WatchCheck { .. } => Reply::ok(),
         KvCommand::Exec(commands) => {
             if commands
                 .iter()
@@ -221,6 +237,11 @@ pub(crate) fn read_depends_on_time(keyspace: &Keyspace, command: &KvCommand) -> 
         KvCommand::Exec(commands) => commands
             .iter()
             .any(|command| read_depends_on_time(keyspace, command)),
+        // Whether a key is live depends on the time when it has an expiry.
+        KvCommand::Watch { keys } => keys.iter().any(|key| keyspace.has_expiry(key)),
+        KvCommand::WatchCheck { watched } => watched
+            .iter()
+            .any(|watched| keyspace.has_expiry(&watched.key)),
         // Not a read: `read` answers an error, whatever the time.
         write => {
             debug_assert!(!write.is_read());
@@ -323,13 +344,34 @@ pub const TRANSACTION_READ_WORK_MAX: usize = 16 * OFF_LOOP_WORK_MIN;
 
 /// What a read inside a transaction visits, for
 /// [`TRANSACTION_READ_WORK_MAX`]: `None` for a read never allowed inside
-/// one (KEYS and SCAN, whose cost grows with the dataset and a pattern;
-/// `Conn` refuses them in MULTI, and they are never batched), else the
-/// elements of a collection it visits (0 for the rest, whose cost the
-/// command's own size bounds). O(1).
+/// one, else the elements of a collection it visits (0 for the rest, whose
+/// cost the command's own size bounds). KEYS and SCAN (queued in MULTI as
+/// Redis does, never batched otherwise) count the keys they may visit, plus,
+/// with a pattern, the glob's cost: O(pattern × key) per key, so at most
+/// the pattern's length times the dataset's accounted bytes (which include
+/// every key), counted per [`GLOB_STEPS_PER_WORK`] steps. O(1).
 fn transaction_read_work(keyspace: &Keyspace, command: &KvCommand, now: u64) -> Option<usize> {
+    let glob_work = |pattern: Option<&[u8]>| match pattern {
+        None | Some(b"*") => 0,
+        Some(pattern) => {
+            let bytes = usize::try_from(keyspace.used_bytes()).unwrap_or(usize::MAX);
+            pattern.len().saturating_mul(bytes) / GLOB_STEPS_PER_WORK
+        }
+    };
     match command {
-        KvCommand::Keys { .. } | KvCommand::Scan { .. } => None,
+        KvCommand::Keys { pattern } => Some(
+            keyspace
+                .len()
+                .saturating_add(glob_work(Some(pattern.as_ref()))),
+        ),
+        KvCommand::Scan { count, pattern, .. } => {
+            let visits = (*count).clamp(1, keys::SCAN_COUNT_MAX) as usize;
+            Some(
+                visits
+                    .min(keyspace.len())
+                    .saturating_add(glob_work(pattern.as_deref())),
+            )
+        }
         // As SCAN: a pattern's cost grows with it and the fields' lengths.
         KvCommand::HScan {
             pattern: Some(pattern),
@@ -391,6 +433,10 @@ fn transaction_read_work(keyspace: &Keyspace, command: &KvCommand, now: u64) -> 
         _ => Some(0),
     }
 }
+
+/// Glob steps (pattern byte × key byte) counted as one element of a
+/// transaction's read budget.
+const GLOB_STEPS_PER_WORK: usize = 64;
 
 /// The number of items `LRANGE start stop` selects from a list of `len`,
 /// as `lrange` resolves the indexes.
@@ -496,6 +542,38 @@ pub(crate) fn read_view(view: &KeyspaceView, command: &KvCommand, ctx: &ApplyCon
 
 fn nested_exec() -> Reply {
     Reply::error("ERR MULTI calls can not be nested")
+}
+
+/// The WATCH check of a transaction: `Some(nil)` when it opens with a
+/// [`KvCommand::WatchCheck`] and one of its keys changed since it was read
+/// (then nothing of it may run), else `None`. See [`crate::watch`].
+pub(crate) fn watch_aborts(keyspace: &Keyspace, command: &KvCommand, now_ms: u64) -> Option<Reply> {
+    let KvCommand::Exec(commands) = command else {
+        return None;
+    };
+    let Some(KvCommand::WatchCheck { watched }) = commands.first() else {
+        return None;
+    };
+    watched
+        .iter()
+        .any(|watched| keyspace.watch_changed(watched, now_ms))
+        .then_some(Reply::NullArray)
+}
+
+/// A transaction's reply without the WATCH check's own (the client sees
+/// one reply per command it queued).
+pub(crate) fn without_watch_reply(command: &KvCommand, reply: Reply) -> Reply {
+    let guarded = matches!(
+        command,
+        KvCommand::Exec(commands) if matches!(commands.first(), Some(KvCommand::WatchCheck { .. }))
+    );
+    match reply {
+        Reply::Array(mut replies) if guarded && !replies.is_empty() => {
+            replies.remove(0);
+            Reply::Array(replies)
+        }
+        other => other,
+    }
 }
 
 /// Runs any command, changing the keyspace as it says, unless it would
