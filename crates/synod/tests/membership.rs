@@ -214,6 +214,13 @@ async fn operator_walkthrough_add_promote_replace_transfer() {
     let started = Instant::now();
     n2.transfer_leader(NodeId(4)).await.expect("transfer");
     let transfer_ms = started.elapsed().as_millis();
+    // The transfer is done at node 2 once it promised node 4's ballot and
+    // follows it; node 4's own status says Leader once its phase 1 ends
+    // (a moment later on a loaded machine: this assertion raced with it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while leader_of(&[&n2, &n3, &n4]) != Some(NodeId(4)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(leader_of(&[&n2, &n3, &n4]), Some(NodeId(4)));
     total = propose_retrying(&n4, 1).await;
     assert_eq!(total, 466);
