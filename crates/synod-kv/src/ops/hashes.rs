@@ -236,9 +236,10 @@ pub(crate) fn hrandfield(
     }
 }
 
-/// The `HSCAN` cursor of a field: its first 8 bytes, zero-padded, read as a
-/// big-endian number, so cursors grow with the fields' byte order.
-fn field_cursor(field: &[u8]) -> u64 {
+/// The `HSCAN` (and `ZSCAN`) cursor of a field or member: its first 8
+/// bytes, zero-padded, read as a big-endian number, so cursors grow with
+/// the byte order.
+pub(crate) fn field_cursor(field: &[u8]) -> u64 {
     let mut prefix = [0u8; 8];
     let len = field.len().min(8);
     prefix[..len].copy_from_slice(&field[..len]);

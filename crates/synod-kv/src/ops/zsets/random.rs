@@ -96,15 +96,6 @@ pub(super) fn zrandmember(
     }
 }
 
-/// The `ZSCAN` cursor of a member: its first 8 bytes, zero-padded, read as
-/// a big-endian number, so cursors grow with the members' byte order.
-fn member_cursor(member: &[u8]) -> u64 {
-    let mut prefix = [0u8; 8];
-    let len = member.len().min(8);
-    prefix[..len].copy_from_slice(&member[..len]);
-    u64::from_be_bytes(prefix)
-}
-
 /// `ZSCAN`, with `HSCAN`'s guarantee (see `ops::hashes::hscan`): members
 /// are visited in byte order, a call never stops inside a run of members
 /// sharing a cursor, and 0 starts and ends a scan. Scores are replied as
@@ -132,7 +123,7 @@ pub(super) fn zscan(
     let mut next_cursor = 0u64;
     let mut found = Vec::new();
     for (examined, (member, score)) in (0u64..).zip(set.iter_members_from(&start[..significant])) {
-        let here = member_cursor(member);
+        let here = crate::ops::hashes::field_cursor(member);
         if examined >= budget && last_cursor != Some(here) {
             debug_assert!(here > 0);
             next_cursor = here;
