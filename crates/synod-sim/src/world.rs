@@ -1368,7 +1368,13 @@ impl World {
                         n.engine.as_ref().map_or(0, |e| e.requests_waiting())
                     ) + &if std::env::var_os("SIM_DEBUG").is_some() {
                         format!(
-                            " schedule {:?} progress {:?}",
+                            " {} refused {:?} rebuilding {} schedule {:?} progress {:?}",
+                            r.debug_role(),
+                            r.refusals()
+                                .iter()
+                                .filter(|(_, n)| *n > 0)
+                                .collect::<Vec<_>>(),
+                            r.rebuilding(),
                             r.schedule()
                                 .entries()
                                 .iter()

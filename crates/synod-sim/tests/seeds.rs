@@ -239,30 +239,23 @@ fn pinned_read_index_seeds_with_membership_changes() {
     }
 }
 
-/// A liveness gap, not fixed: node 1 lagged far behind (and node 2 was
-/// rebuilding) while the membership moved on to voters it does not know
-/// (6 and 7). Its door refuses their prepares, no leader exists to send it
-/// the heartbeat that would make it catch up from them
-/// (`door.rs::hint_from_stranger`), and the new voters need its promise
-/// for a quorum: no leader is ever elected. (In the real runtime the peer
-/// transport refuses the unknown members' connections too, so even a
-/// leader's heartbeat would not reach it.) A fix lets a replica learn the
-/// membership from any authenticated member it does not know yet (the
-/// transport admitting them, the door taking their prepares) while never
-/// counting them.
+/// A voter that knows none of the current members: node 1 lagged far
+/// behind (and node 2 was rebuilding) while the membership moved on to
+/// voters it does not know (6 and 7), which need its promise for a quorum.
+/// Its door refuses their Prepares, but now takes from a stranger's Prepare
+/// (as from a leader's heartbeat) how far the log is chosen and catches up
+/// from it (`door.rs::hint_from_stranger`); it learns the membership that
+/// admits them and votes. Seeds 2095 and 6116 had the same shape with a
+/// rebuilding replacement as the vote the new members lacked.
 #[test]
-#[ignore = "liveness gap: a voter that knows none of the current members"]
 fn pinned_seed_80916_a_voter_that_knows_none_of_the_current_members() {
     let report = run_seed(80916, 3, Faults::before_leases());
     assert!(report.passed(), "{}", report.violations.join("; "));
 }
 
-/// Liveness failures found by the last runs of this session, not analysed
-/// yet: after the heal no client completes an operation. Both seeds mix
-/// membership changes and leadership transfers with disk faults (disk
-/// full, fsync EIO, power cuts inside checkpoints). Safety checkers pass.
+/// Liveness failures found with transfers and disk faults (disk full,
+/// fsync EIO, power cuts inside checkpoints), kept as regression seeds.
 #[test]
-#[ignore = "liveness failures with transfers and disk faults, not analysed yet"]
 fn pinned_liveness_seeds_with_transfers_and_disk_faults() {
     for (seed, nodes) in [(121348, 3), (120087, 5)] {
         let report = run_seed(seed, nodes, Faults::before_leases());
@@ -275,19 +268,19 @@ fn pinned_liveness_seeds_with_transfers_and_disk_faults() {
 }
 
 /// Liveness failures found by the first 10,000-seed runs with the runtime's
-/// engine in the simulator (safety checkers pass on both):
-/// - seed 993, 5 nodes: after the heal every voter (1..5) reports chosen
-///   through #178, the leader (ballot 26.4, promised by four of the five
-///   voters, all alive and answering) proposes nothing that gets chosen,
-///   although the log had reached #238 before (a removed node applied
-///   #229): the voters recovered from crashes with their chosen marks
-///   (synced lazily) at #178. Not analysed further.
-/// - seeds 2095 and 6116, 3 nodes: the members are 5, 6 and 7 (4, 6 and 7);
-///   node 6 (a replacement started from a member's schedule) stays at
-///   ballot 0 with nothing applied while the other two campaign: the shape
-///   of seed 80916's gap.
+/// engine in the simulator (safety checkers passed on all three):
+/// - seed 993, 5 nodes: the voters recovered from crashes with their chosen
+///   marks (synced lazily) at #178 while the log had reached #241; a removed
+///   learner, still in the new leader's audience, promised with a compacted
+///   prefix at #229. The leader took that prefix as "chosen, fetch it by
+///   catch-up", never proposed below it, and asked only the current members
+///   for it, none of whom had it: the log stopped. A compacted prefix now
+///   holds proposals back only when its reporter votes from the chosen
+///   prefix on (`proposer.rs::votes_from_chosen_prefix`).
+/// - seeds 2095 and 6116, 3 nodes: members 4, 6 and 7; node 6 a rebuilding
+///   replacement, node 4 far behind and knowing none of the others, node 7
+///   campaigning without a quorum (the shape of seed 80916).
 #[test]
-#[ignore = "liveness failures found with the engine in the simulator, not analysed yet"]
 fn pinned_liveness_seeds_found_with_the_engine() {
     for (seed, nodes) in [(993, 5), (2095, 3), (6116, 3)] {
         let report = run_seed(seed, nodes, Faults::default());

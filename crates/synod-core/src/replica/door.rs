@@ -188,7 +188,7 @@ impl Replica {
     /// A node we do not know may be the leader (or a member) of a
     /// membership we have not learned yet: we were down or cut off while it
     /// was added, and the members we know may all be gone since. Its
-    /// heartbeat is refused (and counted), but a replica that does not lead
+    /// heartbeat or Prepare is refused (and counted), but a replica that does not lead
     /// notes how far the log is chosen and whom to catch up from; the
     /// catch-up replies and snapshot pieces of that source are then let in
     /// (returns true), so the replica learns the changes that admit the
@@ -200,7 +200,18 @@ impl Replica {
             return false;
         }
         match &msg.body {
-            Body::Heartbeat { chosen_end, .. } => {
+            // A leader's heartbeat says how far the log is chosen; so does a
+            // candidate's first Prepare (its `first_instance` is its own
+            // chosen prefix). The Prepare matters when no leader can be
+            // elected without us: the members that replaced the ones we
+            // know campaign, and we are the vote they need (seeds 6116 and
+            // 80916 in the simulator: a voter that missed its peers'
+            // replacement, and a new member still rebuilding).
+            Body::Heartbeat { chosen_end, .. }
+            | Body::Prepare {
+                first_instance: chosen_end,
+                ..
+            } => {
                 if !matches!(self.role, super::Role::Leader(_))
                     && *chosen_end > self.learner.chosen_end
                 {

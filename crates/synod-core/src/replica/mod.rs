@@ -508,6 +508,36 @@ impl Replica {
         self.learner.snapshot.as_ref()
     }
 
+    /// A one-line account of a leader's or candidate's progress, for
+    /// debugging liveness reports (the simulator prints it).
+    #[doc(hidden)]
+    pub fn debug_role(&self) -> String {
+        match &self.role {
+            Role::Follower => "follower".to_string(),
+            Role::Candidate(c) => format!(
+                "candidate promised_by {:?} pages_from {:?} compacted_reported {} entries {}",
+                c.phase1.promised_by,
+                c.phase1.pages_from,
+                c.compacted_end_reported,
+                c.entries.len()
+            ),
+            Role::Leader(l) => format!(
+                "leader promised_by {:?} pages_from {:?} next {} recovery_end {} recovery {:?} in_flight {:?} reconfigs {:?} queued {}",
+                l.phase1.promised_by,
+                l.phase1.pages_from,
+                l.next_instance,
+                l.recovery_end,
+                l.recovery.keys().collect::<Vec<_>>(),
+                l.in_flight
+                    .iter()
+                    .map(|(i, f)| (i, &f.acks))
+                    .collect::<Vec<_>>(),
+                l.reconfigs_in_flight.keys().collect::<Vec<_>>(),
+                l.change_queued.is_some(),
+            ),
+        }
+    }
+
     /// Counters of the messages this replica refused, per reason.
     pub fn refusals(&self) -> Refusals {
         self.refusals

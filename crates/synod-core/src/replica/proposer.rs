@@ -139,6 +139,7 @@ impl Replica {
             return;
         }
         let skip_adopt = self.injected().skip_adopt && from != self.cfg.id;
+        let compaction_counts = self.votes_from_chosen_prefix(from);
         let election_ticks = self.cfg.election_ticks;
         let now = self.now;
         let Role::Candidate(c) = &mut self.role else {
@@ -152,7 +153,9 @@ impl Replica {
             return;
         }
         if !skip_adopt {
-            c.compacted_end_reported = c.compacted_end_reported.max(compacted_end);
+            if compaction_counts {
+                c.compacted_end_reported = c.compacted_end_reported.max(compacted_end);
+            }
             for entry in entries {
                 merge_entry(&mut c.entries, entry);
             }
@@ -200,6 +203,7 @@ impl Replica {
         more_from: Option<InstanceId>,
     ) {
         let skip_adopt = self.injected().skip_adopt && from != self.cfg.id;
+        let compaction_counts = self.votes_from_chosen_prefix(from);
         let Role::Leader(leader) = &mut self.role else {
             return;
         };
@@ -213,11 +217,13 @@ impl Replica {
         if !skip_adopt {
             // Below a compacted prefix everything is chosen: never propose
             // there; catch-up fetches it.
-            if compacted_end > leader.next_instance {
-                leader.next_instance = compacted_end;
-                leader.recovery_end = leader.recovery_end.max(compacted_end);
+            if compaction_counts {
+                if compacted_end > leader.next_instance {
+                    leader.next_instance = compacted_end;
+                    leader.recovery_end = leader.recovery_end.max(compacted_end);
+                }
+                self.learner.commit_seen = self.learner.commit_seen.max(compacted_end);
             }
-            self.learner.commit_seen = self.learner.commit_seen.max(compacted_end);
             for entry in entries {
                 if entry.chosen {
                     chosen.push((entry.instance, entry.value.clone()));
@@ -244,6 +250,28 @@ impl Replica {
         for (instance, value) in chosen {
             self.learn_chosen(instance, value, None);
         }
+    }
+
+    /// Whether a promise from `from` may hold back proposals with its
+    /// compacted prefix: only if it votes in some membership that governs an
+    /// instance from our chosen prefix on.
+    ///
+    /// Why a compacted prefix matters at all: a voter that compacted
+    /// instance `i` reports nothing there, so a quorum that includes it may
+    /// lack the report P2c needs at `i`; the leader must then not propose at
+    /// `i` (it is chosen: catch-up fetches it). A node that votes in none of
+    /// those memberships is in no quorum for them, so its missing reports
+    /// cost P2c nothing, and its compacted prefix, though true, must not
+    /// stop the leader: the voters' complete reports let it re-propose the
+    /// values there safely. Honouring it would leave the leader waiting
+    /// for catch-up from a node it never asks (catch-up goes to the members
+    /// from the chosen prefix on) and that may be gone: simulator seed 993,
+    /// where a removed learner had compacted past every voter's recovered
+    /// chosen mark and the log stopped for good.
+    fn votes_from_chosen_prefix(&self, from: NodeId) -> bool {
+        self.schedule
+            .memberships_from(self.learner.chosen_end)
+            .any(|m| m.is_voter(from))
     }
 
     /// Phase 1 succeeded: re-propose what may have been chosen, fill holes, lead.
