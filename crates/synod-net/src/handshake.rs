@@ -35,7 +35,7 @@ pub const HANDSHAKE_PAYLOAD_BYTES: usize = 4 + 2 + 8 + 4 + 4;
 /// unauthenticated socket can make us allocate.
 const HANDSHAKE_FRAME_BYTES_MAX: usize = 256;
 /// How many values [`HandshakeError::reason`] takes.
-pub(crate) const REJECT_REASONS: usize = 17;
+pub(crate) const REJECT_REASONS: usize = 18;
 /// Magic plus version: the least a first frame must hold to be judged.
 const HANDSHAKE_PREFIX_BYTES: usize = 6;
 
@@ -86,6 +86,20 @@ pub(crate) enum HandshakeError {
     NotCertified { claimed: NodeId, why: String },
     #[error("connected as {peer} again within {interval:?} of its last accepted connection (rate limited; the current link stays)")]
     RateLimited { peer: NodeId, interval: Duration },
+    #[error("claims to be {0}, which is not a member here, while {1} links from such nodes were already open")]
+    Strangers(NodeId, usize),
+}
+
+/// What this node knows of the id a dialer claims (see [`Handshake::check_hello`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Standing {
+    /// In the current peer set.
+    Member,
+    /// Was in the peer set and left it: refused, as the core refuses it.
+    Departed,
+    /// Never in the peer set here: a member of a membership this node has
+    /// not learned yet, or no member at all.
+    Stranger,
 }
 
 impl HandshakeError {
@@ -119,6 +133,7 @@ impl HandshakeError {
             HandshakeError::NotCertified { .. } => 14,
             HandshakeError::RateLimited { .. } => 15,
             HandshakeError::Silent(_) => 16,
+            HandshakeError::Strangers(..) => 17,
         }
     }
 
@@ -129,6 +144,7 @@ impl HandshakeError {
             HandshakeError::TooBusy(_)
                 | HandshakeError::SourceBusy { .. }
                 | HandshakeError::RateLimited { .. }
+                | HandshakeError::Strangers(..)
         )
     }
 }
@@ -182,25 +198,40 @@ impl Handshake {
         })
     }
 
-    /// The acceptor's check of the dialer's handshake. `is_member` says
-    /// whether an id is in the current peer set (which can change at run
-    /// time, so it is asked, not read from `cfg`).
+    /// The acceptor's check of the dialer's handshake. `standing` says what
+    /// this node knows of an id now (the peer set changes at run time, so it
+    /// is asked, not read from `cfg`).
+    ///
+    /// A departed member is refused. A stranger (an id never in our peer
+    /// set) passes here whatever its id: it may be a member of a membership
+    /// we have not learned, which knows us while we do not know it, and it
+    /// is how we learn that membership (see `net.rs`, "Strangers"). Whether
+    /// it may really claim that id is the caller's `authorize` step (with
+    /// TLS, its certificate must name it).
     pub(crate) fn check_hello(
         &self,
         cfg: &NetConfig,
-        is_member: impl FnOnce(NodeId) -> bool,
+        standing: impl FnOnce(NodeId) -> Standing,
     ) -> Result<(), HandshakeError> {
         self.check_cluster(cfg)?;
-        if !is_member(self.from) {
-            return Err(HandshakeError::UnknownPeer(self.from));
-        }
-        // One connection per pair: the lower id dials. A higher id dialing us
-        // would make a second connection for the pair (or is misconfigured).
-        if self.from >= cfg.node_id {
-            return Err(HandshakeError::NotLower {
-                theirs: self.from,
-                ours: cfg.node_id,
-            });
+        let standing = if self.from == cfg.node_id {
+            // Claims to be us: refused below as not lower.
+            Standing::Member
+        } else {
+            standing(self.from)
+        };
+        match standing {
+            Standing::Departed => return Err(HandshakeError::UnknownPeer(self.from)),
+            // One connection per pair: the lower id dials. A higher member
+            // dialing us would make a second connection for the pair (or is
+            // misconfigured).
+            Standing::Member if self.from >= cfg.node_id => {
+                return Err(HandshakeError::NotLower {
+                    theirs: self.from,
+                    ours: cfg.node_id,
+                });
+            }
+            Standing::Member | Standing::Stranger => {}
         }
         if self.to != cfg.node_id {
             return Err(HandshakeError::WrongTarget {
@@ -259,21 +290,21 @@ async fn read_handshake<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Handshak
     Handshake::parse(&payload[..len])
 }
 
-/// Acceptor side: reads and checks the dialer's handshake (`is_member`: see
+/// Acceptor side: reads and checks the dialer's handshake (`standing`: see
 /// [`Handshake::check_hello`]), asks `authorize` whether the dialer may be
 /// the id it claims (with TLS: does its certificate name that id), answers
 /// with ours, and returns what `authorize` returned.
 pub(crate) async fn accept<S, T>(
     stream: &mut S,
     cfg: &NetConfig,
-    is_member: impl FnOnce(NodeId) -> bool,
+    standing: impl FnOnce(NodeId) -> Standing,
     authorize: impl FnOnce(NodeId) -> Result<T, HandshakeError>,
 ) -> Result<T, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let hello = read_handshake(stream).await?;
-    hello.check_hello(cfg, is_member)?;
+    hello.check_hello(cfg, standing)?;
     let authorized = authorize(hello.from)?;
     let reply = Handshake {
         cluster_id: cfg.cluster_id,
@@ -323,9 +354,13 @@ mod tests {
         )
     }
 
-    /// Membership of the test clusters: nodes 1 to 3.
-    fn member(id: NodeId) -> bool {
-        (1..=3).contains(&id.0)
+    /// Membership of the test clusters: nodes 1 to 3; node 4 left.
+    fn member(id: NodeId) -> Standing {
+        match id.0 {
+            1..=3 => Standing::Member,
+            4 => Standing::Departed,
+            _ => Standing::Stranger,
+        }
     }
 
     fn hello(cluster_id: u64, from: u32, to: u32) -> Handshake {
@@ -383,15 +418,27 @@ mod tests {
             hello(8, 1, 2).check_hello(&cfg, member),
             Err(HandshakeError::ClusterId { theirs: 8, ours: 7 })
         ));
+        // A departed member is refused; the standing is asked, not read
+        // from the config: the set changes at run time.
         assert!(matches!(
-            hello(7, 0, 2).check_hello(&cfg, member),
-            Err(HandshakeError::UnknownPeer(_))
+            hello(7, 4, 2).check_hello(&cfg, member),
+            Err(HandshakeError::UnknownPeer(NodeId(4)))
         ));
-        // Membership is asked, not read from the config: the set changes at
-        // run time, and a member that left is unknown although configured.
         assert!(matches!(
-            hello(7, 1, 2).check_hello(&cfg, |id| id != NodeId(1)),
+            hello(7, 1, 2).check_hello(&cfg, |_| Standing::Departed),
             Err(HandshakeError::UnknownPeer(NodeId(1)))
+        ));
+        // A stranger passes whatever its id (authorization comes next).
+        hello(7, 0, 2).check_hello(&cfg, member).unwrap();
+        hello(7, 9, 2).check_hello(&cfg, member).unwrap();
+        assert!(matches!(
+            hello(7, 9, 3).check_hello(&cfg, member),
+            Err(HandshakeError::WrongTarget { .. })
+        ));
+        // Claiming to be us is refused whatever the standing says.
+        assert!(matches!(
+            hello(7, 2, 2).check_hello(&cfg, |_| Standing::Stranger),
+            Err(HandshakeError::NotLower { .. })
         ));
         assert!(matches!(
             hello(7, 3, 2).check_hello(&cfg, member),

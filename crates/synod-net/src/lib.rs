@@ -104,6 +104,6 @@ pub use error::{MessageTooLarge, NetError};
 /// every message through it so that it crosses its network as these bytes.
 pub use frame::{put_message, take_frame, FrameTooLarge};
 pub use handshake::{HANDSHAKE_PAYLOAD_BYTES, MAGIC, PROTOCOL_VERSION};
-pub use net::Net;
+pub use net::{Net, STRANGERS_MAX};
 pub use stats::NetStats;
 pub use tls::{PeerSecurity, PeerTls, TlsError};

@@ -7,22 +7,46 @@
 //! swap, so each task either misses it in the map or holds it and sees the
 //! mark (see the `peer` module); the rules for which ids change are in the
 //! `membership` module.
+//!
+//! # Strangers
+//!
+//! A node that was down or cut off while the membership changed may know
+//! none of the current members, while they know it and need its vote (the
+//! core's door takes a stranger's heartbeat or Prepare as a hint to catch
+//! up from it, and learns the membership that admits it: see
+//! `synod_core`'s `door.rs`). For that hint to arrive, the transport links
+//! such pairs too:
+//!
+//! - the acceptor admits a dialer whose id was never in its peer set (a
+//!   *stranger*) once it proves that id (with TLS, a certificate of the
+//!   cluster's CA naming it), whichever id is lower, with a send queue of
+//!   its own so the core can answer it; at most [`STRANGERS_MAX`] at once,
+//!   and a member that *left* the set is still refused (the core refuses
+//!   everything from a removed node);
+//! - a node whose lower-id peer has not linked to it for a while dials it
+//!   itself (`reverse_dial_loop`): the lower one may not know it. A lower
+//!   peer that does know it refuses (only lower ids dial members) and keeps
+//!   dialing itself, so each pair still ends up with one connection.
+//!
+//! When a stranger joins the peer set its stranger link closes and the
+//! ordinary one takes over.
 
 use crate::backoff::Backoff;
 use crate::config::NetConfig;
 use crate::connection::{self, BoxedStream};
 use crate::error::{MessageTooLarge, NetError};
-use crate::handshake::{self, HandshakeError};
+use crate::handshake::{self, HandshakeError, Standing};
 use crate::membership::Change;
 use crate::peer::Peer;
 use crate::ratelog::RejectLog;
 use crate::slots::{HandshakeSlots, Slot, SlotLimits};
 use crate::stats::{add, Counters, NetStats};
 use crate::tls::PeerSecurity;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::time::Instant;
 use synod_core::{Message, NodeId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -41,6 +65,11 @@ pub(crate) struct Inner {
     /// by [`Net::set_peers`] (under the write lock, which also orders
     /// concurrent changes); everyone else reads.
     peers: RwLock<Arc<Peers>>,
+    /// Ids that were in the peer set and left it: refused at the handshake.
+    /// Changed only under the `peers` write lock.
+    departed: Mutex<BTreeSet<NodeId>>,
+    /// Links from strangers (see the module docs), at most `STRANGERS_MAX`.
+    strangers: Mutex<Peers>,
     /// Pending-handshake slots; their member addresses follow the peer set.
     slots: Arc<HandshakeSlots>,
     /// The runtime `start` ran on: dial loops of added peers are spawned
@@ -57,6 +86,15 @@ pub(crate) struct Inner {
 /// A peer set: id -> the peer's queue and connection.
 type Peers = BTreeMap<NodeId, Arc<Peer>>;
 
+/// At most this many stranger links at once (see the module docs): each
+/// holds a send queue of `send_queue_max` messages.
+pub const STRANGERS_MAX: usize = 8;
+
+/// A node dials a lower-id peer itself once that peer has not linked to it
+/// for this many times the longest dial backoff (see the module docs): long
+/// enough that a peer that knows us has had several tries of its own.
+const REVERSE_DIAL_QUIET_FACTOR: u32 = 4;
+
 impl Inner {
     /// The current peer set, for a lookup; never held across an await.
     fn peers(&self) -> RwLockReadGuard<'_, Arc<Peers>> {
@@ -67,6 +105,66 @@ impl Inner {
 
     fn peer(&self, id: NodeId) -> Option<Arc<Peer>> {
         self.peers().get(&id).cloned()
+    }
+
+    fn strangers(&self) -> MutexGuard<'_, Peers> {
+        self.strangers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn departed(&self) -> MutexGuard<'_, BTreeSet<NodeId>> {
+        self.departed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What this node knows of `id` now (see [`Standing`]).
+    fn standing(&self, id: NodeId) -> Standing {
+        if self.peers().contains_key(&id) {
+            Standing::Member
+        } else if self.departed().contains(&id) {
+            Standing::Departed
+        } else {
+            Standing::Stranger
+        }
+    }
+
+    /// The stranger link for `id`, made if there is room: the peer that an
+    /// authenticated connection from a stranger will serve.
+    fn stranger(&self, id: NodeId, remote: SocketAddr) -> Result<Arc<Peer>, HandshakeError> {
+        // Looked up again: the set may have changed while TLS ran.
+        if self.departed().contains(&id) {
+            return Err(HandshakeError::UnknownPeer(id));
+        }
+        let mut strangers = self.strangers();
+        if let Some(peer) = strangers.get(&id) {
+            return Ok(peer.clone());
+        }
+        if strangers.len() >= STRANGERS_MAX {
+            return Err(HandshakeError::Strangers(id, strangers.len()));
+        }
+        let peer = Arc::new(Peer::new(id, remote, self.cfg.send_queue_max));
+        strangers.insert(id, peer.clone());
+        add(&self.counters.stranger_links, 1);
+        tracing::info!(
+            node = %self.cfg.node_id,
+            peer = %id,
+            %remote,
+            "admitting a link from node {id}, which is not a member here: it may belong to a membership this node has not learned yet"
+        );
+        Ok(peer)
+    }
+
+    /// Forgets a stranger's link once its connection has ended (unless a
+    /// newer connection already serves it).
+    fn forget_stranger(&self, peer: &Arc<Peer>) {
+        let mut strangers = self.strangers();
+        if strangers
+            .get(&peer.id)
+            .is_some_and(|p| Arc::ptr_eq(p, peer) && !p.is_connected())
+        {
+            strangers.remove(&peer.id);
+            peer.mark_removed();
+        }
     }
 
     /// Spawns the dial loops of `peers` into the task set that `shutdown`
@@ -88,8 +186,11 @@ impl Inner {
             }
         }
         for peer in peers {
-            debug_assert!(peer.id > self.cfg.node_id);
-            tasks.spawn_on(dial_loop(self.clone(), peer), &self.runtime);
+            if peer.id > self.cfg.node_id {
+                tasks.spawn_on(dial_loop(self.clone(), peer), &self.runtime);
+            } else {
+                tasks.spawn_on(reverse_dial_loop(self.clone(), peer), &self.runtime);
+            }
         }
     }
 
@@ -230,6 +331,8 @@ impl Net {
             counters: Counters::default(),
             reject_log,
             peers: RwLock::new(Arc::new(peers)),
+            departed: Mutex::new(BTreeSet::new()),
+            strangers: Mutex::new(BTreeMap::new()),
             slots,
             runtime: tokio::runtime::Handle::current(),
             inbound,
@@ -240,10 +343,15 @@ impl Net {
         {
             let mut tasks = inner.tasks.lock().await;
             tasks.spawn(accept_loop(inner.clone(), listener));
-            // One connection per pair: we dial only the members above us.
+            // One connection per pair: we dial the members above us, and
+            // those below us only if they do not (see the module docs).
             let peers = inner.peers().clone();
-            for peer in peers.values().filter(|p| p.id > inner.cfg.node_id) {
-                tasks.spawn(dial_loop(inner.clone(), peer.clone()));
+            for peer in peers.values() {
+                if peer.id > inner.cfg.node_id {
+                    tasks.spawn(dial_loop(inner.clone(), peer.clone()));
+                } else {
+                    tasks.spawn(reverse_dial_loop(inner.clone(), peer.clone()));
+                }
             }
         }
         Ok(Net {
@@ -283,16 +391,20 @@ impl Net {
         let routable = msg.from == inner.cfg.node_id;
         // Read-locked for the lookup and the non-blocking enqueue only.
         let peers = inner.peers();
-        match peers.get(&msg.to).filter(|_| routable) {
-            None => {
-                add(&inner.counters.dropped_unroutable, 1);
-                tracing::debug!(from = %msg.from, to = %msg.to, "dropping unroutable {} message", msg.body.name());
-            }
-            Some(peer) => {
-                if peer.enqueue(msg).is_err() {
-                    add(&inner.counters.dropped_queue_full, 1);
+        let enqueued = match peers.get(&msg.to).filter(|_| routable) {
+            Some(peer) => peer.enqueue(msg).map_err(|_| ()),
+            // A stranger's link (see the module docs), if it has one.
+            None => match inner.strangers().get(&msg.to).filter(|_| routable) {
+                Some(peer) => peer.enqueue(msg).map_err(|_| ()),
+                None => {
+                    add(&inner.counters.dropped_unroutable, 1);
+                    tracing::debug!(from = %msg.from, to = %msg.to, "dropping unroutable {} message", msg.body.name());
+                    Ok(())
                 }
-            }
+            },
+        };
+        if enqueued.is_err() {
+            add(&inner.counters.dropped_queue_full, 1);
         }
         Ok(())
     }
@@ -301,8 +413,9 @@ impl Net {
     /// own entry is ignored (its listener is fixed at start). Takes effect
     /// before it returns:
     ///
-    /// - an id that is new gets a send queue, and a dial loop if its id is
-    ///   above ours (the lower id of a pair dials);
+    /// - an id that is new gets a send queue and a dial loop (the lower id of
+    ///   a pair dials; the higher one only if the lower does not link to it
+    ///   for a while); a stranger link it had closes;
     /// - an id that is gone is no longer routable (`send` counts it in
     ///   `dropped_unroutable`), its dial loop stops, its connection closes
     ///   (whichever side dialed) and its queue is dropped with what it held;
@@ -339,11 +452,24 @@ impl Net {
         let mut dial = Vec::new();
         for (id, addr) in change.added.iter().chain(&change.readdressed) {
             let peer = Arc::new(Peer::new(*id, *addr, inner.cfg.send_queue_max));
-            if *id > ours {
-                dial.push(peer.clone());
-            }
+            dial.push(peer.clone());
             next.insert(*id, peer);
         }
+        {
+            let mut departed = inner.departed();
+            departed.extend(change.removed.iter().copied());
+            for (id, _) in &change.added {
+                departed.remove(id);
+            }
+        }
+        let former_strangers: Vec<Arc<Peer>> = {
+            let mut strangers = inner.strangers();
+            change
+                .added
+                .iter()
+                .filter_map(|(id, _)| strangers.remove(id))
+                .collect()
+        };
         debug_assert!(next.keys().eq(wanted.keys()));
         debug_assert!(next
             .iter()
@@ -353,7 +479,7 @@ impl Net {
         // Marked after the swap: a task that looks the id up from now on
         // misses it, and one that found it before holds this `Peer` and sees
         // the mark (its connection closes, or never stays up).
-        for peer in &gone {
+        for peer in gone.iter().chain(&former_strangers) {
             peer.mark_removed();
         }
         inner.spawn_dial_loops(dial);
@@ -488,7 +614,7 @@ async fn accept_connection(inner: Arc<Inner>, stream: TcpStream, remote: SocketA
     let hs_timeout = inner.cfg.handshake_timeout;
     let result = tokio::select! {
         _ = stopping(&mut shutdown) => return,
-        result = timeout(hs_timeout, accept_handshake(&inner, stream)) => result,
+        result = timeout(hs_timeout, accept_handshake(&inner, stream, remote)) => result,
     };
     drop(slot);
     let result = result.unwrap_or(Err(HandshakeError::Timeout(hs_timeout)));
@@ -501,7 +627,8 @@ async fn accept_connection(inner: Arc<Inner>, stream: TcpStream, remote: SocketA
     };
     // The peer admitted, even if it has left the set since: then its
     // removal mark closes this connection at once.
-    connection::run(inner, peer, stream, remote).await;
+    connection::run(inner.clone(), peer.clone(), stream, remote).await;
+    inner.forget_stranger(&peer);
 }
 
 /// Whether a dialer that proved (with TLS) or claimed (insecure) to be
@@ -511,12 +638,13 @@ async fn accept_connection(inner: Arc<Inner>, stream: TcpStream, remote: SocketA
 /// cutting its link. Judged before we answer, so a refused dialer learns
 /// nothing and its connection never reaches the peer's slot. Returns the
 /// peer the connection will serve.
-fn admit(inner: &Inner, claimed: NodeId) -> Result<Arc<Peer>, HandshakeError> {
+fn admit(inner: &Inner, claimed: NodeId, remote: SocketAddr) -> Result<Arc<Peer>, HandshakeError> {
     let interval = inner.cfg.peer_accept_interval_min;
-    // check_hello found it a member, but the set may have changed since
+    // check_hello judged its standing, but the set may have changed since
     // (TLS takes a while), so it is looked up again.
-    let Some(peer) = inner.peer(claimed) else {
-        return Err(HandshakeError::UnknownPeer(claimed));
+    let peer = match inner.peer(claimed) {
+        Some(peer) => peer,
+        None => inner.stranger(claimed, remote)?,
     };
     if peer.admit_accepted(std::time::Instant::now(), interval) {
         Ok(peer)
@@ -532,6 +660,7 @@ fn admit(inner: &Inner, claimed: NodeId) -> Result<Arc<Peer>, HandshakeError> {
 async fn accept_handshake(
     inner: &Inner,
     mut stream: TcpStream,
+    remote: SocketAddr,
 ) -> Result<(Arc<Peer>, BoxedStream), HandshakeError> {
     let cfg = &inner.cfg;
     // Every dialer speaks first (a TLS ClientHello, or our handshake), at
@@ -545,11 +674,11 @@ async fn accept_handshake(
     {
         return Err(HandshakeError::Silent(first_byte_timeout));
     }
-    let is_member = |id| inner.peers().contains_key(&id);
+    let standing = |id| inner.standing(id);
     match &cfg.security {
         PeerSecurity::InsecureLoopback => {
-            let authorize = |claimed| admit(inner, claimed);
-            let peer = handshake::accept(&mut stream, cfg, is_member, authorize).await?;
+            let authorize = |claimed| admit(inner, claimed, remote);
+            let peer = handshake::accept(&mut stream, cfg, standing, authorize).await?;
             Ok((peer, Box::new(stream)))
         }
         PeerSecurity::Tls(tls) => {
@@ -565,9 +694,9 @@ async fn accept_handshake(
             let authorize = |claimed| {
                 tls.check_dialer(certificates.as_deref(), claimed)
                     .map_err(|why| HandshakeError::NotCertified { claimed, why })?;
-                admit(inner, claimed)
+                admit(inner, claimed, remote)
             };
-            let peer = handshake::accept(&mut stream, cfg, is_member, authorize).await?;
+            let peer = handshake::accept(&mut stream, cfg, standing, authorize).await?;
             Ok((peer, Box::new(stream)))
         }
     }
@@ -616,6 +745,61 @@ async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
         }
     }
     tracing::debug!(peer = %peer.id, "stopped dialing peer {} at {}: no longer in the peer set", peer.id, peer.addr);
+}
+
+/// Dials `peer` (a member with a lower id, which dials us if it knows us)
+/// once it has not linked to us for a while, in case it does not know us
+/// (see the module docs), for as long as the node runs and `peer` stays in
+/// the peer set.
+async fn reverse_dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    let cfg = &inner.cfg;
+    let quiet = cfg.backoff_max * REVERSE_DIAL_QUIET_FACTOR;
+    let mut backoff = Backoff::new(quiet, quiet * 16, (peer.id, cfg.node_id));
+    let mut wait = backoff.next_delay();
+    let mut unlinked_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopping(&mut shutdown) => return,
+            _ = peer.removed() => return,
+            _ = tokio::time::sleep(quiet / 4) => {}
+        }
+        if peer.is_connected() {
+            unlinked_since = None;
+            backoff.reset();
+            wait = backoff.next_delay();
+            continue;
+        }
+        let now = Instant::now();
+        if now.duration_since(*unlinked_since.get_or_insert(now)) < wait {
+            continue;
+        }
+        // Each try waits longer (a peer that knows us refuses it and dials
+        // us itself); a link that comes up resets the wait.
+        unlinked_since = None;
+        wait = backoff.next_delay();
+        let attempt = tokio::select! {
+            biased;
+            _ = stopping(&mut shutdown) => return,
+            _ = peer.removed() => return,
+            attempt = dial(cfg, &peer) => attempt,
+        };
+        match attempt {
+            Ok(stream) => {
+                connection::run(inner.clone(), peer.clone(), stream, peer.addr).await;
+            }
+            Err(DialFailed::Connect(err)) => {
+                tracing::debug!(peer = %peer.id, "cannot connect to peer {} at {}: {err}", peer.id, peer.addr);
+            }
+            Err(DialFailed::Handshake(err)) => {
+                // Usually a peer that knows us and dials us itself: it
+                // refuses a member's dial from above. Not counted as a
+                // refusal of ours.
+                tracing::debug!(peer = %peer.id, "peer {} at {} did not take our dial: {err}", peer.id, peer.addr);
+            }
+        }
+    }
 }
 
 /// One attempt: connect and handshake, each within the handshake timeout.

@@ -38,6 +38,9 @@ pub struct NetStats {
     /// (in all or from one source), or a peer reconnecting faster than
     /// `peer_accept_interval_min`.
     pub handshakes_rate_limited: u64,
+    /// Links admitted from nodes that are not members here (see the `net`
+    /// module's "Strangers").
+    pub stranger_links: u64,
     /// Connections established (handshake complete), both directions, ever.
     pub connects: u64,
     /// Connections open now; with a healthy mesh, one per other member.
@@ -64,6 +67,7 @@ pub(crate) struct Counters {
     pub handshakes_rejected: AtomicU64,
     pub handshakes_unauthenticated: AtomicU64,
     pub handshakes_rate_limited: AtomicU64,
+    pub stranger_links: AtomicU64,
     pub connects: AtomicU64,
     pub connections_open: AtomicU64,
 }
@@ -90,6 +94,7 @@ impl Counters {
             handshakes_rejected: get(&self.handshakes_rejected),
             handshakes_unauthenticated: get(&self.handshakes_unauthenticated),
             handshakes_rate_limited: get(&self.handshakes_rate_limited),
+            stranger_links: get(&self.stranger_links),
             connects: get(&self.connects),
             connections_open: get(&self.connections_open),
             connected: BTreeMap::new(),

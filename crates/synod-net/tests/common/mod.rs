@@ -87,6 +87,18 @@ pub async fn start_all(
     nodes
 }
 
+/// The handshake frame a dialer claiming `from` sends to reach `to`.
+pub fn hello_frame(cluster: u64, from: u32, to: u32) -> Vec<u8> {
+    use synod_net::{HANDSHAKE_PAYLOAD_BYTES, MAGIC, PROTOCOL_VERSION};
+    let mut frame = (HANDSHAKE_PAYLOAD_BYTES as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&MAGIC);
+    frame.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    frame.extend_from_slice(&cluster.to_le_bytes());
+    frame.extend_from_slice(&from.to_le_bytes());
+    frame.extend_from_slice(&to.to_le_bytes());
+    frame
+}
+
 /// A small message; `instance` tells messages apart.
 pub fn message(from: NodeId, to: NodeId, instance: u64) -> Message {
     Message {
