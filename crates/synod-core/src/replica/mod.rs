@@ -144,9 +144,6 @@ struct Candidate {
     ballot: Ballot,
     /// Phase 1 in progress (shared with the leader it becomes).
     phase1: Phase1,
-    /// Highest compacted prefix reported by a promise: everything below is
-    /// chosen and only available as a snapshot.
-    compacted_end_reported: InstanceId,
     /// Per instance, the highest-ballot accepted value reported so far (or a
     /// value some acceptor knows is chosen).
     entries: BTreeMap<InstanceId, PromiseEntry>,
@@ -168,6 +165,10 @@ struct Phase1 {
     pages_from: BTreeMap<NodeId, InstanceId>,
     /// When Prepares last went to members whose promise is not complete.
     prepare_sent_tick: u64,
+    /// Per member, the highest compacted prefix its promise pages reported
+    /// (only those above zero): its report lacks every instance below it
+    /// (see `flush_proposals`).
+    compacted: BTreeMap<NodeId, InstanceId>,
 }
 
 #[derive(Debug)]
@@ -515,10 +516,10 @@ impl Replica {
         match &self.role {
             Role::Follower => "follower".to_string(),
             Role::Candidate(c) => format!(
-                "candidate promised_by {:?} pages_from {:?} compacted_reported {} entries {}",
+                "candidate promised_by {:?} pages_from {:?} compacted {:?} entries {}",
                 c.phase1.promised_by,
                 c.phase1.pages_from,
-                c.compacted_end_reported,
+                c.phase1.compacted,
                 c.entries.len()
             ),
             Role::Leader(l) => format!(

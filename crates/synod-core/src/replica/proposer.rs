@@ -54,8 +54,8 @@ impl Replica {
                 promised_by: BTreeSet::new(),
                 pages_from,
                 prepare_sent_tick: self.now,
+                compacted: BTreeMap::new(),
             },
-            compacted_end_reported: InstanceId(0),
             entries: BTreeMap::new(),
         });
         self.election_due_tick = self.random_election_timeout();
@@ -139,7 +139,6 @@ impl Replica {
             return;
         }
         let skip_adopt = self.injected().skip_adopt && from != self.cfg.id;
-        let compaction_counts = self.votes_from_chosen_prefix(from);
         let election_ticks = self.cfg.election_ticks;
         let now = self.now;
         let Role::Candidate(c) = &mut self.role else {
@@ -153,9 +152,7 @@ impl Replica {
             return;
         }
         if !skip_adopt {
-            if compaction_counts {
-                c.compacted_end_reported = c.compacted_end_reported.max(compacted_end);
-            }
+            c.phase1.note_compacted(from, compacted_end);
             for entry in entries {
                 merge_entry(&mut c.entries, entry);
             }
@@ -203,7 +200,6 @@ impl Replica {
         more_from: Option<InstanceId>,
     ) {
         let skip_adopt = self.injected().skip_adopt && from != self.cfg.id;
-        let compaction_counts = self.votes_from_chosen_prefix(from);
         let Role::Leader(leader) = &mut self.role else {
             return;
         };
@@ -215,15 +211,9 @@ impl Replica {
         }
         let mut chosen = Vec::new();
         if !skip_adopt {
-            // Below a compacted prefix everything is chosen: never propose
-            // there; catch-up fetches it.
-            if compaction_counts {
-                if compacted_end > leader.next_instance {
-                    leader.next_instance = compacted_end;
-                    leader.recovery_end = leader.recovery_end.max(compacted_end);
-                }
-                self.learner.commit_seen = self.learner.commit_seen.max(compacted_end);
-            }
+            // Below a voter's compacted prefix its report is missing: see
+            // `flush_proposals`.
+            leader.phase1.note_compacted(from, compacted_end);
             for entry in entries {
                 if entry.chosen {
                     chosen.push((entry.instance, entry.value.clone()));
@@ -252,28 +242,6 @@ impl Replica {
         }
     }
 
-    /// Whether a promise from `from` may hold back proposals with its
-    /// compacted prefix: only if it votes in some membership that governs an
-    /// instance from our chosen prefix on.
-    ///
-    /// Why a compacted prefix matters at all: a voter that compacted
-    /// instance `i` reports nothing there, so a quorum that includes it may
-    /// lack the report P2c needs at `i`; the leader must then not propose at
-    /// `i` (it is chosen: catch-up fetches it). A node that votes in none of
-    /// those memberships is in no quorum for them, so its missing reports
-    /// cost P2c nothing, and its compacted prefix, though true, must not
-    /// stop the leader: the voters' complete reports let it re-propose the
-    /// values there safely. Honouring it would leave the leader waiting
-    /// for catch-up from a node it never asks (catch-up goes to the members
-    /// from the chosen prefix on) and that may be gone: simulator seed 993,
-    /// where a removed learner had compacted past every voter's recovered
-    /// chosen mark and the log stopped for good.
-    fn votes_from_chosen_prefix(&self, from: NodeId) -> bool {
-        self.schedule
-            .memberships_from(self.learner.chosen_end)
-            .any(|m| m.is_voter(from))
-    }
-
     /// Phase 1 succeeded: re-propose what may have been chosen, fill holes, lead.
     fn become_leader(&mut self) {
         let Role::Candidate(c) = std::mem::replace(&mut self.role, Role::Follower) else {
@@ -284,10 +252,9 @@ impl Replica {
         for entry in c.entries.values().filter(|e| e.chosen) {
             self.learn_chosen(entry.instance, entry.value.clone(), None);
         }
-        // Every instance below a reported compacted prefix is chosen and only
-        // a snapshot holds it: fetch it by catch-up, never propose into it.
-        self.learner.commit_seen = self.learner.commit_seen.max(c.compacted_end_reported);
-        let start = self.learner.chosen_end.max(c.compacted_end_reported);
+        // Instances below a voter's reported compacted prefix are held back
+        // in `flush_proposals` until catch-up brings them.
+        let start = self.learner.chosen_end;
         let end = [
             start,
             c.entries.keys().next_back().map_or(start, |i| i.next()),
@@ -402,10 +369,21 @@ impl Replica {
             if instance.0 >= chosen_end.0.saturating_add(RECONFIG_DELAY_INSTANCES) {
                 return;
             }
-            if !self.is_quorum_of(self.membership_at(instance), &leader.phase1.promised_by) {
+            let membership = self.membership_at(instance);
+            if !self.is_quorum_of(membership, &leader.phase1.promised_by) {
                 return;
             }
             let known_chosen = instance < chosen_end || self.learner.chosen.contains_key(&instance);
+            if !known_chosen {
+                if let Some(compacted) = leader.phase1.compacted_by_voter(membership, instance) {
+                    // A voter of this instance's membership compacted it:
+                    // it is chosen, and that voter's report lacks it, so
+                    // the promises may not hold the value P2c needs here.
+                    // Never propose; catch-up fetches it.
+                    self.learner.commit_seen = self.learner.commit_seen.max(compacted);
+                    return;
+                }
+            }
             let Role::Leader(leader) = &mut self.role else {
                 return;
             };
@@ -726,6 +704,44 @@ fn page_well_formed(
 }
 
 impl Phase1 {
+    /// Notes the compacted prefix a promise page of `from` reported.
+    fn note_compacted(&mut self, from: NodeId, compacted_end: InstanceId) {
+        if compacted_end > InstanceId(0) {
+            let noted = self.compacted.entry(from).or_insert(compacted_end);
+            *noted = (*noted).max(compacted_end);
+        }
+    }
+
+    /// The highest compacted prefix above `instance` that a voter of
+    /// `membership` (the one that governs `instance`) reported, if any.
+    ///
+    /// Why per instance, and only voters of that instance's membership: a
+    /// node that compacted `instance` reports nothing there, so a quorum
+    /// that includes it may lack the report P2c needs, and the leader must
+    /// not propose there (the instance is chosen: catch-up fetches it). A
+    /// node that is not a voter of `instance`'s membership is in no quorum
+    /// for it, so its missing report costs nothing; honouring its prefix
+    /// anyway stopped the log in simulator seed 993 (a removed learner had
+    /// compacted past every voter's recovered chosen mark, and catch-up
+    /// never asked it). The question is asked when proposing, not when the
+    /// promise arrives: the leader's cursor stays below its chosen prefix
+    /// plus α, so `membership` is fixed by then, whereas a node the
+    /// candidate took for a learner may vote at later instances through a
+    /// promotion it had not learned yet (a reviewer's scenario, in which
+    /// deciding at promise time let a second value be chosen:
+    /// `tests/compacted_voter.rs`).
+    fn compacted_by_voter(
+        &self,
+        membership: &crate::Membership,
+        instance: InstanceId,
+    ) -> Option<InstanceId> {
+        self.compacted
+            .iter()
+            .filter(|(id, end)| **end > instance && membership.is_voter(**id))
+            .map(|(_, end)| *end)
+            .max()
+    }
+
     /// Whether the page of `from`'s promise that starts at `first_instance`
     /// is the one this phase 1 waits for.
     fn awaits_page(&self, from: NodeId, first_instance: InstanceId) -> bool {

@@ -1,0 +1,169 @@
+//! A promiser's compacted prefix must hold a leader back wherever the
+//! promiser votes, including memberships the candidate has not learned yet.
+//! An attack review found that judging "is it a voter?" when the promise
+//! arrives (against the candidate's schedule, fixed only up to its chosen
+//! prefix + α) let a node the candidate took for a learner, but which voted
+//! at a later instance through a promotion, have its missing report ignored:
+//! a second value was chosen at an instance. The leader now judges it per
+//! instance, when proposing (`Phase1::compacted_by_voter`).
+
+use bytes::Bytes;
+use synod_core::*;
+
+mod common;
+use common::*;
+
+fn isolate(c: &mut Cluster, id: u32) {
+    for other in 1..=9 {
+        if other != id {
+            c.cut.push((id, other));
+        }
+    }
+}
+
+fn heal(c: &mut Cluster, id: u32) {
+    c.cut.retain(|(a, b)| *a != id && *b != id);
+}
+
+fn settle_only(c: &mut Cluster, a: u32) {
+    for _ in 0..10_000 {
+        let ids: Vec<u32> = c.r.keys().copied().collect();
+        for id in &ids {
+            c.pump(*id);
+        }
+        let mut msgs = std::mem::take(&mut c.pool);
+        if msgs.is_empty() {
+            return;
+        }
+        // The learners' promises happen to arrive before the voters'.
+        msgs.sort_by_key(|m| matches!(m.body, Body::Promise { .. }) && m.from.0 <= 3);
+        for m in msgs {
+            if matches!(m.body, Body::Prepare { .. }) && m.from.0 != a {
+                continue;
+            }
+            // Catch-up is lost (safety must not depend on it).
+            if matches!(
+                m.body,
+                Body::CatchupRequest { .. }
+                    | Body::CatchupReply { .. }
+                    | Body::SnapshotChunk { .. }
+                    | Body::SnapshotRequest { .. }
+            ) {
+                continue;
+            }
+            let (from, to) = (m.from.0, m.to.0);
+            if c.cut.contains(&(from, to)) || c.cut.contains(&(to, from)) {
+                continue;
+            }
+            if let Some(r) = c.r.get_mut(&to) {
+                r.step(m);
+            }
+        }
+    }
+}
+
+#[test]
+fn ignoring_a_compacted_prefix_of_a_future_voter_loses_a_chosen_value() {
+    let mut c = Cluster::new(3);
+    let b = c.elect();
+    let others: Vec<u32> = (1..=3).filter(|id| *id != b).collect();
+    let (a, cc) = (others[0], others[1]);
+    c.write(b, "x");
+    // Learners 4 and 5 join.
+    c.r.get_mut(&b)
+        .unwrap()
+        .propose_change(add(4, false), false)
+        .unwrap();
+    c.settle();
+    c.tick_all(3);
+    c.join(4, b);
+    c.r.get_mut(&b)
+        .unwrap()
+        .propose_change(add(5, false), false)
+        .unwrap();
+    c.settle();
+    c.tick_all(3);
+    c.join(5, b);
+    c.tick_all(20);
+    assert_eq!(c.chosen_end(4), c.chosen_end(b));
+    assert_eq!(c.chosen_end(a), c.chosen_end(b));
+    // A is cut off: it knows 4 and 5 only as learners.
+    isolate(&mut c, a);
+    let leader = c.elect();
+    assert_eq!(leader, b, "b still leads");
+    c.r.get_mut(&b)
+        .unwrap()
+        .propose_change(MembershipChange::Promote { id: NodeId(4) }, false)
+        .unwrap();
+    c.settle();
+    c.tick_all(3);
+    c.r.get_mut(&b)
+        .unwrap()
+        .propose_change(MembershipChange::Promote { id: NodeId(5) }, false)
+        .unwrap();
+    c.settle();
+    c.tick_all(3);
+    let in_force = c.r[&b].schedule().at(InstanceId(c.chosen_end(b)));
+    assert!(in_force.is_voter(NodeId(4)) && in_force.is_voter(NodeId(5)));
+    assert!(!c.r[&a].schedule().latest().is_voter(NodeId(4)));
+    // C misses the next write: chosen by {B, 4, 5}.
+    isolate(&mut c, cc);
+    let k = c.chosen_end(b);
+    c.write(b, "v");
+    c.tick_all(4);
+    let v = Value::batch(vec![Bytes::from_static(b"v")]);
+    assert_eq!(c.r[&b].chosen_value(InstanceId(k)), Some(&v));
+    assert!(c.chosen_end(4) > k && c.chosen_end(5) > k);
+    assert!(c.chosen_end(cc) <= k);
+    // 4 and 5 compact past k.
+    for id in [4, 5] {
+        let s = c.r[&id].status();
+        let snap = Snapshot {
+            meta: SnapshotMeta {
+                applied_end: s.applied_end,
+                checksum: s.checksum,
+            },
+            memberships: None,
+            data: Bytes::new(),
+        };
+        c.r.get_mut(&id).unwrap().compact(snap).unwrap();
+    }
+    // B dies. A comes back, with C, 4 and 5 (but only A campaigns).
+    c.r.remove(&b);
+    heal(&mut c, a);
+    heal(&mut c, cc);
+    let mut won = false;
+    for _ in 0..2000 {
+        for id in [a, cc, 4, 5] {
+            c.r.get_mut(&id).unwrap().tick();
+        }
+        // Drop every Prepare not from A: A is the only candidate heard.
+        for id in [a, cc, 4, 5] {
+            c.pump(id);
+        }
+        c.pool
+            .retain(|m| !matches!(m.body, Body::Prepare { .. }) || m.from.0 == a);
+        settle_only(&mut c, a);
+        if c.r[&a].status().role == RoleKind::Leader {
+            won = true;
+            break;
+        }
+    }
+    assert!(won, "a never led");
+    c.r.get_mut(&a)
+        .unwrap()
+        .propose(Bytes::from_static(b"w"))
+        .unwrap();
+    settle_only(&mut c, a);
+    for _ in 0..5 {
+        for id in [a, cc, 4, 5] {
+            c.r.get_mut(&id).unwrap().tick();
+        }
+        settle_only(&mut c, a);
+    }
+    let at_a = c.r[&a].chosen_value(InstanceId(k)).cloned();
+    assert!(
+        at_a.is_none() || at_a == Some(v.clone()),
+        "AGREEMENT VIOLATED: {at_a:?} chosen at {k}, where v was chosen"
+    );
+}
