@@ -91,8 +91,9 @@ type Peers = BTreeMap<NodeId, Arc<Peer>>;
 pub const STRANGERS_MAX: usize = 8;
 
 /// A node dials a lower-id peer itself once that peer has not linked to it
-/// for this many times the longest dial backoff (see the module docs): long
-/// enough that a peer that knows us has had several tries of its own.
+/// for at least this many times the longest dial backoff (see the module
+/// docs; each try waits longer, up to 16 times that): long enough that a
+/// peer that knows us has had several tries of its own.
 const REVERSE_DIAL_QUIET_FACTOR: u32 = 4;
 
 impl Inner {
@@ -131,7 +132,22 @@ impl Inner {
     /// The stranger link for `id`, made if there is room: the peer that an
     /// authenticated connection from a stranger will serve.
     fn stranger(&self, id: NodeId, remote: SocketAddr) -> Result<Arc<Peer>, HandshakeError> {
-        // Looked up again: the set may have changed while TLS ran.
+        // Looked up again, under the peer set's lock (taken before the
+        // others, as `set_peers` takes them): the set may have changed
+        // while TLS ran, and an id that became a member meanwhile must not
+        // get a stranger link beside its member link (the member link
+        // would be the one `send` uses, with no connection behind it).
+        let peers = self.peers();
+        if let Some(peer) = peers.get(&id) {
+            return if id < self.cfg.node_id {
+                Ok(peer.clone())
+            } else {
+                Err(HandshakeError::NotLower {
+                    theirs: id,
+                    ours: self.cfg.node_id,
+                })
+            };
+        }
         if self.departed().contains(&id) {
             return Err(HandshakeError::UnknownPeer(id));
         }
@@ -499,6 +515,30 @@ impl Net {
         );
     }
 
+    /// Adds ids to refuse at the handshake, as members that left are
+    /// refused (the caller passes the ids its membership records as
+    /// removed: `set_peers` alone knows only the removals since this node
+    /// started). A stranger link such an id holds closes. Ids in the peer
+    /// set are not affected.
+    pub fn set_departed(&self, ids: impl IntoIterator<Item = NodeId>) {
+        let inner = self.inner();
+        let peers = inner.peers();
+        let ids: Vec<NodeId> = ids
+            .into_iter()
+            .filter(|id| *id != inner.cfg.node_id && !peers.contains_key(id))
+            .collect();
+        inner.departed().extend(ids.iter().copied());
+        let closed: Vec<Arc<Peer>> = {
+            let mut strangers = inner.strangers();
+            ids.iter().filter_map(|id| strangers.remove(id)).collect()
+        };
+        drop(peers);
+        for peer in closed {
+            tracing::info!(node = %inner.cfg.node_id, peer = %peer.id, "closing the stranger link of node {}: it was removed from the cluster", peer.id);
+            peer.mark_removed();
+        }
+    }
+
     /// The current peer set: every member but this node, with its address.
     pub fn peers(&self) -> BTreeMap<NodeId, SocketAddr> {
         let peers = self.inner().peers();
@@ -675,10 +715,15 @@ async fn accept_handshake(
         return Err(HandshakeError::Silent(first_byte_timeout));
     }
     let standing = |id| inner.standing(id);
+    // A stranger link made for this handshake is forgotten again if the
+    // handshake then fails or times out (this future is dropped then): its
+    // place must not stay taken by a connection that never came.
+    let mut made = StrangerGuard { inner, peer: None };
     match &cfg.security {
         PeerSecurity::InsecureLoopback => {
-            let authorize = |claimed| admit(inner, claimed, remote);
+            let authorize = |claimed| made.admit(claimed, remote);
             let peer = handshake::accept(&mut stream, cfg, standing, authorize).await?;
+            made.peer = None;
             Ok((peer, Box::new(stream)))
         }
         PeerSecurity::Tls(tls) => {
@@ -694,10 +739,37 @@ async fn accept_handshake(
             let authorize = |claimed| {
                 tls.check_dialer(certificates.as_deref(), claimed)
                     .map_err(|why| HandshakeError::NotCertified { claimed, why })?;
-                admit(inner, claimed, remote)
+                made.admit(claimed, remote)
             };
             let peer = handshake::accept(&mut stream, cfg, standing, authorize).await?;
+            made.peer = None;
             Ok((peer, Box::new(stream)))
+        }
+    }
+}
+
+/// Forgets, when dropped, the stranger link an accepted handshake made,
+/// unless the handshake went through (then `peer` is taken out first).
+struct StrangerGuard<'a> {
+    inner: &'a Inner,
+    peer: Option<Arc<Peer>>,
+}
+
+impl StrangerGuard<'_> {
+    /// `admit`, noting a stranger link it hands out.
+    fn admit(&mut self, claimed: NodeId, remote: SocketAddr) -> Result<Arc<Peer>, HandshakeError> {
+        let peer = admit(self.inner, claimed, remote)?;
+        if !self.inner.peers().contains_key(&claimed) {
+            self.peer = Some(peer.clone());
+        }
+        Ok(peer)
+    }
+}
+
+impl Drop for StrangerGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(peer) = self.peer.take() {
+            self.inner.forget_stranger(&peer);
         }
     }
 }
@@ -787,7 +859,13 @@ async fn reverse_dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
         };
         match attempt {
             Ok(stream) => {
+                let linked = Instant::now();
                 connection::run(inner.clone(), peer.clone(), stream, peer.addr).await;
+                // A link that lasted starts the waits afresh.
+                if linked.elapsed() > quiet {
+                    backoff.reset();
+                    wait = backoff.next_delay();
+                }
             }
             Err(DialFailed::Connect(err)) => {
                 tracing::debug!(peer = %peer.id, "cannot connect to peer {} at {}: {err}", peer.id, peer.addr);

@@ -157,3 +157,44 @@ async fn stranger_links_are_bounded() {
     node.net.shutdown().await;
     assert_eq!(panics(), 0, "something panicked");
 }
+
+/// A stranger whose handshake fails after it was admitted (here: the dialer
+/// resets the socket right behind its hello, so the answer cannot be
+/// written) gives its place back: found by an attack review, where eight
+/// such resets left every place taken with no connection behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_whose_handshake_fails_gives_its_place_back() {
+    capture_warnings();
+    let (mut listeners, addrs) = bind(&[1]).await;
+    let one = NodeId(1);
+    let node = start(config(one, &addrs), listeners.remove(&one).unwrap()).await;
+    for k in 0..(4 * STRANGERS_MAX as u32) {
+        let mut stream = TcpStream::connect(addrs[&one]).await.unwrap();
+        #[allow(deprecated)] // set_linger: the zero linger is the point (a reset)
+        stream.set_linger(Some(std::time::Duration::ZERO)).unwrap();
+        stream
+            .write_all(&hello_frame(CLUSTER, 100 + k, 1))
+            .await
+            .unwrap();
+        drop(stream);
+    }
+    // Every one of them gone, a real stranger still gets in.
+    wait_until("the resets are handled", || {
+        node.net.stats().connections_open == 0
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut stream = TcpStream::connect(addrs[&one]).await.unwrap();
+    stream
+        .write_all(&hello_frame(CLUSTER, 999, 1))
+        .await
+        .unwrap();
+    let mut reply = [0u8; 4 + HANDSHAKE_PAYLOAD_BYTES];
+    stream
+        .read_exact(&mut reply)
+        .await
+        .expect("a place for a stranger although none is linked");
+    assert_eq!(node.net.stats().handshakes_rate_limited, 0);
+    node.net.shutdown().await;
+    assert_eq!(panics(), 0, "something panicked");
+}

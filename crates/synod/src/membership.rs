@@ -327,6 +327,10 @@ impl<S: StateMachine> Driver<S> {
                 me.0, latest.epoch
             ));
         }
+        // Removed ids are refused at the peer port too, also after a
+        // restart (the transport alone would take one it never had in its
+        // peer set for a stranger, see synod-net's "Strangers").
+        self.net.set_departed(latest.removed.iter().copied());
         let mut peers = BTreeMap::new();
         for entry in schedule.entries() {
             for member in &entry.membership.members {

@@ -202,7 +202,11 @@ impl Replica {
         match &msg.body {
             // A leader's heartbeat says how far the log is chosen; so does a
             // candidate's first Prepare (its `first_instance` is its own
-            // chosen prefix). The Prepare matters when no leader can be
+            // chosen prefix; a leader asking a member late asks from its
+            // next instance, at most a window of proposals beyond, so the
+            // hint may overshoot by that much: catch-up then asks for a
+            // little more than is chosen yet, which costs one more round).
+            // The Prepare matters when no leader can be
             // elected without us: the members that replaced the ones we
             // know campaign, and we are the vote they need (seeds 6116 and
             // 80916 in the simulator: a voter that missed its peers'

@@ -219,6 +219,8 @@ impl Replica {
     pub(super) fn tick_catchup(&mut self) {
         if self.learner.chosen_end >= self.learner.commit_seen {
             self.learner.incoming = None;
+            // Caught up: a stranger we asked is not let in any more.
+            self.learner.stranger_asked = None;
             return;
         }
         if let Some(asked) = self.learner.catchup_asked_tick {
