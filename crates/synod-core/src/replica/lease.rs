@@ -57,7 +57,7 @@
 //!    arrives while the lease holds, with phase 1 covering every membership
 //!    (`reads_covered`) and the memberships counted now all among those the
 //!    lease was counted against, is confirmed at once at the read index
-//!    `max(next_instance, recovery_end)`; it is still served only once the
+//!    (`Leader::read_index`); it is still served only once the
 //!    state machine has applied up to that index.
 //! 5. **Giving it up.** The lease belongs to the `Leader` role at one ballot:
 //!    any step down drops it. A leader transfer (`check_transfer`) steps down
@@ -376,7 +376,7 @@ impl Replica {
         if !held.covers(counted) {
             return None;
         }
-        Some(leader.next_instance.max(leader.recovery_end))
+        Some(leader.read_index())
     }
 
     /// Counts a read confirmed under the lease.

@@ -6,8 +6,8 @@
 //!
 //! 1. The leader notes its *read index*: the next instance it would propose
 //!    (`Leader::next_instance`) or, when higher, the end of what phase 1
-//!    reported (`Leader::recovery_end`), and the next heartbeat round
-//!    (probe).
+//!    reported (`Leader::recovery_end`) or a compacted prefix it reported
+//!    (`Leader::read_index`), and the next heartbeat round (probe).
 //! 2. It sends that round (at once, or when the round in flight is answered:
 //!    reads that arrive meanwhile share the next one) and waits until a
 //!    majority, itself included, acknowledged it at its ballot.
@@ -111,6 +111,19 @@ impl ReadState {
 }
 
 impl Leader {
+    /// Where reads are served from: past the cursor, past every instance
+    /// phase 1 reported (`recovery_end`), and past every compacted prefix a
+    /// promise reported (everything below one is chosen, and a voter that
+    /// compacted reports none of it, so `recovery_end` may stop short; the
+    /// leader holds back there until catch-up brings it, see
+    /// `Phase1::compacted_by_voter`, and reads wait for it too).
+    pub(super) fn read_index(&self) -> InstanceId {
+        let compacted = self.phase1.compacted.values().max().copied();
+        self.next_instance
+            .max(self.recovery_end)
+            .max(compacted.unwrap_or(InstanceId(0)))
+    }
+
     /// Notes a read that arrived now: it is served at the current log end,
     /// once the next heartbeat round is confirmed.
     fn queue_read(&mut self, origin: Origin) {
@@ -120,7 +133,7 @@ impl Leader {
         // it may have been chosen by an earlier leader (the claim below).
         self.unconfirmed.push_back(Unconfirmed {
             origin,
-            index: self.next_instance.max(self.recovery_end),
+            index: self.read_index(),
             probe: self.probe_sent + 1,
         });
     }
@@ -314,7 +327,7 @@ impl Replica {
         let confirmed = self.probe_confirmed();
         let mut replies = Vec::new();
         if let Role::Leader(leader) = &mut self.role {
-            let index = leader.next_instance.max(leader.recovery_end);
+            let index = leader.read_index();
             while leader
                 .unconfirmed
                 .front()
