@@ -292,6 +292,23 @@ fn pinned_liveness_seeds_found_with_the_engine() {
     }
 }
 
+/// Stale reads found while fixing seed 993: when a voter's compacted
+/// prefix stopped moving the new leader's cursor (it holds back at the
+/// instance instead), the read index stopped reaching past it, and reads
+/// were served from a state without a completed write. The read index now
+/// passes every compacted prefix a promise reported (`Leader::read_index`).
+#[test]
+fn pinned_seeds_reads_past_a_compacted_prefix() {
+    for seed in [1113, 1542] {
+        let report = run_seed(seed, 3, Faults::default());
+        assert!(
+            report.passed(),
+            "seed {seed}: {}",
+            report.violations.join("; ")
+        );
+    }
+}
+
 /// Leader leases (issue 15) are on in about half the seeds (7 of seeds
 /// 0..30 serve reads by lease), with clocks
 /// whose rate drifts within the bound: reads are served by lease, with no
