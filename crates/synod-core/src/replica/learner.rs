@@ -57,6 +57,24 @@ impl Replica {
         while self.learner.chosen.contains_key(&end) {
             end = end.next();
         }
+        if let Role::Leader(leader) = &mut self.role {
+            // Proposals below the chosen prefix are settled, whatever value
+            // won: an acceptor that compacted them no longer acknowledges
+            // them (acceptor.rs), so waiting for its answer would hold a
+            // window place, and a leadership transfer, for good. (A
+            // snapshot install moves the prefix before calling this.)
+            if leader
+                .in_flight
+                .first_key_value()
+                .is_some_and(|(i, _)| *i < end)
+            {
+                let kept = leader.in_flight.split_off(&end);
+                let settled = std::mem::replace(&mut leader.in_flight, kept);
+                for in_flight in settled.values() {
+                    leader.in_flight_bytes -= in_flight.value.size_bytes();
+                }
+            }
+        }
         if end == self.learner.chosen_end {
             return;
         }

@@ -112,7 +112,8 @@ impl Replica {
     ///   after we lead, when pages no longer matter.
     /// - between pages it may learn instances chosen (reported as chosen,
     ///   which we adopt anyway) or compact a prefix (reported in
-    ///   `compacted_end`; we never propose below it).
+    ///   `compacted_end`; where it votes, we never propose below it:
+    ///   `Phase1::compacted_by_voter`).
     /// - pages are matched by `first_instance` against `pages_from[k]`, so a
     ///   duplicated, stale or reordered page is ignored and the covered
     ///   ranges are contiguous; a page whose entries fall outside its range,

@@ -32,6 +32,12 @@
 //! promise is at most `b` (`handle_heartbeat`), and promises only grow (a
 //! crash loses only promises never announced).
 //!
+//! Compaction: a promiser that compacted a prefix reports nothing below it.
+//! The read index is past every such prefix (`Leader::read_index`: all of it
+//! is chosen), and no read is confirmed until the leader's chosen prefix has
+//! reached it (`reads_covered`): before that, membership changes inside it,
+//! and so the quorums a read must be confirmed by, may be unknown here.
+//!
 //! So the state a read is served from holds every command that completed
 //! before the read began (its instance was applied where it completed), and
 //! it is a prefix of the one log; a later read is served from a prefix at
@@ -247,6 +253,20 @@ impl Replica {
             return false;
         };
         if leader.next_instance < leader.recovery_end {
+            return false;
+        }
+        // A promiser that compacted past our chosen prefix reported nothing
+        // below its prefix, memberships changes there included: the
+        // memberships that govern later instances (and whose quorums a
+        // read must be confirmed by) are unknown here until catch-up brings
+        // that prefix (an attack review's scenario: a leader confirmed by
+        // the old membership's quorum while the new one completed writes).
+        if leader
+            .phase1
+            .compacted
+            .values()
+            .any(|end| *end > self.learner.chosen_end)
+        {
             return false;
         }
         self.schedule
