@@ -28,41 +28,10 @@ fn heal(c: &mut Cluster, id: u32) {
     c.cut.retain(|(a, b)| *a != id && *b != id);
 }
 
+/// Delivers until quiet; only `a` campaigns, and catch-up is lost (safety
+/// must not depend on it).
 fn settle_only(c: &mut Cluster, a: u32) {
-    for _ in 0..10_000 {
-        let ids: Vec<u32> = c.r.keys().copied().collect();
-        for id in &ids {
-            c.pump(*id);
-        }
-        let mut msgs = std::mem::take(&mut c.pool);
-        if msgs.is_empty() {
-            return;
-        }
-        // The learners' promises happen to arrive before the voters'.
-        msgs.sort_by_key(|m| matches!(m.body, Body::Promise { .. }) && m.from.0 <= 3);
-        for m in msgs {
-            if matches!(m.body, Body::Prepare { .. }) && m.from.0 != a {
-                continue;
-            }
-            // Catch-up is lost (safety must not depend on it).
-            if matches!(
-                m.body,
-                Body::CatchupRequest { .. }
-                    | Body::CatchupReply { .. }
-                    | Body::SnapshotChunk { .. }
-                    | Body::SnapshotRequest { .. }
-            ) {
-                continue;
-            }
-            let (from, to) = (m.from.0, m.to.0);
-            if c.cut.contains(&(from, to)) || c.cut.contains(&(to, from)) {
-                continue;
-            }
-            if let Some(r) = c.r.get_mut(&to) {
-                r.step(m);
-            }
-        }
-    }
+    deliver_recording(c, a, false, &mut Vec::new());
 }
 
 /// Voters 1, 2, 3 and learners 4, 5; `a` is cut off while leader `b`
@@ -179,8 +148,9 @@ fn ignoring_a_compacted_prefix_of_a_future_voter_loses_a_chosen_value() {
     );
 }
 
-/// Delivers messages (over links not cut, catch-up only with `catch_up`)
-/// until quiet, recording each read `a` serves with `a`'s applied point then.
+/// Delivers messages until quiet: over links not cut, Prepares only from
+/// `a` (the one candidate), catch-up only with `catch_up`. Records each read
+/// `a` serves, with `a`'s applied point then.
 fn deliver_recording(c: &mut Cluster, a: u32, catch_up: bool, served: &mut Vec<(ReadId, u64)>) {
     for _ in 0..10_000 {
         let ids: Vec<u32> = c.r.keys().copied().collect();
@@ -203,10 +173,12 @@ fn deliver_recording(c: &mut Cluster, a: u32, catch_up: bool, served: &mut Vec<(
                 }
             }
         }
-        let msgs = std::mem::take(&mut c.pool);
+        let mut msgs = std::mem::take(&mut c.pool);
         if msgs.is_empty() {
             return;
         }
+        // The learners' promises happen to arrive before the voters'.
+        msgs.sort_by_key(|m| matches!(m.body, Body::Promise { .. }) && m.from.0 <= 3);
         for m in msgs {
             if matches!(m.body, Body::Prepare { .. }) && m.from.0 != a {
                 continue;
