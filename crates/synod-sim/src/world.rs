@@ -673,6 +673,11 @@ impl World {
             preallocate_bytes: 8 << 10,
             legacy_checkpoint_recovery: self.faults.torn_checkpoint,
         };
+        // Whoever restarts a node whose disk filled up frees space first
+        // (before opening the WAL, which may need some: recovery cuts a torn
+        // tail and may start a segment; seed 100005 on 5 nodes restarted a
+        // node on a disk still full, and its WAL could not open).
+        sim_node.disk.set_space_bytes_max(None);
         let fs: Arc<dyn Fs> = Arc::new(sim_node.disk.clone());
         let (wal, recovered) = match Wal::open_on(fs, Path::new(DATA_DIR), opts) {
             Ok(opened) => opened,
@@ -683,9 +688,6 @@ impl World {
                 return;
             }
         };
-        let sim_node = &mut self.nodes[node];
-        // Whoever restarts a node whose disk filled up frees space first.
-        sim_node.disk.set_space_bytes_max(None);
         let snapshot = recovered.snapshots.get(&GroupId(0)).cloned();
         let local_clock = self
             .faults
