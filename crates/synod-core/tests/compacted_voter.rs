@@ -44,20 +44,15 @@ fn promoted_while_a_was_away() -> (Cluster, u32, u32, u32) {
     let (a, cc) = (others[0], others[1]);
     c.write(b, "x");
     // Learners 4 and 5 join.
-    c.r.get_mut(&b)
-        .unwrap()
-        .propose_change(add(4, false), false)
-        .unwrap();
-    c.settle();
-    c.tick_all(3);
-    c.join(4, b);
-    c.r.get_mut(&b)
-        .unwrap()
-        .propose_change(add(5, false), false)
-        .unwrap();
-    c.settle();
-    c.tick_all(3);
-    c.join(5, b);
+    for id in [4, 5] {
+        c.r.get_mut(&b)
+            .unwrap()
+            .propose_change(add(id, false), false)
+            .unwrap();
+        c.settle();
+        c.tick_all(3);
+        c.join(id, b);
+    }
     c.tick_all(20);
     assert_eq!(c.chosen_end(4), c.chosen_end(b));
     assert_eq!(c.chosen_end(a), c.chosen_end(b));

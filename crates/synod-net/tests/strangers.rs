@@ -20,6 +20,31 @@ fn only(addrs: &BTreeMap<NodeId, SocketAddr>, ids: &[u32]) -> BTreeMap<NodeId, S
         .collect()
 }
 
+/// Dials `to` claiming stranger id `from`; true if the handshake is answered.
+async fn answered(to: SocketAddr, from: u32) -> bool {
+    let mut stream = TcpStream::connect(to).await.unwrap();
+    stream
+        .write_all(&hello_frame(CLUSTER, from, 1))
+        .await
+        .unwrap();
+    let mut reply = [0u8; 4 + HANDSHAKE_PAYLOAD_BYTES];
+    stream.read_exact(&mut reply).await.is_ok()
+}
+
+/// Retries [`answered`] until it holds (stranger places are given back once
+/// their connections wind down), failing the test after [`DEADLINE`].
+async fn answered_soon(to: SocketAddr, from: u32, node: &Node) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !answered(to, from).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no place for stranger {from}: {:?}",
+            node.net.stats()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// One message each way between `a` and `b`.
 async fn exchange(nodes: &mut BTreeMap<NodeId, Node>, a: NodeId, b: NodeId, instance: u64) {
     nodes[&a].net.send(message(a, b, instance)).unwrap();
@@ -140,20 +165,7 @@ async fn stranger_links_are_bounded() {
     // A closed stranger link frees its place (once its connection has
     // wound down: retried until then).
     drop(held.pop());
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let mut stream = TcpStream::connect(addrs[&one]).await.unwrap();
-        stream
-            .write_all(&hello_frame(CLUSTER, 998, 1))
-            .await
-            .unwrap();
-        let mut reply = [0u8; 4 + HANDSHAKE_PAYLOAD_BYTES];
-        if stream.read_exact(&mut reply).await.is_ok() {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no place freed");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    answered_soon(addrs[&one], 998, &node).await;
     node.net.shutdown().await;
     assert_eq!(panics(), 0, "something panicked");
 }
@@ -180,24 +192,7 @@ async fn a_stranger_whose_handshake_fails_gives_its_place_back() {
     }
     // Every one of them gone, a real stranger still gets in (retried while
     // the last handshakes wind down: a leaked place never comes back).
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let mut stream = TcpStream::connect(addrs[&one]).await.unwrap();
-        stream
-            .write_all(&hello_frame(CLUSTER, 999, 1))
-            .await
-            .unwrap();
-        let mut reply = [0u8; 4 + HANDSHAKE_PAYLOAD_BYTES];
-        if stream.read_exact(&mut reply).await.is_ok() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no place for a stranger although none is linked: {:?}",
-            node.net.stats()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    answered_soon(addrs[&one], 999, &node).await;
     // (Resets that overlapped may have been refused for want of a place
     // while the others' handshakes were in flight: that is the bound.)
     node.net.shutdown().await;
