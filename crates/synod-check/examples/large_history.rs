@@ -2,7 +2,7 @@
 //! `cargo run --release -p synod-check --example large_history [CLIENTS OPS_PER_CLIENT KEYS UNKNOWN_PER_MILLE]`
 //! (default: 10 clients x 2000 operations on 5 keys, 2% unknown outcomes).
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/all/support/mod.rs"]
 mod support;
 
 use std::time::Instant;

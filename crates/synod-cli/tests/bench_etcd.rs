@@ -3,6 +3,7 @@
 //! Built only with the `etcd` feature (`cargo test -p synod-cli --features etcd`).
 #![cfg(feature = "etcd")]
 
+#[path = "all/common/mod.rs"]
 mod common;
 
 use common::{free_addrs, run_bench};

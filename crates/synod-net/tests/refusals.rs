@@ -3,6 +3,7 @@
 //!
 //! Its own test binary, so that the captured warnings are this test's only.
 
+#[path = "all/common/mod.rs"]
 mod common;
 
 use common::*;

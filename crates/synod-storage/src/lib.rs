@@ -13,7 +13,7 @@
 //! simulator that loses, tears and reorders unsynced writes at a crash and
 //! injects `EIO` and `ENOSPC` (see `sim_fs.rs`).
 //!
-//! `tests/conformance.rs` runs the same scenarios against both and requires
+//! `tests/all/conformance.rs` runs the same scenarios against both and requires
 //! the same recovered state.
 //!
 //! Every error is fatal to the node (see [`StorageError`]); in particular an

@@ -110,7 +110,7 @@ impl Replica {
     /// peer (the accepted map is pruned only below the chosen prefix); marking
     /// that stale value as chosen would make a new leader adopt it over the
     /// real one. (Found by review: a five-node scenario, pinned in
-    /// tests/scenarios.rs.)
+    /// tests/all/scenarios.rs.)
     fn promise_entries(&self, first: InstanceId) -> (Vec<PromiseEntry>, Option<InstanceId>) {
         let mut accepted = self.acceptor.accepted.range(first..).peekable();
         let mut chosen = self.learner.chosen.range(first..).peekable();

@@ -730,7 +730,7 @@ impl Phase1 {
     /// candidate took for a learner may vote at later instances through a
     /// promotion it had not learned yet (a reviewer's scenario, in which
     /// deciding at promise time let a second value be chosen:
-    /// `tests/compacted_voter.rs`).
+    /// `tests/all/compacted_voter.rs`).
     fn compacted_by_voter(
         &self,
         membership: &crate::Membership,

@@ -1,0 +1,8 @@
+//! Every integration test of `synod-check` in one binary: one link instead of
+//! one per file (CI compiles on two cores). Each file here is a module;
+//! `crates/synod/tests/all/layout.rs` fails if one is left out.
+
+mod support;
+
+mod expiry;
+mod hand_built;

@@ -1,0 +1,124 @@
+//! `synod server --read-lease`: the leader answers GETs with no network round
+//! (counted by `synod_lease_reads_total`), and reads stay correct across a
+//! kill -9 of the leader.
+
+use crate::common;
+
+use common::Cluster;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// A counter from node `i`'s /metrics (0 if unreachable).
+fn metric(cluster: &Cluster, i: usize, name: &str) -> u64 {
+    let Ok(mut stream) = TcpStream::connect(cluster.http[i]) else {
+        return 0;
+    };
+    let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    let series = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn wait_leader(cluster: &Cluster) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(leader) = cluster.leader() {
+            return leader;
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// GET `key` through node `i`, retrying errors (no leader yet) for a while.
+fn get(cluster: &Cluster, i: usize, key: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut con = cluster.client(i);
+        match redis::cmd("GET").arg(key).query::<Option<String>>(&mut con) {
+            Ok(value) => return value,
+            Err(err) => assert!(Instant::now() < deadline, "GET failed: {err}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn set(cluster: &Cluster, i: usize, key: &str, value: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut con = cluster.client(i);
+        match redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query::<String>(&mut con)
+        {
+            Ok(_) => return,
+            Err(err) => assert!(Instant::now() < deadline, "SET failed: {err}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn lease_reads_skip_the_round_and_stay_correct_across_a_leader_kill() {
+    let mut cluster = Cluster::start(3, &["--read-lease"]);
+    let leader = wait_leader(&cluster);
+    set(&cluster, leader, "k", "v1");
+    let mut con = cluster.client(leader);
+    for _ in 0..200 {
+        let value: Option<String> = redis::cmd("GET").arg("k").query(&mut con).expect("GET");
+        assert_eq!(value.as_deref(), Some("v1"));
+    }
+    let served = metric(&cluster, leader, "synod_lease_reads_total");
+    assert!(
+        served >= 100,
+        "only {served} of 200 GETs at the leader were served by lease"
+    );
+    // A follower's read asks the leader for a read index: answered by lease.
+    let follower = (leader + 1) % 3;
+    assert_eq!(get(&cluster, follower, "k").as_deref(), Some("v1"));
+    assert!(metric(&cluster, leader, "synod_lease_reads_total") > served);
+
+    // kill -9 the leader: the survivors elect a successor once the grants
+    // run out, and no read returns the old value after the new write.
+    cluster.kill9(leader);
+    let survivors = [(leader + 1) % 3, (leader + 2) % 3];
+    set(&cluster, survivors[0], "k", "v2");
+    for _ in 0..50 {
+        for &i in &survivors {
+            assert_eq!(get(&cluster, i, "k").as_deref(), Some("v2"));
+        }
+    }
+    let new_leader = wait_leader(&cluster);
+    assert_ne!(new_leader, leader);
+    assert!(
+        metric(&cluster, new_leader, "synod_lease_reads_total") > 0,
+        "the new leader serves by lease too"
+    );
+}
+
+#[test]
+fn a_read_lease_as_long_as_the_election_timeout_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addrs = common::free_addrs(2);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
+        .args(["server", "--id", "1", "--init", "--insecure-peer-links"])
+        .args(["--peers", &format!("1={}", addrs[0])])
+        .args(["--resp", &addrs[1].to_string()])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--read-lease", "--read-lease-ms", "500"])
+        .output()
+        .expect("run synod server");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("shorter than the minimum election timeout"),
+        "{stderr}"
+    );
+}

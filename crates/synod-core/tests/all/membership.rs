@@ -1,0 +1,218 @@
+//! Membership changes, scenario by scenario, through the public API only:
+//! the α rule, learners that never count, one change at a time, removal of
+//! the leader, leadership transfer. (The simulator draws these under every
+//! fault; these pin the rules one by one.)
+
+use bytes::Bytes;
+use synod_core::*;
+
+use crate::common;
+use common::*;
+
+#[test]
+fn a_change_takes_effect_alpha_instances_later_and_idle_leaders_get_it_there() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.write(leader, "a");
+    let before = c.chosen_end(leader);
+    let next =
+        c.r.get_mut(&leader)
+            .unwrap()
+            .propose_change(add(4, false), false)
+            .expect("a valid change");
+    assert_eq!(next.epoch, 1);
+    c.settle();
+    // The change went into the next instance; without any client command
+    // the leader fills the α instances after it with no-ops.
+    let change_at = InstanceId(before);
+    let effective = InstanceId(before + RECONFIG_DELAY_INSTANCES);
+    assert!(
+        c.chosen_end(leader) >= effective.0,
+        "{}",
+        c.chosen_end(leader)
+    );
+    for id in 1..=3 {
+        let schedule = c.r[&id].schedule();
+        assert_eq!(
+            schedule.at(InstanceId(effective.0 - 1)).epoch,
+            0,
+            "node {id}"
+        );
+        assert_eq!(schedule.at(effective).epoch, 1, "node {id}");
+        assert!(matches!(
+            c.r[&id].chosen_value(change_at),
+            Some(Value::Reconfig(m)) if m.contains(NodeId(4))
+        ));
+    }
+}
+
+#[test]
+fn only_one_change_at_a_time_and_nonsense_is_refused() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    let r = c.r.get_mut(&leader).unwrap();
+    r.propose_change(add(4, true), false).expect("first");
+    assert!(matches!(
+        r.propose_change(add(5, true), false),
+        Err(ChangeError::InProgress(..))
+    ));
+    c.settle();
+    let r = c.r.get_mut(&leader).unwrap();
+    assert!(matches!(
+        r.propose_change(add(4, true), false),
+        Err(ChangeError::Membership(MembershipError::Exists(NodeId(4))))
+    ));
+    assert!(matches!(
+        r.propose_change(MembershipChange::Remove { id: NodeId(9) }, false),
+        Err(ChangeError::Membership(MembershipError::Unknown(NodeId(9))))
+    ));
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    assert!(matches!(
+        c.r.get_mut(&follower)
+            .unwrap()
+            .propose_change(add(6, true), false),
+        Err(ChangeError::NotLeader(Some(_)))
+    ));
+}
+
+#[test]
+fn a_learner_catches_up_but_never_counts_toward_a_quorum() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.write(leader, "a");
+    c.r.get_mut(&leader)
+        .unwrap()
+        .propose_change(add(4, false), false)
+        .unwrap();
+    c.settle();
+    c.join(4, leader);
+    c.tick_all(20);
+    assert_eq!(
+        c.chosen_end(4),
+        c.chosen_end(leader),
+        "the learner caught up"
+    );
+    // Cut the leader off from both other voters: with only the learner it
+    // must not choose anything.
+    let others: Vec<u32> = (1..=3).filter(|id| *id != leader).collect();
+    for other in &others {
+        c.cut.push((leader, *other));
+    }
+    let stuck_at = c.chosen_end(leader);
+    let _ =
+        c.r.get_mut(&leader)
+            .unwrap()
+            .propose(Bytes::from_static(b"b"));
+    c.settle();
+    c.tick_all(5);
+    assert_eq!(c.chosen_end(leader), stuck_at, "a learner's vote counted");
+    // A learner never campaigns either.
+    c.cut.clear();
+    for other in &others {
+        c.cut.push((4, *other));
+        c.cut.push((leader, *other));
+    }
+    c.tick_all(400);
+    assert_ne!(c.r[&4].status().role, RoleKind::Leader);
+    assert_ne!(c.r[&4].status().role, RoleKind::Candidate);
+}
+
+#[test]
+fn removing_the_leader_hands_leadership_over_and_shuts_it_out() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.write(leader, "a");
+    c.r.get_mut(&leader)
+        .unwrap()
+        .propose_change(MembershipChange::Remove { id: NodeId(leader) }, false)
+        .unwrap();
+    c.settle();
+    c.tick_all(50);
+    let new_leader = c.elect();
+    assert_ne!(new_leader, leader, "the removed leader handed over");
+    c.write(new_leader, "b");
+    let after = c.chosen_end(new_leader);
+    // The removed node knows it was removed and never campaigns again.
+    assert!(c.r[&leader].schedule().latest().was_removed(NodeId(leader)));
+    for _ in 0..400 {
+        c.r.get_mut(&leader).unwrap().tick();
+        c.settle();
+        assert_eq!(c.r[&leader].status().role, RoleKind::Follower);
+    }
+    // Once the membership before is forgotten (compaction), its messages
+    // are refused at the door: a forged Prepare from it is counted.
+    let refused_before = c.r[&new_leader].refusals().get(Refusal::NonMember);
+    c.r.get_mut(&new_leader).unwrap().step(Message {
+        group: GroupId(0),
+        from: NodeId(9),
+        to: NodeId(new_leader),
+        body: Body::Prepare {
+            ballot: Ballot {
+                round: 1000,
+                node: NodeId(9),
+            },
+            first_instance: InstanceId(0),
+        },
+    });
+    assert_eq!(
+        c.r[&new_leader].refusals().get(Refusal::NonMember),
+        refused_before + 1,
+        "a stranger's prepare is refused"
+    );
+    c.write(new_leader, "c");
+    assert!(c.chosen_end(new_leader) > after);
+}
+
+#[test]
+fn leadership_transfer_goes_to_the_named_voter_without_an_election_timeout() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.write(leader, "a");
+    let to = (1..=3).find(|id| *id != leader).unwrap();
+    c.r.get_mut(&leader)
+        .unwrap()
+        .transfer_leadership(NodeId(to))
+        .expect("a voter");
+    // A heartbeat round (for the target's progress) and the hand-over: a
+    // few ticks, far below an election timeout (30 ticks by default).
+    for _ in 0..5 {
+        if c.leader() == Some(to) {
+            break;
+        }
+        c.tick_all(1);
+    }
+    assert_eq!(c.leader(), Some(to));
+    c.write(to, "b");
+    assert!(matches!(
+        c.r.get_mut(&to).unwrap().transfer_leadership(NodeId(9)),
+        Err(ChangeError::BadTarget(NodeId(9), _))
+    ));
+}
+
+#[test]
+fn memberships_survive_in_snapshots_and_checkpoints() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.r.get_mut(&leader)
+        .unwrap()
+        .propose_change(add(4, false), false)
+        .unwrap();
+    c.settle();
+    let r = &c.r[&leader];
+    let point = r.status().applied_end;
+    let schedule = r.schedule_at(point);
+    assert!(schedule.latest().contains(NodeId(4)));
+    // A replica recovered from a snapshot at `point` (no log) knows node 4.
+    let snapshot = Snapshot {
+        meta: SnapshotMeta {
+            applied_end: point,
+            checksum: r.status().checksum,
+        },
+        memberships: Some(schedule),
+        data: Bytes::new(),
+    };
+    let cfg = Config::new(NodeId(2), vec![NodeId(1), NodeId(2), NodeId(3)]);
+    let recovered = Replica::recover(cfg, Some(snapshot), std::iter::empty()).unwrap();
+    assert!(recovered.schedule().latest().contains(NodeId(4)));
+    assert_eq!(recovered.membership().epoch, 1);
+}

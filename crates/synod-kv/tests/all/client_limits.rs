@@ -1,0 +1,340 @@
+//! The RESP port under abuse (issue 13): each limit on what one client, or
+//! all of them, may make the server hold, driven over raw sockets against a
+//! node in this process. Each test says what the old code did.
+
+use crate::resp_cluster;
+
+use resp_cluster::{cluster, error, info_field, ok, wait_for_count, Client};
+use std::time::Duration;
+use synod_resp::Reply;
+
+const PASSWORD: &str = "s3cret";
+
+/// Before AUTH, a 60 MB argument is refused on its `$` header with Redis'
+/// words and the connection closed: nothing of it is buffered. (Before, it
+/// was buffered whole, then answered NOAUTH: ten such clients held 620 MB.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_big_bulk_is_refused_on_its_header() {
+    let c = cluster(1, |cfg| cfg.password = Some(PASSWORD.into()), None).await;
+    let mut client = Client::connect(c.resp[0]).await;
+    // Only the header and a few bytes of the payload: the reply must come
+    // without the rest (the old code waited for all 60 MB).
+    client
+        .send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$60000000\r\nxxxx")
+        .await
+        .expect("send");
+    assert_eq!(
+        client.reply().await,
+        Some(error("ERR Protocol error: unauthenticated bulk length"))
+    );
+    assert!(client.closed().await);
+    let mut client = Client::connect(c.resp[0]).await;
+    client.send_raw(b"*11\r\n").await.expect("send");
+    assert_eq!(
+        client.reply().await,
+        Some(error(
+            "ERR Protocol error: unauthenticated multibulk length"
+        ))
+    );
+    assert!(client.closed().await);
+    wait_for_count(
+        c.resp[0],
+        Some(PASSWORD),
+        "client_unauthenticated_limit_disconnections",
+        2,
+    )
+    .await;
+    // Once authenticated, the same shapes are ordinary requests.
+    let mut client = Client::connect(c.resp[0]).await;
+    assert_eq!(
+        client.call(&[b"AUTH", PASSWORD.as_bytes()]).await,
+        Some(ok())
+    );
+    let big = vec![b'v'; 20_000];
+    assert_eq!(client.call(&[b"SET", b"k", &big]).await, Some(ok()));
+    let many: Vec<&[u8]> = [&b"MSET"[..]]
+        .into_iter()
+        .chain(std::iter::repeat_n(&b"a"[..], 12))
+        .collect();
+    assert_eq!(client.call(&many).await, Some(ok()));
+}
+
+/// An argument longer than the value limit is refused from its declared
+/// length, before its payload arrives, with Redis' proto-max-bulk-len
+/// error. (Before, it was buffered whole and then refused.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_over_the_limit_is_refused_from_its_declared_length() {
+    let c = cluster(1, |cfg| cfg.value_bytes_max = 1 << 20, None).await;
+    let mut client = Client::connect(c.resp[0]).await;
+    client
+        .send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048577\r\n")
+        .await
+        .expect("send");
+    assert_eq!(
+        client.reply().await,
+        Some(error("ERR Protocol error: invalid bulk length"))
+    );
+    assert!(client.closed().await);
+    // At the limit, it is a value like any other.
+    let mut client = Client::connect(c.resp[0]).await;
+    let value = vec![b'v'; 1 << 20];
+    assert_eq!(client.call(&[b"SET", b"k", &value]).await, Some(ok()));
+    assert_eq!(
+        client.call(&[b"STRLEN", b"k"]).await,
+        Some(Reply::Integer(1 << 20))
+    );
+}
+
+/// A request larger than the client's query-buffer limit is refused on the
+/// header that makes it so, and counted as a query-buffer disconnection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_query_buffer_limit_closes_the_client() {
+    let c = cluster(1, |cfg| cfg.query_buffer_bytes_max = 256 << 10, None).await;
+    let mut client = Client::connect(c.resp[0]).await;
+    // Two 200 KiB values: each fits the value limit, not both the buffer.
+    let value = vec![b'v'; 200 << 10];
+    let mut request = b"*5\r\n$4\r\nMSET\r\n$1\r\na\r\n".to_vec();
+    request.extend_from_slice(format!("${}\r\n", value.len()).as_bytes());
+    request.extend_from_slice(&value);
+    request.extend_from_slice(b"\r\n$1\r\nb\r\n");
+    request.extend_from_slice(format!("${}\r\n", value.len()).as_bytes());
+    client.send_raw(&request).await.expect("send");
+    let Some(Reply::Error(text)) = client.reply().await else {
+        panic!("an error reply");
+    };
+    assert!(
+        text.starts_with("ERR Protocol error: too big request"),
+        "{text}"
+    );
+    assert!(client.closed().await);
+    wait_for_count(
+        c.resp[0],
+        None,
+        "client_query_buffer_limit_disconnections",
+        1,
+    )
+    .await;
+}
+
+/// Many clients each holding a large partial request: past the global cap
+/// the ones growing their buffers are closed, and a small client is still
+/// served. (Before, there was no global cap: 40 clients held 2.4 GB.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_query_buffer_cap_closes_big_clients_and_serves_small_ones() {
+    let c = cluster(1, |cfg| cfg.query_buffer_total_bytes_max = 4 << 20, None).await;
+    let chunk = vec![b'v'; 1 << 20];
+    let mut big = Vec::new();
+    for _ in 0..8 {
+        let mut client = Client::connect(c.resp[0]).await;
+        // A 10 MB value of which 2 MiB are sent.
+        client
+            .send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10000000\r\n")
+            .await
+            .expect("send");
+        for _ in 0..2 {
+            // The server may already have closed this client.
+            let _ = client.send_raw(&chunk).await;
+        }
+        big.push(client);
+    }
+    wait_for_count(
+        c.resp[0],
+        None,
+        "client_query_buffer_total_limit_disconnections",
+        4,
+    )
+    .await;
+    let mut small = Client::connect(c.resp[0]).await;
+    assert_eq!(small.call(&[b"SET", b"small", b"1"]).await, Some(ok()));
+    assert_eq!(
+        small.call(&[b"GET", b"small"]).await,
+        Some(Reply::Bulk("1".into()))
+    );
+    drop(big);
+}
+
+/// Past --max-clients, a connection gets Redis' error and is closed, and
+/// INFO counts it as `rejected_connections`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn excess_clients_are_refused_and_counted() {
+    let c = cluster(1, |cfg| cfg.clients_max = 3, None).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut client = Client::connect(c.resp[0]).await;
+        assert_eq!(
+            client.call(&[b"PING"]).await,
+            Some(Reply::Simple("PONG".into()))
+        );
+        held.push(client);
+    }
+    let mut excess = Client::connect(c.resp[0]).await;
+    assert_eq!(
+        excess.reply().await,
+        Some(error("ERR max number of clients reached"))
+    );
+    assert!(excess.closed().await);
+    // INFO through a held connection (a new one would be refused too).
+    let Some(Reply::Bulk(text) | Reply::Verbatim(text)) = held[0].call(&[b"INFO", b"stats"]).await
+    else {
+        panic!("INFO answers text");
+    };
+    let text = String::from_utf8_lossy(&text).into_owned();
+    assert!(text.contains("rejected_connections:1\r\n"), "{text}");
+    // CONFIG GET reports the limit in force (it said 10000 whatever it was).
+    assert_eq!(
+        held[0].call(&[b"CONFIG", b"GET", b"maxclients"]).await,
+        Some(Reply::Array(vec![
+            Reply::Bulk("maxclients".into()),
+            Reply::Bulk("3".into())
+        ]))
+    );
+    drop(held);
+    // The slots come back.
+    wait_for_count(c.resp[0], None, "total_connections_received", 5).await;
+}
+
+/// With an idle timeout, a client that sends nothing is closed and counted;
+/// one that keeps talking is not. (Before, there was no timeout.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_clients_are_closed_after_the_timeout() {
+    let c = cluster(
+        1,
+        |cfg| cfg.idle_timeout = Some(Duration::from_millis(300)),
+        None,
+    )
+    .await;
+    let mut idle = Client::connect(c.resp[0]).await;
+    let mut busy = Client::connect(c.resp[0]).await;
+    for _ in 0..8 {
+        assert_eq!(
+            busy.call(&[b"PING"]).await,
+            Some(Reply::Simple("PONG".into()))
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(idle.closed().await);
+    assert_eq!(
+        busy.call(&[b"PING"]).await,
+        Some(Reply::Simple("PONG".into()))
+    );
+    let closed = info_field(c.resp[0], None, "client_idle_timeout_disconnections").await;
+    assert!(closed >= 1, "{closed}");
+}
+
+/// Replies past the output limit close the client rather than pile up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_over_the_output_limit_close_the_client() {
+    let c = cluster(1, |cfg| cfg.output_buffer_bytes_max = 256 << 10, None).await;
+    let mut client = Client::connect(c.resp[0]).await;
+    let value = vec![b'v'; 100 << 10];
+    assert_eq!(client.call(&[b"SET", b"k", &value]).await, Some(ok()));
+    // One GET fits; five pipelined (500 KiB of replies) do not.
+    assert_eq!(
+        client.call(&[b"GET", b"k"]).await,
+        Some(Reply::Bulk(value.clone().into()))
+    );
+    let mut pipeline = Vec::new();
+    for _ in 0..5 {
+        pipeline.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    }
+    client.send_raw(&pipeline).await.expect("send");
+    assert!(client.closed().await);
+    wait_for_count(
+        c.resp[0],
+        None,
+        "client_output_buffer_limit_disconnections",
+        1,
+    )
+    .await;
+}
+
+/// SETRANGE past --max-value-bytes is refused before proposing, with
+/// Redis' proto-max-bulk-len words; within it, and with an empty patch, it
+/// runs. (Before, `SETRANGE big 536870900 x` made every replica allocate
+/// 512 MB, whatever the value limit.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setrange_past_the_value_limit_is_refused() {
+    let c = cluster(1, |cfg| cfg.value_bytes_max = 1 << 20, None).await;
+    let mut client = Client::connect(c.resp[0]).await;
+    let too_long = Some(error(
+        "ERR string exceeds maximum allowed size (proto-max-bulk-len)",
+    ));
+    assert_eq!(
+        client
+            .call(&[b"SETRANGE", b"big", b"536870900", b"x"])
+            .await,
+        too_long
+    );
+    assert_eq!(
+        client.call(&[b"SETRANGE", b"big", b"1048575", b"xy"]).await,
+        too_long
+    );
+    assert_eq!(
+        client.call(&[b"EXISTS", b"big"]).await,
+        Some(Reply::Integer(0))
+    );
+    // In a transaction, refused when queued: EXEC aborts.
+    assert_eq!(client.call(&[b"MULTI"]).await, Some(ok()));
+    assert_eq!(
+        client.call(&[b"SETRANGE", b"big", b"2000000", b"x"]).await,
+        too_long
+    );
+    assert!(matches!(
+        client.call(&[b"EXEC"]).await,
+        Some(Reply::Error(e)) if e.starts_with("EXECABORT")
+    ));
+    assert_eq!(
+        client.call(&[b"SETRANGE", b"big", b"1048575", b"x"]).await,
+        Some(Reply::Integer(1 << 20))
+    );
+    assert_eq!(
+        client.call(&[b"SETRANGE", b"big", b"536870900", b""]).await,
+        Some(Reply::Integer(1 << 20))
+    );
+}
+
+/// With a password set, a client that has not authenticated within
+/// `auth_timeout` is closed and counted, even with no idle timeout and
+/// while it keeps sending pre-AUTH commands; one that authenticated in time
+/// stays. (Before, unauthenticated idle sockets held client slots forever:
+/// 10,000 from one process locked every client out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_do_not_authenticate_in_time_are_closed() {
+    let c = cluster(
+        1,
+        |cfg| {
+            cfg.password = Some(PASSWORD.into());
+            cfg.auth_timeout = Duration::from_millis(1000);
+        },
+        None,
+    )
+    .await;
+    let mut silent = Client::connect(c.resp[0]).await;
+    let mut chatty = Client::connect(c.resp[0]).await;
+    let mut authed = Client::connect(c.resp[0]).await;
+    assert_eq!(
+        authed.call(&[b"AUTH", PASSWORD.as_bytes()]).await,
+        Some(ok())
+    );
+    // PINGs before AUTH do not extend the deadline.
+    for _ in 0..3 {
+        assert_eq!(
+            chatty.call(&[b"PING"]).await,
+            Some(Reply::Simple("PONG".into()))
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(silent.closed().await);
+    assert!(chatty.closed().await);
+    wait_for_count(
+        c.resp[0],
+        Some(PASSWORD),
+        "client_auth_timeout_disconnections",
+        2,
+    )
+    .await;
+    assert_eq!(
+        authed.call(&[b"PING"]).await,
+        Some(Reply::Simple("PONG".into()))
+    );
+}

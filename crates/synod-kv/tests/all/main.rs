@@ -1,0 +1,33 @@
+//! Every integration test of `synod-kv` in one binary: one link instead of
+//! one per file (CI compiles on two cores). Each file here is a module;
+//! `crates/synod/tests/all/layout.rs` fails if one is left out.
+
+mod common;
+mod resp_cluster;
+
+mod acl;
+mod bits_keys;
+mod client_limits;
+mod client_tls;
+mod codec;
+mod collections;
+mod exec;
+mod expiry;
+mod hash_bounds;
+mod hostile_commands;
+mod keys;
+mod limits;
+mod lists_hashes;
+mod maxmemory_flag;
+mod memory;
+mod scan;
+mod sets;
+mod snapshot;
+mod strings;
+mod table;
+mod time_reads;
+mod transactions_bounded;
+mod ttl_clock;
+mod watch;
+mod watch_resp;
+mod zsets;

@@ -1,0 +1,128 @@
+//! Which reads depend on the time (`Store::command_depends_on_time`): those
+//! the runtime sends through the log instead of answering by read index.
+//! Each case also checks the claim it relies on: a read said not to depend on
+//! the time answers the same at every time.
+
+use crate::common;
+
+use common::*;
+use synod::StateMachine;
+use synod_kv::{parse, KvCommand};
+
+fn command(line: &str) -> KvCommand {
+    parse(&args(line)).expect("valid command")
+}
+
+/// Times far apart, before and after every expiry the cases set.
+const TIMES: [u64; 4] = [1_000, 1_500, 10_000, u64::MAX / 2];
+
+fn depends(h: &Harness, line: &str) -> bool {
+    let command = command(line);
+    let typed = h.store.command_depends_on_time(&command);
+    assert_eq!(
+        h.store.query_depends_on_time(&command.encode()),
+        typed,
+        "{line}: the byte and typed forms disagree"
+    );
+    // RANDOMKEY's pick is seeded by the instance and the time; any live key
+    // is a correct answer, and which keys are live does not depend on the
+    // time here.
+    if !typed && line != "RANDOMKEY" {
+        let first = h.query(TIMES[0], line);
+        for time in TIMES {
+            assert_eq!(h.query(time, line), first, "{line} changed at {time}");
+        }
+    }
+    typed
+}
+
+#[test]
+fn keys_without_expiry_do_not_depend_on_the_time() {
+    let mut h = Harness::new();
+    h.run(1_000, "SET s v");
+    h.run(1_000, "HSET h f v");
+    h.run(1_000, "RPUSH l a b");
+    for line in [
+        "GET s",
+        "GET missing",
+        "MGET s missing",
+        "EXISTS s h l missing",
+        "STRLEN s",
+        "GETRANGE s 0 -1",
+        "TTL s",
+        "PTTL missing",
+        "TYPE h",
+        "HGET h f",
+        "HGETALL h",
+        "HLEN h",
+        "HEXISTS h f",
+        "LRANGE l 0 -1",
+        "LLEN l",
+        "KEYS *",
+        "SCAN 0",
+        "DBSIZE",
+        "RANDOMKEY",
+    ] {
+        assert!(!depends(&h, line), "{line}");
+    }
+}
+
+#[test]
+fn reads_touching_a_key_with_expiry_depend_on_the_time() {
+    let mut h = Harness::new();
+    h.run(1_000, "SET s v");
+    h.run(1_000, "SET t v PX 1000");
+    h.run(1_000, "HSET h f v");
+    h.run(1_000, "PEXPIRE h 1000");
+    for line in [
+        "GET t",
+        "MGET s t",
+        "EXISTS s t",
+        "STRLEN t",
+        "GETRANGE t 0 -1",
+        "TTL t",
+        "PTTL t",
+        "TYPE t",
+        "HGET h f",
+        "HGETALL h",
+        "HLEN h",
+        "HEXISTS h f",
+        // Keyspace-wide reads count every key.
+        "KEYS *",
+        "SCAN 0",
+        "DBSIZE",
+        "RANDOMKEY",
+    ] {
+        assert!(depends(&h, line), "{line}");
+    }
+    // Other keys stay on the fast path.
+    assert!(!depends(&h, "GET s"));
+    assert!(!depends(&h, "MGET s missing"));
+    // A transaction of reads depends on the time if any of its reads does.
+    let exec = |lines: &[&str]| KvCommand::Exec(lines.iter().map(|l| command(l)).collect());
+    assert!(h.store.command_depends_on_time(&exec(&["GET s", "GET t"])));
+    assert!(!h.store.command_depends_on_time(&exec(&["GET s", "LLEN s"])));
+}
+
+#[test]
+fn an_expired_key_not_yet_purged_still_depends_on_the_time() {
+    let mut h = Harness::new();
+    h.run(1_000, "SET t v PX 10");
+    // Expired at log time 1010 but still stored: whether a read sees it
+    // depends on the time it is given.
+    assert!(depends(&h, "GET t"));
+    assert_eq!(h.query(1_005, "GET t"), bulk("v"));
+    assert_eq!(h.query(1_010, "GET t"), null());
+    // PERSIST takes the expiry away: no longer time-dependent.
+    h.run(1_005, "PERSIST t");
+    assert!(!depends(&h, "GET t"));
+    assert!(!depends(&h, "DBSIZE"));
+}
+
+#[test]
+fn writes_and_undecodable_bytes_do_not_depend_on_the_time() {
+    let mut h = Harness::new();
+    h.run(1_000, "SET t v PX 1000");
+    assert!(!h.store.command_depends_on_time(&command("SET t w")));
+    assert!(!h.store.query_depends_on_time(b"\xffnot a command"));
+}

@@ -1,0 +1,204 @@
+//! Expiry on a real cluster whose nodes' wall clocks disagree (issue 12,
+//! item 5): three in-process nodes (WAL on disk, TCP on loopback) running
+//! the KV store, each with its own injected wall clock.
+//!
+//! Every scenario writes a key with a 10-minute TTL and then reads it on
+//! different nodes with no write of that key in between. A linearizable
+//! history can show the value and then nil (the key expired meanwhile), never
+//! nil and then the value. The clocks are offsets from the system clock set
+//! by the test, so the outcome does not depend on how fast the machine is
+//! (each scenario takes well under the 10 minutes of the TTL).
+
+use crate::common;
+
+use bytes::Bytes;
+use common::{args, bulk, null, ok};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use synod::{Node, NodeConfig, NodeId, RequestError, WallClock};
+use synod_kv::{decode_reply, parse, Store};
+use synod_resp::Reply;
+
+const HOUR_MS: i64 = 3_600_000;
+
+fn free_peers(n: u32) -> BTreeMap<NodeId, SocketAddr> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (NodeId(i as u32 + 1), l.local_addr().expect("addr")))
+        .collect()
+}
+
+/// The system clock plus an offset the test may change at any time (a skew
+/// from the start, or an NTP-like step later).
+fn offset_clock(offset_ms: Arc<AtomicI64>) -> WallClock {
+    WallClock::from_fn(move || {
+        let system = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        (system + offset_ms.load(Relaxed)).max(0) as u64
+    })
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    /// Clock offset of node `i + 1`.
+    offsets: Vec<Arc<AtomicI64>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Three nodes; node `i + 1`'s clock starts `start_offsets_ms[i]` ahead.
+    async fn start(start_offsets_ms: [i64; 3], tweak: impl Fn(&mut NodeConfig)) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let peers = free_peers(3);
+        let mut nodes = Vec::new();
+        let mut offsets = Vec::new();
+        for id in 1..=3u32 {
+            let offset = Arc::new(AtomicI64::new(start_offsets_ms[id as usize - 1]));
+            let mut cfg =
+                NodeConfig::new(NodeId(id), peers.clone(), dir.path().join(format!("n{id}")))
+                    .expect("member");
+            cfg.bootstrap = synod::Bootstrap::New;
+            cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
+            cfg.request_timeout = Duration::from_secs(10);
+            cfg.wall_clock = offset_clock(Arc::clone(&offset));
+            tweak(&mut cfg);
+            nodes.push(Node::start(cfg, Store::new()).await.expect("node starts"));
+            offsets.push(offset);
+        }
+        Cluster {
+            nodes,
+            offsets,
+            _dir: dir,
+        }
+    }
+
+    /// Runs one command line on node `id` the way the RESP front end does
+    /// (reads by `Node::read`, everything else by `Node::propose`), retrying
+    /// while a leader is being elected.
+    async fn run(&self, id: usize, line: &str) -> Reply {
+        let command = parse(&args(line)).expect("valid command");
+        let node = &self.nodes[id - 1];
+        for _ in 0..10 {
+            let bytes: Bytes = command.encode();
+            let result = if command.is_read() {
+                node.read(bytes).await
+            } else {
+                node.propose(bytes).await
+            };
+            match result {
+                Ok(output) => return decode_reply(&output).expect("reply decodes"),
+                Err(RequestError::Timeout(_)) => continue,
+                Err(err) => panic!("{line} on node {id}: {err}"),
+            }
+        }
+        panic!("{line} on node {id}: no answer after 10 attempts");
+    }
+
+    async fn shutdown(self) {
+        for node in &self.nodes {
+            node.shutdown().await;
+        }
+    }
+
+    /// Steps node `id`'s wall clock by `delta_ms`.
+    fn step_clock(&self, id: usize, delta_ms: i64) {
+        self.offsets[id - 1].fetch_add(delta_ms, Relaxed);
+    }
+}
+
+/// Node 2's clock is an hour ahead from the start. On the old read path node
+/// 2 answered GET with its own clock (nil) and node 1 with its own (the
+/// value): nil, then the value, with no write in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_a_ttl_key_on_skewed_nodes_are_linearizable() {
+    let cluster = Cluster::start([0, HOUR_MS, 0], |_| {}).await;
+    assert_eq!(cluster.run(1, "SET k v PX 600000").await, ok());
+    let on_fast_node = cluster.run(2, "GET k").await;
+    let then_on_node_1 = cluster.run(1, "GET k").await;
+    let then_on_node_3 = cluster.run(3, "GET k").await;
+    assert!(
+        !(on_fast_node == null() && then_on_node_1 == bulk("v")),
+        "GET k answered nil on node 2 and then v on node 1: not linearizable"
+    );
+    assert!(
+        !(then_on_node_1 == null() && then_on_node_3 == bulk("v")),
+        "GET k answered nil on node 1 and then v on node 3: not linearizable"
+    );
+    cluster.shutdown().await;
+}
+
+/// Every clock is right at the start; then node 2's steps an hour ahead (a
+/// bad NTP step) and node 2 takes a write. Before the fix its stamp moved the
+/// log clock an hour ahead, and the next apply purged every key with a TTL
+/// under an hour, on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_that_jumps_ahead_cannot_expire_keys() {
+    let cluster = Cluster::start([0, 0, 0], |_| {}).await;
+    assert_eq!(cluster.run(1, "SET k v PX 600000").await, ok());
+    cluster.step_clock(2, HOUR_MS);
+    assert_eq!(cluster.run(2, "SET other x").await, ok());
+    assert_eq!(cluster.run(1, "GET k").await, bulk("v"));
+    assert_eq!(cluster.run(2, "GET k").await, bulk("v"));
+    assert_eq!(cluster.run(3, "GET k").await, bulk("v"));
+    match cluster.run(1, "PTTL k").await {
+        Reply::Integer(left) => assert!(
+            (1..=600_000).contains(&left),
+            "PTTL {left} after node 2's clock jumped"
+        ),
+        other => panic!("PTTL k: {other:?}"),
+    }
+    cluster.shutdown().await;
+}
+
+/// Reads of keys without a TTL keep the read-index path (no log instance);
+/// a read of a key with one goes through the log, also on a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_reads_that_depend_on_the_time_go_through_the_log() {
+    let cluster = Cluster::start([0, 0, 0], |_| {}).await;
+    assert_eq!(cluster.run(1, "SET plain p").await, ok());
+    for id in 1..=3 {
+        assert_eq!(cluster.run(id, "GET plain").await, bulk("p"));
+        assert_eq!(cluster.run(id, "TTL plain").await, Reply::Integer(-1));
+        assert_eq!(cluster.run(id, "DBSIZE").await, Reply::Integer(1));
+    }
+    for node in &cluster.nodes {
+        assert_eq!(node.metrics().reads_through_log.load(Relaxed), 0);
+    }
+    assert_eq!(cluster.run(1, "SET k v PX 600000").await, ok());
+    for id in 1..=3 {
+        assert_eq!(cluster.run(id, "GET plain").await, bulk("p"));
+        assert_eq!(cluster.run(id, "GET k").await, bulk("v"));
+        assert_eq!(cluster.run(id, "DBSIZE").await, Reply::Integer(2));
+        let node = &cluster.nodes[id - 1];
+        assert_eq!(
+            node.metrics().reads_through_log.load(Relaxed),
+            2,
+            "node {id}: GET k and DBSIZE went through the log, GET plain did not"
+        );
+    }
+    cluster.shutdown().await;
+}
+
+/// The negative control (`NodeConfig::local_clock_reads`, the first
+/// release's read path) shows the defect the first test guards against: the
+/// same history is not linearizable with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_clock_reads_negative_control_is_not_linearizable() {
+    let cluster = Cluster::start([0, HOUR_MS, 0], |cfg| cfg.local_clock_reads = true).await;
+    assert_eq!(cluster.run(1, "SET k v PX 600000").await, ok());
+    assert_eq!(
+        cluster.run(2, "GET k").await,
+        null(),
+        "node 2's clock is ahead"
+    );
+    assert_eq!(cluster.run(1, "GET k").await, bulk("v"), "node 1's is not");
+    cluster.shutdown().await;
+}

@@ -1,0 +1,13 @@
+//! Every integration test of `synod` in one binary: one link instead of
+//! one per file (CI compiles on two cores). Each file here is a module;
+//! `crates/synod/tests/all/layout.rs` fails if one is left out.
+
+mod admin;
+mod cluster;
+mod fatal;
+mod layout;
+mod limits;
+mod membership;
+mod off_loop_panics;
+mod snapshot_off_loop;
+mod state_digest;
