@@ -56,6 +56,26 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A watched transaction over keys that never expire (`validate` refuses
+/// histories where they do), on a store where none is expiring.
+fn watched_case() -> impl Strategy<Value = (BTreeMap<Key, Entry>, Op)> {
+    let present = prop_oneof![Just(None), value().prop_map(|v| Some(Entry::Present(v)))];
+    let step = single().prop_filter("no time to live", |op| !matches!(op, Op::PutTtl { .. }));
+    (
+        (present.clone(), present),
+        prop::collection::vec((key(), prop::option::of(value())), 0..3),
+        prop::collection::vec(step, 0..4),
+    )
+        .prop_map(|((a, b), watched, ops)| {
+            let store = KEYS
+                .iter()
+                .zip([a, b])
+                .filter_map(|(key, entry)| Some((key.to_vec(), entry?)))
+                .collect();
+            (store, Op::WatchedTxn { watched, ops })
+        })
+}
+
 fn entry() -> impl Strategy<Value = Option<Entry>> {
     prop_oneof![
         Just(None),
@@ -150,6 +170,7 @@ fn wrong_outcomes(allowed: &[Outcome]) -> Vec<Outcome> {
         Outcome::Value(None),
         Outcome::Value(Some(b"ab".to_vec())),
         Outcome::Value(Some(b"x".to_vec())),
+        Outcome::Aborted,
     ];
     candidates
         .into_iter()
@@ -157,72 +178,109 @@ fn wrong_outcomes(allowed: &[Outcome]) -> Vec<Outcome> {
         .collect()
 }
 
+/// The compiled form accepts exactly the outcomes the reference gives for
+/// `op` on `store`, reaching a dominating reference successor with each.
+fn observed_outcomes_agree_on(store: &BTreeMap<Key, Entry>, op: &Op) -> Result<(), TestCaseError> {
+    let state = to_state(store);
+    let successors = reference(store, op);
+    let outcomes: Vec<Outcome> = successors.iter().map(|(o, _)| o.clone()).collect();
+    for (outcome, _) in &successors {
+        let Some(Some(next)) = compiled(&state, op, outcome, 0) else {
+            panic!("{op:?} on {store:?}: compiled refuses {outcome:?}");
+        };
+        let next = to_store(&next);
+        let same_outcome: Vec<_> = successors.iter().filter(|(o, _)| o == outcome).collect();
+        prop_assert!(
+            same_outcome.iter().any(|(_, s)| *s == next),
+            "{op:?} on {store:?} -> {outcome:?}: compiled {next:?} not a reference successor"
+        );
+        for (_, s) in &same_outcome {
+            prop_assert!(
+                dominates(&next, s),
+                "{op:?} on {store:?}: {next:?} vs {s:?}"
+            );
+        }
+        prop_assert!(compiled(&state, op, outcome, 1).is_none());
+    }
+    let mut probes = wrong_outcomes(&outcomes);
+    // In a transaction, one step's outcome at a time.
+    for outcome in &outcomes {
+        if let Outcome::Txn(steps) = outcome {
+            for i in 0..steps.len() {
+                for wrong in wrong_outcomes(&[]) {
+                    let mut steps = steps.clone();
+                    steps[i] = wrong;
+                    let probe = Outcome::Txn(steps);
+                    if !outcomes.contains(&probe) {
+                        probes.push(probe);
+                    }
+                }
+            }
+        }
+    }
+    for wrong in probes {
+        prop_assert!(
+            matches!(compiled(&state, op, &wrong, 0), Some(None)),
+            "{op:?} on {store:?}: compiled accepts {wrong:?}, reference gives {outcomes:?}"
+        );
+    }
+    Ok(())
+}
+
+/// With an unknown outcome, the compiled branches reach only reference
+/// successors and dominate each of them.
+fn unknown_outcomes_agree_on(store: &BTreeMap<Key, Entry>, op: &Op) -> Result<(), TestCaseError> {
+    let state = to_state(store);
+    let successors: Vec<_> = reference(store, op).into_iter().map(|(_, s)| s).collect();
+    let branches: Vec<_> = (0..)
+        .map_while(|branch| compiled(&state, op, &Outcome::Unknown, branch))
+        .map(|next| next.map(|next| to_store(&next)))
+        .collect();
+    for next in &branches {
+        let Some(next) = next else {
+            panic!("{op:?} on {store:?}: an unknown outcome mismatched");
+        };
+        prop_assert!(successors.contains(next), "{op:?} on {store:?}: {next:?}");
+    }
+    for s in &successors {
+        prop_assert!(
+            branches.iter().flatten().any(|next| dominates(next, s)),
+            "{op:?} on {store:?}: nothing dominates {s:?} among {branches:?}"
+        );
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
     fn observed_outcomes_agree(store in store(), op in op()) {
-        let state = to_state(&store);
-        let successors = reference(&store, &op);
-        let outcomes: Vec<Outcome> = successors.iter().map(|(o, _)| o.clone()).collect();
-        for (outcome, _) in &successors {
-            let Some(Some(next)) = compiled(&state, &op, outcome, 0) else {
-                panic!("{op:?} on {store:?}: compiled refuses {outcome:?}");
-            };
-            let next = to_store(&next);
-            let same_outcome: Vec<_> = successors.iter().filter(|(o, _)| o == outcome).collect();
-            prop_assert!(
-                same_outcome.iter().any(|(_, s)| *s == next),
-                "{op:?} on {store:?} -> {outcome:?}: compiled {next:?} not a reference successor"
-            );
-            for (_, s) in &same_outcome {
-                prop_assert!(dominates(&next, s), "{op:?} on {store:?}: {next:?} vs {s:?}");
-            }
-            prop_assert!(compiled(&state, &op, outcome, 1).is_none());
-        }
-        let mut probes = wrong_outcomes(&outcomes);
-        // In a transaction, one step's outcome at a time.
-        for outcome in &outcomes {
-            if let Outcome::Txn(steps) = outcome {
-                for i in 0..steps.len() {
-                    for wrong in wrong_outcomes(&[]) {
-                        let mut steps = steps.clone();
-                        steps[i] = wrong;
-                        let probe = Outcome::Txn(steps);
-                        if !outcomes.contains(&probe) {
-                            probes.push(probe);
-                        }
-                    }
-                }
-            }
-        }
-        for wrong in probes {
-            prop_assert!(
-                matches!(compiled(&state, &op, &wrong, 0), Some(None)),
-                "{op:?} on {store:?}: compiled accepts {wrong:?}, reference gives {outcomes:?}"
-            );
-        }
+        observed_outcomes_agree_on(&store, &op)?;
     }
 
     #[test]
     fn unknown_outcomes_agree(store in store(), op in op()) {
-        let state = to_state(&store);
-        let successors: Vec<_> = reference(&store, &op).into_iter().map(|(_, s)| s).collect();
-        let branches: Vec<_> = (0..)
-            .map_while(|branch| compiled(&state, &op, &Outcome::Unknown, branch))
-            .map(|next| next.map(|next| to_store(&next)))
-            .collect();
-        for next in &branches {
-            let Some(next) = next else {
-                panic!("{op:?} on {store:?}: an unknown outcome mismatched");
-            };
-            prop_assert!(successors.contains(next), "{op:?} on {store:?}: {next:?}");
-        }
-        for s in &successors {
-            prop_assert!(
-                branches.iter().flatten().any(|next| dominates(next, s)),
-                "{op:?} on {store:?}: nothing dominates {s:?} among {branches:?}"
-            );
+        unknown_outcomes_agree_on(&store, &op)?;
+    }
+
+    #[test]
+    fn watched_transactions_agree((store, op) in watched_case()) {
+        observed_outcomes_agree_on(&store, &op)?;
+        unknown_outcomes_agree_on(&store, &op)?;
+        // An aborted transaction must not be taken for one that ran.
+        let Op::WatchedTxn { ops, .. } = &op else {
+            unreachable!("watched_case makes watched transactions");
+        };
+        let allowed: Vec<Outcome> = reference(&store, &op).into_iter().map(|(o, _)| o).collect();
+        let unguarded = Op::Txn { ops: ops.clone() };
+        for (ran, _) in reference(&store, &unguarded) {
+            if !allowed.contains(&ran) {
+                prop_assert!(
+                    matches!(compiled(&to_state(&store), &op, &ran, 0), Some(None)),
+                    "{op:?} on {store:?}: compiled accepts {ran:?}, reference gives {allowed:?}"
+                );
+            }
         }
     }
 

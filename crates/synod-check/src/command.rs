@@ -166,6 +166,9 @@ impl Ret {
 #[derive(Debug)]
 pub(crate) struct Command<'h> {
     steps: Vec<Step<'h>>,
+    /// A watched transaction's condition: each watched key's slot and the
+    /// value its `WATCH` read. The steps run only if every one still holds.
+    guards: Vec<(usize, Option<Bytes>)>,
     txn: bool,
     read_only: bool,
     /// The most forks a run can meet: the distinct keys it appends to or
@@ -202,10 +205,13 @@ impl<'h> Command<'h> {
         op: &'h Op,
         index: &impl Fn(&[u8]) -> Option<usize>,
     ) -> Option<Command<'h>> {
-        let (ops, txn) = match op {
-            Op::Txn { ops } => (ops.as_slice(), true),
-            single => (std::slice::from_ref(single), false),
-        };
+        let txn = matches!(op, Op::Txn { .. } | Op::WatchedTxn { .. });
+        let ops = op.steps();
+        let guards = op
+            .watched()
+            .iter()
+            .map(|(key, seen)| Some((index(key)?, seen.as_deref().map(Rc::from))))
+            .collect::<Option<Vec<_>>>()?;
         let mut steps = Vec::with_capacity(ops.len());
         for op in ops {
             steps.push(match op {
@@ -216,7 +222,7 @@ impl<'h> Command<'h> {
                 Op::Delete { key } => Step::Delete(index(key)?),
                 Op::Append { key, value } => Step::Append(index(key)?, value),
                 Op::Incr { key, by } => Step::Incr(index(key)?, *by),
-                Op::Txn { .. } => Step::Refused,
+                Op::Txn { .. } | Op::WatchedTxn { .. } => Step::Refused,
             });
         }
         let read_only = steps
@@ -231,6 +237,7 @@ impl<'h> Command<'h> {
         fork_slots.dedup();
         Some(Command {
             steps,
+            guards,
             txn,
             read_only,
             forks_max: u32::try_from(fork_slots.len()).unwrap_or(u32::MAX),
@@ -260,6 +267,22 @@ impl<'h> Command<'h> {
     /// Runs branch `branch` of the command on `state` and compares each answer
     /// with `observed` ([`Outcome::Unknown`] accepts anything).
     pub(crate) fn run(&self, state: &[Slot], observed: &Outcome, branch: u32) -> Run {
+        if !self.guards_hold(state) {
+            // Aborted: nothing ran. Unobserved, "it ran" is impossible from
+            // this state and "it never happened" is the search's own choice.
+            return match (observed, branch) {
+                (_, 1..) => Run::NoSuchBranch,
+                (Outcome::Aborted | Outcome::Unknown, 0) => Run::Same,
+                (_, 0) => Run::Mismatch,
+            };
+        }
+        if *observed == Outcome::Aborted {
+            return if branch == 0 {
+                Run::Mismatch
+            } else {
+                Run::NoSuchBranch
+            };
+        }
         let expected: &[Outcome] = match (observed, self.txn) {
             (Outcome::Unknown, _) => &[],
             (Outcome::Txn(outcomes), true) => outcomes,
@@ -282,6 +305,20 @@ impl<'h> Command<'h> {
             Ok(next) if *next == *state => Run::Same,
             Ok(next) => Run::Changed(next),
         }
+    }
+
+    /// Whether a watched transaction's condition holds in `state` (always
+    /// for any other command). A watched key never expires: `validate`
+    /// refuses histories that set one with a time to live.
+    fn guards_hold(&self, state: &[Slot]) -> bool {
+        self.guards.iter().all(|(key, seen)| {
+            let slot = state.get(*key);
+            debug_assert!(
+                !slot.is_some_and(Slot::is_expiring),
+                "a watched key expires"
+            );
+            slot.and_then(Slot::value) == seen.as_ref()
+        })
     }
 
     fn touches_expiring(&self, state: &[Slot]) -> bool {
@@ -398,6 +435,9 @@ impl<'h> Command<'h> {
     /// with no observation (an unknown outcome), and the state after; `None`
     /// if there is no such branch.
     pub(crate) fn outcome(&self, state: &[Slot], branch: u32) -> Option<(Outcome, State)> {
+        if !self.guards_hold(state) {
+            return (branch == 0).then(|| (Outcome::Aborted, state.into()));
+        }
         let mut rets = Vec::with_capacity(self.steps.len());
         let next = self
             .execute(state, &[], true, branch, Some(&mut rets))

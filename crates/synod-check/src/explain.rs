@@ -34,20 +34,18 @@ struct ShowOp<'a>(&'a Op);
 impl fmt::Display for ShowOp<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Op::Txn { ops } => {
-                write!(f, "TXN [")?;
-                for (i, op) in ops.iter().enumerate() {
-                    if i > 0 {
-                        write!(f, "; ")?;
-                    }
-                    match op {
-                        // Not recursing: nesting depth comes from the input.
-                        Op::Txn { ops } => write!(f, "TXN [{} ops]", ops.len())?,
-                        single => write!(f, "{}", ShowOp(single))?,
+            Op::WatchedTxn { watched, ops } => {
+                write!(f, "WATCH")?;
+                for (key, seen) in watched {
+                    match seen {
+                        Some(value) => write!(f, " {}={}", Bytes(key), Bytes(value))?,
+                        None => write!(f, " {}=nil", Bytes(key))?,
                     }
                 }
-                write!(f, "]")
+                write!(f, " ")?;
+                write_txn(f, ops)
             }
+            Op::Txn { ops } => write_txn(f, ops),
             Op::Get { key } => write!(f, "GET {}", Bytes(key)),
             Op::Put { key, value } => write!(f, "PUT {} {}", Bytes(key), Bytes(value)),
             Op::PutTtl { key, value } => write!(f, "SET {} {} PX", Bytes(key), Bytes(value)),
@@ -57,6 +55,22 @@ impl fmt::Display for ShowOp<'_> {
             Op::Incr { key, by } => write!(f, "INCR {} by {by}", Bytes(key)),
         }
     }
+}
+
+/// Writes a transaction's operations as `TXN [op; op]`.
+fn write_txn(f: &mut fmt::Formatter<'_>, ops: &[Op]) -> fmt::Result {
+    write!(f, "TXN [")?;
+    for (i, op) in ops.iter().enumerate() {
+        if i > 0 {
+            write!(f, "; ")?;
+        }
+        match op {
+            // Not recursing: nesting depth comes from the input.
+            Op::Txn { ops } | Op::WatchedTxn { ops, .. } => write!(f, "TXN [{} ops]", ops.len())?,
+            single => write!(f, "{}", ShowOp(single))?,
+        }
+    }
+    write!(f, "]")
 }
 
 /// Displays an outcome, e.g. `"v"`, `nil`, `OK`.
@@ -85,6 +99,7 @@ impl fmt::Display for ShowOutcome<'_> {
             Outcome::Int(n) => write!(f, "{n}"),
             Outcome::Error => write!(f, "ERR"),
             Outcome::Unknown => write!(f, "unknown"),
+            Outcome::Aborted => write!(f, "aborted (nil)"),
         }
     }
 }

@@ -93,6 +93,22 @@
 //! A witness ([`check_with_witness`]) is verified as if no key ever expired,
 //! so a history where a key is seen to expire falls back to the search.
 //!
+//! # Watched transactions
+//!
+//! Redis aborts `EXEC` when a watched key was written (even with the same
+//! value), deleted or expired since `WATCH`. A history does not show writes
+//! as events of their own, only operations, so [`Op::WatchedTxn`] states the
+//! condition by value: it runs iff every watched key holds, when it takes
+//! effect, the value its `WATCH` read. The two agree exactly when a watched
+//! key's value never comes back: the `WATCH` read value `v` at some point
+//! `p`, and if no value repeats, "the value is `v` again at the `EXEC`"
+//! holds iff nothing wrote the key in between. So the checker refuses (as
+//! [`Verdict::Undetermined`]) a history in which a key a watched transaction
+//! touches is ever set with a time to live (it could vanish and come back
+//! absent), deleted, incremented, appended an empty value, or written twice
+//! with the same value ([`Op::Put`], [`Op::PutGet`]). Appends of non-empty
+//! values only grow a value, so they never repeat one.
+//!
 //! # Real-time order
 //!
 //! Operation `a` precedes `b` iff `a.complete < b.invoke`; equal times count
@@ -189,10 +205,22 @@ pub enum Op {
         /// The operations, in the order they apply.
         ops: Vec<Op>,
     },
+    /// `WATCH` then `MULTI`/`EXEC`: the client read each watched key's value
+    /// (its `WATCH`, recorded as a [`Op::Get`] of its own); the transaction
+    /// runs like a [`Op::Txn`] if every watched key still holds the value
+    /// read, and otherwise does nothing and returns [`Outcome::Aborted`].
+    /// See "Watched transactions" in the crate docs for why comparing values
+    /// checks "not written since", and the histories that needs.
+    WatchedTxn {
+        /// Each watched key and the value its `WATCH` read (`None`: absent).
+        watched: Vec<(Key, Option<Value>)>,
+        /// The operations, in the order they apply.
+        ops: Vec<Op>,
+    },
 }
 
 impl Op {
-    /// The key of a single-key operation; `None` for a [`Op::Txn`].
+    /// The key of a single-key operation; `None` for a transaction.
     pub fn key(&self) -> Option<&Key> {
         match self {
             Op::Get { key }
@@ -202,7 +230,25 @@ impl Op {
             | Op::Delete { key }
             | Op::Append { key, .. }
             | Op::Incr { key, .. } => Some(key),
-            Op::Txn { .. } => None,
+            Op::Txn { .. } | Op::WatchedTxn { .. } => None,
+        }
+    }
+
+    /// The operations of a transaction, in order; the operation itself
+    /// otherwise.
+    pub fn steps(&self) -> &[Op] {
+        match self {
+            Op::Txn { ops } | Op::WatchedTxn { ops, .. } => ops,
+            single => std::slice::from_ref(single),
+        }
+    }
+
+    /// The keys a [`Op::WatchedTxn`] watches, with the values read; empty
+    /// for any other operation.
+    pub fn watched(&self) -> &[(Key, Option<Value>)] {
+        match self {
+            Op::WatchedTxn { watched, .. } => watched,
+            _ => &[],
         }
     }
 }
@@ -221,8 +267,12 @@ pub enum Outcome {
     /// A deterministic error (an [`Op::Incr`] on a non-integer or one that
     /// overflows): the operation happened but changed nothing.
     Error,
-    /// One outcome per operation of an [`Op::Txn`].
+    /// One outcome per operation of an [`Op::Txn`] or of a
+    /// [`Op::WatchedTxn`] that ran.
     Txn(Vec<Outcome>),
+    /// A [`Op::WatchedTxn`] found a watched key changed and did nothing
+    /// (`EXEC`'s nil).
+    Aborted,
     /// The client does not know whether the operation took effect (timeout,
     /// lost connection, crash). It may have taken effect at any time after
     /// its invocation, or never.

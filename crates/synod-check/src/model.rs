@@ -72,10 +72,17 @@ pub fn parse_int(bytes: &[u8]) -> Option<i64> {
 /// ```
 pub fn apply(store: &mut BTreeMap<Key, Value>, op: &Op) -> Outcome {
     match op {
-        Op::Txn { ops } => Outcome::Txn(
+        Op::WatchedTxn { watched, .. }
+            if watched
+                .iter()
+                .any(|(key, seen)| store.get(key) != seen.as_ref()) =>
+        {
+            Outcome::Aborted
+        }
+        Op::Txn { ops } | Op::WatchedTxn { ops, .. } => Outcome::Txn(
             ops.iter()
                 .map(|op| match op {
-                    Op::Txn { .. } => Outcome::Error,
+                    Op::Txn { .. } | Op::WatchedTxn { .. } => Outcome::Error,
                     single => apply_single(store, single),
                 })
                 .collect(),
@@ -111,7 +118,7 @@ fn apply_single(store: &mut BTreeMap<Key, Value>, op: &Op) -> Outcome {
                 None => Outcome::Error,
             }
         }
-        Op::Txn { .. } => Outcome::Error,
+        Op::Txn { .. } | Op::WatchedTxn { .. } => Outcome::Error,
     }
 }
 
@@ -183,10 +190,17 @@ pub fn apply_with_expiry(
         }
     }
     match op {
-        Op::Txn { ops } => Outcome::Txn(
+        Op::WatchedTxn { watched, .. }
+            if watched
+                .iter()
+                .any(|(key, seen)| store.get(key).map(Entry::value) != seen.as_ref()) =>
+        {
+            Outcome::Aborted
+        }
+        Op::Txn { ops } | Op::WatchedTxn { ops, .. } => Outcome::Txn(
             ops.iter()
                 .map(|op| match op {
-                    Op::Txn { .. } => Outcome::Error,
+                    Op::Txn { .. } | Op::WatchedTxn { .. } => Outcome::Error,
                     single => apply_single_with_expiry(store, single),
                 })
                 .collect(),
@@ -214,7 +228,11 @@ fn apply_single_with_expiry(store: &mut BTreeMap<Key, Entry>, op: &Op) -> Outcom
     let expiring = match op {
         Op::PutTtl { .. } => true,
         Op::Put { .. } | Op::PutGet { .. } | Op::Delete { .. } => false,
-        Op::Get { .. } | Op::Append { .. } | Op::Incr { .. } | Op::Txn { .. } => expiring,
+        Op::Get { .. }
+        | Op::Append { .. }
+        | Op::Incr { .. }
+        | Op::Txn { .. }
+        | Op::WatchedTxn { .. } => expiring,
     };
     if let Some(value) = one.remove(key) {
         let entry = if expiring {

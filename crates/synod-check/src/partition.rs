@@ -20,23 +20,20 @@ pub(crate) struct Partition<'h> {
 }
 
 /// The keys an operation may change or observe (a nested transaction does
-/// neither).
+/// neither; a watched transaction observes its watched keys).
 fn keys(op: &Op) -> impl Iterator<Item = &[u8]> {
-    let ops = match op {
-        Op::Txn { ops } => ops.as_slice(),
-        single => std::slice::from_ref(single),
-    };
-    ops.iter().filter_map(|op| op.key().map(Vec::as_slice))
+    op.watched().iter().map(|(key, _)| key.as_slice()).chain(
+        op.steps()
+            .iter()
+            .filter_map(|op| op.key().map(Vec::as_slice)),
+    )
 }
 
 /// Whether `op` can never change the state.
 fn read_only(op: &Op) -> bool {
-    match op {
-        Op::Txn { ops } => ops
-            .iter()
-            .all(|op| matches!(op, Op::Get { .. } | Op::Txn { .. })),
-        single => matches!(single, Op::Get { .. }),
-    }
+    op.steps()
+        .iter()
+        .all(|op| matches!(op, Op::Get { .. } | Op::Txn { .. } | Op::WatchedTxn { .. }))
 }
 
 /// Whether the search can ignore `operation`: an unknown outcome that cannot

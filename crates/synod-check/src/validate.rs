@@ -6,6 +6,7 @@
 
 use crate::explain::Describe;
 use crate::{Op, Operation, Outcome};
+use std::collections::HashMap;
 
 /// The most operations a history may hold: operation indices are stored in
 /// 31 bits inside the search.
@@ -35,6 +36,67 @@ pub(crate) fn validate(history: &[Operation]) -> Result<(), String> {
             ));
         }
     }
+    watched_values_never_repeat(history)
+}
+
+/// A watched transaction is checked by value (see "Watched transactions" in
+/// the crate docs), which stands for "not written since the `WATCH`" only if
+/// a key it touches never gets a value back. Refuses a history in which such
+/// a key is set with a time to live, deleted or incremented, or in which the
+/// values put or appended to it are not prefix-free (no one a prefix of
+/// another, nor equal). Why that suffices: without deletion or expiry a key
+/// is absent only before its first write; after that its value is the last
+/// value put (or, before any put, the first value appended) followed by what
+/// was appended since, so it only grows until the next put, and two values
+/// from different puts differ within their first, prefix-free part.
+fn watched_values_never_repeat(history: &[Operation]) -> Result<(), String> {
+    let mut written: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
+    for operation in history {
+        if let Op::WatchedTxn { watched, ops } = &operation.op {
+            let keys = watched.iter().map(|(key, _)| key);
+            for key in keys.chain(ops.iter().filter_map(Op::key)) {
+                written.entry(key.as_slice()).or_default();
+            }
+        }
+    }
+    if written.is_empty() {
+        return Ok(());
+    }
+    for (index, operation) in history.iter().enumerate() {
+        for op in operation.op.steps() {
+            let Some(values) = op.key().and_then(|key| written.get_mut(key.as_slice())) else {
+                continue;
+            };
+            match op {
+                Op::Put { value, .. } | Op::PutGet { value, .. } | Op::Append { value, .. } => {
+                    values.push(value)
+                }
+                Op::PutTtl { .. } | Op::Delete { .. } | Op::Incr { .. } => {
+                    return Err(format!(
+                        "operation #{index} expires, deletes or increments a key a watched \
+                         transaction touches, so the transaction's check by value is not \
+                         exact: {}",
+                        Describe(operation)
+                    ))
+                }
+                Op::Get { .. } | Op::Txn { .. } | Op::WatchedTxn { .. } => {}
+            }
+        }
+    }
+    for (key, values) in &mut written {
+        values.sort_unstable();
+        // Sorted, a value that is a prefix of another is a prefix of the
+        // next one.
+        if let Some(pair) = values.windows(2).find(|pair| pair[1].starts_with(pair[0])) {
+            return Err(format!(
+                "the values written to {:?}, a key a watched transaction touches, are not \
+                 prefix-free ({:?} and {:?}), so the transaction's check by value is not exact",
+                String::from_utf8_lossy(key),
+                String::from_utf8_lossy(pair[0]),
+                String::from_utf8_lossy(pair[1])
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -42,10 +104,11 @@ pub(crate) fn validate(history: &[Operation]) -> Result<(), String> {
 fn shape_fits(op: &Op, outcome: &Outcome) -> bool {
     match (op, outcome) {
         (_, Outcome::Unknown) => true,
-        (Op::Txn { ops }, Outcome::Txn(outcomes)) => {
+        (Op::WatchedTxn { .. }, Outcome::Aborted) => true,
+        (Op::Txn { ops } | Op::WatchedTxn { ops, .. }, Outcome::Txn(outcomes)) => {
             ops.len() == outcomes.len()
                 && ops.iter().zip(outcomes).all(|(op, outcome)| match op {
-                    Op::Txn { .. } => *outcome == Outcome::Error,
+                    Op::Txn { .. } | Op::WatchedTxn { .. } => *outcome == Outcome::Error,
                     single => *outcome != Outcome::Unknown && shape_fits(single, outcome),
                 })
         }

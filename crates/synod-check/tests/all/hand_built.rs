@@ -452,3 +452,92 @@ mod witness {
         );
     }
 }
+
+fn watched_txn(watched: &[(&str, Option<&str>)], ops: Vec<Op>) -> Op {
+    Op::WatchedTxn {
+        watched: watched.iter().map(|(k, v)| (key(k), v.map(key))).collect(),
+        ops,
+    }
+}
+
+/// Client 1 watches `k` (reads "a"), client 2 writes it, then client 1's
+/// EXEC: it must abort, and running it is a violation.
+#[test]
+fn a_watched_transaction_after_a_write_must_abort() {
+    let ran = |outcome| {
+        vec![
+            at(1, put("k", "a;"), Outcome::Ok, 0, 5),
+            at(1, get("k"), value("a;"), 10, 15),
+            at(2, put("k", "b;"), Outcome::Ok, 20, 25),
+            at(
+                1,
+                watched_txn(&[("k", Some("a;"))], vec![put("x", "1;")]),
+                outcome,
+                30,
+                35,
+            ),
+            at(2, get("x"), Outcome::Value(None), 40, 45),
+        ]
+    };
+    let explanation = assert_not_linearizable(&ran(Outcome::Txn(vec![Outcome::Ok])));
+    assert!(explanation.contains("WATCH \"k\"=\"a;\""), "{explanation}");
+    assert_linearizable(&ran(Outcome::Aborted));
+}
+
+/// Nothing wrote `k` between the WATCH and the EXEC: it must run, and an
+/// abort is a violation. A write that completed in between forces the abort;
+/// one concurrent with the EXEC allows either.
+#[test]
+fn a_watched_transaction_without_a_write_must_run() {
+    let history = |outcome, write: (u64, u64)| {
+        vec![
+            at(1, put("k", "a;"), Outcome::Ok, 0, 5),
+            at(1, get("k"), value("a;"), 10, 15),
+            at(
+                1,
+                watched_txn(&[("k", Some("a;"))], vec![get("k")]),
+                outcome,
+                30,
+                35,
+            ),
+            at(2, put("k", "b;"), Outcome::Ok, write.0, write.1),
+        ]
+    };
+    let ran = || Outcome::Txn(vec![value("a;")]);
+    assert_not_linearizable(&history(Outcome::Aborted, (50, 55)));
+    assert_linearizable(&history(ran(), (50, 55)));
+    assert_linearizable(&history(Outcome::Aborted, (12, 17)));
+    assert_not_linearizable(&history(ran(), (12, 17)));
+    assert_linearizable(&history(Outcome::Aborted, (12, 40)));
+    assert_linearizable(&history(ran(), (12, 40)));
+    // Unknown: it may have run before the write, or never.
+    assert_linearizable(&history(Outcome::Unknown, (12, 17)));
+}
+
+/// A value that can come back makes the check by value inexact: refused.
+#[test]
+fn watched_keys_whose_values_may_repeat_are_refused() {
+    let watched = at(
+        1,
+        watched_txn(&[("k", None)], vec![]),
+        Outcome::Aborted,
+        30,
+        35,
+    );
+    for (op, why) in [
+        (put("k", "a;"), "not prefix-free"),
+        (append("k", "a"), "not prefix-free"),
+        (incr("k", 1), "increments"),
+        (Op::Delete { key: key("k") }, "deletes"),
+    ] {
+        let history = [
+            at(2, put("k", "a;"), Outcome::Ok, 0, 5),
+            at(2, op, Outcome::Unknown, 10, 15),
+            watched.clone(),
+        ];
+        match verdict(&history) {
+            Verdict::Undetermined { reason } => assert!(reason.contains(why), "{reason}"),
+            other => panic!("expected undetermined, got {other}"),
+        }
+    }
+}
