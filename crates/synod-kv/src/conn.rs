@@ -8,7 +8,7 @@ use crate::command::KvCommand;
 use crate::members::{is_member_command, parse_member, MemberCommand};
 use crate::server::{execute, parse_data, Shared};
 use crate::table::command_table;
-use crate::watch::{Stamp, WatchedKey};
+use crate::watch::WatchedKey;
 use bytes::Bytes;
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -199,35 +199,10 @@ impl Conn {
         let KvCommand::Watch { keys } = command else {
             return Reply::error("ERR internal error: not a WATCH");
         };
-        let Reply::Array(tokens) = reply else {
-            return match reply {
-                error @ Reply::Error(_) => error,
-                _ => Reply::error("ERR internal error: bad WATCH reply"),
-            };
+        let read = match WatchedKey::read_all(keys, reply) {
+            Ok(read) => read,
+            Err(error) => return error,
         };
-        if tokens.len() != keys.len() {
-            return Reply::error("ERR internal error: bad WATCH reply");
-        }
-        let mut read = Vec::with_capacity(keys.len());
-        for (key, token) in keys.iter().zip(tokens) {
-            match token {
-                Reply::Array(fields) => match fields.as_slice() {
-                    [Reply::Integer(live), Reply::Integer(instance), Reply::Integer(sequence)] => {
-                        read.push(WatchedKey {
-                            key: key.clone(),
-                            live: *live != 0,
-                            // The store sent all 64 bits with `as`.
-                            stamp: Stamp {
-                                instance: *instance as u64,
-                                sequence: *sequence as u64,
-                            },
-                        })
-                    }
-                    _ => return Reply::error("ERR internal error: bad WATCH reply"),
-                },
-                _ => return Reply::error("ERR internal error: bad WATCH reply"),
-            }
-        }
         let max = self.shared.node.command_bytes_max() / 2;
         for watched in read {
             if self.watched.contains_key(&watched.key) {

@@ -55,6 +55,7 @@
 
 use bytes::Bytes;
 use imbl::{OrdMap, OrdSet};
+use synod_resp::Reply;
 
 /// Most tombstones kept (see the module docs).
 pub const TOMBSTONES_MAX: usize = 65_536;
@@ -106,6 +107,41 @@ pub struct WatchedKey {
     pub live: bool,
     /// Its stamp when live; the read's point of the log when not.
     pub stamp: Stamp,
+}
+
+impl WatchedKey {
+    /// What a WATCH read of `keys` says (the store's reply to a
+    /// [`crate::KvCommand::Watch`]: one `[live, stamp instance, stamp
+    /// sequence]` per key), or the reply to give the client instead (the
+    /// store's error, or an internal error for a reply of another shape).
+    pub fn read_all(keys: &[Bytes], reply: Reply) -> Result<Vec<WatchedKey>, Reply> {
+        let bad = || Reply::error("ERR internal error: bad WATCH reply");
+        let tokens = match reply {
+            Reply::Array(tokens) if tokens.len() == keys.len() => tokens,
+            error @ Reply::Error(_) => return Err(error),
+            _ => return Err(bad()),
+        };
+        keys.iter()
+            .zip(tokens)
+            .map(|(key, token)| match token {
+                Reply::Array(fields) => match fields.as_slice() {
+                    [Reply::Integer(live), Reply::Integer(instance), Reply::Integer(sequence)] => {
+                        Ok(WatchedKey {
+                            key: key.clone(),
+                            live: *live != 0,
+                            // The store sent all 64 bits with `as`.
+                            stamp: Stamp {
+                                instance: *instance as u64,
+                                sequence: *sequence as u64,
+                            },
+                        })
+                    }
+                    _ => Err(bad()),
+                },
+                _ => Err(bad()),
+            })
+            .collect()
+    }
 }
 
 /// The stamps of removed entries (see the module docs), bounded.

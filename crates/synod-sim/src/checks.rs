@@ -233,7 +233,7 @@ impl World {
     fn check_liveness(&mut self) {
         const LATENCY_US_MAX: u64 = 5_000_000;
         let mut found = Vec::new();
-        for client in 1..=self.params.clients as u64 {
+        for client in 1..=self.clients.len() as u64 {
             let after_heal: Vec<_> = self
                 .history
                 .iter()

@@ -3,6 +3,7 @@
 //! and recording every operation for the linearizability checker.
 
 use crate::kv::{encode, KvCommand, SimAnswer, LONG_TTL_MS};
+use synod_kv::watch::WatchedKey;
 
 /// Longest short TTL a `SET .. PX` sets (ms of log time).
 const SHORT_TTL_MS_MAX: u32 = 400;
@@ -23,6 +24,12 @@ pub(crate) struct Client {
     /// Invalidates wake-ups scheduled for an earlier attempt.
     token: u64,
     current: Option<InFlight>,
+    /// A watch client (see `Params::watch_clients`): its operations are on
+    /// keys of its own and drawn from a stream of their own.
+    watch: bool,
+    /// What its last WATCH read returned (key, value, synod-kv's token): its
+    /// next operation is the transaction that WATCH guards.
+    watched: Option<(Vec<u8>, Option<Vec<u8>>, WatchedKey)>,
 }
 
 /// The operation a client waits for.
@@ -51,14 +58,23 @@ impl Client {
 
 impl World {
     pub(crate) fn init_clients(&mut self) {
-        for i in 0..self.params.clients {
+        for i in 0..self.params.clients + self.params.watch_clients {
+            let watch = i >= self.params.clients;
             self.clients.push(Client {
                 id: i as u64 + 1,
                 seq: 0,
                 token: 0,
                 current: None,
+                watch,
+                watched: None,
             });
-            let at = self.rng.gen_range(0..50_000);
+            // Watch clients draw from their own stream, so that the others
+            // run as they did before watch clients existed.
+            let at = if watch {
+                self.watch_rng.gen_range(0..50_000)
+            } else {
+                self.rng.gen_range(0..50_000)
+            };
             self.schedule(
                 at,
                 Event::ClientWake {
@@ -93,6 +109,10 @@ impl World {
     }
 
     fn start_operation(&mut self, client: usize) {
+        if self.clients[client].watch {
+            self.start_watch_operation(client);
+            return;
+        }
         let key = vec![b'k', b'0' + self.rng.gen_range(0..self.params.keys) as u8];
         let c = &mut self.clients[client];
         c.seq += 1;
@@ -129,11 +149,57 @@ impl World {
             op: op.clone(),
             ttl_ms,
             attempt: 0,
+            watch_read: false,
+            tokens: Vec::new(),
         };
         let by_index =
             matches!(op, Op::Get { .. }) && self.read_rng.gen_bool(self.params.read_index_share);
+        self.begin(client, command, by_index);
+    }
+
+    /// A watch client's next operation, on the keys `w0` and `w1`: the
+    /// transaction its last WATCH guards, or a WATCH read, a GET, a PUT or
+    /// an APPEND. Every value written is `id.seq.n;`, so the values of a key
+    /// are prefix-free, as the checker's check of WATCH by value needs.
+    fn start_watch_operation(&mut self, client: usize) {
+        let rng = &mut self.watch_rng;
+        let c = &mut self.clients[client];
+        c.seq += 1;
+        let (id, seq) = (c.id, c.seq);
+        let mut command = KvCommand {
+            client: id,
+            seq,
+            op: watch_step(rng, id, seq, 0),
+            ttl_ms: 0,
+            attempt: 0,
+            watch_read: false,
+            tokens: Vec::new(),
+        };
+        let mut by_index = matches!(command.op, Op::Get { .. }) && rng.gen_bool(0.5);
+        if let Some((key, value, token)) = c.watched.take() {
+            let steps = rng.gen_range(1..=2);
+            let ops = (0..steps).map(|n| watch_step(rng, id, seq, n)).collect();
+            command.op = Op::WatchedTxn {
+                watched: vec![(key, value)],
+                ops,
+            };
+            command.tokens = vec![token];
+            by_index = false;
+        } else if rng.gen_bool(0.4) {
+            // A WATCH: the read path, and the transaction next.
+            let key = format!("w{}", rng.gen_range(0..2)).into_bytes();
+            command.op = Op::Get { key };
+            command.watch_read = true;
+            by_index = true;
+        }
+        self.begin(client, command, by_index);
+    }
+
+    /// Starts `command` as the client's current operation.
+    fn begin(&mut self, client: usize, command: KvCommand, by_index: bool) {
+        let seq = command.seq;
         self.clients[client].current = Some(InFlight {
-            op,
+            op: command.op.clone(),
             command,
             seq,
             attempt: 0,
@@ -158,7 +224,11 @@ impl World {
             return;
         };
         let stale_key = match &in_flight.op {
-            Op::Get { key } if self.faults.stale_read && self.nodes[node].replica().is_some() => {
+            Op::Get { key }
+                if self.faults.stale_read
+                    && !in_flight.command.watch_read
+                    && self.nodes[node].replica().is_some() =>
+            {
                 Some(key.clone())
             }
             _ => None,
@@ -316,15 +386,16 @@ impl World {
                 self.finish(client, outcome);
             }
             Some(SimAnswer::Read { point, value }) => {
-                let absent = value.is_none();
-                self.finish(client, Outcome::Value(value));
-                let index = self.history.len() - 1;
-                if absent {
-                    self.read_found_absent.insert(index);
-                }
-                self.index_reads.push((point, self.now_us, index));
-                self.read_points
-                    .insert(index, (point, token.attempt, token.seq));
+                self.finish_read(client, token, point, value);
+            }
+            Some(SimAnswer::Watched {
+                point,
+                value,
+                token: watched,
+            }) => {
+                let key = watched.key.to_vec();
+                self.finish_read(client, token, point, value.clone());
+                self.clients[client].watched = Some((key, value, watched));
             }
             // Reported by the state machine already (a violation).
             Some(SimAnswer::Broken) => self.retry_soon(client),
@@ -338,6 +409,20 @@ impl World {
                 self.retry_soon(client);
             }
         }
+    }
+
+    /// A read answered at `point` finishes the client's operation (for the
+    /// checks that place reads in the log's order).
+    fn finish_read(&mut self, client: usize, token: Token, point: u64, value: Option<Vec<u8>>) {
+        let absent = value.is_none();
+        self.finish(client, Outcome::Value(value));
+        let index = self.history.len() - 1;
+        if absent {
+            self.read_found_absent.insert(index);
+        }
+        self.index_reads.push((point, self.now_us, index));
+        self.read_points
+            .insert(index, (point, token.attempt, token.seq));
     }
 
     /// A node crashed: its clients lose their connection.
@@ -405,5 +490,17 @@ impl World {
         let token = self.clients[client].token;
         let think = self.rng.gen_range(0..=self.params.think_us_max);
         self.schedule(self.now_us + think, Event::ClientWake { client, token });
+    }
+}
+
+/// One GET, PUT or APPEND of a watch client on `w0` or `w1`, writing
+/// `id.seq.n;`.
+fn watch_step(rng: &mut impl Rng, id: u64, seq: u64, n: usize) -> Op {
+    let key = format!("w{}", rng.gen_range(0..2)).into_bytes();
+    let value = format!("{id}.{seq}.{n};").into_bytes();
+    match rng.gen_range(0..3) {
+        0 => Op::Get { key },
+        1 => Op::Put { key, value },
+        _ => Op::Append { key, value },
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use synod::{ApplyContext, StateMachine};
 use synod_check::{Op, Outcome};
 use synod_core::InstanceId;
+use synod_kv::watch::{Stamp, WatchedKey};
 use synod_kv::{SetCondition, SetExpiry, Store};
 use synod_resp::Reply;
 
@@ -30,64 +31,149 @@ pub struct KvCommand {
     /// the node's runtime applied one request twice (its session table
     /// failed). Not part of the client's exactly-once rule.
     pub attempt: u32,
+    /// An `Op::Get` that is a `WATCH` read: answered with synod-kv's token
+    /// for the key as well as its value ([`SimAnswer::Watched`]).
+    pub watch_read: bool,
+    /// For an `Op::WatchedTxn`: what its `WATCH` read of each watched key
+    /// returned (synod-kv's tokens, in the order of `watched`); the
+    /// transaction sends them to be checked at apply time, as the server's
+    /// `EXEC` does.
+    pub tokens: Vec<WatchedKey>,
 }
 
 const KIND_GET: u8 = 1;
 const KIND_PUT: u8 = 2;
 const KIND_APPEND: u8 = 3;
 const KIND_PUT_TTL: u8 = 4;
+/// A `WATCH` read: laid out as a `GET`.
+const KIND_WATCH_READ: u8 = 5;
+/// A watched transaction: the watched keys with their values and tokens,
+/// then the operations, each as a kind, a key and a value.
+const KIND_WATCHED_TXN: u8 = 6;
 
-/// Encodes a command. Only the single-key operations the simulator's clients
-/// issue are supported.
+/// Encodes a command. Only the operations the simulator's clients issue are
+/// supported: single-key GET, PUT, APPEND and SET .. PX, and watched
+/// transactions of GET, PUT and APPEND.
 pub fn encode(command: &KvCommand) -> Bytes {
     let mut buf = BytesMut::with_capacity(32);
     buf.put_u64_le(command.client);
     buf.put_u64_le(command.seq);
     buf.put_u32_le(command.attempt);
-    let (kind, key, value): (u8, &[u8], &[u8]) = match &command.op {
+    if let Op::WatchedTxn { watched, ops } = &command.op {
+        buf.put_u8(KIND_WATCHED_TXN);
+        buf.put_u32_le(command.ttl_ms);
+        buf.put_u8(watched.len() as u8);
+        for ((key, value), token) in watched.iter().zip(&command.tokens) {
+            put_short(&mut buf, key);
+            buf.put_u8(u8::from(value.is_some()));
+            put_short(&mut buf, value.as_deref().unwrap_or_default());
+            buf.put_u8(u8::from(token.live));
+            buf.put_u64_le(token.stamp.instance);
+            buf.put_u64_le(token.stamp.sequence);
+        }
+        buf.put_u8(ops.len() as u8);
+        for op in ops {
+            let (kind, key, value) = single_parts(op, false);
+            buf.put_u8(kind);
+            put_short(&mut buf, key);
+            put_short(&mut buf, value);
+        }
+    } else {
+        let (kind, key, value) = single_parts(&command.op, command.watch_read);
+        buf.put_u8(kind);
+        buf.put_u32_le(command.ttl_ms);
+        put_short(&mut buf, key);
+        put_short(&mut buf, value);
+    }
+    buf.freeze()
+}
+
+/// A single-key operation's kind, key and value.
+fn single_parts(op: &Op, watch_read: bool) -> (u8, &[u8], &[u8]) {
+    match op {
+        Op::Get { key } if watch_read => (KIND_WATCH_READ, key, &[]),
         Op::Get { key } => (KIND_GET, key, &[]),
         Op::Put { key, value } => (KIND_PUT, key, value),
         Op::Append { key, value } => (KIND_APPEND, key, value),
         Op::PutTtl { key, value } => (KIND_PUT_TTL, key, value),
         other => unreachable!("the simulator does not issue {other:?}"),
-    };
-    buf.put_u8(kind);
-    buf.put_u32_le(command.ttl_ms);
-    buf.put_u16_le(key.len() as u16);
-    buf.put_slice(key);
-    buf.put_u16_le(value.len() as u16);
-    buf.put_slice(value);
-    buf.freeze()
+    }
+}
+
+/// The single-key operation of `kind`; `None` for another kind.
+fn single_op(kind: u8, key: Vec<u8>, value: Vec<u8>) -> Option<Op> {
+    Some(match kind {
+        KIND_GET | KIND_WATCH_READ => Op::Get { key },
+        KIND_PUT => Op::Put { key, value },
+        KIND_APPEND => Op::Append { key, value },
+        KIND_PUT_TTL => Op::PutTtl { key, value },
+        _ => return None,
+    })
+}
+
+/// Writes bytes after their length as a `u16` (keys and values of the
+/// simulator's clients are short).
+fn put_short(buf: &mut BytesMut, bytes: &[u8]) {
+    buf.put_u16_le(bytes.len() as u16);
+    buf.put_slice(bytes);
+}
+
+fn get_short(rest: &mut &[u8]) -> Option<Vec<u8>> {
+    let len = u16::from_le_bytes(take(rest, 2)?.try_into().ok()?) as usize;
+    Some(take(rest, len)?.to_vec())
 }
 
 /// Decodes a command; `None` when the bytes are not one (a validity violation).
 pub fn decode(bytes: &[u8]) -> Option<KvCommand> {
     let mut rest = bytes;
-    let client = u64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?);
-    let seq = u64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?);
+    let client = get_u64(&mut rest)?;
+    let seq = get_u64(&mut rest)?;
     let attempt = u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?);
     let kind = take(&mut rest, 1)?[0];
     let ttl_ms = u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?);
-    let key_len = u16::from_le_bytes(take(&mut rest, 2)?.try_into().ok()?) as usize;
-    let key = take(&mut rest, key_len)?.to_vec();
-    let value_len = u16::from_le_bytes(take(&mut rest, 2)?.try_into().ok()?) as usize;
-    let value = take(&mut rest, value_len)?.to_vec();
+    let mut tokens = Vec::new();
+    let op = if kind == KIND_WATCHED_TXN {
+        let mut watched = Vec::new();
+        for _ in 0..take(&mut rest, 1)?[0] {
+            let key = get_short(&mut rest)?;
+            let has_value = take(&mut rest, 1)?[0] != 0;
+            let value = get_short(&mut rest)?;
+            let live = take(&mut rest, 1)?[0] != 0;
+            let stamp = Stamp {
+                instance: get_u64(&mut rest)?,
+                sequence: get_u64(&mut rest)?,
+            };
+            tokens.push(WatchedKey {
+                key: Bytes::copy_from_slice(&key),
+                live,
+                stamp,
+            });
+            watched.push((key, has_value.then_some(value)));
+        }
+        let mut ops = Vec::new();
+        for _ in 0..take(&mut rest, 1)?[0] {
+            let kind = take(&mut rest, 1)?[0];
+            let key = get_short(&mut rest)?;
+            let value = get_short(&mut rest)?;
+            ops.push(single_op(kind, key, value).filter(|_| kind != KIND_WATCH_READ)?);
+        }
+        Op::WatchedTxn { watched, ops }
+    } else {
+        let key = get_short(&mut rest)?;
+        let value = get_short(&mut rest)?;
+        single_op(kind, key, value)?
+    };
     if !rest.is_empty() {
         return None;
     }
-    let op = match kind {
-        KIND_GET => Op::Get { key },
-        KIND_PUT => Op::Put { key, value },
-        KIND_APPEND => Op::Append { key, value },
-        KIND_PUT_TTL => Op::PutTtl { key, value },
-        _ => return None,
-    };
     Some(KvCommand {
         client,
         seq,
         op,
         ttl_ms,
         attempt,
+        watch_read: kind == KIND_WATCH_READ,
+        tokens,
     })
 }
 
@@ -129,13 +215,15 @@ impl Kv {
     /// `nondeterministic-sm` negative control). With the outcome: whether
     /// the command's key was absent (never set, deleted or expired) when it
     /// took effect. `Err` when synod-kv's reply is not one the operation can
-    /// have.
+    /// have. `drop_watch`: run a watched transaction without its WATCH check
+    /// (the `watch-ignored` negative control).
     pub fn apply(
         &mut self,
         command: &KvCommand,
         instance: u64,
         stamp_ms: u64,
         local_clock_ms: Option<u64>,
+        drop_watch: bool,
     ) -> Result<Option<(Outcome, bool)>, String> {
         self.log_time_ms = self.log_time_ms.max(stamp_ms);
         if let Some((last_seq, outcome)) = self.sessions.get(&command.client) {
@@ -150,16 +238,17 @@ impl Kv {
             instance: InstanceId(instance),
             time_ms: local_clock_ms.unwrap_or(self.log_time_ms),
         };
-        let kv_command = to_store_command(&command.op, command.ttl_ms)?;
-        let key = command
-            .op
-            .key()
-            .map(|k| Bytes::copy_from_slice(k))
-            .unwrap_or_default();
-        let exists = synod_kv::KvCommand::Exists { keys: vec![key] };
-        let absent = self.store.query_command(&exists, &ctx) == Reply::Integer(0);
+        let kv_command = to_store_command(command, drop_watch)?;
+        let absent = command.op.key().is_some_and(|key| {
+            let keys = vec![Bytes::copy_from_slice(key)];
+            let exists = synod_kv::KvCommand::Exists { keys };
+            self.store.query_command(&exists, &ctx) == Reply::Integer(0)
+        });
         let reply = self.store.apply_command(&kv_command, &ctx);
-        let outcome = to_outcome(&command.op, reply)?;
+        let outcome = match &command.op {
+            Op::WatchedTxn { ops, .. } => txn_outcome(ops, reply, !drop_watch)?,
+            single => to_outcome(single, reply)?,
+        };
         *self
             .effects
             .entry((command.client, command.seq))
@@ -184,6 +273,24 @@ impl Kv {
             Reply::Null => Ok(None),
             other => Err(format!("GET answered {other:?}")),
         }
+    }
+
+    /// A WATCH read of `key` (synod-kv's read path at `time_ms`, as the
+    /// server answers `WATCH`), with the key's value in the same state.
+    pub fn watch(&self, key: &[u8], time_ms: u64) -> Result<(Option<Vec<u8>>, WatchedKey), String> {
+        let ctx = ApplyContext {
+            instance: InstanceId(0),
+            time_ms,
+        };
+        let keys = vec![Bytes::copy_from_slice(key)];
+        let reply = self
+            .store
+            .query_command(&synod_kv::KvCommand::Watch { keys: keys.clone() }, &ctx);
+        let token = match WatchedKey::read_all(&keys, reply) {
+            Ok(mut tokens) if tokens.len() == 1 => tokens.remove(0),
+            other => return Err(format!("WATCH answered {other:?}")),
+        };
+        Ok((self.read(key, time_ms)?, token))
     }
 
     /// Whether a GET of `key` depends on the time (the key has an expiry),
@@ -227,8 +334,28 @@ impl Kv {
     }
 }
 
-/// The synod-kv command for a simulator operation.
-fn to_store_command(op: &Op, ttl_ms: u32) -> Result<synod_kv::KvCommand, String> {
+/// The synod-kv command for a simulator command: a watched transaction is
+/// what the server's `EXEC` sends, the WATCH check of its tokens first
+/// (unless `drop_watch`), then its operations.
+fn to_store_command(command: &KvCommand, drop_watch: bool) -> Result<synod_kv::KvCommand, String> {
+    let Op::WatchedTxn { ops, .. } = &command.op else {
+        return single_store_command(&command.op, command.ttl_ms);
+    };
+    let check = synod_kv::KvCommand::WatchCheck {
+        watched: command.tokens.clone(),
+    };
+    let mut commands = Vec::with_capacity(ops.len() + 1);
+    if !drop_watch {
+        commands.push(check);
+    }
+    for op in ops {
+        commands.push(single_store_command(op, 0)?);
+    }
+    Ok(synod_kv::KvCommand::Exec(commands))
+}
+
+/// The synod-kv command for a single-key operation.
+fn single_store_command(op: &Op, ttl_ms: u32) -> Result<synod_kv::KvCommand, String> {
     let bytes = |v: &[u8]| Bytes::copy_from_slice(v);
     let set = |key: &[u8], value: &[u8]| synod_kv::KvCommand::Set {
         key: bytes(key),
@@ -252,6 +379,27 @@ fn to_store_command(op: &Op, ttl_ms: u32) -> Result<synod_kv::KvCommand, String>
         },
         other => return Err(format!("the simulator does not issue {other:?}")),
     })
+}
+
+/// What synod-kv's reply to a watched transaction means: nil when a watched
+/// key changed (`checked`: the check was sent), else one reply per
+/// operation (the store leaves the check's own out).
+fn txn_outcome(ops: &[Op], reply: Reply, checked: bool) -> Result<Outcome, String> {
+    let replies = match reply {
+        Reply::NullArray if checked => return Ok(Outcome::Aborted),
+        Reply::Array(replies) if replies.len() == ops.len() => replies,
+        other => {
+            return Err(format!(
+                "synod-kv answered {other:?} to a transaction of {ops:?}"
+            ))
+        }
+    };
+    let outcomes = ops
+        .iter()
+        .zip(replies)
+        .map(|(op, reply)| to_outcome(op, reply))
+        .collect::<Result<_, _>>()?;
+    Ok(Outcome::Txn(outcomes))
 }
 
 /// What synod-kv's reply means for the linearizability checker.
@@ -354,11 +502,38 @@ fn put_outcome(buf: &mut BytesMut, outcome: &Outcome) {
             buf.put_u8(3);
             put_bytes(buf, value);
         }
+        Outcome::Txn(outcomes) => {
+            buf.put_u8(4);
+            buf.put_u32_le(outcomes.len() as u32);
+            for outcome in outcomes {
+                put_outcome(buf, outcome);
+            }
+        }
+        Outcome::Aborted => buf.put_u8(5),
         other => unreachable!("the simulator's state machine never returns {other:?}"),
     }
 }
 
 fn get_outcome(rest: &mut &[u8]) -> Option<Outcome> {
+    match rest.first()? {
+        4 => {
+            take(rest, 1)?;
+            // One level: a transaction's steps are single outcomes.
+            let len = u32::from_le_bytes(take(rest, 4)?.try_into().ok()?);
+            let outcomes = (0..len)
+                .map(|_| get_single_outcome(rest))
+                .collect::<Option<_>>()?;
+            Some(Outcome::Txn(outcomes))
+        }
+        5 => {
+            take(rest, 1)?;
+            Some(Outcome::Aborted)
+        }
+        _ => get_single_outcome(rest),
+    }
+}
+
+fn get_single_outcome(rest: &mut &[u8]) -> Option<Outcome> {
     Some(match take(rest, 1)?[0] {
         0 => Outcome::Ok,
         1 => Outcome::Int(get_u64(rest)? as i64),
@@ -399,6 +574,9 @@ pub const DIGEST_EVERY: u64 = 4;
 /// as the clients' encoded [`KvCommand`]s, answers as [`SimAnswer`] bytes.
 pub struct SimKv {
     pub kv: Kv,
+    /// Drops the WATCH check of every transaction (the `watch-ignored`
+    /// negative control).
+    pub drop_watch: bool,
     /// The node's wall clock in ms, for the `nondeterministic-sm` control
     /// (`None`: the log clock, as it must be).
     local_clock: Option<Arc<AtomicU64>>,
@@ -424,6 +602,13 @@ pub enum SimAnswer {
     /// A read answered at the end of applied prefix `point` (by read index)
     /// or at instance `point` (through the log).
     Read { point: u64, value: Option<Vec<u8>> },
+    /// A WATCH read, answered like [`SimAnswer::Read`], with synod-kv's
+    /// token for the key.
+    Watched {
+        point: u64,
+        value: Option<Vec<u8>>,
+        token: WatchedKey,
+    },
 }
 
 impl SimAnswer {
@@ -440,6 +625,19 @@ impl SimAnswer {
                 buf.put_u8(4);
                 buf.put_u64_le(*point);
                 put_outcome(&mut buf, &Outcome::Value(value.clone()));
+            }
+            SimAnswer::Watched {
+                point,
+                value,
+                token,
+            } => {
+                buf.put_u8(5);
+                buf.put_u64_le(*point);
+                put_outcome(&mut buf, &Outcome::Value(value.clone()));
+                put_bytes(&mut buf, &token.key);
+                buf.put_u8(u8::from(token.live));
+                buf.put_u64_le(token.stamp.instance);
+                buf.put_u64_le(token.stamp.sequence);
             }
         }
         buf.freeze()
@@ -459,6 +657,23 @@ impl SimAnswer {
                     _ => return None,
                 }
             }
+            5 => {
+                let point = get_u64(&mut rest)?;
+                let Outcome::Value(value) = get_outcome(&mut rest)? else {
+                    return None;
+                };
+                let key = Bytes::from(get_bytes(&mut rest)?);
+                let live = take(&mut rest, 1)?[0] != 0;
+                let stamp = Stamp {
+                    instance: get_u64(&mut rest)?,
+                    sequence: get_u64(&mut rest)?,
+                };
+                SimAnswer::Watched {
+                    point,
+                    value,
+                    token: WatchedKey { key, live, stamp },
+                }
+            }
             _ => return None,
         };
         rest.is_empty().then_some(answer)
@@ -471,6 +686,7 @@ impl SimKv {
     pub fn new(local_clock: Option<Arc<AtomicU64>>) -> SimKv {
         SimKv {
             kv: Kv::default(),
+            drop_watch: false,
             local_clock,
             last_instance: None,
             attempts: HashSet::new(),
@@ -528,7 +744,14 @@ impl StateMachine for SimKv {
         }
         let local_clock = self.local_clock.as_ref().map(|c| c.load(Ordering::Relaxed));
         let effects_before = self.kv.effects(command.client, command.seq);
-        let answer = match self.kv.apply(&command, instance, ctx.time_ms, local_clock) {
+        let applied = self.kv.apply(
+            &command,
+            instance,
+            ctx.time_ms,
+            local_clock,
+            self.drop_watch,
+        );
+        let answer = match applied {
             Ok(Some((outcome, absent))) => {
                 if self.kv.effects(command.client, command.seq) > effects_before {
                     self.events.push(KvEvent::Applied {
@@ -553,6 +776,18 @@ impl StateMachine for SimKv {
 
     fn query(&self, query: &[u8], ctx: &ApplyContext) -> Bytes {
         let answer = match decode(query) {
+            Some(KvCommand {
+                op: Op::Get { key },
+                watch_read: true,
+                ..
+            }) => match self.kv.watch(&key, ctx.time_ms) {
+                Ok((value, token)) => SimAnswer::Watched {
+                    point: ctx.instance.0,
+                    value,
+                    token,
+                },
+                Err(_) => SimAnswer::Broken,
+            },
             Some(KvCommand {
                 op: Op::Get { key },
                 ..
@@ -626,6 +861,8 @@ mod tests {
             },
             ttl_ms: 0,
             attempt: 1,
+            watch_read: false,
+            tokens: Vec::new(),
         }
     }
 
@@ -640,11 +877,104 @@ mod tests {
             },
             ttl_ms: LONG_TTL_MS,
             attempt: 3,
+            watch_read: false,
+            tokens: Vec::new(),
         };
         let bytes = encode(&command);
         assert_eq!(decode(&bytes), Some(command));
         assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
         assert_eq!(decode(b"garbage"), None);
+    }
+
+    fn watched_txn(seq: u64, token: WatchedKey) -> KvCommand {
+        KvCommand {
+            op: Op::WatchedTxn {
+                watched: vec![(b"w0".to_vec(), Some(b"1.1.0;".to_vec()))],
+                ops: vec![
+                    Op::Put {
+                        key: b"w0".to_vec(),
+                        value: b"1.2.0;".to_vec(),
+                    },
+                    Op::Get {
+                        key: b"w1".to_vec(),
+                    },
+                ],
+            },
+            tokens: vec![token],
+            ..append(seq)
+        }
+    }
+
+    #[test]
+    fn watched_transactions_round_trip() {
+        let token = WatchedKey {
+            key: Bytes::from_static(b"w0"),
+            live: true,
+            stamp: Stamp {
+                instance: 7,
+                sequence: 2,
+            },
+        };
+        let command = watched_txn(2, token.clone());
+        let bytes = encode(&command);
+        assert_eq!(decode(&bytes), Some(command));
+        assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
+        let read = KvCommand {
+            op: Op::Get {
+                key: b"w0".to_vec(),
+            },
+            watch_read: true,
+            ..append(1)
+        };
+        assert_eq!(decode(&encode(&read)), Some(read));
+        for answer in [
+            SimAnswer::Watched {
+                point: 3,
+                value: None,
+                token,
+            },
+            SimAnswer::Applied(Outcome::Aborted),
+            SimAnswer::Applied(Outcome::Txn(vec![Outcome::Ok, Outcome::Value(None)])),
+        ] {
+            let bytes = answer.encode();
+            assert_eq!(SimAnswer::decode(&bytes), Some(answer));
+            assert_eq!(SimAnswer::decode(&bytes[..bytes.len() - 1]), None);
+        }
+    }
+
+    /// Through synod-kv's own WATCH read and check: the transaction runs
+    /// while the key is unchanged and answers nil after a write, unless the
+    /// check is dropped (the negative control).
+    #[test]
+    fn a_watched_transaction_aborts_after_a_write() {
+        let put = |seq, value: &str| KvCommand {
+            op: Op::Put {
+                key: b"w0".to_vec(),
+                value: value.as_bytes().to_vec(),
+            },
+            ..append(seq)
+        };
+        let mut kv = Kv::default();
+        kv.apply(&put(1, "1.1.0;"), 0, 5, None, false).unwrap();
+        let (value, token) = kv.watch(b"w0", 5).unwrap();
+        assert_eq!(value, Some(b"1.1.0;".to_vec()));
+        let mut unchanged = Kv::decode(&kv.encode()).expect("decodes");
+        let ran = Outcome::Txn(vec![Outcome::Ok, Outcome::Value(None)]);
+        assert_eq!(
+            unchanged.apply(&watched_txn(2, token.clone()), 1, 5, None, false),
+            Ok(Some((ran.clone(), false)))
+        );
+        kv.apply(&put(2, "1.2.1;"), 1, 5, None, false).unwrap();
+        let mut ignoring = Kv::decode(&kv.encode()).expect("decodes");
+        assert_eq!(
+            kv.apply(&watched_txn(3, token.clone()), 2, 5, None, false),
+            Ok(Some((Outcome::Aborted, false)))
+        );
+        assert_eq!(kv.read(b"w0", 5), Ok(Some(b"1.2.1;".to_vec())));
+        assert_eq!(
+            ignoring.apply(&watched_txn(3, token), 2, 5, None, true),
+            Ok(Some((ran, false)))
+        );
     }
 
     #[test]
@@ -699,26 +1029,26 @@ mod tests {
     fn retries_take_effect_once() {
         let mut kv = Kv::default();
         assert_eq!(
-            kv.apply(&append(1), 0, 5, None),
+            kv.apply(&append(1), 0, 5, None, false),
             Ok(Some((Outcome::Int(1), true)))
         );
         assert_eq!(
-            kv.apply(&append(1), 1, 5, None),
+            kv.apply(&append(1), 1, 5, None, false),
             Ok(Some((Outcome::Int(1), false)))
         );
         assert_eq!(kv.effects(1, 1), 1);
         assert_eq!(
-            kv.apply(&append(2), 2, 5, None),
+            kv.apply(&append(2), 2, 5, None, false),
             Ok(Some((Outcome::Int(2), false)))
         );
-        assert_eq!(kv.apply(&append(1), 3, 5, None), Ok(None));
+        assert_eq!(kv.apply(&append(1), 3, 5, None, false), Ok(None));
         let get = KvCommand {
             seq: 3,
             op: Op::Get { key: b"k".to_vec() },
             ..append(3)
         };
         assert_eq!(
-            kv.apply(&get, 4, 5, None),
+            kv.apply(&get, 4, 5, None, false),
             Ok(Some((Outcome::Value(Some(b"aa".to_vec())), false)))
         );
         let copy = Kv::decode(&kv.encode()).expect("decodes");
@@ -738,11 +1068,11 @@ mod tests {
             ..append(1)
         };
         let (mut a, mut b) = (Kv::default(), Kv::default());
-        a.apply(&put, 0, 1_000, None).unwrap();
-        b.apply(&put, 0, 1_000, None).unwrap();
+        a.apply(&put, 0, 1_000, None, false).unwrap();
+        b.apply(&put, 0, 1_000, None, false).unwrap();
         assert_eq!(a.digest(), b.digest());
         let mut c = Kv::default();
-        c.apply(&put, 0, 1_000, Some(2_000)).unwrap();
+        c.apply(&put, 0, 1_000, Some(2_000), false).unwrap();
         assert_ne!(a.digest(), c.digest());
         assert_eq!(c.read(b"k", 2_000), Ok(Some(b"v".to_vec())));
     }

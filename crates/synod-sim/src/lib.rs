@@ -48,6 +48,7 @@ pub const INJECTIONS: &[&str] = &[
     "learner-votes",
     "lease-drift-beyond-bound",
     "admit-duplicates",
+    "watch-ignored",
 ];
 
 /// Deliberate bugs for negative controls: in the protocol core, or in how a
@@ -84,6 +85,15 @@ pub struct Faults {
     /// exactly-once table would hide the second effect; the state machine's
     /// check of attempts sees it.
     pub admit_duplicates: bool,
+    /// The state machine drops the WATCH check of every transaction, so a
+    /// transaction runs even when a watched key changed since its WATCH
+    /// (watch clients in every seed). Only the linearizability checker can
+    /// see this one.
+    pub watch_ignored: bool,
+    /// Not a fault: runs without watch clients whatever the seed draws, so
+    /// that seeds pinned before they existed replay the runs they were
+    /// found in.
+    pub watch_off: bool,
     /// Not a fault: runs without leader leases whatever the seed draws, so
     /// that seeds pinned before leases existed replay the runs they were
     /// found in (a seed that draws a lease runs differently).
@@ -91,10 +101,21 @@ pub struct Faults {
 }
 
 impl Faults {
-    /// No fault, and no lease: how every seed ran before leases existed.
+    /// No fault, no lease and no watch client: how every seed ran before
+    /// leases existed.
     pub fn before_leases() -> Faults {
         Faults {
             lease_off: true,
+            watch_off: true,
+            ..Faults::default()
+        }
+    }
+
+    /// No fault and no watch client: how every seed ran before watched
+    /// transactions were in the workload.
+    pub fn before_watch() -> Faults {
+        Faults {
+            watch_off: true,
             ..Faults::default()
         }
     }
@@ -116,6 +137,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
         "learner-votes" => faults.core.learner_votes = true,
         "lease-drift-beyond-bound" => faults.lease_drift_beyond_bound = true,
         "admit-duplicates" => faults.admit_duplicates = true,
+        "watch-ignored" => faults.watch_ignored = true,
         _ => return None,
     }
     Some(faults)

@@ -25,8 +25,8 @@ struct Args {
     nodes: usize,
     /// Switch on a deliberate bug (negative control): ack-before-fsync, skip-adopt,
     /// stale-read, leader-local-reads, nondeterministic-sm, torn-checkpoint,
-    /// local-clock-ttl, wipe-votes, config-immediate, learner-votes or
-    /// lease-drift-beyond-bound.
+    /// local-clock-ttl, wipe-votes, config-immediate, learner-votes,
+    /// lease-drift-beyond-bound, admit-duplicates or watch-ignored.
     #[arg(long)]
     inject: Option<String>,
     /// Worker threads (default: available cores).

@@ -72,6 +72,10 @@ pub struct Params {
     pub checkpoint_power_cut: f64,
     /// Some PUTs set a TTL short enough to run out during the run.
     pub short_ttls: bool,
+    /// Clients that run watched transactions (WATCH, then MULTI/EXEC) and
+    /// plain reads and writes on keys of their own (`w0`, `w1`, which never
+    /// get a TTL, so the checker can check WATCH by value). Own stream.
+    pub watch_clients: usize,
     /// A client gives up an operation after this many timed-out attempts (only
     /// during the safety phase; the outcome is then unknown).
     pub attempts_max: u32,
@@ -282,6 +286,7 @@ impl Params {
             frame_bytes_max: synod_net::FRAME_BYTES_MAX_DEFAULT,
             clock_offset_ms: vec![0; nodes],
             short_ttls: false,
+            watch_clients: 0,
             checkpoint_power_cut: 0.0,
             snapshot_every: if rng.gen_bool(0.6) {
                 rng.gen_range(5..300)

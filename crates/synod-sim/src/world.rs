@@ -315,6 +315,8 @@ pub(crate) struct World {
     pub(crate) disk_rng: ChaCha8Rng,
     /// Draws the forged messages (see `forge.rs`).
     pub(crate) forge_rng: ChaCha8Rng,
+    /// Draws the watch clients' operations (see `Params::watch_clients`).
+    pub(crate) watch_rng: ChaCha8Rng,
     pub(crate) now_us: u64,
     pub(crate) seed: u64,
     pub(crate) params: Params,
@@ -450,6 +452,13 @@ impl World {
             params.keys = 1;
             params.clients = params.clients.max(8);
         }
+        // Watched transactions (issue 16): a stream of their own, and
+        // clients of their own, so a seed without them runs as before.
+        let mut watch_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_3A7C_0000_0000);
+        let watch_drawn = watch_rng.gen_bool(0.5);
+        if (watch_drawn && !faults.watch_off) || faults.watch_ignored {
+            params.watch_clients = watch_rng.gen_range(2..=3);
+        }
         let members: Vec<NodeId> = (1..=nodes as u32).map(NodeId).collect();
         let mut world = World {
             rng,
@@ -457,6 +466,7 @@ impl World {
             ttl_rng,
             disk_rng,
             forge_rng,
+            watch_rng,
             now_us: 0,
             seed,
             heal_us: params.safety_us,
@@ -694,6 +704,7 @@ impl World {
             .nondeterministic_sm
             .then(|| Arc::clone(&sim_node.wall));
         let mut machine = SimKv::new(local_clock);
+        machine.drop_watch = self.faults.watch_ignored;
         // As the driver recovers: the session table and the state machine
         // from the snapshot, then the log after it.
         let sessions = match &snapshot {

@@ -91,6 +91,7 @@ impl Record {
             Op::Append { .. } => "append",
             Op::Incr { .. } => "incr",
             Op::Txn { .. } => "multi-exec",
+            Op::WatchedTxn { .. } => "watch-exec",
         }
     }
 }
@@ -162,7 +163,7 @@ fn resp_of(op: &Op) -> Vec<Vec<u8>> {
         Op::Delete { key } => vec![v("DEL"), key.clone()],
         Op::Append { key, value } => vec![v("APPEND"), key.clone(), value.clone()],
         Op::Incr { key, by } => vec![v("INCRBY"), key.clone(), by.to_string().into_bytes()],
-        Op::Txn { .. } => vec![v("PING")],
+        Op::Txn { .. } | Op::WatchedTxn { .. } => vec![v("PING")],
     }
 }
 

@@ -180,3 +180,16 @@ fn a_session_table_that_admits_duplicates_is_caught() {
         "admit-duplicates went unnoticed for 300 seeds"
     );
 }
+
+/// A state machine that drops the WATCH check of transactions
+/// (`--inject watch-ignored`): a transaction runs although a watched key
+/// changed since its WATCH. Only the linearizability checker sees it, through
+/// the watch clients' transactions checked by value.
+#[test]
+fn ignored_watches_are_caught_by_the_linearizability_checker() {
+    let caught = first_caught_within("watch-ignored", "aborted (nil)", 20);
+    assert!(
+        caught.is_some(),
+        "ignored WATCH checks went unnoticed for 20 seeds"
+    );
+}

@@ -14,6 +14,8 @@ fn run_range(first: u64, seeds: u64, nodes: usize) {
 
 /// A seed pinned before leader leases existed, run as it was found (a seed
 /// that now draws a lease runs differently; see `Faults::before_leases`).
+/// Seeds pinned later but before watch clients existed run with
+/// `Faults::before_watch`.
 fn run_pinned(seed: u64, nodes: usize) {
     let report = run_seed(seed, nodes, Faults::before_leases());
     assert!(
@@ -283,7 +285,7 @@ fn pinned_liveness_seeds_with_transfers_and_disk_faults() {
 #[test]
 fn pinned_liveness_seeds_found_with_the_engine() {
     for (seed, nodes) in [(993, 5), (2095, 3), (6116, 3)] {
-        let report = run_seed(seed, nodes, Faults::default());
+        let report = run_seed(seed, nodes, Faults::before_watch());
         assert!(
             report.passed(),
             "seed {seed} ({nodes} nodes): {}",
@@ -300,7 +302,7 @@ fn pinned_liveness_seeds_found_with_the_engine() {
 #[test]
 fn pinned_seeds_reads_past_a_compacted_prefix() {
     for seed in [1113, 1542] {
-        let report = run_seed(seed, 3, Faults::default());
+        let report = run_seed(seed, 3, Faults::before_watch());
         assert!(
             report.passed(),
             "seed {seed}: {}",
@@ -314,7 +316,7 @@ fn pinned_seeds_reads_past_a_compacted_prefix() {
 /// operator frees space before restarting.
 #[test]
 fn pinned_seed_100005_a_full_disk_is_freed_before_restart() {
-    let report = run_seed(100005, 5, Faults::default());
+    let report = run_seed(100005, 5, Faults::before_watch());
     assert!(report.passed(), "{}", report.violations.join("; "));
 }
 
