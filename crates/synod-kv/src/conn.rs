@@ -971,6 +971,14 @@ fn row(name: &str, arity: i64, flags: &[&str], summary: &str) -> Row {
     }
 }
 
+/// The name of every command `COMMAND` lists (the data commands of
+/// [`command_table`] and the connection commands served here), sorted.
+pub fn command_names() -> Vec<String> {
+    let mut names: Vec<String> = full_table().into_iter().map(|row| row.name).collect();
+    names.sort_unstable();
+    names
+}
+
 /// The data commands plus the connection commands served here.
 fn full_table() -> Vec<Row> {
     let mut rows: Vec<Row> = command_table()
@@ -1029,6 +1037,12 @@ fn full_table() -> Vec<Row> {
             -1,
             &["loading", "stale"],
             "Returns detailed information about all commands.",
+        ),
+        row(
+            "acl",
+            -2,
+            &["noscript", "loading", "stale"],
+            "ACL SETUSER, GETUSER, DELUSER, LIST, USERS, WHOAMI, CAT, HELP: replicated users.",
         ),
         row(
             "config",

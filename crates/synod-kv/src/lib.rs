@@ -62,6 +62,7 @@ pub use command::{
     LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SetOperation, SortCommand, TimeUnit,
 };
 pub use command_codec::COMMAND_FORMAT_VERSION;
+pub use conn::command_names;
 pub use glob::glob_match;
 pub use maxmemory::{read_maxmemory, set_maxmemory, MaxMemoryChange, MaxMemoryError};
 pub use ops::TRANSACTION_READ_WORK_MAX;

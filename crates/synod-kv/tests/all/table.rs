@@ -69,3 +69,69 @@ fn names_are_case_insensitive() {
     let args: Vec<Bytes> = ["gEt", "k"].into_iter().map(Bytes::from).collect();
     assert!(parse(&args).is_ok());
 }
+
+/// The command names the README's "Redis commands" section lists: every
+/// comma-separated item of its "Connection:", "Synod:" and "Data:" paragraphs, with
+/// parenthesised notes left out, names joined by `/` or `and` split, and
+/// subcommands after the first word ignored (`CLIENT ID/GETNAME` is CLIENT).
+fn readme_commands() -> std::collections::BTreeSet<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+    let readme = std::fs::read_to_string(path).expect("the README");
+    let section = readme
+        .split("\n### Redis commands\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n### ").next())
+        .expect("a \"Redis commands\" section");
+    let mut names = std::collections::BTreeSet::new();
+    for paragraph in section.split("\n\n") {
+        let Some(list) = ["Connection:", "Synod:", "Data:"]
+            .iter()
+            .find_map(|label| paragraph.trim_start().strip_prefix(label))
+        else {
+            continue;
+        };
+        // Parenthesised notes may hold commas of their own: drop them.
+        let mut depth = 0;
+        let plain: String = list
+            .chars()
+            .filter(|c| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth -= 1;
+                        return false;
+                    }
+                    _ => {}
+                }
+                depth == 0
+            })
+            .collect();
+        let plain = plain.replace("Errors use Redis' wording.", "");
+        for item in plain.split(',') {
+            for part in item.split(" and ") {
+                let Some(first) = part.split_whitespace().next() else {
+                    continue;
+                };
+                for name in first.trim_end_matches('.').split('/') {
+                    names.insert(name.to_lowercase());
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The README's command list is checked against what `COMMAND` lists, both
+/// ways: a command added to one and not the other fails here.
+#[test]
+fn the_readme_lists_exactly_the_commands_of_the_table() {
+    let table: std::collections::BTreeSet<String> = synod_kv::command_names().into_iter().collect();
+    let readme = readme_commands();
+    let missing: Vec<_> = table.difference(&readme).collect();
+    let unknown: Vec<_> = readme.difference(&table).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "in the COMMAND table, not in the README: {missing:?}; \
+         in the README, not in the table: {unknown:?}"
+    );
+}
