@@ -38,12 +38,12 @@ pub use membership::{
     read_join_schedule, write_join_schedule, JoinInfo, MemberAddr, MemberError, MemberInfo,
     MembersView,
 };
-pub use metrics::{Histogram, Metrics};
-pub use node::{Node, NodeError, NodeStatus, RequestError};
+pub use metrics::{Histogram, Metrics, PEER_REFUSAL_REASONS};
+pub use node::{Leadership, Node, NodeError, NodeStatus, RequestError};
 pub use state_machine::{ApplyContext, QueryJob, SnapshotJob, StateMachine};
 pub use synod_core::{
-    InstanceId, MemberRole, Membership, NodeId, RoleKind, Schedule, RECONFIG_DELAY_INSTANCES,
-    VALUE_BYTES_MAX_DEFAULT,
+    Ballot, Checksum, InstanceId, MemberRole, Membership, NodeId, RoleKind, Schedule,
+    RECONFIG_DELAY_INSTANCES, VALUE_BYTES_MAX_DEFAULT,
 };
 /// How peer links are secured ([`NodeConfig::peer_security`]).
 pub use synod_net::{PeerSecurity, PeerTls};

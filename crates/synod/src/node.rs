@@ -130,6 +130,50 @@ pub struct NodeStatus {
     pub fatal: bool,
 }
 
+/// This node's leadership as it changes (from [`Node::leadership`]): `next`
+/// answers `true` when the node becomes leader, `false` when it stops being
+/// one, and `None` once the node has stopped. Changes that come and go
+/// between two calls may be seen as one or not at all; each answer is the
+/// state at that moment, never a stale one.
+#[derive(Debug)]
+pub struct Leadership {
+    status: watch::Receiver<NodeStatus>,
+    leading: bool,
+}
+
+impl Leadership {
+    /// Whether the node led at the last answer (or when this was made).
+    pub fn is_leading(&self) -> bool {
+        self.leading
+    }
+
+    /// Waits for the node to become leader or to stop being one; `None`
+    /// once the node stopped (a node that stops while leading answers
+    /// `false` first).
+    pub async fn next(&mut self) -> Option<bool> {
+        loop {
+            let (leading, stopped) = {
+                let status = self.status.borrow_and_update();
+                let leading = status.stopped.is_none()
+                    && status.role == RoleKind::Leader
+                    && status.leader == Some(status.id);
+                (leading, status.stopped.is_some())
+            };
+            if leading != self.leading {
+                self.leading = leading;
+                return Some(leading);
+            }
+            if stopped || self.status.changed().await.is_err() {
+                if self.leading {
+                    self.leading = false;
+                    return Some(false);
+                }
+                return None;
+            }
+        }
+    }
+}
+
 /// A running replica: a Paxos core, its write-ahead log, its peer
 /// connections and the user's state machine, driven by one tokio task.
 ///
@@ -144,10 +188,26 @@ pub struct NodeStatus {
 pub struct Node {
     submit: mpsc::Sender<Submit>,
     status: watch::Receiver<NodeStatus>,
+    /// The end of the chosen prefix this node recovered from its data
+    /// directory: [`Node::ready`] waits for it to be applied.
+    recovered_chosen_end: InstanceId,
     metrics: Arc<Metrics>,
     net: Net,
     config: NodeConfig,
     _task: JoinHandle<Result<(), NodeError>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.status.borrow();
+        f.debug_struct("Node")
+            .field("id", &status.id)
+            .field("role", &status.role)
+            .field("leader", &status.leader)
+            .field("applied_end", &status.applied_end)
+            .field("stopped", &status.stopped)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Node {
@@ -160,6 +220,7 @@ impl Node {
         let (driver, status_rx, net) =
             Driver::open(config.clone(), machine, submit_rx, Arc::clone(&metrics)).await?;
         let status_tx = driver.status_sender();
+        let recovered_chosen_end = status_rx.borrow().chosen_end;
         let driver_task = tokio::spawn(driver.run());
         // A panic of the driver (a bug, or the user's state machine
         // panicking in `apply`) must not leave a half-alive node whose
@@ -189,6 +250,7 @@ impl Node {
         Ok(Node {
             submit: submit_tx,
             status: status_rx,
+            recovered_chosen_end,
             metrics,
             net,
             config,
@@ -246,6 +308,55 @@ impl Node {
     /// A receiver that sees every status change (for waiting on a leader).
     pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
         self.status.clone()
+    }
+
+    /// Waits until the node is ready to serve: it has applied everything
+    /// its data directory said was chosen (the replay after a restart; a
+    /// rebuilding node, until it caught up that far from its peers) and it
+    /// knows a leader. Returns the status then, or the reason the node
+    /// stopped first. `Node::start` returns before the replay ends; requests
+    /// made before `ready` wait in the node, they are not refused.
+    ///
+    /// ```no_run
+    /// # async fn demo(cfg: synod::NodeConfig, machine: impl synod::StateMachine) -> Result<(), Box<dyn std::error::Error>> {
+    /// let node = synod::Node::start(cfg, machine).await?;
+    /// let status = node.ready().await?;
+    /// println!("node {} ready, leader {:?}", status.id.0, status.leader);
+    /// # Ok(()) }
+    /// ```
+    pub async fn ready(&self) -> Result<NodeStatus, NodeError> {
+        let replayed = self.recovered_chosen_end;
+        let mut status = self.status.clone();
+        let seen = status
+            .wait_for(|s| s.stopped.is_some() || (s.leader.is_some() && s.applied_end >= replayed))
+            .await
+            .map(|s| s.clone());
+        match seen {
+            Ok(s) if s.stopped.is_none() => Ok(s),
+            Ok(s) => Err(NodeError::Stopped(s.stopped.unwrap_or_default())),
+            Err(_) => Err(NodeError::Stopped(
+                "the node task ended unexpectedly".into(),
+            )),
+        }
+    }
+
+    /// Whether this node leads now, as far as it knows (another node may
+    /// have been elected since without its knowledge: use reads and
+    /// proposals, which are linearizable, for decisions that must be
+    /// exclusive).
+    pub fn is_leader(&self) -> bool {
+        let status = self.status.borrow();
+        status.stopped.is_none()
+            && status.role == RoleKind::Leader
+            && status.leader == Some(status.id)
+    }
+
+    /// Leadership changes of this node, as they happen: see [`Leadership`].
+    pub fn leadership(&self) -> Leadership {
+        Leadership {
+            leading: self.is_leader(),
+            status: self.status.clone(),
+        }
     }
 
     /// Which peers have a live connection.

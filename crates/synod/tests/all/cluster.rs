@@ -225,3 +225,70 @@ async fn no_quorum_times_out_with_unknown_outcome() {
     assert_ne!(lonely.status().role, RoleKind::Leader);
     lonely.shutdown().await;
 }
+
+/// Runs `what`, failing the test after 30 s.
+async fn within<T>(what: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), what)
+        .await
+        .expect("in time")
+}
+
+/// `ready` waits for the replay and a leader; `is_leader` and `leadership`
+/// follow a transfer on both ends; `Debug` names the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_leader_and_leadership_follow_a_transfer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peers = free_peers(3);
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        nodes.push(start(config(id, &peers, dir.path())).await);
+    }
+    for node in &nodes {
+        let status = within(node.ready()).await.expect("ready");
+        assert!(status.leader.is_some());
+    }
+    propose_retrying(&nodes[0], 1).await;
+    let leader = nodes[0].status().leader.expect("a leader");
+    let old = &nodes[(leader.0 - 1) as usize];
+    let new = nodes
+        .iter()
+        .find(|n| n.status().id != leader)
+        .expect("a follower");
+    within(async {
+        while !old.is_leader() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(!new.is_leader());
+    assert!(format!("{old:?}").contains(&format!("id: NodeId({})", leader.0)));
+
+    let mut gaining = new.leadership();
+    let mut losing = old.leadership();
+    assert!(!gaining.is_leading());
+    assert!(losing.is_leading());
+    let to = new.status().id;
+    within(old.transfer_leader(to)).await.expect("transfer");
+    assert_eq!(within(gaining.next()).await, Some(true));
+    assert_eq!(within(losing.next()).await, Some(false));
+
+    // A restarted node is ready once it replayed its log and knows the
+    // leader; then it answers a read with every write.
+    propose_retrying(new, 1).await;
+    let value = counter_of(&new.read(Bytes::new()).await.expect("read")).0;
+    let restarted_id = old.status().id;
+    let index = (restarted_id.0 - 1) as usize;
+    nodes.remove(index).shutdown().await;
+    let restarted = start(config(restarted_id.0, &peers, dir.path())).await;
+    within(restarted.ready()).await.expect("ready");
+    let (read, _) = counter_of(&restarted.read(Bytes::new()).await.expect("read"));
+    assert_eq!(read, value);
+    // Stopped: `leadership` ends and `ready` reports it.
+    let mut ended = restarted.leadership();
+    restarted.shutdown().await;
+    while let Some(_change) = within(ended.next()).await {}
+    assert!(restarted.ready().await.is_err());
+    for node in nodes {
+        node.shutdown().await;
+    }
+}

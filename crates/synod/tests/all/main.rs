@@ -2,7 +2,6 @@
 //! one per file (CI compiles on two cores). Each file here is a module;
 //! `crates/synod/tests/all/layout.rs` fails if one is left out.
 
-mod admin;
 mod cluster;
 mod fatal;
 mod layout;

@@ -285,7 +285,7 @@ async fn a_removed_node_stops_and_refuses_to_start_again() {
     );
     // It refuses to start on that data directory again.
     let again = Node::start(config(3, &peers, dir.path()), Counter::default()).await;
-    let err = again.err().expect("refused");
+    let err = again.expect_err("refused");
     assert!(err.to_string().contains("removed"), "{err}");
     // The two left go on (a quorum of two voters).
     assert_eq!(propose_retrying(&nodes[1], 1).await, 6);

@@ -1,6 +1,9 @@
 //! The admin HTTP endpoint under abuse (issue 13, item 5): credentials when
 //! configured, HEAD without a body, a cap on connections that a flood of
 //! 2,000 sockets cannot get past, bounded request heads.
+//!
+//! A binary of its own, not a module of `tests/all`: the flood test measures
+//! the process's RSS, which other tests running beside it would grow.
 
 use bytes::Bytes;
 use std::collections::BTreeMap;
