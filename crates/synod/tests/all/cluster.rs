@@ -292,3 +292,28 @@ async fn ready_is_leader_and_leadership_follow_a_transfer() {
         node.shutdown().await;
     }
 }
+
+/// A restart with another peer list is refused at start with a clear error
+/// (the cluster id is a hash of the peers, recorded in the data directory),
+/// not run with a membership no other node has; membership changes go
+/// through `add_member`/`remove_member`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_another_peer_list_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peers = free_peers(3);
+    let node = start(config(3, &peers, dir.path())).await;
+    node.shutdown().await;
+    let mut more = peers.clone();
+    let extra = free_peers(1).into_values().next().expect("an address");
+    more.insert(NodeId(4), extra);
+    let mut cfg = config(3, &more, dir.path());
+    cfg.bootstrap = synod::Bootstrap::Existing;
+    let refused = Node::start(cfg, Counter::default())
+        .await
+        .expect_err("another peer list is refused");
+    let text = refused.to_string();
+    assert!(text.contains("--peers differs"), "{text}");
+    // The original list still starts.
+    let node = start(config(3, &peers, dir.path())).await;
+    node.shutdown().await;
+}
