@@ -34,20 +34,23 @@ pub struct NodeConfig {
     /// Write-ahead log and snapshots live here.
     pub data_dir: PathBuf,
     /// Length of one core tick. Election and heartbeat times are in ticks.
+    /// Default 10 ms.
     pub tick: Duration,
-    /// Leader heartbeat interval, in ticks.
+    /// Leader heartbeat interval, in ticks. Default 5 (50 ms).
     pub heartbeat_ticks: u64,
     /// A follower that hears no leader for a random time in
-    /// `[election_ticks, 2 * election_ticks)` starts an election.
+    /// `[election_ticks, 2 * election_ticks)` starts an election. Default 50
+    /// (an election after 0.5 to 1 s of silence).
     pub election_ticks: u64,
     /// A request that has not taken effect after this long fails with an
-    /// "outcome unknown" error (it may still take effect later).
+    /// "outcome unknown" error (it may still take effect later). Default 5 s.
     pub request_timeout: Duration,
     /// An unanswered proposal is proposed again after this long (or at once
-    /// when the leader changes). Retries take effect at most once.
+    /// when the leader changes). Retries take effect at most once. Default
+    /// 1 s.
     pub retry_interval: Duration,
     /// At most this many requests wait for the log at once; more wait to be
-    /// admitted (back-pressure).
+    /// admitted (back-pressure). Default 65,536.
     pub requests_in_flight_max: usize,
     /// When to snapshot the state machine and compact the log. After each
     /// checkpoint ends (snapshot written, log compacted, superseded files
@@ -55,23 +58,27 @@ pub struct NodeConfig {
     /// system (`malloc_trim`) on a blocking thread: the copies a write
     /// makes while a snapshot is taken and the compacted log tail are freed
     /// all at once, and glibc keeps such holes in the middle of its heap
-    /// resident otherwise (a third of a loaded KV node's RSS).
+    /// resident otherwise (a third of a loaded KV node's RSS). Default: every
+    /// 10,000 instances or 64 MiB of log, whichever comes first.
     pub snapshot_policy: SnapshotPolicy,
     /// Client sessions remembered for exactly-once (one per node process).
+    /// Default 4,096.
     pub sessions_max: usize,
-    /// At most this many commands in one instance value.
+    /// At most this many commands in one instance value. Default 4,096.
     pub batch_commands_max: usize,
     /// The largest instance value in bytes (`synod_core::Config::value_bytes_max`):
     /// bounds every command, batch, peer message and log record, so that
     /// whatever is proposed can be chosen. [`crate::Node::propose`] refuses a
     /// command larger than [`NodeConfig::command_bytes_max`] with
     /// [`crate::RequestError::TooLarge`]. Checked at start-up against the peer
-    /// frame limit and the log's record limit.
+    /// frame limit and the log's record limit. Default
+    /// [`synod_core::VALUE_BYTES_MAX_DEFAULT`] (32 MiB).
     pub value_bytes_max: usize,
-    /// At most this many instances in flight in phase 2.
+    /// At most this many instances in flight in phase 2. Default 64.
     pub window_instances_max: usize,
     /// Messages queued per peer (kept while it is unreachable); more are
-    /// dropped, which Paxos tolerates (retransmission and catch-up).
+    /// dropped, which Paxos tolerates (retransmission and catch-up). Default
+    /// 4,096.
     pub peer_send_queue_max: usize,
     /// What an empty data directory means (see [`Bootstrap`]). Default
     /// [`Bootstrap::Existing`]: refuse it.
@@ -337,4 +344,31 @@ fn membership_hash(peers: &BTreeMap<NodeId, SocketAddr>) -> u64 {
         }
     }
     hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults the field docs state: change both together.
+    #[test]
+    fn the_documented_defaults_are_the_defaults() {
+        let peers = BTreeMap::from([(NodeId(1), "127.0.0.1:1".parse().expect("addr"))]);
+        let cfg = NodeConfig::new(NodeId(1), peers, "/tmp/x").expect("a member");
+        assert_eq!(cfg.tick, Duration::from_millis(10));
+        assert_eq!(cfg.heartbeat_ticks, 5);
+        assert_eq!(cfg.election_ticks, 50);
+        assert_eq!(cfg.request_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.retry_interval, Duration::from_secs(1));
+        assert_eq!(cfg.requests_in_flight_max, 65_536);
+        assert_eq!(cfg.snapshot_policy.instances, 10_000);
+        assert_eq!(cfg.snapshot_policy.log_bytes, 64 << 20);
+        assert_eq!(cfg.sessions_max, 4096);
+        assert_eq!(cfg.batch_commands_max, 4096);
+        assert_eq!(cfg.value_bytes_max, 32 << 20);
+        assert_eq!(cfg.window_instances_max, 64);
+        assert_eq!(cfg.peer_send_queue_max, 4096);
+        assert_eq!(cfg.bootstrap, Bootstrap::Existing);
+        assert!(cfg.peer_security.is_none() && cfg.read_lease.is_none());
+    }
 }
