@@ -87,7 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("linearizable read on node 3: counter = {value}");
     let status = nodes[0].status();
     println!(
-        "leader: {:?}, applied through instance {}",
+        "leader: {:?}, instances applied: {}",
         status.leader.map(|l| l.0),
         status.applied_end.0
     );

@@ -526,7 +526,7 @@ fn status_html(node: &Node) -> String {
 <h1>synod node {id}</h1><p>role: <b>{role}</b> &middot; leader: <b>{leader}</b>{diverged}</p>\
 <h2>members</h2><p>membership epoch {epoch} &middot; {voters} voters, {learners} learners</p>\
 <table><tr><th>node</th><th>member</th><th>role</th><th>link</th></tr>{rows}</table>\
-<h2>log</h2><table><tr><td>chosen through instance</td><td>{chosen}</td></tr><tr><td>applied through instance</td><td>{applied}</td></tr>\
+<h2>log</h2><table><tr><td>instances chosen</td><td>{chosen}</td></tr><tr><td>instances applied</td><td>{applied}</td></tr>\
 <tr><td>lag (chosen &minus; applied)</td><td>{lag}</td></tr><tr><td>latest snapshot at</td><td>{snap}</td></tr><tr><td>requests waiting</td><td>{waiting}</td></tr></table>\
 <p><a href=\"/metrics\">/metrics</a> &middot; <a href=\"/status\">/status</a></p></body></html>\n",
         id = s.id.0,

@@ -424,7 +424,7 @@ impl<S: StateMachine, R> Engine<S, R> {
         let id = self.next_read;
         self.next_read += 1;
         if self.replica.status().role != RoleKind::Leader {
-            self.metrics.forwarded.fetch_add(1, Relaxed);
+            self.metrics.forwarded_reads.fetch_add(1, Relaxed);
         }
         if let Some(clock) = &self.opts.mono_clock {
             // A time read just before the call (the lease's contract).

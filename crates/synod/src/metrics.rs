@@ -108,9 +108,12 @@ pub struct Metrics {
     /// Reads this node confirmed as leader under its read lease, with no
     /// network round (its own and its followers' read-index requests).
     pub lease_reads: AtomicU64,
-    /// Requests proposed while this node was not the leader (the core
-    /// forwards them to the leader).
+    /// Commands proposed while this node was not the leader (the core
+    /// forwards them to the leader); each retry counts again.
     pub forwarded: AtomicU64,
+    /// Reads handed to the core while this node was not the leader (it asks
+    /// the leader for a read index); each retry counts again.
+    pub forwarded_reads: AtomicU64,
     /// Proposals sent again (no answer in time, or the leader changed).
     pub retries: AtomicU64,
     /// Requests that timed out with an unknown outcome.
@@ -158,6 +161,7 @@ impl Default for Metrics {
             reads_through_log: AtomicU64::new(0),
             lease_reads: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
+            forwarded_reads: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
@@ -183,7 +187,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 16] = [
+        let counters: [(&str, &str, &AtomicU64); 17] = [
             (
                 "synod_admin_connections_refused_total",
                 "Admin HTTP connections closed at once: the connection cap was reached.",
@@ -216,8 +220,13 @@ impl Metrics {
             ),
             (
                 "synod_forwarded_total",
-                "Requests proposed while not leader (forwarded to the leader).",
+                "Commands proposed while not leader (forwarded to the leader).",
                 &self.forwarded,
+            ),
+            (
+                "synod_forwarded_reads_total",
+                "Reads asked of the leader for a read index while not leader.",
+                &self.forwarded_reads,
             ),
             (
                 "synod_retries_total",
