@@ -193,10 +193,18 @@ static CONNECTION: &[(&str, &[&str])] = &[
     ("info", &["slow", "dangerous"]),
     ("multi", &["fast", "transaction"]),
     ("ping", &["fast", "connection"]),
+    ("psubscribe", &["pubsub", "slow"]),
+    ("publish", &["pubsub", "fast"]),
+    ("punsubscribe", &["pubsub", "slow"]),
     ("quit", &["fast", "connection"]),
     ("reset", &["fast", "connection"]),
     ("select", &["fast", "connection"]),
+    ("spublish", &["pubsub", "fast"]),
+    ("ssubscribe", &["pubsub", "slow"]),
+    ("subscribe", &["pubsub", "slow"]),
+    ("sunsubscribe", &["pubsub", "slow"]),
     ("time", &["fast"]),
+    ("unsubscribe", &["pubsub", "slow"]),
     ("unwatch", &["fast", "transaction"]),
     ("watch", &["fast", "transaction"]),
 ];
@@ -225,6 +233,12 @@ static SUBCOMMANDS: &[(&str, &str, &[&str])] = &[
     ("config", "resetstat", &["admin", "slow", "dangerous"]),
     ("config", "rewrite", &["admin", "slow", "dangerous"]),
     ("config", "set", &["admin", "slow", "dangerous"]),
+    ("pubsub", "channels", &["pubsub", "slow"]),
+    ("pubsub", "help", &["slow"]),
+    ("pubsub", "numpat", &["pubsub", "slow"]),
+    ("pubsub", "numsub", &["pubsub", "slow"]),
+    ("pubsub", "shardchannels", &["pubsub", "slow"]),
+    ("pubsub", "shardnumsub", &["pubsub", "slow"]),
     // Membership administration: topology changes, as Redis' CLUSTER
     // subcommands that change it (and LIST/JOININFO reveal the cluster's
     // addresses and its id, so they are admin too).

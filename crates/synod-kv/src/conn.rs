@@ -22,6 +22,9 @@ use synod_resp::{Protocol, Reply};
 pub(crate) enum Item {
     /// Answered at once.
     Reply(Reply, Protocol),
+    /// Several replies at once: pub/sub pushes (a (un)subscribe
+    /// confirmation per channel, and the messages before them).
+    Pushes(Vec<Reply>, Protocol),
     /// A data command for the log.
     Data(KvCommand, Protocol),
     /// INFO with these sections (lowercase; empty means the default set).
@@ -75,6 +78,7 @@ const QUEUED_LOCAL: &[(&str, i64)] = &[
     ("info", -1),
     ("command", -1),
     ("client", -2),
+    ("pubsub", -2),
 ];
 
 /// Commands Redis refuses inside MULTI (its `no-multi` flag), so EXEC then
@@ -133,6 +137,8 @@ pub(crate) struct Conn {
     watched: std::collections::BTreeMap<Bytes, WatchedKey>,
     /// Sum of the watched keys' lengths plus their overheads.
     watched_bytes: usize,
+    /// The connection's pub/sub subscriptions and message queue.
+    pub(crate) subscriber: crate::pubsub::Subscriber,
 }
 
 fn lower(arg: &[u8]) -> String {
@@ -177,6 +183,7 @@ fn initial_user(shared: &Shared) -> Option<(Bytes, u64)> {
 impl Conn {
     pub(crate) fn new(id: u64, peer: SocketAddr, shared: Arc<Shared>) -> Conn {
         let user = initial_user(&shared);
+        let subscriber = crate::pubsub::Subscriber::new(shared.cfg.pubsub.clone(), id);
         Conn {
             id,
             peer,
@@ -190,6 +197,7 @@ impl Conn {
             multi: None,
             watched: std::collections::BTreeMap::new(),
             watched_bytes: 0,
+            subscriber,
         }
     }
 
@@ -298,6 +306,18 @@ impl Conn {
                 Some(Ok(())) => {}
             }
         }
+        // In RESP2 a subscribed connection only (un)subscribes (Redis).
+        if self.protocol == Protocol::Resp2 && self.subscriber.active() {
+            let full_name = match args.get(1) {
+                Some(sub) if crate::acl_categories::is_container(&name) => {
+                    format!("{name}|{}", lower(sub))
+                }
+                _ => name.clone(),
+            };
+            if let Some(refused) = crate::pubsub::refused_while_subscribed(&name, &full_name) {
+                return self.reply(refused);
+            }
+        }
         if let Some(multi) = self.multi.as_mut() {
             match name.as_str() {
                 "exec" | "discard" | "multi" | "quit" | "reset" => {}
@@ -313,6 +333,16 @@ impl Conn {
             }
         }
         match name.as_str() {
+            // Subscribed in RESP2, PING answers in the pub/sub form.
+            "ping" if self.protocol == Protocol::Resp2 && self.subscriber.active() => {
+                match args.len() {
+                    1 | 2 => self.reply(Reply::Array(vec![
+                        bulk("pong"),
+                        Reply::Bulk(args.get(1).cloned().unwrap_or_default()),
+                    ])),
+                    _ => self.reply(wrong_args("ping")),
+                }
+            }
             "ping" => match args.len() {
                 1 => self.reply(Reply::Simple("PONG".into())),
                 2 => self.reply(Reply::Bulk(args[1].clone())),
@@ -324,6 +354,7 @@ impl Conn {
             },
             "quit" => Item::Quit(Reply::ok()),
             "reset" => {
+                self.subscriber.clear();
                 self.multi = None;
                 self.protocol = Protocol::Resp2;
                 self.name = None;
@@ -417,6 +448,16 @@ impl Conn {
             "unwatch" => match args.len() {
                 1 => Item::Unwatch(Reply::ok(), self.protocol),
                 _ => self.reply(wrong_args("unwatch")),
+            },
+            name if crate::pubsub::SUBSCRIBE_COMMANDS.contains(&name) => {
+                Item::Pushes(self.subscriber.command(name, &args), self.protocol)
+            }
+            "pubsub" => self.reply(self.shared.cfg.pubsub.pubsub_command(&args)),
+            "publish" | "spublish" => match crate::pubsub::parse_publish(&args)
+                .and_then(|command| self.check_replicated_size(command))
+            {
+                Ok(command) => Item::Data(command, self.protocol),
+                Err(reply) => self.reply(reply),
             },
             _ => match parse_data(&args, self.shared.cfg.value_bytes_max)
                 .and_then(|command| self.check_keys(command))
@@ -533,6 +574,11 @@ impl Conn {
             "hello" | "auth" | "acl" | "synod.member" | "synod.leader" => Err(Reply::error(
                 format!("ERR '{name}' cannot be used inside MULTI in synod"),
             )),
+            name if crate::pubsub::SUBSCRIBE_COMMANDS.contains(&name) => Err(Reply::error(
+                format!("ERR '{name}' cannot be used inside MULTI in synod"),
+            )),
+            "publish" | "spublish" => crate::pubsub::parse_publish(args)
+                .and_then(|command| self.check_replicated_size(command)),
             _ => parse_data(args, self.shared.cfg.value_bytes_max)
                 .and_then(|command| self.check_keys(command))
                 .and_then(|command| self.check_replicated_size(command)),
@@ -931,12 +977,18 @@ impl Conn {
             let acl = shared.cfg.acl.stats();
             let _ = write!(
                 text,
-                "# Stats\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:0\r\nsynod_auth_throttled:{}\r\nsynod_auth_delay_ms:{}\r\n\r\n",
+                "# Stats\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:0\r\nsynod_auth_throttled:{}\r\nsynod_auth_delay_ms:{}\r\n",
                 acl.auth_failures,
                 acl.denied_commands,
                 acl.denied_keys,
                 acl.auth_throttled,
                 acl.auth_delay_ms,
+            );
+            // This node's subscriptions (pub/sub is node-local).
+            let (channels, patterns, shard_channels) = shared.cfg.pubsub.counts();
+            let _ = write!(
+                text,
+                "pubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard_channels}\r\n\r\n"
             );
         }
         if wants("memory") {
@@ -1122,6 +1174,14 @@ fn full_table() -> Vec<Row> {
             "Resets the connection.",
         ),
     ]);
+    rows.extend(
+        crate::pubsub::COMMAND_ROWS
+            .iter()
+            .map(|(name, arity, flags, summary)| Row {
+                group: "pubsub".into(),
+                ..row(name, *arity, flags, summary)
+            }),
+    );
     rows
 }
 
