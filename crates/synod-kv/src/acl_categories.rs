@@ -224,6 +224,7 @@ static SUBCOMMANDS: &[(&str, &str, &[&str])] = &[
     ("client", "id", &["slow", "connection"]),
     ("client", "info", &["slow", "connection"]),
     ("client", "list", &["admin", "slow", "dangerous", "connection"]),
+    ("client", "reply", &["slow", "connection"]),
     ("client", "setinfo", &["slow", "connection"]),
     ("client", "setname", &["slow", "connection"]),
     ("command", "count", &["slow", "connection"]),

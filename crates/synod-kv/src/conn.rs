@@ -23,8 +23,12 @@ pub(crate) enum Item {
     /// Answered at once.
     Reply(Reply, Protocol),
     /// Several replies at once: pub/sub pushes (a (un)subscribe
-    /// confirmation per channel, and the messages before them).
+    /// confirmation per channel, and the messages before them). Never
+    /// silenced by CLIENT REPLY, as in Redis; empty for no reply at all.
     Pushes(Vec<Reply>, Protocol),
+    /// An item whose reply is not written (CLIENT REPLY OFF or SKIP): it
+    /// runs, in order, and nothing of it reaches the client.
+    Silent(Box<Item>),
     /// A data command for the log.
     Data(KvCommand, Protocol),
     /// INFO with these sections (lowercase; empty means the default set).
@@ -139,6 +143,20 @@ pub(crate) struct Conn {
     watched_bytes: usize,
     /// The connection's pub/sub subscriptions and message queue.
     pub(crate) subscriber: crate::pubsub::Subscriber,
+    /// CLIENT REPLY: `Off` silences every reply (pushes excepted), `Skip`
+    /// the next command's.
+    reply_mode: ReplyMode,
+}
+
+/// What CLIENT REPLY set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReplyMode {
+    On,
+    Off,
+    /// SKIP was sent: the command after it is silent.
+    SkipNext,
+    /// This command is silent, then back to `On`.
+    Skip,
 }
 
 fn lower(arg: &[u8]) -> String {
@@ -198,6 +216,7 @@ impl Conn {
             watched: std::collections::BTreeMap::new(),
             watched_bytes: 0,
             subscriber,
+            reply_mode: ReplyMode::On,
         }
     }
 
@@ -271,8 +290,27 @@ impl Conn {
         self.user.is_some()
     }
 
-    /// Turns one request into an item, updating the connection's state.
+    /// Turns one request into an item, updating the connection's state,
+    /// and silences its reply as CLIENT REPLY says (as Redis decides it:
+    /// after the command ran, so `CLIENT REPLY ON` is answered).
     pub(crate) fn handle(&mut self, args: Vec<Bytes>) -> Item {
+        let item = self.handle_request(args);
+        let silent = matches!(self.reply_mode, ReplyMode::Off | ReplyMode::Skip)
+            && !matches!(item, Item::Pushes(..) | Item::Quit(_));
+        self.reply_mode = match self.reply_mode {
+            ReplyMode::Skip => ReplyMode::On,
+            ReplyMode::SkipNext => ReplyMode::Skip,
+            mode => mode,
+        };
+        if silent {
+            Item::Silent(Box::new(item))
+        } else {
+            item
+        }
+    }
+
+    /// [`Conn::handle`] without CLIENT REPLY.
+    fn handle_request(&mut self, args: Vec<Bytes>) -> Item {
         let Some(first) = args.first() else {
             return self.reply(Reply::error("ERR empty command"));
         };
@@ -548,7 +586,7 @@ impl Conn {
             parts.push(match queued {
                 Queued::Data => ExecPart::Data,
                 // Not in MULTI any more: run as it would be alone.
-                Queued::Local(args) => match self.handle(args) {
+                Queued::Local(args) => match self.handle_request(args) {
                     Item::Reply(reply, _) => ExecPart::Ready(reply),
                     Item::Info(sections, _) => ExecPart::Info(sections),
                     _ => ExecPart::Ready(Reply::error("ERR internal error: not a local command")),
@@ -794,9 +832,27 @@ impl Conn {
                 }
                 self.reply(Reply::ok())
             }
+            ("reply", 3) => match lower(&args[2]).as_str() {
+                "on" => {
+                    self.reply_mode = ReplyMode::On;
+                    self.reply(Reply::ok())
+                }
+                // OFF and SKIP have no reply of their own.
+                "off" => {
+                    self.reply_mode = ReplyMode::Off;
+                    Item::Pushes(Vec::new(), self.protocol)
+                }
+                "skip" => {
+                    if self.reply_mode != ReplyMode::Off {
+                        self.reply_mode = ReplyMode::SkipNext;
+                    }
+                    Item::Pushes(Vec::new(), self.protocol)
+                }
+                _ => self.reply(Reply::error("ERR syntax error")),
+            },
             ("info", 2) => self.reply(Reply::Verbatim(Bytes::from(self.describe() + "\n"))),
             ("list", _) => self.reply(Reply::Verbatim(Bytes::from(self.describe() + "\n"))),
-            ("setinfo" | "setname" | "getname" | "id" | "info", _) => {
+            ("setinfo" | "setname" | "getname" | "id" | "info" | "reply", _) => {
                 self.reply(wrong_args(&format!("client|{sub}")))
             }
             _ => self.reply(Reply::error(format!(

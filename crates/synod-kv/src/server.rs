@@ -591,7 +591,19 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
     let batch_bytes_max = shared.node.command_bytes_max();
     let mut slots: Vec<(Slot, Protocol)> = Vec::new();
     for item in items {
+        // A silenced item (CLIENT REPLY) runs alone, so what it writes can
+        // be cut off without touching the replies around it.
+        let (item, silenced) = match item {
+            Item::Silent(item) => {
+                let replies = execute(shared, std::mem::take(&mut pending)).await;
+                fill(&mut slots, replies, out);
+                pending_bytes = empty_batch_bytes;
+                (*item, Some((out.bytes.len(), out.overflow)))
+            }
+            item => (item, None),
+        };
         match item {
+            Item::Silent(_) => {}
             Item::Reply(reply, proto) => slots.push((Slot::Ready(reply), proto)),
             Item::Pushes(replies, proto) => {
                 slots.extend(replies.into_iter().map(|reply| (Slot::Ready(reply), proto)))
@@ -671,6 +683,13 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
                 let reply = exec(shared, conn, commands, parts).await;
                 slots.push((Slot::Ready(reply), proto));
             }
+        }
+        if let Some((written, overflow)) = silenced {
+            let replies = execute(shared, std::mem::take(&mut pending)).await;
+            fill(&mut slots, replies, out);
+            pending_bytes = empty_batch_bytes;
+            out.bytes.truncate(written);
+            out.overflow = overflow;
         }
     }
     let replies = execute(shared, pending).await;
