@@ -36,7 +36,6 @@
 //! `client_output_buffer_limit_disconnections` and logged) and its queue is
 //! dropped, so a slow reader never makes the node's memory grow without bound.
 
-
 mod mailbox;
 mod subscriber;
 #[cfg(test)]
@@ -559,4 +558,3 @@ pub(crate) const COMMAND_ROWS: &[(&str, i64, &[&str], &str)] = &[
         "PUBSUB CHANNELS, NUMSUB, NUMPAT, SHARDCHANNELS, SHARDNUMSUB: this node's subscriptions.",
     ),
 ];
-

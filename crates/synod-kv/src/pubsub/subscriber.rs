@@ -10,7 +10,9 @@ use synod_resp::{write_reply, Protocol, Reply};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::mailbox::Mailbox;
-use super::{wrong_args, Kind, PubSub, SUBSCRIPTIONS_PER_CLIENT_MAX, SUBSCRIPTION_BYTES_PER_CLIENT_MAX};
+use super::{
+    wrong_args, Kind, PubSub, SUBSCRIPTIONS_PER_CLIENT_MAX, SUBSCRIPTION_BYTES_PER_CLIENT_MAX,
+};
 
 /// The commands a connection may send while subscribed in RESP2.
 const ALLOWED_WHILE_SUBSCRIBED: &[&str] = &[
@@ -258,9 +260,22 @@ impl Subscriber {
     }
 }
 
+#[cfg(test)]
+impl Subscriber {
+    /// The queued messages, as [`Subscriber::flush`] would write them.
+    pub(super) fn take_for_tests(&self) -> Vec<Reply> {
+        let (replies, bytes) = self.mailbox.take();
+        self.mailbox.written(bytes);
+        replies
+    }
+
+    pub(super) fn overflow_for_tests(&self) -> Option<String> {
+        self.mailbox.overflow()
+    }
+}
+
 impl Drop for Subscriber {
     fn drop(&mut self) {
         self.clear();
     }
 }
-
