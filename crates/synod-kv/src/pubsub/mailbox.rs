@@ -19,16 +19,16 @@ const MESSAGE_OVERHEAD_BYTES: usize = 64;
 /// counted) between every subscriber that gets them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Message {
-    Message {
+    Channel {
         channel: Bytes,
         payload: Bytes,
     },
-    PMessage {
+    Pattern {
         pattern: Bytes,
         channel: Bytes,
         payload: Bytes,
     },
-    SMessage {
+    Shard {
         channel: Bytes,
         payload: Bytes,
     },
@@ -39,10 +39,10 @@ impl Message {
     fn bytes(&self) -> usize {
         MESSAGE_OVERHEAD_BYTES
             + match self {
-                Message::Message { channel, payload } | Message::SMessage { channel, payload } => {
+                Message::Channel { channel, payload } | Message::Shard { channel, payload } => {
                     channel.len() + payload.len()
                 }
-                Message::PMessage {
+                Message::Pattern {
                     pattern,
                     channel,
                     payload,
@@ -52,12 +52,12 @@ impl Message {
 
     fn to_reply(&self) -> Reply {
         match self {
-            Message::Message { channel, payload } => Reply::Push(vec![
+            Message::Channel { channel, payload } => Reply::Push(vec![
                 Reply::Bulk(Bytes::from_static(b"message")),
                 Reply::Bulk(channel.clone()),
                 Reply::Bulk(payload.clone()),
             ]),
-            Message::PMessage {
+            Message::Pattern {
                 pattern,
                 channel,
                 payload,
@@ -67,7 +67,7 @@ impl Message {
                 Reply::Bulk(channel.clone()),
                 Reply::Bulk(payload.clone()),
             ]),
-            Message::SMessage { channel, payload } => Reply::Push(vec![
+            Message::Shard { channel, payload } => Reply::Push(vec![
                 Reply::Bulk(Bytes::from_static(b"smessage")),
                 Reply::Bulk(channel.clone()),
                 Reply::Bulk(payload.clone()),

@@ -153,7 +153,7 @@ impl Registry {
         };
         if shard {
             for client in self.shard_channels.get(channel).into_iter().flatten() {
-                let message = Message::SMessage {
+                let message = Message::Shard {
                     channel: channel.clone(),
                     payload: payload.clone(),
                 };
@@ -162,7 +162,7 @@ impl Registry {
             return receivers;
         }
         for client in self.channels.get(channel).into_iter().flatten() {
-            let message = Message::Message {
+            let message = Message::Channel {
                 channel: channel.clone(),
                 payload: payload.clone(),
             };
@@ -175,7 +175,7 @@ impl Registry {
                 continue;
             }
             for client in clients {
-                let message = Message::PMessage {
+                let message = Message::Pattern {
                     pattern: pattern.clone(),
                     channel: channel.clone(),
                     payload: payload.clone(),

@@ -287,7 +287,7 @@ fn over_the_soft_limit_for_too_long_disconnects() {
     };
     let mailbox = Mailbox::default();
     // 64 + 1 + 10 = 75 bytes: one is under the soft limit, two over.
-    let message = || mailbox::Message::Message {
+    let message = || mailbox::Message::Channel {
         channel: b("c"),
         payload: Bytes::from(vec![b'x'; 10]),
     };
