@@ -488,10 +488,14 @@ impl Conn {
                 _ => self.reply(wrong_args("unwatch")),
             },
             name if crate::pubsub::SUBSCRIBE_COMMANDS.contains(&name) => {
+                if let Err(refused) = self.check_channels(name, &args) {
+                    return self.reply(refused);
+                }
                 Item::Pushes(self.subscriber.command(name, &args), self.protocol)
             }
             "pubsub" => self.reply(self.shared.cfg.pubsub.pubsub_command(&args)),
             "publish" | "spublish" => match crate::pubsub::parse_publish(&args)
+                .and_then(|command| self.check_channels(&name, &args).map(|()| command))
                 .and_then(|command| self.check_replicated_size(command))
             {
                 Ok(command) => Item::Data(command, self.protocol),
@@ -561,6 +565,27 @@ impl Conn {
         }
     }
 
+    /// Refuses a pub/sub command naming a channel outside the user's
+    /// `&patterns` (see [`crate::pubsub::channels_checked`]).
+    fn check_channels(&self, name: &str, args: &[Bytes]) -> Result<(), Reply> {
+        let checked = crate::pubsub::channels_checked(name, args);
+        let allowed = self.with_user(|user| {
+            checked
+                .iter()
+                .all(|(channel, literal)| user.channel_allowed(channel, *literal))
+        });
+        match allowed {
+            Some(true) => Ok(()),
+            Some(false) => {
+                self.shared.cfg.acl.count_denied_channel();
+                Err(Reply::error(
+                    "NOPERM this user has no permissions to access one of the channels used as arguments",
+                ))
+            }
+            None => Err(Reply::error("NOAUTH Authentication required.")),
+        }
+    }
+
     /// Refuses a command that could not be replicated alone: its encoding
     /// must fit in one log value (`Node::command_bytes_max`).
     fn check_replicated_size(&self, command: KvCommand) -> Result<KvCommand, Reply> {
@@ -616,6 +641,7 @@ impl Conn {
                 format!("ERR '{name}' cannot be used inside MULTI in synod"),
             )),
             "publish" | "spublish" => crate::pubsub::parse_publish(args)
+                .and_then(|command| self.check_channels(&name, args).map(|()| command))
                 .and_then(|command| self.check_replicated_size(command)),
             _ => parse_data(args, self.shared.cfg.value_bytes_max)
                 .and_then(|command| self.check_keys(command))
@@ -1033,10 +1059,11 @@ impl Conn {
             let acl = shared.cfg.acl.stats();
             let _ = write!(
                 text,
-                "# Stats\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:0\r\nsynod_auth_throttled:{}\r\nsynod_auth_delay_ms:{}\r\n",
+                "# Stats\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:{}\r\nsynod_auth_throttled:{}\r\nsynod_auth_delay_ms:{}\r\n",
                 acl.auth_failures,
                 acl.denied_commands,
                 acl.denied_keys,
+                acl.denied_channels,
                 acl.auth_throttled,
                 acl.auth_delay_ms,
             );

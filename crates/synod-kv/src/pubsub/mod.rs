@@ -485,6 +485,24 @@ impl Drop for Tickets<'_> {
     }
 }
 
+/// The channels (and, `true`, the patterns taken literally) that the ACL
+/// checks for pub/sub command `name` (lowercase): every channel of
+/// (S)SUBSCRIBE, every pattern of PSUBSCRIBE, (S)PUBLISH's channel. The
+/// UNSUBSCRIBEs are never refused, as in Redis.
+pub(crate) fn channels_checked<'a>(name: &str, args: &'a [Bytes]) -> Vec<(&'a Bytes, bool)> {
+    let rest = args.get(1..).unwrap_or_default();
+    match name {
+        "subscribe" | "ssubscribe" => rest.iter().map(|channel| (channel, false)).collect(),
+        "psubscribe" => rest.iter().map(|pattern| (pattern, true)).collect(),
+        "publish" | "spublish" => rest
+            .iter()
+            .take(1)
+            .map(|channel| (channel, false))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// `PUBLISH channel message` / `SPUBLISH shardchannel message`, unstamped.
 pub(crate) fn parse_publish(args: &[Bytes]) -> Result<KvCommand, Reply> {
     let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();

@@ -476,3 +476,27 @@ fn registries_have_distinct_origins() {
     assert_ne!(a.origin.0, b_node.origin.0);
     assert_ne!(a.origin.0, 0);
 }
+
+#[test]
+fn acl_channel_patterns_guard_publish_and_subscribe() {
+    let mut user = crate::acl::User::new(b("u"), 1);
+    user.channel_patterns = vec![b("news.*"), b("lit[")];
+    let allowed_for = |user: &crate::acl::User, name: &str, words: &[&str]| {
+        channels_checked(name, &args(words))
+            .iter()
+            .all(|(channel, literal)| user.channel_allowed(channel, *literal))
+    };
+    let allowed = |name: &str, words: &[&str]| allowed_for(&user, name, words);
+    assert!(allowed("subscribe", &["subscribe", "news.1", "news.2"]));
+    assert!(!allowed("subscribe", &["subscribe", "news.1", "sport"]));
+    assert!(allowed("publish", &["publish", "news.x", "sport"]));
+    assert!(!allowed("spublish", &["spublish", "sport", "news.x"]));
+    // A subscription pattern must be one of the user's, literally.
+    assert!(allowed("psubscribe", &["psubscribe", "news.*"]));
+    assert!(!allowed("psubscribe", &["psubscribe", "news.1*"]));
+    assert!(!allowed("psubscribe", &["psubscribe", "*"]));
+    // Leaving is never refused.
+    assert!(allowed("unsubscribe", &["unsubscribe", "sport"]));
+    user.all_channels = true;
+    assert!(allowed_for(&user, "psubscribe", &["psubscribe", "*"]));
+}
