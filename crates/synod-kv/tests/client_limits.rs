@@ -468,3 +468,56 @@ async fn subscribers_on_two_nodes_get_the_same_messages_in_the_same_order() {
         Some(Reply::Simple("PONG".into()))
     );
 }
+
+/// A subscriber that stops reading is disconnected once the messages it has
+/// not taken pass the pub/sub hard limit (Redis' `client-output-buffer-limit
+/// pubsub`), and counted: the node never holds more for it. The publisher
+/// and other subscribers carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_is_disconnected_at_the_limit() {
+    let c = cluster(
+        1,
+        |cfg| {
+            cfg.pubsub
+                .set_output_limits(256 << 10, 256 << 10, Duration::from_secs(60))
+        },
+        None,
+    )
+    .await;
+    let mut slow = Client::connect(c.resp[0]).await;
+    assert!(matches!(
+        slow.call(&[b"SUBSCRIBE", b"c"]).await,
+        Some(Reply::Array(_))
+    ));
+    let mut publisher = Client::connect(c.resp[0]).await;
+    let payload = vec![b'x'; 64 << 10];
+    // Loopback socket buffers take some MiB before the server's writes
+    // block; from then on the queue grows to the limit.
+    let mut published = 0;
+    while info_field(c.resp[0], None, "client_output_buffer_limit_disconnections").await == 0 {
+        assert_eq!(
+            publisher.call(&[b"PUBLISH", b"c", &payload]).await,
+            Some(Reply::Integer(1))
+        );
+        published += 1;
+        assert!(published < 2_000, "never disconnected");
+    }
+    // Gone from the registry: the next message reaches nobody.
+    assert_eq!(
+        publisher.call(&[b"PUBLISH", b"c", b"after"]).await,
+        Some(Reply::Integer(0))
+    );
+    // What it gets is whole messages, then the end.
+    let mut read = 0;
+    loop {
+        match slow.reply().await {
+            Some(Reply::Array(items)) => {
+                assert_eq!(items.len(), 3);
+                read += 1;
+            }
+            None => break,
+            Some(other) => panic!("not a message: {other:?}"),
+        }
+    }
+    assert!(read < published, "read {read} of {published}");
+}

@@ -225,8 +225,17 @@ impl PubSub {
         lock(&self.registry)
     }
 
-    /// Sets the subscribers' output limits (tests use small ones).
-    #[cfg(test)]
+    /// Sets the subscribers' output limits (Redis' `client-output-buffer-limit
+    /// pubsub <hard> <soft> <seconds>`; the defaults are Redis'), for the
+    /// messages queued from now on.
+    pub fn set_output_limits(&self, hard_bytes: usize, soft_bytes: usize, soft_duration: Duration) {
+        self.set_limits(OutputLimits {
+            hard_bytes,
+            soft_bytes,
+            soft_duration,
+        });
+    }
+
     fn set_limits(&self, limits: OutputLimits) {
         self.registry().limits = limits;
     }
