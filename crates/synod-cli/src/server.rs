@@ -401,6 +401,8 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     let store = Store::new();
     let acl = store.acl();
     acl.set_config_password(password.as_deref());
+    // Messages this node applies reach this node's subscribers.
+    let pubsub = store.pubsub();
     let node = Node::start(cfg, store)
         .await
         .map_err(|e| format!("node {} cannot start: {e}", args.id))?;
@@ -411,6 +413,7 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     let acl_for_admin = acl.clone();
     let client_counters = Arc::clone(&server_cfg.counters);
     server_cfg.acl = acl;
+    server_cfg.pubsub = pubsub;
     server_cfg.clients_max = clients_max;
     server_cfg.value_bytes_max = args.max_value_bytes;
     server_cfg.request_bytes_max = args.max_request_bytes;

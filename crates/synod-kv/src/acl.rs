@@ -422,6 +422,21 @@ impl User {
         self.all_keys || self.key_patterns.iter().any(|p| glob_match(p, key))
     }
 
+    /// Whether the user may publish to or subscribe to `channel` (one of
+    /// its `&patterns` matches it) or, with `literal`, PSUBSCRIBE to the
+    /// pattern `channel` (one of its `&patterns` is exactly it: as in
+    /// Redis, a subscription pattern is never matched as a glob).
+    pub fn channel_allowed(&self, channel: &[u8], literal: bool) -> bool {
+        self.all_channels
+            || self.channel_patterns.iter().any(|p| {
+                if literal {
+                    p.as_ref() == channel
+                } else {
+                    glob_match(p, channel)
+                }
+            })
+    }
+
     /// `+@all -@string +incr` style, as `ACL GETUSER`'s `commands`.
     pub fn describe_commands(&self) -> String {
         let mut out = String::from(if self.commands_base_allow {

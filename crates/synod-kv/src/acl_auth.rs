@@ -135,6 +135,9 @@ pub struct AuthStats {
     pub denied_commands: u64,
     /// Commands refused with NOPERM for a key (`acl_access_denied_key`).
     pub denied_keys: u64,
+    /// Commands refused with NOPERM for a channel
+    /// (`acl_access_denied_channel`).
+    pub denied_channels: u64,
 }
 
 #[derive(Debug, Default)]
@@ -144,6 +147,7 @@ struct Counters {
     auth_delay_ms: AtomicU64,
     denied_commands: AtomicU64,
     denied_keys: AtomicU64,
+    denied_channels: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -348,6 +352,10 @@ impl Acl {
         self.inner.counters.denied_keys.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn count_denied_channel(&self) {
+        self.inner.counters.denied_channels.fetch_add(1, Relaxed);
+    }
+
     /// The counters.
     pub fn stats(&self) -> AuthStats {
         let c = &self.inner.counters;
@@ -357,6 +365,7 @@ impl Acl {
             auth_delay_ms: c.auth_delay_ms.load(Relaxed),
             denied_commands: c.denied_commands.load(Relaxed),
             denied_keys: c.denied_keys.load(Relaxed),
+            denied_channels: c.denied_channels.load(Relaxed),
         }
     }
 

@@ -634,6 +634,18 @@ pub enum KvCommand {
     /// answers nil and nothing in it runs (checked by the store, at the
     /// transaction's point of the log). Never alone, never elsewhere.
     WatchCheck { watched: Vec<WatchedKey> },
+    /// `PUBLISH channel message` (`SPUBLISH` when `shard`): changes nothing
+    /// replicated; every replica that applies it delivers the message to
+    /// its own node's subscribers (see `crate::pubsub`). `origin` and
+    /// `ticket` are stamped by the proposing node so that its own apply can
+    /// count its receivers for the reply; 0 when unstamped.
+    Publish {
+        channel: Bytes,
+        message: Bytes,
+        shard: bool,
+        origin: u64,
+        ticket: u64,
+    },
 }
 
 impl KvCommand {
@@ -725,7 +737,8 @@ impl KvCommand {
             | KvCommand::HIncrBy { .. }
             | KvCommand::Push { .. }
             | KvCommand::Pop { .. }
-            | KvCommand::SetMaxMemory { .. } => false,
+            | KvCommand::SetMaxMemory { .. }
+            | KvCommand::Publish { .. } => false,
             KvCommand::Sort(sort) => sort.store.is_none(),
             KvCommand::ZSet(zset) => zset.is_read(),
             KvCommand::Exec(commands) => commands.iter().all(KvCommand::is_read),
@@ -846,6 +859,8 @@ impl KvCommand {
             KvCommand::Acl(_) => "acl",
             KvCommand::ZSet(zset) => zset.name(),
             KvCommand::Watch { .. } | KvCommand::WatchCheck { .. } => "watch",
+            KvCommand::Publish { shard: false, .. } => "publish",
+            KvCommand::Publish { shard: true, .. } => "spublish",
         }
     }
 
@@ -964,7 +979,8 @@ impl KvCommand {
             | KvCommand::RandomKey { .. }
             | KvCommand::SetMaxMemory { .. }
             | KvCommand::MemoryInfo
-            | KvCommand::Acl(_) => Vec::new(),
+            | KvCommand::Acl(_)
+            | KvCommand::Publish { .. } => Vec::new(),
             KvCommand::Exec(commands) => commands.iter().flat_map(KvCommand::keys).collect(),
             KvCommand::ZSet(zset) => zset.keys(),
             KvCommand::Watch { keys } => keys.iter().collect(),

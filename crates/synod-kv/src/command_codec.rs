@@ -65,6 +65,8 @@ mod op {
     // Memory limit (issue 13): numbered apart from the data commands.
     pub const SET_MAX_MEMORY: u8 = 100;
     pub const MEMORY_INFO: u8 = 101;
+    // Pub/sub (issue 16): 120 to 129.
+    pub const PUBLISH: u8 = 120;
     // Keys and strings (issue 16): 150 to 199.
     pub const RANDOM_KEY_SEEDED: u8 = 150;
     pub const RENAME: u8 = 151;
@@ -604,6 +606,20 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
                 writer.u64(watched.stamp.sequence);
             }
         }
+        KvCommand::Publish {
+            channel,
+            message,
+            shard,
+            origin,
+            ticket,
+        } => {
+            writer.u8(op::PUBLISH);
+            writer.bytes(channel);
+            writer.bytes(message);
+            writer.bool(*shard);
+            writer.u64(*origin);
+            writer.u64(*ticket);
+        }
         KvCommand::ZSet(zset) => {
             writer.u8(op::Z_SET);
             crate::codec_zset::encode(writer, zset);
@@ -1130,6 +1146,13 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
             KvCommand::WatchCheck { watched }
         }
         op::Z_SET => KvCommand::ZSet(crate::codec_zset::decode(reader)?),
+        op::PUBLISH => KvCommand::Publish {
+            channel: reader.bytes()?,
+            message: reader.bytes()?,
+            shard: reader.bool()?,
+            origin: reader.u64()?,
+            ticket: reader.u64()?,
+        },
         op::ACL => KvCommand::Acl(match reader.u8()? {
             acl_op::SET_USER => AclCommand::SetUser {
                 name: reader.bytes()?,

@@ -22,6 +22,13 @@ use synod_resp::{Protocol, Reply};
 pub(crate) enum Item {
     /// Answered at once.
     Reply(Reply, Protocol),
+    /// Several replies at once: pub/sub pushes (a (un)subscribe
+    /// confirmation per channel, and the messages before them). Never
+    /// silenced by CLIENT REPLY, as in Redis; empty for no reply at all.
+    Pushes(Vec<Reply>, Protocol),
+    /// An item whose reply is not written (CLIENT REPLY OFF or SKIP): it
+    /// runs, in order, and nothing of it reaches the client.
+    Silent(Box<Item>),
     /// A data command for the log.
     Data(KvCommand, Protocol),
     /// INFO with these sections (lowercase; empty means the default set).
@@ -75,6 +82,7 @@ const QUEUED_LOCAL: &[(&str, i64)] = &[
     ("info", -1),
     ("command", -1),
     ("client", -2),
+    ("pubsub", -2),
 ];
 
 /// Commands Redis refuses inside MULTI (its `no-multi` flag), so EXEC then
@@ -133,6 +141,22 @@ pub(crate) struct Conn {
     watched: std::collections::BTreeMap<Bytes, WatchedKey>,
     /// Sum of the watched keys' lengths plus their overheads.
     watched_bytes: usize,
+    /// The connection's pub/sub subscriptions and message queue.
+    pub(crate) subscriber: crate::pubsub::Subscriber,
+    /// CLIENT REPLY: `Off` silences every reply (pushes excepted), `Skip`
+    /// the next command's.
+    reply_mode: ReplyMode,
+}
+
+/// What CLIENT REPLY set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReplyMode {
+    On,
+    Off,
+    /// SKIP was sent: the command after it is silent.
+    SkipNext,
+    /// This command is silent, then back to `On`.
+    Skip,
 }
 
 fn lower(arg: &[u8]) -> String {
@@ -177,6 +201,7 @@ fn initial_user(shared: &Shared) -> Option<(Bytes, u64)> {
 impl Conn {
     pub(crate) fn new(id: u64, peer: SocketAddr, shared: Arc<Shared>) -> Conn {
         let user = initial_user(&shared);
+        let subscriber = crate::pubsub::Subscriber::new(shared.cfg.pubsub.clone(), id);
         Conn {
             id,
             peer,
@@ -190,6 +215,8 @@ impl Conn {
             multi: None,
             watched: std::collections::BTreeMap::new(),
             watched_bytes: 0,
+            subscriber,
+            reply_mode: ReplyMode::On,
         }
     }
 
@@ -238,8 +265,27 @@ impl Conn {
         self.user.is_some()
     }
 
-    /// Turns one request into an item, updating the connection's state.
+    /// Turns one request into an item, updating the connection's state,
+    /// and silences its reply as CLIENT REPLY says (as Redis decides it:
+    /// after the command ran, so `CLIENT REPLY ON` is answered).
     pub(crate) fn handle(&mut self, args: Vec<Bytes>) -> Item {
+        let item = self.handle_request(args);
+        let silent = matches!(self.reply_mode, ReplyMode::Off | ReplyMode::Skip)
+            && !matches!(item, Item::Pushes(..) | Item::Quit(_));
+        self.reply_mode = match self.reply_mode {
+            ReplyMode::Skip => ReplyMode::On,
+            ReplyMode::SkipNext => ReplyMode::Skip,
+            mode => mode,
+        };
+        if silent {
+            Item::Silent(Box::new(item))
+        } else {
+            item
+        }
+    }
+
+    /// [`Conn::handle`] without CLIENT REPLY.
+    fn handle_request(&mut self, args: Vec<Bytes>) -> Item {
         let Some(first) = args.first() else {
             return self.reply(Reply::error("ERR empty command"));
         };
@@ -273,6 +319,18 @@ impl Conn {
                 Some(Ok(())) => {}
             }
         }
+        // In RESP2 a subscribed connection only (un)subscribes (Redis).
+        if self.protocol == Protocol::Resp2 && self.subscriber.active() {
+            let full_name = match args.get(1) {
+                Some(sub) if crate::acl_categories::is_container(&name) => {
+                    format!("{name}|{}", lower(sub))
+                }
+                _ => name.clone(),
+            };
+            if let Some(refused) = crate::pubsub::refused_while_subscribed(&name, &full_name) {
+                return self.reply(refused);
+            }
+        }
         if let Some(multi) = self.multi.as_mut() {
             match name.as_str() {
                 "exec" | "discard" | "multi" | "quit" | "reset" => {}
@@ -288,6 +346,16 @@ impl Conn {
             }
         }
         match name.as_str() {
+            // Subscribed in RESP2, PING answers in the pub/sub form.
+            "ping" if self.protocol == Protocol::Resp2 && self.subscriber.active() => {
+                match args.len() {
+                    1 | 2 => self.reply(Reply::Array(vec![
+                        bulk("pong"),
+                        Reply::Bulk(args.get(1).cloned().unwrap_or_default()),
+                    ])),
+                    _ => self.reply(wrong_args("ping")),
+                }
+            }
             "ping" => match args.len() {
                 1 => self.reply(Reply::Simple("PONG".into())),
                 2 => self.reply(Reply::Bulk(args[1].clone())),
@@ -299,6 +367,7 @@ impl Conn {
             },
             "quit" => Item::Quit(Reply::ok()),
             "reset" => {
+                self.subscriber.clear();
                 self.multi = None;
                 self.protocol = Protocol::Resp2;
                 self.name = None;
@@ -393,6 +462,20 @@ impl Conn {
                 1 => Item::Unwatch(Reply::ok(), self.protocol),
                 _ => self.reply(wrong_args("unwatch")),
             },
+            name if crate::pubsub::SUBSCRIBE_COMMANDS.contains(&name) => {
+                if let Err(refused) = self.check_channels(name, &args) {
+                    return self.reply(refused);
+                }
+                Item::Pushes(self.subscriber.command(name, &args), self.protocol)
+            }
+            "pubsub" => self.reply(self.shared.cfg.pubsub.pubsub_command(&args)),
+            "publish" | "spublish" => match crate::pubsub::parse_publish(&args)
+                .and_then(|command| self.check_channels(&name, &args).map(|()| command))
+                .and_then(|command| self.check_replicated_size(command))
+            {
+                Ok(command) => Item::Data(command, self.protocol),
+                Err(reply) => self.reply(reply),
+            },
             _ => match parse_data(&args, self.shared.cfg.value_bytes_max)
                 .and_then(|command| self.check_keys(command))
                 .and_then(|command| self.check_replicated_size(command))
@@ -457,6 +540,27 @@ impl Conn {
         }
     }
 
+    /// Refuses a pub/sub command naming a channel outside the user's
+    /// `&patterns` (see [`crate::pubsub::channels_checked`]).
+    fn check_channels(&self, name: &str, args: &[Bytes]) -> Result<(), Reply> {
+        let checked = crate::pubsub::channels_checked(name, args);
+        let allowed = self.with_user(|user| {
+            checked
+                .iter()
+                .all(|(channel, literal)| user.channel_allowed(channel, *literal))
+        });
+        match allowed {
+            Some(true) => Ok(()),
+            Some(false) => {
+                self.shared.cfg.acl.count_denied_channel();
+                Err(Reply::error(
+                    "NOPERM this user has no permissions to access one of the channels used as arguments",
+                ))
+            }
+            None => Err(Reply::error("NOAUTH Authentication required.")),
+        }
+    }
+
     /// Refuses a command that could not be replicated alone: its encoding
     /// must fit in one log value (`Node::command_bytes_max`).
     fn check_replicated_size(&self, command: KvCommand) -> Result<KvCommand, Reply> {
@@ -482,7 +586,7 @@ impl Conn {
             parts.push(match queued {
                 Queued::Data => ExecPart::Data,
                 // Not in MULTI any more: run as it would be alone.
-                Queued::Local(args) => match self.handle(args) {
+                Queued::Local(args) => match self.handle_request(args) {
                     Item::Reply(reply, _) => ExecPart::Ready(reply),
                     Item::Info(sections, _) => ExecPart::Info(sections),
                     _ => ExecPart::Ready(Reply::error("ERR internal error: not a local command")),
@@ -508,6 +612,12 @@ impl Conn {
             "hello" | "auth" | "acl" | "synod.member" | "synod.leader" => Err(Reply::error(
                 format!("ERR '{name}' cannot be used inside MULTI in synod"),
             )),
+            name if crate::pubsub::SUBSCRIBE_COMMANDS.contains(&name) => Err(Reply::error(
+                format!("ERR '{name}' cannot be used inside MULTI in synod"),
+            )),
+            "publish" | "spublish" => crate::pubsub::parse_publish(args)
+                .and_then(|command| self.check_channels(&name, args).map(|()| command))
+                .and_then(|command| self.check_replicated_size(command)),
             _ => parse_data(args, self.shared.cfg.value_bytes_max)
                 .and_then(|command| self.check_keys(command))
                 .and_then(|command| self.check_replicated_size(command)),
@@ -723,9 +833,27 @@ impl Conn {
                 }
                 self.reply(Reply::ok())
             }
+            ("reply", 3) => match lower(&args[2]).as_str() {
+                "on" => {
+                    self.reply_mode = ReplyMode::On;
+                    self.reply(Reply::ok())
+                }
+                // OFF and SKIP have no reply of their own.
+                "off" => {
+                    self.reply_mode = ReplyMode::Off;
+                    Item::Pushes(Vec::new(), self.protocol)
+                }
+                "skip" => {
+                    if self.reply_mode != ReplyMode::Off {
+                        self.reply_mode = ReplyMode::SkipNext;
+                    }
+                    Item::Pushes(Vec::new(), self.protocol)
+                }
+                _ => self.reply(Reply::error("ERR syntax error")),
+            },
             ("info", 2) => self.reply(Reply::Verbatim(Bytes::from(self.describe() + "\n"))),
             ("list", _) => self.reply(Reply::Verbatim(Bytes::from(self.describe() + "\n"))),
-            ("setinfo" | "setname" | "getname" | "id" | "info", _) => {
+            ("setinfo" | "setname" | "getname" | "id" | "info" | "reply", _) => {
                 self.reply(wrong_args(&format!("client|{sub}")))
             }
             _ => self.reply(Reply::error(format!(
@@ -906,12 +1034,19 @@ impl Conn {
             let acl = shared.cfg.acl.stats();
             let _ = write!(
                 text,
-                "# Stats\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:0\r\nsynod_auth_throttled:{}\r\nsynod_auth_delay_ms:{}\r\n\r\n",
+                "# Stats\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:{}\r\nsynod_auth_throttled:{}\r\nsynod_auth_delay_ms:{}\r\n",
                 acl.auth_failures,
                 acl.denied_commands,
                 acl.denied_keys,
+                acl.denied_channels,
                 acl.auth_throttled,
                 acl.auth_delay_ms,
+            );
+            // This node's subscriptions (pub/sub is node-local).
+            let (channels, patterns, shard_channels) = shared.cfg.pubsub.counts();
+            let _ = write!(
+                text,
+                "pubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard_channels}\r\n\r\n"
             );
         }
         if wants("memory") {
@@ -1111,6 +1246,14 @@ fn full_table() -> Vec<Row> {
             "Resets the connection.",
         ),
     ]);
+    rows.extend(
+        crate::pubsub::COMMAND_ROWS
+            .iter()
+            .map(|(name, arity, flags, summary)| Row {
+                group: "pubsub".into(),
+                ..row(name, *arity, flags, summary)
+            }),
+    );
     rows
 }
 

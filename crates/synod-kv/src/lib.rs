@@ -18,7 +18,9 @@
 //! the issue-16 list and hash commands, sets (SADD, SREM, SMEMBERS,
 //! SISMEMBER, SMISMEMBER, SCARD, SPOP, SRANDMEMBER, SMOVE,
 //! SINTER/SUNION/SDIFF and their STORE forms, SINTERCARD, SSCAN), and
-//! MULTI/EXEC transactions as [`KvCommand::Exec`].
+//! MULTI/EXEC transactions as [`KvCommand::Exec`], and pub/sub
+//! (PUBLISH through the log, delivered by every node in log order: see
+//! [`pubsub`]).
 
 pub mod acl;
 mod acl_auth;
@@ -43,6 +45,7 @@ mod parse;
 mod parse_keys_bits;
 mod parse_sets;
 mod parse_zset;
+pub mod pubsub;
 pub mod reply_codec;
 mod server;
 mod snapshot;
@@ -67,6 +70,7 @@ pub use glob::glob_match;
 pub use maxmemory::{read_maxmemory, set_maxmemory, MaxMemoryChange, MaxMemoryError};
 pub use ops::TRANSACTION_READ_WORK_MAX;
 pub use parse::parse;
+pub use pubsub::PubSub;
 pub use reply_codec::{decode_reply, encode_reply, REPLY_FORMAT_VERSION};
 pub use server::{
     serve, serve_listeners, serve_on, ServerConfig, AUTH_TIMEOUT_DEFAULT,

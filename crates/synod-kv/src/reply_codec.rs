@@ -33,6 +33,9 @@ mod tag {
     pub const BOOL: u8 = 10;
     pub const VERBATIM: u8 = 11;
     pub const PAIRS: u8 = 12;
+    /// A push (pub/sub): never an apply's output today, but every reply
+    /// kind has a tag so the codec stays total.
+    pub const PUSH: u8 = 13;
 }
 
 /// Encodes a reply for the state machine's output.
@@ -110,6 +113,13 @@ fn encode(writer: &mut Writer, reply: &Reply) {
             writer.u8(tag::VERBATIM);
             writer.bytes(value);
         }
+        Reply::Push(items) => {
+            writer.u8(tag::PUSH);
+            writer.len(items.len());
+            for item in items {
+                encode(writer, item);
+            }
+        }
         Reply::Pairs(pairs) => {
             writer.u8(tag::PAIRS);
             writer.len(pairs.len());
@@ -164,6 +174,7 @@ fn decode(reader: &mut Reader<'_>, depth: usize) -> Result<Reply, DecodeError> {
         tag::MAP => Reply::Map(pairs(reader, depth)?),
         tag::PAIRS => Reply::Pairs(pairs(reader, depth)?),
         tag::SET => Reply::Set(items(reader, depth)?),
+        tag::PUSH => Reply::Push(items(reader, depth)?),
         tag::DOUBLE => Reply::Double(reader.f64()?),
         tag::BOOL => Reply::Bool(reader.bool()?),
         tag::VERBATIM => Reply::Verbatim(reader.bytes()?),

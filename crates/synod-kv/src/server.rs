@@ -80,6 +80,11 @@ pub struct ServerConfig {
     /// the rules the log sets are the rules connections are checked
     /// against. The default is a standalone table with only `default`.
     pub acl: crate::Acl,
+    /// The node's pub/sub registry: give the store's
+    /// ([`crate::Store::pubsub`]), so the messages the log delivers reach
+    /// this server's subscribers. The default is a standalone registry
+    /// (PUBLISH then reaches nobody).
+    pub pubsub: crate::PubSub,
 }
 
 impl ServerConfig {
@@ -100,6 +105,7 @@ impl ServerConfig {
             http: None,
             counters: Arc::new(ClientCounters::default()),
             acl: crate::Acl::new(),
+            pubsub: crate::PubSub::new(),
         }
     }
 }
@@ -331,6 +337,8 @@ enum Closed {
     Idle,
     /// Did not authenticate within `auth_timeout`.
     AuthTimeout,
+    /// A subscriber broke the pub/sub output limits (the reason).
+    PubSubOutput(String),
 }
 
 /// Serves one client connection on any byte stream: a TCP socket, or a TLS
@@ -388,6 +396,11 @@ where
             &shared.logs.idle,
             format!("idle for {:?}", cfg.idle_timeout.unwrap_or_default()),
         ),
+        Closed::PubSubOutput(why) => (
+            &cfg.counters.output_buffer_limit,
+            &shared.logs.output_buffer,
+            why.clone(),
+        ),
         Closed::AuthTimeout => (
             &cfg.counters.auth_timeout,
             &shared.logs.auth_timeout,
@@ -426,19 +439,26 @@ where
     let mut share = QueryShare::new(Arc::clone(&shared.query_budget));
     let auth_deadline = tokio::time::Instant::now() + cfg.auth_timeout;
     loop {
+        // Pub/sub messages delivered so far go out before the next request
+        // is handled (see `crate::pubsub`).
+        if let Err(why) = conn.subscriber.flush(stream, conn.protocol).await? {
+            return Ok(Some(Closed::PubSubOutput(why)));
+        }
         // Before AUTH, every wait (reads, writes) ends at the deadline.
         let auth_left = (!conn.authenticated())
             .then(|| auth_deadline.saturating_duration_since(tokio::time::Instant::now()));
         if auth_left.is_some_and(|left| left.is_zero()) {
             return Ok(Some(Closed::AuthTimeout));
         }
-        let wait_max = match (cfg.idle_timeout, auth_left) {
+        // A subscriber is never idle, as in Redis (its output limits bound it).
+        let idle_timeout = cfg.idle_timeout.filter(|_| !conn.subscriber.active());
+        let wait_max = match (idle_timeout, auth_left) {
             (Some(idle), Some(left)) => Some(idle.min(left)),
             (idle, left) => idle.or(left),
         };
         // Which bound a wait that ran out hit.
         let ran_out = || {
-            if auth_left.is_some_and(|left| cfg.idle_timeout.is_none_or(|idle| left <= idle)) {
+            if auth_left.is_some_and(|left| idle_timeout.is_none_or(|idle| left <= idle)) {
                 Closed::AuthTimeout
             } else {
                 Closed::Idle
@@ -498,13 +518,20 @@ where
             // At most `room` bytes: the buffer never holds more than the
             // limit, whatever the client sends.
             let mut limited = (&mut input).limit(room);
-            let read = stream.read_buf(&mut limited);
-            match wait_max {
-                Some(timeout) => match tokio::time::timeout(timeout, read).await {
-                    Ok(read) => read?,
-                    Err(_) => return Ok(Some(ran_out())),
+            let read = async {
+                let read = stream.read_buf(&mut limited);
+                match wait_max {
+                    Some(timeout) => tokio::time::timeout(timeout, read).await.ok(),
+                    None => Some(read.await),
+                }
+            };
+            // A message for a subscriber ends the wait: written at the top.
+            tokio::select! {
+                read = read => match read {
+                    Some(read) => read?,
+                    None => return Ok(Some(ran_out())),
                 },
-                None => read.await?,
+                () = conn.subscriber.ready() => continue,
             }
         };
         if read == 0 {
@@ -564,8 +591,23 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
     let batch_bytes_max = shared.node.command_bytes_max();
     let mut slots: Vec<(Slot, Protocol)> = Vec::new();
     for item in items {
+        // A silenced item (CLIENT REPLY) runs alone, so what it writes can
+        // be cut off without touching the replies around it.
+        let (item, silenced) = match item {
+            Item::Silent(item) => {
+                let replies = execute(shared, std::mem::take(&mut pending)).await;
+                fill(&mut slots, replies, out);
+                pending_bytes = empty_batch_bytes;
+                (*item, Some((out.bytes.len(), out.overflow)))
+            }
+            item => (item, None),
+        };
         match item {
+            Item::Silent(_) => {}
             Item::Reply(reply, proto) => slots.push((Slot::Ready(reply), proto)),
+            Item::Pushes(replies, proto) => {
+                slots.extend(replies.into_iter().map(|reply| (Slot::Ready(reply), proto)))
+            }
             Item::Quit(reply) => slots.push((Slot::Ready(reply), conn.protocol)),
             Item::Later(reply, proto, delay) => {
                 // A failed or throttled AUTH: the reply waits (see acl_auth);
@@ -641,6 +683,13 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
                 let reply = exec(shared, conn, commands, parts).await;
                 slots.push((Slot::Ready(reply), proto));
             }
+        }
+        if let Some((written, overflow)) = silenced {
+            let replies = execute(shared, std::mem::take(&mut pending)).await;
+            fill(&mut slots, replies, out);
+            pending_bytes = empty_batch_bytes;
+            out.bytes.truncate(written);
+            out.overflow = overflow;
         }
     }
     let replies = execute(shared, pending).await;
@@ -772,17 +821,21 @@ pub(crate) async fn execute(shared: &Shared, mut commands: Vec<KvCommand>) -> Ve
         }
         None => return Vec::new(),
     };
+    let mut command = command;
+    // PUBLISH counts this node's receivers (see `crate::pubsub`).
+    let tickets = shared.cfg.pubsub.stamp(&mut command);
     let bytes: Bytes = command.encode();
     let result = if read_only {
         shared.node.read(bytes).await
     } else {
         shared.node.propose(bytes).await
     };
-    let reply = match result {
+    let mut reply = match result {
         Ok(output) => decode_reply(&output)
             .unwrap_or_else(|e| Reply::error(format!("ERR internal error: bad reply: {e}"))),
         Err(err) => Reply::error(format!("ERR {err}")),
     };
+    tickets.settle(&command, &mut reply);
     if single {
         return vec![reply];
     }

@@ -41,6 +41,10 @@ pub struct Store {
     /// The replicated ACL users (shared with the RESP server through
     /// [`Store::acl`]; only `apply` and `restore` change them).
     acl: Acl,
+    /// This node's pub/sub subscribers (shared with the RESP server through
+    /// [`Store::pubsub`]): applied PUBLISHes are delivered to them. Not
+    /// replicated state: nothing in it changes what `apply` returns.
+    pubsub: crate::pubsub::PubSub,
 }
 
 impl Store {
@@ -53,6 +57,13 @@ impl Store {
     /// (`ServerConfig::acl`) and the admin HTTP port ([`Acl::check`]).
     pub fn acl(&self) -> Acl {
         self.acl.clone()
+    }
+
+    /// The handle on this node's pub/sub registry, for the RESP server
+    /// (`ServerConfig::pubsub`): messages this store applies are delivered
+    /// to the subscribers of the server given the same handle.
+    pub fn pubsub(&self) -> crate::pubsub::PubSub {
+        self.pubsub.clone()
     }
 
     /// Key counts for `INFO`.
@@ -92,7 +103,11 @@ impl Store {
         } else {
             ops::write(&mut self.keyspace, command, ctx)
         };
-        ops::without_watch_reply(command, reply)
+        let reply = ops::without_watch_reply(command, reply);
+        // A side effect outside the replicated state, in log order: the
+        // node's subscribers get the messages this command published.
+        self.pubsub.deliver_applied(command, &reply);
+        reply
     }
 
     /// Answers a read-only command without changing anything:

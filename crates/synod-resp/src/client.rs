@@ -122,7 +122,7 @@ impl<'a> Cursor<'a> {
                     _ => Reply::Verbatim(frame.slice(payload.start + 4..payload.end)),
                 })
             }
-            b'*' | b'~' | b'%' => {
+            b'*' | b'~' | b'%' | b'>' => {
                 let Some(count) = self.length(line, kind, ProtocolError::InvalidMultibulkLength)?
                 else {
                     // Only `*` may be null; `~-1` and `%-1` were refused above.
@@ -145,6 +145,7 @@ impl<'a> Cursor<'a> {
                 match kind {
                     b'*' => Some(Reply::Array(items)),
                     b'~' => Some(Reply::Set(items)),
+                    b'>' => Some(Reply::Push(items)),
                     _ => {
                         let mut pairs = Vec::with_capacity(items.len() / 2);
                         let mut drain = items.drain(..);
@@ -302,6 +303,13 @@ mod tests {
         );
         assert_eq!(parse(b"$-1\r\n"), Ok(Some(Reply::Null)));
         assert_eq!(parse(b"*-1\r\n"), Ok(Some(Reply::NullArray)));
+        assert_eq!(
+            parse(b">2\r\n$7\r\nmessage\r\n:1\r\n"),
+            Ok(Some(Reply::Push(vec![
+                Reply::Bulk("message".into()),
+                Reply::Integer(1)
+            ])))
+        );
     }
 
     #[test]
@@ -322,8 +330,8 @@ mod tests {
             Err(ProtocolError::UnsupportedReplyType { got: b'(' })
         );
         assert_eq!(
-            parse(b">1\r\n"),
-            Err(ProtocolError::UnsupportedReplyType { got: b'>' })
+            parse(b">-1\r\n"),
+            Err(ProtocolError::InvalidMultibulkLength)
         );
         assert_eq!(parse(b":12x\r\n"), invalid("integer"));
         assert_eq!(parse(b"#x\r\n"), invalid("boolean"));

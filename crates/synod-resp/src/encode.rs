@@ -22,7 +22,7 @@ pub enum Protocol {
 /// `Map` a flat array of keys and values, `Set` an array, `Double` a bulk
 /// string (see [`format_double`]), `Bool` the integer 1 or 0, `Verbatim` a
 /// bulk string without its `txt:` prefix, `Pairs` a flat array (RESP3: an
-/// array of two-element arrays). In RESP3 `NullArray` is `_` like `Null`.
+/// array of two-element arrays), `Push` an array. In RESP3 `NullArray` is `_` like `Null`.
 ///
 /// A CR or LF inside a `Simple` or `Error` string is written as a space: these
 /// are line-framed, so one would end the reply early and make the client
@@ -39,6 +39,8 @@ pub fn write_reply(buf: &mut BytesMut, reply: &Reply, proto: Protocol) {
         (Reply::Array(items), _) => write_aggregate(buf, b'*', items, proto),
         (Reply::Set(items), Protocol::Resp2) => write_aggregate(buf, b'*', items, proto),
         (Reply::Set(items), Protocol::Resp3) => write_aggregate(buf, b'~', items, proto),
+        (Reply::Push(items), Protocol::Resp2) => write_aggregate(buf, b'*', items, proto),
+        (Reply::Push(items), Protocol::Resp3) => write_aggregate(buf, b'>', items, proto),
         (Reply::Map(pairs), _) => {
             match proto {
                 // Two elements per pair; cannot overflow, as each pair

@@ -38,6 +38,10 @@ pub enum Reply {
     /// an array of two-element arrays, in RESP2 one flat array of first,
     /// second, first, second, ... Unlike a map, a first may repeat.
     Pairs(Vec<(Reply, Reply)>),
+    /// RESP3 push `>n` (RESP2: array): out-of-band data such as a pub/sub
+    /// message or a (un)subscribe confirmation. A connection layer sends
+    /// it; it never travels in the replicated log.
+    Push(Vec<Reply>),
 }
 
 impl Reply {

@@ -252,7 +252,8 @@ pub(crate) fn growth_bound(keyspace: &Keyspace, command: &KvCommand, now: u64) -
         | KvCommand::HExists { .. }
         | KvCommand::LRange { .. }
         | KvCommand::LLen { .. }
-        | KvCommand::MemoryInfo => 0,
+        | KvCommand::MemoryInfo
+        | KvCommand::Publish { .. } => 0,
     }
 }
 

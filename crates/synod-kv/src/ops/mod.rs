@@ -688,6 +688,11 @@ fn write_unchecked(
             store: Some(destination),
         } => sets::combine_store(keyspace, *operation, keys, destination, now),
         KvCommand::ZSet(zset) => zsets::write(keyspace, zset, ctx, position),
+        // Nothing replicated changes; the output is the same on every
+        // replica. The store delivers the message after this (see
+        // `crate::pubsub`), and the proposer's front end puts its node's
+        // receiver count in place of this 0.
+        KvCommand::Publish { .. } => Reply::Integer(0),
         KvCommand::Exec(commands) => {
             // Redis refuses MULTI inside MULTI before queueing anything, so
             // a nested transaction never runs any of its commands.

@@ -338,3 +338,186 @@ async fn clients_that_do_not_authenticate_in_time_are_closed() {
         Some(Reply::Simple("PONG".into()))
     );
 }
+
+/// Pub/sub (issue 16): PUBLISH goes through the log, so subscribers on two
+/// nodes get every message in the same order — the log's — however the
+/// publishers on two other connections race. PUBLISH answers with the
+/// receivers on its own node, as Redis Cluster does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_on_two_nodes_get_the_same_messages_in_the_same_order() {
+    let c = cluster(3, |_| {}, None).await;
+    let bulk = |text: &str| Reply::Bulk(bytes::Bytes::copy_from_slice(text.as_bytes()));
+    // Node 1: RESP2, a channel.
+    let mut one = Client::connect(c.resp[0]).await;
+    assert_eq!(
+        one.call(&[b"SUBSCRIBE", b"news"]).await,
+        Some(Reply::Array(vec![
+            bulk("subscribe"),
+            bulk("news"),
+            Reply::Integer(1)
+        ]))
+    );
+    // Subscribed in RESP2: only (un)subscribe, PING (in its pub/sub form)...
+    assert_eq!(
+        one.call(&[b"GET", b"k"]).await,
+        Some(error(
+            "ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+        ))
+    );
+    assert_eq!(
+        one.call(&[b"PING"]).await,
+        Some(Reply::Array(vec![bulk("pong"), bulk("")]))
+    );
+    // Node 2: RESP3, a pattern: pushes.
+    let mut two = Client::connect(c.resp[1]).await;
+    assert!(matches!(
+        two.call(&[b"HELLO", b"3"]).await,
+        Some(Reply::Map(_))
+    ));
+    assert_eq!(
+        two.call(&[b"PSUBSCRIBE", b"n*"]).await,
+        Some(Reply::Push(vec![
+            bulk("psubscribe"),
+            bulk("n*"),
+            Reply::Integer(1)
+        ]))
+    );
+    // Two publishers, on nodes 2 and 3, at once.
+    const EACH: usize = 20;
+    let publisher = |node: usize, tag: &'static str| {
+        let addr = c.resp[node];
+        tokio::spawn(async move {
+            let mut client = Client::connect(addr).await;
+            let mut receivers = Vec::new();
+            for i in 0..EACH {
+                let message = format!("{tag}{i}");
+                match client
+                    .call(&[b"PUBLISH", b"news", message.as_bytes()])
+                    .await
+                {
+                    Some(Reply::Integer(n)) => receivers.push(n),
+                    other => panic!("PUBLISH answered {other:?}"),
+                }
+            }
+            receivers
+        })
+    };
+    let (on_two, on_three) = (publisher(1, "b"), publisher(2, "c"));
+    // Each counts the subscribers of its own node: one on node 2, none on 3.
+    assert_eq!(on_two.await.expect("publisher"), vec![1; EACH]);
+    assert_eq!(on_three.await.expect("publisher"), vec![0; EACH]);
+    let mut seen_one = Vec::new();
+    let mut seen_two = Vec::new();
+    for _ in 0..2 * EACH {
+        match one.reply().await {
+            Some(Reply::Array(items)) => match items.as_slice() {
+                [kind, channel, Reply::Bulk(payload)] => {
+                    assert_eq!((kind, channel), (&bulk("message"), &bulk("news")));
+                    seen_one.push(payload.clone());
+                }
+                other => panic!("not a message: {other:?}"),
+            },
+            other => panic!("not a message: {other:?}"),
+        }
+        match two.reply().await {
+            Some(Reply::Push(items)) => match items.as_slice() {
+                [kind, pattern, channel, Reply::Bulk(payload)] => {
+                    assert_eq!(
+                        (kind, pattern, channel),
+                        (&bulk("pmessage"), &bulk("n*"), &bulk("news"))
+                    );
+                    seen_two.push(payload.clone());
+                }
+                other => panic!("not a pmessage: {other:?}"),
+            },
+            other => panic!("not a pmessage: {other:?}"),
+        }
+    }
+    assert_eq!(seen_one, seen_two, "both nodes deliver in the log's order");
+    // Each publisher's messages in the order it sent them.
+    for tag in ["b", "c"] {
+        let mine: Vec<String> = seen_one
+            .iter()
+            .map(|payload| String::from_utf8_lossy(payload).into_owned())
+            .filter(|payload| payload.starts_with(tag))
+            .collect();
+        let sent: Vec<String> = (0..EACH).map(|i| format!("{tag}{i}")).collect();
+        assert_eq!(mine, sent);
+    }
+    // PUBSUB is node-local; leaving answers with what is left.
+    let mut three = Client::connect(c.resp[2]).await;
+    assert_eq!(
+        three.call(&[b"PUBSUB", b"NUMSUB", b"news"]).await,
+        Some(Reply::Array(vec![bulk("news"), Reply::Integer(0)]))
+    );
+    let mut local = Client::connect(c.resp[0]).await;
+    assert_eq!(
+        local.call(&[b"PUBSUB", b"NUMSUB", b"news"]).await,
+        Some(Reply::Array(vec![bulk("news"), Reply::Integer(1)]))
+    );
+    assert_eq!(
+        one.call(&[b"UNSUBSCRIBE"]).await,
+        Some(Reply::Array(vec![
+            bulk("unsubscribe"),
+            bulk("news"),
+            Reply::Integer(0)
+        ]))
+    );
+    assert_eq!(
+        one.call(&[b"PING"]).await,
+        Some(Reply::Simple("PONG".into()))
+    );
+}
+
+/// A subscriber that stops reading is disconnected once the messages it has
+/// not taken pass the pub/sub hard limit (Redis' `client-output-buffer-limit
+/// pubsub`), and counted: the node never holds more for it. The publisher
+/// and other subscribers carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_is_disconnected_at_the_limit() {
+    let c = cluster(
+        1,
+        |cfg| {
+            cfg.pubsub
+                .set_output_limits(256 << 10, 256 << 10, Duration::from_secs(60))
+        },
+        None,
+    )
+    .await;
+    let mut slow = Client::connect(c.resp[0]).await;
+    assert!(matches!(
+        slow.call(&[b"SUBSCRIBE", b"c"]).await,
+        Some(Reply::Array(_))
+    ));
+    let mut publisher = Client::connect(c.resp[0]).await;
+    let payload = vec![b'x'; 64 << 10];
+    // Loopback socket buffers take some MiB before the server's writes
+    // block; from then on the queue grows to the limit.
+    let mut published = 0;
+    while info_field(c.resp[0], None, "client_output_buffer_limit_disconnections").await == 0 {
+        assert_eq!(
+            publisher.call(&[b"PUBLISH", b"c", &payload]).await,
+            Some(Reply::Integer(1))
+        );
+        published += 1;
+        assert!(published < 2_000, "never disconnected");
+    }
+    // Gone from the registry: the next message reaches nobody.
+    assert_eq!(
+        publisher.call(&[b"PUBLISH", b"c", b"after"]).await,
+        Some(Reply::Integer(0))
+    );
+    // What it gets is whole messages, then the end.
+    let mut read = 0;
+    loop {
+        match slow.reply().await {
+            Some(Reply::Array(items)) => {
+                assert_eq!(items.len(), 3);
+                read += 1;
+            }
+            None => break,
+            Some(other) => panic!("not a message: {other:?}"),
+        }
+    }
+    assert!(read < published, "read {read} of {published}");
+}

@@ -454,6 +454,17 @@ fn keys_and_bits_commands() -> Vec<BoxedStrategy<KvCommand>> {
         )
             .prop_map(|(key1, key2, output)| KvCommand::Lcs { key1, key2, output })
             .boxed(),
+        (bytes(), bytes(), any::<bool>(), any::<u64>(), any::<u64>())
+            .prop_map(
+                |(channel, message, shard, origin, ticket)| KvCommand::Publish {
+                    channel,
+                    message,
+                    shard,
+                    origin,
+                    ticket,
+                },
+            )
+            .boxed(),
     ]
 }
 
@@ -484,7 +495,8 @@ fn reply() -> impl Strategy<Value = Reply> {
             prop::collection::vec(inner.clone(), 0..6).prop_map(Reply::Array),
             prop::collection::vec(inner.clone(), 0..6).prop_map(Reply::Set),
             prop::collection::vec((inner.clone(), inner.clone()), 0..4).prop_map(Reply::Map),
-            prop::collection::vec((inner.clone(), inner), 0..4).prop_map(Reply::Pairs),
+            prop::collection::vec((inner.clone(), inner.clone()), 0..4).prop_map(Reply::Pairs),
+            prop::collection::vec(inner, 0..6).prop_map(Reply::Push),
         ]
     })
 }

@@ -1,0 +1,587 @@
+//! Pub/sub: SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE, their UNSUBSCRIBEs, PUBLISH,
+//! SPUBLISH and PUBSUB, with Redis 7's replies.
+//!
+//! The two rules this file keeps:
+//!
+//! 1. **A message is a point of the log.** PUBLISH is a replicated command
+//!    ([`KvCommand::Publish`]); when a replica *applies* it, [`Store`]
+//!    hands (channel, message) to that node's registry ([`PubSub`]), which
+//!    queues it for the node's own subscribers. Every node therefore
+//!    delivers every message in log order, the same order on every node —
+//!    something Redis (whose replicas each forward in their own order, and
+//!    whose cluster has no global order) cannot give. Delivery is a side
+//!    effect outside the replicated state, like a reply: the apply's
+//!    *output* for a PUBLISH is the same on every replica (0), so the
+//!    replicated session table, which keeps outputs, stays identical.
+//! 2. **The reply counts the proposer's receivers.** As Redis Cluster
+//!    answers with the receiving node's count, PUBLISH answers with the
+//!    number of subscriptions that received it on the node the client is
+//!    connected to. That node stamps the command with a ticket
+//!    ([`Tickets`]) before proposing it; its own apply records the count
+//!    under the ticket, and the front end replaces the output's 0 with it.
+//!    Other nodes' applies see a ticket that is not theirs and record
+//!    nothing.
+//!
+//! Delivery is at most once per node: messages applied while a node catches
+//! up by installing a snapshot are not delivered on it, and a subscriber
+//! whose node restarts loses what it has not read, as in Redis.
+//!
+//! Subscriptions are node-local connection state, never replicated. Memory is
+//! bounded twice: each connection holds at most
+//! [`SUBSCRIPTIONS_PER_CLIENT_MAX`] channels and patterns (and
+//! [`SUBSCRIPTION_BYTES_PER_CLIENT_MAX`] bytes of their names), and each
+//! subscriber's queue of undelivered messages obeys Redis' default
+//! `client-output-buffer-limit pubsub 32mb 8mb 60`: past the hard limit, or
+//! over the soft one for 60 s, the subscriber is disconnected (counted in
+//! `client_output_buffer_limit_disconnections` and logged) and its queue is
+//! dropped, so a slow reader never makes the node's memory grow without bound.
+
+mod mailbox;
+mod subscriber;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use synod_resp::Reply;
+
+use crate::command::KvCommand;
+use crate::glob::glob_match;
+use mailbox::{lock, Mailbox, Message, OutputLimits};
+pub(crate) use subscriber::{refused_while_subscribed, Subscriber, SUBSCRIBE_COMMANDS};
+
+/// Most channels, patterns and shard channels one connection may be
+/// subscribed to, all together. Redis has no limit; 10,000 is far more
+/// than clients use, and bounds both a connection's registry entries and
+/// the pattern matching each PUBLISH costs (every pattern is tried).
+pub const SUBSCRIPTIONS_PER_CLIENT_MAX: usize = 10_000;
+/// Most bytes of channel and pattern names one connection may hold.
+pub const SUBSCRIPTION_BYTES_PER_CLIENT_MAX: usize = 4 << 20;
+/// Redis' `client-output-buffer-limit pubsub` hard limit: a subscriber with
+/// this many bytes of messages not yet written is disconnected.
+pub const PUBSUB_OUTPUT_HARD_BYTES: usize = 32 << 20;
+/// The soft limit: over it for [`PUBSUB_OUTPUT_SOFT_DURATION`] disconnects.
+pub const PUBSUB_OUTPUT_SOFT_BYTES: usize = 8 << 20;
+/// How long a subscriber may stay over [`PUBSUB_OUTPUT_SOFT_BYTES`].
+pub const PUBSUB_OUTPUT_SOFT_DURATION: Duration = Duration::from_secs(60);
+/// The three namespaces: plain channels, patterns over plain channels, and
+/// Redis 7's shard channels (one shard here, so their own namespace).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Channel,
+    Pattern,
+    Shard,
+}
+
+impl Kind {
+    fn subscribe_name(self) -> &'static str {
+        match self {
+            Kind::Channel => "subscribe",
+            Kind::Pattern => "psubscribe",
+            Kind::Shard => "ssubscribe",
+        }
+    }
+
+    fn unsubscribe_name(self) -> &'static str {
+        match self {
+            Kind::Channel => "unsubscribe",
+            Kind::Pattern => "punsubscribe",
+            Kind::Shard => "sunsubscribe",
+        }
+    }
+}
+
+/// The subscribers of each channel, pattern and shard channel, by client
+/// id (sorted maps: deterministic listing order).
+#[derive(Debug, Default)]
+struct Registry {
+    channels: BTreeMap<Bytes, BTreeSet<u64>>,
+    patterns: BTreeMap<Bytes, BTreeSet<u64>>,
+    shard_channels: BTreeMap<Bytes, BTreeSet<u64>>,
+    mailboxes: HashMap<u64, Arc<Mailbox>>,
+    limits: OutputLimits,
+    /// This node's tickets for its own PUBLISHes in flight: the receivers
+    /// counted when its apply delivered the message (`None` until then).
+    tickets: HashMap<u64, Option<i64>>,
+    next_ticket: u64,
+}
+
+impl Registry {
+    fn index(&mut self, kind: Kind) -> &mut BTreeMap<Bytes, BTreeSet<u64>> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shard_channels,
+        }
+    }
+
+    fn add(&mut self, kind: Kind, name: &Bytes, client: u64, mailbox: &Arc<Mailbox>) {
+        self.index(kind)
+            .entry(name.clone())
+            .or_default()
+            .insert(client);
+        self.mailboxes
+            .entry(client)
+            .or_insert_with(|| Arc::clone(mailbox));
+    }
+
+    fn remove(&mut self, kind: Kind, name: &[u8], client: u64) {
+        let index = self.index(kind);
+        if let Some(clients) = index.get_mut(name) {
+            clients.remove(&client);
+            if clients.is_empty() {
+                index.remove(name);
+            }
+        }
+    }
+
+    /// Queues the message for every subscription it matches; returns how
+    /// many (a client subscribed to the channel and to a matching pattern
+    /// counts twice, and gets it twice, as in Redis).
+    fn publish(&self, channel: &Bytes, payload: &Bytes, shard: bool) -> i64 {
+        let now = Instant::now();
+        let mut receivers = 0i64;
+        let mut send = |client: &u64, message: Message| {
+            if let Some(mailbox) = self.mailboxes.get(client) {
+                mailbox.push(message, self.limits, now);
+                receivers += 1;
+            }
+        };
+        if shard {
+            for client in self.shard_channels.get(channel).into_iter().flatten() {
+                let message = Message::Shard {
+                    channel: channel.clone(),
+                    payload: payload.clone(),
+                };
+                send(client, message);
+            }
+            return receivers;
+        }
+        for client in self.channels.get(channel).into_iter().flatten() {
+            let message = Message::Channel {
+                channel: channel.clone(),
+                payload: payload.clone(),
+            };
+            send(client, message);
+        }
+        // Every pattern is tried, as in Redis: O(patterns × glob), bounded
+        // by the per-connection subscription limits.
+        for (pattern, clients) in &self.patterns {
+            if !glob_match(pattern, channel) {
+                continue;
+            }
+            for client in clients {
+                let message = Message::Pattern {
+                    pattern: pattern.clone(),
+                    channel: channel.clone(),
+                    payload: payload.clone(),
+                };
+                send(client, message);
+            }
+        }
+        receivers
+    }
+}
+
+/// A node's pub/sub registry: shared by its [`crate::Store`] (which
+/// delivers applied messages) and its RESP server (whose connections
+/// subscribe). Give the store's ([`crate::Store::pubsub`]) to
+/// `ServerConfig::pubsub`.
+#[derive(Clone, Debug, Default)]
+pub struct PubSub {
+    registry: Arc<Mutex<Registry>>,
+    /// This handle's identity in tickets: PUBLISHes stamped elsewhere
+    /// carry another (see [`Tickets`]).
+    origin: Arc<OriginId>,
+}
+
+/// A process-unique, non-zero id per registry.
+#[derive(Debug)]
+struct OriginId(u64);
+
+impl Default for OriginId {
+    fn default() -> OriginId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        // Distinct across processes too: nodes of one cluster are separate
+        // processes, each counting from 1, and a ticket must never be taken
+        // for another node's.
+        let seed = std::collections::hash_map::RandomState::new();
+        let random = std::hash::BuildHasher::hash_one(&seed, std::process::id());
+        OriginId((random << 16 | NEXT.fetch_add(1, Relaxed) & 0xffff).max(1))
+    }
+}
+
+impl PubSub {
+    /// An empty registry.
+    pub fn new() -> PubSub {
+        PubSub::default()
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        lock(&self.registry)
+    }
+
+    /// Sets the subscribers' output limits (Redis' `client-output-buffer-limit
+    /// pubsub <hard> <soft> <seconds>`; the defaults are Redis'), for the
+    /// messages queued from now on.
+    pub fn set_output_limits(&self, hard_bytes: usize, soft_bytes: usize, soft_duration: Duration) {
+        self.set_limits(OutputLimits {
+            hard_bytes,
+            soft_bytes,
+            soft_duration,
+        });
+    }
+
+    fn set_limits(&self, limits: OutputLimits) {
+        self.registry().limits = limits;
+    }
+
+    /// Delivers the PUBLISHes in `command` (alone, or in a transaction or
+    /// batch) that ran, as `reply`, the apply's output, shows: called by
+    /// the store after applying. Records the receivers of this node's own
+    /// tickets. Changes nothing replicated.
+    pub(crate) fn deliver_applied(&self, command: &KvCommand, reply: &Reply) {
+        if !involves_publish(command) {
+            return;
+        }
+        let mut registry = self.registry();
+        let origin = self.origin.0;
+        visit_publishes(command, reply, &mut |publish, reply| {
+            let KvCommand::Publish {
+                channel,
+                message,
+                shard,
+                origin: stamped_by,
+                ticket,
+            } = publish
+            else {
+                return;
+            };
+            // Anything but the placeholder means it did not run.
+            if *reply != Reply::Integer(0) {
+                return;
+            }
+            let receivers = registry.publish(channel, message, *shard);
+            if *stamped_by == origin {
+                if let Some(slot) = registry.tickets.get_mut(ticket) {
+                    *slot = Some(receivers);
+                }
+            }
+        });
+    }
+
+    /// Stamps every PUBLISH in `command` with a fresh ticket of this node,
+    /// before it is proposed. Settle the tickets with the reply.
+    pub(crate) fn stamp(&self, command: &mut KvCommand) -> Tickets<'_> {
+        let mut issued = Vec::new();
+        if involves_publish(command) {
+            let mut registry = self.registry();
+            let mut stamp_one = |command: &mut KvCommand| {
+                if let KvCommand::Publish { origin, ticket, .. } = command {
+                    registry.next_ticket = registry.next_ticket.wrapping_add(1);
+                    let fresh = registry.next_ticket;
+                    registry.tickets.insert(fresh, None);
+                    *origin = self.origin.0;
+                    *ticket = fresh;
+                    issued.push(fresh);
+                }
+            };
+            match command {
+                KvCommand::Exec(commands) => commands.iter_mut().for_each(&mut stamp_one),
+                other => stamp_one(other),
+            }
+        }
+        Tickets {
+            pubsub: self,
+            issued,
+        }
+    }
+
+    /// `PUBSUB <subcommand> ...`: this node's subscriptions.
+    pub(crate) fn pubsub_command(&self, args: &[Bytes]) -> Reply {
+        let Some(sub) = args
+            .get(1)
+            .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        else {
+            return wrong_args("pubsub");
+        };
+        let registry = self.registry();
+        let channels = |index: &BTreeMap<Bytes, BTreeSet<u64>>| {
+            let pattern = args.get(2);
+            Reply::Array(
+                index
+                    .keys()
+                    .filter(|name| pattern.is_none_or(|pattern| glob_match(pattern, name)))
+                    .map(|name| Reply::Bulk(name.clone()))
+                    .collect(),
+            )
+        };
+        let numsub = |index: &BTreeMap<Bytes, BTreeSet<u64>>| {
+            let mut reply = Vec::with_capacity((args.len() - 2) * 2);
+            for name in &args[2..] {
+                reply.push(Reply::Bulk(name.clone()));
+                reply.push(Reply::Integer(index.get(name).map_or(0, |c| c.len()) as i64));
+            }
+            Reply::Array(reply)
+        };
+        match (sub.as_str(), args.len()) {
+            ("channels", 2 | 3) => channels(&registry.channels),
+            ("shardchannels", 2 | 3) => channels(&registry.shard_channels),
+            ("numsub", _) => numsub(&registry.channels),
+            ("shardnumsub", _) => numsub(&registry.shard_channels),
+            ("numpat", 2) => Reply::Integer(registry.patterns.len() as i64),
+            ("help", 2) => Reply::Array(
+                PUBSUB_HELP
+                    .iter()
+                    .map(|line| Reply::Simple(line.to_string()))
+                    .collect(),
+            ),
+            ("channels" | "shardchannels" | "numpat" | "help", _) => {
+                wrong_args(&format!("pubsub|{sub}"))
+            }
+            _ => Reply::error(format!(
+                "ERR unknown subcommand '{}'. Try PUBSUB HELP.",
+                String::from_utf8_lossy(&args[1])
+            )),
+        }
+    }
+
+    /// How many channels and patterns have subscribers on this node (INFO
+    /// `pubsub_channels`, `pubsub_patterns`, `pubsubshard_channels`).
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
+        let registry = self.registry();
+        (
+            registry.channels.len(),
+            registry.patterns.len(),
+            registry.shard_channels.len(),
+        )
+    }
+}
+
+const PUBSUB_HELP: &[&str] = &[
+    "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CHANNELS [<pattern>]",
+    "    Return the currently active channels matching a <pattern> (default: '*').",
+    "NUMPAT",
+    "    Return number of subscriptions to patterns.",
+    "NUMSUB [<channel> ...]",
+    "    Return the number of subscribers for the specified channels, excluding",
+    "    pattern subscriptions(default: no channels).",
+    "SHARDCHANNELS [<pattern>]",
+    "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+    "SHARDNUMSUB [<shardchannel> ...]",
+    "    Return the number of subscribers for the specified shard level channel(s)",
+    "HELP",
+    "    Prints this help.",
+];
+
+fn wrong_args(name: &str) -> Reply {
+    Reply::error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
+fn involves_publish(command: &KvCommand) -> bool {
+    match command {
+        KvCommand::Publish { .. } => true,
+        KvCommand::Exec(commands) => commands
+            .iter()
+            .any(|command| matches!(command, KvCommand::Publish { .. })),
+        _ => false,
+    }
+}
+
+/// Calls `f` with each PUBLISH in `command` and its reply in `reply` (the
+/// apply's output, or the reply the client gets): a transaction's or
+/// batch's array lines up with its commands, less the WATCH check's, which
+/// the store drops. A transaction that did not run (a nil or an error
+/// instead of the array) has none.
+fn visit_publishes<R>(command: &KvCommand, reply: R, f: &mut impl FnMut(&KvCommand, R))
+where
+    R: ReplyRef,
+{
+    match command {
+        KvCommand::Publish { .. } => f(command, reply),
+        KvCommand::Exec(commands) => {
+            let skip = usize::from(matches!(
+                commands.first(),
+                Some(KvCommand::WatchCheck { .. })
+            ));
+            let commands = &commands[skip..];
+            let Some(replies) = reply.items(commands.len()) else {
+                return;
+            };
+            for (command, reply) in commands.iter().zip(replies) {
+                if matches!(command, KvCommand::Publish { .. }) {
+                    f(command, reply);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A reply walked by [`visit_publishes`], shared or mutable.
+trait ReplyRef: Sized {
+    /// The elements of an array of exactly `len` replies.
+    fn items(self, len: usize) -> Option<Vec<Self>>;
+}
+
+impl<'a> ReplyRef for &'a Reply {
+    fn items(self, len: usize) -> Option<Vec<&'a Reply>> {
+        match self {
+            Reply::Array(items) if items.len() == len => Some(items.iter().collect()),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> ReplyRef for &'a mut Reply {
+    fn items(self, len: usize) -> Option<Vec<&'a mut Reply>> {
+        match self {
+            Reply::Array(items) if items.len() == len => Some(items.iter_mut().collect()),
+            _ => None,
+        }
+    }
+}
+
+/// The tickets of one proposal's PUBLISHes. [`Tickets::settle`] puts this
+/// node's receiver counts in the reply; dropped unsettled (the client went
+/// away while waiting), it forgets them, so tickets never pile up.
+pub(crate) struct Tickets<'a> {
+    pubsub: &'a PubSub,
+    issued: Vec<u64>,
+}
+
+impl Tickets<'_> {
+    /// Replaces each PUBLISH's placeholder in `reply` (the reply to
+    /// `command`, as stamped) with the receivers this node's apply
+    /// counted. A PUBLISH this node did not apply (its outcome came from
+    /// a snapshot's session table) reached nobody here: it keeps its 0.
+    pub(crate) fn settle(mut self, command: &KvCommand, reply: &mut Reply) {
+        if self.issued.is_empty() {
+            return;
+        }
+        let mut registry = self.pubsub.registry();
+        visit_publishes(command, reply, &mut |publish, reply: &mut Reply| {
+            if let KvCommand::Publish { ticket, .. } = publish {
+                if let (Some(Some(receivers)), Reply::Integer(0)) =
+                    (registry.tickets.remove(ticket), &*reply)
+                {
+                    *reply = Reply::Integer(receivers);
+                }
+            }
+        });
+        for ticket in self.issued.drain(..) {
+            registry.tickets.remove(&ticket);
+        }
+    }
+}
+
+impl Drop for Tickets<'_> {
+    fn drop(&mut self) {
+        if self.issued.is_empty() {
+            return;
+        }
+        let mut registry = self.pubsub.registry();
+        for ticket in self.issued.drain(..) {
+            registry.tickets.remove(&ticket);
+        }
+    }
+}
+
+/// The channels (and, `true`, the patterns taken literally) that the ACL
+/// checks for pub/sub command `name` (lowercase): every channel of
+/// (S)SUBSCRIBE, every pattern of PSUBSCRIBE, (S)PUBLISH's channel. The
+/// UNSUBSCRIBEs are never refused, as in Redis.
+pub(crate) fn channels_checked<'a>(name: &str, args: &'a [Bytes]) -> Vec<(&'a Bytes, bool)> {
+    let rest = args.get(1..).unwrap_or_default();
+    match name {
+        "subscribe" | "ssubscribe" => rest.iter().map(|channel| (channel, false)).collect(),
+        "psubscribe" => rest.iter().map(|pattern| (pattern, true)).collect(),
+        "publish" | "spublish" => rest
+            .iter()
+            .take(1)
+            .map(|channel| (channel, false))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `PUBLISH channel message` / `SPUBLISH shardchannel message`, unstamped.
+pub(crate) fn parse_publish(args: &[Bytes]) -> Result<KvCommand, Reply> {
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    let [_, channel, message] = args else {
+        return Err(wrong_args(&name));
+    };
+    Ok(KvCommand::Publish {
+        channel: channel.clone(),
+        message: message.clone(),
+        shard: name == "spublish",
+        origin: 0,
+        ticket: 0,
+    })
+}
+
+/// The rows `COMMAND` lists for the pub/sub commands: (name, arity, flags,
+/// summary).
+pub(crate) const COMMAND_ROWS: &[(&str, i64, &[&str], &str)] = &[
+    (
+        "publish",
+        3,
+        &["pubsub", "loading", "stale", "fast"],
+        "Posts a message to a channel: through the log, delivered by every node in log order.",
+    ),
+    (
+        "spublish",
+        3,
+        &["pubsub", "loading", "stale", "fast"],
+        "Posts a message to a shard channel (one shard: its own namespace).",
+    ),
+    (
+        "subscribe",
+        -2,
+        &["pubsub", "noscript", "loading", "stale"],
+        "Listens for messages published to channels.",
+    ),
+    (
+        "psubscribe",
+        -2,
+        &["pubsub", "noscript", "loading", "stale"],
+        "Listens for messages published to channels that match one or more patterns.",
+    ),
+    (
+        "ssubscribe",
+        -2,
+        &["pubsub", "noscript", "loading", "stale"],
+        "Listens for messages published to shard channels.",
+    ),
+    (
+        "unsubscribe",
+        -1,
+        &["pubsub", "noscript", "loading", "stale"],
+        "Stops listening to messages posted to channels.",
+    ),
+    (
+        "punsubscribe",
+        -1,
+        &["pubsub", "noscript", "loading", "stale"],
+        "Stops listening to messages published to channels that match one or more patterns.",
+    ),
+    (
+        "sunsubscribe",
+        -1,
+        &["pubsub", "noscript", "loading", "stale"],
+        "Stops listening to messages posted to shard channels.",
+    ),
+    (
+        "pubsub",
+        -2,
+        &["pubsub", "loading", "stale"],
+        "PUBSUB CHANNELS, NUMSUB, NUMPAT, SHARDCHANNELS, SHARDNUMSUB: this node's subscriptions.",
+    ),
+];

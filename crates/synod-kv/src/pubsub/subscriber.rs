@@ -1,0 +1,281 @@
+//! One connection's side of pub/sub ([`Subscriber`]): its subscriptions,
+//! the (un)subscribe confirmations, RESP2's subscribed mode, and writing
+//! its queued messages.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use synod_resp::{write_reply, Protocol, Reply};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::mailbox::Mailbox;
+use super::{
+    wrong_args, Kind, PubSub, SUBSCRIPTIONS_PER_CLIENT_MAX, SUBSCRIPTION_BYTES_PER_CLIENT_MAX,
+};
+
+/// The commands a connection may send while subscribed in RESP2.
+const ALLOWED_WHILE_SUBSCRIBED: &[&str] = &[
+    "ping",
+    "subscribe",
+    "ssubscribe",
+    "unsubscribe",
+    "sunsubscribe",
+    "psubscribe",
+    "punsubscribe",
+    "quit",
+    "reset",
+];
+
+/// The (un)subscribe commands, which [`Subscriber::command`] answers.
+pub(crate) const SUBSCRIBE_COMMANDS: &[&str] = &[
+    "subscribe",
+    "psubscribe",
+    "ssubscribe",
+    "unsubscribe",
+    "punsubscribe",
+    "sunsubscribe",
+];
+
+/// Redis' refusal of `name` (its full name: `client|id`) on a connection
+/// subscribed in RESP2, if it is refused.
+pub(crate) fn refused_while_subscribed(name: &str, full_name: &str) -> Option<Reply> {
+    (!ALLOWED_WHILE_SUBSCRIBED.contains(&name)).then(|| {
+        Reply::error(format!(
+            "ERR Can't execute '{full_name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+        ))
+    })
+}
+
+/// One connection's subscriptions and its mailbox. Dropping it (the
+/// connection closed) removes every subscription from the registry.
+#[derive(Debug)]
+pub(crate) struct Subscriber {
+    pubsub: PubSub,
+    client: u64,
+    mailbox: Arc<Mailbox>,
+    channels: BTreeSet<Bytes>,
+    patterns: BTreeSet<Bytes>,
+    shard_channels: BTreeSet<Bytes>,
+    /// Bytes of every name in the three sets.
+    name_bytes: usize,
+}
+
+impl Subscriber {
+    pub(crate) fn new(pubsub: PubSub, client: u64) -> Subscriber {
+        Subscriber {
+            pubsub,
+            client,
+            mailbox: Arc::new(Mailbox::default()),
+            channels: BTreeSet::new(),
+            patterns: BTreeSet::new(),
+            shard_channels: BTreeSet::new(),
+            name_bytes: 0,
+        }
+    }
+
+    /// Whether the connection is in pub/sub mode (Redis' `CLIENT_PUBSUB`):
+    /// subscribed to anything.
+    pub(crate) fn active(&self) -> bool {
+        !(self.channels.is_empty() && self.patterns.is_empty() && self.shard_channels.is_empty())
+    }
+
+    fn set(&mut self, kind: Kind) -> &mut BTreeSet<Bytes> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shard_channels,
+        }
+    }
+
+    /// The count a (un)subscribe confirmation of `kind` carries: channels
+    /// plus patterns, or shard channels (Redis 7.0).
+    fn count(&self, kind: Kind) -> i64 {
+        match kind {
+            Kind::Channel | Kind::Pattern => (self.channels.len() + self.patterns.len()) as i64,
+            Kind::Shard => self.shard_channels.len() as i64,
+        }
+    }
+
+    fn confirmation(&self, what: &'static str, name: Option<&Bytes>, kind: Kind) -> Reply {
+        Reply::Push(vec![
+            Reply::Bulk(Bytes::from_static(what.as_bytes())),
+            name.map_or(Reply::Null, |name| Reply::Bulk(name.clone())),
+            Reply::Integer(self.count(kind)),
+        ])
+    }
+
+    /// Runs one of [`SUBSCRIBE_COMMANDS`] (`name` lowercase) and returns
+    /// the pushes to write, in order: the messages delivered before it took
+    /// effect, then one confirmation per channel or pattern.
+    pub(crate) fn command(&mut self, name: &str, args: &[Bytes]) -> Vec<Reply> {
+        let (kind, subscribe) = match name {
+            "subscribe" => (Kind::Channel, true),
+            "psubscribe" => (Kind::Pattern, true),
+            "ssubscribe" => (Kind::Shard, true),
+            "unsubscribe" => (Kind::Channel, false),
+            "punsubscribe" => (Kind::Pattern, false),
+            _ => (Kind::Shard, false),
+        };
+        if subscribe && args.len() < 2 {
+            return vec![wrong_args(name)];
+        }
+        // What was delivered before this command goes out before its
+        // confirmations (a message after UNSUBSCRIBE's confirmation would
+        // look as if it had been published after).
+        let (mut replies, bytes) = self.mailbox.take();
+        self.mailbox.written(bytes);
+        if subscribe {
+            match self.subscribe(kind, &args[1..]) {
+                Ok(confirmations) => replies.extend(confirmations),
+                Err(refused) => replies.push(refused),
+            }
+        } else {
+            replies.extend(self.unsubscribe(kind, &args[1..]));
+        }
+        replies
+    }
+
+    fn subscribe(&mut self, kind: Kind, names: &[Bytes]) -> Result<Vec<Reply>, Reply> {
+        // All or nothing: count what is new first.
+        let mut fresh: BTreeSet<&Bytes> = BTreeSet::new();
+        for name in names {
+            if !self.set(kind).contains(name) {
+                fresh.insert(name);
+            }
+        }
+        let total = self.channels.len() + self.patterns.len() + self.shard_channels.len();
+        let fresh_bytes: usize = fresh.iter().map(|name| name.len()).sum();
+        if total + fresh.len() > SUBSCRIPTIONS_PER_CLIENT_MAX
+            || self.name_bytes + fresh_bytes > SUBSCRIPTION_BYTES_PER_CLIENT_MAX
+        {
+            return Err(Reply::error(format!(
+                "ERR a connection may hold at most {SUBSCRIPTIONS_PER_CLIENT_MAX} channels and patterns of {SUBSCRIPTION_BYTES_PER_CLIENT_MAX} bytes in all (synod)"
+            )));
+        }
+        let mut replies = Vec::with_capacity(names.len());
+        let pubsub = self.pubsub.clone();
+        let mut registry = pubsub.registry();
+        for name in names {
+            if self.set(kind).insert(name.clone()) {
+                self.name_bytes += name.len();
+                registry.add(kind, name, self.client, &self.mailbox);
+            }
+            replies.push(self.confirmation(kind.subscribe_name(), Some(name), kind));
+        }
+        Ok(replies)
+    }
+
+    fn unsubscribe(&mut self, kind: Kind, names: &[Bytes]) -> Vec<Reply> {
+        let what = kind.unsubscribe_name();
+        let names: Vec<Bytes> = if names.is_empty() {
+            self.set(kind).iter().cloned().collect()
+        } else {
+            names.to_vec()
+        };
+        if names.is_empty() {
+            // Nothing to leave: one confirmation with a nil name.
+            return vec![self.confirmation(what, None, kind)];
+        }
+        let mut replies = Vec::with_capacity(names.len());
+        let pubsub = self.pubsub.clone();
+        let mut registry = pubsub.registry();
+        for name in &names {
+            if self.set(kind).remove(name) {
+                self.name_bytes -= name.len();
+                registry.remove(kind, name, self.client);
+            }
+            replies.push(self.confirmation(what, Some(name), kind));
+        }
+        if !self.active() {
+            registry.mailboxes.remove(&self.client);
+        }
+        replies
+    }
+
+    /// Leaves everything without confirmations (RESET, or the connection
+    /// closing).
+    pub(crate) fn clear(&mut self) {
+        if !self.active() {
+            return;
+        }
+        let mut registry = self.pubsub.registry();
+        for (kind, names) in [
+            (Kind::Channel, std::mem::take(&mut self.channels)),
+            (Kind::Pattern, std::mem::take(&mut self.patterns)),
+            (Kind::Shard, std::mem::take(&mut self.shard_channels)),
+        ] {
+            for name in names {
+                registry.remove(kind, &name, self.client);
+            }
+        }
+        registry.mailboxes.remove(&self.client);
+        self.name_bytes = 0;
+    }
+
+    /// Resolves when messages wait to be written (or the queue overflowed):
+    /// the connection loop waits on it with the client's next request.
+    pub(crate) async fn ready(&self) {
+        self.mailbox.wait_ready().await
+    }
+
+    /// Writes the messages waiting, in `protocol`. `Err(reason)`: the
+    /// subscriber broke its output limits (before, or while this write was
+    /// blocked) and must be disconnected.
+    pub(crate) async fn flush<S>(
+        &self,
+        stream: &mut S,
+        protocol: Protocol,
+    ) -> std::io::Result<Result<(), String>>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        if let Some(why) = self.mailbox.overflow() {
+            return Ok(Err(why));
+        }
+        let (replies, bytes) = self.mailbox.take();
+        if replies.is_empty() {
+            return Ok(Ok(()));
+        }
+        let mut out = BytesMut::with_capacity(bytes.min(1 << 20));
+        for reply in &replies {
+            write_reply(&mut out, reply, protocol);
+        }
+        drop(replies);
+        let write = async {
+            stream.write_all(&out).await?;
+            stream.flush().await
+        };
+        // The bytes stay counted while the client does not read them: a
+        // client that stops reading reaches the limits and is closed, even
+        // though this write never completes.
+        tokio::select! {
+            written = write => written?,
+            () = self.mailbox.wait_overflow() => {
+                return Ok(Err(self.mailbox.overflow().unwrap_or_default()));
+            }
+        }
+        self.mailbox.written(bytes);
+        Ok(Ok(()))
+    }
+}
+
+#[cfg(test)]
+impl Subscriber {
+    /// The queued messages, as [`Subscriber::flush`] would write them.
+    pub(super) fn take_for_tests(&self) -> Vec<Reply> {
+        let (replies, bytes) = self.mailbox.take();
+        self.mailbox.written(bytes);
+        replies
+    }
+
+    pub(super) fn overflow_for_tests(&self) -> Option<String> {
+        self.mailbox.overflow()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}

@@ -1,0 +1,502 @@
+use super::*;
+use crate::watch::{Stamp, WatchedKey};
+
+fn b(text: &str) -> Bytes {
+    Bytes::copy_from_slice(text.as_bytes())
+}
+
+fn args(words: &[&str]) -> Vec<Bytes> {
+    words.iter().map(|word| b(word)).collect()
+}
+
+fn push(words: &[&str], count: Option<i64>) -> Reply {
+    let mut items: Vec<Reply> = words.iter().map(|word| Reply::Bulk(b(word))).collect();
+    if let Some(count) = count {
+        items.push(Reply::Integer(count));
+    }
+    Reply::Push(items)
+}
+
+fn publish(channel: &str, message: &str) -> KvCommand {
+    KvCommand::Publish {
+        channel: b(channel),
+        message: b(message),
+        shard: false,
+        origin: 0,
+        ticket: 0,
+    }
+}
+
+/// Applies `command` as a store would (the output `ops::write` gives a
+/// PUBLISH is 0) and returns how many it reached.
+fn apply(pubsub: &PubSub, command: &KvCommand) -> i64 {
+    let mut command = command.clone();
+    let tickets = pubsub.stamp(&mut command);
+    let mut reply = Reply::Integer(0);
+    pubsub.deliver_applied(&command, &reply);
+    tickets.settle(&command, &mut reply);
+    match reply {
+        Reply::Integer(receivers) => receivers,
+        other => panic!("not a count: {other:?}"),
+    }
+}
+
+/// The messages waiting for `subscriber`, as replies (taken and counted
+/// as written).
+fn inbox(subscriber: &Subscriber) -> Vec<Reply> {
+    subscriber.take_for_tests()
+}
+
+#[test]
+fn subscribe_confirms_each_channel_with_the_running_count() {
+    let pubsub = PubSub::new();
+    let mut one = Subscriber::new(pubsub.clone(), 1);
+    assert_eq!(
+        one.command("subscribe", &args(&["subscribe", "a", "b", "a"])),
+        vec![
+            push(&["subscribe", "a"], Some(1)),
+            push(&["subscribe", "b"], Some(2)),
+            push(&["subscribe", "a"], Some(2)),
+        ]
+    );
+    // Patterns count with channels; shard channels on their own.
+    assert_eq!(
+        one.command("psubscribe", &args(&["psubscribe", "x.*"])),
+        vec![push(&["psubscribe", "x.*"], Some(3))]
+    );
+    assert_eq!(
+        one.command("ssubscribe", &args(&["ssubscribe", "s"])),
+        vec![push(&["ssubscribe", "s"], Some(1))]
+    );
+    assert!(one.active());
+    assert_eq!(
+        one.command("subscribe", &args(&["subscribe"])),
+        vec![Reply::error(
+            "ERR wrong number of arguments for 'subscribe' command"
+        )]
+    );
+}
+
+#[test]
+fn unsubscribe_without_arguments_leaves_everything_and_always_replies() {
+    let pubsub = PubSub::new();
+    let mut one = Subscriber::new(pubsub.clone(), 1);
+    one.command("subscribe", &args(&["subscribe", "b", "a"]));
+    one.command("psubscribe", &args(&["psubscribe", "p*"]));
+    // Sorted, each with what is left (channels plus patterns).
+    assert_eq!(
+        one.command("unsubscribe", &args(&["unsubscribe"])),
+        vec![
+            push(&["unsubscribe", "a"], Some(2)),
+            push(&["unsubscribe", "b"], Some(1)),
+        ]
+    );
+    assert_eq!(
+        one.command("punsubscribe", &args(&["punsubscribe"])),
+        vec![push(&["punsubscribe", "p*"], Some(0))]
+    );
+    assert!(!one.active());
+    // Nothing left: one reply with a nil name.
+    let nil = |what: &str| Reply::Push(vec![Reply::Bulk(b(what)), Reply::Null, Reply::Integer(0)]);
+    assert_eq!(
+        one.command("unsubscribe", &args(&["unsubscribe"])),
+        vec![nil("unsubscribe")]
+    );
+    assert_eq!(
+        one.command("sunsubscribe", &args(&["sunsubscribe"])),
+        vec![nil("sunsubscribe")]
+    );
+    // Leaving channels never joined still confirms each.
+    assert_eq!(
+        one.command("unsubscribe", &args(&["unsubscribe", "x", "y"])),
+        vec![
+            push(&["unsubscribe", "x"], Some(0)),
+            push(&["unsubscribe", "y"], Some(0)),
+        ]
+    );
+    assert_eq!(pubsub.counts(), (0, 0, 0));
+}
+
+#[test]
+fn publish_reaches_channels_then_matching_patterns() {
+    let pubsub = PubSub::new();
+    let mut one = Subscriber::new(pubsub.clone(), 1);
+    let mut two = Subscriber::new(pubsub.clone(), 2);
+    one.command("subscribe", &args(&["subscribe", "foo.bar"]));
+    one.command("psubscribe", &args(&["psubscribe", "foo.*", "nomatch"]));
+    two.command("psubscribe", &args(&["psubscribe", "f?o.[a-c]ar"]));
+    assert_eq!(apply(&pubsub, &publish("foo.bar", "hello")), 3);
+    assert_eq!(
+        inbox(&one),
+        vec![
+            push(&["message", "foo.bar", "hello"], None),
+            push(&["pmessage", "foo.*", "foo.bar", "hello"], None),
+        ]
+    );
+    assert_eq!(
+        inbox(&two),
+        vec![push(&["pmessage", "f?o.[a-c]ar", "foo.bar", "hello"], None)]
+    );
+    assert_eq!(apply(&pubsub, &publish("foo", "x")), 0);
+    assert_eq!(apply(&pubsub, &publish("barfoo.1", "x")), 0);
+    // Shard channels are their own namespace.
+    assert_eq!(
+        apply(
+            &pubsub,
+            &KvCommand::Publish {
+                channel: b("foo.bar"),
+                message: b("s"),
+                shard: true,
+                origin: 0,
+                ticket: 0,
+            }
+        ),
+        0
+    );
+    two.command("ssubscribe", &args(&["ssubscribe", "foo.bar"]));
+    assert_eq!(
+        apply(
+            &pubsub,
+            &KvCommand::Publish {
+                channel: b("foo.bar"),
+                message: b("s"),
+                shard: true,
+                origin: 0,
+                ticket: 0,
+            }
+        ),
+        1
+    );
+    assert_eq!(inbox(&two), vec![push(&["smessage", "foo.bar", "s"], None)]);
+    assert!(inbox(&one).is_empty());
+}
+
+#[test]
+fn messages_delivered_before_an_unsubscribe_come_before_its_confirmation() {
+    let pubsub = PubSub::new();
+    let mut one = Subscriber::new(pubsub.clone(), 1);
+    one.command("subscribe", &args(&["subscribe", "a"]));
+    apply(&pubsub, &publish("a", "first"));
+    assert_eq!(
+        one.command("unsubscribe", &args(&["unsubscribe", "a"])),
+        vec![
+            push(&["message", "a", "first"], None),
+            push(&["unsubscribe", "a"], Some(0)),
+        ]
+    );
+    assert_eq!(apply(&pubsub, &publish("a", "second")), 0);
+    assert!(inbox(&one).is_empty());
+}
+
+#[test]
+fn a_dropped_connection_leaves_the_registry() {
+    let pubsub = PubSub::new();
+    let mut one = Subscriber::new(pubsub.clone(), 1);
+    one.command("subscribe", &args(&["subscribe", "a"]));
+    one.command("psubscribe", &args(&["psubscribe", "*"]));
+    one.command("ssubscribe", &args(&["ssubscribe", "s"]));
+    assert_eq!(pubsub.counts(), (1, 1, 1));
+    drop(one);
+    assert_eq!(pubsub.counts(), (0, 0, 0));
+    assert_eq!(apply(&pubsub, &publish("a", "x")), 0);
+    assert!(pubsub.registry().mailboxes.is_empty());
+}
+
+#[test]
+fn reset_clears_without_confirmations() {
+    let pubsub = PubSub::new();
+    let mut one = Subscriber::new(pubsub.clone(), 1);
+    one.command("subscribe", &args(&["subscribe", "a", "b"]));
+    one.clear();
+    assert!(!one.active());
+    assert_eq!(pubsub.counts(), (0, 0, 0));
+}
+
+#[test]
+fn the_subscriptions_of_a_connection_are_bounded() {
+    let pubsub = PubSub::new();
+    let mut one = Subscriber::new(pubsub.clone(), 1);
+    let names: Vec<String> = (0..SUBSCRIPTIONS_PER_CLIENT_MAX)
+        .map(|i| i.to_string())
+        .collect();
+    let mut request = vec!["subscribe"];
+    request.extend(names.iter().map(String::as_str));
+    assert_eq!(
+        one.command("subscribe", &args(&request)).len(),
+        SUBSCRIPTIONS_PER_CLIENT_MAX
+    );
+    // Again: nothing new, so allowed.
+    assert!(one
+        .command("subscribe", &args(&["subscribe", "0"]))
+        .iter()
+        .all(|reply| !matches!(reply, Reply::Error(_))));
+    // One more is refused, all or nothing.
+    let refused = one.command("psubscribe", &args(&["psubscribe", "p"]));
+    assert!(
+        matches!(refused.as_slice(), [Reply::Error(e)] if e.starts_with("ERR a connection may hold at most")),
+        "{refused:?}"
+    );
+    assert_eq!(pubsub.counts(), (SUBSCRIPTIONS_PER_CLIENT_MAX, 0, 0));
+    // Bytes of names too.
+    let mut two = Subscriber::new(pubsub.clone(), 2);
+    let long = "x".repeat(SUBSCRIPTION_BYTES_PER_CLIENT_MAX + 1);
+    assert!(matches!(
+        two.command("subscribe", &args(&["subscribe", &long]))
+            .as_slice(),
+        [Reply::Error(_)]
+    ));
+    assert!(!two.active());
+}
+
+#[test]
+fn a_slow_subscriber_is_cut_off_at_the_hard_limit() {
+    let pubsub = PubSub::new();
+    pubsub.set_limits(OutputLimits {
+        hard_bytes: 1000,
+        soft_bytes: 1000,
+        soft_duration: Duration::from_secs(60),
+    });
+    let mut one = Subscriber::new(pubsub.clone(), 1);
+    let mut two = Subscriber::new(pubsub.clone(), 2);
+    one.command("subscribe", &args(&["subscribe", "c"]));
+    two.command("subscribe", &args(&["subscribe", "c"]));
+    let payload = "p".repeat(200);
+    // 64 + 1 + 200 bytes a message: three fit, the fourth breaks the limit.
+    for _ in 0..3 {
+        apply(&pubsub, &publish("c", &payload));
+        assert!(one.overflow_for_tests().is_none());
+        // Two reads as it goes.
+        assert_eq!(inbox(&two).len(), 1);
+    }
+    apply(&pubsub, &publish("c", &payload));
+    let why = one.overflow_for_tests().expect("over the hard limit");
+    assert!(why.contains("hard limit"), "{why}");
+    // Its queue is dropped and nothing more is queued.
+    apply(&pubsub, &publish("c", &payload));
+    assert!(inbox(&one).is_empty());
+    assert!(two.overflow_for_tests().is_none());
+    assert_eq!(inbox(&two).len(), 2);
+}
+
+#[test]
+fn over_the_soft_limit_for_too_long_disconnects() {
+    let limits = OutputLimits {
+        hard_bytes: 10_000,
+        soft_bytes: 100,
+        soft_duration: Duration::from_secs(60),
+    };
+    let mailbox = Mailbox::default();
+    // 64 + 1 + 10 = 75 bytes: one is under the soft limit, two over.
+    let message = || mailbox::Message::Channel {
+        channel: b("c"),
+        payload: Bytes::from(vec![b'x'; 10]),
+    };
+    let at = |seconds| Instant::now() + Duration::from_secs(seconds);
+    let start = 0;
+    mailbox.push(message(), limits, at(start));
+    mailbox.push(message(), limits, at(start));
+    mailbox.push(message(), limits, at(start + 59));
+    assert!(mailbox.overflow().is_none());
+    // Read: back under the soft limit, so the clock starts again.
+    let (taken, bytes) = mailbox.take();
+    assert_eq!((taken.len(), bytes), (3, 225));
+    mailbox.written(bytes);
+    mailbox.push(message(), limits, at(start + 61));
+    mailbox.push(message(), limits, at(start + 62));
+    mailbox.push(message(), limits, at(start + 121));
+    assert!(mailbox.overflow().is_none());
+    mailbox.push(message(), limits, at(start + 122));
+    let why = mailbox.overflow().expect("over the soft limit for 60 s");
+    assert!(why.contains("soft limit"), "{why}");
+    assert!(mailbox.ready());
+    assert!(mailbox.take().0.is_empty(), "the queue is dropped");
+}
+
+#[test]
+fn only_the_stamping_node_counts_its_receivers() {
+    // Two nodes' registries; node A proposes, both apply.
+    let a = PubSub::new();
+    let b_node = PubSub::new();
+    let mut on_a = Subscriber::new(a.clone(), 1);
+    let mut on_b = Subscriber::new(b_node.clone(), 1);
+    let mut on_b_too = Subscriber::new(b_node.clone(), 2);
+    on_a.command("subscribe", &args(&["subscribe", "c"]));
+    on_b.command("subscribe", &args(&["subscribe", "c"]));
+    on_b_too.command("psubscribe", &args(&["psubscribe", "*"]));
+    let mut command = KvCommand::Exec(vec![publish("c", "1"), publish("c", "2")]);
+    let tickets = a.stamp(&mut command);
+    // B holds no ticket of A's, however the numbers fall.
+    let b_tickets = b_node.stamp(&mut publish("c", "unrelated"));
+    let output = Reply::Array(vec![Reply::Integer(0), Reply::Integer(0)]);
+    b_node.deliver_applied(&command, &output);
+    a.deliver_applied(&command, &output);
+    let mut reply = output.clone();
+    tickets.settle(&command, &mut reply);
+    assert_eq!(
+        reply,
+        Reply::Array(vec![Reply::Integer(1), Reply::Integer(1)])
+    );
+    assert_eq!(inbox(&on_b).len(), 2);
+    assert_eq!(inbox(&on_b_too).len(), 2);
+    assert!(a.registry().tickets.is_empty());
+    drop(b_tickets);
+    assert!(b_node.registry().tickets.is_empty());
+}
+
+#[test]
+fn a_ticket_never_applied_here_answers_zero_and_is_forgotten() {
+    let pubsub = PubSub::new();
+    let mut one = Subscriber::new(pubsub.clone(), 1);
+    one.command("subscribe", &args(&["subscribe", "c"]));
+    let mut command = publish("c", "x");
+    let tickets = pubsub.stamp(&mut command);
+    // The outcome came from a snapshot's session table: no local apply.
+    let mut reply = Reply::Integer(0);
+    tickets.settle(&command, &mut reply);
+    assert_eq!(reply, Reply::Integer(0));
+    assert!(pubsub.registry().tickets.is_empty());
+    // Dropped unsettled (the client left): forgotten too.
+    let mut command = publish("c", "y");
+    drop(pubsub.stamp(&mut command));
+    assert!(pubsub.registry().tickets.is_empty());
+}
+
+#[test]
+fn a_transaction_that_did_not_run_publishes_nothing() {
+    let pubsub = PubSub::new();
+    let mut one = Subscriber::new(pubsub.clone(), 1);
+    one.command("subscribe", &args(&["subscribe", "c"]));
+    let watched = KvCommand::WatchCheck {
+        watched: vec![WatchedKey {
+            key: b("k"),
+            live: false,
+            stamp: Stamp {
+                instance: 0,
+                sequence: 0,
+            },
+        }],
+    };
+    let transaction = KvCommand::Exec(vec![watched, publish("c", "x")]);
+    // Aborted by WATCH (nil), refused whole (an error).
+    pubsub.deliver_applied(&transaction, &Reply::NullArray);
+    pubsub.deliver_applied(&transaction, &Reply::error("OOM"));
+    assert!(inbox(&one).is_empty());
+    // Ran: the reply lines up past the WATCH check's (dropped).
+    pubsub.deliver_applied(&transaction, &Reply::Array(vec![Reply::Integer(0)]));
+    assert_eq!(inbox(&one), vec![push(&["message", "c", "x"], None)]);
+}
+
+#[test]
+fn pubsub_introspection() {
+    let pubsub = PubSub::new();
+    let mut one = Subscriber::new(pubsub.clone(), 1);
+    let mut two = Subscriber::new(pubsub.clone(), 2);
+    one.command("subscribe", &args(&["subscribe", "news.1", "sport"]));
+    two.command("subscribe", &args(&["subscribe", "news.1"]));
+    one.command("psubscribe", &args(&["psubscribe", "foo*", "bar*"]));
+    two.command("psubscribe", &args(&["psubscribe", "foo*"]));
+    two.command("ssubscribe", &args(&["ssubscribe", "shard"]));
+    let run = |words: &[&str]| pubsub.pubsub_command(&args(words));
+    let bulks = |words: &[&str]| Reply::Array(words.iter().map(|w| Reply::Bulk(b(w))).collect());
+    assert_eq!(run(&["pubsub", "channels"]), bulks(&["news.1", "sport"]));
+    assert_eq!(run(&["PUBSUB", "CHANNELS", "news.*"]), bulks(&["news.1"]));
+    assert_eq!(run(&["pubsub", "shardchannels"]), bulks(&["shard"]));
+    assert_eq!(
+        run(&["pubsub", "numsub", "news.1", "none"]),
+        Reply::Array(vec![
+            Reply::Bulk(b("news.1")),
+            Reply::Integer(2),
+            Reply::Bulk(b("none")),
+            Reply::Integer(0),
+        ])
+    );
+    assert_eq!(run(&["pubsub", "numsub"]), Reply::Array(vec![]));
+    assert_eq!(
+        run(&["pubsub", "shardnumsub", "shard"]),
+        Reply::Array(vec![Reply::Bulk(b("shard")), Reply::Integer(1)])
+    );
+    assert_eq!(run(&["pubsub", "numpat"]), Reply::Integer(2));
+    assert_eq!(
+        run(&["pubsub", "numpat", "x"]),
+        Reply::error("ERR wrong number of arguments for 'pubsub|numpat' command")
+    );
+    assert_eq!(
+        run(&["pubsub", "channels", "a", "b"]),
+        Reply::error("ERR wrong number of arguments for 'pubsub|channels' command")
+    );
+    assert_eq!(
+        run(&["pubsub", "nope"]),
+        Reply::error("ERR unknown subcommand 'nope'. Try PUBSUB HELP.")
+    );
+    assert!(matches!(run(&["pubsub", "help"]), Reply::Array(lines) if lines.len() > 4));
+}
+
+#[test]
+fn subscribed_resp2_connections_only_subscribe() {
+    for allowed in ["ping", "subscribe", "punsubscribe", "quit", "reset"] {
+        assert!(refused_while_subscribed(allowed, allowed).is_none());
+    }
+    assert_eq!(
+        refused_while_subscribed("client", "client|id"),
+        Some(Reply::error(
+            "ERR Can't execute 'client|id': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+        ))
+    );
+}
+
+#[test]
+fn publish_parses_and_survives_the_log() {
+    assert_eq!(
+        parse_publish(&args(&["PUBLISH", "c", "m"])),
+        Ok(publish("c", "m"))
+    );
+    assert_eq!(
+        parse_publish(&args(&["spublish", "c"])),
+        Err(Reply::error(
+            "ERR wrong number of arguments for 'spublish' command"
+        ))
+    );
+    let stamped = KvCommand::Publish {
+        channel: Bytes::from_static(b"\xff\x00"),
+        message: Bytes::new(),
+        shard: true,
+        origin: u64::MAX,
+        ticket: 7,
+    };
+    assert_eq!(KvCommand::decode(&stamped.encode()), Ok(stamped.clone()));
+    assert!(!stamped.is_read());
+    assert_eq!(stamped.name(), "spublish");
+    assert!(stamped.keys().is_empty());
+}
+
+#[test]
+fn registries_have_distinct_origins() {
+    let a = PubSub::new();
+    let b_node = PubSub::new();
+    assert_ne!(a.origin.0, b_node.origin.0);
+    assert_ne!(a.origin.0, 0);
+}
+
+#[test]
+fn acl_channel_patterns_guard_publish_and_subscribe() {
+    let mut user = crate::acl::User::new(b("u"), 1);
+    user.channel_patterns = vec![b("news.*"), b("lit[")];
+    let allowed_for = |user: &crate::acl::User, name: &str, words: &[&str]| {
+        channels_checked(name, &args(words))
+            .iter()
+            .all(|(channel, literal)| user.channel_allowed(channel, *literal))
+    };
+    let allowed = |name: &str, words: &[&str]| allowed_for(&user, name, words);
+    assert!(allowed("subscribe", &["subscribe", "news.1", "news.2"]));
+    assert!(!allowed("subscribe", &["subscribe", "news.1", "sport"]));
+    assert!(allowed("publish", &["publish", "news.x", "sport"]));
+    assert!(!allowed("spublish", &["spublish", "sport", "news.x"]));
+    // A subscription pattern must be one of the user's, literally.
+    assert!(allowed("psubscribe", &["psubscribe", "news.*"]));
+    assert!(!allowed("psubscribe", &["psubscribe", "news.1*"]));
+    assert!(!allowed("psubscribe", &["psubscribe", "*"]));
+    // Leaving is never refused.
+    assert!(allowed("unsubscribe", &["unsubscribe", "sport"]));
+    user.all_channels = true;
+    assert!(allowed_for(&user, "psubscribe", &["psubscribe", "*"]));
+}
