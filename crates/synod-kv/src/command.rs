@@ -615,8 +615,9 @@ pub enum KvCommand {
     /// and replicas whose flags differ still agree (the latest proposal
     /// wins, for all of them at the same point).
     SetMaxMemory { bytes: u64 },
-    /// `INFO memory`'s figures: `[used_memory_dataset, maxmemory, keys]`
-    /// as integers, from the replicated state.
+    /// `INFO memory`'s and `INFO keyspace`'s figures: `[used_memory_dataset,
+    /// maxmemory, keys, keys with a time to live]` as integers, from the
+    /// replicated state.
     MemoryInfo,
     /// `MULTI ... EXEC`: the queued commands, applied atomically in order.
     /// The front end builds it; a transaction never nests.

@@ -146,6 +146,19 @@ pub(crate) struct Conn {
     /// CLIENT REPLY: `Off` silences every reply (pushes excepted), `Skip`
     /// the next command's.
     reply_mode: ReplyMode,
+    /// One INFO commandstats tag per item handed out, in order.
+    stat_tags: std::collections::VecDeque<Option<StatTag>>,
+}
+
+/// Which command an item answers, for INFO commandstats.
+#[derive(Debug)]
+pub(crate) struct StatTag {
+    /// The command's name, lowercase, as sent.
+    pub name: String,
+    /// When it was read.
+    pub started: std::time::Instant,
+    /// The connection refused it before it ran.
+    pub rejected: bool,
 }
 
 /// What CLIENT REPLY set.
@@ -217,7 +230,20 @@ impl Conn {
             watched_bytes: 0,
             subscriber,
             reply_mode: ReplyMode::On,
+            stat_tags: std::collections::VecDeque::new(),
         }
+    }
+
+    /// The INFO commandstats tag of the next item `run_items` takes (one per
+    /// item, in order: see [`Conn::handle`] and [`Conn::untracked`]).
+    pub(crate) fn next_stat_tag(&mut self) -> Option<StatTag> {
+        self.stat_tags.pop_front().flatten()
+    }
+
+    /// An item made without [`Conn::handle`] (a protocol error): it counts
+    /// for no command, but keeps the tags in step with the items.
+    pub(crate) fn untracked(&mut self) {
+        self.stat_tags.push_back(None);
     }
 
     /// Remembers what a WATCH read (the reply to `command`, a
@@ -269,7 +295,23 @@ impl Conn {
     /// and silences its reply as CLIENT REPLY says (as Redis decides it:
     /// after the command ran, so `CLIENT REPLY ON` is answered).
     pub(crate) fn handle(&mut self, args: Vec<Bytes>) -> Item {
+        let started = std::time::Instant::now();
+        let name = args.first().map(|first| lower(first));
         let item = self.handle_request(args);
+        // Refused before running: the connection answered an error itself
+        // (arity, authentication, ACL, MULTI's rules). A connection command
+        // that ran and failed counts as refused too (it answered at once).
+        let rejected = matches!(
+            &item,
+            Item::Reply(Reply::Error(_), _)
+                | Item::Later(Reply::Error(_), _, _)
+                | Item::Quit(Reply::Error(_))
+        );
+        self.stat_tags.push_back(name.map(|name| StatTag {
+            name,
+            started,
+            rejected,
+        }));
         let silent = matches!(self.reply_mode, ReplyMode::Off | ReplyMode::Skip)
             && !matches!(item, Item::Pushes(..) | Item::Quit(_));
         self.reply_mode = match self.reply_mode {
@@ -722,6 +764,9 @@ impl Conn {
                 self.authenticate(DEFAULT_USER.as_bytes(), &args[1])
             }
             3 => self.authenticate(&args[1], &args[2]),
+            // As Redis 7.0: too many arguments is a syntax error, too few
+            // the arity error.
+            4.. => (Err(Reply::error("ERR syntax error")), Duration::ZERO),
             _ => (Err(wrong_args("auth")), Duration::ZERO),
         };
         match result {
@@ -970,13 +1015,17 @@ impl Conn {
         }
     }
 
-    /// The INFO text: server, clients, replication, keyspace.
+    /// The INFO text. As in Redis 7.0: no argument or `default` gives the
+    /// default sections, `all` and `everything` every section (commandstats
+    /// too), and any mix of those and section names (any case) gives each
+    /// section once.
     pub(crate) async fn info(&self, sections: &[String]) -> Reply {
-        let all = sections.is_empty()
-            || sections
-                .iter()
-                .any(|s| s == "all" || s == "everything" || s == "default");
-        let wants = |name: &str| all || sections.iter().any(|s| s == name);
+        let asked: Vec<String> = sections.iter().map(|s| s.to_ascii_lowercase()).collect();
+        let every = asked.iter().any(|s| s == "all" || s == "everything");
+        let default = asked.is_empty() || asked.iter().any(|s| s == "default");
+        let wants = |name: &str| {
+            every || (default && name != "commandstats") || asked.iter().any(|s| s == name)
+        };
         let shared = &self.shared;
         let status = shared.node.status();
         let mut text = String::new();
@@ -1054,7 +1103,7 @@ impl Conn {
             // `--maxmemory`): equal on every replica at the same point.
             let replies = execute(shared, vec![KvCommand::MemoryInfo]).await;
             if let Some(Reply::Array(figures)) = replies.first() {
-                if let [Reply::Integer(used), Reply::Integer(max), Reply::Integer(keys)] =
+                if let [Reply::Integer(used), Reply::Integer(max), Reply::Integer(keys), ..] =
                     figures.as_slice()
                 {
                     let _ = write!(
@@ -1064,12 +1113,34 @@ impl Conn {
                 }
             }
         }
+        if wants("persistence") {
+            // Every acknowledged write is in the write-ahead log, fsynced on
+            // a majority, before its reply: the AOF of Redis's terms, always
+            // on; snapshots are taken by the node's policy.
+            let _ = write!(
+                text,
+                "# Persistence\r\nloading:0\r\nasync_loading:0\r\naof_enabled:1\r\naof_rewrite_in_progress:0\r\nrdb_bgsave_in_progress:0\r\nrdb_changes_since_last_save:{}\r\nsynod_wal:fsync-before-ack\r\nsynod_snapshot_instance:{}\r\nsynod_applied_instance:{}\r\n\r\n",
+                status.applied_end.0.saturating_sub(status.snapshot_end.0),
+                status.snapshot_end.0,
+                status.applied_end.0,
+            );
+        }
+        if wants("cpu") {
+            text.push_str(&crate::info::cpu_section());
+        }
+        if wants("commandstats") {
+            text.push_str(&shared.command_stats.section());
+        }
         if wants("keyspace") {
+            // Keys and keys with a time to live in the replicated state
+            // (expired keys not yet purged included, as in Redis).
             let _ = write!(text, "# Keyspace\r\n");
-            let replies = execute(shared, vec![KvCommand::DbSize]).await;
-            if let Some(Reply::Integer(keys)) = replies.first() {
-                if *keys > 0 {
-                    let _ = write!(text, "db0:keys={keys},expires=0\r\n");
+            let replies = execute(shared, vec![KvCommand::MemoryInfo]).await;
+            if let Some(Reply::Array(figures)) = replies.first() {
+                if let [_, _, Reply::Integer(keys), Reply::Integer(expires)] = figures.as_slice() {
+                    if *keys > 0 {
+                        let _ = write!(text, "db0:keys={keys},expires={expires},avg_ttl=0\r\n");
+                    }
                 }
             }
             text.push_str("\r\n");

@@ -36,6 +36,7 @@ mod conn;
 mod decimal;
 mod entry;
 pub mod glob;
+mod info;
 mod keyspace;
 mod maxmemory;
 mod members;

@@ -38,7 +38,7 @@ pub async fn read_maxmemory(node: &Node) -> Result<u64, MaxMemoryError> {
         decode_reply(&output).map_err(|e| MaxMemoryError::Reply(Reply::error(e.to_string())))?;
     match &reply {
         Reply::Array(figures) => match figures.as_slice() {
-            [_, Reply::Integer(max), _] => {
+            [_, Reply::Integer(max), ..] => {
                 u64::try_from(*max).map_err(|_| MaxMemoryError::Reply(reply.clone()))
             }
             _ => Err(MaxMemoryError::Reply(reply)),

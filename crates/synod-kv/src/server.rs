@@ -15,7 +15,8 @@ use crate::client_limits::{
     TLS_HANDSHAKES_MAX, TLS_HANDSHAKE_TIMEOUT,
 };
 use crate::command::KvCommand;
-use crate::conn::{Conn, ExecPart, Item};
+use crate::conn::{Conn, ExecPart, Item, StatTag};
+use crate::info::{CommandStats, Ending};
 use crate::parse::parse;
 use crate::reply_codec::decode_reply;
 use bytes::buf::BufMut;
@@ -134,6 +135,8 @@ pub(crate) struct Shared {
     pub next_client_id: AtomicU64,
     pub started: Instant,
     pub commands: AtomicU64,
+    /// INFO commandstats (this node's, not replicated).
+    pub command_stats: crate::info::CommandStats,
     query_budget: Arc<QueryBudget>,
     logs: ClientLogs,
 }
@@ -183,6 +186,7 @@ pub async fn serve_listeners(
         next_client_id: AtomicU64::new(1),
         started: Instant::now(),
         commands: AtomicU64::new(0),
+        command_stats: crate::info::CommandStats::default(),
         query_budget: Arc::new(QueryBudget::default()),
         logs: ClientLogs::new(),
     });
@@ -484,6 +488,7 @@ where
                 Ok(None) => break,
                 Err(err) => {
                     // Like Redis: answer the protocol error and close.
+                    conn.untracked();
                     items.push(Item::Quit(err.to_reply()));
                     close = Some(Closed::Protocol(err));
                     break;
@@ -580,6 +585,7 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
         bytes: out,
         max: shared.cfg.output_buffer_bytes_max,
         overflow: false,
+        stats: &shared.command_stats,
     };
     let out = &mut out;
     // Data commands are grouped into one log command; a reply slot remembers
@@ -589,8 +595,11 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
     let empty_batch_bytes = KvCommand::exec_encoded_len([]);
     let mut pending_bytes = empty_batch_bytes;
     let batch_bytes_max = shared.node.command_bytes_max();
-    let mut slots: Vec<(Slot, Protocol)> = Vec::new();
+    // With each slot, the INFO commandstats tag of the request it answers
+    // (the first slot of an item takes the item's tag).
+    let mut slots: Vec<(Slot, Protocol, Option<StatTag>)> = Vec::new();
     for item in items {
+        let mut tag = conn.next_stat_tag();
         // A silenced item (CLIENT REPLY) runs alone, so what it writes can
         // be cut off without touching the replies around it.
         let (item, silenced) = match item {
@@ -604,16 +613,18 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
         };
         match item {
             Item::Silent(_) => {}
-            Item::Reply(reply, proto) => slots.push((Slot::Ready(reply), proto)),
-            Item::Pushes(replies, proto) => {
-                slots.extend(replies.into_iter().map(|reply| (Slot::Ready(reply), proto)))
-            }
-            Item::Quit(reply) => slots.push((Slot::Ready(reply), conn.protocol)),
+            Item::Reply(reply, proto) => slots.push((Slot::Ready(reply), proto, tag.take())),
+            Item::Pushes(replies, proto) => slots.extend(
+                replies
+                    .into_iter()
+                    .map(|reply| (Slot::Ready(reply), proto, tag.take())),
+            ),
+            Item::Quit(reply) => slots.push((Slot::Ready(reply), conn.protocol, tag.take())),
             Item::Later(reply, proto, delay) => {
                 // A failed or throttled AUTH: the reply waits (see acl_auth);
                 // the connection's later requests wait behind it.
                 tokio::time::sleep(delay).await;
-                slots.push((Slot::Ready(reply), proto));
+                slots.push((Slot::Ready(reply), proto, tag.take()));
             }
             Item::Data(command, proto) if goes_alone(&command) => {
                 // A transaction is its own log command (the log format does
@@ -626,7 +637,7 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
                 fill(&mut slots, replies, out);
                 pending_bytes = empty_batch_bytes;
                 let replies = execute(shared, vec![command]).await;
-                slots.push((Slot::Pending(0), proto));
+                slots.push((Slot::Pending(0), proto, tag.take()));
                 fill(&mut slots, replies, out);
             }
             Item::Data(command, proto) => {
@@ -640,7 +651,7 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
                     pending_bytes = empty_batch_bytes;
                 }
                 pending_bytes += len;
-                slots.push((Slot::Pending(pending.len()), proto));
+                slots.push((Slot::Pending(pending.len()), proto, tag.take()));
                 pending.push(command);
             }
             Item::Info(sections, proto) => {
@@ -649,7 +660,7 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
                 fill(&mut slots, replies, out);
                 pending_bytes = empty_batch_bytes;
                 let reply = conn.info(&sections).await;
-                slots.push((Slot::Ready(reply), proto));
+                slots.push((Slot::Ready(reply), proto, tag.take()));
             }
             Item::Member(command, proto) => {
                 // In order: what came before is answered first.
@@ -657,7 +668,7 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
                 fill(&mut slots, replies, out);
                 pending_bytes = empty_batch_bytes;
                 let reply = crate::members::run(&shared.node, command).await;
-                slots.push((Slot::Ready(reply), proto));
+                slots.push((Slot::Ready(reply), proto, tag.take()));
             }
             Item::Watch(command, proto) => {
                 // A read at a point after everything this connection sent
@@ -670,18 +681,18 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
                     Some(reply) => conn.watch_read(&command, reply),
                     None => Reply::error("ERR internal error: missing reply"),
                 };
-                slots.push((Slot::Ready(reply), proto));
+                slots.push((Slot::Ready(reply), proto, tag.take()));
             }
             Item::Unwatch(reply, proto) => {
                 conn.unwatch();
-                slots.push((Slot::Ready(reply), proto));
+                slots.push((Slot::Ready(reply), proto, tag.take()));
             }
             Item::Exec(commands, parts, proto) => {
                 let replies = execute(shared, std::mem::take(&mut pending)).await;
                 fill(&mut slots, replies, out);
                 pending_bytes = empty_batch_bytes;
                 let reply = exec(shared, conn, commands, parts).await;
-                slots.push((Slot::Ready(reply), proto));
+                slots.push((Slot::Ready(reply), proto, tag.take()));
             }
         }
         if let Some((written, overflow)) = silenced {
@@ -779,6 +790,8 @@ struct Output<'a> {
     bytes: &'a mut BytesMut,
     max: usize,
     overflow: bool,
+    /// Where each answered request is counted (INFO commandstats).
+    stats: &'a CommandStats,
 }
 
 enum Slot {
@@ -787,9 +800,13 @@ enum Slot {
 }
 
 /// Writes every slot in order, taking pending replies from `replies`.
-fn fill(slots: &mut Vec<(Slot, Protocol)>, replies: Vec<Reply>, out: &mut Output<'_>) {
+fn fill(
+    slots: &mut Vec<(Slot, Protocol, Option<StatTag>)>,
+    replies: Vec<Reply>,
+    out: &mut Output<'_>,
+) {
     let mut replies: Vec<Option<Reply>> = replies.into_iter().map(Some).collect();
-    for (slot, proto) in slots.drain(..) {
+    for (slot, proto, tag) in slots.drain(..) {
         let reply = match slot {
             Slot::Ready(reply) => reply,
             Slot::Pending(i) => replies
@@ -797,6 +814,14 @@ fn fill(slots: &mut Vec<(Slot, Protocol)>, replies: Vec<Reply>, out: &mut Output
                 .and_then(Option::take)
                 .unwrap_or_else(|| Reply::error("ERR internal error: missing reply")),
         };
+        if let Some(tag) = tag {
+            let ending = match (&reply, tag.rejected) {
+                (_, true) => Ending::Rejected,
+                (Reply::Error(_), false) => Ending::Failed,
+                _ => Ending::Ok,
+            };
+            out.stats.record(&tag.name, tag.started.elapsed(), ending);
+        }
         if out.overflow {
             continue;
         }

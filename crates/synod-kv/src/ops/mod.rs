@@ -119,6 +119,7 @@ fn read_at(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext, positio
             Reply::Integer(i64::try_from(keyspace.used_bytes()).unwrap_or(i64::MAX)),
             Reply::Integer(i64::try_from(keyspace.maxmemory_bytes()).unwrap_or(i64::MAX)),
             Reply::Integer(keyspace.len() as i64),
+            Reply::Integer(keyspace.expires_len() as i64),
         ]),
         KvCommand::Watch { keys } => Reply::Array(
             keys.iter()

@@ -15,6 +15,7 @@ mod exec;
 mod expiry;
 mod hash_bounds;
 mod hostile_commands;
+mod info_auth;
 mod keys;
 mod limits;
 mod lists_hashes;

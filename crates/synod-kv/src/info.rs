@@ -1,0 +1,154 @@
+//! INFO sections kept by the node itself: `cpu` (the process's CPU time) and
+//! `commandstats` (calls, time, rejections and failures per command).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// The `# CPU` section: seconds of CPU the process (and its waited-for
+/// children: none) spent in the kernel and in user space.
+pub(crate) fn cpu_section() -> String {
+    let (self_sys, self_user) = rusage(libc::RUSAGE_SELF);
+    let (children_sys, children_user) = rusage(libc::RUSAGE_CHILDREN);
+    format!(
+        "# CPU\r\nused_cpu_sys:{self_sys:.6}\r\nused_cpu_user:{self_user:.6}\r\nused_cpu_sys_children:{children_sys:.6}\r\nused_cpu_user_children:{children_user:.6}\r\n\r\n"
+    )
+}
+
+/// System and user CPU seconds of `who` (0 if the call fails).
+fn rusage(who: libc::c_int) -> (f64, f64) {
+    // SAFETY: getrusage writes a `rusage` into the zeroed value it is given
+    // and reads nothing else; an all-zero `rusage` is a valid value.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(who, &mut usage) != 0 {
+            return (0.0, 0.0);
+        }
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (seconds(usage.ru_stime), seconds(usage.ru_utime))
+}
+
+/// One command's figures, as Redis's `cmdstat_<name>` line shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CommandStat {
+    /// Times it ran (rejected calls excluded).
+    pub calls: u64,
+    /// Microseconds from reading it to having its reply, summed.
+    pub usec: u64,
+    /// Refused before running: arity, authentication, ACL, a transaction's
+    /// rules, out of memory.
+    pub rejected_calls: u64,
+    /// Ran and answered an error.
+    pub failed_calls: u64,
+}
+
+/// Per-command figures of this node (not replicated), for INFO commandstats.
+/// Keyed by the names `COMMAND` lists, so bounded by the command table.
+#[derive(Debug, Default)]
+pub(crate) struct CommandStats {
+    by_name: Mutex<BTreeMap<String, CommandStat>>,
+}
+
+/// How a command ended, for [`CommandStats::record`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Answered without an error.
+    Ok,
+    /// Ran, and answered an error.
+    Failed,
+    /// Refused before running.
+    Rejected,
+}
+
+impl CommandStats {
+    /// Counts one call of `name` (lowercase). Names `COMMAND` does not list
+    /// (unknown commands) are not counted, as in Redis.
+    pub(crate) fn record(&self, name: &str, took: Duration, ending: Ending) {
+        static KNOWN: OnceLock<BTreeSet<String>> = OnceLock::new();
+        let known = KNOWN.get_or_init(|| crate::conn::command_names().into_iter().collect());
+        if !known.contains(name) {
+            return;
+        }
+        let mut by_name = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        let stat = by_name.entry(name.to_string()).or_default();
+        match ending {
+            Ending::Rejected => stat.rejected_calls += 1,
+            Ending::Ok | Ending::Failed => {
+                stat.calls += 1;
+                stat.usec += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+                if ending == Ending::Failed {
+                    stat.failed_calls += 1;
+                }
+            }
+        }
+    }
+
+    /// The figures of `name`, if it was called.
+    #[cfg(test)]
+    pub(crate) fn get(&self, name: &str) -> Option<CommandStat> {
+        let by_name = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        by_name.get(name).copied()
+    }
+
+    /// The `# Commandstats` section.
+    pub(crate) fn section(&self) -> String {
+        let by_name = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        let mut text = String::from("# Commandstats\r\n");
+        for (name, stat) in by_name.iter() {
+            let per_call = if stat.calls == 0 {
+                0.0
+            } else {
+                stat.usec as f64 / stat.calls as f64
+            };
+            let _ = write!(
+                text,
+                "cmdstat_{name}:calls={},usec={},usec_per_call={per_call:.2},rejected_calls={},failed_calls={}\r\n",
+                stat.calls, stat.usec, stat.rejected_calls, stat.failed_calls
+            );
+        }
+        text.push_str("\r\n");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_stats_count_calls_rejections_and_failures() {
+        let stats = CommandStats::default();
+        stats.record("set", Duration::from_micros(10), Ending::Ok);
+        stats.record("set", Duration::from_micros(30), Ending::Failed);
+        stats.record("set", Duration::from_micros(99), Ending::Rejected);
+        stats.record("no-such-command", Duration::ZERO, Ending::Ok);
+        assert_eq!(
+            stats.get("set"),
+            Some(CommandStat {
+                calls: 2,
+                usec: 40,
+                rejected_calls: 1,
+                failed_calls: 1
+            })
+        );
+        assert_eq!(stats.get("no-such-command"), None);
+        let section = stats.section();
+        assert!(
+            section.contains(
+                "cmdstat_set:calls=2,usec=40,usec_per_call=20.00,rejected_calls=1,failed_calls=1\r\n"
+            ),
+            "{section}"
+        );
+    }
+
+    #[test]
+    fn the_cpu_section_has_redis_fields() {
+        let section = cpu_section();
+        for field in ["used_cpu_sys:", "used_cpu_user:", "used_cpu_user_children:"] {
+            assert!(section.contains(field), "{section}");
+        }
+    }
+}

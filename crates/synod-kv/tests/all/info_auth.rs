@@ -1,0 +1,108 @@
+//! INFO's sections as Redis 7.0 selects them (default, all, everything,
+//! any case, each once), commandstats counting calls, rejections and
+//! failures, the keyspace's `expires=`, and AUTH's edge cases (issue 16).
+
+use crate::resp_cluster;
+
+use resp_cluster::{cluster, error, ok, Client};
+use synod_resp::Reply;
+
+/// INFO's text, whatever the protocol wrote it as.
+async fn info(client: &mut Client<tokio::net::TcpStream>, sections: &[&[u8]]) -> String {
+    let mut args: Vec<&[u8]> = vec![b"INFO"];
+    args.extend_from_slice(sections);
+    match client.call(&args).await {
+        Some(Reply::Bulk(text)) => String::from_utf8_lossy(&text).into_owned(),
+        Some(Reply::Verbatim(text)) => String::from_utf8_lossy(&text).into_owned(),
+        other => panic!("INFO answered {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_sections_commandstats_and_keyspace() {
+    let c = cluster(1, |_| {}, None).await;
+    let mut client = Client::connect(c.resp[0]).await;
+    assert_eq!(client.call(&[b"SET", b"a", b"1"]).await, Some(ok()));
+    assert_eq!(
+        client.call(&[b"SET", b"b", b"x", b"PX", b"100000"]).await,
+        Some(ok())
+    );
+    assert_eq!(
+        client.call(&[b"INCR", b"b"]).await,
+        Some(error("ERR value is not an integer or out of range"))
+    );
+    assert_eq!(
+        client.call(&[b"GET"]).await,
+        Some(error("ERR wrong number of arguments for 'get' command"))
+    );
+
+    let default = info(&mut client, &[]).await;
+    for field in [
+        "redis_version",
+        "used_cpu_user",
+        "used_memory",
+        "aof_enabled:1",
+    ] {
+        assert!(default.contains(field), "{field} missing: {default}");
+    }
+    assert!(!default.contains("rejected_calls"), "{default}");
+    assert!(default.contains("db0:keys=2,expires=1,"), "{default}");
+
+    let stats = info(&mut client, &[b"commandSTATS"]).await;
+    assert!(!stats.contains("used_memory"), "{stats}");
+    assert!(stats.contains("cmdstat_set:calls=2,"), "{stats}");
+    assert!(
+        stats.contains("cmdstat_incr:calls=1,")
+            && stats.contains("rejected_calls=0,failed_calls=1"),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("cmdstat_get:calls=0,") && stats.contains("rejected_calls=1,failed_calls=0"),
+        "{stats}"
+    );
+    assert!(!stats.contains("cmdstat_nosuchcommand"), "{stats}");
+
+    for every in [&b"all"[..], b"everything"] {
+        let text = info(&mut client, &[every]).await;
+        assert!(
+            text.contains("rejected_calls") && text.contains("used_memory"),
+            "{text}"
+        );
+    }
+    let cpu = info(&mut client, &[b"cpu"]).await;
+    assert!(
+        cpu.contains("used_cpu_sys:") && !cpu.contains("used_memory"),
+        "{cpu}"
+    );
+    let twice = info(&mut client, &[b"cpu", b"all"]).await;
+    assert_eq!(
+        twice.matches("used_cpu_user_children").count(),
+        1,
+        "{twice}"
+    );
+    let default_and_cpu = info(&mut client, &[b"cpu", b"default"]).await;
+    assert!(
+        !default_and_cpu.contains("rejected_calls"),
+        "{default_and_cpu}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_edge_cases_answer_as_redis() {
+    let c = cluster(1, |_| {}, None).await;
+    let mut client = Client::connect(c.resp[0]).await;
+    assert_eq!(
+        client.call(&[b"AUTH", b"a", b"b", b"c"]).await,
+        Some(error("ERR syntax error"))
+    );
+    assert_eq!(
+        client.call(&[b"AUTH"]).await,
+        Some(error("ERR wrong number of arguments for 'auth' command"))
+    );
+    // No password set: the default user takes any password.
+    assert_eq!(client.call(&[b"AUTH", b"default", b"x"]).await, Some(ok()));
+    assert!(matches!(
+        client.call(&[b"AUTH", b"x"]).await,
+        Some(Reply::Error(text)) if text.contains("without any password configured")
+    ));
+}
