@@ -400,6 +400,8 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     };
     let store = Store::new();
     let acl = store.acl();
+    // Applied writes wake the blocked clients (BLPOP ...) of this node.
+    let blocked_clients = store.blocked_clients();
     acl.set_config_password(password.as_deref());
     let node = Node::start(cfg, store)
         .await
@@ -411,6 +413,7 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     let acl_for_admin = acl.clone();
     let client_counters = Arc::clone(&server_cfg.counters);
     server_cfg.acl = acl;
+    server_cfg.blocked_clients = blocked_clients;
     server_cfg.clients_max = clients_max;
     server_cfg.value_bytes_max = args.max_value_bytes;
     server_cfg.request_bytes_max = args.max_request_bytes;

@@ -634,6 +634,82 @@ pub enum KvCommand {
     /// answers nil and nothing in it runs (checked by the store, at the
     /// transaction's point of the log). Never alone, never elsewhere.
     WatchCheck { watched: Vec<WatchedKey> },
+    /// A blocking pop (`BLPOP`, `BRPOP`, `BLMOVE`, `BRPOPLPUSH`, `BLMPOP`,
+    /// `BZPOPMIN`, `BZPOPMAX`, `BZMPOP`) as one replicated *try*: `pop` is
+    /// the non-blocking form (`LMPOP`, `LMOVE` or `ZMPOP`) and answers nil
+    /// when every key is empty; the reply is reshaped to `kind`'s. Waiting
+    /// and the timeout live in the client's node only (see
+    /// `crate::blocking`); the log never holds a timeout.
+    Blocking {
+        kind: BlockingKind,
+        pop: Box<KvCommand>,
+    },
+}
+
+/// Which blocking command a [`KvCommand::Blocking`] answers as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockingKind {
+    /// `BLPOP key [key ...] timeout`: `LMPOP ... LEFT` answered `[key, element]`.
+    BLPop,
+    /// `BRPOP`: as `BLPOP`, from the tail.
+    BRPop,
+    /// `BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout`: `LMOVE`.
+    BLMove,
+    /// `BRPOPLPUSH source destination timeout`: `LMOVE ... RIGHT LEFT`.
+    BRPopLPush,
+    /// `BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]`.
+    BLMPop,
+    /// `BZPOPMIN key [key ...] timeout`: `ZMPOP ... MIN` answered
+    /// `[key, member, score]`.
+    BZPopMin,
+    /// `BZPOPMAX`: as `BZPOPMIN`, the highest score.
+    BZPopMax,
+    /// `BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]`.
+    BZMPop,
+}
+
+impl BlockingKind {
+    /// Every kind, in tag order (the codec's byte is the index).
+    pub const ALL: [BlockingKind; 8] = [
+        BlockingKind::BLPop,
+        BlockingKind::BRPop,
+        BlockingKind::BLMove,
+        BlockingKind::BRPopLPush,
+        BlockingKind::BLMPop,
+        BlockingKind::BZPopMin,
+        BlockingKind::BZPopMax,
+        BlockingKind::BZMPop,
+    ];
+
+    /// The lowercase Redis name.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockingKind::BLPop => "blpop",
+            BlockingKind::BRPop => "brpop",
+            BlockingKind::BLMove => "blmove",
+            BlockingKind::BRPopLPush => "brpoplpush",
+            BlockingKind::BLMPop => "blmpop",
+            BlockingKind::BZPopMin => "bzpopmin",
+            BlockingKind::BZPopMax => "bzpopmax",
+            BlockingKind::BZMPop => "bzmpop",
+        }
+    }
+
+    /// Whether `pop` is the non-blocking form this kind wraps.
+    pub fn wraps(self, pop: &KvCommand) -> bool {
+        match self {
+            BlockingKind::BLPop | BlockingKind::BRPop | BlockingKind::BLMPop => {
+                matches!(pop, KvCommand::LMPop { .. })
+            }
+            BlockingKind::BLMove | BlockingKind::BRPopLPush => {
+                matches!(pop, KvCommand::LMove { .. })
+            }
+            BlockingKind::BZPopMin | BlockingKind::BZPopMax | BlockingKind::BZMPop => matches!(
+                pop,
+                KvCommand::ZSet(crate::command_zset::ZSetCommand::MPop { .. })
+            ),
+        }
+    }
 }
 
 impl KvCommand {
@@ -730,6 +806,7 @@ impl KvCommand {
             KvCommand::ZSet(zset) => zset.is_read(),
             KvCommand::Exec(commands) => commands.iter().all(KvCommand::is_read),
             KvCommand::Watch { .. } | KvCommand::WatchCheck { .. } => true,
+            KvCommand::Blocking { .. } => false,
         }
     }
 
@@ -846,6 +923,7 @@ impl KvCommand {
             KvCommand::Acl(_) => "acl",
             KvCommand::ZSet(zset) => zset.name(),
             KvCommand::Watch { .. } | KvCommand::WatchCheck { .. } => "watch",
+            KvCommand::Blocking { kind, .. } => kind.name(),
         }
     }
 
@@ -969,6 +1047,7 @@ impl KvCommand {
             KvCommand::ZSet(zset) => zset.keys(),
             KvCommand::Watch { keys } => keys.iter().collect(),
             KvCommand::WatchCheck { watched } => watched.iter().map(|w| &w.key).collect(),
+            KvCommand::Blocking { pop, .. } => pop.keys(),
         }
     }
 }

@@ -10,7 +10,7 @@
 use bytes::Bytes;
 
 use crate::command::{
-    AclCommand, BitOperation, BitUnit, ExpireCondition, ExpireForm, GetExExpiry, KvCommand,
+    AclCommand, BitOperation, BlockingKind, BitUnit, ExpireCondition, ExpireForm, GetExExpiry, KvCommand,
     LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SortCommand, TimeUnit,
 };
 use crate::watch::{Stamp, WatchedKey};
@@ -105,6 +105,8 @@ mod op {
     // Sorted sets (issue 16): tags 240 to 255 are theirs. The whole family
     // is one tag followed by a sub-tag byte (see `crate::codec_zset`).
     pub const Z_SET: u8 = 240;
+    // Blocking pops (issue 16): 248, then the kind, then the wrapped pop.
+    pub const BLOCKING: u8 = 248;
 }
 
 /// The `ACL` subcommand tags after [`op::ACL`].
@@ -607,6 +609,12 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
         KvCommand::ZSet(zset) => {
             writer.u8(op::Z_SET);
             crate::codec_zset::encode(writer, zset);
+        }
+        KvCommand::Blocking { kind, pop } => {
+            writer.u8(op::BLOCKING);
+            let index = BlockingKind::ALL.iter().position(|k| k == kind);
+            writer.u8(index.unwrap_or(0) as u8);
+            encode_command(writer, pop);
         }
         KvCommand::Acl(acl) => {
             writer.u8(op::ACL);
@@ -1130,6 +1138,23 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
             KvCommand::WatchCheck { watched }
         }
         op::Z_SET => KvCommand::ZSet(crate::codec_zset::decode(reader)?),
+        op::BLOCKING => {
+            let tag = reader.u8()?;
+            let kind = *BlockingKind::ALL
+                .get(usize::from(tag))
+                .ok_or(DecodeError::UnknownTag {
+                    what: "blocking pop",
+                    tag,
+                })?;
+            let pop = decode_command(reader, false)?;
+            if !kind.wraps(&pop) {
+                return Err(DecodeError::Invalid("blocking pop wraps another command"));
+            }
+            KvCommand::Blocking {
+                kind,
+                pop: Box::new(pop),
+            }
+        }
         op::ACL => KvCommand::Acl(match reader.u8()? {
             acl_op::SET_USER => AclCommand::SetUser {
                 name: reader.bytes()?,

@@ -688,6 +688,9 @@ fn write_unchecked(
             store: Some(destination),
         } => sets::combine_store(keyspace, *operation, keys, destination, now),
         KvCommand::ZSet(zset) => zsets::write(keyspace, zset, ctx, position),
+        KvCommand::Blocking { kind, pop } => {
+            crate::blocking::reshape(*kind, write_unchecked(keyspace, pop, ctx, position))
+        }
         KvCommand::Exec(commands) => {
             // Redis refuses MULTI inside MULTI before queueing anything, so
             // a nested transaction never runs any of its commands.

@@ -68,6 +68,7 @@ pub async fn cluster(
         // as `synod server` wires them.
         let store = Store::new();
         let acl = store.acl();
+        let blocked_clients = store.blocked_clients();
         let node = Arc::new(Node::start(cfg, store).await.expect("starts"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         c.resp.push(listener.local_addr().expect("addr"));
@@ -81,6 +82,7 @@ pub async fn cluster(
         };
         let mut server_cfg = ServerConfig::new(listener.local_addr().expect("addr"));
         server_cfg.acl = acl;
+        server_cfg.blocked_clients = blocked_clients;
         configure(&mut server_cfg);
         c.configs.push(server_cfg.clone());
         let (node2, mut stop2) = (Arc::clone(&node), stop_rx.clone());

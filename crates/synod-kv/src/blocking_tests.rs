@@ -1,0 +1,1 @@
+//! Tests of the blocked-client registry and the blocking commands' parsing.
