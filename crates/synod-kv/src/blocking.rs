@@ -72,6 +72,8 @@ use synod_resp::Reply;
 use tokio::sync::Notify;
 
 use crate::command::{BlockingKind, KvCommand};
+use crate::command_zset::ZSetCommand;
+use crate::keyspace::{Keyspace, ValueRef};
 use crate::number::parse_f64;
 
 /// Longest a connection that wrote waits for the wakes its writes caused to
@@ -154,7 +156,47 @@ fn wrap(kind: BlockingKind, pop_args: &[Bytes]) -> Result<KvCommand, Reply> {
     Ok(KvCommand::Blocking {
         kind,
         pop: Box::new(pop),
+        blocked: false,
     })
+}
+
+/// For the try of a client that already blocked: `pop` without the sources
+/// that hold another type than it pops (Redis leaves a blocked client
+/// waiting on such keys); `None` when no source is left. A `BLMOVE` whose
+/// destination has the wrong type still answers `WRONGTYPE`, as in Redis.
+pub(crate) fn passing_over_wrong_types(
+    keyspace: &Keyspace,
+    pop: &KvCommand,
+    now: u64,
+) -> Option<KvCommand> {
+    let holds = |key: &Bytes, zset: bool| match keyspace.live(key, now).map(|e| e.value()) {
+        None => true,
+        Some(ValueRef::List(_)) => !zset,
+        Some(ValueRef::ZSet(_)) => zset,
+        Some(_) => false,
+    };
+    match pop {
+        KvCommand::LMPop { keys, end, count } => {
+            let keys: Vec<Bytes> = keys.iter().filter(|key| holds(key, false)).cloned().collect();
+            (!keys.is_empty()).then(|| KvCommand::LMPop {
+                keys,
+                end: *end,
+                count: *count,
+            })
+        }
+        KvCommand::LMove { source, .. } => holds(source, false).then(|| pop.clone()),
+        KvCommand::ZSet(ZSetCommand::MPop { keys, max, count }) => {
+            let keys: Vec<Bytes> = keys.iter().filter(|key| holds(key, true)).cloned().collect();
+            (!keys.is_empty()).then(|| {
+                KvCommand::ZSet(ZSetCommand::MPop {
+                    keys,
+                    max: *max,
+                    count: *count,
+                })
+            })
+        }
+        other => Some(other.clone()),
+    }
 }
 
 /// Redis 7.0's `getTimeoutFromObjectOrReply` in seconds: a float, turned to
@@ -612,15 +654,25 @@ where
 {
     let deadline = timeout.map(|timeout| tokio::time::Instant::now() + timeout);
     let waiter = clients.register(client, &command.keys());
+    let mut command = command;
     loop {
         waiter.begin_try();
         let reply = propose(command.clone()).await;
         let nil = matches!(reply, Reply::Null | Reply::NullArray);
         match waiter.end_try(nil) {
             AfterTry::Served => return reply,
-            AfterTry::Again => continue,
+            AfterTry::Again => {
+                if let KvCommand::Blocking { blocked, .. } = &mut command {
+                    *blocked = true;
+                }
+                continue;
+            }
             AfterTry::Unblocked(how) => return unblocked_reply(how, reply),
             AfterTry::Wait => {}
+        }
+        // Blocked now: later tries pass over keys of another type.
+        if let KvCommand::Blocking { blocked, .. } = &mut command {
+            *blocked = true;
         }
         // No try is in flight here: the only place the timeout is looked at.
         let woken = async {

@@ -643,6 +643,10 @@ pub enum KvCommand {
     Blocking {
         kind: BlockingKind,
         pop: Box<KvCommand>,
+        /// A try of a client that already blocked: sources holding another
+        /// type are passed over (Redis leaves a blocked client waiting on
+        /// them; only its first try answers `WRONGTYPE`).
+        blocked: bool,
     },
 }
 
@@ -692,6 +696,14 @@ impl BlockingKind {
             BlockingKind::BZPopMin => "bzpopmin",
             BlockingKind::BZPopMax => "bzpopmax",
             BlockingKind::BZMPop => "bzmpop",
+        }
+    }
+
+    /// The nil this kind answers when nothing was popped.
+    pub fn nil(self) -> synod_resp::Reply {
+        match self {
+            BlockingKind::BLMove | BlockingKind::BRPopLPush => synod_resp::Reply::Null,
+            _ => synod_resp::Reply::NullArray,
         }
     }
 

@@ -110,6 +110,9 @@ mod op {
 }
 
 /// The `ACL` subcommand tags after [`op::ACL`].
+/// In a blocking pop's kind byte: the try of a client that already blocked.
+const BLOCKED_FLAG: u8 = 0x80;
+
 mod acl_op {
     pub const SET_USER: u8 = 0;
     pub const DEL_USER: u8 = 1;
@@ -610,10 +613,11 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
             writer.u8(op::Z_SET);
             crate::codec_zset::encode(writer, zset);
         }
-        KvCommand::Blocking { kind, pop } => {
+        KvCommand::Blocking { kind, pop, blocked } => {
             writer.u8(op::BLOCKING);
             let index = BlockingKind::ALL.iter().position(|k| k == kind);
-            writer.u8(index.unwrap_or(0) as u8);
+            let flag = if *blocked { BLOCKED_FLAG } else { 0 };
+            writer.u8(index.unwrap_or(0) as u8 | flag);
             encode_command(writer, pop);
         }
         KvCommand::Acl(acl) => {
@@ -1140,8 +1144,9 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
         op::Z_SET => KvCommand::ZSet(crate::codec_zset::decode(reader)?),
         op::BLOCKING => {
             let tag = reader.u8()?;
+            let blocked = tag & BLOCKED_FLAG != 0;
             let kind = *BlockingKind::ALL
-                .get(usize::from(tag))
+                .get(usize::from(tag & !BLOCKED_FLAG))
                 .ok_or(DecodeError::UnknownTag {
                     what: "blocking pop",
                     tag,
@@ -1153,6 +1158,7 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
             KvCommand::Blocking {
                 kind,
                 pop: Box::new(pop),
+                blocked,
             }
         }
         op::ACL => KvCommand::Acl(match reader.u8()? {

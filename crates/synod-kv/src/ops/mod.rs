@@ -688,8 +688,14 @@ fn write_unchecked(
             store: Some(destination),
         } => sets::combine_store(keyspace, *operation, keys, destination, now),
         KvCommand::ZSet(zset) => zsets::write(keyspace, zset, ctx, position),
-        KvCommand::Blocking { kind, pop } => {
-            crate::blocking::reshape(*kind, write_unchecked(keyspace, pop, ctx, position))
+        KvCommand::Blocking { kind, pop, blocked } => {
+            if !*blocked {
+                return crate::blocking::reshape(*kind, write_unchecked(keyspace, pop, ctx, position));
+            }
+            match crate::blocking::passing_over_wrong_types(keyspace, pop, now) {
+                Some(pop) => crate::blocking::reshape(*kind, write_unchecked(keyspace, &pop, ctx, position)),
+                None => kind.nil(),
+            }
         }
         KvCommand::Exec(commands) => {
             // Redis refuses MULTI inside MULTI before queueing anything, so
