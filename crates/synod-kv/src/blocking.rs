@@ -97,13 +97,19 @@ pub(crate) fn is_blocking(name: &str) -> bool {
 /// timeout for `BLMOVE`, `BLMPOP` and `BZMPOP`, the timeout first for the
 /// others (their keys cannot be wrong).
 pub(crate) fn parse(name: &str, args: &[Bytes]) -> Result<(KvCommand, Timeout), Reply> {
-    let Some(kind) = BlockingKind::ALL.into_iter().find(|kind| kind.name() == name) else {
+    let Some(kind) = BlockingKind::ALL
+        .into_iter()
+        .find(|kind| kind.name() == name)
+    else {
         return Err(Reply::error("ERR internal error: not a blocking command"));
     };
     let word = |text: &'static str| Bytes::from_static(text.as_bytes());
     let count_of = |keys: &[Bytes]| Bytes::from(keys.len().to_string());
     let (pop_args, timeout_arg): (Vec<Bytes>, &Bytes) = match kind {
-        BlockingKind::BLPop | BlockingKind::BRPop | BlockingKind::BZPopMin | BlockingKind::BZPopMax => {
+        BlockingKind::BLPop
+        | BlockingKind::BRPop
+        | BlockingKind::BZPopMin
+        | BlockingKind::BZPopMax => {
             let (timeout_arg, keys) = args[1..]
                 .split_last()
                 .ok_or_else(|| crate::parse::wrong_arity(name))?;
@@ -177,7 +183,11 @@ pub(crate) fn passing_over_wrong_types(
     };
     match pop {
         KvCommand::LMPop { keys, end, count } => {
-            let keys: Vec<Bytes> = keys.iter().filter(|key| holds(key, false)).cloned().collect();
+            let keys: Vec<Bytes> = keys
+                .iter()
+                .filter(|key| holds(key, false))
+                .cloned()
+                .collect();
             (!keys.is_empty()).then(|| KvCommand::LMPop {
                 keys,
                 end: *end,
@@ -186,7 +196,11 @@ pub(crate) fn passing_over_wrong_types(
         }
         KvCommand::LMove { source, .. } => holds(source, false).then(|| pop.clone()),
         KvCommand::ZSet(ZSetCommand::MPop { keys, max, count }) => {
-            let keys: Vec<Bytes> = keys.iter().filter(|key| holds(key, true)).cloned().collect();
+            let keys: Vec<Bytes> = keys
+                .iter()
+                .filter(|key| holds(key, true))
+                .cloned()
+                .collect();
             (!keys.is_empty()).then(|| {
                 KvCommand::ZSet(ZSetCommand::MPop {
                     keys,
@@ -203,8 +217,8 @@ pub(crate) fn passing_over_wrong_types(
 /// milliseconds rounding up; 0 means for ever; one too large to hold turns
 /// negative there, so it is refused as negative here too.
 pub(crate) fn parse_timeout(arg: &[u8]) -> Result<Timeout, Reply> {
-    let seconds = parse_f64(arg)
-        .ok_or_else(|| Reply::error("ERR timeout is not a float or out of range"))?;
+    let seconds =
+        parse_f64(arg).ok_or_else(|| Reply::error("ERR timeout is not a float or out of range"))?;
     let millis = (seconds * 1000.0).ceil();
     // `i64::MAX as f64` rounds up to 2^63, which itself no longer fits.
     if !(millis < i64::MAX as f64) || millis < 0.0 {
@@ -241,7 +255,9 @@ pub(crate) fn reshape(kind: BlockingKind, reply: Reply) -> Reply {
     }
     let mut reply = vec![key];
     match popped.pop() {
-        Some(Reply::Array(pair)) if kind == BlockingKind::BZPopMin || kind == BlockingKind::BZPopMax => {
+        Some(Reply::Array(pair))
+            if kind == BlockingKind::BZPopMin || kind == BlockingKind::BZPopMax =>
+        {
             reply.extend(pair)
         }
         Some(element) => reply.push(element),
@@ -469,7 +485,12 @@ impl BlockedClients {
         state.next_id += 1;
         let id = state.next_id;
         for key in &keys {
-            state.by_key.entry(key.clone()).or_default().order.push_back(id);
+            state
+                .by_key
+                .entry(key.clone())
+                .or_default()
+                .order
+                .push_back(id);
         }
         let tried_at = state.epoch;
         state.waiters.insert(
@@ -614,7 +635,10 @@ impl Waiter {
         }
         if !waiter.blocked {
             waiter.blocked = true;
-            self.clients.registry.blocked.fetch_add(1, Ordering::Relaxed);
+            self.clients
+                .registry
+                .blocked
+                .fetch_add(1, Ordering::Relaxed);
         }
         if let Some(generation) = waiter.unit.take() {
             self.clients.release_unit(&mut state, generation);
@@ -736,9 +760,7 @@ pub(crate) fn client_unblock(clients: &BlockedClients, args: &[Bytes]) -> Reply 
         None => Unblock::Timeout,
         Some(how) if how == b"timeout" => Unblock::Timeout,
         Some(how) if how == b"error" => Unblock::Error,
-        Some(_) => {
-            return Reply::error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
-        }
+        Some(_) => return Reply::error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"),
     };
     let unblocked = u64::try_from(id).is_ok_and(|id| clients.unblock(id, how));
     Reply::Integer(i64::from(unblocked))

@@ -64,11 +64,7 @@ fn blocking_commands_wrap_their_non_blocking_pops() {
             blocked: false,
         }
     );
-    let (command, timeout) = parse(
-        "brpoplpush",
-        &args(&["brpoplpush", "s", "d", "0"]),
-    )
-    .unwrap();
+    let (command, timeout) = parse("brpoplpush", &args(&["brpoplpush", "s", "d", "0"])).unwrap();
     assert_eq!(timeout, None);
     assert_eq!(
         command,
@@ -98,11 +94,17 @@ fn blocking_commands_wrap_their_non_blocking_pops() {
         "ERR timeout is not a float or out of range"
     );
     assert_eq!(
-        error_of(parse("blmove", &args(&["blmove", "a", "b", "up", "left", "x"]))),
+        error_of(parse(
+            "blmove",
+            &args(&["blmove", "a", "b", "up", "left", "x"])
+        )),
         "ERR syntax error"
     );
     assert_eq!(
-        error_of(parse("bzmpop", &args(&["bzmpop", "1", "1", "a", "min", "count", "0"]))),
+        error_of(parse(
+            "bzmpop",
+            &args(&["bzmpop", "1", "1", "a", "min", "count", "0"])
+        )),
         "ERR count should be greater than 0"
     );
     assert_eq!(
@@ -147,7 +149,10 @@ fn replies_take_the_blocking_commands_shapes() {
     );
     for kind in BlockingKind::ALL {
         assert_eq!(reshape(kind, Reply::NullArray), Reply::NullArray);
-        assert_eq!(reshape(kind, Reply::error(crate::ops::WRONG_TYPE)), Reply::error(crate::ops::WRONG_TYPE));
+        assert_eq!(
+            reshape(kind, Reply::error(crate::ops::WRONG_TYPE)),
+            Reply::error(crate::ops::WRONG_TYPE)
+        );
     }
 }
 
@@ -255,10 +260,7 @@ fn closing_leaves_nothing_behind() {
 fn client_unblock_ends_only_a_blocked_wait() {
     let clients = BlockedClients::default();
     let k = key("k");
-    assert_eq!(
-        client_unblock(&clients, &args(&["7"])),
-        Reply::Integer(0)
-    );
+    assert_eq!(client_unblock(&clients, &args(&["7"])), Reply::Integer(0));
     let waiter = clients.register(7, &[&k]);
     // On its first try: not blocked yet.
     assert!(!clients.unblock(7, Unblock::Error));
@@ -327,8 +329,12 @@ async fn a_blocked_pop_is_served_by_the_push_that_wakes_it() {
     let pushed = Arc::new(AtomicBool::new(false));
     let tries = Arc::new(AtomicU32::new(0));
     let task = {
-        let (clients, pushed, tries, element) =
-            (clients.clone(), Arc::clone(&pushed), Arc::clone(&tries), element.clone());
+        let (clients, pushed, tries, element) = (
+            clients.clone(),
+            Arc::clone(&pushed),
+            Arc::clone(&tries),
+            element.clone(),
+        );
         tokio::spawn(async move {
             block(&clients, 1, blpop(&["k"]), None, |_| {
                 tries.fetch_add(1, Ordering::Relaxed);

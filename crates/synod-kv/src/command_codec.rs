@@ -10,8 +10,8 @@
 use bytes::Bytes;
 
 use crate::command::{
-    AclCommand, BitOperation, BlockingKind, BitUnit, ExpireCondition, ExpireForm, GetExExpiry, KvCommand,
-    LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SortCommand, TimeUnit,
+    AclCommand, BitOperation, BitUnit, BlockingKind, ExpireCondition, ExpireForm, GetExExpiry,
+    KvCommand, LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SortCommand, TimeUnit,
 };
 use crate::watch::{Stamp, WatchedKey};
 use crate::wire::{DecodeError, Reader, Writer};

@@ -33,11 +33,11 @@ use std::ops::RangeFrom;
 
 use imbl::OrdMap;
 
+use crate::blocking::BlockedClients;
 use crate::entry::Probe;
 pub(crate) use crate::entry::{order_hash, Entry, StrRef, ValueRef};
 use crate::value::entry_bytes;
 pub(crate) use crate::value::Value;
-use crate::blocking::BlockedClients;
 use crate::watch::{Stamp, Tombstones, WatchedKey, FLUSH_TOMBSTONES_MAX};
 
 /// The tree: every stored key, in `(hash, key)` order. The value type is

@@ -60,8 +60,9 @@ pub use acl_auth::{Acl, Admission, AuthBudget, AuthStats};
 pub use blocking::BlockedClients;
 pub use client_limits::{ClientCounter, ClientCounters, QUERY_BUFFER_FREE_BYTES};
 pub use command::{
-    AclCommand, BitOperation, BlockingKind, BitUnit, ExpireCondition, ExpireForm, GetExExpiry, KvCommand,
-    LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SetOperation, SortCommand, TimeUnit,
+    AclCommand, BitOperation, BitUnit, BlockingKind, ExpireCondition, ExpireForm, GetExExpiry,
+    KvCommand, LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SetOperation, SortCommand,
+    TimeUnit,
 };
 pub use command_codec::COMMAND_FORMAT_VERSION;
 pub use glob::glob_match;

@@ -690,10 +690,15 @@ fn write_unchecked(
         KvCommand::ZSet(zset) => zsets::write(keyspace, zset, ctx, position),
         KvCommand::Blocking { kind, pop, blocked } => {
             if !*blocked {
-                return crate::blocking::reshape(*kind, write_unchecked(keyspace, pop, ctx, position));
+                return crate::blocking::reshape(
+                    *kind,
+                    write_unchecked(keyspace, pop, ctx, position),
+                );
             }
             match crate::blocking::passing_over_wrong_types(keyspace, pop, now) {
-                Some(pop) => crate::blocking::reshape(*kind, write_unchecked(keyspace, &pop, ctx, position)),
+                Some(pop) => {
+                    crate::blocking::reshape(*kind, write_unchecked(keyspace, &pop, ctx, position))
+                }
                 None => kind.nil(),
             }
         }
