@@ -220,8 +220,9 @@ pub(crate) fn parse_timeout(arg: &[u8]) -> Result<Timeout, Reply> {
     let seconds =
         parse_f64(arg).ok_or_else(|| Reply::error("ERR timeout is not a float or out of range"))?;
     let millis = (seconds * 1000.0).ceil();
-    // `i64::MAX as f64` rounds up to 2^63, which itself no longer fits.
-    if !(millis < i64::MAX as f64) || millis < 0.0 {
+    // `i64::MAX as f64` rounds up to 2^63, which itself no longer fits;
+    // `parse_f64` never gives NaN.
+    if millis >= i64::MAX as f64 || millis < 0.0 {
         return Err(Reply::error("ERR timeout is negative"));
     }
     // -0.0 and 0.0: for ever.
