@@ -677,7 +677,9 @@ where
     F: FnMut(KvCommand) -> Fut,
     Fut: std::future::Future<Output = Reply>,
 {
-    let deadline = timeout.map(|timeout| tokio::time::Instant::now() + timeout);
+    // A deadline past what the clock can hold (a timeout of ~292 million
+    // years) is no deadline.
+    let deadline = timeout.and_then(|timeout| tokio::time::Instant::now().checked_add(timeout));
     let waiter = clients.register(client, &command.keys());
     let mut command = command;
     loop {

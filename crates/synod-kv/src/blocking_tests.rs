@@ -385,3 +385,33 @@ async fn a_writer_waits_for_the_wakes_it_caused() {
     writer.await.unwrap();
     assert!(settled.load(Ordering::Relaxed));
 }
+
+#[tokio::test]
+async fn the_largest_timeouts_wait_without_overflow() {
+    let clients = BlockedClients::default();
+    let element = Reply::Bulk(key("v"));
+    // ~292 million years: the largest Redis takes.
+    let timeout = parse_timeout(b"9223372036854000").unwrap();
+    assert!(timeout.is_some());
+    let tries = Arc::new(AtomicU32::new(0));
+    let task = {
+        let (clients, tries, element) = (clients.clone(), Arc::clone(&tries), element.clone());
+        tokio::spawn(async move {
+            block(&clients, 1, blpop(&["k"]), timeout, |_| {
+                let first = tries.fetch_add(1, Ordering::Relaxed) == 0;
+                let reply = if first {
+                    Reply::NullArray
+                } else {
+                    element.clone()
+                };
+                async move { reply }
+            })
+            .await
+        })
+    };
+    while clients.blocked() == 0 {
+        tokio::task::yield_now().await;
+    }
+    clients.touched(b"k");
+    assert_eq!(task.await.unwrap(), element);
+}
