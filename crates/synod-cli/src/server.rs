@@ -400,6 +400,8 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     };
     let store = Store::new();
     let acl = store.acl();
+    // Applied writes wake the blocked clients (BLPOP ...) of this node.
+    let blocked_clients = store.blocked_clients();
     acl.set_config_password(password.as_deref());
     // Messages this node applies reach this node's subscribers.
     let pubsub = store.pubsub();
@@ -414,6 +416,7 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     let client_counters = Arc::clone(&server_cfg.counters);
     server_cfg.acl = acl;
     server_cfg.pubsub = pubsub;
+    server_cfg.blocked_clients = blocked_clients;
     server_cfg.clients_max = clients_max;
     server_cfg.value_bytes_max = args.max_value_bytes;
     server_cfg.request_bytes_max = args.max_request_bytes;

@@ -647,6 +647,94 @@ pub enum KvCommand {
         origin: u64,
         ticket: u64,
     },
+    /// A blocking pop (`BLPOP`, `BRPOP`, `BLMOVE`, `BRPOPLPUSH`, `BLMPOP`,
+    /// `BZPOPMIN`, `BZPOPMAX`, `BZMPOP`) as one replicated *try*: `pop` is
+    /// the non-blocking form (`LMPOP`, `LMOVE` or `ZMPOP`) and answers nil
+    /// when every key is empty; the reply is reshaped to `kind`'s. Waiting
+    /// and the timeout live in the client's node only (see
+    /// `crate::blocking`); the log never holds a timeout.
+    Blocking {
+        kind: BlockingKind,
+        pop: Box<KvCommand>,
+        /// A try of a client that already blocked: sources holding another
+        /// type are passed over (Redis leaves a blocked client waiting on
+        /// them; only its first try answers `WRONGTYPE`).
+        blocked: bool,
+    },
+}
+
+/// Which blocking command a [`KvCommand::Blocking`] answers as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockingKind {
+    /// `BLPOP key [key ...] timeout`: `LMPOP ... LEFT` answered `[key, element]`.
+    BLPop,
+    /// `BRPOP`: as `BLPOP`, from the tail.
+    BRPop,
+    /// `BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout`: `LMOVE`.
+    BLMove,
+    /// `BRPOPLPUSH source destination timeout`: `LMOVE ... RIGHT LEFT`.
+    BRPopLPush,
+    /// `BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]`.
+    BLMPop,
+    /// `BZPOPMIN key [key ...] timeout`: `ZMPOP ... MIN` answered
+    /// `[key, member, score]`.
+    BZPopMin,
+    /// `BZPOPMAX`: as `BZPOPMIN`, the highest score.
+    BZPopMax,
+    /// `BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]`.
+    BZMPop,
+}
+
+impl BlockingKind {
+    /// Every kind, in tag order (the codec's byte is the index).
+    pub const ALL: [BlockingKind; 8] = [
+        BlockingKind::BLPop,
+        BlockingKind::BRPop,
+        BlockingKind::BLMove,
+        BlockingKind::BRPopLPush,
+        BlockingKind::BLMPop,
+        BlockingKind::BZPopMin,
+        BlockingKind::BZPopMax,
+        BlockingKind::BZMPop,
+    ];
+
+    /// The lowercase Redis name.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockingKind::BLPop => "blpop",
+            BlockingKind::BRPop => "brpop",
+            BlockingKind::BLMove => "blmove",
+            BlockingKind::BRPopLPush => "brpoplpush",
+            BlockingKind::BLMPop => "blmpop",
+            BlockingKind::BZPopMin => "bzpopmin",
+            BlockingKind::BZPopMax => "bzpopmax",
+            BlockingKind::BZMPop => "bzmpop",
+        }
+    }
+
+    /// The nil this kind answers when nothing was popped.
+    pub fn nil(self) -> synod_resp::Reply {
+        match self {
+            BlockingKind::BLMove | BlockingKind::BRPopLPush => synod_resp::Reply::Null,
+            _ => synod_resp::Reply::NullArray,
+        }
+    }
+
+    /// Whether `pop` is the non-blocking form this kind wraps.
+    pub fn wraps(self, pop: &KvCommand) -> bool {
+        match self {
+            BlockingKind::BLPop | BlockingKind::BRPop | BlockingKind::BLMPop => {
+                matches!(pop, KvCommand::LMPop { .. })
+            }
+            BlockingKind::BLMove | BlockingKind::BRPopLPush => {
+                matches!(pop, KvCommand::LMove { .. })
+            }
+            BlockingKind::BZPopMin | BlockingKind::BZPopMax | BlockingKind::BZMPop => matches!(
+                pop,
+                KvCommand::ZSet(crate::command_zset::ZSetCommand::MPop { .. })
+            ),
+        }
+    }
 }
 
 impl KvCommand {
@@ -744,6 +832,7 @@ impl KvCommand {
             KvCommand::ZSet(zset) => zset.is_read(),
             KvCommand::Exec(commands) => commands.iter().all(KvCommand::is_read),
             KvCommand::Watch { .. } | KvCommand::WatchCheck { .. } => true,
+            KvCommand::Blocking { .. } => false,
         }
     }
 
@@ -862,6 +951,7 @@ impl KvCommand {
             KvCommand::Watch { .. } | KvCommand::WatchCheck { .. } => "watch",
             KvCommand::Publish { shard: false, .. } => "publish",
             KvCommand::Publish { shard: true, .. } => "spublish",
+            KvCommand::Blocking { kind, .. } => kind.name(),
         }
     }
 
@@ -986,6 +1076,7 @@ impl KvCommand {
             KvCommand::ZSet(zset) => zset.keys(),
             KvCommand::Watch { keys } => keys.iter().collect(),
             KvCommand::WatchCheck { watched } => watched.iter().map(|w| &w.key).collect(),
+            KvCommand::Blocking { pop, .. } => pop.keys(),
         }
     }
 }

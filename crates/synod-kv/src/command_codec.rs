@@ -10,8 +10,8 @@
 use bytes::Bytes;
 
 use crate::command::{
-    AclCommand, BitOperation, BitUnit, ExpireCondition, ExpireForm, GetExExpiry, KvCommand,
-    LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SortCommand, TimeUnit,
+    AclCommand, BitOperation, BitUnit, BlockingKind, ExpireCondition, ExpireForm, GetExExpiry,
+    KvCommand, LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SortCommand, TimeUnit,
 };
 use crate::watch::{Stamp, WatchedKey};
 use crate::wire::{DecodeError, Reader, Writer};
@@ -107,9 +107,14 @@ mod op {
     // Sorted sets (issue 16): tags 240 to 255 are theirs. The whole family
     // is one tag followed by a sub-tag byte (see `crate::codec_zset`).
     pub const Z_SET: u8 = 240;
+    // Blocking pops (issue 16): 248, then the kind, then the wrapped pop.
+    pub const BLOCKING: u8 = 248;
 }
 
 /// The `ACL` subcommand tags after [`op::ACL`].
+/// In a blocking pop's kind byte: the try of a client that already blocked.
+const BLOCKED_FLAG: u8 = 0x80;
+
 mod acl_op {
     pub const SET_USER: u8 = 0;
     pub const DEL_USER: u8 = 1;
@@ -623,6 +628,13 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
         KvCommand::ZSet(zset) => {
             writer.u8(op::Z_SET);
             crate::codec_zset::encode(writer, zset);
+        }
+        KvCommand::Blocking { kind, pop, blocked } => {
+            writer.u8(op::BLOCKING);
+            let index = BlockingKind::ALL.iter().position(|k| k == kind);
+            let flag = if *blocked { BLOCKED_FLAG } else { 0 };
+            writer.u8(index.unwrap_or(0) as u8 | flag);
+            encode_command(writer, pop);
         }
         KvCommand::Acl(acl) => {
             writer.u8(op::ACL);
@@ -1153,6 +1165,25 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
             origin: reader.u64()?,
             ticket: reader.u64()?,
         },
+        op::BLOCKING => {
+            let tag = reader.u8()?;
+            let blocked = tag & BLOCKED_FLAG != 0;
+            let kind = *BlockingKind::ALL
+                .get(usize::from(tag & !BLOCKED_FLAG))
+                .ok_or(DecodeError::UnknownTag {
+                    what: "blocking pop",
+                    tag,
+                })?;
+            let pop = decode_command(reader, false)?;
+            if !kind.wraps(&pop) {
+                return Err(DecodeError::Invalid("blocking pop wraps another command"));
+            }
+            KvCommand::Blocking {
+                kind,
+                pop: Box::new(pop),
+                blocked,
+            }
+        }
         op::ACL => KvCommand::Acl(match reader.u8()? {
             acl_op::SET_USER => AclCommand::SetUser {
                 name: reader.bytes()?,

@@ -50,6 +50,9 @@ pub(crate) enum Item {
     /// WATCH check of the keys watched by then), and each queued command's
     /// place in the reply.
     Exec(Vec<KvCommand>, Vec<ExecPart>, Protocol),
+    /// A blocking pop outside MULTI: tried, then waited for (see
+    /// `crate::blocking`), up to the timeout.
+    Block(KvCommand, crate::blocking::Timeout, Protocol),
 }
 
 /// One queued command's place in EXEC's reply.
@@ -271,6 +274,11 @@ impl Conn {
             self.watched.insert(watched.key.clone(), watched);
         }
         Reply::ok()
+    }
+
+    /// The connection's id (`CLIENT ID`).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// Forgets every watched key (UNWATCH, DISCARD, EXEC, RESET).
@@ -522,6 +530,12 @@ impl Conn {
                 .and_then(|command| self.check_keys(command))
                 .and_then(|command| self.check_replicated_size(command))
             {
+                Ok(command @ KvCommand::Blocking { .. }) => {
+                    match crate::blocking::parse(&name, &args) {
+                        Ok((_, timeout)) => Item::Block(command, timeout, self.protocol),
+                        Err(reply) => self.reply(reply),
+                    }
+                }
                 Ok(command) => Item::Data(command, self.protocol),
                 Err(reply) => self.reply(reply),
             },
@@ -897,8 +911,12 @@ impl Conn {
                 _ => self.reply(Reply::error("ERR syntax error")),
             },
             ("info", 2) => self.reply(Reply::Verbatim(Bytes::from(self.describe() + "\n"))),
+            ("unblock", 3 | 4) => self.reply(crate::blocking::client_unblock(
+                &self.shared.cfg.blocked_clients,
+                &args[2..],
+            )),
             ("list", _) => self.reply(Reply::Verbatim(Bytes::from(self.describe() + "\n"))),
-            ("setinfo" | "setname" | "getname" | "id" | "info" | "reply", _) => {
+            ("setinfo" | "setname" | "getname" | "id" | "info" | "reply" | "unblock", _) => {
                 self.reply(wrong_args(&format!("client|{sub}")))
             }
             _ => self.reply(Reply::error(format!(
@@ -1044,9 +1062,11 @@ impl Conn {
         if wants("clients") {
             let _ = write!(
                 text,
-                "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n",
+                "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n",
                 shared.clients.load(Relaxed),
-                shared.cfg.clients_max
+                shared.cfg.clients_max,
+                // This node's only.
+                shared.cfg.blocked_clients.blocked(),
             );
         }
         if wants("stats") {

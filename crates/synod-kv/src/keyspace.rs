@@ -33,6 +33,7 @@ use std::ops::RangeFrom;
 
 use imbl::OrdMap;
 
+use crate::blocking::BlockedClients;
 use crate::entry::Probe;
 pub(crate) use crate::entry::{order_hash, Entry, StrRef, ValueRef};
 use crate::value::entry_bytes;
@@ -138,6 +139,11 @@ pub(crate) struct Keyspace {
     stamp_now: Stamp,
     /// The last-write stamps of removed keys, bounded.
     tombstones: Tombstones,
+    /// This node's blocked clients (not replicated state): every key given
+    /// a value, or a changed one, wakes its first waiter (see
+    /// [`crate::blocking`]). Called from `put` and `modify` only, the two
+    /// places that leave a key holding a value, so no write can forget it.
+    blocked_clients: BlockedClients,
 }
 
 fn accounted(entry: &Entry) -> u64 {
@@ -153,6 +159,17 @@ impl Keyspace {
             stamp_now: self.stamp_now,
             tombstones: self.tombstones.clone(),
         }
+    }
+
+    /// This node's blocked clients, woken by the changes of keys.
+    pub(crate) fn blocked_clients(&self) -> &BlockedClients {
+        &self.blocked_clients
+    }
+
+    /// Replaces the blocked-client handle (a keyspace read from a snapshot
+    /// takes over the one of the keyspace it replaces).
+    pub(crate) fn set_blocked_clients(&mut self, blocked_clients: BlockedClients) {
+        self.blocked_clients = blocked_clients;
     }
 
     /// Starts the apply of a command at `instance`: every change it makes
@@ -265,6 +282,7 @@ impl Keyspace {
             self.tombstones.record(entry.key(), entry.stamp());
         } else {
             self.used_bytes += accounted(&entry);
+            self.blocked_clients.touched(entry.key());
             self.entries.insert(entry, ());
         }
         Some(result)
@@ -319,6 +337,7 @@ impl Keyspace {
                 self.expiry.insert((at, entry.key().into()));
             }
         }
+        self.blocked_clients.touched(entry.key());
         // Replaces the stored key (and with it the value) when present.
         self.entries.insert(entry, ());
     }

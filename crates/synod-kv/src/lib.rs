@@ -27,6 +27,7 @@ mod acl_auth;
 pub mod acl_categories;
 mod acl_conn;
 mod acl_snapshot;
+mod blocking;
 mod client_limits;
 mod codec_zset;
 pub mod command;
@@ -60,10 +61,12 @@ mod wire;
 mod zset;
 
 pub use acl_auth::{Acl, Admission, AuthBudget, AuthStats};
+pub use blocking::BlockedClients;
 pub use client_limits::{ClientCounter, ClientCounters, QUERY_BUFFER_FREE_BYTES};
 pub use command::{
-    AclCommand, BitOperation, BitUnit, ExpireCondition, ExpireForm, GetExExpiry, KvCommand,
-    LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SetOperation, SortCommand, TimeUnit,
+    AclCommand, BitOperation, BitUnit, BlockingKind, ExpireCondition, ExpireForm, GetExExpiry,
+    KvCommand, LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SetOperation, SortCommand,
+    TimeUnit,
 };
 pub use command_codec::COMMAND_FORMAT_VERSION;
 pub use conn::command_names;

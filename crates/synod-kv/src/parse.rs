@@ -151,6 +151,7 @@ pub fn parse(args: &[Bytes]) -> Result<KvCommand, synod_resp::Reply> {
         "scan" => parse_scan(args)?,
         "dbsize" => KvCommand::DbSize,
         "flushall" | "flushdb" => parse_flush(args)?,
+        name if crate::blocking::is_blocking(name) => crate::blocking::parse(name, args)?.0,
         name if crate::parse_zset::NAMES.contains(&name) => crate::parse_zset::parse(name, args)?,
         name if crate::parse_keys_bits::NAMES.contains(&name) => {
             crate::parse_keys_bits::parse(name, args)?

@@ -86,6 +86,11 @@ pub struct ServerConfig {
     /// this server's subscribers. The default is a standalone registry
     /// (PUBLISH then reaches nobody).
     pub pubsub: crate::PubSub,
+    /// This node's blocked clients (BLPOP and the like): give the store's
+    /// ([`crate::Store::blocked_clients`]), so that applied writes wake
+    /// them. The default is a registry no store wakes: blocked commands
+    /// then end only by their timeout.
+    pub blocked_clients: crate::BlockedClients,
 }
 
 impl ServerConfig {
@@ -107,6 +112,7 @@ impl ServerConfig {
             counters: Arc::new(ClientCounters::default()),
             acl: crate::Acl::new(),
             pubsub: crate::PubSub::new(),
+            blocked_clients: crate::BlockedClients::default(),
         }
     }
 }
@@ -496,7 +502,18 @@ where
             }
         }
         if !items.is_empty() {
-            let fits = run_items(shared, &mut conn, items, &mut output).await;
+            let fits = if items.iter().any(|item| matches!(item, Item::Block(..))) {
+                // A blocked client that closes must not stay registered:
+                // read (and buffer) while it waits, and end on EOF.
+                let room = cfg.query_buffer_bytes_max.saturating_sub(input.len());
+                let run = run_items(shared, &mut conn, items, &mut output);
+                match crate::blocking::until_closed(run, stream, &mut input, room).await? {
+                    Some(fits) => fits,
+                    None => return Ok(None),
+                }
+            } else {
+                run_items(shared, &mut conn, items, &mut output).await
+            };
             if !fits {
                 return Ok(Some(Closed::OutputBuffer));
             }
@@ -598,6 +615,13 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
     // With each slot, the INFO commandstats tag of the request it answers
     // (the first slot of an item takes the item's tag).
     let mut slots: Vec<(Slot, Protocol, Option<StatTag>)> = Vec::new();
+    // A batch that wrote answers after the blocked clients its writes woke
+    // were served, as Redis does (see `crate::blocking`).
+    let wrote = items.iter().any(|item| match item {
+        Item::Data(command, _) => !command.is_read(),
+        Item::Exec(..) => true,
+        _ => false,
+    });
     for item in items {
         let mut tag = conn.next_stat_tag();
         // A silenced item (CLIENT REPLY) runs alone, so what it writes can
@@ -687,6 +711,27 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
                 conn.unwatch();
                 slots.push((Slot::Ready(reply), proto, tag.take()));
             }
+            Item::Block(command, timeout, proto) => {
+                // In order: what came before is answered first; then the
+                // connection waits (see `crate::blocking`).
+                let replies = execute(shared, std::mem::take(&mut pending)).await;
+                fill(&mut slots, replies, out);
+                pending_bytes = empty_batch_bytes;
+                let reply = crate::blocking::block(
+                    &shared.cfg.blocked_clients,
+                    conn.id(),
+                    command,
+                    timeout,
+                    |command| async move {
+                        execute(shared, vec![command])
+                            .await
+                            .pop()
+                            .unwrap_or_else(|| Reply::error("ERR internal error: missing reply"))
+                    },
+                )
+                .await;
+                slots.push((Slot::Ready(reply), proto, tag.take()));
+            }
             Item::Exec(commands, parts, proto) => {
                 let replies = execute(shared, std::mem::take(&mut pending)).await;
                 fill(&mut slots, replies, out);
@@ -705,6 +750,9 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
     }
     let replies = execute(shared, pending).await;
     fill(&mut slots, replies, out);
+    if wrote {
+        shared.cfg.blocked_clients.settle().await;
+    }
     shared.commands.fetch_add(1, Relaxed);
     !out.overflow
 }

@@ -66,6 +66,13 @@ impl Store {
         self.pubsub.clone()
     }
 
+    /// The handle on this node's blocked clients, woken when applied
+    /// writes give keys values: give it to the RESP server
+    /// (`ServerConfig::blocked_clients`), as the ACL users.
+    pub fn blocked_clients(&self) -> crate::BlockedClients {
+        self.keyspace.blocked_clients().clone()
+    }
+
     /// Key counts for `INFO`.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
@@ -98,12 +105,15 @@ impl Store {
         if let Some(aborted) = ops::watch_aborts(&self.keyspace, command, ctx.time_ms) {
             return aborted;
         }
+        let is_try = matches!(command, KvCommand::Blocking { .. });
+        self.keyspace.blocked_clients().applying_try(is_try);
         let reply = if command.involves_acl() {
             ops::acl::write(&mut self.keyspace, &self.acl, command, ctx)
         } else {
             ops::write(&mut self.keyspace, command, ctx)
         };
         let reply = ops::without_watch_reply(command, reply);
+        self.keyspace.blocked_clients().applying_try(false);
         // A side effect outside the replicated state, in log order: the
         // node's subscribers get the messages this command published.
         self.pubsub.deliver_applied(command, &reply);
@@ -214,8 +224,12 @@ impl StateMachine for Store {
             .map_err(|error| format!("corrupt kv snapshot (users): {error}"))?;
         let keyspace =
             snapshot::read(snapshot).map_err(|error| format!("corrupt kv snapshot: {error}"))?;
+        let blocked_clients = self.keyspace.blocked_clients().clone();
         self.keyspace = keyspace;
+        self.keyspace.set_blocked_clients(blocked_clients.clone());
         *self.acl.users_mut() = users;
+        // Any key may hold values now: every waiter tries again.
+        blocked_clients.wake_all();
         Ok(())
     }
 }

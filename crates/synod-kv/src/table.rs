@@ -41,6 +41,9 @@ const WF: &[&str] = &["write", "fast"];
 const WD: &[&str] = &["write", "denyoom"];
 const WDF: &[&str] = &["write", "denyoom", "fast"];
 const R: &[&str] = &["readonly"];
+const WB: &[&str] = &["write", "blocking"];
+const WDB: &[&str] = &["write", "denyoom", "blocking"];
+const WFB: &[&str] = &["write", "fast", "blocking"];
 const RF: &[&str] = &["readonly", "fast"];
 
 #[allow(clippy::too_many_arguments)]
@@ -78,6 +81,14 @@ static TABLE: &[CommandSpec] = &[
     spec("bitcount", -2, R, ONE, "bitmap", "2.6.0", "Counts the number of set bits (population counting) in a string."),
     spec("bitop", -4, WD, (2, -1, 1), "bitmap", "2.6.0", "Performs bitwise operations on multiple strings, and stores the result."),
     spec("bitpos", -3, R, ONE, "bitmap", "2.8.7", "Finds the first set (1) or clear (0) bit in a string."),
+    spec("blmove", 6, WDB, (1, 2, 1), "list", "6.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved."),
+    spec("blmpop", -5, WB, NONE, "list", "7.0.0", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped."),
+    spec("blpop", -3, WB, (1, -2, 1), "list", "2.0.0", "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped."),
+    spec("brpop", -3, WB, (1, -2, 1), "list", "2.0.0", "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped."),
+    spec("brpoplpush", 4, WDB, (1, 2, 1), "list", "2.2.0", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped."),
+    spec("bzmpop", -5, WB, NONE, "sorted_set", "7.0.0", "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped."),
+    spec("bzpopmax", -3, WFB, (1, -2, 1), "sorted_set", "5.0.0", "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member available otherwise.  Deletes the sorted set if the last element was popped."),
+    spec("bzpopmin", -3, WFB, (1, -2, 1), "sorted_set", "5.0.0", "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped."),
     spec("copy", -3, WD, (1, 2, 1), "generic", "6.2.0", "Copies the value of a key to a new key."),
     spec("dbsize", 1, RF, NONE, "server", "1.0.0", "Returns the number of keys in the database."),
     spec("decr", 2, WDF, ONE, "string", "1.0.0", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."),

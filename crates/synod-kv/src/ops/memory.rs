@@ -97,6 +97,7 @@ fn creation(keyspace: &Keyspace, key: &[u8], now: u64) -> u64 {
 /// module docs); 0 for a command that cannot grow the dataset.
 pub(crate) fn growth_bound(keyspace: &Keyspace, command: &KvCommand, now: u64) -> u64 {
     match command {
+        KvCommand::Blocking { pop, .. } => growth_bound(keyspace, pop, now),
         KvCommand::Set { key, value, .. }
         | KvCommand::SetNx { key, value }
         | KvCommand::SetEx { key, value, .. }

@@ -694,6 +694,20 @@ fn write_unchecked(
         // `crate::pubsub`), and the proposer's front end puts its node's
         // receiver count in place of this 0.
         KvCommand::Publish { .. } => Reply::Integer(0),
+        KvCommand::Blocking { kind, pop, blocked } => {
+            if !*blocked {
+                return crate::blocking::reshape(
+                    *kind,
+                    write_unchecked(keyspace, pop, ctx, position),
+                );
+            }
+            match crate::blocking::passing_over_wrong_types(keyspace, pop, now) {
+                Some(pop) => {
+                    crate::blocking::reshape(*kind, write_unchecked(keyspace, &pop, ctx, position))
+                }
+                None => kind.nil(),
+            }
+        }
         KvCommand::Exec(commands) => {
             // Redis refuses MULTI inside MULTI before queueing anything, so
             // a nested transaction never runs any of its commands.

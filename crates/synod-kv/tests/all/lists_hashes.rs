@@ -588,3 +588,94 @@ fn hscan_survives_deletions_between_calls() {
         assert!(found.contains(&field), "{field} missing");
     }
 }
+
+/// A blocking pop's replicated try: the non-blocking pop, answered in the
+/// blocking command's shape, nil when every key is empty (the connection
+/// then waits: see `crate::blocking`).
+#[test]
+fn blocking_pops_as_tries() {
+    let mut h = Harness::new();
+    h.expect_all(
+        0,
+        &[
+            ("BLPOP a b 0", Reply::NullArray),
+            ("BRPOPLPUSH a b 1", null()),
+            ("BLMOVE a b LEFT RIGHT 0.5", null()),
+            ("BLMPOP 0 2 a b LEFT", Reply::NullArray),
+            ("RPUSH b 1 2 3", int(3)),
+            ("BLPOP a b 0", bulks(&["b", "1"])),
+            ("BRPOP a b 0", bulks(&["b", "3"])),
+            ("BLMOVE b a RIGHT LEFT 0", bulk("2")),
+            ("EXISTS b", int(0)),
+            ("RPUSH b x y z", int(3)),
+            (
+                "BLMPOP 0 2 a b RIGHT COUNT 5",
+                array(vec![bulk("a"), bulks(&["2"])]),
+            ),
+            (
+                "BLMPOP 0 1 b LEFT COUNT 2",
+                array(vec![bulk("b"), bulks(&["x", "y"])]),
+            ),
+            ("BRPOPLPUSH b b 0", bulk("z")),
+            ("LRANGE b 0 -1", bulks(&["z"])),
+            // Wrong types answer at once, the first existing key decides.
+            ("SET s v", ok()),
+            ("BLPOP s b 0", err(WRONGTYPE)),
+            ("BLPOP missing s 0", err(WRONGTYPE)),
+            ("BRPOPLPUSH b s 0", err(WRONGTYPE)),
+            ("LRANGE b 0 -1", bulks(&["z"])),
+            // An empty source is nil before the destination is looked at.
+            ("BRPOPLPUSH missing s 0", null()),
+            // Errors in Redis 7.0's order and words.
+            ("BLPOP a -1", err("ERR timeout is negative")),
+            (
+                "BLPOP a x",
+                err("ERR timeout is not a float or out of range"),
+            ),
+            ("BLPOP a", arity("blpop")),
+            (
+                "BLMPOP 0 0 a LEFT",
+                err("ERR numkeys should be greater than 0"),
+            ),
+            ("BLMPOP x 1 a UP", err(SYNTAX)),
+            (
+                "BLMPOP 0 1 a LEFT COUNT 0",
+                err("ERR count should be greater than 0"),
+            ),
+            ("BLMOVE a b UP LEFT 0", err(SYNTAX)),
+            ("BRPOPLPUSH a b -0.5", err("ERR timeout is negative")),
+        ],
+    );
+}
+
+/// The try of a client that already blocked (see `crate::blocking`) passes
+/// over keys of another type, as Redis leaves a blocked client waiting on
+/// them; a wrong-type destination still fails it.
+#[test]
+fn a_blocked_clients_try_passes_over_other_types() {
+    use synod_kv::{parse, BlockingKind, KvCommand};
+    let mut h = Harness::new();
+    let blocked = |line: &str| match parse(&args(line)).unwrap() {
+        KvCommand::Blocking { kind, pop, .. } => KvCommand::Blocking {
+            kind,
+            pop,
+            blocked: true,
+        },
+        other => panic!("not a blocking pop: {other:?}"),
+    };
+    h.run(0, "SET s v");
+    assert_eq!(h.apply(0, &blocked("BLPOP s 0")), Reply::NullArray);
+    h.run(0, "RPUSH l a");
+    assert_eq!(h.apply(0, &blocked("BLPOP s l 0")), bulks(&["l", "a"]));
+    assert_eq!(h.apply(0, &blocked("BRPOPLPUSH s l 0")), null());
+    h.run(0, "RPUSH l a");
+    assert_eq!(h.apply(0, &blocked("BRPOPLPUSH l s 0")), err(WRONGTYPE));
+    assert_eq!(h.run(0, "LRANGE l 0 -1"), bulks(&["a"]));
+    assert!(matches!(
+        parse(&args("BZPOPMIN z 0")),
+        Ok(KvCommand::Blocking {
+            kind: BlockingKind::BZPopMin,
+            ..
+        })
+    ));
+}

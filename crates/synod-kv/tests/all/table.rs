@@ -7,7 +7,7 @@ use synod_resp::Reply;
 #[test]
 fn every_table_entry_is_parsed_and_checks_its_arity() {
     let table = command_table();
-    assert_eq!(table.len(), 134);
+    assert_eq!(table.len(), 142);
     for spec in &table {
         let argc = spec.arity.unsigned_abs() as usize;
         // "1" is a valid key, value, integer and cursor, so minimal calls
@@ -31,6 +31,9 @@ fn every_table_entry_is_parsed_and_checks_its_arity() {
             "linsert" => vec![keyword(2, "BEFORE")],
             "lmove" => vec![keyword(3, "LEFT"), keyword(4, "RIGHT")],
             "lmpop" => vec![keyword(3, "LEFT")],
+            "blmove" => vec![keyword(3, "LEFT"), keyword(4, "RIGHT")],
+            "blmpop" => vec![keyword(4, "LEFT")],
+            "bzmpop" => vec![keyword(4, "MIN")],
             "zmpop" => vec![keyword(3, "MIN")],
             "zlexcount" | "zrangebylex" | "zremrangebylex" => {
                 vec![keyword(2, "-"), keyword(3, "+")]

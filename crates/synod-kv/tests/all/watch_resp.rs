@@ -153,3 +153,124 @@ async fn a_pipelined_watch_is_kept_in_order() {
     }
     assert_eq!(other.call(&[b"GET", b"k"]).await, Some(bulk("6")));
 }
+
+/// `blocked_clients` from INFO clients of the node behind `client`.
+async fn blocked_clients(client: &mut Client<tokio::net::TcpStream>) -> i64 {
+    let Some(Reply::Verbatim(text) | Reply::Bulk(text)) = client.call(&[b"INFO", b"clients"]).await
+    else {
+        panic!("INFO answered something else");
+    };
+    let text = String::from_utf8_lossy(&text).into_owned();
+    text.lines()
+        .find_map(|line| line.strip_prefix("blocked_clients:"))
+        .and_then(|count| count.trim().parse().ok())
+        .expect("INFO clients has blocked_clients")
+}
+
+/// Waits (bounded) until the node behind `client` counts `count` blocked
+/// clients.
+async fn until_blocked(client: &mut Client<tokio::net::TcpStream>, count: i64) {
+    for _ in 0..500 {
+        if blocked_clients(client).await == count {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("never {count} blocked clients");
+}
+
+/// Blocking pops across nodes (issue 16): a client blocked on one node is
+/// served by a push sent to another, in the order the clients blocked; a
+/// client that closes while blocked leaves nothing behind; a write's
+/// reply comes after the blocked clients it woke were served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_pops_through_the_front_end() {
+    let c = cluster(3, |_| {}, None).await;
+    let mut first = Client::connect(c.resp[1]).await;
+    let mut second = Client::connect(c.resp[1]).await;
+    let mut observer = Client::connect(c.resp[1]).await;
+    let mut pusher = Client::connect(c.resp[2]).await;
+
+    first.send(&[b"BLPOP", b"q", b"0"]).await.unwrap();
+    until_blocked(&mut observer, 1).await;
+    second.send(&[b"BLPOP", b"q", b"0"]).await.unwrap();
+    until_blocked(&mut observer, 2).await;
+    assert_eq!(
+        pusher.call(&[b"RPUSH", b"q", b"a", b"b"]).await,
+        Some(Reply::Integer(2))
+    );
+    assert_eq!(
+        first.reply().await,
+        Some(Reply::Array(vec![bulk("q"), bulk("a")]))
+    );
+    assert_eq!(
+        second.reply().await,
+        Some(Reply::Array(vec![bulk("q"), bulk("b")]))
+    );
+    until_blocked(&mut observer, 0).await;
+
+    // A timeout answers nil; the connection goes on.
+    assert_eq!(
+        first.call(&[b"BRPOPLPUSH", b"q", b"d", b"0.05"]).await,
+        Some(Reply::Null)
+    );
+    // A client that closes while blocked leaves nothing behind.
+    second.send(&[b"BLPOP", b"gone", b"0"]).await.unwrap();
+    until_blocked(&mut observer, 1).await;
+    drop(second);
+    until_blocked(&mut observer, 0).await;
+    assert_eq!(
+        pusher.call(&[b"RPUSH", b"gone", b"x"]).await,
+        Some(Reply::Integer(1))
+    );
+    assert_eq!(
+        observer.call(&[b"LRANGE", b"gone", b"0", b"-1"]).await,
+        Some(Reply::Array(vec![bulk("x")]))
+    );
+
+    // A chain of moves is done by the time the push that started it is
+    // answered on the blocked clients' node.
+    first
+        .send(&[b"BLMOVE", b"l1", b"l2", b"RIGHT", b"LEFT", b"0"])
+        .await
+        .unwrap();
+    until_blocked(&mut observer, 1).await;
+    let mut third = Client::connect(c.resp[1]).await;
+    third
+        .send(&[b"BLMOVE", b"l2", b"l3", b"LEFT", b"RIGHT", b"0"])
+        .await
+        .unwrap();
+    until_blocked(&mut observer, 2).await;
+    assert_eq!(
+        observer.call(&[b"RPUSH", b"l1", b"foo"]).await,
+        Some(Reply::Integer(1))
+    );
+    assert_eq!(
+        observer.call(&[b"LRANGE", b"l3", b"0", b"-1"]).await,
+        Some(Reply::Array(vec![bulk("foo")]))
+    );
+    assert_eq!(first.reply().await, Some(bulk("foo")));
+    assert_eq!(third.reply().await, Some(bulk("foo")));
+
+    // CLIENT UNBLOCK.
+    let Some(Reply::Integer(id)) = first.call(&[b"CLIENT", b"ID"]).await else {
+        panic!("CLIENT ID");
+    };
+    first.send(&[b"BZPOPMIN", b"z", b"0"]).await.unwrap();
+    until_blocked(&mut observer, 1).await;
+    let id = id.to_string();
+    assert_eq!(
+        observer
+            .call(&[b"CLIENT", b"UNBLOCK", id.as_bytes(), b"ERROR"])
+            .await,
+        Some(Reply::Integer(1))
+    );
+    assert_eq!(
+        first.reply().await,
+        Some(error("UNBLOCKED client unblocked via CLIENT UNBLOCK"))
+    );
+    assert_eq!(
+        observer.call(&[b"CLIENT", b"UNBLOCK", id.as_bytes()]).await,
+        Some(Reply::Integer(0))
+    );
+}

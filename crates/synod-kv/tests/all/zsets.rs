@@ -611,3 +611,49 @@ fn log_encodings_round_trip_and_truncations_are_refused() {
         }
     }
 }
+
+/// BZPOPMIN, BZPOPMAX, BZMPOP's replicated try: ZMPOP answered in their
+/// shape, nil when every key is empty.
+#[test]
+fn blocking_zset_pops_as_tries() {
+    let mut h = Harness::new();
+    h.expect_all(
+        0,
+        &[
+            ("BZPOPMIN a b 0", Reply::NullArray),
+            ("BZMPOP 0 2 a b MIN", Reply::NullArray),
+            ("ZADD b 1 x 2 y 3 z", int(3)),
+            (
+                "BZPOPMIN a b 0",
+                array(vec![bulk("b"), bulk("x"), double(1.0)]),
+            ),
+            (
+                "BZPOPMAX a b 0",
+                array(vec![bulk("b"), bulk("z"), double(3.0)]),
+            ),
+            (
+                "BZMPOP 1 2 a b MAX COUNT 5",
+                array(vec![
+                    bulk("b"),
+                    array(vec![array(vec![bulk("y"), double(2.0)])]),
+                ]),
+            ),
+            ("EXISTS b", int(0)),
+            ("SET s v", ok()),
+            ("BZPOPMIN s 0", err(WRONGTYPE)),
+            ("BZPOPMIN a -1", err("ERR timeout is negative")),
+            (
+                "BZPOPMAX a x",
+                err("ERR timeout is not a float or out of range"),
+            ),
+            (
+                "BZMPOP 0 0 a MIN",
+                err("ERR numkeys should be greater than 0"),
+            ),
+            (
+                "BZMPOP 0 1 a MIN COUNT 0",
+                err("ERR count should be greater than 0"),
+            ),
+        ],
+    );
+}

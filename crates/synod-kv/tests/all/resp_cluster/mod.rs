@@ -69,6 +69,7 @@ pub async fn cluster(
         let store = Store::new();
         let acl = store.acl();
         let pubsub = store.pubsub();
+        let blocked_clients = store.blocked_clients();
         let node = Arc::new(Node::start(cfg, store).await.expect("starts"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         c.resp.push(listener.local_addr().expect("addr"));
@@ -83,6 +84,7 @@ pub async fn cluster(
         let mut server_cfg = ServerConfig::new(listener.local_addr().expect("addr"));
         server_cfg.acl = acl;
         server_cfg.pubsub = pubsub;
+        server_cfg.blocked_clients = blocked_clients;
         configure(&mut server_cfg);
         c.configs.push(server_cfg.clone());
         let (node2, mut stop2) = (Arc::clone(&node), stop_rx.clone());

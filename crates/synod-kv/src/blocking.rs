@@ -1,0 +1,781 @@
+//! Blocking pops: `BLPOP`, `BRPOP`, `BLMOVE`, `BRPOPLPUSH`, `BLMPOP`,
+//! `BZPOPMIN`, `BZPOPMAX`, `BZMPOP`.
+//!
+//! # The design
+//!
+//! A blocking pop is replicated as one *try* ([`KvCommand::Blocking`]): the
+//! non-blocking pop (`LMPOP`, `LMOVE`, `ZMPOP`), answering nil when every
+//! key is empty or missing, the reply reshaped to the blocking command's. A
+//! try that popped is the whole command. A try that answered nil leaves the
+//! client waiting in this node's [`BlockedClients`]; the node's apply path
+//! wakes it ([`BlockedClients::touched`], called by the keyspace for every
+//! key a write gives a value: `Keyspace::put` and `Keyspace::modify`, the
+//! only places that do) and it proposes the try again. The client's node
+//! clock only ends the wait (the timeout); it never decides state: an
+//! element is popped only by a try applied on every replica alike.
+//!
+//! # Safety: an element is never lost
+//!
+//! The pop happens only inside a try, applied like any write; its reply
+//! goes to the client unless the client is gone. The timeout (and `CLIENT
+//! UNBLOCK`) are looked at only between tries, never while one is in
+//! flight: a try in flight is always waited for, and if it popped, its
+//! element is the reply, not nil. (A client that disconnects while its try
+//! is in flight loses that element, as it would the reply to an `LPOP`.)
+//!
+//! # Liveness: no lost wake-up
+//!
+//! A client registers its keys *before* proposing its first try. Let the
+//! try be applied at log position `P`. A push at `Q < P` is seen by the
+//! try. A push at `Q > P` is applied on this node after `P`, hence after
+//! the registration (which preceded the proposal of `P`), so it finds the
+//! waiter and wakes it. A wake that comes while the client's try is in
+//! flight sets `again`, and a try that answered nil with `again` set is
+//! proposed once more at once (applies on one node are sequential, so the
+//! wake is either seen by the try or comes after it, and then is recorded).
+//!
+//! # Order: the first blocked is served first (on one node)
+//!
+//! A touched key wakes only the *head* of its FIFO of waiters. A waiter
+//! that leaves (served, timed out, unblocked, closed) hands the wake on to
+//! the next head when the key was touched since that one's last try began.
+//! So the tries of one node's waiters on a key are proposed one after the
+//! other, in the order they blocked, as Redis serves them. Across nodes
+//! there is no order to keep: whichever try the log orders first pops.
+//!
+//! # Writers see their wakes served
+//!
+//! Redis answers a push only after the clients it unblocked were served, so
+//! a client that pushes and then reads sees the pops done. Here the woken
+//! tries are proposed after the push was applied; a connection that wrote
+//! waits ([`BlockedClients::settle`]) until the wakes that existed when its
+//! writes were applied, and the wakes those tries caused in turn (a chain of
+//! `BLMOVE`s), were settled. Each wake is a *unit* with a generation: a
+//! wake caused by the apply of a try, or handed on by a leaving waiter,
+//! inherits the oldest generation outstanding; any other gets a new one.
+//! The wait is bounded by [`SETTLE_WAIT_MAX`] (it only orders replies, it
+//! is never needed for safety), and reads never wait.
+//!
+//! # Bounded memory
+//!
+//! One waiter per blocked connection, holding its keys (already bounded by
+//! the request size); a waiter is removed when its connection's command
+//! ends in any way, the connection closing included (a drop guard).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use synod_resp::Reply;
+use tokio::sync::Notify;
+
+use crate::command::{BlockingKind, KvCommand};
+use crate::command_zset::ZSetCommand;
+use crate::keyspace::{Keyspace, ValueRef};
+use crate::number::parse_f64;
+
+/// Longest a connection that wrote waits for the wakes its writes caused to
+/// be served before it answers (see the module docs).
+pub(crate) const SETTLE_WAIT_MAX: Duration = Duration::from_millis(1000);
+
+/// `CLIENT UNBLOCK`'s reply to the unblocked client with `ERROR`.
+const UNBLOCKED_ERROR: &str = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
+
+/// How long a blocking command waits; `None`: for ever.
+pub(crate) type Timeout = Option<Duration>;
+
+/// Whether `name` (lowercase) is a blocking pop.
+pub(crate) fn is_blocking(name: &str) -> bool {
+    BlockingKind::ALL.iter().any(|kind| kind.name() == name)
+}
+
+/// Parses a blocking pop whose arity was checked: the replicated try and
+/// the client's timeout. The arguments are checked in Redis 7.0's order:
+/// those of the wrapped pop (numkeys, LEFT|RIGHT, COUNT) before the
+/// timeout for `BLMOVE`, `BLMPOP` and `BZMPOP`, the timeout first for the
+/// others (their keys cannot be wrong).
+pub(crate) fn parse(name: &str, args: &[Bytes]) -> Result<(KvCommand, Timeout), Reply> {
+    let Some(kind) = BlockingKind::ALL
+        .into_iter()
+        .find(|kind| kind.name() == name)
+    else {
+        return Err(Reply::error("ERR internal error: not a blocking command"));
+    };
+    let word = |text: &'static str| Bytes::from_static(text.as_bytes());
+    let count_of = |keys: &[Bytes]| Bytes::from(keys.len().to_string());
+    let (pop_args, timeout_arg): (Vec<Bytes>, &Bytes) = match kind {
+        BlockingKind::BLPop
+        | BlockingKind::BRPop
+        | BlockingKind::BZPopMin
+        | BlockingKind::BZPopMax => {
+            let (timeout_arg, keys) = args[1..]
+                .split_last()
+                .ok_or_else(|| crate::parse::wrong_arity(name))?;
+            let (pop, end) = match kind {
+                BlockingKind::BLPop => ("lmpop", "left"),
+                BlockingKind::BRPop => ("lmpop", "right"),
+                BlockingKind::BZPopMin => ("zmpop", "min"),
+                _ => ("zmpop", "max"),
+            };
+            let mut pop_args = Vec::with_capacity(keys.len() + 3);
+            pop_args.push(word(pop));
+            pop_args.push(count_of(keys));
+            pop_args.extend_from_slice(keys);
+            pop_args.push(word(end));
+            // The timeout first, as Redis reads it.
+            let timeout = parse_timeout(timeout_arg)?;
+            return Ok((wrap(kind, &pop_args)?, timeout));
+        }
+        BlockingKind::BLMove => (
+            std::iter::once(word("lmove"))
+                .chain(args[1..5].iter().cloned())
+                .collect(),
+            &args[5],
+        ),
+        BlockingKind::BRPopLPush => (
+            vec![word("rpoplpush"), args[1].clone(), args[2].clone()],
+            &args[3],
+        ),
+        BlockingKind::BLMPop | BlockingKind::BZMPop => {
+            let pop = if kind == BlockingKind::BLMPop {
+                "lmpop"
+            } else {
+                "zmpop"
+            };
+            (
+                std::iter::once(word(pop))
+                    .chain(args[2..].iter().cloned())
+                    .collect(),
+                &args[1],
+            )
+        }
+    };
+    let command = wrap(kind, &pop_args)?;
+    Ok((command, parse_timeout(timeout_arg)?))
+}
+
+fn wrap(kind: BlockingKind, pop_args: &[Bytes]) -> Result<KvCommand, Reply> {
+    let pop = crate::parse::parse(pop_args)?;
+    debug_assert!(kind.wraps(&pop));
+    Ok(KvCommand::Blocking {
+        kind,
+        pop: Box::new(pop),
+        blocked: false,
+    })
+}
+
+/// For the try of a client that already blocked: `pop` without the sources
+/// that hold another type than it pops (Redis leaves a blocked client
+/// waiting on such keys); `None` when no source is left. A `BLMOVE` whose
+/// destination has the wrong type still answers `WRONGTYPE`, as in Redis.
+pub(crate) fn passing_over_wrong_types(
+    keyspace: &Keyspace,
+    pop: &KvCommand,
+    now: u64,
+) -> Option<KvCommand> {
+    let holds = |key: &Bytes, zset: bool| match keyspace.live(key, now).map(|e| e.value()) {
+        None => true,
+        Some(ValueRef::List(_)) => !zset,
+        Some(ValueRef::ZSet(_)) => zset,
+        Some(_) => false,
+    };
+    match pop {
+        KvCommand::LMPop { keys, end, count } => {
+            let keys: Vec<Bytes> = keys
+                .iter()
+                .filter(|key| holds(key, false))
+                .cloned()
+                .collect();
+            (!keys.is_empty()).then(|| KvCommand::LMPop {
+                keys,
+                end: *end,
+                count: *count,
+            })
+        }
+        KvCommand::LMove { source, .. } => holds(source, false).then(|| pop.clone()),
+        KvCommand::ZSet(ZSetCommand::MPop { keys, max, count }) => {
+            let keys: Vec<Bytes> = keys
+                .iter()
+                .filter(|key| holds(key, true))
+                .cloned()
+                .collect();
+            (!keys.is_empty()).then(|| {
+                KvCommand::ZSet(ZSetCommand::MPop {
+                    keys,
+                    max: *max,
+                    count: *count,
+                })
+            })
+        }
+        other => Some(other.clone()),
+    }
+}
+
+/// Redis 7.0's `getTimeoutFromObjectOrReply` in seconds: a float, turned to
+/// milliseconds rounding up; 0 means for ever; one too large to hold turns
+/// negative there, so it is refused as negative here too.
+pub(crate) fn parse_timeout(arg: &[u8]) -> Result<Timeout, Reply> {
+    let seconds =
+        parse_f64(arg).ok_or_else(|| Reply::error("ERR timeout is not a float or out of range"))?;
+    let millis = (seconds * 1000.0).ceil();
+    // `i64::MAX as f64` rounds up to 2^63, which itself no longer fits;
+    // `parse_f64` never gives NaN.
+    if millis >= i64::MAX as f64 || millis < 0.0 {
+        return Err(Reply::error("ERR timeout is negative"));
+    }
+    // -0.0 and 0.0: for ever.
+    if millis == 0.0 {
+        return Ok(None);
+    }
+    Ok(Some(Duration::from_millis(millis as u64)))
+}
+
+/// The reply of a try of `kind`, from its wrapped pop's reply: `BLPOP`,
+/// `BRPOP` answer `[key, element]` where `LMPOP` answers `[key,
+/// [element]]`; `BZPOPMIN`/`MAX` answer `[key, member, score]` where
+/// `ZMPOP` answers `[key, [[member, score]]]`. The others, and nil and
+/// errors, are as they are.
+pub(crate) fn reshape(kind: BlockingKind, reply: Reply) -> Reply {
+    let flatten = matches!(
+        kind,
+        BlockingKind::BLPop | BlockingKind::BRPop | BlockingKind::BZPopMin | BlockingKind::BZPopMax
+    );
+    if !flatten {
+        return reply;
+    }
+    let Reply::Array(mut parts) = reply else {
+        return reply;
+    };
+    let (Some(Reply::Array(mut popped)), Some(key)) = (parts.pop(), parts.pop()) else {
+        return Reply::error("ERR internal error: bad pop reply");
+    };
+    if popped.len() != 1 || !parts.is_empty() {
+        return Reply::error("ERR internal error: bad pop reply");
+    }
+    let mut reply = vec![key];
+    match popped.pop() {
+        Some(Reply::Array(pair))
+            if kind == BlockingKind::BZPopMin || kind == BlockingKind::BZPopMax =>
+        {
+            reply.extend(pair)
+        }
+        Some(element) => reply.push(element),
+        None => return Reply::error("ERR internal error: bad pop reply"),
+    }
+    Reply::Array(reply)
+}
+
+/// How `CLIENT UNBLOCK` ends a wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unblock {
+    /// As if the timeout had come: nil.
+    Timeout,
+    /// With `-UNBLOCKED`.
+    Error,
+}
+
+/// This node's blocked clients: waiters by key, woken by the apply path.
+/// A cheap handle (clones share the registry); the store's keyspace holds
+/// one ([`crate::Store::blocked_clients`]) and the RESP server another
+/// ([`crate::ServerConfig::blocked_clients`]): give the server the store's.
+#[derive(Clone, Default)]
+pub struct BlockedClients {
+    registry: Arc<Registry>,
+}
+
+impl std::fmt::Debug for BlockedClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockedClients")
+            .field("waiters", &self.registry.waiters.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    /// Registered waiters: what the apply path's fast check reads.
+    waiters: AtomicUsize,
+    /// Clients waiting now (INFO `blocked_clients`).
+    blocked: AtomicUsize,
+    /// Wake units outstanding: what `settle`'s fast check reads.
+    units: AtomicUsize,
+    /// Set while the store applies a try: the wakes it causes inherit.
+    applying_try: AtomicBool,
+    state: Mutex<State>,
+    /// Notified whenever a unit is released.
+    settled: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    /// Counts `touched` calls: when a key was last touched, and when a
+    /// waiter's last try began, on one scale.
+    epoch: u64,
+    /// The last generation handed out.
+    generation: u64,
+    by_key: HashMap<Bytes, KeyQueue>,
+    waiters: HashMap<u64, WaiterState>,
+    /// Outstanding units per generation.
+    units: BTreeMap<u64, usize>,
+}
+
+#[derive(Default)]
+struct KeyQueue {
+    /// Waiter ids, in the order they blocked.
+    order: VecDeque<u64>,
+    /// `epoch` of the last touch.
+    touched_at: u64,
+}
+
+struct WaiterState {
+    /// The connection's id (`CLIENT UNBLOCK`).
+    client: u64,
+    /// Its keys, each once.
+    keys: Vec<Bytes>,
+    notify: Arc<Notify>,
+    /// A try is in flight.
+    trying: bool,
+    /// Woken since the last try began: try again.
+    again: bool,
+    /// `epoch` when the last try began.
+    tried_at: u64,
+    /// The generation of the wake unit it holds.
+    unit: Option<u64>,
+    /// Counted in `blocked` (its first try answered nil).
+    blocked: bool,
+    unblock: Option<Unblock>,
+}
+
+/// What a waiter does after a try.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum AfterTry {
+    /// The try popped (or failed): reply with it.
+    Served,
+    /// Woken while the try was in flight: try again now.
+    Again,
+    /// Wait for a wake or the timeout.
+    Wait,
+    /// `CLIENT UNBLOCK` came: reply so.
+    Unblocked(Unblock),
+}
+
+impl BlockedClients {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent state behind
+        // (every change below is completed before any call that can fail).
+        self.registry
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Clients blocked on this node now (INFO `blocked_clients`).
+    pub fn blocked(&self) -> usize {
+        self.registry.blocked.load(Ordering::Relaxed)
+    }
+
+    /// Registered waiters (blocked, or on their first try).
+    pub fn waiters(&self) -> usize {
+        self.registry.waiters.load(Ordering::Acquire)
+    }
+
+    /// The apply path: `key` got a value (or a changed one). Wakes the
+    /// first waiter of `key`. One atomic load when nobody waits.
+    pub(crate) fn touched(&self, key: &[u8]) {
+        if self.registry.waiters.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        state.epoch += 1;
+        let epoch = state.epoch;
+        let Some(queue) = state.by_key.get_mut(key) else {
+            return;
+        };
+        queue.touched_at = epoch;
+        let Some(&head) = queue.order.front() else {
+            return;
+        };
+        let inherit = if self.registry.applying_try.load(Ordering::Relaxed) {
+            state.units.keys().next().copied()
+        } else {
+            None
+        };
+        self.wake(&mut state, head, inherit);
+    }
+
+    /// Marks the apply of a try (`true`) and its end (`false`): the wakes
+    /// in between continue the chain of the wakes outstanding.
+    pub(crate) fn applying_try(&self, applying: bool) {
+        if applying || self.registry.applying_try.load(Ordering::Relaxed) {
+            self.registry
+                .applying_try
+                .store(applying, Ordering::Relaxed);
+        }
+    }
+
+    /// Wakes every waiter (a snapshot replaced the whole state).
+    pub(crate) fn wake_all(&self) {
+        if self.registry.waiters.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        state.epoch += 1;
+        let epoch = state.epoch;
+        for queue in state.by_key.values_mut() {
+            queue.touched_at = epoch;
+        }
+        let ids: Vec<u64> = state.waiters.keys().copied().collect();
+        for id in ids {
+            self.wake(&mut state, id, None);
+        }
+    }
+
+    fn wake(&self, state: &mut State, id: u64, inherit: Option<u64>) {
+        let needs_unit = state.waiters.get(&id).is_some_and(|w| w.unit.is_none());
+        let unit = needs_unit.then(|| {
+            let generation = inherit.unwrap_or_else(|| {
+                state.generation += 1;
+                state.generation
+            });
+            *state.units.entry(generation).or_default() += 1;
+            self.registry.units.fetch_add(1, Ordering::AcqRel);
+            generation
+        });
+        let Some(waiter) = state.waiters.get_mut(&id) else {
+            return;
+        };
+        waiter.again = true;
+        if unit.is_some() {
+            waiter.unit = unit;
+        }
+        if !waiter.trying {
+            waiter.notify.notify_one();
+        }
+    }
+
+    fn release_unit(&self, state: &mut State, generation: u64) {
+        if let Some(count) = state.units.get_mut(&generation) {
+            *count -= 1;
+            if *count == 0 {
+                state.units.remove(&generation);
+            }
+            self.registry.units.fetch_sub(1, Ordering::AcqRel);
+        } else {
+            debug_assert!(false, "released a unit not held");
+        }
+        self.registry.settled.notify_waiters();
+    }
+
+    /// Registers connection `client` as waiting for `keys`, before its
+    /// first try is proposed (see the module docs). The waiter leaves when
+    /// the returned guard is dropped.
+    pub(crate) fn register(&self, client: u64, keys: &[&Bytes]) -> Waiter {
+        let mut seen: HashSet<&[u8]> = HashSet::with_capacity(keys.len());
+        let mut unique: Vec<Bytes> = Vec::with_capacity(keys.len());
+        for key in keys {
+            if seen.insert(key.as_ref()) {
+                unique.push((*key).clone());
+            }
+        }
+        let keys = unique;
+        let notify = Arc::new(Notify::new());
+        let mut state = self.lock();
+        state.next_id += 1;
+        let id = state.next_id;
+        for key in &keys {
+            state
+                .by_key
+                .entry(key.clone())
+                .or_default()
+                .order
+                .push_back(id);
+        }
+        let tried_at = state.epoch;
+        state.waiters.insert(
+            id,
+            WaiterState {
+                client,
+                keys,
+                notify: Arc::clone(&notify),
+                trying: false,
+                again: false,
+                tried_at,
+                unit: None,
+                blocked: false,
+                unblock: None,
+            },
+        );
+        self.registry.waiters.fetch_add(1, Ordering::AcqRel);
+        Waiter {
+            clients: self.clone(),
+            id,
+            notify,
+        }
+    }
+
+    /// `CLIENT UNBLOCK`: ends the wait of connection `client` if it is
+    /// blocked; whether it was. A try in flight still decides: if it pops,
+    /// the client gets the element.
+    pub(crate) fn unblock(&self, client: u64, how: Unblock) -> bool {
+        let mut state = self.lock();
+        let Some(waiter) = state
+            .waiters
+            .values_mut()
+            .find(|w| w.client == client && w.blocked)
+        else {
+            return false;
+        };
+        waiter.unblock = Some(how);
+        if !waiter.trying {
+            waiter.notify.notify_one();
+        }
+        true
+    }
+
+    /// Waits until the wakes outstanding now, and those they cause, are
+    /// settled, or [`SETTLE_WAIT_MAX`] passed. For a connection that wrote,
+    /// before it answers (see the module docs).
+    pub(crate) async fn settle(&self) {
+        if self.registry.units.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let ticket = self.lock().generation;
+        let deadline = tokio::time::Instant::now() + SETTLE_WAIT_MAX;
+        loop {
+            let notified = self.registry.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let oldest = self.lock().units.keys().next().copied();
+            if oldest.is_none_or(|oldest| oldest > ticket) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Removes waiter `id`, handing its wakes on (see the module docs).
+    fn leave(&self, id: u64) {
+        let mut state = self.lock();
+        let Some(waiter) = state.waiters.remove(&id) else {
+            return;
+        };
+        for key in &waiter.keys {
+            let Some(queue) = state.by_key.get_mut(key) else {
+                debug_assert!(false, "a waiter's key has no queue");
+                continue;
+            };
+            let was_head = queue.order.front() == Some(&id);
+            if let Some(at) = queue.order.iter().position(|other| *other == id) {
+                queue.order.remove(at);
+            }
+            let touched_at = queue.touched_at;
+            let next = queue.order.front().copied();
+            if queue.order.is_empty() {
+                state.by_key.remove(key);
+            }
+            if let (true, Some(next)) = (was_head, next) {
+                let missed = state
+                    .waiters
+                    .get(&next)
+                    .is_some_and(|w| touched_at > w.tried_at);
+                if missed {
+                    let inherit = waiter.unit.or_else(|| state.units.keys().next().copied());
+                    self.wake(&mut state, next, inherit);
+                }
+            }
+        }
+        if let Some(generation) = waiter.unit {
+            self.release_unit(&mut state, generation);
+        }
+        if waiter.blocked {
+            self.registry.blocked.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.registry.waiters.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One registered waiter; leaves the registry when dropped.
+pub(crate) struct Waiter {
+    clients: BlockedClients,
+    id: u64,
+    notify: Arc<Notify>,
+}
+
+impl Waiter {
+    /// A try is about to be proposed.
+    pub(crate) fn begin_try(&self) {
+        let mut state = self.clients.lock();
+        let epoch = state.epoch;
+        if let Some(waiter) = state.waiters.get_mut(&self.id) {
+            waiter.trying = true;
+            waiter.again = false;
+            waiter.tried_at = epoch;
+        }
+    }
+
+    /// The try answered; `nil`: it popped nothing.
+    pub(crate) fn end_try(&self, nil: bool) -> AfterTry {
+        let mut state = self.clients.lock();
+        let Some(waiter) = state.waiters.get_mut(&self.id) else {
+            return AfterTry::Served;
+        };
+        waiter.trying = false;
+        if !nil {
+            return AfterTry::Served;
+        }
+        if let Some(how) = waiter.unblock.take() {
+            return AfterTry::Unblocked(how);
+        }
+        if waiter.again {
+            return AfterTry::Again;
+        }
+        if !waiter.blocked {
+            waiter.blocked = true;
+            self.clients
+                .registry
+                .blocked
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(generation) = waiter.unit.take() {
+            self.clients.release_unit(&mut state, generation);
+        }
+        AfterTry::Wait
+    }
+
+    /// Woken (or unblocked): `Some` when `CLIENT UNBLOCK` ended the wait.
+    pub(crate) async fn woken(&self) -> Option<Unblock> {
+        self.notify.notified().await;
+        let mut state = self.clients.lock();
+        state
+            .waiters
+            .get_mut(&self.id)
+            .and_then(|waiter| waiter.unblock.take())
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.clients.leave(self.id);
+    }
+}
+
+/// Runs a blocking pop for connection `client` (see the module docs):
+/// `propose` sends one try through the log and returns its reply.
+pub(crate) async fn block<F, Fut>(
+    clients: &BlockedClients,
+    client: u64,
+    command: KvCommand,
+    timeout: Timeout,
+    mut propose: F,
+) -> Reply
+where
+    F: FnMut(KvCommand) -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    // A deadline past what the clock can hold (a timeout of ~292 million
+    // years) is no deadline.
+    let deadline = timeout.and_then(|timeout| tokio::time::Instant::now().checked_add(timeout));
+    let waiter = clients.register(client, &command.keys());
+    let mut command = command;
+    loop {
+        waiter.begin_try();
+        let reply = propose(command.clone()).await;
+        let nil = matches!(reply, Reply::Null | Reply::NullArray);
+        match waiter.end_try(nil) {
+            AfterTry::Served => return reply,
+            AfterTry::Again => {
+                if let KvCommand::Blocking { blocked, .. } = &mut command {
+                    *blocked = true;
+                }
+                continue;
+            }
+            AfterTry::Unblocked(how) => return unblocked_reply(how, reply),
+            AfterTry::Wait => {}
+        }
+        // Blocked now: later tries pass over keys of another type.
+        if let KvCommand::Blocking { blocked, .. } = &mut command {
+            *blocked = true;
+        }
+        // No try is in flight here: the only place the timeout is looked at.
+        let woken = async {
+            match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, waiter.woken()).await.ok(),
+                None => Some(waiter.woken().await),
+            }
+        };
+        match woken.await {
+            // Timed out: the nil the last try answered.
+            None => return reply,
+            Some(Some(how)) => return unblocked_reply(how, reply),
+            Some(None) => {}
+        }
+    }
+}
+
+/// Runs `run` (a batch holding a blocking command) while reading what the
+/// client sends meanwhile into `input` (at most `room` bytes: the query
+/// buffer's bound), as Redis keeps reading a blocked client. `None` when
+/// the client closed the connection: `run` is dropped, and with it the
+/// waiter's registration.
+pub(crate) async fn until_closed<F, S>(
+    run: F,
+    stream: &mut S,
+    input: &mut bytes::BytesMut,
+    mut room: usize,
+) -> std::io::Result<Option<F::Output>>
+where
+    F: std::future::Future,
+    S: tokio::io::AsyncRead + Unpin,
+{
+    use bytes::BufMut;
+    use tokio::io::AsyncReadExt;
+    tokio::pin!(run);
+    loop {
+        if room == 0 {
+            return Ok(Some(run.await));
+        }
+        let mut limited = (&mut *input).limit(room);
+        tokio::select! {
+            output = &mut run => return Ok(Some(output)),
+            read = stream.read_buf(&mut limited) => {
+                let read = read?;
+                if read == 0 {
+                    return Ok(None);
+                }
+                room = room.saturating_sub(read);
+            }
+        }
+    }
+}
+
+/// `CLIENT UNBLOCK id [TIMEOUT|ERROR]` (the arguments after `UNBLOCK`):
+/// 1 if that connection of this node was blocked, else 0.
+pub(crate) fn client_unblock(clients: &BlockedClients, args: &[Bytes]) -> Reply {
+    let Some(id) = args.first().and_then(|arg| crate::number::parse_i64(arg)) else {
+        return Reply::error("ERR value is not an integer or out of range");
+    };
+    let how = match args.get(1).map(|arg| arg.to_ascii_lowercase()) {
+        None => Unblock::Timeout,
+        Some(how) if how == b"timeout" => Unblock::Timeout,
+        Some(how) if how == b"error" => Unblock::Error,
+        Some(_) => return Reply::error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"),
+    };
+    let unblocked = u64::try_from(id).is_ok_and(|id| clients.unblock(id, how));
+    Reply::Integer(i64::from(unblocked))
+}
+
+fn unblocked_reply(how: Unblock, nil: Reply) -> Reply {
+    match how {
+        Unblock::Timeout => nil,
+        Unblock::Error => Reply::error(UNBLOCKED_ERROR),
+    }
+}
+
+#[cfg(test)]
+#[path = "blocking_tests.rs"]
+mod tests;
