@@ -418,6 +418,8 @@ impl Conn {
             "quit" => Item::Quit(Reply::ok()),
             "reset" => {
                 self.subscriber.clear();
+                // CLIENT REPLY back on, so RESET's own reply is written.
+                self.reply_mode = ReplyMode::On;
                 self.multi = None;
                 self.protocol = Protocol::Resp2;
                 self.name = None;
@@ -1085,12 +1087,14 @@ impl Conn {
                 .collect();
             let _ = write!(
                 text,
-                "# Replication\r\nrole:{role}\r\nnode_id:{}\r\nleader_id:{}\r\nmembers:{}\r\npeers:{}\r\nchosen_instance:{}\r\napplied_instance:{}\r\nsnapshot_instance:{}\r\nrequests_waiting:{}\r\ndiverged:{}\r\n",
+                "# Replication\r\nrole:{role}\r\nnode_id:{}\r\nleader_id:{}\r\nmembers:{}\r\npeers:{}\r\nchosen_instance:{}\r\napplied_instance:{}\r\nmaster_repl_offset:{}\r\nsnapshot_instance:{}\r\nrequests_waiting:{}\r\ndiverged:{}\r\n",
                 status.id.0,
                 status.leader.map_or_else(|| "none".to_string(), |l| l.0.to_string()),
                 status.members.iter().map(|m| m.0.to_string()).collect::<Vec<_>>().join(","),
                 peers.join(","),
                 status.chosen_end.0,
+                status.applied_end.0,
+                // Redis's replication offset; here the applied log's end.
                 status.applied_end.0,
                 status.snapshot_end.0,
                 status.requests_waiting,
@@ -1115,7 +1119,8 @@ impl Conn {
             let (channels, patterns, shard_channels) = shared.cfg.pubsub.counts();
             let _ = write!(
                 text,
-                "pubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard_channels}\r\n\r\n"
+                "pubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard_channels}\r\nsynod_pubsub_pattern_matches_abandoned:{}\r\n\r\n",
+                shared.cfg.pubsub.matches_abandoned(),
             );
         }
         if wants("memory") {

@@ -11,24 +11,35 @@
 
 /// Whether `text` matches the glob `pattern`.
 pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let mut unlimited = u64::MAX;
+    glob_match_within(pattern, text, &mut unlimited).unwrap_or(false)
+}
+
+/// [`glob_match`] in at most `*steps` steps (one per byte compared or
+/// skipped), taken off `*steps`; `None` once they run out, undecided. For
+/// matching on a path that must not stall (pub/sub delivery on the apply
+/// path): `(pattern.len() + text.len()) * 64` steps always suffice for a
+/// pattern of at most 64 bytes.
+pub fn glob_match_within(pattern: &[u8], text: &[u8], steps: &mut u64) -> Option<bool> {
     let mut pattern_at = 0;
     let mut text_at = 0;
     // Where to resume after the latest `*`: (pattern index after the star
     // run, text index the star's match currently ends at).
     let mut resume: Option<(usize, usize)> = None;
     loop {
+        *steps = steps.checked_sub(1)?;
         if pattern.get(pattern_at) == Some(&b'*') {
             while pattern.get(pattern_at) == Some(&b'*') {
                 pattern_at += 1;
             }
             if pattern_at == pattern.len() {
-                return true;
+                return Some(true);
             }
             resume = Some((pattern_at, text_at));
             continue;
         }
         if text_at == text.len() {
-            return pattern[pattern_at..].iter().all(|&byte| byte == b'*');
+            return Some(pattern[pattern_at..].iter().all(|&byte| byte == b'*'));
         }
         if pattern_at < pattern.len() {
             let (matched, next) = match_token(pattern, pattern_at, text[text_at]);
@@ -45,7 +56,7 @@ pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
                 pattern_at = star_pattern_at;
                 text_at = star_text_at + 1;
             }
-            None => return false,
+            None => return Some(false),
         }
     }
 }
@@ -159,5 +170,31 @@ mod tests {
         let text = "a".repeat(5_000);
         let pattern = format!("{}b", "a*".repeat(100));
         assert!(!matches(&pattern, &text));
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::{glob_match, glob_match_within};
+
+    /// A quadratic match runs out of steps instead of running on; a short
+    /// pattern always fits in its 64 steps per byte.
+    #[test]
+    fn a_costly_match_runs_out_of_steps() {
+        let pattern = [b"*".to_vec(), b"a".repeat(5000), b"b".to_vec()].concat();
+        let text = b"a".repeat(20_000);
+        let mut steps = ((pattern.len() + text.len()) * 64) as u64;
+        assert_eq!(glob_match_within(&pattern, &text, &mut steps), None);
+        assert_eq!(steps, 0);
+        for (pattern, text) in [
+            (&b"h*l?o*[a-z]x"[..], &b"hello world, x"[..]),
+            (b"*a*b*c*d*", b"abcd"),
+        ] {
+            let mut steps = ((pattern.len() + text.len() + 64) * 64) as u64;
+            assert_eq!(
+                glob_match_within(pattern, text, &mut steps),
+                Some(glob_match(pattern, text))
+            );
+        }
     }
 }

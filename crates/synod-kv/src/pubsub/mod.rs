@@ -50,7 +50,7 @@ use bytes::Bytes;
 use synod_resp::Reply;
 
 use crate::command::KvCommand;
-use crate::glob::glob_match;
+use crate::glob::glob_match_within;
 use mailbox::{lock, Mailbox, Message, OutputLimits};
 pub(crate) use subscriber::{refused_while_subscribed, Subscriber, SUBSCRIBE_COMMANDS};
 
@@ -108,6 +108,28 @@ struct Registry {
     /// counted when its apply delivered the message (`None` until then).
     tickets: HashMap<u64, Option<i64>>,
     next_ticket: u64,
+    /// Pattern matches given up for cost (see [`Registry::publish`]).
+    matches_abandoned: u64,
+}
+
+/// Most glob steps one PUBLISH may spend on patterns, all together: the
+/// match runs on every replica's apply path, so a costly set of patterns
+/// must not stall the log (a few hundred ms at most at this bound; it takes
+/// 256 patterns that each exhaust [`PATTERN_STEPS_MAX`] to get there).
+const PUBLISH_PATTERN_STEPS_MAX: u64 = 64 << 20;
+/// Most glob steps one pattern may spend on one PUBLISH (a linear match of
+/// a 256 KiB channel name; [`pattern_steps`] is less for most).
+const PATTERN_STEPS_MAX: u64 = 256 << 10;
+/// Most glob steps PUBSUB CHANNELS may spend (on the event loop, under the
+/// registry lock).
+const CHANNELS_PATTERN_STEPS_MAX: u64 = 16 << 20;
+
+/// The steps one pattern may take against one channel: enough for the
+/// whole quadratic match of any pattern up to 64 bytes, linear in both
+/// lengths for longer ones (a match that costs more is super-linear: only
+/// a hostile pattern needs it).
+fn pattern_steps(pattern: &[u8], channel: &[u8]) -> u64 {
+    ((pattern.len() as u64 + channel.len() as u64 + 64) * 64).min(PATTERN_STEPS_MAX)
 }
 
 impl Registry {
@@ -142,7 +164,16 @@ impl Registry {
     /// Queues the message for every subscription it matches; returns how
     /// many (a client subscribed to the channel and to a matching pattern
     /// counts twice, and gets it twice, as in Redis).
-    fn publish(&self, channel: &Bytes, payload: &Bytes, shard: bool) -> i64 {
+    ///
+    /// Patterns are matched within a budget, because this runs on every
+    /// replica's apply path: each pattern within [`pattern_steps`] (at most
+    /// [`PATTERN_STEPS_MAX`]), all of them within [`PUBLISH_PATTERN_STEPS_MAX`]. A pattern whose match runs
+    /// out is taken as not matching, and once the total runs out the
+    /// patterns left are not tried: counted (INFO
+    /// `synod_pubsub_pattern_matches_abandoned`) and logged, never silent.
+    /// Only hostile patterns (thousands of bytes with many stars, or huge
+    /// channel names times many patterns) get there.
+    fn publish(&mut self, channel: &Bytes, payload: &Bytes, shard: bool) -> i64 {
         let now = Instant::now();
         let mut receivers = 0i64;
         let mut send = |client: &u64, message: Message| {
@@ -168,11 +199,20 @@ impl Registry {
             };
             send(client, message);
         }
-        // Every pattern is tried, as in Redis: O(patterns × glob), bounded
-        // by the per-connection subscription limits.
+        // Every pattern is tried, as in Redis, within the budgets above.
+        let mut total = PUBLISH_PATTERN_STEPS_MAX;
+        let mut abandoned = 0u64;
         for (pattern, clients) in &self.patterns {
-            if !glob_match(pattern, channel) {
-                continue;
+            let mut steps = pattern_steps(pattern, channel).min(total);
+            let matched = glob_match_within(pattern, channel, &mut steps);
+            total -= pattern_steps(pattern, channel).min(total) - steps;
+            match matched {
+                Some(true) => {}
+                Some(false) => continue,
+                None => {
+                    abandoned += 1;
+                    continue;
+                }
             }
             for client in clients {
                 let message = Message::Pattern {
@@ -181,6 +221,20 @@ impl Registry {
                     payload: payload.clone(),
                 };
                 send(client, message);
+            }
+        }
+        if abandoned > 0 {
+            let before = self.matches_abandoned;
+            self.matches_abandoned += abandoned;
+            // The first, then one line per 1,000 (a hostile client would
+            // otherwise flood the log).
+            if before == 0 || before / 1000 != self.matches_abandoned / 1000 {
+                tracing::warn!(
+                    abandoned = self.matches_abandoned,
+                    channel_bytes = channel.len(),
+                    "pub/sub: pattern matches given up for cost (patterns too long or too \
+                     many for this channel; they did not get the message)"
+                );
             }
         }
         receivers
@@ -312,13 +366,25 @@ impl PubSub {
         let registry = self.registry();
         let channels = |index: &BTreeMap<Bytes, BTreeSet<u64>>| {
             let pattern = args.get(2);
-            Reply::Array(
-                index
-                    .keys()
-                    .filter(|name| pattern.is_none_or(|pattern| glob_match(pattern, name)))
-                    .map(|name| Reply::Bulk(name.clone()))
-                    .collect(),
-            )
+            let mut steps = CHANNELS_PATTERN_STEPS_MAX;
+            let mut names = Vec::new();
+            for name in index.keys() {
+                let matched = match pattern {
+                    None => Some(true),
+                    Some(pattern) => glob_match_within(pattern, name, &mut steps),
+                };
+                match matched {
+                    Some(true) => names.push(Reply::Bulk(name.clone())),
+                    Some(false) => {}
+                    None => {
+                        return Reply::error(
+                            "ERR PUBSUB CHANNELS: the pattern is too costly to match against \
+                             this node's channels",
+                        )
+                    }
+                }
+            }
+            Reply::Array(names)
         };
         let numsub = |index: &BTreeMap<Bytes, BTreeSet<u64>>| {
             let mut reply = Vec::with_capacity((args.len() - 2) * 2);
@@ -359,6 +425,12 @@ impl PubSub {
             registry.patterns.len(),
             registry.shard_channels.len(),
         )
+    }
+
+    /// Pattern matches given up for cost since start (INFO
+    /// `synod_pubsub_pattern_matches_abandoned`; see `Registry::publish`).
+    pub(crate) fn matches_abandoned(&self) -> u64 {
+        self.registry().matches_abandoned
     }
 }
 

@@ -157,6 +157,9 @@ impl Subscriber {
         let pubsub = self.pubsub.clone();
         let mut registry = pubsub.registry();
         for name in names {
+            // A copy: the name may be a slice of a large read buffer, which
+            // a subscription held for hours would otherwise keep whole.
+            let name = &Bytes::copy_from_slice(name);
             if self.set(kind).insert(name.clone()) {
                 self.name_bytes += name.len();
                 registry.add(kind, name, self.client, &self.mailbox);

@@ -500,3 +500,30 @@ fn acl_channel_patterns_guard_publish_and_subscribe() {
     user.all_channels = true;
     assert!(allowed_for(&user, "psubscribe", &["psubscribe", "*"]));
 }
+
+/// A hostile pattern (long, quadratic to match) costs a bounded number of
+/// steps on the apply path: it is given up, counted, and a cheap pattern
+/// after it still gets the message.
+#[test]
+fn a_costly_pattern_is_given_up_within_the_budget() {
+    let pubsub = PubSub::new();
+    let hostile = format!("*{}b", "a".repeat(50_000));
+    let mut attacker = Subscriber::new(pubsub.clone(), 1);
+    let mut reader = Subscriber::new(pubsub.clone(), 2);
+    attacker.command("psubscribe", &args(&["psubscribe", &hostile]));
+    // Sorted after the hostile pattern ('*' < 'c'), so tried after it.
+    reader.command("psubscribe", &args(&["psubscribe", "c*"]));
+    let channel = format!("c{}", "a".repeat(100_000));
+    let started = std::time::Instant::now();
+    assert_eq!(apply(&pubsub, &publish(&channel, "m")), 1);
+    // The whole quadratic match is 5e9 steps (tens of seconds); the budget
+    // is a few million.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(pubsub.matches_abandoned(), 1);
+    assert_eq!(inbox(&reader).len(), 1);
+    assert!(inbox(&attacker).is_empty());
+}
