@@ -448,6 +448,10 @@ where
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut share = QueryShare::new(Arc::clone(&shared.query_budget));
     let auth_deadline = tokio::time::Instant::now() + cfg.auth_timeout;
+    // A (un)subscribe (or RESET) parsed behind other requests waits until
+    // they have run: it changes what this connection receives at once, so
+    // it must not overtake a PUBLISH before it (pub/sub review).
+    let mut deferred: Option<Vec<Bytes>> = None;
     loop {
         // Pub/sub messages delivered so far go out before the next request
         // is handled (see `crate::pubsub`).
@@ -482,7 +486,15 @@ where
         let mut quit = false;
         while items.len() < cfg.pipeline_max {
             parser.set_unauthenticated(!conn.authenticated());
-            match parser.parse(&mut input) {
+            let parsed = match deferred.take() {
+                Some(args) => Ok(Some(args)),
+                None => parser.parse(&mut input),
+            };
+            match parsed {
+                Ok(Some(args)) if !items.is_empty() && changes_subscriptions(&args) => {
+                    deferred = Some(args);
+                    break;
+                }
                 Ok(Some(args)) => {
                     let item = conn.handle(args);
                     quit = matches!(item, Item::Quit(_));
@@ -831,6 +843,22 @@ fn goes_alone(command: &KvCommand) -> bool {
             | KvCommand::SetCombine { .. }
             | KvCommand::SInterCard { .. }
     ) || matches!(command, KvCommand::ZSet(zset) if crate::ops::zset_goes_alone(zset))
+}
+
+/// Whether a request changes which messages the connection receives
+/// (SUBSCRIBE and the like, RESET): it runs after the requests before it.
+fn changes_subscriptions(args: &[Bytes]) -> bool {
+    const NAMES: [&[u8]; 7] = [
+        b"subscribe",
+        b"unsubscribe",
+        b"psubscribe",
+        b"punsubscribe",
+        b"ssubscribe",
+        b"sunsubscribe",
+        b"reset",
+    ];
+    args.first()
+        .is_some_and(|name| NAMES.iter().any(|n| name.eq_ignore_ascii_case(n)))
 }
 
 /// A batch's reply bytes, bounded: past `max`, nothing more is written.

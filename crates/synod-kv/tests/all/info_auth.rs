@@ -106,3 +106,31 @@ async fn auth_edge_cases_answer_as_redis() {
         Some(Reply::Error(text)) if text.contains("without any password configured")
     ));
 }
+
+/// In a pipeline, SUBSCRIBE runs after the PUBLISH before it, as in Redis:
+/// the publish reaches nobody and no message follows the confirmation
+/// (pub/sub review: the subscription used to take effect first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_subscribe_does_not_overtake_a_publish() {
+    let c = cluster(1, |_| {}, None).await;
+    let mut client = Client::connect(c.resp[0]).await;
+    // One write, so that the server reads both at once.
+    let pipeline = b"*3\r\n$7\r\nPUBLISH\r\n$2\r\nch\r\n$1\r\nm\r\n*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n";
+    client.send_raw(pipeline).await.expect("send");
+    assert_eq!(client.reply().await, Some(Reply::Integer(0)));
+    let confirmation = Reply::Array(vec![
+        Reply::Bulk("subscribe".into()),
+        Reply::Bulk("ch".into()),
+        Reply::Integer(1),
+    ]);
+    assert_eq!(client.reply().await, Some(confirmation));
+    // Nothing else: a later PUBLISH from elsewhere is the next message.
+    let mut other = Client::connect(c.resp[0]).await;
+    assert_eq!(other.call(&[b"PUBLISH", b"ch", b"n"]).await, Some(Reply::Integer(1)));
+    let message = Reply::Array(vec![
+        Reply::Bulk("message".into()),
+        Reply::Bulk("ch".into()),
+        Reply::Bulk("n".into()),
+    ]);
+    assert_eq!(client.reply().await, Some(message));
+}
