@@ -641,8 +641,34 @@ impl Waiter {
                 .blocked
                 .fetch_add(1, Ordering::Relaxed);
         }
+        let keys = waiter.keys.clone();
         if let Some(generation) = waiter.unit.take() {
             self.clients.release_unit(&mut state, generation);
+        }
+        // Found nothing: the wake goes on to the next waiter of each key
+        // written since that one last tried, which may want what this one
+        // could not use (another type). Else only the head is ever woken,
+        // and a head that cannot use a key's value starves those behind it
+        // (review: BZPOPMIN ahead of BLPOP). Each hand-on moves down the
+        // queue, so the chain ends.
+        for key in &keys {
+            let Some(queue) = state.by_key.get(key) else {
+                continue;
+            };
+            let touched_at = queue.touched_at;
+            let next = queue
+                .order
+                .iter()
+                .position(|other| *other == self.id)
+                .and_then(|at| queue.order.get(at + 1))
+                .copied();
+            let missed = next
+                .and_then(|next| state.waiters.get(&next))
+                .is_some_and(|w| touched_at > w.tried_at);
+            if let (true, Some(next)) = (missed, next) {
+                let inherit = state.units.keys().next().copied();
+                self.clients.wake(&mut state, next, inherit);
+            }
         }
         AfterTry::Wait
     }
@@ -664,6 +690,19 @@ impl Drop for Waiter {
     }
 }
 
+/// The keys a blocking pop takes from: BLMOVE's and BRPOPLPUSH's source,
+/// every key of the others.
+fn source_keys(command: &KvCommand) -> Vec<&Bytes> {
+    let keys = command.keys();
+    match command {
+        KvCommand::Blocking {
+            kind: BlockingKind::BLMove | BlockingKind::BRPopLPush,
+            ..
+        } => keys.into_iter().take(1).collect(),
+        _ => keys,
+    }
+}
+
 /// Runs a blocking pop for connection `client` (see the module docs):
 /// `propose` sends one try through the log and returns its reply.
 pub(crate) async fn block<F, Fut>(
@@ -680,7 +719,9 @@ where
     // A deadline past what the clock can hold (a timeout of ~292 million
     // years) is no deadline.
     let deadline = timeout.and_then(|timeout| tokio::time::Instant::now().checked_add(timeout));
-    let waiter = clients.register(client, &command.keys());
+    // Only the keys it pops from: a write to BLMOVE's destination cannot
+    // serve it, and waking it there would hold back the waiters that can.
+    let waiter = clients.register(client, &source_keys(&command));
     let mut command = command;
     loop {
         waiter.begin_try();
@@ -727,7 +768,7 @@ pub(crate) async fn until_closed<F, S>(
     stream: &mut S,
     input: &mut bytes::BytesMut,
     mut room: usize,
-) -> std::io::Result<Option<F::Output>>
+) -> std::io::Result<WhileBlocked<F::Output>>
 where
     F: std::future::Future,
     S: tokio::io::AsyncRead + Unpin,
@@ -737,20 +778,34 @@ where
     tokio::pin!(run);
     loop {
         if room == 0 {
-            return Ok(Some(run.await));
+            // Reading no more would hide a close for as long as it blocks
+            // (timeout 0: for ever), with its registration left behind:
+            // a client that fills its query buffer while blocked is
+            // closed, as one that fills it otherwise (review).
+            return Ok(WhileBlocked::Overflow);
         }
         let mut limited = (&mut *input).limit(room);
         tokio::select! {
-            output = &mut run => return Ok(Some(output)),
+            output = &mut run => return Ok(WhileBlocked::Done(output)),
             read = stream.read_buf(&mut limited) => {
                 let read = read?;
                 if read == 0 {
-                    return Ok(None);
+                    return Ok(WhileBlocked::Closed);
                 }
                 room = room.saturating_sub(read);
             }
         }
     }
+}
+
+/// How [`until_closed`] ended.
+pub(crate) enum WhileBlocked<T> {
+    /// The run ended: its output.
+    Done(T),
+    /// The client closed the connection.
+    Closed,
+    /// The client sent more than its query buffer holds.
+    Overflow,
 }
 
 /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]` (the arguments after `UNBLOCK`):

@@ -415,3 +415,43 @@ async fn the_largest_timeouts_wait_without_overflow() {
     clients.touched(b"k");
     assert_eq!(task.await.unwrap(), element);
 }
+
+/// A woken head whose try finds nothing (the value is of a type it does
+/// not pop) hands the wake to the next waiter, which may use it (review:
+/// a BZPOPMIN ahead of a BLPOP starved it).
+#[test]
+fn a_head_that_finds_nothing_hands_the_wake_on() {
+    let clients = BlockedClients::default();
+    let k = key("k");
+    let first = clients.register(1, &[&k]);
+    let second = clients.register(2, &[&k]);
+    for waiter in [&first, &second] {
+        waiter.begin_try();
+        assert_eq!(waiter.end_try(true), AfterTry::Wait);
+    }
+    clients.touched(b"k");
+    assert!(has_wake(&first));
+    assert!(!has_wake(&second));
+    first.begin_try();
+    assert_eq!(first.end_try(true), AfterTry::Wait);
+    assert!(has_wake(&second), "handed on");
+    second.begin_try();
+    assert_eq!(second.end_try(false), AfterTry::Served);
+}
+
+/// BLMOVE waits on its source only: a push to its destination wakes the
+/// BLPOP waiting there instead.
+#[test]
+fn blmove_waits_on_its_source_only() {
+    let blmove = KvCommand::Blocking {
+        kind: BlockingKind::BLMove,
+        pop: Box::new(KvCommand::LMove {
+            source: key("src"),
+            destination: key("dst"),
+            from: crate::command::ListEnd::Left,
+            to: crate::command::ListEnd::Right,
+        }),
+        blocked: false,
+    };
+    assert_eq!(source_keys(&blmove), vec![&key("src")]);
+}

@@ -153,6 +153,18 @@ pub(crate) struct Conn {
     stat_tags: std::collections::VecDeque<Option<StatTag>>,
 }
 
+impl Item {
+    /// A blocking command, silenced or not: the connection must watch for
+    /// a close while it waits (review: a silenced one was missed).
+    pub(crate) fn is_block(&self) -> bool {
+        match self {
+            Item::Block(..) => true,
+            Item::Silent(item) => item.is_block(),
+            _ => false,
+        }
+    }
+}
+
 /// Which command an item answers, for INFO commandstats.
 #[derive(Debug)]
 pub(crate) struct StatTag {

@@ -10,6 +10,7 @@
 //! never exceeds the largest replicated command (`Node::command_bytes_max`):
 //! a pipeline too large for one is split into several, in order.
 
+use crate::blocking::WhileBlocked;
 use crate::client_limits::{
     ClientCounters, ClientLogs, QueryBudget, QueryShare, QUERY_BUFFER_FREE_BYTES,
     TLS_HANDSHAKES_MAX, TLS_HANDSHAKE_TIMEOUT,
@@ -514,14 +515,15 @@ where
             }
         }
         if !items.is_empty() {
-            let fits = if items.iter().any(|item| matches!(item, Item::Block(..))) {
+            let fits = if items.iter().any(Item::is_block) {
                 // A blocked client that closes must not stay registered:
                 // read (and buffer) while it waits, and end on EOF.
                 let room = cfg.query_buffer_bytes_max.saturating_sub(input.len());
                 let run = run_items(shared, &mut conn, items, &mut output);
                 match crate::blocking::until_closed(run, stream, &mut input, room).await? {
-                    Some(fits) => fits,
-                    None => return Ok(None),
+                    WhileBlocked::Done(fits) => fits,
+                    WhileBlocked::Closed => return Ok(None),
+                    WhileBlocked::Overflow => return Ok(Some(Closed::QueryBuffer)),
                 }
             } else {
                 run_items(shared, &mut conn, items, &mut output).await

@@ -115,7 +115,8 @@ async fn a_pipelined_subscribe_does_not_overtake_a_publish() {
     let c = cluster(1, |_| {}, None).await;
     let mut client = Client::connect(c.resp[0]).await;
     // One write, so that the server reads both at once.
-    let pipeline = b"*3\r\n$7\r\nPUBLISH\r\n$2\r\nch\r\n$1\r\nm\r\n*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n";
+    let pipeline =
+        b"*3\r\n$7\r\nPUBLISH\r\n$2\r\nch\r\n$1\r\nm\r\n*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n";
     client.send_raw(pipeline).await.expect("send");
     assert_eq!(client.reply().await, Some(Reply::Integer(0)));
     let confirmation = Reply::Array(vec![
@@ -126,7 +127,10 @@ async fn a_pipelined_subscribe_does_not_overtake_a_publish() {
     assert_eq!(client.reply().await, Some(confirmation));
     // Nothing else: a later PUBLISH from elsewhere is the next message.
     let mut other = Client::connect(c.resp[0]).await;
-    assert_eq!(other.call(&[b"PUBLISH", b"ch", b"n"]).await, Some(Reply::Integer(1)));
+    assert_eq!(
+        other.call(&[b"PUBLISH", b"ch", b"n"]).await,
+        Some(Reply::Integer(1))
+    );
     let message = Reply::Array(vec![
         Reply::Bulk("message".into()),
         Reply::Bulk("ch".into()),
