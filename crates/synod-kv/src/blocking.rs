@@ -730,6 +730,11 @@ where
         match waiter.end_try(nil) {
             AfterTry::Served => return reply,
             AfterTry::Again => {
+                // Woken while the try was in flight: try again, unless the
+                // timeout ran out meanwhile (it popped nothing: nil).
+                if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+                    return reply;
+                }
                 if let KvCommand::Blocking { blocked, .. } = &mut command {
                     *blocked = true;
                 }

@@ -104,17 +104,17 @@ mod op {
     // Transactions (issue 16): tags 232 to 239.
     pub const WATCH: u8 = 232;
     pub const WATCH_CHECK: u8 = 233;
-    // Sorted sets (issue 16): tags 240 to 255 are theirs. The whole family
-    // is one tag followed by a sub-tag byte (see `crate::codec_zset`).
+    // Sorted sets (issue 16): tag 240, then a sub-tag byte for the whole
+    // family (see `crate::codec_zset`); 241 to 247 are unused.
     pub const Z_SET: u8 = 240;
     // Blocking pops (issue 16): 248, then the kind, then the wrapped pop.
     pub const BLOCKING: u8 = 248;
 }
 
-/// The `ACL` subcommand tags after [`op::ACL`].
 /// In a blocking pop's kind byte: the try of a client that already blocked.
 const BLOCKED_FLAG: u8 = 0x80;
 
+/// The `ACL` subcommand tags after [`op::ACL`].
 mod acl_op {
     pub const SET_USER: u8 = 0;
     pub const DEL_USER: u8 = 1;
