@@ -188,6 +188,10 @@ static CONNECTION: &[(&str, &[&str])] = &[
     ("auth", &["fast", "connection"]),
     ("discard", &["fast", "transaction"]),
     ("echo", &["fast", "connection"]),
+    ("eval", &["slow", "scripting"]),
+    ("eval_ro", &["slow", "scripting"]),
+    ("evalsha", &["slow", "scripting"]),
+    ("evalsha_ro", &["slow", "scripting"]),
     ("exec", &["slow", "transaction"]),
     ("hello", &["fast", "connection"]),
     ("info", &["slow", "dangerous"]),
@@ -240,6 +244,12 @@ static SUBCOMMANDS: &[(&str, &str, &[&str])] = &[
     ("pubsub", "numsub", &["pubsub", "slow"]),
     ("pubsub", "shardchannels", &["pubsub", "slow"]),
     ("pubsub", "shardnumsub", &["pubsub", "slow"]),
+    ("script", "debug", &["slow", "scripting"]),
+    ("script", "exists", &["slow", "scripting"]),
+    ("script", "flush", &["slow", "scripting"]),
+    ("script", "help", &["slow", "scripting"]),
+    ("script", "kill", &["slow", "scripting"]),
+    ("script", "load", &["slow", "scripting"]),
     // Membership administration: topology changes, as Redis' CLUSTER
     // subcommands that change it (and LIST/JOININFO reveal the cluster's
     // addresses and its id, so they are admin too).

@@ -646,6 +646,10 @@ pub enum KvCommand {
         origin: u64,
         ticket: u64,
     },
+    /// `EVAL` / `EVAL_RO` (and `EVALSHA`, whose proposer put the script's
+    /// text in place of its digest): run on every replica at apply time
+    /// (see `crate::scripting`).
+    Eval(crate::scripting::EvalCommand),
 }
 
 impl KvCommand {
@@ -739,6 +743,8 @@ impl KvCommand {
             | KvCommand::Pop { .. }
             | KvCommand::SetMaxMemory { .. }
             | KvCommand::Publish { .. } => false,
+            // Through the log, even read-only: see `crate::scripting`.
+            KvCommand::Eval(_) => false,
             KvCommand::Sort(sort) => sort.store.is_none(),
             KvCommand::ZSet(zset) => zset.is_read(),
             KvCommand::Exec(commands) => commands.iter().all(KvCommand::is_read),
@@ -861,6 +867,8 @@ impl KvCommand {
             KvCommand::Watch { .. } | KvCommand::WatchCheck { .. } => "watch",
             KvCommand::Publish { shard: false, .. } => "publish",
             KvCommand::Publish { shard: true, .. } => "spublish",
+            KvCommand::Eval(eval) if eval.read_only => "eval_ro",
+            KvCommand::Eval(_) => "eval",
         }
     }
 
@@ -985,6 +993,7 @@ impl KvCommand {
             KvCommand::ZSet(zset) => zset.keys(),
             KvCommand::Watch { keys } => keys.iter().collect(),
             KvCommand::WatchCheck { watched } => watched.iter().map(|w| &w.key).collect(),
+            KvCommand::Eval(eval) => eval.keys.iter().collect(),
         }
     }
 }

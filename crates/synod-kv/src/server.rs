@@ -134,6 +134,8 @@ pub(crate) struct Shared {
     pub next_client_id: AtomicU64,
     pub started: Instant,
     pub commands: AtomicU64,
+    /// This node's script cache (SCRIPT LOAD, EVALSHA): node-local.
+    pub scripts: crate::scripting::ScriptCache,
     query_budget: Arc<QueryBudget>,
     logs: ClientLogs,
 }
@@ -183,6 +185,7 @@ pub async fn serve_listeners(
         next_client_id: AtomicU64::new(1),
         started: Instant::now(),
         commands: AtomicU64::new(0),
+        scripts: crate::scripting::ScriptCache::default(),
         query_budget: Arc::new(QueryBudget::default()),
         logs: ClientLogs::new(),
     });
