@@ -69,6 +69,7 @@ mod op {
     pub const PUBLISH: u8 = 120;
     // Scripting (issue 16): 130 to 139.
     pub const EVAL: u8 = 130;
+    pub const FCALL: u8 = 131;
     // Keys and strings (issue 16): 150 to 199.
     pub const RANDOM_KEY_SEEDED: u8 = 150;
     pub const RENAME: u8 = 151;
@@ -609,7 +610,13 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
             }
         }
         KvCommand::Eval(eval) => {
-            writer.u8(op::EVAL);
+            match &eval.function {
+                None => writer.u8(op::EVAL),
+                Some(function) => {
+                    writer.u8(op::FCALL);
+                    writer.bytes(function);
+                }
+            }
             writer.bytes(&eval.script);
             encode_keys(writer, &eval.keys);
             encode_keys(writer, &eval.args);
@@ -1155,7 +1162,12 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
             KvCommand::WatchCheck { watched }
         }
         op::Z_SET => KvCommand::ZSet(crate::codec_zset::decode(reader)?),
-        op::EVAL => KvCommand::Eval(crate::scripting::EvalCommand {
+        op::EVAL | op::FCALL => KvCommand::Eval(crate::scripting::EvalCommand {
+            function: if opcode == op::FCALL {
+                Some(reader.bytes()?)
+            } else {
+                None
+            },
             script: reader.bytes()?,
             keys: decode_keys(reader)?,
             args: decode_keys(reader)?,

@@ -630,9 +630,9 @@ impl Conn {
             "publish" | "spublish" => crate::pubsub::parse_publish(args)
                 .and_then(|command| self.check_channels(&name, args).map(|()| command))
                 .and_then(|command| self.check_replicated_size(command)),
-            "script" => Err(Reply::error(
-                "ERR 'script' cannot be used inside MULTI in synod",
-            )),
+            "script" | "function" => Err(Reply::error(format!(
+                "ERR '{name}' cannot be used inside MULTI in synod"
+            ))),
             name if crate::scripting::SCRIPT_COMMANDS.contains(&name) => {
                 match crate::scripting::request(&self.shared.scripts, args) {
                     crate::scripting::ScriptRequest::Reply(reply) => Err(reply),

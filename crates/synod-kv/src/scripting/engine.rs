@@ -86,6 +86,20 @@ redis.setresp = function(...)
   if resp ~= 2 and resp ~= 3 then error("RESP version must be 2 or 3.", 0) end
   setresp(resp)
 end
+local registered = {}
+redis.register_function = function(...)
+  local name, callback
+  if select('#', ...) == 1 and type((...)) == 'table' then
+    local spec = ...
+    name, callback = spec.function_name, spec.callback
+  else
+    name, callback = ...
+  end
+  if type(name) ~= 'string' or type(callback) ~= 'function' then
+    error("wrong arguments to redis.register_function", 0)
+  end
+  registered[name] = callback
+end
 redis.log = function() end
 redis.debug = function() end
 redis.breakpoint = function() return false end
@@ -170,7 +184,17 @@ real_setmetatable(G, {
   __metatable = protect(nil),
 })
 readonly[G] = true
-return real_xpcall
+-- FCALL: run the library (which registers its functions), then the one
+-- called, with KEYS and ARGV as its arguments.
+local function function_runner(chunk, name)
+  return function()
+    chunk()
+    local callback = registered[name]
+    if callback == nil then error("Function not found", 0) end
+    return callback(KEYS, ARGV)
+  end
+end
+return real_xpcall, function_runner
 "#;
 
 /// Runs `eval` against `keyspace` within `limits`. `position` is the
@@ -217,6 +241,94 @@ pub(crate) fn compile_check(script: &[u8]) -> Result<(), Reply> {
             first_line(&error.to_string())
         ))),
     }
+}
+
+/// The names of the functions a library registers (FUNCTION LOAD): the
+/// library's code run in a bare state whose only API is
+/// `redis.register_function`, within the apply limits.
+pub(crate) fn library_functions(code: &[u8]) -> Result<Vec<String>, Reply> {
+    let failed = |error: mlua::Error| {
+        Reply::error(format!(
+            "ERR Error registering functions: {}",
+            first_line(&error.to_string())
+        ))
+    };
+    let lua = Lua::new_with(
+        StdLib::TABLE | StdLib::STRING | StdLib::MATH,
+        LuaOptions::default(),
+    )
+    .map_err(failed)?;
+    lua.set_memory_limit(APPLY_MEMORY_FOR_COMPILE)
+        .map_err(failed)?;
+    let executed = Rc::new(Cell::new(0u64));
+    lua.set_hook(
+        HookTriggers::new().every_nth_instruction(HOOK_STEP_INSTRUCTIONS),
+        move |_, _| {
+            executed.set(executed.get() + u64::from(HOOK_STEP_INSTRUCTIONS));
+            if executed.get() > super::APPLY_LIMITS.instructions_max / 10 {
+                return Err(mlua::Error::RuntimeError(
+                    "library took too long to load".into(),
+                ));
+            }
+            Ok(VmState::Continue)
+        },
+    )
+    .map_err(failed)?;
+    let names = Rc::new(RefCell::new(Vec::new()));
+    let collect = {
+        let names = Rc::clone(&names);
+        lua.create_function(move |_, args: Variadic<Value>| {
+            let name = match args.first() {
+                Some(Value::Table(spec)) => spec.raw_get::<Value>("function_name")?,
+                Some(other) => other.clone(),
+                None => Value::Nil,
+            };
+            match name {
+                Value::String(name) => {
+                    names.borrow_mut().push(name.to_string_lossy());
+                    Ok(())
+                }
+                _ => Err(mlua::Error::RuntimeError(
+                    "wrong arguments to redis.register_function".into(),
+                )),
+            }
+        })
+        .map_err(failed)?
+    };
+    let redis = lua.create_table().map_err(failed)?;
+    redis.set("register_function", collect).map_err(failed)?;
+    // Loading may only register functions; calls answer an error.
+    let refuse = lua
+        .create_function(|_, ()| -> mlua::Result<()> {
+            Err(mlua::Error::RuntimeError(
+                "redis.call is not available while loading a library".into(),
+            ))
+        })
+        .map_err(failed)?;
+    redis.set("call", refuse.clone()).map_err(failed)?;
+    redis.set("pcall", refuse).map_err(failed)?;
+    lua.globals().set("redis", redis).map_err(failed)?;
+    let chunk = match lua
+        .load(code)
+        .set_name("@user_function")
+        .set_mode(ChunkMode::Text)
+        .into_function()
+    {
+        Ok(chunk) => chunk,
+        Err(mlua::Error::SyntaxError { message, .. }) => {
+            return Err(Reply::error(format!(
+                "ERR Error compiling function: {}",
+                first_line(&message)
+            )))
+        }
+        Err(error) => return Err(failed(error)),
+    };
+    chunk.call::<()>(()).map_err(failed)?;
+    let names = names.borrow().clone();
+    if names.is_empty() {
+        return Err(Reply::error("ERR No functions registered"));
+    }
+    Ok(names)
 }
 
 const APPLY_MEMORY_FOR_COMPILE: usize = super::APPLY_LIMITS.memory_bytes_max;
@@ -351,7 +463,7 @@ fn run_in_lua(
                 .map(|a| lua.create_string(a))
                 .collect::<mlua::Result<Vec<_>>>()?,
         )?;
-        let xpcall: Function = lua
+        let (xpcall, function_runner): (Function, Function) = lua
             .load(PRELUDE)
             .set_name("=synod")
             .set_mode(ChunkMode::Text)
@@ -380,7 +492,11 @@ fn run_in_lua(
                 Ok(error)
             })?
         };
-        let (ok, value): (bool, Value) = xpcall.call((script, handler))?;
+        let main = match &eval.function {
+            None => script,
+            Some(name) => function_runner.call((script, lua.create_string(name)?))?,
+        };
+        let (ok, value): (bool, Value) = xpcall.call((main, handler))?;
         if stopped.get() {
             return Ok(budget_error(limits));
         }

@@ -91,8 +91,11 @@ pub struct EvalCommand {
     pub keys: Vec<Bytes>,
     /// `ARGV`.
     pub args: Vec<Bytes>,
-    /// `EVAL_RO`/`EVALSHA_RO`: write commands are refused.
+    /// `EVAL_RO`/`EVALSHA_RO`/`FCALL_RO`: write commands are refused.
     pub read_only: bool,
+    /// `FCALL`: `script` is a function library's code (without its
+    /// `#!lua` line) and this is the function to call.
+    pub function: Option<Bytes>,
 }
 
 /// What one script run may use.
@@ -148,6 +151,10 @@ pub struct ScriptCache {
 struct CacheInner {
     scripts: BTreeMap<String, Bytes>,
     bytes: usize,
+    /// FUNCTION libraries by name: their code and function names.
+    libraries: BTreeMap<String, (Bytes, Vec<String>)>,
+    /// Function name -> library name.
+    functions: BTreeMap<String, String>,
 }
 
 impl ScriptCache {
@@ -183,8 +190,79 @@ impl ScriptCache {
     /// Empties the cache.
     pub fn flush(&self) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let held: usize = inner.scripts.values().map(Bytes::len).sum();
+        inner.bytes = inner.bytes.saturating_sub(held);
         inner.scripts.clear();
-        inner.bytes = 0;
+    }
+
+    /// FUNCTION LOAD: the library `code` (its `#!lua name=` line first).
+    fn load_library(&self, code: &Bytes, replace: bool) -> Reply {
+        let (name, body) = match library_header(code) {
+            Ok(parsed) => parsed,
+            Err(reply) => return reply,
+        };
+        let names = match engine::library_functions(&body) {
+            Ok(names) => names,
+            Err(reply) => return reply,
+        };
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.libraries.contains_key(&name) && !replace {
+            return Reply::error(format!("ERR Library '{name}' already exists"));
+        }
+        for function in &names {
+            if let Some(owner) = inner.functions.get(function) {
+                if *owner != name {
+                    return Reply::error(format!("ERR Function {function} already exists"));
+                }
+            }
+        }
+        let added = body.len();
+        let held = inner.libraries.get(&name).map_or(0, |(code, _)| code.len());
+        if inner.libraries.len() >= SCRIPT_CACHE_SCRIPTS_MAX
+            || inner.bytes.saturating_add(added) > SCRIPT_CACHE_BYTES_MAX
+        {
+            return Reply::error("ERR the function library cache is full; FUNCTION FLUSH it");
+        }
+        if let Some((_, old)) = inner.libraries.remove(&name) {
+            for function in old {
+                inner.functions.remove(&function);
+            }
+        }
+        inner.bytes = inner.bytes.saturating_sub(held) + added;
+        for function in &names {
+            inner.functions.insert(function.clone(), name.clone());
+        }
+        inner.libraries.insert(name.clone(), (body, names));
+        Reply::Bulk(Bytes::from(name))
+    }
+
+    /// The code of the library holding `function`.
+    fn function_code(&self, function: &[u8]) -> Option<Bytes> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let library = inner.functions.get(&*String::from_utf8_lossy(function))?;
+        inner.libraries.get(library).map(|(code, _)| code.clone())
+    }
+
+    fn flush_functions(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let held: usize = inner.libraries.values().map(|(code, _)| code.len()).sum();
+        inner.bytes = inner.bytes.saturating_sub(held);
+        inner.libraries.clear();
+        inner.functions.clear();
+    }
+
+    fn delete_library(&self, name: &[u8]) -> Reply {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        match inner.libraries.remove(&*String::from_utf8_lossy(name)) {
+            Some((code, functions)) => {
+                inner.bytes = inner.bytes.saturating_sub(code.len());
+                for function in functions {
+                    inner.functions.remove(&function);
+                }
+                Reply::ok()
+            }
+            None => Reply::error("ERR Library not found"),
+        }
     }
 
     /// Scripts held.
@@ -211,7 +289,81 @@ pub(crate) enum ScriptRequest {
 }
 
 /// The scripting commands the front end handles (lowercase).
-pub(crate) const SCRIPT_COMMANDS: &[&str] = &["eval", "evalsha", "eval_ro", "evalsha_ro", "script"];
+pub(crate) const SCRIPT_COMMANDS: &[&str] = &[
+    "eval",
+    "evalsha",
+    "eval_ro",
+    "evalsha_ro",
+    "script",
+    "fcall",
+    "fcall_ro",
+    "function",
+];
+
+/// A library's name and its code without the `#!lua name=<name>` line (an
+/// empty line in its place keeps the line numbers).
+fn library_header(code: &Bytes) -> Result<(String, Bytes), Reply> {
+    let (first, rest) = match code.iter().position(|&b| b == b'\n') {
+        Some(end) => (&code[..end], &code[end..]),
+        None => (&code[..], &b""[..]),
+    };
+    let Some(header) = first.strip_prefix(b"#!") else {
+        return Err(Reply::error("ERR Missing library metadata"));
+    };
+    let header = String::from_utf8_lossy(header);
+    let mut parts = header.split_whitespace();
+    let engine = parts.next().unwrap_or("");
+    if !engine.eq_ignore_ascii_case("lua") {
+        return Err(Reply::error(format!("ERR Engine '{engine}' not found")));
+    }
+    let mut name = None;
+    for part in parts {
+        match part.strip_prefix("name=") {
+            Some(value) => name = Some(value.to_string()),
+            None => {
+                return Err(Reply::error(format!(
+                    "ERR Invalid metadata value given: {part}"
+                )))
+            }
+        }
+    }
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        return Err(Reply::error("ERR Library name was not given"));
+    };
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(Reply::error("ERR Library names can only contain letters, numbers, or underscores(_) and must be at least one character long"));
+    }
+    Ok((name, Bytes::copy_from_slice(rest)))
+}
+
+fn function_command(cache: &ScriptCache, args: &[Bytes]) -> Reply {
+    let Some(sub) = args.get(1) else {
+        return crate::parse::wrong_arity("function");
+    };
+    let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    match (sub.as_str(), args.len()) {
+        ("load", 3) => cache.load_library(&args[2], false),
+        ("load", 4) if args[2].eq_ignore_ascii_case(b"replace") => {
+            cache.load_library(&args[3], true)
+        }
+        ("flush", 2) => {
+            cache.flush_functions();
+            Reply::ok()
+        }
+        ("flush", 3)
+            if args[2].eq_ignore_ascii_case(b"async") || args[2].eq_ignore_ascii_case(b"sync") =>
+        {
+            cache.flush_functions();
+            Reply::ok()
+        }
+        ("delete", 3) => cache.delete_library(&args[2]),
+        ("kill", 2) => Reply::error("NOTBUSY No scripts in execution right now."),
+        _ => Reply::error(format!(
+            "ERR FUNCTION {} is not supported in synod (LOAD, DELETE, FLUSH, KILL are)",
+            String::from_utf8_lossy(&args[1])
+        )),
+    }
+}
 
 /// `COMMAND` rows of the scripting commands: name, arity, flags, summary.
 pub(crate) const COMMAND_ROWS: &[(&str, i64, &[&str], &str)] = &[
@@ -257,6 +409,30 @@ pub(crate) const COMMAND_ROWS: &[(&str, i64, &[&str], &str)] = &[
         &["noscript"],
         "SCRIPT LOAD, EXISTS, FLUSH, KILL, HELP: this node's script cache.",
     ),
+    (
+        "fcall",
+        -3,
+        &[
+            "noscript",
+            "stale",
+            "skip_monitor",
+            "may_replicate",
+            "no_mandatory_keys",
+        ],
+        "Calls a function of a library loaded on this node, on every replica.",
+    ),
+    (
+        "fcall_ro",
+        -3,
+        &["noscript", "stale", "skip_monitor", "no_mandatory_keys"],
+        "Calls a function read-only.",
+    ),
+    (
+        "function",
+        -2,
+        &["noscript"],
+        "FUNCTION LOAD, DELETE, FLUSH, KILL: this node's function libraries.",
+    ),
 ];
 
 /// Parses a scripting request (`args[0]` is one of [`SCRIPT_COMMANDS`]).
@@ -265,11 +441,23 @@ pub(crate) fn request(cache: &ScriptCache, args: &[Bytes]) -> ScriptRequest {
     if name == "script" {
         return ScriptRequest::Reply(script_command(cache, args));
     }
+    if name == "function" {
+        return ScriptRequest::Reply(function_command(cache, args));
+    }
     if args.len() < 3 {
         return ScriptRequest::Reply(crate::parse::wrong_arity(&name));
     }
     let read_only = name.ends_with("_ro");
-    let script = if name.starts_with("evalsha") {
+    let mut function = None;
+    let script = if name.starts_with("fcall") {
+        match cache.function_code(&args[1]) {
+            Some(code) => {
+                function = Some(args[1].clone());
+                code
+            }
+            None => return ScriptRequest::Reply(Reply::error("ERR Function not found")),
+        }
+    } else if name.starts_with("evalsha") {
         match cache.get(&args[1]) {
             Some(script) => script,
             None => {
@@ -301,6 +489,7 @@ pub(crate) fn request(cache: &ScriptCache, args: &[Bytes]) -> ScriptRequest {
         keys: keys.to_vec(),
         args: script_args.to_vec(),
         read_only,
+        function,
     }))
 }
 

@@ -27,6 +27,7 @@ fn eval(script: &str, keys: &[&str], args: &[&str]) -> EvalCommand {
             .map(|a| Bytes::copy_from_slice(a.as_bytes()))
             .collect(),
         read_only: false,
+        function: None,
     }
 }
 
