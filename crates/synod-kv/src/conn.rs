@@ -1082,7 +1082,8 @@ impl Conn {
                 {
                     let _ = write!(
                         text,
-                        "# Memory\r\nused_memory_dataset:{used}\r\nused_memory_dataset_keys:{keys}\r\nmaxmemory:{max}\r\nmaxmemory_policy:noeviction\r\n\r\n"
+                        "# Memory\r\nused_memory_dataset:{used}\r\nused_memory_dataset_keys:{keys}\r\nmaxmemory:{max}\r\nmaxmemory_policy:noeviction\r\nnumber_of_cached_scripts:{scripts}\r\n\r\n",
+                        scripts = shared.scripts.len(),
                     );
                 }
             }

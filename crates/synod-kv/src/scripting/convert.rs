@@ -20,7 +20,7 @@ use synod_resp::Reply;
 
 /// Deepest nesting of tables converted into a reply; deeper (a table that
 /// holds itself) is answered with Redis' error in its place.
-pub(crate) const REPLY_DEPTH_MAX: usize = 128;
+pub(crate) const REPLY_DEPTH_MAX: usize = 30;
 
 /// The protocol `redis.call` replies are converted in (`redis.setresp`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,7 +139,7 @@ fn lua_to_reply_at(value: &Value, depth: usize) -> Reply {
         // Redis truncates toward zero (a C cast); `as` saturates and maps
         // NaN to 0, which a C cast leaves undefined.
         Value::Number(n) => Reply::Integer(*n as i64),
-        Value::Integer(n) => Reply::Integer(*n as i64),
+        Value::Integer(n) => Reply::Integer(*n),
         Value::Table(table) => table_to_reply(table, depth),
         _ => Reply::Null,
     }

@@ -226,7 +226,7 @@ pub(crate) fn compile_check(script: &[u8]) -> Result<(), Reply> {
         .map_err(|error| Reply::error(format!("ERR {}", first_line(&error.to_string()))))?;
     let _ = lua.set_memory_limit(APPLY_MEMORY_FOR_COMPILE);
     match lua
-        .load(script)
+        .load(super::without_shebang(script))
         .set_name("@user_script")
         .set_mode(ChunkMode::Text)
         .into_function()
@@ -471,7 +471,7 @@ fn run_in_lua(
                 raw_call, sha1hex, setresp, random, randomseed, stopped_fn, bit, keys, argv,
             ))?;
         let script = match lua
-            .load(&eval.script[..])
+            .load(super::without_shebang(&eval.script))
             .set_name("@user_script")
             .set_mode(ChunkMode::Text)
             .into_function()
@@ -560,7 +560,7 @@ fn script_error(value: &Value, sha: &str, line: Option<usize>, limits: &Limits) 
 fn arg_bytes(value: &Value) -> Option<Bytes> {
     match value {
         Value::String(text) => Some(Bytes::copy_from_slice(&text.as_bytes())),
-        Value::Integer(n) => Some(Bytes::from((*n as i64).to_string())),
+        Value::Integer(n) => Some(Bytes::from(n.to_string())),
         Value::Number(x) => Some(Bytes::from(if x.fract() == 0.0 && x.abs() < 9.2e18 {
             (*x as i64).to_string()
         } else {

@@ -300,6 +300,60 @@ pub(crate) const SCRIPT_COMMANDS: &[&str] = &[
     "function",
 ];
 
+/// Flags a script may declare on a `#!lua flags=...` first line.
+const SHEBANG_FLAGS: &[&str] = &[
+    "no-writes",
+    "allow-oom",
+    "allow-stale",
+    "no-cluster",
+    "allow-cross-slot-keys",
+];
+
+/// Checks an EVAL script's `#!lua` line, if it has one, as Redis 7 does;
+/// `Ok(true)` when it declares `no-writes` (then it runs as EVAL_RO).
+fn eval_shebang(script: &[u8]) -> Result<bool, Reply> {
+    let Some(rest) = script.strip_prefix(b"#!") else {
+        return Ok(false);
+    };
+    let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+    let line = String::from_utf8_lossy(&rest[..end]);
+    let mut parts = line.split_whitespace();
+    if parts.next() != Some("lua") {
+        return Err(Reply::error("ERR Unexpected engine in script shebang"));
+    }
+    let mut no_writes = false;
+    for part in parts {
+        let Some(flags) = part.strip_prefix("flags=") else {
+            return Err(Reply::error(format!(
+                "ERR Unknown lua shebang option: {part}"
+            )));
+        };
+        for flag in flags.split(',').filter(|f| !f.is_empty()) {
+            if !SHEBANG_FLAGS.contains(&flag) {
+                return Err(Reply::error(format!(
+                    "ERR Unexpected flag in script shebang: {flag}"
+                )));
+            }
+            no_writes |= flag == "no-writes";
+        }
+    }
+    Ok(no_writes)
+}
+
+/// The script as Lua compiles it: a `#!` first line blanked (keeping the
+/// line numbers).
+pub(crate) fn without_shebang(script: &[u8]) -> &[u8] {
+    if script.starts_with(b"#!") {
+        let end = script
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap_or(script.len());
+        &script[end..]
+    } else {
+        script
+    }
+}
+
 /// A library's name and its code without the `#!lua name=<name>` line (an
 /// empty line in its place keeps the line numbers).
 fn library_header(code: &Bytes) -> Result<(String, Bytes), Reply> {
@@ -470,6 +524,10 @@ pub(crate) fn request(cache: &ScriptCache, args: &[Bytes]) -> ScriptRequest {
         // As Redis, EVAL caches the script (when there is room).
         let _ = cache.insert(&args[1]);
         args[1].clone()
+    };
+    let read_only = match eval_shebang(&script) {
+        Ok(no_writes) => read_only || no_writes,
+        Err(reply) => return ScriptRequest::Reply(reply),
     };
     let Some(numkeys) = crate::number::parse_i64(&args[2]) else {
         return ScriptRequest::Reply(Reply::error(crate::parse::NOT_AN_INTEGER));
