@@ -58,12 +58,12 @@ end
 
 local redis = {}
 redis.call = function(...)
-  local reply, raise = raw_call(...)
+  local reply, raise = raw_call({n = select('#', ...), ...})
   if raise then error(reply, 0) end
   return reply
 end
 redis.pcall = function(...)
-  local reply, raise = raw_call(...)
+  local reply, raise = raw_call({n = select('#', ...), ...})
   if raise == 2 then error(reply, 0) end
   return reply
 end
@@ -384,7 +384,14 @@ fn run_in_lua(
     let read_work = Cell::new(0usize);
 
     lua.scope(|scope| {
-        let raw_call = scope.create_function(|lua, args: Variadic<Value>| {
+        // The arguments come packed in one table: a Rust callback takes at
+        // most a few thousand arguments on the Lua stack, Redis takes more.
+        let raw_call = scope.create_function(|lua, packed: mlua::Table| {
+            let count: usize = packed.raw_get::<Option<usize>>("n")?.unwrap_or(0);
+            let mut args = Vec::with_capacity(count.min(1 << 16));
+            for index in 1..=count {
+                args.push(packed.raw_get::<Value>(index)?);
+            }
             if stopped.get() {
                 return Ok((Value::String(lua.create_string("script stopped")?), Some(2)));
             }

@@ -458,3 +458,13 @@ fn eval_arguments_are_checked_before_proposing() {
         _ => panic!("EVALSHA_RO of a loaded script is a log command"),
     }
 }
+
+#[test]
+fn a_command_may_take_thousands_of_arguments() {
+    let mut keyspace = Keyspace::default();
+    let reply = run_script(
+        &mut keyspace,
+        "local a = {} for i=1,7999 do a[i] = 1 end return redis.call('lpush', 'l', unpack(a))",
+    );
+    assert_eq!(reply, Reply::Integer(7999));
+}
