@@ -647,6 +647,10 @@ pub enum KvCommand {
         origin: u64,
         ticket: u64,
     },
+    /// `EVAL` / `EVAL_RO` (and `EVALSHA`, whose proposer put the script's
+    /// text in place of its digest): run on every replica at apply time
+    /// (see `crate::scripting`).
+    Eval(crate::scripting::EvalCommand),
     /// A blocking pop (`BLPOP`, `BRPOP`, `BLMOVE`, `BRPOPLPUSH`, `BLMPOP`,
     /// `BZPOPMIN`, `BZPOPMAX`, `BZMPOP`) as one replicated *try*: `pop` is
     /// the non-blocking form (`LMPOP`, `LMOVE` or `ZMPOP`) and answers nil
@@ -828,6 +832,8 @@ impl KvCommand {
             | KvCommand::Pop { .. }
             | KvCommand::SetMaxMemory { .. }
             | KvCommand::Publish { .. } => false,
+            // Through the log, even read-only: see `crate::scripting`.
+            KvCommand::Eval(_) => false,
             KvCommand::Sort(sort) => sort.store.is_none(),
             KvCommand::ZSet(zset) => zset.is_read(),
             KvCommand::Exec(commands) => commands.iter().all(KvCommand::is_read),
@@ -952,6 +958,8 @@ impl KvCommand {
             KvCommand::Publish { shard: false, .. } => "publish",
             KvCommand::Publish { shard: true, .. } => "spublish",
             KvCommand::Blocking { kind, .. } => kind.name(),
+            KvCommand::Eval(eval) if eval.read_only => "eval_ro",
+            KvCommand::Eval(_) => "eval",
         }
     }
 
@@ -1077,6 +1085,7 @@ impl KvCommand {
             KvCommand::Watch { keys } => keys.iter().collect(),
             KvCommand::WatchCheck { watched } => watched.iter().map(|w| &w.key).collect(),
             KvCommand::Blocking { pop, .. } => pop.keys(),
+            KvCommand::Eval(eval) => eval.keys.iter().collect(),
         }
     }
 }

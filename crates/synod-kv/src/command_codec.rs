@@ -67,6 +67,9 @@ mod op {
     pub const MEMORY_INFO: u8 = 101;
     // Pub/sub (issue 16): 120 to 129.
     pub const PUBLISH: u8 = 120;
+    // Scripting (issue 16): 130 to 139.
+    pub const EVAL: u8 = 130;
+    pub const FCALL: u8 = 131;
     // Keys and strings (issue 16): 150 to 199.
     pub const RANDOM_KEY_SEEDED: u8 = 150;
     pub const RENAME: u8 = 151;
@@ -610,6 +613,19 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
                 writer.u64(watched.stamp.instance);
                 writer.u64(watched.stamp.sequence);
             }
+        }
+        KvCommand::Eval(eval) => {
+            match &eval.function {
+                None => writer.u8(op::EVAL),
+                Some(function) => {
+                    writer.u8(op::FCALL);
+                    writer.bytes(function);
+                }
+            }
+            writer.bytes(&eval.script);
+            encode_keys(writer, &eval.keys);
+            encode_keys(writer, &eval.args);
+            writer.bool(eval.read_only);
         }
         KvCommand::Publish {
             channel,
@@ -1158,6 +1174,17 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
             KvCommand::WatchCheck { watched }
         }
         op::Z_SET => KvCommand::ZSet(crate::codec_zset::decode(reader)?),
+        op::EVAL | op::FCALL => KvCommand::Eval(crate::scripting::EvalCommand {
+            function: if opcode == op::FCALL {
+                Some(reader.bytes()?)
+            } else {
+                None
+            },
+            script: reader.bytes()?,
+            keys: decode_keys(reader)?,
+            args: decode_keys(reader)?,
+            read_only: reader.bool()?,
+        }),
         op::PUBLISH => KvCommand::Publish {
             channel: reader.bytes()?,
             message: reader.bytes()?,

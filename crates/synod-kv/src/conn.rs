@@ -540,6 +540,18 @@ impl Conn {
                 Ok(command) => Item::Data(command, self.protocol),
                 Err(reply) => self.reply(reply),
             },
+            name if crate::scripting::SCRIPT_COMMANDS.contains(&name) => {
+                match crate::scripting::request(&self.shared.scripts, &args) {
+                    crate::scripting::ScriptRequest::Reply(reply) => self.reply(reply),
+                    crate::scripting::ScriptRequest::Log(command) => match self
+                        .check_keys(command)
+                        .and_then(|command| self.check_replicated_size(command))
+                    {
+                        Ok(command) => Item::Data(command, self.protocol),
+                        Err(reply) => self.reply(reply),
+                    },
+                }
+            }
             _ => match parse_data(&args, self.shared.cfg.value_bytes_max)
                 .and_then(|command| self.check_keys(command))
                 .and_then(|command| self.check_replicated_size(command))
@@ -688,6 +700,17 @@ impl Conn {
             "publish" | "spublish" => crate::pubsub::parse_publish(args)
                 .and_then(|command| self.check_channels(&name, args).map(|()| command))
                 .and_then(|command| self.check_replicated_size(command)),
+            "script" | "function" => Err(Reply::error(format!(
+                "ERR '{name}' cannot be used inside MULTI in synod"
+            ))),
+            name if crate::scripting::SCRIPT_COMMANDS.contains(&name) => {
+                match crate::scripting::request(&self.shared.scripts, args) {
+                    crate::scripting::ScriptRequest::Reply(reply) => Err(reply),
+                    crate::scripting::ScriptRequest::Log(command) => self
+                        .check_keys(command)
+                        .and_then(|command| self.check_replicated_size(command)),
+                }
+            }
             _ => parse_data(args, self.shared.cfg.value_bytes_max)
                 .and_then(|command| self.check_keys(command))
                 .and_then(|command| self.check_replicated_size(command)),
@@ -1145,7 +1168,8 @@ impl Conn {
                 {
                     let _ = write!(
                         text,
-                        "# Memory\r\nused_memory_dataset:{used}\r\nused_memory_dataset_keys:{keys}\r\nmaxmemory:{max}\r\nmaxmemory_policy:noeviction\r\n\r\n"
+                        "# Memory\r\nused_memory_dataset:{used}\r\nused_memory_dataset_keys:{keys}\r\nmaxmemory:{max}\r\nmaxmemory_policy:noeviction\r\nnumber_of_cached_scripts:{scripts}\r\n\r\n",
+                        scripts = shared.scripts.len(),
                     );
                 }
             }
@@ -1354,6 +1378,14 @@ fn full_table() -> Vec<Row> {
             "Resets the connection.",
         ),
     ]);
+    rows.extend(
+        crate::scripting::COMMAND_ROWS
+            .iter()
+            .map(|(name, arity, flags, summary)| Row {
+                group: "scripting".into(),
+                ..row(name, *arity, flags, summary)
+            }),
+    );
     rows.extend(
         crate::pubsub::COMMAND_ROWS
             .iter()

@@ -49,6 +49,7 @@ mod parse_sets;
 mod parse_zset;
 pub mod pubsub;
 pub mod reply_codec;
+pub mod scripting;
 mod server;
 mod snapshot;
 pub mod store;

@@ -144,6 +144,8 @@ pub(crate) struct Shared {
     pub commands: AtomicU64,
     /// INFO commandstats (this node's, not replicated).
     pub command_stats: crate::info::CommandStats,
+    /// This node's script cache (SCRIPT LOAD, EVALSHA): node-local.
+    pub scripts: crate::scripting::ScriptCache,
     query_budget: Arc<QueryBudget>,
     logs: ClientLogs,
 }
@@ -194,6 +196,7 @@ pub async fn serve_listeners(
         started: Instant::now(),
         commands: AtomicU64::new(0),
         command_stats: crate::info::CommandStats::default(),
+        scripts: crate::scripting::ScriptCache::default(),
         query_budget: Arc::new(QueryBudget::default()),
         logs: ClientLogs::new(),
     });

@@ -351,7 +351,11 @@ pub const TRANSACTION_READ_WORK_MAX: usize = 16 * OFF_LOOP_WORK_MIN;
 /// with a pattern, the glob's cost: O(pattern × key) per key, so at most
 /// the pattern's length times the dataset's accounted bytes (which include
 /// every key), counted per [`GLOB_STEPS_PER_WORK`] steps. O(1).
-fn transaction_read_work(keyspace: &Keyspace, command: &KvCommand, now: u64) -> Option<usize> {
+pub(crate) fn transaction_read_work(
+    keyspace: &Keyspace,
+    command: &KvCommand,
+    now: u64,
+) -> Option<usize> {
     let glob_work = |pattern: Option<&[u8]>| match pattern {
         None | Some(b"*") => 0,
         Some(pattern) => {
@@ -461,7 +465,7 @@ fn range_len(len: usize, start: i64, stop: i64) -> usize {
 
 /// The answer to a read inside a transaction past its budget
 /// ([`TRANSACTION_READ_WORK_MAX`]), or one never allowed there.
-fn over_transaction_budget(command: &KvCommand) -> Reply {
+pub(crate) fn over_transaction_budget(command: &KvCommand) -> Reply {
     Reply::error(format!(
         "ERR '{}' of more than {TRANSACTION_READ_WORK_MAX} elements in all, or of the whole dataset, cannot run inside a transaction in synod; run it alone",
         command.name()
@@ -587,6 +591,20 @@ pub(crate) fn write(keyspace: &mut Keyspace, command: &KvCommand, ctx: &ApplyCon
     write_unchecked(keyspace, command, ctx, 0)
 }
 
+/// [`write`] of a command a script runs (`redis.call`), with `position`
+/// seeding its random draws apart from the script's other calls.
+pub(crate) fn write_in_script(
+    keyspace: &mut Keyspace,
+    command: &KvCommand,
+    ctx: &ApplyContext,
+    position: u32,
+) -> Reply {
+    if let Some(refused) = memory::refusal(keyspace, command, ctx.time_ms) {
+        return refused;
+    }
+    write_unchecked(keyspace, command, ctx, position)
+}
+
 /// [`write`] without the memory check, of the command at `position` in its
 /// transaction or batch (0 alone; see [`read_at`]).
 fn write_unchecked(
@@ -708,6 +726,7 @@ fn write_unchecked(
                 None => kind.nil(),
             }
         }
+        KvCommand::Eval(eval) => crate::scripting::run(keyspace, eval, ctx, position),
         KvCommand::Exec(commands) => {
             // Redis refuses MULTI inside MULTI before queueing anything, so
             // a nested transaction never runs any of its commands.

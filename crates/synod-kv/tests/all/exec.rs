@@ -216,3 +216,71 @@ fn pattern_reads_are_answered_off_the_loop() {
     assert!(!off_loop(&h, "SCAN 0"));
     assert!(!off_loop(&h, "GET abc"));
 }
+
+// ---- Scripting: EVAL is one log command, run by every replica ----
+
+fn eval(script: &str, keys: &[&str], args: &[&str]) -> KvCommand {
+    KvCommand::Eval(synod_kv::scripting::EvalCommand {
+        script: Bytes::copy_from_slice(script.as_bytes()),
+        keys: keys
+            .iter()
+            .map(|k| Bytes::copy_from_slice(k.as_bytes()))
+            .collect(),
+        args: args
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect(),
+        read_only: false,
+        function: None,
+    })
+}
+
+#[test]
+fn a_script_gives_every_replica_the_same_reply_and_state() {
+    use synod::StateMachine;
+    let script = eval(
+        "for i = 1, 20 do redis.call('sadd', KEYS[1], math.random(100)) end
+         redis.call('set', KEYS[2], tostring(math.random()))
+         return {redis.call('spop', KEYS[1], 3), redis.call('randomkey'), redis.call('get', KEYS[2])}",
+        &["s", "t"],
+        &[],
+    );
+    let mut first = Harness::new();
+    let mut second = Harness::new();
+    for h in [&mut first, &mut second] {
+        h.run(0, "SET seed 1");
+    }
+    let reply_a = first.apply(5, &script);
+    let reply_b = second.apply(5, &script);
+    assert_eq!(reply_a, reply_b);
+    assert!(matches!(reply_a, Reply::Array(_)));
+    assert_eq!(first.store.snapshot(), second.store.snapshot());
+}
+
+#[test]
+fn a_script_inside_a_transaction_runs_in_its_place() {
+    let mut h = Harness::new();
+    let reply = h.apply(
+        0,
+        &KvCommand::Exec(vec![
+            parse(&args("SET a 1")).unwrap(),
+            eval("return redis.call('incr', KEYS[1])", &["a"], &[]),
+            parse(&args("GET a")).unwrap(),
+        ]),
+    );
+    assert_eq!(reply, array(vec![ok(), int(2), bulk("2")]));
+}
+
+#[test]
+fn an_endless_script_is_stopped_the_same_way_on_every_replica() {
+    let mut h = Harness::new();
+    let reply = h.apply(
+        0,
+        &eval("redis.call('set','x','1') while true do end", &[], &[]),
+    );
+    match reply {
+        Reply::Error(text) => assert!(text.starts_with("ERR Script exceeded the budget"), "{text}"),
+        other => panic!("expected the budget error, got {other:?}"),
+    }
+    assert_eq!(h.run(0, "GET x"), bulk("1"));
+}

@@ -1,0 +1,178 @@
+//! `redis.call` / `redis.pcall`: one command of a script, run inside the
+//! script's apply with synod-kv's own parser and execution (the path a
+//! transaction's commands take), so a script sees and changes exactly the
+//! replicated keyspace.
+
+use std::cell::Cell;
+
+use bytes::Bytes;
+use synod::ApplyContext;
+use synod_resp::Reply;
+
+use crate::command::KvCommand;
+use crate::keyspace::Keyspace;
+use crate::ops;
+
+/// Commands a script may not run, as in Redis (blocking, transactions,
+/// pub/sub subscriptions, scripting itself, connection and server
+/// administration), plus those synod answers outside the state machine
+/// (PUBLISH is delivered by the store only for a top-level command).
+const NOT_ALLOWED: &[&str] = &[
+    "blpop",
+    "brpop",
+    "brpoplpush",
+    "blmove",
+    "blmpop",
+    "bzpopmin",
+    "bzpopmax",
+    "bzmpop",
+    "eval",
+    "evalsha",
+    "eval_ro",
+    "evalsha_ro",
+    "script",
+    "fcall",
+    "fcall_ro",
+    "function",
+    "multi",
+    "exec",
+    "discard",
+    "watch",
+    "unwatch",
+    "subscribe",
+    "psubscribe",
+    "ssubscribe",
+    "unsubscribe",
+    "punsubscribe",
+    "sunsubscribe",
+    "publish",
+    "spublish",
+    "pubsub",
+    "auth",
+    "hello",
+    "acl",
+    "client",
+    "quit",
+    "reset",
+    "cluster",
+    "synod.member",
+    "synod.leader",
+    "config",
+    "info",
+    "command",
+    "save",
+    "bgsave",
+    "shutdown",
+    "monitor",
+    "sync",
+    "psync",
+    "replicaof",
+    "slaveof",
+    "debug",
+    "xread",
+    "xreadgroup",
+    "wait",
+    "failover",
+];
+
+/// Longest value a script's command may write (like the server's
+/// `--max-value-bytes` default): the apply path does not know the node's
+/// setting, and this bounds SETRANGE/SETBIT offsets before anything grows.
+pub(crate) const SCRIPT_VALUE_BYTES_MAX: usize = 16 << 20;
+
+/// Runs one `redis.call`; an error reply is the command's error (raised by
+/// `redis.call`, returned by `redis.pcall`). `call` numbers the script's
+/// calls; `read_work` is what the script's reads visited so far, bounded
+/// as a transaction's are ([`ops::TRANSACTION_READ_WORK_MAX`]).
+pub(crate) fn run_command(
+    keyspace: &mut Keyspace,
+    args: &[Bytes],
+    read_only: bool,
+    ctx: &ApplyContext,
+    position: u32,
+    call: u32,
+    read_work: &Cell<usize>,
+) -> Reply {
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    if NOT_ALLOWED.contains(&name.as_str()) {
+        return Reply::error("ERR This Redis command is not allowed from script");
+    }
+    match name.as_str() {
+        "ping" => {
+            return match args.len() {
+                1 => Reply::Simple("PONG".into()),
+                2 => Reply::Bulk(args[1].clone()),
+                _ => wrong_args(),
+            }
+        }
+        "echo" => {
+            return match args.len() {
+                2 => Reply::Bulk(args[1].clone()),
+                _ => wrong_args(),
+            }
+        }
+        // The log clock: the same on every replica.
+        "time" => {
+            return match args.len() {
+                1 => Reply::Array(vec![
+                    Reply::Bulk(Bytes::from((ctx.time_ms / 1000).to_string())),
+                    Reply::Bulk(Bytes::from(((ctx.time_ms % 1000) * 1000).to_string())),
+                ]),
+                _ => wrong_args(),
+            }
+        }
+        "select" => {
+            return match args.len() {
+                2 if args[1].as_ref() == b"0" => Reply::ok(),
+                2 => Reply::error("ERR DB index is out of range"),
+                _ => wrong_args(),
+            }
+        }
+        _ => {}
+    }
+    let Some(spec) = crate::table::lookup(&name) else {
+        return Reply::error("ERR Unknown Redis command called from script");
+    };
+    if !spec.arity_accepts(args.len()) {
+        return wrong_args();
+    }
+    if let Some(big) = args.iter().find(|arg| arg.len() > SCRIPT_VALUE_BYTES_MAX) {
+        return Reply::error(format!(
+            "ERR argument of {} bytes exceeds the maximum value size of {SCRIPT_VALUE_BYTES_MAX} bytes in scripts",
+            big.len()
+        ));
+    }
+    let mut command = match crate::parse::parse(args) {
+        Ok(command) => command,
+        Err(reply) => return reply,
+    };
+    if read_only && !command.is_read() {
+        return Reply::error("ERR Write commands are not allowed from read-only scripts.");
+    }
+    match &mut command {
+        // Several RANDOMKEYs of one script draw apart, alike on every replica.
+        KvCommand::RandomKey { nonce } => *nonce = u64::from(call),
+        KvCommand::SetBit { offset, .. } if *offset / 8 + 1 > SCRIPT_VALUE_BYTES_MAX as u64 => {
+            return Reply::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        }
+        KvCommand::SetRange { offset, value, .. }
+            if !value.is_empty()
+                && offset.saturating_add(value.len() as u64) > SCRIPT_VALUE_BYTES_MAX as u64 =>
+        {
+            return Reply::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        }
+        _ => {}
+    }
+    match ops::transaction_read_work(keyspace, &command, ctx.time_ms) {
+        Some(cost) if read_work.get().saturating_add(cost) <= ops::TRANSACTION_READ_WORK_MAX => {
+            read_work.set(read_work.get() + cost);
+        }
+        _ => return ops::over_transaction_budget(&command),
+    }
+    let salt = position.wrapping_add(call.wrapping_add(1).wrapping_mul(0x9E37_79B9));
+    ops::write_in_script(keyspace, &command, ctx, salt)
+}
+
+fn wrong_args() -> Reply {
+    Reply::error("ERR Wrong number of args calling Redis command from script")
+}
