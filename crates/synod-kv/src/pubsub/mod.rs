@@ -203,9 +203,10 @@ impl Registry {
         let mut total = PUBLISH_PATTERN_STEPS_MAX;
         let mut abandoned = 0u64;
         for (pattern, clients) in &self.patterns {
-            let mut steps = pattern_steps(pattern, channel).min(total);
+            let budget = pattern_steps(pattern, channel).min(total);
+            let mut steps = budget;
             let matched = glob_match_within(pattern, channel, &mut steps);
-            total -= pattern_steps(pattern, channel).min(total) - steps;
+            total -= budget - steps;
             match matched {
                 Some(true) => {}
                 Some(false) => continue,
