@@ -42,6 +42,8 @@ fn single() -> impl Strategy<Value = Op> {
         (key(), value()).prop_map(|(key, value)| Op::Append { key, value }),
         (key(), prop::sample::select(vec![-1i64, 0, 1, 5, i64::MAX]))
             .prop_map(|(key, by)| Op::Incr { key, by }),
+        (key(), value()).prop_map(|(key, value)| Op::Push { key, value }),
+        key().prop_map(|key| Op::Pop { key }),
     ]
 }
 

@@ -37,7 +37,7 @@
 //! A transaction takes effect at one instant: once one of its steps has
 //! settled whether a key had expired, later steps on that key agree.
 
-use crate::model::{length, parse_int};
+use crate::model::{length, list_is_empty, list_pop, list_push, parse_int};
 use crate::{Op, Outcome};
 use std::rc::Rc;
 
@@ -105,6 +105,8 @@ enum Step<'h> {
     Delete(usize),
     Append(usize, &'h [u8]),
     Incr(usize, i64),
+    Push(usize, &'h [u8]),
+    Pop(usize),
     /// A `Txn` nested in a `Txn`: refused, no effect.
     Refused,
 }
@@ -118,7 +120,9 @@ impl Step<'_> {
             | Step::PutGet(key, _)
             | Step::Delete(key)
             | Step::Append(key, _)
-            | Step::Incr(key, _) => Some(*key),
+            | Step::Incr(key, _)
+            | Step::Push(key, _)
+            | Step::Pop(key) => Some(*key),
             Step::Refused => None,
         }
     }
@@ -126,7 +130,10 @@ impl Step<'_> {
     /// Whether, unobserved, the step's result depends on whether its key had
     /// expired (a fork).
     fn forks(&self) -> bool {
-        matches!(self, Step::Append(..) | Step::Incr(..))
+        matches!(
+            self,
+            Step::Append(..) | Step::Incr(..) | Step::Push(..) | Step::Pop(_)
+        )
     }
 }
 
@@ -222,6 +229,8 @@ impl<'h> Command<'h> {
                 Op::Delete { key } => Step::Delete(index(key)?),
                 Op::Append { key, value } => Step::Append(index(key)?, value),
                 Op::Incr { key, by } => Step::Incr(index(key)?, *by),
+                Op::Push { key, value } => Step::Push(index(key)?, value),
+                Op::Pop { key } => Step::Pop(index(key)?),
                 Op::Txn { .. } | Op::WatchedTxn { .. } => Step::Refused,
             });
         }
@@ -531,6 +540,34 @@ fn apply_to_slot(slot: &mut Slot, step: &Step<'_>) -> Ret {
                     *slot = slot.with_value(Rc::from(n.to_string().into_bytes()));
                     Ret::Int(n)
                 }
+                None => Ret::Error,
+            }
+        }
+        Step::Push(_, element) => {
+            let list = slot.value().map_or(&[][..], |value| value);
+            match list_push(list, element) {
+                Some((list, len)) => {
+                    *slot = slot.with_value(Rc::from(list));
+                    Ret::Int(len)
+                }
+                None => Ret::Error,
+            }
+        }
+        Step::Pop(_) => {
+            let Some(list) = slot.value() else {
+                return Ret::Value(None);
+            };
+            match list_pop(list) {
+                Some(Some((head, rest))) => {
+                    // Redis removes a list's key with its last element.
+                    *slot = if list_is_empty(&rest) {
+                        Slot::Absent
+                    } else {
+                        slot.with_value(Rc::from(rest))
+                    };
+                    Ret::Value(Some(Rc::from(head)))
+                }
+                Some(None) => Ret::Value(None),
                 None => Ret::Error,
             }
         }

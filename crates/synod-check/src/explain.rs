@@ -53,6 +53,8 @@ impl fmt::Display for ShowOp<'_> {
             Op::Delete { key } => write!(f, "DEL {}", Bytes(key)),
             Op::Append { key, value } => write!(f, "APPEND {} {}", Bytes(key), Bytes(value)),
             Op::Incr { key, by } => write!(f, "INCR {} by {by}", Bytes(key)),
+            Op::Push { key, value } => write!(f, "RPUSH {} {}", Bytes(key), Bytes(value)),
+            Op::Pop { key } => write!(f, "LPOP {}", Bytes(key)),
         }
     }
 }

@@ -109,6 +109,19 @@
 //! with the same value ([`Op::Put`], [`Op::PutGet`]). Appends of non-empty
 //! values only grow a value, so they never repeat one.
 //!
+//! # Lists
+//!
+//! [`Op::Push`] and [`Op::Pop`] model a queue (`RPUSH`, `LPOP`): a list's
+//! key holds its elements in order, and the last pop removes the key. A
+//! blocking pop (`BLPOP key timeout`) is one [`Op::Pop`]: the element it
+//! popped, or `None` when it timed out. That is exact, because a blocking
+//! pop is a sequence of tries, each an atomic pop, and every try before
+//! the last found the list empty (a read that changes nothing), so the
+//! whole operation takes effect at its last try, inside its interval; a
+//! timed-out one's last try found the list empty. The checker keeps a list
+//! in a layout of its own, so a history may touch a list's key with `Push`
+//! and `Pop` only ([`Verdict::Undetermined`] otherwise).
+//!
 //! # Real-time order
 //!
 //! Operation `a` precedes `b` iff `a.complete < b.invoke`; equal times count
@@ -195,6 +208,26 @@ pub enum Op {
         /// The amount added, possibly negative.
         by: i64,
     },
+    /// Pushes `value` onto the tail of the list at `key` (Redis `RPUSH`); a
+    /// missing key is created. Returns [`Outcome::Int`]: the list's new
+    /// length, or [`Outcome::Error`] (and changes nothing) when the key holds
+    /// something other than a list. See "Lists" in the crate docs.
+    Push {
+        /// The list's key.
+        key: Key,
+        /// The element pushed.
+        value: Value,
+    },
+    /// Removes and returns the head of the list at `key` (Redis `LPOP`, or
+    /// a blocking pop: `BLPOP` records the element it popped, or `None` when
+    /// it timed out, since its tries that found the list empty were reads
+    /// inside its interval). Returns [`Outcome::Value`]: the element, `None`
+    /// when the list is empty or missing; [`Outcome::Error`] when the key
+    /// holds something other than a list. The last pop removes the key.
+    Pop {
+        /// The list's key.
+        key: Key,
+    },
     /// Several single-key operations applied atomically, in order (Redis
     /// `MULTI`/`EXEC`). Returns [`Outcome::Txn`] with one outcome per
     /// operation. As in Redis, an operation that errors (an `Incr` on a
@@ -229,7 +262,9 @@ impl Op {
             | Op::PutGet { key, .. }
             | Op::Delete { key }
             | Op::Append { key, .. }
-            | Op::Incr { key, .. } => Some(key),
+            | Op::Incr { key, .. }
+            | Op::Push { key, .. }
+            | Op::Pop { key } => Some(key),
             Op::Txn { .. } | Op::WatchedTxn { .. } => None,
         }
     }
@@ -262,7 +297,8 @@ pub enum Outcome {
     Ok,
     /// Whether the key existed, for [`Op::Delete`].
     Bool(bool),
-    /// The new length for [`Op::Append`], the new value for [`Op::Incr`].
+    /// The new length for [`Op::Append`] and [`Op::Push`], the new value
+    /// for [`Op::Incr`].
     Int(i64),
     /// A deterministic error (an [`Op::Incr`] on a non-integer or one that
     /// overflows): the operation happened but changed nothing.

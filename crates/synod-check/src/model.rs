@@ -118,8 +118,85 @@ fn apply_single(store: &mut BTreeMap<Key, Value>, op: &Op) -> Outcome {
                 None => Outcome::Error,
             }
         }
+        Op::Push { key, value } => {
+            let list = store.get(key).map_or(&[][..], Vec::as_slice);
+            match list_push(list, value) {
+                Some((list, len)) => {
+                    store.insert(key.clone(), list);
+                    Outcome::Int(len)
+                }
+                None => Outcome::Error,
+            }
+        }
+        Op::Pop { key } => {
+            let Some(list) = store.get(key) else {
+                return Outcome::Value(None);
+            };
+            match list_pop(list) {
+                Some(Some((head, rest))) => {
+                    if list_is_empty(&rest) {
+                        store.remove(key);
+                    } else {
+                        store.insert(key.clone(), rest);
+                    }
+                    Outcome::Value(Some(head))
+                }
+                Some(None) => Outcome::Value(None),
+                None => Outcome::Error,
+            }
+        }
         Op::Txn { .. } | Op::WatchedTxn { .. } => Outcome::Error,
     }
+}
+
+/// A list ([`Op::Push`], [`Op::Pop`]) is kept as one value: its elements
+/// in order, each as its length (4 bytes, little-endian) then its bytes.
+/// Any other value is not a list, which the two operations answer with
+/// [`Outcome::Error`], as Redis answers `WRONGTYPE`. The checker only ever
+/// compares such values whole, so the layout is invisible to histories:
+/// `validate` refuses a history that reads or writes a list's key with any
+/// other operation.
+const LIST_LEN_BYTES: usize = 4;
+
+/// `list` with `element` pushed at its tail, and its new length; `None`
+/// when `list` is not a list (or the element is too long to encode).
+pub(crate) fn list_push(list: &[u8], element: &[u8]) -> Option<(Vec<u8>, i64)> {
+    let len = list_len(list)?;
+    let element_len = u32::try_from(element.len()).ok()?;
+    let mut pushed = Vec::with_capacity(list.len() + LIST_LEN_BYTES + element.len());
+    pushed.extend_from_slice(list);
+    pushed.extend_from_slice(&element_len.to_le_bytes());
+    pushed.extend_from_slice(element);
+    Some((pushed, length(len + 1)))
+}
+
+/// `list`'s head and the rest (`Some(None)` when it is empty); `None` when
+/// `list` is not a list.
+pub(crate) fn list_pop(list: &[u8]) -> Option<Option<(Vec<u8>, Vec<u8>)>> {
+    list_len(list)?;
+    let Some((prefix, rest)) = list.split_first_chunk::<LIST_LEN_BYTES>() else {
+        return Some(None);
+    };
+    let element_len = usize::try_from(u32::from_le_bytes(*prefix)).ok()?;
+    let (head, rest) = rest.split_at_checked(element_len)?;
+    Some(Some((head.to_vec(), rest.to_vec())))
+}
+
+/// Whether a list holds no element.
+pub(crate) fn list_is_empty(list: &[u8]) -> bool {
+    list.is_empty()
+}
+
+/// The number of elements of `list`; `None` when it is not a list.
+fn list_len(mut list: &[u8]) -> Option<usize> {
+    let mut len = 0;
+    while !list.is_empty() {
+        let (prefix, rest) = list.split_first_chunk::<LIST_LEN_BYTES>()?;
+        let element_len = usize::try_from(u32::from_le_bytes(*prefix)).ok()?;
+        list = rest.get(element_len..)?;
+        len += 1;
+    }
+    Some(len)
 }
 
 /// The length of a value as a Redis integer reply.
@@ -159,8 +236,8 @@ impl Entry {
 ///
 /// The expiry flag follows Redis: [`Op::PutTtl`] sets it; [`Op::Put`],
 /// [`Op::PutGet`] and [`Op::Delete`] clear it (they replace or remove the
-/// key); [`Op::Append`] and [`Op::Incr`] change the value in place and keep
-/// it, and a key they create has none.
+/// key); [`Op::Append`], [`Op::Incr`], [`Op::Push`] and [`Op::Pop`] change
+/// the value in place and keep it, and a key they create has none.
 ///
 /// ```
 /// use std::collections::{BTreeMap, BTreeSet};
@@ -231,6 +308,8 @@ fn apply_single_with_expiry(store: &mut BTreeMap<Key, Entry>, op: &Op) -> Outcom
         Op::Get { .. }
         | Op::Append { .. }
         | Op::Incr { .. }
+        | Op::Push { .. }
+        | Op::Pop { .. }
         | Op::Txn { .. }
         | Op::WatchedTxn { .. } => expiring,
     };

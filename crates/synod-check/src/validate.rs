@@ -36,7 +36,46 @@ pub(crate) fn validate(history: &[Operation]) -> Result<(), String> {
             ));
         }
     }
+    lists_kept_apart(history)?;
     watched_values_never_repeat(history)
+}
+
+/// A list ([`Op::Push`], [`Op::Pop`]) is kept as one value in a layout of
+/// the checker's own (see `model`), which only these two operations may
+/// see: refuses a history in which any other operation, or a `WATCH`,
+/// touches a key that a `Push` or `Pop` touches.
+fn lists_kept_apart(history: &[Operation]) -> Result<(), String> {
+    let steps = || history.iter().flat_map(|operation| operation.op.steps());
+    let lists: Vec<&[u8]> = steps()
+        .filter_map(|op| match op {
+            Op::Push { key, .. } | Op::Pop { key } => Some(key.as_slice()),
+            _ => None,
+        })
+        .collect();
+    if lists.is_empty() {
+        return Ok(());
+    }
+    for (index, operation) in history.iter().enumerate() {
+        let watched = operation.op.watched().iter().map(|(key, _)| key);
+        let others = operation
+            .op
+            .steps()
+            .iter()
+            .filter(|op| !matches!(op, Op::Push { .. } | Op::Pop { .. }))
+            .filter_map(Op::key);
+        if let Some(key) = watched
+            .chain(others)
+            .find(|key| lists.contains(&key.as_slice()))
+        {
+            return Err(format!(
+                "operation #{index} touches {:?}, a list's key, with something other than a \
+                 push or a pop: {}",
+                String::from_utf8_lossy(key),
+                Describe(operation)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A watched transaction is checked by value (see "Watched transactions" in
@@ -79,7 +118,12 @@ fn watched_values_never_repeat(history: &[Operation]) -> Result<(), String> {
                         Describe(operation)
                     ))
                 }
-                Op::Get { .. } | Op::Txn { .. } | Op::WatchedTxn { .. } => {}
+                // Lists are kept apart from other keys (`lists_kept_apart`).
+                Op::Get { .. }
+                | Op::Push { .. }
+                | Op::Pop { .. }
+                | Op::Txn { .. }
+                | Op::WatchedTxn { .. } => {}
             }
         }
     }
@@ -116,7 +160,8 @@ fn shape_fits(op: &Op, outcome: &Outcome) -> bool {
         | (Op::Put { .. } | Op::PutTtl { .. }, Outcome::Ok)
         | (Op::Delete { .. }, Outcome::Bool(_))
         | (Op::Append { .. }, Outcome::Int(_))
-        | (Op::Incr { .. }, Outcome::Int(_) | Outcome::Error) => true,
+        | (Op::Incr { .. } | Op::Push { .. }, Outcome::Int(_) | Outcome::Error)
+        | (Op::Pop { .. }, Outcome::Value(_) | Outcome::Error) => true,
         _ => false,
     }
 }

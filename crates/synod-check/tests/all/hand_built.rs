@@ -541,3 +541,69 @@ fn watched_keys_whose_values_may_repeat_are_refused() {
         }
     }
 }
+
+fn push(k: &str, v: &str) -> Op {
+    Op::Push {
+        key: key(k),
+        value: key(v),
+    }
+}
+
+fn pop(k: &str) -> Op {
+    Op::Pop { key: key(k) }
+}
+
+#[test]
+fn a_queue_pops_in_push_order() {
+    assert_linearizable(&[
+        at(1, push("q", "a"), Outcome::Int(1), 0, 10),
+        at(1, push("q", "b"), Outcome::Int(2), 20, 30),
+        at(2, pop("q"), value("a"), 40, 50),
+        at(3, pop("q"), value("b"), 45, 60),
+        at(2, pop("q"), Outcome::Value(None), 70, 80),
+        // A blocking pop invoked before the push it got.
+        at(3, pop("q"), value("c"), 90, 130),
+        at(1, push("q", "c"), Outcome::Int(1), 100, 110),
+    ]);
+    // Out of order.
+    assert_not_linearizable(&[
+        at(1, push("q", "a"), Outcome::Int(1), 0, 10),
+        at(1, push("q", "b"), Outcome::Int(2), 20, 30),
+        at(2, pop("q"), value("b"), 40, 50),
+    ]);
+    // An element popped twice.
+    assert_not_linearizable(&[
+        at(1, push("q", "a"), Outcome::Int(1), 0, 10),
+        at(2, pop("q"), value("a"), 20, 30),
+        at(3, pop("q"), value("a"), 25, 40),
+    ]);
+}
+
+#[test]
+fn a_timed_out_pop_needs_an_empty_list_inside_its_interval() {
+    // Nil while the list held "a" for the whole of the pop's interval.
+    assert_not_linearizable(&[
+        at(1, push("q", "a"), Outcome::Int(1), 0, 10),
+        at(2, pop("q"), Outcome::Value(None), 20, 500),
+        at(3, pop("q"), value("a"), 600, 610),
+    ]);
+    // Nil is fine if the element was popped by someone else meanwhile.
+    assert_linearizable(&[
+        at(1, push("q", "a"), Outcome::Int(1), 0, 10),
+        at(2, pop("q"), Outcome::Value(None), 20, 500),
+        at(3, pop("q"), value("a"), 400, 410),
+    ]);
+}
+
+#[test]
+fn a_list_key_touched_otherwise_is_refused() {
+    let history = [
+        at(1, push("q", "a"), Outcome::Int(1), 0, 10),
+        at(2, get("q"), Outcome::Value(None), 20, 30),
+    ];
+    assert!(
+        matches!(verdict(&history), Verdict::Undetermined { .. }),
+        "{}",
+        verdict(&history)
+    );
+}
