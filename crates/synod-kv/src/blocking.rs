@@ -676,6 +676,22 @@ impl Waiter {
     /// Woken (or unblocked): `Some` when `CLIENT UNBLOCK` ended the wait.
     pub(crate) async fn woken(&self) -> Option<Unblock> {
         self.notify.notified().await;
+        self.take_unblock()
+    }
+
+    /// [`Waiter::woken`] without waiting: `None` if no wake is pending.
+    /// A wake that came while nobody waited is kept by the `Notify` as a
+    /// permit, which one poll of a fresh `notified()` takes.
+    pub(crate) fn try_woken(&self) -> Option<Option<Unblock>> {
+        let notified = std::pin::pin!(self.notify.notified());
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::future::Future::poll(notified, &mut context) {
+            std::task::Poll::Ready(()) => Some(self.take_unblock()),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    fn take_unblock(&self) -> Option<Unblock> {
         let mut state = self.clients.lock();
         state
             .waiters
@@ -703,8 +719,119 @@ fn source_keys(command: &KvCommand) -> Vec<&Bytes> {
     }
 }
 
-/// Runs a blocking pop for connection `client` (see the module docs):
-/// `propose` sends one try through the log and returns its reply.
+/// One blocking pop of one client, as a sans-I/O state machine: it decides
+/// every step of the loop in the module docs (register, try, wait, try
+/// again, reply), and its driver only moves commands and time. The RESP
+/// server drives it with [`block`]; the simulator drives the same code
+/// with simulated time and its own proposals.
+pub struct BlockingPop {
+    waiter: Waiter,
+    /// The try, as proposed next.
+    command: KvCommand,
+    /// The nil the last try answered (the reply on a timeout).
+    nil: Reply,
+}
+
+/// What the driver of a [`BlockingPop`] does next.
+#[derive(Debug)]
+pub enum PopStep {
+    /// Propose this try through the log, then give its reply to
+    /// [`BlockingPop::answered`].
+    Try(KvCommand),
+    /// Wait for a wake ([`BlockingPop::wake`] or [`BlockingPop::poll_wake`])
+    /// or the timeout ([`BlockingPop::timed_out`]); the only state in which
+    /// the timeout is looked at.
+    Wait,
+    /// Done: the client's reply.
+    Reply(Reply),
+}
+
+impl BlockingPop {
+    /// Registers connection `client` of this node as waiting for the keys
+    /// `command` (a [`KvCommand::Blocking`]) pops from, before its first try
+    /// (see "no lost wake-up"), and returns the first try.
+    pub fn start(
+        clients: &BlockedClients,
+        client: u64,
+        command: KvCommand,
+    ) -> (BlockingPop, KvCommand) {
+        // Only the keys it pops from: a write to BLMOVE's destination cannot
+        // serve it, and waking it there would hold back the waiters that can.
+        let waiter = clients.register(client, &source_keys(&command));
+        waiter.begin_try();
+        let pop = BlockingPop {
+            waiter,
+            command: command.clone(),
+            nil: Reply::NullArray,
+        };
+        (pop, command)
+    }
+
+    /// The last try answered `reply`; `deadline_passed`: the client's
+    /// timeout ran out while it was in flight (a try in flight is always
+    /// waited for, so a popped element is never lost to a timeout).
+    pub fn answered(&mut self, reply: Reply, deadline_passed: bool) -> PopStep {
+        let nil = matches!(reply, Reply::Null | Reply::NullArray);
+        match self.waiter.end_try(nil) {
+            AfterTry::Served => PopStep::Reply(reply),
+            AfterTry::Unblocked(how) => PopStep::Reply(unblocked_reply(how, reply)),
+            // Woken while the try was in flight: try again, unless the
+            // timeout ran out meanwhile (it popped nothing: nil).
+            AfterTry::Again if deadline_passed => PopStep::Reply(reply),
+            AfterTry::Again => {
+                self.nil = reply;
+                PopStep::Try(self.next_try())
+            }
+            AfterTry::Wait => {
+                // Blocked now: later tries pass over keys of another type.
+                self.mark_blocked();
+                self.nil = reply;
+                PopStep::Wait
+            }
+        }
+    }
+
+    /// Woken while waiting: the next try, or the reply `CLIENT UNBLOCK` asked
+    /// for.
+    pub async fn wake(&mut self) -> PopStep {
+        let unblock = self.waiter.woken().await;
+        self.after_wake(unblock)
+    }
+
+    /// [`BlockingPop::wake`] without waiting: `None` if not woken yet.
+    pub fn poll_wake(&mut self) -> Option<PopStep> {
+        let unblock = self.waiter.try_woken()?;
+        Some(self.after_wake(unblock))
+    }
+
+    /// The timeout ran out while waiting: the nil of the last try.
+    pub fn timed_out(self) -> Reply {
+        self.nil
+    }
+
+    fn after_wake(&mut self, unblock: Option<Unblock>) -> PopStep {
+        match unblock {
+            Some(how) => PopStep::Reply(unblocked_reply(how, self.nil.clone())),
+            None => PopStep::Try(self.next_try()),
+        }
+    }
+
+    fn mark_blocked(&mut self) {
+        if let KvCommand::Blocking { blocked, .. } = &mut self.command {
+            *blocked = true;
+        }
+    }
+
+    fn next_try(&mut self) -> KvCommand {
+        self.mark_blocked();
+        self.waiter.begin_try();
+        self.command.clone()
+    }
+}
+
+/// Runs a blocking pop for connection `client` (see the module docs and
+/// [`BlockingPop`], which decides each step): `propose` sends one try
+/// through the log and returns its reply.
 pub(crate) async fn block<F, Fut>(
     clients: &BlockedClients,
     client: u64,
@@ -719,46 +846,29 @@ where
     // A deadline past what the clock can hold (a timeout of ~292 million
     // years) is no deadline.
     let deadline = timeout.and_then(|timeout| tokio::time::Instant::now().checked_add(timeout));
-    // Only the keys it pops from: a write to BLMOVE's destination cannot
-    // serve it, and waking it there would hold back the waiters that can.
-    let waiter = clients.register(client, &source_keys(&command));
-    let mut command = command;
+    let (mut pop, mut command) = BlockingPop::start(clients, client, command);
     loop {
-        waiter.begin_try();
-        let reply = propose(command.clone()).await;
-        let nil = matches!(reply, Reply::Null | Reply::NullArray);
-        match waiter.end_try(nil) {
-            AfterTry::Served => return reply,
-            AfterTry::Again => {
-                // Woken while the try was in flight: try again, unless the
-                // timeout ran out meanwhile (it popped nothing: nil).
-                if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
-                    return reply;
-                }
-                if let KvCommand::Blocking { blocked, .. } = &mut command {
-                    *blocked = true;
-                }
-                continue;
-            }
-            AfterTry::Unblocked(how) => return unblocked_reply(how, reply),
-            AfterTry::Wait => {}
+        let reply = propose(command).await;
+        let passed = deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline);
+        let mut step = pop.answered(reply, passed);
+        if let PopStep::Wait = step {
+            // No try is in flight here: the only place the timeout is
+            // looked at.
+            step = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, pop.wake()).await {
+                    Ok(step) => step,
+                    Err(_) => return pop.timed_out(),
+                },
+                None => pop.wake().await,
+            };
         }
-        // Blocked now: later tries pass over keys of another type.
-        if let KvCommand::Blocking { blocked, .. } = &mut command {
-            *blocked = true;
-        }
-        // No try is in flight here: the only place the timeout is looked at.
-        let woken = async {
-            match deadline {
-                Some(deadline) => tokio::time::timeout_at(deadline, waiter.woken()).await.ok(),
-                None => Some(waiter.woken().await),
+        match step {
+            PopStep::Try(next) => command = next,
+            PopStep::Reply(reply) => return reply,
+            PopStep::Wait => {
+                debug_assert!(false, "a wake never answers Wait");
+                return pop.timed_out();
             }
-        };
-        match woken.await {
-            // Timed out: the nil the last try answered.
-            None => return reply,
-            Some(Some(how)) => return unblocked_reply(how, reply),
-            Some(None) => {}
         }
     }
 }

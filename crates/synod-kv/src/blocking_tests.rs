@@ -156,22 +156,10 @@ fn replies_take_the_blocking_commands_shapes() {
     }
 }
 
-/// Whether the waiter has a wake pending (polls its notification once).
+/// Whether the waiter has a wake pending (takes it).
 fn has_wake(waiter: &Waiter) -> bool {
-    let notified = waiter.notify.notified();
-    tokio::pin!(notified);
-    // `enable` then a permit check: `Notify` hands a stored permit to the
-    // first `notified` polled.
-    let waker = futures_waker();
-    let mut context = std::task::Context::from_waker(&waker);
-    notified.as_mut().poll(&mut context).is_ready()
+    waiter.try_woken().is_some()
 }
-
-fn futures_waker() -> std::task::Waker {
-    std::task::Waker::noop().clone()
-}
-
-use std::future::Future;
 
 #[test]
 fn a_wake_during_a_try_in_flight_makes_another_try() {
@@ -454,4 +442,51 @@ fn blmove_waits_on_its_source_only() {
         blocked: false,
     };
     assert_eq!(source_keys(&blmove), vec![&key("src")]);
+}
+
+#[test]
+fn the_sans_io_pop_drives_the_same_steps_as_the_server() {
+    let clients = BlockedClients::default();
+    let (mut pop, first) = BlockingPop::start(&clients, 7, blpop(&["q"]));
+    assert_eq!(first, blpop(&["q"]));
+    // The first try found nothing: wait, blocked, nothing to do yet.
+    assert!(matches!(
+        pop.answered(Reply::NullArray, false),
+        PopStep::Wait
+    ));
+    assert_eq!(clients.blocked(), 1);
+    assert!(pop.poll_wake().is_none());
+    // A push wakes it: the next try passes over keys of another type.
+    clients.touched(b"q");
+    let Some(PopStep::Try(again)) = pop.poll_wake() else {
+        panic!("a push must wake the waiter");
+    };
+    assert!(matches!(again, KvCommand::Blocking { blocked: true, .. }));
+    // Woken again while that try was in flight: another try at once,
+    // unless the deadline passed meanwhile.
+    clients.touched(b"q");
+    assert!(matches!(
+        pop.answered(Reply::NullArray, false),
+        PopStep::Try(_)
+    ));
+    clients.touched(b"q");
+    assert!(matches!(
+        pop.answered(Reply::NullArray, true),
+        PopStep::Reply(Reply::NullArray)
+    ));
+    drop(pop);
+    assert_eq!((clients.waiters(), clients.blocked()), (0, 0));
+    // A try that popped is the reply; the waiter leaves with the pop.
+    let (mut pop, _) = BlockingPop::start(&clients, 8, blpop(&["q"]));
+    let popped = Reply::Array(vec![Reply::Bulk(key("q")), Reply::Bulk(key("x"))]);
+    assert!(
+        matches!(pop.answered(popped.clone(), false), PopStep::Reply(reply) if reply == popped)
+    );
+    // A timeout answers the nil of the last try.
+    let (mut pop, _) = BlockingPop::start(&clients, 9, blpop(&["q"]));
+    assert!(matches!(
+        pop.answered(Reply::NullArray, false),
+        PopStep::Wait
+    ));
+    assert_eq!(pop.timed_out(), Reply::NullArray);
 }

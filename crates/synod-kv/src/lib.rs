@@ -62,7 +62,7 @@ mod wire;
 mod zset;
 
 pub use acl_auth::{Acl, Admission, AuthBudget, AuthStats};
-pub use blocking::BlockedClients;
+pub use blocking::{BlockedClients, BlockingPop, PopStep};
 pub use client_limits::{ClientCounter, ClientCounters, QUERY_BUFFER_FREE_BYTES};
 pub use command::{
     AclCommand, BitOperation, BitUnit, BlockingKind, ExpireCondition, ExpireForm, GetExExpiry,

@@ -19,35 +19,39 @@ const RETRY_SOON_US: u64 = 20_000;
 
 /// One client.
 pub(crate) struct Client {
-    id: u64,
-    seq: u64,
+    pub(crate) id: u64,
+    pub(crate) seq: u64,
     /// Invalidates wake-ups scheduled for an earlier attempt.
-    token: u64,
-    current: Option<InFlight>,
+    pub(crate) token: u64,
+    pub(crate) current: Option<InFlight>,
     /// A watch client (see `Params::watch_clients`): its operations are on
     /// keys of its own and drawn from a stream of their own.
-    watch: bool,
+    pub(crate) watch: bool,
     /// What its last WATCH read returned (key, value, synod-kv's token): its
     /// next operation is the transaction that WATCH guards.
-    watched: Option<(Vec<u8>, Option<Vec<u8>>, WatchedKey)>,
+    pub(crate) watched: Option<(Vec<u8>, Option<Vec<u8>>, WatchedKey)>,
+    /// A queue client (see `Params::push_clients`): what it does.
+    pub(crate) queue: Option<crate::queue::QueueRole>,
+    /// A popper's blocking pop in progress: its registration at a node.
+    pub(crate) pop: Option<crate::queue::PopWait>,
 }
 
 /// The operation a client waits for.
-struct InFlight {
-    op: Op,
+pub(crate) struct InFlight {
+    pub(crate) op: Op,
     /// The command; each attempt sends it with its own attempt number.
-    command: KvCommand,
-    seq: u64,
+    pub(crate) command: KvCommand,
+    pub(crate) seq: u64,
     /// The current attempt (1 for the first).
-    attempt: u32,
-    invoke_us: u64,
+    pub(crate) attempt: u32,
+    pub(crate) invoke_us: u64,
     /// The node the current attempt went to, and its incarnation.
-    node: Option<(usize, u64)>,
+    pub(crate) node: Option<(usize, u64)>,
     /// Attempts that timed out or lost their node.
-    failed_attempts: u32,
+    pub(crate) failed_attempts: u32,
     /// A GET asked as a read (`Node::read`: read index, or through the log
     /// when its answer depends on the time), not as a command.
-    by_index: bool,
+    pub(crate) by_index: bool,
 }
 
 impl Client {
@@ -58,8 +62,15 @@ impl Client {
 
 impl World {
     pub(crate) fn init_clients(&mut self) {
-        for i in 0..self.params.clients + self.params.watch_clients {
-            let watch = i >= self.params.clients;
+        let watch_end = self.params.clients + self.params.watch_clients;
+        let push_end = watch_end + self.params.push_clients;
+        for i in 0..push_end + self.params.pop_clients {
+            let watch = (self.params.clients..watch_end).contains(&i);
+            let queue = match i {
+                _ if i < watch_end => None,
+                _ if i < push_end => Some(crate::queue::QueueRole::Pusher),
+                _ => Some(crate::queue::QueueRole::Popper),
+            };
             self.clients.push(Client {
                 id: i as u64 + 1,
                 seq: 0,
@@ -67,11 +78,15 @@ impl World {
                 current: None,
                 watch,
                 watched: None,
+                queue,
+                pop: None,
             });
-            // Watch clients draw from their own stream, so that the others
-            // run as they did before watch clients existed.
+            // Watch and queue clients draw from streams of their own, so
+            // that the others run as they did before they existed.
             let at = if watch {
                 self.watch_rng.gen_range(0..50_000)
+            } else if queue.is_some() {
+                self.queue_rng.gen_range(0..50_000)
             } else {
                 self.rng.gen_range(0..50_000)
             };
@@ -97,6 +112,7 @@ impl World {
                     self.start_operation(client);
                 }
             }
+            Some(_) if self.pop_waiting(client) => self.pop_deadline(client),
             Some(in_flight) => {
                 if in_flight.node.is_some() {
                     // The attempt timed out.
@@ -109,6 +125,10 @@ impl World {
     }
 
     fn start_operation(&mut self, client: usize) {
+        if let Some(role) = self.clients[client].queue {
+            self.start_queue_operation(client, role);
+            return;
+        }
         if self.clients[client].watch {
             self.start_watch_operation(client);
             return;
@@ -151,6 +171,7 @@ impl World {
             attempt: 0,
             watch_read: false,
             tokens: Vec::new(),
+            blocking: None,
         };
         let by_index =
             matches!(op, Op::Get { .. }) && self.read_rng.gen_bool(self.params.read_index_share);
@@ -174,6 +195,7 @@ impl World {
             attempt: 0,
             watch_read: false,
             tokens: Vec::new(),
+            blocking: None,
         };
         let mut by_index = matches!(command.op, Op::Get { .. }) && rng.gen_bool(0.5);
         if let Some((key, value, token)) = c.watched.take() {
@@ -196,7 +218,7 @@ impl World {
     }
 
     /// Starts `command` as the client's current operation.
-    fn begin(&mut self, client: usize, command: KvCommand, by_index: bool) {
+    pub(crate) fn begin(&mut self, client: usize, command: KvCommand, by_index: bool) {
         let seq = command.seq;
         self.clients[client].current = Some(InFlight {
             op: command.op.clone(),
@@ -217,6 +239,11 @@ impl World {
             None => self.rng.gen_range(0..self.nodes.len()),
             Some(targets) => targets[self.rng.gen_range(0..targets.len())],
         };
+        self.attempt_at(client, node);
+    }
+
+    /// Sends the current operation to `node`.
+    pub(crate) fn attempt_at(&mut self, client: usize, node: usize) {
         let epoch = self.nodes[node].epoch;
         self.clients[client].token += 1;
         let token = self.clients[client].token;
@@ -251,6 +278,13 @@ impl World {
             );
             return;
         }
+        if matches!(in_flight.op, Op::Pop { .. }) {
+            // A blocking pop registers at the node before its try is sent.
+            self.register_pop(client, node);
+        }
+        let Some(in_flight) = self.clients[client].current.as_mut() else {
+            return;
+        };
         in_flight.node = Some((node, epoch));
         in_flight.attempt += 1;
         in_flight.command.attempt = in_flight.attempt;
@@ -383,7 +417,17 @@ impl World {
             Some(SimAnswer::Applied(outcome)) => {
                 let id = self.clients[client].id;
                 self.acknowledged.push((id, token.seq));
-                self.finish(client, outcome);
+                let pop = self.clients[client]
+                    .current
+                    .as_ref()
+                    .is_some_and(|f| matches!(f.op, Op::Pop { .. }));
+                if pop && outcome == Outcome::Value(None) {
+                    self.pop_answered_nil(client, node);
+                } else if pop {
+                    self.finish_pop(client, outcome);
+                } else {
+                    self.finish(client, outcome);
+                }
             }
             Some(SimAnswer::Read { point, value }) => {
                 self.finish_read(client, token, point, value);
@@ -427,6 +471,7 @@ impl World {
 
     /// A node crashed: its clients lose their connection.
     pub(crate) fn clients_lost_node(&mut self, node: usize) {
+        self.pops_lost_node(node);
         for client in 0..self.clients.len() {
             let lost = self.clients[client]
                 .current
@@ -468,7 +513,9 @@ impl World {
         }
     }
 
-    fn finish(&mut self, client: usize, outcome: Outcome) {
+    pub(crate) fn finish(&mut self, client: usize, outcome: Outcome) {
+        // A blocking pop leaves its node's registry (handing a wake on).
+        self.clients[client].pop = None;
         let Some(in_flight) = self.clients[client].current.take() else {
             return;
         };
@@ -488,7 +535,11 @@ impl World {
         });
         self.clients[client].token += 1;
         let token = self.clients[client].token;
-        let think = self.rng.gen_range(0..=self.params.think_us_max);
+        let mut think = self.rng.gen_range(0..=self.params.think_us_max);
+        if self.clients[client].queue == Some(crate::queue::QueueRole::Pusher) {
+            // Pushers slower than poppers, so that pops block and are woken.
+            think += self.queue_rng.gen_range(0..200_000);
+        }
         self.schedule(self.now_us + think, Event::ClientWake { client, token });
     }
 }

@@ -14,7 +14,7 @@ use synod_kv::{SetCondition, SetExpiry, Store};
 use synod_resp::Reply;
 
 /// A client command as proposed: who, which attempt-independent sequence, what.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct KvCommand {
     /// The client.
     pub client: u64,
@@ -39,6 +39,10 @@ pub struct KvCommand {
     /// transaction sends them to be checked at apply time, as the server's
     /// `EXEC` does.
     pub tokens: Vec<WatchedKey>,
+    /// For an `Op::Pop`: the try to propose, as synod-kv's
+    /// [`synod_kv::BlockingPop`] gave it (a `BLPOP`'s
+    /// `KvCommand::Blocking`), so the log carries what the server's would.
+    pub blocking: Option<synod_kv::KvCommand>,
 }
 
 const KIND_GET: u8 = 1;
@@ -50,6 +54,10 @@ const KIND_WATCH_READ: u8 = 5;
 /// A watched transaction: the watched keys with their values and tokens,
 /// then the operations, each as a kind, a key and a value.
 const KIND_WATCHED_TXN: u8 = 6;
+/// An `RPUSH` of one element.
+const KIND_PUSH: u8 = 7;
+/// One try of a blocking pop: the key, then synod-kv's encoding of the try.
+const KIND_POP: u8 = 8;
 
 /// Encodes a command. Only the operations the simulator's clients issue are
 /// supported: single-key GET, PUT, APPEND and SET .. PX, and watched
@@ -78,6 +86,16 @@ pub fn encode(command: &KvCommand) -> Bytes {
             put_short(&mut buf, key);
             put_short(&mut buf, value);
         }
+    } else if let Op::Pop { key } = &command.op {
+        buf.put_u8(KIND_POP);
+        buf.put_u32_le(command.ttl_ms);
+        put_short(&mut buf, key);
+        let try_bytes = command
+            .blocking
+            .as_ref()
+            .map(synod_kv::KvCommand::encode)
+            .unwrap_or_default();
+        put_short(&mut buf, &try_bytes);
     } else {
         let (kind, key, value) = single_parts(&command.op, command.watch_read);
         buf.put_u8(kind);
@@ -96,6 +114,7 @@ fn single_parts(op: &Op, watch_read: bool) -> (u8, &[u8], &[u8]) {
         Op::Put { key, value } => (KIND_PUT, key, value),
         Op::Append { key, value } => (KIND_APPEND, key, value),
         Op::PutTtl { key, value } => (KIND_PUT_TTL, key, value),
+        Op::Push { key, value } => (KIND_PUSH, key, value),
         other => unreachable!("the simulator does not issue {other:?}"),
     }
 }
@@ -107,6 +126,7 @@ fn single_op(kind: u8, key: Vec<u8>, value: Vec<u8>) -> Option<Op> {
         KIND_PUT => Op::Put { key, value },
         KIND_APPEND => Op::Append { key, value },
         KIND_PUT_TTL => Op::PutTtl { key, value },
+        KIND_PUSH => Op::Push { key, value },
         _ => return None,
     })
 }
@@ -132,7 +152,17 @@ pub fn decode(bytes: &[u8]) -> Option<KvCommand> {
     let kind = take(&mut rest, 1)?[0];
     let ttl_ms = u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?);
     let mut tokens = Vec::new();
-    let op = if kind == KIND_WATCHED_TXN {
+    let mut blocking = None;
+    let op = if kind == KIND_POP {
+        let key = get_short(&mut rest)?;
+        let try_bytes = get_short(&mut rest)?;
+        let try_command = synod_kv::KvCommand::decode(&try_bytes).ok()?;
+        if !matches!(try_command, synod_kv::KvCommand::Blocking { .. }) {
+            return None;
+        }
+        blocking = Some(try_command);
+        Op::Pop { key }
+    } else if kind == KIND_WATCHED_TXN {
         let mut watched = Vec::new();
         for _ in 0..take(&mut rest, 1)?[0] {
             let key = get_short(&mut rest)?;
@@ -174,6 +204,7 @@ pub fn decode(bytes: &[u8]) -> Option<KvCommand> {
         attempt,
         watch_read: kind == KIND_WATCH_READ,
         tokens,
+        blocking,
     })
 }
 
@@ -338,6 +369,12 @@ impl Kv {
 /// what the server's `EXEC` sends, the WATCH check of its tokens first
 /// (unless `drop_watch`), then its operations.
 fn to_store_command(command: &KvCommand, drop_watch: bool) -> Result<synod_kv::KvCommand, String> {
+    if let Op::Pop { .. } = &command.op {
+        return command
+            .blocking
+            .clone()
+            .ok_or_else(|| "a pop without its try".to_string());
+    }
     let Op::WatchedTxn { ops, .. } = &command.op else {
         return single_store_command(&command.op, command.ttl_ms);
     };
@@ -377,6 +414,11 @@ fn single_store_command(op: &Op, ttl_ms: u32) -> Result<synod_kv::KvCommand, Str
             key: bytes(key),
             value: bytes(value),
         },
+        Op::Push { key, value } => synod_kv::KvCommand::Push {
+            key: bytes(key),
+            end: synod_kv::ListEnd::Right,
+            values: vec![bytes(value)],
+        },
         other => return Err(format!("the simulator does not issue {other:?}")),
     })
 }
@@ -408,7 +450,15 @@ fn to_outcome(op: &Op, reply: Reply) -> Result<Outcome, String> {
         (Op::Get { .. }, Reply::Bulk(value)) => Ok(Outcome::Value(Some(value.to_vec()))),
         (Op::Get { .. }, Reply::Null) => Ok(Outcome::Value(None)),
         (Op::Put { .. } | Op::PutTtl { .. }, Reply::Simple(ok)) if ok == "OK" => Ok(Outcome::Ok),
-        (Op::Append { .. }, Reply::Integer(len)) => Ok(Outcome::Int(len)),
+        (Op::Append { .. } | Op::Push { .. }, Reply::Integer(len)) => Ok(Outcome::Int(len)),
+        // A try of `BLPOP`: the key and the element, or nil.
+        (Op::Pop { key }, Reply::Array(pair)) => match pair.as_slice() {
+            [Reply::Bulk(popped_from), Reply::Bulk(element)] if popped_from[..] == key[..] => {
+                Ok(Outcome::Value(Some(element.to_vec())))
+            }
+            _ => Err(format!("synod-kv answered {pair:?} to a BLPOP of {key:?}")),
+        },
+        (Op::Pop { .. }, Reply::NullArray) => Ok(Outcome::Value(None)),
         (op, reply) => Err(format!("synod-kv answered {reply:?} to {op:?}")),
     }
 }
@@ -468,10 +518,22 @@ impl Kv {
 
     /// Decodes a snapshot written by `encode` (through synod-kv's restore).
     pub fn decode(bytes: &[u8]) -> Option<Kv> {
+        let mut kv = Kv::default();
+        kv.restore(bytes)?;
+        Some(kv)
+    }
+
+    /// Replaces the state with a snapshot written by `encode`, through
+    /// synod-kv's own restore of the store, which keeps the node's blocked
+    /// clients registered and wakes them all (as the server's does).
+    pub fn restore(&mut self, bytes: &[u8]) -> Option<()> {
         let mut rest = bytes;
         let mut kv = Kv::default();
         let store = get_bytes(&mut rest)?;
-        kv.store.restore(&store).ok()?;
+        std::mem::swap(&mut kv.store, &mut self.store);
+        let restored = kv.store.restore(&store);
+        std::mem::swap(&mut kv.store, &mut self.store);
+        restored.ok()?;
         kv.log_time_ms = get_u64(&mut rest)?;
         for _ in 0..get_u64(&mut rest)? {
             let client = get_u64(&mut rest)?;
@@ -485,7 +547,34 @@ impl Kv {
             let n = u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?);
             kv.effects.insert((client, seq), n);
         }
-        rest.is_empty().then_some(kv)
+        if !rest.is_empty() {
+            return None;
+        }
+        self.log_time_ms = kv.log_time_ms;
+        self.sessions = kv.sessions;
+        self.effects = kv.effects;
+        Some(())
+    }
+
+    /// This node's blocked clients (synod-kv's registry, which the store's
+    /// apply path wakes).
+    pub fn blocked_clients(&self) -> synod_kv::BlockedClients {
+        self.store.blocked_clients()
+    }
+
+    /// The length of the list at `key` in this node's state (0 if absent).
+    pub fn list_len(&self, key: &[u8]) -> usize {
+        let ctx = ApplyContext {
+            instance: InstanceId(0),
+            time_ms: self.log_time_ms,
+        };
+        let llen = synod_kv::KvCommand::LLen {
+            key: Bytes::copy_from_slice(key),
+        };
+        match self.store.query_command(&llen, &ctx) {
+            Reply::Integer(len) => usize::try_from(len).unwrap_or(0),
+            _ => 0,
+        }
     }
 }
 
@@ -825,7 +914,9 @@ impl StateMachine for SimKv {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        self.kv = Kv::decode(snapshot).ok_or("the simulator's snapshot does not decode")?;
+        self.kv
+            .restore(snapshot)
+            .ok_or("the simulator's snapshot does not decode")?;
         self.last_instance = None;
         self.attempts.clear();
         self.digested_to = None;
@@ -863,6 +954,7 @@ mod tests {
             attempt: 1,
             watch_read: false,
             tokens: Vec::new(),
+            blocking: None,
         }
     }
 
@@ -879,6 +971,7 @@ mod tests {
             attempt: 3,
             watch_read: false,
             tokens: Vec::new(),
+            blocking: None,
         };
         let bytes = encode(&command);
         assert_eq!(decode(&bytes), Some(command));
@@ -901,6 +994,7 @@ mod tests {
                 ],
             },
             tokens: vec![token],
+            blocking: None,
             ..append(seq)
         }
     }

@@ -22,6 +22,7 @@ mod membership;
 mod membership_checks;
 mod nemesis;
 pub mod params;
+mod queue;
 mod report;
 mod world;
 
@@ -49,6 +50,7 @@ pub const INJECTIONS: &[&str] = &[
     "lease-drift-beyond-bound",
     "admit-duplicates",
     "watch-ignored",
+    "wake-lost",
 ];
 
 /// Deliberate bugs for negative controls: in the protocol core, or in how a
@@ -90,6 +92,16 @@ pub struct Faults {
     /// (watch clients in every seed). Only the linearizability checker can
     /// see this one.
     pub watch_ignored: bool,
+    /// Blocked pops are never woken: the simulator's driver of synod-kv's
+    /// `BlockingPop` drops every wake (queue clients in every seed), as a
+    /// registry that forgot a waiter would. Timed-out pops stay
+    /// linearizable (their first try found the list empty); the lost-wake
+    /// check at each timeout sees it.
+    pub wake_lost: bool,
+    /// Not a fault: runs without queue clients whatever the seed draws, so
+    /// that seeds pinned before they existed replay the runs they were
+    /// found in.
+    pub queue_off: bool,
     /// Not a fault: runs without watch clients whatever the seed draws, so
     /// that seeds pinned before they existed replay the runs they were
     /// found in.
@@ -107,15 +119,26 @@ impl Faults {
         Faults {
             lease_off: true,
             watch_off: true,
+            queue_off: true,
             ..Faults::default()
         }
     }
 
-    /// No fault and no watch client: how every seed ran before watched
+    /// No fault, no watch and no queue client: how every seed ran before watched
     /// transactions were in the workload.
     pub fn before_watch() -> Faults {
         Faults {
             watch_off: true,
+            queue_off: true,
+            ..Faults::default()
+        }
+    }
+
+    /// No fault and no queue client: how every seed ran before blocking
+    /// pops were in the workload.
+    pub fn before_queues() -> Faults {
+        Faults {
+            queue_off: true,
             ..Faults::default()
         }
     }
@@ -138,6 +161,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
         "lease-drift-beyond-bound" => faults.lease_drift_beyond_bound = true,
         "admit-duplicates" => faults.admit_duplicates = true,
         "watch-ignored" => faults.watch_ignored = true,
+        "wake-lost" => faults.wake_lost = true,
         _ => return None,
     }
     Some(faults)

@@ -76,6 +76,12 @@ pub struct Params {
     /// plain reads and writes on keys of their own (`w0`, `w1`, which never
     /// get a TTL, so the checker can check WATCH by value). Own stream.
     pub watch_clients: usize,
+    /// Clients that push to the list `q0` (`RPUSH`) and clients that pop
+    /// from it with a blocking pop (`BLPOP q0`, a timeout of a few hundred
+    /// ms), through synod-kv's own blocked-client registry (see `queue.rs`).
+    /// Own stream.
+    pub push_clients: usize,
+    pub pop_clients: usize,
     /// A client gives up an operation after this many timed-out attempts (only
     /// during the safety phase; the outcome is then unknown).
     pub attempts_max: u32,
@@ -287,6 +293,8 @@ impl Params {
             clock_offset_ms: vec![0; nodes],
             short_ttls: false,
             watch_clients: 0,
+            push_clients: 0,
+            pop_clients: 0,
             checkpoint_power_cut: 0.0,
             snapshot_every: if rng.gen_bool(0.6) {
                 rng.gen_range(5..300)

@@ -54,6 +54,11 @@ pub struct Stats {
     /// Reads confirmed under a leader lease, with no round (all replicas,
     /// all incarnations).
     pub lease_reads: u64,
+    /// Blocking pops (queue clients): popped an element, timed out, and
+    /// tries proposed after a wake (a push woke a blocked client).
+    pub pops_served: u64,
+    pub pops_timed_out: u64,
+    pub pop_tries_after_wake: u64,
 }
 
 /// The result of one seed.
@@ -80,7 +85,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {:.1} s simulated",
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, pops {} served {} timed out {} woken, {:.1} s simulated",
             self.ops_ok,
             self.ops_unknown,
             self.instances,
@@ -95,6 +100,9 @@ impl fmt::Display for Stats {
             self.member_ops,
             self.spares_started,
             self.lease_reads,
+            self.pops_served,
+            self.pops_timed_out,
+            self.pop_tries_after_wake,
             self.end_us as f64 / 1e6
         )
     }

@@ -317,6 +317,8 @@ pub(crate) struct World {
     pub(crate) forge_rng: ChaCha8Rng,
     /// Draws the watch clients' operations (see `Params::watch_clients`).
     pub(crate) watch_rng: ChaCha8Rng,
+    /// Draws the queue clients' operations (see `Params::push_clients`).
+    pub(crate) queue_rng: ChaCha8Rng,
     pub(crate) now_us: u64,
     pub(crate) seed: u64,
     pub(crate) params: Params,
@@ -459,6 +461,13 @@ impl World {
         if (watch_drawn && !faults.watch_off) || faults.watch_ignored {
             params.watch_clients = watch_rng.gen_range(2..=3);
         }
+        // Queue clients (blocking pops, issue 16): likewise.
+        let mut queue_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0B10_C4ED_0000_0000);
+        let queue_drawn = queue_rng.gen_bool(0.5);
+        if (queue_drawn && !faults.queue_off) || faults.wake_lost {
+            params.push_clients = queue_rng.gen_range(1..=2);
+            params.pop_clients = queue_rng.gen_range(1..=3);
+        }
         let members: Vec<NodeId> = (1..=nodes as u32).map(NodeId).collect();
         let mut world = World {
             rng,
@@ -467,6 +476,7 @@ impl World {
             disk_rng,
             forge_rng,
             watch_rng,
+            queue_rng,
             now_us: 0,
             seed,
             heal_us: params.safety_us,
@@ -949,6 +959,8 @@ impl World {
             let events = std::mem::take(&mut engine.machine_mut().events);
             self.kv_events(node, events);
         }
+        // What this node's applies woke: blocked pops try again.
+        self.poll_pops(node);
         self.check_membership(node);
         self.notice_spares(node);
         let sim_node = &mut self.nodes[node];

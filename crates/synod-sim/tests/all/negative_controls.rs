@@ -193,3 +193,13 @@ fn ignored_watches_are_caught_by_the_linearizability_checker() {
         "ignored WATCH checks went unnoticed for 20 seeds"
     );
 }
+
+/// Blocked pops that are never woken (`--inject wake-lost`): they time out
+/// although a push put an element in their list. Linearizability cannot see
+/// it (the first try of each found the list empty); the lost-wake check at
+/// every timeout does.
+#[test]
+fn lost_wakes_are_caught_by_the_timeout_check() {
+    let caught = first_caught_within("wake-lost", "a lost wake-up", 10);
+    assert!(caught.is_some(), "lost wakes went unnoticed for 10 seeds");
+}
