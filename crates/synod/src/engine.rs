@@ -26,7 +26,7 @@ use crate::envelope::{Outcome, Sessions, HEADER_BYTES as ENVELOPE_HEADER_BYTES};
 use crate::metrics::Metrics;
 use crate::node::{NodeError, RequestError};
 use crate::persist::{Checkpointed, Io, Persister, SnapshotEncoder};
-use crate::state_machine::{ApplyContext, QueryJob, StateMachine};
+use crate::state_machine::{ApplyContext, BatchCommand, QueryJob, StateMachine};
 use bytes::{Bytes, BytesMut};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -704,6 +704,10 @@ impl<S: StateMachine, R> Engine<S, R> {
         if !commands.is_empty() {
             self.metrics.batch_commands.observe(commands.len() as f64);
         }
+        // Commands admitted since the last read, applied together
+        // (`StateMachine::apply_batch`); a read must see the commands before
+        // it, so it ends a batch.
+        let mut batch: Vec<(Envelope, ApplyContext, bool)> = Vec::new();
         for command in commands {
             let Some(envelope) = Envelope::decode(command) else {
                 // Only this runtime proposes, so this is a bug or a foreign
@@ -711,11 +715,18 @@ impl<S: StateMachine, R> Engine<S, R> {
                 warn!(instance = instance.0, "skipping an undecodable command");
                 continue;
             };
+            // The session table's clock and admission advance in log order,
+            // command by command, before the batch is applied: neither
+            // depends on the state machine. Outputs are recorded after the
+            // batch, so near the table's byte limits which outputs it keeps
+            // can differ from an apply-one-at-a-time order; the cut of
+            // batches is a function of the log alone (an instance's
+            // commands, cut at its reads), so every replica and every
+            // replay keeps the same ones.
             let ctx = ApplyContext {
                 instance,
                 time_ms: self.sessions.clock(&envelope),
             };
-            let mine = envelope.session == self.session;
             match envelope.kind {
                 Kind::Command => {
                     let admitted = self.sessions.admit(&envelope);
@@ -723,18 +734,11 @@ impl<S: StateMachine, R> Engine<S, R> {
                         self.metrics.duplicates.fetch_add(1, Relaxed);
                         continue;
                     }
-                    let output = self.machine.apply(&envelope.payload, &ctx);
-                    if admitted {
-                        self.sessions.record_output(&envelope, &output);
-                    }
-                    if mine {
-                        if let Some(waiter) = self.waiters.remove(&envelope.seq) {
-                            self.answer(waiter.reply, Ok(output));
-                        }
-                    }
+                    batch.push((envelope, ctx, admitted));
                 }
                 Kind::Read => {
-                    if mine {
+                    self.apply_batch(&mut batch);
+                    if envelope.session == self.session {
                         if let Some(waiter) = self.waiters.remove(&envelope.seq) {
                             self.answer_query(&envelope.payload, &ctx, waiter.reply);
                         }
@@ -742,10 +746,50 @@ impl<S: StateMachine, R> Engine<S, R> {
                 }
             }
         }
+        self.apply_batch(&mut batch);
         self.applied_end = instance.next();
         self.checksum = checksum;
         self.stamp_clock
             .observe_log(self.sessions.time_ms, self.now_ms);
+    }
+
+    /// Applies the commands gathered by `apply` in one
+    /// `StateMachine::apply_batch`, records their outputs in the session
+    /// table and answers this node's waiters.
+    fn apply_batch(&mut self, batch: &mut Vec<(Envelope, ApplyContext, bool)>) {
+        if batch.is_empty() {
+            return;
+        }
+        let commands: Vec<BatchCommand<'_>> = batch
+            .iter()
+            .map(|(envelope, ctx, _)| BatchCommand {
+                command: &envelope.payload,
+                ctx: *ctx,
+            })
+            .collect();
+        let outputs = self.machine.apply_batch(&commands);
+        drop(commands);
+        // A state machine that answers a batch with another number of
+        // outputs is broken: which output is whose cannot be known, and a
+        // guess would answer clients wrongly. The node stops as on a panic
+        // in `apply` (the task's end is reported by `Node::status`).
+        assert_eq!(
+            outputs.len(),
+            batch.len(),
+            "StateMachine::apply_batch returned {} outputs for {} commands",
+            outputs.len(),
+            batch.len()
+        );
+        for ((envelope, _, admitted), output) in batch.drain(..).zip(outputs) {
+            if admitted {
+                self.sessions.record_output(&envelope, &output);
+            }
+            if envelope.session == self.session {
+                if let Some(waiter) = self.waiters.remove(&envelope.seq) {
+                    self.answer(waiter.reply, Ok(output));
+                }
+            }
+        }
     }
 
     /// A snapshot from a peer replaces the state machine.

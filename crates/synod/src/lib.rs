@@ -40,7 +40,7 @@ pub use membership::{
 };
 pub use metrics::{Histogram, Metrics, PEER_REFUSAL_REASONS};
 pub use node::{Leadership, Node, NodeError, NodeStatus, RequestError};
-pub use state_machine::{ApplyContext, QueryJob, SnapshotJob, StateMachine};
+pub use state_machine::{ApplyContext, BatchCommand, QueryJob, SnapshotJob, StateMachine};
 pub use synod_core::{
     Ballot, Checksum, InstanceId, MemberRole, Membership, NodeId, RoleKind, Schedule,
     RECONFIG_DELAY_INSTANCES, VALUE_BYTES_MAX_DEFAULT,

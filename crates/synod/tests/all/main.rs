@@ -2,6 +2,7 @@
 //! one per file (CI compiles on two cores). Each file here is a module;
 //! `crates/synod/tests/all/layout.rs` fails if one is left out.
 
+mod apply_batch;
 mod cluster;
 mod fatal;
 mod layout;
