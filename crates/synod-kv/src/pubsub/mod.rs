@@ -36,6 +36,7 @@
 //! `client_output_buffer_limit_disconnections` and logged) and its queue is
 //! dropped, so a slow reader never makes the node's memory grow without bound.
 
+pub mod keyspace_events;
 mod mailbox;
 mod subscriber;
 #[cfg(test)]
@@ -133,6 +134,12 @@ fn pattern_steps(pattern: &[u8], channel: &[u8]) -> u64 {
 }
 
 impl Registry {
+    /// Whether no connection subscribes to a channel or pattern (shard
+    /// channels aside): then no event or message can reach anyone.
+    fn is_empty(&self) -> bool {
+        self.channels.is_empty() && self.patterns.is_empty()
+    }
+
     fn index(&mut self, kind: Kind) -> &mut BTreeMap<Bytes, BTreeSet<u64>> {
         match kind {
             Kind::Channel => &mut self.channels,
@@ -246,12 +253,18 @@ impl Registry {
 /// delivers applied messages) and its RESP server (whose connections
 /// subscribe). Give the store's ([`crate::Store::pubsub`]) to
 /// `ServerConfig::pubsub`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PubSub {
     registry: Arc<Mutex<Registry>>,
     /// This handle's identity in tickets: PUBLISHes stamped elsewhere
     /// carry another (see [`Tickets`]).
     origin: Arc<OriginId>,
+    /// This node's `notify-keyspace-events` (see [`keyspace_events`]).
+    event_flags: Arc<keyspace_events::EventFlags>,
+    /// The earliest expiry time of any key in the store (`u64::MAX`: none),
+    /// published by the store after each apply, read by the server's
+    /// expiry sweep (see `crate::server`).
+    next_expiry_ms: Arc<AtomicU64>,
 }
 
 /// A process-unique, non-zero id per registry.
@@ -270,10 +283,31 @@ impl Default for OriginId {
     }
 }
 
+impl Default for PubSub {
+    fn default() -> PubSub {
+        PubSub {
+            registry: Arc::default(),
+            origin: Arc::default(),
+            event_flags: Arc::default(),
+            next_expiry_ms: Arc::new(AtomicU64::new(u64::MAX)),
+        }
+    }
+}
+
 impl PubSub {
     /// An empty registry.
     pub fn new() -> PubSub {
         PubSub::default()
+    }
+
+    /// The earliest expiry time of any key in the store (`None`: no key
+    /// has one), as of the last apply.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        Some(self.next_expiry_ms.load(Relaxed)).filter(|at| *at != u64::MAX)
+    }
+
+    pub(crate) fn set_next_expiry_ms(&self, at: Option<u64>) {
+        self.next_expiry_ms.store(at.unwrap_or(u64::MAX), Relaxed);
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
