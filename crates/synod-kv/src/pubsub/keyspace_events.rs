@@ -200,3 +200,7 @@ mod tests {
         assert_eq!(flags_from_string(b"KEq"), None);
     }
 }
+
+#[cfg(test)]
+#[path = "keyspace_events_tests.rs"]
+mod apply_tests;
