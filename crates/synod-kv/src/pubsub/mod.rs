@@ -62,6 +62,12 @@ pub(crate) use subscriber::{refused_while_subscribed, Subscriber, SUBSCRIBE_COMM
 pub const SUBSCRIPTIONS_PER_CLIENT_MAX: usize = 10_000;
 /// Most bytes of channel and pattern names one connection may hold.
 pub const SUBSCRIPTION_BYTES_PER_CLIENT_MAX: usize = 4 << 20;
+/// Most subscriptions (channels, patterns and shard channels of every
+/// connection) one node holds: the per-connection bounds times the client
+/// limit would allow a hundred million.
+pub const SUBSCRIPTIONS_PER_NODE_MAX: usize = 1_000_000;
+/// Most bytes of subscribed names one node holds, all connections together.
+pub const SUBSCRIPTION_BYTES_PER_NODE_MAX: usize = 256 << 20;
 /// Redis' `client-output-buffer-limit pubsub` hard limit: a subscriber with
 /// this many bytes of messages not yet written is disconnected.
 pub const PUBSUB_OUTPUT_HARD_BYTES: usize = 32 << 20;
@@ -111,6 +117,13 @@ struct Registry {
     next_ticket: u64,
     /// Pattern matches given up for cost (see [`Registry::publish`]).
     matches_abandoned: u64,
+    /// Subscriptions in the three indexes, and the bytes of their names
+    /// (each subscription counts its name): bounded by
+    /// [`SUBSCRIPTIONS_PER_NODE_MAX`] and [`SUBSCRIPTION_BYTES_PER_NODE_MAX`].
+    subscriptions: usize,
+    subscription_bytes: usize,
+    /// SUBSCRIBEs refused for the node's bounds (logged, see `Subscriber`).
+    subscriptions_refused: u64,
 }
 
 /// Most glob steps one PUBLISH may spend on patterns, all together: the
@@ -148,11 +161,23 @@ impl Registry {
         }
     }
 
+    /// Whether `count` more subscriptions of `bytes` of names in all fit in
+    /// the node's bounds.
+    fn room_for(&self, count: usize, bytes: usize) -> bool {
+        self.subscriptions.saturating_add(count) <= SUBSCRIPTIONS_PER_NODE_MAX
+            && self.subscription_bytes.saturating_add(bytes) <= SUBSCRIPTION_BYTES_PER_NODE_MAX
+    }
+
     fn add(&mut self, kind: Kind, name: &Bytes, client: u64, mailbox: &Arc<Mailbox>) {
-        self.index(kind)
+        if self
+            .index(kind)
             .entry(name.clone())
             .or_default()
-            .insert(client);
+            .insert(client)
+        {
+            self.subscriptions += 1;
+            self.subscription_bytes += name.len();
+        }
         self.mailboxes
             .entry(client)
             .or_insert_with(|| Arc::clone(mailbox));
@@ -160,11 +185,17 @@ impl Registry {
 
     fn remove(&mut self, kind: Kind, name: &[u8], client: u64) {
         let index = self.index(kind);
+        let mut removed = false;
         if let Some(clients) = index.get_mut(name) {
-            clients.remove(&client);
+            removed = clients.remove(&client);
             if clients.is_empty() {
                 index.remove(name);
             }
+        }
+        if removed {
+            debug_assert!(self.subscriptions > 0 && self.subscription_bytes >= name.len());
+            self.subscriptions -= 1;
+            self.subscription_bytes -= name.len();
         }
     }
 
