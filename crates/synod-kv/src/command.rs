@@ -619,6 +619,13 @@ pub enum KvCommand {
     /// maxmemory, keys, keys with a time to live]` as integers, from the
     /// replicated state.
     MemoryInfo,
+    /// The expiry sweep: removes keys whose time to live passed, up to
+    /// `crate::store::SWEEP_KEYS_MAX`, at the log time of its apply. Not a
+    /// client command: the leader's server proposes it when the store
+    /// holds a key past its expiry (Redis' active expiry, as a point of the
+    /// log), so expired keys go, and their `expired` events fire, without
+    /// waiting for a write.
+    ExpireSweep,
     /// `MULTI ... EXEC`: the queued commands, applied atomically in order.
     /// The front end builds it; a transaction never nests.
     Exec(Vec<KvCommand>),
@@ -831,6 +838,7 @@ impl KvCommand {
             | KvCommand::Push { .. }
             | KvCommand::Pop { .. }
             | KvCommand::SetMaxMemory { .. }
+            | KvCommand::ExpireSweep
             | KvCommand::Publish { .. } => false,
             // Through the log, even read-only: see `crate::scripting`.
             KvCommand::Eval(_) => false,
@@ -951,6 +959,7 @@ impl KvCommand {
             KvCommand::SScan { .. } => "sscan",
             KvCommand::SetMaxMemory { .. } => "config",
             KvCommand::MemoryInfo => "info",
+            KvCommand::ExpireSweep => "expire-sweep",
             KvCommand::Exec(_) => "exec",
             KvCommand::Acl(_) => "acl",
             KvCommand::ZSet(zset) => zset.name(),
@@ -1078,6 +1087,7 @@ impl KvCommand {
             | KvCommand::RandomKey { .. }
             | KvCommand::SetMaxMemory { .. }
             | KvCommand::MemoryInfo
+            | KvCommand::ExpireSweep
             | KvCommand::Acl(_)
             | KvCommand::Publish { .. } => Vec::new(),
             KvCommand::Exec(commands) => commands.iter().flat_map(KvCommand::keys).collect(),

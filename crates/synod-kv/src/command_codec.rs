@@ -65,6 +65,8 @@ mod op {
     // Memory limit (issue 13): numbered apart from the data commands.
     pub const SET_MAX_MEMORY: u8 = 100;
     pub const MEMORY_INFO: u8 = 101;
+    // The expiry sweep (keyspace notifications): numbered with them.
+    pub const EXPIRE_SWEEP: u8 = 102;
     // Pub/sub (issue 16): 120 to 129.
     pub const PUBLISH: u8 = 120;
     // Scripting (issue 16): 130 to 139.
@@ -501,6 +503,7 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
             writer.u64(*bytes);
         }
         KvCommand::MemoryInfo => writer.u8(op::MEMORY_INFO),
+        KvCommand::ExpireSweep => writer.u8(op::EXPIRE_SWEEP),
         KvCommand::HSet { key, pairs } => {
             writer.u8(op::H_SET);
             writer.bytes(key);
@@ -1082,6 +1085,7 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
             bytes: reader.u64()?,
         },
         op::MEMORY_INFO => KvCommand::MemoryInfo,
+        op::EXPIRE_SWEEP => KvCommand::ExpireSweep,
         op::H_SET => KvCommand::HSet {
             key: reader.bytes()?,
             pairs: decode_pairs(reader)?,

@@ -1038,13 +1038,17 @@ impl Conn {
                 // Enough for tools that read a few settings at start-up
                 // (redis-benchmark asks for `save` and `appendonly`).
                 let maxclients = self.shared.cfg.clients_max.to_string();
-                let known: [(&str, &str); 6] = [
+                let events = crate::pubsub::keyspace_events::flags_to_string(
+                    self.shared.cfg.pubsub.keyspace_events(),
+                );
+                let known: [(&str, &str); 7] = [
                     ("save", ""),
                     ("appendonly", "yes"),
                     ("appendfsync", "always"),
                     ("databases", "1"),
                     ("maxmemory", "0"),
                     ("maxclients", &maxclients),
+                    ("notify-keyspace-events", &events),
                 ];
                 let mut pairs = Vec::new();
                 for arg in &args[2..] {
@@ -1056,6 +1060,19 @@ impl Conn {
                     }
                 }
                 self.reply(Reply::Map(pairs))
+            }
+            // Node-local, as in Redis (see `crate::pubsub::keyspace_events`).
+            Some("set") if args.len() == 4 && lower(&args[2]) == "notify-keyspace-events" => {
+                match crate::pubsub::keyspace_events::flags_from_string(&args[3]) {
+                    Some(flags) => {
+                        self.shared.cfg.pubsub.set_keyspace_events(flags);
+                        self.reply(Reply::ok())
+                    }
+                    None => self.reply(Reply::error(format!(
+                        "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'. (got '{}')",
+                        String::from_utf8_lossy(&args[3])
+                    ))),
+                }
             }
             // Redis' wording for a CONFIG SET that failed (clients and the
             // Redis suite match on it), with the reason.

@@ -36,6 +36,8 @@ use imbl::OrdMap;
 use crate::blocking::BlockedClients;
 use crate::entry::Probe;
 pub(crate) use crate::entry::{order_hash, Entry, StrRef, ValueRef};
+use crate::pubsub::keyspace_events::{EXPIRED, GENERIC, NEW};
+use crate::pubsub::PubSub;
 use crate::value::entry_bytes;
 pub(crate) use crate::value::Value;
 use crate::watch::{Stamp, Tombstones, WatchedKey, FLUSH_TOMBSTONES_MAX};
@@ -144,6 +146,18 @@ pub(crate) struct Keyspace {
     /// [`crate::blocking`]). Called from `put` and `modify` only, the two
     /// places that leave a key holding a value, so no write can forget it.
     blocked_clients: BlockedClients,
+    /// Where this node's keyspace events go (not replicated state; `None`
+    /// for a keyspace outside a store). The events of the keyspace itself
+    /// (`new`, `expired`, and `del` of an emptied collection) are emitted
+    /// here; the commands' own in [`crate::ops::events`].
+    events: Option<PubSub>,
+    /// The node's `notify-keyspace-events`, read once per apply (0: off,
+    /// and then every event site costs one branch).
+    event_flags: u32,
+    /// Keys of the collections the running command emptied: their `del`
+    /// events follow the command's own (as in Redis), emitted by
+    /// [`crate::ops::events`]. Empty unless events are on.
+    emptied: Vec<Box<[u8]>>,
 }
 
 fn accounted(entry: &Entry) -> u64 {
@@ -173,9 +187,46 @@ impl Keyspace {
     }
 
     /// Starts the apply of a command at `instance`: every change it makes
-    /// is stamped with the next stamp (see [`crate::watch`]).
+    /// is stamped with the next stamp (see [`crate::watch`]). Reads the
+    /// node's `notify-keyspace-events` for the apply.
     pub(crate) fn begin_apply(&mut self, instance: u64) {
         self.stamp_now = self.stamp_now.next(instance);
+        self.event_flags = self.events.as_ref().map_or(0, PubSub::keyspace_events);
+        debug_assert!(self.emptied.is_empty());
+    }
+
+    /// Sets where keyspace events go (the store's registry; a keyspace
+    /// read from a snapshot takes over the one it replaces).
+    pub(crate) fn set_events(&mut self, events: PubSub) {
+        self.events = Some(events);
+    }
+
+    /// The `notify-keyspace-events` classes of the running apply (0: off).
+    pub(crate) fn event_flags(&self) -> u32 {
+        self.event_flags
+    }
+
+    /// Emits a keyspace event of `class` on `key` (see
+    /// [`crate::pubsub::keyspace_events`]); one branch when events are off.
+    pub(crate) fn event(&self, class: u32, event: &str, key: &[u8]) {
+        if self.event_flags & class != 0 {
+            if let Some(events) = &self.events {
+                events.keyspace_event(self.event_flags, class, event, key);
+            }
+        }
+    }
+
+    /// Emits the `del` events of the collections the command just run
+    /// emptied (after its own events, as Redis orders them).
+    pub(crate) fn flush_emptied(&mut self) {
+        for key in std::mem::take(&mut self.emptied) {
+            self.event(GENERIC, "del", &key);
+        }
+    }
+
+    /// The earliest expiry time of any stored key (`None`: none has one).
+    pub(crate) fn next_expiry_ms(&self) -> Option<u64> {
+        self.expiry.first().map(|(at, _)| *at)
     }
 
     /// What WATCH records for `key` at `now_ms` (see [`crate::watch`]).
@@ -255,6 +306,7 @@ impl Keyspace {
     pub(crate) fn remove_if_expired(&mut self, key: &[u8], now_ms: u64) {
         if self.stored(key).is_some_and(|entry| !entry.is_live(now_ms)) {
             self.remove(key);
+            self.event(EXPIRED, "expired", key);
         }
     }
 
@@ -280,6 +332,9 @@ impl Keyspace {
                 self.unindex_expiry(at, entry.key());
             }
             self.tombstones.record(entry.key(), entry.stamp());
+            if self.event_flags & GENERIC != 0 {
+                self.emptied.push(entry.key().into());
+            }
         } else {
             self.used_bytes += accounted(&entry);
             self.blocked_clients.touched(entry.key());
@@ -338,6 +393,9 @@ impl Keyspace {
             }
         }
         self.blocked_clients.touched(entry.key());
+        if previous.is_none() {
+            self.event(NEW, "new", entry.key());
+        }
         // Replaces the stored key (and with it the value) when present.
         self.entries.insert(entry, ());
     }
@@ -386,6 +444,7 @@ impl Keyspace {
                 Some((entry, ())) => {
                     self.used_bytes -= accounted(&entry);
                     self.tombstones.record(entry.key(), entry.stamp());
+                    self.event(EXPIRED, "expired", entry.key());
                 }
                 None => debug_assert!(false, "expiry index names a missing key"),
             }

@@ -200,6 +200,8 @@ pub async fn serve_listeners(
         query_budget: Arc::new(QueryBudget::default()),
         logs: ClientLogs::new(),
     });
+    // Ends with this function (the handle aborts it when dropped).
+    let _sweeps = AbortOnDrop(tokio::spawn(expire_sweeps(Arc::clone(&shared))));
     let (tls_listener, acceptor) = match tls {
         Some((listener, config)) => (Some(listener), Some(TlsAcceptor::from(config))),
         None => (None, None),
@@ -232,6 +234,50 @@ pub async fn serve_listeners(
                     return Ok(());
                 }
             }
+        }
+    }
+}
+
+/// How often the leader looks for keys past their expiry (Redis' active
+/// expiry runs at `hz` 10 too).
+const EXPIRE_SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Redis' active expiry, as points of the log: while this node leads and
+/// the store holds a key whose expiry passed by this node's clock, it
+/// proposes an expiry sweep ([`KvCommand::ExpireSweep`]) every
+/// [`EXPIRE_SWEEP_INTERVAL`], one at a time. Every replica removes the same
+/// keys at the sweep's log time (and emits their `expired` events), so
+/// expired keys leave memory, and their events fire, without waiting for a
+/// write. The clock only decides *when* to propose, never what is removed:
+/// a sweep stamped before the expiry removes nothing, and the next tries
+/// again.
+async fn expire_sweeps(shared: Arc<Shared>) {
+    let mut ticks = tokio::time::interval(EXPIRE_SWEEP_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(at_ms) = shared.cfg.pubsub.next_expiry_ms() else {
+            continue;
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            });
+        if at_ms > now_ms || !shared.node.is_leader() {
+            continue;
+        }
+        if let Err(error) = shared.node.propose(KvCommand::ExpireSweep.encode()).await {
+            debug!("expiry sweep not applied: {error}");
         }
     }
 }

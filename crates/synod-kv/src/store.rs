@@ -17,6 +17,12 @@ use crate::snapshot;
 /// backlog only costs memory until later commands purge it.
 pub const PURGE_PER_APPLY_MAX: usize = 32;
 
+/// Most expired keys one expiry sweep ([`KvCommand::ExpireSweep`]) removes,
+/// besides the [`PURGE_PER_APPLY_MAX`] every apply does: bounds the apply
+/// (with events on, each removal is an `expired` event); a larger backlog
+/// takes more sweeps.
+pub const SWEEP_KEYS_MAX: usize = 1024;
+
 /// Key counts for `INFO`'s keyspace line (`db0:keys=..,expires=..`).
 /// Expired keys not yet purged are counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,7 +41,7 @@ pub struct StoreStats {
 /// `ApplyContext::time_ms`, and nothing iterates in a process-dependent
 /// order, so replicas that apply the same log hold identical state (and
 /// produce byte-identical snapshots).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Store {
     keyspace: Keyspace,
     /// The replicated ACL users (shared with the RESP server through
@@ -45,6 +51,19 @@ pub struct Store {
     /// [`Store::pubsub`]): applied PUBLISHes are delivered to them. Not
     /// replicated state: nothing in it changes what `apply` returns.
     pubsub: crate::pubsub::PubSub,
+}
+
+impl Default for Store {
+    fn default() -> Store {
+        let pubsub = crate::pubsub::PubSub::default();
+        let mut keyspace = Keyspace::default();
+        keyspace.set_events(pubsub.clone());
+        Store {
+            keyspace,
+            acl: Acl::default(),
+            pubsub,
+        }
+    }
 }
 
 impl Store {
@@ -117,6 +136,8 @@ impl Store {
         // A side effect outside the replicated state, in log order: the
         // node's subscribers get the messages this command published.
         self.pubsub.deliver_applied(command, &reply);
+        self.pubsub
+            .set_next_expiry_ms(self.keyspace.next_expiry_ms());
         reply
     }
 
@@ -227,6 +248,9 @@ impl StateMachine for Store {
         let blocked_clients = self.keyspace.blocked_clients().clone();
         self.keyspace = keyspace;
         self.keyspace.set_blocked_clients(blocked_clients.clone());
+        self.keyspace.set_events(self.pubsub.clone());
+        self.pubsub
+            .set_next_expiry_ms(self.keyspace.next_expiry_ms());
         *self.acl.users_mut() = users;
         // Any key may hold values now: every waiter tries again.
         blocked_clients.wake_all();

@@ -254,6 +254,7 @@ pub(crate) fn growth_bound(keyspace: &Keyspace, command: &KvCommand, now: u64) -
         | KvCommand::LRange { .. }
         | KvCommand::LLen { .. }
         | KvCommand::MemoryInfo
+        | KvCommand::ExpireSweep
         | KvCommand::Publish { .. } => 0,
         // Each command the script runs is checked on its own (see
         // `crate::scripting`), as Redis checks them.

@@ -8,6 +8,7 @@
 pub(crate) mod acl;
 pub(crate) mod bits;
 mod collections;
+mod events;
 mod hashes;
 mod keys;
 mod keys_more;
@@ -606,8 +607,32 @@ pub(crate) fn write_in_script(
 }
 
 /// [`write`] without the memory check, of the command at `position` in its
-/// transaction or batch (0 alone; see [`read_at`]).
+/// transaction or batch (0 alone; see [`read_at`]). Emits the command's
+/// keyspace events when the node has them on (see [`events`]); the
+/// commands that run others (a transaction, a script, a blocking pop's
+/// try) emit nothing themselves: the commands they run do.
 fn write_unchecked(
+    keyspace: &mut Keyspace,
+    command: &KvCommand,
+    ctx: &ApplyContext,
+    position: u32,
+) -> Reply {
+    if keyspace.event_flags() == 0
+        || matches!(
+            command,
+            KvCommand::Exec(_) | KvCommand::Eval(_) | KvCommand::Blocking { .. }
+        )
+    {
+        return run_command(keyspace, command, ctx, position);
+    }
+    let before = events::before(keyspace, command, ctx.time_ms);
+    let reply = run_command(keyspace, command, ctx, position);
+    events::emit(keyspace, command, &reply, &before, ctx.time_ms);
+    reply
+}
+
+/// Runs one command (see [`write_unchecked`]).
+fn run_command(
     keyspace: &mut Keyspace,
     command: &KvCommand,
     ctx: &ApplyContext,
@@ -654,6 +679,10 @@ fn write_unchecked(
         }
         KvCommand::SetMaxMemory { bytes } => {
             keyspace.set_maxmemory_bytes(*bytes);
+            Reply::ok()
+        }
+        KvCommand::ExpireSweep => {
+            keyspace.purge_expired(now, crate::store::SWEEP_KEYS_MAX);
             Reply::ok()
         }
         KvCommand::HSet { key, pairs } => collections::hset(keyspace, key, pairs, now),

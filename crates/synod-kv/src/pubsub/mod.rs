@@ -36,6 +36,7 @@
 //! `client_output_buffer_limit_disconnections` and logged) and its queue is
 //! dropped, so a slow reader never makes the node's memory grow without bound.
 
+pub mod keyspace_events;
 mod mailbox;
 mod subscriber;
 #[cfg(test)]
@@ -61,6 +62,12 @@ pub(crate) use subscriber::{refused_while_subscribed, Subscriber, SUBSCRIBE_COMM
 pub const SUBSCRIPTIONS_PER_CLIENT_MAX: usize = 10_000;
 /// Most bytes of channel and pattern names one connection may hold.
 pub const SUBSCRIPTION_BYTES_PER_CLIENT_MAX: usize = 4 << 20;
+/// Most subscriptions (channels, patterns and shard channels of every
+/// connection) one node holds: the per-connection bounds times the client
+/// limit would allow a hundred million.
+pub const SUBSCRIPTIONS_PER_NODE_MAX: usize = 1_000_000;
+/// Most bytes of subscribed names one node holds, all connections together.
+pub const SUBSCRIPTION_BYTES_PER_NODE_MAX: usize = 256 << 20;
 /// Redis' `client-output-buffer-limit pubsub` hard limit: a subscriber with
 /// this many bytes of messages not yet written is disconnected.
 pub const PUBSUB_OUTPUT_HARD_BYTES: usize = 32 << 20;
@@ -110,6 +117,13 @@ struct Registry {
     next_ticket: u64,
     /// Pattern matches given up for cost (see [`Registry::publish`]).
     matches_abandoned: u64,
+    /// Subscriptions in the three indexes, and the bytes of their names
+    /// (each subscription counts its name): bounded by
+    /// [`SUBSCRIPTIONS_PER_NODE_MAX`] and [`SUBSCRIPTION_BYTES_PER_NODE_MAX`].
+    subscriptions: usize,
+    subscription_bytes: usize,
+    /// SUBSCRIBEs refused for the node's bounds (logged, see `Subscriber`).
+    subscriptions_refused: u64,
 }
 
 /// Most glob steps one PUBLISH may spend on patterns, all together: the
@@ -133,6 +147,12 @@ fn pattern_steps(pattern: &[u8], channel: &[u8]) -> u64 {
 }
 
 impl Registry {
+    /// Whether no connection subscribes to a channel or pattern (shard
+    /// channels aside): then no event or message can reach anyone.
+    fn is_empty(&self) -> bool {
+        self.channels.is_empty() && self.patterns.is_empty()
+    }
+
     fn index(&mut self, kind: Kind) -> &mut BTreeMap<Bytes, BTreeSet<u64>> {
         match kind {
             Kind::Channel => &mut self.channels,
@@ -141,11 +161,23 @@ impl Registry {
         }
     }
 
+    /// Whether `count` more subscriptions of `bytes` of names in all fit in
+    /// the node's bounds.
+    fn room_for(&self, count: usize, bytes: usize) -> bool {
+        self.subscriptions.saturating_add(count) <= SUBSCRIPTIONS_PER_NODE_MAX
+            && self.subscription_bytes.saturating_add(bytes) <= SUBSCRIPTION_BYTES_PER_NODE_MAX
+    }
+
     fn add(&mut self, kind: Kind, name: &Bytes, client: u64, mailbox: &Arc<Mailbox>) {
-        self.index(kind)
+        if self
+            .index(kind)
             .entry(name.clone())
             .or_default()
-            .insert(client);
+            .insert(client)
+        {
+            self.subscriptions += 1;
+            self.subscription_bytes += name.len();
+        }
         self.mailboxes
             .entry(client)
             .or_insert_with(|| Arc::clone(mailbox));
@@ -153,11 +185,17 @@ impl Registry {
 
     fn remove(&mut self, kind: Kind, name: &[u8], client: u64) {
         let index = self.index(kind);
+        let mut removed = false;
         if let Some(clients) = index.get_mut(name) {
-            clients.remove(&client);
+            removed = clients.remove(&client);
             if clients.is_empty() {
                 index.remove(name);
             }
+        }
+        if removed {
+            debug_assert!(self.subscriptions > 0 && self.subscription_bytes >= name.len());
+            self.subscriptions -= 1;
+            self.subscription_bytes -= name.len();
         }
     }
 
@@ -246,12 +284,18 @@ impl Registry {
 /// delivers applied messages) and its RESP server (whose connections
 /// subscribe). Give the store's ([`crate::Store::pubsub`]) to
 /// `ServerConfig::pubsub`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PubSub {
     registry: Arc<Mutex<Registry>>,
     /// This handle's identity in tickets: PUBLISHes stamped elsewhere
     /// carry another (see [`Tickets`]).
     origin: Arc<OriginId>,
+    /// This node's `notify-keyspace-events` (see [`keyspace_events`]).
+    event_flags: Arc<keyspace_events::EventFlags>,
+    /// The earliest expiry time of any key in the store (`u64::MAX`: none),
+    /// published by the store after each apply, read by the server's
+    /// expiry sweep (see `crate::server`).
+    next_expiry_ms: Arc<AtomicU64>,
 }
 
 /// A process-unique, non-zero id per registry.
@@ -270,10 +314,31 @@ impl Default for OriginId {
     }
 }
 
+impl Default for PubSub {
+    fn default() -> PubSub {
+        PubSub {
+            registry: Arc::default(),
+            origin: Arc::default(),
+            event_flags: Arc::default(),
+            next_expiry_ms: Arc::new(AtomicU64::new(u64::MAX)),
+        }
+    }
+}
+
 impl PubSub {
     /// An empty registry.
     pub fn new() -> PubSub {
         PubSub::default()
+    }
+
+    /// The earliest expiry time of any key in the store (`None`: no key
+    /// has one), as of the last apply.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        Some(self.next_expiry_ms.load(Relaxed)).filter(|at| *at != u64::MAX)
+    }
+
+    pub(crate) fn set_next_expiry_ms(&self, at: Option<u64>) {
+        self.next_expiry_ms.store(at.unwrap_or(u64::MAX), Relaxed);
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {

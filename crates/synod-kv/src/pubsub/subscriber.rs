@@ -11,7 +11,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::mailbox::Mailbox;
 use super::{
-    wrong_args, Kind, PubSub, SUBSCRIPTIONS_PER_CLIENT_MAX, SUBSCRIPTION_BYTES_PER_CLIENT_MAX,
+    wrong_args, Kind, PubSub, SUBSCRIPTIONS_PER_CLIENT_MAX, SUBSCRIPTIONS_PER_NODE_MAX,
+    SUBSCRIPTION_BYTES_PER_CLIENT_MAX, SUBSCRIPTION_BYTES_PER_NODE_MAX,
 };
 
 /// The commands a connection may send while subscribed in RESP2.
@@ -156,6 +157,21 @@ impl Subscriber {
         let mut replies = Vec::with_capacity(names.len());
         let pubsub = self.pubsub.clone();
         let mut registry = pubsub.registry();
+        if !registry.room_for(fresh.len(), fresh_bytes) {
+            registry.subscriptions_refused += 1;
+            let refused = registry.subscriptions_refused;
+            drop(registry);
+            // The first, then one line per 1,000.
+            if refused % 1000 == 1 {
+                tracing::warn!(
+                    refused,
+                    "pub/sub: subscriptions refused: the node holds {SUBSCRIPTIONS_PER_NODE_MAX} subscriptions or {SUBSCRIPTION_BYTES_PER_NODE_MAX} bytes of names"
+                );
+            }
+            return Err(Reply::error(format!(
+                "ERR this node holds at most {SUBSCRIPTIONS_PER_NODE_MAX} subscriptions of {SUBSCRIPTION_BYTES_PER_NODE_MAX} bytes of names in all connections (synod)"
+            )));
+        }
         for name in names {
             // A copy: the name may be a slice of a large read buffer, which
             // a subscription held for hours would otherwise keep whole.

@@ -527,3 +527,55 @@ fn a_costly_pattern_is_given_up_within_the_budget() {
     assert_eq!(inbox(&reader).len(), 1);
     assert!(inbox(&attacker).is_empty());
 }
+
+/// The node-wide bound counts every connection's subscriptions (a channel
+/// two connections hold counts twice) and frees them as they go.
+#[test]
+fn the_subscriptions_of_a_node_are_bounded() {
+    let pubsub = PubSub::new();
+    let mut one = Subscriber::new(pubsub.clone(), 1);
+    let mut two = Subscriber::new(pubsub.clone(), 2);
+    one.command("subscribe", &args(&["subscribe", "a", "b"]));
+    two.command("psubscribe", &args(&["psubscribe", "a"]));
+    {
+        let registry = pubsub.registry();
+        assert_eq!(
+            (registry.subscriptions, registry.subscription_bytes),
+            (3, 3)
+        );
+    }
+    // As if the other connections of the node held all but two.
+    pubsub.registry().subscriptions = SUBSCRIPTIONS_PER_NODE_MAX - 2;
+    let refused = two.command("subscribe", &args(&["subscribe", "x", "y", "z"]));
+    assert!(
+        matches!(refused.as_slice(), [Reply::Error(e)] if e.starts_with("ERR this node holds at most")),
+        "{refused:?}"
+    );
+    assert_eq!(pubsub.registry().subscriptions_refused, 1);
+    // Nothing new: allowed; two new: they fit.
+    let fits = two.command("subscribe", &args(&["subscribe", "x", "y", "x"]));
+    assert!(fits.iter().all(|reply| !matches!(reply, Reply::Error(_))));
+    assert_eq!(pubsub.registry().subscriptions, SUBSCRIPTIONS_PER_NODE_MAX);
+    assert!(matches!(
+        one.command("psubscribe", &args(&["psubscribe", "p"]))
+            .as_slice(),
+        [Reply::Error(_)]
+    ));
+    // Leaving frees room, for every connection.
+    two.clear();
+    assert_eq!(
+        pubsub.registry().subscriptions,
+        SUBSCRIPTIONS_PER_NODE_MAX - 3
+    );
+    assert!(one
+        .command("psubscribe", &args(&["psubscribe", "p"]))
+        .iter()
+        .all(|reply| !matches!(reply, Reply::Error(_))));
+    // Bytes of names too.
+    pubsub.registry().subscription_bytes = SUBSCRIPTION_BYTES_PER_NODE_MAX;
+    assert!(matches!(
+        one.command("subscribe", &args(&["subscribe", "c"]))
+            .as_slice(),
+        [Reply::Error(_)]
+    ));
+}

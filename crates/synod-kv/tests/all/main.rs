@@ -17,6 +17,7 @@ mod hash_bounds;
 mod hostile_commands;
 mod info_auth;
 mod keys;
+mod keyspace_events;
 mod limits;
 mod lists_hashes;
 mod maxmemory_flag;
