@@ -143,6 +143,12 @@ fn get_short(rest: &mut &[u8]) -> Option<Vec<u8>> {
     Some(take(rest, len)?.to_vec())
 }
 
+/// An expiry sweep (`KvCommand::ExpireSweep`), as the server's leader
+/// proposes it while a key is past its expiry by its clock (see
+/// `World::maybe_sweep`): not a client's command, so it has a payload of
+/// its own, which `decode` does not take for one.
+pub const SWEEP: &[u8] = b"synod-sim: expire sweep";
+
 /// Decodes a command; `None` when the bytes are not one (a validity violation).
 pub fn decode(bytes: &[u8]) -> Option<KvCommand> {
     let mut rest = bytes;
@@ -556,6 +562,29 @@ impl Kv {
         Some(())
     }
 
+    /// The earliest expiry of any key (synod-kv's own count, which the
+    /// server's leader reads to decide when to sweep).
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.store.pubsub().next_expiry_ms()
+    }
+
+    /// Applies an expiry sweep at `stamp_ms` (it advances the log clock like
+    /// any command).
+    pub fn sweep(&mut self, instance: u64, stamp_ms: u64) -> Result<(), String> {
+        self.log_time_ms = self.log_time_ms.max(stamp_ms);
+        let ctx = ApplyContext {
+            instance: InstanceId(instance),
+            time_ms: self.log_time_ms,
+        };
+        match self
+            .store
+            .apply_command(&synod_kv::KvCommand::ExpireSweep, &ctx)
+        {
+            Reply::Integer(_) | Reply::Simple(_) => Ok(()),
+            other => Err(format!("an expiry sweep answered {other:?}")),
+        }
+    }
+
     /// This node's blocked clients (synod-kv's registry, which the store's
     /// apply path wakes).
     pub fn blocked_clients(&self) -> synod_kv::BlockedClients {
@@ -815,6 +844,17 @@ impl StateMachine for SimKv {
             let from = self.last_instance.map_or(instance, |last| last + 1);
             self.digest_points(from, instance);
             self.last_instance = Some(instance);
+        }
+        if command == SWEEP {
+            let answer = match self.kv.sweep(instance, ctx.time_ms) {
+                Ok(()) => SimAnswer::Applied(Outcome::Ok),
+                Err(error) => {
+                    self.events
+                        .push(KvEvent::Broken(format!("synod-kv at #{instance}: {error}")));
+                    SimAnswer::Broken
+                }
+            };
+            return answer.encode();
         }
         let Some(command) = decode(command) else {
             self.events.push(KvEvent::Broken(format!(

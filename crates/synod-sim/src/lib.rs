@@ -24,6 +24,7 @@ mod nemesis;
 pub mod params;
 mod queue;
 mod report;
+mod sweep;
 mod world;
 
 pub use report::{SeedReport, Stats};
@@ -98,6 +99,9 @@ pub struct Faults {
     /// linearizable (their first try found the list empty); the lost-wake
     /// check at each timeout sees it.
     pub wake_lost: bool,
+    /// Not a fault: runs without expiry sweeps, so that seeds pinned before
+    /// they existed replay the runs they were found in.
+    pub sweep_off: bool,
     /// Not a fault: runs without queue clients whatever the seed draws, so
     /// that seeds pinned before they existed replay the runs they were
     /// found in.
@@ -120,6 +124,7 @@ impl Faults {
             lease_off: true,
             watch_off: true,
             queue_off: true,
+            sweep_off: true,
             ..Faults::default()
         }
     }
@@ -130,15 +135,17 @@ impl Faults {
         Faults {
             watch_off: true,
             queue_off: true,
+            sweep_off: true,
             ..Faults::default()
         }
     }
 
-    /// No fault and no queue client: how every seed ran before blocking
-    /// pops were in the workload.
+    /// No fault, no queue client and no expiry sweep: how every seed ran
+    /// before blocking pops were in the workload.
     pub fn before_queues() -> Faults {
         Faults {
             queue_off: true,
+            sweep_off: true,
             ..Faults::default()
         }
     }

@@ -59,6 +59,8 @@ pub struct Stats {
     pub pops_served: u64,
     pub pops_timed_out: u64,
     pub pop_tries_after_wake: u64,
+    /// Expiry sweeps proposed (see `sweep.rs`).
+    pub sweeps: u64,
 }
 
 /// The result of one seed.
@@ -85,7 +87,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, pops {} served {} timed out {} woken, {:.1} s simulated",
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
             self.ops_ok,
             self.ops_unknown,
             self.instances,
@@ -103,6 +105,7 @@ impl fmt::Display for Stats {
             self.pops_served,
             self.pops_timed_out,
             self.pop_tries_after_wake,
+            self.sweeps,
             self.end_us as f64 / 1e6
         )
     }

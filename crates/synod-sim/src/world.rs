@@ -257,6 +257,10 @@ pub(crate) struct SimNode {
     /// membership names nodes that may be gone, and the members it has now
     /// would refuse it as a stranger).
     pub(crate) schedule_lost: bool,
+    /// An expiry sweep it proposed is not answered yet (see `sweep.rs`).
+    pub(crate) sweep_in_flight: bool,
+    /// No sweep from it before this time.
+    pub(crate) next_sweep_us: u64,
 }
 
 impl SimNode {
@@ -300,6 +304,8 @@ impl SimNode {
             retired: false,
             join: None,
             schedule_lost: false,
+            sweep_in_flight: false,
+            next_sweep_us: 0,
         }
     }
 }
@@ -574,6 +580,7 @@ impl World {
                     self.schedule(at, Event::Tick { node, epoch });
                     return;
                 }
+                self.maybe_sweep(node);
                 if let Some(engine) = self.nodes[node].engine.as_mut() {
                     // Scans of waiting requests (retries, timeouts) happen
                     // inside, every few ticks, as in the driver.
@@ -860,6 +867,7 @@ impl World {
         };
         self.stats.lease_reads += engine.replica.lease_reads();
         sim_node.paused = false;
+        sim_node.sweep_in_flight = false;
         sim_node.backlog.clear();
         sim_node.missed_ticks = 0;
         sim_node.epoch += 1;
@@ -978,6 +986,10 @@ impl World {
             // would run at once here.
             Answer::OffLoop(token, job) => (token, Ok(job())),
         };
+        if token.client == crate::sweep::SWEEP_CLIENT {
+            self.nodes[node].sweep_in_flight = false;
+            return;
+        }
         self.client_answer(node, token, result);
     }
 

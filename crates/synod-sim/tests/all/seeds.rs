@@ -348,7 +348,8 @@ fn lease_reads_run_in_the_seeds_and_pass() {
 /// The runtime's engine paths run under the simulator, not only exist:
 /// across a few seeds, requests time out and are retried, reads of expiring
 /// keys go through the log, duplicate copies are skipped by the session
-/// table, and some request is answered from an installed snapshot's table.
+/// table, some request is answered from an installed snapshot's table, and
+/// leaders propose expiry sweeps.
 #[test]
 fn the_engine_paths_run() {
     let mut total = synod_sim::Stats::default();
@@ -360,6 +361,7 @@ fn the_engine_paths_run() {
         total.duplicates_skipped += stats.duplicates_skipped;
         total.answered_from_sessions += stats.answered_from_sessions;
         total.snapshots_installed += stats.snapshots_installed;
+        total.sweeps += stats.sweeps;
     }
     assert!(total.reads_through_log > 0, "{total:?}");
     assert!(total.request_timeouts > 0, "{total:?}");
@@ -367,6 +369,8 @@ fn the_engine_paths_run() {
     assert!(total.duplicates_skipped > 0, "{total:?}");
     assert!(total.answered_from_sessions > 0, "{total:?}");
     assert!(total.snapshots_installed > 0, "{total:?}");
+    // The leader's expiry sweeps (the server's active expiry) run too.
+    assert!(total.sweeps > 0, "{total:?}");
 }
 
 /// Blocking pops (issue 16) are in about half the seeds: pushers and
