@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 mod admin;
+pub mod blocking;
 mod clock;
 mod config;
 mod driver;

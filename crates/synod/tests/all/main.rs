@@ -3,6 +3,7 @@
 //! `crates/synod/tests/all/layout.rs` fails if one is left out.
 
 mod apply_batch;
+mod blocking_facade;
 mod cluster;
 mod fatal;
 mod layout;

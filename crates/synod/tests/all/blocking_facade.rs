@@ -1,0 +1,93 @@
+//! `synod::blocking::Node` (issue 17): a three-node cluster driven from
+//! plain threads, no async runtime in the test, through a leader's stop.
+
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use synod::{blocking, ApplyContext, NodeConfig, NodeId, StateMachine};
+
+#[derive(Default)]
+struct Sum(u64);
+
+impl StateMachine for Sum {
+    fn apply(&mut self, command: &[u8], _ctx: &ApplyContext) -> Bytes {
+        self.0 += command.len() as u64;
+        Bytes::from(self.0.to_string())
+    }
+    fn query(&self, _query: &[u8], _ctx: &ApplyContext) -> Bytes {
+        Bytes::from(self.0.to_string())
+    }
+    fn snapshot(&self) -> Bytes {
+        Bytes::from(self.0.to_string())
+    }
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        self.0 = String::from_utf8_lossy(snapshot)
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_blocking_cluster_proposes_reads_and_survives_its_leader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut peers = BTreeMap::new();
+    for id in 1..=3u32 {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr: SocketAddr = probe.local_addr().expect("addr");
+        peers.insert(NodeId(id), addr);
+    }
+    let nodes: Vec<blocking::Node> = peers
+        .keys()
+        .map(|id| {
+            let mut cfg = NodeConfig::new(*id, peers.clone(), dir.path().join(id.0.to_string()))
+                .expect("member");
+            cfg.bootstrap = synod::Bootstrap::New;
+            cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
+            blocking::Node::start_with_threads(cfg, Sum::default(), 1).expect("starts")
+        })
+        .collect();
+    for node in &nodes {
+        node.ready().expect("ready");
+    }
+    assert_eq!(nodes.iter().filter(|n| n.is_leader()).count(), 1);
+    // Proposals from several threads at once, through every node.
+    std::thread::scope(|scope| {
+        for node in &nodes {
+            scope.spawn(move || {
+                for _ in 0..10 {
+                    node.propose(Bytes::from_static(b"xx")).expect("chosen");
+                }
+            });
+        }
+    });
+    for node in &nodes {
+        assert_eq!(node.read(Bytes::new()).expect("read"), Bytes::from("60"));
+    }
+    // The leader stops; the others elect one and go on.
+    let mut nodes = nodes;
+    let at = nodes.iter().position(|n| n.is_leader()).expect("a leader");
+    let old = nodes.remove(at);
+    old.shutdown();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let leader = loop {
+        if let Some(at) = nodes.iter().position(|n| n.is_leader()) {
+            break at;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new leader among the two left within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(nodes[leader].wait_for_leadership(std::time::Duration::from_secs(1)));
+    // The other one does not lead: its wait ends at the timeout.
+    assert!(!nodes[1 - leader].wait_for_leadership(std::time::Duration::from_millis(200)));
+    assert_eq!(
+        nodes[0].propose(Bytes::from_static(b"x")).expect("chosen"),
+        Bytes::from("61")
+    );
+    for node in nodes {
+        node.shutdown();
+    }
+}
