@@ -41,7 +41,8 @@ fn budget_error(limits: &Limits) -> Reply {
 /// Redis 7 does: reading an undeclared global and writing any global are
 /// errors.
 const PRELUDE: &str = r#"
-local raw_call, sha1hex, setresp, random, randomseed, stopped, bitlib, keys, argv = ...
+local raw_call, sha1hex, setresp, random, randomseed, stopped, bitlib, keys, argv,
+  cjsonlib, msgpacklib, structlib, acl_check = ...
 local error, type, select, real_tostring, next = error, type, select, tostring, next
 local real_setmetatable, real_rawset, real_pcall, real_xpcall = setmetatable, rawset, pcall, xpcall
 local real_loadstring, unpack = loadstring, unpack
@@ -166,6 +167,9 @@ dofile, loadfile, load, print, coroutine, module, require, newproxy = nil, nil, 
 KEYS, ARGV = keys, argv
 real_rawset(_G, "redis", protect(redis))
 bit = protect(bitlib)
+cjson = protect(cjsonlib)
+cmsgpack = protect(msgpacklib)
+struct = protect(structlib)
 
 local G = _G
 local real = {}
@@ -458,6 +462,9 @@ fn run_in_lua(
             lua.create_function(move |_, ()| Ok(stopped.get()))?
         };
         let bit = super::bit::library(&lua)?;
+        let cjson = super::cjson::library(&lua, limits.memory_bytes_max)?;
+        let cmsgpack = super::cmsgpack::library(&lua, limits.memory_bytes_max)?;
+        let structlib = super::structlib::library(&lua, limits.memory_bytes_max)?;
         let keys = lua.create_sequence_from(
             eval.keys
                 .iter()
@@ -475,7 +482,8 @@ fn run_in_lua(
             .set_name("=synod")
             .set_mode(ChunkMode::Text)
             .call((
-                raw_call, sha1hex, setresp, random, randomseed, stopped_fn, bit, keys, argv,
+                raw_call, sha1hex, setresp, random, randomseed, stopped_fn, bit, keys, argv, cjson,
+                cmsgpack, structlib,
             ))?;
         let script = match lua
             .load(super::without_shebang(&eval.script))

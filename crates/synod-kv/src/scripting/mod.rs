@@ -63,9 +63,13 @@
 
 mod bit;
 mod call;
+mod cjson;
+mod cjson_decode;
+mod cmsgpack;
 mod convert;
 mod engine;
 mod sha1;
+mod structlib;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -614,3 +618,5 @@ fn script_command(cache: &ScriptCache, args: &[Bytes]) -> Reply {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_libs;
