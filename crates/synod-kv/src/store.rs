@@ -35,7 +35,7 @@ pub struct StoreStats {
 /// `ApplyContext::time_ms`, and nothing iterates in a process-dependent
 /// order, so replicas that apply the same log hold identical state (and
 /// produce byte-identical snapshots).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Store {
     keyspace: Keyspace,
     /// The replicated ACL users (shared with the RESP server through
@@ -45,6 +45,19 @@ pub struct Store {
     /// [`Store::pubsub`]): applied PUBLISHes are delivered to them. Not
     /// replicated state: nothing in it changes what `apply` returns.
     pubsub: crate::pubsub::PubSub,
+}
+
+impl Default for Store {
+    fn default() -> Store {
+        let acl = Acl::default();
+        let mut keyspace = Keyspace::default();
+        keyspace.set_acl(acl.clone());
+        Store {
+            keyspace,
+            acl,
+            pubsub: crate::pubsub::PubSub::default(),
+        }
+    }
 }
 
 impl Store {
@@ -227,6 +240,7 @@ impl StateMachine for Store {
         let blocked_clients = self.keyspace.blocked_clients().clone();
         self.keyspace = keyspace;
         self.keyspace.set_blocked_clients(blocked_clients.clone());
+        self.keyspace.set_acl(self.acl.clone());
         *self.acl.users_mut() = users;
         // Any key may hold values now: every waiter tries again.
         blocked_clients.wake_all();

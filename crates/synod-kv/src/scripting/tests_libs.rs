@@ -24,6 +24,7 @@ fn run_script(script: &str) -> Reply {
         args: Vec::new(),
         read_only: false,
         function: None,
+        user: None,
     };
     run(&mut keyspace, &eval, &ctx(), 0)
 }
@@ -376,5 +377,98 @@ fn struct_refuses_hostile_formats_with_clear_errors() {
     assert_eq!(
         run_script("return struct.size(string.rep('c2000000000', 100))"),
         Reply::Integer(200_000_000_000)
+    );
+}
+
+fn run_as(keyspace: &mut Keyspace, user: &str, script: &str, keys: &[&str]) -> Reply {
+    let eval = EvalCommand {
+        script: Bytes::copy_from_slice(script.as_bytes()),
+        keys: keys
+            .iter()
+            .map(|k| Bytes::copy_from_slice(k.as_bytes()))
+            .collect(),
+        args: Vec::new(),
+        read_only: false,
+        function: None,
+        user: Some(Bytes::copy_from_slice(user.as_bytes())),
+    };
+    run(keyspace, &eval, &ctx(), 0)
+}
+
+#[test]
+fn scripts_run_with_their_users_rules() {
+    let mut keyspace = Keyspace::default();
+    let rules: Vec<Bytes> = ["on", ">123", "+@scripting", "+set", "~x*"]
+        .iter()
+        .map(|r| Bytes::copy_from_slice(r.as_bytes()))
+        .collect();
+    keyspace.acl().users_mut().set_user(b"bob", &rules).unwrap();
+    let bob = |keyspace: &mut Keyspace, script: &str| run_as(keyspace, "bob", script, &[]);
+    assert_eq!(
+        bob(&mut keyspace, "return redis.acl_check_cmd('set','xx',1)"),
+        Reply::Integer(1)
+    );
+    assert_eq!(
+        bob(
+            &mut keyspace,
+            "return redis.acl_check_cmd('hset','xx','f',1)"
+        ),
+        Reply::Null
+    );
+    assert_eq!(
+        bob(&mut keyspace, "return redis.acl_check_cmd('set','yy',1)"),
+        Reply::Null
+    );
+    match bob(
+        &mut keyspace,
+        "return redis.acl_check_cmd('invalid-cmd','arg')",
+    ) {
+        Reply::Error(text) => assert!(
+            text.contains("Invalid command passed to redis.acl_check_cmd()"),
+            "{text}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // The script's own commands are checked too.
+    assert_eq!(
+        bob(&mut keyspace, "return redis.call('set','xa','1')"),
+        Reply::Simple("OK".into())
+    );
+    match bob(&mut keyspace, "return redis.call('set','ya','1')") {
+        Reply::Error(text) => assert!(text.contains("can't access at least one of the keys")),
+        other => panic!("{other:?}"),
+    }
+    match bob(&mut keyspace, "return redis.call('get','xa')") {
+        Reply::Error(text) => assert!(text.contains("can't run this command")),
+        other => panic!("{other:?}"),
+    }
+    // A user that is gone runs nothing.
+    match run_as(
+        &mut keyspace,
+        "ghost",
+        "return redis.call('set','xa','1')",
+        &[],
+    ) {
+        Reply::Error(text) => assert!(text.contains("can't run this command")),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A loop of commands is stopped by the budget as a loop of instructions
+/// is (each call is charged), even when it catches errors with pcall: it
+/// once ran for minutes on every replica, charged only its few
+/// instructions per call.
+#[test]
+fn a_loop_of_commands_is_stopped_by_the_budget() {
+    for script in [
+        "while true do redis.call('ping') end",
+        "local f = function() while 1 do redis.call('ping') end end while 1 do pcall(f) end",
+    ] {
+        assert_error_contains(script, "exceeded the budget");
+    }
+    // 100,000 commands fit (Redis' suite runs that many).
+    assert_eq!(
+        run_script("for i=1,100000 do redis.call('ping') end return 'ok'"),
+        bulk("ok")
     );
 }
