@@ -72,6 +72,10 @@ mod op {
     // Scripting (issue 16): 130 to 139.
     pub const EVAL: u8 = 130;
     pub const FCALL: u8 = 131;
+    // EVAL / FCALL run as an ACL user: the user's name, then EVAL's or
+    // FCALL's fields.
+    pub const EVAL_AS_USER: u8 = 132;
+    pub const FCALL_AS_USER: u8 = 133;
     // Keys and strings (issue 16): 150 to 199.
     pub const RANDOM_KEY_SEEDED: u8 = 150;
     pub const RENAME: u8 = 151;
@@ -618,10 +622,19 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
             }
         }
         KvCommand::Eval(eval) => {
-            match &eval.function {
-                None => writer.u8(op::EVAL),
-                Some(function) => {
+            match (&eval.user, &eval.function) {
+                (None, None) => writer.u8(op::EVAL),
+                (None, Some(function)) => {
                     writer.u8(op::FCALL);
+                    writer.bytes(function);
+                }
+                (Some(user), None) => {
+                    writer.u8(op::EVAL_AS_USER);
+                    writer.bytes(user);
+                }
+                (Some(user), Some(function)) => {
+                    writer.u8(op::FCALL_AS_USER);
+                    writer.bytes(user);
                     writer.bytes(function);
                 }
             }
@@ -1178,17 +1191,24 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
             KvCommand::WatchCheck { watched }
         }
         op::Z_SET => KvCommand::ZSet(crate::codec_zset::decode(reader)?),
-        op::EVAL | op::FCALL => KvCommand::Eval(crate::scripting::EvalCommand {
-            function: if opcode == op::FCALL {
-                Some(reader.bytes()?)
-            } else {
-                None
-            },
-            script: reader.bytes()?,
-            keys: decode_keys(reader)?,
-            args: decode_keys(reader)?,
-            read_only: reader.bool()?,
-        }),
+        op::EVAL | op::FCALL | op::EVAL_AS_USER | op::FCALL_AS_USER => {
+            KvCommand::Eval(crate::scripting::EvalCommand {
+                user: if opcode == op::EVAL_AS_USER || opcode == op::FCALL_AS_USER {
+                    Some(reader.bytes()?)
+                } else {
+                    None
+                },
+                function: if opcode == op::FCALL || opcode == op::FCALL_AS_USER {
+                    Some(reader.bytes()?)
+                } else {
+                    None
+                },
+                script: reader.bytes()?,
+                keys: decode_keys(reader)?,
+                args: decode_keys(reader)?,
+                read_only: reader.bool()?,
+            })
+        }
         op::PUBLISH => KvCommand::Publish {
             channel: reader.bytes()?,
             message: reader.bytes()?,

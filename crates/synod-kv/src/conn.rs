@@ -544,7 +544,7 @@ impl Conn {
                 match crate::scripting::request(&self.shared.scripts, &args) {
                     crate::scripting::ScriptRequest::Reply(reply) => self.reply(reply),
                     crate::scripting::ScriptRequest::Log(command) => match self
-                        .check_keys(command)
+                        .check_keys(self.run_as_user(command))
                         .and_then(|command| self.check_replicated_size(command))
                     {
                         Ok(command) => Item::Data(command, self.protocol),
@@ -571,6 +571,15 @@ impl Conn {
     /// Runs `f` on the connection's user as this node currently holds it;
     /// `None` when the user was deleted (or re-created: a new serial) or
     /// turned off since the connection authenticated, or it never did.
+    /// A script runs as the connection's user: its commands are checked
+    /// against that user's rules at apply (see `EvalCommand::user`).
+    fn run_as_user(&self, mut command: KvCommand) -> KvCommand {
+        if let KvCommand::Eval(eval) = &mut command {
+            eval.user = self.user.as_ref().map(|(name, _)| name.clone());
+        }
+        command
+    }
+
     fn with_user<R>(&self, f: impl FnOnce(&User) -> R) -> Option<R> {
         let (name, serial) = self.user.as_ref()?;
         let acl = &self.shared.cfg.acl;
@@ -707,7 +716,7 @@ impl Conn {
                 match crate::scripting::request(&self.shared.scripts, args) {
                     crate::scripting::ScriptRequest::Reply(reply) => Err(reply),
                     crate::scripting::ScriptRequest::Log(command) => self
-                        .check_keys(command)
+                        .check_keys(self.run_as_user(command))
                         .and_then(|command| self.check_replicated_size(command)),
                 }
             }
@@ -1041,7 +1050,8 @@ impl Conn {
                 let events = crate::pubsub::keyspace_events::flags_to_string(
                     self.shared.cfg.pubsub.keyspace_events(),
                 );
-                let known: [(&str, &str); 7] = [
+                let lua_time_limit = self.shared.lua_time_limit_ms.load(Relaxed).to_string();
+                let known: [(&str, &str); 9] = [
                     ("save", ""),
                     ("appendonly", "yes"),
                     ("appendfsync", "always"),
@@ -1049,6 +1059,8 @@ impl Conn {
                     ("maxmemory", "0"),
                     ("maxclients", &maxclients),
                     ("notify-keyspace-events", &events),
+                    ("lua-time-limit", &lua_time_limit),
+                    ("busy-reply-threshold", &lua_time_limit),
                 ];
                 let mut pairs = Vec::new();
                 for arg in &args[2..] {
@@ -1061,29 +1073,83 @@ impl Conn {
                 }
                 self.reply(Reply::Map(pairs))
             }
-            // Node-local, as in Redis (see `crate::pubsub::keyspace_events`).
-            Some("set") if args.len() == 4 && lower(&args[2]) == "notify-keyspace-events" => {
-                match crate::pubsub::keyspace_events::flags_from_string(&args[3]) {
-                    Some(flags) => {
-                        self.shared.cfg.pubsub.set_keyspace_events(flags);
-                        self.reply(Reply::ok())
-                    }
-                    None => self.reply(Reply::error(format!(
-                        "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'. (got '{}')",
-                        String::from_utf8_lossy(&args[3])
-                    ))),
-                }
+            Some("set") if args.len() >= 4 && args.len().is_multiple_of(2) => {
+                self.config_set(&args[2..])
             }
-            // Redis' wording for a CONFIG SET that failed (clients and the
-            // Redis suite match on it), with the reason.
-            Some("set") if args.len() >= 4 => self.reply(Reply::error(format!(
-                "ERR CONFIG SET failed (possibly related to argument '{}') - CONFIG SET is not supported by synod",
-                String::from_utf8_lossy(&args[2])
-            ))),
+            // This node's INFO commandstats and errorstats (nothing else
+            // synod keeps is a Redis statistic RESETSTAT clears).
+            Some("resetstat") if args.len() == 2 => {
+                self.shared.command_stats.reset();
+                self.reply(Reply::ok())
+            }
             Some("set" | "resetstat" | "rewrite") => {
                 self.reply(Reply::error("ERR CONFIG SET is not supported by synod"))
             }
             _ => self.reply(wrong_args("config")),
+        }
+    }
+
+    /// CONFIG SET of `name value` pairs: only what synod can honour is
+    /// accepted, all or nothing, with Redis' wording for a refusal (clients
+    /// and the Redis suite match on it).
+    ///
+    /// - `lua-time-limit` / `busy-reply-threshold`: kept on this node and
+    ///   reported by CONFIG GET. Synod never answers BUSY: a script is
+    ///   stopped deterministically by its instruction budget on every
+    ///   replica instead (see `crate::scripting`), so the value changes
+    ///   nothing else.
+    /// - `maxmemory`: the replicated limit, proposed through the log (as
+    ///   the `--maxmemory` flag), so every replica enforces it from the
+    ///   same point on; it is a change for the whole cluster.
+    fn config_set(&self, pairs: &[Bytes]) -> Item {
+        let mut lua_time_limit = None;
+        let mut maxmemory = None;
+        let mut keyspace_events = None;
+        for pair in pairs.chunks(2) {
+            let name = lower(&pair[0]);
+            let parsed = match name.as_str() {
+                "lua-time-limit" | "busy-reply-threshold" => crate::number::parse_i64(&pair[1])
+                    .filter(|n| *n >= 0)
+                    .map(|n| lua_time_limit = Some(n as u64)),
+                "maxmemory" => parse_memory(&pair[1]).map(|n| maxmemory = Some(n)),
+                // Node-local, as in Redis (see `crate::pubsub::keyspace_events`).
+                "notify-keyspace-events" => {
+                    match crate::pubsub::keyspace_events::flags_from_string(&pair[1]) {
+                        Some(flags) => {
+                            keyspace_events = Some(flags);
+                            Some(())
+                        }
+                        None => {
+                            return self.reply(Reply::error(format!(
+                                "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'. (got '{}')",
+                                String::from_utf8_lossy(&pair[1])
+                            )))
+                        }
+                    }
+                }
+                _ => {
+                    return self.reply(Reply::error(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{}') - CONFIG SET is not supported by synod",
+                        String::from_utf8_lossy(&pair[0])
+                    )))
+                }
+            };
+            if parsed.is_none() {
+                return self.reply(Reply::error(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{}') - argument couldn't be parsed into an integer",
+                    String::from_utf8_lossy(&pair[0])
+                )));
+            }
+        }
+        if let Some(ms) = lua_time_limit {
+            self.shared.lua_time_limit_ms.store(ms, Relaxed);
+        }
+        if let Some(flags) = keyspace_events {
+            self.shared.cfg.pubsub.set_keyspace_events(flags);
+        }
+        match maxmemory {
+            Some(bytes) => Item::Data(KvCommand::SetMaxMemory { bytes }, self.protocol),
+            None => self.reply(Reply::ok()),
         }
     }
 
@@ -1124,7 +1190,15 @@ impl Conn {
             );
         }
         if wants("stats") {
-            shared.cfg.counters.write_info(&mut text);
+            let mut stats = String::new();
+            shared.cfg.counters.write_info(&mut stats);
+            // The section's closing blank line goes after our own line.
+            let body = stats.strip_suffix("\r\n").unwrap_or(&stats);
+            let _ = write!(
+                text,
+                "{body}total_error_replies:{}\r\n\r\n",
+                shared.command_stats.total_error_replies()
+            );
         }
         if wants("replication") {
             let role = match status.role {
@@ -1208,6 +1282,9 @@ impl Conn {
         }
         if wants("commandstats") {
             text.push_str(&shared.command_stats.section());
+        }
+        if wants("errorstats") {
+            text.push_str(&shared.command_stats.error_section());
         }
         if wants("keyspace") {
             // Keys and keys with a time to live in the replicated state
@@ -1427,4 +1504,26 @@ fn info_entry(c: &Row) -> Reply {
         Reply::Array(Vec::new()),
         Reply::Array(Vec::new()),
     ])
+}
+
+/// A memory size as CONFIG SET takes it: bytes, or a number with a `k`,
+/// `kb`, `m`, `mb`, `g` or `gb` suffix (any case; `k` is 1000, `kb` 1024).
+fn parse_memory(text: &[u8]) -> Option<u64> {
+    let text = String::from_utf8_lossy(text).to_ascii_lowercase();
+    let units: [(&str, u64); 6] = [
+        ("kb", 1024),
+        ("mb", 1024 * 1024),
+        ("gb", 1024 * 1024 * 1024),
+        ("k", 1000),
+        ("m", 1000 * 1000),
+        ("g", 1000 * 1000 * 1000),
+    ];
+    let (digits, unit) = units
+        .iter()
+        .find_map(|(suffix, unit)| text.strip_suffix(suffix).map(|d| (d, *unit)))
+        .unwrap_or((text.as_str(), 1));
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(unit)
 }

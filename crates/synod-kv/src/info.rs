@@ -1,5 +1,6 @@
-//! INFO sections kept by the node itself: `cpu` (the process's CPU time) and
-//! `commandstats` (calls, time, rejections and failures per command).
+//! INFO sections kept by the node itself: `cpu` (the process's CPU time),
+//! `commandstats` (calls, time, rejections and failures per command) and
+//! `errorstats` (error replies by their code, and `total_error_replies`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -50,6 +51,31 @@ pub(crate) struct CommandStat {
 #[derive(Debug, Default)]
 pub(crate) struct CommandStats {
     by_name: Mutex<BTreeMap<String, CommandStat>>,
+    errors: Mutex<ErrorStats>,
+}
+
+/// Most distinct error codes counted, as Redis' `ERROR_STATS_NUMBER`: codes
+/// come from replies (a script's `redis.error_reply` picks any), so the
+/// table is bounded; errors with further codes count in the total only.
+pub(crate) const ERROR_CODES_MAX: usize = 128;
+
+/// Error replies by code (`errorstat_<CODE>:count=<n>`) and in all.
+#[derive(Debug, Default)]
+struct ErrorStats {
+    by_code: BTreeMap<String, u64>,
+    total: u64,
+    /// Errors whose code did not fit in [`ERROR_CODES_MAX`].
+    untracked: u64,
+}
+
+/// The code Redis counts an error reply under: its first word when a space
+/// comes within its first 32 bytes, else `ERR`.
+pub(crate) fn error_code(text: &str) -> &str {
+    let head = &text.as_bytes()[..text.len().min(32)];
+    match head.iter().position(|&b| b == b' ') {
+        Some(end) if end > 0 => &text[..end],
+        _ => "ERR",
+    }
 }
 
 /// How a command ended, for [`CommandStats::record`].
@@ -86,6 +112,46 @@ impl CommandStats {
         }
     }
 
+    /// Counts one error reply sent to a client.
+    pub(crate) fn record_error(&self, text: &str) {
+        let code = error_code(text);
+        let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        errors.total += 1;
+        if let Some(count) = errors.by_code.get_mut(code) {
+            *count += 1;
+        } else if errors.by_code.len() < ERROR_CODES_MAX {
+            errors.by_code.insert(code.to_string(), 1);
+        } else {
+            errors.untracked += 1;
+        }
+    }
+
+    /// Error replies sent since the start or the last reset
+    /// (`total_error_replies`).
+    pub(crate) fn total_error_replies(&self) -> u64 {
+        self.errors.lock().unwrap_or_else(|e| e.into_inner()).total
+    }
+
+    /// The `# Errorstats` section.
+    pub(crate) fn error_section(&self) -> String {
+        let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        let mut text = String::from("# Errorstats\r\n");
+        for (code, count) in errors.by_code.iter() {
+            let _ = write!(text, "errorstat_{code}:count={count}\r\n");
+        }
+        text.push_str("\r\n");
+        text
+    }
+
+    /// CONFIG RESETSTAT: forgets every figure kept here.
+    pub(crate) fn reset(&self) {
+        self.by_name
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        *self.errors.lock().unwrap_or_else(|e| e.into_inner()) = ErrorStats::default();
+    }
+
     /// The figures of `name`, if it was called.
     #[cfg(test)]
     pub(crate) fn get(&self, name: &str) -> Option<CommandStat> {
@@ -117,6 +183,34 @@ impl CommandStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_replies_are_counted_by_code_and_bounded() {
+        let stats = CommandStats::default();
+        stats.record_error("WRONGTYPE Operation against a key");
+        stats.record_error("ERR unknown command");
+        stats.record_error("ERR");
+        stats.record_error("MY_ERR_CODE custom msg");
+        stats.record_error(" leading space");
+        assert_eq!(
+            stats.error_section(),
+            "# Errorstats\r\nerrorstat_ERR:count=3\r\nerrorstat_MY_ERR_CODE:count=1\r\nerrorstat_WRONGTYPE:count=1\r\n\r\n"
+        );
+        assert_eq!(error_code("AVERYLONGCODEWITHOUTANYSPACEINSIDEIT x"), "ERR");
+        for i in 0..2 * ERROR_CODES_MAX {
+            stats.record_error(&format!("C{i} x"));
+        }
+        assert_eq!(stats.total_error_replies(), 5 + 2 * ERROR_CODES_MAX as u64);
+        assert_eq!(
+            stats.error_section().matches("errorstat_").count(),
+            ERROR_CODES_MAX
+        );
+        stats.record("set", Duration::ZERO, Ending::Ok);
+        stats.reset();
+        assert_eq!(stats.total_error_replies(), 0);
+        assert_eq!(stats.get("set"), None);
+        assert_eq!(stats.error_section(), "# Errorstats\r\n\r\n");
+    }
 
     #[test]
     fn command_stats_count_calls_rejections_and_failures() {

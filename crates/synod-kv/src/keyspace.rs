@@ -158,6 +158,10 @@ pub(crate) struct Keyspace {
     /// events follow the command's own (as in Redis), emitted by
     /// [`crate::ops::events`]. Empty unless events are on.
     emptied: Vec<Box<[u8]>>,
+    /// The replicated ACL users (a handle on the store's; not part of the
+    /// keyspace's own state): scripts check their user's rules against
+    /// them (see `EvalCommand::user`).
+    acl: crate::acl_auth::Acl,
 }
 
 fn accounted(entry: &Entry) -> u64 {
@@ -178,6 +182,17 @@ impl Keyspace {
     /// This node's blocked clients, woken by the changes of keys.
     pub(crate) fn blocked_clients(&self) -> &BlockedClients {
         &self.blocked_clients
+    }
+
+    /// The replicated ACL users, as the store holds them.
+    pub(crate) fn acl(&self) -> &crate::acl_auth::Acl {
+        &self.acl
+    }
+
+    /// Makes the keyspace see the store's users (at construction, and for a
+    /// keyspace read from a snapshot).
+    pub(crate) fn set_acl(&mut self, acl: crate::acl_auth::Acl) {
+        self.acl = acl;
     }
 
     /// Replaces the blocked-client handle (a keyspace read from a snapshot

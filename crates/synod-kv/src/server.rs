@@ -146,6 +146,9 @@ pub(crate) struct Shared {
     pub command_stats: crate::info::CommandStats,
     /// This node's script cache (SCRIPT LOAD, EVALSHA): node-local.
     pub scripts: crate::scripting::ScriptCache,
+    /// CONFIG SET lua-time-limit: reported back, node-local (see
+    /// `Conn::config_set`).
+    pub lua_time_limit_ms: AtomicU64,
     query_budget: Arc<QueryBudget>,
     logs: ClientLogs,
 }
@@ -197,6 +200,7 @@ pub async fn serve_listeners(
         commands: AtomicU64::new(0),
         command_stats: crate::info::CommandStats::default(),
         scripts: crate::scripting::ScriptCache::default(),
+        lua_time_limit_ms: AtomicU64::new(5000),
         query_budget: Arc::new(QueryBudget::default()),
         logs: ClientLogs::new(),
     });
@@ -941,6 +945,9 @@ fn fill(
                 .and_then(Option::take)
                 .unwrap_or_else(|| Reply::error("ERR internal error: missing reply")),
         };
+        if let Reply::Error(text) = &reply {
+            out.stats.record_error(text);
+        }
         if let Some(tag) = tag {
             let ending = match (&reply, tag.rejected) {
                 (_, true) => Ending::Rejected,

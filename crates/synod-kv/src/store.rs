@@ -56,11 +56,13 @@ pub struct Store {
 impl Default for Store {
     fn default() -> Store {
         let pubsub = crate::pubsub::PubSub::default();
+        let acl = Acl::default();
         let mut keyspace = Keyspace::default();
         keyspace.set_events(pubsub.clone());
+        keyspace.set_acl(acl.clone());
         Store {
             keyspace,
-            acl: Acl::default(),
+            acl,
             pubsub,
         }
     }
@@ -251,6 +253,7 @@ impl StateMachine for Store {
         self.keyspace.set_events(self.pubsub.clone());
         self.pubsub
             .set_next_expiry_ms(self.keyspace.next_expiry_ms());
+        self.keyspace.set_acl(self.acl.clone());
         *self.acl.users_mut() = users;
         // Any key may hold values now: every waiter tries again.
         blocked_clients.wake_all();

@@ -84,9 +84,11 @@ pub(crate) const SCRIPT_VALUE_BYTES_MAX: usize = 16 << 20;
 /// `redis.call`, returned by `redis.pcall`). `call` numbers the script's
 /// calls; `read_work` is what the script's reads visited so far, bounded
 /// as a transaction's are ([`ops::TRANSACTION_READ_WORK_MAX`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_command(
     keyspace: &mut Keyspace,
     args: &[Bytes],
+    user: Option<&Bytes>,
     read_only: bool,
     ctx: &ApplyContext,
     position: u32,
@@ -136,6 +138,9 @@ pub(crate) fn run_command(
     if !spec.arity_accepts(args.len()) {
         return wrong_args();
     }
+    if let Some(refused) = acl_refusal(acl_verdict(keyspace, user, args)) {
+        return refused;
+    }
     if let Some(big) = args.iter().find(|arg| arg.len() > SCRIPT_VALUE_BYTES_MAX) {
         return Reply::error(format!(
             "ERR argument of {} bytes exceeds the maximum value size of {SCRIPT_VALUE_BYTES_MAX} bytes in scripts",
@@ -171,6 +176,58 @@ pub(crate) fn run_command(
     }
     let salt = position.wrapping_add(call.wrapping_add(1).wrapping_mul(0x9E37_79B9));
     ops::write_in_script(keyspace, &command, ctx, salt)
+}
+
+/// What the script's user may do with a command (see `EvalCommand::user`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AclVerdict {
+    Allowed,
+    /// The user may not run the command (or the user is gone or disabled).
+    CommandDenied,
+    /// The user may not touch one of the command's keys.
+    KeyDenied,
+}
+
+/// Checks `args` against the rules of `user` as the replicated users hold
+/// them now; no user: allowed. A command that does not parse is allowed
+/// here (it fails on its own).
+pub(crate) fn acl_verdict(keyspace: &Keyspace, user: Option<&Bytes>, args: &[Bytes]) -> AclVerdict {
+    let Some(name) = user else {
+        return AclVerdict::Allowed;
+    };
+    let users = keyspace.acl().users();
+    let Some(user) = users.get(name).filter(|user| user.enabled()) else {
+        return AclVerdict::CommandDenied;
+    };
+    let command = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    let first = args
+        .get(1)
+        .map(|arg| String::from_utf8_lossy(arg).to_ascii_lowercase());
+    if !user.command_allowed(&command, first.as_deref()) {
+        return AclVerdict::CommandDenied;
+    }
+    if user.all_keys {
+        return AclVerdict::Allowed;
+    }
+    match crate::parse::parse(args) {
+        Ok(parsed) if !parsed.keys().iter().all(|key| user.key_allowed(key)) => {
+            AclVerdict::KeyDenied
+        }
+        _ => AclVerdict::Allowed,
+    }
+}
+
+/// Redis 7.0's error for a script command its user may not run.
+pub(crate) fn acl_refusal(verdict: AclVerdict) -> Option<Reply> {
+    match verdict {
+        AclVerdict::Allowed => None,
+        AclVerdict::CommandDenied => Some(Reply::error(
+            "ERR The user executing the script can't run this command or subcommand",
+        )),
+        AclVerdict::KeyDenied => Some(Reply::error(
+            "ERR The user executing the script can't access at least one of the keys mentioned in the command",
+        )),
+    }
 }
 
 fn wrong_args() -> Reply {

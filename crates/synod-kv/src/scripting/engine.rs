@@ -27,6 +27,13 @@ use crate::keyspace::Keyspace;
 /// negligible at this spacing, and a script overruns by at most this many.
 const HOOK_STEP_INSTRUCTIONS: u32 = 1000;
 
+/// What one `redis.call` / `redis.pcall` costs in the instruction budget:
+/// about what running it costs next to one Lua instruction (a PING
+/// through the call path takes a few hundred nanoseconds; a command's own
+/// work is bounded apart, see `call`). A script runs at most
+/// `instructions_max / CALL_COST_INSTRUCTIONS` commands (200,000).
+const CALL_COST_INSTRUCTIONS: u64 = 500;
+
 /// The error a script stopped by its instruction budget answers.
 fn budget_error(limits: &Limits) -> Reply {
     Reply::error(format!(
@@ -41,7 +48,8 @@ fn budget_error(limits: &Limits) -> Reply {
 /// Redis 7 does: reading an undeclared global and writing any global are
 /// errors.
 const PRELUDE: &str = r#"
-local raw_call, sha1hex, setresp, random, randomseed, stopped, bitlib, keys, argv = ...
+local raw_call, sha1hex, setresp, random, randomseed, stopped, bitlib, keys, argv,
+  cjsonlib, msgpacklib, structlib, acl_check = ...
 local error, type, select, real_tostring, next = error, type, select, tostring, next
 local real_setmetatable, real_rawset, real_pcall, real_xpcall = setmetatable, rawset, pcall, xpcall
 local real_loadstring, unpack = loadstring, unpack
@@ -105,7 +113,10 @@ redis.debug = function() end
 redis.breakpoint = function() return false end
 redis.replicate_commands = function() return true end
 redis.set_repl = function() end
-redis.acl_check_cmd = function() error("redis.acl_check_cmd() is not supported in synod", 0) end
+redis.acl_check_cmd = function(...)
+  if select('#', ...) == 0 then error("Please specify at least one argument for this redis lib call", 0) end
+  return acl_check({n = select('#', ...), ...})
+end
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
 redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
 redis.REDIS_VERSION, redis.REDIS_VERSION_NUM = "7.0.15", 0x07000f
@@ -166,6 +177,9 @@ dofile, loadfile, load, print, coroutine, module, require, newproxy = nil, nil, 
 KEYS, ARGV = keys, argv
 real_rawset(_G, "redis", protect(redis))
 bit = protect(bitlib)
+cjson = protect(cjsonlib)
+cmsgpack = protect(msgpacklib)
+struct = protect(structlib)
 
 local G = _G
 local real = {}
@@ -392,6 +406,14 @@ fn run_in_lua(
             for index in 1..=count {
                 args.push(packed.raw_get::<Value>(index)?);
             }
+            // A command costs far more than a Lua instruction: each one is
+            // charged to the budget, so a loop of calls is stopped as soon
+            // as a loop of instructions would be.
+            let charged = executed.get().saturating_add(CALL_COST_INSTRUCTIONS);
+            executed.set(charged);
+            if charged > limits.instructions_max {
+                stopped.set(true);
+            }
             if stopped.get() {
                 return Ok((Value::String(lua.create_string("script stopped")?), Some(2)));
             }
@@ -415,6 +437,7 @@ fn run_in_lua(
             let reply = super::call::run_command(
                 &mut keyspace,
                 &command_args,
+                eval.user.as_ref(),
                 eval.read_only,
                 ctx,
                 position,
@@ -427,6 +450,33 @@ fn run_in_lua(
                 other => reply_to_lua(lua, other, resp.get())?,
             };
             Ok((value, failed.then_some(1)))
+        })?;
+        // redis.acl_check_cmd: whether the script's user may run the
+        // command with these arguments (an unknown command is an error).
+        let acl_check = scope.create_function(|_, packed: mlua::Table| {
+            let count: usize = packed.raw_get::<Option<usize>>("n")?.unwrap_or(0);
+            let mut command_args = Vec::with_capacity(count.min(1 << 16));
+            for index in 1..=count {
+                let arg = packed.raw_get::<Value>(index)?;
+                command_args.push(arg_bytes(&arg).ok_or_else(|| {
+                    mlua::Error::RuntimeError(
+                        "Lua redis lib command arguments must be strings or integers".into(),
+                    )
+                })?);
+            }
+            let known = command_args.first().is_some_and(|name| {
+                crate::table::lookup(&String::from_utf8_lossy(name).to_ascii_lowercase()).is_some()
+            });
+            if !known {
+                return Err(mlua::Error::RuntimeError(
+                    "Invalid command passed to redis.acl_check_cmd()".into(),
+                ));
+            }
+            let keyspace = keyspace.borrow();
+            Ok(
+                super::call::acl_verdict(&keyspace, eval.user.as_ref(), &command_args)
+                    == super::call::AclVerdict::Allowed,
+            )
         })?;
         let sha1hex = lua.create_function(|lua, text: mlua::LuaString| {
             lua.create_string(super::sha1::sha1_hex(&text.as_bytes()))
@@ -458,6 +508,9 @@ fn run_in_lua(
             lua.create_function(move |_, ()| Ok(stopped.get()))?
         };
         let bit = super::bit::library(&lua)?;
+        let cjson = super::cjson::library(&lua, limits.memory_bytes_max)?;
+        let cmsgpack = super::cmsgpack::library(&lua, limits.memory_bytes_max)?;
+        let structlib = super::structlib::library(&lua, limits.memory_bytes_max)?;
         let keys = lua.create_sequence_from(
             eval.keys
                 .iter()
@@ -475,7 +528,8 @@ fn run_in_lua(
             .set_name("=synod")
             .set_mode(ChunkMode::Text)
             .call((
-                raw_call, sha1hex, setresp, random, randomseed, stopped_fn, bit, keys, argv,
+                raw_call, sha1hex, setresp, random, randomseed, stopped_fn, bit, keys, argv, cjson,
+                cmsgpack, structlib, acl_check,
             ))?;
         let script = match lua
             .load(super::without_shebang(&eval.script))

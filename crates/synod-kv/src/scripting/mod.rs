@@ -63,9 +63,13 @@
 
 mod bit;
 mod call;
+mod cjson;
+mod cjson_decode;
+mod cmsgpack;
 mod convert;
 mod engine;
 mod sha1;
+mod structlib;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -96,6 +100,12 @@ pub struct EvalCommand {
     /// `FCALL`: `script` is a function library's code (without its
     /// `#!lua` line) and this is the function to call.
     pub function: Option<Bytes>,
+    /// The ACL user the client ran it as, when it authenticated as one:
+    /// the script's commands and `redis.acl_check_cmd` are checked against
+    /// that user's rules as the replicated users hold them at this point of
+    /// the log (the same on every replica). `None`: the connection's
+    /// default, unchecked (as before users travelled with scripts).
+    pub user: Option<Bytes>,
 }
 
 /// What one script run may use.
@@ -122,7 +132,45 @@ pub(crate) fn run(
     ctx: &ApplyContext,
     position: u32,
 ) -> Reply {
+    if let Some(refused) = oom_refusal(keyspace, eval) {
+        return refused;
+    }
     engine::run(keyspace, eval, ctx, position, &APPLY_LIMITS)
+}
+
+/// Redis 7 refuses a script that declares its flags (a `#!lua` line)
+/// without `allow-oom` or `no-writes` while memory is full, before it runs;
+/// a script without the line runs, and only its writes are refused. In
+/// synod "full" is the replicated dataset having no room left under the
+/// replicated `maxmemory` (the same on every replica at this point of the
+/// log).
+fn oom_refusal(keyspace: &Keyspace, eval: &EvalCommand) -> Option<Reply> {
+    if eval.read_only || eval.function.is_some() || !eval.script.starts_with(b"#!") {
+        return None;
+    }
+    let flags = shebang_flags(&eval.script);
+    if flags.iter().any(|f| *f == "allow-oom" || *f == "no-writes") {
+        return None;
+    }
+    if crate::ops::memory::fits(keyspace, 1) {
+        return None;
+    }
+    Some(Reply::error(crate::ops::memory::OOM))
+}
+
+/// The flags of a script's `#!lua flags=...` line (none when it has none).
+fn shebang_flags(script: &[u8]) -> Vec<String> {
+    let Some(rest) = script.strip_prefix(b"#!") else {
+        return Vec::new();
+    };
+    let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+    String::from_utf8_lossy(&rest[..end])
+        .split_whitespace()
+        .filter_map(|part| part.strip_prefix("flags="))
+        .flat_map(|flags| flags.split(','))
+        .filter(|flag| !flag.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// [`run`] with explicit limits (the budget tests).
@@ -548,6 +596,7 @@ pub(crate) fn request(cache: &ScriptCache, args: &[Bytes]) -> ScriptRequest {
         args: script_args.to_vec(),
         read_only,
         function,
+        user: None,
     }))
 }
 
@@ -614,3 +663,5 @@ fn script_command(cache: &ScriptCache, args: &[Bytes]) -> Reply {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_libs;

@@ -28,6 +28,7 @@ fn eval(script: &str, keys: &[&str], args: &[&str]) -> EvalCommand {
             .collect(),
         read_only: false,
         function: None,
+        user: None,
     }
 }
 

@@ -232,6 +232,7 @@ fn eval(script: &str, keys: &[&str], args: &[&str]) -> KvCommand {
             .collect(),
         read_only: false,
         function: None,
+        user: None,
     })
 }
 
