@@ -35,6 +35,7 @@ mod command_codec;
 pub mod command_zset;
 mod conn;
 mod decimal;
+mod dump;
 mod entry;
 pub mod glob;
 mod info;
@@ -66,11 +67,12 @@ pub use blocking::BlockedClients;
 pub use client_limits::{ClientCounter, ClientCounters, QUERY_BUFFER_FREE_BYTES};
 pub use command::{
     AclCommand, BitOperation, BitUnit, BlockingKind, ExpireCondition, ExpireForm, GetExExpiry,
-    KvCommand, LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SetOperation, SortCommand,
-    TimeUnit,
+    KvCommand, LcsOutput, ListEnd, ObjectField, RestoreCommand, RestoreExpiry, SetCondition,
+    SetExpiry, SetOperation, SortCommand, TimeUnit,
 };
 pub use command_codec::COMMAND_FORMAT_VERSION;
 pub use conn::command_names;
+pub use dump::DUMP_FORMAT_VERSION;
 pub use glob::glob_match;
 pub use maxmemory::{read_maxmemory, set_maxmemory, MaxMemoryChange, MaxMemoryError};
 pub use ops::TRANSACTION_READ_WORK_MAX;

@@ -847,6 +847,7 @@ fn goes_alone(command: &KvCommand) -> bool {
             | KvCommand::SPop { .. }
             | KvCommand::SetCombine { .. }
             | KvCommand::SInterCard { .. }
+            | KvCommand::Dump { .. }
     ) || matches!(command, KvCommand::ZSet(zset) if crate::ops::zset_goes_alone(zset))
 }
 

@@ -7,7 +7,7 @@ use synod_resp::Reply;
 #[test]
 fn every_table_entry_is_parsed_and_checks_its_arity() {
     let table = command_table();
-    assert_eq!(table.len(), 142);
+    assert_eq!(table.len(), 144);
     for spec in &table {
         let argc = spec.arity.unsigned_abs() as usize;
         // "1" is a valid key, value, integer and cursor, so minimal calls
