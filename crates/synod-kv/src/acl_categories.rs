@@ -196,6 +196,7 @@ static DATA: &[(&str, &[&str])] = &[
 #[rustfmt::skip]
 static CONNECTION: &[(&str, &[&str])] = &[
     ("auth", &["fast", "connection"]),
+    ("bgsave", &["admin", "slow", "dangerous"]),
     ("discard", &["fast", "transaction"]),
     ("echo", &["fast", "connection"]),
     ("eval", &["slow", "scripting"]),
@@ -207,6 +208,7 @@ static CONNECTION: &[(&str, &[&str])] = &[
     ("exec", &["slow", "transaction"]),
     ("hello", &["fast", "connection"]),
     ("info", &["slow", "dangerous"]),
+    ("lastsave", &["admin", "fast", "dangerous"]),
     ("multi", &["fast", "transaction"]),
     ("ping", &["fast", "connection"]),
     ("psubscribe", &["pubsub", "slow"]),
@@ -214,7 +216,9 @@ static CONNECTION: &[(&str, &[&str])] = &[
     ("punsubscribe", &["pubsub", "slow"]),
     ("quit", &["fast", "connection"]),
     ("reset", &["fast", "connection"]),
+    ("save", &["admin", "slow", "dangerous"]),
     ("select", &["fast", "connection"]),
+    ("shutdown", &["admin", "slow", "dangerous"]),
     ("spublish", &["pubsub", "fast"]),
     ("ssubscribe", &["pubsub", "slow"]),
     ("subscribe", &["pubsub", "slow"]),

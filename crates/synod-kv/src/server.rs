@@ -92,6 +92,10 @@ pub struct ServerConfig {
     /// them. The default is a registry no store wakes: blocked commands
     /// then end only by their timeout.
     pub blocked_clients: crate::BlockedClients,
+    /// Where a client's SHUTDOWN goes: the process that owns the server
+    /// listens ([`crate::ShutdownSignal::listen`]) and stops the node. The
+    /// default has no listener: SHUTDOWN is then refused.
+    pub shutdown: crate::ShutdownSignal,
 }
 
 impl ServerConfig {
@@ -114,6 +118,7 @@ impl ServerConfig {
             acl: crate::Acl::new(),
             pubsub: crate::PubSub::new(),
             blocked_clients: crate::BlockedClients::default(),
+            shutdown: crate::ShutdownSignal::default(),
         }
     }
 }
@@ -146,6 +151,9 @@ pub(crate) struct Shared {
     pub command_stats: crate::info::CommandStats,
     /// This node's script cache (SCRIPT LOAD, EVALSHA): node-local.
     pub scripts: crate::scripting::ScriptCache,
+    /// This node's encoding tuning parameters (CONFIG SET no-ops, see
+    /// `crate::tuning`).
+    pub tuning: crate::tuning::Tuning,
     query_budget: Arc<QueryBudget>,
     logs: ClientLogs,
 }
@@ -197,6 +205,7 @@ pub async fn serve_listeners(
         commands: AtomicU64::new(0),
         command_stats: crate::info::CommandStats::default(),
         scripts: crate::scripting::ScriptCache::default(),
+        tuning: crate::tuning::Tuning::default(),
         query_budget: Arc::new(QueryBudget::default()),
         logs: ClientLogs::new(),
     });
@@ -709,6 +718,15 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
                 fill(&mut slots, replies, out);
                 pending_bytes = empty_batch_bytes;
                 let reply = crate::members::run(&shared.node, command).await;
+                slots.push((Slot::Ready(reply), proto, tag.take()));
+            }
+            Item::Persist(command, proto) => {
+                // In order: what came before is answered first.
+                let replies = execute(shared, std::mem::take(&mut pending)).await;
+                fill(&mut slots, replies, out);
+                pending_bytes = empty_batch_bytes;
+                let client = format!("id={} addr={}", conn.id(), conn.peer());
+                let reply = crate::persistence::run(shared, command, &client).await;
                 slots.push((Slot::Ready(reply), proto, tag.take()));
             }
             Item::Watch(command, proto) => {

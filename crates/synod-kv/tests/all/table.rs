@@ -74,7 +74,7 @@ fn names_are_case_insensitive() {
 }
 
 /// The command names the README's "Redis commands" section lists: every
-/// comma-separated item of its "Connection:", "Pub/sub:", "Scripting:", "Synod:"
+/// comma-separated item of its "Connection:", "Server:", "Pub/sub:", "Scripting:", "Synod:"
 /// and "Data:" paragraphs, with
 /// parenthesised notes left out, names joined by `/` or `and` split, and
 /// subcommands after the first word ignored (`CLIENT ID/GETNAME` is CLIENT).
@@ -88,10 +88,16 @@ fn readme_commands() -> std::collections::BTreeSet<String> {
         .expect("a \"Redis commands\" section");
     let mut names = std::collections::BTreeSet::new();
     for paragraph in section.split("\n\n") {
-        let Some(list) = ["Connection:", "Pub/sub:", "Scripting:", "Synod:", "Data:"]
-            .iter()
-            .find_map(|label| paragraph.trim_start().strip_prefix(label))
-        else {
+        let Some(list) = [
+            "Connection:",
+            "Server:",
+            "Pub/sub:",
+            "Scripting:",
+            "Synod:",
+            "Data:",
+        ]
+        .iter()
+        .find_map(|label| paragraph.trim_start().strip_prefix(label)) else {
             continue;
         };
         // Parenthesised notes may hold commas of their own: drop them.
