@@ -110,6 +110,7 @@ static DATA: &[(&str, &[&str])] = &[
     ("lrem", &["write", "list", "slow"]),
     ("lset", &["write", "list", "slow"]),
     ("ltrim", &["write", "list", "slow"]),
+    ("memory", &["read", "slow"]),
     ("mget", &["read", "string", "fast"]),
     ("mset", &["write", "string", "slow"]),
     ("msetnx", &["write", "string", "slow"]),

@@ -418,6 +418,9 @@ pub enum KvCommand {
     Dump { key: Bytes },
     /// `RESTORE key ttl payload [REPLACE] [ABSTTL] ...`.
     Restore(Box<RestoreCommand>),
+    /// `MEMORY USAGE key [SAMPLES count]`: the key's accounted bytes (see
+    /// `crate::value`), or nil.
+    MemoryUsage { key: Bytes },
     /// `SETBIT key offset value`.
     SetBit { key: Bytes, offset: u64, bit: bool },
     /// `GETBIT key offset`.
@@ -879,7 +882,7 @@ impl KvCommand {
             KvCommand::Exec(commands) => commands.iter().all(KvCommand::is_read),
             KvCommand::Watch { .. } | KvCommand::WatchCheck { .. } => true,
             KvCommand::Blocking { .. } => false,
-            KvCommand::Dump { .. } => true,
+            KvCommand::Dump { .. } | KvCommand::MemoryUsage { .. } => true,
         }
     }
 
@@ -934,6 +937,7 @@ impl KvCommand {
             KvCommand::Sort(_) => "sort",
             KvCommand::Dump { .. } => "dump",
             KvCommand::Restore(_) => "restore",
+            KvCommand::MemoryUsage { .. } => "memory",
             KvCommand::SetBit { .. } => "setbit",
             KvCommand::GetBit { .. } => "getbit",
             KvCommand::BitCount { .. } => "bitcount",
@@ -1055,7 +1059,8 @@ impl KvCommand {
             | KvCommand::GetBit { key, .. }
             | KvCommand::BitCount { key, .. }
             | KvCommand::BitPos { key, .. }
-            | KvCommand::Dump { key } => vec![key],
+            | KvCommand::Dump { key }
+            | KvCommand::MemoryUsage { key } => vec![key],
             KvCommand::Restore(restore) => vec![&restore.key],
             KvCommand::Rename { key, new_key, .. } => vec![key, new_key],
             KvCommand::LIndex { key, .. }

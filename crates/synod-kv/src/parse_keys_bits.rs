@@ -23,6 +23,7 @@ pub(crate) const NAMES: &[&str] = &[
     "expiretime",
     "getbit",
     "lcs",
+    "memory",
     "object",
     "pexpiretime",
     "randomkey",
@@ -59,6 +60,7 @@ pub(crate) fn parse(name: &str, args: &[Bytes]) -> Result<KvCommand, Reply> {
         "copy" => parse_copy(args)?,
         "dump" => KvCommand::Dump { key: key() },
         "restore" => parse_restore(args)?,
+        "memory" => parse_memory(args)?,
         "touch" => KvCommand::Touch {
             keys: args[1..].to_vec(),
         },
@@ -197,6 +199,50 @@ fn parse_restore(args: &[Bytes]) -> Result<KvCommand, Reply> {
         replace,
         payload,
     })))
+}
+
+/// `MEMORY USAGE key [SAMPLES count]` (SAMPLES is checked and ignored:
+/// the size is exact) and `MEMORY HELP`; Redis' other subcommands
+/// (DOCTOR, STATS, MALLOC-STATS, PURGE) describe its allocator.
+fn parse_memory(args: &[Bytes]) -> Result<KvCommand, Reply> {
+    let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+    match sub.as_str() {
+        "help" if args.len() == 2 => Err(Reply::Array(
+            [
+                "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "USAGE <key> [SAMPLES <count>]",
+                "    Return the bytes Synod accounts for <key> and its value (exact; SAMPLES is",
+                "    accepted and ignored).",
+                "HELP",
+                "    Print this help.",
+            ]
+            .into_iter()
+            .map(|line| Reply::Simple(line.into()))
+            .collect(),
+        )),
+        "usage" if args.len() == 3 || args.len() == 5 => {
+            if args.len() == 5 {
+                if !is_option(&args[3], "samples") {
+                    return Err(Reply::error(SYNTAX_ERROR));
+                }
+                integer(&args[4])?;
+            }
+            Ok(KvCommand::MemoryUsage {
+                key: args[2].clone(),
+            })
+        }
+        "usage" => Err(Reply::error(SYNTAX_ERROR)),
+        _ => {
+            let quoted: String = String::from_utf8_lossy(&args[1])
+                .chars()
+                .take(128)
+                .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+                .collect();
+            Err(Reply::error(format!(
+                "ERR unknown subcommand '{quoted}'. Try MEMORY HELP."
+            )))
+        }
+    }
 }
 
 fn parse_object(args: &[Bytes]) -> Result<KvCommand, Reply> {

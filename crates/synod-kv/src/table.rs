@@ -141,6 +141,7 @@ static TABLE: &[CommandSpec] = &[
     spec("lrem", 4, W, ONE, "list", "1.0.0", "Removes elements from a list. Deletes the list if the last element was removed."),
     spec("lset", 4, WD, ONE, "list", "1.0.0", "Sets the value of an element in a list by its index."),
     spec("ltrim", 4, W, ONE, "list", "1.0.0", "Removes elements from both ends a list. Deletes the list if all elements were trimmed."),
+    spec("memory", -2, R, (2, 2, 1), "server", "4.0.0", "MEMORY USAGE, HELP: the bytes Synod accounts for a key."),
     spec("mget", -2, RF, ALL, "string", "1.0.0", "Atomically returns the string values of one or more keys."),
     spec("mset", -3, WD, PAIRS, "string", "1.0.1", "Atomically creates or modifies the string values of one or more keys."),
     spec("msetnx", -3, WD, PAIRS, "string", "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist."),

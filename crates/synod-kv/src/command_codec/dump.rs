@@ -1,4 +1,5 @@
-//! The log encoding of `DUMP` and `RESTORE` (issue 16): tags 190 and 191,
+//! The log encoding of `DUMP`, `RESTORE` and `MEMORY USAGE` (issue 16):
+//! tags 190 to 192,
 //! laid out like the rest of [`super`] (an opcode byte, then the fields in
 //! declaration order). Never renumber a tag, only add.
 //!
@@ -10,7 +11,8 @@ use crate::command::{KvCommand, RestoreCommand, RestoreExpiry};
 use crate::wire::{DecodeError, Reader, Writer};
 
 pub(super) const DUMP: u8 = 190;
-pub(super) const RESTORE: u8 = 191;
+const RESTORE: u8 = 191;
+pub(super) const MEMORY_USAGE: u8 = 192;
 
 /// Expiry kinds after `RESTORE`'s key.
 const EXPIRY_NONE: u8 = 0;
@@ -21,6 +23,10 @@ pub(super) fn encode(writer: &mut Writer, command: &KvCommand) {
     match command {
         KvCommand::Dump { key } => {
             writer.u8(DUMP);
+            writer.bytes(key);
+        }
+        KvCommand::MemoryUsage { key } => {
+            writer.u8(MEMORY_USAGE);
             writer.bytes(key);
         }
         KvCommand::Restore(restore) => {
@@ -47,6 +53,9 @@ pub(super) fn encode(writer: &mut Writer, command: &KvCommand) {
 pub(super) fn decode(reader: &mut Reader<'_>, opcode: u8) -> Result<KvCommand, DecodeError> {
     match opcode {
         DUMP => Ok(KvCommand::Dump {
+            key: reader.bytes()?,
+        }),
+        MEMORY_USAGE => Ok(KvCommand::MemoryUsage {
             key: reader.bytes()?,
         }),
         RESTORE => {

@@ -22,6 +22,19 @@ pub(crate) fn dump(keyspace: &impl Lookup, key: &[u8], now: u64) -> Reply {
     }
 }
 
+/// `MEMORY USAGE key`: the key's accounted bytes (what `maxmemory` counts:
+/// the key, its value and a fixed overhead per key and element), or nil.
+/// Not Redis' allocator figure: Synod's replicated accounting, the same on
+/// every replica.
+pub(crate) fn memory_usage(keyspace: &impl Lookup, key: &[u8], now: u64) -> Reply {
+    match keyspace.live(key, now) {
+        Some(entry) => Reply::Integer(
+            i64::try_from(entry_bytes(key.len(), entry.value().bytes())).unwrap_or(i64::MAX),
+        ),
+        None => Reply::Null,
+    }
+}
+
 /// The elements `DUMP key` visits (1 for a string, 0 for no key), for the
 /// read budgets of [`super::read_off_loop`] and transactions.
 pub(crate) fn dump_work(keyspace: &impl Lookup, key: &[u8], now: u64) -> usize {

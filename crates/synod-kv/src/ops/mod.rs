@@ -92,6 +92,7 @@ fn read_at(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext, positio
         } => bits::bitpos(keyspace, key, *bit, *start, *end, *unit, now),
         KvCommand::Lcs { key1, key2, output } => bits::lcs(keyspace, key1, key2, *output, now),
         KvCommand::Dump { key } => dump::dump(keyspace, key, now),
+        KvCommand::MemoryUsage { key } => dump::memory_usage(keyspace, key, now),
         KvCommand::HGet { key, field } => collections::hget(keyspace, key, field, now),
         KvCommand::HGetAll { key } => collections::hgetall(keyspace, key, now),
         KvCommand::HLen { key } => collections::hlen(keyspace, key, now),
@@ -222,7 +223,8 @@ pub(crate) fn read_depends_on_time(keyspace: &Keyspace, command: &KvCommand) -> 
         | KvCommand::GetBit { key, .. }
         | KvCommand::BitCount { key, .. }
         | KvCommand::BitPos { key, .. }
-        | KvCommand::Dump { key } => keyspace.has_expiry(key),
+        | KvCommand::Dump { key }
+        | KvCommand::MemoryUsage { key } => keyspace.has_expiry(key),
         KvCommand::Lcs { key1, key2, .. } => keyspace.has_expiry(key1) || keyspace.has_expiry(key2),
         KvCommand::Touch { keys } => keys.iter().any(|key| keyspace.has_expiry(key)),
         // BY and GET read keys named by the elements: any expiry counts.

@@ -1,5 +1,5 @@
-//! DUMP and RESTORE: every type round trips with its expiry, Redis 7's
-//! options and errors, and payloads that are corrupt, truncated, foreign or
+//! DUMP and RESTORE (and MEMORY USAGE, whose codec they share): every
+//! type round trips with its expiry, Redis 7's options and errors, and payloads that are corrupt, truncated, foreign or
 //! hostile are refused (at parse on the proposer, and again at apply).
 
 use crate::common;
@@ -294,4 +294,22 @@ proptest! {
             prop_assert_eq!(h.run(T, "EXISTS r"), int(0));
         }
     }
+}
+
+#[test]
+fn memory_usage_is_the_accounted_size() {
+    let mut h = Harness::new();
+    h.run(T, "SET k abc");
+    // Per-key overhead (64), the key and the value.
+    assert_eq!(h.run(T, "MEMORY USAGE k"), int(64 + 1 + 3));
+    assert_eq!(h.run(T, "MEMORY usage k SAMPLES 5"), int(68));
+    assert_eq!(h.run(T, "MEMORY USAGE missing"), null());
+    assert_eq!(h.run(T, "MEMORY USAGE k SAMPLES x"), err(NOT_INTEGER));
+    assert_eq!(h.run(T, "MEMORY USAGE k COUNT 5"), err(SYNTAX));
+    assert_eq!(
+        h.run(T, "MEMORY DOCTOR"),
+        err("ERR unknown subcommand 'DOCTOR'. Try MEMORY HELP.")
+    );
+    h.run(T, "SET e v PX 10");
+    assert_eq!(h.run(T + 10, "MEMORY USAGE e"), null());
 }
