@@ -417,6 +417,8 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     server_cfg.acl = acl;
     server_cfg.pubsub = pubsub;
     server_cfg.blocked_clients = blocked_clients;
+    // A client's SHUTDOWN (an @admin command) ends this process like SIGTERM.
+    let mut shutdown_asked = server_cfg.shutdown.listen();
     server_cfg.clients_max = clients_max;
     server_cfg.value_bytes_max = args.max_value_bytes;
     server_cfg.request_bytes_max = args.max_request_bytes;
@@ -480,8 +482,9 @@ async fn run(args: ServerArgs) -> Result<(), String> {
         }
     };
     let outcome = tokio::select! {
-        _ = terminate.recv() => Ok("SIGTERM"),
-        _ = interrupt.recv() => Ok("SIGINT"),
+        _ = terminate.recv() => Ok("SIGTERM".to_string()),
+        _ = interrupt.recv() => Ok("SIGINT".to_string()),
+        why = shutdown_asked.requested() => Ok(why),
         stopped = node.wait() => Err(stopped),
         () = diverged => Err(Err(synod::NodeError::Stopped(
             "this replica's state diverged from its peers (see the divergence log line above), \

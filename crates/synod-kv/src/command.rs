@@ -234,6 +234,40 @@ pub struct SortCommand {
     pub store: Option<Bytes>,
 }
 
+/// A `RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f]`.
+///
+/// The node that receives it checks the payload (see `crate::dump`); one it
+/// cannot read travels empty, so the log never carries unreadable bytes and
+/// every replica still answers as Redis would: `BUSYKEY` when the key exists
+/// (without `REPLACE`), else the payload error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreCommand {
+    /// The key to create.
+    pub key: Bytes,
+    /// The key's expiry: `None` for the `0` that means none.
+    pub expiry: Option<RestoreExpiry>,
+    /// `REPLACE`: overwrite an existing key.
+    pub replace: bool,
+    /// The `DUMP` payload, already checked; empty when it was unreadable.
+    pub payload: Bytes,
+}
+
+/// The time to live a `RESTORE` gives its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreExpiry {
+    /// Milliseconds (> 0) after the command's log time.
+    After {
+        /// Milliseconds.
+        ttl_ms: u64,
+    },
+    /// `ABSTTL`: at this Unix time in milliseconds (> 0; in the past means
+    /// the key is not created).
+    At {
+        /// Unix time in milliseconds.
+        unix_ms: u64,
+    },
+}
+
 /// The combination `SINTER`, `SUNION`, `SDIFF` (and their `STORE` forms)
 /// compute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -379,6 +413,14 @@ pub enum KvCommand {
     Object { key: Bytes, field: ObjectField },
     /// `SORT` / `SORT_RO`.
     Sort(Box<SortCommand>),
+    /// `DUMP key`: the key's value as a payload `RESTORE` reads (see
+    /// `crate::dump`).
+    Dump { key: Bytes },
+    /// `RESTORE key ttl payload [REPLACE] [ABSTTL] ...`.
+    Restore(Box<RestoreCommand>),
+    /// `MEMORY USAGE key [SAMPLES count]`: the key's accounted bytes (see
+    /// `crate::value`), or nil.
+    MemoryUsage { key: Bytes },
     /// `SETBIT key offset value`.
     SetBit { key: Bytes, offset: u64, bit: bool },
     /// `GETBIT key offset`.
@@ -830,6 +872,7 @@ impl KvCommand {
             | KvCommand::FlushAll
             | KvCommand::Rename { .. }
             | KvCommand::Copy { .. }
+            | KvCommand::Restore(_)
             | KvCommand::SetBit { .. }
             | KvCommand::BitOp { .. }
             | KvCommand::HSet { .. }
@@ -847,6 +890,7 @@ impl KvCommand {
             KvCommand::Exec(commands) => commands.iter().all(KvCommand::is_read),
             KvCommand::Watch { .. } | KvCommand::WatchCheck { .. } => true,
             KvCommand::Blocking { .. } => false,
+            KvCommand::Dump { .. } | KvCommand::MemoryUsage { .. } => true,
         }
     }
 
@@ -899,6 +943,9 @@ impl KvCommand {
             },
             KvCommand::Object { .. } => "object",
             KvCommand::Sort(_) => "sort",
+            KvCommand::Dump { .. } => "dump",
+            KvCommand::Restore(_) => "restore",
+            KvCommand::MemoryUsage { .. } => "memory",
             KvCommand::SetBit { .. } => "setbit",
             KvCommand::GetBit { .. } => "getbit",
             KvCommand::BitCount { .. } => "bitcount",
@@ -1020,7 +1067,10 @@ impl KvCommand {
             | KvCommand::SetBit { key, .. }
             | KvCommand::GetBit { key, .. }
             | KvCommand::BitCount { key, .. }
-            | KvCommand::BitPos { key, .. } => vec![key],
+            | KvCommand::BitPos { key, .. }
+            | KvCommand::Dump { key }
+            | KvCommand::MemoryUsage { key } => vec![key],
+            KvCommand::Restore(restore) => vec![&restore.key],
             KvCommand::Rename { key, new_key, .. } => vec![key, new_key],
             KvCommand::LIndex { key, .. }
             | KvCommand::LSet { key, .. }

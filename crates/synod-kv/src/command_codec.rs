@@ -16,6 +16,7 @@ use crate::command::{
 use crate::watch::{Stamp, WatchedKey};
 use crate::wire::{DecodeError, Reader, Writer};
 
+mod dump;
 mod sets;
 
 /// The format version byte every encoded command starts with.
@@ -90,6 +91,7 @@ mod op {
     pub const BIT_POS: u8 = 160;
     pub const BIT_OP: u8 = 161;
     pub const LCS: u8 = 162;
+    // DUMP, RESTORE and MEMORY USAGE (issue 16): 190 to 192, in `dump`.
     // The rest of the lists and hashes (issue 16): numbered from 200.
     pub const L_INDEX: u8 = 200;
     pub const L_SET: u8 = 201;
@@ -600,6 +602,9 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
         | KvCommand::SetCombine { .. }
         | KvCommand::SInterCard { .. }
         | KvCommand::SScan { .. }) => sets::encode(writer, set),
+        dump @ (KvCommand::Dump { .. } | KvCommand::Restore(_) | KvCommand::MemoryUsage { .. }) => {
+            dump::encode(writer, dump)
+        }
         KvCommand::Exec(commands) => {
             writer.u8(op::EXEC);
             writer.len(commands.len());
@@ -1150,6 +1155,7 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
         },
         op::L_INDEX..=op::H_SCAN => decode_list_or_hash(reader, opcode)?,
         sets::S_ADD..=sets::S_SCAN => sets::decode(reader, opcode)?,
+        dump::DUMP..=dump::MEMORY_USAGE => dump::decode(reader, opcode)?,
         op::EXEC => {
             if !top_level {
                 return Err(DecodeError::Invalid("nested transaction"));

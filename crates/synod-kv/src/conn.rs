@@ -35,6 +35,9 @@ pub(crate) enum Item {
     Info(Vec<String>, Protocol),
     /// A membership request (`SYNOD.MEMBER`, `SYNOD.LEADER`) for the node.
     Member(MemberCommand, Protocol),
+    /// SAVE, BGSAVE, LASTSAVE, SHUTDOWN for the node (see
+    /// `crate::persistence`).
+    Persist(crate::persistence::PersistCommand, Protocol),
     /// Answer, then close the connection.
     Quit(Reply),
     /// Answered only after this long (a failed or throttled AUTH).
@@ -227,6 +230,11 @@ fn initial_user(shared: &Shared) -> Option<(Bytes, u64)> {
 }
 
 impl Conn {
+    /// The client's address, for log lines.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
     pub(crate) fn new(id: u64, peer: SocketAddr, shared: Arc<Shared>) -> Conn {
         let user = initial_user(&shared);
         let subscriber = crate::pubsub::Subscriber::new(shared.cfg.pubsub.clone(), id);
@@ -463,6 +471,12 @@ impl Conn {
             "command" => self.command(&args),
             "config" => self.config(&args),
             "info" => Item::Info(args[1..].iter().map(|a| lower(a)).collect(), self.protocol),
+            name if crate::persistence::is_persist_command(name) => {
+                match crate::persistence::parse(name, &args) {
+                    Ok(command) => Item::Persist(command, self.protocol),
+                    Err(reply) => self.reply(reply),
+                }
+            }
             name if is_member_command(name) => match parse_member(&args) {
                 Ok(command) => Item::Member(command, self.protocol),
                 Err(reply) => self.reply(reply),
@@ -1070,12 +1084,17 @@ impl Conn {
                             pairs.push((bulk(key), bulk(value)));
                         }
                     }
+                    for (key, value) in self.shared.tuning.get(&pattern) {
+                        pairs.push((bulk(key), bulk(value)));
+                    }
                 }
                 self.reply(Reply::Map(pairs))
             }
+            // Pairs of parameter and value, all or nothing (Redis 7).
             Some("set") if args.len() >= 4 && args.len().is_multiple_of(2) => {
                 self.config_set(&args[2..])
             }
+            Some("set") if args.len() >= 4 => self.reply(wrong_args("config|set")),
             // This node's INFO commandstats and errorstats (nothing else
             // synod keeps is a Redis statistic RESETSTAT clears).
             Some("resetstat") if args.len() == 2 => {
@@ -1105,6 +1124,7 @@ impl Conn {
         let mut lua_time_limit = None;
         let mut maxmemory = None;
         let mut keyspace_events = None;
+        let mut tuning = Vec::new();
         for pair in pairs.chunks(2) {
             let name = lower(&pair[0]);
             let parsed = match name.as_str() {
@@ -1127,11 +1147,23 @@ impl Conn {
                         }
                     }
                 }
+                // The encoding tuning parameters: no-ops (see `crate::tuning`).
+                name if crate::tuning::is_tuning(name) => {
+                    match crate::tuning::Tuning::check(name, &pair[1]) {
+                        Ok(value) => {
+                            tuning.push(value);
+                            Some(())
+                        }
+                        Err(reason) => {
+                            return self.reply(crate::tuning::set_error(&pair[0], &reason))
+                        }
+                    }
+                }
                 _ => {
-                    return self.reply(Reply::error(format!(
-                        "ERR CONFIG SET failed (possibly related to argument '{}') - CONFIG SET is not supported by synod",
-                        String::from_utf8_lossy(&pair[0])
-                    )))
+                    return self.reply(crate::tuning::set_error(
+                        &pair[0],
+                        "CONFIG SET is not supported by synod",
+                    ))
                 }
             };
             if parsed.is_none() {
@@ -1146,6 +1178,9 @@ impl Conn {
         }
         if let Some(flags) = keyspace_events {
             self.shared.cfg.pubsub.set_keyspace_events(flags);
+        }
+        if !tuning.is_empty() {
+            self.shared.tuning.set(tuning);
         }
         match maxmemory {
             Some(bytes) => Item::Data(KvCommand::SetMaxMemory { bytes }, self.protocol),
@@ -1268,11 +1303,17 @@ impl Conn {
         if wants("persistence") {
             // Every acknowledged write is in the write-ahead log, fsynced on
             // a majority, before its reply: the AOF of Redis's terms, always
-            // on; snapshots are taken by the node's policy.
+            // on; snapshots (Redis' RDB) are taken by the node's policy, or
+            // on demand by SAVE/BGSAVE. The rdb_* fields are this node's
+            // snapshot state: changes are applied instances since the last
+            // snapshot; a failed snapshot write stops the node, so the last
+            // status a running node reports is always ok.
             let _ = write!(
                 text,
-                "# Persistence\r\nloading:0\r\nasync_loading:0\r\naof_enabled:1\r\naof_rewrite_in_progress:0\r\nrdb_bgsave_in_progress:0\r\nrdb_changes_since_last_save:{}\r\nsynod_wal:fsync-before-ack\r\nsynod_snapshot_instance:{}\r\nsynod_applied_instance:{}\r\n\r\n",
+                "# Persistence\r\nloading:0\r\nasync_loading:0\r\naof_enabled:1\r\naof_rewrite_in_progress:0\r\nrdb_bgsave_in_progress:{}\r\nrdb_changes_since_last_save:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nsynod_wal:fsync-before-ack\r\nsynod_snapshot_instance:{}\r\nsynod_applied_instance:{}\r\n\r\n",
+                u8::from(status.snapshot_in_progress),
                 status.applied_end.0.saturating_sub(status.snapshot_end.0),
+                status.snapshot_unix_ms / 1000,
                 status.snapshot_end.0,
                 status.applied_end.0,
             );
@@ -1477,6 +1518,14 @@ fn full_table() -> Vec<Row> {
             .iter()
             .map(|(name, arity, flags, summary)| Row {
                 group: "scripting".into(),
+                ..row(name, *arity, flags, summary)
+            }),
+    );
+    rows.extend(
+        crate::persistence::COMMAND_ROWS
+            .iter()
+            .map(|(name, arity, flags, summary)| Row {
+                group: "server".into(),
                 ..row(name, *arity, flags, summary)
             }),
     );

@@ -149,7 +149,7 @@ impl<'a> ValueRef<'a> {
     }
 }
 
-fn value_ref(value: &Value) -> ValueRef<'_> {
+pub(crate) fn value_ref(value: &Value) -> ValueRef<'_> {
     match value {
         Value::Str(bytes) => ValueRef::Str(StrRef::Shared(bytes)),
         Value::Hash(fields) => ValueRef::Hash(fields),

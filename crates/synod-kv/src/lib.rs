@@ -35,6 +35,7 @@ mod command_codec;
 pub mod command_zset;
 mod conn;
 mod decimal;
+mod dump;
 mod entry;
 pub mod glob;
 mod info;
@@ -47,6 +48,7 @@ mod parse;
 mod parse_keys_bits;
 mod parse_sets;
 mod parse_zset;
+mod persistence;
 pub mod pubsub;
 pub mod reply_codec;
 pub mod scripting;
@@ -55,6 +57,7 @@ mod snapshot;
 pub mod store;
 pub mod table;
 pub mod tls;
+mod tuning;
 mod value;
 mod value_set;
 pub mod watch;
@@ -66,15 +69,17 @@ pub use blocking::{BlockedClients, BlockingPop, PopStep};
 pub use client_limits::{ClientCounter, ClientCounters, QUERY_BUFFER_FREE_BYTES};
 pub use command::{
     AclCommand, BitOperation, BitUnit, BlockingKind, ExpireCondition, ExpireForm, GetExExpiry,
-    KvCommand, LcsOutput, ListEnd, ObjectField, SetCondition, SetExpiry, SetOperation, SortCommand,
-    TimeUnit,
+    KvCommand, LcsOutput, ListEnd, ObjectField, RestoreCommand, RestoreExpiry, SetCondition,
+    SetExpiry, SetOperation, SortCommand, TimeUnit,
 };
 pub use command_codec::COMMAND_FORMAT_VERSION;
 pub use conn::command_names;
+pub use dump::DUMP_FORMAT_VERSION;
 pub use glob::glob_match;
 pub use maxmemory::{read_maxmemory, set_maxmemory, MaxMemoryChange, MaxMemoryError};
 pub use ops::TRANSACTION_READ_WORK_MAX;
 pub use parse::parse;
+pub use persistence::{ShutdownListener, ShutdownSignal};
 pub use pubsub::PubSub;
 pub use reply_codec::{decode_reply, encode_reply, REPLY_FORMAT_VERSION};
 pub use server::{

@@ -6,7 +6,8 @@ use bytes::Bytes;
 use synod_resp::Reply;
 
 use crate::command::{
-    BitOperation, BitUnit, KvCommand, LcsOutput, ObjectField, SortCommand, TimeUnit,
+    BitOperation, BitUnit, KvCommand, LcsOutput, ObjectField, RestoreCommand, RestoreExpiry,
+    SortCommand, TimeUnit,
 };
 use crate::number::parse_i64;
 use crate::ops::bits::BIT_OFFSET_END;
@@ -18,14 +19,17 @@ pub(crate) const NAMES: &[&str] = &[
     "bitop",
     "bitpos",
     "copy",
+    "dump",
     "expiretime",
     "getbit",
     "lcs",
+    "memory",
     "object",
     "pexpiretime",
     "randomkey",
     "rename",
     "renamenx",
+    "restore",
     "setbit",
     "sort",
     "sort_ro",
@@ -54,6 +58,9 @@ pub(crate) fn parse(name: &str, args: &[Bytes]) -> Result<KvCommand, Reply> {
             only_if_absent: name == "renamenx",
         },
         "copy" => parse_copy(args)?,
+        "dump" => KvCommand::Dump { key: key() },
+        "restore" => parse_restore(args)?,
+        "memory" => parse_memory(args)?,
         "touch" => KvCommand::Touch {
             keys: args[1..].to_vec(),
         },
@@ -130,6 +137,112 @@ fn parse_copy(args: &[Bytes]) -> Result<KvCommand, Reply> {
         destination: args[2].clone(),
         replace,
     })
+}
+
+/// `RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ
+/// frequency]`, checked as Redis 7 checks it. `IDLETIME` and `FREQ` are
+/// validated and then ignored: Synod keeps no access times or counters.
+/// The payload is decoded here, on the node the client reached, so an
+/// unreadable one never enters the log (see [`RestoreCommand`]).
+fn parse_restore(args: &[Bytes]) -> Result<KvCommand, Reply> {
+    let mut replace = false;
+    let mut absolute = false;
+    let mut idle_time = false;
+    let mut freq = false;
+    let mut index = 4;
+    while index < args.len() {
+        let option = &args[index];
+        let has_value = index + 1 < args.len();
+        if is_option(option, "replace") {
+            replace = true;
+        } else if is_option(option, "absttl") {
+            absolute = true;
+        } else if is_option(option, "idletime") && has_value && !freq {
+            idle_time = true;
+            index += 1;
+            if integer(&args[index])? < 0 {
+                return Err(Reply::error("ERR Invalid IDLETIME value, must be >= 0"));
+            }
+        } else if is_option(option, "freq") && has_value && !idle_time {
+            freq = true;
+            index += 1;
+            if !(0..=255).contains(&integer(&args[index])?) {
+                return Err(Reply::error(
+                    "ERR Invalid FREQ value, must be >= 0 and <= 255",
+                ));
+            }
+        } else {
+            return Err(Reply::error(SYNTAX_ERROR));
+        }
+        index += 1;
+    }
+    let ttl = integer(&args[2])?;
+    let ttl =
+        u64::try_from(ttl).map_err(|_| Reply::error("ERR Invalid TTL value, must be >= 0"))?;
+    let expiry = match (ttl, absolute) {
+        (0, _) => None,
+        (unix_ms, true) => Some(RestoreExpiry::At { unix_ms }),
+        (ttl_ms, false) => Some(RestoreExpiry::After { ttl_ms }),
+    };
+    let payload = if crate::dump::is_valid(&args[3]) {
+        args[3].clone()
+    } else if replace {
+        // No key state can change the answer: refuse it here.
+        return Err(Reply::error(crate::dump::PAYLOAD_ERROR));
+    } else {
+        // BUSYKEY or the payload error, decided by the replicas.
+        Bytes::new()
+    };
+    Ok(KvCommand::Restore(Box::new(RestoreCommand {
+        key: args[1].clone(),
+        expiry,
+        replace,
+        payload,
+    })))
+}
+
+/// `MEMORY USAGE key [SAMPLES count]` (SAMPLES is checked and ignored:
+/// the size is exact) and `MEMORY HELP`; Redis' other subcommands
+/// (DOCTOR, STATS, MALLOC-STATS, PURGE) describe its allocator.
+fn parse_memory(args: &[Bytes]) -> Result<KvCommand, Reply> {
+    let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+    match sub.as_str() {
+        "help" if args.len() == 2 => Err(Reply::Array(
+            [
+                "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "USAGE <key> [SAMPLES <count>]",
+                "    Return the bytes Synod accounts for <key> and its value (exact; SAMPLES is",
+                "    accepted and ignored).",
+                "HELP",
+                "    Print this help.",
+            ]
+            .into_iter()
+            .map(|line| Reply::Simple(line.into()))
+            .collect(),
+        )),
+        "usage" if args.len() == 3 || args.len() == 5 => {
+            if args.len() == 5 {
+                if !is_option(&args[3], "samples") {
+                    return Err(Reply::error(SYNTAX_ERROR));
+                }
+                integer(&args[4])?;
+            }
+            Ok(KvCommand::MemoryUsage {
+                key: args[2].clone(),
+            })
+        }
+        "usage" => Err(Reply::error(SYNTAX_ERROR)),
+        _ => {
+            let quoted: String = String::from_utf8_lossy(&args[1])
+                .chars()
+                .take(128)
+                .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+                .collect();
+            Err(Reply::error(format!(
+                "ERR unknown subcommand '{quoted}'. Try MEMORY HELP."
+            )))
+        }
+    }
 }
 
 fn parse_object(args: &[Bytes]) -> Result<KvCommand, Reply> {

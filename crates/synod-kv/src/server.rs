@@ -92,6 +92,10 @@ pub struct ServerConfig {
     /// them. The default is a registry no store wakes: blocked commands
     /// then end only by their timeout.
     pub blocked_clients: crate::BlockedClients,
+    /// Where a client's SHUTDOWN goes: the process that owns the server
+    /// listens ([`crate::ShutdownSignal::listen`]) and stops the node. The
+    /// default has no listener: SHUTDOWN is then refused.
+    pub shutdown: crate::ShutdownSignal,
 }
 
 impl ServerConfig {
@@ -114,6 +118,7 @@ impl ServerConfig {
             acl: crate::Acl::new(),
             pubsub: crate::PubSub::new(),
             blocked_clients: crate::BlockedClients::default(),
+            shutdown: crate::ShutdownSignal::default(),
         }
     }
 }
@@ -149,6 +154,9 @@ pub(crate) struct Shared {
     /// CONFIG SET lua-time-limit: reported back, node-local (see
     /// `Conn::config_set`).
     pub lua_time_limit_ms: AtomicU64,
+    /// This node's encoding tuning parameters (CONFIG SET no-ops, see
+    /// `crate::tuning`).
+    pub tuning: crate::tuning::Tuning,
     query_budget: Arc<QueryBudget>,
     logs: ClientLogs,
 }
@@ -201,6 +209,7 @@ pub async fn serve_listeners(
         command_stats: crate::info::CommandStats::default(),
         scripts: crate::scripting::ScriptCache::default(),
         lua_time_limit_ms: AtomicU64::new(5000),
+        tuning: crate::tuning::Tuning::default(),
         query_budget: Arc::new(QueryBudget::default()),
         logs: ClientLogs::new(),
     });
@@ -761,6 +770,15 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
                 let reply = crate::members::run(&shared.node, command).await;
                 slots.push((Slot::Ready(reply), proto, tag.take()));
             }
+            Item::Persist(command, proto) => {
+                // In order: what came before is answered first.
+                let replies = execute(shared, std::mem::take(&mut pending)).await;
+                fill(&mut slots, replies, out);
+                pending_bytes = empty_batch_bytes;
+                let client = format!("id={} addr={}", conn.id(), conn.peer());
+                let reply = crate::persistence::run(shared, command, &client).await;
+                slots.push((Slot::Ready(reply), proto, tag.take()));
+            }
             Item::Watch(command, proto) => {
                 // A read at a point after everything this connection sent
                 // before (its writes included), alone: its reply is kept.
@@ -897,6 +915,7 @@ fn goes_alone(command: &KvCommand) -> bool {
             | KvCommand::SPop { .. }
             | KvCommand::SetCombine { .. }
             | KvCommand::SInterCard { .. }
+            | KvCommand::Dump { .. }
     ) || matches!(command, KvCommand::ZSet(zset) if crate::ops::zset_goes_alone(zset))
 }
 

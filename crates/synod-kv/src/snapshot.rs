@@ -84,43 +84,7 @@ pub(crate) fn write(keyspace: &KeyspaceView) -> Bytes {
             }
         }
         write_stamp(&mut writer, entry.stamp());
-        match entry.value() {
-            ValueRef::Str(value) => {
-                writer.u8(kind::STRING);
-                writer.bytes(&value);
-            }
-            ValueRef::Hash(fields) => {
-                writer.u8(kind::HASH);
-                writer.len(fields.len());
-                for (field, value) in fields.iter() {
-                    writer.bytes(field);
-                    writer.bytes(value);
-                }
-            }
-            ValueRef::List(items) => {
-                writer.u8(kind::LIST);
-                writer.len(items.len());
-                for item in items.iter() {
-                    writer.bytes(item);
-                }
-            }
-            ValueRef::Set(members) => {
-                writer.u8(kind::SET);
-                writer.bool(members.is_intset());
-                writer.len(members.len());
-                for member in members.iter() {
-                    writer.bytes(member);
-                }
-            }
-            ValueRef::ZSet(members) => {
-                writer.u8(kind::ZSET);
-                writer.len(members.len());
-                for (member, score) in members.iter_members_from(b"") {
-                    writer.bytes(member);
-                    writer.f64(score);
-                }
-            }
-        }
+        write_value(&mut writer, entry.value());
     }
     debug_assert_eq!(written, keyspace.len());
     writer.u64(maxmemory_bytes);
@@ -214,6 +178,48 @@ pub(crate) fn read(snapshot: &[u8]) -> Result<Keyspace, DecodeError> {
     Ok(keyspace)
 }
 
+/// Writes a value as the snapshot stores it: its type byte, then the value
+/// (see the module docs). [`crate::dump`] reuses it for `DUMP` payloads.
+pub(crate) fn write_value(writer: &mut Writer, value: ValueRef<'_>) {
+    match value {
+        ValueRef::Str(value) => {
+            writer.u8(kind::STRING);
+            writer.bytes(&value);
+        }
+        ValueRef::Hash(fields) => {
+            writer.u8(kind::HASH);
+            writer.len(fields.len());
+            for (field, value) in fields.iter() {
+                writer.bytes(field);
+                writer.bytes(value);
+            }
+        }
+        ValueRef::List(items) => {
+            writer.u8(kind::LIST);
+            writer.len(items.len());
+            for item in items.iter() {
+                writer.bytes(item);
+            }
+        }
+        ValueRef::Set(members) => {
+            writer.u8(kind::SET);
+            writer.bool(members.is_intset());
+            writer.len(members.len());
+            for member in members.iter() {
+                writer.bytes(member);
+            }
+        }
+        ValueRef::ZSet(members) => {
+            writer.u8(kind::ZSET);
+            writer.len(members.len());
+            for (member, score) in members.iter_members_from(b"") {
+                writer.bytes(member);
+                writer.f64(score);
+            }
+        }
+    }
+}
+
 fn write_stamp(writer: &mut Writer, stamp: Stamp) {
     writer.u64(stamp.instance);
     writer.u64(stamp.sequence);
@@ -226,7 +232,10 @@ fn read_stamp(reader: &mut Reader<'_>) -> Result<Stamp, DecodeError> {
     })
 }
 
-fn read_value(reader: &mut Reader<'_>) -> Result<Value, DecodeError> {
+/// Reads what [`write_value`] wrote, checking every length against the
+/// remaining input before allocating, and that collections are non-empty and
+/// in order (so a decoded value is one a command could have built).
+pub(crate) fn read_value(reader: &mut Reader<'_>) -> Result<Value, DecodeError> {
     match reader.u8()? {
         kind::STRING => Ok(Value::Str(reader.bytes()?)),
         kind::HASH => {

@@ -83,6 +83,9 @@ pub(crate) enum Submit {
         reply: Reply,
     },
     Member(crate::membership::MemberSubmit),
+    /// [`crate::Node::snapshot_now`]: answered with the applied point the
+    /// snapshot covers once it is durable.
+    Snapshot(oneshot::Sender<InstanceId>),
     Shutdown,
 }
 
@@ -133,6 +136,13 @@ pub(crate) struct Driver<S> {
     /// Refused peer messages: exported and logged, rate limited.
     refusal_log: RefusalLog,
     status: watch::Sender<NodeStatus>,
+    /// Callers of `Node::snapshot_now`, with the applied point each waits
+    /// for (answered once the latest checkpoint reaches it; dropped, so
+    /// failed, when the node stops).
+    snapshot_waiters: Vec<(InstanceId, oneshot::Sender<InstanceId>)>,
+    /// Unix time (ms, this machine's clock) of this node's latest
+    /// checkpoint, or of its start before the first (as Redis' LASTSAVE).
+    snapshot_unix_ms: u64,
     /// Origin of the monotonic milliseconds given to the engine.
     started: Instant,
 }
@@ -247,6 +257,8 @@ impl<S: StateMachine> Driver<S> {
             applied_end,
             checksum,
             snapshot_end,
+            snapshot_in_progress: false,
+            snapshot_unix_ms: unix_now_ms(),
             requests_waiting: 0,
             diverged: false,
             rebuilding: replica.rebuilding(),
@@ -329,6 +341,8 @@ impl<S: StateMachine> Driver<S> {
             metrics,
             refusal_log: RefusalLog::new(),
             status: status_tx,
+            snapshot_waiters: Vec::new(),
+            snapshot_unix_ms: unix_now_ms(),
             cfg,
         };
         Ok((driver, status_rx, net))
@@ -440,6 +454,7 @@ impl<S: StateMachine> Driver<S> {
                             self.engine.request(kind, payload, reply)
                         }
                         Some(Submit::Member(member)) => self.member_submit(member),
+                        Some(Submit::Snapshot(reply)) => self.snapshot_submit(reply),
                         Some(Submit::Shutdown) | None => {
                             if !self.begin_stop() {
                                 return Ok(());
@@ -455,6 +470,7 @@ impl<S: StateMachine> Driver<S> {
                                 self.engine.request(kind, payload, reply)
                             }
                             Ok(Submit::Member(member)) => self.member_submit(member),
+                            Ok(Submit::Snapshot(reply)) => self.snapshot_submit(reply),
                             Ok(Submit::Shutdown) => {
                                 if !self.begin_stop() {
                                     return Ok(());
@@ -582,6 +598,9 @@ impl<S: StateMachine> Driver<S> {
         // Whatever was decided before an error is still carried out (answers
         // given, storage jobs started): the engine's state already counts on it.
         let effects = self.engine.take_effects();
+        if !effects.checkpointed.is_empty() {
+            self.snapshot_unix_ms = unix_now_ms();
+        }
         for done in &effects.checkpointed {
             let took = self.checkpoint_started.elapsed();
             self.metrics.fsync_seconds.observe(took.as_secs_f64());
@@ -619,7 +638,42 @@ impl<S: StateMachine> Driver<S> {
             );
         }
         self.publish_status();
+        // After the status: a caller answered sees the new snapshot point.
+        self.answer_snapshot_waiters();
         Ok(())
+    }
+
+    /// `Node::snapshot_now`: asks the engine for a snapshot of everything
+    /// applied; answered by [`Driver::answer_snapshot_waiters`] once the
+    /// checkpoint is durable (at once when the latest already covers it).
+    fn snapshot_submit(&mut self, reply: oneshot::Sender<InstanceId>) {
+        let through = self.engine.request_snapshot();
+        info!(
+            node = self.cfg.id.0,
+            applied_end = through.0,
+            "snapshot asked for"
+        );
+        self.snapshot_waiters.push((through, reply));
+    }
+
+    /// Answers the `snapshot_now` callers whose point the latest durable
+    /// checkpoint covers.
+    fn answer_snapshot_waiters(&mut self) {
+        let end = self.engine.persist.snapshot_end();
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.snapshot_waiters)
+            .into_iter()
+            .partition(|(through, _)| *through <= end);
+        self.snapshot_waiters = waiting;
+        if done.is_empty() {
+            return;
+        }
+        // What is on disk is this node's whole applied state as of now,
+        // whether this request wrote it or the latest checkpoint already
+        // covered it (nothing applied since): LASTSAVE's meaning.
+        self.snapshot_unix_ms = unix_now_ms();
+        for (_, reply) in done {
+            let _ = reply.send(end);
+        }
     }
 
     /// Starts the storage work the engine found due, on blocking threads.
@@ -724,6 +778,9 @@ impl<S: StateMachine> Driver<S> {
             applied_end,
             checksum: self.engine.checksum(),
             snapshot_end: self.engine.persist.snapshot_end(),
+            snapshot_in_progress: self.engine.persist.checkpoint_in_progress()
+                || self.engine.persist.snapshot_asked(),
+            snapshot_unix_ms: self.snapshot_unix_ms,
             requests_waiting: self.engine.requests_waiting(),
             diverged: self.engine.diverged(),
             rebuilding: replica.rebuilding(),
@@ -778,4 +835,12 @@ fn catch_job_panic(
             source: std::io::Error::other(format!("the job panicked: {reason}")),
         })
     })
+}
+
+/// This machine's Unix time in ms (for LASTSAVE-style reports only; never
+/// for decisions).
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -684,6 +684,12 @@ impl<S: StateMachine, R> Engine<S, R> {
             self.maybe_snapshot();
             self.kick()?;
         }
+        // A snapshot asked for (`request_snapshot`) with nothing applied
+        // since is taken here (only then: the policy's snapshots are taken
+        // after applies, as before).
+        if self.persist.snapshot_asked() {
+            self.maybe_snapshot();
+        }
         // Every effect is taken now (or rounds ran out): a checkpoint that
         // `sync_done` left for later can be written here.
         self.kick()?;
@@ -844,6 +850,17 @@ impl<S: StateMachine, R> Engine<S, R> {
             self.metrics.answered_from_sessions.fetch_add(1, Relaxed);
             self.answer(waiter.reply, answer);
         }
+    }
+
+    /// Asks for a snapshot of everything applied so far, whatever the
+    /// snapshot policy says; it is taken at the next [`Engine::process_ready`]
+    /// (after a checkpoint already running, if any). Returns the applied
+    /// point it will cover: done once `persist.snapshot_end()` reaches it
+    /// (at once when the latest checkpoint already does).
+    pub fn request_snapshot(&mut self) -> InstanceId {
+        let through = self.applied_end;
+        self.persist.ask_snapshot(through);
+        through
     }
 
     fn maybe_snapshot(&mut self) {

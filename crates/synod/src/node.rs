@@ -117,6 +117,12 @@ pub struct NodeStatus {
     pub checksum: Checksum,
     /// Applied point of the latest snapshot.
     pub snapshot_end: InstanceId,
+    /// A snapshot is asked for, being taken, written or checkpointed.
+    pub snapshot_in_progress: bool,
+    /// Unix time in ms (this machine's clock) of this node's latest
+    /// checkpoint, or of the node's start before its first (Redis'
+    /// `LASTSAVE` semantics).
+    pub snapshot_unix_ms: u64,
     /// Requests waiting for the log.
     pub requests_waiting: usize,
     /// Divergence was detected: this node refuses to serve.
@@ -476,6 +482,28 @@ impl Node {
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Takes a snapshot of everything this node has applied, now, whatever
+    /// the snapshot policy says, and answers once it is durable: the
+    /// snapshot file written and synced and the log checkpointed to it (the
+    /// log below it may then be compacted). Answers the applied point the
+    /// snapshot covers (at least the node's applied point when asked). A
+    /// checkpoint already running finishes first; when the latest one
+    /// already covers everything applied, answers at once. Snapshots are
+    /// node-local: other replicas snapshot by their own policy.
+    ///
+    /// A failed snapshot write is fatal to the node (see
+    /// [`NodeError::Storage`]); this then answers `Err`.
+    pub async fn snapshot_now(&self) -> Result<InstanceId, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped =
+            || NodeError::Stopped("the node stopped before the snapshot was durable".into());
+        self.submit
+            .send(Submit::Snapshot(reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())
     }
 
     /// Stops the node: a leader first hands leadership to the most

@@ -180,6 +180,12 @@ pub struct Persister {
     sync_started_tick: u64,
     /// The point of the latest checkpoint.
     snapshot_end: InstanceId,
+    /// The running checkpoint is durable and only deletes what it
+    /// superseded (step c).
+    cleaning: bool,
+    /// A snapshot was asked for ([`Persister::ask_snapshot`]) that must
+    /// cover at least this applied point, whatever the policy says.
+    snapshot_asked: Option<InstanceId>,
 }
 
 impl Persister {
@@ -198,6 +204,8 @@ impl Persister {
             ticks: 0,
             sync_started_tick: 0,
             snapshot_end,
+            snapshot_asked: None,
+            cleaning: false,
         }
     }
 
@@ -228,10 +236,40 @@ impl Persister {
         {
             return false;
         }
+        if self.snapshot_asked.is_some() {
+            return true;
+        }
         self.policy.due(
             applied_end.0 - self.snapshot_end.0,
             self.wal.bytes_since_checkpoint(),
         )
+    }
+
+    /// Asks for a checkpoint covering at least `through` (an applied point)
+    /// now, whatever the policy says: the next [`Persister::snapshot_wanted`]
+    /// answers true (once no checkpoint is in progress). `false` when the
+    /// latest checkpoint already covers it (nothing to do).
+    pub fn ask_snapshot(&mut self, through: InstanceId) -> bool {
+        if through <= self.snapshot_end {
+            return false;
+        }
+        self.snapshot_asked = Some(
+            self.snapshot_asked
+                .map_or(through, |asked| asked.max(through)),
+        );
+        true
+    }
+
+    /// Whether a snapshot asked for is not taken yet.
+    pub fn snapshot_asked(&self) -> bool {
+        self.snapshot_asked.is_some()
+    }
+
+    /// Whether a checkpoint is due or running and not yet durable (its
+    /// snapshot being encoded or written, or its marker due; deleting what
+    /// a durable one superseded does not count).
+    pub fn checkpoint_in_progress(&self) -> bool {
+        self.checkpoint_due.is_some() || (self.checkpoint_busy && !self.cleaning)
     }
 
     /// Our own snapshot, taken at its point: checkpoint it.
@@ -313,6 +351,12 @@ impl Persister {
             let records = replica.checkpoint_records();
             let obsolete = self.wal.checkpoint_written(self.group, meta, &records)?;
             self.snapshot_end = meta.applied_end;
+            if self
+                .snapshot_asked
+                .is_some_and(|asked| asked <= self.snapshot_end)
+            {
+                self.snapshot_asked = None;
+            }
             // The checkpoint made everything appended so far durable.
             replica.persisted(self.appended_through);
             kicked.checkpointed = Some(Checkpointed {
@@ -321,6 +365,7 @@ impl Persister {
                 records: records.len(),
             });
             kicked.io.push(Io::Remove(obsolete));
+            self.cleaning = true;
             return Ok(kicked);
         }
         // Sync at once only when messages wait for it; otherwise let the
@@ -380,6 +425,7 @@ impl Persister {
     /// log, and the node goes on.
     pub fn cleaned(&mut self, result: Result<(), StorageError>) -> Result<(), StorageError> {
         self.checkpoint_busy = false;
+        self.cleaning = false;
         result
     }
 

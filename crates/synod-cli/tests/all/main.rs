@@ -17,4 +17,5 @@ mod maxmemory;
 mod membership;
 mod peer_attacks;
 mod server;
+mod shutdown;
 mod wipe;

@@ -178,6 +178,10 @@ pub(crate) fn growth_bound(keyspace: &Keyspace, command: &KvCommand, now: u64) -
         }
         // Checked by the command itself once sorted (`memory::fits`).
         KvCommand::Sort(_) => 0,
+        // Checked by the command itself once the payload is decoded (its
+        // exact size is known then, not before).
+        KvCommand::Restore(_) => 0,
+        KvCommand::Dump { .. } | KvCommand::MemoryUsage { .. } => 0,
         // Sets (issue 16): every member counted as new.
         KvCommand::SAdd { key, members } => members
             .iter()

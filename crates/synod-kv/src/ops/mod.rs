@@ -9,6 +9,7 @@ pub(crate) mod acl;
 pub(crate) mod bits;
 mod collections;
 mod events;
+mod dump;
 mod hashes;
 mod keys;
 mod keys_more;
@@ -91,6 +92,8 @@ fn read_at(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext, positio
             unit,
         } => bits::bitpos(keyspace, key, *bit, *start, *end, *unit, now),
         KvCommand::Lcs { key1, key2, output } => bits::lcs(keyspace, key1, key2, *output, now),
+        KvCommand::Dump { key } => dump::dump(keyspace, key, now),
+        KvCommand::MemoryUsage { key } => dump::memory_usage(keyspace, key, now),
         KvCommand::HGet { key, field } => collections::hget(keyspace, key, field, now),
         KvCommand::HGetAll { key } => collections::hgetall(keyspace, key, now),
         KvCommand::HLen { key } => collections::hlen(keyspace, key, now),
@@ -220,7 +223,9 @@ pub(crate) fn read_depends_on_time(keyspace: &Keyspace, command: &KvCommand) -> 
         | KvCommand::Object { key, .. }
         | KvCommand::GetBit { key, .. }
         | KvCommand::BitCount { key, .. }
-        | KvCommand::BitPos { key, .. } => keyspace.has_expiry(key),
+        | KvCommand::BitPos { key, .. }
+        | KvCommand::Dump { key }
+        | KvCommand::MemoryUsage { key } => keyspace.has_expiry(key),
         KvCommand::Lcs { key1, key2, .. } => keyspace.has_expiry(key1) || keyspace.has_expiry(key2),
         KvCommand::Touch { keys } => keys.iter().any(|key| keyspace.has_expiry(key)),
         // BY and GET read keys named by the elements: any expiry counts.
@@ -322,6 +327,7 @@ pub(crate) fn read_off_loop(keyspace: &Keyspace, command: &KvCommand, now: u64) 
             now,
         )),
         KvCommand::ZSet(zset) => zset.is_read() && big(zsets::read_work(keyspace, zset, now)),
+        KvCommand::Dump { key } => big(dump::dump_work(keyspace, key, now)),
         _ => false,
     }
 }
@@ -436,6 +442,7 @@ pub(crate) fn transaction_read_work(
             ..
         }) if pattern.as_ref() != b"*" => None,
         KvCommand::ZSet(zset) => Some(zsets::read_work(keyspace, zset, now)),
+        KvCommand::Dump { key } => Some(dump::dump_work(keyspace, key, now)),
         _ => Some(0),
     }
 }
@@ -497,6 +504,7 @@ pub(crate) fn read_view(view: &KeyspaceView, command: &KvCommand, ctx: &ApplyCon
             collections::lrange(view, key, *start, *stop, now)
         }
         KvCommand::Lcs { key1, key2, output } => bits::lcs(view, key1, key2, *output, now),
+        KvCommand::Dump { key } => dump::dump(view, key, now),
         KvCommand::Sort(sort) if sort.store.is_none() => keys_more::sort_read(view, sort, now),
         KvCommand::HKeys { key } => hashes::hkeys(view, key, now),
         KvCommand::HVals { key } => hashes::hvals(view, key, now),
@@ -702,6 +710,7 @@ fn run_command(
             destination,
             replace,
         } => keys_more::copy(keyspace, source, destination, *replace, now),
+        KvCommand::Restore(restore) => dump::restore(keyspace, restore, ctx),
         KvCommand::Sort(sort) => match &sort.store {
             Some(destination) => keys_more::sort_store(keyspace, sort, destination, now),
             None => keys_more::sort_read(keyspace, sort, now),

@@ -11,6 +11,7 @@ mod client_limits;
 mod client_tls;
 mod codec;
 mod collections;
+mod dump;
 mod exec;
 mod expiry;
 mod hash_bounds;

@@ -10,5 +10,6 @@ mod layout;
 mod limits;
 mod membership;
 mod off_loop_panics;
+mod snapshot_now;
 mod snapshot_off_loop;
 mod state_digest;
