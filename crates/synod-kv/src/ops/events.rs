@@ -31,6 +31,9 @@ use crate::pubsub::keyspace_events::{GENERIC, HASH, LIST, SET, STRING, ZSET};
 pub(super) struct Before {
     /// One per [`probed_keys`] key: (live, with an expiry).
     keys: Vec<(bool, bool)>,
+    /// SMOVE: the destination already held the member (Redis emits no
+    /// `sadd` then).
+    member_in_destination: bool,
 }
 
 /// The keys whose state [`Before`] records for `command`.
@@ -68,6 +71,17 @@ pub(super) fn before(keyspace: &Keyspace, command: &KvCommand, now: u64) -> Befo
                 )
             })
             .collect(),
+        member_in_destination: match command {
+            KvCommand::SMove {
+                destination,
+                member,
+                ..
+            } => super::sets::set_at(keyspace, destination, now)
+                .ok()
+                .flatten()
+                .is_some_and(|set| set.contains(member)),
+            _ => false,
+        },
     }
 }
 
@@ -238,8 +252,9 @@ fn command_events(
             from,
             to,
         } if took_something(reply) => {
-            event(LIST, pop_event(*from), source);
+            // Redis pushes (and notifies) first, then notifies the pop.
             event(LIST, push_event(*to), destination);
+            event(LIST, pop_event(*from), source);
         }
         KvCommand::LMPop { end, .. } => {
             if let Reply::Array(items) = reply {
@@ -255,9 +270,12 @@ fn command_events(
             source,
             destination,
             ..
-        } if positive(reply) => {
+        } if positive(reply) && source != destination => {
+            // SMOVE within one set changes nothing: no event, as in Redis.
             event(SET, "srem", source);
-            event(SET, "sadd", destination);
+            if !before.member_in_destination {
+                event(SET, "sadd", destination);
+            }
         }
         KvCommand::SetCombine {
             operation,

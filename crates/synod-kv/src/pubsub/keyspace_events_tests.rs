@@ -141,8 +141,9 @@ fn generic_string_list_set_hash_zset_events() {
             "incrby n",
             "append s",
             "rpush l",
-            "rpop l",
+            // As Redis 7.0 orders RPOPLPUSH: the push, then the pop.
             "lpush l2",
+            "rpop l",
             "lpop l",
             // The list is empty now: deleted, after the command's event.
             "del l",
@@ -223,4 +224,51 @@ fn transactions_emit_each_commands_events_in_order() {
     node.store
         .apply_command(&crate::KvCommand::Exec(commands), &ctx);
     assert_eq!(node.events(), keyevents(&["set a", "del a", "set b"]));
+}
+
+/// LMOVE/RPOPLPUSH and SMOVE as Redis 7.0.15 emits them (transcript taken
+/// from a real redis-server with `notify-keyspace-events EAn`): the push
+/// before the pop, no event for an SMOVE within one set, and no `sadd` when
+/// the destination already held the member.
+#[test]
+fn moves_emit_what_redis_emits() {
+    let mut node = Node::new("EAn");
+    for line in [
+        "RPUSH l a",
+        "RPOPLPUSH l l2",
+        "SADD s1 a",
+        "SADD s2 a",
+        "SMOVE s1 s2 a",
+        "SADD s3 b",
+        "SMOVE s3 s3 b",
+        "LPUSH r x y",
+        "LMOVE r r LEFT RIGHT",
+    ] {
+        assert!(!matches!(node.run(1, line), Reply::Error(_)), "{line}");
+    }
+    assert_eq!(
+        node.events(),
+        keyevents(&[
+            "new l", "rpush l", "new l2", "lpush l2", "rpop l", "del l", "new s1", "sadd s1",
+            "new s2", "sadd s2", "srem s1", "del s1", "new s3", "sadd s3", "new r", "lpush r",
+            "rpush r", "lpop r",
+        ])
+    );
+}
+
+/// SMOVE to a new destination: Redis emits `srem` and the source's `del`
+/// before it creates the destination (`new`, `sadd`). Here `new` comes
+/// from the keyspace while the command runs and `del` after the command's
+/// events, so the order differs.
+#[test]
+#[ignore = "review1: SMOVE event order differs from Redis (new/del emitted by the keyspace, not in command order)"]
+fn smove_to_a_new_set_orders_events_as_redis() {
+    let mut node = Node::new("EAn");
+    node.run(1, "SADD s4 c");
+    node.events();
+    node.run(1, "SMOVE s4 s5 c");
+    assert_eq!(
+        node.events(),
+        keyevents(&["srem s4", "del s4", "new s5", "sadd s5"])
+    );
 }
