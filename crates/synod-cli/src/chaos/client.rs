@@ -90,6 +90,8 @@ impl Record {
             Op::Delete { .. } => "del",
             Op::Append { .. } => "append",
             Op::Incr { .. } => "incr",
+            Op::Push { .. } => "rpush",
+            Op::Pop { .. } => "lpop",
             Op::Txn { .. } => "multi-exec",
             Op::WatchedTxn { .. } => "watch-exec",
         }
@@ -163,6 +165,8 @@ fn resp_of(op: &Op) -> Vec<Vec<u8>> {
         Op::Delete { key } => vec![v("DEL"), key.clone()],
         Op::Append { key, value } => vec![v("APPEND"), key.clone(), value.clone()],
         Op::Incr { key, by } => vec![v("INCRBY"), key.clone(), by.to_string().into_bytes()],
+        Op::Push { key, value } => vec![v("RPUSH"), key.clone(), value.clone()],
+        Op::Pop { key } => vec![v("LPOP"), key.clone()],
         Op::Txn { .. } | Op::WatchedTxn { .. } => vec![v("PING")],
     }
 }
@@ -177,7 +181,11 @@ fn outcome_of(op: &Op, reply: &Reply) -> Option<Outcome> {
         (Op::Get { .. } | Op::PutGet { .. }, Reply::Null) => Some(Outcome::Value(None)),
         (Op::Put { .. } | Op::PutTtl { .. }, Reply::Simple(s)) if s == "OK" => Some(Outcome::Ok),
         (Op::Delete { .. }, Reply::Integer(n)) => Some(Outcome::Bool(*n > 0)),
-        (Op::Append { .. } | Op::Incr { .. }, Reply::Integer(n)) => Some(Outcome::Int(*n)),
+        (Op::Append { .. } | Op::Incr { .. } | Op::Push { .. }, Reply::Integer(n)) => {
+            Some(Outcome::Int(*n))
+        }
+        (Op::Pop { .. }, Reply::Bulk(b)) => Some(Outcome::Value(Some(b.to_vec()))),
+        (Op::Pop { .. }, Reply::Null) => Some(Outcome::Value(None)),
         (Op::Incr { .. }, Reply::Error(e)) if e.contains("not an integer") => Some(Outcome::Error),
         _ => None,
     }

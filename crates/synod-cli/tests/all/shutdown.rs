@@ -33,9 +33,15 @@ fn save_lastsave_and_shutdown_of_the_leader() {
     let after: i64 = cmd("LASTSAVE").query(&mut con).expect("lastsave");
     assert!(after >= before && after > 0, "{before} {after}");
     let info = info_persistence(&mut con);
-    let snapshot: u64 = field(&info, "synod_snapshot_instance").unwrap().parse().unwrap();
+    let snapshot: u64 = field(&info, "synod_snapshot_instance")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(snapshot > 0, "{info}");
-    assert_eq!(field(&info, "rdb_last_bgsave_status").as_deref(), Some("ok"));
+    assert_eq!(
+        field(&info, "rdb_last_bgsave_status").as_deref(),
+        Some("ok")
+    );
     assert_eq!(field(&info, "rdb_last_save_time"), Some(after.to_string()));
     assert!(field(&info, "rdb_bgsave_in_progress").is_some());
     assert!(field(&info, "rdb_changes_since_last_save").is_some());
@@ -68,19 +74,33 @@ fn save_lastsave_and_shutdown_of_the_leader() {
         .query(&mut con)
         .expect("setuser");
     let mut app = cluster.client(leader);
-    let _: String = cmd("AUTH").arg("app").arg("secret").query(&mut app).expect("auth");
+    let _: String = cmd("AUTH")
+        .arg("app")
+        .arg("secret")
+        .query(&mut app)
+        .expect("auth");
     let err = cmd("SHUTDOWN")
         .query::<String>(&mut app)
         .expect_err("no permission");
     assert!(err.to_string().contains("NOPERM"), "{err}");
-    assert!(cluster.children[leader].as_mut().unwrap().try_wait().unwrap().is_none());
+    assert!(cluster.children[leader]
+        .as_mut()
+        .unwrap()
+        .try_wait()
+        .unwrap()
+        .is_none());
 
     // SHUTDOWN of the leader: no reply, the process exits 0.
     let shut = cmd("SHUTDOWN").query::<String>(&mut con);
     assert!(shut.is_err(), "no reply to a SHUTDOWN: {shut:?}");
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
-        if let Some(status) = cluster.children[leader].as_mut().unwrap().try_wait().unwrap() {
+        if let Some(status) = cluster.children[leader]
+            .as_mut()
+            .unwrap()
+            .try_wait()
+            .unwrap()
+        {
             break status;
         }
         assert!(Instant::now() < deadline, "the node did not exit");
