@@ -190,6 +190,11 @@ impl Node {
         self.runtime.block_on(self.node.members())
     }
 
+    /// [`crate::Node::snapshot_now`], blocking.
+    pub fn snapshot_now(&self) -> Result<crate::InstanceId, NodeError> {
+        self.runtime.block_on(self.node.snapshot_now())
+    }
+
     /// [`crate::Node::wait`], blocking: returns when the node stops.
     pub fn wait(&self) -> Result<(), NodeError> {
         self.runtime.block_on(self.node.wait())
