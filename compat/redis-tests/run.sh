@@ -166,6 +166,10 @@ run_unit() {   # target port unit
 
 echo "roles at start: n1=$(role_of 1) n2=$(role_of 2) n3=$(role_of 3)"
 for unit in "${UNITS[@]}"; do
+  # Real Redis gets a fresh process per unit; the Synod cluster is shared, so
+  # each unit starts from a fresh server's cluster-wide settings (a unit that
+  # failed before its own `config set maxmemory 0` must not OOM the next).
+  redis-cli -p $((BASE+1)) config set maxmemory 0 >/dev/null 2>&1 || true
   for n in $SYNOD_NODES; do
     [ "$n" = follower ] && n=$(follower_node)
     run_unit "synod-n$n-$(role_of $n)" $((BASE+n)) "$unit"
