@@ -293,13 +293,19 @@ pub(crate) fn smove(
         Ok(None) => return Reply::Integer(0),
         Err(error) => return error,
     };
-    if let Err(error) = set_at(keyspace, destination, now) {
-        return error;
-    }
+    let in_destination = match set_at(keyspace, destination, now) {
+        Ok(set) => set.is_some_and(|set| set.contains(member)),
+        Err(error) => return error,
+    };
     if source == destination || !contains {
         return Reply::Integer(i64::from(contains));
     }
     change_existing_set(keyspace, source, now, |set| set.remove(member));
+    if in_destination {
+        // The destination is unchanged: as in Redis, it is not written (a
+        // WATCH of it does not abort, it gets no event).
+        return Reply::Integer(1);
+    }
     match change_set(keyspace, destination, now, |set| set.insert(member.clone())) {
         Ok(_) => Reply::Integer(1),
         Err(error) => error,

@@ -274,3 +274,40 @@ async fn blocking_pops_through_the_front_end() {
         Some(Reply::Integer(0))
     );
 }
+
+/// Redis' "SMOVE only notify dstset when the addition is successful": an
+/// SMOVE whose destination already holds the member leaves the destination
+/// unwritten, so a WATCH of it does not abort.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smove_that_adds_nothing_does_not_touch_a_watched_destination() {
+    let c = cluster(1, |_| {}, None).await;
+    let mut client = Client::connect(c.resp[0]).await;
+    let mut other = Client::connect(c.resp[0]).await;
+    assert_eq!(
+        client.call(&[b"SADD", b"src", b"a", b"b"]).await,
+        Some(Reply::Integer(2))
+    );
+    assert_eq!(
+        client.call(&[b"SADD", b"dst", b"a"]).await,
+        Some(Reply::Integer(1))
+    );
+    assert_eq!(client.call(&[b"WATCH", b"dst"]).await, Some(ok()));
+    assert_eq!(client.call(&[b"MULTI"]).await, Some(ok()));
+    assert_eq!(client.call(&[b"SADD", b"dst", b"c"]).await, queued());
+    assert_eq!(
+        other.call(&[b"SMOVE", b"src", b"dst", b"a"]).await,
+        Some(Reply::Integer(1))
+    );
+    assert_eq!(
+        client.call(&[b"EXEC"]).await,
+        Some(Reply::Array(vec![Reply::Integer(1)]))
+    );
+    assert_eq!(
+        client.call(&[b"SCARD", b"dst"]).await,
+        Some(Reply::Integer(2))
+    );
+    assert_eq!(
+        client.call(&[b"SCARD", b"src"]).await,
+        Some(Reply::Integer(1))
+    );
+}
