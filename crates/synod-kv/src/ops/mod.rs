@@ -8,8 +8,8 @@
 pub(crate) mod acl;
 pub(crate) mod bits;
 mod collections;
-mod events;
 mod dump;
+mod events;
 mod hashes;
 mod keys;
 mod keys_more;
