@@ -399,6 +399,9 @@ pub struct PubSub {
     /// published by the store after each apply, read by the server's
     /// expiry sweep (see `crate::server`).
     next_expiry_ms: Arc<AtomicU64>,
+    /// The log clock (`ApplyContext::time_ms`) of the last apply, read by
+    /// the expiry sweep with `next_expiry_ms`.
+    log_time_ms: Arc<AtomicU64>,
     /// Applies begun ([`PubSub::begin_apply`]): each has its own pattern
     /// budget.
     applies: Arc<AtomicU64>,
@@ -427,6 +430,7 @@ impl Default for PubSub {
             origin: Arc::default(),
             event_flags: Arc::default(),
             next_expiry_ms: Arc::new(AtomicU64::new(u64::MAX)),
+            log_time_ms: Arc::default(),
             applies: Arc::default(),
         }
     }
@@ -446,6 +450,15 @@ impl PubSub {
 
     pub(crate) fn set_next_expiry_ms(&self, at: Option<u64>) {
         self.next_expiry_ms.store(at.unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// The log clock as of the last apply (0 before any).
+    pub fn log_time_ms(&self) -> u64 {
+        self.log_time_ms.load(Relaxed)
+    }
+
+    pub(crate) fn set_log_time_ms(&self, time_ms: u64) {
+        self.log_time_ms.store(time_ms, Relaxed);
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
