@@ -1280,8 +1280,9 @@ impl Conn {
             let (channels, patterns, shard_channels) = shared.cfg.pubsub.counts();
             let _ = write!(
                 text,
-                "pubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard_channels}\r\nsynod_pubsub_pattern_matches_abandoned:{}\r\n\r\n",
+                "pubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard_channels}\r\nsynod_pubsub_pattern_matches_abandoned:{}\r\nsynod_pubsub_pattern_scans_cut_short:{}\r\n\r\n",
                 shared.cfg.pubsub.matches_abandoned(),
+                shared.cfg.pubsub.scans_cut_short(),
             );
         }
         if wants("memory") {

@@ -203,9 +203,14 @@ impl Keyspace {
 
     /// Starts the apply of a command at `instance`: every change it makes
     /// is stamped with the next stamp (see [`crate::watch`]). Reads the
-    /// node's `notify-keyspace-events` for the apply.
+    /// node's `notify-keyspace-events` for the apply, and gives the apply
+    /// its own pattern budget for its messages and events (see
+    /// [`PubSub::begin_apply`]).
     pub(crate) fn begin_apply(&mut self, instance: u64) {
         self.stamp_now = self.stamp_now.next(instance);
+        if let Some(events) = &self.events {
+            events.begin_apply();
+        }
         self.event_flags = self.events.as_ref().map_or(0, PubSub::keyspace_events);
         debug_assert!(self.emptied.is_empty());
     }

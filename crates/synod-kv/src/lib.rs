@@ -37,6 +37,7 @@ mod conn;
 mod decimal;
 mod dump;
 mod entry;
+pub mod expiry_sweep;
 pub mod glob;
 mod info;
 mod keyspace;

@@ -17,6 +17,7 @@ use crate::client_limits::{
 };
 use crate::command::KvCommand;
 use crate::conn::{Conn, ExecPart, Item, StatTag};
+use crate::expiry_sweep::SweepPacer;
 use crate::info::{CommandStats, Ending};
 use crate::parse::parse;
 use crate::reply_codec::decode_reply;
@@ -251,10 +252,6 @@ pub async fn serve_listeners(
     }
 }
 
-/// How often the leader looks for keys past their expiry (Redis' active
-/// expiry runs at `hz` 10 too).
-const EXPIRE_SWEEP_INTERVAL: Duration = Duration::from_millis(100);
-
 /// Aborts a task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -265,33 +262,30 @@ impl Drop for AbortOnDrop {
 }
 
 /// Redis' active expiry, as points of the log: while this node leads and
-/// the store holds a key whose expiry passed by this node's clock, it
-/// proposes an expiry sweep ([`KvCommand::ExpireSweep`]) every
-/// [`EXPIRE_SWEEP_INTERVAL`], one at a time. Every replica removes the same
-/// keys at the sweep's log time (and emits their `expired` events), so
-/// expired keys leave memory, and their events fire, without waiting for a
-/// write. The clock only decides *when* to propose, never what is removed:
-/// a sweep stamped before the expiry removes nothing, and the next tries
-/// again.
+/// the store holds a key whose expiry is at or before the time a sweep
+/// would apply at (the stamp its proposal would carry, `Node::stamp_ms`,
+/// or the log clock if ahead), it proposes an expiry sweep
+/// ([`KvCommand::ExpireSweep`]), one at a time, paced by [`SweepPacer`]:
+/// every 100 ms, backing off while sweeps change nothing. Every replica
+/// removes the same keys at the sweep's log time (and emits their
+/// `expired` events), so expired keys leave memory, and their events fire,
+/// without waiting for a write. The clocks only decide *when* to propose,
+/// never what is removed (see `crate::expiry_sweep`).
 async fn expire_sweeps(shared: Arc<Shared>) {
-    let mut ticks = tokio::time::interval(EXPIRE_SWEEP_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pacer = SweepPacer::new();
     loop {
-        ticks.tick().await;
-        let Some(at_ms) = shared.cfg.pubsub.next_expiry_ms() else {
-            continue;
-        };
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| {
-                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-            });
-        if at_ms > now_ms || !shared.node.is_leader() {
+        tokio::time::sleep(Duration::from_millis(pacer.interval_ms())).await;
+        let pubsub = &shared.cfg.pubsub;
+        let before = pubsub.next_expiry_ms();
+        let due = SweepPacer::due(before, shared.node.stamp_ms(), pubsub.log_time_ms());
+        if !due || !shared.node.is_leader() {
+            pacer.idle();
             continue;
         }
         if let Err(error) = shared.node.propose(KvCommand::ExpireSweep.encode()).await {
             debug!("expiry sweep not applied: {error}");
         }
+        pacer.swept(before, pubsub.next_expiry_ms());
     }
 }
 

@@ -140,6 +140,7 @@ impl Store {
         self.pubsub.deliver_applied(command, &reply);
         self.pubsub
             .set_next_expiry_ms(self.keyspace.next_expiry_ms());
+        self.pubsub.set_log_time_ms(ctx.time_ms);
         reply
     }
 

@@ -1,8 +1,10 @@
 //! Expiry sweeps (Redis' active expiry as points of the log), proposed as
 //! the server's leader proposes them (`synod_kv::server`'s
-//! `expire_sweeps`): while a node leads and synod-kv's store holds a key
-//! whose expiry passed by the node's own clock, one sweep at a time, at
-//! most every 100 ms. The clock only decides when to propose; what a sweep
+//! `expire_sweeps`, by the same rule, `synod_kv::expiry_sweep`): while a
+//! node leads and synod-kv's store holds a key whose expiry is at or before
+//! the time a sweep would apply at (the engine's stamp, or the log clock if
+//! ahead), one sweep at a time, every 100 ms, backing off while sweeps
+//! change nothing. The clocks only decide when to propose; what a sweep
 //! removes depends on the log clock, on every replica alike, which the
 //! checkers verify like any other apply (state digest, linearizability: a
 //! key set with a TTL may vanish at any moment).
@@ -12,9 +14,7 @@ use crate::world::{Token, World};
 use bytes::Bytes;
 use synod::engine::Kind;
 use synod_core::RoleKind;
-
-/// The server's `EXPIRE_SWEEP_INTERVAL`.
-const SWEEP_EVERY_US: u64 = 100_000;
+use synod_kv::expiry_sweep::SweepPacer;
 
 /// The client index of a sweep's answer: no client's.
 pub(crate) const SWEEP_CLIENT: usize = usize::MAX;
@@ -28,21 +28,20 @@ impl World {
         {
             return;
         }
-        let wall_ms = self.wall_ms(node);
         let Some(engine) = self.nodes[node].engine.as_ref() else {
             return;
         };
         let leads = engine.replica.status().role == RoleKind::Leader;
-        let due = engine
-            .machine()
-            .kv
-            .next_expiry_ms()
-            .is_some_and(|at_ms| at_ms <= wall_ms);
+        let before = engine.machine().kv.next_expiry_ms();
+        let due = SweepPacer::due(before, engine.stamp_ms(), engine.log_time_ms());
+        let sim_node = &mut self.nodes[node];
         if !leads || !due {
+            sim_node.sweep_pacer.idle();
             return;
         }
-        self.nodes[node].next_sweep_us = self.now_us + SWEEP_EVERY_US;
-        self.nodes[node].sweep_in_flight = true;
+        sim_node.next_sweep_us = self.now_us + sim_node.sweep_pacer.interval_ms() * 1000;
+        sim_node.sweep_in_flight = true;
+        sim_node.sweep_expiry_before = before;
         self.proposed.insert(Bytes::from_static(SWEEP));
         self.stats.sweeps += 1;
         let token = Token {
@@ -53,5 +52,21 @@ impl World {
         if let Some(engine) = self.nodes[node].engine.as_mut() {
             engine.request(Kind::Command, Bytes::from_static(SWEEP), token);
         }
+    }
+
+    /// A node's sweep was answered (applied there, or failed): pace the
+    /// next by what it changed, as the server does.
+    pub(crate) fn sweep_answered(&mut self, node: usize) {
+        let after = self.nodes[node]
+            .engine
+            .as_ref()
+            .and_then(|engine| engine.machine().kv.next_expiry_ms());
+        let sim_node = &mut self.nodes[node];
+        sim_node.sweep_in_flight = false;
+        let before = sim_node.sweep_expiry_before;
+        let now_us = self.now_us;
+        sim_node.sweep_pacer.swept(before, after);
+        // The interval counts from the answer, as the server's sleep does.
+        sim_node.next_sweep_us = now_us + sim_node.sweep_pacer.interval_ms() * 1000;
     }
 }

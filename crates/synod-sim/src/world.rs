@@ -261,6 +261,10 @@ pub(crate) struct SimNode {
     pub(crate) sweep_in_flight: bool,
     /// No sweep from it before this time.
     pub(crate) next_sweep_us: u64,
+    /// The pace of its sweeps, as the server's (see `sweep.rs`).
+    pub(crate) sweep_pacer: synod_kv::expiry_sweep::SweepPacer,
+    /// The next expiry when its sweep in flight was proposed.
+    pub(crate) sweep_expiry_before: Option<u64>,
 }
 
 impl SimNode {
@@ -306,6 +310,8 @@ impl SimNode {
             schedule_lost: false,
             sweep_in_flight: false,
             next_sweep_us: 0,
+            sweep_pacer: synod_kv::expiry_sweep::SweepPacer::new(),
+            sweep_expiry_before: None,
         }
     }
 }
@@ -868,6 +874,7 @@ impl World {
         self.stats.lease_reads += engine.replica.lease_reads();
         sim_node.paused = false;
         sim_node.sweep_in_flight = false;
+        sim_node.sweep_pacer = synod_kv::expiry_sweep::SweepPacer::new();
         sim_node.backlog.clear();
         sim_node.missed_ticks = 0;
         sim_node.epoch += 1;
@@ -987,7 +994,7 @@ impl World {
             Answer::OffLoop(token, job) => (token, Ok(job())),
         };
         if token.client == crate::sweep::SWEEP_CLIENT {
-            self.nodes[node].sweep_in_flight = false;
+            self.sweep_answered(node);
             return;
         }
         self.client_answer(node, token, result);

@@ -6,8 +6,8 @@
 //! is skewed or jumps.
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// A wall clock: milliseconds since the Unix epoch. Cheap to clone.
 ///
@@ -124,6 +124,49 @@ impl StampClock {
             self.anchor_mono_ms = mono_ms;
         }
         debug_assert!(self.bound_ms(mono_ms) >= log_ms);
+    }
+}
+
+/// What a running node's engine would stamp a proposal with now, readable
+/// from any task ([`crate::Node::stamp_ms`]): the engine's [`StampClock`]
+/// as the driver last published it, read with the node's wall clock and the
+/// monotonic origin the engine counts from. A caller deciding *whether* to
+/// propose something time-dependent (an expiry sweep) must decide by this
+/// time, not by its own clock: the command will carry this stamp.
+#[derive(Debug)]
+pub(crate) struct StampSource {
+    clock: Mutex<StampClock>,
+    wall_clock: WallClock,
+    /// Monotonic time 0 of the engine (`Driver::started`).
+    started: Instant,
+}
+
+impl StampSource {
+    pub(crate) fn new(clock: StampClock, wall_clock: WallClock, started: Instant) -> StampSource {
+        StampSource {
+            clock: Mutex::new(clock),
+            wall_clock,
+            started,
+        }
+    }
+
+    /// Publishes the engine's stamp clock (its bound moves when the log
+    /// clock passes it).
+    pub(crate) fn publish(&self, clock: StampClock) {
+        *self
+            .clock
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = clock;
+    }
+
+    /// The stamp a proposal made now would carry.
+    pub(crate) fn now_ms(&self) -> u64 {
+        let mono_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let clock = *self
+            .clock
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        clock.stamp(self.wall_clock.now_ms(), mono_ms)
     }
 }
 

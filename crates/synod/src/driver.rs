@@ -145,6 +145,8 @@ pub(crate) struct Driver<S> {
     snapshot_unix_ms: u64,
     /// Origin of the monotonic milliseconds given to the engine.
     started: Instant,
+    /// The engine's stamp clock, published for `Node::stamp_ms`.
+    stamps: Arc<crate::clock::StampSource>,
 }
 
 /// 64 random bits for the session id and the election seed. Sessions must
@@ -323,7 +325,13 @@ impl<S: StateMachine> Driver<S> {
             0,
             Arc::clone(&metrics),
         );
+        let stamps = Arc::new(crate::clock::StampSource::new(
+            engine.stamp_clock(),
+            cfg.wall_clock.clone(),
+            started,
+        ));
         let driver = Driver {
+            stamps,
             identity,
             members: crate::membership::MemberState::default(),
             stopping: None,
@@ -351,6 +359,12 @@ impl<S: StateMachine> Driver<S> {
     /// End of the prefix applied to the state machine.
     pub(crate) fn applied_end(&self) -> InstanceId {
         self.engine.applied_end()
+    }
+
+    /// The engine's stamp clock as this driver publishes it (see
+    /// `Node::stamp_ms`).
+    pub(crate) fn stamp_source(&self) -> Arc<crate::clock::StampSource> {
+        Arc::clone(&self.stamps)
     }
 
     /// A second sender of the status, for the task that reports a panic of
@@ -745,6 +759,7 @@ impl<S: StateMachine> Driver<S> {
     }
 
     fn publish_status(&mut self) {
+        self.stamps.publish(self.engine.stamp_clock());
         let replica = &self.engine.replica;
         let core = replica.status();
         self.metrics.chosen_end.store(core.chosen_end.0, Relaxed);

@@ -414,8 +414,22 @@ impl<S: StateMachine, R> Engine<S, R> {
     /// `StampClock`). Every node stamps this way, a forwarding follower
     /// included, so no node's wall clock can step the log clock ahead.
     fn stamp(&self) -> u64 {
+        self.stamp_ms()
+    }
+
+    /// The stamp a command proposed now would carry (see [`Engine::stamp`]
+    /// and `StampClock`), at the engine's time (the last
+    /// [`Engine::set_time`]). Decide whether to propose something that
+    /// depends on time (an expiry sweep) by this, not by the wall clock: a
+    /// wall clock ahead of the bound would make it due forever.
+    pub fn stamp_ms(&self) -> u64 {
         self.stamp_clock
             .stamp(self.opts.wall_clock.now_ms(), self.now_ms)
+    }
+
+    /// The clock bounding this engine's stamps, as of its last step.
+    pub fn stamp_clock(&self) -> StampClock {
+        self.stamp_clock
     }
 
     /// Hands a read to the core under a fresh id (an answer to an earlier

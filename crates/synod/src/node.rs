@@ -200,6 +200,8 @@ pub struct Node {
     metrics: Arc<Metrics>,
     net: Net,
     config: NodeConfig,
+    /// The engine's stamp clock (see [`Node::stamp_ms`]).
+    stamps: Arc<crate::clock::StampSource>,
     _task: JoinHandle<Result<(), NodeError>>,
 }
 
@@ -226,6 +228,7 @@ impl Node {
         let (driver, status_rx, net) =
             Driver::open(config.clone(), machine, submit_rx, Arc::clone(&metrics)).await?;
         let status_tx = driver.status_sender();
+        let stamps = driver.stamp_source();
         let recovered_chosen_end = status_rx.borrow().chosen_end;
         let driver_task = tokio::spawn(driver.run());
         // A panic of the driver (a bug, or the user's state machine
@@ -260,6 +263,7 @@ impl Node {
             metrics,
             net,
             config,
+            stamps,
             _task: task,
         })
     }
@@ -355,6 +359,16 @@ impl Node {
         status.stopped.is_none()
             && status.role == RoleKind::Leader
             && status.leader == Some(status.id)
+    }
+
+    /// The time, in ms since the Unix epoch, that a command proposed now
+    /// through this node would be stamped with: the node's wall clock
+    /// capped by its stamp bound (see [`crate::StampClock`]). It can be
+    /// behind the system clock (a clock stepped ahead since the start), so
+    /// decide whether something time-dependent is due (an expiry sweep) by
+    /// this, never by the system clock: the command applies at its stamp.
+    pub fn stamp_ms(&self) -> u64 {
+        self.stamps.now_ms()
     }
 
     /// Leadership changes of this node, as they happen: see [`Leadership`].

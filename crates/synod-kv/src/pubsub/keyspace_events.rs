@@ -14,7 +14,9 @@
 //!    node's subscribers get, never another's. It is an atomic read once
 //!    per apply; with it off (the default), the apply path pays one branch.
 //! 3. **An event costs what a PUBLISH costs**: it goes through the
-//!    registry's matching, with the same pattern budget.
+//!    registry's matching, and all the events and PUBLISHes of one apply
+//!    share one pattern budget (an MSET of thousands of keys must not
+//!    multiply it).
 
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
@@ -168,7 +170,7 @@ impl PubSub {
         if flags & class == 0 || flags & (KEYSPACE | KEYEVENT) == 0 {
             return;
         }
-        let mut registry = self.registry();
+        let mut registry = self.registry_for_apply();
         if registry.is_empty() {
             return;
         }

@@ -36,8 +36,10 @@
 //! `client_output_buffer_limit_disconnections` and logged) and its queue is
 //! dropped, so a slow reader never makes the node's memory grow without bound.
 
+mod commands;
 pub mod keyspace_events;
 mod mailbox;
+mod patterns;
 mod subscriber;
 #[cfg(test)]
 mod tests;
@@ -52,13 +54,16 @@ use synod_resp::Reply;
 
 use crate::command::KvCommand;
 use crate::glob::glob_match_within;
+pub(crate) use commands::{channels_checked, parse_publish, COMMAND_ROWS};
 use mailbox::{lock, Mailbox, Message, OutputLimits};
+use patterns::{literal_prefix, prefix_groups};
 pub(crate) use subscriber::{refused_while_subscribed, Subscriber, SUBSCRIBE_COMMANDS};
 
 /// Most channels, patterns and shard channels one connection may be
 /// subscribed to, all together. Redis has no limit; 10,000 is far more
-/// than clients use, and bounds both a connection's registry entries and
-/// the pattern matching each PUBLISH costs (every pattern is tried).
+/// than clients use, and bounds a connection's registry entries (the
+/// patterns of all connections have a lower node-wide bound of their own,
+/// [`PATTERN_SUBSCRIPTIONS_PER_NODE_MAX`]).
 pub const SUBSCRIPTIONS_PER_CLIENT_MAX: usize = 10_000;
 /// Most bytes of channel and pattern names one connection may hold.
 pub const SUBSCRIPTION_BYTES_PER_CLIENT_MAX: usize = 4 << 20;
@@ -68,6 +73,13 @@ pub const SUBSCRIPTION_BYTES_PER_CLIENT_MAX: usize = 4 << 20;
 pub const SUBSCRIPTIONS_PER_NODE_MAX: usize = 1_000_000;
 /// Most bytes of subscribed names one node holds, all connections together.
 pub const SUBSCRIPTION_BYTES_PER_NODE_MAX: usize = 256 << 20;
+/// Most pattern subscriptions (PSUBSCRIBE, every connection's together) one
+/// node holds, within [`SUBSCRIPTIONS_PER_NODE_MAX`]. Much lower than that
+/// bound, because patterns, unlike channels, cost every message and every
+/// keyspace event a scan on the apply path (see [`Registry::publish`]):
+/// 65,536 is far more than real deployments use, and keeps a full scan
+/// within a few milliseconds.
+pub const PATTERN_SUBSCRIPTIONS_PER_NODE_MAX: usize = 65_536;
 /// Redis' `client-output-buffer-limit pubsub` hard limit: a subscriber with
 /// this many bytes of messages not yet written is disconnected.
 pub const PUBSUB_OUTPUT_HARD_BYTES: usize = 32 << 20;
@@ -108,6 +120,10 @@ impl Kind {
 struct Registry {
     channels: BTreeMap<Bytes, BTreeSet<u64>>,
     patterns: BTreeMap<Bytes, BTreeSet<u64>>,
+    /// The keys of `patterns` grouped by their literal prefix (see
+    /// [`literal_prefix`]): a channel is only matched against the patterns
+    /// whose prefix it starts with.
+    pattern_prefixes: BTreeMap<Bytes, BTreeSet<Bytes>>,
     shard_channels: BTreeMap<Bytes, BTreeSet<u64>>,
     mailboxes: HashMap<u64, Arc<Mailbox>>,
     limits: OutputLimits,
@@ -117,6 +133,21 @@ struct Registry {
     next_ticket: u64,
     /// Pattern matches given up for cost (see [`Registry::publish`]).
     matches_abandoned: u64,
+    /// Glob steps the running apply may still spend on patterns, all its
+    /// messages and keyspace events together: reset to
+    /// [`APPLY_PATTERN_STEPS_MAX`] by [`PubSub::registry_for_apply`] at
+    /// the first message of each apply.
+    apply_steps_left: u64,
+    /// The apply (count of [`PubSub::begin_apply`] calls) whose budget
+    /// `apply_steps_left` holds (`None`: none yet).
+    budget_of_apply: Option<u64>,
+    /// Messages (PUBLISHes and keyspace events) whose pattern matching was
+    /// cut short because their apply's budget ran out (INFO
+    /// `synod_pubsub_pattern_scans_cut_short`).
+    scans_cut_short: u64,
+    /// Pattern subscriptions in `patterns`: bounded by
+    /// [`PATTERN_SUBSCRIPTIONS_PER_NODE_MAX`].
+    pattern_subscriptions: usize,
     /// Subscriptions in the three indexes, and the bytes of their names
     /// (each subscription counts its name): bounded by
     /// [`SUBSCRIPTIONS_PER_NODE_MAX`] and [`SUBSCRIPTION_BYTES_PER_NODE_MAX`].
@@ -126,11 +157,15 @@ struct Registry {
     subscriptions_refused: u64,
 }
 
-/// Most glob steps one PUBLISH may spend on patterns, all together: the
-/// match runs on every replica's apply path, so a costly set of patterns
-/// must not stall the log (a few hundred ms at most at this bound; it takes
-/// 256 patterns that each exhaust [`PATTERN_STEPS_MAX`] to get there).
-const PUBLISH_PATTERN_STEPS_MAX: u64 = 64 << 20;
+/// Most glob steps one apply may spend on patterns, all its PUBLISHes and
+/// keyspace events together (an MSET of thousands of keys emits thousands
+/// of events): the match runs on every replica's apply path, so a costly
+/// set of patterns must not stall the log (a few hundred ms at most at this
+/// bound; it takes 256 patterns that each exhaust [`PATTERN_STEPS_MAX`], or
+/// a huge number of patterns sharing the channel's prefix, to get there).
+/// Every pattern tried costs at least one step, and finding the patterns
+/// whose literal prefix starts the channel costs one per byte compared.
+const APPLY_PATTERN_STEPS_MAX: u64 = 64 << 20;
 /// Most glob steps one pattern may spend on one PUBLISH (a linear match of
 /// a 256 KiB channel name; [`pattern_steps`] is less for most).
 const PATTERN_STEPS_MAX: u64 = 256 << 10;
@@ -163,9 +198,12 @@ impl Registry {
 
     /// Whether `count` more subscriptions of `bytes` of names in all fit in
     /// the node's bounds.
-    fn room_for(&self, count: usize, bytes: usize) -> bool {
+    fn room_for(&self, kind: Kind, count: usize, bytes: usize) -> bool {
         self.subscriptions.saturating_add(count) <= SUBSCRIPTIONS_PER_NODE_MAX
             && self.subscription_bytes.saturating_add(bytes) <= SUBSCRIPTION_BYTES_PER_NODE_MAX
+            && (kind != Kind::Pattern
+                || self.pattern_subscriptions.saturating_add(count)
+                    <= PATTERN_SUBSCRIPTIONS_PER_NODE_MAX)
     }
 
     fn add(&mut self, kind: Kind, name: &Bytes, client: u64, mailbox: &Arc<Mailbox>) {
@@ -177,6 +215,13 @@ impl Registry {
         {
             self.subscriptions += 1;
             self.subscription_bytes += name.len();
+            if kind == Kind::Pattern {
+                self.pattern_subscriptions += 1;
+                self.pattern_prefixes
+                    .entry(Bytes::copy_from_slice(literal_prefix(name)))
+                    .or_default()
+                    .insert(name.clone());
+            }
         }
         self.mailboxes
             .entry(client)
@@ -186,31 +231,52 @@ impl Registry {
     fn remove(&mut self, kind: Kind, name: &[u8], client: u64) {
         let index = self.index(kind);
         let mut removed = false;
+        let mut last = false;
         if let Some(clients) = index.get_mut(name) {
             removed = clients.remove(&client);
             if clients.is_empty() {
                 index.remove(name);
+                last = true;
             }
         }
         if removed {
             debug_assert!(self.subscriptions > 0 && self.subscription_bytes >= name.len());
             self.subscriptions -= 1;
             self.subscription_bytes -= name.len();
+            if kind == Kind::Pattern {
+                debug_assert!(self.pattern_subscriptions > 0);
+                self.pattern_subscriptions -= 1;
+            }
         }
+        if last && kind == Kind::Pattern {
+            let prefix = literal_prefix(name);
+            if let Some(group) = self.pattern_prefixes.get_mut(prefix) {
+                group.remove(name);
+                if group.is_empty() {
+                    self.pattern_prefixes.remove(prefix);
+                }
+            }
+        }
+        debug_assert!(kind != Kind::Pattern || self.patterns.len() <= self.pattern_subscriptions);
     }
 
     /// Queues the message for every subscription it matches; returns how
     /// many (a client subscribed to the channel and to a matching pattern
     /// counts twice, and gets it twice, as in Redis).
     ///
-    /// Patterns are matched within a budget, because this runs on every
-    /// replica's apply path: each pattern within [`pattern_steps`] (at most
-    /// [`PATTERN_STEPS_MAX`]), all of them within [`PUBLISH_PATTERN_STEPS_MAX`]. A pattern whose match runs
-    /// out is taken as not matching, and once the total runs out the
-    /// patterns left are not tried: counted (INFO
-    /// `synod_pubsub_pattern_matches_abandoned`) and logged, never silent.
-    /// Only hostile patterns (thousands of bytes with many stars, or huge
-    /// channel names times many patterns) get there.
+    /// Patterns are matched within budgets, because this runs on every
+    /// replica's apply path: only the patterns whose literal prefix starts
+    /// the channel are tried (see [`prefix_groups`]), each within
+    /// [`pattern_steps`] (at most [`PATTERN_STEPS_MAX`]), and all the
+    /// messages of one apply within [`APPLY_PATTERN_STEPS_MAX`] together
+    /// (reset by [`PubSub::begin_apply`]). A pattern whose match runs out is
+    /// taken as not matching (counted in INFO
+    /// `synod_pubsub_pattern_matches_abandoned`); once the apply's budget
+    /// runs out, the patterns left are not tried for this message nor for
+    /// the apply's later ones (counted per message in
+    /// `synod_pubsub_pattern_scans_cut_short`). Both are logged, never
+    /// silent. Only hostile patterns (thousands of bytes with many stars, or
+    /// tens of thousands sharing a prefix with a busy channel) get there.
     fn publish(&mut self, channel: &Bytes, payload: &Bytes, shard: bool) -> i64 {
         let now = Instant::now();
         let mut receivers = 0i64;
@@ -237,29 +303,66 @@ impl Registry {
             };
             send(client, message);
         }
-        // Every pattern is tried, as in Redis, within the budgets above.
-        let mut total = PUBLISH_PATTERN_STEPS_MAX;
+        if self.patterns.is_empty() {
+            return receivers;
+        }
+        // Every pattern that can match is tried, as in Redis, within the
+        // budgets above.
+        let mut total = self.apply_steps_left;
         let mut abandoned = 0u64;
-        for (pattern, clients) in &self.patterns {
-            let budget = pattern_steps(pattern, channel).min(total);
-            let mut steps = budget;
-            let matched = glob_match_within(pattern, channel, &mut steps);
-            total -= budget - steps;
-            match matched {
-                Some(true) => {}
-                Some(false) => continue,
-                None => {
-                    abandoned += 1;
-                    continue;
+        let mut cut_short = true;
+        if let Some(groups) = prefix_groups(&self.pattern_prefixes, channel, &mut total) {
+            let mut candidates: Vec<&Bytes> = groups.into_iter().flatten().collect();
+            if candidates.len() > 1 {
+                // In name order, as the patterns are listed (several
+                // groups come longest prefix first).
+                candidates.sort_unstable();
+            }
+            cut_short = false;
+            for pattern in candidates {
+                if total == 0 {
+                    cut_short = true;
+                    break;
+                }
+                let budget = pattern_steps(pattern, channel).min(total);
+                let mut steps = budget;
+                let matched = glob_match_within(pattern, channel, &mut steps);
+                total -= budget - steps;
+                match matched {
+                    Some(true) => {}
+                    Some(false) => continue,
+                    None if total == 0 => {
+                        cut_short = true;
+                        break;
+                    }
+                    None => {
+                        abandoned += 1;
+                        continue;
+                    }
+                }
+                for client in self.patterns.get(pattern).into_iter().flatten() {
+                    let message = Message::Pattern {
+                        pattern: pattern.clone(),
+                        channel: channel.clone(),
+                        payload: payload.clone(),
+                    };
+                    send(client, message);
                 }
             }
-            for client in clients {
-                let message = Message::Pattern {
-                    pattern: pattern.clone(),
-                    channel: channel.clone(),
-                    payload: payload.clone(),
-                };
-                send(client, message);
+        }
+        self.apply_steps_left = total;
+        if cut_short {
+            self.scans_cut_short += 1;
+            // The first, then one line per 1,000.
+            if self.scans_cut_short % 1000 == 1 {
+                tracing::warn!(
+                    cut_short = self.scans_cut_short,
+                    channel_bytes = channel.len(),
+                    patterns = self.patterns.len(),
+                    "pub/sub: pattern matching cut short: this apply's messages and keyspace \
+                     events spent its budget of {APPLY_PATTERN_STEPS_MAX} glob steps (too many \
+                     or too costly patterns); patterns not tried did not get the message"
+                );
             }
         }
         if abandoned > 0 {
@@ -296,6 +399,12 @@ pub struct PubSub {
     /// published by the store after each apply, read by the server's
     /// expiry sweep (see `crate::server`).
     next_expiry_ms: Arc<AtomicU64>,
+    /// The log clock (`ApplyContext::time_ms`) of the last apply, read by
+    /// the expiry sweep with `next_expiry_ms`.
+    log_time_ms: Arc<AtomicU64>,
+    /// Applies begun ([`PubSub::begin_apply`]): each has its own pattern
+    /// budget.
+    applies: Arc<AtomicU64>,
 }
 
 /// A process-unique, non-zero id per registry.
@@ -321,6 +430,8 @@ impl Default for PubSub {
             origin: Arc::default(),
             event_flags: Arc::default(),
             next_expiry_ms: Arc::new(AtomicU64::new(u64::MAX)),
+            log_time_ms: Arc::default(),
+            applies: Arc::default(),
         }
     }
 }
@@ -341,8 +452,38 @@ impl PubSub {
         self.next_expiry_ms.store(at.unwrap_or(u64::MAX), Relaxed);
     }
 
+    /// The log clock as of the last apply (0 before any).
+    pub fn log_time_ms(&self) -> u64 {
+        self.log_time_ms.load(Relaxed)
+    }
+
+    pub(crate) fn set_log_time_ms(&self, time_ms: u64) {
+        self.log_time_ms.store(time_ms, Relaxed);
+    }
+
     fn registry(&self) -> MutexGuard<'_, Registry> {
         lock(&self.registry)
+    }
+
+    /// Starts an apply: its PUBLISHes and keyspace events share one budget
+    /// of [`APPLY_PATTERN_STEPS_MAX`] glob steps (see `Registry::publish`).
+    /// Called by the keyspace where every apply begins. One atomic add, no
+    /// lock: the registry refreshes the budget when it next matches (see
+    /// [`PubSub::registry_for_apply`]).
+    pub(crate) fn begin_apply(&self) {
+        self.applies.fetch_add(1, Relaxed);
+    }
+
+    /// The registry, for delivering a message of the running apply: with
+    /// the apply's budget fresh if this is its first message.
+    fn registry_for_apply(&self) -> MutexGuard<'_, Registry> {
+        let apply = self.applies.load(Relaxed);
+        let mut registry = self.registry();
+        if registry.budget_of_apply != Some(apply) {
+            registry.budget_of_apply = Some(apply);
+            registry.apply_steps_left = APPLY_PATTERN_STEPS_MAX;
+        }
+        registry
     }
 
     /// Sets the subscribers' output limits (Redis' `client-output-buffer-limit
@@ -368,7 +509,7 @@ impl PubSub {
         if !involves_publish(command) {
             return;
         }
-        let mut registry = self.registry();
+        let mut registry = self.registry_for_apply();
         let origin = self.origin.0;
         visit_publishes(command, reply, &mut |publish, reply| {
             let KvCommand::Publish {
@@ -497,6 +638,13 @@ impl PubSub {
     /// `synod_pubsub_pattern_matches_abandoned`; see `Registry::publish`).
     pub(crate) fn matches_abandoned(&self) -> u64 {
         self.registry().matches_abandoned
+    }
+
+    /// Messages and keyspace events whose pattern matching was cut short
+    /// by their apply's budget since start (INFO
+    /// `synod_pubsub_pattern_scans_cut_short`; see `Registry::publish`).
+    pub(crate) fn scans_cut_short(&self) -> u64 {
+        self.registry().scans_cut_short
     }
 }
 
@@ -631,95 +779,3 @@ impl Drop for Tickets<'_> {
         }
     }
 }
-
-/// The channels (and, `true`, the patterns taken literally) that the ACL
-/// checks for pub/sub command `name` (lowercase): every channel of
-/// (S)SUBSCRIBE, every pattern of PSUBSCRIBE, (S)PUBLISH's channel. The
-/// UNSUBSCRIBEs are never refused, as in Redis.
-pub(crate) fn channels_checked<'a>(name: &str, args: &'a [Bytes]) -> Vec<(&'a Bytes, bool)> {
-    let rest = args.get(1..).unwrap_or_default();
-    match name {
-        "subscribe" | "ssubscribe" => rest.iter().map(|channel| (channel, false)).collect(),
-        "psubscribe" => rest.iter().map(|pattern| (pattern, true)).collect(),
-        "publish" | "spublish" => rest
-            .iter()
-            .take(1)
-            .map(|channel| (channel, false))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// `PUBLISH channel message` / `SPUBLISH shardchannel message`, unstamped.
-pub(crate) fn parse_publish(args: &[Bytes]) -> Result<KvCommand, Reply> {
-    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
-    let [_, channel, message] = args else {
-        return Err(wrong_args(&name));
-    };
-    Ok(KvCommand::Publish {
-        channel: channel.clone(),
-        message: message.clone(),
-        shard: name == "spublish",
-        origin: 0,
-        ticket: 0,
-    })
-}
-
-/// The rows `COMMAND` lists for the pub/sub commands: (name, arity, flags,
-/// summary).
-pub(crate) const COMMAND_ROWS: &[(&str, i64, &[&str], &str)] = &[
-    (
-        "publish",
-        3,
-        &["pubsub", "loading", "stale", "fast"],
-        "Posts a message to a channel: through the log, delivered by every node in log order.",
-    ),
-    (
-        "spublish",
-        3,
-        &["pubsub", "loading", "stale", "fast"],
-        "Posts a message to a shard channel (one shard: its own namespace).",
-    ),
-    (
-        "subscribe",
-        -2,
-        &["pubsub", "noscript", "loading", "stale"],
-        "Listens for messages published to channels.",
-    ),
-    (
-        "psubscribe",
-        -2,
-        &["pubsub", "noscript", "loading", "stale"],
-        "Listens for messages published to channels that match one or more patterns.",
-    ),
-    (
-        "ssubscribe",
-        -2,
-        &["pubsub", "noscript", "loading", "stale"],
-        "Listens for messages published to shard channels.",
-    ),
-    (
-        "unsubscribe",
-        -1,
-        &["pubsub", "noscript", "loading", "stale"],
-        "Stops listening to messages posted to channels.",
-    ),
-    (
-        "punsubscribe",
-        -1,
-        &["pubsub", "noscript", "loading", "stale"],
-        "Stops listening to messages published to channels that match one or more patterns.",
-    ),
-    (
-        "sunsubscribe",
-        -1,
-        &["pubsub", "noscript", "loading", "stale"],
-        "Stops listening to messages posted to shard channels.",
-    ),
-    (
-        "pubsub",
-        -2,
-        &["pubsub", "loading", "stale"],
-        "PUBSUB CHANNELS, NUMSUB, NUMPAT, SHARDCHANNELS, SHARDNUMSUB: this node's subscriptions.",
-    ),
-];

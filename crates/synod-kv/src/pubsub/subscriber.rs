@@ -11,8 +11,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::mailbox::Mailbox;
 use super::{
-    wrong_args, Kind, PubSub, SUBSCRIPTIONS_PER_CLIENT_MAX, SUBSCRIPTIONS_PER_NODE_MAX,
-    SUBSCRIPTION_BYTES_PER_CLIENT_MAX, SUBSCRIPTION_BYTES_PER_NODE_MAX,
+    wrong_args, Kind, PubSub, PATTERN_SUBSCRIPTIONS_PER_NODE_MAX, SUBSCRIPTIONS_PER_CLIENT_MAX,
+    SUBSCRIPTIONS_PER_NODE_MAX, SUBSCRIPTION_BYTES_PER_CLIENT_MAX, SUBSCRIPTION_BYTES_PER_NODE_MAX,
 };
 
 /// The commands a connection may send while subscribed in RESP2.
@@ -157,7 +157,7 @@ impl Subscriber {
         let mut replies = Vec::with_capacity(names.len());
         let pubsub = self.pubsub.clone();
         let mut registry = pubsub.registry();
-        if !registry.room_for(fresh.len(), fresh_bytes) {
+        if !registry.room_for(kind, fresh.len(), fresh_bytes) {
             registry.subscriptions_refused += 1;
             let refused = registry.subscriptions_refused;
             drop(registry);
@@ -165,11 +165,11 @@ impl Subscriber {
             if refused % 1000 == 1 {
                 tracing::warn!(
                     refused,
-                    "pub/sub: subscriptions refused: the node holds {SUBSCRIPTIONS_PER_NODE_MAX} subscriptions or {SUBSCRIPTION_BYTES_PER_NODE_MAX} bytes of names"
+                    "pub/sub: subscriptions refused: the node holds {SUBSCRIPTIONS_PER_NODE_MAX} subscriptions, {PATTERN_SUBSCRIPTIONS_PER_NODE_MAX} pattern subscriptions or {SUBSCRIPTION_BYTES_PER_NODE_MAX} bytes of names"
                 );
             }
             return Err(Reply::error(format!(
-                "ERR this node holds at most {SUBSCRIPTIONS_PER_NODE_MAX} subscriptions of {SUBSCRIPTION_BYTES_PER_NODE_MAX} bytes of names in all connections (synod)"
+                "ERR this node holds at most {SUBSCRIPTIONS_PER_NODE_MAX} subscriptions (of which {PATTERN_SUBSCRIPTIONS_PER_NODE_MAX} patterns) of {SUBSCRIPTION_BYTES_PER_NODE_MAX} bytes of names in all connections (synod)"
             )));
         }
         for name in names {

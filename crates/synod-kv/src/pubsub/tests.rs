@@ -1,3 +1,4 @@
+use super::patterns::literal_prefix;
 use super::*;
 use crate::watch::{Stamp, WatchedKey};
 
@@ -578,4 +579,134 @@ fn the_subscriptions_of_a_node_are_bounded() {
             .as_slice(),
         [Reply::Error(_)]
     ));
+}
+
+/// The walk over literal prefixes finds exactly the groups whose prefix
+/// starts the channel, longest first, whatever lies between them.
+#[test]
+fn prefix_groups_are_the_prefixes_of_the_channel() {
+    let mut prefixes: BTreeMap<Bytes, BTreeSet<Bytes>> = BTreeMap::new();
+    for (prefix, pattern) in [
+        ("", "*x"),
+        ("a", "a*"),
+        ("ab", "ab?"),
+        ("abc", "abc*"),
+        ("abd", "abd*"),
+        ("abcxyz", "abcxyz*"),
+        ("b", "b*"),
+        ("aa", "aa*"),
+    ] {
+        assert_eq!(literal_prefix(pattern.as_bytes()), prefix.as_bytes());
+        prefixes.entry(b(prefix)).or_default().insert(b(pattern));
+    }
+    let found = |channel: &str| -> Vec<String> {
+        let mut steps = 1_000;
+        prefix_groups(&prefixes, channel.as_bytes(), &mut steps)
+            .expect("within the steps")
+            .into_iter()
+            .flatten()
+            .map(|pattern| String::from_utf8_lossy(pattern).into_owned())
+            .collect()
+    };
+    assert_eq!(found("abcx"), ["abc*", "ab?", "a*", "*x"]);
+    assert_eq!(found("abd"), ["abd*", "ab?", "a*", "*x"]);
+    assert_eq!(found("ac"), ["a*", "*x"]);
+    assert_eq!(found("zzz"), ["*x"]);
+    assert_eq!(found(""), ["*x"]);
+    assert_eq!(literal_prefix(b"a\\*b"), b"a");
+    assert_eq!(literal_prefix(b"x[yz]"), b"x");
+    // Out of steps: undecided.
+    let mut steps = 2;
+    assert_eq!(prefix_groups(&prefixes, b"abcx", &mut steps), None);
+}
+
+/// Patterns whose literal prefix the channel does not start with cost
+/// nothing: 20,000 of them leave the apply's budget almost whole.
+#[test]
+fn patterns_of_other_prefixes_are_not_tried() {
+    let pubsub = PubSub::new();
+    let mut attacker = Subscriber::new(pubsub.clone(), 1);
+    let mut reader = Subscriber::new(pubsub.clone(), 2);
+    let mut attackers = Vec::new();
+    for start in (0..20_000).step_by(5_000) {
+        let mut words = vec!["psubscribe".to_string()];
+        words.extend((start..start + 5_000).map(|i| format!("zz{i}*")));
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let mut attacker_two = Subscriber::new(pubsub.clone(), 100 + start as u64);
+        attacker_two.command("psubscribe", &args(&words));
+        attackers.push(attacker_two);
+    }
+    attacker.command("psubscribe", &args(&["psubscribe", "*"]));
+    reader.command("psubscribe", &args(&["psubscribe", "__keyspace@0__:k*"]));
+    pubsub.begin_apply();
+    assert_eq!(apply(&pubsub, &publish("__keyspace@0__:key", "set")), 2);
+    let left = pubsub.registry().apply_steps_left;
+    assert!(
+        APPLY_PATTERN_STEPS_MAX - left < 200,
+        "{}",
+        APPLY_PATTERN_STEPS_MAX - left
+    );
+    assert_eq!(inbox(&reader).len(), 1);
+    assert_eq!(inbox(&attacker).len(), 1);
+}
+
+/// One budget per apply: the messages of an apply spend it together, one
+/// that finds it spent tries no pattern (counted), and the next apply has
+/// a fresh one.
+#[test]
+fn the_pattern_budget_is_shared_by_an_apply() {
+    let pubsub = PubSub::new();
+    let mut reader = Subscriber::new(pubsub.clone(), 1);
+    reader.command("psubscribe", &args(&["psubscribe", "c*"]));
+    pubsub.begin_apply();
+    assert_eq!(apply(&pubsub, &publish("c1", "m")), 1);
+    let after_one = pubsub.registry().apply_steps_left;
+    assert!(after_one < APPLY_PATTERN_STEPS_MAX);
+    assert_eq!(apply(&pubsub, &publish("c2", "m")), 1);
+    let after_two = pubsub.registry().apply_steps_left;
+    assert_eq!(
+        APPLY_PATTERN_STEPS_MAX - after_two,
+        2 * (APPLY_PATTERN_STEPS_MAX - after_one)
+    );
+    // As if the apply's earlier messages had spent it all.
+    pubsub.registry().apply_steps_left = 0;
+    assert_eq!(apply(&pubsub, &publish("c3", "m")), 0);
+    assert_eq!(pubsub.scans_cut_short(), 1);
+    assert_eq!(inbox(&reader).len(), 2);
+    pubsub.begin_apply();
+    assert_eq!(apply(&pubsub, &publish("c4", "m")), 1);
+    assert_eq!(pubsub.scans_cut_short(), 1);
+}
+
+/// Pattern subscriptions have their own, lower node-wide bound; channels
+/// are not held to it.
+#[test]
+fn the_pattern_subscriptions_of_a_node_are_bounded() {
+    let pubsub = PubSub::new();
+    let mut one = Subscriber::new(pubsub.clone(), 1);
+    one.command("psubscribe", &args(&["psubscribe", "a*"]));
+    pubsub.registry().pattern_subscriptions = PATTERN_SUBSCRIPTIONS_PER_NODE_MAX - 1;
+    let refused = one.command("psubscribe", &args(&["psubscribe", "b*", "c*"]));
+    assert!(
+        matches!(refused.as_slice(), [Reply::Error(e)] if e.contains("65536 patterns")),
+        "{refused:?}"
+    );
+    let fits = one.command("psubscribe", &args(&["psubscribe", "b*", "a*"]));
+    assert!(fits.iter().all(|reply| !matches!(reply, Reply::Error(_))));
+    assert!(matches!(
+        one.command("psubscribe", &args(&["psubscribe", "c*"]))
+            .as_slice(),
+        [Reply::Error(_)]
+    ));
+    let channels = one.command("subscribe", &args(&["subscribe", "c"]));
+    assert!(channels
+        .iter()
+        .all(|reply| !matches!(reply, Reply::Error(_))));
+    one.clear();
+    let registry = pubsub.registry();
+    assert_eq!(
+        registry.pattern_subscriptions,
+        PATTERN_SUBSCRIPTIONS_PER_NODE_MAX - 2
+    );
+    assert!(registry.pattern_prefixes.is_empty() && registry.patterns.is_empty());
 }
