@@ -543,16 +543,13 @@ fn apply_to_slot(slot: &mut Slot, step: &Step<'_>) -> Ret {
                 None => Ret::Error,
             }
         }
-        Step::Push(_, element) => {
-            let list = slot.value().map_or(&[][..], |value| value);
-            match list_push(list, element) {
-                Some((list, len)) => {
-                    *slot = slot.with_value(Rc::from(list));
-                    Ret::Int(len)
-                }
-                None => Ret::Error,
+        Step::Push(_, element) => match list_push(slot.value().map(|value| &value[..]), element) {
+            Some((list, len)) => {
+                *slot = slot.with_value(Rc::from(list));
+                Ret::Int(len)
             }
-        }
+            None => Ret::Error,
+        },
         Step::Pop(_) => {
             let Some(list) = slot.value() else {
                 return Ret::Value(None);

@@ -118,16 +118,13 @@ fn apply_single(store: &mut BTreeMap<Key, Value>, op: &Op) -> Outcome {
                 None => Outcome::Error,
             }
         }
-        Op::Push { key, value } => {
-            let list = store.get(key).map_or(&[][..], Vec::as_slice);
-            match list_push(list, value) {
-                Some((list, len)) => {
-                    store.insert(key.clone(), list);
-                    Outcome::Int(len)
-                }
-                None => Outcome::Error,
+        Op::Push { key, value } => match list_push(store.get(key).map(Vec::as_slice), value) {
+            Some((list, len)) => {
+                store.insert(key.clone(), list);
+                Outcome::Int(len)
             }
-        }
+            None => Outcome::Error,
+        },
         Op::Pop { key } => {
             let Some(list) = store.get(key) else {
                 return Outcome::Value(None);
@@ -158,10 +155,12 @@ fn apply_single(store: &mut BTreeMap<Key, Value>, op: &Op) -> Outcome {
 /// other operation.
 const LIST_LEN_BYTES: usize = 4;
 
-/// `list` with `element` pushed at its tail, and its new length; `None`
-/// when `list` is not a list (or the element is too long to encode).
-pub(crate) fn list_push(list: &[u8], element: &[u8]) -> Option<(Vec<u8>, i64)> {
-    let len = list_len(list)?;
+/// `list` (`None`: the key is absent) with `element` pushed at its tail,
+/// and its new length; `None` when `list` is not a list (or the element is
+/// too long to encode).
+pub(crate) fn list_push(list: Option<&[u8]>, element: &[u8]) -> Option<(Vec<u8>, i64)> {
+    let list = list.unwrap_or_default();
+    let len = if list.is_empty() { 0 } else { list_len(list)? };
     let element_len = u32::try_from(element.len()).ok()?;
     let mut pushed = Vec::with_capacity(list.len() + LIST_LEN_BYTES + element.len());
     pushed.extend_from_slice(list);
@@ -170,13 +169,11 @@ pub(crate) fn list_push(list: &[u8], element: &[u8]) -> Option<(Vec<u8>, i64)> {
     Some((pushed, length(len + 1)))
 }
 
-/// `list`'s head and the rest (`Some(None)` when it is empty); `None` when
-/// `list` is not a list.
+/// `list`'s head and the rest; `None` when `list` is not a list. (The
+/// `Option` inside is always `Some`: a list is never empty.)
 pub(crate) fn list_pop(list: &[u8]) -> Option<Option<(Vec<u8>, Vec<u8>)>> {
     list_len(list)?;
-    let Some((prefix, rest)) = list.split_first_chunk::<LIST_LEN_BYTES>() else {
-        return Some(None);
-    };
+    let (prefix, rest) = list.split_first_chunk::<LIST_LEN_BYTES>()?;
     let element_len = usize::try_from(u32::from_le_bytes(*prefix)).ok()?;
     let (head, rest) = rest.split_at_checked(element_len)?;
     Some(Some((head.to_vec(), rest.to_vec())))
@@ -187,8 +184,15 @@ pub(crate) fn list_is_empty(list: &[u8]) -> bool {
     list.is_empty()
 }
 
-/// The number of elements of `list`; `None` when it is not a list.
+/// The number of elements of `list`; `None` when it is not a list. An empty
+/// value is not one (it is the string `""`): as in Redis, a list is never
+/// empty, its last pop removes the key. (Were it one, an empty list would
+/// answer a pop as an absent key does, yet differ from it: the checker's
+/// rule that "not expired" dominates where both fit would then be wrong.)
 fn list_len(mut list: &[u8]) -> Option<usize> {
+    if list.is_empty() {
+        return None;
+    }
     let mut len = 0;
     while !list.is_empty() {
         let (prefix, rest) = list.split_first_chunk::<LIST_LEN_BYTES>()?;
