@@ -232,17 +232,21 @@ fn parse_memory(args: &[Bytes]) -> Result<KvCommand, Reply> {
             })
         }
         "usage" => Err(Reply::error(SYNTAX_ERROR)),
-        _ => {
-            let quoted: String = String::from_utf8_lossy(&args[1])
-                .chars()
-                .take(128)
-                .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
-                .collect();
-            Err(Reply::error(format!(
-                "ERR unknown subcommand '{quoted}'. Try MEMORY HELP."
-            )))
-        }
+        _ => Err(unknown_subcommand(&args[1], "MEMORY")),
     }
+}
+
+/// Redis' error for an unknown subcommand of `command`: the subcommand
+/// quoted (at most 128 characters, line breaks as spaces).
+fn unknown_subcommand(sub: &[u8], command: &str) -> Reply {
+    let quoted: String = String::from_utf8_lossy(sub)
+        .chars()
+        .take(128)
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect();
+    Reply::error(format!(
+        "ERR unknown subcommand '{quoted}'. Try {command} HELP."
+    ))
 }
 
 fn parse_object(args: &[Bytes]) -> Result<KvCommand, Reply> {
@@ -254,16 +258,7 @@ fn parse_object(args: &[Bytes]) -> Result<KvCommand, Reply> {
         "idletime" => ObjectField::IdleTime,
         "freq" => ObjectField::Freq,
         "help" => return Err(wrong_arity("object|help")),
-        _ => {
-            let quoted: String = String::from_utf8_lossy(&args[1])
-                .chars()
-                .take(128)
-                .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
-                .collect();
-            return Err(Reply::error(format!(
-                "ERR unknown subcommand '{quoted}'. Try OBJECT HELP."
-            )));
-        }
+        _ => return Err(unknown_subcommand(&args[1], "OBJECT")),
     };
     if args.len() != 3 {
         return Err(wrong_arity(&format!("object|{sub}")));

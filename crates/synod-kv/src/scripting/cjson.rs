@@ -71,6 +71,20 @@ pub(crate) fn lua_error(text: impl Into<String>) -> mlua::Error {
     mlua::Error::RuntimeError(text.into())
 }
 
+/// A string argument as Lua's `luaL_checklstring` takes it: the bytes of
+/// a string, or a number's text; `None` for any other value.
+pub(crate) fn string_bytes(lua: &Lua, value: &Value) -> mlua::Result<Option<Vec<u8>>> {
+    match value {
+        Value::String(text) => Ok(Some(text.as_bytes().to_vec())),
+        Value::Integer(_) | Value::Number(_) => Ok(Some(
+            lua.coerce_string(value.clone())?
+                .map(|s| s.as_bytes().to_vec())
+                .unwrap_or_default(),
+        )),
+        _ => Ok(None),
+    }
+}
+
 /// The number a Lua value holds, if it is a number.
 pub(crate) fn number_of(value: &Value) -> Option<f64> {
     match value {
@@ -143,18 +157,11 @@ pub(crate) fn library(lua: &Lua, output_bytes_max: usize) -> mlua::Result<Table>
                 if args.len() != 1 {
                     return Err(lua_error("expected 1 argument"));
                 }
-                let text = match &args[0] {
-                    Value::String(text) => text.as_bytes().to_vec(),
-                    Value::Integer(_) | Value::Number(_) => lua
-                        .coerce_string(args[0].clone())?
-                        .map(|s| s.as_bytes().to_vec())
-                        .unwrap_or_default(),
-                    other => {
-                        return Err(lua_error(format!(
-                            "bad argument #1 to 'decode' (string expected, got {})",
-                            other.type_name()
-                        )))
-                    }
+                let Some(text) = string_bytes(lua, &args[0])? else {
+                    return Err(lua_error(format!(
+                        "bad argument #1 to 'decode' (string expected, got {})",
+                        args[0].type_name()
+                    )));
                 };
                 let config = config.borrow();
                 let mut parser = super::cjson_decode::Parser {

@@ -21,7 +21,7 @@
 
 use mlua::{Lua, MultiValue, Table, Value, Variadic};
 
-use super::cjson::number_of;
+use super::cjson::{number_of, string_bytes};
 
 /// Deepest table nesting `pack` writes; deeper tables become nil (lua-cmsgpack's
 /// `LUACMSGPACK_MAX_NESTING`).
@@ -90,17 +90,13 @@ pub(crate) fn library(lua: &Lua, output_bytes_max: usize) -> mlua::Result<Table>
 }
 
 fn input(lua: &Lua, value: Option<&Value>, name: &str) -> mlua::Result<Vec<u8>> {
-    match value {
-        Some(Value::String(text)) => Ok(text.as_bytes().to_vec()),
-        Some(number @ (Value::Integer(_) | Value::Number(_))) => Ok(lua
-            .coerce_string(number.clone())?
-            .map(|s| s.as_bytes().to_vec())
-            .unwrap_or_default()),
-        other => Err(lua_error(format!(
-            "bad argument #1 to '{name}' (string expected, got {})",
-            other.map_or("no value", Value::type_name)
-        ))),
+    if let Some(bytes) = value.map(|v| string_bytes(lua, v)).transpose()?.flatten() {
+        return Ok(bytes);
     }
+    Err(lua_error(format!(
+        "bad argument #1 to '{name}' (string expected, got {})",
+        value.map_or("no value", Value::type_name)
+    )))
 }
 
 /// An optional integer argument (`luaL_optinteger`: a number, truncated).

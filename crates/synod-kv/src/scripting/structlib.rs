@@ -20,7 +20,7 @@
 
 use mlua::{Lua, MultiValue, Table, Value, Variadic};
 
-use super::cjson::number_of;
+use super::cjson::{number_of, string_bytes};
 
 /// lua-struct's `MAXINTSIZE`.
 const INT_SIZE_MAX: usize = 32;
@@ -175,21 +175,17 @@ fn number_arg(value: Option<&Value>, position: usize) -> mlua::Result<f64> {
 }
 
 fn string_arg(lua: &Lua, value: Option<&Value>, position: usize) -> mlua::Result<Vec<u8>> {
-    match value {
-        Some(Value::String(text)) => Ok(text.as_bytes().to_vec()),
-        Some(number @ (Value::Integer(_) | Value::Number(_))) => Ok(lua
-            .coerce_string(number.clone())?
-            .map(|s| s.as_bytes().to_vec())
-            .unwrap_or_default()),
-        other => Err(arg_error(
-            position,
-            "pack",
-            &format!(
-                "string expected, got {}",
-                other.map_or("no value", Value::type_name)
-            ),
-        )),
+    if let Some(bytes) = value.map(|v| string_bytes(lua, v)).transpose()?.flatten() {
+        return Ok(bytes);
     }
+    Err(arg_error(
+        position,
+        "pack",
+        &format!(
+            "string expected, got {}",
+            value.map_or("no value", Value::type_name)
+        ),
+    ))
 }
 
 /// Builds the `struct` table; `output_bytes_max` bounds a packed string.
