@@ -534,31 +534,29 @@ impl Kv {
     /// clients registered and wakes them all (as the server's does).
     pub fn restore(&mut self, bytes: &[u8]) -> Option<()> {
         let mut rest = bytes;
-        let mut kv = Kv::default();
         let store = get_bytes(&mut rest)?;
-        std::mem::swap(&mut kv.store, &mut self.store);
-        let restored = kv.store.restore(&store);
-        std::mem::swap(&mut kv.store, &mut self.store);
-        restored.ok()?;
-        kv.log_time_ms = get_u64(&mut rest)?;
+        self.store.restore(&store).ok()?;
+        let log_time_ms = get_u64(&mut rest)?;
+        let mut sessions = BTreeMap::new();
         for _ in 0..get_u64(&mut rest)? {
             let client = get_u64(&mut rest)?;
             let seq = get_u64(&mut rest)?;
             let outcome = get_outcome(&mut rest)?;
-            kv.sessions.insert(client, (seq, outcome));
+            sessions.insert(client, (seq, outcome));
         }
+        let mut effects = BTreeMap::new();
         for _ in 0..get_u64(&mut rest)? {
             let client = get_u64(&mut rest)?;
             let seq = get_u64(&mut rest)?;
             let n = u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?);
-            kv.effects.insert((client, seq), n);
+            effects.insert((client, seq), n);
         }
         if !rest.is_empty() {
             return None;
         }
-        self.log_time_ms = kv.log_time_ms;
-        self.sessions = kv.sessions;
-        self.effects = kv.effects;
+        self.log_time_ms = log_time_ms;
+        self.sessions = sessions;
+        self.effects = effects;
         Some(())
     }
 

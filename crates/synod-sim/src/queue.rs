@@ -110,17 +110,16 @@ impl World {
         let Some(clients) = self.nodes[node].kv().map(|kv| kv.blocked_clients()) else {
             return;
         };
-        let timeout_us = self.queue_rng.gen_range(POP_TIMEOUT_US);
-        let now_us = self.now_us;
+        // Dropping an older registration first hands its wakes on; a move
+        // to another node keeps the pop's deadline.
+        let deadline_us = match self.clients[client].pop.take() {
+            Some(old) => old.deadline_us,
+            None => self.now_us + self.queue_rng.gen_range(POP_TIMEOUT_US),
+        };
         let c = &mut self.clients[client];
         let Some(in_flight) = c.current.as_mut() else {
             return;
         };
-        // Dropping an older registration first hands its wakes on.
-        let deadline_us = c
-            .pop
-            .take()
-            .map_or(now_us + timeout_us, |old| old.deadline_us);
         let (pop, first) = BlockingPop::start(&clients, c.id, blpop(QUEUE_KEY));
         // A first attempt carries this registration's first try; a retry
         // of a try sent before keeps its command (exactly-once answers it).
