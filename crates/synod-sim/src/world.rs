@@ -930,11 +930,20 @@ impl World {
             self.check_applied(node, apply);
         }
         self.kv_events(node, events);
+        let epoch = self.nodes[node].epoch;
         if result.is_err() {
             // As the driver: what was decided before the error is carried
             // out (answers given) before the process ends.
             for answer in std::mem::take(&mut effects.answers) {
                 self.deliver(node, answer);
+            }
+            // An answer lets its client send the next request, to this node
+            // too, and that request's pump meets the same stopped storage
+            // and ends the process (seed 100045: a second report after the
+            // crash had cleared the node's injected-fault mark read as a
+            // fault nobody injected). The process ended once: done.
+            if self.nodes[node].epoch != epoch {
+                return;
             }
         }
         if let Err(err) = result {
