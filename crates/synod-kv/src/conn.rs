@@ -401,6 +401,24 @@ impl Conn {
                 return self.reply(refused);
             }
         }
+        // A script this node dry-runs has lasted past `lua-time-limit`: as a
+        // busy Redis, refuse all but what it lets through (see
+        // `crate::scripting::dry_run`). In a transaction the refusal
+        // flags it; an EXEC refused ends it.
+        if let Some(busy) = self.busy(&name, &args) {
+            if name == "exec" && self.multi.take().is_some() {
+                return Item::Unwatch(
+                    Reply::error(format!(
+                        "EXECABORT Transaction discarded because of: {busy}"
+                    )),
+                    self.protocol,
+                );
+            }
+            if let Some(multi) = self.multi.as_mut() {
+                multi.dirty = true;
+            }
+            return self.reply(Reply::error(busy));
+        }
         if let Some(multi) = self.multi.as_mut() {
             match name.as_str() {
                 "exec" | "discard" | "multi" | "quit" | "reset" => {}
@@ -554,6 +572,11 @@ impl Conn {
                 Ok(command) => Item::Data(command, self.protocol),
                 Err(reply) => self.reply(reply),
             },
+            "script" | "function"
+                if args.len() == 2 && args[1].eq_ignore_ascii_case(b"kill") =>
+            {
+                self.reply(self.shared.script_runs.kill(name == "function"))
+            }
             name if crate::scripting::SCRIPT_COMMANDS.contains(&name) => {
                 match crate::scripting::request(&self.shared.scripts, &args) {
                     crate::scripting::ScriptRequest::Reply(reply) => self.reply(reply),
@@ -580,6 +603,22 @@ impl Conn {
                 Err(reply) => self.reply(reply),
             },
         }
+    }
+
+    /// The BUSY error for this request while a script this node dry-runs
+    /// has lasted past `lua-time-limit`, unless Redis lets the command
+    /// through while busy.
+    fn busy(&self, name: &str, args: &[Bytes]) -> Option<&'static str> {
+        let limit = Duration::from_millis(self.shared.lua_time_limit_ms.load(Relaxed));
+        let busy = self.shared.script_runs.busy(limit)?;
+        let allowed = match args.get(1) {
+            Some(sub) if crate::acl_categories::is_container(name) => {
+                let full = format!("{name}|{}", lower(sub));
+                crate::scripting::ALLOW_BUSY.contains(&full.as_str())
+            }
+            _ => crate::scripting::ALLOW_BUSY.contains(&name),
+        };
+        (!allowed).then_some(busy)
     }
 
     /// Runs `f` on the connection's user as this node currently holds it;
@@ -1283,6 +1322,17 @@ impl Conn {
                 "pubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard_channels}\r\nsynod_pubsub_pattern_matches_abandoned:{}\r\nsynod_pubsub_pattern_scans_cut_short:{}\r\n\r\n",
                 shared.cfg.pubsub.matches_abandoned(),
                 shared.cfg.pubsub.scans_cut_short(),
+            );
+            // Scripts this node dry-ran before proposing them.
+            let runs = &shared.script_runs;
+            text.truncate(text.len() - 2);
+            let _ = write!(
+                text,
+                "synod_script_dry_runs:{}\r\nsynod_script_dry_runs_refused:{}\r\nsynod_script_dry_runs_killed:{}\r\nsynod_script_dry_runs_unjudged:{}\r\n\r\n",
+                runs.dry_runs.load(Relaxed),
+                runs.refused.load(Relaxed),
+                runs.killed.load(Relaxed),
+                runs.unjudged.load(Relaxed),
             );
         }
         if wants("memory") {

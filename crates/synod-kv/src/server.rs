@@ -155,6 +155,9 @@ pub(crate) struct Shared {
     /// CONFIG SET lua-time-limit: reported back, node-local (see
     /// `Conn::config_set`).
     pub lua_time_limit_ms: AtomicU64,
+    /// The scripts this node is dry-running before proposing them (BUSY,
+    /// SCRIPT KILL; see `crate::scripting::dry_run`).
+    pub script_runs: Arc<crate::scripting::ScriptRuns>,
     /// This node's encoding tuning parameters (CONFIG SET no-ops, see
     /// `crate::tuning`).
     pub tuning: crate::tuning::Tuning,
@@ -210,6 +213,7 @@ pub async fn serve_listeners(
         command_stats: crate::info::CommandStats::default(),
         scripts: crate::scripting::ScriptCache::default(),
         lua_time_limit_ms: AtomicU64::new(5000),
+        script_runs: Arc::default(),
         tuning: crate::tuning::Tuning::default(),
         query_budget: Arc::new(QueryBudget::default()),
         logs: ClientLogs::new(),
@@ -696,6 +700,16 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
         let mut tag = conn.next_stat_tag();
         // A silenced item (CLIENT REPLY) runs alone, so what it writes can
         // be cut off without touching the replies around it.
+        // A script is dry-run before it is proposed (see
+        // `crate::scripting::dry_run`), after what came before it.
+        let item = if is_script(&item) {
+            let replies = execute(shared, std::mem::take(&mut pending)).await;
+            fill(&mut slots, replies, out);
+            pending_bytes = empty_batch_bytes;
+            judged(shared, item).await
+        } else {
+            item
+        };
         let (item, silenced) = match item {
             Item::Silent(item) => {
                 let replies = execute(shared, std::mem::take(&mut pending)).await;
@@ -890,6 +904,40 @@ async fn exec(
 
 /// Whether a data command is sent as its own log command, never batched
 /// with the pipelined commands around it (see `run_items`).
+/// Whether `item` runs a script (EVAL, EVALSHA, FCALL and their `_RO`).
+fn is_script(item: &Item) -> bool {
+    match item {
+        Item::Silent(inner) => is_script(inner),
+        Item::Data(KvCommand::Eval(_), _) => true,
+        _ => false,
+    }
+}
+
+/// A script item after its dry run: as it was when the run passed, its
+/// refusal otherwise (silenced as the item was).
+async fn judged(shared: &Shared, item: Item) -> Item {
+    let (item, silent) = match item {
+        Item::Silent(inner) => (*inner, true),
+        item => (item, false),
+    };
+    let item = match item {
+        Item::Data(KvCommand::Eval(eval), proto) => {
+            let acl = shared.cfg.acl.clone();
+            let runs = &shared.script_runs;
+            match crate::scripting::dry_run::dry_run(&shared.node, runs, acl, &eval).await {
+                Ok(()) => Item::Data(KvCommand::Eval(eval), proto),
+                Err(refused) => Item::Reply(refused, proto),
+            }
+        }
+        item => item,
+    };
+    if silent {
+        Item::Silent(Box::new(item))
+    } else {
+        item
+    }
+}
+
 fn goes_alone(command: &KvCommand) -> bool {
     matches!(
         command,

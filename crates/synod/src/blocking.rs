@@ -101,6 +101,11 @@ impl Node {
         self.runtime.block_on(self.node.read(query))
     }
 
+    /// [`crate::Node::read_stale`], blocking (not linearizable).
+    pub fn read_stale(&self, query: Bytes) -> Result<Bytes, RequestError> {
+        self.runtime.block_on(self.node.read_stale(query))
+    }
+
     /// [`crate::Node::ready`], blocking.
     pub fn ready(&self) -> Result<NodeStatus, NodeError> {
         self.runtime.block_on(self.node.ready())

@@ -82,6 +82,11 @@ pub(crate) enum Submit {
         payload: Bytes,
         reply: Reply,
     },
+    /// [`crate::Node::read_stale`]: answered at once from the applied state.
+    StaleRead {
+        payload: Bytes,
+        reply: Reply,
+    },
     Member(crate::membership::MemberSubmit),
     /// [`crate::Node::snapshot_now`]: answered with the applied point the
     /// snapshot covers once it is durable.
@@ -467,6 +472,9 @@ impl<S: StateMachine> Driver<S> {
                         Some(Submit::Request { kind, payload, reply }) => {
                             self.engine.request(kind, payload, reply)
                         }
+                        Some(Submit::StaleRead { payload, reply }) => {
+                            self.engine.read_stale(payload, reply)
+                        }
                         Some(Submit::Member(member)) => self.member_submit(member),
                         Some(Submit::Snapshot(reply)) => self.snapshot_submit(reply),
                         Some(Submit::Shutdown) | None => {
@@ -482,6 +490,9 @@ impl<S: StateMachine> Driver<S> {
                         match self.submit.try_recv() {
                             Ok(Submit::Request { kind, payload, reply }) => {
                                 self.engine.request(kind, payload, reply)
+                            }
+                            Ok(Submit::StaleRead { payload, reply }) => {
+                                self.engine.read_stale(payload, reply)
                             }
                             Ok(Submit::Member(member)) => self.member_submit(member),
                             Ok(Submit::Snapshot(reply)) => self.snapshot_submit(reply),

@@ -347,12 +347,7 @@ impl<S: StateMachine, R> Engine<S, R> {
         if kind == Kind::Read && self.opts.unsafe_local_reads {
             // Deliberately unsafe (see `NodeConfig::unsafe_local_reads`):
             // whatever this replica has applied, however stale.
-            let ctx = ApplyContext {
-                instance: self.applied_end,
-                time_ms: self.opts.wall_clock.now_ms(),
-            };
-            let output = self.machine.query(&payload, &ctx);
-            self.answer(reply, Ok(output));
+            self.answer_from_applied(payload, reply);
             return;
         }
         let deadline_ms = self.now_ms.saturating_add(self.request_timeout_ms());
@@ -367,6 +362,28 @@ impl<S: StateMachine, R> Engine<S, R> {
             return;
         }
         self.propose_new(kind, payload, reply, deadline_ms);
+    }
+
+    /// A stale read ([`crate::Node::read_stale`]): the query runs at once on
+    /// whatever this replica has applied, with no round to any other node.
+    pub fn read_stale(&mut self, payload: Bytes, reply: R) {
+        if self.diverged {
+            self.answer(reply, Err(RequestError::Diverged));
+            return;
+        }
+        self.metrics.reads.fetch_add(1, Relaxed);
+        self.answer_from_applied(payload, reply);
+    }
+
+    /// Answers `query` from the applied state as it is now (the clock of a
+    /// read is this node's wall clock: nothing orders it in the log).
+    fn answer_from_applied(&mut self, query: Bytes, reply: R) {
+        let ctx = ApplyContext {
+            instance: self.applied_end,
+            time_ms: self.opts.wall_clock.now_ms(),
+        };
+        let output = self.machine.query(&query, &ctx);
+        self.answer(reply, Ok(output));
     }
 
     fn answer(&mut self, reply: R, result: Result<Bytes, RequestError>) {

@@ -296,6 +296,28 @@ impl Node {
         self.submit(Kind::Read, query).await
     }
 
+    /// A stale read: `StateMachine::query` runs at once on whatever this
+    /// node has applied, with no round to any other node and no wait. It is
+    /// **not** linearizable: a follower may be behind the leader by any
+    /// amount (a partitioned one, for ever), and two stale reads on two
+    /// nodes may see the state in orders no single history explains. Use
+    /// it where an old answer does no harm (a cache warm-up, a dashboard,
+    /// an estimate of the work a command will do); use [`Node::read`]
+    /// everywhere else. The query's clock (`ApplyContext::time_ms`) is this
+    /// node's wall clock.
+    pub async fn read_stale(&self, query: Bytes) -> Result<Bytes, RequestError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || RequestError::Stopped("node task ended".into());
+        self.submit
+            .send(Submit::StaleRead {
+                payload: query,
+                reply,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
     async fn submit(&self, kind: Kind, payload: Bytes) -> Result<Bytes, RequestError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || RequestError::Stopped("node task ended".into());

@@ -94,6 +94,7 @@ pub(crate) fn run_command(
     position: u32,
     call: u32,
     read_work: &Cell<usize>,
+    prefetch: Option<&super::engine::Prefetch<'_>>,
 ) -> Reply {
     let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
     if NOT_ALLOWED.contains(&name.as_str()) {
@@ -167,6 +168,11 @@ pub(crate) fn run_command(
             return Reply::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
         }
         _ => {}
+    }
+    // The proposer's dry run: the keys come in from the node's state first
+    // (or the command is answered from it); see `super::dry_run`.
+    if let Some(answered) = prefetch.and_then(|prefetch| prefetch(keyspace, &command)) {
+        return answered;
     }
     match ops::transaction_read_work(keyspace, &command, ctx.time_ms) {
         Some(cost) if read_work.get().saturating_add(cost) <= ops::TRANSACTION_READ_WORK_MAX => {

@@ -31,7 +31,7 @@ const HOOK_STEP_INSTRUCTIONS: u32 = 1000;
 /// about what running it costs next to one Lua instruction (a PING
 /// through the call path takes a few hundred nanoseconds; a command's own
 /// work is bounded apart, see `call`). A script runs at most
-/// `instructions_max / CALL_COST_INSTRUCTIONS` commands (200,000).
+/// `instructions_max / CALL_COST_INSTRUCTIONS` commands (a million).
 const CALL_COST_INSTRUCTIONS: u64 = 500;
 
 /// The error a script stopped by its instruction budget answers.
@@ -211,6 +211,44 @@ end
 return real_xpcall, function_runner
 "#;
 
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// The script returned or raised an error of its own.
+    Finished,
+    /// Stopped by its instruction budget.
+    Budget,
+    /// Stopped by its memory limit.
+    Memory,
+    /// Stopped by [`Hooks::kill`] (SCRIPT KILL on the proposer's dry run).
+    Killed,
+}
+
+/// See [`Hooks::prefetch`].
+pub(crate) type Prefetch<'a> =
+    dyn Fn(&mut Keyspace, &crate::command::KvCommand) -> Option<Reply> + 'a;
+
+/// What a run outside the apply path adds (the proposer's dry run, see
+/// `super::dry_run`); the apply path uses none of it.
+#[derive(Default)]
+pub(crate) struct Hooks<'a> {
+    /// Set from another thread: the run stops at its next budget check or
+    /// `redis.call`, and `pcall` cannot catch it (as the budget's stop).
+    pub kill: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Called for every command the script runs, before it runs, with the
+    /// keyspace it runs against: may copy in the keys the command touches,
+    /// or answer the command itself (`Some`).
+    pub prefetch: Option<&'a Prefetch<'a>>,
+}
+
+impl Hooks<'_> {
+    fn killed(&self) -> bool {
+        self.kill
+            .as_ref()
+            .is_some_and(|kill| kill.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// Runs `eval` against `keyspace` within `limits`. `position` is the
 /// command's place in its batch (seeds randomness apart).
 pub(crate) fn run(
@@ -220,17 +258,42 @@ pub(crate) fn run(
     position: u32,
     limits: &Limits,
 ) -> Reply {
+    run_with(keyspace, eval, ctx, position, limits, &Hooks::default()).0
+}
+
+/// [`run`] with `hooks`, saying how the run ended.
+pub(crate) fn run_with(
+    keyspace: &mut Keyspace,
+    eval: &EvalCommand,
+    ctx: &ApplyContext,
+    position: u32,
+    limits: &Limits,
+    hooks: &Hooks<'_>,
+) -> (Reply, Ended) {
     let sha = super::sha1::sha1_hex(&eval.script);
     let stopped = Rc::new(Cell::new(false));
-    match run_in_lua(keyspace, eval, ctx, position, limits, &sha, &stopped) {
-        _ if stopped.get() => budget_error(limits),
+    let result = run_in_lua(keyspace, eval, ctx, position, limits, &sha, &stopped, hooks);
+    if hooks.killed() {
+        return (
+            Reply::error(
+                "ERR Script killed by user with SCRIPT KILL... (synod: stopped on the node it was sent to, before it was proposed: nothing of it was applied)",
+            ),
+            Ended::Killed,
+        );
+    }
+    let reply = match result {
+        _ if stopped.get() => return (budget_error(limits), Ended::Budget),
         Ok(reply) => reply,
-        Err(mlua::Error::MemoryError(_)) => memory_error(limits),
+        Err(mlua::Error::MemoryError(_)) => return (memory_error(limits), Ended::Memory),
         Err(error) => Reply::error(format!(
             "ERR Error running script: {}",
             first_line(&error.to_string())
         )),
+    };
+    if reply == memory_error(limits) {
+        return (reply, Ended::Memory);
     }
+    (reply, Ended::Finished)
 }
 
 /// Compiles `script` without running it (SCRIPT LOAD): Redis refuses to
@@ -358,6 +421,7 @@ fn first_line(text: &str) -> String {
     one_line(text.lines().next().unwrap_or("").as_bytes())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_in_lua(
     keyspace: &mut Keyspace,
     eval: &EvalCommand,
@@ -366,6 +430,7 @@ fn run_in_lua(
     limits: &Limits,
     sha: &str,
     stopped: &Rc<Cell<bool>>,
+    hooks: &Hooks<'_>,
 ) -> mlua::Result<Reply> {
     let lua = Lua::new_with(
         StdLib::TABLE | StdLib::STRING | StdLib::MATH,
@@ -377,12 +442,16 @@ fn run_in_lua(
         let executed = Rc::clone(&executed);
         let stopped = Rc::clone(stopped);
         let instructions_max = limits.instructions_max;
+        let kill = hooks.kill.clone();
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(HOOK_STEP_INSTRUCTIONS),
             move |_, _| {
                 let total = executed.get() + u64::from(HOOK_STEP_INSTRUCTIONS);
                 executed.set(total);
-                if total > instructions_max || stopped.get() {
+                let killed = kill
+                    .as_ref()
+                    .is_some_and(|kill| kill.load(std::sync::atomic::Ordering::Relaxed));
+                if total > instructions_max || stopped.get() || killed {
                     stopped.set(true);
                     return Err(mlua::Error::RuntimeError("script stopped".into()));
                 }
@@ -411,7 +480,7 @@ fn run_in_lua(
             // as a loop of instructions would be.
             let charged = executed.get().saturating_add(CALL_COST_INSTRUCTIONS);
             executed.set(charged);
-            if charged > limits.instructions_max {
+            if charged > limits.instructions_max || hooks.killed() {
                 stopped.set(true);
             }
             if stopped.get() {
@@ -443,6 +512,7 @@ fn run_in_lua(
                 position,
                 call,
                 &read_work,
+                hooks.prefetch,
             );
             let failed = matches!(reply, Reply::Error(_));
             let value = match &reply {

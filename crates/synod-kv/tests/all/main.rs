@@ -24,6 +24,7 @@ mod lists_hashes;
 mod maxmemory_flag;
 mod memory;
 mod scan;
+mod script_dry_run;
 mod sets;
 mod snapshot;
 mod strings;
