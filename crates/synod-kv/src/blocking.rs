@@ -722,7 +722,7 @@ fn source_keys(command: &KvCommand) -> Vec<&Bytes> {
 /// One blocking pop of one client, as a sans-I/O state machine: it decides
 /// every step of the loop in the module docs (register, try, wait, try
 /// again, reply), and its driver only moves commands and time. The RESP
-/// server drives it with [`block`]; the simulator drives the same code
+/// server drives it with `block`; the simulator drives the same code
 /// with simulated time and its own proposals.
 pub struct BlockingPop {
     waiter: Waiter,

@@ -33,7 +33,7 @@ use tracing::warn;
 pub const QUERY_BUFFER_FREE_BYTES: usize = 64 * 1024;
 
 /// Counts of clients refused or closed, by reason. Shared by every listener
-/// of one server (plain and TLS); clone the `Arc` from [`ServerConfig`]
+/// of one server (plain and TLS); clone the `Arc` from [`crate::ServerConfig`]
 /// (crate::ServerConfig) to export them elsewhere (e.g. `/metrics`).
 #[derive(Debug, Default)]
 pub struct ClientCounters {

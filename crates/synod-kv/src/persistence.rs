@@ -206,7 +206,7 @@ fn background_snapshot(shared: &Shared, client: &str) {
 
 /// How a client's `SHUTDOWN` reaches the process that owns the server:
 /// give [`crate::ServerConfig::shutdown`] a clone and wait on
-/// [`ShutdownSignal::requested`]; then stop the node and exit. A server
+/// `ShutdownSignal::requested`; then stop the node and exit. A server
 /// whose owner does not wait refuses SHUTDOWN.
 #[derive(Clone, Debug)]
 pub struct ShutdownSignal {

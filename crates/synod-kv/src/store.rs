@@ -103,7 +103,7 @@ impl Store {
     }
 
     /// The dataset's accounted size in bytes (`used_memory_dataset`, see
-    /// the formula in [`crate::value`]) and the replicated `maxmemory`
+    /// the formula in `crate::value`) and the replicated `maxmemory`
     /// limit (0: none), equal on every replica at the same point of the log.
     pub fn memory(&self) -> (u64, u64) {
         (self.keyspace.used_bytes(), self.keyspace.maxmemory_bytes())

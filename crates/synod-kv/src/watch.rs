@@ -14,9 +14,9 @@
 //! replica (a pure function of the log position: the runtime applies the
 //! commands of an instance in order and skips the same duplicates
 //! everywhere). Every change of a key (a new value, a changed value, a new
-//! expiry) writes the current stamp into its entry; [`crate::keyspace`] does
+//! expiry) writes the current stamp into its entry; `crate::keyspace` does
 //! it in the few functions that change entries, so no command can forget.
-//! [`crate::keyspace::Keyspace::stamp_now`] is the stamp of the last apply:
+//! `Keyspace::stamp_now` is the stamp of the last apply:
 //! every change visible at a read has a stamp `<=` it, every later change a
 //! stamp `>` it. (A read through the log is answered between two commands of
 //! an instance; that is why the sequence is part of the stamp.)

@@ -42,7 +42,7 @@ pub fn write(dir: &Path, group: GroupId, snapshot: &Snapshot) -> Result<PathBuf,
     write_on(&RealFs, dir, group, snapshot)
 }
 
-/// [`write`] through `fs`.
+/// [`write()`] through `fs`.
 pub fn write_on(
     fs: &dyn Fs,
     dir: &Path,

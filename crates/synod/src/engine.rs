@@ -434,7 +434,7 @@ impl<S: StateMachine, R> Engine<S, R> {
         self.stamp_ms()
     }
 
-    /// The stamp a command proposed now would carry (see [`Engine::stamp`]
+    /// The stamp a command proposed now would carry (see `Engine::stamp`
     /// and `StampClock`), at the engine's time (the last
     /// [`Engine::set_time`]). Decide whether to propose something that
     /// depends on time (an expiry sweep) by this, not by the wall clock: a

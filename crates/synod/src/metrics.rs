@@ -71,6 +71,73 @@ impl Histogram {
         self.count.load(Relaxed)
     }
 
+    /// The sum of every observation (to a millionth of the unit).
+    pub fn sum(&self) -> f64 {
+        self.sum_micros.load(Relaxed) as f64 / 1e6
+    }
+
+    /// The buckets: each finite upper bound with the number of observations
+    /// at or below it (cumulative, as Prometheus' `le` buckets), then
+    /// `f64::INFINITY` with the count of all.
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        let mut cumulative = 0;
+        self.buckets
+            .iter()
+            .enumerate()
+            .map(|(i, bucket)| {
+                cumulative += bucket.load(Relaxed);
+                (
+                    self.bounds.get(i).copied().unwrap_or(f64::INFINITY),
+                    cumulative,
+                )
+            })
+            .collect()
+    }
+
+    /// An estimate of the `q` quantile (`0.0..=1.0`; 0.5 the median, 0.99
+    /// the 99th percentile) as Prometheus' `histogram_quantile` computes it:
+    /// linear within the bucket the quantile falls in (from 0 for the first
+    /// bucket), and the largest finite bound when it falls past the last
+    /// one. `None` before the first observation or for a `q` outside
+    /// `0.0..=1.0`. Its precision is the buckets' width: read it as "about".
+    ///
+    /// ```
+    /// let metrics = synod::Metrics::default();
+    /// for ms in [1.0, 2.0, 2.0, 3.0, 40.0] {
+    ///     metrics.fsync_seconds.observe(ms / 1000.0);
+    /// }
+    /// let p50 = metrics.fsync_seconds.quantile(0.5).unwrap();
+    /// assert!(p50 > 0.001 && p50 <= 0.0025, "{p50}");
+    /// let p99 = metrics.fsync_seconds.quantile(0.99).unwrap();
+    /// assert!(p99 > 0.025 && p99 <= 0.05, "{p99}");
+    /// assert_eq!(synod::Metrics::default().fsync_seconds.quantile(0.5), None);
+    /// ```
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        let buckets = self.buckets();
+        let total = buckets.last().map_or(0, |(_, count)| *count);
+        if total == 0 {
+            return None;
+        }
+        let rank = q * total as f64;
+        let mut lower = (0.0, 0u64);
+        for (bound, cumulative) in buckets {
+            if cumulative as f64 >= rank && cumulative > lower.1 {
+                if bound.is_infinite() {
+                    return Some(lower.0);
+                }
+                let within = (rank - lower.1 as f64) / (cumulative - lower.1) as f64;
+                return Some(lower.0 + (bound - lower.0) * within.clamp(0.0, 1.0));
+            }
+            if bound.is_finite() {
+                lower = (bound, cumulative);
+            }
+        }
+        Some(lower.0)
+    }
+
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut cumulative = 0;
@@ -85,8 +152,12 @@ impl Histogram {
                 }
             }
         }
-        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", self.count());
+        let _ = writeln!(
+            out,
+            "{name}_sum {}\n{name}_count {}",
+            self.sum(),
+            self.count()
+        );
     }
 }
 
@@ -409,6 +480,38 @@ mod tests {
         assert!(text.contains("synod_batch_commands_bucket{le=\"4\"} 2"));
         assert!(text.contains("synod_batch_commands_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("synod_batch_commands_count 3"));
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_their_bucket() {
+        let h = Histogram::new(&[1.0, 2.0, 4.0]);
+        assert_eq!(h.quantile(0.5), None);
+        // Ten in (1, 2]: the median halfway through that bucket.
+        for _ in 0..10 {
+            h.observe(1.5);
+        }
+        assert_eq!(h.quantile(0.5), Some(1.5));
+        assert_eq!(h.quantile(1.0), Some(2.0));
+        assert_eq!(h.quantile(1.5), None);
+        assert_eq!(h.quantile(-0.1), None);
+        // Ten more past the last bound: the top quantiles answer the largest
+        // finite bound (a histogram cannot know more).
+        for _ in 0..10 {
+            h.observe(100.0);
+        }
+        assert_eq!(h.quantile(0.99), Some(4.0));
+        assert_eq!(h.quantile(0.25), Some(1.5));
+        assert_eq!(h.count(), 20);
+        assert_eq!(h.sum(), 1015.0);
+        assert_eq!(
+            h.buckets(),
+            vec![(1.0, 0), (2.0, 10), (4.0, 10), (f64::INFINITY, 20)]
+        );
+        // The first bucket starts at 0.
+        let low = Histogram::new(&[10.0]);
+        low.observe(3.0);
+        low.observe(3.0);
+        assert_eq!(low.quantile(0.5), Some(5.0));
     }
 
     #[test]

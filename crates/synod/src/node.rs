@@ -183,13 +183,52 @@ impl Leadership {
 /// A running replica: a Paxos core, its write-ahead log, its peer
 /// connections and the user's state machine, driven by one tokio task.
 ///
-/// ```no_run
-/// # async fn demo(cfg: synod::NodeConfig, machine: impl synod::StateMachine) -> Result<(), Box<dyn std::error::Error>> {
-/// let node = synod::Node::start(cfg, machine).await?;
-/// let output = node.propose(bytes::Bytes::from_static(b"increment")).await?;
-/// let answer = node.read(bytes::Bytes::from_static(b"value")).await?;
+/// A one-node cluster (three or five in production: see [`NodeConfig`])
+/// with a counter as its state machine:
+///
+/// ```
+/// use bytes::Bytes;
+/// use synod::{ApplyContext, Bootstrap, Node, NodeConfig, NodeId, PeerSecurity, StateMachine};
+///
+/// #[derive(Default)]
+/// struct Counter(u64);
+///
+/// impl StateMachine for Counter {
+///     fn apply(&mut self, _command: &[u8], _ctx: &ApplyContext) -> Bytes {
+///         self.0 += 1;
+///         Bytes::from(self.0.to_string())
+///     }
+///     fn query(&self, _query: &[u8], _ctx: &ApplyContext) -> Bytes {
+///         Bytes::from(self.0.to_string())
+///     }
+///     fn snapshot(&self) -> Bytes {
+///         Bytes::from(self.0.to_string())
+///     }
+///     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+///         let text = std::str::from_utf8(snapshot).map_err(|e| e.to_string())?;
+///         self.0 = text.parse().map_err(|e| format!("{e}"))?;
+///         Ok(())
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+/// # runtime.block_on(async {
+/// let dir = tempfile::tempdir()?;
+/// let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+/// let peers = [(NodeId(1), addr)].into_iter().collect();
+/// let mut config = NodeConfig::new(NodeId(1), peers, dir.path().to_path_buf())
+///     .ok_or("node 1 is not among the peers")?;
+/// config.bootstrap = Bootstrap::New;
+/// config.peer_security = Some(PeerSecurity::InsecureLoopback);
+/// let node = Node::start(config, Counter::default()).await?;
+/// node.ready().await?;
+/// assert_eq!(node.propose(Bytes::from_static(b"increment")).await?, "1");
+/// assert_eq!(node.read(Bytes::new()).await?, "1");
 /// node.shutdown().await;
-/// # Ok(()) }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })
+/// # }
 /// ```
 pub struct Node {
     submit: mpsc::Sender<Submit>,

@@ -4,7 +4,7 @@
 //! The two rules this file keeps:
 //!
 //! 1. **A message is a point of the log.** PUBLISH is a replicated command
-//!    ([`KvCommand::Publish`]); when a replica *applies* it, [`Store`]
+//!    ([`KvCommand::Publish`]); when a replica *applies* it, [`crate::store::Store`]
 //!    hands (channel, message) to that node's registry ([`PubSub`]), which
 //!    queues it for the node's own subscribers. Every node therefore
 //!    delivers every message in log order, the same order on every node —
@@ -17,7 +17,7 @@
 //!    answers with the receiving node's count, PUBLISH answers with the
 //!    number of subscriptions that received it on the node the client is
 //!    connected to. That node stamps the command with a ticket
-//!    ([`Tickets`]) before proposing it; its own apply records the count
+//!    (`Tickets`) before proposing it; its own apply records the count
 //!    under the ticket, and the front end replaces the output's 0 with it.
 //!    Other nodes' applies see a ticket that is not theirs and record
 //!    nothing.
@@ -76,7 +76,7 @@ pub const SUBSCRIPTION_BYTES_PER_NODE_MAX: usize = 256 << 20;
 /// Most pattern subscriptions (PSUBSCRIBE, every connection's together) one
 /// node holds, within [`SUBSCRIPTIONS_PER_NODE_MAX`]. Much lower than that
 /// bound, because patterns, unlike channels, cost every message and every
-/// keyspace event a scan on the apply path (see [`Registry::publish`]):
+/// keyspace event a scan on the apply path (see `Registry::publish`):
 /// 65,536 is far more than real deployments use, and keeps a full scan
 /// within a few milliseconds.
 pub const PATTERN_SUBSCRIPTIONS_PER_NODE_MAX: usize = 65_536;

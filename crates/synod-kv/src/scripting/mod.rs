@@ -15,7 +15,7 @@
 //!
 //! A run is a function of (script, keys, arguments, keyspace, log
 //! position) only:
-//! - a fresh Lua state per run (see [`engine`]), so nothing carries over
+//! - a fresh Lua state per run (see `engine`), so nothing carries over
 //!   from one script to the next;
 //! - no `os`, `io`, `debug`, `package`, `coroutine`, `print`, `dofile`,
 //!   `loadfile`: no clock, no files, no process state;
@@ -45,13 +45,13 @@
 //! with `pcall`. The reads of one script together visit at most
 //! [`crate::ops::TRANSACTION_READ_WORK_MAX`] elements, as a transaction's,
 //! and the values it writes are bounded by
-//! [`call::SCRIPT_VALUE_BYTES_MAX`]. Lua 5.1 does not run the hook inside
+//! `call::SCRIPT_VALUE_BYTES_MAX`. Lua 5.1 does not run the hook inside
 //! a C function, so one `string.find` with a pathological pattern over a
 //! large string is not interrupted (bounded by the memory limit on the
 //! string's size only): a known limit.
 //!
 //! The node a client sends a script to dry-runs it first (see
-//! [`dry_run`]): a script over either limit is refused there, before it
+//! `dry_run`): a script over either limit is refused there, before it
 //! enters the log, and while a dry run lasts longer than `lua-time-limit`
 //! the node answers BUSY and SCRIPT KILL stops it, as in Redis. The budget
 //! at apply stays the safety net: the state can move between the dry run
@@ -128,7 +128,7 @@ pub struct Limits {
 /// machine; a few seconds for heavier ones) and 64 MiB at most.
 ///
 /// Since the proposer's dry run refuses a script over these limits before
-/// it enters the log ([`dry_run`]), a replica meets a script this long only
+/// it enters the log (`dry_run`), a replica meets a script this long only
 /// when the state changed between the dry run and the apply. The event
 /// loop counts election timeouts in ticks, and a stalled loop loses ticks
 /// rather than counting them late, so a replica busy for a second with a
