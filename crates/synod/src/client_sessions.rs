@@ -23,9 +23,11 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Sessions the table holds at most. Registering one more evicts the session
-/// closest to its expiry (see [`ClientSessions::register`]). A constant, not a
-/// setting: every replica must drop the same sessions.
+/// Client sessions the replicated table holds at most. A registration that
+/// finds it full first evicts the session closest to its expiry (the least
+/// recently used one when all share a TTL; ties: the oldest), whose later
+/// proposals then fail with [`crate::RequestError::SessionExpired`]. A
+/// constant, not a setting: every replica must drop the same sessions.
 pub const CLIENT_SESSIONS_MAX: usize = 16_384;
 
 /// Output bytes kept per session (its latest output) and for all sessions

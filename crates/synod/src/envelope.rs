@@ -28,6 +28,8 @@ const ENVELOPE_VERSION_SESSIONS: u8 = 2;
 /// Version 3 adds the client session table; versions 2 (outputs and
 /// evicted sessions) and 1 are still read.
 const SNAPSHOT_VERSION: u8 = 3;
+/// What a table without client sessions is written as (see `encode_snapshot`).
+const SNAPSHOT_VERSION_NO_CLIENTS: u8 = 2;
 
 /// A user command (applied once, on every replica) or a read (answered only
 /// by the node that asked, at its place in the log).
@@ -357,7 +359,15 @@ impl Sessions {
     /// The runtime's part of a snapshot, followed by the state machine's.
     pub(crate) fn encode_snapshot(&self, user: &[u8]) -> Bytes {
         let mut buf = BytesMut::new();
-        buf.put_u8(SNAPSHOT_VERSION);
+        // A cluster that never opened a client session writes version 2,
+        // byte for byte what the previous release wrote and can install
+        // (a rolling upgrade keeps working until the first session).
+        let with_clients = self.clients != ClientSessions::default();
+        buf.put_u8(if with_clients {
+            SNAPSHOT_VERSION
+        } else {
+            SNAPSHOT_VERSION_NO_CLIENTS
+        });
         buf.put_u64_le(self.time_ms);
         buf.put_u64_le(self.sessions.len() as u64);
         for (id, session) in &self.sessions {
@@ -383,7 +393,9 @@ impl Sessions {
         for id in &self.evicted {
             buf.put_u64_le(*id);
         }
-        self.clients.encode(&mut buf);
+        if with_clients {
+            self.clients.encode(&mut buf);
+        }
         buf.put_slice(user);
         buf.freeze()
     }
@@ -542,19 +554,16 @@ mod tests {
     }
 
     /// Snapshots written before client sessions (version 2) still restore,
-    /// with an empty client table; the client table round-trips in version 3.
+    /// with an empty client table, and a table that never held a client
+    /// session is still written as version 2 (a node of the previous release
+    /// can install it); the client table round-trips in version 3.
     #[test]
     fn version_2_snapshots_still_decode_and_clients_round_trip() {
         let mut table = Sessions::new(10);
         table.admit(&command(1, 4, 2));
-        let current = table.encode_snapshot(b"user");
-        // Version 2 was this layout without the client table.
-        let mut v2 = current.to_vec();
-        v2[0] = 2;
-        let client_table_bytes = 24;
-        let end = v2.len() - 4;
-        v2.drain(end - client_table_bytes..end);
-        let (back, user) = Sessions::decode_snapshot(&Bytes::from(v2), 10).expect("decodes");
+        let v2 = table.encode_snapshot(b"user");
+        assert_eq!(v2[0], 2);
+        let (back, user) = Sessions::decode_snapshot(&v2, 10).expect("decodes");
         assert_eq!(back, table);
         assert_eq!(&user[..], b"user");
         let id = table.clients.register(9, 100, 0);
@@ -563,9 +572,16 @@ mod tests {
             .clients
             .record_output(id, 1, &Bytes::from_static(b"out"));
         let data = table.encode_snapshot(b"user");
+        assert_eq!(data[0], 3);
         let (back, user) = Sessions::decode_snapshot(&data, 10).expect("decodes");
         assert_eq!(back, table);
         assert_eq!(&user[..], b"user");
+        for cut in 0..data.len() - 4 {
+            assert!(
+                Sessions::decode_snapshot(&data.slice(..cut), 10).is_err(),
+                "cut {cut}"
+            );
+        }
     }
 
     fn env_bytes() -> Vec<u8> {
