@@ -63,7 +63,9 @@ impl World {
         let (op, ttl_ms) = match rng.gen_range(0..10) {
             0..=2 => (Op::Get { key }, 0),
             3..=5 => (Op::Put { key, value }, 0),
-            6 => (Op::Put { key, value }, LONG_TTL_MS),
+            // A TTL longer than the run, which a clock jump can still run
+            // out: checked as a key that may expire (as the other clients').
+            6 => (Op::PutTtl { key, value }, LONG_TTL_MS),
             _ => (Op::Append { key, value }, 0),
         };
         let command = KvCommand {
