@@ -47,10 +47,13 @@ pub enum NodeError {
     Removed(String),
 }
 
-/// Why a request got no answer. `TooLarge`: the command was never proposed
-/// and had no effect. `OutputNotKept`: it took effect, but its output is
-/// lost. Every other variant except `Diverged` leaves the outcome unknown:
-/// the command may or may not take effect.
+/// Why a request got no answer. `TooLarge` and `SessionUnknown`: the
+/// command was never applied and never will be. `OutputNotKept`: it took
+/// effect, but its output is lost. `SessionExpired` and `SessionSeqTooOld`:
+/// not applied now and never will be under this sequence number, but an
+/// earlier attempt's outcome is unknown. Every other variant except
+/// `Diverged` leaves the outcome unknown: the command may or may not take
+/// effect.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum RequestError {
     /// No majority answered in time (no quorum, or a leader change took
@@ -294,6 +297,8 @@ impl Node {
     /// Replicates `command`: returns the state machine's output once the
     /// command is chosen (durable on a majority) and applied here. Retries
     /// (after a leader change, a lost forward) take effect at most once.
+    /// A caller that retries itself, through another node or from another
+    /// process, needs a client session ([`Node::session`]) for that.
     ///
     /// A command longer than [`Node::command_bytes_max`] is refused at once
     /// with [`RequestError::TooLarge`]: no instance value could hold it.

@@ -87,6 +87,18 @@ fn a_blocking_cluster_proposes_reads_and_survives_its_leader() {
         nodes[0].propose(Bytes::from_static(b"x")).expect("chosen"),
         Bytes::from("61")
     );
+    // A client session, retried through the other node: applied once.
+    let mut session = nodes[0].session().expect("a session");
+    let (id, seq) = (session.id(), session.next_seq());
+    assert_eq!(
+        nodes[0].propose_in(&mut session, Bytes::from_static(b"y")),
+        Ok(Bytes::from("62"))
+    );
+    let mut resumed = nodes[1].resume_session(id, seq);
+    assert_eq!(
+        nodes[1].propose_in(&mut resumed, Bytes::from_static(b"y")),
+        Ok(Bytes::from("62"))
+    );
     for node in nodes {
         node.shutdown();
     }
