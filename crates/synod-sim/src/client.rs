@@ -34,6 +34,8 @@ pub(crate) struct Client {
     pub(crate) queue: Option<crate::queue::QueueRole>,
     /// A popper's blocking pop in progress: its registration at a node.
     pub(crate) pop: Option<crate::queue::PopWait>,
+    /// A client of the library's sessions (see `sessions.rs`).
+    pub(crate) library: Option<crate::sessions::LibrarySession>,
 }
 
 /// The operation a client waits for.
@@ -52,6 +54,12 @@ pub(crate) struct InFlight {
     /// A GET asked as a read (`Node::read`: read index, or through the log
     /// when its answer depends on the time), not as a command.
     pub(crate) by_index: bool,
+    /// The node the latest attempt went to (a session client retries
+    /// through another).
+    pub(crate) last_node: Option<usize>,
+    /// A session client abandons this attempt at its next wake-up, as a
+    /// client process that died would (see `sessions.rs`).
+    pub(crate) restart_pending: bool,
 }
 
 impl Client {
@@ -64,13 +72,16 @@ impl World {
     pub(crate) fn init_clients(&mut self) {
         let watch_end = self.params.clients + self.params.watch_clients;
         let push_end = watch_end + self.params.push_clients;
-        for i in 0..push_end + self.params.pop_clients {
+        let pop_end = push_end + self.params.pop_clients;
+        for i in 0..pop_end + self.params.session_clients {
             let watch = (self.params.clients..watch_end).contains(&i);
             let queue = match i {
                 _ if i < watch_end => None,
                 _ if i < push_end => Some(crate::queue::QueueRole::Pusher),
-                _ => Some(crate::queue::QueueRole::Popper),
+                _ if i < pop_end => Some(crate::queue::QueueRole::Popper),
+                _ => None,
             };
+            let library = (i >= pop_end).then(crate::sessions::LibrarySession::default);
             self.clients.push(Client {
                 id: i as u64 + 1,
                 seq: 0,
@@ -80,10 +91,13 @@ impl World {
                 watched: None,
                 queue,
                 pop: None,
+                library,
             });
             // Watch and queue clients draw from streams of their own, so
             // that the others run as they did before they existed.
-            let at = if watch {
+            let at = if i >= pop_end {
+                self.session_rng.gen_range(0..50_000)
+            } else if watch {
                 self.watch_rng.gen_range(0..50_000)
             } else if queue.is_some() {
                 self.queue_rng.gen_range(0..50_000)
@@ -113,6 +127,9 @@ impl World {
                 }
             }
             Some(_) if self.pop_waiting(client) => self.pop_deadline(client),
+            Some(in_flight) if in_flight.node.is_some() && in_flight.restart_pending => {
+                self.session_restart(client);
+            }
             Some(in_flight) => {
                 if in_flight.node.is_some() {
                     // The attempt timed out.
@@ -125,6 +142,10 @@ impl World {
     }
 
     fn start_operation(&mut self, client: usize) {
+        if self.session_client(client) {
+            self.start_session_operation(client);
+            return;
+        }
         if let Some(role) = self.clients[client].queue {
             self.start_queue_operation(client, role);
             return;
@@ -229,12 +250,23 @@ impl World {
             node: None,
             failed_attempts: 0,
             by_index,
+            last_node: None,
+            restart_pending: false,
         });
         self.attempt(client);
     }
 
     /// Sends the current operation to a random node.
     fn attempt(&mut self, client: usize) {
+        if self.session_client(client) {
+            let avoid = self.clients[client]
+                .current
+                .as_ref()
+                .and_then(|f| f.last_node);
+            let node = self.session_target(avoid);
+            self.attempt_at(client, node);
+            return;
+        }
         let node = match self.client_targets() {
             None => self.rng.gen_range(0..self.nodes.len()),
             Some(targets) => targets[self.rng.gen_range(0..targets.len())],
@@ -286,11 +318,22 @@ impl World {
             return;
         };
         in_flight.node = Some((node, epoch));
+        in_flight.last_node = Some(node);
         in_flight.attempt += 1;
         in_flight.command.attempt = in_flight.attempt;
         let seq = in_flight.seq;
         let attempt = in_flight.attempt;
         let at = self.now_us + self.params.attempt_timeout_us;
+        if self.session_client(client) {
+            if let Some(delay) = self.session_restart_delay() {
+                // The client dies before its answer comes back: the wake
+                // below is stale by then.
+                if let Some(in_flight) = self.clients[client].current.as_mut() {
+                    in_flight.restart_pending = true;
+                }
+                self.schedule(self.now_us + delay, Event::ClientWake { client, token });
+            }
+        }
         if self.nodes[node].paused {
             // The request waits in the socket until the node wakes.
             self.schedule(at, Event::ClientWake { client, token });
@@ -334,11 +377,19 @@ impl World {
             Kind::Command
         };
         let command = encode(&in_flight.command);
+        let session = self.session_of(client, in_flight);
         self.proposed.insert(command.clone());
+        let library = self.session_client(client);
         let Some(engine) = self.nodes[node].engine.as_mut() else {
             return false;
         };
-        engine.request(kind, command, token);
+        match session {
+            Some(session) => engine.request_in_session(session, command, token),
+            // A session client without a session: nothing to send (its
+            // wake-up registers one first).
+            None if library => return false,
+            None => engine.request(kind, command, token),
+        }
         true
     }
 
@@ -348,6 +399,23 @@ impl World {
         let token = self.clients[client].token;
         if let Some(in_flight) = self.clients[client].current.as_mut() {
             in_flight.node = None;
+        }
+        self.schedule(
+            self.now_us + RETRY_SOON_US,
+            Event::ClientWake { client, token },
+        );
+    }
+
+    /// A session client "restarts": it drops its attempt in flight without
+    /// its answer and, after a moment, resumes from its persisted session id
+    /// and sequence number through another node.
+    fn session_restart(&mut self, client: usize) {
+        self.stats.session_restarts += 1;
+        self.clients[client].token += 1;
+        let token = self.clients[client].token;
+        if let Some(in_flight) = self.clients[client].current.as_mut() {
+            in_flight.node = None;
+            in_flight.restart_pending = false;
         }
         self.schedule(
             self.now_us + RETRY_SOON_US,
@@ -380,6 +448,9 @@ impl World {
         token: Token,
         result: Result<Bytes, RequestError>,
     ) {
+        if self.session_registered(token, &result) {
+            return;
+        }
         let epoch = self.nodes[node].epoch;
         let client = token.client;
         let waiting = self
@@ -406,6 +477,7 @@ impl World {
                 self.attempt_failed(client);
                 return;
             }
+            Err(error) if self.session_error(client, &error) => return,
             Err(error) => {
                 let id = self.nodes[node].id;
                 self.violation(format!("node {id} answered a request with: {error}"));

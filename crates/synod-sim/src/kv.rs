@@ -241,6 +241,12 @@ pub struct Kv {
     sessions: BTreeMap<u64, (u64, Outcome)>,
     /// Per (client, seq): how many times it took effect (must never exceed 1).
     effects: BTreeMap<(u64, u64), u32>,
+    /// Clients whose exactly-once is the runtime's (library client
+    /// sessions): their commands are applied as they come, never answered
+    /// from `sessions`, so a command the runtime lets through twice shows
+    /// in `effects`. Configuration, the same on every replica: not in the
+    /// snapshot.
+    pub library_clients: std::collections::BTreeSet<u64>,
 }
 
 impl Kv {
@@ -263,7 +269,10 @@ impl Kv {
         drop_watch: bool,
     ) -> Result<Option<(Outcome, bool)>, String> {
         self.log_time_ms = self.log_time_ms.max(stamp_ms);
-        if let Some((last_seq, outcome)) = self.sessions.get(&command.client) {
+        let deduplicate = !self.library_clients.contains(&command.client);
+        if let Some((last_seq, outcome)) =
+            self.sessions.get(&command.client).filter(|_| deduplicate)
+        {
             if command.seq == *last_seq {
                 return Ok(Some((outcome.clone(), false)));
             }
@@ -290,8 +299,10 @@ impl Kv {
             .effects
             .entry((command.client, command.seq))
             .or_default() += 1;
-        self.sessions
-            .insert(command.client, (command.seq, outcome.clone()));
+        if deduplicate {
+            self.sessions
+                .insert(command.client, (command.seq, outcome.clone()));
+        }
         Ok(Some((outcome, absent)))
     }
 

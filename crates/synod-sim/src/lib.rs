@@ -24,6 +24,7 @@ mod nemesis;
 pub mod params;
 mod queue;
 mod report;
+mod sessions;
 mod sweep;
 mod world;
 
@@ -52,6 +53,7 @@ pub const INJECTIONS: &[&str] = &[
     "admit-duplicates",
     "watch-ignored",
     "wake-lost",
+    "session-reapply",
 ];
 
 /// Deliberate bugs for negative controls: in the protocol core, or in how a
@@ -99,6 +101,17 @@ pub struct Faults {
     /// linearizable (their first try found the list empty); the lost-wake
     /// check at each timeout sees it.
     pub wake_lost: bool,
+    /// The runtime's client session check is skipped
+    /// (`EngineOptions::inject_session_reapply`): a library client session's
+    /// command retried through another node, or resumed after its client
+    /// "restarted", takes effect again (session clients in every seed). The
+    /// state machine does not deduplicate session clients' commands (that
+    /// is the library's job), so the exactly-once check sees it.
+    pub session_reapply: bool,
+    /// Not a fault: runs without library session clients whatever the seed
+    /// draws, so that seeds pinned before they existed replay the runs they
+    /// were found in.
+    pub sessions_off: bool,
     /// Not a fault: runs without expiry sweeps, so that seeds pinned before
     /// they existed replay the runs they were found in.
     pub sweep_off: bool,
@@ -121,6 +134,7 @@ impl Faults {
     /// leases existed.
     pub fn before_leases() -> Faults {
         Faults {
+            sessions_off: true,
             lease_off: true,
             watch_off: true,
             queue_off: true,
@@ -133,6 +147,7 @@ impl Faults {
     /// transactions were in the workload.
     pub fn before_watch() -> Faults {
         Faults {
+            sessions_off: true,
             watch_off: true,
             queue_off: true,
             sweep_off: true,
@@ -144,8 +159,20 @@ impl Faults {
     /// before blocking pops were in the workload.
     pub fn before_queues() -> Faults {
         Faults {
+            sessions_off: true,
             queue_off: true,
             sweep_off: true,
+            ..Faults::default()
+        }
+    }
+}
+
+impl Faults {
+    /// No fault and no library session client: how every seed ran before
+    /// client sessions were in the workload.
+    pub fn before_sessions() -> Faults {
+        Faults {
+            sessions_off: true,
             ..Faults::default()
         }
     }
@@ -169,6 +196,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
         "admit-duplicates" => faults.admit_duplicates = true,
         "watch-ignored" => faults.watch_ignored = true,
         "wake-lost" => faults.wake_lost = true,
+        "session-reapply" => faults.session_reapply = true,
         _ => return None,
     }
     Some(faults)
@@ -189,6 +217,7 @@ pub fn run_seed(seed: u64, nodes: usize, faults: Faults) -> SeedReport {
         world.stats.request_retries = metrics.retries.load(Relaxed);
         world.stats.duplicates_skipped = metrics.duplicates.load(Relaxed);
         world.stats.answered_from_sessions = metrics.answered_from_sessions.load(Relaxed);
+        world.stats.session_duplicates = metrics.session_duplicates.load(Relaxed);
         world.stats.lease_reads += world
             .nodes
             .iter()

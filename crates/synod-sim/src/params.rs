@@ -82,6 +82,9 @@ pub struct Params {
     /// Own stream.
     pub push_clients: usize,
     pub pop_clients: usize,
+    /// Clients that use the library's client sessions (see `sessions.rs`).
+    /// Own stream.
+    pub session_clients: usize,
     /// A client gives up an operation after this many timed-out attempts (only
     /// during the safety phase; the outcome is then unknown).
     pub attempts_max: u32,
@@ -295,6 +298,7 @@ impl Params {
             watch_clients: 0,
             push_clients: 0,
             pop_clients: 0,
+            session_clients: 0,
             checkpoint_power_cut: 0.0,
             snapshot_every: if rng.gen_bool(0.6) {
                 rng.gen_range(5..300)

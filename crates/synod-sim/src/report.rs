@@ -61,6 +61,14 @@ pub struct Stats {
     pub pop_tries_after_wake: u64,
     /// Expiry sweeps proposed (see `sweep.rs`).
     pub sweeps: u64,
+    /// Library client sessions registered, expired, and client restarts
+    /// (an attempt dropped without its answer, resumed elsewhere).
+    pub sessions_registered: u64,
+    pub sessions_expired: u64,
+    pub session_restarts: u64,
+    /// Session commands the runtime answered from its client session table
+    /// instead of applying them again.
+    pub session_duplicates: u64,
 }
 
 /// The result of one seed.

@@ -331,6 +331,9 @@ pub(crate) struct World {
     pub(crate) watch_rng: ChaCha8Rng,
     /// Draws the queue clients' operations (see `Params::push_clients`).
     pub(crate) queue_rng: ChaCha8Rng,
+    /// Draws the library session clients' operations, nodes and restarts
+    /// (see `Params::session_clients`).
+    pub(crate) session_rng: ChaCha8Rng,
     pub(crate) now_us: u64,
     pub(crate) seed: u64,
     pub(crate) params: Params,
@@ -480,6 +483,12 @@ impl World {
             params.push_clients = queue_rng.gen_range(1..=2);
             params.pop_clients = queue_rng.gen_range(1..=3);
         }
+        // Library session clients (issue 17): likewise.
+        let mut session_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5E55_1011_0000_0000);
+        let session_drawn = session_rng.gen_bool(0.5);
+        if (session_drawn && !faults.sessions_off) || faults.session_reapply {
+            params.session_clients = session_rng.gen_range(2..=3);
+        }
         let members: Vec<NodeId> = (1..=nodes as u32).map(NodeId).collect();
         let mut world = World {
             rng,
@@ -489,6 +498,7 @@ impl World {
             forge_rng,
             watch_rng,
             queue_rng,
+            session_rng,
             now_us: 0,
             seed,
             heal_us: params.safety_us,
@@ -541,6 +551,16 @@ impl World {
             Event::EndLiveness,
         );
         world
+    }
+
+    /// The ids of the clients that use library sessions (the last ones):
+    /// the state machine leaves their exactly-once to the runtime.
+    pub(crate) fn library_client_ids(&self) -> std::collections::BTreeSet<u64> {
+        let p = &self.params;
+        let first = p.clients + p.watch_clients + p.push_clients + p.pop_clients;
+        (first..first + p.session_clients)
+            .map(|i| i as u64 + 1)
+            .collect()
     }
 
     /// Runs until the cluster settles or the deadline passes.
@@ -684,6 +704,7 @@ impl World {
         self.nodes[node].schedule_lost = false;
         // The bootstrap membership: the initial nodes (spares are not in it).
         let members: Vec<NodeId> = (1..=self.initial_nodes as u32).map(NodeId).collect();
+        let library_clients = self.library_client_ids();
         let sim_node = &mut self.nodes[node];
         let mut cfg = Config::new(sim_node.id, members);
         cfg.schedule = sim_node.join.clone();
@@ -728,6 +749,7 @@ impl World {
             .then(|| Arc::clone(&sim_node.wall));
         let mut machine = SimKv::new(local_clock);
         machine.drop_watch = self.faults.watch_ignored;
+        machine.kv.library_clients = library_clients;
         // As the driver recovers: the session table and the state machine
         // from the snapshot, then the log after it.
         let sessions = match &snapshot {
@@ -778,6 +800,7 @@ impl World {
             // sets it before every event.
             mono_clock: None,
             inject_admit_duplicates: self.faults.admit_duplicates,
+            inject_session_reapply: self.faults.session_reapply,
         };
         // A session id per incarnation, as the driver draws one at random.
         let session = self.seed ^ (u64::from(sim_node.id.0) << 48) ^ (sim_node.epoch << 20) ^ 1;

@@ -44,7 +44,7 @@ use tokio::runtime::Runtime;
 
 use crate::{
     Leadership, MemberAddr, MemberError, MembersView, Metrics, NodeConfig, NodeError, NodeId,
-    NodeStatus, RequestError, StateMachine,
+    NodeStatus, RequestError, Session, SessionId, StateMachine,
 };
 
 /// Worker threads of the runtime [`Node::start`] builds.
@@ -94,6 +94,32 @@ impl Node {
     /// [`crate::Node::propose`], blocking.
     pub fn propose(&self, command: Bytes) -> Result<Bytes, RequestError> {
         self.runtime.block_on(self.node.propose(command))
+    }
+
+    /// [`crate::Node::session`], blocking: a client session to propose on
+    /// with [`Node::propose_in`].
+    pub fn session(&self) -> Result<Session, RequestError> {
+        self.runtime.block_on(self.node.session())
+    }
+
+    /// [`crate::Node::resume_session`].
+    pub fn resume_session(&self, id: SessionId, next_seq: u64) -> Session {
+        self.node.resume_session(id, next_seq)
+    }
+
+    /// [`Session::propose`], blocking.
+    pub fn propose_in(&self, session: &mut Session, command: Bytes) -> Result<Bytes, RequestError> {
+        self.runtime.block_on(session.propose(command))
+    }
+
+    /// [`Session::retry`], blocking.
+    pub fn retry_in(
+        &self,
+        session: &mut Session,
+        seq: u64,
+        command: Bytes,
+    ) -> Result<Bytes, RequestError> {
+        self.runtime.block_on(session.retry(seq, command))
     }
 
     /// [`crate::Node::read`], blocking.

@@ -64,6 +64,15 @@ pub struct NodeConfig {
     /// Client sessions remembered for exactly-once (one per node process).
     /// Default 4,096.
     pub sessions_max: usize,
+    /// How long a library client session ([`crate::Node::session`]) opened
+    /// through this node may go unused, in log time (the largest proposer
+    /// stamp applied, not any replica's own clock), before every replica
+    /// drops it; its later proposals then fail with
+    /// [`crate::RequestError::SessionExpired`]. Carried in the session's
+    /// registration, so replicas agree whatever their own setting. Log time
+    /// advances only as commands are applied: an idle cluster expires
+    /// nothing. Default 1 hour.
+    pub session_ttl: Duration,
     /// At most this many commands in one instance value. Default 4,096.
     pub batch_commands_max: usize,
     /// The largest instance value in bytes (`synod_core::Config::value_bytes_max`):
@@ -164,6 +173,7 @@ impl NodeConfig {
             requests_in_flight_max: 65_536,
             snapshot_policy: SnapshotPolicy::default(),
             sessions_max: 4096,
+            session_ttl: Duration::from_secs(3600),
             batch_commands_max: 4096,
             value_bytes_max: synod_core::VALUE_BYTES_MAX_DEFAULT,
             window_instances_max: 64,
@@ -319,6 +329,9 @@ impl NodeConfig {
                     lease.leader_hold_ms()
                 ));
             }
+        }
+        if self.session_ttl.is_zero() {
+            return Err("session_ttl must be positive".into());
         }
         if self.requests_in_flight_max == 0
             || self.sessions_max == 0

@@ -79,6 +79,8 @@ fn fatal_advice(err: &NodeError) -> &'static str {
 pub(crate) enum Submit {
     Request {
         kind: Kind,
+        /// For a client session command: its session and sequence number.
+        client: Option<crate::engine::ClientSeq>,
         payload: Bytes,
         reply: Reply,
     },
@@ -158,7 +160,7 @@ pub(crate) struct Driver<S> {
 /// differ between processes (a restarted node must not reuse sequence
 /// numbers of its previous life), so the OS generator is preferred; the clock
 /// and pid are a fallback.
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     use std::io::Read;
     let mut bytes = [0u8; 8];
     if std::fs::File::open("/dev/urandom")
@@ -316,6 +318,7 @@ impl<S: StateMachine> Driver<S> {
                 u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
             })),
             inject_admit_duplicates: false,
+            inject_session_reapply: false,
         };
         let persist = Persister::new(GROUP, wal, cfg.snapshot_policy, snapshot_end);
         let engine = Engine::new(
@@ -469,8 +472,8 @@ impl<S: StateMachine> Driver<S> {
                 submit = self.submit.recv(), if admit => {
                     self.engine.set_time(self.mono_ms());
                     match submit {
-                        Some(Submit::Request { kind, payload, reply }) => {
-                            self.engine.request(kind, payload, reply)
+                        Some(Submit::Request { kind, client, payload, reply }) => {
+                            self.engine.request_with(kind, client, payload, reply)
                         }
                         Some(Submit::StaleRead { payload, reply }) => {
                             self.engine.read_stale(payload, reply)
@@ -488,8 +491,8 @@ impl<S: StateMachine> Driver<S> {
                             break;
                         }
                         match self.submit.try_recv() {
-                            Ok(Submit::Request { kind, payload, reply }) => {
-                                self.engine.request(kind, payload, reply)
+                            Ok(Submit::Request { kind, client, payload, reply }) => {
+                                self.engine.request_with(kind, client, payload, reply)
                             }
                             Ok(Submit::StaleRead { payload, reply }) => {
                                 self.engine.read_stale(payload, reply)

@@ -20,8 +20,9 @@
 //! simulator (`synod-sim`: a simulated network, disk and clock), so every
 //! decision here is exercised under the simulator's faults.
 
+use crate::client_sessions::Check;
 use crate::clock::{StampClock, WallClock};
-pub use crate::envelope::{Envelope, Kind};
+pub use crate::envelope::{ClientSeq, Envelope, Kind};
 use crate::envelope::{Outcome, Sessions, HEADER_BYTES as ENVELOPE_HEADER_BYTES};
 use crate::metrics::Metrics;
 use crate::node::{NodeError, RequestError};
@@ -73,6 +74,11 @@ pub struct EngineOptions {
     /// Negative control only: the session table admits every command, so a
     /// retried request takes effect again (the simulator must catch it).
     pub inject_admit_duplicates: bool,
+    /// Negative control only: the client session table's check is skipped,
+    /// so a client session command retried through another node (or after
+    /// its proposer restarted) takes effect again (the simulator must catch
+    /// it).
+    pub inject_session_reapply: bool,
 }
 
 /// A monotonic clock in ms (see [`EngineOptions::mono_clock`]).
@@ -336,12 +342,41 @@ impl<S: StateMachine, R> Engine<S, R> {
     /// A new request from this node's clients. Never answered here: the
     /// answer comes out of a later [`Engine::take_effects`] (or this one's).
     pub fn request(&mut self, kind: Kind, payload: Bytes, reply: R) {
+        self.request_with(kind, None, payload, reply);
+    }
+
+    /// Registers a client session (see [`crate::Node::session`]): answered
+    /// with the new [`crate::SessionId`]'s 16 bytes
+    /// ([`crate::SessionId::from_bytes`]).
+    /// `nonce` should be random; `ttl_ms` is the session's expiry, in log
+    /// time, once unused.
+    pub fn register_session(&mut self, nonce: u64, ttl_ms: u64, reply: R) {
+        self.request_with(Kind::Register, None, register_payload(nonce, ttl_ms), reply);
+    }
+
+    /// A command of client session `client.session` with sequence number
+    /// `client.seq` (see [`crate::Session`]): it takes effect at most once
+    /// whichever node it is proposed through and however often.
+    pub fn request_in_session(&mut self, client: ClientSeq, payload: Bytes, reply: R) {
+        self.request_with(Kind::SessionCommand, Some(client), payload, reply);
+    }
+
+    /// A request of any kind (`client` only for [`Kind::SessionCommand`]).
+    pub fn request_with(
+        &mut self,
+        kind: Kind,
+        client: Option<ClientSeq>,
+        payload: Bytes,
+        reply: R,
+    ) {
         if self.diverged {
             self.answer(reply, Err(RequestError::Diverged));
             return;
         }
         match kind {
-            Kind::Command => self.metrics.proposals.fetch_add(1, Relaxed),
+            Kind::Command | Kind::SessionCommand | Kind::Register => {
+                self.metrics.proposals.fetch_add(1, Relaxed)
+            }
             Kind::Read => self.metrics.reads.fetch_add(1, Relaxed),
         };
         if kind == Kind::Read && self.opts.unsafe_local_reads {
@@ -361,7 +396,7 @@ impl<S: StateMachine, R> Engine<S, R> {
             self.submit_read(read);
             return;
         }
-        self.propose_new(kind, payload, reply, deadline_ms);
+        self.propose_new(kind, client, payload, reply, deadline_ms);
     }
 
     /// A stale read ([`crate::Node::read_stale`]): the query runs at once on
@@ -400,7 +435,14 @@ impl<S: StateMachine, R> Engine<S, R> {
 
     /// Puts a command (or a read that goes through the log) in a fresh
     /// envelope, stamped with this node's bounded clock, and proposes it.
-    fn propose_new(&mut self, kind: Kind, payload: Bytes, reply: R, deadline_ms: u64) {
+    fn propose_new(
+        &mut self,
+        kind: Kind,
+        client: Option<ClientSeq>,
+        payload: Bytes,
+        reply: R,
+        deadline_ms: u64,
+    ) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let low_mark = self.waiters.keys().next().copied().unwrap_or(seq);
@@ -410,6 +452,7 @@ impl<S: StateMachine, R> Engine<S, R> {
             seq,
             low_mark,
             time_ms: self.stamp(),
+            client,
             payload,
         }
         .encode();
@@ -512,7 +555,7 @@ impl<S: StateMachine, R> Engine<S, R> {
         }
         if self.machine.query_depends_on_time(&read.query) {
             self.metrics.reads_through_log.fetch_add(1, Relaxed);
-            self.propose_new(Kind::Read, read.query, read.reply, read.deadline_ms);
+            self.propose_new(Kind::Read, None, read.query, read.reply, read.deadline_ms);
             return;
         }
         let ctx = ApplyContext {
@@ -764,6 +807,9 @@ impl<S: StateMachine, R> Engine<S, R> {
                 instance,
                 time_ms: self.sessions.clock(&envelope),
             };
+            // Client sessions unused for their TTL go, at the same point of
+            // the log on every replica.
+            self.sessions.clients.expire(ctx.time_ms);
             match envelope.kind {
                 Kind::Command => {
                     let admitted = self.sessions.admit(&envelope);
@@ -778,6 +824,65 @@ impl<S: StateMachine, R> Engine<S, R> {
                     if envelope.session == self.session {
                         if let Some(waiter) = self.waiters.remove(&envelope.seq) {
                             self.answer_query(&envelope.payload, &ctx, waiter.reply);
+                        }
+                    }
+                }
+                Kind::Register => {
+                    if !self.sessions.admit(&envelope) {
+                        self.metrics.duplicates.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    let output = match parse_register_payload(&envelope.payload) {
+                        Some((nonce, ttl_ms)) => {
+                            let id = self.sessions.clients.register(nonce, ttl_ms, ctx.time_ms);
+                            Bytes::copy_from_slice(&id.to_bytes())
+                        }
+                        // Only this runtime proposes, so this is a bug; every
+                        // replica registers nothing alike.
+                        None => Bytes::new(),
+                    };
+                    self.sessions.record_output(&envelope, &output);
+                    self.answer_own(&envelope, Ok(output));
+                }
+                Kind::SessionCommand => {
+                    let admitted = self.sessions.admit(&envelope);
+                    if !admitted && !self.opts.inject_admit_duplicates {
+                        self.metrics.duplicates.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    let Some(client) = envelope.client else {
+                        continue;
+                    };
+                    let mut check =
+                        self.sessions
+                            .clients
+                            .check(client.session, client.seq, ctx.time_ms);
+                    if self.opts.inject_session_reapply
+                        && matches!(check, Check::Duplicate(_) | Check::TooOld { .. })
+                    {
+                        // Negative control: the check is ignored.
+                        check = Check::Apply;
+                    }
+                    match check {
+                        Check::Apply => batch.push((envelope, ctx, admitted)),
+                        Check::Duplicate(_) => {
+                            // Its first copy may be in this very batch, its
+                            // output not recorded yet: apply the batch first.
+                            self.apply_batch(&mut batch);
+                            self.metrics.session_duplicates.fetch_add(1, Relaxed);
+                            let answer = session_answer(
+                                self.sessions.clients.outcome(client.session, client.seq),
+                                client,
+                            );
+                            if let Some(answer) = answer {
+                                self.answer_own(&envelope, answer);
+                            }
+                        }
+                        refused => {
+                            self.metrics.session_refusals.fetch_add(1, Relaxed);
+                            if let Some(answer) = session_answer(refused, client) {
+                                self.answer_own(&envelope, answer);
+                            }
                         }
                     }
                 }
@@ -818,7 +923,13 @@ impl<S: StateMachine, R> Engine<S, R> {
             batch.len()
         );
         for ((envelope, _, admitted), output) in batch.drain(..).zip(outputs) {
-            if admitted {
+            if let Some(client) = envelope.client {
+                // A session command's output is kept by its client session
+                // (the node session's record would be a second copy).
+                self.sessions
+                    .clients
+                    .record_output(client.session, client.seq, &output);
+            } else if admitted {
                 self.sessions.record_output(&envelope, &output);
             }
             if envelope.session == self.session {
@@ -865,11 +976,33 @@ impl<S: StateMachine, R> Engine<S, R> {
         // nothing about it. Propose it again at once; answered wherever it
         // lands, it is still answered after it was asked.
         let now = self.now_ms;
+        let mut client = None;
         if let Some(waiter) = self.waiters.get_mut(&seq) {
-            if Envelope::decode(&waiter.envelope).is_some_and(|e| e.kind == Kind::Read) {
+            let envelope = Envelope::decode(&waiter.envelope);
+            if envelope.as_ref().is_some_and(|e| e.kind == Kind::Read) {
                 waiter.next_retry_ms = now;
                 return;
             }
+            client = envelope.and_then(|e| e.client);
+        }
+        if let Some(client) = client {
+            // A client session command: its client session knows. A session
+            // the snapshot's table does not know yet may have been
+            // registered after the snapshot's point (this node lagged): the
+            // command keeps waiting for its place in the log, where it is
+            // decided. Expired and too old are final (indexes are never
+            // reused, sequence numbers only grow).
+            let outcome = match self.sessions.clients.outcome(client.session, client.seq) {
+                Check::Unknown => return,
+                outcome => outcome,
+            };
+            if let Some(answer) = session_answer(outcome, client) {
+                if let Some(waiter) = self.waiters.remove(&seq) {
+                    self.metrics.answered_from_sessions.fetch_add(1, Relaxed);
+                    self.answer(waiter.reply, answer);
+                }
+            }
+            return;
         }
         let answer = match self.sessions.outcome(self.session, seq) {
             Outcome::Pending => return,
@@ -880,6 +1013,15 @@ impl<S: StateMachine, R> Engine<S, R> {
         if let Some(waiter) = self.waiters.remove(&seq) {
             self.metrics.answered_from_sessions.fetch_add(1, Relaxed);
             self.answer(waiter.reply, answer);
+        }
+    }
+
+    /// Answers this node's waiter for `envelope`, if it is this node's.
+    fn answer_own(&mut self, envelope: &Envelope, answer: Result<Bytes, RequestError>) {
+        if envelope.session == self.session {
+            if let Some(waiter) = self.waiters.remove(&envelope.seq) {
+                self.answer(waiter.reply, answer);
+            }
         }
     }
 
@@ -988,6 +1130,39 @@ impl<S: StateMachine, R> Engine<S, R> {
     }
 }
 
+/// The payload of a [`Kind::Register`] envelope.
+pub(crate) fn register_payload(nonce: u64, ttl_ms: u64) -> Bytes {
+    let mut payload = BytesMut::with_capacity(16);
+    payload.extend_from_slice(&nonce.to_le_bytes());
+    payload.extend_from_slice(&ttl_ms.to_le_bytes());
+    payload.freeze()
+}
+
+fn parse_register_payload(payload: &[u8]) -> Option<(u64, u64)> {
+    let payload: &[u8; 16] = payload.try_into().ok()?;
+    let (nonce, ttl) = payload.split_at(8);
+    Some((
+        u64::from_le_bytes(nonce.try_into().ok()?),
+        u64::from_le_bytes(ttl.try_into().ok()?),
+    ))
+}
+
+/// The answer to a client session command the table decided on (`None`:
+/// not decided yet).
+fn session_answer(check: Check, client: ClientSeq) -> Option<Result<Bytes, RequestError>> {
+    Some(match check {
+        Check::Pending | Check::Apply => return None,
+        Check::Duplicate(Some(output)) => Ok(output),
+        Check::Duplicate(None) => Err(RequestError::OutputNotKept),
+        Check::TooOld { last } => Err(RequestError::SessionSeqTooOld {
+            seq: client.seq,
+            last,
+        }),
+        Check::Expired => Err(RequestError::SessionExpired(client.session)),
+        Check::Unknown => Err(RequestError::SessionUnknown(client.session)),
+    })
+}
+
 fn log_snapshot_taken(started: std::time::Instant, bytes: usize, how: &str) {
     let took = started.elapsed();
     if took >= Duration::from_millis(25) {
@@ -1046,6 +1221,7 @@ mod tests {
             wall_clock: WallClock::from_fn(|| 1_000),
             mono_clock: None,
             inject_admit_duplicates: false,
+            inject_session_reapply: false,
         };
         Engine::new(
             opts,
@@ -1120,6 +1296,7 @@ mod tests {
             seq: 1,
             low_mark: 1,
             time_ms: 1,
+            client: None,
             payload: Bytes::from_static(b"12"),
         }
         .encode();
@@ -1155,6 +1332,7 @@ mod tests {
             seq: 1,
             low_mark: 1,
             time_ms: u64::MAX / 2,
+            client: None,
             payload: Bytes::from_static(b"12"),
         }
         .encode();
@@ -1170,6 +1348,128 @@ mod tests {
         }
         assert!(follower.waiters.is_empty());
         assert_eq!(follower.metrics.answered_from_sessions.load(Relaxed), 2);
+    }
+
+    /// A client session command proposed through node 2, then retried with
+    /// the same sequence number through node 3 (its answer to node 2 was
+    /// lost): applied once, and both copies answered with the one output,
+    /// in the same instance (the batch is applied before the duplicate is
+    /// answered) or in a later one. A follower that learns of it only from
+    /// a snapshot answers from the client session table in it.
+    #[test]
+    fn a_session_command_retried_through_another_node_applies_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut leader = engine(1, dir.path(), 16);
+        let mut two = engine(2, dir.path(), 16);
+        let mut three = engine(3, dir.path(), 16);
+        two.register_session(77, 60_000, 1);
+        let seq = *two.waiters.keys().next_back().expect("a waiter");
+        let registration = two.waiters[&seq].envelope.clone();
+        let snapshot = leader_snapshot(&mut leader, &[registration]);
+        two.install(snapshot.clone()).expect("installs");
+        let id = match answers(&mut two).remove(&1) {
+            Some(Ok(bytes)) => crate::SessionId::from_bytes(&bytes).expect("an id"),
+            other => panic!("{other:?}"),
+        };
+        three.install(snapshot).expect("installs");
+        let client = ClientSeq {
+            session: id,
+            seq: 1,
+        };
+        let in_session = |node: &mut Engine<Sum, u32>, token: u32| {
+            node.request_in_session(client, Bytes::from_static(b"abc"), token);
+            let seq = *node.waiters.keys().next_back().expect("a waiter");
+            node.waiters[&seq].envelope.clone()
+        };
+        let first = in_session(&mut two, 2);
+        let retry = in_session(&mut three, 3);
+        let again = in_session(&mut three, 4);
+        // Both copies in instance 1, the third in instance 2.
+        let base = leader.applied_end().0;
+        let mut checksum = leader.checksum();
+        for (k, value) in [Value::batch(vec![first, retry]), Value::batch(vec![again])]
+            .iter()
+            .enumerate()
+        {
+            checksum = checksum.extend(value);
+            leader.apply(InstanceId(base + k as u64), value, checksum);
+        }
+        assert_eq!(leader.machine.0, 3, "applied once");
+        let data = leader.sessions.encode_snapshot(&leader.machine.snapshot());
+        let snapshot = Snapshot {
+            memberships: None,
+            meta: SnapshotMeta {
+                applied_end: leader.applied_end(),
+                checksum,
+            },
+            data,
+        };
+        two.install(snapshot.clone()).expect("installs");
+        three.install(snapshot).expect("installs");
+        assert_eq!(
+            answers(&mut two).get(&2),
+            Some(&Ok(Bytes::from_static(b"sum=3")))
+        );
+        let three_answers = answers(&mut three);
+        assert_eq!(
+            three_answers.get(&3),
+            Some(&Ok(Bytes::from_static(b"sum=3")))
+        );
+        assert_eq!(
+            three_answers.get(&4),
+            Some(&Ok(Bytes::from_static(b"sum=3")))
+        );
+        assert_eq!(two.machine.0, 3);
+        // An older sequence number after a newer one is refused, never applied.
+        let newer = ClientSeq {
+            session: id,
+            seq: 5,
+        };
+        three.request_in_session(newer, Bytes::from_static(b"zz"), 5);
+        three.request_in_session(client, Bytes::from_static(b"abc"), 6);
+        let value = Value::batch(three.waiters.values().map(|w| w.envelope.clone()).collect());
+        let at = three.applied_end();
+        three.apply(at, &value, three.checksum().extend(&value));
+        let three_answers = answers(&mut three);
+        assert_eq!(
+            three_answers.get(&5),
+            Some(&Ok(Bytes::from_static(b"sum=5")))
+        );
+        assert_eq!(
+            three_answers.get(&6),
+            Some(&Err(RequestError::SessionSeqTooOld { seq: 1, last: 5 }))
+        );
+    }
+
+    /// A session unused for its TTL of log time is dropped at the same point
+    /// of the log everywhere; its next command is refused, not applied.
+    #[test]
+    fn an_expired_session_refuses_its_commands() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut node = engine(1, dir.path(), 16);
+        let id = node.sessions.clients.register(1, 100, 0);
+        let envelope = |seq: u64, time_ms: u64| {
+            Envelope {
+                kind: Kind::SessionCommand,
+                session: 5,
+                seq,
+                low_mark: seq,
+                time_ms,
+                client: Some(ClientSeq { session: id, seq }),
+                payload: Bytes::from_static(b"x"),
+            }
+            .encode()
+        };
+        let value = Value::batch(vec![envelope(1, 50), envelope(2, 149), envelope(3, 249)]);
+        node.apply(InstanceId(0), &value, Checksum::default().extend(&value));
+        assert_eq!(
+            node.machine.0, 2,
+            "applied at 50 and 149; unused for 100 ms by 249"
+        );
+        assert_eq!(
+            node.sessions.clients.outcome(id, 3),
+            crate::client_sessions::Check::Expired
+        );
     }
 
     /// A request nobody answers times out at the first scan after its

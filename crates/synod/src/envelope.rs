@@ -12,12 +12,24 @@
 //! them should they arrive late. The table is part of the replicated state
 //! (it is in every snapshot), so every replica makes the same decisions.
 
+use crate::client_sessions::{ClientSessions, SessionId};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::collections::{BTreeMap, VecDeque};
 
+/// The envelope of commands and reads: unchanged since the first release.
 const ENVELOPE_VERSION: u8 = 1;
-/// Version 2 keeps outputs and evicted sessions; version 1 is still read.
-const SNAPSHOT_VERSION: u8 = 2;
+/// The envelope of client session registrations and session commands: the
+/// version 1 header, then the client session's index and nonce and the
+/// command's sequence number in it. Only these two kinds use it, so a log
+/// without client sessions is byte for byte what it was; a node of an older
+/// release refuses these envelopes (it skips them as undecodable), so every
+/// node of a cluster must run this release before a client session is opened.
+const ENVELOPE_VERSION_SESSIONS: u8 = 2;
+/// Version 3 adds the client session table; versions 2 (outputs and
+/// evicted sessions) and 1 are still read.
+const SNAPSHOT_VERSION: u8 = 3;
+/// What a table without client sessions is written as (see `encode_snapshot`).
+const SNAPSHOT_VERSION_NO_CLIENTS: u8 = 2;
 
 /// A user command (applied once, on every replica) or a read (answered only
 /// by the node that asked, at its place in the log).
@@ -28,6 +40,22 @@ pub enum Kind {
     /// A read that goes through the log: answered by the node that proposed
     /// it when it applies its instance; never applied.
     Read = 2,
+    /// Registers a client session (payload: the nonce and the TTL in ms,
+    /// 8 bytes LE each); its output is the new [`SessionId`]'s bytes.
+    Register = 3,
+    /// A command of a client session ([`Envelope::client`]): applied on every
+    /// replica at most once per `(session, seq)`.
+    SessionCommand = 4,
+}
+
+/// Which client session a [`Kind::SessionCommand`] belongs to, and its
+/// sequence number there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientSeq {
+    /// The client session.
+    pub session: SessionId,
+    /// The command's number in it (from 1).
+    pub seq: u64,
 }
 
 /// One proposal as it sits in the log.
@@ -44,45 +72,90 @@ pub struct Envelope {
     /// The proposer's clock, ms since the Unix epoch, capped by its
     /// `StampClock` so that it advances no faster than monotonic time.
     pub time_ms: u64,
+    /// For a [`Kind::SessionCommand`]: its client session and sequence
+    /// number (`None` for every other kind).
+    pub client: Option<ClientSeq>,
     /// The user's bytes.
     pub payload: Bytes,
 }
 
 /// Bytes the envelope adds in front of the user's command.
 pub(crate) const HEADER_BYTES: usize = 2 + 4 * 8;
+/// Bytes a session envelope adds on top of [`HEADER_BYTES`].
+pub(crate) const SESSION_HEADER_EXTRA_BYTES: usize = 3 * 8;
 
 impl Envelope {
     /// The bytes proposed to the log.
     pub fn encode(&self) -> Bytes {
-        let mut buf = BytesMut::with_capacity(HEADER_BYTES + self.payload.len());
-        buf.put_u8(ENVELOPE_VERSION);
+        let sessions = matches!(self.kind, Kind::Register | Kind::SessionCommand);
+        let extra = if sessions {
+            SESSION_HEADER_EXTRA_BYTES
+        } else {
+            0
+        };
+        let mut buf = BytesMut::with_capacity(HEADER_BYTES + extra + self.payload.len());
+        buf.put_u8(if sessions {
+            ENVELOPE_VERSION_SESSIONS
+        } else {
+            ENVELOPE_VERSION
+        });
         buf.put_u8(self.kind as u8);
         buf.put_u64_le(self.session);
         buf.put_u64_le(self.seq);
         buf.put_u64_le(self.low_mark);
         buf.put_u64_le(self.time_ms);
+        if sessions {
+            let client = self.client.unwrap_or(ClientSeq {
+                session: SessionId::new(0, 0),
+                seq: 0,
+            });
+            buf.put_u64_le(client.session.index());
+            buf.put_u64_le(client.session.nonce());
+            buf.put_u64_le(client.seq);
+        }
         buf.put_slice(&self.payload);
         buf.freeze()
     }
 
     /// Decodes an envelope; the payload is a zero-copy slice of `bytes`.
     pub fn decode(bytes: &Bytes) -> Option<Envelope> {
-        if bytes.len() < HEADER_BYTES || bytes[0] != ENVELOPE_VERSION {
+        if bytes.len() < HEADER_BYTES {
             return None;
         }
-        let kind = match bytes[1] {
-            1 => Kind::Command,
-            2 => Kind::Read,
+        let kind = match (bytes[0], bytes[1]) {
+            (ENVELOPE_VERSION, 1) => Kind::Command,
+            (ENVELOPE_VERSION, 2) => Kind::Read,
+            (ENVELOPE_VERSION_SESSIONS, 3) => Kind::Register,
+            (ENVELOPE_VERSION_SESSIONS, 4) => Kind::SessionCommand,
             _ => return None,
         };
-        let mut header = &bytes[2..HEADER_BYTES];
+        let header_bytes = match kind {
+            Kind::Command | Kind::Read => HEADER_BYTES,
+            Kind::Register | Kind::SessionCommand => HEADER_BYTES + SESSION_HEADER_EXTRA_BYTES,
+        };
+        if bytes.len() < header_bytes {
+            return None;
+        }
+        let mut header = &bytes[2..header_bytes];
+        let session = header.get_u64_le();
+        let seq = header.get_u64_le();
+        let low_mark = header.get_u64_le();
+        let time_ms = header.get_u64_le();
+        let client = match kind {
+            Kind::SessionCommand => Some(ClientSeq {
+                session: SessionId::new(header.get_u64_le(), header.get_u64_le()),
+                seq: header.get_u64_le(),
+            }),
+            _ => None,
+        };
         Some(Envelope {
             kind,
-            session: header.get_u64_le(),
-            seq: header.get_u64_le(),
-            low_mark: header.get_u64_le(),
-            time_ms: header.get_u64_le(),
-            payload: bytes.slice(HEADER_BYTES..),
+            session,
+            seq,
+            low_mark,
+            time_ms,
+            client,
+            payload: bytes.slice(header_bytes..),
         })
     }
 }
@@ -115,6 +188,8 @@ pub(crate) struct Sessions {
     evicted: VecDeque<u64>,
     /// Bytes of every output kept, all sessions together.
     output_bytes: usize,
+    /// The library users' client sessions (`client_sessions.rs`).
+    pub(crate) clients: ClientSessions,
 }
 
 /// Applied sequence numbers one session may hold above its low mark: a bound
@@ -284,7 +359,15 @@ impl Sessions {
     /// The runtime's part of a snapshot, followed by the state machine's.
     pub(crate) fn encode_snapshot(&self, user: &[u8]) -> Bytes {
         let mut buf = BytesMut::new();
-        buf.put_u8(SNAPSHOT_VERSION);
+        // A cluster that never opened a client session writes version 2,
+        // byte for byte what the previous release wrote and can install
+        // (a rolling upgrade keeps working until the first session).
+        let with_clients = self.clients != ClientSessions::default();
+        buf.put_u8(if with_clients {
+            SNAPSHOT_VERSION
+        } else {
+            SNAPSHOT_VERSION_NO_CLIENTS
+        });
         buf.put_u64_le(self.time_ms);
         buf.put_u64_le(self.sessions.len() as u64);
         for (id, session) in &self.sessions {
@@ -310,12 +393,16 @@ impl Sessions {
         for id in &self.evicted {
             buf.put_u64_le(*id);
         }
+        if with_clients {
+            self.clients.encode(&mut buf);
+        }
         buf.put_slice(user);
         buf.freeze()
     }
 
     /// Splits a snapshot into the session table and the state machine's part.
-    /// Reads this version and version 1 (no outputs, no evicted sessions).
+    /// Reads this version, version 2 (no client sessions) and version 1 (no
+    /// outputs, no evicted sessions either).
     pub(crate) fn decode_snapshot(
         data: &Bytes,
         sessions_max: usize,
@@ -326,7 +413,7 @@ impl Sessions {
             return Err(truncated());
         }
         let version = buf.get_u8();
-        if version != SNAPSHOT_VERSION && version != 1 {
+        if !(1..=SNAPSHOT_VERSION).contains(&version) {
             return Err(format!("unknown runtime snapshot version {version}"));
         }
         let mut table = Sessions::new(sessions_max);
@@ -401,6 +488,9 @@ impl Sessions {
                 table.evicted.pop_front();
             }
         }
+        if version >= 3 {
+            table.clients = ClientSessions::decode(&mut buf)?;
+        }
         Ok((table, buf))
     }
 }
@@ -416,6 +506,7 @@ mod tests {
             seq,
             low_mark,
             time_ms: 5,
+            client: None,
             payload: Bytes::from_static(b"x"),
         }
     }
@@ -431,6 +522,66 @@ mod tests {
         let mut bad = env_bytes();
         bad[1] = 9;
         assert_eq!(Envelope::decode(&Bytes::from(bad)), None);
+    }
+
+    /// Session envelopes use version 2; the others stay byte for byte as
+    /// the first release wrote them (version 1), and a version 1 envelope
+    /// never decodes as a session kind.
+    #[test]
+    fn session_envelopes_round_trip_and_old_ones_are_unchanged() {
+        let mut env = command(7, 9, 3);
+        env.kind = Kind::SessionCommand;
+        env.client = Some(ClientSeq {
+            session: SessionId::new(4, 0xabc),
+            seq: 12,
+        });
+        let bytes = env.encode();
+        assert_eq!(bytes[0], 2);
+        assert_eq!(bytes.len(), HEADER_BYTES + SESSION_HEADER_EXTRA_BYTES + 1);
+        assert_eq!(Envelope::decode(&bytes), Some(env.clone()));
+        for cut in 0..bytes.len() - 1 {
+            assert_eq!(Envelope::decode(&bytes.slice(..cut)), None, "cut {cut}");
+        }
+        let mut v1_kind_4 = command(7, 9, 3).encode().to_vec();
+        v1_kind_4[1] = 4;
+        assert_eq!(Envelope::decode(&Bytes::from(v1_kind_4)), None);
+        let plain = command(7, 9, 3).encode();
+        assert_eq!(plain[0], 1);
+        assert_eq!(plain.len(), HEADER_BYTES + 1);
+        let mut register = command(1, 2, 1);
+        register.kind = Kind::Register;
+        assert_eq!(Envelope::decode(&register.encode()), Some(register));
+    }
+
+    /// Snapshots written before client sessions (version 2) still restore,
+    /// with an empty client table, and a table that never held a client
+    /// session is still written as version 2 (a node of the previous release
+    /// can install it); the client table round-trips in version 3.
+    #[test]
+    fn version_2_snapshots_still_decode_and_clients_round_trip() {
+        let mut table = Sessions::new(10);
+        table.admit(&command(1, 4, 2));
+        let v2 = table.encode_snapshot(b"user");
+        assert_eq!(v2[0], 2);
+        let (back, user) = Sessions::decode_snapshot(&v2, 10).expect("decodes");
+        assert_eq!(back, table);
+        assert_eq!(&user[..], b"user");
+        let id = table.clients.register(9, 100, 0);
+        table.clients.check(id, 1, 0);
+        table
+            .clients
+            .record_output(id, 1, &Bytes::from_static(b"out"));
+        let data = table.encode_snapshot(b"user");
+        assert_eq!(data[0], 3);
+        let (back, user) = Sessions::decode_snapshot(&data, 10).expect("decodes");
+        assert_eq!(back, table);
+        assert_eq!(&user[..], b"user");
+        for cut in 0..data.len() - 4 {
+            assert!(
+                Sessions::decode_snapshot(&data.slice(..cut), 10).is_err(),
+                "cut {cut}"
+            );
+        }
     }
 
     fn env_bytes() -> Vec<u8> {

@@ -16,6 +16,7 @@
 
 mod admin;
 pub mod blocking;
+mod client_sessions;
 mod clock;
 mod config;
 mod driver;
@@ -26,6 +27,7 @@ mod membership;
 mod metrics;
 mod node;
 pub mod persist;
+mod session;
 mod state_machine;
 
 pub use admin::{
@@ -33,6 +35,7 @@ pub use admin::{
     ADMIN_CONNECTIONS_MAX_DEFAULT, HEAD_BYTES_MAX as ADMIN_HEAD_BYTES_MAX,
     HEAD_TIMEOUT as ADMIN_HEAD_TIMEOUT,
 };
+pub use client_sessions::{SessionId, CLIENT_SESSIONS_MAX};
 pub use clock::{StampClock, WallClock};
 pub use config::{Bootstrap, NodeConfig};
 pub use membership::{
@@ -41,6 +44,7 @@ pub use membership::{
 };
 pub use metrics::{Histogram, Metrics, PEER_REFUSAL_REASONS};
 pub use node::{Leadership, Node, NodeError, NodeStatus, RequestError};
+pub use session::Session;
 pub use state_machine::{ApplyContext, BatchCommand, QueryJob, SnapshotJob, StateMachine};
 pub use synod_core::{
     Ballot, Checksum, InstanceId, MemberRole, Membership, NodeId, RoleKind, Schedule,

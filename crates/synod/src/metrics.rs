@@ -191,6 +191,13 @@ pub struct Metrics {
     pub timeouts: AtomicU64,
     /// Commands skipped at apply as duplicates.
     pub duplicates: AtomicU64,
+    /// Client session commands (`Session::propose`) found already applied
+    /// under their sequence number: answered with the kept output, not
+    /// applied again (a retry through another node, or after a restart).
+    pub session_duplicates: AtomicU64,
+    /// Client session commands refused: session expired, unknown, or
+    /// sequence number too old.
+    pub session_refusals: AtomicU64,
     /// Times this node saw the leader change.
     pub leader_changes: AtomicU64,
     /// Snapshots written (taken here or installed from a peer).
@@ -236,6 +243,8 @@ impl Default for Metrics {
             retries: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
+            session_duplicates: AtomicU64::new(0),
+            session_refusals: AtomicU64::new(0),
             leader_changes: AtomicU64::new(0),
             snapshots: AtomicU64::new(0),
             snapshots_installed: AtomicU64::new(0),
@@ -258,7 +267,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 17] = [
+        let counters: [(&str, &str, &AtomicU64); 19] = [
             (
                 "synod_admin_connections_refused_total",
                 "Admin HTTP connections closed at once: the connection cap was reached.",
@@ -313,6 +322,16 @@ impl Metrics {
                 "synod_duplicates_total",
                 "Commands skipped at apply as duplicates.",
                 &self.duplicates,
+            ),
+            (
+                "synod_session_duplicates_total",
+                "Client session commands answered from the session table, not applied again.",
+                &self.session_duplicates,
+            ),
+            (
+                "synod_session_refusals_total",
+                "Client session commands refused (session expired or unknown, sequence number too old).",
+                &self.session_refusals,
             ),
             (
                 "synod_leader_changes_total",

@@ -1,10 +1,12 @@
 //! The public handle of a running node.
 
+use crate::client_sessions::SessionId;
 use crate::config::NodeConfig;
 use crate::driver::{Driver, Submit};
 use crate::envelope::Kind;
 use crate::membership::{JoinInfo, MemberAddr, MemberError, MemberSubmit, MembersView};
 use crate::metrics::Metrics;
+use crate::session::Session;
 use crate::state_machine::StateMachine;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -45,10 +47,13 @@ pub enum NodeError {
     Removed(String),
 }
 
-/// Why a request got no answer. `TooLarge`: the command was never proposed
-/// and had no effect. `OutputNotKept`: it took effect, but its output is
-/// lost. Every other variant except `Diverged` leaves the outcome unknown:
-/// the command may or may not take effect.
+/// Why a request got no answer. `TooLarge` and `SessionUnknown`: the
+/// command was never applied and never will be. `OutputNotKept`: it took
+/// effect, but its output is lost. `SessionExpired` and `SessionSeqTooOld`:
+/// not applied now and never will be under this sequence number, but an
+/// earlier attempt's outcome is unknown. Every other variant except
+/// `Diverged` leaves the outcome unknown: the command may or may not take
+/// effect.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum RequestError {
     /// No majority answered in time (no quorum, or a leader change took
@@ -89,6 +94,27 @@ pub enum RequestError {
     /// machine's read panicked: a bug). Nothing changed; the node goes on.
     #[error("the read failed on this node: {0}")]
     ReadFailed(String),
+    /// The client session was dropped from the replicated table: unused for
+    /// its TTL of log time, or evicted when the table was full
+    /// ([`crate::CLIENT_SESSIONS_MAX`]). The command was not applied (and no
+    /// command of the session ever will be): open a new session. What the
+    /// session's earlier unanswered commands did is unknown.
+    #[error("client session {0} expired (unused for its TTL, or evicted from a full table): the command was not applied; open a new session")]
+    SessionExpired(crate::SessionId),
+    /// No such client session was ever registered in this cluster (an id
+    /// from another cluster, or one whose data was reset). Not applied.
+    #[error("client session {0} is unknown to this cluster: the command was not applied")]
+    SessionUnknown(crate::SessionId),
+    /// The session already applied a larger sequence number (`last`):
+    /// `seq` was applied before or skipped, and the table keeps only the
+    /// latest. It was not applied now; its own outcome is unknown.
+    #[error("sequence number {seq} is older than the session's latest applied ({last}): not applied now; whether it took effect earlier is unknown")]
+    SessionSeqTooOld {
+        /// The sequence number proposed.
+        seq: u64,
+        /// The largest the session applied.
+        last: u64,
+    },
 }
 
 /// A node's view of the cluster, refreshed as the node works.
@@ -310,6 +336,8 @@ impl Node {
     /// Replicates `command`: returns the state machine's output once the
     /// command is chosen (durable on a majority) and applied here. Retries
     /// (after a leader change, a lost forward) take effect at most once.
+    /// A caller that retries itself, through another node or from another
+    /// process, needs a client session ([`Node::session`]) for that.
     ///
     /// A command longer than [`Node::command_bytes_max`] is refused at once
     /// with [`RequestError::TooLarge`]: no instance value could hold it.
@@ -358,17 +386,46 @@ impl Node {
     }
 
     async fn submit(&self, kind: Kind, payload: Bytes) -> Result<Bytes, RequestError> {
-        let (reply, answer) = oneshot::channel();
-        let stopped = || RequestError::Stopped("node task ended".into());
-        self.submit
-            .send(Submit::Request {
-                kind,
-                payload,
-                reply,
-            })
-            .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        crate::session::submit(&self.submit, kind, None, payload).await
+    }
+
+    /// Opens a client session: registers it in the log (so every replica
+    /// knows it) and returns its handle, whose proposals take effect exactly
+    /// once even when retried through another node or by another process
+    /// (see [`Session`] for the guarantees). The session expires once unused
+    /// for [`NodeConfig::session_ttl`] of log time.
+    ///
+    /// An error leaves the outcome unknown as for [`Node::propose`]: a
+    /// session may have been registered and is then unused until it
+    /// expires (it counts toward [`crate::CLIENT_SESSIONS_MAX`]).
+    ///
+    /// Every node of the cluster must run a release with client sessions
+    /// (older ones skip the session envelopes).
+    pub async fn session(&self) -> Result<Session, RequestError> {
+        let ttl_ms = u64::try_from(self.config.session_ttl.as_millis()).unwrap_or(u64::MAX);
+        let nonce = crate::driver::random_u64();
+        let payload = crate::engine::register_payload(nonce, ttl_ms);
+        let output = crate::session::submit(&self.submit, Kind::Register, None, payload).await?;
+        let id = SessionId::from_bytes(&output).ok_or_else(|| {
+            RequestError::SessionLost("the session registration answered no session id".into())
+        })?;
+        Ok(Session::new(
+            id,
+            1,
+            self.submit.clone(),
+            self.command_bytes_max(),
+        ))
+    }
+
+    /// A handle on an existing client session `id` (opened by
+    /// [`Node::session`] on any node, in any process) whose next proposal
+    /// uses sequence number `next_seq`: to retry a proposal whose outcome
+    /// is unknown, pass its sequence number and propose the same command.
+    /// Nothing is checked here: a session that expired or never existed
+    /// fails its first proposal ([`RequestError::SessionExpired`],
+    /// [`RequestError::SessionUnknown`]).
+    pub fn resume_session(&self, id: SessionId, next_seq: u64) -> Session {
+        Session::new(id, next_seq, self.submit.clone(), self.command_bytes_max())
     }
 
     /// The node's latest status.

@@ -116,6 +116,7 @@ fn caught_among(name: &str, by: &str, seeds: std::ops::Range<u64>) -> Option<u64
     let mut inject = parse_inject(name).expect("known injection");
     inject.queue_off = true;
     inject.sweep_off = true;
+    inject.sessions_off = true;
     seeds
         .map(|seed| run_seed(seed, 3, inject))
         .find(|report| report.violations.iter().any(|v| v.contains(by)))
@@ -206,4 +207,19 @@ fn ignored_watches_are_caught_by_the_linearizability_checker() {
 fn lost_wakes_are_caught_by_the_timeout_check() {
     let caught = first_caught_within("wake-lost", "a lost wake-up", 10);
     assert!(caught.is_some(), "lost wakes went unnoticed for 10 seeds");
+}
+
+/// The runtime's client session check switched off (`--inject
+/// session-reapply`): library session clients retry a command with the
+/// same sequence number through another node, or after "restarting", and
+/// the copies take effect again. The state machine leaves these clients'
+/// exactly-once to the runtime, so the durability and exactly-once checks
+/// see the same `(session, seq)` applied more than once.
+#[test]
+fn a_client_session_that_reapplies_retries_is_caught() {
+    let caught = first_caught_within("session-reapply", "took effect", 10);
+    assert!(
+        caught.is_some(),
+        "re-applied client session retries went unnoticed for 10 seeds"
+    );
 }

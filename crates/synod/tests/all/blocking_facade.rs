@@ -87,6 +87,18 @@ fn a_blocking_cluster_proposes_reads_and_survives_its_leader() {
         nodes[0].propose(Bytes::from_static(b"x")).expect("chosen"),
         Bytes::from("61")
     );
+    // A client session, retried through the other node: applied once.
+    let mut session = nodes[0].session().expect("a session");
+    let (id, seq) = (session.id(), session.next_seq());
+    assert_eq!(
+        nodes[0].propose_in(&mut session, Bytes::from_static(b"y")),
+        Ok(Bytes::from("62"))
+    );
+    let mut resumed = nodes[1].resume_session(id, seq);
+    assert_eq!(
+        nodes[1].propose_in(&mut resumed, Bytes::from_static(b"y")),
+        Ok(Bytes::from("62"))
+    );
     // A stale read needs no other node: with the last peer gone (no
     // majority, so `read` could not be answered), it still answers at once
     // from what this node applied.
@@ -97,7 +109,7 @@ fn a_blocking_cluster_proposes_reads_and_survives_its_leader() {
     }
     assert_eq!(
         alone.read_stale(Bytes::new()).expect("stale read"),
-        Bytes::from("61")
+        Bytes::from("62")
     );
     alone.shutdown();
 }

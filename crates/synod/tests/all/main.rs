@@ -10,6 +10,7 @@ mod layout;
 mod limits;
 mod membership;
 mod off_loop_panics;
+mod sessions;
 mod snapshot_now;
 mod snapshot_off_loop;
 mod state_digest;
