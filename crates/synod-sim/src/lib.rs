@@ -18,6 +18,7 @@ mod client;
 mod forge;
 pub mod kv;
 mod lease_clock;
+mod master_checks;
 mod membership;
 mod membership_checks;
 mod nemesis;
@@ -114,6 +115,10 @@ pub struct Faults {
     /// that seeds pinned before leases existed replay the runs they were
     /// found in (a seed that draws a lease runs differently).
     pub lease_off: bool,
+    /// Not a fault: never asks for master leases (issue 17), so that seeds
+    /// pinned before they existed replay the runs they were found in (a
+    /// lease lent makes a leadership transfer wait for it).
+    pub master_off: bool,
 }
 
 impl Faults {
@@ -125,6 +130,7 @@ impl Faults {
             watch_off: true,
             queue_off: true,
             sweep_off: true,
+            master_off: true,
             ..Faults::default()
         }
     }
@@ -136,6 +142,7 @@ impl Faults {
             watch_off: true,
             queue_off: true,
             sweep_off: true,
+            master_off: true,
             ..Faults::default()
         }
     }
@@ -146,6 +153,7 @@ impl Faults {
         Faults {
             queue_off: true,
             sweep_off: true,
+            master_off: true,
             ..Faults::default()
         }
     }
@@ -189,6 +197,8 @@ pub fn run_seed(seed: u64, nodes: usize, faults: Faults) -> SeedReport {
         world.stats.request_retries = metrics.retries.load(Relaxed);
         world.stats.duplicates_skipped = metrics.duplicates.load(Relaxed);
         world.stats.answered_from_sessions = metrics.answered_from_sessions.load(Relaxed);
+        world.stats.master_leases_lent = world.masters.lent;
+        world.stats.masters = world.masters.masters;
         world.stats.lease_reads += world
             .nodes
             .iter()

@@ -61,6 +61,10 @@ pub struct Stats {
     pub pop_tries_after_wake: u64,
     /// Expiry sweeps proposed (see `sweep.rs`).
     pub sweeps: u64,
+    /// Master leases lent to the simulated application (leases only).
+    pub master_leases_lent: u64,
+    /// Distinct masters (node, ballot) that were lent one.
+    pub masters: u64,
 }
 
 /// The result of one seed.

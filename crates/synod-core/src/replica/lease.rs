@@ -259,6 +259,12 @@ impl Replica {
         let Some(lease) = self.cfg.read_lease else {
             return false;
         };
+        if ballot.node != self.cfg.id && self.master_lease_outstanding() {
+            // This replica's own vote was in the quorum behind the master
+            // lease it lent, and that lease outlives its leadership: it
+            // grants itself until the lease's end (`master.rs`).
+            return true;
+        }
         if self.lease.promised_here.is_some_and(|p| ballot <= p) {
             return false;
         }

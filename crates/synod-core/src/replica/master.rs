@@ -23,6 +23,15 @@
 //! second leader (`grant_lease`). So no rival leads, let alone holds a
 //! master lease, before `until_ms` here.
 //!
+//! The leader's own vote is in `Q` too, and counts without a grant while it
+//! leads (`follows_live_leader`). A master lease outlives the leadership it
+//! was lent under (a leader that hears a higher ballot steps down at once),
+//! so while a lease it lent may be in use a replica promises no ballot of
+//! another node (`lease_refuses_promise`): the grant it gives itself ends
+//! exactly when the lease does, on the same clock. (Found by the
+//! simulator's checker, seed 86: the old leader stepped down on a rival's
+//! `Reject`, then promised the rival, which completed phase 1 with it.)
+//!
 //! The one way a grant is dropped early is `TakeOver` (rule 5), sent by a
 //! leadership transfer. Reads stop at once when the transfer steps down, but
 //! an application may act on a master lease lent before it. So
