@@ -509,7 +509,9 @@ impl Node {
 
     /// Hands leadership to voter `to`: the leader waits until `to` has the
     /// whole log, then tells it to campaign at once. Answers once `to` leads
-    /// (as this node sees it).
+    /// (as this node sees it). A master lease this node lent
+    /// ([`Node::master_lease`]) is waited out first (at most `D`, about
+    /// 390 ms with the default timing), and none is lent meanwhile.
     pub async fn transfer_leader(&self, to: NodeId) -> Result<(), MemberError> {
         self.member_op(MemberOp::Transfer { to }).await
     }

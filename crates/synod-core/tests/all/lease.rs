@@ -613,3 +613,49 @@ fn a_dropped_leader_steps_down_and_does_not_campaign_during_its_hold() {
     assert!(n.role(2) == RoleKind::Leader || n.role(3) == RoleKind::Leader);
     assert!(!n.r[1].drop_leadership() || !n.r[2].drop_leadership());
 }
+
+/// The simulator's seed 86: a leader that lent a master lease steps down
+/// when it hears a higher ballot (a rival's Reject), while its lease still
+/// runs. Its own vote was in the lease's quorum: it must not promise the
+/// rival before the lease it lent ran out, or the rival completes phase 1
+/// with it and a second master exists.
+#[test]
+fn a_replica_that_lent_a_master_lease_promises_no_rival_until_it_ran_out() {
+    let mut n = Net::new(3);
+    n.elect(1);
+    n.heartbeat_round(1);
+    let lease = n.r[0].master_lease().expect("lent");
+    let rival = Ballot {
+        round: n.r[0].status().promised.round + 1,
+        node: NodeId(3),
+    };
+    let prepare = Message {
+        group: GroupId(0),
+        from: NodeId(3),
+        to: NodeId(1),
+        body: Body::Prepare {
+            ballot: rival,
+            first_instance: InstanceId(0),
+        },
+    };
+    // n1 stops leading (as on a rival's Reject) with the lease still lent.
+    assert!(n.r[0].drop_leadership());
+    n.pool.clear();
+    n.r[0].step(prepare.clone());
+    let ready = n.r[0].take_ready();
+    assert!(
+        !ready
+            .persist
+            .iter()
+            .any(|rec| matches!(rec, Record::Promise { .. })),
+        "promised a rival while its master lease ran"
+    );
+    // Once its clock passed the lease's end, it promises.
+    n.advance(1, lease.until_ms - n.clock[0]);
+    n.r[0].step(prepare);
+    let ready = n.r[0].take_ready();
+    assert!(ready
+        .persist
+        .iter()
+        .any(|rec| matches!(rec, Record::Promise { .. })));
+}
