@@ -59,8 +59,8 @@ impl MasterWatch {
             .find(|(other, belief)| **other != id && belief.until_us > now_us)
             .map(|(other, belief)| {
                 format!(
-                    "master lease overlap: node {id} (ballot {ballot}) was lent a master lease at {now_us} us \
-                     until {until_us} us, while node {other} (ballot {}) believes it is master from {} us until {} us",
+                    "master lease overlap: {id} (ballot {ballot}) was lent a master lease at {now_us} us \
+                     until {until_us} us, while {other} (ballot {}) believes it is master from {} us until {} us",
                     belief.ballot, belief.from_us, belief.until_us
                 )
             });
@@ -114,7 +114,7 @@ mod tests {
         // Node 2 at 150: node 1's belief ended (at 150, exclusive).
         assert_eq!(watch.lent(NodeId(2), ballot(2, 2), 150, 300), None);
         let caught = watch.lent(NodeId(1), ballot(3, 1), 299, 400);
-        assert!(caught.is_some_and(|text| text.contains("node 2")));
+        assert!(caught.is_some_and(|text| text.contains("while n2 (ballot 2.2)")));
         assert_eq!(watch.masters, 3);
         assert_eq!(watch.lent, 4);
     }

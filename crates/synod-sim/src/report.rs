@@ -91,7 +91,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} master leases lent to {} masters, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
             self.ops_ok,
             self.ops_unknown,
             self.instances,
@@ -106,6 +106,8 @@ impl fmt::Display for Stats {
             self.member_ops,
             self.spares_started,
             self.lease_reads,
+            self.master_leases_lent,
+            self.masters,
             self.pops_served,
             self.pops_timed_out,
             self.pop_tries_after_wake,

@@ -57,6 +57,9 @@ fn start(id: u32, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path, seen: &Seen)
     cfg.bootstrap = Bootstrap::New;
     cfg.peer_security = Some(PeerSecurity::InsecureLoopback);
     cfg.read_lease = Some(cfg.default_read_lease());
+    // Requests made while no master is elected wait for one (a loaded CI
+    // machine may take seconds), rather than fail with an unknown outcome.
+    cfg.request_timeout = Duration::from_secs(20);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
