@@ -42,6 +42,15 @@
 //! lease is lent while a transfer waits. The wait counts toward nothing: the
 //! transfer's timeout starts once it is over.
 //!
+//! Membership changes. A lease is counted against the memberships in play
+//! when it is lent (rule 4 of `lease.rs`); a reconfiguration proposed later
+//! brings in a membership whose quorums need not include any node that
+//! granted it (new nodes, or nodes cut off from the leader that learn the
+//! change from others). So `flush_proposals` proposes no reconfiguration
+//! while a lent lease may be in use, and no lease is lent while a change
+//! waits to be proposed. A change proposed before the lend is in flight or
+//! scheduled then, so the lend needed a quorum of its membership too.
+//!
 //! # What the application must do
 //!
 //! The lease is a promise about *time on this node's monotonic clock*. A
@@ -91,14 +100,15 @@ impl Replica {
     ///
     /// `None` without [`crate::Config::read_lease`], while not leading, while
     /// the lease is not (or no longer) held, while phase 1 does not cover
-    /// every membership, and while a leadership transfer is in progress.
+    /// every membership, while a leadership transfer is in progress, and
+    /// while a membership change waits to be proposed.
     pub fn master_lease(&mut self) -> Option<MasterLease> {
         // The conditions of a read by lease (rule 4 of `lease.rs`).
         self.lease_read_index()?;
         let Role::Leader(leader) = &self.role else {
             return None;
         };
-        if leader.transfer.is_some() {
+        if leader.transfer.is_some() || leader.change_queued.is_some() {
             return None;
         }
         let until_ms = leader.lease.held_until_ms()?;

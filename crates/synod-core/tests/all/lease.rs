@@ -659,3 +659,32 @@ fn a_replica_that_lent_a_master_lease_promises_no_rival_until_it_ran_out() {
         .iter()
         .any(|rec| matches!(rec, Record::Promise { .. })));
 }
+
+/// A reconfiguration proposed after a master lease was lent waits until
+/// the lease ran out: the new membership's quorums need not include a node
+/// that granted it. No lease is lent while the change waits.
+#[test]
+fn a_membership_change_waits_for_the_master_lease_lent_before_it() {
+    let mut n = Net::new(3);
+    n.elect(1);
+    n.write(1, b"x");
+    n.heartbeat_round(1);
+    let lease = n.r[0].master_lease().expect("lent");
+    let change = MembershipChange::Add {
+        id: NodeId(4),
+        addr: Bytes::new(),
+        promote: false,
+    };
+    n.r[0].propose_change(change, false).unwrap();
+    n.pump(1);
+    let reconfig_sent = |n: &Net| {
+        n.pool.iter().any(|m| {
+            matches!(&m.body, Body::Accept { value, .. } if matches!(value, Value::Reconfig(_)))
+        })
+    };
+    assert!(!reconfig_sent(&n), "proposed while the master lease ran");
+    assert_eq!(n.r[0].master_lease(), None, "lent while a change waits");
+    n.advance(1, lease.until_ms - n.clock[0]);
+    n.tick(1);
+    assert!(reconfig_sent(&n), "the change waits past the lease");
+}
