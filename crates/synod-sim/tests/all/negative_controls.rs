@@ -215,12 +215,12 @@ fn lost_wakes_are_caught_by_the_timeout_check() {
 /// above: a leader paused through its successor's election wakes with its
 /// clock stopped, is lent a master lease, and believes it is the only master
 /// while the successor holds one. The master-lease checker (true simulated
-/// time) sees the overlap. Seeds 4 and 13 are the first two of 0..100 to
-/// show it (10 of the first 40 do).
+/// time) sees the overlap. Seeds 4 and 8 are the first two of 0..60 to
+/// show it (14 of the 60 do).
 #[test]
 fn a_master_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
     let inject = parse_inject("lease-drift-beyond-bound").expect("known injection");
-    let caught: Vec<u64> = [4, 13]
+    let caught: Vec<u64> = [4, 8]
         .into_iter()
         .filter(|seed| {
             run_seed(*seed, 3, inject)
@@ -231,7 +231,7 @@ fn a_master_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
         .collect();
     assert_eq!(
         caught,
-        vec![4, 13],
+        vec![4, 8],
         "master leases on clocks beyond the drift bound went unnoticed"
     );
 }
