@@ -352,9 +352,10 @@ impl Node {
     }
 
     /// Whether this node leads now, as far as it knows (another node may
-    /// have been elected since without its knowledge: use reads and
-    /// proposals, which are linearizable, for decisions that must be
-    /// exclusive).
+    /// have been elected since without its knowledge: use
+    /// [`Node::master_lease`] before actions that must never run on two
+    /// nodes at once, and reads and proposals, which are linearizable, for
+    /// decisions kept in the state machine).
     pub fn is_leader(&self) -> bool {
         let status = self.status.borrow();
         status.stopped.is_none()
