@@ -21,9 +21,9 @@
 //! which ends before any of those promises can, whatever the clocks do
 //! within the bound. A lease lent is given up only by running out: a
 //! leadership transfer ([`crate::Node::transfer_leader`], a shutdown, the
-//! leader's removal) waits until the last lease lent has run out before it
-//! hands over, and the node promises nothing to another candidate until
-//! then, even after it stopped leading (details and the proof in
+//! leader's removal) and a membership change wait until the last lease lent
+//! has run out before they go ahead, and the node promises nothing to
+//! another candidate until then, even after it stopped leading (details and the proof in
 //! `synod-core`'s `replica/master.rs` and `replica/lease.rs`).
 //!
 //! # The assumption
