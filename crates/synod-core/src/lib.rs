@@ -44,7 +44,8 @@ pub use ready::{
 };
 pub use record::{ChosenValue, Record};
 pub use replica::{
-    ChangeError, CompactError, MemberProgress, QuorumUse, RecoverError, Refusal, Refusals, Replica,
-    RoleKind, SnapshotTransferStats, Status, ROUND_JUMP_MAX,
+    ChangeError, CompactError, MasterLease, MemberProgress, QuorumUse, RecoverError, Refusal,
+    Refusals, Replica, RoleKind, SnapshotTransferStats, Status, DROP_HOLD_ELECTION_TIMEOUTS,
+    ROUND_JUMP_MAX,
 };
 pub use value::{Checksum, Command, Snapshot, SnapshotDigest, SnapshotMeta, Value};

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 const PPM: u64 = 1_000_000;
 
 /// One node's monotonic clock.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct DriftClock {
     rng: ChaCha8Rng,
     /// The largest deviation of a rate from 1, in ppm (within the bound).
@@ -69,6 +69,37 @@ impl DriftClock {
         self.local_start_us + u64::try_from(local).unwrap_or(u64::MAX / 2)
     }
 
+    /// The first simulated time at which this clock reads `local_ms` or
+    /// more, if it is not frozen before then (at or before the last
+    /// reading when it already does). Exact: the future rate segments come
+    /// from the clock's own stream, drawn here on a copy exactly as
+    /// `now_ms` will draw them.
+    pub(crate) fn real_us_when(&self, local_ms: u64) -> u64 {
+        /// Segments of at least 20 ms: a minute of leases is far within.
+        const SEGMENTS_MAX: u32 = 1_000_000;
+        let target_us = local_ms.saturating_mul(1000);
+        let mut clock = self.clone();
+        for _ in 0..SEGMENTS_MAX {
+            if target_us <= clock.local_start_us {
+                return clock.start_us;
+            }
+            if clock.local_at(clock.end_us) >= target_us {
+                // Smallest `t` with ⌊(t − start)·rate/PPM⌋ ≥ need.
+                let need = u128::from(target_us - clock.local_start_us);
+                let rate = u128::from(clock.rate_ppm);
+                let elapsed = (need * u128::from(PPM)).div_ceil(rate);
+                let at = clock.start_us + u64::try_from(elapsed).unwrap_or(u64::MAX / 2);
+                debug_assert!(clock.local_at(at) >= target_us);
+                debug_assert!(at == clock.start_us || clock.local_at(at - 1) < target_us);
+                return at;
+            }
+            let end = clock.end_us;
+            let local = clock.local_at(end);
+            clock.next_segment(end, local);
+        }
+        u64::MAX
+    }
+
     /// The local time in ms at simulated time `now_us` (never earlier than
     /// a previous call's). With `frozen` (negative control only), the clock
     /// stood still since the last reading.
@@ -91,6 +122,25 @@ impl DriftClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn real_us_when_finds_the_first_moment_the_clock_reads_a_time() {
+        let mut clock = DriftClock::new(11, 50_000, false, 1_000);
+        let start_ms = clock.now_ms(1_000, false);
+        for ahead_ms in [0, 1, 19, 20, 333, 2_000, 10_000] {
+            let target = start_ms + ahead_ms;
+            let at = clock.real_us_when(target);
+            let mut probe = clock.clone();
+            assert!(probe.now_ms(at, false) >= target, "{ahead_ms}");
+            if at > 1_000 {
+                let mut before = clock.clone();
+                assert!(before.now_ms(at - 1, false) < target, "{ahead_ms}");
+            }
+        }
+        // The real clock, read later, agrees with the copy.
+        let at = clock.real_us_when(start_ms + 5_000);
+        assert_eq!(clock.now_ms(at, false), start_ms + 5_000);
+    }
 
     #[test]
     fn a_clock_within_the_bound_never_drifts_past_it() {

@@ -18,6 +18,7 @@ mod client;
 mod forge;
 pub mod kv;
 mod lease_clock;
+mod master_checks;
 mod membership;
 mod membership_checks;
 mod nemesis;
@@ -127,6 +128,10 @@ pub struct Faults {
     /// that seeds pinned before leases existed replay the runs they were
     /// found in (a seed that draws a lease runs differently).
     pub lease_off: bool,
+    /// Not a fault: never asks for master leases (issue 17), so that seeds
+    /// pinned before they existed replay the runs they were found in (a
+    /// lease lent makes a leadership transfer wait for it).
+    pub master_off: bool,
 }
 
 impl Faults {
@@ -139,6 +144,7 @@ impl Faults {
             watch_off: true,
             queue_off: true,
             sweep_off: true,
+            master_off: true,
             ..Faults::default()
         }
     }
@@ -151,6 +157,7 @@ impl Faults {
             watch_off: true,
             queue_off: true,
             sweep_off: true,
+            master_off: true,
             ..Faults::default()
         }
     }
@@ -162,6 +169,7 @@ impl Faults {
             sessions_off: true,
             queue_off: true,
             sweep_off: true,
+            master_off: true,
             ..Faults::default()
         }
     }
@@ -218,6 +226,8 @@ pub fn run_seed(seed: u64, nodes: usize, faults: Faults) -> SeedReport {
         world.stats.duplicates_skipped = metrics.duplicates.load(Relaxed);
         world.stats.answered_from_sessions = metrics.answered_from_sessions.load(Relaxed);
         world.stats.session_duplicates = metrics.session_duplicates.load(Relaxed);
+        world.stats.master_leases_lent = world.masters.lent;
+        world.stats.masters = world.masters.masters;
         world.stats.lease_reads += world
             .nodes
             .iter()

@@ -69,6 +69,10 @@ pub struct Stats {
     /// Session commands the runtime answered from its client session table
     /// instead of applying them again.
     pub session_duplicates: u64,
+    /// Master leases lent to the simulated application (leases only).
+    pub master_leases_lent: u64,
+    /// Distinct masters (node, ballot) that were lent one.
+    pub masters: u64,
 }
 
 /// The result of one seed.
@@ -95,7 +99,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} master leases lent to {} masters, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
             self.ops_ok,
             self.ops_unknown,
             self.instances,
@@ -110,6 +114,8 @@ impl fmt::Display for Stats {
             self.member_ops,
             self.spares_started,
             self.lease_reads,
+            self.master_leases_lent,
+            self.masters,
             self.pops_served,
             self.pops_timed_out,
             self.pop_tries_after_wake,

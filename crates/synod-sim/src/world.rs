@@ -398,6 +398,9 @@ pub(crate) struct World {
     /// Per node, its drifting monotonic clock (with leases only; created
     /// when first read, spares included).
     pub(crate) lease_clocks: Vec<crate::lease_clock::DriftClock>,
+    /// Every node's master-lease belief in true time (leases only; see
+    /// `master_checks.rs`).
+    pub(crate) masters: crate::master_checks::MasterWatch,
 }
 
 impl World {
@@ -531,6 +534,7 @@ impl World {
             member_rng,
             members: crate::membership::MemberState::new(&members),
             lease_clocks: Vec::new(),
+            masters: crate::master_checks::MasterWatch::default(),
         };
         for id in &members {
             world.nodes.push(SimNode::new(*id));
@@ -1010,6 +1014,7 @@ impl World {
         self.poll_pops(node);
         self.check_membership(node);
         self.notice_spares(node);
+        self.ask_master_lease(node);
         let sim_node = &mut self.nodes[node];
         if sim_node.rebuilding && rebuilt {
             sim_node.rebuilding = false;
@@ -1363,6 +1368,32 @@ impl World {
         }
         let paused = self.nodes[node].paused;
         self.lease_clocks[node].now_ms(self.now_us, paused)
+    }
+
+    /// As an application of the master lease would before each action:
+    /// asks a leading node for its master lease, and checks the true-time
+    /// interval it believes in against every other node's (leases only;
+    /// see `master_checks.rs`).
+    fn ask_master_lease(&mut self, node: usize) {
+        if self.params.lease.is_none() || self.faults.master_off {
+            return;
+        }
+        let id = self.nodes[node].id;
+        let Some(engine) = self.nodes[node].engine.as_mut() else {
+            return;
+        };
+        if engine.replica.status().role != RoleKind::Leader {
+            return;
+        }
+        let Some(lease) = engine.replica.master_lease() else {
+            return;
+        };
+        // The replica's time is this clock's reading now (`feed_clocks`).
+        let _ = self.mono_ms(node);
+        let until_us = self.lease_clocks[node].real_us_when(lease.until_ms);
+        if let Some(overlap) = self.masters.lent(id, lease.ballot, self.now_us, until_us) {
+            self.violation(overlap);
+        }
     }
 
     /// The node's wall clock, in ms since the Unix epoch: simulated time

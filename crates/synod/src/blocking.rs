@@ -28,8 +28,10 @@
 //! let node = blocking::Node::start(config, Counter(0))?;
 //! node.ready()?; // the log is replayed and a leader is known
 //! let output = node.propose(Bytes::from_static(b"add 1"))?;
-//! if node.is_leader() {
-//!     // only one node at a time runs this
+//! if let Some(lease) = node.master_lease() {
+//!     if lease.covers(std::time::Duration::from_millis(50)) {
+//!         // only one node at a time runs this (needs `config.read_lease`)
+//!     }
 //! }
 //! node.shutdown();
 //! # Ok(()) }
@@ -43,8 +45,8 @@ use bytes::Bytes;
 use tokio::runtime::Runtime;
 
 use crate::{
-    Leadership, MemberAddr, MemberError, MembersView, Metrics, NodeConfig, NodeError, NodeId,
-    NodeStatus, RequestError, Session, SessionId, StateMachine,
+    Leadership, MasterLease, MemberAddr, MemberError, MembersView, Metrics, NodeConfig, NodeError,
+    NodeId, NodeStatus, RequestError, Session, SessionId, StateMachine,
 };
 
 /// Worker threads of the runtime [`Node::start`] builds.
@@ -173,6 +175,17 @@ impl Node {
                 .flatten()
                 .unwrap_or(false)
         })
+    }
+
+    /// [`crate::Node::master_lease`], blocking: this node's master lease, if
+    /// it is the master now (see [`crate::master`]).
+    pub fn master_lease(&self) -> Option<MasterLease> {
+        self.runtime.block_on(self.node.master_lease())
+    }
+
+    /// [`crate::Node::drop_leadership`], blocking.
+    pub fn drop_leadership(&self) -> bool {
+        self.runtime.block_on(self.node.drop_leadership())
     }
 
     /// [`crate::Node::peers_connected`].

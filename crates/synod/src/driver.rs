@@ -93,6 +93,8 @@ pub(crate) enum Submit {
     /// [`crate::Node::snapshot_now`]: answered with the applied point the
     /// snapshot covers once it is durable.
     Snapshot(oneshot::Sender<InstanceId>),
+    /// [`crate::Node::master_lease`], [`crate::Node::drop_leadership`].
+    Master(crate::master::MasterSubmit),
     Shutdown,
 }
 
@@ -480,6 +482,7 @@ impl<S: StateMachine> Driver<S> {
                         }
                         Some(Submit::Member(member)) => self.member_submit(member),
                         Some(Submit::Snapshot(reply)) => self.snapshot_submit(reply),
+                        Some(Submit::Master(master)) => self.master_submit(master),
                         Some(Submit::Shutdown) | None => {
                             if !self.begin_stop() {
                                 return Ok(());
@@ -499,6 +502,7 @@ impl<S: StateMachine> Driver<S> {
                             }
                             Ok(Submit::Member(member)) => self.member_submit(member),
                             Ok(Submit::Snapshot(reply)) => self.snapshot_submit(reply),
+                            Ok(Submit::Master(master)) => self.master_submit(master),
                             Ok(Submit::Shutdown) => {
                                 if !self.begin_stop() {
                                     return Ok(());
@@ -560,6 +564,11 @@ impl<S: StateMachine> Driver<S> {
         let wait = self.cfg.tick * u32::try_from(self.cfg.election_ticks).unwrap_or(u32::MAX);
         self.stopping = Some((Instant::now() + wait, to));
         true
+    }
+
+    /// The origin of the engine's monotonic milliseconds.
+    pub(crate) fn started_at(&self) -> Instant {
+        self.started
     }
 
     /// Monotonic milliseconds since this node started.

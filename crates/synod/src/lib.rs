@@ -23,6 +23,7 @@ mod driver;
 pub mod engine;
 mod envelope;
 mod identity;
+pub mod master;
 mod membership;
 mod metrics;
 mod node;
@@ -38,6 +39,7 @@ pub use admin::{
 pub use client_sessions::{SessionId, CLIENT_SESSIONS_MAX};
 pub use clock::{StampClock, WallClock};
 pub use config::{Bootstrap, NodeConfig};
+pub use master::MasterLease;
 pub use membership::{
     read_join_schedule, write_join_schedule, JoinInfo, MemberAddr, MemberError, MemberInfo,
     MembersView,
@@ -48,7 +50,7 @@ pub use session::Session;
 pub use state_machine::{ApplyContext, BatchCommand, QueryJob, SnapshotJob, StateMachine};
 pub use synod_core::{
     Ballot, Checksum, InstanceId, MemberRole, Membership, NodeId, RoleKind, Schedule,
-    RECONFIG_DELAY_INSTANCES, VALUE_BYTES_MAX_DEFAULT,
+    DROP_HOLD_ELECTION_TIMEOUTS, RECONFIG_DELAY_INSTANCES, VALUE_BYTES_MAX_DEFAULT,
 };
 /// How peer links are secured ([`NodeConfig::peer_security`]).
 pub use synod_net::{PeerSecurity, PeerTls};

@@ -4,6 +4,7 @@ use crate::client_sessions::SessionId;
 use crate::config::NodeConfig;
 use crate::driver::{Driver, Submit};
 use crate::envelope::Kind;
+use crate::master::{MasterLease, MasterSubmit};
 use crate::membership::{JoinInfo, MemberAddr, MemberError, MemberSubmit, MembersView};
 use crate::metrics::Metrics;
 use crate::session::Session;
@@ -469,14 +470,65 @@ impl Node {
     }
 
     /// Whether this node leads now, as far as it knows (another node may
-    /// have been elected since without its knowledge: use reads and
-    /// proposals, which are linearizable, for decisions that must be
-    /// exclusive).
+    /// have been elected since without its knowledge: use
+    /// [`Node::master_lease`] before actions that must never run on two
+    /// nodes at once, and reads and proposals, which are linearizable, for
+    /// decisions kept in the state machine).
     pub fn is_leader(&self) -> bool {
         let status = self.status.borrow();
         status.stopped.is_none()
             && status.role == RoleKind::Leader
             && status.leader == Some(status.id)
+    }
+
+    /// This node's master lease, if it is the master now: no other node is
+    /// master before [`MasterLease::valid_until`], under the clock-drift
+    /// bound of [`NodeConfig::read_lease`] (see [`crate::master`] for the
+    /// guarantee, its assumption and how to use it). Ask before each
+    /// action and act only while [`MasterLease::remaining`] covers it.
+    ///
+    /// `None` when this node does not lead, has not confirmed its
+    /// leadership with a majority in the last `D` ms, is handing leadership
+    /// over, has stopped, or runs without a read lease
+    /// ([`NodeConfig::read_lease`] `None`, the default).
+    ///
+    /// ```no_run
+    /// # async fn demo(node: synod::Node) {
+    /// use std::time::Duration;
+    /// if let Some(lease) = node.master_lease().await {
+    ///     if lease.covers(Duration::from_millis(50)) {
+    ///         // Only this node runs this, until `lease.valid_until`.
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub async fn master_lease(&self) -> Option<MasterLease> {
+        let (reply, answer) = oneshot::channel();
+        self.submit
+            .send(Submit::Master(MasterSubmit::Lease(reply)))
+            .await
+            .ok()?;
+        answer.await.ok().flatten()
+    }
+
+    /// Steps down if this node leads, and does not campaign for
+    /// [`crate::DROP_HOLD_ELECTION_TIMEOUTS`] × `election_ticks` ticks (2 s
+    /// with the default timing), so that another voter is elected meanwhile
+    /// (see [`crate::master`]). Requests waiting for an instance here fail
+    /// and are retried by their callers. A master lease given out before
+    /// stays valid until it ends. Answers whether this node was leading
+    /// (false also once the node stopped).
+    pub async fn drop_leadership(&self) -> bool {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .submit
+            .send(Submit::Master(MasterSubmit::Drop(reply)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        answer.await.unwrap_or(false)
     }
 
     /// The time, in ms since the Unix epoch, that a command proposed now
@@ -576,7 +628,9 @@ impl Node {
 
     /// Hands leadership to voter `to`: the leader waits until `to` has the
     /// whole log, then tells it to campaign at once. Answers once `to` leads
-    /// (as this node sees it).
+    /// (as this node sees it). A master lease this node lent
+    /// ([`Node::master_lease`]) is waited out first (at most `D`, about
+    /// 390 ms with the default timing), and none is lent meanwhile.
     pub async fn transfer_leader(&self, to: NodeId) -> Result<(), MemberError> {
         self.member_op(MemberOp::Transfer { to }).await
     }

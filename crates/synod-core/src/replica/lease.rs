@@ -64,7 +64,8 @@
 //!    in the same call that sends `TakeOver`, so no lease read is served
 //!    after it; a follower that gets `TakeOver` from the holder of its grant
 //!    (at the grant's ballot or above) drops the grant, so the new leader is
-//!    not kept waiting for `L`.
+//!    not kept waiting for `L`. A transfer sends no `TakeOver` while a
+//!    master lease it lent the application may be in use (`master.rs`).
 //!
 //! # Why `D`
 //!
@@ -146,6 +147,11 @@ pub(super) struct LeaseState {
     pub(super) promised_here: Option<Ballot>,
     /// Reads confirmed under a lease at this replica, for metrics.
     reads_served: u64,
+    /// The latest end (local ms) of a master lease this incarnation lent
+    /// to the application, whatever ballot it led at then (`master.rs`): a
+    /// transfer sends no `TakeOver`, which releases the grants behind it,
+    /// before the local clock passes it.
+    pub(super) master_lent_until_ms: Option<u64>,
 }
 
 /// A promise not to help anyone but `holder` become leader before `until_ms`.
@@ -191,6 +197,13 @@ impl LeaderLease {
             self.probes_sent.pop_front();
         }
         self.probes_sent.push_back((probe, now_ms));
+    }
+}
+
+impl LeaderLease {
+    /// The end of the lease held, on the leader's clock, if any.
+    pub(super) fn held_until_ms(&self) -> Option<u64> {
+        self.held.as_ref().map(|held| held.until_ms)
     }
 }
 
@@ -246,6 +259,12 @@ impl Replica {
         let Some(lease) = self.cfg.read_lease else {
             return false;
         };
+        if ballot.node != self.cfg.id && self.master_lease_outstanding() {
+            // This replica's own vote was in the quorum behind the master
+            // lease it lent, and that lease outlives its leadership: it
+            // grants itself until the lease's end (`master.rs`).
+            return true;
+        }
         if self.lease.promised_here.is_some_and(|p| ballot <= p) {
             return false;
         }

@@ -139,8 +139,10 @@ impl Replica {
     /// (the instances a candidate's quorum covers must be governed by the
     /// membership it counts against; below `schedule_known_from` it would
     /// count against a later one).
+    /// Nor while a `drop_leadership` hold lasts (`master.rs`).
     pub(super) fn may_campaign(&self) -> bool {
-        self.learner.chosen_end >= self.schedule_known_from()
+        !self.campaign_held()
+            && self.learner.chosen_end >= self.schedule_known_from()
             && self
                 .membership_at(self.learner.chosen_end)
                 .is_voter(self.cfg.id)
@@ -444,16 +446,30 @@ impl Replica {
     /// Leader: finishes a transfer once the target has caught up, abandons
     /// one that took too long.
     pub(super) fn check_transfer(&mut self) {
-        let Role::Leader(leader) = &mut self.role else {
+        let Role::Leader(leader) = &self.role else {
             return;
         };
         let Some((to, since)) = leader.transfer else {
             return;
         };
-        if self.now - since > self.cfg.election_ticks {
-            leader.transfer = None;
+        if self.master_lease_outstanding() {
+            // `TakeOver` releases the grants a master lease lent earlier
+            // rests on (`master.rs`): wait until it ran out. The transfer's
+            // timeout starts after the wait.
+            if let Role::Leader(leader) = &mut self.role {
+                leader.transfer = Some((to, self.now));
+            }
             return;
         }
+        if self.now - since > self.cfg.election_ticks {
+            if let Role::Leader(leader) = &mut self.role {
+                leader.transfer = None;
+            }
+            return;
+        }
+        let Role::Leader(leader) = &self.role else {
+            return;
+        };
         let caught_up = leader.in_flight.is_empty()
             && self.learner.chosen_end >= leader.next_instance
             && leader

@@ -12,6 +12,7 @@ mod digest;
 mod door;
 mod learner;
 mod lease;
+mod master;
 mod members;
 mod proposer;
 mod reads;
@@ -35,6 +36,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 pub use door::{Refusal, Refusals, ROUND_JUMP_MAX};
+pub use master::{MasterLease, DROP_HOLD_ELECTION_TIMEOUTS};
 pub use members::{ChangeError, MemberProgress, QuorumUse};
 pub use recover::RecoverError;
 pub use snapshot::{CompactError, SnapshotTransferStats};
@@ -246,6 +248,8 @@ pub struct Replica {
     leader_contact_tick: u64,
     /// When a follower or candidate starts its next election.
     election_due_tick: u64,
+    /// No campaign before this tick (`drop_leadership`, see `master.rs`).
+    campaign_hold_until_tick: u64,
     /// Highest round seen in any ballot, so a new ballot beats all of them.
     round_seen: u64,
     /// Per member, the highest round that member showed it holds a
@@ -334,6 +338,7 @@ impl Replica {
             leader: None,
             leader_contact_tick: 0,
             election_due_tick: 0,
+            campaign_hold_until_tick: 0,
             round_seen: 0,
             member_rounds: BTreeMap::new(),
             schedule,

@@ -355,6 +355,11 @@ impl Replica {
     /// chosen log, and it moves on only once a quorum of *that* membership
     /// promised this ballot (their reports merged into `recovery`).
     pub(super) fn flush_proposals(&mut self) {
+        // A reconfiguration waits for a master lease lent before it: the
+        // lease was counted against the memberships in play then, and a
+        // quorum of the new one need not include a node that granted it
+        // (`master.rs`). No lease is lent while a change waits.
+        let lease_lent = self.master_lease_outstanding();
         loop {
             let chosen_end = self.learner.chosen_end;
             let Role::Leader(leader) = &self.role else {
@@ -403,10 +408,12 @@ impl Replica {
                 self.propose_at(instance, Value::Noop);
                 continue;
             }
-            if let Some(change) = leader.change_queued.take() {
-                leader.next_instance = instance.next();
-                self.propose_at(instance, Value::Reconfig(change));
-                continue;
+            if !lease_lent {
+                if let Some(change) = leader.change_queued.take() {
+                    leader.next_instance = instance.next();
+                    self.propose_at(instance, Value::Reconfig(change));
+                    continue;
+                }
             }
             if self.pending.is_empty() {
                 // Idle with a change on its way: no-ops carry it into force

@@ -522,3 +522,169 @@ fn a_follower_with_a_shorter_lease_setting_counts_toward_a_longer_lease() {
         "n1 holds a lease for 979 ms on grants of 100 ms that ran out 50 ms ago"
     );
 }
+
+// Master leases (`Replica::master_lease`, `replica/master.rs`).
+
+#[test]
+fn a_master_lease_is_lent_only_to_a_leader_holding_its_lease_and_ends_with_it() {
+    let mut n = Net::new(3);
+    assert_eq!(n.r[0].master_lease(), None, "not leading yet");
+    n.elect(1);
+    n.heartbeat_round(1);
+    let lease = n.r[0].master_lease().expect("a lease after a round");
+    // The round left at the current time: the lease ends D later.
+    assert_eq!(lease.until_ms, n.clock[0] + LEASE.leader_hold_ms());
+    assert_eq!(lease.ballot, n.r[0].status().promised);
+    assert_eq!(n.r[1].master_lease(), None, "a follower is no master");
+    n.advance(1, LEASE.leader_hold_ms());
+    assert_eq!(n.r[0].master_lease(), None, "the lease ran out");
+    // Without the read lease setting, no master lease at all.
+    let mut plain = Net::with(&[None, None, None]);
+    plain.elect(1);
+    plain.heartbeat_round(1);
+    assert_eq!(plain.r[0].master_lease(), None);
+}
+
+/// `TakeOver` releases the grants a lent master lease rests on: the
+/// transfer waits until the lease lent last ran out, and lends no more.
+#[test]
+fn a_transfer_waits_until_the_master_lease_lent_ran_out() {
+    let mut n = Net::new(3);
+    n.elect(1);
+    n.write(1, b"x");
+    n.heartbeat_round(1);
+    let lease = n.r[0].master_lease().expect("lent");
+    n.r[0].transfer_leadership(NodeId(2)).unwrap();
+    n.pump(1);
+    assert_eq!(
+        n.r[0].master_lease(),
+        None,
+        "nothing lent during a transfer"
+    );
+    for _ in 0..20 {
+        n.tick(1);
+        n.exchange(|_| true);
+        assert!(
+            !n.pool
+                .iter()
+                .any(|m| matches!(m.body, Body::TakeOver { .. })),
+            "TakeOver before the lent lease ran out"
+        );
+        assert_ne!(n.role(2), RoleKind::Leader, "a second master");
+    }
+    // Past the end of the lease lent, on n1's clock: the transfer goes on.
+    n.advance(1, lease.until_ms - n.clock[0]);
+    for _ in 0..20 {
+        n.tick(1);
+        n.exchange(|_| true);
+        if n.role(2) == RoleKind::Leader {
+            break;
+        }
+    }
+    assert_eq!(n.role(2), RoleKind::Leader);
+    assert_ne!(n.role(1), RoleKind::Leader);
+}
+
+#[test]
+fn a_dropped_leader_steps_down_and_does_not_campaign_during_its_hold() {
+    let mut n = Net::new(3);
+    n.elect(1);
+    n.heartbeat_round(1);
+    assert!(n.r[0].master_lease().is_some());
+    assert!(n.r[0].drop_leadership());
+    assert_eq!(n.role(1), RoleKind::Follower);
+    assert_eq!(n.r[0].master_lease(), None);
+    let hold = DROP_HOLD_ELECTION_TIMEOUTS * n.r[0].config().election_ticks;
+    n.pool.clear();
+    for _ in 0..hold - 1 {
+        n.tick(1);
+        assert_eq!(n.role(1), RoleKind::Follower, "campaigned in its hold");
+    }
+    // Another node is elected once its grant to n1 ran out.
+    n.advance_all(LEASE.duration_ms);
+    for _ in 0..1000 {
+        n.tick(2);
+        n.tick(3);
+        n.exchange(|_| true);
+        if n.role(2) == RoleKind::Leader || n.role(3) == RoleKind::Leader {
+            break;
+        }
+    }
+    assert!(n.role(2) == RoleKind::Leader || n.role(3) == RoleKind::Leader);
+    assert!(!n.r[1].drop_leadership() || !n.r[2].drop_leadership());
+}
+
+/// The simulator's seed 86: a leader that lent a master lease steps down
+/// when it hears a higher ballot (a rival's Reject), while its lease still
+/// runs. Its own vote was in the lease's quorum: it must not promise the
+/// rival before the lease it lent ran out, or the rival completes phase 1
+/// with it and a second master exists.
+#[test]
+fn a_replica_that_lent_a_master_lease_promises_no_rival_until_it_ran_out() {
+    let mut n = Net::new(3);
+    n.elect(1);
+    n.heartbeat_round(1);
+    let lease = n.r[0].master_lease().expect("lent");
+    let rival = Ballot {
+        round: n.r[0].status().promised.round + 1,
+        node: NodeId(3),
+    };
+    let prepare = Message {
+        group: GroupId(0),
+        from: NodeId(3),
+        to: NodeId(1),
+        body: Body::Prepare {
+            ballot: rival,
+            first_instance: InstanceId(0),
+        },
+    };
+    // n1 stops leading (as on a rival's Reject) with the lease still lent.
+    assert!(n.r[0].drop_leadership());
+    n.pool.clear();
+    n.r[0].step(prepare.clone());
+    let ready = n.r[0].take_ready();
+    assert!(
+        !ready
+            .persist
+            .iter()
+            .any(|rec| matches!(rec, Record::Promise { .. })),
+        "promised a rival while its master lease ran"
+    );
+    // Once its clock passed the lease's end, it promises.
+    n.advance(1, lease.until_ms - n.clock[0]);
+    n.r[0].step(prepare);
+    let ready = n.r[0].take_ready();
+    assert!(ready
+        .persist
+        .iter()
+        .any(|rec| matches!(rec, Record::Promise { .. })));
+}
+
+/// A reconfiguration proposed after a master lease was lent waits until
+/// the lease ran out: the new membership's quorums need not include a node
+/// that granted it. No lease is lent while the change waits.
+#[test]
+fn a_membership_change_waits_for_the_master_lease_lent_before_it() {
+    let mut n = Net::new(3);
+    n.elect(1);
+    n.write(1, b"x");
+    n.heartbeat_round(1);
+    let lease = n.r[0].master_lease().expect("lent");
+    let change = MembershipChange::Add {
+        id: NodeId(4),
+        addr: Bytes::new(),
+        promote: false,
+    };
+    n.r[0].propose_change(change, false).unwrap();
+    n.pump(1);
+    let reconfig_sent = |n: &Net| {
+        n.pool.iter().any(|m| {
+            matches!(&m.body, Body::Accept { value, .. } if matches!(value, Value::Reconfig(_)))
+        })
+    };
+    assert!(!reconfig_sent(&n), "proposed while the master lease ran");
+    assert_eq!(n.r[0].master_lease(), None, "lent while a change waits");
+    n.advance(1, lease.until_ms - n.clock[0]);
+    n.tick(1);
+    assert!(reconfig_sent(&n), "the change waits past the lease");
+}

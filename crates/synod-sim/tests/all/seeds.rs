@@ -452,3 +452,16 @@ fn pinned_seeds_a_session_clients_day_long_ttl_may_run_out() {
         );
     }
 }
+
+/// Master leases (issue 17), asked for by every leading node after every
+/// step when leases are drawn: seed 86 caught a leader that stepped down on
+/// a rival's Reject and then promised the rival while the master lease it
+/// had lent still ran (its own vote was in the lease's quorum). A replica
+/// now promises no other node's ballot until the lease it lent ran out.
+/// Fails too if master leases stop being lent in the seeds.
+#[test]
+fn pinned_seed_86_master_leases_never_overlap() {
+    let report = run_seed(86, 3, Faults::default());
+    assert!(report.passed(), "{}", report.violations.join("; "));
+    assert!(report.stats.master_leases_lent > 0 && report.stats.masters >= 2);
+}

@@ -6,6 +6,7 @@ mod apply_batch;
 mod blocking_facade;
 mod cluster;
 mod fatal;
+mod job_scheduler;
 mod layout;
 mod limits;
 mod membership;
