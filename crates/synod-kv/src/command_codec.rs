@@ -77,6 +77,11 @@ mod op {
     // FCALL's fields.
     pub const EVAL_AS_USER: u8 = 132;
     pub const FCALL_AS_USER: u8 = 133;
+    // A script with its instruction budget (a u64), then one of the four
+    // above. Without it a script runs with the budget of the releases
+    // before the dry run (`scripting::LEGACY_INSTRUCTIONS_MAX`), so a log
+    // written by them replays as they applied it.
+    pub const EVAL_BUDGET: u8 = 134;
     // Keys and strings (issue 16): 150 to 199.
     pub const RANDOM_KEY_SEEDED: u8 = 150;
     pub const RENAME: u8 = 151;
@@ -627,6 +632,10 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
             }
         }
         KvCommand::Eval(eval) => {
+            if eval.instructions_max != crate::scripting::LEGACY_INSTRUCTIONS_MAX {
+                writer.u8(op::EVAL_BUDGET);
+                writer.u64(eval.instructions_max);
+            }
             match (&eval.user, &eval.function) {
                 (None, None) => writer.u8(op::EVAL),
                 (None, Some(function)) => {
@@ -1197,8 +1206,21 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
             KvCommand::WatchCheck { watched }
         }
         op::Z_SET => KvCommand::ZSet(crate::codec_zset::decode(reader)?),
+        op::EVAL_BUDGET => {
+            let instructions_max = reader.u64()?;
+            match decode_command(reader, top_level)? {
+                KvCommand::Eval(mut eval)
+                    if eval.instructions_max == crate::scripting::LEGACY_INSTRUCTIONS_MAX =>
+                {
+                    eval.instructions_max = instructions_max;
+                    KvCommand::Eval(eval)
+                }
+                _ => return Err(DecodeError::Invalid("a script budget without its script")),
+            }
+        }
         op::EVAL | op::FCALL | op::EVAL_AS_USER | op::FCALL_AS_USER => {
             KvCommand::Eval(crate::scripting::EvalCommand {
+                instructions_max: crate::scripting::LEGACY_INSTRUCTIONS_MAX,
                 user: if opcode == op::EVAL_AS_USER || opcode == op::FCALL_AS_USER {
                     Some(reader.bytes()?)
                 } else {

@@ -404,9 +404,11 @@ impl Conn {
         // A script this node dry-runs has lasted past `lua-time-limit`: as a
         // busy Redis, refuse all but what it lets through (see
         // `crate::scripting::dry_run`). In a transaction the refusal
-        // flags it; an EXEC refused ends it.
+        // flags it; an EXEC refused ends it (and answers EXECABORT even
+        // without one, as Redis's `rejectCommand` does).
         if let Some(busy) = self.busy(&name, &args) {
-            if name == "exec" && self.multi.take().is_some() {
+            if name == "exec" {
+                self.multi = None;
                 return Item::Unwatch(
                     Reply::error(format!(
                         "EXECABORT Transaction discarded because of: {busy}"
@@ -575,7 +577,8 @@ impl Conn {
             "script" | "function"
                 if args.len() == 2 && args[1].eq_ignore_ascii_case(b"kill") =>
             {
-                self.reply(self.shared.script_runs.kill(name == "function"))
+                let limit = Duration::from_millis(self.shared.lua_time_limit_ms.load(Relaxed));
+                self.reply(self.shared.script_runs.kill(name == "function", limit))
             }
             name if crate::scripting::SCRIPT_COMMANDS.contains(&name) => {
                 match crate::scripting::request(&self.shared.scripts, &args) {
@@ -1319,20 +1322,20 @@ impl Conn {
             let (channels, patterns, shard_channels) = shared.cfg.pubsub.counts();
             let _ = write!(
                 text,
-                "pubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard_channels}\r\nsynod_pubsub_pattern_matches_abandoned:{}\r\nsynod_pubsub_pattern_scans_cut_short:{}\r\n\r\n",
+                "pubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard_channels}\r\nsynod_pubsub_pattern_matches_abandoned:{}\r\nsynod_pubsub_pattern_scans_cut_short:{}\r\n",
                 shared.cfg.pubsub.matches_abandoned(),
                 shared.cfg.pubsub.scans_cut_short(),
             );
             // Scripts this node dry-ran before proposing them.
             let runs = &shared.script_runs;
-            text.truncate(text.len() - 2);
             let _ = write!(
                 text,
-                "synod_script_dry_runs:{}\r\nsynod_script_dry_runs_refused:{}\r\nsynod_script_dry_runs_killed:{}\r\nsynod_script_dry_runs_unjudged:{}\r\n\r\n",
+                "synod_script_dry_runs:{}\r\nsynod_script_dry_runs_refused:{}\r\nsynod_script_dry_runs_killed:{}\r\nsynod_script_dry_runs_unjudged:{}\r\nsynod_script_dry_runs_timed_out:{}\r\n\r\n",
                 runs.dry_runs.load(Relaxed),
                 runs.refused.load(Relaxed),
                 runs.killed.load(Relaxed),
                 runs.unjudged.load(Relaxed),
+                runs.timed_out.load(Relaxed),
             );
         }
         if wants("memory") {

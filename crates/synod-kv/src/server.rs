@@ -698,8 +698,6 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
     });
     for item in items {
         let mut tag = conn.next_stat_tag();
-        // A silenced item (CLIENT REPLY) runs alone, so what it writes can
-        // be cut off without touching the replies around it.
         // A script is dry-run before it is proposed (see
         // `crate::scripting::dry_run`), after what came before it.
         let item = if is_script(&item) {
@@ -710,6 +708,8 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
         } else {
             item
         };
+        // A silenced item (CLIENT REPLY) runs alone, so what it writes can
+        // be cut off without touching the replies around it.
         let (item, silenced) = match item {
             Item::Silent(item) => {
                 let replies = execute(shared, std::mem::take(&mut pending)).await;
@@ -902,13 +902,15 @@ async fn exec(
     Reply::Array(replies)
 }
 
-/// Whether a data command is sent as its own log command, never batched
-/// with the pipelined commands around it (see `run_items`).
-/// Whether `item` runs a script (EVAL, EVALSHA, FCALL and their `_RO`).
+/// Whether `item` runs a script (EVAL, EVALSHA, FCALL and their `_RO`),
+/// alone or in a transaction.
 fn is_script(item: &Item) -> bool {
     match item {
         Item::Silent(inner) => is_script(inner),
         Item::Data(KvCommand::Eval(_), _) => true,
+        Item::Exec(commands, _, _) => commands
+            .iter()
+            .any(|command| matches!(command, KvCommand::Eval(_))),
         _ => false,
     }
 }
@@ -929,6 +931,34 @@ async fn judged(shared: &Shared, item: Item) -> Item {
                 Err(refused) => Item::Reply(refused, proto),
             }
         }
+        // Every script of a transaction is dry-run, in order; one refused
+        // discards the transaction (it is applied whole or not at all).
+        Item::Exec(commands, parts, proto) => {
+            let acl = shared.cfg.acl.clone();
+            let runs = &shared.script_runs;
+            let mut refused = None;
+            for command in &commands {
+                if let KvCommand::Eval(eval) = command {
+                    if let Err(reply) =
+                        crate::scripting::dry_run::dry_run(&shared.node, runs, acl.clone(), eval)
+                            .await
+                    {
+                        refused = Some(reply);
+                        break;
+                    }
+                }
+            }
+            match refused {
+                None => Item::Exec(commands, parts, proto),
+                Some(Reply::Error(text)) => Item::Unwatch(
+                    Reply::error(format!(
+                        "EXECABORT Transaction discarded because a script in it was refused: {text}"
+                    )),
+                    proto,
+                ),
+                Some(other) => Item::Unwatch(other, proto),
+            }
+        }
         item => item,
     };
     if silent {
@@ -938,6 +968,8 @@ async fn judged(shared: &Shared, item: Item) -> Item {
     }
 }
 
+/// Whether a data command is sent as its own log command, never batched
+/// with the pipelined commands around it (see `run_items`).
 fn goes_alone(command: &KvCommand) -> bool {
     matches!(
         command,

@@ -399,14 +399,16 @@ impl<S: StateMachine, R> Engine<S, R> {
         self.propose_new(kind, client, payload, reply, deadline_ms);
     }
 
-    /// A stale read ([`crate::Node::read_stale`]): the query runs at once on
-    /// whatever this replica has applied, with no round to any other node.
+    /// A stale read ([`crate::Node::read_stale`]): the query is answered at
+    /// once from whatever this replica has applied, with no round to any
+    /// other node (off the event loop when the state machine offers a view
+    /// for it, as linearizable reads are).
     pub fn read_stale(&mut self, payload: Bytes, reply: R) {
         if self.diverged {
             self.answer(reply, Err(RequestError::Diverged));
             return;
         }
-        self.metrics.reads.fetch_add(1, Relaxed);
+        self.metrics.stale_reads.fetch_add(1, Relaxed);
         self.answer_from_applied(payload, reply);
     }
 
@@ -417,8 +419,7 @@ impl<S: StateMachine, R> Engine<S, R> {
             instance: self.applied_end,
             time_ms: self.opts.wall_clock.now_ms(),
         };
-        let output = self.machine.query(&query, &ctx);
-        self.answer(reply, Ok(output));
+        self.answer_query(&query, &ctx, reply);
     }
 
     fn answer(&mut self, reply: R, result: Result<Bytes, RequestError>) {

@@ -173,6 +173,9 @@ pub struct Metrics {
     pub proposals: AtomicU64,
     /// Linearizable reads asked on this node.
     pub reads: AtomicU64,
+    /// Stale reads ([`crate::Node::read_stale`]) asked on this node: not
+    /// counted in `reads`.
+    pub stale_reads: AtomicU64,
     /// Reads whose answer depended on the time, sent through the log (a
     /// subset of `reads`).
     pub reads_through_log: AtomicU64,
@@ -236,6 +239,7 @@ impl Default for Metrics {
         Metrics {
             proposals: AtomicU64::new(0),
             reads: AtomicU64::new(0),
+            stale_reads: AtomicU64::new(0),
             reads_through_log: AtomicU64::new(0),
             lease_reads: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
@@ -267,7 +271,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 19] = [
+        let counters: [(&str, &str, &AtomicU64); 20] = [
             (
                 "synod_admin_connections_refused_total",
                 "Admin HTTP connections closed at once: the connection cap was reached.",
@@ -287,6 +291,11 @@ impl Metrics {
                 "synod_reads_total",
                 "Linearizable reads asked on this node.",
                 &self.reads,
+            ),
+            (
+                "synod_stale_reads_total",
+                "Stale reads (read_stale) asked on this node.",
+                &self.stale_reads,
             ),
             (
                 "synod_reads_through_log_total",

@@ -364,8 +364,11 @@ impl Node {
         self.submit(Kind::Read, query).await
     }
 
-    /// A stale read: `StateMachine::query` runs at once on whatever this
-    /// node has applied, with no round to any other node and no wait. It is
+    /// A stale read: `StateMachine::query` runs on whatever this node has
+    /// applied when the request reaches the event loop, with no round to
+    /// any other node (it queues behind the requests before it; a query the
+    /// state machine offers a `query_view` for runs off the loop, others on
+    /// it, as linearizable reads do). It is
     /// **not** linearizable: a follower may be behind the leader by any
     /// amount (a partitioned one, for ever), and two stale reads on two
     /// nodes may see the state in orders no single history explains. Use

@@ -9,17 +9,31 @@
 //! # What the dry run reads
 //!
 //! Each key a command of the script touches is copied into the scratch
-//! keyspace the first time (its DUMP payload and its time to live, by a
-//! stale read of this node's applied state: [`synod::Node::read_stale`]);
-//! the script's writes change only the copy. A read of no key (KEYS, SCAN,
-//! DBSIZE, RANDOMKEY) is answered by the node's state itself, without the
-//! script's own writes. The state may move between the dry run and the
-//! apply, so the dry run is an estimate of the apply run, never a stand-in
-//! for it: safety rests on the apply-time budget alone, which stops an
-//! over-long script at the same point on every replica whatever the dry
-//! run saw. A key larger than [`DRY_RUN_FETCH_BYTES_MAX`] in all is not
-//! copied: the dry run gives up and the script is proposed unjudged
-//! (counted in INFO as `synod_script_dry_runs_unjudged`).
+//! keyspace the first time (its size and time to live, then its DUMP
+//! payload, by stale reads of this node's applied state:
+//! [`synod::Node::read_stale`], off the event loop for a large value); the
+//! script's writes change only the copy. A keyspace-wide read (KEYS, SCAN,
+//! DBSIZE, RANDOMKEY) sees the copy only: the dry run never makes the node
+//! walk its whole keyspace. Keys past [`DRY_RUN_FETCH_BYTES_MAX`] in all,
+//! and key names past [`DRY_RUN_KEY_BYTES_MAX`], are not copied: the run
+//! goes on as if they were absent, and counts as unjudged in INFO
+//! (`synod_script_dry_runs_unjudged`).
+//!
+//! The state may move between the dry run and the apply, so the dry run is
+//! an estimate of the apply run, never a stand-in for it: safety rests on
+//! the apply-time budget alone, which stops an over-long script at the
+//! same point on every replica whatever the dry run saw.
+//!
+//! # Time
+//!
+//! The instruction budget does not bound time: one C call (a `string.find`
+//! whose pattern backtracks, a `string.rep` of megabytes) runs long and
+//! counts as one instruction, and the hook cannot interrupt it. The dry run
+//! is local to the proposer, so it may use the wall clock: a script whose
+//! dry run lasts longer than [`DRY_RUN_WALL_MAX`] is refused (its thread
+//! is left to finish on its own, holding its turn, and counted in INFO as
+//! `synod_script_dry_runs_timed_out`). A script that passed its dry run can
+//! still take up to that long on every replica at apply.
 //!
 //! # BUSY and SCRIPT KILL
 //!
@@ -44,13 +58,21 @@ use synod::{ApplyContext, InstanceId, Node};
 use synod_resp::Reply;
 
 use super::engine::{self, Ended, Hooks};
-use super::{EvalCommand, APPLY_LIMITS};
+use super::EvalCommand;
 use crate::command::{KvCommand, TimeUnit};
 use crate::keyspace::Keyspace;
 
 /// Most bytes of keys one dry run copies from the node's state (by
-/// `MEMORY USAGE`); past it the dry run gives up.
+/// `MEMORY USAGE`); past it, keys are taken as absent.
 pub const DRY_RUN_FETCH_BYTES_MAX: u64 = 64 << 20;
+
+/// Most bytes of key names one dry run remembers as copied (or absent);
+/// past it, keys are taken as absent.
+pub const DRY_RUN_KEY_BYTES_MAX: u64 = 16 << 20;
+
+/// The longest a dry run may last (and the longest a script waits for a
+/// turn to be dry-run); past it the script is refused.
+pub const DRY_RUN_WALL_MAX: Duration = Duration::from_secs(5);
 
 /// Most dry runs that run at once on one node (each holds a thread); more
 /// wait for a turn.
@@ -93,9 +115,12 @@ pub struct ScriptRuns {
     pub refused: AtomicU64,
     /// Dry runs stopped by SCRIPT KILL / FUNCTION KILL.
     pub killed: AtomicU64,
-    /// Dry runs that gave up (a key too large to copy, a failed read):
-    /// the script was proposed unjudged.
+    /// Dry runs that ran without some key (too large to copy, a failed
+    /// read): judged on an incomplete copy.
     pub unjudged: AtomicU64,
+    /// Scripts refused because their dry run lasted past
+    /// [`DRY_RUN_WALL_MAX`] (or found no turn within it).
+    pub timed_out: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -115,6 +140,7 @@ impl Default for ScriptRuns {
             refused: AtomicU64::new(0),
             killed: AtomicU64::new(0),
             unjudged: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
         }
     }
 }
@@ -142,11 +168,15 @@ impl ScriptRuns {
     }
 
     /// SCRIPT KILL (`function == false`) or FUNCTION KILL: stops every dry
-    /// run of that kind.
-    pub fn kill(&self, function: bool) -> Reply {
+    /// run of that kind that has lasted past `limit` (`lua-time-limit`), as
+    /// Redis can kill only a script that made it busy.
+    pub fn kill(&self, function: bool, limit: Duration) -> Reply {
         let running = self.lock();
         let mut any = false;
-        for run in running.values().filter(|run| run.function == function) {
+        for run in running
+            .values()
+            .filter(|run| run.function == function && run.started.elapsed() >= limit)
+        {
             run.kill.store(true, Relaxed);
             any = true;
         }
@@ -177,8 +207,8 @@ impl ScriptRuns {
     }
 }
 
-/// A registered dry run; dropping it (the run ended, or its client went
-/// away and the request was dropped) stops the run and forgets it.
+/// A registered dry run; dropping it (the run ended or timed out, or the
+/// request was dropped) asks the run to stop and forgets it.
 struct RunGuard<'a> {
     runs: &'a ScriptRuns,
     id: u64,
@@ -199,8 +229,7 @@ enum Verdict {
     Propose,
     /// Over a limit or killed: answer this, propose nothing.
     Refuse(Reply, Ended),
-    /// The dry run could not judge it: propose it (the apply-time budget
-    /// still bounds it).
+    /// Within the limits, judged without some key: propose it.
     Unjudged,
 }
 
@@ -213,21 +242,42 @@ pub(crate) async fn dry_run(
     acl: crate::acl_auth::Acl,
     eval: &EvalCommand,
 ) -> Result<(), Reply> {
-    // A turn first: at most DRY_RUNS_MAX threads run scripts at once.
-    let Ok(_turn) = Arc::clone(&runs.turns).acquire_owned().await else {
-        return Ok(());
+    let timed_out = |runs: &ScriptRuns, what: &str| {
+        runs.timed_out.fetch_add(1, Relaxed);
+        Reply::error(format!(
+            "ERR script refused: {what} (synod dry-runs a script for at most {} s before proposing it)",
+            DRY_RUN_WALL_MAX.as_secs()
+        ))
+    };
+    // A turn first: at most DRY_RUNS_MAX threads run scripts at once. The
+    // turn goes with the thread, which may outlive this request.
+    let turn = match tokio::time::timeout(DRY_RUN_WALL_MAX, Arc::clone(&runs.turns).acquire_owned())
+        .await
+    {
+        Ok(Ok(turn)) => turn,
+        Ok(Err(_)) => return Err(Reply::error("ERR script refused: the node is stopping")),
+        Err(_) => return Err(timed_out(runs, "no turn to dry-run it came free")),
     };
     let guard = runs.start(eval.function.is_some());
     let kill = Arc::clone(&guard.kill);
     let handle = tokio::runtime::Handle::current();
     let node = Arc::clone(node);
     let eval = eval.clone();
-    let verdict =
-        tokio::task::spawn_blocking(move || judge(&handle, &node, acl, &eval, kill)).await;
+    let job = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        judge(&handle, &node, acl, &eval, kill)
+    });
+    let verdict = tokio::time::timeout(DRY_RUN_WALL_MAX, job).await;
+    // Stops the run if it still goes (the hook sees the flag at its next
+    // check; a C call it is inside runs to its end first).
     drop(guard);
     match verdict {
-        Ok(Verdict::Propose) => Ok(()),
-        Ok(Verdict::Refuse(reply, ended)) => {
+        Ok(Ok(Verdict::Propose)) => Ok(()),
+        Ok(Ok(Verdict::Unjudged)) => {
+            runs.unjudged.fetch_add(1, Relaxed);
+            Ok(())
+        }
+        Ok(Ok(Verdict::Refuse(reply, ended))) => {
             let counter = match ended {
                 Ended::Killed => &runs.killed,
                 _ => &runs.refused,
@@ -235,10 +285,12 @@ pub(crate) async fn dry_run(
             counter.fetch_add(1, Relaxed);
             Err(reply)
         }
-        Ok(Verdict::Unjudged) | Err(_) => {
-            runs.unjudged.fetch_add(1, Relaxed);
-            Ok(())
+        // A dry run that panicked would make every replica panic alike.
+        Ok(Err(_)) => {
+            runs.refused.fetch_add(1, Relaxed);
+            Err(Reply::error("ERR script refused: its dry run failed"))
         }
+        Err(_) => Err(timed_out(runs, "its dry run lasted too long")),
     }
 }
 
@@ -257,66 +309,57 @@ fn judge(
         time_ms: node.stamp_ms(),
     };
     let fetched: RefCell<BTreeSet<Bytes>> = RefCell::default();
+    let key_bytes = Cell::new(0u64);
     let fetched_bytes = Cell::new(0u64);
     let flushed = Cell::new(false);
-    let gave_up = Cell::new(false);
+    let incomplete = Cell::new(false);
     let stale = |command: KvCommand| -> Option<Reply> {
         let output = handle.block_on(node.read_stale(command.encode())).ok()?;
         crate::reply_codec::decode_reply(&output).ok()
     };
-    let give_up = || {
-        gave_up.set(true);
-        kill.store(true, Relaxed);
-    };
+    // Keyspace-wide reads and FLUSHALL run against the copy alone: the
+    // node's own keys are never walked for a dry run.
     let prefetch = |keyspace: &mut Keyspace, command: &KvCommand| -> Option<Reply> {
-        let keys = command.keys();
-        if keys.is_empty() {
-            if matches!(command, KvCommand::FlushAll) {
-                // From here on the node's keys are gone for this script.
-                flushed.set(true);
-                return None;
-            }
-            if command.is_read() {
-                return match stale(command.clone()) {
-                    Some(reply) => Some(reply),
-                    None => {
-                        give_up();
-                        Some(Reply::error("ERR the dry run could not read this node"))
-                    }
-                };
-            }
-            return None;
+        if matches!(command, KvCommand::FlushAll) {
+            // From here on the node's keys are gone for this script.
+            flushed.set(true);
         }
         if flushed.get() {
             return None;
         }
-        for key in keys {
-            if !fetched.borrow_mut().insert(key.clone()) {
+        for key in command.keys() {
+            if fetched.borrow().contains(key) {
                 continue;
             }
-            if let Err(()) = copy_key(keyspace, key, &ctx, &fetched_bytes, &stale) {
-                give_up();
-                return Some(Reply::error("ERR the dry run gave up"));
+            let total = key_bytes.get().saturating_add(key.len() as u64);
+            if total > DRY_RUN_KEY_BYTES_MAX {
+                incomplete.set(true);
+                continue;
+            }
+            key_bytes.set(total);
+            fetched.borrow_mut().insert(key.clone());
+            if copy_key(keyspace, key, &ctx, &fetched_bytes, &stale).is_err() {
+                incomplete.set(true);
             }
         }
         None
     };
     let hooks = Hooks {
-        kill: Some(Arc::clone(&kill)),
+        kill: Some(kill),
         prefetch: Some(&prefetch),
     };
-    let (reply, ended) = engine::run_with(&mut scratch, eval, &ctx, 0, &APPLY_LIMITS, &hooks);
-    if gave_up.get() {
-        return Verdict::Unjudged;
-    }
+    let limits = super::eval_limits(eval);
+    let (reply, ended) = engine::run_with(&mut scratch, eval, &ctx, 0, &limits, &hooks);
     match ended {
+        Ended::Finished if incomplete.get() => Verdict::Unjudged,
         Ended::Finished => Verdict::Propose,
         Ended::Budget | Ended::Memory | Ended::Killed => Verdict::Refuse(reply, ended),
     }
 }
 
 /// Copies `key` from the node's state into `keyspace` (nothing when it has
-/// no such key); `Err` when it is too large or could not be read.
+/// no such key); `Err` when it is too large or could not be read (then it
+/// stays absent).
 fn copy_key(
     keyspace: &mut Keyspace,
     key: &Bytes,

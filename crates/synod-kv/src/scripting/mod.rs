@@ -46,9 +46,11 @@
 //! [`crate::ops::TRANSACTION_READ_WORK_MAX`] elements, as a transaction's,
 //! and the values it writes are bounded by
 //! `call::SCRIPT_VALUE_BYTES_MAX`. Lua 5.1 does not run the hook inside
-//! a C function, so one `string.find` with a pathological pattern over a
-//! large string is not interrupted (bounded by the memory limit on the
-//! string's size only): a known limit.
+//! a C function, so one `string.find` with a backtracking pattern runs
+//! to its end (its time grows as a power of the string's length): the
+//! proposer's dry run refuses a script whose run lasts past a wall-clock
+//! bound, but a script that passed it meets no such bound at apply: a
+//! known limit.
 //!
 //! The node a client sends a script to dry-runs it first (see
 //! `dry_run`): a script over either limit is refused there, before it
@@ -111,7 +113,15 @@ pub struct EvalCommand {
     /// the log (the same on every replica). `None`: the connection's
     /// default, unchecked (as before users travelled with scripts).
     pub user: Option<Bytes>,
+    /// The run's instruction budget, chosen by the node that proposed it
+    /// ([`APPLY_LIMITS`] today) and carried in the log, so every replica,
+    /// and a replay by a later release, stops it at the same point.
+    pub instructions_max: u64,
 }
+
+/// The instruction budget of scripts logged by releases before the dry
+/// run (their log entries carry none).
+pub const LEGACY_INSTRUCTIONS_MAX: u64 = 100_000_000;
 
 /// What one script run may use.
 #[derive(Clone, Copy, Debug)]
@@ -153,7 +163,16 @@ pub(crate) fn run(
     if let Some(refused) = oom_refusal(keyspace, eval) {
         return refused;
     }
-    engine::run(keyspace, eval, ctx, position, &APPLY_LIMITS)
+    engine::run(keyspace, eval, ctx, position, &eval_limits(eval))
+}
+
+/// The limits `eval` runs with: its own instruction budget (from the log),
+/// the memory limit of today.
+pub(crate) fn eval_limits(eval: &EvalCommand) -> Limits {
+    Limits {
+        instructions_max: eval.instructions_max,
+        ..APPLY_LIMITS
+    }
 }
 
 /// Redis 7 refuses a script that declares its flags (a `#!lua` line)
@@ -609,6 +628,7 @@ pub(crate) fn request(cache: &ScriptCache, args: &[Bytes]) -> ScriptRequest {
     }
     let (keys, script_args) = rest.split_at(numkeys as usize);
     ScriptRequest::Log(KvCommand::Eval(EvalCommand {
+        instructions_max: APPLY_LIMITS.instructions_max,
         script,
         keys: keys.to_vec(),
         args: script_args.to_vec(),

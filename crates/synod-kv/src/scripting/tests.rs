@@ -17,6 +17,7 @@ fn ctx(instance: u64) -> ApplyContext {
 
 fn eval(script: &str, keys: &[&str], args: &[&str]) -> EvalCommand {
     EvalCommand {
+        instructions_max: crate::scripting::APPLY_LIMITS.instructions_max,
         script: Bytes::copy_from_slice(script.as_bytes()),
         keys: keys
             .iter()

@@ -19,6 +19,7 @@ fn ctx() -> ApplyContext {
 fn run_script(script: &str) -> Reply {
     let mut keyspace = Keyspace::default();
     let eval = EvalCommand {
+        instructions_max: crate::scripting::APPLY_LIMITS.instructions_max,
         script: Bytes::copy_from_slice(script.as_bytes()),
         keys: Vec::new(),
         args: Vec::new(),
@@ -382,6 +383,7 @@ fn struct_refuses_hostile_formats_with_clear_errors() {
 
 fn run_as(keyspace: &mut Keyspace, user: &str, script: &str, keys: &[&str]) -> Reply {
     let eval = EvalCommand {
+        instructions_max: crate::scripting::APPLY_LIMITS.instructions_max,
         script: Bytes::copy_from_slice(script.as_bytes()),
         keys: keys
             .iter()

@@ -150,6 +150,7 @@ fn users_survive_snapshot_and_restore() {
 
 fn script_as(user: Option<&str>, function: Option<&str>, script: &str) -> KvCommand {
     KvCommand::Eval(synod_kv::scripting::EvalCommand {
+        instructions_max: synod_kv::scripting::APPLY_LIMITS.instructions_max,
         script: b(script),
         keys: vec![b("xa")],
         args: vec![b("1")],

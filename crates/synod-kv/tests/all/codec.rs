@@ -636,3 +636,41 @@ fn undecodable_command_reply_text() {
         err("ERR undecodable command: unsupported format version 7")
     );
 }
+
+/// A script's instruction budget travels in its log entry (issue 16's dry
+/// run raised it): a new entry decodes with its own budget, and an entry of
+/// the releases before it (no budget) with theirs, so a replay stops a
+/// script where the release that applied it did.
+#[test]
+fn a_scripts_budget_travels_in_the_log() {
+    use synod_kv::scripting::{EvalCommand, APPLY_LIMITS, LEGACY_INSTRUCTIONS_MAX};
+    let eval = |instructions_max| {
+        KvCommand::Eval(EvalCommand {
+            instructions_max,
+            script: Bytes::from_static(b"return 1"),
+            keys: vec![Bytes::from_static(b"k")],
+            args: vec![],
+            read_only: false,
+            function: Some(Bytes::from_static(b"f")),
+            user: Some(Bytes::from_static(b"alice")),
+        })
+    };
+    for budget in [APPLY_LIMITS.instructions_max, LEGACY_INSTRUCTIONS_MAX, 7] {
+        let command = eval(budget);
+        assert_eq!(KvCommand::decode(&command.encode()), Ok(command));
+    }
+    // The legacy form is the form of the releases before: no budget tag.
+    let legacy = eval(LEGACY_INSTRUCTIONS_MAX).encode();
+    let new = eval(APPLY_LIMITS.instructions_max).encode();
+    assert_eq!(new.len(), legacy.len() + 9);
+    assert_eq!(&new[new.len() - legacy.len() + 1..], &legacy[1..]);
+    // A budget with no script after it is refused, not applied.
+    let mut bad = new[..new.len() - legacy.len() + 1].to_vec();
+    bad.extend_from_slice(
+        &KvCommand::Get {
+            key: Bytes::from_static(b"k"),
+        }
+        .encode()[1..],
+    );
+    assert!(KvCommand::decode(&bad).is_err());
+}

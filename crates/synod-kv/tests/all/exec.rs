@@ -221,6 +221,7 @@ fn pattern_reads_are_answered_off_the_loop() {
 
 fn eval(script: &str, keys: &[&str], args: &[&str]) -> KvCommand {
     KvCommand::Eval(synod_kv::scripting::EvalCommand {
+        instructions_max: synod_kv::scripting::APPLY_LIMITS.instructions_max,
         script: Bytes::copy_from_slice(script.as_bytes()),
         keys: keys
             .iter()

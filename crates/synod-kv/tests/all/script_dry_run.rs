@@ -132,3 +132,39 @@ async fn an_over_budget_script_is_refused_before_the_log() {
     );
     assert_eq!(info_field(node, None, "synod_script_dry_runs").await, 2);
 }
+
+/// A script inside MULTI is dry-run too: one over its budget discards the
+/// transaction (nothing of it is applied), and SCRIPT KILL does not stop a
+/// script that has not yet lasted past `lua-time-limit` (as Redis, which
+/// can kill only a script that made it busy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_script_in_a_transaction_discards_it() {
+    let c = cluster(3, |_| {}, None).await;
+    let node = c.resp[1];
+    let mut client = Client::connect(node).await;
+    assert_eq!(client.call(&[b"MULTI"]).await, Some(ok()));
+    assert_eq!(
+        client.call(&[b"SET", b"t", b"1"]).await,
+        Some(Reply::Simple("QUEUED".into()))
+    );
+    assert_eq!(
+        client.call(&[b"EVAL", b"while true do end", b"0"]).await,
+        Some(Reply::Simple("QUEUED".into()))
+    );
+    // The default lua-time-limit is 5 s: nothing is busy yet, so nothing to
+    // kill while the transaction's script is dry-run.
+    client.send(&[b"EXEC"]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut killer = Client::connect(node).await;
+    assert!(is_error_starting(
+        &killer.call(&[b"SCRIPT", b"KILL"]).await,
+        "NOTBUSY"
+    ));
+    let reply = client.reply().await;
+    assert!(
+        matches!(&reply, Some(Reply::Error(text)) if text.starts_with("EXECABORT") && text.contains("budget")),
+        "{reply:?}"
+    );
+    assert_eq!(client.call(&[b"SET", b"after", b"1"]).await, Some(ok()));
+    assert_eq!(client.call(&[b"GET", b"t"]).await, Some(Reply::Null));
+}
