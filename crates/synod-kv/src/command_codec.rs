@@ -929,6 +929,32 @@ fn decode_keys_and_bits(reader: &mut Reader<'_>, opcode: u8) -> Result<KvCommand
     Ok(command)
 }
 
+/// A script's fields after its opcode (one of EVAL, FCALL, EVAL_AS_USER,
+/// FCALL_AS_USER), with the budget its entry carries.
+fn decode_eval(
+    reader: &mut Reader<'_>,
+    opcode: u8,
+    instructions_max: u64,
+) -> Result<crate::scripting::EvalCommand, DecodeError> {
+    Ok(crate::scripting::EvalCommand {
+        instructions_max,
+        user: if opcode == op::EVAL_AS_USER || opcode == op::FCALL_AS_USER {
+            Some(reader.bytes()?)
+        } else {
+            None
+        },
+        function: if opcode == op::FCALL || opcode == op::FCALL_AS_USER {
+            Some(reader.bytes()?)
+        } else {
+            None
+        },
+        script: reader.bytes()?,
+        keys: decode_keys(reader)?,
+        args: decode_keys(reader)?,
+        read_only: reader.bool()?,
+    })
+}
+
 fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand, DecodeError> {
     let opcode = reader.u8()?;
     let command = match opcode {
@@ -1207,36 +1233,22 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
         }
         op::Z_SET => KvCommand::ZSet(crate::codec_zset::decode(reader)?),
         op::EVAL_BUDGET => {
+            // The budget, then one of the four script opcodes, read here
+            // (not by a recursive decode: a chain of budget tags must not
+            // nest, nor one apply to anything but a script).
             let instructions_max = reader.u64()?;
-            match decode_command(reader, top_level)? {
-                KvCommand::Eval(mut eval)
-                    if eval.instructions_max == crate::scripting::LEGACY_INSTRUCTIONS_MAX =>
-                {
-                    eval.instructions_max = instructions_max;
-                    KvCommand::Eval(eval)
-                }
-                _ => return Err(DecodeError::Invalid("a script budget without its script")),
+            let opcode = reader.u8()?;
+            if !matches!(
+                opcode,
+                op::EVAL | op::FCALL | op::EVAL_AS_USER | op::FCALL_AS_USER
+            ) {
+                return Err(DecodeError::Invalid("a script budget without its script"));
             }
+            KvCommand::Eval(decode_eval(reader, opcode, instructions_max)?)
         }
-        op::EVAL | op::FCALL | op::EVAL_AS_USER | op::FCALL_AS_USER => {
-            KvCommand::Eval(crate::scripting::EvalCommand {
-                instructions_max: crate::scripting::LEGACY_INSTRUCTIONS_MAX,
-                user: if opcode == op::EVAL_AS_USER || opcode == op::FCALL_AS_USER {
-                    Some(reader.bytes()?)
-                } else {
-                    None
-                },
-                function: if opcode == op::FCALL || opcode == op::FCALL_AS_USER {
-                    Some(reader.bytes()?)
-                } else {
-                    None
-                },
-                script: reader.bytes()?,
-                keys: decode_keys(reader)?,
-                args: decode_keys(reader)?,
-                read_only: reader.bool()?,
-            })
-        }
+        op::EVAL | op::FCALL | op::EVAL_AS_USER | op::FCALL_AS_USER => KvCommand::Eval(
+            decode_eval(reader, opcode, crate::scripting::LEGACY_INSTRUCTIONS_MAX)?,
+        ),
         op::PUBLISH => KvCommand::Publish {
             channel: reader.bytes()?,
             message: reader.bytes()?,

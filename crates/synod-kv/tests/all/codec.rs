@@ -673,4 +673,8 @@ fn a_scripts_budget_travels_in_the_log() {
         .encode()[1..],
     );
     assert!(KvCommand::decode(&bad).is_err());
+    // Nor is a chain of budgets (one per entry, never nested).
+    let mut chained = new[..10].to_vec();
+    chained.extend_from_slice(&new[1..]);
+    assert!(KvCommand::decode(&chained).is_err());
 }
