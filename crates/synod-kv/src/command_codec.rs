@@ -1237,6 +1237,11 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
             // (not by a recursive decode: a chain of budget tags must not
             // nest, nor one apply to anything but a script).
             let instructions_max = reader.u64()?;
+            if instructions_max > crate::scripting::INSTRUCTIONS_MAX_LOGGED {
+                return Err(DecodeError::Invalid(
+                    "a script budget past the largest allowed",
+                ));
+            }
             let opcode = reader.u8()?;
             if !matches!(
                 opcode,
@@ -1265,6 +1270,12 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
                     what: "blocking pop",
                     tag,
                 })?;
+            // A blocking pop wraps one pop, never another blocking pop: a
+            // chain of them must not recurse (a long one would overflow the
+            // stack of every replica decoding it).
+            if reader.peek_u8()? == op::BLOCKING {
+                return Err(DecodeError::Invalid("blocking pop wraps another command"));
+            }
             let pop = decode_command(reader, false)?;
             if !kind.wraps(&pop) {
                 return Err(DecodeError::Invalid("blocking pop wraps another command"));

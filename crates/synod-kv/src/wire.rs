@@ -151,6 +151,11 @@ impl<'a> Reader<'a> {
         self.input.len()
     }
 
+    /// The next byte, not consumed.
+    pub(crate) fn peek_u8(&self) -> Result<u8, DecodeError> {
+        self.input.first().copied().ok_or(DecodeError::Truncated)
+    }
+
     fn take(&mut self, count: usize) -> Result<&'a [u8], DecodeError> {
         if count > self.input.len() {
             return Err(DecodeError::Truncated);

@@ -126,6 +126,10 @@ pub struct EvalCommand {
 /// run (their log entries carry none).
 pub const LEGACY_INSTRUCTIONS_MAX: u64 = 100_000_000;
 
+/// The largest budget a log entry may carry (a larger one is refused at
+/// decode): ten times today's, room for later releases, never unbounded.
+pub const INSTRUCTIONS_MAX_LOGGED: u64 = 5_000_000_000;
+
 /// What one script run may use.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {

@@ -674,7 +674,35 @@ fn a_scripts_budget_travels_in_the_log() {
     );
     assert!(KvCommand::decode(&bad).is_err());
     // Nor is a chain of budgets (one per entry, never nested).
-    let mut chained = new[..10].to_vec();
-    chained.extend_from_slice(&new[1..]);
+    let mut chained = new[..1].to_vec();
+    for _ in 0..200_000 {
+        chained.extend_from_slice(&eval(LEGACY_INSTRUCTIONS_MAX + 1).encode()[1..10]);
+    }
+    chained.extend_from_slice(&legacy[1..]);
+    assert!(KvCommand::decode(&chained).is_err());
+    // Nor a budget past the largest a log entry may carry.
+    let huge = eval(synod_kv::scripting::INSTRUCTIONS_MAX_LOGGED + 1).encode();
+    assert!(KvCommand::decode(&huge).is_err());
+}
+
+/// A blocking pop wraps one pop: a chain of blocking-pop tags is refused
+/// before it is decoded recursively (a long one would overflow the stack of
+/// every replica applying the entry).
+#[test]
+fn a_chain_of_blocking_pops_is_refused() {
+    let args: Vec<Bytes> = ["BLPOP", "k", "0"]
+        .iter()
+        .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+        .collect();
+    let command = parse(&args).expect("parses");
+    assert!(matches!(command, KvCommand::Blocking { .. }), "{command:?}");
+    let one = command.encode();
+    assert_eq!(KvCommand::decode(&one), Ok(command));
+    // Deep enough to overflow a thread's stack if decoded recursively.
+    let mut chained = one[..1].to_vec();
+    for _ in 0..200_000 {
+        chained.extend_from_slice(&one[1..3]);
+    }
+    chained.extend_from_slice(&one[1..]);
     assert!(KvCommand::decode(&chained).is_err());
 }
