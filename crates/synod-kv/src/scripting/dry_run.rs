@@ -15,7 +15,8 @@
 //! script's writes change only the copy. A keyspace-wide read (KEYS, SCAN,
 //! DBSIZE, RANDOMKEY) sees the copy only: the dry run never makes the node
 //! walk its whole keyspace. Keys past [`DRY_RUN_FETCH_BYTES_MAX`] in all,
-//! and key names past [`DRY_RUN_KEY_BYTES_MAX`], are not copied: the run
+//! key names past [`DRY_RUN_KEY_BYTES_MAX`] and keys past
+//! [`DRY_RUN_KEYS_MAX`] are not copied: the run
 //! goes on as if they were absent, and counts as unjudged in INFO
 //! (`synod_script_dry_runs_unjudged`).
 //!
@@ -69,6 +70,10 @@ pub const DRY_RUN_FETCH_BYTES_MAX: u64 = 64 << 20;
 /// Most bytes of key names one dry run remembers as copied (or absent);
 /// past it, keys are taken as absent.
 pub const DRY_RUN_KEY_BYTES_MAX: u64 = 16 << 20;
+
+/// Most keys one dry run copies (each costs the node two small reads on its
+/// event loop); past it, keys are taken as absent.
+pub const DRY_RUN_KEYS_MAX: usize = 10_000;
 
 /// The longest a dry run may last (and the longest a script waits for a
 /// turn to be dry-run); past it the script is refused.
@@ -332,7 +337,7 @@ fn judge(
                 continue;
             }
             let total = key_bytes.get().saturating_add(key.len() as u64);
-            if total > DRY_RUN_KEY_BYTES_MAX {
+            if total > DRY_RUN_KEY_BYTES_MAX || fetched.borrow().len() >= DRY_RUN_KEYS_MAX {
                 incomplete.set(true);
                 continue;
             }
@@ -394,6 +399,16 @@ fn copy_key(
         Reply::Null => return Ok(()),
         _ => return Err(()),
     };
+    // The key may have grown since its size was read: the bound holds on
+    // what was copied (the payload's length replaces the size read).
+    let copied = fetched_bytes
+        .get()
+        .saturating_sub(bytes.max(0) as u64)
+        .saturating_add(payload.len() as u64);
+    if copied > DRY_RUN_FETCH_BYTES_MAX {
+        return Err(());
+    }
+    fetched_bytes.set(copied);
     let value = crate::dump::decode(&payload).map_err(|_| ())?;
     let expire_at = (ttl_ms > 0).then(|| ctx.time_ms.saturating_add(ttl_ms as u64));
     keyspace.insert(key, value, expire_at);

@@ -87,8 +87,8 @@ use crate::command::KvCommand;
 use crate::keyspace::Keyspace;
 
 pub use dry_run::{
-    ScriptRuns, ALLOW_BUSY, DRY_RUNS_MAX, DRY_RUN_FETCH_BYTES_MAX, DRY_RUN_KEY_BYTES_MAX,
-    DRY_RUN_WALL_MAX,
+    ScriptRuns, ALLOW_BUSY, DRY_RUNS_MAX, DRY_RUN_FETCH_BYTES_MAX, DRY_RUN_KEYS_MAX,
+    DRY_RUN_KEY_BYTES_MAX, DRY_RUN_WALL_MAX,
 };
 
 /// The SHA-1 of `data` as 40 lowercase hex digits: a script's name.
