@@ -1,6 +1,8 @@
 //! Real nodes (WAL on disk, TCP on loopback) in one process: replication,
 //! failover, restart and catch-up by snapshot, and the no-quorum timeout.
 
+use crate::common;
+use crate::common::free_peers;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -59,28 +61,6 @@ fn counter_of(output: &[u8]) -> (i64, u64) {
     let value = i64::from_le_bytes(output[..8].try_into().expect("8 bytes"));
     let applied = u64::from_le_bytes(output[8..16].try_into().expect("8 bytes"));
     (value, applied)
-}
-
-fn free_peers(n: u32) -> BTreeMap<NodeId, SocketAddr> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (NodeId(i as u32 + 1), l.local_addr().expect("addr")))
-        .collect()
-}
-
-fn config(id: u32, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> NodeConfig {
-    let mut cfg =
-        NodeConfig::new(NodeId(id), peers.clone(), dir.join(format!("n{id}"))).expect("member");
-    cfg.request_timeout = Duration::from_secs(10);
-    // A brand-new cluster; ignored on restarts (these directories are never
-    // wiped, so the flag cannot make a node vote with amnesia).
-    cfg.bootstrap = synod::Bootstrap::New;
-    cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
-    cfg
 }
 
 async fn start(cfg: NodeConfig) -> Node {
@@ -316,4 +296,8 @@ async fn a_restart_with_another_peer_list_is_refused() {
     // The original list still starts.
     let node = start(config(3, &peers, dir.path())).await;
     node.shutdown().await;
+}
+
+fn config(id: u32, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> NodeConfig {
+    common::config(id, peers, dir, Duration::from_secs(10))
 }

@@ -15,6 +15,7 @@
 #[allow(dead_code)]
 mod scheduler;
 
+use crate::common::free_peers;
 use bytes::Bytes;
 use scheduler::{master_step, parse_run, Run, Scheduler, Step};
 use std::collections::BTreeMap;
@@ -39,17 +40,6 @@ struct Proc {
 
 /// Every run any master loop finished, as it saw it (recorded or not).
 type Seen = Arc<Mutex<Vec<Run>>>;
-
-fn free_peers(n: u32) -> BTreeMap<NodeId, SocketAddr> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (NodeId(i as u32 + 1), l.local_addr().expect("addr")))
-        .collect()
-}
 
 fn start(id: u32, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path, seen: &Seen) -> Proc {
     let mut cfg =

@@ -1,6 +1,8 @@
 //! The size bound on replicated commands (issue 12, item 2), on real nodes:
 //! WAL on disk, TCP on loopback.
 
+use crate::common;
+use crate::common::free_peers;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -44,29 +46,6 @@ impl StateMachine for Tally {
         self.bytes = field(8..16)?;
         Ok(())
     }
-}
-
-fn free_peers(n: u32) -> BTreeMap<NodeId, SocketAddr> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (NodeId(i as u32 + 1), l.local_addr().expect("addr")))
-        .collect()
-}
-
-fn config(id: u32, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> NodeConfig {
-    let mut cfg =
-        NodeConfig::new(NodeId(id), peers.clone(), dir.join(format!("n{id}"))).expect("member");
-    // Generous: a retry after a timeout is a new command (applied again),
-    // and the outputs below count commands; a loaded CI machine needed more
-    // than 5 s for a 32 MiB command on three nodes.
-    cfg.request_timeout = Duration::from_secs(30);
-    cfg.bootstrap = synod::Bootstrap::New;
-    cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
-    cfg
 }
 
 /// Proposes until a leader answers.
@@ -144,4 +123,11 @@ async fn a_value_limit_above_the_frame_limit_is_refused_at_start() {
         Err(other) => panic!("wrong error: {other}"),
         Ok(_) => panic!("a 64 MiB value limit cannot fit in 64 MiB frames"),
     }
+}
+
+fn config(id: u32, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> NodeConfig {
+    // Generous: a retry after a timeout is a new command (applied again),
+    // and the outputs below count commands; a loaded CI machine needed more
+    // than 5 s for a 32 MiB command on three nodes.
+    common::config(id, peers, dir, Duration::from_secs(30))
 }

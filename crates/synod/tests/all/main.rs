@@ -5,6 +5,7 @@
 mod apply_batch;
 mod blocking_facade;
 mod cluster;
+mod common;
 mod fatal;
 mod job_scheduler;
 mod layout;

@@ -6,6 +6,7 @@
 //! node 4 → leadership handed to node 4 → writes go on → a clean stop of the
 //! leader hands leadership over without an election timeout.
 
+use crate::common;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -59,15 +60,6 @@ fn free_addrs(n: usize) -> Vec<SocketAddr> {
         .iter()
         .map(|l| l.local_addr().expect("addr"))
         .collect()
-}
-
-fn config(id: u32, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> NodeConfig {
-    let mut cfg =
-        NodeConfig::new(NodeId(id), peers.clone(), dir.join(format!("n{id}"))).expect("member");
-    cfg.request_timeout = Duration::from_secs(10);
-    cfg.bootstrap = synod::Bootstrap::New;
-    cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
-    cfg
 }
 
 /// Starts node `id` as a new member joining through `via`: the library
@@ -403,4 +395,8 @@ async fn a_voter_away_while_its_peers_were_replaced_comes_back_and_votes() {
     assert_eq!(value_of(&read), 155);
     n4.shutdown().await;
     n1.shutdown().await;
+}
+
+fn config(id: u32, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> NodeConfig {
+    common::config(id, peers, dir, Duration::from_secs(10))
 }

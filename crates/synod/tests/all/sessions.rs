@@ -5,6 +5,8 @@
 //! takes effect exactly once; old, unknown and expired sessions are
 //! refused with clear errors.
 
+use crate::common;
+use crate::common::free_peers;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -51,26 +53,6 @@ impl StateMachine for Counter {
 
 fn add(n: i64) -> Bytes {
     Bytes::copy_from_slice(&n.to_le_bytes())
-}
-
-fn free_peers(n: u32) -> BTreeMap<NodeId, SocketAddr> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (NodeId(i as u32 + 1), l.local_addr().expect("addr")))
-        .collect()
-}
-
-fn config(id: u32, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> NodeConfig {
-    let mut cfg =
-        NodeConfig::new(NodeId(id), peers.clone(), dir.join(format!("n{id}"))).expect("member");
-    cfg.request_timeout = Duration::from_secs(10);
-    cfg.bootstrap = synod::Bootstrap::New;
-    cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
-    cfg
 }
 
 async fn start(cfg: NodeConfig) -> Node {
@@ -188,4 +170,8 @@ async fn an_unused_session_expires_by_log_time() {
     for node in &nodes {
         node.shutdown().await;
     }
+}
+
+fn config(id: u32, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> NodeConfig {
+    common::config(id, peers, dir, Duration::from_secs(10))
 }

@@ -2,9 +2,8 @@
 //! different states from the same commands are reported as diverged, and
 //! nodes whose states agree are not.
 
+use crate::common::free_peers;
 use bytes::Bytes;
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 use synod::{ApplyContext, Node, NodeConfig, NodeId, RequestError, StateMachine};
 
@@ -38,17 +37,6 @@ impl StateMachine for Tally {
     fn digest(&self) -> Option<u64> {
         Some(self.count + self.skew)
     }
-}
-
-fn free_peers(n: u32) -> BTreeMap<NodeId, SocketAddr> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (NodeId(i as u32 + 1), l.local_addr().expect("addr")))
-        .collect()
 }
 
 /// Starts three nodes whose digests are skewed by `skews`, writes a few
