@@ -577,7 +577,7 @@ impl Conn {
             "script" | "function"
                 if args.len() == 2 && args[1].eq_ignore_ascii_case(b"kill") =>
             {
-                let limit = Duration::from_millis(self.shared.lua_time_limit_ms.load(Relaxed));
+                let limit = self.lua_time_limit();
                 self.reply(self.shared.script_runs.kill(name == "function", limit))
             }
             name if crate::scripting::SCRIPT_COMMANDS.contains(&name) => {
@@ -608,12 +608,17 @@ impl Conn {
         }
     }
 
+    /// This node's `lua-time-limit`: how long a dry run lasts before the
+    /// node is busy with it.
+    fn lua_time_limit(&self) -> Duration {
+        Duration::from_millis(self.shared.lua_time_limit_ms.load(Relaxed))
+    }
+
     /// The BUSY error for this request while a script this node dry-runs
     /// has lasted past `lua-time-limit`, unless Redis lets the command
     /// through while busy.
     fn busy(&self, name: &str, args: &[Bytes]) -> Option<&'static str> {
-        let limit = Duration::from_millis(self.shared.lua_time_limit_ms.load(Relaxed));
-        let busy = self.shared.script_runs.busy(limit)?;
+        let busy = self.shared.script_runs.busy(self.lua_time_limit())?;
         let allowed = match args.get(1) {
             Some(sub) if crate::acl_categories::is_container(name) => {
                 let full = format!("{name}|{}", lower(sub));

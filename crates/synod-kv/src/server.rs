@@ -915,6 +915,12 @@ fn is_script(item: &Item) -> bool {
     }
 }
 
+/// Dry-runs `eval` on this node (see `crate::scripting::dry_run`).
+async fn dry_run(shared: &Shared, eval: &crate::scripting::EvalCommand) -> Result<(), Reply> {
+    let acl = shared.cfg.acl.clone();
+    crate::scripting::dry_run::dry_run(&shared.node, &shared.script_runs, acl, eval).await
+}
+
 /// A script item after its dry run: as it was when the run passed, its
 /// refusal otherwise (silenced as the item was).
 async fn judged(shared: &Shared, item: Item) -> Item {
@@ -923,26 +929,17 @@ async fn judged(shared: &Shared, item: Item) -> Item {
         item => (item, false),
     };
     let item = match item {
-        Item::Data(KvCommand::Eval(eval), proto) => {
-            let acl = shared.cfg.acl.clone();
-            let runs = &shared.script_runs;
-            match crate::scripting::dry_run::dry_run(&shared.node, runs, acl, &eval).await {
-                Ok(()) => Item::Data(KvCommand::Eval(eval), proto),
-                Err(refused) => Item::Reply(refused, proto),
-            }
-        }
+        Item::Data(KvCommand::Eval(eval), proto) => match dry_run(shared, &eval).await {
+            Ok(()) => Item::Data(KvCommand::Eval(eval), proto),
+            Err(refused) => Item::Reply(refused, proto),
+        },
         // Every script of a transaction is dry-run, in order; one refused
         // discards the transaction (it is applied whole or not at all).
         Item::Exec(commands, parts, proto) => {
-            let acl = shared.cfg.acl.clone();
-            let runs = &shared.script_runs;
             let mut refused = None;
             for command in &commands {
                 if let KvCommand::Eval(eval) = command {
-                    if let Err(reply) =
-                        crate::scripting::dry_run::dry_run(&shared.node, runs, acl.clone(), eval)
-                            .await
-                    {
+                    if let Err(reply) = dry_run(shared, eval).await {
                         refused = Some(reply);
                         break;
                     }

@@ -243,10 +243,13 @@ pub(crate) struct Hooks<'a> {
 
 impl Hooks<'_> {
     fn killed(&self) -> bool {
-        self.kill
-            .as_ref()
-            .is_some_and(|kill| kill.load(std::sync::atomic::Ordering::Relaxed))
+        is_set(self.kill.as_ref())
     }
+}
+
+/// Whether a kill flag is there and set.
+fn is_set(kill: Option<&std::sync::Arc<std::sync::atomic::AtomicBool>>) -> bool {
+    kill.is_some_and(|kill| kill.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// Runs `eval` against `keyspace` within `limits`. `position` is the
@@ -448,10 +451,7 @@ fn run_in_lua(
             move |_, _| {
                 let total = executed.get() + u64::from(HOOK_STEP_INSTRUCTIONS);
                 executed.set(total);
-                let killed = kill
-                    .as_ref()
-                    .is_some_and(|kill| kill.load(std::sync::atomic::Ordering::Relaxed));
-                if total > instructions_max || stopped.get() || killed {
+                if total > instructions_max || stopped.get() || is_set(kill.as_ref()) {
                     stopped.set(true);
                     return Err(mlua::Error::RuntimeError("script stopped".into()));
                 }
