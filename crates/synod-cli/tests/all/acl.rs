@@ -213,8 +213,19 @@ fn acl_users_hold_across_a_leader_change_and_a_full_restart() {
     }
     cluster.wait_writable(0);
     for i in 0..3 {
-        eventually("users after restart", || {
-            connect(&user_url(&cluster, i, "app", "app-pw")).is_ok()
+        // A node checks ACLs against the state it has applied. Right after a
+        // restart that can be a prefix that ends between the revocation and
+        // the grant above (the grant was accepted but the node learns it was
+        // chosen only from the new leader), so wait for the grant itself,
+        // not merely for the user to exist.
+        eventually("users and the grant after restart", || {
+            connect(&user_url(&cluster, i, "app", "app-pw")).is_ok_and(|mut app| {
+                redis::cmd("SET")
+                    .arg("app:1")
+                    .arg("v")
+                    .query::<String>(&mut app)
+                    .is_ok()
+            })
         });
         check_rules(&cluster, i);
     }
