@@ -49,7 +49,7 @@ fn budget_error(limits: &Limits) -> Reply {
 /// errors.
 const PRELUDE: &str = r#"
 local raw_call, sha1hex, setresp, random, randomseed, stopped, bitlib, keys, argv,
-  cjsonlib, msgpacklib, structlib, acl_check = ...
+  cjsonlib, msgpacklib, structlib, acl_check, patlib = ...
 local error, type, select, real_tostring, next = error, type, select, tostring, next
 local real_setmetatable, real_rawset, real_pcall, real_xpcall = setmetatable, rawset, pcall, xpcall
 local real_loadstring, unpack = loadstring, unpack
@@ -120,6 +120,13 @@ end
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
 redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
 redis.REDIS_VERSION, redis.REDIS_VERSION_NUM = "7.0.15", 0x07000f
+
+-- Pattern matching whose steps count against the budget (see the module
+-- `patterns`).
+if patlib ~= nil then
+  string.find, string.match = patlib.find, patlib.match
+  string.gmatch, string.gsub = patlib.gmatch, patlib.gsub
+end
 
 -- Deterministic randomness: seeded from the log position (see the module
 -- documentation), reseeded by math.randomseed.
@@ -341,11 +348,32 @@ pub(crate) fn library_functions(code: &[u8]) -> Result<Vec<String>, Reply> {
     lua.set_memory_limit(APPLY_MEMORY_FOR_COMPILE)
         .map_err(failed)?;
     let executed = Rc::new(Cell::new(0u64));
+    let instructions_max = super::APPLY_LIMITS.instructions_max / 10;
+    // The library's own code may match patterns too: with the charged
+    // matcher, so a backtracking one cannot stall the node loading it.
+    let patterns = super::patterns::library(
+        &lua,
+        &super::patterns::Budget {
+            executed: Rc::clone(&executed),
+            stopped: Rc::new(Cell::new(false)),
+            instructions_max,
+            kill: None,
+            memory_bytes_max: APPLY_MEMORY_FOR_COMPILE,
+        },
+    )
+    .map_err(failed)?;
+    let string: mlua::Table = lua.globals().get("string").map_err(failed)?;
+    for name in ["find", "match", "gmatch", "gsub"] {
+        string
+            .set(name, patterns.get::<Function>(name).map_err(failed)?)
+            .map_err(failed)?;
+    }
+    let spent = Rc::clone(&executed);
     lua.set_hook(
         HookTriggers::new().every_nth_instruction(HOOK_STEP_INSTRUCTIONS),
         move |_, _| {
             executed.set(executed.get() + u64::from(HOOK_STEP_INSTRUCTIONS));
-            if executed.get() > super::APPLY_LIMITS.instructions_max / 10 {
+            if executed.get() > instructions_max {
                 return Err(mlua::Error::RuntimeError(
                     "library took too long to load".into(),
                 ));
@@ -403,7 +431,15 @@ pub(crate) fn library_functions(code: &[u8]) -> Result<Vec<String>, Reply> {
         }
         Err(error) => return Err(failed(error)),
     };
-    chunk.call::<()>(()).map_err(failed)?;
+    chunk.call::<()>(()).map_err(|error| {
+        if spent.get() > instructions_max {
+            failed(mlua::Error::RuntimeError(
+                "library took too long to load".into(),
+            ))
+        } else {
+            failed(error)
+        }
+    })?;
     let names = names.borrow().clone();
     if names.is_empty() {
         return Err(Reply::error("ERR No functions registered"));
@@ -577,6 +613,18 @@ fn run_in_lua(
             let stopped = Rc::clone(stopped);
             lua.create_function(move |_, ()| Ok(stopped.get()))?
         };
+        let patterns = if limits.patterns_charged {
+            let budget = super::patterns::Budget {
+                executed: Rc::clone(&executed),
+                stopped: Rc::clone(stopped),
+                instructions_max: limits.instructions_max,
+                kill: hooks.kill.clone(),
+                memory_bytes_max: limits.memory_bytes_max,
+            };
+            Some(super::patterns::library(&lua, &budget)?)
+        } else {
+            None
+        };
         let bit = super::bit::library(&lua)?;
         let cjson = super::cjson::library(&lua, limits.memory_bytes_max)?;
         let cmsgpack = super::cmsgpack::library(&lua, limits.memory_bytes_max)?;
@@ -599,7 +647,7 @@ fn run_in_lua(
             .set_mode(ChunkMode::Text)
             .call((
                 raw_call, sha1hex, setresp, random, randomseed, stopped_fn, bit, keys, argv, cjson,
-                cmsgpack, structlib, acl_check,
+                cmsgpack, structlib, acl_check, patterns,
             ))?;
         let script = match lua
             .load(super::without_shebang(&eval.script))

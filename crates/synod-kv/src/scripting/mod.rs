@@ -46,11 +46,13 @@
 //! [`crate::ops::TRANSACTION_READ_WORK_MAX`] elements, as a transaction's,
 //! and the values it writes are bounded by
 //! `call::SCRIPT_VALUE_BYTES_MAX`. Lua 5.1 does not run the hook inside
-//! a C function, so one `string.find` with a backtracking pattern runs
-//! to its end (its time grows as a power of the string's length): the
-//! proposer's dry run refuses a script whose run lasts past a wall-clock
-//! bound, but a script that passed it meets no such bound at apply: a
-//! known limit.
+//! a C function, and one `string.find` with a backtracking pattern would
+//! run for a time that grows as a power of the string's length: the
+//! pattern functions (`find`, `match`, `gmatch`, `gsub`) are synod's own
+//! port of Lua 5.1's matcher, whose every step is charged to the same
+//! budget (`patterns`). The other C functions a script can call do work
+//! bounded by the memory limit (`string.rep`, `table.concat`,
+//! `table.sort` without a comparator).
 //!
 //! The node a client sends a script to dry-runs it first (see
 //! `dry_run`): a script over either limit is refused there, before it
@@ -73,6 +75,7 @@ mod cmsgpack;
 mod convert;
 pub(crate) mod dry_run;
 mod engine;
+mod patterns;
 mod sha1;
 mod structlib;
 
@@ -137,6 +140,12 @@ pub struct Limits {
     pub instructions_max: u64,
     /// Bytes the Lua state may allocate.
     pub memory_bytes_max: usize,
+    /// `string.find`/`match`/`gmatch`/`gsub` run synod's matcher, whose
+    /// steps count against `instructions_max` (see `patterns`), instead
+    /// of Lua's C functions, which the budget cannot interrupt. Off only
+    /// for log entries written before it ([`LEGACY_INSTRUCTIONS_MAX`]), so
+    /// they replay as they were applied.
+    pub patterns_charged: bool,
 }
 
 /// The limits of a run at apply time, the same on every replica: 500
@@ -157,6 +166,7 @@ pub struct Limits {
 pub const APPLY_LIMITS: Limits = Limits {
     instructions_max: 500_000_000,
     memory_bytes_max: 64 << 20,
+    patterns_charged: true,
 };
 
 /// Runs a script at apply time (`ops::write`); `position` is its place in
@@ -178,6 +188,7 @@ pub(crate) fn run(
 pub(crate) fn eval_limits(eval: &EvalCommand) -> Limits {
     Limits {
         instructions_max: eval.instructions_max,
+        patterns_charged: eval.instructions_max != LEGACY_INSTRUCTIONS_MAX,
         ..APPLY_LIMITS
     }
 }
@@ -710,3 +721,5 @@ fn script_command(cache: &ScriptCache, args: &[Bytes]) -> Reply {
 mod tests;
 #[cfg(test)]
 mod tests_libs;
+#[cfg(test)]
+mod tests_patterns;

@@ -8,14 +8,14 @@ use synod_resp::Reply;
 use super::{run, run_limited, EvalCommand, Limits, ScriptCache};
 use crate::keyspace::Keyspace;
 
-fn ctx(instance: u64) -> ApplyContext {
+pub(super) fn ctx(instance: u64) -> ApplyContext {
     ApplyContext {
         instance: synod_core::InstanceId(instance),
         time_ms: 1_700_000_000_000,
     }
 }
 
-fn eval(script: &str, keys: &[&str], args: &[&str]) -> EvalCommand {
+pub(super) fn eval(script: &str, keys: &[&str], args: &[&str]) -> EvalCommand {
     EvalCommand {
         instructions_max: crate::scripting::APPLY_LIMITS.instructions_max,
         script: Bytes::copy_from_slice(script.as_bytes()),
@@ -41,7 +41,7 @@ fn run_script(keyspace: &mut Keyspace, script: &str) -> Reply {
     run(keyspace, &eval(script, &[], &[]), &ctx(1), 0)
 }
 
-fn error_text(reply: &Reply) -> &str {
+pub(super) fn error_text(reply: &Reply) -> &str {
     match reply {
         Reply::Error(text) => text,
         other => panic!("expected an error, got {other:?}"),
@@ -285,6 +285,7 @@ fn an_endless_script_is_stopped_by_its_budget() {
     let limits = Limits {
         instructions_max: 1_000_000,
         memory_bytes_max: 8 << 20,
+        patterns_charged: true,
     };
     let mut keyspace = Keyspace::default();
     for script in [
@@ -319,6 +320,7 @@ fn a_greedy_script_is_stopped_by_its_memory_limit() {
     let limits = Limits {
         instructions_max: 100_000_000,
         memory_bytes_max: 4 << 20,
+        patterns_charged: true,
     };
     let mut keyspace = Keyspace::default();
     for script in [
