@@ -168,3 +168,54 @@ async fn a_runaway_script_in_a_transaction_discards_it() {
     assert_eq!(client.call(&[b"SET", b"after", b"1"]).await, Some(ok()));
     assert_eq!(client.call(&[b"GET", b"t"]).await, Some(Reply::Null));
 }
+
+/// A script whose backtracking pattern runs only at apply (it branches on
+/// DBSIZE, which the dry run answers from its own copy of the keys it
+/// read, none here) passes the dry run; at apply every replica stops it at
+/// the same step of its budget (Lua's own matcher would run for longer
+/// than the universe's age there), answers the budget's error and keeps
+/// its earlier write, and the cluster serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_that_backtracks_only_at_apply_is_stopped_by_the_budget() {
+    let c = cluster(3, |_| {}, None).await;
+    let node = c.resp[0];
+    let mut client = Client::connect(node).await;
+    assert_eq!(client.call(&[b"SET", b"present", b"1"]).await, Some(ok()));
+    let script = b"redis.call('set', KEYS[1], 'before')
+        if redis.call('dbsize') > 1 then
+          return string.find(string.rep('a', 100000), string.rep('a*', 10) .. 'b')
+        end
+        return 'fast'";
+    let started = std::time::Instant::now();
+    let reply = client.call(&[b"EVAL", script, b"1", b"k"]).await;
+    assert!(
+        matches!(&reply, Some(Reply::Error(text)) if text.contains("budget")),
+        "{reply:?}"
+    );
+    let took = started.elapsed();
+    assert_eq!(info_field(node, None, "synod_script_dry_runs").await, 1);
+    assert_eq!(
+        info_field(node, None, "synod_script_dry_runs_refused").await,
+        0
+    );
+    assert_eq!(client.call(&[b"SET", b"after", b"1"]).await, Some(ok()));
+    for addr in &c.resp {
+        let mut client = Client::connect(*addr).await;
+        let mut applied = false;
+        for _ in 0..200 {
+            if client.call(&[b"GET", b"after"]).await
+                == Some(Reply::Bulk(bytes::Bytes::from_static(b"1")))
+            {
+                applied = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(applied, "{addr} never applied the write after the script");
+        assert_eq!(
+            client.call(&[b"GET", b"k"]).await,
+            Some(Reply::Bulk(bytes::Bytes::from_static(b"before")))
+        );
+    }
+    eprintln!("the stopped script answered after {took:?}");
+}
