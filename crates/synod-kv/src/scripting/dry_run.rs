@@ -27,9 +27,10 @@
 //!
 //! # Time
 //!
-//! The instruction budget does not bound time: one C call (a `string.find`
-//! whose pattern backtracks, a `string.rep` of megabytes) runs long and
-//! counts as one instruction, and the hook cannot interrupt it. The dry run
+//! The instruction budget bounds time only roughly: one C call (a
+//! `string.rep` or `table.concat` of megabytes) counts as one instruction
+//! and the hook cannot interrupt it (pattern matching is charged step by
+//! step, see `patterns`, so it no longer runs unbounded). The dry run
 //! is local to the proposer, so it may use the wall clock: a script whose
 //! dry run lasts longer than [`DRY_RUN_WALL_MAX`] is refused (its thread
 //! is left to finish on its own, holding its turn, and counted in INFO as
