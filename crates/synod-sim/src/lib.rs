@@ -132,6 +132,10 @@ pub struct Faults {
     /// pinned before they existed replay the runs they were found in (a
     /// lease lent makes a leadership transfer wait for it).
     pub master_off: bool,
+    /// Not a fault: never asks a leader to drop its leadership, so that
+    /// seeds pinned before the simulator did replay the runs they were
+    /// found in.
+    pub drop_off: bool,
 }
 
 impl Faults {
@@ -145,6 +149,7 @@ impl Faults {
             queue_off: true,
             sweep_off: true,
             master_off: true,
+            drop_off: true,
             ..Faults::default()
         }
     }
@@ -158,6 +163,7 @@ impl Faults {
             queue_off: true,
             sweep_off: true,
             master_off: true,
+            drop_off: true,
             ..Faults::default()
         }
     }
@@ -170,6 +176,7 @@ impl Faults {
             queue_off: true,
             sweep_off: true,
             master_off: true,
+            drop_off: true,
             ..Faults::default()
         }
     }
@@ -181,6 +188,7 @@ impl Faults {
     pub fn before_sessions() -> Faults {
         Faults {
             sessions_off: true,
+            drop_off: true,
             ..Faults::default()
         }
     }
@@ -227,6 +235,7 @@ pub fn run_seed(seed: u64, nodes: usize, faults: Faults) -> SeedReport {
         world.stats.answered_from_sessions = metrics.answered_from_sessions.load(Relaxed);
         world.stats.session_duplicates = metrics.session_duplicates.load(Relaxed);
         world.stats.master_leases_lent = world.masters.lent;
+        world.stats.leadership_drops = world.leadership_drops;
         world.stats.masters = world.masters.masters;
         world.stats.lease_reads += world
             .nodes

@@ -95,6 +95,11 @@ pub struct Params {
     /// seeds; every node's clock then drifts in rate within the bound (see
     /// `lease_clock.rs`). Own stream.
     pub lease: Option<synod_core::Lease>,
+    /// The chance, each time a leader applies, that the application asks
+    /// it to give up leadership (`Replica::drop_leadership`, issue 17's
+    /// `Node::drop_leadership`): non-zero in about half the seeds. Own
+    /// stream.
+    pub drop_leadership_chance: f64,
 }
 
 /// How the membership nemesis behaves in one run.
@@ -311,6 +316,7 @@ impl Params {
             lazy_sync: false,
             members: MemberParams::default(),
             lease: None,
+            drop_leadership_chance: 0.0,
         }
     }
 }

@@ -73,6 +73,8 @@ pub struct Stats {
     pub master_leases_lent: u64,
     /// Distinct masters (node, ballot) that were lent one.
     pub masters: u64,
+    /// Leaders asked to drop their leadership (and leading when asked).
+    pub leadership_drops: u64,
 }
 
 /// The result of one seed.
@@ -99,7 +101,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} master leases lent to {} masters, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} master leases lent to {} masters, {} leadership drops, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
             self.ops_ok,
             self.ops_unknown,
             self.instances,
@@ -116,6 +118,7 @@ impl fmt::Display for Stats {
             self.lease_reads,
             self.master_leases_lent,
             self.masters,
+            self.leadership_drops,
             self.pops_served,
             self.pops_timed_out,
             self.pop_tries_after_wake,

@@ -401,6 +401,10 @@ pub(crate) struct World {
     /// Every node's master-lease belief in true time (leases only; see
     /// `master_checks.rs`).
     pub(crate) masters: crate::master_checks::MasterWatch,
+    /// Draws whether a leader is asked to drop its leadership.
+    drop_rng: ChaCha8Rng,
+    /// Leaders that dropped their leadership when asked.
+    pub(crate) leadership_drops: u64,
 }
 
 impl World {
@@ -472,6 +476,11 @@ impl World {
             params.keys = 1;
             params.clients = params.clients.max(8);
         }
+        // Leadership drops (issue 17): a stream of their own.
+        let mut drop_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_D209_0000_0000);
+        if !faults.drop_off && !faults.master_off && drop_rng.gen_bool(0.5) {
+            params.drop_leadership_chance = 0.002;
+        }
         // Watched transactions (issue 16): a stream of their own, and
         // clients of their own, so a seed without them runs as before.
         let mut watch_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_3A7C_0000_0000);
@@ -535,6 +544,8 @@ impl World {
             members: crate::membership::MemberState::new(&members),
             lease_clocks: Vec::new(),
             masters: crate::master_checks::MasterWatch::default(),
+            drop_rng,
+            leadership_drops: 0,
         };
         for id in &members {
             world.nodes.push(SimNode::new(*id));
@@ -1015,6 +1026,7 @@ impl World {
         self.check_membership(node);
         self.notice_spares(node);
         self.ask_master_lease(node);
+        self.maybe_drop_leadership(node);
         let sim_node = &mut self.nodes[node];
         if sim_node.rebuilding && rebuilt {
             sim_node.rebuilding = false;
@@ -1393,6 +1405,26 @@ impl World {
         let until_us = self.lease_clocks[node].real_us_when(lease.until_ms);
         if let Some(overlap) = self.masters.lent(id, lease.ballot, self.now_us, until_us) {
             self.violation(overlap);
+        }
+    }
+
+    /// As an application would now and then (`Node::drop_leadership`): asks
+    /// a leading node to step down and hold off campaigning. What it sends
+    /// goes out at its next pump. The master-lease checker then sees
+    /// whether a successor's lease can overlap the dropped one's.
+    fn maybe_drop_leadership(&mut self, node: usize) {
+        let chance = self.params.drop_leadership_chance;
+        if chance == 0.0 {
+            return;
+        }
+        let Some(engine) = self.nodes[node].engine.as_mut() else {
+            return;
+        };
+        if engine.replica.status().role != RoleKind::Leader || !self.drop_rng.gen_bool(chance) {
+            return;
+        }
+        if engine.replica.drop_leadership() {
+            self.leadership_drops += 1;
         }
     }
 
