@@ -494,3 +494,67 @@ fn a_library_s_code_is_charged_for_its_patterns_too() {
         vec!["x".to_string()]
     );
 }
+
+// ---- review3: attacks on the port ----
+
+fn run_with(script: &str, limits: &Limits) -> synod_resp::Reply {
+    let mut keyspace = Keyspace::default();
+    run_limited(&mut keyspace, &eval(script, &[], &[]), &ctx(1), limits)
+}
+
+/// Lua 5.1 (LUA_COMPAT_GFIND) keeps `string.gfind`, the C `gmatch` under
+/// its old name: a backtracking pattern through it is not charged.
+#[test]
+fn review3_gfind_is_charged_too() {
+    let script = "for m in string.gfind(string.rep('a', 100), 'a*a*a*b') do end return 1";
+    let reply = run_with(script, &limits(1_000_000, true));
+    assert!(
+        matches!(&reply, synod_resp::Reply::Error(e) if e.starts_with("ERR Script exceeded the budget")),
+        "{reply:?}"
+    );
+}
+
+/// A plain `find` (explicit or a pattern without specials) scans the
+/// whole needle (the NUL and specials search, memmem's set-up): a long
+/// needle against a short subject must be charged for it.
+#[test]
+fn review3_plain_find_charges_the_needle() {
+    for call in ["string.find(h, n, 1, true)", "string.find(h, n)"] {
+        let script = format!(
+            "local n = string.rep('a', 1000000) local h = string.rep('b', 100) \
+             for i = 1, 200 do {call} end return 1"
+        );
+        let reply = run_with(&script, &limits(1_000_000, true));
+        assert!(
+            matches!(&reply, synod_resp::Reply::Error(e) if e.starts_with("ERR Script exceeded the budget")),
+            "{call}: {reply:?}"
+        );
+    }
+}
+
+/// Each `gsub` builds its result in a Rust `Vec` outside Lua's allocator,
+/// bounded alone by the memory limit; 32 nested replacement functions
+/// each holding one made 32 times the limit of memory nobody counts.
+#[test]
+fn review3_nested_gsub_buffers_count_together() {
+    let script = r#"
+local big = string.rep('x', 1024 * 1024)
+local depth = 0
+local function f()
+  depth = depth + 1
+  if depth > 30 then return end
+  string.gsub('aaaaab', '.', function(c)
+    if c == 'a' then return big end
+    f()
+    return ''
+  end)
+end
+f()
+return depth
+"#;
+    let reply = run_with(script, &limits(100_000_000, true));
+    assert!(
+        matches!(&reply, synod_resp::Reply::Error(e) if e.contains("memory")),
+        "{reply:?}"
+    );
+}
