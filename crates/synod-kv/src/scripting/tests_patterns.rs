@@ -512,6 +512,15 @@ fn review3_gfind_is_charged_too() {
         matches!(&reply, synod_resp::Reply::Error(e) if e.starts_with("ERR Script exceeded the budget")),
         "{reply:?}"
     );
+    let code = format!(
+        "for m in string.gfind(string.rep('a', 100000), '{}b') do end\nredis.register_function('f', function() return 1 end)",
+        "a*".repeat(10)
+    );
+    let reply = super::engine::library_functions(code.as_bytes()).expect_err("refused");
+    assert!(
+        error_text(&reply).contains("library took too long to load"),
+        "{reply:?}"
+    );
 }
 
 /// A plain `find` (explicit or a pattern without specials) scans the
