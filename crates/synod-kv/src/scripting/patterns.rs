@@ -651,7 +651,9 @@ fn find_aux(lua: &Lua, budget: &Budget, args: &MultiValue, find: bool) -> Result
         .is_some_and(|v| !matches!(v, Value::Nil | Value::Boolean(false)));
     let pat_c = &pat[..pat.iter().position(|&b| b == 0).unwrap_or(pat.len())];
     if find && (plain || !pat_c.iter().any(|b| SPECIALS.contains(b))) {
-        let charged = (src.len() - init) as u64 / BYTES_PER_STEP + 1;
+        // The subject's scan, and the needle's: the searches above for its
+        // NUL and its specials, and the searcher's set-up, are as long as it.
+        let charged = (src.len() - init + pat.len()) as u64 / BYTES_PER_STEP + 1;
         if !budget.charge(charged) {
             return Err(Fail::Stopped);
         }
