@@ -823,6 +823,9 @@ fn add_value(
     let value = match replacement {
         Replacement::Text(text) => {
             let news = text.as_bytes();
+            // Read whole at each match, whatever it adds: `%1`s that stand
+            // for empty captures add nothing.
+            matcher.steps += news.len() as u64 / BYTES_PER_STEP;
             let mut i = 0;
             while i < news.len() {
                 let c = news[i];

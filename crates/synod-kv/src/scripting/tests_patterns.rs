@@ -567,3 +567,16 @@ return depth
         "{reply:?}"
     );
 }
+
+/// `gsub`'s replacement string is read once per match: a long one whose
+/// `%1`s stand for empty captures adds nothing to the result (what was
+/// charged) but costs its length at each match.
+#[test]
+fn review3_gsub_charges_the_replacement_it_reads() {
+    let script = "return (string.gsub(string.rep('a', 1000), '(x*)', string.rep('%1', 50000)))";
+    let reply = run_with(script, &limits(1_000_000, true));
+    assert!(
+        matches!(&reply, synod_resp::Reply::Error(e) if e.starts_with("ERR Script exceeded the budget")),
+        "{reply:?}"
+    );
+}
