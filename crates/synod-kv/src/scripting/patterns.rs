@@ -736,10 +736,12 @@ enum Replacement {
 /// are the real ones, taken before the sandbox replaces `pcall`: a
 /// replacement function's error comes back as its value, to be raised
 /// again unchanged.
+#[allow(clippy::too_many_arguments)]
 fn gsub(
     lua: &Lua,
     budget: &Budget,
     nesting: &Cell<u32>,
+    held: &Cell<usize>,
     pcall: &Function,
     index: &Function,
     args: &MultiValue,
@@ -764,6 +766,19 @@ fn gsub(
     let mut matcher = Matcher::new(&src, &pat, budget);
     let anchor = matcher.pat_at(0) == b'^';
     let p = usize::from(anchor);
+    // This call's share of `held`: the bytes of `out`, outside Lua's
+    // allocator. Nested calls (through replacement functions) each hold
+    // one, and together they stay under the memory limit.
+    let counted = Cell::new(0usize);
+    let count = |out: &Vec<u8>| {
+        held.set(held.get() - counted.get() + out.len());
+        counted.set(out.len());
+        if held.get() > budget.memory_bytes_max {
+            Err(Fail::Memory)
+        } else {
+            Ok(())
+        }
+    };
     let result = (|| {
         let mut out: Vec<u8> = Vec::new();
         let mut s = 0usize;
@@ -777,9 +792,7 @@ fn gsub(
                 let m = &mut matcher;
                 add_value(lua, m, nesting, pcall, index, &replacement, s, e, &mut out)?;
                 matcher.steps += (out.len() - before) as u64 / BYTES_PER_STEP;
-                if out.len() > budget.memory_bytes_max {
-                    return Err(Fail::Memory);
-                }
+                count(&out)?;
             }
             match end {
                 Some(e) if e > s => s = e,
@@ -795,11 +808,10 @@ fn gsub(
         }
         out.extend_from_slice(&src[s..]);
         matcher.steps += (src.len() - s) as u64 / BYTES_PER_STEP;
-        if out.len() > budget.memory_bytes_max {
-            return Err(Fail::Memory);
-        }
+        count(&out)?;
         Ok((out, n))
     })();
+    held.set(held.get() - counted.get());
     let (out, n) = matcher.finish(result)?;
     Ok(vec![
         Value::String(lua.create_string(&out)?),
@@ -985,10 +997,14 @@ pub(crate) fn library(lua: &Lua, budget: &Budget) -> mlua::Result<Table> {
             .set_name("=synod")
             .into_function()?;
         let nesting = Cell::new(0u32);
+        let held = Cell::new(0usize);
         table.set(
             "gsub",
             lua.create_function(move |lua, args: MultiValue| {
-                answer(lua, gsub(lua, &budget, &nesting, &pcall, &index, &args))
+                answer(
+                    lua,
+                    gsub(lua, &budget, &nesting, &held, &pcall, &index, &args),
+                )
             })?,
         )?;
     }
