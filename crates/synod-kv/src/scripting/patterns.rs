@@ -624,7 +624,9 @@ fn answer(lua: &Lua, result: Result<Vec<Value>, Fail>) -> mlua::Result<MultiValu
             out.extend(values);
             Ok(out)
         }
-        Err(Fail::Error(text)) => (false, lua.create_string(text)?).into_lua_multi(lua),
+        // `true`: the wrapper adds the caller's position, as `luaL_error`
+        // does.
+        Err(Fail::Error(text)) => (false, lua.create_string(text)?, true).into_lua_multi(lua),
         Err(Fail::Raise(value)) => (false, value).into_lua_multi(lua),
         // The hook's own wording; the run ends with the budget's error
         // and `pcall` cannot catch it (the sandbox rethrows).
@@ -925,13 +927,22 @@ fn call_protected(
 }
 
 /// Wraps the Rust functions, which answer `true, results...` or `false,
-/// error`, into functions that raise the error (level 0: no position, as
-/// a C function's `luaL_error` adds none for itself).
+/// error, own`, into functions that raise the error. The matcher's own
+/// errors (`own`) get the position of the code that called the function,
+/// as `luaL_error` adds it (`luaL_where(L, 1)`: "user_script:3: "): level
+/// 3 is that code, past `error`, `checked` and the wrapper (which
+/// `checked` replaces when tail-called: Lua 5.1 counts the lost call as a
+/// level). A tail call by the user's code loses its frame, and the
+/// position, as C functions' callers never do. Other errors (a
+/// replacement function's, the budget's stop) are raised unchanged.
 const WRAPPERS: &str = r#"
 local raw = ...
 local error = error
 local function checked(ok, ...)
-  if not ok then error((...), 0) end
+  if not ok then
+    local e, own = ...
+    error(e, own and 3 or 0)
+  end
   return ...
 end
 local find, match, gmatch, gsub = raw.find, raw.match, raw.gmatch, raw.gsub
