@@ -685,3 +685,51 @@ fn review3_errors_of_tail_calls_carry_the_caller_s_position() {
     let ours = run_with(script, &limits(1_000_000, true));
     assert_eq!(legacy, ours);
 }
+
+/// Lua 5.1 reads `init` as `(lua_Integer)d` (on x86-64 any double out of
+/// range, and NaN, become the smallest integer) and gsub's count as an
+/// `int` (`luaL_optint`: 2^32 is 0).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn review3_numbers_out_of_range_are_read_as_lua_reads_them() {
+    let h = Harness::new();
+    for init in [
+        f64::INFINITY,
+        1e300,
+        -1e300,
+        f64::NAN,
+        2f64.powi(63),
+        -(2f64.powi(63)),
+        2f64.powi(53),
+        1e19,
+    ] {
+        h.check(b"abcb", b"b", Value::Number(init), Value::Nil);
+        h.check(
+            b"abcb",
+            b"b",
+            h.string(format!("{init:e}").as_bytes()),
+            Value::Nil,
+        );
+    }
+    for max in [
+        f64::INFINITY,
+        1e300,
+        2f64.powi(31),
+        2f64.powi(32),
+        2f64.powi(32) + 1.0,
+        -(2f64.powi(32)) + 1.0,
+        1e10,
+        f64::NAN,
+    ] {
+        let (c, synod) = h.both(
+            "gsub",
+            [
+                h.string(b"abcb"),
+                h.string(b"b"),
+                h.string(b"x"),
+                Value::Number(max),
+            ],
+        );
+        assert_eq!(c, synod, "gsub max {max}");
+    }
+}
