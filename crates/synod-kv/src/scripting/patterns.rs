@@ -606,13 +606,25 @@ fn opt_integer(
         Some(Value::String(_)) => lua.coerce_number(value.cloned().unwrap_or(Value::Nil))?,
         Some(_) => None,
     };
-    number.map(|x| x as i64).ok_or_else(|| {
+    number.map(lua_integer).ok_or_else(|| {
         bad_argument(
             n,
             name,
             &format!("number expected, got {}", type_name(value)),
         )
     })
+}
+
+/// `(lua_Integer)x` as Lua 5.1 built for x86-64 computes it (`cvttsd2si`):
+/// truncated, and the smallest integer for NaN and anything out of range
+/// (C leaves those undefined; Rust's `as` would saturate instead).
+fn lua_integer(x: f64) -> i64 {
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63
+    if x.is_nan() || !(-LIMIT..LIMIT).contains(&x) {
+        i64::MIN
+    } else {
+        x as i64
+    }
 }
 
 /// The `true, results...` or `false, error` the sandbox's wrapper takes.
@@ -752,7 +764,8 @@ fn gsub(
     let pattern = check_string(lua, args, 2, "gsub")?;
     let src = subject.as_bytes();
     let pat = pattern.as_bytes();
-    let max_n = opt_integer(lua, args, 4, "gsub", src.len() as i64 + 1)?;
+    // `luaL_optint`: an `int`, so 2^32 is 0.
+    let max_n = i64::from(opt_integer(lua, args, 4, "gsub", src.len() as i64 + 1)? as i32);
     let replacement = match args.get(2) {
         Some(Value::String(text)) => Replacement::Text(text.clone()),
         Some(number @ (Value::Integer(_) | Value::Number(_))) => Replacement::Text(
