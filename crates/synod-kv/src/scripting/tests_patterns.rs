@@ -733,3 +733,76 @@ fn review3_numbers_out_of_range_are_read_as_lua_reads_them() {
         assert_eq!(c, synod, "gsub max {max}");
     }
 }
+
+
+#[test]
+#[ignore = "review3: a long random differential run (minutes)"]
+fn review3_long_random_differential() {
+    let lua = Lua::new_with(StdLib::STRING | StdLib::TABLE | StdLib::MATH, LuaOptions::default()).expect("lua");
+    let mine = library(&lua, &budget(u64::MAX)).expect("library");
+    lua.globals().set("mine", mine).expect("set");
+    let script = r#"
+local pieces = {"a","b",".","%a","%d","%s","%w","%A","%%","%.","[ab]","[^a]","[a-c]","[%d-]","[%a_]",
+  "[]]","[^]a]","(",")","()","*","+","-","?","^","$","%b()","%bab","%f[%w]","%f[^a]","%f[%z]","%1","%2",
+  "%3","%","[","%z","\0","0"," ","[a-]","[-a]","[^%]]","%]","%x","\255","[\128-\255]","%p","%c","%u","%l"}
+local chars = "aabc(b)[]%^$-.*+ 01\0dA_\255\128\t"
+local function pack(...) return {n = select('#', ...), ...} end
+local function show(r)
+  local parts = {}
+  for i = 1, r.n do local v = r[i]; parts[#parts+1] = type(v) .. ':' .. (type(v) == 'table' and 'T' or tostring(v)) end
+  return table.concat(parts, ',')
+end
+local repls = {
+  function(...) return table.concat({...}, '|') end,
+  function() return nil end,
+  function(a) return #tostring(a) end,
+  function() return false end,
+  function(a) return a and 2.5 end,
+  {a = 'A', b = false, [1] = 'one', ['('] = 3},
+  setmetatable({}, {__index = function(t, k) return type(k) == 'string' and k:upper() or k end}),
+}
+math.randomseed(12345)
+local fails = {}
+for iter = 1, 300000 do
+  local np = math.random(0, 7)
+  local p = {}
+  for i = 1, np do p[i] = pieces[math.random(#pieces)] end
+  p = table.concat(p)
+  local ns = math.random(0, 14)
+  local s = {}
+  for i = 1, ns do local k = math.random(#chars) s[i] = chars:sub(k, k) end
+  s = table.concat(s)
+  local init = math.random(0, 3) == 0 and math.random(-16, 16) or nil
+  local plain = math.random(0, 5) == 0 and true or nil
+  for _, name in ipairs({'find', 'match', 'gmatch', 'gsub'}) do
+    local function run(L)
+      if name == 'gmatch' then
+        local ok, it = pcall(L.gmatch, s, p)
+        if not ok then return 'E' .. tostring(it) end
+        local out = {}
+        for _ = 1, 30 do local r = pack(pcall(it)) out[#out+1] = show(r) if r.n <= 1 or not r[1] then break end end
+        return table.concat(out, ';')
+      elseif name == 'gsub' then
+        local k = math.random(0, #repls + 2)
+        local r = repls[k] or (k == 0 and '%0<%1>%%' or '-%2')
+        local max = math.random(0, 3) == 0 and math.random(-1, 3) or nil
+        return show(pack(pcall(L.gsub, s, p, r, max)))
+      else
+        return show(pack(pcall(L[name], s, p, init, plain)))
+      end
+    end
+    local seed = math.random(1, 1e9)
+    math.randomseed(seed) local c = run(string)
+    math.randomseed(seed) local m = run(mine)
+    c = c:gsub("'%?'", "'" .. name .. "'")
+    if c ~= m and #fails < 20 then
+      fails[#fails+1] = string.format('%s(%q, %q, %s, %s)\n  C: %s\n  S: %s', name, s, p, tostring(init), tostring(plain), c, m)
+    end
+    math.randomseed(seed + 1)
+  end
+end
+return table.concat(fails, '\n')
+"#;
+    let fails: String = lua.load(script).eval().expect("run");
+    assert!(fails.is_empty(), "{fails}");
+}
