@@ -806,3 +806,29 @@ return table.concat(fails, '\n')
     let fails: String = lua.load(script).eval().expect("run");
     assert!(fails.is_empty(), "{fails}");
 }
+
+/// FUNCTION LOAD runs the library's code with Lua's own `pcall`: the
+/// hook's "took too long" error, raised at every step once the budget is
+/// spent, is caught each time and the loop goes on.
+#[test]
+fn review3_a_library_cannot_catch_its_budget_stop() {
+    for code in [
+        "while true do pcall(function() while true do end end) end",
+        "while true do pcall(string.find, string.rep('a', 100000), string.rep('a*', 10) .. 'b') end",
+    ] {
+        let code = format!("{code}\nredis.register_function('f', function() return 1 end)");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(super::engine::library_functions(code.as_bytes()));
+        });
+        // Generous: the budget is spent in well under a second.
+        let reply = receiver
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the load ends")
+            .expect_err("refused");
+        assert!(
+            error_text(&reply).contains("library took too long to load"),
+            "{reply:?}"
+        );
+    }
+}
