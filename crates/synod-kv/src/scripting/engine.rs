@@ -377,6 +377,33 @@ pub(crate) fn library_functions(code: &[u8]) -> Result<Vec<String>, Reply> {
             .set(name, patterns.get::<Function>(ours).map_err(failed)?)
             .map_err(failed)?;
     }
+    // Lua's pcall would catch the hook's stop at every step, for good: once
+    // the budget is spent, every pcall raises the stop again.
+    {
+        let executed = Rc::clone(&executed);
+        let spent = lua
+            .create_function(move |_, ()| Ok(executed.get() > instructions_max))
+            .map_err(failed)?;
+        lua.load(
+            r#"
+local spent, real_pcall, real_xpcall, error = ...
+local function rethrow(...)
+  if spent() then error("library took too long to load", 0) end
+  return ...
+end
+pcall = function(...) return rethrow(real_pcall(...)) end
+xpcall = function(f, handler) return rethrow(real_xpcall(f, handler)) end
+"#,
+        )
+        .set_name("=synod")
+        .call::<()>((
+            spent,
+            lua.globals().get::<Function>("pcall").map_err(failed)?,
+            lua.globals().get::<Function>("xpcall").map_err(failed)?,
+            lua.globals().get::<Function>("error").map_err(failed)?,
+        ))
+        .map_err(failed)?;
+    }
     let spent = Rc::clone(&executed);
     lua.set_hook(
         HookTriggers::new().every_nth_instruction(HOOK_STEP_INSTRUCTIONS),

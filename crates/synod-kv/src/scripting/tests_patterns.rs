@@ -734,11 +734,14 @@ fn review3_numbers_out_of_range_are_read_as_lua_reads_them() {
     }
 }
 
-
 #[test]
 #[ignore = "review3: a long random differential run (minutes)"]
 fn review3_long_random_differential() {
-    let lua = Lua::new_with(StdLib::STRING | StdLib::TABLE | StdLib::MATH, LuaOptions::default()).expect("lua");
+    let lua = Lua::new_with(
+        StdLib::STRING | StdLib::TABLE | StdLib::MATH,
+        LuaOptions::default(),
+    )
+    .expect("lua");
     let mine = library(&lua, &budget(u64::MAX)).expect("library");
     lua.globals().set("mine", mine).expect("set");
     let script = r#"
