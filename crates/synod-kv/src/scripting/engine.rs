@@ -126,6 +126,8 @@ redis.REDIS_VERSION, redis.REDIS_VERSION_NUM = "7.0.15", 0x07000f
 if patlib ~= nil then
   string.find, string.match = patlib.find, patlib.match
   string.gmatch, string.gsub = patlib.gmatch, patlib.gsub
+  -- Lua 5.1's old name for gmatch (LUA_COMPAT_GFIND): the C matcher too.
+  string.gfind = patlib.gmatch
 end
 
 -- Deterministic randomness: seeded from the log position (see the module
@@ -363,10 +365,44 @@ pub(crate) fn library_functions(code: &[u8]) -> Result<Vec<String>, Reply> {
     )
     .map_err(failed)?;
     let string: mlua::Table = lua.globals().get("string").map_err(failed)?;
-    for name in ["find", "match", "gmatch", "gsub"] {
+    // `gfind` is Lua 5.1's old name for the C `gmatch`.
+    for (name, ours) in [
+        ("find", "find"),
+        ("match", "match"),
+        ("gmatch", "gmatch"),
+        ("gsub", "gsub"),
+        ("gfind", "gmatch"),
+    ] {
         string
-            .set(name, patterns.get::<Function>(name).map_err(failed)?)
+            .set(name, patterns.get::<Function>(ours).map_err(failed)?)
             .map_err(failed)?;
+    }
+    // Lua's pcall would catch the hook's stop at every step, for good: once
+    // the budget is spent, every pcall raises the stop again.
+    {
+        let executed = Rc::clone(&executed);
+        let spent = lua
+            .create_function(move |_, ()| Ok(executed.get() > instructions_max))
+            .map_err(failed)?;
+        lua.load(
+            r#"
+local spent, real_pcall, real_xpcall, error = ...
+local function rethrow(...)
+  if spent() then error("library took too long to load", 0) end
+  return ...
+end
+pcall = function(...) return rethrow(real_pcall(...)) end
+xpcall = function(f, handler) return rethrow(real_xpcall(f, handler)) end
+"#,
+        )
+        .set_name("=synod")
+        .call::<()>((
+            spent,
+            lua.globals().get::<Function>("pcall").map_err(failed)?,
+            lua.globals().get::<Function>("xpcall").map_err(failed)?,
+            lua.globals().get::<Function>("error").map_err(failed)?,
+        ))
+        .map_err(failed)?;
     }
     let spent = Rc::clone(&executed);
     lua.set_hook(

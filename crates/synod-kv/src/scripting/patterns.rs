@@ -606,13 +606,25 @@ fn opt_integer(
         Some(Value::String(_)) => lua.coerce_number(value.cloned().unwrap_or(Value::Nil))?,
         Some(_) => None,
     };
-    number.map(|x| x as i64).ok_or_else(|| {
+    number.map(lua_integer).ok_or_else(|| {
         bad_argument(
             n,
             name,
             &format!("number expected, got {}", type_name(value)),
         )
     })
+}
+
+/// `(lua_Integer)x` as Lua 5.1 built for x86-64 computes it (`cvttsd2si`):
+/// truncated, and the smallest integer for NaN and anything out of range
+/// (C leaves those undefined; Rust's `as` would saturate instead).
+fn lua_integer(x: f64) -> i64 {
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63
+    if x.is_nan() || !(-LIMIT..LIMIT).contains(&x) {
+        i64::MIN
+    } else {
+        x as i64
+    }
 }
 
 /// The `true, results...` or `false, error` the sandbox's wrapper takes.
@@ -624,7 +636,9 @@ fn answer(lua: &Lua, result: Result<Vec<Value>, Fail>) -> mlua::Result<MultiValu
             out.extend(values);
             Ok(out)
         }
-        Err(Fail::Error(text)) => (false, lua.create_string(text)?).into_lua_multi(lua),
+        // `true`: the wrapper adds the caller's position, as `luaL_error`
+        // does.
+        Err(Fail::Error(text)) => (false, lua.create_string(text)?, true).into_lua_multi(lua),
         Err(Fail::Raise(value)) => (false, value).into_lua_multi(lua),
         // The hook's own wording; the run ends with the budget's error
         // and `pcall` cannot catch it (the sandbox rethrows).
@@ -651,7 +665,9 @@ fn find_aux(lua: &Lua, budget: &Budget, args: &MultiValue, find: bool) -> Result
         .is_some_and(|v| !matches!(v, Value::Nil | Value::Boolean(false)));
     let pat_c = &pat[..pat.iter().position(|&b| b == 0).unwrap_or(pat.len())];
     if find && (plain || !pat_c.iter().any(|b| SPECIALS.contains(b))) {
-        let charged = (src.len() - init) as u64 / BYTES_PER_STEP + 1;
+        // The subject's scan, and the needle's: the searches above for its
+        // NUL and its specials, and the searcher's set-up, are as long as it.
+        let charged = (src.len() - init + pat.len()) as u64 / BYTES_PER_STEP + 1;
         if !budget.charge(charged) {
             return Err(Fail::Stopped);
         }
@@ -734,10 +750,12 @@ enum Replacement {
 /// are the real ones, taken before the sandbox replaces `pcall`: a
 /// replacement function's error comes back as its value, to be raised
 /// again unchanged.
+#[allow(clippy::too_many_arguments)]
 fn gsub(
     lua: &Lua,
     budget: &Budget,
     nesting: &Cell<u32>,
+    held: &Cell<usize>,
     pcall: &Function,
     index: &Function,
     args: &MultiValue,
@@ -746,7 +764,8 @@ fn gsub(
     let pattern = check_string(lua, args, 2, "gsub")?;
     let src = subject.as_bytes();
     let pat = pattern.as_bytes();
-    let max_n = opt_integer(lua, args, 4, "gsub", src.len() as i64 + 1)?;
+    // `luaL_optint`: an `int`, so 2^32 is 0.
+    let max_n = i64::from(opt_integer(lua, args, 4, "gsub", src.len() as i64 + 1)? as i32);
     let replacement = match args.get(2) {
         Some(Value::String(text)) => Replacement::Text(text.clone()),
         Some(number @ (Value::Integer(_) | Value::Number(_))) => Replacement::Text(
@@ -762,6 +781,19 @@ fn gsub(
     let mut matcher = Matcher::new(&src, &pat, budget);
     let anchor = matcher.pat_at(0) == b'^';
     let p = usize::from(anchor);
+    // This call's share of `held`: the bytes of `out`, outside Lua's
+    // allocator. Nested calls (through replacement functions) each hold
+    // one, and together they stay under the memory limit.
+    let counted = Cell::new(0usize);
+    let count = |out: &Vec<u8>| {
+        held.set(held.get() - counted.get() + out.len());
+        counted.set(out.len());
+        if held.get() > budget.memory_bytes_max {
+            Err(Fail::Memory)
+        } else {
+            Ok(())
+        }
+    };
     let result = (|| {
         let mut out: Vec<u8> = Vec::new();
         let mut s = 0usize;
@@ -775,9 +807,7 @@ fn gsub(
                 let m = &mut matcher;
                 add_value(lua, m, nesting, pcall, index, &replacement, s, e, &mut out)?;
                 matcher.steps += (out.len() - before) as u64 / BYTES_PER_STEP;
-                if out.len() > budget.memory_bytes_max {
-                    return Err(Fail::Memory);
-                }
+                count(&out)?;
             }
             match end {
                 Some(e) if e > s => s = e,
@@ -793,11 +823,10 @@ fn gsub(
         }
         out.extend_from_slice(&src[s..]);
         matcher.steps += (src.len() - s) as u64 / BYTES_PER_STEP;
-        if out.len() > budget.memory_bytes_max {
-            return Err(Fail::Memory);
-        }
+        count(&out)?;
         Ok((out, n))
     })();
+    held.set(held.get() - counted.get());
     let (out, n) = matcher.finish(result)?;
     Ok(vec![
         Value::String(lua.create_string(&out)?),
@@ -821,6 +850,9 @@ fn add_value(
     let value = match replacement {
         Replacement::Text(text) => {
             let news = text.as_bytes();
+            // Read whole at each match, whatever it adds: `%1`s that stand
+            // for empty captures add nothing.
+            matcher.steps += news.len() as u64 / BYTES_PER_STEP;
             let mut i = 0;
             while i < news.len() {
                 let c = news[i];
@@ -908,13 +940,22 @@ fn call_protected(
 }
 
 /// Wraps the Rust functions, which answer `true, results...` or `false,
-/// error`, into functions that raise the error (level 0: no position, as
-/// a C function's `luaL_error` adds none for itself).
+/// error, own`, into functions that raise the error. The matcher's own
+/// errors (`own`) get the position of the code that called the function,
+/// as `luaL_error` adds it (`luaL_where(L, 1)`: "user_script:3: "): level
+/// 3 is that code, past `error`, `checked` and the wrapper (which
+/// `checked` replaces when tail-called: Lua 5.1 counts the lost call as a
+/// level). A tail call by the user's code loses its frame, and the
+/// position, as C functions' callers never do. Other errors (a
+/// replacement function's, the budget's stop) are raised unchanged.
 const WRAPPERS: &str = r#"
 local raw = ...
 local error = error
 local function checked(ok, ...)
-  if not ok then error((...), 0) end
+  if not ok then
+    local e, own = ...
+    error(e, own and 3 or 0)
+  end
   return ...
 end
 local find, match, gmatch, gsub = raw.find, raw.match, raw.gmatch, raw.gsub
@@ -980,10 +1021,14 @@ pub(crate) fn library(lua: &Lua, budget: &Budget) -> mlua::Result<Table> {
             .set_name("=synod")
             .into_function()?;
         let nesting = Cell::new(0u32);
+        let held = Cell::new(0usize);
         table.set(
             "gsub",
             lua.create_function(move |lua, args: MultiValue| {
-                answer(lua, gsub(lua, &budget, &nesting, &pcall, &index, &args))
+                answer(
+                    lua,
+                    gsub(lua, &budget, &nesting, &held, &pcall, &index, &args),
+                )
             })?,
         )?;
     }
