@@ -85,6 +85,18 @@ pub struct NodeConfig {
     pub value_bytes_max: usize,
     /// At most this many instances in flight in phase 2. Default 64.
     pub window_instances_max: usize,
+    /// Where a follower's log `fdatasync` runs. `true` (the default): on
+    /// the node's event loop, after the other tasks of its thread have sent
+    /// what the step before produced, as Redis's `appendfsync always` does:
+    /// no thread hand-off and no wake-up per sync (about 40% fewer context
+    /// switches and 15% less CPU per write on a follower, measured on two
+    /// cores); the loop serves nothing else during a sync, so a disk whose
+    /// syncs take longer than the election timeout makes that follower miss
+    /// heartbeats and campaign. A leader always syncs on a blocking thread:
+    /// its loop keeps taking requests and acks meanwhile (two followers'
+    /// acks can choose a value before the leader's own sync ends). `false`:
+    /// every sync on a blocking thread.
+    pub sync_on_event_loop: bool,
     /// Messages queued per peer (kept while it is unreachable); more are
     /// dropped, which Paxos tolerates (retransmission and catch-up). Default
     /// 4,096.
@@ -177,6 +189,7 @@ impl NodeConfig {
             batch_commands_max: 4096,
             value_bytes_max: synod_core::VALUE_BYTES_MAX_DEFAULT,
             window_instances_max: 64,
+            sync_on_event_loop: true,
             peer_send_queue_max: 4096,
             bootstrap: Bootstrap::Existing,
             unsafe_local_reads: false,

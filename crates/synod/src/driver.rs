@@ -132,6 +132,14 @@ pub(crate) struct Driver<S> {
     stopping: Option<(Instant, NodeId)>,
     sync_tx: mpsc::Sender<SyncDone>,
     sync_rx: mpsc::Receiver<SyncDone>,
+    /// Whether a follower's log syncs run on the event loop (see
+    /// `run_pending_sync`) rather than on a blocking thread
+    /// (`NodeConfig::sync_on_event_loop`).
+    inline_sync: bool,
+    /// A log sync the engine started, to run on the event loop once the
+    /// other tasks of this thread (peer links, client connections) have
+    /// sent what the step before it produced.
+    sync_pending: Option<(SyncJob, PersistSeq, Instant)>,
     /// When the running checkpoint started (for its log line).
     checkpoint_started: Instant,
     checkpoint_tx: mpsc::Sender<CheckpointStep>,
@@ -348,6 +356,8 @@ impl<S: StateMachine> Driver<S> {
             started,
             engine,
             sync_tx,
+            inline_sync: cfg.sync_on_event_loop,
+            sync_pending: None,
             sync_rx,
             checkpoint_started: Instant::now(),
             checkpoint_tx,
@@ -402,7 +412,11 @@ impl<S: StateMachine> Driver<S> {
         // Bounded: a stop must never hang on a report that does not come (a
         // node that stays half alive after a fatal error is worse than one
         // that leaves a stray file, which recovery ignores).
-        if self.engine.persist.syncing() {
+        if let Some((job, through, started)) = self.sync_pending.take() {
+            let result = catch_job_panic("log sync", || job.run());
+            let _ = (through, started);
+            self.engine.persist.sync_finished_at_stop(job, result);
+        } else if self.engine.persist.syncing() {
             match tokio::time::timeout(STOP_WAIT, self.sync_rx.recv()).await {
                 Ok(Some(done)) => self
                     .engine
@@ -449,6 +463,10 @@ impl<S: StateMachine> Driver<S> {
         let mut ticker = tokio::time::interval(self.cfg.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if self.sync_pending.is_some() {
+                self.run_pending_sync().await?;
+                continue;
+            }
             let admit = self.engine.requests_waiting() < self.cfg.requests_in_flight_max;
             tokio::select! {
                 biased;
@@ -731,6 +749,12 @@ impl<S: StateMachine> Driver<S> {
                         let _ = tx.blocking_send(CheckpointStep::Written(write.checkpoint, result));
                     });
                 }
+                Io::Sync { job, through }
+                    if self.inline_sync && self.engine.leader() != Some(self.cfg.id) =>
+                {
+                    debug_assert!(self.sync_pending.is_none(), "one log sync at a time");
+                    self.sync_pending = Some((job, through, Instant::now()));
+                }
                 Io::Sync { job, through } => {
                     let tx = self.sync_tx.clone();
                     let started = Instant::now();
@@ -760,6 +784,27 @@ impl<S: StateMachine> Driver<S> {
                 }
             }
         }
+    }
+
+    /// Runs the pending log sync on the event loop, as Redis's
+    /// `appendfsync always` does: first every other task of this thread
+    /// runs (`yield_now`), so the peer links send the accepts and the
+    /// connections write the replies that the step before produced, and
+    /// the fdatasync overlaps the peers' own; then the sync, with no thread
+    /// hand-off and no wake-up on either side; then its effects.
+    async fn run_pending_sync(&mut self) -> Result<(), NodeError> {
+        tokio::task::yield_now().await;
+        let Some((job, through, started)) = self.sync_pending.take() else {
+            return Ok(());
+        };
+        let result = catch_job_panic("log sync", || job.run());
+        self.sync_done(SyncDone {
+            job,
+            result,
+            through,
+            started,
+        })?;
+        self.process_ready()
     }
 
     fn checkpoint_step(&mut self, step: CheckpointStep) -> Result<(), NodeError> {
