@@ -119,7 +119,7 @@ pub struct Config {
     /// the group: `(point, schedule)` where `schedule` gives the membership
     /// of every instance from `point` on and already includes every
     /// reconfiguration chosen below `point` (a joining node gets it from a
-    /// member; see `Replica::schedule_at`). A snapshot's schedule replaces
+    /// member; see `Replica::join_schedule`). A snapshot's schedule replaces
     /// it on recovery or install.
     pub schedule: Option<(InstanceId, Schedule)>,
     /// The leader promotes a joining learner (and allows a manual promotion

@@ -578,9 +578,14 @@ impl World {
     }
 
     /// What a node `id` that does not bootstrap the group starts from
-    /// (`Config::schedule`): a live member's applied point and its schedule
-    /// from there, taken from the leader if it holds `id`, else from the
-    /// first live node whose newest membership holds it.
+    /// (`Config::schedule`): what a live member answers to `SYNOD.MEMBER
+    /// JOININFO` (`Replica::join_schedule`, as the driver calls it), taken
+    /// from the leader if it holds `id`, else from the first live node whose
+    /// newest membership holds it. As `synod server --join` does, a
+    /// schedule whose newest membership lacks `id` is refused (`None`: the
+    /// caller tries again later) rather than kept: a node started from it
+    /// could never recover (`Config::validate`), and the join would keep it
+    /// for every restart.
     pub(crate) fn schedule_from_member(&self, id: NodeId) -> Option<(InstanceId, Schedule)> {
         let knows = |k: &usize| {
             self.nodes[*k]
@@ -591,9 +596,17 @@ impl World {
             .leader()
             .filter(knows)
             .or_else(|| (0..self.nodes.len()).find(knows))?;
-        let replica = self.nodes[source].replica()?;
-        let point = replica.status().applied_end;
-        Some((point, replica.schedule_at(point)))
+        let (point, schedule) = self.nodes[source].replica()?.join_schedule();
+        // `knows` saw `id` in the source's newest membership, and the join
+        // schedule keeps it (`Replica::join_schedule`); before it did, a
+        // member that had not applied up to its own join point answered
+        // without it (seed 600021).
+        debug_assert!(
+            schedule.latest().contains(id),
+            "{}'s join schedule at {point} lacks {id}, which its newest membership holds",
+            self.nodes[source].id
+        );
+        schedule.latest().contains(id).then_some((point, schedule))
     }
 
     /// Indexes of the nodes in the log's newest membership: the group

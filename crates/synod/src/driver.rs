@@ -376,11 +376,6 @@ impl<S: StateMachine> Driver<S> {
         Ok((driver, status_rx, net))
     }
 
-    /// End of the prefix applied to the state machine.
-    pub(crate) fn applied_end(&self) -> InstanceId {
-        self.engine.applied_end()
-    }
-
     /// The engine's stamp clock as this driver publishes it (see
     /// `Node::stamp_ms`).
     pub(crate) fn stamp_source(&self) -> Arc<crate::clock::StampSource> {

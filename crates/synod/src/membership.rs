@@ -169,11 +169,13 @@ pub(crate) enum MemberSubmit {
 pub struct JoinInfo {
     /// The cluster's id (the founding members' hash of their peer list).
     pub cluster_id: u64,
-    /// The member's applied point: the joining node learns everything from
-    /// here on (and what lies before it from a snapshot or the log).
+    /// The member's applied point (or, while it has not applied up to the
+    /// point it joined at itself, that point): the joining node learns
+    /// everything from here on (and what lies before it from a snapshot or
+    /// the log).
     pub point: InstanceId,
     /// The memberships of every instance from `point` on; it includes every
-    /// change chosen before `point` (`Replica::schedule_at`).
+    /// change chosen before `point` (`Replica::join_schedule`).
     pub schedule: synod_core::Schedule,
 }
 
@@ -197,15 +199,17 @@ impl<S: StateMachine> Driver<S> {
                 let _ = reply.send(self.members_view());
             }
             MemberSubmit::JoinInfo { reply } => {
-                // The applied point: every change chosen below it is in the
-                // schedule, so the joiner's view of the memberships from
-                // there on is the member's (the α rule needs both to agree
-                // on which membership governs each instance).
-                let point = self.applied_end();
+                // The applied point (or the base of the schedule this node
+                // started from, if it has not applied that far): every
+                // change chosen below it is in the schedule, so the joiner's
+                // view of the memberships from there on is the member's (the
+                // α rule needs both to agree on which membership governs
+                // each instance; see `Replica::join_schedule`).
+                let (point, schedule) = self.engine.replica.join_schedule();
                 let _ = reply.send(JoinInfo {
                     cluster_id: self.cfg.cluster_id,
                     point,
-                    schedule: self.engine.replica.schedule_at(point),
+                    schedule,
                 });
             }
             MemberSubmit::Op { op, reply } => {

@@ -113,6 +113,35 @@ impl Replica {
         self.schedule.since(point)
     }
 
+    /// Where a node joining through this replica starts
+    /// ([`crate::Config::schedule`]): a point and the memberships of every
+    /// instance from there on, holding every reconfiguration chosen below
+    /// it. Its newest membership is this replica's newest, so a node this
+    /// replica knows as a member finds itself in it: every entry came with
+    /// the base (`Schedule::since` of the base, so it takes effect before
+    /// `base + α`) or was applied at some instance below the applied point
+    /// (and takes effect α later), and `since` keeps every entry that takes
+    /// effect before `point + α`.
+    ///
+    /// The point is the applied point, or the schedule's base if that is
+    /// later. Why not always the applied point: the α rule needs the joiner
+    /// and the members to agree on the membership of every instance from
+    /// the point on, so the schedule must hold every change chosen below
+    /// it. This replica's schedule holds every change chosen below its base
+    /// (it came with it: a join, or a snapshot at the base) and every one
+    /// applied since (`note_reconfig`), so it is complete exactly below
+    /// `max(applied, base)`. A replica that joined at a base it has not
+    /// applied up to yet (just started empty, or recovered a snapshot older
+    /// than its join) would, at its applied point, drop the changes chosen
+    /// between that point and its base: the schedule it handed out could
+    /// lack the very node that asks (simulator seed 600021: a wiped node
+    /// that had just restarted from a member's schedule answered a spare
+    /// with a membership without it, and the spare could never start).
+    pub fn join_schedule(&self) -> (InstanceId, Schedule) {
+        let point = self.learner.applied_end.max(self.schedule_base);
+        (point, self.schedule.since(point))
+    }
+
     /// The membership governing `instance`.
     pub(super) fn membership_at(&self, instance: InstanceId) -> &Arc<Membership> {
         self.schedule.at(instance)

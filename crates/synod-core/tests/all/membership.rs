@@ -216,3 +216,57 @@ fn memberships_survive_in_snapshots_and_checkpoints() {
     assert!(recovered.schedule().latest().contains(NodeId(4)));
     assert_eq!(recovered.membership().epoch, 1);
 }
+
+/// A node that started from a member's schedule at a point it has not
+/// applied up to yet (here node 3, rebuilding after a lost disk, as the
+/// simulator restarts one) answers a node joining through it with the
+/// schedule from that point, not from its applied point: there the schedule
+/// would drop every change chosen in between, the one that added the new
+/// node included, and the new node could not start (`NotAMember`).
+/// Simulator seed 600021: spare n4 asked a wiped n1 that had just restarted
+/// so, and could never start.
+#[test]
+fn a_member_below_its_own_join_point_hands_out_a_schedule_holding_the_joiner() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    let wiped = (1..=3).find(|id| *id != leader).unwrap();
+    c.write(leader, "a");
+    let change_at = InstanceId(c.chosen_end(leader));
+    c.r.get_mut(&leader)
+        .unwrap()
+        .propose_change(add(4, false), false)
+        .unwrap();
+    c.settle();
+    // The wiped node restarts empty from what the leader answered right
+    // after it applied the change (node 4's addition chosen, not yet in
+    // force): its schedule holds node 4 from `change_at + α` on.
+    let point = change_at.next();
+    let schedule = c.r[&leader].schedule_at(point);
+    assert_eq!(schedule.entries().len(), 2, "{schedule:?}");
+    assert!(schedule.latest().contains(NodeId(4)));
+    let mut cfg = Config::new(NodeId(wiped), vec![]);
+    cfg.schedule = Some((point, schedule));
+    cfg.rebuild = true;
+    c.r.insert(wiped, Replica::new(cfg).unwrap());
+    let restarted = &c.r[&wiped];
+    assert_eq!(restarted.status().applied_end, InstanceId(0));
+    assert!(
+        !restarted
+            .schedule_at(restarted.status().applied_end)
+            .latest()
+            .contains(NodeId(4)),
+        "the schedule at its applied point lacks node 4 (what it answered before)"
+    );
+    let (answered_at, schedule) = restarted.join_schedule();
+    assert_eq!(answered_at, point, "the point it started from");
+    assert_eq!(schedule.latest(), restarted.schedule().latest());
+    // Node 4 joins through it and catches up, as does the wiped node.
+    c.join(4, wiped);
+    c.tick_all(30);
+    assert_eq!(c.chosen_end(4), c.chosen_end(leader), "node 4 caught up");
+    assert_eq!(
+        c.chosen_end(wiped),
+        c.chosen_end(leader),
+        "the wiped node too"
+    );
+}

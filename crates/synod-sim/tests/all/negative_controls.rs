@@ -237,8 +237,11 @@ fn a_client_session_that_reapplies_retries_is_caught() {
 fn a_master_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
     let mut inject = parse_inject("lease-drift-beyond-bound").expect("known injection");
     // The seeds replay the runs they were found in: without the library
-    // session clients added at the same time.
+    // session clients added at the same time, and without the leadership
+    // drops added later (they change seed 4's run, which then shows no
+    // overlap: this test failed from commit 05359cd on).
     inject.sessions_off = true;
+    inject.drop_off = true;
     let caught: Vec<u64> = [4, 8]
         .into_iter()
         .filter(|seed| {

@@ -465,3 +465,20 @@ fn pinned_seed_86_master_leases_never_overlap() {
     assert!(report.passed(), "{}", report.violations.join("; "));
     assert!(report.stats.master_leases_lent > 0 && report.stats.masters >= 2);
 }
+
+/// Seed 600021 (3 nodes), found once leaders were asked to drop their
+/// leadership: spare n4 was added, then, with no leader in sight, it took
+/// its join schedule from n1, which had just restarted empty after a wipe
+/// from a member's schedule at #116 (n4's addition chosen at #113, in
+/// force from #177). n1 answered at its applied point, #0, where the
+/// schedule dropped that addition: n4's every start failed ("node n4 is not in the
+/// membership") and the cluster never settled. A member now answers from
+/// the point its schedule is complete below (`Replica::join_schedule`, as
+/// `SYNOD.MEMBER JOININFO` does), and the simulator, as `synod server
+/// --join`, refuses a schedule without the joiner.
+#[test]
+fn pinned_seed_600021_a_spare_joins_through_a_member_below_its_join_point() {
+    let report = run_seed(600021, 3, Faults::default());
+    assert!(report.passed(), "{}", report.violations.join("; "));
+    assert!(report.stats.spares_started > 0, "{:?}", report.stats);
+}

@@ -36,10 +36,8 @@ impl Cluster {
 
     /// Starts node `id` as a brand-new member, from `via`'s schedule.
     pub fn join(&mut self, id: u32, via: u32) {
-        let source = &self.r[&via];
-        let point = source.status().applied_end;
         let mut cfg = Config::new(NodeId(id), vec![]);
-        cfg.schedule = Some((point, source.schedule_at(point)));
+        cfg.schedule = Some(self.r[&via].join_schedule());
         cfg.seed = 1000 + u64::from(id);
         self.r
             .insert(id, Replica::new(cfg).expect("a member of the schedule"));
