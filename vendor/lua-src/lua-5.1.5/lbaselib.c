@@ -60,9 +60,11 @@ static int luaB_tonumber (lua_State *L) {
     }
   }
   else {
-    const char *s1 = luaL_checkstring(L, 1);
+    size_t synod_l;  /* synod: strtoul and the trailing spaces, per byte */
+    const char *s1 = luaL_checklstring(L, 1, &synod_l);
     char *s2;
     unsigned long n;
+    synod_charge_check(L, synod_l / SYNOD_CHARS_PER_UNIT);  /* synod */
     luaL_argcheck(L, 2 <= base && base <= 36, 2, "base out of range");
     n = strtoul(s1, &s2, base);
     if (s1 != s2) {  /* at least one valid digit? */

@@ -553,7 +553,8 @@ static void atomic (lua_State *L) {
 }
 
 
-static l_mem singlestep (lua_State *L) {
+/* synod: the collector's work, charged by singlestep below */
+static l_mem singlestep_uncharged (lua_State *L) {
   global_State *g = G(L);
   /*lua_checkmemory(L);*/
   switch (g->gcstate) {
@@ -604,6 +605,15 @@ static l_mem singlestep (lua_State *L) {
     }
     default: lua_assert(0); return 0;
   }
+}
+
+
+/* synod: every collector step (automatic, lua_gc STEP or COLLECT) is
+   charged its work, in the collector's units (about bytes traversed) */
+static l_mem singlestep (lua_State *L) {
+  l_mem work = singlestep_uncharged(L);
+  if (work > 0) synod_charge(L, cast(size_t, work) / SYNOD_GC_WORK_PER_UNIT);
+  return work;
 }
 
 

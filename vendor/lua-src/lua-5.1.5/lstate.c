@@ -178,6 +178,10 @@ LUA_API lua_State *lua_newstate (lua_Alloc f, void *ud) {
   g->gcpause = LUAI_GCPAUSE;
   g->gcstepmul = LUAI_GCMUL;
   g->gcdept = 0;
+  g->synod_charging = 0;  /* synod: charging starts off */
+  g->synod_cost = 0;
+  g->synod_skipped = 0;
+  g->synod_room = 0;
   for (i=0; i<NUM_TAGS; i++) g->mt[i] = NULL;
   if (luaD_rawrunprotected(L, f_luaopen, NULL) != 0) {
     /* memory allocation error: free partial state */
@@ -212,3 +216,66 @@ LUA_API void lua_close (lua_State *L) {
   close_state(L);
 }
 
+
+
+/* synod: cost accounting (declared in lua.h). */
+
+LUA_API void lua_synod_enable (lua_State *L, size_t room) {
+  G(L)->synod_charging = 1;
+  G(L)->synod_room = room;
+}
+
+
+LUA_API void lua_synod_set_room (lua_State *L, size_t room) {
+  G(L)->synod_room = room;
+}
+
+
+LUA_API size_t lua_synod_take_cost (lua_State *L) {
+  size_t cost = G(L)->synod_cost;
+  G(L)->synod_cost = 0;
+  return cost;
+}
+
+
+LUA_API size_t lua_synod_take_skipped (lua_State *L) {
+  size_t skipped = G(L)->synod_skipped;
+  G(L)->synod_skipped = 0;
+  return skipped;
+}
+
+
+/*
+** Adds `units' to the cost and makes the count hook fire before the next
+** instruction of `L', so the embedder sees the cost at once: the
+** instructions of the current window that are skipped that way are
+** counted apart, so the hook can charge the window's true length
+** (basehookcount - skipped): a window cut short after k instructions
+** counts k + 1 (the instruction that runs the hook ends the window).
+*/
+LUA_API void synod_charge (lua_State *L, size_t units) {
+  global_State *g = G(L);
+  if (!g->synod_charging || units == 0) return;
+  g->synod_cost = (g->synod_cost + units < g->synod_cost)
+                  ? ~(size_t)0 : g->synod_cost + units;
+  /* not from inside a hook (the embedder's hook may make strings): the
+     window it would cut is the one the hook has just begun */
+  if ((L->hookmask & LUA_MASKCOUNT) && L->allowhook && L->hookcount > 1) {
+    g->synod_skipped += (size_t)(L->hookcount - 1);
+    L->hookcount = 1;
+  }
+}
+
+
+/*
+** synod_charge, then an error once the cost passes the room the embedder
+** left (what remains of its budget): for C loops whose length no memory
+** limit bounds. Only where a C function may raise an error.
+*/
+LUA_API void synod_charge_check (lua_State *L, size_t units) {
+  global_State *g = G(L);
+  if (!g->synod_charging) return;
+  synod_charge(L, units);
+  if (g->synod_cost > g->synod_room)
+    luaG_runerror(L, "script stopped");
+}

@@ -91,6 +91,11 @@ typedef struct global_State {
   UpVal uvhead;  /* head of double-linked list of all open upvalues */
   struct Table *mt[NUM_TAGS];  /* metatables for basic types */
   TString *tmname[TM_N];  /* array with tag-method names */
+  /* synod: cost accounting (see lua.h) */
+  lu_byte synod_charging;  /* 0: Lua behaves as unpatched */
+  size_t synod_cost;  /* units charged since the last take */
+  size_t synod_skipped;  /* count-hook instructions skipped since the last take */
+  size_t synod_room;  /* synod_charge_check raises past this cost */
 } global_State;
 
 

@@ -79,16 +79,28 @@ TString *luaS_newlstr (lua_State *L, const char *str, size_t l) {
   size_t l1;
   for (l1=l; l1>=step; l1-=step)  /* compute hash */
     h = h ^ ((h<<5)+(h>>2)+cast(unsigned char, str[l1-1]));
+  /* synod: charged whether the string exists or not (that depends on the
+     collector's progress): its bytes (hashed, then copied or compared),
+     the bytes of every chain string of the same length (compared: Lua
+     5.1 hashes at most 32 of a long string's bytes, so long strings that
+     differ elsewhere share a chain), and the chain nodes walked. */
+  size_t synod_bytes = l, synod_nodes = 0;
   for (o = G(L)->strt.hash[lmod(h, G(L)->strt.size)];
        o != NULL;
        o = o->gch.next) {
     TString *ts = rawgco2ts(o);
+    synod_nodes++;  /* synod */
+    if (ts->tsv.len == l) synod_bytes += l;  /* synod */
     if (ts->tsv.len == l && (memcmp(str, getstr(ts), l) == 0)) {
+      synod_charge(L, synod_bytes / SYNOD_BYTES_PER_UNIT
+                      + synod_nodes / SYNOD_NODES_PER_UNIT);  /* synod */
       /* string may be dead */
       if (isdead(G(L), o)) changewhite(o);
       return ts;
     }
   }
+  synod_charge(L, synod_bytes / SYNOD_BYTES_PER_UNIT
+                  + synod_nodes / SYNOD_NODES_PER_UNIT);  /* synod */
   return newlstr(L, str, l, h);  /* not found */
 }
 

@@ -58,6 +58,7 @@ static int str_reverse (lua_State *L) {
   size_t l;
   luaL_Buffer b;
   const char *s = luaL_checklstring(L, 1, &l);
+  synod_charge_check(L, l / SYNOD_CHARS_PER_UNIT);  /* synod: per byte */
   luaL_buffinit(L, &b);
   while (l--) luaL_addchar(&b, s[l]);
   luaL_pushresult(&b);
@@ -70,6 +71,7 @@ static int str_lower (lua_State *L) {
   size_t i;
   luaL_Buffer b;
   const char *s = luaL_checklstring(L, 1, &l);
+  synod_charge_check(L, l / SYNOD_CHARS_PER_UNIT);  /* synod: per byte */
   luaL_buffinit(L, &b);
   for (i=0; i<l; i++)
     luaL_addchar(&b, tolower(uchar(s[i])));
@@ -83,6 +85,7 @@ static int str_upper (lua_State *L) {
   size_t i;
   luaL_Buffer b;
   const char *s = luaL_checklstring(L, 1, &l);
+  synod_charge_check(L, l / SYNOD_CHARS_PER_UNIT);  /* synod: per byte */
   luaL_buffinit(L, &b);
   for (i=0; i<l; i++)
     luaL_addchar(&b, toupper(uchar(s[i])));
@@ -95,6 +98,16 @@ static int str_rep (lua_State *L) {
   luaL_Buffer b;
   const char *s = luaL_checklstring(L, 1, &l);
   int n = luaL_checkint(L, 2);
+  /* synod: one unit per 4 iterations and per 4 bytes copied (one at a
+     time by luaL_addlstring); an empty string gives an empty result
+     without looping (the same result, without n idle iterations) */
+  if (n > 0) {
+    size_t times = (size_t)n;
+    size_t bytes = (l > 0 && times > ~(size_t)0 / l) ? ~(size_t)0 : times * l;
+    synod_charge_check(L, times / SYNOD_CHARS_PER_UNIT
+                          + bytes / SYNOD_CHARS_PER_UNIT);
+  }
+  if (l == 0) n = 0;  /* synod */
   luaL_buffinit(L, &b);
   while (n-- > 0)
     luaL_addlstring(&b, s, l);
@@ -696,6 +709,7 @@ static int str_gsub (lua_State *L) {
 static void addquoted (lua_State *L, luaL_Buffer *b, int arg) {
   size_t l;
   const char *s = luaL_checklstring(L, arg, &l);
+  synod_charge_check(L, l / SYNOD_CHARS_PER_UNIT);  /* synod: per byte */
   luaL_addchar(b, '"');
   while (l--) {
     switch (*s) {
@@ -760,6 +774,7 @@ static int str_format (lua_State *L) {
   const char *strfrmt = luaL_checklstring(L, arg, &sfl);
   const char *strfrmt_end = strfrmt+sfl;
   luaL_Buffer b;
+  synod_charge_check(L, sfl / SYNOD_CHARS_PER_UNIT);  /* synod: per byte */
   luaL_buffinit(L, &b);
   while (strfrmt < strfrmt_end) {
     if (*strfrmt != L_ESC)

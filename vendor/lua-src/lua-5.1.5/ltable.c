@@ -161,8 +161,10 @@ static int findindex (lua_State *L, Table *t, StkId key) {
 
 int luaH_next (lua_State *L, Table *t, StkId key) {
   int i = findindex(L, t, key);  /* find original element */
+  int synod_from = i;  /* synod: one unit per slot scanned */
   for (i++; i < t->sizearray; i++) {  /* try first array part */
     if (!ttisnil(&t->array[i])) {  /* a non-nil value? */
+      synod_charge(L, cast(size_t, i - synod_from));  /* synod */
       setnvalue(key, cast_num(i+1));
       setobj2s(L, key+1, &t->array[i]);
       return 1;
@@ -170,11 +172,13 @@ int luaH_next (lua_State *L, Table *t, StkId key) {
   }
   for (i -= t->sizearray; i < sizenode(t); i++) {  /* then hash part */
     if (!ttisnil(gval(gnode(t, i)))) {  /* a non-nil value? */
+      synod_charge(L, cast(size_t, i + t->sizearray - synod_from));  /* synod */
       setobj2s(L, key, key2tval(gnode(t, i)));
       setobj2s(L, key+1, gval(gnode(t, i)));
       return 1;
     }
   }
+  synod_charge(L, cast(size_t, i + t->sizearray - synod_from));  /* synod */
   return 0;  /* no more elements */
 }
 
@@ -299,6 +303,10 @@ static void resize (lua_State *L, Table *t, int nasize, int nhsize) {
   int oldasize = t->sizearray;
   int oldhsize = t->lsizenode;
   Node *nold = t->node;  /* save old hash ... */
+  /* synod: one unit per slot of the old parts (counted by rehash, then
+     re-inserted) and of the new ones (initialized) */
+  synod_charge(L, cast(size_t, oldasize) + cast(size_t, twoto(oldhsize))
+                  + cast(size_t, nasize) + (nhsize > 0 ? cast(size_t, nhsize) : 0));
   if (nasize > oldasize)  /* array part must grow? */
     setarrayvector(L, t, nasize);
   /* create new hash part with appropriate size */
@@ -529,7 +537,8 @@ TValue *luaH_setstr (lua_State *L, Table *t, TString *key) {
 }
 
 
-static int unbound_search (Table *t, unsigned int j) {
+/* synod: takes L to charge the linear search */
+static int unbound_search (lua_State *L, Table *t, unsigned int j) {
   unsigned int i = j;  /* i is zero or a present index */
   j++;
   /* find `i' and `j' such that i is present and j is not */
@@ -540,6 +549,7 @@ static int unbound_search (Table *t, unsigned int j) {
       /* table was built with bad purposes: resort to linear search */
       i = 1;
       while (!ttisnil(luaH_getnum(t, i))) i++;
+      synod_charge(L, cast(size_t, i));  /* synod: one unit per key */
       return i - 1;
     }
   }
@@ -557,7 +567,7 @@ static int unbound_search (Table *t, unsigned int j) {
 ** Try to find a boundary in table `t'. A `boundary' is an integer index
 ** such that t[i] is non-nil and t[i+1] is nil (and 0 if t[1] is nil).
 */
-int luaH_getn (Table *t) {
+int luaH_getn (lua_State *L, Table *t) {  /* synod: takes L */
   unsigned int j = t->sizearray;
   if (j > 0 && ttisnil(&t->array[j - 1])) {
     /* there is a boundary in the array part: (binary) search for it */
@@ -572,7 +582,7 @@ int luaH_getn (Table *t) {
   /* else must find a boundary in hash part */
   else if (t->node == dummynode)  /* hash part is empty? */
     return j;  /* that is easy... */
-  else return unbound_search(t, j);
+  else return unbound_search(L, t, j);
 }
 
 

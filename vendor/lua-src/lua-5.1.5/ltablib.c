@@ -24,6 +24,7 @@ static int foreachi (lua_State *L) {
   int n = aux_getn(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   for (i=1; i <= n; i++) {
+    synod_charge_check(L, SYNOD_UNITS_PER_ELEMENT);  /* synod: per element */
     lua_pushvalue(L, 2);  /* function */
     lua_pushinteger(L, i);  /* 1st argument */
     lua_rawgeti(L, 1, i);  /* 2nd argument */
@@ -99,6 +100,10 @@ static int tinsert (lua_State *L) {
       int i;
       pos = luaL_checkint(L, 2);  /* 2nd argument is the position */
       if (pos > e) e = pos;  /* `grow' array if necessary */
+      /* synod: one unit per element moved; a position far below 1 makes
+         this loop long with no memory use: checked as it goes */
+      if (e > pos)  /* e - pos, computed modulo 2^n (pos may be < 0) */
+        synod_charge_check(L, ((size_t)e - (size_t)pos) * SYNOD_UNITS_PER_ELEMENT);
       for (i = e; i > pos; i--) {  /* move up elements */
         lua_rawgeti(L, 1, i-1);
         lua_rawseti(L, 1, i);  /* t[i] = t[i-1] */
@@ -122,6 +127,7 @@ static int tremove (lua_State *L) {
    return 0;  /* nothing to remove */
   luaL_setn(L, 1, e - 1);  /* t.n = n-1 */
   lua_rawgeti(L, 1, pos);  /* result = t[pos] */
+  synod_charge_check(L, (size_t)(e - pos) * SYNOD_UNITS_PER_ELEMENT);  /* synod */
   for ( ;pos<e; pos++) {
     lua_rawgeti(L, 1, pos+1);
     lua_rawseti(L, 1, pos);  /* t[pos] = t[pos+1] */
@@ -151,6 +157,7 @@ static int tconcat (lua_State *L) {
   last = luaL_opt(L, luaL_checkint, 4, luaL_getn(L, 1));
   luaL_buffinit(L, &b);
   for (; i < last; i++) {
+    synod_charge_check(L, SYNOD_UNITS_PER_ELEMENT);  /* synod: per element */
     addfield(L, &b, i);
     luaL_addlstring(&b, sep, lsep);
   }
@@ -176,6 +183,7 @@ static void set2 (lua_State *L, int i, int j) {
 }
 
 static int sort_comp (lua_State *L, int a, int b) {
+  synod_charge_check(L, SYNOD_UNITS_PER_ELEMENT);  /* synod: per comparison */
   if (!lua_isnil(L, 2)) {  /* function? */
     int res;
     lua_pushvalue(L, 2);

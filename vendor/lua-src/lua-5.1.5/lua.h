@@ -298,6 +298,25 @@ LUA_API void lua_setallocf (lua_State *L, lua_Alloc f, void *ud);
 LUA_API void lua_setlevel	(lua_State *from, lua_State *to);
 
 
+/* synod: cost accounting (lstate.c). Work done inside one VM instruction
+** or one C call (copying, comparing, hashing strings, scanning or shifting
+** table slots, parsing, collecting garbage) is charged in units of about
+** one cheap VM instruction, to be added by the embedder's count hook to its
+** instruction budget. Nothing is charged until lua_synod_enable. */
+#define SYNOD_BYTES_PER_UNIT	16	/* bytes copied, compared or hashed */
+#define SYNOD_CHARS_PER_UNIT	4	/* bytes handled one at a time by C */
+#define SYNOD_NODES_PER_UNIT	4	/* string table chain nodes walked */
+#define SYNOD_GC_WORK_PER_UNIT	16	/* the collector's own work units */
+#define SYNOD_UNITS_PER_ELEMENT	4	/* table element moved, compared or
+					   visited by the table library */
+LUA_API void (lua_synod_enable) (lua_State *L, size_t room);
+LUA_API void (lua_synod_set_room) (lua_State *L, size_t room);
+LUA_API size_t (lua_synod_take_cost) (lua_State *L);
+LUA_API size_t (lua_synod_take_skipped) (lua_State *L);
+LUA_API void (synod_charge) (lua_State *L, size_t units);
+LUA_API void (synod_charge_check) (lua_State *L, size_t units);
+
+
 /*
 ** {======================================================================
 ** Debug API
