@@ -73,6 +73,7 @@ mod cjson;
 mod cjson_decode;
 mod cmsgpack;
 mod convert;
+mod cost;
 pub(crate) mod dry_run;
 mod engine;
 mod patterns;
@@ -145,7 +146,7 @@ pub struct Limits {
     /// of Lua's C functions, which the budget cannot interrupt. Off only
     /// for log entries written before it ([`LEGACY_INSTRUCTIONS_MAX`]), so
     /// they replay as they were applied.
-    pub patterns_charged: bool,
+    pub costs_charged: bool,
 }
 
 /// The limits of a run at apply time, the same on every replica: 500
@@ -166,7 +167,7 @@ pub struct Limits {
 pub const APPLY_LIMITS: Limits = Limits {
     instructions_max: 500_000_000,
     memory_bytes_max: 64 << 20,
-    patterns_charged: true,
+    costs_charged: true,
 };
 
 /// Runs a script at apply time (`ops::write`); `position` is its place in
@@ -188,7 +189,7 @@ pub(crate) fn run(
 pub(crate) fn eval_limits(eval: &EvalCommand) -> Limits {
     Limits {
         instructions_max: eval.instructions_max,
-        patterns_charged: eval.instructions_max != LEGACY_INSTRUCTIONS_MAX,
+        costs_charged: eval.instructions_max != LEGACY_INSTRUCTIONS_MAX,
         ..APPLY_LIMITS
     }
 }
@@ -719,6 +720,8 @@ fn script_command(cache: &ScriptCache, args: &[Bytes]) -> Reply {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_costs;
 #[cfg(test)]
 mod tests_libs;
 #[cfg(test)]

@@ -285,7 +285,7 @@ fn an_endless_script_is_stopped_by_its_budget() {
     let limits = Limits {
         instructions_max: 1_000_000,
         memory_bytes_max: 8 << 20,
-        patterns_charged: true,
+        costs_charged: true,
     };
     let mut keyspace = Keyspace::default();
     for script in [
@@ -320,7 +320,7 @@ fn a_greedy_script_is_stopped_by_its_memory_limit() {
     let limits = Limits {
         instructions_max: 100_000_000,
         memory_bytes_max: 4 << 20,
-        patterns_charged: true,
+        costs_charged: true,
     };
     let mut keyspace = Keyspace::default();
     for script in [
