@@ -98,19 +98,22 @@ static int str_rep (lua_State *L) {
   luaL_Buffer b;
   const char *s = luaL_checklstring(L, 1, &l);
   int n = luaL_checkint(L, 2);
-  /* synod: one unit per 4 iterations and per 4 bytes copied (one at a
-     time by luaL_addlstring); an empty string gives an empty result
-     without looping (the same result, without n idle iterations) */
-  if (n > 0) {
-    size_t times = (size_t)n;
-    size_t bytes = (l > 0 && times > ~(size_t)0 / l) ? ~(size_t)0 : times * l;
-    synod_charge_check(L, times / SYNOD_CHARS_PER_UNIT
-                          + bytes / SYNOD_CHARS_PER_UNIT);
-  }
-  if (l == 0) n = 0;  /* synod */
+  size_t synod_pending = 0;  /* synod: bytes copied not yet charged */
+  /* synod: an empty string gives an empty result without looping (the
+     same result, without n idle iterations) */
+  if (l == 0) n = 0;
   luaL_buffinit(L, &b);
-  while (n-- > 0)
+  while (n-- > 0) {
     luaL_addlstring(&b, s, l);
+    /* synod: charged as it goes, per byte copied (one at a time by
+       luaL_addlstring): a result past the memory limit fails as before */
+    synod_pending += l;
+    if (synod_pending >= 65536) {
+      synod_charge_check(L, synod_pending / SYNOD_CHARS_PER_UNIT);
+      synod_pending = 0;
+    }
+  }
+  synod_charge_check(L, synod_pending / SYNOD_CHARS_PER_UNIT);  /* synod */
   luaL_pushresult(&b);
   return 1;
 }

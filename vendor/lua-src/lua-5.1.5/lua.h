@@ -304,7 +304,7 @@ LUA_API void lua_setlevel	(lua_State *from, lua_State *to);
 ** one cheap VM instruction, to be added by the embedder's count hook to its
 ** instruction budget. Nothing is charged until lua_synod_enable. */
 #define SYNOD_BYTES_PER_UNIT	16	/* bytes copied, compared or hashed */
-#define SYNOD_CHARS_PER_UNIT	4	/* bytes handled one at a time by C */
+#define SYNOD_CHARS_PER_UNIT	1	/* bytes handled one at a time by C */
 #define SYNOD_NODES_PER_UNIT	4	/* string table chain nodes walked */
 #define SYNOD_GC_WORK_PER_UNIT	16	/* the collector's own work units */
 #define SYNOD_UNITS_PER_ELEMENT	4	/* table element moved, compared or

@@ -8,7 +8,7 @@
 //! one instruction, or one C call, to it. Synod's Lua 5.1
 //! (`vendor/lua-src`, see its SYNOD.md) counts that work as it is done,
 //! in units of about one cheap VM instruction (one per 16 bytes copied,
-//! compared or hashed, one per 4 bytes handled one at a time, one per
+//! compared or hashed, one per byte handled one at a time, one per
 //! table slot scanned or rehashed, 4 per element the table library moves
 //! or compares, one per source byte parsed, one per 16 units of the
 //! collector's work: see `lua.h`), and cuts the hook's current window
@@ -40,8 +40,8 @@ extern "C" {
 /// it copies them.
 pub(crate) const BYTES_PER_UNIT: usize = 16;
 /// Bytes per unit when a Rust library handles them one at a time
-/// (parsing, hashing).
-pub(crate) const CHARS_PER_UNIT: usize = 4;
+/// (parsing, hashing, writing): as Lua's C loops that do (`lua.h`).
+pub(crate) const CHARS_PER_UNIT: usize = 1;
 
 /// The cost counter of one Lua state, charging on.
 ///

@@ -324,7 +324,9 @@ fn a_greedy_script_is_stopped_by_its_memory_limit() {
     };
     let mut keyspace = Keyspace::default();
     for script in [
-        "local t = {} while true do t[#t+1] = string.rep('x', 1000) end",
+        // Distinct strings: the same one over and over grows the table
+        // only, and the budget (charging string.rep's work) comes first.
+        "local t = {} while true do t[#t+1] = string.rep('x', 1000) .. #t end",
         "return string.rep('x', 100000000)",
         "local a = {} for i=1,10000000 do a[i] = i end return #a",
     ] {
