@@ -145,6 +145,8 @@ pub(crate) fn library(lua: &Lua, output_bytes_max: usize) -> mlua::Result<Table>
                 let config = config.borrow();
                 let mut out = Vec::new();
                 encode_value(&config, &args[0], 0, &mut out)?;
+                // Written a byte at a time (see `cost`).
+                super::cost::charge(lua, out.len() / super::cost::CHARS_PER_UNIT);
                 lua.create_string(&out)
             })?,
         )?;
@@ -163,6 +165,8 @@ pub(crate) fn library(lua: &Lua, output_bytes_max: usize) -> mlua::Result<Table>
                         args[0].type_name()
                     )));
                 };
+                // Parsed a byte at a time (see `cost`).
+                super::cost::charge(lua, text.len() / super::cost::CHARS_PER_UNIT);
                 let config = config.borrow();
                 let mut parser = super::cjson_decode::Parser {
                     lua,

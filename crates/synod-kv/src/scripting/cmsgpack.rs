@@ -53,6 +53,8 @@ pub(crate) fn library(lua: &Lua, output_bytes_max: usize) -> mlua::Result<Table>
             for value in args.iter() {
                 encode(value, 0, &mut out, output_bytes_max)?;
             }
+            // Written a byte at a time (see `cost`).
+            super::cost::charge(lua, out.len() / super::cost::CHARS_PER_UNIT);
             lua.create_string(&out)
         })?,
     )?;
@@ -60,6 +62,8 @@ pub(crate) fn library(lua: &Lua, output_bytes_max: usize) -> mlua::Result<Table>
         "unpack",
         lua.create_function(|lua, args: Variadic<Value>| {
             let data = input(lua, args.first(), "unpack")?;
+            // Parsed a byte at a time (see `cost`).
+            super::cost::charge(lua, data.len() / super::cost::CHARS_PER_UNIT);
             unpack(lua, &data, 0, 0)
         })?,
     )?;
@@ -68,6 +72,8 @@ pub(crate) fn library(lua: &Lua, output_bytes_max: usize) -> mlua::Result<Table>
         lua.create_function(|lua, args: Variadic<Value>| {
             let data = input(lua, args.first(), "unpack_one")?;
             let offset = optional_integer(args.get(1), 2, "unpack_one")?.unwrap_or(0);
+            // Parsed a byte at a time (see `cost`).
+            super::cost::charge(lua, data.len() / super::cost::CHARS_PER_UNIT);
             unpack(lua, &data, 1, offset)
         })?,
     )?;
@@ -79,6 +85,8 @@ pub(crate) fn library(lua: &Lua, output_bytes_max: usize) -> mlua::Result<Table>
                 lua_error("bad argument #2 to 'unpack_limit' (number expected, got no value)")
             })?;
             let offset = optional_integer(args.get(2), 3, "unpack_limit")?.unwrap_or(0);
+            // Parsed a byte at a time (see `cost`).
+            super::cost::charge(lua, data.len() / super::cost::CHARS_PER_UNIT);
             unpack(lua, &data, limit, offset)
         })?,
     )?;

@@ -20,6 +20,7 @@ use synod::ApplyContext;
 use synod_resp::Reply;
 
 use super::convert::{error_table, lua_to_reply, one_line, reply_to_lua, ScriptResp};
+use super::cost::{self, LuaCost};
 use super::{EvalCommand, Limits};
 use crate::keyspace::Keyspace;
 
@@ -33,6 +34,16 @@ const HOOK_STEP_INSTRUCTIONS: u32 = 1000;
 /// work is bounded apart, see `call`). A script runs at most
 /// `instructions_max / CALL_COST_INSTRUCTIONS` commands (a million).
 const CALL_COST_INSTRUCTIONS: u64 = 500;
+
+/// What the hook charges for one window of [`HOOK_STEP_INSTRUCTIONS`]:
+/// flat without cost charging (log entries written before it), else the
+/// window's true length and the cost charged in it (see `cost`).
+fn window(cost: Option<&LuaCost>) -> u64 {
+    match cost {
+        Some(cost) => cost.window(HOOK_STEP_INSTRUCTIONS),
+        None => u64::from(HOOK_STEP_INSTRUCTIONS),
+    }
+}
 
 /// The error a script stopped by its instruction budget answers.
 fn budget_error(limits: &Limits) -> Reply {
@@ -351,6 +362,8 @@ pub(crate) fn library_functions(code: &[u8]) -> Result<Vec<String>, Reply> {
         .map_err(failed)?;
     let executed = Rc::new(Cell::new(0u64));
     let instructions_max = super::APPLY_LIMITS.instructions_max / 10;
+    // Work inside one instruction or C call is charged (see `cost`).
+    let cost = LuaCost::enable(&lua, instructions_max).map_err(failed)?;
     // The library's own code may match patterns too: with the charged
     // matcher, so a backtracking one cannot stall the node loading it.
     let patterns = super::patterns::library(
@@ -408,8 +421,12 @@ xpcall = function(f, handler) return rethrow(real_xpcall(f, handler)) end
     lua.set_hook(
         HookTriggers::new().every_nth_instruction(HOOK_STEP_INSTRUCTIONS),
         move |_, _| {
-            executed.set(executed.get() + u64::from(HOOK_STEP_INSTRUCTIONS));
-            if executed.get() > instructions_max {
+            let total = executed
+                .get()
+                .saturating_add(cost.window(HOOK_STEP_INSTRUCTIONS));
+            executed.set(total);
+            cost.set_room(instructions_max.saturating_sub(total));
+            if total > instructions_max {
                 return Err(mlua::Error::RuntimeError(
                     "library took too long to load".into(),
                 ));
@@ -467,7 +484,9 @@ xpcall = function(f, handler) return rethrow(real_xpcall(f, handler)) end
         }
         Err(error) => return Err(failed(error)),
     };
-    chunk.call::<()>(()).map_err(|error| {
+    let result = chunk.call::<()>(());
+    spent.set(spent.get().saturating_add(cost.settle()));
+    result.map_err(|error| {
         if spent.get() > instructions_max {
             failed(mlua::Error::RuntimeError(
                 "library took too long to load".into(),
@@ -513,6 +532,13 @@ fn run_in_lua(
     )?;
     lua.set_memory_limit(limits.memory_bytes_max)?;
     let executed = Rc::new(Cell::new(0u64));
+    // The work done inside one instruction or one C call, charged too
+    // (see `cost`); off for log entries written before it.
+    let cost = if limits.costs_charged {
+        Some(LuaCost::enable(&lua, limits.instructions_max)?)
+    } else {
+        None
+    };
     {
         let executed = Rc::clone(&executed);
         let stopped = Rc::clone(stopped);
@@ -521,8 +547,11 @@ fn run_in_lua(
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(HOOK_STEP_INSTRUCTIONS),
             move |_, _| {
-                let total = executed.get() + u64::from(HOOK_STEP_INSTRUCTIONS);
+                let total = executed.get().saturating_add(window(cost.as_ref()));
                 executed.set(total);
+                if let Some(cost) = &cost {
+                    cost.set_room(instructions_max.saturating_sub(total));
+                }
                 if total > instructions_max || stopped.get() || is_set(kill.as_ref()) {
                     stopped.set(true);
                     return Err(mlua::Error::RuntimeError("script stopped".into()));
@@ -561,7 +590,11 @@ fn run_in_lua(
             let mut command_args = Vec::with_capacity(args.len());
             for arg in args.iter() {
                 match arg_bytes(arg) {
-                    Some(bytes) => command_args.push(bytes),
+                    Some(bytes) => {
+                        // Copied out of Lua: charged as Lua's own copies.
+                        cost::charge(lua, bytes.len() / cost::BYTES_PER_UNIT);
+                        command_args.push(bytes)
+                    }
                     None => {
                         let text = "Lua redis lib command arguments must be strings or integers";
                         return Ok((Value::String(lua.create_string(text)?), Some(2)));
@@ -621,7 +654,9 @@ fn run_in_lua(
             )
         })?;
         let sha1hex = lua.create_function(|lua, text: mlua::LuaString| {
-            lua.create_string(super::sha1::sha1_hex(&text.as_bytes()))
+            let text = text.as_bytes();
+            cost::charge(lua, text.len() / cost::CHARS_PER_UNIT);
+            lua.create_string(super::sha1::sha1_hex(&text))
         })?;
         let setresp = {
             let resp = Rc::clone(&resp);
@@ -649,7 +684,7 @@ fn run_in_lua(
             let stopped = Rc::clone(stopped);
             lua.create_function(move |_, ()| Ok(stopped.get()))?
         };
-        let patterns = if limits.patterns_charged {
+        let patterns = if limits.costs_charged {
             let budget = super::patterns::Budget {
                 executed: Rc::clone(&executed),
                 stopped: Rc::clone(stopped),
@@ -712,6 +747,15 @@ fn run_in_lua(
             Some(name) => function_runner.call((script, lua.create_string(name)?))?,
         };
         let (ok, value): (bool, Value) = xpcall.call((main, handler))?;
+        // The cost charged since the hook last ran (a C loop stopped by
+        // it raised "script stopped" with no instruction after it).
+        if let Some(cost) = &cost {
+            let total = executed.get().saturating_add(cost.settle());
+            executed.set(total);
+            if total > limits.instructions_max {
+                stopped.set(true);
+            }
+        }
         if stopped.get() {
             return Ok(budget_error(limits));
         }

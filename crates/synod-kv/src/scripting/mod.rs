@@ -50,9 +50,17 @@
 //! run for a time that grows as a power of the string's length: the
 //! pattern functions (`find`, `match`, `gmatch`, `gsub`) are synod's own
 //! port of Lua 5.1's matcher, whose every step is charged to the same
-//! budget (`patterns`). The other C functions a script can call do work
-//! bounded by the memory limit (`string.rep`, `table.concat`,
-//! `table.sort` without a comparator).
+//! budget (`patterns`). Every other operation that works inside one
+//! instruction or one C call (a concatenation, a string comparison,
+//! `string.upper`, `string.rep`, `table.insert` at 1, `table.sort`, `next`
+//! on a sparse table, `loadstring`, `collectgarbage`, synod's `cjson`,
+//! `cmsgpack`, `struct`...) is charged its work through a cost counter
+//! synod adds to Lua 5.1 (`cost`, `vendor/lua-src`): one such call still
+//! does work bounded by the memory limit before the hook runs again (a
+//! few tens of milliseconds on 64 MiB), but a loop of them stops at the
+//! budget, as a loop of instructions does. Log entries written before
+//! budgets travelled in the log count instructions only
+//! ([`Limits::costs_charged`]).
 //!
 //! The node a client sends a script to dry-runs it first (see
 //! `dry_run`): a script over either limit is refused there, before it
@@ -73,6 +81,7 @@ mod cjson;
 mod cjson_decode;
 mod cmsgpack;
 mod convert;
+mod cost;
 pub(crate) mod dry_run;
 mod engine;
 mod patterns;
@@ -142,10 +151,11 @@ pub struct Limits {
     pub memory_bytes_max: usize,
     /// `string.find`/`match`/`gmatch`/`gsub` run synod's matcher, whose
     /// steps count against `instructions_max` (see `patterns`), instead
-    /// of Lua's C functions, which the budget cannot interrupt. Off only
-    /// for log entries written before it ([`LEGACY_INSTRUCTIONS_MAX`]), so
-    /// they replay as they were applied.
-    pub patterns_charged: bool,
+    /// of Lua's C functions, which the budget cannot interrupt; and the
+    /// work done inside one instruction or C call is charged too (see
+    /// `cost`). Off only for log entries written before it
+    /// ([`LEGACY_INSTRUCTIONS_MAX`]), so they replay as they were applied.
+    pub costs_charged: bool,
 }
 
 /// The limits of a run at apply time, the same on every replica: 500
@@ -166,7 +176,7 @@ pub struct Limits {
 pub const APPLY_LIMITS: Limits = Limits {
     instructions_max: 500_000_000,
     memory_bytes_max: 64 << 20,
-    patterns_charged: true,
+    costs_charged: true,
 };
 
 /// Runs a script at apply time (`ops::write`); `position` is its place in
@@ -188,7 +198,7 @@ pub(crate) fn run(
 pub(crate) fn eval_limits(eval: &EvalCommand) -> Limits {
     Limits {
         instructions_max: eval.instructions_max,
-        patterns_charged: eval.instructions_max != LEGACY_INSTRUCTIONS_MAX,
+        costs_charged: eval.instructions_max != LEGACY_INSTRUCTIONS_MAX,
         ..APPLY_LIMITS
     }
 }
@@ -719,6 +729,8 @@ fn script_command(cache: &ScriptCache, args: &[Bytes]) -> Reply {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_costs;
 #[cfg(test)]
 mod tests_libs;
 #[cfg(test)]

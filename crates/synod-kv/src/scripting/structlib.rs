@@ -196,6 +196,11 @@ pub(crate) fn library(lua: &Lua, output_bytes_max: usize) -> mlua::Result<Table>
         lua.create_function(move |lua, args: Variadic<Value>| {
             let format = format_arg(args.first(), "pack")?;
             let out = pack(lua, &format, &args[1..], output_bytes_max)?;
+            // Written a byte at a time (see `cost`).
+            super::cost::charge(
+                lua,
+                (format.len() + out.len()) / super::cost::CHARS_PER_UNIT,
+            );
             lua.create_string(&out)
         })?,
     )?;
@@ -225,6 +230,13 @@ pub(crate) fn library(lua: &Lua, output_bytes_max: usize) -> mlua::Result<Table>
             if position.is_nan() || position < 1.0 {
                 return Err(arg_error(3, "unpack", "offset must be 1 or greater"));
             }
+            // The subject is copied whole, the format read a byte at a
+            // time (see `cost`).
+            super::cost::charge(
+                lua,
+                data.len() / super::cost::BYTES_PER_UNIT
+                    + format.len() / super::cost::CHARS_PER_UNIT,
+            );
             unpack(
                 lua,
                 &format,

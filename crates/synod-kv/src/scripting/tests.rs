@@ -285,7 +285,7 @@ fn an_endless_script_is_stopped_by_its_budget() {
     let limits = Limits {
         instructions_max: 1_000_000,
         memory_bytes_max: 8 << 20,
-        patterns_charged: true,
+        costs_charged: true,
     };
     let mut keyspace = Keyspace::default();
     for script in [
@@ -320,11 +320,13 @@ fn a_greedy_script_is_stopped_by_its_memory_limit() {
     let limits = Limits {
         instructions_max: 100_000_000,
         memory_bytes_max: 4 << 20,
-        patterns_charged: true,
+        costs_charged: true,
     };
     let mut keyspace = Keyspace::default();
     for script in [
-        "local t = {} while true do t[#t+1] = string.rep('x', 1000) end",
+        // Distinct strings: the same one over and over grows the table
+        // only, and the budget (charging string.rep's work) comes first.
+        "local t = {} while true do t[#t+1] = string.rep('x', 1000) .. #t end",
         "return string.rep('x', 100000000)",
         "local a = {} for i=1,10000000 do a[i] = i end return #a",
     ] {

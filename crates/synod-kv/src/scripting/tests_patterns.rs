@@ -332,11 +332,11 @@ proptest! {
     }
 }
 
-fn limits(instructions_max: u64, patterns_charged: bool) -> Limits {
+fn limits(instructions_max: u64, costs_charged: bool) -> Limits {
     Limits {
         instructions_max,
         memory_bytes_max: 8 << 20,
-        patterns_charged,
+        costs_charged,
     }
 }
 
@@ -424,8 +424,8 @@ fn logged_scripts_without_a_budget_keep_lua_s_own_matcher() {
     // Which entries are which.
     let mut legacy = eval(&script, &[], &[]);
     legacy.instructions_max = LEGACY_INSTRUCTIONS_MAX;
-    assert!(!eval_limits(&legacy).patterns_charged);
-    assert!(eval_limits(&eval(&script, &[], &[])).patterns_charged);
+    assert!(!eval_limits(&legacy).costs_charged);
+    assert!(eval_limits(&eval(&script, &[], &[])).costs_charged);
 }
 
 #[test]
