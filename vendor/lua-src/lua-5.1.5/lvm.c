@@ -128,6 +128,7 @@ void luaV_gettable (lua_State *L, const TValue *t, TValue *key, StkId val) {
       callTMres(L, val, tm, t, key);
       return;
     }
+    synod_charge(L, 1);  /* synod: one unit per __index table (up to 100) */
     t = tm;  /* else repeat with `tm' */ 
   }
   luaG_runerror(L, "loop in gettable");
@@ -158,6 +159,7 @@ void luaV_settable (lua_State *L, const TValue *t, TValue *key, StkId val) {
       return;
     }
     /* else repeat with `tm' */
+    synod_charge(L, 1);  /* synod: one unit per __newindex table (up to 100) */
     setobj(L, &temp, tm);  /* avoid pointing inside table (may rehash) */
     t = &temp;
   }

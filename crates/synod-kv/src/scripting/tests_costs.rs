@@ -274,3 +274,13 @@ fn values_passed_to_and_returned_from_calls_are_charged() {
         Reply::Integer(7995)
     );
 }
+
+#[test]
+fn metatable_chains_are_charged_per_table() {
+    // 99 tables chained by __index or __newindex: one instruction walked
+    // all of them (about 3 minutes on the 500M budget).
+    let index = "local t = {} for i = 1, 98 do t = setmetatable({}, {__index = t}) end";
+    assert_charged("__index", index, "local x = t.z", 200_000);
+    let newindex = "local t = {} for i = 1, 98 do t = setmetatable({}, {__newindex = t}) end";
+    assert_charged("__newindex", newindex, "t.z = nil", 200_000);
+}
