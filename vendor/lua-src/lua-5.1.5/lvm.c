@@ -54,6 +54,7 @@ int luaV_tostring (lua_State *L, StkId obj) {
     char s[LUAI_MAXNUMBER2STR];
     lua_Number n = nvalue(obj);
     lua_number2str(s, n);
+    synod_charge(L, SYNOD_NUMBER2STR_UNITS);  /* synod: the sprintf */
     setsvalue2s(L, obj, luaS_new(L, s));
     return 1;
   }

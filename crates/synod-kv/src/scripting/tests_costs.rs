@@ -284,3 +284,17 @@ fn metatable_chains_are_charged_per_table() {
     let newindex = "local t = {} for i = 1, 98 do t = setmetatable({}, {__newindex = t}) end";
     assert_charged("__newindex", newindex, "t.z = nil", 200_000);
 }
+
+#[test]
+fn formatting_numbers_is_charged() {
+    // sprintf of a large number: a few hundred nanoseconds, in one
+    // instruction (about 2 minutes on the 500M budget).
+    assert_charged("concat", "", "local s = 1e308 .. ''", 400_000);
+    assert_charged("tostring", "", "local s = tostring(1e308)", 400_000);
+    assert_charged(
+        "format",
+        "",
+        "local s = string.format('%99.99f', 1e308)",
+        40_000,
+    );
+}
