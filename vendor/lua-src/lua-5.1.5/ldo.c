@@ -268,6 +268,11 @@ int luaD_precall (lua_State *L, StkId func, int nresults) {
   if (!ttisfunction(func)) /* `func' is not a function? */
     func = tryfuncTM(L, func);  /* check the `function' tag method */
   funcr = savestack(L, func);
+  /* synod: the arguments, as many as the C stack allows (8000), are
+     moved or walked by the callee (a vararg's `arg' table, math.max,
+     string.char...): one unit per SYNOD_VALUES_PER_UNIT, the window left
+     as it is (see synod_charge_deferred) */
+  synod_charge_deferred(L, cast(size_t, L->top - func - 1) / SYNOD_VALUES_PER_UNIT);
   cl = &clvalue(func)->l;
   L->ci->savedpc = L->savedpc;
   if (!cl->isC) {  /* Lua function? prepare its call */
@@ -346,6 +351,10 @@ int luaD_poscall (lua_State *L, StkId firstResult) {
   CallInfo *ci;
   if (L->hookmask & LUA_MASKRET)
     firstResult = callrethooks(L, firstResult);
+  /* synod: the results, as many as the C stack allows (unpack, select,
+     string.byte, `return ...'), made and moved: one unit per
+     SYNOD_VALUES_PER_UNIT, the window left as it is */
+  synod_charge_deferred(L, cast(size_t, L->top - firstResult) / SYNOD_VALUES_PER_UNIT);
   ci = L->ci--;
   res = ci->func;  /* res == final position of 1st result */
   wanted = ci->nresults;

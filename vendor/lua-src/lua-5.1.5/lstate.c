@@ -268,6 +268,22 @@ LUA_API void synod_charge (lua_State *L, size_t units) {
 
 
 /*
+** Adds `units' to the cost without cutting the count hook's window: the
+** hook sees it at the window's end, at most a window of instructions
+** later. For the charges of a call's arguments and results: there the
+** stack may hold up to LUAI_MAXCSTACK values, and a hook run at the next
+** instruction could not get the stack it needs (mlua's raises "stack
+** overflow").
+*/
+void synod_charge_deferred (lua_State *L, size_t units) {
+  global_State *g = G(L);
+  if (!g->synod_charging || units == 0) return;
+  g->synod_cost = (g->synod_cost + units < g->synod_cost)
+                  ? ~(size_t)0 : g->synod_cost + units;
+}
+
+
+/*
 ** synod_charge, then an error once the cost passes the room the embedder
 ** left (what remains of its budget): for C loops whose length no memory
 ** limit bounds. Only where a C function may raise an error.

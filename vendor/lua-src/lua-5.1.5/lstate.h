@@ -169,6 +169,8 @@ union GCObject {
 
 LUAI_FUNC lua_State *luaE_newthread (lua_State *L);
 LUAI_FUNC void luaE_freethread (lua_State *L, lua_State *L1);
+/* synod: synod_charge without cutting the count hook's window (lstate.c) */
+LUAI_FUNC void synod_charge_deferred (lua_State *L, size_t units);
 
 #endif
 

@@ -834,6 +834,9 @@ static int str_format (lua_State *L) {
                                LUA_QL("format"), *(strfrmt - 1));
         }
       }
+      /* synod: the sprintf, and the bytes it wrote (up to 512) */
+      synod_charge_check(L, SYNOD_NUMBER2STR_UNITS
+                            + strlen(buff) / SYNOD_CHARS_PER_UNIT);
       luaL_addlstring(&b, buff, strlen(buff));
     }
   }

@@ -309,6 +309,10 @@ LUA_API void lua_setlevel	(lua_State *from, lua_State *to);
 #define SYNOD_GC_WORK_PER_UNIT	16	/* the collector's own work units */
 #define SYNOD_UNITS_PER_ELEMENT	4	/* table element moved, compared or
 					   visited by the table library */
+#define SYNOD_VALUES_PER_UNIT	4	/* arguments passed to a call, results
+					   returned (unpack, select, varargs) */
+#define SYNOD_NUMBER2STR_UNITS	32	/* one sprintf of a number (tostring,
+					   concatenation, string.format) */
 LUA_API void (lua_synod_enable) (lua_State *L, size_t room);
 LUA_API void (lua_synod_set_room) (lua_State *L, size_t room);
 LUA_API size_t (lua_synod_take_cost) (lua_State *L);

@@ -54,6 +54,7 @@ int luaV_tostring (lua_State *L, StkId obj) {
     char s[LUAI_MAXNUMBER2STR];
     lua_Number n = nvalue(obj);
     lua_number2str(s, n);
+    synod_charge(L, SYNOD_NUMBER2STR_UNITS);  /* synod: the sprintf */
     setsvalue2s(L, obj, luaS_new(L, s));
     return 1;
   }
@@ -128,6 +129,7 @@ void luaV_gettable (lua_State *L, const TValue *t, TValue *key, StkId val) {
       callTMres(L, val, tm, t, key);
       return;
     }
+    synod_charge(L, 1);  /* synod: one unit per __index table (up to 100) */
     t = tm;  /* else repeat with `tm' */ 
   }
   luaG_runerror(L, "loop in gettable");
@@ -158,6 +160,7 @@ void luaV_settable (lua_State *L, const TValue *t, TValue *key, StkId val) {
       return;
     }
     /* else repeat with `tm' */
+    synod_charge(L, 1);  /* synod: one unit per __newindex table (up to 100) */
     setobj(L, &temp, tm);  /* avoid pointing inside table (may rehash) */
     t = &temp;
   }

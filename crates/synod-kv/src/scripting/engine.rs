@@ -184,6 +184,7 @@ tostring = function(value)
   end
   return text
 end
+local safe_tostring = tostring
 setmetatable = function(t, meta)
   if readonly[t] then error("Attempt to modify a readonly table", 2) end
   return real_setmetatable(t, meta)
@@ -210,7 +211,7 @@ real_setmetatable(G, {
   __index = function(_, k)
     local v = real[k]
     if v == nil then
-      error("Script attempted to access nonexistent global variable '" .. real_tostring(k) .. "'", 2)
+      error("Script attempted to access nonexistent global variable '" .. safe_tostring(k) .. "'", 2)
     end
     return v
   end,

@@ -474,3 +474,18 @@ fn a_command_may_take_thousands_of_arguments() {
     );
     assert_eq!(reply, Reply::Integer(7999));
 }
+
+#[test]
+fn an_undeclared_global_s_error_shows_no_address() {
+    // A table used as a global's name: its address differs per replica,
+    // and a script can store the error text (pcall, then SET).
+    let mut keyspace = Keyspace::default();
+    let reply = run_script(
+        &mut keyspace,
+        "local ok, e = pcall(function() return _G[{}] end) return e",
+    );
+    assert_eq!(
+        reply,
+        bulk("user_script:1: Script attempted to access nonexistent global variable 'table'")
+    );
+}

@@ -243,3 +243,58 @@ fn a_window_cut_short_charges_the_instructions_it_ran() {
     assert!(charged < legacy, "{charged} {legacy}");
     assert!(charged > legacy * 3 / 4, "{charged} {legacy}");
 }
+
+#[test]
+fn values_passed_to_and_returned_from_calls_are_charged() {
+    // Up to 8000 values (the C stack's limit) made by one C call
+    // (unpack, select) or walked by one (math.max, string.char): a loop of
+    // them ran for about 20 minutes on the 500M budget.
+    let filled = "local t = {} for i = 1, 7000 do t[i] = 65 end";
+    assert_charged("unpack", filled, "local n = select('#', unpack(t))", 4000);
+    assert_charged("math.max", filled, "local m = math.max(unpack(t))", 4000);
+    assert_charged(
+        "string.char",
+        filled,
+        "local s = string.char(unpack(t))",
+        4000,
+    );
+    let varargs = "local t = {} for i = 1, 7000 do t[i] = i end \
+                   local function f(...) return select('#', ...) end";
+    assert_charged("varargs", varargs, "local n = f(unpack(t))", 4000);
+    // The charge for a call's values leaves the hook's window as it is:
+    // a hook run right after a call that returns 7995 values could not
+    // get its stack (mlua's hook raised "stack overflow").
+    assert_eq!(
+        run_with(
+            "local t = {} for i = 1, 7995 do t[i] = i end \
+             return select('#', unpack(t))",
+            &[],
+            &limits(BUDGET, true)
+        ),
+        Reply::Integer(7995)
+    );
+}
+
+#[test]
+fn metatable_chains_are_charged_per_table() {
+    // 99 tables chained by __index or __newindex: one instruction walked
+    // all of them (about 3 minutes on the 500M budget).
+    let index = "local t = {} for i = 1, 98 do t = setmetatable({}, {__index = t}) end";
+    assert_charged("__index", index, "local x = t.z", 200_000);
+    let newindex = "local t = {} for i = 1, 98 do t = setmetatable({}, {__newindex = t}) end";
+    assert_charged("__newindex", newindex, "t.z = nil", 200_000);
+}
+
+#[test]
+fn formatting_numbers_is_charged() {
+    // sprintf of a large number: a few hundred nanoseconds, in one
+    // instruction (about 2 minutes on the 500M budget).
+    assert_charged("concat", "", "local s = 1e308 .. ''", 400_000);
+    assert_charged("tostring", "", "local s = tostring(1e308)", 400_000);
+    assert_charged(
+        "format",
+        "",
+        "local s = string.format('%99.99f', 1e308)",
+        40_000,
+    );
+}
