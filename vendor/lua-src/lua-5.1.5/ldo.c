@@ -312,6 +312,11 @@ int luaD_precall (lua_State *L, StkId func, int nresults) {
   else {  /* if is a C function, call it */
     CallInfo *ci;
     int n;
+    /* synod: entering a C function costs far more than an instruction
+       when it is one of the embedder's (a Rust callback through mlua:
+       ~200 ns); a flat charge per call bounds loops of cheap calls */
+    if (L->allowhook)  /* not the embedder's own calls inside its hook */
+      synod_charge_deferred(L, SYNOD_CCALL_UNITS);
     luaD_checkstack(L, LUA_MINSTACK);  /* ensure minimum stack size */
     ci = inc_ci(L);  /* now `enter' new function */
     ci->func = restorestack(L, funcr);

@@ -23,6 +23,7 @@
 Closure *luaF_newCclosure (lua_State *L, int nelems, Table *e) {
   Closure *c = cast(Closure *, luaM_malloc(L, sizeCclosure(nelems)));
   luaC_link(L, obj2gco(c), LUA_TFUNCTION);
+  c->c.synodid = G(L)->synod_nextid++;  /* synod: see ltable.c */
   c->c.isC = 1;
   c->c.env = e;
   c->c.nupvalues = cast_byte(nelems);
@@ -33,6 +34,7 @@ Closure *luaF_newCclosure (lua_State *L, int nelems, Table *e) {
 Closure *luaF_newLclosure (lua_State *L, int nelems, Table *e) {
   Closure *c = cast(Closure *, luaM_malloc(L, sizeLclosure(nelems)));
   luaC_link(L, obj2gco(c), LUA_TFUNCTION);
+  c->l.synodid = G(L)->synod_nextid++;  /* synod: see ltable.c */
   c->l.isC = 0;
   c->l.env = e;
   c->l.nupvalues = cast_byte(nelems);

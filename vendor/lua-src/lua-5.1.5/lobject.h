@@ -216,6 +216,7 @@ typedef union Udata {
   L_Umaxalign dummy;  /* ensures maximum alignment for `local' udata */
   struct {
     CommonHeader;
+    unsigned int synodid;  /* synod: creation number (in the padding) */
     struct Table *metatable;
     struct Table *env;
     size_t len;
@@ -288,9 +289,11 @@ typedef struct UpVal {
 ** Closures
 */
 
+/* synod: synodid, the creation number hashed instead of the address, sits
+   in the padding before gclist (the size is unchanged) */
 #define ClosureHeader \
-	CommonHeader; lu_byte isC; lu_byte nupvalues; GCObject *gclist; \
-	struct Table *env
+	CommonHeader; lu_byte isC; lu_byte nupvalues; unsigned int synodid; \
+	GCObject *gclist; struct Table *env
 
 typedef struct CClosure {
   ClosureHeader;
@@ -339,6 +342,8 @@ typedef struct Table {
   CommonHeader;
   lu_byte flags;  /* 1<<p means tagmethod(p) is not present */ 
   lu_byte lsizenode;  /* log2 of size of `node' array */
+  unsigned int synodid;  /* synod: creation number, hashed instead of the
+                            address (in the padding: the size is unchanged) */
   struct Table *metatable;
   TValue *array;  /* array part */
   Node *node;

@@ -179,6 +179,7 @@ LUA_API lua_State *lua_newstate (lua_Alloc f, void *ud) {
   g->gcstepmul = LUAI_GCMUL;
   g->gcdept = 0;
   g->synod_charging = 0;  /* synod: charging starts off */
+  g->synod_nextid = 0;
   g->synod_cost = 0;
   g->synod_skipped = 0;
   g->synod_room = 0;
@@ -253,14 +254,27 @@ LUA_API size_t lua_synod_take_skipped (lua_State *L) {
 ** (basehookcount - skipped): a window cut short after k instructions
 ** counts k + 1 (the instruction that runs the hook ends the window).
 */
+/* synod: the creation numbers (ltable.c) sit in padding: on x86-64 the
+   objects keep the sizes they had, so a script's memory use, which the
+   embedder limits, is what it was before them */
+#if defined(__x86_64__)
+typedef char synod_object_sizes_unchanged[(sizeof(Table) == 64 &&
+    sizeof(CClosure) == 56 && sizeof(LClosure) == 48 &&
+    sizeof(Udata) == 40) ? 1 : -1];
+#endif
+
 LUA_API void synod_charge (lua_State *L, size_t units) {
   global_State *g = G(L);
   if (!g->synod_charging || units == 0) return;
   g->synod_cost = (g->synod_cost + units < g->synod_cost)
                   ? ~(size_t)0 : g->synod_cost + units;
   /* not from inside a hook (the embedder's hook may make strings): the
-     window it would cut is the one the hook has just begun */
-  if ((L->hookmask & LUA_MASKCOUNT) && L->allowhook && L->hookcount > 1) {
+     window it would cut is the one the hook has just begun. Only once the
+     cost waiting is large (SYNOD_CUT_UNITS): small charges (a short
+     string) wait for the window's natural end, at most that many
+     instructions later, instead of calling the hook at every one */
+  if ((L->hookmask & LUA_MASKCOUNT) && L->allowhook && L->hookcount > 1 &&
+      g->synod_cost >= SYNOD_CUT_UNITS) {
     g->synod_skipped += (size_t)(L->hookcount - 1);
     L->hookcount = 1;
   }

@@ -96,6 +96,8 @@ typedef struct global_State {
   size_t synod_cost;  /* units charged since the last take */
   size_t synod_skipped;  /* count-hook instructions skipped since the last take */
   size_t synod_room;  /* synod_charge_check raises past this cost */
+  unsigned int synod_nextid;  /* the next table, closure or userdata's
+                                 creation number (ltable.c hashes it) */
 } global_State;
 
 

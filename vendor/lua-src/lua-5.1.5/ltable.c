@@ -107,6 +107,17 @@ static Node *mainposition (const Table *t, const TValue *key) {
       return hashboolean(t, bvalue(key));
     case LUA_TLIGHTUSERDATA:
       return hashpointer(t, pvalue(key));
+    /* synod: tables, functions and userdata hash by their creation
+       number, not their address: where such a key lands, so the order
+       `next` visits keys in, the collisions and the resizes (and their
+       costs), are then the same in every process that runs the same
+       script, as replicas must be. Addresses differ between processes. */
+    case LUA_TTABLE:
+      return hashmod(t, hvalue(key)->synodid);
+    case LUA_TFUNCTION:
+      return hashmod(t, clvalue(key)->c.synodid);
+    case LUA_TUSERDATA:
+      return hashmod(t, rawuvalue(key)->uv.synodid);
     default:
       return hashpointer(t, gcvalue(key));
   }
@@ -366,6 +377,7 @@ static void rehash (lua_State *L, Table *t, const TValue *ek) {
 Table *luaH_new (lua_State *L, int narray, int nhash) {
   Table *t = luaM_new(L, Table);
   luaC_link(L, obj2gco(t), LUA_TTABLE);
+  t->synodid = G(L)->synod_nextid++;  /* synod: see mainposition */
   t->metatable = NULL;
   t->flags = cast_byte(~0);
   /* temporary values (kept only if some malloc fails) */

@@ -311,6 +311,9 @@ LUA_API void lua_setlevel	(lua_State *from, lua_State *to);
 					   visited by the table library */
 #define SYNOD_VALUES_PER_UNIT	4	/* arguments passed to a call, results
 					   returned (unpack, select, varargs) */
+#define SYNOD_CCALL_UNITS	16	/* one call of a C function */
+#define SYNOD_CUT_UNITS	1000	/* cost waiting that calls the count hook
+					   at the next instruction */
 #define SYNOD_NUMBER2STR_UNITS	32	/* one sprintf of a number (tostring,
 					   concatenation, string.format) */
 LUA_API void (lua_synod_enable) (lua_State *L, size_t room);

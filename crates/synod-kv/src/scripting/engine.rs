@@ -63,6 +63,7 @@ local raw_call, sha1hex, setresp, random, randomseed, stopped, bitlib, keys, arg
   cjsonlib, msgpacklib, structlib, acl_check, patlib = ...
 local error, type, select, real_tostring, next = error, type, select, tostring, next
 local real_setmetatable, real_rawset, real_pcall, real_xpcall = setmetatable, rawset, pcall, xpcall
+local real_getmetatable = getmetatable
 local real_loadstring, unpack = loadstring, unpack
 local readonly = {}
 local function deny() error("Attempt to modify a readonly table", 2) end
@@ -176,13 +177,17 @@ loadstring = function(text, name)
   return real_loadstring(text, name)
 end
 -- Object addresses differ between replicas: never let a script see one.
+-- Without a metatable (so without __tostring) such a value's text is its
+-- kind and its address: answered without making that string at all, whose
+-- slot in Lua's string table (so the cost of later strings) would differ.
 tostring = function(value)
-  local text = real_tostring(value)
   local kind = type(value)
   if kind == 'table' or kind == 'function' or kind == 'userdata' or kind == 'thread' then
-    text = text:gsub(': 0x%x+$', ''):gsub(': %x+$', '')
+    if real_getmetatable(value) == nil then return kind end
+    local text = real_tostring(value)
+    return (text:gsub(': 0x%x+$', ''):gsub(': %x+$', ''))
   end
-  return text
+  return real_tostring(value)
 end
 local safe_tostring = tostring
 setmetatable = function(t, meta)

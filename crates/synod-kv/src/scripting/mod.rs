@@ -29,10 +29,11 @@
 //!   number in the script), so scripts may run them; `TIME` answers the log
 //!   clock;
 //! - `tostring` of a table or function hides its address, which differs
-//!   between processes. What remains is documented as a limit: iterating
-//!   with `pairs` over a table keyed by tables or functions visits them in
-//!   address order, which differs between replicas; a script that writes in
-//!   that order can diverge.
+//!   between processes (and, without a metatable, never makes the address
+//!   text at all); tables keyed by tables, functions or userdata hash them
+//!   by creation number, not address (synod's patch to Lua 5.1,
+//!   `vendor/lua-src/SYNOD.md`), so `pairs` visits them in the same order
+//!   on every replica.
 //!
 //! # Bounds: a script never stalls a replica
 //!
