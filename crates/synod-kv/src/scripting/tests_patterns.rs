@@ -355,28 +355,17 @@ fn backtracking(function: &str, n: usize, k: usize) -> String {
 
 #[test]
 fn a_backtracking_pattern_is_stopped_by_the_budget() {
-    let mut keyspace = Keyspace::default();
     for function in ["find", "match", "gmatch", "gsub"] {
         // Longer than the universe's age without the budget.
         let script = backtracking(function, 100_000, 10);
-        let reply = run_limited(
-            &mut keyspace,
-            &eval(&script, &[], &[]),
-            &ctx(1),
-            &limits(10_000_000, true),
-        );
+        let reply = run_with(&script, &limits(10_000_000, true));
         assert!(
             error_text(&reply).starts_with("ERR Script exceeded the budget of 10000000"),
             "{function}: {reply:?}"
         );
         // pcall does not catch the stop.
         let caught = format!("local ok = pcall(function() {script} end) return 'caught'");
-        let reply = run_limited(
-            &mut keyspace,
-            &eval(&caught, &[], &[]),
-            &ctx(1),
-            &limits(10_000_000, true),
-        );
+        let reply = run_with(&caught, &limits(10_000_000, true));
         assert!(
             error_text(&reply).starts_with("ERR Script exceeded the budget"),
             "{function} in pcall: {reply:?}"
@@ -385,12 +374,7 @@ fn a_backtracking_pattern_is_stopped_by_the_budget() {
     // A loop of cheap pattern errors caught by pcall pays for its scans.
     let script = "local p = '[' .. string.rep('a', 100000) \
                   while true do pcall(string.find, 'x', p) end";
-    let reply = run_limited(
-        &mut keyspace,
-        &eval(script, &[], &[]),
-        &ctx(1),
-        &limits(10_000_000, true),
-    );
+    let reply = run_with(script, &limits(10_000_000, true));
     assert!(
         error_text(&reply).starts_with("ERR Script exceeded the budget"),
         "{reply:?}"
@@ -403,20 +387,9 @@ fn logged_scripts_without_a_budget_keep_lua_s_own_matcher() {
     // charged matcher, free with Lua's C functions (as a log entry written
     // before the matcher was applied).
     let script = backtracking("find", 100, 3);
-    let mut keyspace = Keyspace::default();
-    let reply = run_limited(
-        &mut keyspace,
-        &eval(&script, &[], &[]),
-        &ctx(1),
-        &limits(1_000_000, false),
-    );
+    let reply = run_with(&script, &limits(1_000_000, false));
     assert_eq!(reply, synod_resp::Reply::Null);
-    let reply = run_limited(
-        &mut keyspace,
-        &eval(&script, &[], &[]),
-        &ctx(1),
-        &limits(1_000_000, true),
-    );
+    let reply = run_with(&script, &limits(1_000_000, true));
     assert!(
         error_text(&reply).starts_with("ERR Script exceeded the budget"),
         "{reply:?}"
@@ -430,47 +403,25 @@ fn logged_scripts_without_a_budget_keep_lua_s_own_matcher() {
 
 #[test]
 fn gsub_results_are_bounded_by_the_memory_limit() {
-    let mut keyspace = Keyspace::default();
     let script = "return (string.gsub(string.rep('a', 1000), '', string.rep('x', 100000)))";
-    let reply = run_limited(
-        &mut keyspace,
-        &eval(script, &[], &[]),
-        &ctx(1),
-        &limits(100_000_000, true),
-    );
+    let reply = run_with(script, &limits(100_000_000, true));
     assert!(error_text(&reply).contains("memory limit"), "{reply:?}");
 }
 
 #[test]
 fn deep_patterns_and_nested_replacements_end_with_an_error() {
-    let mut keyspace = Keyspace::default();
     let script = "return string.find(string.rep('a', 300), string.rep('a?', 300))";
-    let reply = run_limited(
-        &mut keyspace,
-        &eval(script, &[], &[]),
-        &ctx(1),
-        &limits(100_000_000, true),
-    );
+    let reply = run_with(script, &limits(100_000_000, true));
     assert!(
         error_text(&reply).contains("pattern too complex"),
         "{reply:?}"
     );
     let script = "local f; f = function(s) return (string.gsub(s, '.', f)) end return f('ab')";
-    let reply = run_limited(
-        &mut keyspace,
-        &eval(script, &[], &[]),
-        &ctx(1),
-        &limits(100_000_000, true),
-    );
+    let reply = run_with(script, &limits(100_000_000, true));
     assert!(error_text(&reply).contains("C stack overflow"), "{reply:?}");
     // A replacement function's own error is raised unchanged.
     let script = "return string.gsub('ab', '.', function() return redis.call('nosuchcommand') end)";
-    let reply = run_limited(
-        &mut keyspace,
-        &eval(script, &[], &[]),
-        &ctx(1),
-        &limits(100_000_000, true),
-    );
+    let reply = run_with(script, &limits(100_000_000, true));
     assert!(
         error_text(&reply).contains("Unknown Redis command"),
         "{reply:?}"
@@ -497,9 +448,14 @@ fn a_library_s_code_is_charged_for_its_patterns_too() {
 
 // ---- review3: attacks on the port ----
 
+/// Runs `script` on an empty keyspace within `limits`.
 fn run_with(script: &str, limits: &Limits) -> synod_resp::Reply {
-    let mut keyspace = Keyspace::default();
-    run_limited(&mut keyspace, &eval(script, &[], &[]), &ctx(1), limits)
+    run_limited(
+        &mut Keyspace::default(),
+        &eval(script, &[], &[]),
+        &ctx(1),
+        limits,
+    )
 }
 
 /// Lua 5.1 (LUA_COMPAT_GFIND) keeps `string.gfind`, the C `gmatch` under
