@@ -132,10 +132,6 @@ pub(crate) struct Driver<S> {
     stopping: Option<(Instant, NodeId)>,
     sync_tx: mpsc::Sender<SyncDone>,
     sync_rx: mpsc::Receiver<SyncDone>,
-    /// Whether a follower's log syncs run on the event loop (see
-    /// `run_pending_sync`) rather than on a blocking thread
-    /// (`NodeConfig::sync_on_event_loop`).
-    inline_sync: bool,
     /// A log sync the engine started, to run on the event loop once the
     /// other tasks of this thread (peer links, client connections) have
     /// sent what the step before it produced.
@@ -356,7 +352,6 @@ impl<S: StateMachine> Driver<S> {
             started,
             engine,
             sync_tx,
-            inline_sync: cfg.sync_on_event_loop,
             sync_pending: None,
             sync_rx,
             checkpoint_started: Instant::now(),
@@ -407,9 +402,8 @@ impl<S: StateMachine> Driver<S> {
         // Bounded: a stop must never hang on a report that does not come (a
         // node that stays half alive after a fatal error is worse than one
         // that leaves a stray file, which recovery ignores).
-        if let Some((job, through, started)) = self.sync_pending.take() {
+        if let Some((job, _, _)) = self.sync_pending.take() {
             let result = catch_job_panic("log sync", || job.run());
-            let _ = (through, started);
             self.engine.persist.sync_finished_at_stop(job, result);
         } else if self.engine.persist.syncing() {
             match tokio::time::timeout(STOP_WAIT, self.sync_rx.recv()).await {
@@ -745,7 +739,7 @@ impl<S: StateMachine> Driver<S> {
                     });
                 }
                 Io::Sync { job, through }
-                    if self.inline_sync && self.engine.leader() != Some(self.cfg.id) =>
+                    if self.cfg.sync_on_event_loop && self.engine.leader() != Some(self.cfg.id) =>
                 {
                     debug_assert!(self.sync_pending.is_none(), "one log sync at a time");
                     self.sync_pending = Some((job, through, Instant::now()));

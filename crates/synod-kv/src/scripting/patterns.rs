@@ -975,21 +975,12 @@ return {
 /// `pcall`.
 pub(crate) fn library(lua: &Lua, budget: &Budget) -> mlua::Result<Table> {
     let table = lua.create_table()?;
-    {
+    for (name, find) in [("find", true), ("match", false)] {
         let budget = budget.clone();
         table.set(
-            "find",
+            name,
             lua.create_function(move |lua, args: MultiValue| {
-                answer(lua, find_aux(lua, &budget, &args, true))
-            })?,
-        )?;
-    }
-    {
-        let budget = budget.clone();
-        table.set(
-            "match",
-            lua.create_function(move |lua, args: MultiValue| {
-                answer(lua, find_aux(lua, &budget, &args, false))
+                answer(lua, find_aux(lua, &budget, &args, find))
             })?,
         )?;
     }
