@@ -27,6 +27,7 @@ mod message;
 mod ready;
 mod record;
 mod replica;
+mod spool;
 mod value;
 
 pub use config::{
@@ -48,4 +49,5 @@ pub use replica::{
     Refusals, Replica, RoleKind, SnapshotTransferStats, Status, DROP_HOLD_ELECTION_TIMEOUTS,
     ROUND_JUMP_MAX,
 };
-pub use value::{Checksum, Command, Snapshot, SnapshotDigest, SnapshotMeta, Value};
+pub use spool::{MemorySpool, SnapshotSpool};
+pub use value::{Checksum, Command, Snapshot, SnapshotDigest, SnapshotHasher, SnapshotMeta, Value};

@@ -121,6 +121,34 @@ impl SnapshotDigest {
     }
 }
 
+/// The [`SnapshotDigest`] of bytes that arrive in pieces: equal to
+/// `SnapshotDigest::of` their concatenation, without holding them.
+#[derive(Clone, Default)]
+pub struct SnapshotHasher(xxhash_rust::xxh3::Xxh3Default);
+
+impl SnapshotHasher {
+    /// A hasher that has seen nothing.
+    pub fn new() -> SnapshotHasher {
+        SnapshotHasher::default()
+    }
+
+    /// Adds the next bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The digest of every byte added so far.
+    pub fn digest(&self) -> SnapshotDigest {
+        SnapshotDigest(self.0.digest128())
+    }
+}
+
+impl std::fmt::Debug for SnapshotHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SnapshotHasher")
+    }
+}
+
 /// A state machine snapshot: opaque bytes the state machine wrote, and where
 /// they stand.
 #[derive(Clone, Debug, PartialEq, Eq)]

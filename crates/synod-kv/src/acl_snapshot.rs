@@ -41,18 +41,30 @@ mod flag {
 /// Appends the users trailer to a keyspace snapshot (none for the initial
 /// table). Reuses the snapshot's buffer when it is not shared.
 pub(crate) fn append_users(keyspace_snapshot: Bytes, users: &Users) -> Bytes {
-    if *users == Users::default() {
+    let Some(trailer) = users_trailer(users) else {
         return keyspace_snapshot;
-    }
-    let section = encode_users(users);
+    };
     let mut out = match keyspace_snapshot.try_into_mut() {
         Ok(buffer) => buffer,
         Err(shared) => bytes::BytesMut::from(shared.as_ref()),
     };
-    out.extend_from_slice(&section);
-    out.extend_from_slice(&(section.len() as u64).to_le_bytes());
-    out.extend_from_slice(TRAILER_MAGIC);
+    out.extend_from_slice(&trailer);
     out.freeze()
+}
+
+/// What [`append_users`] appends to a keyspace snapshot: nothing for the
+/// initial table (a snapshot as earlier releases wrote it), otherwise the
+/// users, their length and the trailer's magic. A snapshot streamed to its
+/// file writes this after the keyspace.
+pub(crate) fn users_trailer(users: &Users) -> Option<Vec<u8>> {
+    if *users == Users::default() {
+        return None;
+    }
+    let mut trailer = encode_users(users);
+    let len = trailer.len() as u64;
+    trailer.extend_from_slice(&len.to_le_bytes());
+    trailer.extend_from_slice(TRAILER_MAGIC);
+    Some(trailer)
 }
 
 /// Splits a snapshot into its keyspace part and its users (the initial

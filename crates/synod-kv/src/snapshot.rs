@@ -33,8 +33,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use std::io::{self, Write};
+
 use bytes::Bytes;
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3Default};
 
 use crate::command::ListEnd;
 use crate::keyspace::{Entry, Keyspace, KeyspaceView, Lookup, Value, ValueRef};
@@ -66,9 +68,28 @@ const ENTRY_LEN_MIN: usize = 4 + 1 + 1 + 4;
 
 /// Encodes a view of the keyspace. Runs off the event loop: O(keys).
 pub(crate) fn write(keyspace: &KeyspaceView) -> Bytes {
+    let mut out = Vec::new();
+    write_to(keyspace, &mut out).expect("a Vec takes every write");
+    Bytes::from(out)
+}
+
+/// Bytes encoded before they are passed on to the writer (and hashed).
+const SPILL_BYTES: usize = 256 << 10;
+
+/// Encodes a view of the keyspace into `out` as [`write`] would, a piece at
+/// a time: memory stays at one piece whatever the keyspace's size (the
+/// snapshot streams into its file; `StateMachine::snapshot_stream`).
+pub(crate) fn write_to(keyspace: &KeyspaceView, out: &mut dyn Write) -> io::Result<()> {
     let maxmemory_bytes = keyspace.maxmemory_bytes();
     let version = SNAPSHOT_FORMAT_VERSION;
+    let mut hasher = Xxh3Default::new();
     let mut writer = Writer::new();
+    let mut spill = |writer: &mut Writer| -> io::Result<()> {
+        hasher.update(writer.as_slice());
+        out.write_all(writer.as_slice())?;
+        writer.clear();
+        Ok(())
+    };
     writer.raw(MAGIC);
     writer.u8(version);
     writer.u64(keyspace.len() as u64);
@@ -85,6 +106,9 @@ pub(crate) fn write(keyspace: &KeyspaceView) -> Bytes {
         }
         write_stamp(&mut writer, entry.stamp());
         write_value(&mut writer, entry.value());
+        if writer.as_slice().len() >= SPILL_BYTES {
+            spill(&mut writer)?;
+        }
     }
     debug_assert_eq!(written, keyspace.len());
     writer.u64(maxmemory_bytes);
@@ -95,10 +119,13 @@ pub(crate) fn write(keyspace: &KeyspaceView) -> Bytes {
     for (key, stamp) in tombstones.iter() {
         writer.bytes(key);
         write_stamp(&mut writer, stamp);
+        if writer.as_slice().len() >= SPILL_BYTES {
+            spill(&mut writer)?;
+        }
     }
-    let checksum = xxh3_64(writer.as_slice());
-    writer.u64(checksum);
-    writer.finish()
+    spill(&mut writer)?;
+    // The checksum covers everything before it, as `read` checks it.
+    out.write_all(&hasher.digest().to_le_bytes())
 }
 
 pub(crate) fn read(snapshot: &[u8]) -> Result<Keyspace, DecodeError> {

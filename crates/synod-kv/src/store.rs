@@ -1,7 +1,7 @@
 //! [`Store`]: the key-value state machine replicated by Synod.
 
 use bytes::Bytes;
-use synod::{ApplyContext, QueryJob, SnapshotJob, StateMachine};
+use synod::{ApplyContext, QueryJob, SnapshotJob, SnapshotStream, StateMachine};
 use synod_resp::Reply;
 
 use crate::acl_auth::Acl;
@@ -226,6 +226,20 @@ impl StateMachine for Store {
         let users = self.acl.users().clone();
         Some(Box::new(move || {
             crate::acl_snapshot::append_users(snapshot::write(&view), &users)
+        }))
+    }
+
+    /// As `snapshot_view`, but written straight into the snapshot file a
+    /// piece at a time: the encoded keyspace is never held whole in memory.
+    fn snapshot_stream(&self) -> Option<SnapshotStream> {
+        let view = self.keyspace.view();
+        let trailer = crate::acl_snapshot::users_trailer(&self.acl.users());
+        Some(Box::new(move |out: &mut dyn std::io::Write| {
+            snapshot::write_to(&view, out)?;
+            match trailer {
+                Some(trailer) => out.write_all(&trailer),
+                None => Ok(()),
+            }
         }))
     }
 

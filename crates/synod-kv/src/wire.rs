@@ -131,6 +131,12 @@ impl Writer {
         &self.buf
     }
 
+    /// Drops the bytes kept so far (once the caller passed them on);
+    /// [`Writer::written`] still counts them.
+    pub(crate) fn clear(&mut self) {
+        self.buf.clear();
+    }
+
     pub(crate) fn finish(self) -> Bytes {
         debug_assert!(!self.count_only, "a counting writer keeps no bytes");
         self.buf.freeze()

@@ -481,18 +481,19 @@ fn to_outcome(op: &Op, reply: Reply) -> Result<Outcome, String> {
 }
 
 impl Kv {
-    /// Encodes the whole state (the simulator's snapshot format): synod-kv's
-    /// own snapshot, the log clock, then the exactly-once table.
+    /// Encodes the whole state (the simulator's snapshot format): the log
+    /// clock and the exactly-once table (length-prefixed), then synod-kv's
+    /// own snapshot, last so that it can be streamed.
     pub fn encode(&self) -> Bytes {
         let mut buf = BytesMut::new();
-        put_bytes(&mut buf, &self.store.snapshot());
-        buf.extend_from_slice(&self.encode_tail());
+        put_bytes(&mut buf, &self.encode_tail());
+        buf.extend_from_slice(&self.store.snapshot());
         buf.freeze()
     }
 
     /// What `encode` returns now, encoded later: the store through its
-    /// view (`StateMachine::snapshot_view`, the server's path), the small
-    /// tables now. The driver does the same with its session table.
+    /// view (`StateMachine::snapshot_view`), the small tables now. The
+    /// driver does the same with its session table.
     pub fn encode_later(&self) -> impl FnOnce() -> Bytes + Send + 'static {
         let store = self.store.snapshot_view();
         let store_now = if store.is_none() {
@@ -508,10 +509,32 @@ impl Kv {
                 (None, None) => Bytes::new(),
             };
             let mut buf = BytesMut::new();
-            put_bytes(&mut buf, &store);
-            buf.extend_from_slice(&tail);
+            put_bytes(&mut buf, &tail);
+            buf.extend_from_slice(&store);
             buf.freeze()
         }
+    }
+
+    /// What `encode` returns now, written later into a stream: the store
+    /// through `StateMachine::snapshot_stream` (the server's path), the
+    /// small tables now.
+    pub fn encode_stream(&self) -> synod::SnapshotStream {
+        let store = self.store.snapshot_stream();
+        let store_now = if store.is_none() {
+            Some(self.store.snapshot())
+        } else {
+            None
+        };
+        let mut tail = BytesMut::new();
+        put_bytes(&mut tail, &self.encode_tail());
+        Box::new(move |out: &mut dyn std::io::Write| {
+            out.write_all(&tail)?;
+            match (store, store_now) {
+                (Some(job), _) => job(out),
+                (None, Some(bytes)) => out.write_all(&bytes),
+                (None, None) => Ok(()),
+            }
+        })
     }
 
     /// The log clock and the exactly-once table, as `encode` writes them.
@@ -545,8 +568,9 @@ impl Kv {
     /// clients registered and wakes them all (as the server's does).
     pub fn restore(&mut self, bytes: &[u8]) -> Option<()> {
         let mut rest = bytes;
-        let store = get_bytes(&mut rest)?;
-        self.store.restore(&store).ok()?;
+        let tail = get_bytes(&mut rest)?;
+        self.store.restore(rest).ok()?;
+        let mut rest = tail.as_slice();
         let log_time_ms = get_u64(&mut rest)?;
         let mut sessions = BTreeMap::new();
         for _ in 0..get_u64(&mut rest)? {
@@ -704,6 +728,8 @@ pub struct SimKv {
     /// Drops the WATCH check of every transaction (the `watch-ignored`
     /// negative control).
     pub drop_watch: bool,
+    /// Offers `snapshot_stream` (else only `snapshot_view`).
+    pub stream_snapshots: bool,
     /// The node's wall clock in ms, for the `nondeterministic-sm` control
     /// (`None`: the log clock, as it must be).
     local_clock: Option<Arc<AtomicU64>>,
@@ -814,6 +840,7 @@ impl SimKv {
         SimKv {
             kv: Kv::default(),
             drop_watch: false,
+            stream_snapshots: false,
             local_clock,
             last_instance: None,
             attempts: HashSet::new(),
@@ -960,6 +987,13 @@ impl StateMachine for SimKv {
         // captured now, encoded when the snapshot write runs (later, with
         // applies in between).
         Some(Box::new(self.kv.encode_later()))
+    }
+
+    fn snapshot_stream(&self) -> Option<synod::SnapshotStream> {
+        // Preferred by the driver when offered: half the nodes stream their
+        // snapshots into the file, half encode them whole (both paths run,
+        // and peers install snapshots written either way).
+        self.stream_snapshots.then(|| self.kv.encode_stream())
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {

@@ -6,12 +6,16 @@
 //! simulator's); the plain form uses [`RealFs`].
 
 use crate::error::StorageError;
-use crate::fs::{Fs, OpenMode, RealFs};
+use crate::fs::{Fs, FsFile, OpenMode, RealFs};
 use crate::fsync_dir;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use synod_core::codec::{Decode, Encode};
-use synod_core::{Checksum, GroupId, InstanceId, Schedule, Snapshot, SnapshotMeta};
+use synod_core::{
+    Checksum, GroupId, InstanceId, Schedule, Snapshot, SnapshotDigest, SnapshotHasher,
+    SnapshotMeta, SnapshotSpool,
+};
 
 const MAGIC: &[u8; 8] = b"SYNODSNP";
 /// Version 2 adds a trailer after the data: the snapshot's memberships
@@ -25,6 +29,22 @@ const HEADER_BYTES: usize = 8 + 4 + 4 + 8 + 8 + 8 + 4 + 4;
 /// The file name of a group's snapshot at a point.
 pub fn file_name(group: GroupId, applied_end: InstanceId) -> String {
     format!("{:010}-{:020}.snap", group.0, applied_end.0)
+}
+
+/// The name of the file a peer's snapshot of `group` at a point is received
+/// into (see [`FileSpool`]).
+pub fn incoming_name(group: GroupId, applied_end: InstanceId) -> String {
+    format!("{:010}-{:020}.incoming", group.0, applied_end.0)
+}
+
+/// Parses a name [`incoming_name`] made.
+pub fn parse_incoming_name(name: &str) -> Option<(GroupId, InstanceId)> {
+    let stem = name.strip_suffix(".incoming")?;
+    let (group, point) = stem.split_once('-')?;
+    Some((
+        GroupId(group.parse().ok()?),
+        InstanceId(point.parse().ok()?),
+    ))
 }
 
 /// Parses a snapshot file name.
@@ -49,36 +69,76 @@ pub fn write_on(
     group: GroupId,
     snapshot: &Snapshot,
 ) -> Result<PathBuf, StorageError> {
-    let path = dir.join(file_name(group, snapshot.meta.applied_end));
-    let tmp = dir.join(format!(
-        "{}.tmp",
-        file_name(group, snapshot.meta.applied_end)
-    ));
+    let written = write_stream_on(
+        fs,
+        dir,
+        group,
+        snapshot.meta,
+        snapshot.memberships.as_ref(),
+        |out| out.write_all(&snapshot.data),
+    )?;
+    Ok(written.path)
+}
+
+/// A snapshot file [`write_stream_on`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Bytes of data it holds.
+    pub len: u64,
+    /// The digest of the data, computed as it was written.
+    pub digest: SnapshotDigest,
+}
+
+/// Writes a snapshot durably whose data `produce` writes, piece by piece,
+/// straight to the file: the data is never held whole in memory. Returns
+/// the file's path, the data's length and its digest.
+pub fn write_stream_on(
+    fs: &dyn Fs,
+    dir: &Path,
+    group: GroupId,
+    meta: SnapshotMeta,
+    memberships: Option<&Schedule>,
+    produce: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<Written, StorageError> {
+    let path = dir.join(file_name(group, meta.applied_end));
+    let tmp = dir.join(format!("{}.tmp", file_name(group, meta.applied_end)));
+    let file = fs
+        .open(&tmp, OpenMode::Truncate)
+        .map_err(|e| StorageError::io(&tmp, e))?;
+    // The header, which holds the data's length and CRC, is written last,
+    // at offset 0; until then the file starts with zeros, which no reader
+    // takes for a header (and the file is still under its temporary name).
+    let mut data = StreamWriter {
+        file: &*file,
+        at: HEADER_BYTES as u64,
+        buf: Vec::with_capacity(WRITE_BUFFER_BYTES),
+        crc: 0,
+        hasher: SnapshotHasher::new(),
+    };
+    produce(&mut data)
+        .and_then(|()| data.flush())
+        .map_err(|e| StorageError::io(&tmp, e))?;
+    let len = data.at - HEADER_BYTES as u64;
+    let (data_crc, digest) = (data.crc, data.hasher.digest());
     let mut header = BytesMut::with_capacity(HEADER_BYTES);
     header.put_slice(MAGIC);
     header.put_u32_le(VERSION);
     header.put_u32_le(group.0);
-    header.put_u64_le(snapshot.meta.applied_end.0);
-    header.put_u64_le(snapshot.meta.checksum.0);
-    header.put_u64_le(snapshot.data.len() as u64);
-    header.put_u32_le(crc32c::crc32c(&snapshot.data));
+    header.put_u64_le(meta.applied_end.0);
+    header.put_u64_le(meta.checksum.0);
+    header.put_u64_le(len);
+    header.put_u32_le(data_crc);
     let header_crc = crc32c::crc32c(&header);
     header.put_u32_le(header_crc);
-    let file = fs
-        .open(&tmp, OpenMode::Truncate)
-        .map_err(|e| StorageError::io(&tmp, e))?;
-    let schedule = snapshot
-        .memberships
-        .as_ref()
-        .map_or_else(Bytes::new, |s| s.to_bytes());
+    let schedule = memberships.map_or_else(Bytes::new, |s| s.to_bytes());
     let mut trailer = BytesMut::with_capacity(8 + schedule.len());
     trailer.put_u32_le(schedule.len() as u32);
     trailer.put_u32_le(crc32c::crc32c(&schedule));
     trailer.put_slice(&schedule);
-    let trailer_at = (HEADER_BYTES + snapshot.data.len()) as u64;
-    file.write_all_at(&header, 0)
-        .and_then(|_| file.write_all_at(&snapshot.data, HEADER_BYTES as u64))
-        .and_then(|_| file.write_all_at(&trailer, trailer_at))
+    file.write_all_at(&trailer, HEADER_BYTES as u64 + len)
+        .and_then(|_| file.write_all_at(&header, 0))
         .map_err(|e| StorageError::io(&tmp, e))?;
     // The data is durable before the name: a crash leaves either no file
     // under the final name or the whole file.
@@ -90,7 +150,56 @@ pub fn write_on(
     fs.rename(&tmp, &path)
         .map_err(|e| StorageError::io(&path, e))?;
     fsync_dir(fs, dir)?;
-    Ok(path)
+    Ok(Written { path, len, digest })
+}
+
+/// Bytes a snapshot's data is written in (one positional write each).
+const WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// Buffers the data of a snapshot on its way to the file, with its CRC and
+/// digest.
+struct StreamWriter<'a> {
+    file: &'a dyn FsFile,
+    /// Where the buffer goes in the file.
+    at: u64,
+    buf: Vec<u8>,
+    crc: u32,
+    hasher: SnapshotHasher,
+}
+
+impl Write for StreamWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + bytes.len() > WRITE_BUFFER_BYTES {
+            self.flush()?;
+        }
+        if bytes.len() >= WRITE_BUFFER_BYTES {
+            self.put(bytes)?;
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let buf = std::mem::take(&mut self.buf);
+        let put = self.put(&buf);
+        self.buf = buf;
+        self.buf.clear();
+        put
+    }
+}
+
+impl StreamWriter<'_> {
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all_at(bytes, self.at)?;
+        self.at += bytes.len() as u64;
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
+        self.hasher.update(bytes);
+        Ok(())
+    }
 }
 
 /// The data of the snapshot file `path` (as [`write_on`] returned it) that
@@ -99,6 +208,21 @@ pub fn write_on(
 pub fn map_data_on(fs: &dyn Fs, path: &Path, len: usize) -> Result<Option<Bytes>, StorageError> {
     fs.map(path, HEADER_BYTES as u64, len)
         .map_err(|e| StorageError::io(path, e))
+}
+
+/// The data of the snapshot file `path` that holds `len` bytes of data:
+/// mapped where `fs` maps, read into memory otherwise.
+pub fn read_data_on(fs: &dyn Fs, path: &Path, len: usize) -> Result<Bytes, StorageError> {
+    if let Some(mapped) = map_data_on(fs, path, len)? {
+        return Ok(mapped);
+    }
+    let mut bytes = Bytes::from(fs.read(path).map_err(|e| StorageError::io(path, e))?);
+    if bytes.len() < HEADER_BYTES + len {
+        return Err(StorageError::corrupt(path, 0, "snapshot data truncated"));
+    }
+    bytes.advance(HEADER_BYTES);
+    bytes.truncate(len);
+    Ok(bytes)
 }
 
 /// Reads and verifies the snapshot of `group` at `meta`.
@@ -114,14 +238,27 @@ pub fn read_on(
     meta: SnapshotMeta,
 ) -> Result<Snapshot, StorageError> {
     let path = dir.join(file_name(group, meta.applied_end));
-    let bytes = fs.read(&path).map_err(|e| {
+    let unreadable = |e: io::Error| {
         StorageError::corrupt(
             &path,
             0,
             format!("the log names this snapshot but it cannot be read: {e}"),
         )
-    })?;
-    let mut bytes = Bytes::from(bytes);
+    };
+    // Mapped where the file system maps (the page cache holds the bytes,
+    // not the heap: a snapshot as large as memory still restores, its data
+    // read by the state machine straight from the mapping); read whole
+    // otherwise. The file was written whole, synced and renamed, and is
+    // never written again (see `Fs::map`).
+    let file_len = fs.file_len(&path).map_err(unreadable)?;
+    let mapped = match usize::try_from(file_len) {
+        Ok(len) => fs.map(&path, 0, len).map_err(unreadable)?,
+        Err(_) => None,
+    };
+    let mut bytes = match mapped {
+        Some(mapped) => mapped,
+        None => Bytes::from(fs.read(&path).map_err(unreadable)?),
+    };
     if bytes.len() < HEADER_BYTES {
         return Err(StorageError::corrupt(&path, 0, "snapshot header truncated"));
     }
@@ -225,6 +362,18 @@ pub fn remove_older_on(
 ) -> Result<(), StorageError> {
     let names = fs.read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
     for name in names {
+        if let Some((g, point)) = parse_incoming_name(&name) {
+            // A peer's snapshot received into a spool: once a checkpoint at
+            // or past its point is durable, it is either installed (and
+            // checkpointed, so copied) or superseded. One past `keep` may
+            // still be arriving.
+            if g == group && point <= keep {
+                let path = dir.join(&name);
+                fs.remove_file(&path)
+                    .map_err(|e| StorageError::io(&path, e))?;
+            }
+            continue;
+        }
         let tmp = name.ends_with(".tmp");
         // A temporary file past `keep` may be a newer snapshot being written
         // right now (the runtime writes snapshots on another thread): leave
@@ -240,4 +389,271 @@ pub fn remove_older_on(
         }
     }
     fsync_dir(fs, dir)
+}
+
+/// A [`SnapshotSpool`] that writes an incoming snapshot to
+/// `snap/<group>-<point>.incoming` as it arrives, so that a snapshot larger
+/// than memory is received without being held on the heap. `finish` maps
+/// the file read-only (or reads it back where the file system cannot map).
+/// Nothing is synced here: the runtime checkpoints an installed snapshot,
+/// which writes it durably as a snapshot file; a file a crash left behind
+/// is removed by the next checkpoint at or past its point, or replaced by
+/// the next transfer of that point.
+#[derive(Debug)]
+pub struct FileSpool {
+    fs: std::sync::Arc<dyn Fs>,
+    dir: PathBuf,
+    group: GroupId,
+    /// The file of the transfer in progress and how much it holds.
+    current: Option<(PathBuf, std::sync::Arc<dyn FsFile>, u64)>,
+}
+
+impl FileSpool {
+    /// A spool writing into `dir` (the log's snapshot directory) through `fs`.
+    pub fn new(fs: std::sync::Arc<dyn Fs>, dir: PathBuf, group: GroupId) -> FileSpool {
+        FileSpool {
+            fs,
+            dir,
+            group,
+            current: None,
+        }
+    }
+}
+
+impl FileSpool {
+    fn begin_file(&mut self, meta: SnapshotMeta) -> io::Result<()> {
+        self.abort();
+        let path = self.dir.join(incoming_name(self.group, meta.applied_end));
+        // Unlinked first, so the file is a new one: a mapping of an earlier
+        // transfer's file of the same point (installed, still served to
+        // peers) keeps its bytes instead of seeing them cut under it.
+        match self.fs.remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let file = self.fs.open(&path, OpenMode::CreateNew)?;
+        self.current = Some((path, file, 0));
+        Ok(())
+    }
+
+    fn append_file(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let Some((_, file, len)) = self.current.as_mut() else {
+            return Err(io::Error::other("no snapshot transfer begun"));
+        };
+        file.write_all_at(bytes, *len)?;
+        *len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn finish_file(&mut self) -> io::Result<Bytes> {
+        let Some((path, file, len)) = self.current.take() else {
+            return Err(io::Error::other("no snapshot transfer begun"));
+        };
+        drop(file);
+        let len = usize::try_from(len).map_err(io::Error::other)?;
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        match self.fs.map(&path, 0, len)? {
+            Some(mapped) => Ok(mapped),
+            None => {
+                let mut bytes = self.fs.read(&path)?;
+                bytes.truncate(len);
+                Ok(Bytes::from(bytes))
+            }
+        }
+    }
+
+    /// Logs a failure (the replica counts it and asks for the snapshot
+    /// again) and drops what the transfer kept.
+    fn failed<T>(&mut self, what: &str, result: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &result {
+            tracing::warn!(
+                "dropping an incoming snapshot: cannot {what} its file in {}: {e}",
+                self.dir.display()
+            );
+            self.abort();
+        }
+        result
+    }
+}
+
+impl SnapshotSpool for FileSpool {
+    fn begin(&mut self, meta: SnapshotMeta, _total_len: u64) -> io::Result<()> {
+        let begun = self.begin_file(meta);
+        self.failed("create", begun)
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let appended = self.append_file(bytes);
+        self.failed("write", appended)
+    }
+
+    fn finish(&mut self) -> io::Result<Bytes> {
+        let path = self.current.as_ref().map(|(path, ..)| path.clone());
+        let finished = self.finish_file();
+        if finished.is_err() {
+            // `finish_file` let go of the transfer: remove its file.
+            if let Some(path) = path {
+                let _ = self.fs.remove_file(&path);
+            }
+        }
+        self.failed("read back", finished)
+    }
+
+    fn abort(&mut self) {
+        if let Some((path, file, _)) = self.current.take() {
+            drop(file);
+            if let Err(e) = self.fs.remove_file(&path) {
+                tracing::warn!("cannot remove the partial snapshot {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SimFs;
+    use rand::SeedableRng;
+    use std::sync::Arc;
+    use synod_core::{Membership, NodeId};
+
+    fn meta(point: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            applied_end: InstanceId(point),
+            checksum: Checksum(point * 7 + 1),
+        }
+    }
+
+    fn schedule() -> Schedule {
+        Schedule::new(
+            InstanceId(0),
+            Membership::bootstrap(&[NodeId(1), NodeId(2), NodeId(3)]),
+        )
+    }
+
+    /// Bytes that are not all alike, so a misplaced piece shows.
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 + i / 7) as u8).collect()
+    }
+
+    #[test]
+    fn a_streamed_snapshot_reads_back_whole_with_its_digest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = pattern(3 * WRITE_BUFFER_BYTES + 12_345);
+        // Pieces of every size: tiny ones that are buffered, one larger
+        // than the buffer that is written through.
+        let written = write_stream_on(
+            &RealFs,
+            dir.path(),
+            GroupId(0),
+            meta(42),
+            Some(&schedule()),
+            |out| {
+                let (small, rest) = data.split_at(10);
+                for byte in small {
+                    out.write_all(&[*byte])?;
+                }
+                let (big, rest) = rest.split_at(WRITE_BUFFER_BYTES + 1);
+                out.write_all(big)?;
+                for piece in rest.chunks(4096) {
+                    out.write_all(piece)?;
+                }
+                Ok(())
+            },
+        )
+        .expect("written");
+        assert_eq!(written.len, data.len() as u64);
+        assert_eq!(written.digest, SnapshotDigest::of(&data));
+        let read = read(dir.path(), GroupId(0), meta(42)).expect("reads");
+        assert_eq!(read.data, data);
+        assert_eq!(read.memberships, Some(schedule()));
+        assert_eq!(
+            read_data_on(&RealFs, &written.path, data.len()).expect("data"),
+            data
+        );
+        // The same bytes written whole give the same file.
+        let whole = tempfile::tempdir().expect("tempdir");
+        let path = write(whole.path(), GroupId(0), &read).expect("written");
+        assert_eq!(
+            std::fs::read(&path).expect("file"),
+            std::fs::read(&written.path).expect("file")
+        );
+    }
+
+    #[test]
+    fn a_producer_error_leaves_no_snapshot_under_the_final_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = write_stream_on(&RealFs, dir.path(), GroupId(0), meta(5), None, |out| {
+            out.write_all(b"half")?;
+            Err(io::Error::other("the state machine failed"))
+        })
+        .expect_err("fails");
+        assert!(err.to_string().contains(".tmp"), "{err}");
+        assert!(!dir
+            .path()
+            .join(file_name(GroupId(0), InstanceId(5)))
+            .exists());
+        assert!(read(dir.path(), GroupId(0), meta(5)).is_err());
+    }
+
+    #[test]
+    fn the_file_spool_keeps_a_transfer_and_drops_an_aborted_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs: Arc<dyn Fs> = Arc::new(RealFs);
+        let mut spool = FileSpool::new(Arc::clone(&fs), dir.path().to_path_buf(), GroupId(0));
+        let incoming = dir.path().join(incoming_name(GroupId(0), InstanceId(9)));
+        let data = pattern(100_000);
+        spool.begin(meta(9), data.len() as u64).expect("begins");
+        spool.append(&data[..40_000]).expect("appends");
+        spool.abort();
+        assert!(!incoming.exists(), "an aborted transfer leaves nothing");
+        assert!(spool.append(b"x").is_err(), "no transfer after an abort");
+
+        spool.begin(meta(9), data.len() as u64).expect("begins");
+        for piece in data.chunks(7_000) {
+            spool.append(piece).expect("appends");
+        }
+        let got = spool.finish().expect("finishes");
+        assert_eq!(got, data);
+        assert!(incoming.exists());
+        // A new transfer of the same point replaces the file by a new one:
+        // the bytes handed out above stay as they were.
+        spool.begin(meta(9), 3).expect("begins");
+        spool.append(b"new").expect("appends");
+        assert_eq!(spool.finish().expect("finishes"), &b"new"[..]);
+        assert_eq!(got, data);
+        // A checkpoint at the point removes the file; one past a later
+        // point stays (it may still be arriving).
+        spool.begin(meta(20), 1).expect("begins");
+        spool.append(b"z").expect("appends");
+        remove_older(dir.path(), GroupId(0), InstanceId(9)).expect("cleans");
+        assert!(!incoming.exists());
+        assert!(dir
+            .path()
+            .join(incoming_name(GroupId(0), InstanceId(20)))
+            .exists());
+    }
+
+    #[test]
+    fn the_file_spool_reads_back_where_the_file_system_does_not_map() {
+        let sim = Arc::new(SimFs::new());
+        let fs: Arc<dyn Fs> = sim.clone();
+        let dir = PathBuf::from("/snap");
+        fs.create_dir_all(&dir).expect("dir");
+        let mut spool = FileSpool::new(Arc::clone(&fs), dir.clone(), GroupId(0));
+        spool.begin(meta(3), 6).expect("begins");
+        spool.append(b"abc").expect("appends");
+        spool.append(b"def").expect("appends");
+        assert_eq!(spool.finish().expect("finishes"), &b"abcdef"[..]);
+        // Nothing of it is durable: a crash may take it, and the next
+        // transfer starts a new file.
+        sim.crash(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+        let mut spool = FileSpool::new(fs, dir, GroupId(0));
+        spool.begin(meta(3), 2).expect("begins again");
+        spool.append(b"gh").expect("appends");
+        assert_eq!(spool.finish().expect("finishes"), &b"gh"[..]);
+    }
 }

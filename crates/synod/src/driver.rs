@@ -830,6 +830,9 @@ impl<S: StateMachine> Driver<S> {
         self.metrics
             .snapshot_digest_mismatches
             .store(transfers.digest_mismatches, Relaxed);
+        self.metrics
+            .snapshot_spool_errors
+            .store(transfers.spool_errors, Relaxed);
         let applied_end = self.engine.applied_end();
         self.metrics.applied_end.store(applied_end.0, Relaxed);
         let membership = replica.schedule().latest().clone();

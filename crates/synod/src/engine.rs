@@ -251,6 +251,10 @@ impl<S: StateMachine, R> Engine<S, R> {
         metrics: Arc<Metrics>,
     ) -> Engine<S, R> {
         let sessions = sessions.0;
+        // Snapshots from peers arrive into a file beside the log's, never
+        // whole on the heap (a snapshot may be larger than memory).
+        let mut replica = replica;
+        replica.set_snapshot_spool(persist.spool());
         // The wall clock read now is the one this incarnation trusts (the
         // residual assumption of `StampClock`); a log clock recovered ahead
         // of it raises the bound.
@@ -1046,35 +1050,40 @@ impl<S: StateMachine, R> Engine<S, R> {
             applied_end: self.applied_end,
             checksum: self.checksum,
         };
-        let Some(encode_user) = self.machine.snapshot_view() else {
-            let data = self.sessions.encode_snapshot(&self.machine.snapshot());
-            log_snapshot_taken(started, data.len(), "encoded on the event loop");
-            self.persist.snapshot_taken(Snapshot {
-                meta,
-                memberships: Some(self.replica.schedule_at(meta.applied_end)),
-                data,
-            });
-            return;
-        };
         // The session table is bounded (`sessions_max` sessions, at most
         // 1 MiB of outputs each) and changes with every apply: encode it
         // here, at the view's point. `encode_snapshot` puts the state
         // machine's bytes last, so table + user bytes is exactly what
         // `encode_snapshot(&snapshot())` gives at this point.
-        let table = self.sessions.encode_snapshot(&[]);
-        let table_bytes = table.len();
-        self.persist.snapshot_deferred(
-            meta,
-            self.replica.schedule_at(meta.applied_end),
+        let memberships = self.replica.schedule_at(meta.applied_end);
+        let encoder = if let Some(write_user) = self.machine.snapshot_stream() {
+            let table = self.sessions.encode_snapshot(&[]);
+            log_snapshot_taken(started, table.len(), "view taken, streaming off the loop");
+            SnapshotEncoder::stream(move |out| {
+                out.write_all(&table)?;
+                write_user(out)
+            })
+        } else if let Some(encode_user) = self.machine.snapshot_view() {
+            let table = self.sessions.encode_snapshot(&[]);
+            log_snapshot_taken(started, table.len(), "view taken, encoding off the loop");
             SnapshotEncoder::new(move || {
                 let user = encode_user();
                 let mut data = BytesMut::with_capacity(table.len() + user.len());
                 data.extend_from_slice(&table);
                 data.extend_from_slice(&user);
                 data.freeze()
-            }),
-        );
-        log_snapshot_taken(started, table_bytes, "view taken, encoding off the loop");
+            })
+        } else {
+            let data = self.sessions.encode_snapshot(&self.machine.snapshot());
+            log_snapshot_taken(started, data.len(), "encoded on the event loop");
+            self.persist.snapshot_taken(Snapshot {
+                meta,
+                memberships: Some(memberships),
+                data,
+            });
+            return;
+        };
+        self.persist.snapshot_deferred(meta, memberships, encoder);
     }
 
     /// Lets the persister start the storage work that is due.

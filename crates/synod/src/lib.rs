@@ -47,7 +47,9 @@ pub use membership::{
 pub use metrics::{Histogram, Metrics, PEER_REFUSAL_REASONS};
 pub use node::{Leadership, Node, NodeError, NodeStatus, RequestError};
 pub use session::Session;
-pub use state_machine::{ApplyContext, BatchCommand, QueryJob, SnapshotJob, StateMachine};
+pub use state_machine::{
+    ApplyContext, BatchCommand, QueryJob, SnapshotJob, SnapshotStream, StateMachine,
+};
 pub use synod_core::{
     Ballot, Checksum, InstanceId, MemberRole, Membership, NodeId, RoleKind, Schedule,
     DROP_HOLD_ELECTION_TIMEOUTS, RECONFIG_DELAY_INSTANCES, VALUE_BYTES_MAX_DEFAULT,

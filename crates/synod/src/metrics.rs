@@ -216,6 +216,10 @@ pub struct Metrics {
     /// Snapshot transfers whose bytes did not match their digest (discarded
     /// and started again).
     pub snapshot_digest_mismatches: AtomicU64,
+    /// Snapshot transfers dropped because their bytes could not be kept
+    /// (writing the incoming file failed: a full disk, say); each is asked
+    /// for again, and each failure is logged.
+    pub snapshot_spool_errors: AtomicU64,
     /// Chosen prefix end, as last seen.
     pub chosen_end: AtomicU64,
     /// Applied prefix end, as last seen.
@@ -255,6 +259,7 @@ impl Default for Metrics {
             answered_from_sessions: AtomicU64::new(0),
             snapshot_chunks_ignored: AtomicU64::new(0),
             snapshot_digest_mismatches: AtomicU64::new(0),
+            snapshot_spool_errors: AtomicU64::new(0),
             chosen_end: AtomicU64::new(0),
             applied_end: AtomicU64::new(0),
             peer_messages_refused: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -271,7 +276,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 20] = [
+        let counters: [(&str, &str, &AtomicU64); 21] = [
             (
                 "synod_admin_connections_refused_total",
                 "Admin HTTP connections closed at once: the connection cap was reached.",
@@ -371,6 +376,11 @@ impl Metrics {
                 "synod_snapshot_digest_mismatches_total",
                 "Snapshot transfers discarded because their bytes did not match their digest.",
                 &self.snapshot_digest_mismatches,
+            ),
+            (
+                "synod_snapshot_spool_errors_total",
+                "Snapshot transfers dropped because the incoming file could not be written.",
+                &self.snapshot_spool_errors,
             ),
         ];
         for (name, help, value) in counters {

@@ -57,21 +57,41 @@ pub struct PendingCheckpoint {
     own: bool,
     /// `Persister::installs` when it started.
     installs: u64,
+    /// The digest of the snapshot's bytes, once step (a) wrote them.
+    digest: Option<synod_core::SnapshotDigest>,
 }
 
 /// Encodes a snapshot's bytes: run by [`SnapshotWrite::run`], off the loop.
-pub struct SnapshotEncoder(Box<dyn FnOnce() -> Bytes + Send>);
+pub struct SnapshotEncoder(Encoding);
+
+/// How a [`SnapshotEncoder`] produces the bytes.
+enum Encoding {
+    /// All at once, on the heap.
+    Whole(Box<dyn FnOnce() -> Bytes + Send>),
+    /// Piece by piece, into the snapshot file.
+    Stream(crate::SnapshotStream),
+}
 
 impl SnapshotEncoder {
-    /// Wraps an encoding job.
+    /// Wraps an encoding job that returns the whole snapshot.
     pub fn new(encode: impl FnOnce() -> Bytes + Send + 'static) -> Self {
-        SnapshotEncoder(Box::new(encode))
+        SnapshotEncoder(Encoding::Whole(Box::new(encode)))
+    }
+
+    /// Wraps a job that writes the snapshot to the file as it encodes it.
+    pub fn stream(
+        write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
+    ) -> Self {
+        SnapshotEncoder(Encoding::Stream(Box::new(write)))
     }
 }
 
 impl std::fmt::Debug for SnapshotEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SnapshotEncoder")
+        f.write_str(match self.0 {
+            Encoding::Whole(_) => "SnapshotEncoder::Whole",
+            Encoding::Stream(_) => "SnapshotEncoder::Stream",
+        })
     }
 }
 
@@ -109,25 +129,53 @@ pub struct SnapshotWrite {
 }
 
 impl SnapshotWrite {
-    /// Encodes the snapshot if it was taken as a view, then writes the
-    /// snapshot file durably (temp file, fsync, rename, directory fsync).
-    /// Slow: run it off the event loop.
+    /// Encodes the snapshot if it was taken as a view (streaming it into
+    /// the file when the encoder writes), then writes the snapshot file
+    /// durably (temp file, fsync, rename, directory fsync), hashing it on
+    /// the way. Slow: run it off the event loop.
     pub fn run(&mut self) -> Result<(), StorageError> {
-        if let Some(SnapshotEncoder(encode)) = self.encode.take() {
-            debug_assert!(self.checkpoint.snapshot.data.is_empty());
-            self.checkpoint.snapshot.data = encode();
-        }
-        let path =
-            snapshot_file::write_on(&*self.fs, &self.dir, self.group, &self.checkpoint.snapshot)?;
+        let snapshot = &mut self.checkpoint.snapshot;
+        let stream = match self.encode.take().map(|e| e.0) {
+            Some(Encoding::Whole(encode)) => {
+                debug_assert!(snapshot.data.is_empty());
+                snapshot.data = encode();
+                None
+            }
+            Some(Encoding::Stream(write)) => {
+                debug_assert!(snapshot.data.is_empty());
+                Some(write)
+            }
+            None => None,
+        };
+        let streamed = stream.is_some();
+        let written = snapshot_file::write_stream_on(
+            &*self.fs,
+            &self.dir,
+            self.group,
+            snapshot.meta,
+            snapshot.memberships.as_ref(),
+            |out| match stream {
+                Some(write) => write(out),
+                None => out.write_all(&snapshot.data),
+            },
+        )?;
+        self.checkpoint.digest = Some(written.digest);
         // The core keeps this snapshot to send to lagging peers until the
         // next one: from the file (page cache, reclaimable) rather than the
         // encoded copy on the heap, which would be a second copy of the
         // whole state. Not mapping costs memory, never safety: keep the
-        // bytes.
-        let len = self.checkpoint.snapshot.data.len();
-        match snapshot_file::map_data_on(&*self.fs, &path, len) {
-            Ok(Some(mapped)) => self.checkpoint.snapshot.data = mapped,
+        // bytes (a streamed snapshot has none in memory: read them back).
+        let len = usize::try_from(written.len).map_err(|_| StorageError::Io {
+            path: written.path.clone(),
+            source: std::io::Error::other("a snapshot larger than the address space"),
+        })?;
+        match snapshot_file::map_data_on(&*self.fs, &written.path, len) {
+            Ok(Some(mapped)) => snapshot.data = mapped,
+            Ok(None) if streamed => {
+                snapshot.data = snapshot_file::read_data_on(&*self.fs, &written.path, len)?;
+            }
             Ok(None) => {}
+            Err(err) if streamed => return Err(err),
             Err(err) => tracing::warn!("keeping the snapshot in memory: cannot map it: {err}"),
         }
         Ok(())
@@ -207,6 +255,16 @@ impl Persister {
             snapshot_asked: None,
             cleaning: false,
         }
+    }
+
+    /// A spool that receives peers' snapshots into the log's snapshot
+    /// directory (see [`snapshot_file::FileSpool`]).
+    pub fn spool(&self) -> Box<dyn synod_core::SnapshotSpool> {
+        Box::new(snapshot_file::FileSpool::new(
+            self.wal.fs(),
+            self.wal.snap_dir().to_path_buf(),
+            self.group,
+        ))
     }
 
     /// Appends the records of a `Ready` (not yet durable).
@@ -318,6 +376,7 @@ impl Persister {
                         snapshot,
                         own,
                         installs: self.installs,
+                        digest: None,
                     },
                 }));
             }
@@ -344,7 +403,7 @@ impl Persister {
             let meta = pending.snapshot.meta;
             let bytes = pending.snapshot.data.len();
             if pending.own {
-                if let Err(err) = replica.compact(pending.snapshot) {
+                if let Err(err) = replica.compact_digested(pending.snapshot, pending.digest) {
                     warn!("compaction refused: {err}");
                 }
             }

@@ -32,6 +32,10 @@ pub struct BatchCommand<'a> {
 /// [`StateMachine::snapshot_view`]).
 pub type SnapshotJob = Box<dyn FnOnce() -> Bytes + Send>;
 
+/// A state machine snapshot written piece by piece, on another thread,
+/// straight into the snapshot file (see [`StateMachine::snapshot_stream`]).
+pub type SnapshotStream = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send>;
+
 /// A read answered on another thread (see [`StateMachine::query_view`]).
 pub type QueryJob = Box<dyn FnOnce() -> Bytes + Send>;
 
@@ -155,6 +159,87 @@ pub trait StateMachine: Send + 'static {
         None
     }
 
+    /// The whole state as [`StateMachine::snapshot`] would encode it now,
+    /// written later, on another thread, piece by piece into the snapshot
+    /// file: a consistent view taken cheaply now (as for
+    /// [`StateMachine::snapshot_view`]) and a job that writes its encoding to
+    /// the writer it is given. The encoding is never held whole in memory,
+    /// so a state as large as the disk can be snapshotted: the form to
+    /// implement for big state. The bytes written must be exactly what
+    /// `snapshot` returns at the moment of this call, whatever `apply` does
+    /// meanwhile; they are given back to [`StateMachine::restore`].
+    ///
+    /// The writer buffers (about 1 MiB per write to the file), so small
+    /// writes are cheap. An error returned by the job, or by the writer, is
+    /// a failed snapshot write: the node stops, as on a failed fsync.
+    ///
+    /// Preferred over `snapshot_view` when both are implemented. The
+    /// default, `None`, leaves the choice to `snapshot_view`.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use std::sync::Arc;
+    /// use synod::{ApplyContext, SnapshotStream, StateMachine};
+    ///
+    /// /// Named blobs, shared with a snapshot in progress (copy-on-write).
+    /// #[derive(Default)]
+    /// struct Blobs(Arc<Vec<Bytes>>);
+    ///
+    /// impl StateMachine for Blobs {
+    ///     fn apply(&mut self, command: &[u8], _: &ApplyContext) -> Bytes {
+    ///         Arc::make_mut(&mut self.0).push(Bytes::copy_from_slice(command));
+    ///         Bytes::new()
+    ///     }
+    ///     fn query(&self, _: &[u8], _: &ApplyContext) -> Bytes {
+    ///         Bytes::from(self.0.len().to_string())
+    ///     }
+    ///     fn snapshot(&self) -> Bytes {
+    ///         let mut out = Vec::new();
+    ///         encode(&self.0, &mut out).expect("a Vec takes every write");
+    ///         Bytes::from(out)
+    ///     }
+    ///     fn snapshot_stream(&self) -> Option<SnapshotStream> {
+    ///         let view = Arc::clone(&self.0);
+    ///         Some(Box::new(move |out: &mut dyn std::io::Write| encode(&view, out)))
+    ///     }
+    ///     fn restore(&mut self, mut snapshot: &[u8]) -> Result<(), String> {
+    ///         let mut blobs = Vec::new();
+    ///         while !snapshot.is_empty() {
+    ///             let (len, rest) = snapshot.split_at_checked(4).ok_or("truncated")?;
+    ///             let len = u32::from_le_bytes(len.try_into().unwrap()) as usize;
+    ///             let (blob, rest) = rest.split_at_checked(len).ok_or("truncated")?;
+    ///             blobs.push(Bytes::copy_from_slice(blob));
+    ///             snapshot = rest;
+    ///         }
+    ///         self.0 = Arc::new(blobs);
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// /// Length-prefixed blobs, one after another.
+    /// fn encode(blobs: &[Bytes], out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    ///     for blob in blobs {
+    ///         out.write_all(&(blob.len() as u32).to_le_bytes())?;
+    ///         out.write_all(blob)?;
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// let mut blobs = Blobs::default();
+    /// let ctx = ApplyContext { instance: synod::InstanceId(1), time_ms: 0 };
+    /// blobs.apply(b"one", &ctx);
+    /// let stream = blobs.snapshot_stream().expect("streams");
+    /// blobs.apply(b"two", &ctx); // after the view: not in this snapshot
+    /// let mut file = Vec::new();
+    /// stream(&mut file).expect("written");
+    /// let mut restored = Blobs::default();
+    /// restored.restore(&file).expect("restores");
+    /// assert_eq!(restored.0.len(), 1);
+    /// ```
+    fn snapshot_stream(&self) -> Option<SnapshotStream> {
+        None
+    }
+
     /// A read whose answer costs time that grows with the state (a scan of
     /// every key), to be answered off the event loop: a consistent view
     /// taken cheaply now and a job that answers `query` from it. The job's
@@ -165,7 +250,15 @@ pub trait StateMachine: Send + 'static {
         None
     }
 
-    /// Replaces the state with one produced by `snapshot`.
+    /// Replaces the state with one produced by `snapshot` (or written by
+    /// `snapshot_stream`).
+    ///
+    /// The slice is usually a read-only mapping of the snapshot file, not a
+    /// copy on the heap: its pages are read from disk as they are touched
+    /// and the kernel may reclaim them. A state machine that decodes from it
+    /// piece by piece (`&[u8]` implements `std::io::Read`) holds one copy of
+    /// its state, however large the snapshot. It runs on the node's event
+    /// loop (see the README's limits for what that costs a large state).
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
 
     /// A digest of the whole state, equal on every replica that applied the

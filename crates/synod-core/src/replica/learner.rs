@@ -236,7 +236,7 @@ impl Replica {
     /// Asks a peer for chosen values we know exist but lack.
     pub(super) fn tick_catchup(&mut self) {
         if self.learner.chosen_end >= self.learner.commit_seen {
-            self.learner.incoming = None;
+            self.drop_incoming();
             // Caught up: a stranger we asked is not let in any more.
             self.learner.stranger_asked = None;
             return;

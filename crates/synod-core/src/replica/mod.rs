@@ -118,6 +118,8 @@ struct LearnerState {
     snapshot_digest: Option<crate::value::SnapshotDigest>,
     /// A snapshot being received from a peer.
     incoming: Option<snapshot::Incoming>,
+    /// Keeps the bytes of `incoming`.
+    spool: Box<dyn crate::SnapshotSpool>,
     /// Counters of snapshot transfers, for metrics.
     transfer_stats: SnapshotTransferStats,
     /// A node outside our memberships whose heartbeat said the log is
@@ -330,6 +332,7 @@ impl Replica {
                 snapshot: None,
                 snapshot_digest: None,
                 incoming: None,
+                spool: Box::<crate::MemorySpool>::default(),
                 transfer_stats: SnapshotTransferStats::default(),
                 stranger_source: None,
                 stranger_asked: None,

@@ -24,7 +24,7 @@ use crate::ids::{InstanceId, NodeId};
 use crate::message::{AppliedMark, Body};
 use crate::record::{ChosenValue, Record};
 use crate::value::{Snapshot, SnapshotDigest, SnapshotMeta};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use thiserror::Error;
 
 /// Snapshot transfer attempts without progress before the source is dropped.
@@ -43,13 +43,17 @@ pub(super) struct Transfer {
     pub(super) digest: SnapshotDigest,
 }
 
-/// A snapshot being received in chunks.
+/// A snapshot being received in chunks. Its bytes are kept by the
+/// replica's [`crate::SnapshotSpool`], not here.
 #[derive(Debug)]
 pub(super) struct Incoming {
     transfer: Transfer,
-    /// The bytes received so far: a prefix of the source's snapshot, at most
-    /// `transfer.total_len`, itself at most `Config::snapshot_bytes_max`.
-    data: BytesMut,
+    /// Bytes received so far (the spool holds them): a prefix of the
+    /// source's snapshot, at most `transfer.total_len`, itself at most
+    /// `Config::snapshot_bytes_max`.
+    received: u64,
+    /// The digest of those bytes, updated as they pass (rule 2).
+    hasher: crate::value::SnapshotHasher,
     /// Requests since the last chunk arrived.
     retries: u32,
     /// The memberships the piece at offset 0 carried.
@@ -68,6 +72,9 @@ pub struct SnapshotTransferStats {
     pub digest_mismatches: u64,
     /// Snapshots installed from peers.
     pub installed: u64,
+    /// Transfers dropped because the spool keeping their bytes failed (a
+    /// full disk, say); each is asked for again.
+    pub spool_errors: u64,
 }
 
 /// A snapshot that cannot be used to compact the log.
@@ -93,6 +100,20 @@ impl Replica {
     /// is durable. The replica keeps the snapshot to send to peers that lag
     /// behind it. A snapshot older than the current one is ignored.
     pub fn compact(&mut self, snapshot: Snapshot) -> Result<(), CompactError> {
+        self.compact_digested(snapshot, None)
+    }
+
+    /// [`Replica::compact`] with the digest of the snapshot's bytes, when the
+    /// caller computed it while writing them (off the event loop): the
+    /// replica then never hashes the whole snapshot itself, which for a
+    /// large one would stall its event loop when a peer first asks for it.
+    /// A wrong digest makes peers discard every transfer of this snapshot.
+    pub fn compact_digested(
+        &mut self,
+        snapshot: Snapshot,
+        digest: Option<SnapshotDigest>,
+    ) -> Result<(), CompactError> {
+        debug_assert!(digest.is_none_or(|d| d == SnapshotDigest::of(&snapshot.data)));
         let point = snapshot.meta.applied_end;
         if point > self.learner.applied_end {
             return Err(CompactError::BeyondApplied {
@@ -119,7 +140,7 @@ impl Replica {
         self.learner.chosen = self.learner.chosen.split_off(&point);
         self.learner.compacted_end = point;
         self.learner.snapshot = Some(snapshot);
-        self.learner.snapshot_digest = None;
+        self.learner.snapshot_digest = digest;
         self.prune_schedule();
         Ok(())
     }
@@ -256,9 +277,14 @@ impl Replica {
                 self.learner.transfer_stats.chunks_ignored += 1;
                 return;
             };
+            if self.learner.spool.begin(meta, transfer.total_len).is_err() {
+                self.spool_failed();
+                return;
+            }
             self.learner.incoming = Some(Incoming {
                 transfer,
-                data: BytesMut::new(),
+                received: 0,
+                hasher: crate::value::SnapshotHasher::new(),
                 retries: 0,
                 memberships,
             });
@@ -267,22 +293,26 @@ impl Replica {
             return;
         };
         let total_len = transfer.total_len;
-        if offset != incoming.data.len() as u64
+        if offset != incoming.received
             || offset + data.len() as u64 > total_len
             || (data.is_empty() && offset < total_len)
         {
             // Out of order, duplicate or malformed: the tick re-requests.
             return;
         }
-        incoming.data.extend_from_slice(&data);
+        if self.learner.spool.append(&data).is_err() {
+            self.spool_failed();
+            return;
+        }
+        incoming.hasher.update(&data);
+        incoming.received += data.len() as u64;
         incoming.retries = 0;
-        debug_assert!(incoming.data.len() as u64 <= total_len);
+        debug_assert!(incoming.received <= total_len);
         debug_assert!(total_len <= self.cfg.snapshot_bytes_max);
-        if (incoming.data.len() as u64) < total_len {
-            let offset = incoming.data.len() as u64;
+        if incoming.received < total_len {
             let body = Body::SnapshotRequest {
                 applied_end: meta.applied_end,
-                offset,
+                offset: incoming.received,
             };
             self.learner.catchup_asked_tick = Some(self.now);
             self.send(from, body, Gate::Now);
@@ -291,10 +321,10 @@ impl Replica {
         let Some(incoming) = self.learner.incoming.take() else {
             return;
         };
-        let data = incoming.data.freeze();
-        if SnapshotDigest::of(&data) != transfer.digest {
+        if incoming.hasher.digest() != transfer.digest {
             // Rule 2: corrupted in transit, or a source that sent bytes of
             // two snapshots under one digest. Start the transfer again.
+            self.learner.spool.abort();
             self.learner.transfer_stats.digest_mismatches += 1;
             let body = Body::SnapshotRequest {
                 applied_end: meta.applied_end,
@@ -304,12 +334,45 @@ impl Replica {
             self.send(from, body, Gate::Now);
             return;
         }
+        let data = match self.learner.spool.finish() {
+            Ok(data) if data.len() as u64 == total_len => data,
+            // A spool that lost bytes (or cannot give them back) must not
+            // install anything: the digest vouched for what passed, not
+            // for what it returns.
+            _ => {
+                self.spool_failed();
+                return;
+            }
+        };
         let snapshot = Snapshot {
             meta,
             memberships: Some(incoming.memberships),
             data,
         };
         self.install(snapshot, transfer.digest);
+    }
+
+    /// The spool failed: drop the transfer (the catch-up tick asks for the
+    /// snapshot again from the start).
+    fn spool_failed(&mut self) {
+        self.learner.transfer_stats.spool_errors += 1;
+        self.drop_incoming();
+    }
+
+    /// Drops the snapshot transfer in progress, if any, and what its spool
+    /// kept.
+    pub(super) fn drop_incoming(&mut self) {
+        if self.learner.incoming.take().is_some() {
+            self.learner.spool.abort();
+        }
+    }
+
+    /// Gives the replica the spool that keeps incoming snapshots (the
+    /// default, [`crate::MemorySpool`], buffers them on the heap). A
+    /// transfer in progress starts again.
+    pub fn set_snapshot_spool(&mut self, spool: Box<dyn crate::SnapshotSpool>) {
+        self.drop_incoming();
+        self.learner.spool = spool;
     }
 
     /// Asks the source of a stalled snapshot transfer for the next piece.
@@ -320,14 +383,14 @@ impl Replica {
         };
         incoming.retries += 1;
         if incoming.retries > TRANSFER_RETRIES_MAX {
-            self.learner.incoming = None;
+            self.drop_incoming();
             return false;
         }
         let (to, body) = (
             incoming.transfer.source,
             Body::SnapshotRequest {
                 applied_end: incoming.transfer.meta.applied_end,
-                offset: incoming.data.len() as u64,
+                offset: incoming.received,
             },
         );
         self.send(to, body, Gate::Now);
@@ -572,6 +635,6 @@ mod tests {
         assert_eq!(lagging.snapshot_transfer_stats().chunks_ignored, 2);
         lagging.step(chunk(8, 0));
         let incoming = lagging.learner.incoming.as_ref().expect("started");
-        assert_eq!(incoming.data.len(), 4);
+        assert_eq!(incoming.received, 4);
     }
 }

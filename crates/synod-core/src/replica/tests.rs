@@ -483,8 +483,12 @@ fn a_stale_commit_point_is_ignored() {
     assert_eq!(c.replicas[follower].status().chosen_end, InstanceId(3));
 }
 
-#[test]
-fn a_lagging_follower_installs_a_snapshot_in_chunks() {
+/// A cluster of three with small snapshot chunks in which one replica
+/// (returned second) was down for 20 commands that the other two then
+/// compacted into snapshots (with the digest when `digested`); the lagging
+/// one is back up. Returns the cluster, the leader, the lagging replica and
+/// the snapshot bytes it must install.
+fn lagging_behind_snapshots(digested: bool) -> (Cluster, usize, usize, Bytes) {
     let mut c = Cluster::new(3);
     for r in c.replicas.iter_mut() {
         r.cfg.snapshot_chunk_bytes_max = 7;
@@ -504,20 +508,82 @@ fn a_lagging_follower_installs_a_snapshot_in_chunks() {
     // and compacts.
     for k in (0..3).filter(|k| *k != lagging) {
         let status = c.replicas[k].status();
-        let data: Vec<u8> = c.applied_commands(k).concat();
+        let data = Bytes::from(c.applied_commands(k).concat());
+        let digest = digested.then(|| crate::value::SnapshotDigest::of(&data));
         let snapshot = Snapshot {
             memberships: None,
             meta: crate::value::SnapshotMeta {
                 applied_end: status.applied_end,
                 checksum: status.checksum,
             },
-            data: Bytes::from(data),
+            data,
         };
-        c.replicas[k].compact(snapshot).unwrap();
+        c.replicas[k].compact_digested(snapshot, digest).unwrap();
         assert_eq!(c.replicas[k].chosen_value(InstanceId(0)), None);
     }
-    let expected: Vec<u8> = c.applied_commands(leader).concat();
+    let expected = Bytes::from(c.applied_commands(leader).concat());
     c.down[lagging] = false;
+    (c, leader, lagging, expected)
+}
+
+/// A spool that fails once, on its `fail_at`-th append, and otherwise keeps
+/// the bytes in memory.
+#[derive(Debug)]
+struct FailingSpool {
+    inner: crate::MemorySpool,
+    appends: u32,
+    fail_at: u32,
+}
+
+impl crate::SnapshotSpool for FailingSpool {
+    fn begin(&mut self, meta: crate::SnapshotMeta, total_len: u64) -> std::io::Result<()> {
+        self.inner.begin(meta, total_len)
+    }
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.appends += 1;
+        if self.appends == self.fail_at {
+            return Err(std::io::Error::other("disk full"));
+        }
+        self.inner.append(bytes)
+    }
+    fn finish(&mut self) -> std::io::Result<Bytes> {
+        self.inner.finish()
+    }
+    fn abort(&mut self) {
+        self.inner.abort();
+    }
+}
+
+#[test]
+fn a_spool_failure_drops_the_transfer_and_it_starts_again() {
+    let (mut c, leader, lagging, expected) = lagging_behind_snapshots(true);
+    c.replicas[lagging].set_snapshot_spool(Box::new(FailingSpool {
+        inner: crate::MemorySpool::default(),
+        appends: 0,
+        fail_at: 3,
+    }));
+    let mut installed = None;
+    for _ in 0..200 {
+        c.tick_all(1);
+        if let Some(s) = c.replicas[lagging].snapshot() {
+            installed = Some(s.clone());
+            break;
+        }
+    }
+    let installed = installed.expect("snapshot installed after the failure");
+    assert_eq!(installed.data, expected);
+    let stats = c.replicas[lagging].snapshot_transfer_stats();
+    assert_eq!(stats.spool_errors, 1);
+    assert_eq!(stats.installed, 1);
+    assert_eq!(
+        c.replicas[lagging].status().checksum,
+        c.replicas[leader].status().checksum
+    );
+}
+
+#[test]
+fn a_lagging_follower_installs_a_snapshot_in_chunks() {
+    let (mut c, leader, lagging, expected) = lagging_behind_snapshots(false);
     let mut installed = None;
     for _ in 0..100 {
         c.tick_all(1);
@@ -527,7 +593,7 @@ fn a_lagging_follower_installs_a_snapshot_in_chunks() {
         }
     }
     let installed = installed.expect("snapshot installed");
-    assert_eq!(installed.data, Bytes::from(expected));
+    assert_eq!(installed.data, expected);
     assert_eq!(
         c.replicas[lagging].status().checksum,
         c.replicas[leader].status().checksum

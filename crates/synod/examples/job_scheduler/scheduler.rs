@@ -12,8 +12,9 @@
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use synod::{ApplyContext, Ballot, Node, StateMachine};
+use synod::{ApplyContext, Ballot, Node, SnapshotStream, StateMachine};
 
 /// The longest job name accepted (longer ones are refused).
 pub const NAME_BYTES_MAX: usize = 200;
@@ -70,6 +71,20 @@ impl Scheduler {
         } else {
             "ok (ran again)".to_string()
         }
+    }
+
+    /// The snapshot's text: a header, the pending jobs, then the runs.
+    fn write_snapshot(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::new(out);
+        writeln!(out, "{} {}", self.next_job, self.runs_dropped)?;
+        writeln!(out, "{}", self.pending.len())?;
+        for (id, name) in &self.pending {
+            writeln!(out, "{id} {name}")?;
+        }
+        for run in &self.runs {
+            writeln!(out, "{}", Scheduler::encode_run(run))?;
+        }
+        out.flush()
     }
 
     fn encode_run(run: &Run) -> String {
@@ -131,15 +146,26 @@ impl StateMachine for Scheduler {
     }
 
     fn snapshot(&self) -> Bytes {
-        let mut out = format!("{} {}\n", self.next_job, self.runs_dropped);
-        let _ = writeln!(out, "{}", self.pending.len());
-        for (id, name) in &self.pending {
-            let _ = writeln!(out, "{id} {name}");
-        }
-        for run in &self.runs {
-            let _ = writeln!(out, "{}", Scheduler::encode_run(run));
-        }
+        let mut out = Vec::new();
+        self.write_snapshot(&mut out)
+            .expect("a Vec takes every write");
         Bytes::from(out)
+    }
+
+    /// The snapshot is written straight into its file, off the event loop,
+    /// from a copy of the state taken now (bounded: at most `PENDING_MAX`
+    /// jobs and `RUNS_KEPT_MAX` runs); `restore` reads it from a mapping of
+    /// the file.
+    fn snapshot_stream(&self) -> Option<SnapshotStream> {
+        let view = Scheduler {
+            next_job: self.next_job,
+            pending: self.pending.clone(),
+            runs: self.runs.clone(),
+            runs_dropped: self.runs_dropped,
+        };
+        Some(Box::new(move |out: &mut dyn std::io::Write| {
+            view.write_snapshot(out)
+        }))
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
