@@ -266,7 +266,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     wait_applied(&c, target).await?;
     let install_peak = heap_peak();
     if c.metrics().snapshots_installed.load(Relaxed) == 0 {
-        return Err(format!("node 3 caught up without a snapshot: load more").into());
+        return Err("node 3 caught up without a snapshot: load more".into());
     }
     println!(
         "install:  {:6.1} s, heap {:5.2} -> peak {:5.2} x state (node 3 installs 1)",
