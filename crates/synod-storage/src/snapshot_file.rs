@@ -122,6 +122,31 @@ pub fn write_stream_on(
         .map_err(|e| StorageError::io(&tmp, e))?;
     let len = data.at - HEADER_BYTES as u64;
     let (data_crc, digest) = (data.crc, data.hasher.digest());
+    write_header_and_trailer(&*file, group, meta, len, data_crc, memberships)
+        .map_err(|e| StorageError::io(&tmp, e))?;
+    // The data is durable before the name: a crash leaves either no file
+    // under the final name or the whole file.
+    file.sync_all().map_err(|e| StorageError::SyncFailed {
+        path: tmp.clone(),
+        source: e,
+    })?;
+    drop(file);
+    fs.rename(&tmp, &path)
+        .map_err(|e| StorageError::io(&path, e))?;
+    fsync_dir(fs, dir)?;
+    Ok(Written { path, len, digest })
+}
+
+/// Writes the trailer after `len` bytes of data, then the header, of a
+/// snapshot file.
+fn write_header_and_trailer(
+    file: &dyn FsFile,
+    group: GroupId,
+    meta: SnapshotMeta,
+    len: u64,
+    data_crc: u32,
+    memberships: Option<&Schedule>,
+) -> io::Result<()> {
     let mut header = BytesMut::with_capacity(HEADER_BYTES);
     header.put_slice(MAGIC);
     header.put_u32_le(VERSION);
@@ -137,20 +162,8 @@ pub fn write_stream_on(
     trailer.put_u32_le(schedule.len() as u32);
     trailer.put_u32_le(crc32c::crc32c(&schedule));
     trailer.put_slice(&schedule);
-    file.write_all_at(&trailer, HEADER_BYTES as u64 + len)
-        .and_then(|_| file.write_all_at(&header, 0))
-        .map_err(|e| StorageError::io(&tmp, e))?;
-    // The data is durable before the name: a crash leaves either no file
-    // under the final name or the whole file.
-    file.sync_all().map_err(|e| StorageError::SyncFailed {
-        path: tmp.clone(),
-        source: e,
-    })?;
-    drop(file);
-    fs.rename(&tmp, &path)
-        .map_err(|e| StorageError::io(&path, e))?;
-    fsync_dir(fs, dir)?;
-    Ok(Written { path, len, digest })
+    file.write_all_at(&trailer, HEADER_BYTES as u64 + len)?;
+    file.write_all_at(&header, 0)
 }
 
 /// Bytes a snapshot's data is written in (one positional write each).
@@ -213,8 +226,10 @@ pub fn map_data_on(fs: &dyn Fs, path: &Path, len: usize) -> Result<Option<Bytes>
 /// The data of the snapshot file `path` that holds `len` bytes of data:
 /// mapped where `fs` maps, read into memory otherwise.
 pub fn read_data_on(fs: &dyn Fs, path: &Path, len: usize) -> Result<Bytes, StorageError> {
-    if let Some(mapped) = map_data_on(fs, path, len)? {
-        return Ok(mapped);
+    match map_data_on(fs, path, len) {
+        Ok(Some(mapped)) => return Ok(mapped),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("reading {} into memory: cannot map it: {e}", path.display()),
     }
     let mut bytes = Bytes::from(fs.read(path).map_err(|e| StorageError::io(path, e))?);
     if bytes.len() < HEADER_BYTES + len {
@@ -251,8 +266,14 @@ pub fn read_on(
     // otherwise. The file was written whole, synced and renamed, and is
     // never written again (see `Fs::map`).
     let file_len = fs.file_len(&path).map_err(unreadable)?;
-    let mapped = match usize::try_from(file_len) {
-        Ok(len) => fs.map(&path, 0, len).map_err(unreadable)?,
+    // A mapping that fails (an address-space or map-count limit, a file
+    // system that cannot map) is not damage: read the file instead.
+    let mapped = match usize::try_from(file_len).map(|len| fs.map(&path, 0, len)) {
+        Ok(Ok(mapped)) => mapped,
+        Ok(Err(e)) => {
+            tracing::warn!("reading {} into memory: cannot map it: {e}", path.display());
+            None
+        }
         Err(_) => None,
     };
     let mut bytes = match mapped {
@@ -391,88 +412,201 @@ pub fn remove_older_on(
     fsync_dir(fs, dir)
 }
 
+/// A peer's snapshot a [`FileSpool`] received whole: the file is laid out as
+/// a snapshot file whose header and trailer are still to be written
+/// ([`seal_incoming_on`] does, and renames it into place).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// The snapshot it holds.
+    pub meta: SnapshotMeta,
+    /// The incoming file.
+    pub path: PathBuf,
+    /// Bytes of data.
+    pub len: u64,
+    /// CRC32C of the data.
+    pub crc: u32,
+}
+
+/// What a [`FileSpool`] tells the runtime (shared with it).
+#[derive(Debug, Default)]
+pub struct SpoolReport {
+    /// The latest transfer received whole, for the checkpoint of its
+    /// install to seal in place of a copy.
+    pub received: Option<Received>,
+    /// The first failure of the spool's file I/O: the runtime stops the
+    /// node on it, as on any failed write of the log (a disk that fails
+    /// while a snapshot arrives must not leave a node that downloads it
+    /// again forever and never catches up).
+    pub failed: Option<StorageError>,
+}
+
 /// A [`SnapshotSpool`] that writes an incoming snapshot to
-/// `snap/<group>-<point>.incoming` as it arrives, so that a snapshot larger
-/// than memory is received without being held on the heap. `finish` maps
-/// the file read-only (or reads it back where the file system cannot map).
-/// Nothing is synced here: the runtime checkpoints an installed snapshot,
-/// which writes it durably as a snapshot file; a file a crash left behind
-/// is removed by the next checkpoint at or past its point, or replaced by
-/// the next transfer of that point.
+/// `snap/<group>-<point>.incoming` as it arrives, laid out as a snapshot
+/// file (data after room for the header), so that a snapshot larger than
+/// memory is received without being held on the heap, and its install is
+/// made durable by sealing that file in place ([`seal_incoming_on`]) rather
+/// than by a second copy. `finish` maps the data read-only (or reads it back
+/// where the file system cannot map). Nothing is synced until the seal; a
+/// file a crash or a stop left behind is removed when the next spool opens
+/// ([`FileSpool::open`]).
 #[derive(Debug)]
 pub struct FileSpool {
     fs: std::sync::Arc<dyn Fs>,
     dir: PathBuf,
     group: GroupId,
-    /// The file of the transfer in progress and how much it holds.
-    current: Option<(PathBuf, std::sync::Arc<dyn FsFile>, u64)>,
+    report: std::sync::Arc<std::sync::Mutex<SpoolReport>>,
+    /// The transfer in progress.
+    current: Option<Spooling>,
+}
+
+/// A transfer a [`FileSpool`] is receiving.
+#[derive(Debug)]
+struct Spooling {
+    meta: SnapshotMeta,
+    path: PathBuf,
+    file: std::sync::Arc<dyn FsFile>,
+    /// Bytes of data so far, and their CRC32C.
+    len: u64,
+    crc: u32,
 }
 
 impl FileSpool {
-    /// A spool writing into `dir` (the log's snapshot directory) through `fs`.
-    pub fn new(fs: std::sync::Arc<dyn Fs>, dir: PathBuf, group: GroupId) -> FileSpool {
+    /// A spool writing into `dir` (the log's snapshot directory) through
+    /// `fs`, reporting to `report`. Removes the incoming files of `group`
+    /// that an earlier run left (no transfer outlives its process; sealed
+    /// ones were renamed away). A removal that fails is logged: the file
+    /// goes with a later checkpoint's cleanup.
+    pub fn open(
+        fs: std::sync::Arc<dyn Fs>,
+        dir: PathBuf,
+        group: GroupId,
+        report: std::sync::Arc<std::sync::Mutex<SpoolReport>>,
+    ) -> FileSpool {
+        match fs.read_dir(&dir) {
+            Ok(names) => {
+                for name in names {
+                    if parse_incoming_name(&name).is_some_and(|(g, _)| g == group) {
+                        let path = dir.join(&name);
+                        if let Err(e) = fs.remove_file(&path) {
+                            tracing::warn!("cannot remove {}: {e}", path.display());
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot list {}: {e}", dir.display()),
+        }
         FileSpool {
             fs,
             dir,
             group,
+            report,
             current: None,
         }
     }
-}
 
-impl FileSpool {
     fn begin_file(&mut self, meta: SnapshotMeta) -> io::Result<()> {
         self.abort();
         let path = self.dir.join(incoming_name(self.group, meta.applied_end));
         // Unlinked first, so the file is a new one: a mapping of an earlier
-        // transfer's file of the same point (installed, still served to
-        // peers) keeps its bytes instead of seeing them cut under it.
+        // file of the same name keeps its bytes instead of seeing them cut.
         match self.fs.remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
         let file = self.fs.open(&path, OpenMode::CreateNew)?;
-        self.current = Some((path, file, 0));
+        self.current = Some(Spooling {
+            meta,
+            path,
+            file,
+            len: 0,
+            crc: 0,
+        });
         Ok(())
     }
 
     fn append_file(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let Some((_, file, len)) = self.current.as_mut() else {
+        let Some(t) = self.current.as_mut() else {
             return Err(io::Error::other("no snapshot transfer begun"));
         };
-        file.write_all_at(bytes, *len)?;
-        *len += bytes.len() as u64;
+        t.file.write_all_at(bytes, HEADER_BYTES as u64 + t.len)?;
+        t.len += bytes.len() as u64;
+        t.crc = crc32c::crc32c_append(t.crc, bytes);
         Ok(())
     }
 
     fn finish_file(&mut self) -> io::Result<Bytes> {
-        let Some((path, file, len)) = self.current.take() else {
+        let Some(Spooling {
+            meta,
+            path,
+            file,
+            len,
+            crc,
+        }) = self.current.take()
+        else {
             return Err(io::Error::other("no snapshot transfer begun"));
         };
         drop(file);
-        let len = usize::try_from(len).map_err(io::Error::other)?;
-        if len == 0 {
-            return Ok(Bytes::new());
-        }
-        match self.fs.map(&path, 0, len)? {
-            Some(mapped) => Ok(mapped),
-            None => {
-                let mut bytes = self.fs.read(&path)?;
-                bytes.truncate(len);
-                Ok(Bytes::from(bytes))
+        let data = usize::try_from(len)
+            .map_err(io::Error::other)
+            .and_then(|n| self.load(&path, n));
+        match data {
+            Ok(data) => {
+                if let Ok(mut report) = self.report.lock() {
+                    report.received = Some(Received {
+                        meta,
+                        path,
+                        len,
+                        crc,
+                    });
+                }
+                Ok(data)
+            }
+            Err(e) => {
+                let _ = self.fs.remove_file(&path);
+                Err(e)
             }
         }
     }
 
-    /// Logs a failure (the replica counts it and asks for the snapshot
-    /// again) and drops what the transfer kept.
+    /// The `len` bytes of data of the incoming file `path`.
+    fn load(&self, path: &Path, len: usize) -> io::Result<Bytes> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        if let Some(mapped) = self.fs.map(path, HEADER_BYTES as u64, len)? {
+            return Ok(mapped);
+        }
+        let mut bytes = Bytes::from(self.fs.read(path)?);
+        if bytes.len() < HEADER_BYTES + len {
+            return Err(io::Error::other("the incoming snapshot file is short"));
+        }
+        bytes.advance(HEADER_BYTES);
+        bytes.truncate(len);
+        Ok(bytes)
+    }
+
+    /// Reports a failure for the runtime to stop on, and drops what the
+    /// transfer kept.
     fn failed<T>(&mut self, what: &str, result: io::Result<T>) -> io::Result<T> {
         if let Err(e) = &result {
-            tracing::warn!(
-                "dropping an incoming snapshot: cannot {what} its file in {}: {e}",
-                self.dir.display()
+            let path = self
+                .current
+                .as_ref()
+                .map_or_else(|| self.dir.clone(), |t| t.path.clone());
+            tracing::error!(
+                "an incoming snapshot: cannot {what} {}: {e}",
+                path.display()
             );
+            if let Ok(mut report) = self.report.lock() {
+                report.failed.get_or_insert(StorageError::Io {
+                    path,
+                    source: io::Error::new(
+                        e.kind(),
+                        format!("cannot {what} an incoming snapshot: {e}"),
+                    ),
+                });
+            }
             self.abort();
         }
         result
@@ -491,25 +625,55 @@ impl SnapshotSpool for FileSpool {
     }
 
     fn finish(&mut self) -> io::Result<Bytes> {
-        let path = self.current.as_ref().map(|(path, ..)| path.clone());
         let finished = self.finish_file();
-        if finished.is_err() {
-            // `finish_file` let go of the transfer: remove its file.
-            if let Some(path) = path {
-                let _ = self.fs.remove_file(&path);
-            }
-        }
         self.failed("read back", finished)
     }
 
     fn abort(&mut self) {
-        if let Some((path, file, _)) = self.current.take() {
+        if let Some(Spooling { path, file, .. }) = self.current.take() {
             drop(file);
             if let Err(e) = self.fs.remove_file(&path) {
                 tracing::warn!("cannot remove the partial snapshot {}: {e}", path.display());
             }
         }
     }
+}
+
+/// Makes a peer's snapshot that a [`FileSpool`] received durable under its
+/// snapshot file name: writes the trailer (`memberships`) and the header
+/// into the incoming file, fsyncs it, renames it into place and fsyncs the
+/// directory. No copy of the data: a mapping of it stays valid (the same
+/// file). Returns the snapshot file's path.
+pub fn seal_incoming_on(
+    fs: &dyn Fs,
+    dir: &Path,
+    group: GroupId,
+    received: &Received,
+    memberships: Option<&Schedule>,
+) -> Result<PathBuf, StorageError> {
+    let path = dir.join(file_name(group, received.meta.applied_end));
+    let tmp = &received.path;
+    let file = fs
+        .open(tmp, OpenMode::Existing)
+        .map_err(|e| StorageError::io(tmp, e))?;
+    write_header_and_trailer(
+        &*file,
+        group,
+        received.meta,
+        received.len,
+        received.crc,
+        memberships,
+    )
+    .map_err(|e| StorageError::io(tmp, e))?;
+    file.sync_all().map_err(|e| StorageError::SyncFailed {
+        path: tmp.clone(),
+        source: e,
+    })?;
+    drop(file);
+    fs.rename(tmp, &path)
+        .map_err(|e| StorageError::io(&path, e))?;
+    fsync_dir(fs, dir)?;
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -599,11 +763,22 @@ mod tests {
         assert!(read(dir.path(), GroupId(0), meta(5)).is_err());
     }
 
+    fn spool(fs: &Arc<dyn Fs>, dir: &Path) -> (FileSpool, Arc<std::sync::Mutex<SpoolReport>>) {
+        let report = Arc::default();
+        let spool = FileSpool::open(
+            Arc::clone(fs),
+            dir.to_path_buf(),
+            GroupId(0),
+            Arc::clone(&report),
+        );
+        (spool, report)
+    }
+
     #[test]
     fn the_file_spool_keeps_a_transfer_and_drops_an_aborted_one() {
         let dir = tempfile::tempdir().expect("tempdir");
         let fs: Arc<dyn Fs> = Arc::new(RealFs);
-        let mut spool = FileSpool::new(Arc::clone(&fs), dir.path().to_path_buf(), GroupId(0));
+        let (mut spool, report) = spool(&fs, dir.path());
         let incoming = dir.path().join(incoming_name(GroupId(0), InstanceId(9)));
         let data = pattern(100_000);
         spool.begin(meta(9), data.len() as u64).expect("begins");
@@ -611,6 +786,11 @@ mod tests {
         spool.abort();
         assert!(!incoming.exists(), "an aborted transfer leaves nothing");
         assert!(spool.append(b"x").is_err(), "no transfer after an abort");
+        let failed = report.lock().unwrap().failed.take();
+        assert!(
+            failed.is_some_and(|e| e.to_string().contains("no snapshot transfer begun")),
+            "a failure is reported for the runtime to stop on"
+        );
 
         spool.begin(meta(9), data.len() as u64).expect("begins");
         for piece in data.chunks(7_000) {
@@ -618,19 +798,49 @@ mod tests {
         }
         let got = spool.finish().expect("finishes");
         assert_eq!(got, data);
-        assert!(incoming.exists());
-        // A new transfer of the same point replaces the file by a new one:
-        // the bytes handed out above stay as they were.
-        spool.begin(meta(9), 3).expect("begins");
-        spool.append(b"new").expect("appends");
-        assert_eq!(spool.finish().expect("finishes"), &b"new"[..]);
+        let received = report.lock().unwrap().received.clone().expect("received");
+        assert_eq!(
+            (received.len, received.path.clone()),
+            (100_000, incoming.clone())
+        );
+        assert_eq!(received.crc, crc32c::crc32c(&data));
+
+        // The install's checkpoint seals it in place: a snapshot file that
+        // reads back whole, and the bytes handed out stay valid.
+        let path = seal_incoming_on(&*fs, dir.path(), GroupId(0), &received, Some(&schedule()))
+            .expect("sealed");
+        assert!(!incoming.exists());
+        let read = read(dir.path(), GroupId(0), meta(9)).expect("reads");
+        assert_eq!(read.data, data);
+        assert_eq!(read.memberships, Some(schedule()));
         assert_eq!(got, data);
-        // A checkpoint at the point removes the file; one past a later
-        // point stays (it may still be arriving).
+        assert_eq!(path, dir.path().join(file_name(GroupId(0), InstanceId(9))));
+
+        // Files an earlier run left are removed when a spool opens.
+        spool.begin(meta(20), 1).expect("begins");
+        spool.append(b"z").expect("appends");
+        let stray = dir.path().join(incoming_name(GroupId(0), InstanceId(20)));
+        assert!(stray.exists());
+        drop(spool);
+        let _ = super::tests::spool(&fs, dir.path());
+        assert!(!stray.exists());
+    }
+
+    #[test]
+    fn a_checkpoint_removes_incoming_files_up_to_its_point() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs: Arc<dyn Fs> = Arc::new(RealFs);
+        let (mut spool, _) = spool(&fs, dir.path());
+        spool.begin(meta(9), 1).expect("begins");
+        spool.append(b"a").expect("appends");
+        spool.finish().expect("finishes");
         spool.begin(meta(20), 1).expect("begins");
         spool.append(b"z").expect("appends");
         remove_older(dir.path(), GroupId(0), InstanceId(9)).expect("cleans");
-        assert!(!incoming.exists());
+        assert!(!dir
+            .path()
+            .join(incoming_name(GroupId(0), InstanceId(9)))
+            .exists());
         assert!(dir
             .path()
             .join(incoming_name(GroupId(0), InstanceId(20)))
@@ -643,7 +853,7 @@ mod tests {
         let fs: Arc<dyn Fs> = sim.clone();
         let dir = PathBuf::from("/snap");
         fs.create_dir_all(&dir).expect("dir");
-        let mut spool = FileSpool::new(Arc::clone(&fs), dir.clone(), GroupId(0));
+        let (mut spool, report) = spool(&fs, &dir);
         spool.begin(meta(3), 6).expect("begins");
         spool.append(b"abc").expect("appends");
         spool.append(b"def").expect("appends");
@@ -651,9 +861,10 @@ mod tests {
         // Nothing of it is durable: a crash may take it, and the next
         // transfer starts a new file.
         sim.crash(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
-        let mut spool = FileSpool::new(fs, dir, GroupId(0));
+        let (mut spool, _) = super::tests::spool(&fs, &dir);
         spool.begin(meta(3), 2).expect("begins again");
         spool.append(b"gh").expect("appends");
         assert_eq!(spool.finish().expect("finishes"), &b"gh"[..]);
+        assert!(report.lock().unwrap().failed.is_none());
     }
 }

@@ -255,6 +255,10 @@ impl<S: StateMachine, R> Engine<S, R> {
         // whole on the heap (a snapshot may be larger than memory).
         let mut replica = replica;
         replica.set_snapshot_spool(persist.spool());
+        // The digest peers verify a transfer against, computed now, before
+        // the node serves, rather than on its event loop at the first
+        // request (over a mapped file: reading it all from disk).
+        replica.compute_snapshot_digest();
         // The wall clock read now is the one this incarnation trusts (the
         // residual assumption of `StampClock`); a log clock recovered ahead
         // of it raises the bound.
@@ -690,6 +694,9 @@ impl<S: StateMachine, R> Engine<S, R> {
         &mut self,
         send: &mut dyn FnMut(Message) -> Result<(), NodeError>,
     ) -> Result<(), NodeError> {
+        // The spool writes a peer's snapshot as the replica takes its
+        // pieces: a failure there is fatal (persist.rs, rule 6).
+        self.persist.spool_failed()?;
         // Bounded: each round either does work or stops; acting on a Ready
         // can release held messages once (after a checkpoint), so a few
         // rounds always suffice.

@@ -37,6 +37,16 @@
 //! 5. **A peer's snapshot replaces a checkpoint in progress:** a checkpoint of
 //!    the state before an install is dropped at step (b); its file goes with
 //!    the next checkpoint's cleanup.
+//! 6. **A peer's snapshot arrives into a file and is sealed there.** The
+//!    replica's spool ([`Persister::spool`]) writes the pieces, unsynced, to
+//!    an incoming file laid out as a snapshot file. Step (a) of the install's
+//!    checkpoint writes its header and trailer, fsyncs it and renames it into
+//!    place: no second copy on disk, and the mapping the replica serves
+//!    stays that same file. Until the rename the file is nobody's: a crash
+//!    leaves a stray that the next start removes. A failure of the spool's
+//!    I/O stops the node ([`Persister::spool_failed`]), as a failed log write
+//!    does: a node whose disk fails while a snapshot arrives must not download
+//!    it again and again without ever catching up.
 
 use bytes::Bytes;
 use std::path::PathBuf;
@@ -124,6 +134,9 @@ pub struct SnapshotWrite {
     /// Fills `checkpoint.snapshot.data` first, when the snapshot was taken
     /// as a view (rule 4).
     encode: Option<SnapshotEncoder>,
+    /// The incoming file that holds this (installed) snapshot: sealed in
+    /// place instead of written again (rule 6).
+    seal: Option<snapshot_file::Received>,
     /// What to write; hand it back to [`Persister::snapshot_written`].
     pub checkpoint: PendingCheckpoint,
 }
@@ -134,6 +147,19 @@ impl SnapshotWrite {
     /// durably (temp file, fsync, rename, directory fsync), hashing it on
     /// the way. Slow: run it off the event loop.
     pub fn run(&mut self) -> Result<(), StorageError> {
+        if let Some(received) = self.seal.take() {
+            // A peer's snapshot received into a file laid out as a snapshot
+            // file: made durable in place. Its bytes (a mapping of that same
+            // file, or a copy read back) are what the replica installed.
+            snapshot_file::seal_incoming_on(
+                &*self.fs,
+                &self.dir,
+                self.group,
+                &received,
+                self.checkpoint.snapshot.memberships.as_ref(),
+            )?;
+            return Ok(());
+        }
         let snapshot = &mut self.checkpoint.snapshot;
         let stream = match self.encode.take().map(|e| e.0) {
             Some(Encoding::Whole(encode)) => {
@@ -169,13 +195,13 @@ impl SnapshotWrite {
             path: written.path.clone(),
             source: std::io::Error::other("a snapshot larger than the address space"),
         })?;
+        if streamed {
+            snapshot.data = snapshot_file::read_data_on(&*self.fs, &written.path, len)?;
+            return Ok(());
+        }
         match snapshot_file::map_data_on(&*self.fs, &written.path, len) {
             Ok(Some(mapped)) => snapshot.data = mapped,
-            Ok(None) if streamed => {
-                snapshot.data = snapshot_file::read_data_on(&*self.fs, &written.path, len)?;
-            }
             Ok(None) => {}
-            Err(err) if streamed => return Err(err),
             Err(err) => tracing::warn!("keeping the snapshot in memory: cannot map it: {err}"),
         }
         Ok(())
@@ -212,6 +238,9 @@ pub struct Persister {
     appended_through: PersistSeq,
     /// A sync job is out.
     syncing: bool,
+    /// What the replica's spool reports: the file of the latest snapshot
+    /// it received whole, and its first failure.
+    spool_report: Arc<std::sync::Mutex<snapshot_file::SpoolReport>>,
     /// A snapshot to checkpoint; `true` when it is our own. Its bytes are
     /// still to be encoded when the encoder is set.
     checkpoint_due: Option<(Snapshot, bool, Option<SnapshotEncoder>)>,
@@ -245,6 +274,7 @@ impl Persister {
             policy,
             appended_through: PersistSeq(0),
             syncing: false,
+            spool_report: Arc::default(),
             checkpoint_due: None,
             checkpoint_busy: false,
             checkpoint_ready: None,
@@ -258,13 +288,38 @@ impl Persister {
     }
 
     /// A spool that receives peers' snapshots into the log's snapshot
-    /// directory (see [`snapshot_file::FileSpool`]).
+    /// directory (see [`snapshot_file::FileSpool`]), reporting to this
+    /// persister (rule 6).
     pub fn spool(&self) -> Box<dyn synod_core::SnapshotSpool> {
-        Box::new(snapshot_file::FileSpool::new(
+        Box::new(snapshot_file::FileSpool::open(
             self.wal.fs(),
             self.wal.snap_dir().to_path_buf(),
             self.group,
+            Arc::clone(&self.spool_report),
         ))
+    }
+
+    /// The spool's first I/O failure, if any: fatal, like a failed log
+    /// write (rule 6). Check after every input the replica took.
+    pub fn spool_failed(&self) -> Result<(), StorageError> {
+        let failed = self
+            .spool_report
+            .lock()
+            .ok()
+            .and_then(|mut report| report.failed.take());
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    /// The incoming file the spool received `snapshot` into, if it still
+    /// holds it: the same point and length.
+    fn received_file(&self, snapshot: &Snapshot) -> Option<snapshot_file::Received> {
+        let mut report = self.spool_report.lock().ok()?;
+        let received = report.received.take()?;
+        (received.meta == snapshot.meta && received.len == snapshot.data.len() as u64)
+            .then_some(received)
     }
 
     /// Appends the records of a `Ready` (not yet durable).
@@ -367,11 +422,17 @@ impl Persister {
         if !self.checkpoint_busy {
             if let Some((snapshot, own, encode)) = self.checkpoint_due.take() {
                 self.checkpoint_busy = true;
+                let seal = if own {
+                    None
+                } else {
+                    self.received_file(&snapshot)
+                };
                 kicked.io.push(Io::WriteSnapshot(SnapshotWrite {
                     fs: self.wal.fs(),
                     dir: self.wal.snap_dir().to_path_buf(),
                     group: self.group,
                     encode,
+                    seal,
                     checkpoint: PendingCheckpoint {
                         snapshot,
                         own,

@@ -352,6 +352,17 @@ impl Replica {
         self.install(snapshot, transfer.digest);
     }
 
+    /// Computes the digest of the snapshot this replica holds, if it is not
+    /// known yet (a snapshot recovered from disk), so that serving it to a
+    /// peer never hashes it whole then. Slow for a large snapshot: call it
+    /// before the replica serves.
+    pub fn compute_snapshot_digest(&mut self) {
+        let learner = &mut self.learner;
+        if let (Some(snapshot), None) = (&learner.snapshot, learner.snapshot_digest) {
+            learner.snapshot_digest = Some(SnapshotDigest::of(&snapshot.data));
+        }
+    }
+
     /// The spool failed: drop the transfer (the catch-up tick asks for the
     /// snapshot again from the start).
     fn spool_failed(&mut self) {

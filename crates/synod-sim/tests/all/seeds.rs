@@ -482,3 +482,22 @@ fn pinned_seed_600021_a_spare_joins_through_a_member_below_its_join_point() {
     assert!(report.passed(), "{}", report.violations.join("; "));
     assert!(report.stats.spares_started > 0, "{:?}", report.stats);
 }
+
+/// Seeds 819 (3 nodes) and 1244 (5 nodes): a lagging node's disk lost power
+/// while a snapshot arrived into its incoming file. The spool's failure was
+/// only counted and the transfer asked for again, forever: the node never
+/// caught up and never stopped (2,000 spool errors, "power is off"). A spool
+/// failure now stops the node as a failed log write does; the simulator
+/// restarts it and it catches up.
+#[test]
+fn pinned_seeds_819_and_1244_a_disk_failing_under_an_incoming_snapshot_stops_the_node() {
+    for (seed, nodes) in [(819, 3), (1244, 5)] {
+        let report = run_seed(seed, nodes, Faults::default());
+        assert!(
+            report.passed(),
+            "seed {seed}: {}",
+            report.violations.join("; ")
+        );
+        assert!(report.stats.snapshots_installed > 0, "{:?}", report.stats);
+    }
+}
