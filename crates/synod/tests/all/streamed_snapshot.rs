@@ -171,6 +171,23 @@ async fn a_streamed_snapshot_is_written_sent_installed_and_restored() {
     })
     .await
     .expect("the incoming file is cleaned up");
+    // The install was made durable by sealing the incoming file in place,
+    // not by copying it: the bytes node 3 serves are a mapping of its
+    // snapshot file, not of a deleted incoming file still holding disk.
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    let n3_snap = n3.join("snap");
+    let n3_snap = n3_snap.to_string_lossy();
+    assert!(
+        maps.lines()
+            .any(|l| l.contains(&*n3_snap) && l.ends_with(".snap")),
+        "node 3 serves its snapshot file"
+    );
+    assert!(
+        !maps
+            .lines()
+            .any(|l| l.contains(&*n3_snap) && l.contains("(deleted)")),
+        "a deleted file stays mapped:\n{maps}"
+    );
 
     // A restart restores from the file written on node 3.
     let restored_before = seen.restored_bytes.load(Relaxed);
