@@ -95,8 +95,9 @@ pub struct Params {
     /// seeds; every node's clock then drifts in rate within the bound (see
     /// `lease_clock.rs`). Own stream.
     pub lease: Option<synod_core::Lease>,
-    /// The chance, each time a leader applies, that the application asks
-    /// it to give up leadership (`Replica::drop_leadership`, issue 17's
+    /// The chance, at every pump of a leading node during the safety phase
+    /// (not after the heal, like every other fault), that the application
+    /// asks it to give up leadership (`Replica::drop_leadership`, issue 17's
     /// `Node::drop_leadership`): non-zero in about half the seeds. Own
     /// stream.
     pub drop_leadership_chance: f64,
