@@ -112,6 +112,19 @@ async fn propose_retrying(node: &Node, blob: Bytes) {
     panic!("no answer after 20 attempts");
 }
 
+/// Waits until `node` applied everything `from` applied.
+async fn catch_up(node: &Node, from: &Node, what: &str) {
+    let target = from.status().applied_end.0;
+    let mut status = node.watch_status();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        status.wait_for(|s| s.applied_end.0 >= target),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("timed out: {what}"))
+    .expect("the node is alive");
+}
+
 fn incoming_files(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir.join("snap"))
         .map(|entries| {
@@ -149,15 +162,7 @@ async fn a_streamed_snapshot_is_written_sent_installed_and_restored() {
     assert!(a.status().snapshot_end.0 >= 100, "node 1 snapshotted");
     let expected = a.read(Bytes::new()).await.expect("read");
     let c = start(cfg(3), &seen).await;
-    let target = a.status().applied_end.0;
-    let mut status = c.watch_status();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        status.wait_for(|s| s.applied_end.0 >= target),
-    )
-    .await
-    .expect("node 3 catches up in time")
-    .expect("node 3 alive");
+    catch_up(&c, &a, "node 3 catches up in time").await;
     assert!(c.metrics().snapshots_installed.load(Relaxed) >= 1);
     assert_eq!(c.read(Bytes::new()).await.expect("read"), expected);
     assert_eq!(c.metrics().snapshot_spool_errors.load(Relaxed), 0);
@@ -196,15 +201,7 @@ async fn a_streamed_snapshot_is_written_sent_installed_and_restored() {
     assert!(seen.restored_bytes.load(Relaxed) > restored_before + 4 * 1024 * 1024);
     propose_retrying(&a, Bytes::from_static(b"after")).await;
     let expected = a.read(Bytes::new()).await.expect("read");
-    let target = a.status().applied_end.0;
-    let mut status = c.watch_status();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        status.wait_for(|s| s.applied_end.0 >= target),
-    )
-    .await
-    .expect("node 3 catches up after its restart")
-    .expect("node 3 alive");
+    catch_up(&c, &a, "node 3 catches up after its restart").await;
     assert_eq!(c.read(Bytes::new()).await.expect("read"), expected);
 
     // No snapshot was ever encoded whole, and none in writes larger than
