@@ -73,7 +73,8 @@ pub struct SnapshotTransferStats {
     /// Snapshots installed from peers.
     pub installed: u64,
     /// Transfers dropped because the spool keeping their bytes failed (a
-    /// full disk, say); each is asked for again.
+    /// full disk, say); each is asked for again. (The runtime's spool also
+    /// stops the node on such a failure, as on a failed log write.)
     pub spool_errors: u64,
 }
 
