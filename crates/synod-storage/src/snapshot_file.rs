@@ -39,18 +39,17 @@ pub fn incoming_name(group: GroupId, applied_end: InstanceId) -> String {
 
 /// Parses a name [`incoming_name`] made.
 pub fn parse_incoming_name(name: &str) -> Option<(GroupId, InstanceId)> {
-    let stem = name.strip_suffix(".incoming")?;
-    let (group, point) = stem.split_once('-')?;
-    Some((
-        GroupId(group.parse().ok()?),
-        InstanceId(point.parse().ok()?),
-    ))
+    parse_with_suffix(name, ".incoming")
 }
 
 /// Parses a snapshot file name.
 pub fn parse_name(name: &str) -> Option<(GroupId, InstanceId)> {
-    let stem = name.strip_suffix(".snap")?;
-    let (group, point) = stem.split_once('-')?;
+    parse_with_suffix(name, ".snap")
+}
+
+/// Parses `<group>-<point><suffix>`.
+fn parse_with_suffix(name: &str, suffix: &str) -> Option<(GroupId, InstanceId)> {
+    let (group, point) = name.strip_suffix(suffix)?.split_once('-')?;
     Some((
         GroupId(group.parse().ok()?),
         InstanceId(point.parse().ok()?),
@@ -445,8 +444,8 @@ pub struct SpoolReport {
 /// file (data after room for the header), so that a snapshot larger than
 /// memory is received without being held on the heap, and its install is
 /// made durable by sealing that file in place ([`seal_incoming_on`]) rather
-/// than by a second copy. `finish` maps the data read-only (or reads it back
-/// where the file system cannot map). Nothing is synced until the seal; a
+/// than by a second copy. `finish` gives the data as [`read_data_on`] does
+/// (mapped read-only, or read back where the file system cannot map). Nothing is synced until the seal; a
 /// file a crash or a stop left behind is removed when the next spool opens
 /// ([`FileSpool::open`]).
 #[derive(Debug)]
@@ -549,7 +548,7 @@ impl FileSpool {
         drop(file);
         let data = usize::try_from(len)
             .map_err(io::Error::other)
-            .and_then(|n| self.load(&path, n));
+            .and_then(|n| read_data_on(&*self.fs, &path, n).map_err(io::Error::other));
         match data {
             Ok(data) => {
                 if let Ok(mut report) = self.report.lock() {
@@ -567,23 +566,6 @@ impl FileSpool {
                 Err(e)
             }
         }
-    }
-
-    /// The `len` bytes of data of the incoming file `path`.
-    fn load(&self, path: &Path, len: usize) -> io::Result<Bytes> {
-        if len == 0 {
-            return Ok(Bytes::new());
-        }
-        if let Some(mapped) = self.fs.map(path, HEADER_BYTES as u64, len)? {
-            return Ok(mapped);
-        }
-        let mut bytes = Bytes::from(self.fs.read(path)?);
-        if bytes.len() < HEADER_BYTES + len {
-            return Err(io::Error::other("the incoming snapshot file is short"));
-        }
-        bytes.advance(HEADER_BYTES);
-        bytes.truncate(len);
-        Ok(bytes)
     }
 
     /// Reports a failure for the runtime to stop on, and drops what the
