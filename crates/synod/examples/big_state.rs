@@ -185,6 +185,15 @@ async fn wait_applied(node: &Node, target: u64) -> Result<(), Box<dyn std::error
     Ok(())
 }
 
+/// Prints one phase's line: its time, the heap before it and its peak.
+fn phase(name: &str, started: Instant, before: f64, peak: f64, what: &str) {
+    println!(
+        "{:9} {:6.1} s, heap {before:5.2} -> peak {peak:5.2} x state ({what})",
+        format!("{name}:"),
+        started.elapsed().as_secs_f64(),
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -253,11 +262,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sa?;
     sb?;
     let snap_peak = heap_peak();
-    println!(
-        "snapshot: {:6.1} s, heap {:5.2} -> peak {:5.2} x state (2 nodes snapshot and compact)",
-        started.elapsed().as_secs_f64(),
+    phase(
+        "snapshot",
+        started,
         units(before),
-        units(snap_peak)
+        units(snap_peak),
+        "2 nodes snapshot and compact",
     );
     let before = heap_now();
 
@@ -268,11 +278,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if c.metrics().snapshots_installed.load(Relaxed) == 0 {
         return Err("node 3 caught up without a snapshot: load more".into());
     }
-    println!(
-        "install:  {:6.1} s, heap {:5.2} -> peak {:5.2} x state (node 3 installs 1)",
-        started.elapsed().as_secs_f64(),
+    phase(
+        "install:",
+        started,
         units(before),
-        units(install_peak)
+        units(install_peak),
+        "node 3 installs 1",
     );
     // Node 3 checkpoints what it installed; then it restarts from that file.
     let mut status = c.watch_status();
@@ -294,11 +305,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let c = start(config(3, &peers, dir.path())?, whole).await?;
     let restart_peak = heap_peak();
-    println!(
-        "restart:  {:6.1} s, heap {:5.2} -> peak {:5.2} x state (node 3 restores 1)",
-        started.elapsed().as_secs_f64(),
+    phase(
+        "restart:",
+        started,
         units(after_stop),
-        units(restart_peak)
+        units(restart_peak),
+        "node 3 restores 1",
     );
     let answer = c.read(Bytes::new()).await?;
     let held: usize = std::str::from_utf8(&answer)?.parse()?;
