@@ -279,7 +279,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("node 3 caught up without a snapshot: load more".into());
     }
     phase(
-        "install:",
+        "install",
         started,
         units(before),
         units(install_peak),
@@ -306,7 +306,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let c = start(config(3, &peers, dir.path())?, whole).await?;
     let restart_peak = heap_peak();
     phase(
-        "restart:",
+        "restart",
         started,
         units(after_stop),
         units(restart_peak),
