@@ -4,6 +4,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use synod::{ApplyContext, StateMachine};
@@ -12,6 +13,7 @@ use synod_core::InstanceId;
 use synod_kv::watch::{Stamp, WatchedKey};
 use synod_kv::{SetCondition, SetExpiry, Store};
 use synod_resp::Reply;
+use synod_storage::fs::{Fs, OpenMode};
 
 /// A client command as proposed: who, which attempt-independent sequence, what.
 #[derive(Clone, Debug, PartialEq)]
@@ -730,6 +732,12 @@ pub struct SimKv {
     pub drop_watch: bool,
     /// Offers `snapshot_stream` (else only `snapshot_view`).
     pub stream_snapshots: bool,
+    /// On-disk mode (`StateMachine::durable_end`): the state is kept in a
+    /// file on the node's simulated disk too, written by `sync`.
+    on_disk: Option<OnDisk>,
+    /// Points before this are not digested: the state is ahead of them (an
+    /// on-disk state recovered past the runtime's checkpoint).
+    digest_floor: u64,
     /// The node's wall clock in ms, for the `nondeterministic-sm` control
     /// (`None`: the log clock, as it must be).
     local_clock: Option<Arc<AtomicU64>>,
@@ -741,6 +749,45 @@ pub struct SimKv {
     /// restore): a digest encodes the whole state, so each is taken once.
     digested_to: Option<u64>,
     pub events: Vec<KvEvent>,
+}
+
+/// Where an on-disk [`SimKv`] keeps its state on the node's disk.
+pub const ON_DISK_DIR: &str = "/kv";
+/// The file in [`ON_DISK_DIR`]: point, xxh3 of the state, the state.
+pub const ON_DISK_STATE: &str = "state";
+
+/// An on-disk [`SimKv`] also writes its state through after every instance
+/// whose end is a multiple of this.
+const WRITE_THROUGH_EVERY: u64 = 7;
+
+/// Writes `state` at `point` durably into [`ON_DISK_STATE`] (temp file,
+/// fsync, rename, directory fsync), then records the point.
+fn write_on_disk(
+    fs: &dyn Fs,
+    durable: &AtomicU64,
+    point: u64,
+    state: &[u8],
+) -> std::io::Result<()> {
+    let mut bytes = Vec::with_capacity(16 + state.len());
+    bytes.extend_from_slice(&point.to_le_bytes());
+    bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(state).to_le_bytes());
+    bytes.extend_from_slice(state);
+    let dir = Path::new(ON_DISK_DIR);
+    let tmp = dir.join(format!("{ON_DISK_STATE}.tmp"));
+    let file = fs.open(&tmp, OpenMode::Truncate)?;
+    file.write_all_at(&bytes, 0)?;
+    file.sync_all()?;
+    fs.rename(&tmp, &dir.join(ON_DISK_STATE))?;
+    fs.sync_dir(dir)?;
+    durable.store(point, Ordering::Release);
+    Ok(())
+}
+
+/// The file system and durable point of an on-disk [`SimKv`].
+struct OnDisk {
+    fs: Arc<dyn Fs>,
+    /// The point the state in the file is at (0: no file).
+    durable: Arc<AtomicU64>,
 }
 
 /// An answer of [`SimKv`], as the engine hands it to the client.
@@ -841,6 +888,8 @@ impl SimKv {
             kv: Kv::default(),
             drop_watch: false,
             stream_snapshots: false,
+            on_disk: None,
+            digest_floor: 0,
             local_clock,
             last_instance: None,
             attempts: HashSet::new(),
@@ -849,9 +898,46 @@ impl SimKv {
         }
     }
 
+    /// Switches to on-disk mode: opens the state kept in [`ON_DISK_STATE`]
+    /// on `fs` (the node's simulated disk), if any, and from then on
+    /// reports its point as `durable_end` and rewrites it on every `sync`.
+    pub fn open_on_disk(&mut self, fs: Arc<dyn Fs>) -> Result<(), String> {
+        let dir = Path::new(ON_DISK_DIR);
+        fs.create_dir_all(dir)
+            .map_err(|e| format!("on-disk state: cannot create {ON_DISK_DIR}: {e}"))?;
+        let path = dir.join(ON_DISK_STATE);
+        let mut point = 0;
+        match fs.read(&path) {
+            Ok(bytes) => {
+                // Written whole, synced and renamed into place: a crash
+                // leaves the old file or the new one, never a torn one.
+                let (head, state) = bytes
+                    .split_at_checked(16)
+                    .ok_or("on-disk state: a file shorter than its header")?;
+                let sum = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
+                if xxhash_rust::xxh3::xxh3_64(state) != sum {
+                    return Err("on-disk state: the file's checksum does not match".into());
+                }
+                point = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+                self.kv
+                    .restore(state)
+                    .ok_or("on-disk state: the file does not decode")?;
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(format!("on-disk state: cannot read it: {err}")),
+        }
+        self.digest_floor = point;
+        self.on_disk = Some(OnDisk {
+            fs,
+            durable: Arc::new(AtomicU64::new(point)),
+        });
+        Ok(())
+    }
+
     /// Records the digest at every point in `from..=to` that is due: the
     /// state now is the state at each of them (no command in between).
     fn digest_points(&mut self, from: u64, to: u64) {
+        let from = from.max(self.digest_floor);
         let from = self.digested_to.map_or(from, |done| from.max(done + 1));
         let first = from.div_ceil(DIGEST_EVERY) * DIGEST_EVERY;
         if first > to {
@@ -996,10 +1082,56 @@ impl StateMachine for SimKv {
         self.stream_snapshots.then(|| self.kv.encode_stream())
     }
 
+    fn durable_end(&self) -> Option<InstanceId> {
+        self.on_disk
+            .as_ref()
+            .map(|d| InstanceId(d.durable.load(Ordering::Acquire)))
+    }
+
+    fn sync(&mut self, through: InstanceId) -> Option<synod::StateSyncJob> {
+        let on_disk = self.on_disk.as_ref()?;
+        // The state now, encoded and written when the runtime runs the job
+        // (later, with applies in between), as a real on-disk store would
+        // flush a consistent view of itself.
+        let encode = self.kv.encode_later();
+        let fs = Arc::clone(&on_disk.fs);
+        let durable = Arc::clone(&on_disk.durable);
+        Some(Box::new(move || {
+            if durable.load(Ordering::Acquire) >= through.0 {
+                // Written through at a later point since the view was taken.
+                return Ok(());
+            }
+            write_on_disk(&*fs, &durable, through.0, &encode())
+        }))
+    }
+
+    fn applied_through(&mut self, end: InstanceId) {
+        // A store that also writes through on its own schedule (as a
+        // database flushes), so that restarts find state past the
+        // runtime's checkpoint and skip the commands it has.
+        let Some(on_disk) = self.on_disk.as_ref() else {
+            return;
+        };
+        if !end.0.is_multiple_of(WRITE_THROUGH_EVERY) {
+            return;
+        }
+        if let Err(err) = write_on_disk(&*on_disk.fs, &on_disk.durable, end.0, &self.kv.encode()) {
+            // A real store would stop the node; the state on disk is still
+            // the previous one with its point, so going on is safe here.
+            // Counted as nothing: the next write or sync tries again.
+            let _ = err;
+        }
+    }
+
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
         self.kv
             .restore(snapshot)
             .ok_or("the simulator's snapshot does not decode")?;
+        // The state is the snapshot's, behind any on-disk point: digested
+        // from here on. (The file keeps the old state with its old point
+        // until the next `sync`: a restart before then finds either that
+        // state, or the installed snapshot if it is newer.)
+        self.digest_floor = 0;
         self.last_instance = None;
         self.attempts.clear();
         self.digested_to = None;

@@ -55,6 +55,7 @@ pub const INJECTIONS: &[&str] = &[
     "watch-ignored",
     "wake-lost",
     "session-reapply",
+    "on-disk-reapply",
 ];
 
 /// Deliberate bugs for negative controls: in the protocol core, or in how a
@@ -109,10 +110,19 @@ pub struct Faults {
     /// state machine does not deduplicate session clients' commands (that
     /// is the library's job), so the exactly-once check sees it.
     pub session_reapply: bool,
+    /// The runtime applies again, after a restart, the commands an on-disk
+    /// state machine's durable state already has
+    /// (`EngineOptions::inject_on_disk_reapply`; every third node is one).
+    /// The digest comparison and the exactly-once table see it.
+    pub on_disk_reapply: bool,
     /// Not a fault: runs without library session clients whatever the seed
     /// draws, so that seeds pinned before they existed replay the runs they
     /// were found in.
     pub sessions_off: bool,
+    /// Not a fault: runs without on-disk state machines (every third node
+    /// keeps its state on its own disk otherwise), so that seeds pinned
+    /// before they existed replay the runs they were found in.
+    pub on_disk_off: bool,
     /// Not a fault: runs without expiry sweeps, so that seeds pinned before
     /// they existed replay the runs they were found in.
     pub sweep_off: bool,
@@ -213,6 +223,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
         "watch-ignored" => faults.watch_ignored = true,
         "wake-lost" => faults.wake_lost = true,
         "session-reapply" => faults.session_reapply = true,
+        "on-disk-reapply" => faults.on_disk_reapply = true,
         _ => return None,
     }
     Some(faults)
@@ -233,6 +244,8 @@ pub fn run_seed(seed: u64, nodes: usize, faults: Faults) -> SeedReport {
         world.stats.request_retries = metrics.retries.load(Relaxed);
         world.stats.duplicates_skipped = metrics.duplicates.load(Relaxed);
         world.stats.answered_from_sessions = metrics.answered_from_sessions.load(Relaxed);
+        world.stats.checkpoints_state_on_disk = metrics.checkpoints_state_on_disk.load(Relaxed);
+        world.stats.snapshots_for_peers = metrics.snapshots_for_peers.load(Relaxed);
         world.stats.session_duplicates = metrics.session_duplicates.load(Relaxed);
         world.stats.master_leases_lent = world.masters.lent;
         world.stats.leadership_drops = world.leadership_drops;

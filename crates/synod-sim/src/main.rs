@@ -26,8 +26,8 @@ struct Args {
     /// Switch on a deliberate bug (negative control): ack-before-fsync, skip-adopt,
     /// stale-read, leader-local-reads, nondeterministic-sm, torn-checkpoint,
     /// local-clock-ttl, wipe-votes, config-immediate, learner-votes,
-    /// lease-drift-beyond-bound, admit-duplicates, watch-ignored, wake-lost or
-    /// session-reapply.
+    /// lease-drift-beyond-bound, admit-duplicates, watch-ignored, wake-lost,
+    /// session-reapply or on-disk-reapply.
     #[arg(long)]
     inject: Option<String>,
     /// Worker threads (default: available cores).

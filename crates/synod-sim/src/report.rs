@@ -19,6 +19,13 @@ pub struct Stats {
     pub snapshots: u64,
     /// Snapshots received from a peer and installed.
     pub snapshots_installed: u64,
+    /// Checkpoints of on-disk state machines (no copy of the state).
+    pub checkpoints_state_on_disk: u64,
+    /// Whole snapshots written for a peer by on-disk state machines.
+    pub snapshots_for_peers: u64,
+    /// Restarts of on-disk state machines that restored nothing (their
+    /// durable state was past the checkpoint).
+    pub on_disk_restarts: u64,
     /// Nemesis actions, in order.
     pub nemesis: Vec<&'static str>,
     /// Nodes that stopped on a storage error (injected disk faults).
@@ -101,7 +108,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} master leases lent to {} masters, {} leadership drops, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed; on disk: {} checkpoints, {} for peers, {} restarts), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} master leases lent to {} masters, {} leadership drops, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
             self.ops_ok,
             self.ops_unknown,
             self.instances,
@@ -109,6 +116,9 @@ impl fmt::Display for Stats {
             self.crashes,
             self.snapshots,
             self.snapshots_installed,
+            self.checkpoints_state_on_disk,
+            self.snapshots_for_peers,
+            self.on_disk_restarts,
             self.nemesis.len(),
             self.reconfigs,
             self.reconfigs_ignored,

@@ -14,14 +14,14 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
-use synod::engine::{Answer, Engine, EngineOptions, Envelope, RestoredSessions};
+use synod::engine::{Answer, Engine, EngineOptions, Envelope};
 use synod::persist::{Io, Persister, SnapshotWrite};
 use synod::{Metrics, NodeError, WallClock};
 use synod_check::Operation;
 use synod_core::codec::Decode;
 use synod_core::{
-    Apply, Ballot, Body, Checksum, Config, GroupId, InstanceId, Message, NodeId, PersistSeq,
-    Record, Replica, RoleKind, Schedule, Value,
+    Apply, Ballot, Body, Config, GroupId, InstanceId, Message, NodeId, PersistSeq, Record, Replica,
+    RoleKind, Schedule, Value,
 };
 use synod_storage::fs::Fs;
 use synod_storage::{Obsolete, SimFs, SnapshotPolicy, SyncJob, Wal, WalOptions};
@@ -769,24 +769,30 @@ impl World {
         // every cluster, and nodes install snapshots written either way.
         machine.stream_snapshots = sim_node.id.0 % 2 == 1;
         machine.kv.library_clients = library_clients;
-        // As the driver recovers: the session table and the state machine
-        // from the snapshot, then the log after it.
-        let sessions = match &snapshot {
-            None => RestoredSessions::empty(SESSIONS_MAX),
-            Some(snapshot) => {
-                match synod::engine::restore_snapshot(&mut machine, &snapshot.data, SESSIONS_MAX) {
-                    Ok(sessions) => sessions,
-                    Err(err) => {
-                        self.violation(format!("node {node}: its durable snapshot: {err}"));
-                        return;
-                    }
-                }
+        // Every third node keeps its state on its own (simulated) disk, as
+        // a database would: it restarts from that state, not from a
+        // snapshot, and its checkpoints hold no copy of it.
+        if sim_node.id.0.is_multiple_of(3) && !self.faults.on_disk_off {
+            if let Err(err) = machine.open_on_disk(Arc::new(sim_node.disk.clone())) {
+                self.violation(format!("node {node}: {err}"));
+                return;
             }
-        };
-        let next_apply = snapshot.as_ref().map_or(0, |s| s.meta.applied_end.0);
-        let checksum = snapshot
-            .as_ref()
-            .map_or(Checksum::default(), |s| s.meta.checksum);
+        }
+        // As the driver recovers: the session table and the state machine
+        // from the snapshot (or the state machine's own disk), then the log
+        // after it.
+        let restored =
+            match synod::engine::recover_machine(&mut machine, snapshot.as_ref(), SESSIONS_MAX) {
+                Ok(restored) => restored,
+                Err(err) => {
+                    self.violation(format!("node {node}: its durable snapshot: {err}"));
+                    return;
+                }
+            };
+        let next_apply = restored.applied_end.0;
+        if restored.skip_below > restored.applied_end {
+            self.stats.on_disk_restarts += 1;
+        }
         let replica = match Replica::recover(cfg, snapshot, recovered.records_of(GroupId(0))) {
             Ok(replica) => replica,
             Err(err) => {
@@ -820,6 +826,7 @@ impl World {
             mono_clock: None,
             inject_admit_duplicates: self.faults.admit_duplicates,
             inject_session_reapply: self.faults.session_reapply,
+            inject_on_disk_reapply: self.faults.on_disk_reapply,
         };
         // A session id per incarnation, as the driver draws one at random.
         let session = self.seed ^ (u64::from(sim_node.id.0) << 48) ^ (sim_node.epoch << 20) ^ 1;
@@ -833,9 +840,7 @@ impl World {
             replica,
             persist,
             machine,
-            sessions,
-            InstanceId(next_apply),
-            checksum,
+            restored,
             session,
             mono_ms,
             Arc::clone(&self.metrics),

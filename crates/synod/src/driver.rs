@@ -26,9 +26,7 @@
 //! 8. `rejected_reads`: retry them later.
 
 use crate::config::{NodeConfig, GROUP};
-use crate::engine::{
-    restore_snapshot, Answer, Engine, EngineOptions, Kind, MonoClock, RestoredSessions,
-};
+use crate::engine::{recover_machine, Answer, Engine, EngineOptions, Kind, MonoClock};
 use crate::metrics::{Metrics, RefusalLog};
 use crate::node::{NodeError, NodeStatus, RequestError};
 use crate::persist::{Io, PendingCheckpoint, Persister};
@@ -37,7 +35,7 @@ use bytes::Bytes;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use synod_core::{Checksum, InstanceId, Message, NodeId, PersistSeq, Replica};
+use synod_core::{InstanceId, Message, NodeId, PersistSeq, Replica};
 use synod_net::Net;
 use synod_storage::{StorageError, SyncJob, Wal, WalOptions};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -203,14 +201,17 @@ impl<S: StateMachine> Driver<S> {
             );
         }
         let snapshot = recovered.snapshots.get(&GROUP).cloned();
-        let mut sessions = RestoredSessions::empty(cfg.sessions_max);
-        let mut snapshot_end = InstanceId(0);
-        if let Some(snapshot) = &snapshot {
-            sessions =
-                restore_snapshot(&mut machine, &snapshot.data, cfg.sessions_max).map_err(|e| {
-                    NodeError::Recover(format!("the snapshot in {}: {e}", cfg.data_dir.display()))
-                })?;
-            snapshot_end = snapshot.meta.applied_end;
+        let restored =
+            recover_machine(&mut machine, snapshot.as_ref(), cfg.sessions_max).map_err(|e| {
+                NodeError::Recover(format!("the snapshot in {}: {e}", cfg.data_dir.display()))
+            })?;
+        let snapshot_end = restored.applied_end;
+        if restored.skip_below > snapshot_end {
+            info!(
+                checkpoint = snapshot_end.0,
+                durable_end = restored.skip_below.0,
+                "the state machine keeps its state on its own disk, durable past the checkpoint: nothing restored, the log is applied from there"
+            );
         }
         let seed = random_u64();
         let mut core = cfg.core_config(seed);
@@ -237,9 +238,7 @@ impl<S: StateMachine> Driver<S> {
             )));
         }
         let applied_end = snapshot_end;
-        let checksum = snapshot
-            .as_ref()
-            .map_or(Checksum::default(), |s| s.meta.checksum);
+        let checksum = restored.checksum;
         let replica = Replica::recover(core, snapshot, recovered.records_of(GROUP))
             .map_err(|e| NodeError::Recover(e.to_string()))?;
         let latest = replica.schedule().latest().clone();
@@ -325,6 +324,7 @@ impl<S: StateMachine> Driver<S> {
             })),
             inject_admit_duplicates: false,
             inject_session_reapply: false,
+            inject_on_disk_reapply: false,
         };
         let persist = Persister::new(GROUP, wal, cfg.snapshot_policy, snapshot_end);
         let engine = Engine::new(
@@ -332,9 +332,7 @@ impl<S: StateMachine> Driver<S> {
             replica,
             persist,
             machine,
-            sessions,
-            applied_end,
-            checksum,
+            restored,
             random_u64(),
             0,
             Arc::clone(&metrics),

@@ -43,6 +43,11 @@ use tracing::{error, info, warn};
 /// Waiting requests are checked for retry and expiry this often (in ticks).
 pub const SCAN_TICKS: u64 = 10;
 
+/// On-disk mode: for this long after a peer last asked for a snapshot,
+/// checkpoints hold the whole state (as in memory mode), so that a transfer
+/// in progress is not cut by a checkpoint that holds none.
+pub const WHOLE_SNAPSHOTS_HOLD_MS: u64 = 60_000;
+
 /// What the engine takes from the node's configuration.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
@@ -79,6 +84,10 @@ pub struct EngineOptions {
     /// its proposer restarted) takes effect again (the simulator must catch
     /// it).
     pub inject_session_reapply: bool,
+    /// Negative control: an on-disk state machine's commands are applied
+    /// again after a restart although its durable state has them
+    /// (`StateMachine::durable_end`): the simulator must catch it.
+    pub inject_on_disk_reapply: bool,
 }
 
 /// A monotonic clock in ms (see [`EngineOptions::mono_clock`]).
@@ -186,6 +195,15 @@ pub struct Engine<S, R> {
     next_read: u64,
     applied_end: InstanceId,
     checksum: Checksum,
+    /// The state machine keeps its state on its own disk
+    /// (`StateMachine::durable_end`).
+    on_disk: bool,
+    /// Commands of instances before this are in the state machine's state
+    /// already (on-disk mode, after a restart): applying skips them.
+    skip_below: InstanceId,
+    /// On-disk mode: checkpoints hold the whole state until then (a peer
+    /// needed a snapshot recently; see `WHOLE_SNAPSHOTS_HOLD_MS`).
+    whole_until_ms: u64,
     leader: Option<NodeId>,
     diverged: bool,
     ticks: u64,
@@ -201,33 +219,111 @@ pub struct Engine<S, R> {
 
 /// Decodes a snapshot's session table and restores the state machine from
 /// the rest. `Err` says what is wrong with it.
-pub fn restore_snapshot<S: StateMachine>(
+fn restore_snapshot<S: StateMachine>(
     machine: &mut S,
     data: &Bytes,
     sessions_max: usize,
-) -> Result<RestoredSessions, String> {
+) -> Result<Sessions, String> {
     let (table, user) = Sessions::decode_snapshot(data, sessions_max)
         .map_err(|e| format!("its session table does not decode: {e}"))?;
+    let user = user.ok_or(
+        "it holds no state (a checkpoint of a state machine that keeps its state on its own disk)",
+    )?;
     machine
         .restore(&user)
         .map_err(|e| format!("the state machine refused it: {e}"))?;
-    Ok(RestoredSessions(table))
+    Ok(table)
 }
 
-/// The session table of a snapshot (see [`restore_snapshot`]), for
-/// [`Engine::new`].
-pub struct RestoredSessions(Sessions);
+/// The state machine and session table as a start found them: what
+/// [`recover_machine`] made of the latest checkpoint, for [`Engine::new`].
+pub struct RecoveredMachine {
+    sessions: Sessions,
+    /// The checkpoint's point (0 without one): the log is applied from here.
+    pub applied_end: InstanceId,
+    /// The log checksum there.
+    pub checksum: Checksum,
+    /// The state machine's state has every command of the instances before
+    /// this (an on-disk state machine whose durable state is past the
+    /// checkpoint): applying the log skips them.
+    pub skip_below: InstanceId,
+    /// Whether the checkpoint holds the state (else only the session
+    /// table: it is never sent to a peer).
+    pub holds_state: bool,
+}
 
-impl RestoredSessions {
-    /// The table of a node with no snapshot.
-    pub fn empty(sessions_max: usize) -> RestoredSessions {
-        RestoredSessions(Sessions::new(sessions_max))
+impl RecoveredMachine {
+    /// A node with no checkpoint and an in-memory state machine.
+    pub fn empty(sessions_max: usize) -> RecoveredMachine {
+        RecoveredMachine {
+            sessions: Sessions::new(sessions_max),
+            applied_end: InstanceId(0),
+            checksum: Checksum::default(),
+            skip_below: InstanceId(0),
+            holds_state: true,
+        }
     }
 
-    /// The log clock the table holds (the largest stamp applied).
+    /// The log clock the session table holds (the largest stamp applied).
     pub fn time_ms(&self) -> u64 {
-        self.0.time_ms
+        self.sessions.time_ms
     }
+}
+
+/// Brings the state machine and the session table to the latest
+/// checkpoint, `snapshot`, at start.
+///
+/// An in-memory state machine is restored from it. An on-disk one
+/// ([`StateMachine::durable_end`]) whose durable state is at or past the
+/// checkpoint restores nothing: the log is applied from the checkpoint,
+/// skipping the commands its state has. One whose durable state is older is
+/// restored from the checkpoint when it holds the state (a peer's snapshot
+/// installed since), and refused with an error otherwise: the checkpoint
+/// keeps no copy, so the state machine's files were lost or replaced.
+pub fn recover_machine<S: StateMachine>(
+    machine: &mut S,
+    snapshot: Option<&Snapshot>,
+    sessions_max: usize,
+) -> Result<RecoveredMachine, String> {
+    let durable = machine.durable_end();
+    let Some(snapshot) = snapshot else {
+        return Ok(RecoveredMachine {
+            skip_below: durable.unwrap_or(InstanceId(0)),
+            ..RecoveredMachine::empty(sessions_max)
+        });
+    };
+    let point = snapshot.meta.applied_end;
+    let (sessions, user) = Sessions::decode_snapshot(&snapshot.data, sessions_max)
+        .map_err(|e| format!("its session table does not decode: {e}"))?;
+    let holds_state = user.is_some();
+    let skip_below = match (durable, user) {
+        // Safety: the durable state is the state after every command before
+        // `d`, which is at or past the checkpoint; the log from the
+        // checkpoint on is kept (compaction never passes the state
+        // machine's durable point), so applying it from `d` on, and only
+        // the session table before, rebuilds the state as it was.
+        (Some(d), _) if d >= point => d,
+        (_, Some(user)) => {
+            machine
+                .restore(&user)
+                .map_err(|e| format!("the state machine refused it: {e}"))?;
+            point
+        }
+        (durable, None) => {
+            return Err(format!(
+                "the checkpoint at instance {} holds no copy of the state machine's state (it keeps its state on its own disk), and the state machine reports its durable state at instance {}, before it: its files were lost or replaced. Restore them, or start this node afresh (an empty data directory, --rebuild) to copy the state from a peer",
+                point.0,
+                durable.map_or(0, |d| d.0)
+            ));
+        }
+    };
+    Ok(RecoveredMachine {
+        sessions,
+        applied_end: point,
+        checksum: snapshot.meta.checksum,
+        skip_below,
+        holds_state,
+    })
 }
 
 impl<S: StateMachine, R> Engine<S, R> {
@@ -243,18 +339,25 @@ impl<S: StateMachine, R> Engine<S, R> {
         replica: Replica,
         persist: Persister,
         machine: S,
-        sessions: RestoredSessions,
-        applied_end: InstanceId,
-        checksum: Checksum,
+        recovered: RecoveredMachine,
         session: u64,
         now_ms: u64,
         metrics: Arc<Metrics>,
     ) -> Engine<S, R> {
-        let sessions = sessions.0;
+        let RecoveredMachine {
+            sessions,
+            applied_end,
+            checksum,
+            skip_below,
+            holds_state,
+        } = recovered;
+        let on_disk = machine.durable_end().is_some();
         // Snapshots from peers arrive into a file beside the log's, never
         // whole on the heap (a snapshot may be larger than memory).
         let mut replica = replica;
         replica.set_snapshot_spool(persist.spool());
+        // A checkpoint without the state is never sent to a peer.
+        replica.set_snapshot_sendable(holds_state);
         // The digest peers verify a transfer against, computed now, before
         // the node serves, rather than on its event loop at the first
         // request (over a mapped file: reading it all from disk).
@@ -276,6 +379,9 @@ impl<S: StateMachine, R> Engine<S, R> {
             next_read: 1,
             applied_end,
             checksum,
+            on_disk,
+            skip_below,
+            whole_until_ms: 0,
             leader: None,
             diverged: false,
             ticks: 0,
@@ -720,7 +826,9 @@ impl<S: StateMachine, R> Engine<S, R> {
                     self.effects.applied.push(apply);
                 }
             }
-            if installed || applied {
+            // The state of an on-disk state machine that is ahead of the
+            // applied point is not the state there: no digest to compare.
+            if (installed || applied) && self.applied_end >= self.skip_below {
                 if let Some(digest) = self.machine.digest() {
                     self.replica.record_state_digest(self.applied_end, digest);
                 }
@@ -769,6 +877,17 @@ impl<S: StateMachine, R> Engine<S, R> {
             }
             self.maybe_snapshot();
             self.kick()?;
+        }
+        // A peer lags behind our compacted log. An on-disk state machine's
+        // checkpoints hold no state to send it: write a whole snapshot now,
+        // and keep checkpoints whole while peers keep asking.
+        if self.replica.take_snapshot_demand() && self.on_disk {
+            self.whole_until_ms = self.now_ms.saturating_add(WHOLE_SNAPSHOTS_HOLD_MS);
+            if !self.replica.snapshot_sendable() && !self.persist.whole_asked() {
+                info!("a peer needs a snapshot to catch up: writing a whole one");
+                self.metrics.snapshots_for_peers.fetch_add(1, Relaxed);
+                self.persist.ask_whole_snapshot();
+            }
         }
         // A snapshot asked for (`request_snapshot`) with nothing applied
         // since is taken here (only then: the policy's snapshots are taken
@@ -902,6 +1021,9 @@ impl<S: StateMachine, R> Engine<S, R> {
         }
         self.apply_batch(&mut batch);
         self.applied_end = instance.next();
+        if instance >= self.skip_below {
+            self.machine.applied_through(self.applied_end);
+        }
         self.checksum = checksum;
         self.stamp_clock
             .observe_log(self.sessions.time_ms, self.now_ms);
@@ -912,6 +1034,21 @@ impl<S: StateMachine, R> Engine<S, R> {
     /// table and answers this node's waiters.
     fn apply_batch(&mut self, batch: &mut Vec<(Envelope, ApplyContext, bool)>) {
         if batch.is_empty() {
+            return;
+        }
+        if batch[0].1.instance < self.skip_below && !self.opts.inject_on_disk_reapply {
+            // On-disk mode, after a restart: the state machine's durable
+            // state has these commands already (its `durable_end` is past
+            // them). The session table admitted them (the caller did), so a
+            // retry is never applied again; their outputs are unknown, so
+            // a retry is told so (`OutputNotKept`).
+            for (envelope, _, _) in batch.drain(..) {
+                if envelope.session == self.session {
+                    if let Some(waiter) = self.waiters.remove(&envelope.seq) {
+                        self.answer(waiter.reply, Err(RequestError::OutputNotKept));
+                    }
+                }
+            }
             return;
         }
         let commands: Vec<BatchCommand<'_>> = batch
@@ -956,7 +1093,10 @@ impl<S: StateMachine, R> Engine<S, R> {
     fn install(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
         let restored = restore_snapshot(&mut self.machine, &snapshot.data, self.opts.sessions_max)
             .map_err(|e| NodeError::Recover(format!("a peer's snapshot: {e}")))?;
-        self.sessions = restored.0;
+        self.sessions = restored;
+        // The state machine's state is the snapshot's now: every command
+        // after it is applied.
+        self.skip_below = snapshot.meta.applied_end;
         self.stamp_clock
             .observe_log(self.sessions.time_ms, self.now_ms);
         self.applied_end = snapshot.meta.applied_end;
@@ -1049,7 +1189,11 @@ impl<S: StateMachine, R> Engine<S, R> {
     }
 
     fn maybe_snapshot(&mut self) {
-        if !self.persist.snapshot_wanted(self.applied_end) {
+        // An on-disk state machine ahead of the applied point (a restart
+        // replaying what its state has) holds a later state than this
+        // point's: no snapshot of it can be taken here (seed 157 wrote one
+        // and a peer installed a state two instances ahead of its point).
+        if self.applied_end < self.skip_below || !self.persist.snapshot_wanted(self.applied_end) {
             return;
         }
         let started = std::time::Instant::now();
@@ -1063,7 +1207,25 @@ impl<S: StateMachine, R> Engine<S, R> {
         // machine's bytes last, so table + user bytes is exactly what
         // `encode_snapshot(&snapshot())` gives at this point.
         let memberships = self.replica.schedule_at(meta.applied_end);
-        let encoder = if let Some(write_user) = self.machine.snapshot_stream() {
+        let whole =
+            !self.on_disk || self.persist.whole_asked() || self.now_ms < self.whole_until_ms;
+        let encoder = if !whole {
+            // On-disk mode: the state machine makes its state durable
+            // through this point, then the checkpoint records the session
+            // table alone. Safety: the file (hence the compaction, step b)
+            // comes only after the state machine's job succeeded, and
+            // `snapshot_written` checks that it reports the point durable.
+            self.metrics.checkpoints_state_on_disk.fetch_add(1, Relaxed);
+            let sync = self.machine.sync(meta.applied_end);
+            let table = self.sessions.encode_checkpoint_state_on_disk();
+            log_snapshot_taken(started, table.len(), "state on the state machine's disk");
+            SnapshotEncoder::stream(move |out| {
+                if let Some(sync) = sync {
+                    sync()?;
+                }
+                out.write_all(&table)
+            })
+        } else if let Some(write_user) = self.machine.snapshot_stream() {
             let table = self.sessions.encode_snapshot(&[]);
             log_snapshot_taken(started, table.len(), "view taken, streaming off the loop");
             SnapshotEncoder::stream(move |out| {
@@ -1124,6 +1286,27 @@ impl<S: StateMachine, R> Engine<S, R> {
         pending: crate::persist::PendingCheckpoint,
         result: Result<(), StorageError>,
     ) -> Result<(), NodeError> {
+        let mut result = result;
+        if result.is_ok()
+            && pending.is_own()
+            && !Sessions::snapshot_holds_state(&pending.snapshot.data)
+        {
+            // The log is about to be compacted to this point on the word
+            // of the state machine's `sync`: it must say the state is
+            // durable there, or a restart could not rebuild it.
+            let point = pending.snapshot.meta.applied_end;
+            let durable = self.machine.durable_end();
+            if durable.is_none_or(|d| d < point) {
+                result = Err(StorageError::Io {
+                    path: std::path::PathBuf::from("(the state machine's own files)"),
+                    source: std::io::Error::other(format!(
+                        "StateMachine::sync through instance {} succeeded but durable_end reports {:?}: the log cannot be compacted past the state machine's durable state",
+                        point.0,
+                        durable.map(|d| d.0)
+                    )),
+                });
+            }
+        }
         self.persist.snapshot_written(pending, result)?;
         Ok(())
     }
@@ -1239,15 +1422,14 @@ mod tests {
             mono_clock: None,
             inject_admit_duplicates: false,
             inject_session_reapply: false,
+            inject_on_disk_reapply: false,
         };
         Engine::new(
             opts,
             replica,
             persist,
             Sum::default(),
-            RestoredSessions::empty(sessions_max),
-            InstanceId(0),
-            Checksum::default(),
+            RecoveredMachine::empty(sessions_max),
             u64::from(id) << 32,
             0,
             Arc::new(Metrics::default()),

@@ -30,6 +30,11 @@ const ENVELOPE_VERSION_SESSIONS: u8 = 2;
 const SNAPSHOT_VERSION: u8 = 3;
 /// What a table without client sessions is written as (see `encode_snapshot`).
 const SNAPSHOT_VERSION_NO_CLIENTS: u8 = 2;
+/// Set in a snapshot's version byte when the snapshot holds the session
+/// table only: the state machine keeps its state on its own disk
+/// (`StateMachine::durable_end`), and this checkpoint is good for this
+/// node's restart, never for a peer's install.
+const STATE_ON_DISK: u8 = 0x80;
 
 /// A user command (applied once, on every replica) or a read (answered only
 /// by the node that asked, at its place in the log).
@@ -358,15 +363,31 @@ impl Sessions {
 
     /// The runtime's part of a snapshot, followed by the state machine's.
     pub(crate) fn encode_snapshot(&self, user: &[u8]) -> Bytes {
+        self.encode(Some(user))
+    }
+
+    /// The runtime's part of a checkpoint of a state machine that keeps its
+    /// state on its own disk: the session table alone, marked so that no
+    /// one takes it for a whole snapshot.
+    pub(crate) fn encode_checkpoint_state_on_disk(&self) -> Bytes {
+        self.encode(None)
+    }
+
+    fn encode(&self, user: Option<&[u8]>) -> Bytes {
         let mut buf = BytesMut::new();
         // A cluster that never opened a client session writes version 2,
         // byte for byte what the previous release wrote and can install
         // (a rolling upgrade keeps working until the first session).
         let with_clients = self.clients != ClientSessions::default();
-        buf.put_u8(if with_clients {
+        let version = if with_clients {
             SNAPSHOT_VERSION
         } else {
             SNAPSHOT_VERSION_NO_CLIENTS
+        };
+        buf.put_u8(if user.is_some() {
+            version
+        } else {
+            version | STATE_ON_DISK
         });
         buf.put_u64_le(self.time_ms);
         buf.put_u64_le(self.sessions.len() as u64);
@@ -396,23 +417,36 @@ impl Sessions {
         if with_clients {
             self.clients.encode(&mut buf);
         }
-        buf.put_slice(user);
+        if let Some(user) = user {
+            buf.put_slice(user);
+        }
         buf.freeze()
     }
 
-    /// Splits a snapshot into the session table and the state machine's part.
-    /// Reads this version, version 2 (no client sessions) and version 1 (no
-    /// outputs, no evicted sessions either).
+    /// Whether a snapshot holds the state machine's state (else it is a
+    /// checkpoint of a state machine that keeps its state on its own disk,
+    /// which a peer cannot install).
+    pub(crate) fn snapshot_holds_state(data: &[u8]) -> bool {
+        data.first()
+            .is_none_or(|version| version & STATE_ON_DISK == 0)
+    }
+
+    /// Splits a snapshot into the session table and the state machine's part
+    /// (`None` for a checkpoint whose state is on the state machine's own
+    /// disk). Reads this version, version 2 (no client sessions) and version
+    /// 1 (no outputs, no evicted sessions either).
     pub(crate) fn decode_snapshot(
         data: &Bytes,
         sessions_max: usize,
-    ) -> Result<(Sessions, Bytes), String> {
+    ) -> Result<(Sessions, Option<Bytes>), String> {
         let mut buf = data.clone();
         let truncated = || "snapshot truncated in the session table".to_string();
         if buf.remaining() < 17 {
             return Err(truncated());
         }
-        let version = buf.get_u8();
+        let mut version = buf.get_u8();
+        let state_on_disk = version & STATE_ON_DISK != 0;
+        version &= !STATE_ON_DISK;
         if !(1..=SNAPSHOT_VERSION).contains(&version) {
             return Err(format!("unknown runtime snapshot version {version}"));
         }
@@ -491,7 +525,16 @@ impl Sessions {
         if version >= 3 {
             table.clients = ClientSessions::decode(&mut buf)?;
         }
-        Ok((table, buf))
+        if state_on_disk {
+            if buf.has_remaining() {
+                return Err(format!(
+                    "{} bytes after the session table of a checkpoint that holds none",
+                    buf.remaining()
+                ));
+            }
+            return Ok((table, None));
+        }
+        Ok((table, Some(buf)))
     }
 }
 
@@ -565,7 +608,7 @@ mod tests {
         assert_eq!(v2[0], 2);
         let (back, user) = Sessions::decode_snapshot(&v2, 10).expect("decodes");
         assert_eq!(back, table);
-        assert_eq!(&user[..], b"user");
+        assert_eq!(&user.expect("holds state")[..], b"user");
         let id = table.clients.register(9, 100, 0);
         table.clients.check(id, 1, 0);
         table
@@ -575,7 +618,7 @@ mod tests {
         assert_eq!(data[0], 3);
         let (back, user) = Sessions::decode_snapshot(&data, 10).expect("decodes");
         assert_eq!(back, table);
-        assert_eq!(&user[..], b"user");
+        assert_eq!(&user.expect("holds state")[..], b"user");
         for cut in 0..data.len() - 4 {
             assert!(
                 Sessions::decode_snapshot(&data.slice(..cut), 10).is_err(),
@@ -625,11 +668,28 @@ mod tests {
         let data = table.encode_snapshot(b"user");
         let (back, user) = Sessions::decode_snapshot(&data, 10).expect("decodes");
         assert_eq!(back, table);
-        assert_eq!(&user[..], b"user");
+        assert_eq!(&user.expect("holds state")[..], b"user");
         for cut in 0..data.len() - 4 {
             let short = data.slice(..cut);
             assert!(Sessions::decode_snapshot(&short, 10).is_err(), "cut {cut}");
         }
+    }
+
+    #[test]
+    fn a_checkpoint_with_the_state_on_disk_holds_the_table_alone() {
+        let mut table = Sessions::new(10);
+        table.admit(&command(1, 4, 2));
+        table.time_ms = 99;
+        let data = table.encode_checkpoint_state_on_disk();
+        assert!(!Sessions::snapshot_holds_state(&data));
+        assert!(Sessions::snapshot_holds_state(&table.encode_snapshot(b"")));
+        let (back, user) = Sessions::decode_snapshot(&data, 10).expect("decodes");
+        assert_eq!(back, table);
+        assert!(user.is_none());
+        // Bytes after the table of such a checkpoint are corruption.
+        let mut longer = BytesMut::from(&data[..]);
+        longer.put_slice(b"x");
+        assert!(Sessions::decode_snapshot(&longer.freeze(), 10).is_err());
     }
 
     fn apply(table: &mut Sessions, env: &Envelope, output: &'static [u8]) -> bool {
@@ -709,7 +769,7 @@ mod tests {
         let data = table.encode_snapshot(b"user");
         let (back, user) = Sessions::decode_snapshot(&data, 1).expect("decodes");
         assert_eq!(back, table);
-        assert_eq!(&user[..], b"user");
+        assert_eq!(&user.expect("holds state")[..], b"user");
         assert!(matches!(back.outcome(1, 1), Outcome::Unknown(_)));
     }
 
@@ -728,7 +788,7 @@ mod tests {
         buf.put_u64_le(3);
         buf.put_slice(b"user");
         let (table, user) = Sessions::decode_snapshot(&buf.freeze(), 10).expect("decodes");
-        assert_eq!(&user[..], b"user");
+        assert_eq!(&user.expect("holds state")[..], b"user");
         assert_eq!(table.time_ms, 99);
         assert_eq!(table.outcome(7, 3), Outcome::Applied(None));
         assert_eq!(table.outcome(7, 4), Outcome::Pending);

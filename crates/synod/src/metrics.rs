@@ -207,6 +207,12 @@ pub struct Metrics {
     pub snapshots: AtomicU64,
     /// Snapshots installed from a peer (this node lagged behind a compacted log).
     pub snapshots_installed: AtomicU64,
+    /// Checkpoints that hold no copy of the state: the state machine keeps
+    /// it on its own disk (`StateMachine::durable_end`).
+    pub checkpoints_state_on_disk: AtomicU64,
+    /// Whole snapshots written because a peer needed one to catch up while
+    /// the latest checkpoint held no state (on-disk state machines).
+    pub snapshots_for_peers: AtomicU64,
     /// Requests answered from the session table of an installed snapshot
     /// (their commands took effect while this node lagged).
     pub answered_from_sessions: AtomicU64,
@@ -256,6 +262,8 @@ impl Default for Metrics {
             leader_changes: AtomicU64::new(0),
             snapshots: AtomicU64::new(0),
             snapshots_installed: AtomicU64::new(0),
+            checkpoints_state_on_disk: AtomicU64::new(0),
+            snapshots_for_peers: AtomicU64::new(0),
             answered_from_sessions: AtomicU64::new(0),
             snapshot_chunks_ignored: AtomicU64::new(0),
             snapshot_digest_mismatches: AtomicU64::new(0),
@@ -276,7 +284,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 21] = [
+        let counters: [(&str, &str, &AtomicU64); 23] = [
             (
                 "synod_admin_connections_refused_total",
                 "Admin HTTP connections closed at once: the connection cap was reached.",
@@ -361,6 +369,16 @@ impl Metrics {
                 "synod_snapshots_installed_total",
                 "Snapshots installed from a peer.",
                 &self.snapshots_installed,
+            ),
+            (
+                "synod_checkpoints_state_on_disk_total",
+                "Checkpoints holding no copy of the state (the state machine keeps it on its own disk).",
+                &self.checkpoints_state_on_disk,
+            ),
+            (
+                "synod_snapshots_for_peers_total",
+                "Whole snapshots written because a peer needed one while the latest checkpoint held no state.",
+                &self.snapshots_for_peers,
             ),
             (
                 "synod_answered_from_sessions_total",

@@ -71,6 +71,13 @@ pub struct PendingCheckpoint {
     digest: Option<synod_core::SnapshotDigest>,
 }
 
+impl PendingCheckpoint {
+    /// Whether this is our own snapshot (not a peer's being installed).
+    pub fn is_own(&self) -> bool {
+        self.own
+    }
+}
+
 /// Encodes a snapshot's bytes: run by [`SnapshotWrite::run`], off the loop.
 pub struct SnapshotEncoder(Encoding);
 
@@ -263,6 +270,11 @@ pub struct Persister {
     /// A snapshot was asked for ([`Persister::ask_snapshot`]) that must
     /// cover at least this applied point, whatever the policy says.
     snapshot_asked: Option<InstanceId>,
+    /// A peer needs a whole snapshot and the latest checkpoint holds only
+    /// the session table (its state machine keeps its state on its own
+    /// disk): the next checkpoint must hold the state, even at the point of
+    /// the latest one.
+    whole_asked: bool,
 }
 
 impl Persister {
@@ -283,6 +295,7 @@ impl Persister {
             sync_started_tick: 0,
             snapshot_end,
             snapshot_asked: None,
+            whole_asked: false,
             cleaning: false,
         }
     }
@@ -345,8 +358,14 @@ impl Persister {
     /// True when the state machine should be snapshotted now, at
     /// `applied_end` (by the policy, and no checkpoint is due or running).
     pub fn snapshot_wanted(&self, applied_end: InstanceId) -> bool {
-        if self.checkpoint_due.is_some() || self.checkpoint_busy || applied_end <= self.snapshot_end
+        if self.checkpoint_due.is_some() || self.checkpoint_busy || applied_end < self.snapshot_end
         {
+            return false;
+        }
+        if self.whole_asked {
+            return true;
+        }
+        if applied_end == self.snapshot_end {
             return false;
         }
         if self.snapshot_asked.is_some() {
@@ -373,9 +392,21 @@ impl Persister {
         true
     }
 
+    /// Asks for a checkpoint that holds the state machine's state (a whole
+    /// snapshot) now, even at the point of the latest checkpoint, which
+    /// holds none: a peer needs it to catch up.
+    pub fn ask_whole_snapshot(&mut self) {
+        self.whole_asked = true;
+    }
+
+    /// Whether a whole snapshot was asked for and is not written yet.
+    pub fn whole_asked(&self) -> bool {
+        self.whole_asked
+    }
+
     /// Whether a snapshot asked for is not taken yet.
     pub fn snapshot_asked(&self) -> bool {
-        self.snapshot_asked.is_some()
+        self.snapshot_asked.is_some() || self.whole_asked
     }
 
     /// Whether a checkpoint is due or running and not yet durable (its
@@ -463,10 +494,20 @@ impl Persister {
             // value since the previous one.
             let meta = pending.snapshot.meta;
             let bytes = pending.snapshot.data.len();
+            let holds_state =
+                crate::envelope::Sessions::snapshot_holds_state(&pending.snapshot.data);
             if pending.own {
-                if let Err(err) = replica.compact_digested(pending.snapshot, pending.digest) {
+                // A checkpoint of a state machine that keeps its state on
+                // its own disk rebuilds this node, but a peer could not
+                // install it: never sent.
+                if let Err(err) =
+                    replica.compact_checkpoint(pending.snapshot, pending.digest, holds_state)
+                {
                     warn!("compaction refused: {err}");
                 }
+            }
+            if holds_state {
+                self.whole_asked = false;
             }
             let records = replica.checkpoint_records();
             let obsolete = self.wal.checkpoint_written(self.group, meta, &records)?;

@@ -36,6 +36,10 @@ pub type SnapshotJob = Box<dyn FnOnce() -> Bytes + Send>;
 /// straight into the snapshot file (see [`StateMachine::snapshot_stream`]).
 pub type SnapshotStream = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send>;
 
+/// Makes an on-disk state machine's state durable, on another thread (see
+/// [`StateMachine::sync`]).
+pub type StateSyncJob = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
+
 /// A read answered on another thread (see [`StateMachine::query_view`]).
 pub type QueryJob = Box<dyn FnOnce() -> Bytes + Send>;
 
@@ -260,6 +264,74 @@ pub trait StateMachine: Send + 'static {
     /// its state, however large the snapshot. It runs on the node's event
     /// loop (see the README's limits for what that costs a large state).
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
+
+    /// **On-disk mode.** `Some(point)` says that this state machine keeps
+    /// its state on its own disk (a database, files of its own) rather than
+    /// in memory: what survives a crash there is exactly the state after
+    /// applying every command of the instances before `point`, and none
+    /// after. The default, `None`, is the in-memory mode: the runtime
+    /// restores the state from its latest snapshot at every start.
+    ///
+    /// In on-disk mode:
+    /// - **A restart restores nothing** when the state machine's durable
+    ///   state is at or past the latest checkpoint: the runtime replays the
+    ///   log from the checkpoint, skipping `apply` for the instances before
+    ///   `point` (the state has them already). The session table still
+    ///   learns of those commands, but not their outputs: a client that
+    ///   retries one of them gets
+    ///   [`RequestError::OutputNotKept`](crate::RequestError::OutputNotKept),
+    ///   never a second application.
+    /// - **A checkpoint writes no copy of the state**: the runtime calls
+    ///   [`StateMachine::sync`], runs its job off the event loop, then
+    ///   writes a checkpoint holding only its own session table and
+    ///   compacts the log there. A whole snapshot (`snapshot_stream`,
+    ///   `snapshot_view` or `snapshot`) is written only when a peer needs
+    ///   one to catch up (it lags behind the compacted log), and checkpoints
+    ///   stay whole for a minute after the last such need, so the transfer
+    ///   is not cut by the next one.
+    /// - **`restore` replaces the durable state too** (a lagging replica
+    ///   installing a peer's snapshot): until it has, `durable_end` must
+    ///   report a point no later than the installed snapshot's, or the old
+    ///   point with the old state intact; the runtime keeps the installed
+    ///   snapshot as its checkpoint until the next `sync`.
+    ///
+    /// To report an exact point, record it with the state in one atomic
+    /// write: the `end` of the last [`StateMachine::applied_through`] (a
+    /// store that writes through as it applies), or the `through` of the
+    /// last [`StateMachine::sync`]. Never `ctx.instance` of a command: an
+    /// instance may hold more commands, applied in a later batch. The
+    /// runtime reads it
+    /// at start (after the state machine opened its files) and after every
+    /// `sync` job. A start whose state machine reports a point before a
+    /// checkpoint that holds no copy of the state fails with a clear error
+    /// (its files were lost or replaced): nothing is guessed.
+    fn durable_end(&self) -> Option<InstanceId> {
+        None
+    }
+
+    /// **On-disk mode** (see [`StateMachine::durable_end`]): every command
+    /// of the instances before `through` is applied; return a job that makes
+    /// this state (and no later one) durable, so that `durable_end` then
+    /// reports `through` or later. The call takes a consistent view cheaply,
+    /// on the event loop, and the job runs on another thread while `apply`
+    /// goes on (a database's snapshot and flush, an `fsync` of files
+    /// written so far). `None`: the state is already durable through
+    /// `through` (every `apply` writes through). An error from the job is a
+    /// failed checkpoint: the node stops, as on a failed fsync.
+    fn sync(&mut self, through: InstanceId) -> Option<StateSyncJob> {
+        let _ = through;
+        None
+    }
+
+    /// Every command of the instances before `end` is applied (called after
+    /// each applied instance, whether or not it held commands; not for the
+    /// instances a restart skips, see [`StateMachine::durable_end`]). An
+    /// on-disk state machine that writes through as it applies may make its
+    /// state durable here, with `end` as its point. The default does
+    /// nothing.
+    fn applied_through(&mut self, end: InstanceId) {
+        let _ = end;
+    }
 
     /// A digest of the whole state, equal on every replica that applied the
     /// same commands (a pure function of the state: no addresses, no

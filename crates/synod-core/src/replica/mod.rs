@@ -116,6 +116,14 @@ struct LearnerState {
     /// The digest of `snapshot`'s bytes, computed when first sent (`None`
     /// until then; reset whenever `snapshot` changes).
     snapshot_digest: Option<crate::value::SnapshotDigest>,
+    /// Whether `snapshot` can be sent to peers: `false` for a checkpoint
+    /// of a state machine that keeps its state on its own disk, which
+    /// rebuilds this replica after a restart but holds no state to install
+    /// (see [`Replica::set_snapshot_sendable`]).
+    snapshot_sendable: bool,
+    /// A peer asked for a piece of our snapshot since the runtime last
+    /// looked ([`Replica::take_snapshot_demand`]).
+    snapshot_demand: bool,
     /// A snapshot being received from a peer.
     incoming: Option<snapshot::Incoming>,
     /// Keeps the bytes of `incoming`.
@@ -331,6 +339,8 @@ impl Replica {
                 compacted_end: InstanceId(0),
                 snapshot: None,
                 snapshot_digest: None,
+                snapshot_sendable: true,
+                snapshot_demand: false,
                 incoming: None,
                 spool: Box::<crate::MemorySpool>::default(),
                 transfer_stats: SnapshotTransferStats::default(),

@@ -114,6 +114,19 @@ impl Replica {
         snapshot: Snapshot,
         digest: Option<SnapshotDigest>,
     ) -> Result<(), CompactError> {
+        self.compact_checkpoint(snapshot, digest, true)
+    }
+
+    /// [`Replica::compact_digested`] for a checkpoint that may hold no state
+    /// a peer could install (`sendable` false: a state machine that keeps
+    /// its state on its own disk, see [`Replica::set_snapshot_sendable`]).
+    /// Such a checkpoint never replaces one of the same point.
+    pub fn compact_checkpoint(
+        &mut self,
+        snapshot: Snapshot,
+        digest: Option<SnapshotDigest>,
+        sendable: bool,
+    ) -> Result<(), CompactError> {
         debug_assert!(digest.is_none_or(|d| d == SnapshotDigest::of(&snapshot.data)));
         let point = snapshot.meta.applied_end;
         if point > self.learner.applied_end {
@@ -131,7 +144,15 @@ impl Replica {
                 return Err(CompactError::ChecksumMismatch(point));
             }
         }
-        if point <= self.learner.compacted_end && self.learner.snapshot.is_some() {
+        // A snapshot at the point of the one we hold replaces it only when
+        // ours cannot be sent (a checkpoint of a state machine that keeps its
+        // state on its own disk): that is how a peer's need for a whole
+        // snapshot is met while nothing is applied.
+        if self.learner.snapshot.is_some()
+            && (point < self.learner.compacted_end
+                || (point == self.learner.compacted_end
+                    && (self.learner.snapshot_sendable || !sendable)))
+        {
             return Ok(());
         }
         let mut snapshot = snapshot;
@@ -142,6 +163,7 @@ impl Replica {
         self.learner.compacted_end = point;
         self.learner.snapshot = Some(snapshot);
         self.learner.snapshot_digest = digest;
+        self.learner.snapshot_sendable = sendable;
         self.prune_schedule();
         Ok(())
     }
@@ -179,6 +201,12 @@ impl Replica {
     /// sent).
     pub(super) fn send_snapshot_chunk(&mut self, to: NodeId, offset: u64) {
         let learner = &mut self.learner;
+        learner.snapshot_demand = true;
+        if !learner.snapshot_sendable {
+            // The runtime writes a whole snapshot on this demand; the peer
+            // asks again on its catch-up tick and gets it then.
+            return;
+        }
         let Some(snapshot) = learner.snapshot.as_ref() else {
             return;
         };
@@ -364,6 +392,27 @@ impl Replica {
         }
     }
 
+    /// Says whether the snapshot this replica holds (recovered or just
+    /// compacted to) can be sent to peers. A runtime whose state machine
+    /// keeps its state on its own disk checkpoints without a copy of it;
+    /// such a checkpoint is never sent (a peer could not install it): a peer
+    /// that needs it raises [`Replica::take_snapshot_demand`] instead, and
+    /// the runtime answers with a whole snapshot.
+    pub fn set_snapshot_sendable(&mut self, sendable: bool) {
+        self.learner.snapshot_sendable = sendable;
+    }
+
+    /// Whether the snapshot this replica holds can be sent to peers.
+    pub fn snapshot_sendable(&self) -> bool {
+        self.learner.snapshot_sendable
+    }
+
+    /// Whether a peer asked for a piece of this replica's snapshot since
+    /// the last call (it lags behind the compacted log).
+    pub fn take_snapshot_demand(&mut self) -> bool {
+        std::mem::take(&mut self.learner.snapshot_demand)
+    }
+
     /// The spool failed: drop the transfer (the catch-up tick asks for the
     /// snapshot again from the start).
     fn spool_failed(&mut self) {
@@ -445,6 +494,7 @@ impl Replica {
         }
         self.learner.snapshot = Some(snapshot.clone());
         self.learner.snapshot_digest = Some(digest);
+        self.learner.snapshot_sendable = true;
         self.learner.transfer_stats.installed += 1;
         self.forget_state_digests();
         self.ready.install = Some(snapshot);

@@ -120,6 +120,8 @@ fn caught_among(name: &str, by: &str, seeds: std::ops::Range<u64>) -> Option<u64
     // And without master leases asked for (issue 17: a lease lent makes a
     // transfer wait, and their overlaps would fill the violations shown).
     inject.master_off = true;
+    // And without on-disk state machines (issue 17).
+    inject.on_disk_off = true;
     seeds
         .map(|seed| run_seed(seed, 3, inject))
         .find(|report| report.violations.iter().any(|v| v.contains(by)))
@@ -224,6 +226,19 @@ fn a_client_session_that_reapplies_retries_is_caught() {
     assert!(
         caught.is_some(),
         "re-applied client session retries went unnoticed for 10 seeds"
+    );
+}
+
+/// An on-disk state machine's commands applied again after a restart
+/// (`--inject on-disk-reapply`): its durable state had them already, so its
+/// state runs ahead of its peers' at the same point, and the digest
+/// comparison sees it.
+#[test]
+fn an_on_disk_state_machine_that_reapplies_after_a_restart_is_caught() {
+    let caught = first_caught_within("on-disk-reapply", "state divergence", 20);
+    assert!(
+        caught.is_some(),
+        "commands applied twice to an on-disk state went unnoticed for 20 seeds"
     );
 }
 

@@ -519,3 +519,24 @@ fn pinned_seeds_722_1142_5049_5178_leadership_drops_stop_at_the_heal() {
         );
     }
 }
+
+/// Seeds 96 and 157 (3 nodes): n3 keeps its state on its own disk
+/// (`StateMachine::durable_end`). Restarted with its state at #217 and its
+/// checkpoint at #187, it replayed the log without applying (its state had
+/// those commands) and, at #215, wrote a whole snapshot for a lagging peer:
+/// the state at #217 under the point #215. The peer installed it and held
+/// a state two instances ahead of its point (a state divergence). No
+/// snapshot is taken now while the state machine is ahead of the applied
+/// point.
+#[test]
+fn pinned_seeds_96_157_no_snapshot_of_an_on_disk_state_ahead_of_its_point() {
+    for seed in [96, 157] {
+        let report = run_seed(seed, 3, Faults::default());
+        assert!(
+            report.passed(),
+            "seed {seed}: {}",
+            report.violations.join("; ")
+        );
+        assert!(report.stats.on_disk_restarts > 0, "{:?}", report.stats);
+    }
+}
