@@ -597,6 +597,60 @@ mod tests {
         (installed, lagging)
     }
 
+    /// A checkpoint that holds no state (an on-disk state machine's) is
+    /// never sent: a peer's request raises the demand instead, and a
+    /// sendable snapshot of the same point then replaces it and is sent.
+    #[test]
+    fn an_unsendable_checkpoint_raises_the_demand_and_a_whole_one_replaces_it() {
+        let mut holder = source(1, b"table");
+        holder.set_snapshot_sendable(false);
+        let ask = Message {
+            group: crate::ids::GroupId(0),
+            from: LAGGING,
+            to: NodeId(1),
+            body: Body::CatchupRequest {
+                from: InstanceId(0),
+                to: POINT,
+            },
+        };
+        holder.step(ask.clone());
+        assert!(holder.take_ready().messages.is_empty(), "nothing sent");
+        assert!(holder.take_snapshot_demand());
+        assert!(!holder.take_snapshot_demand(), "taken once");
+        // An unsendable checkpoint never replaces one of the same point...
+        let whole = Snapshot {
+            memberships: None,
+            meta: META,
+            data: Bytes::from_static(b"table+state"),
+        };
+        holder
+            .compact_checkpoint(whole.clone(), None, true)
+            .expect("compacts");
+        assert!(holder.snapshot_sendable());
+        holder
+            .compact_checkpoint(
+                source(1, b"x").snapshot().cloned().expect("held"),
+                None,
+                false,
+            )
+            .expect("ignored");
+        assert!(holder.snapshot_sendable());
+        assert_eq!(holder.snapshot().map(|s| &s.data), Some(&whole.data));
+        // ...and the whole one is sent.
+        holder.step(ask);
+        let sent = holder.take_ready().messages;
+        assert!(
+            matches!(
+                &sent[..],
+                [Message {
+                    body: Body::SnapshotChunk { offset: 0, .. },
+                    ..
+                }]
+            ),
+            "{sent:?}"
+        );
+    }
+
     /// Regression (issue 12, item 6): chunks of two different encodings of
     /// the same logical snapshot (same point, same log checksum, same length)
     /// were spliced into bytes neither peer wrote.

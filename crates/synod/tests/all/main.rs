@@ -13,6 +13,7 @@ mod layout;
 mod limits;
 mod membership;
 mod off_loop_panics;
+mod on_disk;
 mod sessions;
 mod snapshot_now;
 mod snapshot_off_loop;
