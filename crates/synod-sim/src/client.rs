@@ -472,8 +472,9 @@ impl World {
                 return;
             }
             // It took effect but its output is lost: the client's retry
-            // elsewhere is answered by the exactly-once table.
-            Err(RequestError::OutputNotKept) => {
+            // elsewhere is answered by the exactly-once table (a library
+            // session client has no other table: `session_error`).
+            Err(RequestError::OutputNotKept) if !self.session_client(client) => {
                 self.attempt_failed(client);
                 return;
             }

@@ -980,7 +980,8 @@ impl StateMachine for SimKv {
         }
         let Some(command) = decode(command) else {
             self.events.push(KvEvent::Broken(format!(
-                "validity: an undecodable command applied at #{instance}"
+                "validity: an undecodable command applied at #{instance}: {:?}",
+                &command[..command.len().min(40)]
             )));
             return SimAnswer::Broken.encode();
         };

@@ -107,7 +107,7 @@ impl World {
         if registered {
             return;
         }
-        let Some(clients) = self.nodes[node].kv().map(|kv| kv.blocked_clients()) else {
+        let Some(clients) = self.nodes[node].blocked_clients.clone() else {
             return;
         };
         // Dropping an older registration first hands its wakes on; a move
@@ -157,7 +157,7 @@ impl World {
             return;
         };
         if wait.late {
-            let Some(clients) = self.nodes[node].kv().map(|kv| kv.blocked_clients()) else {
+            let Some(clients) = self.nodes[node].blocked_clients.clone() else {
                 self.finish(client, Outcome::Value(None));
                 return;
             };
@@ -245,7 +245,7 @@ impl World {
         else {
             return;
         };
-        let live = self.nodes[node].epoch == epoch && self.nodes[node].kv().is_some();
+        let live = self.nodes[node].epoch == epoch && self.nodes[node].engine.is_some();
         if live {
             // A wake that came before the deadline goes first, as the
             // server's wait sees it.

@@ -191,6 +191,16 @@ impl World {
                 self.finish(client, Outcome::Unknown);
                 true
             }
+            RequestError::OutputNotKept => {
+                // It took effect, once, and its output is lost for good: a
+                // node whose state machine keeps its state on its own disk
+                // restarted past it (`StateMachine::durable_end`) and its
+                // session table went to the others in a snapshot. The
+                // session's table has nothing more to say: the outcome is
+                // unknown (seed 88 retried it 1,700 times).
+                self.finish(client, Outcome::Unknown);
+                true
+            }
             _ => false,
         }
     }

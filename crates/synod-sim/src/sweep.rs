@@ -32,7 +32,11 @@ impl World {
             return;
         };
         let leads = engine.replica.status().role == RoleKind::Leader;
-        let before = engine.machine().kv.next_expiry_ms();
+        let Some(machine) = engine.machine() else {
+            // Being restored (a follower's install): nothing to sweep here.
+            return;
+        };
+        let before = machine.kv.next_expiry_ms();
         let due = SweepPacer::due(before, engine.stamp_ms(), engine.log_time_ms());
         let sim_node = &mut self.nodes[node];
         if !leads || !due {
@@ -60,7 +64,8 @@ impl World {
         let after = self.nodes[node]
             .engine
             .as_ref()
-            .and_then(|engine| engine.machine().kv.next_expiry_ms());
+            .and_then(|engine| engine.machine())
+            .and_then(|machine| machine.kv.next_expiry_ms());
         let sim_node = &mut self.nodes[node];
         sim_node.sweep_in_flight = false;
         let before = sim_node.sweep_expiry_before;

@@ -139,6 +139,9 @@ pub(crate) enum IoKind {
     Sync,
     WriteSnapshot,
     Remove,
+    /// The state machine's restore from a peer's snapshot (the driver runs
+    /// it on a blocking thread).
+    Restore,
 }
 
 /// Where every simulated node keeps its data on its simulated disk.
@@ -216,6 +219,11 @@ pub(crate) struct SimNode {
     /// fires (one of each kind at most).
     pub(crate) sync_out: Option<(SyncJob, PersistSeq)>,
     pub(crate) snapshot_out: Option<SnapshotWrite>,
+    pub(crate) restore_out: Option<synod::engine::RestoreJob<SimKv>>,
+    /// synod-kv's registry of blocked clients of this incarnation: it
+    /// outlives the state machine's restores (as the server's does), so
+    /// pops register and wait while the state machine is away.
+    pub(crate) blocked_clients: Option<synod_kv::BlockedClients>,
     pub(crate) remove_out: Option<Obsolete>,
     /// Disk faults were injected into this node since its last start: a
     /// fatal storage error is then expected, not a bug.
@@ -275,7 +283,10 @@ impl SimNode {
 
     /// The node's state machine, if it runs.
     pub(crate) fn kv(&self) -> Option<&crate::kv::Kv> {
-        self.engine.as_ref().map(|e| &e.machine().kv)
+        self.engine
+            .as_ref()
+            .and_then(|e| e.machine())
+            .map(|m| &m.kv)
     }
 
     pub(crate) fn replica_mut(&mut self) -> Option<&mut Replica> {
@@ -292,6 +303,8 @@ impl SimNode {
             disk: SimFs::new(),
             sync_out: None,
             snapshot_out: None,
+            restore_out: None,
+            blocked_clients: None,
             remove_out: None,
             disk_faults: false,
             checkpoint_cut: false,
@@ -847,6 +860,7 @@ impl World {
         );
         engine.record_applies(true);
         let sim_node = &mut self.nodes[node];
+        sim_node.blocked_clients = engine.machine().map(|m| m.kv.blocked_clients());
         sim_node.engine = Some(engine);
         let epoch = sim_node.epoch;
         // The new incarnation's clock, before it does anything.
@@ -854,7 +868,9 @@ impl World {
         let at = self.now_us + self.params.tick_us[node];
         self.schedule(at, Event::Tick { node, epoch });
         if let Some(engine) = self.nodes[node].engine.as_mut() {
-            engine.machine_mut().digest_at(next_apply);
+            if let Some(machine) = engine.machine_mut() {
+                machine.digest_at(next_apply);
+            }
         }
         self.pump(node);
     }
@@ -935,6 +951,8 @@ impl World {
             }
         }
         sim_node.snapshot_out = None;
+        sim_node.restore_out = None;
+        sim_node.blocked_clients = None;
         sim_node.remove_out = None;
         // The process is gone: its open files go with it (`engine` above),
         // then the disk loses what was not durable.
@@ -963,7 +981,11 @@ impl World {
             Ok(())
         });
         let mut effects = engine.take_effects();
-        let events = std::mem::take(&mut engine.machine_mut().events);
+        let restore = engine.take_restore_job();
+        let events = engine
+            .machine_mut()
+            .map(|m| std::mem::take(&mut m.events))
+            .unwrap_or_default();
         let applied_end = engine.applied_end().0;
         let rebuilt = !engine.replica.rebuilding();
         for msg in sent {
@@ -1006,6 +1028,22 @@ impl World {
         }
         self.stats.snapshots += effects.checkpointed.len() as u64;
         self.start_io(node, effects.io);
+        if let Some(job) = restore {
+            // Restored off the loop, later: the node goes on voting and
+            // accepting meanwhile, with nothing applied and reads waiting.
+            self.nodes[node].restore_out = Some(job);
+            let latency =
+                self.params.fsync_us_min + self.rng.gen_range(0..=4 * self.params.fsync_us_jitter);
+            let epoch = self.nodes[node].epoch;
+            self.schedule(
+                self.now_us + latency,
+                Event::IoDone {
+                    node,
+                    epoch,
+                    io: IoKind::Restore,
+                },
+            );
+        }
         for answer in effects.answers {
             self.deliver(node, answer);
         }
@@ -1025,9 +1063,13 @@ impl World {
                 divergence.remote
             ));
         }
-        if let Some(engine) = self.nodes[node].engine.as_mut() {
-            engine.machine_mut().digest_at(applied_end);
-            let events = std::mem::take(&mut engine.machine_mut().events);
+        if let Some(machine) = self.nodes[node]
+            .engine
+            .as_mut()
+            .and_then(|e| e.machine_mut())
+        {
+            machine.digest_at(applied_end);
+            let events = std::mem::take(&mut machine.events);
             self.kv_events(node, events);
         }
         // What this node's applies woke: blocked pops try again.
@@ -1167,6 +1209,19 @@ impl World {
                     self.stats.nemesis.push("checkpoint-power-cut");
                 }
                 result
+            }
+            IoKind::Restore => {
+                let Some(job) = sim_node.restore_out.take() else {
+                    return;
+                };
+                let (machine, result) = job.run();
+                if let Err(err) = engine.restored(machine, result) {
+                    let id = sim_node.id;
+                    self.violation(format!("node {id} stopped: {err}"));
+                    self.crash(node);
+                    return;
+                }
+                Ok(())
             }
             IoKind::Remove => {
                 let Some(obsolete) = sim_node.remove_out.take() else {

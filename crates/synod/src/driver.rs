@@ -107,6 +107,10 @@ enum CheckpointStep {
     Cleaned(Result<(), StorageError>),
 }
 
+/// A restore run off the loop: the state machine and what `restore` said,
+/// or why the job panicked (the state machine went with it).
+type RestoreOutcome<S> = Result<(S, Result<(), String>), String>;
+
 /// A finished write + fdatasync of the log.
 struct SyncDone {
     job: SyncJob,
@@ -138,6 +142,10 @@ pub(crate) struct Driver<S> {
     checkpoint_started: Instant,
     checkpoint_tx: mpsc::Sender<CheckpointStep>,
     checkpoint_rx: mpsc::Receiver<CheckpointStep>,
+    /// The state machine coming back from a restore run off the loop
+    /// (`Err`: the restore panicked, and took the state machine with it).
+    restore_tx: mpsc::Sender<RestoreOutcome<S>>,
+    restore_rx: mpsc::Receiver<RestoreOutcome<S>>,
     /// Turns for reads answered off the loop.
     off_loop_queries: Arc<tokio::sync::Semaphore>,
     pub(crate) net: Net,
@@ -310,6 +318,7 @@ impl<S: StateMachine> Driver<S> {
         }
         let (sync_tx, sync_rx) = mpsc::channel(1);
         let (checkpoint_tx, checkpoint_rx) = mpsc::channel(2);
+        let (restore_tx, restore_rx) = mpsc::channel(1);
         // Monotonic time 0 is now (see `Engine::new` for the wall clock).
         let started = Instant::now();
         let opts = EngineOptions {
@@ -355,6 +364,8 @@ impl<S: StateMachine> Driver<S> {
             checkpoint_started: Instant::now(),
             checkpoint_tx,
             checkpoint_rx,
+            restore_tx,
+            restore_rx,
             off_loop_queries: Arc::new(tokio::sync::Semaphore::new(OFF_LOOP_QUERIES_MAX)),
             net: net.clone(),
             inbound,
@@ -424,6 +435,15 @@ impl<S: StateMachine> Driver<S> {
                 warn!("stopping without the report of a checkpoint step still out");
             }
         }
+        // A restore of the state machine may be running: let it end too (an
+        // on-disk state machine writes its own files in it).
+        if self.engine.restoring()
+            && tokio::time::timeout(STOP_WAIT, self.restore_rx.recv())
+                .await
+                .is_err()
+        {
+            warn!("stopping while the state machine's restore still runs");
+        }
         // Records nothing waited for (chosen marks) may not be durable yet.
         // A removed node syncs too: the chosen change that removed it must
         // be on disk, so that it refuses to start again.
@@ -459,6 +479,7 @@ impl<S: StateMachine> Driver<S> {
                 biased;
                 Some(done) = self.sync_rx.recv() => self.sync_done(done)?,
                 Some(step) = self.checkpoint_rx.recv() => self.checkpoint_step(step)?,
+                Some(restored) = self.restore_rx.recv() => self.restored(restored)?,
                 Some(msg) = self.inbound.recv() => {
                     tracing::trace!(node = self.cfg.id.0, from = msg.from.0, body = msg.body.name(), "message");
                     // A fresh time before every input (read leases; see
@@ -655,6 +676,9 @@ impl<S: StateMachine> Driver<S> {
             );
         }
         self.start_io(effects.io);
+        if let Some(job) = self.engine.take_restore_job() {
+            self.start_restore(job);
+        }
         for answer in effects.answers {
             self.deliver_one(answer);
         }
@@ -802,6 +826,39 @@ impl<S: StateMachine> Driver<S> {
             CheckpointStep::Cleaned(result) => self.engine.cleaned(result),
         }
         Ok(())
+    }
+
+    /// Restores the state machine from a peer's snapshot on a blocking
+    /// thread: it may read the whole state (gigabytes), and the loop must
+    /// go on voting, accepting and sending heartbeats meanwhile.
+    fn start_restore(&mut self, job: crate::engine::RestoreJob<S>) {
+        info!(
+            node = self.cfg.id.0,
+            bytes = job.len(),
+            "restoring the state machine from a peer's snapshot, off the event loop"
+        );
+        let tx = self.restore_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic in `restore` must still report (fatal): else the node
+            // would wait for its state machine forever, half alive.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()))
+                .map_err(|panic| {
+                    panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".to_string())
+                });
+            let _ = tx.blocking_send(outcome);
+        });
+    }
+
+    fn restored(&mut self, outcome: RestoreOutcome<S>) -> Result<(), NodeError> {
+        let (machine, result) = outcome.map_err(|reason| {
+            NodeError::Stopped(format!("the state machine panicked in restore: {reason}"))
+        })?;
+        self.engine.set_time(self.mono_ms());
+        self.engine.restored(machine, result)
     }
 
     fn sync_done(&mut self, done: SyncDone) -> Result<(), NodeError> {

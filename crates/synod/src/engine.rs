@@ -184,7 +184,19 @@ pub struct Engine<S, R> {
     pub replica: Replica,
     /// When to append, sync and checkpoint.
     pub persist: Persister,
-    machine: S,
+    /// `None` while a restore from a peer's snapshot runs off the event
+    /// loop ([`Engine::take_restore_job`]): the job owns the state machine.
+    machine: Option<S>,
+    /// The job that restores the state machine from a peer's snapshot,
+    /// until the caller takes it to run.
+    restore_job: Option<RestoreJob<S>>,
+    /// A newer peer snapshot installed while a restore ran: restored next.
+    restore_next: Option<Bytes>,
+    /// Reads the core released while the state machine was away: served
+    /// once it is back.
+    reads_after_restore: Vec<u64>,
+    /// Stale reads asked while the state machine was away.
+    stale_after_restore: Vec<(Bytes, R)>,
     sessions: Sessions,
     /// This process's session: its requests' envelopes carry it.
     session: u64,
@@ -217,22 +229,39 @@ pub struct Engine<S, R> {
     effects: Effects<R>,
 }
 
-/// Decodes a snapshot's session table and restores the state machine from
-/// the rest. `Err` says what is wrong with it.
-fn restore_snapshot<S: StateMachine>(
-    machine: &mut S,
-    data: &Bytes,
-    sessions_max: usize,
-) -> Result<Sessions, String> {
-    let (table, user) = Sessions::decode_snapshot(data, sessions_max)
-        .map_err(|e| format!("its session table does not decode: {e}"))?;
-    let user = user.ok_or(
-        "it holds no state (a checkpoint of a state machine that keeps its state on its own disk)",
-    )?;
-    machine
-        .restore(&user)
-        .map_err(|e| format!("the state machine refused it: {e}"))?;
-    Ok(table)
+/// Restores a state machine from the state machine's part of a peer's
+/// snapshot, off the event loop ([`Engine::take_restore_job`]).
+pub struct RestoreJob<S> {
+    machine: S,
+    user: Bytes,
+}
+
+impl<S: StateMachine> RestoreJob<S> {
+    /// Runs `StateMachine::restore` (slow for a large state: on a blocking
+    /// thread); hand both back to [`Engine::restored`].
+    pub fn run(self) -> (S, Result<(), String>) {
+        let RestoreJob { mut machine, user } = self;
+        let result = machine.restore(&user);
+        (machine, result)
+    }
+
+    /// Bytes the state machine is restored from.
+    pub fn len(&self) -> usize {
+        self.user.len()
+    }
+
+    /// Whether the state machine's part of the snapshot is empty.
+    pub fn is_empty(&self) -> bool {
+        self.user.is_empty()
+    }
+}
+
+impl<S> std::fmt::Debug for RestoreJob<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreJob")
+            .field("bytes", &self.user.len())
+            .finish()
+    }
 }
 
 /// The state machine and session table as a start found them: what
@@ -367,10 +396,17 @@ impl<S: StateMachine, R> Engine<S, R> {
         // of it raises the bound.
         let mut stamp_clock = StampClock::new(opts.wall_clock.now_ms(), now_ms);
         stamp_clock.observe_log(sessions.time_ms, now_ms);
+        // Installs restore off the event loop: the core holds the values
+        // after a snapshot until the state machine is back.
+        replica.set_hold_applies_on_install(true);
         Engine {
             replica,
             persist,
-            machine,
+            machine: Some(machine),
+            restore_job: None,
+            restore_next: None,
+            reads_after_restore: Vec::new(),
+            stale_after_restore: Vec::new(),
             sessions,
             session,
             next_seq: 1,
@@ -416,21 +452,70 @@ impl<S: StateMachine, R> Engine<S, R> {
         self.checksum
     }
 
-    /// The state machine.
-    pub fn machine(&self) -> &S {
-        &self.machine
+    /// The state machine (`None` while it is being restored off the loop).
+    pub fn machine(&self) -> Option<&S> {
+        self.machine.as_ref()
     }
 
     /// The state machine, mutable: for a harness that collects what the
     /// state machine recorded (the simulator). Changing the replicated
-    /// state through it breaks the replicas' agreement.
-    pub fn machine_mut(&mut self) -> &mut S {
-        &mut self.machine
+    /// state through it breaks the replicas' agreement. `None` while it is
+    /// being restored off the loop.
+    pub fn machine_mut(&mut self) -> Option<&mut S> {
+        self.machine.as_mut()
     }
 
     /// Requests and reads waiting for an answer.
     pub fn requests_waiting(&self) -> usize {
-        self.waiters.len() + self.reads.len()
+        self.waiters.len() + self.reads.len() + self.stale_after_restore.len()
+    }
+
+    /// The restore of the state machine from a peer's snapshot, to run off
+    /// the event loop (it may take as long as reading the whole state);
+    /// hand its outcome to [`Engine::restored`]. Until then the state
+    /// machine is away: nothing is applied (the core holds the chosen
+    /// values), reads wait, no snapshot is taken; the replica still votes,
+    /// accepts and answers its peers.
+    pub fn take_restore_job(&mut self) -> Option<RestoreJob<S>> {
+        self.restore_job.take()
+    }
+
+    /// Whether the state machine is away, being restored.
+    pub fn restoring(&self) -> bool {
+        self.machine.is_none()
+    }
+
+    /// A restore job ([`Engine::take_restore_job`]) finished with
+    /// `result`, giving the state machine back. A state machine that
+    /// refused the snapshot is fatal, as at start.
+    pub fn restored(&mut self, machine: S, result: Result<(), String>) -> Result<(), NodeError> {
+        result.map_err(|e| {
+            NodeError::Recover(format!(
+                "a peer's snapshot: the state machine refused it: {e}"
+            ))
+        })?;
+        if let Some(user) = self.restore_next.take() {
+            // A newer snapshot was installed meanwhile: restore that one
+            // too before anything is applied.
+            self.restore_job = Some(RestoreJob { machine, user });
+            return Ok(());
+        }
+        self.machine = Some(machine);
+        info!(
+            applied_end = self.applied_end.0,
+            "the state machine is restored from a peer's snapshot"
+        );
+        if let Some(digest) = self.machine.as_ref().and_then(|m| m.digest()) {
+            self.replica.record_state_digest(self.applied_end, digest);
+        }
+        self.replica.release_applies();
+        for id in std::mem::take(&mut self.reads_after_restore) {
+            self.serve_read(id);
+        }
+        for (query, reply) in std::mem::take(&mut self.stale_after_restore) {
+            self.answer_from_applied(query, reply);
+        }
+        Ok(())
     }
 
     /// Whether this replica diverged (it refuses to serve).
@@ -529,6 +614,10 @@ impl<S: StateMachine, R> Engine<S, R> {
     /// Answers `query` from the applied state as it is now (the clock of a
     /// read is this node's wall clock: nothing orders it in the log).
     fn answer_from_applied(&mut self, query: Bytes, reply: R) {
+        if self.machine.is_none() {
+            self.stale_after_restore.push((query, reply));
+            return;
+        }
         let ctx = ApplyContext {
             instance: self.applied_end,
             time_ms: self.opts.wall_clock.now_ms(),
@@ -655,6 +744,14 @@ impl<S: StateMachine, R> Engine<S, R> {
     /// The decision is taken on `S_k` alone: whether a key has an expiry is
     /// part of the state, so it needs no clock either.
     fn serve_read(&mut self, id: u64) {
+        if self.machine.is_none() {
+            // Released by the core at the snapshot's point: answered from
+            // the restored state, once it is back.
+            if self.reads.contains_key(&id) {
+                self.reads_after_restore.push(id);
+            }
+            return;
+        }
         let Some(read) = self.reads.remove(&id) else {
             return;
         };
@@ -668,7 +765,11 @@ impl<S: StateMachine, R> Engine<S, R> {
             self.answer_query(&read.query, &ctx, read.reply);
             return;
         }
-        if self.machine.query_depends_on_time(&read.query) {
+        if self
+            .machine
+            .as_ref()
+            .is_some_and(|m| m.query_depends_on_time(&read.query))
+        {
             self.metrics.reads_through_log.fetch_add(1, Relaxed);
             self.propose_new(Kind::Read, None, read.query, read.reply, read.deadline_ms);
             return;
@@ -685,10 +786,22 @@ impl<S: StateMachine, R> Engine<S, R> {
     /// state), else here. The view is taken now, so the answer is the
     /// state's at this point of the log either way.
     fn answer_query(&mut self, query: &[u8], ctx: &ApplyContext, reply: R) {
-        match self.machine.query_view(query, ctx) {
+        let Some(machine) = self.machine.as_ref() else {
+            // Never: reads wait while the state machine is away (`serve_read`,
+            // `answer_from_applied`), and nothing is applied then.
+            debug_assert!(false, "a query while the state machine is restored");
+            self.answer(
+                reply,
+                Err(RequestError::Stopped(
+                    "the state machine is being restored".into(),
+                )),
+            );
+            return;
+        };
+        match machine.query_view(query, ctx) {
             Some(job) => self.effects.answers.push(Answer::OffLoop(reply, job)),
             None => {
-                let output = self.machine.query(query, ctx);
+                let output = machine.query(query, ctx);
                 self.answer(reply, Ok(output));
             }
         }
@@ -820,6 +933,14 @@ impl<S: StateMachine, R> Engine<S, R> {
                 send(msg)?;
             }
             let applied = !ready.apply.is_empty();
+            if applied && self.machine.is_none() {
+                // The core holds chosen values back while a restore runs
+                // (`Replica::set_hold_applies_on_install`): a value here is
+                // a bug, and applying it to nothing would lose it.
+                return Err(NodeError::Stopped(
+                    "a chosen value was handed out while the state machine was being restored (a bug)".into(),
+                ));
+            }
             for apply in ready.apply {
                 self.apply(apply.instance, &apply.value, apply.checksum);
                 if self.record_applies {
@@ -829,7 +950,7 @@ impl<S: StateMachine, R> Engine<S, R> {
             // The state of an on-disk state machine that is ahead of the
             // applied point is not the state there: no digest to compare.
             if (installed || applied) && self.applied_end >= self.skip_below {
-                if let Some(digest) = self.machine.digest() {
+                if let Some(digest) = self.machine.as_ref().and_then(|m| m.digest()) {
                     self.replica.record_state_digest(self.applied_end, digest);
                 }
             }
@@ -1022,7 +1143,9 @@ impl<S: StateMachine, R> Engine<S, R> {
         self.apply_batch(&mut batch);
         self.applied_end = instance.next();
         if instance >= self.skip_below {
-            self.machine.applied_through(self.applied_end);
+            if let Some(machine) = self.machine.as_mut() {
+                machine.applied_through(self.applied_end);
+            }
         }
         self.checksum = checksum;
         self.stamp_clock
@@ -1058,7 +1181,11 @@ impl<S: StateMachine, R> Engine<S, R> {
                 ctx: *ctx,
             })
             .collect();
-        let outputs = self.machine.apply_batch(&commands);
+        let outputs = self
+            .machine
+            .as_mut()
+            .expect("nothing is applied while the state machine is away (process_ready refuses)")
+            .apply_batch(&commands);
         drop(commands);
         // A state machine that answers a batch with another number of
         // outputs is broken: which output is whose cannot be known, and a
@@ -1089,11 +1216,32 @@ impl<S: StateMachine, R> Engine<S, R> {
         }
     }
 
-    /// A snapshot from a peer replaces the state machine.
+    /// A snapshot from a peer replaces the state machine: its session table
+    /// now, its state by a restore job run off the event loop
+    /// ([`Engine::take_restore_job`]); the core holds the values after it
+    /// until then.
     fn install(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
-        let restored = restore_snapshot(&mut self.machine, &snapshot.data, self.opts.sessions_max)
-            .map_err(|e| NodeError::Recover(format!("a peer's snapshot: {e}")))?;
-        self.sessions = restored;
+        let (table, user) = Sessions::decode_snapshot(&snapshot.data, self.opts.sessions_max)
+            .map_err(|e| {
+                NodeError::Recover(format!(
+                    "a peer's snapshot: its session table does not decode: {e}"
+                ))
+            })?;
+        let user = user.ok_or_else(|| {
+            NodeError::Recover(
+                "a peer's snapshot holds no state (a checkpoint of a state machine that keeps its state on its own disk, never sent to peers)".into(),
+            )
+        })?;
+        match self.machine.take() {
+            Some(machine) => self.restore_job = Some(RestoreJob { machine, user }),
+            // A restore runs (or its job waits to be taken): this newer
+            // snapshot is restored after it, before anything is applied.
+            None => match self.restore_job.as_mut() {
+                Some(job) => job.user = user,
+                None => self.restore_next = Some(user),
+            },
+        }
+        self.sessions = table;
         // The state machine's state is the snapshot's now: every command
         // after it is applied.
         self.skip_below = snapshot.meta.applied_end;
@@ -1193,9 +1341,15 @@ impl<S: StateMachine, R> Engine<S, R> {
         // replaying what its state has) holds a later state than this
         // point's: no snapshot of it can be taken here (seed 157 wrote one
         // and a peer installed a state two instances ahead of its point).
-        if self.applied_end < self.skip_below || !self.persist.snapshot_wanted(self.applied_end) {
+        if self.machine.is_none()
+            || self.applied_end < self.skip_below
+            || !self.persist.snapshot_wanted(self.applied_end)
+        {
             return;
         }
+        let Some(machine) = self.machine.as_mut() else {
+            return;
+        };
         let started = std::time::Instant::now();
         let meta = SnapshotMeta {
             applied_end: self.applied_end,
@@ -1216,7 +1370,7 @@ impl<S: StateMachine, R> Engine<S, R> {
             // comes only after the state machine's job succeeded, and
             // `snapshot_written` checks that it reports the point durable.
             self.metrics.checkpoints_state_on_disk.fetch_add(1, Relaxed);
-            let sync = self.machine.sync(meta.applied_end);
+            let sync = machine.sync(meta.applied_end);
             let table = self.sessions.encode_checkpoint_state_on_disk();
             log_snapshot_taken(started, table.len(), "state on the state machine's disk");
             SnapshotEncoder::stream(move |out| {
@@ -1225,14 +1379,14 @@ impl<S: StateMachine, R> Engine<S, R> {
                 }
                 out.write_all(&table)
             })
-        } else if let Some(write_user) = self.machine.snapshot_stream() {
+        } else if let Some(write_user) = machine.snapshot_stream() {
             let table = self.sessions.encode_snapshot(&[]);
             log_snapshot_taken(started, table.len(), "view taken, streaming off the loop");
             SnapshotEncoder::stream(move |out| {
                 out.write_all(&table)?;
                 write_user(out)
             })
-        } else if let Some(encode_user) = self.machine.snapshot_view() {
+        } else if let Some(encode_user) = machine.snapshot_view() {
             let table = self.sessions.encode_snapshot(&[]);
             log_snapshot_taken(started, table.len(), "view taken, encoding off the loop");
             SnapshotEncoder::new(move || {
@@ -1243,7 +1397,7 @@ impl<S: StateMachine, R> Engine<S, R> {
                 data.freeze()
             })
         } else {
-            let data = self.sessions.encode_snapshot(&self.machine.snapshot());
+            let data = self.sessions.encode_snapshot(&machine.snapshot());
             log_snapshot_taken(started, data.len(), "encoded on the event loop");
             self.persist.snapshot_taken(Snapshot {
                 meta,
@@ -1295,8 +1449,10 @@ impl<S: StateMachine, R> Engine<S, R> {
             // of the state machine's `sync`: it must say the state is
             // durable there, or a restart could not rebuild it.
             let point = pending.snapshot.meta.applied_end;
-            let durable = self.machine.durable_end();
-            if durable.is_none_or(|d| d < point) {
+            // While a restore runs this checkpoint is of the state before
+            // the install, and step (b) drops it (persist.rs, rule 5).
+            let durable = self.machine.as_ref().map(|m| m.durable_end());
+            if let Some(durable) = durable.filter(|d| d.is_none_or(|d| d < point)) {
                 result = Err(StorageError::Io {
                     path: std::path::PathBuf::from("(the state machine's own files)"),
                     source: std::io::Error::other(format!(
@@ -1438,6 +1594,15 @@ mod tests {
 
     /// A request of `follower`'s client number `token`, waiting for its
     /// command; returns the command as it sits in the log.
+    /// Runs the restore an install handed out, as the driver does off the
+    /// loop.
+    fn finish_restore(engine: &mut Engine<Sum, u32>) {
+        let job = engine.take_restore_job().expect("an install restores");
+        assert!(engine.restoring());
+        let (machine, result) = job.run();
+        engine.restored(machine, result).expect("restored");
+    }
+
     fn submit(follower: &mut Engine<Sum, u32>, token: u32, payload: &'static [u8]) -> Bytes {
         follower.request(Kind::Command, Bytes::from_static(payload), token);
         let seq = *follower.waiters.keys().next_back().expect("a waiter");
@@ -1472,7 +1637,9 @@ mod tests {
                 applied_end: InstanceId(commands.len() as u64),
                 checksum,
             },
-            data: leader.sessions.encode_snapshot(&leader.machine.snapshot()),
+            data: leader
+                .sessions
+                .encode_snapshot(&leader.machine().expect("present").snapshot()),
         }
     }
 
@@ -1501,6 +1668,7 @@ mod tests {
         .encode();
         let snapshot = leader_snapshot(&mut leader, &[other, command]);
         follower.install(snapshot).expect("installs");
+        finish_restore(&mut follower);
         let answers = answers(&mut follower);
         assert_eq!(
             answers.get(&1),
@@ -1537,6 +1705,7 @@ mod tests {
         .encode();
         let snapshot = leader_snapshot(&mut leader, &[command, newer]);
         follower.install(snapshot).expect("installs");
+        finish_restore(&mut follower);
         let answers = answers(&mut follower);
         for token in [1, 2] {
             let answer = &answers[&token];
@@ -1566,11 +1735,13 @@ mod tests {
         let registration = two.waiters[&seq].envelope.clone();
         let snapshot = leader_snapshot(&mut leader, &[registration]);
         two.install(snapshot.clone()).expect("installs");
+        finish_restore(&mut two);
         let id = match answers(&mut two).remove(&1) {
             Some(Ok(bytes)) => crate::SessionId::from_bytes(&bytes).expect("an id"),
             other => panic!("{other:?}"),
         };
         three.install(snapshot).expect("installs");
+        finish_restore(&mut three);
         let client = ClientSeq {
             session: id,
             seq: 1,
@@ -1593,8 +1764,10 @@ mod tests {
             checksum = checksum.extend(value);
             leader.apply(InstanceId(base + k as u64), value, checksum);
         }
-        assert_eq!(leader.machine.0, 3, "applied once");
-        let data = leader.sessions.encode_snapshot(&leader.machine.snapshot());
+        assert_eq!(leader.machine().expect("present").0, 3, "applied once");
+        let data = leader
+            .sessions
+            .encode_snapshot(&leader.machine().expect("present").snapshot());
         let snapshot = Snapshot {
             memberships: None,
             meta: SnapshotMeta {
@@ -1604,7 +1777,9 @@ mod tests {
             data,
         };
         two.install(snapshot.clone()).expect("installs");
+        finish_restore(&mut two);
         three.install(snapshot).expect("installs");
+        finish_restore(&mut three);
         assert_eq!(
             answers(&mut two).get(&2),
             Some(&Ok(Bytes::from_static(b"sum=3")))
@@ -1618,7 +1793,7 @@ mod tests {
             three_answers.get(&4),
             Some(&Ok(Bytes::from_static(b"sum=3")))
         );
-        assert_eq!(two.machine.0, 3);
+        assert_eq!(two.machine().expect("present").0, 3);
         // An older sequence number after a newer one is refused, never applied.
         let newer = ClientSeq {
             session: id,
@@ -1662,7 +1837,8 @@ mod tests {
         let value = Value::batch(vec![envelope(1, 50), envelope(2, 149), envelope(3, 249)]);
         node.apply(InstanceId(0), &value, Checksum::default().extend(&value));
         assert_eq!(
-            node.machine.0, 2,
+            node.machine().expect("present").0,
+            2,
             "applied at 50 and 149; unused for 100 ms by 249"
         );
         assert_eq!(

@@ -93,6 +93,11 @@ impl Replica {
 
     /// Hands out, in order, every chosen value not yet applied.
     pub(super) fn emit_apply(&mut self) {
+        if self.learner.apply_held {
+            // The state machine is being restored: the values wait here,
+            // in order, until `release_applies`.
+            return;
+        }
         while self.learner.applied_end < self.learner.chosen_end {
             let instance = self.learner.applied_end;
             let Some(value) = self.learner.chosen.get(&instance).cloned() else {

@@ -124,6 +124,12 @@ struct LearnerState {
     /// A peer asked for a piece of our snapshot since the runtime last
     /// looked ([`Replica::take_snapshot_demand`]).
     snapshot_demand: bool,
+    /// Installing a snapshot holds back the chosen values after it (see
+    /// [`Replica::set_hold_applies_on_install`]).
+    hold_applies_on_install: bool,
+    /// Chosen values are not handed out to apply until
+    /// [`Replica::release_applies`] (the state machine is being restored).
+    apply_held: bool,
     /// A snapshot being received from a peer.
     incoming: Option<snapshot::Incoming>,
     /// Keeps the bytes of `incoming`.
@@ -341,6 +347,8 @@ impl Replica {
                 snapshot_digest: None,
                 snapshot_sendable: true,
                 snapshot_demand: false,
+                hold_applies_on_install: false,
+                apply_held: false,
                 incoming: None,
                 spool: Box::<crate::MemorySpool>::default(),
                 transfer_stats: SnapshotTransferStats::default(),
@@ -398,6 +406,12 @@ impl Replica {
     /// Advances time by one tick: elections, heartbeats, retransmissions, catch-up.
     pub fn tick(&mut self) {
         self.now += 1;
+        if self.learner.apply_held && !matches!(self.role, Role::Follower) {
+            // A leader or candidate that installed a snapshot while catching
+            // up: its schedule lags until the runtime releases the values
+            // after it (see `may_campaign`). It leads again once it can.
+            self.step_down();
+        }
         match self.role {
             Role::Follower => {
                 // A rebuilding replica never campaigns: it may not vote, not

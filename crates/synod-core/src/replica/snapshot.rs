@@ -407,6 +407,26 @@ impl Replica {
         self.learner.snapshot_sendable
     }
 
+    /// Makes every install hold back the chosen values after the snapshot
+    /// until [`Replica::release_applies`]: for a runtime that restores its
+    /// state machine from the snapshot off its event loop, and cannot apply
+    /// anything until then. Reads are still released as the applied point
+    /// passes them (the caller defers them too).
+    pub fn set_hold_applies_on_install(&mut self, hold: bool) {
+        self.learner.hold_applies_on_install = hold;
+    }
+
+    /// Hands out the chosen values held back since the last install.
+    pub fn release_applies(&mut self) {
+        self.learner.apply_held = false;
+        self.emit_apply();
+    }
+
+    /// Whether chosen values are held back (an install awaits its restore).
+    pub fn applies_held(&self) -> bool {
+        self.learner.apply_held
+    }
+
     /// Whether a peer asked for a piece of this replica's snapshot since
     /// the last call (it lags behind the compacted log).
     pub fn take_snapshot_demand(&mut self) -> bool {
@@ -468,6 +488,15 @@ impl Replica {
         debug_assert!(point > self.learner.applied_end);
         // Values handed out but not yet taken are superseded by the snapshot.
         self.ready.apply.clear();
+        // The runtime restores its state machine from the snapshot off its
+        // event loop: the values after it wait until that is done.
+        self.learner.apply_held = self.learner.hold_applies_on_install;
+        if self.learner.apply_held {
+            // Memberships after the snapshot are noted only as values are
+            // applied: a leader (or candidate) catching up by snapshot
+            // stands down until they are (see `may_campaign`).
+            self.step_down();
+        }
         self.learner.chosen = self.learner.chosen.split_off(&point);
         self.acceptor.accepted = self.acceptor.accepted.split_off(&point);
         self.learner.chosen_end = self.learner.chosen_end.max(point);

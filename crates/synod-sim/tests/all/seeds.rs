@@ -540,3 +540,28 @@ fn pinned_seeds_96_157_no_snapshot_of_an_on_disk_state_ahead_of_its_point() {
         assert!(report.stats.on_disk_restarts > 0, "{:?}", report.stats);
     }
 }
+
+/// Seed 295 (3 nodes): with restores from a peer's snapshot run off the
+/// event loop, the core holds the chosen values after an install until the
+/// state machine is back; memberships are noted as values are applied, so
+/// the schedule lagged, and a node that campaigned meanwhile led with it
+/// and counted a quorum by a superseded membership (the quorum checker saw
+/// it). A replica that holds values back neither campaigns nor leads now.
+#[test]
+fn pinned_seed_295_no_leader_while_an_install_holds_values_back() {
+    let report = run_seed(295, 3, Faults::default());
+    assert!(report.passed(), "{}", report.violations.join("; "));
+}
+
+/// Seed 88 (3 nodes): an on-disk node (n3) restarted past a library session
+/// command (its state had it, so it was not applied again and its output
+/// was not kept), then served its session table to the others in a
+/// snapshot. Every node answered the client's retries `OutputNotKept`, and
+/// the simulated client retried forever (1,700 attempts) instead of taking
+/// the outcome as unknown; its effect, seen by a later read, then had no
+/// operation in the history (a linearizability violation of the model).
+#[test]
+fn pinned_seed_88_a_session_output_lost_for_good_is_an_unknown_outcome() {
+    let report = run_seed(88, 3, Faults::default());
+    assert!(report.passed(), "{}", report.violations.join("; "));
+}

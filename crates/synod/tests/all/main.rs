@@ -15,6 +15,7 @@ mod membership;
 mod off_loop_panics;
 mod on_disk;
 mod sessions;
+mod slow_restore;
 mod snapshot_now;
 mod snapshot_off_loop;
 mod state_digest;

@@ -1,0 +1,137 @@
+//! A restore from a peer's snapshot runs off the event loop (issue 17's
+//! "without stalling heartbeats"): a state machine that takes seconds to
+//! restore leaves its node voting, accepting and learning meanwhile; what
+//! was chosen during the restore is applied after it, and reads wait for it.
+
+use bytes::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use synod::{ApplyContext, Node, RequestError, SnapshotPolicy, StateMachine};
+
+use crate::common::{config, free_peers};
+
+/// A sum whose restore takes `restore_ms`.
+struct SlowSum {
+    sum: u64,
+    restore_ms: Arc<AtomicU64>,
+    restores: Arc<AtomicU64>,
+}
+
+impl StateMachine for SlowSum {
+    fn apply(&mut self, command: &[u8], _ctx: &ApplyContext) -> Bytes {
+        self.sum += command.len() as u64;
+        Bytes::from(self.sum.to_string())
+    }
+
+    fn query(&self, _query: &[u8], _ctx: &ApplyContext) -> Bytes {
+        Bytes::from(self.sum.to_string())
+    }
+
+    fn snapshot(&self) -> Bytes {
+        Bytes::copy_from_slice(&self.sum.to_le_bytes())
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        std::thread::sleep(Duration::from_millis(self.restore_ms.load(Relaxed)));
+        self.sum = u64::from_le_bytes(snapshot.try_into().map_err(|_| "not 8 bytes")?);
+        self.restores.fetch_add(1, Relaxed);
+        Ok(())
+    }
+}
+
+async fn propose_retrying(node: &Node, command: &'static [u8]) {
+    for _ in 0..20 {
+        match node.propose(Bytes::from_static(command)).await {
+            Ok(_) => return,
+            Err(RequestError::Timeout(_)) => continue,
+            Err(err) => panic!("propose failed: {err}"),
+        }
+    }
+    panic!("no answer after 20 attempts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_restore_leaves_the_node_voting_and_learning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peers = free_peers(3);
+    let restore_ms = Arc::new(AtomicU64::new(0));
+    let restores = Arc::new(AtomicU64::new(0));
+    let cfg = |id| {
+        let mut cfg = config(id, &peers, dir.path(), Duration::from_secs(10));
+        cfg.snapshot_policy = SnapshotPolicy {
+            instances: 10,
+            log_bytes: 0,
+        };
+        // Node 3 must not find the accepts it missed queued for it.
+        cfg.peer_send_queue_max = 16;
+        cfg
+    };
+    let start = |id| {
+        let machine = SlowSum {
+            sum: 0,
+            restore_ms: Arc::clone(&restore_ms),
+            restores: Arc::clone(&restores),
+        };
+        Node::start(cfg(id), machine)
+    };
+    let a = start(1).await.expect("node 1 starts");
+    let b = start(2).await.expect("node 2 starts");
+    for _ in 0..200 {
+        propose_retrying(&a, b"x").await;
+    }
+    // Node 3 starts empty, behind the compacted log: it installs a snapshot
+    // whose restore takes 3 s, several election timeouts (0.5 to 1 s).
+    restore_ms.store(3_000, Relaxed);
+    let c = start(3).await.expect("node 3 starts");
+    let leader_changes = a.metrics().leader_changes.load(Relaxed);
+    let restoring_from = Instant::now();
+    // Wait until the install happened (the applied point jumps) ...
+    let mut status = c.watch_status();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|s| s.applied_end.0 >= 150),
+    )
+    .await
+    .expect("node 3 installs a snapshot")
+    .expect("alive");
+    let installed_at = c.status().applied_end.0;
+    // ... then write more while node 3 restores: it accepts and learns
+    // them (its chosen prefix grows), and applies none before the restore
+    // is done.
+    for _ in 0..20 {
+        propose_retrying(&a, b"yy").await;
+    }
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        status.wait_for(|s| s.chosen_end.0 >= installed_at + 20),
+    )
+    .await
+    .expect("node 3 learns what is chosen while it restores (its event loop runs)")
+    .expect("alive");
+    assert_eq!(
+        restores.load(Relaxed),
+        0,
+        "learned while the restore ran ({:?} after node 3 started)",
+        restoring_from.elapsed()
+    );
+    assert!(c.status().stopped.is_none());
+    // A read on node 3 waits for its state machine and sees everything.
+    let expected = a.read(Bytes::new()).await.expect("read");
+    assert_eq!(c.read(Bytes::new()).await.expect("read"), expected);
+    // One restore, or two when a newer snapshot came during the first.
+    assert!((1..=2).contains(&restores.load(Relaxed)));
+    let target = a.status().applied_end;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| s.applied_end >= target),
+    )
+    .await
+    .expect("node 3 applies everything after its restore")
+    .expect("alive");
+    // Nobody had to elect a new leader for node 3's sake.
+    assert_eq!(a.metrics().leader_changes.load(Relaxed), leader_changes);
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
