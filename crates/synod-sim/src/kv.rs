@@ -1129,10 +1129,21 @@ impl StateMachine for SimKv {
             .restore(snapshot)
             .ok_or("the simulator's snapshot does not decode")?;
         // The state is the snapshot's, behind any on-disk point: digested
-        // from here on. (The file keeps the old state with its old point
-        // until the next `sync`: a restart before then finds either that
-        // state, or the installed snapshot if it is newer.)
+        // from here on.
         self.digest_floor = 0;
+        if let Some(on_disk) = &self.on_disk {
+            // As a store that rebuilds itself from the snapshot: the old
+            // state goes, and the point says so (0) until the next sync.
+            // The runtime restores only once the snapshot is this node's
+            // checkpoint, so a restart restores it again.
+            on_disk.durable.store(0, Ordering::Release);
+            let path = Path::new(ON_DISK_DIR).join(ON_DISK_STATE);
+            if let Err(err) = on_disk.fs.remove_file(&path) {
+                if err.kind() != std::io::ErrorKind::NotFound {
+                    return Err(format!("on-disk state: cannot remove the old state: {err}"));
+                }
+            }
+        }
         self.last_instance = None;
         self.attempts.clear();
         self.digested_to = None;

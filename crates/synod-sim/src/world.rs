@@ -1215,10 +1215,11 @@ impl World {
                     return;
                 };
                 let (machine, result) = job.run();
+                // An on-disk state machine's restore writes to the disk: a
+                // failure there stops the node like any storage failure
+                // (a violation unless a disk fault was injected).
                 if let Err(err) = engine.restored(machine, result) {
-                    let id = sim_node.id;
-                    self.violation(format!("node {id} stopped: {err}"));
-                    self.crash(node);
+                    self.storage_failed(node, &err.to_string());
                     return;
                 }
                 Ok(())

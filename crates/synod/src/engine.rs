@@ -190,8 +190,9 @@ pub struct Engine<S, R> {
     /// The job that restores the state machine from a peer's snapshot,
     /// until the caller takes it to run.
     restore_job: Option<RestoreJob<S>>,
-    /// A newer peer snapshot installed while a restore ran: restored next.
-    restore_next: Option<Bytes>,
+    /// A newer peer snapshot installed while a restore ran: restored next
+    /// (its state machine bytes and point).
+    restore_next: Option<(Bytes, InstanceId)>,
     /// Reads the core released while the state machine was away: served
     /// once it is back.
     reads_after_restore: Vec<u64>,
@@ -234,13 +235,18 @@ pub struct Engine<S, R> {
 pub struct RestoreJob<S> {
     machine: S,
     user: Bytes,
+    /// The snapshot's point: the job is handed out once this node's
+    /// checkpoint covers it.
+    point: InstanceId,
 }
 
 impl<S: StateMachine> RestoreJob<S> {
     /// Runs `StateMachine::restore` (slow for a large state: on a blocking
     /// thread); hand both back to [`Engine::restored`].
     pub fn run(self) -> (S, Result<(), String>) {
-        let RestoreJob { mut machine, user } = self;
+        let RestoreJob {
+            mut machine, user, ..
+        } = self;
         let result = machine.restore(&user);
         (machine, result)
     }
@@ -476,7 +482,20 @@ impl<S: StateMachine, R> Engine<S, R> {
     /// machine is away: nothing is applied (the core holds the chosen
     /// values), reads wait, no snapshot is taken; the replica still votes,
     /// accepts and answers its peers.
+    ///
+    /// The job is handed out only once the installed snapshot is durable as
+    /// this node's checkpoint. Safety: `restore` may then replace the state
+    /// machine's durable state (an on-disk state machine rebuilds its
+    /// store): a crash from then on restarts from that checkpoint, which
+    /// holds the state, whatever the state machine's files hold.
     pub fn take_restore_job(&mut self) -> Option<RestoreJob<S>> {
+        if self
+            .restore_job
+            .as_ref()
+            .is_some_and(|job| job.point > self.persist.snapshot_end())
+        {
+            return None;
+        }
         self.restore_job.take()
     }
 
@@ -490,14 +509,18 @@ impl<S: StateMachine, R> Engine<S, R> {
     /// refused the snapshot is fatal, as at start.
     pub fn restored(&mut self, machine: S, result: Result<(), String>) -> Result<(), NodeError> {
         result.map_err(|e| {
-            NodeError::Recover(format!(
-                "a peer's snapshot: the state machine refused it: {e}"
+            NodeError::Stopped(format!(
+                "restoring the state machine from a peer's snapshot failed: {e}"
             ))
         })?;
-        if let Some(user) = self.restore_next.take() {
+        if let Some((user, point)) = self.restore_next.take() {
             // A newer snapshot was installed meanwhile: restore that one
             // too before anything is applied.
-            self.restore_job = Some(RestoreJob { machine, user });
+            self.restore_job = Some(RestoreJob {
+                machine,
+                user,
+                point,
+            });
             return Ok(());
         }
         self.machine = Some(machine);
@@ -512,9 +535,7 @@ impl<S: StateMachine, R> Engine<S, R> {
         for id in std::mem::take(&mut self.reads_after_restore) {
             self.serve_read(id);
         }
-        for (query, reply) in std::mem::take(&mut self.stale_after_restore) {
-            self.answer_from_applied(query, reply);
-        }
+        self.release_stale_reads();
         Ok(())
     }
 
@@ -611,10 +632,27 @@ impl<S: StateMachine, R> Engine<S, R> {
         self.answer_from_applied(payload, reply);
     }
 
+    /// Answers the stale reads that waited for the state machine, once it
+    /// is back and at the applied point.
+    fn release_stale_reads(&mut self) {
+        if self.stale_after_restore.is_empty()
+            || self.machine.is_none()
+            || self.applied_end < self.skip_below
+        {
+            return;
+        }
+        for (query, reply) in std::mem::take(&mut self.stale_after_restore) {
+            self.answer_from_applied(query, reply);
+        }
+    }
+
     /// Answers `query` from the applied state as it is now (the clock of a
     /// read is this node's wall clock: nothing orders it in the log).
     fn answer_from_applied(&mut self, query: Bytes, reply: R) {
-        if self.machine.is_none() {
+        // While the state machine is away (a restore), or ahead of the
+        // applied point (an on-disk one replaying after a restart), no
+        // answer would be the state at a point: wait for one.
+        if self.machine.is_none() || self.applied_end < self.skip_below {
             self.stale_after_restore.push((query, reply));
             return;
         }
@@ -994,6 +1032,9 @@ impl<S: StateMachine, R> Engine<S, R> {
                 for (_, read) in std::mem::take(&mut self.reads) {
                     self.answer(read.reply, Err(RequestError::Diverged));
                 }
+                for (_, reply) in std::mem::take(&mut self.stale_after_restore) {
+                    self.answer(reply, Err(RequestError::Diverged));
+                }
                 self.effects.diverged.push(divergence);
             }
             self.maybe_snapshot();
@@ -1016,6 +1057,7 @@ impl<S: StateMachine, R> Engine<S, R> {
         if self.persist.snapshot_asked() {
             self.maybe_snapshot();
         }
+        self.release_stale_reads();
         // Every effect is taken now (or rounds ran out): a checkpoint that
         // `sync_done` left for later can be written here.
         self.kick()?;
@@ -1232,13 +1274,23 @@ impl<S: StateMachine, R> Engine<S, R> {
                 "a peer's snapshot holds no state (a checkpoint of a state machine that keeps its state on its own disk, never sent to peers)".into(),
             )
         })?;
+        let point = snapshot.meta.applied_end;
         match self.machine.take() {
-            Some(machine) => self.restore_job = Some(RestoreJob { machine, user }),
+            Some(machine) => {
+                self.restore_job = Some(RestoreJob {
+                    machine,
+                    user,
+                    point,
+                })
+            }
             // A restore runs (or its job waits to be taken): this newer
             // snapshot is restored after it, before anything is applied.
             None => match self.restore_job.as_mut() {
-                Some(job) => job.user = user,
-                None => self.restore_next = Some(user),
+                Some(job) => {
+                    job.user = user;
+                    job.point = point;
+                }
+                None => self.restore_next = Some((user, point)),
             },
         }
         self.sessions = table;
@@ -1363,14 +1415,20 @@ impl<S: StateMachine, R> Engine<S, R> {
         let memberships = self.replica.schedule_at(meta.applied_end);
         let whole =
             !self.on_disk || self.persist.whole_asked() || self.now_ms < self.whole_until_ms;
+        // On-disk mode: the state machine makes its state durable through
+        // this point first, at every checkpoint (a whole one too, so that a
+        // restart soon after restores nothing).
+        let sync = if self.on_disk {
+            machine.sync(meta.applied_end)
+        } else {
+            None
+        };
         let encoder = if !whole {
-            // On-disk mode: the state machine makes its state durable
-            // through this point, then the checkpoint records the session
-            // table alone. Safety: the file (hence the compaction, step b)
-            // comes only after the state machine's job succeeded, and
-            // `snapshot_written` checks that it reports the point durable.
+            // The checkpoint records the session table alone. Safety: the
+            // file (hence the compaction, step b) comes only after the
+            // state machine's job succeeded, and `snapshot_written` checks
+            // that it reports the point durable.
             self.metrics.checkpoints_state_on_disk.fetch_add(1, Relaxed);
-            let sync = machine.sync(meta.applied_end);
             let table = self.sessions.encode_checkpoint_state_on_disk();
             log_snapshot_taken(started, table.len(), "state on the state machine's disk");
             SnapshotEncoder::stream(move |out| {
@@ -1383,22 +1441,44 @@ impl<S: StateMachine, R> Engine<S, R> {
             let table = self.sessions.encode_snapshot(&[]);
             log_snapshot_taken(started, table.len(), "view taken, streaming off the loop");
             SnapshotEncoder::stream(move |out| {
+                if let Some(sync) = sync {
+                    sync()?;
+                }
                 out.write_all(&table)?;
                 write_user(out)
             })
         } else if let Some(encode_user) = machine.snapshot_view() {
             let table = self.sessions.encode_snapshot(&[]);
             log_snapshot_taken(started, table.len(), "view taken, encoding off the loop");
-            SnapshotEncoder::new(move || {
-                let user = encode_user();
-                let mut data = BytesMut::with_capacity(table.len() + user.len());
-                data.extend_from_slice(&table);
-                data.extend_from_slice(&user);
-                data.freeze()
-            })
+            if let Some(sync) = sync {
+                SnapshotEncoder::stream(move |out| {
+                    sync()?;
+                    out.write_all(&table)?;
+                    out.write_all(&encode_user())
+                })
+            } else {
+                SnapshotEncoder::new(move || {
+                    let user = encode_user();
+                    let mut data = BytesMut::with_capacity(table.len() + user.len());
+                    data.extend_from_slice(&table);
+                    data.extend_from_slice(&user);
+                    data.freeze()
+                })
+            }
         } else {
             let data = self.sessions.encode_snapshot(&machine.snapshot());
             log_snapshot_taken(started, data.len(), "encoded on the event loop");
+            if let Some(sync) = sync {
+                self.persist.snapshot_deferred(
+                    meta,
+                    memberships,
+                    SnapshotEncoder::stream(move |out| {
+                        sync()?;
+                        out.write_all(&data)
+                    }),
+                );
+                return;
+            }
             self.persist.snapshot_taken(Snapshot {
                 meta,
                 memberships: Some(memberships),
@@ -1441,8 +1521,11 @@ impl<S: StateMachine, R> Engine<S, R> {
         result: Result<(), StorageError>,
     ) -> Result<(), NodeError> {
         let mut result = result;
+        // A checkpoint an install superseded is dropped at step (b) anyway:
+        // not checked (the restore may have reset the durable point).
         if result.is_ok()
             && pending.is_own()
+            && self.persist.is_current(&pending)
             && !Sessions::snapshot_holds_state(&pending.snapshot.data)
         {
             // The log is about to be compacted to this point on the word
@@ -1482,6 +1565,9 @@ impl<S: StateMachine, R> Engine<S, R> {
         }
         for (_, read) in std::mem::take(&mut self.reads) {
             self.answer(read.reply, Err(error.clone()));
+        }
+        for (_, reply) in std::mem::take(&mut self.stale_after_restore) {
+            self.answer(reply, Err(error.clone()));
         }
     }
 }
@@ -1597,7 +1683,9 @@ mod tests {
     /// Runs the restore an install handed out, as the driver does off the
     /// loop.
     fn finish_restore(engine: &mut Engine<Sum, u32>) {
-        let job = engine.take_restore_job().expect("an install restores");
+        // Without storage I/O run here, the installed checkpoint never
+        // becomes durable: take the job as if it had.
+        let job = engine.restore_job.take().expect("an install restores");
         assert!(engine.restoring());
         let (machine, result) = job.run();
         engine.restored(machine, result).expect("restored");

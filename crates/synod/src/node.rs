@@ -79,11 +79,15 @@ pub enum RequestError {
         /// The largest command accepted.
         max: usize,
     },
-    /// The command took effect, but this node learned so from a snapshot
-    /// (it lagged while the command was chosen) whose session table did not
-    /// keep the output: outputs are kept up to a byte limit per session.
+    /// The command took effect, but its output is lost: this node learned
+    /// of it from a snapshot (it lagged while the command was chosen) whose
+    /// session table did not keep it (outputs are kept up to a byte limit
+    /// per session), or an on-disk state machine's restart skipped it (its
+    /// state had it already; see `StateMachine::durable_end`), here or on
+    /// the node whose snapshot this one installed. Final: a retry gets the
+    /// same answer, and the command is never applied again.
     #[error(
-        "the command took effect, but its output was not kept: this node caught up from a snapshot, and the session table keeps outputs only up to a size limit"
+        "the command took effect, but its output was not kept: this node caught up from a snapshot whose session table lacks it (outputs are kept up to a size limit), or a restart of a state machine that keeps its state on its own disk did not apply it again"
     )]
     OutputNotKept,
     /// This node caught up from a snapshot, and the session table in it can

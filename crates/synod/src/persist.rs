@@ -399,6 +399,13 @@ impl Persister {
         self.whole_asked = true;
     }
 
+    /// Whether `checkpoint` is still of the current state: no peer's
+    /// snapshot was installed since it was taken (else step (b) drops it,
+    /// rule 5).
+    pub fn is_current(&self, checkpoint: &PendingCheckpoint) -> bool {
+        checkpoint.installs == self.installs
+    }
+
     /// Whether a whole snapshot was asked for and is not written yet.
     pub fn whole_asked(&self) -> bool {
         self.whole_asked

@@ -261,16 +261,25 @@ pub trait StateMachine: Send + 'static {
     /// copy on the heap: its pages are read from disk as they are touched
     /// and the kernel may reclaim them. A state machine that decodes from it
     /// piece by piece (`&[u8]` implements `std::io::Read`) holds one copy of
-    /// its state, however large the snapshot. It runs on the node's event
-    /// loop (see the README's limits for what that costs a large state).
+    /// its state, however large the snapshot.
+    ///
+    /// At start it runs before the node serves. A peer's snapshot (this
+    /// replica lagged behind the compacted log) is restored on another
+    /// thread, the state machine moved there: meanwhile the node votes,
+    /// accepts and sends heartbeats as usual, applies nothing (the values
+    /// chosen meanwhile wait, in order) and holds reads until it is back.
+    /// An error (or a panic) stops the node: a snapshot whose digest
+    /// matched is one a peer wrote, so refusing it is a bug.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
 
     /// **On-disk mode.** `Some(point)` says that this state machine keeps
     /// its state on its own disk (a database, files of its own) rather than
     /// in memory: what survives a crash there is exactly the state after
     /// applying every command of the instances before `point`, and none
-    /// after. The default, `None`, is the in-memory mode: the runtime
-    /// restores the state from its latest snapshot at every start.
+    /// after. A store with nothing in it yet reports `Some(InstanceId(0))`.
+    /// The default, `None`, is the in-memory mode: the runtime restores the
+    /// state from its latest snapshot at every start. The mode is read once,
+    /// at start: a state machine must answer `Some` or `None` for good.
     ///
     /// In on-disk mode:
     /// - **A restart restores nothing** when the state machine's durable
@@ -280,31 +289,40 @@ pub trait StateMachine: Send + 'static {
     ///   learns of those commands, but not their outputs: a client that
     ///   retries one of them gets
     ///   [`RequestError::OutputNotKept`](crate::RequestError::OutputNotKept),
-    ///   never a second application.
+    ///   never a second application. Stale reads wait until the replay
+    ///   reaches `point`.
     /// - **A checkpoint writes no copy of the state**: the runtime calls
-    ///   [`StateMachine::sync`], runs its job off the event loop, then
-    ///   writes a checkpoint holding only its own session table and
-    ///   compacts the log there. A whole snapshot (`snapshot_stream`,
-    ///   `snapshot_view` or `snapshot`) is written only when a peer needs
-    ///   one to catch up (it lags behind the compacted log), and checkpoints
-    ///   stay whole for a minute after the last such need, so the transfer
-    ///   is not cut by the next one.
-    /// - **`restore` replaces the durable state too** (a lagging replica
-    ///   installing a peer's snapshot): until it has, `durable_end` must
-    ///   report a point no later than the installed snapshot's, or the old
-    ///   point with the old state intact; the runtime keeps the installed
-    ///   snapshot as its checkpoint until the next `sync`.
+    ///   [`StateMachine::sync`], runs its job off the event loop, checks
+    ///   that `durable_end` reached the checkpoint's point, then writes a
+    ///   checkpoint holding only its own session table and compacts the log
+    ///   there. A whole snapshot (`snapshot_stream`, `snapshot_view` or
+    ///   `snapshot`) is written only when a peer needs one to catch up (it
+    ///   lags behind the compacted log), and checkpoints stay whole for a
+    ///   minute after the last such need, so the transfer is not cut by the
+    ///   next one (`sync` runs before those too).
+    /// - **`restore` may replace the durable state** (a lagging replica
+    ///   installs a peer's snapshot): the runtime starts it only once that
+    ///   snapshot is durable as this node's checkpoint, and keeps it so
+    ///   until the next `sync`. Meanwhile `durable_end` must never report a
+    ///   point whose state the store no longer holds: report
+    ///   `Some(InstanceId(0))` (or any point up to the snapshot's) from the
+    ///   moment the old state starts to go until the next `sync` succeeds.
     ///
-    /// To report an exact point, record it with the state in one atomic
-    /// write: the `end` of the last [`StateMachine::applied_through`] (a
-    /// store that writes through as it applies), or the `through` of the
-    /// last [`StateMachine::sync`]. Never `ctx.instance` of a command: an
-    /// instance may hold more commands, applied in a later batch. The
-    /// runtime reads it
-    /// at start (after the state machine opened its files) and after every
-    /// `sync` job. A start whose state machine reports a point before a
-    /// checkpoint that holds no copy of the state fails with a clear error
-    /// (its files were lost or replaced): nothing is guessed.
+    /// **The point must be exact at start**: record it in the same atomic
+    /// write as the state it describes. Two ways are right: write the
+    /// commands of each instance and its `end` together, in
+    /// [`StateMachine::applied_through`] (a write batch per instance, or
+    /// per several, with the last `end`); or write a consistent view taken
+    /// in [`StateMachine::sync`] (a database snapshot or checkpoint) together
+    /// with its `through`. Wrong: flushing the live store in `sync`'s job and
+    /// recording `through` with it, since the store then holds commands
+    /// applied after `through` that a restart would apply a second time; and
+    /// recording `ctx.instance` of a command, since an instance may hold
+    /// more commands, applied in a later batch. After a `sync` job, a point
+    /// at or past `through` is all the runtime checks. A start whose state
+    /// machine reports a point before a checkpoint that holds no copy of the
+    /// state fails with a clear error (its files were lost or replaced):
+    /// nothing is guessed.
     fn durable_end(&self) -> Option<InstanceId> {
         None
     }
@@ -312,12 +330,15 @@ pub trait StateMachine: Send + 'static {
     /// **On-disk mode** (see [`StateMachine::durable_end`]): every command
     /// of the instances before `through` is applied; return a job that makes
     /// this state (and no later one) durable, so that `durable_end` then
-    /// reports `through` or later. The call takes a consistent view cheaply,
-    /// on the event loop, and the job runs on another thread while `apply`
-    /// goes on (a database's snapshot and flush, an `fsync` of files
-    /// written so far). `None`: the state is already durable through
-    /// `through` (every `apply` writes through). An error from the job is a
-    /// failed checkpoint: the node stops, as on a failed fsync.
+    /// reports `through` or later. The call runs on the event loop, between
+    /// applies: take a consistent view here, cheaply (a database snapshot),
+    /// and write it in the job, which runs on another thread while `apply`,
+    /// `applied_through` and even `restore` go on. The job must write the
+    /// view it took, and must not record its point over a store that a
+    /// `restore` replaced meanwhile. `None`: the state is durable through
+    /// `through` already (a store that writes every instance through, with
+    /// its point, in `applied_through`). An error from the job is a failed
+    /// checkpoint: the node stops, as on a failed fsync.
     fn sync(&mut self, through: InstanceId) -> Option<StateSyncJob> {
         let _ = through;
         None
