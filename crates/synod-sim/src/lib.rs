@@ -119,6 +119,10 @@ pub struct Faults {
     /// draws, so that seeds pinned before they existed replay the runs they
     /// were found in.
     pub sessions_off: bool,
+    /// Not a fault: restores from a peer's snapshot take no simulated time
+    /// (they run off the event loop, at a later time, otherwise), so that
+    /// seeds pinned before that replay the runs they were found in.
+    pub restore_instant: bool,
     /// Not a fault: runs without on-disk state machines (every third node
     /// keeps its state on its own disk otherwise), so that seeds pinned
     /// before they existed replay the runs they were found in.

@@ -347,6 +347,9 @@ pub(crate) struct World {
     /// Draws the library session clients' operations, nodes and restarts
     /// (see `Params::session_clients`).
     pub(crate) session_rng: ChaCha8Rng,
+    /// Draws which restores from a peer's snapshot take long (a stream of
+    /// its own, so the other draws of a seed stay as they were).
+    restore_rng: ChaCha8Rng,
     pub(crate) now_us: u64,
     pub(crate) seed: u64,
     pub(crate) params: Params,
@@ -524,6 +527,7 @@ impl World {
             watch_rng,
             queue_rng,
             session_rng,
+            restore_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x2E57_02E0_0000_0000),
             now_us: 0,
             seed,
             heal_us: params.safety_us,
@@ -1028,12 +1032,24 @@ impl World {
         }
         self.stats.snapshots += effects.checkpointed.len() as u64;
         self.start_io(node, effects.io);
-        if let Some(job) = restore {
+        let mut restore_now = false;
+        if self.faults.restore_instant && restore.is_some() {
+            // Seeds pinned before restores ran off the loop replay as they
+            // were found: the restore takes no time (no draw either).
+            self.nodes[node].restore_out = restore;
+            restore_now = true;
+        } else if let Some(job) = restore {
             // Restored off the loop, later: the node goes on voting and
             // accepting meanwhile, with nothing applied and reads waiting.
             self.nodes[node].restore_out = Some(job);
-            let latency =
+            let mut latency =
                 self.params.fsync_us_min + self.rng.gen_range(0..=4 * self.params.fsync_us_jitter);
+            if self.phase == Phase::Safety && self.restore_rng.gen_bool(0.25) {
+                // A large state: the restore lasts several election
+                // timeouts, while the node votes, accepts and learns, and a
+                // newer snapshot may arrive meanwhile.
+                latency = self.restore_rng.gen_range(200_000..2_500_000);
+            }
             let epoch = self.nodes[node].epoch;
             self.schedule(
                 self.now_us + latency,
@@ -1082,6 +1098,9 @@ impl World {
         if sim_node.rebuilding && rebuilt {
             sim_node.rebuilding = false;
             self.stats.rebuilds += 1;
+        }
+        if restore_now {
+            self.io_done(node, IoKind::Restore);
         }
     }
 

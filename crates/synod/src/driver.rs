@@ -146,6 +146,8 @@ pub(crate) struct Driver<S> {
     /// (`Err`: the restore panicked, and took the state machine with it).
     restore_tx: mpsc::Sender<RestoreOutcome<S>>,
     restore_rx: mpsc::Receiver<RestoreOutcome<S>>,
+    /// A restore job runs on a blocking thread (it reports once).
+    restore_running: bool,
     /// Turns for reads answered off the loop.
     off_loop_queries: Arc<tokio::sync::Semaphore>,
     pub(crate) net: Net,
@@ -280,6 +282,7 @@ impl<S: StateMachine> Driver<S> {
             checksum,
             snapshot_end,
             snapshot_in_progress: false,
+            restoring: false,
             snapshot_unix_ms: unix_now_ms(),
             requests_waiting: 0,
             diverged: false,
@@ -366,6 +369,7 @@ impl<S: StateMachine> Driver<S> {
             checkpoint_rx,
             restore_tx,
             restore_rx,
+            restore_running: false,
             off_loop_queries: Arc::new(tokio::sync::Semaphore::new(OFF_LOOP_QUERIES_MAX)),
             net: net.clone(),
             inbound,
@@ -436,13 +440,16 @@ impl<S: StateMachine> Driver<S> {
             }
         }
         // A restore of the state machine may be running: let it end too (an
-        // on-disk state machine writes its own files in it).
-        if self.engine.restoring()
-            && tokio::time::timeout(STOP_WAIT, self.restore_rx.recv())
-                .await
-                .is_err()
-        {
-            warn!("stopping while the state machine's restore still runs");
+        // on-disk state machine writes its own files in it, and a restart
+        // in this process must not open them meanwhile). Not bounded: the
+        // job always reports (a panic included), however long it takes.
+        if self.restore_running {
+            info!(
+                node = self.cfg.id.0,
+                "waiting for the state machine's restore to end before stopping"
+            );
+            let _ = self.restore_rx.recv().await;
+            self.restore_running = false;
         }
         // Records nothing waited for (chosen marks) may not be durable yet.
         // A removed node syncs too: the chosen change that removed it must
@@ -838,6 +845,7 @@ impl<S: StateMachine> Driver<S> {
             "restoring the state machine from a peer's snapshot, off the event loop"
         );
         let tx = self.restore_tx.clone();
+        self.restore_running = true;
         tokio::task::spawn_blocking(move || {
             // A panic in `restore` must still report (fatal): else the node
             // would wait for its state machine forever, half alive.
@@ -854,6 +862,7 @@ impl<S: StateMachine> Driver<S> {
     }
 
     fn restored(&mut self, outcome: RestoreOutcome<S>) -> Result<(), NodeError> {
+        self.restore_running = false;
         let (machine, result) = outcome.map_err(|reason| {
             NodeError::Stopped(format!("the state machine panicked in restore: {reason}"))
         })?;
@@ -910,6 +919,7 @@ impl<S: StateMachine> Driver<S> {
             snapshot_end: self.engine.persist.snapshot_end(),
             snapshot_in_progress: self.engine.persist.checkpoint_in_progress()
                 || self.engine.persist.snapshot_asked(),
+            restoring: self.engine.restoring(),
             snapshot_unix_ms: self.snapshot_unix_ms,
             requests_waiting: self.engine.requests_waiting(),
             diverged: self.engine.diverged(),

@@ -197,7 +197,9 @@ pub struct Engine<S, R> {
     /// once it is back.
     reads_after_restore: Vec<u64>,
     /// Stale reads asked while the state machine was away.
-    stale_after_restore: Vec<(Bytes, R)>,
+    /// Stale reads asked while the state machine was away (or ahead of the
+    /// applied point), with the time they give up (`request_timeout`).
+    stale_after_restore: Vec<(Bytes, R, u64)>,
     sessions: Sessions,
     /// This process's session: its requests' envelopes carry it.
     session: u64,
@@ -641,7 +643,7 @@ impl<S: StateMachine, R> Engine<S, R> {
         {
             return;
         }
-        for (query, reply) in std::mem::take(&mut self.stale_after_restore) {
+        for (query, reply, _) in std::mem::take(&mut self.stale_after_restore) {
             self.answer_from_applied(query, reply);
         }
     }
@@ -653,7 +655,8 @@ impl<S: StateMachine, R> Engine<S, R> {
         // applied point (an on-disk one replaying after a restart), no
         // answer would be the state at a point: wait for one.
         if self.machine.is_none() || self.applied_end < self.skip_below {
-            self.stale_after_restore.push((query, reply));
+            let deadline_ms = self.now_ms.saturating_add(self.request_timeout_ms());
+            self.stale_after_restore.push((query, reply, deadline_ms));
             return;
         }
         let ctx = ApplyContext {
@@ -901,6 +904,18 @@ impl<S: StateMachine, R> Engine<S, R> {
             }
         }
         self.retry(|w| w.next_retry_ms <= now);
+        // Stale reads that waited for the state machine as long as any
+        // request may: a node replaying towards an on-disk state it cannot
+        // reach (cut off from its peers) must not hold them for ever.
+        let (expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.stale_after_restore)
+            .into_iter()
+            .partition(|(_, _, deadline_ms)| *deadline_ms <= now);
+        self.stale_after_restore = waiting;
+        for (_, reply, _) in expired {
+            self.metrics.timeouts.fetch_add(1, Relaxed);
+            let timeout = self.opts.request_timeout;
+            self.answer(reply, Err(RequestError::Timeout(timeout)));
+        }
         let expired: Vec<u64> = self
             .reads
             .iter()
@@ -1032,7 +1047,7 @@ impl<S: StateMachine, R> Engine<S, R> {
                 for (_, read) in std::mem::take(&mut self.reads) {
                     self.answer(read.reply, Err(RequestError::Diverged));
                 }
-                for (_, reply) in std::mem::take(&mut self.stale_after_restore) {
+                for (_, reply, _) in std::mem::take(&mut self.stale_after_restore) {
                     self.answer(reply, Err(RequestError::Diverged));
                 }
                 self.effects.diverged.push(divergence);
@@ -1566,7 +1581,7 @@ impl<S: StateMachine, R> Engine<S, R> {
         for (_, read) in std::mem::take(&mut self.reads) {
             self.answer(read.reply, Err(error.clone()));
         }
-        for (_, reply) in std::mem::take(&mut self.stale_after_restore) {
+        for (_, reply, _) in std::mem::take(&mut self.stale_after_restore) {
             self.answer(reply, Err(error.clone()));
         }
     }

@@ -150,6 +150,10 @@ pub struct NodeStatus {
     pub snapshot_end: InstanceId,
     /// A snapshot is asked for, being taken, written or checkpointed.
     pub snapshot_in_progress: bool,
+    /// The state machine is being restored from a peer's snapshot (off the
+    /// event loop): `applied_end` is the snapshot's point already, but
+    /// nothing is applied and reads wait until this clears.
+    pub restoring: bool,
     /// Unix time in ms (this machine's clock) of this node's latest
     /// checkpoint, or of the node's start before its first (Redis'
     /// `LASTSAVE` semantics).
@@ -379,7 +383,11 @@ impl Node {
     /// it where an old answer does no harm (a cache warm-up, a dashboard,
     /// an estimate of the work a command will do); use [`Node::read`]
     /// everywhere else. The query's clock (`ApplyContext::time_ms`) is this
-    /// node's wall clock.
+    /// node's wall clock. While the state machine is away (restored from a
+    /// peer's snapshot off the loop) or ahead of the applied point (an
+    /// on-disk one replaying after a restart), it waits, up to
+    /// `NodeConfig::request_timeout`, for a state that is the state at a
+    /// point.
     pub async fn read_stale(&self, query: Bytes) -> Result<Bytes, RequestError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || RequestError::Stopped("node task ended".into());
@@ -449,7 +457,8 @@ impl Node {
     /// Waits until the node is ready to serve: it has applied everything
     /// its data directory said was chosen (the replay after a restart; a
     /// rebuilding node, until it caught up that far from its peers) and it
-    /// knows a leader. Returns the status then, or the reason the node
+    /// knows a leader, and its state machine is not being restored from a
+    /// peer's snapshot. Returns the status then, or the reason the node
     /// stopped first. `Node::start` returns before the replay ends; requests
     /// made before `ready` wait in the node, they are not refused.
     ///
@@ -464,7 +473,10 @@ impl Node {
         let replayed = self.recovered_chosen_end;
         let mut status = self.status.clone();
         let seen = status
-            .wait_for(|s| s.stopped.is_some() || (s.leader.is_some() && s.applied_end >= replayed))
+            .wait_for(|s| {
+                s.stopped.is_some()
+                    || (s.leader.is_some() && s.applied_end >= replayed && !s.restoring)
+            })
             .await
             .map(|s| s.clone());
         match seen {

@@ -9,6 +9,11 @@ use crate::record::{ChosenValue, Record};
 use crate::value::Value;
 use rand::Rng;
 
+/// Instances handed out per step while a restore's backlog drains (see
+/// `Learner::apply_draining`): the values chosen during a long restore are
+/// applied over several steps of the event loop, not in one.
+const APPLY_DRAIN_PER_STEP: usize = 256;
+
 impl Replica {
     /// Records that `value` is chosen at `instance`. `ballot` is the ballot it was
     /// chosen at when known (then the record can point at our Accept record
@@ -98,7 +103,13 @@ impl Replica {
             // in order, until `release_applies`.
             return;
         }
-        while self.learner.applied_end < self.learner.chosen_end {
+        let mut budget = if self.learner.apply_draining {
+            APPLY_DRAIN_PER_STEP
+        } else {
+            usize::MAX
+        };
+        while self.learner.applied_end < self.learner.chosen_end && budget > 0 {
+            budget -= 1;
             let instance = self.learner.applied_end;
             let Some(value) = self.learner.chosen.get(&instance).cloned() else {
                 debug_assert!(false, "chosen prefix has a hole at {instance}");
@@ -122,6 +133,9 @@ impl Replica {
                 value,
                 checksum,
             });
+        }
+        if self.learner.applied_end >= self.learner.chosen_end {
+            self.learner.apply_draining = false;
         }
     }
 

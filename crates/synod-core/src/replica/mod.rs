@@ -130,6 +130,10 @@ struct LearnerState {
     /// Chosen values are not handed out to apply until
     /// [`Replica::release_applies`] (the state machine is being restored).
     apply_held: bool,
+    /// The values held back are handed out a slice per step
+    /// (`APPLY_DRAIN_PER_STEP`) until the applied point reaches the chosen
+    /// one: a long restore's backlog must not stall the loop in one step.
+    apply_draining: bool,
     /// A snapshot being received from a peer.
     incoming: Option<snapshot::Incoming>,
     /// Keeps the bytes of `incoming`.
@@ -349,6 +353,7 @@ impl Replica {
                 snapshot_demand: false,
                 hold_applies_on_install: false,
                 apply_held: false,
+                apply_draining: false,
                 incoming: None,
                 spool: Box::<crate::MemorySpool>::default(),
                 transfer_stats: SnapshotTransferStats::default(),
@@ -406,6 +411,9 @@ impl Replica {
     /// Advances time by one tick: elections, heartbeats, retransmissions, catch-up.
     pub fn tick(&mut self) {
         self.now += 1;
+        if self.learner.apply_draining {
+            self.emit_apply();
+        }
         if self.learner.apply_held && !matches!(self.role, Role::Follower) {
             // A leader or candidate that installed a snapshot while catching
             // up: its schedule lags until the runtime releases the values
@@ -499,6 +507,9 @@ impl Replica {
     /// batched into instances here, so commands proposed between two calls share
     /// an instance (adaptive batching: the busier, the bigger the batches).
     pub fn take_ready(&mut self) -> Ready {
+        if self.learner.apply_draining {
+            self.emit_apply();
+        }
         self.check_rebuild_done();
         self.flush_proposals();
         self.flush_reads();

@@ -212,6 +212,7 @@ impl Replica {
         let audience = self.schedule.members_from(self.learner.chosen_end);
         let membership = self.membership_at(self.learner.chosen_end).clone();
         let me = self.cfg.id;
+        let held = self.learner.apply_held;
         let Some(rebuild) = &mut self.rebuild else {
             return;
         };
@@ -222,7 +223,8 @@ impl Replica {
                 .iter()
                 .filter(|v| **v != me && membership.is_voter(**v))
                 .count();
-            if !all_reported
+            if held
+                || !all_reported
                 || vouchers < membership.quorum()
                 || self.learner.chosen_end < rebuild.log_end_max
             {

@@ -419,6 +419,7 @@ impl Replica {
     /// Hands out the chosen values held back since the last install.
     pub fn release_applies(&mut self) {
         self.learner.apply_held = false;
+        self.learner.apply_draining = true;
         self.emit_apply();
     }
 

@@ -12,5 +12,6 @@ mod lease;
 mod membership;
 mod reads;
 mod rebuild;
+mod rebuild_hold;
 mod review_membership;
 mod scenarios;
