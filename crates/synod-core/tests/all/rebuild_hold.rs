@@ -14,15 +14,8 @@ use synod_core::*;
 
 use crate::common::*;
 
-fn scenario(hold: bool) -> (bool, bool, bool) {
-    let mut c = Cluster::new(3);
-    let leader = c.elect();
-    let w: u32 = if leader == 3 { 2 } else { 3 };
-    for i in 0..5 {
-        c.write(leader, &format!("w{i}"));
-    }
-    c.tick_all(3);
-    // Every node compacts at its applied point: a wiped node needs a snapshot.
+/// Every node compacts at its applied point: a wiped node needs a snapshot.
+fn compact_all(c: &mut Cluster) {
     for id in 1..=3 {
         let st = c.r[&id].status();
         let snapshot = Snapshot {
@@ -35,6 +28,17 @@ fn scenario(hold: bool) -> (bool, bool, bool) {
         };
         c.r.get_mut(&id).unwrap().compact(snapshot).unwrap();
     }
+}
+
+fn scenario(hold: bool) -> (bool, bool, bool) {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    let w: u32 = if leader == 3 { 2 } else { 3 };
+    for i in 0..5 {
+        c.write(leader, &format!("w{i}"));
+    }
+    c.tick_all(3);
+    compact_all(&mut c);
     // n4 joins and is promoted: membership {1,2,3,4}, chosen after the snapshot.
     c.r.get_mut(&leader)
         .unwrap()
@@ -110,18 +114,7 @@ fn double_choice(hold: bool) -> Vec<(u64, Value, Value)> {
         c.write(a, &format!("w{i}"));
     }
     c.tick_all(3);
-    for id in 1..=3 {
-        let st = c.r[&id].status();
-        let snapshot = Snapshot {
-            memberships: Some(c.r[&id].schedule_at(st.applied_end)),
-            meta: SnapshotMeta {
-                applied_end: st.applied_end,
-                checksum: st.checksum,
-            },
-            data: Bytes::from_static(b"state"),
-        };
-        c.r.get_mut(&id).unwrap().compact(snapshot).unwrap();
-    }
+    compact_all(&mut c);
     for new in [4u32, 5] {
         c.r.get_mut(&a)
             .unwrap()

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use synod::{NodeConfig, NodeId};
+use bytes::Bytes;
+use synod::{Node, NodeConfig, NodeId, RequestError};
 
 /// `n` loopback addresses free at the time of the call, as node ids 1..=n.
 pub fn free_peers(n: u32) -> BTreeMap<NodeId, SocketAddr> {
@@ -36,4 +37,30 @@ pub fn config(
     cfg.bootstrap = synod::Bootstrap::New;
     cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
     cfg
+}
+
+/// Proposes `command` until it is answered, retrying timeouts (an election
+/// may be under way); any other error fails the test.
+pub async fn propose_retrying(node: &Node, command: Bytes) -> Bytes {
+    for _ in 0..20 {
+        match node.propose(command.clone()).await {
+            Ok(output) => return output,
+            Err(RequestError::Timeout(_)) => continue,
+            Err(err) => panic!("propose failed: {err}"),
+        }
+    }
+    panic!("no answer after 20 attempts");
+}
+
+/// Waits (up to a minute) until `node` applied everything `from` applied.
+pub async fn catch_up(node: &Node, from: &Node, what: &str) {
+    let target = from.status().applied_end.0;
+    let mut status = node.watch_status();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        status.wait_for(|s| s.applied_end.0 >= target),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("timed out: {what}"))
+    .expect("the node is alive");
 }

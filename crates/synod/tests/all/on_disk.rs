@@ -11,11 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use synod::{
-    ApplyContext, InstanceId, Node, RequestError, SnapshotPolicy, SnapshotStream, StateMachine,
-    StateSyncJob,
+    ApplyContext, InstanceId, Node, SnapshotPolicy, SnapshotStream, StateMachine, StateSyncJob,
 };
 
-use crate::common::{config, free_peers};
+use crate::common::{catch_up, config, free_peers, propose_retrying};
 
 /// What one node's state machine did, for the test.
 #[derive(Default)]
@@ -155,30 +154,6 @@ impl StateMachine for DiskMap {
     }
 }
 
-async fn propose_retrying(node: &Node, command: String) {
-    for _ in 0..20 {
-        match node.propose(Bytes::from(command.clone())).await {
-            Ok(_) => return,
-            Err(RequestError::Timeout(_)) => continue,
-            Err(err) => panic!("propose failed: {err}"),
-        }
-    }
-    panic!("no answer after 20 attempts");
-}
-
-/// Waits until `node` applied everything `from` applied.
-async fn catch_up(node: &Node, from: &Node, what: &str) {
-    let target = from.status().applied_end.0;
-    let mut status = node.watch_status();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        status.wait_for(|s| s.applied_end.0 >= target),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("timed out: {what}"))
-    .expect("the node is alive");
-}
-
 /// Waits until `node` checkpointed at or past `point`.
 async fn checkpointed(node: &Node, point: u64, what: &str) {
     let mut status = node.watch_status();
@@ -216,7 +191,7 @@ async fn an_on_disk_state_machine_restarts_without_a_restore_and_serves_lagging_
     let b = start(2).await.expect("node 2 starts");
     let c = start(3).await.expect("node 3 starts");
     for i in 0..60 {
-        propose_retrying(&a, format!("k{}={i}", i % 25)).await;
+        propose_retrying(&a, Bytes::from(format!("k{}={i}", i % 25))).await;
     }
     catch_up(&b, &a, "node 2 applies everything").await;
     checkpointed(&b, 40, "node 2 checkpoints").await;
@@ -269,7 +244,7 @@ async fn an_on_disk_state_machine_restarts_without_a_restore_and_serves_lagging_
     // and installed.
     c.shutdown().await;
     for i in 60..400 {
-        propose_retrying(&a, format!("k{}={i}", i % 25)).await;
+        propose_retrying(&a, Bytes::from(format!("k{}={i}", i % 25))).await;
     }
     catch_up(&b, &a, "node 2 keeps up").await;
     checkpointed(&a, 380, "node 1 compacts past node 3").await;

@@ -7,9 +7,9 @@ use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use synod::{ApplyContext, Node, RequestError, SnapshotPolicy, StateMachine};
+use synod::{ApplyContext, Node, SnapshotPolicy, StateMachine};
 
-use crate::common::{config, free_peers};
+use crate::common::{config, free_peers, propose_retrying};
 
 /// A sum whose restore takes `restore_ms`.
 struct SlowSum {
@@ -40,17 +40,6 @@ impl StateMachine for SlowSum {
     }
 }
 
-async fn propose_retrying(node: &Node, command: &'static [u8]) {
-    for _ in 0..20 {
-        match node.propose(Bytes::from_static(command)).await {
-            Ok(_) => return,
-            Err(RequestError::Timeout(_)) => continue,
-            Err(err) => panic!("propose failed: {err}"),
-        }
-    }
-    panic!("no answer after 20 attempts");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_restore_leaves_the_node_voting_and_learning() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -78,7 +67,7 @@ async fn a_slow_restore_leaves_the_node_voting_and_learning() {
     let a = start(1).await.expect("node 1 starts");
     let b = start(2).await.expect("node 2 starts");
     for _ in 0..200 {
-        propose_retrying(&a, b"x").await;
+        propose_retrying(&a, Bytes::from_static(b"x")).await;
     }
     // Node 3 starts empty, behind the compacted log: it installs a snapshot
     // whose restore takes 3 s, several election timeouts (0.5 to 1 s).
@@ -100,7 +89,7 @@ async fn a_slow_restore_leaves_the_node_voting_and_learning() {
     // them (its chosen prefix grows), and applies none before the restore
     // is done.
     for _ in 0..20 {
-        propose_retrying(&a, b"yy").await;
+        propose_retrying(&a, Bytes::from_static(b"yy")).await;
     }
     tokio::time::timeout(
         Duration::from_secs(2),

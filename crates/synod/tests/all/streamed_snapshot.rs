@@ -7,9 +7,9 @@ use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
-use synod::{ApplyContext, Node, RequestError, SnapshotPolicy, SnapshotStream, StateMachine};
+use synod::{ApplyContext, Node, SnapshotPolicy, SnapshotStream, StateMachine};
 
-use crate::common::{config, free_peers};
+use crate::common::{catch_up, config, free_peers, propose_retrying};
 
 /// What every node's state machine reports to the test.
 #[derive(Default)]
@@ -99,30 +99,6 @@ async fn start(cfg: synod::NodeConfig, seen: &Arc<Seen>) -> Node {
         seen: Arc::clone(seen),
     };
     Node::start(cfg, machine).await.expect("node starts")
-}
-
-async fn propose_retrying(node: &Node, blob: Bytes) {
-    for _ in 0..20 {
-        match node.propose(blob.clone()).await {
-            Ok(_) => return,
-            Err(RequestError::Timeout(_)) => continue,
-            Err(err) => panic!("propose failed: {err}"),
-        }
-    }
-    panic!("no answer after 20 attempts");
-}
-
-/// Waits until `node` applied everything `from` applied.
-async fn catch_up(node: &Node, from: &Node, what: &str) {
-    let target = from.status().applied_end.0;
-    let mut status = node.watch_status();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        status.wait_for(|s| s.applied_end.0 >= target),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("timed out: {what}"))
-    .expect("the node is alive");
 }
 
 fn incoming_files(dir: &std::path::Path) -> Vec<String> {
