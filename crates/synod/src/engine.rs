@@ -196,7 +196,6 @@ pub struct Engine<S, R> {
     /// Reads the core released while the state machine was away: served
     /// once it is back.
     reads_after_restore: Vec<u64>,
-    /// Stale reads asked while the state machine was away.
     /// Stale reads asked while the state machine was away (or ahead of the
     /// applied point), with the time they give up (`request_timeout`).
     stale_after_restore: Vec<(Bytes, R, u64)>,
@@ -348,7 +347,7 @@ pub fn recover_machine<S: StateMachine>(
         }
         (durable, None) => {
             return Err(format!(
-                "the checkpoint at instance {} holds no copy of the state machine's state (it keeps its state on its own disk), and the state machine reports its durable state at instance {}, before it: its files were lost or replaced. Restore them, or start this node afresh (an empty data directory, --rebuild) to copy the state from a peer",
+                "the checkpoint at instance {} holds no copy of the state machine's state (it keeps its state on its own disk), and the state machine reports its durable state at instance {}, before it: its files were lost or replaced. Restore them, or start this node afresh to copy the state from a peer: an empty data directory and `Bootstrap::Rebuild` (`synod server --rebuild`)",
                 point.0,
                 durable.map_or(0, |d| d.0)
             ));
