@@ -1407,10 +1407,7 @@ impl<S: StateMachine, R> Engine<S, R> {
         // replaying what its state has) holds a later state than this
         // point's: no snapshot of it can be taken here (seed 157 wrote one
         // and a peer installed a state two instances ahead of its point).
-        if self.machine.is_none()
-            || self.applied_end < self.skip_below
-            || !self.persist.snapshot_wanted(self.applied_end)
-        {
+        if self.applied_end < self.skip_below || !self.persist.snapshot_wanted(self.applied_end) {
             return;
         }
         let Some(machine) = self.machine.as_mut() else {

@@ -411,9 +411,6 @@ impl Replica {
     /// Advances time by one tick: elections, heartbeats, retransmissions, catch-up.
     pub fn tick(&mut self) {
         self.now += 1;
-        if self.learner.apply_draining {
-            self.emit_apply();
-        }
         if self.learner.apply_held && !matches!(self.role, Role::Follower) {
             // A leader or candidate that installed a snapshot while catching
             // up: its schedule lags until the runtime releases the values

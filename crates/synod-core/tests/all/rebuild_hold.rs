@@ -30,6 +30,17 @@ fn compact_all(c: &mut Cluster) {
     }
 }
 
+/// Node `w` after its disk was wiped: it restarts in rebuild mode, holding
+/// the values after an install when `hold` (as the runtime does).
+fn wiped(w: u32, hold: bool) -> Replica {
+    let mut cfg = Config::new(NodeId(w), vec![NodeId(1), NodeId(2), NodeId(3)]);
+    cfg.rebuild = true;
+    cfg.seed = 4242;
+    let mut r = Replica::new(cfg).unwrap();
+    r.set_hold_applies_on_install(hold);
+    r
+}
+
 fn scenario(hold: bool) -> (bool, bool, bool) {
     let mut c = Cluster::new(3);
     let leader = c.elect();
@@ -60,12 +71,7 @@ fn scenario(hold: bool) -> (bool, bool, bool) {
         "n4 promoted"
     );
     // n3's disk is wiped: it restarts in rebuild mode, and cannot reach n4.
-    let mut cfg = Config::new(NodeId(w), vec![NodeId(1), NodeId(2), NodeId(3)]);
-    cfg.rebuild = true;
-    cfg.seed = 4242;
-    let mut r = Replica::new(cfg).unwrap();
-    r.set_hold_applies_on_install(hold);
-    c.r.insert(w, r);
+    c.r.insert(w, wiped(w, hold));
     c.cut.push((w, 4));
     for _ in 0..300 {
         c.tick_all(1);
@@ -173,12 +179,7 @@ fn double_choice(hold: bool) -> Vec<(u64, Value, Value)> {
     assert_eq!(c.r[&a].status().role, RoleKind::Leader);
     // w's disk is wiped; it comes back in rebuild mode and reaches a, b only;
     // 4 and 5 stay cut off from the left side.
-    let mut cfg = Config::new(NodeId(w), vec![NodeId(1), NodeId(2), NodeId(3)]);
-    cfg.rebuild = true;
-    cfg.seed = 4242;
-    let mut r = Replica::new(cfg).unwrap();
-    r.set_hold_applies_on_install(hold);
-    c.r.insert(w, r);
+    c.r.insert(w, wiped(w, hold));
     c.cut = vec![(a, 4), (a, 5), (b, 4), (b, 5), (w, 4), (w, 5)];
     let mut ticks = 0;
     for _ in 0..200 {

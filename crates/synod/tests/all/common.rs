@@ -39,6 +39,23 @@ pub fn config(
     cfg
 }
 
+/// [`config`] for a test of snapshots: a snapshot every 10 instances, and
+/// at most 16 messages queued for a stopped peer, so that a node that was
+/// away finds none of the accepts it missed and catches up by snapshot.
+pub fn snapshotting_config(
+    id: u32,
+    peers: &BTreeMap<NodeId, SocketAddr>,
+    dir: &Path,
+) -> NodeConfig {
+    let mut cfg = config(id, peers, dir, Duration::from_secs(10));
+    cfg.snapshot_policy = synod::SnapshotPolicy {
+        instances: 10,
+        log_bytes: 0,
+    };
+    cfg.peer_send_queue_max = 16;
+    cfg
+}
+
 /// Proposes `command` until it is answered, retrying timeouts (an election
 /// may be under way); any other error fails the test.
 pub async fn propose_retrying(node: &Node, command: Bytes) -> Bytes {

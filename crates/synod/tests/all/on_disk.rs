@@ -10,11 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
-use synod::{
-    ApplyContext, InstanceId, Node, SnapshotPolicy, SnapshotStream, StateMachine, StateSyncJob,
-};
+use synod::{ApplyContext, InstanceId, Node, SnapshotStream, StateMachine, StateSyncJob};
 
-use crate::common::{catch_up, config, free_peers, propose_retrying};
+use crate::common::{catch_up, free_peers, propose_retrying, snapshotting_config};
 
 /// What one node's state machine did, for the test.
 #[derive(Default)]
@@ -171,17 +169,7 @@ async fn an_on_disk_state_machine_restarts_without_a_restore_and_serves_lagging_
     let dir = tempfile::tempdir().expect("tempdir");
     let peers = free_peers(3);
     let seen: Vec<Arc<Seen>> = (0..=3).map(|_| Arc::new(Seen::default())).collect();
-    let cfg = |id| {
-        let mut cfg = config(id, &peers, dir.path(), Duration::from_secs(10));
-        cfg.snapshot_policy = SnapshotPolicy {
-            instances: 10,
-            log_bytes: 0,
-        };
-        // Messages to a stopped peer wait in a short queue only: node 3
-        // must not find the accepts it missed waiting for it at restart.
-        cfg.peer_send_queue_max = 16;
-        cfg
-    };
+    let cfg = |id| snapshotting_config(id, &peers, dir.path());
     let sm_dir = |id: u32| dir.path().join(format!("sm{id}"));
     let start = |id: u32| {
         let machine = DiskMap::open(&sm_dir(id), &seen[id as usize]);

@@ -7,9 +7,9 @@ use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use synod::{ApplyContext, Node, SnapshotPolicy, StateMachine};
+use synod::{ApplyContext, Node, StateMachine};
 
-use crate::common::{config, free_peers, propose_retrying};
+use crate::common::{free_peers, propose_retrying, snapshotting_config};
 
 /// A sum whose restore takes `restore_ms`.
 struct SlowSum {
@@ -46,16 +46,7 @@ async fn a_slow_restore_leaves_the_node_voting_and_learning() {
     let peers = free_peers(3);
     let restore_ms = Arc::new(AtomicU64::new(0));
     let restores = Arc::new(AtomicU64::new(0));
-    let cfg = |id| {
-        let mut cfg = config(id, &peers, dir.path(), Duration::from_secs(10));
-        cfg.snapshot_policy = SnapshotPolicy {
-            instances: 10,
-            log_bytes: 0,
-        };
-        // Node 3 must not find the accepts it missed queued for it.
-        cfg.peer_send_queue_max = 16;
-        cfg
-    };
+    let cfg = |id| snapshotting_config(id, &peers, dir.path());
     let start = |id| {
         let machine = SlowSum {
             sum: 0,

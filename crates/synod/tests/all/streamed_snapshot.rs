@@ -7,9 +7,9 @@ use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
-use synod::{ApplyContext, Node, SnapshotPolicy, SnapshotStream, StateMachine};
+use synod::{ApplyContext, Node, SnapshotStream, StateMachine};
 
-use crate::common::{catch_up, config, free_peers, propose_retrying};
+use crate::common::{catch_up, free_peers, propose_retrying, snapshotting_config};
 
 /// What every node's state machine reports to the test.
 #[derive(Default)]
@@ -118,15 +118,7 @@ async fn a_streamed_snapshot_is_written_sent_installed_and_restored() {
     let dir = tempfile::tempdir().expect("tempdir");
     let peers = free_peers(3);
     let seen = Arc::new(Seen::default());
-    let cfg = |id| {
-        let mut cfg = config(id, &peers, dir.path(), Duration::from_secs(10));
-        cfg.snapshot_policy = SnapshotPolicy {
-            instances: 10,
-            log_bytes: 0,
-        };
-        cfg.peer_send_queue_max = 16;
-        cfg
-    };
+    let cfg = |id| snapshotting_config(id, &peers, dir.path());
     let a = start(cfg(1), &seen).await;
     let b = start(cfg(2), &seen).await;
     // 200 blobs of 24 KiB (4.7 MiB): snapshots span several 1 MiB chunks,
