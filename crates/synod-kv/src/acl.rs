@@ -417,6 +417,13 @@ impl User {
         allowed
     }
 
+    /// Whether a `name|first-arg` rule of this user names the command.
+    pub(crate) fn has_first_arg_rule(&self, name: &str) -> bool {
+        self.command_rules.iter().any(
+            |rule| matches!(&rule.target, Target::Command { name: n, sub: Some(_) } if n == name),
+        )
+    }
+
     /// Whether the user may touch `key`.
     pub fn key_allowed(&self, key: &[u8]) -> bool {
         self.all_keys || self.key_patterns.iter().any(|p| glob_match(p, key))

@@ -123,7 +123,14 @@ pub(crate) fn check_command(
     name: &str,
     first_arg: Option<&[u8]>,
 ) -> Result<(), Reply> {
-    let first = first_arg.map(|a| String::from_utf8_lossy(a).to_ascii_lowercase());
+    // The first argument matters only to a container's subcommand or to a
+    // `command|first-arg` rule for this command: for the rest (a SET's
+    // key, say) it is not copied.
+    let first = if acl_categories::is_container(name) || user.has_first_arg_rule(name) {
+        first_arg.map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+    } else {
+        None
+    };
     if user.command_allowed(name, first.as_deref()) {
         return Ok(());
     }
@@ -226,5 +233,41 @@ mod tests {
         // A user with every key may use them.
         user.apply_rule(b"allkeys").unwrap();
         assert!(check_keys(&acl, &user, &command("SORT pub:l BY w_* GET secret:*")).is_ok());
+    }
+
+    /// `check_command` copies the first argument only for a container or a
+    /// `command|first-arg` rule: both still decide as Redis 7.0 does.
+    #[test]
+    fn first_argument_rules_still_decide() {
+        let acl = Acl::new();
+        let mut user = User::new(Bytes::from_static(b"sel"), 1);
+        for rule in [
+            "on",
+            "nopass",
+            "allkeys",
+            "-@all",
+            "+select|0",
+            "+get",
+            "+config|get",
+        ] {
+            user.apply_rule(rule.as_bytes()).unwrap();
+        }
+        let allowed = |name: &str, first: &str| {
+            check_command(&acl, &user, name, Some(first.as_bytes())).is_ok()
+        };
+        assert!(allowed("select", "0"));
+        assert!(!allowed("select", "1"));
+        assert!(allowed("get", "anykey"));
+        assert!(!allowed("set", "anykey"));
+        assert!(allowed("config", "GET"));
+        assert!(!allowed("config", "set"));
+        assert_eq!(
+            check_command(&acl, &user, "select", Some(b"1")).unwrap_err(),
+            Reply::error("NOPERM this user has no permissions to run the 'select' command")
+        );
+        assert_eq!(
+            check_command(&acl, &user, "config", Some(b"SET")).unwrap_err(),
+            Reply::error("NOPERM this user has no permissions to run the 'config|set' command")
+        );
     }
 }

@@ -325,7 +325,7 @@ impl Conn {
     pub(crate) fn handle(&mut self, args: Vec<Bytes>) -> Item {
         let started = std::time::Instant::now();
         let name = args.first().map(|first| lower(first));
-        let item = self.handle_request(args);
+        let item = self.handle_named(name.as_deref(), args);
         // Refused before running: the connection answered an error itself
         // (arity, authentication, ACL, MULTI's rules). A connection command
         // that ran and failed counts as refused too (it answered at once).
@@ -356,22 +356,28 @@ impl Conn {
 
     /// [`Conn::handle`] without CLIENT REPLY.
     fn handle_request(&mut self, args: Vec<Bytes>) -> Item {
-        let Some(first) = args.first() else {
+        let name = args.first().map(|first| lower(first));
+        self.handle_named(name.as_deref(), args)
+    }
+
+    /// [`Conn::handle_request`] given the command's lowercase name (the
+    /// caller lowercased it already, for its statistics).
+    fn handle_named(&mut self, name: Option<&str>, args: Vec<Bytes>) -> Item {
+        let Some(name) = name else {
             return self.reply(Reply::error("ERR empty command"));
         };
-        let name = lower(first);
-        if self.user.is_none() && !NO_AUTH_NEEDED.contains(&name.as_str()) {
+        if self.user.is_none() && !NO_AUTH_NEEDED.contains(&name) {
             return self.reply(Reply::error("NOAUTH Authentication required."));
         }
         // Every command of an authenticated connection is checked against
         // its user's current rules (changed by any node's ACL command once
         // this node applied it). A user deleted or turned off since the
         // AUTH closes the connection.
-        if self.user.is_some() && !ACL_EXEMPT.contains(&name.as_str()) {
+        if self.user.is_some() && !ACL_EXEMPT.contains(&name) {
             let acl = &self.shared.cfg.acl;
             let checked = self.with_user(|user| {
-                if crate::acl_categories::is_command(&name) {
-                    check_command(acl, user, &name, args.get(1).map(|a| a.as_ref()))
+                if crate::acl_categories::is_command(name) {
+                    check_command(acl, user, name, args.get(1).map(|a| a.as_ref()))
                 } else {
                     Ok(())
                 }
@@ -392,12 +398,12 @@ impl Conn {
         // In RESP2 a subscribed connection only (un)subscribes (Redis).
         if self.protocol == Protocol::Resp2 && self.subscriber.active() {
             let full_name = match args.get(1) {
-                Some(sub) if crate::acl_categories::is_container(&name) => {
+                Some(sub) if crate::acl_categories::is_container(name) => {
                     format!("{name}|{}", lower(sub))
                 }
-                _ => name.clone(),
+                _ => name.to_string(),
             };
-            if let Some(refused) = crate::pubsub::refused_while_subscribed(&name, &full_name) {
+            if let Some(refused) = crate::pubsub::refused_while_subscribed(name, &full_name) {
                 return self.reply(refused);
             }
         }
@@ -406,7 +412,7 @@ impl Conn {
         // `crate::scripting::dry_run`). In a transaction the refusal
         // flags it; an EXEC refused ends it (and answers EXECABORT even
         // without one, as Redis's `rejectCommand` does).
-        if let Some(busy) = self.busy(&name, &args) {
+        if let Some(busy) = self.busy(name, &args) {
             if name == "exec" {
                 self.multi = None;
                 return Item::Unwatch(
@@ -422,7 +428,7 @@ impl Conn {
             return self.reply(Reply::error(busy));
         }
         if let Some(multi) = self.multi.as_mut() {
-            match name.as_str() {
+            match name {
                 "exec" | "discard" | "multi" | "quit" | "reset" => {}
                 "watch" => {
                     return self.reply(Reply::error("ERR WATCH inside MULTI is not allowed"));
@@ -435,7 +441,7 @@ impl Conn {
                 _ => return self.queue(&args),
             }
         }
-        match name.as_str() {
+        match name {
             // Subscribed in RESP2, PING answers in the pub/sub form.
             "ping" if self.protocol == Protocol::Resp2 && self.subscriber.active() => {
                 match args.len() {
@@ -568,7 +574,7 @@ impl Conn {
             }
             "pubsub" => self.reply(self.shared.cfg.pubsub.pubsub_command(&args)),
             "publish" | "spublish" => match crate::pubsub::parse_publish(&args)
-                .and_then(|command| self.check_channels(&name, &args).map(|()| command))
+                .and_then(|command| self.check_channels(name, &args).map(|()| command))
                 .and_then(|command| self.check_replicated_size(command))
             {
                 Ok(command) => Item::Data(command, self.protocol),
@@ -597,7 +603,7 @@ impl Conn {
                 .and_then(|command| self.check_replicated_size(command))
             {
                 Ok(command @ KvCommand::Blocking { .. }) => {
-                    match crate::blocking::parse(&name, &args) {
+                    match crate::blocking::parse(name, &args) {
                         Ok((_, timeout)) => Item::Block(command, timeout, self.protocol),
                         Err(reply) => self.reply(reply),
                     }

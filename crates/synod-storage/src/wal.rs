@@ -114,6 +114,12 @@ pub struct Wal {
     /// The next batch: frames whose batch offsets count from its start.
     pending: BytesMut,
     pending_groups: BTreeSet<GroupId>,
+    /// Where `frame_records` encodes a batch's records before framing them
+    /// (kept between calls: a fresh buffer per record grew and reallocated
+    /// several times per append on the hot path).
+    scratch: BytesMut,
+    /// The end offset of each record in `scratch`.
+    scratch_ends: Vec<usize>,
     /// Per group, the segment holding its latest finished checkpoint (its
     /// end frame durable).
     checkpoints: BTreeMap<GroupId, u64>,
@@ -219,6 +225,8 @@ impl Wal {
             allocated,
             pending: BytesMut::new(),
             pending_groups: BTreeSet::new(),
+            scratch: BytesMut::new(),
+            scratch_ends: Vec::new(),
             checkpoints,
             syncing: false,
             poisoned: false,
@@ -401,23 +409,46 @@ impl Wal {
         records: &[Record],
         mut on_frame: impl FnMut(u32),
     ) -> Result<(), StorageError> {
-        let mut encoded = Vec::with_capacity(records.len());
+        // Every record is encoded and checked before any is framed: a batch
+        // with one record too large frames nothing (all or nothing).
+        self.scratch.clear();
+        self.scratch_ends.clear();
         for record in records {
-            let mut payload = BytesMut::new();
-            record.encode(&mut payload);
-            if payload.len() > FRAME_PAYLOAD_BYTES_MAX {
+            let start = self.scratch.len();
+            record.encode(&mut self.scratch);
+            let len = self.scratch.len() - start;
+            if len > FRAME_PAYLOAD_BYTES_MAX {
+                self.release_scratch();
                 return Err(StorageError::RecordTooLarge {
-                    bytes: payload.len(),
+                    bytes: len,
                     max: FRAME_PAYLOAD_BYTES_MAX,
                 });
             }
-            encoded.push(payload);
+            self.scratch_ends.push(self.scratch.len());
         }
-        for (record, payload) in records.iter().zip(&encoded) {
-            on_frame(put_frame(&mut self.pending, FrameKind::Record, payload));
+        let mut start = 0;
+        for (record, &end) in records.iter().zip(&self.scratch_ends) {
+            on_frame(put_frame(
+                &mut self.pending,
+                FrameKind::Record,
+                &self.scratch[start..end],
+            ));
             self.pending_groups.insert(record.group());
+            start = end;
         }
+        self.release_scratch();
         Ok(())
+    }
+
+    /// Keeps the scratch buffer for the next append unless one large batch
+    /// grew it: a 32 MiB command must not pin 32 MiB for the node's life.
+    fn release_scratch(&mut self) {
+        const SCRATCH_KEPT_BYTES_MAX: usize = 1 << 20;
+        if self.scratch.capacity() > SCRATCH_KEPT_BYTES_MAX {
+            self.scratch = BytesMut::new();
+        } else {
+            self.scratch.clear();
+        }
     }
 }
 
