@@ -137,7 +137,7 @@ impl AdminConn {
 pub fn text(reply: &Reply) -> Option<String> {
     match reply {
         Reply::Bulk(b) | Reply::Verbatim(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Reply::Simple(s) => Some(s.clone()),
+        Reply::Simple(s) => Some(s.to_string()),
         Reply::Integer(n) => Some(n.to_string()),
         _ => None,
     }

@@ -1609,7 +1609,7 @@ fn info_entry(c: &Row) -> Reply {
     Reply::Array(vec![
         bulk(c.name.clone()),
         Reply::Integer(c.arity),
-        Reply::Set(c.flags.iter().map(|f| Reply::Simple(f.clone())).collect()),
+        Reply::Set(c.flags.iter().map(|f| Reply::simple(f.clone())).collect()),
         Reply::Integer(c.first_key),
         Reply::Integer(c.last_key),
         Reply::Integer(c.step),

@@ -99,7 +99,12 @@ impl CommandStats {
             return;
         }
         let mut by_name = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
-        let stat = by_name.entry(name.to_string()).or_default();
+        // Looked up by `&str` first: `entry` would copy the name on every
+        // call, for a key present after the command's first call.
+        let stat = match by_name.get_mut(name) {
+            Some(stat) => stat,
+            None => by_name.entry(name.to_string()).or_default(),
+        };
         match ending {
             Ending::Rejected => stat.rejected_calls += 1,
             Ending::Ok | Ending::Failed => {

@@ -52,9 +52,7 @@ pub fn parse(args: &[Bytes]) -> Result<KvCommand, synod_resp::Reply> {
     let Some(name) = args.first() else {
         return Err(Reply::error("ERR empty command"));
     };
-    let spec = lowercase_name(name)
-        .and_then(|lower| table::lookup(&lower))
-        .ok_or_else(|| unknown_command(args))?;
+    let spec = spec_of(name).ok_or_else(|| unknown_command(args))?;
     if !spec.arity_accepts(args.len()) {
         return Err(wrong_arity(spec.name));
     }
@@ -212,12 +210,17 @@ pub fn parse(args: &[Bytes]) -> Result<KvCommand, synod_resp::Reply> {
     Ok(command)
 }
 
-fn lowercase_name(name: &[u8]) -> Option<String> {
+/// The command table's entry for a name in any case, lowercased on the
+/// stack (this runs for every data command).
+fn spec_of(name: &[u8]) -> Option<&'static table::CommandSpec> {
     if name.len() > COMMAND_NAME_LEN_MAX || !name.is_ascii() {
         return None;
     }
-    let text = std::str::from_utf8(name).ok()?;
-    Some(text.to_ascii_lowercase())
+    let mut buf = [0u8; COMMAND_NAME_LEN_MAX];
+    let lower = &mut buf[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    table::lookup(std::str::from_utf8(lower).ok()?)
 }
 
 /// Redis 7: `ERR unknown command 'foo', with args beginning with: 'a' 'b' `.

@@ -6,6 +6,8 @@
 //! ([`REPLY_FORMAT_VERSION`]), then the reply: a tag byte and its fields,
 //! lengths as `u32`, numbers little-endian.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use synod_resp::Reply;
 
@@ -169,7 +171,7 @@ fn decode(reader: &mut Reader<'_>, depth: usize) -> Result<Reply, DecodeError> {
         return Err(DecodeError::TooDeep(REPLY_DEPTH_MAX));
     }
     let reply = match reader.u8()? {
-        tag::SIMPLE => Reply::Simple(line(reader)?),
+        tag::SIMPLE => Reply::Simple(status_line(reader)?),
         tag::ERROR => Reply::Error(line(reader)?),
         tag::INTEGER => Reply::Integer(reader.i64()?),
         tag::BULK => Reply::Bulk(reader.bytes()?),
@@ -186,6 +188,19 @@ fn decode(reader: &mut Reader<'_>, depth: usize) -> Result<Reply, DecodeError> {
         tag => return Err(DecodeError::UnknownTag { what: "reply", tag }),
     };
     Ok(reply)
+}
+
+/// A status line, as [`line`] decodes it, but the ones nearly every write
+/// answers come back as shared constants, not copies on the heap.
+fn status_line(reader: &mut Reader<'_>) -> Result<Cow<'static, str>, DecodeError> {
+    const COMMON: [&str; 3] = ["OK", "QUEUED", "PONG"];
+    let mut peek = (*reader).clone();
+    let raw = peek.slice()?;
+    if let Some(common) = COMMON.iter().find(|common| common.as_bytes() == raw) {
+        *reader = peek;
+        return Ok(Cow::Borrowed(common));
+    }
+    line(reader).map(Cow::Owned)
 }
 
 #[cfg(test)]
@@ -234,7 +249,7 @@ mod tests {
             decode_reply(&deep),
             Err(DecodeError::TooDeep(REPLY_DEPTH_MAX))
         );
-        let simple = encode_reply(&Reply::Simple("a\r\nb".to_string()));
+        let simple = encode_reply(&Reply::simple("a\r\nb"));
         assert!(decode_reply(&simple).is_err());
     }
 }

@@ -144,6 +144,7 @@ impl Writer {
 }
 
 /// Reads what [`Writer`] wrote, checking every length against the input.
+#[derive(Clone)]
 pub(crate) struct Reader<'a> {
     input: &'a [u8],
 }

@@ -92,7 +92,7 @@ impl<'a> Cursor<'a> {
             return Ok(None);
         };
         let reply = match kind {
-            b'+' => self.text(line).map(Reply::Simple),
+            b'+' => self.text(line).map(Reply::simple),
             b'-' => self.text(line).map(Reply::Error),
             b':' => Some(Reply::Integer(
                 parse_i64(line).ok_or(ProtocolError::InvalidReply("integer"))?,

@@ -2,6 +2,8 @@
 //! written in (see [`write_reply`](crate::write_reply) for the RESP2 and RESP3
 //! encodings).
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 /// A command's reply. RESP2 writes the RESP3-only kinds in their RESP2 form
@@ -9,8 +11,10 @@ use bytes::Bytes;
 /// string, `Set` as an array, `Bool` as an integer 0/1).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reply {
-    /// `+OK`-style status line (no CR or LF inside).
-    Simple(String),
+    /// `+OK`-style status line (no CR or LF inside). Borrowed for the
+    /// constant lines (`OK`, `QUEUED`, ...): one is built for nearly every
+    /// write, and copying it onto the heap was a measurable share of a SET.
+    Simple(Cow<'static, str>),
     /// `-ERR ...`: the full error line without the leading `-` (it must start
     /// with an error code such as `ERR` or `WRONGTYPE`).
     Error(String),
@@ -47,7 +51,7 @@ pub enum Reply {
 impl Reply {
     /// `+OK`.
     pub fn ok() -> Reply {
-        Reply::Simple("OK".to_string())
+        Reply::Simple(Cow::Borrowed("OK"))
     }
 
     /// An error reply; `line` must start with an error code (`ERR ...`).
@@ -57,7 +61,7 @@ impl Reply {
 
     /// A status reply such as `+PONG`. A CR or LF in `text` is written as a
     /// space.
-    pub fn simple(text: impl Into<String>) -> Reply {
+    pub fn simple(text: impl Into<Cow<'static, str>>) -> Reply {
         Reply::Simple(text.into())
     }
 

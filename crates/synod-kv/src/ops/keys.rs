@@ -95,7 +95,7 @@ pub(crate) fn type_of(keyspace: &Keyspace, key: &[u8], now: u64) -> Reply {
     let name = keyspace
         .live(key, now)
         .map_or("none", |entry| entry.value().type_name());
-    Reply::Simple(name.to_string())
+    Reply::simple(name.to_string())
 }
 
 fn matches(pattern: &[u8], key: &[u8]) -> bool {

@@ -189,7 +189,7 @@ pub(crate) fn object_help() -> Reply {
     Reply::Array(
         lines
             .iter()
-            .map(|line| Reply::Simple((*line).to_string()))
+            .map(|line| Reply::simple((*line).to_string()))
             .collect(),
     )
 }

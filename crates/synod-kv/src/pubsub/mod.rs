@@ -610,7 +610,7 @@ impl PubSub {
             ("help", 2) => Reply::Array(
                 PUBSUB_HELP
                     .iter()
-                    .map(|line| Reply::Simple(line.to_string()))
+                    .map(|line| Reply::simple(line.to_string()))
                     .collect(),
             ),
             ("channels" | "shardchannels" | "numpat" | "help", _) => {

@@ -34,7 +34,7 @@ pub(crate) fn reply_to_lua(lua: &Lua, reply: &Reply, resp: ScriptResp) -> mlua::
     Ok(match reply {
         Reply::Simple(text) => {
             let table = lua.create_table()?;
-            table.raw_set("ok", lua.create_string(text)?)?;
+            table.raw_set("ok", lua.create_string(text.as_bytes())?)?;
             Value::Table(table)
         }
         Reply::Error(text) => error_table(lua, text)?,
@@ -169,7 +169,7 @@ fn table_to_reply(table: &Table, depth: usize) -> Reply {
         return Reply::Error(one_line(&err));
     }
     if let Some(ok) = raw_string(table, "ok") {
-        return Reply::Simple(one_line(&ok));
+        return Reply::simple(one_line(&ok));
     }
     if let Ok(Value::Number(x)) = table.raw_get::<Value>("double") {
         return Reply::Double(x);

@@ -690,7 +690,7 @@ fn script_command(cache: &ScriptCache, args: &[Bytes]) -> Reply {
         ("help", 2) => Reply::Array(
             SCRIPT_HELP
                 .iter()
-                .map(|line| Reply::Simple((*line).to_string()))
+                .map(|line| Reply::simple((*line).to_string()))
                 .collect(),
         ),
         ("load", 3) => match engine::compile_check(&args[2]) {

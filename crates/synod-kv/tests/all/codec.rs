@@ -478,7 +478,7 @@ fn command() -> impl Strategy<Value = KvCommand> {
 fn reply() -> impl Strategy<Value = Reply> {
     let line = "[ -~]{0,12}";
     let leaf = prop_oneof![
-        line.prop_map(Reply::Simple),
+        line.prop_map(Reply::simple),
         line.prop_map(|text| Reply::Error(format!("ERR {text}"))),
         any::<i64>().prop_map(Reply::Integer),
         bytes().prop_map(Reply::Bulk),

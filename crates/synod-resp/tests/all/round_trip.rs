@@ -24,7 +24,7 @@ fn any_double() -> impl Strategy<Value = f64> {
 
 fn any_reply() -> impl Strategy<Value = Reply> {
     let leaf = prop_oneof![
-        "[^\r\n]{0,16}".prop_map(Reply::Simple),
+        "[^\r\n]{0,16}".prop_map(|s: String| Reply::simple(s)),
         "[A-Z]{1,8} [^\r\n]{0,16}".prop_map(Reply::Error),
         any::<i64>().prop_map(Reply::Integer),
         prop::collection::vec(any::<u8>(), 0..32).prop_map(|b| Reply::Bulk(b.into())),

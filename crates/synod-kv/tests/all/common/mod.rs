@@ -151,7 +151,7 @@ pub fn err(line: &str) -> Reply {
 }
 
 pub fn simple(line: &str) -> Reply {
-    Reply::Simple(line.to_string())
+    Reply::simple(line.to_string())
 }
 
 pub fn array(items: Vec<Reply>) -> Reply {
