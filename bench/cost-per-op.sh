@@ -31,6 +31,7 @@ cleanup() {
   set +e
   [ -n "${CLUSTER:-}" ] && kill -TERM "$CLUSTER" 2>/dev/null && wait "$CLUSTER" 2>/dev/null
   [ -n "${REDIS:-}" ] && kill -TERM "$REDIS" 2>/dev/null && wait "$REDIS" 2>/dev/null
+  [ -n "${LEASE_CLUSTER:-}" ] && kill -TERM "$LEASE_CLUSTER" 2>/dev/null && wait "$LEASE_CLUSTER" 2>/dev/null
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -77,6 +78,22 @@ for sys in synod redis; do
   measure "$sys set c50 P16" "$port" "$pids" -- -t set -c 50 -P 16 -d 100 -r 100000 -n "$REQUESTS"
   measure "$sys set c1" "$port" "$pids" -- -t set -c 1 -d 100 -r 100000 -n $((REQUESTS / 20))
 done
+
+# Leader read leases (issue 15): a second cluster, the same binary with
+# --read-lease, answers the GET row; loaded first with the same 100k keys.
+"$SYNOD" cluster --data-dir "$WORK/lease" --base-port 7500 -- --read-lease "${EXTRA[@]}" \
+  >"$WORK/lease.log" 2>&1 &
+LEASE_CLUSTER=$!
+for _ in $(seq 1 150); do
+  [ "$(redis-cli -p 7501 set ready 1 2>/dev/null)" = OK ] && break
+  sleep 0.2
+done
+LEASE_PIDS=$(pgrep -P "$LEASE_CLUSTER" | tr '\n' ' ')
+LEASE_LEADER=$(redis-cli -p 7501 info replication | tr -d '\r' | awk -F: '/^leader_id:/ {print $2}')
+redis-benchmark -p $((7500 + LEASE_LEADER)) -q -t set -c 50 -P 16 -d 100 -r 100000 -n 400000 >/dev/null
+measure "synod get c50 --read-lease" $((7500 + LEASE_LEADER)) "$LEASE_PIDS" -- \
+  -t get -c 50 -d 100 -r 100000 -n "$REQUESTS"
+kill -TERM "$LEASE_CLUSTER" 2>/dev/null && wait "$LEASE_CLUSTER" 2>/dev/null || true
 
 echo "== loading $KEYS keys of 100 B (pipelined 32 deep)"
 for port in $LEADER_PORT 6490; do
