@@ -555,3 +555,6 @@ impl<T> std::iter::FusedIterator for Iter<'_, T> {}
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod bench;

@@ -200,6 +200,13 @@ impl<T> Node<T> {
         self.header().refs.load(Ordering::Acquire)
     }
 
+    /// Bytes of this node's allocation (for memory measurements).
+    #[cfg(test)]
+    pub(super) fn allocated_bytes(&self) -> usize {
+        let (items, children) = self.counts();
+        Self::layout(items, children).size()
+    }
+
     /// A node with these maps, items and children (which must be as many
     /// as the maps say, else this panics before handing out anything).
     pub(super) fn from_parts(
