@@ -173,8 +173,7 @@ impl<T: TrieItem> Trie<T> {
     /// before it.
     pub(crate) fn iter_from(&self, hash: u64) -> Iter<'_, T> {
         let mut iter = Iter {
-            nodes: [None; DEPTH_MAX],
-            pending: [0; DEPTH_MAX],
+            frames: [Frame::UNUSED; DEPTH_MAX],
             depth: 0,
         };
         let mut next = self.root.as_ref();
@@ -201,8 +200,7 @@ impl<T: TrieItem> Trie<T> {
                     after
                 }
             };
-            iter.nodes[level as usize] = Some(node);
-            iter.pending[level as usize] = pending;
+            iter.frames[level as usize] = Frame::of(node, pending);
             iter.depth = level as usize + 1;
             level += 1;
         }
@@ -503,11 +501,48 @@ fn check_node<T: TrieItem>(
 /// the nodes on the path to the next one: no allocation.
 pub(crate) struct Iter<'a, T> {
     /// The node at each level of the path (`depth` of them).
-    nodes: [Option<&'a Node<T>>; DEPTH_MAX],
-    /// Per level: for a branch node, the slots not visited yet; for a
-    /// bucket, the index of its next item.
-    pending: [u64; DEPTH_MAX],
+    frames: [Frame<'a, T>; DEPTH_MAX],
     depth: usize,
+}
+
+/// A node being iterated, with what `next` reads of it at hand.
+struct Frame<'a, T> {
+    items: &'a [T],
+    children: &'a [Node<T>],
+    datamap: u64,
+    nodemap: u64,
+    /// For a branch node, the slots not visited yet; for a bucket, the
+    /// index of its next item.
+    pending: u64,
+}
+
+impl<T> Clone for Frame<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Frame<'_, T> {}
+
+impl<'a, T> Frame<'a, T> {
+    const UNUSED: Frame<'a, T> = Frame {
+        items: &[],
+        children: &[],
+        datamap: 0,
+        nodemap: 0,
+        pending: 0,
+    };
+
+    fn of(node: &'a Node<T>, pending: u64) -> Frame<'a, T> {
+        let (datamap, nodemap) = node.maps();
+        Frame {
+            items: node.items(),
+            children: node.children(),
+            datamap,
+            nodemap,
+            pending,
+        }
+    }
 }
 
 impl<'a, T> Iterator for Iter<'a, T> {
@@ -515,36 +550,41 @@ impl<'a, T> Iterator for Iter<'a, T> {
 
     fn next(&mut self) -> Option<&'a T> {
         while let Some(top) = self.depth.checked_sub(1) {
-            let node = self.nodes[top]?;
-            let (datamap, nodemap) = node.maps();
+            let frame = &mut self.frames[top];
             if top == BUCKET_LEVEL as usize {
-                let next = self.pending[top] as usize;
-                if let Some(item) = node.items().get(next) {
-                    self.pending[top] += 1;
+                if let Some(item) = frame.items.get(frame.pending as usize) {
+                    frame.pending += 1;
                     return Some(item);
                 }
                 self.depth = top;
                 continue;
             }
-            let pending = self.pending[top];
+            let pending = frame.pending;
             if pending == 0 {
                 self.depth = top;
                 continue;
             }
             // The lowest slot left, then the rest.
             let bit = pending & pending.wrapping_neg();
-            self.pending[top] = pending & !bit;
-            if datamap & bit != 0 {
-                return Some(&node.items()[index(datamap, bit)]);
+            frame.pending = pending & !bit;
+            if frame.datamap & bit != 0 {
+                return frame.items.get(index(frame.datamap, bit));
             }
-            let child = &node.children()[index(nodemap, bit)];
-            let (child_datamap, child_nodemap) = child.maps();
-            self.nodes[top + 1] = Some(child);
-            self.pending[top + 1] = if top + 1 == BUCKET_LEVEL as usize {
+            let at = index(frame.nodemap, bit);
+            let children = frame.children;
+            let child = children.get(at)?;
+            // The next sibling's header is read after this child's items:
+            // ask for it now, so that its cache miss overlaps them.
+            if let Some(sibling) = children.get(at + 1) {
+                sibling.prefetch();
+            }
+            let (datamap, nodemap) = child.maps();
+            let pending = if top + 1 == BUCKET_LEVEL as usize {
                 0
             } else {
-                child_datamap | child_nodemap
+                datamap | nodemap
             };
+            self.frames[top + 1] = Frame::of(child, pending);
             self.depth = top + 2;
         }
         None

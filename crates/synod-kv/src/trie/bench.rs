@@ -248,6 +248,14 @@ fn compare(count: usize) {
         black_box(tree.iter().count());
     }) / count as f64;
     row("iterate everything (per item)", all_trie, all_tree);
+    // As a snapshot or KEYS does: each entry's record is read too.
+    let keys_trie = time(1, |_| {
+        black_box(trie.iter().map(|entry| entry.key().len()).sum::<usize>());
+    }) / count as f64;
+    let keys_tree = time(1, |_| {
+        black_box(tree.keys().map(|entry| entry.0.key().len()).sum::<usize>());
+    }) / count as f64;
+    row("iterate everything, reading keys", keys_trie, keys_tree);
 
     // A write right after a view: copies the path, and dropping the view
     // frees the old one.
