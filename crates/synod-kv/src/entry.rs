@@ -237,6 +237,26 @@ impl Entry {
         Entry::stamped(key, value, expire_at_ms, Stamp::default())
     }
 
+    /// As [`Entry::stamped`] for a string value the caller keeps: a short
+    /// one is copied into the inline record straight from `value`, and only
+    /// a long one (kept as it is) is cloned. A clone of a `Bytes` decoded
+    /// from a command is not free: its first clone allocates a shared header.
+    pub(crate) fn stamped_string(
+        key: &[u8],
+        value: &Bytes,
+        expire_at_ms: Option<u64>,
+        stamp: Stamp,
+    ) -> Entry {
+        if value.len() <= INLINE_VALUE_BYTES_MAX {
+            Entry {
+                hash: order_hash(key),
+                body: Body::Inline(inline_record(key, value, expire_at_ms, stamp)),
+            }
+        } else {
+            Entry::stamped(key, Value::Str(value.clone()), expire_at_ms, stamp)
+        }
+    }
+
     /// A stored key holding `value`, expiring at `expire_at_ms`, last
     /// changed at `stamp`.
     pub(crate) fn stamped(
@@ -451,6 +471,33 @@ mod tests {
                         ValueRef::Str(stored) => assert_eq!(&stored[..], &value[..]),
                         other => panic!("not a string: {other:?}"),
                     }
+                }
+            }
+        }
+    }
+
+    /// A string stored from a borrowed value is the entry an owned one
+    /// makes, on both sides of the inline limit.
+    #[test]
+    fn borrowed_strings_make_the_same_entries() {
+        let stamp = Stamp {
+            instance: 7,
+            sequence: 3,
+        };
+        for len in [0, 1, INLINE_VALUE_BYTES_MAX, INLINE_VALUE_BYTES_MAX + 1] {
+            for expiry in [None, Some(42)] {
+                let value = Bytes::from(vec![b'v'; len]);
+                let owned = Entry::stamped(b"key", Value::Str(value.clone()), expiry, stamp);
+                let borrowed = Entry::stamped_string(b"key", &value, expiry, stamp);
+                assert_eq!(borrowed.hash(), owned.hash());
+                assert_eq!(borrowed.key(), owned.key());
+                assert_eq!(borrowed.is_inline(), owned.is_inline());
+                assert_eq!(borrowed.is_inline(), len <= INLINE_VALUE_BYTES_MAX);
+                assert_eq!(borrowed.expire_at_ms(), owned.expire_at_ms());
+                assert_eq!(borrowed.stamp(), owned.stamp());
+                match (borrowed.value(), owned.value()) {
+                    (ValueRef::Str(a), ValueRef::Str(b)) => assert_eq!(&a[..], &b[..]),
+                    other => panic!("not strings: {other:?}"),
                 }
             }
         }

@@ -33,6 +33,8 @@
 
 use std::collections::BTreeSet;
 
+use bytes::Bytes;
+
 use crate::blocking::BlockedClients;
 pub(crate) use crate::entry::{order_hash, Entry, StrRef, ValueRef};
 use crate::pubsub::keyspace_events::{EXPIRED, GENERIC, NEW};
@@ -388,6 +390,15 @@ impl Keyspace {
     pub(crate) fn insert(&mut self, key: &[u8], value: Value, expire_at_ms: Option<u64>) {
         debug_assert!(!value.is_empty_collection());
         self.insert_unchecked(key, value, expire_at_ms);
+    }
+
+    /// As [`Keyspace::insert`] of `Value::Str(value.clone())`, without the
+    /// clone for a value stored inline (see [`Entry::stamped_string`]).
+    pub(crate) fn insert_string(&mut self, key: &[u8], value: &Bytes, expire_at_ms: Option<u64>) {
+        self.put(
+            key,
+            Entry::stamped_string(key, value, expire_at_ms, self.stamp_now),
+        );
     }
 
     fn insert_unchecked(&mut self, key: &[u8], value: Value, expire_at_ms: Option<u64>) {

@@ -6,7 +6,7 @@ use synod_resp::Reply;
 
 use super::{now_signed, wrong_type, OVERFLOW};
 use crate::command::{setex_name, GetExExpiry, SetCondition, SetExpiry, TimeUnit};
-use crate::keyspace::{Keyspace, StrRef, Value, ValueRef};
+use crate::keyspace::{Keyspace, StrRef, ValueRef};
 use crate::number::{format_f64, incrbyfloat_text, parse_f64, parse_i64};
 use crate::parse::{invalid_expire_time, NOT_AN_INTEGER, NOT_A_FLOAT};
 
@@ -64,7 +64,7 @@ fn at(unix_ms: i64, name: &str) -> Result<i64, Reply> {
 /// Stores a string under `key` with the planned expiry. A key whose new
 /// expiry is already past is deleted instead (Redis does the same for
 /// `SET ... EXAT <past>`).
-fn store(keyspace: &mut Keyspace, key: &Bytes, value: Bytes, plan: ExpiryPlan, now: u64) {
+fn store(keyspace: &mut Keyspace, key: &Bytes, value: &Bytes, plan: ExpiryPlan, now: u64) {
     // Only keeping the expiry needs to know whether the old entry is live;
     // otherwise `insert` replaces the entry whole (its size and its expiry
     // index entry with it), live or expired, and a SET walks the trie once
@@ -85,13 +85,13 @@ fn store(keyspace: &mut Keyspace, key: &Bytes, value: Bytes, plan: ExpiryPlan, n
             }
         },
     };
-    keyspace.insert(key, Value::Str(value), expire_at_ms);
+    keyspace.insert_string(key, value, expire_at_ms);
 }
 
 /// Replaces the value of a live string key, keeping its expiry (INCR,
 /// APPEND, SETRANGE); creates the key without expiry if absent.
 fn overwrite(keyspace: &mut Keyspace, key: &Bytes, value: Bytes, now: u64) {
-    store(keyspace, key, value, ExpiryPlan::Keep, now);
+    store(keyspace, key, &value, ExpiryPlan::Keep, now);
 }
 
 pub(crate) fn get(keyspace: &Keyspace, key: &[u8], now: u64) -> Reply {
@@ -135,7 +135,7 @@ pub(crate) fn set(
         SetCondition::IfPresent => keyspace.live(key, now).is_none(),
     };
     if !skip {
-        store(keyspace, key, value.clone(), plan, now);
+        store(keyspace, key, value, plan, now);
     }
     match old {
         Some(old) => bulk_or_null(old),
@@ -148,7 +148,7 @@ pub(crate) fn setnx(keyspace: &mut Keyspace, key: &Bytes, value: &Bytes, now: u6
     if keyspace.live(key, now).is_some() {
         return Reply::Integer(0);
     }
-    store(keyspace, key, value.clone(), ExpiryPlan::Clear, now);
+    store(keyspace, key, value, ExpiryPlan::Clear, now);
     Reply::Integer(1)
 }
 
@@ -162,13 +162,7 @@ pub(crate) fn setex(
 ) -> Reply {
     match after(ttl_ms, ctx, setex_name(unit)) {
         Ok(at) => {
-            store(
-                keyspace,
-                key,
-                value.clone(),
-                ExpiryPlan::At(at),
-                ctx.time_ms,
-            );
+            store(keyspace, key, value, ExpiryPlan::At(at), ctx.time_ms);
             Reply::ok()
         }
         Err(error) => error,
@@ -180,7 +174,7 @@ pub(crate) fn getset(keyspace: &mut Keyspace, key: &Bytes, value: &Bytes, now: u
         Ok(old) => old.map(StrRef::to_bytes),
         Err(error) => return error,
     };
-    store(keyspace, key, value.clone(), ExpiryPlan::Clear, now);
+    store(keyspace, key, value, ExpiryPlan::Clear, now);
     bulk_or_null(old)
 }
 
@@ -244,7 +238,7 @@ pub(crate) fn mget(keyspace: &Keyspace, keys: &[Bytes], now: u64) -> Reply {
 
 pub(crate) fn mset(keyspace: &mut Keyspace, pairs: &[(Bytes, Bytes)]) -> Reply {
     for (key, value) in pairs {
-        keyspace.insert(key, Value::Str(value.clone()), None);
+        keyspace.insert_string(key, value, None);
     }
     Reply::ok()
 }
