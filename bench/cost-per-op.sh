@@ -81,17 +81,19 @@ done
 
 # Leader read leases (issue 15): a second cluster, the same binary with
 # --read-lease, answers the GET row; loaded first with the same 100k keys.
-"$SYNOD" cluster --data-dir "$WORK/lease" --base-port 7500 -- --read-lease "${EXTRA[@]}" \
+# (Base port 8400: the first cluster's HTTP ports are 7601-7603, where a base
+# of 7500 would put this one's peer ports.)
+"$SYNOD" cluster --data-dir "$WORK/lease" --base-port 8400 -- --read-lease "${EXTRA[@]}" \
   >"$WORK/lease.log" 2>&1 &
 LEASE_CLUSTER=$!
 for _ in $(seq 1 150); do
-  [ "$(redis-cli -p 7501 set ready 1 2>/dev/null)" = OK ] && break
+  [ "$(redis-cli -p 8401 set ready 1 2>/dev/null)" = OK ] && break
   sleep 0.2
 done
 LEASE_PIDS=$(pgrep -P "$LEASE_CLUSTER" | tr '\n' ' ')
-LEASE_LEADER=$(redis-cli -p 7501 info replication | tr -d '\r' | awk -F: '/^leader_id:/ {print $2}')
-redis-benchmark -p $((7500 + LEASE_LEADER)) -q -t set -c 50 -P 16 -d 100 -r 100000 -n 400000 >/dev/null
-measure "synod get c50 --read-lease" $((7500 + LEASE_LEADER)) "$LEASE_PIDS" -- \
+LEASE_LEADER=$(redis-cli -p 8401 info replication | tr -d '\r' | awk -F: '/^leader_id:/ {print $2}')
+redis-benchmark -p $((8400 + LEASE_LEADER)) -q -t set -c 50 -P 16 -d 100 -r 100000 -n 400000 >/dev/null
+measure "synod get c50 --read-lease" $((8400 + LEASE_LEADER)) "$LEASE_PIDS" -- \
   -t get -c 50 -d 100 -r 100000 -n "$REQUESTS"
 kill -TERM "$LEASE_CLUSTER" 2>/dev/null && wait "$LEASE_CLUSTER" 2>/dev/null || true
 
