@@ -67,8 +67,8 @@ fn at(unix_ms: i64, name: &str) -> Result<i64, Reply> {
 fn store(keyspace: &mut Keyspace, key: &Bytes, value: &Bytes, plan: ExpiryPlan, now: u64) {
     // Only keeping the expiry needs to know whether the old entry is live;
     // otherwise `insert` replaces the entry whole (its size and its expiry
-    // index entry with it), live or expired, and a SET walks the trie once
-    // (the insertion hands back the old entry).
+    // index entry with it), live or expired, and a SET walks the tree twice
+    // (look up, insert) instead of four times.
     let expire_at_ms = match plan {
         ExpiryPlan::Clear => None,
         ExpiryPlan::Keep => {
