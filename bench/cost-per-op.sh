@@ -48,7 +48,9 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 SYNOD_PIDS=$(pgrep -P "$CLUSTER" | tr '\n' ' ')
-LEADER=$(redis-cli -p 7401 info replication | tr -d '\r' | awk -F: '/^leader_id:/ {print $2}')
+LEADER=$(redis-cli -p 7401 info replication 2>/dev/null | tr -d '\r' |
+  awk -F: '/^leader_id:/ {print $2}')
+[ -n "$LEADER" ] || { echo "cost-per-op: the Synod cluster did not start:" >&2; tail -5 "$WORK/cluster.log" >&2; exit 1; }
 LEADER_PORT=$((7400 + LEADER))
 TICK=$(getconf CLK_TCK)
 # shellcheck source=bench/cost-lib.sh
@@ -91,10 +93,17 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 LEASE_PIDS=$(pgrep -P "$LEASE_CLUSTER" | tr '\n' ' ')
-LEASE_LEADER=$(redis-cli -p 8401 info replication | tr -d '\r' | awk -F: '/^leader_id:/ {print $2}')
-redis-benchmark -p $((8400 + LEASE_LEADER)) -q -t set -c 50 -P 16 -d 100 -r 100000 -n 400000 >/dev/null
-measure "synod get c50 --read-lease" $((8400 + LEASE_LEADER)) "$LEASE_PIDS" -- \
-  -t get -c 50 -d 100 -r 100000 -n "$REQUESTS"
+LEASE_LEADER=$(redis-cli -p 8401 info replication 2>/dev/null | tr -d '\r' |
+  awk -F: '/^leader_id:/ {print $2}')
+if [ -z "$LEASE_LEADER" ]; then
+  echo "cost-per-op: the --read-lease cluster did not start; no lease row:" >&2
+  tail -5 "$WORK/lease.log" >&2
+  ROWS+=("| synod get c50 --read-lease | (cluster did not start) | | |")
+else
+  redis-benchmark -p $((8400 + LEASE_LEADER)) -q -t set -c 50 -P 16 -d 100 -r 100000 -n 400000 >/dev/null
+  measure "synod get c50 --read-lease" $((8400 + LEASE_LEADER)) "$LEASE_PIDS" -- \
+    -t get -c 50 -d 100 -r 100000 -n "$REQUESTS"
+fi
 kill -TERM "$LEASE_CLUSTER" 2>/dev/null && wait "$LEASE_CLUSTER" 2>/dev/null || true
 
 echo "== loading $KEYS keys of 100 B (pipelined 32 deep)"

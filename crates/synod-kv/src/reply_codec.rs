@@ -252,4 +252,73 @@ mod tests {
         let simple = encode_reply(&Reply::simple("a\r\nb"));
         assert!(decode_reply(&simple).is_err());
     }
+
+    #[test]
+    fn status_lines_round_trip_and_refuse_line_breaks() {
+        for text in [
+            "OK", "QUEUED", "PONG", "OK\r\n", "OK\n", "PONG\r", "\rOK", "ok", "OKAY", "",
+            "QUEUED\n",
+        ] {
+            let enc = encode_reply(&Reply::simple(text.to_string()));
+            let dec = decode_reply(&enc);
+            if text.contains(['\r', '\n']) {
+                assert!(dec.is_err(), "{text:?}");
+            } else {
+                assert_eq!(dec.unwrap(), Reply::simple(text.to_string()));
+            }
+            for cut in 1..enc.len() {
+                assert!(decode_reply(&enc[..cut]).is_err(), "{text:?} {cut}");
+            }
+            let mut t = enc.to_vec();
+            t.push(0);
+            if !text.contains(['\r', '\n']) {
+                assert_eq!(decode_reply(&t), Err(DecodeError::TrailingBytes(1)));
+            }
+            // Inside an array too.
+            let arr = encode_reply(&Reply::Array(vec![
+                Reply::simple(text.to_string()),
+                Reply::Integer(1),
+            ]));
+            assert_eq!(decode_reply(&arr).is_err(), text.contains(['\r', '\n']));
+        }
+        let a = Reply::ok();
+        let b = Reply::simple("OK".to_string());
+        assert_eq!(a, b);
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!(format!("{a:?}"), "Simple(\"OK\")");
+        assert!(matches!(
+            decode_reply(&encode_reply(&Reply::simple("OK".to_string()))).unwrap(),
+            Reply::Simple(Cow::Borrowed("OK"))
+        ));
+        let mut bad = vec![REPLY_FORMAT_VERSION, tag::SIMPLE];
+        bad.extend(2u32.to_le_bytes());
+        bad.extend([0xff, 0xfe]);
+        assert!(decode_reply(&bad).is_err());
+        let mut short = vec![REPLY_FORMAT_VERSION, tag::SIMPLE];
+        short.extend(2u32.to_le_bytes());
+        short.extend(b"O");
+        assert_eq!(decode_reply(&short), Err(DecodeError::Truncated));
+        // Counting pass equals what is written for a nested reply.
+        let nested = Reply::Map(vec![(
+            Reply::simple("OK"),
+            Reply::Array(vec![
+                Reply::Bulk(Bytes::from_static(b"xyz")),
+                Reply::Double(1.5),
+                Reply::Bool(true),
+                Reply::Null,
+                Reply::Pairs(vec![(
+                    Reply::Integer(3),
+                    Reply::Verbatim(Bytes::from_static(b"txt:ab")),
+                )]),
+                Reply::Push(vec![Reply::Set(vec![
+                    Reply::NullArray,
+                    Reply::error("ERR x"),
+                ])]),
+            ]),
+        )]);
+        let mut counter = Writer::counter();
+        counter.u8(REPLY_FORMAT_VERSION);
+        encode(&mut counter, &nested);
+        assert_eq!(counter.written(), encode_reply(&nested).len());
+    }
 }

@@ -6,7 +6,7 @@ use synod_resp::Reply;
 
 use super::{now_signed, wrong_type, OVERFLOW};
 use crate::command::{setex_name, GetExExpiry, SetCondition, SetExpiry, TimeUnit};
-use crate::keyspace::{Keyspace, StrRef, ValueRef};
+use crate::keyspace::{Keyspace, StrRef, Value, ValueRef};
 use crate::number::{format_f64, incrbyfloat_text, parse_f64, parse_i64};
 use crate::parse::{invalid_expire_time, NOT_AN_INTEGER, NOT_A_FLOAT};
 
@@ -61,37 +61,55 @@ fn at(unix_ms: i64, name: &str) -> Result<i64, Reply> {
     Ok(unix_ms)
 }
 
-/// Stores a string under `key` with the planned expiry. A key whose new
-/// expiry is already past is deleted instead (Redis does the same for
-/// `SET ... EXAT <past>`).
-fn store(keyspace: &mut Keyspace, key: &Bytes, value: &Bytes, plan: ExpiryPlan, now: u64) {
+/// The expiry a string stored under `key` gets by `plan`, or `None` when
+/// the key was deleted instead (its new expiry is already past: Redis does
+/// the same for `SET ... EXAT <past>`).
+fn planned_expiry(
+    keyspace: &mut Keyspace,
+    key: &Bytes,
+    plan: ExpiryPlan,
+    now: u64,
+) -> Option<Option<u64>> {
     // Only keeping the expiry needs to know whether the old entry is live;
     // otherwise `insert` replaces the entry whole (its size and its expiry
     // index entry with it), live or expired, and a SET walks the tree twice
     // (look up, insert) instead of four times.
-    let expire_at_ms = match plan {
-        ExpiryPlan::Clear => None,
+    match plan {
+        ExpiryPlan::Clear => Some(None),
         ExpiryPlan::Keep => {
             keyspace.remove_if_expired(key, now);
-            keyspace
-                .live(key, now)
-                .and_then(|entry| entry.expire_at_ms())
+            Some(
+                keyspace
+                    .live(key, now)
+                    .and_then(|entry| entry.expire_at_ms()),
+            )
         }
         ExpiryPlan::At(at) => match u64::try_from(at) {
-            Ok(at) if at > now => Some(at),
+            Ok(at) if at > now => Some(Some(at)),
             _ => {
                 keyspace.remove(key);
-                return;
+                None
             }
         },
-    };
-    keyspace.insert_string(key, value, expire_at_ms);
+    }
+}
+
+/// Stores a string the command carries under `key` with the planned
+/// expiry (see [`planned_expiry`]); a short one is copied into the entry
+/// without cloning the command's buffer.
+fn store(keyspace: &mut Keyspace, key: &Bytes, value: &Bytes, plan: ExpiryPlan, now: u64) {
+    if let Some(expire_at_ms) = planned_expiry(keyspace, key, plan, now) {
+        keyspace.insert_string(key, value, expire_at_ms);
+    }
 }
 
 /// Replaces the value of a live string key, keeping its expiry (INCR,
-/// APPEND, SETRANGE); creates the key without expiry if absent.
+/// APPEND, SETRANGE); creates the key without expiry if absent. The value
+/// is moved in (a long one is kept as it is, not cloned).
 fn overwrite(keyspace: &mut Keyspace, key: &Bytes, value: Bytes, now: u64) {
-    store(keyspace, key, &value, ExpiryPlan::Keep, now);
+    if let Some(expire_at_ms) = planned_expiry(keyspace, key, ExpiryPlan::Keep, now) {
+        keyspace.insert(key, Value::Str(value), expire_at_ms);
+    }
 }
 
 pub(crate) fn get(keyspace: &Keyspace, key: &[u8], now: u64) -> Reply {
