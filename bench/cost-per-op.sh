@@ -42,14 +42,22 @@ mkdir -p "$WORK/redis"
 redis-server --port 6490 --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes \
   --appendfsync always --save "" --daemonize no >"$WORK/redis.log" 2>&1 &
 REDIS=$!
+# cluster_leader BASE_PORT -> the leader's node id once node 1 takes a write
+# (up to 30 s), or nothing.
+cluster_leader() {
+  for _ in $(seq 1 150); do
+    [ "$(redis-cli -p $(($1 + 1)) set ready 1 2>/dev/null)" = OK ] && break
+    sleep 0.2
+  done
+  redis-cli -p $(($1 + 1)) info replication 2>/dev/null | tr -d '\r' |
+    awk -F: '/^leader_id:/ {print $2}'
+}
 for _ in $(seq 1 150); do
-  [ "$(redis-cli -p 7401 set ready 1 2>/dev/null)" = OK ] &&
-    [ "$(redis-cli -p 6490 ping 2>/dev/null)" = PONG ] && break
+  [ "$(redis-cli -p 6490 ping 2>/dev/null)" = PONG ] && break
   sleep 0.2
 done
+LEADER=$(cluster_leader 7400)
 SYNOD_PIDS=$(pgrep -P "$CLUSTER" | tr '\n' ' ')
-LEADER=$(redis-cli -p 7401 info replication 2>/dev/null | tr -d '\r' |
-  awk -F: '/^leader_id:/ {print $2}')
 [ -n "$LEADER" ] || { echo "cost-per-op: the Synod cluster did not start:" >&2; tail -5 "$WORK/cluster.log" >&2; exit 1; }
 LEADER_PORT=$((7400 + LEADER))
 TICK=$(getconf CLK_TCK)
@@ -88,13 +96,8 @@ done
 "$SYNOD" cluster --data-dir "$WORK/lease" --base-port 8400 -- --read-lease "${EXTRA[@]}" \
   >"$WORK/lease.log" 2>&1 &
 LEASE_CLUSTER=$!
-for _ in $(seq 1 150); do
-  [ "$(redis-cli -p 8401 set ready 1 2>/dev/null)" = OK ] && break
-  sleep 0.2
-done
+LEASE_LEADER=$(cluster_leader 8400)
 LEASE_PIDS=$(pgrep -P "$LEASE_CLUSTER" | tr '\n' ' ')
-LEASE_LEADER=$(redis-cli -p 8401 info replication 2>/dev/null | tr -d '\r' |
-  awk -F: '/^leader_id:/ {print $2}')
 if [ -z "$LEASE_LEADER" ]; then
   echo "cost-per-op: the --read-lease cluster did not start; no lease row:" >&2
   tail -5 "$WORK/lease.log" >&2
