@@ -42,15 +42,10 @@ mod tag {
 
 /// Encodes a reply for the state machine's output.
 pub fn encode_reply(reply: &Reply) -> Bytes {
-    // Sized by a counting pass (it copies nothing): a batch's array of
-    // replies grew its buffer several times on every replica's apply.
-    let mut counter = Writer::counter();
-    counter.u8(REPLY_FORMAT_VERSION);
-    encode(&mut counter, reply);
-    let mut writer = Writer::with_capacity(counter.written());
-    writer.u8(REPLY_FORMAT_VERSION);
-    encode(&mut writer, reply);
-    writer.finish()
+    Writer::sized(|writer| {
+        writer.u8(REPLY_FORMAT_VERSION);
+        encode(writer, reply);
+    })
 }
 
 /// Decodes what [`encode_reply`] produced. Never panics; rejects status and
