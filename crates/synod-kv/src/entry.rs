@@ -5,7 +5,8 @@
 //! strings are most datasets), so the common case gets a layout of its own:
 //!
 //! - **Inline**: a string of at most [`INLINE_VALUE_BYTES_MAX`] bytes lives
-//!   with its key in **one** reference-counted allocation,
+//!   with its key in **one** reference-counted allocation (a
+//!   [`ThinBytes`]: an 8-byte count-and-length header, then)
 //!   `flags u8 | expire_at_ms u64 LE (only if flags says so) |
 //!   stamp instance (LEB128) | stamp sequence (LEB128) |
 //!   key length (LEB128) | key | value`. No `Bytes` header per key or value,
@@ -14,8 +15,7 @@
 //!   a `GET` shares it instead of copying it) or a collection.
 //!
 //! Either way an [`Entry`] is 24 bytes in a tree leaf (the hash, to compare
-//! without touching the heap, and one pointer: the compiler keeps which kind
-//! it is in the null niche of the inline one), and cloning it (which a
+//! without touching the heap, which kind it is, and one pointer), and cloning it (which a
 //! keyspace view does for a whole leaf when the leaf is written under the
 //! view) bumps one reference count and copies nothing. The representation
 //! is a cache-friendly detail: which one a key has never changes what any
@@ -31,6 +31,7 @@ use bytes::Bytes;
 use equivalent::{Comparable, Equivalent};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::thin_bytes::ThinBytes;
 use crate::value::{HashFields, ListItems, SetMembers, Value};
 use crate::watch::Stamp;
 use crate::zset::ZSetMembers;
@@ -64,7 +65,7 @@ pub(crate) struct Entry {
 #[derive(Clone)]
 enum Body {
     /// See the module docs for the layout; always well formed (we wrote it).
-    Inline(Arc<[u8]>),
+    Inline(ThinBytes),
     Boxed(Arc<Boxed>),
 }
 
@@ -248,13 +249,14 @@ impl Entry {
         stamp: Stamp,
     ) -> Entry {
         if value.len() <= INLINE_VALUE_BYTES_MAX {
-            Entry {
-                hash: order_hash(key),
-                body: Body::Inline(inline_record(key, value, expire_at_ms, stamp)),
+            if let Some(record) = inline_record(key, value, expire_at_ms, stamp) {
+                return Entry {
+                    hash: order_hash(key),
+                    body: Body::Inline(record),
+                };
             }
-        } else {
-            Entry::stamped(key, Value::Str(value.clone()), expire_at_ms, stamp)
         }
+        Entry::stamped(key, Value::Str(value.clone()), expire_at_ms, stamp)
     }
 
     /// A stored key holding `value`, expiring at `expire_at_ms`, last
@@ -276,17 +278,20 @@ impl Entry {
         stamp: Stamp,
     ) -> Entry {
         debug_assert_eq!(hash, order_hash(key));
-        let body = match value {
-            Value::Str(bytes) if bytes.len() <= INLINE_VALUE_BYTES_MAX => {
-                Body::Inline(inline_record(key, &bytes, expire_at_ms, stamp))
+        if let Value::Str(bytes) = &value {
+            if bytes.len() <= INLINE_VALUE_BYTES_MAX {
+                if let Some(record) = inline_record(key, bytes, expire_at_ms, stamp) {
+                    let body = Body::Inline(record);
+                    return Entry { hash, body };
+                }
             }
-            value => Body::Boxed(Arc::new(Boxed {
-                key: key.into(),
-                expire_at_ms,
-                stamp,
-                value,
-            })),
-        };
+        }
+        let body = Body::Boxed(Arc::new(Boxed {
+            key: key.into(),
+            expire_at_ms,
+            stamp,
+            value,
+        }));
         Entry { hash, body }
     }
 
@@ -349,21 +354,30 @@ impl Entry {
 
     /// The same key and value with another expiry, changed at `stamp`.
     pub(crate) fn with_expiry(&self, expire_at_ms: Option<u64>, stamp: Stamp) -> Entry {
-        let body = match &self.body {
+        match &self.body {
             Body::Inline(record) => {
                 let parts = inline_parts(record);
-                Body::Inline(inline_record(parts.key, parts.value, expire_at_ms, stamp))
+                match inline_record(parts.key, parts.value, expire_at_ms, stamp) {
+                    Some(record) => Entry {
+                        hash: self.hash,
+                        body: Body::Inline(record),
+                    },
+                    // Only a record past 4 GiB (the expiry made it longer).
+                    None => {
+                        let value = Value::Str(Bytes::copy_from_slice(parts.value));
+                        Entry::with_hash(self.hash, parts.key, value, expire_at_ms, stamp)
+                    }
+                }
             }
-            Body::Boxed(boxed) => Body::Boxed(Arc::new(Boxed {
-                key: boxed.key.clone(),
-                expire_at_ms,
-                stamp,
-                value: boxed.value.clone(),
-            })),
-        };
-        Entry {
-            hash: self.hash,
-            body,
+            Body::Boxed(boxed) => Entry {
+                hash: self.hash,
+                body: Body::Boxed(Arc::new(Boxed {
+                    key: boxed.key.clone(),
+                    expire_at_ms,
+                    stamp,
+                    value: boxed.value.clone(),
+                })),
+            },
         }
     }
 
@@ -401,9 +415,15 @@ impl Entry {
     }
 }
 
-/// Builds an inline record in one allocation (the chained slice iterators
-/// report their exact length, so `Arc::from_iter` allocates once).
-fn inline_record(key: &[u8], value: &[u8], expire_at_ms: Option<u64>, stamp: Stamp) -> Arc<[u8]> {
+/// Builds an inline record in one allocation, or `None` if it would be
+/// longer than a [`ThinBytes`] holds (4 GiB: only a key that long, which
+/// the caller then boxes).
+fn inline_record(
+    key: &[u8],
+    value: &[u8],
+    expire_at_ms: Option<u64>,
+    stamp: Stamp,
+) -> Option<ThinBytes> {
     let mut header = [0u8; HEADER_BYTES_MAX];
     let mut header_len = 1;
     if let Some(at) = expire_at_ms {
@@ -417,12 +437,7 @@ fn inline_record(key: &[u8], value: &[u8], expire_at_ms: Option<u64>, stamp: Sta
         header[header_len..header_len + length_len].copy_from_slice(&length[..length_len]);
         header_len += length_len;
     }
-    header[..header_len]
-        .iter()
-        .chain(key)
-        .chain(value)
-        .copied()
-        .collect()
+    ThinBytes::concat(&[&header[..header_len], key, value])
 }
 
 impl std::fmt::Debug for Entry {

@@ -57,6 +57,7 @@ mod server;
 mod snapshot;
 pub mod store;
 pub mod table;
+mod thin_bytes;
 pub mod tls;
 mod tuning;
 mod value;
