@@ -14,8 +14,9 @@
 //! - **Boxed**: a larger string (kept as the `Bytes` the command brought, so
 //!   a `GET` shares it instead of copying it) or a collection.
 //!
-//! Either way an [`Entry`] is 24 bytes in a tree leaf (the hash, to compare
-//! without touching the heap, which kind it is, and one pointer), and cloning it (which a
+//! Either way an [`Entry`] is 16 bytes in a tree leaf (the hash, to compare
+//! without touching the heap, and one pointer whose low bit says which kind
+//! it is, see [`ThinOrArc`]), and cloning it (which a
 //! keyspace view does for a whole leaf when the leaf is written under the
 //! view) bumps one reference count and copies nothing. The representation
 //! is a cache-friendly detail: which one a key has never changes what any
@@ -31,7 +32,7 @@ use bytes::Bytes;
 use equivalent::{Comparable, Equivalent};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::thin_bytes::ThinBytes;
+use crate::thin_bytes::{ThinBytes, ThinOrArc, ThinOrArcMut, ThinOrArcRef};
 use crate::value::{HashFields, ListItems, SetMembers, Value};
 use crate::watch::Stamp;
 use crate::zset::ZSetMembers;
@@ -62,12 +63,9 @@ pub(crate) struct Entry {
     body: Body,
 }
 
-#[derive(Clone)]
-enum Body {
-    /// See the module docs for the layout; always well formed (we wrote it).
-    Inline(ThinBytes),
-    Boxed(Arc<Boxed>),
-}
+/// An inline record (see the module docs for its layout; always well
+/// formed: we wrote it) or a boxed value, in one tagged word.
+type Body = ThinOrArc<Boxed>;
 
 #[derive(Clone)]
 struct Boxed {
@@ -252,7 +250,7 @@ impl Entry {
             if let Some(record) = inline_record(key, value, expire_at_ms, stamp) {
                 return Entry {
                     hash: order_hash(key),
-                    body: Body::Inline(record),
+                    body: Body::thin(record),
                 };
             }
         }
@@ -281,12 +279,12 @@ impl Entry {
         if let Value::Str(bytes) = &value {
             if bytes.len() <= INLINE_VALUE_BYTES_MAX {
                 if let Some(record) = inline_record(key, bytes, expire_at_ms, stamp) {
-                    let body = Body::Inline(record);
+                    let body = Body::thin(record);
                     return Entry { hash, body };
                 }
             }
         }
-        let body = Body::Boxed(Arc::new(Boxed {
+        let body = Body::arc(Arc::new(Boxed {
             key: key.into(),
             expire_at_ms,
             stamp,
@@ -301,33 +299,33 @@ impl Entry {
     }
 
     pub(crate) fn key(&self) -> &[u8] {
-        match &self.body {
-            Body::Inline(record) => inline_parts(record).key,
-            Body::Boxed(boxed) => &boxed.key,
+        match self.body.get() {
+            ThinOrArcRef::Thin(record) => inline_parts(record).key,
+            ThinOrArcRef::Arc(boxed) => &boxed.key,
         }
     }
 
     pub(crate) fn value(&self) -> ValueRef<'_> {
-        match &self.body {
-            Body::Inline(record) => ValueRef::Str(StrRef::Inline(inline_parts(record).value)),
-            Body::Boxed(boxed) => value_ref(&boxed.value),
+        match self.body.get() {
+            ThinOrArcRef::Thin(record) => ValueRef::Str(StrRef::Inline(inline_parts(record).value)),
+            ThinOrArcRef::Arc(boxed) => value_ref(&boxed.value),
         }
     }
 
     /// Unix time in ms at which the key stops existing.
     pub(crate) fn expire_at_ms(&self) -> Option<u64> {
-        match &self.body {
-            Body::Inline(record) => inline_parts(record).expire_at_ms,
-            Body::Boxed(boxed) => boxed.expire_at_ms,
+        match self.body.get() {
+            ThinOrArcRef::Thin(record) => inline_parts(record).expire_at_ms,
+            ThinOrArcRef::Arc(boxed) => boxed.expire_at_ms,
         }
     }
 
     /// The point of the log that last changed the key (see
     /// [`crate::watch`]).
     pub(crate) fn stamp(&self) -> Stamp {
-        match &self.body {
-            Body::Inline(record) => inline_parts(record).stamp,
-            Body::Boxed(boxed) => boxed.stamp,
+        match self.body.get() {
+            ThinOrArcRef::Thin(record) => inline_parts(record).stamp,
+            ThinOrArcRef::Arc(boxed) => boxed.stamp,
         }
     }
 
@@ -335,9 +333,11 @@ impl Entry {
     /// string, a shared handle on anything larger (a collection is then
     /// copied on its first change, see `Arc::make_mut`).
     pub(crate) fn value_owned(&self) -> Value {
-        match &self.body {
-            Body::Inline(record) => Value::Str(Bytes::copy_from_slice(inline_parts(record).value)),
-            Body::Boxed(boxed) => boxed.value.clone(),
+        match self.body.get() {
+            ThinOrArcRef::Thin(record) => {
+                Value::Str(Bytes::copy_from_slice(inline_parts(record).value))
+            }
+            ThinOrArcRef::Arc(boxed) => boxed.value.clone(),
         }
     }
 
@@ -349,18 +349,18 @@ impl Entry {
     /// Whether the value lives inline with the key (see the module docs).
     #[cfg(test)]
     pub(crate) fn is_inline(&self) -> bool {
-        matches!(self.body, Body::Inline(_))
+        matches!(self.body.get(), ThinOrArcRef::Thin(_))
     }
 
     /// The same key and value with another expiry, changed at `stamp`.
     pub(crate) fn with_expiry(&self, expire_at_ms: Option<u64>, stamp: Stamp) -> Entry {
-        match &self.body {
-            Body::Inline(record) => {
+        match self.body.get() {
+            ThinOrArcRef::Thin(record) => {
                 let parts = inline_parts(record);
                 match inline_record(parts.key, parts.value, expire_at_ms, stamp) {
                     Some(record) => Entry {
                         hash: self.hash,
-                        body: Body::Inline(record),
+                        body: Body::thin(record),
                     },
                     // Only a record past 4 GiB (the expiry made it longer).
                     None => {
@@ -369,9 +369,9 @@ impl Entry {
                     }
                 }
             }
-            Body::Boxed(boxed) => Entry {
+            ThinOrArcRef::Arc(boxed) => Entry {
                 hash: self.hash,
-                body: Body::Boxed(Arc::new(Boxed {
+                body: Body::arc(Arc::new(Boxed {
                     key: boxed.key.clone(),
                     expire_at_ms,
                     stamp,
@@ -390,13 +390,12 @@ impl Entry {
         stamp: Stamp,
         change: impl FnOnce(&mut Value) -> R,
     ) -> R {
-        match &mut self.body {
-            Body::Boxed(boxed) => {
-                let boxed = Arc::make_mut(boxed);
+        match self.body.get_mut() {
+            ThinOrArcMut::Arc(boxed) => {
                 boxed.stamp = stamp;
                 change(&mut boxed.value)
             }
-            Body::Inline(record) => {
+            ThinOrArcMut::Thin(record) => {
                 let parts = inline_parts(record);
                 let mut value = Value::Str(Bytes::copy_from_slice(parts.value));
                 let result = change(&mut value);
@@ -509,8 +508,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_entry_is_three_words() {
-        assert_eq!(std::mem::size_of::<Entry>(), 24);
+    fn an_entry_is_two_words() {
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
     }
 
     #[test]

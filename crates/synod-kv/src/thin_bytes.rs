@@ -9,6 +9,11 @@
 //! of such a key's memory, saved per key. (On average over sizes the saving
 //! is the 8 bytes of the header.)
 //!
+//! [`ThinOrArc`] puts a `ThinBytes` or an `Arc<B>` behind one tagged
+//! pointer, so that an entry of the keyspace (its hash, and an inline
+//! record or a boxed value) is two words instead of three: 8 bytes less
+//! per key in every tree node that holds it.
+//!
 //! All of the `unsafe` code is here; the rules it keeps:
 //!
 //! 1. **Layout.** A handle points at an allocation of
@@ -24,12 +29,22 @@
 //!    aborts the process (as `Arc` does past `isize::MAX`): a wrapped count
 //!    would free memory still in use. The keyspace holds one handle per
 //!    tree copy that holds the entry, far below that.
+//! 3. **Tags.** A [`ThinOrArc`] owns exactly one handle, kept as a raw
+//!    pointer: a `ThinBytes`'s header pointer (aligned to 4, so its low bit
+//!    is 0) or an `Arc<B>`'s data pointer (`Arc::into_raw`, aligned to at
+//!    least 2 by the check in [`ThinOrArc::arc`]) with its low bit set.
+//!    Every use reads the bit first and turns the pointer back into the
+//!    handle it came from (`from_raw` of that same type), so each handle
+//!    is released once, by `Drop`, and cloned only through its own type.
 
 use std::alloc::{self, Layout};
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::ptr::{self, NonNull};
 use std::slice;
 use std::sync::atomic::{self, AtomicU32, Ordering};
+use std::sync::Arc;
 
 #[repr(C)]
 struct Header {
@@ -95,6 +110,21 @@ impl ThinBytes {
         Some(ThinBytes { header })
     }
 
+    /// The handle as a raw pointer, to be given back to
+    /// [`ThinBytes::from_raw`] exactly once.
+    fn into_raw(self) -> NonNull<u8> {
+        let this = ManuallyDrop::new(self);
+        this.header.cast::<u8>()
+    }
+
+    /// # Safety
+    /// `raw` came from [`ThinBytes::into_raw`] and is given back once.
+    unsafe fn from_raw(raw: NonNull<u8>) -> ThinBytes {
+        ThinBytes {
+            header: raw.cast::<Header>(),
+        }
+    }
+
     fn header(&self) -> &Header {
         // SAFETY: the handle keeps the allocation alive (rule 2) and the
         // header was written before the handle existed (rule 1).
@@ -152,6 +182,155 @@ impl std::fmt::Debug for ThinBytes {
     }
 }
 
+/// A [`ThinBytes`] or an `Arc<B>` in one word (rule 3).
+pub(crate) struct ThinOrArc<B> {
+    /// Low bit 0: a `ThinBytes`; 1: an `Arc<B>`'s data pointer, plus one.
+    tagged: NonNull<u8>,
+    /// It owns one of the two (for the drop checker and auto traits).
+    owns: PhantomData<(ThinBytes, Arc<B>)>,
+}
+
+/// What a [`ThinOrArc`] holds, borrowed.
+pub(crate) enum ThinOrArcRef<'a, B> {
+    Thin(&'a [u8]),
+    Arc(&'a B),
+}
+
+/// What a [`ThinOrArc`] holds, the `Arc`'s value writable.
+pub(crate) enum ThinOrArcMut<'a, B> {
+    Thin(&'a [u8]),
+    Arc(&'a mut B),
+}
+
+const ARC_TAG: usize = 1;
+
+impl<B> ThinOrArc<B> {
+    pub(crate) fn thin(bytes: ThinBytes) -> ThinOrArc<B> {
+        let raw = bytes.into_raw();
+        // A header is aligned to 4 (it holds `u32`s): the bit is free.
+        debug_assert_eq!(raw.as_ptr().addr() & ARC_TAG, 0);
+        ThinOrArc {
+            tagged: raw,
+            owns: PhantomData,
+        }
+    }
+
+    pub(crate) fn arc(value: Arc<B>) -> ThinOrArc<B> {
+        const { assert!(align_of::<B>() >= 2, "the tag needs the low bit") };
+        ThinOrArc {
+            tagged: ThinOrArc::<B>::tag(Arc::into_raw(value).cast_mut()),
+            owns: PhantomData,
+        }
+    }
+
+    fn is_arc(&self) -> bool {
+        self.tagged.as_ptr().addr() & ARC_TAG != 0
+    }
+
+    fn arc_ptr(&self) -> *const B {
+        debug_assert!(self.is_arc());
+        self.tagged
+            .as_ptr()
+            .map_addr(|addr| addr & !ARC_TAG)
+            .cast::<B>()
+            .cast_const()
+    }
+
+    /// The handle this holds, kept from dropping (rule 3: `self` still
+    /// owns it).
+    fn thin_handle(&self) -> ManuallyDrop<ThinBytes> {
+        debug_assert!(!self.is_arc());
+        // SAFETY: untagged, the pointer came from `ThinBytes::into_raw`; the
+        // `ManuallyDrop` keeps this copy from releasing it.
+        ManuallyDrop::new(unsafe { ThinBytes::from_raw(self.tagged) })
+    }
+
+    pub(crate) fn get(&self) -> ThinOrArcRef<'_, B> {
+        if self.is_arc() {
+            // SAFETY: tagged, it is a live `Arc<B>`'s data pointer, alive as
+            // long as `self` is (which owns the count).
+            ThinOrArcRef::Arc(unsafe { &*self.arc_ptr() })
+        } else {
+            ThinOrArcRef::Thin(self.thin_bytes())
+        }
+    }
+
+    /// The bytes of the `ThinBytes` this holds (untagged).
+    fn thin_bytes(&self) -> &[u8] {
+        let handle = self.thin_handle();
+        let bytes: &[u8] = &handle;
+        // SAFETY: the bytes live in the allocation `self` keeps alive and
+        // never change (rule 1), so they outlive the copy of the handle that
+        // found them, for as long as `self` is borrowed.
+        unsafe { slice::from_raw_parts(bytes.as_ptr(), bytes.len()) }
+    }
+
+    /// As [`ThinOrArc::get`], with the `Arc`'s value writable (copied
+    /// first if shared, as `Arc::make_mut`).
+    pub(crate) fn get_mut(&mut self) -> ThinOrArcMut<'_, B>
+    where
+        B: Clone,
+    {
+        if !self.is_arc() {
+            return ThinOrArcMut::Thin(self.thin_bytes());
+        }
+        // SAFETY: tagged, it came from `Arc::into_raw`; the handle is taken
+        // back here and put back below (a new pointer if `make_mut` copied).
+        // Until then it stays in a `ManuallyDrop`: if `B::clone` panics
+        // inside `make_mut`, `self` still owns the handle and nothing
+        // releases it twice. (When `make_mut` copies, its assignment
+        // releases the old handle and the copy's becomes ours.)
+        let mut arc = ManuallyDrop::new(unsafe { Arc::from_raw(self.arc_ptr()) });
+        Arc::make_mut(&mut arc);
+        let raw = Arc::into_raw(ManuallyDrop::into_inner(arc)).cast_mut();
+        self.tagged = ThinOrArc::<B>::tag(raw);
+        // SAFETY: `make_mut` left the count at one, held by `self`, which
+        // is borrowed mutably for as long as the reference lives.
+        ThinOrArcMut::Arc(unsafe { &mut *raw })
+    }
+
+    /// An `Arc<B>`'s data pointer, tagged.
+    fn tag(raw: *mut B) -> NonNull<u8> {
+        let tagged = raw.cast::<u8>().map_addr(|addr| addr | ARC_TAG);
+        // SAFETY: `Arc::into_raw` is never null, nor is it with a bit set.
+        unsafe { NonNull::new_unchecked(tagged) }
+    }
+}
+
+impl<B> Clone for ThinOrArc<B> {
+    fn clone(&self) -> ThinOrArc<B> {
+        if self.is_arc() {
+            // SAFETY: a live `Arc<B>`'s data pointer (rule 3); the new count
+            // is the clone's.
+            unsafe { Arc::increment_strong_count(self.arc_ptr()) };
+            ThinOrArc {
+                tagged: self.tagged,
+                owns: PhantomData,
+            }
+        } else {
+            ThinOrArc::thin(ThinBytes::clone(&self.thin_handle()))
+        }
+    }
+}
+
+impl<B> Drop for ThinOrArc<B> {
+    fn drop(&mut self) {
+        if self.is_arc() {
+            // SAFETY: the handle `self` owns (rule 3), released once.
+            drop(unsafe { Arc::from_raw(self.arc_ptr()) });
+        } else {
+            // SAFETY: as above.
+            drop(unsafe { ThinBytes::from_raw(self.tagged) });
+        }
+    }
+}
+
+// SAFETY: it is a `ThinBytes` (Send and Sync) or an `Arc<B>`, which is
+// Send and Sync when `B` is both.
+unsafe impl<B: Send + Sync> Send for ThinOrArc<B> {}
+// SAFETY: see `Send`.
+unsafe impl<B: Send + Sync> Sync for ThinOrArc<B> {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +370,85 @@ mod tests {
             handle.join().expect("no panic");
         }
         assert_eq!(record.header().refs.load(Ordering::Relaxed), 1);
+    }
+
+    fn push(boxed: &mut ThinOrArc<String>, c: char) {
+        match boxed.get_mut() {
+            ThinOrArcMut::Arc(s) => s.push(c),
+            ThinOrArcMut::Thin(_) => panic!("an Arc"),
+        }
+    }
+
+    /// Clones by panicking once `ARMED` is set.
+    #[derive(Debug)]
+    struct Fragile(u32);
+
+    static ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    impl Clone for Fragile {
+        fn clone(&self) -> Fragile {
+            assert!(!ARMED.load(Ordering::Relaxed), "clone refused");
+            Fragile(self.0)
+        }
+    }
+
+    #[test]
+    fn a_panicking_copy_in_get_mut_releases_nothing_twice() {
+        let shared = Arc::new(Fragile(7));
+        let mut one = ThinOrArc::arc(Arc::clone(&shared));
+        let two = one.clone();
+        ARMED.store(true, Ordering::Relaxed);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = one.get_mut();
+        }));
+        ARMED.store(false, Ordering::Relaxed);
+        assert!(unwound.is_err());
+        assert_eq!(Arc::strong_count(&shared), 3);
+        assert!(matches!(one.get(), ThinOrArcRef::Arc(Fragile(7))));
+        drop((one, two));
+        assert_eq!(Arc::strong_count(&shared), 1);
+    }
+
+    #[test]
+    fn thin_or_arc_holds_either_in_one_word() {
+        assert_eq!(std::mem::size_of::<ThinOrArc<String>>(), 8);
+        assert_eq!(std::mem::size_of::<Option<ThinOrArc<String>>>(), 8);
+        let thin = ThinOrArc::<String>::thin(ThinBytes::concat(&[b"key", b"value"]).unwrap());
+        let shared = Arc::new("boxed".to_string());
+        let mut boxed = ThinOrArc::arc(Arc::clone(&shared));
+        assert_eq!(Arc::strong_count(&shared), 2);
+        let thin_copy = thin.clone();
+        let boxed_copy = boxed.clone();
+        assert_eq!(Arc::strong_count(&shared), 3);
+        assert!(matches!(thin_copy.get(), ThinOrArcRef::Thin(b"keyvalue")));
+        assert!(matches!(
+            thin_copy.clone().get_mut(),
+            ThinOrArcMut::Thin(b"keyvalue")
+        ));
+        // Shared: the write copies, and the copies keep the old value.
+        push(&mut boxed, '!');
+        assert_eq!(Arc::strong_count(&shared), 2);
+        assert!(matches!(boxed.get(), ThinOrArcRef::Arc(s) if s == "boxed!"));
+        assert!(matches!(boxed_copy.get(), ThinOrArcRef::Arc(s) if s == "boxed"));
+        // Unshared: in place.
+        push(&mut boxed, '?');
+        assert!(matches!(boxed.get(), ThinOrArcRef::Arc(s) if s == "boxed!?"));
+        drop((thin, boxed_copy));
+        assert_eq!(Arc::strong_count(&shared), 1);
+        let on_threads: Vec<_> = (0..3)
+            .map(|_| {
+                let (a, b) = (thin_copy.clone(), boxed.clone());
+                std::thread::spawn(move || {
+                    let copies: Vec<_> = (0..50).map(|_| (a.clone(), b.clone())).collect();
+                    assert!(copies
+                        .iter()
+                        .all(|(a, b)| matches!(a.get(), ThinOrArcRef::Thin(b"keyvalue"))
+                            && matches!(b.get(), ThinOrArcRef::Arc(s) if s == "boxed!?")));
+                })
+            })
+            .collect();
+        for thread in on_threads {
+            thread.join().expect("no panic");
+        }
     }
 }
