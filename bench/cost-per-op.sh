@@ -69,14 +69,16 @@ measure() { # label port pids -- redis-benchmark args...
   local label=$1 port=$2 pids=$3
   shift 4
   # shellcheck disable=SC2086
-  local c0 s0 c1 s1 out rps
+  local c0 s0 c1 s1 out rps p50 n
   c0=$(cpu_ticks $pids); s0=$(switches $pids)
   out=$(redis-benchmark -p "$port" -q "$@" | tr '\r' '\n' | grep 'requests per second' | tail -1)
   c1=$(cpu_ticks $pids); s1=$(switches $pids)
   rps=$(echo "$out" | awk '{print $2}')
-  local n=$REQUESTS
+  p50=$(echo "$out" | sed -n 's/.*p50=\([0-9.]*\) msec.*/\1/p')
+  # The requests the row sent: its -n.
+  n=$(echo "$@" | sed -n 's/.*-n \([0-9]*\).*/\1/p')
   ROWS+=("$(awk -v l="$label" -v c=$((c1 - c0)) -v s=$((s1 - s0)) -v n="$n" -v t="$TICK" -v r="$rps" \
-    'BEGIN {printf "| %s | %.0f | %.1f | %.2f |", l, r, c / t / n * 1e6, s / n}')")
+    -v p="$p50" 'BEGIN {printf "| %s | %.0f | %.3f | %.1f | %.2f |", l, r, p, c / t / n * 1e6, s / n}')")
   echo "${ROWS[-1]}"
 }
 
@@ -87,7 +89,24 @@ for sys in synod redis; do
   measure "$sys get c50" "$port" "$pids" -- -t get -c 50 -d 100 -r 100000 -n "$REQUESTS"
   measure "$sys set c50 P16" "$port" "$pids" -- -t set -c 50 -P 16 -d 100 -r 100000 -n "$REQUESTS"
   measure "$sys set c1" "$port" "$pids" -- -t set -c 1 -d 100 -r 100000 -n $((REQUESTS / 20))
+  measure "$sys get c1" "$port" "$pids" -- -t get -c 1 -d 100 -r 100000 -n $((REQUESTS / 20))
 done
+# The one-client latency target's yardsticks: a loopback round trip (PING to
+# Redis, one client) and one fdatasync of a small append in this file system.
+RTT_P50=$(redis-benchmark -p 6490 -q -t ping_inline -c 1 -n 20000 | tr '\r' '\n' |
+  sed -n 's/.*p50=\([0-9.]*\) msec.*/\1/p' | tail -1)
+FSYNC_P50=$(python3 - "$WORK" <<'PY'
+import os, statistics, sys, time
+fd = os.open(os.path.join(sys.argv[1], "fsync-probe"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+times = []
+for _ in range(500):
+    os.write(fd, b"x" * 200)
+    start = time.perf_counter()
+    os.fdatasync(fd)
+    times.append(time.perf_counter() - start)
+print(f"{statistics.median(times) * 1000:.3f}")
+PY
+)
 
 # Leader read leases (issue 15): a second cluster, the same binary with
 # --read-lease, answers the GET row; loaded first with the same 100k keys.
@@ -106,6 +125,8 @@ else
   redis-benchmark -p $((8400 + LEASE_LEADER)) -q -t set -c 50 -P 16 -d 100 -r 100000 -n 400000 >/dev/null
   measure "synod get c50 --read-lease" $((8400 + LEASE_LEADER)) "$LEASE_PIDS" -- \
     -t get -c 50 -d 100 -r 100000 -n "$REQUESTS"
+  measure "synod get c1 --read-lease" $((8400 + LEASE_LEADER)) "$LEASE_PIDS" -- \
+    -t get -c 1 -d 100 -r 100000 -n $((REQUESTS / 20))
 fi
 kill -TERM "$LEASE_CLUSTER" 2>/dev/null && wait "$LEASE_CLUSTER" 2>/dev/null || true
 
@@ -126,9 +147,12 @@ RSS_ROWS+=("| redis | $RED_KEYS | $(( $(rss_kib "$REDIS") / 1024 )) |")
   echo "Synod: 3 nodes (fsync on), load sent to the leader; CPU and switches summed over the three processes."
   echo "Redis: appendonly yes, appendfsync always. Every row: redis-benchmark, 100-byte values, 100k random keys."
   echo
-  echo "| row | ops/s | server CPU µs/op | context switches/op |"
-  echo "| --- | ---: | ---: | ---: |"
+  echo "| row | ops/s | p50 ms | server CPU µs/op | context switches/op |"
+  echo "| --- | ---: | ---: | ---: | ---: |"
   printf '%s\n' "${ROWS[@]}"
+  echo
+  echo "One-client yardsticks: loopback round trip p50 $RTT_P50 ms (PING to Redis, one client);"
+  echo "fdatasync of a 200-byte append p50 $FSYNC_P50 ms; so 2 x (fsync + round trip) = $(awk -v a="$FSYNC_P50" -v b="$RTT_P50" 'BEGIN {printf "%.3f", 2 * (a + b)}') ms."
   echo
   echo "| process | keys | RSS MiB |"
   echo "| --- | ---: | ---: |"
