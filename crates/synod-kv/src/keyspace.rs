@@ -46,7 +46,7 @@ use crate::watch::{Stamp, Tombstones, WatchedKey, FLUSH_TOMBSTONES_MAX};
 
 /// The tree: every stored key, in `(hash, key)` order. The value type is
 /// empty: an [`Entry`] holds the key, value and expiry together (one
-/// pointer), so a leaf slot is 24 bytes.
+/// tagged pointer besides the hash), so a leaf slot is 16 bytes.
 type Entries = OrdMap<Entry, ()>;
 
 /// Keys from which `clear` frees the old keyspace on another thread.

@@ -64,14 +64,26 @@ unsafe impl Send for ThinBytes {}
 // SAFETY: see `Send`.
 unsafe impl Sync for ThinBytes {}
 
-/// The allocation's layout for `len` bytes, and the offset of the bytes.
-fn layout(len: u32) -> (Layout, usize) {
-    let bytes = Layout::array::<u8>(len as usize).expect("a u32 length fits a layout");
-    let (layout, offset) = Layout::new::<Header>()
-        .extend(bytes)
-        .expect("a u32 length fits a layout");
-    (layout, offset)
+/// The allocation's layout for `len` bytes, and the offset of the bytes;
+/// `None` if no allocation can be that large (a length past `isize::MAX`
+/// with the header, on a 32-bit target).
+fn try_layout(len: u32) -> Option<(Layout, usize)> {
+    let bytes = Layout::array::<u8>(usize::try_from(len).ok()?).ok()?;
+    Layout::new::<Header>().extend(bytes).ok()
 }
+
+/// The layout of an allocation that exists (its length was laid out by
+/// [`try_layout`] once, in [`ThinBytes::concat`], so this cannot fail).
+fn layout(len: u32) -> Layout {
+    let (layout, offset) = try_layout(len).expect("an allocated length has a layout");
+    debug_assert_eq!(offset, BYTES_OFFSET);
+    layout
+}
+
+/// Where the bytes start: right after the header (which has no padding:
+/// two `u32`s, aligned to 4; the bytes need no alignment).
+const BYTES_OFFSET: usize = size_of::<Header>();
+const _: () = assert!(BYTES_OFFSET == 8 && align_of::<Header>() >= 2);
 
 /// Counts above this abort the process (see rule 2).
 const REFS_MAX: u32 = u32::MAX / 2;
@@ -85,7 +97,7 @@ impl ThinBytes {
             .iter()
             .try_fold(0usize, |sum, part| sum.checked_add(part.len()))?;
         let len = u32::try_from(total).ok()?;
-        let (layout, offset) = layout(len);
+        let (layout, offset) = try_layout(len)?;
         // SAFETY: the layout is never zero-sized (it holds the header).
         let raw = unsafe { alloc::alloc(layout) };
         let Some(header) = NonNull::new(raw.cast::<Header>()) else {
@@ -137,12 +149,14 @@ impl Deref for ThinBytes {
 
     fn deref(&self) -> &[u8] {
         let len = self.header().len;
-        let (_, offset) = layout(len);
-        // SAFETY: `len` bytes at `offset` were written before the handle
+        // SAFETY: `len` bytes at `BYTES_OFFSET` were written before the handle
         // existed and are never written again (rule 1); they live as long
         // as `self` does.
         unsafe {
-            slice::from_raw_parts(self.header.as_ptr().cast::<u8>().add(offset), len as usize)
+            slice::from_raw_parts(
+                self.header.as_ptr().cast::<u8>().add(BYTES_OFFSET),
+                len as usize,
+            )
         }
     }
 }
@@ -168,7 +182,7 @@ impl Drop for ThinBytes {
         // Every other handle's last use happened before its decrement,
         // which this fence orders before the free (rule 2).
         atomic::fence(Ordering::Acquire);
-        let (layout, _) = layout(self.header().len);
+        let layout = layout(self.header().len);
         // SAFETY: this was the last handle: nothing else reads the
         // allocation, which was made with this layout (rule 1). The bytes
         // need no drop.
@@ -207,7 +221,8 @@ const ARC_TAG: usize = 1;
 impl<B> ThinOrArc<B> {
     pub(crate) fn thin(bytes: ThinBytes) -> ThinOrArc<B> {
         let raw = bytes.into_raw();
-        // A header is aligned to 4 (it holds `u32`s): the bit is free.
+        // A header is aligned to at least 2 (checked at compile time next
+        // to `BYTES_OFFSET`): the bit is free.
         debug_assert_eq!(raw.as_ptr().addr() & ARC_TAG, 0);
         ThinOrArc {
             tagged: raw,
@@ -351,7 +366,11 @@ mod tests {
     fn the_handle_is_one_word_and_the_header_two_u32s() {
         assert_eq!(std::mem::size_of::<ThinBytes>(), 8);
         assert_eq!(std::mem::size_of::<Option<ThinBytes>>(), 8);
-        assert_eq!(layout(100).0.size(), 108);
+        assert_eq!(layout(100).size(), 108);
+        assert_eq!(
+            try_layout(u32::MAX).map(|(l, _)| l.size()),
+            Some(8 + u32::MAX as usize)
+        );
     }
 
     #[test]
