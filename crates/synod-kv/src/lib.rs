@@ -58,6 +58,7 @@ mod snapshot;
 pub mod store;
 pub mod table;
 pub mod tls;
+mod trie;
 mod tuning;
 mod value;
 mod value_set;
