@@ -59,6 +59,8 @@ pub mod store;
 pub mod table;
 pub mod tls;
 mod trie;
+#[cfg(test)]
+mod review_keyspace_tests;
 mod tuning;
 mod value;
 mod value_set;

@@ -271,9 +271,12 @@ fn get_mut_in<'a, T: TrieItem>(
     key: &[u8],
     present: bool,
 ) -> Option<&'a mut T> {
-    // A miss must not copy shared nodes: look before writing.
-    let present = present || node.is_unique() || get_in(node, level, hash, key).is_some();
-    if !present {
+    // A miss must not copy shared nodes: look before writing, once, at the
+    // first shared node of the path. `present` stays false through unique
+    // nodes (writing them is free) so that a shared one below still looks.
+    let unique = node.is_unique();
+    let present = present || (!unique && get_in(node, level, hash, key).is_some());
+    if !present && !unique {
         return None;
     }
     if level == BUCKET_LEVEL {
@@ -399,11 +402,13 @@ fn remove_in<T: TrieItem>(
         return None;
     }
     let child_at = index(nodemap, bit);
-    // A miss must not copy shared nodes: look before writing.
-    let present = present
-        || node.is_unique()
-        || get_in(&node.children()[child_at], level + 1, hash, key).is_some();
-    if !present {
+    // A miss must not copy shared nodes: look before writing (see
+    // `get_mut_in`: uniqueness lets this node be written, it does not say
+    // the item is there).
+    let unique = node.is_unique();
+    let present =
+        present || (!unique && get_in(&node.children()[child_at], level + 1, hash, key).is_some());
+    if !present && !unique {
         return None;
     }
     let child = &mut node.make_mut().1[child_at];
@@ -412,7 +417,10 @@ fn remove_in<T: TrieItem>(
     // into the child's slot (the shape stays canonical, and a chain of
     // one-child nodes collapses one level per return).
     let lone = match (child.items(), child.children()) {
-        ([item], []) => Some(item.clone()),
+        // Moved out (the removal left the child unique), not cloned: no
+        // item code runs once the removal has changed the child, so a
+        // panic cannot leave a one-item child or a wrong `len` behind.
+        ([_], []) => child.rebuild(0, 0, Edit::Remove(0), Edit::Keep).0,
         _ => None,
     };
     if let Some(item) = lone {
@@ -603,6 +611,9 @@ impl<T> std::iter::FusedIterator for Iter<'_, T> {}
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+pub(crate) mod review_tests;
 
 #[cfg(test)]
 mod bench;
