@@ -52,6 +52,8 @@ mod parse_zset;
 mod persistence;
 pub mod pubsub;
 pub mod reply_codec;
+#[cfg(test)]
+mod review_keyspace_tests;
 pub mod scripting;
 mod server;
 mod snapshot;
@@ -59,8 +61,6 @@ pub mod store;
 pub mod table;
 pub mod tls;
 mod trie;
-#[cfg(test)]
-mod review_keyspace_tests;
 mod tuning;
 mod value;
 mod value_set;

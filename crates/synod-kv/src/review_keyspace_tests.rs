@@ -33,7 +33,11 @@ pub(crate) fn colliding_key(i: u64) -> Vec<u8> {
 fn spread_key(i: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(32);
     for word in 0..4u64 {
-        key.extend_from_slice(&(i ^ (word << 60)).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+        key.extend_from_slice(
+            &(i ^ (word << 60))
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .to_le_bytes(),
+        );
     }
     key
 }
@@ -168,16 +172,27 @@ fn review_order_with_a_bucket_and_snapshot_round_trip() {
         keyspace.insert(key, string(key), expiry);
     }
     keyspace.check_invariants().unwrap();
-    let mut expected: Vec<(u64, Vec<u8>)> = keys.iter().map(|k| (order_hash(k), k.clone())).collect();
+    let mut expected: Vec<(u64, Vec<u8>)> =
+        keys.iter().map(|k| (order_hash(k), k.clone())).collect();
     expected.sort();
-    let got: Vec<(u64, Vec<u8>)> = keyspace.iter_from(0).map(|(h, k, _)| (h, k.to_vec())).collect();
+    let got: Vec<(u64, Vec<u8>)> = keyspace
+        .iter_from(0)
+        .map(|(h, k, _)| (h, k.to_vec()))
+        .collect();
     assert_eq!(got, expected);
     let old: OrdMap<(u64, Vec<u8>), ()> = expected.iter().cloned().map(|k| (k, ())).collect();
     assert!(old.keys().cloned().eq(got.iter().cloned()));
     for (hash, _) in &expected {
         for from in [hash.wrapping_sub(1), *hash, hash.wrapping_add(1)] {
-            let got: Vec<_> = keyspace.iter_from(from).map(|(h, k, _)| (h, k.to_vec())).collect();
-            let want: Vec<_> = expected.iter().filter(|(h, _)| *h >= from).cloned().collect();
+            let got: Vec<_> = keyspace
+                .iter_from(from)
+                .map(|(h, k, _)| (h, k.to_vec()))
+                .collect();
+            let want: Vec<_> = expected
+                .iter()
+                .filter(|(h, _)| *h >= from)
+                .cloned()
+                .collect();
             assert_eq!(got, want, "iter_from({from:#x})");
         }
     }
@@ -189,7 +204,10 @@ fn review_order_with_a_bucket_and_snapshot_round_trip() {
     assert_eq!(restored.expires_len(), keyspace.expires_len());
     // A duplicate inside the bucket, and one outside, are refused.
     for dup in [colliding_key(7), spread_key(9)] {
-        let mut entries: Vec<Entry> = keys.iter().map(|k| Entry::new(k, string(k), None)).collect();
+        let mut entries: Vec<Entry> = keys
+            .iter()
+            .map(|k| Entry::new(k, string(k), None))
+            .collect();
         entries.push(Entry::new(&dup, string(b"x"), None));
         assert!(Keyspace::from_entries(entries, 0).is_none());
     }
@@ -212,7 +230,10 @@ fn review_colliding_inserts_100k() {
     for i in 0..k {
         keyspace.insert(&colliding_key(i), string(b"v"), None);
     }
-    eprintln!("100k colliding SETs: {:.2} s", start.elapsed().as_secs_f64());
+    eprintln!(
+        "100k colliding SETs: {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
     let start = Instant::now();
     keyspace.insert(&colliding_key(k), string(b"v"), None);
     eprintln!("one more SET: {:?}", start.elapsed());
@@ -231,9 +252,15 @@ fn review_colliding_inserts_100k() {
     let start = Instant::now();
     for i in 0..k {
         let key = colliding_key(i);
-        tree.insert((order_hash(&key), key.as_slice().into()), Entry::new(&key, string(b"v"), None));
+        tree.insert(
+            (order_hash(&key), key.as_slice().into()),
+            Entry::new(&key, string(b"v"), None),
+        );
     }
-    eprintln!("100k colliding inserts into the old B+ tree: {:.3} s", start.elapsed().as_secs_f64());
+    eprintln!(
+        "100k colliding inserts into the old B+ tree: {:.3} s",
+        start.elapsed().as_secs_f64()
+    );
 }
 
 /// The 8-byte key whose `xxh3_64` is `hash`: for 4..=8-byte inputs XXH3 is
@@ -286,7 +313,11 @@ fn review_chain_pairs_inflate_the_index() {
         let spread: Trie<Entry> = {
             let mut trie = Trie::default();
             for i in 0..n {
-                trie.insert(Entry::new(&key_with_hash(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)), string(b"v"), None));
+                trie.insert(Entry::new(
+                    &key_with_hash(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                    string(b"v"),
+                    None,
+                ));
             }
             trie
         };
@@ -294,7 +325,11 @@ fn review_chain_pairs_inflate_the_index() {
             let mut trie = Trie::default();
             for i in 0..n {
                 let base = (i / 2).wrapping_mul(0x9E37_79B9_7F4A_7C15) & !1;
-                trie.insert(Entry::new(&key_with_hash(base | (i & 1)), string(b"v"), None));
+                trie.insert(Entry::new(
+                    &key_with_hash(base | (i & 1)),
+                    string(b"v"),
+                    None,
+                ));
             }
             trie
         };
@@ -357,12 +392,18 @@ fn review_missing_deletes_under_a_view_copy_the_index() {
     let after_write = crate::trie::review_tests::unshared_bytes(&trie);
     for i in 0..n {
         let key = format!("absent:{i}");
-        assert!(trie.remove(order_hash(key.as_bytes()), key.as_bytes()).is_none());
+        assert!(trie
+            .remove(order_hash(key.as_bytes()), key.as_bytes())
+            .is_none());
     }
     let after_misses = crate::trie::review_tests::unshared_bytes(&trie);
     eprintln!(
         "index {total} B; copied after one write: {after_write:?}; after {n} DELs of absent keys: {after_misses:?}"
     );
     drop(view);
-    assert!(after_misses.1 < total / 10, "misses copied {} of {total} B", after_misses.1);
+    assert!(
+        after_misses.1 < total / 10,
+        "misses copied {} of {total} B",
+        after_misses.1
+    );
 }

@@ -23,23 +23,47 @@ fn review_xver_snapshot_bytes() {
         let args: Vec<Bytes> = args.into_iter().map(Bytes::from).collect();
         let command = parse(&args).unwrap_or_else(|_| panic!("parse"));
         instance += 1;
-        let ctx = ApplyContext { instance: InstanceId(instance), time_ms: 1_000 + instance };
+        let ctx = ApplyContext {
+            instance: InstanceId(instance),
+            time_ms: 1_000 + instance,
+        };
         store.apply(&command.encode(), &ctx);
     };
     let v = |s: &str| s.as_bytes().to_vec();
     for i in 0..3000u64 {
-        run(vec![v("SET"), format!("key:{i}").into_bytes(), format!("value {i}").into_bytes()]);
+        run(vec![
+            v("SET"),
+            format!("key:{i}").into_bytes(),
+            format!("value {i}").into_bytes(),
+        ]);
         if i % 5 == 0 {
-            run(vec![v("SET"), colliding(i), v("c"), v("PX"), v("100000000")]);
+            run(vec![
+                v("SET"),
+                colliding(i),
+                v("c"),
+                v("PX"),
+                v("100000000"),
+            ]);
         }
         if i % 7 == 0 {
-            run(vec![v("HSET"), format!("h:{i}").into_bytes(), v("f"), v("x"), v("g"), v("y")]);
+            run(vec![
+                v("HSET"),
+                format!("h:{i}").into_bytes(),
+                v("f"),
+                v("x"),
+                v("g"),
+                v("y"),
+            ]);
         }
         if i % 11 == 0 {
             run(vec![v("RPUSH"), colliding(i + 1_000_000), v("a"), v("b")]);
         }
         if i % 13 == 0 {
-            run(vec![v("DEL"), format!("key:{}", i / 2).into_bytes(), colliding(i / 2)]);
+            run(vec![
+                v("DEL"),
+                format!("key:{}", i / 2).into_bytes(),
+                colliding(i / 2),
+            ]);
         }
     }
     run(vec![v("SET"), Vec::new(), v("empty key")]);
@@ -58,15 +82,28 @@ fn review_xver_colliding_apply_cost() {
         let mut store = Store::new();
         let commands: Vec<Vec<u8>> = (0..k)
             .map(|i| {
-                let args = vec![Bytes::from_static(b"SET"), Bytes::from(colliding(i)), Bytes::from_static(b"v")];
-                parse(&args).unwrap_or_else(|_| panic!("parse")).encode().to_vec()
+                let args = vec![
+                    Bytes::from_static(b"SET"),
+                    Bytes::from(colliding(i)),
+                    Bytes::from_static(b"v"),
+                ];
+                parse(&args)
+                    .unwrap_or_else(|_| panic!("parse"))
+                    .encode()
+                    .to_vec()
             })
             .collect();
         let start = std::time::Instant::now();
         for (i, encoded) in commands.iter().enumerate() {
-            let ctx = ApplyContext { instance: InstanceId(i as u64 + 1), time_ms: 1_000 };
+            let ctx = ApplyContext {
+                instance: InstanceId(i as u64 + 1),
+                time_ms: 1_000,
+            };
             store.apply(encoded, &ctx);
         }
-        eprintln!("{k} colliding SETs applied in {:.3} s", start.elapsed().as_secs_f64());
+        eprintln!(
+            "{k} colliding SETs applied in {:.3} s",
+            start.elapsed().as_secs_f64()
+        );
     }
 }

@@ -83,8 +83,18 @@ fn family_hash(family: u8, base: u64, pick: u64) -> u64 {
         // One bit flipped anywhere.
         3 => base ^ (1u64 << (pick % 64)),
         // Edges: 0, 1, MAX, MAX-1, 2^63, 2^63-1, 2^58, 2^58-1, 2^4, 2^4-1.
-        4 => [0, 1, u64::MAX, u64::MAX - 1, 1 << 63, (1 << 63) - 1, 1 << 58, (1 << 58) - 1, 16, 15]
-            [(pick % 10) as usize],
+        4 => [
+            0,
+            1,
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 63,
+            (1 << 63) - 1,
+            1 << 58,
+            (1 << 58) - 1,
+            16,
+            15,
+        ][(pick % 10) as usize],
         // Equal top 60 bits of 0 or of MAX.
         5 => {
             if pick & 0x10 == 0 {
@@ -170,7 +180,9 @@ fn run(family: u8, base: u64, ops: &[Op]) -> Result<(), TestCaseError> {
         match op {
             Op::Insert(p, k, v) => {
                 let (hash, key) = (family_hash(family, base, *p), key_of(*k));
-                let replaced = trie.insert(item(hash, key.clone(), *v)).map(|old| old.value);
+                let replaced = trie
+                    .insert(item(hash, key.clone(), *v))
+                    .map(|old| old.value);
                 prop_assert_eq!(replaced, model.insert((hash, key), *v));
             }
             Op::Remove(p, k) => {
@@ -257,7 +269,12 @@ fn review_iter_from_at_every_boundary() {
             for pick in 0..n {
                 let hash = family_hash(family, base, pick.wrapping_mul(0x2545_F491_4F6C_DD1D));
                 let key = key_of((pick % 24) as u8);
-                trie.insert(It { hash, key: key.clone(), value: pick as u32, alive: alive.clone() });
+                trie.insert(It {
+                    hash,
+                    key: key.clone(),
+                    value: pick as u32,
+                    alive: alive.clone(),
+                });
                 model.insert((hash, key), pick as u32);
             }
             trie.check_invariants().unwrap();
@@ -287,7 +304,12 @@ fn review_a_big_bucket_under_views() {
         let mut views = Vec::new();
         for i in 0..n {
             let key = (i.wrapping_mul(2_654_435_761)).to_be_bytes().to_vec();
-            trie.insert(It { hash, key: key.clone(), value: i, alive: alive.clone() });
+            trie.insert(It {
+                hash,
+                key: key.clone(),
+                value: i,
+                alive: alive.clone(),
+            });
             model.insert((hash, key), i);
             if i % 97 == 0 {
                 views.push((trie.clone(), model.clone()));
@@ -314,7 +336,12 @@ fn review_a_big_bucket_under_views() {
 }
 
 fn plain(hash: u64, key: &[u8], alive: &Arc<()>) -> It {
-    It { hash, key: key.to_vec(), value: 0, alive: alive.clone() }
+    It {
+        hash,
+        key: key.to_vec(),
+        value: 0,
+        alive: alive.clone(),
+    }
 }
 
 /// FINDING (performance, contradicts `misses_under_a_view_copy_nothing`'s
@@ -404,7 +431,11 @@ fn review_a_view_dropped_on_another_thread_then_written_in_place() {
     for round in 0..if cfg!(miri) { 3 } else { 50 } {
         let mut trie = Trie::default();
         for i in 0..n {
-            trie.insert(plain(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ round, &i.to_le_bytes(), &alive));
+            trie.insert(plain(
+                i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ round,
+                &i.to_le_bytes(),
+                &alive,
+            ));
         }
         let view = trie.clone();
         let reader = std::thread::spawn(move || {
@@ -452,15 +483,21 @@ fn review_odd_layouts() {
     let n: u32 = if cfg!(miri) { 100 } else { 5000 };
     for i in 0..n {
         let hash = u64::from(i % 40).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        trie.insert(Wide { hash, key: [(i >> 16) as u8, (i >> 8) as u8, i as u8] });
+        trie.insert(Wide {
+            hash,
+            key: [(i >> 16) as u8, (i >> 8) as u8, i as u8],
+        });
     }
     trie.check_invariants().unwrap();
     let view = trie.clone();
     for i in (0..n).step_by(3) {
         let hash = u64::from(i % 40).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let it = trie.get_mut(hash, &[(i >> 16) as u8, (i >> 8) as u8, i as u8]).unwrap();
+        let it = trie
+            .get_mut(hash, &[(i >> 16) as u8, (i >> 8) as u8, i as u8])
+            .unwrap();
         assert_eq!(it as *mut Wide as usize % 64, 0);
-        trie.remove(hash, &[(i >> 16) as u8, (i >> 8) as u8, i as u8]).unwrap();
+        trie.remove(hash, &[(i >> 16) as u8, (i >> 8) as u8, i as u8])
+            .unwrap();
     }
     trie.check_invariants().unwrap();
     assert_eq!(view.len(), n as usize);
