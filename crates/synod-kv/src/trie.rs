@@ -9,16 +9,31 @@
 //! for the items that share the slot, found by two `u64` bitmaps
 //! (`datamap`: slots holding an item; `nodemap`: slots holding a child);
 //! a slot's position in the node's arrays is the number of set bits below
-//! it. Items whose whole 64-bit hashes are equal (a real collision) live
-//! at level 11 in a *bucket*, sorted by key bytes. So a lookup reads at
-//! most 12 nodes, and with random hashes ~log64(n) of them: 3 for 100k
-//! keys, 4 for 1M, against ~5 and ~6 levels of 16-wide B+ tree nodes.
+//! it. With random hashes a lookup reads ~log64(n) nodes: 3 for 100k keys,
+//! 4 for 1M, against ~5 and ~6 levels of 16-wide B+ tree nodes.
 //!
-//! The shape is *canonical*: an item lives in the shallowest node whose
-//! slot it does not share with another item, and a node exists for a slot
-//! exactly when at least two items share it (removal pulls a lone item
-//! back up, node by node). It depends only on the set of items, not on the
-//! order they came in; [`Trie::check_invariants`] checks it.
+//! The shape is *canonical*: it depends only on the set of items, not on
+//! the order they came in, and [`Trie::check_invariants`] checks it:
+//!
+//! - The root is a node at level 0. An item lives in the shallowest node
+//!   whose slot it does not share with another item.
+//! - The items that share a slot live in one child, at the level where
+//!   their hashes first differ (*path compression*: the levels on the way
+//!   where they all take the same slot get no node). So a non-root node
+//!   always uses two slots or more, and each node records its level and
+//!   the hash bits above it (its *label*, see [`label`]). Without this a
+//!   client that chooses its keys' hashes (xxh3 inverts for 4-8 byte
+//!   keys) could make each pair of keys a chain of 11 one-child nodes.
+//! - Items whose whole 64-bit hashes are equal (a real collision, free to
+//!   make with xxh3 for 17-32 byte keys) live in a *bucket*: a persistent
+//!   B+ tree by key bytes ([`bucket`]), so that a client who makes k keys
+//!   collide costs O(log k) per operation, not O(k).
+//! - Removal restores the shape: a child left with one item hands it up
+//!   to its parent's slot, and one left with a lone child is replaced by it.
+//!
+//! So every node but the root holds two entries or more: a trie of n items
+//! has fewer than n nodes and buckets, whatever the hashes, and a lookup
+//! reads at most 11 nodes and one bucket.
 //!
 //! ## Order
 //!
@@ -33,24 +48,30 @@
 //!
 //! ## Memory and sharing
 //!
-//! Each node is one allocation: a 24-byte header (reference count and the
-//! two maps), then its items, then its child handles (see [`node`], which
-//! holds all the `unsafe` code). Items are 24 bytes for the keyspace, and
-//! there are ~0.2-0.3 nodes per key, so the trie costs ~33-36 B per key at
-//! 100k-1M keys (the B+ tree it replaced: ~43; see `trie/bench.rs`).
+//! Each node is one allocation: a 32-byte header (reference count, the two
+//! maps and the label), then its items, then its child handles (see
+//! [`node`], which holds all the `unsafe` code). Items are 24 bytes for the
+//! keyspace, and there are ~0.2-0.3 nodes per key with random hashes, so
+//! the trie costs ~35-38 B per key at 100k-1M keys (the B+ tree it
+//! replaced: ~43; see `trie/bench.rs`). With chosen hashes the worst is a
+//! node of two entries per item: ~32 + 24 + 8 B of node per key on top of
+//! the item, and a colliding key costs its bucket's tree and key copy.
 //!
 //! Why 64-way: the node count swings with how full the bottom level is,
-//! but averaged over 100k-10M keys a 32-way trie (with a 16-byte header,
-//! `u32` maps) and this one cost the same ~11 B per key on top of the
-//! items, and this one is a level shallower. Cloning a trie shares its root (O(1));
-//! a write copies the shared nodes on its path (copy on write, like
+//! but averaged over 100k-10M keys a 32-way trie (with smaller maps) and
+//! this one cost the same ~11 B per key on top of the items, and this one
+//! is a level shallower. Cloning a trie shares its root (O(1)); a write
+//! copies the shared nodes on its path (copy on write, like
 //! `Arc::make_mut`) and leaves the others shared, so a clone taken on the
 //! event loop can be read on another thread while writes go on.
 
+mod bucket;
 mod node;
 
+use std::cmp::Ordering;
 use std::fmt;
 
+use bucket::Bucket;
 use node::{Edit, Node};
 
 /// What the trie stores: an item that knows its hash and key. Items are
@@ -64,18 +85,67 @@ pub(crate) trait TrieItem: Clone {
 
 /// Hash bits a level branches on.
 const BITS_PER_LEVEL: u32 = 6;
-/// The level of collision buckets: levels 0..=10 use up the 64 bits
-/// (10 x 6 + 4).
-const BUCKET_LEVEL: u32 = 11;
-/// Nodes on the longest path: levels 0..=11.
-const DEPTH_MAX: usize = BUCKET_LEVEL as usize + 1;
+/// The deepest level: levels 0..=10 use up the 64 bits (10 x 6 + 4).
+const LEVEL_MAX: u32 = 10;
+/// Branch nodes on the longest path (one per level; a bucket below).
+const DEPTH_MAX: usize = LEVEL_MAX as usize + 1;
+/// The label bits that hold the level (the prefix never uses them: even
+/// level 10's prefix stops at bit 4).
+const LEVEL_BITS: u64 = 0xF;
 
-/// The slot of `hash` at `level` (< [`BUCKET_LEVEL`]): the next 6 bits
+/// The slot of `hash` at `level` (<= [`LEVEL_MAX`]): the next 6 bits
 /// below the ones the levels above used, so that slot order is hash order.
 fn slot(hash: u64, level: u32) -> u32 {
-    debug_assert!(level < BUCKET_LEVEL);
+    debug_assert!(level <= LEVEL_MAX);
     // At level 10 the shift leaves 4 bits, in the slot's top bits.
     ((hash << (BITS_PER_LEVEL * level)) >> (64 - BITS_PER_LEVEL)) as u32
+}
+
+/// The hash bits the levels above `level` branch on, as a mask.
+fn above(level: u32) -> u64 {
+    debug_assert!(level <= LEVEL_MAX);
+    u64::MAX
+        .checked_shl(64 - BITS_PER_LEVEL * level)
+        .unwrap_or(0)
+}
+
+/// The label of a branch node at `level` whose items' hashes start like
+/// `hash`: the bits above the level (its prefix), and the level in the
+/// low bits (which the prefix never uses).
+fn label(hash: u64, level: u32) -> u64 {
+    (hash & above(level)) | u64::from(level)
+}
+
+fn level_of(label: u64) -> u32 {
+    (label & LEVEL_BITS) as u32
+}
+
+/// The level at which two different hashes take different slots.
+fn divergence(a: u64, b: u64) -> u32 {
+    debug_assert_ne!(a, b);
+    // Bits 63..4 are levels 0..9, six each; bits 3..0 are level 10.
+    ((a ^ b).leading_zeros() / BITS_PER_LEVEL).min(LEVEL_MAX)
+}
+
+/// Whether every hash below `node` could be `hash`: a branch node's
+/// prefix, a bucket's whole hash, is `hash`'s.
+fn covers<T: TrieItem>(node: &Node<T>, hash: u64) -> bool {
+    match node.bucket() {
+        Some(bucket) => bucket.hash() == hash,
+        None => {
+            let label = node.label();
+            (hash ^ label) & above(level_of(label)) == 0
+        }
+    }
+}
+
+/// A hash that starts as every hash below `node` does (a branch node's
+/// prefix, zeros after it; a bucket's hash).
+fn prefix_hash<T: TrieItem>(node: &Node<T>) -> u64 {
+    match node.bucket() {
+        Some(bucket) => bucket.hash(),
+        None => node.label() & !LEVEL_BITS,
+    }
 }
 
 /// The position, in the array that `map` describes, of the slot `bit`.
@@ -83,14 +153,10 @@ fn index(map: u64, bit: u64) -> usize {
     (map & (bit - 1)).count_ones() as usize
 }
 
-/// Position of `key` in a bucket's items (sorted by key).
-fn bucket_search<T: TrieItem>(items: &[T], key: &[u8]) -> Result<usize, usize> {
-    items.binary_search_by(|item| item.trie_key().cmp(key))
-}
-
 /// A persistent map from `(hash, key)` to items. See the module docs.
 pub(crate) struct Trie<T> {
-    /// `None` when empty (a trie of no keys holds no allocation).
+    /// `None` when empty (a trie of no keys holds no allocation);
+    /// otherwise a branch node at level 0.
     root: Option<Node<T>>,
     len: usize,
 }
@@ -130,7 +196,7 @@ impl<T: TrieItem> Trie<T> {
 
     /// The item with this hash and key.
     pub(crate) fn get(&self, hash: u64, key: &[u8]) -> Option<&T> {
-        get_in(self.root.as_ref()?, 0, hash, key)
+        get_in(self.root.as_ref()?, hash, key)
     }
 
     /// The item with this hash and key, writable. The caller must not
@@ -138,7 +204,7 @@ impl<T: TrieItem> Trie<T> {
     /// does not depend on it). Copies the shared nodes on the path, only
     /// when the item is there.
     pub(crate) fn get_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut T> {
-        get_mut_in(self.root.as_mut()?, 0, hash, key, false)
+        get_mut_in(self.root.as_mut()?, hash, key, false)
     }
 
     /// Stores `item`, replacing and returning the item with its key if
@@ -146,10 +212,10 @@ impl<T: TrieItem> Trie<T> {
     pub(crate) fn insert(&mut self, item: T) -> Option<T> {
         let hash = item.trie_hash();
         let replaced = match &mut self.root {
-            Some(root) => insert_in(root, 0, hash, item),
+            Some(root) => insert_in(root, hash, item),
             None => {
                 let bit = 1 << slot(hash, 0);
-                self.root = Some(Node::from_parts(bit, 0, [item], []));
+                self.root = Some(Node::from_parts(label(hash, 0), bit, 0, [item], []));
                 None
             }
         };
@@ -162,7 +228,7 @@ impl<T: TrieItem> Trie<T> {
     /// Removes and returns the item with this hash and key. Copies the
     /// shared nodes on the path, only when the item is there.
     pub(crate) fn remove(&mut self, hash: u64, key: &[u8]) -> Option<T> {
-        let removed = remove_in(self.root.as_mut()?, 0, hash, key, false)?;
+        let removed = remove_in(self.root.as_mut()?, hash, key, false)?;
         self.len -= 1;
         if self.len == 0 {
             // The root is left with no slot: free it.
@@ -177,47 +243,60 @@ impl<T: TrieItem> Trie<T> {
     }
 
     /// Every item whose hash is `hash` or more, in `(hash, key)` order.
-    /// Descends to the first one (O(depth)) rather than skipping the ones
-    /// before it.
+    /// Descends to the first one (O(depth), and O(log k) into a bucket of
+    /// k) rather than skipping the ones before it.
     pub(crate) fn iter_from(&self, hash: u64) -> Iter<'_, T> {
         let mut iter = Iter {
             frames: [Frame::UNUSED; DEPTH_MAX],
             depth: 0,
+            bucket: None,
         };
         let mut next = self.root.as_ref();
-        let mut level = 0;
         while let Some(node) = next {
             next = None;
+            if let Some(bucket) = node.bucket() {
+                // Reached through `hash`'s slot: all of it or none.
+                if bucket.hash() >= hash {
+                    iter.bucket = Some(bucket.iter());
+                }
+                break;
+            }
+            let label = node.label();
+            let level = level_of(label);
             let (datamap, nodemap) = node.maps();
-            // The slots after `hash`'s are all wanted; `hash`'s own slot
-            // depends on what it holds.
-            let pending = if level == BUCKET_LEVEL {
-                // Every bit of the hash led here: the bucket's hash is
-                // `hash`, so all of it is wanted (from item 0).
-                0
-            } else {
-                let bit = 1u64 << slot(hash, level);
-                let after = (datamap | nodemap) & !(bit | (bit - 1));
-                if datamap & bit != 0 {
-                    let item = &node.items()[index(datamap, bit)];
-                    after | if item.trie_hash() >= hash { bit } else { 0 }
-                } else {
-                    if nodemap & bit != 0 {
-                        next = Some(&node.children()[index(nodemap, bit)]);
+            let mask = above(level);
+            // The node's prefix against `hash`'s bits above its level
+            // (they can differ in the levels compression skipped).
+            let pending = match (label & mask).cmp(&(hash & mask)) {
+                // Every hash below is greater: all of the node.
+                Ordering::Greater => datamap | nodemap,
+                // Every hash below is smaller: none of it.
+                Ordering::Less => 0,
+                // The slots after `hash`'s are all wanted; `hash`'s own
+                // slot depends on what it holds.
+                Ordering::Equal => {
+                    let bit = 1u64 << slot(hash, level);
+                    let after = (datamap | nodemap) & !(bit | (bit - 1));
+                    if datamap & bit != 0 {
+                        let item = &node.items()[index(datamap, bit)];
+                        after | if item.trie_hash() >= hash { bit } else { 0 }
+                    } else {
+                        if nodemap & bit != 0 {
+                            next = Some(&node.children()[index(nodemap, bit)]);
+                        }
+                        after
                     }
-                    after
                 }
             };
-            iter.frames[level as usize] = Frame::of(node, pending);
-            iter.depth = level as usize + 1;
-            level += 1;
+            iter.frames[iter.depth] = Frame::of(node, pending);
+            iter.depth += 1;
         }
         iter
     }
 
     /// Checks the shape the module docs describe: every item in its
-    /// slot, maps and buckets well formed, the shape canonical, the count
-    /// right. Costs O(items); for tests and the simulator.
+    /// slot, labels, maps and buckets well formed, the shape canonical,
+    /// the count right. Costs O(items); for tests and the simulator.
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
         let Some(root) = &self.root else {
             return match self.len {
@@ -225,7 +304,10 @@ impl<T: TrieItem> Trie<T> {
                 len => Err(format!("empty trie counts {len} items")),
             };
         };
-        let counted = check_node(root, 0, 0, true)?;
+        if root.bucket().is_some() || root.label() != 0 {
+            return Err("the root is not a node at level 0".into());
+        }
+        let counted = check_node(root, None, 0)?;
         if counted != self.len || counted == 0 {
             return Err(format!(
                 "trie counts {} items but holds {counted}",
@@ -236,19 +318,20 @@ impl<T: TrieItem> Trie<T> {
     }
 }
 
-fn get_in<'a, T: TrieItem>(
-    mut node: &'a Node<T>,
-    mut level: u32,
-    hash: u64,
-    key: &[u8],
-) -> Option<&'a T> {
+fn get_in<'a, T: TrieItem>(mut node: &'a Node<T>, hash: u64, key: &[u8]) -> Option<&'a T> {
     loop {
-        if level == BUCKET_LEVEL {
-            let items = node.items();
-            return bucket_search(items, key).ok().map(|at| &items[at]);
+        if let Some(bucket) = node.bucket() {
+            return if bucket.hash() == hash {
+                bucket.get(key)
+            } else {
+                None
+            };
         }
+        // The levels compression skipped are not compared here: a hash
+        // that differs there reaches an item or a bucket of another hash,
+        // which the comparisons below reject.
         let (datamap, nodemap) = node.maps();
-        let bit = 1u64 << slot(hash, level);
+        let bit = 1u64 << slot(hash, level_of(node.label()));
         if datamap & bit != 0 {
             let item = &node.items()[index(datamap, bit)];
             // The hash first: it is in the node, the key behind a pointer.
@@ -258,7 +341,6 @@ fn get_in<'a, T: TrieItem>(
             return None;
         }
         node = &node.children()[index(nodemap, bit)];
-        level += 1;
     }
 }
 
@@ -266,7 +348,6 @@ fn get_in<'a, T: TrieItem>(
 /// are copied without looking first).
 fn get_mut_in<'a, T: TrieItem>(
     node: &'a mut Node<T>,
-    level: u32,
     hash: u64,
     key: &[u8],
     present: bool,
@@ -275,16 +356,19 @@ fn get_mut_in<'a, T: TrieItem>(
     // first shared node of the path. `present` stays false through unique
     // nodes (writing them is free) so that a shared one below still looks.
     let unique = node.is_unique();
-    let present = present || (!unique && get_in(node, level, hash, key).is_some());
+    let present = present || (!unique && get_in(node, hash, key).is_some());
     if !present && !unique {
         return None;
     }
-    if level == BUCKET_LEVEL {
-        let at = bucket_search(node.items(), key).ok()?;
-        return node.make_mut().0.get_mut(at);
+    if let Some(bucket) = node.bucket() {
+        if bucket.hash() != hash {
+            return None;
+        }
+        // The bucket looks before it writes too (its tree may be shared).
+        return node.bucket_mut().get_mut(key);
     }
     let (datamap, nodemap) = node.maps();
-    let bit = 1u64 << slot(hash, level);
+    let bit = 1u64 << slot(hash, level_of(node.label()));
     if datamap & bit != 0 {
         let at = index(datamap, bit);
         let item = &node.items()[at];
@@ -297,24 +381,14 @@ fn get_mut_in<'a, T: TrieItem>(
         return None;
     }
     let child = node.make_mut().1.get_mut(index(nodemap, bit))?;
-    get_mut_in(child, level + 1, hash, key, present)
+    get_mut_in(child, hash, key, present)
 }
 
-fn insert_in<T: TrieItem>(node: &mut Node<T>, level: u32, hash: u64, item: T) -> Option<T> {
+/// Inserts into the branch node `node`, whose prefix `hash` has.
+fn insert_in<T: TrieItem>(node: &mut Node<T>, hash: u64, item: T) -> Option<T> {
+    debug_assert!(covers(node, hash));
     let (datamap, nodemap) = node.maps();
-    if level == BUCKET_LEVEL {
-        // Every hash bit matched on the way here: same hash, so the
-        // bucket is ordered by key alone.
-        return match bucket_search(node.items(), item.trie_key()) {
-            Ok(at) => Some(std::mem::replace(&mut node.make_mut().0[at], item)),
-            Err(at) => {
-                let (datamap, nodemap) = Node::<T>::bucket_maps(node.items().len() + 1);
-                node.rebuild(datamap, nodemap, Edit::Insert(at, item), Edit::Keep);
-                None
-            }
-        };
-    }
-    let bit = 1u64 << slot(hash, level);
+    let bit = 1u64 << slot(hash, level_of(node.label()));
     if datamap & bit != 0 {
         let at = index(datamap, bit);
         let existing = &node.items()[at];
@@ -326,7 +400,7 @@ fn insert_in<T: TrieItem>(node: &mut Node<T>, level: u32, hash: u64, item: T) ->
         // one in the node is cloned, then dropped with the old slot (one
         // reference count each way for an `Entry`): cheaper to reason
         // about than moving it out of a node being rebuilt.
-        let child = pair(level + 1, existing.clone(), existing_hash, item, hash);
+        let child = pair(existing.clone(), existing_hash, item, hash);
         let child_at = index(nodemap, bit);
         node.rebuild(
             datamap & !bit,
@@ -337,57 +411,57 @@ fn insert_in<T: TrieItem>(node: &mut Node<T>, level: u32, hash: u64, item: T) ->
         return None;
     }
     if nodemap & bit != 0 {
-        let child = &mut node.make_mut().1[index(nodemap, bit)];
-        return insert_in(child, level + 1, hash, item);
+        let at = index(nodemap, bit);
+        let child = &node.children()[at];
+        if !covers(child, hash) {
+            // `hash` leaves the child's prefix in a level compression
+            // skipped: a new node at that level holds both. The handle
+            // is cloned (a count), then the old one dropped.
+            let split = split(child.clone(), item, hash);
+            node.make_mut().1[at] = split;
+            return None;
+        }
+        let child = &mut node.make_mut().1[at];
+        if child.bucket().is_some() {
+            return child.bucket_mut().insert(item);
+        }
+        return insert_in(child, hash, item);
     }
     let at = index(datamap, bit);
     node.rebuild(datamap | bit, nodemap, Edit::Insert(at, item), Edit::Keep);
     None
 }
 
-/// The node at `level` holding `a` and `b` (different keys): a bucket if
-/// their hashes are equal, else the node where their slots differ, under
-/// as many one-child nodes as the slots they share above it.
-fn pair<T: TrieItem>(level: u32, a: T, a_hash: u64, b: T, b_hash: u64) -> Node<T> {
-    if level == BUCKET_LEVEL {
-        debug_assert_eq!(a_hash, b_hash);
-        let (datamap, nodemap) = Node::<T>::bucket_maps(2);
-        let (first, second) = if a.trie_key() < b.trie_key() {
-            (a, b)
-        } else {
-            (b, a)
-        };
-        return Node::from_parts(datamap, nodemap, [first, second], []);
+/// The node holding `a` and `b` (different keys, sharing a slot): a
+/// bucket if their hashes are equal, else a node at the level where they
+/// differ (no node for the levels they share: see the module docs).
+fn pair<T: TrieItem>(a: T, a_hash: u64, b: T, b_hash: u64) -> Node<T> {
+    if a_hash == b_hash {
+        return Node::new_bucket(Bucket::pair(a, b));
     }
+    let level = divergence(a_hash, b_hash);
     let (a_slot, b_slot) = (slot(a_hash, level), slot(b_hash, level));
-    if a_slot == b_slot {
-        let child = pair(level + 1, a, a_hash, b, b_hash);
-        return Node::from_parts(0, 1 << a_slot, [], [child]);
-    }
     let datamap = (1 << a_slot) | (1 << b_slot);
     let items = if a_slot < b_slot { [a, b] } else { [b, a] };
-    Node::from_parts(datamap, 0, items, [])
+    Node::from_parts(label(a_hash, level), datamap, 0, items, [])
 }
 
-/// `present`: as for [`get_mut_in`].
-fn remove_in<T: TrieItem>(
-    node: &mut Node<T>,
-    level: u32,
-    hash: u64,
-    key: &[u8],
-    present: bool,
-) -> Option<T> {
+/// The node holding `child` and `item` (of hash `hash`, which `child`
+/// does not cover though they share a slot): at the level where `hash`
+/// and the child's prefix differ, above the child's.
+fn split<T: TrieItem>(child: Node<T>, item: T, hash: u64) -> Node<T> {
+    let child_hash = prefix_hash(&child);
+    let level = divergence(hash, child_hash);
+    debug_assert!(child.bucket().is_some() || level < level_of(child.label()));
+    let (item_bit, child_bit) = (1 << slot(hash, level), 1 << slot(child_hash, level));
+    Node::from_parts(label(hash, level), item_bit, child_bit, [item], [child])
+}
+
+/// Removes from the branch node `node`. `present`: as for
+/// [`get_mut_in`].
+fn remove_in<T: TrieItem>(node: &mut Node<T>, hash: u64, key: &[u8], present: bool) -> Option<T> {
     let (datamap, nodemap) = node.maps();
-    if level == BUCKET_LEVEL {
-        let at = bucket_search(node.items(), key).ok()?;
-        // A bucket holds two items or more (canonical shape), so one is
-        // left; the parent pulls it up.
-        let (datamap, nodemap) = Node::<T>::bucket_maps(node.items().len() - 1);
-        return node
-            .rebuild(datamap, nodemap, Edit::Remove(at), Edit::Keep)
-            .0;
-    }
-    let bit = 1u64 << slot(hash, level);
+    let bit = 1u64 << slot(hash, level_of(node.label()));
     if datamap & bit != 0 {
         let at = index(datamap, bit);
         let item = &node.items()[at];
@@ -406,22 +480,37 @@ fn remove_in<T: TrieItem>(
     // `get_mut_in`: uniqueness lets this node be written, it does not say
     // the item is there).
     let unique = node.is_unique();
-    let present =
-        present || (!unique && get_in(&node.children()[child_at], level + 1, hash, key).is_some());
+    let present = present || (!unique && get_in(&node.children()[child_at], hash, key).is_some());
     if !present && !unique {
         return None;
     }
     let child = &mut node.make_mut().1[child_at];
-    let removed = remove_in(child, level + 1, hash, key, present)?;
-    // A child left with one item and no children goes: its item moves up
-    // into the child's slot (the shape stays canonical, and a chain of
-    // one-child nodes collapses one level per return).
-    let lone = match (child.items(), child.children()) {
-        // Moved out (the removal left the child unique), not cloned: no
-        // item code runs once the removal has changed the child, so a
-        // panic cannot leave a one-item child or a wrong `len` behind.
-        ([_], []) => child.rebuild(0, 0, Edit::Remove(0), Edit::Keep).0,
-        _ => None,
+    let removed = match child.bucket() {
+        // Look before writing: the bucket node may be shared even where
+        // this node is not.
+        Some(bucket) if bucket.hash() != hash || bucket.get(key).is_none() => return None,
+        Some(_) => child.bucket_mut().remove(key)?,
+        None => remove_in(child, hash, key, present)?,
+    };
+    // A child left with one entry goes (canonical shape): a lone item
+    // moves up into the child's slot, a lone grandchild takes the child's
+    // place. Moved out (the removal left the child unique), not cloned:
+    // no item code runs once the removal has changed the child, so a
+    // panic cannot leave a one-entry child or a wrong `len` behind.
+    let lone = match child.bucket() {
+        Some(bucket) if bucket.len() == 1 => child.bucket_mut().take_lone(),
+        Some(_) => None,
+        None => match (child.items().len(), child.children().len()) {
+            (1, 0) => child.rebuild(0, 0, Edit::Remove(0), Edit::Keep).0,
+            (0, 1) => {
+                // A handle clone (a count), then the child and its own
+                // handle on the grandchild are dropped.
+                let grandchild = child.children()[0].clone();
+                *child = grandchild;
+                None
+            }
+            _ => None,
+        },
     };
     if let Some(item) = lone {
         let at = index(datamap, bit);
@@ -435,43 +524,79 @@ fn remove_in<T: TrieItem>(
     Some(removed)
 }
 
-/// Checks the node at `level` whose items' hashes start with the bits of
-/// `prefix` above the level; returns how many items it holds in all.
+/// The hash bits a slot stands for at `level`, in place (at level 10, the
+/// last 4 bits, kept in the slot's top bits).
+fn slot_bits(slot: u32, level: u32) -> u64 {
+    if level == LEVEL_MAX {
+        u64::from(slot) >> 2
+    } else {
+        u64::from(slot) << (64 - BITS_PER_LEVEL * (level + 1))
+    }
+}
+
+/// Checks the node below a slot of a node at `parent_level` (`None` for
+/// the root), where every hash starts with `known`'s bits down to that
+/// slot; returns how many items it holds in all.
 fn check_node<T: TrieItem>(
     node: &Node<T>,
-    level: u32,
-    prefix: u64,
-    is_root: bool,
+    parent_level: Option<u32>,
+    known: u64,
 ) -> Result<usize, String> {
+    // The bits the parent's prefix and slot fix.
+    let known_mask = match parent_level {
+        None => 0,
+        Some(LEVEL_MAX) => u64::MAX,
+        Some(level) => above(level + 1),
+    };
+    if let Some(bucket) = node.bucket() {
+        let Some(parent_level) = parent_level else {
+            return Err("the root is a bucket".into());
+        };
+        bucket.check()?;
+        if (bucket.hash() ^ known) & known_mask != 0 {
+            return Err(format!(
+                "a bucket below level {parent_level} under another prefix"
+            ));
+        }
+        let (datamap, nodemap) = node.maps();
+        if (datamap & nodemap) == 0 || !node.items().is_empty() || !node.children().is_empty() {
+            return Err("a bucket with a branch node's maps or arrays".into());
+        }
+        return Ok(bucket.len());
+    }
+    let label = node.label();
+    let level = level_of(label);
     let (datamap, nodemap) = node.maps();
     let (items, children) = (node.items(), node.children());
-    if level == BUCKET_LEVEL {
-        if (datamap, nodemap) != Node::<T>::bucket_maps(items.len()) || !children.is_empty() {
-            return Err(format!("level {level}: not a bucket"));
-        }
-        if items.len() < 2 {
-            return Err("a bucket of fewer than 2 items".into());
-        }
-        if items.iter().any(|item| item.trie_hash() != prefix) {
-            return Err("a bucket item with another hash".into());
-        }
-        if !items
-            .windows(2)
-            .all(|pair| pair[0].trie_key() < pair[1].trie_key())
-        {
-            return Err("a bucket out of key order".into());
-        }
-        return Ok(items.len());
+    if level > LEVEL_MAX || parent_level.is_some_and(|parent| level <= parent) {
+        return Err(format!("a node at level {level} below {parent_level:?}"));
+    }
+    let prefix = label & !LEVEL_BITS;
+    if prefix & !above(level) != 0 {
+        return Err(format!("level {level}: a label with bits below its level"));
+    }
+    if (prefix ^ known) & known_mask != 0 {
+        return Err(format!(
+            "level {level}: a prefix its parent does not lead to"
+        ));
     }
     if datamap & nodemap != 0 {
         return Err(format!("level {level}: a slot holds an item and a child"));
     }
-    // Bits of the hash the levels above used.
-    let above = BITS_PER_LEVEL * level;
-    let same_prefix = |hash: u64| above == 0 || (hash ^ prefix) >> (64 - above) == 0;
+    if level == LEVEL_MAX && (datamap | nodemap) & !0x1111_1111_1111_1111 != 0 {
+        return Err("level 10: a slot with bits it does not have".into());
+    }
+    // Canonical: a node below the root exists where its items' hashes
+    // first differ, so it uses two slots or more.
+    if parent_level.is_some() && items.len() + children.len() < 2 {
+        return Err(format!("level {level}: a node of one entry"));
+    }
+    if parent_level.is_none() && items.len() + children.len() == 0 {
+        return Err("an empty root".into());
+    }
     for item in items {
         let hash = item.trie_hash();
-        if !same_prefix(hash) {
+        if (hash ^ prefix) & above(level) != 0 {
             return Err(format!("level {level}: an item under another prefix"));
         }
         let bit = 1u64 << slot(hash, level);
@@ -484,51 +609,31 @@ fn check_node<T: TrieItem>(
     for child in children {
         let slot_at = slots.trailing_zeros();
         slots &= slots - 1;
-        // The child's hashes: this prefix plus the slot's bits (at level
-        // 10, the last 4, kept in the slot's top bits).
-        let slot_bits = if level == BUCKET_LEVEL - 1 {
-            u64::from(slot_at) >> 2
-        } else {
-            u64::from(slot_at) << (64 - BITS_PER_LEVEL * (level + 1))
-        };
-        if level == BUCKET_LEVEL - 1 && slot_at % 4 != 0 {
-            return Err("level 10: a slot with bits it does not have".into());
-        }
-        let child_prefix = prefix | slot_bits;
-        let below = check_node(child, level + 1, child_prefix, false)?;
-        if below < 2 {
-            return Err(format!("level {level}: a child holding one item"));
-        }
-        total += below;
-    }
-    if level == BUCKET_LEVEL - 1 && datamap & !0x1111_1111_1111_1111 != 0 {
-        return Err("level 10: an item slot with bits it does not have".into());
-    }
-    if is_root && total == 0 {
-        return Err("an empty root".into());
-    }
-    if !is_root && items.len() == 1 && children.is_empty() {
-        return Err(format!("level {level}: a node of one item"));
+        total += check_node(child, Some(level), prefix | slot_bits(slot_at, level))?;
     }
     Ok(total)
 }
 
 /// Items in `(hash, key)` order (see the module docs), from a stack of
-/// the nodes on the path to the next one: no allocation.
+/// the nodes on the path to the next one (and the bucket being read, if
+/// any): no allocation outside buckets.
 pub(crate) struct Iter<'a, T> {
-    /// The node at each level of the path (`depth` of them).
+    /// The branch nodes of the path (`depth` of them, at increasing
+    /// levels).
     frames: [Frame<'a, T>; DEPTH_MAX],
     depth: usize,
+    /// The bucket below the last frame being read: its items come
+    /// before the frame's remaining slots.
+    bucket: Option<bucket::Iter<'a, T>>,
 }
 
-/// A node being iterated, with what `next` reads of it at hand.
+/// A branch node being iterated, with what `next` reads of it at hand.
 struct Frame<'a, T> {
     items: &'a [T],
     children: &'a [Node<T>],
     datamap: u64,
     nodemap: u64,
-    /// For a branch node, the slots not visited yet; for a bucket, the
-    /// index of its next item.
+    /// The slots not visited yet.
     pending: u64,
 }
 
@@ -565,16 +670,15 @@ impl<'a, T> Iterator for Iter<'a, T> {
     type Item = &'a T;
 
     fn next(&mut self) -> Option<&'a T> {
-        while let Some(top) = self.depth.checked_sub(1) {
-            let frame = &mut self.frames[top];
-            if top == BUCKET_LEVEL as usize {
-                if let Some(item) = frame.items.get(frame.pending as usize) {
-                    frame.pending += 1;
+        loop {
+            if let Some(bucket) = &mut self.bucket {
+                if let Some(item) = bucket.next() {
                     return Some(item);
                 }
-                self.depth = top;
-                continue;
+                self.bucket = None;
             }
+            let top = self.depth.checked_sub(1)?;
+            let frame = &mut self.frames[top];
             let pending = frame.pending;
             if pending == 0 {
                 self.depth = top;
@@ -594,16 +698,15 @@ impl<'a, T> Iterator for Iter<'a, T> {
             if let Some(sibling) = children.get(at + 1) {
                 sibling.prefetch();
             }
+            if let Some(bucket) = child.bucket() {
+                self.bucket = Some(bucket.iter());
+                continue;
+            }
             let (datamap, nodemap) = child.maps();
-            let pending = if top + 1 == BUCKET_LEVEL as usize {
-                0
-            } else {
-                datamap | nodemap
-            };
-            self.frames[top + 1] = Frame::of(child, pending);
+            // A child is deeper than its parent, so the stack has room.
+            *self.frames.get_mut(top + 1)? = Frame::of(child, datamap | nodemap);
             self.depth = top + 2;
         }
-        None
     }
 }
 

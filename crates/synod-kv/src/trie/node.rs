@@ -1,27 +1,33 @@
-//! One trie node: a reference-counted, immutable-once-shared allocation
-//! holding a header, the node's items and its children, in that order.
+//! One trie node: a reference-counted, immutable-once-shared allocation,
+//! of one of two kinds that its header tells apart.
 //!
 //! ```text
-//! | refs: AtomicUsize | datamap: u64 | nodemap: u64 | items: [T; n] | children: [Node<T>; m] |
+//! branch: | refs: AtomicUsize | datamap | nodemap | label | items: [T; n] | children: [Node<T>; m] |
+//! bucket: | refs: AtomicUsize | u64::MAX | u64::MAX | 0    | Bucket<T> |
 //! ```
 //!
 //! A *branch* node has `n = datamap.count_ones()` and `m =
 //! nodemap.count_ones()`, the two maps being disjoint (a slot holds an item,
-//! a child or nothing). A *bucket* (items whose 64-bit hashes are all equal)
-//! stores `datamap = n >= 1` and `nodemap = u64::MAX`: the maps then overlap,
-//! which no branch node's do, so every node can tell its own kind (and
-//! with it its layout) from its header alone, which `Drop` needs.
+//! a child or nothing); its `label` says which level it branches at and the
+//! hash bits above it (see `trie.rs`). A *bucket* (items whose 64-bit hashes
+//! are all equal, in a persistent tree of their own: see `bucket.rs`) has
+//! both maps all ones: they then overlap, which no branch node's do, so
+//! every node can tell its own kind (and with it its layout) from its
+//! header alone, which `Drop` needs.
 //!
 //! This file holds all of the trie's `unsafe` code. The rules it keeps:
 //!
-//! 1. **Layout.** A node's allocation always has the layout
+//! 1. **Layout.** A branch node's allocation always has the layout
 //!    [`Node::layout`] gives for the counts its maps imply, and every slot
 //!    of it is initialised. The maps are written once, by [`Builder`], and
 //!    never change; a builder only hands out a node once it has written
-//!    exactly that many items and children.
+//!    exactly that many items and children, and it refuses the bucket
+//!    maps. A bucket is a `Box<BucketNode<T>>` (whose first field is the
+//!    header), made only by [`Node::new_bucket`] and freed as that box.
 //! 2. **Sharing.** Memory reachable from a node with `refs > 1` is never
-//!    written: only [`Node::make_mut`] and [`Node::rebuild`] hand out or
-//!    take writable access, and both first check `refs == 1` (an `Acquire`
+//!    written: only [`Node::make_mut`], [`Node::rebuild`] and
+//!    [`Node::bucket_mut`] hand out or take writable access, and all
+//!    three first check `refs == 1` (an `Acquire`
 //!    load, pairing with the `Release` decrement of the owner that went
 //!    away, so its reads happen before our writes). `refs == 1` cannot
 //!    change under us: the only other way to reach the node would be a
@@ -39,11 +45,24 @@ use std::ptr::{self, NonNull};
 use std::slice;
 use std::sync::atomic::{self, AtomicUsize, Ordering};
 
+use super::bucket::Bucket;
+
 #[repr(C)]
 struct Header {
     refs: AtomicUsize,
     datamap: u64,
     nodemap: u64,
+    /// A branch node's level and hash prefix (`trie.rs` packs them); 0 in
+    /// a bucket.
+    label: u64,
+}
+
+/// A bucket's allocation: the header first, so that a pointer to it is a
+/// pointer to its header (`repr(C)`), then the bucket.
+#[repr(C)]
+struct BucketNode<T> {
+    header: Header,
+    bucket: Bucket<T>,
 }
 
 /// An owning, reference-counted handle on a node (as `Arc`, minus the
@@ -82,14 +101,19 @@ impl<X> Edit<X> {
     }
 }
 
-/// The bucket marker in `nodemap` (see the module docs).
-const BUCKET_NODEMAP: u64 = u64::MAX;
+/// A bucket's maps (see the module docs): overlapping, as no branch
+/// node's are.
+const BUCKET_MAPS: (u64, u64) = (u64::MAX, u64::MAX);
 
-/// `(items, children)` of a node with these maps.
+fn is_bucket(datamap: u64, nodemap: u64) -> bool {
+    datamap & nodemap != 0
+}
+
+/// `(items, children)` in the arrays of a node with these maps (a bucket
+/// has none: its items are in its `Bucket`).
 fn counts(datamap: u64, nodemap: u64) -> (usize, usize) {
-    if datamap & nodemap != 0 {
-        // A bucket: `datamap` is its length, written from a `usize`.
-        (datamap as usize, 0)
+    if is_bucket(datamap, nodemap) {
+        (0, 0)
     } else {
         (datamap.count_ones() as usize, nodemap.count_ones() as usize)
     }
@@ -133,22 +157,72 @@ impl<T> Node<T> {
         }
     }
 
-    /// A bucket's maps for `len` items (`len >= 1`).
-    pub(super) fn bucket_maps(len: usize) -> (u64, u64) {
-        debug_assert!(len >= 1);
-        (len as u64, BUCKET_NODEMAP)
-    }
-
     fn header(&self) -> &Header {
         // SAFETY: the handle keeps the allocation alive, and the header is
-        // initialised first (Builder::new).
+        // initialised first (Builder::new, Node::new_bucket).
         unsafe { self.header.as_ref() }
     }
 
-    /// `(datamap, nodemap)`.
+    /// `(datamap, nodemap)`: a bucket's are both all ones.
     pub(super) fn maps(&self) -> (u64, u64) {
         let header = self.header();
         (header.datamap, header.nodemap)
+    }
+
+    /// A branch node's level and prefix (see `trie.rs`); 0 for a bucket.
+    pub(super) fn label(&self) -> u64 {
+        self.header().label
+    }
+
+    /// The bucket, if this node is one.
+    pub(super) fn bucket(&self) -> Option<&Bucket<T>> {
+        let (datamap, nodemap) = self.maps();
+        if !is_bucket(datamap, nodemap) {
+            return None;
+        }
+        // SAFETY: a node with the bucket maps was made by `new_bucket`
+        // (rule 1: `Builder` refuses them), so the allocation is a live
+        // `BucketNode<T>`; it is not written while shared (rule 2).
+        Some(unsafe { &(*self.header.as_ptr().cast::<BucketNode<T>>()).bucket })
+    }
+
+    /// A node holding `bucket`.
+    pub(super) fn new_bucket(bucket: Bucket<T>) -> Node<T> {
+        let (datamap, nodemap) = BUCKET_MAPS;
+        let node = Box::new(BucketNode {
+            header: Header {
+                refs: AtomicUsize::new(1),
+                datamap,
+                nodemap,
+                label: 0,
+            },
+            bucket,
+        });
+        // `repr(C)`: the box's address is its header's.
+        let header = NonNull::from(Box::leak(node)).cast::<Header>();
+        Node {
+            header,
+            owns: PhantomData,
+        }
+    }
+
+    /// The bucket, writable, after replacing the node by a copy of its
+    /// own if it is shared (copy on write: cloning a bucket is O(1), it
+    /// shares its tree). Panics if the node is not a bucket.
+    pub(super) fn bucket_mut(&mut self) -> &mut Bucket<T>
+    where
+        Bucket<T>: Clone,
+    {
+        let Some(bucket) = self.bucket() else {
+            panic!("trie node written as a bucket but is none");
+        };
+        if !self.is_unique() {
+            *self = Node::new_bucket(bucket.clone());
+        }
+        // SAFETY: a bucket (checked above; a copy is one too), unique
+        // (rule 2), so nothing else reads it while `self` is borrowed
+        // mutably.
+        unsafe { &mut (*self.header.as_ptr().cast::<BucketNode<T>>()).bucket }
     }
 
     /// `(items, children)`.
@@ -178,6 +252,10 @@ impl<T> Node<T> {
 
     pub(super) fn items(&self) -> &[T] {
         let (items, _) = self.counts();
+        if items == 0 {
+            // A bucket's allocation has no item array to point into.
+            return &[];
+        }
         // SAFETY: `items` initialised values (rule 1), not written while
         // this borrow of a handle lives (rule 2).
         unsafe { slice::from_raw_parts(self.items_ptr(), items) }
@@ -185,6 +263,10 @@ impl<T> Node<T> {
 
     pub(super) fn children(&self) -> &[Node<T>] {
         let (_, children) = self.counts();
+        if children == 0 {
+            // As in `items`.
+            return &[];
+        }
         // SAFETY: as for `items`.
         unsafe { slice::from_raw_parts(self.children_ptr(), children) }
     }
@@ -212,22 +294,28 @@ impl<T> Node<T> {
         self.header().refs.load(Ordering::Acquire)
     }
 
-    /// Bytes of this node's allocation (for memory measurements).
+    /// Bytes of this node's allocation (for memory measurements; a
+    /// bucket's tree is not counted).
     #[cfg(test)]
     pub(super) fn allocated_bytes(&self) -> usize {
+        if self.bucket().is_some() {
+            return size_of::<BucketNode<T>>();
+        }
         let (items, children) = self.counts();
         Self::layout(items, children).size()
     }
 
-    /// A node with these maps, items and children (which must be as many
-    /// as the maps say, else this panics before handing out anything).
+    /// A branch node with this label, these maps, items and children
+    /// (which must be as many as the maps say, else this panics before
+    /// handing out anything).
     pub(super) fn from_parts(
+        label: u64,
         datamap: u64,
         nodemap: u64,
         items: impl IntoIterator<Item = T>,
         children: impl IntoIterator<Item = Node<T>>,
     ) -> Node<T> {
-        let mut builder = Builder::new(datamap, nodemap);
+        let mut builder = Builder::new(label, datamap, nodemap);
         for item in items {
             builder.push_item(item);
         }
@@ -237,16 +325,22 @@ impl<T> Node<T> {
         builder.finish()
     }
 
-    /// Writable access to the items and children, after replacing the node
-    /// by a copy of its own if it is shared (copy on write: the copy clones
-    /// the items and shares the children).
+    /// Writable access to a branch node's items and children, after
+    /// replacing the node by a copy of its own if it is shared (copy on
+    /// write: the copy clones the items and shares the children). Panics
+    /// on a bucket (see [`Node::bucket_mut`]).
     pub(super) fn make_mut(&mut self) -> (&mut [T], &mut [Node<T>])
     where
         T: Clone,
     {
+        assert!(
+            self.bucket().is_none(),
+            "trie bucket written as a branch node"
+        );
         if !self.is_unique() {
             let (datamap, nodemap) = self.maps();
             *self = Node::from_parts(
+                self.label(),
                 datamap,
                 nodemap,
                 self.items().iter().cloned(),
@@ -286,11 +380,12 @@ impl<T> Node<T> {
         let (old_items, old_children) = self.counts();
         let (new_items, new_children) = counts(datamap, nodemap);
         assert!(
-            items.applied_len(old_items) == Some(new_items)
+            self.bucket().is_none()
+                && items.applied_len(old_items) == Some(new_items)
                 && children.applied_len(old_children) == Some(new_children),
             "trie node rebuilt with maps that do not match its arrays"
         );
-        let mut builder = Builder::new(datamap, nodemap);
+        let mut builder = Builder::new(self.label(), datamap, nodemap);
         if !self.is_unique() {
             let removed_item = builder.clone_items(self.items(), items);
             let removed_child = builder.clone_children(self.children(), children);
@@ -350,6 +445,12 @@ impl<T> Drop for Node<T> {
             return;
         }
         atomic::fence(Ordering::Acquire);
+        if self.bucket().is_some() {
+            // SAFETY: the last handle on a bucket, which `new_bucket` made
+            // from this box (rule 1): freed as one, once.
+            unsafe { drop(Box::from_raw(self.header.as_ptr().cast::<BucketNode<T>>())) };
+            return;
+        }
         let (items, children) = self.counts();
         // SAFETY: this was the last handle, so nothing else can reach the
         // node; its values are initialised (rule 1) and dropped once, then
@@ -376,7 +477,12 @@ struct Builder<T> {
 }
 
 impl<T> Builder<T> {
-    fn new(datamap: u64, nodemap: u64) -> Builder<T> {
+    fn new(label: u64, datamap: u64, nodemap: u64) -> Builder<T> {
+        // Rule 1: only `new_bucket` makes a node with the bucket maps.
+        assert!(
+            !is_bucket(datamap, nodemap),
+            "trie branch node built with a bucket's maps"
+        );
         let (items, children) = counts(datamap, nodemap);
         let layout = Node::<T>::layout(items, children);
         // SAFETY: the layout is never zero-sized (it includes the header).
@@ -390,6 +496,7 @@ impl<T> Builder<T> {
                 refs: AtomicUsize::new(1),
                 datamap,
                 nodemap,
+                label,
             });
         }
         Builder {

@@ -502,7 +502,6 @@ fn review_odd_layouts() {
     trie.check_invariants().unwrap();
     assert_eq!(view.len(), n as usize);
     assert_eq!(view.iter().count(), n as usize);
-    let _ = Node::<Wide>::bucket_maps(1);
 }
 
 /// `(nodes, bytes of node allocations)` of a trie, for the memory review.

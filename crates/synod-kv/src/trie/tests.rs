@@ -1,6 +1,6 @@
 //! The trie against a model (a `BTreeMap` keyed by `(hash, key)`), with
-//! hashes drawn from tiny sets so that collisions (buckets), long chains of
-//! one-child nodes and the edge hashes 0 and `u64::MAX` are common; clones
+//! hashes drawn from tiny sets so that collisions (buckets), long shared
+//! prefixes (compressed paths) and the edge hashes 0 and `u64::MAX` are common; clones
 //! taken along the way must keep their contents while the original
 //! changes, and every item clone must be dropped exactly once.
 
@@ -74,7 +74,7 @@ fn model_contents(model: &Model) -> Vec<(u64, Vec<u8>, u32)> {
 /// Hashes that collide, share long prefixes, or sit at the edges.
 fn hash() -> impl Strategy<Value = u64> {
     prop_oneof![
-        // Differ only in the last level's 4 bits: chains 10 nodes deep.
+        // Differ only in the last level's 4 bits: a node at level 10.
         0..4u64,
         Just(16u64),
         Just(u64::MAX),
@@ -175,19 +175,23 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// `(level, datamap, nodemap, keys)` of every node, depth first.
-fn shape(trie: &Trie<Item>) -> Vec<(u32, u64, u64, Vec<Vec<u8>>)> {
-    fn walk(node: &Node<Item>, level: u32, out: &mut Vec<(u32, u64, u64, Vec<Vec<u8>>)>) {
+/// `(label, datamap, nodemap, keys)` of every node, depth first (a
+/// bucket's keys in its order).
+fn shape(trie: &Trie<Item>) -> Vec<(u64, u64, u64, Vec<Vec<u8>>)> {
+    fn walk(node: &Node<Item>, out: &mut Vec<(u64, u64, u64, Vec<Vec<u8>>)>) {
         let (datamap, nodemap) = node.maps();
-        let keys = node.items().iter().map(|item| item.key.clone()).collect();
-        out.push((level, datamap, nodemap, keys));
+        let keys = match node.bucket() {
+            Some(bucket) => bucket.iter().map(|item| item.key.clone()).collect(),
+            None => node.items().iter().map(|item| item.key.clone()).collect(),
+        };
+        out.push((node.label(), datamap, nodemap, keys));
         for child in node.children() {
-            walk(child, level + 1, out);
+            walk(child, out);
         }
     }
     let mut out = Vec::new();
     if let Some(root) = &trie.root {
-        walk(root, 0, &mut out);
+        walk(root, &mut out);
     }
     out
 }
@@ -265,8 +269,8 @@ fn plain(hash: u64, key: &[u8], alive: &Arc<()>) -> Item {
 fn edge_hashes_and_deep_collisions() {
     let alive = Arc::new(());
     let mut trie = Trie::default();
-    // 0 and 1 differ in the very last bit: a chain down to level 10. Three
-    // keys on hash 1 make a bucket at level 11. `u64::MAX` sits in the
+    // 0 and 1 differ in the very last bit: one node at level 10 below the
+    // root. Three keys on hash 1 make a bucket. `u64::MAX` sits in the
     // last slot of the root.
     for (hash, key) in [
         (u64::MAX, &b"z"[..]),
@@ -298,7 +302,7 @@ fn edge_hashes_and_deep_collisions() {
     assert!(trie.get(1, b"c").is_none());
     assert!(trie.get(2, b"a").is_none());
     assert_eq!(trie.get(1, b"a").map(|item| item.hash), Some(1));
-    // Removing down to one item collapses the whole chain into the root.
+    // Removing down to one item collapses everything into the root.
     for (hash, key) in [(1, &b"a"[..]), (1, b""), (u64::MAX, b"z"), (0, b"a")] {
         assert!(trie.remove(hash, key).is_some());
         trie.check_invariants().unwrap();
