@@ -104,9 +104,9 @@ fn slot(hash: u64, level: u32) -> u32 {
 /// The hash bits the levels above `level` branch on, as a mask.
 fn above(level: u32) -> u64 {
     debug_assert!(level <= LEVEL_MAX);
-    u64::MAX
-        .checked_shl(64 - BITS_PER_LEVEL * level)
-        .unwrap_or(0)
+    // The complement of the bits from `level` down (all of them at level
+    // 0, where no level is above): no branch on the hot path.
+    !(u64::MAX >> (BITS_PER_LEVEL * level))
 }
 
 /// The label of a branch node at `level` whose items' hashes start like
@@ -257,7 +257,7 @@ impl<T: TrieItem> Trie<T> {
             if let Some(bucket) = node.bucket() {
                 // Reached through `hash`'s slot: all of it or none.
                 if bucket.hash() >= hash {
-                    iter.bucket = Some(bucket.iter());
+                    iter.bucket = Some(Box::new(bucket.iter()));
                 }
                 break;
             }
@@ -623,8 +623,9 @@ pub(crate) struct Iter<'a, T> {
     frames: [Frame<'a, T>; DEPTH_MAX],
     depth: usize,
     /// The bucket below the last frame being read: its items come
-    /// before the frame's remaining slots.
-    bucket: Option<bucket::Iter<'a, T>>,
+    /// before the frame's remaining slots. Boxed: the tree's iterator is
+    /// large, and most iterations never meet a bucket.
+    bucket: Option<Box<bucket::Iter<'a, T>>>,
 }
 
 /// A branch node being iterated, with what `next` reads of it at hand.
@@ -699,7 +700,7 @@ impl<'a, T> Iterator for Iter<'a, T> {
                 sibling.prefetch();
             }
             if let Some(bucket) = child.bucket() {
-                self.bucket = Some(bucket.iter());
+                self.bucket = Some(Box::new(bucket.iter()));
                 continue;
             }
             let (datamap, nodemap) = child.maps();
@@ -717,6 +718,9 @@ mod tests;
 
 #[cfg(test)]
 pub(crate) mod review_tests;
+
+#[cfg(test)]
+mod cost_tests;
 
 #[cfg(test)]
 mod bench;

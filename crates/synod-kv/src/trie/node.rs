@@ -47,6 +47,24 @@ use std::sync::atomic::{self, AtomicUsize, Ordering};
 
 use super::bucket::Bucket;
 
+#[cfg(test)]
+thread_local! {
+    /// `(nodes, array slots)` built on this thread so far: what writes
+    /// allocate and copy or move, for the cost tests' bounds.
+    pub(super) static BUILT: std::cell::Cell<(usize, usize)> =
+        const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Counts a node of `slots` array slots in [`BUILT`].
+fn count_built(slots: usize) {
+    #[cfg(test)]
+    BUILT.set({
+        let (nodes, total) = BUILT.get();
+        (nodes + 1, total + slots)
+    });
+    let _ = slots;
+}
+
 #[repr(C)]
 struct Header {
     refs: AtomicUsize,
@@ -189,6 +207,7 @@ impl<T> Node<T> {
     /// A node holding `bucket`.
     pub(super) fn new_bucket(bucket: Bucket<T>) -> Node<T> {
         let (datamap, nodemap) = BUCKET_MAPS;
+        count_built(0);
         let node = Box::new(BucketNode {
             header: Header {
                 refs: AtomicUsize::new(1),
@@ -484,6 +503,7 @@ impl<T> Builder<T> {
             "trie branch node built with a bucket's maps"
         );
         let (items, children) = counts(datamap, nodemap);
+        count_built(items + children);
         let layout = Node::<T>::layout(items, children);
         // SAFETY: the layout is never zero-sized (it includes the header).
         let memory = unsafe { alloc::alloc(layout) };
