@@ -99,6 +99,9 @@ fn time_btree_inserts(keys: &[Vec<u8>], views: bool) -> f64 {
 
 /// FINDING (DoS): run with
 /// `cargo test -p synod-kv --lib review_colliding -- --ignored --nocapture`.
+/// Fixed (buckets are persistent B+ trees); a timing, so the bounds that
+/// fail if it comes back are in `trie/cost_tests.rs`. Release build, k =
+/// 32000: 0.88 s before, 0.011 s after (the B+ tree: 0.007 s).
 #[test]
 #[ignore]
 fn review_colliding_inserts_cost() {
@@ -128,6 +131,7 @@ fn review_colliding_inserts_cost() {
 /// FINDING (DoS): a replica restoring a snapshot of colliding keys pays
 /// O(k^2) in `from_entries` (snapshot order is key order inside a bucket,
 /// so every insert lands at the end and still rebuilds the whole bucket).
+/// Fixed with the buckets (an insert at a bucket's end is O(log k)).
 #[test]
 #[ignore]
 fn review_restore_of_colliding_keys_cost() {
@@ -221,6 +225,8 @@ fn review_order_with_a_bucket_and_snapshot_round_trip() {
 
 /// FINDING (DoS), the large case: 100k colliding SETs (~6 MB of commands),
 /// then what one more SET, one DEL and one write under a fresh view cost.
+/// Release build: 10.7 s for the SETs before the fix, 0.05 s after (the
+/// B+ tree: 0.04 s).
 #[test]
 #[ignore]
 fn review_colliding_inserts_100k() {
@@ -303,9 +309,12 @@ fn review_xxh3_of_8_byte_keys_inverts() {
 }
 
 /// FINDING (memory amplification): keys chosen in pairs whose hashes
-/// differ only in the last bit make a chain of one-child nodes per pair;
-/// the index then costs several times what spread keys cost, and none of
-/// it is in the accounted size.
+/// differ only in the last bit made a chain of one-child nodes per pair
+/// (153 B of nodes per key at 100k against 25 for spread keys), and none
+/// of it is in the accounted size. Fixed by path compression: every node
+/// but the root uses two slots or more, so n keys make at most n nodes of
+/// at most 32 + 24 + 8 B per key (see `trie/cost_tests.rs`); measured
+/// ~46 B per key for pairs.
 #[test]
 fn review_chain_pairs_inflate_the_index() {
     use crate::trie::Trie;
@@ -340,6 +349,9 @@ fn review_chain_pairs_inflate_the_index() {
             spread_bytes as f64 / n as f64,
             paired_bytes as f64 / n as f64
         );
+        paired.check_invariants().unwrap();
+        assert!(paired_nodes as u64 <= n, "{paired_nodes} nodes");
+        assert!(paired_bytes as u64 <= 64 * n, "{paired_bytes} B of nodes");
     }
 }
 
