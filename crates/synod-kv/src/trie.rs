@@ -704,8 +704,9 @@ impl<'a, T> Iterator for Iter<'a, T> {
                 continue;
             }
             let (datamap, nodemap) = child.maps();
-            // A child is deeper than its parent, so the stack has room.
-            *self.frames.get_mut(top + 1)? = Frame::of(child, datamap | nodemap);
+            // A child is deeper than its parent, so the stack (one frame
+            // per level) has room: indexing asserts it.
+            self.frames[top + 1] = Frame::of(child, datamap | nodemap);
             self.depth = top + 2;
         }
     }
