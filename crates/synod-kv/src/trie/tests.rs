@@ -408,3 +408,52 @@ fn misses_under_a_view_copy_nothing() {
         view_root.items().as_ptr()
     ));
 }
+
+/// As above, in a bucket under a view: a write that copies the bucket's
+/// tree path panics at each of its clones in turn; the view keeps what it
+/// had and the trie holds either the old or the new contents, whole.
+#[test]
+fn a_panicking_clone_in_a_bucket_leaves_it_whole() {
+    let alive = Arc::new(());
+    let mut trie = Trie::default();
+    let count: u64 = if cfg!(miri) { 40 } else { 300 };
+    for index in 0..count {
+        trie.insert(plain(7, &index.to_be_bytes(), &alive));
+    }
+    trie.insert(plain(8, b"other", &alive));
+    let before = contents(&trie);
+    for remove in [false, true] {
+        let mut panicked = 0;
+        for clones in 0..40 {
+            let view = trie.clone();
+            let key = if remove { 5u64 } else { count + 1 }.to_be_bytes();
+            CLONES_BEFORE_PANIC.set(clones);
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if remove {
+                    trie.remove(7, &key).is_some()
+                } else {
+                    trie.insert(plain(7, &key, &alive)).is_none()
+                }
+            }));
+            CLONES_BEFORE_PANIC.set(usize::MAX);
+            panicked += usize::from(outcome.is_err());
+            trie.check_invariants().unwrap();
+            view.check_invariants().unwrap();
+            assert_eq!(contents(&view), before);
+            assert_eq!(trie.len(), trie.iter().count());
+            if matches!(outcome, Ok(true)) {
+                // Done: undo it for the next round.
+                if remove {
+                    trie.insert(plain(7, &key, &alive));
+                } else {
+                    trie.remove(7, &key);
+                }
+            }
+            assert_eq!(contents(&trie), before);
+        }
+        // The write clones a leaf's items: the early rounds panic.
+        assert!(panicked > 0, "no clone panicked (remove: {remove})");
+    }
+    drop(trie);
+    assert_eq!(Arc::strong_count(&alive), 1);
+}
