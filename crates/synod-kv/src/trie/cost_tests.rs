@@ -106,9 +106,13 @@ fn with_bucket(k: u64) -> Trie<Counted> {
     trie
 }
 
+/// One operation on the bucket: whether it found its item (or made a
+/// new one).
+type BucketOp = Box<dyn Fn(&mut Trie<Counted>) -> bool>;
+
 /// The operations on the bucket, by name; each returns whether it found
 /// its item (or made a new one). Each `round` uses other keys.
-fn bucket_ops(k: u64, round: u64) -> [(&'static str, Box<dyn Fn(&mut Trie<Counted>) -> bool>); 7] {
+fn bucket_ops(k: u64, round: u64) -> [(&'static str, BucketOp); 7] {
     let key = move |n: u64| (n + round).to_be_bytes();
     let k = k + 10 * round;
     [
