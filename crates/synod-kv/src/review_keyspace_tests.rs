@@ -366,20 +366,26 @@ fn review_chain_pairs_heap() {
         info.uordblks + info.hblkhd
     }
     let n = 200_000u64;
-    for paired in [false, true] {
+    for family in ["spread", "paired", "spines"] {
         let before = heap();
         let mut keyspace = Keyspace::default();
         for i in 0..n {
-            let hash = if paired {
-                ((i / 2).wrapping_mul(0x9E37_79B9_7F4A_7C15) & !1) | (i & 1)
-            } else {
-                i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            let hash = match family {
+                "paired" => ((i / 2).wrapping_mul(0x9E37_79B9_7F4A_7C15) & !1) | (i & 1),
+                // One item and one child per node (the most nodes per
+                // key path compression allows): 8 keys below each
+                // distinct 20-bit prefix, one per level.
+                "spines" => {
+                    let prefix = (i / 8).wrapping_mul(0x9E37_79B1) & 0xF_FFFF;
+                    (prefix << 44) | (1 << (43 - 6 * (i % 8)))
+                }
+                _ => i.wrapping_mul(0x9E37_79B9_7F4A_7C15),
             };
             keyspace.insert(&key_with_hash(hash), string(b"v"), None);
         }
         let used = heap() - before;
         eprintln!(
-            "paired={paired}: heap {:.1} B/key, accounted (used_bytes) {:.1} B/key",
+            "{family}: heap {:.1} B/key, accounted (used_bytes) {:.1} B/key",
             used as f64 / n as f64,
             keyspace.used_bytes() as f64 / n as f64
         );

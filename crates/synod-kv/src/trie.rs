@@ -54,8 +54,9 @@
 //! keyspace, and there are ~0.2-0.3 nodes per key with random hashes, so
 //! the trie costs ~35-38 B per key at 100k-1M keys (the B+ tree it
 //! replaced: ~43; see `trie/bench.rs`). With chosen hashes the worst is a
-//! node of two entries per item: ~32 + 24 + 8 B of node per key on top of
-//! the item, and a colliding key costs its bucket's tree and key copy.
+//! node of one item and one child per key: 32 + 24 + 8 = 64 B of node per
+//! key, the item's own 24 included (`trie/cost_tests.rs` bounds it); a
+//! colliding key costs its share of its bucket's tree and a key copy.
 //!
 //! Why 64-way: the node count swings with how full the bottom level is,
 //! but averaged over 100k-10M keys a 32-way trie (with smaller maps) and
