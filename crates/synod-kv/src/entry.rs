@@ -1,4 +1,4 @@
-//! One stored key, as the keyspace's tree holds it: its order hash, name,
+//! One stored key, as the keyspace's trie holds it: its order hash, name,
 //! value and expiry, in as few bytes and heap allocations as we can.
 //!
 //! A key is what most of a node's memory is spent on (a million small
@@ -14,10 +14,10 @@
 //! - **Boxed**: a larger string (kept as the `Bytes` the command brought, so
 //!   a `GET` shares it instead of copying it) or a collection.
 //!
-//! Either way an [`Entry`] is 16 bytes in a tree leaf (the hash, to compare
+//! Either way an [`Entry`] is 16 bytes in a trie node (the hash, to compare
 //! without touching the heap, and one pointer whose low bit says which kind
 //! it is, see [`ThinOrArc`]), and cloning it (which a
-//! keyspace view does for a whole leaf when the leaf is written under the
+//! keyspace view does for a whole node when the node is written under the
 //! view) bumps one reference count and copies nothing. The representation
 //! is a cache-friendly detail: which one a key has never changes what any
 //! command answers, its accounted size, or a snapshot's bytes.
@@ -25,14 +25,13 @@
 //! Every entry also carries its [`Stamp`]: the point of the log that last
 //! changed it (see [`crate::watch`]; WATCH compares it).
 
-use std::cmp::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use equivalent::{Comparable, Equivalent};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::thin_bytes::{ThinBytes, ThinOrArc, ThinOrArcMut, ThinOrArcRef};
+use crate::trie::TrieItem;
 use crate::value::{HashFields, ListItems, SetMembers, Value};
 use crate::watch::Stamp;
 use crate::zset::ZSetMembers;
@@ -55,8 +54,9 @@ pub(crate) fn order_hash(key: &[u8]) -> u64 {
     xxh3_64(key)
 }
 
-/// A stored key. Ordered by `(order hash, key bytes)`, the keyspace's one
-/// iteration order; equal when those are (whatever the value).
+/// A stored key. The keyspace orders and finds entries by
+/// `(order hash, key bytes)`, its one iteration order (see
+/// [`crate::keyspace`]).
 #[derive(Clone)]
 pub(crate) struct Entry {
     hash: u64,
@@ -404,14 +404,6 @@ impl Entry {
             }
         }
     }
-
-    /// The probe that finds this entry.
-    pub(crate) fn probe(&self) -> Probe<'_> {
-        Probe {
-            hash: self.hash,
-            key: self.key(),
-        }
-    }
 }
 
 /// Builds an inline record in one allocation, or `None` if it would be
@@ -450,56 +442,16 @@ impl std::fmt::Debug for Entry {
     }
 }
 
-impl PartialEq for Entry {
-    fn eq(&self, other: &Entry) -> bool {
-        self.hash == other.hash && self.key() == other.key()
-    }
-}
-
-impl Eq for Entry {}
-
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Entry) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Entry {
-    fn cmp(&self, other: &Entry) -> Ordering {
-        // The keys are read only when the hashes tie (almost never).
+/// The keyspace's trie finds an entry by its order hash, then its key
+/// (see [`crate::trie`]): the same `(hash, key)` order the keyspace
+/// iterates in.
+impl TrieItem for Entry {
+    fn trie_hash(&self) -> u64 {
         self.hash
-            .cmp(&other.hash)
-            .then_with(|| self.key().cmp(other.key()))
     }
-}
 
-/// A borrowed `(hash, key)` to search the tree without allocating.
-/// Compares exactly as [`Entry`]'s order does.
-pub(crate) struct Probe<'a> {
-    pub(crate) hash: u64,
-    pub(crate) key: &'a [u8],
-}
-
-impl<'a> Probe<'a> {
-    pub(crate) fn of(key: &'a [u8]) -> Probe<'a> {
-        Probe {
-            hash: order_hash(key),
-            key,
-        }
-    }
-}
-
-impl Equivalent<Entry> for Probe<'_> {
-    fn equivalent(&self, other: &Entry) -> bool {
-        self.hash == other.hash && self.key == other.key()
-    }
-}
-
-impl Comparable<Entry> for Probe<'_> {
-    fn compare(&self, other: &Entry) -> Ordering {
-        self.hash
-            .cmp(&other.hash)
-            .then_with(|| self.key.cmp(other.key()))
+    fn trie_key(&self) -> &[u8] {
+        self.key()
     }
 }
 

@@ -1,20 +1,23 @@
 //! The keyspace: every key's value and expiry, with two ordered indexes.
 //!
-//! - `entries`, keys sorted by `(xxh3_64(key), key)`: the one iteration
+//! - `entries`, keys in `(xxh3_64(key), key)` order: the one iteration
 //!   order for `KEYS`, `SCAN`, `RANDOMKEY` and snapshots. It depends only on
 //!   the keys, never on insertion history or a process-random hasher, so
 //!   every replica iterates identically, and a `SCAN` cursor (a hash to
 //!   resume from) stays meaningful while keys come and go. Lookups hash the
-//!   key and search by `(hash, key)`.
+//!   key and look for `(hash, key)`.
 //! - `expiry`, keys with a time to live sorted by `(expire_at_ms, key)`:
 //!   `apply` purges its front up to the log time, deterministically.
 //!
 //! Each key is one [`Entry`] (see [`crate::entry`] for its compact layout).
-//! `entries` is a persistent B+ tree (`imbl::OrdMap`): [`Keyspace::view`]
-//! takes an immutable copy of the whole keyspace in O(1) on the event loop
-//! (it shares every node), and a snapshot or a `KEYS` reads that copy on
-//! another thread while `apply` goes on: a write under a live view copies
-//! only the tree nodes on its path (and, once, a collection it changes).
+//! `entries` is a persistent hash array mapped trie keyed by the order hash,
+//! most significant bits first ([`crate::trie`]), so that walking it in
+//! slot order *is* `(hash, key)` order; a lookup reads ~log64(keys) nodes.
+//! [`Keyspace::view`] takes an immutable copy of the whole keyspace in O(1)
+//! on the event loop (it shares every node), and a snapshot or a `KEYS`
+//! reads that copy on another thread while `apply` goes on: a write under
+//! a live view copies only the trie nodes on its path (and, once, a
+//! collection it changes).
 //!
 //! A key is *live* at time `now` when it has no expiry or
 //! `expire_at_ms > now`; an expired key that was not purged yet is
@@ -29,25 +32,22 @@
 //! `entries`, so no command can change a key without WATCH seeing it.
 
 use std::collections::BTreeSet;
-use std::ops::RangeFrom;
-
-use imbl::OrdMap;
 
 use bytes::Bytes;
 
 use crate::blocking::BlockedClients;
-use crate::entry::Probe;
 pub(crate) use crate::entry::{order_hash, Entry, StrRef, ValueRef};
 use crate::pubsub::keyspace_events::{EXPIRED, GENERIC, NEW};
 use crate::pubsub::PubSub;
+use crate::trie::Trie;
 use crate::value::entry_bytes;
 pub(crate) use crate::value::Value;
 use crate::watch::{Stamp, Tombstones, WatchedKey, FLUSH_TOMBSTONES_MAX};
 
-/// The tree: every stored key, in `(hash, key)` order. The value type is
-/// empty: an [`Entry`] holds the key, value and expiry together (one
-/// tagged pointer besides the hash), so a leaf slot is 16 bytes.
-type Entries = OrdMap<Entry, ()>;
+/// The trie: every stored key, in `(hash, key)` order. An [`Entry`] holds
+/// the key, value and expiry together (one tagged pointer besides the
+/// hash), so an item slot is 16 bytes.
+type Entries = Trie<Entry>;
 
 /// Keys from which `clear` frees the old keyspace on another thread.
 const FREE_ELSEWHERE_MIN: usize = 4096;
@@ -55,10 +55,9 @@ const FREE_ELSEWHERE_MIN: usize = 4096;
 /// Every stored key (live or not) from order position `hash` on
 /// (inclusive), in iteration order.
 fn entries_from(entries: &Entries, hash: u64) -> impl Iterator<Item = (u64, &[u8], &Entry)> + '_ {
-    let from: RangeFrom<Probe<'static>> = Probe { hash, key: &[] }..;
     entries
-        .range(from)
-        .map(|(entry, ())| (entry.hash(), entry.key(), entry))
+        .iter_from(hash)
+        .map(|entry| (entry.hash(), entry.key(), entry))
 }
 
 /// What a read of keys needs, from the keyspace itself (on the event loop)
@@ -84,8 +83,7 @@ impl Lookup for Keyspace {
 impl Lookup for KeyspaceView {
     fn live(&self, key: &[u8], now_ms: u64) -> Option<&Entry> {
         self.entries
-            .get_key_value(&Probe::of(key))
-            .map(|(entry, ())| entry)
+            .get(order_hash(key), key)
             .filter(|entry| entry.is_live(now_ms))
     }
 
@@ -312,9 +310,7 @@ impl Keyspace {
 
     /// The key's entry, live or not.
     pub(crate) fn stored(&self, key: &[u8]) -> Option<&Entry> {
-        self.entries
-            .get_key_value(&Probe::of(key))
-            .map(|(entry, ())| entry)
+        self.entries.get(order_hash(key), key)
     }
 
     /// The key's entry if it is live at `now_ms`.
@@ -343,24 +339,28 @@ impl Keyspace {
         change: impl FnOnce(&mut Value) -> R,
     ) -> Option<R> {
         self.remove_if_expired(key, now_ms);
-        // The tree hands out no mutable keys: the entry comes out, changes
-        // (in place when no view shares it) and goes back, with its expiry.
-        let (mut entry, ()) = self.entries.remove_with_key(&Probe::of(key))?;
-        let before = accounted(&entry);
+        let hash = order_hash(key);
+        // Changed where it lies (in place when no view shares it; its
+        // hash and key stay, as `Trie::get_mut` requires).
+        let entry = self.entries.get_mut(hash, key)?;
+        let before = accounted(entry);
         let result = entry.change_value(self.stamp_now, change);
         self.used_bytes -= before;
-        if entry.value().is_empty_collection() {
-            if let Some(at) = entry.expire_at_ms() {
-                self.unindex_expiry(at, entry.key());
-            }
-            self.tombstones.record(entry.key(), entry.stamp());
-            if self.event_flags & GENERIC != 0 {
-                self.emptied.push(entry.key().into());
-            }
-        } else {
-            self.used_bytes += accounted(&entry);
-            self.blocked_clients.touched(entry.key());
-            self.entries.insert(entry, ());
+        if !entry.value().is_empty_collection() {
+            self.used_bytes += accounted(entry);
+            self.blocked_clients.touched(key);
+            return Some(result);
+        }
+        // Emptied: the key goes (a second walk, only for this case).
+        let Some(entry) = self.entries.remove(hash, key) else {
+            unreachable!("the entry was just changed in place")
+        };
+        if let Some(at) = entry.expire_at_ms() {
+            self.unindex_expiry(at, key);
+        }
+        self.tombstones.record(key, entry.stamp());
+        if self.event_flags & GENERIC != 0 {
+            self.emptied.push(key.into());
         }
         Some(result)
     }
@@ -395,42 +395,43 @@ impl Keyspace {
     /// As [`Keyspace::insert`] of `Value::Str(value.clone())`, without the
     /// clone for a value stored inline (see [`Entry::stamped_string`]).
     pub(crate) fn insert_string(&mut self, key: &[u8], value: &Bytes, expire_at_ms: Option<u64>) {
-        self.put(Entry::stamped_string(
+        self.put(
             key,
-            value,
-            expire_at_ms,
-            self.stamp_now,
-        ));
+            Entry::stamped_string(key, value, expire_at_ms, self.stamp_now),
+        );
     }
 
     fn insert_unchecked(&mut self, key: &[u8], value: Value, expire_at_ms: Option<u64>) {
-        self.put(Entry::stamped(key, value, expire_at_ms, self.stamp_now));
+        self.put(
+            key,
+            Entry::stamped(key, value, expire_at_ms, self.stamp_now),
+        );
     }
 
-    /// Stores `entry`, replacing the entry of its key if any, and keeps the
-    /// accounted size and the expiry index right.
-    fn put(&mut self, entry: Entry) {
-        let previous = self
-            .entries
-            .get_key_value(&entry.probe())
-            .map(|(previous, ())| (accounted(previous), previous.expire_at_ms()));
-        let (previous_bytes, previous_expiry) = previous.unwrap_or((0, None));
+    /// Stores `entry` (whose key is `key`: the caller's copy, to index it
+    /// after the entry moved in), replacing the entry of its key if any,
+    /// and keeps the accounted size and the expiry index right. One walk
+    /// of the trie: the insertion hands back the entry it replaced.
+    fn put(&mut self, key: &[u8], entry: Entry) {
+        debug_assert_eq!(entry.key(), key);
+        let bytes = accounted(&entry);
         let next_expiry = entry.expire_at_ms();
-        self.used_bytes = self.used_bytes - previous_bytes + accounted(&entry);
+        let previous = self.entries.insert(entry);
+        let previous_bytes = previous.as_ref().map_or(0, accounted);
+        let previous_expiry = previous.as_ref().and_then(Entry::expire_at_ms);
+        self.used_bytes = self.used_bytes - previous_bytes + bytes;
         if previous_expiry != next_expiry {
             if let Some(at) = previous_expiry {
-                self.unindex_expiry(at, entry.key());
+                self.unindex_expiry(at, key);
             }
             if let Some(at) = next_expiry {
-                self.expiry.insert((at, entry.key().into()));
+                self.expiry.insert((at, key.into()));
             }
         }
-        self.blocked_clients.touched(entry.key());
+        self.blocked_clients.touched(key);
         if previous.is_none() {
-            self.event(NEW, "new", entry.key());
+            self.event(NEW, "new", key);
         }
-        // Replaces the stored key (and with it the value) when present.
-        self.entries.insert(entry, ());
     }
 
     fn unindex_expiry(&mut self, at: u64, key: &[u8]) {
@@ -446,13 +447,13 @@ impl Keyspace {
         };
         if entry.expire_at_ms() != expire_at_ms {
             let changed = entry.with_expiry(expire_at_ms, self.stamp_now);
-            self.put(changed);
+            self.put(key, changed);
         }
     }
 
     /// Removes the key (live or not) and returns its entry.
     pub(crate) fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let (entry, ()) = self.entries.remove_with_key(&Probe::of(key))?;
+        let entry = self.entries.remove(order_hash(key), key)?;
         self.used_bytes -= accounted(&entry);
         if let Some(at) = entry.expire_at_ms() {
             self.unindex_expiry(at, entry.key());
@@ -473,8 +474,8 @@ impl Keyspace {
             let Some((_, key)) = self.expiry.pop_first() else {
                 break;
             };
-            match self.entries.remove_with_key(&Probe::of(&key)) {
-                Some((entry, ())) => {
+            match self.entries.remove(order_hash(&key), &key) {
+                Some(entry) => {
                     self.used_bytes -= accounted(&entry);
                     self.tombstones.record(entry.key(), entry.stamp());
                     self.event(EXPIRED, "expired", entry.key());
@@ -487,13 +488,13 @@ impl Keyspace {
     }
 
     /// Removes every key (FLUSHALL); the `maxmemory` limit stays. O(1) on
-    /// the caller's thread when a view shares the tree (the nodes are
+    /// the caller's thread when a view shares the trie (the nodes are
     /// freed when the last view goes), O(keys) otherwise.
     pub(crate) fn clear(&mut self) {
         // WATCH: a tombstone per key while that is cheap, else the floor
         // (conservative, see `crate::watch`).
         if self.entries.len() <= FLUSH_TOMBSTONES_MAX {
-            for (entry, ()) in self.entries.iter() {
+            for entry in self.entries.iter() {
                 self.tombstones.record(entry.key(), entry.stamp());
             }
         } else {
@@ -524,31 +525,28 @@ impl Keyspace {
     /// Builds a keyspace from entries in any order (a snapshot being read);
     /// `None` when two entries have the same key.
     ///
-    /// The entries are inserted in a scrambled order: a B+ tree filled in
-    /// key order splits every leaf in half and leaves it so (half of every
-    /// leaf empty), while insertions at random places fill leaves to ~70%
-    /// on average, as on a replica that applied the same writes one by one.
+    /// The entries go in in the given order: the trie's shape depends only
+    /// on the set of keys, not on the order they came in (see
+    /// [`crate::trie`]), so the keyspace is the one a replica that applied
+    /// the same writes one by one holds, node for node.
     pub(crate) fn from_entries(entries: Vec<Entry>, maxmemory_bytes: u64) -> Option<Keyspace> {
-        let count = entries.len();
-        let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
         let mut keyspace = Keyspace {
             maxmemory_bytes,
             ..Keyspace::default()
         };
-        let span = count.next_power_of_two() as u64;
-        for step in 0..span {
-            // An odd multiplier is a bijection modulo a power of two.
-            let index = step.wrapping_mul(0x9E37_79B9_7F4A_7C15) & (span - 1);
-            let Some(entry) = usize::try_from(index)
-                .ok()
-                .and_then(|index| slots.get_mut(index))
-                .and_then(Option::take)
-            else {
-                continue;
-            };
-            keyspace.put(entry);
+        for entry in entries {
+            // What `put` keeps, without its events and wake-ups (nothing
+            // listens to a keyspace being built).
+            let bytes = accounted(&entry);
+            if let Some(at) = entry.expire_at_ms() {
+                keyspace.expiry.insert((at, entry.key().into()));
+            }
+            if keyspace.entries.insert(entry).is_some() {
+                return None;
+            }
+            keyspace.used_bytes += bytes;
         }
-        (keyspace.len() == count).then_some(keyspace)
+        Some(keyspace)
     }
 
     /// Every stored key (live or not) from order position `hash` on
@@ -575,7 +573,7 @@ impl Keyspace {
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
         let mut with_expiry = 0;
         let mut used = 0u64;
-        for (entry, ()) in self.entries.iter() {
+        for entry in self.entries.iter() {
             let key = entry.key();
             if entry.hash() != order_hash(key) {
                 return Err(format!("order hash of {key:?} is wrong"));
@@ -603,6 +601,7 @@ impl Keyspace {
                 self.used_bytes
             ));
         }
+        self.entries.check_invariants()?;
         self.tombstones.check_invariants()
     }
 }

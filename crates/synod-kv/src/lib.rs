@@ -52,6 +52,8 @@ mod parse_zset;
 mod persistence;
 pub mod pubsub;
 pub mod reply_codec;
+#[cfg(test)]
+mod review_keyspace_tests;
 pub mod scripting;
 mod server;
 mod snapshot;
@@ -59,6 +61,7 @@ pub mod store;
 pub mod table;
 mod thin_bytes;
 pub mod tls;
+mod trie;
 mod tuning;
 mod value;
 mod value_set;

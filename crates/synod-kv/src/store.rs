@@ -218,7 +218,7 @@ impl StateMachine for Store {
         crate::acl_snapshot::append_users(snapshot::write(&self.keyspace.view()), &self.acl.users())
     }
 
-    /// O(1) for the keyspace (a persistent tree) plus a copy of the users
+    /// O(1) for the keyspace (a persistent trie) plus a copy of the users
     /// (a handful); the job encodes in O(keys) what `snapshot` would have
     /// returned now.
     fn snapshot_view(&self) -> Option<SnapshotJob> {

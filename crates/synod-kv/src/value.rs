@@ -20,15 +20,15 @@
 //! the log and refuses the same writes. The overheads approximate what the
 //! indexes and allocations cost per key/field/item. Measured for a key of
 //! 16 B holding 100 B (`examples/memory_per_key.rs`): the keyspace's heap
-//! is ~159 B per key (the inline record of 131 B and its share of the
-//! tree), ~176 B of RSS; a node of a loaded 3-node cluster holds ~300 B
-//! per key, most of the rest outside the dataset (the log tail the core
-//! keeps until the next snapshot, and the allocator's free space).
+//! is ~150 B per key (the inline record of 131 B and its share of the
+//! trie); a node of a loaded 3-node cluster holds ~300 B per key, most of
+//! the rest outside the dataset (the log tail the core keeps until the
+//! next snapshot, and the allocator's free space).
 //! Changing a constant changes which writes are refused: every replica of a
 //! cluster must run the same formula, like the same command set.
 //!
 //! Collections sit behind an `Arc` so that cloning a [`Value`] (which a
-//! keyspace view does for a whole tree node when it is written under a live
+//! keyspace view does for a whole trie node when it is written under a live
 //! view) never copies a collection; the first write to a collection shared
 //! with a view copies it once (`Arc::make_mut`).
 

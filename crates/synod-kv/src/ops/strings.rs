@@ -72,8 +72,8 @@ fn planned_expiry(
 ) -> Option<Option<u64>> {
     // Only keeping the expiry needs to know whether the old entry is live;
     // otherwise `insert` replaces the entry whole (its size and its expiry
-    // index entry with it), live or expired, and a SET walks the tree twice
-    // (look up, insert) instead of four times.
+    // index entry with it), live or expired, and a SET walks the trie once
+    // (the insertion hands back the old entry).
     match plan {
         ExpiryPlan::Clear => Some(None),
         ExpiryPlan::Keep => {
