@@ -10,12 +10,33 @@
 //! clone of the bucket is O(1), and a write after a clone copies only the
 //! O(log k) tree nodes on its path (never the whole bucket).
 //!
-//! The tree's key is a copy of the item's key (`Arc<[u8]>`: cloning it
-//! when the tree copies a node bumps a count), because the item itself is
-//! the value and must be writable in place (`get_mut`), which a set of
-//! items keyed by their own bytes could not offer. That copy, and the
-//! tree's own nodes, cost ~2x the memory of a key stored in a trie node;
-//! only keys whose full hash collides pay it.
+//! A bucket of a few items is a sorted array instead (up to
+//! [`SMALL_MAX`]): an `OrdMap`'s first leaf is a full node of 16 slots, so a
+//! client making buckets of two (any number of them: each family of
+//! colliding keys is as cheap as one) made each key cost ~4x its accounted
+//! size; an array of two items costs their 32 bytes. Writing a small bucket
+//! copies it (at most `SMALL_MAX` items, a constant). It becomes a tree when
+//! an insertion would pass `SMALL_MAX` and an array again when a removal
+//! leaves [`SMALL_MIN`] items, so a client that inserts and removes at one
+//! size pays the O(k) change at most once per `SMALL_MAX - SMALL_MIN`
+//! operations.
+//!
+//! In the tree form the key is a copy of the item's key (`Arc<[u8]>`:
+//! cloning it when the tree copies a node bumps a count), because the item
+//! itself is the value and must be writable in place (`get_mut`), which a
+//! set of items keyed by their own bytes could not offer. That copy, and
+//! the tree's own nodes, cost ~1.5x the memory of a key stored in a trie
+//! node; only keys in buckets larger than `SMALL_MAX` pay it.
+//!
+//! Panics: the array form moves items (it clones only the whole array,
+//! when it is shared, before changing anything), so a panicking clone
+//! leaves it whole. The tree form does not promise that: imbl may
+//! rebalance after a removal has taken the key out, cloning a sibling's
+//! items, and a clone that panics there leaves the key gone but counted.
+//! The keyspace's items cannot panic when cloned (an `Entry` clone bumps a
+//! count and aborts on overflow); a generic user of the trie whose clone
+//! can must not rely on a bucket surviving it. [`Bucket::check`] compares
+//! the count with the items, so the invariant checks catch it.
 //!
 //! This file holds no `unsafe` code.
 
@@ -25,13 +46,25 @@ use imbl::OrdMap;
 
 use super::TrieItem;
 
+/// Most items a bucket keeps in a sorted array.
+pub(super) const SMALL_MAX: usize = 8;
+/// A tree bucket left with this many items becomes an array again.
+pub(super) const SMALL_MIN: usize = 4;
+
 /// Two or more items with one hash, ordered by key bytes (see the module
-/// docs). Cloning is O(1): it shares the tree.
+/// docs). Cloning is O(1) for a tree and O(`SMALL_MAX`) for an array.
 #[derive(Clone)]
 pub(super) struct Bucket<T> {
     /// The hash every item has.
     hash: u64,
-    items: OrdMap<Arc<[u8]>, T>,
+    items: Items<T>,
+}
+
+#[derive(Clone)]
+enum Items<T> {
+    /// Sorted by key; at most `SMALL_MAX`.
+    Small(Vec<T>),
+    Tree(OrdMap<Arc<[u8]>, T>),
 }
 
 impl<T> Bucket<T> {
@@ -41,15 +74,40 @@ impl<T> Bucket<T> {
     }
 
     pub(super) fn len(&self) -> usize {
-        self.items.len()
+        match &self.items {
+            Items::Small(items) => items.len(),
+            Items::Tree(items) => items.len(),
+        }
     }
 
     /// The items in key order.
     pub(super) fn iter(&self) -> Iter<'_, T> {
-        Iter {
-            values: self.items.values(),
+        match &self.items {
+            Items::Small(items) => Iter::Small(items.iter()),
+            Items::Tree(items) => Iter::Tree(items.values()),
         }
     }
+
+    /// Whether its items are in a tree (not an array); for tests.
+    #[cfg(test)]
+    pub(super) fn is_tree(&self) -> bool {
+        matches!(self.items, Items::Tree(_))
+    }
+
+    /// The bytes an array bucket's array holds on the heap (its capacity);
+    /// `None` for a tree. For tests.
+    #[cfg(test)]
+    pub(super) fn array_bytes(&self) -> Option<usize> {
+        match &self.items {
+            Items::Small(items) => Some(items.capacity() * size_of::<T>()),
+            Items::Tree(_) => None,
+        }
+    }
+}
+
+/// Position of `key` in a sorted array of items.
+fn search<T: TrieItem>(items: &[T], key: &[u8]) -> Result<usize, usize> {
+    items.binary_search_by(|item| item.trie_key().cmp(key))
 }
 
 impl<T: TrieItem> Bucket<T> {
@@ -58,24 +116,39 @@ impl<T: TrieItem> Bucket<T> {
         let hash = a.trie_hash();
         debug_assert_eq!(hash, b.trie_hash());
         debug_assert_ne!(a.trie_key(), b.trie_key());
-        let mut items = OrdMap::new();
-        for item in [a, b] {
-            items.insert(item.trie_key().into(), item);
+        let items = if a.trie_key() < b.trie_key() {
+            vec![a, b]
+        } else {
+            vec![b, a]
+        };
+        Bucket {
+            hash,
+            items: Items::Small(items),
         }
-        Bucket { hash, items }
     }
 
     /// The item with this key. O(log k).
     pub(super) fn get(&self, key: &[u8]) -> Option<&T> {
-        self.items.get(key)
+        match &self.items {
+            Items::Small(items) => search(items, key).ok().map(|at| &items[at]),
+            Items::Tree(items) => items.get(key),
+        }
     }
 
     /// The item with this key, writable (its key must not change). Looks
     /// first, so that a miss copies no node this bucket shares with a
     /// clone. O(log k).
     pub(super) fn get_mut(&mut self, key: &[u8]) -> Option<&mut T> {
-        self.items.get(key)?;
-        self.items.get_mut(key)
+        match &mut self.items {
+            Items::Small(items) => {
+                let at = search(items, key).ok()?;
+                Some(&mut items[at])
+            }
+            Items::Tree(items) => {
+                items.get(key)?;
+                items.get_mut(key)
+            }
+        }
     }
 
     /// Stores `item` (of this bucket's hash), replacing and returning the
@@ -86,54 +159,117 @@ impl<T: TrieItem> Bucket<T> {
         if let Some(stored) = self.get_mut(item.trie_key()) {
             return Some(std::mem::replace(stored, item));
         }
-        self.items.insert(item.trie_key().into(), item);
+        match &mut self.items {
+            Items::Small(items) if items.len() < SMALL_MAX => {
+                let at = search(items, item.trie_key()).unwrap_or_else(|at| at);
+                items.insert(at, item);
+            }
+            Items::Small(items) => {
+                // Past `SMALL_MAX`: a tree from here on (the array's items
+                // move into it; nothing is cloned).
+                let mut tree = OrdMap::new();
+                for old in std::mem::take(items).into_iter().chain([item]) {
+                    tree.insert(old.trie_key().into(), old);
+                }
+                self.items = Items::Tree(tree);
+            }
+            Items::Tree(items) => {
+                items.insert(item.trie_key().into(), item);
+            }
+        }
         None
     }
 
     /// Removes and returns the item with this key. Looks first, as
     /// [`Bucket::get_mut`] does. O(log k).
     pub(super) fn remove(&mut self, key: &[u8]) -> Option<T> {
-        self.items.get(key)?;
-        self.items.remove(key)
+        match &mut self.items {
+            Items::Small(items) => {
+                let at = search(items, key).ok()?;
+                Some(items.remove(at))
+            }
+            Items::Tree(items) => {
+                items.get(key)?;
+                let removed = items.remove(key);
+                if items.len() <= SMALL_MIN {
+                    // Cloned (a shared tree would clone them anyway), so
+                    // a panicking clone leaves the whole tree in place.
+                    let small = items.values().cloned().collect();
+                    self.items = Items::Small(small);
+                }
+                removed
+            }
+        }
     }
 
     /// The last item of a bucket that holds one (a removal left it alone:
     /// the trie moves it up into its parent), moved out.
     pub(super) fn take_lone(&mut self) -> Option<T> {
-        if self.items.len() != 1 {
+        if self.len() != 1 {
             return None;
         }
-        let key = self.items.get_min().map(|(key, _)| key.clone())?;
-        self.items.remove(&*key)
+        match &mut self.items {
+            Items::Small(items) => items.pop(),
+            Items::Tree(items) => {
+                let key = items.get_min().map(|(key, _)| key.clone())?;
+                items.remove(&*key)
+            }
+        }
     }
 
-    /// Checks the bucket's own invariants: two items or more, each of
-    /// the bucket's hash and stored under its own key (so in key order).
+    /// Checks the bucket's own invariants: two items or more (as many as
+    /// its length says), each of the bucket's hash and in key order; an
+    /// array of at most `SMALL_MAX`, a tree of more than `SMALL_MIN`, whose
+    /// items are stored under their own keys.
     pub(super) fn check(&self) -> Result<(), String> {
-        if self.items.len() < 2 {
-            return Err(format!("a bucket of {} items", self.items.len()));
+        let len = self.len();
+        if len < 2 {
+            return Err(format!("a bucket of {len} items"));
         }
-        for (key, item) in self.items.iter() {
+        if self.iter().count() != len {
+            return Err("a bucket whose length is not its item count".into());
+        }
+        match &self.items {
+            Items::Small(items) if items.len() > SMALL_MAX => {
+                return Err(format!("an array bucket of {} items", items.len()));
+            }
+            Items::Tree(items) if items.len() <= SMALL_MIN => {
+                return Err(format!("a tree bucket of {} items", items.len()));
+            }
+            Items::Tree(items) => {
+                if items.iter().any(|(key, item)| **key != *item.trie_key()) {
+                    return Err("a bucket item under another key".into());
+                }
+            }
+            Items::Small(_) => {}
+        }
+        let mut previous: Option<&[u8]> = None;
+        for item in self.iter() {
             if item.trie_hash() != self.hash {
                 return Err("a bucket item with another hash".into());
             }
-            if **key != *item.trie_key() {
-                return Err("a bucket item under another key".into());
+            if previous.is_some_and(|key| key >= item.trie_key()) {
+                return Err("a bucket out of key order".into());
             }
+            previous = Some(item.trie_key());
         }
         Ok(())
     }
 }
 
 /// A bucket's items in key order.
-pub(super) struct Iter<'a, T> {
-    values: imbl::ordmap::Values<'a, Arc<[u8]>, T, imbl::shared_ptr::DefaultSharedPtr>,
+pub(super) enum Iter<'a, T> {
+    Small(std::slice::Iter<'a, T>),
+    Tree(imbl::ordmap::Values<'a, Arc<[u8]>, T, imbl::shared_ptr::DefaultSharedPtr>),
 }
 
 impl<'a, T> Iterator for Iter<'a, T> {
     type Item = &'a T;
 
     fn next(&mut self) -> Option<&'a T> {
-        self.values.next()
+        match self {
+            Iter::Small(items) => items.next(),
+            Iter::Tree(values) => values.next(),
+        }
     }
 }

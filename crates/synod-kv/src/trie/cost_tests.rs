@@ -321,3 +321,102 @@ fn node_bytes_are_bounded_whatever_the_hashes() {
         );
     }
 }
+
+/// `(buckets, bytes)` of the bucket nodes, each counted as its node and
+/// its array (a tree bucket counts as `usize::MAX / 4` bytes, to fail any
+/// bound: none is expected where this is used).
+fn bucket_bytes(trie: &Trie<Counted>) -> (usize, usize) {
+    fn walk(node: &Node<Counted>, out: &mut (usize, usize)) {
+        if let Some(bucket) = node.bucket() {
+            out.0 += 1;
+            out.1 += node.allocated_bytes();
+            out.1 += bucket.array_bytes().unwrap_or(usize::MAX / 4);
+        }
+        for child in node.children() {
+            walk(child, out);
+        }
+    }
+    let mut out = (0, 0);
+    if let Some(root) = &trie.root {
+        walk(root, &mut out);
+    }
+    out
+}
+
+/// Buckets of a few items (a client can make any number of them, each
+/// family of colliding keys is free) are arrays: a tree's first leaf is a
+/// full node of 16 slots, ~4x the accounted size of a pair of keys.
+#[test]
+fn small_buckets_cost_a_few_words_per_item() {
+    let groups: u64 = if cfg!(miri) { 20 } else { 5_000 };
+    for size in [2u64, 3, bucket::SMALL_MAX as u64] {
+        let mut trie = Trie::default();
+        for group in 0..groups {
+            let hash = group.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            for key in 0..size {
+                trie.insert(counted(hash, key));
+            }
+        }
+        trie.check_invariants().unwrap();
+        let (buckets, bytes) = bucket_bytes(&trie);
+        let items = (groups * size) as usize;
+        eprintln!(
+            "buckets of {size}: {buckets} buckets, {:.1} B of bucket per item",
+            bytes as f64 / items as f64
+        );
+        assert_eq!(buckets, groups as usize);
+        // The node (~72 B: header, hash, the array's handle) shared by two
+        // items or more, and each item in the array (whose capacity, grown
+        // by doubling from two, is at most 4/3 of its length here): ~76 B
+        // per item for pairs, under 2 items' size + 48. A tree's first
+        // leaf alone is over 500 B.
+        let per_item_max = 2 * size_of::<Counted>() + 48;
+        assert!(
+            bytes <= per_item_max * items,
+            "buckets of {size}: {bytes} B for {items} items"
+        );
+    }
+}
+
+/// A bucket becomes a tree past `SMALL_MAX` and an array again only at
+/// `SMALL_MIN`: inserting and removing one key at the boundary changes
+/// the form once, not at every operation.
+#[test]
+fn bucket_forms_change_with_hysteresis() {
+    let form = |trie: &Trie<Counted>| {
+        fn find(node: &Node<Counted>) -> Option<(usize, bool)> {
+            if let Some(bucket) = node.bucket() {
+                return Some((bucket.len(), bucket.is_tree()));
+            }
+            node.children().iter().find_map(find)
+        }
+        trie.root.as_ref().and_then(find)
+    };
+    let max = bucket::SMALL_MAX as u64;
+    let mut trie = Trie::default();
+    for key in 0..max {
+        trie.insert(counted(BUCKET_HASH, key));
+    }
+    assert_eq!(form(&trie), Some((bucket::SMALL_MAX, false)));
+    trie.insert(counted(BUCKET_HASH, max));
+    assert_eq!(form(&trie), Some((bucket::SMALL_MAX + 1, true)));
+    for _ in 0..10 {
+        trie.remove(BUCKET_HASH, &max.to_be_bytes());
+        assert_eq!(form(&trie), Some((bucket::SMALL_MAX, true)));
+        trie.insert(counted(BUCKET_HASH, max));
+        assert_eq!(form(&trie), Some((bucket::SMALL_MAX + 1, true)));
+        trie.check_invariants().unwrap();
+    }
+    for key in (bucket::SMALL_MIN as u64..=max).rev() {
+        trie.remove(BUCKET_HASH, &key.to_be_bytes());
+    }
+    assert_eq!(form(&trie), Some((bucket::SMALL_MIN, false)));
+    trie.check_invariants().unwrap();
+    for key in 2..bucket::SMALL_MIN as u64 {
+        trie.remove(BUCKET_HASH, &key.to_be_bytes());
+    }
+    assert_eq!(form(&trie), Some((2, false)));
+    trie.remove(BUCKET_HASH, &1u64.to_be_bytes());
+    assert_eq!(form(&trie), None, "a lone item leaves its bucket");
+    trie.check_invariants().unwrap();
+}
