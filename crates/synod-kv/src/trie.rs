@@ -716,6 +716,22 @@ impl<'a, T> Iterator for Iter<'a, T> {
 
 impl<T> std::iter::FusedIterator for Iter<'_, T> {}
 
+/// Visits the trie's nodes depth first, for tests that count or measure
+/// them; `visit` returns whether to descend into the node's children.
+#[cfg(test)]
+fn visit_nodes<T>(trie: &Trie<T>, visit: &mut dyn FnMut(&Node<T>) -> bool) {
+    fn walk<T>(node: &Node<T>, visit: &mut dyn FnMut(&Node<T>) -> bool) {
+        if visit(node) {
+            for child in node.children() {
+                walk(child, visit);
+            }
+        }
+    }
+    if let Some(root) = &trie.root {
+        walk(root, visit);
+    }
+}
+
 #[cfg(test)]
 mod tests;
 

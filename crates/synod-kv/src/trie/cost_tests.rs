@@ -253,18 +253,13 @@ fn iter_from_a_bucket_reads_it_in_key_order() {
 
 /// `(nodes, bytes)` of the branch nodes (buckets: none in these tests).
 fn branch_bytes(trie: &Trie<Counted>) -> (usize, usize) {
-    fn walk(node: &Node<Counted>, out: &mut (usize, usize)) {
+    let mut out = (0, 0);
+    super::visit_nodes(trie, &mut |node| {
         assert!(node.bucket().is_none());
         out.0 += 1;
         out.1 += node.allocated_bytes();
-        for child in node.children() {
-            walk(child, out);
-        }
-    }
-    let mut out = (0, 0);
-    if let Some(root) = &trie.root {
-        walk(root, &mut out);
-    }
+        true
+    });
     out
 }
 
@@ -326,20 +321,15 @@ fn node_bytes_are_bounded_whatever_the_hashes() {
 /// its array (a tree bucket counts as `usize::MAX / 4` bytes, to fail any
 /// bound: none is expected where this is used).
 fn bucket_bytes(trie: &Trie<Counted>) -> (usize, usize) {
-    fn walk(node: &Node<Counted>, out: &mut (usize, usize)) {
+    let mut out = (0, 0);
+    super::visit_nodes(trie, &mut |node| {
         if let Some(bucket) = node.bucket() {
             out.0 += 1;
             out.1 += node.allocated_bytes();
             out.1 += bucket.array_bytes().unwrap_or(usize::MAX / 4);
         }
-        for child in node.children() {
-            walk(child, out);
-        }
-    }
-    let mut out = (0, 0);
-    if let Some(root) = &trie.root {
-        walk(root, &mut out);
-    }
+        true
+    });
     out
 }
 
@@ -384,13 +374,14 @@ fn small_buckets_cost_a_few_words_per_item() {
 #[test]
 fn bucket_forms_change_with_hysteresis() {
     let form = |trie: &Trie<Counted>| {
-        fn find(node: &Node<Counted>) -> Option<(usize, bool)> {
+        let mut found = None;
+        super::visit_nodes(trie, &mut |node| {
             if let Some(bucket) = node.bucket() {
-                return Some((bucket.len(), bucket.is_tree()));
+                found = Some((bucket.len(), bucket.is_tree()));
             }
-            node.children().iter().find_map(find)
-        }
-        trie.root.as_ref().and_then(find)
+            true
+        });
+        found
     };
     let max = bucket::SMALL_MAX as u64;
     let mut trie = Trie::default();

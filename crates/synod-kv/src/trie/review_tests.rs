@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use super::node::Node;
 use super::*;
 
 thread_local! {
@@ -506,36 +505,26 @@ fn review_odd_layouts() {
 
 /// `(nodes, bytes of node allocations)` of a trie, for the memory review.
 pub(crate) fn node_bytes<T>(trie: &Trie<T>) -> (usize, usize) {
-    fn walk<T>(node: &Node<T>, out: &mut (usize, usize)) {
+    let mut out = (0, 0);
+    super::visit_nodes(trie, &mut |node| {
         out.0 += 1;
         out.1 += node.allocated_bytes();
-        for child in node.children() {
-            walk(child, out);
-        }
-    }
-    let mut out = (0, 0);
-    if let Some(root) = &trie.root {
-        walk(root, &mut out);
-    }
+        true
+    });
     out
 }
 
 /// `(nodes, bytes)` reachable from the root through nodes this trie alone
 /// holds (refs == 1): what writes under a view have copied.
 pub(crate) fn unshared_bytes<T>(trie: &Trie<T>) -> (usize, usize) {
-    fn walk<T>(node: &Node<T>, out: &mut (usize, usize)) {
+    let mut out = (0, 0);
+    super::visit_nodes(trie, &mut |node| {
         if node.refs() != 1 {
-            return;
+            return false;
         }
         out.0 += 1;
         out.1 += node.allocated_bytes();
-        for child in node.children() {
-            walk(child, out);
-        }
-    }
-    let mut out = (0, 0);
-    if let Some(root) = &trie.root {
-        walk(root, &mut out);
-    }
+        true
+    });
     out
 }
