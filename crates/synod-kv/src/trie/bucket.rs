@@ -156,24 +156,28 @@ impl<T: TrieItem> Bucket<T> {
     /// not copy the key again.
     pub(super) fn insert(&mut self, item: T) -> Option<T> {
         debug_assert_eq!(item.trie_hash(), self.hash);
-        if let Some(stored) = self.get_mut(item.trie_key()) {
-            return Some(std::mem::replace(stored, item));
-        }
         match &mut self.items {
-            Items::Small(items) if items.len() < SMALL_MAX => {
-                let at = search(items, item.trie_key()).unwrap_or_else(|at| at);
-                items.insert(at, item);
-            }
-            Items::Small(items) => {
-                // Past `SMALL_MAX`: a tree from here on (the array's items
-                // move into it; nothing is cloned).
-                let mut tree = OrdMap::new();
-                for old in std::mem::take(items).into_iter().chain([item]) {
-                    tree.insert(old.trie_key().into(), old);
+            Items::Small(items) => match search(items, item.trie_key()) {
+                Ok(at) => return Some(std::mem::replace(&mut items[at], item)),
+                Err(at) if items.len() < SMALL_MAX => items.insert(at, item),
+                Err(_) => {
+                    // Past `SMALL_MAX`: a tree from here on (the array's
+                    // items move into it; nothing is cloned).
+                    let mut tree = OrdMap::new();
+                    for old in std::mem::take(items).into_iter().chain([item]) {
+                        tree.insert(old.trie_key().into(), old);
+                    }
+                    self.items = Items::Tree(tree);
                 }
-                self.items = Items::Tree(tree);
-            }
+            },
             Items::Tree(items) => {
+                // Looks first: a replacement keeps the stored key copy, and
+                // a hit writes in place (copying the path only if shared).
+                if items.contains_key(item.trie_key()) {
+                    if let Some(stored) = items.get_mut(item.trie_key()) {
+                        return Some(std::mem::replace(stored, item));
+                    }
+                }
                 items.insert(item.trie_key().into(), item);
             }
         }
