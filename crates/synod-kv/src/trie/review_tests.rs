@@ -7,66 +7,18 @@
 //! Uses only `super::*`, so the file also runs under Miri in a scratch
 //! crate that links the trie files.
 
-use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
 
 use super::*;
 
-thread_local! {
-    /// How many more `It::clone`s succeed before one panics.
-    static CLONES_BEFORE_PANIC: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-#[derive(Debug)]
-struct It {
-    hash: u64,
-    key: Vec<u8>,
-    value: u32,
-    alive: Arc<()>,
-}
-
-impl Clone for It {
-    fn clone(&self) -> Self {
-        match CLONES_BEFORE_PANIC.get() {
-            usize::MAX => {}
-            0 => std::panic::resume_unwind(Box::new("clone asked to panic")),
-            left => CLONES_BEFORE_PANIC.set(left - 1),
-        }
-        It {
-            hash: self.hash,
-            key: self.key.clone(),
-            value: self.value,
-            alive: self.alive.clone(),
-        }
-    }
-}
-
-impl TrieItem for It {
-    fn trie_hash(&self) -> u64 {
-        self.hash
-    }
-    fn trie_key(&self) -> &[u8] {
-        &self.key
-    }
-}
-
-type Model = BTreeMap<(u64, Vec<u8>), u32>;
-
-fn contents(trie: &Trie<It>) -> Vec<(u64, Vec<u8>, u32)> {
-    trie.iter()
-        .map(|item| (item.hash, item.key.clone(), item.value))
-        .collect()
-}
-
-fn model_contents(model: &Model) -> Vec<(u64, Vec<u8>, u32)> {
-    model
-        .iter()
-        .map(|((hash, key), value)| (*hash, key.clone(), *value))
-        .collect()
-}
+// The item (`It`: an `Item` whose clone can be told to panic), the model
+// and the content listings of the trie's own tests.
+use super::tests::{
+    clones_kept_what_they_saw, contents, model_contents, plain, Item as It, Model,
+    CLONES_BEFORE_PANIC,
+};
 
 /// One adversarial family of hashes per test case, from a `(family,
 /// base)` draw: every hash of a case comes from the same family, so the
@@ -229,13 +181,7 @@ fn run(family: u8, base: u64, ops: &[Op]) -> Result<(), TestCaseError> {
             }
         }
     }
-    for (clone, then) in &clones {
-        clone.check_invariants().map_err(TestCaseError::fail)?;
-        prop_assert_eq!(contents(clone), model_contents(then));
-    }
-    drop((trie, clones));
-    prop_assert_eq!(Arc::strong_count(&alive), 1);
-    Ok(())
+    clones_kept_what_they_saw(trie, clones, &alive)
 }
 
 const CASES: u32 = if cfg!(miri) { 8 } else { 3000 };
@@ -332,15 +278,6 @@ fn review_a_big_bucket_under_views() {
         }
     }
     assert_eq!(Arc::strong_count(&alive), 1);
-}
-
-fn plain(hash: u64, key: &[u8], alive: &Arc<()>) -> It {
-    It {
-        hash,
-        key: key.to_vec(),
-        value: 0,
-        alive: alive.clone(),
-    }
 }
 
 /// FINDING (performance, contradicts `misses_under_a_view_copy_nothing`'s

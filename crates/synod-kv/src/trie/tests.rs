@@ -16,17 +16,17 @@ thread_local! {
     /// How many more `Item::clone`s succeed before one panics (to test
     /// that a panicking clone while copying a shared node leaks nothing
     /// and frees nothing twice).
-    static CLONES_BEFORE_PANIC: Cell<usize> = const { Cell::new(usize::MAX) };
+    pub(super) static CLONES_BEFORE_PANIC: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
 #[derive(Debug)]
-struct Item {
-    hash: u64,
-    key: Vec<u8>,
-    value: u32,
+pub(super) struct Item {
+    pub(super) hash: u64,
+    pub(super) key: Vec<u8>,
+    pub(super) value: u32,
     /// One count per live item (clones included), to find leaks and
     /// double drops.
-    alive: Arc<()>,
+    pub(super) alive: Arc<()>,
 }
 
 impl Clone for Item {
@@ -56,15 +56,15 @@ impl TrieItem for Item {
     }
 }
 
-type Model = BTreeMap<(u64, Vec<u8>), u32>;
+pub(super) type Model = BTreeMap<(u64, Vec<u8>), u32>;
 
-fn contents(trie: &Trie<Item>) -> Vec<(u64, Vec<u8>, u32)> {
+pub(super) fn contents(trie: &Trie<Item>) -> Vec<(u64, Vec<u8>, u32)> {
     trie.iter()
         .map(|item| (item.hash, item.key.clone(), item.value))
         .collect()
 }
 
-fn model_contents(model: &Model) -> Vec<(u64, Vec<u8>, u32)> {
+pub(super) fn model_contents(model: &Model) -> Vec<(u64, Vec<u8>, u32)> {
     model
         .iter()
         .map(|((hash, key), value)| (*hash, key.clone(), *value))
@@ -165,13 +165,23 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         prop_assert_eq!(trie.len(), model.len());
         prop_assert_eq!(contents(&trie), model_contents(&model));
     }
+    clones_kept_what_they_saw(trie, clones, &alive)
+}
+
+/// The end of a model run: every clone is still well formed and holds
+/// what the model held when it was taken, and once the trie and its
+/// clones are dropped every item they made is dropped, once.
+pub(super) fn clones_kept_what_they_saw(
+    trie: Trie<Item>,
+    clones: Vec<(Trie<Item>, Model)>,
+    alive: &Arc<()>,
+) -> Result<(), TestCaseError> {
     for (clone, then) in &clones {
         clone.check_invariants().map_err(TestCaseError::fail)?;
         prop_assert_eq!(contents(clone), model_contents(then));
     }
-    // Every item the trie and its clones made is dropped, once.
     drop((trie, clones));
-    prop_assert_eq!(Arc::strong_count(&alive), 1);
+    prop_assert_eq!(Arc::strong_count(alive), 1);
     Ok(())
 }
 
@@ -256,7 +266,7 @@ proptest! {
     }
 }
 
-fn plain(hash: u64, key: &[u8], alive: &Arc<()>) -> Item {
+pub(super) fn plain(hash: u64, key: &[u8], alive: &Arc<()>) -> Item {
     Item {
         hash,
         key: key.to_vec(),
