@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use common::{free_addrs, Cluster};
+use common::Cluster;
 use std::time::{Duration, Instant};
 
 fn connect(url: &str) -> redis::RedisResult<redis::Connection> {
@@ -276,17 +276,9 @@ fn children(pid: u32) -> Vec<u32> {
 #[test]
 fn synod_cluster_passes_the_password_outside_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // A base port with its RESP, Paxos and HTTP ports free.
-    let base = loop {
-        let a = free_addrs(1)[0].port();
-        if a < 60_000
-            && [1u16, 101, 201]
-                .iter()
-                .all(|o| std::net::TcpListener::bind(("127.0.0.1", a + o)).is_ok())
-        {
-            break a;
-        }
-    };
+    // A base port with its RESP, Paxos and HTTP ports (base + 1, + 101,
+    // + 201) free and handed out to no other test.
+    let base = common::free_port_block(202);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
         .args([
             "cluster",
