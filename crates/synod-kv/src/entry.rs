@@ -253,6 +253,11 @@ impl Entry {
                     body: Body::thin(record),
                 };
             }
+            // A record past `u32::MAX` bytes (a key that long): the short
+            // value is copied, never kept as it is, because it may be a
+            // slice of a whole log value (`KvCommand::decode_shared`).
+            let value = Bytes::copy_from_slice(value);
+            return Entry::stamped(key, Value::Str(value), expire_at_ms, stamp);
         }
         Entry::stamped(key, Value::Str(value.clone()), expire_at_ms, stamp)
     }

@@ -160,11 +160,26 @@ impl Writer {
 #[derive(Clone)]
 pub(crate) struct Reader<'a> {
     input: &'a [u8],
+    /// What `input` is a part of, when the caller has it as `Bytes`: then
+    /// [`Reader::short_bytes`] slices instead of copying.
+    source: Option<&'a Bytes>,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(input: &'a [u8]) -> Reader<'a> {
-        Reader { input }
+        Reader {
+            input,
+            source: None,
+        }
+    }
+
+    /// A reader of `source` whose [`Reader::short_bytes`] are zero-copy
+    /// slices of it.
+    pub(crate) fn shared(source: &'a Bytes) -> Reader<'a> {
+        Reader {
+            input: source,
+            source: Some(source),
+        }
     }
 
     pub(crate) fn remaining(&self) -> usize {
@@ -239,6 +254,19 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn bytes(&mut self) -> Result<Bytes, DecodeError> {
         Ok(Bytes::copy_from_slice(self.slice()?))
+    }
+
+    /// Like [`Reader::bytes`], but a field of at most `max` bytes read by a
+    /// [`Reader::shared`] reader is a zero-copy slice of its source (no
+    /// allocation, no copy). Only for fields the caller copies before the
+    /// apply ends and never keeps as they are: a kept slice would keep the
+    /// whole source (a log value holding a batch of commands) alive.
+    pub(crate) fn short_bytes(&mut self, max: usize) -> Result<Bytes, DecodeError> {
+        let slice = self.slice()?;
+        Ok(match self.source {
+            Some(source) if slice.len() <= max => source.slice_ref(slice),
+            _ => Bytes::copy_from_slice(slice),
+        })
     }
 
     pub(crate) fn optional_bytes(&mut self) -> Result<Option<Bytes>, DecodeError> {

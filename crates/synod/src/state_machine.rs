@@ -21,8 +21,13 @@ pub struct ApplyContext {
 /// One command of a batch given to [`StateMachine::apply_batch`].
 #[derive(Clone, Copy, Debug)]
 pub struct BatchCommand<'a> {
-    /// The command, as proposed.
-    pub command: &'a [u8],
+    /// The command, as proposed: a slice of the log value that carried it
+    /// (no copy). A state machine may take zero-copy slices of it
+    /// (`Bytes::slice_ref`) for what it reads during the apply; a slice it
+    /// *keeps* keeps the whole log value (a batch of many commands) in
+    /// memory, so what outlives the apply should be copied (or be a slice
+    /// of a short value that is copied right after).
+    pub command: &'a Bytes,
     /// Where it takes effect (the commands of a batch share an instance;
     /// their log clocks may differ).
     pub ctx: ApplyContext,
@@ -107,8 +112,8 @@ pub trait StateMachine: Send + 'static {
     ///
     /// let ctx = ApplyContext { instance: synod::InstanceId(1), time_ms: 0 };
     /// let batch = [
-    ///     BatchCommand { command: b"ab", ctx },
-    ///     BatchCommand { command: b"c", ctx },
+    ///     BatchCommand { command: &Bytes::from_static(b"ab"), ctx },
+    ///     BatchCommand { command: &Bytes::from_static(b"c"), ctx },
     /// ];
     /// let mut counter = Counter(0);
     /// assert_eq!(counter.apply_batch(&batch), vec![Bytes::from("2"), Bytes::from("3")]);

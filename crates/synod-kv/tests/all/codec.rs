@@ -513,7 +513,20 @@ proptest! {
             prop_assert_eq!(KvCommand::exec_encoded_len(lens), encoded.len());
         }
         prop_assert_eq!(encoded[0], COMMAND_FORMAT_VERSION);
+        prop_assert_eq!(KvCommand::decode_shared(&encoded), Ok(command.clone()));
         prop_assert_eq!(KvCommand::decode(&encoded), Ok(command));
+    }
+
+    /// A batch apply (zero-copy decoding) answers and leaves the state as
+    /// `apply` (copying decoding) does.
+    #[test]
+    fn batch_apply_equals_apply(command in command()) {
+        let encoded = command.encode();
+        let mut one = Store::new();
+        let mut batched = Store::new();
+        let batch = [synod::BatchCommand { command: &encoded, ctx: ctx(1, 0) }];
+        prop_assert_eq!(vec![one.apply(&encoded, &ctx(1, 0))], batched.apply_batch(&batch));
+        prop_assert_eq!(one.snapshot(), batched.snapshot());
     }
 
     #[test]
@@ -529,6 +542,7 @@ proptest! {
         let encoded = command.encode();
         for len in 0..encoded.len() {
             prop_assert!(KvCommand::decode(&encoded[..len]).is_err());
+            prop_assert!(KvCommand::decode_shared(&encoded.slice(..len)).is_err());
         }
     }
 
@@ -601,6 +615,51 @@ proptest! {
             prop_assert_eq!(KvCommand::decode(&command.encode()), Ok(command));
         }
     }
+}
+
+/// `decode_shared` slices only the short key and value of a plain string
+/// write out of the log value; everything else (a long value, any other
+/// command's fields, which a collection may keep) is copied, so no kept
+/// field holds a whole batch in memory.
+#[test]
+fn shared_decoding_slices_only_short_string_writes() {
+    let within = |part: &Bytes, whole: &Bytes| {
+        let range = whole.as_ptr_range();
+        range.contains(&part.as_ptr()) && !part.is_empty()
+    };
+    let short = Bytes::from(vec![b'v'; 1024]);
+    let long = Bytes::from(vec![b'w'; 1025]);
+    let set = |value: &Bytes| KvCommand::Set {
+        key: Bytes::from_static(b"key"),
+        value: value.clone(),
+        condition: SetCondition::Always,
+        get: false,
+        expiry: SetExpiry::Clear,
+    };
+    let encoded = set(&short).encode();
+    let Ok(KvCommand::Set { key, value, .. }) = KvCommand::decode_shared(&encoded) else {
+        panic!("a SET");
+    };
+    assert!(within(&key, &encoded) && within(&value, &encoded));
+    let Ok(KvCommand::Set { key, value, .. }) = KvCommand::decode(&encoded) else {
+        panic!("a SET");
+    };
+    assert!(!within(&key, &encoded) && !within(&value, &encoded));
+    let encoded = set(&long).encode();
+    let Ok(KvCommand::Set { key, value, .. }) = KvCommand::decode_shared(&encoded) else {
+        panic!("a SET");
+    };
+    assert!(within(&key, &encoded) && !within(&value, &encoded));
+    let rpush = KvCommand::Push {
+        key: Bytes::from_static(b"list"),
+        end: ListEnd::Right,
+        values: vec![Bytes::from_static(b"element")],
+    };
+    let encoded = rpush.encode();
+    let Ok(KvCommand::Push { key, values, .. }) = KvCommand::decode_shared(&encoded) else {
+        panic!("a push");
+    };
+    assert!(!within(&key, &encoded) && !within(&values[0], &encoded));
 }
 
 #[test]
