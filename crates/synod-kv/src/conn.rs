@@ -171,8 +171,8 @@ impl Item {
 /// Which command an item answers, for INFO commandstats.
 #[derive(Debug)]
 pub(crate) struct StatTag {
-    /// The command's name, lowercase, as sent.
-    pub name: String,
+    /// The command: its place in [`known_names`].
+    pub known: usize,
     /// When it was read.
     pub started: std::time::Instant,
     /// The connection refused it before it ran.
@@ -192,6 +192,32 @@ enum ReplyMode {
 
 fn lower(arg: &[u8]) -> String {
     String::from_utf8_lossy(arg).to_ascii_lowercase()
+}
+
+/// The names `COMMAND` lists, sorted: [`command_names`], made once.
+pub(crate) fn known_names() -> &'static [String] {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(command_names)
+}
+
+/// A request's lowercase command name and its place in [`known_names`]:
+/// for a listed name, the listed copy (no allocation per request: this
+/// was one of the most frequent allocations of a leader's client path);
+/// for any other, a lowercase copy of its own.
+fn command_name(arg: &[u8]) -> (std::borrow::Cow<'static, str>, Option<usize>) {
+    // Longer than every listed name (the longest has 20 bytes).
+    const LONGEST: usize = 32;
+    if arg.len() <= LONGEST {
+        let mut buf = [0u8; LONGEST];
+        let lowered = &mut buf[..arg.len()];
+        lowered.copy_from_slice(arg);
+        lowered.make_ascii_lowercase();
+        let names = known_names();
+        if let Ok(at) = names.binary_search_by(|name| name.as_bytes().cmp(lowered)) {
+            return (std::borrow::Cow::Borrowed(names[at].as_str()), Some(at));
+        }
+    }
+    (std::borrow::Cow::Owned(lower(arg)), None)
 }
 
 fn wrong_args(name: &str) -> Reply {
@@ -324,8 +350,8 @@ impl Conn {
     /// after the command ran, so `CLIENT REPLY ON` is answered).
     pub(crate) fn handle(&mut self, args: Vec<Bytes>) -> Item {
         let started = std::time::Instant::now();
-        let name = args.first().map(|first| lower(first));
-        let item = self.handle_named(name.as_deref(), args);
+        let name = args.first().map(|first| command_name(first));
+        let item = self.handle_named(name.as_ref().map(|(name, _)| name.as_ref()), args);
         // Refused before running: the connection answered an error itself
         // (arity, authentication, ACL, MULTI's rules). A connection command
         // that ran and failed counts as refused too (it answered at once).
@@ -335,11 +361,14 @@ impl Conn {
                 | Item::Later(Reply::Error(_), _, _)
                 | Item::Quit(Reply::Error(_))
         );
-        self.stat_tags.push_back(name.map(|name| StatTag {
-            name,
-            started,
-            rejected,
-        }));
+        // Names `COMMAND` does not list (unknown commands) are not
+        // counted, as in Redis.
+        self.stat_tags
+            .push_back(name.and_then(|(_, known)| known).map(|known| StatTag {
+                known,
+                started,
+                rejected,
+            }));
         let silent = matches!(self.reply_mode, ReplyMode::Off | ReplyMode::Skip)
             && !matches!(item, Item::Pushes(..) | Item::Quit(_));
         self.reply_mode = match self.reply_mode {
@@ -356,8 +385,8 @@ impl Conn {
 
     /// [`Conn::handle`] without CLIENT REPLY.
     fn handle_request(&mut self, args: Vec<Bytes>) -> Item {
-        let name = args.first().map(|first| lower(first));
-        self.handle_named(name.as_deref(), args)
+        let name = args.first().map(|first| command_name(first));
+        self.handle_named(name.as_ref().map(|(name, _)| name.as_ref()), args)
     }
 
     /// [`Conn::handle_request`] given the command's lowercase name (the

@@ -2,9 +2,11 @@
 //! `commandstats` (calls, time, rejections and failures per command) and
 //! `errorstats` (error replies by their code, and `total_error_replies`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
+
+use crate::conn::known_names;
 use std::time::Duration;
 
 /// The `# CPU` section: seconds of CPU the process (and its waited-for
@@ -46,11 +48,21 @@ pub(crate) struct CommandStat {
     pub failed_calls: u64,
 }
 
+impl CommandStat {
+    /// Whether it was called (ran or was refused) since the start or the
+    /// last reset: INFO lists only those.
+    fn called(&self) -> bool {
+        self.calls > 0 || self.rejected_calls > 0
+    }
+}
+
 /// Per-command figures of this node (not replicated), for INFO commandstats.
 /// Keyed by the names `COMMAND` lists, so bounded by the command table.
 #[derive(Debug, Default)]
 pub(crate) struct CommandStats {
-    by_name: Mutex<BTreeMap<String, CommandStat>>,
+    /// Indexed by the command's place in `known_names`; empty until the
+    /// first call.
+    by_name: Mutex<Vec<CommandStat>>,
     errors: Mutex<ErrorStats>,
 }
 
@@ -90,20 +102,15 @@ pub(crate) enum Ending {
 }
 
 impl CommandStats {
-    /// Counts one call of `name` (lowercase). Names `COMMAND` does not list
-    /// (unknown commands) are not counted, as in Redis.
-    pub(crate) fn record(&self, name: &str, took: Duration, ending: Ending) {
-        static KNOWN: OnceLock<BTreeSet<String>> = OnceLock::new();
-        let known = KNOWN.get_or_init(|| crate::conn::command_names().into_iter().collect());
-        if !known.contains(name) {
-            return;
-        }
+    /// Counts one call of the command at `known` in `known_names`.
+    pub(crate) fn record(&self, known: usize, took: Duration, ending: Ending) {
         let mut by_name = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
-        // Looked up by `&str` first: `entry` would copy the name on every
-        // call, for a key present after the command's first call.
-        let stat = match by_name.get_mut(name) {
-            Some(stat) => stat,
-            None => by_name.entry(name.to_string()).or_default(),
+        if by_name.is_empty() {
+            by_name.resize(known_names().len(), CommandStat::default());
+        }
+        let Some(stat) = by_name.get_mut(known) else {
+            debug_assert!(false, "command {known} is not listed");
+            return;
         };
         match ending {
             Ending::Rejected => stat.rejected_calls += 1,
@@ -161,14 +168,18 @@ impl CommandStats {
     #[cfg(test)]
     pub(crate) fn get(&self, name: &str) -> Option<CommandStat> {
         let by_name = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
-        by_name.get(name).copied()
+        let at = known_names()
+            .binary_search_by(|n| n.as_str().cmp(name))
+            .ok()?;
+        by_name.get(at).copied().filter(CommandStat::called)
     }
 
     /// The `# Commandstats` section.
     pub(crate) fn section(&self) -> String {
         let by_name = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
         let mut text = String::from("# Commandstats\r\n");
-        for (name, stat) in by_name.iter() {
+        let called = known_names().iter().zip(by_name.iter());
+        for (name, stat) in called.filter(|(_, stat)| stat.called()) {
             let per_call = if stat.calls == 0 {
                 0.0
             } else {
@@ -210,20 +221,38 @@ mod tests {
             stats.error_section().matches("errorstat_").count(),
             ERROR_CODES_MAX
         );
-        stats.record("set", Duration::ZERO, Ending::Ok);
+        let set = known_names()
+            .binary_search(&"set".to_string())
+            .expect("listed");
+        stats.record(set, Duration::ZERO, Ending::Ok);
         stats.reset();
         assert_eq!(stats.total_error_replies(), 0);
         assert_eq!(stats.get("set"), None);
         assert_eq!(stats.error_section(), "# Errorstats\r\n\r\n");
     }
 
+    /// `record` takes a place in the listed names, found by a binary search
+    /// of a request's lowercase name of at most 32 bytes (see
+    /// `conn::command_name`): the names must be sorted, unique, lowercase
+    /// and that short.
+    #[test]
+    fn listed_names_can_be_searched() {
+        let names = known_names();
+        assert!(names.windows(2).all(|pair| pair[0] < pair[1]));
+        assert!(names
+            .iter()
+            .all(|name| name.len() <= 32 && *name == name.to_ascii_lowercase()));
+    }
+
     #[test]
     fn command_stats_count_calls_rejections_and_failures() {
         let stats = CommandStats::default();
-        stats.record("set", Duration::from_micros(10), Ending::Ok);
-        stats.record("set", Duration::from_micros(30), Ending::Failed);
-        stats.record("set", Duration::from_micros(99), Ending::Rejected);
-        stats.record("no-such-command", Duration::ZERO, Ending::Ok);
+        let set = known_names()
+            .binary_search(&"set".to_string())
+            .expect("listed");
+        stats.record(set, Duration::from_micros(10), Ending::Ok);
+        stats.record(set, Duration::from_micros(30), Ending::Failed);
+        stats.record(set, Duration::from_micros(99), Ending::Rejected);
         assert_eq!(
             stats.get("set"),
             Some(CommandStat {

@@ -1044,7 +1044,7 @@ fn fill(
                 (Reply::Error(_), false) => Ending::Failed,
                 _ => Ending::Ok,
             };
-            out.stats.record(&tag.name, tag.started.elapsed(), ending);
+            out.stats.record(tag.known, tag.started.elapsed(), ending);
         }
         if out.overflow {
             continue;

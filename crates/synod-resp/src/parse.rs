@@ -444,8 +444,48 @@ fn take_frame(buf: &mut BytesMut, len: usize) -> Bytes {
     if len >= REQUEST_ZERO_COPY_BYTES_MIN {
         buf.split_to(len).freeze()
     } else {
-        let frame = Bytes::copy_from_slice(&buf[..len]);
+        let frame = copy_frame(&buf[..len]);
         buf.advance(len);
         frame
+    }
+}
+
+/// A copy of a request, in one allocation for a short one: its bytes and
+/// the count its argument slices share. A `Bytes` copied from a slice is
+/// a `Vec` whose first slice allocates that count on its own (so two
+/// allocations per request, the most frequent ones on a leader's client
+/// path); `Bytes::from_owner` of a fixed-size array keeps both together.
+/// The sizes (allocations of 64 to 512 bytes with the count and length)
+/// waste under half of what they hold; past them, the plain copy.
+fn copy_frame(bytes: &[u8]) -> Bytes {
+    match bytes.len() {
+        0..=48 => Inline::<48>::frame(bytes),
+        49..=112 => Inline::<112>::frame(bytes),
+        113..=240 => Inline::<240>::frame(bytes),
+        241..=496 => Inline::<496>::frame(bytes),
+        _ => Bytes::copy_from_slice(bytes),
+    }
+}
+
+/// Up to `N` bytes held in place (see [`copy_frame`]).
+struct Inline<const N: usize> {
+    len: usize,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> Inline<N> {
+    fn frame(bytes: &[u8]) -> Bytes {
+        let mut inline = Inline {
+            len: bytes.len(),
+            bytes: [0; N],
+        };
+        inline.bytes[..bytes.len()].copy_from_slice(bytes);
+        Bytes::from_owner(inline)
+    }
+}
+
+impl<const N: usize> AsRef<[u8]> for Inline<N> {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
