@@ -489,3 +489,126 @@ impl<const N: usize> AsRef<[u8]> for Inline<N> {
         &self.bytes[..self.len]
     }
 }
+
+/// `copy_frame` at and around each size class, and whole requests of
+/// exactly those sizes, pipelined, multibulk and inline (from the review).
+#[cfg(test)]
+mod copy_frame_tests {
+    use super::*;
+
+    const EDGES: [usize; 16] = [
+        0,
+        1,
+        47,
+        48,
+        49,
+        111,
+        112,
+        113,
+        239,
+        240,
+        241,
+        495,
+        496,
+        497,
+        1000,
+        16 * 1024,
+    ];
+
+    #[test]
+    fn copy_frame_is_the_bytes() {
+        for len in EDGES {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let frame = copy_frame(&bytes);
+            assert_eq!(&frame[..], &bytes[..], "len {len}");
+            assert_eq!(frame.len(), len);
+            // Slices (shared count), clones and their drops.
+            if len > 0 {
+                let head = frame.slice(..len / 2);
+                let tail = frame.slice(len / 2..);
+                drop(frame);
+                assert_eq!(&head[..], &bytes[..len / 2]);
+                assert_eq!(&tail[..], &bytes[len / 2..]);
+                let again = tail.clone();
+                drop(tail);
+                assert_eq!(&again[..], &bytes[len / 2..]);
+                assert_eq!(Vec::from(again), bytes[len / 2..].to_vec());
+                assert_eq!(bytes::BytesMut::from(head), bytes[..len / 2]);
+            }
+        }
+    }
+
+    /// A `SET k <value>` request of exactly `total` bytes.
+    fn set_request(total: usize) -> Option<(Vec<u8>, Vec<u8>)> {
+        for digits in 1..=6 {
+            let fixed = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$".len() + digits + 2 + 2;
+            let value_len = total.checked_sub(fixed)?;
+            if value_len.to_string().len() == digits {
+                let value: Vec<u8> = (0..value_len).map(|i| b'a' + (i % 26) as u8).collect();
+                let mut req =
+                    format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${value_len}\r\n").into_bytes();
+                req.extend_from_slice(&value);
+                req.extend_from_slice(b"\r\n");
+                assert_eq!(req.len(), total);
+                return Some((req, value));
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn requests_of_each_edge_size_parse_and_survive_buffer_reuse() {
+        for total in (30..=530).chain([16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1]) {
+            let Some((req, value)) = set_request(total) else {
+                continue;
+            };
+            let mut parser = RequestParser::new(Limits::default());
+            let mut buf = BytesMut::new();
+            // Two pipelined copies, then a partial third.
+            buf.extend_from_slice(&req);
+            buf.extend_from_slice(&req);
+            buf.extend_from_slice(&req[..req.len() / 2]);
+            let first = parser.parse(&mut buf).unwrap().expect("first");
+            let second = parser.parse(&mut buf).unwrap().expect("second");
+            assert_eq!(parser.parse(&mut buf).unwrap(), None);
+            buf.extend_from_slice(&req[req.len() / 2..]);
+            let third = parser.parse(&mut buf).unwrap().expect("third");
+            assert!(buf.is_empty());
+            // Overwrite the buffer's memory.
+            buf.extend_from_slice(&vec![b'#'; 4096]);
+            buf.clear();
+            for args in [&first, &second, &third] {
+                assert_eq!(args.len(), 3, "total {total}");
+                assert_eq!(&args[0][..], b"SET");
+                assert_eq!(&args[1][..], b"k");
+                assert_eq!(&args[2][..], &value[..], "total {total}");
+            }
+            drop(first);
+            assert_eq!(&second[2][..], &value[..]);
+        }
+    }
+
+    #[test]
+    fn inline_requests_of_each_edge_size() {
+        for total in [2usize, 3, 48, 49, 50, 112, 113, 240, 241, 496, 497, 498] {
+            // "SET k <v>\r\n"
+            let value_len = total.saturating_sub(b"SET k \r\n".len()).max(1);
+            let value: Vec<u8> = vec![b'x'; value_len];
+            let mut line = b"SET k ".to_vec();
+            line.extend_from_slice(&value);
+            line.extend_from_slice(b"\r\n");
+            let mut parser = RequestParser::new(Limits::default());
+            let mut buf = BytesMut::from(&line[..]);
+            let args = parser.parse(&mut buf).unwrap().expect("a request");
+            buf.clear();
+            assert_eq!(
+                args,
+                vec![
+                    Bytes::from_static(b"SET"),
+                    Bytes::from_static(b"k"),
+                    Bytes::from(value)
+                ]
+            );
+        }
+    }
+}

@@ -132,7 +132,8 @@ fn a_wiped_node_refuses_to_start_and_rebuilds_with_the_flag() {
 fn synod_cluster_initialises_once_and_refuses_a_wiped_node_on_resume() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let base = 20_000 + (std::process::id() % 9000) as u16;
+    // Nodes 1-3 use base + 1..=3, + 101..=103 and + 201..=203.
+    let base = common::free_port_block(204);
     let launch = |run: usize| {
         let out = std::fs::File::create(dir.path().join(format!("launcher-{run}.txt")))
             .expect("launcher output");

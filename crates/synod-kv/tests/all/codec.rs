@@ -765,3 +765,155 @@ fn a_chain_of_blocking_pops_is_refused() {
     chained.extend_from_slice(&one[1..]);
     assert!(KvCommand::decode(&chained).is_err());
 }
+
+/// Batches of random commands (string writes on a few keys with values
+/// around the inline limit, and any generated command) answer as `apply`
+/// does and keep nothing of the log value after `apply_batch`: the guard on
+/// `decode_shared`'s zero-copy slices (nothing in the types stops a change
+/// from keeping one). From the review of that change.
+mod batch_retention {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    struct Tracked(Vec<u8>, Arc<AtomicBool>);
+    impl AsRef<[u8]> for Tracked {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.1.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn key() -> impl Strategy<Value = Bytes> {
+        prop_oneof![
+            Just(Bytes::from_static(b"a")),
+            Just(Bytes::from_static(b"b")),
+            Just(Bytes::new()),
+            Just(Bytes::from(vec![b'k'; 1024])),
+            Just(Bytes::from(vec![b'k'; 1025])),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Bytes> {
+        prop_oneof![0usize..3, 1022usize..1027].prop_map(|len| Bytes::from(vec![b'v'; len]))
+    }
+
+    fn string_write() -> BoxedStrategy<KvCommand> {
+        let condition = prop_oneof![
+            Just(SetCondition::Always),
+            Just(SetCondition::IfAbsent),
+            Just(SetCondition::IfPresent)
+        ];
+        let expiry = prop_oneof![
+            Just(SetExpiry::Clear),
+            Just(SetExpiry::Keep),
+            (-1i64..3_000).prop_map(|ttl_ms| SetExpiry::After { ttl_ms }),
+            (-1i64..3_000).prop_map(|unix_ms| SetExpiry::At { unix_ms }),
+        ];
+        prop_oneof![
+            (key(), value(), condition, any::<bool>(), expiry).prop_map(
+                |(key, value, condition, get, expiry)| KvCommand::Set {
+                    key,
+                    value,
+                    condition,
+                    get,
+                    expiry
+                }
+            ),
+            (key(), value()).prop_map(|(key, value)| KvCommand::SetNx { key, value }),
+            (key(), value(), unit(), -1i64..3).prop_map(|(key, value, unit, ttl_ms)| {
+                KvCommand::SetEx {
+                    key,
+                    value,
+                    unit,
+                    ttl_ms,
+                }
+            }),
+            (key(), value()).prop_map(|(key, value)| KvCommand::GetSet { key, value }),
+            key().prop_map(|key| KvCommand::Get { key }),
+            key().prop_map(|key| KvCommand::Push {
+                key,
+                end: ListEnd::Left,
+                values: vec![Bytes::from_static(b"x")]
+            }),
+        ]
+        .boxed()
+    }
+
+    fn any_command() -> impl Strategy<Value = KvCommand> {
+        prop_oneof![
+            4 => string_write(),
+            1 => prop::collection::vec(string_write(), 0..4).prop_map(KvCommand::Exec),
+            2 => command(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+        /// Arbitrary bytes, and bytes behind a string write's header (with
+        /// length fields that point at, inside and past the end), decode
+        /// alike both ways and never panic.
+        #[test]
+        fn shared_decoding_agrees_on_arbitrary_bytes(
+            opcode in prop_oneof![Just(2u8), Just(3), Just(4), Just(5), any::<u8>()],
+            key_len in prop_oneof![0u32..4, Just(u32::MAX), any::<u32>()],
+            tail in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut bytes = vec![COMMAND_FORMAT_VERSION, opcode];
+            bytes.extend_from_slice(&key_len.to_le_bytes());
+            bytes.extend_from_slice(&tail);
+            for len in 0..=bytes.len() {
+                let part = Bytes::copy_from_slice(&bytes[..len]);
+                prop_assert_eq!(KvCommand::decode_shared(&part), KvCommand::decode(&part));
+                // And as a slice in the middle of a larger value.
+                let mut framed = vec![0xAA; 3];
+                framed.extend_from_slice(&part);
+                framed.extend_from_slice(&[0xBB; 3]);
+                let framed = Bytes::from(framed);
+                let inner = framed.slice(3..3 + len);
+                prop_assert_eq!(KvCommand::decode_shared(&inner), KvCommand::decode(&part));
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn batches_keep_nothing_and_answer_as_apply(
+            batches in prop::collection::vec((prop::collection::vec(any_command(), 1..8), 0u64..4_000), 1..5)
+        ) {
+            let mut one = Store::new();
+            let mut batched = Store::new();
+            for (instance, (commands, time)) in batches.iter().enumerate() {
+                let mut whole = Vec::new();
+                let mut ranges = Vec::new();
+                for command in commands {
+                    let encoded = command.encode();
+                    ranges.push(whole.len()..whole.len() + encoded.len());
+                    whole.extend_from_slice(&encoded);
+                }
+                let c = ctx(instance as u64 + 1, *time);
+                let expected: Vec<Bytes> = ranges.iter().map(|r| one.apply(&whole[r.clone()], &c)).collect();
+                let dropped = Arc::new(AtomicBool::new(false));
+                let value = Bytes::from_owner(Tracked(whole, dropped.clone()));
+                let slices: Vec<Bytes> = ranges.into_iter().map(|r| value.slice(r)).collect();
+                let batch: Vec<synod::BatchCommand<'_>> = slices
+                    .iter()
+                    .map(|command| synod::BatchCommand { command, ctx: c })
+                    .collect();
+                let got = batched.apply_batch(&batch);
+                drop(batch);
+                drop(slices);
+                drop(value);
+                prop_assert!(dropped.load(Ordering::SeqCst), "kept a slice of the log value");
+                prop_assert_eq!(got, expected);
+            }
+            prop_assert_eq!(one.snapshot(), batched.snapshot());
+            prop_assert!(batched.check_invariants().is_ok());
+        }
+    }
+}

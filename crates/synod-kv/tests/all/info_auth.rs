@@ -138,3 +138,74 @@ async fn a_pipelined_subscribe_does_not_overtake_a_publish() {
     ]);
     assert_eq!(client.reply().await, Some(message));
 }
+
+/// Commandstats by table index lists exactly the called listed commands, in
+/// name order, whatever the case; unknown, over-long and non-UTF-8 names are
+/// not counted; RESETSTAT forgets all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commandstats_names_and_reset() {
+    let c = cluster(1, |_| {}, None).await;
+    let mut client = Client::connect(c.resp[0]).await;
+    assert_eq!(client.call(&[b"sEt", b"a", b"1"]).await, Some(ok()));
+    assert_eq!(client.call(&[b"SET", b"a", b"1"]).await, Some(ok()));
+    assert!(matches!(
+        client.call(&[b"set\xff", b"a"]).await,
+        Some(Reply::Error(_))
+    ));
+    assert!(matches!(
+        client.call(&[&[b'x'; 40][..]]).await,
+        Some(Reply::Error(_))
+    ));
+    assert!(matches!(
+        client.call(&[b"SETX"]).await,
+        Some(Reply::Error(_))
+    ));
+    assert!(matches!(
+        client.call(&[b"zAdD", b"z", b"x", b"m"]).await,
+        Some(Reply::Error(_))
+    ));
+    assert!(matches!(
+        client.call(&[b"Get"]).await,
+        Some(Reply::Error(_))
+    ));
+    assert_eq!(client.call(&[b"MULTI"]).await, Some(ok()));
+    assert_eq!(
+        client.call(&[b"incr", b"n"]).await,
+        Some(Reply::simple("QUEUED"))
+    );
+    assert!(matches!(
+        client.call(&[b"EXEC"]).await,
+        Some(Reply::Array(_))
+    ));
+    let stats = info(&mut client, &[b"commandstats"]).await;
+    let names: Vec<&str> = stats
+        .lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .map(|l| l.split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["exec", "get", "incr", "multi", "set", "zadd"],
+        "{stats}"
+    );
+    assert!(stats.contains("cmdstat_set:calls=2,"), "{stats}");
+    assert!(
+        stats.contains(
+            "cmdstat_get:calls=0,usec=0,usec_per_call=0.00,rejected_calls=1,failed_calls=0"
+        ),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("cmdstat_zadd:calls=0,usec=0,usec_per_call=0.00,rejected_calls=1,"),
+        "{stats}"
+    );
+    assert_eq!(client.call(&[b"CONFIG", b"RESETSTAT"]).await, Some(ok()));
+    let stats = info(&mut client, &[b"commandstats"]).await;
+    assert!(
+        !stats.contains("cmdstat_set") && !stats.contains("cmdstat_get"),
+        "{stats}"
+    );
+    // INFO itself, after the reset, is counted once it answered.
+    let stats = info(&mut client, &[b"commandstats"]).await;
+    assert!(stats.contains("cmdstat_info:calls=1,"), "{stats}");
+}

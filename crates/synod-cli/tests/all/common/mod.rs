@@ -72,14 +72,17 @@ fn take_ports(len: u16) -> u16 {
         )
     });
     let len = u32::from(len);
-    *taken += len;
-    assert!(
-        *taken < *high - LOW,
-        "no free loopback ports left below {high}"
-    );
     if *at + len > *high {
+        // The ports skipped at the top count as taken, so that no port
+        // comes round a second time before the assertion below fires.
+        *taken += *high - *at;
         *at = LOW;
     }
+    *taken += len;
+    assert!(
+        *taken <= *high - LOW,
+        "no free loopback ports left below {high}"
+    );
     let base = *at;
     *at += len;
     u16::try_from(base).expect("port below 65536")
