@@ -40,8 +40,18 @@ mod tag {
     pub const PUSH: u8 = 13;
 }
 
+/// `encode_reply(&Reply::ok())`, the most frequent output (every SET),
+/// as a static: no allocation to encode it, and its clones (the session
+/// table keeps one per write) cost none either, where a fresh buffer's
+/// first clone allocates a shared header. A test checks it against the
+/// general encoding.
+const ENCODED_OK: [u8; 8] = [REPLY_FORMAT_VERSION, tag::SIMPLE, 2, 0, 0, 0, b'O', b'K'];
+
 /// Encodes a reply for the state machine's output.
 pub fn encode_reply(reply: &Reply) -> Bytes {
+    if matches!(reply, Reply::Simple(text) if text == "OK") {
+        return Bytes::from_static(&ENCODED_OK);
+    }
     Writer::sized(|writer| {
         writer.u8(REPLY_FORMAT_VERSION);
         encode(writer, reply);
@@ -51,6 +61,10 @@ pub fn encode_reply(reply: &Reply) -> Bytes {
 /// Decodes what [`encode_reply`] produced. Never panics; rejects status and
 /// error lines containing CR or LF, which would break the RESP framing.
 pub fn decode_reply(bytes: &[u8]) -> Result<Reply, DecodeError> {
+    if bytes == ENCODED_OK {
+        // No copy of the text (the general path allocates a `String`).
+        return Ok(Reply::ok());
+    }
     let mut reader = Reader::new(bytes);
     let version = reader.u8().map_err(|_| DecodeError::Empty)?;
     if version != REPLY_FORMAT_VERSION {
@@ -201,6 +215,20 @@ fn status_line(reader: &mut Reader<'_>) -> Result<Cow<'static, str>, DecodeError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The static OK is what the general encoder writes, and both codec
+    /// directions agree with it (an OK built at run time too).
+    #[test]
+    fn the_static_ok_is_the_general_encoding() {
+        let mut writer = Writer::with_capacity(16);
+        writer.u8(REPLY_FORMAT_VERSION);
+        encode(&mut writer, &Reply::ok());
+        assert_eq!(&writer.finish()[..], &ENCODED_OK[..]);
+        let owned = Reply::Simple(Cow::Owned("OK".to_string()));
+        assert_eq!(&encode_reply(&owned)[..], &ENCODED_OK[..]);
+        assert_eq!(decode_reply(&ENCODED_OK), Ok(Reply::ok()));
+        assert_ne!(&encode_reply(&Reply::simple("OKAY"))[..], &ENCODED_OK[..]);
+    }
 
     #[test]
     fn round_trip_every_kind() {
