@@ -179,7 +179,7 @@ impl KvCommand {
 
     /// [`KvCommand::decode`] of a command held as `Bytes`: the key and value
     /// of a plain string write (SET, SETNX, SETEX, GETSET) of up to
-    /// [`INLINE_VALUE_BYTES_MAX`] bytes are zero-copy slices of `bytes`
+    /// 1024 bytes (the inline record limit) are zero-copy slices of `bytes`
     /// rather than copies: two allocations fewer per SET on every replica
     /// (the largest allocation site of a follower in a profile). Safe to
     /// slice because those fields are only read during the apply: the key
