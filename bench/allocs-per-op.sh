@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Heap allocations (glibc malloc calls) per acknowledged request, per node of
+# a local 3-node cluster, for one redis-benchmark load sent to the leader.
+#
+#   bench/allocs-per-op.sh -- REDIS_BENCHMARK_ARGS (must include -n N)
+#   e.g. bench/allocs-per-op.sh -- -t set -c 50 -P 16 -r 1000000 -d 100 -n 400000
+#
+# SYNOD=<binary> picks the server (default target/release/synod). Needs perf
+# with uprobes (root): the probe on libc's malloc is added once if missing.
+# Counts are exact (a uprobe per call), so unlike CPU time they do not swing
+# with the machine's load; the probe slows the servers down while it counts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "${1:-}" = "--" ] && shift
+N=$(echo "$@" | grep -o -- '-n [0-9]*' | awk '{print $2}')
+[ -n "$N" ] || { echo "allocs-per-op: pass -n N among the redis-benchmark args" >&2; exit 2; }
+SYNOD=${SYNOD:-target/release/synod}
+LIBC=$(ldd "$SYNOD" | awk '/libc.so.6/ {print $3}')
+perf probe -l 2>/dev/null | grep -q "probe_libc:malloc " || perf probe -q -x "$LIBC" malloc
+WORK=$(mktemp -d)
+"$SYNOD" cluster --data-dir "$WORK/s" --base-port 7400 >"$WORK/cluster.log" 2>&1 &
+CLUSTER=$!
+trap 'kill $CLUSTER 2>/dev/null; wait $CLUSTER 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 1 100); do
+  [ "$(redis-cli -p 7401 set ready 1 2>/dev/null)" = OK ] && break
+  sleep 0.2
+done
+LEADER=$(redis-cli -p 7401 info replication | tr -d '\r' | awk -F: '/^leader_id:/ {print $2}')
+PORT=$((7400 + LEADER))
+LEADER_PID=$(ss -ltnp | grep ":$PORT " | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+# Warm up: connections, tables, the allocator's arenas.
+redis-benchmark -p "$PORT" -q -n 50000 -t set -r 100000 -d 100 -c 50 >/dev/null 2>&1
+STATS=()
+for pid in $(pgrep -P "$CLUSTER"); do
+  perf stat -e probe_libc:malloc -p "$pid" -o "$WORK/stat.$pid" 2>/dev/null &
+  STATS+=($!)
+done
+sleep 0.5
+redis-benchmark -p "$PORT" "$@" >/dev/null 2>&1
+kill -INT "${STATS[@]}"
+wait "${STATS[@]}" 2>/dev/null || true
+for pid in $(pgrep -P "$CLUSTER"); do
+  role=follower
+  [ "$pid" = "$LEADER_PID" ] && role=leader
+  awk -v n="$N" -v r="$role" '/probe_libc:malloc/ {gsub(",", "", $1); printf "%-8s %.1f mallocs per request\n", r, $1 / n}' "$WORK/stat.$pid"
+done
