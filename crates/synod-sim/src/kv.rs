@@ -292,7 +292,17 @@ impl Kv {
             let exists = synod_kv::KvCommand::Exists { keys };
             self.store.query_command(&exists, &ctx) == Reply::Integer(0)
         });
-        let reply = self.store.apply_command(&kv_command, &ctx);
+        // Through the bytes, as a node applies a chosen value: the command's
+        // encoding, `apply_batch` (zero-copy decoding of short string
+        // writes, `KvCommand::decode_shared`) and the reply's encoding.
+        let encoded = kv_command.encode();
+        let batch = [synod::BatchCommand {
+            command: &encoded,
+            ctx,
+        }];
+        let output = self.store.apply_batch(&batch).pop().unwrap_or_default();
+        let reply = synod_kv::decode_reply(&output)
+            .map_err(|error| format!("synod-kv's output did not decode: {error}"))?;
         let outcome = match &command.op {
             Op::WatchedTxn { ops, .. } => txn_outcome(ops, reply, !drop_watch)?,
             single => to_outcome(single, reply)?,
