@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::conn::known_names;
-use std::time::Duration;
 
 /// The `# CPU` section: seconds of CPU the process (and its waited-for
 /// children: none) spent in the kernel and in user space.
@@ -62,7 +62,7 @@ impl CommandStat {
 pub(crate) struct CommandStats {
     /// Indexed by the command's place in `known_names`; empty until the
     /// first call.
-    by_name: Mutex<Vec<CommandStat>>,
+    by_command: Mutex<Vec<CommandStat>>,
     errors: Mutex<ErrorStats>,
 }
 
@@ -104,11 +104,11 @@ pub(crate) enum Ending {
 impl CommandStats {
     /// Counts one call of the command at `known` in `known_names`.
     pub(crate) fn record(&self, known: usize, took: Duration, ending: Ending) {
-        let mut by_name = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
-        if by_name.is_empty() {
-            by_name.resize(known_names().len(), CommandStat::default());
+        let mut by_command = self.by_command.lock().unwrap_or_else(|e| e.into_inner());
+        if by_command.is_empty() {
+            by_command.resize(known_names().len(), CommandStat::default());
         }
-        let Some(stat) = by_name.get_mut(known) else {
+        let Some(stat) = by_command.get_mut(known) else {
             debug_assert!(false, "command {known} is not listed");
             return;
         };
@@ -157,7 +157,7 @@ impl CommandStats {
 
     /// CONFIG RESETSTAT: forgets every figure kept here.
     pub(crate) fn reset(&self) {
-        self.by_name
+        self.by_command
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
@@ -167,18 +167,18 @@ impl CommandStats {
     /// The figures of `name`, if it was called.
     #[cfg(test)]
     pub(crate) fn get(&self, name: &str) -> Option<CommandStat> {
-        let by_name = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        let by_command = self.by_command.lock().unwrap_or_else(|e| e.into_inner());
         let at = known_names()
             .binary_search_by(|n| n.as_str().cmp(name))
             .ok()?;
-        by_name.get(at).copied().filter(CommandStat::called)
+        by_command.get(at).copied().filter(CommandStat::called)
     }
 
     /// The `# Commandstats` section.
     pub(crate) fn section(&self) -> String {
-        let by_name = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        let by_command = self.by_command.lock().unwrap_or_else(|e| e.into_inner());
         let mut text = String::from("# Commandstats\r\n");
-        let called = known_names().iter().zip(by_name.iter());
+        let called = known_names().iter().zip(by_command.iter());
         for (name, stat) in called.filter(|(_, stat)| stat.called()) {
             let per_call = if stat.calls == 0 {
                 0.0
