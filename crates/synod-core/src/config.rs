@@ -186,6 +186,16 @@ pub struct Config {
     /// the runtime must call [`crate::Replica::set_time`] with a fresh
     /// monotonic time before every input (see `replica/lease.rs`).
     pub read_lease: Option<Lease>,
+    /// A leader's own vote for its proposals waits for the next sync instead
+    /// of asking for one at once, while enough other voters answer to choose
+    /// without it (`true`, the default; see `Replica::awaits_durability`).
+    /// Each acknowledged write is then durable on a majority of *followers*
+    /// and the leader syncs its log about once a tick instead of once per
+    /// batch. With a voter too few answering, the leader syncs each batch
+    /// again, so an instance never waits for a tick. `false`: the leader
+    /// syncs every batch and counts its own vote (commit waits for the
+    /// fastest follower and the leader's own fsync).
+    pub lazy_self_sync: bool,
     /// Negative controls; all off by default.
     #[cfg(feature = "fault-injection")]
     pub inject: Inject,
@@ -228,6 +238,7 @@ impl Config {
             catchup_ticks: 5,
             window_instances_max: 64,
             window_bytes_max: 16 << 20,
+            lazy_self_sync: true,
             value_bytes_max: VALUE_BYTES_MAX_DEFAULT,
             batch_commands_max: 1024,
             batch_bytes_max: 1 << 20,

@@ -150,6 +150,11 @@ pub struct Faults {
     /// seeds pinned before the simulator did replay the runs they were
     /// found in.
     pub drop_off: bool,
+    /// Not a fault: every leader syncs each batch it proposes
+    /// (`Config::lazy_self_sync` off; one node in three otherwise), so that
+    /// seeds pinned before leaders let their own votes wait replay the runs
+    /// they were found in.
+    pub eager_leaders: bool,
 }
 
 impl Faults {
@@ -164,6 +169,7 @@ impl Faults {
             sweep_off: true,
             master_off: true,
             drop_off: true,
+            eager_leaders: true,
             ..Faults::default()
         }
     }
@@ -178,6 +184,7 @@ impl Faults {
             sweep_off: true,
             master_off: true,
             drop_off: true,
+            eager_leaders: true,
             ..Faults::default()
         }
     }
@@ -191,18 +198,29 @@ impl Faults {
             sweep_off: true,
             master_off: true,
             drop_off: true,
+            eager_leaders: true,
             ..Faults::default()
         }
     }
 }
 
 impl Faults {
+    /// No fault, every leader syncing each batch it proposes: how every
+    /// seed ran before leaders let their own votes wait for a later sync.
+    pub fn before_lazy_leaders() -> Faults {
+        Faults {
+            eager_leaders: true,
+            ..Faults::default()
+        }
+    }
+
     /// No fault and no library session client: how every seed ran before
     /// client sessions were in the workload.
     pub fn before_sessions() -> Faults {
         Faults {
             sessions_off: true,
             drop_off: true,
+            eager_leaders: true,
             ..Faults::default()
         }
     }

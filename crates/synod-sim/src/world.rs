@@ -744,6 +744,12 @@ impl World {
         cfg.inject = self.faults.core;
         cfg.rebuild = sim_node.rebuilding;
         cfg.read_lease = self.params.lease;
+        // One node in three syncs every batch it leads; the others let their
+        // own votes wait for a later sync while the followers choose (the
+        // runtime's default): both kinds of leader run in every cluster.
+        // (`eager_leaders`: every node syncs each batch, as all did before.)
+        cfg.lazy_self_sync =
+            !self.faults.eager_leaders && self.seed.wrapping_add(u64::from(sim_node.id.0)) % 3 != 0;
         // Small pages, so that phase 1 and catch-up run paginated under
         // every fault (issue 12): a promise or a catch-up reply of more than
         // a few values comes in several messages.

@@ -97,6 +97,16 @@ pub struct NodeConfig {
     /// acks can choose a value before the leader's own sync ends). `false`:
     /// every sync on a blocking thread.
     pub sync_on_event_loop: bool,
+    /// Whether the leader syncs its log for every batch it proposes, to
+    /// count its own vote at once. `false` (the default): while the
+    /// followers that answered in the last tick are a majority without it,
+    /// the leader lets its own vote wait for the next sync, about one a tick
+    /// ([`synod_core::Config::lazy_self_sync`]); each acknowledged write is
+    /// then durable on a majority of followers, and the leader's disk does a
+    /// tenth or less of the syncs. A commit waits for a majority of the
+    /// followers instead of the fastest one plus the leader: with a follower
+    /// much slower than the others, `true` gives a lower latency.
+    pub eager_leader_sync: bool,
     /// Messages queued per peer (kept while it is unreachable); more are
     /// dropped, which Paxos tolerates (retransmission and catch-up). Default
     /// 4,096.
@@ -190,6 +200,7 @@ impl NodeConfig {
             value_bytes_max: synod_core::VALUE_BYTES_MAX_DEFAULT,
             window_instances_max: 64,
             sync_on_event_loop: true,
+            eager_leader_sync: false,
             peer_send_queue_max: 4096,
             bootstrap: Bootstrap::Existing,
             unsafe_local_reads: false,
@@ -246,6 +257,7 @@ impl NodeConfig {
         core.window_instances_max = self.window_instances_max;
         core.value_bytes_max = self.value_bytes_max;
         core.read_lease = self.read_lease;
+        core.lazy_self_sync = !self.eager_leader_sync;
         core
     }
 

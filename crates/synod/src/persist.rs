@@ -13,7 +13,10 @@
 //!    otherwise at the next tick. Syncing later is always safe: every message
 //!    whose safety depends on a record waits for it, and the core says so.
 //!    Chosen marks, which nothing waits for, would otherwise cost a second
-//!    fsync per command.
+//!    fsync per command. A leader's vote for its own proposal waits without
+//!    asking for a sync while the followers choose without it (see
+//!    `synod_core::Config::lazy_self_sync`): a leader then syncs about once a
+//!    tick, not once per batch.
 //! 2. **The core hears of durability only after the fsync returned**
 //!    (`Replica::persisted` with the position the job covered). An fsync
 //!    error is fatal and never retried (the page cache can no longer be

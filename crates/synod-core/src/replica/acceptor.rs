@@ -201,7 +201,15 @@ impl Replica {
         // the ballot, and recovery takes the promise as the highest of both.
         let raised = ballot > self.acceptor.promised;
         self.acceptor.promised = ballot;
-        let gate = self.acceptor_gate();
+        let gate = match self.acceptor_gate() {
+            // A leader's vote for its own proposal: durable before it
+            // counts, like any vote, but it need not hurry the sync while
+            // the followers choose without it (`awaits_durability`).
+            Gate::Durable if from == self.cfg.id && matches!(self.role, Role::Leader(_)) => {
+                Gate::Lazy
+            }
+            gate => gate,
+        };
         if instance < self.learner.chosen_end {
             if raised {
                 // No Accept record is written for a chosen instance, so the

@@ -78,6 +78,10 @@ enum Gate {
     Now,
     /// The message may only leave once every record handed out so far is durable.
     Durable,
+    /// As `Durable`, but the message asks for no sync of its own while the
+    /// other voters can choose without it: a leader's vote for its own
+    /// proposal (see [`Replica::awaits_durability`]).
+    Lazy,
 }
 
 /// Acceptor state: what must survive a crash for Paxos to be safe.
@@ -222,6 +226,9 @@ struct Leader {
     in_flight_bytes: usize,
     /// Per member, the last tick it answered this leader.
     last_ack_tick: BTreeMap<NodeId, u64>,
+    /// Per member, the last tick it accepted a proposal of this leader
+    /// (see `Replica::awaits_durability`).
+    accepted_tick: BTreeMap<NodeId, u64>,
     heartbeat_sent_tick: u64,
     /// The largest chosen prefix sent to followers (on an Accept or a
     /// Heartbeat). When the prefix grows past it and no Accept is about to
@@ -299,7 +306,9 @@ pub struct Replica {
     /// Records known durable.
     durable: u64,
     /// Messages waiting for records to be durable: (records needed, message).
-    held: VecDeque<(u64, Message)>,
+    held: VecDeque<(u64, Gate, Message)>,
+    /// How many of `held` are `Gate::Lazy`.
+    held_lazy: usize,
     /// Messages to this replica itself, handled before the current call returns.
     inbox: VecDeque<Message>,
     /// Linearizable reads in progress (see `reads.rs`).
@@ -378,6 +387,7 @@ impl Replica {
             persist_next: 0,
             durable: 0,
             held: VecDeque::new(),
+            held_lazy: 0,
             inbox: VecDeque::new(),
             reads,
             lease: lease::LeaseState::default(),
@@ -488,11 +498,14 @@ impl Replica {
             return;
         }
         self.durable = through;
-        while let Some((needed, _)) = self.held.front() {
+        while let Some((needed, _, _)) = self.held.front() {
             if *needed > self.durable {
                 break;
             }
-            if let Some((_, msg)) = self.held.pop_front() {
+            if let Some((_, gate, msg)) = self.held.pop_front() {
+                if gate == Gate::Lazy {
+                    self.held_lazy -= 1;
+                }
                 self.route(msg);
             }
         }
@@ -523,8 +536,54 @@ impl Replica {
     /// which only spare a restart some catch-up): syncing less often is
     /// always safe, since every message whose safety depends on a record
     /// waits for it, and this says so whenever one does.
+    ///
+    /// A leader's votes for its own proposals (`Gate::Lazy`) do not ask for
+    /// a sync while the other voters that accepted in this tick or the last
+    /// are a quorum of every membership in phase 2 ([`Config::lazy_self_sync`]):
+    /// they choose without it, and the next tick's sync (or any other) counts
+    /// it later. Safety does not depend on this choice: the vote is counted
+    /// only once its record is durable, whenever that is, so an instance is
+    /// chosen only by durable votes (a leader that crashes before the sync
+    /// lost a vote nobody counted). Only latency does: with a voter too few
+    /// answering, the leader syncs at once, as it would without the setting.
+    ///
+    /// [`Config::lazy_self_sync`]: crate::Config::lazy_self_sync
     pub fn awaits_durability(&self) -> bool {
-        !self.held.is_empty() || self.rebuild_awaits_durability()
+        self.held.len() > self.held_lazy
+            || self.rebuild_awaits_durability()
+            || (self.held_lazy > 0 && !self.others_choose_alone())
+    }
+
+    /// Whether, for every membership of an instance in phase 2, the voters
+    /// other than this leader that accepted from it in this tick or the
+    /// last are a quorum. False unless leading with `lazy_self_sync`.
+    fn others_choose_alone(&self) -> bool {
+        if !self.cfg.lazy_self_sync {
+            return false;
+        }
+        let Role::Leader(leader) = &self.role else {
+            return false;
+        };
+        let prompt = |v: &NodeId| {
+            *v != self.cfg.id
+                && leader
+                    .accepted_tick
+                    .get(v)
+                    .is_some_and(|t| self.now.saturating_sub(*t) <= 1)
+        };
+        let mut checked: Option<&Arc<Membership>> = None;
+        for instance in leader.in_flight.keys() {
+            let membership = self.membership_at(*instance);
+            if checked.is_some_and(|c| Arc::ptr_eq(c, membership)) {
+                continue;
+            }
+            checked = Some(membership);
+            let others: Vec<NodeId> = membership.voters().filter(prompt).collect();
+            if !self.is_quorum_of(membership, &others) {
+                return false;
+            }
+        }
+        true
     }
 
     /// This replica's progress.
@@ -719,8 +778,11 @@ impl Replica {
             to,
             body,
         };
-        if gate == Gate::Durable && self.durable < self.persist_next {
-            self.held.push_back((self.persist_next, msg));
+        if gate != Gate::Now && self.durable < self.persist_next {
+            if gate == Gate::Lazy {
+                self.held_lazy += 1;
+            }
+            self.held.push_back((self.persist_next, gate, msg));
         } else {
             self.route(msg);
         }

@@ -296,6 +296,7 @@ impl Replica {
             in_flight: BTreeMap::new(),
             in_flight_bytes: 0,
             last_ack_tick,
+            accepted_tick: BTreeMap::new(),
             heartbeat_sent_tick: now,
             announced_chosen_end: InstanceId(0),
             probe_sent: 0,
@@ -530,6 +531,7 @@ impl Replica {
             return;
         }
         leader.last_ack_tick.insert(from, self.now);
+        leader.accepted_tick.insert(from, self.now);
         let Some(in_flight) = leader.in_flight.get_mut(&instance) else {
             return;
         };

@@ -26,14 +26,25 @@ struct Cluster {
     wire: VecDeque<Message>,
     applied: Vec<Vec<Apply>>,
     auto_sync: bool,
+    /// A node synced (with `auto_sync`) only when it awaits durability, as
+    /// the runtime does between ticks.
+    lazy: Option<usize>,
     down: Vec<bool>,
 }
 
 impl Cluster {
     fn new(n: u32) -> Cluster {
+        Cluster::with(n, |_| {})
+    }
+
+    fn with(n: u32, setup: impl Fn(&mut Config)) -> Cluster {
         let replicas: Vec<Replica> = members(n)
             .into_iter()
-            .map(|id| Replica::new(Config::new(id, members(n))).unwrap())
+            .map(|id| {
+                let mut cfg = Config::new(id, members(n));
+                setup(&mut cfg);
+                Replica::new(cfg).unwrap()
+            })
             .collect();
         let n = n as usize;
         Cluster {
@@ -44,6 +55,7 @@ impl Cluster {
             wire: VecDeque::new(),
             applied: vec![Vec::new(); n],
             auto_sync: true,
+            lazy: None,
             down: vec![false; n],
         }
     }
@@ -57,7 +69,8 @@ impl Cluster {
         self.wire.extend(ready.messages);
         self.applied[k].extend(ready.apply);
         assert!(ready.diverged.is_empty());
-        if self.auto_sync && !self.unsynced[k].is_empty() {
+        let wanted = self.lazy != Some(k) || self.replicas[k].awaits_durability();
+        if self.auto_sync && wanted && !self.unsynced[k].is_empty() {
             self.sync(k);
         }
     }
@@ -427,6 +440,75 @@ fn leader_counts_its_own_vote_only_when_durable() {
     c.sync(leader);
     // Its own durable vote is not a majority of three.
     assert!(c.applied[leader].is_empty());
+}
+
+/// Proposes `command` on `leader` and delivers everything; returns whether
+/// the leader synced its proposal's records at once (it awaited durability).
+fn propose_lazily(c: &mut Cluster, leader: usize, command: &'static str) -> bool {
+    let durable = c.durable[leader].len();
+    c.replicas[leader].propose(cmd(command)).unwrap();
+    c.collect(leader);
+    let synced = c.durable[leader].len() > durable;
+    c.deliver_all();
+    synced
+}
+
+#[test]
+fn leader_defers_its_own_sync_while_the_followers_choose() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.lazy = Some(leader);
+    // No follower has accepted yet this leadership: the first proposal
+    // syncs at once.
+    assert!(propose_lazily(&mut c, leader, "first"));
+    assert_eq!(c.applied_commands(leader), vec![cmd("first")]);
+    // Both followers just accepted: the leader's own vote waits, and the
+    // followers choose the second command without it.
+    assert!(!propose_lazily(&mut c, leader, "second"));
+    assert!(!c.unsynced[leader].is_empty(), "the leader synced anyway");
+    assert_eq!(
+        c.applied_commands(leader),
+        vec![cmd("first"), cmd("second")]
+    );
+    for k in 0..3 {
+        assert_eq!(c.applied_commands(k).len(), 2, "node {k}");
+    }
+    // The vote still counts once durable (late, for a chosen instance).
+    c.sync(leader);
+    c.deliver_all();
+    assert!(!c.replicas[leader].awaits_durability());
+}
+
+#[test]
+fn leader_syncs_at_once_when_a_follower_is_silent() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.lazy = Some(leader);
+    assert!(propose_lazily(&mut c, leader, "first"));
+    assert!(!propose_lazily(&mut c, leader, "second"));
+    let silent = (leader + 1) % 3;
+    c.down[silent] = true;
+    c.tick_all(2);
+    // One follower has not accepted for two ticks: the leader's own vote is
+    // needed, so it syncs at once and the command is chosen without a tick.
+    assert!(propose_lazily(&mut c, leader, "third"));
+    assert_eq!(
+        c.applied_commands(leader),
+        vec![cmd("first"), cmd("second"), cmd("third")]
+    );
+}
+
+#[test]
+fn leader_syncs_every_batch_without_lazy_self_sync() {
+    let mut c = Cluster::with(3, |cfg| cfg.lazy_self_sync = false);
+    let leader = c.elect();
+    c.lazy = Some(leader);
+    assert!(propose_lazily(&mut c, leader, "first"));
+    assert!(propose_lazily(&mut c, leader, "second"));
+    assert_eq!(
+        c.applied_commands(leader),
+        vec![cmd("first"), cmd("second")]
+    );
 }
 
 #[test]

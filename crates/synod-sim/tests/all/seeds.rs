@@ -15,7 +15,8 @@ fn run_range(first: u64, seeds: u64, nodes: usize) {
 /// A seed pinned before leader leases existed, run as it was found (a seed
 /// that now draws a lease runs differently; see `Faults::before_leases`).
 /// Seeds pinned later but before watch clients existed run with
-/// `Faults::before_watch`.
+/// `Faults::before_watch`; seeds pinned before leaders let their own votes
+/// wait (issue 15) run with `Faults::before_lazy_leaders`.
 fn run_pinned(seed: u64, nodes: usize) {
     let report = run_seed(seed, nodes, Faults::before_leases());
     assert!(
@@ -444,7 +445,7 @@ fn library_sessions_run_in_the_seeds_and_pass() {
 #[test]
 fn pinned_seeds_a_session_clients_day_long_ttl_may_run_out() {
     for seed in [88, 100280] {
-        let report = run_seed(seed, 3, Faults::default());
+        let report = run_seed(seed, 3, Faults::before_lazy_leaders());
         assert!(
             report.passed(),
             "seed {seed}: {}",
@@ -461,7 +462,7 @@ fn pinned_seeds_a_session_clients_day_long_ttl_may_run_out() {
 /// Fails too if master leases stop being lent in the seeds.
 #[test]
 fn pinned_seed_86_master_leases_never_overlap() {
-    let report = run_seed(86, 3, Faults::default());
+    let report = run_seed(86, 3, Faults::before_lazy_leaders());
     assert!(report.passed(), "{}", report.violations.join("; "));
     assert!(report.stats.master_leases_lent > 0 && report.stats.masters >= 2);
 }
@@ -478,7 +479,7 @@ fn pinned_seed_86_master_leases_never_overlap() {
 /// --join`, refuses a schedule without the joiner.
 #[test]
 fn pinned_seed_600021_a_spare_joins_through_a_member_below_its_join_point() {
-    let report = run_seed(600021, 3, Faults::default());
+    let report = run_seed(600021, 3, Faults::before_lazy_leaders());
     assert!(report.passed(), "{}", report.violations.join("; "));
     assert!(report.stats.spares_started > 0, "{:?}", report.stats);
 }
@@ -492,7 +493,7 @@ fn pinned_seed_600021_a_spare_joins_through_a_member_below_its_join_point() {
 #[test]
 fn pinned_seeds_819_and_1244_a_disk_failing_under_an_incoming_snapshot_stops_the_node() {
     for (seed, nodes) in [(819, 3), (1244, 5)] {
-        let report = run_seed(seed, nodes, Faults::default());
+        let report = run_seed(seed, nodes, Faults::before_lazy_leaders());
         assert!(
             report.passed(),
             "seed {seed}: {}",
@@ -511,7 +512,7 @@ fn pinned_seeds_819_and_1244_a_disk_failing_under_an_incoming_snapshot_stops_the
 #[test]
 fn pinned_seeds_722_1142_5049_5178_leadership_drops_stop_at_the_heal() {
     for (seed, nodes) in [(722, 5), (1142, 5), (5049, 7), (5178, 7)] {
-        let report = run_seed(seed, nodes, Faults::default());
+        let report = run_seed(seed, nodes, Faults::before_lazy_leaders());
         assert!(
             report.passed(),
             "seed {seed}: {}",
@@ -531,7 +532,7 @@ fn pinned_seeds_722_1142_5049_5178_leadership_drops_stop_at_the_heal() {
 #[test]
 fn pinned_seeds_96_157_no_snapshot_of_an_on_disk_state_ahead_of_its_point() {
     for seed in [96, 157] {
-        let report = run_seed(seed, 3, Faults::default());
+        let report = run_seed(seed, 3, Faults::before_lazy_leaders());
         assert!(
             report.passed(),
             "seed {seed}: {}",
@@ -549,7 +550,7 @@ fn pinned_seeds_96_157_no_snapshot_of_an_on_disk_state_ahead_of_its_point() {
 /// it). A replica that holds values back neither campaigns nor leads now.
 #[test]
 fn pinned_seed_295_no_leader_while_an_install_holds_values_back() {
-    let report = run_seed(295, 3, Faults::default());
+    let report = run_seed(295, 3, Faults::before_lazy_leaders());
     assert!(report.passed(), "{}", report.violations.join("; "));
 }
 
@@ -562,6 +563,6 @@ fn pinned_seed_295_no_leader_while_an_install_holds_values_back() {
 /// operation in the history (a linearizability violation of the model).
 #[test]
 fn pinned_seed_88_a_session_output_lost_for_good_is_an_unknown_outcome() {
-    let report = run_seed(88, 3, Faults::default());
+    let report = run_seed(88, 3, Faults::before_lazy_leaders());
     assert!(report.passed(), "{}", report.violations.join("; "));
 }
