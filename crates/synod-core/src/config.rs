@@ -57,6 +57,10 @@ pub struct Inject {
     pub config_immediate: bool,
     /// A leader counts learners' acceptances toward quorums.
     pub learner_votes: bool,
+    /// A leader counts its own vote for its proposal before its Accept
+    /// record is durable (the followers' votes still wait for theirs): what
+    /// lazy self-sync (`Config::lazy_self_sync`) must never do.
+    pub self_vote_before_fsync: bool,
 }
 
 /// An opt-in leader lease (see `replica/lease.rs` for the rule and its
@@ -189,12 +193,14 @@ pub struct Config {
     /// A leader's own vote for its proposals waits for the next sync instead
     /// of asking for one at once, while enough other voters answer to choose
     /// without it (`true`, the default; see `Replica::awaits_durability`).
-    /// Each acknowledged write is then durable on a majority of *followers*
-    /// and the leader syncs its log about once a tick instead of once per
-    /// batch. With a voter too few answering, the leader syncs each batch
-    /// again, so an instance never waits for a tick. `false`: the leader
-    /// syncs every batch and counts its own vote (commit waits for the
-    /// fastest follower and the leader's own fsync).
+    /// An instance is then usually chosen by followers alone, and the leader
+    /// syncs its log about once a tick instead of once per batch; every
+    /// vote counted is still durable. With a voter too few answering, the
+    /// leader syncs each batch again (a follower that has just fallen
+    /// silent still counts for a tick or two: meanwhile an instance may
+    /// wait for the next tick's sync). `false`: the leader syncs every
+    /// batch and counts its own vote at once (commit waits for the fastest
+    /// follower and the leader's own fsync).
     pub lazy_self_sync: bool,
     /// Negative controls; all off by default.
     #[cfg(feature = "fault-injection")]

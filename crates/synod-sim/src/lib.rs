@@ -41,6 +41,7 @@ use world::World;
 /// The deliberate bugs `--inject` can switch on, by name.
 pub const INJECTIONS: &[&str] = &[
     "ack-before-fsync",
+    "self-vote-before-fsync",
     "skip-adopt",
     "stale-read",
     "leader-local-reads",
@@ -231,6 +232,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
     let mut faults = Faults::default();
     match name {
         "ack-before-fsync" => faults.core.ack_before_fsync = true,
+        "self-vote-before-fsync" => faults.core.self_vote_before_fsync = true,
         "skip-adopt" => faults.core.skip_adopt = true,
         "stale-read" => faults.stale_read = true,
         "leader-local-reads" => faults.core.leader_local_reads = true,

@@ -23,7 +23,8 @@ struct Args {
     /// Cluster size.
     #[arg(long, default_value_t = 3, value_parser = clap::builder::PossibleValuesParser::new(["1", "3", "5", "7"]).map(|s| s.parse::<usize>().unwrap_or(3)))]
     nodes: usize,
-    /// Switch on a deliberate bug (negative control): ack-before-fsync, skip-adopt,
+    /// Switch on a deliberate bug (negative control): ack-before-fsync,
+    /// self-vote-before-fsync, skip-adopt,
     /// stale-read, leader-local-reads, nondeterministic-sm, torn-checkpoint,
     /// local-clock-ttl, wipe-votes, config-immediate, learner-votes,
     /// lease-drift-beyond-bound, admit-duplicates, watch-ignored, wake-lost,

@@ -32,7 +32,20 @@ impl World {
         self.check_schedule(node);
         let id = self.nodes[node].id;
         if let Some(replica) = self.nodes[node].replica_mut() {
-            for used in replica.take_quorum_log() {
+            let quorums = replica.take_quorum_log();
+            for used in quorums {
+                if used.voters.contains(&id) {
+                    // A leader that counted its own vote relied on its own
+                    // Accept record as on a peer's Accepted: it goes into the
+                    // amnesia check like one sent on the wire (a self-vote
+                    // crosses no wire; lazy self-sync, issue 15, relaxed when
+                    // that record is synced, so the check must see it).
+                    let sent = self.nodes[node]
+                        .sent_accepted
+                        .entry(used.instance)
+                        .or_insert(used.ballot);
+                    *sent = (*sent).max(used.ballot);
+                }
                 self.members.quorums_pending.push_back((id, used));
             }
         }

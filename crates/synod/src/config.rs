@@ -101,11 +101,12 @@ pub struct NodeConfig {
     /// count its own vote at once. `false` (the default): while the
     /// followers that answered in the last tick are a majority without it,
     /// the leader lets its own vote wait for the next sync, about one a tick
-    /// ([`synod_core::Config::lazy_self_sync`]); each acknowledged write is
-    /// then durable on a majority of followers, and the leader's disk does a
-    /// tenth or less of the syncs. A commit waits for a majority of the
-    /// followers instead of the fastest one plus the leader: with a follower
-    /// much slower than the others, `true` gives a lower latency.
+    /// ([`synod_core::Config::lazy_self_sync`]); a write is usually chosen
+    /// by a majority of followers alone (every vote counted is durable, the
+    /// leader's included), and the leader's disk does a tenth or less of
+    /// the syncs. A commit waits for a majority of the followers instead of
+    /// the fastest one plus the leader: with a follower much slower than the
+    /// others, `true` gives a lower latency.
     pub eager_leader_sync: bool,
     /// Messages queued per peer (kept while it is unreachable); more are
     /// dropped, which Paxos tolerates (retransmission and catch-up). Default

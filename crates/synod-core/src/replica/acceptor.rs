@@ -206,7 +206,11 @@ impl Replica {
             // counts, like any vote, but it need not hurry the sync while
             // the followers choose without it (`awaits_durability`).
             Gate::Durable if from == self.cfg.id && matches!(self.role, Role::Leader(_)) => {
-                Gate::Lazy
+                if self.injected().self_vote_before_fsync {
+                    Gate::Now
+                } else {
+                    Gate::Lazy
+                }
             }
             gate => gate,
         };

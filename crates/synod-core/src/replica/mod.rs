@@ -545,12 +545,19 @@ impl Replica {
     /// only once its record is durable, whenever that is, so an instance is
     /// chosen only by durable votes (a leader that crashes before the sync
     /// lost a vote nobody counted). Only latency does: with a voter too few
-    /// answering, the leader syncs at once, as it would without the setting.
+    /// answering, the leader syncs at once, as it would without the setting
+    /// (a follower that has just fallen silent still counts for a tick or
+    /// two, so an instance may wait for the runtime's next tick sync).
+    ///
+    /// At most `window_instances_max` votes wait: a runtime whose ticks are
+    /// late (a loop that always has input ready) still syncs, so neither the
+    /// held votes nor the unsynced log grow without bound.
     ///
     /// [`Config::lazy_self_sync`]: crate::Config::lazy_self_sync
     pub fn awaits_durability(&self) -> bool {
         self.held.len() > self.held_lazy
             || self.rebuild_awaits_durability()
+            || self.held_lazy >= self.cfg.window_instances_max
             || (self.held_lazy > 0 && !self.others_choose_alone())
     }
 

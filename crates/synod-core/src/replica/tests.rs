@@ -499,6 +499,20 @@ fn leader_syncs_at_once_when_a_follower_is_silent() {
 }
 
 #[test]
+fn at_most_a_window_of_lazy_votes_waits() {
+    let mut c = Cluster::with(3, |cfg| cfg.window_instances_max = 2);
+    let leader = c.elect();
+    c.lazy = Some(leader);
+    assert!(propose_lazily(&mut c, leader, "first"));
+    assert!(!propose_lazily(&mut c, leader, "second"));
+    // A second vote waiting fills the bound: the leader syncs at once even
+    // though the followers choose without it (as when its ticks are late).
+    assert!(propose_lazily(&mut c, leader, "third"));
+    assert!(!c.replicas[leader].awaits_durability());
+    assert!(!propose_lazily(&mut c, leader, "fourth"));
+}
+
+#[test]
 fn leader_syncs_every_batch_without_lazy_self_sync() {
     let mut c = Cluster::with(3, |cfg| cfg.lazy_self_sync = false);
     let leader = c.elect();

@@ -31,6 +31,19 @@ fn ack_before_fsync_is_caught() {
     );
 }
 
+/// A leader that counts its own vote before its Accept record is durable
+/// (what lazy self-sync must never do): a crash forgets a vote that chose
+/// an instance. The amnesia check sees the leader's counted self-votes
+/// (`check_membership`), which cross no wire.
+#[test]
+fn self_vote_before_fsync_is_caught() {
+    let caught = first_caught("self-vote-before-fsync");
+    assert!(
+        caught.is_some(),
+        "self-vote-before-fsync went unnoticed for 300 seeds"
+    );
+}
+
 #[test]
 fn skip_adopt_is_caught() {
     let caught = first_caught("skip-adopt");
