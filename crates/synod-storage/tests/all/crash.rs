@@ -231,3 +231,68 @@ fn closed_segments_end_on_their_last_frame() {
         assert_eq!(recovered.records, records);
     }
 }
+
+/// The chunk ahead of the writes holds zeros that were written (so that
+/// later writes land on initialized blocks and their `fdatasync` flushes
+/// data only), up to the chunk's end but never past the size at which the
+/// segment rolls.
+#[test]
+fn the_chunk_ahead_is_written_with_zeros_up_to_the_roll_size() {
+    let sim = synod_storage::SimFs::new();
+    let disk = TestDisk::Sim(sim.clone());
+    let opts = WalOptions {
+        segment_bytes_max: 6000,
+        preallocate_bytes: 4096,
+        ..WalOptions::default()
+    };
+    let (mut wal, _) = disk.open(opts.clone()).unwrap();
+    let before = sim.stats().bytes_written;
+    append_each_synced(&mut wal, &[common::fixed_record(0)]);
+    let path = disk.newest_segment();
+    assert_eq!(disk.len(&path), 4096, "filled to the end of the chunk");
+    assert!(
+        sim.stats().bytes_written - before >= 4096 - segment::HEADER_BYTES as u64,
+        "the zeros were written, not merely reserved"
+    );
+    let data_end = write_batches(&TestDisk::sim(), &[vec![common::fixed_record(0)]])[0].0;
+    assert!(disk.read(&path)[data_end as usize..]
+        .iter()
+        .all(|b| *b == 0));
+    // Past the first chunk, the fill stops at the roll size (6000), not at
+    // the next chunk boundary (8192).
+    let mut i = 1;
+    while disk.segments().len() == 1 && disk.len(&path) <= 4096 {
+        append_each_synced(&mut wal, &[common::fixed_record(i)]);
+        i += 1;
+    }
+    if disk.segments().len() == 1 {
+        assert_eq!(disk.len(&path), 6000);
+    }
+    let written: Vec<_> = (0..i).map(common::fixed_record).collect();
+    drop(wal);
+    let (_, recovered) = disk.open(opts).unwrap();
+    assert_eq!(recovered.records, written);
+}
+
+/// A fill that the disk has no room for costs only speed: the records that
+/// fit are written and recovered, and the log is not poisoned.
+#[test]
+fn a_fill_without_room_is_not_an_error() {
+    let sim = synod_storage::SimFs::new();
+    let disk = TestDisk::Sim(sim.clone());
+    let opts = WalOptions {
+        preallocate_bytes: 1 << 20,
+        ..WalOptions::default()
+    };
+    let (mut wal, _) = disk.open(opts.clone()).unwrap();
+    sim.set_space_bytes_max(Some(sim.used_bytes() + (64 << 10)));
+    let records: Vec<_> = (0..50).map(common::fixed_record).collect();
+    append_each_synced(&mut wal, &records);
+    assert!(
+        disk.len(&disk.newest_segment()) < 1 << 20,
+        "the fill did not fit"
+    );
+    drop(wal);
+    let (_, recovered) = disk.open(opts).unwrap();
+    assert_eq!(recovered.records, records);
+}
