@@ -1029,6 +1029,28 @@ impl KvCommand {
         }
     }
 
+    /// The key of the most common single-key commands, which
+    /// [`crate::Store`] asks the CPU to fetch ahead of applying them (a
+    /// hint only: `None` for every other command costs nothing but speed).
+    pub(crate) fn hot_key(&self) -> Option<&[u8]> {
+        match self {
+            KvCommand::Get { key }
+            | KvCommand::Set { key, .. }
+            | KvCommand::SetNx { key, .. }
+            | KvCommand::SetEx { key, .. }
+            | KvCommand::GetSet { key, .. }
+            | KvCommand::GetDel { key }
+            | KvCommand::IncrBy { key, .. }
+            | KvCommand::Append { key, .. }
+            | KvCommand::HSet { key, .. }
+            | KvCommand::HGet { key, .. }
+            | KvCommand::HIncrBy { key, .. }
+            | KvCommand::Push { key, .. }
+            | KvCommand::Pop { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
     /// The keys the command reads or writes (what ACL `~patterns` are
     /// checked against). KEYS and SCAN take a pattern, not keys, and
     /// FLUSHALL none, as in Redis.

@@ -458,6 +458,10 @@ impl TrieItem for Entry {
     fn trie_key(&self) -> &[u8] {
         self.key()
     }
+
+    fn prefetch(&self) {
+        self.body.prefetch();
+    }
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ use crate::blocking::BlockedClients;
 pub(crate) use crate::entry::{order_hash, Entry, StrRef, ValueRef};
 use crate::pubsub::keyspace_events::{EXPIRED, GENERIC, NEW};
 use crate::pubsub::PubSub;
-use crate::trie::Trie;
+use crate::trie::{Trie, PREFETCH_GROUP_MAX};
 use crate::value::entry_bytes;
 pub(crate) use crate::value::Value;
 use crate::watch::{Stamp, Tombstones, WatchedKey, FLUSH_TOMBSTONES_MAX};
@@ -306,6 +306,19 @@ impl Keyspace {
             .count();
         debug_assert!(expired <= self.entries.len());
         self.entries.len() - expired
+    }
+
+    /// Asks the CPU to fetch what looking up each of `keys` reads (see
+    /// [`Trie::prefetch`]): a hint that changes nothing. At most
+    /// [`PREFETCH_GROUP_MAX`] keys count.
+    pub(crate) fn prefetch<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
+        let mut hashes = [0u64; PREFETCH_GROUP_MAX];
+        let mut n = 0;
+        for (hash, key) in hashes.iter_mut().zip(keys) {
+            *hash = order_hash(key);
+            n += 1;
+        }
+        self.entries.prefetch(&hashes[..n]);
     }
 
     /// The key's entry, live or not.

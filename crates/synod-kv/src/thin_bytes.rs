@@ -260,6 +260,12 @@ impl<B> ThinOrArc<B> {
         ManuallyDrop::new(unsafe { ThinBytes::from_raw(self.tagged) })
     }
 
+    /// Asks the CPU to fetch the start of what this points to: an inline
+    /// record's header and first bytes, or the `Arc`'s value (a hint).
+    pub(crate) fn prefetch(&self) {
+        crate::trie::prefetch_address(self.tagged.as_ptr().map_addr(|addr| addr & !ARC_TAG));
+    }
+
     pub(crate) fn get(&self) -> ThinOrArcRef<'_, B> {
         if self.is_arc() {
             // SAFETY: tagged, it is a live `Arc<B>`'s data pointer, alive as

@@ -25,6 +25,7 @@ use synod_resp::Reply;
 
 use crate::command::{KvCommand, TimeUnit};
 use crate::keyspace::{Entry, Keyspace, KeyspaceView, ValueRef};
+use crate::trie::PREFETCH_GROUP_MAX;
 
 pub(crate) const WRONG_TYPE: &str =
     "WRONGTYPE Operation against a key holding the wrong kind of value";
@@ -154,6 +155,7 @@ fn read_at(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext, positio
                     .iter()
                     .zip(0u32..)
                     .map(|(command, position)| {
+                        prefetch_ahead(keyspace, commands, position);
                         let cost = transaction_read_work(keyspace, command, now);
                         match cost {
                             Some(cost)
@@ -777,6 +779,7 @@ fn run_command(
             let mut work = 0usize;
             let mut replies = Vec::with_capacity(commands.len());
             for (command, position) in commands.iter().zip(0u32..) {
+                prefetch_ahead(keyspace, commands, position);
                 let cost = transaction_read_work(keyspace, command, now);
                 replies.push(match cost {
                     Some(cost) if work.saturating_add(cost) <= TRANSACTION_READ_WORK_MAX => {
@@ -792,6 +795,19 @@ fn run_command(
             debug_assert!(read_only.is_read());
             read_at(keyspace, read_only, ctx, position)
         }
+    }
+}
+
+/// At the start of each group of a batch's commands (a transaction, or the
+/// commands a client pipelined, which travel as one), asks the CPU to fetch
+/// the keyspace memory the group's keys lead to (see
+/// [`Keyspace::prefetch`]): a hint, which changes nothing.
+pub(crate) fn prefetch_ahead(keyspace: &Keyspace, commands: &[KvCommand], position: u32) {
+    let at = position as usize;
+    if at.is_multiple_of(PREFETCH_GROUP_MAX) {
+        let group =
+            &commands[at.min(commands.len())..(at + PREFETCH_GROUP_MAX).min(commands.len())];
+        keyspace.prefetch(group.iter().filter_map(KvCommand::hot_key));
     }
 }
 

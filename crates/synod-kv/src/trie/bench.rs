@@ -209,6 +209,23 @@ fn compare(count: usize) {
         put_tree,
     );
 
+    // As `Store::apply_batch` does: each group of 16 is prefetched (its
+    // walks interleaved), then inserted. The imbl column is the plain
+    // insert of the row above, for the ratio.
+    let hashes: Vec<u64> = probes.iter().map(|at| stored[*at].hash()).collect();
+    let grouped_trie = time(PROBES, |index| {
+        if index.is_multiple_of(super::PREFETCH_GROUP_MAX) {
+            let end = (index + super::PREFETCH_GROUP_MAX).min(PROBES);
+            trie.prefetch(&hashes[index..end]);
+        }
+        black_box(trie.insert(stored[probes[index]].clone()));
+    });
+    row(
+        "insert replacing, prefetched by 16 (vs trie)",
+        grouped_trie,
+        replace_trie,
+    );
+
     let new_trie = time(FRESH, |index| {
         black_box(trie.insert(fresh[index].clone()));
     });

@@ -293,13 +293,19 @@ impl<T> Node<T> {
     /// Asks the CPU to bring the node's header into the cache (a hint:
     /// nothing is read, nothing can fault).
     pub(super) fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch reads no memory and cannot fault, whatever
-        // the address; this one is the node's own allocation anyway.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(self.header.as_ptr().cast::<i8>());
-        }
+        prefetch_address(self.header.as_ptr().cast::<u8>());
+    }
+
+    /// Asks the CPU to bring the cache line of item `at` into the cache
+    /// (a hint, as [`Node::prefetch`]; `at` out of range prefetches some
+    /// other address, which is harmless).
+    pub(super) fn prefetch_item(&self, at: usize) {
+        prefetch_address(self.items_ptr().wrapping_add(at).cast::<u8>());
+    }
+
+    /// As [`Node::prefetch_item`], for the handle of child `at`.
+    pub(super) fn prefetch_child(&self, at: usize) {
+        prefetch_address(self.children_ptr().wrapping_add(at).cast::<u8>());
     }
 
     /// Whether this handle is the node's only one (rule 2).
@@ -738,4 +744,18 @@ unsafe fn move_edited<X>(
             }
         }
     }
+}
+
+/// Asks the CPU to bring the cache line holding `address` into the cache:
+/// a hint that reads no memory and cannot fault, whatever the address.
+pub(crate) fn prefetch_address(address: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads no memory and cannot fault, whatever the
+    // address (it is dropped if the address maps nothing).
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(address.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
 }

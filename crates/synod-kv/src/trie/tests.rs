@@ -17,6 +17,8 @@ thread_local! {
     /// that a panicking clone while copying a shared node leaks nothing
     /// and frees nothing twice).
     pub(super) static CLONES_BEFORE_PANIC: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// The hashes of the items `Trie::prefetch` reached, in order.
+    static PREFETCHED: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 #[derive(Debug)]
@@ -54,6 +56,57 @@ impl TrieItem for Item {
     fn trie_key(&self) -> &[u8] {
         &self.key
     }
+
+    fn prefetch(&self) {
+        PREFETCHED.with_borrow_mut(|seen| seen.push(self.hash));
+    }
+}
+
+/// A prefetch walk ends at the item of every hash present (whatever the
+/// shape: random hashes, shared prefixes, collisions in buckets, which it
+/// does not enter), and at nothing for a hash absent; at most a group's
+/// worth of hashes is walked.
+#[test]
+fn prefetch_walks_reach_the_items() {
+    let mut trie = Trie::default();
+    let mut hashes = Vec::new();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..20_000u32 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        // Some hashes share long prefixes with the one before.
+        let hash = if i % 7 == 0 {
+            hashes.last().map_or(x, |h: &u64| h ^ 1)
+        } else {
+            x
+        };
+        hashes.push(hash);
+        trie.insert(Item {
+            hash,
+            key: i.to_be_bytes().to_vec(),
+            value: i,
+            alive: Arc::new(()),
+        });
+    }
+    for group in hashes.chunks(PREFETCH_GROUP_MAX) {
+        PREFETCHED.with_borrow_mut(Vec::clear);
+        trie.prefetch(group);
+        let mut seen = PREFETCHED.with_borrow(Clone::clone);
+        seen.sort_unstable();
+        let mut expected = group.to_vec();
+        expected.sort_unstable();
+        assert_eq!(seen, expected);
+    }
+    // An absent hash reaches at most the item a lookup would compare it
+    // with; a longer list walks only a group.
+    PREFETCHED.with_borrow_mut(Vec::clear);
+    let absent: Vec<u64> = hashes.iter().map(|h| h.wrapping_add(1 << 20)).collect();
+    trie.prefetch(&absent[..PREFETCH_GROUP_MAX]);
+    assert!(PREFETCHED.with_borrow(Vec::len) <= PREFETCH_GROUP_MAX);
+    PREFETCHED.with_borrow_mut(Vec::clear);
+    trie.prefetch(&hashes[..64]);
+    assert_eq!(PREFETCHED.with_borrow(Vec::len), PREFETCH_GROUP_MAX);
 }
 
 pub(super) type Model = BTreeMap<(u64, Vec<u8>), u32>;
