@@ -398,6 +398,11 @@ impl User {
     /// `first_arg` (lowercase; the subcommand of a container). The last rule
     /// that matches decides; none matching leaves `+@all`/`-@all`.
     pub fn command_allowed(&self, name: &str, first_arg: Option<&str>) -> bool {
+        if self.command_rules.is_empty() {
+            // No rule can match: the base decides (and finding the
+            // command's categories, a search by name, is skipped).
+            return self.commands_base_allow;
+        }
         let sub = if is_container(name) { first_arg } else { None };
         let cats = categories(name, sub);
         let mut allowed = self.commands_base_allow;
@@ -415,6 +420,12 @@ impl User {
             }
         }
         allowed
+    }
+
+    /// Whether every command is allowed (`+@all` and no rule after it,
+    /// as for the default user): the check per command is then free.
+    pub(crate) fn allows_every_command(&self) -> bool {
+        self.commands_base_allow && self.command_rules.is_empty()
     }
 
     /// Whether a `name|first-arg` rule of this user names the command.
