@@ -33,6 +33,11 @@ pub enum OpenMode {
 pub trait FsFile: Send + Sync + Debug {
     /// Writes all of `bytes` at `offset` (the file grows if needed).
     fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()>;
+    /// Reserves `[from, to)` (the file grows to `to` if shorter; new bytes
+    /// read as zeros, also after a crash: `posix_fallocate`'s unwritten
+    /// extents). An error leaves the file as it was; callers may treat it
+    /// as "not supported" and let writes extend the file instead.
+    fn allocate(&self, from: u64, to: u64) -> io::Result<()>;
     /// Cuts or extends (with zeros) the file to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// The file's size.
@@ -79,6 +84,25 @@ pub struct RealFs;
 impl FsFile for File {
     fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
         FileExt::write_all_at(self, bytes, offset)
+    }
+
+    fn allocate(&self, from: u64, to: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (
+            libc::off_t::try_from(from),
+            libc::off_t::try_from(to.saturating_sub(from)),
+        ) else {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        };
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: a plain syscall on a file descriptor that `self` owns and
+        // keeps open for the duration of the call; no memory is passed.
+        match unsafe { libc::posix_fallocate(self.as_raw_fd(), offset, len) } {
+            0 => Ok(()),
+            code => Err(io::Error::from_raw_os_error(code)),
+        }
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {

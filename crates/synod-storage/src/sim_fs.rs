@@ -534,11 +534,14 @@ impl SimFile {
         Ok(st)
     }
 
-    fn set_len_inner(&self, len: u64) -> io::Result<()> {
+    fn resize(&self, len: u64, shrink: bool) -> io::Result<()> {
         let mut st = self.lock()?;
         st.change()?;
         st.check_space(self.inode, len)?;
         let inode = st.inode(self.inode)?;
+        if !shrink && inode.data.len() as u64 >= len {
+            return Ok(());
+        }
         inode.data.resize(to_usize(len), 0);
         inode.unsynced.push(Change::SetLen(len));
         Ok(())
@@ -573,8 +576,13 @@ impl FsFile for SimFile {
         Ok(())
     }
 
+    fn allocate(&self, from: u64, to: u64) -> io::Result<()> {
+        debug_assert!(from <= to);
+        self.resize(to, false)
+    }
+
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.set_len_inner(len)
+        self.resize(len, true)
     }
 
     fn size(&self) -> io::Result<u64> {

@@ -36,26 +36,31 @@ use synod_core::{GroupId, InstanceId, Record, Snapshot, SnapshotMeta};
 pub struct WalOptions {
     /// A segment is closed and a new one started past this size.
     pub segment_bytes_max: u64,
-    /// The active segment is filled with zeros ahead of the writes, this
-    /// many bytes at a time (0: never). A write over zeros that are already
-    /// on disk changes neither the file size nor the block map, so its
-    /// `fdatasync` waits for one data write only. A write past the end of
-    /// the file, or into space reserved with `fallocate` (unwritten extents,
-    /// which the first write converts), also makes the `fdatasync` write
-    /// the inode and the block map, one after the other: on the development
+    /// The active segment is filled with zeros ahead of the writes, to the
+    /// end of the chunk (of this many bytes; 0: never) that a write ends
+    /// in. A write over zeros that are already on disk changes neither the
+    /// file size nor the block map, so its `fdatasync` waits for the data
+    /// write and the cache flush only. A write past the end of the file, or
+    /// into space reserved with `fallocate` alone (unwritten extents, which
+    /// the first write converts), also makes the `fdatasync` write the
+    /// inode and the block map, one after the other: on the development
     /// machine (ext4 on a virtual disk) 3.5 waits for the disk per sync
-    /// instead of 2 (the data write and the cache flush), and a follower's
-    /// context switches per SET at 50 clients fell from 0.18–0.19 to
-    /// 0.14–0.16 with zeros written instead.
+    /// instead of 2, and a follower's context switches per SET at 50
+    /// clients fell from 0.18–0.19 to 0.14–0.16 with zeros written.
     ///
-    /// The zeros are written by the sync job that first writes into the
-    /// chunk, after its data and before its `fdatasync` (so one sync per
-    /// chunk also flushes the chunk's zeros): the log writes about twice
-    /// its bytes to disk. Zeros past the last frame of the newest segment
-    /// are unused space to recovery, and a closed segment is cut to its
-    /// data before the next one is created. A fill that fails (a full disk)
-    /// is logged and ignored: the writes then extend the file, correctly
-    /// and a little slower, and the data write itself reports the error.
+    /// The sync job that first writes into a chunk does it: it reserves
+    /// the chunk with `fallocate` before writing anything (so that a crash,
+    /// on any journaling mode, finds the new space reading as zeros, never
+    /// as blocks of deleted files that could hold old frames), writes its
+    /// data, writes zeros over the rest of the chunk, then runs its one
+    /// `fdatasync`. The log writes about twice its bytes, and that one sync
+    /// per chunk is slower (1 MiB of zeros: about 1-3 ms here). Zeros past
+    /// the last frame of the newest segment are unused space to recovery,
+    /// and a closed segment is cut to its data before the next one is
+    /// created. A fill or a reservation that fails (a full disk, a file
+    /// system without `fallocate`) is logged and ignored: writes then
+    /// extend the file, correctly and a little slower, and the data write
+    /// and the sync report their own errors.
     pub preallocate_bytes: u64,
     /// **Negative control only** (for the simulator's `--inject
     /// torn-checkpoint`): recovery trusts a checkpoint marker without its
@@ -69,7 +74,7 @@ impl Default for WalOptions {
     fn default() -> WalOptions {
         WalOptions {
             segment_bytes_max: 64 << 20,
-            preallocate_bytes: 4 << 20,
+            preallocate_bytes: 1 << 20,
             legacy_checkpoint_recovery: false,
         }
     }
@@ -93,10 +98,20 @@ pub struct SyncJob {
     segment: u64,
     offset: u64,
     bytes: Bytes,
-    /// Zeros to write after the bytes, `[from, to)`: the next chunk of the
-    /// segment (see `WalOptions::preallocate_bytes`).
-    fill: Option<(u64, u64)>,
+    /// The chunk to reserve and fill (see `WalOptions::preallocate_bytes`).
+    fill: Option<Fill>,
     groups: BTreeSet<GroupId>,
+}
+
+/// The part of a segment a sync job prepares for later writes.
+#[derive(Debug, Clone, Copy)]
+struct Fill {
+    /// Reserved (`fallocate`) from here to `to` before the data is written:
+    /// where the file may end now.
+    reserve_from: u64,
+    /// Zeros written from here (the end of the job's data) to `to`.
+    zeros_from: u64,
+    to: u64,
 }
 
 /// Zeros written at a time by a fill.
@@ -106,20 +121,28 @@ impl SyncJob {
     /// Writes the bytes at their offset (and the zeros of a fill after
     /// them) and makes them durable: positional writes and one `fdatasync`.
     pub fn run(&self) -> Result<(), StorageError> {
+        // Reserved first: the file grows by unwritten extents, which read
+        // as zeros after any crash, before anything is written there.
+        let reserved = self
+            .fill
+            .map(|fill| self.file.allocate(fill.reserve_from, fill.to));
         self.file
             .write_all_at(&self.bytes, self.offset)
             .map_err(|e| StorageError::io(&self.path, e))?;
-        if let Some((from, to)) = self.fill {
-            if let Err(e) = fill_zeros(&*self.file, from, to) {
-                // Only speed depends on the fill (see
-                // `WalOptions::preallocate_bytes`); the `Wal` still counts
-                // the chunk as filled, so that a roll cuts whatever part of
-                // it was written.
+        if let Some(fill) = self.fill {
+            // Only speed depends on the fill (see
+            // `WalOptions::preallocate_bytes`); a roll cuts whatever part
+            // of it was written, by the file's real size.
+            let filled = reserved
+                .unwrap_or(Ok(()))
+                .and_then(|()| fill_zeros(&*self.file, fill.zeros_from, fill.to));
+            if let Err(e) = filled {
                 tracing::warn!(
                     path = %self.path.display(),
                     error = %e,
-                    "could not fill the log segment with zeros ahead of the writes; \
-                     syncs will be slower until the next chunk"
+                    "could not reserve and fill the log segment ahead of the writes \
+                     (syncs into this chunk will be slower; an error of the sync itself \
+                     follows if the disk failed)"
                 );
             }
         }
@@ -153,7 +176,10 @@ pub struct Wal {
     file: Arc<dyn FsFile>,
     /// Bytes written or reserved in the active segment.
     file_len: u64,
-    /// Size of the active segment file: `file_len` plus allocated zeros.
+    /// Where the active segment has been (or is being) prepared up to by
+    /// a fill (see `WalOptions::preallocate_bytes`): decides when the next
+    /// fill starts. A fill may have failed part way, so the file's real
+    /// size is asked for where it matters (`disk_bytes`, `roll`).
     allocated: u64,
     /// The next batch: frames whose batch offsets count from its start.
     pending: BytesMut,
@@ -320,7 +346,11 @@ impl Wal {
             let to = (self.file_len.div_ceil(chunk) * chunk)
                 .min(self.opts.segment_bytes_max.max(self.file_len));
             if to > self.file_len {
-                fill = Some((self.file_len, to));
+                fill = Some(Fill {
+                    reserve_from: self.allocated,
+                    zeros_from: self.file_len,
+                    to,
+                });
             }
             self.allocated = to;
         }
@@ -370,18 +400,25 @@ impl Wal {
     }
 
     /// Bytes of every segment and snapshot file, for the bounded-size
-    /// figure; the active segment's allocated but unused tail (at most
-    /// `preallocate_bytes`) is not counted.
+    /// figure; the zeros written ahead in the active segment (past its
+    /// data) are not counted.
     pub fn disk_bytes(&self) -> u64 {
+        let active = &self.active().path;
         let mut total = 0;
         for dir in [&self.wal_dir, &self.snap_dir] {
             if let Ok(names) = self.fs.read_dir(dir) {
                 for name in names {
-                    total += self.fs.file_len(&dir.join(name)).unwrap_or(0);
+                    let path = dir.join(name);
+                    let len = self.fs.file_len(&path).unwrap_or(0);
+                    total += if &path == active {
+                        len.min(self.file_len)
+                    } else {
+                        len
+                    };
                 }
             }
         }
-        total.saturating_sub(self.allocated - self.file_len)
+        total
     }
 
     /// Bytes appended since the last checkpoint (or since opening).
@@ -409,11 +446,13 @@ impl Wal {
     fn roll(&mut self) -> Result<(), StorageError> {
         debug_assert!(!self.syncing, "roll while a sync job writes the segment");
         debug_assert!(self.file_len <= self.allocated);
-        if self.allocated > self.file_len {
-            // Only the newest segment may end in allocated zeros (recovery
-            // refuses a closed segment that does not end on a frame): cut
-            // this one to its data, durably, before the next one exists.
-            let path = self.active().path.clone();
+        let path = self.active().path.clone();
+        // By the file's real size: a fill may have failed part way.
+        let size = self.file.size().map_err(|e| StorageError::io(&path, e))?;
+        if size > self.file_len {
+            // Only the newest segment may end in zeros (recovery refuses a
+            // closed segment that does not end on a frame): cut this one
+            // to its data, durably, before the next one exists.
             self.file
                 .set_len(self.file_len)
                 .map_err(|e| StorageError::io(&path, e))?;

@@ -884,7 +884,7 @@ mod batch_retention {
         #![proptest_config(ProptestConfig::with_cases(256))]
         #[test]
         fn batches_keep_nothing_and_answer_as_apply(
-            batches in prop::collection::vec((prop::collection::vec(any_command(), 1..8), 0u64..4_000), 1..5)
+            batches in prop::collection::vec((prop::collection::vec(any_command(), 1..40), 0u64..4_000), 1..5)
         ) {
             let mut one = Store::new();
             let mut batched = Store::new();

@@ -292,6 +292,11 @@ fn a_fill_without_room_is_not_an_error() {
         disk.len(&disk.newest_segment()) < 1 << 20,
         "the fill did not fit"
     );
+    let data_end = write_batches(&TestDisk::sim(), std::slice::from_ref(&records))
+        .last()
+        .unwrap()
+        .0;
+    assert_eq!(wal.disk_bytes(), data_end, "a failed fill hides no data");
     drop(wal);
     let (_, recovered) = disk.open(opts).unwrap();
     assert_eq!(recovered.records, records);
