@@ -35,8 +35,10 @@ pub trait FsFile: Send + Sync + Debug {
     fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()>;
     /// Reserves `[from, to)` (the file grows to `to` if shorter; new bytes
     /// read as zeros, also after a crash: `posix_fallocate`'s unwritten
-    /// extents). An error leaves the file as it was; callers may treat it
-    /// as "not supported" and let writes extend the file instead.
+    /// extents). An error may leave part of the range reserved (ext4 keeps
+    /// what it allocated before running out of space), which reads as
+    /// zeros too; callers may treat an error as "not supported" and let
+    /// writes extend the file instead.
     fn allocate(&self, from: u64, to: u64) -> io::Result<()>;
     /// Cuts or extends (with zeros) the file to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;

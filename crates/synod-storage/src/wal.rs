@@ -58,9 +58,12 @@ pub struct WalOptions {
     /// the last frame of the newest segment are unused space to recovery,
     /// and a closed segment is cut to its data before the next one is
     /// created. A fill or a reservation that fails (a full disk, a file
-    /// system without `fallocate`) is logged and ignored: writes then
-    /// extend the file, correctly and a little slower, and the data write
-    /// and the sync report their own errors.
+    /// system without `fallocate`) is logged once per segment and retried
+    /// by the next write: only speed depends on it, and the data write and
+    /// the sync report their own errors. With 0, writes extend the file
+    /// (on a file system that may make a new size durable before the data,
+    /// such as ext4 with `data=writeback`, a crash may then leave old
+    /// blocks after the last frame).
     pub preallocate_bytes: u64,
     /// **Negative control only** (for the simulator's `--inject
     /// torn-checkpoint`): recovery trusts a checkpoint marker without its
@@ -100,6 +103,9 @@ pub struct SyncJob {
     bytes: Bytes,
     /// The chunk to reserve and fill (see `WalOptions::preallocate_bytes`).
     fill: Option<Fill>,
+    /// Why the reservation or the fill failed, if it did (reported by
+    /// `Wal::finish_sync`).
+    fill_error: std::sync::OnceLock<String>,
     groups: BTreeSet<GroupId>,
 }
 
@@ -107,9 +113,10 @@ pub struct SyncJob {
 #[derive(Debug, Clone, Copy)]
 struct Fill {
     /// Reserved (`fallocate`) from here to `to` before the data is written:
-    /// where the file may end now.
+    /// where the job's data starts (at or before the file's end).
     reserve_from: u64,
-    /// Zeros written from here (the end of the job's data) to `to`.
+    /// Zeros written from here (the end of the job's data) to `to`; none
+    /// when the data reaches `to`.
     zeros_from: u64,
     to: u64,
 }
@@ -137,13 +144,7 @@ impl SyncJob {
                 .unwrap_or(Ok(()))
                 .and_then(|()| fill_zeros(&*self.file, fill.zeros_from, fill.to));
             if let Err(e) = filled {
-                tracing::warn!(
-                    path = %self.path.display(),
-                    error = %e,
-                    "could not reserve and fill the log segment ahead of the writes \
-                     (syncs into this chunk will be slower; an error of the sync itself \
-                     follows if the disk failed)"
-                );
+                let _ = self.fill_error.set(e.to_string());
             }
         }
         self.file.sync_data().map_err(|e| StorageError::SyncFailed {
@@ -198,6 +199,8 @@ pub struct Wal {
     poisoned: bool,
     /// Bytes appended since the last checkpoint (for `SnapshotPolicy`).
     bytes_since_checkpoint: u64,
+    /// A failed fill was reported in the active segment.
+    fill_warned: bool,
 }
 
 impl Wal {
@@ -301,6 +304,7 @@ impl Wal {
             syncing: false,
             poisoned: false,
             bytes_since_checkpoint: 0,
+            fill_warned: false,
         };
         Ok((wal, recovered))
     }
@@ -342,16 +346,21 @@ impl Wal {
             // Fill the rest of the chunk this write ends in, so that the
             // next writes (until the chunk is used) land on zeros already
             // on disk. Not past the size at which the segment rolls: those
-            // zeros would only be cut off again.
+            // zeros would only be cut off again (the write that crosses it
+            // is still reserved, it just gets no zeros after it).
             let to = (self.file_len.div_ceil(chunk) * chunk)
-                .min(self.opts.segment_bytes_max.max(self.file_len));
-            if to > self.file_len {
-                fill = Some(Fill {
-                    reserve_from: self.allocated,
-                    zeros_from: self.file_len,
-                    to,
-                });
-            }
+                .min(self.opts.segment_bytes_max)
+                .max(self.file_len);
+            // Reserved from where this write starts, not from where the
+            // last fill was meant to end: that fill may have failed part
+            // way, and a hole below the new reservation would be filled by
+            // this write as a plain extension. Reserving blocks already
+            // written costs nothing.
+            fill = Some(Fill {
+                reserve_from: offset,
+                zeros_from: self.file_len,
+                to,
+            });
             self.allocated = to;
         }
         self.allocated = self.allocated.max(self.file_len);
@@ -364,6 +373,7 @@ impl Wal {
             offset,
             bytes,
             fill,
+            fill_error: std::sync::OnceLock::new(),
             groups: std::mem::take(&mut self.pending_groups),
         }))
     }
@@ -383,6 +393,22 @@ impl Wal {
         }
         if self.poisoned {
             return Err(StorageError::Poisoned);
+        }
+        if let Some(error) = job.fill_error.get() {
+            // Only speed depends on the fill (see
+            // `WalOptions::preallocate_bytes`). The next job reserves and
+            // fills again from its own data: no write then extends the
+            // file past space that was never reserved.
+            self.allocated = self.file_len;
+            if !self.fill_warned {
+                self.fill_warned = true;
+                tracing::warn!(
+                    path = %job.path.display(),
+                    error = %error,
+                    "could not reserve and fill the log segment ahead of the writes: \
+                     syncs are slower (retried with every write; said once per segment)"
+                );
+            }
         }
         // Nothing rolls while a job runs, so its segment is still the
         // active one.
@@ -467,6 +493,7 @@ impl Wal {
         self.file = file;
         self.file_len = segment::HEADER_BYTES as u64;
         self.allocated = self.file_len;
+        self.fill_warned = false;
         Ok(())
     }
 

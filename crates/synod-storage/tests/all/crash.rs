@@ -301,3 +301,29 @@ fn a_fill_without_room_is_not_an_error() {
     let (_, recovered) = disk.open(opts).unwrap();
     assert_eq!(recovered.records, records);
 }
+
+/// A fill that failed is retried by the next write (from that write's own
+/// data: no later write extends the file past space never reserved), so
+/// once the disk has room again the chunk is prepared.
+#[test]
+fn a_failed_fill_is_retried_by_the_next_write() {
+    let sim = synod_storage::SimFs::new();
+    let disk = TestDisk::Sim(sim.clone());
+    let chunk = 1 << 20;
+    let opts = WalOptions {
+        preallocate_bytes: chunk,
+        ..WalOptions::default()
+    };
+    let (mut wal, _) = disk.open(opts.clone()).unwrap();
+    sim.set_space_bytes_max(Some(sim.used_bytes() + (64 << 10)));
+    let first: Vec<_> = (0..10).map(common::fixed_record).collect();
+    append_each_synced(&mut wal, &first);
+    let path = disk.newest_segment();
+    assert!(disk.len(&path) < chunk, "the fill did not fit");
+    sim.set_space_bytes_max(None);
+    append_each_synced(&mut wal, &[common::fixed_record(10)]);
+    assert_eq!(disk.len(&path), chunk, "the next write prepared the chunk");
+    drop(wal);
+    let (_, recovered) = disk.open(opts).unwrap();
+    assert_eq!(recovered.records.len(), 11);
+}
