@@ -217,12 +217,10 @@ impl StateMachine for Store {
     /// same commands, replies and state as `apply`.
     ///
     /// Commands go in groups: a group is decoded, the CPU is asked to fetch
-    /// the keyspace memory its keys lead to ([`Keyspace::prefetch`]: the
+    /// the keyspace memory its keys lead to (`Keyspace::prefetch`: the
     /// walks overlap their cache misses), then its commands are applied in
     /// order. Decoding ahead changes nothing (it reads only the bytes), nor
     /// does the prefetch (a hint).
-    ///
-    /// [`Keyspace::prefetch`]: crate::keyspace::Keyspace::prefetch
     fn apply_batch(&mut self, batch: &[synod::BatchCommand<'_>]) -> Vec<Bytes> {
         let mut replies = Vec::with_capacity(batch.len());
         let mut decoded = Vec::with_capacity(batch.len().min(PREFETCH_GROUP_MAX));
