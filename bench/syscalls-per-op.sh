@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# System calls and context switches per acknowledged request, per node of a
+# local 3-node cluster, for one redis-benchmark load sent to the leader: the
+# counts that say where a request's kernel time goes (client reads and
+# replies, peer writes, wake-ups, fsyncs).
+#
+#   bench/syscalls-per-op.sh -- REDIS_BENCHMARK_ARGS (must include -n N)
+#   e.g. bench/syscalls-per-op.sh -- -t set -c 50 -r 100000 -d 100 -n 100000
+#
+# SYNOD=<binary> picks the server (default target/release/synod). Needs perf
+# with the syscalls tracepoints (root). Counts are exact; how they are spread
+# over batches still moves with the machine's load, so compare runs side by
+# side. Counting starts after a warm-up and stops when the load ends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "${1:-}" = "--" ] && shift
+N=$(echo "$@" | grep -o -- '-n [0-9]*' | awk '{print $2}')
+[ -n "$N" ] || { echo "syscalls-per-op: pass -n N among the redis-benchmark args" >&2; exit 2; }
+SYNOD=${SYNOD:-target/release/synod}
+EVENTS=context-switches
+for call in recvfrom sendto writev write epoll_wait futex pwrite64 fdatasync; do
+  EVENTS="$EVENTS,syscalls:sys_enter_$call"
+done
+WORK=$(mktemp -d)
+"$SYNOD" cluster --data-dir "$WORK/s" --base-port 7400 >"$WORK/cluster.log" 2>&1 &
+CLUSTER=$!
+trap 'kill $CLUSTER 2>/dev/null; wait $CLUSTER 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 1 100); do
+  [ "$(redis-cli -p 7401 set ready 1 2>/dev/null)" = OK ] && break
+  sleep 0.2
+done
+LEADER=$(redis-cli -p 7401 info replication | tr -d '\r' | awk -F: '/^leader_id:/ {print $2}')
+PORT=$((7400 + LEADER))
+LEADER_PID=$(ss -ltnp | grep ":$PORT " | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+# Warm up: connections, tables, the allocator's arenas.
+redis-benchmark -p "$PORT" -q -n 50000 -t set -r 100000 -d 100 -c 50 >/dev/null 2>&1
+STATS=()
+for pid in $(pgrep -P "$CLUSTER"); do
+  perf stat -e "$EVENTS" -p "$pid" -o "$WORK/stat.$pid" 2>/dev/null &
+  STATS+=($!)
+done
+sleep 0.5
+redis-benchmark -p "$PORT" "$@" 2>/dev/null | tr '\r' '\n' | grep "requests per second" | tail -1
+kill -INT "${STATS[@]}"
+wait "${STATS[@]}" 2>/dev/null || true
+for pid in $(pgrep -P "$CLUSTER"); do
+  role=follower
+  [ "$pid" = "$LEADER_PID" ] && role=leader
+  echo "$role (pid $pid), per request:"
+  awk -v n="$N" '$1 ~ /^[0-9,]+$/ {gsub(",", "", $1); sub("syscalls:sys_enter_", "", $2); printf "  %-18s %.3f\n", $2, $1 / n}' "$WORK/stat.$pid"
+done
