@@ -18,18 +18,10 @@ SYNOD=${SYNOD:-target/release/synod}
 LIBC=$(ldd "$SYNOD" | awk '/libc.so.6/ {print $3}')
 perf probe -l 2>/dev/null | grep -q "probe_libc:malloc " || perf probe -q -x "$LIBC" malloc
 WORK=$(mktemp -d)
-"$SYNOD" cluster --data-dir "$WORK/s" --base-port 7400 >"$WORK/cluster.log" 2>&1 &
-CLUSTER=$!
-trap 'kill $CLUSTER 2>/dev/null; wait $CLUSTER 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do
-  [ "$(redis-cli -p 7401 set ready 1 2>/dev/null)" = OK ] && break
-  sleep 0.2
-done
-LEADER=$(redis-cli -p 7401 info replication | tr -d '\r' | awk -F: '/^leader_id:/ {print $2}')
-PORT=$((7400 + LEADER))
-LEADER_PID=$(ss -ltnp | grep ":$PORT " | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
-# Warm up: connections, tables, the allocator's arenas.
-redis-benchmark -p "$PORT" -q -n 50000 -t set -r 100000 -d 100 -c 50 >/dev/null 2>&1
+. bench/cost-lib.sh
+CLUSTER=
+trap '[ -n "$CLUSTER" ] && kill $CLUSTER 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+start_leader_cluster "$SYNOD" "$WORK"
 STATS=()
 for pid in $(pgrep -P "$CLUSTER"); do
   perf stat -e probe_libc:malloc -p "$pid" -o "$WORK/stat.$pid" 2>/dev/null &

@@ -1,5 +1,5 @@
-# Sourced by bench/side-by-side.sh and bench/cost-per-op.sh: what a set of
-# server processes spent, read from /proc.
+# Sourced by the bench scripts: what a set of server processes spent, read
+# from /proc, and a local cluster to measure.
 
 # cpu_ticks PID... -> utime+stime summed (every thread, live or exited), in
 # clock ticks (getconf CLK_TCK per second).
@@ -24,4 +24,24 @@ switches() {
 # rss_kib PID -> resident set size in KiB.
 rss_kib() {
   awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
+}
+
+# start_leader_cluster SYNOD_BIN WORK_DIR -> starts a local 3-node cluster
+# (base port 7400) in the background, waits until a write is acknowledged,
+# warms it up with 50k SETs at 50 clients on the leader, and sets CLUSTER
+# (its pid), PORT (the leader's RESP port) and LEADER_PID. Used by
+# bench/allocs-per-op.sh and bench/syscalls-per-op.sh.
+start_leader_cluster() {
+  "$1" cluster --data-dir "$2/s" --base-port 7400 >"$2/cluster.log" 2>&1 &
+  CLUSTER=$!
+  for _ in $(seq 1 100); do
+    [ "$(redis-cli -p 7401 set ready 1 2>/dev/null)" = OK ] && break
+    sleep 0.2
+  done
+  local leader
+  leader=$(redis-cli -p 7401 info replication | tr -d '\r' | awk -F: '/^leader_id:/ {print $2}')
+  PORT=$((7400 + leader))
+  LEADER_PID=$(ss -ltnp | grep ":$PORT " | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+  # Warm up: connections, tables, the allocator's arenas.
+  redis-benchmark -p "$PORT" -q -n 50000 -t set -r 100000 -d 100 -c 50 >/dev/null 2>&1
 }

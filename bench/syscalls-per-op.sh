@@ -22,18 +22,10 @@ for call in recvfrom sendto writev write epoll_wait futex pwrite64 fdatasync; do
   EVENTS="$EVENTS,syscalls:sys_enter_$call"
 done
 WORK=$(mktemp -d)
-"$SYNOD" cluster --data-dir "$WORK/s" --base-port 7400 >"$WORK/cluster.log" 2>&1 &
-CLUSTER=$!
-trap 'kill $CLUSTER 2>/dev/null; wait $CLUSTER 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do
-  [ "$(redis-cli -p 7401 set ready 1 2>/dev/null)" = OK ] && break
-  sleep 0.2
-done
-LEADER=$(redis-cli -p 7401 info replication | tr -d '\r' | awk -F: '/^leader_id:/ {print $2}')
-PORT=$((7400 + LEADER))
-LEADER_PID=$(ss -ltnp | grep ":$PORT " | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
-# Warm up: connections, tables, the allocator's arenas.
-redis-benchmark -p "$PORT" -q -n 50000 -t set -r 100000 -d 100 -c 50 >/dev/null 2>&1
+. bench/cost-lib.sh
+CLUSTER=
+trap '[ -n "$CLUSTER" ] && kill $CLUSTER 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+start_leader_cluster "$SYNOD" "$WORK"
 STATS=()
 for pid in $(pgrep -P "$CLUSTER"); do
   perf stat -e "$EVENTS" -p "$pid" -o "$WORK/stat.$pid" 2>/dev/null &
