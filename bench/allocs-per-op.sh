@@ -19,18 +19,8 @@ LIBC=$(ldd "$SYNOD" | awk '/libc.so.6/ {print $3}')
 perf probe -l 2>/dev/null | grep -q "probe_libc:malloc " || perf probe -q -x "$LIBC" malloc
 WORK=$(mktemp -d)
 . bench/cost-lib.sh
-CLUSTER=
-trap '[ -n "$CLUSTER" ] && kill $CLUSTER 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 start_leader_cluster "$SYNOD" "$WORK"
-STATS=()
-for pid in $(pgrep -P "$CLUSTER"); do
-  perf stat -e probe_libc:malloc -p "$pid" -o "$WORK/stat.$pid" 2>/dev/null &
-  STATS+=($!)
-done
-sleep 0.5
-redis-benchmark -p "$PORT" "$@" >/dev/null 2>&1
-kill -INT "${STATS[@]}"
-wait "${STATS[@]}" 2>/dev/null || true
+count_on_nodes "$WORK" probe_libc:malloc "$@"
 for pid in $(pgrep -P "$CLUSTER"); do
   role=follower
   [ "$pid" = "$LEADER_PID" ] && role=leader

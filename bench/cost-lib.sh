@@ -27,13 +27,16 @@ rss_kib() {
 }
 
 # start_leader_cluster SYNOD_BIN WORK_DIR -> starts a local 3-node cluster
-# (base port 7400) in the background, waits until a write is acknowledged,
-# warms it up with 50k SETs at 50 clients on the leader, and sets CLUSTER
-# (its pid), PORT (the leader's RESP port) and LEADER_PID. Used by
-# bench/allocs-per-op.sh and bench/syscalls-per-op.sh.
+# (base port 7400) in the background, stopped (and WORK_DIR removed) when the
+# script exits; waits until a write is acknowledged, warms it up with 50k
+# SETs at 50 clients on the leader, and sets CLUSTER (its pid), PORT (the
+# leader's RESP port) and LEADER_PID. Used by bench/allocs-per-op.sh and
+# bench/syscalls-per-op.sh.
 start_leader_cluster() {
   "$1" cluster --data-dir "$2/s" --base-port 7400 >"$2/cluster.log" 2>&1 &
   CLUSTER=$!
+  # shellcheck disable=SC2064 # the paths are fixed now
+  trap "kill $CLUSTER 2>/dev/null; wait 2>/dev/null; rm -rf '$2'" EXIT
   for _ in $(seq 1 100); do
     [ "$(redis-cli -p 7401 set ready 1 2>/dev/null)" = OK ] && break
     sleep 0.2
@@ -44,4 +47,23 @@ start_leader_cluster() {
   LEADER_PID=$(ss -ltnp | grep ":$PORT " | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
   # Warm up: connections, tables, the allocator's arenas.
   redis-benchmark -p "$PORT" -q -n 50000 -t set -r 100000 -d 100 -c 50 >/dev/null 2>&1
+}
+
+# count_on_nodes WORK_DIR EVENTS REDIS_BENCHMARK_ARGS... -> counts EVENTS
+# (`perf stat -e`) on every node of the cluster that start_leader_cluster
+# started, while redis-benchmark sends the load to the leader: the counts
+# are left in WORK_DIR/stat.PID, the load's throughput line in
+# WORK_DIR/load.out.
+count_on_nodes() {
+  local work=$1 events=$2 pid
+  shift 2
+  local stats=()
+  for pid in $(pgrep -P "$CLUSTER"); do
+    perf stat -e "$events" -p "$pid" -o "$work/stat.$pid" 2>/dev/null &
+    stats+=($!)
+  done
+  sleep 0.5
+  redis-benchmark -p "$PORT" "$@" 2>/dev/null | tr '\r' '\n' | grep "requests per second" | tail -1 >"$work/load.out" || true
+  kill -INT "${stats[@]}"
+  wait "${stats[@]}" 2>/dev/null || true
 }

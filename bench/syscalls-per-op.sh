@@ -23,18 +23,9 @@ for call in recvfrom sendto writev write epoll_wait futex pwrite64 fdatasync; do
 done
 WORK=$(mktemp -d)
 . bench/cost-lib.sh
-CLUSTER=
-trap '[ -n "$CLUSTER" ] && kill $CLUSTER 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 start_leader_cluster "$SYNOD" "$WORK"
-STATS=()
-for pid in $(pgrep -P "$CLUSTER"); do
-  perf stat -e "$EVENTS" -p "$pid" -o "$WORK/stat.$pid" 2>/dev/null &
-  STATS+=($!)
-done
-sleep 0.5
-redis-benchmark -p "$PORT" "$@" 2>/dev/null | tr '\r' '\n' | grep "requests per second" | tail -1
-kill -INT "${STATS[@]}"
-wait "${STATS[@]}" 2>/dev/null || true
+count_on_nodes "$WORK" "$EVENTS" "$@"
+cat "$WORK/load.out"
 for pid in $(pgrep -P "$CLUSTER"); do
   role=follower
   [ "$pid" = "$LEADER_PID" ] && role=leader
