@@ -109,14 +109,13 @@ pub struct SyncJob {
     groups: BTreeSet<GroupId>,
 }
 
-/// The part of a segment a sync job prepares for later writes.
+/// The part of a segment a sync job prepares for later writes: reserved
+/// (`fallocate`) from where the job's data starts (at or before the file's
+/// end) to `to` before the data is written, then zeros from the end of the
+/// data to `to` (none when the data reaches it).
 #[derive(Debug, Clone, Copy)]
 struct Fill {
-    /// Reserved (`fallocate`) from here to `to` before the data is written:
-    /// where the job's data starts (at or before the file's end).
-    reserve_from: u64,
-    /// Zeros written from here (the end of the job's data) to `to`; none
-    /// when the data reaches `to`.
+    /// The end of the job's data.
     zeros_from: u64,
     to: u64,
 }
@@ -132,17 +131,15 @@ impl SyncJob {
         // as zeros after any crash, before anything is written there.
         let reserved = self
             .fill
-            .map(|fill| self.file.allocate(fill.reserve_from, fill.to));
+            .map(|fill| (fill, self.file.allocate(self.offset, fill.to)));
         self.file
             .write_all_at(&self.bytes, self.offset)
             .map_err(|e| StorageError::io(&self.path, e))?;
-        if let Some(fill) = self.fill {
+        if let Some((fill, reserved)) = reserved {
             // Only speed depends on the fill (see
             // `WalOptions::preallocate_bytes`); a roll cuts whatever part
             // of it was written, by the file's real size.
-            let filled = reserved
-                .unwrap_or(Ok(()))
-                .and_then(|()| fill_zeros(&*self.file, fill.zeros_from, fill.to));
+            let filled = reserved.and_then(|()| fill_zeros(&*self.file, fill.zeros_from, fill.to));
             if let Err(e) = filled {
                 let _ = self.fill_error.set(e.to_string());
             }
@@ -357,7 +354,6 @@ impl Wal {
             // this write as a plain extension. Reserving blocks already
             // written costs nothing.
             fill = Some(Fill {
-                reserve_from: offset,
                 zeros_from: self.file_len,
                 to,
             });

@@ -805,8 +805,9 @@ fn run_command(
 pub(crate) fn prefetch_ahead(keyspace: &Keyspace, commands: &[KvCommand], position: u32) {
     let at = position as usize;
     if at.is_multiple_of(PREFETCH_GROUP_MAX) {
-        let group =
-            &commands[at.min(commands.len())..(at + PREFETCH_GROUP_MAX).min(commands.len())];
+        let group = commands
+            .get(at..(at + PREFETCH_GROUP_MAX).min(commands.len()))
+            .unwrap_or_default();
         keyspace.prefetch(group.iter().filter_map(KvCommand::hot_key));
     }
 }
