@@ -301,6 +301,9 @@ impl Replica {
             announced_chosen_end: InstanceId(0),
             probe_sent: 0,
             probe_sent_tick: now,
+            probe_partial: false,
+            full_probe: 0,
+            full_probe_order: Vec::new(),
             probe_acked: BTreeMap::new(),
             lease_acked: BTreeMap::new(),
             unconfirmed: std::collections::VecDeque::new(),
@@ -659,23 +662,44 @@ impl Replica {
     }
 
     pub(super) fn send_heartbeats(&mut self) {
+        self.send_heartbeat_round(None);
+    }
+
+    /// Sends one heartbeat round: to every member (`only` is `None`), or,
+    /// for a read round, to `only` (see `reads.rs`, `read_round_targets`).
+    /// A partial round is a read probe and nothing else: it does not count
+    /// as the periodic heartbeat (the others must still hear from this
+    /// leader, or they would campaign) nor as an announcement of the chosen
+    /// prefix (the others have not heard it).
+    pub(super) fn send_heartbeat_round(&mut self, only: Option<&[NodeId]>) {
         let Role::Leader(leader) = &mut self.role else {
             return;
         };
-        leader.heartbeat_sent_tick = self.now;
+        let chosen_end = self.learner.chosen_end;
+        if only.is_none() {
+            leader.heartbeat_sent_tick = self.now;
+            leader.announced_chosen_end = chosen_end;
+        }
+        leader.probe_partial = only.is_some();
         // Every heartbeat round is a read probe (see `reads.rs`).
         leader.probe_sent += 1;
         leader.probe_sent_tick = self.now;
         let probe = leader.probe_sent;
+        if only.is_none() {
+            leader.full_probe = probe;
+            leader.full_probe_order.clear();
+        }
         leader.lease.note_probe(probe, self.lease.clock());
         let ballot = leader.ballot;
-        let chosen_end = self.learner.chosen_end;
-        leader.announced_chosen_end = chosen_end;
         let applied = AppliedMark {
             applied_end: self.learner.applied_end,
             checksum: self.learner.checksum,
         };
-        for to in self.audience() {
+        let audience = match only {
+            Some(only) => only.to_vec(),
+            None => self.audience(),
+        };
+        for to in audience {
             if to != self.cfg.id {
                 let body = Body::Heartbeat {
                     ballot,

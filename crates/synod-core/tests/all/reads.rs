@@ -130,12 +130,13 @@ fn a_leader_serves_a_read_only_after_a_majority_answers_a_later_heartbeat() {
     // Deliver the heartbeats, but not the answers yet.
     n.exchange(|m| matches!(m.body, Body::Heartbeat { .. }));
     assert!(n.served[0].is_empty());
-    // One answer makes a majority with the leader's own vote.
+    // One answer makes a majority with the leader's own vote (and the
+    // round went to one follower only, see `read_rounds_go_to_a_quorum_only`).
     let acks: Vec<Message> = std::mem::take(&mut n.pool)
         .into_iter()
         .filter(|m| matches!(m.body, Body::HeartbeatAck { .. }))
         .collect();
-    assert_eq!(acks.len(), 2);
+    assert_eq!(acks.len(), 1);
     n.r[0].step(acks[0].clone());
     n.pump(1);
     assert_eq!(n.served[0], vec![(7, 1)], "served after x was applied");
@@ -296,4 +297,152 @@ fn a_reply_from_a_node_not_asked_is_ignored() {
         n.served[1].is_empty(),
         "took a reply from a node it did not ask"
     );
+}
+
+/// The followers a message pool holds heartbeats for.
+fn heartbeat_targets(pool: &[Message]) -> Vec<u32> {
+    let mut to: Vec<u32> = pool
+        .iter()
+        .filter(|m| matches!(m.body, Body::Heartbeat { .. }))
+        .map(|m| m.to.0)
+        .collect();
+    to.sort_unstable();
+    to
+}
+
+#[test]
+fn read_rounds_go_to_a_quorum_only() {
+    for (size, followers_asked) in [(3, 1), (5, 2)] {
+        let mut n = Net::new(size);
+        let all: Vec<u32> = (1..=size).collect();
+        n.elect(1, &all[1..]);
+        n.write(1, b"x", &all);
+        for k in 0..5u64 {
+            n.pool.clear();
+            n.r[0].read(ReadId(k)).unwrap();
+            n.pump(1);
+            let to = heartbeat_targets(&n.pool);
+            assert_eq!(to.len(), followers_asked, "{size} nodes: round to {to:?}");
+            n.exchange(|_| true);
+            assert_eq!(
+                n.served[0].len() as u64,
+                k + 1,
+                "{size} nodes: read {k} served"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_read_round_goes_to_everyone_while_a_write_is_in_flight() {
+    let mut n = Net::new(3);
+    n.elect(1, &[2, 3]);
+    n.write(1, b"x", &[1, 2, 3]);
+    n.pool.clear();
+    n.r[0].propose(Bytes::from_static(b"y")).unwrap();
+    n.pump(1);
+    n.r[0].read(ReadId(1)).unwrap();
+    n.pump(1);
+    assert_eq!(heartbeat_targets(&n.pool), vec![2, 3]);
+    n.exchange(|_| true);
+    assert_eq!(n.served[0], vec![(1, 2)], "served with y applied");
+}
+
+#[test]
+fn a_partial_round_left_unanswered_for_a_tick_goes_to_everyone() {
+    let mut n = Net::new(3);
+    n.elect(1, &[2, 3]);
+    n.write(1, b"x", &[1, 2, 3]);
+    n.pool.clear();
+    n.r[0].read(ReadId(1)).unwrap();
+    n.pump(1);
+    let to = heartbeat_targets(&n.pool);
+    assert_eq!(to.len(), 1);
+    let silent = to[0];
+    let other = 5 - silent;
+    // The follower asked is down: its heartbeat is lost, and so is
+    // everything sent to it from now on.
+    n.pool.clear();
+    n.tick(1);
+    assert!(
+        heartbeat_targets(&n.pool).contains(&other),
+        "after a tick the round goes to {other} too"
+    );
+    n.exchange(|m| m.to.0 != silent && m.from.0 != silent);
+    assert_eq!(n.served[0], vec![(1, 1)]);
+    // The follower that answered is asked first from now on.
+    n.pool.clear();
+    n.r[0].read(ReadId(2)).unwrap();
+    n.pump(1);
+    assert_eq!(heartbeat_targets(&n.pool), vec![other]);
+    n.exchange(|m| m.to.0 != silent && m.from.0 != silent);
+    assert_eq!(n.served[0], vec![(1, 1), (2, 1)]);
+}
+
+#[test]
+fn a_follower_left_out_of_read_rounds_still_hears_every_heartbeat_interval() {
+    let mut n = Net::new(3);
+    n.elect(1, &[2, 3]);
+    n.write(1, b"x", &[1, 2, 3]);
+    n.exchange(|_| true);
+    let cfg = n.r[0].config().clone();
+    let mut heard = [0u64; 4];
+    let mut quiet_max = [0u64; 4];
+    let mut quiet = [0u64; 4];
+    let ticks = cfg.election_ticks * 4;
+    for t in 0..ticks {
+        n.r[0].read(ReadId(t)).unwrap();
+        n.pump(1);
+        for id in 1..=3 {
+            n.tick(id);
+        }
+        for to in heartbeat_targets(&n.pool) {
+            heard[to as usize] += 1;
+            quiet[to as usize] = 0;
+        }
+        for id in 2..=3 {
+            quiet[id] += 1;
+            quiet_max[id] = quiet_max[id].max(quiet[id]);
+        }
+        n.exchange(|_| true);
+    }
+    assert_eq!(n.role(1), RoleKind::Leader);
+    assert_eq!(n.served[0].len() as u64, ticks, "every read served");
+    for id in 2..=3 {
+        assert!(heard[id] > 0, "n{id} heard nothing");
+        assert!(
+            quiet_max[id] <= cfg.heartbeat_ticks + 1,
+            "n{id} went {} ticks without a heartbeat",
+            quiet_max[id]
+        );
+    }
+}
+
+#[test]
+fn partial_rounds_go_to_the_quickest_to_answer_the_last_full_round() {
+    for quick in [2u32, 3] {
+        let mut n = Net::new(3);
+        n.elect(1, &[2, 3]);
+        n.write(1, b"x", &[1, 2, 3]);
+        n.pool.clear();
+        // Tick until the periodic heartbeat goes to both followers.
+        let mut rounds = 0;
+        while heartbeat_targets(&n.pool) != vec![2, 3] {
+            n.pool.clear();
+            n.tick(1);
+            rounds += 1;
+            assert!(rounds < 100, "no periodic heartbeat");
+        }
+        n.exchange(|m| matches!(m.body, Body::Heartbeat { .. }));
+        let mut acks = std::mem::take(&mut n.pool);
+        acks.sort_by_key(|m| m.from.0 != quick);
+        for ack in acks {
+            n.r[0].step(ack);
+            n.pump(1);
+        }
+        n.pool.clear();
+        n.r[0].read(ReadId(1)).unwrap();
+        n.pump(1);
+        assert_eq!(heartbeat_targets(&n.pool), vec![quick]);
+    }
 }
