@@ -671,7 +671,7 @@ impl Replica {
     /// as the periodic heartbeat (the others must still hear from this
     /// leader, or they would campaign) nor as an announcement of the chosen
     /// prefix (the others have not heard it).
-    pub(super) fn send_heartbeat_round(&mut self, only: Option<&[NodeId]>) {
+    pub(super) fn send_heartbeat_round(&mut self, only: Option<Vec<NodeId>>) {
         let Role::Leader(leader) = &mut self.role else {
             return;
         };
@@ -696,7 +696,7 @@ impl Replica {
             checksum: self.learner.checksum,
         };
         let audience = match only {
-            Some(only) => only.to_vec(),
+            Some(only) => only,
             None => self.audience(),
         };
         for to in audience {

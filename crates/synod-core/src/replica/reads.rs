@@ -11,9 +11,10 @@
 //! 2. It sends that round (at once, or when the round in flight is answered:
 //!    reads that arrive meanwhile share the next one) and waits until a
 //!    majority, itself included, acknowledged it at its ballot. In the
-//!    steady state the round goes only to as many followers as that
-//!    majority needs, the quickest first (`Replica::read_round_targets`):
-//!    on three nodes, one follower per round instead of two.
+//!    steady state the round goes only to the quickest followers that
+//!    majority needs, and to any follower whose read waits for it
+//!    (`Replica::read_round_targets`): on three nodes, one follower per
+//!    round instead of two.
 //! 3. Once every instance below the read index is applied, the read is served
 //!    from the state machine.
 //!
@@ -427,7 +428,7 @@ impl Replica {
         let stalled = partial_late && !answered && !leader.unconfirmed.is_empty();
         if (needs_round || stalled) && round_free {
             match self.read_round_targets().filter(|_| answered) {
-                Some(targets) => self.send_heartbeat_round(Some(&targets)),
+                Some(targets) => self.send_heartbeat_round(Some(targets)),
                 None => self.send_heartbeats(),
             }
             // Alone, the round is confirmed by this replica's own vote.
@@ -436,21 +437,31 @@ impl Replica {
         }
     }
 
-    /// The members a read round need go to: just enough voters to make a
-    /// quorum with this leader, the quickest to answer first. `None` (a round to everyone) unless the leader is in the
-    /// steady state where that is all a round is for: one membership, this
-    /// leader a voter of it, no proposal in flight (followers busy with
-    /// accepts and syncs answer late, and either may be the quick one), no
-    /// chosen prefix to announce, no change or transfer under way.
+    /// Whom a read round goes to, when not to everyone: the quickest voters
+    /// that make a quorum with this leader, plus every member whose read
+    /// (a `ReadIndexRequest`) waits for this round. `None`, a round to
+    /// everyone, unless the leader is in the steady state where confirming
+    /// reads is all a round is for: one membership, this leader a voter of
+    /// it, no proposal in flight (followers busy with accepts and syncs
+    /// answer late, and either may be the quick one), no chosen prefix to
+    /// announce, no change or transfer under way.
     ///
-    /// A probe sent to fewer members confirms exactly what it did before:
+    /// A round sent to fewer members confirms exactly what it did before:
     /// a quorum's acknowledgements, counted by `probe_confirmed` as ever.
-    /// Only liveness depends on the choice: a chosen follower that does not
-    /// answer within a tick makes the next round go to everyone
-    /// (`flush_reads`), and one that stopped answering ranks below those
-    /// that did from the next full round on (every heartbeat interval). It
-    /// halves the cost of reads on a three-node group: one
-    /// follower woken per round, not two.
+    /// Only liveness depends on the choice:
+    /// - The quickest are those that answered the last full round first
+    ///   (`Leader::full_probe_order`); a member that stopped answering, or
+    ///   whose answers cannot count (a rebuilding node acknowledges round
+    ///   0), drops out of that order at the next full round, at least once
+    ///   a heartbeat interval.
+    /// - A chosen member that does not answer within a tick makes the next
+    ///   round go to everyone (`flush_reads`).
+    /// - A member that asked is added, never counted in the quorum's place:
+    ///   it learns the chosen prefix from the round (its read may wait for
+    ///   it), and it may be one that cannot answer (a rebuilding node still
+    ///   asks for its clients' reads).
+    ///
+    /// On three nodes this wakes one follower per round instead of two.
     fn read_round_targets(&self) -> Option<Vec<NodeId>> {
         let Role::Leader(leader) = &self.role else {
             return None;
@@ -468,24 +479,8 @@ impl Replica {
         if memberships.next().is_some() || !membership.is_voter(self.cfg.id) {
             return None;
         }
-        let mut others: Vec<NodeId> = membership.voters().filter(|v| *v != self.cfg.id).collect();
-        let need = membership.quorum() - 1;
-        if need >= others.len() {
-            return None;
-        }
-        // A follower whose read waits for this round gets it too: it
-        // learns the chosen prefix from it, which its read may wait for.
-        let asking = |v: &NodeId| {
-            leader
-                .unconfirmed
-                .iter()
-                .rev()
-                .take_while(|u| u.probe > leader.probe_sent)
-                .any(|u| matches!(u.origin, Origin::Remote(node, _) if node == *v))
-        };
-        // Then the quickest to answer the last full round; then those that
-        // answered the latest rounds (the full round's answers may be on
-        // their way still).
+        let mut targets: Vec<NodeId> = membership.voters().filter(|v| *v != self.cfg.id).collect();
+        let others = targets.len();
         let rank = |v: &NodeId| {
             leader
                 .full_probe_order
@@ -493,18 +488,23 @@ impl Replica {
                 .position(|o| o == v)
                 .unwrap_or(usize::MAX)
         };
+        // The full round's answers may be on their way still: then those
+        // that answered the latest rounds.
         let acked = |v: &NodeId| leader.probe_acked.get(v).copied().unwrap_or(0);
-        others.sort_by_cached_key(|v| {
-            (
-                std::cmp::Reverse(asking(v)),
-                rank(v),
-                std::cmp::Reverse(acked(v)),
-                *v,
-            )
-        });
-        let asked = others.iter().take_while(|v| asking(v)).count();
-        others.truncate(need.max(asked));
-        (others.len() < membership.voter_count() - 1).then_some(others)
+        targets.sort_by_key(|v| (rank(v), std::cmp::Reverse(acked(v)), *v));
+        targets.truncate(membership.quorum() - 1);
+        for read in leader.unconfirmed.iter().rev() {
+            if read.probe <= leader.probe_sent {
+                break;
+            }
+            if let Origin::Remote(node, _) = read.origin {
+                if node != self.cfg.id && !targets.contains(&node) {
+                    targets.push(node);
+                }
+            }
+        }
+        let voters_asked = targets.iter().filter(|v| membership.is_voter(**v)).count();
+        (voters_asked < others).then_some(targets)
     }
 
     /// Called from `take_ready` last: hands out confirmed reads whose index
