@@ -596,10 +596,15 @@ impl Encode for Message {
                 buf.put_u8(13);
                 buf.put_u64_le(*id);
             }
-            Body::ReadIndexReply { id, index } => {
+            Body::ReadIndexReply {
+                id,
+                index,
+                chosen_end,
+            } => {
                 buf.put_u8(14);
                 buf.put_u64_le(*id);
                 put_instance(buf, *index);
+                put_instance(buf, *chosen_end);
             }
             Body::StateDigest { mark } => {
                 buf.put_u8(15);
@@ -703,7 +708,7 @@ pub fn encoded_len(msg: &Message) -> usize {
         }
         Body::SnapshotRequest { .. } => INSTANCE_BYTES + 8,
         Body::ReadIndexRequest { .. } => 8,
-        Body::ReadIndexReply { .. } => 8 + INSTANCE_BYTES,
+        Body::ReadIndexReply { .. } => 8 + 2 * INSTANCE_BYTES,
         Body::StateDigest { .. } => INSTANCE_BYTES + 8,
         Body::TakeOver { .. } => BALLOT_BYTES + 4,
         Body::MemberRequest { op, .. } => 8 + member_op_len(op),
@@ -846,6 +851,7 @@ impl Decode for Message {
             14 => Body::ReadIndexReply {
                 id: get_u64(buf)?,
                 index: get_instance(buf)?,
+                chosen_end: get_instance(buf)?,
             },
             15 => Body::StateDigest {
                 mark: StateMark {

@@ -162,6 +162,11 @@ pub enum Body {
         id: u64,
         /// The leader's log end when the request arrived.
         index: InstanceId,
+        /// The leader's chosen prefix when it answered: a follower that
+        /// missed an announcement learns from it what its read waits for
+        /// (catch-up fetches it), whether or not the confirming round
+        /// reached it (see `Replica::read_round_targets`).
+        chosen_end: InstanceId,
     },
     /// Client commands sent by a follower to the leader it knows.
     Forward {

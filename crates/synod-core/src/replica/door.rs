@@ -347,7 +347,9 @@ fn within_limits(body: &Body) -> bool {
             ..
         } => ballot_ok(ballot) && instance_ok(chosen_end) && instance_ok(&applied.applied_end),
         Body::ReadIndexRequest { .. } => true,
-        Body::ReadIndexReply { index, .. } => instance_ok(index),
+        Body::ReadIndexReply {
+            index, chosen_end, ..
+        } => instance_ok(index) && instance_ok(chosen_end),
         Body::Forward { .. } => true,
         Body::CatchupRequest { from, to } => instance_ok(from) && instance_ok(to),
         Body::CatchupReply { entries } => entries.iter().all(|(i, _)| instance_ok(i)),

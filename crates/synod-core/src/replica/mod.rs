@@ -724,7 +724,11 @@ impl Replica {
                 self.handle_heartbeat_ack(from, ballot, chosen_end, applied, probe, granted)
             }
             Body::ReadIndexRequest { id } => self.handle_read_index_request(from, id),
-            Body::ReadIndexReply { id, index } => self.handle_read_index_reply(from, id, index),
+            Body::ReadIndexReply {
+                id,
+                index,
+                chosen_end,
+            } => self.handle_read_index_reply(from, id, index, chosen_end),
             Body::Forward { commands } => self.handle_forward(commands),
             Body::CatchupRequest { from: first, to } => {
                 self.handle_catchup_request(from, first, to)

@@ -12,9 +12,8 @@
 //!    reads that arrive meanwhile share the next one) and waits until a
 //!    majority, itself included, acknowledged it at its ballot. In the
 //!    steady state the round goes only to the quickest followers that
-//!    majority needs, and to any follower whose read waits for it
-//!    (`Replica::read_round_targets`): on three nodes, one follower per
-//!    round instead of two.
+//!    majority needs (`Replica::read_round_targets`): on three nodes, one
+//!    follower per round instead of two.
 //! 3. Once every instance below the read index is applied, the read is served
 //!    from the state machine.
 //!
@@ -199,7 +198,13 @@ impl Replica {
         if let Some(index) = self.lease_read_index() {
             // Answered at once under the leader's lease (see `lease.rs`).
             self.note_lease_read();
-            self.send(from, Body::ReadIndexReply { id, index }, Gate::Now);
+            let chosen_end = self.learner.chosen_end;
+            let reply = Body::ReadIndexReply {
+                id,
+                index,
+                chosen_end,
+            };
+            self.send(from, reply, Gate::Now);
             return;
         }
         // Not leading: no answer; the follower asks again or gives up.
@@ -211,11 +216,21 @@ impl Replica {
     }
 
     /// The leader answered a request of ours.
-    pub(super) fn handle_read_index_reply(&mut self, from: NodeId, id: u64, index: InstanceId) {
+    pub(super) fn handle_read_index_reply(
+        &mut self,
+        from: NodeId,
+        id: u64,
+        index: InstanceId,
+        chosen_end: InstanceId,
+    ) {
         // The reply is valid whoever leads now: it was confirmed after our
         // request (hence after every read in it) arrived. Only the node we
         // asked can answer, and only once.
         if self.reads.asked.get(&id).is_some_and(|a| a.leader == from) {
+            // What it says is chosen is a hint for catch-up, as a
+            // heartbeat's prefix is: catch-up fetches only values a peer
+            // knows chosen, so a wrong claim costs a fetch, never safety.
+            self.learner.commit_seen = self.learner.commit_seen.max(chosen_end);
             if let Some(asked) = self.reads.asked.remove(&id) {
                 for (read, _) in asked.reads {
                     self.reads.waiting.push((index, read));
@@ -370,8 +385,14 @@ impl Replica {
                 }
             }
         }
+        let chosen_end = self.learner.chosen_end;
         for (node, id, index) in replies {
-            self.send(node, Body::ReadIndexReply { id, index }, Gate::Now);
+            let reply = Body::ReadIndexReply {
+                id,
+                index,
+                chosen_end,
+            };
+            self.send(node, reply, Gate::Now);
         }
     }
 
@@ -438,8 +459,7 @@ impl Replica {
     }
 
     /// Whom a read round goes to, when not to everyone: the quickest voters
-    /// that make a quorum with this leader, plus every member whose read
-    /// (a `ReadIndexRequest`) waits for this round. `None`, a round to
+    /// that make a quorum with this leader. `None`, a round to
     /// everyone, unless the leader is in the steady state where confirming
     /// reads is all a round is for: one membership, this leader a voter of
     /// it, no proposal in flight (followers busy with accepts and syncs
@@ -456,10 +476,11 @@ impl Replica {
     ///   a heartbeat interval.
     /// - A chosen member that does not answer within a tick makes the next
     ///   round go to everyone (`flush_reads`).
-    /// - A member that asked is added, never counted in the quorum's place:
-    ///   it learns the chosen prefix from the round (its read may wait for
-    ///   it), and it may be one that cannot answer (a rebuilding node still
-    ///   asks for its clients' reads).
+    /// - A member whose read (a `ReadIndexRequest`) waits for the round
+    ///   gets no heartbeat for it: the reply carries the chosen prefix its
+    ///   read may wait for. An asker is not given a place in the quorum
+    ///   either (a rebuilding node asks for its clients' reads, but its
+    ///   acknowledgements confirm nothing).
     ///
     /// On three nodes this wakes one follower per round instead of two.
     fn read_round_targets(&self) -> Option<Vec<NodeId>> {
@@ -493,18 +514,7 @@ impl Replica {
         let acked = |v: &NodeId| leader.probe_acked.get(v).copied().unwrap_or(0);
         targets.sort_by_key(|v| (rank(v), std::cmp::Reverse(acked(v)), *v));
         targets.truncate(membership.quorum() - 1);
-        for read in leader.unconfirmed.iter().rev() {
-            if read.probe <= leader.probe_sent {
-                break;
-            }
-            if let Origin::Remote(node, _) = read.origin {
-                if node != self.cfg.id && !targets.contains(&node) {
-                    targets.push(node);
-                }
-            }
-        }
-        let voters_asked = targets.iter().filter(|v| membership.is_voter(**v)).count();
-        (voters_asked < others).then_some(targets)
+        (targets.len() < others).then_some(targets)
     }
 
     /// Called from `take_ready` last: hands out confirmed reads whose index

@@ -133,7 +133,13 @@ fn body() -> impl Strategy<Value = Body> {
                 }
             ),
         any::<u64>().prop_map(|id| Body::ReadIndexRequest { id }),
-        (any::<u64>(), instance.clone()).prop_map(|(id, index)| Body::ReadIndexReply { id, index }),
+        (any::<u64>(), instance.clone(), instance.clone()).prop_map(|(id, index, chosen_end)| {
+            Body::ReadIndexReply {
+                id,
+                index,
+                chosen_end,
+            }
+        }),
         (instance.clone(), any::<u64>()).prop_map(|(applied_end, digest)| Body::StateDigest {
             mark: StateMark {
                 applied_end,
