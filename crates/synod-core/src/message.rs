@@ -160,7 +160,8 @@ pub enum Body {
     ReadIndexReply {
         /// The request answered.
         id: u64,
-        /// The leader's log end when the request arrived.
+        /// Where the reads may be served from: the leader's log end when
+        /// the request arrived, or later.
         index: InstanceId,
         /// The leader's chosen prefix when it answered: a follower that
         /// missed an announcement learns from it what its read waits for

@@ -27,8 +27,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub const MAGIC: [u8; 4] = *b"SYND";
 /// The protocol version this crate speaks. Version 2: heartbeats carry a read probe; read-index request and reply.
 /// Version 3: promises come in pages (`first_instance`, `more_from`). Version 4: snapshot chunks
-/// carry the digest of the whole snapshot; replicas exchange state digests. Version 6: a
-/// read-index reply carries the leader's chosen prefix.
+/// carry the digest of the whole snapshot; replicas exchange state digests. Version 5: a
+/// heartbeat acknowledgement carries the lease it grants. Version 6: a read-index reply carries
+/// the leader's chosen prefix.
 pub const PROTOCOL_VERSION: u16 = 6;
 /// Length of a handshake payload (unchanged since version 1).
 pub const HANDSHAKE_PAYLOAD_BYTES: usize = 4 + 2 + 8 + 4 + 4;

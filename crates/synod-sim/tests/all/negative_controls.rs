@@ -194,23 +194,24 @@ fn learners_counted_toward_quorums_are_caught_by_the_quorum_checker() {
 /// read by lease from its stale state before it hears of the new ballot.
 /// Only the linearizability checker sees it. Rare (the read must arrive
 /// during the pause, after the write, and be handled first when the node
-/// wakes): since restores run off the event loop (issue 17), a search of
-/// seeds 0..700 found 83, 404 and 418; the test runs from 83 so that it
-/// stays short.
+/// wakes): since read rounds go to a quorum only and read-index replies
+/// carry the chosen prefix (issue 15, which moved every seed's course), a
+/// search of seeds 0..300 found 128 and 276; the test runs from 128 so that
+/// it stays short.
 #[test]
 fn a_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
-    let caught = caught_among("lease-drift-beyond-bound", "linearizab", 83..85);
+    let caught = caught_among("lease-drift-beyond-bound", "linearizab", 128..130);
     assert_eq!(
         caught,
-        Some(83),
-        "a lease on a clock beyond its drift bound went unnoticed on seeds 83..85"
+        Some(128),
+        "a lease on a clock beyond its drift bound went unnoticed on seeds 128..130"
     );
-    // With lazy leaders (the default mix): seed 763 is the first of
-    // 0..2200 (about 5 seeds in 1000 show it, as with eager leaders).
-    let caught = caught_among_with("lease-drift-beyond-bound", "linearizab", 763..765, false);
+    // With lazy leaders (the default mix): seeds 37 and 629 are the first
+    // two of 0..630 (a few seeds in 1000 show it, as with eager leaders).
+    let caught = caught_among_with("lease-drift-beyond-bound", "linearizab", 37..39, false);
     assert_eq!(
         caught,
-        Some(763),
+        Some(37),
         "a lease on a clock beyond its drift bound went unnoticed with lazy leaders"
     );
 }
