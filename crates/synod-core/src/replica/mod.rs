@@ -240,12 +240,10 @@ struct Leader {
     /// when, and per member the highest round it acknowledged.
     probe_sent: u64,
     probe_sent_tick: u64,
-    /// Whether the last round went to only some members (a read round,
-    /// `reads.rs`): it is superseded by a full one after a tick unanswered.
-    probe_partial: bool,
-    /// The last round sent to every member, and the members in the order
-    /// their acknowledgements of it came in: the quickest first, whom
-    /// partial rounds go to (`Replica::read_round_targets`).
+    /// The last round sent to every member (a later one went to only some,
+    /// see `reads.rs`), and the members in the order their
+    /// acknowledgements of it came in: the quickest first, whom partial
+    /// rounds go to (`Replica::read_round_targets`).
     full_probe: u64,
     full_probe_order: Vec<NodeId>,
     probe_acked: BTreeMap<NodeId, u64>,

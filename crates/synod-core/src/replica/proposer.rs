@@ -301,7 +301,6 @@ impl Replica {
             announced_chosen_end: InstanceId(0),
             probe_sent: 0,
             probe_sent_tick: now,
-            probe_partial: false,
             full_probe: 0,
             full_probe_order: Vec::new(),
             probe_acked: BTreeMap::new(),
@@ -676,16 +675,13 @@ impl Replica {
             return;
         };
         let chosen_end = self.learner.chosen_end;
-        if only.is_none() {
-            leader.heartbeat_sent_tick = self.now;
-            leader.announced_chosen_end = chosen_end;
-        }
-        leader.probe_partial = only.is_some();
         // Every heartbeat round is a read probe (see `reads.rs`).
         leader.probe_sent += 1;
         leader.probe_sent_tick = self.now;
         let probe = leader.probe_sent;
         if only.is_none() {
+            leader.heartbeat_sent_tick = self.now;
+            leader.announced_chosen_end = chosen_end;
             leader.full_probe = probe;
             leader.full_probe_order.clear();
         }

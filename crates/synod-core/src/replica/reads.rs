@@ -439,7 +439,9 @@ impl Replica {
         // next. A round that is not answered in time is superseded; a
         // partial one after a tick, by a round to everyone.
         let answered = confirmed >= leader.probe_sent;
-        let partial_late = leader.probe_partial && self.now > leader.probe_sent_tick;
+        // The last round went to only some members (none was full since).
+        let partial = leader.full_probe < leader.probe_sent;
+        let partial_late = partial && self.now > leader.probe_sent_tick;
         let round_free = answered
             || partial_late
             || self.now - leader.probe_sent_tick >= self.cfg.retransmit_ticks;
@@ -448,7 +450,13 @@ impl Replica {
         // happens to fall while a round is in flight costs one full round).
         let stalled = partial_late && !answered && !leader.unconfirmed.is_empty();
         if (needs_round || stalled) && round_free {
-            match self.read_round_targets().filter(|_| answered) {
+            // A round superseded (unanswered) goes to everyone.
+            let partial_targets = if answered {
+                self.read_round_targets()
+            } else {
+                None
+            };
+            match partial_targets {
                 Some(targets) => self.send_heartbeat_round(Some(targets)),
                 None => self.send_heartbeats(),
             }
