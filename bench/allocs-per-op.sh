@@ -12,13 +12,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "${1:-}" = "--" ] && shift
-N=$(echo "$@" | grep -o -- '-n [0-9]*' | awk '{print $2}')
-[ -n "$N" ] || { echo "allocs-per-op: pass -n N among the redis-benchmark args" >&2; exit 2; }
+. bench/cost-lib.sh
+N=$(requests_of allocs-per-op "$@")
 SYNOD=${SYNOD:-target/release/synod}
 LIBC=$(ldd "$SYNOD" | awk '/libc.so.6/ {print $3}')
 perf probe -l 2>/dev/null | grep -q "probe_libc:malloc " || perf probe -q -x "$LIBC" malloc
 WORK=$(mktemp -d)
-. bench/cost-lib.sh
 start_leader_cluster "$SYNOD" "$WORK"
 count_on_nodes "$WORK" probe_libc:malloc "$@"
 for pid in $(pgrep -P "$CLUSTER"); do

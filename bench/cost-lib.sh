@@ -21,6 +21,17 @@ switches() {
     awk '/ctxt_switches/ {s += $2} END {print s + 0}'
 }
 
+# requests_of SCRIPT REDIS_BENCHMARK_ARGS... -> the N of their `-n N`; exits
+# with a message naming SCRIPT when there is none (a per-request count needs
+# it).
+requests_of() {
+  local script=$1 n
+  shift
+  n=$(echo "$@" | grep -o -- '-n [0-9]*' | awk '{print $2}')
+  [ -n "$n" ] || { echo "$script: pass -n N among the redis-benchmark args" >&2; exit 2; }
+  echo "$n"
+}
+
 # rss_kib PID -> resident set size in KiB.
 rss_kib() {
   awk '/^VmRSS:/ {print $2}' "/proc/$1/status"

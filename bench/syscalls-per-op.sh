@@ -14,15 +14,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "${1:-}" = "--" ] && shift
-N=$(echo "$@" | grep -o -- '-n [0-9]*' | awk '{print $2}')
-[ -n "$N" ] || { echo "syscalls-per-op: pass -n N among the redis-benchmark args" >&2; exit 2; }
+. bench/cost-lib.sh
+N=$(requests_of syscalls-per-op "$@")
 SYNOD=${SYNOD:-target/release/synod}
 EVENTS=context-switches
 for call in recvfrom sendto writev write epoll_wait futex pwrite64 fdatasync; do
   EVENTS="$EVENTS,syscalls:sys_enter_$call"
 done
 WORK=$(mktemp -d)
-. bench/cost-lib.sh
 start_leader_cluster "$SYNOD" "$WORK"
 count_on_nodes "$WORK" "$EVENTS" "$@"
 cat "$WORK/load.out"
