@@ -49,10 +49,23 @@ pub(crate) fn invalid_expire_time(name: &str) -> Reply {
 /// assert_eq!(parse(&args), Ok(KvCommand::Get { key: Bytes::from("k") }));
 /// ```
 pub fn parse(args: &[Bytes]) -> Result<KvCommand, synod_resp::Reply> {
-    let Some(name) = args.first() else {
+    parse_spec(args.first().and_then(|name| spec_of(name)), args)
+}
+
+/// [`parse`] given what `spec_of(&args[0])` is (the connection looked the
+/// name up already): `None` for a name the table lacks.
+pub(crate) fn parse_spec(
+    spec: Option<&'static table::CommandSpec>,
+    args: &[Bytes],
+) -> Result<KvCommand, synod_resp::Reply> {
+    if args.is_empty() {
         return Err(Reply::error("ERR empty command"));
-    };
-    let spec = spec_of(name).ok_or_else(|| unknown_command(args))?;
+    }
+    debug_assert_eq!(
+        spec.map(|spec| spec.name),
+        spec_of(&args[0]).map(|spec| spec.name)
+    );
+    let spec = spec.ok_or_else(|| unknown_command(args))?;
     if !spec.arity_accepts(args.len()) {
         return Err(wrong_arity(spec.name));
     }
@@ -212,7 +225,7 @@ pub fn parse(args: &[Bytes]) -> Result<KvCommand, synod_resp::Reply> {
 
 /// The command table's entry for a name in any case, lowercased on the
 /// stack (this runs for every data command).
-fn spec_of(name: &[u8]) -> Option<&'static table::CommandSpec> {
+pub(crate) fn spec_of(name: &[u8]) -> Option<&'static table::CommandSpec> {
     if name.len() > COMMAND_NAME_LEN_MAX || !name.is_ascii() {
         return None;
     }

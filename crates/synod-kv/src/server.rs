@@ -19,7 +19,7 @@ use crate::command::KvCommand;
 use crate::conn::{Conn, ExecPart, Item, StatTag};
 use crate::expiry_sweep::SweepPacer;
 use crate::info::{CommandStats, Ending};
-use crate::parse::parse;
+use crate::parse::parse_spec;
 use crate::reply_codec::decode_reply;
 use bytes::buf::BufMut;
 use bytes::{Bytes, BytesMut};
@@ -28,7 +28,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synod::Node;
-use synod_resp::{write_reply, Limits, Protocol, ProtocolError, Reply, RequestParser};
+use synod_resp::{
+    write_reply, Limits, Protocol, ProtocolError, Reply, RequestParser, ARGS_KEPT_MAX,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -513,6 +515,9 @@ where
     // they have run: it changes what this connection receives at once, so
     // it must not overtake a PUBLISH before it (pub/sub review).
     let mut deferred: Option<Vec<Bytes>> = None;
+    // Each request's arguments, in one vector kept for the connection's
+    // life (see `RequestParser::parse_into`).
+    let mut args: Vec<Bytes> = Vec::new();
     loop {
         // Pub/sub messages delivered so far go out before the next request
         // is handled (see `crate::pubsub`).
@@ -548,23 +553,34 @@ where
         while items.len() < cfg.pipeline_max {
             parser.set_unauthenticated(!conn.authenticated());
             let parsed = match deferred.take() {
-                Some(args) => Ok(Some(args)),
-                None => parser.parse(&mut input),
+                Some(held) => {
+                    args = held;
+                    Ok(true)
+                }
+                None => parser.parse_into(&mut input, &mut args),
             };
             match parsed {
-                Ok(Some(args)) if !items.is_empty() && changes_subscriptions(&args) => {
-                    deferred = Some(args);
+                Ok(true) if !items.is_empty() && changes_subscriptions(&args) => {
+                    deferred = Some(std::mem::take(&mut args));
                     break;
                 }
-                Ok(Some(args)) => {
-                    let item = conn.handle(args);
+                Ok(true) => {
+                    let item = conn.handle(&args);
+                    // The item holds what it needs of the request: the
+                    // frame is not kept alive by this vector while the
+                    // batch runs, nor a huge request's slots for the
+                    // connection's life.
+                    args.clear();
+                    if args.capacity() > ARGS_KEPT_MAX {
+                        args = Vec::new();
+                    }
                     quit = matches!(item, Item::Quit(_));
                     items.push(item);
                     if quit {
                         break;
                     }
                 }
-                Ok(None) => break,
+                Ok(false) => break,
                 Err(err) => {
                     // Like Redis: answer the protocol error and close.
                     conn.untracked();
@@ -1104,14 +1120,18 @@ fn next_pick_nonce() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-pub(crate) fn parse_data(args: &[Bytes], value_bytes_max: usize) -> Result<KvCommand, Reply> {
+pub(crate) fn parse_data(
+    args: &[Bytes],
+    spec: Option<&'static crate::table::CommandSpec>,
+    value_bytes_max: usize,
+) -> Result<KvCommand, Reply> {
     if let Some(big) = args.iter().find(|a| a.len() > value_bytes_max) {
         return Err(Reply::error(format!(
             "ERR argument of {} bytes exceeds the maximum value size of {value_bytes_max} bytes",
             big.len()
         )));
     }
-    let mut command = parse(args)?;
+    let mut command = parse_spec(spec, args)?;
     if let KvCommand::RandomKey { nonce } = &mut command {
         *nonce = next_pick_nonce();
     }

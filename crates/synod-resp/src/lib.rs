@@ -43,6 +43,7 @@ pub use client::{parse_reply, write_request};
 pub use encode::{format_double, write_reply, Protocol};
 pub use error::ProtocolError;
 pub use parse::{
-    Limits, LimitsError, RequestParser, UNAUTHENTICATED_ARGS_MAX, UNAUTHENTICATED_BULK_BYTES_MAX,
+    Limits, LimitsError, RequestParser, ARGS_KEPT_MAX, UNAUTHENTICATED_ARGS_MAX,
+    UNAUTHENTICATED_BULK_BYTES_MAX,
 };
 pub use reply::Reply;

@@ -370,3 +370,26 @@ fn limits_validate() {
         "limit args_max must be at least 1"
     );
 }
+
+/// `parse_into` reuses the caller's vector: each call leaves in it only
+/// the request it found (nothing of the one before), and nothing when the
+/// buffer ends inside a request or the stream is broken.
+#[test]
+fn parse_into_leaves_only_the_request_found() {
+    let mut parser = RequestParser::default();
+    let mut args = Vec::new();
+    let mut buf =
+        BytesMut::from(&b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\nPING\r\n*2\r\n$3\r\nGET"[..]);
+    assert_eq!(parser.parse_into(&mut buf, &mut args), Ok(true));
+    assert_eq!(args, ["SET", "k", "v"]);
+    assert_eq!(parser.parse_into(&mut buf, &mut args), Ok(true));
+    assert_eq!(args, ["PING"]);
+    assert_eq!(parser.parse_into(&mut buf, &mut args), Ok(false));
+    assert!(args.is_empty());
+    buf.extend_from_slice(b"\r\n$1\r\nk\r\n");
+    assert_eq!(parser.parse_into(&mut buf, &mut args), Ok(true));
+    assert_eq!(args, ["GET", "k"]);
+    buf.extend_from_slice(b"*1\r\n+oops\r\n");
+    assert!(parser.parse_into(&mut buf, &mut args).is_err());
+    assert!(args.is_empty());
+}
