@@ -1029,7 +1029,9 @@ impl Conn {
                     i += 3;
                 }
                 "setname" if i + 1 < args.len() => {
-                    self.name = Some(args[i + 1].clone());
+                    // A copy: an argument is a slice of a copy of the read
+                    // buffer shared with the requests around it.
+                    self.name = Some(Bytes::copy_from_slice(&args[i + 1]));
                     i += 2;
                 }
                 _ => return self.reply(Reply::error("ERR syntax error")),
@@ -1086,7 +1088,8 @@ impl Conn {
                         "ERR Client names cannot contain spaces, newlines or special characters.",
                     ));
                 }
-                self.name = (!args[2].is_empty()).then(|| args[2].clone());
+                // A copy, as HELLO's SETNAME.
+                self.name = (!args[2].is_empty()).then(|| Bytes::copy_from_slice(&args[2]));
                 self.reply(Reply::ok())
             }
             ("setinfo", 4) => {
