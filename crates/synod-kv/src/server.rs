@@ -487,6 +487,10 @@ where
 
 /// The connection loop: read, parse, execute, answer. Returns why the
 /// server closed the client, or `None` when the client left (or QUIT).
+/// The most item slots a connection keeps between batches (see
+/// `serve_client`): pipelines of up to 64 requests reuse them.
+const ITEMS_KEPT_MAX: usize = 64;
+
 async fn serve_client<S>(
     stream: &mut S,
     peer: SocketAddr,
@@ -518,6 +522,9 @@ where
     // Each request's arguments, in one vector kept for the connection's
     // life (see `RequestParser::parse_into`).
     let mut args: Vec<Bytes> = Vec::new();
+    // The items parsed from what is buffered, run as one batch; kept (empty)
+    // between batches, so a request costs no vector of its own.
+    let mut items: Vec<Item> = Vec::new();
     loop {
         // Pub/sub messages delivered so far go out before the next request
         // is handled (see `crate::pubsub`).
@@ -547,7 +554,7 @@ where
         // Parse what is buffered, up to the pipeline limit. The pre-AUTH
         // caps follow the connection's state request by request: an AUTH
         // is handled before the next request's header is read.
-        let mut items = Vec::new();
+        debug_assert!(items.is_empty());
         let mut close = None;
         let mut quit = false;
         while items.len() < cfg.pipeline_max {
@@ -595,17 +602,22 @@ where
                 // A blocked client that closes must not stay registered:
                 // read (and buffer) while it waits, and end on EOF.
                 let room = cfg.query_buffer_bytes_max.saturating_sub(input.len());
-                let run = run_items(shared, &mut conn, items, &mut output);
+                let run = run_items(shared, &mut conn, &mut items, &mut output);
                 match crate::blocking::until_closed(run, stream, &mut input, room).await? {
                     WhileBlocked::Done(fits) => fits,
                     WhileBlocked::Closed => return Ok(None),
                     WhileBlocked::Overflow => return Ok(Some(Closed::QueryBuffer)),
                 }
             } else {
-                run_items(shared, &mut conn, items, &mut output).await
+                run_items(shared, &mut conn, &mut items, &mut output).await
             };
             if !fits {
                 return Ok(Some(Closed::OutputBuffer));
+            }
+            if items.capacity() > ITEMS_KEPT_MAX {
+                // A deep pipeline's slots are not kept for the connection's
+                // life (up to `pipeline_max` items of ~100 bytes).
+                items = Vec::new();
             }
             if !write_or_idle(stream, &output, wait_max).await? {
                 return Ok(Some(ran_out()));
@@ -687,7 +699,12 @@ where
 /// Runs a batch of items in order and writes their replies. Returns `false`
 /// when the replies exceeded the output buffer limit (they are then not all
 /// written, and the client must be closed: it would miss replies).
-async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut BytesMut) -> bool {
+async fn run_items(
+    shared: &Shared,
+    conn: &mut Conn,
+    items: &mut Vec<Item>,
+    out: &mut BytesMut,
+) -> bool {
     let mut out = Output {
         bytes: out,
         max: shared.cfg.output_buffer_bytes_max,
@@ -712,7 +729,7 @@ async fn run_items(shared: &Shared, conn: &mut Conn, items: Vec<Item>, out: &mut
         Item::Exec(..) => true,
         _ => false,
     });
-    for item in items {
+    for item in items.drain(..) {
         let mut tag = conn.next_stat_tag();
         // A script is dry-run before it is proposed (see
         // `crate::scripting::dry_run`), after what came before it.
@@ -1042,14 +1059,17 @@ fn fill(
     replies: Vec<Reply>,
     out: &mut Output<'_>,
 ) {
-    let mut replies: Vec<Option<Reply>> = replies.into_iter().map(Some).collect();
+    // The pending slots take replies 0, 1, 2, ... in order (`run_items`
+    // numbers them so between two fills): taken in turn, with no copy of
+    // the replies per batch, and any other index is a missing reply.
+    let mut replies = replies.into_iter().enumerate();
     for (slot, proto, tag) in slots.drain(..) {
         let reply = match slot {
             Slot::Ready(reply) => reply,
-            Slot::Pending(i) => replies
-                .get_mut(i)
-                .and_then(Option::take)
-                .unwrap_or_else(|| Reply::error("ERR internal error: missing reply")),
+            Slot::Pending(i) => match replies.next() {
+                Some((at, reply)) if at == i => reply,
+                _ => Reply::error("ERR internal error: missing reply"),
+            },
         };
         if let Reply::Error(text) = &reply {
             out.stats.record_error(text);

@@ -330,17 +330,29 @@ impl Replica {
             .memberships_from(self.learner.chosen_end)
             .chain(leader.reconfigs_in_flight.values());
         let mut confirmed = u64::MAX;
+        // Runs as acknowledgements arrive: the usual memberships' rounds are
+        // sorted on the stack, not in an allocation per call.
+        let mut on_stack = [0u64; 16];
+        let mut on_heap = Vec::new();
         for membership in memberships {
-            let mut acked: Vec<u64> = membership
-                .voters()
-                .map(|v| {
-                    if v == self.cfg.id {
-                        leader.probe_sent
-                    } else {
-                        acks.get(&v).copied().unwrap_or(0)
-                    }
-                })
-                .collect();
+            let rounds = membership.voters().map(|v| {
+                if v == self.cfg.id {
+                    leader.probe_sent
+                } else {
+                    acks.get(&v).copied().unwrap_or(0)
+                }
+            });
+            let voters = membership.voters().count();
+            let acked: &mut [u64] = if voters <= on_stack.len() {
+                for (slot, round) in on_stack.iter_mut().zip(rounds) {
+                    *slot = round;
+                }
+                &mut on_stack[..voters]
+            } else {
+                on_heap.clear();
+                on_heap.extend(rounds);
+                &mut on_heap
+            };
             acked.sort_unstable_by(|a, b| b.cmp(a));
             let quorum = membership.quorum();
             confirmed = confirmed.min(acked.get(quorum - 1).copied().unwrap_or(0));

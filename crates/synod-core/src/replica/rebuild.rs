@@ -209,6 +209,11 @@ impl Replica {
     /// when every member reported and the chosen prefix covers every log end
     /// reported, then votes once that promise is durable.
     pub(super) fn check_rebuild_done(&mut self) {
+        // Called as the chosen prefix grows: nothing to look up (the
+        // audience, a copy of the membership) while no rebuild runs.
+        if self.rebuild.is_none() {
+            return;
+        }
         let audience = self.schedule.members_from(self.learner.chosen_end);
         let membership = self.membership_at(self.learner.chosen_end).clone();
         let me = self.cfg.id;
