@@ -557,8 +557,13 @@ where
         debug_assert!(items.is_empty());
         let mut close = None;
         let mut quit = false;
+        // Requests behind a blocking command wait with it.
+        let mut held = false;
         while items.len() < cfg.pipeline_max {
             parser.set_unauthenticated(!conn.authenticated());
+            // What is kept past this batch (queued in a transaction, or
+            // waiting behind a blocking command) pins only its own bytes.
+            parser.set_share_copies(!held && !conn.in_multi());
             let parsed = match deferred.take() {
                 Some(held) => {
                     args = held;
@@ -582,6 +587,7 @@ where
                         args = Vec::new();
                     }
                     quit = matches!(item, Item::Quit(_));
+                    held |= item.is_block();
                     items.push(item);
                     if quit {
                         break;

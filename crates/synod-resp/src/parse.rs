@@ -28,9 +28,9 @@ pub const REQUEST_ZERO_COPY_BYTES_MIN: usize = 16 * 1024;
 const CHUNK_BYTES_MAX: usize = 2032;
 
 /// The most argument slots a caller of [`RequestParser::parse_into`] should
-/// keep between requests: past it, a huge request's vector (32 bytes a slot)
-/// is better dropped than held for the connection's life.
-pub const ARGS_KEPT_MAX: usize = 1024;
+/// keep between requests (32 bytes a slot): past it, a large request's
+/// vector is better dropped than held for the connection's life.
+pub const ARGS_KEPT_MAX: usize = 64;
 
 /// The most argument slots reserved up front for a multibulk request: the
 /// declared count is untrusted, so `*1048576` alone must not allocate for a
@@ -153,11 +153,15 @@ pub struct RequestParser {
     /// A copy of bytes that were at the front of the read buffer, made for
     /// a small request and the bytes buffered after it (see
     /// [`RequestParser::take_frame`]); `chunk[chunk_at..]` is what the
-    /// buffer's front held when the last frame was taken. Empty between
-    /// reads.
+    /// buffer's front held when the parser last consumed from it (it is
+    /// checked against the buffer before use). Dropped when the buffer
+    /// ends inside a request.
     chunk: Bytes,
-    /// How much of `chunk` earlier frames took.
+    /// How much of `chunk` the parser consumed.
     chunk_at: usize,
+    /// Whether small requests may share a copy (see
+    /// [`RequestParser::set_share_copies`]).
+    share_copies: bool,
 }
 
 impl Default for RequestParser {
@@ -191,6 +195,7 @@ impl RequestParser {
             unauthenticated: false,
             chunk: Bytes::new(),
             chunk_at: 0,
+            share_copies: true,
         }
     }
 
@@ -207,6 +212,17 @@ impl RequestParser {
     /// one at a time, so an AUTH takes effect from the next request on).
     pub fn set_unauthenticated(&mut self, unauthenticated: bool) {
         self.unauthenticated = unauthenticated;
+    }
+
+    /// Whether the requests parsed next may be sliced from a copy shared
+    /// with the small requests pipelined around them (the default), or
+    /// each gets a copy of its own. A server turns sharing off while what
+    /// it parses is kept until some later event (a transaction's queued
+    /// commands, requests behind a blocking command): a kept argument then
+    /// pins its own request's bytes, not a 2 KiB copy of whatever was sent
+    /// around it.
+    pub fn set_share_copies(&mut self, share: bool) {
+        self.share_copies = share;
     }
 
     /// How many bytes the request being parsed has buffered so far (0
@@ -291,6 +307,20 @@ impl RequestParser {
         self.drop_chunk();
     }
 
+    /// Consumes `n` bytes at the front of `buf` that make no frame (`*0`,
+    /// `*-1`), keeping the copy in step with the buffer.
+    fn skip(&mut self, buf: &mut BytesMut, n: usize) {
+        let from = self.chunk_at;
+        match self.chunk.get(from..from + n) {
+            Some(copied) if copied == &buf[..n] => self.chunk_at += n,
+            _ => self.drop_chunk(),
+        }
+        if self.chunk_at == self.chunk.len() {
+            self.drop_chunk();
+        }
+        buf.advance(n);
+    }
+
     fn drop_chunk(&mut self) {
         self.chunk = Bytes::new();
         self.chunk_at = 0;
@@ -309,15 +339,25 @@ impl RequestParser {
     /// what a request holds never depends on the caller keeping its side
     /// of the contract (append only).
     ///
-    /// What an argument that outlives its batch pins is bounded as before,
-    /// by the copy's size: at most `CHUNK_BYTES_MAX` bytes (it was at most
-    /// 512 when each request was copied alone). Long-lived state copies
-    /// what it keeps (subscriptions, watched keys, a connection's name).
+    /// An argument pins the copy it was sliced from for as long as it is
+    /// kept: up to `CHUNK_BYTES_MAX` bytes, whatever its own size (with
+    /// each request copied alone it pinned about its request's size). That
+    /// is harmless for the requests of a batch, which are done with when
+    /// it is; what outlives a batch either copies what it keeps
+    /// (subscriptions, watched keys, a connection's name and library, the
+    /// script cache) or is parsed with sharing off
+    /// ([`RequestParser::set_share_copies`]).
     fn take_frame(&mut self, buf: &mut BytesMut, len: usize) -> Bytes {
         debug_assert!(len <= buf.len());
         if len >= REQUEST_ZERO_COPY_BYTES_MIN {
             self.drop_chunk();
             return buf.split_to(len).freeze();
+        }
+        if !self.share_copies {
+            self.drop_chunk();
+            let frame = copy_frame(&buf[..len]);
+            buf.advance(len);
+            return frame;
         }
         let from = self.chunk_at;
         let frame = match self.chunk.get(from..from + len) {
@@ -358,7 +398,7 @@ impl RequestParser {
         };
         if count <= 0 {
             // Redis skips `*0` and `*-1` (and any non-positive count).
-            buf.advance(next);
+            self.skip(buf, next);
             self.scan_from = 0;
             return Ok(Step::Continue);
         }
@@ -753,6 +793,54 @@ mod chunk_tests {
         // All of the copy was used: the parser keeps none of it.
         assert!(parser.chunk.is_empty());
         assert!(buf.is_empty());
+    }
+
+    /// `*0` and `*-1` between requests (skipped, as Redis does) keep the
+    /// copy in step: the requests after them are still sliced from it (a
+    /// review found each one copying 2 KiB afresh).
+    #[test]
+    fn skipped_empty_arrays_keep_the_copy_in_step() {
+        let mut parser = RequestParser::default();
+        let (a, b) = (set("k1", "v1"), set("k2", "v2"));
+        let mut buf = BytesMut::from(&a[..]);
+        buf.extend_from_slice(b"*0\r\n");
+        buf.extend_from_slice(&b);
+        buf.extend_from_slice(b"*-1\r\n");
+        buf.extend_from_slice(&a);
+        let one = parser.parse(&mut buf).unwrap().unwrap();
+        let two = parser.parse(&mut buf).unwrap().unwrap();
+        let three = parser.parse(&mut buf).unwrap().unwrap();
+        assert_eq!(one, ["SET", "k1", "v1"]);
+        assert_eq!(two, ["SET", "k2", "v2"]);
+        assert_eq!(three, ["SET", "k1", "v1"]);
+        let base = one[0].as_ptr() as usize;
+        assert_eq!(two[0].as_ptr() as usize, base + a.len() + 4);
+        assert_eq!(three[0].as_ptr() as usize, base + a.len() + 4 + b.len() + 5);
+        assert!(parser.chunk.is_empty() && buf.is_empty());
+    }
+
+    /// With sharing off, each request is copied alone: nothing it keeps
+    /// holds the bytes sent around it.
+    #[test]
+    fn without_sharing_each_request_is_copied_alone() {
+        let mut parser = RequestParser::default();
+        let mut buf = BytesMut::new();
+        for i in 0..3 {
+            buf.extend_from_slice(&set(&format!("k{i}"), "v"));
+            buf.extend_from_slice(b"*0\r\n\r\n");
+        }
+        parser.set_share_copies(false);
+        for i in 0..3 {
+            let args = parser.parse(&mut buf).unwrap().unwrap();
+            assert_eq!(args[1], format!("k{i}"));
+            assert!(parser.chunk.is_empty(), "request {i}");
+        }
+        // Turned back on, sharing resumes.
+        parser.set_share_copies(true);
+        buf.extend_from_slice(&set("x", "1"));
+        buf.extend_from_slice(&set("y", "2"));
+        assert_eq!(parser.parse(&mut buf).unwrap().unwrap()[1], "x");
+        assert!(!parser.chunk.is_empty());
     }
 
     /// A request that runs past the copy gets a copy of its own, made

@@ -287,7 +287,11 @@ impl ScriptCache {
             )));
         }
         inner.bytes += script.len();
-        inner.scripts.insert(sha.clone(), script.clone());
+        // A copy: the script may be a slice of a request's bytes, which
+        // would keep what was sent around it (see `RequestParser::take_frame`).
+        inner
+            .scripts
+            .insert(sha.clone(), Bytes::copy_from_slice(script));
         Ok(sha)
     }
 
