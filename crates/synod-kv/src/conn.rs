@@ -695,9 +695,13 @@ impl Conn {
                     },
                 }
             }
-            _ => match parse_data(args, data_spec(known), self.shared.cfg.value_bytes_max)
-                .and_then(|command| self.check_keys(command))
-                .and_then(|command| self.check_replicated_size(command))
+            _ => match parse_data(
+                &self.kept_args(name, args),
+                data_spec(known),
+                self.shared.cfg.value_bytes_max,
+            )
+            .and_then(|command| self.check_keys(command))
+            .and_then(|command| self.check_replicated_size(command))
             {
                 Ok(command @ KvCommand::Blocking { .. }) => {
                     match crate::blocking::parse(name, args) {
@@ -708,6 +712,19 @@ impl Conn {
                 Ok(command) => Item::Data(command, self.protocol),
                 Err(reply) => self.reply(reply),
             },
+        }
+    }
+
+    /// The arguments a data command is built from: copies for a blocking
+    /// command, which may be kept for as long as it waits (for ever with
+    /// timeout 0); its arguments would otherwise pin the shared copy of the
+    /// read buffer they were sliced from, or a large request's whole read
+    /// buffer (review). Other commands are done with when their batch is.
+    fn kept_args<'a>(&self, name: &str, args: &'a [Bytes]) -> std::borrow::Cow<'a, [Bytes]> {
+        if crate::blocking::is_blocking(name) {
+            std::borrow::Cow::Owned(args.iter().map(|arg| Bytes::copy_from_slice(arg)).collect())
+        } else {
+            std::borrow::Cow::Borrowed(args)
         }
     }
 

@@ -485,12 +485,12 @@ where
     Ok(())
 }
 
-/// The connection loop: read, parse, execute, answer. Returns why the
-/// server closed the client, or `None` when the client left (or QUIT).
 /// The most item slots a connection keeps between batches (see
 /// `serve_client`): pipelines of up to 64 requests reuse them.
 const ITEMS_KEPT_MAX: usize = 64;
 
+/// The connection loop: read, parse, execute, answer. Returns why the
+/// server closed the client, or `None` when the client left (or QUIT).
 async fn serve_client<S>(
     stream: &mut S,
     peer: SocketAddr,
@@ -1074,7 +1074,11 @@ fn fill(
             Slot::Ready(reply) => reply,
             Slot::Pending(i) => match replies.next() {
                 Some((at, reply)) if at == i => reply,
-                _ => Reply::error("ERR internal error: missing reply"),
+                other => {
+                    // `execute` answers each command of its batch once.
+                    debug_assert!(false, "reply {other:?} for pending slot {i}");
+                    Reply::error("ERR internal error: missing reply")
+                }
             },
         };
         if let Reply::Error(text) = &reply {

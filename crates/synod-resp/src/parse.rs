@@ -18,8 +18,11 @@ use crate::number::parse_i64;
 /// Shorter ones are copied (with the small requests pipelined behind them, up
 /// to 2 KiB: see `RequestParser::take_frame`), because an argument the server
 /// keeps would otherwise pin the whole read buffer it was sliced from: a
-/// 10-byte value could keep 64 KiB alive. Past this size the buffer holds
-/// little besides the request, so slicing wastes little.
+/// 10-byte value could keep 64 KiB alive. Past this size a request is sliced
+/// off the buffer, sharing its allocation for as long as the request lives:
+/// fine for a batch's requests, which are done with when it is; a server
+/// turns this off for what it keeps longer (see
+/// `RequestParser::set_share_copies`).
 pub const REQUEST_ZERO_COPY_BYTES_MIN: usize = 16 * 1024;
 
 /// The most bytes of the read buffer copied at once for the small
@@ -215,8 +218,9 @@ impl RequestParser {
     }
 
     /// Whether the requests parsed next may be sliced from a copy shared
-    /// with the small requests pipelined around them (the default), or
-    /// each gets a copy of its own. A server turns sharing off while what
+    /// with the small requests pipelined around them, or a large one from
+    /// the read buffer itself (the default), or each gets a copy of its
+    /// own. A server turns sharing off while what
     /// it parses is kept until some later event (a transaction's queued
     /// commands, requests behind a blocking command): a kept argument then
     /// pins its own request's bytes, not a 2 KiB copy of whatever was sent
@@ -349,15 +353,19 @@ impl RequestParser {
     /// ([`RequestParser::set_share_copies`]).
     fn take_frame(&mut self, buf: &mut BytesMut, len: usize) -> Bytes {
         debug_assert!(len <= buf.len());
-        if len >= REQUEST_ZERO_COPY_BYTES_MIN {
-            self.drop_chunk();
-            return buf.split_to(len).freeze();
-        }
         if !self.share_copies {
+            // Copied alone whatever its size: a large request split off the
+            // buffer would keep the buffer's whole allocation (up to the
+            // query-buffer limit) for as long as its arguments are kept,
+            // counted by no limit once the buffer moved on (review).
             self.drop_chunk();
             let frame = copy_frame(&buf[..len]);
             buf.advance(len);
             return frame;
+        }
+        if len >= REQUEST_ZERO_COPY_BYTES_MIN {
+            self.drop_chunk();
+            return buf.split_to(len).freeze();
         }
         let from = self.chunk_at;
         let frame = match self.chunk.get(from..from + len) {
@@ -835,6 +843,15 @@ mod chunk_tests {
             assert_eq!(args[1], format!("k{i}"));
             assert!(parser.chunk.is_empty(), "request {i}");
         }
+        // A large request too is copied, not sliced off the buffer, whose
+        // allocation it would keep (review).
+        let value = "v".repeat(REQUEST_ZERO_COPY_BYTES_MIN);
+        buf.extend_from_slice(&set("big", &value));
+        let start = buf.as_ptr() as usize;
+        let range = start..start + buf.capacity();
+        let args = parser.parse(&mut buf).unwrap().unwrap();
+        assert_eq!(args[2].len(), value.len());
+        assert!(!range.contains(&(args[2].as_ptr() as usize)));
         // Turned back on, sharing resumes.
         parser.set_share_copies(true);
         buf.extend_from_slice(&set("x", "1"));
