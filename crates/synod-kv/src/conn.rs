@@ -407,8 +407,7 @@ impl Conn {
         let started = std::time::Instant::now();
         let name = args.first().map(|first| command_name(first));
         let item = self.handle_named(
-            name.as_ref().map(|(name, _)| name.as_ref()),
-            name.as_ref().and_then(|(_, known)| *known),
+            name.as_ref().map(|(name, known)| (name.as_ref(), *known)),
             args,
         );
         // Refused before running: the connection answered an error itself
@@ -446,8 +445,7 @@ impl Conn {
     fn handle_request(&mut self, args: &[Bytes]) -> Item {
         let name = args.first().map(|first| command_name(first));
         self.handle_named(
-            name.as_ref().map(|(name, _)| name.as_ref()),
-            name.as_ref().and_then(|(_, known)| *known),
+            name.as_ref().map(|(name, known)| (name.as_ref(), *known)),
             args,
         )
     }
@@ -455,8 +453,8 @@ impl Conn {
     /// [`Conn::handle_request`] given the command's lowercase name (the
     /// caller lowercased it already, for its statistics) and its place in
     /// [`known_names`], if listed.
-    fn handle_named(&mut self, name: Option<&str>, known: Option<usize>, args: &[Bytes]) -> Item {
-        let Some(name) = name else {
+    fn handle_named(&mut self, name: Option<(&str, Option<usize>)>, args: &[Bytes]) -> Item {
+        let Some((name, known)) = name else {
             return self.reply(Reply::error("ERR empty command"));
         };
         if self.user.is_none() && !NO_AUTH_NEEDED.contains(&name) {

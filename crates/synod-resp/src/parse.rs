@@ -314,15 +314,27 @@ impl RequestParser {
     /// Consumes `n` bytes at the front of `buf` that make no frame (`*0`,
     /// `*-1`), keeping the copy in step with the buffer.
     fn skip(&mut self, buf: &mut BytesMut, n: usize) {
+        self.take_copied(&buf[..n]);
+        buf.advance(n);
+    }
+
+    /// `front` (the buffer's next bytes) as a slice of the copy, if the
+    /// copy holds exactly them next: the copy moves past them, and is
+    /// dropped once used up. Otherwise the copy is out of step and dropped.
+    fn take_copied(&mut self, front: &[u8]) -> Option<Bytes> {
         let from = self.chunk_at;
-        match self.chunk.get(from..from + n) {
-            Some(copied) if copied == &buf[..n] => self.chunk_at += n,
-            _ => self.drop_chunk(),
-        }
-        if self.chunk_at == self.chunk.len() {
+        let to = from + front.len();
+        let copied = match self.chunk.get(from..to) {
+            Some(copied) if copied == front => {
+                self.chunk_at = to;
+                Some(self.chunk.slice(from..to))
+            }
+            _ => None,
+        };
+        if copied.is_none() || self.chunk_at == self.chunk.len() {
             self.drop_chunk();
         }
-        buf.advance(n);
+        copied
     }
 
     fn drop_chunk(&mut self) {
@@ -367,28 +379,16 @@ impl RequestParser {
             self.drop_chunk();
             return buf.split_to(len).freeze();
         }
-        let from = self.chunk_at;
-        let frame = match self.chunk.get(from..from + len) {
-            Some(copied) if copied == &buf[..len] => {
-                self.chunk_at += len;
-                self.chunk.slice(from..from + len)
+        let frame = self.take_copied(&buf[..len]).unwrap_or_else(|| {
+            let take = buf.len().min(CHUNK_BYTES_MAX).max(len);
+            let chunk = copy_frame(&buf[..take]);
+            let frame = chunk.slice(..len);
+            if take > len {
+                self.chunk = chunk;
+                self.chunk_at = len;
             }
-            _ => {
-                let take = buf.len().min(CHUNK_BYTES_MAX).max(len);
-                let chunk = copy_frame(&buf[..take]);
-                let frame = chunk.slice(..len);
-                if take > len {
-                    self.chunk = chunk;
-                    self.chunk_at = len;
-                } else {
-                    self.drop_chunk();
-                }
-                frame
-            }
-        };
-        if self.chunk_at == self.chunk.len() {
-            self.drop_chunk();
-        }
+            frame
+        });
         buf.advance(len);
         frame
     }
