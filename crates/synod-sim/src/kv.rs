@@ -243,6 +243,11 @@ pub struct Kv {
     sessions: BTreeMap<u64, (u64, Outcome)>,
     /// Per (client, seq): how many times it took effect (must never exceed 1).
     effects: BTreeMap<(u64, u64), u32>,
+    /// The wrapping sum of `effect_hash` over `effects`, kept as it changes:
+    /// the digest covers `effects` through it. The table gains an entry per
+    /// command, so encoding it into every digest (every few instances, on
+    /// every node) made a seed's run quadratic in its length.
+    effects_sum: u64,
     /// Clients whose exactly-once is the runtime's (library client
     /// sessions): their commands are applied as they come, never answered
     /// from `sessions`, so a command the runtime lets through twice shows
@@ -307,10 +312,16 @@ impl Kv {
             Op::WatchedTxn { ops, .. } => txn_outcome(ops, reply, !drop_watch)?,
             single => to_outcome(single, reply)?,
         };
-        *self
+        let n = self
             .effects
             .entry((command.client, command.seq))
-            .or_default() += 1;
+            .or_default();
+        let before = effect_hash(command.client, command.seq, *n);
+        *n += 1;
+        self.effects_sum = self
+            .effects_sum
+            .wrapping_sub(before)
+            .wrapping_add(effect_hash(command.client, command.seq, *n));
         if deduplicate {
             self.sessions
                 .insert(command.client, (command.seq, outcome.clone()));
@@ -385,13 +396,30 @@ impl Kv {
     /// replicas that applied the same prefix must agree on it, whatever the
     /// log checksum says.
     pub fn digest(&self) -> u64 {
-        xxhash_rust::xxh3::xxh3_64(&self.encode())
+        let mut digest = xxhash_rust::xxh3::Xxh3::new();
+        digest.update(&self.encode_tail(false));
+        digest.update(&self.effects_sum.to_le_bytes());
+        digest.update(&self.store.snapshot());
+        digest.digest()
     }
 
     /// Checks synod-kv's internal indexes.
     pub fn check_invariants(&self) -> Result<(), String> {
         self.store.check_invariants()
     }
+}
+
+/// One entry of `Kv::effects` as the digest counts it (0 for a count of 0,
+/// an absent entry, so that inserting one changes the sum only by its count).
+fn effect_hash(client: u64, seq: u64, n: u32) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let mut entry = [0u8; 20];
+    entry[..8].copy_from_slice(&client.to_le_bytes());
+    entry[8..16].copy_from_slice(&seq.to_le_bytes());
+    entry[16..].copy_from_slice(&n.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64(&entry)
 }
 
 /// The synod-kv command for a simulator command: a watched transaction is
@@ -498,7 +526,7 @@ impl Kv {
     /// own snapshot, last so that it can be streamed.
     pub fn encode(&self) -> Bytes {
         let mut buf = BytesMut::new();
-        put_bytes(&mut buf, &self.encode_tail());
+        put_bytes(&mut buf, &self.encode_tail(true));
         buf.extend_from_slice(&self.store.snapshot());
         buf.freeze()
     }
@@ -513,7 +541,7 @@ impl Kv {
         } else {
             None
         };
-        let tail = self.encode_tail();
+        let tail = self.encode_tail(true);
         move || {
             let store = match (store, store_now) {
                 (Some(job), _) => job(),
@@ -538,7 +566,7 @@ impl Kv {
             None
         };
         let mut tail = BytesMut::new();
-        put_bytes(&mut tail, &self.encode_tail());
+        put_bytes(&mut tail, &self.encode_tail(true));
         Box::new(move |out: &mut dyn std::io::Write| {
             out.write_all(&tail)?;
             match (store, store_now) {
@@ -549,8 +577,10 @@ impl Kv {
         })
     }
 
-    /// The log clock and the exactly-once table, as `encode` writes them.
-    fn encode_tail(&self) -> Bytes {
+    /// The log clock and the exactly-once table, as `encode` writes them;
+    /// without `effects` (the digest's own part, which covers the effect
+    /// counts through `effects_sum`), only their number.
+    fn encode_tail(&self, effects: bool) -> Bytes {
         let mut buf = BytesMut::new();
         buf.put_u64_le(self.log_time_ms);
         buf.put_u64_le(self.sessions.len() as u64);
@@ -560,10 +590,12 @@ impl Kv {
             put_outcome(&mut buf, outcome);
         }
         buf.put_u64_le(self.effects.len() as u64);
-        for ((client, seq), n) in &self.effects {
-            buf.put_u64_le(*client);
-            buf.put_u64_le(*seq);
-            buf.put_u32_le(*n);
+        if effects {
+            for ((client, seq), n) in &self.effects {
+                buf.put_u64_le(*client);
+                buf.put_u64_le(*seq);
+                buf.put_u32_le(*n);
+            }
         }
         buf.freeze()
     }
@@ -603,6 +635,9 @@ impl Kv {
         }
         self.log_time_ms = log_time_ms;
         self.sessions = sessions;
+        self.effects_sum = effects.iter().fold(0u64, |sum, ((client, seq), n)| {
+            sum.wrapping_add(effect_hash(*client, *seq, *n))
+        });
         self.effects = effects;
         Some(())
     }
@@ -1385,6 +1420,23 @@ mod tests {
         let copy = Kv::decode(&kv.encode()).expect("decodes");
         assert_eq!(copy.encode(), kv.encode());
         assert_eq!(copy.digest(), kv.digest());
+        // The digest covers the effect counts through a running sum, which
+        // the decode recomputed: a count of 2 (a command applied twice)
+        // shows, and so does a count of 1 where there was none.
+        let mut twice = Kv::decode(&kv.encode()).expect("decodes");
+        *twice.effects.get_mut(&(1, 1)).expect("counted") = 2;
+        let twice = Kv::decode(&twice.encode()).expect("decodes");
+        assert_ne!(twice.digest(), kv.digest());
+        let mut extra = Kv::decode(&kv.encode()).expect("decodes");
+        extra.effects.insert((9, 9), 1);
+        let extra = Kv::decode(&extra.encode()).expect("decodes");
+        assert_ne!(extra.digest(), kv.digest());
+        let mut fresh = Kv::default();
+        for (at, command) in [append(1), append(1), append(2)].iter().enumerate() {
+            let _ = fresh.apply(command, at as u64, 5, None, false);
+        }
+        let _ = fresh.apply(&get, 4, 5, None, false);
+        assert_eq!(fresh.digest(), kv.digest(), "the running sum is the decoded one");
         assert!(Kv::decode(&kv.encode()[1..]).is_none());
     }
 
