@@ -1436,7 +1436,11 @@ mod tests {
             let _ = fresh.apply(command, at as u64, 5, None, false);
         }
         let _ = fresh.apply(&get, 4, 5, None, false);
-        assert_eq!(fresh.digest(), kv.digest(), "the running sum is the decoded one");
+        assert_eq!(
+            fresh.digest(),
+            kv.digest(),
+            "the running sum is the decoded one"
+        );
         assert!(Kv::decode(&kv.encode()[1..]).is_none());
     }
 
