@@ -628,6 +628,11 @@ impl Kv {
             let client = get_u64(&mut rest)?;
             let seq = get_u64(&mut rest)?;
             let n = u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?);
+            // `apply` never leaves a count of 0, and the digest counts such
+            // an entry only in the table's length (`effect_hash`).
+            if n == 0 {
+                return None;
+            }
             effects.insert((client, seq), n);
         }
         if !rest.is_empty() {
@@ -1431,6 +1436,23 @@ mod tests {
         extra.effects.insert((9, 9), 1);
         let extra = Kv::decode(&extra.encode()).expect("decodes");
         assert_ne!(extra.digest(), kv.digest());
+        // A library client's command is applied as often as it comes (the
+        // runtime's sessions, not these, keep it to once): the running sum
+        // then replaces a count's hash, and must match the decoded one.
+        let mut library = Kv::default();
+        library.library_clients.insert(1);
+        for at in 0..2 {
+            let _ = library.apply(&append(1), at, 5, None, false);
+        }
+        assert_eq!(library.effects(1, 1), 2);
+        let decoded = Kv::decode(&library.encode()).expect("decodes");
+        assert_eq!(decoded.digest(), library.digest());
+        let mut zero = Kv::decode(&library.encode()).expect("decodes");
+        zero.effects.insert((9, 9), 0);
+        assert!(
+            Kv::decode(&zero.encode()).is_none(),
+            "a count of 0 is refused"
+        );
         let mut fresh = Kv::default();
         for (at, command) in [append(1), append(1), append(2)].iter().enumerate() {
             let _ = fresh.apply(command, at as u64, 5, None, false);
