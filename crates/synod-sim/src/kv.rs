@@ -1460,7 +1460,7 @@ mod tests {
         let _ = fresh.apply(&get, 4, 5, None, false);
         assert_eq!(
             fresh.digest(),
-            kv.digest(),
+            copy.digest(),
             "the running sum is the decoded one"
         );
         assert!(Kv::decode(&kv.encode()[1..]).is_none());
