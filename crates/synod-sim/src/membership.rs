@@ -488,42 +488,27 @@ impl World {
         self.pump(node);
     }
 
-    /// Stops (for good) the nodes whose removal is in force, when the seed
-    /// drew `stop_removed`; otherwise they keep running and must be refused.
+    /// Stops (for good) the removed nodes whose replica says it may retire
+    /// (`Replica::may_retire`, the rule the runtime stops a removed node by),
+    /// when the seed drew `stop_removed`; otherwise they keep running and
+    /// must be refused.
     ///
-    /// "In force" as an operator must read it: a majority of the voters of
-    /// the membership without the node have a chosen prefix past the
-    /// instance it takes effect at. Stopping it as soon as the log takes it
-    /// past that point (anyone applied it) is not enough: members still
-    /// below it need a quorum of the *old* membership to elect a leader
-    /// there, and with one of them down that quorum may need the removed
-    /// node (seed 988 stalled so).
+    /// Stopping a node as soon as the log takes it past the point where its
+    /// removal takes effect is not enough: members still below it need a
+    /// quorum of the *old* membership to elect a leader there, and with one
+    /// of them down that quorum may need the removed node (seed 988 stalled
+    /// so, with the rule the simulator used before; a removed leader that
+    /// stopped as soon as it applied its removal did the same to a real
+    /// cluster in synod's `a_voter_away_while_its_peers_were_replaced` test).
     fn retire_removed(&mut self) {
         if !self.params.members.stop_removed {
             return;
         }
-        let latest = self.members.truth_latest().clone();
         for k in 0..self.nodes.len() {
-            let id = self.nodes[k].id;
-            if self.nodes[k].retired || !latest.was_removed(id) {
+            if self.nodes[k].retired {
                 continue;
             }
-            // The first instance from which no membership holds it.
-            let Some(last) = self.members.truth.iter().rposition(|(_, m)| m.contains(id)) else {
-                continue;
-            };
-            let Some((out_from, without)) = self.members.truth.get(last + 1).cloned() else {
-                continue;
-            };
-            let past = without
-                .voters()
-                .filter(|v| {
-                    self.index(*v)
-                        .and_then(|j| self.nodes[j].replica())
-                        .is_some_and(|r| r.status().chosen_end.0 >= out_from)
-                })
-                .count();
-            if past < without.quorum() {
+            if !self.nodes[k].replica().is_some_and(|r| r.may_retire()) {
                 continue;
             }
             self.crash(k);

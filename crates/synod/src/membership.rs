@@ -145,7 +145,18 @@ pub(crate) struct MemberState {
     /// first instance and newest epoch): recomputed only when it changes,
     /// not on every batch.
     schedule_seen: Option<(usize, InstanceId, u64)>,
+    /// When this node first saw a chosen change remove it (it stops once
+    /// the core says it may, or `REMOVED_LINGER_ELECTIONS` election
+    /// timeouts later).
+    removed_seen: Option<Instant>,
 }
+
+/// How long a removed node runs on, at most, in election timeouts, when the
+/// core never says it may retire (a removed follower that hears from no
+/// leader of the membership without it, for one): long enough for the
+/// members left to learn the change is in force and elect without it, and
+/// never a node that lingers half-alive for ever.
+const REMOVED_LINGER_ELECTIONS: u32 = 10;
 
 /// The membership operations a `Node` handle submits.
 pub(crate) enum MemberSubmit {
@@ -314,6 +325,33 @@ impl<S: StateMachine> Driver<S> {
     /// carry none). Returns an error message when this node was removed.
     pub(crate) fn follow_membership(&mut self) -> Result<(), String> {
         let me = self.cfg.id;
+        if self.engine.replica.schedule().latest().was_removed(me) {
+            // Not at once: members left below the point where the change
+            // takes effect may still need this node's vote to finish the
+            // instances before it (see `Replica::may_retire`).
+            let now = Instant::now();
+            let since = *self.members.removed_seen.get_or_insert(now);
+            let linger = self.cfg.tick.saturating_mul(
+                u32::try_from(self.cfg.election_ticks)
+                    .unwrap_or(u32::MAX)
+                    .saturating_mul(REMOVED_LINGER_ELECTIONS),
+            );
+            let retire = self.engine.replica.may_retire();
+            if retire || now.duration_since(since) >= linger {
+                if !retire {
+                    warn!(
+                        node = me.0,
+                        "removed {} s ago and the members left have not all shown they go on without this node; stopping anyway",
+                        linger.as_secs()
+                    );
+                }
+                let epoch = self.engine.replica.schedule().latest().epoch;
+                return Err(format!(
+                    "node {} was removed from the cluster (membership epoch {}); it stops and never votes again. Add it back under a new id with a fresh data directory",
+                    me.0, epoch
+                ));
+            }
+        }
         let seen = {
             let schedule = self.engine.replica.schedule();
             let first = schedule.entries().first().map_or(InstanceId(0), |e| e.from);
@@ -325,12 +363,6 @@ impl<S: StateMachine> Driver<S> {
         self.members.schedule_seen = Some(seen);
         let schedule = self.engine.replica.schedule().clone();
         let latest = schedule.latest().clone();
-        if latest.was_removed(me) {
-            return Err(format!(
-                "node {} was removed from the cluster (membership epoch {}); it stops and never votes again. Add it back under a new id with a fresh data directory",
-                me.0, latest.epoch
-            ));
-        }
         // Removed ids are refused at the peer port too, also after a
         // restart (the transport alone would take one it never had in its
         // peer set for a stranger, see synod-net's "Strangers").

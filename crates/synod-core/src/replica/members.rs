@@ -397,6 +397,67 @@ impl Replica {
         })
     }
 
+    /// Whether this replica, removed by a chosen reconfiguration, may stop
+    /// for good now (the runtime stops it when this says so, and not
+    /// before). False while it is a member of the newest membership.
+    ///
+    /// Why not as soon as the removal is chosen: the instances before the
+    /// point where the membership without it takes effect (`out_from`) are
+    /// still governed by memberships that hold it. A member below that point
+    /// can only elect a leader with a quorum of those, and with another old
+    /// member away that quorum may need this node (the simulator's seed 988;
+    /// a removed leader that stopped at once left nodes 4 and 5 of
+    /// `a_voter_away_while_its_peers_were_replaced_comes_back_and_votes`
+    /// with the no-ops that carry the change into force accepted but not
+    /// known chosen, and no quorum to finish them: stuck for good). So:
+    /// - the change must be in force here (chosen prefix past `out_from`);
+    /// - a leader waits until a quorum of the voters of the membership
+    ///   without it report a chosen prefix past `out_from` (heartbeat acks):
+    ///   they then elect among themselves, needing nobody of the old ones;
+    /// - a follower waits until it follows a leader that is a voter of that
+    ///   membership: that leader knows the prefix is chosen and carries its
+    ///   members past it. (Weaker than the leader's rule: if that leader
+    ///   fails before the others learn it, they wait for an old member.)
+    ///
+    /// Staying longer is always safe: a vote counts only in memberships
+    /// that hold the voter.
+    pub fn may_retire(&self) -> bool {
+        let me = self.cfg.id;
+        if !self.schedule.latest().was_removed(me) {
+            return false;
+        }
+        let entries = self.schedule.entries();
+        // The first membership without this node after the last with it;
+        // when none left holds it (pruned), the oldest one kept, which is in
+        // force (a later point, so a stricter wait).
+        let out = match entries.iter().rposition(|e| e.membership.contains(me)) {
+            Some(last) => entries.get(last + 1),
+            None => entries.first(),
+        };
+        let Some(out) = out else {
+            return false;
+        };
+        if self.learner.chosen_end < out.from {
+            return false;
+        }
+        let without = &out.membership;
+        match &self.role {
+            Role::Leader(leader) => {
+                let past = without
+                    .voters()
+                    .filter(|v| {
+                        leader
+                            .member_chosen_end
+                            .get(v)
+                            .is_some_and(|end| *end >= out.from)
+                    })
+                    .count();
+                past >= without.quorum()
+            }
+            _ => self.leader.is_some_and(|l| l != me && without.is_voter(l)),
+        }
+    }
+
     /// What this replica knows of each member of the newest membership.
     pub fn member_progress(&self) -> Vec<MemberProgress> {
         let leader = match &self.role {

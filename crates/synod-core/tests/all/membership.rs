@@ -163,6 +163,71 @@ fn removing_the_leader_hands_leadership_over_and_shuts_it_out() {
     assert!(c.chosen_end(new_leader) > after);
 }
 
+/// A removed node may stop only once the members left can go on without
+/// it: a removed leader not before a quorum of them reported a chosen prefix
+/// past the point where its removal takes effect (until then they may need
+/// its vote to finish the instances before that point); a removed follower
+/// once the change is in force and it follows a leader of the new
+/// membership. Nobody else may retire.
+#[test]
+fn a_removed_node_may_retire_only_once_the_others_go_on_without_it() {
+    // A follower.
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.write(leader, "a");
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    c.r.get_mut(&leader)
+        .unwrap()
+        .propose_change(
+            MembershipChange::Remove {
+                id: NodeId(follower),
+            },
+            false,
+        )
+        .unwrap();
+    c.settle();
+    assert!(
+        c.r[&follower].may_retire(),
+        "in force, led by a member left"
+    );
+    for id in (1..=3).filter(|id| *id != follower) {
+        assert!(!c.r[&id].may_retire(), "node {id} was not removed");
+    }
+
+    // The leader, while one of the two left hears nothing: the change and
+    // the no-ops after it are chosen by the leader and the other one, so
+    // the change is in force at the leader, but the members left are not a
+    // quorum past it (one of two).
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.write(leader, "a");
+    let mut others = (1..=3).filter(|id| *id != leader);
+    let (a, b) = (others.next().unwrap(), others.next().unwrap());
+    c.cut.push((leader, b));
+    c.r.get_mut(&leader)
+        .unwrap()
+        .propose_change(MembershipChange::Remove { id: NodeId(leader) }, false)
+        .unwrap();
+    c.settle();
+    c.tick_all(3);
+    let r = &c.r[&leader];
+    let from = r.schedule().entries().last().unwrap().from;
+    assert!(r.schedule().latest().was_removed(NodeId(leader)));
+    assert!(r.status().chosen_end >= from, "in force at the leader");
+    assert!(c.r[&a].status().chosen_end >= from);
+    assert!(c.r[&b].status().chosen_end < from);
+    assert!(
+        !c.r[&leader].may_retire(),
+        "node {b} may still need its vote"
+    );
+    // Healed: b learns the prefix and says so in its heartbeat acks (or
+    // the removed leader has handed over to one of the two, and follows it).
+    c.cut.clear();
+    c.tick_all(100);
+    assert!(c.r[&b].status().chosen_end >= from);
+    assert!(c.r[&leader].may_retire(), "both left are past it");
+}
+
 #[test]
 fn leadership_transfer_goes_to_the_named_voter_without_an_election_timeout() {
     let mut c = Cluster::new(3);

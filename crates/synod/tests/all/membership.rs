@@ -136,8 +136,9 @@ async fn in_force(node: &Node) {
         }
         assert!(
             Instant::now() < deadline,
-            "the membership is still pending from {:?}",
-            view.pending_from
+            "the membership is still pending from {:?}: {:?}",
+            view.pending_from,
+            node.status()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
