@@ -505,16 +505,23 @@ impl World {
             return;
         }
         for k in 0..self.nodes.len() {
-            if self.nodes[k].retired {
-                continue;
-            }
-            if !self.nodes[k].replica().is_some_and(|r| r.may_retire()) {
-                continue;
-            }
-            self.crash(k);
-            self.nodes[k].retired = true;
-            self.stats.nemesis.push("stop-removed");
+            self.retire_if_allowed(k);
         }
+    }
+
+    /// Node `k`, when the seed drew `stop_removed` and its replica says it
+    /// may retire, stops for good: checked after each of its ticks and
+    /// deliveries too, as the runtime checks after each step.
+    pub(crate) fn retire_if_allowed(&mut self, k: usize) {
+        if !self.params.members.stop_removed || self.nodes[k].retired {
+            return;
+        }
+        if !self.nodes[k].replica().is_some_and(|r| r.may_retire()) {
+            return;
+        }
+        self.crash(k);
+        self.nodes[k].retired = true;
+        self.stats.nemesis.push("stop-removed");
     }
 
     /// After `node` acted: a spare slot its newest membership holds is

@@ -646,6 +646,7 @@ impl World {
                     let at = self.now_us + self.params.tick_us[node];
                     self.schedule(at, Event::Tick { node, epoch });
                     self.pump(node);
+                    self.retire_if_allowed(node);
                 }
             }
             Event::Deliver {
@@ -676,6 +677,7 @@ impl World {
                 if let Some(replica) = self.nodes[to].replica_mut() {
                     replica.step(msg);
                     self.pump(to);
+                    self.retire_if_allowed(to);
                 }
             }
             Event::IoDone { node, epoch, io } => {

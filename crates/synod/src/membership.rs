@@ -145,18 +145,9 @@ pub(crate) struct MemberState {
     /// first instance and newest epoch): recomputed only when it changes,
     /// not on every batch.
     schedule_seen: Option<(usize, InstanceId, u64)>,
-    /// When this node first saw a chosen change remove it (it stops once
-    /// the core says it may, or `REMOVED_LINGER_ELECTIONS` election
-    /// timeouts later).
-    removed_seen: Option<Instant>,
+    /// When this removed node last said it runs on (`follow_membership`).
+    removed_warned: Option<Instant>,
 }
-
-/// How long a removed node runs on, at most, in election timeouts, when the
-/// core never says it may retire (a removed follower that hears from no
-/// leader of the membership without it, for one): long enough for the
-/// members left to learn the change is in force and elect without it, and
-/// never a node that lingers half-alive for ever.
-const REMOVED_LINGER_ELECTIONS: u32 = 10;
 
 /// The membership operations a `Node` handle submits.
 pub(crate) enum MemberSubmit {
@@ -328,28 +319,31 @@ impl<S: StateMachine> Driver<S> {
         if self.engine.replica.schedule().latest().was_removed(me) {
             // Not at once: members left below the point where the change
             // takes effect may still need this node's vote to finish the
-            // instances before it (see `Replica::may_retire`).
-            let now = Instant::now();
-            let since = *self.members.removed_seen.get_or_insert(now);
-            let linger = self.cfg.tick.saturating_mul(
-                u32::try_from(self.cfg.election_ticks)
-                    .unwrap_or(u32::MAX)
-                    .saturating_mul(REMOVED_LINGER_ELECTIONS),
-            );
-            let retire = self.engine.replica.may_retire();
-            if retire || now.duration_since(since) >= linger {
-                if !retire {
-                    warn!(
-                        node = me.0,
-                        "removed {} s ago and the members left have not all shown they go on without this node; stopping anyway",
-                        linger.as_secs()
-                    );
-                }
+            // instances before it (see `Replica::may_retire`, which also
+            // lets it go once nobody has talked to it for a long while).
+            if self.engine.replica.may_retire() {
                 let epoch = self.engine.replica.schedule().latest().epoch;
                 return Err(format!(
                     "node {} was removed from the cluster (membership epoch {}); it stops and never votes again. Add it back under a new id with a fresh data directory",
                     me.0, epoch
                 ));
+            }
+            let now = Instant::now();
+            let every = self.cfg.tick.saturating_mul(
+                u32::try_from(self.cfg.election_ticks)
+                    .unwrap_or(u32::MAX)
+                    .saturating_mul(10),
+            );
+            if self
+                .members
+                .removed_warned
+                .is_none_or(|at| now.duration_since(at) >= every)
+            {
+                self.members.removed_warned = Some(now);
+                warn!(
+                    node = me.0,
+                    "this node was removed from the cluster; it runs on (and votes on the instances before the change takes effect) until the members left show they go on without it"
+                );
             }
         }
         let seen = {

@@ -184,6 +184,7 @@ impl Replica {
             return;
         }
         self.follow(from);
+        self.leader_marks = (chosen_end, applied.applied_end);
         self.learn_commit(ballot, chosen_end);
         self.compare_checksum(from, applied);
         // Safety of leader reads (see `reads.rs`): this acknowledgement says

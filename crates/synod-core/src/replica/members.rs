@@ -409,15 +409,20 @@ impl Replica {
     /// a removed leader that stopped at once left nodes 4 and 5 of
     /// `a_voter_away_while_its_peers_were_replaced_comes_back_and_votes`
     /// with the no-ops that carry the change into force accepted but not
-    /// known chosen, and no quorum to finish them: stuck for good). So:
-    /// - the change must be in force here (chosen prefix past `out_from`);
-    /// - a leader waits until a quorum of the voters of the membership
-    ///   without it report a chosen prefix past `out_from` (heartbeat acks):
-    ///   they then elect among themselves, needing nobody of the old ones;
-    /// - a follower waits until it follows a leader that is a voter of that
-    ///   membership: that leader knows the prefix is chosen and carries its
-    ///   members past it. (Weaker than the leader's rule: if that leader
-    ///   fails before the others learn it, they wait for an old member.)
+    /// known chosen, and no quorum to finish them: stuck for good). It may
+    /// stop once a quorum of the voters of the newest membership is known to
+    /// have the prefix chosen past `out_from`: a candidate among them then
+    /// needs none of the old memberships. Evidence of that:
+    /// - leading: their heartbeat acks (`member_chosen_end`), for the first
+    ///   membership without it;
+    /// - following: a heartbeat of its leader that had applied the change
+    ///   (its applied end is past the change's instance, so it knows this
+    ///   node is removed) telling a prefix past `out_from`: a leader tells a
+    ///   removed member no more of the prefix than a quorum of the newest
+    ///   membership acknowledged (`retire_cap`);
+    /// - either way, when the change is in force here and no peer message
+    ///   came in for ten election timeouts: no leader leads it and no
+    ///   candidate asks for its vote (one that needed it would).
     ///
     /// Staying longer is always safe: a vote counts only in memberships
     /// that hold the voter.
@@ -440,6 +445,9 @@ impl Replica {
         if self.learner.chosen_end < out.from {
             return false;
         }
+        if self.now.saturating_sub(self.heard_tick) >= 10 * self.cfg.election_ticks {
+            return true;
+        }
         let without = &out.membership;
         match &self.role {
             Role::Leader(leader) => {
@@ -454,8 +462,39 @@ impl Replica {
                     .count();
                 past >= without.quorum()
             }
-            _ => self.leader.is_some_and(|l| l != me && without.is_voter(l)),
+            _ => {
+                let (chosen_end, applied_end) = self.leader_marks;
+                let change_at = out.from.0.saturating_sub(RECONFIG_DELAY_INSTANCES);
+                chosen_end >= out.from && applied_end.0 > change_at
+            }
         }
+    }
+
+    /// Leader: the largest prefix a quorum of `latest`'s voters is known to
+    /// have chosen (this leader's own prefix for itself, heartbeat acks for
+    /// the others): what a removed member is told (see `may_retire`).
+    pub(super) fn retire_cap(&self, latest: &Membership) -> InstanceId {
+        let Role::Leader(leader) = &self.role else {
+            return InstanceId(0);
+        };
+        let mut ends: Vec<InstanceId> = latest
+            .voters()
+            .map(|v| {
+                if v == self.cfg.id {
+                    self.learner.chosen_end
+                } else {
+                    leader
+                        .member_chosen_end
+                        .get(&v)
+                        .copied()
+                        .unwrap_or(InstanceId(0))
+                }
+            })
+            .collect();
+        ends.sort_unstable_by(|a, b| b.cmp(a));
+        ends.get(latest.quorum().saturating_sub(1))
+            .copied()
+            .unwrap_or(InstanceId(0))
     }
 
     /// What this replica knows of each member of the newest membership.

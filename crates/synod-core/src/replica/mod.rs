@@ -303,6 +303,12 @@ pub struct Replica {
     quorum_log: Vec<QuorumUse>,
     /// Messages refused at the door or by a handler, per reason.
     refusals: Refusals,
+    /// The chosen prefix and applied end the latest heartbeat of the leader
+    /// this replica follows carried: evidence for `may_retire` (a leader
+    /// caps the prefix it tells a removed member, see `retire_cap`).
+    leader_marks: (InstanceId, InstanceId),
+    /// The tick of the last peer message let in (`may_retire`'s fallback).
+    heard_tick: u64,
     /// Commands waiting for an instance (leader or candidate).
     pending: VecDeque<Command>,
     /// Commands to forward to the leader (follower).
@@ -388,6 +394,8 @@ impl Replica {
             #[cfg(feature = "fault-injection")]
             quorum_log: Vec::new(),
             refusals: Refusals::default(),
+            leader_marks: (InstanceId(0), InstanceId(0)),
+            heard_tick: 0,
             pending: VecDeque::new(),
             forward: Vec::new(),
             persist_next: 0,
@@ -420,6 +428,7 @@ impl Replica {
             self.refusals.count(refusal);
             return;
         }
+        self.heard_tick = self.now;
         self.dispatch(msg);
         self.drain_inbox();
     }

@@ -695,8 +695,18 @@ impl Replica {
             Some(only) => only,
             None => self.audience(),
         };
+        let latest = self.schedule.latest().clone();
+        let mut cap = None;
         for to in audience {
             if to != self.cfg.id {
+                // A removed member hears only how far a quorum of the newest
+                // membership is known to have the prefix chosen (`may_retire`).
+                // Any lower bound of the prefix is true, so this is safe.
+                let chosen_end = if latest.was_removed(to) {
+                    chosen_end.min(*cap.get_or_insert_with(|| self.retire_cap(&latest)))
+                } else {
+                    chosen_end
+                };
                 let body = Body::Heartbeat {
                     ballot,
                     chosen_end,

@@ -186,9 +186,10 @@ fn a_removed_node_may_retire_only_once_the_others_go_on_without_it() {
         )
         .unwrap();
     c.settle();
+    c.tick_all(4);
     assert!(
         c.r[&follower].may_retire(),
-        "in force, led by a member left"
+        "in force, and its leader says both left have it"
     );
     for id in (1..=3).filter(|id| *id != follower) {
         assert!(!c.r[&id].may_retire(), "node {id} was not removed");
@@ -226,6 +227,76 @@ fn a_removed_node_may_retire_only_once_the_others_go_on_without_it() {
     c.tick_all(100);
     assert!(c.r[&b].status().chosen_end >= from);
     assert!(c.r[&leader].may_retire(), "both left are past it");
+}
+
+/// A removed leader that hands leadership over once its removal is in force
+/// then follows the new leader: it must not retire on that alone (the
+/// review of `may_retire` found it did). Of four voters, one (d) is away
+/// and one (b) misses the end of the change: if the removed leader r
+/// retired and the new leader a then failed, b and d, a quorum of the
+/// membership without r, would need a quorum of the old four below the
+/// change's effect point, and could never elect. r waits until its
+/// leader tells it a quorum of the new membership has the prefix.
+#[test]
+fn a_removed_leader_that_hands_over_waits_for_a_quorum_of_the_members_left() {
+    let mut c = Cluster::new(4);
+    let r = c.elect();
+    c.write(r, "a");
+    let mut others = (1..=4).filter(|id| *id != r);
+    let (a, b, d) = (
+        others.next().unwrap(),
+        others.next().unwrap(),
+        others.next().unwrap(),
+    );
+    for x in [r, a, b] {
+        c.cut.push((x, d));
+    }
+    c.r.get_mut(&r)
+        .unwrap()
+        .propose_change(MembershipChange::Remove { id: NodeId(r) }, false)
+        .unwrap();
+    c.pump(r);
+    for _ in 0..1000 {
+        c.settle_one_step(None);
+        let s = c.r[&r].schedule();
+        if s.entries().len() > 1 && c.r[&r].status().chosen_end >= s.entries().last().unwrap().from
+        {
+            break;
+        }
+    }
+    // b is cut off from r and a for a while.
+    c.cut.push((r, b));
+    c.cut.push((a, b));
+    c.settle();
+    let from = c.r[&r].schedule().entries().last().unwrap().from;
+    assert!(c.chosen_end(b) < from.0 && c.chosen_end(d) < from.0);
+    for _ in 0..200 {
+        c.tick_all(1);
+        assert!(
+            !c.r[&r].may_retire(),
+            "only a of the members left has the prefix past the change"
+        );
+    }
+    assert_ne!(c.leader(), Some(r), "r handed leadership over");
+    // b is back: it learns the prefix, a quorum of a, b and d has it, and
+    // the leader says so to r.
+    c.cut.retain(|link| *link != (r, b) && *link != (a, b));
+    let mut retired = false;
+    for _ in 0..50 {
+        c.tick_all(1);
+        if c.r[&r].may_retire() {
+            retired = true;
+            break;
+        }
+    }
+    assert!(retired, "r may go once b has the prefix too");
+    assert!(c.chosen_end(b) >= from.0);
+    // r retires and a fails for good: b and d elect.
+    c.r.remove(&r);
+    c.r.remove(&a);
+    c.cut.clear();
+    c.tick_all(500);
+    assert!(c.leader().is_some(), "b and d elect without r and a");
 }
 
 #[test]
