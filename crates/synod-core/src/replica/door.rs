@@ -163,6 +163,7 @@ impl Replica {
             if self.hint_from_stranger(msg) {
                 return Ok(());
             }
+            self.answer_removed(msg);
             return Err(Refusal::NonMember);
         }
         if let Some(round) = held_round(&msg.body, msg.from) {

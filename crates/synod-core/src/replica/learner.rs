@@ -169,6 +169,11 @@ impl Replica {
         probe: u64,
     ) {
         self.observe(ballot);
+        if ballot.node == from {
+            // Evidence for `may_retire`, whatever the ballot: what a leader
+            // that had applied a change knew stays true.
+            self.leader_marks = (chosen_end, applied.applied_end);
+        }
         if ballot.node != from {
             self.refuse(Refusal::ForeignBallot);
         } else if ballot < self.acceptor.promised {
@@ -184,7 +189,6 @@ impl Replica {
             return;
         }
         self.follow(from);
-        self.leader_marks = (chosen_end, applied.applied_end);
         self.learn_commit(ballot, chosen_end);
         self.compare_checksum(from, applied);
         // Safety of leader reads (see `reads.rs`): this acknowledgement says

@@ -13,7 +13,7 @@ use crate::membership::{
 
 /// Operations forwarded and not answered yet that a follower remembers.
 const MEMBER_OPS_ASKED_MAX: usize = 1024;
-use crate::message::Body;
+use crate::message::{Body, Message};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -273,12 +273,7 @@ impl Replica {
             // `propose_change`); another leader's may still be chosen.
             return;
         }
-        let delay = if self.injected().config_immediate {
-            1
-        } else {
-            RECONFIG_DELAY_INSTANCES
-        };
-        let from = InstanceId(instance.0.saturating_add(delay));
+        let from = InstanceId(instance.0.saturating_add(self.reconfig_delay()));
         let previous = self.schedule.clone();
         let mut entries = previous.entries().to_vec();
         entries.push(crate::membership::Scheduled { from, membership });
@@ -397,6 +392,15 @@ impl Replica {
         })
     }
 
+    /// How many instances after its own a chosen change takes effect (α).
+    fn reconfig_delay(&self) -> u64 {
+        if self.injected().config_immediate {
+            1
+        } else {
+            RECONFIG_DELAY_INSTANCES
+        }
+    }
+
     /// Whether this replica, removed by a chosen reconfiguration, may stop
     /// for good now (the runtime stops it when this says so, and not
     /// before). False while it is a member of the newest membership.
@@ -414,15 +418,18 @@ impl Replica {
     /// have the prefix chosen past `out_from`: a candidate among them then
     /// needs none of the old memberships. Evidence of that:
     /// - leading: their heartbeat acks (`member_chosen_end`), for the first
-    ///   membership without it;
+    ///   membership without it (with the change in force here);
     /// - following: a heartbeat of its leader that had applied the change
     ///   (its applied end is past the change's instance, so it knows this
     ///   node is removed) telling a prefix past `out_from`: a leader tells a
     ///   removed member no more of the prefix than a quorum of the newest
     ///   membership acknowledged (`retire_cap`);
-    /// - either way, when the change is in force here and no peer message
-    ///   came in for ten election timeouts: no leader leads it and no
-    ///   candidate asks for its vote (one that needed it would).
+    ///   (a leader answers a removed member's Prepare or catch-up request,
+    ///   which it refuses, with such a heartbeat: see `answer_removed`).
+    ///
+    /// Silence is no evidence: the members that need this node may be the
+    /// ones cut off from it (the review of this rule wedged a cluster so).
+    /// A removed node that no leader tells runs on (the runtime says so).
     ///
     /// Staying longer is always safe: a vote counts only in memberships
     /// that hold the voter.
@@ -442,15 +449,12 @@ impl Replica {
         let Some(out) = out else {
             return false;
         };
-        if self.learner.chosen_end < out.from {
-            return false;
-        }
-        if self.now.saturating_sub(self.heard_tick) >= 10 * self.cfg.election_ticks {
-            return true;
-        }
         let without = &out.membership;
         match &self.role {
             Role::Leader(leader) => {
+                if self.learner.chosen_end < out.from {
+                    return false;
+                }
                 let past = without
                     .voters()
                     .filter(|v| {
@@ -463,11 +467,48 @@ impl Replica {
                 past >= without.quorum()
             }
             _ => {
+                // The leader's word alone: a removed node that lags (the
+                // others refuse its catch-up) may never reach `out_from`
+                // itself, and need not.
                 let (chosen_end, applied_end) = self.leader_marks;
-                let change_at = out.from.0.saturating_sub(RECONFIG_DELAY_INSTANCES);
+                let change_at = out.from.0.saturating_sub(self.reconfig_delay());
                 chosen_end >= out.from && applied_end.0 > change_at
             }
         }
+    }
+
+    /// Leader: a removed member that asks for a vote or for catch-up, which
+    /// is refused here, hears how far a quorum of the newest membership has
+    /// the prefix (`retire_cap`), so that it can retire (`may_retire`)
+    /// although it lags and no heartbeat round reaches it any more. Only
+    /// these two: an answer to an answer would go back and forth for ever.
+    pub(super) fn answer_removed(&mut self, msg: &Message) {
+        if !matches!(msg.body, Body::Prepare { .. } | Body::CatchupRequest { .. }) {
+            return;
+        }
+        let latest = self.schedule.latest().clone();
+        if !latest.was_removed(msg.from) {
+            return;
+        }
+        let Role::Leader(leader) = &self.role else {
+            return;
+        };
+        let ballot = leader.ballot;
+        let chosen_end = self.learner.chosen_end.min(self.retire_cap(&latest));
+        let applied = crate::message::AppliedMark {
+            applied_end: self.learner.applied_end,
+            checksum: self.learner.checksum,
+        };
+        self.send(
+            msg.from,
+            Body::Heartbeat {
+                ballot,
+                chosen_end,
+                applied,
+                probe: 0,
+            },
+            Gate::Now,
+        );
     }
 
     /// Leader: the largest prefix a quorum of `latest`'s voters is known to

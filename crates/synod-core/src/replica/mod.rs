@@ -307,8 +307,6 @@ pub struct Replica {
     /// this replica follows carried: evidence for `may_retire` (a leader
     /// caps the prefix it tells a removed member, see `retire_cap`).
     leader_marks: (InstanceId, InstanceId),
-    /// The tick of the last peer message let in (`may_retire`'s fallback).
-    heard_tick: u64,
     /// Commands waiting for an instance (leader or candidate).
     pending: VecDeque<Command>,
     /// Commands to forward to the leader (follower).
@@ -395,7 +393,6 @@ impl Replica {
             quorum_log: Vec::new(),
             refusals: Refusals::default(),
             leader_marks: (InstanceId(0), InstanceId(0)),
-            heard_tick: 0,
             pending: VecDeque::new(),
             forward: Vec::new(),
             persist_next: 0,
@@ -428,7 +425,6 @@ impl Replica {
             self.refusals.count(refusal);
             return;
         }
-        self.heard_tick = self.now;
         self.dispatch(msg);
         self.drain_inbox();
     }

@@ -299,6 +299,131 @@ fn a_removed_leader_that_hands_over_waits_for_a_quorum_of_the_members_left() {
     assert!(c.leader().is_some(), "b and d elect without r and a");
 }
 
+/// Silence is no evidence (second review of `may_retire`): the removed
+/// ex-leader r, cut off from b and d while a (the only member left with the
+/// prefix) fails for good, hears from nobody; had it retired, b and d could
+/// never elect. It runs on, and once the links heal r, b and d elect.
+#[test]
+fn a_removed_node_cut_off_from_the_members_left_does_not_retire() {
+    let mut c = Cluster::new(4);
+    let r = c.elect();
+    c.write(r, "a");
+    let mut others = (1..=4).filter(|id| *id != r);
+    let (a, b, d) = (
+        others.next().unwrap(),
+        others.next().unwrap(),
+        others.next().unwrap(),
+    );
+    for x in [r, a, b] {
+        c.cut.push((x, d));
+    }
+    c.r.get_mut(&r)
+        .unwrap()
+        .propose_change(MembershipChange::Remove { id: NodeId(r) }, false)
+        .unwrap();
+    c.pump(r);
+    for _ in 0..1000 {
+        c.settle_one_step(None);
+        let s = c.r[&r].schedule();
+        if s.entries().len() > 1 && c.r[&r].status().chosen_end >= s.entries().last().unwrap().from
+        {
+            break;
+        }
+    }
+    c.cut.push((r, b));
+    c.cut.push((a, b));
+    c.settle();
+    c.tick_all(50);
+    let from = c.r[&r].schedule().entries().last().unwrap().from;
+    assert!(c.chosen_end(b) < from.0 && c.chosen_end(d) < from.0);
+    c.r.remove(&a);
+    let timeouts = c.r[&r].config().election_ticks as u32;
+    for _ in 0..25 * timeouts {
+        c.tick_all(1);
+        assert!(
+            !c.r[&r].may_retire(),
+            "nobody said the members left have it"
+        );
+    }
+    c.cut.clear();
+    c.tick_all(1000);
+    assert!(c.leader().is_some(), "r, b and d elect");
+}
+
+/// A removed member that lags is refused by the members left (its
+/// catch-up too) once they moved past the membership that held it, so no
+/// heartbeat round reaches it. The leader answers its refused catch-up
+/// request or Prepare with a heartbeat saying how far a quorum of the newest
+/// membership has the prefix (`may_retire` takes that word); it answers
+/// nothing else (an answer to an answer would go back and forth).
+#[test]
+fn a_leader_answers_a_removed_members_refused_request_with_the_prefix_a_quorum_has() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.write(leader, "a");
+    let x = (1..=3).find(|id| *id != leader).unwrap();
+    c.r.get_mut(&leader)
+        .unwrap()
+        .propose_change(MembershipChange::Remove { id: NodeId(x) }, false)
+        .unwrap();
+    c.settle();
+    c.tick_all(20);
+    // A second change goes into force: the membership with x is forgotten.
+    c.r.get_mut(&leader)
+        .unwrap()
+        .propose_change(add(9, false), false)
+        .unwrap();
+    c.settle();
+    c.tick_all(20);
+    assert_eq!(c.leader(), Some(leader));
+    let chosen = c.r[&leader].status().chosen_end;
+    let ask = |body| Message {
+        group: GroupId(0),
+        from: NodeId(x),
+        to: NodeId(leader),
+        body,
+    };
+    let r = c.r.get_mut(&leader).unwrap();
+    let _ = r.take_ready();
+    let refused = r.refusals().get(Refusal::NonMember);
+    r.step(ask(Body::CatchupRequest {
+        from: InstanceId(1),
+        to: InstanceId(2),
+    }));
+    assert_eq!(r.refusals().get(Refusal::NonMember), refused + 1);
+    let answers: Vec<Message> = r
+        .take_ready()
+        .messages
+        .into_iter()
+        .filter(|m| m.to == NodeId(x))
+        .collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    match &answers[0].body {
+        Body::Heartbeat {
+            chosen_end, probe, ..
+        } => {
+            // Both voters left have acknowledged the whole prefix.
+            assert_eq!(*chosen_end, chosen);
+            assert_eq!(*probe, 0, "no read probe");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Its answer to that heartbeat is refused and not answered.
+    let ballot = r.status().promised;
+    r.step(ask(Body::HeartbeatAck {
+        ballot,
+        chosen_end: InstanceId(1),
+        applied: AppliedMark {
+            applied_end: InstanceId(1),
+            checksum: Checksum::default(),
+        },
+        probe: 0,
+        granted_ms: 0,
+        granted_drift_ppm: 0,
+    }));
+    assert!(r.take_ready().messages.iter().all(|m| m.to != NodeId(x)));
+}
+
 #[test]
 fn leadership_transfer_goes_to_the_named_voter_without_an_election_timeout() {
     let mut c = Cluster::new(3);
