@@ -24,6 +24,10 @@ pub enum Kind {
     Kill,
     Pause,
     Partition,
+    /// A partition that always cuts one node off from all the others (the
+    /// leader 60% of the time): the kind of `partition` a negative control
+    /// of reads needs every time. Not part of `all` (`partition` draws it).
+    Isolate,
     Loss,
     Delay,
     /// Replace a node by a fresh one under a new id (`membership.rs`).
@@ -45,6 +49,7 @@ impl Kind {
             Kind::Kill => "kill",
             Kind::Pause => "pause",
             Kind::Partition => "partition",
+            Kind::Isolate => "isolate",
             Kind::Loss => "loss",
             Kind::Delay => "delay",
             Kind::Membership => "membership",
@@ -60,10 +65,11 @@ impl Kind {
             }
             let kind = Kind::ALL
                 .into_iter()
+                .chain([Kind::Isolate])
                 .find(|k| k.name() == name)
                 .ok_or_else(|| {
                     format!(
-                        "unknown nemesis '{name}' (kill, pause, partition, loss, delay, membership, all)"
+                        "unknown nemesis '{name}' (kill, pause, partition, isolate, loss, delay, membership, all)"
                     )
                 })?;
             kinds.push(kind);
@@ -73,7 +79,10 @@ impl Kind {
     }
 
     fn needs_namespaces(self) -> bool {
-        matches!(self, Kind::Partition | Kind::Loss | Kind::Delay)
+        matches!(
+            self,
+            Kind::Partition | Kind::Isolate | Kind::Loss | Kind::Delay
+        )
     }
 }
 
@@ -92,7 +101,7 @@ pub fn usable(kinds: &[Kind], net: &Network, nodes: u32) -> (Vec<Kind>, Vec<Kind
     kinds.iter().partition(|k| match k {
         Kind::Delay => net.can_delay(),
         // A partition needs two sides and a majority to keep serving.
-        Kind::Partition => net.can_partition() && nodes >= 3,
+        Kind::Partition | Kind::Isolate => net.can_partition() && nodes >= 3,
         // A replacement goes through another serving node.
         Kind::Membership => nodes >= 2,
         k if k.needs_namespaces() => net.can_partition(),
@@ -240,13 +249,17 @@ impl Nemesis<'_> {
                 self.procs().pause(target);
                 Ok((format!("SIGSTOP {node} ({role})"), is_leader))
             }
-            Kind::Partition => {
+            Kind::Partition | Kind::Isolate => {
                 let Network::Namespaces(ns) = self.net else {
                     return Err("partitions need network namespaces".into());
                 };
                 let mut others: Vec<u32> = (1..=n).filter(|i| *i != target).collect();
                 others.shuffle(&mut self.rng);
-                match self.rng.gen_range(0..4) {
+                let shape = match kind {
+                    Kind::Isolate => 0,
+                    _ => self.rng.gen_range(0..4),
+                };
+                match shape {
                     // Isolate one node (the leader 60% of the time).
                     0 => {
                         for o in &others {
