@@ -319,8 +319,9 @@ impl<S: StateMachine> Driver<S> {
         if self.engine.replica.schedule().latest().was_removed(me) {
             // Not at once: members left below the point where the change
             // takes effect may still need this node's vote to finish the
-            // instances before it (see `Replica::may_retire`, which also
-            // lets it go once nobody has talked to it for a long while).
+            // instances before it (see `Replica::may_retire`). Until then it
+            // runs on and says so; one that no leader reaches any more runs
+            // on until it is stopped by hand (silence proves nothing).
             if self.engine.replica.may_retire() {
                 let epoch = self.engine.replica.schedule().latest().epoch;
                 return Err(format!(

@@ -423,9 +423,9 @@ impl Replica {
     ///   (its applied end is past the change's instance, so it knows this
     ///   node is removed) telling a prefix past `out_from`: a leader tells a
     ///   removed member no more of the prefix than a quorum of the newest
-    ///   membership acknowledged (`retire_cap`);
-    ///   (a leader answers a removed member's Prepare or catch-up request,
-    ///   which it refuses, with such a heartbeat: see `answer_removed`).
+    ///   membership acknowledged (`retire_cap`), in its heartbeat rounds and
+    ///   in answer to a removed member's Prepare or catch-up request, which
+    ///   it refuses (`answer_removed`).
     ///
     /// Silence is no evidence: the members that need this node may be the
     /// ones cut off from it (the review of this rule wedged a cluster so).
