@@ -330,11 +330,7 @@ impl<S: StateMachine> Driver<S> {
                 ));
             }
             let now = Instant::now();
-            let every = self.cfg.tick.saturating_mul(
-                u32::try_from(self.cfg.election_ticks)
-                    .unwrap_or(u32::MAX)
-                    .saturating_mul(10),
-            );
+            let every = self.cfg.election_timeout().0.saturating_mul(10);
             if self
                 .members
                 .removed_warned

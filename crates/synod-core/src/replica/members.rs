@@ -449,22 +449,11 @@ impl Replica {
         let Some(out) = out else {
             return false;
         };
-        let without = &out.membership;
         match &self.role {
-            Role::Leader(leader) => {
-                if self.learner.chosen_end < out.from {
-                    return false;
-                }
-                let past = without
-                    .voters()
-                    .filter(|v| {
-                        leader
-                            .member_chosen_end
-                            .get(v)
-                            .is_some_and(|end| *end >= out.from)
-                    })
-                    .count();
-                past >= without.quorum()
+            // This node is no voter of the membership without it, so the cap
+            // counts the others' acks alone.
+            Role::Leader(_) => {
+                self.learner.chosen_end >= out.from && self.retire_cap(&out.membership) >= out.from
             }
             _ => {
                 // The leader's word alone: a removed node that lags (the
@@ -511,14 +500,15 @@ impl Replica {
         );
     }
 
-    /// Leader: the largest prefix a quorum of `latest`'s voters is known to
-    /// have chosen (this leader's own prefix for itself, heartbeat acks for
-    /// the others): what a removed member is told (see `may_retire`).
-    pub(super) fn retire_cap(&self, latest: &Membership) -> InstanceId {
+    /// Leader: the largest prefix a quorum of `membership`'s voters is known
+    /// to have chosen (this leader's own prefix if it is one of them,
+    /// heartbeat acks for the others): what a removed member is told, and
+    /// what a removed leader waits for (see `may_retire`).
+    pub(super) fn retire_cap(&self, membership: &Membership) -> InstanceId {
         let Role::Leader(leader) = &self.role else {
             return InstanceId(0);
         };
-        let mut ends: Vec<InstanceId> = latest
+        let mut ends: Vec<InstanceId> = membership
             .voters()
             .map(|v| {
                 if v == self.cfg.id {
@@ -533,7 +523,7 @@ impl Replica {
             })
             .collect();
         ends.sort_unstable_by(|a, b| b.cmp(a));
-        ends.get(latest.quorum().saturating_sub(1))
+        ends.get(membership.quorum().saturating_sub(1))
             .copied()
             .unwrap_or(InstanceId(0))
     }
