@@ -302,6 +302,16 @@ fn an_insecure_cluster_takes_a_local_outsider_for_a_member() {
             .query(&mut con)
             .expect("SET secret");
     }
+    {
+        // Node 3 must know the write chosen (a follower may learn it up to
+        // a tick after the reply): a read through it waits until it does.
+        let mut con = cluster.client(2);
+        let value: String = redis::cmd("GET")
+            .arg("secret")
+            .query(&mut con)
+            .expect("GET secret");
+        assert_eq!(value, "hunter2");
+    }
     // Node 2 is down (1 and 3 still make a majority), so the outsider
     // playing it does not race the real one for the link.
     cluster.kill9(1);

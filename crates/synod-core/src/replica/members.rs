@@ -585,6 +585,8 @@ impl Replica {
         if let Role::Leader(leader) = &mut self.role {
             leader.transfer = Some((to, self.now));
         }
+        // It must report the whole prefix before it is told to take over.
+        self.want_chosen(to, Some(next));
         self.check_transfer();
         Ok(())
     }

@@ -230,12 +230,18 @@ struct Leader {
     /// (see `Replica::awaits_durability`).
     accepted_tick: BTreeMap<NodeId, u64>,
     heartbeat_sent_tick: u64,
-    /// The largest chosen prefix sent to followers (on an Accept or a
-    /// Heartbeat). When the prefix grows past it and no Accept is about to
-    /// carry it, `take_ready` announces it with a heartbeat at once: a
-    /// follower waiting to answer a forwarded command must not wait a
-    /// heartbeat interval to learn it is chosen.
+    /// The largest chosen prefix sent to every member (on Accepts or a full
+    /// heartbeat round). When the prefix grows past it, the next Accepts
+    /// carry it; if none goes out by the next tick, that tick announces it
+    /// with a heartbeat round (`Replica::tick_leader`). Members that wait on
+    /// it are told at once instead (`chosen_wanted`).
     announced_chosen_end: InstanceId,
+    /// Members waiting to learn that instances are chosen, told the prefix
+    /// in the step it grows instead of at the next tick (see
+    /// `Replica::announce_chosen`): a follower that forwarded commands (its
+    /// clients wait for their answers), a follower whose read waits for the
+    /// index it was given, the target of a leadership transfer.
+    chosen_wanted: BTreeMap<NodeId, proposer::ChosenWanted>,
     /// Read confirmation (see `reads.rs`): the last heartbeat round sent,
     /// when, and per member the highest round it acknowledged.
     probe_sent: u64,
@@ -732,7 +738,7 @@ impl Replica {
                 index,
                 chosen_end,
             } => self.handle_read_index_reply(from, id, index, chosen_end),
-            Body::Forward { commands } => self.handle_forward(commands),
+            Body::Forward { commands } => self.handle_forward(from, commands),
             Body::CatchupRequest { from: first, to } => {
                 self.handle_catchup_request(from, first, to)
             }

@@ -205,6 +205,8 @@ impl Replica {
                 chosen_end,
             };
             self.send(from, reply, Gate::Now);
+            // Its reads wait until it knows `index` chosen.
+            self.want_chosen(from, Some(index));
             return;
         }
         // Not leading: no answer; the follower asks again or gives up.
@@ -405,6 +407,8 @@ impl Replica {
                 chosen_end,
             };
             self.send(node, reply, Gate::Now);
+            // Its reads wait until it knows `index` chosen.
+            self.want_chosen(node, Some(index));
         }
     }
 
@@ -483,8 +487,10 @@ impl Replica {
     /// everyone, unless the leader is in the steady state where confirming
     /// reads is all a round is for: one membership, this leader a voter of
     /// it, no proposal in flight (followers busy with accepts and syncs
-    /// answer late, and either may be the quick one), no chosen prefix to
-    /// announce, no change or transfer under way.
+    /// answer late, and either may be the quick one), no change or
+    /// transfer under way. A chosen prefix not yet announced does not make
+    /// the round go to everyone: the members not in it learn the prefix at
+    /// the next tick as they would anyway (`announce_chosen`).
     ///
     /// A round sent to fewer members confirms exactly what it did before:
     /// a quorum's acknowledgements, counted by `probe_confirmed` as ever.
@@ -511,7 +517,6 @@ impl Replica {
             || !leader.reconfigs_in_flight.is_empty()
             || leader.change_queued.is_some()
             || leader.transfer.is_some()
-            || leader.announced_chosen_end < self.learner.chosen_end
         {
             return None;
         }

@@ -538,3 +538,61 @@ fn a_follower_read_learns_the_chosen_prefix_from_the_reply() {
     assert_eq!(n.applied[2].len(), 2, "n3 learned y");
     assert_eq!(n.served[2], vec![(3, 2)], "served with y applied");
 }
+
+/// The leader no longer announces every growth of the chosen prefix to
+/// everyone (`announce_chosen`): a follower whose read waits for an index
+/// it has not learned is chosen is told in the step its read is answered,
+/// not at the next tick (nor after a catch-up).
+#[test]
+fn a_follower_whose_read_waits_is_told_the_chosen_prefix_without_a_tick() {
+    let mut n = Net::new(3);
+    n.elect(1, &[2, 3]);
+    n.write(1, b"x", &[1, 2, 3]);
+    n.tick(1);
+    n.exchange(|_| true);
+    // y is chosen by 1 and 2; n3's Accept arrives late. The prefix that
+    // says y is chosen reaches nobody (no tick, no later Accept).
+    n.write(1, b"y", &[1, 2]);
+    assert_eq!(n.applied[0].len(), 2);
+    assert_eq!(n.applied[1].len(), 1, "n2 does not learn y is chosen");
+    n.exchange(|_| true);
+    assert_eq!(
+        n.applied[2].len(),
+        1,
+        "n3 accepted y, not knowing it chosen"
+    );
+    n.r[2].read(ReadId(9)).unwrap();
+    n.pump(3);
+    n.exchange(|_| true);
+    assert_eq!(n.served[2], vec![(9, 2)], "served with y applied, no tick");
+}
+
+/// What a forwarder is told rides on a heartbeat of the last round, not a
+/// new round: on five nodes a round to one follower could never confirm,
+/// and a read arriving right after it must not wait a tick for it.
+#[test]
+fn telling_a_forwarder_its_commands_are_chosen_does_not_hold_up_a_read() {
+    let mut n = Net::new(5);
+    n.elect(1, &[2, 3, 4, 5]);
+    n.write(1, b"x", &[1, 2, 3, 4, 5]);
+    n.tick(1);
+    n.exchange(|_| true);
+    n.pool.clear();
+    n.r[1].propose(Bytes::from_static(b"f")).unwrap();
+    n.pump(2);
+    n.exchange(|_| true);
+    assert_eq!(n.applied[1].len(), 2, "the forwarder applied its command");
+    assert_eq!(
+        n.applied[2].len(),
+        1,
+        "the others learn it at the next tick"
+    );
+    n.r[0].read(ReadId(4)).unwrap();
+    n.pump(1);
+    n.exchange(|_| true);
+    assert_eq!(
+        n.served[0],
+        vec![(4, 2)],
+        "the read was served without a tick"
+    );
+}
