@@ -674,30 +674,41 @@ impl Replica {
         }
     }
 
-    /// Tells the members that wait on the chosen prefix (`want_chosen`) how
-    /// far it grew, each with a heartbeat of its own. Called once per
-    /// `take_ready`, after new Accepts (which carry the prefix to everyone)
-    /// went out.
+    /// Tells followers how far the chosen prefix grew, when no Accept is
+    /// about to. Called once per `take_ready`, after new Accepts (which
+    /// carry the prefix to everyone) went out.
     ///
-    /// Nobody else is told here: the prefix rides on the next Accepts, or on
-    /// the next tick's heartbeat round (`tick_leader`), at most a tick later.
-    /// A round here at every growth cost every follower a wake-up and an
-    /// answer per batch (at 50 clients on three nodes, about a sixth of a
-    /// follower's CPU per SET), and only these members need it sooner: a
-    /// follower answers a command it forwarded, or a read at the index it
-    /// was given, only once it knows the instance chosen, and a transfer
-    /// waits for its target to report the whole prefix.
+    /// - Nothing left in flight (the pipeline drained: no Accept will carry
+    ///   the prefix soon): a heartbeat round to everyone, at once. Followers
+    ///   act on what they apply (pub/sub deliveries, blocked pops woken,
+    ///   keyspace events), so an idle or lightly loaded cluster must not
+    ///   leave them a tick behind.
+    /// - Instances still in flight: only the members that wait on the prefix
+    ///   (`want_chosen`) are told now, each with a heartbeat of its own: a
+    ///   follower answers a command it forwarded, or a read at the index it
+    ///   was given, only once it knows the instance chosen, and a transfer
+    ///   waits for its target to report the whole prefix. The others learn
+    ///   it from the Accepts of the next batch, or when the pipeline drains,
+    ///   or at the next tick (`tick_leader`). A round at every growth cost
+    ///   every follower a wake-up and an answer per batch: at 50 clients on
+    ///   three nodes, about a sixth of a follower's CPU per SET.
     ///
-    /// The heartbeat carries the last round's probe number, not a new one:
-    /// it is no read round (a round to some members only would hold up the
-    /// reads that wait for the next one). Its acknowledgement says the
-    /// member had not promised a higher ballot when it arrived, after that
-    /// round was sent, so counting it for that round is true, and a lease
-    /// measured from that round's sending is measured from earlier than the
-    /// grant (see `lease.rs`).
+    /// A waiting member's heartbeat carries the last round's probe number,
+    /// not a new one: it is no read round (a round to some members only
+    /// would hold up the reads that wait for the next one). Its
+    /// acknowledgement says the member had not promised a higher ballot when
+    /// it arrived, after that round was sent, so counting it for that round
+    /// is true, and a lease measured from that round's sending is measured
+    /// from earlier than the grant (see `lease.rs`).
     pub(super) fn announce_chosen(&mut self) {
         let chosen_end = self.learner.chosen_end;
         let proposed_all = self.pending.is_empty();
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if chosen_end > leader.announced_chosen_end && leader.in_flight.is_empty() {
+            self.send_heartbeats();
+        }
         let Role::Leader(leader) = &mut self.role else {
             return;
         };
@@ -804,6 +815,13 @@ impl Replica {
             probe,
         };
         self.send(to, body, Gate::Now);
+        // A member waiting on the prefix was told this much (a read round
+        // to it needs no second heartbeat from `announce_chosen`).
+        if let Role::Leader(leader) = &mut self.role {
+            if let Some(wanted) = leader.chosen_wanted.get_mut(&to) {
+                wanted.told = wanted.told.max(chosen_end);
+            }
+        }
     }
 
     /// Notes that a follower answered this leader.

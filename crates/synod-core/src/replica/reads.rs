@@ -487,10 +487,10 @@ impl Replica {
     /// everyone, unless the leader is in the steady state where confirming
     /// reads is all a round is for: one membership, this leader a voter of
     /// it, no proposal in flight (followers busy with accepts and syncs
-    /// answer late, and either may be the quick one), no change or
-    /// transfer under way. A chosen prefix not yet announced does not make
-    /// the round go to everyone: the members not in it learn the prefix at
-    /// the next tick as they would anyway (`announce_chosen`).
+    /// answer late, and either may be the quick one), no chosen prefix to
+    /// announce (with nothing in flight, `announce_chosen` would send a
+    /// round to everyone in the same step: this is it), no change or
+    /// transfer under way.
     ///
     /// A round sent to fewer members confirms exactly what it did before:
     /// a quorum's acknowledgements, counted by `probe_confirmed` as ever.
@@ -517,6 +517,7 @@ impl Replica {
             || !leader.reconfigs_in_flight.is_empty()
             || leader.change_queued.is_some()
             || leader.transfer.is_some()
+            || leader.announced_chosen_end < self.learner.chosen_end
         {
             return None;
         }

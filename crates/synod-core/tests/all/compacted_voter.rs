@@ -108,15 +108,9 @@ fn ignoring_a_compacted_prefix_of_a_future_voter_loses_a_chosen_value() {
     heal(&mut c, a);
     heal(&mut c, cc);
     let mut won = false;
-    for i in 0..2000 {
-        // The others' clocks run at half speed. Each of them campaigns too
-        // (its Prepare is dropped below), which raises its own promise: at
-        // the same pace as A, they would pick the same round as A at the
-        // same tick and win every tie on node id.
+    for _ in 0..2000 {
         for id in [a, cc, 4, 5] {
-            if id == a || i % 2 == 0 {
-                c.r.get_mut(&id).unwrap().tick();
-            }
+            c.r.get_mut(&id).unwrap().tick();
         }
         // Drop every Prepare not from A: A is the only candidate heard.
         for id in [a, cc, 4, 5] {

@@ -539,10 +539,11 @@ fn a_follower_read_learns_the_chosen_prefix_from_the_reply() {
     assert_eq!(n.served[2], vec![(3, 2)], "served with y applied");
 }
 
-/// The leader no longer announces every growth of the chosen prefix to
-/// everyone (`announce_chosen`): a follower whose read waits for an index
-/// it has not learned is chosen is told in the step its read is answered,
-/// not at the next tick (nor after a catch-up).
+/// While instances are in flight the leader does not announce a grown
+/// chosen prefix to everyone (`announce_chosen`): a follower whose read
+/// waits for an index it has not learned is chosen is told in the step the
+/// prefix reaches it, not when the pipeline drains or at the next tick (nor
+/// after a catch-up); a follower that waits on nothing is not told.
 #[test]
 fn a_follower_whose_read_waits_is_told_the_chosen_prefix_without_a_tick() {
     let mut n = Net::new(3);
@@ -550,26 +551,33 @@ fn a_follower_whose_read_waits_is_told_the_chosen_prefix_without_a_tick() {
     n.write(1, b"x", &[1, 2, 3]);
     n.tick(1);
     n.exchange(|_| true);
-    // y is chosen by 1 and 2; n3's Accept arrives late. The prefix that
-    // says y is chosen reaches nobody (no tick, no later Accept).
-    n.write(1, b"y", &[1, 2]);
-    assert_eq!(n.applied[0].len(), 2);
-    assert_eq!(n.applied[1].len(), 1, "n2 does not learn y is chosen");
-    n.exchange(|_| true);
-    assert_eq!(
-        n.applied[2].len(),
-        1,
-        "n3 accepted y, not knowing it chosen"
-    );
+    n.pool.clear();
+    // y goes out; n3 reads; everything but the acceptances of y is
+    // delivered, so n3's read is confirmed at index 2 while y is not yet
+    // chosen.
+    n.r[0].propose(Bytes::from_static(b"y")).unwrap();
+    n.pump(1);
     n.r[2].read(ReadId(9)).unwrap();
     n.pump(3);
+    n.exchange(|m| !matches!(m.body, Body::Accepted { .. }));
+    assert!(n.served[2].is_empty(), "served before y was chosen");
+    let accepted = std::mem::take(&mut n.pool);
+    // z goes out (its Accepts carry the old prefix, and stay away): in
+    // flight when y is chosen.
+    n.r[0].propose(Bytes::from_static(b"z")).unwrap();
+    n.pump(1);
+    let _z_accepts = std::mem::take(&mut n.pool);
+    n.pool = accepted.into_iter().filter(|m| m.from.0 == 2).collect();
     n.exchange(|_| true);
+    assert_eq!(n.applied[0].len(), 2, "y chosen");
+    assert_eq!(n.applied[1].len(), 1, "n2 waits on nothing: not told");
     assert_eq!(n.served[2], vec![(9, 2)], "served with y applied, no tick");
 }
 
-/// What a forwarder is told rides on a heartbeat of the last round, not a
-/// new round: on five nodes a round to one follower could never confirm,
-/// and a read arriving right after it must not wait a tick for it.
+/// What a forwarder is told while instances are in flight rides on a
+/// heartbeat of the last round, not a new round: on five nodes a round to
+/// one follower could never confirm, and a read arriving right after it
+/// must not wait a tick for it.
 #[test]
 fn telling_a_forwarder_its_commands_are_chosen_does_not_hold_up_a_read() {
     let mut n = Net::new(5);
@@ -578,21 +586,118 @@ fn telling_a_forwarder_its_commands_are_chosen_does_not_hold_up_a_read() {
     n.tick(1);
     n.exchange(|_| true);
     n.pool.clear();
+    // n2 forwards f; the leader proposes it, then g, whose Accepts are held
+    // back: g is in flight when f is chosen.
     n.r[1].propose(Bytes::from_static(b"f")).unwrap();
     n.pump(2);
+    n.exchange(|m| matches!(m.body, Body::Forward { .. }));
+    let f_accepts = std::mem::take(&mut n.pool);
+    n.r[0].propose(Bytes::from_static(b"g")).unwrap();
+    n.pump(1);
+    let g_accepts = std::mem::take(&mut n.pool);
+    n.pool = f_accepts;
     n.exchange(|_| true);
     assert_eq!(n.applied[1].len(), 2, "the forwarder applied its command");
-    assert_eq!(
-        n.applied[2].len(),
-        1,
-        "the others learn it at the next tick"
-    );
+    assert_eq!(n.applied[2].len(), 1, "the others were not told");
     n.r[0].read(ReadId(4)).unwrap();
     n.pump(1);
+    assert!(
+        n.pool
+            .iter()
+            .any(|m| matches!(m.body, Body::Heartbeat { .. }) && m.to.0 != 2),
+        "the read's round went out at once"
+    );
+    n.pool.extend(g_accepts);
     n.exchange(|_| true);
     assert_eq!(
         n.served[0],
-        vec![(4, 2)],
+        vec![(4, 3)],
         "the read was served without a tick"
+    );
+}
+
+/// Attack review: a follower picked for a read round that also waits on the
+/// prefix (it forwarded a command) got a second, identical heartbeat from
+/// `announce_chosen` in the same step.
+#[test]
+fn a_waiting_forwarder_in_a_read_round_gets_one_heartbeat_per_step() {
+    let mut n = Net::new(3);
+    n.elect(1, &[2, 3]);
+    n.write(1, b"x", &[1, 2, 3]);
+    n.tick(1);
+    n.exchange(|_| true);
+    n.pool.clear();
+    n.r[0].read(ReadId(1)).unwrap();
+    n.pump(1);
+    let target = n
+        .pool
+        .iter()
+        .find(|m| matches!(m.body, Body::Heartbeat { .. }))
+        .expect("a read round")
+        .to
+        .0;
+    n.exchange(|_| true);
+    assert_eq!(n.served[0].len(), 1);
+    // The read round's target forwards a command; the leader also has a
+    // second one in flight, so the prefix is not announced to everyone.
+    n.r[target as usize - 1]
+        .propose(Bytes::from_static(b"f"))
+        .unwrap();
+    n.pump(target);
+    n.r[0].propose(Bytes::from_static(b"g")).unwrap();
+    n.exchange(|m| !matches!(m.body, Body::Accepted { .. }));
+    let accepted: Vec<Message> = std::mem::take(&mut n.pool);
+    let first = accepted
+        .iter()
+        .filter(|m| m.from.0 == target && matches!(m.body, Body::Accepted { .. }))
+        .min_by_key(|m| match m.body {
+            Body::Accepted { instance, .. } => instance,
+            _ => unreachable!(),
+        })
+        .expect("the target accepted")
+        .clone();
+    n.r[0].step(first); // chooses the first of them
+    n.r[0].read(ReadId(2)).unwrap(); // and a read in the same step
+    let ready = n.r[0].take_ready();
+    let to_target = ready
+        .messages
+        .iter()
+        .filter(|m| m.to.0 == target && matches!(m.body, Body::Heartbeat { .. }))
+        .count();
+    assert_eq!(to_target, 1, "heartbeats to node {target} in one step");
+}
+
+/// Attack review: a command forwarded to a node that had stepped down and
+/// was campaigning is chosen once it leads; the forwarder learns so without
+/// waiting for a tick (the drained pipeline is announced to everyone).
+#[test]
+fn a_command_forwarded_to_a_candidate_is_known_chosen_without_a_tick() {
+    let mut n = Net::new(3);
+    n.elect(1, &[2, 3]);
+    n.write(1, b"x", &[1, 2, 3]);
+    n.tick(1);
+    n.exchange(|_| true);
+    n.pool.clear();
+    for _ in 0..200 {
+        // Node 1 hears nobody: it steps down and campaigns.
+        n.pool.clear();
+        n.tick(1);
+        if n.role(1) == RoleKind::Candidate {
+            break;
+        }
+    }
+    assert_eq!(n.role(1), RoleKind::Candidate);
+    let prepares = std::mem::take(&mut n.pool);
+    n.r[1].propose(Bytes::from_static(b"f")).unwrap(); // node 2 still follows 1
+    n.pump(2);
+    n.exchange(|m| matches!(m.body, Body::Forward { .. }));
+    n.pool.extend(prepares);
+    n.exchange(|_| true);
+    assert_eq!(n.role(1), RoleKind::Leader);
+    assert_eq!(n.applied[0].len(), 2, "f chosen and applied at the leader");
+    assert_eq!(
+        n.applied[1].len(),
+        2,
+        "the forwarder learned it without a tick"
     );
 }
