@@ -231,13 +231,13 @@ struct Leader {
     accepted_tick: BTreeMap<NodeId, u64>,
     heartbeat_sent_tick: u64,
     /// The largest chosen prefix sent to every member (on Accepts or a full
-    /// heartbeat round). When the prefix grows past it, the next Accepts
-    /// carry it; if none goes out by the next tick, that tick announces it
-    /// with a heartbeat round (`Replica::tick_leader`). Members that wait on
-    /// it are told at once instead (`chosen_wanted`).
+    /// heartbeat round). When the prefix grows past it with nothing left in
+    /// flight, `take_ready` announces it with a heartbeat round at once;
+    /// otherwise the next Accepts carry it, or the pipeline draining, or the
+    /// next tick (`Replica::announce_chosen`, `Replica::tick_leader`).
     announced_chosen_end: InstanceId,
     /// Members waiting to learn that instances are chosen, told the prefix
-    /// in the step it grows instead of at the next tick (see
+    /// in the step it grows even while instances are in flight (see
     /// `Replica::announce_chosen`): a follower that forwarded commands (its
     /// clients wait for their answers), a follower whose read waits for the
     /// index it was given, the target of a leadership transfer.
