@@ -421,7 +421,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let shared = Arc::clone(&slot.0);
-    let closed = match serve_client(&mut stream, peer, &shared).await? {
+    let id = shared.next_client_id.fetch_add(1, Relaxed);
+    // Dropped only after a close is counted below: a subscriber closed for
+    // its pub/sub limit leaves the registry when `conn` goes, and nobody may
+    // see it gone (a PUBLISH reaching no one) before the counter says why.
+    let mut conn = Conn::new(id, peer, Arc::clone(&shared));
+    let closed = match serve_client(&mut stream, &mut conn, &shared).await? {
         Some(closed) => closed,
         None => return Ok(()),
     };
@@ -482,6 +487,7 @@ where
     };
     counter.fetch_add(1, Relaxed);
     log.warn(format_args!("closed client {peer}: {why}"));
+    drop(conn);
     Ok(())
 }
 
@@ -493,15 +499,13 @@ const ITEMS_KEPT_MAX: usize = 64;
 /// server closed the client, or `None` when the client left (or QUIT).
 async fn serve_client<S>(
     stream: &mut S,
-    peer: SocketAddr,
+    conn: &mut Conn,
     shared: &Arc<Shared>,
 ) -> std::io::Result<Option<Closed>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let cfg = &shared.cfg;
-    let id = shared.next_client_id.fetch_add(1, Relaxed);
-    let mut conn = Conn::new(id, peer, Arc::clone(shared));
     // An argument is checked against the value limit on its declared
     // length, by the parser, before any of it is buffered; the request as a
     // whole against the request and query-buffer limits likewise.
@@ -608,14 +612,14 @@ where
                 // A blocked client that closes must not stay registered:
                 // read (and buffer) while it waits, and end on EOF.
                 let room = cfg.query_buffer_bytes_max.saturating_sub(input.len());
-                let run = run_items(shared, &mut conn, &mut items, &mut output);
+                let run = run_items(shared, conn, &mut items, &mut output);
                 match crate::blocking::until_closed(run, stream, &mut input, room).await? {
                     WhileBlocked::Done(fits) => fits,
                     WhileBlocked::Closed => return Ok(None),
                     WhileBlocked::Overflow => return Ok(Some(Closed::QueryBuffer)),
                 }
             } else {
-                run_items(shared, &mut conn, &mut items, &mut output).await
+                run_items(shared, conn, &mut items, &mut output).await
             };
             if !fits {
                 return Ok(Some(Closed::OutputBuffer));
