@@ -815,13 +815,6 @@ impl Replica {
             probe,
         };
         self.send(to, body, Gate::Now);
-        // A member waiting on the prefix was told this much (a read round
-        // to it needs no second heartbeat from `announce_chosen`).
-        if let Role::Leader(leader) = &mut self.role {
-            if let Some(wanted) = leader.chosen_wanted.get_mut(&to) {
-                wanted.told = wanted.told.max(chosen_end);
-            }
-        }
     }
 
     /// Notes that a follower answered this leader.
