@@ -109,6 +109,18 @@ impl Net {
         self.r[id as usize - 1] = Replica::new(cfg).unwrap();
         self.applied[id as usize - 1].clear();
     }
+    /// Node 1 leads `size` nodes; x is chosen and every node knows it (a
+    /// tick's round announced it); nothing is left in the pool.
+    fn settled(size: u32) -> Net {
+        let mut n = Net::new(size);
+        let all: Vec<u32> = (1..=size).collect();
+        n.elect(1, &all[1..]);
+        n.write(1, b"x", &all);
+        n.tick(1);
+        n.exchange(|_| true);
+        n.pool.clear();
+        n
+    }
     fn write(&mut self, at: u32, command: &'static [u8], among: &[u32]) {
         self.r[at as usize - 1]
             .propose(Bytes::from_static(command))
@@ -546,12 +558,7 @@ fn a_follower_read_learns_the_chosen_prefix_from_the_reply() {
 /// after a catch-up); a follower that waits on nothing is not told.
 #[test]
 fn a_follower_whose_read_waits_is_told_the_chosen_prefix_without_a_tick() {
-    let mut n = Net::new(3);
-    n.elect(1, &[2, 3]);
-    n.write(1, b"x", &[1, 2, 3]);
-    n.tick(1);
-    n.exchange(|_| true);
-    n.pool.clear();
+    let mut n = Net::settled(3);
     // y goes out; n3 reads; everything but the acceptances of y is
     // delivered, so n3's read is confirmed at index 2 while y is not yet
     // chosen.
@@ -580,12 +587,7 @@ fn a_follower_whose_read_waits_is_told_the_chosen_prefix_without_a_tick() {
 /// must not wait a tick for it.
 #[test]
 fn telling_a_forwarder_its_commands_are_chosen_does_not_hold_up_a_read() {
-    let mut n = Net::new(5);
-    n.elect(1, &[2, 3, 4, 5]);
-    n.write(1, b"x", &[1, 2, 3, 4, 5]);
-    n.tick(1);
-    n.exchange(|_| true);
-    n.pool.clear();
+    let mut n = Net::settled(5);
     // n2 forwards f; the leader proposes it, then g, whose Accepts are held
     // back: g is in flight when f is chosen.
     n.r[1].propose(Bytes::from_static(b"f")).unwrap();
@@ -621,12 +623,7 @@ fn telling_a_forwarder_its_commands_are_chosen_does_not_hold_up_a_read() {
 /// `announce_chosen` in the same step.
 #[test]
 fn a_waiting_forwarder_in_a_read_round_gets_one_heartbeat_per_step() {
-    let mut n = Net::new(3);
-    n.elect(1, &[2, 3]);
-    n.write(1, b"x", &[1, 2, 3]);
-    n.tick(1);
-    n.exchange(|_| true);
-    n.pool.clear();
+    let mut n = Net::settled(3);
     n.r[0].read(ReadId(1)).unwrap();
     n.pump(1);
     let target = n
@@ -672,12 +669,7 @@ fn a_waiting_forwarder_in_a_read_round_gets_one_heartbeat_per_step() {
 /// waiting for a tick (the drained pipeline is announced to everyone).
 #[test]
 fn a_command_forwarded_to_a_candidate_is_known_chosen_without_a_tick() {
-    let mut n = Net::new(3);
-    n.elect(1, &[2, 3]);
-    n.write(1, b"x", &[1, 2, 3]);
-    n.tick(1);
-    n.exchange(|_| true);
-    n.pool.clear();
+    let mut n = Net::settled(3);
     for _ in 0..200 {
         // Node 1 hears nobody: it steps down and campaigns.
         n.pool.clear();
