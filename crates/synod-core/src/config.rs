@@ -202,6 +202,19 @@ pub struct Config {
     /// batch and counts its own vote at once (commit waits for the fastest
     /// follower and the leader's own fsync).
     pub lazy_self_sync: bool,
+    /// How long a busy leader whose pipeline drained (nothing left in
+    /// flight) waits, in ms of the time given to
+    /// [`crate::Replica::set_time`], before it announces the grown chosen
+    /// prefix with a heartbeat round (see `Replica::announce_chosen`):
+    /// its next Accepts most likely carry the prefix within that time, and
+    /// the round is not needed. Busy means it proposed within this time
+    /// after its last drain; otherwise it announces at once. 0 (the
+    /// default): always at once. Otherwise the runtime must give the replica a
+    /// fresh time and call `take_ready` again once its clock reaches
+    /// [`crate::Replica::wake_at_ms`] (a runtime that does not is only
+    /// late: the next tick announces the prefix too). Without a time given,
+    /// the round goes at once.
+    pub announce_delay_ms: u64,
     /// Negative controls; all off by default.
     #[cfg(feature = "fault-injection")]
     pub inject: Inject,
@@ -245,6 +258,7 @@ impl Config {
             window_instances_max: 64,
             window_bytes_max: 16 << 20,
             lazy_self_sync: true,
+            announce_delay_ms: 0,
             value_bytes_max: VALUE_BYTES_MAX_DEFAULT,
             batch_commands_max: 1024,
             batch_bytes_max: 1 << 20,

@@ -256,9 +256,10 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
 /// Runs one seed on a cluster of `nodes` replicas. A panic inside the run (a
 /// broken invariant assertion) is reported as a violation, not propagated.
 pub fn run_seed(seed: u64, nodes: usize, faults: Faults) -> SeedReport {
+    let mut world = None;
     let result = catch_unwind(AssertUnwindSafe(|| {
         let rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut world = World::new(seed, nodes, faults, rng);
+        let world = world.insert(World::new(seed, nodes, faults, rng));
         world.run();
         world.final_checks();
         world.stats.end_us = world.now_us;
@@ -280,26 +281,37 @@ pub fn run_seed(seed: u64, nodes: usize, faults: Faults) -> SeedReport {
             .filter_map(|n| n.replica())
             .map(|r| r.lease_reads())
             .sum::<u64>();
-        (world.violations, world.violation_count, world.stats)
     }));
-    match result {
-        Ok((violations, violation_count, stats)) => SeedReport {
+    match (result, world) {
+        (Ok(()), Some(world)) => SeedReport {
             seed,
-            violations,
-            violation_count,
-            stats,
+            violations: world.violations,
+            violation_count: world.violation_count,
+            stats: world.stats,
         },
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".to_string());
+        (result, world) => {
+            let message = match result {
+                Err(panic) => panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".to_string()),
+                Ok(()) => "no world".to_string(),
+            };
+            // What the checkers found before the panic is kept: a broken
+            // invariant that a checker reported first (a negative control's
+            // bug, seen by the checker meant to see it, then tripping a
+            // debug assertion as the run goes on) is not hidden by the panic.
+            let (mut violations, violation_count, stats) = match world {
+                Some(world) => (world.violations, world.violation_count, world.stats),
+                None => (Vec::new(), 0, Stats::default()),
+            };
+            violations.push(format!("panic (broken invariant): {message}"));
             SeedReport {
                 seed,
-                violations: vec![format!("panic (broken invariant): {message}")],
-                violation_count: 1,
-                stats: Stats::default(),
+                violations,
+                violation_count: violation_count + 1,
+                stats,
             }
         }
     }

@@ -82,6 +82,9 @@ pub struct Stats {
     pub masters: u64,
     /// Leaders asked to drop their leadership (and leading when asked).
     pub leadership_drops: u64,
+    /// Drained pipelines' chosen prefixes announced when the core's
+    /// wake-up came (`Event::Wake`), no Accept having carried them first.
+    pub delayed_announcements: u64,
 }
 
 /// The result of one seed.
@@ -108,7 +111,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed; on disk: {} checkpoints, {} for peers, {} restarts), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} master leases lent to {} masters, {} leadership drops, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed; on disk: {} checkpoints, {} for peers, {} restarts), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} master leases lent to {} masters, {} leadership drops, {} delayed announcements, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
             self.ops_ok,
             self.ops_unknown,
             self.instances,
@@ -129,6 +132,7 @@ impl fmt::Display for Stats {
             self.master_leases_lent,
             self.masters,
             self.leadership_drops,
+            self.delayed_announcements,
             self.pops_served,
             self.pops_timed_out,
             self.pop_tries_after_wake,

@@ -131,6 +131,13 @@ pub(crate) enum Event {
     StartSpare {
         node: usize,
     },
+    /// A node's core asked to be woken at this local time
+    /// (`Replica::wake_at_ms`), as the driver's timer does.
+    Wake {
+        node: usize,
+        epoch: u64,
+        due_ms: u64,
+    },
 }
 
 /// Which of a node's outstanding I/O jobs completes.
@@ -247,6 +254,9 @@ pub(crate) struct SimNode {
     pub(crate) paused: bool,
     pub(crate) backlog: Vec<Backlog>,
     pub(crate) missed_ticks: u64,
+    /// The wake-up its core asked for that is scheduled (`Event::Wake`):
+    /// the incarnation and the local time.
+    pub(crate) wake_armed: Option<(u64, u64)>,
     /// A spare slot (an id beyond the initial nodes) that has never run: it
     /// starts only once a live member's membership holds it
     /// (`World::start_spare`), never through a restart.
@@ -316,6 +326,7 @@ impl SimNode {
             paused: false,
             backlog: Vec::new(),
             missed_ticks: 0,
+            wake_armed: None,
             absent: false,
             spare_start_due: false,
             retired: false,
@@ -696,6 +707,51 @@ impl World {
                     self.resume(node);
                 }
             }
+            Event::Wake {
+                node,
+                epoch,
+                due_ms,
+            } => {
+                if self.nodes[node].epoch != epoch {
+                    return;
+                }
+                if self.nodes[node].wake_armed == Some((epoch, due_ms)) {
+                    self.nodes[node].wake_armed = None;
+                }
+                if self.nodes[node].paused {
+                    let event = Event::Wake {
+                        node,
+                        epoch,
+                        due_ms,
+                    };
+                    self.nodes[node].backlog.push(Backlog::Event(event));
+                    return;
+                }
+                let asked = |world: &Self| {
+                    world.nodes[node].replica().and_then(|r| r.wake_at_ms()) == Some(due_ms)
+                };
+                if asked(self) {
+                    self.pump(node);
+                    if !asked(self) {
+                        let leads = self.nodes[node]
+                            .replica()
+                            .is_some_and(|r| r.status().role == RoleKind::Leader);
+                        if leads {
+                            self.stats.delayed_announcements += 1;
+                        }
+                    } else if self.mono_ms(node) >= due_ms {
+                        // Woken at the time it asked for, the core must
+                        // act (announce the prefix): asking again for the
+                        // same time would put the announcement off until a
+                        // tick or an input.
+                        let id = self.nodes[node].id;
+                        self.violation(format!(
+                            "node {id} asked to be woken at {due_ms} ms and did nothing when woken"
+                        ));
+                    }
+                    self.retire_if_allowed(node);
+                }
+            }
             Event::Restart { node } => {
                 if self.nodes[node].replica().is_none() {
                     self.start_node(node);
@@ -752,6 +808,15 @@ impl World {
         // (`eager_leaders`: every node syncs each batch, as all did before.)
         cfg.lazy_self_sync =
             !self.faults.eager_leaders && self.seed.wrapping_add(u64::from(sim_node.id.0)) % 3 != 0;
+        // A busy leader's drained pipeline announced at once by one node in
+        // four, after the runtime's default delay (1 ms) or longer by the
+        // others (20 ms: after the next tick, which announces it first).
+        cfg.announce_delay_ms = match self.seed.wrapping_add(3 * u64::from(sim_node.id.0)) % 4 {
+            0 => 0,
+            1 => 3,
+            2 => 20,
+            _ => 1,
+        };
         // Small pages, so that phase 1 and catch-up run paginated under
         // every fault (issue 12): a promise or a catch-up reply of more than
         // a few values comes in several messages.
@@ -984,6 +1049,36 @@ impl World {
     /// out here: messages onto the simulated network, storage jobs onto the
     /// simulated disk, answers to the clients; and checks what it applied.
     pub(crate) fn pump(&mut self, node: usize) {
+        self.pump_once(node);
+        self.arm_wake(node);
+    }
+
+    /// Schedules the wake-up the node's core asks for, once per time asked
+    /// (as the driver's timer, which fires at or a little after it; the
+    /// core acts only once its own clock, which may drift, got there: a
+    /// wake-up that comes early is asked for again).
+    fn arm_wake(&mut self, node: usize) {
+        let Some(due_ms) = self.nodes[node].replica().and_then(|r| r.wake_at_ms()) else {
+            return;
+        };
+        let epoch = self.nodes[node].epoch;
+        if self.nodes[node].wake_armed == Some((epoch, due_ms)) {
+            return;
+        }
+        self.nodes[node].wake_armed = Some((epoch, due_ms));
+        let now_ms = self.mono_ms(node);
+        let wait_us = due_ms.saturating_sub(now_ms).max(1) * 1000 + self.rng.gen_range(0..=500);
+        self.schedule(
+            self.now_us + wait_us,
+            Event::Wake {
+                node,
+                epoch,
+                due_ms,
+            },
+        );
+    }
+
+    fn pump_once(&mut self, node: usize) {
         let Some(engine) = self.nodes[node].engine.as_mut() else {
             return;
         };

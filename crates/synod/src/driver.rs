@@ -476,10 +476,23 @@ impl<S: StateMachine> Driver<S> {
     async fn run_loop(&mut self) -> Result<(), NodeError> {
         let mut ticker = tokio::time::interval(self.cfg.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The core's own wake-up (`Replica::wake_at_ms`, in `mono_ms` time):
+        // one timer, reset only when the time it asks for changes.
+        let wake = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(wake);
+        let mut wake_armed: Option<u64> = None;
         loop {
             if self.sync_pending.is_some() {
                 self.run_pending_sync().await?;
                 continue;
+            }
+            let wake_at = self.engine.replica.wake_at_ms();
+            if wake_at != wake_armed {
+                if let Some(ms) = wake_at {
+                    let at = self.started + std::time::Duration::from_millis(ms);
+                    wake.as_mut().reset(at.into());
+                }
+                wake_armed = wake_at;
             }
             let admit = self.engine.requests_waiting() < self.cfg.requests_in_flight_max;
             tokio::select! {
@@ -544,6 +557,12 @@ impl<S: StateMachine> Driver<S> {
                             Err(_) => break,
                         }
                     }
+                }
+                () = &mut wake, if wake_armed.is_some() => {
+                    // Fired: the next loop arms it again if the core still
+                    // asks (its clock, floored to ms, may lag the timer's).
+                    wake_armed = None;
+                    self.engine.set_time(self.mono_ms());
                 }
                 _ = ticker.tick() => {
                     let net = &self.net;

@@ -232,10 +232,23 @@ struct Leader {
     heartbeat_sent_tick: u64,
     /// The largest chosen prefix sent to every member (on Accepts or a full
     /// heartbeat round). When the prefix grows past it with nothing left in
-    /// flight, `take_ready` announces it with a heartbeat round at once;
+    /// flight, `take_ready` announces it with a heartbeat round (at once, or
+    /// `Config::announce_delay_ms` later if no Accept carried it meanwhile);
     /// otherwise the next Accepts carry it, or the pipeline draining, or the
     /// next tick (`Replica::announce_chosen`, `Replica::tick_leader`).
     announced_chosen_end: InstanceId,
+    /// When (local ms) a drained pipeline's prefix is to be announced, if
+    /// it still is not by then (`Replica::announce_chosen`); cleared when a
+    /// full round or an Accept carries the prefix.
+    announce_due_ms: Option<u64>,
+    /// When (local ms) the pipeline last drained with a prefix to announce,
+    /// until the next proposal; and whether that proposal came within
+    /// `Config::announce_delay_ms` of it. Only then is the next drain's
+    /// announcement delayed: a leader proposing that often will most likely
+    /// carry it on an Accept, while one that proposes now and then (an
+    /// idle cluster, a publisher every few ms) announces at once.
+    drained_ms: Option<u64>,
+    announce_defer: bool,
     /// Members waiting to learn that instances are chosen, told the prefix
     /// in the step it grows even while instances are in flight (see
     /// `Replica::announce_chosen`): a follower that forwarded commands (its
@@ -528,6 +541,22 @@ impl Replica {
         }
         self.check_rebuild_done();
         self.drain_inbox();
+    }
+
+    /// The local time (ms, as given to [`Replica::set_time`]) at which this
+    /// replica has something to do without any input: the runtime should
+    /// then give it a fresh time and call [`Replica::take_ready`]. Today
+    /// that is a drained pipeline's delayed announcement of the chosen
+    /// prefix ([`crate::Config::announce_delay_ms`]). `None`: nothing before
+    /// the next tick or input. Waking late, or not at all, only delays the
+    /// announcement (the next tick makes it).
+    pub fn wake_at_ms(&self) -> Option<u64> {
+        match &self.role {
+            Role::Leader(leader) if self.learner.chosen_end > leader.announced_chosen_end => {
+                leader.announce_due_ms
+            }
+            _ => None,
+        }
     }
 
     /// Takes every effect produced since the last call. Pending commands are

@@ -299,6 +299,9 @@ impl Replica {
             accepted_tick: BTreeMap::new(),
             heartbeat_sent_tick: now,
             announced_chosen_end: InstanceId(0),
+            announce_due_ms: None,
+            drained_ms: None,
+            announce_defer: false,
             chosen_wanted: BTreeMap::new(),
             probe_sent: 0,
             probe_sent_tick: now,
@@ -317,11 +320,16 @@ impl Replica {
     /// Phase 2a for one instance.
     fn propose_at(&mut self, instance: InstanceId, value: Value) {
         let chosen_end = self.learner.chosen_end;
+        let now_ms = self.lease.clock();
         let Role::Leader(leader) = &mut self.role else {
             return;
         };
         let ballot = leader.ballot;
         leader.announced_chosen_end = chosen_end;
+        leader.announce_due_ms = None;
+        if let (Some(drained), Some(now)) = (leader.drained_ms.take(), now_ms) {
+            leader.announce_defer = now.saturating_sub(drained) < self.cfg.announce_delay_ms;
+        }
         leader.in_flight_bytes += value.size_bytes();
         if let Value::Reconfig(membership) = &value {
             leader
@@ -678,11 +686,21 @@ impl Replica {
     /// about to. Called once per `take_ready`, after new Accepts (which
     /// carry the prefix to everyone) went out.
     ///
-    /// - Nothing left in flight (the pipeline drained: no Accept will carry
-    ///   the prefix soon): a heartbeat round to everyone, at once. Followers
-    ///   act on what they apply (pub/sub deliveries, blocked pops woken,
-    ///   keyspace events), so an idle or lightly loaded cluster must not
-    ///   leave them a tick behind.
+    /// - Nothing left in flight (the pipeline drained): a heartbeat round to
+    ///   everyone. Followers act on what they apply (pub/sub deliveries,
+    ///   blocked pops woken, keyspace events), so an idle or lightly loaded
+    ///   cluster must not leave them a tick behind. But a busy leader's
+    ///   pipeline drains for moments only (at one client, between an answer
+    ///   and the client's next command), and a round at each of those cost
+    ///   every follower a wake-up and an answer, for what the next Accept
+    ///   carries anyway. So with `Config::announce_delay_ms`, when the last
+    ///   drain was followed by a proposal within that delay
+    ///   (`Leader::announce_defer`), the round waits that long
+    ///   (`Replica::wake_at_ms`) and goes only if no Accept carried the
+    ///   prefix meanwhile; otherwise it goes at once. Followers learn the
+    ///   prefix at most the delay (and the runtime's timer lateness) later,
+    ///   and no later than the next write. Waiting is never unsafe: the
+    ///   prefix is what followers learn, not what anyone votes on.
     /// - Instances still in flight: only the members that wait on the prefix
     ///   (`want_chosen`) are told now, each with a heartbeat of its own: a
     ///   follower answers a command it forwarded, or a read at the index it
@@ -707,7 +725,24 @@ impl Replica {
             return;
         };
         if chosen_end > leader.announced_chosen_end && leader.in_flight.is_empty() {
-            self.send_heartbeats();
+            let now = self.lease.clock();
+            let due = match (self.cfg.announce_delay_ms, now) {
+                (0, _) | (_, None) => now,
+                (delay, Some(now)) => match leader.announce_due_ms {
+                    Some(due) => Some(due),
+                    None => {
+                        // The pipeline drained just now.
+                        leader.drained_ms = Some(now);
+                        if leader.announce_defer {
+                            leader.announce_due_ms = Some(now.saturating_add(delay));
+                        }
+                        leader.announce_due_ms
+                    }
+                },
+            };
+            if due <= now {
+                self.send_heartbeats();
+            }
         }
         let Role::Leader(leader) = &mut self.role else {
             return;
@@ -764,6 +799,7 @@ impl Replica {
         if only.is_none() {
             leader.heartbeat_sent_tick = self.now;
             leader.announced_chosen_end = chosen_end;
+            leader.announce_due_ms = None;
             leader.full_probe = probe;
             leader.full_probe_order.clear();
         }

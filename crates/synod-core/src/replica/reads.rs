@@ -488,8 +488,9 @@ impl Replica {
     /// reads is all a round is for: one membership, this leader a voter of
     /// it, no proposal in flight (followers busy with accepts and syncs
     /// answer late, and either may be the quick one), no chosen prefix to
-    /// announce (with nothing in flight, `announce_chosen` would send a
-    /// round to everyone in the same step: this is it), no change or
+    /// announce (with nothing in flight, `announce_chosen` sends a round to
+    /// everyone in the same step or, for a busy leader, a little later:
+    /// this round to everyone is that announcement, now), no change or
     /// transfer under way.
     ///
     /// A round sent to fewer members confirms exactly what it did before:

@@ -194,23 +194,23 @@ fn learners_counted_toward_quorums_are_caught_by_the_quorum_checker() {
 /// read by lease from its stale state before it hears of the new ballot.
 /// Only the linearizability checker sees it. Rare (the read must arrive
 /// during the pause, after the write, and be handled first when the node
-/// wakes). Since a grown chosen prefix is announced to everyone only when
-/// nothing is left in flight (issue 15, which moved every seed's course), a
-/// search of seeds 0..1000 found 0 and 163 first, with eager leaders and
-/// with the default mix alike.
+/// wakes). Since a busy leader's drained pipeline is announced after a
+/// delay (issue 15, which moved every seed's course again), a search of
+/// seeds 0..1000 found 493 and 505 with eager leaders, 186 and 382 with the
+/// default mix.
 #[test]
 fn a_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
-    let caught = caught_among("lease-drift-beyond-bound", "linearizab", 0..2);
+    let caught = caught_among("lease-drift-beyond-bound", "linearizab", 493..494);
     assert_eq!(
         caught,
-        Some(0),
-        "a lease on a clock beyond its drift bound went unnoticed on seeds 0..2"
+        Some(493),
+        "a lease on a clock beyond its drift bound went unnoticed on seed 493"
     );
     // With lazy leaders (the default mix).
-    let caught = caught_among_with("lease-drift-beyond-bound", "linearizab", 0..2, false);
+    let caught = caught_among_with("lease-drift-beyond-bound", "linearizab", 186..187, false);
     assert_eq!(
         caught,
-        Some(0),
+        Some(186),
         "a lease on a clock beyond its drift bound went unnoticed with lazy leaders"
     );
 }
@@ -283,9 +283,10 @@ fn an_on_disk_state_machine_that_reapplies_after_a_restart_is_caught() {
 /// above: a leader paused through its successor's election wakes with its
 /// clock stopped, is lent a master lease, and believes it is the only master
 /// while the successor holds one. The master-lease checker (true simulated
-/// time) sees the overlap. Seeds 4 and 13 are the first two of 0..60 to
-/// show it (13 of the 60 do; 4 and 8 were, before a grown chosen prefix
-/// waited for the pipeline to drain to be announced to everyone).
+/// time) sees the overlap. Seeds 4 and 5 are the first two of 0..60 to
+/// show it (15 of the 60 do; 4 and 13 were before a busy leader's drained
+/// pipeline was announced after a delay, 4 and 8 before a grown chosen
+/// prefix waited for the pipeline to drain to be announced to everyone).
 #[test]
 fn a_master_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
     let mut inject = parse_inject("lease-drift-beyond-bound").expect("known injection");
@@ -297,7 +298,7 @@ fn a_master_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
     inject.sessions_off = true;
     inject.drop_off = true;
     inject.eager_leaders = true;
-    let caught: Vec<u64> = [4, 13]
+    let caught: Vec<u64> = [4, 5]
         .into_iter()
         .filter(|seed| {
             run_seed(*seed, 3, inject)
@@ -308,7 +309,7 @@ fn a_master_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
         .collect();
     assert_eq!(
         caught,
-        vec![4, 13],
+        vec![4, 5],
         "master leases on clocks beyond the drift bound went unnoticed"
     );
 }
