@@ -191,6 +191,21 @@ impl KvCommand {
         KvCommand::decode_from(Reader::shared(bytes))
     }
 
+    /// The key an encoded GET or HGET looks up, read in place (no decode,
+    /// no allocation): what [`crate::Store`]'s read prefetch hint asks the
+    /// CPU to fetch. `None` for any other command and for bytes that do
+    /// not start like one of those two (a hint needs no error).
+    pub(crate) fn peek_read_key(bytes: &[u8]) -> Option<&[u8]> {
+        let mut reader = Reader::new(bytes);
+        if reader.u8().ok()? != COMMAND_FORMAT_VERSION {
+            return None;
+        }
+        match reader.u8().ok()? {
+            op::GET | op::H_GET => reader.slice().ok(),
+            _ => None,
+        }
+    }
+
     fn decode_from(mut reader: Reader<'_>) -> Result<KvCommand, DecodeError> {
         let version = reader.u8().map_err(|_| DecodeError::Empty)?;
         if version != COMMAND_FORMAT_VERSION {
@@ -1611,4 +1626,48 @@ fn decode_list_or_hash(reader: &mut Reader<'_>, opcode: u8) -> Result<KvCommand,
         }
     };
     Ok(command)
+}
+
+#[cfg(test)]
+mod peek_tests {
+    use super::*;
+
+    #[test]
+    fn peek_read_key_finds_the_key_of_a_get_or_hget_and_nothing_else() {
+        let get = KvCommand::Get {
+            key: Bytes::from_static(b"k:1"),
+        }
+        .encode();
+        assert_eq!(KvCommand::peek_read_key(&get), Some(&b"k:1"[..]));
+        let hget = KvCommand::HGet {
+            key: Bytes::from_static(b"h"),
+            field: Bytes::from_static(b"f"),
+        }
+        .encode();
+        assert_eq!(KvCommand::peek_read_key(&hget), Some(&b"h"[..]));
+        let other = KvCommand::Exists {
+            keys: vec![Bytes::from_static(b"k:1")],
+        }
+        .encode();
+        assert_eq!(KvCommand::peek_read_key(&other), None);
+    }
+
+    /// Bytes from a client or a corrupt log: a hint gives up, never panics.
+    #[test]
+    fn peek_read_key_gives_up_on_bad_bytes() {
+        let get = KvCommand::Get {
+            key: Bytes::from_static(b"key"),
+        }
+        .encode();
+        for cut in 0..get.len() {
+            assert_eq!(KvCommand::peek_read_key(&get[..cut]), None, "cut at {cut}");
+        }
+        let mut other_version = get.to_vec();
+        other_version[0] = COMMAND_FORMAT_VERSION.wrapping_add(1);
+        assert_eq!(KvCommand::peek_read_key(&other_version), None);
+        let mut huge_length = get.to_vec();
+        huge_length.truncate(2);
+        huge_length.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(KvCommand::peek_read_key(&huge_length), None);
+    }
 }

@@ -571,8 +571,12 @@ impl Keyspace {
     /// Whether the key is stored with an expiry, live or not: its
     /// visibility depends on the time.
     pub(crate) fn has_expiry(&self, key: &[u8]) -> bool {
-        self.stored(key)
-            .is_some_and(|entry| entry.expire_at_ms().is_some())
+        // `expiry` holds every key with an expiry (`check_invariants`): when
+        // it is empty, no key has one and the lookup is spared.
+        !self.expiry.is_empty()
+            && self
+                .stored(key)
+                .is_some_and(|entry| entry.expire_at_ms().is_some())
     }
 
     /// Whether the key is stored, live or not.

@@ -126,3 +126,53 @@ fn writes_and_undecodable_bytes_do_not_depend_on_the_time() {
     assert!(!h.store.command_depends_on_time(&command("SET t w")));
     assert!(!h.store.query_depends_on_time(b"\xffnot a command"));
 }
+
+/// `has_expiry` skips the lookup while no key has an expiry: the answer must
+/// follow the one key that gains, loses and regains one.
+#[test]
+fn the_only_key_with_an_expiry_is_found_as_it_gains_and_loses_it() {
+    let mut h = Harness::new();
+    h.run(1_000, "SET a v");
+    h.run(1_000, "SET b v");
+    assert!(!depends(&h, "GET a"));
+    h.run(1_000, "EXPIRE a 100");
+    assert!(depends(&h, "GET a"));
+    assert!(!depends(&h, "GET b"));
+    h.run(1_000, "PERSIST a");
+    assert!(!depends(&h, "GET a"));
+    h.run(1_000, "PEXPIRE b 50");
+    assert!(depends(&h, "GET b"));
+    assert!(!depends(&h, "GET a"));
+}
+
+/// The read prefetch hint (`StateMachine::prefetch_queries`) changes no
+/// answer, whatever it is given: reads, writes, bytes that decode to
+/// nothing, more queries than one prefetch group.
+#[test]
+fn the_read_prefetch_hint_changes_no_answer() {
+    let mut h = Harness::new();
+    for i in 0..40 {
+        h.run(1_000, &format!("SET k{i} v{i}"));
+        h.run(1_000, &format!("HSET h{i} f {i}"));
+    }
+    let lines: Vec<String> = (0..40)
+        .flat_map(|i| {
+            [
+                format!("GET k{i}"),
+                format!("HGET h{i} f"),
+                format!("GET none{i}"),
+            ]
+        })
+        .chain(["STRLEN k2".to_string()])
+        .collect();
+    let before: Vec<_> = lines.iter().map(|l| h.query(2_000, l)).collect();
+    let encoded: Vec<_> = lines.iter().map(|l| command(l).encode()).collect();
+    let mut queries: Vec<&[u8]> = encoded.iter().map(|q| &q[..]).collect();
+    let write = command("SET k1 other").encode();
+    queries.push(&write);
+    queries.push(b"");
+    queries.push(&[0xff, 0x01, 0x02]);
+    h.store.prefetch_queries(&queries);
+    let after: Vec<_> = lines.iter().map(|l| h.query(2_000, l)).collect();
+    assert_eq!(before, after);
+}
