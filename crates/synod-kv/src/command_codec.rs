@@ -194,7 +194,10 @@ impl KvCommand {
     /// The key an encoded GET or HGET looks up, read in place (no decode,
     /// no allocation): what [`crate::Store`]'s read prefetch hint asks the
     /// CPU to fetch. `None` for any other command and for bytes that do
-    /// not start like one of those two (a hint needs no error).
+    /// not start like one of those two (a hint needs no error). Reads the
+    /// layout `decode_command` reads for those two opcodes (the key
+    /// first): keep them in step (`peek_tests` checks it against
+    /// [`KvCommand::decode`]).
     pub(crate) fn peek_read_key(bytes: &[u8]) -> Option<&[u8]> {
         let mut reader = Reader::new(bytes);
         if reader.u8().ok()? != COMMAND_FORMAT_VERSION {
@@ -1669,5 +1672,47 @@ mod peek_tests {
         huge_length.truncate(2);
         huge_length.extend_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(KvCommand::peek_read_key(&huge_length), None);
+    }
+}
+
+#[cfg(test)]
+mod peek_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What `peek_read_key` should say of bytes `decode` accepts.
+    fn expected(command: &KvCommand) -> Option<&[u8]> {
+        match command {
+            KvCommand::Get { key } | KvCommand::HGet { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        /// Any bytes: no panic; and wherever `decode` accepts them, the peek
+        /// agrees with it (the key of a GET or HGET, nothing otherwise).
+        #[test]
+        fn peek_agrees_with_decode(
+            opcode in prop_oneof![Just(op::GET), Just(op::H_GET), any::<u8>()],
+            rest in proptest::collection::vec(any::<u8>(), 0..24),
+            key in proptest::collection::vec(any::<u8>(), 0..8),
+            field in proptest::collection::vec(any::<u8>(), 0..8),
+        ) {
+            // One field (a GET's layout), two (an HGET's), or anything.
+            let mut one = vec![COMMAND_FORMAT_VERSION, opcode];
+            one.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            one.extend_from_slice(&key);
+            let mut two = one.clone();
+            two.extend_from_slice(&(field.len() as u32).to_le_bytes());
+            two.extend_from_slice(&field);
+            let mut raw = vec![COMMAND_FORMAT_VERSION, opcode];
+            raw.extend_from_slice(&rest);
+            for bytes in [one, two, raw] {
+                let peeked = KvCommand::peek_read_key(&bytes);
+                if let Ok(command) = KvCommand::decode(&bytes) {
+                    prop_assert_eq!(peeked, expected(&command));
+                }
+            }
+        }
     }
 }

@@ -571,8 +571,16 @@ impl Keyspace {
     /// Whether the key is stored with an expiry, live or not: its
     /// visibility depends on the time.
     pub(crate) fn has_expiry(&self, key: &[u8]) -> bool {
-        // `expiry` holds every key with an expiry (`check_invariants`): when
-        // it is empty, no key has one and the lookup is spared.
+        // `expiry` holds every key with an expiry (its field's contract,
+        // checked by `check_invariants`): when it is empty, no key has one
+        // and the lookup is spared.
+        debug_assert!(
+            !self.expiry.is_empty()
+                || self
+                    .stored(key)
+                    .is_none_or(|entry| entry.expire_at_ms().is_none()),
+            "a key with an expiry is missing from the expiry index"
+        );
         !self.expiry.is_empty()
             && self
                 .stored(key)

@@ -256,6 +256,9 @@ impl StateMachine for Store {
     /// overlap their cache misses, as an applied batch does. A hint: the
     /// answers are the same without it.
     fn prefetch_queries(&self, queries: &[&[u8]]) {
+        // `Keyspace::prefetch` walks at most PREFETCH_GROUP_MAX keys: as many
+        // as the runtime hands over at once, so none is left out.
+        const _: () = assert!(PREFETCH_GROUP_MAX >= synod::engine::QUERY_PREFETCH_GROUP);
         self.keyspace
             .prefetch(queries.iter().filter_map(|q| KvCommand::peek_read_key(q)));
     }

@@ -49,10 +49,10 @@ pub const SCAN_TICKS: u64 = 10;
 pub const WHOLE_SNAPSHOTS_HOLD_MS: u64 = 60_000;
 
 /// Reads released together are handed to the state machine's prefetch hint
-/// in groups of this many (`StateMachine::prefetch_queries`): enough to
-/// overlap their cache misses, few enough that what is fetched for the
-/// first is still cached when the last is answered.
-const QUERY_PREFETCH_GROUP: usize = 16;
+/// in groups of at most this many (`StateMachine::prefetch_queries`):
+/// enough to overlap their cache misses, few enough that what is fetched
+/// for the first is still cached when the last is served.
+pub const QUERY_PREFETCH_GROUP: usize = 16;
 
 /// What the engine takes from the node's configuration.
 #[derive(Clone, Debug)]
@@ -764,7 +764,10 @@ impl<S: StateMachine, R> Engine<S, R> {
     }
 
     /// Hands the state machine the queries of the reads about to be served,
-    /// as a prefetch hint (`StateMachine::prefetch_queries`).
+    /// as a prefetch hint (`StateMachine::prefetch_queries`); a lone read
+    /// gets none (a walk ahead of a single lookup would only double it).
+    /// The ids are looked up here and again in `serve_read`: two lookups in
+    /// a small map, against the cache misses the hint saves.
     fn prefetch_reads(&self, group: &[ReadId]) {
         let Some(machine) = self.machine.as_ref() else {
             return;

@@ -148,14 +148,16 @@ pub trait StateMachine: Send + 'static {
         false
     }
 
-    /// A hint: the runtime is about to answer `queries`, in this order,
-    /// with nothing applied in between ([`StateMachine::query_depends_on_time`],
-    /// [`StateMachine::query_view`] and [`StateMachine::query`] of each). A
-    /// state machine whose reads wait on memory can ask the CPU to fetch
-    /// what they will read, so that the lookups overlap their cache misses
-    /// instead of taking them one after another; the runtime hands over a
-    /// few queries at a time, so that what was fetched is still cached when
-    /// each is answered. It must change nothing that any query returns.
+    /// A hint: the runtime is about to serve the reads `queries`, in this
+    /// order, with nothing applied in between: for each it calls
+    /// [`StateMachine::query_depends_on_time`], then answers it here
+    /// ([`StateMachine::query_view`], [`StateMachine::query`]) or sends it
+    /// through the log. A state machine whose reads wait on memory can ask
+    /// the CPU to fetch what they will read, so that the lookups overlap
+    /// their cache misses instead of taking them one after another. The
+    /// runtime calls it with 2 to [`crate::engine::QUERY_PREFETCH_GROUP`]
+    /// queries at a time, so that what was fetched is still cached when
+    /// each is served. It must change nothing that any query returns.
     ///
     /// The default does nothing.
     fn prefetch_queries(&self, queries: &[&[u8]]) {
