@@ -1,7 +1,7 @@
 //! [`Store`]: the key-value state machine replicated by Synod.
 
 use bytes::Bytes;
-use synod::{ApplyContext, QueryJob, SnapshotJob, SnapshotStream, StateMachine};
+use synod::{ApplyContext, QueryJob, Served, SnapshotJob, SnapshotStream, StateMachine};
 use synod_resp::Reply;
 
 use crate::acl_auth::Acl;
@@ -187,6 +187,20 @@ fn undecodable(error: crate::DecodeError) -> Reply {
 }
 
 impl Store {
+    /// [`StateMachine::query_view`] of a decoded read: a job when its cost
+    /// grows with the state (it takes a copy of the command), else `None`.
+    fn view_job(&self, command: &KvCommand, ctx: &ApplyContext) -> Option<QueryJob> {
+        if !ops::read_off_loop(&self.keyspace, command, ctx.time_ms) {
+            return None;
+        }
+        let view = self.keyspace.view();
+        let ctx = *ctx;
+        let command = command.clone();
+        Some(Box::new(move || {
+            encode_reply(&ops::read_view(&view, &command, &ctx))
+        }))
+    }
+
     fn apply_decoded(
         &mut self,
         command: Result<KvCommand, crate::DecodeError>,
@@ -301,14 +315,25 @@ impl StateMachine for Store {
     /// large collection are answered from a view, off the event loop.
     fn query_view(&self, query: &[u8], ctx: &ApplyContext) -> Option<QueryJob> {
         let command = KvCommand::decode(query).ok()?;
-        if !ops::read_off_loop(&self.keyspace, &command, ctx.time_ms) {
-            return None;
+        self.view_job(&command, ctx)
+    }
+
+    /// The default's three steps on one decode: a GET is decoded (and its
+    /// key copied) once instead of three times.
+    fn serve_query(&self, query: &[u8], ctx: &ApplyContext) -> Served {
+        let command = match KvCommand::decode(query) {
+            Ok(command) => command,
+            // As the three calls answer it: at any time (not through the
+            // log), on the loop, with an error.
+            Err(error) => return Served::Answer(encode_reply(&undecodable(error))),
+        };
+        if self.command_depends_on_time(&command) {
+            return Served::ThroughLog;
         }
-        let view = self.keyspace.view();
-        let ctx = *ctx;
-        Some(Box::new(move || {
-            encode_reply(&ops::read_view(&view, &command, &ctx))
-        }))
+        if let Some(job) = self.view_job(&command, ctx) {
+            return Served::OffLoop(job);
+        }
+        Served::Answer(encode_reply(&self.query_command(&command, ctx)))
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {

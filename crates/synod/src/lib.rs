@@ -48,7 +48,8 @@ pub use metrics::{Histogram, Metrics, PEER_REFUSAL_REASONS};
 pub use node::{Leadership, Node, NodeError, NodeStatus, RequestError};
 pub use session::Session;
 pub use state_machine::{
-    ApplyContext, BatchCommand, QueryJob, SnapshotJob, SnapshotStream, StateMachine, StateSyncJob,
+    ApplyContext, BatchCommand, QueryJob, Served, SnapshotJob, SnapshotStream, StateMachine,
+    StateSyncJob,
 };
 pub use synod_core::{
     Ballot, Checksum, InstanceId, MemberRole, Membership, NodeId, RoleKind, Schedule,

@@ -6,7 +6,7 @@
 use crate::common;
 
 use common::*;
-use synod::StateMachine;
+use synod::{Served, StateMachine};
 use synod_kv::{parse, KvCommand};
 
 fn command(line: &str) -> KvCommand {
@@ -16,8 +16,28 @@ fn command(line: &str) -> KvCommand {
 /// Times far apart, before and after every expiry the cases set.
 const TIMES: [u64; 4] = [1_000, 1_500, 10_000, u64::MAX / 2];
 
+/// `StateMachine::serve_query`, which the store overrides to decode once,
+/// serves `bytes` exactly as the three calls it stands for would.
+fn serves_as_the_three_calls(h: &Harness, bytes: &[u8]) {
+    let ctx = ctx(h.instance, TIMES[0]);
+    match h.store.serve_query(bytes, &ctx) {
+        Served::ThroughLog => assert!(h.store.query_depends_on_time(bytes)),
+        Served::OffLoop(job) => {
+            assert!(!h.store.query_depends_on_time(bytes));
+            let view = h.store.query_view(bytes, &ctx).expect("a view");
+            assert_eq!(job(), view());
+        }
+        Served::Answer(answer) => {
+            assert!(!h.store.query_depends_on_time(bytes));
+            assert!(h.store.query_view(bytes, &ctx).is_none());
+            assert_eq!(answer, h.store.query(bytes, &ctx));
+        }
+    }
+}
+
 fn depends(h: &Harness, line: &str) -> bool {
     let command = command(line);
+    serves_as_the_three_calls(h, &command.encode());
     let typed = h.store.command_depends_on_time(&command);
     assert_eq!(
         h.store.query_depends_on_time(&command.encode()),
@@ -125,6 +145,8 @@ fn writes_and_undecodable_bytes_do_not_depend_on_the_time() {
     h.run(1_000, "SET t v PX 1000");
     assert!(!h.store.command_depends_on_time(&command("SET t w")));
     assert!(!h.store.query_depends_on_time(b"\xffnot a command"));
+    serves_as_the_three_calls(&h, b"\xffnot a command");
+    serves_as_the_three_calls(&h, b"");
 }
 
 /// `has_expiry` skips the lookup while no key has an expiry: the answer must
