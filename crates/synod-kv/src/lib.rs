@@ -86,7 +86,7 @@ pub use ops::TRANSACTION_READ_WORK_MAX;
 pub use parse::parse;
 pub use persistence::{ShutdownListener, ShutdownSignal};
 pub use pubsub::PubSub;
-pub use reply_codec::{decode_reply, encode_reply, REPLY_FORMAT_VERSION};
+pub use reply_codec::{decode_reply, decode_reply_shared, encode_reply, REPLY_FORMAT_VERSION};
 pub use server::{
     serve, serve_listeners, serve_on, ServerConfig, AUTH_TIMEOUT_DEFAULT,
     OUTPUT_BUFFER_BYTES_MAX_DEFAULT, QUERY_BUFFER_BYTES_MAX_DEFAULT,

@@ -61,11 +61,24 @@ pub fn encode_reply(reply: &Reply) -> Bytes {
 /// Decodes what [`encode_reply`] produced. Never panics; rejects status and
 /// error lines containing CR or LF, which would break the RESP framing.
 pub fn decode_reply(bytes: &[u8]) -> Result<Reply, DecodeError> {
+    decode_from(bytes, Reader::new(bytes))
+}
+
+/// [`decode_reply`] of an output held as `Bytes`: bulk strings are
+/// zero-copy slices of `bytes` rather than copies (a GET's value is copied
+/// once fewer on its way to the client; the first slice of a fresh buffer
+/// still allocates its shared header, as the copy allocated its own, so
+/// this saves copying, not allocations). The reply keeps `bytes` alive as
+/// long as it lives: for a reply on its way to a client, not one kept.
+pub fn decode_reply_shared(bytes: &Bytes) -> Result<Reply, DecodeError> {
+    decode_from(bytes, Reader::shared(bytes))
+}
+
+fn decode_from(bytes: &[u8], mut reader: Reader<'_>) -> Result<Reply, DecodeError> {
     if bytes == ENCODED_OK {
         // No copy of the text (the general path allocates a `String`).
         return Ok(Reply::ok());
     }
-    let mut reader = Reader::new(bytes);
     let version = reader.u8().map_err(|_| DecodeError::Empty)?;
     if version != REPLY_FORMAT_VERSION {
         return Err(DecodeError::UnsupportedVersion(version));
@@ -183,7 +196,7 @@ fn decode(reader: &mut Reader<'_>, depth: usize) -> Result<Reply, DecodeError> {
         tag::SIMPLE => Reply::Simple(status_line(reader)?),
         tag::ERROR => Reply::Error(line(reader)?),
         tag::INTEGER => Reply::Integer(reader.i64()?),
-        tag::BULK => Reply::Bulk(reader.bytes()?),
+        tag::BULK => Reply::Bulk(reader.shared_bytes()?),
         tag::NULL => Reply::Null,
         tag::NULL_ARRAY => Reply::NullArray,
         tag::ARRAY => Reply::Array(items(reader, depth)?),
@@ -249,7 +262,41 @@ mod tests {
                 (Reply::Bulk("f".into()), Reply::Bulk("v".into())),
             ]),
         ]);
-        assert_eq!(decode_reply(&encode_reply(&reply)), Ok(reply));
+        let encoded = encode_reply(&reply);
+        assert_eq!(decode_reply_shared(&encoded), Ok(reply.clone()));
+        assert_eq!(decode_reply(&encoded), Ok(reply));
+    }
+
+    /// The shared decode slices bulk strings out of its source (no copy)
+    /// and refuses what the copying one refuses.
+    #[test]
+    fn the_shared_decode_slices_bulk_strings_and_refuses_alike() {
+        let encoded = encode_reply(&Reply::Array(vec![
+            Reply::Bulk(Bytes::from(vec![7u8; 3000])),
+            Reply::Bulk("v".into()),
+        ]));
+        let range = encoded.as_ptr_range();
+        let Ok(Reply::Array(items)) = decode_reply_shared(&encoded) else {
+            panic!("an array");
+        };
+        for item in &items {
+            let Reply::Bulk(bulk) = item else {
+                panic!("a bulk string");
+            };
+            assert!(range.contains(&bulk.as_ptr()), "a slice of the source");
+        }
+        for cut in 0..encoded.len() {
+            let cut = encoded.slice(..cut);
+            assert_eq!(
+                decode_reply_shared(&cut),
+                decode_reply(&cut),
+                "cut {}",
+                cut.len()
+            );
+            assert!(decode_reply_shared(&cut).is_err());
+        }
+        let ok = Bytes::from_static(&ENCODED_OK);
+        assert_eq!(decode_reply_shared(&ok), Ok(Reply::ok()));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::conn::{Conn, ExecPart, Item, StatTag};
 use crate::expiry_sweep::SweepPacer;
 use crate::info::{CommandStats, Ending};
 use crate::parse::parse_spec;
-use crate::reply_codec::decode_reply;
+use crate::reply_codec::decode_reply_shared;
 use bytes::buf::BufMut;
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
@@ -1130,7 +1130,7 @@ pub(crate) async fn execute(shared: &Shared, mut commands: Vec<KvCommand>) -> Ve
         shared.node.propose(bytes).await
     };
     let mut reply = match result {
-        Ok(output) => decode_reply(&output)
+        Ok(output) => decode_reply_shared(&output)
             .unwrap_or_else(|e| Reply::error(format!("ERR internal error: bad reply: {e}"))),
         Err(err) => Reply::error(format!("ERR {err}")),
     };

@@ -187,18 +187,12 @@ fn undecodable(error: crate::DecodeError) -> Reply {
 }
 
 impl Store {
-    /// [`StateMachine::query_view`] of a decoded read: a job when its cost
-    /// grows with the state (it takes a copy of the command), else `None`.
-    fn view_job(&self, command: &KvCommand, ctx: &ApplyContext) -> Option<QueryJob> {
-        if !ops::read_off_loop(&self.keyspace, command, ctx.time_ms) {
-            return None;
-        }
+    /// [`StateMachine::query_view`]'s job for a decoded read that
+    /// `ops::read_off_loop` sends off the loop.
+    fn view_job(&self, command: KvCommand, ctx: &ApplyContext) -> QueryJob {
         let view = self.keyspace.view();
         let ctx = *ctx;
-        let command = command.clone();
-        Some(Box::new(move || {
-            encode_reply(&ops::read_view(&view, &command, &ctx))
-        }))
+        Box::new(move || encode_reply(&ops::read_view(&view, &command, &ctx)))
     }
 
     fn apply_decoded(
@@ -315,7 +309,8 @@ impl StateMachine for Store {
     /// large collection are answered from a view, off the event loop.
     fn query_view(&self, query: &[u8], ctx: &ApplyContext) -> Option<QueryJob> {
         let command = KvCommand::decode(query).ok()?;
-        self.view_job(&command, ctx)
+        ops::read_off_loop(&self.keyspace, &command, ctx.time_ms)
+            .then(|| self.view_job(command, ctx))
     }
 
     /// The default's three steps on one decode: a GET is decoded (and its
@@ -330,8 +325,8 @@ impl StateMachine for Store {
         if self.command_depends_on_time(&command) {
             return Served::ThroughLog;
         }
-        if let Some(job) = self.view_job(&command, ctx) {
-            return Served::OffLoop(job);
+        if ops::read_off_loop(&self.keyspace, &command, ctx.time_ms) {
+            return Served::OffLoop(self.view_job(command, ctx));
         }
         Served::Answer(encode_reply(&self.query_command(&command, ctx)))
     }

@@ -269,6 +269,14 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// Like [`Reader::bytes`], but read by a [`Reader::shared`] reader a
+    /// zero-copy slice of its source whatever its length: for a field whose
+    /// keeping the source alive costs nothing (see
+    /// [`crate::reply_codec::decode_reply_shared`]).
+    pub(crate) fn shared_bytes(&mut self) -> Result<Bytes, DecodeError> {
+        self.short_bytes(usize::MAX)
+    }
+
     pub(crate) fn optional_bytes(&mut self) -> Result<Option<Bytes>, DecodeError> {
         if self.bool()? {
             Ok(Some(self.bytes()?))

@@ -838,26 +838,37 @@ impl<S: StateMachine, R> Engine<S, R> {
             instance: self.applied_end,
             time_ms: self.sessions.time_ms,
         };
-        let Some(machine) = self.machine.as_ref() else {
-            // Never: checked above, and nothing since took it away.
-            debug_assert!(false, "a read served while the state machine is restored");
-            self.answer(
-                read.reply,
-                Err(RequestError::Stopped(
-                    "the state machine is being restored".into(),
-                )),
-            );
-            return;
-        };
         // One call: the state machine decodes the query once (see
         // `StateMachine::serve_query`, which serves as the three calls would).
-        match machine.serve_query(&read.query, &ctx) {
-            Served::ThroughLog => {
-                self.metrics.reads_through_log.fetch_add(1, Relaxed);
-                self.propose_new(Kind::Read, None, read.query, read.reply, read.deadline_ms);
+        let served = self
+            .machine
+            .as_ref()
+            .map(|machine| machine.serve_query(&read.query, &ctx));
+        if let Some(Served::ThroughLog) = served {
+            self.metrics.reads_through_log.fetch_add(1, Relaxed);
+            self.propose_new(Kind::Read, None, read.query, read.reply, read.deadline_ms);
+            return;
+        }
+        self.deliver_read(read.reply, served);
+    }
+
+    /// Gives a read the answer its state machine served: at once, or from a
+    /// job off the loop. `None`: the state machine is away (never: reads
+    /// wait while it is restored, see `serve_read`).
+    fn deliver_read(&mut self, reply: R, served: Option<Served>) {
+        match served {
+            Some(Served::OffLoop(job)) => self.effects.answers.push(Answer::OffLoop(reply, job)),
+            Some(Served::Answer(output)) => self.answer(reply, Ok(output)),
+            // `ThroughLog` is the caller's to carry out (`serve_read`).
+            Some(_) | None => {
+                debug_assert!(false, "a read served while the state machine is restored");
+                self.answer(
+                    reply,
+                    Err(RequestError::Stopped(
+                        "the state machine is being restored".into(),
+                    )),
+                );
             }
-            Served::OffLoop(job) => self.effects.answers.push(Answer::OffLoop(read.reply, job)),
-            Served::Answer(output) => self.answer(read.reply, Ok(output)),
         }
     }
 
@@ -866,25 +877,14 @@ impl<S: StateMachine, R> Engine<S, R> {
     /// state), else here. The view is taken now, so the answer is the
     /// state's at this point of the log either way.
     fn answer_query(&mut self, query: &[u8], ctx: &ApplyContext, reply: R) {
-        let Some(machine) = self.machine.as_ref() else {
-            // Never: reads wait while the state machine is away (`serve_read`,
-            // `answer_from_applied`), and nothing is applied then.
-            debug_assert!(false, "a query while the state machine is restored");
-            self.answer(
-                reply,
-                Err(RequestError::Stopped(
-                    "the state machine is being restored".into(),
-                )),
-            );
-            return;
-        };
-        match machine.query_view(query, ctx) {
-            Some(job) => self.effects.answers.push(Answer::OffLoop(reply, job)),
-            None => {
-                let output = machine.query(query, ctx);
-                self.answer(reply, Ok(output));
-            }
-        }
+        let served = self
+            .machine
+            .as_ref()
+            .map(|machine| match machine.query_view(query, ctx) {
+                Some(job) => Served::OffLoop(job),
+                None => Served::Answer(machine.query(query, ctx)),
+            });
+        self.deliver_read(reply, served);
     }
 
     /// Hands a waiter's command to the core. `Err` only for a command that can

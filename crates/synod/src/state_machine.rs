@@ -49,6 +49,7 @@ pub type StateSyncJob = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
 pub type QueryJob = Box<dyn FnOnce() -> Bytes + Send>;
 
 /// How [`StateMachine::serve_query`] serves a read.
+#[non_exhaustive]
 pub enum Served {
     /// Its answer depends on the time: the runtime sends it through the log
     /// and answers it when it is applied.
@@ -58,6 +59,16 @@ pub enum Served {
     OffLoop(QueryJob),
     /// The answer, given on the event loop.
     Answer(Bytes),
+}
+
+impl std::fmt::Debug for Served {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Served::ThroughLog => f.write_str("ThroughLog"),
+            Served::OffLoop(_) => f.write_str("OffLoop(..)"),
+            Served::Answer(output) => f.debug_tuple("Answer").field(output).finish(),
+        }
+    }
 }
 
 /// A deterministic state machine replicated by a [`crate::Node`].
@@ -168,6 +179,15 @@ pub trait StateMachine: Send + 'static {
     /// [`StateMachine::query`]'s output. The default calls those three in
     /// that order; a state machine that decodes its queries can override it
     /// to decode each once. It must serve exactly as the default would.
+    ///
+    /// Every read confirmed by read index or a lease comes here, and only
+    /// those: a read sent through the log, a stale read
+    /// (`Node::read_stale`) and the answers of reads applied as commands call
+    /// [`StateMachine::query_view`] and [`StateMachine::query`] directly, so
+    /// an override must agree with those two. Whether a read goes through
+    /// the log must follow from the state alone, never from `ctx.time_ms`:
+    /// that is the log clock of the last applied command, which stands still
+    /// while nothing is applied.
     fn serve_query(&self, query: &[u8], ctx: &ApplyContext) -> Served {
         if self.query_depends_on_time(query) {
             return Served::ThroughLog;
@@ -180,8 +200,7 @@ pub trait StateMachine: Send + 'static {
 
     /// A hint: the runtime is about to serve the reads `queries`, in this
     /// order, with nothing applied in between: for each it calls
-    /// [`StateMachine::query_depends_on_time`], then answers it here
-    /// ([`StateMachine::query_view`], [`StateMachine::query`]) or sends it
+    /// [`StateMachine::serve_query`], which answers it here or sends it
     /// through the log. A state machine whose reads wait on memory can ask
     /// the CPU to fetch what they will read, so that the lookups overlap
     /// their cache misses instead of taking them one after another. The
@@ -517,6 +536,9 @@ mod tests {
             self.prefetched
                 .set(self.prefetched.get() + queries.len() as u64);
         }
+        // Breaks the rule "serve as the default would" on purpose: the
+        // default would answer `ThroughLog` (`query_depends_on_time`), so
+        // this answer shows the box forwarded the call.
         fn serve_query(&self, _: &[u8], _: &ApplyContext) -> Served {
             Served::Answer(Bytes::from_static(b"served"))
         }

@@ -25,13 +25,16 @@ fn serves_as_the_three_calls(h: &Harness, bytes: &[u8]) {
         Served::OffLoop(job) => {
             assert!(!h.store.query_depends_on_time(bytes));
             let view = h.store.query_view(bytes, &ctx).expect("a view");
-            assert_eq!(job(), view());
+            let answer = job();
+            assert_eq!(answer, view());
+            assert_eq!(answer, h.store.query(bytes, &ctx));
         }
         Served::Answer(answer) => {
             assert!(!h.store.query_depends_on_time(bytes));
             assert!(h.store.query_view(bytes, &ctx).is_none());
             assert_eq!(answer, h.store.query(bytes, &ctx));
         }
+        other => panic!("a way of serving this test does not know: {other:?}"),
     }
 }
 
@@ -197,4 +200,39 @@ fn the_read_prefetch_hint_changes_no_answer() {
     h.store.prefetch_queries(&queries);
     let after: Vec<_> = lines.iter().map(|l| h.query(2_000, l)).collect();
     assert_eq!(before, after);
+}
+
+/// `serve_query` on the reads whose paths the depends cases above do not
+/// reach: off the loop (KEYS and SCAN with a pattern), transactions of
+/// reads, ACL reads.
+#[test]
+fn serve_query_serves_off_loop_transaction_and_acl_reads_as_the_three_calls() {
+    let mut h = Harness::new();
+    h.run(1_000, "SET s v");
+    h.run(1_000, "SET t v PX 1000");
+    h.run(1_000, "HSET h f v");
+    let mut off_loop = 0;
+    for line in [
+        "KEYS s*",
+        "SCAN 0 MATCH s*",
+        "SCAN 0 COUNT 1000",
+        "HGETALL h",
+        "LRANGE missing 0 -1",
+        "ACL WHOAMI",
+        "ACL LIST",
+        "ACL GETUSER default",
+    ] {
+        let Ok(command) = synod_kv::parse(&args(line)) else {
+            continue;
+        };
+        let bytes = command.encode();
+        serves_as_the_three_calls(&h, &bytes);
+        let ctx = ctx(h.instance, TIMES[0]);
+        off_loop += usize::from(h.store.query_view(&bytes, &ctx).is_some());
+    }
+    assert!(off_loop > 0, "no case went off the loop");
+    let exec = |lines: &[&str]| KvCommand::Exec(lines.iter().map(|l| command(l)).collect());
+    for transaction in [exec(&["GET s", "LLEN s"]), exec(&["GET s", "GET t"])] {
+        serves_as_the_three_calls(&h, &transaction.encode());
+    }
 }
