@@ -14,6 +14,7 @@ mod limits;
 mod membership;
 mod off_loop_panics;
 mod on_disk;
+mod read_prefetch;
 mod sessions;
 mod slow_restore;
 mod snapshot_now;
