@@ -592,9 +592,16 @@ impl Encode for Message {
                 put_instance(buf, *applied_end);
                 buf.put_u64_le(*offset);
             }
-            Body::ReadIndexRequest { id } => {
+            Body::ReadIndexRequest { id, vouch } => {
                 buf.put_u8(13);
                 buf.put_u64_le(*id);
+                match vouch {
+                    None => buf.put_u8(0),
+                    Some(ballot) => {
+                        buf.put_u8(1);
+                        ballot.encode(buf);
+                    }
+                }
             }
             Body::ReadIndexReply {
                 id,
@@ -707,7 +714,7 @@ pub fn encoded_len(msg: &Message) -> usize {
                 + memberships.as_ref().map_or(0, schedule_encoded_len)
         }
         Body::SnapshotRequest { .. } => INSTANCE_BYTES + 8,
-        Body::ReadIndexRequest { .. } => 8,
+        Body::ReadIndexRequest { vouch, .. } => 8 + 1 + vouch.map_or(0, |_| BALLOT_BYTES),
         Body::ReadIndexReply { .. } => 8 + 2 * INSTANCE_BYTES,
         Body::StateDigest { .. } => INSTANCE_BYTES + 8,
         Body::TakeOver { .. } => BALLOT_BYTES + 4,
@@ -847,7 +854,19 @@ impl Decode for Message {
                 applied_end: get_instance(buf)?,
                 offset: get_u64(buf)?,
             },
-            13 => Body::ReadIndexRequest { id: get_u64(buf)? },
+            13 => Body::ReadIndexRequest {
+                id: get_u64(buf)?,
+                vouch: match get_u8(buf)? {
+                    0 => None,
+                    1 => Some(Ballot::decode(buf)?),
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "option",
+                            tag,
+                        })
+                    }
+                },
+            },
             14 => Body::ReadIndexReply {
                 id: get_u64(buf)?,
                 index: get_instance(buf)?,

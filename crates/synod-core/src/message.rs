@@ -153,6 +153,12 @@ pub enum Body {
     ReadIndexRequest {
         /// Chosen by the follower to match the reply.
         id: u64,
+        /// The follower's promise when it sent the request, if it may stand
+        /// as an acknowledgement of the leader of that ballot (see
+        /// `replica/reads.rs`, "A follower's request vouches"): `None` from a
+        /// rebuilding replica, one whose promise is another node's ballot, or
+        /// one whose lease grant is another leader's.
+        vouch: Option<Ballot>,
     },
     /// The leader confirmed it still led after the request arrived: once the
     /// follower has applied every instance below `index`, it may serve the

@@ -156,6 +156,11 @@ pub struct Faults {
     /// seeds pinned before leaders let their own votes wait replay the runs
     /// they were found in.
     pub eager_leaders: bool,
+    /// Not a fault: followers' read requests reach their leader without a
+    /// vouch (taken out on the wire), so every one waits for a heartbeat
+    /// round, so that seeds pinned before vouched reads replay the runs
+    /// they were found in.
+    pub vouch_off: bool,
 }
 
 impl Faults {
@@ -171,6 +176,7 @@ impl Faults {
             master_off: true,
             drop_off: true,
             eager_leaders: true,
+            vouch_off: true,
             ..Faults::default()
         }
     }
@@ -186,6 +192,7 @@ impl Faults {
             master_off: true,
             drop_off: true,
             eager_leaders: true,
+            vouch_off: true,
             ..Faults::default()
         }
     }
@@ -200,6 +207,7 @@ impl Faults {
             master_off: true,
             drop_off: true,
             eager_leaders: true,
+            vouch_off: true,
             ..Faults::default()
         }
     }
@@ -211,6 +219,7 @@ impl Faults {
     pub fn before_lazy_leaders() -> Faults {
         Faults {
             eager_leaders: true,
+            vouch_off: true,
             ..Faults::default()
         }
     }
@@ -222,6 +231,7 @@ impl Faults {
             sessions_off: true,
             drop_off: true,
             eager_leaders: true,
+            vouch_off: true,
             ..Faults::default()
         }
     }
@@ -280,6 +290,12 @@ pub fn run_seed(seed: u64, nodes: usize, faults: Faults) -> SeedReport {
             .iter()
             .filter_map(|n| n.replica())
             .map(|r| r.lease_reads())
+            .sum::<u64>();
+        world.stats.vouched_reads += world
+            .nodes
+            .iter()
+            .filter_map(|n| n.replica())
+            .map(|r| r.vouched_reads())
             .sum::<u64>();
     }));
     match (result, world) {

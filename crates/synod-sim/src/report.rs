@@ -61,6 +61,9 @@ pub struct Stats {
     /// Reads confirmed under a leader lease, with no round (all replicas,
     /// all incarnations).
     pub lease_reads: u64,
+    /// Follower reads a leader confirmed by the request's vouch alone, with
+    /// no round (all replicas, all incarnations).
+    pub vouched_reads: u64,
     /// Blocking pops (queue clients): popped an element, timed out, and
     /// tries proposed after a wake (a push woke a blocked client).
     pub pops_served: u64,
@@ -111,7 +114,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed; on disk: {} checkpoints, {} for peers, {} restarts), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} master leases lent to {} masters, {} leadership drops, {} delayed announcements, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed; on disk: {} checkpoints, {} for peers, {} restarts), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} vouched reads, {} master leases lent to {} masters, {} leadership drops, {} delayed announcements, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
             self.ops_ok,
             self.ops_unknown,
             self.instances,
@@ -129,6 +132,7 @@ impl fmt::Display for Stats {
             self.member_ops,
             self.spares_started,
             self.lease_reads,
+            self.vouched_reads,
             self.master_leases_lent,
             self.masters,
             self.leadership_drops,

@@ -1012,6 +1012,7 @@ impl World {
             return;
         };
         self.stats.lease_reads += engine.replica.lease_reads();
+        self.stats.vouched_reads += engine.replica.vouched_reads();
         sim_node.paused = false;
         sim_node.sweep_in_flight = false;
         sim_node.sweep_pacer = synod_kv::expiry_sweep::SweepPacer::new();
@@ -1393,8 +1394,13 @@ impl World {
 
     /// Sends a message through the simulated network, encoded as the frame
     /// `synod-net` would write (same codec, same size limit).
-    fn transmit(&mut self, msg: Message) {
+    fn transmit(&mut self, mut msg: Message) {
         self.stats.messages += 1;
+        if self.faults.vouch_off {
+            if let Body::ReadIndexRequest { vouch, .. } = &mut msg.body {
+                *vouch = None;
+            }
+        }
         let (Some(from), Some(to)) = (self.index(msg.from), self.index(msg.to)) else {
             // To an id no node has (yet): nobody listens there, as with an
             // address that refuses connections. The sender is ours.

@@ -269,6 +269,10 @@ fn held_round(body: &Body, from: NodeId) -> Option<u64> {
         | Body::HeartbeatAck { ballot, .. } => Some(ballot.round),
         // Its promise, stated.
         Body::Reject { promised, .. } | Body::StateReport { promised, .. } => Some(promised.round),
+        Body::ReadIndexRequest {
+            vouch: Some(promised),
+            ..
+        } => Some(promised.round),
         _ => None,
     }
 }
@@ -291,8 +295,8 @@ fn highest_round(body: &Body) -> u64 {
         Body::StateReport { promised, .. } => promised.round,
         Body::TakeOver { ballot, .. } => ballot.round,
         Body::MemberRequest { .. } | Body::MemberReply { .. } => 0,
-        Body::ReadIndexRequest { .. }
-        | Body::ReadIndexReply { .. }
+        Body::ReadIndexRequest { vouch, .. } => vouch.map_or(0, |b| b.round),
+        Body::ReadIndexReply { .. }
         | Body::Forward { .. }
         | Body::CatchupRequest { .. }
         | Body::CatchupReply { .. }
@@ -347,7 +351,7 @@ fn within_limits(body: &Body) -> bool {
             applied,
             ..
         } => ballot_ok(ballot) && instance_ok(chosen_end) && instance_ok(&applied.applied_end),
-        Body::ReadIndexRequest { .. } => true,
+        Body::ReadIndexRequest { vouch, .. } => vouch.as_ref().is_none_or(ballot_ok),
         Body::ReadIndexReply {
             index, chosen_end, ..
         } => instance_ok(index) && instance_ok(chosen_end),

@@ -315,6 +315,24 @@ impl Replica {
         }
     }
 
+    /// Whether an acknowledgement of `leader` sent now would carry a grant
+    /// (what `grant_lease` would answer, without granting): true without
+    /// a lease setting. A follower's read-index request vouches for its
+    /// leader only then (`reads.rs`), as its heartbeat acknowledgements
+    /// confirm reads only then.
+    pub(super) fn could_grant(&self, leader: NodeId) -> bool {
+        if self.cfg.read_lease.is_none() {
+            return true;
+        }
+        let Some(now) = self.lease.clock_ms else {
+            return false;
+        };
+        match &self.lease.grant {
+            Some(grant) => grant.holder == leader || now >= grant.until_ms,
+            None => true,
+        }
+    }
+
     /// Rule 5: the leader `from` of `ballot` handed leadership over (it
     /// stopped leading, and serving lease reads, before it said so). A grant
     /// for it at `ballot` or below is no longer needed.

@@ -761,7 +761,7 @@ impl Replica {
                 };
                 self.handle_heartbeat_ack(from, ballot, chosen_end, applied, probe, granted)
             }
-            Body::ReadIndexRequest { id } => self.handle_read_index_request(from, id),
+            Body::ReadIndexRequest { id, vouch } => self.handle_read_index_request(from, id, vouch),
             Body::ReadIndexReply {
                 id,
                 index,

@@ -132,7 +132,8 @@ fn body() -> impl Strategy<Value = Body> {
                     }
                 }
             ),
-        any::<u64>().prop_map(|id| Body::ReadIndexRequest { id }),
+        (any::<u64>(), proptest::option::of(ballot()))
+            .prop_map(|(id, vouch)| Body::ReadIndexRequest { id, vouch }),
         (any::<u64>(), instance.clone(), instance.clone()).prop_map(|(id, index, chosen_end)| {
             Body::ReadIndexReply {
                 id,

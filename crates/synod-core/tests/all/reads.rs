@@ -324,7 +324,8 @@ fn a_reply_from_a_node_not_asked_is_ignored() {
     n.pool.clear();
     n.r[1].read(ReadId(5)).unwrap();
     n.pump(2);
-    let Some(Body::ReadIndexRequest { id }) = n.pool.iter().map(|m| m.body.clone()).next() else {
+    let Some(Body::ReadIndexRequest { id, .. }) = n.pool.iter().map(|m| m.body.clone()).next()
+    else {
         panic!("no request");
     };
     n.pool.clear();
@@ -532,6 +533,9 @@ fn a_rebuilding_node_that_asks_does_not_hold_read_rounds_back() {
             n.pool.clear();
             n.r[w].read(ReadId(100 + k)).unwrap();
             n.pump(wiped);
+            // It may have lost a promise above the leader's: it vouches
+            // for nothing.
+            assert_eq!(vouches(&n.pool), vec![None], "round {k}");
             n.exchange(|m| matches!(m.body, Body::ReadIndexRequest { .. }));
             n.r[0].read(ReadId(k)).unwrap();
             n.pump(1);
@@ -550,29 +554,151 @@ fn a_rebuilding_node_that_asks_does_not_hold_read_rounds_back() {
 /// chosen (it missed the announcement) is served once it learns them from
 /// the reply's chosen prefix and fetches them, though the round that
 /// confirmed it went to the other follower only.
+///
+/// Both ways a follower's read is confirmed: by its request's vouch alone
+/// (no round), and, with the vouch taken out, by a round to n2.
 #[test]
 fn a_follower_read_learns_the_chosen_prefix_from_the_reply() {
-    let mut n = Net::new(3);
-    n.elect(1, &[2, 3]);
-    n.write(1, b"x", &[1, 2, 3]);
-    // Everyone answered the last full round, n2 first: n2 gets the
-    // partial rounds.
-    n.write(1, b"y", &[1, 2]); // n3 never hears y, nor that it is chosen
-    n.pool.clear();
-    n.r[2].read(ReadId(3)).unwrap();
-    n.pump(3);
-    n.exchange(|m| matches!(m.body, Body::ReadIndexRequest { .. }));
-    let to = heartbeat_targets(&n.pool);
-    assert_eq!(to, vec![2], "the round goes to n2 only");
-    // Deliver everything but heartbeats to n3: n3 learns from the reply.
-    n.exchange(|m| !(matches!(m.body, Body::Heartbeat { .. }) && m.to.0 == 3));
-    assert!(n.served[2].is_empty(), "served before y was applied");
-    for _ in 0..100 {
-        n.tick(3);
+    for vouched in [true, false] {
+        let mut n = Net::new(3);
+        n.elect(1, &[2, 3]);
+        n.write(1, b"x", &[1, 2, 3]);
+        // Everyone answered the last full round, n2 first: n2 gets the
+        // partial rounds.
+        n.write(1, b"y", &[1, 2]); // n3 never hears y, nor that it is chosen
+        n.pool.clear();
+        n.r[2].read(ReadId(3)).unwrap();
+        n.pump(3);
+        if !vouched {
+            strip_vouches(&mut n.pool);
+        }
+        n.exchange(|m| matches!(m.body, Body::ReadIndexRequest { .. }));
+        let to = heartbeat_targets(&n.pool);
+        if vouched {
+            assert_eq!(to, Vec::<u32>::new(), "confirmed by the request alone");
+            assert_eq!(n.r[0].vouched_reads(), 1);
+        } else {
+            assert_eq!(to, vec![2], "the round goes to n2 only");
+            assert_eq!(n.r[0].vouched_reads(), 0);
+        }
+        // Deliver everything but heartbeats to n3: n3 learns from the reply.
         n.exchange(|m| !(matches!(m.body, Body::Heartbeat { .. }) && m.to.0 == 3));
+        assert!(n.served[2].is_empty(), "served before y was applied");
+        for _ in 0..100 {
+            n.tick(3);
+            n.exchange(|m| !(matches!(m.body, Body::Heartbeat { .. }) && m.to.0 == 3));
+        }
+        assert_eq!(n.applied[2].len(), 2, "n3 learned y");
+        assert_eq!(n.served[2], vec![(3, 2)], "served with y applied");
     }
-    assert_eq!(n.applied[2].len(), 2, "n3 learned y");
-    assert_eq!(n.served[2], vec![(3, 2)], "served with y applied");
+}
+
+/// Takes the vouch out of every read request in `pool` (as a follower that
+/// may not vouch sends them).
+fn strip_vouches(pool: &mut [Message]) {
+    for m in pool {
+        if let Body::ReadIndexRequest { vouch, .. } = &mut m.body {
+            *vouch = None;
+        }
+    }
+}
+
+/// The vouch a read request in `pool` carries.
+fn vouches(pool: &[Message]) -> Vec<Option<Ballot>> {
+    pool.iter()
+        .filter_map(|m| match m.body {
+            Body::ReadIndexRequest { vouch, .. } => Some(vouch),
+            _ => None,
+        })
+        .collect()
+}
+
+/// On three nodes a follower's request, sent while its promise is the
+/// leader's ballot, is an acknowledgement sent after its reads arrived: the
+/// leader and it are a majority, and the leader answers on arrival, with
+/// no heartbeat round. Its reads are served at the leader's log end.
+#[test]
+fn a_follower_request_that_vouches_is_answered_without_a_round() {
+    let mut n = Net::settled(3);
+    let ballot = n.r[0].status().promised;
+    n.r[2].read(ReadId(4)).unwrap();
+    n.r[2].read(ReadId(5)).unwrap();
+    n.pump(3);
+    assert_eq!(vouches(&n.pool), vec![Some(ballot)], "one request for both");
+    n.exchange(|m| matches!(m.body, Body::ReadIndexRequest { .. }));
+    assert_eq!(heartbeat_targets(&n.pool), Vec::<u32>::new());
+    assert!(n
+        .pool
+        .iter()
+        .any(|m| matches!(m.body, Body::ReadIndexReply { .. })));
+    n.exchange(|_| true);
+    assert_eq!(n.served[2], vec![(4, 1), (5, 1)]);
+    assert_eq!(n.r[0].vouched_reads(), 1);
+}
+
+/// A vouch counts only for the ballot the leader leads at: one that names
+/// another (an earlier ballot of this leader, a higher one, another node's)
+/// leaves the request to a heartbeat round, as a request without one.
+#[test]
+fn a_vouch_for_another_ballot_confirms_nothing() {
+    let mut n = Net::settled(3);
+    let ballot = n.r[0].status().promised;
+    let others = [
+        Ballot {
+            round: ballot.round - 1,
+            node: ballot.node,
+        },
+        Ballot {
+            round: ballot.round + 1,
+            node: ballot.node,
+        },
+        Ballot {
+            round: ballot.round,
+            node: NodeId(3),
+        },
+    ];
+    for (k, other) in others.into_iter().enumerate() {
+        n.pool.clear();
+        n.r[0].step(Message {
+            group: GroupId(0),
+            from: NodeId(3),
+            to: NodeId(1),
+            body: Body::ReadIndexRequest {
+                id: 77 + k as u64,
+                vouch: Some(other),
+            },
+        });
+        n.pump(1);
+        assert!(
+            !n.pool
+                .iter()
+                .any(|m| matches!(m.body, Body::ReadIndexReply { .. })),
+            "{other:?} answered at once"
+        );
+        assert!(!heartbeat_targets(&n.pool).is_empty(), "a round is sent");
+        assert_eq!(n.r[0].vouched_reads(), 0);
+        // Let the round complete so the next request starts afresh.
+        n.exchange(|m| m.to.0 != 3 || !matches!(m.body, Body::ReadIndexReply { .. }));
+    }
+}
+
+/// On five nodes the leader and one follower are not a majority: a vouched
+/// request still waits for a heartbeat round.
+#[test]
+fn a_vouch_on_five_nodes_waits_for_a_round() {
+    let mut n = Net::settled(5);
+    n.r[4].read(ReadId(6)).unwrap();
+    n.pump(5);
+    assert!(vouches(&n.pool)[0].is_some(), "it vouches");
+    n.exchange(|m| matches!(m.body, Body::ReadIndexRequest { .. }));
+    assert!(!n
+        .pool
+        .iter()
+        .any(|m| matches!(m.body, Body::ReadIndexReply { .. })));
+    assert!(!heartbeat_targets(&n.pool).is_empty(), "a round is sent");
+    n.exchange(|_| true);
+    assert_eq!(n.served[4], vec![(6, 1)]);
+    assert_eq!(n.r[0].vouched_reads(), 0);
 }
 
 /// While instances are in flight the leader does not announce a grown

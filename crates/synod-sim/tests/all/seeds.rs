@@ -369,9 +369,13 @@ fn pinned_seed_100045_a_storage_failure_ends_the_process_once() {
 /// 0..30 serve reads by lease), with clocks
 /// whose rate drifts within the bound: reads are served by lease, with no
 /// round, and every checker passes. Fails if leases stop being used.
+/// In the seeds without a lease, followers' read requests that vouch for
+/// their leader are answered with no round (`replica/reads.rs`); fails if
+/// that stops happening.
 #[test]
-fn lease_reads_run_in_the_seeds_and_pass() {
+fn lease_and_vouched_reads_run_in_the_seeds_and_pass() {
     let (mut lease_reads, mut seeds_with) = (0, 0);
+    let (mut vouched_reads, mut seeds_vouched) = (0, 0);
     for seed in 0..30 {
         let report = run_seed(seed, 3, Faults::default());
         assert!(
@@ -381,6 +385,8 @@ fn lease_reads_run_in_the_seeds_and_pass() {
         );
         lease_reads += report.stats.lease_reads;
         seeds_with += u64::from(report.stats.lease_reads > 0);
+        vouched_reads += report.stats.vouched_reads;
+        seeds_vouched += u64::from(report.stats.vouched_reads > 0);
     }
     // A lease is drawn in half the seeds and reads by index in half.
     assert!(
@@ -388,6 +394,11 @@ fn lease_reads_run_in_the_seeds_and_pass() {
         "only {seeds_with} of 30 seeds served reads by lease"
     );
     assert!(lease_reads >= 500, "only {lease_reads} lease reads");
+    assert!(
+        seeds_vouched >= 4,
+        "only {seeds_vouched} of 30 seeds confirmed reads by a vouch"
+    );
+    assert!(vouched_reads >= 500, "only {vouched_reads} vouched reads");
 }
 
 /// The runtime's engine paths run under the simulator, not only exist:
