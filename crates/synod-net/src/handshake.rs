@@ -29,8 +29,9 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// Version 3: promises come in pages (`first_instance`, `more_from`). Version 4: snapshot chunks
 /// carry the digest of the whole snapshot; replicas exchange state digests. Version 5: a
 /// heartbeat acknowledgement carries the lease it grants. Version 6: a read-index reply carries
-/// the leader's chosen prefix.
-pub const PROTOCOL_VERSION: u16 = 6;
+/// the leader's chosen prefix. Version 7: a read-index request carries the
+/// follower's vouch (its promise, when it may stand as an acknowledgement).
+pub const PROTOCOL_VERSION: u16 = 7;
 /// Length of a handshake payload (unchanged since version 1).
 pub const HANDSHAKE_PAYLOAD_BYTES: usize = 4 + 2 + 8 + 4 + 4;
 /// Largest first frame read before the peer is known; bounds what an
@@ -379,7 +380,7 @@ mod tests {
         assert_eq!(
             frame,
             [
-                22, 0, 0, 0, b'S', b'Y', b'N', b'D', 6, 0, 8, 7, 6, 5, 4, 3, 2, 1, 1, 0, 0, 0, 2,
+                22, 0, 0, 0, b'S', b'Y', b'N', b'D', 7, 0, 8, 7, 6, 5, 4, 3, 2, 1, 1, 0, 0, 0, 2,
                 0, 0, 0
             ]
         );
@@ -403,7 +404,7 @@ mod tests {
         v1.push(0);
         assert!(matches!(
             Handshake::parse(&v1),
-            Err(HandshakeError::Version { theirs: 1, ours: 6 })
+            Err(HandshakeError::Version { theirs: 1, ours: 7 })
         ));
         let short = &hello(7, 1, 2).to_frame()[4..20];
         assert!(matches!(

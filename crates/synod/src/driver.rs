@@ -906,6 +906,9 @@ impl<S: StateMachine> Driver<S> {
         self.metrics
             .lease_reads
             .store(replica.lease_reads(), Relaxed);
+        self.metrics
+            .vouched_reads
+            .store(replica.vouched_reads(), Relaxed);
         let transfers = replica.snapshot_transfer_stats();
         self.metrics
             .snapshot_chunks_ignored

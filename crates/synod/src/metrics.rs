@@ -182,6 +182,10 @@ pub struct Metrics {
     /// Reads this node confirmed as leader under its read lease, with no
     /// network round (its own and its followers' read-index requests).
     pub lease_reads: AtomicU64,
+    /// Followers' read-index requests this node answered as leader with no
+    /// heartbeat round, each confirmed by the follower's own vouch (three
+    /// voters; see synod-core's `replica/reads.rs`).
+    pub vouched_reads: AtomicU64,
     /// Commands proposed while this node was not the leader (the core
     /// forwards them to the leader); each retry counts again.
     pub forwarded: AtomicU64,
@@ -252,6 +256,7 @@ impl Default for Metrics {
             stale_reads: AtomicU64::new(0),
             reads_through_log: AtomicU64::new(0),
             lease_reads: AtomicU64::new(0),
+            vouched_reads: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             forwarded_reads: AtomicU64::new(0),
             retries: AtomicU64::new(0),
@@ -284,7 +289,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 23] = [
+        let counters: [(&str, &str, &AtomicU64); 24] = [
             (
                 "synod_admin_connections_refused_total",
                 "Admin HTTP connections closed at once: the connection cap was reached.",
@@ -319,6 +324,11 @@ impl Metrics {
                 "synod_lease_reads_total",
                 "Reads confirmed by this node as leader under its read lease, with no network round.",
                 &self.lease_reads,
+            ),
+            (
+                "synod_vouched_reads_total",
+                "Followers' read-index requests answered by this node as leader with no heartbeat round (the request vouched).",
+                &self.vouched_reads,
             ),
             (
                 "synod_forwarded_total",

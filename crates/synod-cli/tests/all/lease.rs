@@ -1,6 +1,7 @@
 //! `synod server --read-lease`: the leader answers GETs with no network round
 //! (counted by `synod_lease_reads_total`), and reads stay correct across a
-//! kill -9 of the leader.
+//! kill -9 of the leader. Without it, a follower's read on three nodes is
+//! confirmed by its own request (`synod_vouched_reads_total`).
 
 use crate::common;
 
@@ -100,6 +101,31 @@ fn lease_reads_skip_the_round_and_stay_correct_across_a_leader_kill() {
         metric(&cluster, new_leader, "synod_lease_reads_total") > 0,
         "the new leader serves by lease too"
     );
+}
+
+/// Without a lease, a follower's GET on three nodes is confirmed by its
+/// read-index request alone (the request vouches for the leader): the
+/// leader counts it in `synod_vouched_reads_total`, and the follower reads
+/// its own latest write.
+#[test]
+fn follower_reads_without_a_lease_are_confirmed_by_their_request() {
+    let cluster = Cluster::start(3, &[]);
+    let leader = wait_leader(&cluster);
+    let follower = (leader + 1) % 3;
+    for round in 0..20 {
+        let value = format!("v{round}");
+        set(&cluster, follower, "k", &value);
+        assert_eq!(get(&cluster, follower, "k"), Some(value));
+    }
+    // The counters are published with the node's status, a tick later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut vouched = 0;
+    while vouched < 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        vouched = metric(&cluster, leader, "synod_vouched_reads_total");
+    }
+    assert!(vouched >= 10, "only {vouched} of 20 follower reads vouched");
+    assert_eq!(metric(&cluster, leader, "synod_lease_reads_total"), 0);
 }
 
 #[test]

@@ -17,8 +17,8 @@
 //!    (this replica included, through its own promise) have shown they hold
 //!    a promise at. A member shows it by the messages it sends: its own
 //!    ballot in a Prepare, Accept or Heartbeat; the ballot it answers in a
-//!    Promise, Accepted or HeartbeatAck; its promise in a Reject or
-//!    StateReport. (`member_rounds`, updated before the ceiling is checked,
+//!    Promise, Accepted or HeartbeatAck; its promise in a Reject, a
+//!    StateReport or a read request's vouch. (`member_rounds`, updated before the ceiling is checked,
 //!    so that refused messages still count.) One member, buggy or forged,
 //!    moves only its own entry, and a majority's round does not move with
 //!    it: its huge ballots are refused.

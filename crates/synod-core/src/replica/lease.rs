@@ -319,7 +319,8 @@ impl Replica {
     /// (what `grant_lease` would answer, without granting): true without
     /// a lease setting. A follower's read-index request vouches for its
     /// leader only then (`reads.rs`), as its heartbeat acknowledgements
-    /// confirm reads only then.
+    /// confirm reads only then: a precaution, since the read-index argument
+    /// itself needs no grant.
     pub(super) fn could_grant(&self, leader: NodeId) -> bool {
         if self.cfg.read_lease.is_none() {
             return true;

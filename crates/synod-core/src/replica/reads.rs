@@ -29,16 +29,28 @@
 //! ballot above `b`. `L`, leading at `b` when the request arrives, stands
 //! for itself at that moment, as it does in every round. So when `L` and
 //! `F` together make a quorum of every membership reads are confirmed
-//! against (on three voters, always) and phase 1 covers them
-//! (`reads_covered`), `L` answers at once, with its read index taken on
-//! arrival (`vouched_read_index`): one round trip for a follower's read
-//! instead of two, and no heartbeat round. The claim below holds with `A =
-//! {L, F}`, each acknowledging after the reads arrived; `F`'s promise
-//! only grows, so if it had promised `b' > b` before the reads arrived, it
-//! would not have stated `b` after. A rebuilding replica states nothing
-//! (its lost incarnation may have promised more), as it acknowledges round
-//! 0; nor does one that holds another leader's lease grant, as its
-//! acknowledgements confirm nothing then either (`lease.rs`, rule 1).
+//! against (on three voters, whenever `L` is one of them: not, say, while
+//! its own removal is pending) and phase 1 covers them (`reads_covered`;
+//! the attack review showed a stale read without that check), `L` answers
+//! at once, with its read index taken on arrival (`vouched_read_index`):
+//! one round trip for a follower's read instead of two, and no heartbeat
+//! round.
+//!
+//! For these reads the claim below holds from their arrival at `F`, not at
+//! `L` (a read must see what completed before it began, and it began at
+//! `F`): the proof goes through with `A = {L, F}`, both acknowledging
+//! after the reads arrived at `F`. `F`'s promise only grows, so had it
+//! promised `b' > b` before then, it could not have stated `b` after; and
+//! `L` still leading at `b` on arrival has promised no `b' > b`. So a
+//! deposed leader that has not noticed may answer a vouched request, but
+//! only one sent before `F` promised the successor: its reads began before
+//! the successor could complete a write (its promisers include `F` or `L`,
+//! the two being a quorum, and `L` promised nothing above `b`). A
+//! rebuilding replica states nothing (its lost incarnation may have
+//! promised more), as it acknowledges round 0. Nor, as a precaution, does
+//! one that holds another leader's lease grant: its heartbeat
+//! acknowledgements confirm nothing then either (`lease.rs`, rule 1); the
+//! read-index argument itself needs no grant.
 //!
 //! Safety. Claim: every instance applied anywhere before the read arrived at
 //! the leader `L` (ballot `b`) lies below its read index. Such an instance
@@ -73,7 +85,8 @@
 //!
 //! Nothing here depends on clocks: a deposed leader that has not noticed
 //! cannot confirm a round, because the majority that elected its successor
-//! refuses its heartbeats.
+//! refuses its heartbeats (nor a vouched request sent after the follower
+//! promised the successor: see above).
 
 use super::{Leader, Replica, Role};
 use crate::ids::{Ballot, InstanceId, NodeId};

@@ -269,3 +269,30 @@ fn every_refused_message_is_counted() {
     }
     assert_eq!(refusals.total(), Refusal::ALL.len() as u64);
 }
+
+/// A read request's vouch is a ballot like any other at the door: one past
+/// the protocol's limit, or far above what a majority holds, is refused
+/// and counted, and the leader answers nothing for it; one that is merely
+/// not the leader's ballot is admitted and confirms nothing by itself.
+#[test]
+fn a_forged_vouch_is_refused_at_the_door() {
+    let mut w = Wire::new();
+    w.choose(b"before");
+    let leader = w.leader().expect("a leader");
+    let from = if leader == 1 { 2 } else { 1 };
+    let request = |round: u64| Body::ReadIndexRequest {
+        id: round,
+        vouch: Some(Ballot {
+            round,
+            node: NodeId(leader),
+        }),
+    };
+    let k = leader as usize - 1;
+    w.forge(from, leader, request(u64::MAX));
+    assert_eq!(w.r[k].refusals().get(Refusal::OutOfRange), 1);
+    w.forge(from, leader, request(POISON));
+    assert_eq!(w.r[k].refusals().get(Refusal::BallotJump), 1);
+    assert_eq!(w.r[k].vouched_reads(), 0);
+    assert_eq!(w.leader(), Some(leader), "the leader was not deposed");
+    w.choose(b"after");
+}

@@ -308,3 +308,35 @@ fn trailing_bytes_are_refused() {
         Err(DecodeError::Trailing(1))
     );
 }
+
+#[test]
+fn a_read_request_with_a_bad_vouch_tag_is_refused() {
+    let msg = Message {
+        group: GroupId(0),
+        from: NodeId(2),
+        to: NodeId(1),
+        body: Body::ReadIndexRequest { id: 5, vouch: None },
+    };
+    let mut bytes = msg.to_bytes().to_vec();
+    let tag = bytes.len() - 1;
+    assert_eq!(
+        bytes[tag], 0,
+        "the option tag ends a request without a vouch"
+    );
+    bytes[tag] = 2;
+    let err = Message::from_bytes(Bytes::from(bytes.clone())).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DecodeError::UnknownTag {
+                what: "option",
+                tag: 2
+            }
+        ),
+        "{err}"
+    );
+    // A vouch announced but cut short.
+    bytes[tag] = 1;
+    let err = Message::from_bytes(Bytes::from(bytes)).unwrap_err();
+    assert!(matches!(err, DecodeError::Truncated { .. }), "{err}");
+}

@@ -15,3 +15,4 @@ mod rebuild;
 mod rebuild_hold;
 mod review_membership;
 mod scenarios;
+mod vouched_reads;
