@@ -127,8 +127,9 @@ pub struct ServerArgs {
     /// Run a follower's log fdatasync on a thread of its own instead of on
     /// the node's event loop (the default, as Redis's appendfsync always:
     /// fewer thread hand-offs per write; a sync stalls the follower's loop
-    /// while it lasts). For disks whose syncs can take longer than the
-    /// election timeout. A leader always syncs on a thread.
+    /// while it lasts; a follower with requests of its own clients waiting
+    /// syncs on a thread anyway). For disks whose syncs can take longer
+    /// than the election timeout. A leader always syncs on a thread.
     #[arg(long)]
     fsync_thread: bool,
     /// Make the leader fsync its log for every batch it proposes and count
