@@ -92,9 +92,10 @@ pub struct NodeConfig {
     /// switches and 15% less CPU per write on a follower, measured on two
     /// cores); the loop serves nothing else during a sync, so a disk whose
     /// syncs take longer than the election timeout makes that follower miss
-    /// heartbeats and campaign. A follower with requests of its own clients
-    /// waiting syncs on a blocking thread meanwhile, so that its clients'
-    /// forwards, notices and replies do not wait behind each sync. A leader always syncs on a blocking thread:
+    /// heartbeats and campaign. A sync that starts while requests of the
+    /// follower's own clients wait runs on a blocking thread instead, so
+    /// that their forwards, notices and replies do not wait behind it. A
+    /// leader always syncs on a blocking thread:
     /// its loop keeps taking requests and acks meanwhile (two followers'
     /// acks can choose a value before the leader's own sync ends). `false`:
     /// every sync on a blocking thread.

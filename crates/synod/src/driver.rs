@@ -791,10 +791,14 @@ impl<S: StateMachine> Driver<S> {
                 // and a follower whose syncs run back to back under load
                 // would hold every request it forwards, every chosen notice
                 // and every reply for most of a sync each (SET at 50
-                // clients on one follower: 32-33k/s on the loop, 38k/s on a
-                // thread; on the leader's followers, the other way round:
-                // 49-50k/s against 42k/s). Where the sync runs changes
-                // only when its effects are taken, never which.
+                // clients on one follower: 31-33k/s with every follower
+                // sync on the loop, 35-40k/s with this rule; with every
+                // sync on a thread, the leader's followers, which have no
+                // clients, cost it 42k/s against 49-50k/s on the loop). The
+                // choice is made per sync, when it starts: one that starts
+                // with nothing waiting still holds the loop. Where the sync
+                // runs changes only when its effects are taken, never
+                // which (one sync at a time either way: `Persister::kick`).
                 Io::Sync { job, through }
                     if self.cfg.sync_on_event_loop
                         && self.engine.leader() != Some(self.cfg.id)
