@@ -8,7 +8,8 @@
 //! instance, when proposing (`Phase1::compacted_by_voter`). A second
 //! review found the same gap on the read side (a read confirmed by the old
 //! membership's quorum while memberships inside a compacted prefix were
-//! unknown): the second test.
+//! unknown): the second test; a third review found it again for a
+//! follower's vouched read: the third.
 
 use bytes::Bytes;
 use synod_core::*;
@@ -145,23 +146,24 @@ fn ignoring_a_compacted_prefix_of_a_future_voter_loses_a_chosen_value() {
 
 /// Delivers messages until quiet: over links not cut, Prepares only from
 /// `a` (the one candidate), catch-up only with `catch_up`. Records each read
-/// `a` serves, with `a`'s applied point then.
-fn deliver_recording(c: &mut Cluster, a: u32, catch_up: bool, served: &mut Vec<(ReadId, u64)>) {
+/// any node serves: the node, the read and the node's applied point then.
+fn deliver_recording(
+    c: &mut Cluster,
+    a: u32,
+    catch_up: bool,
+    served: &mut Vec<(u32, ReadId, u64)>,
+) {
     for _ in 0..10_000 {
         let ids: Vec<u32> = c.r.keys().copied().collect();
-        for id in &ids {
-            if *id != a {
-                c.pump(*id);
-                continue;
-            }
-            let replica = c.r.get_mut(&a).unwrap();
+        for id in ids {
+            let replica = c.r.get_mut(&id).unwrap();
             loop {
                 let ready = replica.take_ready();
                 if ready.is_empty() {
                     break;
                 }
                 let applied = replica.status().applied_end.0;
-                served.extend(ready.reads.iter().map(|r| (*r, applied)));
+                served.extend(ready.reads.iter().map(|r| (id, *r, applied)));
                 c.pool.extend(ready.messages);
                 if !ready.persist.is_empty() {
                     replica.persisted(ready.persist_through);
@@ -200,15 +202,16 @@ fn deliver_recording(c: &mut Cluster, a: u32, catch_up: bool, served: &mut Vec<(
     panic!("the network never went quiet");
 }
 
-/// A second review's scenario: a leader elected by the old membership's
-/// quorum, one member of which had compacted past the leader's chosen
-/// prefix (membership changes included), must not confirm a read until it
-/// has caught up to that prefix: the new membership may have completed
-/// writes meanwhile that the read would miss.
-#[test]
-fn a_read_waits_for_the_memberships_inside_a_compacted_prefix() {
+/// Reads served so far: (node, read, applied point then).
+type Served = Vec<(u32, ReadId, u64)>;
+
+/// A second review's scenario, up to the read: `cc` compacts where it
+/// stands (its snapshot carries the memberships), `b` keeps leading the new
+/// membership and completes w at `k`, and `a` leads by the old membership's
+/// quorum with `cc`'s promise, behind `cc`'s compacted prefix. Returns the
+/// cluster, `a`, `cc`, `k` and the reads served meanwhile.
+fn a_leads_behind_a_compacted_prefix() -> (Cluster, u32, u32, u64, Served) {
     let (mut c, a, b, cc) = promoted_while_a_was_away();
-    // cc compacts where it stands (its snapshot carries the memberships).
     let s = c.r[&cc].status();
     assert!(s.applied_end.0 > c.chosen_end(a));
     let snap = Snapshot {
@@ -246,24 +249,55 @@ fn a_read_waits_for_the_memberships_inside_a_compacted_prefix() {
         }
     }
     assert!(won, "a never led");
-    // A read arrives; its heartbeat round is answered before catch-up runs.
-    c.r.get_mut(&a).unwrap().read(ReadId(7)).unwrap();
+    (c, a, cc, k, served)
+}
+
+/// After a read was submitted: its confirmation is answered before
+/// catch-up runs, then catch-up brings `cc`'s snapshot to `a`. No read may
+/// have been served without w at `k`.
+fn serve_then_catch_up(c: &mut Cluster, a: u32, cc: u32, k: u64, mut served: Served) {
     for _ in 0..3 {
         c.r.get_mut(&a).unwrap().tick();
-        deliver_recording(&mut c, a, false, &mut served);
+        deliver_recording(c, a, false, &mut served);
     }
-    // Then catch-up brings cc's snapshot.
     for _ in 0..50 {
         for id in [a, cc] {
             c.r.get_mut(&id).unwrap().tick();
         }
-        deliver_recording(&mut c, a, true, &mut served);
+        deliver_recording(c, a, true, &mut served);
     }
     assert!(c.chosen_end(a) >= k, "a caught up to cc's snapshot");
-    for (read, applied) in &served {
+    for (node, read, applied) in &served {
         assert!(
             *applied > k,
-            "STALE READ: {read:?} served at applied point {applied}, without w at {k}"
+            "STALE READ at n{node}: {read:?} served at applied point {applied}, without w at {k}"
         );
     }
+}
+
+/// A second review's scenario: a leader elected by the old membership's
+/// quorum, one member of which had compacted past the leader's chosen
+/// prefix (membership changes included), must not confirm a read until it
+/// has caught up to that prefix: the new membership may have completed
+/// writes meanwhile that the read would miss.
+#[test]
+fn a_read_waits_for_the_memberships_inside_a_compacted_prefix() {
+    let (mut c, a, cc, k, served) = a_leads_behind_a_compacted_prefix();
+    c.r.get_mut(&a).unwrap().read(ReadId(7)).unwrap();
+    serve_then_catch_up(&mut c, a, cc, k, served);
+}
+
+/// The same for a read at `cc`, whose request vouches for `a` (its promise
+/// is `a`'s ballot): the vouch stands in for the round, not for the wait
+/// until phase 1 covers every membership (`reads_covered`). From the attack
+/// review of vouched reads: without that check in `vouched_read_index`, the
+/// read was served at 257 with w at 257, and neither the other tests nor the
+/// simulator noticed.
+#[test]
+fn a_vouched_follower_read_waits_for_the_memberships_inside_a_compacted_prefix() {
+    let (mut c, a, cc, k, served) = a_leads_behind_a_compacted_prefix();
+    assert_eq!(c.r[&cc].status().leader, Some(NodeId(a)));
+    assert_eq!(c.r[&cc].status().promised, c.r[&a].status().promised);
+    c.r.get_mut(&cc).unwrap().read(ReadId(9)).unwrap();
+    serve_then_catch_up(&mut c, a, cc, k, served);
 }

@@ -15,4 +15,3 @@ mod rebuild;
 mod rebuild_hold;
 mod review_membership;
 mod scenarios;
-mod vouched_reads;

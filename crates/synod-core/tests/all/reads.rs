@@ -124,6 +124,23 @@ impl Net {
         });
         assert_eq!(self.role(id), RoleKind::Leader);
     }
+    /// n2 or n3 wins an election that n1 never hears of (every message to
+    /// or from n1 is lost); returns the winner.
+    fn take_over_without_n1(&mut self) -> u32 {
+        for _ in 0..1000 {
+            self.tick(2);
+            self.tick(3);
+            self.pool.retain(|m| m.from.0 != 1 && m.to.0 != 1);
+            self.exchange(|m| m.from.0 != 1 && m.to.0 != 1);
+            if let Some(id) = [2, 3]
+                .into_iter()
+                .find(|id| self.role(*id) == RoleKind::Leader)
+            {
+                return id;
+            }
+        }
+        panic!("neither n2 nor n3 leads");
+    }
     /// Replaces node `id` by an empty replica in rebuild mode (a wiped disk).
     fn wipe(&mut self, id: u32) {
         let members: Vec<NodeId> = (1..=self.r.len() as u32).map(NodeId).collect();
@@ -227,20 +244,7 @@ fn a_deposed_leader_refuses_its_reads_instead_of_serving_stale_state() {
     n.write(1, b"x", &[1, 2, 3]);
     n.pool.clear();
     // n2 or n3 takes over and writes y; n1 hears nothing of it.
-    let mut new_leader = None;
-    for _ in 0..1000 {
-        n.tick(2);
-        n.tick(3);
-        n.pool.retain(|m| m.from.0 != 1 && m.to.0 != 1);
-        n.exchange(|m| m.from.0 != 1 && m.to.0 != 1);
-        new_leader = [2, 3]
-            .into_iter()
-            .find(|id| n.role(*id) == RoleKind::Leader);
-        if new_leader.is_some() {
-            break;
-        }
-    }
-    let new_leader = new_leader.expect("n2 or n3 leads");
+    let new_leader = n.take_over_without_n1();
     n.write(new_leader, b"y", &[2, 3]);
     assert_eq!(n.applied[new_leader as usize - 1].len(), 2);
     n.pool.clear();
@@ -926,23 +930,8 @@ fn a_rebuilding_replica_restored_from_an_old_image_does_not_vouch() {
     let ballot = n.r[0].status().promised;
     assert_eq!(n.r[1].status().promised, ballot);
     let images = [n.r[1].checkpoint_records(), n.r[2].checkpoint_records()];
-    // n3 takes over with n2 and writes y; n1 hears nothing of it.
-    let mut new_leader = None;
-    for _ in 0..1000 {
-        n.tick(2);
-        n.tick(3);
-        n.pool.retain(|m| m.from.0 != 1 && m.to.0 != 1);
-        n.exchange(|m| m.from.0 != 1 && m.to.0 != 1);
-        if n.role(3) == RoleKind::Leader {
-            new_leader = Some(3);
-            break;
-        }
-        if n.role(2) == RoleKind::Leader {
-            new_leader = Some(2);
-            break;
-        }
-    }
-    let x = new_leader.expect("n2 or n3 leads");
+    // n2 or n3 takes over and writes y; n1 hears nothing of it.
+    let x = n.take_over_without_n1();
     let f = 5 - x; // the other one: it promised x, and is restored
     n.write(x, b"y", &[2, 3]);
     assert_eq!(
@@ -953,7 +942,7 @@ fn a_rebuilding_replica_restored_from_an_old_image_does_not_vouch() {
     assert!(n.r[f as usize - 1].status().promised > ballot);
     n.pool.clear();
     assert_eq!(n.role(1), RoleKind::Leader, "n1 has not noticed");
-    // n2's disk is replaced by the old image; it rebuilds. n3 is gone.
+    // The other one's disk is replaced by the old image; it rebuilds. The new leader is gone.
     let mut cfg = Config::new(NodeId(f), (1..=3).map(NodeId).collect());
     cfg.seed = 4242;
     cfg.rebuild = true;
@@ -1001,20 +990,7 @@ fn a_deposed_leader_answers_a_vouched_request_sent_before_its_successor() {
     n.pump(2);
     let held: Vec<Message> = std::mem::take(&mut n.pool);
     assert!(vouches(&held)[0].is_some());
-    let mut x = None;
-    for _ in 0..1000 {
-        n.tick(2);
-        n.tick(3);
-        n.pool.retain(|m| m.from.0 != 1 && m.to.0 != 1);
-        n.exchange(|m| m.from.0 != 1 && m.to.0 != 1);
-        x = [2, 3]
-            .into_iter()
-            .find(|id| n.role(*id) == RoleKind::Leader);
-        if x.is_some() {
-            break;
-        }
-    }
-    let x = x.unwrap();
+    let x = n.take_over_without_n1();
     n.write(x, b"y", &[2, 3]);
     assert_eq!(n.role(1), RoleKind::Leader);
     n.pool.clear();
