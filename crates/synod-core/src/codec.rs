@@ -92,6 +92,32 @@ fn get_u8(buf: &mut Bytes) -> Result<u8, DecodeError> {
     Ok(buf.get_u8())
 }
 
+/// An optional field: a tag byte (0 none, 1 some), then the value.
+fn put_option<T>(buf: &mut BytesMut, value: Option<&T>, put: impl FnOnce(&mut BytesMut, &T)) {
+    match value {
+        None => buf.put_u8(0),
+        Some(value) => {
+            buf.put_u8(1);
+            put(buf, value);
+        }
+    }
+}
+
+/// Reads what `put_option` wrote; any other tag is refused.
+fn get_option<T>(
+    buf: &mut Bytes,
+    get: impl FnOnce(&mut Bytes) -> Result<T, DecodeError>,
+) -> Result<Option<T>, DecodeError> {
+    match get_u8(buf)? {
+        0 => Ok(None),
+        1 => get(buf).map(Some),
+        tag => Err(DecodeError::UnknownTag {
+            what: "option",
+            tag,
+        }),
+    }
+}
+
 fn get_u32(buf: &mut Bytes) -> Result<u32, DecodeError> {
     need(buf, 4)?;
     Ok(buf.get_u32_le())
@@ -476,13 +502,9 @@ impl Encode for Message {
                 ballot.encode(buf);
                 put_instance(buf, *compacted_end);
                 put_instance(buf, *first_instance);
-                match more_from {
-                    None => buf.put_u8(0),
-                    Some(next) => {
-                        buf.put_u8(1);
-                        put_instance(buf, *next);
-                    }
-                }
+                put_option(buf, more_from.as_ref(), |buf, next| {
+                    put_instance(buf, *next)
+                });
                 buf.put_u32_le(entries.len() as u32);
                 for entry in entries {
                     put_instance(buf, entry.instance);
@@ -576,13 +598,9 @@ impl Encode for Message {
                 buf.put_u128_le(digest.0);
                 buf.put_u64_le(*offset);
                 put_bytes(buf, data);
-                match memberships {
-                    None => buf.put_u8(0),
-                    Some(schedule) => {
-                        buf.put_u8(1);
-                        schedule.encode(buf);
-                    }
-                }
+                put_option(buf, memberships.as_ref(), |buf, schedule| {
+                    schedule.encode(buf)
+                });
             }
             Body::SnapshotRequest {
                 applied_end,
@@ -595,13 +613,7 @@ impl Encode for Message {
             Body::ReadIndexRequest { id, vouch } => {
                 buf.put_u8(13);
                 buf.put_u64_le(*id);
-                match vouch {
-                    None => buf.put_u8(0),
-                    Some(ballot) => {
-                        buf.put_u8(1);
-                        ballot.encode(buf);
-                    }
-                }
+                put_option(buf, vouch.as_ref(), |buf, ballot| ballot.encode(buf));
             }
             Body::ReadIndexReply {
                 id,
@@ -746,16 +758,7 @@ impl Decode for Message {
                 let ballot = Ballot::decode(buf)?;
                 let compacted_end = get_instance(buf)?;
                 let first_instance = get_instance(buf)?;
-                let more_from = match get_u8(buf)? {
-                    0 => None,
-                    1 => Some(get_instance(buf)?),
-                    tag => {
-                        return Err(DecodeError::UnknownTag {
-                            what: "option",
-                            tag,
-                        })
-                    }
-                };
+                let more_from = get_option(buf, get_instance)?;
                 let count = get_count(buf, 22, "promise entry")?;
                 let mut entries = Vec::with_capacity(count);
                 for _ in 0..count {
@@ -839,16 +842,7 @@ impl Decode for Message {
                 digest: SnapshotDigest(get_u128(buf)?),
                 offset: get_u64(buf)?,
                 data: get_bytes(buf)?,
-                memberships: match get_u8(buf)? {
-                    0 => None,
-                    1 => Some(Schedule::decode(buf)?),
-                    tag => {
-                        return Err(DecodeError::UnknownTag {
-                            what: "option",
-                            tag,
-                        })
-                    }
-                },
+                memberships: get_option(buf, Schedule::decode)?,
             },
             12 => Body::SnapshotRequest {
                 applied_end: get_instance(buf)?,
@@ -856,16 +850,7 @@ impl Decode for Message {
             },
             13 => Body::ReadIndexRequest {
                 id: get_u64(buf)?,
-                vouch: match get_u8(buf)? {
-                    0 => None,
-                    1 => Some(Ballot::decode(buf)?),
-                    tag => {
-                        return Err(DecodeError::UnknownTag {
-                            what: "option",
-                            tag,
-                        })
-                    }
-                },
+                vouch: get_option(buf, Ballot::decode)?,
             },
             14 => Body::ReadIndexReply {
                 id: get_u64(buf)?,
