@@ -293,31 +293,32 @@ impl Replica {
             debug_assert!(false, "a read lease without set_time");
             return false;
         };
+        // Another leader's grant still holds: that leader may be serving
+        // lease reads counting on it, and replacing it would free this
+        // acceptor to promise a third candidate. Keep it; grant nothing.
+        if !self.could_grant(leader) {
+            return false;
+        }
         let until_ms = now.saturating_add(lease.duration_ms);
         match &mut self.lease.grant {
             Some(grant) if grant.holder == leader => {
                 grant.ballot = grant.ballot.max(ballot);
                 grant.until_ms = grant.until_ms.max(until_ms);
-                true
             }
-            // Another leader's grant still holds: that leader may be serving
-            // lease reads counting on it, and replacing it would free this
-            // acceptor to promise a third candidate. Keep it; grant nothing.
-            Some(grant) if now < grant.until_ms => false,
             _ => {
                 self.lease.grant = Some(Grant {
                     holder: leader,
                     ballot,
                     until_ms,
                 });
-                true
             }
         }
+        true
     }
 
     /// Whether an acknowledgement of `leader` sent now would carry a grant
-    /// (what `grant_lease` would answer, without granting): true without
-    /// a lease setting. A follower's read-index request vouches for its
+    /// (what `grant_lease` answers, without granting): true without a lease
+    /// setting; false while another leader's grant holds. A follower's read-index request vouches for its
     /// leader only then (`reads.rs`), as its heartbeat acknowledgements
     /// confirm reads only then: a precaution, since the read-index argument
     /// itself needs no grant.
