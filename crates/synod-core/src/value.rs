@@ -1,7 +1,7 @@
 //! Commands, instance values and the running checksum of applied values.
 
 use crate::membership::Membership;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -28,6 +28,37 @@ impl Value {
     /// A batch of the given commands.
     pub fn batch(commands: Vec<Command>) -> Value {
         Value::Batch(commands.into())
+    }
+
+    /// A batch of the given commands, copied into one buffer that they then
+    /// share: what a leader proposes. The chosen value stays in memory until
+    /// a checkpoint compacts the log (up to `SnapshotPolicy`'s log bytes), and
+    /// each command a client handed in is an allocation of its own, made
+    /// while the state machine allocates its entries beside it; kept
+    /// separately, the freed commands would leave holes all over the heap
+    /// that the allocator cannot hand back (measured: a loaded leader's RSS
+    /// ~50 MiB above its followers', whose values arrive as one frame each).
+    /// One copy of the bytes per command, and the commands' own buffers go
+    /// back to the allocator at once, to be reused by the next ones.
+    pub fn packed_batch(commands: Vec<Command>) -> Value {
+        if commands.len() <= 1 {
+            return Value::batch(commands);
+        }
+        let mut buf = BytesMut::with_capacity(commands.iter().map(|c| c.len()).sum());
+        for command in &commands {
+            buf.extend_from_slice(command);
+        }
+        let whole = buf.freeze();
+        let mut at = 0;
+        let packed: Vec<Command> = commands
+            .iter()
+            .map(|command| {
+                let slice = whole.slice(at..at + command.len());
+                at += command.len();
+                slice
+            })
+            .collect();
+        Value::batch(packed)
     }
 
     /// The commands in this value (none for a no-op).
@@ -180,5 +211,25 @@ mod tests {
         let y = zero.extend(&Value::Noop).extend(&ab);
         assert_ne!(x, y);
         assert_eq!(x, zero.extend(&ab).extend(&Value::Noop));
+    }
+
+    #[test]
+    fn a_packed_batch_is_the_same_value_in_one_buffer() {
+        let commands: Vec<Command> = [&b"set a 1"[..], b"", b"x", b"del a"]
+            .into_iter()
+            .map(Bytes::copy_from_slice)
+            .collect();
+        let packed = Value::packed_batch(commands.clone());
+        assert_eq!(packed, Value::batch(commands.clone()));
+        assert_eq!(packed.encoded_len(), Value::batch(commands).encoded_len());
+        // Every command points into one buffer, in order, end to end.
+        let parts = packed.commands();
+        let base = parts[0].as_ptr() as usize;
+        let mut at = 0;
+        for part in parts {
+            assert!(part.is_empty() || part.as_ptr() as usize == base + at);
+            at += part.len();
+        }
+        assert_eq!(Value::packed_batch(Vec::new()), Value::batch(Vec::new()));
     }
 }

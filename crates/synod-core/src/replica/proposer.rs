@@ -457,7 +457,7 @@ impl Replica {
             if let Role::Leader(leader) = &mut self.role {
                 leader.next_instance = instance.next();
             }
-            let value = Value::batch(batch);
+            let value = Value::packed_batch(batch);
             // Every pending command passed `command_fits` (propose and
             // handle_forward), so a batch of one fits; `fits` keeps larger
             // batches within the bound.
