@@ -58,7 +58,8 @@ pub struct NodeConfig {
     /// system (`malloc_trim`) on a blocking thread: the copies a write
     /// makes while a snapshot is taken and the compacted log tail are freed
     /// all at once, and glibc keeps such holes in the middle of its heap
-    /// resident otherwise (a third of a loaded KV node's RSS). Default: every
+    /// resident otherwise (a third of a loaded KV node's RSS; the `synod`
+    /// binary's jemalloc returns freed pages by itself). Default: every
     /// 10,000 instances or 64 MiB of log, whichever comes first.
     pub snapshot_policy: SnapshotPolicy,
     /// Client sessions remembered for exactly-once (one per node process).

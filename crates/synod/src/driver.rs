@@ -978,7 +978,10 @@ impl<S: StateMachine> Driver<S> {
 /// Returns the free pages inside the heap to the system (glibc only: its
 /// `free` gives back only the top of an arena, so memory freed in bulk in
 /// the middle stays resident until reused). Runs on a blocking thread; it
-/// holds each arena's lock while it walks that arena's free chunks.
+/// holds each arena's lock while it walks that arena's free chunks. A
+/// program whose global allocator is another one (the `synod` binary uses
+/// jemalloc, which returns freed pages by itself) trims only what glibc
+/// holds for C code, little and quickly.
 fn release_free_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
