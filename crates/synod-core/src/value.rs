@@ -35,11 +35,12 @@ impl Value {
     /// a checkpoint compacts the log (up to `SnapshotPolicy`'s log bytes), and
     /// each command a client handed in is an allocation of its own, made
     /// while the state machine allocates its entries beside it; kept
-    /// separately, the freed commands would leave holes all over the heap
-    /// that the allocator cannot hand back (measured: a loaded leader's RSS
-    /// ~50 MiB above its followers', whose values arrive as one frame each).
-    /// One copy of the bytes per command, and the commands' own buffers go
-    /// back to the allocator at once, to be reused by the next ones.
+    /// separately, the commands, freed at the checkpoint, would leave holes
+    /// all over the heap that the allocator cannot hand back (measured: a
+    /// loaded leader's RSS ~50 MiB above its followers', whose values arrive
+    /// as one frame each). One copy of the bytes per command; the originals
+    /// go when their last holder lets go (a forwarded command's frame at
+    /// once, a local one's envelope when the runtime has applied it).
     pub fn packed_batch(commands: Vec<Command>) -> Value {
         if commands.len() <= 1 {
             return Value::batch(commands);
@@ -50,15 +51,16 @@ impl Value {
         }
         let whole = buf.freeze();
         let mut at = 0;
-        let packed: Vec<Command> = commands
-            .iter()
-            .map(|command| {
-                let slice = whole.slice(at..at + command.len());
-                at += command.len();
-                slice
-            })
-            .collect();
-        Value::batch(packed)
+        Value::Batch(
+            commands
+                .iter()
+                .map(|command| {
+                    let slice = whole.slice(at..at + command.len());
+                    at += command.len();
+                    slice
+                })
+                .collect(),
+        )
     }
 
     /// The commands in this value (none for a no-op).
@@ -197,7 +199,7 @@ pub struct Snapshot {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -221,15 +223,28 @@ mod tests {
             .collect();
         let packed = Value::packed_batch(commands.clone());
         assert_eq!(packed, Value::batch(commands.clone()));
-        assert_eq!(packed.encoded_len(), Value::batch(commands).encoded_len());
-        // Every command points into one buffer, in order, end to end.
-        let parts = packed.commands();
-        let base = parts[0].as_ptr() as usize;
-        let mut at = 0;
-        for part in parts {
-            assert!(part.is_empty() || part.as_ptr() as usize == base + at);
-            at += part.len();
-        }
+        assert_eq!(
+            packed.encoded_len(),
+            Value::batch(commands.clone()).encoded_len()
+        );
+        assert!(packed_in_one_buffer(&packed));
+        // The value holds none of the originals.
+        assert!(commands.into_iter().all(|c| c.is_empty() || c.is_unique()));
         assert_eq!(Value::packed_batch(Vec::new()), Value::batch(Vec::new()));
+    }
+
+    /// Whether a batch's commands lie end to end in one buffer.
+    pub(crate) fn packed_in_one_buffer(value: &Value) -> bool {
+        let parts = value.commands();
+        let Some(first) = parts.first() else {
+            return true;
+        };
+        let base = first.as_ptr() as usize;
+        let mut at = 0;
+        parts.iter().all(|part| {
+            let here = part.as_ptr() as usize == base + at;
+            at += part.len();
+            here
+        })
     }
 }

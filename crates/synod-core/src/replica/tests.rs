@@ -737,3 +737,30 @@ fn compaction_refuses_a_snapshot_ahead_of_apply_or_with_a_wrong_checksum() {
         Err(CompactError::ChecksumMismatch(status.applied_end))
     );
 }
+
+#[test]
+fn a_leader_proposes_its_pending_commands_packed_in_one_buffer() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    let commands: Vec<Command> = ["set a 1", "set b 2", "del c"]
+        .into_iter()
+        .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+        .collect();
+    for command in &commands {
+        c.replicas[leader].propose(command.clone()).unwrap();
+    }
+    let ready = c.replicas[leader].take_ready();
+    let accepts: Vec<&Value> = ready
+        .messages
+        .iter()
+        .filter_map(|m| match &m.body {
+            Body::Accept { value, .. } => Some(value),
+            _ => None,
+        })
+        .collect();
+    assert!(!accepts.is_empty());
+    for value in accepts {
+        assert_eq!(value.commands(), &commands[..]);
+        assert!(crate::value::tests::packed_in_one_buffer(value));
+    }
+}
