@@ -99,7 +99,8 @@ pub struct NodeConfig {
     /// leader always syncs on a blocking thread:
     /// its loop keeps taking requests and acks meanwhile (two followers'
     /// acks can choose a value before the leader's own sync ends). `false`:
-    /// every sync on a blocking thread.
+    /// every sync on a blocking thread. [`crate::Metrics`] counts where each
+    /// ran (`log_syncs_on_loop`, `log_syncs_on_thread`).
     pub sync_on_event_loop: bool,
     /// Whether the leader syncs its log for every batch it proposes, to
     /// count its own vote at once. `false` (the default): while the

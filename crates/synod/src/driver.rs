@@ -805,9 +805,11 @@ impl<S: StateMachine> Driver<S> {
                         && self.engine.requests_waiting() == 0 =>
                 {
                     debug_assert!(self.sync_pending.is_none(), "one log sync at a time");
+                    self.metrics.log_syncs_on_loop.fetch_add(1, Relaxed);
                     self.sync_pending = Some((job, through, Instant::now()));
                 }
                 Io::Sync { job, through } => {
+                    self.metrics.log_syncs_on_thread.fetch_add(1, Relaxed);
                     let tx = self.sync_tx.clone();
                     let started = Instant::now();
                     tokio::task::spawn_blocking(move || {

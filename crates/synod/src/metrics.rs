@@ -242,6 +242,13 @@ pub struct Metrics {
     pub admin_auth_failures: AtomicU64,
     /// Admin HTTP connections being served now (at most the cap).
     pub admin_connections_open: AtomicU64,
+    /// Log syncs run on the node's event loop (a follower with no client
+    /// request waiting, `NodeConfig::sync_on_event_loop`).
+    pub log_syncs_on_loop: AtomicU64,
+    /// Log syncs run on a blocking thread (a leader's, a follower's while
+    /// its clients' requests wait, or every one without
+    /// `sync_on_event_loop`).
+    pub log_syncs_on_thread: AtomicU64,
     /// Seconds per write + fdatasync of the log.
     pub fsync_seconds: Histogram,
     /// Commands per applied instance value.
@@ -279,6 +286,8 @@ impl Default for Metrics {
             admin_connections_refused: AtomicU64::new(0),
             admin_auth_failures: AtomicU64::new(0),
             admin_connections_open: AtomicU64::new(0),
+            log_syncs_on_loop: AtomicU64::new(0),
+            log_syncs_on_thread: AtomicU64::new(0),
             fsync_seconds: Histogram::new(FSYNC_SECONDS),
             batch_commands: Histogram::new(BATCH_COMMANDS),
         }
@@ -289,7 +298,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 24] = [
+        let counters: [(&str, &str, &AtomicU64); 26] = [
             (
                 "synod_admin_connections_refused_total",
                 "Admin HTTP connections closed at once: the connection cap was reached.",
@@ -329,6 +338,16 @@ impl Metrics {
                 "synod_vouched_reads_total",
                 "Followers' read-index requests answered by this node as leader with no heartbeat round (the request vouched).",
                 &self.vouched_reads,
+            ),
+            (
+                "synod_log_syncs_on_loop_total",
+                "Log syncs run on the event loop (a follower with no client request waiting).",
+                &self.log_syncs_on_loop,
+            ),
+            (
+                "synod_log_syncs_on_thread_total",
+                "Log syncs run on a blocking thread (a leader, or a follower whose clients wait).",
+                &self.log_syncs_on_thread,
             ),
             (
                 "synod_forwarded_total",

@@ -6,24 +6,7 @@
 use crate::common;
 
 use common::Cluster;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
-
-/// A counter from node `i`'s /metrics (0 if unreachable).
-fn metric(cluster: &Cluster, i: usize, name: &str) -> u64 {
-    let Ok(mut stream) = TcpStream::connect(cluster.http[i]) else {
-        return 0;
-    };
-    let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    let series = format!("{name} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
 
 fn wait_leader(cluster: &Cluster) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -75,7 +58,7 @@ fn lease_reads_skip_the_round_and_stay_correct_across_a_leader_kill() {
         let value: Option<String> = redis::cmd("GET").arg("k").query(&mut con).expect("GET");
         assert_eq!(value.as_deref(), Some("v1"));
     }
-    let served = metric(&cluster, leader, "synod_lease_reads_total");
+    let served = cluster.metric(leader, "synod_lease_reads_total");
     assert!(
         served >= 100,
         "only {served} of 200 GETs at the leader were served by lease"
@@ -83,7 +66,7 @@ fn lease_reads_skip_the_round_and_stay_correct_across_a_leader_kill() {
     // A follower's read asks the leader for a read index: answered by lease.
     let follower = (leader + 1) % 3;
     assert_eq!(get(&cluster, follower, "k").as_deref(), Some("v1"));
-    assert!(metric(&cluster, leader, "synod_lease_reads_total") > served);
+    assert!(cluster.metric(leader, "synod_lease_reads_total") > served);
 
     // kill -9 the leader: the survivors elect a successor once the grants
     // run out, and no read returns the old value after the new write.
@@ -98,7 +81,7 @@ fn lease_reads_skip_the_round_and_stay_correct_across_a_leader_kill() {
     let new_leader = wait_leader(&cluster);
     assert_ne!(new_leader, leader);
     assert!(
-        metric(&cluster, new_leader, "synod_lease_reads_total") > 0,
+        cluster.metric(new_leader, "synod_lease_reads_total") > 0,
         "the new leader serves by lease too"
     );
 }
@@ -122,10 +105,10 @@ fn follower_reads_without_a_lease_are_confirmed_by_their_request() {
     let mut vouched = 0;
     while vouched < 10 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
-        vouched = metric(&cluster, leader, "synod_vouched_reads_total");
+        vouched = cluster.metric(leader, "synod_vouched_reads_total");
     }
     assert!(vouched >= 10, "only {vouched} of 20 follower reads vouched");
-    assert_eq!(metric(&cluster, leader, "synod_lease_reads_total"), 0);
+    assert_eq!(cluster.metric(leader, "synod_lease_reads_total"), 0);
 }
 
 #[test]

@@ -18,4 +18,5 @@ mod membership;
 mod peer_attacks;
 mod server;
 mod shutdown;
+mod sync_placement;
 mod wipe;

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -336,6 +337,21 @@ impl Cluster {
         info.lines()
             .find_map(|l| l.strip_prefix(&format!("{field}:")))
             .map(|v| v.trim().to_string())
+    }
+
+    /// A counter from node `i`'s /metrics (0 if unreachable or absent).
+    pub fn metric(&self, i: usize, name: &str) -> u64 {
+        let Ok(mut stream) = TcpStream::connect(self.http[i]) else {
+            return 0;
+        };
+        let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        let series = format!("{name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn leader(&self) -> Option<usize> {
