@@ -769,7 +769,7 @@ impl<'a, T> Frame<'a, T> {
     }
 }
 
-impl<'a, T> Iterator for Iter<'a, T> {
+impl<'a, T: TrieItem> Iterator for Iter<'a, T> {
     type Item = &'a T;
 
     fn next(&mut self) -> Option<&'a T> {
@@ -806,6 +806,14 @@ impl<'a, T> Iterator for Iter<'a, T> {
                 continue;
             }
             let (datamap, nodemap) = child.maps();
+            // Its items are read in turn from here on (a full walk, as a
+            // snapshot's, reads each one's key and value): asking for all
+            // of them now overlaps their cache misses instead of taking
+            // one per item (a million 100-byte keys: each record is a
+            // miss).
+            for item in child.items() {
+                item.prefetch();
+            }
             // A child is deeper than its parent, so the stack (one frame
             // per level) has room: indexing asserts it.
             self.frames[top + 1] = Frame::of(child, datamap | nodemap);
@@ -814,7 +822,7 @@ impl<'a, T> Iterator for Iter<'a, T> {
     }
 }
 
-impl<T> std::iter::FusedIterator for Iter<'_, T> {}
+impl<T: TrieItem> std::iter::FusedIterator for Iter<'_, T> {}
 
 /// Visits the trie's nodes depth first, for tests that count or measure
 /// them; `visit` returns whether to descend into the node's children.
