@@ -37,14 +37,15 @@ rss_kib() {
   awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
 }
 
-# start_leader_cluster SYNOD_BIN WORK_DIR -> starts a local 3-node cluster
-# (base port 7400) in the background, stopped (and WORK_DIR removed) when the
-# script exits; waits until a write is acknowledged, warms it up with 50k
-# SETs at 50 clients on the leader, and sets CLUSTER (its pid), PORT (the
-# leader's RESP port) and LEADER_PID. Used by bench/allocs-per-op.sh and
-# bench/syscalls-per-op.sh.
+# start_leader_cluster SYNOD_BIN WORK_DIR [-- SERVER_ARGS...] -> starts a
+# local 3-node cluster (base port 7400) in the background, stopped (and
+# WORK_DIR removed) when the script exits; waits until a write is
+# acknowledged, warms it up with 50k SETs at 50 clients on the leader, and
+# sets CLUSTER (its pid), PORT (the leader's RESP port) and LEADER_PID. Used
+# by bench/allocs-per-op.sh, bench/syscalls-per-op.sh and
+# bench/checkpoint-cost.sh.
 start_leader_cluster() {
-  "$1" cluster --data-dir "$2/s" --base-port 7400 >"$2/cluster.log" 2>&1 &
+  "$1" cluster --data-dir "$2/s" --base-port 7400 "${@:3}" >"$2/cluster.log" 2>&1 &
   CLUSTER=$!
   # shellcheck disable=SC2064 # the paths are fixed now
   trap "kill $CLUSTER 2>/dev/null; wait 2>/dev/null; rm -rf '$2'" EXIT
