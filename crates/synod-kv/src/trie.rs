@@ -809,8 +809,8 @@ impl<'a, T: TrieItem> Iterator for Iter<'a, T> {
             // Its items are read in turn from here on (a full walk, as a
             // snapshot's, reads each one's key and value): asking for all
             // of them now overlaps their cache misses instead of taking
-            // one per item (a million 100-byte keys: each record is a
-            // miss).
+            // one per item (a million keys with 100-byte values: each
+            // record is a miss).
             for item in child.items() {
                 item.prefetch();
             }

@@ -243,7 +243,9 @@ pub struct Metrics {
     /// Admin HTTP connections being served now (at most the cap).
     pub admin_connections_open: AtomicU64,
     /// Log syncs run on the node's event loop (a follower with no client
-    /// request waiting, `NodeConfig::sync_on_event_loop`).
+    /// request waiting, `NodeConfig::sync_on_event_loop`). Neither this
+    /// nor the next counts a checkpoint's log write or the last sync at
+    /// stop, which take other paths.
     pub log_syncs_on_loop: AtomicU64,
     /// Log syncs run on a blocking thread (a leader's, a follower's while
     /// its clients' requests wait, or every one without

@@ -341,17 +341,20 @@ impl Cluster {
 
     /// A counter from node `i`'s /metrics (0 if unreachable or absent).
     pub fn metric(&self, i: usize, name: &str) -> u64 {
-        let Ok(mut stream) = TcpStream::connect(self.http[i]) else {
-            return 0;
-        };
-        let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+        self.try_metric(i, name).unwrap_or(0)
+    }
+
+    /// A counter from node `i`'s /metrics; `None` if the node did not
+    /// answer or the series is not there.
+    pub fn try_metric(&self, i: usize, name: &str) -> Option<u64> {
+        let mut stream = TcpStream::connect(self.http[i]).ok()?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
         let mut text = String::new();
-        let _ = stream.read_to_string(&mut text);
+        stream.read_to_string(&mut text).ok()?;
         let series = format!("{name} ");
         text.lines()
             .find_map(|l| l.strip_prefix(series.as_str()))
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
     }
 
     pub fn leader(&self) -> Option<usize> {
