@@ -315,6 +315,7 @@ pub fn main(args: ServerArgs) -> ExitCode {
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&args.log))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
+    crate::prepare_allocator();
     // One thread runs the whole node: client connections, the driver, the
     // peer links (run to completion: a request, its proposal, the accepts it
     // sends and the reply it gets are handed between tasks of one thread,
