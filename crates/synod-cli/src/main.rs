@@ -28,7 +28,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// pages go back to the system after about a second rather than ten:
 /// `muzzy_decay_ms:0` hands them back outright (`MADV_DONTNEED`), not
 /// lazily, so RSS shows what is in use. A server also starts jemalloc's
-/// background thread ([`start_background_purging`]), which does that
+/// background thread ([`prepare_allocator`]), which does that
 /// purging on time even when the node goes quiet: without it a node that
 /// loaded a million keys (or compacted its log) and then went quiet kept
 /// ~100 MiB of free pages resident until some later allocation got round to
@@ -43,19 +43,27 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[export_name = "_rjem_malloc_conf"]
 pub static MALLOC_CONF: &[u8; 37] = b"dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
-/// Starts jemalloc's background purging thread (see [`MALLOC_CONF`]),
-/// unless `_RJEM_MALLOC_CONF` says what to do with it. An error leaves the
-/// server running, with freed memory returned only as allocations happen.
+/// Why the background purging thread is not running.
 #[cfg(feature = "jemalloc")]
-fn start_background_purging() -> Result<(), std::io::Error> {
-    if std::env::var("_RJEM_MALLOC_CONF").is_ok_and(|conf| conf.contains("background_thread")) {
-        return Ok(());
-    }
-    let mut on = true;
+#[derive(Debug, PartialEq, Eq)]
+enum PurgingError {
+    /// jemalloc could not create the thread (it printed why, with the
+    /// errno, on stderr); purging was switched back off, so that threads
+    /// purge as they allocate again.
+    NotStarted,
+    /// Creating it failed and switching it back off failed too: freed
+    /// memory may stay resident.
+    Stuck,
+}
+
+/// Writes jemalloc's `background_thread` setting.
+#[cfg(feature = "jemalloc")]
+fn set_background_thread(on: bool) -> std::ffi::c_int {
+    let mut on = on;
     // SAFETY: the name is NUL-terminated; `background_thread` is a bool
-    // option, written from `on`, a live bool of the length given; nothing
+    // setting, written from `on`, a live bool of the length given; nothing
     // is read back (no old value pointer).
-    let rc = unsafe {
+    unsafe {
         tikv_jemalloc_sys::mallctl(
             c"background_thread".as_ptr(),
             std::ptr::null_mut(),
@@ -63,22 +71,57 @@ fn start_background_purging() -> Result<(), std::io::Error> {
             (&mut on as *mut bool).cast::<std::ffi::c_void>(),
             std::mem::size_of::<bool>(),
         )
-    };
-    match rc {
-        0 => Ok(()),
-        errno => Err(std::io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// Starts jemalloc's background purging thread (see [`MALLOC_CONF`]),
+/// unless `_RJEM_MALLOC_CONF` sets `background_thread` itself.
+///
+/// jemalloc marks background threads enabled before it creates the first
+/// one and leaves the mark when creation fails (`ctl.c`,
+/// `background_thread_ctl`): every thread would then leave purging to a
+/// thread that does not exist, and freed memory would never go back to
+/// the system. So a failure is followed by switching the setting off
+/// (`set` is [`set_background_thread`]; a parameter for the tests).
+#[cfg(feature = "jemalloc")]
+fn start_background_purging(
+    conf: Option<&str>,
+    mut set: impl FnMut(bool) -> std::ffi::c_int,
+) -> Result<(), PurgingError> {
+    let set_in_conf = conf.is_some_and(|conf| {
+        conf.split(',')
+            .any(|option| option.split(':').next() == Some("background_thread"))
+    });
+    if set_in_conf {
+        return Ok(());
+    }
+    if set(true) == 0 {
+        return Ok(());
+    }
+    if set(false) == 0 {
+        Err(PurgingError::NotStarted)
+    } else {
+        Err(PurgingError::Stuck)
     }
 }
 
 /// What a server does about the allocator before it starts: with jemalloc,
-/// its background purging thread; a failure is said, not fatal.
+/// its background purging thread; a failure is logged, not fatal.
 pub(crate) fn prepare_allocator() {
     #[cfg(feature = "jemalloc")]
-    if let Err(err) = start_background_purging() {
-        eprintln!(
-            "synod: jemalloc's background purging thread did not start ({err}); \
-             freed memory goes back to the system only as later allocations happen"
-        );
+    match start_background_purging(
+        std::env::var("_RJEM_MALLOC_CONF").ok().as_deref(),
+        set_background_thread,
+    ) {
+        Ok(()) => {}
+        Err(PurgingError::NotStarted) => tracing::warn!(
+            "jemalloc could not start its background purging thread (its own message above \
+             says why): freed memory goes back to the system as later allocations happen"
+        ),
+        Err(PurgingError::Stuck) => tracing::error!(
+            "jemalloc could not start its background purging thread (its own message above \
+             says why), nor switch it back off: freed memory may stay resident"
+        ),
     }
 }
 
@@ -194,7 +237,54 @@ mod allocator_tests {
         assert_eq!(opt::<isize>(c"opt.muzzy_decay_ms"), 0);
         // Not at start (see MALLOC_CONF): a server asks for it.
         assert!(!opt::<bool>(c"opt.background_thread"));
-        super::start_background_purging().expect("background thread");
+        super::start_background_purging(None, super::set_background_thread)
+            .expect("background thread");
         assert!(opt::<bool>(c"background_thread"));
+    }
+
+    /// The calls `start_background_purging` makes, with the answers given.
+    fn purging_calls(
+        conf: Option<&str>,
+        answers: &[i32],
+    ) -> (Result<(), super::PurgingError>, Vec<bool>) {
+        let mut calls = Vec::new();
+        let result = super::start_background_purging(conf, |on| {
+            let answer = answers.get(calls.len()).copied().unwrap_or(0);
+            calls.push(on);
+            answer
+        });
+        (result, calls)
+    }
+
+    #[test]
+    fn a_thread_that_does_not_start_is_switched_back_off() {
+        use super::PurgingError::*;
+        // EFAULT: what jemalloc answers when it cannot create the thread.
+        assert_eq!(purging_calls(None, &[0]), (Ok(()), vec![true]));
+        assert_eq!(
+            purging_calls(None, &[14, 0]),
+            (Err(NotStarted), vec![true, false])
+        );
+        assert_eq!(
+            purging_calls(None, &[14, 14]),
+            (Err(Stuck), vec![true, false])
+        );
+    }
+
+    #[test]
+    fn only_a_background_thread_setting_in_the_environment_is_left_alone() {
+        for conf in [
+            "background_thread:false",
+            "narenas:2,background_thread:true",
+        ] {
+            assert_eq!(purging_calls(Some(conf), &[]), (Ok(()), vec![]), "{conf}");
+        }
+        for conf in ["max_background_threads:1", "dirty_decay_ms:0", ""] {
+            assert_eq!(
+                purging_calls(Some(conf), &[]),
+                (Ok(()), vec![true]),
+                "{conf}"
+            );
+        }
     }
 }
