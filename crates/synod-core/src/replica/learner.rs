@@ -191,6 +191,14 @@ impl Replica {
         self.follow(from);
         self.learn_commit(ballot, chosen_end);
         self.compare_checksum(from, applied);
+        if probe == 0 {
+            // No round (every round has a probe above 0): the leader only
+            // tells how far the prefix is chosen (`announce_chosen`), or a
+            // removed member how far it may retire (`answer_removed`), and
+            // wants no answer. Nothing is granted either: an acknowledgement
+            // of probe 0 confirms no read and no lease.
+            return;
+        }
         // Safety of leader reads (see `reads.rs`): this acknowledgement says
         // that, now, no ballot above `ballot` is promised here. A rebuilding
         // replica cannot say that (its lost incarnation may have promised a

@@ -711,9 +711,14 @@ impl Replica {
     ///   every follower a wake-up and an answer per batch: at 50 clients on
     ///   three nodes, about a sixth of a follower's CPU per SET.
     ///
-    /// A waiting member's heartbeat carries the last round's probe number,
-    /// not a new one: it is no read round (a round to some members only
-    /// would hold up the reads that wait for the next one). Its
+    /// A waiting member's heartbeat is no read round (a round to some
+    /// members only would hold up the reads that wait for the next one): it
+    /// carries probe 0, which asks for no answer (`handle_heartbeat`). Each
+    /// answer cost the leader a wake-up and the member a send per batch,
+    /// for nothing: it could only repeat an acknowledgement of the last
+    /// round. Except to a leadership transfer's target, whose report of
+    /// the whole prefix the transfer waits for (`check_transfer`): its
+    /// heartbeat carries the last round's probe number, and its
     /// acknowledgement says the member had not promised a higher ballot when
     /// it arrived, after that round was sent, so counting it for that round
     /// is true, and a lease measured from that round's sending is measured
@@ -770,9 +775,11 @@ impl Replica {
             return;
         }
         let probe = leader.probe_sent;
+        let target = leader.transfer.map(|(to, _)| to);
         let latest = self.schedule.latest().clone();
         let mut cap = None;
         for to in tell {
+            let probe = if target == Some(to) { probe } else { 0 };
             self.send_heartbeat(to, probe, &latest, &mut cap);
         }
     }

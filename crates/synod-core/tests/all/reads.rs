@@ -772,6 +772,88 @@ fn telling_a_forwarder_its_commands_are_chosen_does_not_hold_up_a_read() {
     );
 }
 
+/// A forwarder told that its command is chosen while other instances are in
+/// flight gets a heartbeat that asks for no answer (probe 0), and answers
+/// none: an acknowledgement per batch cost the leader a wake-up and the
+/// forwarder a send, and could only repeat one of the last round's.
+#[test]
+fn a_forwarder_told_its_command_is_chosen_sends_no_answer() {
+    let mut n = Net::settled(5);
+    n.r[1].propose(Bytes::from_static(b"f")).unwrap();
+    n.pump(2);
+    n.exchange(|m| matches!(m.body, Body::Forward { .. }));
+    let f_accepts = std::mem::take(&mut n.pool);
+    n.r[0].propose(Bytes::from_static(b"g")).unwrap();
+    n.pump(1);
+    let g_accepts = std::mem::take(&mut n.pool);
+    n.pool = f_accepts;
+    n.exchange(|m| !matches!(m.body, Body::Heartbeat { .. }));
+    let told: Vec<Message> = n
+        .pool
+        .iter()
+        .filter(|m| m.to.0 == 2 && matches!(m.body, Body::Heartbeat { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(told.len(), 1, "the forwarder is told: {:?}", n.pool);
+    assert!(matches!(told[0].body, Body::Heartbeat { probe: 0, .. }));
+    n.pool.clear();
+    n.r[1].step(told[0].clone());
+    n.pump(2);
+    assert_eq!(n.applied[1].len(), 2, "the forwarder applied its command");
+    assert!(
+        !n.pool
+            .iter()
+            .any(|m| matches!(m.body, Body::HeartbeatAck { .. })),
+        "no answer: {:?}",
+        n.pool
+    );
+    // A round still gets its answers.
+    n.pool.extend(g_accepts);
+    n.exchange(|_| true);
+    n.r[0].read(ReadId(7)).unwrap();
+    n.pump(1);
+    n.exchange(|_| true);
+    assert_eq!(n.served[0], vec![(7, 3)]);
+}
+
+/// A leadership transfer waits for its target to report the whole prefix
+/// (`check_transfer`): told it while instances are in flight, the target
+/// gets the last round's probe, not 0, and answers.
+#[test]
+fn a_transfer_target_told_the_prefix_answers() {
+    let mut n = Net::settled(3);
+    n.r[0].propose(Bytes::from_static(b"a")).unwrap();
+    n.pump(1);
+    let a_accepts = std::mem::take(&mut n.pool);
+    n.r[0].propose(Bytes::from_static(b"b")).unwrap();
+    n.pump(1);
+    n.pool.clear(); // b stays in flight
+    n.r[0].transfer_leadership(NodeId(2)).unwrap();
+    n.pump(1);
+    n.pool.clear();
+    n.pool = a_accepts;
+    n.exchange(|m| !matches!(m.body, Body::Heartbeat { .. }));
+    let told: Vec<Message> = n
+        .pool
+        .iter()
+        .filter(|m| m.to.0 == 2 && matches!(m.body, Body::Heartbeat { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(told.len(), 1, "the target is told: {:?}", n.pool);
+    assert!(
+        !matches!(told[0].body, Body::Heartbeat { probe: 0, .. }),
+        "{:?}",
+        told[0]
+    );
+    n.pool.clear();
+    n.r[1].step(told[0].clone());
+    n.pump(2);
+    assert!(n
+        .pool
+        .iter()
+        .any(|m| m.to.0 == 1 && matches!(m.body, Body::HeartbeatAck { .. })));
+}
+
 /// Attack review: a follower picked for a read round that also waits on the
 /// prefix (it forwarded a command) got a second, identical heartbeat from
 /// `announce_chosen` in the same step.
