@@ -587,6 +587,7 @@ impl Replica {
         }
         // It must report the whole prefix before it is told to take over.
         self.want_chosen(to, Some(next));
+        self.want_report(to);
         self.check_transfer();
         Ok(())
     }

@@ -548,6 +548,19 @@ impl Replica {
         }
     }
 
+    /// A transfer's target must report the whole prefix (`check_transfer`):
+    /// it is told the prefix again, with the last round's probe, even if a
+    /// heartbeat that asked for no answer told it already (it forwarded
+    /// commands). Without this, a target told so while a drained pipeline's
+    /// announcement waited would report only at the next round.
+    pub(super) fn want_report(&mut self, member: NodeId) {
+        if let Role::Leader(leader) = &mut self.role {
+            if let Some(wanted) = leader.chosen_wanted.get_mut(&member) {
+                wanted.told = InstanceId(0);
+            }
+        }
+    }
+
     /// True when `command` fits alone in an instance value.
     pub(super) fn command_fits(&self, command: &crate::value::Command) -> bool {
         command.len() <= self.cfg.command_bytes_max()

@@ -735,10 +735,10 @@ fn a_follower_whose_read_waits_is_told_the_chosen_prefix_without_a_tick() {
     assert_eq!(n.served[2], vec![(9, 2)], "served with y applied, no tick");
 }
 
-/// What a forwarder is told while instances are in flight rides on a
-/// heartbeat of the last round, not a new round: on five nodes a round to
-/// one follower could never confirm, and a read arriving right after it
-/// must not wait a tick for it.
+/// What a forwarder is told while instances are in flight goes in a
+/// heartbeat that is no new round (probe 0): on five nodes a round to one
+/// follower could never confirm, and a read arriving right after it must
+/// not wait a tick for it.
 #[test]
 fn telling_a_forwarder_its_commands_are_chosen_does_not_hold_up_a_read() {
     let mut n = Net::settled(5);
@@ -852,6 +852,18 @@ fn a_transfer_target_told_the_prefix_answers() {
         .pool
         .iter()
         .any(|m| m.to.0 == 1 && matches!(m.body, Body::HeartbeatAck { .. })));
+    // And the transfer goes through (b is sent again after a few ticks).
+    for _ in 0..25 {
+        n.exchange(|m| !matches!(m.body, Body::TakeOver { .. }));
+        if n.pool
+            .iter()
+            .any(|m| m.to.0 == 2 && matches!(m.body, Body::TakeOver { .. }))
+        {
+            return;
+        }
+        n.tick(1);
+    }
+    panic!("no hand-over to node 2: {:?}", n.pool);
 }
 
 /// Attack review: a follower picked for a read round that also waits on the
