@@ -162,6 +162,28 @@ impl Net {
         n.pool.clear();
         n
     }
+    /// n2 forwards f; the leader (n1) proposes it, then g, whose Accepts
+    /// are held back (returned): g is in flight when f is chosen. f's
+    /// Accepts are left in the pool.
+    fn forward_f_with_g_in_flight(&mut self) -> Vec<Message> {
+        self.r[1].propose(Bytes::from_static(b"f")).unwrap();
+        self.pump(2);
+        self.exchange(|m| matches!(m.body, Body::Forward { .. }));
+        let f_accepts = std::mem::take(&mut self.pool);
+        self.r[0].propose(Bytes::from_static(b"g")).unwrap();
+        self.pump(1);
+        let g_accepts = std::mem::take(&mut self.pool);
+        self.pool = f_accepts;
+        g_accepts
+    }
+    /// The heartbeats to `id` in the pool.
+    fn heartbeats_to(&self, id: u32) -> Vec<Message> {
+        self.pool
+            .iter()
+            .filter(|m| m.to.0 == id && matches!(m.body, Body::Heartbeat { .. }))
+            .cloned()
+            .collect()
+    }
     fn write(&mut self, at: u32, command: &'static [u8], among: &[u32]) {
         self.r[at as usize - 1]
             .propose(Bytes::from_static(command))
@@ -742,16 +764,7 @@ fn a_follower_whose_read_waits_is_told_the_chosen_prefix_without_a_tick() {
 #[test]
 fn telling_a_forwarder_its_commands_are_chosen_does_not_hold_up_a_read() {
     let mut n = Net::settled(5);
-    // n2 forwards f; the leader proposes it, then g, whose Accepts are held
-    // back: g is in flight when f is chosen.
-    n.r[1].propose(Bytes::from_static(b"f")).unwrap();
-    n.pump(2);
-    n.exchange(|m| matches!(m.body, Body::Forward { .. }));
-    let f_accepts = std::mem::take(&mut n.pool);
-    n.r[0].propose(Bytes::from_static(b"g")).unwrap();
-    n.pump(1);
-    let g_accepts = std::mem::take(&mut n.pool);
-    n.pool = f_accepts;
+    let g_accepts = n.forward_f_with_g_in_flight();
     n.exchange(|_| true);
     assert_eq!(n.applied[1].len(), 2, "the forwarder applied its command");
     assert_eq!(n.applied[2].len(), 1, "the others were not told");
@@ -779,21 +792,9 @@ fn telling_a_forwarder_its_commands_are_chosen_does_not_hold_up_a_read() {
 #[test]
 fn a_forwarder_told_its_command_is_chosen_sends_no_answer() {
     let mut n = Net::settled(5);
-    n.r[1].propose(Bytes::from_static(b"f")).unwrap();
-    n.pump(2);
-    n.exchange(|m| matches!(m.body, Body::Forward { .. }));
-    let f_accepts = std::mem::take(&mut n.pool);
-    n.r[0].propose(Bytes::from_static(b"g")).unwrap();
-    n.pump(1);
-    let g_accepts = std::mem::take(&mut n.pool);
-    n.pool = f_accepts;
+    let g_accepts = n.forward_f_with_g_in_flight();
     n.exchange(|m| !matches!(m.body, Body::Heartbeat { .. }));
-    let told: Vec<Message> = n
-        .pool
-        .iter()
-        .filter(|m| m.to.0 == 2 && matches!(m.body, Body::Heartbeat { .. }))
-        .cloned()
-        .collect();
+    let told = n.heartbeats_to(2);
     assert_eq!(told.len(), 1, "the forwarder is told: {:?}", n.pool);
     assert!(matches!(told[0].body, Body::Heartbeat { probe: 0, .. }));
     n.pool.clear();
@@ -833,12 +834,7 @@ fn a_transfer_target_told_the_prefix_answers() {
     n.pool.clear();
     n.pool = a_accepts;
     n.exchange(|m| !matches!(m.body, Body::Heartbeat { .. }));
-    let told: Vec<Message> = n
-        .pool
-        .iter()
-        .filter(|m| m.to.0 == 2 && matches!(m.body, Body::Heartbeat { .. }))
-        .cloned()
-        .collect();
+    let told = n.heartbeats_to(2);
     assert_eq!(told.len(), 1, "the target is told: {:?}", n.pool);
     assert!(
         !matches!(told[0].body, Body::Heartbeat { probe: 0, .. }),
