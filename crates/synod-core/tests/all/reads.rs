@@ -831,8 +831,7 @@ fn a_transfer_target_told_the_prefix_answers() {
     n.pool.clear(); // b stays in flight
     n.r[0].transfer_leadership(NodeId(2)).unwrap();
     n.pump(1);
-    n.pool.clear();
-    n.pool = a_accepts;
+    n.pool = a_accepts; // what the transfer sent is dropped
     n.exchange(|m| !matches!(m.body, Body::Heartbeat { .. }));
     let told = n.heartbeats_to(2);
     assert_eq!(told.len(), 1, "the target is told: {:?}", n.pool);
