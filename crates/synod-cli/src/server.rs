@@ -173,6 +173,12 @@ pub struct ServerArgs {
     /// Snapshot after this many bytes of log (0: off).
     #[arg(long, default_value_t = 64 << 20)]
     snapshot_log_bytes: u64,
+    /// Applied log values kept in memory after the last snapshot, in bytes,
+    /// for followers that fall behind; older ones stay only in the log on
+    /// disk, and a follower that needs them gets a snapshot written for it.
+    /// 0 keeps none beyond what a snapshot in progress needs.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    log_memory_bytes: u64,
     /// More client connections than this (plain and TLS together) are
     /// refused with "-ERR max number of clients reached". Lowered at start
     /// to what the open file limit allows after a reserve for the WAL,
@@ -395,6 +401,7 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     cfg.sync_on_event_loop = !args.fsync_thread;
     cfg.eager_leader_sync = args.eager_leader_sync;
     cfg.chosen_announce_delay = Duration::from_millis(args.announce_delay_ms);
+    cfg.log_memory_bytes = args.log_memory_bytes;
     if args.read_lease {
         let mut lease = cfg.default_read_lease();
         if let Some(ms) = args.read_lease_ms {

@@ -178,6 +178,20 @@ pub struct Config {
     pub snapshot_chunk_bytes_max: usize,
     /// A snapshot offered by a peer larger than this is refused.
     pub snapshot_bytes_max: u64,
+    /// Encoded bytes of applied chosen values kept in memory after the
+    /// latest checkpoint, for peers that lag behind (catch-up, promises).
+    /// Older applied values are dropped from memory as the runtime allows
+    /// ([`crate::Replica::release_applied_values`]): they stay in the log on
+    /// disk until the next checkpoint, and a peer that needs one gets a
+    /// fresh snapshot instead ([`crate::Replica::take_fresh_snapshot_demand`]).
+    /// `u64::MAX` (the default): every value is kept until a checkpoint
+    /// compacts it.
+    pub applied_tail_bytes: u64,
+    /// For this many ticks after a piece of this replica's snapshot was
+    /// sent (or a peer needed values it dropped), no applied value after
+    /// the snapshot is dropped from memory: the peer asks for them once it
+    /// installed the snapshot. Default 6,000 (a minute at 10 ms a tick).
+    pub applied_tail_hold_ticks: u64,
     /// This replica lost its durable state (a wiped or replaced disk) and
     /// starts as a non-voting member that learns and catches up but answers
     /// no Prepare or Accept until voting is safe again (Paxos Made Live,
@@ -268,6 +282,8 @@ impl Config {
             promise_bytes_max: 4 << 20,
             snapshot_chunk_bytes_max: 1 << 20,
             snapshot_bytes_max: 16 << 30,
+            applied_tail_bytes: u64::MAX,
+            applied_tail_hold_ticks: 6_000,
             rebuild: false,
             read_lease: None,
             #[cfg(feature = "fault-injection")]

@@ -57,6 +57,7 @@ pub const INJECTIONS: &[&str] = &[
     "wake-lost",
     "session-reapply",
     "on-disk-reapply",
+    "release-past-checkpoint",
 ];
 
 /// Deliberate bugs for negative controls: in the protocol core, or in how a
@@ -116,6 +117,12 @@ pub struct Faults {
     /// (`EngineOptions::inject_on_disk_reapply`; every third node is one).
     /// The digest comparison and the exactly-once table see it.
     pub on_disk_reapply: bool,
+    /// The runtime drops applied values from memory past the point of a
+    /// checkpoint in progress
+    /// (`EngineOptions::inject_release_past_checkpoint`): the checkpoint's
+    /// records lack them, and a node restarted after it forgot accepts it
+    /// sent. The amnesia check sees it.
+    pub release_past_checkpoint: bool,
     /// Not a fault: runs without library session clients whatever the seed
     /// draws, so that seeds pinned before they existed replay the runs they
     /// were found in.
@@ -258,6 +265,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
         "wake-lost" => faults.wake_lost = true,
         "session-reapply" => faults.session_reapply = true,
         "on-disk-reapply" => faults.on_disk_reapply = true,
+        "release-past-checkpoint" => faults.release_past_checkpoint = true,
         _ => return None,
     }
     Some(faults)
@@ -281,6 +289,7 @@ pub fn run_seed(seed: u64, nodes: usize, faults: Faults) -> SeedReport {
         world.stats.answered_from_sessions = metrics.answered_from_sessions.load(Relaxed);
         world.stats.checkpoints_state_on_disk = metrics.checkpoints_state_on_disk.load(Relaxed);
         world.stats.snapshots_for_peers = metrics.snapshots_for_peers.load(Relaxed);
+        world.stats.log_bytes_released = metrics.log_memory_released_bytes.load(Relaxed);
         world.stats.session_duplicates = metrics.session_duplicates.load(Relaxed);
         world.stats.master_leases_lent = world.masters.lent;
         world.stats.leadership_drops = world.leadership_drops;

@@ -28,7 +28,7 @@ struct Args {
     /// stale-read, leader-local-reads, nondeterministic-sm, torn-checkpoint,
     /// local-clock-ttl, wipe-votes, config-immediate, learner-votes,
     /// lease-drift-beyond-bound, admit-duplicates, watch-ignored, wake-lost,
-    /// session-reapply or on-disk-reapply.
+    /// session-reapply, on-disk-reapply or release-past-checkpoint.
     #[arg(long)]
     inject: Option<String>,
     /// Worker threads (default: available cores).

@@ -23,6 +23,8 @@ pub struct Stats {
     pub checkpoints_state_on_disk: u64,
     /// Whole snapshots written for a peer by on-disk state machines.
     pub snapshots_for_peers: u64,
+    /// Bytes of applied values dropped from memory before a checkpoint.
+    pub log_bytes_released: u64,
     /// Restarts of on-disk state machines that restored nothing (their
     /// durable state was past the checkpoint).
     pub on_disk_restarts: u64,
@@ -114,7 +116,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed; on disk: {} checkpoints, {} for peers, {} restarts), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} vouched reads, {} master leases lent to {} masters, {} leadership drops, {} delayed announcements, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed, {} for peers; on disk: {} checkpoints, {} restarts), {} KiB of applied values dropped from memory, {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} vouched reads, {} master leases lent to {} masters, {} leadership drops, {} delayed announcements, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
             self.ops_ok,
             self.ops_unknown,
             self.instances,
@@ -122,9 +124,10 @@ impl fmt::Display for Stats {
             self.crashes,
             self.snapshots,
             self.snapshots_installed,
-            self.checkpoints_state_on_disk,
             self.snapshots_for_peers,
+            self.checkpoints_state_on_disk,
             self.on_disk_restarts,
+            self.log_bytes_released / 1024,
             self.nemesis.len(),
             self.reconfigs,
             self.reconfigs_ignored,

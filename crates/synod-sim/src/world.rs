@@ -817,6 +817,24 @@ impl World {
             2 => 20,
             _ => 1,
         };
+        // Applied values dropped from memory as soon as the runtime allows
+        // by one node in four, beyond a small tail by two, never by the
+        // last (until a checkpoint compacts them), so promises report
+        // dropped prefixes and catch-up asks for fresh snapshots in every
+        // kind of cluster; the tail held for a peer fetching a snapshot for
+        // 1, 10 or 60 s.
+        let id = u64::from(sim_node.id.0);
+        cfg.applied_tail_bytes = match self.seed.wrapping_add(5 * id) % 4 {
+            0 => 0,
+            1 => 512,
+            2 => 8192,
+            _ => u64::MAX,
+        };
+        cfg.applied_tail_hold_ticks = match (self.seed >> 2).wrapping_add(id) % 3 {
+            0 => 100,
+            1 => 1_000,
+            _ => 6_000,
+        };
         // Small pages, so that phase 1 and catch-up run paginated under
         // every fault (issue 12): a promise or a catch-up reply of more than
         // a few values comes in several messages.
@@ -917,6 +935,7 @@ impl World {
             inject_admit_duplicates: self.faults.admit_duplicates,
             inject_session_reapply: self.faults.session_reapply,
             inject_on_disk_reapply: self.faults.on_disk_reapply,
+            inject_release_past_checkpoint: self.faults.release_past_checkpoint,
         };
         // A session id per incarnation, as the driver draws one at random.
         let session = self.seed ^ (u64::from(sim_node.id.0) << 48) ^ (sim_node.epoch << 20) ^ 1;

@@ -127,6 +127,18 @@ pub struct NodeConfig {
     /// forwarded, a read) are told at once regardless. `Duration::ZERO`:
     /// always at once.
     pub chosen_announce_delay: Duration,
+    /// Applied log values kept in memory after the latest checkpoint, in
+    /// encoded bytes, for peers that fall behind: catch-up sends them from
+    /// memory. Older applied values are dropped from memory (they stay in
+    /// the log on disk until the next checkpoint compacts it); a peer that
+    /// needs one gets a snapshot written for it at once instead
+    /// ([`synod_core::Config::applied_tail_bytes`]). Without a bound every
+    /// value since the last checkpoint stays in memory, up to
+    /// `snapshot_policy.log_bytes` (64 MiB by default) on top of the state.
+    /// Values after a checkpoint being taken, or after a snapshot a peer is
+    /// fetching (for a minute after its last piece), are kept whatever the
+    /// bound. `u64::MAX`: no bound. Default 16 MiB.
+    pub log_memory_bytes: u64,
     /// Messages queued per peer (kept while it is unreachable); more are
     /// dropped, which Paxos tolerates (retransmission and catch-up). Default
     /// 4,096.
@@ -222,6 +234,7 @@ impl NodeConfig {
             sync_on_event_loop: true,
             eager_leader_sync: false,
             chosen_announce_delay: Duration::from_millis(1),
+            log_memory_bytes: 16 << 20,
             peer_send_queue_max: 4096,
             bootstrap: Bootstrap::Existing,
             unsafe_local_reads: false,
@@ -281,6 +294,11 @@ impl NodeConfig {
         core.lazy_self_sync = !self.eager_leader_sync;
         core.announce_delay_ms =
             u64::try_from(self.chosen_announce_delay.as_millis()).unwrap_or(u64::MAX);
+        core.applied_tail_bytes = self.log_memory_bytes;
+        // A minute of ticks: a peer fetching our snapshot asks for the
+        // values after it once it installed it.
+        core.applied_tail_hold_ticks =
+            u64::try_from(60_000 / self.tick.as_millis().max(1)).unwrap_or(u64::MAX);
         core
     }
 

@@ -337,6 +337,7 @@ impl<S: StateMachine> Driver<S> {
             inject_admit_duplicates: false,
             inject_session_reapply: false,
             inject_on_disk_reapply: false,
+            inject_release_past_checkpoint: false,
         };
         let persist = Persister::new(GROUP, wal, cfg.snapshot_policy, snapshot_end);
         let engine = Engine::new(

@@ -94,6 +94,11 @@ pub struct EngineOptions {
     /// again after a restart although its durable state has them
     /// (`StateMachine::durable_end`): the simulator must catch it.
     pub inject_on_disk_reapply: bool,
+    /// Negative control: applied values are dropped from memory up to the
+    /// applied point whatever checkpoint is in progress, so a checkpoint's
+    /// records can lack values after its point (acceptor amnesia at the
+    /// next restart: the simulator must catch it).
+    pub inject_release_past_checkpoint: bool,
 }
 
 /// A monotonic clock in ms (see [`EngineOptions::mono_clock`]).
@@ -1099,14 +1104,21 @@ impl<S: StateMachine, R> Engine<S, R> {
         }
         // A peer lags behind our compacted log. An on-disk state machine's
         // checkpoints hold no state to send it: write a whole snapshot now,
-        // and keep checkpoints whole while peers keep asking.
-        if self.replica.take_snapshot_demand() && self.on_disk {
+        // and keep checkpoints whole while peers keep asking. A peer that
+        // needs values this node dropped from memory (they are only in the
+        // log on disk, `release_applied_values`) needs a snapshot at the
+        // applied point: a whole one for an on-disk state machine too.
+        let fresh = self.replica.take_fresh_snapshot_demand();
+        if (self.replica.take_snapshot_demand() || fresh) && self.on_disk {
             self.whole_until_ms = self.now_ms.saturating_add(WHOLE_SNAPSHOTS_HOLD_MS);
-            if !self.replica.snapshot_sendable() && !self.persist.whole_asked() {
+            if (fresh || !self.replica.snapshot_sendable()) && !self.persist.whole_asked() {
                 info!("a peer needs a snapshot to catch up: writing a whole one");
                 self.metrics.snapshots_for_peers.fetch_add(1, Relaxed);
                 self.persist.ask_whole_snapshot();
             }
+        } else if fresh && self.persist.ask_snapshot(self.applied_end) {
+            info!("a peer needs log values no longer held in memory: writing a snapshot now");
+            self.metrics.snapshots_for_peers.fetch_add(1, Relaxed);
         }
         // A snapshot asked for (`request_snapshot`) with nothing applied
         // since is taken here (only then: the policy's snapshots are taken
@@ -1118,6 +1130,7 @@ impl<S: StateMachine, R> Engine<S, R> {
         // Every effect is taken now (or rounds ran out): a checkpoint that
         // `sync_done` left for later can be written here.
         self.kick()?;
+        self.release_applied_values();
         let leader = self.replica.status().leader;
         if leader != self.leader {
             self.leader = leader;
@@ -1445,6 +1458,35 @@ impl<S: StateMachine, R> Engine<S, R> {
         through
     }
 
+    /// Drops from memory the applied values beyond the bound of
+    /// `Config::applied_tail_bytes`. Safety: never at or above the point of
+    /// a checkpoint due, being written or waiting for its records (they
+    /// must hold every value from that point on), nor at or above what the
+    /// state machine applied (a checkpoint taken next is at that point).
+    fn release_applied_values(&mut self) {
+        // Liveness: only while this node can write a snapshot at its applied
+        // point (a peer that needs the dropped values gets one), not while
+        // it restores one or replays what an on-disk state already has
+        // (seed 70910: a replaying node dropped values a peer needed and
+        // could checkpoint none).
+        if self.machine.is_none() || self.applied_end < self.skip_below {
+            return;
+        }
+        let below = match self.persist.checkpoint_floor() {
+            Some(floor) if !self.opts.inject_release_past_checkpoint => floor.min(self.applied_end),
+            _ => self.applied_end,
+        };
+        let released = self.replica.release_applied_values(below);
+        if released > 0 {
+            self.metrics
+                .log_memory_released_bytes
+                .fetch_add(released, Relaxed);
+        }
+        self.metrics
+            .log_memory_bytes
+            .store(self.replica.applied_tail_bytes(), Relaxed);
+    }
+
     fn maybe_snapshot(&mut self) {
         // An on-disk state machine ahead of the applied point (a restart
         // replaying what its state has) holds a later state than this
@@ -1719,6 +1761,7 @@ mod tests {
             inject_admit_duplicates: false,
             inject_session_reapply: false,
             inject_on_disk_reapply: false,
+            inject_release_past_checkpoint: false,
         };
         Engine::new(
             opts,

@@ -214,8 +214,9 @@ pub struct Metrics {
     /// Checkpoints that hold no copy of the state: the state machine keeps
     /// it on its own disk (`StateMachine::durable_end`).
     pub checkpoints_state_on_disk: AtomicU64,
-    /// Whole snapshots written because a peer needed one to catch up while
-    /// the latest checkpoint held no state (on-disk state machines).
+    /// Snapshots written because a peer needed one to catch up: the latest
+    /// checkpoint held no state (on-disk state machines), or the log values
+    /// after it were dropped from memory (`NodeConfig::log_memory_bytes`).
     pub snapshots_for_peers: AtomicU64,
     /// Requests answered from the session table of an installed snapshot
     /// (their commands took effect while this node lagged).
@@ -234,6 +235,13 @@ pub struct Metrics {
     pub chosen_end: AtomicU64,
     /// Applied prefix end, as last seen.
     pub applied_end: AtomicU64,
+    /// Encoded bytes of applied log values held in memory (bounded by
+    /// `NodeConfig::log_memory_bytes`, beyond it while a checkpoint or a
+    /// snapshot transfer needs them).
+    pub log_memory_bytes: AtomicU64,
+    /// Encoded bytes of applied log values dropped from memory before a
+    /// checkpoint compacted them (they stay in the log on disk).
+    pub log_memory_released_bytes: AtomicU64,
     /// Peer messages not accepted, per [`PEER_REFUSAL_REASONS`] entry.
     pub peer_messages_refused: [AtomicU64; PEER_REFUSAL_REASONS.len()],
     /// Admin HTTP connections closed at once because the cap was reached.
@@ -284,6 +292,8 @@ impl Default for Metrics {
             snapshot_spool_errors: AtomicU64::new(0),
             chosen_end: AtomicU64::new(0),
             applied_end: AtomicU64::new(0),
+            log_memory_bytes: AtomicU64::new(0),
+            log_memory_released_bytes: AtomicU64::new(0),
             peer_messages_refused: std::array::from_fn(|_| AtomicU64::new(0)),
             admin_connections_refused: AtomicU64::new(0),
             admin_auth_failures: AtomicU64::new(0),
@@ -300,7 +310,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 26] = [
+        let counters: [(&str, &str, &AtomicU64); 27] = [
             (
                 "synod_admin_connections_refused_total",
                 "Admin HTTP connections closed at once: the connection cap was reached.",
@@ -407,8 +417,13 @@ impl Metrics {
                 &self.checkpoints_state_on_disk,
             ),
             (
+                "synod_log_memory_released_bytes_total",
+                "Bytes of applied log values dropped from memory before a checkpoint (they stay in the log on disk).",
+                &self.log_memory_released_bytes,
+            ),
+            (
                 "synod_snapshots_for_peers_total",
-                "Whole snapshots written because a peer needed one while the latest checkpoint held no state.",
+                "Snapshots written because a peer needed one: the latest checkpoint held no state, or the log values after it were no longer in memory.",
                 &self.snapshots_for_peers,
             ),
             (
@@ -447,7 +462,7 @@ impl Metrics {
         for (reason, value) in PEER_REFUSAL_REASONS.iter().zip(&self.peer_messages_refused) {
             let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", value.load(Relaxed));
         }
-        let gauges: [(&str, &str, &AtomicU64); 3] = [
+        let gauges: [(&str, &str, &AtomicU64); 4] = [
             (
                 "synod_admin_connections_open",
                 "Admin HTTP connections being served now.",
@@ -462,6 +477,11 @@ impl Metrics {
                 "synod_applied_instance",
                 "End of the applied prefix.",
                 &self.applied_end,
+            ),
+            (
+                "synod_log_memory_bytes",
+                "Encoded bytes of applied log values held in memory.",
+                &self.log_memory_bytes,
             ),
         ];
         for (name, help, value) in gauges {

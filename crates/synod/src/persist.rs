@@ -259,6 +259,9 @@ pub struct Persister {
     checkpoint_busy: bool,
     /// Step a is done: step b runs when no sync is out.
     checkpoint_ready: Option<PendingCheckpoint>,
+    /// The point of the checkpoint whose snapshot file is being written
+    /// (step a), if any.
+    checkpoint_writing: Option<InstanceId>,
     /// Snapshots installed from peers so far.
     installs: u64,
     ticks: u64,
@@ -293,6 +296,7 @@ impl Persister {
             checkpoint_due: None,
             checkpoint_busy: false,
             checkpoint_ready: None,
+            checkpoint_writing: None,
             installs: 0,
             ticks: 0,
             sync_started_tick: 0,
@@ -426,6 +430,25 @@ impl Persister {
         self.checkpoint_due.is_some() || (self.checkpoint_busy && !self.cleaning)
     }
 
+    /// The lowest point of a checkpoint that is due, being written or
+    /// waiting for its records (`None`: none). Its records hold every chosen
+    /// value from its point on, so none of those may be dropped from memory
+    /// before they are written (`Replica::release_applied_values`).
+    pub fn checkpoint_floor(&self) -> Option<InstanceId> {
+        let due = self
+            .checkpoint_due
+            .as_ref()
+            .map(|(snapshot, _, _)| snapshot.meta.applied_end);
+        let ready = self
+            .checkpoint_ready
+            .as_ref()
+            .map(|pending| pending.snapshot.meta.applied_end);
+        [due, self.checkpoint_writing, ready]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     /// Our own snapshot, taken at its point: checkpoint it.
     pub fn snapshot_taken(&mut self, snapshot: Snapshot) {
         self.checkpoint_due = Some((snapshot, true, None));
@@ -463,6 +486,7 @@ impl Persister {
         if !self.checkpoint_busy {
             if let Some((snapshot, own, encode)) = self.checkpoint_due.take() {
                 self.checkpoint_busy = true;
+                self.checkpoint_writing = Some(snapshot.meta.applied_end);
                 let seal = if own {
                     None
                 } else {
@@ -580,6 +604,7 @@ impl Persister {
         checkpoint: PendingCheckpoint,
         result: Result<(), StorageError>,
     ) -> Result<(), StorageError> {
+        self.checkpoint_writing = None;
         if result.is_err() {
             // Step (a) is over (it failed): nothing of this checkpoint is out
             // any more, so a stop must not wait for a report that never comes

@@ -87,10 +87,13 @@ impl Replica {
         // every instance we accepted or know chosen, one page at a time (the
         // candidate asks for the next page; see `handle_promise` for why
         // pages are safe).
-        let (entries, more_from) = self.promise_entries(first.max(self.learner.compacted_end));
+        // Values dropped from memory (`values_from`, above the compacted
+        // prefix) count as compacted: every instance below `values_from` is
+        // applied, hence chosen, so reporting it as compacted is as safe.
+        let (entries, more_from) = self.promise_entries(first.max(self.learner.values_from));
         let body = Body::Promise {
             ballot,
-            compacted_end: self.learner.compacted_end,
+            compacted_end: self.learner.values_from,
             first_instance: first,
             entries,
             more_from,

@@ -118,6 +118,7 @@ impl Replica {
             let checksum = self.learner.checksum.extend(&value);
             self.learner.checksum = checksum;
             self.learner.applied_end = instance.next();
+            self.learner.tail_bytes += value.encoded_len() as u64;
             self.learner.history.push_back(AppliedMark {
                 applied_end: self.learner.applied_end,
                 checksum,
@@ -327,9 +328,20 @@ impl Replica {
         first: InstanceId,
         to: InstanceId,
     ) {
-        if first < self.learner.compacted_end {
-            // Compacted away: the snapshot replaces those instances.
-            self.send_snapshot_chunk(from, 0);
+        if first < self.learner.values_from {
+            if self.learner.values_from == self.learner.compacted_end {
+                // Compacted away: the snapshot replaces those instances.
+                self.send_snapshot_chunk(from, 0);
+            } else {
+                // Dropped from memory (on disk only until the next
+                // checkpoint): our snapshot is older than they are, so the
+                // peer would come back for them after installing it. Ask
+                // the runtime for a checkpoint at the applied point instead
+                // and keep what follows it; the peer's next request gets
+                // that snapshot.
+                self.learner.fresh_snapshot_demand = true;
+                self.hold_tail();
+            }
             return;
         }
         let mut entries = Vec::new();
@@ -353,6 +365,85 @@ impl Replica {
         if !entries.is_empty() {
             self.send(from, Body::CatchupReply { entries }, Gate::Now);
         }
+    }
+
+    /// Keeps every applied value from the compacted point on for a while: a
+    /// peer is fetching (or about to fetch) our snapshot, and after
+    /// installing it asks for the values that follow it.
+    pub(super) fn hold_tail(&mut self) {
+        self.learner.tail_hold_until = self.now.saturating_add(self.cfg.applied_tail_hold_ticks);
+    }
+
+    /// Drops from memory the chosen values of applied instances below
+    /// `below`, oldest first, while the values kept of applied instances
+    /// exceed [`crate::Config::applied_tail_bytes`]. Returns the encoded bytes
+    /// dropped.
+    ///
+    /// Safety: the caller guarantees that no checkpoint now due or in
+    /// progress has its point above `below`. A checkpoint's records
+    /// ([`Replica::checkpoint_records`]) must hold every chosen value after
+    /// its point, or an acceptor that voted for one would forget it at the
+    /// next restart (the log segments holding it are deleted once the
+    /// checkpoint is durable). Values below the point are in the
+    /// checkpoint's snapshot; until then in the log on disk, which a restart
+    /// replays. Nothing else needs an applied value: a promise reports
+    /// `values_from` as its compacted prefix (every instance below is chosen,
+    /// so a new leader never proposes there and fetches them by catch-up),
+    /// and a catch-up request below it asks for a fresh snapshot.
+    ///
+    /// Liveness: the caller must be able to write a snapshot at its applied
+    /// point when asked ([`Replica::take_fresh_snapshot_demand`]); a peer
+    /// behind `values_from` has no other way to catch up from this replica.
+    pub fn release_applied_values(&mut self, below: InstanceId) -> u64 {
+        let learner = &mut self.learner;
+        let mut cap = below.min(learner.applied_end);
+        if self.now < learner.tail_hold_until {
+            cap = cap.min(learner.compacted_end);
+        }
+        let mut released = 0;
+        while learner.tail_bytes > self.cfg.applied_tail_bytes {
+            let Some(entry) = learner.chosen.first_entry() else {
+                break;
+            };
+            let instance = *entry.key();
+            if instance >= cap {
+                break;
+            }
+            debug_assert!(instance >= learner.values_from);
+            let len = entry.remove().encoded_len() as u64;
+            learner.tail_bytes = learner.tail_bytes.saturating_sub(len);
+            learner.values_from = instance.next();
+            released += len;
+        }
+        released
+    }
+
+    /// Recounts `tail_bytes` after the kept values changed wholesale (a
+    /// compaction, an install).
+    pub(super) fn recount_tail(&mut self) {
+        let learner = &mut self.learner;
+        learner.values_from = learner.values_from.max(learner.compacted_end);
+        learner.tail_bytes = if learner.values_from < learner.applied_end {
+            learner
+                .chosen
+                .range(learner.values_from..learner.applied_end)
+                .map(|(_, v)| v.encoded_len() as u64)
+                .sum()
+        } else {
+            0
+        };
+    }
+
+    /// Whether a peer needed values this replica dropped from memory since
+    /// the last call: the runtime should then checkpoint at its applied
+    /// point (the snapshot replaces them), even before its policy says so.
+    pub fn take_fresh_snapshot_demand(&mut self) -> bool {
+        std::mem::take(&mut self.learner.fresh_snapshot_demand)
+    }
+
+    /// Encoded bytes of applied chosen values held in memory.
+    pub fn applied_tail_bytes(&self) -> u64 {
+        self.learner.tail_bytes
     }
 
     pub(super) fn handle_catchup_reply(&mut self, entries: Vec<(InstanceId, Value)>) {

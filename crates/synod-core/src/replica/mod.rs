@@ -97,8 +97,25 @@ struct AcceptorState {
 /// Learner state: what is known chosen and what was handed out to apply.
 #[derive(Debug)]
 struct LearnerState {
-    /// Every known chosen value. (Kept whole until snapshots compact it.)
+    /// Every known chosen value from `values_from` on. Below it the values
+    /// are dropped: below `compacted_end` a snapshot replaces them, between
+    /// the two they are on disk only (see `release_applied_values`).
     chosen: BTreeMap<InstanceId, Value>,
+    /// The first instance whose chosen value is kept in memory:
+    /// `compacted_end <= values_from <= applied_end`.
+    values_from: InstanceId,
+    /// Encoded bytes of the values kept of applied instances
+    /// (`values_from..applied_end`), which `Config::applied_tail_bytes`
+    /// bounds.
+    tail_bytes: u64,
+    /// Until this tick no applied value at or above `compacted_end` is
+    /// dropped: a peer fetches our snapshot and then needs the values after
+    /// it (set whenever a piece of the snapshot is sent, or one is asked for).
+    tail_hold_until: u64,
+    /// A peer needs values this replica dropped from memory: the runtime
+    /// should checkpoint at its applied point, so that the snapshot covers
+    /// them ([`Replica::take_fresh_snapshot_demand`]).
+    fresh_snapshot_demand: bool,
     /// Every instance below this is chosen and known here.
     chosen_end: InstanceId,
     /// Every instance below this was handed out to apply.
@@ -385,6 +402,10 @@ impl Replica {
                 catchup_asked_tick: None,
                 progress_mark: InstanceId(0),
                 compacted_end: InstanceId(0),
+                values_from: InstanceId(0),
+                tail_bytes: 0,
+                tail_hold_until: 0,
+                fresh_snapshot_demand: false,
                 snapshot: None,
                 snapshot_digest: None,
                 snapshot_sendable: true,
@@ -702,7 +723,8 @@ impl Replica {
         self.learner.transfer_stats
     }
 
-    /// The chosen value of `instance`, if known here.
+    /// The chosen value of `instance`, if known here and kept in memory
+    /// (see [`Replica::release_applied_values`]).
     pub fn chosen_value(&self, instance: InstanceId) -> Option<&Value> {
         self.learner.chosen.get(&instance)
     }

@@ -120,6 +120,8 @@ impl Replica {
                 checksum: snapshot.meta.checksum,
             });
             learner.compacted_end = point;
+            learner.values_from = point;
+            learner.tail_bytes = 0;
             learner.snapshot = Some(snapshot);
         }
         replica.advance_chosen_end();

@@ -161,6 +161,7 @@ impl Replica {
         snapshot.memberships = Some(self.schedule.since(point));
         self.learner.chosen = self.learner.chosen.split_off(&point);
         self.learner.compacted_end = point;
+        self.recount_tail();
         self.learner.snapshot = Some(snapshot);
         self.learner.snapshot_digest = digest;
         self.learner.snapshot_sendable = sendable;
@@ -200,6 +201,7 @@ impl Replica {
     /// digest of the whole snapshot (hashed once per snapshot, when first
     /// sent).
     pub(super) fn send_snapshot_chunk(&mut self, to: NodeId, offset: u64) {
+        self.hold_tail();
         let learner = &mut self.learner;
         learner.snapshot_demand = true;
         if !learner.snapshot_sendable {
@@ -510,6 +512,8 @@ impl Replica {
             checksum: snapshot.meta.checksum,
         });
         self.learner.compacted_end = point;
+        self.learner.values_from = point;
+        self.recount_tail();
         // A snapshot older than the schedule this replica started from (a
         // node that joined at a later point) knows less: keeping its
         // schedule would make the replica forget that it and the members

@@ -764,3 +764,93 @@ fn a_leader_proposes_its_pending_commands_packed_in_one_buffer() {
         assert!(crate::value::tests::packed_in_one_buffer(value));
     }
 }
+
+/// Applied values beyond `applied_tail_bytes` leave memory only below the
+/// point the runtime allows; a peer that needs them is not sent the older
+/// snapshot (it would come back for them) but raises the demand for a fresh
+/// one, which it then installs; while it fetches one, the values after it
+/// stay.
+#[test]
+fn dropped_applied_values_are_replaced_by_a_fresh_snapshot_for_a_lagging_peer() {
+    let mut c = Cluster::with(3, |cfg| {
+        cfg.applied_tail_bytes = 0;
+        cfg.applied_tail_hold_ticks = 1_000;
+    });
+    let leader = c.elect();
+    let lagging = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    c.down[lagging] = true;
+    for i in 0..20 {
+        c.replicas[leader]
+            .propose(Bytes::from(format!("cmd{i}")))
+            .unwrap();
+        c.collect(leader);
+        c.deliver_all();
+    }
+    c.tick_all(3);
+    let end = c.replicas[leader].status().applied_end;
+    assert!(end.0 >= 20);
+    // Only below the point given (a checkpoint in progress there).
+    assert!(c.replicas[leader].release_applied_values(InstanceId(5)) > 0);
+    assert_eq!(c.replicas[leader].chosen_value(InstanceId(4)), None);
+    assert!(c.replicas[leader].chosen_value(InstanceId(5)).is_some());
+    for k in [leader, other] {
+        c.replicas[k].release_applied_values(end);
+        assert_eq!(c.replicas[k].applied_tail_bytes(), 0);
+        assert_eq!(c.replicas[k].chosen_value(InstanceId(end.0 - 1)), None);
+        assert!(!c.replicas[k].take_fresh_snapshot_demand());
+    }
+    c.down[lagging] = false;
+    let mut demanded = Vec::new();
+    for _ in 0..50 {
+        c.tick_all(1);
+        demanded.extend(
+            [leader, other]
+                .into_iter()
+                .filter(|k| c.replicas[*k].take_fresh_snapshot_demand()),
+        );
+        if !demanded.is_empty() {
+            break;
+        }
+    }
+    let source = *demanded.first().expect("a fresh snapshot demanded");
+    // Nothing was sent meanwhile: no snapshot to install, no values.
+    assert!(c.replicas[lagging].snapshot().is_none());
+    assert_eq!(c.replicas[lagging].status().applied_end, InstanceId(0));
+    // The runtime checkpoints at its applied point.
+    for k in [leader, other] {
+        let status = c.replicas[k].status();
+        let snapshot = Snapshot {
+            memberships: None,
+            meta: crate::value::SnapshotMeta {
+                applied_end: status.applied_end,
+                checksum: status.checksum,
+            },
+            data: Bytes::from(c.applied_commands(k).concat()),
+        };
+        c.replicas[k].compact(snapshot).unwrap();
+    }
+    let mut installed = false;
+    for _ in 0..100 {
+        c.tick_all(1);
+        if c.replicas[lagging].snapshot().is_some() {
+            installed = true;
+            break;
+        }
+    }
+    assert!(installed, "the fresh snapshot installed");
+    assert_eq!(
+        c.replicas[lagging].status().checksum,
+        c.replicas[leader].status().checksum
+    );
+    // The source sent pieces of its snapshot: the values after it stay for
+    // the peer to fetch, whatever the bound.
+    c.replicas[leader].propose(cmd("after")).unwrap();
+    c.collect(leader);
+    c.deliver_all();
+    c.tick_all(3);
+    let end = c.replicas[source].status().applied_end;
+    assert_eq!(c.replicas[source].release_applied_values(end), 0);
+    assert!(c.replicas[source].applied_tail_bytes() > 0);
+    assert_eq!(c.applied_commands(lagging).last(), Some(&cmd("after")));
+}

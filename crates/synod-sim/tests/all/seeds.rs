@@ -133,6 +133,23 @@ fn pinned_seed_1288_rebuild_catches_up() {
     run_pinned(1288, 3);
 }
 
+/// Seeds 70910 (3 nodes) and 70190 (5 nodes), found when applied values
+/// first left memory beyond a bounded tail (`release_applied_values`), with
+/// a client that completed nothing after the heal. In 70910 a node
+/// replaying what its on-disk state already had dropped the values it
+/// replayed and could write no snapshot until its applied point reached its
+/// state's, while the peer that needed those values asked only that node
+/// (its leader). In 70190 an on-disk node answered a peer's need for
+/// dropped values with a checkpoint that holds no state, which no peer can
+/// install. A node now drops values only while it can write a snapshot at
+/// its applied point (70910 passes with either change), and an on-disk
+/// node writes a whole one for such a peer (70190 needs that one).
+#[test]
+fn pinned_seeds_a_peer_needs_values_dropped_from_memory() {
+    run_range(70910, 1, 3);
+    run_range(70190, 1, 5);
+}
+
 /// The forge nemesis (issue 13): one rogue member sends messages with huge
 /// ballot rounds (2^62 - 1 as in the issue's attack, up to u64::MAX). Every
 /// one must be refused (the simulator counts an adopted one as a

@@ -190,6 +190,54 @@ async fn lagging_node_catches_up_from_a_snapshot() {
     }
 }
 
+/// With no log kept in memory beyond what a checkpoint needs
+/// (`log_memory_bytes` 0) and no checkpoint yet, the applied values are
+/// only on disk: a node that was down meanwhile is sent a snapshot written
+/// for it at once, and a node restarted replays them from its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_values_dropped_from_memory_gets_a_fresh_snapshot() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peers = free_peers(3);
+    let node_config = |id| {
+        let mut cfg = config(id, &peers, dir.path());
+        cfg.snapshot_policy = SnapshotPolicy {
+            instances: 0,
+            log_bytes: 0,
+        };
+        cfg.log_memory_bytes = 0;
+        cfg.peer_send_queue_max = 16;
+        cfg
+    };
+    let a = start(node_config(1)).await;
+    let b = start(node_config(2)).await;
+    for _ in 0..200 {
+        propose_retrying(&a, 2).await;
+    }
+    for node in [&a, &b] {
+        assert_eq!(node.status().snapshot_end.0, 0, "no checkpoint yet");
+        assert!(node.metrics().log_memory_released_bytes.load(Relaxed) > 0);
+    }
+    let c = start(node_config(3)).await;
+    wait_applied(&c, a.status().applied_end.0).await;
+    assert!(c.metrics().snapshots_installed.load(Relaxed) >= 1);
+    let written_for_peers = a.metrics().snapshots_for_peers.load(Relaxed)
+        + b.metrics().snapshots_for_peers.load(Relaxed);
+    assert!(written_for_peers >= 1, "a snapshot written for node 3");
+    let (value, applied) = counter_of(&c.read(Bytes::new()).await.expect("read"));
+    assert_eq!((value, applied), (400, 200));
+    // Node 2 restarts: whatever it dropped from memory it replays from its
+    // log (or its checkpoint, if it wrote the snapshot).
+    b.shutdown().await;
+    let b = start(node_config(2)).await;
+    wait_applied(&b, a.status().applied_end.0).await;
+    let (value, _) = counter_of(&b.read(Bytes::new()).await.expect("read"));
+    assert_eq!(value, 400);
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_quorum_times_out_with_unknown_outcome() {
     let dir = tempfile::tempdir().expect("tempdir");
