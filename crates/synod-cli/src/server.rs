@@ -176,7 +176,8 @@ pub struct ServerArgs {
     /// Applied log values kept in memory after the last snapshot, in bytes,
     /// for followers that fall behind; older ones stay only in the log on
     /// disk, and a follower that needs them gets a snapshot written for it.
-    /// 0 keeps none beyond what a snapshot in progress needs.
+    /// 0 keeps none beyond what a snapshot in progress, or a follower
+    /// catching up, needs (for a minute after its last request).
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     log_memory_bytes: u64,
     /// More client connections than this (plain and TLS together) are

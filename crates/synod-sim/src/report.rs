@@ -21,7 +21,8 @@ pub struct Stats {
     pub snapshots_installed: u64,
     /// Checkpoints of on-disk state machines (no copy of the state).
     pub checkpoints_state_on_disk: u64,
-    /// Whole snapshots written for a peer by on-disk state machines.
+    /// Snapshots written for a peer: whole ones by on-disk state machines,
+    /// and checkpoints through values dropped from memory.
     pub snapshots_for_peers: u64,
     /// Bytes of applied values dropped from memory before a checkpoint.
     pub log_bytes_released: u64,

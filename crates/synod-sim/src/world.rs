@@ -817,12 +817,12 @@ impl World {
             2 => 20,
             _ => 1,
         };
-        // Applied values dropped from memory as soon as the runtime allows
-        // by one node in four, beyond a small tail by two, never by the
-        // last (until a checkpoint compacts them), so promises report
-        // dropped prefixes and catch-up asks for fresh snapshots in every
-        // kind of cluster; the tail held for a peer fetching a snapshot for
-        // 1, 10 or 60 s.
+        // Applied values dropped from memory as soon as the runtime allows,
+        // beyond a 512 B or an 8 KiB tail, or never (until a checkpoint
+        // compacts them), by node and seed, so that promises report dropped
+        // prefixes and catch-up asks for fresh snapshots in most clusters;
+        // the values a lagging peer needs held for 1, 10 or 60 s after its
+        // last request.
         let id = u64::from(sim_node.id.0);
         cfg.applied_tail_bytes = match self.seed.wrapping_add(5 * id) % 4 {
             0 => 0,

@@ -135,9 +135,13 @@ pub struct NodeConfig {
     /// ([`synod_core::Config::applied_tail_bytes`]). Without a bound every
     /// value since the last checkpoint stays in memory, up to
     /// `snapshot_policy.log_bytes` (64 MiB by default) on top of the state.
-    /// Values after a checkpoint being taken, or after a snapshot a peer is
-    /// fetching (for a minute after its last piece), are kept whatever the
-    /// bound. `u64::MAX`: no bound. Default 16 MiB.
+    /// The bound is soft: values after a checkpoint being taken, after a
+    /// snapshot a peer is fetching, or that a peer is catching up through
+    /// (for a minute after its last request) are kept whatever the bound,
+    /// up to what the snapshot policy lets the log grow to. A state machine
+    /// on its own disk (`StateMachine::durable_end`) answers such a peer
+    /// with a whole copy of its state; give it a larger bound if peers
+    /// often fall that far behind. `u64::MAX`: no bound. Default 16 MiB.
     pub log_memory_bytes: u64,
     /// Messages queued per peer (kept while it is unreachable); more are
     /// dropped, which Paxos tolerates (retransmission and catch-up). Default

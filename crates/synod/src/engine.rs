@@ -1109,16 +1109,25 @@ impl<S: StateMachine, R> Engine<S, R> {
         // log on disk, `release_applied_values`) needs a snapshot at the
         // applied point: a whole one for an on-disk state machine too.
         let fresh = self.replica.take_fresh_snapshot_demand();
-        if (self.replica.take_snapshot_demand() || fresh) && self.on_disk {
+        if (self.replica.take_snapshot_demand() || fresh.is_some()) && self.on_disk {
             self.whole_until_ms = self.now_ms.saturating_add(WHOLE_SNAPSHOTS_HOLD_MS);
-            if (fresh || !self.replica.snapshot_sendable()) && !self.persist.whole_asked() {
+            if (fresh.is_some() || !self.replica.snapshot_sendable()) && !self.persist.whole_asked()
+            {
                 info!("a peer needs a snapshot to catch up: writing a whole one");
                 self.metrics.snapshots_for_peers.fetch_add(1, Relaxed);
                 self.persist.ask_whole_snapshot();
             }
-        } else if fresh && self.persist.ask_snapshot(self.applied_end) {
-            info!("a peer needs log values no longer held in memory: writing a snapshot now");
-            self.metrics.snapshots_for_peers.fetch_add(1, Relaxed);
+        } else if let Some(through) = fresh {
+            // Once per need: the peer asks again every catch-up interval
+            // until the snapshot is there, and a checkpoint through the
+            // dropped values (asked for, due or being written) answers it.
+            let covered = self.persist.snapshot_end() >= through
+                || self.persist.checkpoint_floor() >= Some(through)
+                || self.persist.snapshot_asked_through() >= Some(through);
+            if !covered && self.persist.ask_snapshot(through) {
+                info!("a peer needs log values no longer held in memory: writing a snapshot now");
+                self.metrics.snapshots_for_peers.fetch_add(1, Relaxed);
+            }
         }
         // A snapshot asked for (`request_snapshot`) with nothing applied
         // since is taken here (only then: the policy's snapshots are taken
@@ -1470,6 +1479,9 @@ impl<S: StateMachine, R> Engine<S, R> {
         // (seed 70910: a replaying node dropped values a peer needed and
         // could checkpoint none).
         if self.machine.is_none() || self.applied_end < self.skip_below {
+            self.metrics
+                .log_memory_bytes
+                .store(self.replica.applied_tail_bytes(), Relaxed);
             return;
         }
         let below = match self.persist.checkpoint_floor() {

@@ -399,6 +399,12 @@ impl Persister {
         true
     }
 
+    /// The point a checkpoint was asked for through
+    /// ([`Persister::ask_snapshot`]) and is not taken yet, if any.
+    pub fn snapshot_asked_through(&self) -> Option<InstanceId> {
+        self.snapshot_asked
+    }
+
     /// Asks for a checkpoint that holds the state machine's state (a whole
     /// snapshot) now, even at the point of the latest checkpoint, which
     /// holds none: a peer needs it to catch up.

@@ -238,8 +238,10 @@ impl Replica {
             // (seen in the simulator: a paused leader waking up). It can never
             // be chosen, since the majority that chose this instance promised
             // a higher ballot; it is not acknowledged, so the stale leader
-            // gathers no votes for it. Below a compacted prefix the chosen
-            // value is gone from memory, so nothing can be compared: no
+            // gathers no votes for it. Below a compacted prefix (or below
+            // `values_from`, where applied values left memory ahead of the
+            // next checkpoint) the chosen value is gone from memory, so
+            // nothing can be compared: no
             // vote either (a defence in depth: a leader that broke P2c there
             // would otherwise get our vote for any value; it learns how far
             // we are chosen from our heartbeat answers and catches up).

@@ -336,11 +336,10 @@ impl Replica {
                 // Dropped from memory (on disk only until the next
                 // checkpoint): our snapshot is older than they are, so the
                 // peer would come back for them after installing it. Ask
-                // the runtime for a checkpoint at the applied point instead
-                // and keep what follows it; the peer's next request gets
-                // that snapshot.
-                self.learner.fresh_snapshot_demand = true;
-                self.hold_tail();
+                // the runtime for a checkpoint through them instead and keep
+                // what follows it; the peer's next request gets that
+                // snapshot.
+                self.demand_fresh_snapshot();
             }
             return;
         }
@@ -363,6 +362,10 @@ impl Replica {
             instance = instance.next();
         }
         if !entries.is_empty() {
+            // The peer goes on from here: keep these values and the ones
+            // after them in memory while it asks (`release_applied_values`).
+            let until = self.now.saturating_add(self.cfg.applied_tail_hold_ticks);
+            self.learner.catchup_marks.insert(from, (first, until));
             self.send(from, Body::CatchupReply { entries }, Gate::Now);
         }
     }
@@ -372,6 +375,14 @@ impl Replica {
     /// installing it asks for the values that follow it.
     pub(super) fn hold_tail(&mut self) {
         self.learner.tail_hold_until = self.now.saturating_add(self.cfg.applied_tail_hold_ticks);
+    }
+
+    /// A peer needs values this replica dropped from memory: asks the
+    /// runtime for a checkpoint through them, and keeps every value after
+    /// the snapshot meanwhile.
+    pub(super) fn demand_fresh_snapshot(&mut self) {
+        self.learner.fresh_snapshot_demand = Some(self.learner.values_from);
+        self.hold_tail();
     }
 
     /// Drops from memory the chosen values of applied instances below
@@ -386,19 +397,35 @@ impl Replica {
     /// next restart (the log segments holding it are deleted once the
     /// checkpoint is durable). Values below the point are in the
     /// checkpoint's snapshot; until then in the log on disk, which a restart
-    /// replays. Nothing else needs an applied value: a promise reports
-    /// `values_from` as its compacted prefix (every instance below is chosen,
-    /// so a new leader never proposes there and fetches them by catch-up),
-    /// and a catch-up request below it asks for a fresh snapshot.
+    /// replays. No other safety rule needs an applied value: a promise
+    /// reports `values_from` as its compacted prefix (every instance below
+    /// is chosen, so a new leader never proposes there and fetches them by
+    /// catch-up), a catch-up request below it asks for a fresh snapshot, and
+    /// an Accept for an instance below it gets no vote (as below the
+    /// compacted prefix: nothing to compare the value with).
     ///
     /// Liveness: the caller must be able to write a snapshot at its applied
     /// point when asked ([`Replica::take_fresh_snapshot_demand`]); a peer
     /// behind `values_from` has no other way to catch up from this replica.
+    /// Values a peer is catching up through (its latest catch-up request
+    /// served from memory, or after a snapshot it fetches) are kept for
+    /// `Config::applied_tail_hold_ticks` after its last request, whatever
+    /// the bound: the bound is soft while peers lag.
     pub fn release_applied_values(&mut self, below: InstanceId) -> u64 {
+        let now = self.now;
         let learner = &mut self.learner;
         let mut cap = below.min(learner.applied_end);
-        if self.now < learner.tail_hold_until {
+        if now < learner.tail_hold_until {
             cap = cap.min(learner.compacted_end);
+        }
+        learner.catchup_marks.retain(|_, (_, until)| *until > now);
+        if let Some(first) = learner
+            .catchup_marks
+            .values()
+            .map(|(first, _)| *first)
+            .min()
+        {
+            cap = cap.min(first);
         }
         let mut released = 0;
         while learner.tail_bytes > self.cfg.applied_tail_bytes {
@@ -435,10 +462,12 @@ impl Replica {
     }
 
     /// Whether a peer needed values this replica dropped from memory since
-    /// the last call: the runtime should then checkpoint at its applied
-    /// point (the snapshot replaces them), even before its policy says so.
-    pub fn take_fresh_snapshot_demand(&mut self) -> bool {
-        std::mem::take(&mut self.learner.fresh_snapshot_demand)
+    /// the last call, and through which point (the first value still kept):
+    /// the runtime should then checkpoint at its applied point (the snapshot
+    /// replaces them) unless a checkpoint at or above that point is already
+    /// asked for or in progress, even before its policy says so.
+    pub fn take_fresh_snapshot_demand(&mut self) -> Option<InstanceId> {
+        self.learner.fresh_snapshot_demand.take()
     }
 
     /// Encoded bytes of applied chosen values held in memory.

@@ -112,10 +112,14 @@ struct LearnerState {
     /// dropped: a peer fetches our snapshot and then needs the values after
     /// it (set whenever a piece of the snapshot is sent, or one is asked for).
     tail_hold_until: u64,
-    /// A peer needs values this replica dropped from memory: the runtime
-    /// should checkpoint at its applied point, so that the snapshot covers
-    /// them ([`Replica::take_fresh_snapshot_demand`]).
-    fresh_snapshot_demand: bool,
+    /// A peer needs values this replica dropped from memory, below this
+    /// point: the runtime should checkpoint at or above it, so that the
+    /// snapshot covers them ([`Replica::take_fresh_snapshot_demand`]).
+    fresh_snapshot_demand: Option<InstanceId>,
+    /// Per peer, the first instance of its latest catch-up request served
+    /// from memory, and the tick until which no value from there on is
+    /// dropped (it is catching up through them).
+    catchup_marks: BTreeMap<NodeId, (InstanceId, u64)>,
     /// Every instance below this is chosen and known here.
     chosen_end: InstanceId,
     /// Every instance below this was handed out to apply.
@@ -405,7 +409,8 @@ impl Replica {
                 values_from: InstanceId(0),
                 tail_bytes: 0,
                 tail_hold_until: 0,
-                fresh_snapshot_demand: false,
+                fresh_snapshot_demand: None,
+                catchup_marks: BTreeMap::new(),
                 snapshot: None,
                 snapshot_digest: None,
                 snapshot_sendable: true,

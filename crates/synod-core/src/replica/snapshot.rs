@@ -201,6 +201,14 @@ impl Replica {
     /// digest of the whole snapshot (hashed once per snapshot, when first
     /// sent).
     pub(super) fn send_snapshot_chunk(&mut self, to: NodeId, offset: u64) {
+        let Some(snapshot) = self.learner.snapshot.as_ref() else {
+            return;
+        };
+        if offset > snapshot.data.len() as u64 {
+            return;
+        }
+        // The peer installs this snapshot (or the whole one written for it
+        // below) and then asks for the values after it: keep them.
         self.hold_tail();
         let learner = &mut self.learner;
         learner.snapshot_demand = true;
@@ -251,6 +259,14 @@ impl Replica {
         applied_end: InstanceId,
         offset: u64,
     ) {
+        if self.learner.values_from > self.learner.compacted_end {
+            // The values after our snapshot left memory since (its transfer
+            // stalled past the hold): the peer would need them once it
+            // installed it. A fresh snapshot replaces it; the peer's next
+            // request starts that one.
+            self.demand_fresh_snapshot();
+            return;
+        }
         let current = self.learner.snapshot.as_ref().map(|s| s.meta.applied_end);
         match current {
             Some(point) if point == applied_end => self.send_snapshot_chunk(from, offset),

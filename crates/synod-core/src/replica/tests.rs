@@ -798,17 +798,19 @@ fn dropped_applied_values_are_replaced_by_a_fresh_snapshot_for_a_lagging_peer() 
         c.replicas[k].release_applied_values(end);
         assert_eq!(c.replicas[k].applied_tail_bytes(), 0);
         assert_eq!(c.replicas[k].chosen_value(InstanceId(end.0 - 1)), None);
-        assert!(!c.replicas[k].take_fresh_snapshot_demand());
+        assert_eq!(c.replicas[k].take_fresh_snapshot_demand(), None);
     }
     c.down[lagging] = false;
     let mut demanded = Vec::new();
     for _ in 0..50 {
         c.tick_all(1);
-        demanded.extend(
-            [leader, other]
-                .into_iter()
-                .filter(|k| c.replicas[*k].take_fresh_snapshot_demand()),
-        );
+        for k in [leader, other] {
+            if let Some(through) = c.replicas[k].take_fresh_snapshot_demand() {
+                // Through the first value still kept: everything applied.
+                assert_eq!(through, end);
+                demanded.push(k);
+            }
+        }
         if !demanded.is_empty() {
             break;
         }
@@ -853,4 +855,62 @@ fn dropped_applied_values_are_replaced_by_a_fresh_snapshot_for_a_lagging_peer() 
     assert_eq!(c.replicas[source].release_applied_values(end), 0);
     assert!(c.replicas[source].applied_tail_bytes() > 0);
     assert_eq!(c.applied_commands(lagging).last(), Some(&cmd("after")));
+}
+
+/// A peer catching up from memory keeps the values it goes through, whatever
+/// the bound, until it stops asking for `applied_tail_hold_ticks`.
+#[test]
+fn values_a_peer_catches_up_through_stay_until_it_stops_asking() {
+    let mut c = Cluster::with(3, |cfg| {
+        cfg.applied_tail_bytes = 0;
+        cfg.applied_tail_hold_ticks = 50;
+        cfg.catchup_entries_max = 2;
+    });
+    let leader = c.elect();
+    let lagging = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    c.down[lagging] = true;
+    for i in 0..20 {
+        c.replicas[leader]
+            .propose(Bytes::from(format!("cmd{i}")))
+            .unwrap();
+        c.collect(leader);
+        c.deliver_all();
+    }
+    c.tick_all(3);
+    let end = c.replicas[leader].status().applied_end;
+    c.down[lagging] = false;
+    // Its first requests are served two values at a time, from memory.
+    let mut served = false;
+    for _ in 0..20 {
+        c.tick_all(1);
+        let applied = c.replicas[lagging].status().applied_end;
+        if applied > InstanceId(0) && applied < end {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "catch-up under way");
+    // It asks its leader: there, nothing it still needs leaves memory.
+    let from = c.replicas[lagging].status().applied_end;
+    c.replicas[leader].release_applied_values(end);
+    assert!(c.replicas[leader].chosen_value(from).is_some());
+    assert!(c.replicas[other].release_applied_values(end) > 0);
+    for _ in 0..200 {
+        c.tick_all(1);
+        if c.replicas[lagging].status().applied_end >= end {
+            break;
+        }
+    }
+    assert_eq!(c.replicas[lagging].status().applied_end, end);
+    assert_eq!(c.replicas[leader].take_fresh_snapshot_demand(), None);
+    assert!(
+        c.replicas[lagging].snapshot().is_none(),
+        "no snapshot needed"
+    );
+    // Once it stopped asking for the hold, the values go.
+    c.tick_all(60);
+    let end = c.replicas[leader].status().applied_end;
+    assert!(c.replicas[leader].release_applied_values(end) > 0);
+    assert_eq!(c.replicas[leader].applied_tail_bytes(), 0);
 }

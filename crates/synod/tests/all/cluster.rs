@@ -221,9 +221,16 @@ async fn a_node_behind_values_dropped_from_memory_gets_a_fresh_snapshot() {
     let c = start(node_config(3)).await;
     wait_applied(&c, a.status().applied_end.0).await;
     assert!(c.metrics().snapshots_installed.load(Relaxed) >= 1);
-    let written_for_peers = a.metrics().snapshots_for_peers.load(Relaxed)
-        + b.metrics().snapshots_for_peers.load(Relaxed);
-    assert!(written_for_peers >= 1, "a snapshot written for node 3");
+    // One snapshot for the need, however often node 3 asked meanwhile.
+    let for_peers = [&a, &b].map(|n| n.metrics().snapshots_for_peers.load(Relaxed));
+    assert!(
+        for_peers.iter().sum::<u64>() >= 1,
+        "a snapshot written for node 3"
+    );
+    assert!(
+        for_peers.iter().all(|n| *n <= 1),
+        "one per need: {for_peers:?}"
+    );
     let (value, applied) = counter_of(&c.read(Bytes::new()).await.expect("read"));
     assert_eq!((value, applied), (400, 200));
     // Node 2 restarts: whatever it dropped from memory it replays from its
