@@ -663,3 +663,74 @@ impl Persister {
         let _ = self.wal.finish_sync(job, result);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synod_core::{Checksum, Config, NodeId};
+    use synod_storage::WalOptions;
+
+    fn snapshot_at(point: u64) -> Snapshot {
+        Snapshot {
+            memberships: None,
+            meta: SnapshotMeta {
+                applied_end: InstanceId(point),
+                checksum: Checksum::default(),
+            },
+            data: Bytes::from_static(b"state"),
+        }
+    }
+
+    /// Step (a) of the checkpoint due, handed out by `kick`.
+    fn step_a(persist: &mut Persister, replica: &mut Replica) -> SnapshotWrite {
+        let kicked = persist.kick(replica).expect("kick");
+        kicked
+            .io
+            .into_iter()
+            .find_map(|io| match io {
+                Io::WriteSnapshot(write) => Some(write),
+                _ => None,
+            })
+            .expect("step (a) handed out")
+    }
+
+    /// A checkpoint's records hold every chosen value from its point on:
+    /// the floor that keeps those values in memory must cover it from the
+    /// moment it is due until its records are written, and no longer.
+    #[test]
+    fn the_checkpoint_floor_covers_a_checkpoint_until_its_records_are_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, _) = Wal::open(dir.path(), WalOptions::default()).expect("opens");
+        let mut persist = Persister::new(GroupId(0), wal, SnapshotPolicy::default(), InstanceId(0));
+        let mut replica = Replica::new(Config::new(NodeId(1), vec![NodeId(1)])).expect("replica");
+        assert_eq!(persist.checkpoint_floor(), None);
+        persist.snapshot_taken(snapshot_at(0));
+        assert_eq!(persist.checkpoint_floor(), Some(InstanceId(0)), "due");
+        let mut write = step_a(&mut persist, &mut replica);
+        assert_eq!(persist.checkpoint_floor(), Some(InstanceId(0)), "writing");
+        write.run().expect("written");
+        persist
+            .snapshot_written(write.checkpoint, Ok(()))
+            .expect("step (a) reported");
+        assert_eq!(persist.checkpoint_floor(), Some(InstanceId(0)), "ready");
+        let kicked = persist.kick(&mut replica).expect("kick");
+        assert!(kicked.checkpointed.is_some(), "records written");
+        assert_eq!(persist.checkpoint_floor(), None, "after the records");
+        // Step (c) deletes what it superseded: nothing a floor protects.
+        persist.cleaned(Ok(())).expect("cleaned");
+
+        // A failed write ends the checkpoint (the node stops): no floor.
+        persist.snapshot_taken(snapshot_at(0));
+        let write = step_a(&mut persist, &mut replica);
+        assert_eq!(persist.checkpoint_floor(), Some(InstanceId(0)));
+        let failed = persist.snapshot_written(
+            write.checkpoint,
+            Err(StorageError::Io {
+                path: dir.path().to_path_buf(),
+                source: std::io::Error::other("disk gone"),
+            }),
+        );
+        assert!(failed.is_err());
+        assert_eq!(persist.checkpoint_floor(), None);
+    }
+}
