@@ -124,6 +124,20 @@ impl Cluster {
         panic!("no leader elected");
     }
 
+    /// `lagging` goes down and `leader` chooses `n` instances of one
+    /// command each (`cmd0`, `cmd1`, ...) without it.
+    fn choose_while_down(&mut self, leader: usize, lagging: usize, n: usize) {
+        self.down[lagging] = true;
+        for i in 0..n {
+            self.replicas[leader]
+                .propose(Bytes::from(format!("cmd{i}")))
+                .unwrap();
+            self.collect(leader);
+            self.deliver_all();
+        }
+        self.tick_all(3);
+    }
+
     fn applied_commands(&self, k: usize) -> Vec<Command> {
         self.applied[k]
             .iter()
@@ -593,15 +607,7 @@ fn lagging_behind_snapshots(digested: bool) -> (Cluster, usize, usize, Bytes) {
     }
     let leader = c.elect();
     let lagging = (leader + 1) % 3;
-    c.down[lagging] = true;
-    for i in 0..20 {
-        c.replicas[leader]
-            .propose(Bytes::from(format!("cmd{i}")))
-            .unwrap();
-        c.collect(leader);
-        c.deliver_all();
-    }
-    c.tick_all(3);
+    c.choose_while_down(leader, lagging, 20);
     // Every up replica snapshots its "state" (here: the applied command list)
     // and compacts.
     for k in (0..3).filter(|k| *k != lagging) {
@@ -765,6 +771,28 @@ fn a_leader_proposes_its_pending_commands_packed_in_one_buffer() {
     }
 }
 
+/// Three nodes that drop every applied value they may (`applied_tail_bytes`
+/// 0, holding values for a lagging peer `hold_ticks`, catch-up pages of
+/// `catchup_entries` values), and 20 instances chosen while one of them was
+/// down: (cluster, leader, the node that was down, the third, the applied
+/// end). Nothing was dropped yet.
+fn lagging_behind_applied(
+    hold_ticks: u64,
+    catchup_entries: usize,
+) -> (Cluster, usize, usize, usize, InstanceId) {
+    let mut c = Cluster::with(3, |cfg| {
+        cfg.applied_tail_bytes = 0;
+        cfg.applied_tail_hold_ticks = hold_ticks;
+        cfg.catchup_entries_max = catchup_entries;
+    });
+    let leader = c.elect();
+    let lagging = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    c.choose_while_down(leader, lagging, 20);
+    let end = c.replicas[leader].status().applied_end;
+    (c, leader, lagging, other, end)
+}
+
 /// Applied values beyond `applied_tail_bytes` leave memory only below the
 /// point the runtime allows; a peer that needs them is not sent the older
 /// snapshot (it would come back for them) but raises the demand for a fresh
@@ -772,23 +800,7 @@ fn a_leader_proposes_its_pending_commands_packed_in_one_buffer() {
 /// stay.
 #[test]
 fn dropped_applied_values_are_replaced_by_a_fresh_snapshot_for_a_lagging_peer() {
-    let mut c = Cluster::with(3, |cfg| {
-        cfg.applied_tail_bytes = 0;
-        cfg.applied_tail_hold_ticks = 1_000;
-    });
-    let leader = c.elect();
-    let lagging = (leader + 1) % 3;
-    let other = (leader + 2) % 3;
-    c.down[lagging] = true;
-    for i in 0..20 {
-        c.replicas[leader]
-            .propose(Bytes::from(format!("cmd{i}")))
-            .unwrap();
-        c.collect(leader);
-        c.deliver_all();
-    }
-    c.tick_all(3);
-    let end = c.replicas[leader].status().applied_end;
+    let (mut c, leader, lagging, other, end) = lagging_behind_applied(1_000, 256);
     assert!(end.0 >= 20);
     // Only below the point given (a checkpoint in progress there).
     assert!(c.replicas[leader].release_applied_values(InstanceId(5)) > 0);
@@ -861,24 +873,7 @@ fn dropped_applied_values_are_replaced_by_a_fresh_snapshot_for_a_lagging_peer() 
 /// the bound, until it stops asking for `applied_tail_hold_ticks`.
 #[test]
 fn values_a_peer_catches_up_through_stay_until_it_stops_asking() {
-    let mut c = Cluster::with(3, |cfg| {
-        cfg.applied_tail_bytes = 0;
-        cfg.applied_tail_hold_ticks = 50;
-        cfg.catchup_entries_max = 2;
-    });
-    let leader = c.elect();
-    let lagging = (leader + 1) % 3;
-    let other = (leader + 2) % 3;
-    c.down[lagging] = true;
-    for i in 0..20 {
-        c.replicas[leader]
-            .propose(Bytes::from(format!("cmd{i}")))
-            .unwrap();
-        c.collect(leader);
-        c.deliver_all();
-    }
-    c.tick_all(3);
-    let end = c.replicas[leader].status().applied_end;
+    let (mut c, leader, lagging, other, end) = lagging_behind_applied(50, 2);
     c.down[lagging] = false;
     // Its first requests are served two values at a time, from memory.
     let mut served = false;
