@@ -131,7 +131,7 @@ pub struct NodeConfig {
     /// encoded bytes, for peers that fall behind: catch-up sends them from
     /// memory. Older applied values are dropped from memory (they stay in
     /// the log on disk until the next checkpoint compacts it); a peer that
-    /// needs one gets a snapshot written for it at once instead
+    /// needs one gets a snapshot written for it instead
     /// ([`synod_core::Config::applied_tail_bytes`]). Without a bound every
     /// value since the last checkpoint stays in memory, up to
     /// `snapshot_policy.log_bytes` (64 MiB by default) on top of the state.

@@ -201,15 +201,17 @@ impl Replica {
     /// digest of the whole snapshot (hashed once per snapshot, when first
     /// sent).
     pub(super) fn send_snapshot_chunk(&mut self, to: NodeId, offset: u64) {
-        let Some(snapshot) = self.learner.snapshot.as_ref() else {
-            return;
-        };
-        if offset > snapshot.data.len() as u64 {
-            return;
+        let learner = &self.learner;
+        if !learner.snapshot_sendable
+            || learner
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| offset <= s.data.len() as u64)
+        {
+            // The peer installs this snapshot (or the whole one written for
+            // it below) and then asks for the values after it: keep them.
+            self.hold_tail();
         }
-        // The peer installs this snapshot (or the whole one written for it
-        // below) and then asks for the values after it: keep them.
-        self.hold_tail();
         let learner = &mut self.learner;
         learner.snapshot_demand = true;
         if !learner.snapshot_sendable {
