@@ -184,13 +184,17 @@ pub struct Config {
     /// ([`crate::Replica::release_applied_values`]): they stay in the log on
     /// disk until the next checkpoint, and a peer that needs one gets a
     /// fresh snapshot instead ([`crate::Replica::take_fresh_snapshot_demand`]).
-    /// `u64::MAX` (the default): every value is kept until a checkpoint
-    /// compacts it.
+    /// The bound is soft: values a peer is catching up through, or will
+    /// need after a snapshot it fetches, are kept meanwhile (see
+    /// `applied_tail_hold_ticks`). `u64::MAX` (the default): every value is
+    /// kept until a checkpoint compacts it.
     pub applied_tail_bytes: u64,
     /// For this many ticks after a piece of this replica's snapshot was
     /// sent (or a peer needed values it dropped), no applied value after
     /// the snapshot is dropped from memory: the peer asks for them once it
-    /// installed the snapshot. Default 6,000 (a minute at 10 ms a tick).
+    /// installed the snapshot. Also caps how long the values a peer is
+    /// catching up through are kept after its latest request (otherwise 40
+    /// catch-up intervals). Default 6,000 (a minute at 10 ms a tick).
     pub applied_tail_hold_ticks: u64,
     /// This replica lost its durable state (a wiped or replaced disk) and
     /// starts as a non-voting member that learns and catches up but answers

@@ -1121,8 +1121,7 @@ impl<S: StateMachine, R> Engine<S, R> {
             // Once per need: the peer asks again every catch-up interval
             // until the snapshot is there, and a checkpoint through the
             // dropped values (asked for, due or being written) answers it.
-            let covered = self.persist.snapshot_end() >= through
-                || self.persist.checkpoint_floor() >= Some(through)
+            let covered = self.persist.checkpoint_floor() >= Some(through)
                 || self.persist.snapshot_asked_through() >= Some(through);
             if !covered && self.persist.ask_snapshot(through) {
                 info!("a peer needs log values no longer held in memory: writing a snapshot now");

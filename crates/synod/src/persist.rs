@@ -704,15 +704,18 @@ mod tests {
         let mut persist = Persister::new(GroupId(0), wal, SnapshotPolicy::default(), InstanceId(0));
         let mut replica = Replica::new(Config::new(NodeId(1), vec![NodeId(1)])).expect("replica");
         assert_eq!(persist.checkpoint_floor(), None);
-        persist.snapshot_taken(snapshot_at(0));
-        assert_eq!(persist.checkpoint_floor(), Some(InstanceId(0)), "due");
+        // At 7, above the latest checkpoint (0), so that a floor reporting
+        // that one would fail. (The replica refuses to compact there, having
+        // applied nothing: a warning, the records are written anyway.)
+        persist.snapshot_taken(snapshot_at(7));
+        assert_eq!(persist.checkpoint_floor(), Some(InstanceId(7)), "due");
         let mut write = step_a(&mut persist, &mut replica);
-        assert_eq!(persist.checkpoint_floor(), Some(InstanceId(0)), "writing");
+        assert_eq!(persist.checkpoint_floor(), Some(InstanceId(7)), "writing");
         write.run().expect("written");
         persist
             .snapshot_written(write.checkpoint, Ok(()))
             .expect("step (a) reported");
-        assert_eq!(persist.checkpoint_floor(), Some(InstanceId(0)), "ready");
+        assert_eq!(persist.checkpoint_floor(), Some(InstanceId(7)), "ready");
         let kicked = persist.kick(&mut replica).expect("kick");
         assert!(kicked.checkpointed.is_some(), "records written");
         assert_eq!(persist.checkpoint_floor(), None, "after the records");
@@ -720,9 +723,9 @@ mod tests {
         persist.cleaned(Ok(())).expect("cleaned");
 
         // A failed write ends the checkpoint (the node stops): no floor.
-        persist.snapshot_taken(snapshot_at(0));
+        persist.snapshot_taken(snapshot_at(9));
         let write = step_a(&mut persist, &mut replica);
-        assert_eq!(persist.checkpoint_floor(), Some(InstanceId(0)));
+        assert_eq!(persist.checkpoint_floor(), Some(InstanceId(9)));
         let failed = persist.snapshot_written(
             write.checkpoint,
             Err(StorageError::Io {

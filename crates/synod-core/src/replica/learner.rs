@@ -14,6 +14,11 @@ use rand::Rng;
 /// applied over several steps of the event loop, not in one.
 const APPLY_DRAIN_PER_STEP: usize = 256;
 
+/// A peer's catch-up mark (see `release_applied_values`) lasts this many
+/// catch-up intervals after its latest request (2 s at the runtime's
+/// defaults), at most `Config::applied_tail_hold_ticks`.
+const CATCHUP_MARK_INTERVALS: u64 = 40;
+
 impl Replica {
     /// Records that `value` is chosen at `instance`. `ballot` is the ballot it was
     /// chosen at when known (then the record can point at our Accept record
@@ -364,7 +369,15 @@ impl Replica {
         if !entries.is_empty() {
             // The peer goes on from here: keep these values and the ones
             // after them in memory while it asks (`release_applied_values`).
-            let until = self.now.saturating_add(self.cfg.applied_tail_hold_ticks);
+            // A peer catching up asks again at once after each reply, or
+            // within a catch-up interval: its mark lapses soon after it
+            // stops (caught up, or asking another node).
+            let keep = self
+                .cfg
+                .catchup_ticks
+                .saturating_mul(CATCHUP_MARK_INTERVALS)
+                .min(self.cfg.applied_tail_hold_ticks);
+            let until = self.now.saturating_add(keep);
             self.learner.catchup_marks.insert(from, (first, until));
             self.send(from, Body::CatchupReply { entries }, Gate::Now);
         }
@@ -407,10 +420,11 @@ impl Replica {
     /// Liveness: the caller must be able to write a snapshot at its applied
     /// point when asked ([`Replica::take_fresh_snapshot_demand`]); a peer
     /// behind `values_from` has no other way to catch up from this replica.
-    /// Values a peer is catching up through (its latest catch-up request
-    /// served from memory, or after a snapshot it fetches) are kept for
-    /// `Config::applied_tail_hold_ticks` after its last request, whatever
-    /// the bound: the bound is soft while peers lag.
+    /// Values a peer is catching up through (from its latest catch-up
+    /// request served from memory, for `CATCHUP_MARK_INTERVALS` catch-up
+    /// intervals) or will need after a snapshot it fetches (for
+    /// `Config::applied_tail_hold_ticks` after its last request) are kept
+    /// whatever the bound: the bound is soft while peers lag.
     pub fn release_applied_values(&mut self, below: InstanceId) -> u64 {
         let now = self.now;
         let learner = &mut self.learner;

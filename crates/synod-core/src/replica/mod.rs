@@ -110,15 +110,17 @@ struct LearnerState {
     tail_bytes: u64,
     /// Until this tick no applied value at or above `compacted_end` is
     /// dropped: a peer fetches our snapshot and then needs the values after
-    /// it (set whenever a piece of the snapshot is sent, or one is asked for).
+    /// it (set whenever a piece of the snapshot is sent or a whole one is
+    /// to be written for a peer, and when a fresh one is demanded).
     tail_hold_until: u64,
     /// A peer needs values this replica dropped from memory, below this
     /// point: the runtime should checkpoint at or above it, so that the
     /// snapshot covers them ([`Replica::take_fresh_snapshot_demand`]).
     fresh_snapshot_demand: Option<InstanceId>,
-    /// Per peer, the first instance of its latest catch-up request served
-    /// from memory, and the tick until which no value from there on is
-    /// dropped (it is catching up through them).
+    /// Per member, the first instance of its latest catch-up request
+    /// served from memory, and the tick until which no value from there on
+    /// is dropped (it is catching up through them). At most one entry per
+    /// member: only members' catch-up requests pass the door.
     catchup_marks: BTreeMap<NodeId, (InstanceId, u64)>,
     /// Every instance below this is chosen and known here.
     chosen_end: InstanceId,
