@@ -177,7 +177,7 @@ pub struct ServerArgs {
     /// for followers that fall behind; older ones stay only in the log on
     /// disk, and a follower that needs them gets a snapshot written for it.
     /// 0 keeps none beyond what a snapshot in progress, or a follower
-    /// catching up, needs (for a minute after its last request).
+    /// catching up, needs.
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     log_memory_bytes: u64,
     /// More client connections than this (plain and TLS together) are

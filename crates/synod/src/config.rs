@@ -136,8 +136,9 @@ pub struct NodeConfig {
     /// value since the last checkpoint stays in memory, up to
     /// `snapshot_policy.log_bytes` (64 MiB by default) on top of the state.
     /// The bound is soft: values after a checkpoint being taken, after a
-    /// snapshot a peer is fetching, or that a peer is catching up through
-    /// (for a minute after its last request) are kept whatever the bound,
+    /// snapshot a peer is fetching (for a minute after its last request),
+    /// or that a peer is catching up through (for 2 s after its last
+    /// catch-up request) are kept whatever the bound,
     /// up to what the snapshot policy lets the log grow to. A state machine
     /// on its own disk (`StateMachine::durable_end`) answers such a peer
     /// with a whole copy of its state; give it a larger bound if peers
