@@ -13,8 +13,8 @@
 #   e.g. bench/restart-catchup.sh 8 1000000 -- --log-memory-bytes 67108864
 #
 # SYNOD=<binary> picks the server (default target/release/synod). Needs
-# redis-benchmark, redis-cli, curl, ss. Uses ports 7001-7003, 7101-7103,
-# 7201-7203.
+# redis-benchmark, redis-cli, curl, ss. The cluster is bench/cost-lib.sh's
+# (ports 7401-7403, 7501-7503, 7601-7603).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DOWN=${1:-3}
@@ -23,28 +23,21 @@ shift $(( $# > 2 ? 2 : $# ))
 [ "${1:-}" = "--" ] && shift
 SYNOD=${SYNOD:-target/release/synod}
 [ -x "$SYNOD" ] || cargo build --release --locked --bin synod
+. bench/cost-lib.sh
 W=$(mktemp -d /tmp/restart-catchup.XXXX)
-"$SYNOD" cluster --data-dir "$W/d" --base-port 7000 -- "$@" >"$W/cluster.log" 2>&1 &
-CLUSTER=$!
+start_leader_cluster "$SYNOD" "$W" -- "$@"
+leader=$((PORT - 7400))
 LOAD=""
-cleanup() {
-  [ -n "$LOAD" ] && kill "$LOAD" 2>/dev/null
-  kill "$CLUSTER" 2>/dev/null || true
-  pkill -f -- "$W/d" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
-for _ in $(seq 1 100); do [ "$(redis-cli -p 7001 set ready 1 2>/dev/null)" = OK ] && break; sleep 0.2; done
-leader=$(redis-cli -p 7001 info replication | tr -d '\r' | awk -F: '/^leader_id:/ {print $2}')
-[ -n "$leader" ] || { echo "no leader answered" >&2; exit 1; }
-metric() { curl -s "http://127.0.0.1:720$1/metrics" | awk -v k="$2" '$1 == k {print $2}'; }
-redis-benchmark -p "700$leader" -q -t set -c 50 -P 32 -d 100 -r "$KEYS" -n 3000000 >/dev/null
+# The restarted follower is no child of the cluster: stop it too.
+# shellcheck disable=SC2064 # the paths are fixed now
+trap "[ -n \"\$LOAD\" ] && kill \$LOAD 2>/dev/null; kill $CLUSTER 2>/dev/null; pkill -f -- '$W/s' 2>/dev/null; wait 2>/dev/null; rm -rf '$W'" EXIT
+metric() { curl -s "http://127.0.0.1:760$1/metrics" | awk -v k="$2" '$1 == k {print $2}'; }
+redis-benchmark -p "$PORT" -q -t set -c 50 -P 32 -d 100 -r "$KEYS" -n 3000000 >/dev/null
 f=$(( leader % 3 + 1 ))
-pid=$(ss -ltnp | grep ":700$f " | grep -o 'pid=[0-9]*' | cut -d= -f2)
+pid=$(ss -ltnp | grep ":740$f " | grep -o 'pid=[0-9]*' | cut -d= -f2)
 cwd=$(readlink "/proc/$pid/cwd")
 mapfile -d '' args < "/proc/$pid/cmdline"
-redis-benchmark -p "700$leader" -q -t set -c 50 -d 100 -r "$KEYS" -n 100000000 >/dev/null 2>&1 &
+redis-benchmark -p "$PORT" -q -t set -c 50 -d 100 -r "$KEYS" -n 100000000 >/dev/null 2>&1 &
 LOAD=$!
 sleep 3
 kill -9 "$pid"

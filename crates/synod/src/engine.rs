@@ -1477,21 +1477,19 @@ impl<S: StateMachine, R> Engine<S, R> {
         // it restores one or replays what an on-disk state already has
         // (seed 70910: a replaying node dropped values a peer needed and
         // could checkpoint none).
-        if self.machine.is_none() || self.applied_end < self.skip_below {
-            self.metrics
-                .log_memory_bytes
-                .store(self.replica.applied_tail_bytes(), Relaxed);
-            return;
-        }
-        let below = match self.persist.checkpoint_floor() {
-            Some(floor) if !self.opts.inject_release_past_checkpoint => floor.min(self.applied_end),
-            _ => self.applied_end,
-        };
-        let released = self.replica.release_applied_values(below);
-        if released > 0 {
-            self.metrics
-                .log_memory_released_bytes
-                .fetch_add(released, Relaxed);
+        if self.machine.is_some() && self.applied_end >= self.skip_below {
+            let below = match self.persist.checkpoint_floor() {
+                Some(floor) if !self.opts.inject_release_past_checkpoint => {
+                    floor.min(self.applied_end)
+                }
+                _ => self.applied_end,
+            };
+            let released = self.replica.release_applied_values(below);
+            if released > 0 {
+                self.metrics
+                    .log_memory_released_bytes
+                    .fetch_add(released, Relaxed);
+            }
         }
         self.metrics
             .log_memory_bytes
