@@ -182,8 +182,9 @@ pub struct Config {
     /// latest checkpoint, for peers that lag behind (catch-up, promises).
     /// Older applied values are dropped from memory as the runtime allows
     /// ([`crate::Replica::release_applied_values`]): they stay in the log on
-    /// disk until the next checkpoint, and a peer that needs one gets a
-    /// fresh snapshot instead ([`crate::Replica::take_fresh_snapshot_demand`]).
+    /// disk until the next checkpoint, and a peer that needs one gets them
+    /// read back from there, or else a fresh snapshot
+    /// ([`crate::Replica::take_released_demand`]).
     /// The bound is soft: values a peer is catching up through, or will
     /// need after a snapshot it fetches, are kept meanwhile (see
     /// `applied_tail_hold_ticks`). `u64::MAX` (the default): every value is

@@ -46,8 +46,8 @@ pub use ready::{
 pub use record::{ChosenValue, Record};
 pub use replica::{
     ChangeError, CompactError, MasterLease, MemberProgress, QuorumUse, RecoverError, Refusal,
-    Refusals, Replica, RoleKind, SnapshotTransferStats, Status, DROP_HOLD_ELECTION_TIMEOUTS,
-    ROUND_JUMP_MAX,
+    Refusals, ReleasedDemand, Replica, RoleKind, SnapshotTransferStats, Status,
+    DROP_HOLD_ELECTION_TIMEOUTS, ROUND_JUMP_MAX,
 };
 pub use spool::{MemorySpool, SnapshotSpool};
 pub use value::{Checksum, Command, Snapshot, SnapshotDigest, SnapshotHasher, SnapshotMeta, Value};

@@ -58,6 +58,7 @@ pub const INJECTIONS: &[&str] = &[
     "session-reapply",
     "on-disk-reapply",
     "release-past-checkpoint",
+    "log-read-shift",
 ];
 
 /// Deliberate bugs for negative controls: in the protocol core, or in how a
@@ -123,6 +124,10 @@ pub struct Faults {
     /// records lack them, and a node restarted after it forgot accepts it
     /// sent. The amnesia check sees it.
     pub release_past_checkpoint: bool,
+    /// Values read back from the log for a peer are restored one instance
+    /// off (`EngineOptions::inject_log_read_shift`): the peer catches up
+    /// with wrong values. The agreement and digest checks see it.
+    pub log_read_shift: bool,
     /// Not a fault: runs without library session clients whatever the seed
     /// draws, so that seeds pinned before they existed replay the runs they
     /// were found in.
@@ -266,6 +271,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
         "session-reapply" => faults.session_reapply = true,
         "on-disk-reapply" => faults.on_disk_reapply = true,
         "release-past-checkpoint" => faults.release_past_checkpoint = true,
+        "log-read-shift" => faults.log_read_shift = true,
         _ => return None,
     }
     Some(faults)
@@ -290,6 +296,7 @@ pub fn run_seed(seed: u64, nodes: usize, faults: Faults) -> SeedReport {
         world.stats.checkpoints_state_on_disk = metrics.checkpoints_state_on_disk.load(Relaxed);
         world.stats.snapshots_for_peers = metrics.snapshots_for_peers.load(Relaxed);
         world.stats.log_bytes_released = metrics.log_memory_released_bytes.load(Relaxed);
+        world.stats.log_reads_for_peers = metrics.log_reads_for_peers.load(Relaxed);
         world.stats.session_duplicates = metrics.session_duplicates.load(Relaxed);
         world.stats.master_leases_lent = world.masters.lent;
         world.stats.leadership_drops = world.leadership_drops;

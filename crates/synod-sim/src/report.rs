@@ -26,6 +26,9 @@ pub struct Stats {
     pub snapshots_for_peers: u64,
     /// Bytes of applied values dropped from memory before a checkpoint.
     pub log_bytes_released: u64,
+    /// Times values a peer needed, dropped from memory, were read back from
+    /// the log.
+    pub log_reads_for_peers: u64,
     /// Restarts of on-disk state machines that restored nothing (their
     /// durable state was past the checkpoint).
     pub on_disk_restarts: u64,
@@ -117,7 +120,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed, {} for peers; on disk: {} checkpoints, {} restarts), {} KiB of applied values dropped from memory, {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} vouched reads, {} master leases lent to {} masters, {} leadership drops, {} delayed announcements, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed, {} for peers; on disk: {} checkpoints, {} restarts), {} KiB of applied values dropped from memory ({} times read back from the log), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} vouched reads, {} master leases lent to {} masters, {} leadership drops, {} delayed announcements, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
             self.ops_ok,
             self.ops_unknown,
             self.instances,
@@ -129,6 +132,7 @@ impl fmt::Display for Stats {
             self.checkpoints_state_on_disk,
             self.on_disk_restarts,
             self.log_bytes_released / 1024,
+            self.log_reads_for_peers,
             self.nemesis.len(),
             self.reconfigs,
             self.reconfigs_ignored,

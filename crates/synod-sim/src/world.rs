@@ -24,7 +24,7 @@ use synod_core::{
     RoleKind, Schedule, Value,
 };
 use synod_storage::fs::Fs;
-use synod_storage::{Obsolete, SimFs, SnapshotPolicy, SyncJob, Wal, WalOptions};
+use synod_storage::{LogRead, Obsolete, SimFs, SnapshotPolicy, SyncJob, Wal, WalOptions};
 
 /// How a node's engine answers a simulated client: which client, which of
 /// its operations, which attempt (an answer to an older attempt is stale).
@@ -146,6 +146,8 @@ pub(crate) enum IoKind {
     Sync,
     WriteSnapshot,
     Remove,
+    /// Values a peer needs read back from the log (`Io::ReadLog`).
+    ReadLog,
     /// The state machine's restore from a peer's snapshot (the driver runs
     /// it on a blocking thread).
     Restore,
@@ -232,6 +234,7 @@ pub(crate) struct SimNode {
     /// pops register and wait while the state machine is away.
     pub(crate) blocked_clients: Option<synod_kv::BlockedClients>,
     pub(crate) remove_out: Option<Obsolete>,
+    pub(crate) log_read_out: Option<LogRead>,
     /// Disk faults were injected into this node since its last start: a
     /// fatal storage error is then expected, not a bug.
     pub(crate) disk_faults: bool,
@@ -316,6 +319,7 @@ impl SimNode {
             restore_out: None,
             blocked_clients: None,
             remove_out: None,
+            log_read_out: None,
             disk_faults: false,
             checkpoint_cut: false,
             sent_promise: Ballot::ZERO,
@@ -936,6 +940,11 @@ impl World {
             inject_session_reapply: self.faults.session_reapply,
             inject_on_disk_reapply: self.faults.on_disk_reapply,
             inject_release_past_checkpoint: self.faults.release_past_checkpoint,
+            // Values a peer needs that a node dropped from memory are read
+            // back from its log on three nodes in four (by node and seed, no
+            // draw), and replaced by a fresh snapshot on the others.
+            read_back_released: (self.seed >> 4).wrapping_add(u64::from(sim_node.id.0)) % 4 != 0,
+            inject_log_read_shift: self.faults.log_read_shift,
         };
         // A session id per incarnation, as the driver draws one at random.
         let session = self.seed ^ (u64::from(sim_node.id.0) << 48) ^ (sim_node.epoch << 20) ^ 1;
@@ -1051,6 +1060,7 @@ impl World {
         sim_node.restore_out = None;
         sim_node.blocked_clients = None;
         sim_node.remove_out = None;
+        sim_node.log_read_out = None;
         // The process is gone: its open files go with it (`engine` above),
         // then the disk loses what was not durable.
         drop(engine);
@@ -1301,6 +1311,12 @@ impl World {
                         + self.rng.gen_range(0..=2 * self.params.fsync_us_jitter);
                     (IoKind::WriteSnapshot, latency)
                 }
+                Io::ReadLog(read) => {
+                    self.nodes[node].log_read_out = Some(read);
+                    let latency = self.params.fsync_us_min
+                        + self.rng.gen_range(0..=self.params.fsync_us_jitter);
+                    (IoKind::ReadLog, latency)
+                }
                 Io::Remove(obsolete) => {
                     self.nodes[node].remove_out = Some(obsolete);
                     (IoKind::Remove, self.rng.gen_range(10..=1_000))
@@ -1364,6 +1380,17 @@ impl World {
                     self.storage_failed(node, &err.to_string());
                     return;
                 }
+                Ok(())
+            }
+            IoKind::ReadLog => {
+                let Some(read) = sim_node.log_read_out.take() else {
+                    return;
+                };
+                // It runs now, on the disk as it is: a checkpoint may have
+                // deleted segments since it was asked for (the driver's
+                // blocking thread races the same way).
+                let result = read.run();
+                engine.log_read_done(&read, result);
                 Ok(())
             }
             IoKind::Remove => {

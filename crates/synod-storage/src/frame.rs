@@ -113,23 +113,22 @@ pub enum ScanStop {
     },
 }
 
-/// Parses the frame at `offset`, or says what is wrong with it.
-fn parse(data: &Bytes, offset: usize) -> Result<Frame, &'static str> {
-    let rest = data.len() - offset;
-    if rest < FRAME_HEADER_BYTES + 1 {
-        return Err("incomplete frame header");
-    }
-    let h = &data[offset..offset + FRAME_HEADER_BYTES];
+/// The length (kind and payload) that the frame header `h` announces, if a
+/// frame can have it.
+pub(crate) fn announced_len(h: &[u8]) -> Result<usize, &'static str> {
     let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-    let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
     if len == 0 || len > FRAME_BYTES_MAX {
         return Err("impossible frame length");
     }
-    if FRAME_HEADER_BYTES + len > rest {
-        return Err("frame runs past the end of the file");
-    }
-    let end = offset + FRAME_HEADER_BYTES + len;
-    let body = &data[offset + FRAME_HEADER_BYTES..end];
+    Ok(len)
+}
+
+/// Checks one whole frame (`frame`: header, kind and payload, its length as
+/// announced): its CRC and its kind. Returns the kind, the CRC and the
+/// batch offset.
+pub(crate) fn verify(frame: &[u8]) -> Result<(FrameKind, u32, u64), &'static str> {
+    let (h, body) = frame.split_at(FRAME_HEADER_BYTES);
+    let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
     let mut actual = crc32c::crc32c(&h[0..4]);
     actual = crc32c::crc32c_append(actual, &h[8..16]);
     actual = crc32c::crc32c_append(actual, body);
@@ -138,11 +137,25 @@ fn parse(data: &Bytes, offset: usize) -> Result<Frame, &'static str> {
     }
     let mut batch = [0u8; 8];
     batch.copy_from_slice(&h[8..16]);
-    let batch_offset = u64::from_le_bytes(batch);
+    let kind = FrameKind::from_u8(body[0]).ok_or("unknown frame kind")?;
+    Ok((kind, crc, u64::from_le_bytes(batch)))
+}
+
+/// Parses the frame at `offset`, or says what is wrong with it.
+fn parse(data: &Bytes, offset: usize) -> Result<Frame, &'static str> {
+    let rest = data.len() - offset;
+    if rest < FRAME_HEADER_BYTES + 1 {
+        return Err("incomplete frame header");
+    }
+    let len = announced_len(&data[offset..offset + FRAME_HEADER_BYTES])?;
+    if FRAME_HEADER_BYTES + len > rest {
+        return Err("frame runs past the end of the file");
+    }
+    let end = offset + FRAME_HEADER_BYTES + len;
+    let (kind, crc, batch_offset) = verify(&data[offset..end])?;
     if batch_offset > offset as u64 {
         return Err("batch starts before the segment");
     }
-    let kind = FrameKind::from_u8(body[0]).ok_or("unknown frame kind")?;
     Ok(Frame {
         offset,
         batch_offset,

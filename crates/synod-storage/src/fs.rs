@@ -48,6 +48,9 @@ pub trait FsFile: Send + Sync + Debug {
     fn sync_data(&self) -> io::Result<()>;
     /// Makes the data and all metadata durable (`fsync`).
     fn sync_all(&self) -> io::Result<()>;
+    /// Reads into `buf` from `offset`: the bytes read, fewer than asked
+    /// only at the end of the file (0 there).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
 }
 
 /// A file system.
@@ -86,6 +89,19 @@ pub struct RealFs;
 impl FsFile for File {
     fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
         FileExt::write_all_at(self, bytes, offset)
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match FileExt::read_at(self, &mut buf[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filled)
     }
 
     fn allocate(&self, from: u64, to: u64) -> io::Result<()> {

@@ -600,6 +600,18 @@ impl FsFile for SimFile {
     fn sync_all(&self) -> io::Result<()> {
         self.sync_data()
     }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut st = self.lock()?;
+        st.check_power()?;
+        let data = &st.inode(self.inode)?.data;
+        let from = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        let n = buf.len().min(data.len() - from);
+        buf[..n].copy_from_slice(&data[from..from + n]);
+        Ok(n)
+    }
 }
 
 fn not_found(path: &Path) -> io::Error {

@@ -312,6 +312,26 @@ impl Wal {
         Arc::clone(&self.fs)
     }
 
+    /// A job that reads the chosen values of `[from, to)` of `group` back
+    /// from the log's segments (see [`crate::LogRead`]), copying at most
+    /// about `bytes_max` bytes of records.
+    pub fn log_read(
+        &self,
+        group: GroupId,
+        from: InstanceId,
+        to: InstanceId,
+        bytes_max: u64,
+    ) -> crate::LogRead {
+        crate::LogRead::new(
+            self.fs.clone(),
+            self.wal_dir.clone(),
+            group,
+            from,
+            to,
+            bytes_max,
+        )
+    }
+
     /// True once an error stopped the log for good.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned

@@ -35,9 +35,9 @@ use bytes::Bytes;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use synod_core::{InstanceId, Message, NodeId, PersistSeq, Replica};
+use synod_core::{InstanceId, Message, NodeId, PersistSeq, Replica, Value};
 use synod_net::Net;
-use synod_storage::{StorageError, SyncJob, Wal, WalOptions};
+use synod_storage::{LogRead, StorageError, SyncJob, Wal, WalOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
@@ -105,6 +105,8 @@ enum CheckpointStep {
     Written(PendingCheckpoint, Result<(), StorageError>),
     /// Step 3: superseded files deleted.
     Cleaned(Result<(), StorageError>),
+    /// Values a peer needs read back from the log (`Io::ReadLog`).
+    LogRead(LogRead, Result<Vec<(InstanceId, Value)>, StorageError>),
 }
 
 /// A restore run off the loop: the state machine and what `restore` said,
@@ -338,6 +340,8 @@ impl<S: StateMachine> Driver<S> {
             inject_session_reapply: false,
             inject_on_disk_reapply: false,
             inject_release_past_checkpoint: false,
+            read_back_released: true,
+            inject_log_read_shift: false,
         };
         let persist = Persister::new(GROUP, wal, cfg.snapshot_policy, snapshot_end);
         let engine = Engine::new(
@@ -825,6 +829,15 @@ impl<S: StateMachine> Driver<S> {
                         });
                     });
                 }
+                Io::ReadLog(read) => {
+                    let tx = self.checkpoint_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        // A panic is a failed read (a snapshot answers the
+                        // need instead), never a report that never comes.
+                        let result = catch_job_panic("log read", || read.run());
+                        let _ = tx.blocking_send(CheckpointStep::LogRead(read, result));
+                    });
+                }
                 Io::Remove(obsolete) => {
                     let tx = self.checkpoint_tx.clone();
                     tokio::task::spawn_blocking(move || {
@@ -868,6 +881,7 @@ impl<S: StateMachine> Driver<S> {
                 self.engine.snapshot_written(pending, result)?;
             }
             CheckpointStep::Cleaned(result) => self.engine.cleaned(result),
+            CheckpointStep::LogRead(read, result) => self.engine.log_read_done(&read, result),
         }
         Ok(())
     }
@@ -1002,10 +1016,10 @@ fn release_free_heap() {
 
 /// Runs a storage job off the loop, turning a panic in it into an error
 /// (`StorageError::Io` naming the job), so the loop always hears back.
-fn catch_job_panic(
+fn catch_job_panic<T>(
     what: &str,
-    job: impl FnOnce() -> Result<(), StorageError>,
-) -> Result<(), StorageError> {
+    job: impl FnOnce() -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or_else(|panic| {
         let reason = panic
             .downcast_ref::<&str>()

@@ -35,9 +35,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use synod_core::{
     Checksum, Divergence, DivergenceKind, InstanceId, Message, NodeId, ReadId, RejectReason,
-    Replica, RoleKind, Snapshot, SnapshotMeta,
+    ReleasedDemand, Replica, RoleKind, Snapshot, SnapshotMeta,
 };
-use synod_storage::{StorageError, SyncJob};
+use synod_storage::{LogRead, StorageError, SyncJob};
 use tracing::{error, info, warn};
 
 /// Waiting requests are checked for retry and expiry this often (in ticks).
@@ -99,6 +99,15 @@ pub struct EngineOptions {
     /// records can lack values after its point (acceptor amnesia at the
     /// next restart: the simulator must catch it).
     pub inject_release_past_checkpoint: bool,
+    /// Values a peer needs that this node dropped from memory are read back
+    /// from the log (`true`, what ships) rather than replaced by a fresh
+    /// snapshot; a read that does not find them all falls back to the
+    /// snapshot. `false` only in the simulator, so that both ways run.
+    pub read_back_released: bool,
+    /// Negative control: values read back from the log are restored one
+    /// instance off (a peer then catches up with wrong values: the
+    /// simulator must catch it).
+    pub inject_log_read_shift: bool,
 }
 
 /// A monotonic clock in ms (see [`EngineOptions::mono_clock`]).
@@ -229,6 +238,11 @@ pub struct Engine<S, R> {
     /// On-disk mode: checkpoints hold the whole state until then (a peer
     /// needed a snapshot recently; see `WHOLE_SNAPSHOTS_HOLD_MS`).
     whole_until_ms: u64,
+    /// A read of values a peer needs back from the log is out
+    /// ([`Engine::read_back_released`]).
+    log_read_out: bool,
+    /// The highest point through which such a read failed.
+    log_read_failed_through: Option<InstanceId>,
     leader: Option<NodeId>,
     diverged: bool,
     ticks: u64,
@@ -436,6 +450,8 @@ impl<S: StateMachine, R> Engine<S, R> {
             on_disk,
             skip_below,
             whole_until_ms: 0,
+            log_read_out: false,
+            log_read_failed_through: None,
             leader: None,
             diverged: false,
             ticks: 0,
@@ -1104,28 +1120,21 @@ impl<S: StateMachine, R> Engine<S, R> {
         }
         // A peer lags behind our compacted log. An on-disk state machine's
         // checkpoints hold no state to send it: write a whole snapshot now,
-        // and keep checkpoints whole while peers keep asking. A peer that
-        // needs values this node dropped from memory (they are only in the
-        // log on disk, `release_applied_values`) needs a snapshot at the
-        // applied point: a whole one for an on-disk state machine too.
-        let fresh = self.replica.take_fresh_snapshot_demand();
-        if (self.replica.take_snapshot_demand() || fresh.is_some()) && self.on_disk {
+        // and keep checkpoints whole while peers keep asking.
+        if self.replica.take_snapshot_demand() && self.on_disk {
             self.whole_until_ms = self.now_ms.saturating_add(WHOLE_SNAPSHOTS_HOLD_MS);
-            if (fresh.is_some() || !self.replica.snapshot_sendable()) && !self.persist.whole_asked()
-            {
+            if !self.replica.snapshot_sendable() && !self.persist.whole_asked() {
                 info!("a peer needs a snapshot to catch up: writing a whole one");
                 self.metrics.snapshots_for_peers.fetch_add(1, Relaxed);
                 self.persist.ask_whole_snapshot();
             }
-        } else if let Some(through) = fresh {
-            // Once per need: the peer asks again every catch-up interval
-            // until the snapshot is there, and a checkpoint through the
-            // dropped values (asked for, due or being written) answers it.
-            let covered = self.persist.checkpoint_floor() >= Some(through)
-                || self.persist.snapshot_asked_through() >= Some(through);
-            if !covered && self.persist.ask_snapshot(through) {
-                info!("a peer needs log values no longer held in memory: writing a snapshot now");
-                self.metrics.snapshots_for_peers.fetch_add(1, Relaxed);
+        }
+        // A peer needs values this node dropped from memory (they are only
+        // in the log on disk, `release_applied_values`): read them back, or
+        // else write a snapshot at the applied point.
+        if let Some(demand) = self.replica.take_released_demand() {
+            if !self.read_back_released(demand) {
+                self.snapshot_for_released(demand.through);
             }
         }
         // A snapshot asked for (`request_snapshot`) with nothing applied
@@ -1594,6 +1603,106 @@ impl<S: StateMachine, R> Engine<S, R> {
         self.persist.snapshot_deferred(meta, memberships, encoder);
     }
 
+    /// Starts reading values a peer needs back from the log
+    /// ([`Io::ReadLog`]), one read at a time; false where this node does
+    /// not (then a snapshot answers the need). While a read is out, a need
+    /// waits for it: the peer asks again every catch-up interval, and the
+    /// hold the demand set keeps what the read will join. A read that
+    /// failed through a point is not tried again for needs up to it: the
+    /// snapshot asked then answers them.
+    fn read_back_released(&mut self, demand: ReleasedDemand) -> bool {
+        if !self.opts.read_back_released {
+            return false;
+        }
+        if self.log_read_out {
+            return true;
+        }
+        if self.log_read_failed_through >= Some(demand.through) {
+            return false;
+        }
+        self.log_read_out = true;
+        let read = self.persist.log_read(demand.from, demand.through);
+        self.effects.io.push(Io::ReadLog(read));
+        true
+    }
+
+    /// A read of values a peer needs back from the log ([`Io::ReadLog`])
+    /// finished: they go back into memory for the peer's next catch-up
+    /// request, or, where the log no longer has them all (a checkpoint
+    /// deleted its segments meanwhile, records not yet written) or the read
+    /// failed, a snapshot answers the need.
+    pub fn log_read_done(
+        &mut self,
+        read: &LogRead,
+        result: Result<Vec<(InstanceId, synod_core::Value)>, StorageError>,
+    ) {
+        self.log_read_out = false;
+        let (from, through) = (read.from(), read.to());
+        let outcome = result.map_err(|e| e.to_string()).and_then(|mut values| {
+            let found = values.len();
+            if self.opts.inject_log_read_shift {
+                // Negative control: each instance gets the next one's value.
+                let instances: Vec<InstanceId> = values.iter().map(|(i, _)| *i).collect();
+                values.rotate_left(1);
+                for (slot, instance) in values.iter_mut().zip(instances) {
+                    slot.0 = instance;
+                }
+            }
+            let bytes: usize = values.iter().map(|(_, v)| v.encoded_len()).sum();
+            if self.replica.restore_released_values(values) {
+                Ok((found, bytes))
+            } else {
+                Err(format!(
+                    "found {found} values from instance {}, not every one up to {}",
+                    from.0, through.0
+                ))
+            }
+        });
+        match outcome {
+            Ok((found, bytes)) => {
+                self.metrics.log_reads_for_peers.fetch_add(1, Relaxed);
+                info!(
+                    values = found,
+                    bytes,
+                    from = from.0,
+                    "a peer needs values no longer held in memory: read them back from the log"
+                );
+            }
+            Err(reason) => {
+                warn!(
+                    from = from.0,
+                    through = through.0,
+                    "could not read the values a peer needs back from the log ({reason}): writing a snapshot instead"
+                );
+                self.log_read_failed_through = self.log_read_failed_through.max(Some(through));
+                self.snapshot_for_released(through);
+            }
+        }
+    }
+
+    /// A snapshot through `through` for a peer that needs values this node
+    /// dropped from memory: once per need (the peer asks again every
+    /// catch-up interval until the snapshot is there, and a checkpoint
+    /// through the dropped values, asked for, due or being written, answers
+    /// it); a whole one for an on-disk state machine.
+    fn snapshot_for_released(&mut self, through: InstanceId) {
+        if self.on_disk {
+            self.whole_until_ms = self.now_ms.saturating_add(WHOLE_SNAPSHOTS_HOLD_MS);
+            if !self.persist.whole_asked() {
+                info!("a peer needs values no longer held in memory: writing a whole snapshot");
+                self.metrics.snapshots_for_peers.fetch_add(1, Relaxed);
+                self.persist.ask_whole_snapshot();
+            }
+            return;
+        }
+        let covered = self.persist.checkpoint_floor() >= Some(through)
+            || self.persist.snapshot_asked_through() >= Some(through);
+        if !covered && self.persist.ask_snapshot(through) {
+            info!("a peer needs log values no longer held in memory: writing a snapshot now");
+            self.metrics.snapshots_for_peers.fetch_add(1, Relaxed);
+        }
+    }
+
     /// Lets the persister start the storage work that is due.
     fn kick(&mut self) -> Result<(), NodeError> {
         let kicked = self.persist.kick(&mut self.replica)?;
@@ -1771,6 +1880,8 @@ mod tests {
             inject_session_reapply: false,
             inject_on_disk_reapply: false,
             inject_release_past_checkpoint: false,
+            read_back_released: true,
+            inject_log_read_shift: false,
         };
         Engine::new(
             opts,

@@ -218,6 +218,9 @@ pub struct Metrics {
     /// checkpoint held no state (on-disk state machines), or the log values
     /// after it were dropped from memory (`NodeConfig::log_memory_bytes`).
     pub snapshots_for_peers: AtomicU64,
+    /// Times values a peer needed, dropped from memory, were read back from
+    /// the log instead (see `Engine::log_read_done`).
+    pub log_reads_for_peers: AtomicU64,
     /// Requests answered from the session table of an installed snapshot
     /// (their commands took effect while this node lagged).
     pub answered_from_sessions: AtomicU64,
@@ -286,6 +289,7 @@ impl Default for Metrics {
             snapshots_installed: AtomicU64::new(0),
             checkpoints_state_on_disk: AtomicU64::new(0),
             snapshots_for_peers: AtomicU64::new(0),
+            log_reads_for_peers: AtomicU64::new(0),
             answered_from_sessions: AtomicU64::new(0),
             snapshot_chunks_ignored: AtomicU64::new(0),
             snapshot_digest_mismatches: AtomicU64::new(0),
@@ -310,7 +314,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 27] = [
+        let counters: [(&str, &str, &AtomicU64); 28] = [
             (
                 "synod_admin_connections_refused_total",
                 "Admin HTTP connections closed at once: the connection cap was reached.",
@@ -425,6 +429,11 @@ impl Metrics {
                 "synod_snapshots_for_peers_total",
                 "Snapshots written because a peer needed one: the latest checkpoint held no state, or the log values after it were no longer in memory.",
                 &self.snapshots_for_peers,
+            ),
+            (
+                "synod_log_reads_for_peers_total",
+                "Times log values a peer needed, no longer in memory, were read back from the log on disk instead of writing a snapshot.",
+                &self.log_reads_for_peers,
             ),
             (
                 "synod_answered_from_sessions_total",

@@ -58,7 +58,9 @@ use synod_core::{
     GroupId, InstanceId, PersistSeq, Record, Replica, Schedule, Snapshot, SnapshotMeta,
 };
 use synod_storage::fs::Fs;
-use synod_storage::{snapshot_file, Obsolete, SnapshotPolicy, Storage, StorageError, SyncJob, Wal};
+use synod_storage::{
+    snapshot_file, LogRead, Obsolete, SnapshotPolicy, Storage, StorageError, SyncJob, Wal,
+};
 use tracing::warn;
 
 /// A checkpoint whose snapshot file is being written (step a).
@@ -132,6 +134,10 @@ pub enum Io {
     /// Step (c): delete what a checkpoint superseded (`Obsolete::remove`),
     /// then call [`Persister::cleaned`].
     Remove(Obsolete),
+    /// Read chosen values a peer needs back from the log (`LogRead::run`),
+    /// then call [`crate::Engine::log_read_done`]. Reads only: it may run
+    /// beside any other job.
+    ReadLog(LogRead),
 }
 
 /// Step (a)'s write: the snapshot file, through the log's own file system
@@ -434,6 +440,21 @@ impl Persister {
     /// a durable one superseded does not count).
     pub fn checkpoint_in_progress(&self) -> bool {
         self.checkpoint_due.is_some() || (self.checkpoint_busy && !self.cleaning)
+    }
+
+    /// A job that reads the chosen values of `[from, through)` back from
+    /// the log (values dropped from memory that a peer needs), copying at
+    /// most twice the log bytes after which the policy checkpoints (the
+    /// records an instance has, an Accept and a Chosen, can both be in the
+    /// range; beyond that a snapshot is the cheaper way), and never more
+    /// than 256 MiB.
+    pub fn log_read(&self, from: InstanceId, through: InstanceId) -> LogRead {
+        const BYTES_MAX: u64 = 256 << 20;
+        let bytes_max = match self.policy.log_bytes {
+            0 => BYTES_MAX,
+            bytes => bytes.saturating_mul(2).min(BYTES_MAX),
+        };
+        self.wal.log_read(self.group, from, through, bytes_max)
     }
 
     /// The lowest point of a checkpoint that is due, being written or

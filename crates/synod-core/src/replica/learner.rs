@@ -1,7 +1,7 @@
 //! The learner role: what is chosen, what to apply, catch-up, and the checksum
 //! watch that detects divergence.
 
-use super::{Gate, Refusal, Replica, Role, HISTORY_MARKS_MAX};
+use super::{Gate, Refusal, ReleasedDemand, Replica, Role, HISTORY_MARKS_MAX};
 use crate::ids::{Ballot, InstanceId, NodeId};
 use crate::message::{AppliedMark, Body};
 use crate::ready::{Apply, Divergence, DivergenceKind};
@@ -341,10 +341,10 @@ impl Replica {
                 // Dropped from memory (on disk only until the next
                 // checkpoint): our snapshot is older than they are, so the
                 // peer would come back for them after installing it. Ask
-                // the runtime for a checkpoint through them instead and keep
-                // what follows it; the peer's next request gets that
-                // snapshot.
-                self.demand_fresh_snapshot();
+                // the runtime to read them back from its log, or else for a
+                // checkpoint through them, and keep what follows them; the
+                // peer's next request gets them or that snapshot.
+                self.demand_released(first);
             }
             return;
         }
@@ -390,12 +390,61 @@ impl Replica {
         self.learner.tail_hold_until = self.now.saturating_add(self.cfg.applied_tail_hold_ticks);
     }
 
-    /// A peer needs values this replica dropped from memory: asks the
-    /// runtime for a checkpoint through them, and keeps every value after
-    /// the snapshot meanwhile.
-    pub(super) fn demand_fresh_snapshot(&mut self) {
-        self.learner.fresh_snapshot_demand = Some(self.learner.values_from);
+    /// A peer needs the values this replica dropped from memory from `from`
+    /// on: asks the runtime to read them back from its log or else to
+    /// checkpoint through them, and keeps every value after the snapshot
+    /// meanwhile (and the values read back, once restored).
+    pub(super) fn demand_released(&mut self, from: InstanceId) {
+        let through = self.learner.values_from;
+        let from = from.max(self.learner.compacted_end).min(through);
+        let demand = match self.learner.released_demand {
+            Some(d) => ReleasedDemand {
+                from: d.from.min(from),
+                through: d.through.max(through),
+            },
+            None => ReleasedDemand { from, through },
+        };
+        self.learner.released_demand = Some(demand);
         self.hold_tail();
+    }
+
+    /// Puts back into memory chosen values this replica dropped
+    /// (`release_applied_values`), read back from its own log by the
+    /// runtime after [`Replica::take_released_demand`]: `values`, in
+    /// instance order, must end just below the first value kept; those
+    /// below the compacted point are ignored. Returns false, changing
+    /// nothing, when they do not join the values kept without a gap (the
+    /// runtime then checkpoints through them instead).
+    ///
+    /// Safety: the values are the chosen ones (the runtime resolves each
+    /// from the log's `Chosen` record, see `synod_storage::LogRead`), of
+    /// applied instances. They serve only catch-up and promises, as before
+    /// they were dropped: a promise then reports a lower compacted prefix
+    /// and the chosen values above it, which a new leader re-proposes
+    /// unchanged (P2c holds for a chosen value). Kept while the tail is held
+    /// (the demand held it) and while a peer catches up through them.
+    pub fn restore_released_values(&mut self, mut values: Vec<(InstanceId, Value)>) -> bool {
+        let learner = &mut self.learner;
+        let end = learner.values_from;
+        values.retain(|(i, _)| *i >= learner.compacted_end && *i < end);
+        let Some((first, _)) = values.first() else {
+            return false;
+        };
+        let first = *first;
+        let joined = values
+            .iter()
+            .enumerate()
+            .all(|(k, (i, _))| i.0.checked_sub(first.0) == Some(k as u64))
+            && values.last().is_some_and(|(i, _)| i.next() == end);
+        if !joined {
+            return false;
+        }
+        for (instance, value) in values {
+            learner.tail_bytes += value.encoded_len() as u64;
+            learner.chosen.insert(instance, value);
+        }
+        learner.values_from = first;
+        true
     }
 
     /// Drops from memory the chosen values of applied instances below
@@ -476,12 +525,14 @@ impl Replica {
     }
 
     /// Whether a peer needed values this replica dropped from memory since
-    /// the last call, and through which point (the first value still kept):
-    /// the runtime should then checkpoint at its applied point (the snapshot
-    /// replaces them) unless a checkpoint at or above that point is already
+    /// the last call: from which instance, and through which point (the
+    /// first value still kept). The runtime should then read them back from
+    /// its log and hand them to [`Replica::restore_released_values`], or
+    /// where it cannot, checkpoint at its applied point (the snapshot
+    /// replaces them) unless a checkpoint at or above `through` is already
     /// asked for or in progress, even before its policy says so.
-    pub fn take_fresh_snapshot_demand(&mut self) -> Option<InstanceId> {
-        self.learner.fresh_snapshot_demand.take()
+    pub fn take_released_demand(&mut self) -> Option<ReleasedDemand> {
+        self.learner.released_demand.take()
     }
 
     /// Encoded bytes of applied chosen values held in memory.

@@ -94,6 +94,18 @@ struct AcceptorState {
     accepted: BTreeMap<InstanceId, (Ballot, Value)>,
 }
 
+/// Values a peer needs that this replica dropped from memory (they are in its
+/// log on disk until the next checkpoint): see
+/// [`Replica::take_released_demand`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReleasedDemand {
+    /// The first instance a peer asked for.
+    pub from: InstanceId,
+    /// The first value still kept in memory when it asked: the need ends
+    /// there.
+    pub through: InstanceId,
+}
+
 /// Learner state: what is known chosen and what was handed out to apply.
 #[derive(Debug)]
 struct LearnerState {
@@ -113,10 +125,10 @@ struct LearnerState {
     /// it (set whenever a piece of the snapshot is sent or a whole one is
     /// to be written for a peer, and when a fresh one is demanded).
     tail_hold_until: u64,
-    /// A peer needs values this replica dropped from memory, below this
-    /// point: the runtime should checkpoint at or above it, so that the
-    /// snapshot covers them ([`Replica::take_fresh_snapshot_demand`]).
-    fresh_snapshot_demand: Option<InstanceId>,
+    /// Peers need values this replica dropped from memory: the runtime
+    /// reads them back from its log ([`Replica::restore_released_values`])
+    /// or checkpoints through them ([`Replica::take_released_demand`]).
+    released_demand: Option<ReleasedDemand>,
     /// Per member, the first instance of its latest catch-up request
     /// served from memory, and the tick until which no value from there on
     /// is dropped (it is catching up through them). At most one entry per
@@ -411,7 +423,7 @@ impl Replica {
                 values_from: InstanceId(0),
                 tail_bytes: 0,
                 tail_hold_until: 0,
-                fresh_snapshot_demand: None,
+                released_demand: None,
                 catchup_marks: BTreeMap::new(),
                 snapshot: None,
                 snapshot_digest: None,

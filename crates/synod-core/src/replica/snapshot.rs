@@ -266,7 +266,7 @@ impl Replica {
             // stalled past the hold): the peer would need them once it
             // installed it. A fresh snapshot replaces it; the peer's next
             // request starts that one.
-            self.demand_fresh_snapshot();
+            self.demand_released(self.learner.compacted_end);
             return;
         }
         let current = self.learner.snapshot.as_ref().map(|s| s.meta.applied_end);

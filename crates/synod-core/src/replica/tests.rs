@@ -810,16 +810,18 @@ fn dropped_applied_values_are_replaced_by_a_fresh_snapshot_for_a_lagging_peer() 
         c.replicas[k].release_applied_values(end);
         assert_eq!(c.replicas[k].applied_tail_bytes(), 0);
         assert_eq!(c.replicas[k].chosen_value(InstanceId(end.0 - 1)), None);
-        assert_eq!(c.replicas[k].take_fresh_snapshot_demand(), None);
+        assert_eq!(c.replicas[k].take_released_demand(), None);
     }
     c.down[lagging] = false;
     let mut demanded = Vec::new();
     for _ in 0..50 {
         c.tick_all(1);
         for k in [leader, other] {
-            if let Some(through) = c.replicas[k].take_fresh_snapshot_demand() {
-                // Through the first value still kept: everything applied.
-                assert_eq!(through, end);
+            if let Some(demand) = c.replicas[k].take_released_demand() {
+                // From where the peer is through the first value still
+                // kept: everything applied.
+                assert_eq!(demand.from, InstanceId(0));
+                assert_eq!(demand.through, end);
                 demanded.push(k);
             }
         }
@@ -869,6 +871,75 @@ fn dropped_applied_values_are_replaced_by_a_fresh_snapshot_for_a_lagging_peer() 
     assert_eq!(c.applied_commands(lagging).last(), Some(&cmd("after")));
 }
 
+/// Values dropped from memory and read back from the log after a demand go
+/// back into memory when they join the values kept, and the lagging peer
+/// catches up from them with no snapshot.
+#[test]
+fn released_values_read_back_serve_a_lagging_peer_without_a_snapshot() {
+    let (mut c, leader, lagging, other, end) = lagging_behind_applied(1_000, 256);
+    let kept = |c: &Cluster, k: usize| -> Vec<(InstanceId, Value)> {
+        (0..end.0)
+            .map(|i| {
+                let value = c.replicas[k].chosen_value(InstanceId(i)).expect("kept");
+                (InstanceId(i), value.clone())
+            })
+            .collect()
+    };
+    let logs = [kept(&c, leader), kept(&c, other)];
+    for k in [leader, other] {
+        c.replicas[k].release_applied_values(end);
+        assert_eq!(c.replicas[k].applied_tail_bytes(), 0);
+    }
+    c.down[lagging] = false;
+    let mut source = None;
+    for _ in 0..50 {
+        c.tick_all(1);
+        for (n, k) in [leader, other].into_iter().enumerate() {
+            if let Some(demand) = c.replicas[k].take_released_demand() {
+                assert_eq!(
+                    demand,
+                    ReleasedDemand {
+                        from: InstanceId(0),
+                        through: end
+                    }
+                );
+                source.get_or_insert((k, n));
+            }
+        }
+        if source.is_some() {
+            break;
+        }
+    }
+    let (source, n) = source.expect("a demand");
+    let log = &logs[n];
+    // Values that leave a gap, or stop short of those kept: refused.
+    let mut gap = log.clone();
+    gap.remove(7);
+    assert!(!c.replicas[source].restore_released_values(gap));
+    let short = log[..log.len() - 1].to_vec();
+    assert!(!c.replicas[source].restore_released_values(short));
+    assert_eq!(c.replicas[source].applied_tail_bytes(), 0);
+    assert!(c.replicas[source].restore_released_values(log.clone()));
+    assert!(c.replicas[source].applied_tail_bytes() > 0);
+    let mut caught_up = false;
+    for _ in 0..100 {
+        c.tick_all(1);
+        // The runtime goes on releasing: the hold keeps them meanwhile.
+        let applied = c.replicas[source].status().applied_end;
+        c.replicas[source].release_applied_values(applied);
+        if c.replicas[lagging].status().applied_end >= end {
+            caught_up = true;
+            break;
+        }
+    }
+    assert!(caught_up, "caught up from the values read back");
+    assert!(c.replicas[lagging].snapshot().is_none(), "no snapshot");
+    assert_eq!(
+        c.replicas[lagging].status().checksum,
+        c.replicas[leader].status().checksum
+    );
+}
+
 /// A peer catching up from memory keeps the values it goes through, whatever
 /// the bound, until it stops asking for `applied_tail_hold_ticks`.
 #[test]
@@ -900,7 +971,7 @@ fn values_a_peer_catches_up_through_stay_until_it_stops_asking() {
         c.tick_all(1);
     }
     assert_eq!(c.replicas[lagging].status().applied_end, end);
-    assert_eq!(c.replicas[leader].take_fresh_snapshot_demand(), None);
+    assert_eq!(c.replicas[leader].take_released_demand(), None);
     assert!(
         c.replicas[lagging].snapshot().is_none(),
         "no snapshot needed"

@@ -330,3 +330,15 @@ fn a_master_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
         "master leases on clocks beyond the drift bound went unnoticed"
     );
 }
+
+/// Values read back from the log for a lagging peer restored one instance
+/// off (`--inject log-read-shift`): the peer catches up from them with wrong
+/// values. The agreement check sees it.
+#[test]
+fn values_read_back_from_the_log_wrongly_are_caught() {
+    let caught = first_caught_within("log-read-shift", "agreement", 60);
+    assert!(
+        caught.is_some(),
+        "values read back from the log one instance off went unnoticed for 60 seeds"
+    );
+}
