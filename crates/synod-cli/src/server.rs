@@ -175,7 +175,8 @@ pub struct ServerArgs {
     snapshot_log_bytes: u64,
     /// Applied log values kept in memory after the last snapshot, in bytes,
     /// for followers that fall behind; older ones stay only in the log on
-    /// disk, and a follower that needs them gets a snapshot written for it.
+    /// disk, and a follower that needs them gets them read back from there
+    /// (or a snapshot written for it, where the log no longer has them).
     /// 0 keeps none beyond what a snapshot in progress, or a follower
     /// catching up, needs.
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]

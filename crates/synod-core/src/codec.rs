@@ -430,6 +430,21 @@ impl Encode for Record {
     }
 }
 
+impl Record {
+    /// The group and instance of an encoded Accept or Chosen record, read
+    /// without decoding its value; `None` for a Promise, an unknown tag or
+    /// a buffer too short (the caller decodes the records it keeps, which
+    /// checks them whole).
+    pub fn peek_instance(encoded: &[u8]) -> Option<(GroupId, InstanceId)> {
+        if !matches!(encoded.first(), Some(2..=4)) {
+            return None;
+        }
+        let group = u32::from_le_bytes(encoded.get(1..5)?.try_into().ok()?);
+        let instance = u64::from_le_bytes(encoded.get(5..13)?.try_into().ok()?);
+        Some((GroupId(group), InstanceId(instance)))
+    }
+}
+
 impl Decode for Record {
     fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
         let tag = get_u8(buf)?;

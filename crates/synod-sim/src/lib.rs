@@ -128,6 +128,10 @@ pub struct Faults {
     /// off (`EngineOptions::inject_log_read_shift`): the peer catches up
     /// with wrong values. The agreement and digest checks see it.
     pub log_read_shift: bool,
+    /// Not a fault: no node reads values back from its log for a peer
+    /// (each writes a snapshot instead, as before that existed), so that
+    /// seeds pinned before it replay the runs they were found in.
+    pub log_reads_off: bool,
     /// Not a fault: runs without library session clients whatever the seed
     /// draws, so that seeds pinned before they existed replay the runs they
     /// were found in.

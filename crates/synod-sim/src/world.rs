@@ -943,7 +943,8 @@ impl World {
             // Values a peer needs that a node dropped from memory are read
             // back from its log on three nodes in four (by node and seed, no
             // draw), and replaced by a fresh snapshot on the others.
-            read_back_released: (self.seed >> 4).wrapping_add(u64::from(sim_node.id.0)) % 4 != 0,
+            read_back_released: !self.faults.log_reads_off
+                && (self.seed >> 4).wrapping_add(u64::from(sim_node.id.0)) % 4 != 0,
             inject_log_read_shift: self.faults.log_read_shift,
         };
         // A session id per incarnation, as the driver draws one at random.

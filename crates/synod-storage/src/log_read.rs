@@ -49,12 +49,13 @@ pub struct LogRead {
     bytes_max: u64,
 }
 
-/// Where a chosen instance's value is, as the log says.
-enum Source {
-    /// In a `Chosen` record: its payload, copied.
-    Learned(Bytes),
-    /// In this node's `Accept` record at that ballot.
-    Accepted(Ballot),
+/// Where a chosen instance's value is, as the log says: a `Chosen` record's
+/// payload (copied) with the value in full, and the ballots of this node's
+/// `Accept` records that `Chosen` records name (any one found resolves it).
+#[derive(Default)]
+struct Source {
+    learned: Option<Bytes>,
+    ballots: Vec<Ballot>,
 }
 
 impl LogRead {
@@ -113,41 +114,43 @@ impl LogRead {
                 Err(e) => return Err(StorageError::io(&path, e)),
             };
             let mut keep = |payload: &[u8]| -> bool {
-                let Ok(record) = Record::from_bytes(Bytes::copy_from_slice(payload)) else {
-                    return true;
-                };
-                let (group, instance) = match &record {
-                    Record::Accept {
-                        group, instance, ..
-                    }
-                    | Record::Chosen {
-                        group, instance, ..
-                    } => (*group, *instance),
-                    Record::Promise { .. } => return true,
-                };
-                if group != self.group || instance < self.from || instance >= self.to {
-                    return true;
+                // Only records of the range are copied and decoded.
+                match Record::peek_instance(payload) {
+                    Some((group, instance))
+                        if group == self.group && instance >= self.from && instance < self.to => {}
+                    _ => return true,
                 }
+                let copy = Bytes::copy_from_slice(payload);
+                let Ok(record) = Record::from_bytes(copy.clone()) else {
+                    return true;
+                };
                 match record {
-                    Record::Accept { ballot, .. } => {
-                        copied += payload.len() as u64;
-                        accepted.insert((instance, ballot), Bytes::copy_from_slice(payload));
+                    Record::Accept {
+                        instance, ballot, ..
+                    } => {
+                        copied += copy.len() as u64;
+                        accepted.insert((instance, ballot), copy);
                     }
                     Record::Chosen {
+                        instance,
                         value: ChosenValue::Learned(_),
                         ..
                     } => {
-                        if !matches!(sources.get(&instance), Some(Source::Learned(_))) {
-                            copied += payload.len() as u64;
-                            sources
-                                .insert(instance, Source::Learned(Bytes::copy_from_slice(payload)));
+                        let source = sources.entry(instance).or_default();
+                        if source.learned.is_none() {
+                            copied += copy.len() as u64;
+                            source.learned = Some(copy);
                         }
                     }
                     Record::Chosen {
+                        instance,
                         value: ChosenValue::Accepted(ballot),
                         ..
                     } => {
-                        sources.entry(instance).or_insert(Source::Accepted(ballot));
+                        let source = sources.entry(instance).or_default();
+                        if !source.ballots.contains(&ballot) {
+                            source.ballots.push(ballot);
+                        }
                     }
                     Record::Promise { .. } => {}
                 }
@@ -162,13 +165,17 @@ impl LogRead {
         let mut values = Vec::new();
         let mut instance = self.from;
         while instance < self.to {
-            let payload = match sources.get(&instance) {
-                Some(Source::Learned(payload)) => payload,
-                Some(Source::Accepted(ballot)) => match accepted.get(&(instance, *ballot)) {
-                    Some(payload) => payload,
-                    None => break,
-                },
-                None => break,
+            let Some(source) = sources.get(&instance) else {
+                break;
+            };
+            let found = source.learned.as_ref().or_else(|| {
+                source
+                    .ballots
+                    .iter()
+                    .find_map(|ballot| accepted.get(&(instance, *ballot)))
+            });
+            let Some(payload) = found else {
+                break;
             };
             let value = match Record::from_bytes(payload.clone()) {
                 Ok(Record::Chosen {
@@ -241,6 +248,11 @@ fn fill(
     if at + need as u64 <= end {
         return Ok(true);
     }
+    // A frame announced past the end of the file is incomplete (or its
+    // length is damaged): nothing is allocated for it.
+    if at + need as u64 > file.size()? {
+        return Ok(false);
+    }
     // Drop what was consumed, keep what is left from `at`.
     let consumed = (at - *buf_at) as usize;
     buf.drain(..consumed);
@@ -291,10 +303,12 @@ mod tests {
         }
     }
 
-    /// A log in small segments, so that records spread over several.
+    /// A log in small segments, so that records spread over several, and
+    /// files that end where their data ends (no space reserved ahead).
     fn wal(fs: &SimFs) -> Wal {
         let opts = WalOptions {
             segment_bytes_max: 4096,
+            preallocate_bytes: 0,
             ..WalOptions::default()
         };
         Wal::open_on(Arc::new(fs.clone()), Path::new("/n"), opts)
@@ -319,8 +333,15 @@ mod tests {
         for i in 0..20 {
             // An older accept at the same instance lost: the chosen value
             // is the one accepted at the ballot the Chosen record names.
-            records.push(accept(i, 1, 100 + i as u8));
+            // (Later in the log here, so that keying accepts by instance
+            // alone would take it.)
             records.push(accept(i, 2, i as u8));
+            records.push(accept(i, 1, 100 + i as u8));
+            if i == 3 {
+                // A Chosen record naming an accept this log lacks (its
+                // segment deleted): another that resolves still counts.
+                records.push(chosen(i, ChosenValue::Accepted(ballot(9))));
+            }
             records.push(chosen(i, ChosenValue::Accepted(ballot(2))));
         }
         // Learned in full (no accept here), and another group's records.
@@ -343,6 +364,23 @@ mod tests {
         assert_eq!(got, want);
         assert_eq!(read(&wal, 5, 8).len(), 3, "stops at `to`");
         assert!(read(&wal, 21, 30).is_empty(), "nothing known chosen at 21");
+        // A damaged length in the newest segment's tail (announcing far more
+        // than the file holds): the reading of that segment ends there.
+        let dir = Path::new("/n/wal");
+        let mut names: Vec<u64> = fs
+            .read_dir(dir)
+            .expect("lists")
+            .iter()
+            .filter_map(|n| segment::parse_name(n))
+            .collect();
+        names.sort_unstable();
+        let newest = dir.join(segment::file_name(*names.last().expect("a segment")));
+        let end = fs.file_len(&newest).expect("len");
+        let file = fs.open(&newest, OpenMode::Existing).expect("opens");
+        let mut huge = [0u8; FRAME_HEADER_BYTES + 1];
+        huge[..4].copy_from_slice(&(200u32 << 20).to_le_bytes());
+        file.write_all_at(&huge, end).expect("writes");
+        assert_eq!(read(&wal, 3, 30), want);
         // Over the byte bound: nothing (a snapshot is the cheaper way).
         let bounded = wal.log_read(G, InstanceId(0), InstanceId(30), 2000);
         assert!(bounded.run().expect("reads").is_empty());

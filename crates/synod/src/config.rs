@@ -131,7 +131,8 @@ pub struct NodeConfig {
     /// encoded bytes, for peers that fall behind: catch-up sends them from
     /// memory. Older applied values are dropped from memory (they stay in
     /// the log on disk until the next checkpoint compacts it); a peer that
-    /// needs one gets a snapshot written for it instead
+    /// needs one gets them read back from the log, or where the log no
+    /// longer has them all, a snapshot written for it
     /// ([`synod_core::Config::applied_tail_bytes`]). Without a bound every
     /// value since the last checkpoint stays in memory, up to
     /// `snapshot_policy.log_bytes` (64 MiB by default) on top of the state.
@@ -139,10 +140,10 @@ pub struct NodeConfig {
     /// snapshot a peer is fetching (for a minute after its last request),
     /// or that a peer is catching up through (for 2 s after its last
     /// catch-up request) are kept whatever the bound,
-    /// up to what the snapshot policy lets the log grow to. A state machine
-    /// on its own disk (`StateMachine::durable_end`) answers such a peer
-    /// with a whole copy of its state; give it a larger bound if peers
-    /// often fall that far behind. `u64::MAX`: no bound. Default 16 MiB.
+    /// up to what the snapshot policy lets the log grow to; values read back
+    /// for a peer stay as long. Where a read back fails, a state machine on
+    /// its own disk (`StateMachine::durable_end`) answers such a peer with a
+    /// whole copy of its state. `u64::MAX`: no bound. Default 16 MiB.
     pub log_memory_bytes: u64,
     /// Messages queued per peer (kept while it is unreachable); more are
     /// dropped, which Paxos tolerates (retransmission and catch-up). Default

@@ -105,9 +105,10 @@ enum CheckpointStep {
     Written(PendingCheckpoint, Result<(), StorageError>),
     /// Step 3: superseded files deleted.
     Cleaned(Result<(), StorageError>),
-    /// Values a peer needs read back from the log (`Io::ReadLog`).
-    LogRead(LogRead, Result<Vec<(InstanceId, Value)>, StorageError>),
 }
+
+/// Values a peer needs read back from the log (`Io::ReadLog`), or why not.
+type LogReadOutcome = (LogRead, Result<Vec<(InstanceId, Value)>, StorageError>);
 
 /// A restore run off the loop: the state machine and what `restore` said,
 /// or why the job panicked (the state machine went with it).
@@ -144,6 +145,10 @@ pub(crate) struct Driver<S> {
     checkpoint_started: Instant,
     checkpoint_tx: mpsc::Sender<CheckpointStep>,
     checkpoint_rx: mpsc::Receiver<CheckpointStep>,
+    /// A read of the log for a peer (one at a time; its own channel: it
+    /// changes no file, so a stop does not wait for it).
+    log_read_tx: mpsc::Sender<LogReadOutcome>,
+    log_read_rx: mpsc::Receiver<LogReadOutcome>,
     /// The state machine coming back from a restore run off the loop
     /// (`Err`: the restore panicked, and took the state machine with it).
     restore_tx: mpsc::Sender<RestoreOutcome<S>>,
@@ -323,6 +328,7 @@ impl<S: StateMachine> Driver<S> {
         }
         let (sync_tx, sync_rx) = mpsc::channel(1);
         let (checkpoint_tx, checkpoint_rx) = mpsc::channel(2);
+        let (log_read_tx, log_read_rx) = mpsc::channel(1);
         let (restore_tx, restore_rx) = mpsc::channel(1);
         // Monotonic time 0 is now (see `Engine::new` for the wall clock).
         let started = Instant::now();
@@ -372,6 +378,8 @@ impl<S: StateMachine> Driver<S> {
             checkpoint_started: Instant::now(),
             checkpoint_tx,
             checkpoint_rx,
+            log_read_tx,
+            log_read_rx,
             restore_tx,
             restore_rx,
             restore_running: false,
@@ -504,6 +512,9 @@ impl<S: StateMachine> Driver<S> {
                 biased;
                 Some(done) = self.sync_rx.recv() => self.sync_done(done)?,
                 Some(step) = self.checkpoint_rx.recv() => self.checkpoint_step(step)?,
+                Some((read, result)) = self.log_read_rx.recv() => {
+                    self.engine.log_read_done(&read, result);
+                }
                 Some(restored) = self.restore_rx.recv() => self.restored(restored)?,
                 Some(msg) = self.inbound.recv() => {
                     tracing::trace!(node = self.cfg.id.0, from = msg.from.0, body = msg.body.name(), "message");
@@ -830,12 +841,12 @@ impl<S: StateMachine> Driver<S> {
                     });
                 }
                 Io::ReadLog(read) => {
-                    let tx = self.checkpoint_tx.clone();
+                    let tx = self.log_read_tx.clone();
                     tokio::task::spawn_blocking(move || {
                         // A panic is a failed read (a snapshot answers the
                         // need instead), never a report that never comes.
                         let result = catch_job_panic("log read", || read.run());
-                        let _ = tx.blocking_send(CheckpointStep::LogRead(read, result));
+                        let _ = tx.blocking_send((read, result));
                     });
                 }
                 Io::Remove(obsolete) => {
@@ -881,7 +892,6 @@ impl<S: StateMachine> Driver<S> {
                 self.engine.snapshot_written(pending, result)?;
             }
             CheckpointStep::Cleaned(result) => self.engine.cleaned(result),
-            CheckpointStep::LogRead(read, result) => self.engine.log_read_done(&read, result),
         }
         Ok(())
     }

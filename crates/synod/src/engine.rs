@@ -38,7 +38,7 @@ use synod_core::{
     ReleasedDemand, Replica, RoleKind, Snapshot, SnapshotMeta,
 };
 use synod_storage::{LogRead, StorageError, SyncJob};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Waiting requests are checked for retry and expiry this often (in ticks).
 pub const SCAN_TICKS: u64 = 10;
@@ -243,6 +243,9 @@ pub struct Engine<S, R> {
     log_read_out: bool,
     /// The highest point through which such a read failed.
     log_read_failed_through: Option<InstanceId>,
+    /// Reads in a row that found fewer values than asked (the records of
+    /// the newest may not be written yet: the first is asked again).
+    log_read_shorts: u32,
     leader: Option<NodeId>,
     diverged: bool,
     ticks: u64,
@@ -452,6 +455,7 @@ impl<S: StateMachine, R> Engine<S, R> {
             whole_until_ms: 0,
             log_read_out: false,
             log_read_failed_through: None,
+            log_read_shorts: 0,
             leader: None,
             diverged: false,
             ticks: 0,
@@ -1628,9 +1632,11 @@ impl<S: StateMachine, R> Engine<S, R> {
 
     /// A read of values a peer needs back from the log ([`Io::ReadLog`])
     /// finished: they go back into memory for the peer's next catch-up
-    /// request, or, where the log no longer has them all (a checkpoint
-    /// deleted its segments meanwhile, records not yet written) or the read
-    /// failed, a snapshot answers the need.
+    /// request. Where they no longer join the values kept (more left memory
+    /// meanwhile), the peer's next request asks again. Where the log did not
+    /// have them all (records not yet written: asked again once; segments a
+    /// checkpoint deleted meanwhile), or the read failed, a snapshot
+    /// answers the need.
     pub fn log_read_done(
         &mut self,
         read: &LogRead,
@@ -1638,46 +1644,61 @@ impl<S: StateMachine, R> Engine<S, R> {
     ) {
         self.log_read_out = false;
         let (from, through) = (read.from(), read.to());
-        let outcome = result.map_err(|e| e.to_string()).and_then(|mut values| {
-            let found = values.len();
-            if self.opts.inject_log_read_shift {
-                // Negative control: each instance gets the next one's value.
-                let instances: Vec<InstanceId> = values.iter().map(|(i, _)| *i).collect();
-                values.rotate_left(1);
-                for (slot, instance) in values.iter_mut().zip(instances) {
-                    slot.0 = instance;
-                }
+        let mut values = match result {
+            Ok(values) => values,
+            Err(err) => {
+                self.log_read_failed(from, through, &err.to_string());
+                return;
             }
-            let bytes: usize = values.iter().map(|(_, v)| v.encoded_len()).sum();
-            if self.replica.restore_released_values(values) {
-                Ok((found, bytes))
-            } else {
-                Err(format!(
-                    "found {found} values from instance {}, not every one up to {}",
-                    from.0, through.0
-                ))
-            }
-        });
-        match outcome {
-            Ok((found, bytes)) => {
-                self.metrics.log_reads_for_peers.fetch_add(1, Relaxed);
-                info!(
-                    values = found,
-                    bytes,
-                    from = from.0,
-                    "a peer needs values no longer held in memory: read them back from the log"
-                );
-            }
-            Err(reason) => {
-                warn!(
-                    from = from.0,
-                    through = through.0,
-                    "could not read the values a peer needs back from the log ({reason}): writing a snapshot instead"
-                );
-                self.log_read_failed_through = self.log_read_failed_through.max(Some(through));
-                self.snapshot_for_released(through);
+        };
+        let found = values.len();
+        let whole = values.last().is_some_and(|(i, _)| i.next() == through);
+        if self.opts.inject_log_read_shift {
+            // Negative control: each instance gets the next one's value.
+            let instances: Vec<InstanceId> = values.iter().map(|(i, _)| *i).collect();
+            values.rotate_left(1);
+            for (slot, instance) in values.iter_mut().zip(instances) {
+                slot.0 = instance;
             }
         }
+        let bytes: usize = values.iter().map(|(_, v)| v.encoded_len()).sum();
+        if self.replica.restore_released_values(values) {
+            self.log_read_shorts = 0;
+            self.metrics.log_reads_for_peers.fetch_add(1, Relaxed);
+            info!(
+                values = found,
+                bytes,
+                from = from.0,
+                "a peer needs values no longer held in memory: read them back from the log"
+            );
+        } else if whole {
+            // The values kept moved on meanwhile: the next demand reads
+            // again, through where they start now.
+            debug!(
+                from = from.0,
+                through = through.0,
+                "values read back from the log no longer join those kept"
+            );
+        } else {
+            self.log_read_shorts += 1;
+            if self.log_read_shorts >= 2 {
+                let reason = format!("found {found} values, not every one up to {}", through.0);
+                self.log_read_failed(from, through, &reason);
+            }
+        }
+    }
+
+    /// A read back from the log did not give what a peer needs: a snapshot
+    /// answers the need, and needs up to `through` no longer read the log.
+    fn log_read_failed(&mut self, from: InstanceId, through: InstanceId, reason: &str) {
+        warn!(
+            from = from.0,
+            through = through.0,
+            "could not read the values a peer needs back from the log ({reason}): writing a snapshot instead"
+        );
+        self.log_read_shorts = 0;
+        self.log_read_failed_through = self.log_read_failed_through.max(Some(through));
+        self.snapshot_for_released(through);
     }
 
     /// A snapshot through `through` for a peer that needs values this node

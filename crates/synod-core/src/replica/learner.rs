@@ -462,13 +462,15 @@ impl Replica {
     /// replays. No other safety rule needs an applied value: a promise
     /// reports `values_from` as its compacted prefix (every instance below
     /// is chosen, so a new leader never proposes there and fetches them by
-    /// catch-up), a catch-up request below it asks for a fresh snapshot, and
+    /// catch-up), a catch-up request below it asks the runtime to read them
+    /// back or write a fresh snapshot, and
     /// an Accept for an instance below it gets no vote (as below the
     /// compacted prefix: nothing to compare the value with).
     ///
-    /// Liveness: the caller must be able to write a snapshot at its applied
-    /// point when asked ([`Replica::take_fresh_snapshot_demand`]); a peer
-    /// behind `values_from` has no other way to catch up from this replica.
+    /// Liveness: the caller must be able to read the values back from its
+    /// log or write a snapshot at its applied point when asked
+    /// ([`Replica::take_released_demand`]); a peer behind `values_from` has
+    /// no other way to catch up from this replica.
     /// Values a peer is catching up through (from its latest catch-up
     /// request served from memory, for `CATCHUP_MARK_INTERVALS` catch-up
     /// intervals) or will need after a snapshot it fetches (for

@@ -144,6 +144,9 @@ fn caught_among_with(
     // And without master leases asked for (issue 17: a lease lent makes a
     // transfer wait, and their overlaps would fill the violations shown).
     inject.master_off = true;
+    // And with every need for values dropped from memory answered by a
+    // snapshot, as before they were read back from the log.
+    inject.log_reads_off = true;
     // And without on-disk state machines or restores that take time (issue
     // 17).
     inject.on_disk_off = true;
