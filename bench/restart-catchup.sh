@@ -6,8 +6,8 @@
 # seconds and restarts from its data directory with its own command line.
 # Prints the seconds from its restart until its applied point is within 5
 # instances of the leader's (from /metrics), the snapshots written for a peer
-# on each node, the snapshots the follower installed, and the applied log
-# bytes the leader holds in memory.
+# and the reads back from the log for a peer on each node, the snapshots the
+# follower installed, and the applied log bytes the leader holds in memory.
 #
 #   bench/restart-catchup.sh [DOWN] [KEYS] [-- extra synod server args]
 #   e.g. bench/restart-catchup.sh 8 1000000 -- --log-memory-bytes 67108864
@@ -52,5 +52,6 @@ done
 t1=$(date +%s.%N)
 echo "down ${DOWN}s: caught up $(python3 -c "print(round($t1 - $t0, 2))") s after its restart;" \
   "snapshots for peers (nodes 1,2,3): $(metric 1 synod_snapshots_for_peers_total),$(metric 2 synod_snapshots_for_peers_total),$(metric 3 synod_snapshots_for_peers_total);" \
+  "reads back from the log for peers: $(metric 1 synod_log_reads_for_peers_total),$(metric 2 synod_log_reads_for_peers_total),$(metric 3 synod_log_reads_for_peers_total);" \
   "installed by node $f: $(metric "$f" synod_snapshots_installed_total);" \
   "leader $leader holds $(metric "$leader" synod_log_memory_bytes) bytes of applied log"

@@ -88,10 +88,10 @@ impl LogRead {
     }
 
     /// Reads the values: those of `from..to`, in order and without a gap,
-    /// up to the first it could not find, or an empty list once the records
-    /// it copied pass the job's byte bound (a snapshot is then the cheaper
-    /// way). An error only where the directory cannot be listed or a
-    /// segment read fails for another reason than its deletion.
+    /// up to the first it could not find. An error where the records it
+    /// copied pass the job's byte bound (a snapshot is then the cheaper
+    /// way), the directory cannot be listed or a segment read fails for
+    /// another reason than its deletion.
     pub fn run(&self) -> Result<Vec<(InstanceId, Value)>, StorageError> {
         let names = self
             .fs
@@ -159,7 +159,14 @@ impl LogRead {
             let within =
                 read_records(&*file, index, &mut keep).map_err(|e| StorageError::io(&path, e))?;
             if !within {
-                return Ok(Vec::new());
+                // More than the bound: a snapshot is the cheaper way, at once.
+                return Err(StorageError::io(
+                    &self.dir,
+                    std::io::Error::other(format!(
+                        "more than {} bytes of log records to read back",
+                        self.bytes_max
+                    )),
+                ));
             }
         }
         let mut values = Vec::new();
@@ -381,9 +388,9 @@ mod tests {
         huge[..4].copy_from_slice(&(200u32 << 20).to_le_bytes());
         file.write_all_at(&huge, end).expect("writes");
         assert_eq!(read(&wal, 3, 30), want);
-        // Over the byte bound: nothing (a snapshot is the cheaper way).
+        // Over the byte bound: an error (a snapshot is the cheaper way).
         let bounded = wal.log_read(G, InstanceId(0), InstanceId(30), 2000);
-        assert!(bounded.run().expect("reads").is_empty());
+        assert!(bounded.run().is_err());
     }
 
     #[test]

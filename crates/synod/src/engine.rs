@@ -110,6 +110,10 @@ pub struct EngineOptions {
     pub inject_log_read_shift: bool,
 }
 
+/// A read back from the log that found fewer values than asked is tried
+/// again once within this many ms (see `Engine::log_read_done`).
+const LOG_READ_RETRY_MS: u64 = 1_000;
+
 /// A monotonic clock in ms (see [`EngineOptions::mono_clock`]).
 #[derive(Clone)]
 pub struct MonoClock(Arc<dyn Fn() -> u64 + Send + Sync>);
@@ -243,9 +247,10 @@ pub struct Engine<S, R> {
     log_read_out: bool,
     /// The highest point through which such a read failed.
     log_read_failed_through: Option<InstanceId>,
-    /// Reads in a row that found fewer values than asked (the records of
-    /// the newest may not be written yet: the first is asked again).
-    log_read_shorts: u32,
+    /// When the latest read that found fewer values than asked finished
+    /// (the records of the newest may not be written yet: it is asked
+    /// again; a second within `LOG_READ_RETRY_MS` falls back).
+    log_read_short_ms: Option<u64>,
     leader: Option<NodeId>,
     diverged: bool,
     ticks: u64,
@@ -455,7 +460,7 @@ impl<S: StateMachine, R> Engine<S, R> {
             whole_until_ms: 0,
             log_read_out: false,
             log_read_failed_through: None,
-            log_read_shorts: 0,
+            log_read_short_ms: None,
             leader: None,
             diverged: false,
             ticks: 0,
@@ -1618,11 +1623,11 @@ impl<S: StateMachine, R> Engine<S, R> {
         if !self.opts.read_back_released {
             return false;
         }
-        if self.log_read_out {
-            return true;
-        }
         if self.log_read_failed_through >= Some(demand.through) {
             return false;
+        }
+        if self.log_read_out {
+            return true;
         }
         self.log_read_out = true;
         let read = self.persist.log_read(demand.from, demand.through);
@@ -1663,7 +1668,7 @@ impl<S: StateMachine, R> Engine<S, R> {
         }
         let bytes: usize = values.iter().map(|(_, v)| v.encoded_len()).sum();
         if self.replica.restore_released_values(values) {
-            self.log_read_shorts = 0;
+            self.log_read_short_ms = None;
             self.metrics.log_reads_for_peers.fetch_add(1, Relaxed);
             info!(
                 values = found,
@@ -1674,16 +1679,23 @@ impl<S: StateMachine, R> Engine<S, R> {
         } else if whole {
             // The values kept moved on meanwhile: the next demand reads
             // again, through where they start now.
+            self.log_read_short_ms = None;
             debug!(
                 from = from.0,
                 through = through.0,
                 "values read back from the log no longer join those kept"
             );
         } else {
-            self.log_read_shorts += 1;
-            if self.log_read_shorts >= 2 {
-                let reason = format!("found {found} values, not every one up to {}", through.0);
-                self.log_read_failed(from, through, &reason);
+            // Records of the newest values may not be written yet: the
+            // peer's next request reads again; a second short read within
+            // a second of the first falls back.
+            let now = self.now_ms;
+            match self.log_read_short_ms {
+                Some(at) if now.saturating_sub(at) <= LOG_READ_RETRY_MS => {
+                    let reason = format!("found {found} values, not every one up to {}", through.0);
+                    self.log_read_failed(from, through, &reason);
+                }
+                _ => self.log_read_short_ms = Some(now),
             }
         }
     }
@@ -1696,7 +1708,7 @@ impl<S: StateMachine, R> Engine<S, R> {
             through = through.0,
             "could not read the values a peer needs back from the log ({reason}): writing a snapshot instead"
         );
-        self.log_read_shorts = 0;
+        self.log_read_short_ms = None;
         self.log_read_failed_through = self.log_read_failed_through.max(Some(through));
         self.snapshot_for_released(through);
     }
@@ -1967,6 +1979,46 @@ mod tests {
                 .sessions
                 .encode_snapshot(&leader.machine().expect("present").snapshot()),
         }
+    }
+
+    /// A read back from the log that finds fewer values than asked is tried
+    /// again once (the newest records may not be written yet); a second
+    /// within a second, or a read that fails, asks for a snapshot through
+    /// the need, and needs up to it no longer read the log. A read past the
+    /// window of a first short one counts as a first again.
+    #[test]
+    fn a_short_or_failed_log_read_falls_back_to_a_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut e = engine(1, dir.path(), 16);
+        let need = |from, through| ReleasedDemand {
+            from: InstanceId(from),
+            through: InstanceId(through),
+        };
+        assert!(e.read_back_released(need(0, 4)));
+        assert!(e.read_back_released(need(0, 4)), "waits for the read out");
+        assert_eq!(e.effects.io.len(), 1, "one read at a time");
+        let read = e.persist.log_read(InstanceId(0), InstanceId(4));
+        e.log_read_done(&read, Ok(Vec::new()));
+        assert_eq!(e.persist.snapshot_asked_through(), None);
+        e.set_time(2_000);
+        e.log_read_done(&read, Ok(Vec::new()));
+        assert_eq!(e.persist.snapshot_asked_through(), None, "a first again");
+        e.set_time(2_500);
+        e.log_read_done(&read, Ok(Vec::new()));
+        assert_eq!(e.persist.snapshot_asked_through(), Some(InstanceId(4)));
+        assert!(!e.read_back_released(need(0, 4)), "no longer read");
+        assert_eq!(e.metrics.snapshots_for_peers.load(Relaxed), 1);
+        // A failed read: the snapshot at once.
+        assert!(e.read_back_released(need(4, 9)));
+        let read = e.persist.log_read(InstanceId(4), InstanceId(9));
+        let failure = StorageError::Io {
+            path: std::path::PathBuf::from("wal"),
+            source: std::io::Error::other("a failing disk"),
+        };
+        e.log_read_done(&read, Err(failure));
+        assert_eq!(e.persist.snapshot_asked_through(), Some(InstanceId(9)));
+        assert_eq!(e.metrics.snapshots_for_peers.load(Relaxed), 2);
+        assert_eq!(e.metrics.log_reads_for_peers.load(Relaxed), 0);
     }
 
     /// Regression (issue 12, item 7): a follower's command, forwarded to the

@@ -135,7 +135,7 @@ pub enum Io {
     /// then call [`Persister::cleaned`].
     Remove(Obsolete),
     /// Read chosen values a peer needs back from the log (`LogRead::run`),
-    /// then call [`crate::Engine::log_read_done`]. Reads only: it may run
+    /// then call [`crate::engine::Engine::log_read_done`]. Reads only: it may run
     /// beside any other job.
     ReadLog(LogRead),
 }
