@@ -323,6 +323,18 @@ mod tests {
             .0
     }
 
+    /// The segment indexes in `dir`, oldest first.
+    fn segments(fs: &SimFs, dir: &Path) -> Vec<u64> {
+        let mut names: Vec<u64> = fs
+            .read_dir(dir)
+            .expect("lists")
+            .iter()
+            .filter_map(|n| segment::parse_name(n))
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
     fn read(wal: &Wal, from: u64, to: u64) -> Vec<(u64, Value)> {
         wal.log_read(G, InstanceId(from), InstanceId(to), u64::MAX)
             .run()
@@ -374,13 +386,7 @@ mod tests {
         // A damaged length in the newest segment's tail (announcing far more
         // than the file holds): the reading of that segment ends there.
         let dir = Path::new("/n/wal");
-        let mut names: Vec<u64> = fs
-            .read_dir(dir)
-            .expect("lists")
-            .iter()
-            .filter_map(|n| segment::parse_name(n))
-            .collect();
-        names.sort_unstable();
+        let names = segments(&fs, dir);
         let newest = dir.join(segment::file_name(*names.last().expect("a segment")));
         let end = fs.file_len(&newest).expect("len");
         let file = fs.open(&newest, OpenMode::Existing).expect("opens");
@@ -413,13 +419,7 @@ mod tests {
         // A torn frame in the newest segment ends its reading; the others
         // still count.
         let dir = Path::new("/n/wal");
-        let mut names: Vec<u64> = fs
-            .read_dir(dir)
-            .expect("lists")
-            .iter()
-            .filter_map(|n| segment::parse_name(n))
-            .collect();
-        names.sort_unstable();
+        let names = segments(&fs, dir);
         let newest = dir.join(segment::file_name(*names.last().expect("a segment")));
         let file = fs.open(&newest, OpenMode::Existing).expect("opens");
         let first_frame = segment::HEADER_BYTES as u64;
