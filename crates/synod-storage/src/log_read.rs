@@ -41,12 +41,14 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// disk); built by [`crate::Wal::log_read`].
 #[derive(Debug)]
 pub struct LogRead {
-    fs: Arc<dyn Fs>,
-    dir: PathBuf,
-    group: GroupId,
-    from: InstanceId,
-    to: InstanceId,
-    bytes_max: u64,
+    pub(crate) fs: Arc<dyn Fs>,
+    /// The segments' directory.
+    pub(crate) dir: PathBuf,
+    pub(crate) group: GroupId,
+    pub(crate) from: InstanceId,
+    pub(crate) to: InstanceId,
+    /// Bytes of records copied at most.
+    pub(crate) bytes_max: u64,
 }
 
 /// Where a chosen instance's value is, as the log says: a `Chosen` record's
@@ -59,24 +61,6 @@ struct Source {
 }
 
 impl LogRead {
-    pub(crate) fn new(
-        fs: Arc<dyn Fs>,
-        dir: PathBuf,
-        group: GroupId,
-        from: InstanceId,
-        to: InstanceId,
-        bytes_max: u64,
-    ) -> LogRead {
-        LogRead {
-            fs,
-            dir,
-            group,
-            from,
-            to,
-            bytes_max,
-        }
-    }
-
     /// The first instance asked for.
     pub fn from(&self) -> InstanceId {
         self.from

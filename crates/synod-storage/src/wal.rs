@@ -322,14 +322,14 @@ impl Wal {
         to: InstanceId,
         bytes_max: u64,
     ) -> crate::LogRead {
-        crate::LogRead::new(
-            self.fs.clone(),
-            self.wal_dir.clone(),
+        crate::LogRead {
+            fs: self.fs.clone(),
+            dir: self.wal_dir.clone(),
             group,
             from,
             to,
             bytes_max,
-        )
+        }
     }
 
     /// True once an error stopped the log for good.

@@ -413,8 +413,7 @@ impl Replica {
     /// runtime after [`Replica::take_released_demand`]: `values`, in
     /// instance order, must end just below the first value kept; those
     /// below the compacted point are ignored. Returns false, changing
-    /// nothing, when they do not join the values kept without a gap (the
-    /// runtime then checkpoints through them instead).
+    /// nothing, when they do not join the values kept without a gap.
     ///
     /// Safety: the values are the chosen ones (the runtime resolves each
     /// from the log's `Chosen` record, see `synod_storage::LogRead`), of
