@@ -92,7 +92,8 @@ struct SegmentMeta {
 }
 
 /// A write of pending bytes plus its `fdatasync`, run without holding the
-/// log (see `GroupCommit`).
+/// log (see `GroupCommit`); for a checkpoint (`Wal::begin_checkpoint`),
+/// then its marker step.
 #[derive(Debug)]
 pub struct SyncJob {
     file: Arc<dyn FsFile>,
@@ -107,6 +108,66 @@ pub struct SyncJob {
     /// `Wal::finish_sync`).
     fill_error: std::sync::OnceLock<String>,
     groups: BTreeSet<GroupId>,
+    /// A checkpoint's marker step, run after the write and sync above
+    /// (`Wal::begin_checkpoint`).
+    checkpoint: Option<Box<CheckpointStep>>,
+}
+
+/// The marker step of a checkpoint, as a sync job carries it: once the
+/// bytes appended before it are durable in the active segment, that segment
+/// is cut to its data (durably), the next segment is created (durably, its
+/// directory entry too), and the marker, the records and the end frame are
+/// written at its start and synced: the same storage steps, in the same
+/// order, as `Wal::checkpoint_written` took on the caller's thread.
+#[derive(Debug)]
+struct CheckpointStep {
+    fs: Arc<dyn Fs>,
+    wal_dir: PathBuf,
+    group: GroupId,
+    /// The active segment's data length (its zeros past it are cut).
+    cut_to: u64,
+    /// The segment the marker starts.
+    index: u64,
+    /// Marker, records and end frame.
+    frames: Bytes,
+    /// The chunk of the new segment to reserve and fill after them.
+    fill: Option<Fill>,
+    /// Why that failed, if it did.
+    fill_error: std::sync::OnceLock<String>,
+    /// The checkpoint's applied point (snapshot files below it go).
+    keep: InstanceId,
+    /// The segment the step created, for `Wal::finish_sync`.
+    created: std::sync::Mutex<Option<(SegmentMeta, Arc<dyn FsFile>)>>,
+}
+
+impl CheckpointStep {
+    fn run(&self, file: &dyn FsFile, path: &Path) -> Result<(), StorageError> {
+        // Only the newest segment may end in zeros (recovery refuses a
+        // closed segment that does not end on a frame): cut this one to its
+        // data, durably, before the next one exists.
+        let size = file.size().map_err(|e| StorageError::io(path, e))?;
+        if size > self.cut_to {
+            file.set_len(self.cut_to)
+                .map_err(|e| StorageError::io(path, e))?;
+            file.sync_all().map_err(|e| StorageError::SyncFailed {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+        }
+        let (meta, next) = create_segment(&*self.fs, &self.wal_dir, self.index)?;
+        write_reserved(
+            &*next,
+            &meta.path,
+            &self.frames,
+            segment::HEADER_BYTES as u64,
+            self.fill,
+            &self.fill_error,
+        )?;
+        if let Ok(mut created) = self.created.lock() {
+            *created = Some((meta, next));
+        }
+        Ok(())
+    }
 }
 
 /// The part of a segment a sync job prepares for later writes: reserved
@@ -127,28 +188,62 @@ impl SyncJob {
     /// Writes the bytes at their offset (and the zeros of a fill after
     /// them) and makes them durable: positional writes and one `fdatasync`.
     pub fn run(&self) -> Result<(), StorageError> {
-        // Reserved first: the file grows by unwritten extents, which read
-        // as zeros after any crash, before anything is written there.
-        let reserved = self
-            .fill
-            .map(|fill| (fill, self.file.allocate(self.offset, fill.to)));
-        self.file
-            .write_all_at(&self.bytes, self.offset)
-            .map_err(|e| StorageError::io(&self.path, e))?;
-        if let Some((fill, reserved)) = reserved {
-            // Only speed depends on the fill (see
-            // `WalOptions::preallocate_bytes`); a roll cuts whatever part
-            // of it was written, by the file's real size.
-            let filled = reserved.and_then(|()| fill_zeros(&*self.file, fill.zeros_from, fill.to));
-            if let Err(e) = filled {
-                let _ = self.fill_error.set(e.to_string());
-            }
+        // A checkpoint with nothing appended before it: every earlier write
+        // is durable already (one sync job at a time).
+        if !self.bytes.is_empty() {
+            self.write_and_sync()?;
         }
-        self.file.sync_data().map_err(|e| StorageError::SyncFailed {
-            path: self.path.clone(),
-            source: e,
-        })
+        match &self.checkpoint {
+            Some(step) => step.run(&*self.file, &self.path),
+            None => Ok(()),
+        }
     }
+
+    /// Whether this job also writes a checkpoint's marker
+    /// (`Wal::begin_checkpoint`).
+    pub fn is_checkpoint(&self) -> bool {
+        self.checkpoint.is_some()
+    }
+
+    fn write_and_sync(&self) -> Result<(), StorageError> {
+        write_reserved(
+            &*self.file,
+            &self.path,
+            &self.bytes,
+            self.offset,
+            self.fill,
+            &self.fill_error,
+        )
+    }
+}
+
+/// Writes `bytes` at `offset` of `file` and makes them durable, reserving
+/// and filling `fill` (if any) around them: reserved first, so the file
+/// grows by unwritten extents, which read as zeros after any crash, before
+/// anything is written there. A failed reservation or fill only costs speed
+/// (see `WalOptions::preallocate_bytes`): it is left in `fill_error`, and a
+/// roll cuts whatever part of it was written, by the file's real size.
+fn write_reserved(
+    file: &dyn FsFile,
+    path: &Path,
+    bytes: &[u8],
+    offset: u64,
+    fill: Option<Fill>,
+    fill_error: &std::sync::OnceLock<String>,
+) -> Result<(), StorageError> {
+    let reserved = fill.map(|fill| (fill, file.allocate(offset, fill.to)));
+    file.write_all_at(bytes, offset)
+        .map_err(|e| StorageError::io(path, e))?;
+    if let Some((fill, reserved)) = reserved {
+        let filled = reserved.and_then(|()| fill_zeros(file, fill.zeros_from, fill.to));
+        if let Err(e) = filled {
+            let _ = fill_error.set(e.to_string());
+        }
+    }
+    file.sync_data().map_err(|e| StorageError::SyncFailed {
+        path: path.to_path_buf(),
+        source: e,
+    })
 }
 
 /// Writes zeros over `[from, to)` of `file`.
@@ -193,6 +288,9 @@ pub struct Wal {
     checkpoints: BTreeMap<GroupId, u64>,
     /// A sync job is running: nothing may roll or checkpoint meanwhile.
     syncing: bool,
+    /// What a finished checkpoint job superseded, until taken
+    /// (`take_checkpointed`).
+    checkpointed: Option<Obsolete>,
     poisoned: bool,
     /// Bytes appended since the last checkpoint (for `SnapshotPolicy`).
     bytes_since_checkpoint: u64,
@@ -299,6 +397,7 @@ impl Wal {
             scratch_ends: Vec::new(),
             checkpoints,
             syncing: false,
+            checkpointed: None,
             poisoned: false,
             bytes_since_checkpoint: 0,
             fill_warned: false,
@@ -357,27 +456,17 @@ impl Wal {
         let bytes = self.pending.split().freeze();
         let offset = self.file_len;
         self.file_len += bytes.len() as u64;
-        let chunk = self.opts.preallocate_bytes;
         let mut fill = None;
-        if chunk > 0 && self.file_len > self.allocated {
-            // Fill the rest of the chunk this write ends in, so that the
-            // next writes (until the chunk is used) land on zeros already
-            // on disk. Not past the size at which the segment rolls: those
-            // zeros would only be cut off again (the write that crosses it
-            // is still reserved, it just gets no zeros after it).
-            let to = (self.file_len.div_ceil(chunk) * chunk)
-                .min(self.opts.segment_bytes_max)
-                .max(self.file_len);
+        if self.file_len > self.allocated {
             // Reserved from where this write starts, not from where the
             // last fill was meant to end: that fill may have failed part
             // way, and a hole below the new reservation would be filled by
             // this write as a plain extension. Reserving blocks already
             // written costs nothing.
-            fill = Some(Fill {
-                zeros_from: self.file_len,
-                to,
-            });
-            self.allocated = to;
+            fill = self.fill_after(self.file_len);
+            if let Some(fill) = fill {
+                self.allocated = fill.to;
+            }
         }
         self.allocated = self.allocated.max(self.file_len);
         self.syncing = true;
@@ -391,7 +480,24 @@ impl Wal {
             fill,
             fill_error: std::sync::OnceLock::new(),
             groups: std::mem::take(&mut self.pending_groups),
+            checkpoint: None,
         }))
+    }
+
+    /// The rest of the chunk a write ending at `end` ends in, to fill so
+    /// that the next writes (until the chunk is used) land on zeros already
+    /// on disk (`None` without preallocation). Not past the size at which
+    /// the segment rolls: those zeros would only be cut off again (the
+    /// write that crosses it is still reserved, it just gets no zeros after
+    /// it).
+    fn fill_after(&self, end: u64) -> Option<Fill> {
+        let chunk = self.opts.preallocate_bytes;
+        (chunk > 0).then(|| Fill {
+            zeros_from: end,
+            to: (end.div_ceil(chunk) * chunk)
+                .min(self.opts.segment_bytes_max)
+                .max(end),
+        })
     }
 
     /// Completes a sync job. An error poisons the log for good: an fsync is
@@ -416,21 +522,53 @@ impl Wal {
             // fills again from its own data: no write then extends the
             // file past space that was never reserved.
             self.allocated = self.file_len;
-            if !self.fill_warned {
-                self.fill_warned = true;
-                tracing::warn!(
-                    path = %job.path.display(),
-                    error = %error,
-                    "could not reserve and fill the log segment ahead of the writes: \
-                     syncs are slower (retried with every write; said once per segment)"
-                );
-            }
+            self.fill_failed(&job.path, error);
         }
         // Nothing rolls while a job runs, so its segment is still the
         // active one.
         debug_assert_eq!(self.active().index, job.segment);
         if let Some(segment) = self.segments.iter_mut().rfind(|s| s.index == job.segment) {
             segment.groups.extend(job.groups);
+        }
+        if let Some(step) = job.checkpoint {
+            // The marker's segment is the active one now; what was appended
+            // while the job ran is still pending and goes after the end
+            // frame, as it would have had the checkpoint been written at
+            // once.
+            let created = step.created.lock().ok().and_then(|mut c| c.take());
+            let Some((mut meta, file)) = created else {
+                self.poisoned = true;
+                return Err(StorageError::io(
+                    &self.wal_dir,
+                    std::io::Error::other("a checkpoint job reported success without its segment"),
+                ));
+            };
+            meta.groups.insert(step.group);
+            let marker_segment = meta.index;
+            self.segments.push(meta);
+            self.file = file;
+            self.file_len = segment::HEADER_BYTES as u64 + step.frames.len() as u64;
+            self.fill_warned = false;
+            // A failed fill is retried by the next write (see above).
+            self.allocated = match (step.fill, step.fill_error.get()) {
+                (Some(fill), None) => fill.to.max(self.file_len),
+                (_, Some(error)) => {
+                    let path = self.active().path.clone();
+                    self.fill_failed(&path, error);
+                    self.file_len
+                }
+                (None, None) => self.file_len,
+            };
+            // Only now, with the end frame durable, does the checkpoint count.
+            self.checkpoints.insert(step.group, marker_segment);
+            self.checkpointed = Some(Obsolete {
+                fs: Arc::clone(&self.fs),
+                wal_dir: self.wal_dir.clone(),
+                segments: self.take_obsolete(),
+                snap_dir: self.snap_dir.clone(),
+                group: step.group,
+                keep: step.keep,
+            });
         }
         if self.file_len >= self.opts.segment_bytes_max {
             // Appends made while the job ran are still pending: they go to
@@ -439,6 +577,25 @@ impl Wal {
             self.fatal(rolled)?;
         }
         Ok(())
+    }
+
+    /// Says, once per segment, that a reservation or fill failed.
+    fn fill_failed(&mut self, path: &Path, error: &str) {
+        if !self.fill_warned {
+            self.fill_warned = true;
+            tracing::warn!(
+                path = %path.display(),
+                error = %error,
+                "could not reserve and fill the log segment ahead of the writes: \
+                 syncs are slower (retried with every write; said once per segment)"
+            );
+        }
+    }
+
+    /// What the checkpoint of the last finished checkpoint job superseded
+    /// (`begin_checkpoint`), once: delete it off the loop.
+    pub fn take_checkpointed(&mut self) -> Option<Obsolete> {
+        self.checkpointed.take()
     }
 
     /// Bytes of every segment and snapshot file, for the bounded-size
@@ -661,12 +818,13 @@ impl Wal {
     }
 
     /// A checkpoint in three steps, so that the slow ones need not stop
-    /// appends (the runtime runs steps 1 and 3 on another thread):
+    /// appends (the runtime runs each on another thread):
     /// 1. this: write the snapshot file durably (`snapshot_file::write_on`
     ///    with [`Wal::fs`] into [`Wal::snap_dir`] is the same, without
     ///    `&self`);
-    /// 2. [`Wal::checkpoint_written`]: the marker, the live records and the
-    ///    checkpoint end;
+    /// 2. [`Wal::begin_checkpoint`] (a sync job, then [`Wal::finish_sync`]),
+    ///    or [`Wal::checkpoint_written`] on the caller's thread: the marker,
+    ///    the live records and the checkpoint end;
     /// 3. [`Obsolete::remove`]: delete what it superseded.
     pub fn write_snapshot(&self, group: GroupId, snapshot: &Snapshot) -> Result<(), StorageError> {
         if self.poisoned {
@@ -675,25 +833,50 @@ impl Wal {
         snapshot_file::write_on(&*self.fs, &self.snap_dir, group, snapshot).map(|_| ())
     }
 
-    /// Step 2 of a checkpoint, once the snapshot file of `meta` is durable:
-    /// makes everything appended so far durable, starts a fresh segment with
-    /// one batch (the checkpoint marker, `records` — the group's live state,
-    /// taken when nothing the core handed out is still unappended — and the
-    /// checkpoint end), makes it durable, and returns what the checkpoint
-    /// superseded.
-    ///
-    /// Safety: the marker (which names the snapshot) is written only after
-    /// the snapshot file is durable; recovery honours it only with its end
-    /// frame, which is written after the records in the same batch; and the
-    /// superseded segments and snapshot files are handed out for deletion
-    /// only after that end frame is durable. A crash at any point therefore
-    /// recovers either this checkpoint whole or the state before it.
+    /// Writes a checkpoint of `group` at `meta` (its snapshot file already
+    /// durable) on the caller's thread: [`Wal::begin_checkpoint`], the job
+    /// run at once, [`Wal::finish_sync`]. Returns what it superseded.
     pub fn checkpoint_written(
         &mut self,
         group: GroupId,
         meta: SnapshotMeta,
         records: &[Record],
     ) -> Result<Obsolete, StorageError> {
+        let job = self.begin_checkpoint(group, meta, records)?;
+        let result = job.run();
+        self.finish_sync(job, result)?;
+        self.take_checkpointed().ok_or_else(|| {
+            StorageError::io(
+                &self.wal_dir,
+                std::io::Error::other("a checkpoint job finished without its checkpoint"),
+            )
+        })
+    }
+
+    /// Starts a checkpoint of `group` at `meta` (its snapshot file already
+    /// durable) as a sync job to run off the caller's thread: everything
+    /// appended so far, then, in a fresh segment, one batch of the
+    /// checkpoint marker, `records` (the group's live state, taken when
+    /// nothing the core handed out is still unappended) and the checkpoint
+    /// end. Appends made while it runs stay pending and follow the end
+    /// frame. [`Wal::finish_sync`] makes the checkpoint count;
+    /// [`Wal::take_checkpointed`] then hands out what it superseded.
+    ///
+    /// Safety: the marker (which names the snapshot) is written only after
+    /// the snapshot file is durable and after everything appended before it
+    /// (so an unfinished checkpoint can be ignored on recovery without
+    /// losing anything, see `recovery.rs`); recovery honours it only with
+    /// its end frame, which is written after the records in the same batch;
+    /// and the superseded segments and snapshot files are handed out for
+    /// deletion only after that end frame is durable. A crash at any point
+    /// therefore recovers either this checkpoint whole or the state before
+    /// it.
+    pub fn begin_checkpoint(
+        &mut self,
+        group: GroupId,
+        meta: SnapshotMeta,
+        records: &[Record],
+    ) -> Result<SyncJob, StorageError> {
         if self.poisoned {
             return Err(StorageError::Poisoned);
         }
@@ -709,25 +892,23 @@ impl Wal {
                 std::io::Error::other("checkpoint records must belong to the checkpointed group"),
             ));
         }
-        // Everything appended before the marker is durable before the
-        // marker is written: an unfinished checkpoint can then be ignored
-        // on recovery without losing anything (see `recovery.rs`).
-        self.sync()?;
-        debug_assert!(self.pending.is_empty() && !self.syncing);
-        let rolled = self.roll();
-        self.fatal(rolled)?;
-        // The marker goes first in this fresh segment. Remember which one: the
-        // sync below may roll again if the checkpoint fills it.
-        let marker_segment = self.active().index;
+        // The checkpoint's frames are built apart from what is appended
+        // already, which the job writes first, into the active segment.
+        let appended = self.pending.split();
+        let appended_groups = std::mem::take(&mut self.pending_groups);
         put_frame(
             &mut self.pending,
             FrameKind::Checkpoint,
             &marker_payload(group, meta),
         );
-        self.pending_groups.insert(group);
         let mut hash = 0;
         let framed = self.frame_records(records, |crc| hash = hash_record(hash, crc));
-        self.fatal(framed)?;
+        if let Err(err) = framed {
+            self.pending = appended;
+            self.pending_groups = appended_groups;
+            self.poisoned = true;
+            return Err(err);
+        }
         let end = CheckpointEnd {
             group,
             meta,
@@ -735,20 +916,45 @@ impl Wal {
             hash,
         };
         put_frame(&mut self.pending, FrameKind::CheckpointEnd, &end.payload());
-        // One batch: marker, records and end are one write and one fsync.
-        self.sync()?;
-        debug_assert!(self.pending.is_empty() && !self.syncing);
-        // Only now, with the end frame durable, does the checkpoint count.
-        self.checkpoints.insert(group, marker_segment);
-        self.bytes_since_checkpoint = 0;
-        Ok(Obsolete {
+        let frames = self.pending.split().freeze();
+        self.pending = appended;
+        self.pending_groups = appended_groups;
+        let job = self.begin_sync()?.map(|mut job| {
+            // The segment is cut to its data and closed right after: zeros
+            // written after this write would only be cut off again.
+            job.fill = None;
+            job
+        });
+        let active = self.active();
+        let mut job = job.unwrap_or_else(|| SyncJob {
+            file: Arc::clone(&self.file),
+            path: active.path.clone(),
+            segment: active.index,
+            offset: self.file_len,
+            bytes: Bytes::new(),
+            fill: None,
+            fill_error: std::sync::OnceLock::new(),
+            groups: BTreeSet::new(),
+            checkpoint: None,
+        });
+        let marker_end = segment::HEADER_BYTES as u64 + frames.len() as u64;
+        let fill = self.fill_after(marker_end);
+        job.checkpoint = Some(Box::new(CheckpointStep {
             fs: Arc::clone(&self.fs),
             wal_dir: self.wal_dir.clone(),
-            segments: self.take_obsolete(),
-            snap_dir: self.snap_dir.clone(),
             group,
+            cut_to: self.file_len,
+            index: active.index + 1,
+            frames,
+            fill,
+            fill_error: std::sync::OnceLock::new(),
             keep: meta.applied_end,
-        })
+            created: std::sync::Mutex::new(None),
+        }));
+        self.syncing = true;
+        // What is appended from now on follows this checkpoint.
+        self.bytes_since_checkpoint = 0;
+        Ok(job)
     }
 }
 

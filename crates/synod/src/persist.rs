@@ -24,13 +24,19 @@
 //! 3. **A checkpoint runs in three steps** so that the slow ones do not stop
 //!    appends: (a) the snapshot file is written durably off the loop; (b) once
 //!    no sync runs and every record the core handed out is appended, the
-//!    replica is compacted to the snapshot (only our own), its checkpoint
-//!    records are taken and written after a marker in a fresh segment, and
-//!    the core is told that everything appended is durable (the checkpoint
-//!    synced it); (c) superseded files are deleted off the loop. Step (b)
-//!    never runs between a `persisted` call and the next `Ready` being taken:
-//!    records handed out before the checkpoint's records were taken but
-//!    appended after them would be replayed on top of it.
+//!    replica is compacted to the snapshot (only our own) and its checkpoint
+//!    records are taken, on the loop; a marker job (`Wal::begin_checkpoint`,
+//!    handed out as the one sync job, off the loop) makes what was appended
+//!    before durable, cuts the segment, and writes the marker, the records
+//!    and the end frame durably in a fresh one; when it returns, the core is
+//!    told that everything appended before it is durable, and the
+//!    checkpoint counts; (c) superseded files are deleted off the loop. Step
+//!    (b) never starts between a `persisted` call and the next `Ready` being
+//!    taken: records handed out before the checkpoint's records were taken
+//!    but appended after them would be replayed on top of it. Records
+//!    appended while the marker job runs follow its end frame in the log, as
+//!    they would had it run at once; none is synced before it ends (one job
+//!    at a time), and the core waits for them as for any slow sync.
 //! 4. **The state machine's snapshot is encoded in step (a), off the loop**,
 //!    when the state machine offers a view (`StateMachine::snapshot_view`):
 //!    the view is taken on the loop at `applied_end` ([`Persister::snapshot_deferred`])
@@ -39,7 +45,10 @@
 //!    (a) reported back, so compaction and catch-up always see them encoded.
 //! 5. **A peer's snapshot replaces a checkpoint in progress:** a checkpoint of
 //!    the state before an install is dropped at step (b); its file goes with
-//!    the next checkpoint's cleanup.
+//!    the next checkpoint's cleanup. One whose marker job is already out
+//!    completes (as if the install had come right after it, as during step
+//!    (c)): the records appended after the install follow its end frame,
+//!    and the install's own checkpoint comes next.
 //! 6. **A peer's snapshot arrives into a file and is sealed there.** The
 //!    replica's spool ([`Persister::spool`]) writes the pieces, unsynced, to
 //!    an incoming file laid out as a snapshot file. Step (a) of the install's
@@ -124,7 +133,9 @@ pub enum Io {
     /// [`Persister::snapshot_written`] with its checkpoint.
     WriteSnapshot(SnapshotWrite),
     /// Run the job (`SyncJob::run`: one positional write and one
-    /// `fdatasync`), then call [`Persister::sync_done`] with `through`.
+    /// `fdatasync`; for a checkpoint's marker, `SyncJob::is_checkpoint`,
+    /// then a new segment and its marker batch, synced), then call
+    /// [`Persister::sync_done`] with `through`.
     Sync {
         /// The write.
         job: SyncJob,
@@ -240,7 +251,7 @@ pub struct Checkpointed {
 pub struct Kicked {
     /// I/O to carry out.
     pub io: Vec<Io>,
-    /// A checkpoint marker written in this call.
+    /// A checkpoint whose marker job ended (durably) since the last call.
     pub checkpointed: Option<Checkpointed>,
 }
 
@@ -260,11 +271,16 @@ pub struct Persister {
     /// A snapshot to checkpoint; `true` when it is our own. Its bytes are
     /// still to be encoded when the encoder is set.
     checkpoint_due: Option<(Snapshot, bool, Option<SnapshotEncoder>)>,
-    /// A checkpoint is in progress (step a or c out, or step b due): no
-    /// other starts.
+    /// A checkpoint is in progress (step a or c out, step b due, or step
+    /// b's marker job out): no other starts.
     checkpoint_busy: bool,
     /// Step a is done: step b runs when no sync is out.
     checkpoint_ready: Option<PendingCheckpoint>,
+    /// Step b's marker job is out (as the sync job): what it checkpoints.
+    marking: Option<Checkpointed>,
+    /// Step b's marker is durable: reported, and step c started, by the
+    /// next `kick`.
+    marked: Option<(Checkpointed, Obsolete)>,
     /// The point of the checkpoint whose snapshot file is being written
     /// (step a), if any.
     checkpoint_writing: Option<InstanceId>,
@@ -302,6 +318,8 @@ impl Persister {
             checkpoint_due: None,
             checkpoint_busy: false,
             checkpoint_ready: None,
+            marking: None,
+            marked: None,
             checkpoint_writing: None,
             installs: 0,
             ticks: 0,
@@ -458,7 +476,7 @@ impl Persister {
     }
 
     /// The lowest point of a checkpoint that is due, being written or
-    /// waiting for its records (`None`: none). Its records hold every chosen
+    /// waiting for its records to be durable (`None`: none). Its records hold every chosen
     /// value from its point on, so none of those may be dropped from memory
     /// before they are written (`Replica::release_applied_values`).
     pub fn checkpoint_floor(&self) -> Option<InstanceId> {
@@ -470,7 +488,8 @@ impl Persister {
             .checkpoint_ready
             .as_ref()
             .map(|pending| pending.snapshot.meta.applied_end);
-        [due, self.checkpoint_writing, ready]
+        let marking = self.marking.as_ref().map(|m| m.meta.applied_end);
+        [due, self.checkpoint_writing, ready, marking]
             .into_iter()
             .flatten()
             .min()
@@ -505,11 +524,17 @@ impl Persister {
     }
 
     /// Starts whatever storage work is due: a checkpoint's snapshot file,
-    /// a checkpoint's marker (written here, on the caller's thread), or the
-    /// next sync. Call after every `Ready` is acted on and after every I/O
+    /// a checkpoint's marker (handed out as the sync job), or the next
+    /// sync; reports a checkpoint whose marker job ended and starts its
+    /// step (c). Call after every `Ready` is acted on and after every I/O
     /// completion.
     pub fn kick(&mut self, replica: &mut Replica) -> Result<Kicked, StorageError> {
         let mut kicked = Kicked::default();
+        if let Some((done, obsolete)) = self.marked.take() {
+            kicked.checkpointed = Some(done);
+            kicked.io.push(Io::Remove(obsolete));
+            self.cleaning = true;
+        }
         if !self.checkpoint_busy {
             if let Some((snapshot, own, encode)) = self.checkpoint_due.take() {
                 self.checkpoint_busy = true;
@@ -571,23 +596,24 @@ impl Persister {
                 self.whole_asked = false;
             }
             let records = replica.checkpoint_records();
-            let obsolete = self.wal.checkpoint_written(self.group, meta, &records)?;
-            self.snapshot_end = meta.applied_end;
-            if self
-                .snapshot_asked
-                .is_some_and(|asked| asked <= self.snapshot_end)
-            {
-                self.snapshot_asked = None;
-            }
-            // The checkpoint made everything appended so far durable.
-            replica.persisted(self.appended_through);
-            kicked.checkpointed = Some(Checkpointed {
+            // The marker, the records and the end frame are written off the
+            // loop, as the sync job (one at a time: no other sync, roll or
+            // checkpoint meanwhile); what is appended until it ends follows
+            // them in the log. The core hears that everything appended so
+            // far is durable only once it ends (`sync_done`), and the
+            // checkpoint counts from then on.
+            let job = self.wal.begin_checkpoint(self.group, meta, &records)?;
+            self.marking = Some(Checkpointed {
                 meta,
                 bytes,
                 records: records.len(),
             });
-            kicked.io.push(Io::Remove(obsolete));
-            self.cleaning = true;
+            self.syncing = true;
+            self.sync_started_tick = self.ticks;
+            kicked.io.push(Io::Sync {
+                job,
+                through: self.appended_through,
+            });
             return Ok(kicked);
         }
         // Sync at once only when messages wait for it; otherwise let the
@@ -615,12 +641,42 @@ impl Persister {
         replica: &mut Replica,
     ) -> Result<(), StorageError> {
         self.syncing = false;
-        self.wal.finish_sync(job, result)?;
+        let checkpoint = job.is_checkpoint();
+        if let Err(err) = self.wal.finish_sync(job, result) {
+            if checkpoint {
+                // Fatal (the node stops): nothing of this checkpoint is out
+                // any more, so a stop must not wait for a report of it.
+                self.marking = None;
+                self.checkpoint_busy = false;
+            }
+            return Err(err);
+        }
+        if checkpoint {
+            self.checkpoint_marked()?;
+        }
         // `persisted` can release held messages and let the core act on them,
         // queueing new records in its next Ready. No checkpoint may be taken
         // until those are appended (the caller acts on the next Ready before
         // it calls `kick`).
         replica.persisted(through);
+        Ok(())
+    }
+
+    /// Step (b)'s marker job finished (durably): the checkpoint counts now.
+    /// Its report and step (c) wait for the next `kick`.
+    fn checkpoint_marked(&mut self) -> Result<(), StorageError> {
+        let (Some(done), Some(obsolete)) = (self.marking.take(), self.wal.take_checkpointed())
+        else {
+            return Err(StorageError::Poisoned);
+        };
+        self.snapshot_end = done.meta.applied_end;
+        if self
+            .snapshot_asked
+            .is_some_and(|asked| asked <= self.snapshot_end)
+        {
+            self.snapshot_asked = None;
+        }
+        self.marked = Some((done, obsolete));
         Ok(())
     }
 
@@ -664,6 +720,14 @@ impl Persister {
         if self.checkpoint_ready.take().is_some() {
             self.checkpoint_busy = false;
         }
+        if self.marked.take().is_some() || self.marking.take().is_some() {
+            // Durable, but step (c) never started: its files stay (recovery
+            // skips them, the next checkpoint deletes them). Or its marker
+            // job still out after the stop waited for the sync job (it
+            // reports as one, and only the log sync's wait covers it): the
+            // stop goes on without it, as for a sync that outlasts the wait.
+            self.checkpoint_busy = false;
+        }
         self.checkpoint_busy
     }
 
@@ -681,7 +745,16 @@ impl Persister {
     /// decides whether the log may still be written (see `final_sync`).
     pub fn sync_finished_at_stop(&mut self, job: SyncJob, result: Result<(), StorageError>) {
         self.syncing = false;
+        let checkpoint = job.is_checkpoint();
         let _ = self.wal.finish_sync(job, result);
+        if checkpoint {
+            // A marker job: no step (c) starts any more (what it superseded
+            // stays on disk; recovery skips it, the next checkpoint deletes
+            // it), so nothing of the checkpoint is left to wait for.
+            self.marking = None;
+            let _ = self.wal.take_checkpointed();
+            self.checkpoint_busy = false;
+        }
     }
 }
 
@@ -737,9 +810,33 @@ mod tests {
             .snapshot_written(write.checkpoint, Ok(()))
             .expect("step (a) reported");
         assert_eq!(persist.checkpoint_floor(), Some(InstanceId(7)), "ready");
+        // Step (b): the records are taken and handed out with the marker,
+        // as the sync job; they count once it ends.
         let kicked = persist.kick(&mut replica).expect("kick");
-        assert!(kicked.checkpointed.is_some(), "records written");
+        assert!(kicked.checkpointed.is_none(), "not durable yet");
+        let (job, through) = kicked
+            .io
+            .into_iter()
+            .find_map(|io| match io {
+                Io::Sync { job, through } => Some((job, through)),
+                _ => None,
+            })
+            .expect("the marker job handed out");
+        assert!(job.is_checkpoint());
+        assert!(persist.syncing(), "one job at a time");
+        assert_eq!(persist.checkpoint_floor(), Some(InstanceId(7)), "marking");
+        let result = job.run();
+        persist
+            .sync_done(job, result, through, &mut replica)
+            .expect("marker durable");
         assert_eq!(persist.checkpoint_floor(), None, "after the records");
+        assert_eq!(persist.snapshot_end(), InstanceId(7));
+        let kicked = persist.kick(&mut replica).expect("kick");
+        assert!(kicked.checkpointed.is_some(), "reported");
+        assert!(
+            kicked.io.iter().any(|io| matches!(io, Io::Remove(_))),
+            "step (c) started"
+        );
         // Step (c) deletes what it superseded: nothing a floor protects.
         persist.cleaned(Ok(())).expect("cleaned");
 

@@ -201,20 +201,23 @@ fn learners_counted_toward_quorums_are_caught_by_the_quorum_checker() {
 /// peer catching up keeps the values it goes through (issue 15, which moved
 /// every seed's course again: 375 and 282 with the tail alone, 152 and 698
 /// before it, 493 and 186 before those), a search of seeds 0..1500 found
-/// 368 and 375 with eager leaders, 463 and 520 with the default mix.
+/// 368 and 375 with eager leaders, 463 and 520 with the default mix. Since
+/// checkpoint markers are written off the loop (a simulated sync job,
+/// which moved the runs again), it finds 129, 368 and 520 with eager
+/// leaders, 327, 520 and 629 with the default mix.
 #[test]
 fn a_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
-    let caught = caught_among("lease-drift-beyond-bound", "linearizab", 375..376);
+    let caught = caught_among("lease-drift-beyond-bound", "linearizab", 129..130);
     assert_eq!(
         caught,
-        Some(375),
-        "a lease on a clock beyond its drift bound went unnoticed on seed 375"
+        Some(129),
+        "a lease on a clock beyond its drift bound went unnoticed on seed 129"
     );
     // With lazy leaders (the default mix).
-    let caught = caught_among_with("lease-drift-beyond-bound", "linearizab", 463..464, false);
+    let caught = caught_among_with("lease-drift-beyond-bound", "linearizab", 327..328, false);
     assert_eq!(
         caught,
-        Some(463),
+        Some(327),
         "a lease on a clock beyond its drift bound went unnoticed with lazy leaders"
     );
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod checkpoint_job;
 mod conformance;
 mod crash;
 mod kill9;
