@@ -128,16 +128,29 @@ struct CheckpointStep {
     cut_to: u64,
     /// The segment the marker starts.
     index: u64,
-    /// Marker, records and end frame.
-    frames: Bytes,
-    /// The chunk of the new segment to reserve and fill after them.
-    fill: Option<Fill>,
+    /// The checkpoint's point; its marker, records and end frame are
+    /// framed by the job (encoding them is the slow part, tens of MB of
+    /// values chosen since the snapshot was taken).
+    meta: SnapshotMeta,
+    records: Vec<Record>,
+    /// `WalOptions::preallocate_bytes` and `segment_bytes_max`, for the
+    /// chunk of the new segment to reserve and fill after the batch.
+    chunk: u64,
+    segment_max: u64,
     /// Why that failed, if it did.
     fill_error: std::sync::OnceLock<String>,
-    /// The checkpoint's applied point (snapshot files below it go).
-    keep: InstanceId,
     /// The segment the step created, for `Wal::finish_sync`.
-    created: std::sync::Mutex<Option<(SegmentMeta, Arc<dyn FsFile>)>>,
+    created: std::sync::Mutex<Option<Created>>,
+}
+
+/// What a checkpoint step created.
+#[derive(Debug)]
+struct Created {
+    meta: SegmentMeta,
+    file: Arc<dyn FsFile>,
+    /// Where the checkpoint's batch ends.
+    end: u64,
+    fill: Option<Fill>,
 }
 
 impl CheckpointStep {
@@ -154,17 +167,25 @@ impl CheckpointStep {
                 source: e,
             })?;
         }
-        let (meta, next) = create_segment(&*self.fs, &self.wal_dir, self.index)?;
+        let batch = checkpoint_batch(self.group, self.meta, &self.records)?;
+        let (meta, file) = create_segment(&*self.fs, &self.wal_dir, self.index)?;
+        let end = segment::HEADER_BYTES as u64 + batch.len() as u64;
+        let fill = fill_after(self.chunk, self.segment_max, end);
         write_reserved(
-            &*next,
+            &*file,
             &meta.path,
-            &self.frames,
+            &batch,
             segment::HEADER_BYTES as u64,
-            self.fill,
+            fill,
             &self.fill_error,
         )?;
         if let Ok(mut created) = self.created.lock() {
-            *created = Some((meta, next));
+            *created = Some(Created {
+                meta,
+                file,
+                end,
+                fill,
+            });
         }
         Ok(())
     }
@@ -243,6 +264,82 @@ fn write_reserved(
     file.sync_data().map_err(|e| StorageError::SyncFailed {
         path: path.to_path_buf(),
         source: e,
+    })
+}
+
+/// Frames `records` after what `out` holds (`scratch` and `ends` are
+/// working space), telling `on_frame` each frame's CRC. Every record is
+/// encoded and checked before any is framed: a batch with one record too
+/// large frames nothing (all or nothing).
+fn frame_into(
+    out: &mut BytesMut,
+    scratch: &mut BytesMut,
+    ends: &mut Vec<usize>,
+    records: &[Record],
+    mut on_frame: impl FnMut(u32),
+) -> Result<(), StorageError> {
+    scratch.clear();
+    ends.clear();
+    for record in records {
+        let start = scratch.len();
+        record.encode(scratch);
+        let len = scratch.len() - start;
+        if len > FRAME_PAYLOAD_BYTES_MAX {
+            return Err(StorageError::RecordTooLarge {
+                bytes: len,
+                max: FRAME_PAYLOAD_BYTES_MAX,
+            });
+        }
+        ends.push(scratch.len());
+    }
+    let mut start = 0;
+    for &end in ends.iter() {
+        on_frame(put_frame(out, FrameKind::Record, &scratch[start..end]));
+        start = end;
+    }
+    Ok(())
+}
+
+/// A checkpoint's batch: its marker, `records` and its end frame (their
+/// count and a hash of their CRCs).
+fn checkpoint_batch(
+    group: GroupId,
+    meta: SnapshotMeta,
+    records: &[Record],
+) -> Result<BytesMut, StorageError> {
+    let mut batch = BytesMut::new();
+    put_frame(
+        &mut batch,
+        FrameKind::Checkpoint,
+        &marker_payload(group, meta),
+    );
+    let mut hash = 0;
+    frame_into(
+        &mut batch,
+        &mut BytesMut::new(),
+        &mut Vec::new(),
+        records,
+        |crc| hash = hash_record(hash, crc),
+    )?;
+    let end = CheckpointEnd {
+        group,
+        meta,
+        records: records.len() as u64,
+        hash,
+    };
+    put_frame(&mut batch, FrameKind::CheckpointEnd, &end.payload());
+    Ok(batch)
+}
+
+/// The rest of the chunk (of `chunk` bytes; 0: none) a write ending at
+/// `end` ends in, to fill so that the next writes (until the chunk is used)
+/// land on zeros already on disk. Not past `segment_max`, the size at which
+/// the segment rolls: those zeros would only be cut off again (the write
+/// that crosses it is still reserved, it just gets no zeros after it).
+fn fill_after(chunk: u64, segment_max: u64, end: u64) -> Option<Fill> {
+    (chunk > 0).then(|| Fill {
+        zeros_from: end,
+        to: (end.div_ceil(chunk) * chunk).min(segment_max).max(end),
     })
 }
 
@@ -463,7 +560,11 @@ impl Wal {
             // way, and a hole below the new reservation would be filled by
             // this write as a plain extension. Reserving blocks already
             // written costs nothing.
-            fill = self.fill_after(self.file_len);
+            fill = fill_after(
+                self.opts.preallocate_bytes,
+                self.opts.segment_bytes_max,
+                self.file_len,
+            );
             if let Some(fill) = fill {
                 self.allocated = fill.to;
             }
@@ -482,22 +583,6 @@ impl Wal {
             groups: std::mem::take(&mut self.pending_groups),
             checkpoint: None,
         }))
-    }
-
-    /// The rest of the chunk a write ending at `end` ends in, to fill so
-    /// that the next writes (until the chunk is used) land on zeros already
-    /// on disk (`None` without preallocation). Not past the size at which
-    /// the segment rolls: those zeros would only be cut off again (the
-    /// write that crosses it is still reserved, it just gets no zeros after
-    /// it).
-    fn fill_after(&self, end: u64) -> Option<Fill> {
-        let chunk = self.opts.preallocate_bytes;
-        (chunk > 0).then(|| Fill {
-            zeros_from: end,
-            to: (end.div_ceil(chunk) * chunk)
-                .min(self.opts.segment_bytes_max)
-                .max(end),
-        })
     }
 
     /// Completes a sync job. An error poisons the log for good: an fsync is
@@ -536,7 +621,13 @@ impl Wal {
             // frame, as it would have had the checkpoint been written at
             // once.
             let created = step.created.lock().ok().and_then(|mut c| c.take());
-            let Some((mut meta, file)) = created else {
+            let Some(Created {
+                mut meta,
+                file,
+                end,
+                fill,
+            }) = created
+            else {
                 self.poisoned = true;
                 return Err(StorageError::io(
                     &self.wal_dir,
@@ -547,10 +638,10 @@ impl Wal {
             let marker_segment = meta.index;
             self.segments.push(meta);
             self.file = file;
-            self.file_len = segment::HEADER_BYTES as u64 + step.frames.len() as u64;
+            self.file_len = end;
             self.fill_warned = false;
             // A failed fill is retried by the next write (see above).
-            self.allocated = match (step.fill, step.fill_error.get()) {
+            self.allocated = match (fill, step.fill_error.get()) {
                 (Some(fill), None) => fill.to.max(self.file_len),
                 (_, Some(error)) => {
                     let path = self.active().path.clone();
@@ -567,7 +658,7 @@ impl Wal {
                 segments: self.take_obsolete(),
                 snap_dir: self.snap_dir.clone(),
                 group: step.group,
-                keep: step.keep,
+                keep: step.meta.applied_end,
             });
         }
         if self.file_len >= self.opts.segment_bytes_max {
@@ -692,40 +783,20 @@ impl Wal {
 
     /// Frames `records` into the pending batch. Checks every size first, so
     /// that an oversized record leaves nothing half-appended.
-    fn frame_records(
-        &mut self,
-        records: &[Record],
-        mut on_frame: impl FnMut(u32),
-    ) -> Result<(), StorageError> {
-        // Every record is encoded and checked before any is framed: a batch
-        // with one record too large frames nothing (all or nothing).
-        self.scratch.clear();
-        self.scratch_ends.clear();
-        for record in records {
-            let start = self.scratch.len();
-            record.encode(&mut self.scratch);
-            let len = self.scratch.len() - start;
-            if len > FRAME_PAYLOAD_BYTES_MAX {
-                self.release_scratch();
-                return Err(StorageError::RecordTooLarge {
-                    bytes: len,
-                    max: FRAME_PAYLOAD_BYTES_MAX,
-                });
-            }
-            self.scratch_ends.push(self.scratch.len());
-        }
-        let mut start = 0;
-        for (record, &end) in records.iter().zip(&self.scratch_ends) {
-            on_frame(put_frame(
-                &mut self.pending,
-                FrameKind::Record,
-                &self.scratch[start..end],
-            ));
-            self.pending_groups.insert(record.group());
-            start = end;
+    fn frame_records(&mut self, records: &[Record]) -> Result<(), StorageError> {
+        let framed = frame_into(
+            &mut self.pending,
+            &mut self.scratch,
+            &mut self.scratch_ends,
+            records,
+            |_| {},
+        );
+        if framed.is_ok() {
+            self.pending_groups
+                .extend(records.iter().map(|record| record.group()));
         }
         self.release_scratch();
-        Ok(())
+        framed
     }
 
     /// Keeps the scratch buffer for the next append unless one large batch
@@ -746,7 +817,7 @@ impl Storage for Wal {
             return Err(StorageError::Poisoned);
         }
         let before = self.pending.len();
-        self.frame_records(records, |_| {})?;
+        self.frame_records(records)?;
         self.bytes_since_checkpoint += (self.pending.len() - before) as u64;
         Ok(())
     }
@@ -842,7 +913,7 @@ impl Wal {
         meta: SnapshotMeta,
         records: &[Record],
     ) -> Result<Obsolete, StorageError> {
-        let job = self.begin_checkpoint(group, meta, records)?;
+        let job = self.begin_checkpoint(group, meta, records.to_vec())?;
         let result = job.run();
         self.finish_sync(job, result)?;
         self.take_checkpointed().ok_or_else(|| {
@@ -875,7 +946,7 @@ impl Wal {
         &mut self,
         group: GroupId,
         meta: SnapshotMeta,
-        records: &[Record],
+        records: Vec<Record>,
     ) -> Result<SyncJob, StorageError> {
         if self.poisoned {
             return Err(StorageError::Poisoned);
@@ -892,33 +963,6 @@ impl Wal {
                 std::io::Error::other("checkpoint records must belong to the checkpointed group"),
             ));
         }
-        // The checkpoint's frames are built apart from what is appended
-        // already, which the job writes first, into the active segment.
-        let appended = self.pending.split();
-        let appended_groups = std::mem::take(&mut self.pending_groups);
-        put_frame(
-            &mut self.pending,
-            FrameKind::Checkpoint,
-            &marker_payload(group, meta),
-        );
-        let mut hash = 0;
-        let framed = self.frame_records(records, |crc| hash = hash_record(hash, crc));
-        if let Err(err) = framed {
-            self.pending = appended;
-            self.pending_groups = appended_groups;
-            self.poisoned = true;
-            return Err(err);
-        }
-        let end = CheckpointEnd {
-            group,
-            meta,
-            records: records.len() as u64,
-            hash,
-        };
-        put_frame(&mut self.pending, FrameKind::CheckpointEnd, &end.payload());
-        let frames = self.pending.split().freeze();
-        self.pending = appended;
-        self.pending_groups = appended_groups;
         let job = self.begin_sync()?.map(|mut job| {
             // The segment is cut to its data and closed right after: zeros
             // written after this write would only be cut off again.
@@ -937,18 +981,17 @@ impl Wal {
             groups: BTreeSet::new(),
             checkpoint: None,
         });
-        let marker_end = segment::HEADER_BYTES as u64 + frames.len() as u64;
-        let fill = self.fill_after(marker_end);
         job.checkpoint = Some(Box::new(CheckpointStep {
             fs: Arc::clone(&self.fs),
             wal_dir: self.wal_dir.clone(),
             group,
             cut_to: self.file_len,
             index: active.index + 1,
-            frames,
-            fill,
+            meta,
+            records,
+            chunk: self.opts.preallocate_bytes,
+            segment_max: self.opts.segment_bytes_max,
             fill_error: std::sync::OnceLock::new(),
-            keep: meta.applied_end,
             created: std::sync::Mutex::new(None),
         }));
         self.syncing = true;

@@ -602,11 +602,12 @@ impl Persister {
             // them in the log. The core hears that everything appended so
             // far is durable only once it ends (`sync_done`), and the
             // checkpoint counts from then on.
-            let job = self.wal.begin_checkpoint(self.group, meta, &records)?;
+            let count = records.len();
+            let job = self.wal.begin_checkpoint(self.group, meta, records)?;
             self.marking = Some(Checkpointed {
                 meta,
                 bytes,
-                records: records.len(),
+                records: count,
             });
             self.syncing = true;
             self.sync_started_tick = self.ticks;

@@ -39,7 +39,7 @@ fn appends_made_while_a_checkpoint_job_runs_follow_it() {
         wal.append(&records(3..5)).unwrap();
         let live = records(10..12);
         let job = wal
-            .begin_checkpoint(GroupId(0), snapshot.meta, &live)
+            .begin_checkpoint(GroupId(0), snapshot.meta, live.clone())
             .unwrap();
         assert!(job.is_checkpoint());
         // While it runs: appends wait, no other sync, no second checkpoint.
@@ -47,7 +47,7 @@ fn appends_made_while_a_checkpoint_job_runs_follow_it() {
         wal.append(&during).unwrap();
         assert!(wal.begin_sync().unwrap().is_none(), "one job at a time");
         assert!(wal
-            .begin_checkpoint(GroupId(0), snapshot.meta, &live)
+            .begin_checkpoint(GroupId(0), snapshot.meta, live.clone())
             .is_err());
         let before = segments(dir.path());
         let result = job.run();
@@ -88,7 +88,7 @@ fn a_crash_around_the_checkpoint_job_recovers_one_state_or_the_other() {
     let snapshot = common::snapshot(10, b"state at 10");
     wal.write_snapshot(GroupId(0), &snapshot).unwrap();
     let job = wal
-        .begin_checkpoint(GroupId(0), snapshot.meta, &records(10..12))
+        .begin_checkpoint(GroupId(0), snapshot.meta, records(10..12))
         .unwrap();
     drop(job);
     drop(wal);
@@ -103,7 +103,7 @@ fn a_crash_around_the_checkpoint_job_recovers_one_state_or_the_other() {
     wal.sync().unwrap();
     wal.write_snapshot(GroupId(0), &snapshot).unwrap();
     let job = wal
-        .begin_checkpoint(GroupId(0), snapshot.meta, &records(10..12))
+        .begin_checkpoint(GroupId(0), snapshot.meta, records(10..12))
         .unwrap();
     job.run().unwrap();
     drop(job);
