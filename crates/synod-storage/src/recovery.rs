@@ -20,7 +20,8 @@
 //! - the previous checkpoint's segments and snapshot file still exist: they
 //!   are deleted (by `Obsolete::remove`) only after a later checkpoint's end
 //!   frame is durable, and the log records a group's checkpoint segment only
-//!   then (`Wal::checkpoint_written`, and `assemble` below at start).
+//!   then (`Wal::finish_sync` of the checkpoint's job, and `assemble` below
+//!   at start).
 //!
 //! The old rule (trust the last marker whatever follows) stays available as
 //! `WalOptions::legacy_checkpoint_recovery`, for the simulator's negative

@@ -132,7 +132,9 @@ struct CheckpointStep {
     /// framed by the job (encoding them is the slow part, tens of MB of
     /// values chosen since the snapshot was taken).
     meta: SnapshotMeta,
-    records: Vec<Record>,
+    /// Taken by the job when it frames them (so they are freed there, not
+    /// on the caller's loop when it finishes the job).
+    records: std::sync::Mutex<Vec<Record>>,
     /// `WalOptions::preallocate_bytes` and `segment_bytes_max`, for the
     /// chunk of the new segment to reserve and fill after the batch.
     chunk: u64,
@@ -154,7 +156,17 @@ struct Created {
 }
 
 impl CheckpointStep {
-    fn run(&self, file: &dyn FsFile, path: &Path) -> Result<(), StorageError> {
+    /// The checkpoint's batch: marker, records, end frame.
+    fn frame(&self) -> Result<BytesMut, StorageError> {
+        let records = self
+            .records
+            .lock()
+            .map(|mut records| std::mem::take(&mut *records))
+            .unwrap_or_default();
+        checkpoint_batch(self.group, self.meta, &records)
+    }
+
+    fn write(&self, batch: &[u8], file: &dyn FsFile, path: &Path) -> Result<(), StorageError> {
         // Only the newest segment may end in zeros (recovery refuses a
         // closed segment that does not end on a frame): cut this one to its
         // data, durably, before the next one exists.
@@ -167,14 +179,13 @@ impl CheckpointStep {
                 source: e,
             })?;
         }
-        let batch = checkpoint_batch(self.group, self.meta, &self.records)?;
         let (meta, file) = create_segment(&*self.fs, &self.wal_dir, self.index)?;
         let end = segment::HEADER_BYTES as u64 + batch.len() as u64;
         let fill = fill_after(self.chunk, self.segment_max, end);
         write_reserved(
             &*file,
             &meta.path,
-            &batch,
+            batch,
             segment::HEADER_BYTES as u64,
             fill,
             &self.fill_error,
@@ -209,14 +220,20 @@ impl SyncJob {
     /// Writes the bytes at their offset (and the zeros of a fill after
     /// them) and makes them durable: positional writes and one `fdatasync`.
     pub fn run(&self) -> Result<(), StorageError> {
+        // A checkpoint's batch is framed before any write: a record too
+        // large fails the job before it touches the disk.
+        let batch = match &self.checkpoint {
+            Some(step) => Some(step.frame()?),
+            None => None,
+        };
         // A checkpoint with nothing appended before it: every earlier write
         // is durable already (one sync job at a time).
         if !self.bytes.is_empty() {
             self.write_and_sync()?;
         }
-        match &self.checkpoint {
-            Some(step) => step.run(&*self.file, &self.path),
-            None => Ok(()),
+        match (&self.checkpoint, batch) {
+            (Some(step), Some(batch)) => step.write(&batch, &*self.file, &self.path),
+            _ => Ok(()),
         }
     }
 
@@ -988,7 +1005,7 @@ impl Wal {
             cut_to: self.file_len,
             index: active.index + 1,
             meta,
-            records,
+            records: std::sync::Mutex::new(records),
             chunk: self.opts.preallocate_bytes,
             segment_max: self.opts.segment_bytes_max,
             fill_error: std::sync::OnceLock::new(),

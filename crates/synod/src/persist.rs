@@ -603,7 +603,15 @@ impl Persister {
             // far is durable only once it ends (`sync_done`), and the
             // checkpoint counts from then on.
             let count = records.len();
-            let job = self.wal.begin_checkpoint(self.group, meta, records)?;
+            let job = match self.wal.begin_checkpoint(self.group, meta, records) {
+                Ok(job) => job,
+                Err(err) => {
+                    // Fatal (the node stops): nothing of this checkpoint is
+                    // out, so a stop must not wait for a report of it.
+                    self.checkpoint_busy = false;
+                    return Err(err);
+                }
+            };
             self.marking = Some(Checkpointed {
                 meta,
                 bytes,
