@@ -167,19 +167,14 @@ impl CheckpointStep {
     }
 
     fn write(&self, batch: &[u8], file: &dyn FsFile, path: &Path) -> Result<(), StorageError> {
-        // Only the newest segment may end in zeros (recovery refuses a
-        // closed segment that does not end on a frame): cut this one to its
-        // data, durably, before the next one exists.
-        let size = file.size().map_err(|e| StorageError::io(path, e))?;
-        if size > self.cut_to {
-            file.set_len(self.cut_to)
-                .map_err(|e| StorageError::io(path, e))?;
-            file.sync_all().map_err(|e| StorageError::SyncFailed {
-                path: path.to_path_buf(),
-                source: e,
-            })?;
-        }
-        let (meta, file) = create_segment(&*self.fs, &self.wal_dir, self.index)?;
+        let (meta, file) = close_and_create(
+            &*self.fs,
+            &self.wal_dir,
+            file,
+            path,
+            self.cut_to,
+            self.index,
+        )?;
         let end = segment::HEADER_BYTES as u64 + batch.len() as u64;
         let fill = fill_after(self.chunk, self.segment_max, end);
         write_reserved(
@@ -567,6 +562,12 @@ impl Wal {
         if self.pending.is_empty() || self.syncing {
             return Ok(None);
         }
+        Ok(Some(self.take_pending()))
+    }
+
+    /// Everything appended and not yet written, as the next sync job (no
+    /// bytes when nothing is pending).
+    fn take_pending(&mut self) -> SyncJob {
         let bytes = self.pending.split().freeze();
         let offset = self.file_len;
         self.file_len += bytes.len() as u64;
@@ -589,7 +590,7 @@ impl Wal {
         self.allocated = self.allocated.max(self.file_len);
         self.syncing = true;
         let active = self.active();
-        Ok(Some(SyncJob {
+        SyncJob {
             file: Arc::clone(&self.file),
             path: active.path.clone(),
             segment: active.index,
@@ -599,7 +600,7 @@ impl Wal {
             fill_error: std::sync::OnceLock::new(),
             groups: std::mem::take(&mut self.pending_groups),
             checkpoint: None,
-        }))
+        }
     }
 
     /// Completes a sync job. An error poisons the log for good: an fsync is
@@ -653,20 +654,16 @@ impl Wal {
             };
             meta.groups.insert(step.group);
             let marker_segment = meta.index;
-            self.segments.push(meta);
-            self.file = file;
-            self.file_len = end;
-            self.fill_warned = false;
+            self.enter_segment(meta, file, end);
             // A failed fill is retried by the next write (see above).
-            self.allocated = match (fill, step.fill_error.get()) {
-                (Some(fill), None) => fill.to.max(self.file_len),
+            match (fill, step.fill_error.get()) {
+                (Some(fill), None) => self.allocated = fill.to.max(end),
                 (_, Some(error)) => {
                     let path = self.active().path.clone();
                     self.fill_failed(&path, error);
-                    self.file_len
                 }
-                (None, None) => self.file_len,
-            };
+                (None, None) => {}
+            }
             // Only now, with the end frame durable, does the checkpoint count.
             self.checkpoints.insert(step.group, marker_segment);
             self.checkpointed = Some(Obsolete {
@@ -753,29 +750,27 @@ impl Wal {
     fn roll(&mut self) -> Result<(), StorageError> {
         debug_assert!(!self.syncing, "roll while a sync job writes the segment");
         debug_assert!(self.file_len <= self.allocated);
-        let path = self.active().path.clone();
-        // By the file's real size: a fill may have failed part way.
-        let size = self.file.size().map_err(|e| StorageError::io(&path, e))?;
-        if size > self.file_len {
-            // Only the newest segment may end in zeros (recovery refuses a
-            // closed segment that does not end on a frame): cut this one
-            // to its data, durably, before the next one exists.
-            self.file
-                .set_len(self.file_len)
-                .map_err(|e| StorageError::io(&path, e))?;
-            self.file.sync_all().map_err(|e| StorageError::SyncFailed {
-                path: path.clone(),
-                source: e,
-            })?;
-        }
-        let index = self.active().index + 1;
-        let (meta, file) = create_segment(&*self.fs, &self.wal_dir, index)?;
+        let active = self.active();
+        let (meta, file) = close_and_create(
+            &*self.fs,
+            &self.wal_dir,
+            &*self.file,
+            &active.path,
+            self.file_len,
+            active.index + 1,
+        )?;
+        self.enter_segment(meta, file, segment::HEADER_BYTES as u64);
+        Ok(())
+    }
+
+    /// Makes `file` (just created, its data ending at `end`) the active
+    /// segment.
+    fn enter_segment(&mut self, meta: SegmentMeta, file: Arc<dyn FsFile>, end: u64) {
         self.segments.push(meta);
         self.file = file;
-        self.file_len = segment::HEADER_BYTES as u64;
-        self.allocated = self.file_len;
+        self.file_len = end;
+        self.allocated = end;
         self.fill_warned = false;
-        Ok(())
     }
 
     /// Takes the oldest segments whose every group has a later checkpoint
@@ -980,24 +975,11 @@ impl Wal {
                 std::io::Error::other("checkpoint records must belong to the checkpointed group"),
             ));
         }
-        let job = self.begin_sync()?.map(|mut job| {
-            // The segment is cut to its data and closed right after: zeros
-            // written after this write would only be cut off again.
-            job.fill = None;
-            job
-        });
+        let mut job = self.take_pending();
+        // The segment is cut to its data and closed right after: zeros
+        // written after this write would only be cut off again.
+        job.fill = None;
         let active = self.active();
-        let mut job = job.unwrap_or_else(|| SyncJob {
-            file: Arc::clone(&self.file),
-            path: active.path.clone(),
-            segment: active.index,
-            offset: self.file_len,
-            bytes: Bytes::new(),
-            fill: None,
-            fill_error: std::sync::OnceLock::new(),
-            groups: BTreeSet::new(),
-            checkpoint: None,
-        });
         job.checkpoint = Some(Box::new(CheckpointStep {
             fs: Arc::clone(&self.fs),
             wal_dir: self.wal_dir.clone(),
@@ -1016,6 +998,30 @@ impl Wal {
         self.bytes_since_checkpoint = 0;
         Ok(job)
     }
+}
+
+/// Closes the segment `file` (at `path`), whose data ends at `len`, and
+/// creates the next one, `index`. Only the newest segment may end in zeros
+/// (recovery refuses a closed segment that does not end on a frame): the
+/// closed one is cut to its data, durably, before the next one exists, by
+/// its real size (a fill may have failed part way).
+fn close_and_create(
+    fs: &dyn Fs,
+    wal_dir: &Path,
+    file: &dyn FsFile,
+    path: &Path,
+    len: u64,
+    index: u64,
+) -> Result<(SegmentMeta, Arc<dyn FsFile>), StorageError> {
+    let size = file.size().map_err(|e| StorageError::io(path, e))?;
+    if size > len {
+        file.set_len(len).map_err(|e| StorageError::io(path, e))?;
+        file.sync_all().map_err(|e| StorageError::SyncFailed {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+    }
+    create_segment(fs, wal_dir, index)
 }
 
 fn create_segment(

@@ -732,9 +732,10 @@ impl Persister {
         if self.marked.take().is_some() || self.marking.take().is_some() {
             // Durable, but step (c) never started: its files stay (recovery
             // skips them, the next checkpoint deletes them). Or its marker
-            // job still out after the stop waited for the sync job (it
-            // reports as one, and only the log sync's wait covers it): the
-            // stop goes on without it, as for a sync that outlasts the wait.
+            // job, which reports as the log sync: ended at the stop
+            // (`sync_finished_at_stop`, no step (c) either), or still out
+            // after the stop waited for the sync (the stop goes on without
+            // it, as for a sync that outlasts the wait).
             self.checkpoint_busy = false;
         }
         self.checkpoint_busy
@@ -751,19 +752,12 @@ impl Persister {
     }
 
     /// For a stop: a sync job that was out finished; its result only
-    /// decides whether the log may still be written (see `final_sync`).
+    /// decides whether the log may still be written (see `final_sync`). A
+    /// checkpoint's marker job is settled by `stop_checkpoint`, which the
+    /// stop calls next.
     pub fn sync_finished_at_stop(&mut self, job: SyncJob, result: Result<(), StorageError>) {
         self.syncing = false;
-        let checkpoint = job.is_checkpoint();
         let _ = self.wal.finish_sync(job, result);
-        if checkpoint {
-            // A marker job: no step (c) starts any more (what it superseded
-            // stays on disk; recovery skips it, the next checkpoint deletes
-            // it), so nothing of the checkpoint is left to wait for.
-            self.marking = None;
-            let _ = self.wal.take_checkpointed();
-            self.checkpoint_busy = false;
-        }
     }
 }
 
