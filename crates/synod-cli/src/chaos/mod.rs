@@ -82,6 +82,10 @@ pub struct ChaosArgs {
     /// skip the log); the checker must then report the run not linearizable.
     #[arg(long)]
     unsafe_local_reads: bool,
+    /// Stop after the first run that is not linearizable (the later runs
+    /// can only add violations; a negative control needs one).
+    #[arg(long)]
+    stop_at_violation: bool,
     /// Extra arguments for every `synod server` (after --).
     #[arg(last = true)]
     server_args: Vec<String>,
@@ -129,7 +133,12 @@ fn run_all(args: ChaosArgs) -> Result<ExitCode, String> {
         let seed = first_seed + u64::from(r);
         let report = run_one(&args, &kinds, &exe, seed, &runtime)?;
         println!("{}", report.summary());
+        let failed = !report.passed();
         reports.push(report);
+        if failed && args.stop_at_violation && r + 1 < args.runs {
+            println!("stopping at the first violation (--stop-at-violation)");
+            break;
+        }
     }
     let violations = reports.iter().filter(|r| !r.passed()).count();
     if reports.len() > 1 {

@@ -7,7 +7,10 @@
 //! node `from` cuts `from -> to`. The tester's own traffic (clients, probes)
 //! is never filtered, as in Jepsen: partitions are between replicas. Packet
 //! delay needs the `sch_netem` qdisc, which some kernels lack; it is then
-//! left out and the output says so.
+//! left out and the output says so. Every `iptables` call waits for the
+//! xtables lock (`-w`): runs with different `--net-index` may share a
+//! machine (the tests run two at once), and without it a call that meets
+//! the other run's lock fails.
 //!
 //! Without namespaces everything runs on loopback and only kill and pause
 //! nemeses are possible.
@@ -161,7 +164,9 @@ impl Namespaces {
             run(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
             run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
             // iptables must work in the namespace, or partitions cannot.
-            run(&["ip", "netns", "exec", &ns, "iptables", "-L", "INPUT", "-n"])?;
+            run(&[
+                "ip", "netns", "exec", &ns, "iptables", "-w", "-L", "INPUT", "-n",
+            ])?;
         }
         // With br_netfilter loaded, bridged frames pass the host's FORWARD
         // chain, whose policy a container runtime may have set to DROP.
@@ -169,7 +174,7 @@ impl Namespaces {
             .map(|s| s.trim() == "1")
             .unwrap_or(false);
         if nf {
-            run(&["iptables", "-I", "FORWARD", "-i", &br, "-j", "ACCEPT"])?;
+            run(&["iptables", "-w", "-I", "FORWARD", "-i", &br, "-j", "ACCEPT"])?;
         }
         let ns1 = self.ns_name(1);
         self.netem = run(&[
@@ -209,7 +214,7 @@ impl Namespaces {
         }
         let br = self.bridge();
         // Earlier runs' rules too (a run killed before its cleanup).
-        while run(&["iptables", "-D", "FORWARD", "-i", &br, "-j", "ACCEPT"]).is_ok() {}
+        while run(&["iptables", "-w", "-D", "FORWARD", "-i", &br, "-j", "ACCEPT"]).is_ok() {}
         let _ = run(&["ip", "link", "del", &br]);
     }
 
@@ -256,7 +261,7 @@ impl Namespaces {
         let ns = self.ns_name(to);
         let source = self.node_ip(from).to_string();
         let mut args = vec![
-            "ip", "netns", "exec", &ns, "iptables", "-A", "INPUT", "-s", &source,
+            "ip", "netns", "exec", &ns, "iptables", "-w", "-A", "INPUT", "-s", &source,
         ];
         args.extend_from_slice(matches);
         args.extend_from_slice(&["-j", "DROP"]);
@@ -292,7 +297,7 @@ impl Namespaces {
         let mut result = Ok(());
         for i in 1..=self.nodes {
             let ns = self.ns_name(i);
-            if let Err(e) = run(&["ip", "netns", "exec", &ns, "iptables", "-F", "INPUT"]) {
+            if let Err(e) = run(&["ip", "netns", "exec", &ns, "iptables", "-w", "-F", "INPUT"]) {
                 result = Err(e);
             }
             if self.netem {
