@@ -14,20 +14,20 @@ cd "$(dirname "$0")/.."
 BIN=${1:-target/debug/synod}
 BASE=${BASE_PORT:-26000}
 EXPECTED=compat/expected
-# The clusters' data goes to memory (/dev/shm) when it has room: the suite
-# checks Redis behaviour, not durability, and most of its time is writes
-# waiting for fsync (list-3 alone: 70 s on tmpfs against 85 s on disk).
-# TMPDIR, when set, wins; a small /dev/shm (a container's 64 MiB) is passed over.
-scratch() {
-  if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] &&
-    [ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')" -ge 2097152 ] 2>/dev/null; then
-    echo /dev/shm
-  else
-    echo "${TMPDIR:-/tmp}"
-  fi
-}
-MADE_WORK=""
-[ -n "${WORK:-}" ] || { WORK=$(mktemp -d "$(scratch)/synod-compat.XXXXXX"); MADE_WORK=1; }
+WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/synod-compat.XXXXXX")}
+# The clusters' data (only the data: the harness runs a copy of the binary
+# from WORK, and /dev/shm is often mounted noexec) goes to memory when
+# /dev/shm has room: the suite checks Redis behaviour, not durability, and
+# most of its time is writes waiting for fsync (list-3 alone: 70 s on tmpfs
+# against 85 s on disk). TMPDIR, when set, wins; a small /dev/shm (a
+# container's 64 MiB) is passed over. DATA is removed when every test
+# passed and kept (with the nodes' logs) when one did not.
+DATA=""
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] &&
+  [ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')" -ge 2097152 ] 2>/dev/null; then
+  DATA=$(mktemp -d /dev/shm/synod-compat-data.XXXXXX 2>/dev/null) || DATA=""
+fi
+[ -n "$DATA" ] || DATA=$WORK
 mkdir -p "$WORK" # a WORK passed in may not exist yet (tee writes into it)
 UNITS=()
 for f in "$EXPECTED"/*.txt; do
@@ -41,7 +41,7 @@ done
 run_units() { # attempt base-port unit...
   local attempt=$1 base=$2
   shift 2
-  local data="$WORK/data$attempt" run="$WORK/run$attempt"
+  local data="$DATA/data$attempt" run="$WORK/run$attempt"
   SKIP_REDIS=1 SYNOD_NODES=${SYNOD_NODE:-follower} SYNOD_NODES_STRING_ONLY=" " WORK="$run" \
     SYNOD_DATA="$data/synod" REDIS_DATA="$data/redis" HARNESS_BASEPORT=$((base + 482)) \
     PER_FILE_TIMEOUT=${PER_FILE_TIMEOUT:-300} \
@@ -147,10 +147,12 @@ if [ ${#FAILED_UNITS[@]} -gt 0 ]; then
   check 2 "${FAILED_UNITS[@]}"
 fi
 if [ "$FAILED_TESTS" -gt 0 ]; then
-  echo "redis-compat: $FAILED_TESTS listed test(s) failed twice: ${FAILED_UNITS[*]}; logs under $WORK" >&2
+  echo "redis-compat: $FAILED_TESTS listed test(s) failed twice: ${FAILED_UNITS[*]}; logs under $WORK, node logs under $DATA" >&2
   exit 1
 fi
 echo "redis-compat: every listed test passed"
-# A scratch folder of our own goes when every test passed (in /dev/shm it
-# holds memory); a failing run keeps it for its logs.
-[ -z "$MADE_WORK" ] || rm -rf "$WORK"
+# The data in memory goes when every test passed (a failing run keeps it
+# for the nodes' logs); a failure to remove it does not fail the gate.
+if [ "$DATA" != "$WORK" ]; then
+  rm -rf "$DATA" || echo "redis-compat: could not remove $DATA" >&2
+fi

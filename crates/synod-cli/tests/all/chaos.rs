@@ -9,7 +9,30 @@
 //! timers), so they run alongside each other and the other tests, each on
 //! its own ports and namespace index.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
+
+/// `--network` for the runs with partitions: `netns` where namespaces
+/// should work (root, with `ip` and `iptables`), so that a setup failure
+/// fails the test instead of quietly running on loopback without
+/// partitions; `auto` elsewhere (loopback, kill and pause only).
+fn network() -> &'static str {
+    let works = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .output()
+            .map(|out| out.status.success().then_some(out.stdout))
+            .ok()
+            .flatten()
+    };
+    let root = works("id", &["-u"]).is_some_and(|out| out.trim_ascii() == b"0");
+    if root && works("ip", &["-V"]).is_some() && works("iptables", &["-V"]).is_some() {
+        "netns"
+    } else {
+        "auto"
+    }
+}
 
 /// Runs `synod chaos` with `args`; returns its exit code and stdout.
 fn chaos(args: &[&str]) -> (Option<i32>, String) {
@@ -40,6 +63,8 @@ fn two_runs_under_kill_pause_and_partitions_are_linearizable() {
         "30",
         "--nemesis",
         "kill,pause,partition",
+        "--network",
+        network(),
         "--seed",
         "1000",
         "--net-index",
@@ -84,6 +109,8 @@ fn local_reads_without_the_log_are_caught() {
         "30",
         "--nemesis",
         "isolate",
+        "--network",
+        network(),
         "--seed",
         "2000",
         "--net-index",
