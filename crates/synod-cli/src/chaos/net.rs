@@ -9,8 +9,9 @@
 //! delay needs the `sch_netem` qdisc, which some kernels lack; it is then
 //! left out and the output says so. Every `iptables` call waits for the
 //! xtables lock (`-w`): runs with different `--net-index` may share a
-//! machine (the tests run two at once), and without it a call that meets
-//! the other run's lock fails.
+//! machine (the tests run two at once), and with the legacy backend a call
+//! that meets the other run's lock fails without it (the nf_tables backend
+//! accepts it and has no such lock).
 //!
 //! Without namespaces everything runs on loopback and only kill and pause
 //! nemeses are possible.
