@@ -15,19 +15,6 @@ BIN=${1:-target/debug/synod}
 BASE=${BASE_PORT:-26000}
 EXPECTED=compat/expected
 WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/synod-compat.XXXXXX")}
-# The clusters' data (only the data: the harness runs a copy of the binary
-# from WORK, and /dev/shm is often mounted noexec) goes to memory when
-# /dev/shm has room: the suite checks Redis behaviour, not durability, and
-# most of its time is writes waiting for fsync (list-3 alone: 70 s on tmpfs
-# against 85 s on disk). TMPDIR, when set, wins; a small /dev/shm (a
-# container's 64 MiB) is passed over. DATA is removed when every test
-# passed and kept (with the nodes' logs) when one did not.
-DATA=""
-if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] &&
-  [ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')" -ge 2097152 ] 2>/dev/null; then
-  DATA=$(mktemp -d /dev/shm/synod-compat-data.XXXXXX 2>/dev/null) || DATA=""
-fi
-[ -n "$DATA" ] || DATA=$WORK
 mkdir -p "$WORK" # a WORK passed in may not exist yet (tee writes into it)
 UNITS=()
 for f in "$EXPECTED"/*.txt; do
@@ -35,6 +22,28 @@ for f in "$EXPECTED"/*.txt; do
   UNITS+=("${u//_//}")
 done
 [ ${#UNITS[@]} -gt 0 ] || { echo "redis-compat: no lists in $EXPECTED" >&2; exit 2; }
+
+# The clusters' data (only the data: the harness runs a copy of the binary
+# from WORK, and /dev/shm is often mounted noexec) goes to memory when
+# /dev/shm has room: the suite checks Redis behaviour, not durability, and
+# most of its time is writes waiting for fsync (list-3 alone: 70 s on tmpfs
+# against 85 s on disk). TMPDIR, when set, wins; a small /dev/shm (a
+# container's 64 MiB) is passed over. However the script ends, the nodes'
+# logs are copied into WORK and the data in memory is removed.
+DATA=""
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] &&
+  [ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')" -ge 2097152 ] 2>/dev/null; then
+  DATA=$(mktemp -d /dev/shm/synod-compat-data.XXXXXX 2>/dev/null) || DATA=""
+fi
+if [ -n "$DATA" ]; then
+  drop_data() {
+    (cd "$DATA" && find . -name 'node-*.log' -exec cp --parents {} "$WORK/" \;) 2>/dev/null || true
+    rm -rf "$DATA" || echo "redis-compat: could not remove $DATA" >&2
+  }
+  trap drop_data EXIT
+else
+  DATA=$WORK
+fi
 
 # Against a follower (its node number and role are in the target name
 # printed below); SYNOD_NODE=1 (or leader...) picks another.
@@ -147,12 +156,7 @@ if [ ${#FAILED_UNITS[@]} -gt 0 ]; then
   check 2 "${FAILED_UNITS[@]}"
 fi
 if [ "$FAILED_TESTS" -gt 0 ]; then
-  echo "redis-compat: $FAILED_TESTS listed test(s) failed twice: ${FAILED_UNITS[*]}; logs under $WORK, node logs under $DATA" >&2
+  echo "redis-compat: $FAILED_TESTS listed test(s) failed twice: ${FAILED_UNITS[*]}; logs (the nodes' too) under $WORK" >&2
   exit 1
 fi
 echo "redis-compat: every listed test passed"
-# The data in memory goes when every test passed (a failing run keeps it
-# for the nodes' logs); a failure to remove it does not fail the gate.
-if [ "$DATA" != "$WORK" ]; then
-  rm -rf "$DATA" || echo "redis-compat: could not remove $DATA" >&2
-fi
