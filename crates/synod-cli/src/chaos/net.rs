@@ -7,11 +7,7 @@
 //! node `from` cuts `from -> to`. The tester's own traffic (clients, probes)
 //! is never filtered, as in Jepsen: partitions are between replicas. Packet
 //! delay needs the `sch_netem` qdisc, which some kernels lack; it is then
-//! left out and the output says so. Every `iptables` call waits for the
-//! xtables lock (`-w`): runs with different `--net-index` may share a
-//! machine (the tests run two at once), and with the legacy backend a call
-//! that meets the other run's lock fails without it (the nf_tables backend
-//! accepts it and has no such lock).
+//! left out and the output says so.
 //!
 //! Without namespaces everything runs on loopback and only kill and pause
 //! nemeses are possible.
@@ -165,9 +161,7 @@ impl Namespaces {
             run(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
             run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
             // iptables must work in the namespace, or partitions cannot.
-            run(&[
-                "ip", "netns", "exec", &ns, "iptables", "-w", "-L", "INPUT", "-n",
-            ])?;
+            iptables(Some(&ns), &["-L", "INPUT", "-n"])?;
         }
         // With br_netfilter loaded, bridged frames pass the host's FORWARD
         // chain, whose policy a container runtime may have set to DROP.
@@ -175,7 +169,7 @@ impl Namespaces {
             .map(|s| s.trim() == "1")
             .unwrap_or(false);
         if nf {
-            run(&["iptables", "-w", "-I", "FORWARD", "-i", &br, "-j", "ACCEPT"])?;
+            iptables(None, &["-I", "FORWARD", "-i", &br, "-j", "ACCEPT"])?;
         }
         let ns1 = self.ns_name(1);
         self.netem = run(&[
@@ -215,7 +209,7 @@ impl Namespaces {
         }
         let br = self.bridge();
         // Earlier runs' rules too (a run killed before its cleanup).
-        while run(&["iptables", "-w", "-D", "FORWARD", "-i", &br, "-j", "ACCEPT"]).is_ok() {}
+        while iptables(None, &["-D", "FORWARD", "-i", &br, "-j", "ACCEPT"]).is_ok() {}
         let _ = run(&["ip", "link", "del", &br]);
     }
 
@@ -261,12 +255,10 @@ impl Namespaces {
     fn drop_from(&self, from: u32, to: u32, matches: &[&str]) -> Result<(), String> {
         let ns = self.ns_name(to);
         let source = self.node_ip(from).to_string();
-        let mut args = vec![
-            "ip", "netns", "exec", &ns, "iptables", "-w", "-A", "INPUT", "-s", &source,
-        ];
-        args.extend_from_slice(matches);
-        args.extend_from_slice(&["-j", "DROP"]);
-        run(&args)
+        let mut rule = vec!["-A", "INPUT", "-s", &source];
+        rule.extend_from_slice(matches);
+        rule.extend_from_slice(&["-j", "DROP"]);
+        iptables(Some(&ns), &rule)
     }
 
     /// Delays every packet a node sends by `ms` ± `jitter` (netem), clients'
@@ -298,7 +290,7 @@ impl Namespaces {
         let mut result = Ok(());
         for i in 1..=self.nodes {
             let ns = self.ns_name(i);
-            if let Err(e) = run(&["ip", "netns", "exec", &ns, "iptables", "-w", "-F", "INPUT"]) {
+            if let Err(e) = iptables(Some(&ns), &["-F", "INPUT"]) {
                 result = Err(e);
             }
             if self.netem {
@@ -315,6 +307,21 @@ impl Drop for Namespaces {
     fn drop(&mut self) {
         self.remove();
     }
+}
+
+/// Runs `iptables -w RULE...` in namespace `ns` (the host's with `None`).
+/// `-w` waits for the xtables lock: runs with different `--net-index` may
+/// share a machine (the tests run two at once), and with the legacy backend
+/// a call that meets the other run's lock fails without it (the nf_tables
+/// backend accepts it and has no such lock).
+fn iptables(ns: Option<&str>, rule: &[&str]) -> Result<(), String> {
+    let mut args = match ns {
+        Some(ns) => vec!["ip", "netns", "exec", ns],
+        None => Vec::new(),
+    };
+    args.extend_from_slice(&["iptables", "-w"]);
+    args.extend_from_slice(rule);
+    run(&args)
 }
 
 /// Runs a command, returning its stderr as the error when it fails.

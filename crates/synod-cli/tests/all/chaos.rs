@@ -121,7 +121,7 @@ fn local_reads_without_the_log_are_caught() {
         "--nemesis",
         "isolate",
         "--network",
-        network(),
+        "netns",
         "--seed",
         "2000",
         "--net-index",
