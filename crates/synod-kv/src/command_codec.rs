@@ -149,6 +149,20 @@ impl KvCommand {
         })
     }
 
+    /// [`KvCommand::encode`] of a command whose encoded length is known
+    /// (`len`: from [`KvCommand::encoded_len`], or
+    /// [`KvCommand::exec_encoded_len`] for a batch), in one pass: the
+    /// client path counts each command once, when it checks its size, and
+    /// not again to encode it. `len` only sizes the buffer: a wrong one
+    /// costs a reallocation, never a wrong encoding.
+    pub fn encode_with_len(&self, len: usize) -> Bytes {
+        let mut writer = Writer::with_capacity(len);
+        writer.u8(COMMAND_FORMAT_VERSION);
+        encode_command(&mut writer, self);
+        debug_assert_eq!(writer.written(), len, "encoded length given wrong");
+        writer.finish()
+    }
+
     /// The length of [`KvCommand::encode`]'s output, computed by the same
     /// code without copying anything.
     pub fn encoded_len(&self) -> usize {

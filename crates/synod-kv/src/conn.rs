@@ -29,8 +29,9 @@ pub(crate) enum Item {
     /// An item whose reply is not written (CLIENT REPLY OFF or SKIP): it
     /// runs, in order, and nothing of it reaches the client.
     Silent(Box<Item>),
-    /// A data command for the log.
-    Data(KvCommand, Protocol),
+    /// A data command for the log, with its encoded length
+    /// ([`KvCommand::encoded_len`], counted once: see [`Item::data`]).
+    Data(KvCommand, Protocol, usize),
     /// INFO with these sections (lowercase; empty means the default set).
     Info(Vec<String>, Protocol),
     /// A membership request (`SYNOD.MEMBER`, `SYNOD.LEADER`) for the node.
@@ -157,6 +158,13 @@ pub(crate) struct Conn {
 }
 
 impl Item {
+    /// A data command for the log, its encoded length counted here (the
+    /// client paths have it from their size check).
+    pub(crate) fn data(command: KvCommand, protocol: Protocol) -> Item {
+        let len = command.encoded_len();
+        Item::Data(command, protocol, len)
+    }
+
     /// A blocking command, silenced or not: the connection must watch for
     /// a close while it waits (review: a silenced one was missed).
     pub(crate) fn is_block(&self) -> bool {
@@ -403,8 +411,10 @@ impl Conn {
     /// Turns one request into an item, updating the connection's state,
     /// and silences its reply as CLIENT REPLY says (as Redis decides it:
     /// after the command ran, so `CLIENT REPLY ON` is answered).
-    pub(crate) fn handle(&mut self, args: &[Bytes]) -> Item {
-        let started = std::time::Instant::now();
+    /// `read_at`: when the request was read (one clock read for all the
+    /// requests parsed from one read, not one per request).
+    pub(crate) fn handle(&mut self, args: &[Bytes], read_at: std::time::Instant) -> Item {
+        let started = read_at;
         let name = args.first().map(|first| command_name(first));
         let item = self.handle_named(
             name.as_ref().map(|(name, known)| (name.as_ref(), *known)),
@@ -573,7 +583,7 @@ impl Conn {
                 let whoami = self.user.as_ref().map_or(Bytes::new(), |(n, _)| n.clone());
                 match acl_command(&self.shared.cfg.acl, &whoami, args) {
                     AclAction::Reply(reply) => self.reply(reply),
-                    AclAction::Log(command) => Item::Data(command, self.protocol),
+                    AclAction::Log(command) => Item::data(command, self.protocol),
                 }
             }
             "select" => match args.len() {
@@ -672,7 +682,7 @@ impl Conn {
                 .and_then(|command| self.check_channels(name, args).map(|()| command))
                 .and_then(|command| self.check_replicated_size(command))
             {
-                Ok(command) => Item::Data(command, self.protocol),
+                Ok((command, len)) => Item::Data(command, self.protocol, len),
                 Err(reply) => self.reply(reply),
             },
             "script" | "function"
@@ -688,7 +698,7 @@ impl Conn {
                         .check_keys(self.run_as_user(command))
                         .and_then(|command| self.check_replicated_size(command))
                     {
-                        Ok(command) => Item::Data(command, self.protocol),
+                        Ok((command, len)) => Item::Data(command, self.protocol, len),
                         Err(reply) => self.reply(reply),
                     },
                 }
@@ -701,13 +711,13 @@ impl Conn {
             .and_then(|command| self.check_keys(command))
             .and_then(|command| self.check_replicated_size(command))
             {
-                Ok(command @ KvCommand::Blocking { .. }) => {
+                Ok((command @ KvCommand::Blocking { .. }, _)) => {
                     match crate::blocking::parse(name, args) {
                         Ok((_, timeout)) => Item::Block(command, timeout, self.protocol),
                         Err(reply) => self.reply(reply),
                     }
                 }
-                Ok(command) => Item::Data(command, self.protocol),
+                Ok((command, len)) => Item::Data(command, self.protocol, len),
                 Err(reply) => self.reply(reply),
             },
         }
@@ -833,7 +843,9 @@ impl Conn {
 
     /// Refuses a command that could not be replicated alone: its encoding
     /// must fit in one log value (`Node::command_bytes_max`).
-    fn check_replicated_size(&self, command: KvCommand) -> Result<KvCommand, Reply> {
+    /// Returns the command with its encoded length, which the batch it
+    /// joins adds up (see `server::run_items`) instead of encoding it again.
+    fn check_replicated_size(&self, command: KvCommand) -> Result<(KvCommand, usize), Reply> {
         let max = self.shared.node.command_bytes_max();
         let len = command.encoded_len();
         if len > max {
@@ -841,7 +853,7 @@ impl Conn {
                 "ERR command of {len} bytes exceeds the maximum replicated size of {max} bytes"
             )));
         }
-        Ok(command)
+        Ok((command, len))
     }
 
     fn reply(&self, reply: Reply) -> Item {
@@ -912,9 +924,9 @@ impl Conn {
             return self.reply(Reply::error("ERR internal error: not in MULTI"));
         };
         match parsed {
-            Ok(command) => {
+            Ok((command, len)) => {
                 // Like KvCommand::exec_encoded_len, one command at a time.
-                multi.exec_bytes += command.encoded_len().saturating_sub(1);
+                multi.exec_bytes += len.saturating_sub(1);
                 if multi.exec_bytes > max {
                     multi.too_large = true;
                     multi.queued = Vec::new();
@@ -1356,7 +1368,7 @@ impl Conn {
             self.shared.tuning.set(tuning);
         }
         match maxmemory {
-            Some(bytes) => Item::Data(KvCommand::SetMaxMemory { bytes }, self.protocol),
+            Some(bytes) => Item::data(KvCommand::SetMaxMemory { bytes }, self.protocol),
             None => self.reply(Reply::ok()),
         }
     }

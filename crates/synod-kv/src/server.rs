@@ -563,6 +563,8 @@ where
         let mut quit = false;
         // Requests behind a blocking command wait with it.
         let mut held = false;
+        // When the requests parsed now were read (INFO commandstats).
+        let read_at = Instant::now();
         while items.len() < cfg.pipeline_max {
             parser.set_unauthenticated(!conn.authenticated());
             // What is kept past this batch (queued in a transaction, or
@@ -581,7 +583,7 @@ where
                     break;
                 }
                 Ok(true) => {
-                    let item = conn.handle(&args);
+                    let item = conn.handle(&args, read_at);
                     // The item holds what it needs of the request: the
                     // frame is not kept alive by this vector while the
                     // batch runs, nor a huge request's slots for the
@@ -724,10 +726,7 @@ async fn run_items(
     let out = &mut out;
     // Data commands are grouped into one log command; a reply slot remembers
     // where each reply goes and with which protocol it is written.
-    let mut pending: Vec<KvCommand> = Vec::new();
-    // Encoded length of `pending` as one batch (`KvCommand::exec_encoded_len`).
-    let empty_batch_bytes = KvCommand::exec_encoded_len([]);
-    let mut pending_bytes = empty_batch_bytes;
+    let mut pending = Pending::new();
     let batch_bytes_max = shared.node.command_bytes_max();
     // With each slot, the INFO commandstats tag of the request it answers
     // (the first slot of an item takes the item's tag).
@@ -735,7 +734,7 @@ async fn run_items(
     // A batch that wrote answers after the blocked clients its writes woke
     // were served, as Redis does (see `crate::blocking`).
     let wrote = items.iter().any(|item| match item {
-        Item::Data(command, _) => !command.is_read(),
+        Item::Data(command, _, _) => !command.is_read(),
         Item::Exec(..) => true,
         _ => false,
     });
@@ -744,9 +743,7 @@ async fn run_items(
         // A script is dry-run before it is proposed (see
         // `crate::scripting::dry_run`), after what came before it.
         let item = if is_script(&item) {
-            let replies = execute(shared, std::mem::take(&mut pending)).await;
-            fill(&mut slots, replies, out);
-            pending_bytes = empty_batch_bytes;
+            pending.flush(shared, &mut slots, out).await;
             judged(shared, item).await
         } else {
             item
@@ -755,9 +752,7 @@ async fn run_items(
         // be cut off without touching the replies around it.
         let (item, silenced) = match item {
             Item::Silent(item) => {
-                let replies = execute(shared, std::mem::take(&mut pending)).await;
-                fill(&mut slots, replies, out);
-                pending_bytes = empty_batch_bytes;
+                pending.flush(shared, &mut slots, out).await;
                 (*item, Some((out.bytes.len(), out.overflow)))
             }
             item => (item, None),
@@ -777,55 +772,45 @@ async fn run_items(
                 tokio::time::sleep(delay).await;
                 slots.push((Slot::Ready(reply), proto, tag.take()));
             }
-            Item::Data(command, proto) if goes_alone(&command) => {
+            Item::Data(command, proto, len) if goes_alone(&command) => {
                 // A transaction is its own log command (the log format does
                 // not nest them), after what came before it. So is a read
                 // whose cost grows with the dataset or a collection: alone,
                 // it is answered off the event loop when large (see
                 // `ops::read_off_loop`); in a batch it would run on the
                 // loop, or on every replica's apply path with a write.
-                let replies = execute(shared, std::mem::take(&mut pending)).await;
-                fill(&mut slots, replies, out);
-                pending_bytes = empty_batch_bytes;
-                let replies = execute(shared, vec![command]).await;
+                pending.flush(shared, &mut slots, out).await;
+                let replies = execute_encoded(shared, vec![command], Some(len)).await;
                 slots.push((Slot::Pending(0), proto, tag.take()));
                 fill(&mut slots, replies, out);
             }
-            Item::Data(command, proto) => {
+            Item::Data(command, proto, len) => {
                 // Every command fits alone (checked by `Conn`); a batch that
                 // it would push past the bound is sent first, so no log
                 // command ever exceeds what the log can carry.
-                let len = command.encoded_len().saturating_sub(1);
-                if !pending.is_empty() && pending_bytes + len > batch_bytes_max {
-                    let replies = execute(shared, std::mem::take(&mut pending)).await;
-                    fill(&mut slots, replies, out);
-                    pending_bytes = empty_batch_bytes;
+                if !pending.commands.is_empty()
+                    && pending.bytes + len.saturating_sub(1) > batch_bytes_max
+                {
+                    pending.flush(shared, &mut slots, out).await;
                 }
-                pending_bytes += len;
-                slots.push((Slot::Pending(pending.len()), proto, tag.take()));
-                pending.push(command);
+                slots.push((Slot::Pending(pending.commands.len()), proto, tag.take()));
+                pending.push(command, len);
             }
             Item::Info(sections, proto) => {
                 // INFO reads the log: finish what came before first.
-                let replies = execute(shared, std::mem::take(&mut pending)).await;
-                fill(&mut slots, replies, out);
-                pending_bytes = empty_batch_bytes;
+                pending.flush(shared, &mut slots, out).await;
                 let reply = conn.info(&sections).await;
                 slots.push((Slot::Ready(reply), proto, tag.take()));
             }
             Item::Member(command, proto) => {
                 // In order: what came before is answered first.
-                let replies = execute(shared, std::mem::take(&mut pending)).await;
-                fill(&mut slots, replies, out);
-                pending_bytes = empty_batch_bytes;
+                pending.flush(shared, &mut slots, out).await;
                 let reply = crate::members::run(&shared.node, command).await;
                 slots.push((Slot::Ready(reply), proto, tag.take()));
             }
             Item::Persist(command, proto) => {
                 // In order: what came before is answered first.
-                let replies = execute(shared, std::mem::take(&mut pending)).await;
-                fill(&mut slots, replies, out);
-                pending_bytes = empty_batch_bytes;
+                pending.flush(shared, &mut slots, out).await;
                 let client = format!("id={} addr={}", conn.id(), conn.peer());
                 let reply = crate::persistence::run(shared, command, &client).await;
                 slots.push((Slot::Ready(reply), proto, tag.take()));
@@ -833,9 +818,7 @@ async fn run_items(
             Item::Watch(command, proto) => {
                 // A read at a point after everything this connection sent
                 // before (its writes included), alone: its reply is kept.
-                let replies = execute(shared, std::mem::take(&mut pending)).await;
-                fill(&mut slots, replies, out);
-                pending_bytes = empty_batch_bytes;
+                pending.flush(shared, &mut slots, out).await;
                 let mut replies = execute(shared, vec![command.clone()]).await;
                 let reply = match replies.pop() {
                     Some(reply) => conn.watch_read(&command, reply),
@@ -850,9 +833,7 @@ async fn run_items(
             Item::Block(command, timeout, proto) => {
                 // In order: what came before is answered first; then the
                 // connection waits (see `crate::blocking`).
-                let replies = execute(shared, std::mem::take(&mut pending)).await;
-                fill(&mut slots, replies, out);
-                pending_bytes = empty_batch_bytes;
+                pending.flush(shared, &mut slots, out).await;
                 let reply = crate::blocking::block(
                     &shared.cfg.blocked_clients,
                     conn.id(),
@@ -869,23 +850,18 @@ async fn run_items(
                 slots.push((Slot::Ready(reply), proto, tag.take()));
             }
             Item::Exec(commands, parts, proto) => {
-                let replies = execute(shared, std::mem::take(&mut pending)).await;
-                fill(&mut slots, replies, out);
-                pending_bytes = empty_batch_bytes;
+                pending.flush(shared, &mut slots, out).await;
                 let reply = exec(shared, conn, commands, parts).await;
                 slots.push((Slot::Ready(reply), proto, tag.take()));
             }
         }
         if let Some((written, overflow)) = silenced {
-            let replies = execute(shared, std::mem::take(&mut pending)).await;
-            fill(&mut slots, replies, out);
-            pending_bytes = empty_batch_bytes;
+            pending.flush(shared, &mut slots, out).await;
             out.bytes.truncate(written);
             out.overflow = overflow;
         }
     }
-    let replies = execute(shared, pending).await;
-    fill(&mut slots, replies, out);
+    pending.flush(shared, &mut slots, out).await;
     if wrote {
         shared.cfg.blocked_clients.settle().await;
     }
@@ -950,7 +926,7 @@ async fn exec(
 fn is_script(item: &Item) -> bool {
     match item {
         Item::Silent(inner) => is_script(inner),
-        Item::Data(KvCommand::Eval(_), _) => true,
+        Item::Data(KvCommand::Eval(_), _, _) => true,
         Item::Exec(commands, _, _) => commands
             .iter()
             .any(|command| matches!(command, KvCommand::Eval(_))),
@@ -972,8 +948,8 @@ async fn judged(shared: &Shared, item: Item) -> Item {
         item => (item, false),
     };
     let item = match item {
-        Item::Data(KvCommand::Eval(eval), proto) => match dry_run(shared, &eval).await {
-            Ok(()) => Item::Data(KvCommand::Eval(eval), proto),
+        Item::Data(KvCommand::Eval(eval), proto, len) => match dry_run(shared, &eval).await {
+            Ok(()) => Item::Data(KvCommand::Eval(eval), proto, len),
             Err(refused) => Item::Reply(refused, proto),
         },
         // Every script of a transaction is dry-run, in order; one refused
@@ -1063,6 +1039,51 @@ enum Slot {
     Pending(usize),
 }
 
+/// The data commands `run_items` has grouped so far, to go to the log as
+/// one command.
+struct Pending {
+    commands: Vec<KvCommand>,
+    /// Their encoded length as one batch ([`KvCommand::exec_encoded_len`]),
+    /// summed from the lengths their items carry: the batch is encoded in
+    /// one pass, without counting it again.
+    bytes: usize,
+}
+
+impl Pending {
+    fn new() -> Pending {
+        Pending {
+            commands: Vec::new(),
+            bytes: KvCommand::exec_encoded_len([]),
+        }
+    }
+
+    /// Adds `command`, whose encoded length is `len`.
+    fn push(&mut self, command: KvCommand, len: usize) {
+        // As in `exec_encoded_len`: a nested command without its version.
+        self.bytes += len.saturating_sub(1);
+        self.commands.push(command);
+    }
+
+    /// Sends the grouped commands (none: nothing is sent) and writes every
+    /// slot so far, theirs with their replies.
+    async fn flush(
+        &mut self,
+        shared: &Shared,
+        slots: &mut Vec<(Slot, Protocol, Option<StatTag>)>,
+        out: &mut Output<'_>,
+    ) {
+        let Pending { commands, bytes } = std::mem::replace(self, Pending::new());
+        // One command goes as it is (see `execute`): its own length, the
+        // batch's without the batch's framing, plus its version byte.
+        let len = match commands.len() {
+            1 => bytes - KvCommand::exec_encoded_len([]) + 1,
+            _ => bytes,
+        };
+        let replies = execute_encoded(shared, commands, Some(len)).await;
+        fill(slots, replies, out);
+    }
+}
+
 /// Writes every slot in order, taking pending replies from `replies`.
 fn fill(
     slots: &mut Vec<(Slot, Protocol, Option<StatTag>)>,
@@ -1073,6 +1094,8 @@ fn fill(
     // numbers them so between two fills): taken in turn, with no copy of
     // the replies per batch, and any other index is a missing reply.
     let mut replies = replies.into_iter().enumerate();
+    // The replies are all ready now: one clock read for their timings.
+    let mut now = None;
     for (slot, proto, tag) in slots.drain(..) {
         let reply = match slot {
             Slot::Ready(reply) => reply,
@@ -1094,7 +1117,12 @@ fn fill(
                 (Reply::Error(_), false) => Ending::Failed,
                 _ => Ending::Ok,
             };
-            out.stats.record(tag.known, tag.started.elapsed(), ending);
+            let now = *now.get_or_insert_with(Instant::now);
+            out.stats.record(
+                tag.known,
+                now.saturating_duration_since(tag.started),
+                ending,
+            );
         }
         if out.overflow {
             continue;
@@ -1106,7 +1134,17 @@ fn fill(
 
 /// Sends data commands through the log as one command and returns one reply
 /// per command.
-pub(crate) async fn execute(shared: &Shared, mut commands: Vec<KvCommand>) -> Vec<Reply> {
+pub(crate) async fn execute(shared: &Shared, commands: Vec<KvCommand>) -> Vec<Reply> {
+    execute_encoded(shared, commands, None).await
+}
+
+/// [`execute`], given the encoded length of what goes to the log when it is
+/// known (`len`: see [`KvCommand::encode_with_len`]).
+async fn execute_encoded(
+    shared: &Shared,
+    mut commands: Vec<KvCommand>,
+    len: Option<usize>,
+) -> Vec<Reply> {
     let n = commands.len();
     let read_only = commands.iter().all(KvCommand::is_read);
     // One command goes as it is (a transaction included); several become one
@@ -1123,7 +1161,11 @@ pub(crate) async fn execute(shared: &Shared, mut commands: Vec<KvCommand>) -> Ve
     let mut command = command;
     // PUBLISH counts this node's receivers (see `crate::pubsub`).
     let tickets = shared.cfg.pubsub.stamp(&mut command);
-    let bytes: Bytes = command.encode();
+    // Stamping changes only fixed-width fields: the length still holds.
+    let bytes: Bytes = match len {
+        Some(len) => command.encode_with_len(len),
+        None => command.encode(),
+    };
     let result = if read_only {
         shared.node.read(bytes).await
     } else {

@@ -61,23 +61,39 @@ impl FrameKind {
 /// payload exceeds [`FRAME_PAYLOAD_BYTES_MAX`]; callers check their payloads
 /// against it first.
 pub fn put_frame(batch: &mut BytesMut, kind: FrameKind, payload: &[u8]) -> u32 {
-    let len = 1 + payload.len();
-    assert!(
-        len <= FRAME_BYTES_MAX,
-        "frame of {len} bytes exceeds the limit"
-    );
-    let len_bytes = (len as u32).to_le_bytes();
-    let batch_offset = (batch.len() as u64).to_le_bytes();
-    let mut crc = crc32c::crc32c(&len_bytes);
-    crc = crc32c::crc32c_append(crc, &batch_offset);
-    crc = crc32c::crc32c_append(crc, &[kind as u8]);
-    crc = crc32c::crc32c_append(crc, payload);
-    batch.put_slice(&len_bytes);
-    batch.put_u32_le(crc);
-    batch.put_slice(&batch_offset);
+    put_frame_with(batch, kind, |out| out.put_slice(payload)).unwrap_or_else(|len| {
+        panic!("frame of {} bytes exceeds the limit", len + 1);
+    })
+}
+
+/// [`put_frame`] of the payload `write` appends to `batch`, written where it
+/// goes (the WAL encodes each record straight into its batch instead of into
+/// a buffer of its own first, then copying it). When the payload exceeds
+/// [`FRAME_PAYLOAD_BYTES_MAX`], `batch` is cut back to what it held before
+/// and the payload's length is the error.
+pub fn put_frame_with(
+    batch: &mut BytesMut,
+    kind: FrameKind,
+    write: impl FnOnce(&mut BytesMut),
+) -> Result<u32, usize> {
+    let start = batch.len();
+    // The header's length and CRC are filled in once the payload is written.
+    batch.put_bytes(0, 8);
+    batch.put_u64_le(start as u64);
     batch.put_u8(kind as u8);
-    batch.put_slice(payload);
-    crc
+    write(batch);
+    let payload_len = batch.len() - (start + FRAME_HEADER_BYTES + 1);
+    if payload_len > FRAME_PAYLOAD_BYTES_MAX {
+        batch.truncate(start);
+        return Err(payload_len);
+    }
+    let len_bytes = ((1 + payload_len) as u32).to_le_bytes();
+    // The CRC covers the length, then the batch offset, kind and payload
+    // (contiguous after the CRC's own field).
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), &batch[start + 8..]);
+    batch[start..start + 4].copy_from_slice(&len_bytes);
+    batch[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(crc)
 }
 
 /// One frame read back.
@@ -224,6 +240,29 @@ mod tests {
             put_frame(&mut batch, FrameKind::Record, payload);
         }
         batch.freeze()
+    }
+
+    #[test]
+    fn a_frame_written_in_place_is_the_frame_of_its_payload() {
+        let mut copied = BytesMut::from(&b"batch so far"[..]);
+        let mut in_place = copied.clone();
+        let crc = put_frame(&mut copied, FrameKind::Checkpoint, b"payload");
+        let crc_in_place = put_frame_with(&mut in_place, FrameKind::Checkpoint, |out| {
+            out.put_slice(b"pay");
+            out.put_slice(b"load");
+        });
+        assert_eq!(crc_in_place, Ok(crc));
+        assert_eq!(in_place, copied);
+    }
+
+    #[test]
+    fn a_payload_over_the_limit_leaves_the_batch_as_it_was() {
+        let mut batch = BytesMut::from(&b"batch so far"[..]);
+        let too_large = put_frame_with(&mut batch, FrameKind::Record, |out| {
+            out.put_bytes(7, FRAME_PAYLOAD_BYTES_MAX + 1);
+        });
+        assert_eq!(too_large, Err(FRAME_PAYLOAD_BYTES_MAX + 1));
+        assert_eq!(&batch[..], b"batch so far");
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //! failed may have dropped data that a retry would report as durable).
 
 use crate::error::StorageError;
-use crate::frame::{put_frame, FrameKind, FRAME_PAYLOAD_BYTES_MAX};
+use crate::frame::{put_frame, put_frame_with, FrameKind, FRAME_PAYLOAD_BYTES_MAX};
 use crate::fs::{Fs, FsFile, OpenMode, RealFs};
 use crate::recovery::{self, hash_record, marker_payload, CheckpointEnd};
 use crate::{fsync_dir, segment, snapshot_file, Recovered, Storage};
@@ -279,36 +279,31 @@ fn write_reserved(
     })
 }
 
-/// Frames `records` after what `out` holds (`scratch` and `ends` are
-/// working space), telling `on_frame` each frame's CRC. Every record is
-/// encoded and checked before any is framed: a batch with one record too
-/// large frames nothing (all or nothing).
+/// Frames `records` after what `out` holds, telling `on_frame` each frame's
+/// CRC (`crcs` is working space). Each record is encoded straight into its
+/// frame, and checked there: a batch with one record too large leaves `out`
+/// as it was and tells `on_frame` nothing (all or nothing).
 fn frame_into(
     out: &mut BytesMut,
-    scratch: &mut BytesMut,
-    ends: &mut Vec<usize>,
+    crcs: &mut Vec<u32>,
     records: &[Record],
     mut on_frame: impl FnMut(u32),
 ) -> Result<(), StorageError> {
-    scratch.clear();
-    ends.clear();
+    let start = out.len();
+    crcs.clear();
     for record in records {
-        let start = scratch.len();
-        record.encode(scratch);
-        let len = scratch.len() - start;
-        if len > FRAME_PAYLOAD_BYTES_MAX {
-            return Err(StorageError::RecordTooLarge {
-                bytes: len,
-                max: FRAME_PAYLOAD_BYTES_MAX,
-            });
+        match put_frame_with(out, FrameKind::Record, |out| record.encode(out)) {
+            Ok(crc) => crcs.push(crc),
+            Err(bytes) => {
+                out.truncate(start);
+                return Err(StorageError::RecordTooLarge {
+                    bytes,
+                    max: FRAME_PAYLOAD_BYTES_MAX,
+                });
+            }
         }
-        ends.push(scratch.len());
     }
-    let mut start = 0;
-    for &end in ends.iter() {
-        on_frame(put_frame(out, FrameKind::Record, &scratch[start..end]));
-        start = end;
-    }
+    crcs.iter().for_each(|&crc| on_frame(crc));
     Ok(())
 }
 
@@ -326,13 +321,9 @@ fn checkpoint_batch(
         &marker_payload(group, meta),
     );
     let mut hash = 0;
-    frame_into(
-        &mut batch,
-        &mut BytesMut::new(),
-        &mut Vec::new(),
-        records,
-        |crc| hash = hash_record(hash, crc),
-    )?;
+    frame_into(&mut batch, &mut Vec::new(), records, |crc| {
+        hash = hash_record(hash, crc)
+    })?;
     let end = CheckpointEnd {
         group,
         meta,
@@ -386,12 +377,8 @@ pub struct Wal {
     /// The next batch: frames whose batch offsets count from its start.
     pending: BytesMut,
     pending_groups: BTreeSet<GroupId>,
-    /// Where `frame_records` encodes a batch's records before framing them
-    /// (kept between calls: a fresh buffer per record grew and reallocated
-    /// several times per append on the hot path).
-    scratch: BytesMut,
-    /// The end offset of each record in `scratch`.
-    scratch_ends: Vec<usize>,
+    /// Working space of `frame_records`: the CRCs of the frames it made.
+    frame_crcs: Vec<u32>,
     /// Per group, the segment holding its latest finished checkpoint (its
     /// end frame durable).
     checkpoints: BTreeMap<GroupId, u64>,
@@ -502,8 +489,7 @@ impl Wal {
             allocated,
             pending: BytesMut::new(),
             pending_groups: BTreeSet::new(),
-            scratch: BytesMut::new(),
-            scratch_ends: Vec::new(),
+            frame_crcs: Vec::new(),
             checkpoints,
             syncing: false,
             checkpointed: None,
@@ -796,30 +782,12 @@ impl Wal {
     /// Frames `records` into the pending batch. Checks every size first, so
     /// that an oversized record leaves nothing half-appended.
     fn frame_records(&mut self, records: &[Record]) -> Result<(), StorageError> {
-        let framed = frame_into(
-            &mut self.pending,
-            &mut self.scratch,
-            &mut self.scratch_ends,
-            records,
-            |_| {},
-        );
+        let framed = frame_into(&mut self.pending, &mut self.frame_crcs, records, |_| {});
         if framed.is_ok() {
             self.pending_groups
                 .extend(records.iter().map(|record| record.group()));
         }
-        self.release_scratch();
         framed
-    }
-
-    /// Keeps the scratch buffer for the next append unless one large batch
-    /// grew it: a 32 MiB command must not pin 32 MiB for the node's life.
-    fn release_scratch(&mut self) {
-        const SCRATCH_KEPT_BYTES_MAX: usize = 1 << 20;
-        if self.scratch.capacity() > SCRATCH_KEPT_BYTES_MAX {
-            self.scratch = BytesMut::new();
-        } else {
-            self.scratch.clear();
-        }
     }
 }
 

@@ -267,3 +267,42 @@ fn unfinished_checkpoints_with_appends_after_them_lose_nothing() {
     assert_eq!(recovered.snapshots.len(), 2);
     assert_eq!(recovered.records, vec![live[0].clone(), other]);
 }
+
+/// A batch with a record too large for a frame appends nothing, not even
+/// the records framed before it (each record is now encoded straight into
+/// the batch, so the frames before it must be cut back out); the log goes on
+/// with the next append.
+#[test]
+fn a_record_too_large_appends_nothing_of_its_batch() {
+    use synod_storage::frame::FRAME_PAYLOAD_BYTES_MAX;
+    use synod_storage::StorageError;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    let records: Vec<_> = (0..3).map(common::fixed_record).collect();
+    wal.append(&records[..1]).unwrap();
+    let huge = Record::Accept {
+        group: GroupId(0),
+        instance: InstanceId(99),
+        ballot: Ballot {
+            round: 1,
+            node: NodeId(1),
+        },
+        value: Value::batch(vec![bytes::Bytes::from(vec![0u8; FRAME_PAYLOAD_BYTES_MAX])]),
+    };
+    let err = wal
+        .append(&[records[1].clone(), huge])
+        .expect_err("a record over the frame limit");
+    assert!(
+        matches!(err, StorageError::RecordTooLarge { bytes, max }
+            if bytes > FRAME_PAYLOAD_BYTES_MAX && max == FRAME_PAYLOAD_BYTES_MAX),
+        "{err}"
+    );
+    wal.append(&records[2..]).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    let (_, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    assert_eq!(
+        recovered.records,
+        vec![records[0].clone(), records[2].clone()]
+    );
+}
