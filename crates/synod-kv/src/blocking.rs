@@ -195,18 +195,21 @@ pub(crate) fn passing_over_wrong_types(
             })
         }
         KvCommand::LMove { source, .. } => holds(source, false).then(|| pop.clone()),
-        KvCommand::ZSet(ZSetCommand::MPop { keys, max, count }) => {
+        KvCommand::ZSet(zset) if matches!(**zset, ZSetCommand::MPop { .. }) => {
+            let ZSetCommand::MPop { keys, max, count } = &**zset else {
+                unreachable!("matched above");
+            };
             let keys: Vec<Bytes> = keys
                 .iter()
                 .filter(|key| holds(key, true))
                 .cloned()
                 .collect();
             (!keys.is_empty()).then(|| {
-                KvCommand::ZSet(ZSetCommand::MPop {
+                KvCommand::ZSet(Box::new(ZSetCommand::MPop {
                     keys,
                     max: *max,
                     count: *count,
-                })
+                }))
             })
         }
         other => Some(other.clone()),

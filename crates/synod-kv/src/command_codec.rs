@@ -1281,7 +1281,7 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
             }
             KvCommand::WatchCheck { watched }
         }
-        op::Z_SET => KvCommand::ZSet(crate::codec_zset::decode(reader)?),
+        op::Z_SET => KvCommand::ZSet(Box::new(crate::codec_zset::decode(reader)?)),
         op::EVAL_BUDGET => {
             // The budget, then one of the four script opcodes, read here
             // (not by a recursive decode: a chain of budget tags must not
@@ -1299,11 +1299,11 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
             ) {
                 return Err(DecodeError::Invalid("a script budget without its script"));
             }
-            KvCommand::Eval(decode_eval(reader, opcode, instructions_max)?)
+            KvCommand::Eval(Box::new(decode_eval(reader, opcode, instructions_max)?))
         }
-        op::EVAL | op::FCALL | op::EVAL_AS_USER | op::FCALL_AS_USER => KvCommand::Eval(
+        op::EVAL | op::FCALL | op::EVAL_AS_USER | op::FCALL_AS_USER => KvCommand::Eval(Box::new(
             decode_eval(reader, opcode, crate::scripting::LEGACY_INSTRUCTIONS_MAX)?,
-        ),
+        )),
         op::PUBLISH => KvCommand::Publish {
             channel: reader.bytes()?,
             message: reader.bytes()?,

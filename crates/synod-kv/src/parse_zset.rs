@@ -158,7 +158,7 @@ pub(crate) fn parse(name: &'static str, args: &[Bytes]) -> Result<KvCommand, Rep
             return Err(Reply::error(format!("ERR unknown command '{other}'")));
         }
     };
-    Ok(KvCommand::ZSet(command))
+    Ok(KvCommand::ZSet(Box::new(command)))
 }
 
 fn parse_zadd(args: &[Bytes]) -> Result<ZSetCommand, Reply> {

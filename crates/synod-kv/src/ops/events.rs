@@ -49,11 +49,14 @@ fn probed_keys(command: &KvCommand) -> Vec<&Bytes> {
             ..
         } => vec![destination],
         KvCommand::Sort(sort) => sort.store.iter().collect(),
-        KvCommand::ZSet(ZSetCommand::RangeStore { destination, .. })
-        | KvCommand::ZSet(ZSetCommand::Combine {
-            destination: Some(destination),
-            ..
-        }) => vec![destination],
+        KvCommand::ZSet(zset) => match &**zset {
+            ZSetCommand::RangeStore { destination, .. }
+            | ZSetCommand::Combine {
+                destination: Some(destination),
+                ..
+            } => vec![destination],
+            _ => Vec::new(),
+        },
         _ => Vec::new(),
     }
 }

@@ -241,7 +241,11 @@ pub(crate) fn read_depends_on_time(keyspace: &Keyspace, command: &KvCommand) -> 
         | KvCommand::RandomKey { .. } => any_expires(),
         KvCommand::MemoryInfo => false,
         // Seeded by its place in the log, as HRANDFIELD.
-        KvCommand::ZSet(crate::command_zset::ZSetCommand::RandMember { .. }) => true,
+        KvCommand::ZSet(zset)
+            if matches!(**zset, crate::command_zset::ZSetCommand::RandMember { .. }) =>
+        {
+            true
+        }
         KvCommand::ZSet(zset) => zset.keys().iter().any(|key| keyspace.has_expiry(key)),
         KvCommand::Exec(commands) => commands
             .iter()
@@ -439,10 +443,14 @@ pub(crate) fn transaction_read_work(
         )),
         KvCommand::LPos { key, maxlen, .. } => Some(lists::read_work(keyspace, key, *maxlen, now)),
         // As SCAN and HSCAN: a pattern's cost grows with it.
-        KvCommand::ZSet(crate::command_zset::ZSetCommand::Scan {
-            pattern: Some(pattern),
-            ..
-        }) if pattern.as_ref() != b"*" => None,
+        KvCommand::ZSet(zset)
+            if matches!(&**zset, crate::command_zset::ZSetCommand::Scan {
+                pattern: Some(pattern),
+                ..
+            } if pattern.as_ref() != b"*") =>
+        {
+            None
+        }
         KvCommand::ZSet(zset) => Some(zsets::read_work(keyspace, zset, now)),
         KvCommand::Dump { key } => Some(dump::dump_work(keyspace, key, now)),
         _ => Some(0),

@@ -660,7 +660,7 @@ pub(crate) fn request(cache: &ScriptCache, args: &[Bytes]) -> ScriptRequest {
         ));
     }
     let (keys, script_args) = rest.split_at(numkeys as usize);
-    ScriptRequest::Log(KvCommand::Eval(EvalCommand {
+    ScriptRequest::Log(KvCommand::Eval(Box::new(EvalCommand {
         instructions_max: APPLY_LIMITS.instructions_max,
         script,
         keys: keys.to_vec(),
@@ -668,7 +668,7 @@ pub(crate) fn request(cache: &ScriptCache, args: &[Bytes]) -> ScriptRequest {
         read_only,
         function,
         user: None,
-    }))
+    })))
 }
 
 const SCRIPT_HELP: &[&str] = &[

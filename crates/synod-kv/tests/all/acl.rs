@@ -149,7 +149,7 @@ fn users_survive_snapshot_and_restore() {
 }
 
 fn script_as(user: Option<&str>, function: Option<&str>, script: &str) -> KvCommand {
-    KvCommand::Eval(synod_kv::scripting::EvalCommand {
+    KvCommand::Eval(Box::new(synod_kv::scripting::EvalCommand {
         instructions_max: synod_kv::scripting::APPLY_LIMITS.instructions_max,
         script: b(script),
         keys: vec![b("xa")],
@@ -157,7 +157,7 @@ fn script_as(user: Option<&str>, function: Option<&str>, script: &str) -> KvComm
         read_only: false,
         function: function.map(b),
         user: user.map(b),
-    })
+    }))
 }
 
 /// A script carries its client's user through the log (its own codec tags,

@@ -704,7 +704,7 @@ fn undecodable_command_reply_text() {
 fn a_scripts_budget_travels_in_the_log() {
     use synod_kv::scripting::{EvalCommand, APPLY_LIMITS, LEGACY_INSTRUCTIONS_MAX};
     let eval = |instructions_max| {
-        KvCommand::Eval(EvalCommand {
+        KvCommand::Eval(Box::new(EvalCommand {
             instructions_max,
             script: Bytes::from_static(b"return 1"),
             keys: vec![Bytes::from_static(b"k")],
@@ -712,7 +712,7 @@ fn a_scripts_budget_travels_in_the_log() {
             read_only: false,
             function: Some(Bytes::from_static(b"f")),
             user: Some(Bytes::from_static(b"alice")),
-        })
+        }))
     };
     for budget in [APPLY_LIMITS.instructions_max, LEGACY_INSTRUCTIONS_MAX, 7] {
         let command = eval(budget);

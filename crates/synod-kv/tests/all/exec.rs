@@ -220,7 +220,7 @@ fn pattern_reads_are_answered_off_the_loop() {
 // ---- Scripting: EVAL is one log command, run by every replica ----
 
 fn eval(script: &str, keys: &[&str], args: &[&str]) -> KvCommand {
-    KvCommand::Eval(synod_kv::scripting::EvalCommand {
+    KvCommand::Eval(Box::new(synod_kv::scripting::EvalCommand {
         instructions_max: synod_kv::scripting::APPLY_LIMITS.instructions_max,
         script: Bytes::copy_from_slice(script.as_bytes()),
         keys: keys
@@ -234,7 +234,7 @@ fn eval(script: &str, keys: &[&str], args: &[&str]) -> KvCommand {
         read_only: false,
         function: None,
         user: None,
-    })
+    }))
 }
 
 #[test]
