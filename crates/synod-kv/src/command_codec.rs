@@ -153,9 +153,10 @@ impl KvCommand {
     /// (`len`: from [`KvCommand::encoded_len`], or
     /// [`KvCommand::exec_encoded_len`] for a batch), in one pass: the
     /// client path counts each command once, when it checks its size, and
-    /// not again to encode it. `len` only sizes the buffer: a wrong one
-    /// costs a reallocation, never a wrong encoding.
-    pub fn encode_with_len(&self, len: usize) -> Bytes {
+    /// not again to encode it. In release builds `len` only sizes the
+    /// buffer (a wrong one costs a reallocation, never a wrong encoding);
+    /// debug builds assert it.
+    pub(crate) fn encode_with_len(&self, len: usize) -> Bytes {
         let mut writer = Writer::with_capacity(len);
         writer.u8(COMMAND_FORMAT_VERSION);
         encode_command(&mut writer, self);

@@ -779,13 +779,23 @@ impl Wal {
         obsolete
     }
 
-    /// Frames `records` into the pending batch. Checks every size first, so
-    /// that an oversized record leaves nothing half-appended.
+    /// Frames `records` into the pending batch, all or nothing: an
+    /// oversized record leaves nothing of the call appended.
     fn frame_records(&mut self, records: &[Record]) -> Result<(), StorageError> {
         let framed = frame_into(&mut self.pending, &mut self.frame_crcs, records, |_| {});
-        if framed.is_ok() {
-            self.pending_groups
-                .extend(records.iter().map(|record| record.group()));
+        match framed {
+            Ok(()) => self
+                .pending_groups
+                .extend(records.iter().map(|record| record.group())),
+            Err(_) => {
+                // The refused record was written into `pending` before it
+                // was cut back out: do not keep what it grew for the
+                // node's life (the frames before this call are copied).
+                const SPARE_KEPT_BYTES_MAX: usize = 1 << 20;
+                if self.pending.capacity() - self.pending.len() > SPARE_KEPT_BYTES_MAX {
+                    self.pending = BytesMut::from(&self.pending[..]);
+                }
+            }
         }
         framed
     }
