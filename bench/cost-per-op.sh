@@ -5,7 +5,7 @@
 # loading KEYS keys of 100 bytes pipelined.
 #
 #   bench/cost-per-op.sh [REQUESTS] [KEYS] [-- extra synod server args]
-#       (defaults: 200000 requests per row, 1000000 keys)
+#       (defaults: 200000 requests per row, 4x that pipelined, 1000000 keys)
 #
 # Writes bench/report/cost.md (a markdown table) and prints it. CPU is
 # utime+stime from /proc/PID/stat (every thread, live or exited); context
@@ -82,15 +82,23 @@ measure() { # label port pids -- redis-benchmark args...
   echo "${ROWS[-1]}"
 }
 
+# Each row runs on Synod and at once on Redis, so that the two sides of a
+# ratio are measured within seconds of each other (this machine's speed
+# drifts by 10-30% over minutes); the table lists Synod's rows first.
+side_by_side() { # name -- redis-benchmark args...
+  local name=$1
+  shift
+  measure "synod $name" "$LEADER_PORT" "$SYNOD_PIDS" "$@"
+  measure "redis $name" 6490 "$REDIS" "$@"
+}
 echo "== Synod leader is node $LEADER (port $LEADER_PORT); node pids $SYNOD_PIDS; redis pid $REDIS"
-for sys in synod redis; do
-  if [ $sys = synod ]; then port=$LEADER_PORT pids=$SYNOD_PIDS; else port=6490 pids=$REDIS; fi
-  measure "$sys set c50" "$port" "$pids" -- -t set -c 50 -d 100 -r 100000 -n "$REQUESTS"
-  measure "$sys get c50" "$port" "$pids" -- -t get -c 50 -d 100 -r 100000 -n "$REQUESTS"
-  measure "$sys set c50 P16" "$port" "$pids" -- -t set -c 50 -P 16 -d 100 -r 100000 -n "$REQUESTS"
-  measure "$sys set c1" "$port" "$pids" -- -t set -c 1 -d 100 -r 100000 -n $((REQUESTS / 20))
-  measure "$sys get c1" "$port" "$pids" -- -t get -c 1 -d 100 -r 100000 -n $((REQUESTS / 20))
-done
+side_by_side "set c50" -- -t set -c 50 -d 100 -r 100000 -n "$REQUESTS"
+side_by_side "get c50" -- -t get -c 50 -d 100 -r 100000 -n "$REQUESTS"
+# Pipelined rows run 4x the requests: at REQUESTS alone they were over in
+# well under a second, too short for a steady rate.
+side_by_side "set c50 P16" -- -t set -c 50 -P 16 -d 100 -r 100000 -n $((REQUESTS * 4))
+side_by_side "set c1" -- -t set -c 1 -d 100 -r 100000 -n $((REQUESTS / 20))
+side_by_side "get c1" -- -t get -c 1 -d 100 -r 100000 -n $((REQUESTS / 20))
 # The one-client latency target's yardsticks: a loopback round trip (PING to
 # Redis, one client) and one fdatasync of a small append in this file system.
 RTT_P50=$(redis-benchmark -p 6490 -q -t ping_inline -c 1 -n 20000 | tr '\r' '\n' |
@@ -145,11 +153,16 @@ RSS_ROWS+=("| redis | $RED_KEYS | $(( $(rss_kib "$REDIS") / 1024 )) |")
   echo "### Cost per operation ($(date -u +%Y-%m-%d), $(nproc) cores, \`bench/cost-per-op.sh $REQUESTS $KEYS\`)"
   echo
   echo "Synod: 3 nodes (fsync on), load sent to the leader; CPU and switches summed over the three processes."
-  echo "Redis: appendonly yes, appendfsync always. Every row: redis-benchmark, 100-byte values, 100k random keys."
+  echo "Redis: appendonly yes, appendfsync always. Every row: redis-benchmark, 100-byte values, 100k random keys;"
+  echo "each row ran on Synod, then on Redis at once; pipelined rows send 4x the requests."
   echo
   echo "| row | ops/s | p50 ms | server CPU µs/op | context switches/op |"
   echo "| --- | ---: | ---: | ---: | ---: |"
-  printf '%s\n' "${ROWS[@]}"
+  # Synod's rows, Redis' rows, then the lease rows (measured in that order
+  # of systems only within each row: see side_by_side).
+  printf '%s\n' "${ROWS[@]}" | grep '^| synod' | grep -v -- '--read-lease' || true
+  printf '%s\n' "${ROWS[@]}" | grep '^| redis' || true
+  printf '%s\n' "${ROWS[@]}" | grep -- '--read-lease' || true
   echo
   echo "One-client yardsticks: loopback round trip p50 $RTT_P50 ms (PING to Redis, one client);"
   echo "fdatasync of a 200-byte append p50 $FSYNC_P50 ms; so 2 x (fsync + round trip) = $(awk -v a="$FSYNC_P50" -v b="$RTT_P50" 'BEGIN {printf "%.3f", 2 * (a + b)}') ms."
