@@ -22,15 +22,6 @@ shift 4
 N=$(requests_of ab-cpu "$@")
 HZ=$(getconf CLK_TCK)
 
-# user_ticks PID... -> utime summed.
-user_ticks() {
-  local sum=0 pid
-  for pid in "$@"; do
-    sum=$((sum + $(awk '{print $14}' "/proc/$pid/stat")))
-  done
-  echo "$sum"
-}
-
 # one_run SYNOD -> one line: label, req/s, CPU µs per request (all, user,
 # leader, followers).
 one_run() (

@@ -1,15 +1,23 @@
 # Sourced by the bench scripts: what a set of server processes spent, read
 # from /proc, and a local cluster to measure.
 
-# cpu_ticks PID... -> utime+stime summed (every thread, live or exited), in
-# clock ticks (getconf CLK_TCK per second).
-cpu_ticks() {
-  local sum=0 pid
+# stat_ticks AWK_EXPR PID... -> AWK_EXPR of each /proc/PID/stat's fields,
+# summed (utime is $14, stime $15: every thread, live or exited), in clock
+# ticks (getconf CLK_TCK per second).
+stat_ticks() {
+  local expr=$1 sum=0 pid
+  shift
   for pid in "$@"; do
-    sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    sum=$((sum + $(awk "{print $expr}" "/proc/$pid/stat")))
   done
   echo "$sum"
 }
+
+# cpu_ticks PID... -> utime+stime summed.
+cpu_ticks() { stat_ticks '$14 + $15' "$@"; }
+
+# user_ticks PID... -> utime summed.
+user_ticks() { stat_ticks '$14' "$@"; }
 
 # switches PID... -> voluntary + involuntary context switches summed over the
 # threads alive now (an exited thread's count is gone; tokio's blocking
