@@ -5,19 +5,31 @@
 # summed over the three nodes (all, and user time only, from /proc), the
 # leader's and the followers'; then each build's means. This machine's speed
 # drifts by 10-30% within minutes, so compare builds only within one run of
-# this script.
+# this script; the order alternates by round (A B, B A, ...) so that a steady
+# drift favours neither. One redis-benchmark test per run (`-t set`, not
+# `-t set,get`): the CPU is divided by its -n.
 #
 #   bench/ab-cpu.sh ROUNDS SYNOD_A SYNOD_B -- REDIS_BENCHMARK_ARGS (with -n N)
 #   e.g. bench/ab-cpu.sh 4 old/synod target/release/synod -- \
 #          -t set -c 50 -P 16 -d 100 -r 100000 -n 800000
 set -euo pipefail
-cd "$(dirname "$0")/.."
 [ $# -ge 4 ] && [ "$4" = "--" ] || {
   echo "usage: bench/ab-cpu.sh ROUNDS SYNOD_A SYNOD_B -- REDIS_BENCHMARK_ARGS" >&2
   exit 2
 }
-ROUNDS=$1 A=$2 B=$3
+ROUNDS=$1
+# The binaries as given from the caller's directory (the script moves to the
+# repository's root next).
+A=$(realpath "$2")
+B=$(realpath "$3")
+for bin in "$A" "$B"; do
+  [ -x "$bin" ] || { echo "ab-cpu: $bin is not an executable" >&2; exit 2; }
+done
 shift 4
+case " $* " in
+  *" -t "*,*) echo "ab-cpu: one redis-benchmark test per run (-t without a comma)" >&2; exit 2 ;;
+esac
+cd "$(dirname "$0")/.."
 . bench/cost-lib.sh
 N=$(requests_of ab-cpu "$@")
 HZ=$(getconf CLK_TCK)
@@ -30,18 +42,28 @@ one_run() (
   WORK=$(mktemp -d)
   start_leader_cluster "$bin" "$WORK"
   pids=$(pgrep -P "$CLUSTER" | tr '\n' ' ')
+  # The leader's pid came from whoever listens on its port: another
+  # cluster left on these ports would be measured instead.
+  case " $pids " in
+    *" $LEADER_PID "*) ;;
+    *) echo "ab-cpu: port $PORT is not served by this cluster ($pids)" >&2; exit 1 ;;
+  esac
   followers=$(echo "$pids" | tr ' ' '\n' | grep -vx "$LEADER_PID" | tr '\n' ' ')
   # shellcheck disable=SC2086 # lists of pids
   {
-    all0=$(cpu_ticks $pids) user0=$(user_ticks $pids)
-    lead0=$(cpu_ticks "$LEADER_PID") foll0=$(cpu_ticks $followers)
+    all0=$(cpu_ticks $pids)
+    user0=$(user_ticks $pids)
+    lead0=$(cpu_ticks "$LEADER_PID")
+    foll0=$(cpu_ticks $followers)
   }
   rps=$(redis-benchmark -p "$PORT" -q "$@" | tr '\r' '\n' | grep 'requests per second' |
     tail -1 | awk '{print $2}')
   # shellcheck disable=SC2086
   {
-    all=$(($(cpu_ticks $pids) - all0)) user=$(($(user_ticks $pids) - user0))
-    lead=$(($(cpu_ticks "$LEADER_PID") - lead0)) foll=$(($(cpu_ticks $followers) - foll0))
+    all=$(($(cpu_ticks $pids) - all0))
+    user=$(($(user_ticks $pids) - user0))
+    lead=$(($(cpu_ticks "$LEADER_PID") - lead0))
+    foll=$(($(cpu_ticks $followers) - foll0))
   }
   awk -v label="$label" -v rps="$rps" -v n="$N" -v hz="$HZ" -v all="$all" -v user="$user" \
     -v lead="$lead" -v foll="$foll" 'BEGIN {
@@ -53,8 +75,10 @@ one_run() (
 
 LINES=$(mktemp)
 trap 'rm -f "$LINES"' EXIT
-for _ in $(seq 1 "$ROUNDS"); do
-  for side in A B; do
+for round in $(seq 1 "$ROUNDS"); do
+  order="A B"
+  [ $((round % 2)) = 0 ] && order="B A"
+  for side in $order; do
     bin=$A
     [ $side = B ] && bin=$B
     one_run "$bin" "$side" "$@" | tee -a "$LINES"
@@ -65,8 +89,8 @@ awk '{ n[$1]++; for (i = 2; i < NF; i += 2) s[$1, $i] += $(i + 1); k[$1] = $0 }
   END {
     for (side in n) {
       printf "%s", side
-      split(k[side], f, " ")
-      for (i = 2; i < length(f); i += 2) printf " %s %.2f", f[i], s[side, f[i]] / n[side]
+      nf = split(k[side], f, " ")
+      for (i = 2; i < nf; i += 2) printf " %s %.2f", f[i], s[side, f[i]] / n[side]
       printf "\n"
     }
   }' "$LINES" | sort

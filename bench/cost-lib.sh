@@ -50,8 +50,8 @@ rss_kib() {
 # WORK_DIR removed) when the script exits; waits until a write is
 # acknowledged, warms it up with 50k SETs at 50 clients on the leader, and
 # sets CLUSTER (its pid), PORT (the leader's RESP port) and LEADER_PID. Used
-# by bench/allocs-per-op.sh, bench/syscalls-per-op.sh and
-# bench/checkpoint-cost.sh.
+# by bench/allocs-per-op.sh, bench/syscalls-per-op.sh, bench/ab-cpu.sh,
+# bench/checkpoint-cost.sh and bench/restart-catchup.sh.
 start_leader_cluster() {
   "$1" cluster --data-dir "$2/s" --base-port 7400 "${@:3}" >"$2/cluster.log" 2>&1 &
   CLUSTER=$!

@@ -345,6 +345,33 @@ mod tests {
         assert_eq!(reader.finish(), Ok(()));
     }
 
+    /// The bytes of each field, spelled out (the log, snapshots and replies
+    /// are stored in this format), and a counting writer's count of them.
+    #[test]
+    fn fields_have_their_documented_bytes() {
+        let write = |writer: &mut Writer| {
+            writer.u8(7);
+            writer.bool(true);
+            writer.len(0x0102_0304);
+            writer.u64(0x0102_0304_0506_0708);
+            writer.i64(-2);
+            writer.f64(1.5);
+            writer.bytes(b"ab");
+        };
+        let mut expected = vec![7, 1, 4, 3, 2, 1, 8, 7, 6, 5, 4, 3, 2, 1];
+        expected.extend_from_slice(&[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0xf8, 0x3f]);
+        expected.extend_from_slice(&[2, 0, 0, 0, b'a', b'b']);
+        let mut writer = Writer::new();
+        write(&mut writer);
+        assert_eq!(writer.written(), expected.len());
+        assert_eq!(&writer.finish()[..], &expected[..]);
+        let mut counter = Writer::counter();
+        write(&mut counter);
+        assert_eq!(counter.written(), expected.len());
+        assert_eq!(&Writer::sized(write)[..], &expected[..]);
+    }
+
     #[test]
     fn length_beyond_input_is_rejected_before_allocation() {
         let mut writer = Writer::new();
