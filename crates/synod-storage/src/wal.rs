@@ -280,20 +280,19 @@ fn write_reserved(
 }
 
 /// Frames `records` after what `out` holds, telling `on_frame` each frame's
-/// CRC (`crcs` is working space). Each record is encoded straight into its
-/// frame, and checked there: a batch with one record too large leaves `out`
-/// as it was and tells `on_frame` nothing (all or nothing).
+/// CRC. Each record is encoded straight into its frame, and checked there: a
+/// batch with one record too large leaves `out` as it was (all or nothing);
+/// `on_frame` may then have been told of frames cut back out, so a caller
+/// drops what it made of them with the error.
 fn frame_into(
     out: &mut BytesMut,
-    crcs: &mut Vec<u32>,
     records: &[Record],
     mut on_frame: impl FnMut(u32),
 ) -> Result<(), StorageError> {
     let start = out.len();
-    crcs.clear();
     for record in records {
         match put_frame_with(out, FrameKind::Record, |out| record.encode(out)) {
-            Ok(crc) => crcs.push(crc),
+            Ok(crc) => on_frame(crc),
             Err(bytes) => {
                 out.truncate(start);
                 return Err(StorageError::RecordTooLarge {
@@ -303,7 +302,6 @@ fn frame_into(
             }
         }
     }
-    crcs.iter().for_each(|&crc| on_frame(crc));
     Ok(())
 }
 
@@ -321,9 +319,8 @@ fn checkpoint_batch(
         &marker_payload(group, meta),
     );
     let mut hash = 0;
-    frame_into(&mut batch, &mut Vec::new(), records, |crc| {
-        hash = hash_record(hash, crc)
-    })?;
+    // On an error the hash is dropped with the batch.
+    frame_into(&mut batch, records, |crc| hash = hash_record(hash, crc))?;
     let end = CheckpointEnd {
         group,
         meta,
@@ -377,8 +374,6 @@ pub struct Wal {
     /// The next batch: frames whose batch offsets count from its start.
     pending: BytesMut,
     pending_groups: BTreeSet<GroupId>,
-    /// Working space of `frame_records`: the CRCs of the frames it made.
-    frame_crcs: Vec<u32>,
     /// Per group, the segment holding its latest finished checkpoint (its
     /// end frame durable).
     checkpoints: BTreeMap<GroupId, u64>,
@@ -489,7 +484,6 @@ impl Wal {
             allocated,
             pending: BytesMut::new(),
             pending_groups: BTreeSet::new(),
-            frame_crcs: Vec::new(),
             checkpoints,
             syncing: false,
             checkpointed: None,
@@ -782,7 +776,7 @@ impl Wal {
     /// Frames `records` into the pending batch, all or nothing: an
     /// oversized record leaves nothing of the call appended.
     fn frame_records(&mut self, records: &[Record]) -> Result<(), StorageError> {
-        let framed = frame_into(&mut self.pending, &mut self.frame_crcs, records, |_| {});
+        let framed = frame_into(&mut self.pending, records, |_| {});
         match framed {
             Ok(()) => self
                 .pending_groups
