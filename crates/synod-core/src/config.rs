@@ -234,6 +234,18 @@ pub struct Config {
     /// late: the next tick announces the prefix too). Without a time given,
     /// the round goes at once.
     pub announce_delay_ms: u64,
+    /// Cohort batching: how long, at most, a leader whose pipeline drained
+    /// keeps waiting commands back so that they go in one batch with the
+    /// commands about to arrive (in ms of the time given to
+    /// [`crate::Replica::set_time`]; see `Replica::hold_batch`). While
+    /// fewer than 4/5 of the most commands lately outstanding at once wait
+    /// (and they fit in one batch), they wait for the batches in flight to
+    /// be chosen, then up to this long. 0 (the default): never. Otherwise
+    /// the runtime must give the replica a fresh time and call `take_ready`
+    /// again once its clock reaches [`crate::Replica::wake_at_ms`] (a
+    /// runtime that does not is only late: the next tick proposes them).
+    /// Without a time given, the commands go at once.
+    pub batch_hold_ms: u64,
     /// Negative controls; all off by default.
     #[cfg(feature = "fault-injection")]
     pub inject: Inject,
@@ -278,6 +290,7 @@ impl Config {
             window_bytes_max: 16 << 20,
             lazy_self_sync: true,
             announce_delay_ms: 0,
+            batch_hold_ms: 0,
             value_bytes_max: VALUE_BYTES_MAX_DEFAULT,
             batch_commands_max: 1024,
             batch_bytes_max: 1 << 20,

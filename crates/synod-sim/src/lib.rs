@@ -177,6 +177,11 @@ pub struct Faults {
     /// round, so that seeds pinned before vouched reads replay the runs
     /// they were found in.
     pub vouch_off: bool,
+    /// Not a fault: no leader holds a batch back for its cohort
+    /// (`Config::batch_hold_ms` 0; a mix of 0, 1, 3 and 20 ms otherwise),
+    /// so that seeds pinned before cohort batching replay the runs they
+    /// were found in.
+    pub hold_off: bool,
 }
 
 impl Faults {
@@ -193,6 +198,7 @@ impl Faults {
             drop_off: true,
             eager_leaders: true,
             vouch_off: true,
+            hold_off: true,
             ..Faults::default()
         }
     }
@@ -209,6 +215,7 @@ impl Faults {
             drop_off: true,
             eager_leaders: true,
             vouch_off: true,
+            hold_off: true,
             ..Faults::default()
         }
     }
@@ -224,6 +231,7 @@ impl Faults {
             drop_off: true,
             eager_leaders: true,
             vouch_off: true,
+            hold_off: true,
             ..Faults::default()
         }
     }
@@ -236,6 +244,7 @@ impl Faults {
         Faults {
             eager_leaders: true,
             vouch_off: true,
+            hold_off: true,
             ..Faults::default()
         }
     }
@@ -248,6 +257,7 @@ impl Faults {
             drop_off: true,
             eager_leaders: true,
             vouch_off: true,
+            hold_off: true,
             ..Faults::default()
         }
     }
@@ -317,6 +327,15 @@ pub fn run_seed(seed: u64, nodes: usize, faults: Faults) -> SeedReport {
             .filter_map(|n| n.replica())
             .map(|r| r.vouched_reads())
             .sum::<u64>();
+        for (holds, hold_timeouts) in world
+            .nodes
+            .iter()
+            .filter_map(|n| n.replica())
+            .map(|r| r.batch_holds())
+        {
+            world.stats.batch_holds += holds;
+            world.stats.batch_hold_timeouts += hold_timeouts;
+        }
     }));
     match (result, world) {
         (Ok(()), Some(world)) => SeedReport {

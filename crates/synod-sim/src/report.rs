@@ -70,6 +70,11 @@ pub struct Stats {
     /// Follower reads a leader confirmed by the request's vouch alone, with
     /// no round (all replicas, all incarnations).
     pub vouched_reads: u64,
+    /// Cohort batching: batches held back by leaders (all replicas, all
+    /// incarnations).
+    pub batch_holds: u64,
+    /// Of `batch_holds`, those that ended on their clock.
+    pub batch_hold_timeouts: u64,
     /// Blocking pops (queue clients): popped an element, timed out, and
     /// tries proposed after a wake (a push woke a blocked client).
     pub pops_served: u64,
@@ -120,7 +125,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed, {} for peers; on disk: {} checkpoints, {} restarts), {} KiB of applied values dropped from memory ({} times read back from the log), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} vouched reads, {} master leases lent to {} masters, {} leadership drops, {} delayed announcements, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed, {} for peers; on disk: {} checkpoints, {} restarts), {} KiB of applied values dropped from memory ({} times read back from the log), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} vouched reads, {} batch holds ({} timed out), {} master leases lent to {} masters, {} leadership drops, {} delayed announcements, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
             self.ops_ok,
             self.ops_unknown,
             self.instances,
@@ -141,6 +146,8 @@ impl fmt::Display for Stats {
             self.spares_started,
             self.lease_reads,
             self.vouched_reads,
+            self.batch_holds,
+            self.batch_hold_timeouts,
             self.master_leases_lent,
             self.masters,
             self.leadership_drops,

@@ -821,6 +821,18 @@ impl World {
             2 => 20,
             _ => 1,
         };
+        // Cohort batching off for one node in four, the runtime's default
+        // (1 ms) or longer for the others (20 ms: past the next tick), so
+        // that leaders hold batches back, release them on a count, on the
+        // hold's clock and after backing off, under every fault.
+        // (`hold_off`: never, as before it existed.)
+        cfg.batch_hold_ms = match self.seed.wrapping_add(7 * u64::from(sim_node.id.0)) % 4 {
+            _ if self.faults.hold_off => 0,
+            0 => 0,
+            1 => 3,
+            2 => 20,
+            _ => 1,
+        };
         // Applied values dropped from memory as soon as the runtime allows,
         // beyond a 512 B or an 8 KiB tail, or never (until a checkpoint
         // compacts them), by node and seed, so that promises report dropped
@@ -1042,6 +1054,9 @@ impl World {
         };
         self.stats.lease_reads += engine.replica.lease_reads();
         self.stats.vouched_reads += engine.replica.vouched_reads();
+        let (holds, hold_timeouts) = engine.replica.batch_holds();
+        self.stats.batch_holds += holds;
+        self.stats.batch_hold_timeouts += hold_timeouts;
         sim_node.paused = false;
         sim_node.sweep_in_flight = false;
         sim_node.sweep_pacer = synod_kv::expiry_sweep::SweepPacer::new();

@@ -959,6 +959,11 @@ impl<S: StateMachine> Driver<S> {
         self.metrics
             .vouched_reads
             .store(replica.vouched_reads(), Relaxed);
+        let (holds, hold_timeouts) = replica.batch_holds();
+        self.metrics.batch_holds.store(holds, Relaxed);
+        self.metrics
+            .batch_hold_timeouts
+            .store(hold_timeouts, Relaxed);
         let transfers = replica.snapshot_transfer_stats();
         self.metrics
             .snapshot_chunks_ignored

@@ -186,6 +186,12 @@ pub struct Metrics {
     /// heartbeat round, each confirmed by the follower's own vouch (three
     /// voters; see synod-core's `replica/reads.rs`).
     pub vouched_reads: AtomicU64,
+    /// Times this node, leading, held a batch back for the clients just
+    /// answered to come back (cohort batching, `NodeConfig::batch_hold`).
+    pub batch_holds: AtomicU64,
+    /// Of `batch_holds`, those that ended on their clock, the cohort not
+    /// back.
+    pub batch_hold_timeouts: AtomicU64,
     /// Commands proposed while this node was not the leader (the core
     /// forwards them to the leader); each retry counts again.
     pub forwarded: AtomicU64,
@@ -277,6 +283,8 @@ impl Default for Metrics {
             reads_through_log: AtomicU64::new(0),
             lease_reads: AtomicU64::new(0),
             vouched_reads: AtomicU64::new(0),
+            batch_holds: AtomicU64::new(0),
+            batch_hold_timeouts: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             forwarded_reads: AtomicU64::new(0),
             retries: AtomicU64::new(0),
@@ -314,7 +322,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 28] = [
+        let counters: [(&str, &str, &AtomicU64); 30] = [
             (
                 "synod_admin_connections_refused_total",
                 "Admin HTTP connections closed at once: the connection cap was reached.",
@@ -354,6 +362,16 @@ impl Metrics {
                 "synod_vouched_reads_total",
                 "Followers' read-index requests answered by this node as leader with no heartbeat round (the request vouched).",
                 &self.vouched_reads,
+            ),
+            (
+                "synod_batch_holds_total",
+                "Times this node as leader held a batch back for the clients just answered to come back (cohort batching).",
+                &self.batch_holds,
+            ),
+            (
+                "synod_batch_hold_timeouts_total",
+                "Cohort batching holds that ended on their clock, the cohort not back.",
+                &self.batch_hold_timeouts,
             ),
             (
                 "synod_log_syncs_on_loop_total",

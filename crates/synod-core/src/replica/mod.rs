@@ -284,6 +284,21 @@ struct Leader {
     /// idle cluster, a publisher every few ms) announces at once.
     drained_ms: Option<u64>,
     announce_defer: bool,
+    /// Cohort batching (`Replica::hold_batch`): when (local ms) the last
+    /// command batch was proposed; the most commands outstanding (in flight
+    /// or waiting) seen since the load last shrank; until when the waiting
+    /// commands are held back, once the leader began to hold.
+    last_batch_ms: u64,
+    cohort_peak: usize,
+    hold_until_ms: Option<u64>,
+    /// No holding before this time (local ms): a hold ended on its clock;
+    /// the next such pause; whether the last step held commands back.
+    hold_off_until_ms: u64,
+    hold_backoff_ms: u64,
+    holding: bool,
+    /// Whether the last `flush_proposals` held commands back on the hold's
+    /// clock: only then does `wake_at_ms` ask for its end.
+    hold_armed: bool,
     /// Members waiting to learn that instances are chosen, told the prefix
     /// in the step it grows even while instances are in flight (see
     /// `Replica::announce_chosen`): a follower that forwarded commands (its
@@ -363,6 +378,9 @@ pub struct Replica {
     leader_marks: (InstanceId, InstanceId),
     /// Commands waiting for an instance (leader or candidate).
     pending: VecDeque<Command>,
+    /// Cohort batching's counts (`Replica::batch_holds`).
+    batch_holds: u64,
+    batch_hold_timeouts: u64,
     /// Commands to forward to the leader (follower).
     forward: Vec<Command>,
     /// Records handed out so far.
@@ -453,6 +471,8 @@ impl Replica {
             refusals: Refusals::default(),
             leader_marks: (InstanceId(0), InstanceId(0)),
             pending: VecDeque::new(),
+            batch_holds: 0,
+            batch_hold_timeouts: 0,
             forward: Vec::new(),
             persist_next: 0,
             durable: 0,
@@ -591,11 +611,18 @@ impl Replica {
     /// the next tick or input. Waking late, or not at all, only delays the
     /// announcement (the next tick makes it).
     pub fn wake_at_ms(&self) -> Option<u64> {
-        match &self.role {
-            Role::Leader(leader) if self.learner.chosen_end > leader.announced_chosen_end => {
-                leader.announce_due_ms
-            }
-            _ => None,
+        let Role::Leader(leader) = &self.role else {
+            return None;
+        };
+        let announce = leader
+            .announce_due_ms
+            .filter(|_| self.learner.chosen_end > leader.announced_chosen_end);
+        let hold = leader
+            .hold_until_ms
+            .filter(|_| leader.hold_armed && !self.pending.is_empty());
+        match (announce, hold) {
+            (Some(a), Some(h)) => Some(a.min(h)),
+            (a, h) => a.or(h),
         }
     }
 

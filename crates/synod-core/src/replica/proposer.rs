@@ -302,6 +302,13 @@ impl Replica {
             announce_due_ms: None,
             drained_ms: None,
             announce_defer: false,
+            last_batch_ms: 0,
+            cohort_peak: 0,
+            hold_until_ms: None,
+            hold_off_until_ms: 0,
+            hold_backoff_ms: HOLD_BACKOFF_MIN_MS,
+            holding: false,
+            hold_armed: false,
             chosen_wanted: BTreeMap::new(),
             probe_sent: 0,
             probe_sent_tick: now,
@@ -372,6 +379,14 @@ impl Replica {
         // quorum of the new one need not include a node that granted it
         // (`master.rs`). No lease is lent while a change waits.
         let lease_lent = self.master_lease_outstanding();
+        if let Role::Leader(leader) = &mut self.role {
+            // A hold's clock runs on only while every call holds (another
+            // limit may stop this one before it gets there); a wake-up is
+            // asked for only if this call holds commands back on it.
+            if !std::mem::take(&mut leader.hold_armed) {
+                leader.hold_until_ms = None;
+            }
+        }
         loop {
             let chosen_end = self.learner.chosen_end;
             let Role::Leader(leader) = &self.role else {
@@ -443,6 +458,9 @@ impl Replica {
                 }
                 return;
             }
+            if self.hold_batch() {
+                return;
+            }
             let mut batch = Vec::new();
             let mut size = BatchSize::default();
             while let Some(command) = self.pending.front() {
@@ -454,8 +472,13 @@ impl Replica {
                     batch.push(command);
                 }
             }
+            let now_ms = self.lease.clock();
             if let Role::Leader(leader) = &mut self.role {
                 leader.next_instance = instance.next();
+                leader.hold_until_ms = None;
+                if let Some(now) = now_ms {
+                    leader.last_batch_ms = now;
+                }
             }
             let value = Value::packed_batch(batch);
             // Every pending command passed `command_fits` (propose and
@@ -465,6 +488,117 @@ impl Replica {
             debug_assert_eq!(value.encoded_len(), size.encoded);
             self.propose_at(instance, value);
         }
+    }
+
+    /// Cohort batching (`Config::batch_hold_ms`): whether the waiting
+    /// commands stay back for now, to go in one batch with those about to
+    /// arrive.
+    ///
+    /// Clients that wait for their answers come back together: a batch's
+    /// answers go out in one pass, and their next commands arrive within a
+    /// fraction of a round. A leader that proposes whatever waits at each
+    /// step splits them: the first few go in a small batch of their own, the
+    /// rest in the next, and the two cohorts then alternate for good, each
+    /// batch costing every voter a message, a write and an fsync for part of
+    /// the clients (50 clients on three nodes of one two-core machine: 6 to
+    /// 8 commands per instance, 21 per follower fsync; held, 35 to 40 per
+    /// instance and per fsync, 20-25% less CPU per SET and more SETs per
+    /// second, measured side by side).
+    ///
+    /// The cohort is the most commands outstanding at once (in flight or
+    /// waiting) since the load last shrank (`Leader::cohort_peak`). While
+    /// fewer than 4/5 of it wait, and they fit in one batch: with commands in
+    /// flight, they wait for the commit (whose answers bring the rest back);
+    /// with none, for at most `batch_hold_ms` (at least that long, less
+    /// than 1 ms more: the clock is whole ms). A hold that ends on its clock
+    /// means the clients did not come back together (they pause between
+    /// commands, the load shrank): what is outstanding then becomes the
+    /// cohort, and no batch is held for 4 ms, twice as long after each such
+    /// hold in a row up to about a second, until a cohort comes back. A
+    /// cohort of one or two never holds (`4n/5 < 2`: one client never
+    /// waits), nor does a leader that proposed no batch for `HOLD_RECENT_MS`.
+    ///
+    /// Only when to propose changes, never what: safety does not depend on
+    /// it. Liveness: a wait for a commit ends with the commit (or the
+    /// leadership); a wait on the clock ends when the runtime wakes the
+    /// replica at `wake_at_ms`, which asks for the hold's end.
+    fn hold_batch(&mut self) -> bool {
+        let hold_ms = self.cfg.batch_hold_ms;
+        let now = match self.lease.clock() {
+            Some(now) if hold_ms > 0 => now,
+            _ => return false,
+        };
+        let Role::Leader(leader) = &mut self.role else {
+            return false;
+        };
+        let in_flight: usize = leader
+            .in_flight
+            .values()
+            .map(|f| f.value.commands().len())
+            .sum();
+        let outstanding = in_flight + self.pending.len();
+        let idle = now.saturating_sub(leader.last_batch_ms) > HOLD_RECENT_MS;
+        if idle || now < leader.hold_off_until_ms {
+            leader.cohort_peak = outstanding;
+            leader.hold_until_ms = None;
+            return false;
+        }
+        leader.cohort_peak = leader.cohort_peak.max(outstanding);
+        let want = leader.cohort_peak * 4 / 5;
+        let mut full = false;
+        if self.pending.len() < want {
+            let mut size = BatchSize::default();
+            for command in &self.pending {
+                if !size.fits(&self.cfg, command.len()) {
+                    full = true;
+                    break;
+                }
+                size.add(command.len());
+            }
+        }
+        if self.pending.len() >= want || full {
+            if std::mem::take(&mut leader.holding) {
+                // The cohort came back: hold again at once after a miss.
+                leader.hold_backoff_ms = HOLD_BACKOFF_MIN_MS;
+            }
+            leader.hold_until_ms = None;
+            return false;
+        }
+        if !std::mem::replace(&mut leader.holding, true) {
+            self.batch_holds += 1;
+        }
+        if in_flight > 0 {
+            // Their commit answers clients, whose next commands come
+            // back soon after: the clock starts once the pipeline drained.
+            leader.hold_until_ms = None;
+            return true;
+        }
+        leader.hold_armed = true;
+        // `now` is whole ms: one more makes the hold last at least
+        // `hold_ms`, not until the next ms begins.
+        let until = *leader
+            .hold_until_ms
+            .get_or_insert(now.saturating_add(hold_ms).saturating_add(1));
+        if now >= until {
+            leader.hold_armed = false;
+            // The cohort did not come back (clients that pause between
+            // commands, a load that shrank): no holding for a while.
+            leader.cohort_peak = outstanding;
+            leader.hold_until_ms = None;
+            leader.holding = false;
+            leader.hold_off_until_ms = now.saturating_add(leader.hold_backoff_ms);
+            self.batch_hold_timeouts += 1;
+            leader.hold_backoff_ms = (leader.hold_backoff_ms * 2).min(HOLD_BACKOFF_MAX_MS);
+            return false;
+        }
+        true
+    }
+
+    /// How many times this replica, leading, held commands back for a
+    /// cohort (`Config::batch_hold_ms`), and how many of those holds ended
+    /// on their clock rather than with the cohort back.
+    pub fn batch_holds(&self) -> (u64, u64) {
+        (self.batch_holds, self.batch_hold_timeouts)
     }
 
     /// Sends buffered commands to the leader, or refuses them when there is none.
@@ -1020,3 +1154,14 @@ impl BatchSize {
 
 /// Bytes before each command in an encoded value.
 const COMMAND_LENGTH_BYTES: usize = 4;
+
+/// Cohort batching (`Replica::hold_batch`) follows only a batch proposed
+/// at most this long ago (ms).
+const HOLD_RECENT_MS: u64 = 20;
+
+/// After a hold that ended on its clock (the clients did not come back
+/// together), a leader proposes without holding for a while (ms): the
+/// first time this long, twice as long after each such hold in a row, up to
+/// `HOLD_BACKOFF_MAX_MS`; once a cohort comes back, this long again.
+const HOLD_BACKOFF_MIN_MS: u64 = 4;
+const HOLD_BACKOFF_MAX_MS: u64 = 1024;

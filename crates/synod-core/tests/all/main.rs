@@ -7,6 +7,7 @@ mod common;
 mod ballots;
 mod bounds;
 mod codec;
+mod cohort;
 mod compacted_voter;
 mod lease;
 mod membership;
