@@ -153,10 +153,12 @@ pub struct ServerArgs {
     announce_delay_ms: u64,
     /// Cohort batching: while fewer than 4/5 of the writes lately
     /// outstanding at once wait, the leader holds them back until those in
-    /// flight are chosen (the clients answered then come back), then at most
-    /// this long. Fewer, fuller batches: fewer messages, writes and fsyncs
-    /// on every node per write. One or two clients never wait; clients that
-    /// do not come back together stop the holding for a while. 0: off.
+    /// flight are chosen (the clients answered then come back), then this
+    /// long (plus under 1 ms, and the timer's lateness). Fewer, fuller
+    /// batches: fewer messages, writes and fsyncs on every node per write;
+    /// the last fifth of a cohort waits a round more. One client (one or
+    /// two writes outstanding) never waits; clients that do not come back
+    /// together stop the holding for a while. 0: off.
     #[arg(long, value_name = "MS", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(0..=100))]
     batch_hold_ms: u64,

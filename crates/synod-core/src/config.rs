@@ -240,11 +240,12 @@ pub struct Config {
     /// [`crate::Replica::set_time`]; see `Replica::hold_batch`). While
     /// fewer than 4/5 of the most commands lately outstanding at once wait
     /// (and they fit in one batch), they wait for the batches in flight to
-    /// be chosen, then up to this long. 0 (the default): never. Otherwise
-    /// the runtime must give the replica a fresh time and call `take_ready`
-    /// again once its clock reaches [`crate::Replica::wake_at_ms`] (a
-    /// runtime that does not is only late: the next tick proposes them).
-    /// Without a time given, the commands go at once.
+    /// be chosen, then this long (less than 1 ms more: the clock is whole
+    /// ms). 0 (the default): never. Otherwise the runtime must give the
+    /// replica a fresh time and call `take_ready` again once its clock
+    /// reaches [`crate::Replica::wake_at_ms`] (a runtime that does not is
+    /// only late: a tick with the time unchanged ends the hold). Without a
+    /// time given, the commands go at once.
     pub batch_hold_ms: u64,
     /// Negative controls; all off by default.
     #[cfg(feature = "fault-injection")]

@@ -735,19 +735,24 @@ impl World {
                     world.nodes[node].replica().and_then(|r| r.wake_at_ms()) == Some(due_ms)
                 };
                 if asked(self) {
+                    let holds =
+                        |world: &Self| world.nodes[node].replica().map_or(0, |r| r.batch_holds().1);
+                    let timeouts = holds(self);
                     self.pump(node);
                     if !asked(self) {
                         let leads = self.nodes[node]
                             .replica()
                             .is_some_and(|r| r.status().role == RoleKind::Leader);
-                        if leads {
+                        // (A cohort hold that ran out is no announcement.)
+                        if leads && holds(self) == timeouts {
                             self.stats.delayed_announcements += 1;
                         }
                     } else if self.mono_ms(node) >= due_ms {
                         // Woken at the time it asked for, the core must
-                        // act (announce the prefix): asking again for the
-                        // same time would put the announcement off until a
-                        // tick or an input.
+                        // act (announce the prefix, or propose what a
+                        // cohort hold kept back): asking again for the
+                        // same time would put it off until a tick or an
+                        // input.
                         let id = self.nodes[node].id;
                         self.violation(format!(
                             "node {id} asked to be woken at {due_ms} ms and did nothing when woken"

@@ -133,12 +133,15 @@ pub struct NodeConfig {
     /// each costing every voter a message, a write and an fsync. So while
     /// fewer than 4/5 of the most commands lately outstanding at once wait,
     /// the leader holds them back: until the batches in flight are chosen,
-    /// then at most this long. Default 1 ms (whole ms only): a command waits
-    /// at most about a round plus this plus the timer's lateness (about
-    /// 1 ms) more. When clients do not come back together, a hold that ran
-    /// out stops holding for a while (4 ms, doubling up to about a second).
-    /// One or two clients, or a leader idle for 20 ms, never wait.
-    /// `Duration::ZERO`: off.
+    /// then this long (whole ms; less than 1 ms more, as the clock is whole
+    /// ms, plus the timer's lateness, about 1 ms). Default 1 ms. The
+    /// trade-off: the batch goes once 4/5 are back, and the stragglers wait
+    /// for its commit, a round more (with CPU to spare, a fifth of a busy
+    /// client's requests take two rounds). When clients do not come back
+    /// together (they pause between commands), a hold that ran out stops
+    /// holding for a while (4 ms, doubling up to about a second). A cohort
+    /// of one or two commands (one client, unpipelined), or a leader that
+    /// proposed nothing for 20 ms, never waits. `Duration::ZERO`: off.
     pub batch_hold: Duration,
     /// Applied log values kept in memory after the latest checkpoint, in
     /// encoded bytes, for peers that fall behind: catch-up sends them from

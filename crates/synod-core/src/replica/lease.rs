@@ -221,10 +221,14 @@ impl Held {
 impl Replica {
     /// Gives the replica the current local time: a monotonic clock in ms
     /// (any origin; a value lower than a previous one is ignored). Needed
-    /// only with [`crate::Config::read_lease`], and then before every
-    /// `step`, `tick`, `read` and `take_ready`, with a time read just before
-    /// the call: a stale time makes a leader believe its lease lasts longer,
-    /// and a follower's grant start earlier, than they really do.
+    /// with [`crate::Config::read_lease`], and then before every `step`,
+    /// `tick`, `read` and `take_ready`, with a time read just before the
+    /// call: a stale time makes a leader believe its lease lasts longer,
+    /// and a follower's grant start earlier, than they really do. The
+    /// delayed announcement ([`crate::Config::announce_delay_ms`]) and cohort
+    /// batching ([`crate::Config::batch_hold_ms`]) also measure their waits
+    /// with it (without a time, they do not wait; with a stale one, they
+    /// wait at most until the next tick).
     pub fn set_time(&mut self, now_ms: u64) {
         let clock = self.lease.clock_ms.map_or(now_ms, |c| c.max(now_ms));
         self.lease.clock_ms = Some(clock);

@@ -296,6 +296,10 @@ struct Leader {
     hold_off_until_ms: u64,
     hold_backoff_ms: u64,
     holding: bool,
+    /// The tick and the time a hold on the clock began at: if the time has
+    /// not moved by the next tick (a runtime that stopped giving it), the
+    /// tick ends the hold.
+    hold_began: (u64, u64),
     /// Whether the last `flush_proposals` held commands back on the hold's
     /// clock: only then does `wake_at_ms` ask for its end.
     hold_armed: bool,
@@ -605,11 +609,12 @@ impl Replica {
 
     /// The local time (ms, as given to [`Replica::set_time`]) at which this
     /// replica has something to do without any input: the runtime should
-    /// then give it a fresh time and call [`Replica::take_ready`]. Today
-    /// that is a drained pipeline's delayed announcement of the chosen
-    /// prefix ([`crate::Config::announce_delay_ms`]). `None`: nothing before
-    /// the next tick or input. Waking late, or not at all, only delays the
-    /// announcement (the next tick makes it).
+    /// then give it a fresh time and call [`Replica::take_ready`]: a drained
+    /// pipeline's delayed announcement of the chosen prefix
+    /// ([`crate::Config::announce_delay_ms`]), or the end of a cohort hold
+    /// ([`crate::Config::batch_hold_ms`]). `None`: nothing before the next
+    /// tick or input. Waking late, or not at all, only delays them (the next
+    /// tick ends either).
     pub fn wake_at_ms(&self) -> Option<u64> {
         let Role::Leader(leader) = &self.role else {
             return None;

@@ -308,6 +308,7 @@ impl Replica {
             hold_off_until_ms: 0,
             hold_backoff_ms: HOLD_BACKOFF_MIN_MS,
             holding: false,
+            hold_began: (0, 0),
             hold_armed: false,
             chosen_wanted: BTreeMap::new(),
             probe_sent: 0,
@@ -510,7 +511,10 @@ impl Replica {
     /// fewer than 4/5 of it wait, and they fit in one batch: with commands in
     /// flight, they wait for the commit (whose answers bring the rest back);
     /// with none, for at most `batch_hold_ms` (at least that long, less
-    /// than 1 ms more: the clock is whole ms). A hold that ends on its clock
+    /// than 1 ms more: the clock is whole ms; or until the next tick if the
+    /// time given has not moved since). The cost: the batch goes once 4/5
+    /// are back, and the stragglers wait for its commit, a round more. A
+    /// hold that ends on its clock
     /// means the clients did not come back together (they pause between
     /// commands, the load shrank): what is outstanding then becomes the
     /// cohort, and no batch is held for 4 ms, twice as long after each such
@@ -537,7 +541,10 @@ impl Replica {
             .map(|f| f.value.commands().len())
             .sum();
         let outstanding = in_flight + self.pending.len();
-        let idle = now.saturating_sub(leader.last_batch_ms) > HOLD_RECENT_MS;
+        // (Not while a hold on the clock runs: it ends on its own clock,
+        // counted, whatever its length.)
+        let idle = leader.hold_until_ms.is_none()
+            && now.saturating_sub(leader.last_batch_ms) > HOLD_RECENT_MS;
         if idle || now < leader.hold_off_until_ms {
             leader.cohort_peak = outstanding;
             leader.hold_until_ms = None;
@@ -557,7 +564,7 @@ impl Replica {
             }
         }
         if self.pending.len() >= want || full {
-            if std::mem::take(&mut leader.holding) {
+            if std::mem::take(&mut leader.holding) && !full {
                 // The cohort came back: hold again at once after a miss.
                 leader.hold_backoff_ms = HOLD_BACKOFF_MIN_MS;
             }
@@ -576,10 +583,13 @@ impl Replica {
         leader.hold_armed = true;
         // `now` is whole ms: one more makes the hold last at least
         // `hold_ms`, not until the next ms begins.
-        let until = *leader
-            .hold_until_ms
-            .get_or_insert(now.saturating_add(hold_ms).saturating_add(1));
-        if now >= until {
+        if leader.hold_until_ms.is_none() {
+            leader.hold_until_ms = Some(now.saturating_add(hold_ms).saturating_add(1));
+            leader.hold_began = (self.now, now);
+        }
+        let until = leader.hold_until_ms.unwrap_or(now);
+        let stale = self.now > leader.hold_began.0 && now == leader.hold_began.1;
+        if now >= until || stale {
             leader.hold_armed = false;
             // The cohort did not come back (clients that pause between
             // commands, a load that shrank): no holding for a while.

@@ -212,3 +212,78 @@ fn a_leader_idle_for_a_while_does_not_hold() {
     assert_eq!(n.send(1, 8), [1], "over 20 ms since the last batch");
     assert_eq!(n.r[0].batch_holds(), (0, 0));
 }
+
+/// After a hold that ran out, no hold for 4 ms, then 8 after another in a
+/// row; a cohort that comes back sets it to 4 ms again.
+#[test]
+fn a_hold_that_ran_out_stops_holding_for_a_while_doubling() {
+    let mut n = Net::new(1, |_| {});
+    let miss = |n: &mut Net, at: u64| {
+        n.at(at);
+        assert_eq!(n.send(10, 8), [10]);
+        n.exchange();
+        assert!(n.send(1, 8).is_empty(), "held at {at}");
+        n.at(at + 2);
+        assert_eq!(n.accepts(), [1], "ran out at {}", at + 2);
+        n.exchange();
+    };
+    miss(&mut n, 1_000);
+    assert_eq!(n.r[0].batch_holds(), (1, 1));
+    // Backing off until 1 006: a cohort of ten, then one command alone.
+    n.at(1_005);
+    assert_eq!(n.send(10, 8), [10]);
+    n.exchange();
+    assert_eq!(n.send(1, 8), [1], "no hold while backing off");
+    n.exchange();
+    // Then a hold again, and it runs out: 8 ms of backing off now.
+    miss(&mut n, 1_006);
+    assert_eq!(n.r[0].batch_holds(), (2, 2));
+    n.at(1_015);
+    assert_eq!(n.send(10, 8), [10]);
+    n.exchange();
+    assert_eq!(n.send(1, 8), [1], "still backing off at 1 015");
+    n.exchange();
+    // After it, a cohort that comes back...
+    n.at(1_016);
+    assert_eq!(n.send(10, 8), [10]);
+    n.exchange();
+    assert!(n.send(1, 8).is_empty());
+    assert_eq!(n.send(7, 8), [8]);
+    n.exchange();
+    assert_eq!(n.r[0].batch_holds(), (3, 2));
+    // ...makes the next miss back off 4 ms only.
+    miss(&mut n, 1_017);
+    n.at(1_023);
+    assert_eq!(n.send(10, 8), [10]);
+    n.exchange();
+    assert!(n.send(1, 8).is_empty(), "4 ms of backing off were over");
+}
+
+/// A hold longer than the 20 ms after which a leader counts as idle still
+/// ends on its own clock, and counts as one that ran out.
+#[test]
+fn a_long_hold_ends_on_its_clock() {
+    let mut n = Net::new(30, |_| {});
+    assert_eq!(n.send(10, 8), [10]);
+    n.exchange();
+    assert!(n.send(2, 8).is_empty());
+    assert_eq!(n.r[0].wake_at_ms(), Some(1_031));
+    n.at(1_025);
+    assert!(n.accepts().is_empty(), "idle for 25 ms, but holding");
+    n.at(1_031);
+    assert_eq!(n.accepts(), [2]);
+    assert_eq!(n.r[0].batch_holds(), (1, 1));
+}
+
+/// A runtime that stops giving the time: the next tick ends the hold.
+#[test]
+fn a_tick_ends_a_hold_on_a_stale_clock() {
+    let mut n = Net::new(2, |_| {});
+    assert_eq!(n.send(10, 8), [10]);
+    n.exchange();
+    assert!(n.send(2, 8).is_empty());
+    n.r[0].tick();
+    n.pump(1);
+    assert_eq!(n.accepts(), [2], "the time did not move: the tick ends it");
+    assert_eq!(n.r[0].batch_holds(), (1, 1));
+}
