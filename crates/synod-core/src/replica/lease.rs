@@ -228,7 +228,7 @@ impl Replica {
     /// delayed announcement ([`crate::Config::announce_delay_ms`]) and cohort
     /// batching ([`crate::Config::batch_hold_ms`]) also measure their waits
     /// with it (without a time, they do not wait; with a stale one, they
-    /// wait at most until the next tick).
+    /// wait at most until the next tick, or the second).
     pub fn set_time(&mut self, now_ms: u64) {
         let clock = self.lease.clock_ms.map_or(now_ms, |c| c.max(now_ms));
         self.lease.clock_ms = Some(clock);

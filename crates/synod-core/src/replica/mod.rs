@@ -297,8 +297,8 @@ struct Leader {
     hold_backoff_ms: u64,
     holding: bool,
     /// The tick and the time a hold on the clock began at: if the time has
-    /// not moved by the next tick (a runtime that stopped giving it), the
-    /// tick ends the hold.
+    /// not moved by the second tick after (a runtime that stopped giving
+    /// it), that tick ends the hold.
     hold_began: (u64, u64),
     /// Whether the last `flush_proposals` held commands back on the hold's
     /// clock: only then does `wake_at_ms` ask for its end.

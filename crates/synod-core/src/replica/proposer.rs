@@ -511,8 +511,8 @@ impl Replica {
     /// fewer than 4/5 of it wait, and they fit in one batch: with commands in
     /// flight, they wait for the commit (whose answers bring the rest back);
     /// with none, for at most `batch_hold_ms` (at least that long, less
-    /// than 1 ms more: the clock is whole ms; or until the next tick if the
-    /// time given has not moved since). The cost: the batch goes once 4/5
+    /// than 1 ms more: the clock is whole ms; or until the second tick if
+    /// the time given has not moved since). The cost: the batch goes once 4/5
     /// are back, and the stragglers wait for its commit, a round more. A
     /// hold that ends on its clock
     /// means the clients did not come back together (they pause between
@@ -588,7 +588,9 @@ impl Replica {
             leader.hold_began = (self.now, now);
         }
         let until = leader.hold_until_ms.unwrap_or(now);
-        let stale = self.now > leader.hold_began.0 && now == leader.hold_began.1;
+        // Two ticks, not one: a fresh time in whole ms often has not moved
+        // when the next tick comes, but it has after two.
+        let stale = self.now >= leader.hold_began.0.saturating_add(2) && now == leader.hold_began.1;
         if now >= until || stale {
             leader.hold_armed = false;
             // The cohort did not come back (clients that pause between
