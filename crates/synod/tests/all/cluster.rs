@@ -358,6 +358,78 @@ fn config(id: u32, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> NodeConf
     common::config(id, peers, dir, Duration::from_secs(10))
 }
 
+/// Cohort batching's clock: after a burst of ten writes, a lone write waits
+/// for the rest of the cohort (4/5 of ten), which does not come; with a 1 s
+/// tick and a 20 ms hold, the driver's own timer (`Replica::wake_at_ms`)
+/// ends the hold, not the next tick (about a second later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_write_goes_when_the_hold_ends_not_at_the_next_tick() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peers = free_peers(3);
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        let mut cfg = config(id, &peers, dir.path());
+        cfg.tick = Duration::from_secs(1);
+        cfg.heartbeat_ticks = 1;
+        cfg.election_ticks = 2;
+        cfg.batch_hold = Duration::from_millis(20);
+        nodes.push(start(cfg).await);
+    }
+    propose_retrying(&nodes[0], 1).await;
+    let leader = nodes[0].status().leader.expect("a leader");
+    let leader = &nodes[(leader.0 - 1) as usize];
+    let mut slowest = Duration::ZERO;
+    for _ in 0..3 {
+        // Idle for longer than 20 ms: the burst itself is not held.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let write = || leader.propose(add(1));
+        let burst = tokio::join!(
+            write(),
+            write(),
+            write(),
+            write(),
+            write(),
+            write(),
+            write(),
+            write(),
+            write(),
+            write()
+        );
+        for answer in [
+            burst.0, burst.1, burst.2, burst.3, burst.4, burst.5, burst.6, burst.7, burst.8,
+            burst.9,
+        ] {
+            answer.expect("a write of the burst");
+        }
+        let started = std::time::Instant::now();
+        leader.propose(add(1)).await.expect("the lone write");
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(
+        slowest < Duration::from_millis(300),
+        "a held write went only after {slowest:?} (tick 1 s, hold 20 ms)"
+    );
+    // The status (and the counters) are published after the answers.
+    let mut timeouts = 0;
+    for _ in 0..100 {
+        timeouts = leader
+            .metrics()
+            .batch_hold_timeouts
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if timeouts > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        timeouts > 0,
+        "no hold ran out: the lone writes were not held"
+    );
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
 /// A busy leader's drained pipeline is announced by the driver's own timer
 /// (`Replica::wake_at_ms`), not only at the next tick: with a 1 s tick and a
 /// 20 ms delay, followers apply the last write of a burst well within a
