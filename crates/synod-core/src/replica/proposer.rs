@@ -476,7 +476,6 @@ impl Replica {
             let now_ms = self.lease.clock();
             if let Role::Leader(leader) = &mut self.role {
                 leader.next_instance = instance.next();
-                leader.hold_until_ms = None;
                 if let Some(now) = now_ms {
                     leader.last_batch_ms = now;
                 }

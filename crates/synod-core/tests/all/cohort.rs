@@ -2,102 +2,75 @@
 //! batch of n commands the leader holds the next one back until 4n/5 wait,
 //! a batch is full, or the hold's clock runs out.
 
+use crate::common::Cluster;
 use bytes::Bytes;
 use synod_core::*;
 
+/// Three nodes on a perfect network (`common::Cluster`), `l` leading and
+/// `f` (another node) whose Accepts the tests read.
 struct Net {
-    r: Vec<Replica>,
-    pool: Vec<Message>,
-    applied: Vec<Vec<Bytes>>,
+    c: Cluster,
+    l: u32,
+    f: u32,
 }
 
 impl Net {
-    /// Node 1 leads three nodes holding batches up to `hold_ms`, every
-    /// clock at 1000 ms.
+    /// Three nodes holding batches up to `hold_ms`, every clock at 1000 ms.
     fn new(hold_ms: u64, edit: impl Fn(&mut Config)) -> Net {
         Net::build(hold_ms, true, edit)
     }
     fn build(hold_ms: u64, clocked: bool, edit: impl Fn(&mut Config)) -> Net {
-        let members: Vec<NodeId> = (1..=3).map(NodeId).collect();
-        let r = members
-            .iter()
-            .map(|id| {
-                let mut cfg = Config::new(*id, members.clone());
-                cfg.seed = u64::from(id.0) * 7919;
-                cfg.batch_hold_ms = hold_ms;
-                edit(&mut cfg);
-                let mut r = Replica::new(cfg).unwrap();
-                if clocked {
-                    r.set_time(1_000);
-                }
-                r
-            })
-            .collect();
-        let mut net = Net {
-            r,
-            pool: vec![],
-            applied: vec![vec![]; 3],
-        };
-        for _ in 0..1000 {
-            if net.r[0].status().role == RoleKind::Candidate {
-                break;
+        let mut c = Cluster::with_config(3, |cfg| {
+            cfg.batch_hold_ms = hold_ms;
+            edit(cfg);
+        });
+        if clocked {
+            for r in c.r.values_mut() {
+                r.set_time(1_000);
             }
-            net.pool.clear();
-            net.r[0].tick();
-            net.pump(1);
         }
-        net.exchange();
-        assert_eq!(net.r[0].status().role, RoleKind::Leader);
-        net
+        let l = c.elect();
+        let f = if l == 1 { 2 } else { 1 };
+        Net { c, l, f }
     }
-    fn pump(&mut self, id: u32) {
-        let k = id as usize - 1;
-        loop {
-            let ready = self.r[k].take_ready();
-            if ready.is_empty() {
-                break;
-            }
-            self.pool.extend(ready.messages);
-            for apply in ready.apply {
-                self.applied[k].extend(apply.value.commands().iter().cloned());
-            }
-            if !ready.persist.is_empty() {
-                self.r[k].persisted(ready.persist_through);
-            }
-        }
-    }
-    /// Delivers every message until quiet.
-    fn exchange(&mut self) {
-        while !self.pool.is_empty() {
-            for m in std::mem::take(&mut self.pool) {
-                let to = m.to.0;
-                self.r[to as usize - 1].step(m);
-                self.pump(to);
-            }
-        }
+    fn leader(&mut self) -> &mut Replica {
+        self.c.r.get_mut(&self.l).expect("the leader")
     }
     /// The leader's clients send `n` commands of `len` bytes; returns the
-    /// sizes of the batches its Accepts to node 2 carry (left in the pool).
+    /// sizes of the batches its Accepts to `f` carry (left in the pool).
     fn send(&mut self, n: usize, len: usize) -> Vec<usize> {
         for _ in 0..n {
-            self.r[0].propose(Bytes::from(vec![b'x'; len])).unwrap();
+            self.leader().propose(Bytes::from(vec![b'x'; len])).unwrap();
         }
-        self.pump(1);
+        self.c.pump(self.l);
         self.accepts()
     }
-    /// The command counts of the Accepts to node 2 waiting in the pool.
+    /// The command counts of the Accepts to `f` waiting in the pool.
     fn accepts(&self) -> Vec<usize> {
-        self.pool
+        self.c
+            .pool
             .iter()
             .filter_map(|m| match &m.body {
-                Body::Accept { value, .. } if m.to.0 == 2 => Some(value.commands().len()),
+                Body::Accept { value, .. } if m.to.0 == self.f => Some(value.commands().len()),
                 _ => None,
             })
             .collect()
     }
     fn at(&mut self, ms: u64) {
-        self.r[0].set_time(ms);
-        self.pump(1);
+        self.leader().set_time(ms);
+        self.c.pump(self.l);
+    }
+    fn exchange(&mut self) {
+        self.c.settle();
+    }
+    fn applied(&self, id: u32) -> usize {
+        self.c.applied(id)
+    }
+    fn wake_at_ms(&self) -> Option<u64> {
+        self.c.r[&self.l].wake_at_ms()
+    }
+    fn batch_holds(&self) -> (u64, u64) {
+        self.c.r[&self.l].batch_holds()
     }
 }
 
@@ -106,15 +79,15 @@ fn a_batch_waits_for_most_of_the_cohort_just_answered() {
     let mut n = Net::new(2, |_| {});
     assert_eq!(n.send(10, 8), [10]);
     n.exchange();
-    assert_eq!(n.applied[0].len(), 10);
+    assert_eq!(n.applied(n.l), 10);
 
     // Seven of the ten clients are back: held, with a wake-up asked for.
     assert!(n.send(7, 8).is_empty(), "held for the cohort");
-    assert_eq!(n.r[0].wake_at_ms(), Some(1_003), "at least 2 ms on");
+    assert_eq!(n.wake_at_ms(), Some(1_003), "at least 2 ms on");
     // The eighth (4/5 of ten) releases the batch at once.
     assert_eq!(n.send(1, 8), [8]);
-    assert_eq!(n.r[0].wake_at_ms(), None);
-    assert_eq!(n.r[0].batch_holds(), (1, 0));
+    assert_eq!(n.wake_at_ms(), None);
+    assert_eq!(n.batch_holds(), (1, 0));
 }
 
 #[test]
@@ -123,20 +96,24 @@ fn a_hold_ends_on_its_clock_then_backs_off() {
     assert_eq!(n.send(10, 8), [10]);
     n.exchange();
     assert!(n.send(2, 8).is_empty());
-    assert_eq!(n.r[0].wake_at_ms(), Some(1_003));
+    assert_eq!(n.wake_at_ms(), Some(1_003));
     n.at(1_002);
     assert!(n.accepts().is_empty(), "released before the hold's end");
     n.at(1_003);
     assert_eq!(n.accepts(), [2], "the hold's clock ran out");
-    assert_eq!(n.r[0].batch_holds(), (1, 1));
+    assert_eq!(n.batch_holds(), (1, 1));
     n.exchange();
 
     // Backing off: what comes within the next 4 ms goes at once, though
     // fewer than 4/5 of the last cohort.
     assert_eq!(n.send(1, 8), [1]);
     n.exchange();
-    assert_eq!(n.r[0].batch_holds(), (1, 1));
-    assert_eq!(n.applied[2].len(), 13, "everything chosen reached node 3");
+    assert_eq!(n.batch_holds(), (1, 1));
+    assert_eq!(
+        n.applied(6 - n.l - n.f),
+        13,
+        "everything chosen reached node 3"
+    );
 }
 
 #[test]
@@ -145,14 +122,14 @@ fn commands_wait_while_a_batch_is_in_flight_then_on_the_clock() {
     assert_eq!(n.send(10, 8), [10]);
     // Not chosen yet: three more wait for the cohort, with no clock.
     assert_eq!(n.send(3, 8), [10], "no new Accept");
-    assert_eq!(n.r[0].wake_at_ms(), None, "the commit ends this wait");
+    assert_eq!(n.wake_at_ms(), None, "the commit ends this wait");
     n.exchange();
-    assert_eq!(n.applied[0].len(), 10);
+    assert_eq!(n.applied(n.l), 10);
     // Drained: now the clock runs (4/5 of the 13 outstanding is 10).
     assert!(n.accepts().is_empty());
-    assert_eq!(n.r[0].wake_at_ms(), Some(1_003));
+    assert_eq!(n.wake_at_ms(), Some(1_003));
     assert_eq!(n.send(7, 8), [10]);
-    assert_eq!(n.r[0].batch_holds(), (1, 0));
+    assert_eq!(n.batch_holds(), (1, 0));
 }
 
 #[test]
@@ -168,7 +145,7 @@ fn one_or_two_clients_never_wait() {
         assert_eq!(n.send(1, 8), [1], "4/5 of two is one");
         n.exchange();
     }
-    assert_eq!(n.r[0].batch_holds(), (0, 0));
+    assert_eq!(n.batch_holds(), (0, 0));
 }
 
 #[test]
@@ -180,9 +157,9 @@ fn a_full_batch_never_waits() {
     // Two commands that do not fit one batch: the first batch is full and
     // goes at once; the second then waits, alone, for the cohort.
     assert_eq!(n.send(2, 60), [1]);
-    assert_eq!(n.r[0].batch_holds(), (1, 0));
+    assert_eq!(n.batch_holds(), (1, 0));
     n.exchange();
-    assert_eq!(n.applied[0].len(), 11);
+    assert_eq!(n.applied(n.l), 11);
     assert_eq!(n.send(7, 1), [8], "the cohort came back");
 }
 
@@ -198,7 +175,7 @@ fn no_hold_when_off_or_without_a_clock() {
     assert_eq!(n.send(10, 8), [10]);
     n.exchange();
     assert_eq!(n.send(1, 8), [1]);
-    assert_eq!(n.r[0].batch_holds(), (0, 0));
+    assert_eq!(n.batch_holds(), (0, 0));
 }
 
 #[test]
@@ -206,11 +183,11 @@ fn a_leader_idle_for_a_while_does_not_hold() {
     let mut n = Net::new(2, |_| {});
     assert_eq!(n.send(10, 8), [10]);
     n.exchange();
-    for k in 0..3 {
-        n.r[k].set_time(1_021);
+    for r in n.c.r.values_mut() {
+        r.set_time(1_021);
     }
     assert_eq!(n.send(1, 8), [1], "over 20 ms since the last batch");
-    assert_eq!(n.r[0].batch_holds(), (0, 0));
+    assert_eq!(n.batch_holds(), (0, 0));
 }
 
 /// After a hold that ran out, no hold for 4 ms, then 8 after another in a
@@ -228,7 +205,7 @@ fn a_hold_that_ran_out_stops_holding_for_a_while_doubling() {
         n.exchange();
     };
     miss(&mut n, 1_000);
-    assert_eq!(n.r[0].batch_holds(), (1, 1));
+    assert_eq!(n.batch_holds(), (1, 1));
     // Backing off until 1 006: a cohort of ten, then one command alone.
     n.at(1_005);
     assert_eq!(n.send(10, 8), [10]);
@@ -237,7 +214,7 @@ fn a_hold_that_ran_out_stops_holding_for_a_while_doubling() {
     n.exchange();
     // Then a hold again, and it runs out: 8 ms of backing off now.
     miss(&mut n, 1_006);
-    assert_eq!(n.r[0].batch_holds(), (2, 2));
+    assert_eq!(n.batch_holds(), (2, 2));
     n.at(1_015);
     assert_eq!(n.send(10, 8), [10]);
     n.exchange();
@@ -250,7 +227,7 @@ fn a_hold_that_ran_out_stops_holding_for_a_while_doubling() {
     assert!(n.send(1, 8).is_empty());
     assert_eq!(n.send(7, 8), [8]);
     n.exchange();
-    assert_eq!(n.r[0].batch_holds(), (3, 2));
+    assert_eq!(n.batch_holds(), (3, 2));
     // ...makes the next miss back off 4 ms only.
     miss(&mut n, 1_017);
     n.at(1_023);
@@ -267,12 +244,12 @@ fn a_long_hold_ends_on_its_clock() {
     assert_eq!(n.send(10, 8), [10]);
     n.exchange();
     assert!(n.send(2, 8).is_empty());
-    assert_eq!(n.r[0].wake_at_ms(), Some(1_031));
+    assert_eq!(n.wake_at_ms(), Some(1_031));
     n.at(1_025);
     assert!(n.accepts().is_empty(), "idle for 25 ms, but holding");
     n.at(1_031);
     assert_eq!(n.accepts(), [2]);
-    assert_eq!(n.r[0].batch_holds(), (1, 1));
+    assert_eq!(n.batch_holds(), (1, 1));
 }
 
 /// A runtime that stops giving the time: the second tick ends the hold (a
@@ -283,11 +260,11 @@ fn a_tick_ends_a_hold_on_a_stale_clock() {
     assert_eq!(n.send(10, 8), [10]);
     n.exchange();
     assert!(n.send(2, 8).is_empty());
-    n.r[0].tick();
-    n.pump(1);
+    n.leader().tick();
+    n.c.pump(n.l);
     assert!(n.accepts().is_empty(), "one tick within the same ms");
-    n.r[0].tick();
-    n.pump(1);
+    n.leader().tick();
+    n.c.pump(n.l);
     assert_eq!(n.accepts(), [2], "the time did not move: the tick ends it");
-    assert_eq!(n.r[0].batch_holds(), (1, 1));
+    assert_eq!(n.batch_holds(), (1, 1));
 }

@@ -358,6 +358,26 @@ fn config(id: u32, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> NodeConf
     common::config(id, peers, dir, Duration::from_secs(10))
 }
 
+/// Three nodes ticking once a second (a heartbeat a tick, elections after
+/// two), each configuration edited by `edit`: what happens within a tick
+/// comes from the driver's own timer. Returns them and the leader's index,
+/// once a write went through.
+async fn slow_tick_cluster(dir: &Path, edit: impl Fn(&mut NodeConfig)) -> (Vec<Node>, usize) {
+    let peers = free_peers(3);
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        let mut cfg = config(id, &peers, dir);
+        cfg.tick = Duration::from_secs(1);
+        cfg.heartbeat_ticks = 1;
+        cfg.election_ticks = 2;
+        edit(&mut cfg);
+        nodes.push(start(cfg).await);
+    }
+    propose_retrying(&nodes[0], 1).await;
+    let leader = nodes[0].status().leader.expect("a leader");
+    (nodes, (leader.0 - 1) as usize)
+}
+
 /// Cohort batching's clock: after a burst of ten writes, a lone write waits
 /// for the rest of the cohort (4/5 of ten), which does not come; with a 1 s
 /// tick and a 20 ms hold, the driver's own timer (`Replica::wake_at_ms`)
@@ -365,19 +385,9 @@ fn config(id: u32, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> NodeConf
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_write_goes_when_the_hold_ends_not_at_the_next_tick() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let peers = free_peers(3);
-    let mut nodes = Vec::new();
-    for id in 1..=3 {
-        let mut cfg = config(id, &peers, dir.path());
-        cfg.tick = Duration::from_secs(1);
-        cfg.heartbeat_ticks = 1;
-        cfg.election_ticks = 2;
-        cfg.batch_hold = Duration::from_millis(20);
-        nodes.push(start(cfg).await);
-    }
-    propose_retrying(&nodes[0], 1).await;
-    let leader = nodes[0].status().leader.expect("a leader");
-    let leader = &nodes[(leader.0 - 1) as usize];
+    let (nodes, leader) =
+        slow_tick_cluster(dir.path(), |cfg| cfg.batch_hold = Duration::from_millis(20)).await;
+    let leader = &nodes[leader];
     let mut slowest = Duration::ZERO;
     for _ in 0..3 {
         // Idle for longer than 20 ms: the burst itself is not held.
@@ -438,19 +448,11 @@ async fn a_held_write_goes_when_the_hold_ends_not_at_the_next_tick() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_announcement_reaches_followers_within_the_delay_not_a_tick() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let peers = free_peers(3);
-    let mut nodes = Vec::new();
-    for id in 1..=3 {
-        let mut cfg = config(id, &peers, dir.path());
-        cfg.tick = Duration::from_secs(1);
-        cfg.heartbeat_ticks = 1;
-        cfg.election_ticks = 2;
-        cfg.chosen_announce_delay = Duration::from_millis(20);
-        nodes.push(start(cfg).await);
-    }
-    propose_retrying(&nodes[0], 1).await;
-    let leader = nodes[0].status().leader.expect("a leader");
-    let leader = &nodes[(leader.0 - 1) as usize];
+    let (nodes, leader) = slow_tick_cluster(dir.path(), |cfg| {
+        cfg.chosen_announce_delay = Duration::from_millis(20)
+    })
+    .await;
+    let leader = &nodes[leader];
     let followers: Vec<&Node> = nodes
         .iter()
         .filter(|n| n.status().id != leader.status().id)

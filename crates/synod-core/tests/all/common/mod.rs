@@ -13,24 +13,31 @@ pub struct Cluster {
     pub r: BTreeMap<u32, Replica>,
     pub pool: Vec<Message>,
     pub cut: Vec<(u32, u32)>,
+    /// Per node, the commands it applied, in order.
+    pub applied: BTreeMap<u32, Vec<Bytes>>,
 }
 
 impl Cluster {
     pub fn new(n: u32) -> Cluster {
+        Cluster::with_config(n, |_| {})
+    }
+
+    /// `n` nodes, each node's configuration edited by `edit` first.
+    pub fn with_config(n: u32, edit: impl Fn(&mut Config)) -> Cluster {
         let members: Vec<NodeId> = (1..=n).map(NodeId).collect();
         let r = members
             .iter()
             .map(|id| {
-                (
-                    id.0,
-                    Replica::new(Config::new(*id, members.clone())).unwrap(),
-                )
+                let mut cfg = Config::new(*id, members.clone());
+                edit(&mut cfg);
+                (id.0, Replica::new(cfg).unwrap())
             })
             .collect();
         Cluster {
             r,
             pool: vec![],
             cut: vec![],
+            applied: BTreeMap::new(),
         }
     }
 
@@ -53,10 +60,19 @@ impl Cluster {
                 break;
             }
             self.pool.extend(ready.messages);
+            let applied = self.applied.entry(id).or_default();
+            for apply in ready.apply {
+                applied.extend(apply.value.commands().iter().cloned());
+            }
             if !ready.persist.is_empty() {
                 replica.persisted(ready.persist_through);
             }
         }
+    }
+
+    /// How many commands node `id` applied.
+    pub fn applied(&self, id: u32) -> usize {
+        self.applied.get(&id).map_or(0, Vec::len)
     }
 
     /// Delivers every message (over links not cut) until quiet.
