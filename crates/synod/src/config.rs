@@ -123,7 +123,9 @@ pub struct NodeConfig {
     /// Followers then apply a write (deliver its pub/sub messages, wake
     /// blocked pops) at most this long plus the timer's lateness (about
     /// 1 ms) later, and no later than the next write; an idle cluster
-    /// announces at once. Followers that wait on the prefix (a command they
+    /// announces at once. While cohort batching holds the next batch back
+    /// ([`NodeConfig::batch_hold`]), the announcement waits for that batch,
+    /// at most the hold. Followers that wait on the prefix (a command they
     /// forwarded, a read) are told at once regardless. `Duration::ZERO`:
     /// always at once.
     pub chosen_announce_delay: Duration,
@@ -141,7 +143,11 @@ pub struct NodeConfig {
     /// together (they pause between commands), a hold that ran out stops
     /// holding for a while (4 ms, doubling up to about a second). A cohort
     /// of one or two commands (one client, unpipelined), or a leader that
-    /// proposed nothing for 20 ms, never waits. `Duration::ZERO`: off.
+    /// proposed nothing for 20 ms, never waits. The held batch's Accepts
+    /// also carry the chosen prefix to the followers, who are then not sent
+    /// a round of their own for it ([`NodeConfig::chosen_announce_delay`]):
+    /// at 50 clients a quarter less CPU per write summed over three nodes,
+    /// measured side by side. `Duration::ZERO`: off.
     pub batch_hold: Duration,
     /// Applied log values kept in memory after the latest checkpoint, in
     /// encoded bytes, for peers that fall behind: catch-up sends them from

@@ -268,3 +268,55 @@ fn a_tick_ends_a_hold_on_a_stale_clock() {
     assert_eq!(n.accepts(), [2], "the time did not move: the tick ends it");
     assert_eq!(n.batch_holds(), (1, 1));
 }
+
+/// With an announce delay (`Config::announce_delay_ms`), a drained
+/// pipeline's announcement of the chosen prefix waits for the batch that a
+/// cohort hold releases, whose Accepts carry it: no heartbeat round per
+/// batch. At the latest when the hold ends (the batch goes then too), a
+/// hold that begins later pushing it back; not while backing off; with no
+/// announce delay, at once.
+#[test]
+fn the_held_batch_carries_the_drained_prefix() {
+    let mut n = Net::new(2, |cfg| cfg.announce_delay_ms = 1);
+    let heartbeats = |n: &Net| {
+        n.c.pool
+            .iter()
+            .filter(|m| m.from.0 == n.l && matches!(m.body, Body::Heartbeat { .. }))
+            .count()
+    };
+    assert_eq!(n.send(10, 8), [10]);
+    n.exchange();
+    assert_eq!(n.applied(n.l), 10);
+    assert_eq!(n.applied(n.f), 0, "a cohort of ten comes back: no round");
+    assert_eq!(n.wake_at_ms(), Some(1_003), "due when a hold would end");
+    assert!(n.send(7, 8).is_empty());
+    assert_eq!(n.send(1, 8), [8]);
+    assert_eq!(heartbeats(&n), 0);
+    n.exchange();
+    assert_eq!(n.applied(n.f), 10, "learned from the Accepts");
+    assert_eq!(n.applied(n.l), 18);
+
+    // The first command comes back 1 ms after the drain: the hold's end,
+    // 1 004, is the announcement's too.
+    n.at(1_001);
+    assert!(n.send(2, 8).is_empty());
+    assert_eq!(n.wake_at_ms(), Some(1_004));
+    n.at(1_003);
+    assert!(n.accepts().is_empty());
+    assert_eq!(heartbeats(&n), 0, "announced before the hold's end");
+    n.at(1_004);
+    assert_eq!(n.accepts(), [2], "the hold ran out");
+    assert_eq!(heartbeats(&n), 0, "the Accepts carry the prefix");
+    n.exchange();
+    // Backing off after that miss: no hold to wait for, so this drain is
+    // announced at once.
+    assert_eq!(n.applied(n.l), 20);
+    assert_eq!(n.applied(n.f), 20, "announced at once while backing off");
+    assert_eq!(n.batch_holds(), (2, 1));
+
+    // No announce delay: at once, hold or not.
+    let mut n = Net::new(2, |_| {});
+    assert_eq!(n.send(10, 8), [10]);
+    n.exchange();
+    assert_eq!(n.applied(n.f), 10);
+}
