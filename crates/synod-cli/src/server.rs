@@ -146,10 +146,10 @@ pub struct ServerArgs {
     /// heartbeat round for it (busy: it wrote again within this time after
     /// the last drain). Saves a round per drain (at one client, per write);
     /// followers apply a write up to this long (plus about 1 ms of timer
-    /// lateness) later. While cohort batching holds the next batch back
-    /// (--batch-hold-ms), the wait lasts until that batch goes, at most the
-    /// hold. 0: always at once. Forwarded commands and reads on followers
-    /// never wait for it.
+    /// lateness) later. When cohort batching (--batch-hold-ms) is likely to
+    /// hold the next batch back, the wait lasts until that hold would end
+    /// (busy then also means: the last batch came by then). 0: always at
+    /// once. Forwarded commands and reads on followers never wait for it.
     #[arg(long, value_name = "MS", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(0..=1000))]
     announce_delay_ms: u64,
@@ -161,9 +161,9 @@ pub struct ServerArgs {
     /// the last fifth of a cohort waits a round more. One client (one or
     /// two writes outstanding) never waits; clients that do not come back
     /// together stop the holding for a while. The held batch also tells the
-    /// followers what the last one chose (no round of its own; see
-    /// --announce-delay-ms): followers apply a write up to the hold later.
-    /// 0: off.
+    /// followers what the last one chose, without a round of its own when
+    /// --announce-delay-ms is above 0: followers then apply a write up to
+    /// the hold (plus under 1 ms, and the timer's lateness) later. 0: off.
     #[arg(long, value_name = "MS", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(0..=100))]
     batch_hold_ms: u64,

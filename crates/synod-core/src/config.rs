@@ -232,10 +232,11 @@ pub struct Config {
     /// fresh time and call `take_ready` again once its clock reaches
     /// [`crate::Replica::wake_at_ms`] (a runtime that does not is only
     /// late: the next tick announces the prefix too). Without a time given,
-    /// the round goes at once. A drain that a cohort hold is likely to
-    /// follow ([`Config::batch_hold_ms`]: a hold on the clock is armed, or a
-    /// cohort that holds is not backing off) waits, with a delay set, until
-    /// the hold would end instead: the batch it releases carries the prefix.
+    /// the round goes at once. When a cohort hold is likely to follow the
+    /// drain ([`Config::batch_hold_ms`]: a cohort that holds, not backing
+    /// off, no transfer), a busy leader's round waits until that hold would
+    /// end, if later (the batch it releases carries the prefix), and busy
+    /// also means that the last drain's batch came by the end of its hold.
     pub announce_delay_ms: u64,
     /// Cohort batching: how long, at most, a leader whose pipeline drained
     /// keeps waiting commands back so that they go in one batch with the

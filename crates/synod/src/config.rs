@@ -123,11 +123,12 @@ pub struct NodeConfig {
     /// Followers then apply a write (deliver its pub/sub messages, wake
     /// blocked pops) at most this long plus the timer's lateness (about
     /// 1 ms) later, and no later than the next write; an idle cluster
-    /// announces at once. While cohort batching holds the next batch back
-    /// ([`NodeConfig::batch_hold`]), the announcement waits for that batch,
-    /// at most the hold. Followers that wait on the prefix (a command they
-    /// forwarded, a read) are told at once regardless. `Duration::ZERO`:
-    /// always at once.
+    /// announces at once. When cohort batching ([`NodeConfig::batch_hold`])
+    /// is likely to hold the next batch back, the announcement waits until
+    /// that hold would end, unless the batch carries it first (busy then
+    /// also means: the last batch came by then). Followers that wait on the
+    /// prefix (a command they forwarded, a read) are told at once
+    /// regardless. `Duration::ZERO`: always at once.
     pub chosen_announce_delay: Duration,
     /// Cohort batching ([`synod_core::Config::batch_hold_ms`]): clients
     /// that wait for their answers come back together, and a leader that
@@ -145,8 +146,9 @@ pub struct NodeConfig {
     /// of one or two commands (one client, unpipelined), or a leader that
     /// proposed nothing for 20 ms, never waits. The held batch's Accepts
     /// also carry the chosen prefix to the followers, who are then not sent
-    /// a round of their own for it ([`NodeConfig::chosen_announce_delay`]):
-    /// at 50 clients a quarter less CPU per write summed over three nodes,
+    /// a round of their own for it when [`NodeConfig::chosen_announce_delay`]
+    /// is above zero (they apply a write up to the hold later): at 50
+    /// clients a quarter less CPU per write summed over three nodes,
     /// measured side by side. `Duration::ZERO`: off.
     pub batch_hold: Duration,
     /// Applied log values kept in memory after the latest checkpoint, in

@@ -277,12 +277,16 @@ struct Leader {
     /// full round or an Accept carries the prefix.
     announce_due_ms: Option<u64>,
     /// When (local ms) the pipeline last drained with a prefix to announce,
-    /// until the next proposal; and whether that proposal came within
-    /// `Config::announce_delay_ms` of it. Only then is the next drain's
-    /// announcement delayed: a leader proposing that often will most likely
-    /// carry it on an Accept, while one that proposes now and then (an
-    /// idle cluster, a publisher every few ms) announces at once.
+    /// until the next proposal; when a cohort hold expected then would
+    /// have ended (`cohort_batch_due`); and whether that proposal came
+    /// within `Config::announce_delay_ms` of the drain or by that end. Only
+    /// then is the next drain's announcement delayed (until the later of
+    /// the two): a leader proposing that often will most likely carry it
+    /// on an Accept, while one that proposes now and then (an idle cluster,
+    /// a publisher every few ms, clients that come back together but after
+    /// longer than the hold) announces at once.
     drained_ms: Option<u64>,
+    drain_hold_until: Option<u64>,
     announce_defer: bool,
     /// Cohort batching (`Replica::hold_batch`): when (local ms) the last
     /// command batch was proposed; the most commands outstanding (in flight

@@ -301,6 +301,7 @@ impl Replica {
             announced_chosen_end: InstanceId(0),
             announce_due_ms: None,
             drained_ms: None,
+            drain_hold_until: None,
             announce_defer: false,
             last_batch_ms: 0,
             cohort_peak: 0,
@@ -336,7 +337,11 @@ impl Replica {
         leader.announced_chosen_end = chosen_end;
         leader.announce_due_ms = None;
         if let (Some(drained), Some(now)) = (leader.drained_ms.take(), now_ms) {
-            leader.announce_defer = now.saturating_sub(drained) < self.cfg.announce_delay_ms;
+            // Busy: this proposal came within the delay after the last
+            // drain, or by the end of the cohort hold expected then (the
+            // hold's own end proposes at exactly that time).
+            leader.announce_defer = now.saturating_sub(drained) < self.cfg.announce_delay_ms
+                || leader.drain_hold_until.is_some_and(|until| now <= until);
         }
         leader.in_flight_bytes += value.size_bytes();
         if let Value::Reconfig(membership) = &value {
@@ -583,14 +588,8 @@ impl Replica {
         // `now` is whole ms: one more makes the hold last at least
         // `hold_ms`, not until the next ms begins.
         if leader.hold_until_ms.is_none() {
-            let until = now.saturating_add(hold_ms).saturating_add(1);
-            leader.hold_until_ms = Some(until);
+            leader.hold_until_ms = Some(now.saturating_add(hold_ms).saturating_add(1));
             leader.hold_began = (self.now, now);
-            // The drained pipeline's announcement waits for this batch,
-            // which carries it (see `announce_chosen`).
-            if let Some(due) = leader.announce_due_ms.as_mut() {
-                *due = (*due).max(until);
-            }
         }
         let until = leader.hold_until_ms.unwrap_or(now);
         // Two ticks, not one: a fresh time in whole ms often has not moved
@@ -867,11 +866,14 @@ impl Replica {
     ///   prefix is what followers learn, not what anyone votes on. With
     ///   cohort batching (`hold_batch`), the next batch comes a cohort's
     ///   return later, often more than the delay: when a hold is likely to
-    ///   follow the drain (`cohort_batch_due`), the round waits until that
-    ///   hold would end, and a hold that begins later pushes it back to its
-    ///   own end. At 50 clients on three nodes that round was a follower
-    ///   wake-up, a send and an answer per batch: a quarter of the CPU per
-    ///   SET summed over the nodes, measured side by side.
+    ///   follow the drain (`cohort_batch_due`), a busy leader's round waits
+    ///   until that hold would end if later (a hold that begins after the
+    ///   drain may end later still: the round then goes first, so followers
+    ///   learn the prefix at most the longer of the two after the drain),
+    ///   and a batch by then also counts as busy. At 50 clients on three
+    ///   nodes that round was a follower wake-up, a send and an answer per
+    ///   batch: a quarter of the CPU per SET summed over the nodes, measured
+    ///   side by side.
     /// - Instances still in flight: only the members that wait on the prefix
     ///   (`want_chosen`) are told now, each with a heartbeat of its own: a
     ///   follower answers a command it forwarded, or a read at the index it
@@ -909,13 +911,14 @@ impl Replica {
                     None => {
                         // The pipeline drained just now.
                         leader.drained_ms = Some(now);
+                        // A cohort hold is likely next: the batch it
+                        // releases carries the prefix, at the latest when
+                        // the hold would end.
+                        leader.drain_hold_until =
+                            cohort_batch_due(leader, self.cfg.batch_hold_ms, now);
                         if leader.announce_defer {
-                            leader.announce_due_ms = Some(now.saturating_add(delay));
-                        }
-                        // A cohort hold comes next: the batch it releases
-                        // carries the prefix, no later than the hold's end.
-                        if let Some(until) = cohort_batch_due(leader, self.cfg.batch_hold_ms, now) {
-                            let due = leader.announce_due_ms.unwrap_or(now).max(until);
+                            let due = now.saturating_add(delay);
+                            let due = leader.drain_hold_until.map_or(due, |h| h.max(due));
                             leader.announce_due_ms = Some(due);
                         }
                         leader.announce_due_ms
@@ -1185,19 +1188,18 @@ impl BatchSize {
 /// Bytes before each command in an encoded value.
 const COMMAND_LENGTH_BYTES: usize = 4;
 
-/// When a drained pipeline's batch will go at the latest if a cohort hold
-/// comes next (`Replica::hold_batch`): a hold on the clock is armed (its
-/// end), or cohort batching is on and not backing off with a cohort that
-/// holds (`4n/5 >= 2`), so the commands about to come back wait at most
-/// `hold_ms` (plus the whole-ms rounding) for it. `None`: no hold to count
-/// on. Only a timing hint for the announcement: a batch that goes later
-/// (a transfer stops proposals, the hold is re-armed) leaves the
-/// announcement to its own due time, `wake_at_ms` or the next tick.
+/// When the next batch goes at the latest if, as is likely, a cohort hold
+/// follows the pipeline draining now (`Replica::hold_batch`): cohort
+/// batching is on, not backing off, with a cohort that holds (`4n/5 >= 2`)
+/// and a batch proposed lately, and no transfer stops proposals. The
+/// commands coming back then wait at most `hold_ms` (plus the whole-ms
+/// rounding) from now, or from when the first of them comes (one held
+/// already started its clock now). `None`: no hold to count on. Only a
+/// timing hint for the drain's announcement (`announce_chosen`): if the
+/// batch comes later, the announcement goes at this time anyway.
 fn cohort_batch_due(leader: &Leader, hold_ms: u64, now: u64) -> Option<u64> {
-    if leader.hold_armed {
-        return leader.hold_until_ms;
-    }
     let cohort = hold_ms > 0
+        && leader.transfer.is_none()
         && leader.cohort_peak * 4 / 5 >= 2
         && now >= leader.hold_off_until_ms
         && now.saturating_sub(leader.last_batch_ms) <= HOLD_RECENT_MS;

@@ -269,54 +269,181 @@ fn a_tick_ends_a_hold_on_a_stale_clock() {
     assert_eq!(n.batch_holds(), (1, 1));
 }
 
-/// With an announce delay (`Config::announce_delay_ms`), a drained
-/// pipeline's announcement of the chosen prefix waits for the batch that a
-/// cohort hold releases, whose Accepts carry it: no heartbeat round per
-/// batch. At the latest when the hold ends (the batch goes then too), a
-/// hold that begins later pushing it back; not while backing off; with no
-/// announce delay, at once.
+/// The leader's heartbeats waiting in the pool.
+fn heartbeats(n: &Net) -> usize {
+    n.c.pool
+        .iter()
+        .filter(|m| m.from.0 == n.l && matches!(m.body, Body::Heartbeat { .. }))
+        .count()
+}
+
+/// With an announce delay (`Config::announce_delay_ms`), a busy leader's
+/// drained pipeline announces the chosen prefix when the cohort hold that
+/// is likely next would end, unless the batch it releases carries it first:
+/// no heartbeat round per batch. Busy now also means: the last drain's batch
+/// came by the end of the hold expected then.
 #[test]
 fn the_held_batch_carries_the_drained_prefix() {
     let mut n = Net::new(2, |cfg| cfg.announce_delay_ms = 1);
-    let heartbeats = |n: &Net| {
-        n.c.pool
-            .iter()
-            .filter(|m| m.from.0 == n.l && matches!(m.body, Body::Heartbeat { .. }))
-            .count()
-    };
     assert_eq!(n.send(10, 8), [10]);
     n.exchange();
-    assert_eq!(n.applied(n.l), 10);
-    assert_eq!(n.applied(n.f), 0, "a cohort of ten comes back: no round");
-    assert_eq!(n.wake_at_ms(), Some(1_003), "due when a hold would end");
+    assert_eq!(n.applied(n.f), 10, "not busy yet: announced at once");
+    assert!(n.send(7, 8).is_empty());
+    assert_eq!(n.send(1, 8), [8], "released by the cohort, at 1 000");
+    n.exchange();
+    assert_eq!(n.applied(n.l), 18);
+    assert_eq!(n.applied(n.f), 10, "busy: the drain waits");
+    assert_eq!(n.wake_at_ms(), Some(1_003), "until the hold would end");
     assert!(n.send(7, 8).is_empty());
     assert_eq!(n.send(1, 8), [8]);
-    assert_eq!(heartbeats(&n), 0);
+    assert_eq!(heartbeats(&n), 0, "the Accepts carry the prefix");
     n.exchange();
-    assert_eq!(n.applied(n.f), 10, "learned from the Accepts");
-    assert_eq!(n.applied(n.l), 18);
+    assert_eq!(n.applied(n.f), 18, "learned from the Accepts");
 
-    // The first command comes back 1 ms after the drain: the hold's end,
-    // 1 004, is the announcement's too.
-    n.at(1_001);
-    assert!(n.send(2, 8).is_empty());
-    assert_eq!(n.wake_at_ms(), Some(1_004));
+    // Two commands held behind a batch in flight: the drain arms the
+    // hold's clock, and the batch its end releases carries the prefix.
+    assert!(n.send(7, 8).is_empty());
+    assert_eq!(n.send(1, 8), [8]);
+    assert_eq!(n.send(2, 8), [8], "no new Accept");
+    n.exchange();
+    assert_eq!(n.applied(n.l), 34);
+    assert_eq!(n.wake_at_ms(), Some(1_003));
+    n.at(1_002);
+    assert_eq!(heartbeats(&n), 0);
     n.at(1_003);
-    assert!(n.accepts().is_empty());
-    assert_eq!(heartbeats(&n), 0, "announced before the hold's end");
-    n.at(1_004);
     assert_eq!(n.accepts(), [2], "the hold ran out");
     assert_eq!(heartbeats(&n), 0, "the Accepts carry the prefix");
     n.exchange();
-    // Backing off after that miss: no hold to wait for, so this drain is
-    // announced at once.
-    assert_eq!(n.applied(n.l), 20);
-    assert_eq!(n.applied(n.f), 20, "announced at once while backing off");
-    assert_eq!(n.batch_holds(), (2, 1));
+    assert_eq!(n.batch_holds(), (4, 1));
+    // Backing off after that miss: no hold to wait for, this (busy)
+    // drain waits for the announce delay only.
+    assert_eq!(n.applied(n.f), 34);
+    assert_eq!(n.wake_at_ms(), Some(1_004));
 
-    // No announce delay: at once, hold or not.
+    // No announce delay: at once, busy or not.
     let mut n = Net::new(2, |_| {});
     assert_eq!(n.send(10, 8), [10]);
     n.exchange();
+    assert!(n.send(7, 8).is_empty());
+    assert_eq!(n.send(1, 8), [8]);
+    n.exchange();
+    assert_eq!(n.applied(n.f), 18);
+}
+
+/// A hold that starts after the drain ends later than the drain's
+/// announcement, which goes then, not at the hold's end: followers learn
+/// the prefix at most the hold (plus the whole-ms rounding) after a drain.
+#[test]
+fn a_drain_is_announced_no_later_than_the_hold_it_expected() {
+    let mut n = Net::new(2, |cfg| cfg.announce_delay_ms = 1);
+    assert_eq!(n.send(10, 8), [10]);
+    n.exchange();
+    assert!(n.send(7, 8).is_empty());
+    assert_eq!(n.send(1, 8), [8]);
+    n.exchange();
     assert_eq!(n.applied(n.f), 10);
+    n.at(1_001);
+    assert!(n.send(2, 8).is_empty(), "held until 1 004");
+    assert_eq!(n.wake_at_ms(), Some(1_003));
+    n.at(1_003);
+    assert_eq!(heartbeats(&n), 2, "the drain's round, to both followers");
+    n.exchange();
+    assert_eq!(n.applied(n.f), 18);
+    n.at(1_004);
+    assert_eq!(n.accepts(), [2]);
+}
+
+/// Clients that come back together, but after longer than the hold: no
+/// hold arms, and no drain waits for one (each is announced at once, as
+/// the batch after it never came by the hold's end).
+#[test]
+fn bursts_further_apart_than_the_hold_are_announced_at_once() {
+    let mut n = Net::new(1, |cfg| cfg.announce_delay_ms = 1);
+    for round in 1..=5 {
+        n.at(1_000 + 5 * round);
+        assert_eq!(n.send(10, 8), [10], "round {round}");
+        n.exchange();
+        assert_eq!(n.applied(n.f), 10 * round as usize, "round {round}");
+    }
+    assert_eq!(n.batch_holds(), (0, 0));
+}
+
+/// While backing off after a hold that ran out, or with a cohort of one,
+/// a drain waits for no hold: at once, or the announce delay only.
+#[test]
+fn no_wait_for_a_hold_while_backing_off_or_at_one_client() {
+    let mut n = Net::new(2, |cfg| cfg.announce_delay_ms = 1);
+    assert_eq!(n.send(10, 8), [10]);
+    n.exchange();
+    assert!(n.send(3, 8).is_empty());
+    n.at(1_003);
+    assert_eq!(n.accepts(), [3], "ran out with three back");
+    n.exchange();
+    // A cohort of three holds (4/5 of it is 2), but not while backing off:
+    // the (busy) drain waits for the announce delay only.
+    assert_eq!(n.applied(n.f), 10);
+    assert_eq!(n.wake_at_ms(), Some(1_004), "the delay, not the hold");
+
+    let mut n = Net::new(20, |cfg| cfg.announce_delay_ms = 1);
+    assert_eq!(n.send(1, 8), [1]);
+    n.exchange();
+    assert_eq!(n.applied(n.f), 1, "not busy yet: at once");
+    assert_eq!(n.send(1, 8), [1]);
+    n.exchange();
+    assert_eq!(n.applied(n.f), 1);
+    assert_eq!(n.wake_at_ms(), Some(1_001), "the delay, not the hold");
+}
+
+/// A batch that comes after the announce delay but by the end of the hold
+/// the drain expected makes the leader busy, so the next drain waits for
+/// its hold too.
+#[test]
+fn a_batch_by_the_expected_holds_end_counts_as_busy() {
+    let mut n = Net::new(2, |cfg| cfg.announce_delay_ms = 1);
+    assert_eq!(n.send(10, 8), [10]);
+    n.exchange();
+    assert_eq!(n.applied(n.f), 10, "not busy yet: at once");
+    n.at(1_002);
+    assert_eq!(n.send(8, 8), [8], "2 ms after the drain, within its hold");
+    n.exchange();
+    assert_eq!(n.applied(n.f), 10, "busy: the drain waits");
+    assert_eq!(n.wake_at_ms(), Some(1_005));
+}
+
+/// A transfer stops proposals: no batch will carry a drain's prefix, which
+/// waits for the announce delay only.
+#[test]
+fn a_drain_during_a_transfer_waits_for_no_hold() {
+    let mut n = Net::new(20, |cfg| cfg.announce_delay_ms = 1);
+    assert_eq!(n.send(10, 8), [10]);
+    n.exchange();
+    assert!(n.send(7, 8).is_empty());
+    assert_eq!(n.send(1, 8), [8]);
+    // The target hears nothing: the transfer waits for it.
+    n.c.cut.push((n.l, n.f));
+    let to = NodeId(n.f);
+    n.leader().transfer_leadership(to).unwrap();
+    n.exchange();
+    assert_eq!(
+        n.applied(n.l),
+        18,
+        "chosen by the leader and the third node"
+    );
+    assert_eq!(n.wake_at_ms(), Some(1_001), "the delay, not the hold");
+}
+
+/// A batch chosen more than 20 ms after it went leaves an idle leader,
+/// which holds nothing (`a_leader_idle_for_a_while_does_not_hold`): its
+/// drain waits for the announce delay only.
+#[test]
+fn a_drain_long_after_the_last_batch_waits_for_no_hold() {
+    let mut n = Net::new(2, |cfg| cfg.announce_delay_ms = 1);
+    assert_eq!(n.send(10, 8), [10]);
+    n.exchange();
+    assert!(n.send(7, 8).is_empty());
+    assert_eq!(n.send(1, 8), [8], "busy");
+    n.at(1_025);
+    n.exchange();
+    assert_eq!(n.applied(n.l), 18);
+    assert_eq!(n.wake_at_ms(), Some(1_026), "the delay, not the hold");
 }
