@@ -144,12 +144,13 @@ pub struct ServerArgs {
     /// How long a busy leader whose pipeline drained waits for its next
     /// write to tell the followers what is chosen, before it sends them a
     /// heartbeat round for it (busy: it wrote again within this time after
-    /// the last drain). Saves a round per drain (at one client, per write);
-    /// followers apply a write up to this long (plus about 1 ms of timer
-    /// lateness) later. When cohort batching (--batch-hold-ms) is likely to
-    /// hold the next batch back, the wait lasts until that hold would end
-    /// (busy then also means: the last batch came by then). 0: always at
-    /// once. Forwarded commands and reads on followers never wait for it.
+    /// the last drain). Saves a round per drain (at one client, per write).
+    /// When cohort batching (--batch-hold-ms) is likely to hold the next
+    /// batch back, the wait lasts until a hold starting at the drain would
+    /// end, if later (busy then also means: the last batch came by then).
+    /// Followers apply a write up to the longer of the two (plus under 1 ms,
+    /// and about 1 ms of timer lateness) later. 0: always at once. Forwarded
+    /// commands and reads on followers never wait for it.
     #[arg(long, value_name = "MS", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(0..=1000))]
     announce_delay_ms: u64,
@@ -160,10 +161,12 @@ pub struct ServerArgs {
     /// batches: fewer messages, writes and fsyncs on every node per write;
     /// the last fifth of a cohort waits a round more. One client (one or
     /// two writes outstanding) never waits; clients that do not come back
-    /// together stop the holding for a while. The held batch also tells the
-    /// followers what the last one chose, without a round of its own when
-    /// --announce-delay-ms is above 0: followers then apply a write up to
-    /// the hold (plus under 1 ms, and the timer's lateness) later. 0: off.
+    /// together stop the holding for a while. When --announce-delay-ms is
+    /// above 0, a busy leader lets the held batch tell the followers what
+    /// the last one chose, rather than a round of its own, if it comes by
+    /// the end of a hold starting at the drain: followers then apply a
+    /// write up to the hold (plus under 1 ms, and the timer's lateness)
+    /// later. 0: off.
     #[arg(long, value_name = "MS", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(0..=100))]
     batch_hold_ms: u64,

@@ -233,9 +233,9 @@ pub struct Config {
     /// [`crate::Replica::wake_at_ms`] (a runtime that does not is only
     /// late: the next tick announces the prefix too). Without a time given,
     /// the round goes at once. When a cohort hold is likely to follow the
-    /// drain ([`Config::batch_hold_ms`]: a cohort that holds, not backing
-    /// off, no transfer), a busy leader's round waits until that hold would
-    /// end, if later (the batch it releases carries the prefix), and busy
+    /// drain ([`Config::batch_hold_ms`]: a cohort that holds, a batch within
+    /// the last 20 ms, not backing off, no transfer), a busy leader's round
+    /// waits until a hold starting at the drain would end, if later (the batch it releases carries the prefix), and busy
     /// also means that the last drain's batch came by the end of its hold.
     pub announce_delay_ms: u64,
     /// Cohort batching: how long, at most, a leader whose pipeline drained

@@ -120,15 +120,16 @@ pub struct NodeConfig {
     /// 1 ms (whole ms only): under load the next batch's Accepts carry the
     /// prefix and the heartbeat round each drain cost is saved (at one
     /// client, one round per write: about a quarter of the CPU per write).
-    /// Followers then apply a write (deliver its pub/sub messages, wake
-    /// blocked pops) at most this long plus the timer's lateness (about
-    /// 1 ms) later, and no later than the next write; an idle cluster
-    /// announces at once. When cohort batching ([`NodeConfig::batch_hold`])
-    /// is likely to hold the next batch back, the announcement waits until
-    /// that hold would end, unless the batch carries it first (busy then
-    /// also means: the last batch came by then). Followers that wait on the
-    /// prefix (a command they forwarded, a read) are told at once
-    /// regardless. `Duration::ZERO`: always at once.
+    /// When cohort batching ([`NodeConfig::batch_hold`]) is likely to hold
+    /// the next batch back, the announcement waits instead until a hold
+    /// starting at the drain would end, if later (busy then also means: the
+    /// last batch came by then). Followers then apply a write (deliver its
+    /// pub/sub messages, wake blocked pops) at most the longer of this and
+    /// the hold (plus under 1 ms) plus the timer's lateness (about 1 ms)
+    /// later, and no later than the next write; an idle cluster announces
+    /// at once. Followers that wait on the prefix (a command they
+    /// forwarded, a read) are told at once regardless. `Duration::ZERO`:
+    /// always at once.
     pub chosen_announce_delay: Duration,
     /// Cohort batching ([`synod_core::Config::batch_hold_ms`]): clients
     /// that wait for their answers come back together, and a leader that
@@ -144,12 +145,14 @@ pub struct NodeConfig {
     /// together (they pause between commands), a hold that ran out stops
     /// holding for a while (4 ms, doubling up to about a second). A cohort
     /// of one or two commands (one client, unpipelined), or a leader that
-    /// proposed nothing for 20 ms, never waits. The held batch's Accepts
-    /// also carry the chosen prefix to the followers, who are then not sent
-    /// a round of their own for it when [`NodeConfig::chosen_announce_delay`]
-    /// is above zero (they apply a write up to the hold later): at 50
-    /// clients a quarter less CPU per write summed over three nodes,
-    /// measured side by side. `Duration::ZERO`: off.
+    /// proposed nothing for 20 ms, never waits. When
+    /// [`NodeConfig::chosen_announce_delay`] is above zero, a busy leader
+    /// whose pipeline drained lets the held batch's Accepts carry the chosen
+    /// prefix to the followers, rather than a round of its own, if the batch
+    /// comes by the end of a hold starting at the drain (they apply a write
+    /// up to the hold later): at 50 clients a quarter less CPU per write
+    /// summed over three nodes, measured side by side. `Duration::ZERO`:
+    /// off.
     pub batch_hold: Duration,
     /// Applied log values kept in memory after the latest checkpoint, in
     /// encoded bytes, for peers that fall behind: catch-up sends them from

@@ -1188,7 +1188,7 @@ impl BatchSize {
 /// Bytes before each command in an encoded value.
 const COMMAND_LENGTH_BYTES: usize = 4;
 
-/// When the next batch goes at the latest if, as is likely, a cohort hold
+/// When a cohort hold starting now would end, if, as is likely, one
 /// follows the pipeline draining now (`Replica::hold_batch`): cohort
 /// batching is on, not backing off, with a cohort that holds (`4n/5 >= 2`)
 /// and a batch proposed lately, and no transfer stops proposals. The

@@ -294,6 +294,8 @@ fn the_held_batch_carries_the_drained_prefix() {
     assert_eq!(n.applied(n.l), 18);
     assert_eq!(n.applied(n.f), 10, "busy: the drain waits");
     assert_eq!(n.wake_at_ms(), Some(1_003), "until the hold would end");
+    n.at(1_001);
+    assert_eq!(heartbeats(&n), 0, "not when the announce delay ends");
     assert!(n.send(7, 8).is_empty());
     assert_eq!(n.send(1, 8), [8]);
     assert_eq!(heartbeats(&n), 0, "the Accepts carry the prefix");
@@ -307,10 +309,10 @@ fn the_held_batch_carries_the_drained_prefix() {
     assert_eq!(n.send(2, 8), [8], "no new Accept");
     n.exchange();
     assert_eq!(n.applied(n.l), 34);
-    assert_eq!(n.wake_at_ms(), Some(1_003));
-    n.at(1_002);
-    assert_eq!(heartbeats(&n), 0);
+    assert_eq!(n.wake_at_ms(), Some(1_004));
     n.at(1_003);
+    assert_eq!(heartbeats(&n), 0);
+    n.at(1_004);
     assert_eq!(n.accepts(), [2], "the hold ran out");
     assert_eq!(heartbeats(&n), 0, "the Accepts carry the prefix");
     n.exchange();
@@ -318,7 +320,7 @@ fn the_held_batch_carries_the_drained_prefix() {
     // Backing off after that miss: no hold to wait for, this (busy)
     // drain waits for the announce delay only.
     assert_eq!(n.applied(n.f), 34);
-    assert_eq!(n.wake_at_ms(), Some(1_004));
+    assert_eq!(n.wake_at_ms(), Some(1_005));
 
     // No announce delay: at once, busy or not.
     let mut n = Net::new(2, |_| {});
