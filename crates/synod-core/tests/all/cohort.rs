@@ -277,6 +277,19 @@ fn heartbeats(n: &Net) -> usize {
         .count()
 }
 
+/// A leader holding up to `hold_ms`, with an announce delay of 1 ms, made
+/// busy: a cohort of ten chosen (its drain announced at once: not busy
+/// yet), then eight of them back, released at once, in flight.
+fn busy(hold_ms: u64) -> Net {
+    let mut n = Net::new(hold_ms, |cfg| cfg.announce_delay_ms = 1);
+    assert_eq!(n.send(10, 8), [10]);
+    n.exchange();
+    assert_eq!(n.applied(n.f), 10, "not busy yet: announced at once");
+    assert!(n.send(7, 8).is_empty());
+    assert_eq!(n.send(1, 8), [8], "released by the cohort, at 1 000");
+    n
+}
+
 /// With an announce delay (`Config::announce_delay_ms`), a busy leader's
 /// drained pipeline announces the chosen prefix when the cohort hold that
 /// is likely next would end, unless the batch it releases carries it first:
@@ -284,12 +297,7 @@ fn heartbeats(n: &Net) -> usize {
 /// came by the end of the hold expected then.
 #[test]
 fn the_held_batch_carries_the_drained_prefix() {
-    let mut n = Net::new(2, |cfg| cfg.announce_delay_ms = 1);
-    assert_eq!(n.send(10, 8), [10]);
-    n.exchange();
-    assert_eq!(n.applied(n.f), 10, "not busy yet: announced at once");
-    assert!(n.send(7, 8).is_empty());
-    assert_eq!(n.send(1, 8), [8], "released by the cohort, at 1 000");
+    let mut n = busy(2);
     n.exchange();
     assert_eq!(n.applied(n.l), 18);
     assert_eq!(n.applied(n.f), 10, "busy: the drain waits");
@@ -337,11 +345,7 @@ fn the_held_batch_carries_the_drained_prefix() {
 /// the prefix at most the hold (plus the whole-ms rounding) after a drain.
 #[test]
 fn a_drain_is_announced_no_later_than_the_hold_it_expected() {
-    let mut n = Net::new(2, |cfg| cfg.announce_delay_ms = 1);
-    assert_eq!(n.send(10, 8), [10]);
-    n.exchange();
-    assert!(n.send(7, 8).is_empty());
-    assert_eq!(n.send(1, 8), [8]);
+    let mut n = busy(2);
     n.exchange();
     assert_eq!(n.applied(n.f), 10);
     n.at(1_001);
@@ -416,11 +420,7 @@ fn a_batch_by_the_expected_holds_end_counts_as_busy() {
 /// waits for the announce delay only.
 #[test]
 fn a_drain_during_a_transfer_waits_for_no_hold() {
-    let mut n = Net::new(20, |cfg| cfg.announce_delay_ms = 1);
-    assert_eq!(n.send(10, 8), [10]);
-    n.exchange();
-    assert!(n.send(7, 8).is_empty());
-    assert_eq!(n.send(1, 8), [8]);
+    let mut n = busy(20);
     // The target hears nothing: the transfer waits for it.
     n.c.cut.push((n.l, n.f));
     let to = NodeId(n.f);
@@ -439,11 +439,7 @@ fn a_drain_during_a_transfer_waits_for_no_hold() {
 /// drain waits for the announce delay only.
 #[test]
 fn a_drain_long_after_the_last_batch_waits_for_no_hold() {
-    let mut n = Net::new(2, |cfg| cfg.announce_delay_ms = 1);
-    assert_eq!(n.send(10, 8), [10]);
-    n.exchange();
-    assert!(n.send(7, 8).is_empty());
-    assert_eq!(n.send(1, 8), [8], "busy");
+    let mut n = busy(2);
     n.at(1_025);
     n.exchange();
     assert_eq!(n.applied(n.l), 18);
