@@ -235,8 +235,9 @@ pub struct Config {
     /// the round goes at once. When a cohort hold is likely to follow the
     /// drain ([`Config::batch_hold_ms`]: a cohort that holds, a batch within
     /// the last 20 ms, not backing off, no transfer), a busy leader's round
-    /// waits until a hold starting at the drain would end, if later (the batch it releases carries the prefix), and busy
-    /// also means that the last drain's batch came by the end of its hold.
+    /// waits until a hold starting at the drain would end, if later (the
+    /// batch it releases carries the prefix), and busy also means that the
+    /// last drain's batch came by the end of its hold.
     pub announce_delay_ms: u64,
     /// Cohort batching: how long, at most, a leader whose pipeline drained
     /// keeps waiting commands back so that they go in one batch with the

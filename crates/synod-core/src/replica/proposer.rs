@@ -861,8 +861,9 @@ impl Replica {
     ///   (`Leader::announce_defer`), the round waits that long
     ///   (`Replica::wake_at_ms`) and goes only if no Accept carried the
     ///   prefix meanwhile; otherwise it goes at once. Followers learn the
-    ///   prefix at most the delay (and the runtime's timer lateness) later,
-    ///   and no later than the next write. Waiting is never unsafe: the
+    ///   prefix at most the delay (with cohort batching, below: the longer
+    ///   of it and the hold; plus the runtime's timer lateness) later, and
+    ///   no later than the next write. Waiting is never unsafe: the
     ///   prefix is what followers learn, not what anyone votes on. With
     ///   cohort batching (`hold_batch`), the next batch comes a cohort's
     ///   return later, often more than the delay: when a hold is likely to
