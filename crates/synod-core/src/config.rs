@@ -250,8 +250,7 @@ pub struct Config {
     /// replica a fresh time and call `take_ready` again once its clock
     /// reaches [`crate::Replica::wake_at_ms`] (a runtime that does not is
     /// only late: the second tick with the time unchanged ends the hold).
-    /// Without a
-    /// time given, the commands go at once.
+    /// Without a time given, the commands go at once.
     pub batch_hold_ms: u64,
     /// Negative controls; all off by default.
     #[cfg(feature = "fault-injection")]

@@ -516,13 +516,13 @@ impl Replica {
     /// flight, they wait for the commit (whose answers bring the rest back);
     /// with none, for at most `batch_hold_ms` (at least that long, less
     /// than 1 ms more: the clock is whole ms; or until the second tick if
-    /// the time given has not moved since). The cost: the batch goes once 4/5
-    /// are back, and the stragglers wait for its commit, a round more. A
-    /// hold that ends on its clock
-    /// means the clients did not come back together (they pause between
-    /// commands, the load shrank): what is outstanding then becomes the
-    /// cohort, and no batch is held for 4 ms, twice as long after each such
-    /// hold in a row up to about a second, until a cohort comes back. A
+    /// the time given has not moved since). The cost: the batch goes once
+    /// 4/5 are back, and the stragglers wait for its commit, a round more.
+    /// A hold that ends on its clock means the clients did not come back
+    /// together (they pause between commands, the load shrank): what is
+    /// outstanding then becomes the cohort, and no batch is held for 4 ms,
+    /// twice as long after each such hold in a row up to about a second,
+    /// until a cohort comes back. A
     /// cohort of one or two never holds (`4n/5 < 2`: one client never
     /// waits), nor does a leader that proposed no batch for `HOLD_RECENT_MS`.
     ///
@@ -547,15 +547,14 @@ impl Replica {
         let outstanding = in_flight + self.pending.len();
         // (Not while a hold on the clock runs: it ends on its own clock,
         // counted, whatever its length.)
-        let idle = leader.hold_until_ms.is_none()
-            && now.saturating_sub(leader.last_batch_ms) > HOLD_RECENT_MS;
-        if idle || now < leader.hold_off_until_ms {
+        let idle = leader.hold_until_ms.is_none() && !leader.batched_lately(now);
+        if idle || leader.backing_off(now) {
             leader.cohort_peak = outstanding;
             leader.hold_until_ms = None;
             return false;
         }
         leader.cohort_peak = leader.cohort_peak.max(outstanding);
-        let want = leader.cohort_peak * 4 / 5;
+        let want = leader.cohort_want();
         let mut full = false;
         if self.pending.len() < want {
             let mut size = BatchSize::default();
@@ -585,10 +584,8 @@ impl Replica {
             return true;
         }
         leader.hold_armed = true;
-        // `now` is whole ms: one more makes the hold last at least
-        // `hold_ms`, not until the next ms begins.
         if leader.hold_until_ms.is_none() {
-            leader.hold_until_ms = Some(now.saturating_add(hold_ms).saturating_add(1));
+            leader.hold_until_ms = Some(hold_end(now, hold_ms));
             leader.hold_began = (self.now, now);
         }
         let until = leader.hold_until_ms.unwrap_or(now);
@@ -1201,10 +1198,37 @@ const COMMAND_LENGTH_BYTES: usize = 4;
 fn cohort_batch_due(leader: &Leader, hold_ms: u64, now: u64) -> Option<u64> {
     let cohort = hold_ms > 0
         && leader.transfer.is_none()
-        && leader.cohort_peak * 4 / 5 >= 2
-        && now >= leader.hold_off_until_ms
-        && now.saturating_sub(leader.last_batch_ms) <= HOLD_RECENT_MS;
-    cohort.then(|| now.saturating_add(hold_ms).saturating_add(1))
+        && leader.cohort_want() >= 2
+        && !leader.backing_off(now)
+        && leader.batched_lately(now);
+    cohort.then(|| hold_end(now, hold_ms))
+}
+
+/// When a hold on the clock that starts at `now` (whole ms) ends: one ms
+/// more than `hold_ms`, so that it lasts at least that long, not until the
+/// next ms begins.
+fn hold_end(now: u64, hold_ms: u64) -> u64 {
+    now.saturating_add(hold_ms).saturating_add(1)
+}
+
+/// Cohort batching's rules, shared by `Replica::hold_batch` and the drain's
+/// announcement (`cohort_batch_due`).
+impl Leader {
+    /// How many commands must wait before a held batch goes: 4/5 of the
+    /// cohort (under 2 for a cohort of one or two: those never hold).
+    fn cohort_want(&self) -> usize {
+        self.cohort_peak * 4 / 5
+    }
+
+    /// Whether a batch was proposed within `HOLD_RECENT_MS` of `now`.
+    fn batched_lately(&self, now: u64) -> bool {
+        now.saturating_sub(self.last_batch_ms) <= HOLD_RECENT_MS
+    }
+
+    /// Whether holding is off at `now`, after a hold that ran out.
+    fn backing_off(&self, now: u64) -> bool {
+        now < self.hold_off_until_ms
+    }
 }
 
 /// Cohort batching (`Replica::hold_batch`) follows only a batch proposed
