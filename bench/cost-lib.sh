@@ -45,24 +45,49 @@ rss_kib() {
   awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
 }
 
+# cluster_leader BASE_PORT -> the leader's node id once node 1 (RESP port
+# BASE_PORT+1) takes a write and names a leader (up to 30 s in all), or
+# nothing. A node can acknowledge a write and still say `leader_id:none` for
+# a moment (an election right after start-up): it is asked again then.
+cluster_leader() {
+  local id="" i
+  for i in $(seq 1 150); do
+    [ "$(redis-cli -p $(($1 + 1)) set ready 1 2>/dev/null)" = OK ] && break
+    sleep 0.2
+  done
+  for _ in $(seq "$i" 150); do
+    # redis-cli fails when nothing listens: nothing is printed then.
+    id=$({ redis-cli -p $(($1 + 1)) info replication 2>/dev/null || true; } | tr -d '\r' |
+      awk -F: '/^leader_id:/ {print $2}')
+    case "$id" in
+      '' | *[!0-9]*) id="" ;;
+      *) break ;;
+    esac
+    sleep 0.2
+  done
+  echo "$id"
+}
+
 # start_leader_cluster SYNOD_BIN WORK_DIR [-- SERVER_ARGS...] -> starts a
 # local 3-node cluster (base port 7400) in the background, stopped (and
 # WORK_DIR removed) when the script exits; waits until a write is
-# acknowledged, warms it up with 50k SETs at 50 clients on the leader, and
-# sets CLUSTER (its pid), PORT (the leader's RESP port) and LEADER_PID. Used
-# by bench/allocs-per-op.sh, bench/syscalls-per-op.sh, bench/ab-cpu.sh,
-# bench/checkpoint-cost.sh and bench/restart-catchup.sh.
+# acknowledged and a leader named, warms it up with 50k SETs at 50 clients
+# on the leader, and sets CLUSTER (its pid), PORT (the leader's RESP port)
+# and LEADER_PID. Exits with the cluster's log when no leader is named in
+# 30 s. Used by bench/allocs-per-op.sh, bench/syscalls-per-op.sh,
+# bench/ab-cpu.sh, bench/checkpoint-cost.sh and bench/restart-catchup.sh.
 start_leader_cluster() {
   "$1" cluster --data-dir "$2/s" --base-port 7400 "${@:3}" >"$2/cluster.log" 2>&1 &
   CLUSTER=$!
   # shellcheck disable=SC2064 # the paths are fixed now
   trap "kill $CLUSTER 2>/dev/null; wait 2>/dev/null; rm -rf '$2'" EXIT
-  for _ in $(seq 1 100); do
-    [ "$(redis-cli -p 7401 set ready 1 2>/dev/null)" = OK ] && break
-    sleep 0.2
-  done
   local leader
-  leader=$(redis-cli -p 7401 info replication | tr -d '\r' | awk -F: '/^leader_id:/ {print $2}')
+  leader=$(cluster_leader 7400)
+  [ -n "$leader" ] || {
+    echo "the Synod cluster named no leader in 30 s:" >&2
+    tail -5 "$2/cluster.log" >&2
+    exit 1
+  }
   PORT=$((7400 + leader))
   LEADER_PID=$(ss -ltnp | grep ":$PORT " | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
   # Warm up: connections, tables, the allocator's arenas.

@@ -15,6 +15,8 @@
 # idle, so a row sees them). Needs redis-server and redis-benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/cost-lib.sh
+. bench/cost-lib.sh
 REQUESTS=${1:-200000}
 KEYS=${2:-1000000}
 shift $(( $# > 2 ? 2 : $# ))
@@ -43,18 +45,6 @@ mkdir -p "$WORK/redis"
 redis-server --port 6490 --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes \
   --appendfsync always --save "" --daemonize no >"$WORK/redis.log" 2>&1 &
 REDIS=$!
-# cluster_leader BASE_PORT -> the leader's node id once node 1 takes a write
-# (up to 30 s), or nothing.
-cluster_leader() {
-  for _ in $(seq 1 150); do
-    [ "$(redis-cli -p $(($1 + 1)) set ready 1 2>/dev/null)" = OK ] && break
-    sleep 0.2
-  done
-  # redis-cli fails when nothing listens: nothing is printed then, and the
-  # caller says the cluster did not start (set -e would stop it silently).
-  { redis-cli -p $(($1 + 1)) info replication 2>/dev/null || true; } | tr -d '\r' |
-    awk -F: '/^leader_id:/ {print $2}'
-}
 for _ in $(seq 1 150); do
   [ "$(redis-cli -p 6490 ping 2>/dev/null)" = PONG ] && break
   sleep 0.2
@@ -64,8 +54,6 @@ SYNOD_PIDS=$(pgrep -P "$CLUSTER" | tr '\n' ' ' || true)
 [ -n "$LEADER" ] || { echo "cost-per-op: the Synod cluster did not start:" >&2; tail -5 "$WORK/cluster.log" >&2; exit 1; }
 LEADER_PORT=$((7400 + LEADER))
 TICK=$(getconf CLK_TCK)
-# shellcheck source=bench/cost-lib.sh
-. bench/cost-lib.sh
 
 ROWS=()
 measure() { # label port pids -- redis-benchmark args...
