@@ -48,6 +48,17 @@ pub trait FsFile: Send + Sync + Debug {
     fn sync_data(&self) -> io::Result<()>;
     /// Makes the data and all metadata durable (`fsync`).
     fn sync_all(&self) -> io::Result<()>;
+    /// Hands the written bytes of `[from, to)` to the disk now, without
+    /// waiting (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`); with
+    /// `wait`, first waits for the write-back of that range already under
+    /// way, and then for all of it (`WAIT_BEFORE | WRITE | WAIT_AFTER`).
+    /// Promises no durability (no cache flush, no metadata): only
+    /// `sync_data` and `sync_all` do. It paces a large file written front
+    /// to back (see `snapshot_file::WriteBack`). Does nothing where the
+    /// system has no such call. An error means a failed write: the caller
+    /// must treat it as a failed sync (the kernel reports a write-back error
+    /// to one caller per file, which may be this one, not the next sync).
+    fn write_back(&self, from: u64, to: u64, wait: bool) -> io::Result<()>;
     /// Reads into `buf` from `offset`: the bytes read, fewer than asked
     /// only at the end of the file (0 there).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
@@ -137,6 +148,35 @@ impl FsFile for File {
 
     fn sync_all(&self) -> io::Result<()> {
         File::sync_all(self)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn write_back(&self, from: u64, to: u64, wait: bool) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (
+            libc::off64_t::try_from(from),
+            libc::off64_t::try_from(to.saturating_sub(from)),
+        ) else {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        };
+        if len == 0 {
+            return Ok(());
+        }
+        let mut flags = libc::SYNC_FILE_RANGE_WRITE;
+        if wait {
+            flags |= libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        }
+        // SAFETY: a plain syscall on a file descriptor that `self` owns and
+        // keeps open for the duration of the call; no memory is passed.
+        match unsafe { libc::sync_file_range(self.as_raw_fd(), offset, len, flags) } {
+            0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn write_back(&self, _from: u64, _to: u64, _wait: bool) -> io::Result<()> {
+        Ok(())
     }
 }
 
