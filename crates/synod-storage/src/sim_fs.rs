@@ -218,6 +218,12 @@ impl State {
     /// Counts an fsync; an injected EIO when its turn has come.
     fn fsync(&mut self) -> io::Result<()> {
         self.stats.fsyncs += 1;
+        self.take_eio()
+    }
+
+    /// The injected EIO, when its turn has come (counting fsyncs and
+    /// waiting write-backs).
+    fn take_eio(&mut self) -> io::Result<()> {
         if let Some(left) = self.faults.fsync_eio_after.as_mut() {
             if *left == 0 {
                 self.faults.fsync_eio_after = None;
@@ -602,10 +608,23 @@ impl FsFile for SimFile {
     }
 
     /// Only pacing on a real disk: nothing becomes durable, so nothing
-    /// changes here (a crash still loses what was not synced).
-    fn write_back(&self, from: u64, to: u64, _wait: bool) -> io::Result<()> {
-        debug_assert!(from <= to);
-        self.lock()?.check_power()
+    /// changes here (a crash still loses what was not synced). But a
+    /// waiting call takes the injected `EIO` ([`SimFs::fail_fsync_after`])
+    /// when its turn has come, as a real one reports a failed write-back
+    /// to its caller alone: the file's unsynced changes are then dropped,
+    /// and a later sync that succeeds does not bring them back.
+    fn write_back(&self, from: u64, to: u64, wait: bool) -> io::Result<()> {
+        debug_assert!(from <= to, "write-back of {from}..{to}");
+        let mut st = self.lock()?;
+        st.check_power()?;
+        if !wait {
+            return Ok(());
+        }
+        let failed = st.take_eio();
+        if failed.is_err() {
+            st.inode(self.inode)?.unsynced.clear();
+        }
+        failed
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -638,6 +657,12 @@ impl SimFs {
 }
 
 impl Fs for SimFs {
+    /// Small, so that the simulator's snapshots (hundreds of bytes to a few
+    /// KiB) are paced as the real ones are.
+    fn write_back_bytes(&self) -> u64 {
+        256
+    }
+
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut st = self.lock();
         st.check_power()?;

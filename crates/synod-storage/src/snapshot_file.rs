@@ -109,16 +109,13 @@ pub fn write_stream_on(
     // The header, which holds the data's length and CRC, is written last,
     // at offset 0; until then the file starts with zeros, which no reader
     // takes for a header (and the file is still under its temporary name).
-    let mut data = StreamWriter {
-        file: &*file,
-        at: HEADER_BYTES as u64,
-        buf: Vec::with_capacity(WRITE_BUFFER_BYTES),
-        crc: 0,
-        hasher: SnapshotHasher::new(),
-        write_back: WriteBack::new(HEADER_BYTES as u64, true),
-    };
+    let mut data = StreamWriter::new(&*file, fs.write_back_bytes());
     produce(&mut data)
         .and_then(|()| data.flush())
+        // A producer that swallowed an error of the writer still fails:
+        // the bytes it wrote may never reach the disk (a waiting write-back
+        // may have taken the error the final sync would have reported).
+        .and_then(|()| data.failed.take().map_or(Ok(()), Err))
         .map_err(|e| StorageError::io(&tmp, e))?;
     let len = data.at - HEADER_BYTES as u64;
     let (data_crc, digest) = (data.crc, data.hasher.digest());
@@ -170,10 +167,14 @@ fn write_header_and_trailer(
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
 /// Paces the write-back of a large file written front to back: every
-/// stretch of `WRITE_BACK_BYTES` or more written is handed to the disk at
-/// once ([`FsFile::write_back`]), and, with `wait`, the writer then waits
-/// until the stretch before it is written, so that at most about two
-/// stretches are on their way to the disk at any time.
+/// stretch of [`Fs::write_back_bytes`] or more written (1 MiB; ends on a
+/// page boundary) is handed to the disk at once ([`FsFile::write_back`]),
+/// and the writer then waits until the stretch before it is written, so
+/// that at most about two stretches are on their way to the disk at any
+/// time. A snapshot's writer ([`write_stream_on`]) paces as it writes; an
+/// incoming snapshot, whose pieces are written on the event loop as they
+/// arrive, is paced when it is sealed, off the loop ([`seal_incoming_on`]),
+/// before its sync.
 ///
 /// Why: the log's syncs are small and frequent, and each ends with a cache
 /// flush that waits for every write the disk has queued. A checkpoint's
@@ -196,35 +197,56 @@ struct WriteBack {
     started: u64,
     /// Where the stretch handed to the disk but not waited for begins.
     waited: u64,
-    wait: bool,
+    /// Bytes per stretch.
+    stretch: u64,
 }
 
-/// Bytes per stretch of [`WriteBack`].
-const WRITE_BACK_BYTES: u64 = 1 << 20;
+/// Stretches of at least two pages end on a page boundary: the page a
+/// stretch ends in is not written back twice (with the next stretch).
+const PAGE_BYTES: u64 = 4096;
 
 impl WriteBack {
-    /// Pacing a file whose writes begin at `at`.
-    fn new(at: u64, wait: bool) -> WriteBack {
+    /// Pacing a file whose writes begin at `at`, by stretches of `stretch`
+    /// bytes (at least 1).
+    fn new(at: u64, stretch: u64) -> WriteBack {
         WriteBack {
             started: at,
             waited: at,
-            wait,
+            stretch: stretch.max(1),
         }
     }
 
     /// The file was written up to `end`.
     fn wrote(&mut self, file: &dyn FsFile, end: u64) -> io::Result<()> {
-        if end.saturating_sub(self.started) < WRITE_BACK_BYTES {
+        let to = if self.stretch >= 2 * PAGE_BYTES {
+            end - end % PAGE_BYTES
+        } else {
+            end
+        };
+        if to.saturating_sub(self.started) < self.stretch {
             return Ok(());
         }
-        file.write_back(self.started, end, false)?;
-        if self.wait && self.waited < self.started {
+        file.write_back(self.started, to, false)?;
+        if self.waited < self.started {
             file.write_back(self.waited, self.started, true)?;
         }
         self.waited = self.started;
-        self.started = end;
+        self.started = to;
         Ok(())
     }
+}
+
+/// Hands `[from, to)` of `file`, written and not synced, to the disk a
+/// stretch at a time (see [`WriteBack`]); what is left under a stretch
+/// waits for the caller's sync.
+fn pace_write_back(file: &dyn FsFile, from: u64, to: u64, stretch: u64) -> io::Result<()> {
+    let mut pacer = WriteBack::new(from, stretch);
+    let mut at = from;
+    while at < to {
+        at = at.saturating_add(pacer.stretch).min(to);
+        pacer.wrote(file, at)?;
+    }
+    Ok(())
 }
 
 /// Buffers the data of a snapshot on its way to the file, with its CRC and
@@ -237,10 +259,14 @@ struct StreamWriter<'a> {
     crc: u32,
     hasher: SnapshotHasher,
     write_back: WriteBack,
+    /// The first error: every later call fails with it too, and the
+    /// snapshot's write fails even if the producer went on.
+    failed: Option<io::Error>,
 }
 
 impl Write for StreamWriter<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.check()?;
         if self.buf.len() + bytes.len() > WRITE_BUFFER_BYTES {
             self.flush()?;
         }
@@ -253,6 +279,7 @@ impl Write for StreamWriter<'_> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.check()?;
         let buf = std::mem::take(&mut self.buf);
         let put = self.put(&buf);
         self.buf = buf;
@@ -261,17 +288,48 @@ impl Write for StreamWriter<'_> {
     }
 }
 
-impl StreamWriter<'_> {
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if bytes.is_empty() {
-            return Ok(());
+impl<'a> StreamWriter<'a> {
+    /// Writing a snapshot's data into `file` after its header's room,
+    /// handed to the disk by stretches of `stretch` bytes.
+    fn new(file: &'a dyn FsFile, stretch: u64) -> StreamWriter<'a> {
+        StreamWriter {
+            file,
+            at: HEADER_BYTES as u64,
+            buf: Vec::with_capacity(WRITE_BUFFER_BYTES),
+            crc: 0,
+            hasher: SnapshotHasher::new(),
+            write_back: WriteBack::new(HEADER_BYTES as u64, stretch),
+            failed: None,
         }
+    }
+
+    /// The first error again, if there was one.
+    fn check(&self) -> io::Result<()> {
+        match &self.failed {
+            Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `bytes` at the end, a stretch at most at a time (so that one
+    /// large write is paced too), remembering an error.
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let stretch = usize::try_from(self.write_back.stretch).unwrap_or(usize::MAX);
+        for piece in bytes.chunks(stretch.max(1)) {
+            if let Err(e) = self.put_piece(piece) {
+                self.failed = Some(io::Error::new(e.kind(), e.to_string()));
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn put_piece(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.file.write_all_at(bytes, self.at)?;
         self.at += bytes.len() as u64;
-        self.write_back.wrote(self.file, self.at)?;
         self.crc = crc32c::crc32c_append(self.crc, bytes);
         self.hasher.update(bytes);
-        Ok(())
+        self.write_back.wrote(self.file, self.at)
     }
 }
 
@@ -528,10 +586,6 @@ struct Spooling {
     /// Bytes of data so far, and their CRC32C.
     len: u64,
     crc: u32,
-    /// Hands the pieces to the disk as they come, without waiting (this
-    /// runs on the event loop), so that the seal's sync does not queue the
-    /// whole snapshot at once (see [`WriteBack`]).
-    write_back: WriteBack,
 }
 
 impl FileSpool {
@@ -585,7 +639,6 @@ impl FileSpool {
             file,
             len: 0,
             crc: 0,
-            write_back: WriteBack::new(HEADER_BYTES as u64, false),
         });
         Ok(())
     }
@@ -596,7 +649,6 @@ impl FileSpool {
         };
         t.file.write_all_at(bytes, HEADER_BYTES as u64 + t.len)?;
         t.len += bytes.len() as u64;
-        t.write_back.wrote(&*t.file, HEADER_BYTES as u64 + t.len)?;
         t.crc = crc32c::crc32c_append(t.crc, bytes);
         Ok(())
     }
@@ -608,7 +660,6 @@ impl FileSpool {
             file,
             len,
             crc,
-            ..
         }) = self.current.take()
         else {
             return Err(io::Error::other("no snapshot transfer begun"));
@@ -715,6 +766,15 @@ pub fn seal_incoming_on(
         memberships,
     )
     .map_err(|e| StorageError::io(tmp, e))?;
+    // The pieces arrived unsynced (the page cache may hold all of them):
+    // to the disk a stretch at a time, not all at once at the sync.
+    let data_end = HEADER_BYTES as u64 + received.len;
+    pace_write_back(&*file, HEADER_BYTES as u64, data_end, fs.write_back_bytes()).map_err(|e| {
+        StorageError::SyncFailed {
+            path: tmp.clone(),
+            source: e,
+        }
+    })?;
     file.sync_all().map_err(|e| StorageError::SyncFailed {
         path: tmp.clone(),
         source: e,
@@ -754,11 +814,12 @@ mod tests {
     }
 
     /// A file in memory that records the write-backs asked of it, and fails
-    /// the one numbered `fail_at` (counting from 0).
+    /// the one attempt numbered `fail_at` (counting from 0), that one only.
     #[derive(Debug, Default)]
     struct Recording {
         data: std::sync::Mutex<Vec<u8>>,
         calls: std::sync::Mutex<Vec<(u64, u64, bool)>>,
+        attempts: std::sync::atomic::AtomicUsize,
         fail_at: Option<usize>,
     }
 
@@ -789,11 +850,13 @@ mod tests {
             Ok(())
         }
         fn write_back(&self, from: u64, to: u64, wait: bool) -> io::Result<()> {
-            let mut calls = self.calls.lock().expect("lock");
-            if self.fail_at == Some(calls.len()) {
+            let attempt = self
+                .attempts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if self.fail_at == Some(attempt) {
                 return Err(io::Error::other("injected write-back error"));
             }
-            calls.push((from, to, wait));
+            self.calls.lock().expect("lock").push((from, to, wait));
             Ok(())
         }
         fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -805,101 +868,146 @@ mod tests {
         }
     }
 
-    fn stream_into(file: &Recording, data: &[u8]) -> io::Result<u64> {
-        let mut out = StreamWriter {
-            file,
-            at: HEADER_BYTES as u64,
-            buf: Vec::with_capacity(WRITE_BUFFER_BYTES),
-            crc: 0,
-            hasher: SnapshotHasher::new(),
-            write_back: WriteBack::new(HEADER_BYTES as u64, true),
-        };
-        for piece in data.chunks(100_000) {
+    const STRETCH: u64 = 1 << 20;
+
+    /// Streams `data` as `write_stream_on` does, in pieces of `piece`
+    /// bytes; the end of the data in the file.
+    fn stream_into(file: &Recording, data: &[u8], piece: usize) -> io::Result<u64> {
+        let mut out = StreamWriter::new(file, STRETCH);
+        for piece in data.chunks(piece) {
             out.write_all(piece)?;
         }
         out.flush()?;
         Ok(out.at)
     }
 
-    /// A snapshot's data goes to the disk in stretches as it is written:
-    /// each stretch is handed over once written, and the writer then waits
-    /// for the one before it, so the stretches cover the data in order with
-    /// no gap, at least `WRITE_BACK_BYTES` each, and at most two are on
-    /// their way at any time.
-    #[test]
-    fn a_snapshot_is_handed_to_the_disk_in_stretches_as_it_is_written() {
-        let file = Recording::default();
-        let data = pattern(8 * (WRITE_BACK_BYTES as usize + WRITE_BUFFER_BYTES) + 123_456);
-        let end = stream_into(&file, &data).expect("written");
-        assert_eq!(
-            &file.data.lock().expect("lock")[HEADER_BYTES..],
-            &data[..],
-            "the data is untouched"
-        );
+    /// The write-backs a file was asked for: checks that the stretches
+    /// handed over cover `[from, ..)` in order with no gap, each at least
+    /// `STRETCH` and ending on a page, each but the first followed by a
+    /// wait for the one before it; returns where the last one ends.
+    fn check_stretches(file: &Recording, from: u64) -> u64 {
         let calls = file.calls.lock().expect("lock").clone();
         let started: Vec<(u64, u64)> = calls.iter().filter(|c| !c.2).map(|c| (c.0, c.1)).collect();
         let waited: Vec<(u64, u64)> = calls.iter().filter(|c| c.2).map(|c| (c.0, c.1)).collect();
-        assert!(started.len() >= 8, "{calls:?}");
-        assert_eq!(started[0].0, HEADER_BYTES as u64);
-        // What is left is under a stretch and a buffer (the final sync
-        // takes it).
-        let last = started.last().expect("some").1;
-        assert!(
-            last <= end && end - last < WRITE_BACK_BYTES + WRITE_BUFFER_BYTES as u64,
-            "{started:?} {end}"
-        );
+        assert!(!started.is_empty(), "{calls:?}");
+        assert_eq!(started[0].0, from, "{calls:?}");
         for pair in started.windows(2) {
             assert_eq!(pair[0].1, pair[1].0, "contiguous: {started:?}");
         }
         for (from, to) in &started {
-            assert!(to - from >= WRITE_BACK_BYTES, "{started:?}");
-            assert!(to - from < WRITE_BACK_BYTES + WRITE_BUFFER_BYTES as u64);
+            assert!(to - from >= STRETCH, "{started:?}");
+            assert_eq!(to % PAGE_BYTES, 0, "{started:?}");
         }
-        // Each start but the first is followed by a wait for the stretch
-        // started before it.
         assert_eq!(&waited[..], &started[..started.len() - 1], "{calls:?}");
         for (i, call) in calls.iter().enumerate() {
             if call.2 {
                 assert!(!calls[i - 1].2 && calls[i - 1].0 == call.1, "{calls:?}");
             }
         }
+        started.last().map_or(from, |s| s.1)
     }
 
-    /// A write-back that fails fails the snapshot's write: the kernel may
-    /// report a failed write-back to that call alone, not to the final sync.
+    /// A snapshot's data goes to the disk in stretches as it is written,
+    /// at most about two on their way at a time; one large write too.
+    #[test]
+    fn a_snapshot_is_handed_to_the_disk_in_stretches_as_it_is_written() {
+        for piece in [100_000, 7 * STRETCH as usize] {
+            let file = Recording::default();
+            let data = pattern(8 * (STRETCH as usize + WRITE_BUFFER_BYTES) + 123_456);
+            let end = stream_into(&file, &data, piece).expect("written");
+            assert_eq!(
+                &file.data.lock().expect("lock")[HEADER_BYTES..],
+                &data[..],
+                "the data is untouched"
+            );
+            let last = check_stretches(&file, HEADER_BYTES as u64);
+            // What is left is under a stretch, a buffer and a page (the
+            // final sync takes it).
+            assert!(
+                end - last < STRETCH + WRITE_BUFFER_BYTES as u64 + PAGE_BYTES,
+                "{last} {end} (pieces of {piece})"
+            );
+            assert!(file.calls.lock().expect("lock").len() >= 8);
+        }
+    }
+
+    /// Any failed write-back fails the snapshot's writer, for good: the
+    /// kernel may report a failed write-back to that call alone.
     #[test]
     fn a_failed_write_back_fails_the_snapshot() {
-        for fail_at in 0..3 {
+        for fail_at in 0..4 {
             let file = Recording {
                 fail_at: Some(fail_at),
                 ..Recording::default()
             };
-            let data = pattern(3 * WRITE_BACK_BYTES as usize);
-            assert!(
-                stream_into(&file, &data).is_err(),
-                "failure {fail_at} ignored"
-            );
+            let mut out = StreamWriter::new(&file, STRETCH);
+            let data = pattern(6 * STRETCH as usize);
+            // A producer that goes on after an error.
+            let errors = data
+                .chunks(100_000)
+                .filter(|piece| out.write_all(piece).is_err())
+                .count();
+            assert!(errors > 0, "failure {fail_at} not reported");
+            assert!(out.flush().is_err(), "failure {fail_at} forgotten");
+            assert!(out.failed.is_some());
         }
     }
 
-    /// An incoming snapshot's pieces are handed to the disk as they come,
-    /// with no wait (the spool runs on the event loop).
+    /// A producer that swallows the writer's error does not get its
+    /// snapshot written: the sync after a failed write-back may succeed.
     #[test]
-    fn the_spool_hands_pieces_to_the_disk_without_waiting() {
+    fn a_swallowed_write_back_error_still_fails_the_snapshot_file() {
+        let fs = SimFs::new();
+        let dir = Path::new("/snap");
+        fs.create_dir_all(dir).expect("dir");
+        fs.fail_fsync_after(0);
+        let data = pattern(10 * fs.write_back_bytes() as usize);
+        let written = write_stream_on(&fs, dir, GroupId(0), meta(9), None, |out| {
+            for piece in data.chunks(100) {
+                let _ = out.write_all(piece);
+            }
+            Ok(())
+        });
+        assert!(written.is_err(), "{written:?}");
+        assert!(
+            fs.read_dir(dir)
+                .expect("list")
+                .iter()
+                .all(|n| parse_name(n).is_none()),
+            "no snapshot under its name"
+        );
+    }
+
+    /// An incoming snapshot, written unsynced as it arrived, is handed to
+    /// the disk a stretch at a time when sealed; a failed write-back fails
+    /// the seal.
+    #[test]
+    fn a_sealed_snapshot_is_paced_and_a_failed_write_back_fails_it() {
         let file = Recording::default();
-        let mut pacer = WriteBack::new(HEADER_BYTES as u64, false);
-        let mut end = HEADER_BYTES as u64;
-        let piece = WRITE_BACK_BYTES / 2 + 1;
-        for _ in 0..10 {
-            end += piece;
-            pacer.wrote(&file, end).expect("handed");
-        }
-        let calls = file.calls.lock().expect("lock").clone();
-        // Every second piece completes a stretch.
-        assert_eq!(calls.len(), 5, "{calls:?}");
-        assert!(calls.iter().all(|c| !c.2), "{calls:?}");
-        assert_eq!(calls[0].0, HEADER_BYTES as u64);
-        assert_eq!(calls[4].1, end);
+        let end = HEADER_BYTES as u64 + 9 * STRETCH + 5_000;
+        pace_write_back(&file, HEADER_BYTES as u64, end, STRETCH).expect("paced");
+        let last = check_stretches(&file, HEADER_BYTES as u64);
+        assert!(end - last < STRETCH + PAGE_BYTES, "{last} {end}");
+
+        let sim = SimFs::new();
+        let fs: Arc<dyn Fs> = Arc::new(sim.clone());
+        let dir = PathBuf::from("/snap");
+        fs.create_dir_all(&dir).expect("dir");
+        let (mut spool, report) = spool(&fs, &dir);
+        spool.begin(meta(5), 4096).expect("begin");
+        spool.append(&pattern(4096)).expect("append");
+        spool.finish().expect("finish");
+        let received = report
+            .lock()
+            .expect("lock")
+            .received
+            .clone()
+            .expect("received");
+        // The first waiting write-back fails (the sim's stretch is small).
+        sim.fail_fsync_after(0);
+        let sealed = seal_incoming_on(&*fs, &dir, GroupId(0), &received, None);
+        assert!(sealed.is_err(), "{sealed:?}");
+        assert_eq!(sim.stats().fsyncs, 0, "failed before any sync");
     }
 
     #[test]

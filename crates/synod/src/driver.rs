@@ -708,7 +708,7 @@ impl<S: StateMachine> Driver<S> {
         }
         for done in &effects.checkpointed {
             let took = self.checkpoint_started.elapsed();
-            self.metrics.fsync_seconds.observe(took.as_secs_f64());
+            self.metrics.checkpoint_seconds.observe(took.as_secs_f64());
             info!(
                 applied_end = done.meta.applied_end.0,
                 bytes = done.bytes,

@@ -164,6 +164,7 @@ impl Histogram {
 const FSYNC_SECONDS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
+const CHECKPOINT_SECONDS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 const BATCH_COMMANDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
 
 /// Everything a node counts. Shared with the admin endpoint.
@@ -268,8 +269,12 @@ pub struct Metrics {
     /// its clients' requests wait, or every one without
     /// `sync_on_event_loop`).
     pub log_syncs_on_thread: AtomicU64,
-    /// Seconds per write + fdatasync of the log.
+    /// Seconds per write + fdatasync of the log (not a checkpoint's: see
+    /// `checkpoint_seconds`).
     pub fsync_seconds: Histogram,
+    /// Seconds per checkpoint, from its start to its snapshot file, marker
+    /// and records durable.
+    pub checkpoint_seconds: Histogram,
     /// Commands per applied instance value.
     pub batch_commands: Histogram,
 }
@@ -313,6 +318,7 @@ impl Default for Metrics {
             log_syncs_on_loop: AtomicU64::new(0),
             log_syncs_on_thread: AtomicU64::new(0),
             fsync_seconds: Histogram::new(FSYNC_SECONDS),
+            checkpoint_seconds: Histogram::new(CHECKPOINT_SECONDS),
             batch_commands: Histogram::new(BATCH_COMMANDS),
         }
     }
@@ -521,7 +527,12 @@ impl Metrics {
         self.fsync_seconds.render(
             &mut out,
             "synod_fsync_seconds",
-            "Write + fdatasync of the log.",
+            "Write + fdatasync of the log (checkpoints not included).",
+        );
+        self.checkpoint_seconds.render(
+            &mut out,
+            "synod_checkpoint_seconds",
+            "Checkpoints, from their start to the snapshot file, marker and records durable.",
         );
         self.batch_commands.render(
             &mut out,
