@@ -101,6 +101,18 @@ pub trait Fs: Send + Sync + Debug {
     }
 }
 
+/// `[from, to)` as the offset and length a system call takes (empty when
+/// `to < from`); `InvalidInput` past what `off_t` holds.
+fn off_range(from: u64, to: u64) -> io::Result<(libc::off_t, libc::off_t)> {
+    match (
+        libc::off_t::try_from(from),
+        libc::off_t::try_from(to.saturating_sub(from)),
+    ) {
+        (Ok(offset), Ok(len)) => Ok((offset, len)),
+        _ => Err(io::Error::from(io::ErrorKind::InvalidInput)),
+    }
+}
+
 /// The operating system's file system, through `std::fs`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RealFs;
@@ -125,12 +137,7 @@ impl FsFile for File {
 
     fn allocate(&self, from: u64, to: u64) -> io::Result<()> {
         use std::os::fd::AsRawFd;
-        let (Ok(offset), Ok(len)) = (
-            libc::off_t::try_from(from),
-            libc::off_t::try_from(to.saturating_sub(from)),
-        ) else {
-            return Err(io::Error::from(io::ErrorKind::InvalidInput));
-        };
+        let (offset, len) = off_range(from, to)?;
         if len == 0 {
             return Ok(());
         }
@@ -162,12 +169,7 @@ impl FsFile for File {
     fn write_back(&self, from: u64, to: u64, wait: bool) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         debug_assert!(from <= to, "write-back of {from}..{to}");
-        let (Ok(offset), Ok(len)) = (
-            libc::off_t::try_from(from),
-            libc::off_t::try_from(to.saturating_sub(from)),
-        ) else {
-            return Err(io::Error::from(io::ErrorKind::InvalidInput));
-        };
+        let (offset, len) = off_range(from, to)?;
         if len == 0 {
             // (A length of 0 would mean "to the end of the file".)
             return Ok(());
