@@ -102,13 +102,14 @@ pub trait Fs: Send + Sync + Debug {
 }
 
 /// `[from, to)` as the offset and length a system call takes (empty when
-/// `to < from`); `InvalidInput` past what `off_t` holds.
-fn off_range(from: u64, to: u64) -> io::Result<(libc::off_t, libc::off_t)> {
+/// `to < from`); `InvalidInput` where `to` is past what `T` holds.
+fn off_range<T: TryFrom<u64>>(from: u64, to: u64) -> io::Result<(T, T)> {
     match (
-        libc::off_t::try_from(from),
-        libc::off_t::try_from(to.saturating_sub(from)),
+        T::try_from(from),
+        T::try_from(to.saturating_sub(from)),
+        T::try_from(to),
     ) {
-        (Ok(offset), Ok(len)) => Ok((offset, len)),
+        (Ok(offset), Ok(len), Ok(_)) => Ok((offset, len)),
         _ => Err(io::Error::from(io::ErrorKind::InvalidInput)),
     }
 }
@@ -137,7 +138,7 @@ impl FsFile for File {
 
     fn allocate(&self, from: u64, to: u64) -> io::Result<()> {
         use std::os::fd::AsRawFd;
-        let (offset, len) = off_range(from, to)?;
+        let (offset, len): (libc::off_t, libc::off_t) = off_range(from, to)?;
         if len == 0 {
             return Ok(());
         }
@@ -169,7 +170,9 @@ impl FsFile for File {
     fn write_back(&self, from: u64, to: u64, wait: bool) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         debug_assert!(from <= to, "write-back of {from}..{to}");
-        let (offset, len) = off_range(from, to)?;
+        // (`off64_t`: glibc's `sync_file_range` takes 64-bit offsets on
+        // 32-bit systems too.)
+        let (offset, len): (libc::off64_t, libc::off64_t) = off_range(from, to)?;
         if len == 0 {
             // (A length of 0 would mean "to the end of the file".)
             return Ok(());
@@ -178,16 +181,21 @@ impl FsFile for File {
         if wait {
             flags |= libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
         }
-        // SAFETY: a plain syscall on a file descriptor that `self` owns and
-        // keeps open for the duration of the call; no memory is passed.
-        if unsafe { libc::sync_file_range(self.as_raw_fd(), offset, len, flags) } == 0 {
-            return Ok(());
-        }
-        let error = io::Error::last_os_error();
-        match error.raw_os_error() {
-            // Not supported here: pacing is only a hint.
-            Some(libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL | libc::ESPIPE) => Ok(()),
-            _ => Err(error),
+        loop {
+            // SAFETY: a plain syscall on a file descriptor that `self` owns
+            // and keeps open for the duration of the call; no memory is
+            // passed.
+            if unsafe { libc::sync_file_range(self.as_raw_fd(), offset, len, flags) } == 0 {
+                return Ok(());
+            }
+            let error = io::Error::last_os_error();
+            return match error.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                // Not supported here: pacing is only a hint. (Our ranges
+                // are valid: `off_range` refused any past `off64_t`.)
+                Some(libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL | libc::ESPIPE) => Ok(()),
+                _ => Err(error),
+            };
         }
     }
 
@@ -293,12 +301,14 @@ mod tests {
         file.write_back(1 << 20, 2 << 20, false).expect("start");
         file.write_back(0, 1 << 20, true).expect("wait");
         file.write_back(2 << 20, 2 << 20, true).expect("empty");
-        assert_eq!(
-            file.write_back(0, u64::MAX, false)
-                .expect_err("too long")
-                .kind(),
-            io::ErrorKind::InvalidInput
-        );
+        for (from, to) in [(0, u64::MAX), (2, (1 << 63) + 1)] {
+            assert_eq!(
+                file.write_back(from, to, false)
+                    .expect_err("too long")
+                    .kind(),
+                io::ErrorKind::InvalidInput
+            );
+        }
         file.sync_all().expect("sync");
         let mut fds = [0; 2];
         // SAFETY: `pipe` writes two descriptors into the array it is given.

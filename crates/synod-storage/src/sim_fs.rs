@@ -20,7 +20,8 @@
 //!   were never durably written read as zeros. Directories are durable as
 //!   soon as they are created (a simplification: the log creates its
 //!   directories once, at start).
-//! - **Faults**: [`SimFs::fail_fsync_after`] (one `EIO`; the failed file's
+//! - **Faults**: [`SimFs::fail_fsync_after`] (one `EIO`, taken by an fsync or
+//!   a waiting `write_back`; the failed file's
 //!   unsynced changes will then never become durable, as a kernel that marks
 //!   the pages clean after a failed writeback), [`SimFs::set_space_bytes_max`]
 //!   (`ENOSPC` past a byte budget), [`SimFs::power_off_after`] (every
@@ -430,7 +431,8 @@ impl SimFs {
         };
     }
 
-    /// The fsync after `n` more (0: the next one) fails with `EIO`, once.
+    /// The fsync after `n` more (0: the next one) fails with `EIO`, once; a
+    /// waiting `write_back` counts as one (it can report a failed write).
     pub fn fail_fsync_after(&self, n: u64) {
         self.lock().faults.fsync_eio_after = Some(n);
     }

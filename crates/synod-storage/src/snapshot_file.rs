@@ -111,11 +111,11 @@ pub fn write_stream_on(
     // takes for a header (and the file is still under its temporary name).
     let mut data = StreamWriter::new(&*file, fs.write_back_bytes());
     produce(&mut data)
+        // Fails if any call of the writer failed, even one whose error the
+        // producer swallowed (the writer keeps its first error): those bytes
+        // may never reach the disk, and a waiting write-back may have taken
+        // the error the final sync would have reported.
         .and_then(|()| data.flush())
-        // A producer that swallowed an error of the writer still fails:
-        // the bytes it wrote may never reach the disk (a waiting write-back
-        // may have taken the error the final sync would have reported).
-        .and_then(|()| data.failed.take().map_or(Ok(()), Err))
         .map_err(|e| StorageError::io(&tmp, e))?;
     let len = data.at - HEADER_BYTES as u64;
     let (data_crc, digest) = (data.crc, data.hasher.digest());
@@ -317,7 +317,13 @@ impl<'a> StreamWriter<'a> {
         let stretch = usize::try_from(self.write_back.stretch).unwrap_or(usize::MAX);
         for piece in bytes.chunks(stretch.max(1)) {
             if let Err(e) = self.put_piece(piece) {
-                self.failed = Some(io::Error::new(e.kind(), e.to_string()));
+                // (Never replayed as `Interrupted`: `write_all` would retry
+                // it for ever.)
+                let kind = match e.kind() {
+                    io::ErrorKind::Interrupted => io::ErrorKind::Other,
+                    kind => kind,
+                };
+                self.failed = Some(io::Error::new(kind, e.to_string()));
                 return Err(e);
             }
         }
@@ -821,6 +827,8 @@ mod tests {
         calls: std::sync::Mutex<Vec<(u64, u64, bool)>>,
         attempts: std::sync::atomic::AtomicUsize,
         fail_at: Option<usize>,
+        /// The failure is an `Interrupted` one.
+        interrupt: bool,
     }
 
     impl FsFile for Recording {
@@ -854,7 +862,12 @@ mod tests {
                 .attempts
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if self.fail_at == Some(attempt) {
-                return Err(io::Error::other("injected write-back error"));
+                let kind = if self.interrupt {
+                    io::ErrorKind::Interrupted
+                } else {
+                    io::ErrorKind::Other
+                };
+                return Err(io::Error::new(kind, "injected write-back error"));
             }
             self.calls.lock().expect("lock").push((from, to, wait));
             Ok(())
@@ -953,6 +966,19 @@ mod tests {
         }
     }
 
+    /// A failed write-back reported as `Interrupted` stops the writer
+    /// rather than making `write_all` retry it for ever.
+    #[test]
+    fn an_interrupted_write_back_is_not_retried_for_ever() {
+        let file = Recording {
+            fail_at: Some(0),
+            interrupt: true,
+            ..Recording::default()
+        };
+        let data = pattern(4 * STRETCH as usize);
+        assert!(stream_into(&file, &data, 100_000).is_err());
+    }
+
     /// A producer that swallows the writer's error does not get its
     /// snapshot written: the sync after a failed write-back may succeed.
     #[test]
@@ -961,13 +987,17 @@ mod tests {
         let dir = Path::new("/snap");
         fs.create_dir_all(dir).expect("dir");
         fs.fail_fsync_after(0);
-        let data = pattern(10 * fs.write_back_bytes() as usize);
+        // Beyond the writer's buffer, so that pieces reach the file (and
+        // fail) while the producer runs.
+        let data = pattern(3 * WRITE_BUFFER_BYTES);
+        let mut errors = 0;
         let written = write_stream_on(&fs, dir, GroupId(0), meta(9), None, |out| {
-            for piece in data.chunks(100) {
-                let _ = out.write_all(piece);
+            for piece in data.chunks(100_000) {
+                errors += usize::from(out.write_all(piece).is_err());
             }
             Ok(())
         });
+        assert!(errors > 0, "the producer saw no error");
         assert!(written.is_err(), "{written:?}");
         assert!(
             fs.read_dir(dir)

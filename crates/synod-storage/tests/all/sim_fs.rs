@@ -119,6 +119,29 @@ fn a_failed_fsync_is_never_made_good_by_a_later_one() {
     }
 }
 
+/// A waiting write-back that takes the injected EIO is a failed write, as
+/// on Linux (the write-back error is reported to that call): the sync after
+/// it succeeds, and the data is not on disk.
+#[test]
+fn a_failed_write_back_is_never_made_good_by_a_later_sync() {
+    let (sim, dir, path) = setup();
+    let file = sim.open(&path, OpenMode::CreateNew).unwrap();
+    file.sync_data().unwrap();
+    sim.sync_dir(dir).unwrap();
+    file.write_all_at(b"lost", 0).unwrap();
+    file.write_back(0, 4, false).unwrap();
+    sim.fail_fsync_after(0);
+    let err = file.write_back(0, 4, true).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    file.sync_data().unwrap();
+    drop(file);
+    for seed in 0..20 {
+        let copy = sim.clone();
+        copy.crash(&mut rng(seed));
+        assert_eq!(copy.read(&path).unwrap(), b"", "seed {seed}");
+    }
+}
+
 #[test]
 fn stale_handles_fail_after_a_crash_or_wipe() {
     let (sim, _, path) = setup();
