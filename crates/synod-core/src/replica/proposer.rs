@@ -112,8 +112,9 @@ impl Replica {
     ///   after we lead, when pages no longer matter.
     /// - between pages it may learn instances chosen (reported as chosen,
     ///   which we adopt anyway) or compact a prefix (reported in
-    ///   `compacted_end`; where it votes, we never propose below it:
-    ///   `Phase1::compacted_by_voter`).
+    ///   `compacted_end`; where it votes, we never propose below it unless
+    ///   the promisers that do report the instance are a quorum on their
+    ///   own: `Phase1::compacted_by_voter`, `Phase1::reporting_at`).
     /// - pages are matched by `first_instance` against `pages_from[k]`, so a
     ///   duplicated, stale or reordered page is ignored and the covered
     ///   ranges are contiguous; a page whose entries fall outside its range,
@@ -254,7 +255,8 @@ impl Replica {
             self.learn_chosen(entry.instance, entry.value.clone(), None);
         }
         // Instances below a voter's reported compacted prefix are held back
-        // in `flush_proposals` until catch-up brings them.
+        // in `flush_proposals` until catch-up brings them (unless the other
+        // promisers' reports alone are a quorum there).
         let start = self.learner.chosen_end;
         let end = [
             start,
@@ -416,11 +418,27 @@ impl Replica {
             if !known_chosen {
                 if let Some(compacted) = leader.phase1.compacted_by_voter(membership, instance) {
                     // A voter of this instance's membership compacted it:
-                    // it is chosen, and that voter's report lacks it, so
-                    // the promises may not hold the value P2c needs here.
-                    // Never propose; catch-up fetches it.
-                    self.learner.commit_seen = self.learner.commit_seen.max(compacted);
-                    return;
+                    // it is chosen, and that voter's report lacks it. P2c
+                    // still holds if the promisers that *do* report this
+                    // instance form a quorum of its membership on their
+                    // own: the value chosen here was accepted by a quorum,
+                    // which meets that one, so the highest-ballot value in
+                    // their reports is the chosen one (the compacted
+                    // voter's silence changes nothing). Otherwise never
+                    // propose; catch-up fetches it.
+                    //
+                    // Liveness: a compacted voter may be unable to send
+                    // its snapshot (an on-disk state machine restarted
+                    // ahead of its recovered chosen marks can write none
+                    // until it learns what is chosen past them), and
+                    // catch-up from it would then wait for ever while the
+                    // others could re-choose the instance (simulator seed
+                    // 179 with a snapshot-write `EIO`).
+                    let reporting = leader.phase1.reporting_at(instance);
+                    if !self.is_quorum_of(membership, reporting) {
+                        self.learner.commit_seen = self.learner.commit_seen.max(compacted);
+                        return;
+                    }
                 }
             }
             let Role::Leader(leader) = &mut self.role else {
@@ -1090,7 +1108,8 @@ impl Phase1 {
     /// Why per instance, and only voters of that instance's membership: a
     /// node that compacted `instance` reports nothing there, so a quorum
     /// that includes it may lack the report P2c needs, and the leader must
-    /// not propose there (the instance is chosen: catch-up fetches it). A
+    /// not propose there unless the promisers that report it are a quorum
+    /// without it (the instance is chosen: catch-up fetches it). A
     /// node that is not a voter of `instance`'s membership is in no quorum
     /// for it, so its missing report costs nothing; honouring its prefix
     /// anyway stopped the log in simulator seed 993 (a removed learner had
@@ -1112,6 +1131,14 @@ impl Phase1 {
             .filter(|(id, end)| **end > instance && membership.is_voter(**id))
             .map(|(_, end)| *end)
             .max()
+    }
+
+    /// The promisers whose (complete) reports cover `instance`: those that
+    /// did not report a compacted prefix past it.
+    fn reporting_at(&self, instance: InstanceId) -> impl Iterator<Item = &NodeId> {
+        self.promised_by
+            .iter()
+            .filter(move |id| self.compacted.get(*id).is_none_or(|end| *end <= instance))
     }
 
     /// Whether the page of `from`'s promise that starts at `first_instance`

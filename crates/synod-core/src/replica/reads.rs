@@ -160,8 +160,9 @@ impl Leader {
     /// phase 1 reported (`recovery_end`), and past every compacted prefix a
     /// promise reported (everything below one is chosen, and a voter that
     /// compacted reports none of it, so `recovery_end` may stop short; the
-    /// leader holds back there until catch-up brings it, see
-    /// `Phase1::compacted_by_voter`, and reads wait for it too).
+    /// leader holds back there until catch-up brings it or re-proposes what
+    /// a quorum of the others reported, see `Phase1::compacted_by_voter`,
+    /// and reads wait for it too).
     pub(super) fn read_index(&self) -> InstanceId {
         let compacted = self.phase1.compacted.values().max().copied();
         self.next_instance
