@@ -182,6 +182,10 @@ pub struct Faults {
     /// so that seeds pinned before cohort batching replay the runs they
     /// were found in.
     pub hold_off: bool,
+    /// Not a fault: no snapshot write gets an injected `EIO`
+    /// (`Params::snapshot_write_eio`), so that seeds pinned before that
+    /// nemesis replay the runs they were found in.
+    pub snapshot_eio_off: bool,
 }
 
 impl Faults {
@@ -199,6 +203,7 @@ impl Faults {
             eager_leaders: true,
             vouch_off: true,
             hold_off: true,
+            snapshot_eio_off: true,
             ..Faults::default()
         }
     }
@@ -216,6 +221,7 @@ impl Faults {
             eager_leaders: true,
             vouch_off: true,
             hold_off: true,
+            snapshot_eio_off: true,
             ..Faults::default()
         }
     }
@@ -232,6 +238,7 @@ impl Faults {
             eager_leaders: true,
             vouch_off: true,
             hold_off: true,
+            snapshot_eio_off: true,
             ..Faults::default()
         }
     }
@@ -245,6 +252,7 @@ impl Faults {
             eager_leaders: true,
             vouch_off: true,
             hold_off: true,
+            snapshot_eio_off: true,
             ..Faults::default()
         }
     }
@@ -258,6 +266,7 @@ impl Faults {
             eager_leaders: true,
             vouch_off: true,
             hold_off: true,
+            snapshot_eio_off: true,
             ..Faults::default()
         }
     }

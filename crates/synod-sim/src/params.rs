@@ -70,6 +70,12 @@ pub struct Params {
     /// cut armed a few storage steps ahead (a crash in the middle of a
     /// checkpoint). Own stream.
     pub checkpoint_power_cut: f64,
+    /// Probability that a snapshot file about to be written (a checkpoint's,
+    /// or a peer's snapshot being sealed) gets an fsync `EIO` armed a step
+    /// or two ahead, so that it lands on the writer's paced write-backs or
+    /// on its final sync: a failed snapshot write, which must stop the node
+    /// cleanly. Own stream.
+    pub snapshot_write_eio: f64,
     /// Some PUTs set a TTL short enough to run out during the run.
     pub short_ttls: bool,
     /// Clients that run watched transactions (WATCH, then MULTI/EXEC) and
@@ -306,6 +312,7 @@ impl Params {
             pop_clients: 0,
             session_clients: 0,
             checkpoint_power_cut: 0.0,
+            snapshot_write_eio: 0.0,
             snapshot_every: if rng.gen_bool(0.6) {
                 rng.gen_range(5..300)
             } else {

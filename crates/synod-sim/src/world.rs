@@ -365,6 +365,9 @@ pub(crate) struct World {
     /// Draws which restores from a peer's snapshot take long (a stream of
     /// its own, so the other draws of a seed stay as they were).
     restore_rng: ChaCha8Rng,
+    /// Draws which snapshot writes get an `EIO` (`Params::snapshot_write_eio`;
+    /// a stream of its own too).
+    snapshot_eio_rng: ChaCha8Rng,
     pub(crate) now_us: u64,
     pub(crate) seed: u64,
     pub(crate) params: Params,
@@ -464,6 +467,13 @@ impl World {
         params.weights.disk_fault = if disk_rng.gen_bool(0.5) { 2 } else { 0 };
         params.checkpoint_power_cut = if disk_rng.gen_bool(0.5) { 0.5 } else { 0.0 };
         params.weights.wipe = if disk_rng.gen_bool(0.5) { 1 } else { 0 };
+        // Failed snapshot writes (added with paced write-back): their own.
+        let mut snapshot_eio_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_5EA1_E100_0000);
+        params.snapshot_write_eio = if snapshot_eio_rng.gen_bool(0.5) {
+            0.2
+        } else {
+            0.0
+        };
         // Wall clocks that disagree by up to 10 s, and the share of PUTs that
         // set a TTL: streams of their own too.
         let mut clock_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_C10C_0000_0000);
@@ -543,6 +553,7 @@ impl World {
             queue_rng,
             session_rng,
             restore_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x2E57_02E0_0000_0000),
+            snapshot_eio_rng,
             now_us: 0,
             seed,
             heal_us: params.safety_us,
@@ -1373,6 +1384,18 @@ impl World {
                 let Some(mut write) = sim_node.snapshot_out.take() else {
                     return;
                 };
+                if self.phase == Phase::Safety
+                    && !self.faults.snapshot_eio_off
+                    && self
+                        .snapshot_eio_rng
+                        .gen_bool(self.params.snapshot_write_eio)
+                {
+                    // On a write-back the writer waits for, or its sync.
+                    let after = self.snapshot_eio_rng.gen_range(0..2);
+                    sim_node.disk.fail_fsync_after(after);
+                    sim_node.disk_faults = true;
+                    self.stats.nemesis.push("snapshot-write-eio");
+                }
                 let written = write.run();
                 let result = engine.snapshot_written(write.checkpoint, written);
                 if result.is_ok()

@@ -640,3 +640,20 @@ fn pinned_seed_140259_sessions_register_at_the_final_members() {
     let report = run_seed(140259, 5, Faults::default());
     assert!(report.passed(), "{}", report.violations.join("; "));
 }
+
+/// Seed 179, 3 nodes, found when the nemesis began to fail snapshot writes
+/// (`Params::snapshot_write_eio`): no client completed anything after the
+/// heal for ~6 s. n3, an on-disk node that had led and chosen past the
+/// others, failed a snapshot write, stopped, and restarted with its state
+/// machine's durable state ahead of its recovered chosen marks; it compacted
+/// at its checkpoint, which holds only the session table, and could write no
+/// whole snapshot until it learned what was chosen past it. The new leader
+/// n2, behind n3's compacted prefix, held back there waiting for catch-up
+/// from n3 alone, although n1 and n2 reported those instances. A leader now
+/// proposes below a voter's compacted prefix when the promisers that report
+/// the instance are a quorum without it (`Phase1::reporting_at`).
+#[test]
+fn pinned_seed_179_a_compacted_voter_that_cannot_send_a_snapshot() {
+    let report = run_seed(179, 3, Faults::default());
+    assert!(report.passed(), "{}", report.violations.join("; "));
+}
