@@ -350,6 +350,15 @@ fn deliver_promise_first(c: &mut Cluster, a: u32, first: u32, accepts: &mut Vec<
 /// Catch-up is dropped throughout. Returns the cluster, `q`, `k`, v and
 /// the instances of the Accepts `q` sent.
 fn q_leads_behind_l_compacted_prefix(p_reachable: bool) -> (Cluster, u32, u64, Value, Vec<u64>) {
+    q_leads_behind_l_compacted_prefix_with(p_reachable, false)
+}
+
+/// As `q_leads_behind_l_compacted_prefix`; with `compact_p`, `p` also
+/// compacts, exactly at `k` (its applied point): its report still covers `k`.
+fn q_leads_behind_l_compacted_prefix_with(
+    p_reachable: bool,
+    compact_p: bool,
+) -> (Cluster, u32, u64, Value, Vec<u64>) {
     let mut c = Cluster::new(3);
     let l = c.elect();
     let others: Vec<u32> = (1..=3).filter(|id| *id != l).collect();
@@ -388,6 +397,19 @@ fn q_leads_behind_l_compacted_prefix(p_reachable: bool) -> (Cluster, u32, u64, V
         c.settle();
     }
     assert_ne!(c.r[&l].status().role, RoleKind::Leader);
+    if compact_p {
+        let s = c.r[&p].status();
+        assert_eq!(s.applied_end.0, k, "p applied exactly up to k");
+        let snap = Snapshot {
+            meta: SnapshotMeta {
+                applied_end: s.applied_end,
+                checksum: s.checksum,
+            },
+            memberships: None,
+            data: Bytes::new(),
+        };
+        c.r.get_mut(&p).unwrap().compact(snap).unwrap();
+    }
     c.cut.clear();
     if !p_reachable {
         isolate(&mut c, p);
@@ -451,4 +473,118 @@ fn without_a_quorum_of_reports_the_leader_waits_for_catch_up() {
     );
     assert_eq!(c.r[&q].chosen_value(InstanceId(k)), None);
     assert!(c.chosen_end(q) <= k);
+}
+
+/// The boundary of `Phase1::reporting_at`): `p` compacted exactly at
+/// `k` (`values_from == k`), so its promise still reports `k`, with v:
+/// `{q, p}` are a quorum reporting `k` and `q` re-proposes v at once. A
+/// filter `end < instance` would drop p and wait for catch-up for nothing.
+#[test]
+fn a_promiser_compacted_exactly_at_the_instance_still_reports_it() {
+    let (c, q, k, v, _) = q_leads_behind_l_compacted_prefix_with(true, true);
+    assert_eq!(c.r[&q].chosen_value(InstanceId(k)), Some(&v));
+}
+
+/// Five voters. `l` chooses v at `k` with `b` and `cc` (`d`, `e`
+/// away); `b` and `cc` never hear it is chosen; `l` compacts past `k` and
+/// stops leading. `d` then leads with promises from `l`, `d`, `e` only:
+/// `{d, e}` report `k` (nothing there) but are no quorum of five, so `d`
+/// must not propose at `k` (it would otherwise propose a new command there,
+/// and `b`, `cc` would vote for it: two values chosen at `k`). Once `b`
+/// and `cc` promise late, their reports (v at `k`) are merged and `{b, cc,
+/// d, e}` is a quorum reporting `k`: `d` re-proposes v there, with no
+/// catch-up.
+#[test]
+fn five_voters_late_promises_complete_a_reporting_quorum() {
+    let mut c = Cluster::new(5);
+    let l = c.elect();
+    let others: Vec<u32> = (1..=5).filter(|id| *id != l).collect();
+    let (b, cc, d, e) = (others[0], others[1], others[2], others[3]);
+    c.write(l, "x");
+    c.tick_all(3);
+    isolate(&mut c, d);
+    isolate(&mut c, e);
+    let k = c.chosen_end(l);
+    c.r.get_mut(&l)
+        .unwrap()
+        .propose(Bytes::from_static(b"v"))
+        .unwrap();
+    // The Accepts reach b and cc, their votes reach l, then l is cut off.
+    c.pump(l);
+    c.settle_one_step(None);
+    c.settle_one_step(None);
+    isolate(&mut c, l);
+    c.settle();
+    let v = Value::batch(vec![Bytes::from_static(b"v")]);
+    assert_eq!(c.r[&l].chosen_value(InstanceId(k)), Some(&v));
+    assert!(c.chosen_end(b) <= k && c.chosen_end(cc) <= k);
+    let s = c.r[&l].status();
+    assert!(s.applied_end.0 > k);
+    let snap = Snapshot {
+        meta: SnapshotMeta {
+            applied_end: s.applied_end,
+            checksum: s.checksum,
+        },
+        memberships: None,
+        data: Bytes::new(),
+    };
+    c.r.get_mut(&l).unwrap().compact(snap).unwrap();
+    for _ in 0..200 {
+        c.r.get_mut(&l).unwrap().tick();
+        c.settle();
+    }
+    assert_ne!(c.r[&l].status().role, RoleKind::Leader);
+    // {l, d, e} connected; b and cc away.
+    c.cut.clear();
+    isolate(&mut c, b);
+    isolate(&mut c, cc);
+    let mut accepts = Vec::new();
+    let mut won = false;
+    for _ in 0..2000 {
+        for id in 1..=5 {
+            c.r.get_mut(&id).unwrap().tick();
+        }
+        deliver_promise_first(&mut c, d, 0, &mut accepts);
+        if c.r[&d].status().role == RoleKind::Leader {
+            won = true;
+            break;
+        }
+    }
+    assert!(won, "d never led");
+    c.r.get_mut(&d)
+        .unwrap()
+        .propose(Bytes::from_static(b"w"))
+        .unwrap();
+    for _ in 0..5 {
+        for id in 1..=5 {
+            c.r.get_mut(&id).unwrap().tick();
+        }
+        deliver_promise_first(&mut c, d, 0, &mut accepts);
+    }
+    assert!(
+        !accepts.contains(&k),
+        "d proposed at {k} with only {{d, e}} reporting it: {accepts:?}"
+    );
+    // b and cc come back: their late promises complete a reporting quorum.
+    c.cut.clear();
+    for _ in 0..30 {
+        for id in 1..=5 {
+            c.r.get_mut(&id).unwrap().tick();
+        }
+        deliver_promise_first(&mut c, d, 0, &mut accepts);
+    }
+    let at_d = c.r[&d].chosen_value(InstanceId(k)).cloned();
+    assert_eq!(at_d, Some(v.clone()), "AGREEMENT/LIVENESS at {k}: {at_d:?}");
+    for id in 1..=5 {
+        let at = c.r[&id].chosen_value(InstanceId(k));
+        assert!(
+            at.is_none() || at == Some(&v),
+            "AGREEMENT VIOLATED at n{id}: {at:?}"
+        );
+    }
+    let w = Value::batch(vec![Bytes::from_static(b"w")]);
+    assert!(
+        (k + 1..c.chosen_end(d)).any(|i| c.r[&d].chosen_value(InstanceId(i)) == Some(&w)),
+        "w was never chosen"
+    );
 }
