@@ -307,6 +307,17 @@ fn a_vouched_follower_read_waits_for_the_memberships_inside_a_compacted_prefix()
 /// others' (so that `a` counts it in the quorum it leads with). Notes the
 /// instance of every Accept `a` sends in `accepts`.
 fn deliver_promise_first(c: &mut Cluster, a: u32, first: u32, accepts: &mut Vec<u64>) {
+    deliver_dropping(c, a, first, accepts, |_| false);
+}
+
+/// `deliver_promise_first`, also dropping every message `drop` names.
+fn deliver_dropping(
+    c: &mut Cluster,
+    a: u32,
+    first: u32,
+    accepts: &mut Vec<u64>,
+    drop: impl Fn(&Message) -> bool,
+) {
     for _ in 0..10_000 {
         let ids: Vec<u32> = c.r.keys().copied().collect();
         for id in ids {
@@ -329,7 +340,7 @@ fn deliver_promise_first(c: &mut Cluster, a: u32, first: u32, accepts: &mut Vec<
                 | Body::CatchupReply { .. }
                 | Body::SnapshotChunk { .. }
                 | Body::SnapshotRequest { .. } => true,
-                _ => false,
+                _ => drop(&m),
             };
             let (from, to) = (m.from.0, m.to.0);
             if dropped || c.cut.contains(&(from, to)) || c.cut.contains(&(to, from)) {
@@ -587,4 +598,162 @@ fn five_voters_late_promises_complete_a_reporting_quorum() {
         (k + 1..c.chosen_end(d)).any(|i| c.r[&d].chosen_value(InstanceId(i)) == Some(&w)),
         "w was never chosen"
     );
+}
+
+/// The reporting quorum is judged by the membership of the instance, not by
+/// the one in force at the leader's chosen prefix (a mutant judging by the
+/// latter survived every other test). Voters 1 (`a`), 2 (`b`) and 3 (`cc`),
+/// learner 4 promoted: in force from `e`. Leader `b` proposes one instance
+/// at a time. `a` learns the promotion chosen and is cut off; `b` fills up
+/// to `e - 1` with `cc`, whose last Accept is `e - 1` (it knows the fills
+/// chosen below that); v is chosen at `e` by `b`, `a` and 4 (`cc` never
+/// sees it); `b` compacts past `e` and stops leading; 4 goes away. `a` leads
+/// with `b`'s promise (a quorum of the old membership), a command `w`
+/// waiting, then `cc` promises late: `a` learns the fills chosen below
+/// `e - 1` from it, and `{a, cc}` report every instance, a quorum of the old
+/// membership (`e - 1`: `a` re-proposes `cc`'s no-op) but not of the new one
+/// (`e`): `a` must hold back at `e` although its chosen prefix is still in
+/// the old membership.
+#[test]
+fn a_reporting_quorum_is_judged_by_the_membership_of_the_instance() {
+    // b proposes one instance at a time, a (the next leader) many.
+    let mut c = Cluster::with_config(3, |cfg| {
+        if cfg.id != NodeId(1) {
+            cfg.window_instances_max = 1;
+        }
+    });
+    let (a, b, cc) = (1, 2, 3);
+    for _ in 0..500 {
+        if c.leader() == Some(b) {
+            break;
+        }
+        c.r.get_mut(&b).unwrap().tick();
+        c.settle();
+    }
+    assert_eq!(c.leader(), Some(b));
+    c.write(b, "x");
+    c.r.get_mut(&b)
+        .unwrap()
+        .propose_change(add(4, false), false)
+        .unwrap();
+    c.settle();
+    c.tick_all(3);
+    c.join(4, b);
+    c.tick_all(20);
+    // The promotion: a learns it chosen, then is cut off.
+    let r = c.chosen_end(b);
+    c.r.get_mut(&b)
+        .unwrap()
+        .propose_change(MembershipChange::Promote { id: NodeId(4) }, false)
+        .unwrap();
+    c.pump(b);
+    for _ in 0..20 {
+        if c.chosen_end(a) > r {
+            break;
+        }
+        c.settle_one_step(None);
+    }
+    isolate(&mut c, a);
+    let ca = c.chosen_end(a);
+    assert!(ca > r);
+    let schedule = c.r[&a].schedule();
+    assert!(!schedule.at(InstanceId(ca)).is_voter(NodeId(4)));
+    let e = (ca..ca + 64)
+        .find(|i| schedule.at(InstanceId(*i)).is_voter(NodeId(4)))
+        .expect("the promotion is in force within α of a's chosen prefix");
+    // b fills up to e - 1 with cc, one instance at a time.
+    for _ in 0..1000 {
+        if c.chosen_end(b) >= e {
+            break;
+        }
+        c.settle_one_step(None);
+    }
+    assert_eq!(c.chosen_end(b), e);
+    // Nothing more reaches cc (b's announcement of e - 1 included).
+    c.pool.clear();
+    c.r.get_mut(&b)
+        .unwrap()
+        .propose(Bytes::from_static(b"v"))
+        .unwrap();
+    c.pump(b);
+    let accepts_at_e: Vec<Message> = std::mem::take(&mut c.pool)
+        .into_iter()
+        .filter(|m| {
+            matches!(m.body, Body::Accept { instance, .. } if instance.0 == e)
+                && (m.to.0 == a || m.to.0 == 4)
+        })
+        .collect();
+    assert_eq!(accepts_at_e.len(), 2);
+    for m in accepts_at_e {
+        let to = m.to.0;
+        c.r.get_mut(&to).unwrap().step(m);
+        c.pump(to);
+    }
+    for m in std::mem::take(&mut c.pool) {
+        if m.to.0 == b && matches!(m.body, Body::Accepted { .. }) {
+            c.r.get_mut(&b).unwrap().step(m);
+        }
+    }
+    c.pump(b);
+    c.pool.clear();
+    isolate(&mut c, b);
+    let v = Value::batch(vec![Bytes::from_static(b"v")]);
+    assert_eq!(c.r[&b].chosen_value(InstanceId(e)), Some(&v));
+    assert!(c.chosen_end(cc) < e, "cc must not know e - 1 is chosen");
+    assert!(c.chosen_end(a) < e);
+    let s = c.r[&b].status();
+    assert!(s.applied_end.0 > e);
+    let snap = Snapshot {
+        meta: SnapshotMeta {
+            applied_end: s.applied_end,
+            checksum: s.checksum,
+        },
+        memberships: None,
+        data: Bytes::new(),
+    };
+    c.r.get_mut(&b).unwrap().compact(snap).unwrap();
+    for _ in 0..200 {
+        c.r.get_mut(&b).unwrap().tick();
+        c.settle();
+    }
+    assert_ne!(c.r[&b].status().role, RoleKind::Leader);
+    // a leads with b's promise; cc's is held back until w waits.
+    c.cut.clear();
+    isolate(&mut c, 4);
+    let mut accepts = Vec::new();
+    let mut won = false;
+    for _ in 0..2000 {
+        for id in 1..=4 {
+            c.r.get_mut(&id).unwrap().tick();
+        }
+        deliver_dropping(&mut c, a, b, &mut accepts, |m| {
+            matches!(m.body, Body::Promise { .. }) && m.from.0 == cc
+        });
+        if c.r[&a].status().role == RoleKind::Leader {
+            won = true;
+            break;
+        }
+    }
+    assert!(won, "a never led");
+    assert!(c.chosen_end(a) < e - 1);
+    c.r.get_mut(&a)
+        .unwrap()
+        .propose(Bytes::from_static(b"w"))
+        .unwrap();
+    for _ in 0..30 {
+        for id in 1..=4 {
+            c.r.get_mut(&id).unwrap().tick();
+        }
+        deliver_promise_first(&mut c, a, 0, &mut accepts);
+    }
+    assert!(
+        accepts.contains(&(e - 1)),
+        "a never re-proposed e - 1 = {}: {accepts:?}",
+        e - 1
+    );
+    assert!(
+        !accepts.contains(&e),
+        "a proposed at {e} with only {{a, cc}} reporting it: {accepts:?}"
+    );
+    assert_eq!(c.r[&a].chosen_value(InstanceId(e)), None);
 }
