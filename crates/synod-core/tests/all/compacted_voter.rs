@@ -29,6 +29,30 @@ fn heal(c: &mut Cluster, id: u32) {
     c.cut.retain(|(a, b)| *a != id && *b != id);
 }
 
+/// Node `id` compacts its log where it applied (a snapshot holding no
+/// state: these tests look at the protocol only).
+fn compact_at_applied(c: &mut Cluster, id: u32) {
+    let s = c.r[&id].status();
+    let snap = Snapshot {
+        meta: SnapshotMeta {
+            applied_end: s.applied_end,
+            checksum: s.checksum,
+        },
+        memberships: None,
+        data: Bytes::new(),
+    };
+    c.r.get_mut(&id).unwrap().compact(snap).unwrap();
+}
+
+/// Node `id`, cut off from every other, ticks alone until it stops leading.
+fn stop_leading_alone(c: &mut Cluster, id: u32) {
+    for _ in 0..200 {
+        c.r.get_mut(&id).unwrap().tick();
+        c.settle();
+    }
+    assert_ne!(c.r[&id].status().role, RoleKind::Leader);
+}
+
 /// Delivers until quiet; only `a` campaigns, and catch-up is lost (safety
 /// must not depend on it).
 fn settle_only(c: &mut Cluster, a: u32) {
@@ -93,16 +117,7 @@ fn ignoring_a_compacted_prefix_of_a_future_voter_loses_a_chosen_value() {
     assert!(c.chosen_end(cc) <= k);
     // 4 and 5 compact past k.
     for id in [4, 5] {
-        let s = c.r[&id].status();
-        let snap = Snapshot {
-            meta: SnapshotMeta {
-                applied_end: s.applied_end,
-                checksum: s.checksum,
-            },
-            memberships: None,
-            data: Bytes::new(),
-        };
-        c.r.get_mut(&id).unwrap().compact(snap).unwrap();
+        compact_at_applied(&mut c, id);
     }
     // B dies. A comes back, with C, 4 and 5 (but only A campaigns).
     c.r.remove(&b);
@@ -212,17 +227,8 @@ type Served = Vec<(u32, ReadId, u64)>;
 /// cluster, `a`, `cc`, `k` and the reads served meanwhile.
 fn a_leads_behind_a_compacted_prefix() -> (Cluster, u32, u32, u64, Served) {
     let (mut c, a, b, cc) = promoted_while_a_was_away();
-    let s = c.r[&cc].status();
-    assert!(s.applied_end.0 > c.chosen_end(a));
-    let snap = Snapshot {
-        meta: SnapshotMeta {
-            applied_end: s.applied_end,
-            checksum: s.checksum,
-        },
-        memberships: None,
-        data: Bytes::new(),
-    };
-    c.r.get_mut(&cc).unwrap().compact(snap).unwrap();
+    assert!(c.r[&cc].status().applied_end.0 > c.chosen_end(a));
+    compact_at_applied(&mut c, cc);
     // {a, cc} | {b, 4, 5}: b keeps leading (3 of 5 voters) and completes w.
     c.cut.clear();
     for x in [a, cc] {
@@ -391,35 +397,17 @@ fn q_leads_behind_l_compacted_prefix_with(
     let v = Value::batch(vec![Bytes::from_static(b"v")]);
     assert_eq!(c.r[&l].chosen_value(InstanceId(k)), Some(&v));
     assert!(c.chosen_end(p) <= k, "p must not know v is chosen");
-    let s = c.r[&l].status();
-    assert!(s.applied_end.0 > k);
-    let snap = Snapshot {
-        meta: SnapshotMeta {
-            applied_end: s.applied_end,
-            checksum: s.checksum,
-        },
-        memberships: None,
-        data: Bytes::new(),
-    };
-    c.r.get_mut(&l).unwrap().compact(snap).unwrap();
+    assert!(c.r[&l].status().applied_end.0 > k);
+    compact_at_applied(&mut c, l);
     // Alone, l stops leading.
-    for _ in 0..200 {
-        c.r.get_mut(&l).unwrap().tick();
-        c.settle();
-    }
-    assert_ne!(c.r[&l].status().role, RoleKind::Leader);
+    stop_leading_alone(&mut c, l);
     if compact_p {
-        let s = c.r[&p].status();
-        assert_eq!(s.applied_end.0, k, "p applied exactly up to k");
-        let snap = Snapshot {
-            meta: SnapshotMeta {
-                applied_end: s.applied_end,
-                checksum: s.checksum,
-            },
-            memberships: None,
-            data: Bytes::new(),
-        };
-        c.r.get_mut(&p).unwrap().compact(snap).unwrap();
+        assert_eq!(
+            c.r[&p].status().applied_end.0,
+            k,
+            "p applied exactly up to k"
+        );
+        compact_at_applied(&mut c, p);
     }
     c.cut.clear();
     if !p_reachable {
@@ -529,22 +517,9 @@ fn five_voters_late_promises_complete_a_reporting_quorum() {
     let v = Value::batch(vec![Bytes::from_static(b"v")]);
     assert_eq!(c.r[&l].chosen_value(InstanceId(k)), Some(&v));
     assert!(c.chosen_end(b) <= k && c.chosen_end(cc) <= k);
-    let s = c.r[&l].status();
-    assert!(s.applied_end.0 > k);
-    let snap = Snapshot {
-        meta: SnapshotMeta {
-            applied_end: s.applied_end,
-            checksum: s.checksum,
-        },
-        memberships: None,
-        data: Bytes::new(),
-    };
-    c.r.get_mut(&l).unwrap().compact(snap).unwrap();
-    for _ in 0..200 {
-        c.r.get_mut(&l).unwrap().tick();
-        c.settle();
-    }
-    assert_ne!(c.r[&l].status().role, RoleKind::Leader);
+    assert!(c.r[&l].status().applied_end.0 > k);
+    compact_at_applied(&mut c, l);
+    stop_leading_alone(&mut c, l);
     // {l, d, e} connected; b and cc away.
     c.cut.clear();
     isolate(&mut c, b);
@@ -701,22 +676,9 @@ fn a_reporting_quorum_is_judged_by_the_membership_of_the_instance() {
     assert_eq!(c.r[&b].chosen_value(InstanceId(e)), Some(&v));
     assert!(c.chosen_end(cc) < e, "cc must not know e - 1 is chosen");
     assert!(c.chosen_end(a) < e);
-    let s = c.r[&b].status();
-    assert!(s.applied_end.0 > e);
-    let snap = Snapshot {
-        meta: SnapshotMeta {
-            applied_end: s.applied_end,
-            checksum: s.checksum,
-        },
-        memberships: None,
-        data: Bytes::new(),
-    };
-    c.r.get_mut(&b).unwrap().compact(snap).unwrap();
-    for _ in 0..200 {
-        c.r.get_mut(&b).unwrap().tick();
-        c.settle();
-    }
-    assert_ne!(c.r[&b].status().role, RoleKind::Leader);
+    assert!(c.r[&b].status().applied_end.0 > e);
+    compact_at_applied(&mut c, b);
+    stop_leading_alone(&mut c, b);
     // a leads with b's promise; cc's is held back until w waits.
     c.cut.clear();
     isolate(&mut c, 4);
