@@ -424,8 +424,15 @@ impl Replica {
                     // own: the value chosen here was accepted by a quorum,
                     // which meets that one, so the highest-ballot value in
                     // their reports is the chosen one (the compacted
-                    // voter's silence changes nothing). Otherwise never
-                    // propose; catch-up fetches it.
+                    // voter's silence changes nothing). Their reports do
+                    // cover it: each promise's pages are contiguous from a
+                    // first instance at or below the cursor (the
+                    // candidate's chosen prefix, or `next_instance` for a
+                    // late one, whose entries are merged from there), and
+                    // an acceptor reports every instance from its
+                    // `values_from` on, which every way of dropping values
+                    // raises (`note_compacted` keeps the largest a page
+                    // gave). Otherwise never propose; catch-up fetches it.
                     //
                     // Liveness: a compacted voter may be unable to send
                     // its snapshot (an on-disk state machine restarted
