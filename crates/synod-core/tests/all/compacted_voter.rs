@@ -360,6 +360,59 @@ fn deliver_dropping(
     panic!("the network never went quiet");
 }
 
+/// Ticks every node, then delivers (`deliver_dropping`), until `a` leads.
+fn campaign(
+    c: &mut Cluster,
+    a: u32,
+    first: u32,
+    accepts: &mut Vec<u64>,
+    drop: impl Fn(&Message) -> bool + Copy,
+) {
+    for _ in 0..2000 {
+        c.tick_each();
+        deliver_dropping(c, a, first, accepts, drop);
+        if c.r[&a].status().role == RoleKind::Leader {
+            return;
+        }
+    }
+    panic!("n{a} never led");
+}
+
+/// `rounds` times: ticks every node, then delivers
+/// (`deliver_promise_first`).
+fn tick_and_deliver(c: &mut Cluster, a: u32, first: u32, rounds: u32, accepts: &mut Vec<u64>) {
+    for _ in 0..rounds {
+        c.tick_each();
+        deliver_promise_first(c, a, first, accepts);
+    }
+}
+
+/// Leader `l` (with nodes `away` cut off) chooses v at the next instance
+/// `k` with the others' votes, and is cut off before it tells anyone that v
+/// is chosen. Returns `k` and v.
+fn chosen_then_leader_cut_off(c: &mut Cluster, l: u32, away: &[u32]) -> (u64, Value) {
+    c.write(l, "x");
+    c.tick_all(3);
+    for id in away {
+        isolate(c, *id);
+    }
+    let k = c.chosen_end(l);
+    c.r.get_mut(&l)
+        .unwrap()
+        .propose(Bytes::from_static(b"v"))
+        .unwrap();
+    // The Accepts reach the others, their votes reach l, then l is cut off.
+    c.pump(l);
+    c.settle_one_step(None);
+    c.settle_one_step(None);
+    isolate(c, l);
+    c.settle();
+    let v = Value::batch(vec![Bytes::from_static(b"v")]);
+    assert_eq!(c.r[&l].chosen_value(InstanceId(k)), Some(&v));
+    assert!(c.r[&l].status().applied_end.0 > k);
+    (k, v)
+}
+
 /// Three voters: leader `l` chooses v at `k` with `p`'s vote while `q` is
 /// away, `p` never hears that it is chosen, and `l` compacts past `k` and
 /// stops leading (cut off from both). Then `q` campaigns, with `l`'s
@@ -380,24 +433,8 @@ fn q_leads_behind_l_compacted_prefix_with(
     let l = c.elect();
     let others: Vec<u32> = (1..=3).filter(|id| *id != l).collect();
     let (p, q) = (others[0], others[1]);
-    c.write(l, "x");
-    c.tick_all(3);
-    isolate(&mut c, q);
-    let k = c.chosen_end(l);
-    c.r.get_mut(&l)
-        .unwrap()
-        .propose(Bytes::from_static(b"v"))
-        .unwrap();
-    // The Accept reaches p, p's vote reaches l, and then l is cut off.
-    c.pump(l);
-    c.settle_one_step(None);
-    c.settle_one_step(None);
-    isolate(&mut c, l);
-    c.settle();
-    let v = Value::batch(vec![Bytes::from_static(b"v")]);
-    assert_eq!(c.r[&l].chosen_value(InstanceId(k)), Some(&v));
+    let (k, v) = chosen_then_leader_cut_off(&mut c, l, &[q]);
     assert!(c.chosen_end(p) <= k, "p must not know v is chosen");
-    assert!(c.r[&l].status().applied_end.0 > k);
     compact_at_applied(&mut c, l);
     // Alone, l stops leading.
     stop_leading_alone(&mut c, l);
@@ -413,25 +450,9 @@ fn q_leads_behind_l_compacted_prefix_with(
     if !p_reachable {
         isolate(&mut c, p);
     }
-    let mut won = false;
     let mut accepts = Vec::new();
-    for _ in 0..2000 {
-        for id in 1..=3 {
-            c.r.get_mut(&id).unwrap().tick();
-        }
-        deliver_promise_first(&mut c, q, l, &mut accepts);
-        if c.r[&q].status().role == RoleKind::Leader {
-            won = true;
-            break;
-        }
-    }
-    assert!(won, "q never led");
-    for _ in 0..5 {
-        for id in 1..=3 {
-            c.r.get_mut(&id).unwrap().tick();
-        }
-        deliver_promise_first(&mut c, q, l, &mut accepts);
-    }
+    campaign(&mut c, q, l, &mut accepts, |_| false);
+    tick_and_deliver(&mut c, q, l, 5, &mut accepts);
     (c, q, k, v, accepts)
 }
 
@@ -499,25 +520,8 @@ fn five_voters_late_promises_complete_a_reporting_quorum() {
     let l = c.elect();
     let others: Vec<u32> = (1..=5).filter(|id| *id != l).collect();
     let (b, cc, d, e) = (others[0], others[1], others[2], others[3]);
-    c.write(l, "x");
-    c.tick_all(3);
-    isolate(&mut c, d);
-    isolate(&mut c, e);
-    let k = c.chosen_end(l);
-    c.r.get_mut(&l)
-        .unwrap()
-        .propose(Bytes::from_static(b"v"))
-        .unwrap();
-    // The Accepts reach b and cc, their votes reach l, then l is cut off.
-    c.pump(l);
-    c.settle_one_step(None);
-    c.settle_one_step(None);
-    isolate(&mut c, l);
-    c.settle();
-    let v = Value::batch(vec![Bytes::from_static(b"v")]);
-    assert_eq!(c.r[&l].chosen_value(InstanceId(k)), Some(&v));
+    let (k, v) = chosen_then_leader_cut_off(&mut c, l, &[d, e]);
     assert!(c.chosen_end(b) <= k && c.chosen_end(cc) <= k);
-    assert!(c.r[&l].status().applied_end.0 > k);
     compact_at_applied(&mut c, l);
     stop_leading_alone(&mut c, l);
     // {l, d, e} connected; b and cc away.
@@ -525,40 +529,19 @@ fn five_voters_late_promises_complete_a_reporting_quorum() {
     isolate(&mut c, b);
     isolate(&mut c, cc);
     let mut accepts = Vec::new();
-    let mut won = false;
-    for _ in 0..2000 {
-        for id in 1..=5 {
-            c.r.get_mut(&id).unwrap().tick();
-        }
-        deliver_promise_first(&mut c, d, 0, &mut accepts);
-        if c.r[&d].status().role == RoleKind::Leader {
-            won = true;
-            break;
-        }
-    }
-    assert!(won, "d never led");
+    campaign(&mut c, d, 0, &mut accepts, |_| false);
     c.r.get_mut(&d)
         .unwrap()
         .propose(Bytes::from_static(b"w"))
         .unwrap();
-    for _ in 0..5 {
-        for id in 1..=5 {
-            c.r.get_mut(&id).unwrap().tick();
-        }
-        deliver_promise_first(&mut c, d, 0, &mut accepts);
-    }
+    tick_and_deliver(&mut c, d, 0, 5, &mut accepts);
     assert!(
         !accepts.contains(&k),
         "d proposed at {k} with only {{d, e}} reporting it: {accepts:?}"
     );
     // b and cc come back: their late promises complete a reporting quorum.
     c.cut.clear();
-    for _ in 0..30 {
-        for id in 1..=5 {
-            c.r.get_mut(&id).unwrap().tick();
-        }
-        deliver_promise_first(&mut c, d, 0, &mut accepts);
-    }
+    tick_and_deliver(&mut c, d, 0, 30, &mut accepts);
     let at_d = c.r[&d].chosen_value(InstanceId(k)).cloned();
     assert_eq!(at_d, Some(v.clone()), "AGREEMENT/LIVENESS at {k}: {at_d:?}");
     for id in 1..=5 {
@@ -683,31 +666,15 @@ fn a_reporting_quorum_is_judged_by_the_membership_of_the_instance() {
     c.cut.clear();
     isolate(&mut c, 4);
     let mut accepts = Vec::new();
-    let mut won = false;
-    for _ in 0..2000 {
-        for id in 1..=4 {
-            c.r.get_mut(&id).unwrap().tick();
-        }
-        deliver_dropping(&mut c, a, b, &mut accepts, |m| {
-            matches!(m.body, Body::Promise { .. }) && m.from.0 == cc
-        });
-        if c.r[&a].status().role == RoleKind::Leader {
-            won = true;
-            break;
-        }
-    }
-    assert!(won, "a never led");
+    campaign(&mut c, a, b, &mut accepts, |m| {
+        matches!(m.body, Body::Promise { .. }) && m.from.0 == cc
+    });
     assert!(c.chosen_end(a) < e - 1);
     c.r.get_mut(&a)
         .unwrap()
         .propose(Bytes::from_static(b"w"))
         .unwrap();
-    for _ in 0..30 {
-        for id in 1..=4 {
-            c.r.get_mut(&id).unwrap().tick();
-        }
-        deliver_promise_first(&mut c, a, 0, &mut accepts);
-    }
+    tick_and_deliver(&mut c, a, 0, 30, &mut accepts);
     assert!(
         accepts.contains(&(e - 1)),
         "a never re-proposed e - 1 = {}: {accepts:?}",

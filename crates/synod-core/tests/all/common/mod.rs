@@ -131,6 +131,13 @@ impl Cluster {
         }
     }
 
+    /// Ticks every node once, delivering nothing (see `tick_all`).
+    pub fn tick_each(&mut self) {
+        for replica in self.r.values_mut() {
+            replica.tick();
+        }
+    }
+
     pub fn leader(&self) -> Option<u32> {
         self.r
             .iter()
