@@ -313,6 +313,14 @@ struct Leader {
     /// clients wait for their answers), a follower whose read waits for the
     /// index it was given, the target of a leadership transfer.
     chosen_wanted: BTreeMap<NodeId, proposer::ChosenWanted>,
+    /// How far each member was last told the prefix by `announce_chosen`,
+    /// kept after its `chosen_wanted` entry goes: a follower that forwards
+    /// again, its last commands answered, must not be told again the
+    /// prefix it already has (a heartbeat, a wake-up there, for nothing;
+    /// with clients on every node, half of the leader's messages to its
+    /// followers were such repeats). One entry per member that waited on
+    /// this leader, gone with its leadership.
+    chosen_told: BTreeMap<NodeId, InstanceId>,
     /// Read confirmation (see `reads.rs`): the last heartbeat round sent,
     /// when, and per member the highest round it acknowledged.
     probe_sent: u64,

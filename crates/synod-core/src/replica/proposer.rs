@@ -314,6 +314,7 @@ impl Replica {
             hold_began: (0, 0),
             hold_armed: false,
             chosen_wanted: BTreeMap::new(),
+            chosen_told: BTreeMap::new(),
             probe_sent: 0,
             probe_sent_tick: now,
             full_probe: 0,
@@ -713,7 +714,14 @@ impl Replica {
         let Role::Leader(leader) = &mut self.role else {
             return;
         };
-        let wanted = leader.chosen_wanted.entry(member).or_default();
+        let told = leader.chosen_told.get(&member).copied().unwrap_or_default();
+        let wanted = leader
+            .chosen_wanted
+            .entry(member)
+            .or_insert_with(|| ChosenWanted {
+                told,
+                ..ChosenWanted::default()
+            });
         match needed {
             Some(needed) => wanted.needed = wanted.needed.max(needed),
             None => wanted.open = true,
@@ -730,6 +738,7 @@ impl Replica {
             if let Some(wanted) = leader.chosen_wanted.get_mut(&member) {
                 wanted.told = InstanceId(0);
             }
+            leader.chosen_told.remove(&member);
         }
     }
 
@@ -976,6 +985,9 @@ impl Replica {
         });
         if tell.is_empty() {
             return;
+        }
+        for member in &tell {
+            leader.chosen_told.insert(*member, chosen_end);
         }
         let probe = leader.probe_sent;
         let target = leader.transfer.map(|(to, _)| to);

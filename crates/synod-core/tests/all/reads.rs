@@ -817,6 +817,34 @@ fn a_forwarder_told_its_command_is_chosen_sends_no_answer() {
     assert_eq!(n.served[0], vec![(7, 3)]);
 }
 
+/// A member that waits on the prefix again (here a read at a follower,
+/// after its forwarded command was answered) is not told the prefix it was
+/// told already: the leader remembers how far it told each member after
+/// the member stops waiting. It forgot, and a follower with clients got a
+/// second, identical heartbeat for about half of the batches. It is still
+/// told the prefix as it grows past that.
+#[test]
+fn a_member_waiting_again_is_not_told_the_prefix_it_has() {
+    // Three nodes: the read's request vouches, so it needs no round.
+    let mut n = Net::settled(3);
+    let g_accepts = n.forward_f_with_g_in_flight();
+    n.exchange(|_| true);
+    assert_eq!(n.applied[1].len(), 2, "the forwarder was told f is chosen");
+    n.r[1].read(ReadId(5)).unwrap();
+    n.pump(2);
+    n.exchange(|m| matches!(m.body, Body::ReadIndexRequest { .. }));
+    assert!(
+        n.heartbeats_to(2).is_empty(),
+        "told again what it was told: {:?}",
+        n.pool
+    );
+    n.exchange(|_| true);
+    assert!(n.served[1].is_empty(), "served before g is known chosen");
+    n.pool.extend(g_accepts);
+    n.exchange(|_| true);
+    assert_eq!(n.served[1], vec![(5, 3)], "told g is chosen, it serves");
+}
+
 /// A leadership transfer waits for its target to report the whole prefix
 /// (`check_transfer`): told it while instances are in flight, the target
 /// gets the last round's probe, not 0, and answers.

@@ -209,20 +209,24 @@ fn learners_counted_toward_quorums_are_caught_by_the_quorum_checker() {
 /// 368 and 375 with eager leaders, 463 and 520 with the default mix. Since
 /// checkpoint markers are written off the loop (a simulated sync job,
 /// which moved the runs again), it finds 129, 368 and 520 with eager
-/// leaders, 327, 520 and 629 with the default mix.
+/// leaders, 327, 520 and 629 with the default mix; since a member that
+/// waits on the chosen prefix again is no longer told what it was told
+/// already (fewer heartbeats, so the runs moved again), 377, 424 and 449 of
+/// 0..700 with eager leaders, 180, 370, 377 and 521 of 0..700 with the
+/// default mix.
 #[test]
 fn a_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
-    let caught = caught_among("lease-drift-beyond-bound", "linearizab", 129..130);
+    let caught = caught_among("lease-drift-beyond-bound", "linearizab", 377..378);
     assert_eq!(
         caught,
-        Some(129),
-        "a lease on a clock beyond its drift bound went unnoticed on seed 129"
+        Some(377),
+        "a lease on a clock beyond its drift bound went unnoticed on seed 377"
     );
     // With lazy leaders (the default mix).
-    let caught = caught_among_with("lease-drift-beyond-bound", "linearizab", 327..328, false);
+    let caught = caught_among_with("lease-drift-beyond-bound", "linearizab", 180..181, false);
     assert_eq!(
         caught,
-        Some(327),
+        Some(180),
         "a lease on a clock beyond its drift bound went unnoticed with lazy leaders"
     );
 }
@@ -308,9 +312,10 @@ fn values_dropped_past_a_checkpoint_in_progress_are_caught() {
 /// above: a leader paused through its successor's election wakes with its
 /// clock stopped, is lent a master lease, and believes it is the only master
 /// while the successor holds one. The master-lease checker (true simulated
-/// time) sees the overlap. Seeds 4 and 16 are the first two of 0..60 to
-/// show it (15 of the 60 do; 4 and 12 were before applied values left
-/// memory beyond a bounded tail, 4 and 5 before a heartbeat that only
+/// time) sees the overlap. Seeds 5 and 12 are the first two of 0..60 to
+/// show it (18 of the 60 do; 4 and 16 were before a member that waits on
+/// the chosen prefix again was no longer told what it had been told, 4
+/// and 12 before applied values left memory beyond a bounded tail, 4 and 5 before a heartbeat that only
 /// announces the chosen prefix asked for no answer, 4 and 13 before a busy
 /// leader's drained pipeline was announced after a delay, 4 and 8 before a
 /// grown chosen prefix waited for the pipeline to drain to be announced to
@@ -330,7 +335,7 @@ fn a_master_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
     inject.hold_off = true;
     // And without failed snapshot writes (added with paced write-back).
     inject.snapshot_eio_off = true;
-    let caught: Vec<u64> = [4, 16]
+    let caught: Vec<u64> = [5, 12]
         .into_iter()
         .filter(|seed| {
             run_seed(*seed, 3, inject)
@@ -341,7 +346,7 @@ fn a_master_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
         .collect();
     assert_eq!(
         caught,
-        vec![4, 16],
+        vec![5, 12],
         "master leases on clocks beyond the drift bound went unnoticed"
     );
 }
