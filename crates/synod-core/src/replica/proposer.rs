@@ -732,13 +732,15 @@ impl Replica {
     /// it is told the prefix again, with the last round's probe, even if a
     /// heartbeat that asked for no answer told it already (it forwarded
     /// commands). Without this, a target told so while a drained pipeline's
-    /// announcement waited would report only at the next round.
+    /// announcement waited would report only at the next round. The
+    /// caller made the entry first (`want_chosen`), starting from how far
+    /// the member was told (`Leader::chosen_told`): zeroing its mark here is
+    /// what makes the tell go.
     pub(super) fn want_report(&mut self, member: NodeId) {
         if let Role::Leader(leader) = &mut self.role {
             if let Some(wanted) = leader.chosen_wanted.get_mut(&member) {
                 wanted.told = InstanceId(0);
             }
-            leader.chosen_told.remove(&member);
         }
     }
 

@@ -845,6 +845,61 @@ fn a_member_waiting_again_is_not_told_the_prefix_it_has() {
     assert_eq!(n.served[1], vec![(5, 3)], "told g is chosen, it serves");
 }
 
+/// The member waiting again is told as the prefix grows past what it was
+/// told while instances are still in flight, so with no drain round to
+/// tell everyone: its read is served by the tell alone.
+#[test]
+fn a_member_waiting_again_is_told_growth_with_instances_in_flight() {
+    let mut n = Net::settled(3);
+    let g_accepts = n.forward_f_with_g_in_flight();
+    n.exchange(|_| true);
+    assert_eq!(n.applied[1].len(), 2, "the forwarder was told f is chosen");
+    n.r[1].read(ReadId(5)).unwrap();
+    n.pump(2);
+    n.exchange(|_| true);
+    assert!(n.served[1].is_empty(), "served before g is known chosen");
+    // h goes in flight and stays there: g's choice drains nothing.
+    n.r[0].propose(Bytes::from_static(b"h")).unwrap();
+    n.pump(1);
+    n.pool = g_accepts;
+    n.exchange(|_| true);
+    assert_eq!(n.served[1], vec![(5, 3)], "told g is chosen, it serves");
+}
+
+/// A transfer target that was told the prefix already (it forwarded a
+/// command) is told it again with the last round's probe, which it
+/// answers (the transfer waits for that report): the told mark the leader
+/// keeps does not stand in for it.
+#[test]
+fn a_transfer_target_told_before_is_told_again_with_a_probe() {
+    let mut n = Net::settled(3);
+    let g_accepts = n.forward_f_with_g_in_flight();
+    n.exchange(|_| true);
+    assert_eq!(n.applied[1].len(), 2, "the forwarder was told f is chosen");
+    n.pool.clear();
+    n.r[0].transfer_leadership(NodeId(2)).unwrap();
+    n.pump(1);
+    let told = n.heartbeats_to(2);
+    assert_eq!(told.len(), 1, "the target is told: {:?}", n.pool);
+    assert!(
+        !matches!(told[0].body, Body::Heartbeat { probe: 0, .. }),
+        "{:?}",
+        told[0]
+    );
+    n.pool.extend(g_accepts);
+    for _ in 0..25 {
+        n.exchange(|m| !matches!(m.body, Body::TakeOver { .. }));
+        if n.pool
+            .iter()
+            .any(|m| m.to.0 == 2 && matches!(m.body, Body::TakeOver { .. }))
+        {
+            return;
+        }
+        n.tick(1);
+    }
+    panic!("no hand-over to node 2: {:?}", n.pool);
+}
+
 /// A leadership transfer waits for its target to report the whole prefix
 /// (`check_transfer`): told it while instances are in flight, the target
 /// gets the last round's probe, not 0, and answers.
