@@ -117,11 +117,19 @@ run() { # system label args...
   # shellcheck disable=SC2086
   echo "$system/$label,$(( $(cpu_ticks $pids) - c0 )),$(( $(switches $pids) - s0 ))" >>"$OUT/cost.csv"
 }
-for system in synod redis etcd; do
-  for clients in 1 10 50 200; do
+# Row by row, the three systems one after another: this machine's speed
+# drifts by 10-30% within minutes (Redis's own rows moved by up to 45%
+# between runs that measured each system's rows in one stretch), so a ratio
+# is only worth quoting between rows measured within seconds of each other.
+for clients in 1 10 50 200; do
+  for system in synod redis etcd; do
     run $system "set-c$clients" --clients $clients --read-ratio 0
+  done
+  for system in synod redis etcd; do
     run $system "get-c$clients" --clients $clients --read-ratio 1
   done
+done
+for system in synod redis etcd; do
   run $system "set-p16" --clients 50 --pipeline 16 --read-ratio 0
 done
 
@@ -173,7 +181,8 @@ echo "== report"
   echo "etcd $(etcd --version | awk '/^etcd Version/ {print $3}'): 3 members on loopback, default settings (WAL fsync before a write is acknowledged),"
   echo "linearizable reads (Range with the default consistency); driven over gRPC, one HTTP/2 connection per client,"
   echo "pipelined requests as concurrent streams on it."
-  echo "Load: \`synod bench\`, closed loop, 100-byte values, 10,000 keys, ${SECONDS_EACH} s per row after 2 s warm-up."
+  echo "Load: \`synod bench\`, closed loop, 100-byte values, 10,000 keys, ${SECONDS_EACH} s per row after 2 s warm-up;"
+  echo "each workload runs on Synod, Redis and etcd one right after another, so each ratio compares runs seconds apart."
   echo
   echo "| workload | Synod ops/s | Synod p50 ms | Synod p99 ms | Redis ops/s | Redis p50 ms | Redis p99 ms | etcd ops/s | etcd p50 ms | etcd p99 ms | Synod/Redis throughput | Synod/etcd throughput |"
   echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
