@@ -176,6 +176,43 @@ impl Net {
         self.pool = f_accepts;
         g_accepts
     }
+    /// Three nodes (so that a read request at n2 vouches and needs no
+    /// round): n2's forwarded f is chosen and n2 was told so, while g is in
+    /// flight (its Accepts returned, held back).
+    fn forwarder_told_f_with_g_in_flight() -> (Net, Vec<Message>) {
+        let mut n = Net::settled(3);
+        let g_accepts = n.forward_f_with_g_in_flight();
+        n.exchange(|_| true);
+        assert_eq!(n.applied[1].len(), 2, "the forwarder was told f is chosen");
+        (n, g_accepts)
+    }
+    /// The one heartbeat to a transfer's target `id` in the pool: it
+    /// carries a round's probe (not 0), so the target answers it.
+    fn told_with_a_probe(&self, id: u32) -> Message {
+        let told = self.heartbeats_to(id);
+        assert_eq!(told.len(), 1, "the target is told: {:?}", self.pool);
+        assert!(
+            !matches!(told[0].body, Body::Heartbeat { probe: 0, .. }),
+            "{:?}",
+            told[0]
+        );
+        told[0].clone()
+    }
+    /// Node 1 (leading) tells `id` to take over within 25 of its ticks.
+    fn hands_over_to(&mut self, id: u32) {
+        for _ in 0..25 {
+            self.exchange(|m| !matches!(m.body, Body::TakeOver { .. }));
+            if self
+                .pool
+                .iter()
+                .any(|m| m.to.0 == id && matches!(m.body, Body::TakeOver { .. }))
+            {
+                return;
+            }
+            self.tick(1);
+        }
+        panic!("no hand-over to node {id}: {:?}", self.pool);
+    }
     /// The heartbeats to `id` in the pool.
     fn heartbeats_to(&self, id: u32) -> Vec<Message> {
         self.pool
@@ -825,11 +862,7 @@ fn a_forwarder_told_its_command_is_chosen_sends_no_answer() {
 /// told the prefix as it grows past that.
 #[test]
 fn a_member_waiting_again_is_not_told_the_prefix_it_has() {
-    // Three nodes: the read's request vouches, so it needs no round.
-    let mut n = Net::settled(3);
-    let g_accepts = n.forward_f_with_g_in_flight();
-    n.exchange(|_| true);
-    assert_eq!(n.applied[1].len(), 2, "the forwarder was told f is chosen");
+    let (mut n, g_accepts) = Net::forwarder_told_f_with_g_in_flight();
     n.r[1].read(ReadId(5)).unwrap();
     n.pump(2);
     n.exchange(|m| matches!(m.body, Body::ReadIndexRequest { .. }));
@@ -850,10 +883,7 @@ fn a_member_waiting_again_is_not_told_the_prefix_it_has() {
 /// tell everyone: its read is served by the tell alone.
 #[test]
 fn a_member_waiting_again_is_told_growth_with_instances_in_flight() {
-    let mut n = Net::settled(3);
-    let g_accepts = n.forward_f_with_g_in_flight();
-    n.exchange(|_| true);
-    assert_eq!(n.applied[1].len(), 2, "the forwarder was told f is chosen");
+    let (mut n, g_accepts) = Net::forwarder_told_f_with_g_in_flight();
     n.r[1].read(ReadId(5)).unwrap();
     n.pump(2);
     n.exchange(|_| true);
@@ -872,32 +902,13 @@ fn a_member_waiting_again_is_told_growth_with_instances_in_flight() {
 /// keeps does not stand in for it.
 #[test]
 fn a_transfer_target_told_before_is_told_again_with_a_probe() {
-    let mut n = Net::settled(3);
-    let g_accepts = n.forward_f_with_g_in_flight();
-    n.exchange(|_| true);
-    assert_eq!(n.applied[1].len(), 2, "the forwarder was told f is chosen");
+    let (mut n, g_accepts) = Net::forwarder_told_f_with_g_in_flight();
     n.pool.clear();
     n.r[0].transfer_leadership(NodeId(2)).unwrap();
     n.pump(1);
-    let told = n.heartbeats_to(2);
-    assert_eq!(told.len(), 1, "the target is told: {:?}", n.pool);
-    assert!(
-        !matches!(told[0].body, Body::Heartbeat { probe: 0, .. }),
-        "{:?}",
-        told[0]
-    );
+    n.told_with_a_probe(2);
     n.pool.extend(g_accepts);
-    for _ in 0..25 {
-        n.exchange(|m| !matches!(m.body, Body::TakeOver { .. }));
-        if n.pool
-            .iter()
-            .any(|m| m.to.0 == 2 && matches!(m.body, Body::TakeOver { .. }))
-        {
-            return;
-        }
-        n.tick(1);
-    }
-    panic!("no hand-over to node 2: {:?}", n.pool);
+    n.hands_over_to(2);
 }
 
 /// A leadership transfer waits for its target to report the whole prefix
@@ -916,32 +927,16 @@ fn a_transfer_target_told_the_prefix_answers() {
     n.pump(1);
     n.pool = a_accepts; // what the transfer sent is dropped
     n.exchange(|m| !matches!(m.body, Body::Heartbeat { .. }));
-    let told = n.heartbeats_to(2);
-    assert_eq!(told.len(), 1, "the target is told: {:?}", n.pool);
-    assert!(
-        !matches!(told[0].body, Body::Heartbeat { probe: 0, .. }),
-        "{:?}",
-        told[0]
-    );
+    let told = n.told_with_a_probe(2);
     n.pool.clear();
-    n.r[1].step(told[0].clone());
+    n.r[1].step(told);
     n.pump(2);
     assert!(n
         .pool
         .iter()
         .any(|m| m.to.0 == 1 && matches!(m.body, Body::HeartbeatAck { .. })));
     // And the transfer goes through (b is sent again after a few ticks).
-    for _ in 0..25 {
-        n.exchange(|m| !matches!(m.body, Body::TakeOver { .. }));
-        if n.pool
-            .iter()
-            .any(|m| m.to.0 == 2 && matches!(m.body, Body::TakeOver { .. }))
-        {
-            return;
-        }
-        n.tick(1);
-    }
-    panic!("no hand-over to node 2: {:?}", n.pool);
+    n.hands_over_to(2);
 }
 
 /// Attack review: a follower picked for a read round that also waits on the
