@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Where the clients connect, side by side: one `synod bench` load, alternated
+# ROUNDS times between clients spread over the three nodes of one local
+# cluster, all of them on the leader, all of them on one follower, and one
+# Redis (appendonly yes, appendfsync always): throughput, p50, and the
+# servers' CPU and context switches per request (Synod: its three nodes
+# summed; from /proc over the measured seconds only). The committed
+# side-by-side report spreads its clients; this says what that costs
+# against clients on one node, on one cluster in one run (this machine's
+# speed drifts by 10-30% within minutes).
+#
+#   bench/entry-points.sh ROUNDS SYNOD_BIN [-- SYNOD_BENCH_ARGS]
+#   e.g. bench/entry-points.sh 3 target/release/synod -- --clients 50 --read-ratio 1
+#
+# MODES picks the order and the set (default "spread leader follower redis").
+set -euo pipefail
+[ $# -ge 2 ] && { [ $# -eq 2 ] || [ "$3" = "--" ]; } || {
+  echo "usage: bench/entry-points.sh ROUNDS SYNOD_BIN [-- SYNOD_BENCH_ARGS]" >&2
+  exit 2
+}
+ROUNDS=$1
+BIN=$(realpath "$2")
+shift 2
+[ $# -gt 0 ] && shift
+cd "$(dirname "$0")/.."
+# shellcheck source=bench/cost-lib.sh
+. bench/cost-lib.sh
+HZ=$(getconf CLK_TCK)
+SECONDS_EACH=5
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/synod-entry-points.XXXXXX")
+start_leader_cluster "$BIN" "$WORK"
+mkdir -p "$WORK/redis"
+redis-server --port 6491 --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes \
+  --appendfsync always --save '' --daemonize no >"$WORK/redis.log" 2>&1 &
+REDIS=$!
+trap 'kill $REDIS $CLUSTER 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 1 50); do redis-cli -p 6491 ping >/dev/null 2>&1 && break; sleep 0.1; done
+NODES=$(pgrep -P "$CLUSTER" | tr '\n' ' ')
+FOLLOWER=$(((PORT - 7400) % 3 + 7401))
+echo "mode ops/s p50_ms cpu_us_per_op switches_per_op"
+for _ in $(seq 1 "$ROUNDS"); do
+  for mode in ${MODES:-spread leader follower redis}; do
+    case $mode in
+      spread) addr=127.0.0.1:7401,127.0.0.1:7402,127.0.0.1:7403 pids=$NODES ;;
+      leader) addr=127.0.0.1:$PORT pids=$NODES ;;
+      follower) addr=127.0.0.1:$FOLLOWER pids=$NODES ;;
+      redis) addr=127.0.0.1:6491 pids=$REDIS ;;
+      *) echo "entry-points: unknown mode $mode" >&2; exit 2 ;;
+    esac
+    "$BIN" bench --addr "$addr" --duration "$SECONDS_EACH" --warmup 1 "$@" >"$WORK/out" &
+    bench=$!
+    sleep 1
+    # shellcheck disable=SC2086 # lists of pids
+    c0=$(cpu_ticks $pids) s0=$(switches $pids)
+    wait "$bench"
+    # shellcheck disable=SC2086
+    c1=$(cpu_ticks $pids) s1=$(switches $pids)
+    # The result line: label clients pipeline ops/s p50 ...
+    tail -1 "$WORK/out" | awk -v mode="$mode" -v secs="$SECONDS_EACH" -v hz="$HZ" \
+      -v cpu=$((c1 - c0)) -v sw=$((s1 - s0)) '{
+        n = $4 * secs
+        printf "%s %.0f %s %.1f %.3f\n", mode, $4, $5, cpu * 1e6 / hz / n, sw / n
+      }'
+  done
+done
