@@ -13,6 +13,8 @@
 #   e.g. bench/entry-points.sh 3 target/release/synod -- --clients 50 --read-ratio 1
 #
 # MODES picks the order and the set (default "spread leader follower redis").
+# For Synod a last column gives each node's CPU per request, in node order,
+# the leader's marked with a star.
 set -euo pipefail
 [ $# -ge 2 ] && { [ $# -eq 2 ] || [ "$3" = "--" ]; } || {
   echo "usage: bench/entry-points.sh ROUNDS SYNOD_BIN [-- SYNOD_BENCH_ARGS]" >&2
@@ -37,7 +39,7 @@ trap 'kill $REDIS $CLUSTER 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 50); do redis-cli -p 6491 ping >/dev/null 2>&1 && break; sleep 0.1; done
 NODES=$(pgrep -P "$CLUSTER" | tr '\n' ' ')
 FOLLOWER=$(((PORT - 7400) % 3 + 7401))
-echo "mode ops/s p50_ms cpu_us_per_op switches_per_op"
+echo "mode ops/s p50_ms cpu_us_per_op switches_per_op [per-node cpu_us_per_op]"
 for _ in $(seq 1 "$ROUNDS"); do
   for mode in ${MODES:-spread leader follower redis}; do
     case $mode in
@@ -52,14 +54,31 @@ for _ in $(seq 1 "$ROUNDS"); do
     sleep 1
     # shellcheck disable=SC2086 # lists of pids
     c0=$(cpu_ticks $pids) s0=$(switches $pids)
+    each0=()
+    for pid in $pids; do each0+=("$(cpu_ticks "$pid")"); done
     wait "$bench"
     # shellcheck disable=SC2086
     c1=$(cpu_ticks $pids) s1=$(switches $pids)
+    each="" i=0
+    if [ "$mode" != redis ]; then
+      for pid in $pids; do
+        star=""
+        [ "$pid" = "$LEADER_PID" ] && star="*"
+        each="$each $star$(($(cpu_ticks "$pid") - each0[i]))"
+        i=$((i + 1))
+      done
+    fi
     # The result line: label clients pipeline ops/s p50 ...
     tail -1 "$WORK/out" | awk -v mode="$mode" -v secs="$SECONDS_EACH" -v hz="$HZ" \
-      -v cpu=$((c1 - c0)) -v sw=$((s1 - s0)) '{
+      -v cpu=$((c1 - c0)) -v sw=$((s1 - s0)) -v each="$each" '{
         n = $4 * secs
-        printf "%s %.0f %s %.1f %.3f\n", mode, $4, $5, cpu * 1e6 / hz / n, sw / n
+        line = sprintf("%s %.0f %s %.1f %.3f", mode, $4, $5, cpu * 1e6 / hz / n, sw / n)
+        k = split(each, ticks, " ")
+        for (j = 1; j <= k; j++) {
+          star = (substr(ticks[j], 1, 1) == "*") ? "*" : ""
+          line = line sprintf(" %s%.1f", star, substr(ticks[j], length(star) + 1) * 1e6 / hz / n)
+        }
+        print line
       }'
   done
 done
