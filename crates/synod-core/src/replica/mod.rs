@@ -317,9 +317,9 @@ struct Leader {
     /// kept after its `chosen_wanted` entry goes: a follower that forwards
     /// again, its last commands answered, must not be told again the
     /// prefix it already has (a heartbeat, a wake-up there, for nothing;
-    /// with clients on every node, half of the leader's messages to its
-    /// followers were such repeats). One entry per member that waited on
-    /// this leader, gone with its leadership.
+    /// with clients on every node, about a third of the leader's
+    /// heartbeats to its followers were such repeats). One entry per member
+    /// that waited on this leader, gone with its leadership.
     chosen_told: BTreeMap<NodeId, InstanceId>,
     /// Read confirmation (see `reads.rs`): the last heartbeat round sent,
     /// when, and per member the highest round it acknowledged.
