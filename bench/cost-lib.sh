@@ -94,6 +94,24 @@ start_leader_cluster() {
   redis-benchmark -p "$PORT" -q -n 50000 -t set -r 100000 -d 100 -c 50 >/dev/null 2>&1
 }
 
+# start_cluster_and_redis SYNOD_BIN WORK_DIR -> start_leader_cluster, then
+# one Redis (appendonly yes, appendfsync always) on port 6491 with its data
+# in WORK_DIR/redis; sets REDIS (its pid) and NODES (the cluster's node
+# pids), stops both (and removes WORK_DIR) when the script exits, and
+# returns once Redis answers. Used by bench/vs-redis.sh and
+# bench/entry-points.sh.
+start_cluster_and_redis() {
+  start_leader_cluster "$1" "$2"
+  mkdir -p "$2/redis"
+  redis-server --port 6491 --bind 127.0.0.1 --dir "$2/redis" --appendonly yes \
+    --appendfsync always --save '' --daemonize no >"$2/redis.log" 2>&1 &
+  REDIS=$!
+  # shellcheck disable=SC2064 # the pids and the path are fixed now
+  trap "kill $REDIS $CLUSTER 2>/dev/null; wait 2>/dev/null; rm -rf '$2'" EXIT
+  for _ in $(seq 1 50); do redis-cli -p 6491 ping >/dev/null 2>&1 && break; sleep 0.1; done
+  NODES=$(pgrep -P "$CLUSTER" | tr '\n' ' ')
+}
+
 # count_on_nodes WORK_DIR EVENTS REDIS_BENCHMARK_ARGS... -> counts EVENTS
 # (`perf stat -e`) on every node of the cluster that start_leader_cluster
 # started, while redis-benchmark sends the load to the leader: the counts

@@ -30,14 +30,7 @@ cd "$(dirname "$0")/.."
 HZ=$(getconf CLK_TCK)
 SECONDS_EACH=5
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/synod-entry-points.XXXXXX")
-start_leader_cluster "$BIN" "$WORK"
-mkdir -p "$WORK/redis"
-redis-server --port 6491 --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes \
-  --appendfsync always --save '' --daemonize no >"$WORK/redis.log" 2>&1 &
-REDIS=$!
-trap 'kill $REDIS $CLUSTER 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 50); do redis-cli -p 6491 ping >/dev/null 2>&1 && break; sleep 0.1; done
-NODES=$(pgrep -P "$CLUSTER" | tr '\n' ' ')
+start_cluster_and_redis "$BIN" "$WORK"
 FOLLOWER=$(((PORT - 7400) % 3 + 7401))
 echo "mode ops/s p50_ms cpu_us_per_op switches_per_op [per-node cpu_us_per_op]"
 for _ in $(seq 1 "$ROUNDS"); do

@@ -25,15 +25,8 @@ cd "$(dirname "$0")/.."
 N=$(requests_of x "$@")
 HZ=$(getconf CLK_TCK)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/synod-vs-redis.XXXXXX")
-start_leader_cluster "$BIN" "$WORK"
-mkdir -p "$WORK/redis"
-redis-server --port 6491 --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes \
-  --appendfsync always --save '' --daemonize no >"$WORK/redis.log" 2>&1 &
-REDIS=$!
-trap 'kill $REDIS $CLUSTER 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 50); do redis-cli -p 6491 ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_cluster_and_redis "$BIN" "$WORK"
 redis-benchmark -p 6491 -q -n 50000 -t set -r 100000 -d 100 -c 50 >/dev/null 2>&1
-NODES=$(pgrep -P "$CLUSTER" | tr '\n' ' ')
 per_op() { echo "scale=2; ($2 - $1) * 1000000 / $HZ / $N" | bc -l; }
 rate() { redis-benchmark -p "$1" -q "${@:2}" | tr '\r' '\n' | grep 'per second' | tail -1 | awk '{print $2}'; }
 echo "system ops/s cpu_us_per_op (synod: leader, leader user, all nodes; redis: process, user)"
