@@ -11,10 +11,11 @@
 //! runs one `write_all_at` and one `sync_data` on it; for [`RealFs`] those
 //! are `pwrite` and `fdatasync` behind one indirect call each.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -98,6 +99,18 @@ pub trait Fs: Send + Sync + Debug {
     /// The simulator's is small, so that its small snapshots are paced too.
     fn write_back_bytes(&self) -> u64 {
         1 << 20
+    }
+    /// Whether a mapping of the file at `path` made by [`Fs::map`] is still
+    /// alive (then it must not be cut: see `trash.rs`). A mapping begun
+    /// before this call is seen by it, whatever name the file has now.
+    fn is_mapped(&self, _path: &Path) -> io::Result<bool> {
+        Ok(false)
+    }
+    /// The step a file in the trash is cut by before it is unlinked (see
+    /// `trash.rs`). The simulator's is small, so that a crash can land
+    /// between the steps of its small files.
+    fn remove_step_bytes(&self) -> u64 {
+        4 << 20
     }
 }
 
@@ -257,8 +270,12 @@ impl Fs for RealFs {
         if len == 0 {
             return Ok(None);
         }
+        // Held from the open to the count, so that `is_mapped` sees every
+        // mapping of a file that still had its name when it was opened.
+        let mut mapped = lock_mapped();
         let file = File::open(path)?;
-        if file.metadata()?.len() < offset.saturating_add(len as u64) {
+        let meta = file.metadata()?;
+        if meta.len() < offset.saturating_add(len as u64) {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the file is shorter than the range to map",
@@ -267,18 +284,66 @@ impl Fs for RealFs {
         // SAFETY: a mapping is undefined behaviour if the file changes under
         // it. `map` is only called on snapshot files, which are written
         // whole under a temporary name, synced, renamed and never written
-        // again; a superseded one is unlinked, which leaves the mapping
+        // again; a superseded one is cut before it is unlinked only while
+        // no mapping of it is alive (`is_mapped`, counted here; see
+        // `trash.rs`), else it is unlinked whole, which leaves the mapping
         // valid. What remains is an outside process truncating the file
         // (or the disk failing a page-in): the process then gets SIGBUS and
         // stops, as it would stop on a failed read (fatal, recovers from the
         // log on restart).
-        let mapped = unsafe {
+        let map = unsafe {
             memmap2::MmapOptions::new()
                 .offset(offset)
                 .len(len)
                 .map(&file)?
         };
-        Ok(Some(bytes::Bytes::from_owner(mapped)))
+        let inode = (meta.dev(), meta.ino());
+        *mapped.entry(inode).or_insert(0) += 1;
+        Ok(Some(bytes::Bytes::from_owner(Mapping { map, inode })))
+    }
+
+    fn is_mapped(&self, path: &Path) -> io::Result<bool> {
+        let mapped = lock_mapped();
+        let meta = fs::metadata(path)?;
+        Ok(mapped.contains_key(&(meta.dev(), meta.ino())))
+    }
+}
+
+/// The files (device and inode numbers) with a mapping made by
+/// [`RealFs::map`] alive, and how many.
+static MAPPED: std::sync::Mutex<BTreeMap<(u64, u64), usize>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// [`MAPPED`], locked. A panic while it was held cannot leave a count
+/// half-changed (each change is one map operation), so a poisoned lock is
+/// taken as it is.
+fn lock_mapped() -> std::sync::MutexGuard<'static, BTreeMap<(u64, u64), usize>> {
+    MAPPED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A mapping of a file, counted in [`MAPPED`] while it lives.
+struct Mapping {
+    map: memmap2::Mmap,
+    inode: (u64, u64),
+}
+
+impl AsRef<[u8]> for Mapping {
+    fn as_ref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        let mut mapped = lock_mapped();
+        if let Some(count) = mapped.get_mut(&self.inode) {
+            *count -= 1;
+            if *count == 0 {
+                mapped.remove(&self.inode);
+            }
+        }
     }
 }
 

@@ -32,6 +32,7 @@ mod recovery;
 pub mod segment;
 mod sim_fs;
 pub mod snapshot_file;
+mod trash;
 mod wal;
 
 pub use error::StorageError;

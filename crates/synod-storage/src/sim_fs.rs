@@ -665,6 +665,11 @@ impl Fs for SimFs {
         256
     }
 
+    /// Small too, so that a crash can land between the cuts of a removal.
+    fn remove_step_bytes(&self) -> u64 {
+        1024
+    }
+
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut st = self.lock();
         st.check_power()?;

@@ -513,9 +513,7 @@ pub fn remove_older_on(
             // checkpointed, so copied) or superseded. One past `keep` may
             // still be arriving.
             if g == group && point <= keep {
-                let path = dir.join(&name);
-                fs.remove_file(&path)
-                    .map_err(|e| StorageError::io(&path, e))?;
+                crate::trash::to_trash(fs, &dir.join(&name))?;
             }
             continue;
         }
@@ -528,12 +526,11 @@ pub fn remove_older_on(
             None => false,
         };
         if stale {
-            let path = dir.join(&name);
-            fs.remove_file(&path)
-                .map_err(|e| StorageError::io(&path, e))?;
+            crate::trash::to_trash(fs, &dir.join(&name))?;
         }
     }
-    fsync_dir(fs, dir)
+    fsync_dir(fs, dir)?;
+    crate::trash::empty_trash(fs, dir)
 }
 
 /// A peer's snapshot a [`FileSpool`] received whole: the file is laid out as

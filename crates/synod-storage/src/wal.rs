@@ -23,7 +23,7 @@ use crate::error::StorageError;
 use crate::frame::{put_frame, put_frame_with, FrameKind, FRAME_PAYLOAD_BYTES_MAX};
 use crate::fs::{Fs, FsFile, OpenMode, RealFs};
 use crate::recovery::{self, hash_record, marker_payload, CheckpointEnd};
-use crate::{fsync_dir, segment, snapshot_file, Recovered, Storage};
+use crate::{fsync_dir, segment, snapshot_file, trash, Recovered, Storage};
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -412,6 +412,14 @@ impl Wal {
             fs.create_dir_all(d).map_err(|e| StorageError::io(d, e))?;
         }
         fsync_dir(&*fs, dir)?;
+        // What a removal cut short left (a crash, an error): never read,
+        // only space; one that cannot be removed now is left for the next
+        // checkpoint's removal.
+        for d in [&wal_dir, &snap_dir] {
+            if let Err(e) = trash::empty_trash(&*fs, d) {
+                tracing::warn!("cannot empty the trash of {}: {e}", d.display());
+            }
+        }
         let mut indexes = Vec::new();
         let names = fs
             .read_dir(&wal_dir)
@@ -849,18 +857,22 @@ pub struct Obsolete {
 }
 
 impl Obsolete {
-    /// Deletes the superseded segments (oldest first, so the remaining
-    /// indexes stay contiguous after a crash part-way) and snapshot files.
+    /// Deletes the superseded segments and snapshot files: each is first
+    /// renamed into the trash, then cut a few MiB at a time and unlinked,
+    /// so that freeing a large file does not hold up the log's syncs on a
+    /// disk that trims what is freed (see `trash.rs`). The segments go to
+    /// the trash oldest first, so the remaining indexes stay contiguous
+    /// after a crash part-way (names change in order). Also finishes what
+    /// an earlier removal left in the trash.
     pub fn remove(self) -> Result<(), StorageError> {
         for path in &self.segments {
-            self.fs
-                .remove_file(path)
-                .map_err(|e| StorageError::io(path, e))?;
+            trash::to_trash(&*self.fs, path)?;
         }
         if !self.segments.is_empty() {
             fsync_dir(&*self.fs, &self.wal_dir)?;
         }
-        snapshot_file::remove_older_on(&*self.fs, &self.snap_dir, self.group, self.keep)
+        snapshot_file::remove_older_on(&*self.fs, &self.snap_dir, self.group, self.keep)?;
+        trash::empty_trash(&*self.fs, &self.wal_dir)
     }
 }
 
