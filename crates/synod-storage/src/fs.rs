@@ -100,11 +100,13 @@ pub trait Fs: Send + Sync + Debug {
     fn write_back_bytes(&self) -> u64 {
         1 << 20
     }
-    /// Whether a mapping of the file at `path` made by [`Fs::map`] is still
-    /// alive (then it must not be cut: see `trash.rs`). A mapping begun
-    /// before this call is seen by it, whatever name the file has now.
+    /// Whether a mapping of the file at `path` made by [`Fs::map`] may still
+    /// be alive (then it must not be cut: see `trash.rs`). A mapping begun
+    /// before this call is seen by it, whatever name the file has now. True
+    /// unless a file system says otherwise: one that wraps another's `map`
+    /// and forgets this never has a mapped file cut from under it.
     fn is_mapped(&self, _path: &Path) -> io::Result<bool> {
-        Ok(false)
+        Ok(true)
     }
     /// The step a file in the trash is cut by before it is unlinked (see
     /// `trash.rs`). The simulator's is small, so that a crash can land

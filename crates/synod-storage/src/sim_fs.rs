@@ -670,6 +670,11 @@ impl Fs for SimFs {
         1024
     }
 
+    /// Nothing is mapped here (`map` keeps the caller's bytes).
+    fn is_mapped(&self, _path: &Path) -> io::Result<bool> {
+        Ok(false)
+    }
+
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut st = self.lock();
         st.check_power()?;

@@ -505,32 +505,48 @@ pub fn remove_older_on(
     group: GroupId,
     keep: InstanceId,
 ) -> Result<(), StorageError> {
+    let trashed = trash_older_on(fs, dir, group, keep);
+    let emptied = crate::trash::empty_trash(fs, dir, &std::sync::atomic::AtomicBool::new(false));
+    trashed.and(emptied)
+}
+
+/// Moves the files [`remove_older_on`] deletes into the trash (see
+/// `trash.rs`), and syncs `dir`. Goes on past a file it can neither rename
+/// nor unlink, and returns the first error.
+pub(crate) fn trash_older_on(
+    fs: &dyn Fs,
+    dir: &Path,
+    group: GroupId,
+    keep: InstanceId,
+) -> Result<(), StorageError> {
     let names = fs.read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
+    let mut first_error = None;
     for name in names {
-        if let Some((g, point)) = parse_incoming_name(&name) {
+        let stale = if let Some((g, point)) = parse_incoming_name(&name) {
             // A peer's snapshot received into a spool: once a checkpoint at
             // or past its point is durable, it is either installed (and
             // checkpointed, so copied) or superseded. One past `keep` may
             // still be arriving.
-            if g == group && point <= keep {
-                crate::trash::to_trash(fs, &dir.join(&name))?;
+            g == group && point <= keep
+        } else {
+            let tmp = name.ends_with(".tmp");
+            // A temporary file past `keep` may be a newer snapshot being
+            // written right now (the runtime writes snapshots on another
+            // thread): leave it; the checkpoint that finishes it removes it
+            // when superseded.
+            match parse_name(name.strip_suffix(".tmp").unwrap_or(&name)) {
+                Some((g, point)) => g == group && (point < keep || (tmp && point == keep)),
+                None => false,
             }
-            continue;
-        }
-        let tmp = name.ends_with(".tmp");
-        // A temporary file past `keep` may be a newer snapshot being written
-        // right now (the runtime writes snapshots on another thread): leave
-        // it; the checkpoint that finishes it removes it when superseded.
-        let stale = match parse_name(name.strip_suffix(".tmp").unwrap_or(&name)) {
-            Some((g, point)) => g == group && (point < keep || (tmp && point == keep)),
-            None => false,
         };
         if stale {
-            crate::trash::to_trash(fs, &dir.join(&name))?;
+            if let Err(e) = crate::trash::trash_or_remove(fs, &dir.join(&name)) {
+                first_error.get_or_insert(e);
+            }
         }
     }
-    fsync_dir(fs, dir)?;
-    crate::trash::empty_trash(fs, dir)
+    let synced = fsync_dir(fs, dir);
+    first_error.map_or(synced, Err)
 }
 
 /// A peer's snapshot a [`FileSpool`] received whole: the file is laid out as

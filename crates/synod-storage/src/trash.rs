@@ -13,18 +13,24 @@
 //!
 //! So a file is deleted in three steps:
 //! 1. [`to_trash`]: renamed to `<name>.deleting` in its own directory, and
-//!    the directory synced by the caller. From then on nothing that reads the
-//!    directory by name sees it (recovery, the log reader, the checkpoint
-//!    cleanup): a file cut short never shows under its real name, where a
-//!    segment cut short would read as a damaged log.
+//!    the directory synced. From then on nothing that reads the directory by
+//!    name sees it (recovery, the log reader, the checkpoint cleanup): a file
+//!    cut short never shows under its real name, where a segment cut short
+//!    would read as a damaged log.
 //! 2. [`empty_trash`]: each trash file cut from its end, a step at a time,
 //!    each cut synced;
 //! 3. then unlinked.
 //!
-//! A crash or an error part-way leaves trash files: the log empties the trash
-//! when it opens ([`Wal::open_on`](crate::Wal::open_on)) and after every
-//! checkpoint's removal. They cost space, never safety: no trash file is
-//! ever read.
+//! Cutting is only a way to free the blocks gently; whatever keeps it from
+//! working falls back to what the log did before, an unlink: a rename that
+//! fails (say `ENOSPC` for a longer name in a full directory), a file that
+//! cannot be opened for writing (another owner), a cut or its sync that
+//! fails. One trash file that cannot be removed never keeps the others.
+//!
+//! A crash, an error or a stop part-way leaves trash files: the log removes
+//! them when it opens ([`purge_trash`], unlinked whole: nothing of this node
+//! waits on its syncs then) and after every checkpoint's removal. They cost
+//! space, never safety: no trash file is ever read.
 //!
 //! **A mapped file is unlinked at once, not cut** ([`Fs::is_mapped`]): a
 //! snapshot file may still be mapped (its data sent to a lagging peer, or a
@@ -36,6 +42,7 @@ use crate::error::StorageError;
 use crate::fs::{Fs, OpenMode};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// What a file in the trash is called: its name and this.
 pub(crate) const SUFFIX: &str = ".deleting";
@@ -44,36 +51,79 @@ pub(crate) const SUFFIX: &str = ".deleting";
 /// Durable once the directory is synced (the caller's, once for a batch).
 /// A trash file of the same name (an earlier removal cut short) is replaced;
 /// that frees its blocks at once, as an unlink would.
-pub(crate) fn to_trash(fs: &dyn Fs, path: &Path) -> Result<PathBuf, StorageError> {
+pub(crate) fn to_trash(fs: &dyn Fs, path: &Path) -> io::Result<PathBuf> {
     let mut name = path
         .file_name()
-        .ok_or_else(|| StorageError::io(path, io::Error::other("no file name")))?
+        .ok_or_else(|| io::Error::other("no file name"))?
         .to_os_string();
     name.push(SUFFIX);
     let trash = path.with_file_name(name);
-    fs.rename(path, &trash)
-        .map_err(|e| StorageError::io(path, e))?;
+    fs.rename(path, &trash)?;
     Ok(trash)
 }
 
-/// Deletes every file in the trash of `dir`, a step at a time (see the
-/// module's comment), and syncs `dir` where it deleted any. Stops at the
-/// first error.
-pub(crate) fn empty_trash(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
-    let names = fs.read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
-    let mut emptied = false;
-    for name in names {
-        if !is_trash(&name) {
-            continue;
-        }
-        let path = dir.join(&name);
-        remove_paced(fs, &path).map_err(|e| StorageError::io(&path, e))?;
-        emptied = true;
-    }
-    if emptied {
-        crate::fsync_dir(fs, dir)?;
+/// [`to_trash`], or, where the rename fails, the file unlinked at once (as
+/// before the trash): the error only where that fails too.
+pub(crate) fn trash_or_remove(fs: &dyn Fs, path: &Path) -> Result<(), StorageError> {
+    if let Err(e) = to_trash(fs, path) {
+        tracing::warn!(path = %path.display(), "cannot move to the trash ({e}): unlinked whole");
+        fs.remove_file(path)
+            .map_err(|e| StorageError::io(path, e))?;
     }
     Ok(())
+}
+
+/// Deletes every file in the trash of `dir`, a step at a time (see the
+/// module's comment). Makes the renames into the trash durable first (so
+/// that no crash brings back a cut file under its real name, whatever the
+/// caller synced), and the unlinks after. Goes on past a file it cannot
+/// remove and returns the first error at the end. Stops cutting once `stop`
+/// is set (a node stopping): what is left stays in the trash.
+pub(crate) fn empty_trash(fs: &dyn Fs, dir: &Path, stop: &AtomicBool) -> Result<(), StorageError> {
+    let trash = trash_in(fs, dir)?;
+    if trash.is_empty() {
+        return Ok(());
+    }
+    crate::fsync_dir(fs, dir)?;
+    let mut first_error = None;
+    for path in trash {
+        if stop.load(Relaxed) {
+            break;
+        }
+        if let Err(e) = remove_paced(fs, &path, stop) {
+            first_error.get_or_insert(StorageError::io(&path, e));
+        }
+    }
+    crate::fsync_dir(fs, dir)?;
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Unlinks every file in the trash of `dir` whole, and syncs `dir`: for the
+/// log's start, when nothing waits on this node's syncs. Goes on past a
+/// file it cannot remove and returns the first error at the end.
+pub(crate) fn purge_trash(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
+    let trash = trash_in(fs, dir)?;
+    if trash.is_empty() {
+        return Ok(());
+    }
+    let mut first_error = None;
+    for path in trash {
+        if let Err(e) = fs.remove_file(&path) {
+            first_error.get_or_insert(StorageError::io(&path, e));
+        }
+    }
+    crate::fsync_dir(fs, dir)?;
+    first_error.map_or(Ok(()), Err)
+}
+
+/// The files in the trash of `dir`.
+fn trash_in(fs: &dyn Fs, dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
+    let names = fs.read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
+    Ok(names
+        .iter()
+        .filter(|name| is_trash(name))
+        .map(|name| dir.join(name))
+        .collect())
 }
 
 /// Whether `name` is a file in the trash.
@@ -81,30 +131,52 @@ pub(crate) fn is_trash(name: &str) -> bool {
     name.len() > SUFFIX.len() && name.ends_with(SUFFIX)
 }
 
-/// Cuts the file at `path` from its end, [`Fs::remove_step_bytes`] at a
-/// time, syncing each cut, then unlinks it; unlinks a mapped file at once.
-fn remove_paced(fs: &dyn Fs, path: &Path) -> io::Result<()> {
-    // Safe to cut only while no mapping of it is alive; none can begin now:
-    // the file left its name before this check (`to_trash`), and nothing
-    // maps a trash file (`Fs::is_mapped`).
-    if !fs.is_mapped(path)? {
-        let step = fs.remove_step_bytes().max(1);
-        let file = fs.open(path, OpenMode::Existing)?;
-        let mut len = file.size()?;
-        while len > 0 {
-            len = len.saturating_sub(step);
-            file.set_len(len)?;
-            file.sync_data()?;
-        }
+/// Cuts the trash file at `path` to nothing ([`cut`]), then unlinks it; a
+/// cut that cannot be made only costs the gentleness: unlinked whole. Left
+/// in the trash when `stop` was set.
+fn remove_paced(fs: &dyn Fs, path: &Path, stop: &AtomicBool) -> io::Result<()> {
+    match cut(fs, path, stop) {
+        Ok(true) => {}
+        Ok(false) => return Ok(()),
+        Err(e) => tracing::warn!(path = %path.display(), "cannot cut ({e}): unlinked whole"),
     }
     fs.remove_file(path)
 }
 
+/// Cuts the trash file at `path` from its end, [`Fs::remove_step_bytes`]
+/// at a time, syncing each cut; leaves a mapped file whole. False where
+/// `stop` was set before it was empty.
+fn cut(fs: &dyn Fs, path: &Path, stop: &AtomicBool) -> io::Result<bool> {
+    // Safe to cut only while no mapping of it is alive; none can begin now:
+    // the file left its name before this check (`to_trash`), and nothing
+    // maps a trash file (`Fs::is_mapped`).
+    if fs.is_mapped(path)? {
+        tracing::debug!(path = %path.display(), "still mapped: unlinked whole, not cut");
+        return Ok(true);
+    }
+    let step = fs.remove_step_bytes().max(1);
+    let file = fs.open(path, OpenMode::Existing)?;
+    let mut len = file.size()?;
+    while len > 0 {
+        if stop.load(Relaxed) {
+            return Ok(false);
+        }
+        len = len.saturating_sub(step);
+        file.set_len(len)?;
+        file.sync_data()?;
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::fs::RealFs;
     use crate::SimFs;
+
+    fn go() -> AtomicBool {
+        AtomicBool::new(false)
+    }
 
     /// A file is renamed away, then cut a step at a time, each cut synced,
     /// then gone; the directory keeps its other files.
@@ -126,9 +198,9 @@ mod tests {
         assert_eq!(trash, dir.join("big.snap.deleting"));
         assert!(fs.file_len(&path).is_err(), "left its name");
         let syncs = fs.stats().fsyncs;
-        empty_trash(&fs, dir).expect("emptied");
-        // 11 cuts, each synced, and the directory once.
-        assert_eq!(fs.stats().fsyncs - syncs, 12);
+        empty_trash(&fs, dir, &go()).expect("emptied");
+        // The directory, 11 cuts, each synced, and the directory again.
+        assert_eq!(fs.stats().fsyncs - syncs, 13);
         let mut names = fs.read_dir(dir).expect("list");
         names.sort();
         assert_eq!(names, vec!["other.snap".to_string()]);
@@ -156,8 +228,9 @@ mod tests {
             crate::fsync_dir(&fs, dir).expect("durable name");
             fs.power_off_after(Some(after));
             let _ = to_trash(&fs, &path)
+                .map_err(|e| StorageError::io(&path, e))
                 .and_then(|_| crate::fsync_dir(&fs, dir))
-                .and_then(|()| empty_trash(&fs, dir));
+                .and_then(|()| empty_trash(&fs, dir, &go()));
             fs.crash(&mut rand_chacha::ChaCha8Rng::seed_from_u64(after));
             match fs.read(&path) {
                 Ok(kept) => assert_eq!(kept, data, "cut under its own name ({after})"),
@@ -165,7 +238,7 @@ mod tests {
             }
             let left = fs.read_dir(dir).expect("list");
             cut_short += usize::from(left.iter().any(|n| is_trash(n)));
-            empty_trash(&fs, dir).expect("emptied");
+            empty_trash(&fs, dir, &go()).expect("emptied");
             let names = fs.read_dir(dir).expect("list");
             assert!(names.iter().all(|n| !is_trash(n)), "{names:?} ({after})");
         }
@@ -218,7 +291,7 @@ mod tests {
             .expect("a mapping");
         let trash = to_trash(&RealFs, &path).expect("to trash");
         assert!(RealFs.is_mapped(&trash).expect("checks"));
-        empty_trash(&RealFs, dir.path()).expect("emptied");
+        empty_trash(&RealFs, dir.path(), &go()).expect("emptied");
         assert!(std::fs::read_dir(dir.path())
             .expect("list")
             .next()
@@ -231,6 +304,171 @@ mod tests {
         drop(mapped);
         let trash = to_trash(&RealFs, &path).expect("to trash");
         assert!(!RealFs.is_mapped(&trash).expect("checks"));
+    }
+
+    /// A file system that refuses what a real one can refuse, for the
+    /// paths that end in `refuse`: opening for writing (a file another
+    /// user owns), renaming (`ENOSPC`: a longer name in a full directory),
+    /// and with `stuck`, unlinking too.
+    #[derive(Debug)]
+    pub(crate) struct Refusing {
+        pub(crate) inner: SimFs,
+        pub(crate) refuse: &'static str,
+        pub(crate) stuck: bool,
+    }
+
+    impl Refusing {
+        fn refuses(&self, path: &Path) -> bool {
+            path.to_string_lossy().ends_with(self.refuse)
+        }
+    }
+
+    impl Fs for Refusing {
+        fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+            self.inner.create_dir_all(dir)
+        }
+        fn read_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+            self.inner.read_dir(dir)
+        }
+        fn open(
+            &self,
+            path: &Path,
+            mode: OpenMode,
+        ) -> io::Result<std::sync::Arc<dyn crate::FsFile>> {
+            if self.refuses(path) {
+                return Err(io::Error::from_raw_os_error(libc::EACCES));
+            }
+            self.inner.open(path, mode)
+        }
+        fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+            self.inner.read(path)
+        }
+        fn file_len(&self, path: &Path) -> io::Result<u64> {
+            self.inner.file_len(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            if self.refuses(from) {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            self.inner.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            if self.stuck && self.refuses(path) {
+                return Err(io::Error::from_raw_os_error(libc::EACCES));
+            }
+            self.inner.remove_file(path)
+        }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            self.inner.sync_dir(dir)
+        }
+        fn is_mapped(&self, path: &Path) -> io::Result<bool> {
+            self.inner.is_mapped(path)
+        }
+        fn remove_step_bytes(&self) -> u64 {
+            self.inner.remove_step_bytes()
+        }
+    }
+
+    pub(crate) fn put(fs: &SimFs, path: &Path, len: usize) {
+        let file = fs.open(path, OpenMode::CreateNew).expect("create");
+        file.write_all_at(&vec![1u8; len], 0).expect("write");
+        file.sync_data().expect("sync");
+    }
+
+    /// A trash file that cannot be opened for writing is unlinked whole
+    /// (as before the trash: only the directory's permission matters); one
+    /// that cannot be unlinked either is reported, and keeps no other.
+    #[test]
+    fn a_file_that_cannot_be_cut_is_unlinked_and_one_stuck_keeps_no_other() {
+        for stuck in [false, true] {
+            let sim = SimFs::default();
+            let dir = Path::new("/d");
+            sim.create_dir_all(dir).expect("dir");
+            for name in ["a.snap", "b.snap", "c.snap"] {
+                put(&sim, &dir.join(name), 4096);
+            }
+            let fs = Refusing {
+                inner: sim.clone(),
+                refuse: "b.snap.deleting",
+                stuck,
+            };
+            for name in ["a.snap", "b.snap", "c.snap"] {
+                to_trash(&fs, &dir.join(name)).expect("renamed");
+            }
+            let emptied = empty_trash(&fs, dir, &go());
+            let left = sim.read_dir(dir).expect("list");
+            if stuck {
+                assert!(emptied.is_err());
+                assert_eq!(left, vec!["b.snap.deleting".to_string()]);
+            } else {
+                emptied.expect("emptied");
+                assert!(left.is_empty(), "{left:?}");
+            }
+        }
+    }
+
+    /// A file that cannot be renamed into the trash is unlinked at once.
+    #[test]
+    fn a_file_that_cannot_be_renamed_is_unlinked() {
+        let sim = SimFs::default();
+        let dir = Path::new("/d");
+        sim.create_dir_all(dir).expect("dir");
+        put(&sim, &dir.join("a.snap"), 4096);
+        let fs = Refusing {
+            inner: sim.clone(),
+            refuse: "a.snap",
+            stuck: false,
+        };
+        trash_or_remove(&fs, &dir.join("a.snap")).expect("removed");
+        assert!(sim.read_dir(dir).expect("list").is_empty());
+    }
+
+    /// The renames into the trash are made durable before anything is cut,
+    /// whatever the caller synced: no crash brings back a file cut short
+    /// under its real name.
+    #[test]
+    fn the_trash_is_durable_before_anything_is_cut() {
+        use rand::SeedableRng;
+        let mut bad = Vec::new();
+        for after in 0..12u64 {
+            for seed in 0..8u64 {
+                let fs = SimFs::default();
+                let dir = Path::new("/d");
+                fs.create_dir_all(dir).expect("dir");
+                let path = dir.join("00000000000000000001.wal");
+                let len = 6 * fs.remove_step_bytes() as usize;
+                put(&fs, &path, len);
+                crate::fsync_dir(&fs, dir).expect("durable name");
+                to_trash(&fs, &path).expect("renamed");
+                // No directory sync here.
+                fs.power_off_after(Some(after));
+                let _ = empty_trash(&fs, dir, &go());
+                fs.crash(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+                if let Ok(kept) = fs.read(&path) {
+                    if kept.len() != len {
+                        bad.push((after, seed, kept.len()));
+                    }
+                }
+            }
+        }
+        assert!(bad.is_empty(), "cut short under the real name: {bad:?}");
+    }
+
+    /// Once stopped, nothing more is cut: the file stays in the trash.
+    #[test]
+    fn a_stopped_emptying_leaves_the_trash() {
+        let fs = SimFs::default();
+        let dir = Path::new("/d");
+        fs.create_dir_all(dir).expect("dir");
+        put(&fs, &dir.join("a.snap"), 8192);
+        to_trash(&fs, &dir.join("a.snap")).expect("renamed");
+        empty_trash(&fs, dir, &AtomicBool::new(true)).expect("stopped");
+        assert_eq!(
+            fs.file_len(&dir.join("a.snap.deleting")).expect("left"),
+            8192
+        );
+        purge_trash(&fs, dir).expect("purged");
+        assert!(fs.read_dir(dir).expect("list").is_empty());
     }
 
     #[test]

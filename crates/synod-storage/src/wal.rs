@@ -27,6 +27,7 @@ use crate::{fsync_dir, segment, snapshot_file, trash, Recovered, Storage};
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use synod_core::codec::Encode;
 use synod_core::{GroupId, InstanceId, Record, Snapshot, SnapshotMeta};
@@ -412,11 +413,12 @@ impl Wal {
             fs.create_dir_all(d).map_err(|e| StorageError::io(d, e))?;
         }
         fsync_dir(&*fs, dir)?;
-        // What a removal cut short left (a crash, an error): never read,
-        // only space; one that cannot be removed now is left for the next
+        // What a removal cut short left (a crash, an error, a stop): never
+        // read, only space; unlinked whole (nothing waits on this node's
+        // syncs yet). One that cannot be removed now is left for the next
         // checkpoint's removal.
         for d in [&wal_dir, &snap_dir] {
-            if let Err(e) = trash::empty_trash(&*fs, d) {
+            if let Err(e) = trash::purge_trash(&*fs, d) {
                 tracing::warn!("cannot empty the trash of {}: {e}", d.display());
             }
         }
@@ -661,6 +663,7 @@ impl Wal {
                 snap_dir: self.snap_dir.clone(),
                 group: step.group,
                 keep: step.meta.applied_end,
+                stop: Arc::new(AtomicBool::new(false)),
             });
         }
         if self.file_len >= self.opts.segment_bytes_max {
@@ -854,6 +857,7 @@ pub struct Obsolete {
     snap_dir: PathBuf,
     group: GroupId,
     keep: InstanceId,
+    stop: Arc<AtomicBool>,
 }
 
 impl Obsolete {
@@ -862,17 +866,48 @@ impl Obsolete {
     /// so that freeing a large file does not hold up the log's syncs on a
     /// disk that trims what is freed (see `trash.rs`). The segments go to
     /// the trash oldest first, so the remaining indexes stay contiguous
-    /// after a crash part-way (names change in order). Also finishes what
-    /// an earlier removal left in the trash.
+    /// after a crash part-way (names change in order), and the first that
+    /// can be neither renamed nor unlinked stops them (a later one gone
+    /// would leave a gap). Also finishes what an earlier removal left in
+    /// the trash. Goes on past an error where it can, and returns the first.
     pub fn remove(self) -> Result<(), StorageError> {
+        let mut first_error = None;
+        let mut changed = false;
         for path in &self.segments {
-            trash::to_trash(&*self.fs, path)?;
+            match trash::trash_or_remove(&*self.fs, path) {
+                Ok(()) => changed = true,
+                Err(e) => {
+                    first_error = Some(e);
+                    break;
+                }
+            }
         }
-        if !self.segments.is_empty() {
-            fsync_dir(&*self.fs, &self.wal_dir)?;
+        let mut note = |result: Result<(), StorageError>| {
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        };
+        if changed {
+            note(fsync_dir(&*self.fs, &self.wal_dir));
         }
-        snapshot_file::remove_older_on(&*self.fs, &self.snap_dir, self.group, self.keep)?;
-        trash::empty_trash(&*self.fs, &self.wal_dir)
+        note(snapshot_file::trash_older_on(
+            &*self.fs,
+            &self.snap_dir,
+            self.group,
+            self.keep,
+        ));
+        for dir in [&self.wal_dir, &self.snap_dir] {
+            note(trash::empty_trash(&*self.fs, dir, &self.stop));
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// A flag that stops [`Obsolete::remove`] between two cuts once set
+    /// (for a node that stops: no file of its directory changes after
+    /// that); what it left stays in the trash, removed when the log opens
+    /// again.
+    pub fn stopper(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
     }
 }
 
@@ -1032,4 +1067,50 @@ fn create_segment(
         },
         file,
     ))
+}
+
+#[cfg(test)]
+mod removal_tests {
+    use super::*;
+    use crate::trash::tests::{put, Refusing};
+    use crate::SimFs;
+
+    /// A snapshot file that can be neither cut nor unlinked does not keep
+    /// the segments of this checkpoint or later ones on disk.
+    #[test]
+    fn a_stuck_snapshot_file_keeps_no_segment_on_disk() {
+        let sim = SimFs::default();
+        let root = Path::new("/n");
+        let wal_dir = root.join("wal");
+        let snap_dir = root.join("snap");
+        for d in [root, &wal_dir, &snap_dir] {
+            sim.create_dir_all(d).expect("dir");
+        }
+        let fs: Arc<dyn Fs> = Arc::new(Refusing {
+            inner: sim.clone(),
+            refuse: ".snap.deleting",
+            stuck: true,
+        });
+        put(
+            &sim,
+            &snap_dir.join(snapshot_file::file_name(GroupId(0), InstanceId(5))),
+            1000,
+        );
+        for (k, keep) in [(1u64, 10u64), (2, 20), (3, 30)] {
+            let segment = wal_dir.join(segment::file_name(k));
+            put(&sim, &segment, 100_000);
+            let obsolete = Obsolete {
+                fs: Arc::clone(&fs),
+                wal_dir: wal_dir.clone(),
+                segments: vec![segment],
+                snap_dir: snap_dir.clone(),
+                group: GroupId(0),
+                keep: InstanceId(keep),
+                stop: Arc::new(AtomicBool::new(false)),
+            };
+            assert!(obsolete.remove().is_err(), "the stuck file is reported");
+        }
+        let left = sim.read_dir(&wal_dir).expect("list");
+        assert!(left.is_empty(), "segments kept: {left:?}");
+    }
 }

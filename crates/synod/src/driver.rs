@@ -141,6 +141,9 @@ pub(crate) struct Driver<S> {
     /// other tasks of this thread (peer links, client connections) have
     /// sent what the step before it produced.
     sync_pending: Option<(SyncJob, PersistSeq, Instant)>,
+    /// Stops the removal of superseded files running on a blocking thread,
+    /// if any (`Obsolete::stopper`), at a stop.
+    removal_stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// When the running checkpoint started (for its log line).
     checkpoint_started: Instant,
     checkpoint_tx: mpsc::Sender<CheckpointStep>,
@@ -374,6 +377,7 @@ impl<S: StateMachine> Driver<S> {
             engine,
             sync_tx,
             sync_pending: None,
+            removal_stop: None,
             sync_rx,
             checkpoint_started: Instant::now(),
             checkpoint_tx,
@@ -444,7 +448,12 @@ impl<S: StateMachine> Driver<S> {
         // A checkpoint step may be running on a blocking thread: let it end,
         // so no file of this data directory changes after `run` returns.
         if self.engine.persist.stop_checkpoint() {
-            // Step 1 or step 3 runs; either reports once.
+            // Step 1 or step 3 runs; either reports once. A removal (step
+            // 3) cutting large files a step at a time ends at the next cut:
+            // what it leaves stays in the trash, removed at the next start.
+            if let Some(stop) = &self.removal_stop {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             if tokio::time::timeout(STOP_WAIT, self.checkpoint_rx.recv())
                 .await
                 .is_err()
@@ -854,6 +863,7 @@ impl<S: StateMachine> Driver<S> {
                     });
                 }
                 Io::Remove(obsolete) => {
+                    self.removal_stop = Some(obsolete.stopper());
                     let tx = self.checkpoint_tx.clone();
                     tokio::task::spawn_blocking(move || {
                         let result =
@@ -895,7 +905,10 @@ impl<S: StateMachine> Driver<S> {
             CheckpointStep::Written(pending, result) => {
                 self.engine.snapshot_written(pending, result)?;
             }
-            CheckpointStep::Cleaned(result) => self.engine.cleaned(result),
+            CheckpointStep::Cleaned(result) => {
+                self.removal_stop = None;
+                self.engine.cleaned(result);
+            }
         }
         Ok(())
     }
