@@ -383,6 +383,11 @@ pub struct Wal {
     /// What a finished checkpoint job superseded, until taken
     /// (`take_checkpointed`).
     checkpointed: Option<Obsolete>,
+    /// Superseded segments a removal could delete neither way, oldest
+    /// first: handed out again, ahead of the next ones, with the next
+    /// checkpoint's [`Obsolete`] (forgotten, a later removal would leave a
+    /// gap in the indexes, and the log would refuse to open).
+    stuck: Arc<std::sync::Mutex<Vec<PathBuf>>>,
     poisoned: bool,
     /// Bytes appended since the last checkpoint (for `SnapshotPolicy`).
     bytes_since_checkpoint: u64,
@@ -497,6 +502,7 @@ impl Wal {
             checkpoints,
             syncing: false,
             checkpointed: None,
+            stuck: Arc::default(),
             poisoned: false,
             bytes_since_checkpoint: 0,
             fill_warned: false,
@@ -664,6 +670,7 @@ impl Wal {
                 group: step.group,
                 keep: step.meta.applied_end,
                 stop: Arc::new(AtomicBool::new(false)),
+                stuck: Arc::clone(&self.stuck),
             });
         }
         if self.file_len >= self.opts.segment_bytes_max {
@@ -768,7 +775,15 @@ impl Wal {
     /// off the list (the caller deletes the files). Only a prefix goes, so
     /// the remaining indexes stay contiguous.
     fn take_obsolete(&mut self) -> Vec<PathBuf> {
-        let mut obsolete = Vec::new();
+        // Removals run one at a time (the runtime starts a checkpoint only
+        // once the last one's removal reported), so what one left stuck is
+        // here before the next is handed out, and older than all of it.
+        let mut obsolete = std::mem::take(
+            &mut *self
+                .stuck
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         while self.segments.len() > 1 {
             let oldest = &self.segments[0];
             let superseded = oldest.groups.iter().all(|g| {
@@ -858,6 +873,8 @@ pub struct Obsolete {
     group: GroupId,
     keep: InstanceId,
     stop: Arc<AtomicBool>,
+    /// The log's list of segments left stuck (`Wal::stuck`).
+    stuck: Arc<std::sync::Mutex<Vec<PathBuf>>>,
 }
 
 impl Obsolete {
@@ -868,16 +885,23 @@ impl Obsolete {
     /// the trash oldest first, so the remaining indexes stay contiguous
     /// after a crash part-way (names change in order), and the first that
     /// can be neither renamed nor unlinked stops them (a later one gone
-    /// would leave a gap). Also finishes what an earlier removal left in
-    /// the trash. Goes on past an error where it can, and returns the first.
+    /// would leave a gap): it and the ones after it go back to the log, to
+    /// be removed first by the next checkpoint's removal. Also finishes
+    /// what an earlier removal left in the trash. Goes on past an error
+    /// where it can, and returns the first.
     pub fn remove(self) -> Result<(), StorageError> {
         let mut first_error = None;
         let mut changed = false;
-        for path in &self.segments {
+        for (k, path) in self.segments.iter().enumerate() {
             match trash::trash_or_remove(&*self.fs, path) {
                 Ok(()) => changed = true,
                 Err(e) => {
                     first_error = Some(e);
+                    let mut stuck = self
+                        .stuck
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    stuck.extend_from_slice(&self.segments[k..]);
                     break;
                 }
             }
@@ -1075,6 +1099,121 @@ mod removal_tests {
     use crate::trash::tests::{put, Refusing};
     use crate::SimFs;
 
+    fn obsolete(fs: &Arc<dyn Fs>, wal_dir: &Path, segments: Vec<PathBuf>) -> Obsolete {
+        Obsolete {
+            fs: Arc::clone(fs),
+            wal_dir: wal_dir.to_path_buf(),
+            segments,
+            snap_dir: wal_dir.with_file_name("snap"),
+            group: GroupId(0),
+            keep: InstanceId(0),
+            stop: Arc::new(AtomicBool::new(false)),
+            stuck: Arc::default(),
+        }
+    }
+
+    /// The first segment that can be neither renamed nor unlinked stops the
+    /// later ones (a gap otherwise) and goes back to the log with them; one
+    /// whose rename fails but whose unlink works does not.
+    #[test]
+    fn a_stuck_segment_keeps_the_later_ones_and_a_refused_rename_does_not() {
+        for (stuck, want) in [(true, vec![2u64, 3, 4]), (false, vec![4])] {
+            let sim = SimFs::default();
+            let wal_dir = Path::new("/n/wal");
+            for d in [wal_dir, Path::new("/n/snap")] {
+                sim.create_dir_all(d).expect("dir");
+            }
+            let fs: Arc<dyn Fs> = Arc::new(Refusing {
+                inner: sim.clone(),
+                refuse: "00000000000000000002.wal",
+                stuck,
+            });
+            let mut segments = Vec::new();
+            for k in 1..=4u64 {
+                let path = wal_dir.join(segment::file_name(k));
+                put(&sim, &path, 5000);
+                if k < 4 {
+                    segments.push(path);
+                }
+            }
+            let removal = obsolete(&fs, wal_dir, segments.clone());
+            let handed_back = Arc::clone(&removal.stuck);
+            assert_eq!(removal.remove().is_err(), stuck);
+            let names = sim.read_dir(wal_dir).expect("list");
+            let mut left: Vec<u64> = names
+                .iter()
+                .filter_map(|n| segment::parse_name(n))
+                .collect();
+            left.sort_unstable();
+            assert_eq!(left, want, "stuck {stuck}");
+            assert!(names.iter().all(|n| !trash::is_trash(n)), "{names:?}");
+            let back = handed_back.lock().expect("lock").clone();
+            assert_eq!(
+                back,
+                if stuck {
+                    segments[1..].to_vec()
+                } else {
+                    vec![]
+                }
+            );
+        }
+    }
+
+    /// A segment no removal can delete is retried by every later one, which
+    /// then stops there: the later checkpoints leave no gap, and the log
+    /// still opens. (Before, the log forgot it, the next removal deleted
+    /// the segments after it, and the log refused to open.)
+    #[test]
+    fn a_segment_left_stuck_leaves_no_gap_for_later_checkpoints() {
+        use synod_core::{Ballot, Checksum, Membership, NodeId, Schedule, Value};
+        let sim = SimFs::default();
+        let fs: Arc<dyn Fs> = Arc::new(Refusing {
+            inner: sim.clone(),
+            refuse: "00000000000000000001.wal",
+            stuck: true,
+        });
+        let dir = Path::new("/n");
+        let record = |i: u64| Record::Accept {
+            group: GroupId(0),
+            instance: InstanceId(i),
+            ballot: Ballot {
+                round: 1,
+                node: NodeId(1),
+            },
+            value: Value::batch(vec![Bytes::from(format!("command {i}"))]),
+        };
+        let snapshot = |at: u64| Snapshot {
+            memberships: Some(Schedule::new(
+                InstanceId(0),
+                Membership::bootstrap(&[NodeId(1), NodeId(2)]),
+            )),
+            meta: SnapshotMeta {
+                applied_end: InstanceId(at),
+                checksum: Checksum(at * 31 + 7),
+            },
+            data: Bytes::from_static(b"state"),
+        };
+        let (mut wal, _) = Wal::open_on(Arc::clone(&fs), dir, WalOptions::default()).expect("open");
+        for at in [10u64, 20, 30] {
+            wal.append(&[record(at - 5)]).expect("append");
+            wal.sync().expect("sync");
+            let s = snapshot(at);
+            wal.write_snapshot(GroupId(0), &s).expect("snapshot");
+            let job = wal
+                .begin_checkpoint(GroupId(0), s.meta, vec![record(at)])
+                .expect("begin");
+            let result = job.run();
+            wal.finish_sync(job, result).expect("marked");
+            let removal = wal.take_checkpointed().expect("obsolete");
+            // The runtime only logs this (`Engine::cleaned`).
+            assert!(removal.remove().is_err(), "segment 1 is stuck");
+        }
+        drop(wal);
+        let names = sim.read_dir(&dir.join("wal")).expect("list");
+        let reopened = Wal::open_on(Arc::clone(&fs), dir, WalOptions::default());
+        assert!(reopened.is_ok(), "{names:?}: {:?}", reopened.err());
+    }
+
     /// A snapshot file that can be neither cut nor unlinked does not keep
     /// the segments of this checkpoint or later ones on disk.
     #[test]
@@ -1107,6 +1246,7 @@ mod removal_tests {
                 group: GroupId(0),
                 keep: InstanceId(keep),
                 stop: Arc::new(AtomicBool::new(false)),
+                stuck: Arc::default(),
             };
             assert!(obsolete.remove().is_err(), "the stuck file is reported");
         }
