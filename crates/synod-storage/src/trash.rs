@@ -5,11 +5,11 @@
 //! unlinked file are trimmed in the next journal commit, all at once, and
 //! every sync that needs that commit or the disk's queue waits for the trim.
 //! Measured there: unlinking a 128 MiB file held a `pwrite` + `fdatasync`
-//! loop beside it for 28-55 ms; and SETs at 50 clients during checkpoints
-//! of a million keys (`bench/checkpoint-cost.sh`) waited up to 110-132 ms,
-//! against 18 ms with the superseded files left in place. Cutting the file
+//! loop beside it for 28-69 ms (`bench/unlink-stall.py`); cutting the file
 //! [`Fs::remove_step_bytes`] (4 MiB) at a time, each cut synced, spreads the
-//! trim over as many small commits: the loop's worst sync fell to 5-8 ms.
+//! trim over as many small commits: the loop's worst sync fell to 4-8 ms.
+//! In `bench/checkpoint-cost.sh` at a million keys, 41-51 of the cluster's
+//! log syncs over 40 ms overlapped a removal before, 0-6 with the cuts.
 //!
 //! So a file is deleted in three steps:
 //! 1. [`to_trash`]: renamed to `<name>.deleting` in its own directory, and
