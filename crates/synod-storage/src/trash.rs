@@ -314,12 +314,15 @@ pub(crate) mod tests {
     /// A file system that refuses what a real one can refuse, for the
     /// paths that end in `refuse`: opening a trash file for writing (a file
     /// another user owns), renaming (`ENOSPC`: a longer name in a full
-    /// directory), and with `stuck`, unlinking too.
+    /// directory), and with `stuck`, unlinking too. With `stop_at_cut`, sets
+    /// that flag when a cut asks whether its file is mapped: after
+    /// `empty_trash` looked at it, before the first cut.
     #[derive(Debug)]
     pub(crate) struct Refusing {
         pub(crate) inner: SimFs,
         pub(crate) refuse: &'static str,
         pub(crate) stuck: bool,
+        pub(crate) stop_at_cut: Option<std::sync::Arc<AtomicBool>>,
     }
 
     impl Refusing {
@@ -367,6 +370,9 @@ pub(crate) mod tests {
             self.inner.sync_dir(dir)
         }
         fn is_mapped(&self, path: &Path) -> io::Result<bool> {
+            if let Some(stop) = &self.stop_at_cut {
+                stop.store(true, Relaxed);
+            }
             self.inner.is_mapped(path)
         }
         fn remove_step_bytes(&self) -> u64 {
@@ -396,6 +402,7 @@ pub(crate) mod tests {
                 inner: sim.clone(),
                 refuse: "b.snap.deleting",
                 stuck,
+                stop_at_cut: None,
             };
             for name in ["a.snap", "b.snap", "c.snap"] {
                 to_trash(&fs, &dir.join(name)).expect("renamed");
@@ -423,6 +430,7 @@ pub(crate) mod tests {
             inner: sim.clone(),
             refuse: "a.snap",
             stuck: false,
+            stop_at_cut: None,
         };
         trash_or_remove(&fs, &dir.join("a.snap")).expect("removed");
         assert!(sim.read_dir(dir).expect("list").is_empty());
@@ -476,52 +484,6 @@ pub(crate) mod tests {
         assert!(fs.read_dir(dir).expect("list").is_empty());
     }
 
-    /// Sets `stop` when a cut asks whether its file is mapped: after
-    /// `empty_trash` looked at the flag, before the first cut.
-    #[derive(Debug)]
-    struct StopAtCut {
-        inner: SimFs,
-        stop: std::sync::Arc<AtomicBool>,
-    }
-
-    impl Fs for StopAtCut {
-        fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-            self.inner.create_dir_all(dir)
-        }
-        fn read_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
-            self.inner.read_dir(dir)
-        }
-        fn open(
-            &self,
-            path: &Path,
-            mode: OpenMode,
-        ) -> io::Result<std::sync::Arc<dyn crate::FsFile>> {
-            self.inner.open(path, mode)
-        }
-        fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-            self.inner.read(path)
-        }
-        fn file_len(&self, path: &Path) -> io::Result<u64> {
-            self.inner.file_len(path)
-        }
-        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-            self.inner.rename(from, to)
-        }
-        fn remove_file(&self, path: &Path) -> io::Result<()> {
-            self.inner.remove_file(path)
-        }
-        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-            self.inner.sync_dir(dir)
-        }
-        fn is_mapped(&self, _path: &Path) -> io::Result<bool> {
-            self.stop.store(true, Relaxed);
-            Ok(false)
-        }
-        fn remove_step_bytes(&self) -> u64 {
-            self.inner.remove_step_bytes()
-        }
-    }
-
     /// A stop that lands while a file is being cut ends the cutting before
     /// the next cut: the file stays whole in the trash.
     #[test]
@@ -531,9 +493,11 @@ pub(crate) mod tests {
         sim.create_dir_all(dir).expect("dir");
         put(&sim, &dir.join("a.snap"), 8192);
         let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let fs = StopAtCut {
+        let fs = Refusing {
             inner: sim.clone(),
-            stop: stop.clone(),
+            refuse: "(nothing)",
+            stuck: false,
+            stop_at_cut: Some(stop.clone()),
         };
         to_trash(&fs, &dir.join("a.snap")).expect("renamed");
         empty_trash(&fs, dir, &stop).expect("stopped");

@@ -1127,6 +1127,7 @@ mod removal_tests {
                 inner: sim.clone(),
                 refuse: "00000000000000000002.wal",
                 stuck,
+                stop_at_cut: None,
             });
             let mut segments = Vec::new();
             for k in 1..=4u64 {
@@ -1171,6 +1172,7 @@ mod removal_tests {
             inner: sim.clone(),
             refuse: "00000000000000000001.wal",
             stuck: true,
+            stop_at_cut: None,
         });
         let dir = Path::new("/n");
         let record = |i: u64| Record::Accept {
@@ -1229,6 +1231,7 @@ mod removal_tests {
             inner: sim.clone(),
             refuse: ".snap.deleting",
             stuck: true,
+            stop_at_cut: None,
         });
         put(
             &sim,
