@@ -82,35 +82,33 @@ pub(crate) fn trash_or_remove(fs: &dyn Fs, path: &Path) -> Result<(), StorageErr
 /// remove and returns the first error at the end. Stops cutting once `stop`
 /// is set (a node stopping): what is left stays in the trash.
 pub(crate) fn empty_trash(fs: &dyn Fs, dir: &Path, stop: &AtomicBool) -> Result<(), StorageError> {
-    let trash = trash_in(fs, dir)?;
-    if trash.is_empty() {
-        return Ok(());
-    }
-    crate::fsync_dir(fs, dir)?;
-    let mut first_error = None;
-    for path in trash {
-        if stop.load(Relaxed) {
-            break;
-        }
-        if let Err(e) = remove_paced(fs, &path, stop) {
-            first_error.get_or_insert(StorageError::io(&path, e));
-        }
-    }
-    crate::fsync_dir(fs, dir)?;
-    first_error.map_or(Ok(()), Err)
+    remove_trash(fs, dir, Some(stop))
 }
 
 /// Unlinks every file in the trash of `dir` whole, and syncs `dir`: for the
 /// log's start, when nothing waits on this node's syncs. Goes on past a
 /// file it cannot remove and returns the first error at the end.
 pub(crate) fn purge_trash(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
+    remove_trash(fs, dir, None)
+}
+
+/// [`empty_trash`] with `Some(stop)`, [`purge_trash`] with `None`.
+fn remove_trash(fs: &dyn Fs, dir: &Path, paced: Option<&AtomicBool>) -> Result<(), StorageError> {
     let trash = trash_in(fs, dir)?;
     if trash.is_empty() {
         return Ok(());
     }
+    if paced.is_some() {
+        crate::fsync_dir(fs, dir)?;
+    }
     let mut first_error = None;
     for path in trash {
-        if let Err(e) = fs.remove_file(&path) {
+        let removed = match paced {
+            Some(stop) if stop.load(Relaxed) => break,
+            Some(stop) => remove_paced(fs, &path, stop),
+            None => fs.remove_file(&path),
+        };
+        if let Err(e) = removed {
             first_error.get_or_insert(StorageError::io(&path, e));
         }
     }
