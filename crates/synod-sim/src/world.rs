@@ -948,6 +948,9 @@ impl World {
         let policy = SnapshotPolicy {
             instances: self.params.snapshot_every,
             log_bytes: 0,
+            // The default cap: the simulated file system runs its pacing
+            // on its own clock and never waits.
+            write_bytes_per_sec: SnapshotPolicy::DEFAULT_WRITE_BYTES_PER_SEC,
         };
         let persist = Persister::new(GroupId(0), wal, policy, InstanceId(next_apply));
         let wall = Arc::clone(&sim_node.wall);

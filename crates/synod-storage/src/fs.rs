@@ -114,6 +114,17 @@ pub trait Fs: Send + Sync + Debug {
     fn remove_step_bytes(&self) -> u64 {
         4 << 20
     }
+    /// Now, on the clock that paces a capped write (see
+    /// `snapshot_file::WriteRate`); [`Fs::pause`] moves it on.
+    fn now(&self) -> std::time::Instant {
+        std::time::Instant::now()
+    }
+    /// Waits `for_` between two stretches of a capped write. The
+    /// simulator's returns at once and moves its [`Fs::now`] on by `for_`:
+    /// it runs the pacing, never waits for it.
+    fn pause(&self, for_: std::time::Duration) {
+        std::thread::sleep(for_);
+    }
 }
 
 /// `[from, to)` as the offset and length a system call takes (empty when

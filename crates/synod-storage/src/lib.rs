@@ -42,6 +42,7 @@ pub use identity::{read_identity, write_identity, Identity, IdentityError};
 pub use log_read::LogRead;
 pub use mem::{MemDisk, MemStorage};
 pub use sim_fs::{SimFs, SimFsStats, SIM_SECTOR_BYTES};
+pub use snapshot_file::WriteRate;
 pub use wal::{Obsolete, SyncJob, Wal, WalOptions};
 
 use std::collections::BTreeMap;
@@ -69,13 +70,23 @@ impl Recovered {
 
 /// When to snapshot: after this many applied instances or this many bytes of
 /// log since the last snapshot, whichever comes first (0 switches a trigger
-/// off).
+/// off); and how fast to write the snapshot file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotPolicy {
     /// Applied instances since the last snapshot.
     pub instances: u64,
     /// Bytes appended to the log since the last snapshot.
     pub log_bytes: u64,
+    /// The most bytes a second a snapshot file is written at (a
+    /// checkpoint's, or a peer's snapshot made durable); 0: no cap. See
+    /// [`snapshot_file::WriteRate`] for why and what it costs.
+    pub write_bytes_per_sec: u64,
+}
+
+impl SnapshotPolicy {
+    /// The default cap on a snapshot file's write rate, in bytes a second
+    /// (see [`SnapshotPolicy::write_bytes_per_sec`]).
+    pub const DEFAULT_WRITE_BYTES_PER_SEC: u64 = 64_000_000;
 }
 
 impl Default for SnapshotPolicy {
@@ -83,6 +94,7 @@ impl Default for SnapshotPolicy {
         SnapshotPolicy {
             instances: 10_000,
             log_bytes: 64 << 20,
+            write_bytes_per_sec: SnapshotPolicy::DEFAULT_WRITE_BYTES_PER_SEC,
         }
     }
 }

@@ -58,6 +58,9 @@ pub struct SimFsStats {
     pub crashes: u64,
     /// Operations refused with an injected fault (`EIO`, `ENOSPC`, power off).
     pub faults: u64,
+    /// Nanoseconds a capped write paused for ([`Fs::pause`]: never waited,
+    /// only added to the simulated file system's clock).
+    pub paused_nanos: u64,
 }
 
 /// A simulated file system; clones share one disk (the log holds one, the
@@ -673,6 +676,20 @@ impl Fs for SimFs {
     /// Nothing is mapped here (`map` keeps the caller's bytes).
     fn is_mapped(&self, _path: &Path) -> io::Result<bool> {
         Ok(false)
+    }
+
+    /// A clock that stands still but for [`Fs::pause`], so that a capped
+    /// write paces the same way in every run of a seed.
+    fn now(&self) -> std::time::Instant {
+        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let paused = std::time::Duration::from_nanos(self.lock().stats.paused_nanos);
+        *ORIGIN.get_or_init(std::time::Instant::now) + paused
+    }
+
+    fn pause(&self, for_: std::time::Duration) {
+        let mut st = self.lock();
+        let nanos = u64::try_from(for_.as_nanos()).unwrap_or(u64::MAX);
+        st.stats.paused_nanos = st.stats.paused_nanos.saturating_add(nanos);
     }
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {

@@ -11,6 +11,9 @@ use crate::fsync_dir;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use synod_core::codec::{Decode, Encode};
 use synod_core::{
     Checksum, GroupId, InstanceId, Schedule, Snapshot, SnapshotDigest, SnapshotHasher,
@@ -61,7 +64,7 @@ pub fn write(dir: &Path, group: GroupId, snapshot: &Snapshot) -> Result<PathBuf,
     write_on(&RealFs, dir, group, snapshot)
 }
 
-/// [`write()`] through `fs`.
+/// [`write()`] through `fs`, at full speed.
 pub fn write_on(
     fs: &dyn Fs,
     dir: &Path,
@@ -74,6 +77,7 @@ pub fn write_on(
         group,
         snapshot.meta,
         snapshot.memberships.as_ref(),
+        &WriteRate::unlimited(),
         |out| out.write_all(&snapshot.data),
     )?;
     Ok(written.path)
@@ -91,14 +95,16 @@ pub struct Written {
 }
 
 /// Writes a snapshot durably whose data `produce` writes, piece by piece,
-/// straight to the file: the data is never held whole in memory. Returns
-/// the file's path, the data's length and its digest.
+/// straight to the file, no faster than `rate`: the data is never held
+/// whole in memory. Returns the file's path, the data's length and its
+/// digest.
 pub fn write_stream_on(
     fs: &dyn Fs,
     dir: &Path,
     group: GroupId,
     meta: SnapshotMeta,
     memberships: Option<&Schedule>,
+    rate: &WriteRate,
     produce: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<Written, StorageError> {
     let path = dir.join(file_name(group, meta.applied_end));
@@ -109,7 +115,7 @@ pub fn write_stream_on(
     // The header, which holds the data's length and CRC, is written last,
     // at offset 0; until then the file starts with zeros, which no reader
     // takes for a header (and the file is still under its temporary name).
-    let mut data = StreamWriter::new(&*file, fs.write_back_bytes());
+    let mut data = StreamWriter::new(fs, &*file, rate);
     produce(&mut data)
         // Fails if any call of the writer failed, even one whose error the
         // producer swallowed (the writer keeps its first error): those bytes
@@ -166,6 +172,93 @@ fn write_header_and_trailer(
 /// Bytes a snapshot's data is written in (one positional write each).
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
+/// A cap on the rate a snapshot file is written at, which a stop lifts.
+/// Clones share the lift.
+///
+/// Why: the log's syncs end with a cache flush that waits for every write
+/// the disk has queued, and a checkpoint writes the whole state. Paced by
+/// stretches ([`WriteBack`]) but not capped, three nodes sharing one disk
+/// wrote their snapshot files (~125 MB each at a million keys) at whatever
+/// the encoder gave, 0.26-0.92 s per checkpoint, and log syncs that ran
+/// meanwhile took 40-91 ms, at times 140-330 ms on all nodes at once (the
+/// measurements are in the README's Storage section and
+/// `bench/checkpoint-cost.sh`). Capped at 60 MB/s (a throwaway build, two
+/// alternated runs), no log sync over 40 ms overlapped a snapshot write
+/// (63 and 48 before), and the worst SET went from 83/73 ms to 35/53 ms;
+/// the checkpoints took 1.0-2.7 s. The cost: a checkpoint takes longer, so
+/// the log grows longer before it is cut (by what is written meanwhile)
+/// and a restart right after replays more of it.
+///
+/// The writer pauses after each stretch until the file's average rate since
+/// its first byte is at most the cap: time spent producing the bytes
+/// (encoding the state) counts, so an encoder slower than the cap never
+/// waits. Pauses are taken on [`Fs::pause`] and timed on [`Fs::now`]: the
+/// simulator's file system moves its clock instead of waiting, so its
+/// capped writes pace the same way in every run.
+#[derive(Clone, Debug, Default)]
+pub struct WriteRate {
+    /// Bytes per second; 0: no cap.
+    bytes_per_sec: u64,
+    /// Set: no more pauses.
+    lifted: Arc<AtomicBool>,
+}
+
+/// The longest single pause: a lift is seen this soon.
+const PAUSE_SLICE: Duration = Duration::from_millis(50);
+
+impl WriteRate {
+    /// No cap.
+    pub fn unlimited() -> WriteRate {
+        WriteRate::default()
+    }
+
+    /// At most `bytes_per_sec` bytes a second; 0: no cap.
+    pub fn capped(bytes_per_sec: u64) -> WriteRate {
+        WriteRate {
+            bytes_per_sec,
+            lifted: Arc::default(),
+        }
+    }
+
+    /// The cap in bytes a second, 0 for none.
+    pub fn bytes_per_sec(&self) -> u64 {
+        self.bytes_per_sec
+    }
+
+    /// Lifts the cap, for this and every clone, for good: a write under
+    /// way goes on at full speed (within [`PAUSE_SLICE`]). A stopping node
+    /// does this, so that its stop never waits on a cap.
+    pub fn lift(&self) {
+        self.lifted.store(true, Ordering::Relaxed);
+    }
+
+    fn is_lifted(&self) -> bool {
+        self.bytes_per_sec == 0 || self.lifted.load(Ordering::Relaxed)
+    }
+
+    /// How long `bytes` take at the cap.
+    fn time_for(&self, bytes: u64) -> Duration {
+        let nanos = u128::from(bytes) * 1_000_000_000 / u128::from(self.bytes_per_sec.max(1));
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// Waits, on `fs`'s clock, until `bytes` written since `began` are
+    /// within the cap, or the cap is lifted.
+    fn keep_to(&self, fs: &dyn Fs, began: Instant, bytes: u64) {
+        // (Past the clock's range: centuries at any cap the flag allows.)
+        let Some(due) = began.checked_add(self.time_for(bytes)) else {
+            return;
+        };
+        while !self.is_lifted() {
+            let now = fs.now();
+            if now >= due {
+                return;
+            }
+            fs.pause((due - now).min(PAUSE_SLICE));
+        }
+    }
+}
+
 /// Paces the write-back of a large file written front to back: every
 /// stretch of [`Fs::write_back_bytes`] or more written (1 MiB; ends on a
 /// page boundary) is handed to the disk at once ([`FsFile::write_back`]),
@@ -190,7 +283,8 @@ const WRITE_BUFFER_BYTES: usize = 1 << 20;
 /// an `fdatasync` per 4 MiB instead gave maxima of 55-141 ms and 99th
 /// percentiles of 6.1-9.7 ms (nine runs). Pacing costs the writer some
 /// waiting, off the event loop; durability still comes from the final sync
-/// alone.
+/// alone. Under a [`WriteRate`] cap, the writer also pauses after each
+/// stretch it hands over.
 #[derive(Debug)]
 struct WriteBack {
     /// Where the stretch not yet handed to the disk begins.
@@ -199,6 +293,10 @@ struct WriteBack {
     waited: u64,
     /// Bytes per stretch.
     stretch: u64,
+    /// The cap, and where and when the writes began.
+    rate: WriteRate,
+    from: u64,
+    began: Instant,
 }
 
 /// Stretches of at least two pages end on a page boundary: the page a
@@ -206,18 +304,21 @@ struct WriteBack {
 const PAGE_BYTES: u64 = 4096;
 
 impl WriteBack {
-    /// Pacing a file whose writes begin at `at`, by stretches of `stretch`
-    /// bytes (at least 1).
-    fn new(at: u64, stretch: u64) -> WriteBack {
+    /// Pacing a file of `fs` whose writes begin at `at` (now), by
+    /// stretches of [`Fs::write_back_bytes`] (at least 1), within `rate`.
+    fn new(fs: &dyn Fs, at: u64, rate: &WriteRate) -> WriteBack {
         WriteBack {
             started: at,
             waited: at,
-            stretch: stretch.max(1),
+            stretch: fs.write_back_bytes().max(1),
+            rate: rate.clone(),
+            from: at,
+            began: fs.now(),
         }
     }
 
     /// The file was written up to `end`.
-    fn wrote(&mut self, file: &dyn FsFile, end: u64) -> io::Result<()> {
+    fn wrote(&mut self, fs: &dyn Fs, file: &dyn FsFile, end: u64) -> io::Result<()> {
         let to = if self.stretch >= 2 * PAGE_BYTES {
             end - end % PAGE_BYTES
         } else {
@@ -232,19 +333,26 @@ impl WriteBack {
         }
         self.waited = self.started;
         self.started = to;
+        self.rate.keep_to(fs, self.began, to - self.from);
         Ok(())
     }
 }
 
 /// Hands `[from, to)` of `file`, written and not synced, to the disk a
-/// stretch at a time (see [`WriteBack`]); what is left under a stretch
-/// waits for the caller's sync.
-fn pace_write_back(file: &dyn FsFile, from: u64, to: u64, stretch: u64) -> io::Result<()> {
-    let mut pacer = WriteBack::new(from, stretch);
+/// stretch at a time (see [`WriteBack`]), within `rate`; what is left
+/// under a stretch waits for the caller's sync.
+fn pace_write_back(
+    fs: &dyn Fs,
+    file: &dyn FsFile,
+    from: u64,
+    to: u64,
+    rate: &WriteRate,
+) -> io::Result<()> {
+    let mut pacer = WriteBack::new(fs, from, rate);
     let mut at = from;
     while at < to {
         at = at.saturating_add(pacer.stretch).min(to);
-        pacer.wrote(file, at)?;
+        pacer.wrote(fs, file, at)?;
     }
     Ok(())
 }
@@ -252,6 +360,7 @@ fn pace_write_back(file: &dyn FsFile, from: u64, to: u64, stretch: u64) -> io::R
 /// Buffers the data of a snapshot on its way to the file, with its CRC and
 /// digest.
 struct StreamWriter<'a> {
+    fs: &'a dyn Fs,
     file: &'a dyn FsFile,
     /// Where the buffer goes in the file.
     at: u64,
@@ -289,16 +398,18 @@ impl Write for StreamWriter<'_> {
 }
 
 impl<'a> StreamWriter<'a> {
-    /// Writing a snapshot's data into `file` after its header's room,
-    /// handed to the disk by stretches of `stretch` bytes.
-    fn new(file: &'a dyn FsFile, stretch: u64) -> StreamWriter<'a> {
+    /// Writing a snapshot's data into `file` of `fs` after its header's
+    /// room, handed to the disk by stretches (see [`WriteBack`]) within
+    /// `rate`.
+    fn new(fs: &'a dyn Fs, file: &'a dyn FsFile, rate: &WriteRate) -> StreamWriter<'a> {
         StreamWriter {
+            fs,
             file,
             at: HEADER_BYTES as u64,
             buf: Vec::with_capacity(WRITE_BUFFER_BYTES),
             crc: 0,
             hasher: SnapshotHasher::new(),
-            write_back: WriteBack::new(HEADER_BYTES as u64, stretch),
+            write_back: WriteBack::new(fs, HEADER_BYTES as u64, rate),
             failed: None,
         }
     }
@@ -335,7 +446,7 @@ impl<'a> StreamWriter<'a> {
         self.at += bytes.len() as u64;
         self.crc = crc32c::crc32c_append(self.crc, bytes);
         self.hasher.update(bytes);
-        self.write_back.wrote(self.file, self.at)
+        self.write_back.wrote(self.fs, self.file, self.at)
     }
 }
 
@@ -761,15 +872,17 @@ impl SnapshotSpool for FileSpool {
 
 /// Makes a peer's snapshot that a [`FileSpool`] received durable under its
 /// snapshot file name: writes the trailer (`memberships`) and the header
-/// into the incoming file, fsyncs it, renames it into place and fsyncs the
-/// directory. No copy of the data: a mapping of it stays valid (the same
-/// file). Returns the snapshot file's path.
+/// into the incoming file, hands its data to the disk within `rate`, fsyncs
+/// it, renames it into place and fsyncs the directory. No copy of the data:
+/// a mapping of it stays valid (the same file). Returns the snapshot file's
+/// path.
 pub fn seal_incoming_on(
     fs: &dyn Fs,
     dir: &Path,
     group: GroupId,
     received: &Received,
     memberships: Option<&Schedule>,
+    rate: &WriteRate,
 ) -> Result<PathBuf, StorageError> {
     let path = dir.join(file_name(group, received.meta.applied_end));
     let tmp = &received.path;
@@ -788,7 +901,7 @@ pub fn seal_incoming_on(
     // The pieces arrived unsynced (the page cache may hold all of them):
     // to the disk a stretch at a time, not all at once at the sync.
     let data_end = HEADER_BYTES as u64 + received.len;
-    pace_write_back(&*file, HEADER_BYTES as u64, data_end, fs.write_back_bytes()).map_err(|e| {
+    pace_write_back(fs, &*file, HEADER_BYTES as u64, data_end, rate).map_err(|e| {
         StorageError::SyncFailed {
             path: tmp.clone(),
             source: e,
@@ -899,7 +1012,7 @@ mod tests {
     /// Streams `data` as `write_stream_on` does, in pieces of `piece`
     /// bytes; the end of the data in the file.
     fn stream_into(file: &Recording, data: &[u8], piece: usize) -> io::Result<u64> {
-        let mut out = StreamWriter::new(file, STRETCH);
+        let mut out = StreamWriter::new(&RealFs, file, &WriteRate::unlimited());
         for piece in data.chunks(piece) {
             out.write_all(piece)?;
         }
@@ -966,7 +1079,7 @@ mod tests {
                 fail_at: Some(fail_at),
                 ..Recording::default()
             };
-            let mut out = StreamWriter::new(&file, STRETCH);
+            let mut out = StreamWriter::new(&RealFs, &file, &WriteRate::unlimited());
             let data = pattern(6 * STRETCH as usize);
             // A producer that goes on after an error.
             let errors = data
@@ -1004,12 +1117,20 @@ mod tests {
         // fail) while the producer runs.
         let data = pattern(3 * WRITE_BUFFER_BYTES);
         let mut errors = 0;
-        let written = write_stream_on(&fs, dir, GroupId(0), meta(9), None, |out| {
-            for piece in data.chunks(100_000) {
-                errors += usize::from(out.write_all(piece).is_err());
-            }
-            Ok(())
-        });
+        let written = write_stream_on(
+            &fs,
+            dir,
+            GroupId(0),
+            meta(9),
+            None,
+            &WriteRate::unlimited(),
+            |out| {
+                for piece in data.chunks(100_000) {
+                    errors += usize::from(out.write_all(piece).is_err());
+                }
+                Ok(())
+            },
+        );
         assert!(errors > 0, "the producer saw no error");
         assert!(written.is_err(), "{written:?}");
         assert!(
@@ -1028,7 +1149,14 @@ mod tests {
     fn a_sealed_snapshot_is_paced_and_a_failed_write_back_fails_it() {
         let file = Recording::default();
         let end = HEADER_BYTES as u64 + 9 * STRETCH + 5_000;
-        pace_write_back(&file, HEADER_BYTES as u64, end, STRETCH).expect("paced");
+        pace_write_back(
+            &RealFs,
+            &file,
+            HEADER_BYTES as u64,
+            end,
+            &WriteRate::unlimited(),
+        )
+        .expect("paced");
         let last = check_stretches(&file, HEADER_BYTES as u64);
         assert!(end - last < STRETCH + PAGE_BYTES, "{last} {end}");
 
@@ -1048,9 +1176,171 @@ mod tests {
             .expect("received");
         // The first waiting write-back fails (the sim's stretch is small).
         sim.fail_fsync_after(0);
-        let sealed = seal_incoming_on(&*fs, &dir, GroupId(0), &received, None);
+        let sealed = seal_incoming_on(
+            &*fs,
+            &dir,
+            GroupId(0),
+            &received,
+            None,
+            &WriteRate::unlimited(),
+        );
         assert!(sealed.is_err(), "{sealed:?}");
         assert_eq!(sim.stats().fsyncs, 0, "failed before any sync");
+    }
+
+    /// Writes `len` bytes of snapshot on `sim` within `rate`, in pieces of
+    /// 10,000 bytes, calling `between` after each piece; the time the
+    /// writer paused for, on the simulated clock.
+    fn capped_write(
+        sim: &SimFs,
+        len: usize,
+        rate: &WriteRate,
+        mut between: impl FnMut(usize),
+    ) -> Duration {
+        let dir = Path::new("/snap");
+        sim.create_dir_all(dir).expect("dir");
+        let before = sim.stats().paused_nanos;
+        let data = pattern(len);
+        write_stream_on(sim, dir, GroupId(0), meta(7), None, rate, |out| {
+            for (i, piece) in data.chunks(10_000).enumerate() {
+                out.write_all(piece)?;
+                between(i);
+            }
+            Ok(())
+        })
+        .expect("written");
+        Duration::from_nanos(sim.stats().paused_nanos - before)
+    }
+
+    /// A capped writer pauses until its average rate is the cap: a file
+    /// of `len` bytes at `rate` takes `len / rate`, give or take the part
+    /// (under a stretch and a buffer) the final sync writes.
+    #[test]
+    fn a_capped_snapshot_is_written_no_faster_than_its_cap() {
+        let len = 2_000_000;
+        let slack = WRITE_BUFFER_BYTES as u64 + 256;
+        for bytes_per_sec in [1_000_000, 40_000_000, 3_000_000_000] {
+            let rate = WriteRate::capped(bytes_per_sec);
+            let paused = capped_write(&SimFs::new(), len, &rate, |_| {});
+            let most = rate.time_for(len as u64);
+            let least = rate.time_for(len as u64 - slack);
+            assert!(
+                least <= paused && paused <= most,
+                "{bytes_per_sec} B/s: paused {paused:?}, not in {least:?}..={most:?}"
+            );
+        }
+        let unlimited = capped_write(&SimFs::new(), len, &WriteRate::unlimited(), |_| {});
+        assert_eq!(unlimited, Duration::ZERO);
+        assert_eq!(
+            capped_write(&SimFs::new(), len, &WriteRate::capped(0), |_| {}),
+            Duration::ZERO,
+            "0 is no cap"
+        );
+    }
+
+    /// Time the producer takes counts: a producer slower than the cap is
+    /// never made to wait on top of it.
+    #[test]
+    fn a_producer_slower_than_the_cap_is_not_paused() {
+        let sim = SimFs::new();
+        let rate = WriteRate::capped(1_000_000);
+        // Each piece of 10,000 bytes takes the producer 20 ms (on the
+        // simulated clock): 0.5 MB/s, half the cap.
+        let paused = capped_write(&sim, 1_000_000, &rate, |_| {
+            sim.pause(Duration::from_millis(20));
+        });
+        let producing = Duration::from_millis(20 * 100);
+        assert!(
+            paused <= producing + PAUSE_SLICE,
+            "paused {paused:?} beyond the producer's own {producing:?}"
+        );
+    }
+
+    /// A lifted cap (a stopping node) ends the pauses of a write under way,
+    /// and of every write after it that shares the cap.
+    #[test]
+    fn a_lifted_cap_pauses_no_more() {
+        let sim = SimFs::new();
+        let rate = WriteRate::capped(1_000_000);
+        let lift = rate.clone();
+        let paused = capped_write(&sim, 2_000_000, &rate, |i| {
+            if i == 150 {
+                lift.lift();
+            }
+        });
+        // The writer's buffer (1 MiB) reached the file once before the lift
+        // at 1.5 MB, paced: about a second paused, not two.
+        assert!(
+            paused >= rate.time_for(1_000_000) && paused <= rate.time_for(1_100_000),
+            "paused {paused:?}"
+        );
+        assert_eq!(capped_write(&sim, 2_000_000, &rate, |_| {}), Duration::ZERO);
+    }
+
+    /// On the real clock, a write capped far below the disk's speed waits,
+    /// and a lift from another thread (a stop) ends the wait at once.
+    #[test]
+    fn a_real_capped_write_waits_and_a_lift_ends_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 64 MiB at 1 MB/s would take over a minute.
+        let rate = WriteRate::capped(1_000_000);
+        let lift = rate.clone();
+        let lifter = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            lift.lift();
+        });
+        let began = Instant::now();
+        let piece = vec![7u8; 1 << 20];
+        write_stream_on(
+            &RealFs,
+            dir.path(),
+            GroupId(0),
+            meta(3),
+            None,
+            &rate,
+            |out| {
+                for _ in 0..64 {
+                    out.write_all(&piece)?;
+                }
+                Ok(())
+            },
+        )
+        .expect("written");
+        let took = began.elapsed();
+        lifter.join().expect("lifter");
+        assert!(took >= Duration::from_millis(300), "no wait: {took:?}");
+        assert!(
+            took < Duration::from_secs(30),
+            "the lift did not end it: {took:?}"
+        );
+    }
+
+    /// An incoming snapshot sealed within a cap is handed to the disk no
+    /// faster than the cap.
+    #[test]
+    fn a_sealed_snapshot_keeps_to_its_cap() {
+        let sim = SimFs::new();
+        let fs: Arc<dyn Fs> = Arc::new(sim.clone());
+        let dir = PathBuf::from("/snap");
+        fs.create_dir_all(&dir).expect("dir");
+        let (mut spool, report) = spool(&fs, &dir);
+        let len = 100_000;
+        spool.begin(meta(5), len).expect("begin");
+        spool.append(&pattern(len as usize)).expect("append");
+        spool.finish().expect("finish");
+        let received = report
+            .lock()
+            .expect("lock")
+            .received
+            .clone()
+            .expect("received");
+        let rate = WriteRate::capped(10_000);
+        seal_incoming_on(&*fs, &dir, GroupId(0), &received, None, &rate).expect("sealed");
+        let paused = Duration::from_nanos(sim.stats().paused_nanos);
+        assert!(
+            paused >= rate.time_for(len - 256) && paused <= rate.time_for(len),
+            "paused {paused:?}"
+        );
     }
 
     #[test]
@@ -1065,6 +1355,7 @@ mod tests {
             GroupId(0),
             meta(42),
             Some(&schedule()),
+            &WriteRate::unlimited(),
             |out| {
                 let (small, rest) = data.split_at(10);
                 for byte in small {
@@ -1100,10 +1391,18 @@ mod tests {
     #[test]
     fn a_producer_error_leaves_no_snapshot_under_the_final_name() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = write_stream_on(&RealFs, dir.path(), GroupId(0), meta(5), None, |out| {
-            out.write_all(b"half")?;
-            Err(io::Error::other("the state machine failed"))
-        })
+        let err = write_stream_on(
+            &RealFs,
+            dir.path(),
+            GroupId(0),
+            meta(5),
+            None,
+            &WriteRate::unlimited(),
+            |out| {
+                out.write_all(b"half")?;
+                Err(io::Error::other("the state machine failed"))
+            },
+        )
         .expect_err("fails");
         assert!(err.to_string().contains(".tmp"), "{err}");
         assert!(!dir
@@ -1157,8 +1456,15 @@ mod tests {
 
         // The install's checkpoint seals it in place: a snapshot file that
         // reads back whole, and the bytes handed out stay valid.
-        let path = seal_incoming_on(&*fs, dir.path(), GroupId(0), &received, Some(&schedule()))
-            .expect("sealed");
+        let path = seal_incoming_on(
+            &*fs,
+            dir.path(),
+            GroupId(0),
+            &received,
+            Some(&schedule()),
+            &WriteRate::unlimited(),
+        )
+        .expect("sealed");
         assert!(!incoming.exists());
         let read = read(dir.path(), GroupId(0), meta(9)).expect("reads");
         assert_eq!(read.data, data);

@@ -163,6 +163,7 @@ fn config(
     cfg.snapshot_policy = SnapshotPolicy {
         instances: u64::MAX,
         log_bytes: u64::MAX,
+        ..Default::default()
     };
     Ok(cfg)
 }

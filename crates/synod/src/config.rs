@@ -60,7 +60,10 @@ pub struct NodeConfig {
     /// all at once, and glibc keeps such holes in the middle of its heap
     /// resident otherwise (a third of a loaded KV node's RSS; the `synod`
     /// binary's jemalloc returns freed pages by itself). Default: every
-    /// 10,000 instances or 64 MiB of log, whichever comes first.
+    /// 10,000 instances or 64 MiB of log, whichever comes first, and the
+    /// snapshot file written at no more than 64 MB/s
+    /// ([`SnapshotPolicy::write_bytes_per_sec`]; a stop lifts the cap on a
+    /// file being written).
     pub snapshot_policy: SnapshotPolicy,
     /// Client sessions remembered for exactly-once (one per node process).
     /// Default 4,096.

@@ -69,6 +69,7 @@ use synod_core::{
 use synod_storage::fs::Fs;
 use synod_storage::{
     snapshot_file, LogRead, Obsolete, SnapshotPolicy, Storage, StorageError, SyncJob, Wal,
+    WriteRate,
 };
 use tracing::warn;
 
@@ -164,6 +165,8 @@ pub struct SnapshotWrite {
     /// The incoming file that holds this (installed) snapshot: sealed in
     /// place instead of written again (rule 6).
     seal: Option<snapshot_file::Received>,
+    /// The cap on the file's write rate (lifted at a stop).
+    rate: WriteRate,
     /// What to write; hand it back to [`Persister::snapshot_written`].
     pub checkpoint: PendingCheckpoint,
 }
@@ -184,6 +187,7 @@ impl SnapshotWrite {
                 self.group,
                 &received,
                 self.checkpoint.snapshot.memberships.as_ref(),
+                &self.rate,
             )?;
             return Ok(());
         }
@@ -207,6 +211,7 @@ impl SnapshotWrite {
             self.group,
             snapshot.meta,
             snapshot.memberships.as_ref(),
+            &self.rate,
             |out| match stream {
                 Some(write) => write(out),
                 None => out.write_all(&snapshot.data),
@@ -261,6 +266,9 @@ pub struct Persister {
     group: GroupId,
     wal: Wal,
     policy: SnapshotPolicy,
+    /// The cap on snapshot files' write rate, from the policy; shared with
+    /// every write, and lifted for good by a stop.
+    write_rate: WriteRate,
     /// Everything handed to `wal.append` so far is covered by this.
     appended_through: PersistSeq,
     /// A sync job is out.
@@ -312,6 +320,7 @@ impl Persister {
             group,
             wal,
             policy,
+            write_rate: WriteRate::capped(policy.write_bytes_per_sec),
             appended_through: PersistSeq(0),
             syncing: false,
             spool_report: Arc::default(),
@@ -550,6 +559,7 @@ impl Persister {
                     group: self.group,
                     encode,
                     seal,
+                    rate: self.write_rate.clone(),
                     checkpoint: PendingCheckpoint {
                         snapshot,
                         own,
@@ -726,6 +736,9 @@ impl Persister {
     /// (its snapshot file is a stray a later cleanup removes) and says
     /// whether a step (a) or (c) is still out (wait for its report).
     pub fn stop_checkpoint(&mut self) -> bool {
+        // A snapshot file being written goes on at full speed: the stop
+        // waits for it, and a cap would make that wait long.
+        self.write_rate.lift();
         if self.checkpoint_ready.take().is_some() {
             self.checkpoint_busy = false;
         }
@@ -789,6 +802,43 @@ mod tests {
                 _ => None,
             })
             .expect("step (a) handed out")
+    }
+
+    /// A stop lifts the cap on the snapshot file being written (the stop
+    /// waits for that write); without a stop, the write keeps to the cap.
+    #[test]
+    fn a_stop_lifts_the_cap_on_the_snapshot_write() {
+        for stop in [false, true] {
+            let sim = synod_storage::SimFs::new();
+            let (wal, _) = Wal::open_on(
+                Arc::new(sim.clone()),
+                std::path::Path::new("/data"),
+                WalOptions::default(),
+            )
+            .expect("opens");
+            let policy = SnapshotPolicy {
+                write_bytes_per_sec: 1_000,
+                ..SnapshotPolicy::default()
+            };
+            let mut persist = Persister::new(GroupId(0), wal, policy, InstanceId(0));
+            let mut replica =
+                Replica::new(Config::new(NodeId(1), vec![NodeId(1)])).expect("replica");
+            let mut snapshot = snapshot_at(7);
+            snapshot.data = Bytes::from(vec![1u8; 10_000]);
+            persist.snapshot_taken(snapshot);
+            let mut write = step_a(&mut persist, &mut replica);
+            if stop {
+                assert!(persist.stop_checkpoint(), "step (a) is out");
+            }
+            write.run().expect("written");
+            let paused = std::time::Duration::from_nanos(sim.stats().paused_nanos);
+            if stop {
+                assert_eq!(paused, std::time::Duration::ZERO);
+            } else {
+                // 10,000 bytes at 1,000 a second, but for the last stretch.
+                assert!(paused >= std::time::Duration::from_secs(9), "{paused:?}");
+            }
+        }
     }
 
     /// A checkpoint's records hold every chosen value from its point on:

@@ -148,6 +148,7 @@ fn compaction(dir: &Path, writes: u64) -> (u64, u64, f64) {
     let policy = SnapshotPolicy {
         instances: 100,
         log_bytes: 8 << 20,
+        ..Default::default()
     };
     let start = Instant::now();
     let mut ticks = 0;

@@ -154,6 +154,7 @@ async fn lagging_node_catches_up_from_a_snapshot() {
         cfg.snapshot_policy = SnapshotPolicy {
             instances: 10,
             log_bytes: 0,
+            ..Default::default()
         };
         // Small peer queues: what was sent to node 3 while it was down is
         // mostly dropped, as it would be after a long outage.
@@ -205,6 +206,7 @@ async fn a_node_behind_values_dropped_from_memory_gets_them_read_back_from_the_l
         cfg.snapshot_policy = SnapshotPolicy {
             instances: 0,
             log_bytes: 0,
+            ..Default::default()
         };
         cfg.log_memory_bytes = 0;
         cfg.peer_send_queue_max = 16;

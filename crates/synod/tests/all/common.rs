@@ -51,6 +51,7 @@ pub fn snapshotting_config(
     cfg.snapshot_policy = synod::SnapshotPolicy {
         instances: 10,
         log_bytes: 0,
+        ..Default::default()
     };
     cfg.peer_send_queue_max = 16;
     cfg

@@ -59,6 +59,7 @@ fn single(dir: &std::path::Path, fs: &SimFs) -> NodeConfig {
     cfg.snapshot_policy = SnapshotPolicy {
         instances: 3,
         log_bytes: 64 << 20,
+        ..Default::default()
     };
     cfg.storage_fs = Some(Arc::new(fs.clone()));
     cfg

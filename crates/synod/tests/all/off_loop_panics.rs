@@ -60,6 +60,7 @@ async fn one_node(dir: &std::path::Path, snapshot_every: u64) -> Node {
     cfg.snapshot_policy = SnapshotPolicy {
         instances: snapshot_every,
         log_bytes: 0,
+        ..Default::default()
     };
     Node::start(cfg, Panicky(0)).await.expect("node starts")
 }

@@ -51,6 +51,7 @@ fn one_node(dir: &std::path::Path, addr: SocketAddr) -> NodeConfig {
     cfg.snapshot_policy = SnapshotPolicy {
         instances: 0,
         log_bytes: 0,
+        ..Default::default()
     };
     cfg
 }

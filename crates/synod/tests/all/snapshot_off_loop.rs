@@ -123,6 +123,7 @@ fn one_node(dir: &std::path::Path, addr: SocketAddr, snapshot_every: u64) -> Nod
     cfg.snapshot_policy = SnapshotPolicy {
         instances: snapshot_every,
         log_bytes: 0,
+        ..Default::default()
     };
     cfg
 }
