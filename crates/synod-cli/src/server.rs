@@ -192,12 +192,15 @@ pub struct ServerArgs {
     /// Snapshot after this many bytes of log (0: off).
     #[arg(long, default_value_t = 64 << 20)]
     snapshot_log_bytes: u64,
-    /// Write snapshot files (checkpoints, and snapshots received from peers)
-    /// at no more than this many MB (10^6 bytes) a second; 0: as fast as the
-    /// disk takes them. A checkpoint written at full speed fills the disk's
-    /// queue, and every log sync behind it waits: capped, writes keep their
-    /// latency during checkpoints, and a checkpoint takes longer (a million
-    /// 100-byte keys, ~125 MB, about 2 s at the default).
+    /// Write a checkpoint's snapshot file at no more than this many MB (10^6
+    /// bytes) a second; 0: as fast as the disk takes it. A checkpoint written
+    /// at full speed fills the disk's queue, and every log sync behind it
+    /// waits: capped, writes keep more of their latency during checkpoints,
+    /// and a checkpoint takes longer (a million 100-byte keys, ~125 MB, about
+    /// 2 s at the default), holding the values chosen meanwhile in memory. A
+    /// write that falls behind by a whole `--snapshot-instances` or
+    /// `--snapshot-log-bytes`, or that a stop waits for, finishes at full
+    /// speed.
     #[arg(
         long,
         default_value_t = SnapshotPolicy::DEFAULT_WRITE_BYTES_PER_SEC / 1_000_000,

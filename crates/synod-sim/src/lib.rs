@@ -186,6 +186,10 @@ pub struct Faults {
     /// (`Params::snapshot_write_eio`), so that seeds pinned before that
     /// nemesis replay the runs they were found in.
     pub snapshot_eio_off: bool,
+    /// Not a fault: no seed writes its snapshot files under a slow cap
+    /// (`Params::slow_snapshot_writes`), so that seeds pinned before that
+    /// replay the runs they were found in.
+    pub slow_snapshot_writes_off: bool,
 }
 
 impl Faults {
@@ -204,6 +208,7 @@ impl Faults {
             vouch_off: true,
             hold_off: true,
             snapshot_eio_off: true,
+            slow_snapshot_writes_off: true,
             ..Faults::default()
         }
     }
@@ -222,6 +227,7 @@ impl Faults {
             vouch_off: true,
             hold_off: true,
             snapshot_eio_off: true,
+            slow_snapshot_writes_off: true,
             ..Faults::default()
         }
     }
@@ -239,6 +245,7 @@ impl Faults {
             vouch_off: true,
             hold_off: true,
             snapshot_eio_off: true,
+            slow_snapshot_writes_off: true,
             ..Faults::default()
         }
     }
@@ -253,6 +260,16 @@ impl Faults {
             vouch_off: true,
             hold_off: true,
             snapshot_eio_off: true,
+            slow_snapshot_writes_off: true,
+            ..Faults::default()
+        }
+    }
+
+    /// No fault: how every seed ran before snapshot files could be written
+    /// under a slow cap (checkpoints lasting seconds).
+    pub fn before_slow_snapshots() -> Faults {
+        Faults {
+            slow_snapshot_writes_off: true,
             ..Faults::default()
         }
     }
@@ -267,6 +284,7 @@ impl Faults {
             vouch_off: true,
             hold_off: true,
             snapshot_eio_off: true,
+            slow_snapshot_writes_off: true,
             ..Faults::default()
         }
     }

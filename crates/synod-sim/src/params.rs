@@ -43,6 +43,12 @@ pub struct Params {
     /// A node snapshots its state machine and compacts its log every this many
     /// applied instances (0: never).
     pub snapshot_every: u64,
+    /// Snapshot files are written at no more than this many bytes a second
+    /// (`SnapshotPolicy::write_bytes_per_sec`), and a checkpoint's step (a)
+    /// is reported only after the time its writer paused for (or when its
+    /// cap is lifted): checkpoints that last up to seconds. `None`: the
+    /// runtime's default cap, and no wait (a few bytes' worth). Own stream.
+    pub slow_snapshot_writes: Option<u64>,
     /// Also checkpoint right after an fsync completes, before the replica's
     /// next `Ready` is taken: records the replica queued in between are then
     /// appended after the checkpoint, as a runtime may do (the real one did,
@@ -319,6 +325,7 @@ impl Params {
                 0
             },
             torn_tail: rng.gen_range(0.0..1.0),
+            slow_snapshot_writes: None,
             eager_checkpoint: false,
             read_index_share: 0.0,
             lazy_sync: false,

@@ -36,6 +36,10 @@ pub struct Stats {
     pub nemesis: Vec<&'static str>,
     /// Nodes that stopped on a storage error (injected disk faults).
     pub storage_failures: u64,
+    /// Snapshot files written under a slow cap whose report waited.
+    pub slow_snapshot_writes: u64,
+    /// Of those, the ones reported early: their cap was lifted (overdue).
+    pub snapshot_writes_hurried: u64,
     /// Wiped nodes that finished rebuilding (vote again).
     pub rebuilds: u64,
     /// Reads by index that depended on the time and went through the log.

@@ -24,7 +24,9 @@ use synod_core::{
     RoleKind, Schedule, Value,
 };
 use synod_storage::fs::Fs;
-use synod_storage::{LogRead, Obsolete, SimFs, SnapshotPolicy, SyncJob, Wal, WalOptions};
+use synod_storage::{
+    LogRead, Obsolete, SimFs, SnapshotPolicy, StorageError, SyncJob, Wal, WalOptions,
+};
 
 /// How a node's engine answers a simulated client: which client, which of
 /// its operations, which attempt (an answer to an older attempt is stale).
@@ -151,6 +153,9 @@ pub(crate) enum IoKind {
     /// The state machine's restore from a peer's snapshot (the driver runs
     /// it on a blocking thread).
     Restore,
+    /// A snapshot file written under a slow cap is reported (see
+    /// `Params::slow_snapshot_writes`).
+    SnapshotReport,
 }
 
 /// Where every simulated node keeps its data on its simulated disk.
@@ -228,6 +233,9 @@ pub(crate) struct SimNode {
     /// fires (one of each kind at most).
     pub(crate) sync_out: Option<(SyncJob, PersistSeq)>,
     pub(crate) snapshot_out: Option<SnapshotWrite>,
+    /// A snapshot file written under a slow cap, its result, and when its
+    /// report is due (unless its cap is lifted first).
+    pub(crate) snapshot_report: Option<(SnapshotWrite, Result<(), StorageError>, u64)>,
     pub(crate) restore_out: Option<synod::engine::RestoreJob<SimKv>>,
     /// synod-kv's registry of blocked clients of this incarnation: it
     /// outlives the state machine's restores (as the server's does), so
@@ -316,6 +324,7 @@ impl SimNode {
             disk: SimFs::new(),
             sync_out: None,
             snapshot_out: None,
+            snapshot_report: None,
             restore_out: None,
             blocked_clients: None,
             remove_out: None,
@@ -467,6 +476,15 @@ impl World {
         params.weights.disk_fault = if disk_rng.gen_bool(0.5) { 2 } else { 0 };
         params.checkpoint_power_cut = if disk_rng.gen_bool(0.5) { 0.5 } else { 0.0 };
         params.weights.wipe = if disk_rng.gen_bool(0.5) { 1 } else { 0 };
+        // Snapshot files written under a slow cap, so that checkpoints last
+        // up to seconds (added with the cap): a stream of their own.
+        let mut slow_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_5A0E_CA90_0000);
+        params.slow_snapshot_writes = if slow_rng.gen_bool(0.5) && !faults.slow_snapshot_writes_off
+        {
+            Some(slow_rng.gen_range(2_000..=40_000))
+        } else {
+            None
+        };
         // Failed snapshot writes (added with paced write-back): their own.
         let mut snapshot_eio_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_5EA1_E100_0000);
         params.snapshot_write_eio = if snapshot_eio_rng.gen_bool(0.5) {
@@ -948,9 +966,12 @@ impl World {
         let policy = SnapshotPolicy {
             instances: self.params.snapshot_every,
             log_bytes: 0,
-            // The default cap: the simulated file system runs its pacing
-            // on its own clock and never waits.
-            write_bytes_per_sec: SnapshotPolicy::DEFAULT_WRITE_BYTES_PER_SEC,
+            // The simulated file system runs the pacing on its own clock
+            // and never waits; under a slow cap, the report waits instead.
+            write_bytes_per_sec: self
+                .params
+                .slow_snapshot_writes
+                .unwrap_or(SnapshotPolicy::DEFAULT_WRITE_BYTES_PER_SEC),
         };
         let persist = Persister::new(GroupId(0), wal, policy, InstanceId(next_apply));
         let wall = Arc::clone(&sim_node.wall);
@@ -1092,6 +1113,7 @@ impl World {
             }
         }
         sim_node.snapshot_out = None;
+        sim_node.snapshot_report = None;
         sim_node.restore_out = None;
         sim_node.blocked_clients = None;
         sim_node.remove_out = None;
@@ -1399,21 +1421,35 @@ impl World {
                     sim_node.disk_faults = true;
                     self.stats.nemesis.push("snapshot-write-eio");
                 }
+                let paused_before = sim_node.disk.stats().paused_nanos;
                 let written = write.run();
-                let result = engine.snapshot_written(write.checkpoint, written);
-                if result.is_ok()
-                    && self.phase == Phase::Safety
-                    && self.disk_rng.gen_bool(self.params.checkpoint_power_cut)
-                {
-                    // The marker step comes next: let the power go a few
-                    // storage steps into it.
-                    let steps = self.disk_rng.gen_range(0..12);
-                    sim_node.disk.power_off_after(Some(steps));
-                    sim_node.disk_faults = true;
-                    sim_node.checkpoint_cut = true;
-                    self.stats.nemesis.push("checkpoint-power-cut");
+                let paused_us = (sim_node.disk.stats().paused_nanos - paused_before) / 1_000;
+                if self.params.slow_snapshot_writes.is_some() && paused_us > 0 {
+                    // The writer ran at once on the simulated disk, but a
+                    // capped write takes the time it paused for: the report
+                    // comes then, or as soon as the cap is lifted (a write
+                    // overdue). Meanwhile the node goes on, its checkpoint
+                    // in progress.
+                    sim_node.snapshot_report = Some((write, written, self.now_us + paused_us));
+                    self.stats.slow_snapshot_writes += 1;
+                    self.schedule_snapshot_report(node);
+                    return;
                 }
-                result
+                self.snapshot_reported(node, write, written)
+            }
+            IoKind::SnapshotReport => {
+                let Some((write, written, due)) = sim_node.snapshot_report.take() else {
+                    return;
+                };
+                if self.now_us < due {
+                    if !write.rate_lifted() {
+                        sim_node.snapshot_report = Some((write, written, due));
+                        self.schedule_snapshot_report(node);
+                        return;
+                    }
+                    self.stats.snapshot_writes_hurried += 1;
+                }
+                self.snapshot_reported(node, write, written)
             }
             IoKind::Restore => {
                 let Some(job) = sim_node.restore_out.take() else {
@@ -1455,6 +1491,51 @@ impl World {
             return;
         }
         self.pump(node);
+    }
+
+    /// Checks on a slow snapshot write again in 10 ms (or when it is due).
+    fn schedule_snapshot_report(&mut self, node: usize) {
+        let Some((_, _, due)) = &self.nodes[node].snapshot_report else {
+            return;
+        };
+        let at = (*due).min(self.now_us + 10_000);
+        let epoch = self.nodes[node].epoch;
+        self.schedule(
+            at,
+            Event::IoDone {
+                node,
+                epoch,
+                io: IoKind::SnapshotReport,
+            },
+        );
+    }
+
+    /// Step (a) of a checkpoint is reported to the node's engine; a power
+    /// cut may be set to land in the marker step that follows.
+    fn snapshot_reported(
+        &mut self,
+        node: usize,
+        write: SnapshotWrite,
+        written: Result<(), StorageError>,
+    ) -> Result<(), synod::NodeError> {
+        let sim_node = &mut self.nodes[node];
+        let Some(engine) = sim_node.engine.as_mut() else {
+            return Ok(());
+        };
+        let result = engine.snapshot_written(write.checkpoint, written);
+        if result.is_ok()
+            && self.phase == Phase::Safety
+            && self.disk_rng.gen_bool(self.params.checkpoint_power_cut)
+        {
+            // The marker step comes next: let the power go a few storage
+            // steps into it.
+            let steps = self.disk_rng.gen_range(0..12);
+            sim_node.disk.power_off_after(Some(steps));
+            sim_node.disk_faults = true;
+            sim_node.checkpoint_cut = true;
+            self.stats.nemesis.push("checkpoint-power-cut");
+        }
+        result
     }
 
     /// A storage error stopped the node: as the runtime does, the process

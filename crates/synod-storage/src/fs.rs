@@ -115,7 +115,9 @@ pub trait Fs: Send + Sync + Debug {
         4 << 20
     }
     /// Now, on the clock that paces a capped write (see
-    /// `snapshot_file::WriteRate`); [`Fs::pause`] moves it on.
+    /// `snapshot_file::WriteRate`); [`Fs::pause`] moves it on. A file
+    /// system overrides both or neither (the writer never waits on a clock
+    /// that stands still, but would pace by the wrong one).
     fn now(&self) -> std::time::Instant {
         std::time::Instant::now()
     }

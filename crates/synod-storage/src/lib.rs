@@ -70,15 +70,17 @@ impl Recovered {
 
 /// When to snapshot: after this many applied instances or this many bytes of
 /// log since the last snapshot, whichever comes first (0 switches a trigger
-/// off); and how fast to write the snapshot file.
+/// off); and how fast the runtime writes a checkpoint's snapshot file
+/// (`Storage::checkpoint`, which writes it in place, does not pace it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotPolicy {
     /// Applied instances since the last snapshot.
     pub instances: u64,
     /// Bytes appended to the log since the last snapshot.
     pub log_bytes: u64,
-    /// The most bytes a second a snapshot file is written at (a
-    /// checkpoint's, or a peer's snapshot made durable); 0: no cap. See
+    /// The most bytes a second a checkpoint's snapshot file is written at;
+    /// 0: no cap. A write that falls a whole policy interval behind (or
+    /// that a stop waits for) finishes at full speed. See
     /// [`snapshot_file::WriteRate`] for why and what it costs.
     pub write_bytes_per_sec: u64,
 }

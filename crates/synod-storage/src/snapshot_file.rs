@@ -190,11 +190,15 @@ const WRITE_BUFFER_BYTES: usize = 1 << 20;
 /// and a restart right after replays more of it.
 ///
 /// The writer pauses after each stretch until the file's average rate since
-/// its first byte is at most the cap: time spent producing the bytes
-/// (encoding the state) counts, so an encoder slower than the cap never
-/// waits. Pauses are taken on [`Fs::pause`] and timed on [`Fs::now`]: the
-/// simulator's file system moves its clock instead of waiting, so its
-/// capped writes pace the same way in every run.
+/// the writer was made is at most the cap: time spent producing the bytes
+/// (encoding the state as it streams) counts, so an encoder slower than the
+/// cap never waits; but a writer behind its schedule banks no more than one
+/// buffer's (or stretch's) worth of time, so that nothing (work before the
+/// first byte, a stall) is made up for by a burst. Pauses are taken on [`Fs::pause`] and
+/// timed on [`Fs::now`]: the simulator's file system moves its clock
+/// instead of waiting, so its capped writes pace the same way in every run.
+/// A peer's snapshot sealed in place ([`seal_incoming_on`]) is handed to the
+/// disk in stretches too, within the rate its caller gives.
 #[derive(Clone, Debug, Default)]
 pub struct WriteRate {
     /// Bytes per second; 0: no cap.
@@ -232,7 +236,8 @@ impl WriteRate {
         self.lifted.store(true, Ordering::Relaxed);
     }
 
-    fn is_lifted(&self) -> bool {
+    /// Whether writes go at full speed now (no cap, or lifted).
+    pub fn is_lifted(&self) -> bool {
         self.bytes_per_sec == 0 || self.lifted.load(Ordering::Relaxed)
     }
 
@@ -243,18 +248,34 @@ impl WriteRate {
     }
 
     /// Waits, on `fs`'s clock, until `bytes` written since `began` are
-    /// within the cap, or the cap is lifted.
-    fn keep_to(&self, fs: &dyn Fs, began: Instant, bytes: u64) {
-        // (Past the clock's range: centuries at any cap the flag allows.)
+    /// within the cap, or the cap is lifted. A writer behind its schedule
+    /// (a producer slower than the cap, or one that worked a while before
+    /// its first byte) banks at most `slack` bytes' worth of time: `began`
+    /// moves on, so that what follows is never written in a burst.
+    fn keep_to(&self, fs: &dyn Fs, began: &mut Instant, bytes: u64, slack: u64) {
+        if self.is_lifted() {
+            return;
+        }
         let Some(due) = began.checked_add(self.time_for(bytes)) else {
+            // Past the clock's range (centuries): no pause.
             return;
         };
-        while !self.is_lifted() {
-            let now = fs.now();
-            if now >= due {
-                return;
+        let now = fs.now();
+        let credit = self.time_for(slack);
+        if due.checked_add(credit).is_some_and(|late| now > late) {
+            if let Some(rebased) = now.checked_sub(self.time_for(bytes).saturating_add(credit)) {
+                *began = rebased;
             }
-            fs.pause((due - now).min(PAUSE_SLICE));
+            return;
+        }
+        // The wait is reckoned once, then paused for in slices (each ends
+        // early on a lift); the clock is not read again, so a file system
+        // whose `pause` does not move its `now` can never hold the writer.
+        let mut left = due.saturating_duration_since(now);
+        while !left.is_zero() && !self.is_lifted() {
+            let slice = left.min(PAUSE_SLICE);
+            fs.pause(slice);
+            left -= slice;
         }
     }
 }
@@ -333,7 +354,10 @@ impl WriteBack {
         }
         self.waited = self.started;
         self.started = to;
-        self.rate.keep_to(fs, self.began, to - self.from);
+        // A writer hands over a buffer at a time: it may bank that much.
+        let credit = self.stretch.max(WRITE_BUFFER_BYTES as u64);
+        self.rate
+            .keep_to(fs, &mut self.began, to - self.from, credit);
         Ok(())
     }
 }
@@ -1218,12 +1242,13 @@ mod tests {
     #[test]
     fn a_capped_snapshot_is_written_no_faster_than_its_cap() {
         let len = 2_000_000;
-        let slack = WRITE_BUFFER_BYTES as u64 + 256;
-        for bytes_per_sec in [1_000_000, 40_000_000, 3_000_000_000] {
+        let slack = (WRITE_BUFFER_BYTES + 256) as f64;
+        for bytes_per_sec in [1_000_000, 40_000_000, 3_000_000_000u64] {
             let rate = WriteRate::capped(bytes_per_sec);
             let paused = capped_write(&SimFs::new(), len, &rate, |_| {});
-            let most = rate.time_for(len as u64);
-            let least = rate.time_for(len as u64 - slack);
+            let secs = |bytes: f64| Duration::from_secs_f64(bytes / bytes_per_sec as f64);
+            let most = secs(len as f64);
+            let least = secs(len as f64 - slack);
             assert!(
                 least <= paused && paused <= most,
                 "{bytes_per_sec} B/s: paused {paused:?}, not in {least:?}..={most:?}"
@@ -1235,6 +1260,32 @@ mod tests {
             capped_write(&SimFs::new(), len, &WriteRate::capped(0), |_| {}),
             Duration::ZERO,
             "0 is no cap"
+        );
+    }
+
+    /// Time spent before the first byte is not made up for by a burst: the
+    /// writer banks at most a buffer's worth of it.
+    #[test]
+    fn work_before_the_first_byte_buys_no_burst() {
+        let sim = SimFs::new();
+        let dir = Path::new("/snap");
+        sim.create_dir_all(dir).expect("dir");
+        let data = pattern(6_000_000);
+        let rate = WriteRate::capped(1_000_000);
+        write_stream_on(&sim, dir, GroupId(0), meta(7), None, &rate, |out| {
+            // Ten seconds of work (a state machine's sync, a whole encode)
+            // before anything is written.
+            sim.pause(Duration::from_secs(10));
+            out.write_all(&data)
+        })
+        .expect("written");
+        let paused = Duration::from_nanos(sim.stats().paused_nanos) - Duration::from_secs(10);
+        // 6 MB at 1 MB/s, less a buffer banked and a buffer and a stretch
+        // the final sync writes: over 3.9 s (none, were the ten seconds
+        // banked).
+        assert!(
+            paused >= Duration::from_millis(3_900),
+            "paused only {paused:?}: the time before was spent as credit"
         );
     }
 
@@ -1271,7 +1322,7 @@ mod tests {
         // The writer's buffer (1 MiB) reached the file once before the lift
         // at 1.5 MB, paced: about a second paused, not two.
         assert!(
-            paused >= rate.time_for(1_000_000) && paused <= rate.time_for(1_100_000),
+            paused >= Duration::from_secs(1) && paused <= Duration::from_millis(1_100),
             "paused {paused:?}"
         );
         assert_eq!(capped_write(&sim, 2_000_000, &rate, |_| {}), Duration::ZERO);
@@ -1282,8 +1333,9 @@ mod tests {
     #[test]
     fn a_real_capped_write_waits_and_a_lift_ends_it() {
         let dir = tempfile::tempdir().expect("tempdir");
-        // 64 MiB at 1 MB/s would take over a minute.
-        let rate = WriteRate::capped(1_000_000);
+        // 8 MiB at 100 kB/s would take 80 s, and one stretch (1 MiB) 10 s:
+        // the lift must end a pause under way, not only the next one.
+        let rate = WriteRate::capped(100_000);
         let lift = rate.clone();
         let lifter = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
@@ -1299,7 +1351,7 @@ mod tests {
             None,
             &rate,
             |out| {
-                for _ in 0..64 {
+                for _ in 0..8 {
                     out.write_all(&piece)?;
                 }
                 Ok(())
@@ -1310,7 +1362,7 @@ mod tests {
         lifter.join().expect("lifter");
         assert!(took >= Duration::from_millis(300), "no wait: {took:?}");
         assert!(
-            took < Duration::from_secs(30),
+            took < Duration::from_secs(5),
             "the lift did not end it: {took:?}"
         );
     }
@@ -1337,8 +1389,9 @@ mod tests {
         let rate = WriteRate::capped(10_000);
         seal_incoming_on(&*fs, &dir, GroupId(0), &received, None, &rate).expect("sealed");
         let paused = Duration::from_nanos(sim.stats().paused_nanos);
+        // 100,000 bytes at 10,000 a second, but for the last stretch.
         assert!(
-            paused >= rate.time_for(len - 256) && paused <= rate.time_for(len),
+            paused >= Duration::from_millis(9_974) && paused <= Duration::from_secs(10),
             "paused {paused:?}"
         );
     }

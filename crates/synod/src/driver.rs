@@ -428,6 +428,9 @@ impl<S: StateMachine> Driver<S> {
                 format!("{err}. {}", fatal_advice(err))
             }
         };
+        // A snapshot file being written under its cap goes on at full speed
+        // from now: the stop waits for it below (after the log sync).
+        self.engine.persist.lift_write_rate();
         // Wait for a write in flight, so a clean stop leaves nothing half done.
         // Bounded: a stop must never hang on a report that does not come (a
         // node that stays half alive after a fatal error is worse than one

@@ -1515,6 +1515,7 @@ impl<S: StateMachine, R> Engine<S, R> {
     }
 
     fn maybe_snapshot(&mut self) {
+        self.persist.hurry_overdue_write(self.applied_end);
         // An on-disk state machine ahead of the applied point (a restart
         // replaying what its state has) holds a later state than this
         // point's: no snapshot of it can be taken here (seed 157 wrote one

@@ -165,13 +165,23 @@ pub struct SnapshotWrite {
     /// The incoming file that holds this (installed) snapshot: sealed in
     /// place instead of written again (rule 6).
     seal: Option<snapshot_file::Received>,
-    /// The cap on the file's write rate (lifted at a stop).
+    /// The cap on the file's write rate (lifted at a stop, or once the
+    /// write is overdue: [`Persister::hurry_overdue_write`]). A sealed
+    /// peer's snapshot is not capped: its pieces reached the page cache
+    /// unpaced as they arrived, and the kernel writes them back at its own
+    /// pace; a cap on the seal would only delay the install's checkpoint.
     rate: WriteRate,
     /// What to write; hand it back to [`Persister::snapshot_written`].
     pub checkpoint: PendingCheckpoint,
 }
 
 impl SnapshotWrite {
+    /// Whether its cap is lifted (a stop, or the write overdue): for the
+    /// simulator, which models how long a capped write lasts.
+    pub fn rate_lifted(&self) -> bool {
+        self.rate.is_lifted()
+    }
+
     /// Encodes the snapshot if it was taken as a view (streaming it into
     /// the file when the encoder writes), then writes the snapshot file
     /// durably (temp file, fsync, rename, directory fsync), hashing it on
@@ -187,7 +197,7 @@ impl SnapshotWrite {
                 self.group,
                 &received,
                 self.checkpoint.snapshot.memberships.as_ref(),
-                &self.rate,
+                &WriteRate::unlimited(),
             )?;
             return Ok(());
         }
@@ -266,9 +276,12 @@ pub struct Persister {
     group: GroupId,
     wal: Wal,
     policy: SnapshotPolicy,
-    /// The cap on snapshot files' write rate, from the policy; shared with
-    /// every write, and lifted for good by a stop.
-    write_rate: WriteRate,
+    /// The cap on the snapshot file being written (step a), shared with
+    /// its writer, if one is out; and the log's `bytes_since_checkpoint`
+    /// when it started.
+    writing_rate: Option<(WriteRate, u64)>,
+    /// A stop lifted the caps: later writes are not capped either.
+    rate_lifted: bool,
     /// Everything handed to `wal.append` so far is covered by this.
     appended_through: PersistSeq,
     /// A sync job is out.
@@ -320,7 +333,8 @@ impl Persister {
             group,
             wal,
             policy,
-            write_rate: WriteRate::capped(policy.write_bytes_per_sec),
+            writing_rate: None,
+            rate_lifted: false,
             appended_through: PersistSeq(0),
             syncing: false,
             spool_report: Arc::default(),
@@ -553,13 +567,18 @@ impl Persister {
                 } else {
                     self.received_file(&snapshot)
                 };
+                let rate = match self.rate_lifted {
+                    true => WriteRate::unlimited(),
+                    false => WriteRate::capped(self.policy.write_bytes_per_sec),
+                };
+                self.writing_rate = Some((rate.clone(), self.wal.bytes_since_checkpoint()));
                 kicked.io.push(Io::WriteSnapshot(SnapshotWrite {
                     fs: self.wal.fs(),
                     dir: self.wal.snap_dir().to_path_buf(),
                     group: self.group,
                     encode,
                     seal,
-                    rate: self.write_rate.clone(),
+                    rate,
                     checkpoint: PendingCheckpoint {
                         snapshot,
                         own,
@@ -699,6 +718,55 @@ impl Persister {
         Ok(())
     }
 
+    /// A snapshot file being written goes on at full speed, and later ones
+    /// are not capped: a stop waits for the write (the driver lifts the cap
+    /// first thing when it stops; so does dropping the persister, for a
+    /// driver that panicked and left its writer running).
+    pub fn lift_write_rate(&mut self) {
+        self.rate_lifted = true;
+        if let Some((rate, _)) = &self.writing_rate {
+            rate.lift();
+        }
+    }
+
+    /// Lifts the cap on the snapshot file being written once the policy
+    /// would call for the next checkpoint, counting from this one's point
+    /// (`applied_end`, instances) and from the write's start (log bytes;
+    /// 64 MiB where the policy counts neither): the checkpoint floor keeps
+    /// every value chosen meanwhile in memory and the log on disk grows
+    /// until the checkpoint is durable, so a write that falls that far
+    /// behind finishes at full speed. This keeps both within about one
+    /// policy interval more than a write at full speed would, whatever the
+    /// state's size and the cap.
+    pub fn hurry_overdue_write(&self, applied_end: InstanceId) {
+        const LOG_BYTES_OFF: u64 = 64 << 20;
+        let (Some((rate, log_bytes_at_start)), Some(point)) =
+            (&self.writing_rate, self.checkpoint_writing)
+        else {
+            return;
+        };
+        if rate.is_lifted() {
+            return;
+        }
+        let instances = applied_end.0.saturating_sub(point.0);
+        let log_bytes = self
+            .wal
+            .bytes_since_checkpoint()
+            .saturating_sub(*log_bytes_at_start);
+        let overdue = match (self.policy.instances, self.policy.log_bytes) {
+            (0, 0) => log_bytes >= LOG_BYTES_OFF,
+            _ => self.policy.due(instances, log_bytes),
+        };
+        if overdue {
+            tracing::info!(
+                instances,
+                log_bytes,
+                "the snapshot file being written is overdue: the rest at full speed"
+            );
+            rate.lift();
+        }
+    }
+
     /// Step (a) finished. A failed snapshot write is an I/O error like a
     /// failed fsync: fatal.
     pub fn snapshot_written(
@@ -707,6 +775,7 @@ impl Persister {
         result: Result<(), StorageError>,
     ) -> Result<(), StorageError> {
         self.checkpoint_writing = None;
+        self.writing_rate = None;
         if result.is_err() {
             // Step (a) is over (it failed): nothing of this checkpoint is out
             // any more, so a stop must not wait for a report that never comes
@@ -736,9 +805,7 @@ impl Persister {
     /// (its snapshot file is a stray a later cleanup removes) and says
     /// whether a step (a) or (c) is still out (wait for its report).
     pub fn stop_checkpoint(&mut self) -> bool {
-        // A snapshot file being written goes on at full speed: the stop
-        // waits for it, and a cap would make that wait long.
-        self.write_rate.lift();
+        self.lift_write_rate();
         if self.checkpoint_ready.take().is_some() {
             self.checkpoint_busy = false;
         }
@@ -774,6 +841,13 @@ impl Persister {
     }
 }
 
+impl Drop for Persister {
+    fn drop(&mut self) {
+        // A writer still out (its driver gone) does not crawl on.
+        self.lift_write_rate();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -804,41 +878,81 @@ mod tests {
             .expect("step (a) handed out")
     }
 
-    /// A stop lifts the cap on the snapshot file being written (the stop
-    /// waits for that write); without a stop, the write keeps to the cap.
+    /// How a checkpoint's snapshot file of 10,000 bytes, capped at 1,000
+    /// bytes a second, is written: `between` runs after step (a) is handed
+    /// out and before it runs. The time its writer paused for.
+    fn capped_checkpoint(between: impl FnOnce(&mut Persister)) -> std::time::Duration {
+        let sim = synod_storage::SimFs::new();
+        let (wal, _) = Wal::open_on(
+            Arc::new(sim.clone()),
+            std::path::Path::new("/data"),
+            WalOptions::default(),
+        )
+        .expect("opens");
+        let policy = SnapshotPolicy {
+            instances: 100,
+            log_bytes: 0,
+            write_bytes_per_sec: 1_000,
+        };
+        let mut persist = Persister::new(GroupId(0), wal, policy, InstanceId(0));
+        let mut replica = Replica::new(Config::new(NodeId(1), vec![NodeId(1)])).expect("replica");
+        let mut snapshot = snapshot_at(7);
+        snapshot.data = Bytes::from(vec![1u8; 10_000]);
+        persist.snapshot_taken(snapshot);
+        let mut write = step_a(&mut persist, &mut replica);
+        between(&mut persist);
+        write.run().expect("written");
+        std::time::Duration::from_nanos(sim.stats().paused_nanos)
+    }
+
+    /// The policy's cap holds; a stop lifts it on the snapshot file being
+    /// written (the stop waits for that write), and so does a write that
+    /// falls a whole policy interval behind, and dropping the persister.
     #[test]
-    fn a_stop_lifts_the_cap_on_the_snapshot_write() {
-        for stop in [false, true] {
-            let sim = synod_storage::SimFs::new();
-            let (wal, _) = Wal::open_on(
-                Arc::new(sim.clone()),
-                std::path::Path::new("/data"),
-                WalOptions::default(),
-            )
-            .expect("opens");
-            let policy = SnapshotPolicy {
-                write_bytes_per_sec: 1_000,
-                ..SnapshotPolicy::default()
-            };
-            let mut persist = Persister::new(GroupId(0), wal, policy, InstanceId(0));
-            let mut replica =
-                Replica::new(Config::new(NodeId(1), vec![NodeId(1)])).expect("replica");
-            let mut snapshot = snapshot_at(7);
-            snapshot.data = Bytes::from(vec![1u8; 10_000]);
-            persist.snapshot_taken(snapshot);
-            let mut write = step_a(&mut persist, &mut replica);
-            if stop {
-                assert!(persist.stop_checkpoint(), "step (a) is out");
-            }
-            write.run().expect("written");
-            let paused = std::time::Duration::from_nanos(sim.stats().paused_nanos);
-            if stop {
-                assert_eq!(paused, std::time::Duration::ZERO);
-            } else {
-                // 10,000 bytes at 1,000 a second, but for the last stretch.
-                assert!(paused >= std::time::Duration::from_secs(9), "{paused:?}");
-            }
-        }
+    fn a_checkpoint_keeps_to_its_cap_until_a_stop_or_it_is_overdue() {
+        use std::time::Duration;
+        // 10,000 bytes at 1,000 a second, but for the last stretch (the
+        // simulator's is 256 bytes).
+        let paused = capped_checkpoint(|_| {});
+        assert!(
+            paused >= Duration::from_millis(9_744) && paused <= Duration::from_secs(10),
+            "{paused:?}"
+        );
+        let paused = capped_checkpoint(|persist| {
+            assert!(persist.stop_checkpoint(), "step (a) is out");
+        });
+        assert_eq!(paused, Duration::ZERO, "a stop lifts the cap");
+        let paused = capped_checkpoint(|persist| persist.lift_write_rate());
+        assert_eq!(paused, Duration::ZERO);
+        // 99 instances applied past the checkpoint's point (7): not yet.
+        let paused = capped_checkpoint(|persist| persist.hurry_overdue_write(InstanceId(106)));
+        assert!(paused >= Duration::from_millis(9_744), "{paused:?}");
+        // 100: the policy would checkpoint again.
+        let paused = capped_checkpoint(|persist| persist.hurry_overdue_write(InstanceId(107)));
+        assert_eq!(paused, Duration::ZERO, "an overdue write is hurried");
+    }
+
+    /// Dropping the persister (its driver gone) lifts the cap of a writer
+    /// still out.
+    #[test]
+    fn dropping_the_persister_lifts_the_cap() {
+        let paused = capped_checkpoint(|persist| {
+            let mut replaced = Persister::new(
+                GroupId(0),
+                Wal::open_on(
+                    Arc::new(synod_storage::SimFs::new()),
+                    std::path::Path::new("/other"),
+                    WalOptions::default(),
+                )
+                .expect("opens")
+                .0,
+                SnapshotPolicy::default(),
+                InstanceId(0),
+            );
+            std::mem::swap(persist, &mut replaced);
+            drop(replaced);
+        });
+        assert_eq!(paused, std::time::Duration::ZERO);
     }
 
     /// A checkpoint's records hold every chosen value from its point on:

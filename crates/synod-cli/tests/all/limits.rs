@@ -127,3 +127,41 @@ fn a_command_over_the_replicated_limit_is_refused_with_an_error() {
         .expect("a command under the bound");
     assert_eq!(ok, "OK");
 }
+
+/// `--snapshot-write-mbps` takes 0 (no cap) to 1,000,000 MB/s, defaults to
+/// 64, and a value out of range is refused before anything starts.
+#[test]
+fn the_snapshot_write_cap_flag_is_checked() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
+        .args(["server", "--help"])
+        .output()
+        .expect("run synod server --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    let flag = help
+        .split("--snapshot-write-mbps")
+        .nth(1)
+        .expect("the flag is listed");
+    let flag = &flag[..flag.find("\n      --").unwrap_or(flag.len())];
+    assert!(flag.contains("[default: 64]"), "{flag}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for bad in ["1000001", "-1", "fast", ""] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
+            .args(["server", "--id", "1", "--init", "--insecure-peer-links"])
+            .args(["--peers", "1=127.0.0.1:1"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--snapshot-write-mbps", bad])
+            .output()
+            .expect("run synod server");
+        assert!(!out.status.success(), "{bad} accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("error:"), "{bad}: {stderr}");
+        assert!(
+            std::fs::read_dir(dir.path())
+                .expect("list")
+                .next()
+                .is_none(),
+            "{bad}: nothing written"
+        );
+    }
+}

@@ -159,6 +159,8 @@ fn caught_among_with(
     inject.hold_off = true;
     // And without failed snapshot writes (added with paced write-back).
     inject.snapshot_eio_off = true;
+    // And without slow snapshot writes (added with the cap on them).
+    inject.slow_snapshot_writes_off = true;
     seeds
         .map(|seed| run_seed(seed, 3, inject))
         .find(|report| report.violations.iter().any(|v| v.contains(by)))
@@ -335,6 +337,8 @@ fn a_master_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
     inject.hold_off = true;
     // And without failed snapshot writes (added with paced write-back).
     inject.snapshot_eio_off = true;
+    // And without slow snapshot writes (added with the cap on them).
+    inject.slow_snapshot_writes_off = true;
     let caught: Vec<u64> = [5, 12]
         .into_iter()
         .filter(|seed| {
