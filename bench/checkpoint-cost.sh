@@ -11,7 +11,7 @@
 # do to latency: 600k SETs from 50 clients, not pipelined, over the same
 # keys (several checkpoints on every node), with redis-benchmark's latency
 # summary (a stall shows in the max) and, per node, the log syncs that took
-# over 25 ms and over 100 ms (from /metrics).
+# over 25 ms and over 100 ms (from /metrics); last, each node's peak RSS.
 #
 #   bench/checkpoint-cost.sh [KEYS] [-- extra synod server args]
 #   e.g. bench/checkpoint-cost.sh 1000000 -- --snapshot-log-bytes 33554432
@@ -67,3 +67,8 @@ redis-benchmark -p "$PORT" -t set -c 50 -d 100 -r "$KEYS" -n 600000 2>/dev/null 
 after=$(slow_syncs)
 echo "log syncs over 25 ms / over 100 ms during it, per node: $(join <(echo "$before") <(echo "$after") |
   awk '{printf "node %s: %d / %d  ", $1, $4 - $2, $5 - $3}')"
+# The most memory each node held at any time of the run (checkpoints
+# included: the values chosen while one is written stay in memory).
+for pid in $PIDS; do
+  echo "node pid $pid: peak RSS $(($(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status") / 1024)) MiB"
+done

@@ -177,28 +177,30 @@ const WRITE_BUFFER_BYTES: usize = 1 << 20;
 ///
 /// Why: the log's syncs end with a cache flush that waits for every write
 /// the disk has queued, and a checkpoint writes the whole state. Paced by
-/// stretches ([`WriteBack`]) but not capped, three nodes sharing one disk
+/// stretches (`WriteBack`) but not capped, three nodes sharing one disk
 /// wrote their snapshot files (~125 MB each at a million keys) at whatever
-/// the encoder gave, 0.26-0.92 s per checkpoint, and log syncs that ran
-/// meanwhile took 40-91 ms, at times 140-330 ms on all nodes at once (the
-/// measurements are in the README's Storage section and
-/// `bench/checkpoint-cost.sh`). Capped at 60 MB/s (a throwaway build, two
-/// alternated runs), no log sync over 40 ms overlapped a snapshot write
-/// (63 and 48 before), and the worst SET went from 83/73 ms to 35/53 ms;
-/// the checkpoints took 1.0-2.7 s. The cost: a checkpoint takes longer, so
-/// the log grows longer before it is cut (by what is written meanwhile)
-/// and a restart right after replays more of it.
+/// the encoder gave, 0.3-1.2 s per checkpoint, and log syncs that ran
+/// meanwhile took 40-91 ms, at times 140-330 ms on all nodes at once. At
+/// 64 MB/s (`bench/checkpoint-cost.sh`, 11 alternated pairs; the README's
+/// Storage section has the figures) the log syncs over 25 ms went from a
+/// median of 49 a run to 9 and the worst SET from a median of 91 ms to 58;
+/// the 99th percentile did not move. The cost: a checkpoint takes longer
+/// (0.9-2.6 s), so the log grows longer before it is cut, and the values
+/// chosen meanwhile (and the state's copy-on-write copies) stay in memory
+/// longer: each node's peak RSS went from ~226 to 257-294 MiB. The
+/// runtime bounds both by finishing at full speed a write that falls a whole
+/// policy interval behind (`Persister::hurry_overdue_write` in `synod`).
 ///
 /// The writer pauses after each stretch until the file's average rate since
 /// the writer was made is at most the cap: time spent producing the bytes
 /// (encoding the state as it streams) counts, so an encoder slower than the
 /// cap never waits; but a writer behind its schedule banks no more than one
 /// buffer's (or stretch's) worth of time, so that nothing (work before the
-/// first byte, a stall) is made up for by a burst. Pauses are taken on [`Fs::pause`] and
-/// timed on [`Fs::now`]: the simulator's file system moves its clock
-/// instead of waiting, so its capped writes pace the same way in every run.
-/// A peer's snapshot sealed in place ([`seal_incoming_on`]) is handed to the
-/// disk in stretches too, within the rate its caller gives.
+/// first byte, a stall) is made up for by a burst. Pauses are taken on
+/// [`Fs::pause`] and timed on [`Fs::now`]: the simulator's file system
+/// moves its clock instead of waiting, so its capped writes pace the same
+/// way in every run. [`seal_incoming_on`] takes a rate too (the runtime
+/// gives none: see `SnapshotWrite` in `synod`).
 #[derive(Clone, Debug, Default)]
 pub struct WriteRate {
     /// Bytes per second; 0: no cap.
@@ -230,7 +232,7 @@ impl WriteRate {
     }
 
     /// Lifts the cap, for this and every clone, for good: a write under
-    /// way goes on at full speed (within [`PAUSE_SLICE`]). A stopping node
+    /// way goes on at full speed (within 50 ms). A stopping node
     /// does this, so that its stop never waits on a cap.
     pub fn lift(&self) {
         self.lifted.store(true, Ordering::Relaxed);

@@ -63,7 +63,7 @@ pub struct NodeConfig {
     /// 10,000 instances or 64 MiB of log, whichever comes first, and the
     /// snapshot file written at no more than 64 MB/s
     /// ([`SnapshotPolicy::write_bytes_per_sec`]; a stop lifts the cap on a
-    /// file being written).
+    /// file being written, as does its falling a whole interval behind).
     pub snapshot_policy: SnapshotPolicy,
     /// Client sessions remembered for exactly-once (one per node process).
     /// Default 4,096.
