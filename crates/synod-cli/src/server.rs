@@ -199,8 +199,8 @@ pub struct ServerArgs {
     /// and a checkpoint takes longer (a million 100-byte keys, ~125 MB, about
     /// 2 s at the default), holding the values chosen meanwhile in memory. A
     /// write that falls behind by a whole `--snapshot-instances` or
-    /// `--snapshot-log-bytes`, or that a stop waits for, finishes at full
-    /// speed.
+    /// `--snapshot-log-bytes`, or that a stop or a lagging peer waits for,
+    /// finishes at full speed; a snapshot a peer needs is never capped.
     #[arg(
         long,
         default_value_t = SnapshotPolicy::DEFAULT_WRITE_BYTES_PER_SEC / 1_000_000,

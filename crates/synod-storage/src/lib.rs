@@ -80,7 +80,7 @@ pub struct SnapshotPolicy {
     pub log_bytes: u64,
     /// The most bytes a second a checkpoint's snapshot file is written at;
     /// 0: no cap. A write that falls a whole policy interval behind (or
-    /// that a stop waits for) finishes at full speed. See
+    /// that a stop or a peer waits for) finishes at full speed. See
     /// [`snapshot_file::WriteRate`] for why and what it costs.
     pub write_bytes_per_sec: u64,
 }

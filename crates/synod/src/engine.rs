@@ -1731,7 +1731,10 @@ impl<S: StateMachine, R> Engine<S, R> {
         }
         let covered = self.persist.checkpoint_floor() >= Some(through)
             || self.persist.snapshot_asked_through() >= Some(through);
-        if !covered && self.persist.ask_snapshot(through) {
+        if covered {
+            // Whatever covers it is written at full speed.
+            self.persist.peer_waits();
+        } else if self.persist.ask_snapshot(through) {
             info!("a peer needs log values no longer held in memory: writing a snapshot now");
             self.metrics.snapshots_for_peers.fetch_add(1, Relaxed);
         }

@@ -282,6 +282,8 @@ pub struct Persister {
     writing_rate: Option<(WriteRate, u64)>,
     /// A stop lifted the caps: later writes are not capped either.
     rate_lifted: bool,
+    /// A peer waits for a snapshot: the next write is not capped.
+    next_uncapped: bool,
     /// Everything handed to `wal.append` so far is covered by this.
     appended_through: PersistSeq,
     /// A sync job is out.
@@ -335,6 +337,7 @@ impl Persister {
             policy,
             writing_rate: None,
             rate_lifted: false,
+            next_uncapped: false,
             appended_through: PersistSeq(0),
             syncing: false,
             spool_report: Arc::default(),
@@ -443,7 +446,22 @@ impl Persister {
             self.snapshot_asked
                 .map_or(through, |asked| asked.max(through)),
         );
+        self.peer_waits();
         true
+    }
+
+    /// A peer waits for a snapshot (asked for here, or covered by the
+    /// checkpoint in progress): the snapshot file being written, which
+    /// covers the need or must end before the one that does, and the next
+    /// one are written at full speed. A cap there would hold the peer, and
+    /// with it perhaps the whole cluster, for the state's size over the
+    /// cap, with nothing chosen meanwhile to make the write overdue (seed
+    /// 890431).
+    pub fn peer_waits(&mut self) {
+        self.next_uncapped = true;
+        if let Some((rate, _)) = &self.writing_rate {
+            rate.lift();
+        }
     }
 
     /// The point a checkpoint was asked for through
@@ -457,6 +475,7 @@ impl Persister {
     /// holds none: a peer needs it to catch up.
     pub fn ask_whole_snapshot(&mut self) {
         self.whole_asked = true;
+        self.peer_waits();
     }
 
     /// Whether `checkpoint` is still of the current state: no peer's
@@ -544,6 +563,11 @@ impl Persister {
     pub fn installed(&mut self, snapshot: Snapshot) {
         self.installs += 1;
         self.checkpoint_due = Some((snapshot, false, None));
+        // Our own checkpoint being written is of the state this replaced:
+        // step (b) drops it, and the install's checkpoint waits for it.
+        if let Some((rate, _)) = &self.writing_rate {
+            rate.lift();
+        }
     }
 
     /// Starts whatever storage work is due: a checkpoint's snapshot file,
@@ -567,10 +591,15 @@ impl Persister {
                 } else {
                     self.received_file(&snapshot)
                 };
-                let rate = match self.rate_lifted {
-                    true => WriteRate::unlimited(),
-                    false => WriteRate::capped(self.policy.write_bytes_per_sec),
+                // Capped: our own checkpoints that no peer waits for. A
+                // peer's snapshot (sealed, or written again) makes an
+                // install durable; one a peer waits for holds it.
+                let rate = if self.rate_lifted || self.next_uncapped || !own {
+                    WriteRate::unlimited()
+                } else {
+                    WriteRate::capped(self.policy.write_bytes_per_sec)
                 };
+                self.next_uncapped = false;
                 self.writing_rate = Some((rate.clone(), self.wal.bytes_since_checkpoint()));
                 kicked.io.push(Io::WriteSnapshot(SnapshotWrite {
                     fs: self.wal.fs(),
@@ -882,6 +911,21 @@ mod tests {
     /// bytes a second, is written: `between` runs after step (a) is handed
     /// out and before it runs. The time its writer paused for.
     fn capped_checkpoint(between: impl FnOnce(&mut Persister)) -> std::time::Duration {
+        let policy = SnapshotPolicy {
+            instances: 100,
+            log_bytes: 0,
+            write_bytes_per_sec: 1_000,
+        };
+        capped_checkpoint_under(policy, |_| {}, between)
+    }
+
+    /// [`capped_checkpoint`] under `policy`, `before` run before the
+    /// snapshot is taken.
+    fn capped_checkpoint_under(
+        policy: SnapshotPolicy,
+        before: impl FnOnce(&mut Persister),
+        between: impl FnOnce(&mut Persister),
+    ) -> std::time::Duration {
         let sim = synod_storage::SimFs::new();
         let (wal, _) = Wal::open_on(
             Arc::new(sim.clone()),
@@ -889,13 +933,9 @@ mod tests {
             WalOptions::default(),
         )
         .expect("opens");
-        let policy = SnapshotPolicy {
-            instances: 100,
-            log_bytes: 0,
-            write_bytes_per_sec: 1_000,
-        };
         let mut persist = Persister::new(GroupId(0), wal, policy, InstanceId(0));
         let mut replica = Replica::new(Config::new(NodeId(1), vec![NodeId(1)])).expect("replica");
+        before(&mut persist);
         let mut snapshot = snapshot_at(7);
         snapshot.data = Bytes::from(vec![1u8; 10_000]);
         persist.snapshot_taken(snapshot);
@@ -930,6 +970,105 @@ mod tests {
         // 100: the policy would checkpoint again.
         let paused = capped_checkpoint(|persist| persist.hurry_overdue_write(InstanceId(107)));
         assert_eq!(paused, Duration::ZERO, "an overdue write is hurried");
+        // A peer waits (seed 890431): the write under way, and the next.
+        let paused = capped_checkpoint(|persist| persist.ask_whole_snapshot());
+        assert_eq!(paused, Duration::ZERO, "a peer waits for a whole snapshot");
+        let paused = capped_checkpoint(|persist| {
+            assert!(persist.ask_snapshot(InstanceId(50)));
+        });
+        assert_eq!(paused, Duration::ZERO, "a peer waits for a snapshot");
+        // A peer's snapshot installed meanwhile: ours is to be dropped.
+        let paused = capped_checkpoint(|persist| persist.installed(snapshot_at(9)));
+        assert_eq!(paused, Duration::ZERO, "an install does not wait behind it");
+    }
+
+    /// After a peer asked for a snapshot, the next snapshot file is written
+    /// at full speed too (it may be the one that answers); the one after is
+    /// capped again.
+    #[test]
+    fn the_snapshot_a_peer_waits_for_is_not_capped() {
+        let sim = synod_storage::SimFs::new();
+        let (wal, _) = Wal::open_on(
+            Arc::new(sim.clone()),
+            std::path::Path::new("/data"),
+            WalOptions::default(),
+        )
+        .expect("opens");
+        let policy = SnapshotPolicy {
+            instances: 100,
+            log_bytes: 0,
+            write_bytes_per_sec: 1_000,
+        };
+        let mut persist = Persister::new(GroupId(0), wal, policy, InstanceId(0));
+        let mut replica = Replica::new(Config::new(NodeId(1), vec![NodeId(1)])).expect("replica");
+        assert!(persist.ask_snapshot(InstanceId(7)));
+        let mut paused = Vec::new();
+        for point in [7, 8] {
+            let mut snapshot = snapshot_at(point);
+            snapshot.data = Bytes::from(vec![1u8; 10_000]);
+            persist.snapshot_taken(snapshot);
+            let before = sim.stats().paused_nanos;
+            let mut write = step_a(&mut persist, &mut replica);
+            write.run().expect("written");
+            paused.push(sim.stats().paused_nanos - before);
+            let failed = Err(StorageError::Io {
+                path: "/x".into(),
+                source: std::io::Error::other("dropped"),
+            });
+            // Step (a) over (as a failure: no marker to write here).
+            let _ = persist.snapshot_written(write.checkpoint, failed);
+        }
+        assert_eq!(paused[0], 0, "the asked-for snapshot was capped");
+        assert!(paused[1] >= 9_000_000_000, "the next was not: {paused:?}");
+    }
+
+    /// Under a policy that counts log bytes, a write is overdue once the
+    /// log grew by that much since the write began (not since the last
+    /// checkpoint, which the write's own interval already filled).
+    #[test]
+    fn a_write_is_overdue_after_a_policy_interval_of_log_bytes() {
+        use synod_core::Ballot;
+        let policy = SnapshotPolicy {
+            instances: 0,
+            log_bytes: 4_000,
+            write_bytes_per_sec: 1_000,
+        };
+        // Log written before the write began, then during it.
+        let grow = |persist: &mut Persister, records: usize| {
+            let promise = Record::Promise {
+                group: GroupId(0),
+                ballot: Ballot {
+                    round: 1,
+                    node: NodeId(1),
+                },
+            };
+            persist
+                .append(&vec![promise; records], PersistSeq(1))
+                .expect("append");
+        };
+        let log_bytes = |persist: &Persister| persist.wal.bytes_since_checkpoint();
+        // A whole interval before the write (it is what made it due), a
+        // little during it: not overdue.
+        let fill = |persist: &mut Persister| {
+            while log_bytes(persist) < 4_000 {
+                grow(persist, 100);
+            }
+        };
+        let paused = capped_checkpoint_under(policy, fill, |persist| {
+            let before = log_bytes(persist);
+            grow(persist, 100);
+            assert!(log_bytes(persist) - before < 4_000, "a few records only");
+            persist.hurry_overdue_write(InstanceId(7));
+        });
+        assert!(paused >= std::time::Duration::from_secs(9), "{paused:?}");
+        let paused = capped_checkpoint_under(policy, fill, |persist| {
+            let before = log_bytes(persist);
+            while log_bytes(persist) - before < 4_000 {
+                grow(persist, 100);
+            }
+            persist.hurry_overdue_write(InstanceId(7));
+        });
+        assert_eq!(paused, std::time::Duration::ZERO, "overdue by log bytes");
     }
 
     /// Dropping the persister (its driver gone) lifts the cap of a writer
