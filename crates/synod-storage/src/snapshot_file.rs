@@ -1189,17 +1189,7 @@ mod tests {
         let sim = SimFs::new();
         let fs: Arc<dyn Fs> = Arc::new(sim.clone());
         let dir = PathBuf::from("/snap");
-        fs.create_dir_all(&dir).expect("dir");
-        let (mut spool, report) = spool(&fs, &dir);
-        spool.begin(meta(5), 4096).expect("begin");
-        spool.append(&pattern(4096)).expect("append");
-        spool.finish().expect("finish");
-        let received = report
-            .lock()
-            .expect("lock")
-            .received
-            .clone()
-            .expect("received");
+        let received = received_whole(&fs, &dir, 4096);
         // The first waiting write-back fails (the sim's stretch is small).
         sim.fail_fsync_after(0);
         let sealed = seal_incoming_on(
@@ -1376,18 +1366,7 @@ mod tests {
         let sim = SimFs::new();
         let fs: Arc<dyn Fs> = Arc::new(sim.clone());
         let dir = PathBuf::from("/snap");
-        fs.create_dir_all(&dir).expect("dir");
-        let (mut spool, report) = spool(&fs, &dir);
-        let len = 100_000;
-        spool.begin(meta(5), len).expect("begin");
-        spool.append(&pattern(len as usize)).expect("append");
-        spool.finish().expect("finish");
-        let received = report
-            .lock()
-            .expect("lock")
-            .received
-            .clone()
-            .expect("received");
+        let received = received_whole(&fs, &dir, 100_000);
         let rate = WriteRate::capped(10_000);
         seal_incoming_on(&*fs, &dir, GroupId(0), &received, None, &rate).expect("sealed");
         let paused = Duration::from_nanos(sim.stats().paused_nanos);
@@ -1396,6 +1375,18 @@ mod tests {
             paused >= Duration::from_millis(9_974) && paused <= Duration::from_secs(10),
             "paused {paused:?}"
         );
+    }
+
+    /// A peer's snapshot of `len` bytes, received whole by a file spool
+    /// into `dir` (created) on `fs`.
+    fn received_whole(fs: &Arc<dyn Fs>, dir: &Path, len: u64) -> Received {
+        fs.create_dir_all(dir).expect("dir");
+        let (mut spool, report) = spool(fs, dir);
+        spool.begin(meta(5), len).expect("begin");
+        spool.append(&pattern(len as usize)).expect("append");
+        spool.finish().expect("finish");
+        let received = report.lock().expect("lock").received.clone();
+        received.expect("received")
     }
 
     #[test]

@@ -919,13 +919,8 @@ mod tests {
         capped_checkpoint_under(policy, |_| {}, between)
     }
 
-    /// [`capped_checkpoint`] under `policy`, `before` run before the
-    /// snapshot is taken.
-    fn capped_checkpoint_under(
-        policy: SnapshotPolicy,
-        before: impl FnOnce(&mut Persister),
-        between: impl FnOnce(&mut Persister),
-    ) -> std::time::Duration {
+    /// A persister under `policy` on a fresh simulated disk, and a replica.
+    fn on_sim_disk(policy: SnapshotPolicy) -> (synod_storage::SimFs, Persister, Replica) {
         let sim = synod_storage::SimFs::new();
         let (wal, _) = Wal::open_on(
             Arc::new(sim.clone()),
@@ -933,8 +928,19 @@ mod tests {
             WalOptions::default(),
         )
         .expect("opens");
-        let mut persist = Persister::new(GroupId(0), wal, policy, InstanceId(0));
-        let mut replica = Replica::new(Config::new(NodeId(1), vec![NodeId(1)])).expect("replica");
+        let persist = Persister::new(GroupId(0), wal, policy, InstanceId(0));
+        let replica = Replica::new(Config::new(NodeId(1), vec![NodeId(1)])).expect("replica");
+        (sim, persist, replica)
+    }
+
+    /// [`capped_checkpoint`] under `policy`, `before` run before the
+    /// snapshot is taken.
+    fn capped_checkpoint_under(
+        policy: SnapshotPolicy,
+        before: impl FnOnce(&mut Persister),
+        between: impl FnOnce(&mut Persister),
+    ) -> std::time::Duration {
+        let (sim, mut persist, mut replica) = on_sim_disk(policy);
         before(&mut persist);
         let mut snapshot = snapshot_at(7);
         snapshot.data = Bytes::from(vec![1u8; 10_000]);
@@ -987,20 +993,11 @@ mod tests {
     /// capped again.
     #[test]
     fn the_snapshot_a_peer_waits_for_is_not_capped() {
-        let sim = synod_storage::SimFs::new();
-        let (wal, _) = Wal::open_on(
-            Arc::new(sim.clone()),
-            std::path::Path::new("/data"),
-            WalOptions::default(),
-        )
-        .expect("opens");
-        let policy = SnapshotPolicy {
+        let (sim, mut persist, mut replica) = on_sim_disk(SnapshotPolicy {
             instances: 100,
             log_bytes: 0,
             write_bytes_per_sec: 1_000,
-        };
-        let mut persist = Persister::new(GroupId(0), wal, policy, InstanceId(0));
-        let mut replica = Replica::new(Config::new(NodeId(1), vec![NodeId(1)])).expect("replica");
+        });
         assert!(persist.ask_snapshot(InstanceId(7)));
         let mut paused = Vec::new();
         for point in [7, 8] {
