@@ -197,7 +197,7 @@ pub struct ServerArgs {
     /// at full speed fills the disk's queue, and every log sync behind it
     /// waits: capped, writes keep more of their latency during checkpoints,
     /// and a checkpoint takes longer (a million 100-byte keys, ~125 MB, about
-    /// 2 s at the default), holding the values chosen meanwhile in memory. A
+    /// 1 s at the default), holding the values chosen meanwhile in memory. A
     /// write that falls behind by a whole `--snapshot-instances` or
     /// `--snapshot-log-bytes`, or that a stop or a lagging peer waits for,
     /// finishes at full speed; a snapshot a peer needs is never capped.

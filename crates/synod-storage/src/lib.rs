@@ -88,7 +88,7 @@ pub struct SnapshotPolicy {
 impl SnapshotPolicy {
     /// The default cap on a snapshot file's write rate, in bytes a second
     /// (see [`SnapshotPolicy::write_bytes_per_sec`]).
-    pub const DEFAULT_WRITE_BYTES_PER_SEC: u64 = 64_000_000;
+    pub const DEFAULT_WRITE_BYTES_PER_SEC: u64 = 128_000_000;
 }
 
 impl Default for SnapshotPolicy {

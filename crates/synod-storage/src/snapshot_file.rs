@@ -183,11 +183,14 @@ const WRITE_BUFFER_BYTES: usize = 1 << 20;
 /// meanwhile took 40-91 ms, at times 140-330 ms on all nodes at once. At
 /// 64 MB/s (`bench/checkpoint-cost.sh`, 11 alternated pairs; the README's
 /// Storage section has the figures) the log syncs over 25 ms went from a
-/// median of 49 a run to 9 and the worst SET from a median of 91 ms to 58;
-/// the 99th percentile did not move. The cost: a checkpoint takes longer
-/// (0.9-2.6 s), so the log grows longer before it is cut, and the values
-/// chosen meanwhile (and the state's copy-on-write copies) stay in memory
-/// longer: each node's peak RSS went from ~226 to 257-294 MiB. The
+/// median of 49 a run to 9 and the worst SET from a median of 91 ms to 58,
+/// each node's peak RSS from ~226 to 257-294 MiB (the values chosen while
+/// a checkpoint is written, and the state's copy-on-write copies, stay in
+/// memory longer), and checkpoints took 0.9-2.6 s instead of 0.3-1.2. At
+/// 128 MB/s, the default (3 quiet pairs against 64, 3 against no cap):
+/// log syncs over 25 ms 0-6 a run (64: 0-20; none: 0-19), worst SET 24-68
+/// ms (64: 33-159; none: 38-82), p99 lower than both, peak RSS 235-266
+/// MiB, checkpoints 0.5-1.2 s. The
 /// runtime bounds both by finishing at full speed a write that falls a whole
 /// policy interval behind (`Persister::hurry_overdue_write` in `synod`).
 ///

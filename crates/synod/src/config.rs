@@ -61,7 +61,7 @@ pub struct NodeConfig {
     /// resident otherwise (a third of a loaded KV node's RSS; the `synod`
     /// binary's jemalloc returns freed pages by itself). Default: every
     /// 10,000 instances or 64 MiB of log, whichever comes first, and the
-    /// snapshot file written at no more than 64 MB/s
+    /// snapshot file written at no more than 128 MB/s
     /// ([`SnapshotPolicy::write_bytes_per_sec`]; a stop lifts the cap on a
     /// file being written, as does its falling a whole interval behind).
     pub snapshot_policy: SnapshotPolicy,

@@ -129,7 +129,7 @@ fn a_command_over_the_replicated_limit_is_refused_with_an_error() {
 }
 
 /// `--snapshot-write-mbps` takes 0 (no cap) to 1,000,000 MB/s, defaults to
-/// 64, and a value out of range is refused before anything starts.
+/// 128, and a value out of range is refused before anything starts.
 #[test]
 fn the_snapshot_write_cap_flag_is_checked() {
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
@@ -142,7 +142,7 @@ fn the_snapshot_write_cap_flag_is_checked() {
         .nth(1)
         .expect("the flag is listed");
     let flag = &flag[..flag.find("\n      --").unwrap_or(flag.len())];
-    assert!(flag.contains("[default: 64]"), "{flag}");
+    assert!(flag.contains("[default: 128]"), "{flag}");
     let dir = tempfile::tempdir().expect("tempdir");
     for bad in ["1000001", "-1", "fast", ""] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
