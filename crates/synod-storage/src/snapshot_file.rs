@@ -229,11 +229,6 @@ impl WriteRate {
         }
     }
 
-    /// The cap in bytes a second, 0 for none.
-    pub fn bytes_per_sec(&self) -> u64 {
-        self.bytes_per_sec
-    }
-
     /// Lifts the cap, for this and every clone, for good: a write under
     /// way goes on at full speed (within 50 ms). A stopping node
     /// does this, so that its stop never waits on a cap.
@@ -1263,18 +1258,15 @@ mod tests {
     #[test]
     fn work_before_the_first_byte_buys_no_burst() {
         let sim = SimFs::new();
-        let dir = Path::new("/snap");
-        sim.create_dir_all(dir).expect("dir");
-        let data = pattern(6_000_000);
         let rate = WriteRate::capped(1_000_000);
-        write_stream_on(&sim, dir, GroupId(0), meta(7), None, &rate, |out| {
+        let paused = capped_write(&sim, 6_000_000, &rate, |i| {
             // Ten seconds of work (a state machine's sync, a whole encode)
-            // before anything is written.
-            sim.pause(Duration::from_secs(10));
-            out.write_all(&data)
-        })
-        .expect("written");
-        let paused = Duration::from_nanos(sim.stats().paused_nanos) - Duration::from_secs(10);
+            // before anything reaches the file (the first piece is still
+            // in the writer's buffer).
+            if i == 0 {
+                sim.pause(Duration::from_secs(10));
+            }
+        }) - Duration::from_secs(10);
         // 6 MB at 1 MB/s, less a buffer banked and a buffer and a stretch
         // the final sync writes: over 3.9 s (none, were the ten seconds
         // banked).

@@ -459,6 +459,11 @@ impl Persister {
     /// 890431).
     pub fn peer_waits(&mut self) {
         self.next_uncapped = true;
+        self.lift_write_under_way();
+    }
+
+    /// The snapshot file being written, if any, goes on at full speed.
+    fn lift_write_under_way(&self) {
         if let Some((rate, _)) = &self.writing_rate {
             rate.lift();
         }
@@ -565,9 +570,7 @@ impl Persister {
         self.checkpoint_due = Some((snapshot, false, None));
         // Our own checkpoint being written is of the state this replaced:
         // step (b) drops it, and the install's checkpoint waits for it.
-        if let Some((rate, _)) = &self.writing_rate {
-            rate.lift();
-        }
+        self.lift_write_under_way();
     }
 
     /// Starts whatever storage work is due: a checkpoint's snapshot file,
@@ -753,9 +756,7 @@ impl Persister {
     /// driver that panicked and left its writer running).
     pub fn lift_write_rate(&mut self) {
         self.rate_lifted = true;
-        if let Some((rate, _)) = &self.writing_rate {
-            rate.lift();
-        }
+        self.lift_write_under_way();
     }
 
     /// Lifts the cap on the snapshot file being written once the policy
