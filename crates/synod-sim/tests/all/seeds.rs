@@ -26,6 +26,18 @@ fn run_pinned(seed: u64, nodes: usize) {
     );
 }
 
+/// Runs `seed` on 3 nodes with whatever faults and clients it draws, checks that every
+/// checker passed, and returns what the run counted.
+fn passing_stats(seed: u64) -> synod_sim::Stats {
+    let report = run_seed(seed, 3, Faults::default());
+    assert!(
+        report.passed(),
+        "seed {seed}: {}",
+        report.violations.join("; ")
+    );
+    report.stats
+}
+
 // Seeds 0..500 on 3 nodes and 0..300 on 5, in parts of 100: the test
 // threads share the parts out, where two long tests left one core idle
 // while the last of them ran on alone.
@@ -159,14 +171,8 @@ fn pinned_seeds_a_peer_needs_values_dropped_from_memory() {
 fn forged_huge_ballots_are_refused_and_the_cluster_keeps_choosing() {
     let mut forged = 0;
     for seed in 0..40 {
-        let report = run_seed(seed, 3, Faults::default());
-        assert!(
-            report.passed(),
-            "seed {seed}: {}",
-            report.violations.join("; ")
-        );
-        forged += report
-            .stats
+        let stats = passing_stats(seed);
+        forged += stats
             .nemesis
             .iter()
             .filter(|n| **n == "forged-huge-ballot")
@@ -184,13 +190,7 @@ fn forged_huge_ballots_are_refused_and_the_cluster_keeps_choosing() {
 fn membership_changes_run_in_the_seeds_and_pass() {
     let (mut reconfigs, mut spares, mut quorums, mut ops_ok, mut seeds_with) = (0, 0, 0, 0, 0);
     for seed in 0..40 {
-        let report = run_seed(seed, 3, Faults::default());
-        assert!(
-            report.passed(),
-            "seed {seed}: {}",
-            report.violations.join("; ")
-        );
-        let stats = &report.stats;
+        let stats = passing_stats(seed);
         reconfigs += stats.reconfigs;
         spares += stats.spares_started;
         quorums += stats.quorums_checked;
@@ -394,16 +394,11 @@ fn lease_and_vouched_reads_run_in_the_seeds_and_pass() {
     let (mut lease_reads, mut seeds_with) = (0, 0);
     let (mut vouched_reads, mut seeds_vouched) = (0, 0);
     for seed in 0..30 {
-        let report = run_seed(seed, 3, Faults::default());
-        assert!(
-            report.passed(),
-            "seed {seed}: {}",
-            report.violations.join("; ")
-        );
-        lease_reads += report.stats.lease_reads;
-        seeds_with += u64::from(report.stats.lease_reads > 0);
-        vouched_reads += report.stats.vouched_reads;
-        seeds_vouched += u64::from(report.stats.vouched_reads > 0);
+        let stats = passing_stats(seed);
+        lease_reads += stats.lease_reads;
+        seeds_with += u64::from(stats.lease_reads > 0);
+        vouched_reads += stats.vouched_reads;
+        seeds_vouched += u64::from(stats.vouched_reads > 0);
     }
     // A lease is drawn in half the seeds and reads by index in half.
     assert!(
@@ -456,15 +451,10 @@ fn the_engine_paths_run() {
 fn blocking_pops_run_in_the_seeds_and_pass() {
     let (mut served, mut timed_out, mut woken) = (0, 0, 0);
     for seed in 0..16 {
-        let report = run_seed(seed, 3, Faults::default());
-        assert!(
-            report.passed(),
-            "seed {seed}: {}",
-            report.violations.join("; ")
-        );
-        served += report.stats.pops_served;
-        timed_out += report.stats.pops_timed_out;
-        woken += report.stats.pop_tries_after_wake;
+        let stats = passing_stats(seed);
+        served += stats.pops_served;
+        timed_out += stats.pops_timed_out;
+        woken += stats.pop_tries_after_wake;
     }
     assert!(served >= 50, "only {served} pops served");
     assert!(timed_out >= 20, "only {timed_out} pops timed out");
@@ -483,15 +473,10 @@ fn blocking_pops_run_in_the_seeds_and_pass() {
 fn library_sessions_run_in_the_seeds_and_pass() {
     let mut total = synod_sim::Stats::default();
     for seed in 0..16 {
-        let report = run_seed(seed, 3, Faults::default());
-        assert!(
-            report.passed(),
-            "seed {seed}: {}",
-            report.violations.join("; ")
-        );
-        total.sessions_registered += report.stats.sessions_registered;
-        total.session_restarts += report.stats.session_restarts;
-        total.session_duplicates += report.stats.session_duplicates;
+        let stats = passing_stats(seed);
+        total.sessions_registered += stats.sessions_registered;
+        total.session_restarts += stats.session_restarts;
+        total.session_duplicates += stats.session_duplicates;
     }
     assert!(total.sessions_registered > 0, "{total:?}");
     assert!(total.session_restarts > 0, "{total:?}");
@@ -669,14 +654,9 @@ fn pinned_seed_179_a_compacted_voter_that_cannot_send_a_snapshot() {
 fn slow_snapshot_writes_run_in_the_seeds_and_pass() {
     let (mut slow, mut hurried) = (0, 0);
     for seed in 0..30 {
-        let report = run_seed(seed, 3, Faults::default());
-        assert!(
-            report.passed(),
-            "seed {seed}: {}",
-            report.violations.join("; ")
-        );
-        slow += report.stats.slow_snapshot_writes;
-        hurried += report.stats.snapshot_writes_hurried;
+        let stats = passing_stats(seed);
+        slow += stats.slow_snapshot_writes;
+        hurried += stats.snapshot_writes_hurried;
     }
     assert!(slow > 0 && hurried > 0, "slow {slow}, hurried {hurried}");
     assert!(hurried < slow, "slow {slow}, hurried {hurried}");
