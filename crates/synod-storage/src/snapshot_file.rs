@@ -720,7 +720,8 @@ pub struct SpoolReport {
 /// than by a second copy. `finish` gives the data as [`read_data_on`] does
 /// (mapped read-only, or read back where the file system cannot map). Nothing is synced until the seal; a
 /// file a crash or a stop left behind is removed when the next spool opens
-/// ([`FileSpool::open`]).
+/// ([`FileSpool::open`]). A transfer dropped part-way goes to the trash
+/// ([`FileSpool::abort`]).
 #[derive(Debug)]
 pub struct FileSpool {
     fs: std::sync::Arc<dyn Fs>,
@@ -729,6 +730,9 @@ pub struct FileSpool {
     report: std::sync::Arc<std::sync::Mutex<SpoolReport>>,
     /// The transfer in progress.
     current: Option<Spooling>,
+    /// The trash file the last dropped transfer became, which the next
+    /// checkpoint's removal may not have taken yet.
+    trashed: Option<PathBuf>,
 }
 
 /// A transfer a [`FileSpool`] is receiving.
@@ -773,6 +777,7 @@ impl FileSpool {
             group,
             report,
             current: None,
+            trashed: None,
         }
     }
 
@@ -884,11 +889,44 @@ impl SnapshotSpool for FileSpool {
         self.failed("read back", finished)
     }
 
+    /// Moves the partial file into the trash (`trash.rs`) instead of
+    /// unlinking it: it may hold gigabytes, and this runs on the event loop,
+    /// where an unlink would free them all at once (on a disk that trims
+    /// what is freed, stalling the log's syncs behind the trim, as a
+    /// superseded segment's unlink did). The next checkpoint's removal cuts
+    /// it a step at a time, off the loop. Not synced: a crash leaves the
+    /// incoming file (removed when the next spool opens) or the trash file
+    /// (purged when the log opens). At most one dropped transfer waits in
+    /// the trash: an earlier one still there is unlinked whole first, as
+    /// before, so transfers dropped again and again between checkpoints
+    /// (a leader that keeps changing) do not fill the disk.
     fn abort(&mut self) {
         if let Some(Spooling { path, file, .. }) = self.current.take() {
             drop(file);
-            if let Err(e) = self.fs.remove_file(&path) {
-                tracing::warn!("cannot remove the partial snapshot {}: {e}", path.display());
+            if let Some(earlier) = self.trashed.take() {
+                match self.fs.remove_file(&earlier) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!(
+                        "cannot remove the partial snapshot {}: {e}",
+                        earlier.display()
+                    ),
+                }
+            }
+            match crate::trash::to_trash(&*self.fs, &path) {
+                Ok(trash) => self.trashed = Some(trash),
+                Err(e) => {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "cannot move the partial snapshot to the trash ({e}): unlinked whole"
+                    );
+                    if let Err(e) = self.fs.remove_file(&path) {
+                        tracing::warn!(
+                            "cannot remove the partial snapshot {}: {e}",
+                            path.display()
+                        );
+                    }
+                }
             }
         }
     }
@@ -1474,7 +1512,14 @@ mod tests {
         spool.begin(meta(9), data.len() as u64).expect("begins");
         spool.append(&data[..40_000]).expect("appends");
         spool.abort();
-        assert!(!incoming.exists(), "an aborted transfer leaves nothing");
+        assert!(!incoming.exists(), "an aborted transfer leaves its name");
+        let mut trash = incoming.clone().into_os_string();
+        trash.push(".deleting");
+        let trash = PathBuf::from(trash);
+        assert_eq!(
+            std::fs::metadata(&trash).expect("in the trash").len(),
+            HEADER_BYTES as u64 + 40_000
+        );
         assert!(spool.append(b"x").is_err(), "no transfer after an abort");
         let failed = report.lock().unwrap().failed.take();
         assert!(
@@ -1512,6 +1557,9 @@ mod tests {
         assert_eq!(read.memberships, Some(schedule()));
         assert_eq!(got, data);
         assert_eq!(path, dir.path().join(file_name(GroupId(0), InstanceId(9))));
+        // The checkpoint's removal empties the trash.
+        remove_older_on(&*fs, dir.path(), GroupId(0), InstanceId(9)).expect("cleans");
+        assert!(!trash.exists(), "the dropped transfer is gone");
 
         // Files an earlier run left are removed when a spool opens.
         spool.begin(meta(20), 1).expect("begins");
@@ -1521,6 +1569,70 @@ mod tests {
         drop(spool);
         let _ = super::tests::spool(&fs, dir.path());
         assert!(!stray.exists());
+    }
+
+    /// A transfer dropped part-way is not unlinked on the event loop (a
+    /// whole trim at once): it goes to the trash, which the next
+    /// checkpoint's removal cuts a step at a time. At most one dropped
+    /// transfer waits there, however many are dropped in between.
+    #[test]
+    fn dropped_transfers_go_to_the_trash_one_at_most_and_are_cut_gently() {
+        let sim = Arc::new(SimFs::new());
+        let fs: Arc<dyn Fs> = sim.clone();
+        let dir = PathBuf::from("/snap");
+        fs.create_dir_all(&dir).expect("dir");
+        let (mut spool, _) = spool(&fs, &dir);
+        let step = sim.remove_step_bytes() as usize;
+        let listed = || {
+            let mut names = fs.read_dir(&dir).expect("list");
+            names.sort();
+            names
+        };
+        for point in [5, 6, 7] {
+            spool.begin(meta(point), 0).expect("begins");
+            spool.append(&vec![3u8; 3 * step]).expect("appends");
+            spool.abort();
+            let trashed = format!("{}.deleting", incoming_name(GroupId(0), InstanceId(point)));
+            assert_eq!(
+                listed(),
+                vec![trashed],
+                "only the latest dropped transfer waits"
+            );
+        }
+        // A new transfer begun and dropped at the same point replaces it.
+        spool.begin(meta(7), 0).expect("begins");
+        spool.append(b"abc").expect("appends");
+        spool.abort();
+        assert_eq!(listed().len(), 1);
+        spool.begin(meta(8), 0).expect("begins");
+        spool.append(&vec![3u8; 3 * step]).expect("appends");
+        spool.abort();
+        let syncs = sim.stats().fsyncs;
+        remove_older_on(&*fs, &dir, GroupId(0), InstanceId(0)).expect("cleans");
+        assert!(listed().is_empty(), "{:?}", listed());
+        // The directory twice (the cleanup's renames, the trash's), then
+        // 4 cuts (3 steps and the header) each synced, then the directory.
+        assert_eq!(sim.stats().fsyncs - syncs, 7);
+    }
+
+    /// Where the rename into the trash fails, a dropped transfer is
+    /// unlinked whole, as before the trash.
+    #[test]
+    fn a_dropped_transfer_that_cannot_go_to_the_trash_is_unlinked() {
+        let sim = SimFs::new();
+        let dir = PathBuf::from("/snap");
+        sim.create_dir_all(&dir).expect("dir");
+        let fs: Arc<dyn Fs> = Arc::new(crate::trash::tests::Refusing {
+            inner: sim.clone(),
+            refuse: ".incoming",
+            stuck: false,
+            stop_at_cut: None,
+        });
+        let (mut spool, _) = spool(&fs, &dir);
+        spool.begin(meta(5), 0).expect("begins");
+        spool.append(b"partial").expect("appends");
+        spool.abort();
+        assert!(sim.read_dir(&dir).expect("list").is_empty());
     }
 
     #[test]

@@ -108,8 +108,15 @@ fn remove_trash(fs: &dyn Fs, dir: &Path, paced: Option<&AtomicBool>) -> Result<(
             Some(stop) => remove_paced(fs, &path, stop),
             None => fs.remove_file(&path),
         };
-        if let Err(e) = removed {
-            first_error.get_or_insert(StorageError::io(&path, e));
+        match removed {
+            Ok(()) => {}
+            // Gone meanwhile: a spool drops the trash file of its earlier
+            // dropped transfer whole (`FileSpool::abort`), maybe while this
+            // removal cuts it. Gone is what was wanted.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                first_error.get_or_insert(StorageError::io(&path, e));
+            }
         }
     }
     crate::fsync_dir(fs, dir)?;
@@ -376,6 +383,66 @@ pub(crate) mod tests {
         fn remove_step_bytes(&self) -> u64 {
             self.inner.remove_step_bytes()
         }
+    }
+
+    /// A file system on which a trash file vanishes as its cut begins: the
+    /// spool unlinked it meanwhile (`FileSpool::abort`).
+    #[derive(Debug)]
+    struct Vanishing(SimFs);
+
+    impl Fs for Vanishing {
+        fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+            self.0.create_dir_all(dir)
+        }
+        fn read_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+            self.0.read_dir(dir)
+        }
+        fn open(
+            &self,
+            path: &Path,
+            mode: OpenMode,
+        ) -> io::Result<std::sync::Arc<dyn crate::FsFile>> {
+            self.0.open(path, mode)
+        }
+        fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+            self.0.read(path)
+        }
+        fn file_len(&self, path: &Path) -> io::Result<u64> {
+            self.0.file_len(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            self.0.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            self.0.remove_file(path)
+        }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            self.0.sync_dir(dir)
+        }
+        fn is_mapped(&self, path: &Path) -> io::Result<bool> {
+            if path.to_string_lossy().contains("vanishing") {
+                self.0.remove_file(path)?;
+            }
+            self.0.is_mapped(path)
+        }
+        fn remove_step_bytes(&self) -> u64 {
+            self.0.remove_step_bytes()
+        }
+    }
+
+    /// A trash file someone else unlinked while the trash was emptied is
+    /// removed, not an error: the others go too.
+    #[test]
+    fn a_trash_file_gone_meanwhile_is_no_error() {
+        let sim = SimFs::default();
+        let dir = Path::new("/d");
+        sim.create_dir_all(dir).expect("dir");
+        for name in ["a.snap", "vanishing.incoming", "c.snap"] {
+            put(&sim, &dir.join(name), 4096);
+            to_trash(&sim, &dir.join(name)).expect("renamed");
+        }
+        empty_trash(&Vanishing(sim.clone()), dir, &go()).expect("no error");
+        assert!(sim.read_dir(dir).expect("list").is_empty());
     }
 
     pub(crate) fn put(fs: &SimFs, path: &Path, len: usize) {

@@ -55,7 +55,9 @@
 //!    checkpoint writes its header and trailer, fsyncs it and renames it into
 //!    place: no second copy on disk, and the mapping the replica serves
 //!    stays that same file. Until the rename the file is nobody's: a crash
-//!    leaves a stray that the next start removes. A failure of the spool's
+//!    leaves a stray that the next start removes; a transfer dropped
+//!    part-way goes to the trash, which the next checkpoint's removal (step
+//!    c) cuts a step at a time. A failure of the spool's
 //!    I/O stops the node ([`Persister::spool_failed`]), as a failed log write
 //!    does: a node whose disk fails while a snapshot arrives must not download
 //!    it again and again without ever catching up.
