@@ -1071,6 +1071,90 @@ mod tests {
         assert_eq!(paused, std::time::Duration::ZERO, "overdue by log bytes");
     }
 
+    /// A peer's snapshot is never capped, whatever the policy: sealed in
+    /// place where the spool received it, or written again where it did
+    /// not. Either makes an install durable, and a cap would only hold it.
+    #[test]
+    fn a_peer_s_snapshot_is_sealed_or_written_at_full_speed() {
+        for received in [true, false] {
+            let (sim, mut persist, mut replica) = on_sim_disk(SnapshotPolicy {
+                instances: 100,
+                log_bytes: 0,
+                write_bytes_per_sec: 1_000,
+            });
+            let mut snapshot = snapshot_at(9);
+            snapshot.data = Bytes::from(vec![4u8; 10_000]);
+            if received {
+                let mut spool = persist.spool();
+                spool.begin(snapshot.meta, 10_000).expect("begins");
+                spool.append(&snapshot.data).expect("appends");
+                assert_eq!(spool.finish().expect("finishes"), snapshot.data);
+            }
+            persist.installed(snapshot);
+            let mut write = step_a(&mut persist, &mut replica);
+            assert_eq!(write.seal.is_some(), received);
+            write.run().expect("written");
+            assert_eq!(sim.stats().paused_nanos, 0, "received: {received}");
+            let read = snapshot_file::read_on(
+                &sim,
+                std::path::Path::new("/data/snap"),
+                GroupId(0),
+                SnapshotMeta {
+                    applied_end: InstanceId(9),
+                    checksum: Checksum::default(),
+                },
+            );
+            assert_eq!(read.expect("reads").data.len(), 10_000);
+        }
+    }
+
+    /// Under a policy that counts neither instances nor log bytes (the
+    /// node checkpoints only when asked), a write is overdue once 64 MiB of
+    /// log were written during it; instances never make it overdue.
+    #[test]
+    fn without_a_policy_a_write_is_overdue_after_64_mib_of_log() {
+        use synod_core::{ChosenValue, Value};
+        let policy = SnapshotPolicy {
+            instances: 0,
+            log_bytes: 0,
+            write_bytes_per_sec: 1_000,
+        };
+        let value = Value::batch(vec![Bytes::from(vec![5u8; 256 << 10])]);
+        // Appends learned values until the log grew by `bytes` at least,
+        // and by less than one value more.
+        let grow = |persist: &mut Persister, bytes: u64| {
+            let before = persist.wal.bytes_since_checkpoint();
+            let mut instance = 0;
+            while persist.wal.bytes_since_checkpoint() - before < bytes {
+                instance += 1;
+                let chosen = Record::Chosen {
+                    group: GroupId(0),
+                    instance: InstanceId(instance),
+                    value: ChosenValue::Learned(value.clone()),
+                };
+                persist.append(&[chosen], PersistSeq(1)).expect("append");
+            }
+        };
+        let paused = capped_checkpoint_under(
+            policy,
+            |_| {},
+            |persist| {
+                grow(persist, (64 << 20) - (300 << 10));
+                persist.hurry_overdue_write(InstanceId(u64::MAX / 2));
+            },
+        );
+        assert!(paused >= std::time::Duration::from_secs(9), "{paused:?}");
+        let paused = capped_checkpoint_under(
+            policy,
+            |_| {},
+            |persist| {
+                grow(persist, 64 << 20);
+                persist.hurry_overdue_write(InstanceId(8));
+            },
+        );
+        assert_eq!(paused, std::time::Duration::ZERO, "overdue at 64 MiB");
+    }
+
     /// Dropping the persister (its driver gone) lifts the cap of a writer
     /// still out.
     #[test]
