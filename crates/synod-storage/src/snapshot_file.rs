@@ -710,6 +710,10 @@ pub struct SpoolReport {
     /// while a snapshot arrives must not leave a node that downloads it
     /// again forever and never catches up).
     pub failed: Option<StorageError>,
+    /// A transfer dropped part-way went to the trash since the runtime last
+    /// looked ([`FileSpool::abort`]): the runtime empties the trash, off the
+    /// event loop, so that a retry has the space back.
+    pub dropped: bool,
 }
 
 /// A [`SnapshotSpool`] that writes an incoming snapshot to
@@ -730,9 +734,11 @@ pub struct FileSpool {
     report: std::sync::Arc<std::sync::Mutex<SpoolReport>>,
     /// The transfer in progress.
     current: Option<Spooling>,
-    /// The trash file the last dropped transfer became, which the next
-    /// checkpoint's removal may not have taken yet.
+    /// The trash file the last dropped transfer became, which the
+    /// runtime's removal may not have taken yet.
     trashed: Option<PathBuf>,
+    /// Transfers dropped so far: each goes to a trash name of its own.
+    drops: u64,
 }
 
 /// A transfer a [`FileSpool`] is receiving.
@@ -778,6 +784,7 @@ impl FileSpool {
             report,
             current: None,
             trashed: None,
+            drops: 0,
         }
     }
 
@@ -867,9 +874,56 @@ impl FileSpool {
                     ),
                 });
             }
-            self.abort();
+            // The node stops on this: nothing waits on its syncs any more,
+            // and the disk (full, maybe) gets the space back at once.
+            self.drop_transfer(false);
         }
         result
+    }
+
+    /// Drops the transfer in progress: `gently`, into the trash (see
+    /// [`SnapshotSpool::abort`]), else unlinked whole.
+    fn drop_transfer(&mut self, gently: bool) {
+        let Some(Spooling { path, file, .. }) = self.current.take() else {
+            return;
+        };
+        drop(file);
+        if gently {
+            if let Some(earlier) = self.trashed.take() {
+                match self.fs.remove_file(&earlier) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!(
+                        "cannot remove the partial snapshot {}: {e}",
+                        earlier.display()
+                    ),
+                }
+            }
+            // A trash name of its own: a removal that listed an earlier
+            // one (same point, say) and cuts it must never cut this file,
+            // whose new name is not durable yet (a crash would bring it
+            // back cut, under its real name).
+            self.drops += 1;
+            let mut trash = path.clone().into_os_string();
+            trash.push(format!(".{}{}", self.drops, crate::trash::SUFFIX));
+            let trash = PathBuf::from(trash);
+            match self.fs.rename(&path, &trash) {
+                Ok(()) => {
+                    self.trashed = Some(trash);
+                    if let Ok(mut report) = self.report.lock() {
+                        report.dropped = true;
+                    }
+                    return;
+                }
+                Err(e) => tracing::warn!(
+                    path = %path.display(),
+                    "cannot move the partial snapshot to the trash ({e}): unlinked whole"
+                ),
+            }
+        }
+        if let Err(e) = self.fs.remove_file(&path) {
+            tracing::warn!("cannot remove the partial snapshot {}: {e}", path.display());
+        }
     }
 }
 
@@ -893,42 +947,17 @@ impl SnapshotSpool for FileSpool {
     /// unlinking it: it may hold gigabytes, and this runs on the event loop,
     /// where an unlink would free them all at once (on a disk that trims
     /// what is freed, stalling the log's syncs behind the trim, as a
-    /// superseded segment's unlink did). The next checkpoint's removal cuts
-    /// it a step at a time, off the loop. Not synced: a crash leaves the
-    /// incoming file (removed when the next spool opens) or the trash file
-    /// (purged when the log opens). At most one dropped transfer waits in
-    /// the trash: an earlier one still there is unlinked whole first, as
-    /// before, so transfers dropped again and again between checkpoints
-    /// (a leader that keeps changing) do not fill the disk.
+    /// superseded segment's unlink did). The runtime sees
+    /// [`SpoolReport::dropped`] and empties the trash off the loop, a step
+    /// at a time, so a retry of the transfer (a digest mismatch, a source
+    /// that moved on, a new leader's snapshot) gets the space back soon,
+    /// not at the next checkpoint. Not synced: a crash leaves the incoming
+    /// file (removed when the next spool opens) or the trash file (purged
+    /// when the log opens). At most one dropped transfer waits in the
+    /// trash: an earlier one still there is unlinked whole first, as
+    /// before, so transfers dropped again and again do not fill the disk.
     fn abort(&mut self) {
-        if let Some(Spooling { path, file, .. }) = self.current.take() {
-            drop(file);
-            if let Some(earlier) = self.trashed.take() {
-                match self.fs.remove_file(&earlier) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => tracing::warn!(
-                        "cannot remove the partial snapshot {}: {e}",
-                        earlier.display()
-                    ),
-                }
-            }
-            match crate::trash::to_trash(&*self.fs, &path) {
-                Ok(trash) => self.trashed = Some(trash),
-                Err(e) => {
-                    tracing::warn!(
-                        path = %path.display(),
-                        "cannot move the partial snapshot to the trash ({e}): unlinked whole"
-                    );
-                    if let Err(e) = self.fs.remove_file(&path) {
-                        tracing::warn!(
-                            "cannot remove the partial snapshot {}: {e}",
-                            path.display()
-                        );
-                    }
-                }
-            }
-        }
+        self.drop_transfer(true);
     }
 }
 
@@ -1514,8 +1543,12 @@ mod tests {
         spool.abort();
         assert!(!incoming.exists(), "an aborted transfer leaves its name");
         let mut trash = incoming.clone().into_os_string();
-        trash.push(".deleting");
+        trash.push(".1.deleting");
         let trash = PathBuf::from(trash);
+        assert!(
+            std::mem::take(&mut report.lock().unwrap().dropped),
+            "the runtime is told to empty the trash"
+        );
         assert_eq!(
             std::fs::metadata(&trash).expect("in the trash").len(),
             HEADER_BYTES as u64 + 40_000
@@ -1557,7 +1590,7 @@ mod tests {
         assert_eq!(read.memberships, Some(schedule()));
         assert_eq!(got, data);
         assert_eq!(path, dir.path().join(file_name(GroupId(0), InstanceId(9))));
-        // The checkpoint's removal empties the trash.
+        // A checkpoint's removal empties the trash too.
         remove_older_on(&*fs, dir.path(), GroupId(0), InstanceId(9)).expect("cleans");
         assert!(!trash.exists(), "the dropped transfer is gone");
 
@@ -1572,47 +1605,92 @@ mod tests {
     }
 
     /// A transfer dropped part-way is not unlinked on the event loop (a
-    /// whole trim at once): it goes to the trash, which the next
-    /// checkpoint's removal cuts a step at a time. At most one dropped
-    /// transfer waits there, however many are dropped in between.
+    /// whole trim at once): it goes to the trash, under a name of its own,
+    /// and the runtime is told to empty it (a step at a time, off the
+    /// loop). At most one dropped transfer waits there, however many are
+    /// dropped before it is emptied.
     #[test]
     fn dropped_transfers_go_to_the_trash_one_at_most_and_are_cut_gently() {
         let sim = Arc::new(SimFs::new());
         let fs: Arc<dyn Fs> = sim.clone();
         let dir = PathBuf::from("/snap");
         fs.create_dir_all(&dir).expect("dir");
-        let (mut spool, _) = spool(&fs, &dir);
+        let (mut spool, report) = spool(&fs, &dir);
         let step = sim.remove_step_bytes() as usize;
         let listed = || {
             let mut names = fs.read_dir(&dir).expect("list");
             names.sort();
             names
         };
-        for point in [5, 6, 7] {
+        // Three points, then the last one again (a digest mismatch asks
+        // it again from the start): each drop a trash name of its own.
+        for (n, point) in [5, 6, 7, 7].into_iter().enumerate() {
             spool.begin(meta(point), 0).expect("begins");
             spool.append(&vec![3u8; 3 * step]).expect("appends");
             spool.abort();
-            let trashed = format!("{}.deleting", incoming_name(GroupId(0), InstanceId(point)));
+            let trashed = format!(
+                "{}.{}.deleting",
+                incoming_name(GroupId(0), InstanceId(point)),
+                n + 1
+            );
             assert_eq!(
                 listed(),
                 vec![trashed],
                 "only the latest dropped transfer waits"
             );
+            assert!(std::mem::take(&mut report.lock().unwrap().dropped));
         }
-        // A new transfer begun and dropped at the same point replaces it.
-        spool.begin(meta(7), 0).expect("begins");
-        spool.append(b"abc").expect("appends");
-        spool.abort();
-        assert_eq!(listed().len(), 1);
-        spool.begin(meta(8), 0).expect("begins");
-        spool.append(&vec![3u8; 3 * step]).expect("appends");
-        spool.abort();
         let syncs = sim.stats().fsyncs;
-        remove_older_on(&*fs, &dir, GroupId(0), InstanceId(0)).expect("cleans");
+        crate::trash::empty_trash(&*fs, &dir, &AtomicBool::new(false)).expect("emptied");
         assert!(listed().is_empty(), "{:?}", listed());
-        // The directory twice (the cleanup's renames, the trash's), then
-        // 4 cuts (3 steps and the header) each synced, then the directory.
-        assert_eq!(sim.stats().fsyncs - syncs, 7);
+        // The directory, then 4 cuts (3 steps and the header) each synced,
+        // then the directory.
+        assert_eq!(sim.stats().fsyncs - syncs, 6);
+    }
+
+    /// A transfer dropped near its end and received again (a digest
+    /// mismatch, a new leader's snapshot) fits where the first did, once
+    /// the runtime emptied the trash: the dropped one does not hold its
+    /// space until the next checkpoint (review of the first version).
+    #[test]
+    fn a_retry_after_a_dropped_transfer_fits_where_the_first_did() {
+        let sim = Arc::new(SimFs::new());
+        let fs: Arc<dyn Fs> = sim.clone();
+        let dir = PathBuf::from("/snap");
+        fs.create_dir_all(&dir).expect("dir");
+        let (mut spool, report) = spool(&fs, &dir);
+        let size = 64 << 10;
+        sim.set_space_bytes_max(Some(size as u64 * 3 / 2));
+        spool.begin(meta(5), size as u64).expect("begins");
+        spool.append(&vec![1u8; size - 1024]).expect("appends");
+        spool.abort();
+        assert!(std::mem::take(&mut report.lock().unwrap().dropped));
+        crate::trash::empty_trash(&*fs, &dir, &AtomicBool::new(false)).expect("emptied");
+        spool.begin(meta(5), size as u64).expect("begins again");
+        let retried = spool.append(&vec![2u8; size]);
+        assert!(retried.is_ok(), "{retried:?}; left {:?}", fs.read_dir(&dir));
+        assert!(report.lock().unwrap().failed.is_none());
+    }
+
+    /// A transfer that fails (a full disk) stops the node: its partial file
+    /// is unlinked at once, not kept in the trash, so the disk gets the
+    /// space back (review of the first version).
+    #[test]
+    fn a_transfer_that_fills_the_disk_gives_its_space_back() {
+        let sim = Arc::new(SimFs::new());
+        let fs: Arc<dyn Fs> = sim.clone();
+        let dir = PathBuf::from("/snap");
+        fs.create_dir_all(&dir).expect("dir");
+        let (mut spool, report) = spool(&fs, &dir);
+        sim.set_space_bytes_max(Some(32 << 10));
+        spool.begin(meta(5), 1 << 20).expect("begins");
+        let failed = (0..64).any(|_| spool.append(&[1u8; 1 << 10]).is_err());
+        assert!(failed, "the disk filled up");
+        let report = report.lock().unwrap();
+        assert!(report.failed.is_some(), "the node stops");
+        assert!(!report.dropped, "nothing for the trash");
+        let left = fs.read_dir(&dir).expect("list");
+        assert!(left.is_empty(), "the full disk keeps {left:?}");
     }
 
     /// Where the rename into the trash fails, a dropped transfer is
@@ -1628,11 +1706,12 @@ mod tests {
             stuck: false,
             stop_at_cut: None,
         });
-        let (mut spool, _) = spool(&fs, &dir);
+        let (mut spool, report) = spool(&fs, &dir);
         spool.begin(meta(5), 0).expect("begins");
         spool.append(b"partial").expect("appends");
         spool.abort();
         assert!(sim.read_dir(&dir).expect("list").is_empty());
+        assert!(!report.lock().unwrap().dropped);
     }
 
     #[test]

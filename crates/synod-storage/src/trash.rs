@@ -148,6 +148,8 @@ fn remove_paced(fs: &dyn Fs, path: &Path, stop: &AtomicBool) -> io::Result<()> {
             tracing::debug!(path = %path.display(), "stopping: left in the trash");
             return Ok(());
         }
+        // Gone meanwhile (see `remove_trash`): nothing to cut or unlink.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => tracing::warn!(path = %path.display(), "cannot cut ({e}): unlinked whole"),
     }
     fs.remove_file(path)

@@ -671,6 +671,7 @@ impl Wal {
                 keep: step.meta.applied_end,
                 stop: Arc::new(AtomicBool::new(false)),
                 stuck: Arc::clone(&self.stuck),
+                trash_only: false,
             });
         }
         if self.file_len >= self.opts.segment_bytes_max {
@@ -875,6 +876,9 @@ pub struct Obsolete {
     stop: Arc<AtomicBool>,
     /// The log's list of segments left stuck (`Wal::stuck`).
     stuck: Arc<std::sync::Mutex<Vec<PathBuf>>>,
+    /// Only the trash is emptied (`Wal::trash_removal`): no segment and no
+    /// snapshot file is superseded.
+    trash_only: bool,
 }
 
 impl Obsolete {
@@ -914,12 +918,14 @@ impl Obsolete {
         if changed {
             note(fsync_dir(&*self.fs, &self.wal_dir));
         }
-        note(snapshot_file::trash_older_on(
-            &*self.fs,
-            &self.snap_dir,
-            self.group,
-            self.keep,
-        ));
+        if !self.trash_only {
+            note(snapshot_file::trash_older_on(
+                &*self.fs,
+                &self.snap_dir,
+                self.group,
+                self.keep,
+            ));
+        }
         for dir in [&self.wal_dir, &self.snap_dir] {
             note(trash::empty_trash(&*self.fs, dir, &self.stop));
         }
@@ -941,6 +947,25 @@ impl Wal {
     /// does).
     pub fn snap_dir(&self) -> &Path {
         &self.snap_dir
+    }
+
+    /// A removal that only empties the trash of the log's directories,
+    /// superseding nothing: for a peer's snapshot transfer dropped part-way
+    /// ([`snapshot_file::FileSpool`] moves it there), whose space a retry
+    /// of the transfer needs back before the next checkpoint. Run it off
+    /// the event loop, as a checkpoint's removal.
+    pub fn trash_removal(&self) -> Obsolete {
+        Obsolete {
+            fs: Arc::clone(&self.fs),
+            wal_dir: self.wal_dir.clone(),
+            segments: Vec::new(),
+            snap_dir: self.snap_dir.clone(),
+            group: GroupId(0),
+            keep: InstanceId(0),
+            stop: Arc::new(AtomicBool::new(false)),
+            stuck: Arc::clone(&self.stuck),
+            trash_only: true,
+        }
     }
 
     /// A checkpoint in three steps, so that the slow ones need not stop
@@ -1109,6 +1134,7 @@ mod removal_tests {
             keep: InstanceId(0),
             stop: Arc::new(AtomicBool::new(false)),
             stuck: Arc::default(),
+            trash_only: false,
         }
     }
 
@@ -1250,6 +1276,7 @@ mod removal_tests {
                 keep: InstanceId(keep),
                 stop: Arc::new(AtomicBool::new(false)),
                 stuck: Arc::default(),
+                trash_only: false,
             };
             assert!(obsolete.remove().is_err(), "the stuck file is reported");
         }

@@ -56,8 +56,9 @@
 //!    place: no second copy on disk, and the mapping the replica serves
 //!    stays that same file. Until the rename the file is nobody's: a crash
 //!    leaves a stray that the next start removes; a transfer dropped
-//!    part-way goes to the trash, which the next checkpoint's removal (step
-//!    c) cuts a step at a time. A failure of the spool's
+//!    part-way goes to the trash, emptied at once off the loop by a removal
+//!    that runs as a step (c) of its own (no checkpoint starts meanwhile),
+//!    a step at a time. A failure of the spool's
 //!    I/O stops the node ([`Persister::spool_failed`]), as a failed log write
 //!    does: a node whose disk fails while a snapshot arrives must not download
 //!    it again and again without ever catching up.
@@ -385,6 +386,15 @@ impl Persister {
         }
     }
 
+    /// Whether the spool dropped a transfer into the trash since the last
+    /// call ([`snapshot_file::SpoolReport::dropped`]).
+    fn take_dropped_transfer(&mut self) -> bool {
+        self.spool_report
+            .lock()
+            .map(|mut report| std::mem::take(&mut report.dropped))
+            .unwrap_or(false)
+    }
+
     /// The incoming file the spool received `snapshot` into, if it still
     /// holds it: the same point and length.
     fn received_file(&self, snapshot: &Snapshot) -> Option<snapshot_file::Received> {
@@ -586,6 +596,21 @@ impl Persister {
             kicked.checkpointed = Some(done);
             kicked.io.push(Io::Remove(obsolete));
             self.cleaning = true;
+            // It empties the trash too, a dropped transfer's included: one
+            // dropped after this point asks again, and its removal runs
+            // after this one.
+            self.take_dropped_transfer();
+        }
+        if !self.checkpoint_busy && self.checkpoint_due.is_none() && self.take_dropped_transfer() {
+            // A peer's snapshot transfer dropped part-way went to the trash
+            // (`FileSpool::abort`): emptied off the loop now, as a
+            // checkpoint's step (c), so that a retry has the space back
+            // (a node catching up by snapshot has no checkpoint before its
+            // install). No checkpoint starts meanwhile: its own removal
+            // would race this one, and `cleaned` ends both.
+            self.checkpoint_busy = true;
+            self.cleaning = true;
+            kicked.io.push(Io::Remove(self.wal.trash_removal()));
         }
         if !self.checkpoint_busy {
             if let Some((snapshot, own, encode)) = self.checkpoint_due.take() {
@@ -1069,6 +1094,72 @@ mod tests {
             persist.hurry_overdue_write(InstanceId(7));
         });
         assert_eq!(paused, std::time::Duration::ZERO, "overdue by log bytes");
+    }
+
+    /// A peer's snapshot transfer dropped part-way goes to the trash, and
+    /// the next kick empties it off the loop (a removal of its own, not at
+    /// the next checkpoint: a retry needs the space); no checkpoint starts
+    /// while it runs, and a checkpoint already due goes first.
+    #[test]
+    fn a_dropped_transfer_is_removed_at_once_off_the_loop() {
+        let (sim, mut persist, mut replica) = on_sim_disk(SnapshotPolicy {
+            instances: 100,
+            log_bytes: 0,
+            write_bytes_per_sec: 0,
+        });
+        let snap_dir = std::path::Path::new("/data/snap");
+        let mut spool = persist.spool();
+        let drop_one = |spool: &mut Box<dyn synod_core::SnapshotSpool>, point: u64| {
+            let meta = SnapshotMeta {
+                applied_end: InstanceId(point),
+                checksum: Checksum::default(),
+            };
+            spool.begin(meta, 10_000).expect("begins");
+            spool.append(&[6u8; 5_000]).expect("appends");
+            spool.abort();
+        };
+        let removal = |kicked: Kicked| {
+            kicked.io.into_iter().find_map(|io| match io {
+                Io::Remove(obsolete) => Some(obsolete),
+                _ => None,
+            })
+        };
+        drop_one(&mut spool, 9);
+        assert_eq!(
+            sim.read_dir(snap_dir).expect("list").len(),
+            1,
+            "in the trash"
+        );
+        let obsolete = removal(persist.kick(&mut replica).expect("kick")).expect("a removal");
+        // A checkpoint asked for meanwhile waits for it.
+        persist.snapshot_taken(snapshot_at(3));
+        assert!(removal(persist.kick(&mut replica).expect("kick")).is_none());
+        assert!(
+            persist.kick(&mut replica).expect("kick").io.is_empty(),
+            "no step (a) yet"
+        );
+        obsolete.remove().expect("removed");
+        assert!(sim.read_dir(snap_dir).expect("list").is_empty(), "gone");
+        persist.cleaned(Ok(())).expect("cleaned");
+        let mut write = step_a(&mut persist, &mut replica);
+        // A drop while a checkpoint runs waits for it, then is removed.
+        drop_one(&mut spool, 12);
+        assert!(removal(persist.kick(&mut replica).expect("kick")).is_none());
+        write.run().expect("written");
+        let _ = persist.snapshot_written(
+            write.checkpoint,
+            Err(StorageError::Io {
+                path: "/x".into(),
+                source: std::io::Error::other("dropped"),
+            }),
+        );
+        let obsolete = removal(persist.kick(&mut replica).expect("kick")).expect("a removal");
+        obsolete.remove().expect("removed");
+        let left = sim.read_dir(snap_dir).expect("list");
+        assert!(
+            left.iter().all(|name| !name.contains("incoming")),
+            "{left:?}"
+        );
     }
 
     /// A peer's snapshot is never capped, whatever the policy: sealed in
