@@ -190,6 +190,10 @@ pub struct Faults {
     /// (`Params::slow_snapshot_writes`), so that seeds pinned before that
     /// replay the runs they were found in.
     pub slow_snapshot_writes_off: bool,
+    /// Not a fault: snapshots go to peers in the runtime's default chunks
+    /// (`Params::snapshot_chunk_bytes`), so that seeds pinned before small
+    /// chunks replay the runs they were found in.
+    pub small_chunks_off: bool,
 }
 
 impl Faults {
@@ -209,6 +213,7 @@ impl Faults {
             hold_off: true,
             snapshot_eio_off: true,
             slow_snapshot_writes_off: true,
+            small_chunks_off: true,
             ..Faults::default()
         }
     }
@@ -228,6 +233,7 @@ impl Faults {
             hold_off: true,
             snapshot_eio_off: true,
             slow_snapshot_writes_off: true,
+            small_chunks_off: true,
             ..Faults::default()
         }
     }
@@ -246,6 +252,7 @@ impl Faults {
             hold_off: true,
             snapshot_eio_off: true,
             slow_snapshot_writes_off: true,
+            small_chunks_off: true,
             ..Faults::default()
         }
     }
@@ -261,6 +268,7 @@ impl Faults {
             hold_off: true,
             snapshot_eio_off: true,
             slow_snapshot_writes_off: true,
+            small_chunks_off: true,
             ..Faults::default()
         }
     }
@@ -270,6 +278,16 @@ impl Faults {
     pub fn before_slow_snapshots() -> Faults {
         Faults {
             slow_snapshot_writes_off: true,
+            small_chunks_off: true,
+            ..Faults::default()
+        }
+    }
+
+    /// No fault: how every seed ran before snapshots could go to peers in
+    /// small chunks (transfers dropped part-way).
+    pub fn before_small_chunks() -> Faults {
+        Faults {
+            small_chunks_off: true,
             ..Faults::default()
         }
     }
@@ -285,6 +303,7 @@ impl Faults {
             hold_off: true,
             snapshot_eio_off: true,
             slow_snapshot_writes_off: true,
+            small_chunks_off: true,
             ..Faults::default()
         }
     }

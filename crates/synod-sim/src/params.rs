@@ -49,6 +49,12 @@ pub struct Params {
     /// cap is lifted): checkpoints that last up to seconds. `None`: the
     /// runtime's default cap, and no wait (a few bytes' worth). Own stream.
     pub slow_snapshot_writes: Option<u64>,
+    /// Snapshots go to peers in chunks of at most this many bytes
+    /// (`Config::snapshot_chunk_bytes_max`), so that a transfer takes many
+    /// messages and crashes, partitions and new leaders drop some part-way
+    /// (the spool's trash and its removal run). `None`: the runtime's
+    /// default (1 MiB: one chunk for every snapshot here). Own stream.
+    pub snapshot_chunk_bytes: Option<usize>,
     /// Also checkpoint right after an fsync completes, before the replica's
     /// next `Ready` is taken: records the replica queued in between are then
     /// appended after the checkpoint, as a runtime may do (the real one did,
@@ -326,6 +332,7 @@ impl Params {
             },
             torn_tail: rng.gen_range(0.0..1.0),
             slow_snapshot_writes: None,
+            snapshot_chunk_bytes: None,
             eager_checkpoint: false,
             read_index_share: 0.0,
             lazy_sync: false,

@@ -40,6 +40,9 @@ pub struct Stats {
     pub slow_snapshot_writes: u64,
     /// Of those, the ones reported early: their cap was lifted (overdue).
     pub snapshot_writes_hurried: u64,
+    /// Removals that only emptied the trash: a peer's snapshot transfer
+    /// dropped part-way went there (`FileSpool::abort`).
+    pub dropped_transfer_removals: u64,
     /// Wiped nodes that finished rebuilding (vote again).
     pub rebuilds: u64,
     /// Reads by index that depended on the time and went through the log.

@@ -485,6 +485,14 @@ impl World {
         } else {
             None
         };
+        // Snapshots sent in small chunks, so that transfers drop part-way
+        // (added with the spool's trash): a stream of their own.
+        let mut chunk_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_C4A2_4C00_0000);
+        params.snapshot_chunk_bytes = if chunk_rng.gen_bool(0.5) && !faults.small_chunks_off {
+            Some(chunk_rng.gen_range(128..=1_024))
+        } else {
+            None
+        };
         // Failed snapshot writes (added with paced write-back): their own.
         let mut snapshot_eio_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_5EA1_E100_0000);
         params.snapshot_write_eio = if snapshot_eio_rng.gen_bool(0.5) {
@@ -840,6 +848,9 @@ impl World {
         cfg.inject = self.faults.core;
         cfg.rebuild = sim_node.rebuilding;
         cfg.read_lease = self.params.lease;
+        if let Some(bytes) = self.params.snapshot_chunk_bytes {
+            cfg.snapshot_chunk_bytes_max = bytes;
+        }
         // One node in three syncs every batch it leads; the others let their
         // own votes wait for a later sync while the followers choose (the
         // runtime's default): both kinds of leader run in every cluster.
@@ -1480,6 +1491,9 @@ impl World {
                 let Some(obsolete) = sim_node.remove_out.take() else {
                     return;
                 };
+                if obsolete.is_trash_only() {
+                    self.stats.dropped_transfer_removals += 1;
+                }
                 // Files left behind cost space, not safety: the driver logs
                 // this and goes on; so does the simulated node.
                 engine.cleaned(obsolete.remove());

@@ -932,6 +932,11 @@ impl Obsolete {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Whether it only empties the trash ([`Wal::trash_removal`]).
+    pub fn is_trash_only(&self) -> bool {
+        self.trash_only
+    }
+
     /// A flag that stops [`Obsolete::remove`] between two cuts once set
     /// (for a node that stops: no file of its directory changes after
     /// that); what it left stays in the trash, removed when the log opens

@@ -161,6 +161,9 @@ fn caught_among_with(
     inject.snapshot_eio_off = true;
     // And without slow snapshot writes (added with the cap on them).
     inject.slow_snapshot_writes_off = true;
+    // And with snapshots in the default chunks (added with the spool's
+    // trash).
+    inject.small_chunks_off = true;
     seeds
         .map(|seed| run_seed(seed, 3, inject))
         .find(|report| report.violations.iter().any(|v| v.contains(by)))

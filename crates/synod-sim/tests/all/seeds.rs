@@ -671,7 +671,20 @@ fn slow_snapshot_writes_run_in_the_seeds_and_pass() {
 /// full speed (`Persister::peer_waits`).
 #[test]
 fn pinned_seed_890431_a_snapshot_a_peer_waits_for_is_not_capped() {
-    let report = run_seed(890431, 3, Faults::default());
+    let report = run_seed(890431, 3, Faults::before_small_chunks());
     assert!(report.passed(), "{}", report.violations.join("; "));
     assert!(report.stats.slow_snapshot_writes > 0, "{:?}", report.stats);
+}
+
+/// Half the seeds send snapshots in small chunks (`Params::snapshot_chunk_bytes`),
+/// so that crashes, partitions and new leaders drop transfers part-way: the
+/// spool moves each to the trash and the persister empties it at once, off
+/// the loop, in a removal of its own (`Wal::trash_removal`). Every checker
+/// passes. Fails if dropped transfers stop reaching that removal.
+#[test]
+fn dropped_transfers_run_in_the_seeds_and_pass() {
+    let removals: u64 = (0..40)
+        .map(|seed| passing_stats(seed).dropped_transfer_removals)
+        .sum();
+    assert!(removals > 0, "no dropped transfer removed in seeds 0-39");
 }
