@@ -1386,6 +1386,12 @@ impl World {
                     (IoKind::ReadLog, latency)
                 }
                 Io::Remove(obsolete) => {
+                    // One removal out at a time (`Persister::kick`): a
+                    // second would race the first over the same trash.
+                    assert!(
+                        self.nodes[node].remove_out.is_none(),
+                        "node {node}: a removal handed out while one is out"
+                    );
                     self.nodes[node].remove_out = Some(obsolete);
                     (IoKind::Remove, self.rng.gen_range(10..=1_000))
                 }

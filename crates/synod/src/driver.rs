@@ -450,18 +450,25 @@ impl<S: StateMachine> Driver<S> {
         }
         // A checkpoint step may be running on a blocking thread: let it end,
         // so no file of this data directory changes after `run` returns.
-        if self.engine.persist.stop_checkpoint() {
-            // Step 1 or step 3 runs; either reports once. A removal (step
-            // 3) cutting large files a step at a time ends at the next cut:
-            // what it leaves stays in the trash, removed at the next start.
+        // Step 1 or step 3 runs (each reports once), and beside step 1 a
+        // removal that only empties the trash may run (it reports once
+        // too). A removal cutting large files a step at a time ends at the
+        // next cut: what it leaves stays in the trash, removed at the next
+        // start.
+        let reports = usize::from(self.engine.persist.stop_checkpoint())
+            + usize::from(self.engine.persist.trash_removal_out());
+        if reports > 0 {
             if let Some(stop) = &self.removal_stop {
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
             }
-            if tokio::time::timeout(STOP_WAIT, self.checkpoint_rx.recv())
-                .await
-                .is_err()
-            {
-                warn!("stopping without the report of a checkpoint step still out");
+            for _ in 0..reports {
+                if tokio::time::timeout(STOP_WAIT, self.checkpoint_rx.recv())
+                    .await
+                    .is_err()
+                {
+                    warn!("stopping without the report of a checkpoint step still out");
+                    break;
+                }
             }
         }
         // A restore of the state machine may be running: let it end too (an
@@ -868,13 +875,18 @@ impl<S: StateMachine> Driver<S> {
                 Io::Remove(obsolete) => {
                     self.removal_stop = Some(obsolete.stopper());
                     let tx = self.checkpoint_tx.clone();
+                    let trash_only = obsolete.is_trash_only();
                     tokio::task::spawn_blocking(move || {
                         let result =
                             catch_job_panic("removal of superseded files", || obsolete.remove());
                         // The last step of a checkpoint: what it freed (the
                         // compacted log, tree nodes copied while the
-                        // snapshot was read) goes back to the system.
-                        release_free_heap();
+                        // snapshot was read) goes back to the system. Not
+                        // after a removal that only emptied the trash (it
+                        // freed no memory, and drops may come often).
+                        if !trash_only {
+                            release_free_heap();
+                        }
                         let _ = tx.blocking_send(CheckpointStep::Cleaned(result));
                     });
                 }

@@ -56,9 +56,11 @@
 //!    place: no second copy on disk, and the mapping the replica serves
 //!    stays that same file. Until the rename the file is nobody's: a crash
 //!    leaves a stray that the next start removes; a transfer dropped
-//!    part-way goes to the trash, emptied at once off the loop by a removal
-//!    that runs as a step (c) of its own (no checkpoint starts meanwhile),
-//!    a step at a time. A failure of the spool's
+//!    part-way goes to the trash, emptied at once off the loop, a step at a
+//!    time, by a removal of its own. It runs beside a checkpoint's steps
+//!    (a) and (b), never beside a step (c), which waits for it: at most one
+//!    removal is out, so `cleaned` always knows which reported. A failure
+//!    of the spool's
 //!    I/O stops the node ([`Persister::spool_failed`]), as a failed log write
 //!    does: a node whose disk fails while a snapshot arrives must not download
 //!    it again and again without ever catching up.
@@ -294,6 +296,13 @@ pub struct Persister {
     /// What the replica's spool reports: the file of the latest snapshot
     /// it received whole, and its first failure.
     spool_report: Arc<std::sync::Mutex<snapshot_file::SpoolReport>>,
+    /// A removal that only empties the trash (a dropped transfer's) is out.
+    /// It runs beside a checkpoint's steps (a) and (b), never beside a step
+    /// (c) (which empties the trash too): at most one removal is out.
+    trash_removal_out: bool,
+    /// A checkpoint's step (c), durable and reported, waiting for the trash
+    /// removal out to end.
+    removal_waiting: Option<Obsolete>,
     /// A snapshot to checkpoint; `true` when it is our own. Its bytes are
     /// still to be encoded when the encoder is set.
     checkpoint_due: Option<(Snapshot, bool, Option<SnapshotEncoder>)>,
@@ -344,6 +353,8 @@ impl Persister {
             appended_through: PersistSeq(0),
             syncing: false,
             spool_report: Arc::default(),
+            trash_removal_out: false,
+            removal_waiting: None,
             checkpoint_due: None,
             checkpoint_busy: false,
             checkpoint_ready: None,
@@ -594,22 +605,31 @@ impl Persister {
         let mut kicked = Kicked::default();
         if let Some((done, obsolete)) = self.marked.take() {
             kicked.checkpointed = Some(done);
-            kicked.io.push(Io::Remove(obsolete));
             self.cleaning = true;
             // It empties the trash too, a dropped transfer's included: one
             // dropped after this point asks again, and its removal runs
             // after this one.
             self.take_dropped_transfer();
+            if self.trash_removal_out {
+                self.removal_waiting = Some(obsolete);
+            } else {
+                kicked.io.push(Io::Remove(obsolete));
+            }
         }
-        if !self.checkpoint_busy && self.checkpoint_due.is_none() && self.take_dropped_transfer() {
+        if !self.trash_removal_out {
+            if let Some(obsolete) = self.removal_waiting.take() {
+                kicked.io.push(Io::Remove(obsolete));
+            }
+        }
+        if !self.trash_removal_out && !self.cleaning && self.take_dropped_transfer() {
             // A peer's snapshot transfer dropped part-way went to the trash
-            // (`FileSpool::abort`): emptied off the loop now, as a
-            // checkpoint's step (c), so that a retry has the space back
-            // (a node catching up by snapshot has no checkpoint before its
-            // install). No checkpoint starts meanwhile: its own removal
-            // would race this one, and `cleaned` ends both.
-            self.checkpoint_busy = true;
-            self.cleaning = true;
+            // (`FileSpool::abort`): emptied off the loop now, so that a
+            // retry has the space back (a node catching up by snapshot has
+            // no checkpoint before its install). It holds up no checkpoint
+            // (steps (a) and (b) run beside it; the policy and installs
+            // keep asking for them), only the next step (c), which would
+            // race it over the trash and waits for `cleaned`.
+            self.trash_removal_out = true;
             kicked.io.push(Io::Remove(self.wal.trash_removal()));
         }
         if !self.checkpoint_busy {
@@ -848,9 +868,21 @@ impl Persister {
     /// safety (recovery skips them): an error is returned for the caller to
     /// log, and the node goes on.
     pub fn cleaned(&mut self, result: Result<(), StorageError>) -> Result<(), StorageError> {
+        // One removal is out at a time (`kick`): the trash removal, or the
+        // checkpoint's step (c).
+        if std::mem::take(&mut self.trash_removal_out) {
+            return result;
+        }
         self.checkpoint_busy = false;
         self.cleaning = false;
         result
+    }
+
+    /// Whether a removal that only empties the trash is out: a stop waits
+    /// for its report too ([`Persister::stop_checkpoint`] says only whether
+    /// a checkpoint's step is out).
+    pub fn trash_removal_out(&self) -> bool {
+        self.trash_removal_out
     }
 
     /// True while a sync job is out.
@@ -866,8 +898,12 @@ impl Persister {
         if self.checkpoint_ready.take().is_some() {
             self.checkpoint_busy = false;
         }
-        if self.marked.take().is_some() || self.marking.take().is_some() {
-            // Durable, but step (c) never started: its files stay (recovery
+        let marked = self.marked.take().is_some();
+        let marking = self.marking.take().is_some();
+        let waiting = self.removal_waiting.take().is_some();
+        if marked || marking || waiting {
+            // Durable, but step (c) never started (or waited for the trash
+            // removal): its files stay (recovery
             // skips them, the next checkpoint deletes them). Or its marker
             // job, which reports as the log sync: ended at the stop
             // (`sync_finished_at_stop`, no step (c) either), or still out
@@ -1096,10 +1132,30 @@ mod tests {
         assert_eq!(paused, std::time::Duration::ZERO, "overdue by log bytes");
     }
 
+    /// Drops `point`'s transfer part-way into `spool` (to the trash).
+    fn drop_transfer(spool: &mut Box<dyn synod_core::SnapshotSpool>, point: u64) {
+        let meta = SnapshotMeta {
+            applied_end: InstanceId(point),
+            checksum: Checksum::default(),
+        };
+        spool.begin(meta, 10_000).expect("begins");
+        spool.append(&[6u8; 5_000]).expect("appends");
+        spool.abort();
+    }
+
+    /// The removal among what `kick` handed out, if any.
+    fn removal(kicked: Kicked) -> Option<Obsolete> {
+        kicked.io.into_iter().find_map(|io| match io {
+            Io::Remove(obsolete) => Some(obsolete),
+            _ => None,
+        })
+    }
+
     /// A peer's snapshot transfer dropped part-way goes to the trash, and
-    /// the next kick empties it off the loop (a removal of its own, not at
-    /// the next checkpoint: a retry needs the space); no checkpoint starts
-    /// while it runs, and a checkpoint already due goes first.
+    /// the next kick empties it off the loop, in a removal of its own (not
+    /// at the next checkpoint: a retry needs the space). A checkpoint asked
+    /// for meanwhile starts beside it (an install's must not wait for the
+    /// cuts); only its step (c) waits, and goes once the removal reported.
     #[test]
     fn a_dropped_transfer_is_removed_at_once_off_the_loop() {
         let (sim, mut persist, mut replica) = on_sim_disk(SnapshotPolicy {
@@ -1109,57 +1165,100 @@ mod tests {
         });
         let snap_dir = std::path::Path::new("/data/snap");
         let mut spool = persist.spool();
-        let drop_one = |spool: &mut Box<dyn synod_core::SnapshotSpool>, point: u64| {
-            let meta = SnapshotMeta {
-                applied_end: InstanceId(point),
-                checksum: Checksum::default(),
-            };
-            spool.begin(meta, 10_000).expect("begins");
-            spool.append(&[6u8; 5_000]).expect("appends");
-            spool.abort();
-        };
-        let removal = |kicked: Kicked| {
-            kicked.io.into_iter().find_map(|io| match io {
-                Io::Remove(obsolete) => Some(obsolete),
-                _ => None,
-            })
-        };
-        drop_one(&mut spool, 9);
+        drop_transfer(&mut spool, 9);
         assert_eq!(
             sim.read_dir(snap_dir).expect("list").len(),
             1,
             "in the trash"
         );
-        let obsolete = removal(persist.kick(&mut replica).expect("kick")).expect("a removal");
-        // A checkpoint asked for meanwhile waits for it.
-        persist.snapshot_taken(snapshot_at(3));
-        assert!(removal(persist.kick(&mut replica).expect("kick")).is_none());
-        assert!(
-            persist.kick(&mut replica).expect("kick").io.is_empty(),
-            "no step (a) yet"
-        );
-        obsolete.remove().expect("removed");
-        assert!(sim.read_dir(snap_dir).expect("list").is_empty(), "gone");
-        persist.cleaned(Ok(())).expect("cleaned");
+        let trash = removal(persist.kick(&mut replica).expect("kick")).expect("a removal");
+        assert!(trash.is_trash_only());
+        assert!(persist.trash_removal_out());
+        // An install meanwhile: its checkpoint starts at once.
+        let mut snapshot = snapshot_at(3);
+        snapshot.data = Bytes::from(vec![2u8; 1_000]);
+        persist.installed(snapshot);
         let mut write = step_a(&mut persist, &mut replica);
-        // A drop while a checkpoint runs waits for it, then is removed.
-        drop_one(&mut spool, 12);
-        assert!(removal(persist.kick(&mut replica).expect("kick")).is_none());
         write.run().expect("written");
-        let _ = persist.snapshot_written(
-            write.checkpoint,
-            Err(StorageError::Io {
-                path: "/x".into(),
-                source: std::io::Error::other("dropped"),
-            }),
+        persist
+            .snapshot_written(write.checkpoint, Ok(()))
+            .expect("step (a) reported");
+        // Step (b): its marker job is the sync; then step (c) is due, but
+        // the trash removal is out.
+        let mut kicked = persist.kick(&mut replica).expect("kick");
+        let mut marker = None;
+        for io in kicked.io.drain(..) {
+            match io {
+                Io::Sync { job, through } => marker = Some((job, through)),
+                Io::Remove(_) => panic!("a removal beside the trash removal"),
+                _ => {}
+            }
+        }
+        let (job, through) = marker.expect("the marker job");
+        let result = job.run();
+        persist
+            .sync_done(job, result, through, &mut replica)
+            .expect("marked");
+        let kicked = persist.kick(&mut replica).expect("kick");
+        assert!(
+            kicked.checkpointed.is_some(),
+            "the checkpoint is durable and reported"
         );
-        let obsolete = removal(persist.kick(&mut replica).expect("kick")).expect("a removal");
-        obsolete.remove().expect("removed");
+        assert!(
+            removal(kicked).is_none(),
+            "its step (c) waits for the trash removal"
+        );
+        trash.remove().expect("removed");
+        assert!(
+            sim.read_dir(snap_dir)
+                .expect("list")
+                .iter()
+                .all(|name| !name.contains("incoming")),
+            "the dropped transfer is gone"
+        );
+        persist.cleaned(Ok(())).expect("cleaned");
+        assert!(!persist.trash_removal_out());
+        let step_c = removal(persist.kick(&mut replica).expect("kick")).expect("step (c) now");
+        assert!(!step_c.is_trash_only());
+        // A drop while step (c) is out waits for it (which empties the
+        // trash too if it comes first), then gets a removal of its own.
+        drop_transfer(&mut spool, 12);
+        assert!(removal(persist.kick(&mut replica).expect("kick")).is_none());
+        persist.cleaned(step_c.remove()).expect("cleaned");
+        let trash = removal(persist.kick(&mut replica).expect("kick")).expect("a removal");
+        assert!(trash.is_trash_only());
+        trash.remove().expect("removed");
+        persist.cleaned(Ok(())).expect("cleaned");
         let left = sim.read_dir(snap_dir).expect("list");
         assert!(
             left.iter().all(|name| !name.contains("incoming")),
             "{left:?}"
         );
+    }
+
+    /// Drops back to back, one in each trash removal's window, never keep
+    /// the policy's checkpoints from starting (the second review's seed of
+    /// doubt: a removal that held the checkpoint busy starved them).
+    #[test]
+    fn drops_back_to_back_do_not_starve_the_policy_s_checkpoints() {
+        let (_sim, mut persist, mut replica) = on_sim_disk(SnapshotPolicy {
+            instances: 10,
+            log_bytes: 0,
+            write_bytes_per_sec: 0,
+        });
+        let mut spool = persist.spool();
+        drop_transfer(&mut spool, 1_000);
+        let mut out = removal(persist.kick(&mut replica).expect("kick")).expect("a removal");
+        for round in 1..=20u64 {
+            assert!(
+                persist.snapshot_wanted(InstanceId(50 * round)),
+                "round {round}: the policy's checkpoint is held up"
+            );
+            drop_transfer(&mut spool, 1_000 + round);
+            assert!(persist.kick(&mut replica).expect("kick").io.is_empty());
+            persist.cleaned(out.remove()).expect("cleaned");
+            out = removal(persist.kick(&mut replica).expect("kick")).expect("the next removal");
+        }
     }
 
     /// A peer's snapshot is never capped, whatever the policy: sealed in
