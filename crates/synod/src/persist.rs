@@ -1237,8 +1237,8 @@ mod tests {
     }
 
     /// Drops back to back, one in each trash removal's window, never keep
-    /// the policy's checkpoints from starting (the second review's seed of
-    /// doubt: a removal that held the checkpoint busy starved them).
+    /// the policy's checkpoints from starting (found by the second review:
+    /// a removal that held the checkpoint busy starved them).
     #[test]
     fn drops_back_to_back_do_not_starve_the_policy_s_checkpoints() {
         let (_sim, mut persist, mut replica) = on_sim_disk(SnapshotPolicy {
