@@ -132,7 +132,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed, {} for peers; on disk: {} checkpoints, {} restarts), {} KiB of applied values dropped from memory ({} times read back from the log), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} vouched reads, {} batch holds ({} timed out), {} master leases lent to {} masters, {} leadership drops, {} delayed announcements, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed, {} for peers; on disk: {} checkpoints, {} restarts), {} dropped transfers removed, {} KiB of applied values dropped from memory ({} times read back from the log), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} vouched reads, {} batch holds ({} timed out), {} master leases lent to {} masters, {} leadership drops, {} delayed announcements, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
             self.ops_ok,
             self.ops_unknown,
             self.instances,
@@ -143,6 +143,7 @@ impl fmt::Display for Stats {
             self.snapshots_for_peers,
             self.checkpoints_state_on_disk,
             self.on_disk_restarts,
+            self.dropped_transfer_removals,
             self.log_bytes_released / 1024,
             self.log_reads_for_peers,
             self.nemesis.len(),
