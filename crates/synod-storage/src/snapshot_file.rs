@@ -1520,6 +1520,16 @@ mod tests {
         assert!(read(dir.path(), GroupId(0), meta(5)).is_err());
     }
 
+    /// A simulated disk with an empty `/snap`: the disk, itself as an `Fs`,
+    /// and the directory.
+    fn sim_snap_dir() -> (Arc<SimFs>, Arc<dyn Fs>, PathBuf) {
+        let sim = Arc::new(SimFs::new());
+        let fs: Arc<dyn Fs> = sim.clone();
+        let dir = PathBuf::from("/snap");
+        fs.create_dir_all(&dir).expect("dir");
+        (sim, fs, dir)
+    }
+
     fn spool(fs: &Arc<dyn Fs>, dir: &Path) -> (FileSpool, Arc<std::sync::Mutex<SpoolReport>>) {
         let report = Arc::default();
         let spool = FileSpool::open(
@@ -1611,10 +1621,7 @@ mod tests {
     /// dropped before it is emptied.
     #[test]
     fn dropped_transfers_go_to_the_trash_one_at_most_and_are_cut_gently() {
-        let sim = Arc::new(SimFs::new());
-        let fs: Arc<dyn Fs> = sim.clone();
-        let dir = PathBuf::from("/snap");
-        fs.create_dir_all(&dir).expect("dir");
+        let (sim, fs, dir) = sim_snap_dir();
         let (mut spool, report) = spool(&fs, &dir);
         let step = sim.remove_step_bytes() as usize;
         let listed = || {
@@ -1654,10 +1661,7 @@ mod tests {
     /// space until the next checkpoint (review of the first version).
     #[test]
     fn a_retry_after_a_dropped_transfer_fits_where_the_first_did() {
-        let sim = Arc::new(SimFs::new());
-        let fs: Arc<dyn Fs> = sim.clone();
-        let dir = PathBuf::from("/snap");
-        fs.create_dir_all(&dir).expect("dir");
+        let (sim, fs, dir) = sim_snap_dir();
         let (mut spool, report) = spool(&fs, &dir);
         let size = 64 << 10;
         sim.set_space_bytes_max(Some(size as u64 * 3 / 2));
@@ -1677,10 +1681,7 @@ mod tests {
     /// space back (review of the first version).
     #[test]
     fn a_transfer_that_fills_the_disk_gives_its_space_back() {
-        let sim = Arc::new(SimFs::new());
-        let fs: Arc<dyn Fs> = sim.clone();
-        let dir = PathBuf::from("/snap");
-        fs.create_dir_all(&dir).expect("dir");
+        let (sim, fs, dir) = sim_snap_dir();
         let (mut spool, report) = spool(&fs, &dir);
         sim.set_space_bytes_max(Some(32 << 10));
         spool.begin(meta(5), 1 << 20).expect("begins");
@@ -1737,10 +1738,7 @@ mod tests {
 
     #[test]
     fn the_file_spool_reads_back_where_the_file_system_does_not_map() {
-        let sim = Arc::new(SimFs::new());
-        let fs: Arc<dyn Fs> = sim.clone();
-        let dir = PathBuf::from("/snap");
-        fs.create_dir_all(&dir).expect("dir");
+        let (sim, fs, dir) = sim_snap_dir();
         let (mut spool, report) = spool(&fs, &dir);
         spool.begin(meta(3), 6).expect("begins");
         spool.append(b"abc").expect("appends");

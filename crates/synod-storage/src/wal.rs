@@ -667,11 +667,9 @@ impl Wal {
                 wal_dir: self.wal_dir.clone(),
                 segments: self.take_obsolete(),
                 snap_dir: self.snap_dir.clone(),
-                group: step.group,
-                keep: step.meta.applied_end,
+                keep: Some((step.group, step.meta.applied_end)),
                 stop: Arc::new(AtomicBool::new(false)),
                 stuck: Arc::clone(&self.stuck),
-                trash_only: false,
             });
         }
         if self.file_len >= self.opts.segment_bytes_max {
@@ -871,14 +869,12 @@ pub struct Obsolete {
     wal_dir: PathBuf,
     segments: Vec<PathBuf>,
     snap_dir: PathBuf,
-    group: GroupId,
-    keep: InstanceId,
+    /// The group and point of the checkpoint whose older snapshot files go;
+    /// `None` where only the trash is emptied (`Wal::trash_removal`).
+    keep: Option<(GroupId, InstanceId)>,
     stop: Arc<AtomicBool>,
     /// The log's list of segments left stuck (`Wal::stuck`).
     stuck: Arc<std::sync::Mutex<Vec<PathBuf>>>,
-    /// Only the trash is emptied (`Wal::trash_removal`): no segment and no
-    /// snapshot file is superseded.
-    trash_only: bool,
 }
 
 impl Obsolete {
@@ -918,12 +914,12 @@ impl Obsolete {
         if changed {
             note(fsync_dir(&*self.fs, &self.wal_dir));
         }
-        if !self.trash_only {
+        if let Some((group, keep)) = self.keep {
             note(snapshot_file::trash_older_on(
                 &*self.fs,
                 &self.snap_dir,
-                self.group,
-                self.keep,
+                group,
+                keep,
             ));
         }
         for dir in [&self.wal_dir, &self.snap_dir] {
@@ -934,7 +930,7 @@ impl Obsolete {
 
     /// Whether it only empties the trash ([`Wal::trash_removal`]).
     pub fn is_trash_only(&self) -> bool {
-        self.trash_only
+        self.keep.is_none()
     }
 
     /// A flag that stops [`Obsolete::remove`] between two cuts once set
@@ -965,11 +961,9 @@ impl Wal {
             wal_dir: self.wal_dir.clone(),
             segments: Vec::new(),
             snap_dir: self.snap_dir.clone(),
-            group: GroupId(0),
-            keep: InstanceId(0),
+            keep: None,
             stop: Arc::new(AtomicBool::new(false)),
             stuck: Arc::clone(&self.stuck),
-            trash_only: true,
         }
     }
 
@@ -1135,11 +1129,9 @@ mod removal_tests {
             wal_dir: wal_dir.to_path_buf(),
             segments,
             snap_dir: wal_dir.with_file_name("snap"),
-            group: GroupId(0),
-            keep: InstanceId(0),
+            keep: Some((GroupId(0), InstanceId(0))),
             stop: Arc::new(AtomicBool::new(false)),
             stuck: Arc::default(),
-            trash_only: false,
         }
     }
 
@@ -1277,11 +1269,9 @@ mod removal_tests {
                 wal_dir: wal_dir.clone(),
                 segments: vec![segment],
                 snap_dir: snap_dir.clone(),
-                group: GroupId(0),
-                keep: InstanceId(keep),
+                keep: Some((GroupId(0), InstanceId(keep))),
                 stop: Arc::new(AtomicBool::new(false)),
                 stuck: Arc::default(),
-                trash_only: false,
             };
             assert!(obsolete.remove().is_err(), "the stuck file is reported");
         }
