@@ -18,7 +18,13 @@ fn run_range(first: u64, seeds: u64, nodes: usize) {
 /// `Faults::before_watch`; seeds pinned before leaders let their own votes
 /// wait (issue 15) run with `Faults::before_lazy_leaders`.
 fn run_pinned(seed: u64, nodes: usize) {
-    let report = run_seed(seed, nodes, Faults::before_leases());
+    run_pinned_with(seed, nodes, Faults::before_leases());
+}
+
+/// Runs a pinned seed with `faults` (the preset of the time it was found)
+/// and checks that every checker passed.
+fn run_pinned_with(seed: u64, nodes: usize, faults: Faults) {
+    let report = run_seed(seed, nodes, faults);
     assert!(
         report.passed(),
         "seed {seed} ({nodes} nodes): {}",
@@ -159,14 +165,8 @@ fn pinned_seed_1288_rebuild_catches_up() {
 /// Without small snapshot chunks, which came later and would move the runs.
 #[test]
 fn pinned_seeds_a_peer_needs_values_dropped_from_memory() {
-    for (seed, nodes) in [(70910, 3), (70190, 5)] {
-        let report = run_seed(seed, nodes, Faults::before_small_chunks());
-        assert!(
-            report.passed(),
-            "seed {seed}: {}",
-            report.violations.join("; ")
-        );
-    }
+    run_pinned_with(70910, 3, Faults::before_small_chunks());
+    run_pinned_with(70190, 5, Faults::before_small_chunks());
 }
 
 /// The forge nemesis (issue 13): one rogue member sends messages with huge
