@@ -216,6 +216,12 @@ pub struct ServerArgs {
     /// catching up, needs.
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     log_memory_bytes: u64,
+    /// Log values chosen while this node restores a peer's snapshot are
+    /// held in memory until the restore ends. At this many bytes the node
+    /// stops voting for new instances and fetching values from peers until
+    /// then (the other nodes carry on without it; it catches up after).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    restore_backlog_bytes: u64,
     /// More client connections than this (plain and TLS together) are
     /// refused with "-ERR max number of clients reached". Lowered at start
     /// to what the open file limit allows after a reserve for the WAL,
@@ -440,6 +446,7 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     cfg.chosen_announce_delay = Duration::from_millis(args.announce_delay_ms);
     cfg.batch_hold = Duration::from_millis(args.batch_hold_ms);
     cfg.log_memory_bytes = args.log_memory_bytes;
+    cfg.restore_backlog_bytes = args.restore_backlog_bytes;
     if args.read_lease {
         let mut lease = cfg.default_read_lease();
         if let Some(ms) = args.read_lease_ms {

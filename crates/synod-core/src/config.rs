@@ -197,6 +197,17 @@ pub struct Config {
     /// catching up through are kept after its latest request (otherwise 40
     /// catch-up intervals). Default 6,000 (a minute at 10 ms a tick).
     pub applied_tail_hold_ticks: u64,
+    /// Encoded bytes of chosen values held back while the state machine is
+    /// restored from a peer's snapshot ([`crate::Replica::set_hold_applies_on_install`]).
+    /// Once they reach this bound the replica stops voting for instances
+    /// not yet chosen here and stops asking peers for chosen values, until
+    /// the runtime releases the values ([`crate::Replica::release_applies`]):
+    /// a restore that outlasts a busy cluster's writes cannot fill memory
+    /// with them. The bound is soft by what was accepted before it was
+    /// reached and by one catch-up reply (`catchup_bytes_max`). Meanwhile
+    /// the others must make a quorum without this replica; its votes come
+    /// back once the restore ends. `u64::MAX` (the default): no bound.
+    pub restore_backlog_bytes_max: u64,
     /// This replica lost its durable state (a wiped or replaced disk) and
     /// starts as a non-voting member that learns and catches up but answers
     /// no Prepare or Accept until voting is safe again (Paxos Made Live,
@@ -308,6 +319,7 @@ impl Config {
             snapshot_bytes_max: 16 << 30,
             applied_tail_bytes: u64::MAX,
             applied_tail_hold_ticks: 6_000,
+            restore_backlog_bytes_max: u64::MAX,
             rebuild: false,
             read_lease: None,
             #[cfg(feature = "fault-injection")]

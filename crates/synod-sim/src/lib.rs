@@ -194,6 +194,10 @@ pub struct Faults {
     /// (`Params::snapshot_chunk_bytes`), so that seeds pinned before small
     /// chunks replay the runs they were found in.
     pub small_chunks_off: bool,
+    /// Not a fault: no node bounds the values it holds while it restores a
+    /// peer's snapshot (`Params::restore_backlog_bytes`), so that seeds
+    /// pinned before the bound replay the runs they were found in.
+    pub restore_backlog_off: bool,
 }
 
 impl Faults {
@@ -214,6 +218,7 @@ impl Faults {
             snapshot_eio_off: true,
             slow_snapshot_writes_off: true,
             small_chunks_off: true,
+            restore_backlog_off: true,
             ..Faults::default()
         }
     }
@@ -234,6 +239,7 @@ impl Faults {
             snapshot_eio_off: true,
             slow_snapshot_writes_off: true,
             small_chunks_off: true,
+            restore_backlog_off: true,
             ..Faults::default()
         }
     }
@@ -253,6 +259,7 @@ impl Faults {
             snapshot_eio_off: true,
             slow_snapshot_writes_off: true,
             small_chunks_off: true,
+            restore_backlog_off: true,
             ..Faults::default()
         }
     }
@@ -269,6 +276,7 @@ impl Faults {
             snapshot_eio_off: true,
             slow_snapshot_writes_off: true,
             small_chunks_off: true,
+            restore_backlog_off: true,
             ..Faults::default()
         }
     }
@@ -279,6 +287,7 @@ impl Faults {
         Faults {
             slow_snapshot_writes_off: true,
             small_chunks_off: true,
+            restore_backlog_off: true,
             ..Faults::default()
         }
     }
@@ -288,6 +297,16 @@ impl Faults {
     pub fn before_small_chunks() -> Faults {
         Faults {
             small_chunks_off: true,
+            restore_backlog_off: true,
+            ..Faults::default()
+        }
+    }
+
+    /// No fault: how every seed ran before a node bounded the values it
+    /// holds while it restores a peer's snapshot.
+    pub fn before_restore_backlog() -> Faults {
+        Faults {
+            restore_backlog_off: true,
             ..Faults::default()
         }
     }
@@ -304,6 +323,7 @@ impl Faults {
             snapshot_eio_off: true,
             slow_snapshot_writes_off: true,
             small_chunks_off: true,
+            restore_backlog_off: true,
             ..Faults::default()
         }
     }
@@ -366,6 +386,12 @@ pub fn run_seed(seed: u64, nodes: usize, faults: Faults) -> SeedReport {
             .iter()
             .filter_map(|n| n.replica())
             .map(|r| r.lease_reads())
+            .sum::<u64>();
+        world.stats.accepts_deferred += world
+            .nodes
+            .iter()
+            .filter_map(|n| n.replica())
+            .map(|r| r.snapshot_transfer_stats().accepts_deferred)
             .sum::<u64>();
         world.stats.vouched_reads += world
             .nodes

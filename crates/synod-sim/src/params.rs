@@ -55,6 +55,12 @@ pub struct Params {
     /// (the spool's trash and its removal run). `None`: the runtime's
     /// default (1 MiB: one chunk for every snapshot here). Own stream.
     pub snapshot_chunk_bytes: Option<usize>,
+    /// Every node holds at most this many bytes of chosen values while it
+    /// restores a peer's snapshot (`Config::restore_backlog_bytes_max`; 0:
+    /// it stops voting and catching up for every restore), so that
+    /// restoring nodes decline votes and catch-up waits. `None`: the
+    /// core's default (no bound). Own stream.
+    pub restore_backlog_bytes: Option<u64>,
     /// Also checkpoint right after an fsync completes, before the replica's
     /// next `Ready` is taken: records the replica queued in between are then
     /// appended after the checkpoint, as a runtime may do (the real one did,
@@ -333,6 +339,7 @@ impl Params {
             torn_tail: rng.gen_range(0.0..1.0),
             slow_snapshot_writes: None,
             snapshot_chunk_bytes: None,
+            restore_backlog_bytes: None,
             eager_checkpoint: false,
             read_index_share: 0.0,
             lazy_sync: false,

@@ -493,6 +493,14 @@ impl World {
         } else {
             None
         };
+        // A bound on the values a restoring node holds (added with it): a
+        // stream of its own.
+        let mut backlog_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_BAC1_0600_0000);
+        params.restore_backlog_bytes = if backlog_rng.gen_bool(0.5) && !faults.restore_backlog_off {
+            Some(backlog_rng.gen_range(0..=4_096))
+        } else {
+            None
+        };
         // Failed snapshot writes (added with paced write-back): their own.
         let mut snapshot_eio_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_5EA1_E100_0000);
         params.snapshot_write_eio = if snapshot_eio_rng.gen_bool(0.5) {
@@ -851,6 +859,9 @@ impl World {
         if let Some(bytes) = self.params.snapshot_chunk_bytes {
             cfg.snapshot_chunk_bytes_max = bytes;
         }
+        if let Some(bytes) = self.params.restore_backlog_bytes {
+            cfg.restore_backlog_bytes_max = bytes;
+        }
         // One node in three syncs every batch it leads; the others let their
         // own votes wait for a later sync while the followers choose (the
         // runtime's default): both kinds of leader run in every cluster.
@@ -1104,6 +1115,7 @@ impl World {
             return;
         };
         self.stats.lease_reads += engine.replica.lease_reads();
+        self.stats.accepts_deferred += engine.replica.snapshot_transfer_stats().accepts_deferred;
         self.stats.vouched_reads += engine.replica.vouched_reads();
         let (holds, hold_timeouts) = engine.replica.batch_holds();
         self.stats.batch_holds += holds;

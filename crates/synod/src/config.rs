@@ -175,6 +175,16 @@ pub struct NodeConfig {
     /// its own disk (`StateMachine::durable_end`) answers such a peer with a
     /// whole copy of its state. `u64::MAX`: no bound. Default 16 MiB.
     pub log_memory_bytes: u64,
+    /// Chosen log values held in memory while the state machine is
+    /// restored from a peer's snapshot, in encoded bytes (they are applied
+    /// once it is back). At this bound the node stops voting for new
+    /// instances and stops fetching chosen values from peers until the
+    /// restore ends: the other voters carry on without it, as they did
+    /// while it lagged, and it catches up afterwards. Counted in
+    /// `synod_accepts_deferred_total`
+    /// ([`synod_core::Config::restore_backlog_bytes_max`]). `u64::MAX`: no
+    /// bound. Default 64 MiB.
+    pub restore_backlog_bytes: u64,
     /// Messages queued per peer (kept while it is unreachable); more are
     /// dropped, which Paxos tolerates (retransmission and catch-up). Default
     /// 4,096.
@@ -272,6 +282,7 @@ impl NodeConfig {
             chosen_announce_delay: Duration::from_millis(1),
             batch_hold: Duration::from_millis(1),
             log_memory_bytes: 16 << 20,
+            restore_backlog_bytes: 64 << 20,
             peer_send_queue_max: 4096,
             bootstrap: Bootstrap::Existing,
             unsafe_local_reads: false,
@@ -333,6 +344,7 @@ impl NodeConfig {
             u64::try_from(self.chosen_announce_delay.as_millis()).unwrap_or(u64::MAX);
         core.batch_hold_ms = u64::try_from(self.batch_hold.as_millis()).unwrap_or(u64::MAX);
         core.applied_tail_bytes = self.log_memory_bytes;
+        core.restore_backlog_bytes_max = self.restore_backlog_bytes;
         // A minute of ticks: a peer fetching our snapshot asks for the
         // values after it once it installed it.
         core.applied_tail_hold_ticks =

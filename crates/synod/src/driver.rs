@@ -178,6 +178,8 @@ pub(crate) struct Driver<S> {
     started: Instant,
     /// The engine's stamp clock, published for `Node::stamp_ms`.
     stamps: Arc<crate::clock::StampSource>,
+    /// The restore backlog's bound was logged as reached (once per restore).
+    backlog_full_logged: bool,
 }
 
 /// 64 random bits for the session id and the election seed. Sessions must
@@ -370,6 +372,7 @@ impl<S: StateMachine> Driver<S> {
         ));
         let driver = Driver {
             stamps,
+            backlog_full_logged: false,
             identity,
             members: crate::membership::MemberState::default(),
             stopping: None,
@@ -1002,6 +1005,26 @@ impl<S: StateMachine> Driver<S> {
         self.metrics
             .snapshot_spool_errors
             .store(transfers.spool_errors, Relaxed);
+        let deferred_before = self
+            .metrics
+            .accepts_deferred
+            .swap(transfers.accepts_deferred, Relaxed);
+        if transfers.accepts_deferred > deferred_before {
+            // Logged once per restore at most: the backlog empties when it ends.
+            if !self.backlog_full_logged {
+                self.backlog_full_logged = true;
+                tracing::warn!(
+                    backlog_bytes = replica.restore_backlog_bytes(),
+                    bound = self.cfg.restore_backlog_bytes,
+                    "the log values held while the state machine is restored from a peer's snapshot reached --restore-backlog-bytes: this node votes again once the restore ends"
+                );
+            }
+        } else if !replica.applies_held() {
+            self.backlog_full_logged = false;
+        }
+        self.metrics
+            .restore_backlog_bytes
+            .store(replica.restore_backlog_bytes(), Relaxed);
         let applied_end = self.engine.applied_end();
         self.metrics.applied_end.store(applied_end.0, Relaxed);
         let membership = replica.schedule().latest().clone();

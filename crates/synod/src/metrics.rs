@@ -241,6 +241,12 @@ pub struct Metrics {
     /// (writing the incoming file failed: a full disk, say); each is asked
     /// for again, and each failure is logged.
     pub snapshot_spool_errors: AtomicU64,
+    /// Accepts not voted for while a restore's backlog was full
+    /// (`NodeConfig::restore_backlog_bytes`).
+    pub accepts_deferred: AtomicU64,
+    /// Encoded bytes of chosen values held back while the state machine is
+    /// restored from a peer's snapshot.
+    pub restore_backlog_bytes: AtomicU64,
     /// Chosen prefix end, as last seen.
     pub chosen_end: AtomicU64,
     /// Applied prefix end, as last seen.
@@ -307,6 +313,8 @@ impl Default for Metrics {
             snapshot_chunks_ignored: AtomicU64::new(0),
             snapshot_digest_mismatches: AtomicU64::new(0),
             snapshot_spool_errors: AtomicU64::new(0),
+            accepts_deferred: AtomicU64::new(0),
+            restore_backlog_bytes: AtomicU64::new(0),
             chosen_end: AtomicU64::new(0),
             applied_end: AtomicU64::new(0),
             log_memory_bytes: AtomicU64::new(0),
@@ -328,7 +336,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 30] = [
+        let counters: [(&str, &str, &AtomicU64); 31] = [
             (
                 "synod_admin_connections_refused_total",
                 "Admin HTTP connections closed at once: the connection cap was reached.",
@@ -479,6 +487,11 @@ impl Metrics {
                 "Snapshot transfers dropped because the incoming file could not be written.",
                 &self.snapshot_spool_errors,
             ),
+            (
+                "synod_accepts_deferred_total",
+                "Accepts not voted for because the values held for a restore from a peer's snapshot reached --restore-backlog-bytes.",
+                &self.accepts_deferred,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(
@@ -495,7 +508,7 @@ impl Metrics {
         for (reason, value) in PEER_REFUSAL_REASONS.iter().zip(&self.peer_messages_refused) {
             let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", value.load(Relaxed));
         }
-        let gauges: [(&str, &str, &AtomicU64); 4] = [
+        let gauges: [(&str, &str, &AtomicU64); 5] = [
             (
                 "synod_admin_connections_open",
                 "Admin HTTP connections being served now.",
@@ -515,6 +528,11 @@ impl Metrics {
                 "synod_log_memory_bytes",
                 "Encoded bytes of applied log values held in memory.",
                 &self.log_memory_bytes,
+            ),
+            (
+                "synod_restore_backlog_bytes",
+                "Encoded bytes of log values held in memory while the state machine is restored from a peer's snapshot.",
+                &self.restore_backlog_bytes,
             ),
         ];
         for (name, help, value) in gauges {

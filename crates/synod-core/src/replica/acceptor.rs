@@ -200,6 +200,21 @@ impl Replica {
         if from != self.cfg.id {
             self.follow(from);
         }
+        if instance >= self.learner.chosen_end
+            && self.restore_backlog_full()
+            && !matches!(
+                self.acceptor.accepted.get(&instance),
+                Some((accepted_ballot, _)) if *accepted_ballot == ballot
+            )
+        {
+            // The values held back for a restore reached their bound: no
+            // vote, no promise raised, nothing written (see
+            // `restore_backlog_full`). Still learn how far the log is
+            // chosen, from values accepted before.
+            self.learner.transfer_stats.accepts_deferred += 1;
+            self.learn_commit(ballot, chosen_end);
+            return;
+        }
         // Accepting at `ballot` implies promising it; the Accept record carries
         // the ballot, and recovery takes the promise as the highest of both.
         let raised = ballot > self.acceptor.promised;

@@ -56,6 +56,9 @@ impl Replica {
             instance,
             value: source,
         });
+        if self.learner.apply_held {
+            self.learner.held_bytes += value.encoded_len() as u64;
+        }
         self.learner.chosen.insert(instance, value);
         self.advance_chosen_end();
     }
@@ -283,6 +286,12 @@ impl Replica {
             if self.now - asked < self.cfg.catchup_ticks {
                 return;
             }
+        }
+        if self.restore_backlog_full() {
+            // Every value fetched now would wait in memory for the restore
+            // (see `restore_backlog_full`): ask once it ended. A snapshot
+            // transfer in progress waits too (its source keeps it).
+            return;
         }
         if self.resume_snapshot_transfer() {
             self.learner.catchup_asked_tick = Some(self.now);

@@ -134,6 +134,11 @@ struct LearnerState {
     /// is dropped (it is catching up through them). At most one entry per
     /// member: only members' catch-up requests pass the door.
     catchup_marks: BTreeMap<NodeId, (InstanceId, u64)>,
+    /// Encoded bytes of the chosen values in `chosen` at or above
+    /// `applied_end` while `apply_held` (0 otherwise), which
+    /// `Config::restore_backlog_bytes_max` bounds (see
+    /// `Replica::restore_backlog_full`).
+    held_bytes: u64,
     /// Every instance below this is chosen and known here.
     chosen_end: InstanceId,
     /// Every instance below this was handed out to apply.
@@ -456,6 +461,7 @@ impl Replica {
                 compacted_end: InstanceId(0),
                 values_from: InstanceId(0),
                 tail_bytes: 0,
+                held_bytes: 0,
                 tail_hold_until: 0,
                 released_demand: None,
                 catchup_marks: BTreeMap::new(),

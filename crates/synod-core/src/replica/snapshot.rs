@@ -76,6 +76,10 @@ pub struct SnapshotTransferStats {
     /// full disk, say); each is asked for again. (The runtime's spool also
     /// stops the node on such a failure, as on a failed log write.)
     pub spool_errors: u64,
+    /// Accepts this replica did not vote for because the values held back
+    /// while its state machine was restored reached
+    /// `Config::restore_backlog_bytes_max` (the leader re-sends them).
+    pub accepts_deferred: u64,
 }
 
 /// A snapshot that cannot be used to compact the log.
@@ -439,6 +443,7 @@ impl Replica {
     /// Hands out the chosen values held back since the last install.
     pub fn release_applies(&mut self) {
         self.learner.apply_held = false;
+        self.learner.held_bytes = 0;
         self.learner.apply_draining = true;
         self.emit_apply();
     }
@@ -446,6 +451,31 @@ impl Replica {
     /// Whether chosen values are held back (an install awaits its restore).
     pub fn applies_held(&self) -> bool {
         self.learner.apply_held
+    }
+
+    /// Encoded bytes of the chosen values held back while the state machine
+    /// is restored (0 when none are held).
+    pub fn restore_backlog_bytes(&self) -> u64 {
+        self.learner.held_bytes
+    }
+
+    /// Whether the values held back while the state machine is restored
+    /// reached `Config::restore_backlog_bytes_max`. Until the runtime
+    /// releases them this replica then votes for no instance it does not
+    /// know chosen (`handle_accept`) and asks no peer for chosen values
+    /// (`tick_catchup`): both would put more values in memory, where they
+    /// wait for the restore.
+    ///
+    /// Safety: an acceptor may always decline to vote; it neither raises its
+    /// promise nor writes anything, so nothing it promised or accepted
+    /// changes. Liveness: the restore ends (the runtime runs it off the
+    /// loop) and `release_applies` lifts the bound; the leader re-sends its
+    /// Accepts for instances still unchosen (`retransmit_ticks`), and
+    /// catch-up fetches the rest. Meanwhile the other voters must make a
+    /// quorum alone, as they did while this replica lagged: it installs a
+    /// snapshot because it fell behind.
+    pub(super) fn restore_backlog_full(&self) -> bool {
+        self.learner.apply_held && self.learner.held_bytes >= self.cfg.restore_backlog_bytes_max
     }
 
     /// Whether a peer asked for a piece of this replica's snapshot since
@@ -519,6 +549,15 @@ impl Replica {
             self.step_down();
         }
         self.learner.chosen = self.learner.chosen.split_off(&point);
+        self.learner.held_bytes = if self.learner.apply_held {
+            self.learner
+                .chosen
+                .values()
+                .map(|v| v.encoded_len() as u64)
+                .sum()
+        } else {
+            0
+        };
         self.acceptor.accepted = self.acceptor.accepted.split_off(&point);
         self.learner.chosen_end = self.learner.chosen_end.max(point);
         self.learner.commit_seen = self.learner.commit_seen.max(point);

@@ -711,6 +711,90 @@ fn a_lagging_follower_installs_a_snapshot_in_chunks() {
     assert_eq!(last.value.commands(), &[cmd("after")]);
 }
 
+/// A replica restoring a snapshot it installed holds the values chosen
+/// after it; at `restore_backlog_bytes_max` it stops voting and stops
+/// catching up, and once the restore ends (`release_applies`) it votes,
+/// catches up and applies everything in order.
+#[test]
+fn a_full_restore_backlog_stops_votes_and_catch_up_until_the_restore_ends() {
+    const BOUND: u64 = 60;
+    let (mut c, leader, lagging, _) = lagging_behind_snapshots(true);
+    let other = 3 - leader - lagging;
+    c.replicas[lagging].set_hold_applies_on_install(true);
+    c.replicas[lagging].cfg.restore_backlog_bytes_max = BOUND;
+    for _ in 0..200 {
+        c.tick_all(1);
+        if c.replicas[lagging].snapshot().is_some() {
+            break;
+        }
+    }
+    assert!(
+        c.replicas[lagging].applies_held(),
+        "the install holds applies"
+    );
+    let point = c.replicas[lagging].status().applied_end;
+    let value_bytes = |c: &Cluster| {
+        c.replicas[leader]
+            .chosen_value(InstanceId(point.0))
+            .map(|v| v.encoded_len() as u64)
+    };
+    // Writes go on while the restore runs: the leader and the other
+    // follower choose them; the restoring replica holds what it learns, up
+    // to the bound (and what it accepted before reaching it).
+    for i in 0..12 {
+        c.replicas[leader]
+            .propose(Bytes::from(format!("during{i}")))
+            .unwrap();
+        c.collect(leader);
+        c.deliver_all();
+        c.tick_all(2);
+    }
+    c.tick_all(20);
+    let one = value_bytes(&c).expect("chosen after the snapshot");
+    let held = c.replicas[lagging].restore_backlog_bytes();
+    assert!(held >= BOUND, "held {held} B, bound {BOUND} B");
+    assert!(
+        held < BOUND + one,
+        "held {held} B: more than one value past the bound"
+    );
+    let stats = c.replicas[lagging].snapshot_transfer_stats();
+    assert!(stats.accepts_deferred > 0);
+    let leader_end = c.replicas[leader].status().chosen_end;
+    assert!(c.replicas[lagging].status().chosen_end < leader_end);
+    assert_eq!(c.replicas[lagging].status().applied_end, point);
+    // With the other follower down the leader has no quorum until the
+    // restore ends: its proposals wait, unchosen.
+    c.down[other] = true;
+    c.replicas[leader].propose(cmd("after")).unwrap();
+    c.collect(leader);
+    c.deliver_all();
+    c.tick_all(30);
+    assert_eq!(c.replicas[leader].status().chosen_end, leader_end);
+    // The restore ends: votes and catch-up resume, and everything is
+    // chosen and applied in order.
+    c.replicas[lagging].release_applies();
+    c.collect(lagging);
+    assert_eq!(c.replicas[lagging].restore_backlog_bytes(), 0);
+    c.tick_all(60);
+    let end = c.replicas[leader].status();
+    assert!(end.chosen_end > leader_end, "the leader chose again");
+    let restored = c.replicas[lagging].status();
+    assert_eq!(restored.applied_end, end.applied_end);
+    assert_eq!(restored.checksum, end.checksum);
+    let after: Vec<Command> = c.applied[lagging]
+        .iter()
+        .filter(|a| a.instance >= point)
+        .flat_map(|a| a.value.commands().to_vec())
+        .collect();
+    let leader_after: Vec<Command> = c.applied[leader]
+        .iter()
+        .filter(|a| a.instance >= point)
+        .flat_map(|a| a.value.commands().to_vec())
+        .collect();
+    assert_eq!(after, leader_after);
+    assert_eq!(after.last(), Some(&cmd("after")));
+}
+
 #[test]
 fn compaction_refuses_a_snapshot_ahead_of_apply_or_with_a_wrong_checksum() {
     let mut c = Cluster::new(1);

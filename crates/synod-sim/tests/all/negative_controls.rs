@@ -164,6 +164,8 @@ fn caught_among_with(
     // And with snapshots in the default chunks (added with the spool's
     // trash).
     inject.small_chunks_off = true;
+    // And without a bound on what a restoring node holds (added with it).
+    inject.restore_backlog_off = true;
     seeds
         .map(|seed| run_seed(seed, 3, inject))
         .find(|report| report.violations.iter().any(|v| v.contains(by)))

@@ -695,3 +695,16 @@ fn dropped_transfers_run_in_the_seeds_and_pass() {
         .sum();
     assert!(removals > 0, "no dropped transfer removed in seeds 0-39");
 }
+
+/// Half the seeds bound the values a node holds while it restores a peer's
+/// snapshot (`Params::restore_backlog_bytes`, 0 to 4 KiB): restoring nodes
+/// then decline Accepts and stop catching up until the restore ends, and
+/// the others choose without them. Every checker passes. Fails if no
+/// restoring node reaches its bound.
+#[test]
+fn restoring_nodes_that_decline_votes_run_in_the_seeds_and_pass() {
+    let deferred: u64 = (0..40)
+        .map(|seed| passing_stats(seed).accepts_deferred)
+        .sum();
+    assert!(deferred > 0, "no Accept deferred in seeds 0-39");
+}

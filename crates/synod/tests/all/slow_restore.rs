@@ -115,3 +115,73 @@ async fn a_slow_restore_leaves_the_node_voting_and_learning() {
         node.shutdown().await;
     }
 }
+
+/// With `restore_backlog_bytes` 0 a node restoring a peer's snapshot holds
+/// nothing chosen meanwhile: it declines the leader's Accepts (counted) and
+/// asks no peer for values, the two others choose without it, and once the
+/// restore ends it votes again, catches up and applies everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_restore_backlog_declines_votes_until_the_restore_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peers = free_peers(3);
+    let restore_ms = Arc::new(AtomicU64::new(0));
+    let restores = Arc::new(AtomicU64::new(0));
+    let cfg = |id| {
+        let mut cfg = snapshotting_config(id, &peers, dir.path());
+        cfg.restore_backlog_bytes = 0;
+        cfg
+    };
+    let start = |id| {
+        let machine = SlowSum {
+            sum: 0,
+            restore_ms: Arc::clone(&restore_ms),
+            restores: Arc::clone(&restores),
+        };
+        Node::start(cfg(id), machine)
+    };
+    let a = start(1).await.expect("node 1 starts");
+    let b = start(2).await.expect("node 2 starts");
+    for _ in 0..200 {
+        propose_retrying(&a, Bytes::from_static(b"x")).await;
+    }
+    restore_ms.store(2_000, Relaxed);
+    let c = start(3).await.expect("node 3 starts");
+    let mut status = c.watch_status();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|s| s.applied_end.0 >= 150),
+    )
+    .await
+    .expect("node 3 installs a snapshot")
+    .expect("alive");
+    let installed_at = c.status().applied_end.0;
+    // Writes go on while node 3 restores: nodes 1 and 2 choose them, node 3
+    // declines to vote and learns none of them.
+    for _ in 0..20 {
+        propose_retrying(&a, Bytes::from_static(b"yy")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(restores.load(Relaxed), 0, "the restore is still running");
+    assert!(
+        c.status().chosen_end.0 < installed_at + 20,
+        "node 3 learned {} instances past its snapshot at {installed_at} while its backlog was full",
+        c.status().chosen_end.0 - installed_at
+    );
+    assert!(c.metrics().accepts_deferred.load(Relaxed) > 0);
+    // Once the restore ends node 3 catches up and applies everything.
+    let expected = a.read(Bytes::new()).await.expect("read");
+    assert_eq!(c.read(Bytes::new()).await.expect("read"), expected);
+    let target = a.status().applied_end;
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        status.wait_for(|s| s.applied_end >= target),
+    )
+    .await
+    .expect("node 3 applies everything after its restore")
+    .expect("alive");
+    assert!(c.status().stopped.is_none());
+    assert_eq!(c.metrics().restore_backlog_bytes.load(Relaxed), 0);
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
