@@ -222,9 +222,24 @@ impl Replica {
             Some(lease) if granted && probe > 0 => (lease.duration_ms, lease.drift_ppm),
             _ => (0, 0),
         };
+        // While its state machine is restored (applies held) this replica
+        // reports its prefix chosen only as far as it is applied: it cannot
+        // campaign until the restore ends (`may_campaign`), so a leader must
+        // not count it caught up. Its transfers to it then wait (and are
+        // abandoned after an election timeout, the leader staying on,
+        // rather than handing over to a node that will not campaign),
+        // `best_successor` prefers another voter, and a joining learner is
+        // not promoted meanwhile (`lag_of`). Reporting less is safe: the
+        // leader's other uses of the report (`retire_cap`, its
+        // `commit_seen`) only wait longer.
+        let chosen_end = if self.learner.apply_held {
+            self.learner.applied_end
+        } else {
+            self.learner.chosen_end
+        };
         let body = Body::HeartbeatAck {
             ballot,
-            chosen_end: self.learner.chosen_end,
+            chosen_end,
             applied: AppliedMark {
                 applied_end: self.learner.applied_end,
                 checksum: self.learner.checksum,

@@ -795,6 +795,58 @@ fn a_full_restore_backlog_stops_votes_and_catch_up_until_the_restore_ends() {
     assert_eq!(after.last(), Some(&cmd("after")));
 }
 
+/// A replica restoring a snapshot (applies held) cannot campaign, so it
+/// reports its prefix chosen only as far as it applied: a leadership
+/// transfer to it waits for the restore (the leader leads on meanwhile),
+/// the best successor is another voter, and once the restore ends the
+/// transfer completes.
+#[test]
+fn a_transfer_to_a_restoring_replica_waits_for_its_restore() {
+    let (mut c, leader, lagging, _) = lagging_behind_snapshots(true);
+    let other = 3 - leader - lagging;
+    c.replicas[lagging].set_hold_applies_on_install(true);
+    for _ in 0..200 {
+        c.tick_all(1);
+        if c.replicas[lagging].snapshot().is_some() {
+            break;
+        }
+    }
+    assert!(c.replicas[lagging].applies_held());
+    // Writes after the snapshot: the restoring replica learns them chosen
+    // but cannot apply them yet.
+    for command in ["w1", "w2"] {
+        c.replicas[leader].propose(cmd(command)).unwrap();
+        c.collect(leader);
+        c.deliver_all();
+    }
+    c.tick_all(5);
+    let chosen = c.replicas[leader].status().chosen_end;
+    assert_eq!(c.replicas[lagging].status().chosen_end, chosen);
+    assert_eq!(
+        c.replicas[leader].best_successor(),
+        Some(NodeId(other as u32 + 1))
+    );
+    c.replicas[leader]
+        .transfer_leadership(NodeId(lagging as u32 + 1))
+        .unwrap();
+    c.collect(leader);
+    c.deliver_all();
+    c.tick_all(10);
+    assert_eq!(
+        c.leader(),
+        Some(leader),
+        "no hand-over to a replica that cannot campaign"
+    );
+    c.replicas[lagging].release_applies();
+    c.collect(lagging);
+    c.tick_all(10);
+    assert_eq!(
+        c.leader(),
+        Some(lagging),
+        "handed over once the restore ended"
+    );
+}
+
 #[test]
 fn compaction_refuses_a_snapshot_ahead_of_apply_or_with_a_wrong_checksum() {
     let mut c = Cluster::new(1);
