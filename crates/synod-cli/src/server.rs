@@ -219,8 +219,9 @@ pub struct ServerArgs {
     /// Log values chosen while this node restores a peer's snapshot are
     /// held in memory until the restore ends. At this many bytes the node
     /// stops voting for new instances and fetching values from peers until
-    /// then (the other nodes carry on without it; it catches up after).
-    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    /// then: the other nodes carry on without it (without a quorum if
+    /// another is down meanwhile), and it catches up after. 0 holds none.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
     restore_backlog_bytes: u64,
     /// More client connections than this (plain and TLS together) are
     /// refused with "-ERR max number of clients reached". Lowered at start

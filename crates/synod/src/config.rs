@@ -180,10 +180,16 @@ pub struct NodeConfig {
     /// once it is back). At this bound the node stops voting for new
     /// instances and stops fetching chosen values from peers until the
     /// restore ends: the other voters carry on without it, as they did
-    /// while it lagged, and it catches up afterwards. Counted in
+    /// while it lagged, and it catches up afterwards. The cost: a cluster
+    /// that has lost its other spare voters meanwhile (one of three down)
+    /// has no quorum until the restore ends. Counted in
     /// `synod_accepts_deferred_total`
-    /// ([`synod_core::Config::restore_backlog_bytes_max`]). `u64::MAX`: no
-    /// bound. Default 64 MiB.
+    /// ([`synod_core::Config::restore_backlog_bytes_max`]). 0: no values
+    /// held (no vote while any restore runs); `u64::MAX`: no bound.
+    /// Default 1 GiB: reached only by restores that last minutes under a
+    /// heavy write load (4 minutes at 30,000 writes of 100 bytes a second),
+    /// the restores of a state of tens of GB, for which a few percent more
+    /// memory is held.
     pub restore_backlog_bytes: u64,
     /// Messages queued per peer (kept while it is unreachable); more are
     /// dropped, which Paxos tolerates (retransmission and catch-up). Default
@@ -282,7 +288,7 @@ impl NodeConfig {
             chosen_announce_delay: Duration::from_millis(1),
             batch_hold: Duration::from_millis(1),
             log_memory_bytes: 16 << 20,
-            restore_backlog_bytes: 64 << 20,
+            restore_backlog_bytes: 1 << 30,
             peer_send_queue_max: 4096,
             bootstrap: Bootstrap::Existing,
             unsafe_local_reads: false,

@@ -178,7 +178,8 @@ pub(crate) struct Driver<S> {
     started: Instant,
     /// The engine's stamp clock, published for `Node::stamp_ms`.
     stamps: Arc<crate::clock::StampSource>,
-    /// The restore backlog's bound was logged as reached (once per restore).
+    /// The restore backlog was full at the last status (its filling is
+    /// logged).
     backlog_full_logged: bool,
 }
 
@@ -1005,23 +1006,20 @@ impl<S: StateMachine> Driver<S> {
         self.metrics
             .snapshot_spool_errors
             .store(transfers.spool_errors, Relaxed);
-        let deferred_before = self
-            .metrics
+        self.metrics
             .accepts_deferred
-            .swap(transfers.accepts_deferred, Relaxed);
-        if transfers.accepts_deferred > deferred_before {
-            // Logged once per restore at most: the backlog empties when it ends.
-            if !self.backlog_full_logged {
-                self.backlog_full_logged = true;
-                tracing::warn!(
-                    backlog_bytes = replica.restore_backlog_bytes(),
-                    bound = self.cfg.restore_backlog_bytes,
-                    "the log values held while the state machine is restored from a peer's snapshot reached --restore-backlog-bytes: this node votes again once the restore ends"
-                );
-            }
-        } else if !replica.applies_held() {
-            self.backlog_full_logged = false;
+            .store(transfers.accepts_deferred, Relaxed);
+        // Logged as the backlog fills (once per restore: it stays full until
+        // the restore ends, or a newer snapshot replaces what it held).
+        let full = replica.restore_backlog_full();
+        if full && !self.backlog_full_logged {
+            tracing::warn!(
+                backlog_bytes = replica.restore_backlog_bytes(),
+                bound = self.cfg.restore_backlog_bytes,
+                "the log values held while the state machine is restored from a peer's snapshot reached --restore-backlog-bytes: this node votes again once the restore ends"
+            );
         }
+        self.backlog_full_logged = full;
         self.metrics
             .restore_backlog_bytes
             .store(replica.restore_backlog_bytes(), Relaxed);

@@ -568,6 +568,12 @@ impl Replica {
     pub(super) fn handle_catchup_reply(&mut self, entries: Vec<(InstanceId, Value)>) {
         let mut progressed = false;
         for (instance, value) in entries {
+            if self.restore_backlog_full() {
+                // The rest would wait in memory for the restore (see
+                // `restore_backlog_full`): fetched again once it ended. A
+                // reply nobody asked for cannot grow the backlog either.
+                break;
+            }
             if instance >= self.learner.chosen_end && !self.learner.chosen.contains_key(&instance) {
                 progressed = true;
             }

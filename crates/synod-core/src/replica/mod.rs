@@ -653,6 +653,8 @@ impl Replica {
     /// batched into instances here, so commands proposed between two calls share
     /// an instance (adaptive batching: the busier, the bigger the batches).
     pub fn take_ready(&mut self) -> Ready {
+        #[cfg(debug_assertions)]
+        self.check_held_bytes();
         if self.learner.apply_draining {
             self.emit_apply();
         }

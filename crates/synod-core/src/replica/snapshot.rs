@@ -78,7 +78,8 @@ pub struct SnapshotTransferStats {
     pub spool_errors: u64,
     /// Accepts this replica did not vote for because the values held back
     /// while its state machine was restored reached
-    /// `Config::restore_backlog_bytes_max` (the leader re-sends them).
+    /// `Config::restore_backlog_bytes_max`. The leader re-sends those still
+    /// unchosen every `retransmit_ticks`, and each declined copy counts.
     pub accepts_deferred: u64,
 }
 
@@ -459,6 +460,26 @@ impl Replica {
         self.learner.held_bytes
     }
 
+    /// Checks the count of held values against a recount (debug builds:
+    /// the simulator runs it at every step).
+    #[cfg(debug_assertions)]
+    pub(super) fn check_held_bytes(&self) {
+        let learner = &self.learner;
+        let recount: u64 = if learner.apply_held {
+            learner
+                .chosen
+                .range(learner.applied_end..)
+                .map(|(_, v)| v.encoded_len() as u64)
+                .sum()
+        } else {
+            0
+        };
+        assert_eq!(
+            learner.held_bytes, recount,
+            "the restore backlog's count drifted"
+        );
+    }
+
     /// Whether the values held back while the state machine is restored
     /// reached `Config::restore_backlog_bytes_max`. Until the runtime
     /// releases them this replica then votes for no instance it does not
@@ -474,7 +495,7 @@ impl Replica {
     /// catch-up fetches the rest. Meanwhile the other voters must make a
     /// quorum alone, as they did while this replica lagged: it installs a
     /// snapshot because it fell behind.
-    pub(super) fn restore_backlog_full(&self) -> bool {
+    pub fn restore_backlog_full(&self) -> bool {
         self.learner.apply_held && self.learner.held_bytes >= self.cfg.restore_backlog_bytes_max
     }
 

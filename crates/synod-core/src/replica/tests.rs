@@ -793,6 +793,43 @@ fn a_full_restore_backlog_stops_votes_and_catch_up_until_the_restore_ends() {
         .collect();
     assert_eq!(after, leader_after);
     assert_eq!(after.last(), Some(&cmd("after")));
+    assert_eq!(c.replicas[lagging].restore_backlog_bytes(), 0);
+    assert!(!c.replicas[lagging].restore_backlog_full());
+}
+
+/// With a bound of 0 a restoring replica holds nothing: it declines the
+/// first Accept after its install, and catches up once the restore ends.
+#[test]
+fn a_restore_backlog_bound_of_zero_declines_every_vote_while_restoring() {
+    let (mut c, leader, lagging, _) = lagging_behind_snapshots(true);
+    c.replicas[lagging].set_hold_applies_on_install(true);
+    c.replicas[lagging].cfg.restore_backlog_bytes_max = 0;
+    for _ in 0..200 {
+        c.tick_all(1);
+        if c.replicas[lagging].snapshot().is_some() {
+            break;
+        }
+    }
+    let held = c.replicas[lagging].status();
+    assert!(c.replicas[lagging].restore_backlog_full());
+    assert_eq!(c.replicas[lagging].restore_backlog_bytes(), 0);
+    c.replicas[leader].propose(cmd("during")).unwrap();
+    c.collect(leader);
+    c.deliver_all();
+    c.tick_all(20);
+    assert!(
+        c.replicas[lagging]
+            .snapshot_transfer_stats()
+            .accepts_deferred
+            > 0
+    );
+    assert_eq!(c.replicas[lagging].status().chosen_end, held.chosen_end);
+    assert_eq!(c.replicas[lagging].restore_backlog_bytes(), 0);
+    c.replicas[lagging].release_applies();
+    c.collect(lagging);
+    c.tick_all(20);
+    let last = c.applied[lagging].last().unwrap();
+    assert_eq!(last.value.commands(), &[cmd("during")]);
 }
 
 /// A replica restoring a snapshot (applies held) cannot campaign, so it
