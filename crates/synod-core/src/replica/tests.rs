@@ -711,6 +711,22 @@ fn a_lagging_follower_installs_a_snapshot_in_chunks() {
     assert_eq!(last.value.commands(), &[cmd("after")]);
 }
 
+/// `lagging` installs the snapshot it lags behind and holds the values
+/// after it, as a runtime does while it restores its state machine.
+fn install_and_hold(c: &mut Cluster, lagging: usize) {
+    c.replicas[lagging].set_hold_applies_on_install(true);
+    for _ in 0..200 {
+        c.tick_all(1);
+        if c.replicas[lagging].snapshot().is_some() {
+            break;
+        }
+    }
+    assert!(
+        c.replicas[lagging].applies_held(),
+        "the install holds applies"
+    );
+}
+
 /// A replica restoring a snapshot it installed holds the values chosen
 /// after it; at `restore_backlog_bytes_max` it stops voting and stops
 /// catching up, and once the restore ends (`release_applies`) it votes,
@@ -720,14 +736,8 @@ fn a_full_restore_backlog_stops_votes_and_catch_up_until_the_restore_ends() {
     const BOUND: u64 = 60;
     let (mut c, leader, lagging, _) = lagging_behind_snapshots(true);
     let other = 3 - leader - lagging;
-    c.replicas[lagging].set_hold_applies_on_install(true);
     c.replicas[lagging].cfg.restore_backlog_bytes_max = BOUND;
-    for _ in 0..200 {
-        c.tick_all(1);
-        if c.replicas[lagging].snapshot().is_some() {
-            break;
-        }
-    }
+    install_and_hold(&mut c, lagging);
     assert!(
         c.replicas[lagging].applies_held(),
         "the install holds applies"
@@ -802,14 +812,8 @@ fn a_full_restore_backlog_stops_votes_and_catch_up_until_the_restore_ends() {
 #[test]
 fn a_restore_backlog_bound_of_zero_declines_every_vote_while_restoring() {
     let (mut c, leader, lagging, _) = lagging_behind_snapshots(true);
-    c.replicas[lagging].set_hold_applies_on_install(true);
     c.replicas[lagging].cfg.restore_backlog_bytes_max = 0;
-    for _ in 0..200 {
-        c.tick_all(1);
-        if c.replicas[lagging].snapshot().is_some() {
-            break;
-        }
-    }
+    install_and_hold(&mut c, lagging);
     let held = c.replicas[lagging].status();
     assert!(c.replicas[lagging].restore_backlog_full());
     assert_eq!(c.replicas[lagging].restore_backlog_bytes(), 0);
@@ -841,13 +845,7 @@ fn a_restore_backlog_bound_of_zero_declines_every_vote_while_restoring() {
 fn a_transfer_to_a_restoring_replica_waits_for_its_restore() {
     let (mut c, leader, lagging, _) = lagging_behind_snapshots(true);
     let other = 3 - leader - lagging;
-    c.replicas[lagging].set_hold_applies_on_install(true);
-    for _ in 0..200 {
-        c.tick_all(1);
-        if c.replicas[lagging].snapshot().is_some() {
-            break;
-        }
-    }
+    install_and_hold(&mut c, lagging);
     assert!(c.replicas[lagging].applies_held());
     // Writes after the snapshot: the restoring replica learns them chosen
     // but cannot apply them yet.

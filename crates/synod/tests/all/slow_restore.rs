@@ -40,17 +40,40 @@ impl StateMachine for SlowSum {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_restore_leaves_the_node_voting_and_learning() {
+/// Nodes 1 and 2 chose 200 instances and compacted them; node 3 started
+/// empty behind them and installed their snapshot, whose restore takes
+/// `restore_ms`; it is restoring now.
+struct Restoring {
+    _dir: tempfile::TempDir,
+    a: Node,
+    b: Node,
+    c: Node,
+    restores: Arc<AtomicU64>,
+    /// Node 1's leader changes when node 3 started.
+    leader_changes: u64,
+    /// When node 3 started.
+    restoring_from: Instant,
+    /// Node 3's applied point after the install.
+    installed_at: u64,
+    status: tokio::sync::watch::Receiver<synod::NodeStatus>,
+}
+
+async fn a_node_restoring(restore_ms: u64, restore_backlog_bytes: Option<u64>) -> Restoring {
     let dir = tempfile::tempdir().expect("tempdir");
     let peers = free_peers(3);
-    let restore_ms = Arc::new(AtomicU64::new(0));
+    let restore_ms_now = Arc::new(AtomicU64::new(0));
     let restores = Arc::new(AtomicU64::new(0));
-    let cfg = |id| snapshotting_config(id, &peers, dir.path());
+    let cfg = |id| {
+        let mut cfg = snapshotting_config(id, &peers, dir.path());
+        if let Some(bytes) = restore_backlog_bytes {
+            cfg.restore_backlog_bytes = bytes;
+        }
+        cfg
+    };
     let start = |id| {
         let machine = SlowSum {
             sum: 0,
-            restore_ms: Arc::clone(&restore_ms),
+            restore_ms: Arc::clone(&restore_ms_now),
             restores: Arc::clone(&restores),
         };
         Node::start(cfg(id), machine)
@@ -60,13 +83,11 @@ async fn a_slow_restore_leaves_the_node_voting_and_learning() {
     for _ in 0..200 {
         propose_retrying(&a, Bytes::from_static(b"x")).await;
     }
-    // Node 3 starts empty, behind the compacted log: it installs a snapshot
-    // whose restore takes 3 s, several election timeouts (0.5 to 1 s).
-    restore_ms.store(3_000, Relaxed);
+    restore_ms_now.store(restore_ms, Relaxed);
     let c = start(3).await.expect("node 3 starts");
     let leader_changes = a.metrics().leader_changes.load(Relaxed);
     let restoring_from = Instant::now();
-    // Wait until the install happened (the applied point jumps) ...
+    // Wait until the install happened (the applied point jumps).
     let mut status = c.watch_status();
     tokio::time::timeout(
         Duration::from_secs(30),
@@ -76,9 +97,35 @@ async fn a_slow_restore_leaves_the_node_voting_and_learning() {
     .expect("node 3 installs a snapshot")
     .expect("alive");
     let installed_at = c.status().applied_end.0;
-    // ... then write more while node 3 restores: it accepts and learns
-    // them (its chosen prefix grows), and applies none before the restore
-    // is done.
+    Restoring {
+        _dir: dir,
+        a,
+        b,
+        c,
+        restores,
+        leader_changes,
+        restoring_from,
+        installed_at,
+        status,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_restore_leaves_the_node_voting_and_learning() {
+    // Node 3's restore takes 3 s, several election timeouts (0.5 to 1 s).
+    let Restoring {
+        _dir,
+        a,
+        b,
+        c,
+        restores,
+        leader_changes,
+        restoring_from,
+        installed_at,
+        mut status,
+    } = a_node_restoring(3_000, None).await;
+    // Write more while node 3 restores: it accepts and learns them (its
+    // chosen prefix grows), and applies none before the restore is done.
     for _ in 0..20 {
         propose_retrying(&a, Bytes::from_static(b"yy")).await;
     }
@@ -122,39 +169,16 @@ async fn a_slow_restore_leaves_the_node_voting_and_learning() {
 /// restore ends it votes again, catches up and applies everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_restore_backlog_declines_votes_until_the_restore_ends() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let peers = free_peers(3);
-    let restore_ms = Arc::new(AtomicU64::new(0));
-    let restores = Arc::new(AtomicU64::new(0));
-    let cfg = |id| {
-        let mut cfg = snapshotting_config(id, &peers, dir.path());
-        cfg.restore_backlog_bytes = 0;
-        cfg
-    };
-    let start = |id| {
-        let machine = SlowSum {
-            sum: 0,
-            restore_ms: Arc::clone(&restore_ms),
-            restores: Arc::clone(&restores),
-        };
-        Node::start(cfg(id), machine)
-    };
-    let a = start(1).await.expect("node 1 starts");
-    let b = start(2).await.expect("node 2 starts");
-    for _ in 0..200 {
-        propose_retrying(&a, Bytes::from_static(b"x")).await;
-    }
-    restore_ms.store(2_000, Relaxed);
-    let c = start(3).await.expect("node 3 starts");
-    let mut status = c.watch_status();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        status.wait_for(|s| s.applied_end.0 >= 150),
-    )
-    .await
-    .expect("node 3 installs a snapshot")
-    .expect("alive");
-    let installed_at = c.status().applied_end.0;
+    let Restoring {
+        _dir,
+        a,
+        b,
+        c,
+        restores,
+        installed_at,
+        mut status,
+        ..
+    } = a_node_restoring(2_000, Some(0)).await;
     // Writes go on while node 3 restores: nodes 1 and 2 choose them, node 3
     // declines to vote and learns none of them.
     for _ in 0..20 {
