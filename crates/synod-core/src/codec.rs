@@ -569,6 +569,7 @@ impl Encode for Message {
                 probe,
                 granted_ms,
                 granted_drift_ppm,
+                restoring,
             } => {
                 buf.put_u8(7);
                 ballot.encode(buf);
@@ -577,6 +578,7 @@ impl Encode for Message {
                 buf.put_u64_le(*probe);
                 buf.put_u64_le(*granted_ms);
                 buf.put_u32_le(*granted_drift_ppm);
+                buf.put_u8(u8::from(*restoring));
             }
             Body::Forward { commands } => {
                 buf.put_u8(8);
@@ -717,7 +719,7 @@ pub fn encoded_len(msg: &Message) -> usize {
         Body::Reject { .. } => 2 * BALLOT_BYTES,
         Body::Heartbeat { .. } => BALLOT_BYTES + INSTANCE_BYTES + (INSTANCE_BYTES + 8) + 8,
         Body::HeartbeatAck { .. } => {
-            BALLOT_BYTES + INSTANCE_BYTES + (INSTANCE_BYTES + 8) + 8 + 8 + 4
+            BALLOT_BYTES + INSTANCE_BYTES + (INSTANCE_BYTES + 8) + 8 + 8 + 4 + 1
         }
         Body::Forward { commands } => 4 + commands.iter().map(|c| 4 + c.len()).sum::<usize>(),
         Body::CatchupRequest { .. } => 2 * INSTANCE_BYTES,
@@ -827,6 +829,7 @@ impl Decode for Message {
                 probe: get_u64(buf)?,
                 granted_ms: get_u64(buf)?,
                 granted_drift_ppm: get_u32(buf)?,
+                restoring: get_bool(buf)?,
             },
             8 => {
                 let count = get_count(buf, 4, "command")?;

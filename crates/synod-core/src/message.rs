@@ -147,6 +147,11 @@ pub enum Body {
         granted_ms: u64,
         /// The acceptor's drift bound `ρ` (ppm) for `granted_ms`.
         granted_drift_ppm: u32,
+        /// The follower is restoring its state machine from a snapshot (it
+        /// holds the values after it until done): it can neither campaign
+        /// nor apply meanwhile, so a leader does not hand leadership to it,
+        /// promote it, or count on it to keep a quorum after a removal.
+        restoring: bool,
     },
     /// A follower asks the leader for a read index for the linearizable
     /// reads its clients submitted.

@@ -30,8 +30,9 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// carry the digest of the whole snapshot; replicas exchange state digests. Version 5: a
 /// heartbeat acknowledgement carries the lease it grants. Version 6: a read-index reply carries
 /// the leader's chosen prefix. Version 7: a read-index request carries the
-/// follower's vouch (its promise, when it may stand as an acknowledgement).
-pub const PROTOCOL_VERSION: u16 = 7;
+/// follower's vouch (its promise, when it may stand as an acknowledgement). Version 8: a
+/// heartbeat acknowledgement says whether the follower is restoring a snapshot.
+pub const PROTOCOL_VERSION: u16 = 8;
 /// Length of a handshake payload (unchanged since version 1).
 pub const HANDSHAKE_PAYLOAD_BYTES: usize = 4 + 2 + 8 + 4 + 4;
 /// Largest first frame read before the peer is known; bounds what an
@@ -380,7 +381,7 @@ mod tests {
         assert_eq!(
             frame,
             [
-                22, 0, 0, 0, b'S', b'Y', b'N', b'D', 7, 0, 8, 7, 6, 5, 4, 3, 2, 1, 1, 0, 0, 0, 2,
+                22, 0, 0, 0, b'S', b'Y', b'N', b'D', 8, 0, 8, 7, 6, 5, 4, 3, 2, 1, 1, 0, 0, 0, 2,
                 0, 0, 0
             ]
         );
@@ -404,7 +405,7 @@ mod tests {
         v1.push(0);
         assert!(matches!(
             Handshake::parse(&v1),
-            Err(HandshakeError::Version { theirs: 1, ours: 7 })
+            Err(HandshakeError::Version { theirs: 1, ours: 8 })
         ));
         let short = &hello(7, 1, 2).to_frame()[4..20];
         assert!(matches!(

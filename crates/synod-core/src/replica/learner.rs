@@ -222,24 +222,9 @@ impl Replica {
             Some(lease) if granted && probe > 0 => (lease.duration_ms, lease.drift_ppm),
             _ => (0, 0),
         };
-        // While its state machine is restored (applies held) this replica
-        // reports its prefix chosen only as far as it is applied: it cannot
-        // campaign until the restore ends (`may_campaign`), so a leader must
-        // not count it caught up. Its transfers to it then wait (and are
-        // abandoned after an election timeout, the leader staying on,
-        // rather than handing over to a node that will not campaign),
-        // `best_successor` prefers another voter, and a joining learner is
-        // not promoted meanwhile (`lag_of`). Reporting less is safe: the
-        // leader's other uses of the report (`retire_cap`, its
-        // `commit_seen`) only wait longer.
-        let chosen_end = if self.learner.apply_held {
-            self.learner.applied_end
-        } else {
-            self.learner.chosen_end
-        };
         let body = Body::HeartbeatAck {
             ballot,
-            chosen_end,
+            chosen_end: self.learner.chosen_end,
             applied: AppliedMark {
                 applied_end: self.learner.applied_end,
                 checksum: self.learner.checksum,
@@ -247,6 +232,10 @@ impl Replica {
             probe,
             granted_ms,
             granted_drift_ppm,
+            // It cannot campaign until its restore ends (`may_campaign`):
+            // the leader must not count it ready to lead (see
+            // `Leader::member_restoring`).
+            restoring: self.learner.apply_held,
         };
         self.send(from, body, Gate::Now);
     }
@@ -269,6 +258,21 @@ impl Replica {
         self.learner.commit_seen = self.learner.commit_seen.max(chosen_end);
         self.compare_checksum(from, applied);
         self.note_probe_ack(from, ballot, probe, granted);
+    }
+
+    /// Leader: notes whether a member said, in its ack of a heartbeat of
+    /// this leader's ballot, that it is restoring a snapshot
+    /// (`Leader::member_restoring`).
+    pub(super) fn note_restoring(&mut self, from: NodeId, ballot: Ballot, restoring: bool) {
+        if let Role::Leader(leader) = &mut self.role {
+            if leader.ballot == ballot {
+                if restoring {
+                    leader.member_restoring.insert(from);
+                } else {
+                    leader.member_restoring.remove(&from);
+                }
+            }
+        }
     }
 
     /// Compares a peer's applied mark with ours at the same instance.

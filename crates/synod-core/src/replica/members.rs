@@ -345,6 +345,9 @@ impl Replica {
                     }
                 }
                 MembershipChange::Promote { id } => {
+                    if self.member_restoring(*id) {
+                        return Err(ChangeError::BadTarget(*id, "it is restoring a snapshot"));
+                    }
                     let behind = self.lag_of(*id);
                     if behind > self.cfg.promote_lag_max {
                         return Err(ChangeError::Lagging { id: *id, behind });
@@ -361,7 +364,9 @@ impl Replica {
     }
 
     /// Voters of `membership` this leader heard from within an election
-    /// timeout (itself included).
+    /// timeout (itself included), not counting those restoring a snapshot:
+    /// one whose backlog is full declines every vote until its restore
+    /// ends (`restore_backlog_full`), which may take minutes.
     fn reachable_voters(&self, membership: &Membership) -> usize {
         let Role::Leader(leader) = &self.role else {
             return 0;
@@ -370,12 +375,19 @@ impl Replica {
             .voters()
             .filter(|v| {
                 *v == self.cfg.id
-                    || leader
-                        .last_ack_tick
-                        .get(v)
-                        .is_some_and(|t| self.now - *t < self.cfg.election_ticks)
+                    || (!leader.member_restoring.contains(v)
+                        && leader
+                            .last_ack_tick
+                            .get(v)
+                            .is_some_and(|t| self.now - *t < self.cfg.election_ticks))
             })
             .count()
+    }
+
+    /// Whether `id` said in its last heartbeat ack to this leader that it is
+    /// restoring its state machine from a snapshot.
+    fn member_restoring(&self, id: NodeId) -> bool {
+        matches!(&self.role, Role::Leader(leader) if leader.member_restoring.contains(&id))
     }
 
     /// How many instances `id` is behind this leader's chosen prefix, by
@@ -582,6 +594,11 @@ impl Replica {
         if !self.membership_at(next).is_voter(to) || !self.schedule.latest().is_voter(to) {
             return Err(ChangeError::BadTarget(to, "it is not a voter"));
         }
+        if leader.member_restoring.contains(&to) {
+            // It could not campaign when told to take over (`may_campaign`):
+            // the cluster would wait an election timeout with no leader.
+            return Err(ChangeError::BadTarget(to, "it is restoring a snapshot"));
+        }
         if let Role::Leader(leader) = &mut self.role {
             leader.transfer = Some((to, self.now));
         }
@@ -593,7 +610,7 @@ impl Replica {
     }
 
     /// The voter best placed to take over: the most up to date voter of the
-    /// newest membership other than this one.
+    /// newest membership other than this one, not restoring a snapshot.
     pub fn best_successor(&self) -> Option<NodeId> {
         let Role::Leader(leader) = &self.role else {
             return None;
@@ -601,7 +618,7 @@ impl Replica {
         let latest = self.schedule.latest();
         latest
             .voters()
-            .filter(|v| *v != self.cfg.id)
+            .filter(|v| *v != self.cfg.id && !leader.member_restoring.contains(v))
             .filter(|v| {
                 leader
                     .last_ack_tick
@@ -638,7 +655,10 @@ impl Replica {
         let Role::Leader(leader) = &self.role else {
             return;
         };
+        // A target that began restoring a snapshot since the transfer
+        // started cannot campaign yet: wait (until the timeout).
         let caught_up = leader.in_flight.is_empty()
+            && !leader.member_restoring.contains(&to)
             && self.learner.chosen_end >= leader.next_instance
             && leader
                 .member_chosen_end
@@ -702,7 +722,7 @@ impl Replica {
             .map(|m| m.id)
             .collect();
         for id in joining {
-            if self.lag_of(id) <= self.cfg.promote_lag_max {
+            if !self.member_restoring(id) && self.lag_of(id) <= self.cfg.promote_lag_max {
                 // Refused while another change is in progress: tried again
                 // next tick.
                 let _ = self.propose_change(MembershipChange::Promote { id }, false);

@@ -258,6 +258,13 @@ struct Leader {
     change_queued: Option<Arc<Membership>>,
     /// Per member, the chosen prefix it last reported (heartbeat acks).
     member_chosen_end: BTreeMap<NodeId, InstanceId>,
+    /// Members whose last heartbeat ack said they are restoring their state
+    /// machine from a snapshot: they cannot campaign until done, so no
+    /// leadership is handed to them (`check_transfer`, `best_successor`),
+    /// no learner among them is promoted, and a removal does not count on
+    /// them for its quorum (`reachable_voters`). A member that went silent
+    /// keeps its last report; these rules only wait longer for it.
+    member_restoring: BTreeSet<NodeId>,
     /// A leadership transfer in progress: to whom, since when.
     transfer: Option<(NodeId, u64)>,
     /// Last time the chosen prefix advanced (or leadership began).
@@ -847,11 +854,13 @@ impl Replica {
                 probe,
                 granted_ms,
                 granted_drift_ppm,
+                restoring,
             } => {
                 let granted = crate::config::Lease {
                     duration_ms: granted_ms,
                     drift_ppm: granted_drift_ppm,
                 };
+                self.note_restoring(from, ballot, restoring);
                 self.handle_heartbeat_ack(from, ballot, chosen_end, applied, probe, granted)
             }
             Body::ReadIndexRequest { id, vouch } => self.handle_read_index_request(from, id, vouch),

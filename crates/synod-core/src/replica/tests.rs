@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::ids::GroupId;
+use crate::membership::MembershipChange;
 use crate::ready::Apply;
 use crate::record::ChosenValue;
 use crate::value::Snapshot;
@@ -766,8 +767,25 @@ fn a_full_restore_backlog_stops_votes_and_catch_up_until_the_restore_ends() {
     let stats = c.replicas[lagging].snapshot_transfer_stats();
     assert!(stats.accepts_deferred > 0);
     let leader_end = c.replicas[leader].status().chosen_end;
-    assert!(c.replicas[lagging].status().chosen_end < leader_end);
+    let lagging_end = c.replicas[lagging].status().chosen_end;
+    assert!(lagging_end < leader_end);
     assert_eq!(c.replicas[lagging].status().applied_end, point);
+    // A catch-up reply nobody asked for adds nothing to a full backlog.
+    let entries: Vec<(InstanceId, Value)> = (lagging_end.0..leader_end.0)
+        .map(|i| {
+            let value = c.replicas[leader].chosen_value(InstanceId(i)).unwrap();
+            (InstanceId(i), value.clone())
+        })
+        .collect();
+    c.replicas[lagging].step(Message {
+        group: GroupId(0),
+        from: NodeId(leader as u32 + 1),
+        to: NodeId(lagging as u32 + 1),
+        body: Body::CatchupReply { entries },
+    });
+    c.collect(lagging);
+    assert_eq!(c.replicas[lagging].restore_backlog_bytes(), held);
+    assert_eq!(c.replicas[lagging].status().chosen_end, lagging_end);
     // With the other follower down the leader has no quorum until the
     // restore ends: its proposals wait, unchosen.
     c.down[other] = true;
@@ -832,43 +850,42 @@ fn a_restore_backlog_bound_of_zero_declines_every_vote_while_restoring() {
     assert_eq!(last.value.commands(), &[cmd("during")]);
 }
 
-/// A replica restoring a snapshot (applies held) cannot campaign, so it
-/// reports its prefix chosen only as far as it applied: a leadership
-/// transfer to it waits for the restore (the leader leads on meanwhile),
-/// the best successor is another voter, and once the restore ends the
-/// transfer completes.
+/// A replica restoring a snapshot (applies held) cannot campaign, and says
+/// so in its heartbeat acks, even with nothing chosen after its snapshot
+/// (an idle cluster: its chosen and applied prefixes equal the leader's).
+/// A leadership transfer to it is refused, the best successor is another
+/// voter, and a removal that would need its vote is refused; once the
+/// restore ends all three are allowed.
 #[test]
-fn a_transfer_to_a_restoring_replica_waits_for_its_restore() {
+fn a_restoring_replica_is_not_handed_leadership_nor_counted_on() {
     let (mut c, leader, lagging, _) = lagging_behind_snapshots(true);
     let other = 3 - leader - lagging;
+    let (lagging_id, other_id) = (NodeId(lagging as u32 + 1), NodeId(other as u32 + 1));
     install_and_hold(&mut c, lagging);
-    // Writes after the snapshot: the restoring replica learns them chosen
-    // but cannot apply them yet.
-    for command in ["w1", "w2"] {
-        c.replicas[leader].propose(cmd(command)).unwrap();
-        c.collect(leader);
-        c.deliver_all();
-    }
     c.tick_all(5);
-    let chosen = c.replicas[leader].status().chosen_end;
-    assert_eq!(c.replicas[lagging].status().chosen_end, chosen);
     assert_eq!(
-        c.replicas[leader].best_successor(),
-        Some(NodeId(other as u32 + 1))
+        c.replicas[lagging].status().applied_end,
+        c.replicas[leader].status().chosen_end,
+        "idle: nothing chosen after the snapshot"
     );
-    c.replicas[leader]
-        .transfer_leadership(NodeId(lagging as u32 + 1))
-        .unwrap();
-    c.collect(leader);
-    c.deliver_all();
-    c.tick_all(10);
-    assert_eq!(
-        c.leader(),
-        Some(leader),
-        "no hand-over to a replica that cannot campaign"
-    );
+    assert_eq!(c.replicas[leader].best_successor(), Some(other_id));
+    assert!(matches!(
+        c.replicas[leader].transfer_leadership(lagging_id),
+        Err(ChangeError::BadTarget(_, "it is restoring a snapshot"))
+    ));
+    assert!(matches!(
+        c.replicas[leader].propose_change(MembershipChange::Remove { id: other_id }, false),
+        Err(ChangeError::NoQuorum { .. })
+    ));
+    c.tick_all(3);
+    assert_eq!(c.leader(), Some(leader));
+    // The restore ends: the next acks say so.
     c.replicas[lagging].release_applies();
     c.collect(lagging);
+    c.tick_all(5);
+    c.replicas[leader].transfer_leadership(lagging_id).unwrap();
+    c.collect(leader);
+    c.deliver_all();
     c.tick_all(10);
     assert_eq!(
         c.leader(),

@@ -118,10 +118,11 @@ fn body() -> impl Strategy<Value = Body> {
             mark,
             any::<u64>(),
             any::<u64>(),
-            any::<u32>()
+            any::<u32>(),
+            any::<bool>()
         )
             .prop_map(
-                |(ballot, chosen_end, applied, probe, granted_ms, granted_drift_ppm)| {
+                |(ballot, chosen_end, applied, probe, granted_ms, granted_drift_ppm, restoring)| {
                     Body::HeartbeatAck {
                         ballot,
                         chosen_end,
@@ -129,6 +130,7 @@ fn body() -> impl Strategy<Value = Body> {
                         probe,
                         granted_ms,
                         granted_drift_ppm,
+                        restoring,
                     }
                 }
             ),

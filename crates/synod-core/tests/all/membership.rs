@@ -400,6 +400,7 @@ fn a_leader_answers_a_removed_members_refused_request_with_the_prefix_a_quorum_h
         probe: 0,
         granted_ms: 0,
         granted_drift_ppm: 0,
+        restoring: false,
     }));
     assert!(r.take_ready().messages.iter().all(|m| m.to != NodeId(x)));
 }

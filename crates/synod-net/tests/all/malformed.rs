@@ -136,7 +136,7 @@ async fn bad_handshakes_are_refused() {
         (
             "wrong version",
             frame(b"SYND\x09\x00 a future layout"),
-            "protocol version 9, we speak 7",
+            "protocol version 9, we speak 8",
         ),
         (
             "wrong cluster",
