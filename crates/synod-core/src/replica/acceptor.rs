@@ -78,6 +78,20 @@ impl Replica {
         if ballot > self.acceptor.promised && ballot.node != self.cfg.id {
             self.step_down();
             self.leader = None;
+        } else if ballot == self.acceptor.promised && ballot.node != self.cfg.id {
+            // The candidate we promised asks for a page of our promise (or
+            // again for the first): its phase 1 is making progress, as its
+            // own timer counts it (`handle_promise`). Give it an election
+            // timeout from now before campaigning ourselves; otherwise a
+            // phase 1 of many pages (a log with many instances accepted but
+            // not known chosen) outlasts the promisers' timers, and each
+            // new candidate's ballot cuts the last one's short, round after
+            // round (simulator seed 913113 on 5 nodes: 7 s without a
+            // leader). Bounded: a candidate asks each promiser for each
+            // page once per retransmission, and its pages end.
+            self.election_due_tick = self
+                .election_due_tick
+                .max(self.now + self.cfg.election_ticks);
         }
         // Also for a repeated Prepare of the promised ballot: it passed the
         // lease checks just now, so later repeats may skip them.

@@ -220,7 +220,8 @@ fn learners_counted_toward_quorums_are_caught_by_the_quorum_checker() {
 /// waits on the chosen prefix again is no longer told what it was told
 /// already (fewer heartbeats, so the runs moved again), 377, 424 and 449 of
 /// 0..700 with eager leaders, 180, 370, 377 and 521 of 0..700 with the
-/// default mix.
+/// default mix; since promisers give a paging candidate time (stop 58),
+/// 370, 377 and 431 of 0..700 with the default mix.
 #[test]
 fn a_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
     let caught = caught_among("lease-drift-beyond-bound", "linearizab", 377..378);
@@ -230,10 +231,10 @@ fn a_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
         "a lease on a clock beyond its drift bound went unnoticed on seed 377"
     );
     // With lazy leaders (the default mix).
-    let caught = caught_among_with("lease-drift-beyond-bound", "linearizab", 180..181, false);
+    let caught = caught_among_with("lease-drift-beyond-bound", "linearizab", 370..371, false);
     assert_eq!(
         caught,
-        Some(180),
+        Some(370),
         "a lease on a clock beyond its drift bound went unnoticed with lazy leaders"
     );
 }

@@ -708,3 +708,16 @@ fn restoring_nodes_that_decline_votes_run_in_the_seeds_and_pass() {
         .sum();
     assert!(deferred > 0, "no Accept deferred in seeds 0-39");
 }
+
+/// Seed 913113, 5 nodes, found by the third review of the restore backlog's
+/// bound: a leader died with 47 instances accepted but not known chosen
+/// (a restoring node had declined its votes), so each candidate's phase 1
+/// took several promise pages. Promisers did not count the pages as the
+/// candidate's progress: their election timers ran out mid-phase-1 and
+/// each new ballot cut the last one short, for 7 s with no leader. A
+/// Prepare for the promised ballot now gives its candidate an election
+/// timeout from then (`handle_prepare`).
+#[test]
+fn pinned_seed_913113_promisers_wait_for_a_paging_candidate() {
+    run_pinned_with(913113, 5, Faults::default());
+}
