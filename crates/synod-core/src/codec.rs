@@ -10,7 +10,7 @@ use crate::membership::{
     Member, MemberOp, MemberRole, Membership, MembershipChange, Schedule, Scheduled,
     MEMBER_ADDR_BYTES_MAX,
 };
-use crate::message::{AppliedMark, Body, Message, PromiseEntry, StateMark};
+use crate::message::{AppliedMark, Body, Message, PromiseEntry, Restoring, StateMark};
 use crate::record::{ChosenValue, Record};
 use crate::value::{Checksum, Command, SnapshotDigest, SnapshotMeta, Value};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -578,7 +578,11 @@ impl Encode for Message {
                 buf.put_u64_le(*probe);
                 buf.put_u64_le(*granted_ms);
                 buf.put_u32_le(*granted_drift_ppm);
-                buf.put_u8(u8::from(*restoring));
+                buf.put_u8(match restoring {
+                    Restoring::No => 0,
+                    Restoring::Yes => 1,
+                    Restoring::Declining => 2,
+                });
             }
             Body::Forward { commands } => {
                 buf.put_u8(8);
@@ -829,7 +833,17 @@ impl Decode for Message {
                 probe: get_u64(buf)?,
                 granted_ms: get_u64(buf)?,
                 granted_drift_ppm: get_u32(buf)?,
-                restoring: get_bool(buf)?,
+                restoring: match get_u8(buf)? {
+                    0 => Restoring::No,
+                    1 => Restoring::Yes,
+                    2 => Restoring::Declining,
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "restoring",
+                            tag,
+                        })
+                    }
+                },
             },
             8 => {
                 let count = get_count(buf, 4, "command")?;

@@ -39,7 +39,7 @@ pub use membership::{
     Member, MemberOp, MemberRole, Membership, MembershipChange, MembershipError, Schedule,
     Scheduled, MEMBER_ADDR_BYTES_MAX, RECONFIG_DELAY_INSTANCES, REMOVED_IDS_MAX,
 };
-pub use message::{AppliedMark, Body, Message, PromiseEntry, StateMark};
+pub use message::{AppliedMark, Body, Message, PromiseEntry, Restoring, StateMark};
 pub use ready::{
     Apply, Divergence, DivergenceKind, PersistSeq, ReadId, Ready, RejectReason, Rejected,
 };

@@ -17,6 +17,23 @@ pub struct Message {
     pub body: Body,
 }
 
+/// Whether a follower is restoring its state machine from a peer's snapshot,
+/// as its heartbeat acknowledgements say. Restoring, it holds the values
+/// chosen after the snapshot until done and can neither campaign nor apply:
+/// a leader does not hand leadership to it or promote it meanwhile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Restoring {
+    /// Not restoring.
+    #[default]
+    No,
+    /// Restoring; it still votes.
+    Yes,
+    /// Restoring with the values it holds at their bound
+    /// (`Config::restore_backlog_bytes_max`): it declines every Accept until
+    /// done, so a removal must not count on its vote.
+    Declining,
+}
+
 /// One accepted (or known chosen) instance reported in a [`Body::Promise`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PromiseEntry {
@@ -147,11 +164,9 @@ pub enum Body {
         granted_ms: u64,
         /// The acceptor's drift bound `ρ` (ppm) for `granted_ms`.
         granted_drift_ppm: u32,
-        /// The follower is restoring its state machine from a snapshot (it
-        /// holds the values after it until done): it can neither campaign
-        /// nor apply meanwhile, so a leader does not hand leadership to it,
-        /// promote it, or count on it to keep a quorum after a removal.
-        restoring: bool,
+        /// Whether the follower is restoring its state machine from a
+        /// snapshot (see [`Restoring`]).
+        restoring: Restoring,
     },
     /// A follower asks the leader for a read index for the linearizable
     /// reads its clients submitted.

@@ -3,7 +3,7 @@
 
 use super::{Gate, Refusal, ReleasedDemand, Replica, Role, HISTORY_MARKS_MAX};
 use crate::ids::{Ballot, InstanceId, NodeId};
-use crate::message::{AppliedMark, Body};
+use crate::message::{AppliedMark, Body, Restoring};
 use crate::ready::{Apply, Divergence, DivergenceKind};
 use crate::record::{ChosenValue, Record};
 use crate::value::Value;
@@ -235,7 +235,13 @@ impl Replica {
             // It cannot campaign until its restore ends (`may_campaign`):
             // the leader must not count it ready to lead (see
             // `Leader::member_restoring`).
-            restoring: self.learner.apply_held,
+            restoring: if !self.learner.apply_held {
+                Restoring::No
+            } else if self.restore_backlog_full() {
+                Restoring::Declining
+            } else {
+                Restoring::Yes
+            },
         };
         self.send(from, body, Gate::Now);
     }
@@ -263,14 +269,14 @@ impl Replica {
     /// Leader: notes whether a member said, in its ack of a heartbeat of
     /// this leader's ballot, that it is restoring a snapshot
     /// (`Leader::member_restoring`).
-    pub(super) fn note_restoring(&mut self, from: NodeId, ballot: Ballot, restoring: bool) {
+    pub(super) fn note_restoring(&mut self, from: NodeId, ballot: Ballot, restoring: Restoring) {
         if let Role::Leader(leader) = &mut self.role {
             if leader.ballot == ballot {
-                if restoring {
-                    leader.member_restoring.insert(from);
-                } else {
-                    leader.member_restoring.remove(&from);
-                }
+                match restoring {
+                    Restoring::No => leader.member_restoring.remove(&from),
+                    Restoring::Yes => leader.member_restoring.insert(from, false),
+                    Restoring::Declining => leader.member_restoring.insert(from, true),
+                };
             }
         }
     }

@@ -364,8 +364,8 @@ impl Replica {
     }
 
     /// Voters of `membership` this leader heard from within an election
-    /// timeout (itself included), not counting those restoring a snapshot:
-    /// one whose backlog is full declines every vote until its restore
+    /// timeout (itself included), not counting those restoring a snapshot
+    /// with a full backlog: they decline every vote until their restore
     /// ends (`restore_backlog_full`), which may take minutes.
     fn reachable_voters(&self, membership: &Membership) -> usize {
         let Role::Leader(leader) = &self.role else {
@@ -375,7 +375,7 @@ impl Replica {
             .voters()
             .filter(|v| {
                 *v == self.cfg.id
-                    || (!leader.member_restoring.contains(v)
+                    || (leader.member_restoring.get(v) != Some(&true)
                         && leader
                             .last_ack_tick
                             .get(v)
@@ -387,7 +387,7 @@ impl Replica {
     /// Whether `id` said in its last heartbeat ack to this leader that it is
     /// restoring its state machine from a snapshot.
     fn member_restoring(&self, id: NodeId) -> bool {
-        matches!(&self.role, Role::Leader(leader) if leader.member_restoring.contains(&id))
+        matches!(&self.role, Role::Leader(leader) if leader.member_restoring.contains_key(&id))
     }
 
     /// How many instances `id` is behind this leader's chosen prefix, by
@@ -594,7 +594,7 @@ impl Replica {
         if !self.membership_at(next).is_voter(to) || !self.schedule.latest().is_voter(to) {
             return Err(ChangeError::BadTarget(to, "it is not a voter"));
         }
-        if leader.member_restoring.contains(&to) {
+        if leader.member_restoring.contains_key(&to) {
             // It could not campaign when told to take over (`may_campaign`):
             // the cluster would wait an election timeout with no leader.
             return Err(ChangeError::BadTarget(to, "it is restoring a snapshot"));
@@ -618,7 +618,13 @@ impl Replica {
         let latest = self.schedule.latest();
         latest
             .voters()
-            .filter(|v| *v != self.cfg.id && !leader.member_restoring.contains(v))
+            // Heard at this ballot: until its first ack a new leader knows
+            // neither how far a member is nor whether it restores.
+            .filter(|v| {
+                *v != self.cfg.id
+                    && leader.member_chosen_end.contains_key(v)
+                    && !leader.member_restoring.contains_key(v)
+            })
             .filter(|v| {
                 leader
                     .last_ack_tick
@@ -646,7 +652,15 @@ impl Replica {
             }
             return;
         }
-        if self.now - since > self.cfg.election_ticks {
+        let target_restoring = matches!(
+            &self.role,
+            Role::Leader(leader) if leader.member_restoring.contains_key(&to)
+        );
+        if self.now - since > self.cfg.election_ticks || target_restoring {
+            // Abandoned: too slow, or the target began restoring a snapshot
+            // (it could not campaign for as long as that lasts, and
+            // proposals wait while a transfer runs). A removed or stopping
+            // leader picks a successor again (`best_successor`).
             if let Role::Leader(leader) = &mut self.role {
                 leader.transfer = None;
             }
@@ -655,10 +669,7 @@ impl Replica {
         let Role::Leader(leader) = &self.role else {
             return;
         };
-        // A target that began restoring a snapshot since the transfer
-        // started cannot campaign yet: wait (until the timeout).
         let caught_up = leader.in_flight.is_empty()
-            && !leader.member_restoring.contains(&to)
             && self.learner.chosen_end >= leader.next_instance
             && leader
                 .member_chosen_end

@@ -258,13 +258,15 @@ struct Leader {
     change_queued: Option<Arc<Membership>>,
     /// Per member, the chosen prefix it last reported (heartbeat acks).
     member_chosen_end: BTreeMap<NodeId, InstanceId>,
-    /// Members whose last heartbeat ack said they are restoring their state
-    /// machine from a snapshot: they cannot campaign until done, so no
-    /// leadership is handed to them (`check_transfer`, `best_successor`),
-    /// no learner among them is promoted, and a removal does not count on
-    /// them for its quorum (`reachable_voters`). A member that went silent
-    /// keeps its last report; these rules only wait longer for it.
-    member_restoring: BTreeSet<NodeId>,
+    /// Members whose last heartbeat ack of this ballot said they are
+    /// restoring their state machine from a snapshot, with whether their
+    /// backlog is full (they decline every Accept). Restoring, they cannot
+    /// campaign until done: no leadership is handed to them
+    /// (`transfer_leadership`, `check_transfer`, `best_successor`) and no
+    /// learner among them is promoted. Declining, a removal does not count
+    /// on their vote (`reachable_voters`). A member that went silent keeps
+    /// its last report; these rules also need it heard recently.
+    member_restoring: BTreeMap<NodeId, bool>,
     /// A leadership transfer in progress: to whom, since when.
     transfer: Option<(NodeId, u64)>,
     /// Last time the chosen prefix advanced (or leadership began).

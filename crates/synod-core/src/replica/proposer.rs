@@ -293,7 +293,7 @@ impl Replica {
             reconfigs_in_flight: BTreeMap::new(),
             change_queued: None,
             member_chosen_end: BTreeMap::new(),
-            member_restoring: BTreeSet::new(),
+            member_restoring: BTreeMap::new(),
             transfer: None,
             progress_tick: now,
             in_flight: BTreeMap::new(),

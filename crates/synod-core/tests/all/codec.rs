@@ -119,7 +119,11 @@ fn body() -> impl Strategy<Value = Body> {
             any::<u64>(),
             any::<u64>(),
             any::<u32>(),
-            any::<bool>()
+            prop_oneof![
+                Just(Restoring::No),
+                Just(Restoring::Yes),
+                Just(Restoring::Declining)
+            ]
         )
             .prop_map(
                 |(ballot, chosen_end, applied, probe, granted_ms, granted_drift_ppm, restoring)| {

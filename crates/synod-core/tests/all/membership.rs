@@ -400,7 +400,7 @@ fn a_leader_answers_a_removed_members_refused_request_with_the_prefix_a_quorum_h
         probe: 0,
         granted_ms: 0,
         granted_drift_ppm: 0,
-        restoring: false,
+        restoring: synod_core::Restoring::No,
     }));
     assert!(r.take_ready().messages.iter().all(|m| m.to != NodeId(x)));
 }
@@ -511,4 +511,131 @@ fn a_member_below_its_own_join_point_hands_out_a_schedule_holding_the_joiner() {
         c.chosen_end(leader),
         "the wiped node too"
     );
+}
+
+/// A member's heartbeat ack saying it is restoring a snapshot, to `leader`.
+fn restoring_ack(c: &Cluster, leader: u32, from: u32, restoring: Restoring) -> Message {
+    let chosen_end = InstanceId(c.chosen_end(leader));
+    Message {
+        group: GroupId(0),
+        from: NodeId(from),
+        to: NodeId(leader),
+        body: Body::HeartbeatAck {
+            ballot: c.r[&leader].status().promised,
+            chosen_end,
+            applied: AppliedMark {
+                applied_end: chosen_end,
+                checksum: c.r[&leader].status().checksum,
+            },
+            probe: 0,
+            granted_ms: 0,
+            granted_drift_ppm: 0,
+            restoring,
+        },
+    }
+}
+
+/// A learner restoring a snapshot is not promoted, asked or automatically
+/// (it could not campaign, and a voter restoring may decline votes), and
+/// is once its acks say the restore ended.
+#[test]
+fn a_restoring_learner_is_not_promoted_until_its_restore_ends() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.write(leader, "a");
+    c.r.get_mut(&leader)
+        .unwrap()
+        .propose_change(add(4, false), false)
+        .unwrap();
+    c.settle();
+    c.join(4, leader);
+    c.tick_all(20);
+    assert_eq!(c.chosen_end(4), c.chosen_end(leader), "caught up");
+    // Its real acks stop; the last one says it restores.
+    c.cut.push((4, leader));
+    c.cut.push((leader, 4));
+    let ack = restoring_ack(&c, leader, 4, Restoring::Yes);
+    c.r.get_mut(&leader).unwrap().step(ack);
+    assert!(matches!(
+        c.r.get_mut(&leader)
+            .unwrap()
+            .propose_change(MembershipChange::Promote { id: NodeId(4) }, false),
+        Err(ChangeError::BadTarget(
+            NodeId(4),
+            "it is restoring a snapshot"
+        ))
+    ));
+    let ack = restoring_ack(&c, leader, 4, Restoring::No);
+    c.r.get_mut(&leader).unwrap().step(ack);
+    c.r.get_mut(&leader)
+        .unwrap()
+        .propose_change(MembershipChange::Promote { id: NodeId(4) }, false)
+        .expect("promoted once restored");
+}
+
+/// A leader asked to promote learners automatically skips one that says it
+/// is restoring, and promotes it once it says the restore ended.
+#[test]
+fn automatic_promotion_waits_for_a_restoring_learner() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.write(leader, "a");
+    c.r.get_mut(&leader)
+        .unwrap()
+        .propose_change(add(4, true), false)
+        .unwrap();
+    // It says it restores before the leader's first tick after the change.
+    c.settle_one_step(Some(4));
+    let ack = restoring_ack(&c, leader, 4, Restoring::Yes);
+    c.r.get_mut(&leader).unwrap().step(ack);
+    c.cut.push((4, leader));
+    c.cut.push((leader, 4));
+    for _ in 0..20 {
+        c.r.get_mut(&leader).unwrap().tick();
+        c.settle();
+    }
+    let voter = |c: &Cluster| c.r[&leader].schedule().latest().is_voter(NodeId(4));
+    assert!(!voter(&c), "promoted while restoring");
+    let ack = restoring_ack(&c, leader, 4, Restoring::No);
+    c.r.get_mut(&leader).unwrap().step(ack);
+    for _ in 0..20 {
+        c.r.get_mut(&leader).unwrap().tick();
+        c.settle();
+    }
+    assert!(voter(&c), "promoted once its restore ended");
+}
+
+/// A transfer whose target says, once it has started, that it restores a
+/// snapshot is abandoned at once: the leader takes proposals again at the
+/// next tick rather than an election timeout later.
+#[test]
+fn a_transfer_whose_target_starts_restoring_is_abandoned_at_once() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.write(leader, "a");
+    let to = (1..=3).find(|id| *id != leader).unwrap();
+    c.cut.push((to, leader));
+    c.cut.push((leader, to));
+    // The target falls behind, so the transfer waits for it.
+    c.write(leader, "b");
+    c.r.get_mut(&leader)
+        .unwrap()
+        .transfer_leadership(NodeId(to))
+        .expect("a voter");
+    c.settle();
+    assert!(matches!(
+        c.r.get_mut(&leader)
+            .unwrap()
+            .propose_change(add(5, false), false),
+        Err(ChangeError::NotLeader(Some(_)))
+    ));
+    let ack = restoring_ack(&c, leader, to, Restoring::Yes);
+    c.r.get_mut(&leader).unwrap().step(ack);
+    c.r.get_mut(&leader).unwrap().tick();
+    c.settle();
+    assert_eq!(c.leader(), Some(leader));
+    c.r.get_mut(&leader)
+        .unwrap()
+        .propose_change(add(5, false), false)
+        .expect("the transfer was abandoned");
 }
