@@ -78,17 +78,20 @@ impl Replica {
         if ballot > self.acceptor.promised && ballot.node != self.cfg.id {
             self.step_down();
             self.leader = None;
-        } else if ballot == self.acceptor.promised && ballot.node != self.cfg.id {
-            // The candidate we promised asks for a page of our promise (or
-            // again for the first): its phase 1 is making progress, as its
-            // own timer counts it (`handle_promise`). Give it an election
-            // timeout from now before campaigning ourselves; otherwise a
-            // phase 1 of many pages (a log with many instances accepted but
-            // not known chosen) outlasts the promisers' timers, and each
-            // new candidate's ballot cuts the last one's short, round after
-            // round (simulator seed 913113 on 5 nodes: 7 s without a
-            // leader). Bounded: a candidate asks each promiser for each
-            // page once per retransmission, and its pages end.
+        } else if self.promise_paged == Some((ballot, first)) {
+            // The candidate we promised asks for exactly the page our last
+            // answer pointed to: it heard us, and its phase 1 is making
+            // progress, as its own timer counts it (`handle_promise`). Give
+            // it an election timeout from now before campaigning ourselves;
+            // otherwise a phase 1 of many pages (a log with many instances
+            // accepted but not known chosen) outlasts the promisers' timers,
+            // and each new candidate's ballot cuts the last one short, round
+            // after round (simulator seed 913113 on 5 nodes: 7 s without a
+            // leader). Only that page counts, once: a candidate re-sending
+            // a page (page 1 on every retransmission, when it hears nothing)
+            // proves nothing, and one that cannot hear us would otherwise
+            // keep us from ever campaigning (the fourth review's deaf
+            // candidate). So the extensions end with the candidate's pages.
             self.election_due_tick = self
                 .election_due_tick
                 .max(self.now + self.cfg.election_ticks);
@@ -105,6 +108,14 @@ impl Replica {
         // prefix) count as compacted: every instance below `values_from` is
         // applied, hence chosen, so reporting it as compacted is as safe.
         let (entries, more_from) = self.promise_entries(first.max(self.learner.values_from));
+        if let Some(next) = more_from {
+            // Only forward within a ballot: a repeated request for an earlier
+            // page does not move the mark back (it would count again).
+            let behind = matches!(self.promise_paged, Some((b, at)) if b == ballot && at >= next);
+            if ballot.node != self.cfg.id && !behind {
+                self.promise_paged = Some((ballot, next));
+            }
+        }
         let body = Body::Promise {
             ballot,
             compacted_end: self.learner.values_from,

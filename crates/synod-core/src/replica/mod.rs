@@ -384,6 +384,11 @@ pub struct Replica {
     campaign_hold_until_tick: u64,
     /// Highest round seen in any ballot, so a new ballot beats all of them.
     round_seen: u64,
+    /// The candidate's ballot this acceptor last answered with a promise
+    /// page that has more after it, and where the next page starts
+    /// (volatile): a Prepare for exactly that page proves the candidate
+    /// heard the last one (see `handle_prepare`).
+    promise_paged: Option<(Ballot, InstanceId)>,
     /// Per member, the highest round that member showed it holds a
     /// promise at (see `door.rs`: the ceiling on admitted rounds).
     member_rounds: BTreeMap<NodeId, u64>,
@@ -493,6 +498,7 @@ impl Replica {
             election_due_tick: 0,
             campaign_hold_until_tick: 0,
             round_seen: 0,
+            promise_paged: None,
             member_rounds: BTreeMap::new(),
             schedule,
             schedule_base,

@@ -639,3 +639,31 @@ fn a_transfer_whose_target_starts_restoring_is_abandoned_at_once() {
         .propose_change(add(5, false), false)
         .expect("the transfer was abandoned");
 }
+
+/// A removal counts on the vote of a restoring voter that still votes, not
+/// on one whose backlog is full (it declines every Accept until done).
+#[test]
+fn a_removal_counts_on_a_restoring_voter_only_while_it_votes() {
+    let mut c = Cluster::new(3);
+    let leader = c.elect();
+    c.write(leader, "a");
+    let mut others = (1..=3).filter(|id| *id != leader);
+    let (restoring, removed) = (others.next().unwrap(), others.next().unwrap());
+    let remove = MembershipChange::Remove {
+        id: NodeId(removed),
+    };
+    let ack = restoring_ack(&c, leader, restoring, Restoring::Declining);
+    c.r.get_mut(&leader).unwrap().step(ack);
+    assert!(matches!(
+        c.r.get_mut(&leader)
+            .unwrap()
+            .propose_change(remove.clone(), false),
+        Err(ChangeError::NoQuorum { .. })
+    ));
+    let ack = restoring_ack(&c, leader, restoring, Restoring::Yes);
+    c.r.get_mut(&leader).unwrap().step(ack);
+    c.r.get_mut(&leader)
+        .unwrap()
+        .propose_change(remove, false)
+        .expect("a restoring voter that votes counts");
+}
