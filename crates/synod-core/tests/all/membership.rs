@@ -75,9 +75,9 @@ fn only_one_change_at_a_time_and_nonsense_is_refused() {
     ));
 }
 
-#[test]
-fn a_learner_catches_up_but_never_counts_toward_a_quorum() {
-    let mut c = Cluster::new(3);
+/// Three voters and node 4 added as a learner (not promoted
+/// automatically), started and caught up. Returns the leader.
+fn with_a_caught_up_learner(c: &mut Cluster) -> u32 {
     let leader = c.elect();
     c.write(leader, "a");
     c.r.get_mut(&leader)
@@ -92,6 +92,13 @@ fn a_learner_catches_up_but_never_counts_toward_a_quorum() {
         c.chosen_end(leader),
         "the learner caught up"
     );
+    leader
+}
+
+#[test]
+fn a_learner_catches_up_but_never_counts_toward_a_quorum() {
+    let mut c = Cluster::new(3);
+    let leader = with_a_caught_up_learner(&mut c);
     // Cut the leader off from both other voters: with only the learner it
     // must not choose anything.
     let others: Vec<u32> = (1..=3).filter(|id| *id != leader).collect();
@@ -541,16 +548,7 @@ fn restoring_ack(c: &Cluster, leader: u32, from: u32, restoring: Restoring) -> M
 #[test]
 fn a_restoring_learner_is_not_promoted_until_its_restore_ends() {
     let mut c = Cluster::new(3);
-    let leader = c.elect();
-    c.write(leader, "a");
-    c.r.get_mut(&leader)
-        .unwrap()
-        .propose_change(add(4, false), false)
-        .unwrap();
-    c.settle();
-    c.join(4, leader);
-    c.tick_all(20);
-    assert_eq!(c.chosen_end(4), c.chosen_end(leader), "caught up");
+    let leader = with_a_caught_up_learner(&mut c);
     // Its real acks stop; the last one says it restores.
     c.cut.push((4, leader));
     c.cut.push((leader, 4));
