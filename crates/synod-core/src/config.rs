@@ -204,7 +204,7 @@ pub struct Config {
     /// the runtime releases the values ([`crate::Replica::release_applies`]):
     /// a restore that outlasts a busy cluster's writes cannot fill memory
     /// with them. The bound is soft by what was accepted before it was
-    /// reached and by one catch-up reply (`catchup_bytes_max`). Meanwhile
+    /// reached, and by one value. Meanwhile
     /// the others must make a quorum without this replica; its votes come
     /// back once the restore ends. `u64::MAX` (the default): no bound.
     pub restore_backlog_bytes_max: u64,

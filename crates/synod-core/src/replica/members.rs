@@ -652,11 +652,7 @@ impl Replica {
             }
             return;
         }
-        let target_restoring = matches!(
-            &self.role,
-            Role::Leader(leader) if leader.member_restoring.contains_key(&to)
-        );
-        if self.now - since > self.cfg.election_ticks || target_restoring {
+        if self.now - since > self.cfg.election_ticks || self.member_restoring(to) {
             // Abandoned: too slow, or the target began restoring a snapshot
             // (it could not campaign for as long as that lasts, and
             // proposals wait while a transfer runs). A removed or stopping

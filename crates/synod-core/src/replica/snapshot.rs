@@ -460,22 +460,27 @@ impl Replica {
         self.learner.held_bytes
     }
 
+    /// `held_bytes` counted afresh: the encoded bytes of the chosen values
+    /// at or above the applied point while applies are held, else 0.
+    fn count_held_bytes(&self) -> u64 {
+        let learner = &self.learner;
+        if !learner.apply_held {
+            return 0;
+        }
+        learner
+            .chosen
+            .range(learner.applied_end..)
+            .map(|(_, v)| v.encoded_len() as u64)
+            .sum()
+    }
+
     /// Checks the count of held values against a recount (debug builds:
     /// the simulator runs it at every step).
     #[cfg(debug_assertions)]
     pub(super) fn check_held_bytes(&self) {
-        let learner = &self.learner;
-        let recount: u64 = if learner.apply_held {
-            learner
-                .chosen
-                .range(learner.applied_end..)
-                .map(|(_, v)| v.encoded_len() as u64)
-                .sum()
-        } else {
-            0
-        };
         assert_eq!(
-            learner.held_bytes, recount,
+            self.learner.held_bytes,
+            self.count_held_bytes(),
             "the restore backlog's count drifted"
         );
     }
@@ -570,19 +575,11 @@ impl Replica {
             self.step_down();
         }
         self.learner.chosen = self.learner.chosen.split_off(&point);
-        self.learner.held_bytes = if self.learner.apply_held {
-            self.learner
-                .chosen
-                .values()
-                .map(|v| v.encoded_len() as u64)
-                .sum()
-        } else {
-            0
-        };
         self.acceptor.accepted = self.acceptor.accepted.split_off(&point);
         self.learner.chosen_end = self.learner.chosen_end.max(point);
         self.learner.commit_seen = self.learner.commit_seen.max(point);
         self.learner.applied_end = point;
+        self.learner.held_bytes = self.count_held_bytes();
         self.learner.checksum = snapshot.meta.checksum;
         self.learner.history.clear();
         self.learner.history.push_back(AppliedMark {
