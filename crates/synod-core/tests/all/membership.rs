@@ -520,10 +520,11 @@ fn a_member_below_its_own_join_point_hands_out_a_schedule_holding_the_joiner() {
     );
 }
 
-/// A member's heartbeat ack saying it is restoring a snapshot, to `leader`.
-fn restoring_ack(c: &Cluster, leader: u32, from: u32, restoring: Restoring) -> Message {
+/// `from` tells `leader`, in a heartbeat ack of its ballot, whether it is
+/// restoring a snapshot.
+fn say_restoring(c: &mut Cluster, leader: u32, from: u32, restoring: Restoring) {
     let chosen_end = InstanceId(c.chosen_end(leader));
-    Message {
+    let ack = Message {
         group: GroupId(0),
         from: NodeId(from),
         to: NodeId(leader),
@@ -539,7 +540,8 @@ fn restoring_ack(c: &Cluster, leader: u32, from: u32, restoring: Restoring) -> M
             granted_drift_ppm: 0,
             restoring,
         },
-    }
+    };
+    c.r.get_mut(&leader).unwrap().step(ack);
 }
 
 /// A learner restoring a snapshot is not promoted, asked or automatically
@@ -552,8 +554,7 @@ fn a_restoring_learner_is_not_promoted_until_its_restore_ends() {
     // Its real acks stop; the last one says it restores.
     c.cut.push((4, leader));
     c.cut.push((leader, 4));
-    let ack = restoring_ack(&c, leader, 4, Restoring::Yes);
-    c.r.get_mut(&leader).unwrap().step(ack);
+    say_restoring(&mut c, leader, 4, Restoring::Yes);
     assert!(matches!(
         c.r.get_mut(&leader)
             .unwrap()
@@ -563,8 +564,7 @@ fn a_restoring_learner_is_not_promoted_until_its_restore_ends() {
             "it is restoring a snapshot"
         ))
     ));
-    let ack = restoring_ack(&c, leader, 4, Restoring::No);
-    c.r.get_mut(&leader).unwrap().step(ack);
+    say_restoring(&mut c, leader, 4, Restoring::No);
     c.r.get_mut(&leader)
         .unwrap()
         .propose_change(MembershipChange::Promote { id: NodeId(4) }, false)
@@ -584,8 +584,7 @@ fn automatic_promotion_waits_for_a_restoring_learner() {
         .unwrap();
     // It says it restores before the leader's first tick after the change.
     c.settle_one_step(Some(4));
-    let ack = restoring_ack(&c, leader, 4, Restoring::Yes);
-    c.r.get_mut(&leader).unwrap().step(ack);
+    say_restoring(&mut c, leader, 4, Restoring::Yes);
     c.cut.push((4, leader));
     c.cut.push((leader, 4));
     for _ in 0..20 {
@@ -594,8 +593,7 @@ fn automatic_promotion_waits_for_a_restoring_learner() {
     }
     let voter = |c: &Cluster| c.r[&leader].schedule().latest().is_voter(NodeId(4));
     assert!(!voter(&c), "promoted while restoring");
-    let ack = restoring_ack(&c, leader, 4, Restoring::No);
-    c.r.get_mut(&leader).unwrap().step(ack);
+    say_restoring(&mut c, leader, 4, Restoring::No);
     for _ in 0..20 {
         c.r.get_mut(&leader).unwrap().tick();
         c.settle();
@@ -627,8 +625,7 @@ fn a_transfer_whose_target_starts_restoring_is_abandoned_at_once() {
             .propose_change(add(5, false), false),
         Err(ChangeError::NotLeader(Some(_)))
     ));
-    let ack = restoring_ack(&c, leader, to, Restoring::Yes);
-    c.r.get_mut(&leader).unwrap().step(ack);
+    say_restoring(&mut c, leader, to, Restoring::Yes);
     c.r.get_mut(&leader).unwrap().tick();
     c.settle();
     assert_eq!(c.leader(), Some(leader));
@@ -650,16 +647,14 @@ fn a_removal_counts_on_a_restoring_voter_only_while_it_votes() {
     let remove = MembershipChange::Remove {
         id: NodeId(removed),
     };
-    let ack = restoring_ack(&c, leader, restoring, Restoring::Declining);
-    c.r.get_mut(&leader).unwrap().step(ack);
+    say_restoring(&mut c, leader, restoring, Restoring::Declining);
     assert!(matches!(
         c.r.get_mut(&leader)
             .unwrap()
             .propose_change(remove.clone(), false),
         Err(ChangeError::NoQuorum { .. })
     ));
-    let ack = restoring_ack(&c, leader, restoring, Restoring::Yes);
-    c.r.get_mut(&leader).unwrap().step(ack);
+    say_restoring(&mut c, leader, restoring, Restoring::Yes);
     c.r.get_mut(&leader)
         .unwrap()
         .propose_change(remove, false)
