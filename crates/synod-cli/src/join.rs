@@ -112,7 +112,7 @@ pub async fn prepare(req: &JoinRequest<'_>) -> Result<JoinStart, String> {
     let added = if req.already_added {
         Ok(())
     } else {
-        crate::member::retry_in_progress(&mut conn, &add).await
+        crate::member::retry_refused_for_now(&mut conn, &add).await
     };
     if let Err(why) = added {
         let why = why.strip_prefix("ERR ").unwrap_or(&why).to_string();

@@ -8,11 +8,18 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use synod_resp::Reply;
 
-/// How long a change refused with "another membership change is in
-/// progress" is retried: a change takes effect α instances after it is
-/// chosen, and the leader fills those with no-ops at once, so the wait is
-/// short unless the cluster is stuck.
-const IN_PROGRESS_RETRY: Duration = Duration::from_secs(20);
+/// How long a change refused for a passing reason is retried:
+/// - "another membership change is in progress": a change takes effect α
+///   instances after it is chosen, and the leader fills those with no-ops at
+///   once;
+/// - "not the leader": the node asked knows no leader (an election is under
+///   way), or the node it forwarded to has just stepped down, or leadership
+///   is being handed over. An election takes one or two election timeouts.
+///
+/// Both refusals mean that nothing was proposed (`MemberError::Refused`), so
+/// asking again cannot make the change twice. The wait is short unless the
+/// cluster is stuck.
+const REFUSED_FOR_NOW_RETRY: Duration = Duration::from_secs(20);
 
 #[derive(Args, Debug)]
 pub struct MemberArgs {
@@ -203,20 +210,25 @@ pub fn leader_main(args: LeaderArgs) -> ExitCode {
     }))
 }
 
-/// Sends a change, retrying (bounded) while another change is in progress.
+/// Sends a change, retrying (bounded) while it is refused for now.
 async fn change(target: &Target, request: &[&str]) -> Result<(), String> {
     let mut conn = target.connect().await?;
-    retry_in_progress(&mut conn, request).await
+    retry_refused_for_now(&mut conn, request).await
 }
 
-/// Sends `request` and retries it while the leader refuses it because
-/// another membership change has not taken effect yet, for at most
-/// [`IN_PROGRESS_RETRY`].
-pub async fn retry_in_progress(conn: &mut AdminConn, request: &[&str]) -> Result<(), String> {
-    let deadline = Instant::now() + IN_PROGRESS_RETRY;
+/// Whether a refusal passes by itself: another membership change has not
+/// taken effect yet, or no leader could take the request.
+fn refused_for_now(error: &str) -> bool {
+    error.contains("another membership change is in progress") || error.contains("not the leader")
+}
+
+/// Sends `request` and retries it while it is refused for now
+/// ([`refused_for_now`]), for at most [`REFUSED_FOR_NOW_RETRY`].
+pub async fn retry_refused_for_now(conn: &mut AdminConn, request: &[&str]) -> Result<(), String> {
+    let deadline = Instant::now() + REFUSED_FOR_NOW_RETRY;
     loop {
         match conn.call_ok(request).await {
-            Err(e) if e.contains("another membership change is in progress") => {
+            Err(e) if refused_for_now(&e) => {
                 if Instant::now() >= deadline {
                     return Err(e);
                 }
@@ -378,5 +390,30 @@ mod tests {
         );
         assert!(parse_list(&Reply::Error("ERR nope".into())).is_err());
         assert!(parse_list(&Reply::Array(vec![bulk("x")])).is_err());
+    }
+
+    #[test]
+    fn refusals_that_pass_are_retried_and_the_others_are_not() {
+        use synod_core::{ChangeError, NodeId};
+        // The texts the server sends (`ERR ` and the core's refusal).
+        let text = |e: ChangeError| format!("ERR {e}");
+        assert!(refused_for_now(&text(ChangeError::NotLeader(None))));
+        assert!(refused_for_now(&text(ChangeError::NotLeader(Some(
+            NodeId(2)
+        )))));
+        assert!(refused_for_now(&text(ChangeError::InProgress(3, 0))));
+        assert!(refused_for_now(&text(ChangeError::InProgress(3, 70))));
+        assert!(!refused_for_now(&text(ChangeError::BadTarget(
+            NodeId(4),
+            "it is not a voter"
+        ))));
+        assert!(!refused_for_now(&text(ChangeError::NoQuorum {
+            id: NodeId(2),
+            reachable: 1,
+            quorum: 2
+        })));
+        assert!(!refused_for_now(
+            "no answer within 5s: the change may or may not take effect; check with member list"
+        ));
     }
 }
