@@ -582,6 +582,7 @@ impl Encode for Message {
                     Restoring::No => 0,
                     Restoring::Yes => 1,
                     Restoring::Declining => 2,
+                    Restoring::Rebuilding => 3,
                 });
             }
             Body::Forward { commands } => {
@@ -837,6 +838,7 @@ impl Decode for Message {
                     0 => Restoring::No,
                     1 => Restoring::Yes,
                     2 => Restoring::Declining,
+                    3 => Restoring::Rebuilding,
                     tag => {
                         return Err(DecodeError::UnknownTag {
                             what: "restoring",

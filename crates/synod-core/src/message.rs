@@ -17,21 +17,41 @@ pub struct Message {
     pub body: Body,
 }
 
-/// Whether a follower is restoring its state machine from a peer's snapshot,
-/// as its heartbeat acknowledgements say. Restoring, it holds the values
-/// chosen after the snapshot until done and can neither campaign nor apply:
-/// a leader does not hand leadership to it or promote it meanwhile.
+/// Whether a follower is restoring state, as its heartbeat
+/// acknowledgements say: its state machine from a peer's snapshot, or its
+/// lost votes (a rebuild). Restoring, it can neither campaign nor apply: a
+/// leader does not hand leadership to it or promote it meanwhile.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Restoring {
     /// Not restoring.
     #[default]
     No,
-    /// Restoring; it still votes.
+    /// Restoring a snapshot; it still votes.
     Yes,
-    /// Restoring with the values it holds at their bound
+    /// Restoring a snapshot with the values it holds at their bound
     /// (`Config::restore_backlog_bytes_max`): it declines every Accept until
     /// done, so a removal must not count on its vote.
     Declining,
+    /// Rebuilding what a wiped disk lost (`Config::rebuild`): it answers no
+    /// Prepare and no Accept until the rebuild ends, which waits for every
+    /// other member, so a removal must not count on its vote and its
+    /// acknowledgements do not keep a leader in office (`tick_leader`).
+    Rebuilding,
+}
+
+impl Restoring {
+    /// Whether it votes (answers Accepts) meanwhile.
+    pub fn votes(self) -> bool {
+        matches!(self, Restoring::No | Restoring::Yes)
+    }
+
+    /// Why a leader does not hand leadership to it or promote it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Restoring::Rebuilding => "it is rebuilding lost state",
+            _ => "it is restoring a snapshot",
+        }
+    }
 }
 
 /// One accepted (or known chosen) instance reported in a [`Body::Promise`].

@@ -31,8 +31,9 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// heartbeat acknowledgement carries the lease it grants. Version 6: a read-index reply carries
 /// the leader's chosen prefix. Version 7: a read-index request carries the
 /// follower's vouch (its promise, when it may stand as an acknowledgement). Version 8: a
-/// heartbeat acknowledgement says whether the follower is restoring a snapshot.
-pub const PROTOCOL_VERSION: u16 = 8;
+/// heartbeat acknowledgement says whether the follower is restoring a snapshot. Version 9:
+/// ... or rebuilding lost state (`Restoring::Rebuilding`).
+pub const PROTOCOL_VERSION: u16 = 9;
 /// Length of a handshake payload (unchanged since version 1).
 pub const HANDSHAKE_PAYLOAD_BYTES: usize = 4 + 2 + 8 + 4 + 4;
 /// Largest first frame read before the peer is known; bounds what an

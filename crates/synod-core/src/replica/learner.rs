@@ -232,10 +232,13 @@ impl Replica {
             probe,
             granted_ms,
             granted_drift_ppm,
-            // It cannot campaign until its restore ends (`may_campaign`):
-            // the leader must not count it ready to lead (see
+            // It cannot campaign until its restore or rebuild ends
+            // (`may_campaign`): the leader must not count it ready to lead,
+            // nor (rebuilding, or declining) count on its vote (see
             // `Leader::member_restoring`).
-            restoring: if !self.learner.apply_held {
+            restoring: if self.rebuild.is_some() {
+                Restoring::Rebuilding
+            } else if !self.learner.apply_held {
                 Restoring::No
             } else if self.restore_backlog_full() {
                 Restoring::Declining
@@ -274,8 +277,7 @@ impl Replica {
             if leader.ballot == ballot {
                 match restoring {
                     Restoring::No => leader.member_restoring.remove(&from),
-                    Restoring::Yes => leader.member_restoring.insert(from, false),
-                    Restoring::Declining => leader.member_restoring.insert(from, true),
+                    how => leader.member_restoring.insert(from, how),
                 };
             }
         }

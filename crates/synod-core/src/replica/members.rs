@@ -13,7 +13,7 @@ use crate::membership::{
 
 /// Operations forwarded and not answered yet that a follower remembers.
 const MEMBER_OPS_ASKED_MAX: usize = 1024;
-use crate::message::{Body, Message};
+use crate::message::{Body, Message, Restoring};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -345,8 +345,8 @@ impl Replica {
                     }
                 }
                 MembershipChange::Promote { id } => {
-                    if self.member_restoring(*id) {
-                        return Err(ChangeError::BadTarget(*id, "it is restoring a snapshot"));
+                    if let Some(how) = self.member_restoring(*id) {
+                        return Err(ChangeError::BadTarget(*id, how.reason()));
                     }
                     let behind = self.lag_of(*id);
                     if behind > self.cfg.promote_lag_max {
@@ -375,7 +375,7 @@ impl Replica {
             .voters()
             .filter(|v| {
                 *v == self.cfg.id
-                    || (leader.member_restoring.get(v) != Some(&true)
+                    || (leader.member_restoring.get(v).is_none_or(|how| how.votes())
                         && leader
                             .last_ack_tick
                             .get(v)
@@ -384,10 +384,13 @@ impl Replica {
             .count()
     }
 
-    /// Whether `id` said in its last heartbeat ack to this leader that it is
-    /// restoring its state machine from a snapshot.
-    fn member_restoring(&self, id: NodeId) -> bool {
-        matches!(&self.role, Role::Leader(leader) if leader.member_restoring.contains_key(&id))
+    /// Whether, and how, `id` said in its last heartbeat ack to this leader
+    /// that it is restoring (a snapshot, or its votes).
+    fn member_restoring(&self, id: NodeId) -> Option<Restoring> {
+        match &self.role {
+            Role::Leader(leader) => leader.member_restoring.get(&id).copied(),
+            _ => None,
+        }
     }
 
     /// How many instances `id` is behind this leader's chosen prefix, by
@@ -594,10 +597,10 @@ impl Replica {
         if !self.membership_at(next).is_voter(to) || !self.schedule.latest().is_voter(to) {
             return Err(ChangeError::BadTarget(to, "it is not a voter"));
         }
-        if leader.member_restoring.contains_key(&to) {
+        if let Some(how) = leader.member_restoring.get(&to) {
             // It could not campaign when told to take over (`may_campaign`):
             // the cluster would wait an election timeout with no leader.
-            return Err(ChangeError::BadTarget(to, "it is restoring a snapshot"));
+            return Err(ChangeError::BadTarget(to, how.reason()));
         }
         if let Role::Leader(leader) = &mut self.role {
             leader.transfer = Some((to, self.now));
@@ -652,7 +655,7 @@ impl Replica {
             }
             return;
         }
-        if self.now - since > self.cfg.election_ticks || self.member_restoring(to) {
+        if self.now - since > self.cfg.election_ticks || self.member_restoring(to).is_some() {
             // Abandoned: too slow, or the target began restoring a snapshot
             // (it could not campaign for as long as that lasts, and
             // proposals wait while a transfer runs). A removed or stopping
@@ -729,7 +732,7 @@ impl Replica {
             .map(|m| m.id)
             .collect();
         for id in joining {
-            if !self.member_restoring(id) && self.lag_of(id) <= self.cfg.promote_lag_max {
+            if self.member_restoring(id).is_none() && self.lag_of(id) <= self.cfg.promote_lag_max {
                 // Refused while another change is in progress: tried again
                 // next tick.
                 let _ = self.propose_change(MembershipChange::Promote { id }, false);

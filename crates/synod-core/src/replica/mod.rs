@@ -259,14 +259,15 @@ struct Leader {
     /// Per member, the chosen prefix it last reported (heartbeat acks).
     member_chosen_end: BTreeMap<NodeId, InstanceId>,
     /// Members whose last heartbeat ack of this ballot said they are
-    /// restoring their state machine from a snapshot, with whether their
-    /// backlog is full (they decline every Accept). Restoring, they cannot
-    /// campaign until done: no leadership is handed to them
-    /// (`transfer_leadership`, `check_transfer`, `best_successor`) and no
-    /// learner among them is promoted. Declining, a removal does not count
-    /// on their vote (`reachable_voters`). A member that went silent keeps
-    /// its last report; these rules also need it heard recently.
-    member_restoring: BTreeMap<NodeId, bool>,
+    /// restoring (a snapshot, or their votes: `Restoring`), and how.
+    /// Restoring, they cannot campaign until done: no leadership is handed
+    /// to them (`transfer_leadership`, `check_transfer`, `best_successor`)
+    /// and no learner among them is promoted. Not voting (a full backlog, a
+    /// rebuild), a removal does not count on their vote
+    /// (`reachable_voters`); rebuilding, their acks do not count as a live
+    /// quorum either (`tick_leader`). A member that went silent keeps its
+    /// last report; these rules also need it heard recently.
+    member_restoring: BTreeMap<NodeId, crate::message::Restoring>,
     /// A leadership transfer in progress: to whom, since when.
     transfer: Option<(NodeId, u64)>,
     /// Last time the chosen prefix advanced (or leadership began).

@@ -9,7 +9,7 @@
 use super::{Candidate, Gate, InFlight, Leader, Phase1, Replica, Role};
 use crate::ids::{Ballot, InstanceId, NodeId};
 use crate::membership::RECONFIG_DELAY_INSTANCES;
-use crate::message::{AppliedMark, Body, PromiseEntry};
+use crate::message::{AppliedMark, Body, PromiseEntry, Restoring};
 use crate::ready::RejectReason;
 use crate::value::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -819,10 +819,20 @@ impl Replica {
         };
         // Check quorum: a leader that has not heard from a majority for an
         // election timeout stands down, so clients stop waiting on it.
+        // A rebuilding member's acks do not count: it answers no Accept
+        // until every other member has answered it, which may never happen
+        // while this leader holds on (a removed leader kept in office by
+        // one, with the new members refusing it, wedged a cluster in the
+        // fourth review of stop 58). A member restoring a snapshot with a
+        // full backlog does count: its restore ends by itself, and no other
+        // leader could get its vote sooner.
         let mut heard: Vec<NodeId> = leader
             .last_ack_tick
             .iter()
-            .filter(|(_, tick)| now - **tick < self.cfg.election_ticks)
+            .filter(|(id, tick)| {
+                now - **tick < self.cfg.election_ticks
+                    && leader.member_restoring.get(id) != Some(&Restoring::Rebuilding)
+            })
             .map(|(id, _)| *id)
             .collect();
         heard.push(self.cfg.id);

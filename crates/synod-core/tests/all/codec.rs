@@ -122,7 +122,8 @@ fn body() -> impl Strategy<Value = Body> {
             prop_oneof![
                 Just(Restoring::No),
                 Just(Restoring::Yes),
-                Just(Restoring::Declining)
+                Just(Restoring::Declining),
+                Just(Restoring::Rebuilding)
             ]
         )
             .prop_map(

@@ -272,3 +272,61 @@ fn wipe_votes_injection_votes_at_once() {
     n3_campaigns_with_n2(&mut n);
     assert_eq!(n.chosen(3, 0), Some(batch("y")));
 }
+
+/// A rebuilding member is no voter yet, and its heartbeat acks say so
+/// (`Restoring::Rebuilding`): its leader does not hand leadership to it, does
+/// not count on its vote for a removal, and does not stay in office on its
+/// acks alone. (The fourth review of stop 58 found a removed leader kept in
+/// office so while the new members refused it: no progress, no election.)
+#[test]
+fn a_rebuilding_member_is_not_counted_on_by_its_leader() {
+    let mut n = x_chosen_by_n1_and_n2();
+    n.down = vec![];
+    for _ in 0..50 {
+        n.round();
+    }
+    assert_eq!(n.role(1), RoleKind::Leader);
+    // n2's disk is wiped; n3 goes away, so n2's rebuild cannot finish (it
+    // waits for every other member).
+    n.wipe(2, true);
+    n.down = vec![3];
+    for _ in 0..6 {
+        n.round();
+    }
+    assert!(n.r[1].rebuilding());
+    assert_eq!(n.role(1), RoleKind::Leader);
+    assert_eq!(
+        n.r[0].transfer_leadership(NodeId(2)),
+        Err(ChangeError::BadTarget(
+            NodeId(2),
+            "it is rebuilding lost state"
+        ))
+    );
+    assert_ne!(n.r[0].best_successor(), Some(NodeId(2)));
+    // Without n3, the membership {n1, n2} would need n2's vote.
+    assert!(matches!(
+        n.r[0].propose_change(MembershipChange::Remove { id: NodeId(3) }, false),
+        Err(ChangeError::NoQuorum {
+            reachable: 1,
+            quorum: 2,
+            ..
+        })
+    ));
+    // n1 hears only n2: no quorum that can vote for it, so it stands down
+    // within an election timeout or two (and nobody can lead).
+    for _ in 0..70 {
+        n.round();
+    }
+    assert!((1..=3).all(|id| n.role(id) != RoleKind::Leader));
+    // n3 is back: n2 finishes its rebuild and n1 and n2 acknowledge as
+    // voters again.
+    n.down = vec![];
+    for _ in 0..2000 {
+        n.round();
+        if !n.r[1].rebuilding() && (1..=3).any(|id| n.role(id) == RoleKind::Leader) {
+            break;
+        }
+    }
+    assert!(!n.r[1].rebuilding());
+    assert!((1..=3).any(|id| n.role(id) == RoleKind::Leader));
+}
