@@ -858,6 +858,81 @@ fn a_restore_backlog_bound_of_zero_declines_every_vote_while_restoring() {
     assert_eq!(last.value.commands(), &[cmd("during")]);
 }
 
+/// What a full restore backlog still answers (`handle_accept`): a re-sent
+/// Accept it accepted before the bound (the leader may be waiting on that
+/// vote), and an Accept for an instance it knows chosen (nothing to hold).
+/// A declined Accept still tells it how far the log is chosen.
+#[test]
+fn a_full_restore_backlog_still_answers_what_it_accepted_or_knows_chosen() {
+    let (mut c, leader, lagging, _) = lagging_behind_snapshots(true);
+    install_and_hold(&mut c, lagging);
+    // One value chosen during the restore, held (not applied) at `lagging`.
+    c.replicas[leader].propose(cmd("during")).unwrap();
+    c.collect(leader);
+    c.deliver_all();
+    c.tick_all(5);
+    let known = c.replicas[lagging].status().chosen_end;
+    let held = InstanceId(known.0 - 1);
+    let held_value = c.replicas[lagging].learner.chosen.get(&held).cloned();
+    let held_value = held_value.expect("held chosen value");
+    assert!(c.replicas[lagging].status().applied_end <= held);
+    c.wire.clear();
+    let ballot = c.replicas[leader].status().promised;
+    let (from, to) = (NodeId(leader as u32 + 1), NodeId(lagging as u32 + 1));
+    // Crafted Accepts from the leader, answered (or not) by `lagging` alone.
+    let accept = |c: &mut Cluster, instance: InstanceId, value: &Value, chosen_end: u64| {
+        c.replicas[lagging].step(Message {
+            group: GroupId(0),
+            from,
+            to,
+            body: Body::Accept {
+                ballot,
+                instance,
+                value: value.clone(),
+                chosen_end: InstanceId(chosen_end),
+            },
+        });
+        c.collect(lagging);
+        let answered = c
+            .wire
+            .iter()
+            .any(|m| matches!(m.body, Body::Accepted { instance: i, .. } if i == instance));
+        c.wire.clear();
+        answered
+    };
+    let deferred = |c: &Cluster| {
+        c.replicas[lagging]
+            .snapshot_transfer_stats()
+            .accepts_deferred
+    };
+    let v = Value::batch(vec![cmd("v")]);
+    let above = |k: u64| InstanceId(known.0 + k);
+    // Room left: it votes.
+    assert!(accept(&mut c, above(3), &v, known.0));
+    // The bound is reached.
+    c.replicas[lagging].cfg.restore_backlog_bytes_max = 0;
+    assert!(c.replicas[lagging].restore_backlog_full());
+    let before = deferred(&c);
+    assert!(
+        !accept(&mut c, above(4), &v, known.0),
+        "a new vote is declined"
+    );
+    assert_eq!(deferred(&c), before + 1);
+    assert!(
+        accept(&mut c, above(3), &v, known.0),
+        "a re-sent one is answered"
+    );
+    assert!(
+        accept(&mut c, held, &held_value, known.0),
+        "a chosen one is answered"
+    );
+    assert_eq!(deferred(&c), before + 1);
+    // Declined, it still learns that the log is chosen further.
+    assert!(!accept(&mut c, above(5), &v, known.0 + 2));
+    assert_eq!(deferred(&c), before + 2);
+    assert_eq!(c.replicas[lagging].learner.commit_seen, above(2));
+}
+
 /// A replica restoring a snapshot (applies held) cannot campaign, and says
 /// so in its heartbeat acks, even with nothing chosen after its snapshot
 /// (an idle cluster: its chosen and applied prefixes equal the leader's).
