@@ -921,6 +921,8 @@ impl World {
             segment_bytes_max: 32 << 10,
             preallocate_bytes: 8 << 10,
             legacy_checkpoint_recovery: self.faults.torn_checkpoint,
+            // Runs repeat: the salt comes from the seed, not the OS.
+            salt: Some(self.seed ^ (id << 48) ^ 0x5A17_0000_0000),
         };
         // Whoever restarts a node whose disk filled up frees space first
         // (before opening the WAL, which may need some: recovery cuts a torn

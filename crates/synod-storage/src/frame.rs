@@ -2,7 +2,9 @@
 //! `len u32 | crc32c u32 | batch_offset u64 | kind u8 | payload`, where `len`
 //! counts `kind` and `payload`, and the CRC covers the length, the batch
 //! offset, the kind and the payload (so a damaged length is caught like
-//! damaged data).
+//! damaged data). The CRC starts from a seed, the CRC of the segment's
+//! secret salt (`segment::Format::seed`; 0 in version 2 segments), so that
+//! client data inside a payload cannot pass for a frame.
 //!
 //! A *batch* is what one sync writes: one positional write of consecutive
 //! frames, made durable by one `fdatasync` before the next batch is written.
@@ -57,11 +59,11 @@ impl FrameKind {
 }
 
 /// Appends one frame to `batch`, the bytes of one batch so far (the frame's
-/// batch offset is `batch.len()`). Returns the frame's CRC. Panics if the
-/// payload exceeds [`FRAME_PAYLOAD_BYTES_MAX`]; callers check their payloads
-/// against it first.
-pub fn put_frame(batch: &mut BytesMut, kind: FrameKind, payload: &[u8]) -> u32 {
-    put_frame_with(batch, kind, |out| out.put_slice(payload)).unwrap_or_else(|len| {
+/// batch offset is `batch.len()`), its CRC started from `seed`. Returns the
+/// frame's CRC. Panics if the payload exceeds [`FRAME_PAYLOAD_BYTES_MAX`];
+/// callers check their payloads against it first.
+pub fn put_frame(batch: &mut BytesMut, seed: u32, kind: FrameKind, payload: &[u8]) -> u32 {
+    put_frame_with(batch, seed, kind, |out| out.put_slice(payload)).unwrap_or_else(|len| {
         panic!("frame of {} bytes exceeds the limit", len + 1);
     })
 }
@@ -74,6 +76,7 @@ pub fn put_frame(batch: &mut BytesMut, kind: FrameKind, payload: &[u8]) -> u32 {
 /// and the payload's length is the error.
 pub(crate) fn put_frame_with(
     batch: &mut BytesMut,
+    seed: u32,
     kind: FrameKind,
     write: impl FnOnce(&mut BytesMut),
 ) -> Result<u32, usize> {
@@ -91,7 +94,7 @@ pub(crate) fn put_frame_with(
     let len_bytes = ((1 + payload_len) as u32).to_le_bytes();
     // The CRC covers the length, then the batch offset, kind and payload
     // (contiguous after the CRC's own field).
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), &batch[start + 8..]);
+    let crc = crc32c::crc32c_append(crc32c::crc32c_append(seed, &len_bytes), &batch[start + 8..]);
     batch[start..start + 4].copy_from_slice(&len_bytes);
     batch[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     Ok(crc)
@@ -141,12 +144,12 @@ pub(crate) fn announced_len(h: &[u8]) -> Result<usize, &'static str> {
 }
 
 /// Checks one whole frame (`frame`: header, kind and payload, its length as
-/// announced): its CRC and its kind. Returns the kind, the CRC and the
-/// batch offset.
-pub(crate) fn verify(frame: &[u8]) -> Result<(FrameKind, u32, u64), &'static str> {
+/// announced): its CRC (started from `seed`) and its kind. Returns the kind,
+/// the CRC and the batch offset.
+pub(crate) fn verify(frame: &[u8], seed: u32) -> Result<(FrameKind, u32, u64), &'static str> {
     let (h, body) = frame.split_at(FRAME_HEADER_BYTES);
     let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-    let mut actual = crc32c::crc32c(&h[0..4]);
+    let mut actual = crc32c::crc32c_append(seed, &h[0..4]);
     actual = crc32c::crc32c_append(actual, &h[8..16]);
     actual = crc32c::crc32c_append(actual, body);
     if actual != crc {
@@ -159,7 +162,7 @@ pub(crate) fn verify(frame: &[u8]) -> Result<(FrameKind, u32, u64), &'static str
 }
 
 /// Parses the frame at `offset`, or says what is wrong with it.
-fn parse(data: &Bytes, offset: usize) -> Result<Frame, &'static str> {
+fn parse(data: &Bytes, offset: usize, seed: u32) -> Result<Frame, &'static str> {
     let rest = data.len() - offset;
     if rest < FRAME_HEADER_BYTES + 1 {
         return Err("incomplete frame header");
@@ -169,7 +172,7 @@ fn parse(data: &Bytes, offset: usize) -> Result<Frame, &'static str> {
         return Err("frame runs past the end of the file");
     }
     let end = offset + FRAME_HEADER_BYTES + len;
-    let (kind, crc, batch_offset) = verify(&data[offset..end])?;
+    let (kind, crc, batch_offset) = verify(&data[offset..end], seed)?;
     if batch_offset > offset as u64 {
         return Err("batch starts before the segment");
     }
@@ -183,13 +186,13 @@ fn parse(data: &Bytes, offset: usize) -> Result<Frame, &'static str> {
 }
 
 /// Reads every frame of `data` (a segment after its header: offsets count
-/// from there), stopping at the first bad one (see the module docs for how it
-/// is classified).
-pub fn scan(data: &Bytes) -> (Vec<Frame>, Option<ScanStop>) {
+/// from there; CRCs started from `seed`), stopping at the first bad one (see
+/// the module docs for how it is classified).
+pub fn scan(data: &Bytes, seed: u32) -> (Vec<Frame>, Option<ScanStop>) {
     let mut frames = Vec::new();
     let mut offset = 0;
     while offset < data.len() {
-        match parse(data, offset) {
+        match parse(data, offset, seed) {
             Ok(frame) => {
                 offset += FRAME_HEADER_BYTES + 1 + frame.payload.len();
                 frames.push(frame);
@@ -198,7 +201,7 @@ pub fn scan(data: &Bytes) -> (Vec<Frame>, Option<ScanStop>) {
                 // A valid frame whose batch starts after the bad one was
                 // written after the bad one's batch was durable.
                 let later_batch = (offset + 1..data.len()).any(|at| {
-                    parse(data, at)
+                    parse(data, at, seed)
                         .is_ok_and(|later| later.offset as u64 - later.batch_offset > offset as u64)
                 });
                 let stop = if later_batch {
@@ -220,6 +223,9 @@ pub fn scan(data: &Bytes) -> (Vec<Frame>, Option<ScanStop>) {
 mod tests {
     use super::*;
 
+    /// The seed of the segment the tests' frames are in.
+    const SEED: u32 = 0x5A17_5EED;
+
     /// Two frames, each its own batch.
     fn two_batches() -> Bytes {
         let mut out = BytesMut::new();
@@ -228,7 +234,7 @@ mod tests {
             (FrameKind::Checkpoint, &b"second"[..]),
         ] {
             let mut batch = BytesMut::new();
-            put_frame(&mut batch, kind, payload);
+            put_frame(&mut batch, SEED, kind, payload);
             out.extend_from_slice(&batch);
         }
         out.freeze()
@@ -238,7 +244,7 @@ mod tests {
     fn one_batch() -> Bytes {
         let mut batch = BytesMut::new();
         for payload in [&b"one"[..], b"two", b"three"] {
-            put_frame(&mut batch, FrameKind::Record, payload);
+            put_frame(&mut batch, SEED, FrameKind::Record, payload);
         }
         batch.freeze()
     }
@@ -250,7 +256,7 @@ mod tests {
     fn a_frame_written_in_place_has_the_documented_bytes() {
         let before = b"batch so far";
         let mut batch = BytesMut::from(&before[..]);
-        let crc = put_frame_with(&mut batch, FrameKind::Checkpoint, |out| {
+        let crc = put_frame_with(&mut batch, SEED, FrameKind::Checkpoint, |out| {
             out.put_slice(b"pay");
             out.put_slice(b"load");
         })
@@ -262,7 +268,7 @@ mod tests {
         covered.extend_from_slice(&offset.to_le_bytes());
         covered.push(2);
         covered.extend_from_slice(b"payload");
-        assert_eq!(crc, crc32c::crc32c(&covered));
+        assert_eq!(crc, crc32c::crc32c_append(SEED, &covered));
         let mut expected = before.to_vec();
         expected.extend_from_slice(&len.to_le_bytes());
         expected.extend_from_slice(&crc.to_le_bytes());
@@ -275,13 +281,13 @@ mod tests {
     #[test]
     fn frames_round_trip() {
         let data = two_batches();
-        let (frames, stop) = scan(&data);
+        let (frames, stop) = scan(&data, SEED);
         assert_eq!(stop, None);
         assert_eq!(frames.len(), 2);
         assert_eq!(&frames[1].payload[..], b"second");
         assert_eq!(frames[1].kind, FrameKind::Checkpoint);
         assert_eq!(frames[1].batch_offset, 0);
-        let (frames, _) = scan(&one_batch());
+        let (frames, _) = scan(&one_batch(), SEED);
         let offsets: Vec<u64> = frames.iter().map(|f| f.batch_offset).collect();
         assert_eq!(
             offsets,
@@ -292,9 +298,9 @@ mod tests {
     #[test]
     fn a_cut_anywhere_in_the_last_frame_is_torn() {
         let data = two_batches();
-        let second = scan(&data).0[1].offset;
+        let second = scan(&data, SEED).0[1].offset;
         for cut in second + 1..data.len() {
-            let (frames, stop) = scan(&data.slice(..cut));
+            let (frames, stop) = scan(&data.slice(..cut), SEED);
             assert_eq!(frames.len(), 1, "cut at {cut}");
             assert_eq!(
                 stop,
@@ -307,10 +313,10 @@ mod tests {
     #[test]
     fn a_flipped_bit_before_a_later_batch_is_corruption() {
         let data = two_batches();
-        for byte in 0..scan(&data).0[1].offset {
+        for byte in 0..scan(&data, SEED).0[1].offset {
             let mut bad = data.to_vec();
             bad[byte] ^= 0x10;
-            let (_, stop) = scan(&Bytes::from(bad));
+            let (_, stop) = scan(&Bytes::from(bad), SEED);
             assert!(
                 matches!(stop, Some(ScanStop::Corrupt { offset: 0, .. })),
                 "flip at {byte}: {stop:?}"
@@ -323,20 +329,51 @@ mod tests {
         // An unsynced batch persisted out of order: its first sector lost
         // (zeros), its later frames whole.
         let data = one_batch();
-        let second = scan(&data).0[1].offset;
+        let second = scan(&data, SEED).0[1].offset;
         for lost in 1..=second {
             let mut bad = data.to_vec();
             bad[..lost].fill(0);
-            let (frames, stop) = scan(&Bytes::from(bad));
+            let (frames, stop) = scan(&Bytes::from(bad), SEED);
             assert!(frames.is_empty());
             assert_eq!(stop, Some(ScanStop::Torn { offset: 0 }), "lost {lost}");
         }
         // The middle frame lost, the last one kept.
-        let third = scan(&data).0[2].offset;
+        let third = scan(&data, SEED).0[2].offset;
         let mut bad = data.to_vec();
         bad[second..third].fill(0);
-        let (frames, stop) = scan(&Bytes::from(bad));
+        let (frames, stop) = scan(&Bytes::from(bad), SEED);
         assert_eq!(frames.len(), 1);
         assert_eq!(stop, Some(ScanStop::Torn { offset: second }));
+    }
+
+    /// Client data inside a torn batch that holds a well-formed frame of a
+    /// "later batch": crafted without the segment's seed (which never leaves
+    /// the node), it fails its CRC and the tail reads as torn. Crafted with
+    /// the seed (every segment's was 0 before version 3), the same bytes
+    /// read as corruption, and the node would refuse to start.
+    #[test]
+    fn a_frame_hidden_in_a_torn_payload_does_not_pass_for_a_later_batch() {
+        for (seed, crafted_with, torn) in [(SEED, 0, true), (SEED, 1, true), (0, 0, false)] {
+            let mut fake = BytesMut::new();
+            put_frame(&mut fake, crafted_with, FrameKind::Record, b"not a record");
+            let mut data = BytesMut::new();
+            put_frame(&mut data, seed, FrameKind::Record, b"durable");
+            let batch_at = data.len();
+            let mut payload = b"SET k ".to_vec();
+            payload.extend_from_slice(&fake);
+            payload.extend_from_slice(b" and more");
+            let mut batch = BytesMut::new();
+            put_frame(&mut batch, seed, FrameKind::Record, &payload);
+            data.extend_from_slice(&batch);
+            // Torn after the hidden frame, before the record holding it ends.
+            let cut = data.len() - 4;
+            let (frames, stop) = scan(&data.freeze().slice(..cut), seed);
+            assert_eq!(frames.len(), 1);
+            if torn {
+                assert_eq!(stop, Some(ScanStop::Torn { offset: batch_at }));
+            } else {
+                assert!(matches!(stop, Some(ScanStop::Corrupt { .. })), "{stop:?}");
+            }
+        }
     }
 }

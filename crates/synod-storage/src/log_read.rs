@@ -192,15 +192,15 @@ fn read_records(
     index: u64,
     keep: &mut dyn FnMut(&[u8]) -> bool,
 ) -> std::io::Result<bool> {
+    // The longest header (this build's); an older one is shorter.
     let mut header = [0u8; segment::HEADER_BYTES];
-    if file.read_at(&mut header, 0)? < header.len()
-        || segment::check_header(std::path::Path::new(""), index, &header).is_err()
-    {
+    let read = file.read_at(&mut header, 0)?;
+    let Ok(format) = segment::check_header(std::path::Path::new(""), index, &header[..read]) else {
         return Ok(true);
-    }
+    };
     // `buf` holds the file from `buf_at` on; `at` is the next frame.
     let mut buf: Vec<u8> = Vec::new();
-    let mut buf_at = segment::HEADER_BYTES as u64;
+    let mut buf_at = format.header_bytes as u64;
     let mut at = buf_at;
     loop {
         if !fill(file, &mut buf, &mut buf_at, at, FRAME_HEADER_BYTES + 1)? {
@@ -216,7 +216,7 @@ fn read_records(
         }
         let offset = (at - buf_at) as usize;
         let frame = &buf[offset..offset + whole];
-        let Ok((kind, _, _)) = verify(frame) else {
+        let Ok((kind, _, _)) = verify(frame, format.seed) else {
             return Ok(true);
         };
         if kind == FrameKind::Record && !keep(&frame[FRAME_HEADER_BYTES + 1..]) {

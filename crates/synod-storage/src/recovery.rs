@@ -109,15 +109,18 @@ pub(crate) struct SegmentRead {
     pub cut: u64,
     /// Where its data ends (allocated zeros may follow in the newest).
     pub end: u64,
+    /// How its frames are read (its salt: appends to the newest go on with
+    /// it).
+    pub format: segment::Format,
 }
 
 /// Rewrites the header of the newest segment whose creation did not finish.
-fn restart_segment(fs: &dyn Fs, path: &Path, index: u64) -> Result<(), StorageError> {
+fn restart_segment(fs: &dyn Fs, path: &Path, index: u64, salt: u64) -> Result<(), StorageError> {
     let file = fs
         .open(path, OpenMode::Existing)
         .map_err(|e| StorageError::io(path, e))?;
     file.set_len(0).map_err(|e| StorageError::io(path, e))?;
-    file.write_all_at(&segment::header(index), 0)
+    file.write_all_at(&segment::header(index, salt), 0)
         .map_err(|e| StorageError::io(path, e))?;
     file.sync_data().map_err(|e| StorageError::SyncFailed {
         path: path.to_path_buf(),
@@ -126,35 +129,47 @@ fn restart_segment(fs: &dyn Fs, path: &Path, index: u64) -> Result<(), StorageEr
 }
 
 /// Reads one segment. Only the newest may end in a torn write (cut off here,
-/// durably) or in allocated zeros.
+/// durably) or in allocated zeros; one whose creation did not finish is
+/// started again, with `salt`.
 pub(crate) fn read_segment(
     fs: &dyn Fs,
     path: &Path,
     index: u64,
     newest: bool,
+    salt: u64,
 ) -> Result<SegmentRead, StorageError> {
     let bytes = fs.read(path).map_err(|e| StorageError::io(path, e))?;
-    let header = segment::HEADER_BYTES;
+    // A header this build writes is the longest: a shorter file (or one
+    // with a bad header and only zeros after where it would end) was never
+    // used. (A version 2 segment that holds nothing but its shorter header
+    // is started again too: there is nothing in it to lose.)
     let unfinished_creation = newest
-        && (bytes.len() < header
+        && (bytes.len() < segment::HEADER_BYTES
             || (segment::check_header(path, index, &bytes).is_err()
-                && bytes[header..].iter().all(|b| *b == 0)));
+                && bytes[segment::HEADER_BYTES..].iter().all(|b| *b == 0)));
     if unfinished_creation {
         // Created, but its header never wholly reached the disk: nothing was
         // written after it (the header is durable before the segment is
         // used), so start it again.
-        restart_segment(fs, path, index)?;
+        restart_segment(fs, path, index, salt)?;
+        let header = segment::HEADER_BYTES;
         return Ok(SegmentRead {
             groups: BTreeSet::new(),
             entries: Vec::new(),
             cut: bytes.len().saturating_sub(header) as u64,
             end: header as u64,
+            format: segment::Format {
+                header_bytes: header,
+                seed: segment::seed_of(salt),
+                salt: Some(salt),
+            },
         });
     }
-    segment::check_header(path, index, &bytes)?;
+    let format = segment::check_header(path, index, &bytes)?;
+    let header = format.header_bytes;
     let total = bytes.len();
     let data = Bytes::from(bytes).slice(header..);
-    let (frames, stop) = scan(&data);
+    let (frames, stop) = scan(&data, format.seed);
     let mut cut = 0;
     let mut end = total as u64;
     match stop {
@@ -251,6 +266,7 @@ pub(crate) fn read_segment(
         entries,
         cut,
         end,
+        format,
     })
 }
 

@@ -5,12 +5,46 @@ use crate::error::StorageError;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"SYNODWAL";
-/// The segment format this build writes and reads. Version 2 added the batch
-/// offset to every frame and the checkpoint end frame (a checkpoint counts
-/// only once its end is durable); version 1 logs are refused, not guessed at.
-pub const VERSION: u32 = 2;
-/// Bytes of the segment header: magic, version, index, CRC of those.
-pub const HEADER_BYTES: usize = 8 + 4 + 8 + 4;
+/// The segment format this build writes. Version 3 added the salt (see
+/// [`Format::seed`]); version 2 segments are still read (their frames'
+/// CRCs start from no salt), and a log that ends in one goes on in a new
+/// version 3 segment. Version 2 added the batch offset to every frame and
+/// the checkpoint end frame (a checkpoint counts only once its end is
+/// durable); version 1 logs are refused, not guessed at.
+pub const VERSION: u32 = 3;
+/// Bytes of the segment header this build writes: magic, version, index,
+/// salt, CRC of those.
+pub const HEADER_BYTES: usize = 8 + 4 + 8 + 8 + 4;
+/// Bytes of a version 1 or 2 header: magic, version, index, CRC of those.
+const V2_HEADER_BYTES: usize = 8 + 4 + 8 + 4;
+/// Bytes that name the format: magic and version.
+const FORMAT_BYTES: usize = 8 + 4;
+
+/// How a segment's frames are read, from its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Format {
+    /// Where its first frame starts.
+    pub header_bytes: usize,
+    /// The CRC state its frames' CRCs start from: the CRC of the segment's
+    /// salt, a random number drawn when the log was opened (0 for a version
+    /// 2 segment: no salt).
+    ///
+    /// Why: recovery tells a torn tail from corruption by the valid frames
+    /// after a bad one (`frame::scan`), and a record's payload holds client
+    /// data. Without a salt, a value crafted to contain a well-formed frame
+    /// would, after a crash that tore the batch holding it, read as a
+    /// frame of a later batch: corruption, and the node would refuse to
+    /// start. The salt never leaves the node, so such a frame is valid only
+    /// by a 2^-32 chance.
+    pub seed: u32,
+    /// The salt (none in a version 2 segment).
+    pub salt: Option<u64>,
+}
+
+/// The CRC state the frames of a segment with `salt` start from.
+pub fn seed_of(salt: u64) -> u32 {
+    crc32c::crc32c(&salt.to_le_bytes())
+}
 
 /// The file name of segment `index`.
 pub fn file_name(index: u64) -> String {
@@ -26,53 +60,73 @@ pub fn parse_name(name: &str) -> Option<u64> {
     stem.parse().ok()
 }
 
-/// The header of segment `index`.
-pub fn header(index: u64) -> [u8; HEADER_BYTES] {
+/// The header of segment `index`, whose frames' CRCs start from
+/// `seed_of(salt)`.
+pub fn header(index: u64, salt: u64) -> [u8; HEADER_BYTES] {
     let mut out = [0u8; HEADER_BYTES];
     out[..8].copy_from_slice(MAGIC);
     out[8..12].copy_from_slice(&VERSION.to_le_bytes());
     out[12..20].copy_from_slice(&index.to_le_bytes());
-    let crc = crc32c::crc32c(&out[..20]);
-    out[20..].copy_from_slice(&crc.to_le_bytes());
+    out[20..28].copy_from_slice(&salt.to_le_bytes());
+    let crc = crc32c::crc32c(&out[..28]);
+    out[28..].copy_from_slice(&crc.to_le_bytes());
     out
 }
 
-/// Checks the header of segment `index` read from `path`.
-pub fn check_header(path: &Path, index: u64, bytes: &[u8]) -> Result<(), StorageError> {
-    if bytes.len() < HEADER_BYTES {
+/// Checks the header of segment `index` read from `path` (`bytes`: the
+/// file from its start, at least the header); says how to read its frames.
+pub fn check_header(path: &Path, index: u64, bytes: &[u8]) -> Result<Format, StorageError> {
+    if bytes.len() < FORMAT_BYTES {
         return Err(StorageError::corrupt(path, 0, "segment header truncated"));
     }
     if &bytes[..8] != MAGIC {
         return Err(StorageError::corrupt(path, 0, "not a Synod log segment"));
     }
-    let crc = u32::from_le_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
-    if crc32c::crc32c(&bytes[..20]) != crc {
+    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if version > VERSION {
+        // Its header's layout is unknown here: no CRC to check.
+        return Err(StorageError::corrupt(
+            path,
+            8,
+            format!("unsupported segment version {version} (this build reads 2 and {VERSION}; written by a newer Synod, or the header is damaged)"),
+        ));
+    }
+    // Each version's header has its own length; one whose CRC does not
+    // match was damaged (the version field included).
+    let header_bytes = if version == VERSION {
+        HEADER_BYTES
+    } else {
+        V2_HEADER_BYTES
+    };
+    if bytes.len() < header_bytes {
+        return Err(StorageError::corrupt(path, 0, "segment header truncated"));
+    }
+    let crc_at = header_bytes - 4;
+    let crc = u32::from_le_bytes([
+        bytes[crc_at],
+        bytes[crc_at + 1],
+        bytes[crc_at + 2],
+        bytes[crc_at + 3],
+    ]);
+    if crc32c::crc32c(&bytes[..crc_at]) != crc {
         return Err(StorageError::corrupt(
             path,
             0,
             "segment header CRC mismatch",
         ));
     }
-    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version < VERSION {
+    if version < 2 {
         return Err(StorageError::corrupt(
             path,
             8,
             format!(
                 "log segment format version {version} was written by an older Synod; this build \
-                 reads version {VERSION} only (version 1 could lose a checkpoint cut short by a \
-                 power failure). Upgrade one node at a time: stop it cleanly, move this data \
+                 reads versions 2 and {VERSION} only (version 1 could lose a checkpoint cut short \
+                 by a power failure). Upgrade one node at a time: stop it cleanly, move this data \
                  directory away, start the new build with --rebuild (it rejoins as a \
                  non-voting member and catches up from its peers, which needs the others up), \
                  and wait until it votes again before the next node"
             ),
-        ));
-    }
-    if version != VERSION {
-        return Err(StorageError::corrupt(
-            path,
-            8,
-            format!("unsupported segment version {version} (this build reads {VERSION}; written by a newer Synod?)"),
         ));
     }
     let mut found = [0u8; 8];
@@ -84,5 +138,14 @@ pub fn check_header(path: &Path, index: u64, bytes: &[u8]) -> Result<(), Storage
             "segment header names another segment (renamed file?)",
         ));
     }
-    Ok(())
+    let salt = (version == VERSION).then(|| {
+        let mut salt = [0u8; 8];
+        salt.copy_from_slice(&bytes[20..28]);
+        u64::from_le_bytes(salt)
+    });
+    Ok(Format {
+        header_bytes,
+        seed: salt.map_or(0, seed_of),
+        salt,
+    })
 }

@@ -72,6 +72,12 @@ pub struct WalOptions {
     /// power failure makes the node forget durable promises and accepted
     /// values. Never set it in a real node. Default false.
     pub legacy_checkpoint_recovery: bool,
+    /// The salt of the segments this log starts when it holds none of
+    /// version 3 (see `segment::Format::seed`); `None` (the default) draws
+    /// one from the operating system's random source. A log that ends in a
+    /// version 3 segment goes on with that segment's salt. Fixed only where
+    /// runs must repeat (the simulator); it must stay unknown to clients.
+    pub salt: Option<u64>,
 }
 
 impl Default for WalOptions {
@@ -80,6 +86,7 @@ impl Default for WalOptions {
             segment_bytes_max: 64 << 20,
             preallocate_bytes: 1 << 20,
             legacy_checkpoint_recovery: false,
+            salt: None,
         }
     }
 }
@@ -129,6 +136,8 @@ struct CheckpointStep {
     cut_to: u64,
     /// The segment the marker starts.
     index: u64,
+    /// The log's salt, for that segment's header and frames.
+    salt: u64,
     /// The checkpoint's point; its marker, records and end frame are
     /// framed by the job (encoding them is the slow part, tens of MB of
     /// values chosen since the snapshot was taken).
@@ -164,7 +173,7 @@ impl CheckpointStep {
             .lock()
             .map(|mut records| std::mem::take(&mut *records))
             .unwrap_or_default();
-        checkpoint_batch(self.group, self.meta, &records)
+        checkpoint_batch(segment::seed_of(self.salt), self.group, self.meta, &records)
     }
 
     fn write(&self, batch: &[u8], file: &dyn FsFile, path: &Path) -> Result<(), StorageError> {
@@ -175,6 +184,7 @@ impl CheckpointStep {
             path,
             self.cut_to,
             self.index,
+            self.salt,
         )?;
         let end = segment::HEADER_BYTES as u64 + batch.len() as u64;
         let fill = fill_after(self.chunk, self.segment_max, end);
@@ -287,12 +297,13 @@ fn write_reserved(
 /// drops what it made of them with the error.
 fn frame_into(
     out: &mut BytesMut,
+    seed: u32,
     records: &[Record],
     mut on_frame: impl FnMut(u32),
 ) -> Result<(), StorageError> {
     let start = out.len();
     for record in records {
-        match put_frame_with(out, FrameKind::Record, |out| record.encode(out)) {
+        match put_frame_with(out, seed, FrameKind::Record, |out| record.encode(out)) {
             Ok(crc) => on_frame(crc),
             Err(bytes) => {
                 out.truncate(start);
@@ -309,6 +320,7 @@ fn frame_into(
 /// A checkpoint's batch: its marker, `records` and its end frame (their
 /// count and a hash of their CRCs).
 fn checkpoint_batch(
+    seed: u32,
     group: GroupId,
     meta: SnapshotMeta,
     records: &[Record],
@@ -316,19 +328,22 @@ fn checkpoint_batch(
     let mut batch = BytesMut::new();
     put_frame(
         &mut batch,
+        seed,
         FrameKind::Checkpoint,
         &marker_payload(group, meta),
     );
     let mut hash = 0;
     // On an error the hash is dropped with the batch.
-    frame_into(&mut batch, records, |crc| hash = hash_record(hash, crc))?;
+    frame_into(&mut batch, seed, records, |crc| {
+        hash = hash_record(hash, crc)
+    })?;
     let end = CheckpointEnd {
         group,
         meta,
         records: records.len() as u64,
         hash,
     };
-    put_frame(&mut batch, FrameKind::CheckpointEnd, &end.payload());
+    put_frame(&mut batch, seed, FrameKind::CheckpointEnd, &end.payload());
     Ok(batch)
 }
 
@@ -393,6 +408,12 @@ pub struct Wal {
     bytes_since_checkpoint: u64,
     /// A failed fill was reported in the active segment.
     fill_warned: bool,
+    /// The salt of the active segment and of every segment this log
+    /// starts: frames are encoded before the segment they land in is known
+    /// (a roll may move them to the next), so all share it.
+    salt: u64,
+    /// `segment::seed_of(salt)`, what every frame's CRC starts from.
+    seed: u32,
 }
 
 impl Wal {
@@ -450,12 +471,29 @@ impl Wal {
         let mut entries = Vec::new();
         let mut torn_bytes = 0;
         let mut data_end = segment::HEADER_BYTES as u64;
+        // The salt of the segments started from here, unless the newest
+        // has one (read below).
+        let fresh_salt = match opts.salt {
+            Some(salt) => salt,
+            None => {
+                let mut salt = [0u8; 8];
+                rand::RngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut salt).map_err(|e| {
+                    StorageError::io(
+                        &wal_dir,
+                        std::io::Error::other(format!("cannot draw the log's salt: {e}")),
+                    )
+                })?;
+                u64::from_le_bytes(salt)
+            }
+        };
+        let mut newest_salt = None;
         for (k, index) in indexes.iter().copied().enumerate() {
             let newest = k + 1 == indexes.len();
             let path = wal_dir.join(segment::file_name(index));
-            let read = recovery::read_segment(&*fs, &path, index, newest)?;
+            let read = recovery::read_segment(&*fs, &path, index, newest, fresh_salt)?;
             torn_bytes += read.cut;
             data_end = read.end;
+            newest_salt = read.format.salt;
             entries.extend(read.entries);
             segments.push(SegmentMeta {
                 index,
@@ -482,13 +520,17 @@ impl Wal {
                 (file, data_end, len.max(data_end))
             }
             None => {
-                let (meta, file) = create_segment(&*fs, &wal_dir, 1)?;
+                let (meta, file) = create_segment(&*fs, &wal_dir, 1, fresh_salt)?;
                 segments.push(meta);
+                newest_salt = Some(fresh_salt);
                 let header = segment::HEADER_BYTES as u64;
                 (file, header, header)
             }
         };
-        let wal = Wal {
+        // A log that ends in a version 2 segment (no salt) goes on in a new
+        // segment of this version: frames of one segment share one seed.
+        let salt = newest_salt.unwrap_or(fresh_salt);
+        let mut wal = Wal {
             fs,
             wal_dir,
             snap_dir,
@@ -506,7 +548,12 @@ impl Wal {
             poisoned: false,
             bytes_since_checkpoint: 0,
             fill_warned: false,
+            salt,
+            seed: segment::seed_of(salt),
         };
+        if newest_salt.is_none() {
+            wal.roll()?;
+        }
         Ok((wal, recovered))
     }
 
@@ -755,6 +802,7 @@ impl Wal {
             &active.path,
             self.file_len,
             active.index + 1,
+            self.salt,
         )?;
         self.enter_segment(meta, file, segment::HEADER_BYTES as u64);
         Ok(())
@@ -801,7 +849,7 @@ impl Wal {
     /// Frames `records` into the pending batch, all or nothing: an
     /// oversized record leaves nothing of the call appended.
     fn frame_records(&mut self, records: &[Record]) -> Result<(), StorageError> {
-        let framed = frame_into(&mut self.pending, records, |_| {});
+        let framed = frame_into(&mut self.pending, self.seed, records, |_| {});
         match framed {
             Ok(()) => self
                 .pending_groups
@@ -1053,6 +1101,7 @@ impl Wal {
             group,
             cut_to: self.file_len,
             index: active.index + 1,
+            salt: self.salt,
             meta,
             records: std::sync::Mutex::new(records),
             chunk: self.opts.preallocate_bytes,
@@ -1079,6 +1128,7 @@ fn close_and_create(
     path: &Path,
     len: u64,
     index: u64,
+    salt: u64,
 ) -> Result<(SegmentMeta, Arc<dyn FsFile>), StorageError> {
     let size = file.size().map_err(|e| StorageError::io(path, e))?;
     if size > len {
@@ -1088,19 +1138,20 @@ fn close_and_create(
             source: e,
         })?;
     }
-    create_segment(fs, wal_dir, index)
+    create_segment(fs, wal_dir, index, salt)
 }
 
 fn create_segment(
     fs: &dyn Fs,
     wal_dir: &Path,
     index: u64,
+    salt: u64,
 ) -> Result<(SegmentMeta, Arc<dyn FsFile>), StorageError> {
     let path = wal_dir.join(segment::file_name(index));
     let file = fs
         .open(&path, OpenMode::CreateNew)
         .map_err(|e| StorageError::io(&path, e))?;
-    file.write_all_at(&segment::header(index), 0)
+    file.write_all_at(&segment::header(index, salt), 0)
         .map_err(|e| StorageError::io(&path, e))?;
     file.sync_data().map_err(|e| StorageError::SyncFailed {
         path: path.clone(),

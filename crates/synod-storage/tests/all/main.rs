@@ -9,5 +9,6 @@ mod conformance;
 mod crash;
 mod kill9;
 mod regressions;
+mod salt;
 mod sim_crash;
 mod sim_fs;

@@ -97,6 +97,8 @@ fn run_seed(seed: u64, legacy: bool) -> Result<(), String> {
         segment_bytes_max: rng.gen_range(300..3000),
         preallocate_bytes: [0, 512, 4096][rng.gen_range(0..3)],
         legacy_checkpoint_recovery: legacy,
+        // Runs repeat.
+        salt: Some(seed),
     };
     let open = |sim: &SimFs| Wal::open_on(Arc::new(sim.clone()), dir, opts.clone());
     let (mut wal, recovered) = open(&sim).map_err(|e| format!("first open: {e}"))?;
