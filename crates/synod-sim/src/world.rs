@@ -921,8 +921,15 @@ impl World {
             segment_bytes_max: 32 << 10,
             preallocate_bytes: 8 << 10,
             legacy_checkpoint_recovery: self.faults.torn_checkpoint,
-            // Runs repeat: the salt comes from the seed, not the OS.
-            salt: Some(self.seed ^ (id << 48) ^ 0x5A17_0000_0000),
+            // Runs repeat: the salt comes from the seed, not the OS; each
+            // start of a node draws another, as a node does (a segment
+            // restarted or started at one open must not be read with
+            // another open's salt).
+            salt: Some(
+                (self.seed ^ (id << 48) ^ sim_node.epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                    .rotate_left(17)
+                    ^ 0x5A17_0000_0000,
+            ),
         };
         // Whoever restarts a node whose disk filled up frees space first
         // (before opening the WAL, which may need some: recovery cuts a torn

@@ -23,7 +23,7 @@
 //! `to`), and decides whether that is enough.
 
 use crate::error::StorageError;
-use crate::frame::{announced_len, verify, FrameKind, FRAME_HEADER_BYTES};
+use crate::frame::{announced_len, verify, FrameKind};
 use crate::fs::{Fs, FsFile, OpenMode};
 use crate::segment;
 use bytes::Bytes;
@@ -203,23 +203,24 @@ fn read_records(
     let mut buf_at = format.header_bytes as u64;
     let mut at = buf_at;
     loop {
-        if !fill(file, &mut buf, &mut buf_at, at, FRAME_HEADER_BYTES + 1)? {
+        let frame_header = format.seal.header_bytes();
+        if !fill(file, &mut buf, &mut buf_at, at, frame_header + 1)? {
             return Ok(true);
         }
         let offset = (at - buf_at) as usize;
-        let Ok(len) = announced_len(&buf[offset..offset + FRAME_HEADER_BYTES]) else {
+        let Ok(len) = announced_len(&buf[offset..offset + frame_header]) else {
             return Ok(true);
         };
-        let whole = FRAME_HEADER_BYTES + len;
+        let whole = frame_header + len;
         if !fill(file, &mut buf, &mut buf_at, at, whole)? {
             return Ok(true);
         }
         let offset = (at - buf_at) as usize;
         let frame = &buf[offset..offset + whole];
-        let Ok((kind, _, _)) = verify(frame, format.seed) else {
+        let Ok((kind, _, _)) = verify(frame, format.seal) else {
             return Ok(true);
         };
-        if kind == FrameKind::Record && !keep(&frame[FRAME_HEADER_BYTES + 1..]) {
+        if kind == FrameKind::Record && !keep(&frame[frame_header + 1..]) {
             return Ok(false);
         }
         at += whole as u64;
@@ -374,7 +375,7 @@ mod tests {
         let newest = dir.join(segment::file_name(*names.last().expect("a segment")));
         let end = fs.file_len(&newest).expect("len");
         let file = fs.open(&newest, OpenMode::Existing).expect("opens");
-        let mut huge = [0u8; FRAME_HEADER_BYTES + 1];
+        let mut huge = [0u8; crate::frame::FRAME_HEADER_BYTES + 1];
         huge[..4].copy_from_slice(&(200u32 << 20).to_le_bytes());
         file.write_all_at(&huge, end).expect("writes");
         assert_eq!(read(&wal, 3, 30), want);

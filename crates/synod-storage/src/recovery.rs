@@ -130,13 +130,13 @@ fn restart_segment(fs: &dyn Fs, path: &Path, index: u64, salt: u64) -> Result<()
 
 /// Reads one segment. Only the newest may end in a torn write (cut off here,
 /// durably) or in allocated zeros; one whose creation did not finish is
-/// started again, with `salt`.
+/// started again, with the salt `salt` gives.
 pub(crate) fn read_segment(
     fs: &dyn Fs,
     path: &Path,
     index: u64,
     newest: bool,
-    salt: u64,
+    salt: &mut dyn FnMut() -> Result<u64, StorageError>,
 ) -> Result<SegmentRead, StorageError> {
     let bytes = fs.read(path).map_err(|e| StorageError::io(path, e))?;
     // A header this build writes is the longest: a shorter file (or one
@@ -151,6 +151,7 @@ pub(crate) fn read_segment(
         // Created, but its header never wholly reached the disk: nothing was
         // written after it (the header is durable before the segment is
         // used), so start it again.
+        let salt = salt()?;
         restart_segment(fs, path, index, salt)?;
         let header = segment::HEADER_BYTES;
         return Ok(SegmentRead {
@@ -160,7 +161,7 @@ pub(crate) fn read_segment(
             end: header as u64,
             format: segment::Format {
                 header_bytes: header,
-                seed: segment::seed_of(salt),
+                seal: crate::frame::Seal::salted(salt),
                 salt: Some(salt),
             },
         });
@@ -169,7 +170,7 @@ pub(crate) fn read_segment(
     let header = format.header_bytes;
     let total = bytes.len();
     let data = Bytes::from(bytes).slice(header..);
-    let (frames, stop) = scan(&data, format.seed);
+    let (frames, stop) = scan(&data, format.seal);
     let mut cut = 0;
     let mut end = total as u64;
     match stop {

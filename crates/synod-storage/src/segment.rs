@@ -2,13 +2,14 @@
 //! names the format and the segment's index.
 
 use crate::error::StorageError;
+use crate::frame::Seal;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"SYNODWAL";
 /// The segment format this build writes. Version 3 added the salt (see
-/// [`Format::seed`]); version 2 segments are still read (their frames'
-/// CRCs start from no salt), and a log that ends in one goes on in a new
-/// version 3 segment. Version 2 added the batch offset to every frame and
+/// [`Format::seal`]) and the frames' tag; version 2 segments are still read
+/// (frames without a tag, their CRCs started from 0), and a log that ends
+/// in one goes on in a new version 3 segment. Version 2 added the batch offset to every frame and
 /// the checkpoint end frame (a checkpoint counts only once its end is
 /// durable); version 1 logs are refused, not guessed at.
 pub const VERSION: u32 = 3;
@@ -21,29 +22,35 @@ const V2_HEADER_BYTES: usize = 8 + 4 + 8 + 4;
 const FORMAT_BYTES: usize = 8 + 4;
 
 /// How a segment's frames are read, from its header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Format {
     /// Where its first frame starts.
     pub header_bytes: usize,
-    /// The CRC state its frames' CRCs start from: the CRC of the segment's
-    /// salt, a random number drawn when the log was opened (0 for a version
-    /// 2 segment: no salt).
+    /// How its frames are sealed: from the segment's salt, a random number
+    /// drawn when the log started a segment with none before it
+    /// (`Seal::UNSALTED` in a version 2 segment).
     ///
     /// Why: recovery tells a torn tail from corruption by the valid frames
     /// after a bad one (`frame::scan`), and a record's payload holds client
     /// data. Without a salt, a value crafted to contain a well-formed frame
     /// would, after a crash that tore the batch holding it, read as a
     /// frame of a later batch: corruption, and the node would refuse to
-    /// start. The salt never leaves the node, so such a frame is valid only
-    /// by a 2^-32 chance.
-    pub seed: u32,
+    /// start. The salt never leaves the node: a frame hidden in client data
+    /// passes both the tag and the CRC only by a 2^-64 chance per try, and a
+    /// torn batch can hold at most one try per 21 bytes.
+    pub seal: Seal,
     /// The salt (none in a version 2 segment).
     pub salt: Option<u64>,
 }
 
-/// The CRC state the frames of a segment with `salt` start from.
-pub fn seed_of(salt: u64) -> u32 {
-    crc32c::crc32c(&salt.to_le_bytes())
+impl std::fmt::Debug for Format {
+    // The salt is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Format")
+            .field("header_bytes", &self.header_bytes)
+            .field("salted", &self.salt.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The file name of segment `index`.
@@ -60,8 +67,8 @@ pub fn parse_name(name: &str) -> Option<u64> {
     stem.parse().ok()
 }
 
-/// The header of segment `index`, whose frames' CRCs start from
-/// `seed_of(salt)`.
+/// The header of segment `index`, whose frames are sealed with
+/// `Seal::salted(salt)`.
 pub fn header(index: u64, salt: u64) -> [u8; HEADER_BYTES] {
     let mut out = [0u8; HEADER_BYTES];
     out[..8].copy_from_slice(MAGIC);
@@ -115,6 +122,13 @@ pub fn check_header(path: &Path, index: u64, bytes: &[u8]) -> Result<Format, Sto
             "segment header CRC mismatch",
         ));
     }
+    if version == 0 {
+        return Err(StorageError::corrupt(
+            path,
+            8,
+            "segment format version 0 (no Synod wrote it: a damaged header)",
+        ));
+    }
     if version < 2 {
         return Err(StorageError::corrupt(
             path,
@@ -145,7 +159,7 @@ pub fn check_header(path: &Path, index: u64, bytes: &[u8]) -> Result<Format, Sto
     });
     Ok(Format {
         header_bytes,
-        seed: salt.map_or(0, seed_of),
+        seal: salt.map_or(Seal::UNSALTED, Seal::salted),
         salt,
     })
 }

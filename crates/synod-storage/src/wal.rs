@@ -20,7 +20,7 @@
 //! failed may have dropped data that a retry would report as durable).
 
 use crate::error::StorageError;
-use crate::frame::{put_frame, put_frame_with, FrameKind, FRAME_PAYLOAD_BYTES_MAX};
+use crate::frame::{put_frame, put_frame_with, FrameKind, Seal, FRAME_PAYLOAD_BYTES_MAX};
 use crate::fs::{Fs, FsFile, OpenMode, RealFs};
 use crate::recovery::{self, hash_record, marker_payload, CheckpointEnd};
 use crate::{fsync_dir, segment, snapshot_file, trash, Recovered, Storage};
@@ -137,7 +137,7 @@ struct CheckpointStep {
     /// The segment the marker starts.
     index: u64,
     /// The log's salt, for that segment's header and frames.
-    salt: u64,
+    salt: Salt,
     /// The checkpoint's point; its marker, records and end frame are
     /// framed by the job (encoding them is the slow part, tens of MB of
     /// values chosen since the snapshot was taken).
@@ -173,7 +173,7 @@ impl CheckpointStep {
             .lock()
             .map(|mut records| std::mem::take(&mut *records))
             .unwrap_or_default();
-        checkpoint_batch(segment::seed_of(self.salt), self.group, self.meta, &records)
+        checkpoint_batch(Seal::salted(self.salt.0), self.group, self.meta, &records)
     }
 
     fn write(&self, batch: &[u8], file: &dyn FsFile, path: &Path) -> Result<(), StorageError> {
@@ -184,7 +184,7 @@ impl CheckpointStep {
             path,
             self.cut_to,
             self.index,
-            self.salt,
+            self.salt.0,
         )?;
         let end = segment::HEADER_BYTES as u64 + batch.len() as u64;
         let fill = fill_after(self.chunk, self.segment_max, end);
@@ -297,13 +297,13 @@ fn write_reserved(
 /// drops what it made of them with the error.
 fn frame_into(
     out: &mut BytesMut,
-    seed: u32,
+    seal: Seal,
     records: &[Record],
     mut on_frame: impl FnMut(u32),
 ) -> Result<(), StorageError> {
     let start = out.len();
     for record in records {
-        match put_frame_with(out, seed, FrameKind::Record, |out| record.encode(out)) {
+        match put_frame_with(out, seal, FrameKind::Record, |out| record.encode(out)) {
             Ok(crc) => on_frame(crc),
             Err(bytes) => {
                 out.truncate(start);
@@ -320,7 +320,7 @@ fn frame_into(
 /// A checkpoint's batch: its marker, `records` and its end frame (their
 /// count and a hash of their CRCs).
 fn checkpoint_batch(
-    seed: u32,
+    seal: Seal,
     group: GroupId,
     meta: SnapshotMeta,
     records: &[Record],
@@ -328,13 +328,13 @@ fn checkpoint_batch(
     let mut batch = BytesMut::new();
     put_frame(
         &mut batch,
-        seed,
+        seal,
         FrameKind::Checkpoint,
         &marker_payload(group, meta),
     );
     let mut hash = 0;
     // On an error the hash is dropped with the batch.
-    frame_into(&mut batch, seed, records, |crc| {
+    frame_into(&mut batch, seal, records, |crc| {
         hash = hash_record(hash, crc)
     })?;
     let end = CheckpointEnd {
@@ -343,7 +343,7 @@ fn checkpoint_batch(
         records: records.len() as u64,
         hash,
     };
-    put_frame(&mut batch, seed, FrameKind::CheckpointEnd, &end.payload());
+    put_frame(&mut batch, seal, FrameKind::CheckpointEnd, &end.payload());
     Ok(batch)
 }
 
@@ -411,9 +411,9 @@ pub struct Wal {
     /// The salt of the active segment and of every segment this log
     /// starts: frames are encoded before the segment they land in is known
     /// (a roll may move them to the next), so all share it.
-    salt: u64,
-    /// `segment::seed_of(salt)`, what every frame's CRC starts from.
-    seed: u32,
+    salt: Salt,
+    /// `Seal::salted(salt)`: how every frame is sealed.
+    seal: Seal,
 }
 
 impl Wal {
@@ -472,25 +472,24 @@ impl Wal {
         let mut torn_bytes = 0;
         let mut data_end = segment::HEADER_BYTES as u64;
         // The salt of the segments started from here, unless the newest
-        // has one (read below).
-        let fresh_salt = match opts.salt {
-            Some(salt) => salt,
-            None => {
-                let mut salt = [0u8; 8];
-                rand::RngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut salt).map_err(|e| {
-                    StorageError::io(
-                        &wal_dir,
-                        std::io::Error::other(format!("cannot draw the log's salt: {e}")),
-                    )
-                })?;
-                u64::from_le_bytes(salt)
+        // has one (read below): drawn only when one is needed.
+        let mut drawn = None;
+        let mut fresh_salt = || -> Result<u64, StorageError> {
+            if let Some(salt) = drawn {
+                return Ok(salt);
             }
+            let salt = match opts.salt {
+                Some(salt) => salt,
+                None => draw_salt(&wal_dir)?,
+            };
+            drawn = Some(salt);
+            Ok(salt)
         };
         let mut newest_salt = None;
         for (k, index) in indexes.iter().copied().enumerate() {
             let newest = k + 1 == indexes.len();
             let path = wal_dir.join(segment::file_name(index));
-            let read = recovery::read_segment(&*fs, &path, index, newest, fresh_salt)?;
+            let read = recovery::read_segment(&*fs, &path, index, newest, &mut fresh_salt)?;
             torn_bytes += read.cut;
             data_end = read.end;
             newest_salt = read.format.salt;
@@ -520,16 +519,20 @@ impl Wal {
                 (file, data_end, len.max(data_end))
             }
             None => {
-                let (meta, file) = create_segment(&*fs, &wal_dir, 1, fresh_salt)?;
+                let salt = fresh_salt()?;
+                let (meta, file) = create_segment(&*fs, &wal_dir, 1, salt)?;
                 segments.push(meta);
-                newest_salt = Some(fresh_salt);
+                newest_salt = Some(salt);
                 let header = segment::HEADER_BYTES as u64;
                 (file, header, header)
             }
         };
         // A log that ends in a version 2 segment (no salt) goes on in a new
         // segment of this version: frames of one segment share one seed.
-        let salt = newest_salt.unwrap_or(fresh_salt);
+        let salt = match newest_salt {
+            Some(salt) => salt,
+            None => fresh_salt()?,
+        };
         let mut wal = Wal {
             fs,
             wal_dir,
@@ -548,8 +551,8 @@ impl Wal {
             poisoned: false,
             bytes_since_checkpoint: 0,
             fill_warned: false,
-            salt,
-            seed: segment::seed_of(salt),
+            salt: Salt(salt),
+            seal: Seal::salted(salt),
         };
         if newest_salt.is_none() {
             wal.roll()?;
@@ -802,7 +805,7 @@ impl Wal {
             &active.path,
             self.file_len,
             active.index + 1,
-            self.salt,
+            self.salt.0,
         )?;
         self.enter_segment(meta, file, segment::HEADER_BYTES as u64);
         Ok(())
@@ -849,7 +852,7 @@ impl Wal {
     /// Frames `records` into the pending batch, all or nothing: an
     /// oversized record leaves nothing of the call appended.
     fn frame_records(&mut self, records: &[Record]) -> Result<(), StorageError> {
-        let framed = frame_into(&mut self.pending, self.seed, records, |_| {});
+        let framed = frame_into(&mut self.pending, self.seal, records, |_| {});
         match framed {
             Ok(()) => self
                 .pending_groups
@@ -1114,6 +1117,29 @@ impl Wal {
         self.bytes_since_checkpoint = 0;
         Ok(job)
     }
+}
+
+/// A log's salt (`segment::Format::seal`), never printed.
+#[derive(Clone, Copy)]
+struct Salt(u64);
+
+impl std::fmt::Debug for Salt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Salt(..)")
+    }
+}
+
+/// A salt from the operating system's random source (see
+/// `segment::Format::seal`).
+fn draw_salt(wal_dir: &Path) -> Result<u64, StorageError> {
+    let mut salt = [0u8; 8];
+    rand::RngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut salt).map_err(|e| {
+        StorageError::io(
+            wal_dir,
+            std::io::Error::other(format!("cannot draw the log's salt: {e}")),
+        )
+    })?;
+    Ok(u64::from_le_bytes(salt))
 }
 
 /// Closes the segment `file` (at `path`), whose data ends at `len`, and

@@ -7,7 +7,7 @@ use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use synod_core::codec::Encode;
 use synod_core::{Ballot, GroupId, InstanceId, NodeId, Record, Value};
-use synod_storage::frame::{put_frame, FrameKind};
+use synod_storage::frame::{put_frame, FrameKind, Seal};
 use synod_storage::{segment, Storage, Wal, WalOptions};
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
@@ -33,10 +33,10 @@ fn accept(instance: u64, value: &[u8]) -> Record {
 }
 
 /// A client's value crafted to hold a frame that reads as a batch of its
-/// own, its CRC started from `seed` (a client can only guess the salt's).
-fn crafted_value(seed: u32) -> Vec<u8> {
+/// own, sealed with `seal` (a client can only guess the salt).
+fn crafted_value(seal: Seal) -> Vec<u8> {
     let mut fake = BytesMut::new();
-    put_frame(&mut fake, seed, FrameKind::Record, b"looks like a record");
+    put_frame(&mut fake, seal, FrameKind::Record, b"looks like a record");
     let mut value = b"prefix ".to_vec();
     value.extend_from_slice(&fake);
     value.extend_from_slice(&[b'x'; 64]);
@@ -87,13 +87,16 @@ fn torn_after(value: &[u8], opts: &WalOptions) -> Result<Vec<Record>, String> {
 
 #[test]
 fn a_value_that_hides_a_frame_cannot_make_a_torn_tail_read_as_corruption() {
-    // A guess of the seed: none (as before version 3), or any other.
-    for guess in [0, 1, 0xDEAD_BEEF] {
+    // A guess of the salt: none (as before version 3), or any other.
+    for (k, guess) in [Seal::UNSALTED, Seal::salted(1), Seal::salted(0xDEAD_BEEF)]
+        .into_iter()
+        .enumerate()
+    {
         let recovered = torn_after(&crafted_value(guess), &WalOptions::default());
         assert_eq!(
             recovered,
             Ok(vec![accept(1, b"durable")]),
-            "a frame crafted with seed {guess:#x}"
+            "a frame crafted with guess {k}"
         );
     }
     // The control: with the right seed (a salt that leaked), the same
@@ -103,7 +106,7 @@ fn a_value_that_hides_a_frame_cannot_make_a_torn_tail_read_as_corruption() {
         salt: Some(salt),
         ..WalOptions::default()
     };
-    let refused = torn_after(&crafted_value(segment::seed_of(salt)), &opts);
+    let refused = torn_after(&crafted_value(Seal::salted(salt)), &opts);
     assert!(
         refused.as_ref().is_err_and(|e| e.contains("corrupt")),
         "{refused:?}"
@@ -121,7 +124,12 @@ fn version_2_segment(index: u64, records: &[Record]) -> Vec<u8> {
     out.extend_from_slice(&crc.to_le_bytes());
     for record in records {
         let mut batch = BytesMut::new();
-        put_frame(&mut batch, 0, FrameKind::Record, &record.to_bytes());
+        put_frame(
+            &mut batch,
+            Seal::UNSALTED,
+            FrameKind::Record,
+            &record.to_bytes(),
+        );
         out.extend_from_slice(&batch);
     }
     out

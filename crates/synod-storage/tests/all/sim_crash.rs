@@ -97,11 +97,19 @@ fn run_seed(seed: u64, legacy: bool) -> Result<(), String> {
         segment_bytes_max: rng.gen_range(300..3000),
         preallocate_bytes: [0, 512, 4096][rng.gen_range(0..3)],
         legacy_checkpoint_recovery: legacy,
-        // Runs repeat.
-        salt: Some(seed),
+        salt: None,
     };
-    let open = |sim: &SimFs| Wal::open_on(Arc::new(sim.clone()), dir, opts.clone());
-    let (mut wal, recovered) = open(&sim).map_err(|e| format!("first open: {e}"))?;
+    // Each open draws another salt (as a node does from the OS), from the
+    // seed so that runs repeat: a segment restarted or started at one open
+    // must not be read or appended to with another open's salt.
+    let open = |sim: &SimFs, salt: u64| {
+        let opts = WalOptions {
+            salt: Some(salt),
+            ..opts.clone()
+        };
+        Wal::open_on(Arc::new(sim.clone()), dir, opts)
+    };
+    let (mut wal, recovered) = open(&sim, rng.gen()).map_err(|e| format!("first open: {e}"))?;
     let mut base = Model::of(&recovered);
     let mut events: Vec<Event> = Vec::new();
     let mut acked = 0;
@@ -180,8 +188,8 @@ fn run_seed(seed: u64, legacy: bool) -> Result<(), String> {
         drop(wal);
         sim.crash(&mut rng);
         faulted = false;
-        let (reopened, recovered) =
-            open(&sim).map_err(|e| format!("step {step}: recovery failed after a crash: {e}"))?;
+        let (reopened, recovered) = open(&sim, rng.gen())
+            .map_err(|e| format!("step {step}: recovery failed after a crash: {e}"))?;
         wal = reopened;
         let found = Model::of(&recovered);
         let mut candidate = base.clone();
