@@ -613,7 +613,8 @@ impl Replica {
     }
 
     /// The voter best placed to take over: the most up to date voter of the
-    /// newest membership other than this one, not restoring a snapshot.
+    /// newest membership other than this one, not restoring a snapshot nor
+    /// rebuilding (its last ack at this ballot says so).
     pub fn best_successor(&self) -> Option<NodeId> {
         let Role::Leader(leader) = &self.role else {
             return None;

@@ -763,6 +763,11 @@ impl Replica {
         }
         leader.last_ack_tick.insert(from, self.now);
         leader.accepted_tick.insert(from, self.now);
+        // An Accepted proves it votes again: a rebuilding member sends none
+        // (its acks saying it finished may have been lost).
+        if leader.member_restoring.get(&from) == Some(&Restoring::Rebuilding) {
+            leader.member_restoring.remove(&from);
+        }
         let Some(in_flight) = leader.in_flight.get_mut(&instance) else {
             return;
         };
@@ -825,12 +830,17 @@ impl Replica {
         // one, with the new members refusing it, wedged a cluster in the
         // fourth review of stop 58). A member restoring a snapshot with a
         // full backlog does count: its restore ends by itself, and no other
-        // leader could get its vote sooner.
+        // leader could get its vote sooner. The leader is in
+        // `last_ack_tick` too (its own Accepteds, and from its election):
+        // it is counted once, below, not again for its own votes (it was
+        // counted twice until the attack review of stop 59, and an isolated
+        // leader still proposing stood down only once its window filled).
         let mut heard: Vec<NodeId> = leader
             .last_ack_tick
             .iter()
             .filter(|(id, tick)| {
-                now - **tick < self.cfg.election_ticks
+                **id != self.cfg.id
+                    && now - **tick < self.cfg.election_ticks
                     && leader.member_restoring.get(id) != Some(&Restoring::Rebuilding)
             })
             .map(|(id, _)| *id)
