@@ -728,9 +728,31 @@ fn pinned_seed_913113_promisers_wait_for_a_paging_candidate() {
 /// a promiser's last answer pointed to extends it. The review traced a
 /// deeper wedge on that trajectory (a removed leader refused as a
 /// non-member by the new members, kept on by a rebuilding member's
-/// heartbeat acks and sticky followers): still open, and this seed may
-/// meet it again if its course moves.
+/// heartbeat acks and sticky followers). Stop 59 closed it: a rebuilding
+/// member's acks say so and keep no leader in office (at `04492aa`, where
+/// the seed met the wedge, it passes with that change).
 #[test]
 fn pinned_seed_920035_a_removed_leader_s_cluster_settles() {
     run_pinned_with(920035, 5, Faults::default());
+}
+
+/// Seed 611213, 5 nodes (stop 59, after the WAL's frames grew a tag and
+/// the course moved): three followers needed the leader's 84 KB snapshot
+/// after the heal, sent in the simulator's small pieces (151 B). A receiver
+/// asked for one piece per round trip, so each transfer took 4.5 s, and a
+/// client whose retries met those followers completed nothing after the
+/// heal. Receivers now keep a window of pieces asked for and take them in
+/// any order (`TRANSFER_WINDOW_CHUNKS`).
+#[test]
+fn pinned_seed_611213_snapshot_pieces_stream() {
+    run_pinned_with(611213, 5, Faults::default());
+}
+
+/// Seed 924335, 5 nodes, found by the attack review of stop 59's rebuild
+/// change: a voter and a joining learner each received a 40 KB snapshot at
+/// about 22 KB/s, one piece per round trip, and a client waited 5.6 s. The
+/// same window.
+#[test]
+fn pinned_seed_924335_snapshot_pieces_stream_to_two_receivers() {
+    run_pinned_with(924335, 5, Faults::default());
 }
