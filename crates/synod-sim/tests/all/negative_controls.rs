@@ -221,14 +221,17 @@ fn learners_counted_toward_quorums_are_caught_by_the_quorum_checker() {
 /// already (fewer heartbeats, so the runs moved again), 377, 424 and 449 of
 /// 0..700 with eager leaders, 180, 370, 377 and 521 of 0..700 with the
 /// default mix; since promisers give a paging candidate time (stop 58),
-/// 370, 377 and 431 of 0..700 with the default mix.
+/// 370, 377 and 431 of 0..700 with the default mix; since the log's frames
+/// carry a tag and each open draws its own salt (stop 59, which moved the
+/// runs again), 60, 152, 449, 562 and 648 of 0..700 with eager leaders,
+/// 370 and 648 with the default mix.
 #[test]
 fn a_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
-    let caught = caught_among("lease-drift-beyond-bound", "linearizab", 377..378);
+    let caught = caught_among("lease-drift-beyond-bound", "linearizab", 60..61);
     assert_eq!(
         caught,
-        Some(377),
-        "a lease on a clock beyond its drift bound went unnoticed on seed 377"
+        Some(60),
+        "a lease on a clock beyond its drift bound went unnoticed on seed 60"
     );
     // With lazy leaders (the default mix).
     let caught = caught_among_with("lease-drift-beyond-bound", "linearizab", 370..371, false);
@@ -320,8 +323,9 @@ fn values_dropped_past_a_checkpoint_in_progress_are_caught() {
 /// above: a leader paused through its successor's election wakes with its
 /// clock stopped, is lent a master lease, and believes it is the only master
 /// while the successor holds one. The master-lease checker (true simulated
-/// time) sees the overlap. Seeds 5 and 12 are the first two of 0..60 to
-/// show it (18 of the 60 do; 4 and 16 were before a member that waits on
+/// time) sees the overlap. Seeds 4 and 5 are the first two of 0..60 to
+/// show it (15 of the 60 do; 5 and 12 were before the log's frames carried
+/// a tag and each open drew its own salt, stop 59; 4 and 16 before a member that waits on
 /// the chosen prefix again was no longer told what it had been told, 4
 /// and 12 before applied values left memory beyond a bounded tail, 4 and 5 before a heartbeat that only
 /// announces the chosen prefix asked for no answer, 4 and 13 before a busy
@@ -345,7 +349,7 @@ fn a_master_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
     inject.snapshot_eio_off = true;
     // And without slow snapshot writes (added with the cap on them).
     inject.slow_snapshot_writes_off = true;
-    let caught: Vec<u64> = [5, 12]
+    let caught: Vec<u64> = [4, 5]
         .into_iter()
         .filter(|seed| {
             run_seed(*seed, 3, inject)
@@ -356,7 +360,7 @@ fn a_master_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
         .collect();
     assert_eq!(
         caught,
-        vec![5, 12],
+        vec![4, 5],
         "master leases on clocks beyond the drift bound went unnoticed"
     );
 }

@@ -687,13 +687,16 @@ fn pinned_seed_890431_a_snapshot_a_peer_waits_for_is_not_capped() {
 /// so that crashes, partitions and new leaders drop transfers part-way: the
 /// spool moves each to the trash and the persister empties it at once, off
 /// the loop, in a removal of its own (`Wal::trash_removal`). Every checker
-/// passes. Fails if dropped transfers stop reaching that removal.
+/// passes. Fails if dropped transfers stop reaching that removal. Seeds
+/// 40-79: since receivers keep a window of pieces asked for (stop 59),
+/// transfers finish sooner and fewer are dropped; none of seeds 0-39 drops
+/// one now, seeds 61, 64 and 69 do.
 #[test]
 fn dropped_transfers_run_in_the_seeds_and_pass() {
-    let removals: u64 = (0..40)
+    let removals: u64 = (40..80)
         .map(|seed| passing_stats(seed).dropped_transfer_removals)
         .sum();
-    assert!(removals > 0, "no dropped transfer removed in seeds 0-39");
+    assert!(removals > 0, "no dropped transfer removed in seeds 40-79");
 }
 
 /// Half the seeds bound the values a node holds while it restores a peer's
