@@ -801,16 +801,9 @@ mod tests {
         (installed, lagging)
     }
 
-    /// A receiver keeps `TRANSFER_WINDOW_CHUNKS` pieces asked for at once
-    /// and takes them in any order: 12 pieces (of 4 bytes) delivered in
-    /// reverse order each round trip arrive in 3 round trips (one piece per
-    /// round trip before the window: 12; and without the pieces kept that
-    /// came early, reversed delivery never finishes without the tick).
-    #[test]
-    fn a_transfer_keeps_a_window_of_pieces_asked_and_takes_them_in_any_order() {
-        let data: &'static [u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ";
-        let mut holder = source(1, data);
-        let mut lagging = Replica::new(config(3)).expect("config");
+    /// What `holder` answers node 3's catch-up request with (the first piece
+    /// of its snapshot).
+    fn first_pieces(holder: &mut Replica) -> Vec<Message> {
         holder.step(Message {
             group: crate::ids::GroupId(0),
             from: LAGGING,
@@ -820,12 +813,30 @@ mod tests {
                 to: POINT,
             },
         });
-        let mut to_lagging = holder.take_ready().messages;
+        holder.take_ready().messages
+    }
+
+    /// A transfer of `data` from node 1 to a fresh node 3, one round trip at
+    /// a time: every piece in flight delivered (in reverse order with
+    /// `reverse`), then every request they raised answered. `before` may
+    /// change the source before each round trip. Returns what was installed
+    /// and the round trips it took (at most 20).
+    fn windowed_transfer(
+        data: &'static [u8],
+        reverse: bool,
+        mut before: impl FnMut(u32, &mut Replica),
+    ) -> (Option<Snapshot>, u32) {
+        let mut holder = source(1, data);
+        let mut lagging = Replica::new(config(3)).expect("config");
+        let mut to_lagging = first_pieces(&mut holder);
         let mut installed = None;
         let mut round_trips = 0;
         while installed.is_none() && round_trips < 20 {
             round_trips += 1;
-            to_lagging.reverse();
+            before(round_trips, &mut holder);
+            if reverse {
+                to_lagging.reverse();
+            }
             let mut asks = Vec::new();
             for msg in to_lagging.drain(..) {
                 lagging.step(msg);
@@ -844,8 +855,19 @@ mod tests {
                 to_lagging.extend(holder.take_ready().messages);
             }
         }
-        let installed = installed.expect("installed");
-        assert_eq!(&installed.data[..], data);
+        (installed, round_trips)
+    }
+
+    /// A receiver keeps `TRANSFER_WINDOW_CHUNKS` pieces asked for at once
+    /// and takes them in any order: 12 pieces (of 4 bytes) delivered in
+    /// reverse order each round trip arrive in 3 round trips (one piece per
+    /// round trip before the window: 12; and without the pieces kept that
+    /// came early, reversed delivery never finishes without the tick).
+    #[test]
+    fn a_transfer_keeps_a_window_of_pieces_asked_and_takes_them_in_any_order() {
+        let data: &'static [u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ";
+        let (installed, round_trips) = windowed_transfer(data, true, |_, _| {});
+        assert_eq!(&installed.expect("installed").data[..], data);
         assert_eq!(round_trips, 3);
     }
 
@@ -857,17 +879,7 @@ mod tests {
     #[test]
     fn malformed_pieces_are_ignored_and_counted() {
         let data: &'static [u8] = b"0123456789ab";
-        let mut holder = source(1, data);
-        holder.step(Message {
-            group: crate::ids::GroupId(0),
-            from: LAGGING,
-            to: NodeId(1),
-            body: Body::CatchupRequest {
-                from: InstanceId(0),
-                to: POINT,
-            },
-        });
-        let first = holder.take_ready().messages.remove(0);
+        let first = first_pieces(&mut source(1, data)).remove(0);
         let piece = |offset: u64, bytes: &[u8]| {
             let mut msg = first.clone();
             if let Body::SnapshotChunk {
@@ -903,42 +915,11 @@ mod tests {
     #[test]
     fn a_transfer_follows_pieces_that_change_size() {
         let data: &'static [u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ";
-        let mut holder = source(1, data);
-        let mut lagging = Replica::new(config(3)).expect("config");
-        holder.step(Message {
-            group: crate::ids::GroupId(0),
-            from: LAGGING,
-            to: NodeId(1),
-            body: Body::CatchupRequest {
-                from: InstanceId(0),
-                to: POINT,
-            },
-        });
-        let mut to_lagging = holder.take_ready().messages;
-        let mut installed = None;
-        let mut round_trips = 0;
-        while installed.is_none() && round_trips < 20 {
-            round_trips += 1;
-            if round_trips == 2 {
+        let (installed, round_trips) = windowed_transfer(data, false, |round_trip, holder| {
+            if round_trip == 2 {
                 holder.cfg.snapshot_chunk_bytes_max = 3;
             }
-            let mut asks = Vec::new();
-            for msg in to_lagging.drain(..) {
-                lagging.step(msg);
-                let ready = lagging.take_ready();
-                installed = installed.or(ready.install);
-                asks.extend(
-                    ready
-                        .messages
-                        .into_iter()
-                        .filter(|m| matches!(m.body, Body::SnapshotRequest { .. })),
-                );
-            }
-            for ask in asks {
-                holder.step(ask);
-                to_lagging.extend(holder.take_ready().messages);
-            }
-        }
+        });
         assert_eq!(&installed.expect("installed").data[..], data);
         assert!(round_trips <= 6, "{round_trips} round trips");
     }
