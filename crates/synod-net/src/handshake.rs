@@ -382,7 +382,7 @@ mod tests {
         assert_eq!(
             frame,
             [
-                22, 0, 0, 0, b'S', b'Y', b'N', b'D', 8, 0, 8, 7, 6, 5, 4, 3, 2, 1, 1, 0, 0, 0, 2,
+                22, 0, 0, 0, b'S', b'Y', b'N', b'D', 9, 0, 8, 7, 6, 5, 4, 3, 2, 1, 1, 0, 0, 0, 2,
                 0, 0, 0
             ]
         );
@@ -406,7 +406,7 @@ mod tests {
         v1.push(0);
         assert!(matches!(
             Handshake::parse(&v1),
-            Err(HandshakeError::Version { theirs: 1, ours: 8 })
+            Err(HandshakeError::Version { theirs: 1, ours: 9 })
         ));
         let short = &hello(7, 1, 2).to_frame()[4..20];
         assert!(matches!(

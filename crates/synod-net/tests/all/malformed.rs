@@ -135,8 +135,8 @@ async fn bad_handshakes_are_refused() {
         ),
         (
             "wrong version",
-            frame(b"SYND\x09\x00 a future layout"),
-            "protocol version 9, we speak 8",
+            frame(b"SYND\x0a\x00 a future layout"),
+            "protocol version 10, we speak 9",
         ),
         (
             "wrong cluster",
