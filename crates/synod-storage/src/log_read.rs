@@ -202,8 +202,9 @@ fn read_records(
     let mut buf: Vec<u8> = Vec::new();
     let mut buf_at = format.header_bytes as u64;
     let mut at = buf_at;
+    let seal = format.seal();
+    let frame_header = seal.header_bytes();
     loop {
-        let frame_header = format.seal.header_bytes();
         if !fill(file, &mut buf, &mut buf_at, at, frame_header + 1)? {
             return Ok(true);
         }
@@ -217,7 +218,7 @@ fn read_records(
         }
         let offset = (at - buf_at) as usize;
         let frame = &buf[offset..offset + whole];
-        let Ok((kind, _, _)) = verify(frame, format.seal) else {
+        let Ok((kind, _, _)) = verify(frame, seal) else {
             return Ok(true);
         };
         if kind == FrameKind::Record && !keep(&frame[frame_header + 1..]) {

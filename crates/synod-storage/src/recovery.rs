@@ -161,7 +161,6 @@ pub(crate) fn read_segment(
             end: header as u64,
             format: segment::Format {
                 header_bytes: header,
-                seal: crate::frame::Seal::salted(salt),
                 salt: Some(salt),
             },
         });
@@ -170,7 +169,7 @@ pub(crate) fn read_segment(
     let header = format.header_bytes;
     let total = bytes.len();
     let data = Bytes::from(bytes).slice(header..);
-    let (frames, stop) = scan(&data, format.seal);
+    let (frames, stop) = scan(&data, format.seal());
     let mut cut = 0;
     let mut end = total as u64;
     match stop {

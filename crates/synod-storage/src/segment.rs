@@ -9,9 +9,10 @@ const MAGIC: &[u8; 8] = b"SYNODWAL";
 /// The segment format this build writes. Version 3 added the salt (see
 /// [`Format::seal`]) and the frames' tag; version 2 segments are still read
 /// (frames without a tag, their CRCs started from 0), and a log that ends
-/// in one goes on in a new version 3 segment. Version 2 added the batch offset to every frame and
-/// the checkpoint end frame (a checkpoint counts only once its end is
-/// durable); version 1 logs are refused, not guessed at.
+/// in one goes on in a new version 3 segment. Version 2 added the batch
+/// offset to every frame and the checkpoint end frame (a checkpoint counts
+/// only once its end is durable); version 1 logs are refused, not guessed
+/// at.
 pub const VERSION: u32 = 3;
 /// Bytes of the segment header this build writes: magic, version, index,
 /// salt, CRC of those.
@@ -26,9 +27,9 @@ const FORMAT_BYTES: usize = 8 + 4;
 pub struct Format {
     /// Where its first frame starts.
     pub header_bytes: usize,
-    /// How its frames are sealed: from the segment's salt, a random number
-    /// drawn when the log started a segment with none before it
-    /// (`Seal::UNSALTED` in a version 2 segment).
+    /// The segment's salt, a random number drawn when the log started a
+    /// segment with none before it (none in a version 2 segment): its frames
+    /// are sealed with it ([`Format::seal`]).
     ///
     /// Why: recovery tells a torn tail from corruption by the valid frames
     /// after a bad one (`frame::scan`), and a record's payload holds client
@@ -38,9 +39,14 @@ pub struct Format {
     /// start. The salt never leaves the node: a frame hidden in client data
     /// passes both the tag and the CRC only by a 2^-64 chance per try, and a
     /// torn batch can hold at most one try per 21 bytes.
-    pub seal: Seal,
-    /// The salt (none in a version 2 segment).
     pub salt: Option<u64>,
+}
+
+impl Format {
+    /// How its frames are sealed (`Seal::UNSALTED` in a version 2 segment).
+    pub fn seal(&self) -> Seal {
+        self.salt.map_or(Seal::UNSALTED, Seal::salted)
+    }
 }
 
 impl std::fmt::Debug for Format {
@@ -157,9 +163,5 @@ pub fn check_header(path: &Path, index: u64, bytes: &[u8]) -> Result<Format, Sto
         salt.copy_from_slice(&bytes[20..28]);
         u64::from_le_bytes(salt)
     });
-    Ok(Format {
-        header_bytes,
-        seal: salt.map_or(Seal::UNSALTED, Seal::salted),
-        salt,
-    })
+    Ok(Format { header_bytes, salt })
 }

@@ -73,7 +73,7 @@ pub struct WalOptions {
     /// values. Never set it in a real node. Default false.
     pub legacy_checkpoint_recovery: bool,
     /// The salt of the segments this log starts when it holds none of
-    /// version 3 (see `segment::Format::seed`); `None` (the default) draws
+    /// version 3 (see `segment::Format::salt`); `None` (the default) draws
     /// one from the operating system's random source. A log that ends in a
     /// version 3 segment goes on with that segment's salt. Fixed only where
     /// runs must repeat (the simulator); it must stay unknown to clients.
@@ -412,8 +412,6 @@ pub struct Wal {
     /// starts: frames are encoded before the segment they land in is known
     /// (a roll may move them to the next), so all share it.
     salt: Salt,
-    /// `Seal::salted(salt)`: how every frame is sealed.
-    seal: Seal,
 }
 
 impl Wal {
@@ -552,7 +550,6 @@ impl Wal {
             bytes_since_checkpoint: 0,
             fill_warned: false,
             salt: Salt(salt),
-            seal: Seal::salted(salt),
         };
         if newest_salt.is_none() {
             wal.roll()?;
@@ -852,7 +849,12 @@ impl Wal {
     /// Frames `records` into the pending batch, all or nothing: an
     /// oversized record leaves nothing of the call appended.
     fn frame_records(&mut self, records: &[Record]) -> Result<(), StorageError> {
-        let framed = frame_into(&mut self.pending, self.seal, records, |_| {});
+        let framed = frame_into(
+            &mut self.pending,
+            Seal::salted(self.salt.0),
+            records,
+            |_| {},
+        );
         match framed {
             Ok(()) => self
                 .pending_groups
@@ -1119,7 +1121,7 @@ impl Wal {
     }
 }
 
-/// A log's salt (`segment::Format::seal`), never printed.
+/// A log's salt (`segment::Format::salt`), never printed.
 #[derive(Clone, Copy)]
 struct Salt(u64);
 
@@ -1130,7 +1132,7 @@ impl std::fmt::Debug for Salt {
 }
 
 /// A salt from the operating system's random source (see
-/// `segment::Format::seal`).
+/// `segment::Format::salt`).
 fn draw_salt(wal_dir: &Path) -> Result<u64, StorageError> {
     let mut salt = [0u8; 8];
     rand::RngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut salt).map_err(|e| {

@@ -1,4 +1,4 @@
-//! The segments' salt (format version 3, `segment::Format::seed`): client
+//! The segments' salt (format version 3, `segment::Format::salt`): client
 //! data that holds a well-formed frame cannot make a torn tail read as
 //! corruption, and logs of version 2 still open and go on.
 
