@@ -347,14 +347,13 @@ impl Replica {
         // not overflow), or empty before it. Checked before a transfer
         // starts, so a first piece is never empty (its size is the piece
         // size the window asks by).
-        let end = offset.checked_add(data.len() as u64);
-        if end.is_none_or(|end| end > transfer.total_len)
-            || (data.is_empty() && offset < transfer.total_len)
-        {
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|end| *end <= transfer.total_len);
+        let Some(end) = end.filter(|_| !data.is_empty() || offset == transfer.total_len) else {
             self.learner.transfer_stats.chunks_ignored += 1;
             return;
-        }
-        let end = end.unwrap_or(u64::MAX);
+        };
         let start = match &self.learner.incoming {
             Some(incoming) if incoming.transfer == transfer => false,
             // The source moved on to another snapshot (it compacted again,
@@ -801,10 +800,9 @@ mod tests {
         (installed, lagging)
     }
 
-    /// What `holder` answers node 3's catch-up request with (the first piece
-    /// of its snapshot).
-    fn first_pieces(holder: &mut Replica) -> Vec<Message> {
-        holder.step(Message {
+    /// Node 3's catch-up request to node 1, for everything below `POINT`.
+    fn catchup_ask() -> Message {
+        Message {
             group: crate::ids::GroupId(0),
             from: LAGGING,
             to: NodeId(1),
@@ -812,7 +810,13 @@ mod tests {
                 from: InstanceId(0),
                 to: POINT,
             },
-        });
+        }
+    }
+
+    /// What `holder` answers node 3's catch-up request with (the first piece
+    /// of its snapshot).
+    fn first_pieces(holder: &mut Replica) -> Vec<Message> {
+        holder.step(catchup_ask());
         holder.take_ready().messages
     }
 
@@ -931,15 +935,7 @@ mod tests {
     fn an_unsendable_checkpoint_raises_the_demand_and_a_whole_one_replaces_it() {
         let mut holder = source(1, b"table");
         holder.set_snapshot_sendable(false);
-        let ask = Message {
-            group: crate::ids::GroupId(0),
-            from: LAGGING,
-            to: NodeId(1),
-            body: Body::CatchupRequest {
-                from: InstanceId(0),
-                to: POINT,
-            },
-        };
+        let ask = catchup_ask();
         holder.step(ask.clone());
         assert!(holder.take_ready().messages.is_empty(), "nothing sent");
         assert!(holder.take_snapshot_demand());

@@ -87,6 +87,14 @@ impl Net {
         }
         self.exchange();
     }
+    /// Ticks n1 alone (with whoever is up answering) until it leads.
+    fn elect_n1(&mut self) {
+        while self.role(1) != RoleKind::Leader {
+            self.r[0].tick();
+            self.pump(1);
+            self.exchange();
+        }
+    }
     fn chosen(&self, id: u32, i: u64) -> Option<Value> {
         self.r[id as usize - 1].chosen_value(InstanceId(i)).cloned()
     }
@@ -109,16 +117,24 @@ fn batch(s: &'static str) -> Value {
 fn x_chosen_by_n1_and_n2() -> Net {
     let mut n = Net::new(3);
     n.down = vec![3];
-    while n.role(1) != RoleKind::Leader {
-        n.r[0].tick();
-        n.pump(1);
-        n.exchange();
-    }
+    n.elect_n1();
     n.r[0].propose(Bytes::from_static(b"x")).unwrap();
     n.pump(1);
     n.exchange();
     assert_eq!(n.chosen(1, 0), Some(batch("x")));
     assert_eq!(n.chosen(3, 0), None);
+    n
+}
+
+/// `x_chosen_by_n1_and_n2`, then everyone up for `rounds` rounds, after
+/// which n1 still leads.
+fn all_up_with_n1_leading(rounds: u32) -> Net {
+    let mut n = x_chosen_by_n1_and_n2();
+    n.down = vec![];
+    for _ in 0..rounds {
+        n.round();
+    }
+    assert_eq!(n.role(1), RoleKind::Leader);
     n
 }
 
@@ -240,11 +256,7 @@ fn two_rebuilding_nodes_do_not_rebuild_each_other() {
 #[test]
 fn two_of_five_rebuild_together() {
     let mut n = Net::new(5);
-    while n.role(1) != RoleKind::Leader {
-        n.r[0].tick();
-        n.pump(1);
-        n.exchange();
-    }
+    n.elect_n1();
     n.r[0].propose(Bytes::from_static(b"x")).unwrap();
     n.pump(1);
     n.exchange();
@@ -285,12 +297,7 @@ fn wipe_votes_injection_votes_at_once() {
 /// office so while the new members refused it: no progress, no election.)
 #[test]
 fn a_rebuilding_member_is_not_counted_on_by_its_leader() {
-    let mut n = x_chosen_by_n1_and_n2();
-    n.down = vec![];
-    for _ in 0..50 {
-        n.round();
-    }
-    assert_eq!(n.role(1), RoleKind::Leader);
+    let mut n = all_up_with_n1_leading(50);
     // n2's disk is wiped; n3 goes away, so n2's rebuild cannot finish (it
     // waits for every other member).
     n.wipe(2, true);
@@ -345,12 +352,7 @@ fn a_rebuilding_member_is_not_counted_on_by_its_leader() {
 #[test]
 fn an_isolated_leader_stands_down_even_while_it_proposes() {
     for busy in [false, true] {
-        let mut n = x_chosen_by_n1_and_n2();
-        n.down = vec![];
-        for _ in 0..20 {
-            n.round();
-        }
-        assert_eq!(n.role(1), RoleKind::Leader);
+        let mut n = all_up_with_n1_leading(20);
         n.down = vec![2, 3];
         let mut rounds = 0;
         while n.role(1) == RoleKind::Leader && rounds < 200 {
@@ -374,11 +376,7 @@ fn an_isolated_leader_stands_down_even_while_it_proposes() {
 #[test]
 fn a_rebuilding_member_is_not_the_best_successor() {
     let mut n = Net::new(5);
-    while n.role(1) != RoleKind::Leader {
-        n.r[0].tick();
-        n.pump(1);
-        n.exchange();
-    }
+    n.elect_n1();
     for _ in 0..10 {
         n.round();
     }
@@ -404,12 +402,7 @@ fn a_rebuilding_member_is_not_the_best_successor() {
 /// counting it as a live voter).
 #[test]
 fn an_accepted_clears_a_rebuilding_mark() {
-    let mut n = x_chosen_by_n1_and_n2();
-    n.down = vec![];
-    for _ in 0..20 {
-        n.round();
-    }
-    assert_eq!(n.role(1), RoleKind::Leader);
+    let mut n = all_up_with_n1_leading(20);
     n.wipe(2, true);
     for _ in 0..3 {
         n.round();
