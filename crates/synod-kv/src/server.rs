@@ -1174,7 +1174,7 @@ async fn execute_encoded(
     let mut reply = match result {
         Ok(output) => decode_reply_shared(&output)
             .unwrap_or_else(|e| Reply::error(format!("ERR internal error: bad reply: {e}"))),
-        Err(err) => Reply::error(format!("ERR {err}")),
+        Err(err) => request_error_reply(&err),
     };
     tickets.settle(&command, &mut reply);
     if single {
@@ -1183,6 +1183,17 @@ async fn execute_encoded(
     match reply {
         Reply::Array(replies) if replies.len() == n => replies,
         other => vec![other; n],
+    }
+}
+
+/// The error reply for a request the node did not answer. A node loading a
+/// peer's snapshot answers as Redis does while it loads a dataset
+/// (`-LOADING`: client libraries retry it or go to another node); nothing
+/// was run. Anything else is `-ERR` with the node's reason.
+fn request_error_reply(err: &synod::RequestError) -> Reply {
+    match err {
+        synod::RequestError::Loading => Reply::error(format!("LOADING {err}")),
+        _ => Reply::error(format!("ERR {err}")),
     }
 }
 

@@ -478,6 +478,12 @@ impl World {
                 self.attempt_failed(client);
                 return;
             }
+            // Refused before it was proposed or read (the node was loading
+            // a snapshot): certainly no effect; try elsewhere soon.
+            Err(RequestError::Loading) => {
+                self.retry_soon(client);
+                return;
+            }
             Err(error) if self.session_error(client, &error) => return,
             Err(error) => {
                 let id = self.nodes[node].id;

@@ -198,6 +198,10 @@ pub struct Faults {
     /// peer's snapshot (`Params::restore_backlog_bytes`), so that seeds
     /// pinned before the bound replay the runs they were found in.
     pub restore_backlog_off: bool,
+    /// Not a fault: no node refuses requests while it loads a peer's
+    /// snapshot (`RequestError::Loading`: they wait, as before stop 60), so
+    /// that seeds pinned before refusals replay the runs they were found in.
+    pub loading_refusals_off: bool,
 }
 
 impl Faults {
@@ -219,6 +223,7 @@ impl Faults {
             slow_snapshot_writes_off: true,
             small_chunks_off: true,
             restore_backlog_off: true,
+            loading_refusals_off: true,
             ..Faults::default()
         }
     }
@@ -240,6 +245,7 @@ impl Faults {
             slow_snapshot_writes_off: true,
             small_chunks_off: true,
             restore_backlog_off: true,
+            loading_refusals_off: true,
             ..Faults::default()
         }
     }
@@ -260,6 +266,7 @@ impl Faults {
             slow_snapshot_writes_off: true,
             small_chunks_off: true,
             restore_backlog_off: true,
+            loading_refusals_off: true,
             ..Faults::default()
         }
     }
@@ -277,6 +284,7 @@ impl Faults {
             slow_snapshot_writes_off: true,
             small_chunks_off: true,
             restore_backlog_off: true,
+            loading_refusals_off: true,
             ..Faults::default()
         }
     }
@@ -288,6 +296,7 @@ impl Faults {
             slow_snapshot_writes_off: true,
             small_chunks_off: true,
             restore_backlog_off: true,
+            loading_refusals_off: true,
             ..Faults::default()
         }
     }
@@ -298,6 +307,7 @@ impl Faults {
         Faults {
             small_chunks_off: true,
             restore_backlog_off: true,
+            loading_refusals_off: true,
             ..Faults::default()
         }
     }
@@ -307,6 +317,7 @@ impl Faults {
     pub fn before_restore_backlog() -> Faults {
         Faults {
             restore_backlog_off: true,
+            loading_refusals_off: true,
             ..Faults::default()
         }
     }
@@ -324,6 +335,7 @@ impl Faults {
             slow_snapshot_writes_off: true,
             small_chunks_off: true,
             restore_backlog_off: true,
+            loading_refusals_off: true,
             ..Faults::default()
         }
     }
@@ -378,6 +390,7 @@ pub fn run_seed(seed: u64, nodes: usize, faults: Faults) -> SeedReport {
         world.stats.log_bytes_released = metrics.log_memory_released_bytes.load(Relaxed);
         world.stats.log_reads_for_peers = metrics.log_reads_for_peers.load(Relaxed);
         world.stats.session_duplicates = metrics.session_duplicates.load(Relaxed);
+        world.stats.loading_refusals = metrics.loading_refusals.load(Relaxed);
         world.stats.master_leases_lent = world.masters.lent;
         world.stats.leadership_drops = world.leadership_drops;
         world.stats.masters = world.masters.masters;

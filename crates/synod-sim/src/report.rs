@@ -43,6 +43,9 @@ pub struct Stats {
     /// Removals that only emptied the trash: a peer's snapshot transfer
     /// dropped part-way went there (`FileSpool::abort`).
     pub dropped_transfer_removals: u64,
+    /// Client requests refused because their node was loading a peer's
+    /// snapshot (`RequestError::Loading`; the clients retried elsewhere).
+    pub loading_refusals: u64,
     /// Accepts declined by nodes whose values held for a restore reached
     /// their bound (`Params::restore_backlog_bytes`).
     pub accepts_deferred: u64,
@@ -135,7 +138,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed, {} for peers; on disk: {} checkpoints, {} restarts), {} dropped transfers removed, {} accepts deferred by restoring nodes, {} KiB of applied values dropped from memory ({} times read back from the log), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} vouched reads, {} batch holds ({} timed out), {} master leases lent to {} masters, {} leadership drops, {} delayed announcements, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed, {} for peers; on disk: {} checkpoints, {} restarts), {} dropped transfers removed, {} accepts deferred by restoring nodes, {} requests refused while loading, {} KiB of applied values dropped from memory ({} times read back from the log), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} vouched reads, {} batch holds ({} timed out), {} master leases lent to {} masters, {} leadership drops, {} delayed announcements, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
             self.ops_ok,
             self.ops_unknown,
             self.instances,
@@ -148,6 +151,7 @@ impl fmt::Display for Stats {
             self.on_disk_restarts,
             self.dropped_transfer_removals,
             self.accepts_deferred,
+            self.loading_refusals,
             self.log_bytes_released / 1024,
             self.log_reads_for_peers,
             self.nemesis.len(),

@@ -1012,6 +1012,15 @@ impl World {
             // proposes again a few times before that (a lost forward).
             request_timeout: std::time::Duration::from_millis(attempt_ms),
             retry_interval: std::time::Duration::from_millis(attempt_ms / 3),
+            // Refusals from the start of a load on half the nodes (by node
+            // and seed, no draw), after the runtime's default on the rest.
+            loading_grace: if self.faults.loading_refusals_off {
+                std::time::Duration::MAX
+            } else if (self.seed >> 3).wrapping_add(u64::from(sim_node.id.0)) % 2 == 0 {
+                std::time::Duration::ZERO
+            } else {
+                std::time::Duration::from_secs(1)
+            },
             sessions_max: SESSIONS_MAX,
             unsafe_local_reads: false,
             local_clock_reads: self.faults.local_clock_ttl,

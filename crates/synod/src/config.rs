@@ -45,6 +45,13 @@ pub struct NodeConfig {
     /// A request that has not taken effect after this long fails with an
     /// "outcome unknown" error (it may still take effect later). Default 5 s.
     pub request_timeout: Duration,
+    /// A node loading a peer's snapshot (it lagged past what its peers keep
+    /// in their logs: receiving one, or restoring its state machine from
+    /// one) refuses new requests with [`crate::RequestError::Loading`] once
+    /// the load has lasted this long; those that arrive before wait for it
+    /// (a short load costs its clients a delay, not an error). Default 1 s;
+    /// zero refuses from the start, as Redis does while it loads.
+    pub loading_grace: Duration,
     /// An unanswered proposal is proposed again after this long (or at once
     /// when the leader changes). Retries take effect at most once. Default
     /// 1 s.
@@ -275,6 +282,7 @@ impl NodeConfig {
             heartbeat_ticks: 5,
             election_ticks: 50,
             request_timeout: Duration::from_secs(5),
+            loading_grace: Duration::from_secs(1),
             retry_interval: Duration::from_millis(1000),
             requests_in_flight_max: 65_536,
             snapshot_policy: SnapshotPolicy::default(),

@@ -341,6 +341,7 @@ impl<S: StateMachine> Driver<S> {
         let opts = EngineOptions {
             request_timeout: cfg.request_timeout,
             retry_interval: cfg.retry_interval,
+            loading_grace: cfg.loading_grace,
             sessions_max: cfg.sessions_max,
             unsafe_local_reads: cfg.unsafe_local_reads,
             local_clock_reads: cfg.local_clock_reads,

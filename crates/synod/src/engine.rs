@@ -63,6 +63,9 @@ pub struct EngineOptions {
     /// A proposal not chosen within this is proposed again (a forward may
     /// have been lost).
     pub retry_interval: Duration,
+    /// How long a load of a peer's snapshot may last before new requests
+    /// are refused ([`Engine::loading`]; see `NodeConfig::loading_grace`).
+    pub loading_grace: Duration,
     /// Sessions the replicated table keeps (see `NodeConfig::sessions_max`).
     pub sessions_max: usize,
     /// Answer reads from the local state without the read index (unsafe;
@@ -223,6 +226,9 @@ pub struct Engine<S, R> {
     /// Stale reads asked while the state machine was away (or ahead of the
     /// applied point), with the time they give up (`request_timeout`).
     stale_after_restore: Vec<(Bytes, R, u64)>,
+    /// When (engine ms) the current load of a peer's snapshot began, as
+    /// first noticed by a tick or a request ([`Engine::loading`]).
+    loading_since_ms: Option<u64>,
     sessions: Sessions,
     /// This process's session: its requests' envelopes carry it.
     session: u64,
@@ -447,6 +453,7 @@ impl<S: StateMachine, R> Engine<S, R> {
             restore_next: None,
             reads_after_restore: Vec::new(),
             stale_after_restore: Vec::new(),
+            loading_since_ms: None,
             sessions,
             session,
             next_seq: 1,
@@ -541,6 +548,41 @@ impl<S: StateMachine, R> Engine<S, R> {
         self.machine.is_none()
     }
 
+    /// Whether this node is catching up from a peer's snapshot: receiving
+    /// one, or restoring the state machine from one installed (its job
+    /// waiting or running). New requests are refused meanwhile, once it
+    /// has lasted `EngineOptions::loading_grace` ([`RequestError::Loading`]),
+    /// as Redis answers `-LOADING` while it
+    /// loads a dataset: a node in this state answers nothing current until
+    /// the whole snapshot has arrived and been restored (seconds to minutes
+    /// for a large state), and its clients can go to another node. The
+    /// requests that were waiting when it began keep waiting: some may be
+    /// proposed already, so only their own answers can say what they did.
+    pub fn loading(&self) -> bool {
+        self.machine.is_none() || self.replica.receiving_snapshot()
+    }
+
+    /// Notes whether this node is loading, and since when; whether a new
+    /// request is to be refused now: the load has lasted
+    /// `EngineOptions::loading_grace`. Called on every tick and request.
+    fn refuses_while_loading(&mut self) -> bool {
+        if !self.loading() {
+            self.loading_since_ms = None;
+            return false;
+        }
+        let since = *self.loading_since_ms.get_or_insert(self.now_ms);
+        let grace = u64::try_from(self.opts.loading_grace.as_millis()).unwrap_or(u64::MAX);
+        self.now_ms.saturating_sub(since) >= grace
+    }
+
+    /// Refuses a new request with [`RequestError::Loading`] (see
+    /// [`Engine::loading`]): called before anything is proposed or read, so
+    /// the refusal is exact: the request had no effect.
+    fn refuse_loading(&mut self, reply: R) {
+        self.metrics.loading_refusals.fetch_add(1, Relaxed);
+        self.answer(reply, Err(RequestError::Loading));
+    }
+
     /// A restore job ([`Engine::take_restore_job`]) finished with
     /// `result`, giving the state machine back. A state machine that
     /// refused the snapshot is fatal, as at start.
@@ -630,6 +672,10 @@ impl<S: StateMachine, R> Engine<S, R> {
             self.answer(reply, Err(RequestError::Diverged));
             return;
         }
+        if self.refuses_while_loading() {
+            self.refuse_loading(reply);
+            return;
+        }
         match kind {
             Kind::Command | Kind::SessionCommand | Kind::Register => {
                 self.metrics.proposals.fetch_add(1, Relaxed)
@@ -663,6 +709,13 @@ impl<S: StateMachine, R> Engine<S, R> {
     pub fn read_stale(&mut self, payload: Bytes, reply: R) {
         if self.diverged {
             self.answer(reply, Err(RequestError::Diverged));
+            return;
+        }
+        if self.restoring() && self.refuses_while_loading() {
+            // No state to answer from until the restore ends. (While the
+            // snapshot is still arriving, the applied state is there to
+            // answer from, however stale: that is this read's contract.)
+            self.refuse_loading(reply);
             return;
         }
         self.metrics.stale_reads.fetch_add(1, Relaxed);
@@ -947,6 +1000,7 @@ impl<S: StateMachine, R> Engine<S, R> {
     pub fn tick(&mut self) -> bool {
         self.replica.tick();
         self.persist.tick();
+        self.refuses_while_loading();
         self.ticks += 1;
         if self.ticks.is_multiple_of(SCAN_TICKS) {
             self.scan_waiters();
@@ -1870,7 +1924,7 @@ fn log_snapshot_taken(started: std::time::Instant, bytes: usize, how: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use synod_core::{Config, GroupId, Value};
+    use synod_core::{Body, Config, GroupId, SnapshotDigest, Value};
     use synod_storage::{SnapshotPolicy, Wal, WalOptions};
 
     /// Keeps a running sum; a command's output is the sum after it, so an
@@ -1908,6 +1962,7 @@ mod tests {
         let opts = EngineOptions {
             request_timeout: Duration::from_secs(5),
             retry_interval: Duration::from_secs(1),
+            loading_grace: Duration::ZERO,
             sessions_max,
             unsafe_local_reads: false,
             local_clock_reads: false,
@@ -2062,6 +2117,116 @@ mod tests {
             "a command the snapshot does not cover still waits"
         );
         assert_eq!(follower.waiters.len(), 1);
+    }
+
+    /// A piece of `snapshot` as node 1 sends it to node 2.
+    fn snapshot_piece(snapshot: &Snapshot, offset: u64, data: &[u8]) -> Message {
+        Message {
+            group: GroupId(0),
+            from: NodeId(1),
+            to: NodeId(2),
+            body: Body::SnapshotChunk {
+                meta: snapshot.meta,
+                total_len: snapshot.data.len() as u64,
+                digest: SnapshotDigest::of(&snapshot.data),
+                offset,
+                data: Bytes::copy_from_slice(data),
+                memberships: (offset == 0).then(|| {
+                    synod_core::Schedule::new(
+                        InstanceId(0),
+                        synod_core::Membership::bootstrap(&[NodeId(1), NodeId(2), NodeId(3)]),
+                    )
+                }),
+            },
+        }
+    }
+
+    /// With a grace (the runtime's default is 1 s), a load shorter than it
+    /// refuses nothing: requests wait for it as before; from the grace on,
+    /// new ones are refused. Counted from when a tick or a request first
+    /// saw the load (here, a request).
+    #[test]
+    fn requests_wait_for_a_short_load_and_are_refused_past_the_grace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut follower = engine(2, dir.path(), 16);
+        follower.opts.loading_grace = Duration::from_secs(1);
+        let mut leader = engine(1, dir.path(), 16);
+        let command = submit(&mut follower, 1, b"abc");
+        let snapshot = leader_snapshot(&mut leader, &[command]);
+        follower.set_time(10_000);
+        follower
+            .replica
+            .step(snapshot_piece(&snapshot, 0, &snapshot.data[..1]));
+        assert!(follower.loading());
+        submit(&mut follower, 2, b"waits");
+        follower.set_time(10_999);
+        submit(&mut follower, 3, b"waits too");
+        assert_eq!(follower.waiters.len(), 3, "within the grace: proposed");
+        follower.set_time(11_000);
+        follower.request(Kind::Command, Bytes::from_static(b"refused"), 4);
+        assert_eq!(follower.waiters.len(), 3);
+        assert_eq!(
+            answers(&mut follower).get(&4),
+            Some(&Err(RequestError::Loading))
+        );
+    }
+
+    /// A node catching up from a peer's snapshot refuses new requests at
+    /// once, writes, reads and stale reads alike, with `Loading` (counted),
+    /// and proposes or asks nothing for them: from the first piece received
+    /// until the state machine is restored. The request that waited before
+    /// keeps waiting (it was proposed: only its own answer can tell), and
+    /// is answered from the snapshot; requests are taken again after.
+    #[test]
+    fn a_node_loading_a_snapshot_refuses_new_requests_until_restored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut follower = engine(2, dir.path(), 16);
+        let mut leader = engine(1, dir.path(), 16);
+        let command = submit(&mut follower, 1, b"abc");
+        assert!(!follower.loading());
+        let snapshot = leader_snapshot(&mut leader, &[command]);
+        let piece = |offset, data: &[u8]| snapshot_piece(&snapshot, offset, data);
+        follower.replica.step(piece(0, &snapshot.data[..1]));
+        assert!(follower.replica.receiving_snapshot());
+        let refuse_all = |follower: &mut Engine<Sum, u32>, first: u32| {
+            let (waiters, reads) = (follower.waiters.len(), follower.reads.len());
+            follower.request(Kind::Command, Bytes::from_static(b"write"), first);
+            follower.request(Kind::Read, Bytes::from_static(b"read"), first + 1);
+            follower.read_stale(Bytes::from_static(b"stale"), first + 2);
+            assert_eq!(
+                (follower.waiters.len(), follower.reads.len()),
+                (waiters, reads)
+            );
+            answers(follower)
+        };
+        let refused = refuse_all(&mut follower, 10);
+        assert_eq!(refused.get(&10), Some(&Err(RequestError::Loading)));
+        assert_eq!(refused.get(&11), Some(&Err(RequestError::Loading)));
+        assert_eq!(
+            refused.get(&12),
+            Some(&Ok(Bytes::from_static(b"0"))),
+            "a stale read is answered from the state it has while the snapshot arrives"
+        );
+        // The last piece: the core installs it; the engine restores it.
+        follower.replica.step(piece(1, &snapshot.data[1..]));
+        assert!(!follower.replica.receiving_snapshot());
+        follower.install(snapshot).expect("installs");
+        assert!(follower.loading());
+        let mut refused = refuse_all(&mut follower, 20);
+        for token in 20..23 {
+            assert_eq!(refused.remove(&token), Some(Err(RequestError::Loading)));
+        }
+        assert_eq!(follower.metrics.loading_refusals.load(Relaxed), 5);
+        finish_restore(&mut follower);
+        assert!(!follower.loading());
+        refused.extend(answers(&mut follower));
+        assert_eq!(
+            refused.get(&1),
+            Some(&Ok(Bytes::from_static(b"sum=3"))),
+            "the write that waited is answered from the snapshot"
+        );
+        submit(&mut follower, 30, b"after");
+        assert_eq!(follower.waiters.len(), 1, "taken again once restored");
     }
 
     /// A covered command whose session the leader's table evicted cannot be

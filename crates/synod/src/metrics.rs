@@ -199,6 +199,9 @@ pub struct Metrics {
     /// Reads handed to the core while this node was not the leader (it asks
     /// the leader for a read index); each retry counts again.
     pub forwarded_reads: AtomicU64,
+    /// New requests refused because this node was loading a peer's
+    /// snapshot (`RequestError::Loading`): receiving it, or restoring it.
+    pub loading_refusals: AtomicU64,
     /// Proposals sent again (no answer in time, or the leader changed).
     pub retries: AtomicU64,
     /// Requests that timed out with an unknown outcome.
@@ -298,6 +301,7 @@ impl Default for Metrics {
             batch_hold_timeouts: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             forwarded_reads: AtomicU64::new(0),
+            loading_refusals: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
@@ -336,7 +340,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 31] = [
+        let counters: [(&str, &str, &AtomicU64); 32] = [
             (
                 "synod_admin_connections_refused_total",
                 "Admin HTTP connections closed at once: the connection cap was reached.",
@@ -406,6 +410,11 @@ impl Metrics {
                 "synod_forwarded_reads_total",
                 "Reads asked of the leader for a read index while not leader.",
                 &self.forwarded_reads,
+            ),
+            (
+                "synod_loading_refusals_total",
+                "New requests refused (-LOADING) while this node loaded a peer's snapshot.",
+                &self.loading_refusals,
             ),
             (
                 "synod_retries_total",

@@ -97,6 +97,13 @@ pub enum RequestError {
     /// The outcome is unknown.
     #[error("the outcome is unknown: {0}; the command may or may not have taken effect")]
     SessionLost(String),
+    /// This node is catching up from a peer's snapshot (it lagged past
+    /// what its peers keep in their logs): it is receiving, installing or
+    /// restoring one, and would answer nothing until done. The request was
+    /// refused before it was proposed or read: it had no effect. Retry
+    /// later, or through another node (Redis clients see `-LOADING`).
+    #[error("this node is loading a snapshot from a peer (it lagged behind): the request was not run; retry, or use another node")]
+    Loading,
     /// A read answered off the event loop failed on this node (the state
     /// machine's read panicked: a bug). Nothing changed; the node goes on.
     #[error("the read failed on this node: {0}")]

@@ -608,6 +608,14 @@ impl Replica {
         self.drop_incoming();
     }
 
+    /// Whether a snapshot is being received from a peer: this replica
+    /// lagged past what its peers keep in their logs, so it serves nothing
+    /// current until the snapshot is installed and restored (the runtime
+    /// refuses new client requests meanwhile).
+    pub fn receiving_snapshot(&self) -> bool {
+        self.learner.incoming.is_some()
+    }
+
     /// Drops the snapshot transfer in progress, if any, and what its spool
     /// kept.
     pub(super) fn drop_incoming(&mut self) {

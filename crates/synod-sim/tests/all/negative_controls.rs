@@ -349,6 +349,8 @@ fn a_master_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
     inject.snapshot_eio_off = true;
     // And without slow snapshot writes (added with the cap on them).
     inject.slow_snapshot_writes_off = true;
+    // And without refusals while a node loads a snapshot (stop 60).
+    inject.loading_refusals_off = true;
     let caught: Vec<u64> = [4, 5]
         .into_iter()
         .filter(|seed| {

@@ -137,7 +137,11 @@ async fn replicate_fail_over_restart() {
     let restarted = start(config(leader.0, &peers, dir.path())).await;
     let target = survivor.status().applied_end.0;
     wait_applied(&restarted, target).await;
-    let (value, applied) = counter_of(&restarted.read(Bytes::new()).await.expect("read"));
+    let (value, applied) = counter_of(
+        &crate::common::read_once_loaded(&restarted, Bytes::new())
+            .await
+            .0,
+    );
     assert_eq!((value, applied), (35, 31));
     nodes[leader_index] = Some(restarted);
     for node in nodes.into_iter().flatten() {
@@ -179,12 +183,16 @@ async fn lagging_node_catches_up_from_a_snapshot() {
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 1
     );
-    let (value, applied) = counter_of(&c.read(Bytes::new()).await.expect("read"));
+    // Its applied point is the snapshot's once installed; reads are
+    // refused (`Loading`) until the state machine is restored from it.
+    let (output, _) = common::read_once_loaded(&c, Bytes::new()).await;
+    let (value, applied) = counter_of(&output);
     assert_eq!((value, applied), (400, 200));
     // And it survives a restart with the installed snapshot.
     c.shutdown().await;
     let c = start(snapshotting(3)).await;
-    let (value, _) = counter_of(&c.read(Bytes::new()).await.expect("read"));
+    let (output, _) = common::read_once_loaded(&c, Bytes::new()).await;
+    let (value, _) = counter_of(&output);
     assert_eq!(value, 400);
     for node in [a, b, c] {
         node.shutdown().await;
@@ -234,14 +242,14 @@ async fn a_node_behind_values_dropped_from_memory_gets_them_read_back_from_the_l
     assert_eq!(c.metrics().snapshots_installed.load(Relaxed), 0);
     let for_peers = [&a, &b].map(|n| n.metrics().snapshots_for_peers.load(Relaxed));
     assert_eq!(for_peers, [0, 0], "no snapshot written for node 3");
-    let (value, applied) = counter_of(&c.read(Bytes::new()).await.expect("read"));
+    let (value, applied) = counter_of(&crate::common::read_once_loaded(&c, Bytes::new()).await.0);
     assert_eq!((value, applied), (400, 200));
     // Node 2 restarts: whatever it dropped from memory it replays from its
     // log (or its checkpoint, if it wrote the snapshot).
     b.shutdown().await;
     let b = start(node_config(2)).await;
     wait_applied(&b, a.status().applied_end.0).await;
-    let (value, _) = counter_of(&b.read(Bytes::new()).await.expect("read"));
+    let (value, _) = counter_of(&crate::common::read_once_loaded(&b, Bytes::new()).await.0);
     assert_eq!(value, 400);
     for node in [a, b, c] {
         node.shutdown().await;
@@ -313,13 +321,17 @@ async fn ready_is_leader_and_leadership_follow_a_transfer() {
     // A restarted node is ready once it replayed its log and knows the
     // leader; then it answers a read with every write.
     propose_retrying(new, 1).await;
-    let value = counter_of(&new.read(Bytes::new()).await.expect("read")).0;
+    let value = counter_of(&crate::common::read_once_loaded(new, Bytes::new()).await.0).0;
     let restarted_id = old.status().id;
     let index = (restarted_id.0 - 1) as usize;
     nodes.remove(index).shutdown().await;
     let restarted = start(config(restarted_id.0, &peers, dir.path())).await;
     within(restarted.ready()).await.expect("ready");
-    let (read, _) = counter_of(&restarted.read(Bytes::new()).await.expect("read"));
+    let (read, _) = counter_of(
+        &crate::common::read_once_loaded(&restarted, Bytes::new())
+            .await
+            .0,
+    );
     assert_eq!(read, value);
     // Stopped: `leadership` ends and `ready` reports it.
     let mut ended = restarted.leadership();

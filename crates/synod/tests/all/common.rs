@@ -58,16 +58,40 @@ pub fn snapshotting_config(
 }
 
 /// Proposes `command` until it is answered, retrying timeouts (an election
-/// may be under way); any other error fails the test.
+/// may be under way) and refusals while the node loads a peer's snapshot
+/// (for up to 30 s); any other error fails the test.
 pub async fn propose_retrying(node: &Node, command: Bytes) -> Bytes {
-    for _ in 0..20 {
+    let mut timeouts = 0;
+    let loading_until = std::time::Instant::now() + Duration::from_secs(30);
+    while timeouts < 20 {
         match node.propose(command.clone()).await {
             Ok(output) => return output,
-            Err(RequestError::Timeout(_)) => continue,
+            Err(RequestError::Timeout(_)) => timeouts += 1,
+            Err(RequestError::Loading) if std::time::Instant::now() < loading_until => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             Err(err) => panic!("propose failed: {err}"),
         }
     }
     panic!("no answer after 20 attempts");
+}
+
+/// Reads `query` on `node`, retrying while the node refuses it because it
+/// loads a peer's snapshot (up to 30 s); any other error fails the test.
+/// Also returns how many times it was refused.
+pub async fn read_once_loaded(node: &Node, query: Bytes) -> (Bytes, u32) {
+    let mut refused = 0;
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match node.read(query.clone()).await {
+            Ok(output) => return (output, refused),
+            Err(RequestError::Loading) if std::time::Instant::now() < until => {
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(err) => panic!("read failed: {err}"),
+        }
+    }
 }
 
 /// Waits (up to a minute) until `node` applied everything `from` applied.

@@ -220,7 +220,7 @@ async fn operator_walkthrough_add_promote_replace_transfer() {
     }
     assert_eq!(total, 465);
     // Every write is readable on node 4.
-    let read = n4.read(Bytes::new()).await.expect("read on 4");
+    let read = crate::common::read_once_loaded(&n4, Bytes::new()).await.0;
     assert_eq!(value_of(&read), 465);
 
     // Re-adding the removed id is refused: a removed node never votes again.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synod::{ApplyContext, Node, StateMachine};
 
-use crate::common::{free_peers, propose_retrying, snapshotting_config};
+use crate::common::{free_peers, propose_retrying, read_once_loaded, snapshotting_config};
 
 /// A sum whose restore takes `restore_ms`.
 struct SlowSum {
@@ -68,6 +68,8 @@ async fn a_node_restoring(restore_ms: u64, restore_backlog_bytes: Option<u64>) -
         if let Some(bytes) = restore_backlog_bytes {
             cfg.restore_backlog_bytes = bytes;
         }
+        // Refused from the load's start (the default waits 1 s first).
+        cfg.loading_grace = Duration::ZERO;
         cfg
     };
     let start = |id| {
@@ -143,9 +145,24 @@ async fn a_slow_restore_leaves_the_node_voting_and_learning() {
         restoring_from.elapsed()
     );
     assert!(c.status().stopped.is_none());
-    // A read on node 3 waits for its state machine and sees everything.
+    // A read on node 3 is refused at once while it restores (its clients
+    // can go elsewhere); once restored, it sees everything. A read served
+    // before any restore finished would be a read of no state at all.
     let expected = a.read(Bytes::new()).await.expect("read");
-    assert_eq!(c.read(Bytes::new()).await.expect("read"), expected);
+    let asked = Instant::now();
+    match c.read(Bytes::new()).await {
+        Err(synod::RequestError::Loading) => assert!(
+            asked.elapsed() < Duration::from_millis(500),
+            "refused at once, not after {:?}",
+            asked.elapsed()
+        ),
+        Ok(_) => assert!(restores.load(Relaxed) >= 1, "served while restoring"),
+        Err(e) => panic!("read on node 3: {e}"),
+    }
+    let (output, _) = read_once_loaded(&c, Bytes::new()).await;
+    assert_eq!(output, expected);
+    assert!(restores.load(Relaxed) >= 1);
+    assert!(c.metrics().loading_refusals.load(Relaxed) >= 1);
     // One restore, or two when a newer snapshot came during the first.
     assert!((1..=2).contains(&restores.load(Relaxed)));
     let target = a.status().applied_end;
@@ -192,9 +209,11 @@ async fn a_full_restore_backlog_declines_votes_until_the_restore_ends() {
         c.status().chosen_end.0 - installed_at
     );
     assert!(c.metrics().accepts_deferred.load(Relaxed) > 0);
-    // Once the restore ends node 3 catches up and applies everything.
+    // Once the restore ends node 3 catches up and applies everything (it
+    // refuses reads until then).
     let expected = a.read(Bytes::new()).await.expect("read");
-    assert_eq!(c.read(Bytes::new()).await.expect("read"), expected);
+    let (output, _) = read_once_loaded(&c, Bytes::new()).await;
+    assert_eq!(output, expected);
     let target = a.status().applied_end;
     tokio::time::timeout(
         Duration::from_secs(20),
