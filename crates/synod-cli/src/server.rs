@@ -105,6 +105,13 @@ pub struct ServerArgs {
     /// "outcome unknown".
     #[arg(long, default_value_t = 5000)]
     request_timeout_ms: u64,
+    /// While this node loads a peer's snapshot (it lagged past what its
+    /// peers keep in their logs), new requests wait this many ms into the
+    /// load; after that they are answered `-LOADING` at once (nothing is
+    /// run: clients can retry through another node). 0: from the start of
+    /// the load, as Redis does while it loads a dataset.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    loading_grace_ms: u64,
     /// Length of one protocol tick in ms.
     #[arg(long, default_value_t = 10)]
     tick_ms: u64,
@@ -440,6 +447,7 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     cfg.election_ticks = args.election_ticks;
     cfg.heartbeat_ticks = args.heartbeat_ticks;
     cfg.request_timeout = Duration::from_millis(args.request_timeout_ms.max(1));
+    cfg.loading_grace = Duration::from_millis(args.loading_grace_ms);
     cfg.value_bytes_max = args.max_replicated_bytes;
     cfg.unsafe_local_reads = args.unsafe_local_reads;
     cfg.sync_on_event_loop = !args.fsync_thread;

@@ -1507,7 +1507,8 @@ impl Conn {
             // status a running node reports is always ok.
             let _ = write!(
                 text,
-                "# Persistence\r\nloading:0\r\nasync_loading:0\r\naof_enabled:1\r\naof_rewrite_in_progress:0\r\nrdb_bgsave_in_progress:{}\r\nrdb_changes_since_last_save:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nsynod_wal:fsync-before-ack\r\nsynod_snapshot_instance:{}\r\nsynod_applied_instance:{}\r\n\r\n",
+                "# Persistence\r\nloading:{}\r\nasync_loading:0\r\naof_enabled:1\r\naof_rewrite_in_progress:0\r\nrdb_bgsave_in_progress:{}\r\nrdb_changes_since_last_save:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nsynod_wal:fsync-before-ack\r\nsynod_snapshot_instance:{}\r\nsynod_applied_instance:{}\r\n\r\n",
+                u8::from(status.loading),
                 u8::from(status.snapshot_in_progress),
                 status.applied_end.0.saturating_sub(status.snapshot_end.0),
                 status.snapshot_unix_ms / 1000,

@@ -1245,3 +1245,25 @@ pub(crate) fn parse_data(
     }
     Ok(command)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node loading a snapshot answers as Redis does while it loads
+    /// (`-LOADING`, which client libraries recognise); other failures stay
+    /// `-ERR` with the node's reason.
+    #[test]
+    fn a_loading_node_answers_loading_and_other_failures_err() {
+        let loading = request_error_reply(&synod::RequestError::Loading);
+        let Reply::Error(line) = &loading else {
+            panic!("not an error: {loading:?}");
+        };
+        assert!(line.starts_with("LOADING "), "{line}");
+        let timeout = request_error_reply(&synod::RequestError::Timeout(Duration::from_secs(5)));
+        let Reply::Error(line) = &timeout else {
+            panic!("not an error: {timeout:?}");
+        };
+        assert!(line.starts_with("ERR no answer within"), "{line}");
+    }
+}

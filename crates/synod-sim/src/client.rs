@@ -481,6 +481,9 @@ impl World {
             // Refused before it was proposed or read (the node was loading
             // a snapshot): certainly no effect; try elsewhere soon.
             Err(RequestError::Loading) => {
+                let id = self.clients[client].id;
+                self.refused_while_loading
+                    .insert((id, token.seq, token.attempt));
                 self.retry_soon(client);
                 return;
             }

@@ -403,6 +403,9 @@ pub(crate) struct World {
     /// the log (a late one its proposer gave up on), so this, not the first
     /// copy, is where it took effect.
     pub(crate) effective: BTreeMap<(u64, u64), (u32, u64)>,
+    /// Every `(client, seq, attempt)` a node answered `Loading`: refused
+    /// before it was proposed, so none may ever take effect.
+    pub(crate) refused_while_loading: std::collections::HashSet<(u64, u64, u32)>,
     /// The runtime's counters, all engines of the run together (evidence
     /// that the engine's paths ran: retries, timeouts, reads through the log,
     /// answers from an installed snapshot's session table).
@@ -605,6 +608,7 @@ impl World {
             history_index: BTreeMap::new(),
             read_points: BTreeMap::new(),
             effective: BTreeMap::new(),
+            refused_while_loading: std::collections::HashSet::new(),
             metrics: Arc::new(Metrics::default()),
             index_reads: Vec::new(),
             proposed: HashSet::new(),
@@ -1364,6 +1368,11 @@ impl World {
                 } => {
                     if absent {
                         self.found_absent.insert((client, seq));
+                    }
+                    if self.refused_while_loading.contains(&(client, seq, attempt)) {
+                        self.violation(format!(
+                            "node {id} applied attempt {attempt} of client {client}'s command {seq} at #{instance}, which a node had refused as loading (not run)"
+                        ));
                     }
                     // Every replica applies the same log: the first to
                     // report it says where the command took effect.

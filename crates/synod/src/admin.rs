@@ -458,7 +458,7 @@ pub fn status_json(node: &Node) -> String {
     });
     let (election_min, election_max) = node.config().election_timeout();
     format!(
-        "{{\"id\":{},\"role\":\"{}\",\"leader\":{},\"members\":[{}],\"learners\":[{}],\"membership_epoch\":{},\"peers\":[{}],\"promised\":{{\"round\":{},\"node\":{}}},\"chosen_instance\":{},\"applied_instance\":{},\"lag\":{},\"snapshot_instance\":{},\"checksum\":\"{:016x}\",\"requests_waiting\":{},\"diverged\":{},\"rebuilding\":{},\"restoring\":{},\"stopped\":{},\"fatal\":{},\"election_timeout_ms\":[{},{}]}}\n",
+        "{{\"id\":{},\"role\":\"{}\",\"leader\":{},\"members\":[{}],\"learners\":[{}],\"membership_epoch\":{},\"peers\":[{}],\"promised\":{{\"round\":{},\"node\":{}}},\"chosen_instance\":{},\"applied_instance\":{},\"lag\":{},\"snapshot_instance\":{},\"checksum\":\"{:016x}\",\"requests_waiting\":{},\"diverged\":{},\"rebuilding\":{},\"restoring\":{},\"loading\":{},\"stopped\":{},\"fatal\":{},\"election_timeout_ms\":[{},{}]}}\n",
         s.id.0,
         role_name(s.role),
         s.leader.map_or("null".to_string(), |l| l.0.to_string()),
@@ -477,6 +477,7 @@ pub fn status_json(node: &Node) -> String {
         s.diverged,
         s.rebuilding,
         s.restoring,
+        s.loading,
         stopped,
         s.fatal,
         election_min.as_millis(),

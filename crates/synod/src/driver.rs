@@ -296,6 +296,7 @@ impl<S: StateMachine> Driver<S> {
             snapshot_end,
             snapshot_in_progress: false,
             restoring: false,
+            loading: false,
             snapshot_unix_ms: unix_now_ms(),
             requests_waiting: 0,
             diverged: false,
@@ -531,7 +532,10 @@ impl<S: StateMachine> Driver<S> {
                 }
                 wake_armed = wake_at;
             }
-            let admit = self.engine.requests_waiting() < self.cfg.requests_in_flight_max;
+            // A node refusing requests while it loads a snapshot takes them
+            // in to refuse them at once, however many wait.
+            let admit = self.engine.requests_waiting() < self.cfg.requests_in_flight_max
+                || self.engine.refusing_requests();
             tokio::select! {
                 biased;
                 Some(done) = self.sync_rx.recv() => self.sync_done(done)?,
@@ -1047,6 +1051,7 @@ impl<S: StateMachine> Driver<S> {
             snapshot_in_progress: self.engine.persist.checkpoint_in_progress()
                 || self.engine.persist.snapshot_asked(),
             restoring: self.engine.restoring(),
+            loading: self.engine.loading(),
             snapshot_unix_ms: self.snapshot_unix_ms,
             requests_waiting: self.engine.requests_waiting(),
             diverged: self.engine.diverged(),

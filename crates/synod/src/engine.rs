@@ -524,7 +524,9 @@ impl<S: StateMachine, R> Engine<S, R> {
     /// the event loop (it may take as long as reading the whole state);
     /// hand its outcome to [`Engine::restored`]. Until then the state
     /// machine is away: nothing is applied (the core holds the chosen
-    /// values), reads wait, no snapshot is taken; the replica still votes,
+    /// values), reads wait (new requests are refused once the load has
+    /// lasted `loading_grace`: [`Engine::loading`]), no snapshot is taken;
+    /// the replica still votes,
     /// accepts and answers its peers.
     ///
     /// The job is handed out only once the installed snapshot is durable as
@@ -562,6 +564,17 @@ impl<S: StateMachine, R> Engine<S, R> {
         self.machine.is_none() || self.replica.receiving_snapshot()
     }
 
+    /// Whether a new request would be refused now
+    /// ([`RequestError::Loading`]): loading for `loading_grace` already,
+    /// as last noted (by a tick or a request).
+    pub fn refusing_requests(&self) -> bool {
+        let grace = u64::try_from(self.opts.loading_grace.as_millis()).unwrap_or(u64::MAX);
+        self.loading()
+            && self
+                .loading_since_ms
+                .is_some_and(|since| self.now_ms.saturating_sub(since) >= grace)
+    }
+
     /// Notes whether this node is loading, and since when; whether a new
     /// request is to be refused now: the load has lasted
     /// `EngineOptions::loading_grace`. Called on every tick and request.
@@ -570,9 +583,8 @@ impl<S: StateMachine, R> Engine<S, R> {
             self.loading_since_ms = None;
             return false;
         }
-        let since = *self.loading_since_ms.get_or_insert(self.now_ms);
-        let grace = u64::try_from(self.opts.loading_grace.as_millis()).unwrap_or(u64::MAX);
-        self.now_ms.saturating_sub(since) >= grace
+        self.loading_since_ms.get_or_insert(self.now_ms);
+        self.refusing_requests()
     }
 
     /// Refuses a new request with [`RequestError::Loading`] (see

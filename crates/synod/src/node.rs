@@ -51,7 +51,8 @@ pub enum NodeError {
 }
 
 /// Why a request got no answer. `TooLarge` and `SessionUnknown`: the
-/// command was never applied and never will be. `OutputNotKept`: it took
+/// command was never applied and never will be. `Loading`: this submission
+/// did nothing (an earlier one of the same command keeps its outcome). `OutputNotKept`: it took
 /// effect, but its output is lost. `SessionExpired` and `SessionSeqTooOld`:
 /// not applied now and never will be under this sequence number, but an
 /// earlier attempt's outcome is unknown. Every other variant except
@@ -99,10 +100,14 @@ pub enum RequestError {
     SessionLost(String),
     /// This node is catching up from a peer's snapshot (it lagged past
     /// what its peers keep in their logs): it is receiving, installing or
-    /// restoring one, and would answer nothing until done. The request was
-    /// refused before it was proposed or read: it had no effect. Retry
-    /// later, or through another node (Redis clients see `-LOADING`).
-    #[error("this node is loading a snapshot from a peer (it lagged behind): the request was not run; retry, or use another node")]
+    /// restoring one, and would answer nothing until done; the load has
+    /// lasted [`crate::NodeConfig::loading_grace`]. This submission was
+    /// refused before it was proposed or read: it did nothing. (An earlier
+    /// submission of the same command, or of the same session sequence
+    /// number, keeps whatever outcome it had: retry that with the same
+    /// sequence number to learn it.) Retry later, or through another node
+    /// (Redis clients see `-LOADING`).
+    #[error("this node is loading a snapshot from a peer (it lagged behind): this request was not run; retry, or use another node")]
     Loading,
     /// A read answered off the event loop failed on this node (the state
     /// machine's read panicked: a bug). Nothing changed; the node goes on.
@@ -161,8 +166,13 @@ pub struct NodeStatus {
     pub snapshot_in_progress: bool,
     /// The state machine is being restored from a peer's snapshot (off the
     /// event loop): `applied_end` is the snapshot's point already, but
-    /// nothing is applied and reads wait until this clears.
+    /// nothing is applied until this clears.
     pub restoring: bool,
+    /// The node is loading a peer's snapshot: receiving it, or restoring
+    /// it (`restoring`). New requests are refused
+    /// ([`RequestError::Loading`]) once this has lasted
+    /// [`crate::NodeConfig::loading_grace`]; those from before wait.
+    pub loading: bool,
     /// Unix time in ms (this machine's clock) of this node's latest
     /// checkpoint, or of the node's start before its first (Redis'
     /// `LASTSAVE` semantics).
@@ -414,10 +424,13 @@ impl Node {
     /// an estimate of the work a command will do); use [`Node::read`]
     /// everywhere else. The query's clock (`ApplyContext::time_ms`) is this
     /// node's wall clock. While the state machine is away (restored from a
-    /// peer's snapshot off the loop) or ahead of the applied point (an
-    /// on-disk one replaying after a restart), it waits, up to
-    /// `NodeConfig::request_timeout`, for a state that is the state at a
-    /// point.
+    /// peer's snapshot off the loop) it waits, as other requests do, until
+    /// the load has lasted [`NodeConfig::loading_grace`], and is refused
+    /// ([`RequestError::Loading`]) from then on; while the snapshot is still
+    /// arriving it is answered from the old state. Ahead of the applied
+    /// point (an on-disk state machine replaying after a restart), it
+    /// waits, up to `NodeConfig::request_timeout`, for a state that is the
+    /// state at a point.
     pub async fn read_stale(&self, query: Bytes) -> Result<Bytes, RequestError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || RequestError::Stopped("node task ended".into());
@@ -441,7 +454,8 @@ impl Node {
     /// (see [`Session`] for the guarantees). The session expires once unused
     /// for [`NodeConfig::session_ttl`] of log time.
     ///
-    /// An error leaves the outcome unknown as for [`Node::propose`]: a
+    /// An error other than [`RequestError::Loading`] (nothing registered)
+    /// leaves the outcome unknown as for [`Node::propose`]: a
     /// session may have been registered and is then unused until it
     /// expires (it counts toward [`crate::CLIENT_SESSIONS_MAX`]).
     ///
@@ -505,7 +519,10 @@ impl Node {
         let seen = status
             .wait_for(|s| {
                 s.stopped.is_some()
-                    || (s.leader.is_some() && s.applied_end >= replayed && !s.restoring)
+                    || (s.leader.is_some()
+                        && s.applied_end >= replayed
+                        && !s.restoring
+                        && !s.loading)
             })
             .await
             .map(|s| s.clone());

@@ -868,6 +868,20 @@ impl Replica {
             return;
         }
         let ballot = leader.ballot;
+        // A member whose last acknowledgement said its restore backlog is
+        // full declines every Accept until the restore ends (and says so in
+        // its next acknowledgement, a heartbeat later): copies sent to it
+        // meanwhile are declined unread, up to the whole window every
+        // retransmission. It gets them again once it votes (liveness: its
+        // acknowledgements keep coming, each one updates this; it also
+        // catches up on its own). Only what is sent changes, never what
+        // counts as a vote.
+        let declining: Vec<NodeId> = leader
+            .member_restoring
+            .iter()
+            .filter(|(_, restoring)| **restoring == Restoring::Declining)
+            .map(|(id, _)| *id)
+            .collect();
         let mut resend = Vec::new();
         for (instance, in_flight) in leader.in_flight.iter_mut() {
             if now - in_flight.sent_tick >= self.cfg.retransmit_ticks {
@@ -883,7 +897,7 @@ impl Replica {
         let audience = self.audience();
         for (instance, value, acks) in resend {
             for &to in &audience {
-                if !acks.contains(&to) && to != self.cfg.id {
+                if !acks.contains(&to) && to != self.cfg.id && !declining.contains(&to) {
                     let body = Body::Accept {
                         ballot,
                         instance,

@@ -335,7 +335,17 @@ impl Replica {
         let meta = transfer.meta;
         if meta.applied_end <= self.learner.applied_end {
             // Nothing we lack: not counted, this is the normal end of the
-            // pieces still in flight after an install.
+            // pieces still in flight after an install. A transfer of such a
+            // snapshot still open (the log caught this replica up past it)
+            // is no longer needed: dropped now, not after its retries.
+            if self
+                .learner
+                .incoming
+                .as_ref()
+                .is_some_and(|incoming| incoming.transfer == transfer)
+            {
+                self.drop_incoming();
+            }
             return;
         }
         if transfer.total_len > self.cfg.snapshot_bytes_max {
@@ -613,7 +623,10 @@ impl Replica {
     /// current until the snapshot is installed and restored (the runtime
     /// refuses new client requests meanwhile).
     pub fn receiving_snapshot(&self) -> bool {
-        self.learner.incoming.is_some()
+        self.learner
+            .incoming
+            .as_ref()
+            .is_some_and(|incoming| incoming.transfer.meta.applied_end > self.learner.applied_end)
     }
 
     /// Drops the snapshot transfer in progress, if any, and what its spool

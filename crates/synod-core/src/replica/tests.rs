@@ -858,6 +858,49 @@ fn a_restore_backlog_bound_of_zero_declines_every_vote_while_restoring() {
     assert_eq!(last.value.commands(), &[cmd("during")]);
 }
 
+/// A leader does not re-send its window to a member whose acks say its
+/// restore backlog is full (every copy would be declined unread, up to the
+/// whole window each retransmission); once its acks say the restore ended,
+/// it sends again, and the value that needed that vote is chosen.
+#[test]
+fn a_declining_member_is_not_sent_the_window_again_until_it_votes() {
+    let (mut c, leader, lagging, _) = lagging_behind_snapshots(true);
+    c.replicas[lagging].cfg.restore_backlog_bytes_max = 0;
+    install_and_hold(&mut c, lagging);
+    // The third node is down: the leader needs `lagging`'s vote.
+    c.down[3 - leader - lagging] = true;
+    c.tick_all(5);
+    let deferred = |c: &Cluster| {
+        c.replicas[lagging]
+            .snapshot_transfer_stats()
+            .accepts_deferred
+    };
+    let before = c.replicas[leader].status().chosen_end;
+    c.replicas[leader].propose(cmd("during")).unwrap();
+    c.collect(leader);
+    c.deliver_all();
+    let declined = deferred(&c);
+    assert!(declined > 0, "the first copy is declined");
+    // Many retransmission intervals (and heartbeats) later: no copy more.
+    c.tick_all(100);
+    assert_eq!(
+        deferred(&c),
+        declined,
+        "no copy re-sent to a declining member"
+    );
+    assert_eq!(c.replicas[leader].status().chosen_end, before);
+    // The restore ends; its next ack says so, and the leader sends again.
+    c.replicas[lagging].release_applies();
+    c.collect(lagging);
+    c.tick_all(60);
+    assert!(
+        c.replicas[leader].status().chosen_end > before,
+        "chosen with its vote"
+    );
+    let last = c.applied[lagging].last().unwrap();
+    assert_eq!(last.value.commands(), &[cmd("during")]);
+}
+
 /// What a full restore backlog still answers (`handle_accept`): a re-sent
 /// Accept it accepted before the bound (the leader may be waiting on that
 /// vote), and an Accept for an instance it knows chosen (nothing to hold).

@@ -351,7 +351,10 @@ fn a_master_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
     inject.slow_snapshot_writes_off = true;
     // And without refusals while a node loads a snapshot (stop 60).
     inject.loading_refusals_off = true;
-    let caught: Vec<u64> = [4, 5]
+    // Seed 4 stopped overlapping when leaders stopped re-sending their
+    // window to members that decline it (stop 60): seed 16 replaces it
+    // (28 of seeds 0-119 are caught).
+    let caught: Vec<u64> = [5, 16]
         .into_iter()
         .filter(|seed| {
             run_seed(*seed, 3, inject)
@@ -362,7 +365,7 @@ fn a_master_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
         .collect();
     assert_eq!(
         caught,
-        vec![4, 5],
+        vec![5, 16],
         "master leases on clocks beyond the drift bound went unnoticed"
     );
 }

@@ -759,3 +759,19 @@ fn pinned_seed_611213_snapshot_pieces_stream() {
 fn pinned_seed_924335_snapshot_pieces_stream_to_two_receivers() {
     run_pinned_with(924335, 5, Faults::default());
 }
+
+/// Nodes that load a peer's snapshot refuse new requests (`Loading`; from
+/// the start of the load on half the nodes, after the runtime's 1 s grace
+/// on the others), and their clients retry elsewhere. Every checker passes,
+/// and the world checks that no refused attempt ever takes effect. Fails if
+/// no request is refused in seeds 0-39.
+#[test]
+fn loading_nodes_refuse_requests_in_the_seeds_and_pass() {
+    let refused: u64 = (0..40)
+        .map(|seed| passing_stats(seed).loading_refusals)
+        .sum();
+    assert!(
+        refused > 0,
+        "no request refused while loading in seeds 0-39"
+    );
+}

@@ -151,18 +151,21 @@ async fn a_slow_restore_leaves_the_node_voting_and_learning() {
     let expected = a.read(Bytes::new()).await.expect("read");
     let asked = Instant::now();
     match c.read(Bytes::new()).await {
-        Err(synod::RequestError::Loading) => assert!(
-            asked.elapsed() < Duration::from_millis(500),
-            "refused at once, not after {:?}",
-            asked.elapsed()
-        ),
+        Err(synod::RequestError::Loading) => {
+            assert!(
+                asked.elapsed() < Duration::from_millis(500),
+                "refused at once, not after {:?}",
+                asked.elapsed()
+            );
+            assert!(c.metrics().loading_refusals.load(Relaxed) >= 1);
+        }
+        // Only once a restore finished (a slow machine).
         Ok(_) => assert!(restores.load(Relaxed) >= 1, "served while restoring"),
         Err(e) => panic!("read on node 3: {e}"),
     }
     let (output, _) = read_once_loaded(&c, Bytes::new()).await;
     assert_eq!(output, expected);
     assert!(restores.load(Relaxed) >= 1);
-    assert!(c.metrics().loading_refusals.load(Relaxed) >= 1);
     // One restore, or two when a newer snapshot came during the first.
     assert!((1..=2).contains(&restores.load(Relaxed)));
     let target = a.status().applied_end;
