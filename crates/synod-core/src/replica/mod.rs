@@ -280,6 +280,9 @@ struct Leader {
     /// (see `Replica::awaits_durability`).
     accepted_tick: BTreeMap<NodeId, u64>,
     heartbeat_sent_tick: u64,
+    /// When the window was last re-sent to members that decline it (their
+    /// restore backlog is full; see `Replica::tick_leader`).
+    declining_resent_tick: u64,
     /// The largest chosen prefix sent to every member (on Accepts or a full
     /// heartbeat round). When the prefix grows past it with nothing left in
     /// flight, `take_ready` announces it with a heartbeat round (at once, or

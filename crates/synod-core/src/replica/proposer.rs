@@ -301,6 +301,7 @@ impl Replica {
             last_ack_tick,
             accepted_tick: BTreeMap::new(),
             heartbeat_sent_tick: now,
+            declining_resent_tick: now,
             announced_chosen_end: InstanceId(0),
             announce_due_ms: None,
             drained_ms: None,
@@ -869,24 +870,36 @@ impl Replica {
         }
         let ballot = leader.ballot;
         // A member whose last acknowledgement said its restore backlog is
-        // full declines every Accept until the restore ends (and says so in
-        // its next acknowledgement, a heartbeat later): copies sent to it
-        // meanwhile are declined unread, up to the whole window every
-        // retransmission. It gets them again once it votes (liveness: its
-        // acknowledgements keep coming, each one updates this; it also
-        // catches up on its own). Only what is sent changes, never what
-        // counts as a vote.
+        // full declines every new Accept until the restore ends (and says
+        // so in its next acknowledgement, a heartbeat later): copies sent
+        // to it each retransmission (up to the whole window) would be
+        // declined unread. It gets the window once per election timeout
+        // instead, and at the normal pace again once its acks say it votes.
+        // Not never: it still answers an Accept it accepted before its
+        // backlog filled, and if that answer was lost, its vote may be the
+        // one the instance waits for (the attack review of a4edd3b: without
+        // this the instance, and the log behind it, waited for the whole
+        // restore). Only what is sent changes, never what counts as a vote.
         let declining: Vec<NodeId> = leader
             .member_restoring
             .iter()
             .filter(|(_, restoring)| **restoring == Restoring::Declining)
             .map(|(id, _)| *id)
             .collect();
+        let declining_due =
+            !declining.is_empty() && now - leader.declining_resent_tick >= self.cfg.election_ticks;
+        if declining_due {
+            leader.declining_resent_tick = now;
+        }
         let mut resend = Vec::new();
         for (instance, in_flight) in leader.in_flight.iter_mut() {
-            if now - in_flight.sent_tick >= self.cfg.retransmit_ticks {
+            let due = now - in_flight.sent_tick >= self.cfg.retransmit_ticks;
+            if due {
                 in_flight.sent_tick = now;
-                resend.push((*instance, in_flight.value.clone(), in_flight.acks.clone()));
+            }
+            if due || declining_due {
+                let acks = in_flight.acks.clone();
+                resend.push((*instance, in_flight.value.clone(), acks, due));
             }
         }
         // A prefix that grew with no Accept to carry it (`announce_chosen`)
@@ -895,9 +908,14 @@ impl Replica {
             || self.learner.chosen_end > leader.announced_chosen_end;
         let chosen_end = self.learner.chosen_end;
         let audience = self.audience();
-        for (instance, value, acks) in resend {
+        for (instance, value, acks, due) in resend {
             for &to in &audience {
-                if !acks.contains(&to) && to != self.cfg.id && !declining.contains(&to) {
+                let now_due = if declining.contains(&to) {
+                    declining_due
+                } else {
+                    due
+                };
+                if now_due && !acks.contains(&to) && to != self.cfg.id {
                     let body = Body::Accept {
                         ballot,
                         instance,
