@@ -482,6 +482,18 @@ impl World {
             // a snapshot): certainly no effect; try elsewhere soon.
             Err(RequestError::Loading) => {
                 let id = self.clients[client].id;
+                // Checked both ways: here against what already took effect,
+                // and at every later apply (`World::kv_events`).
+                if self
+                    .effective
+                    .get(&(id, token.seq))
+                    .is_some_and(|(attempt, _)| *attempt == token.attempt)
+                {
+                    self.violation(format!(
+                        "node {} refused attempt {} of client {id}'s command {} as loading (not run), but it took effect",
+                        self.nodes[node].id, token.attempt, token.seq
+                    ));
+                }
                 self.refused_while_loading
                     .insert((id, token.seq, token.attempt));
                 self.retry_soon(client);
