@@ -501,10 +501,13 @@ impl Node {
     /// Waits until the node is ready to serve: it has applied everything
     /// its data directory said was chosen (the replay after a restart; a
     /// rebuilding node, until it caught up that far from its peers) and it
-    /// knows a leader, and its state machine is not being restored from a
-    /// peer's snapshot. Returns the status then, or the reason the node
-    /// stopped first. `Node::start` returns before the replay ends; requests
-    /// made before `ready` wait in the node, they are not refused.
+    /// knows a leader, and it is not loading a peer's snapshot (receiving
+    /// one, or restoring its state machine from one: `NodeStatus::loading`).
+    /// Returns the status then, or the reason the node stopped first.
+    /// `Node::start` returns before the replay ends; requests made before
+    /// `ready` wait in the node, they are not refused (except with
+    /// [`RequestError::Loading`] once a load has lasted
+    /// [`NodeConfig::loading_grace`]).
     ///
     /// ```no_run
     /// # async fn demo(cfg: synod::NodeConfig, machine: impl synod::StateMachine) -> Result<(), Box<dyn std::error::Error>> {
