@@ -526,8 +526,7 @@ impl<S: StateMachine, R> Engine<S, R> {
     /// machine is away: nothing is applied (the core holds the chosen
     /// values), reads wait (new requests are refused once the load has
     /// lasted `loading_grace`: [`Engine::loading`]), no snapshot is taken;
-    /// the replica still votes,
-    /// accepts and answers its peers.
+    /// the replica still votes, accepts and answers its peers.
     ///
     /// The job is handed out only once the installed snapshot is durable as
     /// this node's checkpoint. Safety: `restore` may then replace the state
@@ -554,10 +553,10 @@ impl<S: StateMachine, R> Engine<S, R> {
     /// one, or restoring the state machine from one installed (its job
     /// waiting or running). New requests are refused meanwhile, once it
     /// has lasted `EngineOptions::loading_grace` ([`RequestError::Loading`]),
-    /// as Redis answers `-LOADING` while it
-    /// loads a dataset: a node in this state answers nothing current until
-    /// the whole snapshot has arrived and been restored (seconds to minutes
-    /// for a large state), and its clients can go to another node. The
+    /// as Redis answers `-LOADING` while it loads a dataset: a node in this
+    /// state answers nothing current until the whole snapshot has arrived
+    /// and been restored (seconds to minutes for a large state), and its
+    /// clients can go to another node. The
     /// requests that were waiting when it began keep waiting: some may be
     /// proposed already, so only their own answers can say what they did.
     pub fn loading(&self) -> bool {
