@@ -93,7 +93,30 @@ pub(crate) enum Submit {
     Snapshot(oneshot::Sender<InstanceId>),
     /// [`crate::Node::master_lease`], [`crate::Node::drop_leadership`].
     Master(crate::master::MasterSubmit),
-    Shutdown,
+}
+
+/// One read answered off the loop, counted in `Driver::off_loop_waiting`
+/// until its task ends (dropped, however it ends).
+struct OffLoopWaiting {
+    count: Arc<std::sync::atomic::AtomicUsize>,
+    done: Arc<tokio::sync::Notify>,
+}
+
+impl OffLoopWaiting {
+    fn new(count: &Arc<std::sync::atomic::AtomicUsize>, done: &Arc<tokio::sync::Notify>) -> Self {
+        count.fetch_add(1, Relaxed);
+        OffLoopWaiting {
+            count: Arc::clone(count),
+            done: Arc::clone(done),
+        }
+    }
+}
+
+impl Drop for OffLoopWaiting {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Relaxed);
+        self.done.notify_one();
+    }
 }
 
 /// How the driver answers a request: the caller's channel.
@@ -160,9 +183,28 @@ pub(crate) struct Driver<S> {
     restore_running: bool,
     /// Turns for reads answered off the loop.
     off_loop_queries: Arc<tokio::sync::Semaphore>,
+    /// Reads answered off the loop that have not finished: each holds its
+    /// view (a version of the state) until its turn comes and its job
+    /// runs. They left the engine's count when their view was taken, so
+    /// the admission bound (`requests_in_flight_max`) counts them here.
+    off_loop_waiting: Arc<std::sync::atomic::AtomicUsize>,
+    /// Told when one of those finishes, for a loop that stopped admitting.
+    off_loop_done: Arc<tokio::sync::Notify>,
+    /// The data directory, held for this node alone
+    /// (`identity::lock_data_dir`) until this task and every job that
+    /// writes in the directory (log syncs, snapshot writes, removals) end.
+    dir_lock: Option<Arc<crate::identity::DirLock>>,
     pub(crate) net: Net,
     inbound: mpsc::Receiver<Message>,
     submit: mpsc::Receiver<Submit>,
+    /// [`crate::Node::shutdown`]'s calls, counted: apart from `submit`,
+    /// whose branch is off while the node is full (a node without quorum
+    /// holding its bound of requests), so that a stop never waits for
+    /// requests to time out.
+    stop: watch::Receiver<u64>,
+    /// `stop`'s sender is still there (every `Node` handle dropped: the
+    /// closed `submit` stops the node instead).
+    stop_open: bool,
     metrics: Arc<Metrics>,
     /// Refused peer messages: exported and logged, rate limited.
     refusal_log: RefusalLog,
@@ -208,11 +250,20 @@ impl<S: StateMachine> Driver<S> {
         cfg: NodeConfig,
         mut machine: S,
         submit: mpsc::Receiver<Submit>,
+        stop: watch::Receiver<u64>,
         metrics: Arc<Metrics>,
     ) -> Result<(Driver<S>, watch::Receiver<NodeStatus>, Net), NodeError> {
+        // First, the directory for this node alone: nothing else may read
+        // or write it while this node runs (see `identity::lock_data_dir`).
+        let mut dir_lock = crate::identity::lock_data_dir(&cfg)?;
         // Before the log is opened (which would create it): a node must not
         // start voting on a directory that lost its data.
         let identity = crate::identity::check_data_dir(&cfg)?;
+        if dir_lock.is_none() && cfg.storage_fs.is_none() {
+            // (Not reached: a missing directory of a node that is not new
+            // is refused by the check. Locked all the same, before the log.)
+            dir_lock = Some(crate::identity::lock_dir(&cfg.data_dir)?);
+        }
         let (wal, recovered) = match &cfg.storage_fs {
             Some(fs) => Wal::open_on(Arc::clone(fs), &cfg.data_dir, WalOptions::default())?,
             None => Wal::open(&cfg.data_dir, WalOptions::default())?,
@@ -394,9 +445,14 @@ impl<S: StateMachine> Driver<S> {
             restore_rx,
             restore_running: false,
             off_loop_queries: Arc::new(tokio::sync::Semaphore::new(OFF_LOOP_QUERIES_MAX)),
+            off_loop_waiting: Arc::default(),
+            off_loop_done: Arc::default(),
+            dir_lock: dir_lock.map(Arc::new),
             net: net.clone(),
             inbound,
             submit,
+            stop,
+            stop_open: true,
             metrics,
             refusal_log: RefusalLog::new(),
             status: status_tx,
@@ -503,6 +559,10 @@ impl<S: StateMachine> Driver<S> {
             let _ = reply.send(Err(RequestError::Stopped(reason.clone())));
         }
         self.net.shutdown().await;
+        // The directory is free once nothing of this node writes in it: a
+        // caller told of the stop below may start a node on it at once. (A
+        // job still out past `STOP_WAIT` holds it until it ends.)
+        self.dir_lock = None;
         let fatal = result.is_err();
         self.status.send_modify(|s| {
             s.stopped = Some(reason);
@@ -534,8 +594,12 @@ impl<S: StateMachine> Driver<S> {
             }
             // A node refusing requests while it loads a snapshot takes them
             // in to refuse them at once, however many wait.
-            let admit = self.engine.requests_waiting() < self.cfg.requests_in_flight_max
+            let admit = self.requests_in_flight() < self.cfg.requests_in_flight_max
                 || self.engine.refusing_requests();
+            // Full only because of reads answered off the loop: wake when
+            // one finishes (nothing else may come).
+            let off_loop_full = !admit && self.off_loop_waiting.load(Relaxed) > 0;
+            let off_loop_done = Arc::clone(&self.off_loop_done);
             tokio::select! {
                 biased;
                 Some(done) = self.sync_rx.recv() => self.sync_done(done)?,
@@ -544,6 +608,14 @@ impl<S: StateMachine> Driver<S> {
                     self.engine.log_read_done(&read, result);
                 }
                 Some(restored) = self.restore_rx.recv() => self.restored(restored)?,
+                changed = self.stop.changed(), if self.stop_open => match changed {
+                    Ok(()) => {
+                        if !self.begin_stop() {
+                            return Ok(());
+                        }
+                    }
+                    Err(_) => self.stop_open = false,
+                },
                 Some(msg) = self.inbound.recv() => {
                     tracing::trace!(node = self.cfg.id.0, from = msg.from.0, body = msg.body.name(), "message");
                     // A fresh time before every input (read leases; see
@@ -573,14 +645,14 @@ impl<S: StateMachine> Driver<S> {
                         Some(Submit::Member(member)) => self.member_submit(member),
                         Some(Submit::Snapshot(reply)) => self.snapshot_submit(reply),
                         Some(Submit::Master(master)) => self.master_submit(master),
-                        Some(Submit::Shutdown) | None => {
+                        None => {
                             if !self.begin_stop() {
                                 return Ok(());
                             }
                         }
                     }
                     for _ in 1..SUBMIT_BATCH_MAX {
-                        if self.engine.requests_waiting() >= self.cfg.requests_in_flight_max {
+                        if self.requests_in_flight() >= self.cfg.requests_in_flight_max {
                             break;
                         }
                         match self.submit.try_recv() {
@@ -593,15 +665,11 @@ impl<S: StateMachine> Driver<S> {
                             Ok(Submit::Member(member)) => self.member_submit(member),
                             Ok(Submit::Snapshot(reply)) => self.snapshot_submit(reply),
                             Ok(Submit::Master(master)) => self.master_submit(master),
-                            Ok(Submit::Shutdown) => {
-                                if !self.begin_stop() {
-                                    return Ok(());
-                                }
-                            }
                             Err(_) => break,
                         }
                     }
                 }
+                () = off_loop_done.notified(), if off_loop_full => {}
                 () = &mut wake, if wake_armed.is_some() => {
                     // Fired: the next loop arms it again if the core still
                     // asks (its clock, floored to ms, may lag the timer's).
@@ -667,6 +735,12 @@ impl<S: StateMachine> Driver<S> {
         self.started
     }
 
+    /// The requests counted against `requests_in_flight_max`: those the
+    /// engine holds and the reads answered off the loop not yet finished.
+    fn requests_in_flight(&self) -> usize {
+        self.engine.requests_waiting() + self.off_loop_waiting.load(Relaxed)
+    }
+
     /// Monotonic milliseconds since this node started.
     fn mono_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
@@ -687,11 +761,18 @@ impl<S: StateMachine> Driver<S> {
             }
             Answer::OffLoop(reply, job) => {
                 let turns = Arc::clone(&self.off_loop_queries);
+                let waiting = OffLoopWaiting::new(&self.off_loop_waiting, &self.off_loop_done);
                 tokio::spawn(async move {
+                    let _waiting = waiting;
                     // The semaphore is never closed, so a turn always comes.
                     let Ok(_turn) = turns.acquire_owned().await else {
                         return;
                     };
+                    // Its caller gave up meanwhile (a timeout, a closed
+                    // connection): the work and the view go unused.
+                    if reply.is_closed() {
+                        return;
+                    }
                     match tokio::task::spawn_blocking(job).await {
                         Ok(output) => {
                             let _ = reply.send(Ok(output));
@@ -819,7 +900,9 @@ impl<S: StateMachine> Driver<S> {
                 Io::WriteSnapshot(mut write) => {
                     self.checkpoint_started = Instant::now();
                     let tx = self.checkpoint_tx.clone();
+                    let held = self.dir_lock.clone();
                     tokio::task::spawn_blocking(move || {
+                        let _held = held;
                         // A panic in the job (the state machine's snapshot
                         // encoder, a bug) must still report, as a failed
                         // write: else the checkpoint stays busy forever, no
@@ -860,7 +943,9 @@ impl<S: StateMachine> Driver<S> {
                     self.metrics.log_syncs_on_thread.fetch_add(1, Relaxed);
                     let tx = self.sync_tx.clone();
                     let started = Instant::now();
+                    let held = self.dir_lock.clone();
                     tokio::task::spawn_blocking(move || {
+                        let _held = held;
                         // As for the snapshot write: a panic is a failure
                         // reported (fatal), never a report that never comes.
                         let result = catch_job_panic("log sync", || job.run());
@@ -885,7 +970,9 @@ impl<S: StateMachine> Driver<S> {
                     self.removal_stop = Some(obsolete.stopper());
                     let tx = self.checkpoint_tx.clone();
                     let trash_only = obsolete.is_trash_only();
+                    let held = self.dir_lock.clone();
                     tokio::task::spawn_blocking(move || {
+                        let _held = held;
                         let result =
                             catch_job_panic("removal of superseded files", || obsolete.remove());
                         // The last step of a checkpoint: what it freed (the
@@ -1053,7 +1140,7 @@ impl<S: StateMachine> Driver<S> {
             restoring: self.engine.restoring(),
             loading: self.engine.loading(),
             snapshot_unix_ms: self.snapshot_unix_ms,
-            requests_waiting: self.engine.requests_waiting(),
+            requests_waiting: self.requests_in_flight(),
             diverged: self.engine.diverged(),
             rebuilding: replica.rebuilding(),
             stopped: None,

@@ -32,6 +32,106 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use synod_storage::identity::{holds_node_data, read_identity, write_identity, Identity};
 use tracing::{info, warn};
 
+/// The lock file that one running node holds in its data directory.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+
+/// A data directory held by this process: an exclusive `flock` on its
+/// [`LOCK_FILE`], released when this is dropped (the node's task ends) or
+/// the process dies, whatever way.
+#[derive(Debug)]
+pub(crate) struct DirLock {
+    _file: std::fs::File,
+}
+
+/// Takes `cfg.data_dir` for this node alone, before anything reads or
+/// writes it: two nodes on one directory (the same node started twice, or
+/// a copy started with other ports) would both append to one log and
+/// corrupt it, and the second one's recovery alone may cut what it takes
+/// for a torn tail while the first is writing it. A directory another
+/// process holds is refused with a message naming it.
+///
+/// `None` where there is nothing to lock: a simulated file system, or a
+/// directory that does not exist for a node told it is not new (its start
+/// is refused by `check_data_dir` without writing anything; the caller
+/// locks after the check otherwise). For `--init` and `--rebuild` a
+/// missing directory is created first, as the check would.
+///
+/// A file system that cannot lock (`ENOLCK`, `EOPNOTSUPP`: some network
+/// file systems) is logged and the node starts unlocked: it was never
+/// locked before either, and the operator is told.
+pub(crate) fn lock_data_dir(cfg: &NodeConfig) -> Result<Option<DirLock>, NodeError> {
+    if cfg.storage_fs.is_some() {
+        return Ok(None);
+    }
+    let dir = &cfg.data_dir;
+    if !dir.exists() {
+        if cfg.bootstrap == Bootstrap::Existing {
+            return Ok(None);
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| NodeError::DataDir(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    lock_dir(dir).map(Some)
+}
+
+/// The lock itself (see [`lock_data_dir`]).
+pub(crate) fn lock_dir(dir: &std::path::Path) -> Result<DirLock, NodeError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| NodeError::DataDir(format!("cannot open {}: {e}", path.display())))?;
+    // SAFETY: a plain syscall on a file descriptor that `file` owns and
+    // keeps open for the duration of the call; no memory is passed.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !locked {
+        let error = std::io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let holder = if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {holder})")
+                };
+                return Err(NodeError::DataDir(format!(
+                    "data directory {} is in use by another running node{holder}: two nodes on \
+                     one directory would write one log at once and corrupt it. Refusing to \
+                     start; stop the other process first, or give this one its own --data-dir",
+                    dir.display()
+                )));
+            }
+            Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS) => {
+                warn!(
+                    path = %path.display(),
+                    "cannot lock the data directory ({error}): make sure no other node runs on it"
+                );
+                return Ok(DirLock { _file: file });
+            }
+            _ => {
+                return Err(NodeError::DataDir(format!(
+                    "cannot lock {}: {error}",
+                    path.display()
+                )))
+            }
+        }
+    }
+    // Who holds it, for the message another start gets. Only a hint: the
+    // lock is the flock, not this text.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()));
+    Ok(DirLock { _file: file })
+}
+
 /// Checks (and on a first start writes) the identity of `cfg.data_dir`
 /// before anything else touches the directory. Returns the identity the node
 /// runs with; `rebuilding` says whether it must start in rebuild mode.
@@ -189,6 +289,46 @@ mod tests {
             Err(NodeError::DataDir(message)) => message,
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    /// One node per directory: a second lock is refused (also within one
+    /// process) while the first is held, and taken once it is dropped. A
+    /// missing directory of a member that is not new is left alone (its
+    /// start is refused, writing nothing); `--init` and `--rebuild` create
+    /// it.
+    #[test]
+    fn a_data_directory_is_locked_for_one_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let existing = config(1, dir.path(), Bootstrap::Existing);
+        assert!(lock_data_dir(&existing).unwrap().is_none());
+        assert!(!existing.data_dir.exists());
+        for bootstrap in [Bootstrap::New, Bootstrap::Rebuild] {
+            let cfg = config(1, dir.path(), bootstrap);
+            let held = lock_data_dir(&cfg).unwrap().expect("locked");
+            for again in [&cfg, &existing] {
+                match lock_data_dir(again) {
+                    Err(NodeError::DataDir(message)) => {
+                        assert!(
+                            message.contains("in use by another running node"),
+                            "{message}"
+                        );
+                        assert!(message.contains(&format!("(pid {})", std::process::id())));
+                    }
+                    other => panic!("a second lock: {other:?}"),
+                }
+            }
+            drop(held);
+            let held = lock_data_dir(&existing).unwrap().expect("free again");
+            drop(held);
+            std::fs::remove_dir_all(&cfg.data_dir).unwrap();
+        }
+        // The lock file is no node data: an initialised directory with it
+        // and no log is still refused to a member.
+        let init = config(1, dir.path(), Bootstrap::New);
+        drop(lock_data_dir(&init).unwrap());
+        check_data_dir(&init).unwrap();
+        assert!(init.data_dir.join(LOCK_FILE).exists());
+        assert!(refusal(&existing).contains("no log"));
     }
 
     /// The defect: a member restarted on an empty directory started as a

@@ -177,7 +177,9 @@ pub struct NodeStatus {
     /// checkpoint, or of the node's start before its first (Redis'
     /// `LASTSAVE` semantics).
     pub snapshot_unix_ms: u64,
-    /// Requests waiting for the log.
+    /// Requests waiting: for the log, for a read's confirmation, or (a read
+    /// answered off the event loop) for its turn and its job; counted
+    /// against [`NodeConfig::requests_in_flight_max`].
     pub requests_waiting: usize,
     /// Divergence was detected: this node refuses to serve.
     pub diverged: bool,
@@ -286,6 +288,9 @@ impl Leadership {
 /// ```
 pub struct Node {
     submit: mpsc::Sender<Submit>,
+    /// Stop requests ([`Node::shutdown`]), beside `submit` so that a full
+    /// node takes them too.
+    stop: watch::Sender<u64>,
     status: watch::Receiver<NodeStatus>,
     /// The end of the chosen prefix this node recovered from its data
     /// directory: [`Node::ready`] waits for it to be applied.
@@ -338,9 +343,16 @@ impl Node {
     ) -> Result<Node, NodeError> {
         config.validate().map_err(NodeError::Config)?;
         let (submit_tx, submit_rx) = mpsc::channel(config.requests_in_flight_max.min(65_536));
+        let (stop_tx, stop_rx) = watch::channel(0);
         let metrics = Arc::new(Metrics::default());
-        let (driver, status_rx, net) =
-            Driver::open(config.clone(), machine, submit_rx, Arc::clone(&metrics)).await?;
+        let (driver, status_rx, net) = Driver::open(
+            config.clone(),
+            machine,
+            submit_rx,
+            stop_rx,
+            Arc::clone(&metrics),
+        )
+        .await?;
         let status_tx = driver.status_sender();
         let stamps = driver.stamp_source();
         let recovered_chosen_end = status_rx.borrow().chosen_end;
@@ -372,6 +384,7 @@ impl Node {
         });
         Ok(Node {
             submit: submit_tx,
+            stop: stop_tx,
             status: status_rx,
             recovered_chosen_end,
             metrics,
@@ -766,7 +779,10 @@ impl Node {
     /// timeout), then it waits for the log write in progress, fails waiting
     /// requests (outcome unknown), closes the peer connections.
     pub async fn shutdown(&self) {
-        let _ = self.submit.send(Submit::Shutdown).await;
+        // Not through `submit`: a node holding its bound of requests (no
+        // quorum) takes nothing from it until some time out.
+        self.stop
+            .send_modify(|calls| *calls = calls.wrapping_add(1));
         let _ = self.wait().await;
     }
 }

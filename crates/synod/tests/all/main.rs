@@ -16,6 +16,7 @@ mod off_loop_panics;
 mod on_disk;
 mod read_prefetch;
 mod sessions;
+mod shell_bounds;
 mod slow_restore;
 mod snapshot_now;
 mod snapshot_off_loop;
