@@ -82,7 +82,7 @@ pub use conn::command_names;
 pub use dump::DUMP_FORMAT_VERSION;
 pub use glob::glob_match;
 pub use maxmemory::{read_maxmemory, set_maxmemory, MaxMemoryChange, MaxMemoryError};
-pub use ops::TRANSACTION_READ_WORK_MAX;
+pub use ops::{REPLY_BYTES_MAX, TRANSACTION_READ_WORK_MAX};
 pub use parse::parse;
 pub use persistence::{ShutdownListener, ShutdownSignal};
 pub use pubsub::PubSub;

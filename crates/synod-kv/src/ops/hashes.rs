@@ -44,20 +44,28 @@ pub(crate) fn hmset(
     }
 }
 
+/// HMGET. A field may be named many times: the values it returns are
+/// bounded by [`super::REPLY_BYTES_MAX`], counted as they are gathered.
 pub(crate) fn hmget(keyspace: &Keyspace, key: &[u8], fields: &[Bytes], now: u64) -> Reply {
-    match hash_at(keyspace, key, now) {
-        Ok(stored) => Reply::Array(
-            fields
-                .iter()
-                .map(|field| {
-                    stored
-                        .and_then(|stored| stored.get(field))
-                        .map_or(Reply::Null, |value| Reply::Bulk(value.clone()))
-                })
-                .collect(),
-        ),
-        Err(error) => error,
+    let stored = match hash_at(keyspace, key, now) {
+        Ok(stored) => stored,
+        Err(error) => return error,
+    };
+    let mut bytes = 0u64;
+    let mut values = Vec::with_capacity(fields.len());
+    for field in fields {
+        values.push(match stored.and_then(|stored| stored.get(field)) {
+            Some(value) => {
+                bytes = bytes.saturating_add(value.len() as u64);
+                if bytes > super::REPLY_BYTES_MAX {
+                    return super::reply_too_large("HMGET");
+                }
+                Reply::Bulk(value.clone())
+            }
+            None => Reply::Null,
+        });
     }
+    Reply::Array(values)
 }
 
 pub(crate) fn hsetnx(

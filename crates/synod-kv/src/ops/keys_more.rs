@@ -383,12 +383,21 @@ pub(crate) fn sort(
         )));
     }
     let mut out = Vec::with_capacity(outputs);
+    // A GET pattern without `*` names one key for every element, so the
+    // values may repeat: bounded as they are gathered (the elements alone
+    // are in memory already).
+    let mut looked_up = 0u64;
     for (element, _, _) in picked {
         if sort.gets.is_empty() {
             out.push(Some(element.clone()));
         }
         for pattern in &sort.gets {
-            out.push(lookup_pattern(keyspace, pattern, element, now));
+            let value = lookup_pattern(keyspace, pattern, element, now);
+            looked_up = looked_up.saturating_add(value.as_ref().map_or(0, |v| v.len() as u64));
+            if looked_up > super::REPLY_BYTES_MAX {
+                return Err(super::reply_too_large("SORT"));
+            }
+            out.push(value);
         }
     }
     Ok(out)

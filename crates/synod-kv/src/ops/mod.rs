@@ -150,14 +150,18 @@ fn read_at(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext, positio
                 return nested_exec();
             }
             let mut work = 0usize;
+            let mut replied = 0u64;
             Reply::Array(
                 commands
                     .iter()
                     .zip(0u32..)
                     .map(|(command, position)| {
+                        if replied > REPLY_BYTES_MAX {
+                            return over_reply_budget(command);
+                        }
                         prefetch_ahead(keyspace, commands, position);
                         let cost = transaction_read_work(keyspace, command, now);
-                        match cost {
+                        let reply = match cost {
                             Some(cost)
                                 if work.saturating_add(cost) <= TRANSACTION_READ_WORK_MAX =>
                             {
@@ -165,7 +169,9 @@ fn read_at(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext, positio
                                 read_at(keyspace, command, ctx, position)
                             }
                             _ => over_transaction_budget(command),
-                        }
+                        };
+                        replied = replied.saturating_add(reply_bytes(&reply));
+                        reply
                     })
                     .collect(),
             )
@@ -481,6 +487,68 @@ fn range_len(len: usize, start: i64, stop: i64) -> usize {
     }
 }
 
+/// Most bytes of values (strings, members, fields) one command's reply may
+/// hold where the command itself can repeat them (`MGET k k k ...`, `HMGET`,
+/// `SORT ... GET` of one key), and most a batch of commands (a transaction,
+/// or the commands a client pipelined, which travel as one log command)
+/// may answer before the rest of it is refused. Without it a request of a
+/// few kilobytes could make every replica build a reply of terabytes (when
+/// the batch holds a write, it goes through the log: each replica applies
+/// it, runs out of memory, and does so again replaying it after a
+/// restart). 256 MiB, the default bound on the replies a client's batch
+/// may leave waiting (`ServerConfig::output_buffer_bytes_max`): a bigger
+/// batch of replies closes the client's connection anyway. The budget is
+/// checked between a batch's commands, so a GET of one string (up to
+/// [`strings::STRING_LEN_MAX`]) is still answered whole; the worst a batch
+/// builds is the budget plus one command's reply. Decided from replicated
+/// state only, so every replica answers the same; a command refused for it
+/// is not run (a write included), and says so.
+pub const REPLY_BYTES_MAX: u64 = 256 << 20;
+
+/// Counted per element of a reply in [`reply_bytes`].
+const REPLY_ENTRY_BYTES: u64 = 16;
+
+/// About the bytes `reply` takes: its strings, and [`REPLY_ENTRY_BYTES`]
+/// per element. Linear in its elements.
+pub(crate) fn reply_bytes(reply: &Reply) -> u64 {
+    REPLY_ENTRY_BYTES
+        + match reply {
+            Reply::Bulk(bytes) | Reply::Verbatim(bytes) => bytes.len() as u64,
+            Reply::Error(text) => text.len() as u64,
+            Reply::Simple(text) => text.len() as u64,
+            Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {
+                items.iter().map(reply_bytes).sum()
+            }
+            Reply::Map(pairs) | Reply::Pairs(pairs) => pairs
+                .iter()
+                .map(|(a, b)| reply_bytes(a) + reply_bytes(b))
+                .sum(),
+            Reply::Integer(_)
+            | Reply::Null
+            | Reply::NullArray
+            | Reply::Double(_)
+            | Reply::Bool(_) => 0,
+        }
+}
+
+/// The answer to a command of a batch whose earlier replies hold more
+/// than [`REPLY_BYTES_MAX`]: not run.
+pub(crate) fn over_reply_budget(command: &KvCommand) -> Reply {
+    Reply::error(format!(
+        "ERR '{}' not run: the replies before it in the same transaction or pipeline hold more \
+         than {REPLY_BYTES_MAX} bytes; send it again on its own",
+        command.name()
+    ))
+}
+
+/// The answer to a command whose own reply would hold more than
+/// [`REPLY_BYTES_MAX`] bytes of values.
+pub(crate) fn reply_too_large(name: &str) -> Reply {
+    Reply::error(format!(
+        "ERR {name} reply of more than {REPLY_BYTES_MAX} bytes refused; ask for less at a time"
+    ))
+}
+
 /// The answer to a read inside a transaction past its budget
 /// ([`TRANSACTION_READ_WORK_MAX`]), or one never allowed there.
 pub(crate) fn over_transaction_budget(command: &KvCommand) -> Reply {
@@ -785,17 +853,26 @@ fn run_command(
                 return nested_exec();
             }
             let mut work = 0usize;
+            // (See `REPLY_BYTES_MAX`: a command past it is not run, so the
+            // state left depends on replicated state only.)
+            let mut replied = 0u64;
             let mut replies = Vec::with_capacity(commands.len());
             for (command, position) in commands.iter().zip(0u32..) {
+                if replied > REPLY_BYTES_MAX {
+                    replies.push(over_reply_budget(command));
+                    continue;
+                }
                 prefetch_ahead(keyspace, commands, position);
                 let cost = transaction_read_work(keyspace, command, now);
-                replies.push(match cost {
+                let reply = match cost {
                     Some(cost) if work.saturating_add(cost) <= TRANSACTION_READ_WORK_MAX => {
                         work += cost;
                         write_unchecked(keyspace, command, ctx, position)
                     }
                     _ => over_transaction_budget(command),
-                });
+                };
+                replied = replied.saturating_add(reply_bytes(&reply));
+                replies.push(reply);
             }
             Reply::Array(replies)
         }

@@ -241,17 +241,24 @@ pub(crate) fn getex(
     Reply::Bulk(value)
 }
 
+/// MGET. A key may be named many times: the values it returns are bounded
+/// by [`super::REPLY_BYTES_MAX`], counted as they are gathered.
 pub(crate) fn mget(keyspace: &Keyspace, keys: &[Bytes], now: u64) -> Reply {
-    Reply::Array(
-        keys.iter()
-            .map(
-                |key| match keyspace.live(key, now).map(|entry| entry.value()) {
-                    Some(ValueRef::Str(value)) => Reply::Bulk(value.to_bytes()),
-                    _ => Reply::Null,
-                },
-            )
-            .collect(),
-    )
+    let mut bytes = 0u64;
+    let mut values = Vec::with_capacity(keys.len());
+    for key in keys {
+        values.push(match keyspace.live(key, now).map(|entry| entry.value()) {
+            Some(ValueRef::Str(value)) => {
+                bytes = bytes.saturating_add(value.len() as u64);
+                if bytes > super::REPLY_BYTES_MAX {
+                    return super::reply_too_large("MGET");
+                }
+                Reply::Bulk(value.to_bytes())
+            }
+            _ => Reply::Null,
+        });
+    }
+    Reply::Array(values)
 }
 
 pub(crate) fn mset(keyspace: &mut Keyspace, pairs: &[(Bytes, Bytes)]) -> Reply {

@@ -9,7 +9,7 @@ use crate::common;
 use bytes::Bytes;
 use common::*;
 use synod::StateMachine;
-use synod_kv::{parse, KvCommand};
+use synod_kv::{parse, KvCommand, REPLY_BYTES_MAX};
 use synod_resp::Reply;
 
 const T: u64 = 1_000_000;
@@ -173,4 +173,91 @@ fn new_commands_keep_accounting_and_replicas_agree() {
         c.store.restore(&a.store.snapshot()).unwrap();
         assert_eq!(c.store.memory(), a.store.memory(), "round {round}");
     }
+}
+
+/// A command or batch that names one big value many times (the attack
+/// review of stop 61): `MGET big big ...`, `HMGET h f f ...`, `SORT ... GET
+/// big`, or a pipeline of `GET big` riding with a write. Each replica built
+/// the whole reply (gigabytes from kilobytes), ran out of memory, and did
+/// so again replaying the log. Now the values a reply holds are bounded by
+/// `REPLY_BYTES_MAX`, the same on every replica; past it a command is
+/// refused (and, in a batch, not run).
+#[test]
+fn replies_that_repeat_a_big_value_are_bounded() {
+    let mut h = Harness::new();
+    const MIB: usize = 1 << 20;
+    let big = Bytes::from(vec![b'x'; 4 * MIB]);
+    let name = |key: &str| Bytes::copy_from_slice(key.as_bytes());
+    let times = (REPLY_BYTES_MAX as usize) / (4 * MIB) + 1;
+    let set = KvCommand::MSet {
+        pairs: vec![(name("big"), big.clone())],
+    };
+    assert_eq!(h.apply(T, &set), ok());
+    let too_large = |reply: &Reply, name: &str| {
+        matches!(reply, Reply::Error(line)
+            if line.starts_with(&format!("ERR {name} reply of more than {REPLY_BYTES_MAX} bytes")))
+    };
+    // MGET: one key named past the budget, refused; within it, answered.
+    let mget = |n: usize| KvCommand::MGet {
+        keys: vec![name("big"); n],
+    };
+    assert!(too_large(&h.apply(T, &mget(times)), "MGET"));
+    let Reply::Array(values) = h.apply(T, &mget(times - 1)) else {
+        panic!("an array");
+    };
+    assert_eq!(values.len(), times - 1);
+    // HMGET, likewise.
+    assert_eq!(
+        h.apply(
+            T,
+            &KvCommand::HSet {
+                key: name("h"),
+                pairs: vec![(name("f"), big.clone())],
+            }
+        ),
+        int(1)
+    );
+    let hmget = KvCommand::HMGet {
+        key: name("h"),
+        fields: vec![name("f"); times],
+    };
+    assert!(too_large(&h.apply(T, &hmget), "HMGET"));
+    // SORT with a GET pattern: a list that repeats one element names one
+    // key for each copy.
+    h.run(T, &format!("RPUSH list{}", " g".repeat(times)));
+    assert_eq!(h.run(T, "RENAME big bg"), ok());
+    assert!(too_large(&h.run(T, "SORT list BY nosort GET b*"), "SORT"));
+    assert!(too_large(
+        &h.run(T, "SORT list BY nosort GET b* STORE copy"),
+        "SORT"
+    ));
+    assert_eq!(h.run(T, "EXISTS copy"), int(0));
+    let Reply::Array(three) = h.run(T, "SORT list BY nosort LIMIT 0 3 GET b*") else {
+        panic!("an array");
+    };
+    assert_eq!(three, vec![Reply::Bulk(big.clone()); 3]);
+    assert_eq!(h.run(T, "RENAME bg big"), ok());
+    // A batch (a pipeline, or a transaction) of GETs with writes around
+    // them: the GETs past the budget and the write after them are not run.
+    let mut batch = vec![parse(&args("SET before 1")).expect("parses")];
+    batch.extend((0..times + 2).map(|_| parse(&args("GET big")).expect("parses")));
+    batch.push(parse(&args("SET after 1")).expect("parses"));
+    let Reply::Array(replies) = h.apply(T, &KvCommand::Exec(batch)) else {
+        panic!("an array");
+    };
+    let answered = replies
+        .iter()
+        .filter(|r| matches!(r, Reply::Bulk(v) if v.len() == 4 * MIB))
+        .count();
+    assert_eq!(answered, times - 1, "GETs answered until past the budget");
+    let not_run = |reply: &Reply, name: &str| matches!(reply, Reply::Error(line) if line.starts_with(&format!("ERR '{name}' not run")));
+    assert!(
+        not_run(&replies[replies.len() - 2], "get"),
+        "{:?}",
+        replies[replies.len() - 2]
+    );
+    assert!(not_run(&replies[replies.len() - 1], "set"));
+    assert_eq!(replies[0], ok());
+    assert_eq!(h.run(T, "GET before"), bulk("1"));
+    assert_eq!(h.run(T, "EXISTS after"), int(0));
 }
