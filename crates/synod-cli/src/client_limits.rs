@@ -25,6 +25,11 @@ pub struct ClientArgs {
     /// for normal clients, unlimited in Redis). 0: no limit, as in Redis.
     #[arg(long, default_value = "256mb", value_parser = parse_size_or_unlimited)]
     pub client_output_buffer_limit: usize,
+    /// Bytes of replies all clients together may leave unread (not yet
+    /// taken from their sockets); past it, a client leaving more than 64
+    /// KiB of its own unread is closed. 0: no limit.
+    #[arg(long, default_value = "1gb", value_parser = parse_size_or_unlimited)]
+    pub client_output_buffer_total_limit: usize,
     /// Close a client after this many seconds without a request, or without
     /// taking a reply (Redis' timeout; 0: never).
     #[arg(long, default_value_t = 0)]

@@ -521,6 +521,7 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     server_cfg.query_buffer_bytes_max = args.clients.client_query_buffer_limit;
     server_cfg.query_buffer_total_bytes_max = args.clients.client_query_buffer_total_limit;
     server_cfg.output_buffer_bytes_max = args.clients.client_output_buffer_limit;
+    server_cfg.output_buffer_total_bytes_max = args.clients.client_output_buffer_total_limit;
     server_cfg.idle_timeout =
         (args.clients.timeout > 0).then(|| Duration::from_secs(args.clients.timeout));
     let resp_task = {

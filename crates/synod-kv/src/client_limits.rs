@@ -52,6 +52,9 @@ pub struct ClientCounters {
     /// Closed because one batch of replies exceeded `output_buffer_bytes_max`
     /// (Redis `client_output_buffer_limit_disconnections`).
     pub output_buffer_limit: AtomicU64,
+    /// Closed because all clients' unread replies together exceeded
+    /// `output_buffer_total_bytes_max`.
+    pub output_buffer_total_limit: AtomicU64,
     /// Closed after `idle_timeout` without a byte from them, or without
     /// taking a reply (Redis `timeout`).
     pub idle_timeout: AtomicU64,
@@ -84,7 +87,7 @@ pub struct ClientCounter {
 
 impl ClientCounters {
     /// Every counter, in INFO order: the one list INFO and `/metrics` read.
-    pub fn counters(&self) -> [ClientCounter; 11] {
+    pub fn counters(&self) -> [ClientCounter; 12] {
         let counter = |info_name, metric_name, help, value: &AtomicU64| ClientCounter {
             info_name,
             metric_name,
@@ -97,6 +100,7 @@ impl ClientCounters {
             counter("client_query_buffer_limit_disconnections", "synod_resp_query_buffer_limit_total", "Clients closed: their query buffer reached --client-query-buffer-limit.", &self.query_buffer_limit),
             counter("client_query_buffer_total_limit_disconnections", "synod_resp_query_buffer_total_limit_total", "Clients closed: all query buffers together passed --client-query-buffer-total-limit.", &self.query_buffer_total_limit),
             counter("client_output_buffer_limit_disconnections", "synod_resp_output_buffer_limit_total", "Clients closed: their replies passed --client-output-buffer-limit.", &self.output_buffer_limit),
+            counter("client_output_buffer_total_limit_disconnections", "synod_resp_output_buffer_total_limit_total", "Clients closed: all clients' unread replies together passed --client-output-buffer-total-limit.", &self.output_buffer_total_limit),
             counter("client_idle_timeout_disconnections", "synod_resp_idle_timeout_total", "Clients closed after --timeout idle.", &self.idle_timeout),
             counter("client_auth_timeout_disconnections", "synod_resp_auth_timeout_total", "Clients closed for not authenticating within 10 s of connecting (a password is set).", &self.auth_timeout),
             counter("client_protocol_error_disconnections", "synod_resp_protocol_errors_total", "Clients closed on a protocol error.", &self.protocol_errors),

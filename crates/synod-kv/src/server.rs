@@ -68,6 +68,12 @@ pub struct ServerConfig {
     /// Bytes of replies one batch of a client's requests may produce; past
     /// it the client is closed (Redis' `client-output-buffer-limit`).
     pub output_buffer_bytes_max: usize,
+    /// Bytes of replies all clients together may leave unread (written to
+    /// their sockets, not yet taken); past it, a client whose own unread
+    /// replies exceed `QUERY_BUFFER_FREE_BYTES` is closed rather than have
+    /// its replies kept. Without it every client may hold
+    /// `output_buffer_bytes_max` for as long as it does not read.
+    pub output_buffer_total_bytes_max: usize,
     /// Close a client that sent nothing (or took no reply) for this long
     /// (Redis' `timeout`; `None`: never).
     pub idle_timeout: Option<Duration>,
@@ -114,6 +120,7 @@ impl ServerConfig {
             query_buffer_bytes_max: QUERY_BUFFER_BYTES_MAX_DEFAULT,
             query_buffer_total_bytes_max: QUERY_BUFFER_TOTAL_BYTES_MAX_DEFAULT,
             output_buffer_bytes_max: OUTPUT_BUFFER_BYTES_MAX_DEFAULT,
+            output_buffer_total_bytes_max: OUTPUT_BUFFER_TOTAL_BYTES_MAX_DEFAULT,
             idle_timeout: None,
             auth_timeout: AUTH_TIMEOUT_DEFAULT,
             http: None,
@@ -141,6 +148,9 @@ pub const QUERY_BUFFER_TOTAL_BYTES_MAX_DEFAULT: usize = 512 << 20;
 /// Default of [`ServerConfig::output_buffer_bytes_max`]: 256 MiB, sixteen
 /// replies of the largest value in one pipeline.
 pub const OUTPUT_BUFFER_BYTES_MAX_DEFAULT: usize = 256 << 20;
+/// Default of [`ServerConfig::output_buffer_total_bytes_max`]: 1 GiB, four
+/// clients at their own limit at once.
+pub const OUTPUT_BUFFER_TOTAL_BYTES_MAX_DEFAULT: usize = 1 << 30;
 
 /// State shared by every connection.
 pub(crate) struct Shared {
@@ -164,6 +174,8 @@ pub(crate) struct Shared {
     /// `crate::tuning`).
     pub tuning: crate::tuning::Tuning,
     query_budget: Arc<QueryBudget>,
+    /// The replies clients left unread, all together.
+    output_budget: Arc<QueryBudget>,
     logs: ClientLogs,
 }
 
@@ -218,6 +230,7 @@ pub async fn serve_listeners(
         script_runs: Arc::default(),
         tuning: crate::tuning::Tuning::default(),
         query_budget: Arc::new(QueryBudget::default()),
+        output_budget: Arc::new(QueryBudget::default()),
         logs: ClientLogs::new(),
     });
     // Ends with this function (the handle aborts it when dropped).
@@ -407,6 +420,7 @@ enum Closed {
     QueryBuffer,
     QueryBufferTotal,
     OutputBuffer,
+    OutputBufferTotal,
     Idle,
     /// Did not authenticate within `auth_timeout`.
     AuthTimeout,
@@ -469,6 +483,14 @@ where
             &shared.logs.output_buffer,
             format!("replies exceed {} bytes", cfg.output_buffer_bytes_max),
         ),
+        Closed::OutputBufferTotal => (
+            &cfg.counters.output_buffer_total_limit,
+            &shared.logs.output_buffer,
+            format!(
+                "all clients' unread replies exceed {} bytes",
+                cfg.output_buffer_total_bytes_max
+            ),
+        ),
         Closed::Idle => (
             &cfg.counters.idle_timeout,
             &shared.logs.idle,
@@ -518,6 +540,8 @@ where
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut share = QueryShare::new(Arc::clone(&shared.query_budget));
+    // What this client's replies hold while it does not take them.
+    let mut unread = QueryShare::new(Arc::clone(&shared.output_budget));
     let auth_deadline = tokio::time::Instant::now() + cfg.auth_timeout;
     // A (un)subscribe (or RESET) parsed behind other requests waits until
     // they have run: it changes what this connection receives at once, so
@@ -631,9 +655,14 @@ where
                 // life (up to `pipeline_max` items of ~100 bytes).
                 items = Vec::new();
             }
+            let total = unread.set(output.len());
+            if total > cfg.output_buffer_total_bytes_max && output.len() > QUERY_BUFFER_FREE_BYTES {
+                return Ok(Some(Closed::OutputBufferTotal));
+            }
             if !write_or_idle(stream, &output, wait_max).await? {
                 return Ok(Some(ran_out()));
             }
+            unread.set(0);
             output.clear();
             if output.capacity() > QUERY_BUFFER_FREE_BYTES {
                 // Do not keep a large reply's buffer for the connection's life.

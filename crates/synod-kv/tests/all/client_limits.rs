@@ -153,6 +153,43 @@ async fn the_global_query_buffer_cap_closes_big_clients_and_serves_small_ones() 
     drop(big);
 }
 
+/// Clients that pipeline big reads and never read the replies: past the
+/// global cap on unread replies the next such client is closed, and a
+/// small client is still served. (Before, each kept up to its own 256 MiB
+/// limit for as long as it stayed connected: six held 1.5 GB.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_cap_on_unread_replies_closes_big_readers_and_serves_small_ones() {
+    let c = cluster(1, |cfg| cfg.output_buffer_total_bytes_max = 30 << 20, None).await;
+    let mut setter = Client::connect(c.resp[0]).await;
+    let value = vec![b'v'; 1 << 20];
+    assert_eq!(setter.call(&[b"SET", b"big", &value]).await, Some(ok()));
+    let mut pipeline = Vec::new();
+    for _ in 0..20 {
+        pipeline.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n");
+    }
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let mut client = Client::connect(c.resp[0]).await;
+        // 20 MiB of replies, never read.
+        let _ = client.send_raw(&pipeline).await;
+        readers.push(client);
+    }
+    wait_for_count(
+        c.resp[0],
+        None,
+        "client_output_buffer_total_limit_disconnections",
+        1,
+    )
+    .await;
+    let mut small = Client::connect(c.resp[0]).await;
+    assert_eq!(small.call(&[b"SET", b"small", b"1"]).await, Some(ok()));
+    assert_eq!(
+        small.call(&[b"GET", b"small"]).await,
+        Some(Reply::Bulk("1".into()))
+    );
+    drop(readers);
+}
+
 /// Past --max-clients, a connection gets Redis' error and is closed, and
 /// INFO counts it as `rejected_connections`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
