@@ -264,6 +264,9 @@ impl<S: StateMachine> Driver<S> {
             // is refused by the check. Locked all the same, before the log.)
             dir_lock = Some(crate::identity::lock_dir(&cfg.data_dir)?);
         }
+        if dir_lock.is_some() {
+            crate::identity::note_lock_holder(&cfg.data_dir);
+        }
         let (wal, recovered) = match &cfg.storage_fs {
             Some(fs) => Wal::open_on(Arc::clone(fs), &cfg.data_dir, WalOptions::default())?,
             None => Wal::open(&cfg.data_dir, WalOptions::default())?,

@@ -32,15 +32,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use synod_storage::identity::{holds_node_data, read_identity, write_identity, Identity};
 use tracing::{info, warn};
 
-/// The lock file that one running node holds in its data directory.
+/// Where a node that holds its data directory writes its pid, for the
+/// message another start on the directory gets (the lock itself is on the
+/// directory).
 pub(crate) const LOCK_FILE: &str = "LOCK";
 
-/// A data directory held by this process: an exclusive `flock` on its
-/// [`LOCK_FILE`], released when this is dropped (the node's task ends) or
-/// the process dies, whatever way.
+/// A data directory held by this process: an exclusive `flock` on the
+/// directory itself, released when this is dropped (the node's task ends)
+/// or the process dies, whatever way.
 #[derive(Debug)]
 pub(crate) struct DirLock {
-    _file: std::fs::File,
+    _dir: std::fs::File,
 }
 
 /// Takes `cfg.data_dir` for this node alone, before anything reads or
@@ -48,7 +50,8 @@ pub(crate) struct DirLock {
 /// a copy started with other ports) would both append to one log and
 /// corrupt it, and the second one's recovery alone may cut what it takes
 /// for a torn tail while the first is writing it. A directory another
-/// process holds is refused with a message naming it.
+/// process holds is refused with a message naming it. Nothing is written:
+/// a start refused by the identity check leaves the directory as it was.
 ///
 /// `None` where there is nothing to lock: a simulated file system, or a
 /// directory that does not exist for a node told it is not new (its start
@@ -76,60 +79,53 @@ pub(crate) fn lock_data_dir(cfg: &NodeConfig) -> Result<Option<DirLock>, NodeErr
 
 /// The lock itself (see [`lock_data_dir`]).
 pub(crate) fn lock_dir(dir: &std::path::Path) -> Result<DirLock, NodeError> {
-    use std::io::{Read, Seek, Write};
     use std::os::fd::AsRawFd;
-    let path = dir.join(LOCK_FILE);
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| NodeError::DataDir(format!("cannot open {}: {e}", path.display())))?;
-    // SAFETY: a plain syscall on a file descriptor that `file` owns and
+    let handle = std::fs::File::open(dir)
+        .map_err(|e| NodeError::DataDir(format!("cannot open {}: {e}", dir.display())))?;
+    // SAFETY: a plain syscall on a file descriptor that `handle` owns and
     // keeps open for the duration of the call; no memory is passed.
-    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    if !locked {
-        let error = std::io::Error::last_os_error();
-        match error.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let holder = if holder.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (pid {holder})")
-                };
-                return Err(NodeError::DataDir(format!(
-                    "data directory {} is in use by another running node{holder}: two nodes on \
-                     one directory would write one log at once and corrupt it. Refusing to \
-                     start; stop the other process first, or give this one its own --data-dir",
-                    dir.display()
-                )));
-            }
-            Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS) => {
-                warn!(
-                    path = %path.display(),
-                    "cannot lock the data directory ({error}): make sure no other node runs on it"
-                );
-                return Ok(DirLock { _file: file });
-            }
-            _ => {
-                return Err(NodeError::DataDir(format!(
-                    "cannot lock {}: {error}",
-                    path.display()
-                )))
-            }
-        }
+    if unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(DirLock { _dir: handle });
     }
-    // Who holds it, for the message another start gets. Only a hint: the
-    // lock is the flock, not this text.
-    let _ = file
-        .set_len(0)
-        .and_then(|()| file.rewind())
-        .and_then(|()| writeln!(file, "{}", std::process::id()));
-    Ok(DirLock { _file: file })
+    let error = std::io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => {
+            let holder = std::fs::read_to_string(dir.join(LOCK_FILE)).unwrap_or_default();
+            let holder = holder.trim();
+            let holder = if holder.is_empty() || !holder.bytes().all(|b| b.is_ascii_digit()) {
+                String::new()
+            } else {
+                format!(" (pid {holder})")
+            };
+            Err(NodeError::DataDir(format!(
+                "data directory {} is in use by another running node{holder}: two nodes on one \
+                 directory would write one log at once and corrupt it. Refusing to start; stop \
+                 the other process first, or give this one its own --data-dir",
+                dir.display()
+            )))
+        }
+        Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS) => {
+            warn!(
+                data_dir = %dir.display(),
+                "cannot lock the data directory ({error}): make sure no other node runs on it"
+            );
+            Ok(DirLock { _dir: handle })
+        }
+        _ => Err(NodeError::DataDir(format!(
+            "cannot lock {}: {error}",
+            dir.display()
+        ))),
+    }
+}
+
+/// Writes this process's pid into [`LOCK_FILE`] once the directory is
+/// known to be this node's (after `check_data_dir`): only a hint for the
+/// message of a refused start, so a failure is only logged.
+pub(crate) fn note_lock_holder(dir: &std::path::Path) {
+    let path = dir.join(LOCK_FILE);
+    if let Err(e) = std::fs::write(&path, format!("{}\n", std::process::id())) {
+        warn!(path = %path.display(), "cannot note this process's pid: {e}");
+    }
 }
 
 /// Checks (and on a first start writes) the identity of `cfg.data_dir`
@@ -305,6 +301,7 @@ mod tests {
         for bootstrap in [Bootstrap::New, Bootstrap::Rebuild] {
             let cfg = config(1, dir.path(), bootstrap);
             let held = lock_data_dir(&cfg).unwrap().expect("locked");
+            note_lock_holder(&cfg.data_dir);
             for again in [&cfg, &existing] {
                 match lock_data_dir(again) {
                     Err(NodeError::DataDir(message)) => {
@@ -322,12 +319,19 @@ mod tests {
             drop(held);
             std::fs::remove_dir_all(&cfg.data_dir).unwrap();
         }
-        // The lock file is no node data: an initialised directory with it
-        // and no log is still refused to a member.
+        // Locking writes nothing (a start refused by the identity check
+        // leaves a foreign directory as it was), and the pid file is no
+        // node data: an initialised directory with it and no log is still
+        // refused to a member.
+        let foreign = dir.path().join("foreign");
+        std::fs::create_dir_all(&foreign).unwrap();
+        std::fs::write(foreign.join("data"), b"x").unwrap();
+        drop(lock_dir(&foreign).unwrap());
+        assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 1);
         let init = config(1, dir.path(), Bootstrap::New);
         drop(lock_data_dir(&init).unwrap());
         check_data_dir(&init).unwrap();
-        assert!(init.data_dir.join(LOCK_FILE).exists());
+        note_lock_holder(&init.data_dir);
         assert!(refusal(&existing).contains("no log"));
     }
 

@@ -27,15 +27,21 @@ pub(crate) fn write(
             if commands.iter().any(|c| matches!(c, KvCommand::Exec(_))) {
                 return super::nested_exec();
             }
-            Reply::Array(
-                commands
-                    .iter()
-                    .map(|command| match command {
-                        KvCommand::Acl(acl_command) => apply(acl, acl_command),
-                        other => super::write(keyspace, other, ctx),
-                    })
-                    .collect(),
-            )
+            // The same bounds as any batch (`super::BatchBudget`).
+            let mut budget = super::BatchBudget::default();
+            let mut replies = Vec::with_capacity(commands.len());
+            for command in commands {
+                let is_acl = matches!(command, KvCommand::Acl(_));
+                let refusal = budget.refusal(keyspace, command, ctx.time_ms, !is_acl);
+                let reply = match (refusal, command) {
+                    (Some(refusal), _) => refusal,
+                    (None, KvCommand::Acl(acl_command)) => apply(acl, acl_command),
+                    (None, other) => super::write(keyspace, other, ctx),
+                };
+                budget.replied(&reply);
+                replies.push(reply);
+            }
+            Reply::Array(replies)
         }
         other => super::write(keyspace, other, ctx),
     }
@@ -54,15 +60,21 @@ pub(crate) fn read(
             if commands.iter().any(|c| matches!(c, KvCommand::Exec(_))) {
                 return super::nested_exec();
             }
-            Reply::Array(
-                commands
-                    .iter()
-                    .map(|command| match command {
-                        KvCommand::Acl(acl_command) => query(acl, acl_command),
-                        other => super::read(keyspace, other, ctx),
-                    })
-                    .collect(),
-            )
+            // The same bounds as any batch (`super::BatchBudget`).
+            let mut budget = super::BatchBudget::default();
+            let mut replies = Vec::with_capacity(commands.len());
+            for command in commands {
+                let is_acl = matches!(command, KvCommand::Acl(_));
+                let refusal = budget.refusal(keyspace, command, ctx.time_ms, !is_acl);
+                let reply = match (refusal, command) {
+                    (Some(refusal), _) => refusal,
+                    (None, KvCommand::Acl(acl_command)) => query(acl, acl_command),
+                    (None, other) => super::read(keyspace, other, ctx),
+                };
+                budget.replied(&reply);
+                replies.push(reply);
+            }
+            Reply::Array(replies)
         }
         other => super::read(keyspace, other, ctx),
     }

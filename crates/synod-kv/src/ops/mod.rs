@@ -149,28 +149,18 @@ fn read_at(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext, positio
             {
                 return nested_exec();
             }
-            let mut work = 0usize;
-            let mut replied = 0u64;
+            let mut budget = BatchBudget::default();
             Reply::Array(
                 commands
                     .iter()
                     .zip(0u32..)
                     .map(|(command, position)| {
-                        if replied > REPLY_BYTES_MAX {
-                            return over_reply_budget(command);
-                        }
                         prefetch_ahead(keyspace, commands, position);
-                        let cost = transaction_read_work(keyspace, command, now);
-                        let reply = match cost {
-                            Some(cost)
-                                if work.saturating_add(cost) <= TRANSACTION_READ_WORK_MAX =>
-                            {
-                                work += cost;
-                                read_at(keyspace, command, ctx, position)
-                            }
-                            _ => over_transaction_budget(command),
+                        let reply = match budget.refusal(keyspace, command, now, true) {
+                            Some(refusal) => refusal,
+                            None => read_at(keyspace, command, ctx, position),
                         };
-                        replied = replied.saturating_add(reply_bytes(&reply));
+                        budget.replied(&reply);
                         reply
                     })
                     .collect(),
@@ -499,14 +489,57 @@ fn range_len(len: usize, start: i64, stop: i64) -> usize {
 /// may leave waiting (`ServerConfig::output_buffer_bytes_max`): a bigger
 /// batch of replies closes the client's connection anyway. The budget is
 /// checked between a batch's commands, so a GET of one string (up to
-/// [`strings::STRING_LEN_MAX`]) is still answered whole; the worst a batch
+/// 512 MiB) is still answered whole; the worst a batch
 /// builds is the budget plus one command's reply. Decided from replicated
 /// state only, so every replica answers the same; a command refused for it
 /// is not run (a write included), and says so.
 pub const REPLY_BYTES_MAX: u64 = 256 << 20;
 
 /// Counted per element of a reply in [`reply_bytes`].
-const REPLY_ENTRY_BYTES: u64 = 16;
+pub(crate) const REPLY_ENTRY_BYTES: u64 = 16;
+
+/// The bounds of one batch (a transaction, or the commands a client
+/// pipelined), applied the same way by every path that runs one (plain,
+/// and with an ACL command in it): the elements its reads may visit
+/// ([`TRANSACTION_READ_WORK_MAX`]) and the bytes its replies may hold
+/// ([`REPLY_BYTES_MAX`]).
+#[derive(Default)]
+pub(crate) struct BatchBudget {
+    work: usize,
+    replied: u64,
+}
+
+impl BatchBudget {
+    /// The answer to `command` instead of running it, if it may not run.
+    /// `work`: whether its read work counts (not for ACL commands, which
+    /// visit no keys).
+    pub(crate) fn refusal(
+        &mut self,
+        keyspace: &Keyspace,
+        command: &KvCommand,
+        now: u64,
+        work: bool,
+    ) -> Option<Reply> {
+        if self.replied > REPLY_BYTES_MAX {
+            return Some(over_reply_budget(command));
+        }
+        if !work {
+            return None;
+        }
+        match transaction_read_work(keyspace, command, now) {
+            Some(cost) if self.work.saturating_add(cost) <= TRANSACTION_READ_WORK_MAX => {
+                self.work += cost;
+                None
+            }
+            _ => Some(over_transaction_budget(command)),
+        }
+    }
+
+    /// Counts a reply given.
+    pub(crate) fn replied(&mut self, reply: &Reply) {
+        self.replied = self.replied.saturating_add(reply_bytes(reply));
+    }
+}
 
 /// About the bytes `reply` takes: its strings, and [`REPLY_ENTRY_BYTES`]
 /// per element. Linear in its elements.
@@ -852,26 +885,17 @@ fn run_command(
             {
                 return nested_exec();
             }
-            let mut work = 0usize;
             // (See `REPLY_BYTES_MAX`: a command past it is not run, so the
             // state left depends on replicated state only.)
-            let mut replied = 0u64;
+            let mut budget = BatchBudget::default();
             let mut replies = Vec::with_capacity(commands.len());
             for (command, position) in commands.iter().zip(0u32..) {
-                if replied > REPLY_BYTES_MAX {
-                    replies.push(over_reply_budget(command));
-                    continue;
-                }
                 prefetch_ahead(keyspace, commands, position);
-                let cost = transaction_read_work(keyspace, command, now);
-                let reply = match cost {
-                    Some(cost) if work.saturating_add(cost) <= TRANSACTION_READ_WORK_MAX => {
-                        work += cost;
-                        write_unchecked(keyspace, command, ctx, position)
-                    }
-                    _ => over_transaction_budget(command),
+                let reply = match budget.refusal(keyspace, command, now, true) {
+                    Some(refusal) => refusal,
+                    None => write_unchecked(keyspace, command, ctx, position),
                 };
-                replied = replied.saturating_add(reply_bytes(&reply));
+                budget.replied(&reply);
                 replies.push(reply);
             }
             Reply::Array(replies)

@@ -126,21 +126,44 @@ fn flat_pairs(lua: &Lua, pairs: &[(Reply, Reply)], resp: ScriptResp) -> mlua::Re
     Ok(Value::Table(table))
 }
 
-/// The reply for the value a script returned.
+/// The reply for the value a script returned. Bounded by
+/// [`crate::ops::REPLY_BYTES_MAX`]: a table may hold one string many times
+/// (each slot a reference, so Lua's memory limit allows millions), and the
+/// reply copies it each time; past the bound the script is answered with
+/// an error instead. The total is the same in any order the table is
+/// walked, so every replica decides the same.
 pub(crate) fn lua_to_reply(value: &Value) -> Reply {
-    lua_to_reply_at(value, 0)
+    let mut bytes = 0u64;
+    let reply = lua_to_reply_at(value, 0, &mut bytes);
+    if bytes > crate::ops::REPLY_BYTES_MAX {
+        return crate::ops::reply_too_large("script");
+    }
+    reply
 }
 
-fn lua_to_reply_at(value: &Value, depth: usize) -> Reply {
+/// `bytes`: what the reply built so far holds (see
+/// `crate::ops::reply_bytes`); once past the bound nothing more is copied.
+fn lua_to_reply_at(value: &Value, depth: usize, bytes: &mut u64) -> Reply {
+    *bytes = bytes.saturating_add(crate::ops::REPLY_ENTRY_BYTES);
+    if *bytes > crate::ops::REPLY_BYTES_MAX {
+        return Reply::Null;
+    }
     match value {
-        Value::String(text) => Reply::Bulk(Bytes::copy_from_slice(&text.as_bytes())),
+        Value::String(text) => {
+            let text = text.as_bytes();
+            *bytes = bytes.saturating_add(text.len() as u64);
+            if *bytes > crate::ops::REPLY_BYTES_MAX {
+                return Reply::Null;
+            }
+            Reply::Bulk(Bytes::copy_from_slice(&text))
+        }
         Value::Boolean(true) => Reply::Integer(1),
         Value::Boolean(false) | Value::Nil => Reply::Null,
         // Redis truncates toward zero (a C cast); `as` saturates and maps
         // NaN to 0, which a C cast leaves undefined.
         Value::Number(n) => Reply::Integer(*n as i64),
         Value::Integer(n) => Reply::Integer(*n),
-        Value::Table(table) => table_to_reply(table, depth),
+        Value::Table(table) => table_to_reply(table, depth, bytes),
         _ => Reply::Null,
     }
 }
@@ -161,7 +184,7 @@ pub(crate) fn one_line(text: &[u8]) -> String {
         .collect()
 }
 
-fn table_to_reply(table: &Table, depth: usize) -> Reply {
+fn table_to_reply(table: &Table, depth: usize, bytes: &mut u64) -> Reply {
     if depth >= REPLY_DEPTH_MAX {
         return Reply::error("ERR reached lua stack limit");
     }
@@ -178,16 +201,22 @@ fn table_to_reply(table: &Table, depth: usize) -> Reply {
         let mut pairs = Vec::new();
         for (key, value) in map.pairs::<Value, Value>().flatten() {
             pairs.push((
-                lua_to_reply_at(&key, depth + 1),
-                lua_to_reply_at(&value, depth + 1),
+                lua_to_reply_at(&key, depth + 1, bytes),
+                lua_to_reply_at(&value, depth + 1, bytes),
             ));
+            if *bytes > crate::ops::REPLY_BYTES_MAX {
+                break;
+            }
         }
         return Reply::Map(pairs);
     }
     if let Ok(Value::Table(set)) = table.raw_get::<Value>("set") {
         let mut members = Vec::new();
         for (key, _) in set.pairs::<Value, Value>().flatten() {
-            members.push(lua_to_reply_at(&key, depth + 1));
+            members.push(lua_to_reply_at(&key, depth + 1, bytes));
+            if *bytes > crate::ops::REPLY_BYTES_MAX {
+                break;
+            }
         }
         return Reply::Set(members);
     }
@@ -195,7 +224,12 @@ fn table_to_reply(table: &Table, depth: usize) -> Reply {
     for index in 1.. {
         match table.raw_get::<Value>(index) {
             Ok(Value::Nil) | Err(_) => break,
-            Ok(item) => items.push(lua_to_reply_at(&item, depth + 1)),
+            Ok(item) => {
+                items.push(lua_to_reply_at(&item, depth + 1, bytes));
+                if *bytes > crate::ops::REPLY_BYTES_MAX {
+                    break;
+                }
+            }
         }
     }
     Reply::Array(items)

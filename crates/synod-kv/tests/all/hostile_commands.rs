@@ -261,3 +261,62 @@ fn replies_that_repeat_a_big_value_are_bounded() {
     assert_eq!(h.run(T, "GET before"), bulk("1"));
     assert_eq!(h.run(T, "EXISTS after"), int(0));
 }
+
+/// The stop-61 review of the budget above: a batch holding an ACL command
+/// ran through a path of its own that applied neither the reply budget nor
+/// the transaction's read work bound; and a script's reply copies a string
+/// once per table slot (each slot a reference, so Lua's memory limit
+/// allows millions). Both now stop at `REPLY_BYTES_MAX`.
+#[test]
+fn an_acl_command_or_a_script_does_not_lift_the_reply_budget() {
+    const MIB: usize = 1 << 20;
+    let mut h = Harness::new();
+    let big = Bytes::from(vec![b'x'; 4 * MIB]);
+    let set = KvCommand::MSet {
+        pairs: vec![(Bytes::from_static(b"big"), big)],
+    };
+    assert_eq!(h.apply(T, &set), ok());
+    let times = (REPLY_BYTES_MAX as usize) / (4 * MIB) + 2;
+    let mut batch = vec![KvCommand::Acl(synod_kv::AclCommand::Users)];
+    batch.extend((0..times).map(|_| parse(&args("GET big")).expect("parses")));
+    batch.push(parse(&args("SET after 1")).expect("parses"));
+    let Reply::Array(replies) = h.apply(T, &KvCommand::Exec(batch)) else {
+        panic!("an array");
+    };
+    let answered = replies
+        .iter()
+        .filter(|r| matches!(r, Reply::Bulk(v) if v.len() == 4 * MIB))
+        .count();
+    assert_eq!(answered, times - 2, "GETs answered until past the budget");
+    assert!(
+        matches!(replies.last(), Some(Reply::Error(line)) if line.starts_with("ERR 'set' not run"))
+    );
+    assert_eq!(h.run(T, "EXISTS after"), int(0));
+    // A script returning one value many times.
+    let copies = |n: usize| {
+        KvCommand::Eval(Box::new(synod_kv::scripting::EvalCommand {
+            instructions_max: synod_kv::scripting::APPLY_LIMITS.instructions_max,
+            script: Bytes::from(format!(
+                "local s = redis.call('GET', KEYS[1]) local t = {{}} \
+                 for i = 1, {n} do t[i] = s end redis.call('SET', 'ran', '1') return t"
+            )),
+            keys: vec![Bytes::from_static(b"big")],
+            args: vec![],
+            read_only: false,
+            function: None,
+            user: None,
+        }))
+    };
+    let reply = h.apply(T, &copies(times));
+    assert!(
+        matches!(&reply, Reply::Error(line) if line.starts_with(&format!("ERR script reply of more than {REPLY_BYTES_MAX} bytes"))),
+        "{reply:?}"
+    );
+    // The script ran (its writes stay, as a script's do after any error
+    // it raises once they are made); only its reply was refused.
+    assert_eq!(h.run(T, "GET ran"), bulk("1"));
+    let Reply::Array(values) = h.apply(T, &copies(3)) else {
+        panic!("an array");
+    };
+    assert_eq!(values.len(), 3);
+}
