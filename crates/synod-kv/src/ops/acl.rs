@@ -33,13 +33,13 @@ pub(crate) fn write(
             for command in commands {
                 let is_acl = matches!(command, KvCommand::Acl(_));
                 let refusal = budget.refusal(keyspace, command, ctx.time_ms, !is_acl);
-                let reply = match (refusal, command) {
+                replies.push(match (refusal, command) {
                     (Some(refusal), _) => refusal,
-                    (None, KvCommand::Acl(acl_command)) => apply(acl, acl_command),
-                    (None, other) => super::write(keyspace, other, ctx),
-                };
-                budget.replied(&reply);
-                replies.push(reply);
+                    (None, KvCommand::Acl(acl_command)) => {
+                        budget.reply(command, apply(acl, acl_command))
+                    }
+                    (None, other) => budget.reply(command, super::write(keyspace, other, ctx)),
+                });
             }
             Reply::Array(replies)
         }
@@ -66,13 +66,13 @@ pub(crate) fn read(
             for command in commands {
                 let is_acl = matches!(command, KvCommand::Acl(_));
                 let refusal = budget.refusal(keyspace, command, ctx.time_ms, !is_acl);
-                let reply = match (refusal, command) {
+                replies.push(match (refusal, command) {
                     (Some(refusal), _) => refusal,
-                    (None, KvCommand::Acl(acl_command)) => query(acl, acl_command),
-                    (None, other) => super::read(keyspace, other, ctx),
-                };
-                budget.replied(&reply);
-                replies.push(reply);
+                    (None, KvCommand::Acl(acl_command)) => {
+                        budget.reply(command, query(acl, acl_command))
+                    }
+                    (None, other) => budget.reply(command, super::read(keyspace, other, ctx)),
+                });
             }
             Reply::Array(replies)
         }

@@ -156,12 +156,12 @@ fn read_at(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext, positio
                     .zip(0u32..)
                     .map(|(command, position)| {
                         prefetch_ahead(keyspace, commands, position);
-                        let reply = match budget.refusal(keyspace, command, now, true) {
+                        match budget.refusal(keyspace, command, now, true) {
                             Some(refusal) => refusal,
-                            None => read_at(keyspace, command, ctx, position),
-                        };
-                        budget.replied(&reply);
-                        reply
+                            None => {
+                                budget.reply(command, read_at(keyspace, command, ctx, position))
+                            }
+                        }
                     })
                     .collect(),
             )
@@ -491,12 +491,21 @@ fn range_len(len: usize, start: i64, stop: i64) -> usize {
 /// checked between a batch's commands, so a GET of one string (up to
 /// 512 MiB) is still answered whole; the worst a batch
 /// builds is the budget plus one command's reply. Decided from replicated
-/// state only, so every replica answers the same; a command refused for it
-/// is not run (a write included), and says so.
+/// state only, so every replica answers the same. Past it, a batch's reads
+/// are refused (not run: a read changes nothing), and its writes run as
+/// ever, only a reply of theirs holding more than 64 bytes
+/// being dropped for an error that says the write ran: the state a batch
+/// leaves never depends on this budget (a replica of an earlier version,
+/// or a replay of an entry it applied, agrees), as in Redis, which runs
+/// every command of a pipeline whatever its client's output limit.
 pub const REPLY_BYTES_MAX: u64 = 256 << 20;
 
 /// Counted per element of a reply in [`reply_bytes`].
 pub(crate) const REPLY_ENTRY_BYTES: u64 = 16;
+
+/// A write's reply kept past a batch's [`REPLY_BYTES_MAX`] (a status, a
+/// number, a short string), as counted by [`reply_bytes`].
+pub(crate) const SMALL_REPLY_BYTES: u64 = 64;
 
 /// The bounds of one batch (a transaction, or the commands a client
 /// pipelined), applied the same way by every path that runs one (plain,
@@ -510,9 +519,9 @@ pub(crate) struct BatchBudget {
 }
 
 impl BatchBudget {
-    /// The answer to `command` instead of running it, if it may not run.
-    /// `work`: whether its read work counts (not for ACL commands, which
-    /// visit no keys).
+    /// The answer to `command` instead of running it, if it may not run:
+    /// a read past either bound (a write always runs). `work`: whether its
+    /// read work counts (not for ACL commands, which visit no keys).
     pub(crate) fn refusal(
         &mut self,
         keyspace: &Keyspace,
@@ -520,7 +529,7 @@ impl BatchBudget {
         now: u64,
         work: bool,
     ) -> Option<Reply> {
-        if self.replied > REPLY_BYTES_MAX {
+        if self.replied > REPLY_BYTES_MAX && command.is_read() {
             return Some(over_reply_budget(command));
         }
         if !work {
@@ -535,9 +544,15 @@ impl BatchBudget {
         }
     }
 
-    /// Counts a reply given.
-    pub(crate) fn replied(&mut self, reply: &Reply) {
-        self.replied = self.replied.saturating_add(reply_bytes(reply));
+    /// Counts the reply `command` gave, or, past the budget, drops it
+    /// (only a write's runs then) unless it is small.
+    pub(crate) fn reply(&mut self, command: &KvCommand, reply: Reply) -> Reply {
+        let bytes = reply_bytes(&reply);
+        if self.replied > REPLY_BYTES_MAX && bytes > SMALL_REPLY_BYTES {
+            return reply_dropped(command, bytes);
+        }
+        self.replied = self.replied.saturating_add(bytes);
+        reply
     }
 }
 
@@ -564,12 +579,21 @@ pub(crate) fn reply_bytes(reply: &Reply) -> u64 {
         }
 }
 
-/// The answer to a command of a batch whose earlier replies hold more
-/// than [`REPLY_BYTES_MAX`]: not run.
+/// The answer to a read of a batch whose earlier replies hold more than
+/// [`REPLY_BYTES_MAX`]: not run.
 pub(crate) fn over_reply_budget(command: &KvCommand) -> Reply {
     Reply::error(format!(
         "ERR '{}' not run: the replies before it in the same transaction or pipeline hold more \
          than {REPLY_BYTES_MAX} bytes; send it again on its own",
+        command.name()
+    ))
+}
+
+/// The answer to a write of such a batch whose reply is not small: it ran.
+fn reply_dropped(command: &KvCommand, bytes: u64) -> Reply {
+    Reply::error(format!(
+        "ERR '{}' ran, but its reply ({bytes} bytes) is dropped: the replies before it in the \
+         same transaction or pipeline hold more than {REPLY_BYTES_MAX} bytes",
         command.name()
     ))
 }
@@ -885,18 +909,18 @@ fn run_command(
             {
                 return nested_exec();
             }
-            // (See `REPLY_BYTES_MAX`: a command past it is not run, so the
-            // state left depends on replicated state only.)
+            // (See `REPLY_BYTES_MAX`: past it reads are refused and writes
+            // run, so the state left does not depend on it.)
             let mut budget = BatchBudget::default();
             let mut replies = Vec::with_capacity(commands.len());
             for (command, position) in commands.iter().zip(0u32..) {
                 prefetch_ahead(keyspace, commands, position);
-                let reply = match budget.refusal(keyspace, command, now, true) {
+                replies.push(match budget.refusal(keyspace, command, now, true) {
                     Some(refusal) => refusal,
-                    None => write_unchecked(keyspace, command, ctx, position),
-                };
-                budget.replied(&reply);
-                replies.push(reply);
+                    None => {
+                        budget.reply(command, write_unchecked(keyspace, command, ctx, position))
+                    }
+                });
             }
             Reply::Array(replies)
         }
