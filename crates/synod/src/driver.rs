@@ -197,11 +197,12 @@ pub(crate) struct Driver<S> {
     pub(crate) net: Net,
     inbound: mpsc::Receiver<Message>,
     submit: mpsc::Receiver<Submit>,
-    /// [`crate::Node::shutdown`]'s calls, counted: apart from `submit`,
-    /// whose branch is off while the node is full (a node without quorum
-    /// holding its bound of requests), so that a stop never waits for
-    /// requests to time out.
-    stop: watch::Receiver<u64>,
+    /// [`crate::Node::shutdown`]'s calls: apart from `submit`, whose
+    /// branch is off while the node is full (a node without quorum holding
+    /// its bound of requests), so that a stop never waits for requests to
+    /// time out. (A channel, not a `watch`: polling an empty one costs the
+    /// loop no lock.)
+    stop: mpsc::Receiver<()>,
     /// `stop`'s sender is still there (every `Node` handle dropped: the
     /// closed `submit` stops the node instead).
     stop_open: bool,
@@ -250,7 +251,7 @@ impl<S: StateMachine> Driver<S> {
         cfg: NodeConfig,
         mut machine: S,
         submit: mpsc::Receiver<Submit>,
-        stop: watch::Receiver<u64>,
+        stop: mpsc::Receiver<()>,
         metrics: Arc<Metrics>,
     ) -> Result<(Driver<S>, watch::Receiver<NodeStatus>, Net), NodeError> {
         // First, the directory for this node alone: nothing else may read
@@ -611,13 +612,13 @@ impl<S: StateMachine> Driver<S> {
                     self.engine.log_read_done(&read, result);
                 }
                 Some(restored) = self.restore_rx.recv() => self.restored(restored)?,
-                changed = self.stop.changed(), if self.stop_open => match changed {
-                    Ok(()) => {
+                stop = self.stop.recv(), if self.stop_open => match stop {
+                    Some(()) => {
                         if !self.begin_stop() {
                             return Ok(());
                         }
                     }
-                    Err(_) => self.stop_open = false,
+                    None => self.stop_open = false,
                 },
                 Some(msg) = self.inbound.recv() => {
                     tracing::trace!(node = self.cfg.id.0, from = msg.from.0, body = msg.body.name(), "message");

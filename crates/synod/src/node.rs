@@ -290,7 +290,7 @@ pub struct Node {
     submit: mpsc::Sender<Submit>,
     /// Stop requests ([`Node::shutdown`]), beside `submit` so that a full
     /// node takes them too.
-    stop: watch::Sender<u64>,
+    stop: mpsc::Sender<()>,
     status: watch::Receiver<NodeStatus>,
     /// The end of the chosen prefix this node recovered from its data
     /// directory: [`Node::ready`] waits for it to be applied.
@@ -343,7 +343,9 @@ impl Node {
     ) -> Result<Node, NodeError> {
         config.validate().map_err(NodeError::Config)?;
         let (submit_tx, submit_rx) = mpsc::channel(config.requests_in_flight_max.min(65_536));
-        let (stop_tx, stop_rx) = watch::channel(0);
+        // Room for a second call before the first is taken (a second
+        // stops at once: see `Driver::begin_stop`).
+        let (stop_tx, stop_rx) = mpsc::channel(2);
         let metrics = Arc::new(Metrics::default());
         let (driver, status_rx, net) = Driver::open(
             config.clone(),
@@ -781,8 +783,8 @@ impl Node {
     pub async fn shutdown(&self) {
         // Not through `submit`: a node holding its bound of requests (no
         // quorum) takes nothing from it until some time out.
-        self.stop
-            .send_modify(|calls| *calls = calls.wrapping_add(1));
+        // Full: two calls wait already, which is all a stop needs.
+        let _ = self.stop.try_send(());
         let _ = self.wait().await;
     }
 }
