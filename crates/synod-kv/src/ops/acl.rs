@@ -23,26 +23,16 @@ pub(crate) fn write(
 ) -> Reply {
     match command {
         KvCommand::Acl(acl_command) => apply(acl, acl_command),
-        KvCommand::Exec(commands) => {
-            if commands.iter().any(|c| matches!(c, KvCommand::Exec(_))) {
-                return super::nested_exec();
-            }
-            // The same bounds as any batch (`super::BatchBudget`).
-            let mut budget = super::BatchBudget::default();
-            let mut replies = Vec::with_capacity(commands.len());
-            for command in commands {
-                let is_acl = matches!(command, KvCommand::Acl(_));
-                let refusal = budget.refusal(keyspace, command, ctx.time_ms, !is_acl);
-                replies.push(match (refusal, command) {
-                    (Some(refusal), _) => refusal,
-                    (None, KvCommand::Acl(acl_command)) => {
-                        budget.reply(command, apply(acl, acl_command))
-                    }
-                    (None, other) => budget.reply(command, super::write(keyspace, other, ctx)),
-                });
-            }
-            Reply::Array(replies)
-        }
+        // The same bounds as any batch.
+        KvCommand::Exec(commands) => super::run_batch(
+            keyspace,
+            commands,
+            ctx.time_ms,
+            |keyspace, command, _| match command {
+                KvCommand::Acl(acl_command) => apply(acl, acl_command),
+                other => super::write(keyspace, other, ctx),
+            },
+        ),
         other => super::write(keyspace, other, ctx),
     }
 }
@@ -56,26 +46,16 @@ pub(crate) fn read(
 ) -> Reply {
     match command {
         KvCommand::Acl(acl_command) => query(acl, acl_command),
-        KvCommand::Exec(commands) => {
-            if commands.iter().any(|c| matches!(c, KvCommand::Exec(_))) {
-                return super::nested_exec();
-            }
-            // The same bounds as any batch (`super::BatchBudget`).
-            let mut budget = super::BatchBudget::default();
-            let mut replies = Vec::with_capacity(commands.len());
-            for command in commands {
-                let is_acl = matches!(command, KvCommand::Acl(_));
-                let refusal = budget.refusal(keyspace, command, ctx.time_ms, !is_acl);
-                replies.push(match (refusal, command) {
-                    (Some(refusal), _) => refusal,
-                    (None, KvCommand::Acl(acl_command)) => {
-                        budget.reply(command, query(acl, acl_command))
-                    }
-                    (None, other) => budget.reply(command, super::read(keyspace, other, ctx)),
-                });
-            }
-            Reply::Array(replies)
-        }
+        // The same bounds as any batch.
+        KvCommand::Exec(commands) => super::run_batch(
+            keyspace,
+            commands,
+            ctx.time_ms,
+            |keyspace, command, _| match command {
+                KvCommand::Acl(acl_command) => query(acl, acl_command),
+                other => super::read(keyspace, other, ctx),
+            },
+        ),
         other => super::read(keyspace, other, ctx),
     }
 }

@@ -383,9 +383,9 @@ pub(crate) fn sort(
         )));
     }
     let mut out = Vec::with_capacity(outputs);
-    // A GET pattern without `*` names one key for every element, so the
-    // values may repeat: bounded as they are gathered (the elements alone
-    // are in memory already).
+    // A list may repeat an element, and a GET pattern then names one key
+    // for each copy: the values may repeat, so they are bounded as they
+    // are gathered (the elements alone are in memory already).
     let mut looked_up = 0u64;
     for (element, _, _) in picked {
         if sort.gets.is_empty() {

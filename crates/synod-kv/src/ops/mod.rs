@@ -143,28 +143,9 @@ fn read_at(keyspace: &Keyspace, command: &KvCommand, ctx: &ApplyContext, positio
         // `Store::apply_command`), which drops this reply.
         KvCommand::WatchCheck { .. } => Reply::ok(),
         KvCommand::Exec(commands) => {
-            if commands
-                .iter()
-                .any(|command| matches!(command, KvCommand::Exec(_)))
-            {
-                return nested_exec();
-            }
-            let mut budget = BatchBudget::default();
-            Reply::Array(
-                commands
-                    .iter()
-                    .zip(0u32..)
-                    .map(|(command, position)| {
-                        prefetch_ahead(keyspace, commands, position);
-                        match budget.refusal(keyspace, command, now, true) {
-                            Some(refusal) => refusal,
-                            None => {
-                                budget.reply(command, read_at(keyspace, command, ctx, position))
-                            }
-                        }
-                    })
-                    .collect(),
-            )
+            run_batch(keyspace, commands, now, |keyspace, command, position| {
+                read_at(keyspace, command, ctx, position)
+            })
         }
         write => {
             debug_assert!(!write.is_read());
@@ -507,53 +488,54 @@ pub(crate) const REPLY_ENTRY_BYTES: u64 = 16;
 /// number, a short string), as counted by [`reply_bytes`].
 pub(crate) const SMALL_REPLY_BYTES: u64 = 64;
 
-/// The bounds of one batch (a transaction, or the commands a client
-/// pipelined), applied the same way by every path that runs one (plain,
-/// and with an ACL command in it): the elements its reads may visit
-/// ([`TRANSACTION_READ_WORK_MAX`]) and the bytes its replies may hold
-/// ([`REPLY_BYTES_MAX`]).
-#[derive(Default)]
-pub(crate) struct BatchBudget {
-    work: usize,
-    replied: u64,
-}
-
-impl BatchBudget {
-    /// The answer to `command` instead of running it, if it may not run:
-    /// a read past either bound (a write always runs). `work`: whether its
-    /// read work counts (not for ACL commands, which visit no keys).
-    pub(crate) fn refusal(
-        &mut self,
-        keyspace: &Keyspace,
-        command: &KvCommand,
-        now: u64,
-        work: bool,
-    ) -> Option<Reply> {
-        if self.replied > REPLY_BYTES_MAX && command.is_read() {
-            return Some(over_reply_budget(command));
+/// Runs a batch (a transaction, or the commands a client pipelined) in
+/// order with `run`, under the bounds every path that runs one applies
+/// (plain or with an ACL command in it, on the read path or the apply
+/// path): a nested transaction runs nothing; a read past the elements the
+/// batch's reads may visit ([`TRANSACTION_READ_WORK_MAX`]) or past the
+/// bytes its replies may hold ([`REPLY_BYTES_MAX`]) is refused without
+/// running; a write always runs, and past the byte budget its reply is
+/// dropped unless small.
+pub(crate) fn run_batch<K: std::ops::Deref<Target = Keyspace>>(
+    mut keyspace: K,
+    commands: &[KvCommand],
+    now: u64,
+    mut run: impl FnMut(&mut K, &KvCommand, u32) -> Reply,
+) -> Reply {
+    // Redis refuses MULTI inside MULTI before queueing anything, so a
+    // nested transaction never runs any of its commands.
+    if commands
+        .iter()
+        .any(|command| matches!(command, KvCommand::Exec(_)))
+    {
+        return nested_exec();
+    }
+    let mut work = 0usize;
+    let mut replied = 0u64;
+    let mut replies = Vec::with_capacity(commands.len());
+    for (command, position) in commands.iter().zip(0u32..) {
+        prefetch_ahead(&keyspace, commands, position);
+        if replied > REPLY_BYTES_MAX && command.is_read() {
+            replies.push(over_reply_budget(command));
+            continue;
         }
-        if !work {
-            return None;
-        }
-        match transaction_read_work(keyspace, command, now) {
-            Some(cost) if self.work.saturating_add(cost) <= TRANSACTION_READ_WORK_MAX => {
-                self.work += cost;
-                None
+        match transaction_read_work(&keyspace, command, now) {
+            Some(cost) if work.saturating_add(cost) <= TRANSACTION_READ_WORK_MAX => work += cost,
+            _ => {
+                replies.push(over_transaction_budget(command));
+                continue;
             }
-            _ => Some(over_transaction_budget(command)),
         }
-    }
-
-    /// Counts the reply `command` gave, or, past the budget, drops it
-    /// (only a write's runs then) unless it is small.
-    pub(crate) fn reply(&mut self, command: &KvCommand, reply: Reply) -> Reply {
+        let reply = run(&mut keyspace, command, position);
         let bytes = reply_bytes(&reply);
-        if self.replied > REPLY_BYTES_MAX && bytes > SMALL_REPLY_BYTES {
-            return reply_dropped(command, bytes);
-        }
-        self.replied = self.replied.saturating_add(bytes);
-        reply
+        replies.push(if replied > REPLY_BYTES_MAX && bytes > SMALL_REPLY_BYTES {
+            reply_dropped(command, bytes)
+        } else {
+            replied = replied.saturating_add(bytes);
+            reply
+        });
     }
+    Reply::Array(replies)
 }
 
 /// About the bytes `reply` takes: its strings, and [`REPLY_ENTRY_BYTES`]
@@ -900,29 +882,12 @@ fn run_command(
             }
         }
         KvCommand::Eval(eval) => crate::scripting::run(keyspace, eval, ctx, position),
+        // (See `REPLY_BYTES_MAX`: past it reads are refused and writes run,
+        // so the state left does not depend on it.)
         KvCommand::Exec(commands) => {
-            // Redis refuses MULTI inside MULTI before queueing anything, so
-            // a nested transaction never runs any of its commands.
-            if commands
-                .iter()
-                .any(|command| matches!(command, KvCommand::Exec(_)))
-            {
-                return nested_exec();
-            }
-            // (See `REPLY_BYTES_MAX`: past it reads are refused and writes
-            // run, so the state left does not depend on it.)
-            let mut budget = BatchBudget::default();
-            let mut replies = Vec::with_capacity(commands.len());
-            for (command, position) in commands.iter().zip(0u32..) {
-                prefetch_ahead(keyspace, commands, position);
-                replies.push(match budget.refusal(keyspace, command, now, true) {
-                    Some(refusal) => refusal,
-                    None => {
-                        budget.reply(command, write_unchecked(keyspace, command, ctx, position))
-                    }
-                });
-            }
-            Reply::Array(replies)
+            run_batch(keyspace, commands, now, |keyspace, command, position| {
+                write_unchecked(keyspace, command, ctx, position)
+            })
         }
         read_only => {
             debug_assert!(read_only.is_read());
