@@ -603,7 +603,6 @@ impl<S: StateMachine> Driver<S> {
             // Full only because of reads answered off the loop: wake when
             // one finishes (nothing else may come).
             let off_loop_full = !admit && self.off_loop_waiting.load(Relaxed) > 0;
-            let off_loop_done = Arc::clone(&self.off_loop_done);
             tokio::select! {
                 biased;
                 Some(done) = self.sync_rx.recv() => self.sync_done(done)?,
@@ -673,7 +672,7 @@ impl<S: StateMachine> Driver<S> {
                         }
                     }
                 }
-                () = off_loop_done.notified(), if off_loop_full => {}
+                () = self.off_loop_done.notified(), if off_loop_full => {}
                 () = &mut wake, if wake_armed.is_some() => {
                     // Fired: the next loop arms it again if the core still
                     // asks (its clock, floored to ms, may lag the timer's).
