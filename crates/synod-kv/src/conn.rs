@@ -1074,12 +1074,11 @@ impl Conn {
             return self.reply(Reply::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"));
         }
         self.protocol = protocol;
-        let status = self.shared.node.status();
-        let role = if status.role == RoleKind::Leader {
-            "master"
-        } else {
-            "replica"
-        };
+        // Every node takes writes and answers reads linearizably (a
+        // follower forwards them), so to a Redis client each one is a
+        // master: "replica" made clients that route writes by role refuse
+        // to write to a follower. `INFO replication` tells the Paxos roles.
+        let role = "master";
         let proto = if protocol == Protocol::Resp3 { 3 } else { 2 };
         let map = vec![
             (bulk("server"), bulk("redis")),

@@ -209,3 +209,32 @@ async fn commandstats_names_and_reset() {
     let stats = info(&mut client, &[b"commandstats"]).await;
     assert!(stats.contains("cmdstat_info:calls=1,"), "{stats}");
 }
+
+/// HELLO on every node of a cluster, leader or follower, says `master`
+/// (each takes writes; before stop 62 a follower said `replica`, and a
+/// client that routes writes by role would not write to it) and the
+/// Redis version whose commands are built (it said 7.2.0), as INFO does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_says_master_and_the_built_version_on_every_node() {
+    let c = cluster(3, |_| {}, None).await;
+    for addr in &c.resp {
+        let mut client = Client::connect(*addr).await;
+        let Some(Reply::Map(fields)) = client.call(&[b"HELLO", b"3"]).await else {
+            panic!("HELLO 3 on {addr} is not a map");
+        };
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(key, _)| *key == Reply::Bulk(name.as_bytes().to_vec().into()))
+                .map(|(_, value)| value.clone())
+        };
+        assert_eq!(field("role"), Some(Reply::Bulk("master".into())), "{addr}");
+        assert_eq!(
+            field("version"),
+            Some(Reply::Bulk("7.0.15".into())),
+            "{addr}"
+        );
+        let text = info(&mut client, &[b"server"]).await;
+        assert!(text.contains("redis_version:7.0.15\r\n"), "{text}");
+    }
+}
