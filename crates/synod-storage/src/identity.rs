@@ -160,7 +160,21 @@ pub fn write_identity(dir: &Path, identity: &Identity) -> Result<(), IdentityErr
 /// node (written by a version before identities existed, if it has no
 /// identity file).
 pub fn holds_node_data(dir: &Path) -> Result<bool, IdentityError> {
-    for sub in ["wal", "snap"] {
+    holds_files(dir, &["wal", "snap"])
+}
+
+/// True when `dir` holds a log segment. A node's log always keeps one from
+/// its first start on (a checkpoint's snapshot files alone hold neither its
+/// promises nor what it accepted since), so a node with an identity and no
+/// segment lost its log.
+pub fn holds_log(dir: &Path) -> Result<bool, IdentityError> {
+    holds_files(dir, &["wal"])
+}
+
+/// True when one of the subdirectories `subs` of `dir` holds a log segment
+/// (`wal`) or a snapshot (`snap`).
+fn holds_files(dir: &Path, subs: &[&str]) -> Result<bool, IdentityError> {
+    for &sub in subs {
         let path = dir.join(sub);
         let entries = match fs::read_dir(&path) {
             Ok(entries) => entries,

@@ -645,6 +645,38 @@ pub fn remove_older_on(
     trashed.and(emptied)
 }
 
+/// Removes the snapshot files of `dir` that were never finished: a
+/// snapshot's `.tmp` (renamed into place only once durable) and a peer's
+/// snapshot being received (`.incoming`, sealed and renamed once whole).
+/// For the log's opening, before anything of the node writes them.
+pub(crate) fn remove_unfinished_on(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
+    let names = fs.read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
+    let mut removed = false;
+    let mut first_error = None;
+    for name in names {
+        let unfinished = parse_incoming_name(&name).is_some()
+            || name
+                .strip_suffix(".tmp")
+                .is_some_and(|n| parse_name(n).is_some());
+        if !unfinished {
+            continue;
+        }
+        let path = dir.join(&name);
+        match fs.remove_file(&path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed an unfinished snapshot file");
+                removed = true;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                first_error.get_or_insert(StorageError::io(&path, e));
+            }
+        }
+    }
+    let synced = if removed { fsync_dir(fs, dir) } else { Ok(()) };
+    first_error.map_or(synced, Err)
+}
+
 /// Moves the files [`remove_older_on`] deletes into the trash (see
 /// `trash.rs`), and syncs `dir`. Goes on past a file it can neither rename
 /// nor unlink, and returns the first error.

@@ -446,6 +446,13 @@ impl Wal {
                 tracing::warn!("cannot empty the trash of {}: {e}", d.display());
             }
         }
+        // Snapshots half written or half received when the node stopped:
+        // never trusted, only space, and on a full disk the space a restart
+        // needs (a node stopped by ENOSPC while writing a snapshot stopped
+        // again at once, its `.tmp` still there). Nothing writes them yet.
+        if let Err(e) = snapshot_file::remove_unfinished_on(&*fs, &snap_dir) {
+            tracing::warn!("cannot remove unfinished snapshots: {e}");
+        }
         let mut indexes = Vec::new();
         let names = fs
             .read_dir(&wal_dir)
@@ -506,6 +513,30 @@ impl Wal {
             torn_bytes,
             opts.legacy_checkpoint_recovery,
         )?;
+        // Segment 1 is the first a log ever has, and segments are removed
+        // only once a later checkpoint's end frame is durable (`Obsolete`),
+        // in the segment that checkpoint was written to or a later one,
+        // which a removal never takes. So a log whose oldest segment is
+        // not 1 holds a finished checkpoint. Without one, the log was
+        // damaged: segments deleted, the newest (or only) one emptied or
+        // zeroed (read as an unfinished creation or a torn tail), or the
+        // checkpoint's end frame corrupted (read as a torn tail). Starting
+        // from what is left would forget promises and accepted values, and
+        // vote on them: refuse.
+        if let Some(&oldest) = indexes.first() {
+            if oldest > 1 && checkpoints.is_empty() {
+                return Err(StorageError::corrupt(
+                    wal_dir.join(segment::file_name(oldest)),
+                    0,
+                    format!(
+                        "the log starts at segment {oldest} but holds no finished checkpoint: \
+                         earlier segments were removed or the log is damaged, and what is left \
+                         would forget promises and accepted values (restore the files, or \
+                         restart the node with --rebuild)"
+                    ),
+                ));
+            }
+        }
         let (file, file_len, allocated) = match segments.last() {
             Some(last) => {
                 let file = fs

@@ -29,7 +29,9 @@
 use crate::config::{Bootstrap, NodeConfig};
 use crate::node::NodeError;
 use std::time::{SystemTime, UNIX_EPOCH};
-use synod_storage::identity::{holds_node_data, read_identity, write_identity, Identity};
+use synod_storage::identity::{
+    holds_log, holds_node_data, read_identity, write_identity, Identity,
+};
 use tracing::{info, warn};
 
 /// Where a node that holds its data directory writes its pid, for the
@@ -155,18 +157,25 @@ pub(crate) fn check_data_dir(cfg: &NodeConfig) -> Result<Identity, NodeError> {
             )));
         }
         // The identity says this node has been running here, so its log
-        // must be here too (the log always keeps a segment). Without it the
-        // promises and acceptances are gone just as with a wiped disk: a
-        // deleted or missing `wal/` volume, or a directory restored from an
-        // incomplete copy. `--init` passes only for a node that never got
-        // past creating its first segment; `--rebuild` rebuilds.
-        if !found.rebuilding && !holds_node_data(dir).map_err(storage)? {
+        // must be here too (the log always keeps a segment, whatever
+        // snapshots `snap/` holds). Without it the promises and acceptances
+        // are gone just as with a wiped disk: a deleted or missing `wal/`
+        // volume, or a directory restored from an incomplete copy. `--init`
+        // passes only for a node that never got past creating its first
+        // segment; `--rebuild` rebuilds.
+        if !found.rebuilding && !holds_log(dir).map_err(storage)? {
+            // Snapshots without a log: not a first start cut short.
+            let never_ran = !holds_node_data(dir).map_err(storage)?;
             match cfg.bootstrap {
-                Bootstrap::New => {}
+                Bootstrap::New if never_ran => {}
                 Bootstrap::Rebuild => return start_rebuild(cfg, dir),
-                Bootstrap::Existing => {
+                Bootstrap::New | Bootstrap::Existing => {
                     return Err(NodeError::DataDir(format!(
-                        "data directory {} holds node {}'s identity but no log (no segment in                          wal/, no snapshot in snap/): the log was lost or moved, and this node                          would forget promises and accepted values. Refusing to start. If the                          log is gone for good, restart the node with --rebuild: it rejoins as a                          non-voting member and votes again once that is safe",
+                        "data directory {} holds node {}'s identity but no log (no segment in \
+                         wal/): the log was lost or moved, and this node would forget promises \
+                         and accepted values. Refusing to start. If the log is gone for good, \
+                         restart the node with --rebuild: it rejoins as a non-voting member and \
+                         votes again once that is safe",
                         dir.display(),
                         cfg.id.0
                     )))
@@ -427,6 +436,38 @@ mod tests {
         assert!(message.contains("--rebuild"), "{message}");
         let rebuilt = check_data_dir(&config(2, dir.path(), Bootstrap::Rebuild)).unwrap();
         assert!(rebuilt.rebuilding && rebuilt.incarnation > first.incarnation);
+    }
+
+    /// Review (stop 62): with `wal/` emptied and `snap/` still holding a
+    /// snapshot, the check took the snapshot for the node's data, and the
+    /// log opened empty: the node started with no promises and voted. Now
+    /// only a segment counts, and `--init` does not pass either (the node
+    /// did run: it wrote snapshots).
+    #[test]
+    fn snapshots_without_a_log_are_refused_even_with_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let init = config(2, dir.path(), Bootstrap::New);
+        check_data_dir(&init).unwrap();
+        write_segment(&init);
+        let snap = init.data_dir.join("snap");
+        std::fs::create_dir_all(&snap).unwrap();
+        let name = synod_storage::snapshot_file::file_name(
+            synod_core::GroupId(0),
+            synod_core::InstanceId(40),
+        );
+        std::fs::write(snap.join(name), b"snapshot").unwrap();
+        for segment in std::fs::read_dir(init.data_dir.join("wal")).unwrap() {
+            std::fs::remove_file(segment.unwrap().path()).unwrap();
+        }
+        for bootstrap in [Bootstrap::Existing, Bootstrap::New] {
+            let message = refusal(&config(2, dir.path(), bootstrap));
+            assert!(
+                message.contains("no log") && message.contains("--rebuild"),
+                "{message}"
+            );
+        }
+        let rebuilt = check_data_dir(&config(2, dir.path(), Bootstrap::Rebuild)).unwrap();
+        assert!(rebuilt.rebuilding);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod common;
 mod checkpoint_job;
 mod conformance;
 mod crash;
+mod damaged;
 mod kill9;
 mod regressions;
 mod salt;
