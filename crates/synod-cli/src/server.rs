@@ -385,6 +385,7 @@ pub fn main(args: ServerArgs) -> ExitCode {
     // 90 -> 54 us per SET summed over the nodes, context switches 2.8 -> 1.0
     // per SET. A node's throughput is then one core's; more cores per node
     // are for more Paxos groups (DESIGN.md, Groups), each on a loop of its own.
+    crate::signals::explain_sigbus();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

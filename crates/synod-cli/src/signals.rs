@@ -1,5 +1,6 @@
 //! SIGINT/SIGTERM as a flag, for the commands that manage child processes
-//! (`cluster`, `chaos`): they poll it and stop their children cleanly.
+//! (`cluster`, `chaos`): they poll it and stop their children cleanly; and a
+//! message for SIGBUS, for the server.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -21,4 +22,31 @@ pub fn install() {
 /// Whether SIGINT or SIGTERM arrived.
 pub fn requested() -> bool {
     STOP.load(Ordering::SeqCst)
+}
+
+/// What SIGBUS means in a server: snapshots are read through a memory map
+/// (`synod_storage::fs`), and a mapped file cut short under the process, or
+/// a disk that fails to read a mapped page, raises it where no error can be
+/// returned. The process still ends (a fatal error), but says why.
+const SIGBUS_MESSAGE: &[u8] =
+    b"synod: fatal: SIGBUS: a memory-mapped file (a snapshot in the data \
+directory) was cut short or could not be read from the disk; the node stops. Check the disk and \
+the data directory, then restart (a damaged snapshot is refused with a message at the start)\n";
+
+extern "C" fn on_sigbus(_: libc::c_int) {
+    // SAFETY: write(2) and signal(2) are async-signal-safe, and the message
+    // is static. With the default action back, the faulting access runs
+    // again on return and ends the process as SIGBUS always did.
+    unsafe {
+        libc::write(2, SIGBUS_MESSAGE.as_ptr().cast(), SIGBUS_MESSAGE.len());
+        libc::signal(libc::SIGBUS, libc::SIG_DFL);
+    }
+}
+
+/// Writes a message to stderr before a SIGBUS ends the process.
+pub fn explain_sigbus() {
+    // SAFETY: the handler makes only async-signal-safe calls.
+    unsafe {
+        libc::signal(libc::SIGBUS, on_sigbus as *const () as libc::sighandler_t);
+    }
 }
