@@ -73,7 +73,12 @@ pub struct NodeConfig {
     /// file being written, as does its falling a whole interval behind).
     pub snapshot_policy: SnapshotPolicy,
     /// Client sessions remembered for exactly-once (one per node process).
-    /// Default 4,096.
+    /// Default 4,096. **Give every node the same value**: it decides, as
+    /// commands are applied, which sessions the replicated table keeps (the
+    /// oldest is evicted past it), so replicas with different values keep
+    /// different tables, and a retried command could be applied again on
+    /// one of them only. It is not carried in the log or the snapshot (the
+    /// `synod` server always uses the default).
     pub sessions_max: usize,
     /// How long a library client session ([`crate::Node::session`]) opened
     /// through this node may go unused, in log time (the largest proposer
