@@ -27,7 +27,7 @@ use synod::ApplyContext;
 use synod_resp::Reply;
 
 use super::wrong_type;
-use crate::command_zset::ZSetCommand;
+use crate::command_zset::{LexBound, ZRangeSpec, ZSetCommand};
 use crate::keyspace::{Keyspace, Lookup, Value, ValueRef};
 use crate::value::entry_bytes;
 use crate::zset::{member_bytes, ZSetMembers};
@@ -203,26 +203,101 @@ pub(crate) fn write(
 }
 
 /// Elements of sorted sets (and of plain sets, as set-operation inputs) a
-/// read visits, for the transaction budget and
-/// the off-loop decision (conservatively the whole of every set it names,
-/// plus `ZRANDMEMBER`'s draws); O(keys).
+/// command visits at most, for the transaction budget and the off-loop
+/// decision: never less than the implementation walks (the budget exists
+/// to bound that walk), from the command and the stored sets only (every
+/// replica computes the same). A command whose cost its own size bounds (a
+/// lookup or change of each member it names, O(log n) each) is charged 0,
+/// as HSET or SADD are. O(keys).
 pub(crate) fn read_work(keyspace: &impl Lookup, command: &ZSetCommand, now: u64) -> usize {
-    let len = |key: &[u8]| zset_at(keyspace, key, now).map_or(0, |set| set.map_or(0, |s| s.len()));
+    let set = |key: &[u8]| zset_at(keyspace, key, now).ok().flatten();
+    let len = |key: &[u8]| set(key).map_or(0, ZSetMembers::len);
+    let count = |count: u64| usize::try_from(count).unwrap_or(usize::MAX);
     match command {
-        ZSetCommand::Score { .. } | ZSetCommand::MScore { .. } | ZSetCommand::Card { .. } => 0,
+        ZSetCommand::Add { .. }
+        | ZSetCommand::IncrBy { .. }
+        | ZSetCommand::Rem { .. }
+        | ZSetCommand::Score { .. }
+        | ZSetCommand::MScore { .. }
+        | ZSetCommand::Card { .. }
+        | ZSetCommand::Pop { count: None, .. } => 0,
+        // A pop takes its members from one end (`basic::pop_members`).
+        ZSetCommand::Pop {
+            key,
+            count: Some(n),
+            ..
+        } => count(*n).min(len(key)),
+        // From the first key holding a set (an error before it: nothing).
+        ZSetCommand::MPop { keys, count: n, .. } => keys
+            .iter()
+            .find_map(|key| match zset_at(keyspace, key, now) {
+                Ok(None) => None,
+                Ok(Some(set)) => Some(set.len()),
+                Err(_) => Some(0),
+            })
+            .map_or(0, |len| count(*n).min(len)),
+        ZSetCommand::Range {
+            key,
+            range,
+            reverse,
+            limit,
+            ..
+        }
+        | ZSetCommand::RangeStore {
+            key,
+            range,
+            reverse,
+            limit,
+            ..
+        } => range_work(len(key), range, *reverse, *limit),
+        ZSetCommand::RemRange { key, range } => range_work(len(key), range, false, None),
+        // Counting walks the whole range, whose size is known only by
+        // walking it; a rank counts the members before it
+        // (`ZSetMembers::rank` is O(rank)): up to the whole set.
+        ZSetCommand::Count { key, .. }
+        | ZSetCommand::LexCount { key, .. }
+        | ZSetCommand::Rank { key, .. } => len(key),
         ZSetCommand::RandMember { key, count, .. } => len(key).saturating_add(
             usize::try_from(count.map_or(1, i64::unsigned_abs)).unwrap_or(usize::MAX),
         ),
+        // Conservatively: a page may hold a long run of members sharing a
+        // cursor (as HSCAN).
+        ZSetCommand::Scan { key, .. } => len(key),
         // Plain sets are inputs too.
         ZSetCommand::Combine { keys, .. } | ZSetCommand::InterCard { keys, .. } => keys
             .iter()
             .map(|key| combine::input_len(keyspace, key, now))
             .fold(0usize, usize::saturating_add),
-        other => other
-            .keys()
-            .into_iter()
-            .map(|key| len(key))
-            .fold(0usize, usize::saturating_add),
+    }
+}
+
+/// Members `ranges::select` walks at most for `range` over a set of `len`,
+/// known without walking it. A rank range walks from the nearer end to its
+/// far edge (`ranges::by_position`). A score range found by a tree lookup
+/// (forward, from an inclusive minimum) or a lex range that starts at an
+/// end of the set (forward from `-`, reversed from `+`) walks LIMIT's
+/// offset and count. Any other walks first past members it cannot bound
+/// beforehand (those tied at an exclusive or a reversed score end, those
+/// before a lex end): the whole set.
+fn range_work(len: usize, range: &ZRangeSpec, reverse: bool, limit: Option<(i64, i64)>) -> usize {
+    let limited = || match limit {
+        Some((offset, _)) if offset < 0 => 0,
+        Some((offset, count)) if count >= 0 => {
+            usize::try_from(offset.saturating_add(count)).map_or(len, |walk| walk.min(len))
+        }
+        _ => len,
+    };
+    match range {
+        ZRangeSpec::Rank { start, stop } => match rank_range(len, *start, *stop) {
+            Some((first, last)) => (last + 1).min(len - first),
+            None => 0,
+        },
+        ZRangeSpec::Score(range) if range.is_empty() => 0,
+        ZRangeSpec::Score(range) if !reverse && !range.min_exclusive => limited(),
+        ZRangeSpec::Lex(range) if range.is_empty() => 0,
+        ZRangeSpec::Lex(range) if !reverse && range.min == LexBound::Lowest => limited(),
+        ZRangeSpec::Lex(range) if reverse && range.max == LexBound::Highest => limited(),
+        ZRangeSpec::Score(_) | ZRangeSpec::Lex(_) => len,
     }
 }
 

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::ranges::select;
-use super::rank_range;
+use super::{range_work, rank_range};
 use crate::command_zset::{LexBound, LexRange, ScoreRange, ZRangeSpec};
 use crate::zset::{member_bytes, ZSetMembers};
 
@@ -138,4 +138,59 @@ fn snapshots_keep_sorted_sets() {
     let entry = restored.stored(b"z").unwrap();
     assert_eq!(entry.expire_at_ms(), Some(9));
     assert_eq!(entry.value_owned(), Value::ZSet(Arc::new(set)));
+}
+
+/// The walk a range is charged for the transaction budget: the members
+/// `select` may visit, known before walking.
+#[test]
+fn range_work_bounds_the_walk_before_it() {
+    let rank = |start, stop| ZRangeSpec::Rank { start, stop };
+    // From the nearer end to the range's far edge.
+    assert_eq!(range_work(100, &rank(0, 0), false, None), 1);
+    assert_eq!(range_work(100, &rank(-1, -1), false, None), 1);
+    assert_eq!(range_work(100, &rank(10, 19), true, None), 20);
+    assert_eq!(range_work(100, &rank(50, 50), false, None), 50);
+    assert_eq!(range_work(100, &rank(0, -1), false, None), 100);
+    assert_eq!(range_work(100, &rank(5, 2), false, None), 0);
+    let score = |min, min_exclusive| {
+        ZRangeSpec::Score(ScoreRange {
+            min,
+            min_exclusive,
+            max: 10.0,
+            max_exclusive: false,
+        })
+    };
+    // Found by a tree lookup: LIMIT's offset and count.
+    assert_eq!(range_work(100, &score(1.0, false), false, Some((3, 4))), 7);
+    assert_eq!(range_work(100, &score(1.0, false), false, Some((-1, 4))), 0);
+    assert_eq!(range_work(5, &score(1.0, false), false, Some((3, 4))), 5);
+    assert_eq!(
+        range_work(100, &score(1.0, false), false, Some((0, -1))),
+        100
+    );
+    assert_eq!(range_work(100, &score(1.0, false), false, None), 100);
+    assert_eq!(range_work(100, &score(11.0, false), false, None), 0);
+    // Members tied at an exclusive minimum, or at the maximum of a
+    // reversed range, are walked past first: the whole set.
+    assert_eq!(range_work(100, &score(1.0, true), false, Some((0, 1))), 100);
+    assert_eq!(range_work(100, &score(1.0, false), true, Some((0, 1))), 100);
+    let lex = |min, max| ZRangeSpec::Lex(LexRange { min, max });
+    let text = || LexBound::Inclusive(Bytes::from("m"));
+    assert_eq!(
+        range_work(100, &lex(LexBound::Lowest, text()), false, Some((0, 2))),
+        2
+    );
+    assert_eq!(
+        range_work(100, &lex(text(), LexBound::Highest), true, Some((1, 2))),
+        3
+    );
+    // A lex range from a member walks from an end to it first.
+    assert_eq!(
+        range_work(100, &lex(text(), LexBound::Highest), false, Some((0, 2))),
+        100
+    );
+    assert_eq!(
+        range_work(100, &lex(LexBound::Highest, LexBound::Lowest), false, None),
+        0
+    );
 }
