@@ -803,11 +803,13 @@ async fn run_items(
             }
             Item::Data(command, proto, len) if goes_alone(&command) => {
                 // A transaction is its own log command (the log format does
-                // not nest them), after what came before it. So is a read
-                // whose cost grows with the dataset or a collection: alone,
-                // it is answered off the event loop when large (see
-                // `ops::read_off_loop`); in a batch it would run on the
-                // loop, or on every replica's apply path with a write.
+                // not nest them), after what came before it. So is a
+                // command whose cost grows with the dataset or a collection:
+                // alone, a read is answered off the event loop when large
+                // (see `ops::read_off_loop`), and neither a read nor a write
+                // is refused for a batch's read budget; in a batch it would
+                // run on the loop, or on every replica's apply path with a
+                // write, or be refused for its neighbours.
                 pending.flush(shared, &mut slots, out).await;
                 let replies = execute_encoded(shared, vec![command], Some(len)).await;
                 slots.push((Slot::Pending(0), proto, tag.take()));
@@ -1014,28 +1016,18 @@ async fn judged(shared: &Shared, item: Item) -> Item {
 }
 
 /// Whether a data command is sent as its own log command, never batched
-/// with the pipelined commands around it (see `run_items`).
+/// with the pipelined commands around it (see `run_items`): a transaction
+/// (the log format does not nest them), and every command that a batch's
+/// read budget may charge (`ops::charged_in_transaction`). Those are the
+/// reads whose cost grows with the dataset or a collection, which alone are
+/// answered off the event loop when large (`ops::read_off_loop`), and the
+/// writes that walk a collection (`SORT ... STORE`, `ZRANGESTORE`,
+/// `ZPOPMIN` with a count, ...). Sent alone, none is refused for the
+/// budget, and in a batch of the others none is: whether a pipelined
+/// command runs never depends on how its pipeline was grouped, which the
+/// client does not see.
 fn goes_alone(command: &KvCommand) -> bool {
-    matches!(
-        command,
-        KvCommand::Exec(_)
-            | KvCommand::Keys { .. }
-            | KvCommand::Scan { .. }
-            | KvCommand::HGetAll { .. }
-            | KvCommand::LRange { .. }
-            | KvCommand::HKeys { .. }
-            | KvCommand::HVals { .. }
-            | KvCommand::LPos { .. }
-            | KvCommand::HScan { .. }
-            | KvCommand::HRandField { .. }
-            | KvCommand::SMembers { .. }
-            | KvCommand::SScan { .. }
-            | KvCommand::SRandMember { .. }
-            | KvCommand::SPop { .. }
-            | KvCommand::SetCombine { .. }
-            | KvCommand::SInterCard { .. }
-            | KvCommand::Dump { .. }
-    ) || matches!(command, KvCommand::ZSet(zset) if crate::ops::zset_goes_alone(zset))
+    matches!(command, KvCommand::Exec(_)) || crate::ops::charged_in_transaction(command)
 }
 
 /// Whether a request changes which messages the connection receives

@@ -32,7 +32,6 @@ pub(crate) const WRONG_TYPE: &str =
 pub(crate) const OVERFLOW: &str = "ERR increment or decrement would overflow";
 
 pub(crate) use keys_more::object_help;
-pub(crate) use zsets::goes_alone as zset_goes_alone;
 
 pub(crate) fn wrong_type() -> Reply {
     Reply::error(WRONG_TYPE)
@@ -346,6 +345,54 @@ pub(crate) fn transaction_read_work(
     command: &KvCommand,
     now: u64,
 ) -> Option<usize> {
+    let work = charge(keyspace, command, now);
+    // The node's grouping of a pipeline relies on this (see
+    // `charged_in_transaction`).
+    debug_assert!(
+        work == Some(0) || charged_in_transaction(command),
+        "{} charged {work:?} but not listed as charged",
+        command.name()
+    );
+    work
+}
+
+/// Whether [`transaction_read_work`] may charge `command` anything (or
+/// refuse it), whatever the state: decided from the command alone. The
+/// node sends every pipelined command for which this holds through the log
+/// alone (`server::goes_alone`), so a batch of pipelined commands is never
+/// refused any of them for the budget, and whether a pipelined command
+/// runs never depends on how the node grouped the pipeline (which TCP
+/// segments and `--max-pipeline` decide): only a real transaction or a
+/// script is refused for it. The node's own state cannot decide it: the
+/// state at apply may differ (another client's write, or an earlier
+/// command of the same batch, may grow a collection meanwhile). O(1).
+pub(crate) fn charged_in_transaction(command: &KvCommand) -> bool {
+    match command {
+        KvCommand::Keys { .. }
+        | KvCommand::Scan { .. }
+        | KvCommand::HScan { .. }
+        | KvCommand::HGetAll { .. }
+        | KvCommand::LRange { .. }
+        | KvCommand::Lcs { .. }
+        | KvCommand::Sort(_)
+        | KvCommand::SMembers { .. }
+        | KvCommand::SScan { .. }
+        | KvCommand::SPop { .. }
+        | KvCommand::SRandMember { .. }
+        | KvCommand::SetCombine { .. }
+        | KvCommand::SInterCard { .. }
+        | KvCommand::HKeys { .. }
+        | KvCommand::HVals { .. }
+        | KvCommand::HRandField { .. }
+        | KvCommand::LPos { .. }
+        | KvCommand::Dump { .. } => true,
+        KvCommand::ZSet(zset) => zsets::charged(zset),
+        _ => false,
+    }
+}
+
+/// [`transaction_read_work`]'s figure.
+fn charge(keyspace: &Keyspace, command: &KvCommand, now: u64) -> Option<usize> {
     let glob_work = |pattern: Option<&[u8]>| match pattern {
         None | Some(b"*") => 0,
         Some(pattern) => {

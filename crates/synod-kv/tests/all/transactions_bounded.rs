@@ -95,6 +95,65 @@ async fn a_pipelined_keys_is_answered_in_order() {
     );
 }
 
+/// A pipelined command is never refused for the transaction read budget
+/// because of the commands the node grouped it with (which TCP segments and
+/// `--max-pipeline` decide): one that the budget may charge goes to the log
+/// alone. (Before, `SET pa 1` pipelined with `SORT biglist LIMIT 0 1 STORE
+/// sdst` over a 70,000-item list answered `ERR 'sort' ... cannot run
+/// inside a transaction` for the SORT, which alone answered 1; ZUNIONSTORE
+/// and ZRANGESTORE likewise.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_command_is_not_refused_for_its_neighbours() {
+    let c = cluster(1, |_| {}, None).await;
+    let mut client = Client::connect(c.resp[0]).await;
+    const ITEMS: usize = 70_000;
+    let numbers: Vec<Vec<u8>> = (0..ITEMS).map(|i| i.to_string().into_bytes()).collect();
+    let mut rpush: Vec<&[u8]> = vec![b"RPUSH", b"biglist"];
+    rpush.extend(numbers.iter().map(Vec::as_slice));
+    assert_eq!(
+        client.call(&rpush).await,
+        Some(Reply::Integer(ITEMS as i64))
+    );
+    let mut zadd: Vec<&[u8]> = vec![b"ZADD", b"bigz"];
+    for number in &numbers {
+        zadd.push(number);
+        zadd.push(number);
+    }
+    assert_eq!(client.call(&zadd).await, Some(Reply::Integer(ITEMS as i64)));
+    let mut pipeline = bytes::BytesMut::new();
+    let requests: [&[&[u8]]; 8] = [
+        &[b"SET", b"pa", b"1"],
+        &[b"SORT", b"biglist", b"LIMIT", b"0", b"1", b"STORE", b"sdst"],
+        &[b"SET", b"pb", b"1"],
+        &[b"ZUNIONSTORE", b"zu", b"1", b"bigz"],
+        &[b"SET", b"pc", b"1"],
+        &[b"ZRANGESTORE", b"zr", b"bigz", b"0", b"-1"],
+        &[b"SORT", b"biglist", b"LIMIT", b"0", b"1"],
+        &[b"SET", b"pd", b"1"],
+    ];
+    for request in requests {
+        synod_resp::write_request(&mut pipeline, request);
+    }
+    client.send_raw(&pipeline).await.expect("send");
+    let mut replies = Vec::new();
+    for _ in requests {
+        replies.push(client.reply().await.expect("a reply"));
+    }
+    assert_eq!(
+        replies,
+        [
+            ok(),
+            Reply::Integer(1),
+            ok(),
+            Reply::Integer(ITEMS as i64),
+            ok(),
+            Reply::Integer(ITEMS as i64),
+            Reply::Array(vec![Reply::Bulk("0".into())]),
+            ok(),
+        ]
+    );
+}
+
 /// A command queued in MULTI is checked again at EXEC against its user's
 /// rules as they are then: a permission or key pattern taken away in
 /// between discards the transaction. (Before, `AUTH dave; MULTI; SET k v2`,

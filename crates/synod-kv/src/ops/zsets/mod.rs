@@ -301,14 +301,19 @@ fn range_work(len: usize, range: &ZRangeSpec, reverse: bool, limit: Option<(i64,
     }
 }
 
-/// Whether a sorted-set read is sent through the log alone (never batched
-/// with the pipelined commands around it): those whose work grows with a
-/// set.
-pub(crate) fn goes_alone(command: &ZSetCommand) -> bool {
+/// Whether [`read_work`] may charge `command` anything, whatever the
+/// state (see `ops::charged_in_transaction`).
+pub(crate) fn charged(command: &ZSetCommand) -> bool {
     !matches!(
         command,
-        ZSetCommand::Score { .. } | ZSetCommand::MScore { .. } | ZSetCommand::Card { .. }
-    ) && command.is_read()
+        ZSetCommand::Add { .. }
+            | ZSetCommand::IncrBy { .. }
+            | ZSetCommand::Rem { .. }
+            | ZSetCommand::Score { .. }
+            | ZSetCommand::MScore { .. }
+            | ZSetCommand::Card { .. }
+            | ZSetCommand::Pop { count: None, .. }
+    )
 }
 
 /// An upper bound of the accounted bytes `command` adds (see
