@@ -905,7 +905,6 @@ impl<S: StateMachine> Driver<S> {
                     let tx = self.checkpoint_tx.clone();
                     let held = self.dir_lock.clone();
                     tokio::task::spawn_blocking(move || {
-                        let _held = held;
                         // A panic in the job (the state machine's snapshot
                         // encoder, a bug) must still report, as a failed
                         // write: else the checkpoint stays busy forever, no
@@ -913,6 +912,7 @@ impl<S: StateMachine> Driver<S> {
                         // without bound, with no error. A failed snapshot
                         // write is fatal (`snapshot_written`).
                         let result = catch_job_panic("snapshot write", || write.run());
+                        release_after_job(held);
                         let _ = tx.blocking_send(CheckpointStep::Written(write.checkpoint, result));
                     });
                 }
@@ -948,10 +948,10 @@ impl<S: StateMachine> Driver<S> {
                     let started = Instant::now();
                     let held = self.dir_lock.clone();
                     tokio::task::spawn_blocking(move || {
-                        let _held = held;
                         // As for the snapshot write: a panic is a failure
                         // reported (fatal), never a report that never comes.
                         let result = catch_job_panic("log sync", || job.run());
+                        release_after_job(held);
                         let _ = tx.blocking_send(SyncDone {
                             job,
                             result,
@@ -975,9 +975,9 @@ impl<S: StateMachine> Driver<S> {
                     let trash_only = obsolete.is_trash_only();
                     let held = self.dir_lock.clone();
                     tokio::task::spawn_blocking(move || {
-                        let _held = held;
                         let result =
                             catch_job_panic("removal of superseded files", || obsolete.remove());
+                        release_after_job(held);
                         // The last step of a checkpoint: what it freed (the
                         // compacted log, tree nodes copied while the
                         // snapshot was read) goes back to the system. Not
@@ -1180,6 +1180,15 @@ fn release_free_heap() {
             "free heap pages returned after a checkpoint"
         );
     }
+}
+
+/// Lets go of a blocking job's hold on the data directory's lock once the
+/// job's work there is done, before it reports: a stop that waited for the
+/// report then returns with the directory free (before, the hold dropped
+/// after the report, and a node started on the directory right after a stop
+/// was sometimes refused as "in use by another running node").
+fn release_after_job<T>(held: T) {
+    drop(held);
 }
 
 /// Runs a storage job off the loop, turning a panic in it into an error
