@@ -96,6 +96,7 @@ fn main() {
     let ctx = ApplyContext {
         instance: InstanceId(1),
         time_ms: 1,
+        index: 0,
     };
 
     let empty = heap();

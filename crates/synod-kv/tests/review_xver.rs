@@ -35,6 +35,7 @@ fn review_xver_snapshot_bytes() {
         let ctx = ApplyContext {
             instance: InstanceId(instance),
             time_ms: 1_000 + instance,
+            index: 0,
         };
         store.apply(&command.encode(), &ctx);
     };
@@ -113,6 +114,7 @@ fn review_xver_colliding_apply_cost() {
             let ctx = ApplyContext {
                 instance: InstanceId(i as u64 + 1),
                 time_ms: 1_000,
+                index: 0,
             };
             store.apply(encoded, &ctx);
         }

@@ -290,6 +290,7 @@ impl Kv {
         let ctx = ApplyContext {
             instance: InstanceId(instance),
             time_ms: local_clock_ms.unwrap_or(self.log_time_ms),
+            index: 0,
         };
         let kv_command = to_store_command(command, drop_watch)?;
         let absent = command.op.key().is_some_and(|key| {
@@ -335,6 +336,7 @@ impl Kv {
         let ctx = ApplyContext {
             instance: InstanceId(0),
             time_ms,
+            index: 0,
         };
         let get = synod_kv::KvCommand::Get {
             key: Bytes::copy_from_slice(key),
@@ -352,6 +354,7 @@ impl Kv {
         let ctx = ApplyContext {
             instance: InstanceId(0),
             time_ms,
+            index: 0,
         };
         let keys = vec![Bytes::copy_from_slice(key)];
         let reply = self
@@ -660,6 +663,7 @@ impl Kv {
         let ctx = ApplyContext {
             instance: InstanceId(instance),
             time_ms: self.log_time_ms,
+            index: 0,
         };
         match self
             .store
@@ -681,6 +685,7 @@ impl Kv {
         let ctx = ApplyContext {
             instance: InstanceId(0),
             time_ms: self.log_time_ms,
+            index: 0,
         };
         let llen = synod_kv::KvCommand::LLen {
             key: Bytes::copy_from_slice(key),
@@ -1379,6 +1384,7 @@ mod tests {
         let ctx = |instance| ApplyContext {
             instance: InstanceId(instance),
             time_ms: 5,
+            index: 0,
         };
         let bytes = encode(&append(1));
         sm.apply(&bytes, &ctx(0));

@@ -761,6 +761,7 @@ impl<S: StateMachine, R> Engine<S, R> {
         let ctx = ApplyContext {
             instance: self.applied_end,
             time_ms: self.opts.wall_clock.now_ms(),
+            index: 0,
         };
         self.answer_query(&query, &ctx, reply);
     }
@@ -924,6 +925,7 @@ impl<S: StateMachine, R> Engine<S, R> {
             let ctx = ApplyContext {
                 instance: self.applied_end,
                 time_ms: self.opts.wall_clock.now_ms(),
+                index: 0,
             };
             self.answer_query(&read.query, &ctx, read.reply);
             return;
@@ -931,6 +933,7 @@ impl<S: StateMachine, R> Engine<S, R> {
         let ctx = ApplyContext {
             instance: self.applied_end,
             time_ms: self.sessions.time_ms,
+            index: 0,
         };
         // One call: the state machine decodes the query once (see
         // `StateMachine::serve_query`, which serves as the three calls would).
@@ -1243,7 +1246,13 @@ impl<S: StateMachine, R> Engine<S, R> {
         // (`StateMachine::apply_batch`); a read must see the commands before
         // it, so it ends a batch.
         let mut batch: Vec<(Envelope, ApplyContext, bool)> = Vec::new();
-        for command in commands {
+        // Every command counts toward the next one's index, skipped or not,
+        // so the index is the command's place in the value: it cannot depend
+        // on this node's session table or on how it cuts the batches. A value
+        // holds fewer than 2^28 commands (at most 1 GiB,
+        // `synod_core::VALUE_BYTES_LIMIT`, with 4 length bytes each), so
+        // `0u32..` never runs out before `commands` does.
+        for (command, index) in commands.iter().zip(0u32..) {
             let Some(envelope) = Envelope::decode(command) else {
                 // Only this runtime proposes, so this is a bug or a foreign
                 // writer; every replica skips it alike.
@@ -1261,6 +1270,7 @@ impl<S: StateMachine, R> Engine<S, R> {
             let ctx = ApplyContext {
                 instance,
                 time_ms: self.sessions.clock(&envelope),
+                index,
             };
             // Client sessions unused for their TTL go, at the same point of
             // the log on every replica.

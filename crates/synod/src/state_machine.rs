@@ -16,6 +16,18 @@ pub struct ApplyContext {
     /// A read is given the log clock at the point of the log it is answered
     /// at, never the serving node's clock.
     pub time_ms: u64,
+    /// The command's place in its instance's value: 0 for the value's first
+    /// command, counting every command the value holds (reads, retries
+    /// applied once already and undecodable ones included). The leader puts
+    /// many clients' commands into one value, where they share `instance`
+    /// and often `time_ms`: a state machine that draws random numbers seeds
+    /// them with this too, or concurrent commands draw alike. A function of
+    /// the log alone, like the fields above: the same on every replica and
+    /// on every replay (after a restart, a snapshot install or catch-up),
+    /// however the runtime cuts the value into
+    /// [`StateMachine::apply_batch`] calls. A read answered off the log (by
+    /// read index or lease) has no place in a value: 0.
+    pub index: u32,
 }
 
 /// One command of a batch given to [`StateMachine::apply_batch`].
@@ -29,7 +41,7 @@ pub struct BatchCommand<'a> {
     /// of a short value that is copied right after).
     pub command: &'a Bytes,
     /// Where it takes effect (the commands of a batch share an instance;
-    /// their log clocks may differ).
+    /// their log clocks may differ; their indexes do).
     pub ctx: ApplyContext,
 }
 
@@ -133,10 +145,10 @@ pub trait StateMachine: Send + 'static {
     ///     }
     /// }
     ///
-    /// let ctx = ApplyContext { instance: synod::InstanceId(1), time_ms: 0 };
+    /// let ctx = |index| ApplyContext { instance: synod::InstanceId(1), time_ms: 0, index };
     /// let batch = [
-    ///     BatchCommand { command: &Bytes::from_static(b"ab"), ctx },
-    ///     BatchCommand { command: &Bytes::from_static(b"c"), ctx },
+    ///     BatchCommand { command: &Bytes::from_static(b"ab"), ctx: ctx(0) },
+    ///     BatchCommand { command: &Bytes::from_static(b"c"), ctx: ctx(1) },
     /// ];
     /// let mut counter = Counter(0);
     /// assert_eq!(counter.apply_batch(&batch), vec![Bytes::from("2"), Bytes::from("3")]);
@@ -300,7 +312,7 @@ pub trait StateMachine: Send + 'static {
     /// }
     ///
     /// let mut blobs = Blobs::default();
-    /// let ctx = ApplyContext { instance: synod::InstanceId(1), time_ms: 0 };
+    /// let ctx = ApplyContext { instance: synod::InstanceId(1), time_ms: 0, index: 0 };
     /// blobs.apply(b"one", &ctx);
     /// let stream = blobs.snapshot_stream().expect("streams");
     /// blobs.apply(b"two", &ctx); // after the view: not in this snapshot
@@ -576,6 +588,7 @@ mod tests {
         let ctx = ApplyContext {
             instance: InstanceId(1),
             time_ms: 0,
+            index: 0,
         };
         let mut boxed: Box<dyn StateMachine> = Box::new(Every::default());
         // Through the trait, as the runtime calls it (not Box's deref).

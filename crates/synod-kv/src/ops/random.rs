@@ -3,6 +3,11 @@
 //! a clock or the process, so every replica that runs the command draws
 //! the same; ChaCha8 passes the statistical batteries, so draws are
 //! uniform.
+//!
+//! The place is the instance *and* the command's index in the instance's
+//! value (`ApplyContext::index`): the leader puts many clients' commands
+//! into one value, where they share the instance and often the log clock,
+//! so without the index concurrent commands drew alike.
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -18,21 +23,25 @@ pub(crate) const RANDOM_REPLY_BYTES_MAX: u64 = 64 << 20;
 pub(crate) const RANDOM_REPLY_ENTRY_BYTES: u64 = 16;
 
 /// The seed layout: instance, log time, a salt (a position or a nonce),
-/// a hash of the key (0 when there is none).
+/// a hash of the key (0 when there is none). The 32 bytes are full, so the
+/// command's index in its instance's value picks the ChaCha stream (64 bits
+/// of its own, each stream an independent sequence of the same key).
 fn seeded(ctx: &ApplyContext, salt: u64, key_hash: u64) -> ChaCha8Rng {
     let mut seed = [0u8; 32];
     seed[..8].copy_from_slice(&ctx.instance.0.to_le_bytes());
     seed[8..16].copy_from_slice(&ctx.time_ms.to_le_bytes());
     seed[16..24].copy_from_slice(&salt.to_le_bytes());
     seed[24..].copy_from_slice(&key_hash.to_le_bytes());
-    ChaCha8Rng::from_seed(seed)
+    let mut rng = ChaCha8Rng::from_seed(seed);
+    rng.set_stream(u64::from(ctx.index));
+    rng
 }
 
 /// The generator behind a random reply or pop: seeded by the command's
-/// place in the log — its instance, the log clock, and its position inside
-/// a transaction or pipelined batch (several commands share an instance) —
-/// and by the key, so two commands never share a draw unless they share
-/// all of these.
+/// place in the log — its instance, its index in the instance's value, the
+/// log clock, and its position inside the log command (a transaction, a
+/// pipelined batch or a script's calls put several in one) — and by the
+/// key, so two commands never share a draw unless they share all of these.
 pub(crate) fn generator(ctx: &ApplyContext, position: u32, key: &[u8]) -> ChaCha8Rng {
     seeded(ctx, u64::from(position), xxh3_64(key))
 }
@@ -99,6 +108,7 @@ mod tests {
         ApplyContext {
             instance: synod_core::InstanceId(7),
             time_ms: 1,
+            index: 0,
         }
     }
 
@@ -122,6 +132,24 @@ mod tests {
         assert_eq!(draws(0, b"k"), draws(0, b"k"));
         assert_ne!(draws(0, b"k"), draws(1, b"k"));
         assert_ne!(draws(0, b"k"), draws(0, b"j"));
+    }
+
+    /// Commands of one instance value share the instance and often the log
+    /// clock; their index in the value still draws them apart (before it
+    /// was in the seed, concurrent clients' draws repeated).
+    #[test]
+    fn another_index_in_the_value_draws_another() {
+        let at = |index| ApplyContext { index, ..ctx() };
+        let draws = |mut rng: ChaCha8Rng| (0..4).map(|_| rng.next_u64()).collect::<Vec<_>>();
+        assert_eq!(
+            draws(generator(&at(1), 0, b"k")),
+            draws(generator(&at(1), 0, b"k"))
+        );
+        assert_ne!(
+            draws(generator(&at(0), 0, b"k")),
+            draws(generator(&at(1), 0, b"k"))
+        );
+        assert_ne!(draws(pick_rng(&at(0), 5)), draws(pick_rng(&at(1), 5)));
     }
 
     #[test]

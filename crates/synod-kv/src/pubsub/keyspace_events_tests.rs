@@ -38,6 +38,7 @@ impl Node {
         let ctx = ApplyContext {
             instance: InstanceId(self.instance),
             time_ms: now_ms,
+            index: 0,
         };
         self.store.apply_command(&command, &ctx)
     }
@@ -186,6 +187,7 @@ fn expired_when_an_apply_removes_a_key_past_its_expiry() {
     let ctx = ApplyContext {
         instance: InstanceId(node.instance),
         time_ms: 1200,
+        index: 0,
     };
     assert_eq!(node.store.apply_command(&sweep, &ctx), Reply::ok());
     assert_eq!(node.events(), keyevents(&["expired b"]));
@@ -220,6 +222,7 @@ fn transactions_emit_each_commands_events_in_order() {
     let ctx = ApplyContext {
         instance: InstanceId(node.instance),
         time_ms: 1,
+        index: 0,
     };
     node.store
         .apply_command(&crate::KvCommand::Exec(commands), &ctx);

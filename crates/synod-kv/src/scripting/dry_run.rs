@@ -313,6 +313,7 @@ fn judge(
     let ctx = ApplyContext {
         instance: InstanceId(0),
         time_ms: node.stamp_ms(),
+        index: 0,
     };
     let fetched: RefCell<BTreeSet<Bytes>> = RefCell::default();
     let key_bytes = Cell::new(0u64);

@@ -835,16 +835,21 @@ fn arg_bytes(value: &Value) -> Option<Bytes> {
     }
 }
 
-/// The script's generator: seeded by its place in the log (instance and
-/// position in the batch), the same on every replica, different for every
-/// script run.
+/// The script's generator: seeded by its place in the log (instance, log
+/// clock, position inside the log command: a transaction or a batch), the
+/// same on every replica, different for every script run. The command's
+/// index in its instance's value picks the ChaCha stream, as in
+/// `ops::random`: the leader puts many clients' scripts into one value,
+/// where the rest of the seed is often the same.
 fn seeded_rng(ctx: &ApplyContext, position: u32) -> ChaCha8Rng {
     let mut seed = [0u8; 32];
     seed[..8].copy_from_slice(&ctx.instance.0.to_le_bytes());
     seed[8..16].copy_from_slice(&ctx.time_ms.to_le_bytes());
     seed[16..20].copy_from_slice(&position.to_le_bytes());
     seed[20..24].copy_from_slice(b"eval");
-    ChaCha8Rng::from_seed(seed)
+    let mut rng = ChaCha8Rng::from_seed(seed);
+    rng.set_stream(u64::from(ctx.index));
+    rng
 }
 
 /// `math.random()`, `math.random(m)`, `math.random(m, n)` with Lua 5.1's

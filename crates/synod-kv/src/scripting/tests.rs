@@ -12,6 +12,7 @@ pub(super) fn ctx(instance: u64) -> ApplyContext {
     ApplyContext {
         instance: synod_core::InstanceId(instance),
         time_ms: 1_700_000_000_000,
+        index: 0,
     }
 }
 
@@ -234,6 +235,27 @@ fn randomness_is_seeded_by_the_log_position() {
     assert_eq!(draw(5, 0), draw(5, 0));
     assert_ne!(draw(5, 0), draw(6, 0));
     assert_ne!(draw(5, 0), draw(5, 1));
+    // Another command of the same instance value (another client's script
+    // in the leader's batch: same instance, same log clock) draws another.
+    let at_index = |index: u32| {
+        let mut keyspace = Keyspace::default();
+        let ctx = ApplyContext { index, ..ctx(5) };
+        run(&mut keyspace, &script, &ctx, 0)
+    };
+    assert_eq!(at_index(0), draw(5, 0));
+    assert_ne!(at_index(0), at_index(1));
+    assert_eq!(at_index(1), at_index(1));
+    // Two draws of one script differ.
+    let mut keyspace = Keyspace::default();
+    let twice = eval(
+        "return {tostring(math.random()), tostring(math.random())}",
+        &[],
+        &[],
+    );
+    let Reply::Array(draws) = run(&mut keyspace, &twice, &ctx(5), 0) else {
+        panic!("an array");
+    };
+    assert_ne!(draws[0], draws[1]);
     // math.randomseed makes it reproducible, as in Redis.
     let seeded = |seed: &str, instance: u64| {
         let mut keyspace = Keyspace::default();

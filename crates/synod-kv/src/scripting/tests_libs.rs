@@ -13,6 +13,7 @@ fn ctx() -> ApplyContext {
     ApplyContext {
         instance: synod_core::InstanceId(1),
         time_ms: 1_700_000_000_000,
+        index: 0,
     }
 }
 

@@ -23,6 +23,7 @@ mod limits;
 mod lists_hashes;
 mod maxmemory_flag;
 mod memory;
+mod random_draws;
 mod scan;
 mod script_dry_run;
 mod sets;

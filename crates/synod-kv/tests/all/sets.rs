@@ -425,6 +425,7 @@ fn apply_at(store: &mut Store, instance: u64, line: &str) -> Reply {
     let context = ApplyContext {
         instance: InstanceId(instance),
         time_ms: 5,
+        index: 0,
     };
     decode_reply(&store.apply(&command.encode(), &context)).unwrap()
 }

@@ -57,6 +57,7 @@ pub fn ctx(instance: u64, time_ms: u64) -> ApplyContext {
     ApplyContext {
         instance: InstanceId(instance),
         time_ms,
+        index: 0,
     }
 }
 
