@@ -531,8 +531,9 @@ impl Wal {
                     format!(
                         "the log starts at segment {oldest} but holds no finished checkpoint: \
                          earlier segments were removed or the log is damaged, and what is left \
-                         would forget promises and accepted values (restore the files, or \
-                         restart the node with --rebuild)"
+                         would forget promises and accepted values (restore the files from a \
+                         copy; or, if they are lost, move wal/ and snap/ aside and restart the \
+                         node with --rebuild)"
                     ),
                 ));
             }

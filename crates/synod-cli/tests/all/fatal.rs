@@ -233,3 +233,28 @@ fn a_snapshot_cut_short_under_the_node_ends_it_with_a_message() {
         "no message: {log}"
     );
 }
+
+/// A SIGBUS sent by `kill` (no faulting access to run again) also ends the
+/// node, after the message: the first handler returned and left it running
+/// after it said it stopped (review, stop 62).
+#[test]
+fn a_sigbus_sent_by_kill_ends_the_node_too() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut cluster = Cluster::start(1, &[]);
+    let child = cluster.children[0].as_mut().expect("running");
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGBUS) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the node lived on after SIGBUS");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    cluster.children[0] = None;
+    let log = std::fs::read_to_string(cluster.log_path(0)).expect("log");
+    assert_eq!(status.signal(), Some(libc::SIGBUS), "{status:?}: {log}");
+    assert!(log.contains("synod: fatal: SIGBUS"), "no message: {log}");
+}

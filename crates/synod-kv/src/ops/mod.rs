@@ -387,6 +387,11 @@ pub(crate) fn charged_in_transaction(command: &KvCommand) -> bool {
         | KvCommand::LPos { .. }
         | KvCommand::Dump { .. } => true,
         KvCommand::ZSet(zset) => zsets::charged(zset),
+        KvCommand::Pop { count, .. } => count.is_some_and(|c| c > 1),
+        KvCommand::LMPop { count, .. } => *count > 1,
+        // A blocking pop inside MULTI is its pop, run once: charged as it
+        // (`BZMPOP ... COUNT n` popped a whole set in one EXEC before).
+        KvCommand::Blocking { pop, .. } => charged_in_transaction(pop),
         _ => false,
     }
 }
@@ -477,6 +482,21 @@ fn charge(keyspace: &Keyspace, command: &KvCommand, now: u64) -> Option<usize> {
         }
         KvCommand::ZSet(zset) => Some(zsets::read_work(keyspace, zset, now)),
         KvCommand::Dump { key } => Some(dump::dump_work(keyspace, key, now)),
+        // A pop with a count walks that many items (a single pop is O(1)).
+        KvCommand::Pop {
+            key,
+            count: Some(count),
+            ..
+        } if *count > 1 => Some(lists::read_work(keyspace, key, *count, now)),
+        // It pops from the first list that holds items: at most the most
+        // any of them could give.
+        KvCommand::LMPop { keys, count, .. } if *count > 1 => Some(
+            keys.iter()
+                .map(|key| lists::read_work(keyspace, key, *count, now))
+                .max()
+                .unwrap_or(0),
+        ),
+        KvCommand::Blocking { pop, .. } => charge(keyspace, pop, now),
         _ => Some(0),
     }
 }

@@ -368,3 +368,58 @@ fn an_endless_script_is_stopped_the_same_way_on_every_replica() {
     }
     assert_eq!(h.run(0, "GET x"), bulk("1"));
 }
+
+/// Review of stop 62: pops with a count were charged nothing in a
+/// transaction, nor was a blocking pop (run there as its pop once), so
+/// `MULTI / BZMPOP 0 1 big MIN COUNT 3000000 / EXEC` popped three million
+/// members in one log entry, on every replica's apply path, where `ZMPOP`
+/// with that count was refused. Now each is charged what it walks.
+#[test]
+fn pops_with_a_count_are_charged_in_a_transaction_blocking_ones_too() {
+    let mut h = Harness::new();
+    let over = TRANSACTION_READ_WORK_MAX + 100;
+    big_zset(&mut h, "bigz", over);
+    let items: Vec<String> = (0..over).map(|i| format!("i{i}")).collect();
+    for chunk in items.chunks(10_000) {
+        let line = format!("RPUSH bigl {}", chunk.join(" "));
+        assert!(matches!(h.run(0, &line), Reply::Integer(_)));
+    }
+    let count = over.to_string();
+    let refused = [
+        format!("BZMPOP 0 1 bigz MIN COUNT {count}"),
+        format!("LPOP bigl {count}"),
+        format!("RPOP bigl {count}"),
+        format!("LMPOP 1 bigl LEFT COUNT {count}"),
+        format!("BLMPOP 0 1 bigl LEFT COUNT {count}"),
+    ];
+    for line in &refused {
+        let Reply::Array(replies) = h.apply(0, &transaction(&["SET x 1", line])) else {
+            panic!("an array");
+        };
+        assert_eq!(replies[0], ok());
+        assert!(
+            matches!(&replies[1], Reply::Error(text) if text.contains("inside a transaction")),
+            "{line}: {}",
+            format!("{:?}", replies[1])
+                .chars()
+                .take(200)
+                .collect::<String>()
+        );
+    }
+    // Small counts run, and single pops are not charged.
+    let small = [
+        "BZMPOP 0 1 bigz MIN COUNT 2",
+        "BZPOPMIN bigz 0",
+        "LPOP bigl",
+        "LPOP bigl 3",
+        "BLMPOP 0 1 bigl RIGHT COUNT 2",
+        "BLPOP bigl 0",
+    ];
+    let Reply::Array(replies) = h.apply(0, &transaction(&small)) else {
+        panic!("an array");
+    };
+    for (line, reply) in small.iter().zip(&replies) {
+        assert!(!matches!(reply, Reply::Error(_)), "{line}: {reply:?}");
+    }
+    assert_eq!(replies[3], bulks(&["i1", "i2", "i3"]));
+}
