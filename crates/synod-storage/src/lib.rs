@@ -28,6 +28,7 @@ mod group_commit;
 pub mod identity;
 pub mod log_read;
 mod mem;
+mod newest;
 mod recovery;
 pub mod segment;
 mod sim_fs;

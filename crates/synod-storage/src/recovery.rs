@@ -112,6 +112,43 @@ pub(crate) struct SegmentRead {
     /// How its frames are read (its salt: appends to the newest go on with
     /// it).
     pub format: segment::Format,
+    /// What the newest segment needs before appends go on in it, done by
+    /// [`repair`] only once the whole log is known to be
+    /// whole: a log refused as damaged is left as it was found.
+    pub repair: Option<Repair>,
+}
+
+/// A change the newest segment needs before the log appends to it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Repair {
+    /// Its creation did not finish: write its header again, with this salt.
+    Restart { salt: u64 },
+    /// It ends in a torn write: cut it to this length.
+    Cut { len: u64 },
+}
+
+/// Makes a repair [`read_segment`] found due in segment `index`, durably.
+pub(crate) fn repair(
+    fs: &dyn Fs,
+    path: &Path,
+    index: u64,
+    repair: Repair,
+) -> Result<(), StorageError> {
+    {
+        match repair {
+            Repair::Restart { salt } => restart_segment(fs, path, index, salt),
+            Repair::Cut { len } => {
+                let file = fs
+                    .open(path, OpenMode::Existing)
+                    .map_err(|e| StorageError::io(path, e))?;
+                file.set_len(len).map_err(|e| StorageError::io(path, e))?;
+                file.sync_data().map_err(|e| StorageError::SyncFailed {
+                    path: path.to_path_buf(),
+                    source: e,
+                })
+            }
+        }
+    }
 }
 
 /// Rewrites the header of the newest segment whose creation did not finish.
@@ -128,14 +165,17 @@ fn restart_segment(fs: &dyn Fs, path: &Path, index: u64, salt: u64) -> Result<()
     })
 }
 
-/// Reads one segment. Only the newest may end in a torn write (cut off here,
-/// durably) or in allocated zeros; one whose creation did not finish is
-/// started again, with the salt `salt` gives.
+/// Reads one segment. Only the newest may end in a torn write (to cut off,
+/// see [`repair`]) or in allocated zeros; one whose creation
+/// did not finish is to be started again, with the salt `salt` gives, unless
+/// `recorded` says it was made durable (see `newest.rs`): then it was
+/// emptied or zeroed since, and is refused.
 pub(crate) fn read_segment(
     fs: &dyn Fs,
     path: &Path,
     index: u64,
     newest: bool,
+    recorded: bool,
     salt: &mut dyn FnMut() -> Result<u64, StorageError>,
 ) -> Result<SegmentRead, StorageError> {
     let bytes = fs.read(path).map_err(|e| StorageError::io(path, e))?;
@@ -147,12 +187,21 @@ pub(crate) fn read_segment(
         && (bytes.len() < segment::HEADER_BYTES
             || (segment::check_header(path, index, &bytes).is_err()
                 && bytes[segment::HEADER_BYTES..].iter().all(|b| *b == 0)));
+    if unfinished_creation && recorded {
+        return Err(StorageError::corrupt(
+            path,
+            0,
+            "this segment was made durable (wal/NEWEST names it), but it is now empty or its \
+             header is gone: the log was damaged, and starting from what is left would forget \
+             promises and accepted values (restore the files from a copy; or, if they are lost, \
+             move wal/ and snap/ aside and restart the node with --rebuild)",
+        ));
+    }
     if unfinished_creation {
         // Created, but its header never wholly reached the disk: nothing was
         // written after it (the header is durable before the segment is
         // used), so start it again.
         let salt = salt()?;
-        restart_segment(fs, path, index, salt)?;
         let header = segment::HEADER_BYTES;
         return Ok(SegmentRead {
             groups: BTreeSet::new(),
@@ -163,6 +212,7 @@ pub(crate) fn read_segment(
                 header_bytes: header,
                 salt: Some(salt),
             },
+            repair: Some(Repair::Restart { salt }),
         });
     }
     let format = segment::check_header(path, index, &bytes)?;
@@ -172,6 +222,7 @@ pub(crate) fn read_segment(
     let (frames, stop) = scan(&data, format.seal());
     let mut cut = 0;
     let mut end = total as u64;
+    let mut repair = None;
     match stop {
         None => {}
         Some(ScanStop::Torn { offset }) if newest && data[offset..].iter().all(|b| *b == 0) => {
@@ -181,15 +232,9 @@ pub(crate) fn read_segment(
             end = (header + offset) as u64;
         }
         Some(ScanStop::Torn { offset }) if newest => {
-            let file = fs
-                .open(path, OpenMode::Existing)
-                .map_err(|e| StorageError::io(path, e))?;
-            file.set_len((header + offset) as u64)
-                .map_err(|e| StorageError::io(path, e))?;
-            file.sync_data().map_err(|e| StorageError::SyncFailed {
-                path: path.to_path_buf(),
-                source: e,
-            })?;
+            repair = Some(Repair::Cut {
+                len: (header + offset) as u64,
+            });
             cut = (total - header - offset) as u64;
             end = (header + offset) as u64;
         }
@@ -267,6 +312,7 @@ pub(crate) fn read_segment(
         cut,
         end,
         format,
+        repair,
     })
 }
 

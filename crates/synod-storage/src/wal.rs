@@ -23,7 +23,7 @@ use crate::error::StorageError;
 use crate::frame::{put_frame, put_frame_with, FrameKind, Seal, FRAME_PAYLOAD_BYTES_MAX};
 use crate::fs::{Fs, FsFile, OpenMode, RealFs};
 use crate::recovery::{self, hash_record, marker_payload, CheckpointEnd};
-use crate::{fsync_dir, segment, snapshot_file, trash, Recovered, Storage};
+use crate::{fsync_dir, newest, segment, snapshot_file, trash, Recovered, Storage};
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -437,22 +437,6 @@ impl Wal {
             fs.create_dir_all(d).map_err(|e| StorageError::io(d, e))?;
         }
         fsync_dir(&*fs, dir)?;
-        // What a removal cut short left (a crash, an error, a stop): never
-        // read, only space; unlinked whole (nothing waits on this node's
-        // syncs yet). One that cannot be removed now is left for the next
-        // checkpoint's removal.
-        for d in [&wal_dir, &snap_dir] {
-            if let Err(e) = trash::purge_trash(&*fs, d) {
-                tracing::warn!("cannot empty the trash of {}: {e}", d.display());
-            }
-        }
-        // Snapshots half written or half received when the node stopped:
-        // never trusted, only space, and on a full disk the space a restart
-        // needs (a node stopped by ENOSPC while writing a snapshot stopped
-        // again at once, its `.tmp` still there). Nothing writes them yet.
-        if let Err(e) = snapshot_file::remove_unfinished_on(&*fs, &snap_dir) {
-            tracing::warn!("cannot remove unfinished snapshots: {e}");
-        }
         let mut indexes = Vec::new();
         let names = fs
             .read_dir(&wal_dir)
@@ -463,6 +447,22 @@ impl Wal {
             }
         }
         indexes.sort_unstable();
+        // Segments that end before the newest one made durable were
+        // deleted (see `newest.rs`). Checked before anything is changed: a
+        // log refused as damaged is left as it was found.
+        let recorded = newest::read(&*fs, &wal_dir)?;
+        if let Some(recorded) = recorded {
+            if indexes.last().is_none_or(|last| *last < recorded) {
+                return Err(StorageError::corrupt(
+                    wal_dir.join(segment::file_name(recorded)),
+                    0,
+                    "this log segment was made durable (wal/NEWEST names it), but it is missing: \
+                     the log was damaged, and starting from what is left would forget promises \
+                     and accepted values (restore the files from a copy; or, if they are lost, \
+                     move wal/ and snap/ aside and restart the node with --rebuild)",
+                ));
+            }
+        }
         for pair in indexes.windows(2) {
             if pair[1] != pair[0] + 1 {
                 return Err(StorageError::corrupt(
@@ -491,10 +491,16 @@ impl Wal {
             Ok(salt)
         };
         let mut newest_salt = None;
+        let mut repair = None;
         for (k, index) in indexes.iter().copied().enumerate() {
             let newest = k + 1 == indexes.len();
             let path = wal_dir.join(segment::file_name(index));
-            let read = recovery::read_segment(&*fs, &path, index, newest, &mut fresh_salt)?;
+            let durable = recorded.is_some_and(|r| index <= r);
+            let read =
+                recovery::read_segment(&*fs, &path, index, newest, durable, &mut fresh_salt)?;
+            if let Some(due) = read.repair {
+                repair = Some((path.clone(), index, due));
+            }
             torn_bytes += read.cut;
             data_end = read.end;
             newest_salt = read.format.salt;
@@ -537,6 +543,27 @@ impl Wal {
                     ),
                 ));
             }
+        }
+        // The log is whole: now the newest segment's torn tail is cut, or
+        // its unfinished creation started again.
+        if let Some((path, index, due)) = repair {
+            recovery::repair(&*fs, &path, index, due)?;
+        }
+        // What a removal cut short left (a crash, an error, a stop): never
+        // read, only space; unlinked whole (nothing waits on this node's
+        // syncs yet). One that cannot be removed now is left for the next
+        // checkpoint's removal.
+        for d in [&wal_dir, &snap_dir] {
+            if let Err(e) = trash::purge_trash(&*fs, d) {
+                tracing::warn!("cannot empty the trash of {}: {e}", d.display());
+            }
+        }
+        // Snapshots half written or half received when the node stopped:
+        // never trusted, only space, and on a full disk the space a restart
+        // needs (a node stopped by ENOSPC while writing a snapshot stopped
+        // again at once, its `.tmp` still there). Nothing writes them yet.
+        if let Err(e) = snapshot_file::remove_unfinished_on(&*fs, &snap_dir) {
+            tracing::warn!("cannot remove unfinished snapshots: {e}");
         }
         let (file, file_len, allocated) = match segments.last() {
             Some(last) => {
@@ -585,6 +612,12 @@ impl Wal {
         };
         if newest_salt.is_none() {
             wal.roll()?;
+        }
+        // A log from before `wal/NEWEST`, or a crash between a segment's
+        // creation and its record: record the newest now.
+        let newest = wal.active().index;
+        if recorded != Some(newest) {
+            newest::write(&*wal.fs, &wal.wal_dir, newest)?;
         }
         Ok((wal, recovered))
     }
@@ -1218,6 +1251,8 @@ fn create_segment(
         source: e,
     })?;
     fsync_dir(fs, wal_dir)?;
+    // Only once the segment is durable (see `newest.rs`).
+    newest::write(fs, wal_dir, index)?;
     Ok((
         SegmentMeta {
             index,

@@ -10,7 +10,13 @@ use synod_core::{GroupId, Record};
 use synod_storage::{Storage, Wal, WalOptions};
 
 fn segments(dir: &Path) -> usize {
-    fs::read_dir(dir.join("wal")).unwrap().count()
+    fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "wal"))
+        })
+        .count()
 }
 
 fn records(range: std::ops::Range<u64>) -> Vec<Record> {

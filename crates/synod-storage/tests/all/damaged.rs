@@ -23,6 +23,7 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut segments: Vec<_> = fs::read_dir(dir.join("wal"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
         .collect();
     segments.sort();
     segments
@@ -55,7 +56,10 @@ fn refused(dir: &Path, what: &str) {
     match Wal::open(dir, opts()) {
         Err(e @ StorageError::Corrupt { .. }) => {
             let text = e.to_string();
-            assert!(text.contains("no finished checkpoint"), "{what}: {text}");
+            assert!(
+                text.contains("no finished checkpoint") || text.contains("wal/NEWEST"),
+                "{what}: {text}"
+            );
         }
         Err(other) => panic!("{what}: refused, but not as damage: {other}"),
         Ok((_, recovered)) => panic!(
@@ -140,4 +144,144 @@ fn unfinished_snapshot_files_are_removed_at_open() {
     for path in finished {
         assert!(path.exists(), "{}", path.display());
     }
+}
+
+/// A log of several segments, never checkpointed (its segments rolled at
+/// 4 KiB): 1, 2, 3, ...
+fn rolled(dir: &Path) -> Vec<PathBuf> {
+    let opts = WalOptions {
+        segment_bytes_max: 4096,
+        ..opts()
+    };
+    let (mut wal, _) = Wal::open(dir, opts).unwrap();
+    for chunk in records(0..200).chunks(10) {
+        wal.append(chunk).unwrap();
+        wal.sync().unwrap();
+    }
+    drop(wal);
+    let left = segments(dir);
+    assert!(left.len() >= 3, "{left:?}");
+    left
+}
+
+fn refused_as_recorded(dir: &Path, what: &str) {
+    match Wal::open(dir, opts()) {
+        Err(e @ StorageError::Corrupt { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("wal/NEWEST"), "{what}: {text}");
+        }
+        Err(other) => panic!("{what}: refused, but not as damage: {other}"),
+        Ok((_, recovered)) => panic!("{what}: opened with {} records", recovered.records.len()),
+    }
+}
+
+/// The review of the first fix: a log that never checkpointed has only
+/// segment 1, or newest segments with nothing to vouch for them; emptied or
+/// deleted, they read as a shorter log. `wal/NEWEST` records the newest
+/// segment made durable, so each is refused.
+#[test]
+fn an_emptied_or_deleted_newest_segment_is_refused_without_a_checkpoint() {
+    // The only segment, emptied before any checkpoint.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), opts()).unwrap();
+    wal.append(&records(0..5)).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    let only = segments(dir.path());
+    assert_eq!(only.len(), 1);
+    OpenOptions::new()
+        .write(true)
+        .open(&only[0])
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    refused_as_recorded(dir.path(), "segment 1 emptied");
+    // The newest of several, deleted or emptied.
+    for delete in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let newest = rolled(dir.path()).pop().unwrap();
+        if delete {
+            fs::remove_file(&newest).unwrap();
+        } else {
+            OpenOptions::new()
+                .write(true)
+                .open(&newest)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+        refused_as_recorded(dir.path(), if delete { "deleted" } else { "emptied" });
+    }
+}
+
+/// What the record allows: a crash between a segment's creation and its
+/// record (the record names the one before, the newest's header may be
+/// torn), and a log from before the record (none). Each opens, and is
+/// recorded from then on.
+#[test]
+fn a_segment_created_but_not_yet_recorded_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut left = rolled(dir.path());
+    let newest = left.pop().unwrap();
+    let index_before = left.len() as u64;
+    // The record names the segment before the newest, whose header a crash
+    // left unwritten.
+    let record = dir.path().join("wal").join("NEWEST");
+    let mut bytes = index_before.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&crc32c::crc32c(&index_before.to_le_bytes()).to_le_bytes());
+    fs::write(&record, &bytes).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let (_, recovered) = Wal::open(dir.path(), opts()).unwrap();
+    assert!(!recovered.records.is_empty());
+    // No record at all (a log written before it): opens and records.
+    fs::remove_file(&record).unwrap();
+    Wal::open(dir.path(), opts()).unwrap();
+    assert!(record.exists());
+    // Now the newest is recorded: emptied, it is refused.
+    let newest = segments(dir.path()).pop().unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    refused_as_recorded(dir.path(), "recorded, then emptied");
+}
+
+/// The review of the first fix: a refused log was changed before the
+/// refusal (its torn tail cut, durably), so a one-byte flip that a copy
+/// could have mended lost a whole checkpoint batch. Now nothing changes
+/// until the log is known whole.
+#[test]
+fn a_refused_log_is_left_as_it_was_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = checkpointed(dir.path());
+    let len = fs::metadata(&segment).unwrap().len();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, len - 6).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x40], len - 6).unwrap();
+    drop(file);
+    let stray = dir.path().join("snap").join(format!(
+        "{}.tmp",
+        snapshot_file::file_name(GroupId(0), InstanceId(30))
+    ));
+    fs::write(&stray, b"x").unwrap();
+    let before = fs::read(&segment).unwrap();
+    refused(dir.path(), "flipped end frame");
+    assert_eq!(
+        fs::read(&segment).unwrap(),
+        before,
+        "the segment is as it was"
+    );
+    assert!(stray.exists(), "nothing removed either");
 }

@@ -13,6 +13,7 @@ fn newest_segment(dir: &Path) -> PathBuf {
     let mut segments: Vec<_> = fs::read_dir(dir.join("wal"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
         .collect();
     segments.sort();
     segments.pop().unwrap()

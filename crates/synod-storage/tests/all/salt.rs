@@ -263,7 +263,7 @@ fn upgrade_with_power_cuts(seed: u64) -> Result<(), String> {
         acked = recovered.records.clone();
         let mut seen_v3 = false;
         for path in sim.files() {
-            if path.parent() != Some(&wal_dir) {
+            if path.parent() != Some(&wal_dir) || path.extension().is_none_or(|e| e != "wal") {
                 continue;
             }
             let bytes = sim.file_bytes(&path).unwrap_or_default();

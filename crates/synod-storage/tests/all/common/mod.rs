@@ -119,6 +119,8 @@ impl TestDisk {
                 .filter(|p| p.parent() == Some(wal.as_path()))
                 .collect(),
         };
+        // Segments only (`wal/NEWEST` records the newest of them).
+        out.retain(|p| p.extension().is_some_and(|e| e == "wal"));
         out.sort();
         out
     }
