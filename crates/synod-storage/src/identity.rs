@@ -163,11 +163,15 @@ pub fn holds_node_data(dir: &Path) -> Result<bool, IdentityError> {
     holds_files(dir, &["wal", "snap"])
 }
 
-/// True when `dir` holds a log segment. A node's log always keeps one from
-/// its first start on (a checkpoint's snapshot files alone hold neither its
-/// promises nor what it accepted since), so a node with an identity and no
-/// segment lost its log.
+/// True when `dir` holds a log segment, or the log's record of its newest
+/// one (`wal/NEWEST`: the log then refuses to open, saying what was lost).
+/// A node's log always keeps a segment from its first start on (a
+/// checkpoint's snapshot files alone hold neither its promises nor what it
+/// accepted since), so a node with an identity and neither lost its log.
 pub fn holds_log(dir: &Path) -> Result<bool, IdentityError> {
+    if dir.join("wal").join(crate::newest::NAME).exists() {
+        return Ok(true);
+    }
     holds_files(dir, &["wal"])
 }
 

@@ -35,8 +35,16 @@ pub(crate) fn read(fs: &dyn Fs, wal_dir: &Path) -> Result<Option<u64>, StorageEr
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StorageError::io(&path, e)),
     };
-    let damaged =
-        || StorageError::corrupt(&path, 0, "the record of the newest log segment is damaged");
+    let damaged = || {
+        StorageError::corrupt(
+            &path,
+            0,
+            "the record of the newest log segment is damaged (a crash cannot tear it: it is \
+             replaced by a rename). Restore wal/ from a copy; or, if the segments are known \
+             whole, delete this file; or move wal/ and snap/ aside and restart the node with \
+             --rebuild",
+        )
+    };
     if bytes.len() != BYTES {
         return Err(damaged());
     }

@@ -544,11 +544,6 @@ impl Wal {
                 ));
             }
         }
-        // The log is whole: now the newest segment's torn tail is cut, or
-        // its unfinished creation started again.
-        if let Some((path, index, due)) = repair {
-            recovery::repair(&*fs, &path, index, due)?;
-        }
         // What a removal cut short left (a crash, an error, a stop): never
         // read, only space; unlinked whole (nothing waits on this node's
         // syncs yet). One that cannot be removed now is left for the next
@@ -564,6 +559,12 @@ impl Wal {
         // again at once, its `.tmp` still there). Nothing writes them yet.
         if let Err(e) = snapshot_file::remove_unfinished_on(&*fs, &snap_dir) {
             tracing::warn!("cannot remove unfinished snapshots: {e}");
+        }
+        // The log is whole: now the newest segment's torn tail is cut, or
+        // its unfinished creation started again (after the space above is
+        // freed: on a full disk, a header written again needs a block).
+        if let Some((path, index, due)) = repair {
+            recovery::repair(&*fs, &path, index, due)?;
         }
         let (file, file_len, allocated) = match segments.last() {
             Some(last) => {

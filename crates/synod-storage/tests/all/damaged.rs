@@ -285,3 +285,67 @@ fn a_refused_log_is_left_as_it_was_found() {
     );
     assert!(stray.exists(), "nothing removed either");
 }
+
+/// The review of the record: a roll stopped by a full disk leaves its new
+/// segment empty (unrecorded), and a half-written snapshot or the trash
+/// holding the space. The open must free that space before it writes the
+/// segment's header again; when the repairs first moved after the checks,
+/// the header came first, failed with ENOSPC, and every restart failed
+/// alike.
+#[test]
+fn a_full_disk_restart_frees_space_before_it_restarts_a_segment() {
+    use std::sync::Arc;
+    use synod_storage::{segment, Fs, OpenMode, SimFs};
+    let opts = WalOptions {
+        segment_bytes_max: 400,
+        preallocate_bytes: 512,
+        salt: Some(5),
+        ..WalOptions::default()
+    };
+    let wal_dir = Path::new("/n/wal");
+    for junk in [
+        Path::new("/n/snap").join(format!(
+            "{}.tmp",
+            snapshot_file::file_name(GroupId(0), InstanceId(10))
+        )),
+        wal_dir.join(format!("{}.deleting", segment::file_name(0))),
+    ] {
+        let sim = SimFs::new();
+        let open = || Wal::open_on(Arc::new(sim.clone()), Path::new("/n"), opts.clone());
+        let (mut wal, _) = open().unwrap();
+        wal.append(&records(0..1)).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let file = sim.open(&junk, OpenMode::CreateNew).unwrap();
+        file.write_all_at(&[7u8; 8192], 0).unwrap();
+        file.sync_data().unwrap();
+        drop(file);
+        sim.sync_dir(junk.parent().unwrap()).unwrap();
+        let last = sim
+            .files()
+            .iter()
+            .filter(|p| p.parent() == Some(wal_dir))
+            .filter_map(|p| segment::parse_name(p.file_name()?.to_str()?))
+            .max()
+            .unwrap();
+        // The roll cut the closed segment to its data, created the next,
+        // and could not write its header: the disk is full.
+        let closed = wal_dir.join(segment::file_name(last));
+        let mut bytes = sim.file_bytes(&closed).unwrap();
+        let data = bytes.len() - bytes.iter().rev().take_while(|b| **b == 0).count();
+        bytes.truncate(data);
+        sim.set_file_bytes(&closed, &bytes);
+        drop(
+            sim.open(
+                &wal_dir.join(segment::file_name(last + 1)),
+                OpenMode::CreateNew,
+            )
+            .unwrap(),
+        );
+        sim.sync_dir(wal_dir).unwrap();
+        sim.set_space_bytes_max(Some(sim.used_bytes()));
+        let opened = open();
+        assert!(opened.is_ok(), "{}: {:?}", junk.display(), opened.err());
+        assert!(sim.file_bytes(&junk).is_none(), "{}", junk.display());
+    }
+}
