@@ -183,7 +183,6 @@ fn idle_sockets_cannot_take_the_descriptors_the_node_needs() {
 /// a line that says why.
 #[test]
 fn a_snapshot_cut_short_under_the_node_ends_it_with_a_message() {
-    use std::os::unix::process::ExitStatusExt;
     let mut cluster = Cluster::start(1, &[]);
     let mut client = cluster.client(0);
     let value = vec![b'v'; 1000];
@@ -216,6 +215,17 @@ fn a_snapshot_cut_short_under_the_node_ends_it_with_a_message() {
     // A new snapshot reads every key, some from the cut pages.
     let mut client = cluster.client(0);
     let _: redis::RedisResult<()> = redis::cmd("SAVE").query(&mut client);
+    let log = ended_by_sigbus(&mut cluster);
+    assert!(
+        log.contains("synod: fatal: SIGBUS: a memory-mapped file"),
+        "no message: {log}"
+    );
+}
+
+/// Waits for node 0 to end, checks that SIGBUS ended it, and returns its
+/// log.
+fn ended_by_sigbus(cluster: &mut Cluster) -> String {
+    use std::os::unix::process::ExitStatusExt;
     let child = cluster.children[0].as_mut().expect("running");
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
@@ -228,10 +238,7 @@ fn a_snapshot_cut_short_under_the_node_ends_it_with_a_message() {
     cluster.children[0] = None;
     let log = std::fs::read_to_string(cluster.log_path(0)).expect("log");
     assert_eq!(status.signal(), Some(libc::SIGBUS), "{status:?}: {log}");
-    assert!(
-        log.contains("synod: fatal: SIGBUS: a memory-mapped file"),
-        "no message: {log}"
-    );
+    log
 }
 
 /// A SIGBUS sent by `kill` (no faulting access to run again) also ends the
@@ -239,22 +246,11 @@ fn a_snapshot_cut_short_under_the_node_ends_it_with_a_message() {
 /// after it said it stopped (review, stop 62).
 #[test]
 fn a_sigbus_sent_by_kill_ends_the_node_too() {
-    use std::os::unix::process::ExitStatusExt;
     let mut cluster = Cluster::start(1, &[]);
     let child = cluster.children[0].as_mut().expect("running");
     let pid = libc::pid_t::try_from(child.id()).expect("pid");
     // SAFETY: a signal to our own child process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGBUS) }, 0);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the node lived on after SIGBUS");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    cluster.children[0] = None;
-    let log = std::fs::read_to_string(cluster.log_path(0)).expect("log");
-    assert_eq!(status.signal(), Some(libc::SIGBUS), "{status:?}: {log}");
+    let log = ended_by_sigbus(&mut cluster);
     assert!(log.contains("synod: fatal: SIGBUS"), "no message: {log}");
 }

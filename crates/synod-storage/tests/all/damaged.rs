@@ -52,6 +52,20 @@ fn checkpointed(dir: &Path) -> PathBuf {
     left[0].clone()
 }
 
+/// Flips a byte of the checkpoint end frame's payload: the last thing a
+/// [`checkpointed`] log wrote.
+fn flip_end_frame(segment: &Path) {
+    let len = fs::metadata(segment).unwrap().len();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(segment)
+        .unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, len - 6).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x40], len - 6).unwrap();
+}
+
 fn refused(dir: &Path, what: &str) {
     match Wal::open(dir, opts()) {
         Err(e @ StorageError::Corrupt { .. }) => {
@@ -102,17 +116,7 @@ fn an_emptied_or_zeroed_only_segment_is_refused() {
 fn a_corrupted_checkpoint_end_is_refused_not_cut_as_torn() {
     let dir = tempfile::tempdir().unwrap();
     let segment = checkpointed(dir.path());
-    let len = fs::metadata(&segment).unwrap().len();
-    // The end frame is the last thing written: flip a byte of its payload.
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&segment)
-        .unwrap();
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, len - 6).unwrap();
-    file.write_all_at(&[byte[0] ^ 0x40], len - 6).unwrap();
-    drop(file);
+    flip_end_frame(&segment);
     refused(dir.path(), "flipped end frame");
 }
 
@@ -261,16 +265,7 @@ fn a_segment_created_but_not_yet_recorded_still_opens() {
 fn a_refused_log_is_left_as_it_was_found() {
     let dir = tempfile::tempdir().unwrap();
     let segment = checkpointed(dir.path());
-    let len = fs::metadata(&segment).unwrap().len();
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&segment)
-        .unwrap();
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, len - 6).unwrap();
-    file.write_all_at(&[byte[0] ^ 0x40], len - 6).unwrap();
-    drop(file);
+    flip_end_frame(&segment);
     let stray = dir.path().join("snap").join(format!(
         "{}.tmp",
         snapshot_file::file_name(GroupId(0), InstanceId(30))
