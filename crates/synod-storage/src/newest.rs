@@ -40,9 +40,8 @@ pub(crate) fn read(fs: &dyn Fs, wal_dir: &Path) -> Result<Option<u64>, StorageEr
             &path,
             0,
             "the record of the newest log segment is damaged (a crash cannot tear it: it is \
-             replaced by a rename). Restore wal/ from a copy; or, if the segments are known \
-             whole, delete this file; or move wal/ and snap/ aside and restart the node with \
-             --rebuild",
+             replaced by a rename); if the segments are known whole, deleting this file lets the \
+             log open",
         )
     };
     if bytes.len() != BYTES {

@@ -113,8 +113,8 @@ pub(crate) struct SegmentRead {
     /// it).
     pub format: segment::Format,
     /// What the newest segment needs before appends go on in it, done by
-    /// [`repair`] only once the whole log is known to be
-    /// whole: a log refused as damaged is left as it was found.
+    /// [`repair`] only once the whole log is known to be sound: a log
+    /// refused as damaged is left as it was found.
     pub repair: Option<Repair>,
 }
 
@@ -134,19 +134,17 @@ pub(crate) fn repair(
     index: u64,
     repair: Repair,
 ) -> Result<(), StorageError> {
-    {
-        match repair {
-            Repair::Restart { salt } => restart_segment(fs, path, index, salt),
-            Repair::Cut { len } => {
-                let file = fs
-                    .open(path, OpenMode::Existing)
-                    .map_err(|e| StorageError::io(path, e))?;
-                file.set_len(len).map_err(|e| StorageError::io(path, e))?;
-                file.sync_data().map_err(|e| StorageError::SyncFailed {
-                    path: path.to_path_buf(),
-                    source: e,
-                })
-            }
+    match repair {
+        Repair::Restart { salt } => restart_segment(fs, path, index, salt),
+        Repair::Cut { len } => {
+            let file = fs
+                .open(path, OpenMode::Existing)
+                .map_err(|e| StorageError::io(path, e))?;
+            file.set_len(len).map_err(|e| StorageError::io(path, e))?;
+            file.sync_data().map_err(|e| StorageError::SyncFailed {
+                path: path.to_path_buf(),
+                source: e,
+            })
         }
     }
 }
@@ -193,8 +191,7 @@ pub(crate) fn read_segment(
             0,
             "this segment was made durable (wal/NEWEST names it), but it is now empty or its \
              header is gone: the log was damaged, and starting from what is left would forget \
-             promises and accepted values (restore the files from a copy; or, if they are lost, \
-             move wal/ and snap/ aside and restart the node with --rebuild)",
+             promises and accepted values",
         ));
     }
     if unfinished_creation {

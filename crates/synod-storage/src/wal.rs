@@ -450,7 +450,7 @@ impl Wal {
         // Segments that end before the newest one made durable were
         // deleted (see `newest.rs`). Checked before anything is changed: a
         // log refused as damaged is left as it was found.
-        let recorded = newest::read(&*fs, &wal_dir)?;
+        let mut recorded = newest::read(&*fs, &wal_dir)?;
         if let Some(recorded) = recorded {
             if indexes.last().is_none_or(|last| *last < recorded) {
                 return Err(StorageError::corrupt(
@@ -458,8 +458,7 @@ impl Wal {
                     0,
                     "this log segment was made durable (wal/NEWEST names it), but it is missing: \
                      the log was damaged, and starting from what is left would forget promises \
-                     and accepted values (restore the files from a copy; or, if they are lost, \
-                     move wal/ and snap/ aside and restart the node with --rebuild)",
+                     and accepted values",
                 ));
             }
         }
@@ -537,9 +536,7 @@ impl Wal {
                     format!(
                         "the log starts at segment {oldest} but holds no finished checkpoint: \
                          earlier segments were removed or the log is damaged, and what is left \
-                         would forget promises and accepted values (restore the files from a \
-                         copy; or, if they are lost, move wal/ and snap/ aside and restart the \
-                         node with --rebuild)"
+                         would forget promises and accepted values"
                     ),
                 ));
             }
@@ -581,6 +578,7 @@ impl Wal {
                 let (meta, file) = create_segment(&*fs, &wal_dir, 1, salt)?;
                 segments.push(meta);
                 newest_salt = Some(salt);
+                recorded = Some(1);
                 let header = segment::HEADER_BYTES as u64;
                 (file, header, header)
             }
@@ -613,9 +611,11 @@ impl Wal {
         };
         if newest_salt.is_none() {
             wal.roll()?;
+            recorded = Some(wal.active().index);
         }
         // A log from before `wal/NEWEST`, or a crash between a segment's
-        // creation and its record: record the newest now.
+        // creation and its record: record the newest now. (A segment this
+        // open created recorded itself.)
         let newest = wal.active().index;
         if recorded != Some(newest) {
             newest::write(&*wal.fs, &wal.wal_dir, newest)?;
