@@ -144,12 +144,7 @@ async fn the_global_query_buffer_cap_closes_big_clients_and_serves_small_ones() 
         4,
     )
     .await;
-    let mut small = Client::connect(c.resp[0]).await;
-    assert_eq!(small.call(&[b"SET", b"small", b"1"]).await, Some(ok()));
-    assert_eq!(
-        small.call(&[b"GET", b"small"]).await,
-        Some(Reply::Bulk("1".into()))
-    );
+    a_small_client_is_served(c.resp[0]).await;
     drop(big);
 }
 
@@ -181,12 +176,7 @@ async fn the_global_cap_on_unread_replies_closes_big_readers_and_serves_small_on
         1,
     )
     .await;
-    let mut small = Client::connect(c.resp[0]).await;
-    assert_eq!(small.call(&[b"SET", b"small", b"1"]).await, Some(ok()));
-    assert_eq!(
-        small.call(&[b"GET", b"small"]).await,
-        Some(Reply::Bulk("1".into()))
-    );
+    a_small_client_is_served(c.resp[0]).await;
     drop(readers);
 }
 
@@ -557,4 +547,14 @@ async fn a_subscriber_that_stops_reading_is_disconnected_at_the_limit() {
         }
     }
     assert!(read < published, "read {read} of {published}");
+}
+
+/// A new client that writes and reads a small key is served.
+async fn a_small_client_is_served(addr: std::net::SocketAddr) {
+    let mut small = Client::connect(addr).await;
+    assert_eq!(small.call(&[b"SET", b"small", b"1"]).await, Some(ok()));
+    assert_eq!(
+        small.call(&[b"GET", b"small"]).await,
+        Some(Reply::Bulk("1".into()))
+    );
 }

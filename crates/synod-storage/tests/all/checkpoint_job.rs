@@ -4,19 +4,12 @@
 
 use crate::common;
 
-use std::fs;
 use std::path::Path;
 use synod_core::{GroupId, Record};
 use synod_storage::{Storage, Wal, WalOptions};
 
 fn segments(dir: &Path) -> usize {
-    fs::read_dir(dir.join("wal"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "wal"))
-        })
-        .count()
+    common::segment_files(dir).len()
 }
 
 fn records(range: std::ops::Range<u64>) -> Vec<Record> {

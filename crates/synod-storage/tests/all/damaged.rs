@@ -19,16 +19,6 @@ fn opts() -> WalOptions {
     }
 }
 
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut segments: Vec<_> = fs::read_dir(dir.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    segments.sort();
-    segments
-}
-
 fn records(range: std::ops::Range<u64>) -> Vec<Record> {
     range.map(common::fixed_record).collect()
 }
@@ -46,7 +36,7 @@ fn checkpointed(dir: &Path) -> PathBuf {
     )
     .unwrap();
     drop(wal);
-    let left = segments(dir);
+    let left = common::segment_files(dir);
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(!left[0].ends_with(synod_storage::segment::file_name(1)));
     left[0].clone()
@@ -64,6 +54,16 @@ fn flip_end_frame(segment: &Path) {
     let mut byte = [0u8];
     file.read_exact_at(&mut byte, len - 6).unwrap();
     file.write_all_at(&[byte[0] ^ 0x40], len - 6).unwrap();
+}
+
+/// Cuts a file to nothing, as `truncate -s 0` does.
+fn empty(path: &Path) {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
 }
 
 fn refused(dir: &Path, what: &str) {
@@ -163,7 +163,7 @@ fn rolled(dir: &Path) -> Vec<PathBuf> {
         wal.sync().unwrap();
     }
     drop(wal);
-    let left = segments(dir);
+    let left = common::segment_files(dir);
     assert!(left.len() >= 3, "{left:?}");
     left
 }
@@ -191,14 +191,9 @@ fn an_emptied_or_deleted_newest_segment_is_refused_without_a_checkpoint() {
     wal.append(&records(0..5)).unwrap();
     wal.sync().unwrap();
     drop(wal);
-    let only = segments(dir.path());
+    let only = common::segment_files(dir.path());
     assert_eq!(only.len(), 1);
-    OpenOptions::new()
-        .write(true)
-        .open(&only[0])
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    empty(&only[0]);
     refused_as_recorded(dir.path(), "segment 1 emptied");
     // The newest of several, deleted or emptied.
     for delete in [true, false] {
@@ -207,12 +202,7 @@ fn an_emptied_or_deleted_newest_segment_is_refused_without_a_checkpoint() {
         if delete {
             fs::remove_file(&newest).unwrap();
         } else {
-            OpenOptions::new()
-                .write(true)
-                .open(&newest)
-                .unwrap()
-                .set_len(0)
-                .unwrap();
+            empty(&newest);
         }
         refused_as_recorded(dir.path(), if delete { "deleted" } else { "emptied" });
     }
@@ -234,12 +224,7 @@ fn a_segment_created_but_not_yet_recorded_still_opens() {
     let mut bytes = index_before.to_le_bytes().to_vec();
     bytes.extend_from_slice(&crc32c::crc32c(&index_before.to_le_bytes()).to_le_bytes());
     fs::write(&record, &bytes).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&newest)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    empty(&newest);
     let (_, recovered) = Wal::open(dir.path(), opts()).unwrap();
     assert!(!recovered.records.is_empty());
     // No record at all (a log written before it): opens and records.
@@ -247,13 +232,8 @@ fn a_segment_created_but_not_yet_recorded_still_opens() {
     Wal::open(dir.path(), opts()).unwrap();
     assert!(record.exists());
     // Now the newest is recorded: emptied, it is refused.
-    let newest = segments(dir.path()).pop().unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&newest)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    let newest = common::segment_files(dir.path()).pop().unwrap();
+    empty(&newest);
     refused_as_recorded(dir.path(), "recorded, then emptied");
 }
 

@@ -10,13 +10,7 @@ use synod_core::{Ballot, GroupId, InstanceId, NodeId, Record, Value};
 use synod_storage::{segment, Storage, Wal, WalOptions};
 
 fn newest_segment(dir: &Path) -> PathBuf {
-    let mut segments: Vec<_> = fs::read_dir(dir.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    segments.sort();
-    segments.pop().unwrap()
+    common::segment_files(dir).pop().unwrap()
 }
 
 /// An acceptor's durable state: a promise and an accepted value.

@@ -2,23 +2,15 @@
 //! data that holds a well-formed frame cannot make a torn tail read as
 //! corruption, and logs of version 2 still open and go on.
 
+use crate::common;
+
 use bytes::{Bytes, BytesMut};
 use std::fs::{self, OpenOptions};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use synod_core::codec::Encode;
 use synod_core::{Ballot, GroupId, InstanceId, NodeId, Record, Value};
 use synod_storage::frame::{put_frame, FrameKind, Seal};
 use synod_storage::{segment, Storage, Wal, WalOptions};
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut segments: Vec<_> = fs::read_dir(dir.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    segments.sort();
-    segments
-}
 
 fn accept(instance: u64, value: &[u8]) -> Record {
     Record::Accept {
@@ -70,10 +62,10 @@ fn torn_after(value: &[u8], opts: &WalOptions) -> Result<Vec<Record>, String> {
     reference.append(&[accept(2, value)]).unwrap();
     reference.sync().unwrap();
     drop(reference);
-    let end = fs::metadata(segments(exact.path()).pop().unwrap())
+    let end = fs::metadata(common::segment_files(exact.path()).pop().unwrap())
         .unwrap()
         .len();
-    let newest = segments(dir.path()).pop().unwrap();
+    let newest = common::segment_files(dir.path()).pop().unwrap();
     OpenOptions::new()
         .write(true)
         .open(&newest)
@@ -147,7 +139,7 @@ fn a_version_2_log_opens_and_goes_on_in_a_salted_segment() {
     let (mut wal, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
     assert_eq!(recovered.records, old);
     // The old segment was closed (cut to its data); appends go to a new one.
-    let files = segments(dir.path());
+    let files = common::segment_files(dir.path());
     assert_eq!(files.len(), 2);
     assert_eq!(
         fs::metadata(&files[0]).unwrap().len(),
@@ -166,7 +158,7 @@ fn a_version_2_log_opens_and_goes_on_in_a_salted_segment() {
     wal.append(&[accept(4, b"four")]).unwrap();
     wal.sync().unwrap();
     drop(wal);
-    assert_eq!(segments(dir.path()).len(), 2);
+    assert_eq!(common::segment_files(dir.path()).len(), 2);
     let (_, recovered) = Wal::open(dir.path(), WalOptions::default()).unwrap();
     all.push(accept(4, b"four"));
     assert_eq!(recovered.records, all);

@@ -161,3 +161,15 @@ impl TestDisk {
         }
     }
 }
+
+/// The log segments of the node directory `dir` on the real file system,
+/// oldest first (`wal/NEWEST`, the record of the newest, is not one).
+pub fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut segments: Vec<_> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    segments.sort();
+    segments
+}
