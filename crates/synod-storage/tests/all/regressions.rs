@@ -125,9 +125,18 @@ fn a_checkpoint_cut_short_into_allocated_zeros_keeps_the_durable_state() {
         copy_dir(template.path(), dir.path());
         let segment = newest_segment(dir.path());
         let mut bytes = fs::read(&segment).unwrap();
+        // The segment's salt is random, so the last bytes of the end frame's
+        // checksum are zeros now and then (1 run in 256 for the last byte):
+        // zeros written over zeros damage nothing, and the finished
+        // checkpoint must then be read as such.
+        let unchanged = bytes[cut as usize..end as usize].iter().all(|&b| b == 0);
         bytes[cut as usize..].fill(0);
         fs::write(&segment, &bytes).unwrap();
         let (_, recovered) = Wal::open(dir.path(), opts.clone()).unwrap();
+        if unchanged {
+            assert_eq!(recovered.snapshots.len(), 1, "zeros over zeros from {cut}");
+            continue;
+        }
         assert_eq!(
             recovered.records,
             acceptor_state(),
