@@ -254,6 +254,11 @@ pub struct Kv {
     /// in `effects`. Configuration, the same on every replica: not in the
     /// snapshot.
     pub library_clients: std::collections::BTreeSet<u64>,
+    /// A running hash of the replies to mixed commands (see `mixed.rs`), in
+    /// the order applied: replicas that applied the same prefix gave the
+    /// same replies. Kept with the state (its snapshots carry it), so the
+    /// digest comparison covers it.
+    mixed_replies: u64,
 }
 
 impl Kv {
@@ -328,6 +333,36 @@ impl Kv {
                 .insert(command.client, (command.seq, outcome.clone()));
         }
         Ok(Some((outcome, absent)))
+    }
+
+    /// Applies a mixed command (synod-kv's encoding of it, see `mixed.rs`)
+    /// stamped `stamp_ms`, at its place `index` in the value of `instance`,
+    /// as the server's apply path does; the reply goes into
+    /// `mixed_replies`. `local_clock_ms` as for [`Kv::apply`]. `Err` when the
+    /// reply does not decode.
+    pub fn apply_mixed(
+        &mut self,
+        command: &Bytes,
+        instance: u64,
+        stamp_ms: u64,
+        index: u32,
+        local_clock_ms: Option<u64>,
+    ) -> Result<(), String> {
+        self.log_time_ms = self.log_time_ms.max(stamp_ms);
+        let ctx = ApplyContext {
+            instance: InstanceId(instance),
+            time_ms: local_clock_ms.unwrap_or(self.log_time_ms),
+            index,
+        };
+        let batch = [synod::BatchCommand { command, ctx }];
+        let output = self.store.apply_batch(&batch).pop().unwrap_or_default();
+        synod_kv::decode_reply(&output)
+            .map_err(|error| format!("a mixed command's output did not decode: {error}"))?;
+        let mut hash = xxhash_rust::xxh3::Xxh3::new();
+        hash.update(&self.mixed_replies.to_le_bytes());
+        hash.update(&output);
+        self.mixed_replies = hash.digest();
+        Ok(())
     }
 
     /// Reads a key without the log, as a node serves a read by read index
@@ -586,6 +621,7 @@ impl Kv {
     fn encode_tail(&self, effects: bool) -> Bytes {
         let mut buf = BytesMut::new();
         buf.put_u64_le(self.log_time_ms);
+        buf.put_u64_le(self.mixed_replies);
         buf.put_u64_le(self.sessions.len() as u64);
         for (client, (seq, outcome)) in &self.sessions {
             buf.put_u64_le(*client);
@@ -619,6 +655,7 @@ impl Kv {
         self.store.restore(rest).ok()?;
         let mut rest = tail.as_slice();
         let log_time_ms = get_u64(&mut rest)?;
+        let mixed_replies = get_u64(&mut rest)?;
         let mut sessions = BTreeMap::new();
         for _ in 0..get_u64(&mut rest)? {
             let client = get_u64(&mut rest)?;
@@ -642,6 +679,7 @@ impl Kv {
             return None;
         }
         self.log_time_ms = log_time_ms;
+        self.mixed_replies = mixed_replies;
         self.sessions = sessions;
         self.effects_sum = effects.iter().fold(0u64, |sum, ((client, seq), n)| {
             sum.wrapping_add(effect_hash(*client, *seq, *n))
@@ -796,6 +834,10 @@ pub struct SimKv {
     /// The node's wall clock in ms, for the `nondeterministic-sm` control
     /// (`None`: the log clock, as it must be).
     local_clock: Option<Arc<AtomicU64>>,
+    /// Added to every mixed command's `ApplyContext::index`: 0, or the
+    /// node's id for the `local-random-draws` negative control (random
+    /// draws seeded by node, not by the log alone).
+    pub index_shift: u32,
     /// Instance of the last command applied since the last restore.
     last_instance: Option<u64>,
     /// Every `(client, seq, attempt)` applied since the last restore.
@@ -946,6 +988,7 @@ impl SimKv {
             on_disk: None,
             digest_floor: 0,
             local_clock,
+            index_shift: 0,
             last_instance: None,
             attempts: HashSet::new(),
             digested_to: None,
@@ -1012,6 +1055,22 @@ impl SimKv {
     }
 }
 
+impl SimKv {
+    /// The answer to a command no model checks (a sweep, a mixed command):
+    /// `Applied(Ok)`, or `Broken` with the error reported.
+    fn answer_unchecked(&mut self, instance: u64, applied: Result<(), String>) -> Bytes {
+        let answer = match applied {
+            Ok(()) => SimAnswer::Applied(Outcome::Ok),
+            Err(error) => {
+                self.events
+                    .push(KvEvent::Broken(format!("synod-kv at #{instance}: {error}")));
+                SimAnswer::Broken
+            }
+        };
+        answer.encode()
+    }
+}
+
 impl StateMachine for SimKv {
     fn apply(&mut self, command: &[u8], ctx: &ApplyContext) -> Bytes {
         let instance = ctx.instance.0;
@@ -1023,15 +1082,20 @@ impl StateMachine for SimKv {
             self.last_instance = Some(instance);
         }
         if command == SWEEP {
-            let answer = match self.kv.sweep(instance, ctx.time_ms) {
-                Ok(()) => SimAnswer::Applied(Outcome::Ok),
-                Err(error) => {
-                    self.events
-                        .push(KvEvent::Broken(format!("synod-kv at #{instance}: {error}")));
-                    SimAnswer::Broken
-                }
-            };
-            return answer.encode();
+            let swept = self.kv.sweep(instance, ctx.time_ms);
+            return self.answer_unchecked(instance, swept);
+        }
+        if let Some(mixed) = crate::mixed::command_bytes(command) {
+            let local_clock = self.local_clock.as_ref().map(|c| c.load(Ordering::Relaxed));
+            let index = ctx.index.wrapping_add(self.index_shift);
+            let applied = synod_kv::KvCommand::decode(mixed)
+                .map_err(|error| format!("validity: an undecodable mixed command: {error}"))
+                .and_then(|_| {
+                    let mixed = Bytes::copy_from_slice(mixed);
+                    self.kv
+                        .apply_mixed(&mixed, instance, ctx.time_ms, index, local_clock)
+                });
+            return self.answer_unchecked(instance, applied);
         }
         let Some(command) = decode(command) else {
             self.events.push(KvEvent::Broken(format!(

@@ -21,6 +21,7 @@ mod lease_clock;
 mod master_checks;
 mod membership;
 mod membership_checks;
+mod mixed;
 mod nemesis;
 pub mod params;
 mod queue;
@@ -59,6 +60,7 @@ pub const INJECTIONS: &[&str] = &[
     "on-disk-reapply",
     "release-past-checkpoint",
     "log-read-shift",
+    "local-random-draws",
 ];
 
 /// Deliberate bugs for negative controls: in the protocol core, or in how a
@@ -128,6 +130,12 @@ pub struct Faults {
     /// off (`EngineOptions::inject_log_read_shift`): the peer catches up
     /// with wrong values. The agreement and digest checks see it.
     pub log_read_shift: bool,
+    /// Mixed commands' random draws (`SPOP`, `SRANDMEMBER`, `math.random`...)
+    /// are seeded by node as well as by the log: each node adds its id to
+    /// `ApplyContext::index` (mixed commands in every seed). Replicas give
+    /// different replies and reach different states; the digest
+    /// comparison sees it.
+    pub local_random_draws: bool,
     /// Not a fault: no node reads values back from its log for a peer
     /// (each writes a snapshot instead, as before that existed), so that
     /// seeds pinned before it replay the runs they were found in.
@@ -202,6 +210,10 @@ pub struct Faults {
     /// snapshot (`RequestError::Loading`: they wait, as before stop 60), so
     /// that seeds pinned before refusals replay the runs they were found in.
     pub loading_refusals_off: bool,
+    /// Not a fault: leaders propose no mixed commands (`mixed.rs`) whatever
+    /// the seed draws, so that seeds pinned before they existed replay the
+    /// runs they were found in.
+    pub mixed_off: bool,
 }
 
 impl Faults {
@@ -224,6 +236,7 @@ impl Faults {
             small_chunks_off: true,
             restore_backlog_off: true,
             loading_refusals_off: true,
+            mixed_off: true,
             ..Faults::default()
         }
     }
@@ -246,6 +259,7 @@ impl Faults {
             small_chunks_off: true,
             restore_backlog_off: true,
             loading_refusals_off: true,
+            mixed_off: true,
             ..Faults::default()
         }
     }
@@ -267,12 +281,21 @@ impl Faults {
             small_chunks_off: true,
             restore_backlog_off: true,
             loading_refusals_off: true,
+            mixed_off: true,
             ..Faults::default()
         }
     }
 }
 
 impl Faults {
+    /// No fault: how every seed ran before leaders proposed mixed commands.
+    pub fn before_mixed() -> Faults {
+        Faults {
+            mixed_off: true,
+            ..Faults::default()
+        }
+    }
+
     /// No fault, every leader syncing each batch it proposes: how every
     /// seed ran before leaders let their own votes wait for a later sync.
     pub fn before_lazy_leaders() -> Faults {
@@ -285,6 +308,7 @@ impl Faults {
             small_chunks_off: true,
             restore_backlog_off: true,
             loading_refusals_off: true,
+            mixed_off: true,
             ..Faults::default()
         }
     }
@@ -297,6 +321,7 @@ impl Faults {
             small_chunks_off: true,
             restore_backlog_off: true,
             loading_refusals_off: true,
+            mixed_off: true,
             ..Faults::default()
         }
     }
@@ -308,6 +333,7 @@ impl Faults {
             small_chunks_off: true,
             restore_backlog_off: true,
             loading_refusals_off: true,
+            mixed_off: true,
             ..Faults::default()
         }
     }
@@ -318,6 +344,7 @@ impl Faults {
         Faults {
             restore_backlog_off: true,
             loading_refusals_off: true,
+            mixed_off: true,
             ..Faults::default()
         }
     }
@@ -336,6 +363,7 @@ impl Faults {
             small_chunks_off: true,
             restore_backlog_off: true,
             loading_refusals_off: true,
+            mixed_off: true,
             ..Faults::default()
         }
     }
@@ -364,6 +392,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
         "on-disk-reapply" => faults.on_disk_reapply = true,
         "release-past-checkpoint" => faults.release_past_checkpoint = true,
         "log-read-shift" => faults.log_read_shift = true,
+        "local-random-draws" => faults.local_random_draws = true,
         _ => return None,
     }
     Some(faults)

@@ -28,8 +28,8 @@ struct Args {
     /// stale-read, leader-local-reads, nondeterministic-sm, torn-checkpoint,
     /// local-clock-ttl, wipe-votes, config-immediate, learner-votes,
     /// lease-drift-beyond-bound, admit-duplicates, watch-ignored, wake-lost,
-    /// session-reapply, on-disk-reapply, release-past-checkpoint or
-    /// log-read-shift.
+    /// session-reapply, on-disk-reapply, release-past-checkpoint,
+    /// log-read-shift or local-random-draws.
     #[arg(long)]
     inject: Option<String>,
     /// Worker threads (default: available cores).

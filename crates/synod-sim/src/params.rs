@@ -125,6 +125,9 @@ pub struct Params {
     /// `Node::drop_leadership`): non-zero in about half the seeds. Own
     /// stream.
     pub drop_leadership_chance: f64,
+    /// Leaders propose a mixed command (see `mixed.rs`) about every this
+    /// many µs (0: none). Non-zero in about half the seeds. Own stream.
+    pub mixed_every_us: u64,
 }
 
 /// How the membership nemesis behaves in one run.
@@ -346,6 +349,7 @@ impl Params {
             members: MemberParams::default(),
             lease: None,
             drop_leadership_chance: 0.0,
+            mixed_every_us: 0,
         }
     }
 }

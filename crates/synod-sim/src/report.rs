@@ -95,6 +95,9 @@ pub struct Stats {
     pub pop_tries_after_wake: u64,
     /// Expiry sweeps proposed (see `sweep.rs`).
     pub sweeps: u64,
+    /// Mixed commands proposed, and answered as applied (see `mixed.rs`).
+    pub mixed_proposed: u64,
+    pub mixed_applied: u64,
     /// Library client sessions registered, expired, and client restarts
     /// (an attempt dropped without its answer, resumed elsewhere).
     pub sessions_registered: u64,
@@ -138,7 +141,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed, {} for peers; on disk: {} checkpoints, {} restarts), {} dropped transfers removed, {} accepts deferred by restoring nodes, {} requests refused while loading, {} KiB of applied values dropped from memory ({} times read back from the log), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} vouched reads, {} batch holds ({} timed out), {} master leases lent to {} masters, {} leadership drops, {} delayed announcements, pops {} served {} timed out {} woken, {} sweeps, {:.1} s simulated",
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed, {} for peers; on disk: {} checkpoints, {} restarts), {} dropped transfers removed, {} accepts deferred by restoring nodes, {} requests refused while loading, {} KiB of applied values dropped from memory ({} times read back from the log), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} vouched reads, {} batch holds ({} timed out), {} master leases lent to {} masters, {} leadership drops, {} delayed announcements, pops {} served {} timed out {} woken, {} sweeps, {} of {} mixed commands applied, {:.1} s simulated",
             self.ops_ok,
             self.ops_unknown,
             self.instances,
@@ -172,6 +175,8 @@ impl fmt::Display for Stats {
             self.pops_timed_out,
             self.pop_tries_after_wake,
             self.sweeps,
+            self.mixed_applied,
+            self.mixed_proposed,
             self.end_us as f64 / 1e6
         )
     }

@@ -288,6 +288,10 @@ pub(crate) struct SimNode {
     pub(crate) schedule_lost: bool,
     /// An expiry sweep it proposed is not answered yet (see `sweep.rs`).
     pub(crate) sweep_in_flight: bool,
+    /// Mixed commands this node proposed whose answer has not come.
+    pub(crate) mixed_in_flight: u32,
+    /// When this node may propose its next mixed command.
+    pub(crate) next_mixed_us: u64,
     /// No sweep from it before this time.
     pub(crate) next_sweep_us: u64,
     /// The pace of its sweeps, as the server's (see `sweep.rs`).
@@ -347,6 +351,8 @@ impl SimNode {
             schedule_lost: false,
             sweep_in_flight: false,
             next_sweep_us: 0,
+            mixed_in_flight: 0,
+            next_mixed_us: 0,
             sweep_pacer: synod_kv::expiry_sweep::SweepPacer::new(),
             sweep_expiry_before: None,
         }
@@ -371,6 +377,8 @@ pub(crate) struct World {
     /// Draws the library session clients' operations, nodes and restarts
     /// (see `Params::session_clients`).
     pub(crate) session_rng: ChaCha8Rng,
+    /// Draws the mixed commands and when they are proposed (see `mixed.rs`).
+    pub(crate) mixed_rng: ChaCha8Rng,
     /// Draws which restores from a peer's snapshot take long (a stream of
     /// its own, so the other draws of a seed stay as they were).
     restore_rng: ChaCha8Rng,
@@ -579,6 +587,17 @@ impl World {
         if (session_drawn && !faults.sessions_off) || faults.session_reapply {
             params.session_clients = session_rng.gen_range(2..=3);
         }
+        // Mixed commands (hashes, sets, sorted sets, scripts...): likewise.
+        let mut mixed_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x313E_D0C5_0000_0000);
+        let mixed_drawn = mixed_rng.gen_bool(0.5);
+        if (mixed_drawn && !faults.mixed_off) || faults.local_random_draws {
+            // One seed in three is busy: one every few ms.
+            params.mixed_every_us = if mixed_rng.gen_bool(0.3) {
+                mixed_rng.gen_range(2_000..10_000)
+            } else {
+                mixed_rng.gen_range(10_000..80_000)
+            };
+        }
         let members: Vec<NodeId> = (1..=nodes as u32).map(NodeId).collect();
         let mut world = World {
             rng,
@@ -589,6 +608,7 @@ impl World {
             watch_rng,
             queue_rng,
             session_rng,
+            mixed_rng,
             restore_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x2E57_02E0_0000_0000),
             snapshot_eio_rng,
             now_us: 0,
@@ -703,6 +723,7 @@ impl World {
                     return;
                 }
                 self.maybe_sweep(node);
+                self.propose_mixed(node);
                 if let Some(engine) = self.nodes[node].engine.as_mut() {
                     // Scans of waiting requests (retries, timeouts) happen
                     // inside, every few ticks, as in the driver.
@@ -957,6 +978,9 @@ impl World {
             .then(|| Arc::clone(&sim_node.wall));
         let mut machine = SimKv::new(local_clock);
         machine.drop_watch = self.faults.watch_ignored;
+        if self.faults.local_random_draws {
+            machine.index_shift = sim_node.id.0;
+        }
         // Odd-numbered nodes stream their snapshots into the file, the
         // others encode them whole: both of the runtime's paths run in
         // every cluster, and nodes install snapshots written either way.
@@ -1144,6 +1168,7 @@ impl World {
         self.stats.batch_hold_timeouts += hold_timeouts;
         sim_node.paused = false;
         sim_node.sweep_in_flight = false;
+        sim_node.mixed_in_flight = 0;
         sim_node.sweep_pacer = synod_kv::expiry_sweep::SweepPacer::new();
         sim_node.backlog.clear();
         sim_node.missed_ticks = 0;
@@ -1349,6 +1374,10 @@ impl World {
         };
         if token.client == crate::sweep::SWEEP_CLIENT {
             self.sweep_answered(node);
+            return;
+        }
+        if token.client == crate::mixed::MIXED_CLIENT {
+            self.mixed_answered(node, result.is_ok());
             return;
         }
         self.client_answer(node, token, result);
