@@ -435,6 +435,57 @@ impl User {
         )
     }
 
+    /// A stamp of everything that decides what this user may run: its
+    /// serial, whether it is on, its command rules, key and channel
+    /// patterns (not its passwords). Commands travel in the log with the
+    /// stamp of the rules the proposing node checked them against, and
+    /// every replica applies them only if the user's rules at that point of
+    /// the log have the same stamp (see `KvCommand::AsUser`). Part of the
+    /// log format: computed from an explicit encoding with xxh3, never
+    /// from `Hash`, so every build and every replay gets the same value.
+    pub fn rules_stamp(&self) -> u64 {
+        let mut hash = xxhash_rust::xxh3::Xxh3::new();
+        let flags = [
+            u8::from(self.enabled),
+            u8::from(self.commands_base_allow),
+            u8::from(self.all_keys),
+            u8::from(self.all_channels),
+        ];
+        hash.update(&self.serial.to_le_bytes());
+        hash.update(&flags);
+        // Each list with its length, each entry with its own, so that no
+        // two different lists hash the same bytes.
+        let mut put = |bytes: &[u8]| {
+            hash.update(&(bytes.len() as u64).to_le_bytes());
+            hash.update(bytes);
+        };
+        put(&(self.command_rules.len() as u64).to_le_bytes());
+        for rule in &self.command_rules {
+            put(&[u8::from(rule.allow)]);
+            match &rule.target {
+                Target::Category(category) => {
+                    put(b"@");
+                    put(category.as_bytes());
+                }
+                Target::Command { name, sub } => {
+                    put(b"+");
+                    put(name.as_bytes());
+                    put(sub.as_deref().unwrap_or_default().as_bytes());
+                    put(&[u8::from(sub.is_some())]);
+                }
+            }
+        }
+        put(&(self.key_patterns.len() as u64).to_le_bytes());
+        for pattern in &self.key_patterns {
+            put(pattern);
+        }
+        put(&(self.channel_patterns.len() as u64).to_le_bytes());
+        for pattern in &self.channel_patterns {
+            put(pattern);
+        }
+        hash.digest()
+    }
+
     /// Whether the user may touch `key`.
     pub fn key_allowed(&self, key: &[u8]) -> bool {
         self.all_keys || self.key_patterns.iter().any(|p| glob_match(p, key))

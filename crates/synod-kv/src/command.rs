@@ -294,6 +294,37 @@ impl SetOperation {
     }
 }
 
+/// A client's command as it travels in the log with its ACL user.
+///
+/// Each node checks a client's commands against the user's rules as that
+/// node holds them, but a node may lag behind the log: an `ACL SETUSER`
+/// that another node acknowledged may not have reached it yet. Without a
+/// check at apply, a user turned off (or whose rights were taken away)
+/// could still write through a lagging node after the change was
+/// acknowledged, which no single Redis server allows. So the front end
+/// sends, with each command, the user's name and the stamp of the rules it
+/// checked ([`crate::acl::User::rules_stamp`]), and every replica applies
+/// the command only if the user, at that point of the log, exists, is on
+/// and has rules with the same stamp; otherwise the command is refused
+/// unrun (`NOPERM`), on every replica alike. A change to the user's rules
+/// that the command raced with therefore refuses it even where the new
+/// rules would allow it: the client runs it again, and its node, which has
+/// applied the change by then, checks it against the new rules.
+///
+/// Linearizable: an ACL change acknowledged at instance `i` is in force for
+/// every command applied after `i`, whichever node proposed it; a command
+/// applied before `i` comes before the change in the log's order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AsUser {
+    /// The user's name.
+    pub user: Bytes,
+    /// [`crate::acl::User::rules_stamp`] of the rules the command was
+    /// checked against.
+    pub stamp: u64,
+    /// The command (never another `AsUser`).
+    pub command: KvCommand,
+}
+
 /// One data command. Variants are named after the Redis command they carry;
 /// commands that differ only in a parameter share a variant (`INCR`, `DECR`,
 /// `INCRBY`, `DECRBY` are all [`KvCommand::IncrBy`]).
@@ -671,6 +702,11 @@ pub enum KvCommand {
     /// `MULTI ... EXEC`: the queued commands, applied atomically in order.
     /// The front end builds it; a transaction never nests.
     Exec(Vec<KvCommand>),
+    /// A client's command (a transaction or batch included) with the ACL
+    /// user its node checked it for: applied only while that user's rules
+    /// are the ones it was checked against (see [`AsUser`]). Only at the
+    /// top of a log command; never nested.
+    AsUser(Box<AsUser>),
     /// An `ACL` command on the replicated users.
     Acl(AclCommand),
     /// A sorted-set command (issue 16; see [`crate::command_zset`]).
@@ -891,6 +927,7 @@ impl KvCommand {
             KvCommand::Sort(sort) => sort.store.is_none(),
             KvCommand::ZSet(zset) => zset.is_read(),
             KvCommand::Exec(commands) => commands.iter().all(KvCommand::is_read),
+            KvCommand::AsUser(run) => run.command.is_read(),
             KvCommand::Watch { .. } | KvCommand::WatchCheck { .. } => true,
             KvCommand::Blocking { .. } => false,
             KvCommand::Dump { .. } | KvCommand::MemoryUsage { .. } => true,
@@ -1011,6 +1048,7 @@ impl KvCommand {
             KvCommand::MemoryInfo => "info",
             KvCommand::ExpireSweep => "expire-sweep",
             KvCommand::Exec(_) => "exec",
+            KvCommand::AsUser(run) => run.command.name(),
             KvCommand::Acl(_) => "acl",
             KvCommand::ZSet(zset) => zset.name(),
             KvCommand::Watch { .. } | KvCommand::WatchCheck { .. } => "watch",
@@ -1028,6 +1066,7 @@ impl KvCommand {
         match self {
             KvCommand::Acl(_) => true,
             KvCommand::Exec(commands) => commands.iter().any(KvCommand::involves_acl),
+            KvCommand::AsUser(run) => run.command.involves_acl(),
             _ => false,
         }
     }
@@ -1050,6 +1089,7 @@ impl KvCommand {
             | KvCommand::HIncrBy { key, .. }
             | KvCommand::Push { key, .. }
             | KvCommand::Pop { key, .. } => Some(key),
+            KvCommand::AsUser(run) => run.command.hot_key(),
             _ => None,
         }
     }
@@ -1166,6 +1206,7 @@ impl KvCommand {
             | KvCommand::Acl(_)
             | KvCommand::Publish { .. } => Vec::new(),
             KvCommand::Exec(commands) => commands.iter().flat_map(KvCommand::keys).collect(),
+            KvCommand::AsUser(run) => run.command.keys(),
             KvCommand::ZSet(zset) => zset.keys(),
             KvCommand::Watch { keys } => keys.iter().collect(),
             KvCommand::WatchCheck { watched } => watched.iter().map(|w| &w.key).collect(),

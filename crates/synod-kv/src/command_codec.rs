@@ -126,6 +126,9 @@ mod op {
     pub const Z_SET: u8 = 240;
     // Blocking pops (issue 16): 248, then the kind, then the wrapped pop.
     pub const BLOCKING: u8 = 248;
+    // A command with the ACL user it was checked for (stop 63): 249, the
+    // user, the stamp of its rules, then the command.
+    pub const AS_USER: u8 = 249;
 }
 
 /// In a blocking pop's kind byte: the try of a client that already blocked.
@@ -159,6 +162,22 @@ impl KvCommand {
     pub(crate) fn encode_with_len(&self, len: usize) -> Bytes {
         let mut writer = Writer::with_capacity(len);
         writer.u8(COMMAND_FORMAT_VERSION);
+        encode_command(&mut writer, self);
+        debug_assert_eq!(writer.written(), len, "encoded length given wrong");
+        writer.finish()
+    }
+
+    /// What [`KvCommand::AsUser`] of this command, `user` and `stamp`
+    /// encodes to, without building it (no copy of the command); `len`,
+    /// when known, is this command's own encoded length as
+    /// [`KvCommand::encode_with_len`] takes it.
+    pub(crate) fn encode_as_user(&self, user: &[u8], stamp: u64, len: Option<usize>) -> Bytes {
+        let len = len.unwrap_or_else(|| self.encoded_len()) + as_user_overhead(user.len());
+        let mut writer = Writer::with_capacity(len);
+        writer.u8(COMMAND_FORMAT_VERSION);
+        writer.u8(op::AS_USER);
+        writer.bytes(user);
+        writer.u64(stamp);
         encode_command(&mut writer, self);
         debug_assert_eq!(writer.written(), len, "encoded length given wrong");
         writer.finish()
@@ -218,7 +237,14 @@ impl KvCommand {
         if reader.u8().ok()? != COMMAND_FORMAT_VERSION {
             return None;
         }
-        match reader.u8().ok()? {
+        let mut opcode = reader.u8().ok()?;
+        if opcode == op::AS_USER {
+            // The user and the stamp, then the command.
+            reader.slice().ok()?;
+            reader.u64().ok()?;
+            opcode = reader.u8().ok()?;
+        }
+        match opcode {
             op::GET | op::H_GET => reader.slice().ok(),
             _ => None,
         }
@@ -233,6 +259,12 @@ impl KvCommand {
         reader.finish()?;
         Ok(command)
     }
+}
+
+/// How many bytes [`KvCommand::AsUser`] adds to a command for a user name
+/// of `user_len` bytes: its opcode, the name with its length, the stamp.
+pub(crate) fn as_user_overhead(user_len: usize) -> usize {
+    1 + 4 + user_len + 8
 }
 
 fn encode_keys(writer: &mut Writer, keys: &[Bytes]) {
@@ -660,6 +692,12 @@ fn encode_command(writer: &mut Writer, command: &KvCommand) {
         | KvCommand::SScan { .. }) => sets::encode(writer, set),
         dump @ (KvCommand::Dump { .. } | KvCommand::Restore(_) | KvCommand::MemoryUsage { .. }) => {
             dump::encode(writer, dump)
+        }
+        KvCommand::AsUser(run) => {
+            writer.u8(op::AS_USER);
+            writer.bytes(&run.user);
+            writer.u64(run.stamp);
+            encode_command(writer, &run.command);
         }
         KvCommand::Exec(commands) => {
             writer.u8(op::EXEC);
@@ -1242,6 +1280,23 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
         op::L_INDEX..=op::H_SCAN => decode_list_or_hash(reader, opcode)?,
         sets::S_ADD..=sets::S_SCAN => sets::decode(reader, opcode)?,
         dump::DUMP..=dump::MEMORY_USAGE => dump::decode(reader, opcode)?,
+        op::AS_USER => {
+            if !top_level {
+                return Err(DecodeError::Invalid("a user inside a transaction"));
+            }
+            let user = reader.bytes()?;
+            let stamp = reader.u64()?;
+            // Top level again: the command may be a transaction or batch.
+            let command = decode_command(reader, true)?;
+            if matches!(command, KvCommand::AsUser(_)) {
+                return Err(DecodeError::Invalid("a user inside a user"));
+            }
+            KvCommand::AsUser(Box::new(crate::command::AsUser {
+                user,
+                stamp,
+                command,
+            }))
+        }
         op::EXEC => {
             if !top_level {
                 return Err(DecodeError::Invalid("nested transaction"));

@@ -155,6 +155,63 @@ pub(crate) struct Conn {
     reply_mode: ReplyMode,
     /// One INFO commandstats tag per item handed out, in order.
     stat_tags: std::collections::VecDeque<Option<StatTag>>,
+    /// The stamps of the user's rules this batch's checks used (see
+    /// [`Conn::run_as`]).
+    /// (Atomics only because a `Cell` would make the connection's future
+    /// not `Send`; one task uses them.)
+    checked: CheckedStamps,
+}
+
+/// The stamps of the ACL rules a batch of requests was checked against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Checked {
+    Nothing,
+    /// All against rules with this stamp.
+    Stamp(u64),
+    /// Against two different versions of the rules (an ACL change applied
+    /// in between).
+    Mixed,
+}
+
+/// A [`Checked`] a `&Conn` can change.
+#[derive(Debug, Default)]
+struct CheckedStamps {
+    /// 0: nothing, 1: one stamp, 2: mixed.
+    state: std::sync::atomic::AtomicU8,
+    stamp: std::sync::atomic::AtomicU64,
+}
+
+impl CheckedStamps {
+    fn get(&self) -> Checked {
+        match self.state.load(Relaxed) {
+            0 => Checked::Nothing,
+            1 => Checked::Stamp(self.stamp.load(Relaxed)),
+            _ => Checked::Mixed,
+        }
+    }
+
+    fn set(&self, checked: Checked) {
+        let (state, stamp) = match checked {
+            Checked::Nothing => (0, 0),
+            Checked::Stamp(stamp) => (1, stamp),
+            Checked::Mixed => (2, 0),
+        };
+        self.stamp.store(stamp, Relaxed);
+        self.state.store(state, Relaxed);
+    }
+}
+
+/// The stamp a batch checked against two versions of its user's rules goes
+/// with (see [`Conn::run_as`]): a constant that no rules are expected to
+/// hash to.
+const MIXED_RULES_STAMP: u64 = 0x6d69_7865_6420_7275;
+
+/// The ACL user a batch of requests goes to the log with, and the stamp of
+/// the rules it was checked against (see [`crate::AsUser`]).
+#[derive(Clone, Debug)]
+pub(crate) struct RunAs {
+    pub user: Bytes,
+    pub stamp: u64,
 }
 
 impl Item {
@@ -337,6 +394,7 @@ impl Conn {
             subscriber,
             reply_mode: ReplyMode::On,
             stat_tags: std::collections::VecDeque::new(),
+            checked: CheckedStamps::default(),
         }
     }
 
@@ -642,7 +700,7 @@ impl Conn {
                 Some(multi) if multi.too_large => Item::Unwatch(
                     Reply::error(format!(
                         "EXECABORT Transaction discarded because it exceeds the maximum replicated size of {} bytes.",
-                        self.shared.node.command_bytes_max()
+                        self.log_bytes_max()
                     )),
                     self.protocol,
                 ),
@@ -776,7 +834,67 @@ impl Conn {
         let user = users
             .get(name)
             .filter(|u| u.serial == *serial && u.enabled())?;
+        // Every check of a request goes through here: remember which rules
+        // they used, for the log to hold the commands to them.
+        let stamp = user.rules_stamp();
+        self.checked.set(match self.checked.get() {
+            Checked::Nothing => Checked::Stamp(stamp),
+            Checked::Stamp(seen) if seen == stamp => Checked::Stamp(stamp),
+            _ => Checked::Mixed,
+        });
         Some(f(user))
+    }
+
+    /// Starts a batch of requests: forgets which rules earlier ones were
+    /// checked against.
+    pub(crate) fn begin_checks(&self) {
+        self.checked.set(Checked::Nothing);
+    }
+
+    /// What the commands of this batch go to the log with, so that every
+    /// replica refuses them if the user's rules changed since this node
+    /// checked them (see [`crate::AsUser`]): the user and the stamp of the
+    /// rules the batch's checks used; `None` before AUTH. A batch checked
+    /// against two versions of the rules gets a stamp no rules have (short
+    /// of a 64-bit collision), so it is refused whole: the change came in
+    /// the middle of it. (A batch with nothing checked sends nothing to
+    /// the log; should one, it goes with the rules as they are now.)
+    pub(crate) fn run_as(&self) -> Option<RunAs> {
+        let (name, serial) = self.user.as_ref()?;
+        let stamp = match self.checked.get() {
+            Checked::Nothing => {
+                let users = self.shared.cfg.acl.users();
+                users
+                    .get(name)
+                    .filter(|u| u.serial == *serial && u.enabled())
+                    .map_or(MIXED_RULES_STAMP, User::rules_stamp)
+            }
+            Checked::Stamp(stamp) => stamp,
+            Checked::Mixed => MIXED_RULES_STAMP,
+        };
+        Some(RunAs {
+            user: name.clone(),
+            stamp,
+        })
+    }
+
+    /// The largest command this connection may send to the log: the
+    /// node's bound (`Node::command_bytes_max`) less what going as its user
+    /// adds ([`Conn::run_as_overhead`]), so that no command, batch or
+    /// transaction it checks against this ever exceeds the bound.
+    pub(crate) fn log_bytes_max(&self) -> usize {
+        self.shared
+            .node
+            .command_bytes_max()
+            .saturating_sub(self.run_as_overhead())
+    }
+
+    /// How many bytes going to the log as this connection's user adds to a
+    /// command (see [`Conn::run_as`]).
+    pub(crate) fn run_as_overhead(&self) -> usize {
+        self.user.as_ref().map_or(0, |(name, _)| {
+            crate::command_codec::as_user_overhead(name.len())
+        })
     }
 
     /// Checks every queued command again, at EXEC, against the user's
@@ -846,7 +964,7 @@ impl Conn {
     /// Returns the command with its encoded length, which the batch it
     /// joins adds up (see `server::run_items`) instead of encoding it again.
     fn check_replicated_size(&self, command: KvCommand) -> Result<(KvCommand, usize), Reply> {
-        let max = self.shared.node.command_bytes_max();
+        let max = self.log_bytes_max();
         let len = command.encoded_len();
         if len > max {
             return Err(Reply::error(format!(
@@ -919,7 +1037,7 @@ impl Conn {
             .and_then(|command| self.check_keys(command))
             .and_then(|command| self.check_replicated_size(command)),
         };
-        let max = self.shared.node.command_bytes_max();
+        let max = self.log_bytes_max();
         let Some(multi) = self.multi.as_mut() else {
             return self.reply(Reply::error("ERR internal error: not in MULTI"));
         };
@@ -951,7 +1069,7 @@ impl Conn {
     /// Queues a connection command, counting its arguments toward the
     /// transaction's bound (they are held until EXEC).
     fn queue_local(&mut self, args: &[Bytes]) -> Item {
-        let max = self.shared.node.command_bytes_max();
+        let max = self.log_bytes_max();
         let Some(multi) = self.multi.as_mut() else {
             return self.reply(Reply::error("ERR internal error: not in MULTI"));
         };
@@ -1483,7 +1601,7 @@ impl Conn {
         if wants("memory") {
             // The replicated dataset's accounted size and limit (issue 13,
             // `--maxmemory`): equal on every replica at the same point.
-            let replies = execute(shared, vec![KvCommand::MemoryInfo]).await;
+            let replies = execute(shared, None, vec![KvCommand::MemoryInfo]).await;
             if let Some(Reply::Array(figures)) = replies.first() {
                 if let [Reply::Integer(used), Reply::Integer(max), Reply::Integer(keys), ..] =
                     figures.as_slice()
@@ -1528,7 +1646,7 @@ impl Conn {
             // Keys and keys with a time to live in the replicated state
             // (expired keys not yet purged included, as in Redis).
             let _ = write!(text, "# Keyspace\r\n");
-            let replies = execute(shared, vec![KvCommand::MemoryInfo]).await;
+            let replies = execute(shared, None, vec![KvCommand::MemoryInfo]).await;
             if let Some(Reply::Array(figures)) = replies.first() {
                 if let [_, _, Reply::Integer(keys), Reply::Integer(expires)] = figures.as_slice() {
                     if *keys > 0 {

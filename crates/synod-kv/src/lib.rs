@@ -73,9 +73,9 @@ pub use acl_auth::{Acl, Admission, AuthBudget, AuthStats};
 pub use blocking::{BlockedClients, BlockingPop, PopStep};
 pub use client_limits::{ClientCounter, ClientCounters, QUERY_BUFFER_FREE_BYTES};
 pub use command::{
-    AclCommand, BitOperation, BitUnit, BlockingKind, ExpireCondition, ExpireForm, GetExExpiry,
-    KvCommand, LcsOutput, ListEnd, ObjectField, RestoreCommand, RestoreExpiry, SetCondition,
-    SetExpiry, SetOperation, SortCommand, TimeUnit,
+    AclCommand, AsUser, BitOperation, BitUnit, BlockingKind, ExpireCondition, ExpireForm,
+    GetExExpiry, KvCommand, LcsOutput, ListEnd, ObjectField, RestoreCommand, RestoreExpiry,
+    SetCondition, SetExpiry, SetOperation, SortCommand, TimeUnit,
 };
 pub use command_codec::COMMAND_FORMAT_VERSION;
 pub use conn::command_names;

@@ -16,7 +16,7 @@ use crate::client_limits::{
     TLS_HANDSHAKES_MAX, TLS_HANDSHAKE_TIMEOUT,
 };
 use crate::command::KvCommand;
-use crate::conn::{Conn, ExecPart, Item, StatTag};
+use crate::conn::{Conn, ExecPart, Item, RunAs, StatTag};
 use crate::expiry_sweep::SweepPacer;
 use crate::info::{CommandStats, Ending};
 use crate::parse::parse_spec;
@@ -589,6 +589,9 @@ where
         let mut held = false;
         // When the requests parsed now were read (INFO commandstats).
         let read_at = Instant::now();
+        // The requests parsed now go to the log with the rules they are
+        // checked against (see `Conn::run_as`).
+        conn.begin_checks();
         while items.len() < cfg.pipeline_max {
             parser.set_unauthenticated(!conn.authenticated());
             // What is kept past this batch (queued in a transaction, or
@@ -753,10 +756,14 @@ async fn run_items(
         stats: &shared.command_stats,
     };
     let out = &mut out;
+    // Every command of these items goes to the log with the connection's
+    // user and the stamp of the rules it was checked against.
+    let run_as = conn.run_as();
+    let run_as = run_as.as_ref();
     // Data commands are grouped into one log command; a reply slot remembers
     // where each reply goes and with which protocol it is written.
-    let mut pending = Pending::new();
-    let batch_bytes_max = shared.node.command_bytes_max();
+    let mut pending = Pending::new(run_as);
+    let batch_bytes_max = conn.log_bytes_max();
     // With each slot, the INFO commandstats tag of the request it answers
     // (the first slot of an item takes the item's tag).
     let mut slots: Vec<(Slot, Protocol, Option<StatTag>)> = Vec::new();
@@ -811,7 +818,7 @@ async fn run_items(
                 // run on the loop, or on every replica's apply path with a
                 // write, or be refused for its neighbours.
                 pending.flush(shared, &mut slots, out).await;
-                let replies = execute_encoded(shared, vec![command], Some(len)).await;
+                let replies = execute_encoded(shared, run_as, vec![command], Some(len)).await;
                 slots.push((Slot::Pending(0), proto, tag.take()));
                 fill(&mut slots, replies, out);
             }
@@ -850,7 +857,7 @@ async fn run_items(
                 // A read at a point after everything this connection sent
                 // before (its writes included), alone: its reply is kept.
                 pending.flush(shared, &mut slots, out).await;
-                let mut replies = execute(shared, vec![command.clone()]).await;
+                let mut replies = execute(shared, run_as, vec![command.clone()]).await;
                 let reply = match replies.pop() {
                     Some(reply) => conn.watch_read(&command, reply),
                     None => Reply::error("ERR internal error: missing reply"),
@@ -871,7 +878,7 @@ async fn run_items(
                     command,
                     timeout,
                     |command| async move {
-                        execute(shared, vec![command])
+                        execute(shared, run_as, vec![command])
                             .await
                             .pop()
                             .unwrap_or_else(|| Reply::error("ERR internal error: missing reply"))
@@ -882,7 +889,7 @@ async fn run_items(
             }
             Item::Exec(commands, parts, proto) => {
                 pending.flush(shared, &mut slots, out).await;
-                let reply = exec(shared, conn, commands, parts).await;
+                let reply = exec(shared, conn, run_as, commands, parts).await;
                 slots.push((Slot::Ready(reply), proto, tag.take()));
             }
         }
@@ -908,6 +915,7 @@ async fn run_items(
 async fn exec(
     shared: &Shared,
     conn: &mut Conn,
+    run_as: Option<&RunAs>,
     mut commands: Vec<KvCommand>,
     parts: Vec<ExecPart>,
 ) -> Reply {
@@ -920,14 +928,14 @@ async fn exec(
         Reply::Array(Vec::new())
     } else {
         let transaction = KvCommand::Exec(commands);
-        let max = shared.node.command_bytes_max();
+        let max = conn.log_bytes_max();
         let len = transaction.encoded_len();
         if len > max {
             return Reply::error(format!(
                 "EXECABORT Transaction discarded because it exceeds the maximum replicated size of {max} bytes."
             ));
         }
-        execute(shared, vec![transaction])
+        execute(shared, run_as, vec![transaction])
             .await
             .pop()
             .unwrap_or_else(|| Reply::error("ERR internal error: missing reply"))
@@ -1062,7 +1070,9 @@ enum Slot {
 
 /// The data commands `run_items` has grouped so far, to go to the log as
 /// one command.
-struct Pending {
+struct Pending<'a> {
+    /// What they go to the log with (see `Conn::run_as`).
+    run_as: Option<&'a RunAs>,
     commands: Vec<KvCommand>,
     /// Their encoded length as one batch ([`KvCommand::exec_encoded_len`]),
     /// summed from the lengths their items carry: the batch is encoded in
@@ -1070,9 +1080,10 @@ struct Pending {
     bytes: usize,
 }
 
-impl Pending {
-    fn new() -> Pending {
+impl<'a> Pending<'a> {
+    fn new(run_as: Option<&'a RunAs>) -> Pending<'a> {
         Pending {
+            run_as,
             commands: Vec::new(),
             bytes: KvCommand::exec_encoded_len([]),
         }
@@ -1093,14 +1104,15 @@ impl Pending {
         slots: &mut Vec<(Slot, Protocol, Option<StatTag>)>,
         out: &mut Output<'_>,
     ) {
-        let Pending { commands, bytes } = std::mem::replace(self, Pending::new());
+        let commands = std::mem::take(&mut self.commands);
+        let bytes = std::mem::replace(&mut self.bytes, KvCommand::exec_encoded_len([]));
         // One command goes as it is (see `execute`): its own length, the
         // batch's without the batch's framing, plus its version byte.
         let len = match commands.len() {
             1 => bytes - KvCommand::exec_encoded_len([]) + 1,
             _ => bytes,
         };
-        let replies = execute_encoded(shared, commands, Some(len)).await;
+        let replies = execute_encoded(shared, self.run_as, commands, Some(len)).await;
         fill(slots, replies, out);
     }
 }
@@ -1155,14 +1167,22 @@ fn fill(
 
 /// Sends data commands through the log as one command and returns one reply
 /// per command.
-pub(crate) async fn execute(shared: &Shared, commands: Vec<KvCommand>) -> Vec<Reply> {
-    execute_encoded(shared, commands, None).await
+/// With `run_as`, the log command carries the client's user and the stamp
+/// of the rules its commands were checked against, and every replica
+/// refuses it if they changed (see [`crate::AsUser`]).
+pub(crate) async fn execute(
+    shared: &Shared,
+    run_as: Option<&RunAs>,
+    commands: Vec<KvCommand>,
+) -> Vec<Reply> {
+    execute_encoded(shared, run_as, commands, None).await
 }
 
 /// [`execute`], given the encoded length of what goes to the log when it is
 /// known (`len`: see [`KvCommand::encode_with_len`]).
 async fn execute_encoded(
     shared: &Shared,
+    run_as: Option<&RunAs>,
     mut commands: Vec<KvCommand>,
     len: Option<usize>,
 ) -> Vec<Reply> {
@@ -1183,9 +1203,10 @@ async fn execute_encoded(
     // PUBLISH counts this node's receivers (see `crate::pubsub`).
     let tickets = shared.cfg.pubsub.stamp(&mut command);
     // Stamping changes only fixed-width fields: the length still holds.
-    let bytes: Bytes = match len {
-        Some(len) => command.encode_with_len(len),
-        None => command.encode(),
+    let bytes: Bytes = match (run_as, len) {
+        (Some(run_as), len) => command.encode_as_user(&run_as.user, run_as.stamp, len),
+        (None, Some(len)) => command.encode_with_len(len),
+        (None, None) => command.encode(),
     };
     let result = if read_only {
         shared.node.read(bytes).await

@@ -121,6 +121,15 @@ impl Store {
         self.keyspace.begin_apply(ctx.instance.0);
         self.keyspace
             .purge_expired(ctx.time_ms, PURGE_PER_APPLY_MAX);
+        let command = match self.admitted(command) {
+            Ok(command) => command,
+            Err(refused) => {
+                self.pubsub
+                    .set_next_expiry_ms(self.keyspace.next_expiry_ms());
+                self.pubsub.set_log_time_ms(ctx.time_ms);
+                return refused;
+            }
+        };
         // Purging first does not change the check's outcome: it removes only
         // dead entries, which the check already sees as absent, and their
         // tombstones carry their last write's stamp (see `crate::watch`).
@@ -149,6 +158,10 @@ impl Store {
     /// [`StateMachine::query`] without the byte codecs. A command that
     /// writes gets an error reply.
     pub fn query_command(&self, command: &KvCommand, ctx: &ApplyContext) -> Reply {
+        let command = match self.admitted(command) {
+            Ok(command) => command,
+            Err(refused) => return refused,
+        };
         if let Some(aborted) = ops::watch_aborts(&self.keyspace, command, ctx.time_ms) {
             return aborted;
         }
@@ -172,7 +185,47 @@ impl Store {
     /// with a clock ahead could answer nil before a node with a clock behind
     /// answers the value.
     pub fn command_depends_on_time(&self, command: &KvCommand) -> bool {
+        let command = match command {
+            KvCommand::AsUser(run) => &run.command,
+            command => command,
+        };
         ops::acl::read_depends_on_time(&self.keyspace, command)
+    }
+
+    /// The command to run: `command` itself, or for a command with its ACL
+    /// user ([`KvCommand::AsUser`]) the command it carries, if that user,
+    /// at this point of the log, exists, is on and has the rules it was
+    /// checked against; else the refusal, the same on every replica
+    /// (the users are replicated state). See [`crate::AsUser`] for why.
+    fn admitted_owned(&self, command: KvCommand) -> Result<KvCommand, Reply> {
+        match command {
+            KvCommand::AsUser(run) => {
+                self.user_allows(&run)?;
+                Ok(run.command)
+            }
+            command => Ok(command),
+        }
+    }
+
+    /// [`Store::admitted_owned`] of a command held by reference.
+    fn admitted<'a>(&self, command: &'a KvCommand) -> Result<&'a KvCommand, Reply> {
+        match command {
+            KvCommand::AsUser(run) => {
+                self.user_allows(run)?;
+                Ok(&run.command)
+            }
+            command => Ok(command),
+        }
+    }
+
+    /// Whether `run`'s user, at this point of the log, exists, is on and
+    /// has the rules `run` was checked against.
+    fn user_allows(&self, run: &crate::AsUser) -> Result<(), Reply> {
+        let users = self.acl.users();
+        match users.get(&run.user) {
+            Some(user) if user.enabled() && user.rules_stamp() == run.stamp => Ok(()),
+            _ => Err(Reply::error(ACL_CHANGED_IN_FLIGHT)),
+        }
     }
 
     /// Checks the store's internal indexes agree; O(keys). For tests and
@@ -214,6 +267,10 @@ impl Store {
         encode_reply(&reply)
     }
 }
+
+/// The refusal of a command whose user's ACL rules changed between its
+/// node's check and its apply (see [`crate::AsUser`]).
+pub const ACL_CHANGED_IN_FLIGHT: &str = "NOPERM this user's ACL rules changed after the command was checked and before it ran; it was not run";
 
 impl StateMachine for Store {
     fn apply(&mut self, command: &[u8], ctx: &ApplyContext) -> Bytes {
@@ -308,7 +365,8 @@ impl StateMachine for Store {
     /// `KEYS`, `SCAN` with a large `COUNT`, and `HGETALL`/`LRANGE` of a
     /// large collection are answered from a view, off the event loop.
     fn query_view(&self, query: &[u8], ctx: &ApplyContext) -> Option<QueryJob> {
-        let command = KvCommand::decode(query).ok()?;
+        // A refused one is answered on the loop (`query`).
+        let command = self.admitted_owned(KvCommand::decode(query).ok()?).ok()?;
         ops::read_off_loop(&self.keyspace, &command, ctx.time_ms)
             .then(|| self.view_job(command, ctx))
     }
@@ -321,6 +379,11 @@ impl StateMachine for Store {
             // As the three calls answer it: at any time (not through the
             // log), on the loop, with an error.
             Err(error) => return Served::Answer(encode_reply(&undecodable(error))),
+        };
+        let command = match self.admitted_owned(command) {
+            Ok(command) => command,
+            // Refused at any time, on the loop.
+            Err(refused) => return Served::Answer(encode_reply(&refused)),
         };
         if self.command_depends_on_time(&command) {
             return Served::ThroughLog;

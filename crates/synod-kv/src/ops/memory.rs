@@ -98,6 +98,7 @@ fn creation(keyspace: &Keyspace, key: &[u8], now: u64) -> u64 {
 pub(crate) fn growth_bound(keyspace: &Keyspace, command: &KvCommand, now: u64) -> u64 {
     match command {
         KvCommand::Blocking { pop, .. } => growth_bound(keyspace, pop, now),
+        KvCommand::AsUser(run) => growth_bound(keyspace, &run.command, now),
         KvCommand::Set { key, value, .. }
         | KvCommand::SetNx { key, value }
         | KvCommand::SetEx { key, value, .. }

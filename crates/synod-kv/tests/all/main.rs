@@ -6,6 +6,7 @@ mod common;
 mod resp_cluster;
 
 mod acl;
+mod acl_in_flight;
 mod bits_keys;
 mod client_limits;
 mod client_tls;

@@ -35,6 +35,17 @@ pub async fn cluster(
     configure: impl Fn(&mut ServerConfig),
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Cluster {
+    cluster_wrapped(n, configure, tls, |_, store| store).await
+}
+
+/// [`cluster`] whose node `id`'s state machine is `wrap(id, its store)`
+/// (a test's stand-in around the real store).
+pub async fn cluster_wrapped<S: synod::StateMachine>(
+    n: u32,
+    configure: impl Fn(&mut ServerConfig),
+    tls: Option<Arc<rustls::ServerConfig>>,
+    wrap: impl Fn(u32, Store) -> S,
+) -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
     let listeners: Vec<std::net::TcpListener> = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
@@ -70,7 +81,7 @@ pub async fn cluster(
         let acl = store.acl();
         let pubsub = store.pubsub();
         let blocked_clients = store.blocked_clients();
-        let node = Arc::new(Node::start(cfg, store).await.expect("starts"));
+        let node = Arc::new(Node::start(cfg, wrap(id, store)).await.expect("starts"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         c.resp.push(listener.local_addr().expect("addr"));
         let tls_listener = match &tls {
