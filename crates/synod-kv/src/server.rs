@@ -605,7 +605,10 @@ where
                 None => parser.parse_into(&mut input, &mut args),
             };
             match parsed {
-                Ok(true) if !items.is_empty() && changes_subscriptions(&args) => {
+                Ok(true)
+                    if !items.is_empty()
+                        && (changes_subscriptions(&args) || changes_user(&args)) =>
+                {
                     deferred = Some(std::mem::take(&mut args));
                     break;
                 }
@@ -1035,7 +1038,23 @@ async fn judged(shared: &Shared, item: Item) -> Item {
 /// command runs never depends on how its pipeline was grouped, which the
 /// client does not see.
 fn goes_alone(command: &KvCommand) -> bool {
-    matches!(command, KvCommand::Exec(_)) || crate::ops::charged_in_transaction(command)
+    matches!(command, KvCommand::Exec(_))
+        || crate::ops::charged_in_transaction(command)
+        // An ACL change is in force for the commands after it, this
+        // connection's included: in a batch with them it would be applied
+        // with them, after their user's rules were checked (see
+        // `crate::AsUser`). Alone, those after it go in a later log command,
+        // which every replica refuses if the change touched their user.
+        || (command.involves_acl() && !command.is_read())
+}
+
+/// Whether a request may change the connection's user (AUTH, HELLO with
+/// AUTH, RESET): it starts a batch of its own, so that every request of a
+/// batch was checked as one user (see `Conn::run_as`).
+fn changes_user(args: &[Bytes]) -> bool {
+    const NAMES: [&[u8]; 3] = [b"auth", b"hello", b"reset"];
+    args.first()
+        .is_some_and(|name| NAMES.iter().any(|n| name.eq_ignore_ascii_case(n)))
 }
 
 /// Whether a request changes which messages the connection receives

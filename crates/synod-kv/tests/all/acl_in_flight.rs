@@ -298,3 +298,76 @@ async fn once_a_user_is_turned_off_no_later_write_of_it_is_accepted() {
         Some(Reply::Bulk(b("before")))
     );
 }
+
+/// Sends `requests` in one write (one pipeline) and reads their replies.
+async fn pipeline(client: &mut Client<tokio::net::TcpStream>, requests: &[&[&[u8]]]) -> Vec<Reply> {
+    let mut bytes = bytes::BytesMut::new();
+    for request in requests {
+        synod_resp::write_request(&mut bytes, request);
+    }
+    client.send_raw(&bytes).await.expect("sent");
+    let mut replies = Vec::new();
+    for _ in requests {
+        replies.push(client.reply().await.expect("a reply"));
+    }
+    replies
+}
+
+/// A pipeline whose requests were checked as two users (an AUTH in the
+/// middle) is not refused for it: the AUTH starts a batch of its own. And
+/// a user taking a right away from itself in a pipeline is refused the
+/// commands after it, as Redis refuses them (the ACL change goes to the
+/// log alone; what comes after it was checked against the old rules).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_across_an_auth_run_and_a_change_in_a_pipeline_holds_after_it() {
+    let c = resp_cluster::cluster(3, |_| {}, None).await;
+    let mut admin = Client::connect(c.resp[0]).await;
+    let reply = admin
+        .call(&[b"ACL", b"SETUSER", b"erin", b"on", b">pw", b"~*", b"+@all"])
+        .await;
+    assert_eq!(reply, Some(resp_cluster::ok()));
+    let mut client = Client::connect(c.resp[0]).await;
+    let replies = pipeline(
+        &mut client,
+        &[
+            &[b"SET", b"a", b"1"],
+            &[b"AUTH", b"erin", b"pw"],
+            &[b"SET", b"b", b"2"],
+            &[b"ACL", b"SETUSER", b"erin", b"-set"],
+            &[b"SET", b"c", b"3"],
+            &[b"GET", b"a"],
+        ],
+    )
+    .await;
+    assert_eq!(replies[0], resp_cluster::ok());
+    assert_eq!(replies[1], resp_cluster::ok());
+    assert_eq!(replies[2], resp_cluster::ok());
+    assert_eq!(replies[3], resp_cluster::ok());
+    assert!(
+        matches!(&replies[4], Reply::Error(text) if text.starts_with("NOPERM")),
+        "{:?}",
+        replies[4]
+    );
+    // A read is a right erin still has, but it was checked with the SET
+    // against the old rules: refused as well, unrun.
+    assert!(
+        matches!(&replies[5], Reply::Error(text) if text.starts_with("NOPERM")),
+        "{:?}",
+        replies[5]
+    );
+    assert_eq!(
+        admin.call(&[b"EXISTS", b"c"]).await,
+        Some(Reply::Integer(0))
+    );
+    // Sent again, checked against the new rules: the read runs, the write
+    // is refused by the front end as Redis refuses it.
+    assert_eq!(
+        client.call(&[b"GET", b"a"]).await,
+        Some(Reply::Bulk(b("1")))
+    );
+    let reply = client.call(&[b"SET", b"c", b"3"]).await;
+    assert!(
+        matches!(&reply, Some(Reply::Error(text)) if text.contains("no permissions")),
+        "{reply:?}"
+    );
+}
