@@ -136,6 +136,37 @@ pub struct User {
     pub(crate) channel_patterns: Vec<Bytes>,
 }
 
+/// The last [`User::rules_stamp`] computed, with the users' version
+/// ([`crate::Acl::generation`]) and the user's serial it was computed
+/// for: while both are the same, so are the user's rules, and the stamp is
+/// reused instead of hashed again (every command is stamped at its node's
+/// front end, and checked against it at every replica's apply). Used by
+/// one thread at a time; atomics only so that its owner stays `Sync`.
+#[derive(Debug, Default)]
+pub(crate) struct StampCache {
+    /// `generation + 1`, 0 for nothing cached.
+    generation: std::sync::atomic::AtomicU64,
+    serial: std::sync::atomic::AtomicU64,
+    stamp: std::sync::atomic::AtomicU64,
+}
+
+impl StampCache {
+    /// `user.rules_stamp()`, where `generation` is the users' version read
+    /// under the same guard as `user`.
+    pub(crate) fn stamp(&self, generation: u64, user: &User) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let key = generation.wrapping_add(1);
+        if self.generation.load(Relaxed) == key && self.serial.load(Relaxed) == user.serial {
+            return self.stamp.load(Relaxed);
+        }
+        let stamp = user.rules_stamp();
+        self.generation.store(key, Relaxed);
+        self.serial.store(user.serial, Relaxed);
+        self.stamp.store(stamp, Relaxed);
+        stamp
+    }
+}
+
 /// Redis' error for a bad `ACL SETUSER` modifier.
 fn modifier_error(rule: &[u8], why: &str) -> String {
     format!(

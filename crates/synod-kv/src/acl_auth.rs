@@ -159,6 +159,10 @@ struct Inner {
     counters: Counters,
     /// (last log line, failures since).
     log: Mutex<(Option<Instant>, u64)>,
+    /// How many times `users` was taken for writing (this node's count,
+    /// not replicated): a version of the users for caches of what is
+    /// computed from them (see [`Acl::generation`]).
+    generation: AtomicU64,
 }
 
 impl Default for Inner {
@@ -173,6 +177,7 @@ impl Default for Inner {
             )),
             counters: Counters::default(),
             log: Mutex::new((None, 0)),
+            generation: AtomicU64::new(0),
         }
     }
 }
@@ -222,7 +227,19 @@ impl Acl {
     }
 
     pub(crate) fn users_mut(&self) -> RwLockWriteGuard<'_, Users> {
-        write(&self.inner.users)
+        let users = write(&self.inner.users);
+        // Under the write lock: a reader that holds the read lock sees the
+        // generation of exactly the users it reads.
+        self.inner.generation.fetch_add(1, Relaxed);
+        users
+    }
+
+    /// The users' version on this node: it changes whenever they may have
+    /// changed. Read it while holding [`Acl::users`]' guard, so that it is
+    /// the version of the users read: then a value computed from a user
+    /// (its `rules_stamp`) may be reused while the version is the same.
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.generation.load(Relaxed)
     }
 
     /// Whether a connection must authenticate: the `default` user (as this

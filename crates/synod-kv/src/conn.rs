@@ -160,6 +160,8 @@ pub(crate) struct Conn {
     /// (Atomics only because a `Cell` would make the connection's future
     /// not `Send`; one task uses them.)
     checked: CheckedStamps,
+    /// The user's rules' stamp, hashed again only when they may have changed.
+    stamps: crate::acl::StampCache,
 }
 
 /// The stamps of the ACL rules a batch of requests was checked against.
@@ -395,6 +397,7 @@ impl Conn {
             reply_mode: ReplyMode::On,
             stat_tags: std::collections::VecDeque::new(),
             checked: CheckedStamps::default(),
+            stamps: crate::acl::StampCache::default(),
         }
     }
 
@@ -836,7 +839,7 @@ impl Conn {
             .filter(|u| u.serial == *serial && u.enabled())?;
         // Every check of a request goes through here: remember which rules
         // they used, for the log to hold the commands to them.
-        let stamp = user.rules_stamp();
+        let stamp = self.stamps.stamp(acl.generation(), user);
         self.checked.set(match self.checked.get() {
             Checked::Nothing => Checked::Stamp(stamp),
             Checked::Stamp(seen) if seen == stamp => Checked::Stamp(stamp),
@@ -864,10 +867,13 @@ impl Conn {
         let stamp = match self.checked.get() {
             Checked::Nothing => {
                 let users = self.shared.cfg.acl.users();
+                let generation = self.shared.cfg.acl.generation();
                 users
                     .get(name)
                     .filter(|u| u.serial == *serial && u.enabled())
-                    .map_or(MIXED_RULES_STAMP, User::rules_stamp)
+                    .map_or(MIXED_RULES_STAMP, |user| {
+                        self.stamps.stamp(generation, user)
+                    })
             }
             Checked::Stamp(stamp) => stamp,
             Checked::Mixed => MIXED_RULES_STAMP,

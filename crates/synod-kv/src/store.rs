@@ -48,6 +48,8 @@ pub struct Store {
     /// The replicated ACL users (shared with the RESP server through
     /// [`Store::acl`]; only `apply` and `restore` change them).
     acl: Acl,
+    /// The last user's rules' stamp checked (see `Store::user_allows`).
+    stamps: crate::acl::StampCache,
     /// This node's pub/sub subscribers (shared with the RESP server through
     /// [`Store::pubsub`]): applied PUBLISHes are delivered to them. Not
     /// replicated state: nothing in it changes what `apply` returns.
@@ -64,6 +66,7 @@ impl Default for Store {
         Store {
             keyspace,
             acl,
+            stamps: crate::acl::StampCache::default(),
             pubsub,
         }
     }
@@ -222,8 +225,11 @@ impl Store {
     /// has the rules `run` was checked against.
     fn user_allows(&self, run: &crate::AsUser) -> Result<(), Reply> {
         let users = self.acl.users();
+        let generation = self.acl.generation();
         match users.get(&run.user) {
-            Some(user) if user.enabled() && user.rules_stamp() == run.stamp => Ok(()),
+            Some(user) if user.enabled() && self.stamps.stamp(generation, user) == run.stamp => {
+                Ok(())
+            }
             _ => Err(Reply::error(ACL_CHANGED_IN_FLIGHT)),
         }
     }
