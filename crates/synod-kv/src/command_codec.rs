@@ -1286,11 +1286,15 @@ fn decode_command(reader: &mut Reader<'_>, top_level: bool) -> Result<KvCommand,
             }
             let user = reader.bytes()?;
             let stamp = reader.u64()?;
-            // Top level again: the command may be a transaction or batch.
-            let command = decode_command(reader, true)?;
-            if matches!(command, KvCommand::AsUser(_)) {
+            // Checked before decoding what it wraps, as for a blocking pop:
+            // a chain of wrappers must not recurse (a long one in a log
+            // value would overflow the stack of every replica decoding it,
+            // at every replay; the review of stop 63 built one).
+            if reader.peek_u8()? == op::AS_USER {
                 return Err(DecodeError::Invalid("a user inside a user"));
             }
+            // Top level again: the command may be a transaction or batch.
+            let command = decode_command(reader, true)?;
             KvCommand::AsUser(Box::new(crate::command::AsUser {
                 user,
                 stamp,

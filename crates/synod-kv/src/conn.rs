@@ -895,6 +895,52 @@ impl Conn {
             .saturating_sub(self.run_as_overhead())
     }
 
+    /// What a blocked command's next try goes to the log with (`admitted`:
+    /// what its first try went with). A wait may last for ever, and its
+    /// user's rules may change meanwhile: a try sent with the stamp of the
+    /// rules it was admitted under would then be refused, even by a change
+    /// that took nothing from it (stop 63's review). So while the rules are
+    /// the same the try goes as admitted; once they changed, the command is
+    /// checked again against the rules this node holds now and goes with
+    /// their stamp. `Err`: the refusal to answer instead (the user is gone
+    /// or off, or may no longer run it).
+    pub(crate) fn restamp_blocked(
+        &self,
+        command: &KvCommand,
+        admitted: Option<&RunAs>,
+    ) -> Result<Option<RunAs>, Reply> {
+        let (Some(admitted), Some((name, serial))) = (admitted, self.user.as_ref()) else {
+            return Ok(admitted.cloned());
+        };
+        let acl = &self.shared.cfg.acl;
+        let users = acl.users();
+        let generation = acl.generation();
+        let Some(user) = users
+            .get(name)
+            .filter(|u| u.serial == *serial && u.enabled())
+        else {
+            return Err(Reply::error(
+                "NOAUTH this connection's ACL user was deleted or disabled; authenticate again",
+            ));
+        };
+        let stamp = self.stamps.stamp(generation, user);
+        if stamp == admitted.stamp {
+            return Ok(Some(admitted.clone()));
+        }
+        let command_name = command.name();
+        if user.has_first_arg_rule(command_name) {
+            // A `name|first-arg` rule needs the request's first argument,
+            // which the try no longer has: not checked again, refused.
+            return Err(Reply::error(crate::store::ACL_CHANGED_IN_FLIGHT));
+        }
+        check_command(acl, user, command_name, None)?;
+        check_keys(acl, user, command)?;
+        Ok(Some(RunAs {
+            user: name.clone(),
+            stamp,
+        }))
+    }
+
     /// How many bytes going to the log as this connection's user adds to a
     /// command (see [`Conn::run_as`]).
     pub(crate) fn run_as_overhead(&self) -> usize {

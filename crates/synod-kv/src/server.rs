@@ -875,16 +875,38 @@ async fn run_items(
                 // In order: what came before is answered first; then the
                 // connection waits (see `crate::blocking`).
                 pending.flush(shared, &mut slots, out).await;
+                let id = conn.id();
+                let conn: &Conn = conn;
                 let reply = crate::blocking::block(
                     &shared.cfg.blocked_clients,
-                    conn.id(),
+                    id,
                     command,
                     timeout,
                     |command| async move {
-                        execute(shared, run_as, vec![command])
-                            .await
-                            .pop()
-                            .unwrap_or_else(|| Reply::error("ERR internal error: missing reply"))
+                        // Each try goes with the rules in force when it is
+                        // sent (see `Conn::restamp_blocked`); one refused
+                        // because they changed on the way ran nothing and
+                        // goes again, checked against the new ones (this
+                        // node applied the change before answering).
+                        let mut tries = 0;
+                        loop {
+                            let run_as = match conn.restamp_blocked(&command, run_as) {
+                                Ok(run_as) => run_as,
+                                Err(refused) => return refused,
+                            };
+                            let reply = execute(shared, run_as.as_ref(), vec![command.clone()])
+                                .await
+                                .pop()
+                                .unwrap_or_else(|| {
+                                    Reply::error("ERR internal error: missing reply")
+                                });
+                            tries += 1;
+                            let changed = matches!(&reply, Reply::Error(text)
+                                if text == crate::store::ACL_CHANGED_IN_FLIGHT);
+                            if !changed || tries == 3 {
+                                return reply;
+                            }
+                        }
                     },
                 )
                 .await;

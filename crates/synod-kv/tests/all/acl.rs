@@ -10,18 +10,18 @@ use synod::StateMachine;
 use synod_kv::{decode_reply, AclCommand, KvCommand, Store};
 use synod_resp::Reply;
 
-fn b(text: &str) -> Bytes {
+pub(crate) fn b(text: &str) -> Bytes {
     Bytes::copy_from_slice(text.as_bytes())
 }
 
-fn setuser(name: &str, rules: &str) -> KvCommand {
+pub(crate) fn setuser(name: &str, rules: &str) -> KvCommand {
     KvCommand::Acl(AclCommand::SetUser {
         name: b(name),
         rules: rules.split_whitespace().map(b).collect(),
     })
 }
 
-fn apply(store: &mut Store, instance: u64, command: &KvCommand) -> Reply {
+pub(crate) fn apply(store: &mut Store, instance: u64, command: &KvCommand) -> Reply {
     decode_reply(&store.apply(&command.encode(), &ctx(instance, 1_000))).expect("reply decodes")
 }
 

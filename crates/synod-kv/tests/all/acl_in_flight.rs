@@ -6,6 +6,7 @@
 //! 44 of 200 writes accepted through a lagging node after `ACL SETUSER
 //! erin off` was acknowledged by another.
 
+use crate::acl::{apply, b, setuser};
 use crate::common;
 use crate::resp_cluster;
 
@@ -17,27 +18,12 @@ use synod::StateMachine;
 use synod_kv::{decode_reply, AclCommand, AsUser, KvCommand, Store};
 use synod_resp::Reply;
 
-fn b(text: &str) -> Bytes {
-    Bytes::copy_from_slice(text.as_bytes())
-}
-
-fn setuser(name: &str, rules: &str) -> KvCommand {
-    KvCommand::Acl(AclCommand::SetUser {
-        name: b(name),
-        rules: rules.split_whitespace().map(b).collect(),
-    })
-}
-
 fn set(key: &str, value: &str) -> KvCommand {
     synod_kv::parse(&[b("SET"), b(key), b(value)]).expect("parses")
 }
 
 fn get(key: &str) -> KvCommand {
     KvCommand::Get { key: b(key) }
-}
-
-fn apply(store: &mut Store, instance: u64, command: &KvCommand) -> Reply {
-    decode_reply(&store.apply(&command.encode(), &ctx(instance, 1_000))).expect("reply decodes")
 }
 
 fn query(store: &Store, command: &KvCommand) -> Reply {
@@ -236,6 +222,20 @@ impl StateMachine for LaggingAtAclChanges {
     }
 }
 
+/// A 3-node cluster whose node 3 lags `lag` at every ACL change.
+pub(crate) async fn lagging_cluster(lag: Duration) -> resp_cluster::Cluster {
+    resp_cluster::cluster_wrapped(
+        3,
+        |_| {},
+        None,
+        move |id, store| LaggingAtAclChanges {
+            store,
+            lag: (id == 3).then_some(lag),
+        },
+    )
+    .await
+}
+
 /// Through the server: erin writes through node 3, whose store lags at
 /// ACL changes, while node 1 turns erin off. Once node 1 has acknowledged
 /// the change, no write erin sends afterwards is accepted (before the fix,
@@ -243,16 +243,9 @@ impl StateMachine for LaggingAtAclChanges {
 /// applied them after the change).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_a_user_is_turned_off_no_later_write_of_it_is_accepted() {
-    let c = resp_cluster::cluster_wrapped(
-        3,
-        |_| {},
-        None,
-        |id, store| LaggingAtAclChanges {
-            store,
-            lag: (id == 3).then_some(Duration::from_millis(400)),
-        },
-    )
-    .await;
+    // Long enough for the steps below on a loaded 2-core machine (400 ms
+    // was not, once in a few runs).
+    let c = lagging_cluster(Duration::from_millis(1500)).await;
     let mut admin = Client::connect(c.resp[0]).await;
     let reply = admin
         .call(&[b"ACL", b"SETUSER", b"erin", b"on", b">pw", b"~*", b"+@all"])
@@ -278,20 +271,27 @@ async fn once_a_user_is_turned_off_no_later_write_of_it_is_accepted() {
     // Acknowledged: node 3 is still waiting to apply it.
     let mut accepted = Vec::new();
     let mut refused_in_flight = 0;
+    let mut last = None;
     for i in 0..5u32 {
         let value = format!("after-{i}");
         match erin.call(&[b"SET", b"erin-key", value.as_bytes()]).await {
             Some(reply) if reply == resp_cluster::ok() => accepted.push(value),
             Some(Reply::Error(text)) if text.contains("changed") => refused_in_flight += 1,
             // Node 3 applied the change: its front end refuses erin now.
-            _ => break,
+            other => {
+                last = other;
+                break;
+            }
         }
     }
     assert!(
         accepted.is_empty(),
         "writes sent after the change was acknowledged were accepted: {accepted:?}"
     );
-    assert!(refused_in_flight > 0, "no write met node 3's lag");
+    assert!(
+        refused_in_flight > 0,
+        "no write met node 3's lag; the first reply: {last:?}"
+    );
     let mut check = Client::connect(c.resp[0]).await;
     assert_eq!(
         check.call(&[b"GET", b"erin-key"]).await,
@@ -300,7 +300,10 @@ async fn once_a_user_is_turned_off_no_later_write_of_it_is_accepted() {
 }
 
 /// Sends `requests` in one write (one pipeline) and reads their replies.
-async fn pipeline(client: &mut Client<tokio::net::TcpStream>, requests: &[&[&[u8]]]) -> Vec<Reply> {
+pub(crate) async fn pipeline(
+    client: &mut Client<tokio::net::TcpStream>,
+    requests: &[&[&[u8]]],
+) -> Vec<Reply> {
     let mut bytes = bytes::BytesMut::new();
     for request in requests {
         synod_resp::write_request(&mut bytes, request);
@@ -370,4 +373,24 @@ async fn pipelines_across_an_auth_run_and_a_change_in_a_pipeline_holds_after_it(
         matches!(&reply, Some(Reply::Error(text)) if text.contains("no permissions")),
         "{reply:?}"
     );
+}
+
+/// A chain of wrappers (only a peer or a damaged log could deliver one) is
+/// refused at its second link, without recursing: 100,000 links used to
+/// overflow the decoder's stack (stop 63's review).
+#[test]
+fn a_chain_of_wrappers_is_an_error_not_a_stack_overflow() {
+    let mut bytes = vec![synod_kv::COMMAND_FORMAT_VERSION];
+    for _ in 0..100_000 {
+        bytes.push(249);
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&0u64.to_le_bytes());
+    }
+    bytes.push(1);
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.push(b'k');
+    assert!(KvCommand::decode(&bytes).is_err());
+    let mut store = Store::new();
+    let reply = decode_reply(&store.apply(&bytes, &ctx(1, 1_000))).expect("reply decodes");
+    assert!(matches!(reply, Reply::Error(_)), "{reply:?}");
 }

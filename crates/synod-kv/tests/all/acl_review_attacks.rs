@@ -1,0 +1,272 @@
+//! The outside review's attacks on stop 63's linearizable ACL changes
+//! (`KvCommand::AsUser`), kept as regression tests: each asserts what a
+//! client should see. Two are known gaps, ignored with the reason (the
+//! README lists them): un-ignore them when they are fixed.
+
+use crate::resp_cluster;
+
+use bytes::Bytes;
+use resp_cluster::Client;
+use std::time::{Duration, Instant};
+use synod::StateMachine;
+use synod_kv::{KvCommand, Store};
+use synod_resp::Reply;
+
+fn b(text: &str) -> Bytes {
+    Bytes::copy_from_slice(text.as_bytes())
+}
+
+async fn lagging_cluster(lag_ms: u64) -> resp_cluster::Cluster {
+    crate::acl_in_flight::lagging_cluster(Duration::from_millis(lag_ms)).await
+}
+
+/// Waits until `user`/`password` authenticates at `addr`; returns that
+/// client.
+async fn authed(
+    addr: std::net::SocketAddr,
+    user: &str,
+    password: &str,
+) -> Client<tokio::net::TcpStream> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut client = Client::connect(addr).await;
+        if client
+            .call(&[b"AUTH", user.as_bytes(), password.as_bytes()])
+            .await
+            == Some(resp_cluster::ok())
+        {
+            return client;
+        }
+        assert!(Instant::now() < deadline, "{user} never authenticated");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// F1: AUTH in the middle of a pipeline (no ACL change anywhere): Redis
+/// runs every command as the user current at that point. Here the batch is
+/// sent as the last user with the stamp of the first: every data command of
+/// the pipeline is refused with "rules changed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_in_the_middle_of_a_pipeline_refuses_nothing() {
+    let c = resp_cluster::cluster(3, |_| {}, None).await;
+    let mut admin = Client::connect(c.resp[0]).await;
+    assert_eq!(
+        admin
+            .call(&[b"ACL", b"SETUSER", b"alice", b"on", b">pw", b"~*", b"+@all"])
+            .await,
+        Some(resp_cluster::ok())
+    );
+    let mut client = Client::connect(c.resp[0]).await;
+    let replies: Vec<Option<Reply>> = crate::acl_in_flight::pipeline(
+        &mut client,
+        &[
+            &[b"SET", b"a", b"1"],
+            &[b"AUTH", b"alice", b"pw"],
+            &[b"GET", b"a"],
+        ],
+    )
+    .await
+    .into_iter()
+    .map(Some)
+    .collect();
+    assert_eq!(
+        replies,
+        [
+            Some(resp_cluster::ok()),
+            Some(resp_cluster::ok()),
+            Some(Reply::Bulk(b("1")))
+        ],
+        "nothing changed any ACL rule"
+    );
+}
+
+/// F2: a client blocked in BLPOP (timeout 0) whose user is given an
+/// unrelated right while it waits: Redis serves it the element; here the
+/// wake-up try carries the old stamp and the client gets NOPERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_pop_survives_an_unrelated_rule_change() {
+    let c = resp_cluster::cluster(3, |_| {}, None).await;
+    let mut admin = Client::connect(c.resp[0]).await;
+    admin
+        .call(&[
+            b"ACL", b"SETUSER", b"worker", b"on", b">pw", b"~*", b"+@all",
+        ])
+        .await;
+    let mut worker = authed(c.resp[0], "worker", "pw").await;
+    worker.send(&[b"BLPOP", b"q", b"0"]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A right given, nothing taken away.
+    assert_eq!(
+        admin.call(&[b"ACL", b"SETUSER", b"worker", b"&news"]).await,
+        Some(resp_cluster::ok())
+    );
+    assert_eq!(
+        admin.call(&[b"RPUSH", b"q", b"job"]).await,
+        Some(Reply::Integer(1))
+    );
+    assert_eq!(
+        worker.reply().await,
+        Some(Reply::Array(vec![
+            Reply::Bulk(b("q")),
+            Reply::Bulk(b("job"))
+        ]))
+    );
+}
+
+/// F3: a user turned off (acknowledged by node 1) still changes the cluster's
+/// membership through lagging node 3: SYNOD.MEMBER never goes through the
+/// wrapper. The same user's SET right before is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: commands that are not log commands (SYNOD.MEMBER, SHUTDOWN, CONFIG SET, CLIENT KILL) are checked against the node's users only"]
+async fn a_revoked_admin_cannot_change_membership_through_a_lagging_node() {
+    let c = lagging_cluster(1500).await;
+    let mut admin = Client::connect(c.resp[0]).await;
+    admin
+        .call(&[b"ACL", b"SETUSER", b"ops", b"on", b">pw", b"~*", b"+@all"])
+        .await;
+    let mut ops = authed(c.resp[2], "ops", "pw").await;
+    assert_eq!(
+        admin.call(&[b"ACL", b"SETUSER", b"ops", b"off"]).await,
+        Some(resp_cluster::ok())
+    );
+    // Acknowledged. Through node 3, still lagging:
+    let add = ops
+        .call(&[b"SYNOD.MEMBER", b"ADD", b"9", b"127.0.0.1:9", b"LEARNER"])
+        .await;
+    eprintln!("SYNOD.MEMBER ADD after revocation: {add:?}");
+    let set = ops.call(&[b"SET", b"k", b"v"]).await;
+    eprintln!("SET after revocation: {set:?}");
+    let mut check = Client::connect(c.resp[0]).await;
+    let list = check.call(&[b"SYNOD.MEMBER", b"LIST"]).await;
+    eprintln!("members: {list:?}");
+    assert!(
+        !format!("{list:?}").contains("\"9\""),
+        "a member was added by a user turned off before: {add:?}"
+    );
+}
+
+/// F4: a password rotated (acknowledged by node 1): the old password still
+/// logs in at lagging node 3, and writes from that login are applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: AUTH checks the password against the node's users, not at a linearizable point"]
+async fn an_old_password_cannot_write_after_rotation_was_acknowledged() {
+    let c = lagging_cluster(1500).await;
+    let mut admin = Client::connect(c.resp[0]).await;
+    admin
+        .call(&[b"ACL", b"SETUSER", b"erin", b"on", b">old", b"~*", b"+@all"])
+        .await;
+    drop(authed(c.resp[2], "erin", "old").await);
+    assert_eq!(
+        admin
+            .call(&[b"ACL", b"SETUSER", b"erin", b"resetpass", b">new"])
+            .await,
+        Some(resp_cluster::ok())
+    );
+    // Acknowledged: a fresh login with the old password, at node 3.
+    let mut thief = Client::connect(c.resp[2]).await;
+    let auth = thief.call(&[b"AUTH", b"erin", b"old"]).await;
+    let set = thief.call(&[b"SET", b"stolen", b"yes"]).await;
+    eprintln!("AUTH with old password: {auth:?}; SET: {set:?}");
+    let mut check = Client::connect(c.resp[0]).await;
+    assert_eq!(
+        check.call(&[b"GET", b"stolen"]).await,
+        Some(Reply::Null),
+        "a write from a login with the rotated-out password was applied (AUTH {auth:?})"
+    );
+}
+
+/// Hostile bytes with opcode 249: every truncation and byte flip of wrapped
+/// commands (single, batch, blocking, nested attempts) decodes to an error
+/// or a command, and applying/querying what decodes never panics.
+#[test]
+fn hostile_as_user_bytes_never_panic() {
+    use synod_kv::{AclCommand, AsUser};
+    let set = synod_kv::parse(&[b("SET"), b("k"), b("v")]).unwrap();
+    let blpop = synod_kv::parse(&[b("BLPOP"), b("q"), b("0")]).unwrap();
+    let wrap = |user: &str, command: KvCommand| {
+        KvCommand::AsUser(Box::new(AsUser {
+            user: b(user),
+            stamp: 0x1234_5678,
+            command,
+        }))
+    };
+    let samples = vec![
+        wrap("default", set.clone()),
+        wrap(
+            "default",
+            KvCommand::Exec(vec![set.clone(), KvCommand::Get { key: b("k") }]),
+        ),
+        wrap("erin", blpop.clone()),
+        wrap(
+            "default",
+            KvCommand::Acl(AclCommand::SetUser {
+                name: b("x"),
+                rules: vec![b("on")],
+            }),
+        ),
+    ];
+    let mut corpus: Vec<Vec<u8>> = Vec::new();
+    for sample in &samples {
+        let bytes = sample.encode().to_vec();
+        for cut in 0..bytes.len() {
+            corpus.push(bytes[..cut].to_vec());
+        }
+        for at in 0..bytes.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut bad = bytes.clone();
+                bad[at] ^= flip;
+                corpus.push(bad);
+            }
+        }
+        // A wrapper inside a wrapper, by hand; and a chain of 100k wrappers.
+        let mut nested = vec![1u8, 249, 0, 0, 0, 1, b'u'];
+        nested.extend_from_slice(&[0; 8]);
+        nested.extend_from_slice(&bytes[1..]);
+        corpus.push(nested);
+    }
+    let mut store = Store::new();
+    for (instance, bytes) in (1..).zip(&corpus) {
+        let decoded = KvCommand::decode(bytes);
+        if let Ok(KvCommand::AsUser(run)) = &decoded {
+            assert!(
+                !matches!(run.command, KvCommand::AsUser(_)),
+                "nested wrapper decoded"
+            );
+        }
+        let _ = store.apply(bytes, &crate::common::ctx(instance, 1_000));
+        let _ = store.query(bytes, &crate::common::ctx(instance, 1_000));
+        let _ = store.serve_query(bytes, &crate::common::ctx(instance, 1_000));
+    }
+}
+
+/// F1c: a PING (checked against `default`, nopass) before AUTH in the same
+/// pipeline makes the batch "mixed": the SET after AUTH is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_before_auth_in_one_pipeline_refuses_nothing() {
+    let c = resp_cluster::cluster(3, |_| {}, None).await;
+    let mut admin = Client::connect(c.resp[0]).await;
+    admin
+        .call(&[b"ACL", b"SETUSER", b"alice", b"on", b">pw", b"~*", b"+@all"])
+        .await;
+    let mut client = Client::connect(c.resp[0]).await;
+    let replies: Vec<Option<Reply>> = crate::acl_in_flight::pipeline(
+        &mut client,
+        &[
+            &[b"PING"],
+            &[b"AUTH", b"alice", b"pw"],
+            &[b"SET", b"k", b"v"],
+        ],
+    )
+    .await
+    .into_iter()
+    .map(Some)
+    .collect();
+    assert_eq!(
+        replies,
+        [
+            Some(Reply::Simple("PONG".into())),
+            Some(resp_cluster::ok()),
+            Some(resp_cluster::ok())
+        ]
+    );
+}
