@@ -224,6 +224,19 @@ impl Item {
         Item::Data(command, protocol, len)
     }
 
+    /// Whether the item changes the ACL users (an ACL write, alone or in a
+    /// transaction), silenced or not: the requests after it are checked once
+    /// it ran (see `server::serve`'s parse loop).
+    pub(crate) fn changes_users(&self) -> bool {
+        let writes_users = |command: &KvCommand| command.involves_acl() && !command.is_read();
+        match self {
+            Item::Data(command, _, _) => writes_users(command),
+            Item::Exec(commands, _, _) => commands.iter().any(writes_users),
+            Item::Silent(item) => item.changes_users(),
+            _ => false,
+        }
+    }
+
     /// A blocking command, silenced or not: the connection must watch for
     /// a close while it waits (review: a silenced one was missed).
     pub(crate) fn is_block(&self) -> bool {

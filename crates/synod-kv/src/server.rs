@@ -623,9 +623,15 @@ where
                         args = Vec::new();
                     }
                     quit = matches!(item, Item::Quit(_));
+                    // The requests after a change to the users, or after a
+                    // blocking command (whose wait may outlast one), are
+                    // checked in the next batch, once it ran: against the
+                    // rules in force then, as Redis checks each command
+                    // when it runs (see `Conn::run_as`; stop 63's review).
+                    let ends_batch = item.changes_users() || item.is_block();
                     held |= item.is_block();
                     items.push(item);
-                    if quit {
+                    if quit || ends_batch {
                         break;
                     }
                 }

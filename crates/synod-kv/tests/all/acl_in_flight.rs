@@ -318,11 +318,13 @@ pub(crate) async fn pipeline(
 
 /// A pipeline whose requests were checked as two users (an AUTH in the
 /// middle) is not refused for it: the AUTH starts a batch of its own. And
-/// a user taking a right away from itself in a pipeline is refused the
-/// commands after it, as Redis refuses them (the ACL change goes to the
-/// log alone; what comes after it was checked against the old rules).
+/// the requests after a change to the users in a pipeline are checked once
+/// it ran, as Redis checks them: a right taken away is refused with
+/// Redis' error, what is still allowed runs, and a second change of the
+/// connection's own user is applied too (stop 63's reviews: it was refused
+/// unrun, and so was the read).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pipelines_across_an_auth_run_and_a_change_in_a_pipeline_holds_after_it() {
+async fn pipelines_across_an_auth_or_an_acl_change_are_checked_as_redis_does() {
     let c = resp_cluster::cluster(3, |_| {}, None).await;
     let mut admin = Client::connect(c.resp[0]).await;
     let reply = admin
@@ -339,40 +341,71 @@ async fn pipelines_across_an_auth_run_and_a_change_in_a_pipeline_holds_after_it(
             &[b"ACL", b"SETUSER", b"erin", b"-set"],
             &[b"SET", b"c", b"3"],
             &[b"GET", b"a"],
+            &[b"ACL", b"SETUSER", b"erin", b"-flushall"],
+            &[b"ACL", b"SETUSER", b"erin", b"-keys"],
         ],
     )
     .await;
-    assert_eq!(replies[0], resp_cluster::ok());
-    assert_eq!(replies[1], resp_cluster::ok());
-    assert_eq!(replies[2], resp_cluster::ok());
-    assert_eq!(replies[3], resp_cluster::ok());
+    let ok = resp_cluster::ok();
+    assert_eq!(
+        replies[..4],
+        [ok.clone(), ok.clone(), ok.clone(), ok.clone()]
+    );
     assert!(
-        matches!(&replies[4], Reply::Error(text) if text.starts_with("NOPERM")),
+        matches!(&replies[4], Reply::Error(text) if text.contains("no permissions")),
         "{:?}",
         replies[4]
     );
-    // A read is a right erin still has, but it was checked with the SET
-    // against the old rules: refused as well, unrun.
-    assert!(
-        matches!(&replies[5], Reply::Error(text) if text.starts_with("NOPERM")),
-        "{:?}",
-        replies[5]
-    );
+    assert_eq!(replies[5], Reply::Bulk(b("1")));
+    assert_eq!(replies[6..], [ok.clone(), ok]);
     assert_eq!(
         admin.call(&[b"EXISTS", b"c"]).await,
         Some(Reply::Integer(0))
     );
-    // Sent again, checked against the new rules: the read runs, the write
-    // is refused by the front end as Redis refuses it.
-    assert_eq!(
-        client.call(&[b"GET", b"a"]).await,
-        Some(Reply::Bulk(b("1")))
-    );
-    let reply = client.call(&[b"SET", b"c", b"3"]).await;
+    let user = admin.call(&[b"ACL", b"GETUSER", b"erin"]).await;
     assert!(
-        matches!(&reply, Some(Reply::Error(text)) if text.contains("no permissions")),
-        "{reply:?}"
+        format!("{user:?}").contains("-flushall") && format!("{user:?}").contains("-keys"),
+        "{user:?}"
     );
+}
+
+/// A request pipelined behind a blocked pop is checked once the pop is
+/// served: a change to its user during the wait that takes nothing from
+/// it refuses neither (stop 63's second review: the SET was refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_behind_a_blocked_pop_survives_an_unrelated_change() {
+    let c = resp_cluster::cluster(3, |_| {}, None).await;
+    let mut admin = Client::connect(c.resp[0]).await;
+    let reply = admin
+        .call(&[
+            b"ACL", b"SETUSER", b"worker", b"on", b">pw", b"~*", b"+@all",
+        ])
+        .await;
+    assert_eq!(reply, Some(resp_cluster::ok()));
+    let mut worker = Client::connect(c.resp[0]).await;
+    assert_eq!(
+        worker.call(&[b"AUTH", b"worker", b"pw"]).await,
+        Some(resp_cluster::ok())
+    );
+    let mut requests = bytes::BytesMut::new();
+    synod_resp::write_request(&mut requests, &[b"BLPOP", b"q", b"0"]);
+    synod_resp::write_request(&mut requests, &[b"SET", b"done", b"1"]);
+    worker.send_raw(&requests).await.expect("sent");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reply = admin.call(&[b"ACL", b"SETUSER", b"worker", b"&news"]).await;
+    assert_eq!(reply, Some(resp_cluster::ok()));
+    assert_eq!(
+        admin.call(&[b"RPUSH", b"q", b"job"]).await,
+        Some(Reply::Integer(1))
+    );
+    assert_eq!(
+        worker.reply().await,
+        Some(Reply::Array(vec![
+            Reply::Bulk(b("q")),
+            Reply::Bulk(b("job"))
+        ]))
+    );
+    assert_eq!(worker.reply().await, Some(resp_cluster::ok()));
 }
 
 /// A chain of wrappers (only a peer or a damaged log could deliver one) is
