@@ -30,6 +30,8 @@ use synod_core::RoleKind;
 use synod_kv::scripting::{EvalCommand, APPLY_LIMITS};
 use synod_kv::KvCommand;
 
+mod wide;
+
 /// What a mixed command's payload starts with (then a `u64` that makes
 /// every payload distinct, then synod-kv's encoding of the command).
 pub const MIXED: &[u8] = b"synod-sim: mixed\0";
@@ -83,11 +85,16 @@ fn pick<'a>(rng: &mut ChaCha8Rng, from: &[&'a str]) -> &'a str {
     from.choose(rng).copied().unwrap_or("m:x")
 }
 
-/// Any mixed key: now and then a command meets a key of another type.
+/// Any mixed key, small or wide: now and then a command meets a key of
+/// another type.
 fn any_key(rng: &mut ChaCha8Rng) -> &'static str {
-    let all: [&[&'static str]; 5] = [HASHES, SETS, ZSETS, LISTS, STRINGS];
-    let kind = all.choose(rng).copied().unwrap_or(HASHES);
-    pick(rng, kind)
+    let small: [&[&'static str]; 5] = [HASHES, SETS, ZSETS, LISTS, STRINGS];
+    let kind = if rng.gen_bool(0.3) {
+        wide::ALL.choose(rng)
+    } else {
+        small.choose(rng)
+    };
+    pick(rng, kind.copied().unwrap_or(HASHES))
 }
 
 /// A key of the intended type most of the time.
@@ -105,8 +112,12 @@ fn members(rng: &mut ChaCha8Rng, most: usize) -> Vec<String> {
     (0..n).map(|_| pick(rng, MEMBERS).to_string()).collect()
 }
 
-/// One random command's arguments, as a client would send them.
-pub(crate) fn random_args(rng: &mut ChaCha8Rng) -> Vec<String> {
+/// One random command's arguments, as a client would send them: a small
+/// one, or (2 in 5) a wide one (see `wide`).
+pub(crate) fn random_args(rng: &mut ChaCha8Rng) -> Vec<Bytes> {
+    if rng.gen_bool(0.4) {
+        return wide::args(rng);
+    }
     let s = |v: &str| v.to_string();
     let n = |rng: &mut ChaCha8Rng, lo: i64, hi: i64| rng.gen_range(lo..=hi).to_string();
     let mut args: Vec<String> = match rng.gen_range(0..62) {
@@ -378,13 +389,12 @@ pub(crate) fn random_args(rng: &mut ChaCha8Rng) -> Vec<String> {
         _ => vec![s("TYPE"), s(any_key(rng))],
     };
     args.retain(|arg| !arg.is_empty());
-    args
+    args.into_iter().map(Bytes::from).collect()
 }
 
 /// `args` as the server parses them.
-fn parse(args: &[String]) -> KvCommand {
-    let args: Vec<Bytes> = args.iter().map(|a| Bytes::from(a.clone())).collect();
-    synod_kv::parse(&args)
+fn parse(args: &[Bytes]) -> KvCommand {
+    synod_kv::parse(args)
         .unwrap_or_else(|reply| panic!("mixed command {args:?} does not parse: {reply:?}"))
 }
 
@@ -392,7 +402,9 @@ fn parse(args: &[String]) -> KvCommand {
 /// script run (`EVAL`, as the front end turns it into a log entry) or a
 /// transaction of data commands (`MULTI` .. `EXEC`).
 pub(crate) fn random_command(rng: &mut ChaCha8Rng) -> KvCommand {
-    match rng.gen_range(0..20) {
+    match rng.gen_range(0..25) {
+        20 => wide::eval(rng),
+        21 | 22 => wide::list_push(rng),
         0 | 1 => {
             let script = pick(rng, SCRIPTS);
             KvCommand::Eval(Box::new(EvalCommand {
@@ -491,14 +503,33 @@ mod tests {
             names.insert(command.name());
         }
         for name in [
-            "eval", "exec", "hset", "spop", "zadd", "sort", "lmove", "rename",
+            "eval",
+            "exec",
+            "hset",
+            "spop",
+            "zadd",
+            "sort",
+            "lmove",
+            "rename",
+            "restore",
+            "dump",
+            "object",
+            "smismember",
+            "zmscore",
+            "lpos",
+            "hstrlen",
+            "setex",
+            "psetex",
+            "msetnx",
+            "getrange",
+            "lcs",
         ] {
             assert!(
                 names.iter().any(|n| n.eq_ignore_ascii_case(name)),
                 "{name} never drawn: {names:?}"
             );
         }
-        assert!(names.len() >= 40, "only {} kinds: {names:?}", names.len());
+        assert!(names.len() >= 100, "only {} kinds: {names:?}", names.len());
     }
 
     #[test]
