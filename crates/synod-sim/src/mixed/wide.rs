@@ -1123,6 +1123,70 @@ mod tests {
         }))
     }
 
+    fn apply(store: &mut Store, args: &[&str]) -> Reply {
+        let args: Vec<Bytes> = args.iter().map(|a| Bytes::from(a.to_string())).collect();
+        store.apply_command(&super::super::parse(&args), &at(1))
+    }
+
+    /// Found by the wide scripts: a script (RESP2, the default) that reads
+    /// an infinite score through `redis.call` trips `debug_assert!(value.
+    /// is_finite())` in synod-kv's `number::format_f64`, called by
+    /// `scripting::convert::reply_to_lua` for every `Reply::Double`. In a
+    /// build with debug assertions (tests, the simulator) the script
+    /// answers a wrong error ("ERR C stack overflow ...", mlua's report of
+    /// the panic in its callback); under Lua's own `pcall` the panic
+    /// escapes `Store::apply_command` (a replica applying the log entry
+    /// panics). A release build formats it as "inf", as Redis does.
+    /// synod-kv's to fix (format doubles that may be infinite, or check
+    /// first); ignored until then.
+    #[test]
+    #[ignore = "synod-kv: format_f64's debug_assert on an infinite score read by a script"]
+    fn a_script_reads_an_infinite_score() {
+        let mut store = Store::new();
+        assert_eq!(
+            apply(&mut store, &["ZADD", "z", "inf", "a"]),
+            Reply::Integer(1)
+        );
+        let reply = store.apply_command(
+            &eval("return redis.call('ZSCORE', KEYS[1], 'a')", &["z"]),
+            &at(2),
+        );
+        assert_eq!(reply, Reply::Bulk(Bytes::from("inf")));
+        let reply = store.apply_command(
+            &eval(
+                "return {pcall(redis.call, 'ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')}",
+                &["z"],
+            ),
+            &at(3),
+        );
+        assert!(!matches!(reply, Reply::Error(_)), "{reply:?}");
+    }
+
+    /// Found with the wide scripts: inside a RESP2 script a `Reply::Double`
+    /// (ZSCORE, ZINCRBY, ZRANGE .. WITHSCORES, ZMSCORE...) becomes the text
+    /// `number::format_f64` writes (INCRBYFLOAT's: 15 significant digits,
+    /// never an exponent), not the text a RESP2 client gets for the same
+    /// reply (`synod_resp::format_double`, Redis' `%.17g`), which is also
+    /// what Redis' Lua sees. `0.1` reads as "0.1" instead of
+    /// "0.10000000000000001", and 1e300 as a 301-digit integer instead of
+    /// "1.0000000000000001e+300". Deterministic (no replica divergence),
+    /// but not Redis' answer. Ignored until synod-kv decides.
+    #[test]
+    #[ignore = "synod-kv: scripts see doubles formatted by format_f64, not format_double"]
+    fn a_script_reads_scores_as_a_resp2_client_does() {
+        let mut store = Store::new();
+        apply(
+            &mut store,
+            &["ZADD", "z", "0.1", "a", "1e300", "b", "4.9e-324", "c"],
+        );
+        for (member, score) in [("a", 0.1), ("b", 1e300), ("c", 4.9e-324)] {
+            let script = format!("return redis.call('ZSCORE', KEYS[1], '{member}')");
+            let reply = store.apply_command(&eval(&script, &["z"]), &at(2));
+            let client = synod_resp::format_double(score);
+            assert_eq!(reply, Reply::Bulk(Bytes::from(client)), "{member}");
+        }
+    }
+
     #[test]
     fn colliding_keys_collide() {
         let hash = xxhash_rust::xxh3::xxh3_64(&colliding_key(0));
