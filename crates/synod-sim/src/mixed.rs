@@ -421,7 +421,10 @@ pub(crate) fn random_command(rng: &mut ChaCha8Rng) -> KvCommand {
             let len = rng.gen_range(2..=4);
             KvCommand::Exec((0..len).map(|_| parse(&random_args(rng))).collect())
         }
-        _ => parse(&random_args(rng)),
+        _ => {
+            let args = random_args(rng);
+            wide::command(rng, args)
+        }
     }
 }
 

@@ -66,11 +66,11 @@ pub(super) const WIDE_STRINGS: &[&str] = &["m:vw", LONG_KEY];
 /// much more: every digest encodes the whole state).
 const INT_SPACE: i64 = 600;
 /// Integer members of `m:si1`.
-const SMALL_INT_SPACE: i64 = 160;
+const SMALL_INT_SPACE: i64 = 100;
 /// Fields of the wide hash and members of the wide sorted set.
-const WIDE_SPACE: u32 = 200;
+const WIDE_SPACE: u32 = 160;
 /// Items the wide list keeps after a wide push.
-pub(super) const LIST_KEEP: usize = 200;
+pub(super) const LIST_KEEP: usize = 128;
 /// The many small keys `m:k0` ..
 const MANY_KEYS: u32 = 64;
 
@@ -295,7 +295,7 @@ fn to_bytes(args: Vec<String>) -> Vec<Bytes> {
 
 /// One wide command's arguments.
 pub(super) fn args(rng: &mut ChaCha8Rng) -> Vec<Bytes> {
-    let args = match rng.gen_range(0..68) {
+    let args = match rng.gen_range(0..70) {
         // Integer sets: grow past 512, shrink, draw.
         0..=3 => {
             let set = int_set(rng);
@@ -809,6 +809,12 @@ pub(super) fn args(rng: &mut ChaCha8Rng) -> Vec<Bytes> {
         61 => vec![s("MEMORY"), s("USAGE"), s(any_key(rng))],
         62 => vec![s("DUMP"), s(any_key(rng))],
         63 => return restore_args(rng),
+        // A wide key gone: it grows again from nothing (and the state every
+        // digest encodes stays smaller).
+        64 | 65 => {
+            let all = ALL[rng.gen_range(0..ALL.len())];
+            vec![s(pick(rng, &["DEL", "UNLINK"])), s(pick(rng, all))]
+        }
         _ => return collide_args(rng),
     };
     to_bytes(args)
@@ -1070,8 +1076,33 @@ pub(super) fn eval(rng: &mut ChaCha8Rng) -> KvCommand {
     }))
 }
 
+/// `PEXPIRE key ms NX`: a lifetime for a wide key that has none, so wide
+/// keys also expire (purged or found expired, whole) and the state every
+/// digest encodes stays smaller on average.
+fn lifetime(rng: &mut ChaCha8Rng, key: &Bytes) -> KvCommand {
+    let ms = Bytes::from(num(rng, 300, 4000));
+    super::parse(&[Bytes::from("PEXPIRE"), key.clone(), ms, Bytes::from("NX")])
+}
+
+/// The command for `args`; a wide growth (many members at once) is sent
+/// half the time in a transaction with a [`lifetime`] for its key (not
+/// for `m:si0`, which must live long enough to pass 512 members).
+pub(super) fn command(rng: &mut ChaCha8Rng, args: Vec<Bytes>) -> KvCommand {
+    let growth = args.len() > 12
+        && args[1] != INT_SETS[0]
+        && ["SADD", "HSET", "ZADD"]
+            .iter()
+            .any(|name| args[0].eq_ignore_ascii_case(name.as_bytes()));
+    let command = super::parse(&args);
+    if growth && rng.gen_bool(0.5) {
+        KvCommand::Exec(vec![command, lifetime(rng, &args[1])])
+    } else {
+        command
+    }
+}
+
 /// A wide push onto a list with the `LTRIM` that keeps it bounded, as one
-/// transaction.
+/// transaction (half the time with a [`lifetime`]).
 pub(super) fn list_push(rng: &mut ChaCha8Rng) -> KvCommand {
     let list = key(rng, WIDE_LISTS);
     let mut push = vec![s(pick(rng, &["RPUSH", "LPUSH"])), s(list)];
@@ -1084,10 +1115,11 @@ pub(super) fn list_push(rng: &mut ChaCha8Rng) -> KvCommand {
     }
     let keep = format!("{}", LIST_KEEP - 1);
     let trim = vec![s("LTRIM"), s(list), s("0"), keep];
-    KvCommand::Exec(vec![
-        super::parse(&to_bytes(push)),
-        super::parse(&to_bytes(trim)),
-    ])
+    let mut commands = vec![super::parse(&to_bytes(push)), super::parse(&to_bytes(trim))];
+    if rng.gen_bool(0.5) {
+        commands.push(lifetime(rng, &Bytes::from(list)));
+    }
+    KvCommand::Exec(commands)
 }
 
 #[cfg(test)]
