@@ -1080,7 +1080,7 @@ pub(super) fn eval(rng: &mut ChaCha8Rng) -> KvCommand {
 /// keys also expire (purged or found expired, whole) and the state every
 /// digest encodes stays smaller on average.
 fn lifetime(rng: &mut ChaCha8Rng, key: &Bytes) -> KvCommand {
-    let ms = Bytes::from(num(rng, 300, 4000));
+    let ms = Bytes::from(num(rng, 500, 5000));
     super::parse(&[Bytes::from("PEXPIRE"), key.clone(), ms, Bytes::from("NX")])
 }
 
