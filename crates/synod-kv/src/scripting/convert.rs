@@ -82,7 +82,9 @@ pub(crate) fn reply_to_lua(lua: &Lua, reply: &Reply, resp: ScriptResp) -> mlua::
             }
         },
         Reply::Double(x) => match resp {
-            ScriptResp::Two => Value::String(lua.create_string(crate::number::format_f64(*x))?),
+            // As a RESP2 client reads it (`%.17g`, inf and nan by name), as
+            // Redis 7.0 converts a double reply for a RESP2 script.
+            ScriptResp::Two => Value::String(lua.create_string(synod_resp::format_double(*x))?),
             ScriptResp::Three => wrapped(lua, "double", Value::Number(*x))?,
         },
         Reply::Bool(b) => match resp {

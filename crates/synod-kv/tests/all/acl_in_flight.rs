@@ -246,6 +246,17 @@ async fn once_a_user_is_turned_off_no_later_write_of_it_is_accepted() {
     // Long enough for the steps below on a loaded 2-core machine (400 ms
     // was not, once in a few runs).
     let c = lagging_cluster(Duration::from_millis(1500)).await;
+    // Node 3 must not lead: a leader stuck in its apply tells no one the
+    // change is chosen, so node 1 would acknowledge it only after node 3
+    // applied it (the test then proves nothing, and failed once so).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.nodes[2].is_leader() || !c.nodes.iter().any(|n| n.is_leader()) {
+        assert!(Instant::now() < deadline, "no leader other than node 3");
+        if c.nodes[2].is_leader() {
+            let _ = c.nodes[2].transfer_leader(synod::NodeId(1)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut admin = Client::connect(c.resp[0]).await;
     let reply = admin
         .call(&[b"ACL", b"SETUSER", b"erin", b"on", b">pw", b"~*", b"+@all"])

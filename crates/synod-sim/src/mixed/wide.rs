@@ -1169,10 +1169,9 @@ mod tests {
     /// the panic in its callback); under Lua's own `pcall` the panic
     /// escapes `Store::apply_command` (a replica applying the log entry
     /// panics). A release build formats it as "inf", as Redis does.
-    /// synod-kv's to fix (format doubles that may be infinite, or check
-    /// first); ignored until then.
+    /// Fixed in stop 63: a double reaches a RESP2 script as
+    /// `synod_resp::format_double` writes it (see the next test).
     #[test]
-    #[ignore = "synod-kv: format_f64's debug_assert on an infinite score read by a script"]
     fn a_script_reads_an_infinite_score() {
         let mut store = Store::new();
         assert_eq!(
@@ -1202,9 +1201,8 @@ mod tests {
     /// what Redis' Lua sees. `0.1` reads as "0.1" instead of
     /// "0.10000000000000001", and 1e300 as a 301-digit integer instead of
     /// "1.0000000000000001e+300". Deterministic (no replica divergence),
-    /// but not Redis' answer. Ignored until synod-kv decides.
+    /// but not Redis' answer. Fixed in stop 63 (`scripting::convert`).
     #[test]
-    #[ignore = "synod-kv: scripts see doubles formatted by format_f64, not format_double"]
     fn a_script_reads_scores_as_a_resp2_client_does() {
         let mut store = Store::new();
         apply(
