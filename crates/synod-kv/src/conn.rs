@@ -844,21 +844,31 @@ impl Conn {
     }
 
     fn with_user<R>(&self, f: impl FnOnce(&User) -> R) -> Option<R> {
+        self.current_user(|user, stamp| {
+            // Every check of a request goes through here: remember which
+            // rules they used, for the log to hold the commands to them.
+            self.checked.set(match self.checked.get() {
+                Checked::Nothing => Checked::Stamp(stamp),
+                Checked::Stamp(seen) if seen == stamp => Checked::Stamp(stamp),
+                _ => Checked::Mixed,
+            });
+            f(user)
+        })
+    }
+
+    /// Runs `f` on the connection's user as this node holds it now and the
+    /// stamp of its rules; `None` as for [`Conn::with_user`]. Records no
+    /// check.
+    fn current_user<R>(&self, f: impl FnOnce(&User, u64) -> R) -> Option<R> {
         let (name, serial) = self.user.as_ref()?;
         let acl = &self.shared.cfg.acl;
         let users = acl.users();
         let user = users
             .get(name)
             .filter(|u| u.serial == *serial && u.enabled())?;
-        // Every check of a request goes through here: remember which rules
-        // they used, for the log to hold the commands to them.
+        // Read under the users' guard: the version of the users read.
         let stamp = self.stamps.stamp(acl.generation(), user);
-        self.checked.set(match self.checked.get() {
-            Checked::Nothing => Checked::Stamp(stamp),
-            Checked::Stamp(seen) if seen == stamp => Checked::Stamp(stamp),
-            _ => Checked::Mixed,
-        });
-        Some(f(user))
+        Some(f(user, stamp))
     }
 
     /// Starts a batch of requests: forgets which rules earlier ones were
@@ -876,18 +886,11 @@ impl Conn {
     /// the middle of it. (A batch with nothing checked sends nothing to
     /// the log; should one, it goes with the rules as they are now.)
     pub(crate) fn run_as(&self) -> Option<RunAs> {
-        let (name, serial) = self.user.as_ref()?;
+        let (name, _) = self.user.as_ref()?;
         let stamp = match self.checked.get() {
-            Checked::Nothing => {
-                let users = self.shared.cfg.acl.users();
-                let generation = self.shared.cfg.acl.generation();
-                users
-                    .get(name)
-                    .filter(|u| u.serial == *serial && u.enabled())
-                    .map_or(MIXED_RULES_STAMP, |user| {
-                        self.stamps.stamp(generation, user)
-                    })
-            }
+            Checked::Nothing => self
+                .current_user(|_, stamp| stamp)
+                .unwrap_or(MIXED_RULES_STAMP),
             Checked::Stamp(stamp) => stamp,
             Checked::Mixed => MIXED_RULES_STAMP,
         };
@@ -922,36 +925,33 @@ impl Conn {
         command: &KvCommand,
         admitted: Option<&RunAs>,
     ) -> Result<Option<RunAs>, Reply> {
-        let (Some(admitted), Some((name, serial))) = (admitted, self.user.as_ref()) else {
+        let (Some(admitted), Some((name, _))) = (admitted, self.user.as_ref()) else {
             return Ok(admitted.cloned());
         };
         let acl = &self.shared.cfg.acl;
-        let users = acl.users();
-        let generation = acl.generation();
-        let Some(user) = users
-            .get(name)
-            .filter(|u| u.serial == *serial && u.enabled())
-        else {
-            return Err(Reply::error(
+        self.current_user(|user, stamp| {
+            if stamp == admitted.stamp {
+                return Ok(Some(admitted.clone()));
+            }
+            let command_name = command.name();
+            if user.has_first_arg_rule(command_name) {
+                // A `name|first-arg` rule needs the request's first
+                // argument, which the try no longer has: not checked
+                // again, refused.
+                return Err(Reply::error(crate::store::ACL_CHANGED_IN_FLIGHT));
+            }
+            check_command(acl, user, command_name, None)?;
+            check_keys(acl, user, command)?;
+            Ok(Some(RunAs {
+                user: name.clone(),
+                stamp,
+            }))
+        })
+        .unwrap_or_else(|| {
+            Err(Reply::error(
                 "NOAUTH this connection's ACL user was deleted or disabled; authenticate again",
-            ));
-        };
-        let stamp = self.stamps.stamp(generation, user);
-        if stamp == admitted.stamp {
-            return Ok(Some(admitted.clone()));
-        }
-        let command_name = command.name();
-        if user.has_first_arg_rule(command_name) {
-            // A `name|first-arg` rule needs the request's first argument,
-            // which the try no longer has: not checked again, refused.
-            return Err(Reply::error(crate::store::ACL_CHANGED_IN_FLIGHT));
-        }
-        check_command(acl, user, command_name, None)?;
-        check_keys(acl, user, command)?;
-        Ok(Some(RunAs {
-            user: name.clone(),
-            stamp,
-        }))
+            ))
+        })
     }
 
     /// How many bytes going to the log as this connection's user adds to a

@@ -127,9 +127,7 @@ impl Store {
         let command = match self.admitted(command) {
             Ok(command) => command,
             Err(refused) => {
-                self.pubsub
-                    .set_next_expiry_ms(self.keyspace.next_expiry_ms());
-                self.pubsub.set_log_time_ms(ctx.time_ms);
+                self.note_applied(ctx);
                 return refused;
             }
         };
@@ -151,10 +149,16 @@ impl Store {
         // A side effect outside the replicated state, in log order: the
         // node's subscribers get the messages this command published.
         self.pubsub.deliver_applied(command, &reply);
+        self.note_applied(ctx);
+        reply
+    }
+
+    /// Tells this node's pub/sub side (outside the replicated state) where
+    /// an apply left the next expiry and the log clock.
+    fn note_applied(&self, ctx: &ApplyContext) {
         self.pubsub
             .set_next_expiry_ms(self.keyspace.next_expiry_ms());
         self.pubsub.set_log_time_ms(ctx.time_ms);
-        reply
     }
 
     /// Answers a read-only command without changing anything:

@@ -222,6 +222,28 @@ impl StateMachine for LaggingAtAclChanges {
     }
 }
 
+/// Waits until `user`/`password` authenticates at `addr`; returns that
+/// client.
+pub(crate) async fn authed(
+    addr: std::net::SocketAddr,
+    user: &str,
+    password: &str,
+) -> Client<tokio::net::TcpStream> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut client = Client::connect(addr).await;
+        if client
+            .call(&[b"AUTH", user.as_bytes(), password.as_bytes()])
+            .await
+            == Some(resp_cluster::ok())
+        {
+            return client;
+        }
+        assert!(Instant::now() < deadline, "{user} never authenticated");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A 3-node cluster whose node 3 lags `lag` at every ACL change.
 pub(crate) async fn lagging_cluster(lag: Duration) -> resp_cluster::Cluster {
     resp_cluster::cluster_wrapped(
@@ -262,17 +284,8 @@ async fn once_a_user_is_turned_off_no_later_write_of_it_is_accepted() {
         .call(&[b"ACL", b"SETUSER", b"erin", b"on", b">pw", b"~*", b"+@all"])
         .await;
     assert_eq!(reply, Some(resp_cluster::ok()));
-    let mut erin = Client::connect(c.resp[2]).await;
     // Node 3 knows erin once it has applied the SETUSER (after its lag).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while erin.call(&[b"AUTH", b"erin", b"pw"]).await != Some(resp_cluster::ok()) {
-        assert!(
-            Instant::now() < deadline,
-            "erin never authenticated at node 3"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        erin = Client::connect(c.resp[2]).await;
-    }
+    let mut erin = authed(c.resp[2], "erin", "pw").await;
     assert_eq!(
         erin.call(&[b"SET", b"erin-key", b"before"]).await,
         Some(resp_cluster::ok())
@@ -382,7 +395,8 @@ async fn pipelines_across_an_auth_or_an_acl_change_are_checked_as_redis_does() {
 
 /// A request pipelined behind a blocked pop is checked once the pop is
 /// served: a change to its user during the wait that takes nothing from
-/// it refuses neither (stop 63's second review: the SET was refused).
+/// it refuses neither (stop 63's reviews: the pop's wake-up try was
+/// refused, then the SET).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_behind_a_blocked_pop_survives_an_unrelated_change() {
     let c = resp_cluster::cluster(3, |_| {}, None).await;

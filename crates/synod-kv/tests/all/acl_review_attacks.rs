@@ -7,7 +7,7 @@ use crate::resp_cluster;
 
 use bytes::Bytes;
 use resp_cluster::Client;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use synod::StateMachine;
 use synod_kv::{KvCommand, Store};
 use synod_resp::Reply;
@@ -18,28 +18,6 @@ fn b(text: &str) -> Bytes {
 
 async fn lagging_cluster(lag_ms: u64) -> resp_cluster::Cluster {
     crate::acl_in_flight::lagging_cluster(Duration::from_millis(lag_ms)).await
-}
-
-/// Waits until `user`/`password` authenticates at `addr`; returns that
-/// client.
-async fn authed(
-    addr: std::net::SocketAddr,
-    user: &str,
-    password: &str,
-) -> Client<tokio::net::TcpStream> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut client = Client::connect(addr).await;
-        if client
-            .call(&[b"AUTH", user.as_bytes(), password.as_bytes()])
-            .await
-            == Some(resp_cluster::ok())
-        {
-            return client;
-        }
-        assert!(Instant::now() < deadline, "{user} never authenticated");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// F1: AUTH in the middle of a pipeline (no ACL change anywhere): Redis
@@ -80,39 +58,6 @@ async fn auth_in_the_middle_of_a_pipeline_refuses_nothing() {
     );
 }
 
-/// F2: a client blocked in BLPOP (timeout 0) whose user is given an
-/// unrelated right while it waits: Redis serves it the element; here the
-/// wake-up try carries the old stamp and the client gets NOPERM.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_blocked_pop_survives_an_unrelated_rule_change() {
-    let c = resp_cluster::cluster(3, |_| {}, None).await;
-    let mut admin = Client::connect(c.resp[0]).await;
-    admin
-        .call(&[
-            b"ACL", b"SETUSER", b"worker", b"on", b">pw", b"~*", b"+@all",
-        ])
-        .await;
-    let mut worker = authed(c.resp[0], "worker", "pw").await;
-    worker.send(&[b"BLPOP", b"q", b"0"]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // A right given, nothing taken away.
-    assert_eq!(
-        admin.call(&[b"ACL", b"SETUSER", b"worker", b"&news"]).await,
-        Some(resp_cluster::ok())
-    );
-    assert_eq!(
-        admin.call(&[b"RPUSH", b"q", b"job"]).await,
-        Some(Reply::Integer(1))
-    );
-    assert_eq!(
-        worker.reply().await,
-        Some(Reply::Array(vec![
-            Reply::Bulk(b("q")),
-            Reply::Bulk(b("job"))
-        ]))
-    );
-}
-
 /// F3: a user turned off (acknowledged by node 1) still changes the cluster's
 /// membership through lagging node 3: SYNOD.MEMBER never goes through the
 /// wrapper. The same user's SET right before is refused.
@@ -124,7 +69,7 @@ async fn a_revoked_admin_cannot_change_membership_through_a_lagging_node() {
     admin
         .call(&[b"ACL", b"SETUSER", b"ops", b"on", b">pw", b"~*", b"+@all"])
         .await;
-    let mut ops = authed(c.resp[2], "ops", "pw").await;
+    let mut ops = crate::acl_in_flight::authed(c.resp[2], "ops", "pw").await;
     assert_eq!(
         admin.call(&[b"ACL", b"SETUSER", b"ops", b"off"]).await,
         Some(resp_cluster::ok())
@@ -155,7 +100,7 @@ async fn an_old_password_cannot_write_after_rotation_was_acknowledged() {
     admin
         .call(&[b"ACL", b"SETUSER", b"erin", b"on", b">old", b"~*", b"+@all"])
         .await;
-    drop(authed(c.resp[2], "erin", "old").await);
+    drop(crate::acl_in_flight::authed(c.resp[2], "erin", "old").await);
     assert_eq!(
         admin
             .call(&[b"ACL", b"SETUSER", b"erin", b"resetpass", b">new"])
