@@ -112,6 +112,19 @@ fn members(rng: &mut ChaCha8Rng, most: usize) -> Vec<String> {
     (0..n).map(|_| pick(rng, MEMBERS).to_string()).collect()
 }
 
+/// `ZADD key`, then one of NX, XX, GT and LT in 4 draws of `spread`, and CH
+/// 3 times in 10.
+fn zadd_with_flags(rng: &mut ChaCha8Rng, key: &str, spread: u32) -> Vec<String> {
+    let mut args = vec!["ZADD".to_string(), key.to_string()];
+    if let Some(flag) = ["NX", "XX", "GT", "LT"].get(rng.gen_range(0..spread) as usize) {
+        args.push(flag.to_string());
+    }
+    if rng.gen_bool(0.3) {
+        args.push("CH".to_string());
+    }
+    args
+}
+
 /// One random command's arguments, as a client would send them: a small
 /// one, or (2 in 5) a wide one (see `wide`).
 pub(crate) fn random_args(rng: &mut ChaCha8Rng) -> Vec<Bytes> {
@@ -180,17 +193,8 @@ pub(crate) fn random_args(rng: &mut ChaCha8Rng) -> Vec<Bytes> {
         17 => vec![s("SMEMBERS"), s(key(rng, SETS))],
         // Sorted sets.
         18..=20 => {
-            let mut a = vec![s("ZADD"), s(key(rng, ZSETS))];
-            match rng.gen_range(0..6) {
-                0 => a.push(s("NX")),
-                1 => a.push(s("XX")),
-                2 => a.push(s("GT")),
-                3 => a.push(s("LT")),
-                _ => {}
-            }
-            if rng.gen_bool(0.3) {
-                a.push(s("CH"));
-            }
+            let key = key(rng, ZSETS);
+            let mut a = zadd_with_flags(rng, key, 6);
             for member in members(rng, 3) {
                 a.push(n(rng, -20, 20));
                 a.push(member);

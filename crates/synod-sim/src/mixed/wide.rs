@@ -452,17 +452,8 @@ pub(super) fn args(rng: &mut ChaCha8Rng) -> Vec<Bytes> {
         // The wide sorted set: past 128 members and 64-byte members, and
         // back.
         24..=26 => {
-            let mut a = vec![s("ZADD"), s(key(rng, WIDE_ZSETS))];
-            match rng.gen_range(0..8) {
-                0 => a.push(s("NX")),
-                1 => a.push(s("XX")),
-                2 => a.push(s("GT")),
-                3 => a.push(s("LT")),
-                _ => {}
-            }
-            if rng.gen_bool(0.3) {
-                a.push(s("CH"));
-            }
+            let key = key(rng, WIDE_ZSETS);
+            let mut a = super::zadd_with_flags(rng, key, 8);
             for _ in 0..rng.gen_range(10..=150) {
                 a.push(score(rng));
                 a.push(wide_name(rng, "z"));
