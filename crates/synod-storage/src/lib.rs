@@ -131,6 +131,34 @@ pub trait Storage {
     ) -> Result<(), StorageError>;
 }
 
+/// Makes `file`, written whole under the temporary name `tmp`, durable under
+/// `path` in `dir`: its data synced (with `metadata`, `sync_all`, else
+/// `sync_data`), then renamed over `path`, then `dir` synced. The data is
+/// durable before the name, so a crash leaves under `path` either what was
+/// there before or the whole new file.
+pub(crate) fn publish(
+    fs: &dyn Fs,
+    file: std::sync::Arc<dyn fs::FsFile>,
+    tmp: &Path,
+    path: &Path,
+    dir: &Path,
+    metadata: bool,
+) -> Result<(), StorageError> {
+    let synced = if metadata {
+        file.sync_all()
+    } else {
+        file.sync_data()
+    };
+    synced.map_err(|e| StorageError::SyncFailed {
+        path: tmp.to_path_buf(),
+        source: e,
+    })?;
+    drop(file);
+    fs.rename(tmp, path)
+        .map_err(|e| StorageError::io(path, e))?;
+    fsync_dir(fs, dir)
+}
+
 /// fsyncs a directory, so that entries created, renamed or removed in it are
 /// durable.
 pub(crate) fn fsync_dir(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {

@@ -17,7 +17,7 @@
 
 use crate::error::StorageError;
 use crate::fs::{Fs, OpenMode};
-use crate::fsync_dir;
+use crate::publish;
 use std::path::Path;
 
 /// The file's name in the log's directory.
@@ -69,12 +69,5 @@ pub(crate) fn write(fs: &dyn Fs, wal_dir: &Path, index: u64) -> Result<(), Stora
         .map_err(|e| StorageError::io(&tmp, e))?;
     file.write_all_at(&bytes, 0)
         .map_err(|e| StorageError::io(&tmp, e))?;
-    file.sync_data().map_err(|e| StorageError::SyncFailed {
-        path: tmp.clone(),
-        source: e,
-    })?;
-    drop(file);
-    fs.rename(&tmp, &path)
-        .map_err(|e| StorageError::io(&path, e))?;
-    fsync_dir(fs, wal_dir)
+    publish(fs, file, &tmp, &path, wal_dir, false)
 }

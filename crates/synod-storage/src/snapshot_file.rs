@@ -129,14 +129,7 @@ pub fn write_stream_on(
         .map_err(|e| StorageError::io(&tmp, e))?;
     // The data is durable before the name: a crash leaves either no file
     // under the final name or the whole file.
-    file.sync_all().map_err(|e| StorageError::SyncFailed {
-        path: tmp.clone(),
-        source: e,
-    })?;
-    drop(file);
-    fs.rename(&tmp, &path)
-        .map_err(|e| StorageError::io(&path, e))?;
-    fsync_dir(fs, dir)?;
+    crate::publish(fs, file, &tmp, &path, dir, true)?;
     Ok(Written { path, len, digest })
 }
 
