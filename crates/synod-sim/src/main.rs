@@ -43,6 +43,18 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    // `SIM_LOG` (an env-filter, e.g. `info` or `info,synod=debug`) prints
+    // the runtime's log and the nemesis' actions, each line with the
+    // simulated time and node; `debug` adds where every node stands at each
+    // change of role or leader. For one seed with `--threads 1`.
+    if let Ok(filter) = std::env::var("SIM_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .without_time()
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     // A panic inside a seed is a broken invariant: run_seed reports it as a
     // violation with its message; the default hook's backtrace is noise.
     std::panic::set_hook(Box::new(|_| {}));

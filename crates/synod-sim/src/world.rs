@@ -459,6 +459,8 @@ pub(crate) struct World {
     drop_rng: ChaCha8Rng,
     /// Leaders that dropped their leadership when asked.
     pub(crate) leadership_drops: u64,
+    /// The roles `log_role_changes` logged last.
+    pub(crate) logged_roles: String,
 }
 
 impl World {
@@ -647,6 +649,7 @@ impl World {
             masters: crate::master_checks::MasterWatch::default(),
             drop_rng,
             leadership_drops: 0,
+            logged_roles: String::new(),
         };
         for id in &members {
             world.nodes.push(SimNode::new(*id));
@@ -689,7 +692,30 @@ impl World {
             debug_assert!(next.time_us >= self.now_us);
             self.now_us = next.time_us;
             self.feed_clocks();
+            // With `SIM_LOG` set (main.rs), the runtime's log lines say when
+            // and on which node (1-based, as in reports) they were written.
+            let node = match &next.event {
+                Event::Tick { node, .. }
+                | Event::IoDone { node, .. }
+                | Event::Restart { node }
+                | Event::Resume { node, .. } => Some(*node + 1),
+                Event::Deliver { to, .. } => Some(*to + 1),
+                _ => None,
+            };
+            let _span = tracing::info_span!("sim", ms = self.now_us / 1000, node).entered();
+            let nemesis_before = self.stats.nemesis.len();
             self.handle(next.event);
+            if let Some(action) = self
+                .stats
+                .nemesis
+                .get(nemesis_before..)
+                .and_then(|a| a.last())
+            {
+                tracing::info!("nemesis: {action}");
+            }
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                self.log_role_changes();
+            }
             if self.phase == Phase::Settle && self.settled() {
                 return;
             }
@@ -857,6 +883,7 @@ impl World {
         if self.nodes[node].absent || self.nodes[node].retired {
             return;
         }
+        tracing::info!("node {} starts", node + 1);
         if self.nodes[node].schedule_lost && self.members.truth.len() > 1 {
             let id = self.nodes[node].id;
             match self.schedule_from_member(id) {
@@ -1156,6 +1183,7 @@ impl World {
 
     /// Kills a node: its memory and its unsynced writes are gone.
     pub(crate) fn crash(&mut self, node: usize) {
+        tracing::info!("node {} crashes", node + 1);
         let sim_node = &mut self.nodes[node];
         let Some(engine) = sim_node.engine.take() else {
             return;
@@ -1418,6 +1446,7 @@ impl World {
     /// The node's disk is lost (a replaced disk, a container without its
     /// volume): it crashes, and comes back empty, rebuilding.
     pub(crate) fn wipe(&mut self, node: usize) {
+        tracing::info!("node {} loses its disk", node + 1);
         self.crash(node);
         let sim_node = &mut self.nodes[node];
         sim_node.disk.wipe();
@@ -1941,6 +1970,25 @@ impl World {
                         && status.chosen_end.0 >= self.chosen.len() as u64
                 })
             })
+    }
+
+    /// Logs where each node stands (`progress_summary`) whenever a node's
+    /// role, ballot or leader changed: with `SIM_LOG=debug`.
+    fn log_role_changes(&mut self) {
+        let roles: Vec<_> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                n.replica()
+                    .map(|r| r.status())
+                    .map(|s| (s.role, s.promised, s.leader))
+            })
+            .collect();
+        let roles = format!("{roles:?}");
+        if roles != self.logged_roles {
+            self.logged_roles = roles;
+            tracing::debug!("{}", self.progress_summary());
+        }
     }
 
     /// Where each node stands, for a liveness failure's report; with the

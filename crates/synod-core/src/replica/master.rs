@@ -141,6 +141,13 @@ impl Replica {
     /// fires.
     pub fn drop_leadership(&mut self) -> bool {
         let leading = matches!(self.role, Role::Leader(_));
+        self.step_down_and_hold();
+        leading
+    }
+
+    /// Steps down and keeps from campaigning for
+    /// `DROP_HOLD_ELECTION_TIMEOUTS` election timeouts from now.
+    pub(super) fn step_down_and_hold(&mut self) {
         let hold = self
             .cfg
             .election_ticks
@@ -148,10 +155,10 @@ impl Replica {
         self.campaign_hold_until_tick = self.now.saturating_add(hold);
         self.step_down();
         self.election_due_tick = self.election_due_tick.max(self.campaign_hold_until_tick);
-        leading
     }
 
-    /// Whether a `drop_leadership` hold keeps this replica from campaigning.
+    /// Whether a campaign hold (`drop_leadership`, or a leader that stood
+    /// down for want of progress) keeps this replica from campaigning.
     pub(super) fn campaign_held(&self) -> bool {
         self.now < self.campaign_hold_until_tick
     }

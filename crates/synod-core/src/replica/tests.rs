@@ -139,6 +139,10 @@ impl Cluster {
         self.tick_all(3);
     }
 
+    fn cfg_election_ticks(&self, k: usize) -> u64 {
+        self.replicas[k].cfg.election_ticks
+    }
+
     fn applied_commands(&self, k: usize) -> Vec<Command> {
         self.applied[k]
             .iter()
@@ -1333,4 +1337,80 @@ fn values_a_peer_catches_up_through_stay_until_it_stops_asking() {
     let end = c.replicas[leader].status().applied_end;
     assert!(c.replicas[leader].release_applied_values(end) > 0);
     assert_eq!(c.replicas[leader].applied_tail_bytes(), 0);
+}
+
+/// A leader whose cursor stops at a voter's compacted prefix (that voter's
+/// checkpoint holds no state, so it can send no snapshot) stands down after
+/// 10 election timeouts without progress, and then keeps from campaigning
+/// for `DROP_HOLD_ELECTION_TIMEOUTS`, so that the voter it waited on, which
+/// has the whole log, leads. Campaigning at once, it won again about half the
+/// time and stalled the log once more each time (simulator seed 95 of
+/// fc99b90's draws: a node restarted with its on-disk state ahead of its
+/// recovered chosen marks, 6 s with no client served).
+#[test]
+fn a_leader_that_stood_down_for_want_of_progress_lets_the_compacted_voter_lead() {
+    let mut c = Cluster::new(3);
+    let full = c.elect();
+    let lagging = (full + 1) % 3;
+    let gone = (full + 2) % 3;
+    c.choose_while_down(full, lagging, 20);
+    // `full` checkpoints with its state kept elsewhere (not sendable), and
+    // `gone`, the other copy, is down for good.
+    let status = c.replicas[full].status();
+    let snapshot = Snapshot {
+        memberships: None,
+        meta: crate::value::SnapshotMeta {
+            applied_end: status.applied_end,
+            checksum: status.checksum,
+        },
+        data: Bytes::new(),
+    };
+    c.replicas[full]
+        .compact_checkpoint(snapshot, None, false)
+        .unwrap();
+    assert!(!c.replicas[full].snapshot_sendable());
+    c.down[gone] = true;
+    c.down[lagging] = false;
+    // `full` drops leadership; the lagging replica is elected with its
+    // promise and stops at the compacted prefix.
+    c.replicas[full].drop_leadership();
+    c.collect(full);
+    let election = c.cfg_election_ticks(full);
+    let mut led = false;
+    for _ in 0..4 * election {
+        c.tick_all(1);
+        if c.leader() == Some(lagging) {
+            led = true;
+            break;
+        }
+    }
+    assert!(led, "the lagging replica leads while the other is held");
+    assert_eq!(c.replicas[lagging].status().chosen_end, InstanceId(0));
+    // It stands down once 10 election timeouts pass without progress.
+    let mut stood_down = false;
+    for _ in 0..12 * election {
+        c.tick_all(1);
+        if c.replicas[lagging].status().role != RoleKind::Leader {
+            stood_down = true;
+            break;
+        }
+    }
+    assert!(stood_down, "a leader without progress stands down");
+    assert_eq!(c.replicas[lagging].status().chosen_end, InstanceId(0));
+    // With `full` silent, it does not campaign again for the hold (without
+    // the hold it did within two election timeouts: the most a timeout is).
+    c.down[full] = true;
+    let ballot = c.replicas[lagging].status().promised;
+    c.tick_all(2 * election);
+    assert_eq!(c.replicas[lagging].status().role, RoleKind::Follower);
+    assert_eq!(c.replicas[lagging].status().promised, ballot);
+    // `full` is elected and the log moves on.
+    c.down[full] = false;
+    let leader = c.elect();
+    assert_eq!(leader, full);
+    c.replicas[full].propose(cmd("after")).unwrap();
+    c.collect(full);
+    c.deliver_all();
+    c.tick_all(3);
+    assert_eq!(c.applied_commands(full).last(), Some(&cmd("after")));
 }
