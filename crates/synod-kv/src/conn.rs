@@ -57,6 +57,11 @@ pub(crate) enum Item {
     /// A blocking pop outside MULTI: tried, then waited for (see
     /// `crate::blocking`), up to the timeout.
     Block(KvCommand, crate::blocking::Timeout, Protocol),
+    /// A request checked and run only once this node has applied every
+    /// change acknowledged before it arrived ([`Conn::after_barrier`]):
+    /// AUTH, HELLO AUTH and the commands that act outside the log
+    /// ([`needs_barrier`]).
+    Barrier(Vec<Bytes>),
 }
 
 /// One queued command's place in EXEC's reply.
@@ -162,6 +167,12 @@ pub(crate) struct Conn {
     checked: CheckedStamps,
     /// The user's rules' stamp, hashed again only when they may have changed.
     stamps: crate::acl::StampCache,
+    /// Set while [`Conn::after_barrier`] handles a request: it is not
+    /// deferred again.
+    past_barrier: bool,
+    /// A request handled after its barrier closes the connection (its user
+    /// was deleted or turned off meanwhile).
+    quit_after_barrier: bool,
 }
 
 /// The stamps of the ACL rules a batch of requests was checked against.
@@ -237,6 +248,27 @@ impl Item {
         }
     }
 
+    /// A request that waits for a linearizable point first, silenced or
+    /// not: the requests after it are parsed once it ran.
+    pub(crate) fn is_barrier(&self) -> bool {
+        match self {
+            Item::Barrier(_) => true,
+            Item::Silent(item) => item.is_barrier(),
+            _ => false,
+        }
+    }
+
+    /// An error the connection answered itself, at once or after AUTH's
+    /// delay (INFO commandstats' `rejected_calls`).
+    pub(crate) fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            Item::Reply(Reply::Error(_), _)
+                | Item::Later(Reply::Error(_), _, _)
+                | Item::Quit(Reply::Error(_))
+        )
+    }
+
     /// A blocking command, silenced or not: the connection must watch for
     /// a close while it waits (review: a silenced one was missed).
     pub(crate) fn is_block(&self) -> bool {
@@ -268,6 +300,28 @@ enum ReplyMode {
     SkipNext,
     /// This command is silent, then back to `On`.
     Skip,
+}
+
+/// Whether a request (`name` lowercase) waits for a linearizable point
+/// before it is checked and run ([`Item::Barrier`]): what authenticates
+/// (AUTH, HELLO with AUTH) and the commands that act outside the log on
+/// the node's own say (membership, persistence and shutdown, CONFIG SET,
+/// CLIENT KILL/UNBLOCK/PAUSE, SCRIPT/FUNCTION KILL, new subscriptions). Log
+/// commands need none: every replica checks them at apply ([`crate::AsUser`]).
+/// Rare requests: one read round each.
+fn needs_barrier(name: &str, args: &[Bytes]) -> bool {
+    let sub_is = |subs: &[&str]| {
+        args.get(1)
+            .is_some_and(|sub| subs.iter().any(|s| sub.eq_ignore_ascii_case(s.as_bytes())))
+    };
+    match name {
+        "auth" | "subscribe" | "psubscribe" | "ssubscribe" => true,
+        "hello" => args.iter().skip(2).any(|a| a.eq_ignore_ascii_case(b"auth")),
+        "config" => !sub_is(&["get", "help"]),
+        "client" => sub_is(&["kill", "unblock", "pause", "unpause"]),
+        "script" | "function" => sub_is(&["kill"]),
+        name => is_member_command(name) || crate::persistence::is_persist_command(name),
+    }
 }
 
 fn lower(arg: &[u8]) -> String {
@@ -411,6 +465,8 @@ impl Conn {
             stat_tags: std::collections::VecDeque::new(),
             checked: CheckedStamps::default(),
             stamps: crate::acl::StampCache::default(),
+            past_barrier: false,
+            quit_after_barrier: false,
         }
     }
 
@@ -497,12 +553,7 @@ impl Conn {
         // Refused before running: the connection answered an error itself
         // (arity, authentication, ACL, MULTI's rules). A connection command
         // that ran and failed counts as refused too (it answered at once).
-        let rejected = matches!(
-            &item,
-            Item::Reply(Reply::Error(_), _)
-                | Item::Later(Reply::Error(_), _, _)
-                | Item::Quit(Reply::Error(_))
-        );
+        let rejected = item.is_rejection();
         // Names `COMMAND` does not list (unknown commands) are not
         // counted, as in Redis.
         self.stat_tags
@@ -525,6 +576,51 @@ impl Conn {
         }
     }
 
+    /// Whether `args` (`name` lowercase) is checked and run only at a
+    /// linearizable point ([`Item::Barrier`]): outside a transaction, a
+    /// request [`needs_barrier`]; EXEC, when one such was queued (it runs
+    /// at EXEC).
+    fn barrier_first(&self, name: &str, args: &[Bytes]) -> bool {
+        if self.past_barrier {
+            return false;
+        }
+        match &self.multi {
+            None => needs_barrier(name, args),
+            Some(multi) => {
+                name == "exec"
+                    && multi.order.iter().any(|queued| match queued {
+                        Queued::Local(args) => args
+                            .first()
+                            .is_some_and(|first| needs_barrier(&lower(first), args)),
+                        Queued::Data => false,
+                    })
+            }
+        }
+    }
+
+    /// Handles a request of an [`Item::Barrier`] once this node has
+    /// answered a linearizable read (so it has applied every command chosen
+    /// before the request arrived, ACL changes included): it is checked
+    /// against the users as they are then, as a log command is at apply.
+    /// (Without this, a node that lagged let an old password log in after
+    /// a rotation was acknowledged, and let a user turned off add a member:
+    /// stop 63's review, F3 and F4.)
+    pub(crate) fn after_barrier(&mut self, args: &[Bytes]) -> Item {
+        self.past_barrier = true;
+        let item = self.handle_request(args);
+        self.past_barrier = false;
+        if matches!(item, Item::Quit(_)) {
+            self.quit_after_barrier = true;
+        }
+        item
+    }
+
+    /// Whether a request handled after its barrier asked to close the
+    /// connection (once its reply is written).
+    pub(crate) fn take_quit_after_barrier(&mut self) -> bool {
+        std::mem::take(&mut self.quit_after_barrier)
+    }
+
     /// [`Conn::handle`] without CLIENT REPLY.
     fn handle_request(&mut self, args: &[Bytes]) -> Item {
         let name = args.first().map(|first| command_name(first));
@@ -543,6 +639,9 @@ impl Conn {
         };
         if self.user.is_none() && !NO_AUTH_NEEDED.contains(&name) {
             return self.reply(Reply::error("NOAUTH Authentication required."));
+        }
+        if self.barrier_first(name, args) {
+            return Item::Barrier(args.to_vec());
         }
         // Every command of an authenticated connection is checked against
         // its user's current rules (changed by any node's ACL command once

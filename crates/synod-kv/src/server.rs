@@ -628,7 +628,10 @@ where
                     // checked in the next batch, once it ran: against the
                     // rules in force then, as Redis checks each command
                     // when it runs (see `Conn::run_as`; stop 63's review).
-                    let ends_batch = item.changes_users() || item.is_block();
+                    // So are the requests after one that waits for a
+                    // linearizable point (AUTH, admin commands: see
+                    // `Conn::after_barrier`), which may change the user.
+                    let ends_batch = item.changes_users() || item.is_block() || item.is_barrier();
                     held |= item.is_block();
                     items.push(item);
                     if quit || ends_batch {
@@ -662,6 +665,7 @@ where
             if !fits {
                 return Ok(Some(Closed::OutputBuffer));
             }
+            quit |= conn.take_quit_after_barrier();
             if items.capacity() > ITEMS_KEPT_MAX {
                 // A deep pipeline's slots are not kept for the connection's
                 // life (up to `pipeline_max` items of ~100 bytes).
@@ -780,11 +784,30 @@ async fn run_items(
     // were served, as Redis does (see `crate::blocking`).
     let wrote = items.iter().any(|item| match item {
         Item::Data(command, _, _) => !command.is_read(),
-        Item::Exec(..) => true,
+        // An EXEC may wait for a barrier.
+        Item::Exec(..) | Item::Barrier(_) => true,
         _ => false,
     });
     for item in items.drain(..) {
         let mut tag = conn.next_stat_tag();
+        // A request that waits for a linearizable point is handled now,
+        // after what came before it (see `Conn::after_barrier`).
+        let item = match item {
+            Item::Barrier(args) => {
+                pending.flush(shared, &mut slots, out).await;
+                past_barrier(shared, conn, &args, &mut tag).await
+            }
+            Item::Silent(inner) if inner.is_barrier() => {
+                pending.flush(shared, &mut slots, out).await;
+                match *inner {
+                    Item::Barrier(args) => {
+                        Item::Silent(Box::new(past_barrier(shared, conn, &args, &mut tag).await))
+                    }
+                    inner => Item::Silent(Box::new(inner)),
+                }
+            }
+            item => item,
+        };
         // A script is dry-run before it is proposed (see
         // `crate::scripting::dry_run`), after what came before it.
         let item = if is_script(&item) {
@@ -803,7 +826,8 @@ async fn run_items(
             item => (item, None),
         };
         match item {
-            Item::Silent(_) => {}
+            // Handled above (`past_barrier` hands out no other).
+            Item::Silent(_) | Item::Barrier(_) => {}
             Item::Reply(reply, proto) => slots.push((Slot::Ready(reply), proto, tag.take())),
             Item::Pushes(replies, proto) => slots.extend(
                 replies
@@ -936,6 +960,27 @@ async fn run_items(
     }
     shared.commands.fetch_add(1, Relaxed);
     !out.overflow
+}
+
+/// Waits until this node answered a linearizable read (it has then applied
+/// everything chosen before the request arrived) and handles the request
+/// ([`Conn::after_barrier`]); the node's error if it answered none (it was
+/// not run). `tag`'s refusal is that of the request as handled now.
+async fn past_barrier(
+    shared: &Shared,
+    conn: &mut Conn,
+    args: &[Bytes],
+    tag: &mut Option<StatTag>,
+) -> Item {
+    // A read of nothing much, with no user: nothing of it reaches the client.
+    let item = match shared.node.read(KvCommand::DbSize.encode()).await {
+        Ok(_) => conn.after_barrier(args),
+        Err(err) => Item::Reply(request_error_reply(&err), conn.protocol),
+    };
+    if let Some(tag) = tag.as_mut() {
+        tag.rejected = item.is_rejection();
+    }
+    item
 }
 
 /// Runs a transaction at EXEC: the data commands as one log command opened by

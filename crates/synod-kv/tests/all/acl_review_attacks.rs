@@ -1,7 +1,7 @@
 //! The outside review's attacks on stop 63's linearizable ACL changes
 //! (`KvCommand::AsUser`), kept as regression tests: each asserts what a
-//! client should see. Two are known gaps, ignored with the reason (the
-//! README lists them): un-ignore them when they are fixed.
+//! client should see (F3 and F4 were known gaps until requests that act
+//! outside the log waited for a linearizable point: `Conn::after_barrier`).
 
 use crate::resp_cluster;
 
@@ -58,11 +58,10 @@ async fn auth_in_the_middle_of_a_pipeline_refuses_nothing() {
     );
 }
 
-/// F3: a user turned off (acknowledged by node 1) still changes the cluster's
-/// membership through lagging node 3: SYNOD.MEMBER never goes through the
-/// wrapper. The same user's SET right before is refused.
+/// F3: a user turned off (acknowledged by node 1) must not change the
+/// cluster's membership through lagging node 3 (it did: SYNOD.MEMBER is no
+/// log command, and node 3 checked it against the users it had applied).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap: commands that are not log commands (SYNOD.MEMBER, SHUTDOWN, CONFIG SET, CLIENT KILL) are checked against the node's users only"]
 async fn a_revoked_admin_cannot_change_membership_through_a_lagging_node() {
     let c = lagging_cluster(1500).await;
     let mut admin = Client::connect(c.resp[0]).await;
@@ -90,11 +89,13 @@ async fn a_revoked_admin_cannot_change_membership_through_a_lagging_node() {
     );
 }
 
-/// F4: a password rotated (acknowledged by node 1): the old password still
-/// logs in at lagging node 3, and writes from that login are applied.
+/// F4: a password rotated (acknowledged by node 1): the old password must
+/// not log in at lagging node 3 (it did before AUTH waited for a
+/// linearizable point, and that login's writes were then applied as erin).
+/// The connection stays `default` (no password here), so it is asked who it
+/// is rather than whether a write lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap: AUTH checks the password against the node's users, not at a linearizable point"]
-async fn an_old_password_cannot_write_after_rotation_was_acknowledged() {
+async fn an_old_password_cannot_log_in_after_rotation_was_acknowledged() {
     let c = lagging_cluster(1500).await;
     let mut admin = Client::connect(c.resp[0]).await;
     admin
@@ -107,16 +108,32 @@ async fn an_old_password_cannot_write_after_rotation_was_acknowledged() {
             .await,
         Some(resp_cluster::ok())
     );
-    // Acknowledged: a fresh login with the old password, at node 3.
+    // Acknowledged: a fresh login with the old password, at node 3, and
+    // one with the new password, which must work at once.
     let mut thief = Client::connect(c.resp[2]).await;
     let auth = thief.call(&[b"AUTH", b"erin", b"old"]).await;
-    let set = thief.call(&[b"SET", b"stolen", b"yes"]).await;
-    eprintln!("AUTH with old password: {auth:?}; SET: {set:?}");
-    let mut check = Client::connect(c.resp[0]).await;
     assert_eq!(
-        check.call(&[b"GET", b"stolen"]).await,
-        Some(Reply::Null),
-        "a write from a login with the rotated-out password was applied (AUTH {auth:?})"
+        auth,
+        Some(Reply::error(
+            "WRONGPASS invalid username-password pair or user is disabled."
+        )),
+        "the rotated-out password logged in"
+    );
+    assert_eq!(
+        thief.call(&[b"ACL", b"WHOAMI"]).await,
+        Some(Reply::Bulk(b("default")))
+    );
+    let mut owner = Client::connect(c.resp[2]).await;
+    let hello = owner
+        .call(&[b"HELLO", b"3", b"AUTH", b"erin", b"new"])
+        .await;
+    assert!(
+        matches!(hello, Some(Reply::Map(_))),
+        "the new password at the lagging node: {hello:?}"
+    );
+    assert_eq!(
+        owner.call(&[b"ACL", b"WHOAMI"]).await,
+        Some(Reply::Bulk(b("erin")))
     );
 }
 
@@ -213,5 +230,50 @@ async fn a_ping_before_auth_in_one_pipeline_refuses_nothing() {
             Some(resp_cluster::ok()),
             Some(resp_cluster::ok())
         ]
+    );
+}
+
+/// Requests that act outside the log wait for a linearizable point
+/// (`Conn::after_barrier`): a right granted and acknowledged at node 1
+/// holds at once at lagging node 3 (before, node 3 refused CONFIG SET for
+/// as long as it lagged); in a pipeline such requests keep their order, and
+/// CLIENT REPLY SKIP still silences the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_holds_at_once_for_requests_outside_the_log() {
+    let c = lagging_cluster(1500).await;
+    let mut admin = Client::connect(c.resp[0]).await;
+    assert_eq!(
+        admin
+            .call(&[b"ACL", b"SETUSER", b"ops", b"on", b">pw", b"~*", b"+@all", b"-config"])
+            .await,
+        Some(resp_cluster::ok())
+    );
+    let mut ops = crate::acl_in_flight::authed(c.resp[2], "ops", "pw").await;
+    assert_eq!(
+        admin.call(&[b"ACL", b"SETUSER", b"ops", b"+config"]).await,
+        Some(resp_cluster::ok())
+    );
+    // Acknowledged; node 3 applies it 1.5 s later.
+    let mut bytes = bytes::BytesMut::new();
+    let requests: [&[&[u8]]; 4] = [
+        &[b"CONFIG", b"SET", b"notify-keyspace-events", b"KEA"],
+        &[b"CLIENT", b"REPLY", b"SKIP"],
+        &[b"CONFIG", b"SET", b"notify-keyspace-events", b""],
+        &[b"PING"],
+    ];
+    for request in requests {
+        synod_resp::write_request(&mut bytes, request);
+    }
+    ops.send_raw(&bytes).await.expect("sent");
+    assert_eq!(ops.reply().await, Some(resp_cluster::ok()));
+    assert_eq!(ops.reply().await, Some(Reply::Simple("PONG".into())));
+    assert_eq!(
+        ops.call(&[b"CONFIG", b"GET", b"notify-keyspace-events"])
+            .await,
+        Some(Reply::Array(vec![
+            Reply::Bulk(b("notify-keyspace-events")),
+            Reply::Bulk(b(""))
+        ])),
+        "the silenced CONFIG SET ran after the first"
     );
 }
