@@ -248,6 +248,18 @@ impl Item {
         }
     }
 
+    /// The item with its reply silenced (CLIENT REPLY OFF or SKIP), except
+    /// pushes and a quit, which are written whatever CLIENT REPLY says (as
+    /// in Redis). A barrier is silenced as a whole, and
+    /// [`Item::silenced`] again once handled (`server::run_items`): what it
+    /// turns into decides.
+    pub(crate) fn silenced(self) -> Item {
+        match self {
+            Item::Pushes(..) | Item::Quit(_) => self,
+            item => Item::Silent(Box::new(item)),
+        }
+    }
+
     /// A request that waits for a linearizable point first, silenced or
     /// not: the requests after it are parsed once it ran.
     pub(crate) fn is_barrier(&self) -> bool {
@@ -562,15 +574,14 @@ impl Conn {
                 started,
                 rejected,
             }));
-        let silent = matches!(self.reply_mode, ReplyMode::Off | ReplyMode::Skip)
-            && !matches!(item, Item::Pushes(..) | Item::Quit(_));
+        let silent = matches!(self.reply_mode, ReplyMode::Off | ReplyMode::Skip);
         self.reply_mode = match self.reply_mode {
             ReplyMode::Skip => ReplyMode::On,
             ReplyMode::SkipNext => ReplyMode::Skip,
             mode => mode,
         };
         if silent {
-            Item::Silent(Box::new(item))
+            item.silenced()
         } else {
             item
         }

@@ -800,10 +800,11 @@ async fn run_items(
             Item::Silent(inner) if inner.is_barrier() => {
                 pending.flush(shared, &mut slots, out).await;
                 match *inner {
+                    // Pushes (a SUBSCRIBE's) are written anyway.
                     Item::Barrier(args) => {
-                        Item::Silent(Box::new(past_barrier(shared, conn, &args, &mut tag).await))
+                        past_barrier(shared, conn, &args, &mut tag).await.silenced()
                     }
-                    inner => Item::Silent(Box::new(inner)),
+                    inner => inner.silenced(),
                 }
             }
             item => item,
