@@ -441,6 +441,15 @@ impl Kv {
         digest.digest()
     }
 
+    /// The stamp of ACL user `name`'s rules as this state holds them
+    /// (what a node's front end sends a command checked against them with,
+    /// see `synod_kv::AsUser`); `None` for no such user.
+    pub fn rules_stamp(&self, name: &[u8]) -> Option<u64> {
+        let acl = self.store.acl();
+        let users = acl.users();
+        users.get(name).map(|user| user.rules_stamp())
+    }
+
     /// Checks synod-kv's internal indexes.
     pub fn check_invariants(&self) -> Result<(), String> {
         self.store.check_invariants()
@@ -838,6 +847,9 @@ pub struct SimKv {
     /// node's id for the `local-random-draws` negative control (random
     /// draws seeded by node, not by the log alone).
     pub index_shift: u32,
+    /// The `acl-checked-by-node` negative control on this node: a mixed
+    /// command sent as a user runs with that user's stamp as held here.
+    pub acl_checked_here: bool,
     /// Instance of the last command applied since the last restore.
     last_instance: Option<u64>,
     /// Every `(client, seq, attempt)` applied since the last restore.
@@ -989,6 +1001,7 @@ impl SimKv {
             digest_floor: 0,
             local_clock,
             index_shift: 0,
+            acl_checked_here: false,
             last_instance: None,
             attempts: HashSet::new(),
             digested_to: None,
@@ -1090,8 +1103,16 @@ impl StateMachine for SimKv {
             let index = ctx.index.wrapping_add(self.index_shift);
             let applied = synod_kv::KvCommand::decode(mixed)
                 .map_err(|error| format!("validity: an undecodable mixed command: {error}"))
-                .and_then(|_| {
-                    let mixed = Bytes::copy_from_slice(mixed);
+                .and_then(|command| {
+                    let mixed = match command {
+                        synod_kv::KvCommand::AsUser(mut as_user) if self.acl_checked_here => {
+                            if let Some(stamp) = self.kv.rules_stamp(&as_user.user) {
+                                as_user.stamp = stamp;
+                            }
+                            synod_kv::KvCommand::AsUser(as_user).encode()
+                        }
+                        _ => Bytes::copy_from_slice(mixed),
+                    };
                     self.kv
                         .apply_mixed(&mixed, instance, ctx.time_ms, index, local_clock)
                 });

@@ -61,6 +61,7 @@ pub const INJECTIONS: &[&str] = &[
     "release-past-checkpoint",
     "log-read-shift",
     "local-random-draws",
+    "acl-checked-by-node",
 ];
 
 /// Deliberate bugs for negative controls: in the protocol core, or in how a
@@ -136,6 +137,13 @@ pub struct Faults {
     /// different replies and reach different states; the digest
     /// comparison sees it.
     pub local_random_draws: bool,
+    /// Node 1 runs every mixed command sent as an ACL user
+    /// (`KvCommand::AsUser`) with the stamp of that user's rules as it holds
+    /// them when it applies it: it trusts its own users instead of refusing
+    /// what was checked against other rules (mixed commands in every seed).
+    /// Where a command was checked against rules changed since, node 1
+    /// runs it and the others refuse it; the digest comparison sees it.
+    pub acl_checked_by_node: bool,
     /// Not a fault: no node reads values back from its log for a peer
     /// (each writes a snapshot instead, as before that existed), so that
     /// seeds pinned before it replay the runs they were found in.
@@ -393,6 +401,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
         "release-past-checkpoint" => faults.release_past_checkpoint = true,
         "log-read-shift" => faults.log_read_shift = true,
         "local-random-draws" => faults.local_random_draws = true,
+        "acl-checked-by-node" => faults.acl_checked_by_node = true,
         _ => return None,
     }
     Some(faults)

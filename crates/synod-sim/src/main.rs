@@ -29,7 +29,7 @@ struct Args {
     /// local-clock-ttl, wipe-votes, config-immediate, learner-votes,
     /// lease-drift-beyond-bound, admit-duplicates, watch-ignored, wake-lost,
     /// session-reapply, on-disk-reapply, release-past-checkpoint,
-    /// log-read-shift or local-random-draws.
+    /// log-read-shift, local-random-draws or acl-checked-by-node.
     #[arg(long)]
     inject: Option<String>,
     /// Worker threads (default: available cores).

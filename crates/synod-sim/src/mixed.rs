@@ -16,6 +16,14 @@
 //! (`ApplyContext::index`); the `local-random-draws` negative control seeds
 //! them by node instead, and must be caught.
 //!
+//! Some run as ACL users (`KvCommand::AsUser`, as the server sends every
+//! log command): with the stamp of the user's rules as the proposing
+//! leader holds them (as a front end checks a request), now and then a
+//! stamp no rules have, among `ACL SETUSER`/`DELUSER`s of those users
+//! (on/off, key patterns, command categories). Every replica must admit or
+//! refuse each alike, whatever it restored or replayed: the refusal is in
+//! the replies' hash, and the users are in the state.
+//!
 //! Proposed from a stream of their own (see `World::new`), in about half
 //! the seeds, one every few tens of ms of a leader's ticks, at most
 //! [`IN_FLIGHT_MAX`] waiting per node; none once the run settles.
@@ -432,7 +440,69 @@ pub(crate) fn random_command(rng: &mut ChaCha8Rng) -> KvCommand {
     }
 }
 
+/// The ACL users mixed commands run as (`default` is never changed: the
+/// other clients' commands go without a user, so it would change nothing).
+const USERS: &[&str] = &["m-u0", "m-u1", "default"];
+
+/// The rules an `ACL SETUSER` of a mixed user gives (a few of each kind).
+fn random_rules(rng: &mut ChaCha8Rng) -> Vec<Bytes> {
+    let mut rules = vec![if rng.gen_bool(0.8) { "on" } else { "off" }, "nopass"];
+    rules.push("resetkeys");
+    rules.extend(match rng.gen_range(0..4) {
+        0 => &["~m:*"][..],
+        1 => &["~m:h*", "~m:s*"][..],
+        2 => &["~m:z*", "~m:l*", "~m:c*"][..],
+        _ => &["allkeys"][..],
+    });
+    rules.extend(match rng.gen_range(0..4) {
+        0 => &["+@all"][..],
+        1 => &["+@all", "-@set"][..],
+        2 => &["nocommands", "+@read", "+@hash", "+@list"][..],
+        _ => &["+@all", "-zadd", "-eval"][..],
+    });
+    rules
+        .into_iter()
+        .map(|rule| Bytes::from_static(rule.as_bytes()))
+        .collect()
+}
+
 impl World {
+    /// `command` as a mixed one goes to the log: most of the time as it
+    /// is; one in three as a user's (see the module docs), with `node`'s
+    /// stamp of that user's rules (a random one now and then, as a command
+    /// checked against rules changed since); or replaced by a change of a
+    /// user's rules.
+    fn as_some_user(&mut self, node: usize, command: KvCommand) -> KvCommand {
+        let rng = &mut self.mixed_rng;
+        let user = Bytes::from_static(pick(rng, USERS).as_bytes());
+        match rng.gen_range(0..24) {
+            0 | 1 if user != "default" => KvCommand::Acl(synod_kv::AclCommand::SetUser {
+                name: user,
+                rules: random_rules(rng),
+            }),
+            2 if user != "default" => {
+                KvCommand::Acl(synod_kv::AclCommand::DelUser { names: vec![user] })
+            }
+            0..=9 => {
+                let stamp = match self.nodes[node].kv().and_then(|kv| kv.rules_stamp(&user)) {
+                    Some(stamp) if self.mixed_rng.gen_bool(0.9) => stamp,
+                    _ => self.mixed_rng.gen(),
+                };
+                let mut command = command;
+                if let KvCommand::Eval(eval) = &mut command {
+                    // As the front end sends a user's script.
+                    eval.user = Some(user.clone());
+                }
+                KvCommand::AsUser(Box::new(synod_kv::AsUser {
+                    user,
+                    stamp,
+                    command,
+                }))
+            }
+            _ => command,
+        }
+    }
+
     /// On a node's tick: propose the mixed commands due since the last
     /// tick (see the module docs).
     pub(crate) fn propose_mixed(&mut self, node: usize) {
@@ -464,6 +534,7 @@ impl World {
             .max(self.now_us - self.now_us.min(10_000));
         self.nodes[node].next_mixed_us = from + every_us / 2 + jitter;
         let command = random_command(&mut self.mixed_rng);
+        let command = self.as_some_user(node, command);
         self.stats.mixed_proposed += 1;
         let bytes = payload(self.stats.mixed_proposed, &command);
         self.proposed.insert(bytes.clone());

@@ -592,7 +592,10 @@ impl World {
         // Mixed commands (hashes, sets, sorted sets, scripts...): likewise.
         let mut mixed_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x313E_D0C5_0000_0000);
         let mixed_drawn = mixed_rng.gen_bool(0.5);
-        if (mixed_drawn && !faults.mixed_off) || faults.local_random_draws {
+        if (mixed_drawn && !faults.mixed_off)
+            || faults.local_random_draws
+            || faults.acl_checked_by_node
+        {
             // One seed in three is busy: one every few ms.
             params.mixed_every_us = if mixed_rng.gen_bool(0.3) {
                 mixed_rng.gen_range(2_000..10_000)
@@ -1008,6 +1011,7 @@ impl World {
         if self.faults.local_random_draws {
             machine.index_shift = sim_node.id.0;
         }
+        machine.acl_checked_here = self.faults.acl_checked_by_node && sim_node.id.0 == 1;
         // Odd-numbered nodes stream their snapshots into the file, the
         // others encode them whole: both of the runtime's paths run in
         // every cluster, and nodes install snapshots written either way.

@@ -399,3 +399,17 @@ fn random_draws_seeded_by_node_are_caught() {
         "random draws seeded by node went unnoticed for 20 seeds"
     );
 }
+
+/// Mixed commands sent as ACL users (`KvCommand::AsUser`) are admitted by
+/// node 1 against its own users as it applies them, whatever rules they
+/// were checked against (`--inject acl-checked-by-node`): where one was
+/// checked against rules changed since, node 1 runs it and the others
+/// refuse it. The digest comparison sees it.
+#[test]
+fn acl_users_admitted_by_node_are_caught() {
+    let caught = first_caught_within("acl-checked-by-node", "state divergence", 20);
+    assert!(
+        caught.is_some(),
+        "commands admitted against node 1's own users went unnoticed for 20 seeds"
+    );
+}
