@@ -170,6 +170,10 @@ pub(crate) struct Conn {
     /// Set while [`Conn::after_barrier`] handles a request: it is not
     /// deferred again.
     past_barrier: bool,
+    /// Logged in as `default` because this node's `default` needs no
+    /// password, not yet confirmed at a linearizable point (see
+    /// [`Conn::barrier_first`]).
+    implicit_login: bool,
     /// A request handled after its barrier closes the connection (its user
     /// was deleted or turned off meanwhile).
     quit_after_barrier: bool,
@@ -314,26 +318,114 @@ enum ReplyMode {
     Skip,
 }
 
-/// Whether a request (`name` lowercase) waits for a linearizable point
-/// before it is checked and run ([`Item::Barrier`]): what authenticates
-/// (AUTH, HELLO with AUTH) and the commands that act outside the log on
-/// the node's own say (membership, persistence and shutdown, CONFIG SET,
-/// CLIENT KILL/UNBLOCK/PAUSE, SCRIPT/FUNCTION KILL, new subscriptions). Log
-/// commands need none: every replica checks them at apply ([`crate::AsUser`]).
-/// Rare requests: one read round each.
-fn needs_barrier(name: &str, args: &[Bytes]) -> bool {
-    let sub_is = |subs: &[&str]| {
-        args.get(1)
-            .is_some_and(|sub| subs.iter().any(|s| sub.eq_ignore_ascii_case(s.as_bytes())))
+/// Whether a request waits for a linearizable point before it is checked
+/// and run ([`Item::Barrier`]): what authenticates (AUTH, HELLO .. AUTH,
+/// well formed: a malformed one is answered at once and costs no read) and
+/// the commands that act outside the log on the node's own say: membership
+/// changes, SAVE/BGSAVE/SHUTDOWN, CONFIG SET/RESETSTAT/REWRITE, CLIENT
+/// KILL/UNBLOCK/PAUSE/UNPAUSE, SCRIPT LOAD/FLUSH/KILL, FUNCTION
+/// LOAD/DELETE/FLUSH/RESTORE/KILL, new subscriptions. Reads that only
+/// describe the node (SYNOD.MEMBER LIST, SYNOD.LEADER, LASTSAVE, INFO,
+/// CONFIG GET...) need none, so a node cut off from the majority can still
+/// be looked at. Log commands need none: every replica checks them at
+/// apply ([`crate::AsUser`]). Rare requests: one read round each.
+fn needs_barrier(args: &[Bytes]) -> bool {
+    let Some(name) = args.first() else {
+        return false;
     };
-    match name {
-        "auth" | "subscribe" | "psubscribe" | "ssubscribe" => true,
-        "hello" => args.iter().skip(2).any(|a| a.eq_ignore_ascii_case(b"auth")),
-        "config" => !sub_is(&["get", "help"]),
-        "client" => sub_is(&["kill", "unblock", "pause", "unpause"]),
-        "script" | "function" => sub_is(&["kill"]),
-        name => is_member_command(name) || crate::persistence::is_persist_command(name),
+    let is = |arg: Option<&Bytes>, names: &[&str]| {
+        arg.is_some_and(|arg| names.iter().any(|n| arg.eq_ignore_ascii_case(n.as_bytes())))
+    };
+    let named = |names: &[&str]| is(Some(name), names);
+    let sub_is = |subs: &[&str]| is(args.get(1), subs);
+    if named(&["auth"]) {
+        return matches!(args.len(), 2 | 3);
     }
+    if named(&["hello"]) {
+        return hello_authenticates(args);
+    }
+    if named(&[
+        "subscribe",
+        "psubscribe",
+        "ssubscribe",
+        "save",
+        "bgsave",
+        "shutdown",
+    ]) {
+        return true;
+    }
+    if named(&["config"]) {
+        return sub_is(&["set", "resetstat", "rewrite"]);
+    }
+    if named(&["client"]) {
+        return sub_is(&["kill", "unblock", "pause", "unpause"]);
+    }
+    if named(&["script"]) {
+        return sub_is(&["load", "flush", "kill"]);
+    }
+    if named(&["function"]) {
+        return sub_is(&["load", "delete", "flush", "restore", "kill"]);
+    }
+    if named(&["synod.member"]) {
+        return !sub_is(&["list", "joininfo", "help"]);
+    }
+    if named(&["synod.leader"]) {
+        return sub_is(&["transfer"]);
+    }
+    false
+}
+
+/// Whether a request only describes the node or the connection (PING,
+/// INFO, CONFIG GET, CLIENT ID/SETNAME/LIST, SYNOD.MEMBER LIST, LASTSAVE,
+/// ACL WHOAMI...), or authenticates: a connection logged in as `default`
+/// without a password runs it without confirming that login first (see
+/// [`Conn::barrier_first`]), so that a node cut off from the majority can
+/// still be looked at.
+fn describes_the_node(args: &[Bytes]) -> bool {
+    let Some(name) = args.first() else {
+        return true;
+    };
+    let is = |arg: Option<&Bytes>, names: &[&str]| {
+        arg.is_some_and(|arg| names.iter().any(|n| arg.eq_ignore_ascii_case(n.as_bytes())))
+    };
+    let named = |names: &[&str]| is(Some(name), names);
+    let sub_is = |subs: &[&str]| is(args.get(1), subs);
+    const ALONE: &[&str] = &[
+        "ping", "echo", "quit", "reset", "auth", "hello", "info", "time", "command", "select",
+        "lastsave",
+    ];
+    named(ALONE)
+        || (named(&["config"]) && sub_is(&["get", "help"]))
+        || (named(&["client"])
+            && sub_is(&[
+                "id", "getname", "setname", "info", "list", "reply", "setinfo", "help",
+            ]))
+        || (named(&["synod.member"]) && sub_is(&["list", "joininfo", "help"]))
+        || (named(&["synod.leader"]) && sub_is(&["help"]))
+        || (named(&["acl"]) && sub_is(&["whoami", "cat", "help"]))
+}
+
+/// Whether `HELLO` authenticates: a protocol version it knows, then an
+/// `AUTH user password` option (after SETNAMEs, if any). Anything else is
+/// answered (or refused) without a barrier.
+fn hello_authenticates(args: &[Bytes]) -> bool {
+    if !args
+        .get(1)
+        .is_some_and(|v| v.as_ref() == b"2" || v.as_ref() == b"3")
+    {
+        return false;
+    }
+    let mut i = 2;
+    while i < args.len() {
+        if args[i].eq_ignore_ascii_case(b"auth") {
+            return i + 2 < args.len();
+        }
+        if !args[i].eq_ignore_ascii_case(b"setname") {
+            return false;
+        }
+        i += 2;
+    }
+    false
 }
 
 fn lower(arg: &[u8]) -> String {
@@ -458,6 +550,7 @@ impl Conn {
 
     pub(crate) fn new(id: u64, peer: SocketAddr, shared: Arc<Shared>) -> Conn {
         let user = initial_user(&shared);
+        let implicit_login = user.is_some();
         let subscriber = crate::pubsub::Subscriber::new(shared.cfg.pubsub.clone(), id);
         Conn {
             id,
@@ -478,6 +571,7 @@ impl Conn {
             checked: CheckedStamps::default(),
             stamps: crate::acl::StampCache::default(),
             past_barrier: false,
+            implicit_login,
             quit_after_barrier: false,
         }
     }
@@ -486,6 +580,14 @@ impl Conn {
     /// item, in order: see [`Conn::handle`] and [`Conn::untracked`]).
     pub(crate) fn next_stat_tag(&mut self) -> Option<StatTag> {
         self.stat_tags.pop_front().flatten()
+    }
+
+    /// Marks the next item's INFO commandstats tag refused or not (a
+    /// request handled after its barrier: see `server::run_items`).
+    pub(crate) fn set_next_rejected(&mut self, rejected: bool) {
+        if let Some(Some(tag)) = self.stat_tags.front_mut() {
+            tag.rejected = rejected;
+        }
     }
 
     /// An item made without [`Conn::handle`] (a protocol error): it counts
@@ -587,22 +689,32 @@ impl Conn {
         }
     }
 
-    /// Whether `args` (`name` lowercase) is checked and run only at a
-    /// linearizable point ([`Item::Barrier`]): outside a transaction, a
-    /// request [`needs_barrier`]; EXEC, when one such was queued (it runs
-    /// at EXEC).
-    fn barrier_first(&self, name: &str, args: &[Bytes]) -> bool {
+    /// Whether `args` is checked and run only at a linearizable point
+    /// ([`Item::Barrier`]): outside a transaction, a request
+    /// [`needs_barrier`]; EXEC, when one such was queued (it runs at
+    /// EXEC); and on a connection logged in as `default` without a
+    /// password (on opening or at RESET), the first request that reads or
+    /// changes data or acts on the node ([`describes_the_node`] does
+    /// neither): only once confirmed there does it run as `default` (a
+    /// password set on `default`, acknowledged, held at a lagging node only
+    /// for clients that sent AUTH: stop 64's review).
+    /// (The server's parse loop asks too: such a request starts a batch.)
+    pub(crate) fn barrier_first(&self, args: &[Bytes]) -> bool {
         if self.past_barrier {
             return false;
         }
+        let Some(name) = args.first() else {
+            return false;
+        };
+        if self.implicit_login && !describes_the_node(args) {
+            return true;
+        }
         match &self.multi {
-            None => needs_barrier(name, args),
+            None => needs_barrier(args),
             Some(multi) => {
-                name == "exec"
+                name.eq_ignore_ascii_case(b"exec")
                     && multi.order.iter().any(|queued| match queued {
-                        Queued::Local(args) => args
-                            .first()
-                            .is_some_and(|first| needs_barrier(&lower(first), args)),
+                        Queued::Local(args) => needs_barrier(args),
                         Queued::Data => false,
                     })
             }
@@ -617,6 +729,11 @@ impl Conn {
     /// a rotation was acknowledged, and let a user turned off add a member:
     /// stop 63's review, F3 and F4.)
     pub(crate) fn after_barrier(&mut self, args: &[Bytes]) -> Item {
+        if std::mem::take(&mut self.implicit_login) {
+            // `default` may have got a password (or been turned off) by a
+            // change this node had not applied when the connection opened.
+            self.user = initial_user(&self.shared);
+        }
         self.past_barrier = true;
         let item = self.handle_request(args);
         self.past_barrier = false;
@@ -651,7 +768,7 @@ impl Conn {
         if self.user.is_none() && !NO_AUTH_NEEDED.contains(&name) {
             return self.reply(Reply::error("NOAUTH Authentication required."));
         }
-        if self.barrier_first(name, args) {
+        if self.barrier_first(args) {
             return Item::Barrier(args.to_vec());
         }
         // Every command of an authenticated connection is checked against
@@ -759,6 +876,7 @@ impl Conn {
                 self.protocol = Protocol::Resp2;
                 self.name = None;
                 self.user = initial_user(&self.shared);
+                self.implicit_login = self.user.is_some();
                 Item::Unwatch(Reply::Simple("RESET".into()), self.protocol)
             }
             "auth" => self.auth(args),
@@ -1271,6 +1389,7 @@ impl Conn {
         let result = match verdict.serial {
             Some(serial) => {
                 self.user = Some((Bytes::copy_from_slice(user), serial));
+                self.implicit_login = false;
                 self.auth_failures = 0;
                 Ok(())
             }

@@ -605,9 +605,15 @@ where
                 None => parser.parse_into(&mut input, &mut args),
             };
             match parsed {
+                // A request that waits for a linearizable point runs in a
+                // batch of its own: checked after its barrier, it goes to
+                // the log (if it does) with the rules it was checked
+                // against then (`server::run_items`).
                 Ok(true)
                     if !items.is_empty()
-                        && (changes_subscriptions(&args) || changes_user(&args)) =>
+                        && (changes_subscriptions(&args)
+                            || changes_user(&args)
+                            || conn.barrier_first(&args)) =>
                 {
                     deferred = Some(std::mem::take(&mut args));
                     break;
@@ -769,6 +775,16 @@ async fn run_items(
         stats: &shared.command_stats,
     };
     let out = &mut out;
+    // A request that waits for a linearizable point is alone in its batch
+    // (see the parse loop): handled now, before the rules its commands go
+    // with are taken (see `Conn::after_barrier`).
+    if let Some(first) = items.first_mut() {
+        if first.is_barrier() {
+            let placeholder = Item::Pushes(Vec::new(), conn.protocol);
+            let item = std::mem::replace(first, placeholder);
+            *first = past_barrier(shared, conn, item).await;
+        }
+    }
     // Every command of these items goes to the log with the connection's
     // user and the stamp of the rules it was checked against.
     let run_as = conn.run_as();
@@ -784,31 +800,11 @@ async fn run_items(
     // were served, as Redis does (see `crate::blocking`).
     let wrote = items.iter().any(|item| match item {
         Item::Data(command, _, _) => !command.is_read(),
-        // An EXEC may wait for a barrier.
-        Item::Exec(..) | Item::Barrier(_) => true,
+        Item::Exec(..) => true,
         _ => false,
     });
     for item in items.drain(..) {
         let mut tag = conn.next_stat_tag();
-        // A request that waits for a linearizable point is handled now,
-        // after what came before it (see `Conn::after_barrier`).
-        let item = match item {
-            Item::Barrier(args) => {
-                pending.flush(shared, &mut slots, out).await;
-                past_barrier(shared, conn, &args, &mut tag).await
-            }
-            Item::Silent(inner) if inner.is_barrier() => {
-                pending.flush(shared, &mut slots, out).await;
-                match *inner {
-                    // Pushes (a SUBSCRIBE's) are written anyway.
-                    Item::Barrier(args) => {
-                        past_barrier(shared, conn, &args, &mut tag).await.silenced()
-                    }
-                    inner => inner.silenced(),
-                }
-            }
-            item => item,
-        };
         // A script is dry-run before it is proposed (see
         // `crate::scripting::dry_run`), after what came before it.
         let item = if is_script(&item) {
@@ -827,8 +823,15 @@ async fn run_items(
             item => (item, None),
         };
         match item {
-            // Handled above (`past_barrier` hands out no other).
-            Item::Silent(_) | Item::Barrier(_) => {}
+            Item::Silent(_) => {}
+            // Only first in a batch, and handled above.
+            Item::Barrier(_) => slots.push((
+                Slot::Ready(Reply::error(
+                    "ERR internal error: a request waiting for a barrier was not first in its batch",
+                )),
+                conn.protocol,
+                tag.take(),
+            )),
             Item::Reply(reply, proto) => slots.push((Slot::Ready(reply), proto, tag.take())),
             Item::Pushes(replies, proto) => slots.extend(
                 replies
@@ -963,25 +966,32 @@ async fn run_items(
     !out.overflow
 }
 
-/// Waits until this node answered a linearizable read (it has then applied
-/// everything chosen before the request arrived) and handles the request
-/// ([`Conn::after_barrier`]); the node's error if it answered none (it was
-/// not run). `tag`'s refusal is that of the request as handled now.
-async fn past_barrier(
-    shared: &Shared,
-    conn: &mut Conn,
-    args: &[Bytes],
-    tag: &mut Option<StatTag>,
-) -> Item {
+/// A barrier `item` (silenced or not) once this node answered a
+/// linearizable read (it has then applied everything chosen before the
+/// request arrived): the request as handled then ([`Conn::after_barrier`]),
+/// silenced again as CLIENT REPLY said (pushes never are); the node's error
+/// if it answered none (the request was not run). Its INFO commandstats
+/// refusal is that of the request as handled now.
+async fn past_barrier(shared: &Shared, conn: &mut Conn, item: Item) -> Item {
+    let (args, silenced) = match item {
+        Item::Barrier(args) => (args, false),
+        Item::Silent(inner) => match *inner {
+            Item::Barrier(args) => (args, true),
+            other => return Item::Silent(Box::new(other)),
+        },
+        other => return other,
+    };
     // A read of nothing much, with no user: nothing of it reaches the client.
     let item = match shared.node.read(KvCommand::DbSize.encode()).await {
-        Ok(_) => conn.after_barrier(args),
+        Ok(_) => conn.after_barrier(&args),
         Err(err) => Item::Reply(request_error_reply(&err), conn.protocol),
     };
-    if let Some(tag) = tag.as_mut() {
-        tag.rejected = item.is_rejection();
+    conn.set_next_rejected(item.is_rejection());
+    if silenced {
+        item.silenced()
+    } else {
+        item
     }
-    item
 }
 
 /// Runs a transaction at EXEC: the data commands as one log command opened by

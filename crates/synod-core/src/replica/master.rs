@@ -141,25 +141,41 @@ impl Replica {
     /// fires.
     pub fn drop_leadership(&mut self) -> bool {
         let leading = matches!(self.role, Role::Leader(_));
-        self.step_down_and_hold();
+        self.step_down_and_hold(true);
         leading
     }
 
     /// Steps down and keeps from campaigning for
-    /// `DROP_HOLD_ELECTION_TIMEOUTS` election timeouts from now.
-    pub(super) fn step_down_and_hold(&mut self) {
+    /// `DROP_HOLD_ELECTION_TIMEOUTS` election timeouts from now; a
+    /// `TakeOver` naming this replica is refused meanwhile too when
+    /// `refuse_take_over` (a dropped leader's hold), and obeyed otherwise (a
+    /// leader that stood down for want of progress: a transfer to it is an
+    /// operator's or a stopping leader's choice, and refusing it left the
+    /// cluster leaderless until timers fired).
+    pub(super) fn step_down_and_hold(&mut self, refuse_take_over: bool) {
         let hold = self
             .cfg
             .election_ticks
             .saturating_mul(DROP_HOLD_ELECTION_TIMEOUTS);
-        self.campaign_hold_until_tick = self.now.saturating_add(hold);
+        let until = self.now.saturating_add(hold);
+        self.campaign_hold_until_tick = until;
+        if refuse_take_over {
+            self.take_over_hold_until_tick = until;
+        }
         self.step_down();
-        self.election_due_tick = self.election_due_tick.max(self.campaign_hold_until_tick);
+        self.election_due_tick = self.election_due_tick.max(until);
     }
 
     /// Whether a campaign hold (`drop_leadership`, or a leader that stood
-    /// down for want of progress) keeps this replica from campaigning.
+    /// down for want of progress) keeps this replica from campaigning by
+    /// itself.
     pub(super) fn campaign_held(&self) -> bool {
         self.now < self.campaign_hold_until_tick
+    }
+
+    /// Whether a `drop_leadership` hold keeps this replica from answering a
+    /// `TakeOver` naming it.
+    pub(super) fn take_over_held(&self) -> bool {
+        self.now < self.take_over_hold_until_tick
     }
 }

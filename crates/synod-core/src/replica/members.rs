@@ -170,12 +170,18 @@ impl Replica {
     /// count against a later one).
     /// Nor while a `drop_leadership` hold lasts (`master.rs`).
     pub(super) fn may_campaign(&self) -> bool {
+        !self.campaign_held() && self.may_lead()
+    }
+
+    /// [`Replica::may_campaign`] but for the holds: whether this replica may
+    /// lead at all now (what a `TakeOver` naming it asks, besides a
+    /// `drop_leadership` hold).
+    fn may_lead(&self) -> bool {
         // Memberships are noted as values are applied: while an install
         // holds them back (the runtime restores its state machine), this
         // replica's schedule lags its chosen prefix, and a leader counting
         // quorums by it could count them wrongly (simulator seed 295).
-        !self.campaign_held()
-            && !self.learner.apply_held
+        !self.learner.apply_held
             && self.learner.chosen_end >= self.schedule_known_from()
             && self
                 .membership_at(self.learner.chosen_end)
@@ -702,7 +708,10 @@ impl Replica {
             return;
         }
         if to == self.cfg.id {
-            if matches!(self.role, Role::Follower) && self.rebuild.is_none() && self.may_campaign()
+            if matches!(self.role, Role::Follower)
+                && self.rebuild.is_none()
+                && !self.take_over_held()
+                && self.may_lead()
             {
                 self.start_election();
             }

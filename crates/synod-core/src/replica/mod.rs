@@ -384,8 +384,12 @@ pub struct Replica {
     leader_contact_tick: u64,
     /// When a follower or candidate starts its next election.
     election_due_tick: u64,
-    /// No campaign before this tick (`drop_leadership`, see `master.rs`).
+    /// No campaign before this tick (`drop_leadership`, a leader that
+    /// stood down for want of progress: see `master.rs`).
     campaign_hold_until_tick: u64,
+    /// Until this tick a `TakeOver` naming this replica is refused (a
+    /// `drop_leadership` hold; see `Replica::step_down_and_hold`).
+    take_over_hold_until_tick: u64,
     /// Highest round seen in any ballot, so a new ballot beats all of them.
     round_seen: u64,
     /// The candidate's ballot this acceptor last answered with a promise
@@ -501,6 +505,7 @@ impl Replica {
             leader_contact_tick: 0,
             election_due_tick: 0,
             campaign_hold_until_tick: 0,
+            take_over_hold_until_tick: 0,
             round_seen: 0,
             promise_paged: None,
             member_rounds: BTreeMap::new(),

@@ -859,15 +859,22 @@ impl Replica {
         // peer that had them is gone) makes no progress at all; standing down
         // lets a leader whose majority can re-propose them take over.
         //
-        // It then keeps from campaigning as a dropped leader does
-        // (`drop_leadership`): the voter it waited on is often the one that
-        // can lead (a node whose on-disk state is ahead of its recovered
-        // chosen marks can send no snapshot until a leader re-chooses the
-        // instances past them, and this one cannot reach them: its cursor
-        // stops at the compacted prefix). Campaigning at once, this replica
-        // won again about half the time, and the log stood still for one
-        // more round of 10 election timeouts each time (simulator seed 95
-        // of fc99b90's draws: 6 s with no client served).
+        // The voter it waited on is often the one that can lead (a node
+        // whose on-disk state is ahead of its recovered chosen marks can
+        // send no snapshot until a leader re-chooses the instances past
+        // them, and this one cannot reach them: its cursor stops at the
+        // compacted prefix). So it hands leadership to that voter
+        // (`TakeOver`, as a transfer ends, but without waiting for it to
+        // catch up: it is ahead) and keeps from campaigning for a while
+        // (`step_down_and_hold`). Campaigning at once, this replica won
+        // again about half the time, and the log stood still for one more
+        // round of 10 election timeouts each time (simulator seed 95 of
+        // fc99b90's draws: 6 s with no client served); with five voters
+        // another lagging one won as often without the hand-over (stop
+        // 64's review). Safety: `TakeOver` only starts an election at its
+        // target and lifts the others' leader stickiness; none is sent
+        // while a master lease lent by this leader may be outstanding (it
+        // releases the grants the lease rests on, as in `check_transfer`).
         if self.learner.chosen_end > self.learner.progress_mark {
             self.learner.progress_mark = self.learner.chosen_end;
             leader.progress_tick = now;
@@ -875,7 +882,27 @@ impl Replica {
         if self.learner.chosen_end < self.learner.commit_seen
             && now - leader.progress_tick > 10 * self.cfg.election_ticks
         {
-            self.step_down_and_hold();
+            let ballot = leader.ballot;
+            let Role::Leader(leader) = &self.role else {
+                return;
+            };
+            let membership = self.membership_at(self.learner.chosen_end);
+            let successor = leader
+                .phase1
+                .voter_compacted_past(membership, self.learner.chosen_end)
+                .filter(|_| !self.master_lease_outstanding());
+            if let Some(to) = successor {
+                for member in self.audience() {
+                    if member != self.cfg.id {
+                        self.send(member, Body::TakeOver { ballot, to }, Gate::Now);
+                    }
+                }
+            }
+            self.step_down_and_hold(false);
+            if let Some(to) = successor {
+                self.leader = Some(to);
+                self.leader_contact_tick = now;
+            }
             return;
         }
         let ballot = leader.ballot;
@@ -1215,6 +1242,20 @@ impl Phase1 {
             .filter(|(id, end)| **end > instance && membership.is_voter(**id))
             .map(|(_, end)| *end)
             .max()
+    }
+
+    /// The voter of `membership` that reported the highest compacted prefix
+    /// past `instance`, if any: the one a leader stuck there waits on.
+    fn voter_compacted_past(
+        &self,
+        membership: &crate::Membership,
+        instance: InstanceId,
+    ) -> Option<NodeId> {
+        self.compacted
+            .iter()
+            .filter(|(id, end)| **end > instance && membership.is_voter(**id))
+            .max_by_key(|(_, end)| **end)
+            .map(|(id, _)| *id)
     }
 
     /// The promisers whose (complete) reports cover `instance`: those that

@@ -277,35 +277,3 @@ async fn a_grant_holds_at_once_for_requests_outside_the_log() {
         "the silenced CONFIG SET ran after the first"
     );
 }
-
-/// A SUBSCRIBE waits for a linearizable point too, and under CLIENT REPLY
-/// OFF its confirmation is still written, as Redis writes pushes whatever
-/// CLIENT REPLY says (Redis' own suite, "PubSub messages with CLIENT REPLY
-/// OFF", hung on it: the request was silenced before it was known to be a
-/// push).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscribe_under_client_reply_off_is_confirmed() {
-    let c = resp_cluster::cluster(3, |_| {}, None).await;
-    let mut client = Client::connect(c.resp[1]).await;
-    let mut bytes = bytes::BytesMut::new();
-    let requests: [&[&[u8]]; 3] = [
-        &[b"CLIENT", b"REPLY", b"OFF"],
-        &[b"SET", b"k", b"v"],
-        &[b"SUBSCRIBE", b"channel"],
-    ];
-    for request in requests {
-        synod_resp::write_request(&mut bytes, request);
-    }
-    client.send_raw(&bytes).await.expect("sent");
-    let confirmation = tokio::time::timeout(Duration::from_secs(10), client.reply())
-        .await
-        .expect("the confirmation within 10 s");
-    assert_eq!(
-        confirmation,
-        Some(Reply::Array(vec![
-            Reply::Bulk(b("subscribe")),
-            Reply::Bulk(b("channel")),
-            Reply::Integer(1)
-        ]))
-    );
-}

@@ -8,6 +8,7 @@ mod resp_cluster;
 mod acl;
 mod acl_in_flight;
 mod acl_review_attacks;
+mod barrier_review;
 mod bits_keys;
 mod client_limits;
 mod client_tls;
