@@ -655,6 +655,20 @@ where
             }
         }
         if !items.is_empty() {
+            // A request that waits for a linearizable point is alone in its
+            // batch: handled now (see `Conn::after_barrier`), before the
+            // batch's rules stamp is taken (`run_items`), and before the
+            // batch is known to block or not (a first BLPOP of a connection
+            // still to confirm its login is a barrier until then: its
+            // client's close went unseen, and the next push popped for it
+            // was lost; stop 64's second review).
+            if let Some(first) = items.first_mut() {
+                if first.is_barrier() {
+                    let placeholder = Item::Pushes(Vec::new(), conn.protocol);
+                    let item = std::mem::replace(first, placeholder);
+                    *first = past_barrier(shared, conn, item).await;
+                }
+            }
             let fits = if items.iter().any(Item::is_block) {
                 // A blocked client that closes must not stay registered:
                 // read (and buffer) while it waits, and end on EOF.
@@ -775,16 +789,6 @@ async fn run_items(
         stats: &shared.command_stats,
     };
     let out = &mut out;
-    // A request that waits for a linearizable point is alone in its batch
-    // (see the parse loop): handled now, before the rules its commands go
-    // with are taken (see `Conn::after_barrier`).
-    if let Some(first) = items.first_mut() {
-        if first.is_barrier() {
-            let placeholder = Item::Pushes(Vec::new(), conn.protocol);
-            let item = std::mem::replace(first, placeholder);
-            *first = past_barrier(shared, conn, item).await;
-        }
-    }
     // Every command of these items goes to the log with the connection's
     // user and the stamp of the rules it was checked against.
     let run_as = conn.run_as();
@@ -824,7 +828,7 @@ async fn run_items(
         };
         match item {
             Item::Silent(_) => {}
-            // Only first in a batch, and handled above.
+            // Only first in a batch, and handled before (`serve`).
             Item::Barrier(_) => slots.push((
                 Slot::Ready(Reply::error(
                     "ERR internal error: a request waiting for a barrier was not first in its batch",

@@ -889,7 +889,7 @@ impl Replica {
             let membership = self.membership_at(self.learner.chosen_end);
             let successor = leader
                 .phase1
-                .voter_compacted_past(membership, self.learner.chosen_end)
+                .voter_compacted_past(membership, self.learner.chosen_end, self.cfg.id)
                 .filter(|_| !self.master_lease_outstanding());
             if let Some(to) = successor {
                 for member in self.audience() {
@@ -1250,10 +1250,11 @@ impl Phase1 {
         &self,
         membership: &crate::Membership,
         instance: InstanceId,
+        me: NodeId,
     ) -> Option<NodeId> {
         self.compacted
             .iter()
-            .filter(|(id, end)| **end > instance && membership.is_voter(**id))
+            .filter(|(id, end)| **id != me && **end > instance && membership.is_voter(**id))
             .max_by_key(|(_, end)| **end)
             .map(|(id, _)| *id)
     }

@@ -283,11 +283,11 @@ async fn a_grant_holds_at_once_inside_multi_too() {
 
 /// B6 (medium, availability): on a node that cannot reach a majority, every
 /// barrier request waits the whole request timeout (10 s here, 5 s by
-/// default) and fails; malformed ones too, before their syntax is checked.
-/// With a password set no one can AUTH there any more, so nothing (INFO
-/// replication, SYNOD.MEMBER LIST) can be asked over RESP to diagnose it;
-/// and without one, SYNOD.MEMBER LIST/JOININFO/HELP and LASTSAVE, which
-/// only read this node's own state, are refused too. (Passes at 5bfa235.)
+/// default) and fails; malformed ones did too, before their syntax was
+/// checked. What concerns only the connection, and a malformed AUTH, must
+/// still be answered at once there. (What describes the node waits for a
+/// confirmed login since the second review: the admin HTTP endpoint
+/// describes a node cut off.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_a_majority_still_answers_what_needs_none() {
     let c = resp_cluster::cluster(3, |_| {}, None).await;
@@ -295,9 +295,16 @@ async fn a_node_without_a_majority_still_answers_what_needs_none() {
     c.nodes[1].shutdown().await;
     let mut client = Client::connect(c.resp[2]).await;
     let mut slow = Vec::new();
+    // What concerns only the connection (a login as `default` without a
+    // password, not confirmed there: what describes the node or the
+    // cluster, SYNOD.MEMBER LIST or LASTSAVE, waits for that; the second
+    // review found them read at a lagging node after `default` got a
+    // password).
     for request in [
-        &[&b"SYNOD.MEMBER"[..], b"LIST"][..],
-        &[b"LASTSAVE"],
+        &[&b"PING"[..]][..],
+        &[b"CLIENT", b"ID"],
+        &[b"ACL", b"WHOAMI"],
+        &[b"HELLO", b"3"],
         // Malformed: could be answered without a read.
         &[b"AUTH"],
     ] {

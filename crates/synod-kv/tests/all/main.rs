@@ -9,6 +9,7 @@ mod acl;
 mod acl_in_flight;
 mod acl_review_attacks;
 mod barrier_review;
+mod barrier_review2;
 mod bits_keys;
 mod client_limits;
 mod client_tls;
