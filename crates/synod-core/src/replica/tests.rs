@@ -139,6 +139,23 @@ impl Cluster {
         self.tick_all(3);
     }
 
+    /// `k` checkpoints at its applied point with its state kept elsewhere
+    /// (an on-disk state machine's checkpoint: compacted, not sendable).
+    fn checkpoint_without_state(&mut self, k: usize) {
+        let status = self.replicas[k].status();
+        let snapshot = Snapshot {
+            memberships: None,
+            meta: crate::value::SnapshotMeta {
+                applied_end: status.applied_end,
+                checksum: status.checksum,
+            },
+            data: Bytes::new(),
+        };
+        self.replicas[k]
+            .compact_checkpoint(snapshot, None, false)
+            .unwrap();
+    }
+
     fn cfg_election_ticks(&self, k: usize) -> u64 {
         self.replicas[k].cfg.election_ticks
     }
@@ -1356,18 +1373,7 @@ fn a_leader_that_stood_down_for_want_of_progress_lets_the_compacted_voter_lead()
     c.choose_while_down(full, lagging, 20);
     // `full` checkpoints with its state kept elsewhere (not sendable), and
     // `gone`, the other copy, is down for good.
-    let status = c.replicas[full].status();
-    let snapshot = Snapshot {
-        memberships: None,
-        meta: crate::value::SnapshotMeta {
-            applied_end: status.applied_end,
-            checksum: status.checksum,
-        },
-        data: Bytes::new(),
-    };
-    c.replicas[full]
-        .compact_checkpoint(snapshot, None, false)
-        .unwrap();
+    c.checkpoint_without_state(full);
     assert!(!c.replicas[full].snapshot_sendable());
     c.down[gone] = true;
     c.down[lagging] = false;
@@ -1441,18 +1447,7 @@ fn with_five_voters_the_compacted_voter_leads_after_one_stalled_leader() {
             c.deliver_all();
         }
         c.tick_all(3);
-        let status = c.replicas[full].status();
-        let snapshot = Snapshot {
-            memberships: None,
-            meta: crate::value::SnapshotMeta {
-                applied_end: status.applied_end,
-                checksum: status.checksum,
-            },
-            data: Bytes::new(),
-        };
-        c.replicas[full]
-            .compact_checkpoint(snapshot, None, false)
-            .unwrap();
+        c.checkpoint_without_state(full);
         c.down[gone1] = true;
         c.down[gone2] = true;
         c.down[lag1] = false;

@@ -4,35 +4,16 @@
 //! since the fixes that followed, but one left as a known gap (ignored
 //! with the reason).
 
-use crate::acl_in_flight::{authed, lagging_cluster, pipeline};
+use crate::acl_in_flight::{authed, is_noauth, lagging_follower_cluster as lagging, pipeline};
 use crate::resp_cluster;
 
 use bytes::Bytes;
-use resp_cluster::{Client, Cluster};
+use resp_cluster::Client;
 use std::time::{Duration, Instant};
 use synod_resp::Reply;
 
 fn b(text: &str) -> Bytes {
     Bytes::copy_from_slice(text.as_bytes())
-}
-
-/// A 3-node cluster whose node 3 lags 1.5 s at every ACL change and does
-/// not lead (a lagging leader would delay node 1's acknowledgement).
-async fn lagging() -> Cluster {
-    let c = lagging_cluster(Duration::from_millis(1500)).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while c.nodes[2].is_leader() || !c.nodes.iter().any(|n| n.is_leader()) {
-        assert!(Instant::now() < deadline, "no leader other than node 3");
-        if c.nodes[2].is_leader() {
-            let _ = c.nodes[2].transfer_leader(synod::NodeId(1)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    c
-}
-
-fn is_noauth(reply: &Option<Reply>) -> bool {
-    matches!(reply, Some(Reply::Error(text)) if text.starts_with("NOAUTH"))
 }
 
 /// B1 (high): a connection is logged in as `default` when it opens (and
