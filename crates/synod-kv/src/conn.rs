@@ -255,8 +255,8 @@ impl Item {
     /// The item with its reply silenced (CLIENT REPLY OFF or SKIP), except
     /// pushes and a quit, which are written whatever CLIENT REPLY says (as
     /// in Redis). A barrier is silenced as a whole, and
-    /// [`Item::silenced`] again once handled (`server::run_items`): what it
-    /// turns into decides.
+    /// [`Item::silenced`] again once handled (`server::past_barrier`): what
+    /// it turns into decides.
     pub(crate) fn silenced(self) -> Item {
         match self {
             Item::Pushes(..) | Item::Quit(_) => self,
@@ -325,9 +325,10 @@ enum ReplyMode {
 /// changes, SAVE/BGSAVE/SHUTDOWN, CONFIG SET/RESETSTAT/REWRITE, CLIENT
 /// KILL/UNBLOCK/PAUSE/UNPAUSE, SCRIPT LOAD/FLUSH/KILL, FUNCTION
 /// LOAD/DELETE/FLUSH/RESTORE/KILL, new subscriptions. Reads that only
-/// describe the node (SYNOD.MEMBER LIST, SYNOD.LEADER, LASTSAVE, INFO,
+/// describe the node (SYNOD.MEMBER LIST, SYNOD.LEADER HELP, LASTSAVE, INFO,
 /// CONFIG GET...) need none, so a node cut off from the majority can still
-/// be looked at. Log commands need none: every replica checks them at
+/// be looked at on a login made before (an unconfirmed implicit one waits:
+/// see [`Conn::barrier_first`]). Log commands need none: every replica checks them at
 /// apply ([`crate::AsUser`]). Rare requests: one read round each.
 fn needs_barrier(args: &[Bytes]) -> bool {
     let Some(name) = args.first() else {
@@ -586,7 +587,7 @@ impl Conn {
     }
 
     /// Marks the next item's INFO commandstats tag refused or not (a
-    /// request handled after its barrier: see `server::run_items`).
+    /// request handled after its barrier: see `server::past_barrier`).
     pub(crate) fn set_next_rejected(&mut self, rejected: bool) {
         if let Some(Some(tag)) = self.stat_tags.front_mut() {
             tag.rejected = rejected;
@@ -696,11 +697,11 @@ impl Conn {
     /// ([`Item::Barrier`]): outside a transaction, a request
     /// [`needs_barrier`]; EXEC, when one such was queued (it runs at
     /// EXEC); and on a connection logged in as `default` without a
-    /// password (on opening or at RESET), the first request that reads or
-    /// changes data or reads or acts on the node
-    /// ([`concerns_the_connection`] does none of these): only once confirmed there does it run as `default` (a
-    /// password set on `default`, acknowledged, held at a lagging node only
-    /// for clients that sent AUTH: stop 64's review).
+    /// password (on opening or at RESET), the first request that does not
+    /// concern only the connection ([`concerns_the_connection`]): only once
+    /// confirmed there does it run as `default` (a password set on
+    /// `default`, acknowledged, held at a lagging node only for clients
+    /// that sent AUTH: stop 64's review).
     /// (The server's parse loop asks too: such a request starts a batch.)
     pub(crate) fn barrier_first(&self, args: &[Bytes]) -> bool {
         if self.past_barrier {
