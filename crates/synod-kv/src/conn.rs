@@ -334,11 +334,8 @@ fn needs_barrier(args: &[Bytes]) -> bool {
     let Some(name) = args.first() else {
         return false;
     };
-    let is = |arg: Option<&Bytes>, names: &[&str]| {
-        arg.is_some_and(|arg| names.iter().any(|n| arg.eq_ignore_ascii_case(n.as_bytes())))
-    };
-    let named = |names: &[&str]| is(Some(name), names);
-    let sub_is = |subs: &[&str]| is(args.get(1), subs);
+    let named = |names: &[&str]| arg_is(Some(name), names);
+    let sub_is = |subs: &[&str]| arg_is(args.get(1), subs);
     if named(&["auth"]) {
         return matches!(args.len(), 2 | 3);
     }
@@ -376,6 +373,11 @@ fn needs_barrier(args: &[Bytes]) -> bool {
     false
 }
 
+/// Whether `arg` is one of `names` (lowercase), in any case.
+fn arg_is(arg: Option<&Bytes>, names: &[&str]) -> bool {
+    arg.is_some_and(|arg| names.iter().any(|n| arg.eq_ignore_ascii_case(n.as_bytes())))
+}
+
 /// Whether a request only concerns the connection (PING, ECHO, HELLO,
 /// SELECT, TIME, COMMAND, CLIENT ID/SETNAME/REPLY/INFO, ACL WHOAMI/CAT) or
 /// authenticates: a connection logged in as `default` without a password
@@ -389,11 +391,8 @@ fn concerns_the_connection(args: &[Bytes]) -> bool {
     let Some(name) = args.first() else {
         return true;
     };
-    let is = |arg: Option<&Bytes>, names: &[&str]| {
-        arg.is_some_and(|arg| names.iter().any(|n| arg.eq_ignore_ascii_case(n.as_bytes())))
-    };
-    let named = |names: &[&str]| is(Some(name), names);
-    let sub_is = |subs: &[&str]| is(args.get(1), subs);
+    let named = |names: &[&str]| arg_is(Some(name), names);
+    let sub_is = |subs: &[&str]| arg_is(args.get(1), subs);
     const ALONE: &[&str] = &[
         "ping", "echo", "quit", "reset", "auth", "hello", "time", "command", "select",
     ];

@@ -333,16 +333,39 @@ async fn once_a_user_is_turned_off_no_later_write_of_it_is_accepted() {
     );
 }
 
-/// Sends `requests` in one write (one pipeline) and reads their replies.
-pub(crate) async fn pipeline(
+/// Sends `requests` in one write (one pipeline), reading nothing.
+pub(crate) async fn send_pipeline(
     client: &mut Client<tokio::net::TcpStream>,
     requests: &[&[&[u8]]],
-) -> Vec<Reply> {
+) {
     let mut bytes = bytes::BytesMut::new();
     for request in requests {
         synod_resp::write_request(&mut bytes, request);
     }
     client.send_raw(&bytes).await.expect("sent");
+}
+
+/// `ACL SETUSER` with `args` (the name, then rules) through `client`,
+/// which must answer OK.
+pub(crate) async fn set_user(client: &mut Client<tokio::net::TcpStream>, args: &[&[u8]]) {
+    let mut request: Vec<&[u8]> = vec![b"ACL", b"SETUSER"];
+    request.extend_from_slice(args);
+    assert_eq!(
+        client.call(&request).await,
+        Some(resp_cluster::ok()),
+        "ACL SETUSER {:?}",
+        args.iter()
+            .map(|a| String::from_utf8_lossy(a))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Sends `requests` in one write (one pipeline) and reads their replies.
+pub(crate) async fn pipeline(
+    client: &mut Client<tokio::net::TcpStream>,
+    requests: &[&[&[u8]]],
+) -> Vec<Reply> {
+    send_pipeline(client, requests).await;
     let mut replies = Vec::new();
     for _ in requests {
         replies.push(client.reply().await.expect("a reply"));

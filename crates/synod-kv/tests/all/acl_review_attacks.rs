@@ -28,12 +28,7 @@ async fn lagging_cluster(lag_ms: u64) -> resp_cluster::Cluster {
 async fn auth_in_the_middle_of_a_pipeline_refuses_nothing() {
     let c = resp_cluster::cluster(3, |_| {}, None).await;
     let mut admin = Client::connect(c.resp[0]).await;
-    assert_eq!(
-        admin
-            .call(&[b"ACL", b"SETUSER", b"alice", b"on", b">pw", b"~*", b"+@all"])
-            .await,
-        Some(resp_cluster::ok())
-    );
+    crate::acl_in_flight::set_user(&mut admin, &[b"alice", b"on", b">pw", b"~*", b"+@all"]).await;
     let mut client = Client::connect(c.resp[0]).await;
     let replies: Vec<Option<Reply>> = crate::acl_in_flight::pipeline(
         &mut client,
@@ -69,10 +64,7 @@ async fn a_revoked_admin_cannot_change_membership_through_a_lagging_node() {
         .call(&[b"ACL", b"SETUSER", b"ops", b"on", b">pw", b"~*", b"+@all"])
         .await;
     let mut ops = crate::acl_in_flight::authed(c.resp[2], "ops", "pw").await;
-    assert_eq!(
-        admin.call(&[b"ACL", b"SETUSER", b"ops", b"off"]).await,
-        Some(resp_cluster::ok())
-    );
+    crate::acl_in_flight::set_user(&mut admin, &[b"ops", b"off"]).await;
     // Acknowledged. Through node 3, still lagging:
     let add = ops
         .call(&[b"SYNOD.MEMBER", b"ADD", b"9", b"127.0.0.1:9", b"LEARNER"])
@@ -102,12 +94,7 @@ async fn an_old_password_cannot_log_in_after_rotation_was_acknowledged() {
         .call(&[b"ACL", b"SETUSER", b"erin", b"on", b">old", b"~*", b"+@all"])
         .await;
     drop(crate::acl_in_flight::authed(c.resp[2], "erin", "old").await);
-    assert_eq!(
-        admin
-            .call(&[b"ACL", b"SETUSER", b"erin", b"resetpass", b">new"])
-            .await,
-        Some(resp_cluster::ok())
-    );
+    crate::acl_in_flight::set_user(&mut admin, &[b"erin", b"resetpass", b">new"]).await;
     // Acknowledged: a fresh login with the old password, at node 3, and
     // one with the new password, which must work at once.
     let mut thief = Client::connect(c.resp[2]).await;
@@ -242,29 +229,21 @@ async fn a_ping_before_auth_in_one_pipeline_refuses_nothing() {
 async fn a_grant_holds_at_once_for_requests_outside_the_log() {
     let c = lagging_cluster(1500).await;
     let mut admin = Client::connect(c.resp[0]).await;
-    assert_eq!(
-        admin
-            .call(&[b"ACL", b"SETUSER", b"ops", b"on", b">pw", b"~*", b"+@all", b"-config"])
-            .await,
-        Some(resp_cluster::ok())
-    );
+    crate::acl_in_flight::set_user(
+        &mut admin,
+        &[b"ops", b"on", b">pw", b"~*", b"+@all", b"-config"],
+    )
+    .await;
     let mut ops = crate::acl_in_flight::authed(c.resp[2], "ops", "pw").await;
-    assert_eq!(
-        admin.call(&[b"ACL", b"SETUSER", b"ops", b"+config"]).await,
-        Some(resp_cluster::ok())
-    );
+    crate::acl_in_flight::set_user(&mut admin, &[b"ops", b"+config"]).await;
     // Acknowledged; node 3 applies it 1.5 s later.
-    let mut bytes = bytes::BytesMut::new();
     let requests: [&[&[u8]]; 4] = [
         &[b"CONFIG", b"SET", b"notify-keyspace-events", b"KEA"],
         &[b"CLIENT", b"REPLY", b"SKIP"],
         &[b"CONFIG", b"SET", b"notify-keyspace-events", b""],
         &[b"PING"],
     ];
-    for request in requests {
-        synod_resp::write_request(&mut bytes, request);
-    }
-    ops.send_raw(&bytes).await.expect("sent");
+    crate::acl_in_flight::send_pipeline(&mut ops, &requests).await;
     assert_eq!(ops.reply().await, Some(resp_cluster::ok()));
     assert_eq!(ops.reply().await, Some(Reply::Simple("PONG".into())));
     assert_eq!(

@@ -4,7 +4,9 @@
 //! since the fixes that followed, but one left as a known gap (ignored
 //! with the reason).
 
-use crate::acl_in_flight::{authed, is_noauth, lagging_follower_cluster as lagging, pipeline};
+use crate::acl_in_flight::{
+    authed, is_noauth, lagging_follower_cluster as lagging, pipeline, send_pipeline, set_user,
+};
 use crate::resp_cluster;
 
 use bytes::Bytes;
@@ -29,20 +31,10 @@ fn b(text: &str) -> Bytes {
 async fn a_new_connection_at_a_lagging_node_needs_the_password_just_set_on_default() {
     let c = lagging().await;
     let mut admin = Client::connect(c.resp[0]).await;
-    assert_eq!(
-        admin
-            .call(&[b"ACL", b"SETUSER", b"ops", b"on", b">pw", b"~*", b"+@all"])
-            .await,
-        Some(resp_cluster::ok())
-    );
+    set_user(&mut admin, &[b"ops", b"on", b">pw", b"~*", b"+@all"]).await;
     // Authenticated (as ops) at node 3 before the change: RESET below.
     let mut resetter = authed(c.resp[2], "ops", "pw").await;
-    assert_eq!(
-        admin
-            .call(&[b"ACL", b"SETUSER", b"default", b"resetpass", b">s3cret"])
-            .await,
-        Some(resp_cluster::ok())
-    );
+    set_user(&mut admin, &[b"default", b"resetpass", b">s3cret"]).await;
     // Acknowledged. A fresh connection to node 3 is `default` without a
     // password, and RESET at node 3 makes a connection `default` again
     // (both decided now, before node 3 catches up: any write it answers
@@ -90,12 +82,7 @@ async fn a_revoked_user_cannot_replace_functions_at_a_lagging_node() {
         .call(&[b"ACL", b"SETUSER", b"ops", b"on", b">pw", b"~*", b"+@all"])
         .await;
     let mut ops = authed(c.resp[2], "ops", "pw").await;
-    assert_eq!(
-        admin
-            .call(&[b"ACL", b"SETUSER", b"ops", b"-@scripting"])
-            .await,
-        Some(resp_cluster::ok())
-    );
+    set_user(&mut admin, &[b"ops", b"-@scripting"]).await;
     let code = b"#!lua name=evil\nredis.register_function('f', function() return 'pwned' end)";
     let load = ops.call(&[b"FUNCTION", b"LOAD", b"REPLACE", code]).await;
     let flush = ops.call(&[b"SCRIPT", b"FLUSH"]).await;
@@ -155,10 +142,7 @@ async fn messages_are_not_lost_behind_a_silenced_subscribe() {
         .expect("sent");
     let mut admin = Client::connect(c.resp[0]).await;
     // Node 3 applies this 1.5 s late, and the PUBLISH after it.
-    assert_eq!(
-        admin.call(&[b"ACL", b"SETUSER", b"someone", b"on"]).await,
-        Some(resp_cluster::ok())
-    );
+    set_user(&mut admin, &[b"someone", b"on"]).await;
     assert!(matches!(
         admin.call(&[b"PUBLISH", b"a", b"m1"]).await,
         Some(Reply::Integer(_))
@@ -208,12 +192,7 @@ async fn exec_past_its_barrier_goes_with_the_rules_it_was_checked_against() {
         queued
     );
     // Unrelated to the transaction; acknowledged, node 3 lags.
-    assert_eq!(
-        admin
-            .call(&[b"ACL", b"SETUSER", b"ops", b"-flushall"])
-            .await,
-        Some(resp_cluster::ok())
-    );
+    set_user(&mut admin, &[b"ops", b"-flushall"]).await;
     let exec = ops.call(&[b"EXEC"]).await;
     let events = ops
         .call(&[b"CONFIG", b"GET", b"notify-keyspace-events"])
@@ -241,10 +220,7 @@ async fn a_grant_holds_at_once_inside_multi_too() {
         ])
         .await;
     let mut ops = authed(c.resp[2], "ops", "pw").await;
-    assert_eq!(
-        admin.call(&[b"ACL", b"SETUSER", b"ops", b"+config"]).await,
-        Some(resp_cluster::ok())
-    );
+    set_user(&mut admin, &[b"ops", b"+config"]).await;
     let replies = pipeline(
         &mut ops,
         &[
@@ -314,12 +290,7 @@ async fn a_node_without_a_majority_still_answers_what_needs_none() {
 async fn a_malformed_auth_before_authenticating_costs_no_read() {
     let c = lagging().await;
     let mut admin = Client::connect(c.resp[0]).await;
-    assert_eq!(
-        admin
-            .call(&[b"ACL", b"SETUSER", b"default", b"resetpass", b">pw"])
-            .await,
-        Some(resp_cluster::ok())
-    );
+    set_user(&mut admin, &[b"default", b"resetpass", b">pw"]).await;
     // Node 3 requires the password once it applied it.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -333,10 +304,7 @@ async fn a_malformed_auth_before_authenticating_costs_no_read() {
     let mut anonymous = Client::connect(c.resp[2]).await;
     // Node 3 lags 1.5 s behind this change.
     let mut admin = authed(c.resp[0], "default", "pw").await;
-    assert_eq!(
-        admin.call(&[b"ACL", b"SETUSER", b"someone", b"on"]).await,
-        Some(resp_cluster::ok())
-    );
+    set_user(&mut admin, &[b"someone", b"on"]).await;
     let started = Instant::now();
     let reply = anonymous.call(&[b"AUTH"]).await;
     let took = started.elapsed();
@@ -374,16 +342,12 @@ async fn held_up_barrier_variants_at_a_lagging_node() {
     let events = |reply: Option<Reply>| format!("{reply:?}");
     // 1: silenced by CLIENT REPLY SKIP, odd case.
     assert_eq!(revoke(&mut admin, 1).await, Some(resp_cluster::ok()));
-    let mut bytes = bytes::BytesMut::new();
     let requests: [&[&[u8]]; 3] = [
         &[b"CLIENT", b"REPLY", b"SKIP"],
         &[b"CoNfIg", b"sEt", b"notify-keyspace-events", b"KEA"],
         &[b"PING"],
     ];
-    for request in requests {
-        synod_resp::write_request(&mut bytes, request);
-    }
-    conns[0].send_raw(&bytes).await.expect("sent");
+    send_pipeline(&mut conns[0], &requests).await;
     assert_eq!(conns[0].reply().await, Some(Reply::Simple("PONG".into())));
     let after = events(
         local

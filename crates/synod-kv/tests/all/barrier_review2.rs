@@ -4,7 +4,9 @@
 //! others failed at 23cb554 and pass since the fixes that followed; the
 //! `held_up_*` ones passed and record what was tried without success.
 
-use crate::acl_in_flight::{authed, is_noauth, lagging_follower_cluster as lagging, pipeline};
+use crate::acl_in_flight::{
+    authed, is_noauth, lagging_follower_cluster as lagging, pipeline, send_pipeline, set_user,
+};
 use crate::resp_cluster;
 
 use bytes::Bytes;
@@ -46,12 +48,7 @@ async fn hello_with_a_padded_protocol_version_waits_for_the_barrier_too() {
     }
     // Rotated: acknowledged at node 1, node 3 lags 1.5 s.
     for name in ["ops1", "ops2"] {
-        assert_eq!(
-            admin
-                .call(&[b"ACL", b"SETUSER", name.as_bytes(), b"resetpass", b">new"])
-                .await,
-            Some(resp_cluster::ok())
-        );
+        set_user(&mut admin, &[name.as_bytes(), b"resetpass", b">new"]).await;
     }
     let mut first = Client::connect(c.resp[2]).await;
     let hello = first
@@ -134,12 +131,7 @@ async fn a_first_blocking_pop_is_dropped_when_its_client_closes() {
 async fn an_unconfirmed_default_login_reads_no_admin_state_at_a_lagging_node() {
     let c = lagging().await;
     let mut admin = Client::connect(c.resp[0]).await;
-    assert_eq!(
-        admin
-            .call(&[b"ACL", b"SETUSER", b"default", b"resetpass", b">s3cret"])
-            .await,
-        Some(resp_cluster::ok())
-    );
+    set_user(&mut admin, &[b"default", b"resetpass", b">s3cret"]).await;
     let mut intruder = Client::connect(c.resp[2]).await;
     let join = intruder.call(&[b"SYNOD.MEMBER", b"JOININFO"]).await;
     eprintln!("JOININFO: {join:?}");
@@ -158,22 +150,11 @@ async fn an_unconfirmed_default_login_reads_no_admin_state_at_a_lagging_node() {
 async fn held_up_implicit_login_variants_at_a_lagging_node() {
     let c = lagging().await;
     let mut admin = Client::connect(c.resp[0]).await;
-    assert_eq!(
-        admin
-            .call(&[b"ACL", b"SETUSER", b"ops", b"on", b">pw", b"~*", b"+@all"])
-            .await,
-        Some(resp_cluster::ok())
-    );
+    set_user(&mut admin, &[b"ops", b"on", b">pw", b"~*", b"+@all"]).await;
     let mut resetter = authed(c.resp[2], "ops", "pw").await;
-    assert_eq!(
-        admin
-            .call(&[b"ACL", b"SETUSER", b"default", b"resetpass", b">s3cret"])
-            .await,
-        Some(resp_cluster::ok())
-    );
+    set_user(&mut admin, &[b"default", b"resetpass", b">s3cret"]).await;
     let mut intruder = Client::connect(c.resp[2]).await;
     // CLIENT REPLY SKIP and the SET it silences answer nothing: six replies.
-    let mut bytes = bytes::BytesMut::new();
     let requests: [&[&[u8]]; 8] = [
         &[b"PING"],
         &[b"HELLO", b"2"],
@@ -184,10 +165,7 @@ async fn held_up_implicit_login_variants_at_a_lagging_node() {
         &[b"SET", b"i2", b"1"],
         &[b"GET", b"i1"],
     ];
-    for request in requests {
-        synod_resp::write_request(&mut bytes, request);
-    }
-    intruder.send_raw(&bytes).await.expect("sent");
+    send_pipeline(&mut intruder, &requests).await;
     let mut replies = Vec::new();
     for _ in 0..6 {
         replies.push(intruder.reply().await.expect("a reply"));
