@@ -177,6 +177,53 @@ pub(crate) struct Conn {
     /// A request handled after its barrier closes the connection (its user
     /// was deleted or turned off meanwhile).
     quit_after_barrier: bool,
+    /// What the ACL refused in the request being handled, if anything (see
+    /// [`Conn::handle_request`]).
+    denied: DeniedCell,
+}
+
+/// What an ACL check refused: counted in `INFO stats` once the refusal is
+/// answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Denied {
+    Command,
+    Key,
+    Channel,
+    /// The connection's user is deleted or turned off (counted nowhere).
+    User,
+}
+
+/// A [`Denied`] a `&Conn` can record (an atomic only for `Send`, as
+/// [`CheckedStamps`]).
+#[derive(Debug, Default)]
+struct DeniedCell(std::sync::atomic::AtomicU8);
+
+impl DeniedCell {
+    fn set(&self, denied: Denied) {
+        let code = match denied {
+            Denied::Command => 1,
+            Denied::Key => 2,
+            Denied::Channel => 3,
+            Denied::User => 4,
+        };
+        self.0.store(code, Relaxed);
+    }
+
+    fn take(&self) -> Option<Denied> {
+        // One task uses it: a load, and a store only when set (no locked
+        // swap on every request).
+        let code = self.0.load(Relaxed);
+        if code != 0 {
+            self.0.store(0, Relaxed);
+        }
+        match code {
+            1 => Some(Denied::Command),
+            2 => Some(Denied::Key),
+            3 => Some(Denied::Channel),
+            4 => Some(Denied::User),
+            _ => None,
+        }
+    }
 }
 
 /// The stamps of the ACL rules a batch of requests was checked against.
@@ -576,6 +623,7 @@ impl Conn {
             past_barrier: false,
             implicit_login,
             quit_after_barrier: false,
+            denied: DeniedCell::default(),
         }
     }
 
@@ -659,14 +707,26 @@ impl Conn {
     /// and silences its reply as CLIENT REPLY says (as Redis decides it:
     /// after the command ran, so `CLIENT REPLY ON` is answered).
     /// `read_at`: when the request was read (one clock read for all the
-    /// requests parsed from one read, not one per request).
-    pub(crate) fn handle(&mut self, args: &[Bytes], read_at: std::time::Instant) -> Item {
+    /// requests parsed from one read, not one per request). `None` when the
+    /// request must wait for a linearizable point ([`Item::Barrier`]) but
+    /// is not `first` in its batch: nothing of it was done, and the caller
+    /// hands it in again first in the next batch (a barrier is handled
+    /// only first in its batch: `server::past_barrier`).
+    pub(crate) fn handle(
+        &mut self,
+        args: &[Bytes],
+        read_at: std::time::Instant,
+        first: bool,
+    ) -> Option<Item> {
         let started = read_at;
         let name = args.first().map(|first| command_name(first));
-        let item = self.handle_named(
+        let item = self.handle_confirmed(
             name.as_ref().map(|(name, known)| (name.as_ref(), *known)),
             args,
         );
+        if !first && item.is_barrier() {
+            return None;
+        }
         // Refused before running: the connection answered an error itself
         // (arity, authentication, ACL, MULTI's rules). A connection command
         // that ran and failed counts as refused too (it answered at once).
@@ -685,11 +745,7 @@ impl Conn {
             ReplyMode::SkipNext => ReplyMode::Skip,
             mode => mode,
         };
-        if silent {
-            item.silenced()
-        } else {
-            item
-        }
+        Some(if silent { item.silenced() } else { item })
     }
 
     /// Whether `args` is checked and run only at a linearizable point
@@ -755,10 +811,50 @@ impl Conn {
     /// [`Conn::handle`] without CLIENT REPLY.
     fn handle_request(&mut self, args: &[Bytes]) -> Item {
         let name = args.first().map(|first| command_name(first));
-        self.handle_named(
+        self.handle_confirmed(
             name.as_ref().map(|(name, known)| (name.as_ref(), *known)),
             args,
         )
+    }
+
+    /// [`Conn::handle_named`], whose ACL refusals are answered only at a
+    /// linearizable point: a request the node's users refuse (a command,
+    /// key or channel not allowed, the user turned off) becomes an
+    /// [`Item::Barrier`] with nothing of it done, and is handled again once
+    /// the node has applied every change acknowledged before it arrived
+    /// ([`Conn::after_barrier`]). So a right given at another node and
+    /// acknowledged holds at once at a lagging one, for log commands and
+    /// queued ones too (before, only a right taken away did: the log
+    /// refuses a command checked against older rules, but a command refused
+    /// here never reached the log; stop 64's review, B7). Refusals are
+    /// rare, so their extra read round costs the allowed path nothing. A
+    /// refusal answered is counted once (`INFO stats`
+    /// `acl_access_denied_*`).
+    fn handle_confirmed(&mut self, name: Option<(&str, Option<usize>)>, args: &[Bytes]) -> Item {
+        // What a refusal turned into a barrier must not have changed: a
+        // transaction flagged, the rules the batch was checked against.
+        let dirty = self.multi.as_ref().map(|multi| multi.dirty);
+        let checked = self.checked.get();
+        self.denied.take();
+        let item = self.handle_named(name, args);
+        let Some(denied) = self.denied.take() else {
+            return item;
+        };
+        if !self.past_barrier && !args.is_empty() {
+            if let (Some(multi), Some(dirty)) = (self.multi.as_mut(), dirty) {
+                multi.dirty = dirty;
+            }
+            self.checked.set(checked);
+            return Item::Barrier(args.to_vec());
+        }
+        let acl = &self.shared.cfg.acl;
+        match denied {
+            Denied::Command => acl.count_denied_command(),
+            Denied::Key => acl.count_denied_key(),
+            Denied::Channel => acl.count_denied_channel(),
+            Denied::User => {}
+        }
+        item
     }
 
     /// [`Conn::handle_request`] given the command's lowercase name (the
@@ -779,23 +875,26 @@ impl Conn {
         // this node applied it). A user deleted or turned off since the
         // AUTH closes the connection.
         if self.user.is_some() && !ACL_EXEMPT.contains(&name) {
-            let acl = &self.shared.cfg.acl;
             let checked = self.with_user(|user| {
                 let acl_command = match known {
                     Some(at) => names().acl_command[at],
                     None => crate::acl_categories::is_command(name),
                 };
                 if acl_command {
-                    check_command(acl, user, name, args.get(1).map(|a| a.as_ref()))
+                    check_command(user, name, args.get(1).map(|a| a.as_ref()))
                 } else {
                     Ok(())
                 }
             });
             match checked {
-                None => return Item::Quit(Reply::error(
-                    "NOAUTH this connection's ACL user was deleted or disabled; authenticate again",
-                )),
+                None => {
+                    self.denied.set(Denied::User);
+                    return Item::Quit(Reply::error(
+                        "NOAUTH this connection's ACL user was deleted or disabled; authenticate again",
+                    ));
+                }
                 Some(Err(reply)) => {
+                    self.denied.set(Denied::Command);
                     if let Some(multi) = self.multi.as_mut() {
                         multi.dirty = true;
                     }
@@ -953,7 +1052,14 @@ impl Conn {
                 ),
                 Some(multi) => match self.recheck_queued(&multi) {
                     Ok(()) => self.exec(multi),
-                    Err(reply) => Item::Unwatch(reply, self.protocol),
+                    Err(reply) => {
+                        if !self.past_barrier {
+                            // Refused here: kept open for the same EXEC
+                            // once confirmed (see `handle_confirmed`).
+                            self.multi = Some(multi);
+                        }
+                        Item::Unwatch(reply, self.protocol)
+                    }
                 },
             },
             "discard" => match self.multi.take() {
@@ -1171,8 +1277,16 @@ impl Conn {
                 // again, refused.
                 return Err(Reply::error(crate::store::ACL_CHANGED_IN_FLIGHT));
             }
-            check_command(acl, user, command_name, None)?;
-            check_keys(acl, user, command)?;
+            // Checked as the blocked command runs (no barrier then):
+            // counted here.
+            if let Err(reply) = check_command(user, command_name, None) {
+                acl.count_denied_command();
+                return Err(reply);
+            }
+            if let Err(reply) = check_keys(user, command) {
+                acl.count_denied_key();
+                return Err(reply);
+            }
             Ok(Some(RunAs {
                 user: name.clone(),
                 stamp,
@@ -1198,21 +1312,31 @@ impl Conn {
     /// key pattern taken away since the command was queued refuses it.
     /// Unlike Redis, which runs the rest, the whole transaction is then
     /// discarded: it is one atomic log command, and applying part of it is
-    /// what its client least expects. `Err` carries the reply.
+    /// what its client least expects. `Err` carries the reply (a refusal
+    /// recorded, see [`Conn::handle_confirmed`]).
     fn recheck_queued(&self, multi: &Multi) -> Result<(), Reply> {
         debug_assert_eq!(multi.queued.len(), multi.queued_names.len());
-        let acl = &self.shared.cfg.acl;
         let checked = self.with_user(|user| {
             for ((name, first_arg), command) in multi.queued_names.iter().zip(&multi.queued) {
-                let allowed = if crate::acl_categories::is_command(name) {
-                    check_command(acl, user, name, first_arg.as_deref())
-                } else {
-                    Ok(())
-                };
-                allowed.and_then(|()| check_keys(acl, user, command))?;
+                if crate::acl_categories::is_command(name) {
+                    check_command(user, name, first_arg.as_deref())
+                        .map_err(|reply| (Denied::Command, reply))?;
+                }
+                check_keys(user, command).map_err(|reply| (Denied::Key, reply))?;
             }
             Ok(())
         });
+        let checked = match checked {
+            Some(Err((denied, reply))) => {
+                self.denied.set(denied);
+                Some(Err(reply))
+            }
+            Some(Ok(())) => Some(Ok(())),
+            None => {
+                self.denied.set(Denied::User);
+                None
+            }
+        };
         match checked {
             Some(Ok(())) => Ok(()),
             Some(Err(Reply::Error(reason))) => Err(Reply::error(format!(
@@ -1226,11 +1350,16 @@ impl Conn {
 
     /// Refuses a command touching a key outside the user's `~patterns`.
     fn check_keys(&self, command: KvCommand) -> Result<KvCommand, Reply> {
-        let acl = &self.shared.cfg.acl;
-        match self.with_user(|user| check_keys(acl, user, &command)) {
+        match self.with_user(|user| check_keys(user, &command)) {
             Some(Ok(())) => Ok(command),
-            Some(Err(reply)) => Err(reply),
-            None => Err(Reply::error("NOAUTH Authentication required.")),
+            Some(Err(reply)) => {
+                self.denied.set(Denied::Key);
+                Err(reply)
+            }
+            None => {
+                self.denied.set(Denied::User);
+                Err(Reply::error("NOAUTH Authentication required."))
+            }
         }
     }
 
@@ -1246,12 +1375,15 @@ impl Conn {
         match allowed {
             Some(true) => Ok(()),
             Some(false) => {
-                self.shared.cfg.acl.count_denied_channel();
+                self.denied.set(Denied::Channel);
                 Err(Reply::error(
                     "NOPERM this user has no permissions to access one of the channels used as arguments",
                 ))
             }
-            None => Err(Reply::error("NOAUTH Authentication required.")),
+            None => {
+                self.denied.set(Denied::User);
+                Err(Reply::error("NOAUTH Authentication required."))
+            }
         }
     }
 

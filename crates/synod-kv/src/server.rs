@@ -619,7 +619,13 @@ where
                     break;
                 }
                 Ok(true) => {
-                    let item = conn.handle(&args, read_at);
+                    let Some(item) = conn.handle(&args, read_at, items.is_empty()) else {
+                        // An ACL refusal to confirm at a linearizable
+                        // point (`Conn::handle_confirmed`): first in the
+                        // next batch.
+                        deferred = Some(std::mem::take(&mut args));
+                        break;
+                    };
                     // The item holds what it needs of the request: the
                     // frame is not kept alive by this vector while the
                     // batch runs, nor a huge request's slots for the

@@ -1,8 +1,8 @@
 //! Outside review of 41d2b9b (requests outside the log wait for a
 //! linearizable read: `Item::Barrier`, `Conn::after_barrier`). Each test
 //! asserts what a client should see. Each failed at 41d2b9b; all pass
-//! since the fixes that followed, but one left as a known gap (ignored
-//! with the reason).
+//! since the fixes that followed (B7, a grant inside MULTI, since ACL
+//! refusals wait for a barrier: `Conn::handle_confirmed`).
 
 use crate::acl_in_flight::{
     authed, is_noauth, lagging_follower_cluster as lagging, pipeline, send_pipeline, set_user,
@@ -210,7 +210,6 @@ async fn exec_past_its_barrier_goes_with_the_rules_it_was_checked_against() {
 /// (acknowledged) is refused at a lagging node and EXEC aborts. (Fails at
 /// 5bfa235 too; contradicts the commit message's "a grant holds at once".)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap: a command queued in MULTI is checked when queued, against the node's users then (the README says so)"]
 async fn a_grant_holds_at_once_inside_multi_too() {
     let c = lagging().await;
     let mut admin = Client::connect(c.resp[0]).await;

@@ -6,6 +6,7 @@ mod common;
 mod resp_cluster;
 
 mod acl;
+mod acl_grants;
 mod acl_in_flight;
 mod acl_review_attacks;
 mod barrier_review;

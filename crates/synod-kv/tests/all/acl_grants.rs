@@ -1,0 +1,140 @@
+//! A right given is as linearizable as a right taken away: a request the
+//! node's users refuse is answered only once the node has applied every
+//! change acknowledged before it arrived (`Conn::handle_confirmed`). Before,
+//! a lagging node refused a log command (or a queued one) by the rules it
+//! still held, after another node had acknowledged the grant.
+
+use crate::acl_in_flight::{authed, lagging_follower_cluster, pipeline, send_pipeline, set_user};
+use crate::resp_cluster::{self, Client};
+
+use bytes::Bytes;
+use synod_resp::Reply;
+
+fn is_noperm(reply: &Reply) -> bool {
+    matches!(reply, Reply::Error(text) if text.starts_with("NOPERM"))
+}
+
+/// One `INFO stats` field of the node `client` is connected to.
+async fn stat(client: &mut Client<tokio::net::TcpStream>, field: &str) -> u64 {
+    let Some(Reply::Bulk(text)) = client.call(&[b"INFO", b"stats"]).await else {
+        panic!("INFO stats answered no text");
+    };
+    let text = String::from_utf8_lossy(&text).into_owned();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {text}"))
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+/// A command, a key and a channel given to `ops` at node 1 (one change,
+/// acknowledged) are usable at once through node 3, which applies the
+/// change 1.5 s later: a write, a read by read index, a PUBLISH. Before
+/// the change each was refused with NOPERM by node 3's old rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_holds_at_once_for_log_commands_too() {
+    let c = lagging_follower_cluster().await;
+    let mut admin = Client::connect(c.resp[0]).await;
+    set_user(
+        &mut admin,
+        &[
+            b"ops",
+            b"on",
+            b">pw",
+            b"resetkeys",
+            b"~pub:*",
+            b"resetchannels",
+            b"&pub:*",
+            b"+@all",
+            b"-set",
+        ],
+    )
+    .await;
+    let mut ops = authed(c.resp[2], "ops", "pw").await;
+    set_user(&mut admin, &[b"ops", b"+set", b"allkeys", b"allchannels"]).await;
+    let replies = pipeline(
+        &mut ops,
+        &[
+            &[b"SET", b"pub:k", b"v"],
+            &[b"GET", b"secret:k"],
+            &[b"PUBLISH", b"secret", b"hello"],
+            &[b"GET", b"pub:k"],
+        ],
+    )
+    .await;
+    assert_eq!(
+        replies,
+        vec![
+            resp_cluster::ok(),
+            Reply::Null,
+            Reply::Integer(0),
+            Reply::Bulk(Bytes::from_static(b"v")),
+        ]
+    );
+}
+
+/// Refusals are still answered as Redis answers them, in order within a
+/// pipeline, counted once each, and flag a transaction; a refusal under
+/// CLIENT REPLY SKIP stays silent. (On a node that is not behind, so every
+/// barrier confirms the refusal.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_answered_in_order_and_counted_once() {
+    let c = resp_cluster::cluster(3, |_| {}, None).await;
+    let mut admin = Client::connect(c.resp[1]).await;
+    set_user(
+        &mut admin,
+        &[b"lim", b"on", b">pw", b"~pub:*", b"+@all", b"-set"],
+    )
+    .await;
+    let mut lim = authed(c.resp[1], "lim", "pw").await;
+    let commands = stat(&mut admin, "acl_access_denied_cmd").await;
+    let keys = stat(&mut admin, "acl_access_denied_key").await;
+    let replies = pipeline(
+        &mut lim,
+        &[
+            &[b"INCR", b"pub:n"],
+            &[b"SET", b"pub:a", b"1"],
+            &[b"INCR", b"pub:n"],
+            &[b"GET", b"secret:a"],
+            &[b"MULTI"],
+            &[b"INCR", b"pub:n"],
+            &[b"SET", b"pub:a", b"2"],
+            &[b"EXEC"],
+            &[b"GET", b"pub:n"],
+        ],
+    )
+    .await;
+    assert_eq!(replies[0], Reply::Integer(1), "{replies:?}");
+    assert!(is_noperm(&replies[1]), "{replies:?}");
+    assert_eq!(replies[2], Reply::Integer(2), "{replies:?}");
+    assert!(is_noperm(&replies[3]), "{replies:?}");
+    assert_eq!(replies[4], resp_cluster::ok());
+    assert_eq!(replies[5], Reply::Simple("QUEUED".into()));
+    assert!(is_noperm(&replies[6]), "{replies:?}");
+    assert!(
+        matches!(&replies[7], Reply::Error(text) if text.starts_with("EXECABORT")),
+        "{replies:?}"
+    );
+    assert_eq!(replies[8], Reply::Bulk(Bytes::from_static(b"2")));
+    assert_eq!(
+        stat(&mut admin, "acl_access_denied_cmd").await,
+        commands + 2
+    );
+    assert_eq!(stat(&mut admin, "acl_access_denied_key").await, keys + 1);
+    // Silenced: only PING answers.
+    send_pipeline(
+        &mut lim,
+        &[
+            &[b"CLIENT", b"REPLY", b"SKIP"],
+            &[b"SET", b"pub:a", b"3"],
+            &[b"PING"],
+        ],
+    )
+    .await;
+    assert_eq!(lim.reply().await, Some(Reply::Simple("PONG".into())));
+    assert_eq!(
+        stat(&mut admin, "acl_access_denied_cmd").await,
+        commands + 3
+    );
+}
