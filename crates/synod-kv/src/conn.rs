@@ -705,7 +705,9 @@ impl Conn {
 
     /// Turns one request into an item, updating the connection's state,
     /// and silences its reply as CLIENT REPLY says (as Redis decides it:
-    /// after the command ran, so `CLIENT REPLY ON` is answered).
+    /// after the command ran, so `CLIENT REPLY ON` is answered; for an
+    /// [`Item::Barrier`], once it ran after its barrier:
+    /// [`Conn::after_barrier`]).
     /// `read_at`: when the request was read (one clock read for all the
     /// requests parsed from one read, not one per request). `None` when the
     /// request must wait for a linearizable point ([`Item::Barrier`]) but
@@ -739,13 +741,29 @@ impl Conn {
                 started,
                 rejected,
             }));
+        if item.is_barrier() {
+            // Not run yet: a CLIENT REPLY it is (refused by this node's
+            // users, allowed after the barrier) must move the mode after
+            // it ran, not before (review of c49b1fc, R2).
+            return Some(item);
+        }
+        Some(self.settle_reply(item))
+    }
+
+    /// Silences `item`, the outcome of a request that ran (or failed), as
+    /// CLIENT REPLY says now, and moves a SKIP on by one request.
+    fn settle_reply(&mut self, item: Item) -> Item {
         let silent = matches!(self.reply_mode, ReplyMode::Off | ReplyMode::Skip);
         self.reply_mode = match self.reply_mode {
             ReplyMode::Skip => ReplyMode::On,
             ReplyMode::SkipNext => ReplyMode::Skip,
             mode => mode,
         };
-        Some(if silent { item.silenced() } else { item })
+        if silent {
+            item.silenced()
+        } else {
+            item
+        }
     }
 
     /// Whether `args` is checked and run only at a linearizable point
@@ -799,7 +817,40 @@ impl Conn {
         if matches!(item, Item::Quit(_)) {
             self.quit_after_barrier = true;
         }
-        item
+        self.set_next_rejected(item.is_rejection());
+        self.settle_reply(item)
+    }
+
+    /// Answers a request of an [`Item::Barrier`] that did not run because
+    /// this node answered no linearizable read (`reply` says why). In a
+    /// transaction the error flags it, as any error answered to a queued
+    /// command does (Redis), and an EXEC ends it: it is answered
+    /// EXECABORT, and what follows is not queued (review of c49b1fc, R3
+    /// and R4: a refusal turned barrier had put the flag back, and an EXEC
+    /// turned barrier its transaction).
+    pub(crate) fn barrier_failed(&mut self, args: &[Bytes], reply: Reply) -> Item {
+        let item = match self.multi.as_mut() {
+            Some(_) if arg_is(args.first(), &["exec"]) => {
+                self.multi = None;
+                let reason = match &reply {
+                    Reply::Error(text) => text.clone(),
+                    _ => String::new(),
+                };
+                Item::Unwatch(
+                    Reply::error(format!(
+                        "EXECABORT Transaction discarded because of: {reason}"
+                    )),
+                    self.protocol,
+                )
+            }
+            Some(multi) => {
+                multi.dirty = true;
+                Item::Reply(reply, self.protocol)
+            }
+            None => Item::Reply(reply, self.protocol),
+        };
+        self.set_next_rejected(true);
+        self.settle_reply(item)
     }
 
     /// Whether a request handled after its barrier asked to close the
@@ -1414,11 +1465,22 @@ impl Conn {
             parts.push(match queued {
                 Queued::Data => ExecPart::Data,
                 // Not in MULTI any more: run as it would be alone.
-                Queued::Local(args) => match self.handle_request(&args) {
-                    Item::Reply(reply, _) => ExecPart::Ready(reply),
-                    Item::Info(sections, _) => ExecPart::Info(sections),
-                    _ => ExecPart::Ready(Reply::error("ERR internal error: not a local command")),
-                },
+                Queued::Local(args) => {
+                    // Answered in EXEC's reply, so final: a refusal is not
+                    // deferred to a barrier (`handle_confirmed`; an EXEC
+                    // with a queued command that needs one came after its
+                    // own). Review of c49b1fc, R1.
+                    let past = std::mem::replace(&mut self.past_barrier, true);
+                    let item = self.handle_request(&args);
+                    self.past_barrier = past;
+                    match item {
+                        Item::Reply(reply, _) => ExecPart::Ready(reply),
+                        Item::Info(sections, _) => ExecPart::Info(sections),
+                        _ => {
+                            ExecPart::Ready(Reply::error("ERR internal error: not a local command"))
+                        }
+                    }
+                }
             });
         }
         Item::Exec(multi.queued, parts, self.protocol)

@@ -976,32 +976,38 @@ async fn run_items(
     !out.overflow
 }
 
-/// A barrier `item` (silenced or not) once this node answered a
-/// linearizable read (it has then applied everything chosen before the
-/// request arrived): the request as handled then ([`Conn::after_barrier`]),
-/// silenced again as CLIENT REPLY said (pushes never are); the node's error
-/// if it answered none (the request was not run). Its INFO commandstats
-/// refusal is that of the request as handled now.
+/// A barrier `item` once this node answered a linearizable read (it has
+/// then applied everything chosen before the request arrived): the request
+/// as handled then ([`Conn::after_barrier`]), silenced as CLIENT REPLY says
+/// once it ran; the node's error if it answered none (the request was not
+/// run: [`Conn::barrier_failed`]). Its INFO commandstats refusal is that
+/// of the request as handled now.
 async fn past_barrier(shared: &Shared, conn: &mut Conn, item: Item) -> Item {
-    let (args, silenced) = match item {
-        Item::Barrier(args) => (args, false),
-        Item::Silent(inner) => match *inner {
-            Item::Barrier(args) => (args, true),
-            other => return Item::Silent(Box::new(other)),
-        },
-        other => return other,
+    let Item::Barrier(args) = item else {
+        // `Conn::handle` never silences a barrier.
+        return item;
     };
     // A read of nothing much, with no user: nothing of it reaches the client.
-    let item = match shared.node.read(KvCommand::DbSize.encode()).await {
+    match shared.node.read(KvCommand::DbSize.encode()).await {
         Ok(_) => conn.after_barrier(&args),
-        Err(err) => Item::Reply(request_error_reply(&err), conn.protocol),
-    };
-    conn.set_next_rejected(item.is_rejection());
-    if silenced {
-        item.silenced()
-    } else {
-        item
+        Err(err) => conn.barrier_failed(&args, barrier_error_reply(&err)),
     }
+}
+
+/// The error a request that waited for a linearizable point gets when the
+/// node answered no read: it did not run (unlike a log command's timeout,
+/// whose outcome is unknown).
+fn barrier_error_reply(err: &synod::RequestError) -> Reply {
+    let reason = match err {
+        synod::RequestError::Loading => return request_error_reply(err),
+        synod::RequestError::Timeout(wait) => {
+            format!("no majority answered within {wait:?}")
+        }
+        other => other.to_string(),
+    };
+    Reply::error(format!(
+        "ERR not run: this node could not check it at a linearizable point ({reason}); retry, or use another node"
+    ))
 }
 
 /// Runs a transaction at EXEC: the data commands as one log command opened by

@@ -29,6 +29,7 @@ mod lists_hashes;
 mod maxmemory_flag;
 mod memory;
 mod random_draws;
+mod refusal_review;
 mod scan;
 mod script_dry_run;
 mod sets;
