@@ -182,6 +182,10 @@ pub(crate) struct Conn {
     denied: DeniedCell,
 }
 
+/// Redis 7.0's NOPERM for a channel outside the user's `&patterns`.
+const CHANNEL_DENIED: &str =
+    "NOPERM this user has no permissions to access one of the channels used as arguments";
+
 /// What an ACL check refused: counted in `INFO stats` once the refusal is
 /// answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -939,13 +943,29 @@ impl Conn {
             });
             match checked {
                 None => {
-                    self.denied.set(Denied::User);
+                    self.deny_user();
                     return Item::Quit(Reply::error(
                         "NOAUTH this connection's ACL user was deleted or disabled; authenticate again",
                     ));
                 }
                 Some(Err(reply)) => {
                     self.denied.set(Denied::Command);
+                    if name == "exec" && self.past_barrier && self.multi.is_some() {
+                        // As Redis' `execCommandAbort`: a refused EXEC
+                        // ends its transaction (review of bfe3c81, F5).
+                        // Only once confirmed: before, the request
+                        // becomes a barrier with its transaction kept.
+                        self.multi = None;
+                        let Reply::Error(reason) = reply else {
+                            return self.reply(reply);
+                        };
+                        return Item::Unwatch(
+                            Reply::error(format!(
+                                "EXECABORT Transaction discarded because of: {reason}"
+                            )),
+                            self.protocol,
+                        );
+                    }
                     if let Some(multi) = self.multi.as_mut() {
                         multi.dirty = true;
                     }
@@ -1102,6 +1122,15 @@ impl Conn {
                     self.protocol,
                 ),
                 Some(multi) => match self.recheck_queued(&multi) {
+                    Ok(()) if !self.past_barrier && self.refuses_a_queued_local(&multi) => {
+                        // Confirmed first: run at EXEC, a queued
+                        // connection command is final (see `exec`), and a
+                        // right given back elsewhere must hold (review of
+                        // bfe3c81, F2).
+                        self.multi = Some(multi);
+                        self.denied.set(Denied::Command);
+                        Item::Barrier(args.to_vec())
+                    }
                     Ok(()) => self.exec(multi),
                     Err(reply) => {
                         if !self.past_barrier {
@@ -1244,6 +1273,22 @@ impl Conn {
         })
     }
 
+    /// Records that the connection's user is gone or off, as a refusal to
+    /// confirm at a barrier ([`Conn::handle_confirmed`]) only if it may
+    /// come back: turned off. A user deleted (or deleted and created again:
+    /// another serial) never comes back, so that is answered at once, and
+    /// such a connection closes even at a node without a majority (review
+    /// of bfe3c81, F3).
+    fn deny_user(&self) {
+        let Some((name, serial)) = self.user.as_ref() else {
+            return;
+        };
+        let users = self.shared.cfg.acl.users();
+        if users.get(name).is_some_and(|user| user.serial == *serial) {
+            self.denied.set(Denied::User);
+        }
+    }
+
     /// Runs `f` on the connection's user as this node holds it now and the
     /// stamp of its rules; `None` as for [`Conn::with_user`]. Records no
     /// check.
@@ -1374,6 +1419,14 @@ impl Conn {
                         .map_err(|reply| (Denied::Command, reply))?;
                 }
                 check_keys(user, command).map_err(|reply| (Denied::Key, reply))?;
+                // The log holds EXEC to the rules of now only: a channel
+                // taken away since the PUBLISH was queued is refused here
+                // (review of bfe3c81, F1: the message went out).
+                if let KvCommand::Publish { channel, .. } = command {
+                    if !user.channel_allowed(channel, false) {
+                        return Err((Denied::Channel, Reply::error(CHANNEL_DENIED)));
+                    }
+                }
             }
             Ok(())
         });
@@ -1384,7 +1437,7 @@ impl Conn {
             }
             Some(Ok(())) => Some(Ok(())),
             None => {
-                self.denied.set(Denied::User);
+                self.deny_user();
                 None
             }
         };
@@ -1399,6 +1452,22 @@ impl Conn {
         }
     }
 
+    /// Whether the user's rules as this node holds them refuse a queued
+    /// connection command (its name and first argument): checked, not run.
+    fn refuses_a_queued_local(&self, multi: &Multi) -> bool {
+        let refused = self.current_user(|user, _| {
+            multi.order.iter().any(|queued| match queued {
+                Queued::Local(args) => {
+                    let name = lower(&args[0]);
+                    crate::acl_categories::is_command(&name)
+                        && check_command(user, &name, args.get(1).map(|a| a.as_ref())).is_err()
+                }
+                Queued::Data => false,
+            })
+        });
+        refused.unwrap_or(false)
+    }
+
     /// Refuses a command touching a key outside the user's `~patterns`.
     fn check_keys(&self, command: KvCommand) -> Result<KvCommand, Reply> {
         match self.with_user(|user| check_keys(user, &command)) {
@@ -1408,7 +1477,7 @@ impl Conn {
                 Err(reply)
             }
             None => {
-                self.denied.set(Denied::User);
+                self.deny_user();
                 Err(Reply::error("NOAUTH Authentication required."))
             }
         }
@@ -1427,12 +1496,10 @@ impl Conn {
             Some(true) => Ok(()),
             Some(false) => {
                 self.denied.set(Denied::Channel);
-                Err(Reply::error(
-                    "NOPERM this user has no permissions to access one of the channels used as arguments",
-                ))
+                Err(Reply::error(CHANNEL_DENIED))
             }
             None => {
-                self.denied.set(Denied::User);
+                self.deny_user();
                 Err(Reply::error("NOAUTH Authentication required."))
             }
         }
@@ -1461,9 +1528,14 @@ impl Conn {
     /// command; its connection commands are answered now, in their places.
     fn exec(&mut self, multi: Multi) -> Item {
         let mut parts = Vec::with_capacity(multi.order.len());
+        let mut data = multi.queued.into_iter();
+        let mut commands = Vec::with_capacity(data.len());
         for queued in multi.order {
             parts.push(match queued {
-                Queued::Data => ExecPart::Data,
+                Queued::Data => {
+                    commands.extend(data.next());
+                    ExecPart::Data
+                }
                 // Not in MULTI any more: run as it would be alone.
                 Queued::Local(args) => {
                     // Answered in EXEC's reply, so final: a refusal is not
@@ -1476,6 +1548,13 @@ impl Conn {
                     match item {
                         Item::Reply(reply, _) => ExecPart::Ready(reply),
                         Item::Info(sections, _) => ExecPart::Info(sections),
+                        // CONFIG SET maxmemory: a log command, in its
+                        // place in the transaction (review of bfe3c81, F4:
+                        // it answered "internal error" and did nothing).
+                        Item::Data(command, _, _) => {
+                            commands.push(command);
+                            ExecPart::Data
+                        }
                         _ => {
                             ExecPart::Ready(Reply::error("ERR internal error: not a local command"))
                         }
@@ -1483,7 +1562,7 @@ impl Conn {
                 }
             });
         }
-        Item::Exec(multi.queued, parts, self.protocol)
+        Item::Exec(commands, parts, self.protocol)
     }
 
     fn queue(&mut self, args: &[Bytes]) -> Item {

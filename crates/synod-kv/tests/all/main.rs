@@ -30,6 +30,7 @@ mod maxmemory_flag;
 mod memory;
 mod random_draws;
 mod refusal_review;
+mod refusal_review2;
 mod scan;
 mod script_dry_run;
 mod sets;
