@@ -4,29 +4,13 @@
 //! a lagging node refused a log command (or a queued one) by the rules it
 //! still held, after another node had acknowledged the grant.
 
-use crate::acl_in_flight::{authed, lagging_follower_cluster, pipeline, send_pipeline, set_user};
+use crate::acl_in_flight::{
+    authed, is_noperm, lagging_follower_cluster, pipeline, send_pipeline, set_user, stat,
+};
 use crate::resp_cluster::{self, Client};
 
 use bytes::Bytes;
 use synod_resp::Reply;
-
-fn is_noperm(reply: &Reply) -> bool {
-    matches!(reply, Reply::Error(text) if text.starts_with("NOPERM"))
-}
-
-/// One `INFO stats` field of the node `client` is connected to.
-async fn stat(client: &mut Client<tokio::net::TcpStream>, field: &str) -> u64 {
-    let Some(Reply::Bulk(text)) = client.call(&[b"INFO", b"stats"]).await else {
-        panic!("INFO stats answered no text");
-    };
-    let text = String::from_utf8_lossy(&text).into_owned();
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("no {field} in {text}"))
-        .trim()
-        .parse()
-        .expect("a number")
-}
 
 /// A command, a key and a channel given to `ops` at node 1 (one change,
 /// acknowledged) are usable at once through node 3, which applies the

@@ -485,3 +485,62 @@ fn a_chain_of_wrappers_is_an_error_not_a_stack_overflow() {
     let reply = decode_reply(&store.apply(&bytes, &ctx(1, 1_000))).expect("reply decodes");
     assert!(matches!(reply, Reply::Error(_)), "{reply:?}");
 }
+
+/// Whether a reply is a NOPERM error.
+pub(crate) fn is_noperm(reply: &Reply) -> bool {
+    matches!(reply, Reply::Error(text) if text.starts_with("NOPERM"))
+}
+
+/// One `INFO <section>` line's value (after `field:`), empty when absent.
+pub(crate) async fn info_line(
+    client: &mut Client<tokio::net::TcpStream>,
+    section: &[u8],
+    field: &str,
+) -> String {
+    let Some(Reply::Bulk(text)) = client.call(&[b"INFO", section]).await else {
+        panic!("INFO answered no text");
+    };
+    let text = String::from_utf8_lossy(&text).into_owned();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+/// One `INFO stats` counter of the node `client` is connected to.
+pub(crate) async fn stat(client: &mut Client<tokio::net::TcpStream>, field: &str) -> u64 {
+    info_line(client, b"stats", field)
+        .await
+        .parse()
+        .expect("a number")
+}
+
+/// Waits until a fresh connection of `user`/`password` at `addr` is
+/// refused `request` with NOPERM (the node applied a right taken away).
+pub(crate) async fn until_refused(
+    addr: std::net::SocketAddr,
+    user: &str,
+    password: &str,
+    request: &[&[u8]],
+) {
+    let mut probe = authed(addr, user, password).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !probe.call(request).await.as_ref().is_some_and(is_noperm) {
+        assert!(
+            Instant::now() < deadline,
+            "the node never refused {request:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The reply to a command queued in MULTI.
+pub(crate) fn queued() -> Reply {
+    Reply::Simple("QUEUED".into())
+}
+
+/// A bulk reply of `text`.
+pub(crate) fn bulk(text: &str) -> Reply {
+    Reply::Bulk(Bytes::copy_from_slice(text.as_bytes()))
+}

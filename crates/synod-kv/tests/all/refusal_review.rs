@@ -4,48 +4,14 @@
 //! SKIP/ON allowed only after the barrier), R3 and R4 (the barrier's read
 //! fails inside a transaction) failed at c49b1fc; the rest held there.
 
-use crate::acl_in_flight::{authed, lagging_follower_cluster, pipeline, send_pipeline, set_user};
+use crate::acl_in_flight::{
+    authed, bulk, info_line, is_noperm, lagging_follower_cluster, pipeline, queued, send_pipeline,
+    set_user, stat, until_refused,
+};
 use crate::resp_cluster::{self, Client};
 
-use bytes::Bytes;
 use std::time::{Duration, Instant};
 use synod_resp::Reply;
-
-fn is_noperm(reply: &Reply) -> bool {
-    matches!(reply, Reply::Error(text) if text.starts_with("NOPERM"))
-}
-
-fn queued() -> Reply {
-    Reply::Simple("QUEUED".into())
-}
-
-fn bulk(text: &str) -> Reply {
-    Reply::Bulk(Bytes::copy_from_slice(text.as_bytes()))
-}
-
-/// One `INFO <section>` line's value (after `field:`).
-async fn info_line(
-    client: &mut Client<tokio::net::TcpStream>,
-    section: &[u8],
-    field: &str,
-) -> String {
-    let Some(Reply::Bulk(text)) = client.call(&[b"INFO", section]).await else {
-        panic!("INFO answered no text");
-    };
-    let text = String::from_utf8_lossy(&text).into_owned();
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{field}:")))
-        .unwrap_or("")
-        .trim()
-        .to_string()
-}
-
-async fn stat(client: &mut Client<tokio::net::TcpStream>, field: &str) -> u64 {
-    info_line(client, b"stats", field)
-        .await
-        .parse()
-        .expect("a number")
-}
 
 /// `rejected_calls` of `cmdstat_<name>` (0 when not listed).
 async fn rejected_calls(client: &mut Client<tokio::net::TcpStream>, name: &str) -> u64 {
@@ -136,17 +102,7 @@ async fn client_reply_on_given_at_another_node_is_answered() {
     send_pipeline(&mut rep, &[&[b"CLIENT", b"REPLY", b"OFF"]]).await;
     set_user(&mut admin, &[b"rep", b"-client"]).await;
     // Node 3 applied the removal once a second connection of rep is refused.
-    let mut probe = authed(c.resp[2], "rep", "pw").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !probe
-        .call(&[b"CLIENT", b"ID"])
-        .await
-        .as_ref()
-        .is_some_and(is_noperm)
-    {
-        assert!(Instant::now() < deadline, "node 3 never applied -client");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_refused(c.resp[2], "rep", "pw", &[b"CLIENT", b"ID"]).await;
     set_user(&mut admin, &[b"rep", b"+client"]).await;
     send_pipeline(&mut rep, &[&[b"CLIENT", b"REPLY", b"ON"], &[b"PING"]]).await;
     assert_eq!(rep.reply().await, Some(resp_cluster::ok()));
@@ -233,17 +189,7 @@ async fn exec_refused_then_confirmed_keeps_its_transaction_and_watch() {
         assert_eq!(tx.call(&[b"SET", b"secret:k", b"1"]).await, Some(queued()));
         assert_eq!(tx.call(&[b"PING"]).await, Some(queued()));
         set_user(&mut admin, &[b"tx", b"resetkeys", b"~pub:*", b"~w"]).await;
-        let mut probe = authed(c.resp[2], "tx", "pw").await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !probe
-            .call(&[b"GET", b"secret:k"])
-            .await
-            .as_ref()
-            .is_some_and(is_noperm)
-        {
-            assert!(Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until_refused(c.resp[2], "tx", "pw", &[b"GET", b"secret:k"]).await;
         if watch_changed {
             assert_eq!(
                 other.call(&[b"SET", b"w", b"changed"]).await,

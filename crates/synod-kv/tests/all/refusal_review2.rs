@@ -6,47 +6,14 @@
 //! dd724b6 too; F3 (a deleted user's connection stayed open at a node
 //! without a majority) was a regression of c49b1fc. All fixed since.
 
-use crate::acl_in_flight::{authed, lagging_follower_cluster, send_pipeline, set_user};
+use crate::acl_in_flight::{
+    authed, bulk, info_line, is_noperm, lagging_follower_cluster, queued, send_pipeline, set_user,
+    stat, until_refused,
+};
 use crate::resp_cluster::{self, Client};
 
-use bytes::Bytes;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use synod_resp::Reply;
-
-fn is_noperm(reply: &Reply) -> bool {
-    matches!(reply, Reply::Error(text) if text.starts_with("NOPERM"))
-}
-
-fn queued() -> Reply {
-    Reply::Simple("QUEUED".into())
-}
-
-fn bulk(text: &str) -> Reply {
-    Reply::Bulk(Bytes::copy_from_slice(text.as_bytes()))
-}
-
-async fn info_line(
-    client: &mut Client<tokio::net::TcpStream>,
-    section: &[u8],
-    field: &str,
-) -> String {
-    let Some(Reply::Bulk(text)) = client.call(&[b"INFO", section]).await else {
-        panic!("INFO answered no text");
-    };
-    let text = String::from_utf8_lossy(&text).into_owned();
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{field}:")))
-        .unwrap_or("")
-        .trim()
-        .to_string()
-}
-
-async fn stat(client: &mut Client<tokio::net::TcpStream>, field: &str) -> u64 {
-    info_line(client, b"stats", field)
-        .await
-        .parse()
-        .expect("a number")
-}
 
 /// F1: a PUBLISH queued while its channel was allowed, the channel taken
 /// away (applied at this node) before EXEC. `recheck_queued` checks the
@@ -122,17 +89,7 @@ async fn a_queued_connection_command_given_back_before_exec_runs() {
     );
     set_user(&mut admin, &[b"lim", b"-client"]).await;
     // Node 3 applied the removal once another connection of lim is refused.
-    let mut probe = authed(c.resp[2], "lim", "pw").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !probe
-        .call(&[b"CLIENT", b"ID"])
-        .await
-        .as_ref()
-        .is_some_and(is_noperm)
-    {
-        assert!(Instant::now() < deadline, "node 3 never applied -client");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_refused(c.resp[2], "lim", "pw", &[b"CLIENT", b"ID"]).await;
     set_user(&mut admin, &[b"lim", b"+client"]).await;
     let exec = lim.call(&[b"EXEC"]).await;
     assert_eq!(
