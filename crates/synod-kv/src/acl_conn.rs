@@ -169,7 +169,7 @@ pub(crate) fn check_keys(user: &User, command: &KvCommand) -> Result<(), Reply> 
 
 /// `Some("BY")` or `Some("GET")` when `command` (or one queued in it) is a
 /// SORT that reads keys through a pattern.
-fn sort_pattern_option(command: &KvCommand) -> Option<&'static str> {
+pub(crate) fn sort_pattern_option(command: &KvCommand) -> Option<&'static str> {
     match command {
         KvCommand::Sort(sort) => {
             if sort

@@ -1567,6 +1567,16 @@ impl Conn {
 
     fn queue(&mut self, args: &[Bytes]) -> Item {
         let name = lower(&args[0]);
+        if name == "client" && arg_is(args.get(1), &["reply"]) {
+            // Run at EXEC, it answered "internal error" and silenced
+            // EXEC's own reply (review of 8fc9577).
+            if let Some(multi) = self.multi.as_mut() {
+                multi.dirty = true;
+            }
+            return self.reply(Reply::error(
+                "ERR 'client|reply' cannot be used inside MULTI in synod",
+            ));
+        }
         if let Some((_, arity)) = QUEUED_LOCAL.iter().find(|(local, _)| *local == name) {
             let argc = args.len() as i64;
             if (*arity >= 0 && argc != *arity) || argc < arity.abs() {

@@ -31,6 +31,7 @@ mod memory;
 mod random_draws;
 mod refusal_review;
 mod refusal_review2;
+mod refusal_review3;
 mod scan;
 mod script_dry_run;
 mod sets;
