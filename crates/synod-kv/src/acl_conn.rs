@@ -119,7 +119,7 @@ fn full_name(name: &str, first_arg: Option<&str>) -> String {
 /// Redis 7.0's NOPERM for a command the user may not run, or `Ok`. Counts
 /// nothing: the caller counts a refusal it answers (`acl_access_denied_cmd`;
 /// one confirmed after a barrier is answered once, see
-/// `Conn::handle_request`).
+/// `Conn::handle_confirmed`).
 pub(crate) fn check_command(
     user: &User,
     name: &str,

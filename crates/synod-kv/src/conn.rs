@@ -178,7 +178,7 @@ pub(crate) struct Conn {
     /// was deleted or turned off meanwhile).
     quit_after_barrier: bool,
     /// What the ACL refused in the request being handled, if anything (see
-    /// [`Conn::handle_request`]).
+    /// [`Conn::handle_confirmed`]).
     denied: DeniedCell,
 }
 
