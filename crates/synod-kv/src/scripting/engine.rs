@@ -654,10 +654,12 @@ fn run_in_lua(
                 ));
             }
             let keyspace = keyspace.borrow();
-            Ok(
-                super::call::acl_verdict(&keyspace, eval.user.as_ref(), &command_args)
-                    == super::call::AclVerdict::Allowed,
-            )
+            // As Redis' ACL check: the name and the keys. A SORT pattern
+            // is refused when the command runs (`sortCommand` there).
+            Ok(matches!(
+                super::call::acl_verdict(&keyspace, eval.user.as_ref(), &command_args),
+                super::call::AclVerdict::Allowed | super::call::AclVerdict::SortPatternDenied(_)
+            ))
         })?;
         let sha1hex = lua.create_function(|lua, text: mlua::LuaString| {
             let text = text.as_bytes();
