@@ -151,20 +151,21 @@ pub(crate) fn check_keys(user: &User, command: &KvCommand) -> Result<(), Reply> 
     if user.all_keys {
         return Ok(());
     }
+    if !command.keys().iter().all(|key| user.key_allowed(key)) {
+        return Err(Reply::error(
+            "NOPERM this user has no permissions to access one of the keys used as arguments",
+        ));
+    }
     // SORT's BY and GET patterns read keys named by the list's elements,
     // which no key check can see in advance: as Redis, only a user with
-    // access to every key may use them.
-    if let Some(option) = sort_pattern_option(command) {
-        return Err(Reply::error(format!(
+    // access to every key may use them (checked after the keys, as Redis'
+    // `sortCommand` runs after its ACL check).
+    match sort_pattern_option(command) {
+        Some(option) => Err(Reply::error(format!(
             "ERR {option} option of SORT denied due to insufficient ACL permissions."
-        )));
+        ))),
+        None => Ok(()),
     }
-    if command.keys().iter().all(|key| user.key_allowed(key)) {
-        return Ok(());
-    }
-    Err(Reply::error(
-        "NOPERM this user has no permissions to access one of the keys used as arguments",
-    ))
 }
 
 /// `Some("BY")` or `Some("GET")` when `command` (or one queued in it) is a

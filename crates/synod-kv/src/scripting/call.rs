@@ -100,38 +100,36 @@ pub(crate) fn run_command(
     if NOT_ALLOWED.contains(&name.as_str()) {
         return Reply::error("ERR This Redis command is not allowed from script");
     }
-    match name.as_str() {
-        "ping" => {
-            return match args.len() {
-                1 => Reply::Simple("PONG".into()),
-                2 => Reply::Bulk(args[1].clone()),
-                _ => wrong_args(),
-            }
-        }
-        "echo" => {
-            return match args.len() {
-                2 => Reply::Bulk(args[1].clone()),
-                _ => wrong_args(),
-            }
-        }
+    let local = match name.as_str() {
+        "ping" => Some(match args.len() {
+            1 => Reply::Simple("PONG".into()),
+            2 => Reply::Bulk(args[1].clone()),
+            _ => return wrong_args(),
+        }),
+        "echo" => Some(match args.len() {
+            2 => Reply::Bulk(args[1].clone()),
+            _ => return wrong_args(),
+        }),
         // The log clock: the same on every replica.
-        "time" => {
-            return match args.len() {
-                1 => Reply::Array(vec![
-                    Reply::Bulk(Bytes::from((ctx.time_ms / 1000).to_string())),
-                    Reply::Bulk(Bytes::from(((ctx.time_ms % 1000) * 1000).to_string())),
-                ]),
-                _ => wrong_args(),
-            }
-        }
-        "select" => {
-            return match args.len() {
-                2 if args[1].as_ref() == b"0" => Reply::ok(),
-                2 => Reply::error("ERR DB index is out of range"),
-                _ => wrong_args(),
-            }
-        }
-        _ => {}
+        "time" => Some(match args.len() {
+            1 => Reply::Array(vec![
+                Reply::Bulk(Bytes::from((ctx.time_ms / 1000).to_string())),
+                Reply::Bulk(Bytes::from(((ctx.time_ms % 1000) * 1000).to_string())),
+            ]),
+            _ => return wrong_args(),
+        }),
+        "select" => Some(match args.len() {
+            2 if args[1].as_ref() == b"0" => Reply::ok(),
+            2 => Reply::error("ERR DB index is out of range"),
+            _ => return wrong_args(),
+        }),
+        _ => None,
+    };
+    if let Some(reply) = local {
+        // Checked against the user's commands too, as Redis' `scriptCall`
+        // checks every command (review of 0e7a7e0: a user without PING
+        // or SELECT ran them in a script).
+        return acl_refusal(acl_verdict(keyspace, user, args)).unwrap_or(reply);
     }
     let Some(spec) = crate::table::lookup(&name) else {
         return Reply::error("ERR Unknown Redis command called from script");
@@ -221,17 +219,17 @@ pub(crate) fn acl_verdict(keyspace: &Keyspace, user: Option<&Bytes>, args: &[Byt
     let Ok(parsed) = crate::parse::parse(args) else {
         return AclVerdict::Allowed;
     };
-    // As the front end's `acl_conn::check_keys` and Redis' `sortCommand`,
-    // which runs as the script's user: no check of keys sees the keys a
-    // SORT pattern names (review of 8fc9577: a user limited to `~l` read
-    // any key through `SORT l GET secret:*` in a script).
-    if let Some(option) = crate::acl_conn::sort_pattern_option(&parsed) {
-        return AclVerdict::SortPatternDenied(option);
+    if !parsed.keys().iter().all(|key| user.key_allowed(key)) {
+        return AclVerdict::KeyDenied;
     }
-    if parsed.keys().iter().all(|key| user.key_allowed(key)) {
-        AclVerdict::Allowed
-    } else {
-        AclVerdict::KeyDenied
+    // Then, as the front end's `acl_conn::check_keys` and Redis'
+    // `sortCommand` (which runs as the script's user, after the check of
+    // keys): no check of keys sees the keys a SORT pattern names (review
+    // of 8fc9577: a user limited to `~l` read any key through
+    // `SORT l GET secret:*` in a script).
+    match crate::acl_conn::sort_pattern_option(&parsed) {
+        Some(option) => AclVerdict::SortPatternDenied(option),
+        None => AclVerdict::Allowed,
     }
 }
 

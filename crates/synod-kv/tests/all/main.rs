@@ -33,6 +33,7 @@ mod refusal_review;
 mod refusal_review2;
 mod refusal_review3;
 mod scan;
+mod script_acl_review;
 mod script_dry_run;
 mod sets;
 mod snapshot;
