@@ -142,18 +142,23 @@ impl Cluster {
     /// `k` checkpoints at its applied point with its state kept elsewhere
     /// (an on-disk state machine's checkpoint: compacted, not sendable).
     fn checkpoint_without_state(&mut self, k: usize) {
+        let snapshot = self.snapshot_at_applied(k, Bytes::new());
+        self.replicas[k]
+            .compact_checkpoint(snapshot, None, false)
+            .unwrap();
+    }
+
+    /// A snapshot of `k` at its applied point, holding `data`.
+    fn snapshot_at_applied(&self, k: usize, data: Bytes) -> Snapshot {
         let status = self.replicas[k].status();
-        let snapshot = Snapshot {
+        Snapshot {
             memberships: None,
             meta: crate::value::SnapshotMeta {
                 applied_end: status.applied_end,
                 checksum: status.checksum,
             },
-            data: Bytes::new(),
-        };
-        self.replicas[k]
-            .compact_checkpoint(snapshot, None, false)
-            .unwrap();
+            data,
+        }
     }
 
     fn cfg_election_ticks(&self, k: usize) -> u64 {
@@ -633,17 +638,9 @@ fn lagging_behind_snapshots(digested: bool) -> (Cluster, usize, usize, Bytes) {
     // Every up replica snapshots its "state" (here: the applied command list)
     // and compacts.
     for k in (0..3).filter(|k| *k != lagging) {
-        let status = c.replicas[k].status();
         let data = Bytes::from(c.applied_commands(k).concat());
         let digest = digested.then(|| crate::value::SnapshotDigest::of(&data));
-        let snapshot = Snapshot {
-            memberships: None,
-            meta: crate::value::SnapshotMeta {
-                applied_end: status.applied_end,
-                checksum: status.checksum,
-            },
-            data,
-        };
+        let snapshot = c.snapshot_at_applied(k, data);
         c.replicas[k].compact_digested(snapshot, digest).unwrap();
         assert_eq!(c.replicas[k].chosen_value(InstanceId(0)), None);
     }
@@ -1208,15 +1205,7 @@ fn dropped_applied_values_are_replaced_by_a_fresh_snapshot_for_a_lagging_peer() 
     assert_eq!(c.replicas[lagging].status().applied_end, InstanceId(0));
     // The runtime checkpoints at its applied point.
     for k in [leader, other] {
-        let status = c.replicas[k].status();
-        let snapshot = Snapshot {
-            memberships: None,
-            meta: crate::value::SnapshotMeta {
-                applied_end: status.applied_end,
-                checksum: status.checksum,
-            },
-            data: Bytes::from(c.applied_commands(k).concat()),
-        };
+        let snapshot = c.snapshot_at_applied(k, Bytes::from(c.applied_commands(k).concat()));
         c.replicas[k].compact(snapshot).unwrap();
     }
     let mut installed = false;
