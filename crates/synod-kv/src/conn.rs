@@ -825,6 +825,19 @@ impl Conn {
         self.settle_reply(item)
     }
 
+    /// Ends the transaction an EXEC was refused for (`reason`, an error
+    /// line), as Redis' `execCommandAbort`: EXECABORT, the watched keys
+    /// forgotten.
+    fn exec_aborted(&mut self, reason: &str) -> Item {
+        self.multi = None;
+        Item::Unwatch(
+            Reply::error(format!(
+                "EXECABORT Transaction discarded because of: {reason}"
+            )),
+            self.protocol,
+        )
+    }
+
     /// Answers a request of an [`Item::Barrier`] that did not run because
     /// this node answered no linearizable read (`reply` says why). In a
     /// transaction the error flags it, as any error answered to a queued
@@ -835,17 +848,11 @@ impl Conn {
     pub(crate) fn barrier_failed(&mut self, args: &[Bytes], reply: Reply) -> Item {
         let item = match self.multi.as_mut() {
             Some(_) if arg_is(args.first(), &["exec"]) => {
-                self.multi = None;
                 let reason = match &reply {
-                    Reply::Error(text) => text.clone(),
-                    _ => String::new(),
+                    Reply::Error(text) => text.as_str(),
+                    _ => "",
                 };
-                Item::Unwatch(
-                    Reply::error(format!(
-                        "EXECABORT Transaction discarded because of: {reason}"
-                    )),
-                    self.protocol,
-                )
+                self.exec_aborted(reason)
             }
             Some(multi) => {
                 multi.dirty = true;
@@ -955,16 +962,11 @@ impl Conn {
                         // ends its transaction (review of bfe3c81, F5).
                         // Only once confirmed: before, the request
                         // becomes a barrier with its transaction kept.
-                        self.multi = None;
-                        let Reply::Error(reason) = reply else {
+                        let Reply::Error(reason) = &reply else {
+                            self.multi = None;
                             return self.reply(reply);
                         };
-                        return Item::Unwatch(
-                            Reply::error(format!(
-                                "EXECABORT Transaction discarded because of: {reason}"
-                            )),
-                            self.protocol,
-                        );
+                        return self.exec_aborted(reason);
                     }
                     if let Some(multi) = self.multi.as_mut() {
                         multi.dirty = true;
@@ -993,13 +995,7 @@ impl Conn {
         // without one, as Redis's `rejectCommand` does).
         if let Some(busy) = self.busy(name, args) {
             if name == "exec" {
-                self.multi = None;
-                return Item::Unwatch(
-                    Reply::error(format!(
-                        "EXECABORT Transaction discarded because of: {busy}"
-                    )),
-                    self.protocol,
-                );
+                return self.exec_aborted(busy);
             }
             if let Some(multi) = self.multi.as_mut() {
                 multi.dirty = true;
