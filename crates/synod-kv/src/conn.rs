@@ -65,13 +65,23 @@ pub(crate) enum Item {
 }
 
 /// One queued command's place in EXEC's reply.
+///
+/// A transaction's connection commands run only once its data commands
+/// have (after the WATCH check, in the same log command): a transaction
+/// answered nil, or refused as a whole, runs none of them, as in Redis.
+/// They run in their order, after the data commands.
 pub(crate) enum ExecPart {
     /// The next reply of the transaction's data commands.
     Data,
-    /// A connection command's reply, computed at EXEC.
+    /// A connection command's reply, known at EXEC (it was refused).
     Ready(Reply),
-    /// INFO with these sections, answered at EXEC.
-    Info(Vec<String>),
+    /// A connection command, run ([`Conn::exec_local`]) once the
+    /// transaction's data commands ran.
+    Local(Vec<Bytes>),
+    /// A CONFIG SET naming `maxmemory`: the next reply of the data commands
+    /// (its `SetMaxMemory`) and, when that is OK, its node-local parameters
+    /// to set then.
+    Config(ConfigLocal),
 }
 
 /// A command queued between MULTI and EXEC.
@@ -96,6 +106,17 @@ const QUEUED_LOCAL: &[(&str, i64)] = &[
     ("client", -2),
     ("pubsub", -2),
 ];
+
+/// Whether a queued connection command is a CONFIG SET naming `maxmemory`
+/// (a log command: see [`Conn::exec`]).
+fn sets_maxmemory(args: &[Bytes]) -> bool {
+    args.len() >= 4
+        && args[0].eq_ignore_ascii_case(b"config")
+        && args[1].eq_ignore_ascii_case(b"set")
+        && args[2..]
+            .chunks(2)
+            .any(|pair| pair[0].eq_ignore_ascii_case(b"maxmemory"))
+}
 
 /// Commands Redis refuses inside MULTI (its `no-multi` flag), so EXEC then
 /// aborts.
@@ -180,6 +201,19 @@ pub(crate) struct Conn {
     /// What the ACL refused in the request being handled, if anything (see
     /// [`Conn::handle_confirmed`]).
     denied: DeniedCell,
+    /// Set while EXEC takes a queued CONFIG SET naming `maxmemory` into its
+    /// transaction: the node-local parameters of that CONFIG SET are held
+    /// in `held_config`, not set, until the transaction ran.
+    hold_config: bool,
+    held_config: Option<ConfigLocal>,
+}
+
+/// The node-local part of a CONFIG SET (see [`Conn::config_set`]).
+#[derive(Default)]
+pub(crate) struct ConfigLocal {
+    lua_time_limit_ms: Option<u64>,
+    keyspace_events: Option<u32>,
+    tuning: Vec<(&'static str, String)>,
 }
 
 /// Redis 7.0's NOPERM for a channel outside the user's `&patterns`.
@@ -628,6 +662,8 @@ impl Conn {
             implicit_login,
             quit_after_barrier: false,
             denied: DeniedCell::default(),
+            hold_config: false,
+            held_config: None,
         }
     }
 
@@ -1521,7 +1557,9 @@ impl Conn {
     }
 
     /// EXEC of a transaction that may run: its data commands go as one log
-    /// command; its connection commands are answered now, in their places.
+    /// command; its connection commands run once that ran
+    /// ([`ExecPart`]), except a CONFIG SET naming `maxmemory`, whose
+    /// `SetMaxMemory` joins the data commands in its place.
     fn exec(&mut self, multi: Multi) -> Item {
         let mut parts = Vec::with_capacity(multi.order.len());
         let mut data = multi.queued.into_iter();
@@ -1532,33 +1570,61 @@ impl Conn {
                     commands.extend(data.next());
                     ExecPart::Data
                 }
-                // Not in MULTI any more: run as it would be alone.
-                Queued::Local(args) => {
-                    // Answered in EXEC's reply, so final: a refusal is not
-                    // deferred to a barrier (`handle_confirmed`; an EXEC
-                    // with a queued command that needs one came after its
-                    // own). Review of c49b1fc, R1.
-                    let past = std::mem::replace(&mut self.past_barrier, true);
-                    let item = self.handle_request(&args);
-                    self.past_barrier = past;
-                    match item {
-                        Item::Reply(reply, _) => ExecPart::Ready(reply),
-                        Item::Info(sections, _) => ExecPart::Info(sections),
-                        // CONFIG SET maxmemory: a log command, in its
-                        // place in the transaction (review of bfe3c81, F4:
-                        // it answered "internal error" and did nothing).
-                        Item::Data(command, _, _) => {
+                Queued::Local(args) if sets_maxmemory(&args) => {
+                    // Checked now (the ACL, the values), its node-local
+                    // parameters held: a log command, in its place in the
+                    // transaction (review of bfe3c81, F4: it answered
+                    // "internal error" and did nothing).
+                    self.hold_config = true;
+                    let item = self.run_queued_local(&args);
+                    self.hold_config = false;
+                    let held = self.held_config.take();
+                    match (item, held) {
+                        (Item::Data(command, _, _), Some(held)) => {
                             commands.push(command);
-                            ExecPart::Data
+                            ExecPart::Config(held)
                         }
-                        _ => {
-                            ExecPart::Ready(Reply::error("ERR internal error: not a local command"))
-                        }
+                        (Item::Reply(reply, _), _) => ExecPart::Ready(reply),
+                        _ => ExecPart::Ready(Reply::error(
+                            "ERR internal error: not a CONFIG SET of maxmemory",
+                        )),
                     }
                 }
+                Queued::Local(args) => ExecPart::Local(args),
             });
         }
         Item::Exec(commands, parts, self.protocol)
+    }
+
+    /// A queued connection command, run as it would be alone (not in
+    /// MULTI any more). Answered in EXEC's reply, so final: a refusal is
+    /// not deferred to a barrier (`handle_confirmed`; an EXEC with a queued
+    /// command that needs one came after its own). Review of c49b1fc, R1.
+    fn run_queued_local(&mut self, args: &[Bytes]) -> Item {
+        let past = std::mem::replace(&mut self.past_barrier, true);
+        let item = self.handle_request(args);
+        self.past_barrier = past;
+        item
+    }
+
+    /// Runs a transaction's queued connection command once its data
+    /// commands ran ([`ExecPart::Local`]): its reply in EXEC's.
+    pub(crate) async fn exec_local(&mut self, args: &[Bytes]) -> Reply {
+        match self.run_queued_local(args) {
+            Item::Reply(reply, _) => reply,
+            Item::Info(sections, _) => self.info(&sections).await,
+            _ => Reply::error("ERR internal error: not a local command"),
+        }
+    }
+
+    /// Sets the node-local parameters of a transaction's CONFIG SET of
+    /// `maxmemory` once its `SetMaxMemory` answered OK
+    /// ([`ExecPart::Config`]).
+    pub(crate) fn exec_config(&self, held: ConfigLocal, reply: Reply) -> Reply {
+        if matches!(&reply, Reply::Simple(ok) if ok == "OK") {
+            self.set_config_local(held);
+        }
+        reply
     }
 
     fn queue(&mut self, args: &[Bytes]) -> Item {
@@ -1932,7 +1998,7 @@ impl Conn {
         }
     }
 
-    fn config(&self, args: &[Bytes]) -> Item {
+    fn config(&mut self, args: &[Bytes]) -> Item {
         let sub = args.get(1).map(|a| lower(a));
         match sub.as_deref() {
             Some("get") if args.len() >= 3 => {
@@ -1998,7 +2064,7 @@ impl Conn {
     /// - `maxmemory`: the replicated limit, proposed through the log (as
     ///   the `--maxmemory` flag), so every replica enforces it from the
     ///   same point on; it is a change for the whole cluster.
-    fn config_set(&self, pairs: &[Bytes]) -> Item {
+    fn config_set(&mut self, pairs: &[Bytes]) -> Item {
         let mut lua_time_limit = None;
         let mut maxmemory = None;
         let mut keyspace_events = None;
@@ -2051,18 +2117,42 @@ impl Conn {
                 )));
             }
         }
-        if let Some(ms) = lua_time_limit {
+        let local = ConfigLocal {
+            lua_time_limit_ms: lua_time_limit,
+            keyspace_events,
+            tuning,
+        };
+        match maxmemory {
+            // In a transaction, held until it ran (see `Conn::exec`).
+            Some(bytes) if self.hold_config => {
+                self.held_config = Some(local);
+                Item::data(KvCommand::SetMaxMemory { bytes }, self.protocol)
+            }
+            // Alone, the node-local parameters are set at once, before
+            // the log answers `maxmemory`: a CONFIG SET is all or nothing
+            // only in what it accepts (as Redis, whose rollback is of a
+            // failed apply, which these cannot have).
+            Some(bytes) => {
+                self.set_config_local(local);
+                Item::data(KvCommand::SetMaxMemory { bytes }, self.protocol)
+            }
+            None => {
+                self.set_config_local(local);
+                self.reply(Reply::ok())
+            }
+        }
+    }
+
+    /// Sets the node-local parameters of a CONFIG SET.
+    fn set_config_local(&self, local: ConfigLocal) {
+        if let Some(ms) = local.lua_time_limit_ms {
             self.shared.lua_time_limit_ms.store(ms, Relaxed);
         }
-        if let Some(flags) = keyspace_events {
+        if let Some(flags) = local.keyspace_events {
             self.shared.cfg.pubsub.set_keyspace_events(flags);
         }
-        if !tuning.is_empty() {
-            self.shared.tuning.set(tuning);
-        }
-        match maxmemory {
-            Some(bytes) => Item::data(KvCommand::SetMaxMemory { bytes }, self.protocol),
-            None => self.reply(Reply::ok()),
+        if !local.tuning.is_empty() {
+            self.shared.tuning.set(local.tuning);
         }
     }
 

@@ -1012,9 +1012,9 @@ fn barrier_error_reply(err: &synod::RequestError) -> Reply {
 
 /// Runs a transaction at EXEC: the data commands as one log command opened by
 /// the WATCH check of the keys the connection watched (which it forgets),
-/// and the queued connection commands' replies in their places. Nil when a
-/// watched key changed (nothing ran); the transaction's error when it was
-/// refused as a whole (OOM, too large).
+/// then the queued connection commands, each reply in its place. Nil when a
+/// watched key changed; the transaction's error when it was refused as a
+/// whole (OOM, too large) or got no answer: then no connection command ran.
 async fn exec(
     shared: &Shared,
     conn: &mut Conn,
@@ -1057,7 +1057,12 @@ async fn exec(
                 .next()
                 .unwrap_or_else(|| Reply::error("ERR internal error: missing reply")),
             ExecPart::Ready(reply) => reply,
-            ExecPart::Info(sections) => conn.info(&sections).await,
+            ExecPart::Local(args) => conn.exec_local(&args).await,
+            ExecPart::Config(held) => conn.exec_config(
+                held,
+                data.next()
+                    .unwrap_or_else(|| Reply::error("ERR internal error: missing reply")),
+            ),
         });
     }
     Reply::Array(replies)

@@ -1,8 +1,9 @@
 //! Third outside review of 8fc9577 (ACL at EXEC). Each test asserts what a
 //! client should see. A (a script's SORT BY/GET read keys outside the
 //! user's patterns) failed at dd724b6 too and is fixed; B (a transaction
-//! whose WATCH failed still ran its connection commands) is pre-existing
-//! and left as a known gap (ignored, the README says so).
+//! whose WATCH failed still ran its connection commands) was pre-existing,
+//! left as a known gap at stop 65 and is fixed: a transaction's connection
+//! commands run once its data commands ran.
 
 use crate::acl_in_flight::{authed, bulk, is_noperm, queued, set_user, stat};
 use crate::resp_cluster::{self, Client};
@@ -92,12 +93,11 @@ async fn a_scripts_sort_by_pattern_is_refused_to_a_user_without_every_key() {
 }
 
 /// A transaction whose WATCH failed runs nothing (Redis): EXEC answers nil.
-/// `Conn::exec` runs the queued connection commands (CONFIG SET of node
-/// parameters, CLIENT SETNAME) while it builds the EXEC item, before the
-/// log's WATCH check: their effects stay though EXEC answered nil. With
-/// F4, CONFIG SET maxmemory + lua-time-limit is half applied.
+/// `Conn::exec` ran the queued connection commands (CONFIG SET of node
+/// parameters, CLIENT SETNAME) while it built the EXEC item, before the
+/// log's WATCH check: their effects stayed though EXEC answered nil, and a
+/// CONFIG SET of maxmemory and lua-time-limit was half applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap: queued connection commands run when EXEC is handled, before the log's WATCH check (the README says so)"]
 async fn a_transaction_whose_watch_failed_runs_none_of_its_connection_commands() {
     let c = resp_cluster::cluster(3, |_| {}, None).await;
     let mut cl = Client::connect(c.resp[0]).await;
@@ -140,6 +140,98 @@ async fn a_transaction_whose_watch_failed_runs_none_of_its_connection_commands()
         name == Some(Reply::Null) && limit == before && !maxmemory_set,
         "a transaction answered nil ran: CLIENT GETNAME {name:?}, lua-time-limit {limit:?} \
          (was {before:?}), maxmemory set: {maxmemory_set}"
+    );
+}
+
+/// A transaction refused as a whole (OOM, decided when the log applies
+/// it) runs none of its connection commands either: Redis refuses it at
+/// EXEC with nothing run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_refused_for_memory_runs_none_of_its_connection_commands() {
+    let c = resp_cluster::cluster(3, |_| {}, None).await;
+    let mut cl = Client::connect(c.resp[0]).await;
+    assert_eq!(
+        cl.call(&[b"SET", b"filler", b"0123456789"]).await,
+        Some(resp_cluster::ok())
+    );
+    assert_eq!(
+        cl.call(&[b"CONFIG", b"SET", b"maxmemory", b"1"]).await,
+        Some(resp_cluster::ok())
+    );
+    let before = cl.call(&[b"CONFIG", b"GET", b"lua-time-limit"]).await;
+    assert_eq!(cl.call(&[b"MULTI"]).await, Some(resp_cluster::ok()));
+    assert_eq!(
+        cl.call(&[b"CLIENT", b"SETNAME", b"leaked"]).await,
+        Some(queued())
+    );
+    assert_eq!(
+        cl.call(&[b"CONFIG", b"SET", b"lua-time-limit", b"4321"])
+            .await,
+        Some(queued())
+    );
+    assert_eq!(cl.call(&[b"SET", b"k", b"v"]).await, Some(queued()));
+    let exec = call_within(&mut cl, &[b"EXEC"]).await;
+    assert!(
+        matches!(&exec, Some(Reply::Error(text)) if text.starts_with("OOM")),
+        "{exec:?}"
+    );
+    assert_eq!(cl.call(&[b"CLIENT", b"GETNAME"]).await, Some(Reply::Null));
+    assert_eq!(
+        cl.call(&[b"CONFIG", b"GET", b"lua-time-limit"]).await,
+        before
+    );
+}
+
+/// A transaction that runs runs its connection commands in their order,
+/// each answered in its place: CLIENT GETNAME after CLIENT SETNAME sees
+/// the name; CONFIG SET of maxmemory and lua-time-limit sets both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_that_ran_ran_its_connection_commands_in_order() {
+    let c = resp_cluster::cluster(3, |_| {}, None).await;
+    let mut cl = Client::connect(c.resp[0]).await;
+    assert_eq!(cl.call(&[b"WATCH", b"k"]).await, Some(resp_cluster::ok()));
+    assert_eq!(cl.call(&[b"MULTI"]).await, Some(resp_cluster::ok()));
+    assert_eq!(
+        cl.call(&[b"CLIENT", b"SETNAME", b"named"]).await,
+        Some(queued())
+    );
+    assert_eq!(cl.call(&[b"SET", b"k", b"v"]).await, Some(queued()));
+    assert_eq!(cl.call(&[b"CLIENT", b"GETNAME"]).await, Some(queued()));
+    assert_eq!(
+        cl.call(&[
+            b"CONFIG",
+            b"SET",
+            b"lua-time-limit",
+            b"4321",
+            b"maxmemory",
+            b"100mb"
+        ])
+        .await,
+        Some(queued())
+    );
+    assert_eq!(
+        cl.call(&[b"CONFIG", b"GET", b"lua-time-limit"]).await,
+        Some(queued())
+    );
+    let exec = call_within(&mut cl, &[b"EXEC"]).await;
+    let Some(Reply::Array(parts)) = exec else {
+        panic!("{exec:?}");
+    };
+    assert_eq!(parts.len(), 5, "{parts:?}");
+    assert_eq!(parts[0], resp_cluster::ok(), "{parts:?}");
+    assert_eq!(parts[1], resp_cluster::ok(), "{parts:?}");
+    assert_eq!(parts[2], bulk("named"), "{parts:?}");
+    assert_eq!(parts[3], resp_cluster::ok(), "{parts:?}");
+    assert!(
+        matches!(&parts[4], Reply::Array(v) if v.contains(&bulk("4321"))),
+        "{parts:?}"
+    );
+    let Some(Reply::Bulk(info)) = cl.call(&[b"INFO", b"memory"]).await else {
+        panic!("no INFO memory");
+    };
+    assert!(
+        String::from_utf8_lossy(&info).contains("maxmemory:104857600"),
+        "maxmemory not set"
     );
 }
 
