@@ -107,6 +107,14 @@ const QUEUED_LOCAL: &[(&str, i64)] = &[
     ("pubsub", -2),
 ];
 
+/// Whether `user`'s rules allow a queued connection command (its name and
+/// first argument).
+fn local_allowed(user: &User, args: &[Bytes]) -> bool {
+    let name = lower(&args[0]);
+    !crate::acl_categories::is_command(&name)
+        || check_command(user, &name, args.get(1).map(|a| a.as_ref())).is_ok()
+}
+
 /// Whether a queued connection command is a CONFIG SET naming `maxmemory`
 /// (a log command: see [`Conn::exec`]).
 fn sets_maxmemory(args: &[Bytes]) -> bool {
@@ -206,6 +214,9 @@ pub(crate) struct Conn {
     /// in `held_config`, not set, until the transaction ran.
     hold_config: bool,
     held_config: Option<ConfigLocal>,
+    /// Set while a transaction's connection command runs after its data
+    /// commands: its user's rules were checked at EXEC.
+    acl_checked_at_exec: bool,
 }
 
 /// The node-local part of a CONFIG SET (see [`Conn::config_set`]).
@@ -376,6 +387,20 @@ impl Item {
         match self {
             Item::Block(..) => true,
             Item::Silent(item) => item.is_block(),
+            _ => false,
+        }
+    }
+
+    /// An EXEC whose connection commands run once its data commands ran
+    /// ([`ExecPart`]): the requests after it are handled in the next batch,
+    /// so that they see what those did (review of 6573779, D1: a CLIENT
+    /// GETNAME pipelined after EXEC missed the transaction's SETNAME).
+    pub(crate) fn runs_connection_commands(&self) -> bool {
+        match self {
+            Item::Exec(_, parts, _) => parts
+                .iter()
+                .any(|part| matches!(part, ExecPart::Local(_) | ExecPart::Config(_))),
+            Item::Silent(item) => item.runs_connection_commands(),
             _ => false,
         }
     }
@@ -664,6 +689,7 @@ impl Conn {
             denied: DeniedCell::default(),
             hold_config: false,
             held_config: None,
+            acl_checked_at_exec: false,
         }
     }
 
@@ -972,7 +998,7 @@ impl Conn {
         // its user's current rules (changed by any node's ACL command once
         // this node applied it). A user deleted or turned off since the
         // AUTH closes the connection.
-        if self.user.is_some() && !ACL_EXEMPT.contains(&name) {
+        if self.user.is_some() && !ACL_EXEMPT.contains(&name) && !self.acl_checked_at_exec {
             let checked = self.with_user(|user| {
                 let acl_command = match known {
                     Some(at) => names().acl_command[at],
@@ -1489,11 +1515,7 @@ impl Conn {
     fn refuses_a_queued_local(&self, multi: &Multi) -> bool {
         let refused = self.current_user(|user, _| {
             multi.order.iter().any(|queued| match queued {
-                Queued::Local(args) => {
-                    let name = lower(&args[0]);
-                    crate::acl_categories::is_command(&name)
-                        && check_command(user, &name, args.get(1).map(|a| a.as_ref())).is_err()
-                }
+                Queued::Local(args) => !local_allowed(user, args),
                 Queued::Data => false,
             })
         });
@@ -1590,7 +1612,24 @@ impl Conn {
                         )),
                     }
                 }
-                Queued::Local(args) => ExecPart::Local(args),
+                // Checked now, against the rules the data commands are
+                // checked against (the batch's), and run once they ran
+                // without a second check: the transaction is checked as a
+                // whole at EXEC (review of 6573779, D2: a change to the
+                // users landing between its data and a later connection
+                // command refused that one alone).
+                Queued::Local(args)
+                    if self
+                        .with_user(|user| local_allowed(user, &args))
+                        .unwrap_or(false) =>
+                {
+                    ExecPart::Local(args)
+                }
+                // Refused (or the user gone): answered now, as alone.
+                Queued::Local(args) => match self.run_queued_local(&args) {
+                    Item::Reply(reply, _) | Item::Quit(reply) => ExecPart::Ready(reply),
+                    _ => ExecPart::Ready(Reply::error("ERR internal error: not a local command")),
+                },
             });
         }
         Item::Exec(commands, parts, self.protocol)
@@ -1608,10 +1647,14 @@ impl Conn {
     }
 
     /// Runs a transaction's queued connection command once its data
-    /// commands ran ([`ExecPart::Local`]): its reply in EXEC's.
+    /// commands ran ([`ExecPart::Local`]), without checking the user's
+    /// rules again (`Conn::exec` did): its reply in EXEC's.
     pub(crate) async fn exec_local(&mut self, args: &[Bytes]) -> Reply {
-        match self.run_queued_local(args) {
-            Item::Reply(reply, _) => reply,
+        self.acl_checked_at_exec = true;
+        let item = self.run_queued_local(args);
+        self.acl_checked_at_exec = false;
+        match item {
+            Item::Reply(reply, _) | Item::Quit(reply) => reply,
             Item::Info(sections, _) => self.info(&sections).await,
             _ => Reply::error("ERR internal error: not a local command"),
         }

@@ -643,7 +643,12 @@ where
                     // So are the requests after one that waits for a
                     // linearizable point (AUTH, admin commands: see
                     // `Conn::after_barrier`), which may change the user.
-                    let ends_batch = item.changes_users() || item.is_block() || item.is_barrier();
+                    // So are those after an EXEC whose connection
+                    // commands run once its data commands ran.
+                    let ends_batch = item.changes_users()
+                        || item.is_block()
+                        || item.is_barrier()
+                        || item.runs_connection_commands();
                     held |= item.is_block();
                     items.push(item);
                     if quit || ends_batch {

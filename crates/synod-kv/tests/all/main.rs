@@ -18,6 +18,7 @@ mod codec;
 mod collections;
 mod dump;
 mod exec;
+mod exec_review;
 mod expiry;
 mod hash_bounds;
 mod hostile_commands;
