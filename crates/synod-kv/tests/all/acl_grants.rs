@@ -122,3 +122,30 @@ async fn refusals_are_answered_in_order_and_counted_once() {
         commands + 3
     );
 }
+
+/// A connection opened while `default` had a password stays
+/// unauthenticated when the password is taken off (the README says so;
+/// Redis would let it run as `default`): NOAUTH until RESET or AUTH, then
+/// it runs as `default`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_opened_before_default_lost_its_password_stays_unauthenticated() {
+    let c = resp_cluster::cluster(3, |_| {}, None).await;
+    let mut admin = Client::connect(c.resp[0]).await;
+    set_user(&mut admin, &[b"default", b"resetpass", b">s3cret"]).await;
+    let mut anon = Client::connect(c.resp[0]).await;
+    let before = anon.call(&[b"GET", b"k"]).await;
+    assert!(crate::acl_in_flight::is_noauth(&before), "{before:?}");
+    let mut admin = authed(c.resp[0], "default", "s3cret").await;
+    set_user(&mut admin, &[b"default", b"nopass"]).await;
+    let after = anon.call(&[b"GET", b"k"]).await;
+    assert!(crate::acl_in_flight::is_noauth(&after), "{after:?}");
+    assert_eq!(
+        anon.call(&[b"RESET"]).await,
+        Some(Reply::Simple("RESET".into()))
+    );
+    assert_eq!(anon.call(&[b"GET", b"k"]).await, Some(Reply::Null));
+    assert_eq!(
+        anon.call(&[b"ACL", b"WHOAMI"]).await,
+        Some(Reply::Bulk(Bytes::from_static(b"default")))
+    );
+}
