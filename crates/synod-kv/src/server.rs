@@ -538,6 +538,9 @@ where
         ..Limits::default()
     });
     let mut input = BytesMut::with_capacity(16 * 1024);
+    // When bytes were last read into `input`: every request parsed from it
+    // had arrived by then (see `Conn::set_arrived_by`).
+    let mut last_read = Instant::now();
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut share = QueryShare::new(Arc::clone(&shared.query_budget));
     // What this client's replies hold while it does not take them.
@@ -589,6 +592,7 @@ where
         let mut held = false;
         // When the requests parsed now were read (INFO commandstats).
         let read_at = Instant::now();
+        conn.set_arrived_by(last_read);
         // The requests parsed now go to the log with the rules they are
         // checked against (see `Conn::run_as`).
         conn.begin_checks();
@@ -685,7 +689,10 @@ where
                 // read (and buffer) while it waits, and end on EOF.
                 let room = cfg.query_buffer_bytes_max.saturating_sub(input.len());
                 let run = run_items(shared, conn, &mut items, &mut output);
-                match crate::blocking::until_closed(run, stream, &mut input, room).await? {
+                let done = crate::blocking::until_closed(run, stream, &mut input, room).await?;
+                // What it read meanwhile arrived by now.
+                last_read = Instant::now();
+                match done {
                     WhileBlocked::Done(fits) => fits,
                     WhileBlocked::Closed => return Ok(None),
                     WhileBlocked::Overflow => return Ok(Some(Closed::QueryBuffer)),
@@ -749,6 +756,7 @@ where
         if read == 0 {
             return Ok(None);
         }
+        last_read = Instant::now();
         let total = share.set(input.capacity());
         if total > cfg.query_buffer_total_bytes_max && input.capacity() > QUERY_BUFFER_FREE_BYTES {
             return Ok(Some(Closed::QueryBufferTotal));
@@ -993,8 +1001,14 @@ async fn past_barrier(shared: &Shared, conn: &mut Conn, item: Item) -> Item {
         return item;
     };
     // A read of nothing much, with no user: nothing of it reaches the client.
+    // Asked after every request read so far arrived (`last_read`), so its
+    // answer confirms their refusals too (`Conn::set_arrived_by`).
+    let asked = Instant::now();
     match shared.node.read(KvCommand::DbSize.encode()).await {
-        Ok(_) => conn.after_barrier(&args),
+        Ok(_) => {
+            conn.confirmed_at(asked);
+            conn.after_barrier(&args)
+        }
         Err(err) => conn.barrier_failed(&args, barrier_error_reply(&err)),
     }
 }
