@@ -544,3 +544,13 @@ pub(crate) fn queued() -> Reply {
 pub(crate) fn bulk(text: &str) -> Reply {
     Reply::Bulk(Bytes::copy_from_slice(text.as_bytes()))
 }
+
+/// A call answered within 10 s.
+pub(crate) async fn call_within(
+    client: &mut Client<tokio::net::TcpStream>,
+    args: &[&[u8]],
+) -> Option<Reply> {
+    tokio::time::timeout(Duration::from_secs(10), client.call(args))
+        .await
+        .expect("answered within 10 s")
+}

@@ -3,17 +3,12 @@
 //! (an EXEC with connection commands ends its batch; they are checked with
 //! the data commands, at EXEC); E2 is a documented difference (ignored).
 
-use crate::acl_in_flight::{bulk, pipeline, queued};
+use crate::acl_in_flight::{bulk, call_within, pipeline, queued};
+use crate::keyspace_events::pmessage;
 use crate::resp_cluster::{self, Client};
 
 use std::time::Duration;
 use synod_resp::Reply;
-
-async fn call_within(client: &mut Client<tokio::net::TcpStream>, args: &[&[u8]]) -> Option<Reply> {
-    tokio::time::timeout(Duration::from_secs(10), client.call(args))
-        .await
-        .expect("answered within 10 s")
-}
 
 /// E1. A connection command queued in a transaction now runs when the batch
 /// runs (`server::exec`), but the requests pipelined after EXEC were
@@ -78,15 +73,6 @@ async fn e1b_a_transactions_getname_does_not_see_a_later_setname() {
     )
     .await;
     assert_eq!(replies[2], Reply::Array(vec![Reply::Null]), "{replies:?}");
-}
-
-fn pmessage(channel: &str, payload: &str) -> Option<Reply> {
-    Some(Reply::Array(vec![
-        bulk("pmessage"),
-        bulk("*"),
-        bulk(channel),
-        bulk(payload),
-    ]))
 }
 
 /// E2. Commands in a transaction run in their order (Redis): a CONFIG SET

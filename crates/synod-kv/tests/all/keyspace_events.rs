@@ -11,7 +11,7 @@ fn bulk(text: &str) -> Reply {
     Reply::Bulk(bytes::Bytes::copy_from_slice(text.as_bytes()))
 }
 
-fn pmessage(channel: &str, payload: &str) -> Option<Reply> {
+pub(crate) fn pmessage(channel: &str, payload: &str) -> Option<Reply> {
     Some(Reply::Array(vec![
         bulk("pmessage"),
         bulk("*"),

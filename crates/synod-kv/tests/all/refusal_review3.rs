@@ -5,17 +5,11 @@
 //! left as a known gap at stop 65 and is fixed: a transaction's connection
 //! commands run once its data commands ran.
 
-use crate::acl_in_flight::{authed, bulk, is_noperm, queued, set_user, stat};
+use crate::acl_in_flight::{authed, bulk, call_within, is_noperm, queued, set_user, stat};
 use crate::resp_cluster::{self, Client};
 
 use std::time::Duration;
 use synod_resp::Reply;
-
-async fn call_within(client: &mut Client<tokio::net::TcpStream>, args: &[&[u8]]) -> Option<Reply> {
-    tokio::time::timeout(Duration::from_secs(10), client.call(args))
-        .await
-        .expect("answered within 10 s")
-}
 
 /// A script's SORT ... GET pattern reads keys named by the list's elements:
 /// the front end refuses SORT GET to a user without every key (Redis'
