@@ -726,12 +726,33 @@ impl Conn {
     }
 
     /// Whether a barrier read answered that was asked after the requests
-    /// now handled arrived: it confirms their refusals as their own would.
-    /// (A linearizable read asked at T answers once this node has applied
-    /// every change acknowledged before T, so before they arrived.) So a
-    /// pipeline of refusals costs one read round, not one each.
+    /// now handled arrived, with nothing but refusals handled since: it
+    /// confirms their refusals as their own would. So a pipeline of
+    /// refusals costs one read round, not one each.
+    ///
+    /// Why this is linearizable: a read asked at T answers once this node
+    /// has applied every change acknowledged before T, so the users it
+    /// checks a refusal against are those of a state the cluster held at
+    /// some point at or after T, and so after the request arrived (was
+    /// invoked). That point must also follow every earlier request of the
+    /// connection (Redis runs them in order): true of those that ran
+    /// before T (the barrier was first in its batch), and of refusals
+    /// checked since (each against the same or a later state), but not of
+    /// a request that ran after T, which may have seen a change
+    /// acknowledged after T (an INFO keyspace, a log command). So any
+    /// request that is not a refusal ends the confirmation (`Conn::ran`),
+    /// as does a read that was not answered (review of 90de930, D1 and D2:
+    /// a refusal pipelined behind an INFO was decided at parse time against
+    /// an older state than the INFO saw, and counted before the INFO ran).
     fn arrivals_confirmed(&self) -> bool {
         matches!((self.arrived_by, self.confirmed_at), (Some(arrived), Some(asked)) if arrived <= asked)
+    }
+
+    /// A request handled that is not a refusal (it ran, failed, or waits
+    /// for a barrier): later refusals need a read asked after it.
+    fn ran(&mut self, item: Item) -> Item {
+        self.confirmed_at = None;
+        item
     }
 
     /// An item made without [`Conn::handle`] (a protocol error): it counts
@@ -989,7 +1010,7 @@ impl Conn {
         self.denied.take();
         let item = self.handle_named(name, args);
         let Some(denied) = self.denied.take() else {
-            return item;
+            return self.ran(item);
         };
         let (item, denied) = if !self.past_barrier && !args.is_empty() {
             if let (Some(multi), Some(dirty)) = (self.multi.as_mut(), dirty) {
@@ -1006,7 +1027,7 @@ impl Conn {
             self.past_barrier = false;
             match self.denied.take() {
                 Some(denied) => (item, denied),
-                None => return item,
+                None => return self.ran(item),
             }
         } else {
             (item, denied)

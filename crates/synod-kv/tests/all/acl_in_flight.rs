@@ -170,38 +170,40 @@ fn the_wrapper_encodes_and_never_nests() {
     );
 }
 
-/// Node 3's store, made to lag at ACL changes: it waits before applying
-/// one, as a node behind the log does, while its front end goes on
-/// admitting requests against the users it holds (the old ones).
-struct LaggingAtAclChanges {
-    store: Store,
-    lag: Option<Duration>,
+/// A node's store made slow at some commands: it waits `lag` before
+/// applying one for which `slow` holds, as a node behind the log (or busy)
+/// does, while its front end goes on admitting requests against the state
+/// it holds.
+pub(crate) struct SlowAt {
+    pub(crate) store: Store,
+    pub(crate) lag: Option<Duration>,
+    pub(crate) slow: fn(&KvCommand) -> bool,
 }
 
-impl LaggingAtAclChanges {
-    fn wait_if_acl_change(&self, command: &[u8]) {
+impl SlowAt {
+    fn wait_if_slow(&self, command: &[u8]) {
         let Some(lag) = self.lag else {
             return;
         };
-        let change = match KvCommand::decode(command) {
-            Ok(KvCommand::AsUser(run)) => run.command.involves_acl() && !run.command.is_read(),
-            Ok(command) => command.involves_acl() && !command.is_read(),
+        let hit = match KvCommand::decode(command) {
+            Ok(KvCommand::AsUser(run)) => (self.slow)(&run.command),
+            Ok(command) => (self.slow)(&command),
             Err(_) => false,
         };
-        if change {
+        if hit {
             std::thread::sleep(lag);
         }
     }
 }
 
-impl StateMachine for LaggingAtAclChanges {
+impl StateMachine for SlowAt {
     fn apply(&mut self, command: &[u8], ctx: &synod::ApplyContext) -> Bytes {
-        self.wait_if_acl_change(command);
+        self.wait_if_slow(command);
         self.store.apply(command, ctx)
     }
     fn apply_batch(&mut self, batch: &[synod::BatchCommand<'_>]) -> Vec<Bytes> {
         for one in batch {
-            self.wait_if_acl_change(one.command);
+            self.wait_if_slow(one.command);
         }
         self.store.apply_batch(batch)
     }
@@ -220,6 +222,12 @@ impl StateMachine for LaggingAtAclChanges {
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
         StateMachine::restore(&mut self.store, snapshot)
     }
+}
+
+/// Whether a command changes the users (node 3 of `lagging_cluster` is
+/// slow at those).
+fn changes_users(command: &KvCommand) -> bool {
+    command.involves_acl() && !command.is_read()
 }
 
 /// Waits until `user`/`password` authenticates at `addr`; returns that
@@ -250,9 +258,10 @@ pub(crate) async fn lagging_cluster(lag: Duration) -> resp_cluster::Cluster {
         3,
         |_| {},
         None,
-        move |id, store| LaggingAtAclChanges {
+        move |id, store| SlowAt {
             store,
             lag: (id == 3).then_some(lag),
+            slow: changes_users,
         },
     )
     .await
@@ -265,6 +274,13 @@ pub(crate) async fn lagging_cluster(lag: Duration) -> resp_cluster::Cluster {
 /// 3 applied it (a test then proves nothing, and one failed once so).
 pub(crate) async fn lagging_follower_cluster() -> resp_cluster::Cluster {
     let c = lagging_cluster(Duration::from_millis(1500)).await;
+    lead_elsewhere_than_node_3(&c).await;
+    c
+}
+
+/// Waits until a node other than node 3 leads (handing leadership over
+/// if node 3 has it).
+pub(crate) async fn lead_elsewhere_than_node_3(c: &resp_cluster::Cluster) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while c.nodes[2].is_leader() || !c.nodes.iter().any(|n| n.is_leader()) {
         assert!(Instant::now() < deadline, "no leader other than node 3");
@@ -273,7 +289,6 @@ pub(crate) async fn lagging_follower_cluster() -> resp_cluster::Cluster {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    c
 }
 
 /// Whether a reply is a NOAUTH error.

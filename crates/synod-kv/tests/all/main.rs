@@ -37,6 +37,7 @@ mod scan;
 mod script_acl_review;
 mod script_dry_run;
 mod sets;
+mod shared_barrier_review;
 mod snapshot;
 mod strings;
 mod table;
