@@ -745,7 +745,9 @@ impl Conn {
     /// a refusal pipelined behind an INFO was decided at parse time against
     /// an older state than the INFO saw, and counted before the INFO ran).
     fn arrivals_confirmed(&self) -> bool {
-        matches!((self.arrived_by, self.confirmed_at), (Some(arrived), Some(asked)) if arrived <= asked)
+        // Strictly before: bytes read at the very instant the read was
+        // asked (a coarse clock) are not taken as arrived before it.
+        matches!((self.arrived_by, self.confirmed_at), (Some(arrived), Some(asked)) if arrived < asked)
     }
 
     /// A request handled that is not a refusal (it ran, failed, or waits
@@ -1022,6 +1024,14 @@ impl Conn {
             }
             // Confirmed already: handled again as after its own barrier
             // (`after_barrier`; nothing of the refused request was done).
+            // What `after_barrier` does for an implicit login is not needed:
+            // its barrier confirmed it (`after_barrier` took the flag), and
+            // RESET, which sets it again, is never refused and so ends the
+            // confirmation (`Conn::ran`). Second review of e8ee3b3.
+            debug_assert!(
+                !self.implicit_login,
+                "a confirmed refusal on an unconfirmed login"
+            );
             self.past_barrier = true;
             let item = self.handle_named(name, args);
             self.past_barrier = false;
