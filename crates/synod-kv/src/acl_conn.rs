@@ -148,29 +148,51 @@ pub(crate) fn check_command(
 /// Redis 7.0's NOPERM for a key outside the user's `~patterns`, or `Ok`.
 /// Counts nothing, as [`check_command`].
 pub(crate) fn check_keys(user: &User, command: &KvCommand) -> Result<(), Reply> {
+    match keys_refused(user, command) {
+        None => Ok(()),
+        Some(KeysRefused::Key) => Err(Reply::error(
+            "NOPERM this user has no permissions to access one of the keys used as arguments",
+        )),
+        Some(KeysRefused::SortPattern(option)) => Err(sort_pattern_denied(option)),
+    }
+}
+
+/// What a user's `~patterns` refuse in a command (see [`keys_refused`]).
+pub(crate) enum KeysRefused {
+    /// One of its keys.
+    Key,
+    /// A SORT pattern (this option: `BY` or `GET`).
+    SortPattern(&'static str),
+}
+
+/// What `user`'s `~patterns` refuse in `command`, if anything; shared by
+/// the front end ([`check_keys`]) and scripts
+/// (`scripting::call::acl_verdict`), which word the refusal each its way.
+pub(crate) fn keys_refused(user: &User, command: &KvCommand) -> Option<KeysRefused> {
     if user.all_keys {
-        return Ok(());
+        return None;
     }
     if !command.keys().iter().all(|key| user.key_allowed(key)) {
-        return Err(Reply::error(
-            "NOPERM this user has no permissions to access one of the keys used as arguments",
-        ));
+        return Some(KeysRefused::Key);
     }
     // SORT's BY and GET patterns read keys named by the list's elements,
     // which no key check can see in advance: as Redis, only a user with
     // access to every key may use them (checked after the keys, as Redis'
     // `sortCommand` runs after its ACL check).
-    match sort_pattern_option(command) {
-        Some(option) => Err(Reply::error(format!(
-            "ERR {option} option of SORT denied due to insufficient ACL permissions."
-        ))),
-        None => Ok(()),
-    }
+    sort_pattern_option(command).map(KeysRefused::SortPattern)
+}
+
+/// Redis 7.0's refusal of a SORT `option` (`BY` or `GET`) whose pattern
+/// names keys, to a user without every key.
+pub(crate) fn sort_pattern_denied(option: &str) -> Reply {
+    Reply::error(format!(
+        "ERR {option} option of SORT denied due to insufficient ACL permissions."
+    ))
 }
 
 /// `Some("BY")` or `Some("GET")` when `command` (or one queued in it) is a
 /// SORT that reads keys through a pattern.
-pub(crate) fn sort_pattern_option(command: &KvCommand) -> Option<&'static str> {
+fn sort_pattern_option(command: &KvCommand) -> Option<&'static str> {
     match command {
         KvCommand::Sort(sort) => {
             if sort

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use synod::ApplyContext;
 use synod_resp::Reply;
 
+use crate::acl_conn::KeysRefused;
 use crate::command::KvCommand;
 use crate::keyspace::Keyspace;
 use crate::ops;
@@ -219,17 +220,14 @@ pub(crate) fn acl_verdict(keyspace: &Keyspace, user: Option<&Bytes>, args: &[Byt
     let Ok(parsed) = crate::parse::parse(args) else {
         return AclVerdict::Allowed;
     };
-    if !parsed.keys().iter().all(|key| user.key_allowed(key)) {
-        return AclVerdict::KeyDenied;
-    }
-    // Then, as the front end's `acl_conn::check_keys` and Redis'
-    // `sortCommand` (which runs as the script's user, after the check of
-    // keys): no check of keys sees the keys a SORT pattern names (review
-    // of 8fc9577: a user limited to `~l` read any key through
-    // `SORT l GET secret:*` in a script).
-    match crate::acl_conn::sort_pattern_option(&parsed) {
-        Some(option) => AclVerdict::SortPatternDenied(option),
+    // Keys, then a SORT pattern, as the front end's `acl_conn::check_keys`
+    // and Redis' `sortCommand` (which runs as the script's user, after the
+    // check of keys; review of 8fc9577: a user limited to `~l` read any
+    // key through `SORT l GET secret:*` in a script).
+    match crate::acl_conn::keys_refused(user, &parsed) {
         None => AclVerdict::Allowed,
+        Some(KeysRefused::Key) => AclVerdict::KeyDenied,
+        Some(KeysRefused::SortPattern(option)) => AclVerdict::SortPatternDenied(option),
     }
 }
 
@@ -243,9 +241,7 @@ pub(crate) fn acl_refusal(verdict: AclVerdict) -> Option<Reply> {
         AclVerdict::KeyDenied => Some(Reply::error(
             "ERR The user executing the script can't access at least one of the keys mentioned in the command",
         )),
-        AclVerdict::SortPatternDenied(option) => Some(Reply::error(format!(
-            "ERR {option} option of SORT denied due to insufficient ACL permissions."
-        ))),
+        AclVerdict::SortPatternDenied(option) => Some(crate::acl_conn::sort_pattern_denied(option)),
     }
 }
 
