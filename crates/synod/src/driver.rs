@@ -253,6 +253,7 @@ impl<S: StateMachine> Driver<S> {
         submit: mpsc::Receiver<Submit>,
         stop: mpsc::Receiver<()>,
         metrics: Arc<Metrics>,
+        listener: Option<std::net::TcpListener>,
     ) -> Result<(Driver<S>, watch::Receiver<NodeStatus>, Net), NodeError> {
         // First, the directory for this node alone: nothing else may read
         // or write it while this node runs (see `identity::lock_data_dir`).
@@ -328,9 +329,17 @@ impl<S: StateMachine> Driver<S> {
         }
 
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE_MAX);
-        let net = Net::start(cfg.net_config(), inbound_tx)
-            .await
-            .map_err(|e| NodeError::Net(e.to_string()))?;
+        let net = match listener {
+            None => Net::start(cfg.net_config(), inbound_tx).await,
+            Some(listener) => {
+                let listener = listener
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpListener::from_std(listener))
+                    .map_err(|e| NodeError::Net(format!("the peer listener handed in: {e}")))?;
+                Net::start_with_listener(cfg.net_config(), listener, inbound_tx).await
+            }
+        }
+        .map_err(|e| NodeError::Net(e.to_string()))?;
         let status = replica.status();
         let (status_tx, status_rx) = watch::channel(NodeStatus {
             id: cfg.id,

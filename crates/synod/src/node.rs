@@ -322,7 +322,23 @@ impl Node {
     pub async fn start<S: StateMachine>(config: NodeConfig, machine: S) -> Result<Node, NodeError> {
         // Boxed: the runtime is compiled once, here, for every state
         // machine type (see `impl StateMachine for Box<dyn StateMachine>`).
-        Node::start_boxed(config, Box::new(machine)).await
+        Node::start_boxed(config, Box::new(machine), None).await
+    }
+
+    /// Like [`Node::start`], but the peer port is `listener`, bound by the
+    /// caller (`NodeConfig::listen` is then not bound; the node's address
+    /// in `peers` should be the listener's). A listener handed over by a
+    /// service manager, or bound to port 0 first so that every member's
+    /// peer list names the real port: no other socket can take the port
+    /// between choosing it and the node's start (tests that bound port 0,
+    /// dropped it and let the node bind it again failed now and then with
+    /// "Address already in use").
+    pub async fn start_with_listener<S: StateMachine>(
+        config: NodeConfig,
+        machine: S,
+        listener: std::net::TcpListener,
+    ) -> Result<Node, NodeError> {
+        Node::start_boxed(config, Box::new(machine), Some(listener)).await
     }
 
     /// The runtime behind a boxed future, and never inlined: a caller's
@@ -333,13 +349,15 @@ impl Node {
     fn start_boxed(
         config: NodeConfig,
         machine: Box<dyn StateMachine>,
+        listener: Option<std::net::TcpListener>,
     ) -> Pin<Box<dyn Future<Output = Result<Node, NodeError>> + Send>> {
-        Box::pin(Node::start_dyn(config, machine))
+        Box::pin(Node::start_dyn(config, machine, listener))
     }
 
     async fn start_dyn(
         config: NodeConfig,
         machine: Box<dyn StateMachine>,
+        listener: Option<std::net::TcpListener>,
     ) -> Result<Node, NodeError> {
         config.validate().map_err(NodeError::Config)?;
         let (submit_tx, submit_rx) = mpsc::channel(config.requests_in_flight_max.min(65_536));
@@ -353,6 +371,7 @@ impl Node {
             submit_rx,
             stop_rx,
             Arc::clone(&metrics),
+            listener,
         )
         .await?;
         let status_tx = driver.status_sender();

@@ -13,6 +13,8 @@ use crate::resp_cluster;
 use bytes::Bytes;
 use common::ctx;
 use resp_cluster::Client;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synod::StateMachine;
 use synod_kv::{decode_reply, AclCommand, AsUser, KvCommand, Store};
@@ -173,11 +175,14 @@ fn the_wrapper_encodes_and_never_nests() {
 /// A node's store made slow at some commands: it waits `lag` before
 /// applying one for which `slow` holds, as a node behind the log (or busy)
 /// does, while its front end goes on admitting requests against the state
-/// it holds.
+/// it holds. With `until`, it goes on waiting until the flag is set (at
+/// most 30 s): a test whose steps must all happen while the node lags then
+/// holds on a loaded machine too (a lag alone was once too short).
 pub(crate) struct SlowAt {
     pub(crate) store: Store,
     pub(crate) lag: Option<Duration>,
     pub(crate) slow: fn(&KvCommand) -> bool,
+    pub(crate) until: Option<Arc<AtomicBool>>,
 }
 
 impl SlowAt {
@@ -190,8 +195,25 @@ impl SlowAt {
             Ok(command) => (self.slow)(&command),
             Err(_) => false,
         };
-        if hit {
+        if !hit {
+            return;
+        }
+        // The node applies on a worker of the test's runtime, which every
+        // node and client of the test share: a plain sleep there stalled
+        // the other nodes too (a grant took 30 s, the gate's bound, on a
+        // loaded machine). `block_in_place` hands the worker's tasks over.
+        let wait = || {
             std::thread::sleep(lag);
+            if let Some(until) = &self.until {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !until.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(_) => tokio::task::block_in_place(wait),
+            Err(_) => wait(),
         }
     }
 }
@@ -262,6 +284,7 @@ pub(crate) async fn lagging_cluster(lag: Duration) -> resp_cluster::Cluster {
             store,
             lag: (id == 3).then_some(lag),
             slow: changes_users,
+            until: None,
         },
     )
     .await

@@ -149,7 +149,6 @@ async fn the_sweep_does_not_loop_when_the_log_clock_lags_its_clock() {
     let dir = tempfile::tempdir().expect("tempdir");
     let peer = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let peers = BTreeMap::from([(NodeId(1), peer.local_addr().expect("addr"))]);
-    drop(peer);
     let mut cfg = NodeConfig::new(NodeId(1), peers, dir.path().join("n1")).expect("member");
     cfg.bootstrap = synod::Bootstrap::New;
     cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
@@ -164,7 +163,11 @@ async fn the_sweep_does_not_loop_when_the_log_clock_lags_its_clock() {
     let pubsub = store.pubsub();
     let blocked_clients = store.blocked_clients();
     let acl = store.acl();
-    let node = Arc::new(Node::start(cfg, store).await.expect("starts"));
+    let node = Arc::new(
+        Node::start_with_listener(cfg, store, peer)
+            .await
+            .expect("starts"),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

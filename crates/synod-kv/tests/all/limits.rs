@@ -31,7 +31,8 @@ struct Cluster {
 
 async fn cluster() -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
-    let listeners: Vec<std::net::TcpListener> = (0..3)
+    // Kept and handed to the nodes (see `resp_cluster::cluster`).
+    let mut listeners: Vec<std::net::TcpListener> = (0..3)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
         .collect();
     let peers: BTreeMap<NodeId, SocketAddr> = listeners
@@ -39,7 +40,6 @@ async fn cluster() -> Cluster {
         .enumerate()
         .map(|(i, l)| (NodeId(i as u32 + 1), l.local_addr().expect("addr")))
         .collect();
-    drop(listeners);
     let (stop, stop_rx) = watch::channel(false);
     let mut nodes = Vec::new();
     let mut resp = Vec::new();
@@ -50,7 +50,11 @@ async fn cluster() -> Cluster {
         cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
         cfg.value_bytes_max = VALUE_BYTES_MAX;
         cfg.request_timeout = Duration::from_secs(10);
-        let node = Arc::new(Node::start(cfg, Store::new()).await.expect("starts"));
+        let node = Arc::new(
+            Node::start_with_listener(cfg, Store::new(), listeners.remove(0))
+                .await
+                .expect("starts"),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         resp.push(listener.local_addr().expect("addr"));
         let server_cfg = ServerConfig::new(listener.local_addr().expect("addr"));

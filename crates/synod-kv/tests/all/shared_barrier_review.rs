@@ -9,6 +9,8 @@ use crate::acl_in_flight::{
 };
 use crate::resp_cluster::{self, Client};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use synod_kv::KvCommand;
 use synod_resp::Reply;
@@ -32,14 +34,19 @@ fn sets_pub_slow(command: &KvCommand) -> bool {
 /// read, asked after INFO answered, saw the grant: Null.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_behind_an_info_that_saw_a_grant_is_not_final_before_it_ran() {
+    // Node 3 holds the SET until pub:flag is acknowledged (a lag of 1.5 s
+    // alone was too short once on a loaded machine).
+    let flag_set = Arc::new(AtomicBool::new(false));
+    let until = Arc::clone(&flag_set);
     let c = resp_cluster::cluster_wrapped(
         3,
         |_| {},
         None,
-        |id, store| SlowAt {
+        move |id, store| SlowAt {
             store,
             lag: (id == 3).then_some(Duration::from_millis(1500)),
             slow: sets_pub_slow,
+            until: (id == 3).then(|| Arc::clone(&until)),
         },
     )
     .await;
@@ -65,6 +72,7 @@ async fn a_refusal_behind_an_info_that_saw_a_grant_is_not_final_before_it_ran() 
         admin.call(&[b"SET", b"pub:flag", b"1"]).await,
         Some(resp_cluster::ok())
     );
+    flag_set.store(true, Ordering::SeqCst);
     let mut replies = Vec::new();
     for _ in 1..requests.len() {
         replies.push(lim.reply().await.expect("a reply"));

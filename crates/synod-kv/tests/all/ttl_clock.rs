@@ -24,15 +24,19 @@ use synod_resp::Reply;
 
 const HOUR_MS: i64 = 3_600_000;
 
-fn free_peers(n: u32) -> BTreeMap<NodeId, SocketAddr> {
+/// The peer list of `n` nodes, with their listeners, bound and kept for
+/// `Node::start_with_listener` (a port dropped and bound again could be
+/// taken meanwhile).
+fn free_peers(n: u32) -> (BTreeMap<NodeId, SocketAddr>, Vec<std::net::TcpListener>) {
     let listeners: Vec<std::net::TcpListener> = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
         .collect();
-    listeners
+    let peers = listeners
         .iter()
         .enumerate()
         .map(|(i, l)| (NodeId(i as u32 + 1), l.local_addr().expect("addr")))
-        .collect()
+        .collect();
+    (peers, listeners)
 }
 
 /// The system clock plus an offset the test may change at any time (a skew
@@ -57,7 +61,7 @@ impl Cluster {
     /// Three nodes; node `i + 1`'s clock starts `start_offsets_ms[i]` ahead.
     async fn start(start_offsets_ms: [i64; 3], tweak: impl Fn(&mut NodeConfig)) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let peers = free_peers(3);
+        let (peers, mut listeners) = free_peers(3);
         let mut nodes = Vec::new();
         let mut offsets = Vec::new();
         for id in 1..=3u32 {
@@ -70,7 +74,11 @@ impl Cluster {
             cfg.request_timeout = Duration::from_secs(10);
             cfg.wall_clock = offset_clock(Arc::clone(&offset));
             tweak(&mut cfg);
-            nodes.push(Node::start(cfg, Store::new()).await.expect("node starts"));
+            nodes.push(
+                Node::start_with_listener(cfg, Store::new(), listeners.remove(0))
+                    .await
+                    .expect("node starts"),
+            );
             offsets.push(offset);
         }
         Cluster {

@@ -47,7 +47,9 @@ pub async fn cluster_wrapped<S: synod::StateMachine>(
     wrap: impl Fn(u32, Store) -> S,
 ) -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
-    let listeners: Vec<std::net::TcpListener> = (0..n)
+    // Kept and handed to the nodes: a port dropped and bound again could be
+    // taken meanwhile (a client's connection), and the start failed.
+    let mut listeners: Vec<std::net::TcpListener> = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
         .collect();
     let peers: BTreeMap<NodeId, SocketAddr> = listeners
@@ -55,7 +57,6 @@ pub async fn cluster_wrapped<S: synod::StateMachine>(
         .enumerate()
         .map(|(i, l)| (NodeId(i as u32 + 1), l.local_addr().expect("addr")))
         .collect();
-    drop(listeners);
     let (stop, stop_rx) = watch::channel(false);
     let mut c = Cluster {
         nodes: Vec::new(),
@@ -81,7 +82,12 @@ pub async fn cluster_wrapped<S: synod::StateMachine>(
         let acl = store.acl();
         let pubsub = store.pubsub();
         let blocked_clients = store.blocked_clients();
-        let node = Arc::new(Node::start(cfg, wrap(id, store)).await.expect("starts"));
+        let peer_listener = listeners.remove(0);
+        let node = Arc::new(
+            Node::start_with_listener(cfg, wrap(id, store), peer_listener)
+                .await
+                .expect("starts"),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         c.resp.push(listener.local_addr().expect("addr"));
         let tls_listener = match &tls {
