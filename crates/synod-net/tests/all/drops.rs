@@ -155,3 +155,23 @@ async fn start_refuses_a_taken_address_and_a_broken_config() {
         "{refused:?}"
     );
 }
+
+/// A listener handed in replaces `cfg.listen`, which `validate` checked: one
+/// on another interface is refused for insecure links as an address outside
+/// loopback in the config is (it would serve unauthenticated links there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_outside_loopback_is_refused_for_insecure_links() {
+    let (_listeners, addrs) = bind(&[1, 2]).await;
+    let cfg = config(NodeId(1), &addrs);
+    let (tx, _rx) = tokio::sync::mpsc::channel(1);
+    let outside = tokio::net::TcpListener::bind("0.0.0.0:0")
+        .await
+        .expect("bind");
+    let refused = synod_net::Net::start_with_listener(cfg, outside, tx).await;
+    match refused {
+        Err(synod_net::NetError::InvalidConfig(text)) => {
+            assert!(text.contains("loopback only"), "{text}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
