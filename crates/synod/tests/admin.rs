@@ -40,14 +40,19 @@ async fn start(
     dir: &std::path::Path,
     admin: AdminConfig,
 ) -> (Arc<Node>, SocketAddr, watch::Sender<bool>) {
+    // Kept and handed to the node: a port dropped and bound again could be
+    // taken meanwhile.
     let peer = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = peer.local_addr().expect("addr");
-    drop(peer);
     let peers = BTreeMap::from([(NodeId(1), addr)]);
     let mut cfg = NodeConfig::new(NodeId(1), peers, dir.join("n1")).expect("member");
     cfg.bootstrap = synod::Bootstrap::New;
     cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
-    let node = Arc::new(Node::start(cfg, Count::default()).await.expect("starts"));
+    let node = Arc::new(
+        Node::start_with_listener(cfg, Count::default(), peer)
+            .await
+            .expect("starts"),
+    );
     node.propose(Bytes::from_static(b"x"))
         .await
         .expect("chooses");

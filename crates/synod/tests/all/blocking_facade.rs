@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use synod::{blocking, ApplyContext, NodeConfig, NodeId, StateMachine};
 
 #[derive(Default)]
@@ -32,9 +31,7 @@ impl StateMachine for Sum {
 fn a_blocking_cluster_proposes_reads_and_survives_its_leader() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut peers = BTreeMap::new();
-    for id in 1..=3u32 {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr: SocketAddr = probe.local_addr().expect("addr");
+    for (id, addr) in (1..=3u32).zip(crate::common::free_addrs(3)) {
         peers.insert(NodeId(id), addr);
     }
     let nodes: Vec<blocking::Node> = peers
@@ -123,9 +120,7 @@ fn a_blocking_cluster_has_one_master_and_hands_it_on_after_a_drop() {
     use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().expect("tempdir");
     let mut peers = BTreeMap::new();
-    for id in 1..=3u32 {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr: SocketAddr = probe.local_addr().expect("addr");
+    for (id, addr) in (1..=3u32).zip(crate::common::free_addrs(3)) {
         peers.insert(NodeId(id), addr);
     }
     let nodes: Vec<blocking::Node> = peers

@@ -9,15 +9,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use synod::{Node, NodeConfig, NodeId, RequestError};
 
-/// `n` loopback addresses free at the time of the call, as node ids 1..=n.
+#[path = "../../../../test-support/free_ports.rs"]
+mod free_ports;
+pub use free_ports::{free_addrs, free_port_block};
+
+/// `n` loopback addresses free at the time of the call, as node ids 1..=n,
+/// from below the ephemeral range (see [`free_addrs`]): a port from
+/// `bind(0)`, released, could be taken by a client's connection before a
+/// node (or a node restarting) binds it.
 pub fn free_peers(n: u32) -> BTreeMap<NodeId, SocketAddr> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
+    free_addrs(n as usize)
+        .into_iter()
         .enumerate()
-        .map(|(i, l)| (NodeId(i as u32 + 1), l.local_addr().expect("addr")))
+        .map(|(i, addr)| (NodeId(i as u32 + 1), addr))
         .collect()
 }
 

@@ -48,9 +48,7 @@ impl StateMachine for Big {
 }
 
 fn single(dir: &std::path::Path, fs: &SimFs) -> NodeConfig {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    drop(listener);
+    let addr: SocketAddr = crate::common::free_addrs(1)[0];
     let peers = BTreeMap::from([(NodeId(1), addr)]);
     let mut cfg = NodeConfig::new(NodeId(1), peers, dir.join("n1")).expect("member");
     cfg.bootstrap = synod::Bootstrap::New;

@@ -26,20 +26,7 @@ fn example_binary() -> PathBuf {
 
 /// Three consecutive free loopback ports (the example takes a base port).
 fn free_base_port() -> u16 {
-    for _ in 0..200 {
-        let first = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let base = first.local_addr().expect("addr").port();
-        if base > u16::MAX - 3 {
-            continue;
-        }
-        let rest: Vec<_> = (1..3)
-            .map(|k| std::net::TcpListener::bind(("127.0.0.1", base + k)))
-            .collect();
-        if rest.iter().all(Result::is_ok) {
-            return base;
-        }
-    }
-    panic!("no three consecutive free ports");
+    crate::common::free_port_block(3)
 }
 
 /// One node's process, its output lines arriving on `lines`.

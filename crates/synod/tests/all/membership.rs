@@ -6,7 +6,7 @@
 //! node 4 → leadership handed to node 4 → writes go on → a clean stop of the
 //! leader hands leadership over without an election timeout.
 
-use crate::common;
+use crate::common::{self, free_addrs};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -50,16 +50,6 @@ impl StateMachine for Counter {
 
 fn value_of(output: &[u8]) -> i64 {
     i64::from_le_bytes(output[..8].try_into().expect("8 bytes"))
-}
-
-fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr"))
-        .collect()
 }
 
 /// Starts node `id` as a new member joining through `via`: the library

@@ -49,9 +49,7 @@ impl StateMachine for Panicky {
 }
 
 async fn one_node(dir: &std::path::Path, snapshot_every: u64) -> Node {
-    let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
+    let addr: SocketAddr = crate::common::free_addrs(1)[0];
     let peers: BTreeMap<NodeId, SocketAddr> = [(NodeId(1), addr)].into_iter().collect();
     let mut cfg = NodeConfig::new(NodeId(1), peers, dir.join("n1")).expect("member");
     cfg.request_timeout = Duration::from_secs(20);

@@ -59,9 +59,7 @@ fn one_node(dir: &std::path::Path, addr: SocketAddr) -> NodeConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_now_answers_once_the_snapshot_is_durable() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("addr");
+    let addr = crate::common::free_addrs(1)[0];
     let node = Node::start(one_node(dir.path(), addr), Counter::default())
         .await
         .expect("node starts");

@@ -110,8 +110,7 @@ impl StateMachine for Gated {
 }
 
 fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
+    crate::common::free_addrs(1)[0]
 }
 
 fn one_node(dir: &std::path::Path, addr: SocketAddr, snapshot_every: u64) -> NodeConfig {
