@@ -55,15 +55,19 @@ fn decode(output: &[u8]) -> i64 {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("synod-counter-{}", std::process::id()));
+    // Bind every node's peer port first (port 0: any free one) so that each
+    // node's peer list names the real ports, and hand each listener to its
+    // node: no other socket can take the port in between.
     let mut peers = BTreeMap::new();
+    let mut listeners = Vec::new();
     for id in 1..=3u32 {
-        // Pick free ports: bind port 0 and let go of it.
-        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let addr: SocketAddr = probe.local_addr()?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr: SocketAddr = listener.local_addr()?;
         peers.insert(NodeId(id), addr);
+        listeners.push(listener);
     }
     let mut nodes = Vec::new();
-    for id in peers.keys() {
+    for (id, listener) in peers.keys().zip(listeners) {
         let mut cfg = NodeConfig::new(*id, peers.clone(), dir.join(format!("node-{}", id.0)))
             .ok_or("node not in its peer list")?;
         // The first start of a brand-new cluster: empty directories are
@@ -73,7 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Every node is on loopback in this example, so plain peer links are
         // allowed; a real cluster uses PeerSecurity::Tls (see `synod certs`).
         cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
-        nodes.push(Node::start(cfg, Counter::default()).await?);
+        nodes.push(Node::start_with_listener(cfg, Counter::default(), listener).await?);
     }
     for (i, node) in nodes.iter().enumerate() {
         let value = decode(
