@@ -39,7 +39,11 @@ pub fn free_port_block(len: u16) -> u16 {
 }
 
 /// Takes `len` consecutive ports from the process-wide counter, wrapping
-/// within [LOW, the ephemeral range's first port).
+/// within [LOW, the ephemeral range's first port). (On a machine whose
+/// ephemeral range starts below 11000 the range is widened to 11000, and
+/// its top ports may be a client's: not expected on the machines we test
+/// on. Two test processes may still draw the same port; the bind check
+/// catches one that holds it.)
 fn take_ports(len: u16) -> u16 {
     use std::sync::Mutex;
     const LOW: u32 = 10_000;

@@ -105,14 +105,18 @@ impl StateMachine for Journal {
 }
 
 async fn cluster(dir: &Path, sync: Sync) -> Result<Vec<Node>, Box<dyn std::error::Error>> {
+    // Peer ports bound first and handed to the nodes (see the counter
+    // example).
     let mut peers = BTreeMap::new();
+    let mut listeners = Vec::new();
     for id in 1..=3u32 {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let addr: SocketAddr = probe.local_addr()?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr: SocketAddr = listener.local_addr()?;
         peers.insert(NodeId(id), addr);
+        listeners.push(listener);
     }
     let mut nodes = Vec::new();
-    for id in peers.keys() {
+    for (id, listener) in peers.keys().zip(listeners) {
         let home = dir.join(format!("node-{}", id.0));
         let mut cfg =
             NodeConfig::new(*id, peers.clone(), home.clone()).ok_or("node not in its peer list")?;
@@ -124,7 +128,7 @@ async fn cluster(dir: &Path, sync: Sync) -> Result<Vec<Node>, Box<dyn std::error
             applied: 0,
             sync,
         };
-        nodes.push(Node::start(cfg, journal).await?);
+        nodes.push(Node::start_with_listener(cfg, journal, listener).await?);
     }
     for node in &nodes {
         node.ready().await?;

@@ -72,19 +72,23 @@ fn decode(bytes: &[u8]) -> Option<(i64, u64)> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("synod-sessions-{}", std::process::id()));
+    // Peer ports bound first and handed to the nodes (see the counter
+    // example).
     let mut peers = BTreeMap::new();
+    let mut listeners = Vec::new();
     for id in 1..=3u32 {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let addr: SocketAddr = probe.local_addr()?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr: SocketAddr = listener.local_addr()?;
         peers.insert(NodeId(id), addr);
+        listeners.push(listener);
     }
     let mut nodes = Vec::new();
-    for id in peers.keys() {
+    for (id, listener) in peers.keys().zip(listeners) {
         let mut cfg = NodeConfig::new(*id, peers.clone(), dir.join(format!("node-{}", id.0)))
             .ok_or("node not in its peer list")?;
         cfg.bootstrap = synod::Bootstrap::New;
         cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
-        nodes.push(Node::start(cfg, Ledger::default()).await?);
+        nodes.push(Node::start_with_listener(cfg, Ledger::default(), listener).await?);
     }
     for node in &nodes {
         node.ready().await?;

@@ -21,7 +21,9 @@ pub struct NodeConfig {
     pub id: NodeId,
     /// Every voting member, this node included: id -> peer (Paxos) address.
     pub peers: BTreeMap<NodeId, SocketAddr>,
-    /// Where to accept peer connections (default: this node's entry in `peers`).
+    /// Where to accept peer connections (default: this node's entry in
+    /// `peers`). Not bound by [`crate::Node::start_with_listener`], which
+    /// accepts on the listener it is given (still validated).
     pub listen: SocketAddr,
     /// How peer links are secured: mutually authenticated TLS with the
     /// cluster's CA, or plain TCP on loopback only. **Required**: there is no

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use synod_core::{Ballot, Checksum, InstanceId, MemberOp, MembershipChange, NodeId, RoleKind};
-use synod_net::Net;
+use synod_net::{Net, PeerSecurity};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -271,13 +271,14 @@ impl Leadership {
 /// # let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
 /// # runtime.block_on(async {
 /// let dir = tempfile::tempdir()?;
-/// let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-/// let peers = [(NodeId(1), addr)].into_iter().collect();
+/// // Any free port: bound first, then handed to the node.
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let peers = [(NodeId(1), listener.local_addr()?)].into_iter().collect();
 /// let mut config = NodeConfig::new(NodeId(1), peers, dir.path().to_path_buf())
 ///     .ok_or("node 1 is not among the peers")?;
 /// config.bootstrap = Bootstrap::New;
 /// config.peer_security = Some(PeerSecurity::InsecureLoopback);
-/// let node = Node::start(config, Counter::default()).await?;
+/// let node = Node::start_with_listener(config, Counter::default(), listener).await?;
 /// node.ready().await?;
 /// assert_eq!(node.propose(Bytes::from_static(b"increment")).await?, "1");
 /// assert_eq!(node.read(Bytes::new()).await?, "1");
@@ -316,6 +317,37 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// Refuses a peer listener handed to [`Node::start_with_listener`] that
+/// peers could not reach or that breaks the links' rules: its port must be
+/// the node's in `peers` (its address too, unless it listens on every
+/// interface), and insecure links stay on loopback. Without this, a node
+/// on another port started, dialed its peers and never heard from them:
+/// no leader, no error (review of stop 67).
+fn check_listener(config: &NodeConfig, listener: &std::net::TcpListener) -> Result<(), String> {
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("the peer listener handed in has no local address: {e}"))?;
+    let Some(own) = config.peers.get(&config.id) else {
+        // (`validate` refuses a node that is not among its peers.)
+        return Err(format!("node {} is not among its peers", config.id.0));
+    };
+    let same_ip = local.ip() == own.ip() || local.ip().is_unspecified();
+    if local.port() != own.port() || !same_ip {
+        return Err(format!(
+            "the peer listener handed in is on {local}, but node {}'s peer address is {own}: its peers could not reach it",
+            config.id.0
+        ));
+    }
+    if matches!(config.peer_security, Some(PeerSecurity::InsecureLoopback))
+        && !local.ip().is_loopback()
+    {
+        return Err(format!(
+            "insecure peer links are allowed on loopback only, but the peer listener handed in is on {local}: anyone who can reach it could act as any member; use TLS credentials (synod certs) for addresses outside loopback"
+        ));
+    }
+    Ok(())
+}
+
 impl Node {
     /// Recovers the node from its data directory, connects to its peers and
     /// starts serving. Must run inside a multi-threaded tokio runtime.
@@ -326,8 +358,10 @@ impl Node {
     }
 
     /// Like [`Node::start`], but the peer port is `listener`, bound by the
-    /// caller (`NodeConfig::listen` is then not bound; the node's address
-    /// in `peers` should be the listener's). A listener handed over by a
+    /// caller (`NodeConfig::listen` is then not bound). It must be on the
+    /// node's address in `peers` (or on every interface, on that port), and
+    /// on loopback for insecure links: else the start is refused before the
+    /// data directory is touched. A listener handed over by a
     /// service manager, or bound to port 0 first so that every member's
     /// peer list names the real port: no other socket can take the port
     /// between choosing it and the node's start (tests that bound port 0,
@@ -360,6 +394,10 @@ impl Node {
         listener: Option<std::net::TcpListener>,
     ) -> Result<Node, NodeError> {
         config.validate().map_err(NodeError::Config)?;
+        if let Some(listener) = &listener {
+            // Before the data directory is touched, as `validate` is.
+            check_listener(&config, listener).map_err(NodeError::Config)?;
+        }
         let (submit_tx, submit_rx) = mpsc::channel(config.requests_in_flight_max.min(65_536));
         // Room for a second call before the first is taken (a second
         // stops at once: see `Driver::begin_stop`).

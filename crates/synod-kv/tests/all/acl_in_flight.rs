@@ -200,8 +200,9 @@ impl SlowAt {
         }
         // The node applies on a worker of the test's runtime, which every
         // node and client of the test share: a plain sleep there stalled
-        // the other nodes too (a grant took 30 s, the gate's bound, on a
-        // loaded machine). `block_in_place` hands the worker's tasks over.
+        // the other nodes too (on a loaded machine, a grant at node 1 waited
+        // for node 3's whole wait). `block_in_place` hands the worker's
+        // tasks over; it exists on the multi-threaded runtime only.
         let wait = || {
             std::thread::sleep(lag);
             if let Some(until) = &self.until {
@@ -212,8 +213,10 @@ impl SlowAt {
             }
         };
         match tokio::runtime::Handle::try_current() {
-            Ok(_) => tokio::task::block_in_place(wait),
-            Err(_) => wait(),
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
         }
     }
 }

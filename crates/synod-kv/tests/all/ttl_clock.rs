@@ -27,7 +27,7 @@ const HOUR_MS: i64 = 3_600_000;
 /// The peer list of `n` nodes, with their listeners, bound and kept for
 /// `Node::start_with_listener` (a port dropped and bound again could be
 /// taken meanwhile).
-fn free_peers(n: u32) -> (BTreeMap<NodeId, SocketAddr>, Vec<std::net::TcpListener>) {
+fn bound_peers(n: u32) -> (BTreeMap<NodeId, SocketAddr>, Vec<std::net::TcpListener>) {
     let listeners: Vec<std::net::TcpListener> = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
         .collect();
@@ -61,7 +61,7 @@ impl Cluster {
     /// Three nodes; node `i + 1`'s clock starts `start_offsets_ms[i]` ahead.
     async fn start(start_offsets_ms: [i64; 3], tweak: impl Fn(&mut NodeConfig)) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (peers, mut listeners) = free_peers(3);
+        let (peers, mut listeners) = bound_peers(3);
         let mut nodes = Vec::new();
         let mut offsets = Vec::new();
         for id in 1..=3u32 {

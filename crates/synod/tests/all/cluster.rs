@@ -497,3 +497,50 @@ async fn a_delayed_announcement_reaches_followers_within_the_delay_not_a_tick() 
         node.shutdown().await;
     }
 }
+
+/// A peer listener handed to `Node::start_with_listener` on another port
+/// than the node's peer address (its peers would dial a port nobody serves),
+/// or outside loopback with insecure links, is refused before the data
+/// directory is touched: a later start with the right listener works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_peers_could_not_reach_is_refused_before_the_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let peers = BTreeMap::from([(NodeId(1), listener.local_addr().expect("addr"))]);
+    let cfg = common::config(1, &peers, dir.path(), Duration::from_secs(10));
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let refused = Node::start_with_listener(cfg.clone(), Counter::default(), elsewhere)
+        .await
+        .expect_err("another port");
+    assert!(
+        refused.to_string().contains("could not reach it"),
+        "{refused}"
+    );
+    // On every interface, on the port the peer list names on loopback.
+    let outside = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    let port = outside.local_addr().expect("addr").port();
+    let on_its_port = common::config(
+        1,
+        &BTreeMap::from([(NodeId(1), SocketAddr::from(([127, 0, 0, 1], port)))]),
+        dir.path(),
+        Duration::from_secs(10),
+    );
+    let refused = Node::start_with_listener(on_its_port, Counter::default(), outside)
+        .await
+        .expect_err("insecure outside loopback");
+    assert!(
+        refused
+            .to_string()
+            .contains("the peer listener handed in is on 0.0.0.0"),
+        "{refused}"
+    );
+    assert!(
+        !cfg.data_dir.exists(),
+        "a refused start wrote to its data directory"
+    );
+    let node = Node::start_with_listener(cfg, Counter::default(), listener)
+        .await
+        .expect("starts");
+    common::propose_retrying(&node, Bytes::copy_from_slice(&5i64.to_le_bytes())).await;
+    node.shutdown().await;
+}
