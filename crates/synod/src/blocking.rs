@@ -81,6 +81,26 @@ impl Node {
         machine: S,
         worker_threads: usize,
     ) -> Result<Node, NodeError> {
+        Node::start_on(config, machine, worker_threads, None)
+    }
+
+    /// [`crate::Node::start_with_listener`] (the peer port is `listener`,
+    /// bound by the caller) on a runtime of its own with
+    /// [`WORKER_THREADS_DEFAULT`] worker threads.
+    pub fn start_with_listener<S: StateMachine>(
+        config: NodeConfig,
+        machine: S,
+        listener: std::net::TcpListener,
+    ) -> Result<Node, NodeError> {
+        Node::start_on(config, machine, WORKER_THREADS_DEFAULT, Some(listener))
+    }
+
+    fn start_on<S: StateMachine>(
+        config: NodeConfig,
+        machine: S,
+        worker_threads: usize,
+        listener: Option<std::net::TcpListener>,
+    ) -> Result<Node, NodeError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(worker_threads.max(1))
             .thread_name("synod")
@@ -89,7 +109,12 @@ impl Node {
             .map_err(|error| {
                 NodeError::Recover(format!("cannot build a tokio runtime: {error}"))
             })?;
-        let node = runtime.block_on(crate::Node::start(config, machine))?;
+        let node = runtime.block_on(async {
+            match listener {
+                Some(listener) => crate::Node::start_with_listener(config, machine, listener).await,
+                None => crate::Node::start(config, machine).await,
+            }
+        })?;
         Ok(Node { runtime, node })
     }
 

@@ -119,19 +119,24 @@ fn a_blocking_cluster_proposes_reads_and_survives_its_leader() {
 fn a_blocking_cluster_has_one_master_and_hands_it_on_after_a_drop() {
     use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().expect("tempdir");
+    // Peer ports bound here and handed to the nodes.
+    let listeners: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
     let mut peers = BTreeMap::new();
-    for (id, addr) in (1..=3u32).zip(crate::common::free_addrs(3)) {
-        peers.insert(NodeId(id), addr);
+    for (id, listener) in (1..=3u32).zip(&listeners) {
+        peers.insert(NodeId(id), listener.local_addr().expect("addr"));
     }
     let nodes: Vec<blocking::Node> = peers
         .keys()
-        .map(|id| {
+        .zip(listeners)
+        .map(|(id, listener)| {
             let mut cfg = NodeConfig::new(*id, peers.clone(), dir.path().join(id.0.to_string()))
                 .expect("member");
             cfg.bootstrap = synod::Bootstrap::New;
             cfg.peer_security = Some(synod::PeerSecurity::InsecureLoopback);
             cfg.read_lease = Some(cfg.default_read_lease());
-            blocking::Node::start_with_threads(cfg, Sum::default(), 1).expect("starts")
+            blocking::Node::start_with_listener(cfg, Sum::default(), listener).expect("starts")
         })
         .collect();
     for node in &nodes {
