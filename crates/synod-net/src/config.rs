@@ -230,6 +230,19 @@ impl NetConfig {
         }
         Ok(())
     }
+
+    /// Checks a listener on `local` that replaces `listen` (see
+    /// [`crate::Net::start_with_listener`]): `validate` checked `listen`
+    /// only, and a listener on another interface would serve
+    /// unauthenticated links outside loopback.
+    pub fn validate_listener(&self, local: SocketAddr) -> Result<(), NetError> {
+        if matches!(self.security, PeerSecurity::InsecureLoopback) && !local.ip().is_loopback() {
+            return Err(NetError::InvalidConfig(format!(
+                "insecure peer links are allowed on loopback only, but the peer listener handed in is on {local}: anyone who can reach it could act as any member; use TLS credentials (synod certs) for addresses outside loopback"
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

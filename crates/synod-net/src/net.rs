@@ -297,15 +297,7 @@ impl Net {
     ) -> Result<Net, NetError> {
         cfg.validate()?;
         let local_addr = listener.local_addr().map_err(NetError::ListenerAddr)?;
-        // `validate` checked `cfg.listen`, which this listener replaces: a
-        // listener on another interface would serve unauthenticated links
-        // outside loopback.
-        if matches!(cfg.security, PeerSecurity::InsecureLoopback) && !local_addr.ip().is_loopback()
-        {
-            return Err(NetError::InvalidConfig(format!(
-                "insecure peer links are allowed on loopback only, but the listener handed in is on {local_addr}: anyone who can reach it could act as any member; use TLS credentials (synod certs) for addresses outside loopback"
-            )));
-        }
+        cfg.validate_listener(local_addr)?;
         let peers: Peers = cfg
             .peers
             .iter()

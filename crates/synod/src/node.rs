@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use synod_core::{Ballot, Checksum, InstanceId, MemberOp, MembershipChange, NodeId, RoleKind};
-use synod_net::{Net, PeerSecurity};
+use synod_net::Net;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -338,14 +338,11 @@ fn check_listener(config: &NodeConfig, listener: &std::net::TcpListener) -> Resu
             config.id.0
         ));
     }
-    if matches!(config.peer_security, Some(PeerSecurity::InsecureLoopback))
-        && !local.ip().is_loopback()
-    {
-        return Err(format!(
-            "insecure peer links are allowed on loopback only, but the peer listener handed in is on {local}: anyone who can reach it could act as any member; use TLS credentials (synod certs) for addresses outside loopback"
-        ));
-    }
-    Ok(())
+    // The transport's own rule (it checks again when it starts).
+    config
+        .net_config()
+        .validate_listener(local)
+        .map_err(|e| e.to_string())
 }
 
 impl Node {

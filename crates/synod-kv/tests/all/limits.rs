@@ -8,7 +8,6 @@
 //! size was one log command.
 
 use bytes::{Bytes, BytesMut};
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,15 +30,7 @@ struct Cluster {
 
 async fn cluster() -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
-    // Kept and handed to the nodes (see `resp_cluster::cluster`).
-    let mut listeners: Vec<std::net::TcpListener> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    let peers: BTreeMap<NodeId, SocketAddr> = listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (NodeId(i as u32 + 1), l.local_addr().expect("addr")))
-        .collect();
+    let (peers, mut listeners) = crate::resp_cluster::bound_peers(3);
     let (stop, stop_rx) = watch::channel(false);
     let mut nodes = Vec::new();
     let mut resp = Vec::new();

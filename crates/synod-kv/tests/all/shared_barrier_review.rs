@@ -15,7 +15,7 @@ use std::time::Duration;
 use synod_kv::KvCommand;
 use synod_resp::Reply;
 
-/// A SET of `pub:slow`, which node 3 applies 1.5 s late: a node that is
+/// A SET of `pub:slow`, which node 3 applies late: a node that is
 /// busy, or behind, when a client's write is chosen.
 fn sets_pub_slow(command: &KvCommand) -> bool {
     matches!(command, KvCommand::Set { key, .. } if key.as_ref() == b"pub:slow")

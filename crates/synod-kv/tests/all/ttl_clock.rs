@@ -13,8 +13,6 @@ use crate::common;
 
 use bytes::Bytes;
 use common::{args, bulk, null, ok};
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,21 +21,6 @@ use synod_kv::{decode_reply, parse, Store};
 use synod_resp::Reply;
 
 const HOUR_MS: i64 = 3_600_000;
-
-/// The peer list of `n` nodes, with their listeners, bound and kept for
-/// `Node::start_with_listener` (a port dropped and bound again could be
-/// taken meanwhile).
-fn bound_peers(n: u32) -> (BTreeMap<NodeId, SocketAddr>, Vec<std::net::TcpListener>) {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    let peers = listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (NodeId(i as u32 + 1), l.local_addr().expect("addr")))
-        .collect();
-    (peers, listeners)
-}
 
 /// The system clock plus an offset the test may change at any time (a skew
 /// from the start, or an NTP-like step later).
@@ -61,7 +44,7 @@ impl Cluster {
     /// Three nodes; node `i + 1`'s clock starts `start_offsets_ms[i]` ahead.
     async fn start(start_offsets_ms: [i64; 3], tweak: impl Fn(&mut NodeConfig)) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (peers, mut listeners) = bound_peers(3);
+        let (peers, mut listeners) = crate::resp_cluster::bound_peers(3);
         let mut nodes = Vec::new();
         let mut offsets = Vec::new();
         for id in 1..=3u32 {

@@ -47,16 +47,7 @@ pub async fn cluster_wrapped<S: synod::StateMachine>(
     wrap: impl Fn(u32, Store) -> S,
 ) -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
-    // Kept and handed to the nodes: a port dropped and bound again could be
-    // taken meanwhile (a client's connection), and the start failed.
-    let mut listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    let peers: BTreeMap<NodeId, SocketAddr> = listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (NodeId(i as u32 + 1), l.local_addr().expect("addr")))
-        .collect();
+    let (peers, mut listeners) = bound_peers(n);
     let (stop, stop_rx) = watch::channel(false);
     let mut c = Cluster {
         nodes: Vec::new(),
@@ -119,6 +110,22 @@ pub async fn cluster_wrapped<S: synod::StateMachine>(
         }
     }
     c
+}
+
+/// The peer list of nodes 1..=`n` on loopback ports bound now, with their
+/// listeners, to hand to the nodes (`Node::start_with_listener`): a port
+/// dropped and bound again could be taken meanwhile (a client's
+/// connection), and the start failed.
+pub fn bound_peers(n: u32) -> (BTreeMap<NodeId, SocketAddr>, Vec<std::net::TcpListener>) {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let peers = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (NodeId(i as u32 + 1), l.local_addr().expect("addr")))
+        .collect();
+    (peers, listeners)
 }
 
 /// A raw RESP client over any byte stream.
