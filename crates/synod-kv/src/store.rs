@@ -338,6 +338,16 @@ impl StateMachine for Store {
             .prefetch(queries.iter().filter_map(|q| KvCommand::peek_read_key(q)));
     }
 
+    /// Reads of expiring keys, save random draws and reads answered off
+    /// the loop (`ops::read_settles_by_clock`): a refused or undecodable
+    /// one is answered alike at any time, so it never comes here.
+    fn query_settles_by_clock(&self, query: &[u8], ctx: &ApplyContext) -> bool {
+        KvCommand::decode(query).is_ok_and(|command| match self.admitted(&command) {
+            Ok(command) => ops::read_settles_by_clock(&self.keyspace, command, ctx.time_ms),
+            Err(_) => false,
+        })
+    }
+
     fn query_depends_on_time(&self, query: &[u8]) -> bool {
         // An undecodable query is answered with an error at any time.
         KvCommand::decode(query).is_ok_and(|command| self.command_depends_on_time(&command))

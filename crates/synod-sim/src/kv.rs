@@ -1195,6 +1195,19 @@ impl StateMachine for SimKv {
         answer.encode()
     }
 
+    /// The simulator's reads (GET, and GET for WATCH) settle by the clock
+    /// as the server's do: their answer at a time is whether the key is
+    /// live then, and its value.
+    fn query_settles_by_clock(&self, query: &[u8], _: &ApplyContext) -> bool {
+        matches!(
+            decode(query),
+            Some(KvCommand {
+                op: Op::Get { .. },
+                ..
+            })
+        )
+    }
+
     fn query_depends_on_time(&self, query: &[u8]) -> bool {
         match decode(query) {
             Some(KvCommand {

@@ -419,6 +419,7 @@ pub fn run_seed(seed: u64, nodes: usize, faults: Faults) -> SeedReport {
         world.stats.end_us = world.now_us;
         let metrics = &world.metrics;
         world.stats.reads_through_log = metrics.reads_through_log.load(Relaxed);
+        world.stats.reads_settled = metrics.reads_settled.load(Relaxed);
         world.stats.request_timeouts = metrics.timeouts.load(Relaxed);
         world.stats.request_retries = metrics.retries.load(Relaxed);
         world.stats.duplicates_skipped = metrics.duplicates.load(Relaxed);

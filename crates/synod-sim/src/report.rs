@@ -53,6 +53,10 @@ pub struct Stats {
     pub rebuilds: u64,
     /// Reads by index that depended on the time and went through the log.
     pub reads_through_log: u64,
+    /// Reads by index that depended on the time and were answered without
+    /// the log, their answer at the applied point's log clock being the one
+    /// at the serving node's clock (`StateMachine::query_settles_by_clock`).
+    pub reads_settled: u64,
     /// Requests the runtime's engines gave up on (timeouts).
     pub request_timeouts: u64,
     /// Requests and reads the engines proposed or submitted again.

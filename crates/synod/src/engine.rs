@@ -907,6 +907,22 @@ impl<S: StateMachine, R> Engine<S, R> {
     ///
     /// The decision is taken on `S_k` alone: whether a key has an expiry is
     /// part of the state, so it needs no clock either.
+    ///
+    /// Save for one case (`settled_answer`): a read that depends on the time
+    /// only as its state looks at different times
+    /// (`StateMachine::query_settles_by_clock`: a GET of a key with a TTL)
+    /// is answered at `k` with `L_k` after all when that answer is also the
+    /// one at this node's clock. It is the answer at point `k`, linearizable
+    /// at `k` as above: `L_k` is the log clock there, one function of the
+    /// point that every replica computes alike, and any read or write that
+    /// finished before takes effect at or before `k` (a through-log read
+    /// that saw the key gone at `j` finished before this one began, so
+    /// `k >= j` and `L_k >= L_j`: a key once read as gone is never read
+    /// as present again until a write). The clock only picks between that
+    /// answer and the log: a key that this node's clock says has expired
+    /// while `L_k` says it has not still goes through the log, and there
+    /// reads as gone, so a key without writes still expires for readers
+    /// at the time it did before.
     fn serve_read(&mut self, id: u64) {
         if self.machine.is_none() {
             // Released by the core at the snapshot's point: answered from
@@ -942,11 +958,41 @@ impl<S: StateMachine, R> Engine<S, R> {
             .as_ref()
             .map(|machine| machine.serve_query(&read.query, &ctx));
         if let Some(Served::ThroughLog) = served {
+            if let Some(output) = self.settled_answer(&read.query, &ctx) {
+                self.metrics.reads_settled.fetch_add(1, Relaxed);
+                self.answer(read.reply, Ok(output));
+                return;
+            }
             self.metrics.reads_through_log.fetch_add(1, Relaxed);
             self.propose_new(Kind::Read, None, read.query, read.reply, read.deadline_ms);
             return;
         }
         self.deliver_read(read.reply, served);
+    }
+
+    /// The answer at `at` (the applied point and its log clock) of a read
+    /// whose answer depends on the time, when the state machine lets such a
+    /// read settle by the clock (`StateMachine::query_settles_by_clock`) and
+    /// the answer is the same at the time a command proposed here now would
+    /// carry (`stamp_ms`; the log clock when that is later): then it is also
+    /// what the log would answer, were nothing else applied first. `None`:
+    /// the read goes through the log. Safety: see `serve_read`; the clock
+    /// chooses only whether, never what, this answers.
+    fn settled_answer(&self, query: &[u8], at: &ApplyContext) -> Option<Bytes> {
+        let machine = self.machine.as_ref()?;
+        if !machine.query_settles_by_clock(query, at) {
+            return None;
+        }
+        let answer = machine.query(query, at);
+        let now = self.stamp_ms();
+        if now <= at.time_ms {
+            return Some(answer);
+        }
+        let later = ApplyContext {
+            time_ms: now,
+            ..*at
+        };
+        (machine.query(query, &later) == answer).then_some(answer)
     }
 
     /// Gives a read the answer its state machine served: at once, or from a

@@ -180,6 +180,12 @@ pub struct Metrics {
     /// Reads whose answer depended on the time, sent through the log (a
     /// subset of `reads`).
     pub reads_through_log: AtomicU64,
+    /// Reads whose answer depended on the time answered by read index (or a
+    /// lease) all the same, their answer at the log clock of the applied
+    /// point being the one at this node's clock (a GET of a key whose TTL
+    /// has not run out): a subset of `reads`, disjoint from
+    /// `reads_through_log`.
+    pub reads_settled: AtomicU64,
     /// Reads this node confirmed as leader under its read lease, with no
     /// network round (its own and its followers' read-index requests).
     pub lease_reads: AtomicU64,
@@ -295,6 +301,7 @@ impl Default for Metrics {
             reads: AtomicU64::new(0),
             stale_reads: AtomicU64::new(0),
             reads_through_log: AtomicU64::new(0),
+            reads_settled: AtomicU64::new(0),
             lease_reads: AtomicU64::new(0),
             vouched_reads: AtomicU64::new(0),
             batch_holds: AtomicU64::new(0),
@@ -340,7 +347,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 32] = [
+        let counters: [(&str, &str, &AtomicU64); 33] = [
             (
                 "synod_admin_connections_refused_total",
                 "Admin HTTP connections closed at once: the connection cap was reached.",
@@ -370,6 +377,11 @@ impl Metrics {
                 "synod_reads_through_log_total",
                 "Reads whose answer depended on the time, answered through the log.",
                 &self.reads_through_log,
+            ),
+            (
+                "synod_reads_settled_total",
+                "Reads whose answer depended on the time, answered without the log (the same at this node's clock).",
+                &self.reads_settled,
             ),
             (
                 "synod_lease_reads_total",

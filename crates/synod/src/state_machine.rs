@@ -183,6 +183,30 @@ pub trait StateMachine: Send + 'static {
         false
     }
 
+    /// Whether a read whose answer depends on the time
+    /// ([`StateMachine::query_depends_on_time`]) may still be answered
+    /// without the log, at the log clock of the point it is served at (`ctx`,
+    /// as [`StateMachine::serve_query`] gets it),
+    /// whenever [`StateMachine::query`] gives the same answer there and at
+    /// the time this node would stamp a command with now (a GET of a key
+    /// whose TTL has not run out, by either time). Such an answer is
+    /// linearizable at that point, as every read by read index is; the
+    /// clock only decides whether the log is needed, so a key still reads
+    /// as gone once this node's clock passes its expiry.
+    ///
+    /// `true` only for a read tied to its place in the log by the time
+    /// alone, and cheap enough to answer twice on the event loop: not for
+    /// one that draws randomness from [`ApplyContext::instance`] or
+    /// [`ApplyContext::index`] (answered off the log it would draw alike
+    /// each time), nor for one [`StateMachine::query_view`] answers off the
+    /// loop. The runtime calls `query` twice for it (at both times) and
+    /// compares the bytes. The default, `false`, sends every such read
+    /// through the log.
+    fn query_settles_by_clock(&self, query: &[u8], ctx: &ApplyContext) -> bool {
+        let _ = (query, ctx);
+        false
+    }
+
     /// Serves a linearizable read confirmed by read index (or a lease), in
     /// one call: [`Served::ThroughLog`] when
     /// [`StateMachine::query_depends_on_time`] says its answer depends on the
@@ -473,6 +497,10 @@ impl StateMachine for Box<dyn StateMachine> {
         (**self).query_depends_on_time(query)
     }
 
+    fn query_settles_by_clock(&self, query: &[u8], ctx: &ApplyContext) -> bool {
+        (**self).query_settles_by_clock(query, ctx)
+    }
+
     fn prefetch_queries(&self, queries: &[&[u8]]) {
         (**self).prefetch_queries(queries)
     }
@@ -544,6 +572,9 @@ mod tests {
         fn query_depends_on_time(&self, _: &[u8]) -> bool {
             true
         }
+        fn query_settles_by_clock(&self, _: &[u8], _: &ApplyContext) -> bool {
+            true
+        }
         fn prefetch_queries(&self, queries: &[&[u8]]) {
             self.prefetched
                 .set(self.prefetched.get() + queries.len() as u64);
@@ -605,6 +636,7 @@ mod tests {
         assert_eq!(sm.apply_batch(&batch), vec![Bytes::from_static(b"batch")]);
         assert_eq!(sm.query(b"", &ctx), "query");
         assert!(sm.query_depends_on_time(b""));
+        assert!(sm.query_settles_by_clock(b"", &ctx));
         // The default would send it through the log (`query_depends_on_time`).
         assert!(matches!(sm.serve_query(b"", &ctx), Served::Answer(a) if a == "served"));
         assert_eq!(sm.snapshot(), "snapshot");

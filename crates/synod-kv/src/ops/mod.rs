@@ -239,6 +239,33 @@ pub(crate) fn read_depends_on_time(keyspace: &Keyspace, command: &KvCommand) -> 
     }
 }
 
+/// Whether a read that [`read_depends_on_time`] sends through the log may
+/// be answered at the log clock of the applied point when that answer is
+/// also the one at the serving node's clock
+/// (`StateMachine::query_settles_by_clock`): its tie to the time is only
+/// which keys are live and for how long, which `read` computes from the time
+/// it is given. Not a read that draws a random pick (RANDOMKEY is seeded by
+/// the time, the RAND* commands by their place in the log: through the log
+/// each gets its own draw, off it repeated ones would draw alike), nor one
+/// answered off the event loop (it would be computed twice on the loop).
+/// `now`: the log clock of the applied point.
+pub(crate) fn read_settles_by_clock(keyspace: &Keyspace, command: &KvCommand, now: u64) -> bool {
+    match command {
+        KvCommand::HRandField { .. }
+        | KvCommand::SRandMember { .. }
+        | KvCommand::RandomKey { .. } => false,
+        KvCommand::ZSet(zset)
+            if matches!(**zset, crate::command_zset::ZSetCommand::RandMember { .. }) =>
+        {
+            false
+        }
+        KvCommand::Exec(commands) => commands
+            .iter()
+            .all(|command| read_settles_by_clock(keyspace, command, now)),
+        command => !read_off_loop(keyspace, command, now),
+    }
+}
+
 /// Work (keys or elements visited) from which a read is answered off the
 /// event loop, from a view ([`read_view`]): below it, the hop to another
 /// thread costs more than the read.

@@ -238,6 +238,9 @@ impl StateMachine for SlowAt {
     fn query_depends_on_time(&self, query: &[u8]) -> bool {
         self.store.query_depends_on_time(query)
     }
+    fn query_settles_by_clock(&self, query: &[u8], ctx: &synod::ApplyContext) -> bool {
+        self.store.query_settles_by_clock(query, ctx)
+    }
     fn serve_query(&self, query: &[u8], ctx: &synod::ApplyContext) -> synod::Served {
         self.store.serve_query(query, ctx)
     }

@@ -149,10 +149,13 @@ async fn a_clock_that_jumps_ahead_cannot_expire_keys() {
     cluster.shutdown().await;
 }
 
-/// Reads of keys without a TTL keep the read-index path (no log instance);
-/// a read of a key with one goes through the log, also on a follower.
+/// Reads of keys without a TTL keep the read-index path (no log instance),
+/// and so do reads of a key whose TTL has not run out by the serving node's
+/// clock: their answer at the log clock of the applied point is the one at
+/// that node's clock (`StateMachine::query_settles_by_clock`), also on a
+/// follower.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_reads_that_depend_on_the_time_go_through_the_log() {
+async fn reads_of_live_ttl_keys_keep_the_read_index_path() {
     let cluster = Cluster::start([0, 0, 0], |_| {}).await;
     assert_eq!(cluster.run(1, "SET plain p").await, ok());
     for id in 1..=3 {
@@ -160,21 +163,58 @@ async fn only_reads_that_depend_on_the_time_go_through_the_log() {
         assert_eq!(cluster.run(id, "TTL plain").await, Reply::Integer(-1));
         assert_eq!(cluster.run(id, "DBSIZE").await, Reply::Integer(1));
     }
-    for node in &cluster.nodes {
-        assert_eq!(node.metrics().reads_through_log.load(Relaxed), 0);
+    let counts = |id: usize| {
+        let metrics = cluster.nodes[id - 1].metrics();
+        (
+            metrics.reads_through_log.load(Relaxed),
+            metrics.reads_settled.load(Relaxed),
+        )
+    };
+    for id in 1..=3 {
+        assert_eq!(
+            counts(id),
+            (0, 0),
+            "node {id}: nothing depended on the time"
+        );
     }
     assert_eq!(cluster.run(1, "SET k v PX 600000").await, ok());
     for id in 1..=3 {
         assert_eq!(cluster.run(id, "GET plain").await, bulk("p"));
         assert_eq!(cluster.run(id, "GET k").await, bulk("v"));
         assert_eq!(cluster.run(id, "DBSIZE").await, Reply::Integer(2));
-        let node = &cluster.nodes[id - 1];
+        assert_eq!(cluster.run(id, "EXISTS k plain").await, Reply::Integer(2));
         assert_eq!(
-            node.metrics().reads_through_log.load(Relaxed),
-            2,
-            "node {id}: GET k and DBSIZE went through the log, GET plain did not"
+            counts(id),
+            (0, 3),
+            "node {id}: GET k, DBSIZE and EXISTS depended on the time but settled by its clock; GET plain did not depend on it"
         );
     }
+    // Random picks never settle: through the log, each draws anew.
+    assert_ne!(cluster.run(2, "RANDOMKEY").await, null());
+    assert_eq!(counts(2), (1, 3), "RANDOMKEY went through the log");
+    cluster.shutdown().await;
+}
+
+/// A key whose TTL ran out by the nodes' clocks, with nothing written since
+/// (the log clock still before its expiry), reads as gone on every node:
+/// the read that finds the two clocks disagree goes through the log, whose
+/// stamp moves the log clock past the expiry, and reads after it settle on
+/// nil. Without the clock check (answering at the log clock alone) the key
+/// would read as present until the next write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ttl_key_expires_for_readers_without_a_write() {
+    let cluster = Cluster::start([0, 0, 0], |_| {}).await;
+    assert_eq!(cluster.run(1, "SET e v PX 300").await, ok());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for id in [3, 2, 1] {
+        assert_eq!(cluster.run(id, "GET e").await, null(), "node {id}");
+    }
+    let through_log: u64 = cluster
+        .nodes
+        .iter()
+        .map(|node| node.metrics().reads_through_log.load(Relaxed))
+        .sum();
+    assert!(through_log >= 1, "the first GET e went through the log");
     cluster.shutdown().await;
 }
 

@@ -226,20 +226,24 @@ fn learners_counted_toward_quorums_are_caught_by_the_quorum_checker() {
 /// 370, 377 and 431 of 0..700 with the default mix; since the log's frames
 /// carry a tag and each open draws its own salt (stop 59, which moved the
 /// runs again), 60, 152, 449, 562 and 648 of 0..700 with eager leaders,
-/// 370 and 648 with the default mix.
+/// 370 and 648 with the default mix; since reads of expiring keys settle by
+/// the clock instead of taking a log instance each (stop 68, which moved
+/// the runs again), 42, 238, 368, 393, 489, 532, 629 and 667 of 0..700 with
+/// eager leaders, 37, 42, 54, 68, 211, 237, 368 and 489 with the default
+/// mix.
 #[test]
 fn a_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
-    let caught = caught_among("lease-drift-beyond-bound", "linearizab", 60..61);
+    let caught = caught_among("lease-drift-beyond-bound", "linearizab", 42..43);
     assert_eq!(
         caught,
-        Some(60),
-        "a lease on a clock beyond its drift bound went unnoticed on seed 60"
+        Some(42),
+        "a lease on a clock beyond its drift bound went unnoticed on seed 42"
     );
     // With lazy leaders (the default mix).
-    let caught = caught_among_with("lease-drift-beyond-bound", "linearizab", 370..371, false);
+    let caught = caught_among_with("lease-drift-beyond-bound", "linearizab", 37..38, false);
     assert_eq!(
         caught,
-        Some(370),
+        Some(37),
         "a lease on a clock beyond its drift bound went unnoticed with lazy leaders"
     );
 }

@@ -422,7 +422,7 @@ fn lease_and_vouched_reads_run_in_the_seeds_and_pass() {
 
 /// The runtime's engine paths run under the simulator, not only exist:
 /// across a few seeds, requests time out and are retried, reads of expiring
-/// keys go through the log, duplicate copies are skipped by the session
+/// keys go through the log or settle by the clock, duplicate copies are skipped by the session
 /// table, some request is answered from an installed snapshot's table, and
 /// leaders propose expiry sweeps.
 #[test]
@@ -431,6 +431,7 @@ fn the_engine_paths_run() {
     for seed in 0..40 {
         let stats = run_seed(seed, 3, Faults::default()).stats;
         total.reads_through_log += stats.reads_through_log;
+        total.reads_settled += stats.reads_settled;
         total.request_timeouts += stats.request_timeouts;
         total.request_retries += stats.request_retries;
         total.duplicates_skipped += stats.duplicates_skipped;
@@ -439,6 +440,7 @@ fn the_engine_paths_run() {
         total.sweeps += stats.sweeps;
     }
     assert!(total.reads_through_log > 0, "{total:?}");
+    assert!(total.reads_settled > 0, "{total:?}");
     assert!(total.request_timeouts > 0, "{total:?}");
     assert!(total.request_retries > 0, "{total:?}");
     assert!(total.duplicates_skipped > 0, "{total:?}");
