@@ -12,6 +12,9 @@
 #   bench/ab-cpu.sh ROUNDS SYNOD_A SYNOD_B -- REDIS_BENCHMARK_ARGS (with -n N)
 #   e.g. bench/ab-cpu.sh 4 old/synod target/release/synod -- \
 #          -t set -c 50 -P 16 -d 100 -r 100000 -n 800000
+#
+# TTL_KEYS=K first writes the K keys `-r K` draws, with a TTL of an hour
+# (`preload_ttl`), to each cluster: GETs of keys that all expire.
 set -euo pipefail
 [ $# -ge 4 ] && [ "$4" = "--" ] || {
   echo "usage: bench/ab-cpu.sh ROUNDS SYNOD_A SYNOD_B -- REDIS_BENCHMARK_ARGS" >&2
@@ -49,6 +52,7 @@ one_run() (
     *) echo "ab-cpu: port $PORT is not served by this cluster ($pids)" >&2; exit 1 ;;
   esac
   followers=$(echo "$pids" | tr ' ' '\n' | grep -vx "$LEADER_PID" | tr '\n' ' ')
+  [ -z "${TTL_KEYS:-}" ] || preload_ttl "$PORT" "$TTL_KEYS" 3600
   # shellcheck disable=SC2086 # lists of pids
   {
     all0=$(cpu_ticks $pids)

@@ -112,6 +112,21 @@ start_cluster_and_redis() {
   NODES=$(pgrep -P "$CLUSTER" | tr '\n' ' ')
 }
 
+# preload_ttl PORT KEYS SECONDS -> writes the keys redis-benchmark's
+# `-r KEYS` draws (key:000000000000 ..) with 100-byte values and a TTL of
+# SECONDS (`SET .. EX`), through `redis-cli --pipe`: a later `-t get` load
+# then reads keys that all expire. Used by bench/vs-redis.sh and
+# bench/ab-cpu.sh when TTL_KEYS is set.
+preload_ttl() {
+  awk -v n="$2" -v ttl="$3" 'BEGIN {
+    value = sprintf("%100s", ""); gsub(/ /, "v", value)
+    for (i = 0; i < n; i++) {
+      key = sprintf("key:%012d", i)
+      printf "*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$100\r\n%s\r\n$2\r\nEX\r\n$%d\r\n%s\r\n", length(key), key, value, length(ttl), ttl
+    }
+  }' | redis-cli -p "$1" --pipe >/dev/null
+}
+
 # count_on_nodes WORK_DIR EVENTS REDIS_BENCHMARK_ARGS... -> counts EVENTS
 # (`perf stat -e`) on every node of the cluster that start_leader_cluster
 # started, while redis-benchmark sends the load to the leader: the counts

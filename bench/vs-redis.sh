@@ -11,6 +11,9 @@
 #   bench/vs-redis.sh ROUNDS SYNOD_BIN -- REDIS_BENCHMARK_ARGS (with -n N)
 #   e.g. bench/vs-redis.sh 3 target/release/synod -- \
 #          -t get -c 50 -d 100 -r 100000 -n 300000
+#
+# TTL_KEYS=K first writes the K keys `-r K` draws, with a TTL of an hour, to
+# both systems (`preload_ttl`): GETs of keys that all expire.
 set -euo pipefail
 [ $# -ge 3 ] && [ "$3" = "--" ] || {
   echo "usage: bench/vs-redis.sh ROUNDS SYNOD_BIN -- REDIS_BENCHMARK_ARGS" >&2
@@ -27,6 +30,10 @@ HZ=$(getconf CLK_TCK)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/synod-vs-redis.XXXXXX")
 start_cluster_and_redis "$BIN" "$WORK"
 redis-benchmark -p 6491 -q -n 50000 -t set -r 100000 -d 100 -c 50 >/dev/null 2>&1
+if [ -n "${TTL_KEYS:-}" ]; then
+  preload_ttl "$PORT" "$TTL_KEYS" 3600
+  preload_ttl 6491 "$TTL_KEYS" 3600
+fi
 per_op() { echo "scale=2; ($2 - $1) * 1000000 / $HZ / $N" | bc -l; }
 rate() { redis-benchmark -p "$1" -q "${@:2}" | tr '\r' '\n' | grep 'per second' | tail -1 | awk '{print $2}'; }
 echo "system ops/s cpu_us_per_op (synod: leader, leader user, all nodes; redis: process, user)"
