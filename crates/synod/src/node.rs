@@ -338,11 +338,46 @@ fn check_listener(config: &NodeConfig, listener: &std::net::TcpListener) -> Resu
             config.id.0
         ));
     }
+    if !is_listening(listener) {
+        return Err(format!(
+            "the peer listener handed in ({local}) is bound but not listening (listen() was never called on it): its peers' connections would be refused"
+        ));
+    }
     // The transport's own rule (it checks again when it starts).
     config
         .net_config()
         .validate_listener(local)
         .map_err(|e| e.to_string())
+}
+
+/// Whether `listener` takes connections (`SO_ACCEPTCONN`): a socket that was
+/// bound but never put in the listening state (from a file descriptor handed
+/// over as a listener) refuses its peers' connections, and each `accept`
+/// fails; the node would start and never hear from its peers. `true` where
+/// the system cannot say.
+#[cfg(target_os = "linux")]
+fn is_listening(listener: &std::net::TcpListener) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut accepting: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the descriptor is the listener's own, open while it is
+    // borrowed; the option is written into `accepting`, whose size `len`
+    // gives.
+    let rc = unsafe {
+        libc::getsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut accepting as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    rc != 0 || accepting != 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_listening(_: &std::net::TcpListener) -> bool {
+    true
 }
 
 impl Node {

@@ -534,6 +534,23 @@ async fn a_listener_peers_could_not_reach_is_refused_before_the_disk() {
             .contains("the peer listener handed in is on 0.0.0.0"),
         "{refused}"
     );
+    // Bound on the right port but never listening: its peers' connections
+    // would be refused.
+    #[cfg(target_os = "linux")]
+    {
+        let unlistened = bound_not_listening();
+        let port = unlistened.local_addr().expect("addr").port();
+        let on_its_port = common::config(
+            1,
+            &BTreeMap::from([(NodeId(1), SocketAddr::from(([127, 0, 0, 1], port)))]),
+            dir.path(),
+            Duration::from_secs(10),
+        );
+        let refused = Node::start_with_listener(on_its_port, Counter::default(), unlistened)
+            .await
+            .expect_err("not listening");
+        assert!(refused.to_string().contains("not listening"), "{refused}");
+    }
     assert!(
         !cfg.data_dir.exists(),
         "a refused start wrote to its data directory"
@@ -543,4 +560,29 @@ async fn a_listener_peers_could_not_reach_is_refused_before_the_disk() {
         .expect("starts");
     common::propose_retrying(&node, Bytes::copy_from_slice(&5i64.to_le_bytes())).await;
     node.shutdown().await;
+}
+
+/// A TCP socket bound to a free loopback port and never put in the listening
+/// state, as a `TcpListener` (std binds and listens in one call, so this
+/// goes through libc).
+#[cfg(target_os = "linux")]
+fn bound_not_listening() -> std::net::TcpListener {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a fresh socket, bound with a zeroed and filled `sockaddr_in`
+    // of the size given; on success its descriptor is owned by the
+    // listener returned (and closed with it).
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let rc = libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        std::net::TcpListener::from_raw_fd(fd)
+    }
 }
