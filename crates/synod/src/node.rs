@@ -390,10 +390,10 @@ impl Node {
     }
 
     /// Like [`Node::start`], but the peer port is `listener`, bound by the
-    /// caller (`NodeConfig::listen` is then not bound). It must be on the
-    /// node's address in `peers` (or on every interface, on that port), and
-    /// on loopback for insecure links: else the start is refused before the
-    /// data directory is touched. A listener handed over by a
+    /// caller (`NodeConfig::listen` is then not bound). It must be
+    /// listening, on the node's address in `peers` (or on every interface,
+    /// on that port), and on loopback for insecure links: else the start is
+    /// refused before the data directory is touched. A listener handed over by a
     /// service manager, or bound to port 0 first so that every member's
     /// peer list names the real port: no other socket can take the port
     /// between choosing it and the node's start (tests that bound port 0,
