@@ -188,9 +188,11 @@ impl Store {
     /// When `false`, every time gives the same answer, so a read answered by
     /// read index is linearizable whatever time it is given. When `true`, the
     /// read must be answered at the log's clock at a point of the log inside
-    /// the read's lifetime (the runtime sends it through the log), or a node
-    /// with a clock ahead could answer nil before a node with a clock behind
-    /// answers the value.
+    /// the read's lifetime (the runtime sends it through the log, or answers
+    /// it at the applied point's log clock when that answer is also the one
+    /// at its own clock: `StateMachine::query_settles_by_clock`), never at a
+    /// node's clock, or a node with a clock ahead could answer nil before a
+    /// node with a clock behind answers the value.
     pub fn command_depends_on_time(&self, command: &KvCommand) -> bool {
         let command = match command {
             KvCommand::AsUser(run) => &run.command,

@@ -22,7 +22,8 @@
 //!    that `apply` is applied (reads use the core's read index: no log
 //!    instance, no fsync; see `synod-core/src/replica/reads.rs`), at the log
 //!    clock; a read whose answer depends on the time goes through the log
-//!    instead (see `Driver::serve_read`).
+//!    instead, unless its answer there is also the one at this node's clock
+//!    (see `Engine::serve_read`).
 //! 8. `rejected_reads`: retry them later.
 
 use crate::config::{NodeConfig, GROUP};

@@ -64,7 +64,8 @@ pub type QueryJob = Box<dyn FnOnce() -> Bytes + Send>;
 #[non_exhaustive]
 pub enum Served {
     /// Its answer depends on the time: the runtime sends it through the log
-    /// and answers it when it is applied.
+    /// and answers it when it is applied (unless it settles by the clock:
+    /// [`StateMachine::query_settles_by_clock`]).
     ThroughLog,
     /// Answered off the event loop by this job (see
     /// [`StateMachine::query_view`]).
@@ -172,7 +173,8 @@ pub trait StateMachine: Send + 'static {
     /// command, which does not advance while no command is applied. When
     /// `true`, the read goes through the log like a command and is answered
     /// when it is applied, at the log clock its own stamp advanced: time
-    /// moves for it, and every replica agrees on what time it is.
+    /// moves for it, and every replica agrees on what time it is (unless
+    /// [`StateMachine::query_settles_by_clock`] lets it settle by the clock).
     ///
     /// The default, `false`, is right for a state machine whose queries
     /// ignore the time. Answering `false` for a time-dependent read is still

@@ -248,7 +248,9 @@ pub(crate) fn read_depends_on_time(keyspace: &Keyspace, command: &KvCommand) -> 
 /// the time, the RAND* commands by their place in the log: through the log
 /// each gets its own draw, off it repeated ones would draw alike), nor one
 /// answered off the event loop (it would be computed twice on the loop).
-/// `now`: the log clock of the applied point.
+/// Nor one whose answer may be large (`small_to_settle`): the runtime builds
+/// it twice, both copies alive at once, to compare them; such a read takes
+/// the log as before. `now`: the log clock of the applied point.
 pub(crate) fn read_settles_by_clock(keyspace: &Keyspace, command: &KvCommand, now: u64) -> bool {
     match command {
         KvCommand::HRandField { .. }
@@ -259,11 +261,45 @@ pub(crate) fn read_settles_by_clock(keyspace: &Keyspace, command: &KvCommand, no
         {
             false
         }
-        KvCommand::Exec(commands) => commands
-            .iter()
-            .all(|command| read_settles_by_clock(keyspace, command, now)),
-        command => !read_off_loop(keyspace, command, now),
+        KvCommand::Exec(commands) => {
+            commands.len() <= SETTLE_TRANSACTION_COMMANDS_MAX
+                && commands
+                    .iter()
+                    .all(|command| read_settles_by_clock(keyspace, command, now))
+        }
+        command => !read_off_loop(keyspace, command, now) && small_to_settle(keyspace, command),
     }
+}
+
+/// The most bytes of a string value a read that settles by the clock may
+/// look at (its answer is built twice on the event loop).
+const SETTLE_STRING_BYTES_MAX: usize = 64 << 10;
+/// The most elements of a collection such a read may look at.
+const SETTLE_ELEMENTS_MAX: usize = 1024;
+/// The most keys such a read may name (MGET, EXISTS, SUNION...).
+const SETTLE_KEYS_MAX: usize = 64;
+/// The most commands of a read-only transaction that settles.
+const SETTLE_TRANSACTION_COMMANDS_MAX: usize = 16;
+
+/// Whether every key `command` names holds a value small enough for its
+/// answer to be built twice cheaply: a string of at most
+/// `SETTLE_STRING_BYTES_MAX`, a collection of at most `SETTLE_ELEMENTS_MAX`
+/// elements, and at most `SETTLE_KEYS_MAX` keys. Expired or not: the bound
+/// is on the work, whatever the time. O(keys).
+fn small_to_settle(keyspace: &Keyspace, command: &KvCommand) -> bool {
+    let keys = command.keys();
+    keys.len() <= SETTLE_KEYS_MAX
+        && keys.iter().all(|key| {
+            keyspace
+                .stored(key)
+                .is_none_or(|entry| match entry.value() {
+                    ValueRef::Str(value) => value.len() <= SETTLE_STRING_BYTES_MAX,
+                    ValueRef::Hash(fields) => fields.len() <= SETTLE_ELEMENTS_MAX,
+                    ValueRef::List(items) => items.len() <= SETTLE_ELEMENTS_MAX,
+                    ValueRef::Set(members) => members.len() <= SETTLE_ELEMENTS_MAX,
+                    ValueRef::ZSet(members) => members.len() <= SETTLE_ELEMENTS_MAX,
+                })
+        })
 }
 
 /// Work (keys or elements visited) from which a read is answered off the

@@ -192,6 +192,28 @@ async fn reads_of_live_ttl_keys_keep_the_read_index_path() {
     // Random picks never settle: through the log, each draws anew.
     assert_ne!(cluster.run(2, "RANDOMKEY").await, null());
     assert_eq!(counts(2), (1, 3), "RANDOMKEY went through the log");
+    assert_eq!(cluster.run(1, "SADD s a b").await, Reply::Integer(2));
+    assert_eq!(cluster.run(1, "PEXPIRE s 600000").await, Reply::Integer(1));
+    assert_ne!(cluster.run(2, "SRANDMEMBER s").await, null());
+    assert_eq!(counts(2), (2, 3), "SRANDMEMBER went through the log");
+    // Nor does a read whose answer is built twice at a cost: a value over
+    // 64 KiB (`ops::small_to_settle`).
+    let big = "x".repeat(100 << 10);
+    assert_eq!(
+        cluster.run(1, &format!("SET big {big} PX 600000")).await,
+        ok()
+    );
+    assert_eq!(
+        cluster.run(2, "STRLEN big").await,
+        Reply::Integer(100 << 10)
+    );
+    assert_eq!(
+        counts(2),
+        (3, 3),
+        "STRLEN of a big value went through the log"
+    );
+    assert_eq!(cluster.run(2, "SCARD s").await, Reply::Integer(2));
+    assert_eq!(counts(2), (3, 4), "SCARD of a small set settled");
     cluster.shutdown().await;
 }
 
