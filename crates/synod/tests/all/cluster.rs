@@ -518,38 +518,17 @@ async fn a_listener_peers_could_not_reach_is_refused_before_the_disk() {
     );
     // On every interface, on the port the peer list names on loopback.
     let outside = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
-    let port = outside.local_addr().expect("addr").port();
-    let on_its_port = common::config(
-        1,
-        &BTreeMap::from([(NodeId(1), SocketAddr::from(([127, 0, 0, 1], port)))]),
-        dir.path(),
-        Duration::from_secs(10),
-    );
-    let refused = Node::start_with_listener(on_its_port, Counter::default(), outside)
-        .await
-        .expect_err("insecure outside loopback");
+    let refused = refused_on_its_loopback_port(outside, dir.path()).await;
     assert!(
-        refused
-            .to_string()
-            .contains("the peer listener handed in is on 0.0.0.0"),
+        refused.contains("the peer listener handed in is on 0.0.0.0"),
         "{refused}"
     );
     // Bound on the right port but never listening: its peers' connections
     // would be refused.
     #[cfg(target_os = "linux")]
     {
-        let unlistened = bound_not_listening();
-        let port = unlistened.local_addr().expect("addr").port();
-        let on_its_port = common::config(
-            1,
-            &BTreeMap::from([(NodeId(1), SocketAddr::from(([127, 0, 0, 1], port)))]),
-            dir.path(),
-            Duration::from_secs(10),
-        );
-        let refused = Node::start_with_listener(on_its_port, Counter::default(), unlistened)
-            .await
-            .expect_err("not listening");
-        assert!(refused.to_string().contains("not listening"), "{refused}");
+        let refused = refused_on_its_loopback_port(bound_not_listening(), dir.path()).await;
+        assert!(refused.contains("not listening"), "{refused}");
     }
     assert!(
         !cfg.data_dir.exists(),
@@ -560,6 +539,23 @@ async fn a_listener_peers_could_not_reach_is_refused_before_the_disk() {
         .expect("starts");
     common::propose_retrying(&node, Bytes::copy_from_slice(&5i64.to_le_bytes())).await;
     node.shutdown().await;
+}
+
+/// Starts node 1, whose peer list names `listener`'s port on loopback, on
+/// `listener`, and returns why the start was refused (a start that succeeds
+/// fails the test).
+async fn refused_on_its_loopback_port(listener: std::net::TcpListener, dir: &Path) -> String {
+    let port = listener.local_addr().expect("addr").port();
+    let cfg = common::config(
+        1,
+        &BTreeMap::from([(NodeId(1), SocketAddr::from(([127, 0, 0, 1], port)))]),
+        dir,
+        Duration::from_secs(10),
+    );
+    Node::start_with_listener(cfg, Counter::default(), listener)
+        .await
+        .expect_err("a listener that must be refused")
+        .to_string()
 }
 
 /// A TCP socket bound to a free loopback port and never put in the listening
