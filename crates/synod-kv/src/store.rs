@@ -340,9 +340,10 @@ impl StateMachine for Store {
             .prefetch(queries.iter().filter_map(|q| KvCommand::peek_read_key(q)));
     }
 
-    /// Reads of expiring keys, save random draws and reads answered off
-    /// the loop (`ops::read_settles_by_clock`): a refused or undecodable
-    /// one is answered alike at any time, so it never comes here.
+    /// Reads of expiring keys, save random draws, reads answered off the
+    /// loop and reads of large values (`ops::read_settles_by_clock`): a
+    /// refused or undecodable one is answered alike at any time, so it
+    /// never comes here.
     fn query_settles_by_clock(&self, query: &[u8], ctx: &ApplyContext) -> bool {
         KvCommand::decode(query).is_ok_and(|command| match self.admitted(&command) {
             Ok(command) => ops::read_settles_by_clock(&self.keyspace, command, ctx.time_ms),
