@@ -13,6 +13,7 @@
 #   e.g. bench/ab-cpu.sh 4 old/synod target/release/synod -- \
 #          -t set -c 50 -P 16 -d 100 -r 100000 -n 800000
 #
+# SYNOD_ARGS="FLAGS" starts every node with those flags (e.g. --read-lease).
 # TTL_KEYS=K first writes the K keys `-r K` draws, with a TTL of an hour
 # (`preload_ttl`), to each cluster: GETs of keys that all expire.
 set -euo pipefail
@@ -43,7 +44,8 @@ one_run() (
   bin=$1 label=$2
   shift 2
   WORK=$(mktemp -d)
-  start_leader_cluster "$bin" "$WORK"
+  # shellcheck disable=SC2086 # SYNOD_ARGS is a list of flags
+  start_leader_cluster "$bin" "$WORK" ${SYNOD_ARGS:+-- $SYNOD_ARGS}
   pids=$(pgrep -P "$CLUSTER" | tr '\n' ' ')
   # The leader's pid came from whoever listens on its port: another
   # cluster left on these ports would be measured instead.

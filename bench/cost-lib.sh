@@ -94,14 +94,15 @@ start_leader_cluster() {
   redis-benchmark -p "$PORT" -q -n 50000 -t set -r 100000 -d 100 -c 50 >/dev/null 2>&1
 }
 
-# start_cluster_and_redis SYNOD_BIN WORK_DIR -> start_leader_cluster, then
+# start_cluster_and_redis SYNOD_BIN WORK_DIR [-- SERVER_ARGS...] ->
+# start_leader_cluster (SERVER_ARGS go to every node), then
 # one Redis (appendonly yes, appendfsync always) on port 6491 with its data
 # in WORK_DIR/redis; sets REDIS (its pid) and NODES (the cluster's node
 # pids), stops both (and removes WORK_DIR) when the script exits, and
 # returns once Redis answers. Used by bench/vs-redis.sh and
 # bench/entry-points.sh.
 start_cluster_and_redis() {
-  start_leader_cluster "$1" "$2"
+  start_leader_cluster "$1" "$2" "${@:3}"
   mkdir -p "$2/redis"
   redis-server --port 6491 --bind 127.0.0.1 --dir "$2/redis" --appendonly yes \
     --appendfsync always --save '' --daemonize no >"$2/redis.log" 2>&1 &

@@ -12,6 +12,7 @@
 #   bench/entry-points.sh ROUNDS SYNOD_BIN [-- SYNOD_BENCH_ARGS]
 #   e.g. bench/entry-points.sh 3 target/release/synod -- --clients 50 --read-ratio 1
 #
+# SYNOD_ARGS="FLAGS" starts every node with those flags (e.g. --read-lease).
 # MODES picks the order and the set (default "spread leader follower redis").
 # For Synod a last column gives each node's CPU per request, in node order,
 # the leader's marked with a star.
@@ -30,7 +31,8 @@ cd "$(dirname "$0")/.."
 HZ=$(getconf CLK_TCK)
 SECONDS_EACH=5
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/synod-entry-points.XXXXXX")
-start_cluster_and_redis "$BIN" "$WORK"
+# shellcheck disable=SC2086 # SYNOD_ARGS is a list of flags
+start_cluster_and_redis "$BIN" "$WORK" ${SYNOD_ARGS:+-- $SYNOD_ARGS}
 FOLLOWER=$(((PORT - 7400) % 3 + 7401))
 echo "mode ops/s p50_ms cpu_us_per_op switches_per_op [per-node cpu_us_per_op]"
 for _ in $(seq 1 "$ROUNDS"); do

@@ -12,6 +12,7 @@
 #   e.g. bench/vs-redis.sh 3 target/release/synod -- \
 #          -t get -c 50 -d 100 -r 100000 -n 300000
 #
+# SYNOD_ARGS="FLAGS" starts every node with those flags (e.g. --read-lease).
 # TTL_KEYS=K first writes the K keys `-r K` draws, with a TTL of an hour, to
 # both systems (`preload_ttl`): GETs of keys that all expire.
 set -euo pipefail
@@ -28,7 +29,8 @@ cd "$(dirname "$0")/.."
 N=$(requests_of x "$@")
 HZ=$(getconf CLK_TCK)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/synod-vs-redis.XXXXXX")
-start_cluster_and_redis "$BIN" "$WORK"
+# shellcheck disable=SC2086 # SYNOD_ARGS is a list of flags
+start_cluster_and_redis "$BIN" "$WORK" ${SYNOD_ARGS:+-- $SYNOD_ARGS}
 redis-benchmark -p 6491 -q -n 50000 -t set -r 100000 -d 100 -c 50 >/dev/null 2>&1
 if [ -n "${TTL_KEYS:-}" ]; then
   preload_ttl "$PORT" "$TTL_KEYS" 3600

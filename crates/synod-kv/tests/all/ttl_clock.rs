@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use synod::{Node, NodeConfig, NodeId, RequestError, WallClock};
-use synod_kv::{decode_reply, parse, Store};
+use synod_kv::{decode_reply, parse, KvCommand, Store};
 use synod_resp::Reply;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -75,7 +75,22 @@ impl Cluster {
     /// (reads by `Node::read`, everything else by `Node::propose`), retrying
     /// while a leader is being elected.
     async fn run(&self, id: usize, line: &str) -> Reply {
-        let command = parse(&args(line)).expect("valid command");
+        self.run_command(id, parse(&args(line)).expect("valid command"))
+            .await
+    }
+
+    /// `MULTI`, `lines`, `EXEC` on node `id`, as the front end sends a
+    /// transaction: one command (read-only ones by `Node::read`).
+    async fn run_exec(&self, id: usize, lines: &[&str]) -> Reply {
+        let commands = lines
+            .iter()
+            .map(|line| parse(&args(line)).expect("valid command"))
+            .collect();
+        self.run_command(id, KvCommand::Exec(commands)).await
+    }
+
+    async fn run_command(&self, id: usize, command: KvCommand) -> Reply {
+        let line = command.name();
         let node = &self.nodes[id - 1];
         for _ in 0..10 {
             let bytes: Bytes = command.encode();
@@ -214,6 +229,41 @@ async fn reads_of_live_ttl_keys_keep_the_read_index_path() {
     );
     assert_eq!(cluster.run(2, "SCARD s").await, Reply::Integer(2));
     assert_eq!(counts(2), (3, 4), "SCARD of a small set settled");
+    // The other random draws (`ops::read_settles_by_clock`).
+    assert_eq!(cluster.run(1, "HSET h f v").await, Reply::Integer(1));
+    assert_eq!(cluster.run(1, "PEXPIRE h 600000").await, Reply::Integer(1));
+    assert_eq!(cluster.run(2, "HRANDFIELD h").await, bulk("f"));
+    assert_eq!(counts(2), (4, 4), "HRANDFIELD went through the log");
+    assert_eq!(cluster.run(1, "ZADD z 1 m").await, Reply::Integer(1));
+    assert_eq!(cluster.run(1, "PEXPIRE z 600000").await, Reply::Integer(1));
+    assert_eq!(cluster.run(2, "ZRANDMEMBER z").await, bulk("m"));
+    assert_eq!(counts(2), (5, 4), "ZRANDMEMBER went through the log");
+    // A read-only transaction settles when every command in it would, and
+    // has at most 16 commands; else it takes the log whole.
+    assert_eq!(
+        cluster.run_exec(2, &["GET k", "SCARD s"]).await,
+        Reply::Array(vec![bulk("v"), Reply::Integer(2)])
+    );
+    assert_eq!(counts(2), (5, 5), "EXEC of GET and SCARD settled");
+    assert_eq!(
+        cluster.run_exec(2, &["GET k", "HRANDFIELD h"]).await,
+        Reply::Array(vec![bulk("v"), bulk("f")])
+    );
+    assert_eq!(
+        counts(2),
+        (6, 5),
+        "EXEC with a random draw went through the log"
+    );
+    assert_eq!(
+        cluster.run_exec(2, &["GET k"; 16]).await,
+        Reply::Array(vec![bulk("v"); 16])
+    );
+    assert_eq!(counts(2), (6, 6), "EXEC of 16 GETs settled");
+    assert_eq!(
+        cluster.run_exec(2, &["GET k"; 17]).await,
+        Reply::Array(vec![bulk("v"); 17])
+    );
+    assert_eq!(counts(2), (7, 6), "EXEC of 17 GETs went through the log");
     cluster.shutdown().await;
 }
 
