@@ -411,6 +411,25 @@ impl Kv {
         self.store.command_depends_on_time(&get)
     }
 
+    /// Whether synod-kv lets a read of `key` (a GET, or for a WATCH read
+    /// the WATCH and the GET it is answered with) settle by the clock, as
+    /// the server's node asks it: `StateMachine::query_settles_by_clock` on
+    /// the encoded command, at the log clock `time_ms`. The simulator's
+    /// reads then run the server's predicate, not one of their own.
+    pub fn read_settles_by_clock(&self, key: &[u8], watch_read: bool, time_ms: u64) -> bool {
+        let ctx = ApplyContext {
+            instance: InstanceId(0),
+            time_ms,
+            index: 0,
+        };
+        let key = Bytes::copy_from_slice(key);
+        let settles = |command: synod_kv::KvCommand| {
+            StateMachine::query_settles_by_clock(&self.store, &command.encode(), &ctx)
+        };
+        settles(synod_kv::KvCommand::Get { key: key.clone() })
+            && (!watch_read || settles(synod_kv::KvCommand::Watch { keys: vec![key] }))
+    }
+
     /// The log clock: the largest stamp applied so far.
     pub fn log_time_ms(&self) -> u64 {
         self.log_time_ms
@@ -1196,16 +1215,18 @@ impl StateMachine for SimKv {
     }
 
     /// The simulator's reads (GET, and GET for WATCH) settle by the clock
-    /// as the server's do: their answer at a time is whether the key is
-    /// live then, and its value.
-    fn query_settles_by_clock(&self, query: &[u8], _: &ApplyContext) -> bool {
-        matches!(
-            decode(query),
+    /// when synod-kv's predicate says the server's would
+    /// (`Kv::read_settles_by_clock`): their answer at a time is whether the
+    /// key is live then, and its value.
+    fn query_settles_by_clock(&self, query: &[u8], ctx: &ApplyContext) -> bool {
+        match decode(query) {
             Some(KvCommand {
-                op: Op::Get { .. },
+                op: Op::Get { key },
+                watch_read,
                 ..
-            })
-        )
+            }) => self.kv.read_settles_by_clock(&key, watch_read, ctx.time_ms),
+            _ => false,
+        }
     }
 
     fn query_depends_on_time(&self, query: &[u8]) -> bool {
