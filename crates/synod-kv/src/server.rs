@@ -745,12 +745,21 @@ where
                 }
             };
             // A message for a subscriber ends the wait: written at the top.
-            tokio::select! {
-                read = read => match read {
+            // A connection that cannot receive one (not subscribed, nothing
+            // queued: `Subscriber::may_receive`) waits on its socket alone.
+            if conn.subscriber.may_receive() {
+                tokio::select! {
+                    read = read => match read {
+                        Some(read) => read?,
+                        None => return Ok(Some(ran_out())),
+                    },
+                    () = conn.subscriber.ready() => continue,
+                }
+            } else {
+                match read.await {
                     Some(read) => read?,
                     None => return Ok(Some(ran_out())),
-                },
-                () = conn.subscriber.ready() => continue,
+                }
             }
         };
         if read == 0 {

@@ -3,6 +3,7 @@
 //! the pub/sub output limits (see [`super`]).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -122,6 +123,11 @@ pub(crate) struct Mailbox {
     state: Mutex<MailboxState>,
     /// Woken when a message is queued or the queue overflows.
     notify: Notify,
+    /// Whether the queue holds a message or overflowed: written under
+    /// `state`'s lock whenever either changes, so that a connection with
+    /// nothing to write (every connection that never subscribed, on every
+    /// request) learns it without taking the lock ([`Mailbox::pending`]).
+    pending: AtomicBool,
 }
 
 impl Mailbox {
@@ -160,6 +166,7 @@ impl Mailbox {
                 state.queue.push_back(message);
             }
         }
+        self.pending.store(true, Ordering::Release);
         drop(state);
         self.notify.notify_one();
     }
@@ -168,6 +175,16 @@ impl Mailbox {
     pub(super) fn ready(&self) -> bool {
         let state = lock(&self.state);
         !state.queue.is_empty() || state.overflow.is_some()
+    }
+
+    /// Whether there may be something to write, without the lock: `false`
+    /// only when the queue was empty, and had not overflowed, as of the
+    /// last change this thread can see. A push that races with this call
+    /// is seen by the next one (or by [`Mailbox::wait_ready`]); one made
+    /// before the pusher released a lock this thread took since is seen
+    /// now (the pub/sub registry's, for a connection that left it).
+    pub(super) fn pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
     }
 
     /// Why the subscriber must be disconnected, if it must.
@@ -188,6 +205,8 @@ impl Mailbox {
                 message.to_reply()
             })
             .collect();
+        self.pending
+            .store(state.overflow.is_some(), Ordering::Release);
         (replies, bytes)
     }
 

@@ -232,6 +232,16 @@ impl Subscriber {
         self.name_bytes = 0;
     }
 
+    /// Whether a message may be waiting or still come: subscribed, or
+    /// something left queued. `false` means nothing can arrive until the
+    /// connection subscribes again (its mailbox left the registry, under
+    /// the registry's lock, with its last subscription, and messages are
+    /// queued only under that lock), so the connection loop need not wait
+    /// on [`Subscriber::ready`].
+    pub(crate) fn may_receive(&self) -> bool {
+        self.active() || self.mailbox.pending()
+    }
+
     /// Resolves when messages wait to be written (or the queue overflowed):
     /// the connection loop waits on it with the client's next request.
     pub(crate) async fn ready(&self) {
@@ -249,6 +259,11 @@ impl Subscriber {
     where
         S: AsyncWrite + Unpin,
     {
+        // The common case, on every request of every connection: nothing
+        // queued, no overflow; no lock taken.
+        if !self.mailbox.pending() {
+            return Ok(Ok(()));
+        }
         if let Some(why) = self.mailbox.overflow() {
             return Ok(Err(why));
         }

@@ -311,6 +311,44 @@ fn over_the_soft_limit_for_too_long_disconnects() {
     assert!(why.contains("soft limit"), "{why}");
     assert!(mailbox.ready());
     assert!(mailbox.take().0.is_empty(), "the queue is dropped");
+    assert!(mailbox.pending(), "an overflow stays pending once taken");
+}
+
+/// `Mailbox::pending` (what the connection loop checks on every request
+/// instead of taking the lock) follows the queue and the overflow, and a
+/// connection that left every subscription, with nothing queued, waits on
+/// its socket alone (`Subscriber::may_receive`).
+#[test]
+fn pending_follows_the_queue() {
+    let mailbox = Mailbox::default();
+    assert!(!mailbox.pending());
+    let message = || mailbox::Message::Channel {
+        channel: b("c"),
+        payload: b("p"),
+    };
+    mailbox.push(message(), OutputLimits::default(), Instant::now());
+    mailbox.push(message(), OutputLimits::default(), Instant::now());
+    assert!(mailbox.pending());
+    let (taken, bytes) = mailbox.take();
+    assert_eq!(taken.len(), 2);
+    assert!(!mailbox.pending(), "taken, though not yet written");
+    mailbox.written(bytes);
+    assert!(!mailbox.pending());
+
+    let pubsub = PubSub::new();
+    let mut subscriber = Subscriber::new(pubsub.clone(), 1);
+    assert!(!subscriber.may_receive());
+    subscriber.command("subscribe", &args(&["subscribe", "c"]));
+    assert!(subscriber.may_receive());
+    apply(&pubsub, &publish("c", "1"));
+    assert_eq!(inbox(&subscriber).len(), 1);
+    apply(&pubsub, &publish("c", "2"));
+    // The confirmation comes after the message queued before it.
+    let pushes = subscriber.command("unsubscribe", &args(&["unsubscribe"]));
+    assert_eq!(pushes.len(), 2, "{pushes:?}");
+    assert!(!subscriber.may_receive());
+    apply(&pubsub, &publish("c", "3"));
+    assert!(!subscriber.may_receive(), "nothing reaches it any more");
 }
 
 #[test]
