@@ -267,6 +267,26 @@ async fn reads_of_live_ttl_keys_keep_the_read_index_path() {
     cluster.shutdown().await;
 }
 
+/// A node whose clock is an hour behind the others' still answers reads of
+/// live TTL keys by read index: the answer at its clock is taken at the log
+/// clock when that is later (`Engine::settled_answer`), so it is the same
+/// answer, with no log instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_clock_is_behind_settles_reads() {
+    let cluster = Cluster::start([0, 0, -HOUR_MS], |_| {}).await;
+    assert_eq!(cluster.run(1, "SET k v PX 600000").await, ok());
+    for _ in 0..3 {
+        assert_eq!(cluster.run(3, "GET k").await, bulk("v"));
+    }
+    let metrics = cluster.nodes[2].metrics();
+    assert_eq!(
+        metrics.reads_settled.load(Relaxed),
+        3,
+        "the GETs on the node an hour behind settled"
+    );
+    cluster.shutdown().await;
+}
+
 /// A key whose TTL ran out by the nodes' clocks, with nothing written since
 /// (the log clock still before its expiry), reads as gone on every node:
 /// the read that finds the two clocks disagree goes through the log, whose
