@@ -168,12 +168,19 @@ fn config(
     Ok(cfg)
 }
 
-async fn start(cfg: NodeConfig, whole: bool) -> Result<Node, Box<dyn std::error::Error>> {
+/// Starts a node on `listener`, bound before the peer lists were written
+/// (or bound again, for a restart, on the port they name): no other socket
+/// can take the port in between.
+async fn start(
+    cfg: NodeConfig,
+    whole: bool,
+    listener: std::net::TcpListener,
+) -> Result<Node, Box<dyn std::error::Error>> {
     let machine = Blobs {
         blobs: Arc::default(),
         whole,
     };
-    Ok(Node::start(cfg, machine).await?)
+    Ok(Node::start_with_listener(cfg, machine, listener).await?)
 }
 
 async fn wait_applied(node: &Node, target: u64) -> Result<(), Box<dyn std::error::Error>> {
@@ -204,7 +211,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .find(|a| !a.starts_with("--"))
         .map_or(Ok(512), |a| a.parse())?;
     let dir = tempfile::tempdir()?;
-    let listeners: Vec<std::net::TcpListener> = (0..3)
+    let mut listeners: Vec<std::net::TcpListener> = (0..3)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()?;
     let peers: BTreeMap<NodeId, SocketAddr> = listeners
@@ -212,7 +219,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enumerate()
         .map(|(i, l)| Ok((NodeId(i as u32 + 1), l.local_addr()?)))
         .collect::<Result<_, std::io::Error>>()?;
-    drop(listeners);
+    // Node 3 starts later: its socket is held until then.
+    let listener_c = listeners.pop().ok_or("three listeners")?;
+    let listener_b = listeners.pop().ok_or("three listeners")?;
+    let listener_a = listeners.pop().ok_or("three listeners")?;
     let state = (mib << 20) as f64;
     let units = |bytes: u64| bytes as f64 / state;
     let mode = if whole {
@@ -223,8 +233,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("state per node: {mib} MiB; snapshots: {mode}");
     heap_peak();
 
-    let a = start(config(1, &peers, dir.path())?, whole).await?;
-    let b = start(config(2, &peers, dir.path())?, whole).await?;
+    let a = start(config(1, &peers, dir.path())?, whole, listener_a).await?;
+    let b = start(config(2, &peers, dir.path())?, whole, listener_b).await?;
     let started = Instant::now();
     let a = Arc::new(a);
     let blobs = mib * (1 << 20) / BLOB_BYTES;
@@ -273,7 +283,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let before = heap_now();
 
     let started = Instant::now();
-    let c = start(config(3, &peers, dir.path())?, whole).await?;
+    let c = start(config(3, &peers, dir.path())?, whole, listener_c).await?;
     wait_applied(&c, target).await?;
     let install_peak = heap_peak();
     if c.metrics().snapshots_installed.load(Relaxed) == 0 {
@@ -303,8 +313,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     heap_peak();
     let after_stop = heap_now();
+    // The restart binds the port its peers know again, as a restarted
+    // server does.
+    let listener_c = std::net::TcpListener::bind(peers[&NodeId(3)])?;
     let started = Instant::now();
-    let c = start(config(3, &peers, dir.path())?, whole).await?;
+    let c = start(config(3, &peers, dir.path())?, whole, listener_c).await?;
     let restart_peak = heap_peak();
     phase(
         "restart",

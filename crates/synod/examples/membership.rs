@@ -56,9 +56,14 @@ fn decode(output: &[u8]) -> i64 {
         .unwrap_or_default()
 }
 
-fn free_addr() -> Result<SocketAddr, std::io::Error> {
-    // Bind port 0 and let go of it.
-    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+/// A loopback socket on a port the system picks, with its address. The
+/// node starts on this very socket (`Node::start_with_listener`): no other
+/// socket can take the port between naming it in the peer lists and the
+/// node's start.
+fn bound() -> Result<(std::net::TcpListener, SocketAddr), std::io::Error> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
 }
 
 fn config(
@@ -79,14 +84,18 @@ fn config(
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("synod-membership-{}", std::process::id()));
     let mut peers = BTreeMap::new();
+    let mut listeners = BTreeMap::new();
     for id in 1..=3u32 {
-        peers.insert(NodeId(id), free_addr()?);
+        let (listener, addr) = bound()?;
+        peers.insert(NodeId(id), addr);
+        listeners.insert(id, listener);
     }
     let mut nodes = BTreeMap::new();
-    for id in 1..=3u32 {
+    for (id, listener) in listeners {
+        let cfg = config(id, &peers, &dir)?;
         nodes.insert(
             id,
-            Node::start(config(id, &peers, &dir)?, Counter::default()).await?,
+            Node::start_with_listener(cfg, Counter::default(), listener).await?,
         );
     }
     let add = |n: i64| Bytes::copy_from_slice(&n.to_le_bytes());
@@ -98,7 +107,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Grow to 5: each new node is added (any member can be asked), then
     // started from the memberships a member hands out.
     for id in 4..=5u32 {
-        let addr = free_addr()?;
+        let (listener, addr) = bound()?;
         let via = &nodes[&1];
         via.add_member(
             NodeId(id),
@@ -116,7 +125,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         joined_peers.insert(NodeId(id), addr);
         let mut cfg = config(id, &joined_peers, &dir)?;
         cfg.cluster_id = info.cluster_id;
-        nodes.insert(id, Node::start(cfg, Counter::default()).await?);
+        nodes.insert(
+            id,
+            Node::start_with_listener(cfg, Counter::default(), listener).await?,
+        );
         // Wait for the leader to promote it.
         let mut status = nodes[&id].watch_status();
         status.wait_for(|s| s.members.contains(&NodeId(id))).await?;
