@@ -46,10 +46,14 @@ pub(crate) enum Item {
     /// `WATCH`: a read of the keys' tokens ([`KvCommand::Watch`]), which the
     /// connection then remembers ([`Conn::watch_read`]); answered OK.
     Watch(KvCommand, Protocol),
-    /// Forget the watched keys, then answer (UNWATCH, DISCARD, RESET, an
-    /// aborted EXEC). An item, not done at once, so that a pipelined
+    /// Forget the watched keys, then answer (UNWATCH, DISCARD, an aborted
+    /// EXEC). An item, not done at once, so that a pipelined
     /// `WATCH ... UNWATCH` forgets what the WATCH read.
     Unwatch(Reply, Protocol),
+    /// `RESET`: the pub/sub messages delivered before it, in the protocol
+    /// they were delivered in (never silenced), then as [`Item::Unwatch`]
+    /// with `+RESET` in RESP2.
+    Reset(Vec<Reply>, Protocol),
     /// `EXEC`: the queued data commands as one transaction (opened with the
     /// WATCH check of the keys watched by then), and each queued command's
     /// place in the reply.
@@ -360,7 +364,7 @@ impl Item {
     /// it turns into decides.
     pub(crate) fn silenced(self) -> Item {
         match self {
-            Item::Pushes(..) | Item::Quit(_) => self,
+            Item::Pushes(..) | Item::Quit(_) | Item::Reset(..) => self,
             item => Item::Silent(Box::new(item)),
         }
     }
@@ -1171,7 +1175,8 @@ impl Conn {
             },
             "quit" => Item::Quit(Reply::ok()),
             "reset" => {
-                self.subscriber.clear();
+                let delivered = self.subscriber.clear();
+                let delivered_in = self.protocol;
                 // CLIENT REPLY back on, so RESET's own reply is written.
                 self.reply_mode = ReplyMode::On;
                 self.multi = None;
@@ -1179,7 +1184,7 @@ impl Conn {
                 self.name = None;
                 self.user = initial_user(&self.shared);
                 self.implicit_login = self.user.is_some();
-                Item::Unwatch(Reply::Simple("RESET".into()), self.protocol)
+                Item::Reset(delivered, delivered_in)
             }
             "auth" => self.auth(args),
             "hello" => self.hello(args),

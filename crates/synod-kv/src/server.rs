@@ -937,6 +937,16 @@ async fn run_items(
                 conn.unwatch();
                 slots.push((Slot::Ready(reply), proto, tag.take()));
             }
+            Item::Reset(delivered, delivered_in) => {
+                conn.unwatch();
+                slots.extend(
+                    delivered
+                        .into_iter()
+                        .map(|message| (Slot::Ready(message), delivered_in, None)),
+                );
+                let reset = Reply::Simple("RESET".into());
+                slots.push((Slot::Ready(reset), Protocol::Resp2, tag.take()));
+            }
             Item::Block(command, timeout, proto) => {
                 // In order: what came before is answered first; then the
                 // connection waits (see `crate::blocking`).

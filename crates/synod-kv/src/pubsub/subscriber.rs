@@ -196,9 +196,15 @@ impl Subscriber {
             // Nothing to leave: one confirmation with a nil name.
             return vec![self.confirmation(what, None, kind)];
         }
-        let mut replies = Vec::with_capacity(names.len());
         let pubsub = self.pubsub.clone();
         let mut registry = pubsub.registry();
+        // What was queued since `command` took the queue goes out before the
+        // confirmations too: nothing is queued for this connection while
+        // the registry's lock is held (messages are queued under it), and
+        // the connection leaves the registry under it below.
+        let (mut replies, bytes) = self.mailbox.take();
+        self.mailbox.written(bytes);
+        replies.reserve(names.len());
         for name in &names {
             if self.set(kind).remove(name) {
                 self.name_bytes -= name.len();
@@ -213,12 +219,21 @@ impl Subscriber {
     }
 
     /// Leaves everything without confirmations (RESET, or the connection
-    /// closing).
-    pub(crate) fn clear(&mut self) {
+    /// closing) and returns the messages delivered before, for RESET to
+    /// write ahead of its reply, as Redis has them in its output buffer by
+    /// then. Taken under the registry's lock, with the subscriptions
+    /// removed: none is left behind to reach the connection after RESET's
+    /// reply, nor can one be queued after.
+    pub(crate) fn clear(&mut self) -> Vec<Reply> {
         if !self.active() {
-            return;
+            let (replies, bytes) = self.mailbox.take();
+            self.mailbox.written(bytes);
+            return replies;
         }
-        let mut registry = self.pubsub.registry();
+        let pubsub = self.pubsub.clone();
+        let mut registry = pubsub.registry();
+        let (replies, bytes) = self.mailbox.take();
+        self.mailbox.written(bytes);
         for (kind, names) in [
             (Kind::Channel, std::mem::take(&mut self.channels)),
             (Kind::Pattern, std::mem::take(&mut self.patterns)),
@@ -230,6 +245,7 @@ impl Subscriber {
         }
         registry.mailboxes.remove(&self.client);
         self.name_bytes = 0;
+        replies
     }
 
     /// Whether a message may be waiting or still come: subscribed, or

@@ -351,6 +351,25 @@ fn pending_follows_the_queue() {
     assert!(!subscriber.may_receive(), "nothing reaches it any more");
 }
 
+/// RESET (`Subscriber::clear`) hands back what was delivered before it, to
+/// be written ahead of its reply: nothing is left queued to reach the
+/// client after `+RESET`, and nothing is queued after it.
+#[test]
+fn clear_hands_back_what_was_delivered() {
+    let pubsub = PubSub::new();
+    let mut subscriber = Subscriber::new(pubsub.clone(), 1);
+    subscriber.command("subscribe", &args(&["subscribe", "c"]));
+    subscriber.command("psubscribe", &args(&["psubscribe", "c*"]));
+    assert_eq!(apply(&pubsub, &publish("c", "1")), 2);
+    let delivered = subscriber.clear();
+    assert_eq!(delivered.len(), 2, "{delivered:?}");
+    assert!(!subscriber.may_receive());
+    assert!(!subscriber.active());
+    assert_eq!(apply(&pubsub, &publish("c", "2")), 0);
+    assert!(!subscriber.may_receive());
+    assert!(subscriber.clear().is_empty());
+}
+
 #[test]
 fn only_the_stamping_node_counts_its_receivers() {
     // Two nodes' registries; node A proposes, both apply.
