@@ -194,20 +194,31 @@ impl Mailbox {
 
     /// Every queued message, in order, as replies. Their bytes stay counted
     /// until [`Mailbox::written`] says they left.
+    /// The queue is moved out under the lock in O(1) and turned into
+    /// replies after it: an apply publishing to this subscriber never waits
+    /// on the conversion (up to the hard limit's worth of messages).
     pub(super) fn take(&self) -> (Vec<Reply>, usize) {
+        let queue = self.take_queue();
+        let bytes = queue.iter().map(Message::bytes).sum();
+        (queue.iter().map(Message::to_reply).collect(), bytes)
+    }
+
+    /// Every queued message, in order, moved out in O(1) under the lock.
+    /// Their bytes stay counted until [`Mailbox::written`] says they left
+    /// ([`Mailbox::written_replies`] does both).
+    pub(super) fn take_queue(&self) -> VecDeque<Message> {
         let mut state = lock(&self.state);
-        let mut bytes = 0;
-        let replies = state
-            .queue
-            .drain(..)
-            .map(|message| {
-                bytes += message.bytes();
-                message.to_reply()
-            })
-            .collect();
+        let queue = std::mem::take(&mut state.queue);
         self.pending
             .store(state.overflow.is_some(), Ordering::Release);
-        (replies, bytes)
+        queue
+    }
+
+    /// Messages from [`Mailbox::take_queue`] as replies, handed to the
+    /// connection's reply buffer: their bytes no longer count.
+    pub(super) fn written_replies(&self, queue: VecDeque<Message>) -> Vec<Reply> {
+        self.written(queue.iter().map(Message::bytes).sum());
+        queue.iter().map(Message::to_reply).collect()
     }
 
     /// `bytes` taken by [`Mailbox::take`] were written (or handed to the

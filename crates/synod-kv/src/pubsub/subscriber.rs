@@ -2,14 +2,14 @@
 //! the (un)subscribe confirmations, RESP2's subscribed mode, and writing
 //! its queued messages.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use synod_resp::{write_reply, Protocol, Reply};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::mailbox::Mailbox;
+use super::mailbox::{Mailbox, Message};
 use super::{
     wrong_args, Kind, PubSub, PATTERN_SUBSCRIPTIONS_PER_NODE_MAX, SUBSCRIPTIONS_PER_CLIENT_MAX,
     SUBSCRIPTIONS_PER_NODE_MAX, SUBSCRIPTION_BYTES_PER_CLIENT_MAX, SUBSCRIPTION_BYTES_PER_NODE_MAX,
@@ -201,20 +201,23 @@ impl Subscriber {
         // What was queued since `command` took the queue goes out before the
         // confirmations too: nothing is queued for this connection while
         // the registry's lock is held (messages are queued under it), and
-        // the connection leaves the registry under it below.
-        let (mut replies, bytes) = self.mailbox.take();
-        self.mailbox.written(bytes);
-        replies.reserve(names.len());
+        // the connection leaves the registry under it below. Moved out in
+        // O(1) here, turned into replies once the lock is released.
+        let late = self.mailbox.take_queue();
+        let mut confirmations = Vec::with_capacity(names.len());
         for name in &names {
             if self.set(kind).remove(name) {
                 self.name_bytes -= name.len();
                 registry.remove(kind, name, self.client);
             }
-            replies.push(self.confirmation(what, Some(name), kind));
+            confirmations.push(self.confirmation(what, Some(name), kind));
         }
         if !self.active() {
             registry.mailboxes.remove(&self.client);
         }
+        drop(registry);
+        let mut replies = self.mailbox.written_replies(late);
+        replies.extend(confirmations);
         replies
     }
 
@@ -225,15 +228,24 @@ impl Subscriber {
     /// removed: none is left behind to reach the connection after RESET's
     /// reply, nor can one be queued after.
     pub(crate) fn clear(&mut self) -> Vec<Reply> {
+        let queue = self.leave();
+        self.mailbox.written_replies(queue)
+    }
+
+    /// Leaves every subscription and takes what was queued: under the
+    /// registry's lock when subscribed (O(subscriptions), the queue moved out
+    /// in O(1)); with no lock at all when nothing is subscribed or queued
+    /// (every connection that never subscribed, when it closes).
+    fn leave(&mut self) -> VecDeque<Message> {
         if !self.active() {
-            let (replies, bytes) = self.mailbox.take();
-            self.mailbox.written(bytes);
-            return replies;
+            if !self.mailbox.pending() {
+                return VecDeque::new();
+            }
+            return self.mailbox.take_queue();
         }
         let pubsub = self.pubsub.clone();
         let mut registry = pubsub.registry();
-        let (replies, bytes) = self.mailbox.take();
-        self.mailbox.written(bytes);
+        let queue = self.mailbox.take_queue();
         for (kind, names) in [
             (Kind::Channel, std::mem::take(&mut self.channels)),
             (Kind::Pattern, std::mem::take(&mut self.patterns)),
@@ -245,7 +257,7 @@ impl Subscriber {
         }
         registry.mailboxes.remove(&self.client);
         self.name_bytes = 0;
-        replies
+        queue
     }
 
     /// Whether a message may be waiting or still come: subscribed, or
@@ -326,6 +338,8 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        self.clear();
+        // What was queued goes with the connection, never turned into
+        // replies (up to the hard limit's worth), and after the lock.
+        drop(self.leave());
     }
 }

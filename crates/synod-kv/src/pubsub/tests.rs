@@ -370,6 +370,20 @@ fn clear_hands_back_what_was_delivered() {
     assert!(subscriber.clear().is_empty());
 }
 
+/// A connection that closes with messages still queued leaves the registry
+/// (its queue goes with it, unconverted); a later publish reaches no one.
+#[test]
+fn a_subscriber_dropped_with_a_backlog_leaves_the_registry() {
+    let pubsub = PubSub::new();
+    let mut subscriber = Subscriber::new(pubsub.clone(), 1);
+    subscriber.command("subscribe", &args(&["subscribe", "c"]));
+    for n in 0..3 {
+        assert_eq!(apply(&pubsub, &publish("c", &n.to_string())), 1);
+    }
+    drop(subscriber);
+    assert_eq!(apply(&pubsub, &publish("c", "after")), 0);
+}
+
 #[test]
 fn only_the_stamping_node_counts_its_receivers() {
     // Two nodes' registries; node A proposes, both apply.
