@@ -230,6 +230,16 @@ fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
 /// without changing what the linearizability model expects of the key.
 pub const LONG_TTL_MS: u32 = 24 * 3600 * 1000;
 
+/// The context a read out of the log is answered in at `time_ms`: no
+/// instance of its own (synod-kv's reads do not look at it).
+fn read_context(time_ms: u64) -> ApplyContext {
+    ApplyContext {
+        instance: InstanceId(0),
+        time_ms,
+        index: 0,
+    }
+}
+
 /// The replicated state: the real key-value state machine of the `synod`
 /// server (`synod_kv::Store`: its commands, expiry index, snapshot codec),
 /// plus the simulator's exactly-once table.
@@ -368,11 +378,7 @@ impl Kv {
     /// Reads a key without the log, as a node serves a read by read index
     /// (or, wrongly, a stale read): synod-kv's read path at `time_ms`.
     pub fn read(&self, key: &[u8], time_ms: u64) -> Result<Option<Vec<u8>>, String> {
-        let ctx = ApplyContext {
-            instance: InstanceId(0),
-            time_ms,
-            index: 0,
-        };
+        let ctx = read_context(time_ms);
         let get = synod_kv::KvCommand::Get {
             key: Bytes::copy_from_slice(key),
         };
@@ -386,11 +392,7 @@ impl Kv {
     /// A WATCH read of `key` (synod-kv's read path at `time_ms`, as the
     /// server answers `WATCH`), with the key's value in the same state.
     pub fn watch(&self, key: &[u8], time_ms: u64) -> Result<(Option<Vec<u8>>, WatchedKey), String> {
-        let ctx = ApplyContext {
-            instance: InstanceId(0),
-            time_ms,
-            index: 0,
-        };
+        let ctx = read_context(time_ms);
         let keys = vec![Bytes::copy_from_slice(key)];
         let reply = self
             .store
@@ -417,11 +419,7 @@ impl Kv {
     /// the encoded command, at the log clock `time_ms`. The simulator's
     /// reads then run the server's predicate, not one of their own.
     pub fn read_settles_by_clock(&self, key: &[u8], watch_read: bool, time_ms: u64) -> bool {
-        let ctx = ApplyContext {
-            instance: InstanceId(0),
-            time_ms,
-            index: 0,
-        };
+        let ctx = read_context(time_ms);
         let key = Bytes::copy_from_slice(key);
         let settles = |command: synod_kv::KvCommand| {
             StateMachine::query_settles_by_clock(&self.store, &command.encode(), &ctx)
@@ -748,11 +746,7 @@ impl Kv {
 
     /// The length of the list at `key` in this node's state (0 if absent).
     pub fn list_len(&self, key: &[u8]) -> usize {
-        let ctx = ApplyContext {
-            instance: InstanceId(0),
-            time_ms: self.log_time_ms,
-            index: 0,
-        };
+        let ctx = read_context(self.log_time_ms);
         let llen = synod_kv::KvCommand::LLen {
             key: Bytes::copy_from_slice(key),
         };

@@ -194,6 +194,7 @@ impl Mailbox {
 
     /// Every queued message, in order, as replies. Their bytes stay counted
     /// until [`Mailbox::written`] says they left.
+    ///
     /// The queue is moved out under the lock in O(1) and turned into
     /// replies after it: an apply publishing to this subscriber never waits
     /// on the conversion (up to the hard limit's worth of messages).

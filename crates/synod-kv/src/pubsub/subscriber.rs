@@ -124,8 +124,7 @@ impl Subscriber {
         // What was delivered before this command goes out before its
         // confirmations (a message after UNSUBSCRIBE's confirmation would
         // look as if it had been published after).
-        let (mut replies, bytes) = self.mailbox.take();
-        self.mailbox.written(bytes);
+        let mut replies = self.mailbox.written_replies(self.mailbox.take_queue());
         if subscribe {
             match self.subscribe(kind, &args[1..]) {
                 Ok(confirmations) => replies.extend(confirmations),

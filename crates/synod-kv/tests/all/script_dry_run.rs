@@ -88,10 +88,6 @@ async fn a_killed_script_leaves_nothing_in_the_log() {
     );
 }
 
-/// A script over its instruction budget is refused by its dry run with the
-/// budget error, and its write reaches no node; a script within it runs
-/// as before, against the replicated state (the dry run read the key's
-/// value from this node's state, the apply changed it on every node).
 /// Whether `text` is the dry run's refusal of an endless script: its
 /// instruction budget ran out (about 1 s here), or, on a machine so loaded
 /// that the budget took longer than the dry run's wall bound (5 s, CI with
@@ -101,6 +97,10 @@ fn refused_by_dry_run(text: &str) -> bool {
     text.contains("budget") || text.contains("its dry run lasted too long")
 }
 
+/// A script over its instruction budget is refused by its dry run with the
+/// budget error, and its write reaches no node; a script within it runs
+/// as before, against the replicated state (the dry run read the key's
+/// value from this node's state, the apply changed it on every node).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_over_budget_script_is_refused_before_the_log() {
     let c = cluster(3, |_| {}, None).await;
