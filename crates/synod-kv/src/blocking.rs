@@ -91,6 +91,13 @@ pub(crate) fn is_blocking(name: &str) -> bool {
     BlockingKind::ALL.iter().any(|kind| kind.name() == name)
 }
 
+/// Whether `name` (any case) is a blocking pop.
+pub(crate) fn is_blocking_name(name: &[u8]) -> bool {
+    BlockingKind::ALL
+        .iter()
+        .any(|kind| name.eq_ignore_ascii_case(kind.name().as_bytes()))
+}
+
 /// Parses a blocking pop whose arity was checked: the replicated try and
 /// the client's timeout. The arguments are checked in Redis 7.0's order:
 /// those of the wrapped pop (numkeys, LEFT|RIGHT, COUNT) before the
@@ -881,15 +888,26 @@ where
 /// buffer's bound), as Redis keeps reading a blocked client. `None` when
 /// the client closed the connection: `run` is dropped, and with it the
 /// waiter's registration.
+///
+/// `pushes`: a subscribed RESP3 connection's mailbox and protocol. The
+/// messages published while it waits are written as they come, as Redis
+/// writes them to a blocked client (before, they waited for the block to
+/// end: for ever with timeout 0). The batch is the blocking command alone
+/// (the server's parse loop starts one for it), so nothing of its reply is
+/// written yet, and a message never lands inside a reply. One delivered
+/// while the command's last try is being answered may go out just before
+/// that reply instead of after it, as messages between batches may (they
+/// are out-of-band pushes, ordered among themselves).
 pub(crate) async fn until_closed<F, S>(
     run: F,
     stream: &mut S,
     input: &mut bytes::BytesMut,
     mut room: usize,
+    pushes: Option<(&crate::pubsub::Pushes, synod_resp::Protocol)>,
 ) -> std::io::Result<WhileBlocked<F::Output>>
 where
     F: std::future::Future,
-    S: tokio::io::AsyncRead + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     use bytes::BufMut;
     use tokio::io::AsyncReadExt;
@@ -903,7 +921,15 @@ where
             return Ok(WhileBlocked::Overflow);
         }
         let mut limited = (&mut *input).limit(room);
+        let ready = async {
+            match pushes {
+                Some((pushes, _)) => pushes.ready().await,
+                None => std::future::pending().await,
+            }
+        };
+        // The run first: a reply ready goes before messages ready with it.
         tokio::select! {
+            biased;
             output = &mut run => return Ok(WhileBlocked::Done(output)),
             read = stream.read_buf(&mut limited) => {
                 let read = read?;
@@ -911,6 +937,15 @@ where
                     return Ok(WhileBlocked::Closed);
                 }
                 room = room.saturating_sub(read);
+            }
+            () = ready => {
+                if let Some((pushes, protocol)) = pushes {
+                    // An overflow (the client reads nothing) closes the
+                    // connection, as it would after the block.
+                    if let Err(why) = pushes.flush(stream, protocol).await? {
+                        return Ok(WhileBlocked::PubSubOutput(why));
+                    }
+                }
             }
         }
     }
@@ -924,6 +959,8 @@ pub(crate) enum WhileBlocked<T> {
     Closed,
     /// The client sent more than its query buffer holds.
     Overflow,
+    /// The connection broke its pub/sub output limits while it waited.
+    PubSubOutput(String),
 }
 
 /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]` (the arguments after `UNBLOCK`):

@@ -22,10 +22,11 @@ use synod_resp::{Protocol, Reply};
 pub(crate) enum Item {
     /// Answered at once.
     Reply(Reply, Protocol),
-    /// Several replies at once: pub/sub pushes (a (un)subscribe
-    /// confirmation per channel, and the messages before them). Never
-    /// silenced by CLIENT REPLY, as in Redis; empty for no reply at all.
-    Pushes(Vec<Reply>, Protocol),
+    /// Pub/sub pushes: the messages delivered before the request, then its
+    /// own replies (a (un)subscribe confirmation per channel, or its
+    /// error; INFO commandstats judges it by the first). Never silenced by
+    /// CLIENT REPLY, as in Redis; both empty for no reply at all.
+    Pushes(Vec<Reply>, Vec<Reply>, Protocol),
     /// An item whose reply is not written (CLIENT REPLY OFF or SKIP): it
     /// runs, in order, and nothing of it reaches the client.
     Silent(Box<Item>),
@@ -52,8 +53,14 @@ pub(crate) enum Item {
     Unwatch(Reply, Protocol),
     /// `RESET`: the pub/sub messages delivered before it, in the protocol
     /// they were delivered in (never silenced), then as [`Item::Unwatch`]
-    /// with `+RESET` in RESP2.
-    Reset(Vec<Reply>, Protocol),
+    /// with `+RESET` in RESP2, unless `skipped`: sent right after `CLIENT
+    /// REPLY SKIP`, whose skip Redis' RESET does not undo (it clears OFF
+    /// and a SKIP still to come, not the skip of itself).
+    Reset {
+        delivered: Vec<Reply>,
+        delivered_in: Protocol,
+        skipped: bool,
+    },
     /// `EXEC`: the queued data commands as one transaction (opened with the
     /// WATCH check of the keys watched by then), and each queued command's
     /// place in the reply.
@@ -364,7 +371,7 @@ impl Item {
     /// it turns into decides.
     pub(crate) fn silenced(self) -> Item {
         match self {
-            Item::Pushes(..) | Item::Quit(_) | Item::Reset(..) => self,
+            Item::Pushes(..) | Item::Quit(_) | Item::Reset { .. } => self,
             item => Item::Silent(Box::new(item)),
         }
     }
@@ -1177,14 +1184,22 @@ impl Conn {
             "reset" => {
                 let delivered = self.subscriber.clear();
                 let delivered_in = self.protocol;
-                // CLIENT REPLY back on, so RESET's own reply is written.
+                // CLIENT REPLY back on, so RESET's own reply is written,
+                // unless RESET is the request a SKIP silences (Redis keeps
+                // that skip: `settle_reply` moved SKIP on to `Skip` when it
+                // settled the request before, so this one is `Skip` now).
+                let skipped = self.reply_mode == ReplyMode::Skip;
                 self.reply_mode = ReplyMode::On;
                 self.multi = None;
                 self.protocol = Protocol::Resp2;
                 self.name = None;
                 self.user = initial_user(&self.shared);
                 self.implicit_login = self.user.is_some();
-                Item::Reset(delivered, delivered_in)
+                Item::Reset {
+                    delivered,
+                    delivered_in,
+                    skipped,
+                }
             }
             "auth" => self.auth(args),
             "hello" => self.hello(args),
@@ -1300,7 +1315,8 @@ impl Conn {
                 if let Err(refused) = self.check_channels(name, args) {
                     return self.reply(refused);
                 }
-                Item::Pushes(self.subscriber.command(name, args), self.protocol)
+                let (delivered, replies) = self.subscriber.run(name, args);
+                Item::Pushes(delivered, replies, self.protocol)
             }
             "pubsub" => self.reply(self.shared.cfg.pubsub.pubsub_command(args)),
             "publish" | "spublish" => match crate::pubsub::parse_publish(args)
@@ -2023,13 +2039,13 @@ impl Conn {
                 // OFF and SKIP have no reply of their own.
                 "off" => {
                     self.reply_mode = ReplyMode::Off;
-                    Item::Pushes(Vec::new(), self.protocol)
+                    Item::Pushes(Vec::new(), Vec::new(), self.protocol)
                 }
                 "skip" => {
                     if self.reply_mode != ReplyMode::Off {
                         self.reply_mode = ReplyMode::SkipNext;
                     }
-                    Item::Pushes(Vec::new(), self.protocol)
+                    Item::Pushes(Vec::new(), Vec::new(), self.protocol)
                 }
                 _ => self.reply(Reply::error("ERR syntax error")),
             },

@@ -613,11 +613,15 @@ where
                 // batch of its own: checked after its barrier, it goes to
                 // the log (if it does) with the rules it was checked
                 // against then (`server::run_items`).
+                // So does a blocking command: the replies before it go out
+                // while it waits, as Redis writes them before it blocks
+                // (in a transaction it is only queued).
                 Ok(true)
                     if !items.is_empty()
                         && (changes_subscriptions(&args)
                             || changes_user(&args)
-                            || conn.barrier_first(&args)) =>
+                            || conn.barrier_first(&args)
+                            || (!conn.in_multi() && blocks(&args))) =>
                 {
                     deferred = Some(std::mem::take(&mut args));
                     break;
@@ -679,7 +683,7 @@ where
             // was lost; stop 64's second review).
             if let Some(first) = items.first_mut() {
                 if first.is_barrier() {
-                    let placeholder = Item::Pushes(Vec::new(), conn.protocol);
+                    let placeholder = Item::Pushes(Vec::new(), Vec::new(), conn.protocol);
                     let item = std::mem::replace(first, placeholder);
                     *first = past_barrier(shared, conn, item).await;
                 }
@@ -688,14 +692,24 @@ where
                 // A blocked client that closes must not stay registered:
                 // read (and buffer) while it waits, and end on EOF.
                 let room = cfg.query_buffer_bytes_max.saturating_sub(input.len());
+                // Messages published while it waits go out at once to a
+                // subscribed RESP3 connection (RESP2 refuses a blocking
+                // command while subscribed); the subscriptions cannot
+                // change while the batch (the blocking command alone) runs.
+                let protocol = conn.protocol;
+                let pushes = (protocol == Protocol::Resp3 && conn.subscriber.may_receive())
+                    .then(|| conn.subscriber.pushes());
                 let run = run_items(shared, conn, &mut items, &mut output);
-                let done = crate::blocking::until_closed(run, stream, &mut input, room).await?;
+                let pushes = pushes.as_ref().map(|pushes| (pushes, protocol));
+                let done =
+                    crate::blocking::until_closed(run, stream, &mut input, room, pushes).await?;
                 // What it read meanwhile arrived by now.
                 last_read = Instant::now();
                 match done {
                     WhileBlocked::Done(fits) => fits,
                     WhileBlocked::Closed => return Ok(None),
                     WhileBlocked::Overflow => return Ok(Some(Closed::QueryBuffer)),
+                    WhileBlocked::PubSubOutput(why) => return Ok(Some(Closed::PubSubOutput(why))),
                 }
             } else {
                 run_items(shared, conn, &mut items, &mut output).await
@@ -865,11 +879,25 @@ async fn run_items(
                 tag.take(),
             )),
             Item::Reply(reply, proto) => slots.push((Slot::Ready(reply), proto, tag.take())),
-            Item::Pushes(replies, proto) => slots.extend(
-                replies
-                    .into_iter()
-                    .map(|reply| (Slot::Ready(reply), proto, tag.take())),
-            ),
+            Item::Pushes(delivered, replies, proto) => {
+                slots.extend(
+                    delivered
+                        .into_iter()
+                        .map(|message| (Slot::Ready(message), proto, None)),
+                );
+                if replies.is_empty() {
+                    // CLIENT REPLY OFF and SKIP answer nothing, and ran.
+                    if let Some(tag) = tag.take() {
+                        out.stats
+                            .record(tag.known, tag.started.elapsed(), Ending::Ok);
+                    }
+                }
+                slots.extend(
+                    replies
+                        .into_iter()
+                        .map(|reply| (Slot::Ready(reply), proto, tag.take())),
+                );
+            }
             Item::Quit(reply) => slots.push((Slot::Ready(reply), conn.protocol, tag.take())),
             Item::Later(reply, proto, delay) => {
                 // A failed or throttled AUTH: the reply waits (see acl_auth);
@@ -937,7 +965,11 @@ async fn run_items(
                 conn.unwatch();
                 slots.push((Slot::Ready(reply), proto, tag.take()));
             }
-            Item::Reset(delivered, delivered_in) => {
+            Item::Reset {
+                delivered,
+                delivered_in,
+                skipped,
+            } => {
                 conn.unwatch();
                 slots.extend(
                     delivered
@@ -945,7 +977,18 @@ async fn run_items(
                         .map(|message| (Slot::Ready(message), delivered_in, None)),
                 );
                 let reset = Reply::Simple("RESET".into());
-                slots.push((Slot::Ready(reset), Protocol::Resp2, tag.take()));
+                if skipped {
+                    // Counted, and cut off as a silenced item is; the
+                    // messages before it go out.
+                    pending.flush(shared, &mut slots, out).await;
+                    let (written, overflow) = (out.bytes.len(), out.overflow);
+                    slots.push((Slot::Ready(reset), Protocol::Resp2, tag.take()));
+                    pending.flush(shared, &mut slots, out).await;
+                    out.bytes.truncate(written);
+                    out.overflow = overflow;
+                } else {
+                    slots.push((Slot::Ready(reset), Protocol::Resp2, tag.take()));
+                }
             }
             Item::Block(command, timeout, proto) => {
                 // In order: what came before is answered first; then the
@@ -1198,6 +1241,13 @@ fn changes_user(args: &[Bytes]) -> bool {
     const NAMES: [&[u8]; 3] = [b"auth", b"hello", b"reset"];
     args.first()
         .is_some_and(|name| NAMES.iter().any(|n| name.eq_ignore_ascii_case(n)))
+}
+
+/// Whether a request is a blocking pop (`BLPOP` and the like): it starts a
+/// batch of its own (outside a transaction).
+fn blocks(args: &[Bytes]) -> bool {
+    args.first()
+        .is_some_and(|name| crate::blocking::is_blocking_name(name))
 }
 
 /// Whether a request changes which messages the connection receives

@@ -57,7 +57,7 @@ use crate::glob::glob_match_within;
 pub(crate) use commands::{channels_checked, parse_publish, COMMAND_ROWS};
 use mailbox::{lock, Mailbox, Message, OutputLimits};
 use patterns::{literal_prefix, prefix_groups};
-pub(crate) use subscriber::{refused_while_subscribed, Subscriber, SUBSCRIBE_COMMANDS};
+pub(crate) use subscriber::{refused_while_subscribed, Pushes, Subscriber, SUBSCRIBE_COMMANDS};
 
 /// Most channels, patterns and shard channels one connection may be
 /// subscribed to, all together. Redis has no limit; 10,000 is far more

@@ -106,10 +106,21 @@ impl Subscriber {
         ])
     }
 
+    /// [`Subscriber::run`]'s two lists as one, in the order they are
+    /// written.
+    #[cfg(test)]
+    pub(crate) fn command(&mut self, name: &str, args: &[Bytes]) -> Vec<Reply> {
+        let (mut delivered, replies) = self.run(name, args);
+        delivered.extend(replies);
+        delivered
+    }
+
     /// Runs one of [`SUBSCRIBE_COMMANDS`] (`name` lowercase) and returns
     /// the pushes to write, in order: the messages delivered before it took
-    /// effect, then one confirmation per channel or pattern.
-    pub(crate) fn command(&mut self, name: &str, args: &[Bytes]) -> Vec<Reply> {
+    /// effect, then its own replies (one confirmation per channel or
+    /// pattern, or its error). Apart, so that INFO commandstats judges the
+    /// command by its own replies, not by a message ahead of them.
+    pub(crate) fn run(&mut self, name: &str, args: &[Bytes]) -> (Vec<Reply>, Vec<Reply>) {
         let (kind, subscribe) = match name {
             "subscribe" => (Kind::Channel, true),
             "psubscribe" => (Kind::Pattern, true),
@@ -119,21 +130,23 @@ impl Subscriber {
             _ => (Kind::Shard, false),
         };
         if subscribe && args.len() < 2 {
-            return vec![wrong_args(name)];
+            return (Vec::new(), vec![wrong_args(name)]);
         }
         // What was delivered before this command goes out before its
         // confirmations (a message after UNSUBSCRIBE's confirmation would
         // look as if it had been published after).
-        let mut replies = self.mailbox.written_replies(self.mailbox.take_queue());
-        if subscribe {
+        let mut delivered = self.mailbox.written_replies(self.mailbox.take_queue());
+        let replies = if subscribe {
             match self.subscribe(kind, &args[1..]) {
-                Ok(confirmations) => replies.extend(confirmations),
-                Err(refused) => replies.push(refused),
+                Ok(confirmations) => confirmations,
+                Err(refused) => vec![refused],
             }
         } else {
-            replies.extend(self.unsubscribe(kind, &args[1..]));
-        }
-        replies
+            let (late, confirmations) = self.unsubscribe(kind, &args[1..]);
+            delivered.extend(late);
+            confirmations
+        };
+        (delivered, replies)
     }
 
     fn subscribe(&mut self, kind: Kind, names: &[Bytes]) -> Result<Vec<Reply>, Reply> {
@@ -184,7 +197,9 @@ impl Subscriber {
         Ok(replies)
     }
 
-    fn unsubscribe(&mut self, kind: Kind, names: &[Bytes]) -> Vec<Reply> {
+    /// The messages queued since [`Subscriber::run`] took the queue, and
+    /// the confirmations.
+    fn unsubscribe(&mut self, kind: Kind, names: &[Bytes]) -> (Vec<Reply>, Vec<Reply>) {
         let what = kind.unsubscribe_name();
         let names: Vec<Bytes> = if names.is_empty() {
             self.set(kind).iter().cloned().collect()
@@ -193,7 +208,7 @@ impl Subscriber {
         };
         if names.is_empty() {
             // Nothing to leave: one confirmation with a nil name.
-            return vec![self.confirmation(what, None, kind)];
+            return (Vec::new(), vec![self.confirmation(what, None, kind)]);
         }
         let pubsub = self.pubsub.clone();
         let mut registry = pubsub.registry();
@@ -215,9 +230,7 @@ impl Subscriber {
             registry.mailboxes.remove(&self.client);
         }
         drop(registry);
-        let mut replies = self.mailbox.written_replies(late);
-        replies.extend(confirmations);
-        replies
+        (self.mailbox.written_replies(late), confirmations)
     }
 
     /// Leaves everything without confirmations (RESET, or the connection
@@ -286,39 +299,82 @@ impl Subscriber {
     where
         S: AsyncWrite + Unpin,
     {
-        // The common case, on every request of every connection: nothing
-        // queued, no overflow; no lock taken.
-        if !self.mailbox.pending() {
-            return Ok(Ok(()));
-        }
-        if let Some(why) = self.mailbox.overflow() {
-            return Ok(Err(why));
-        }
-        let (replies, bytes) = self.mailbox.take();
-        if replies.is_empty() {
-            return Ok(Ok(()));
-        }
-        let mut out = BytesMut::with_capacity(bytes.min(1 << 20));
-        for reply in &replies {
-            write_reply(&mut out, reply, protocol);
-        }
-        drop(replies);
-        let write = async {
-            stream.write_all(&out).await?;
-            stream.flush().await
-        };
-        // The bytes stay counted while the client does not read them: a
-        // client that stops reading reaches the limits and is closed, even
-        // though this write never completes.
-        tokio::select! {
-            written = write => written?,
-            () = self.mailbox.wait_overflow() => {
-                return Ok(Err(self.mailbox.overflow().unwrap_or_default()));
-            }
-        }
-        self.mailbox.written(bytes);
-        Ok(Ok(()))
+        flush_mailbox(&self.mailbox, stream, protocol).await
     }
+
+    /// A handle on this connection's mailbox that needs no borrow of the
+    /// subscriber: a blocked batch holds the connection while it waits, and
+    /// the messages that arrive meanwhile go out through this handle.
+    pub(crate) fn pushes(&self) -> Pushes {
+        Pushes(Arc::clone(&self.mailbox))
+    }
+}
+
+/// A connection's mailbox, for writing its messages while a blocking
+/// command waits ([`Subscriber::pushes`]).
+#[derive(Debug)]
+pub(crate) struct Pushes(Arc<Mailbox>);
+
+impl Pushes {
+    /// As [`Subscriber::ready`].
+    pub(crate) async fn ready(&self) {
+        self.0.wait_ready().await
+    }
+
+    /// As [`Subscriber::flush`].
+    pub(crate) async fn flush<S>(
+        &self,
+        stream: &mut S,
+        protocol: Protocol,
+    ) -> std::io::Result<Result<(), String>>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        flush_mailbox(&self.0, stream, protocol).await
+    }
+}
+
+/// [`Subscriber::flush`]: writes what `mailbox` holds.
+async fn flush_mailbox<S>(
+    mailbox: &Mailbox,
+    stream: &mut S,
+    protocol: Protocol,
+) -> std::io::Result<Result<(), String>>
+where
+    S: AsyncWrite + Unpin,
+{
+    // The common case, on every request of every connection: nothing
+    // queued, no overflow; no lock taken.
+    if !mailbox.pending() {
+        return Ok(Ok(()));
+    }
+    if let Some(why) = mailbox.overflow() {
+        return Ok(Err(why));
+    }
+    let (replies, bytes) = mailbox.take();
+    if replies.is_empty() {
+        return Ok(Ok(()));
+    }
+    let mut out = BytesMut::with_capacity(bytes.min(1 << 20));
+    for reply in &replies {
+        write_reply(&mut out, reply, protocol);
+    }
+    drop(replies);
+    let write = async {
+        stream.write_all(&out).await?;
+        stream.flush().await
+    };
+    // The bytes stay counted while the client does not read them: a
+    // client that stops reading reaches the limits and is closed, even
+    // though this write never completes.
+    tokio::select! {
+        written = write => written?,
+        () = mailbox.wait_overflow() => {
+            return Ok(Err(mailbox.overflow().unwrap_or_default()));
+        }
+    }
+    mailbox.written(bytes);
+    Ok(Ok(()))
 }
 
 #[cfg(test)]

@@ -781,3 +781,37 @@ fn the_pattern_subscriptions_of_a_node_are_bounded() {
     );
     assert!(registry.pattern_prefixes.is_empty() && registry.patterns.is_empty());
 }
+
+/// A (un)subscribe hands the messages delivered before it apart from its
+/// own replies: INFO commandstats judges the command by the first of its
+/// own (a refused SUBSCRIBE with a message ahead was counted a success).
+#[test]
+fn a_command_hands_its_messages_apart_from_its_replies() {
+    let pubsub = PubSub::new();
+    let mut one = Subscriber::new(pubsub.clone(), 1);
+    let names: Vec<String> = (0..SUBSCRIPTIONS_PER_CLIENT_MAX)
+        .map(|i| i.to_string())
+        .collect();
+    let mut request = vec!["subscribe"];
+    request.extend(names.iter().map(String::as_str));
+    let (delivered, replies) = one.run("subscribe", &args(&request));
+    assert!(delivered.is_empty());
+    assert_eq!(replies.len(), SUBSCRIPTIONS_PER_CLIENT_MAX);
+    apply(&pubsub, &publish("0", "m1"));
+    let (delivered, replies) = one.run("psubscribe", &args(&["psubscribe", "p"]));
+    assert_eq!(delivered, vec![push(&["message", "0", "m1"], None)]);
+    assert!(
+        matches!(replies.as_slice(), [Reply::Error(e)] if e.starts_with("ERR a connection may hold at most")),
+        "{replies:?}"
+    );
+    apply(&pubsub, &publish("1", "m2"));
+    let (delivered, replies) = one.run("unsubscribe", &args(&["unsubscribe", "1"]));
+    assert_eq!(delivered, vec![push(&["message", "1", "m2"], None)]);
+    assert_eq!(
+        replies,
+        vec![push(
+            &["unsubscribe", "1"],
+            Some(SUBSCRIPTIONS_PER_CLIENT_MAX as i64 - 1)
+        )]
+    );
+}

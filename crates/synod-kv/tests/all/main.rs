@@ -12,6 +12,7 @@ mod acl_review_attacks;
 mod barrier_review;
 mod barrier_review2;
 mod bits_keys;
+mod blocking_wire;
 mod client_limits;
 mod client_tls;
 mod codec;

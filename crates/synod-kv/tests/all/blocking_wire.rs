@@ -1,0 +1,169 @@
+//! What a blocked connection writes while it waits, and CLIENT REPLY's
+//! interplay with RESET and INFO commandstats, over the wire (stop 70).
+
+use crate::resp_cluster;
+
+use resp_cluster::{cluster, info_field, ok, Client};
+use std::time::Duration;
+use synod_resp::Reply;
+use tokio::net::TcpStream;
+
+fn bulk(text: &str) -> Reply {
+    Reply::Bulk(bytes::Bytes::copy_from_slice(text.as_bytes()))
+}
+
+/// A connection past its first request (which waits for a read round of
+/// its own, the implicit login's barrier) on node `node`.
+async fn ready_client(c: &resp_cluster::Cluster, node: usize) -> Client<TcpStream> {
+    let mut client = Client::connect(c.resp[node]).await;
+    assert_eq!(client.call(&[b"GET", b"warm"]).await, Some(Reply::Null));
+    client
+}
+
+/// The replies to the requests pipelined before a blocking command go out
+/// while it waits, as Redis writes them before it blocks; before, they sat
+/// in the batch's output until the block ended (for ever with timeout 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_before_a_blocking_command_go_out_while_it_waits() {
+    let c = cluster(3, |_| {}, None).await;
+    for node in [0, 2] {
+        let mut blocked = ready_client(&c, node).await;
+        blocked
+            .send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*3\r\n$5\r\nBLPOP\r\n$4\r\nlist\r\n$1\r\n0\r\n")
+            .await
+            .expect("sent");
+        assert_eq!(blocked.reply().await, Some(ok()));
+        assert_eq!(blocked.reply().await, Some(bulk("v")));
+        let mut pusher = ready_client(&c, 1).await;
+        assert_eq!(
+            pusher.call(&[b"RPUSH", b"list", b"x"]).await,
+            Some(Reply::Integer(1))
+        );
+        assert_eq!(
+            blocked.reply().await,
+            Some(Reply::Array(vec![bulk("list"), bulk("x")]))
+        );
+    }
+}
+
+/// A subscribed RESP3 connection blocked in BLPOP gets the messages
+/// published meanwhile at once, as Redis writes them; before, they waited
+/// for the block to end. The pop's reply still comes, after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_resp3_subscriber_gets_messages_while_it_waits() {
+    let c = cluster(3, |_| {}, None).await;
+    let mut sub = ready_client(&c, 0).await;
+    assert!(matches!(
+        sub.call(&[b"HELLO", b"3"]).await,
+        Some(Reply::Map(_))
+    ));
+    assert!(matches!(
+        sub.call(&[b"SUBSCRIBE", b"ch"]).await,
+        Some(Reply::Push(_))
+    ));
+    sub.send(&[b"BLPOP", b"list", b"0"]).await.expect("sent");
+    let mut publisher = ready_client(&c, 1).await;
+    for message in ["m1", "m2"] {
+        // Published through another node: the count is that node's.
+        assert!(matches!(
+            publisher
+                .call(&[b"PUBLISH", b"ch", message.as_bytes()])
+                .await,
+            Some(Reply::Integer(_))
+        ));
+        assert_eq!(
+            sub.reply().await,
+            Some(Reply::Push(vec![
+                bulk("message"),
+                bulk("ch"),
+                bulk(message)
+            ]))
+        );
+    }
+    assert_eq!(
+        publisher.call(&[b"RPUSH", b"list", b"x"]).await,
+        Some(Reply::Integer(1))
+    );
+    assert_eq!(
+        sub.reply().await,
+        Some(Reply::Array(vec![bulk("list"), bulk("x")]))
+    );
+    assert_eq!(
+        sub.call(&[b"PING"]).await,
+        Some(Reply::Simple("PONG".into()))
+    );
+}
+
+/// A blocked RESP3 subscriber that reads nothing is closed at the pub/sub
+/// hard limit while it waits, not left open (with its messages dropped)
+/// for as long as it blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_subscriber_that_reads_nothing_is_closed_at_the_limit() {
+    let c = cluster(
+        1,
+        |cfg| {
+            cfg.pubsub
+                .set_output_limits(256 << 10, 256 << 10, Duration::from_secs(60))
+        },
+        None,
+    )
+    .await;
+    let mut slow = ready_client(&c, 0).await;
+    assert!(matches!(
+        slow.call(&[b"HELLO", b"3"]).await,
+        Some(Reply::Map(_))
+    ));
+    assert!(matches!(
+        slow.call(&[b"SUBSCRIBE", b"c"]).await,
+        Some(Reply::Push(_))
+    ));
+    slow.send(&[b"BLPOP", b"list", b"0"]).await.expect("sent");
+    let mut publisher = ready_client(&c, 0).await;
+    let payload = vec![b'x'; 64 << 10];
+    let mut published = 0;
+    while info_field(c.resp[0], None, "client_output_buffer_limit_disconnections").await == 0 {
+        assert_eq!(
+            publisher.call(&[b"PUBLISH", b"c", &payload]).await,
+            Some(Reply::Integer(1))
+        );
+        published += 1;
+        assert!(published < 2_000, "never disconnected");
+    }
+    // Whole messages, then the end (the block never answered).
+    loop {
+        match slow.reply().await {
+            Some(Reply::Push(items)) => assert_eq!(items.len(), 3),
+            None => break,
+            Some(other) => panic!("not a message: {other:?}"),
+        }
+    }
+    // Its wait ended with it.
+    let clients = match publisher.call(&[b"INFO", b"clients"]).await {
+        Some(Reply::Bulk(text)) => String::from_utf8_lossy(&text).into_owned(),
+        other => panic!("INFO answered {other:?}"),
+    };
+    assert!(clients.contains("blocked_clients:0"), "{clients}");
+}
+
+/// RESET right after CLIENT REPLY SKIP is the request skipped: nothing is
+/// written for it, as in Redis (its skip is not undone; OFF is), and the
+/// connection answers again after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_after_client_reply_skip_is_skipped() {
+    let c = cluster(1, |_| {}, None).await;
+    let mut client = ready_client(&c, 0).await;
+    client
+        .send_raw(b"CLIENT REPLY SKIP\r\nRESET\r\nPING\r\nCLIENT REPLY OFF\r\nRESET\r\nECHO e\r\n")
+        .await
+        .expect("sent");
+    assert_eq!(client.reply().await, Some(Reply::Simple("PONG".into())));
+    assert_eq!(client.reply().await, Some(Reply::Simple("RESET".into())));
+    assert_eq!(client.reply().await, Some(bulk("e")));
+    let stats = match client.call(&[b"INFO", b"commandstats"]).await {
+        Some(Reply::Bulk(text)) => String::from_utf8_lossy(&text).into_owned(),
+        other => panic!("INFO answered {other:?}"),
+    };
+    // Both RESETs ran; so did the CLIENT REPLYs, which answer nothing.
+    assert!(stats.contains("cmdstat_reset:calls=2,"), "{stats}");
+    assert!(stats.contains("cmdstat_client:calls=2,"), "{stats}");
+}
