@@ -2155,16 +2155,23 @@ impl Conn {
                     ("lua-time-limit", &lua_time_limit),
                     ("busy-reply-threshold", &lua_time_limit),
                 ];
+                // Each parameter once, however many patterns match it
+                // (Redis 7: `CONFIG GET maxmemory maxmemory*`).
                 let mut pairs = Vec::new();
+                let mut seen = std::collections::HashSet::new();
                 for arg in &args[2..] {
                     let pattern = lower(arg);
                     for (key, value) in known {
-                        if crate::glob::glob_match(pattern.as_bytes(), key.as_bytes()) {
+                        if crate::glob::glob_match(pattern.as_bytes(), key.as_bytes())
+                            && seen.insert(key.to_string())
+                        {
                             pairs.push((bulk(key), bulk(value)));
                         }
                     }
                     for (key, value) in self.shared.tuning.get(&pattern) {
-                        pairs.push((bulk(key), bulk(value)));
+                        if seen.insert(key.to_string()) {
+                            pairs.push((bulk(key), bulk(value)));
+                        }
                     }
                 }
                 self.reply(Reply::Map(pairs))
@@ -2204,8 +2211,18 @@ impl Conn {
         let mut maxmemory = None;
         let mut keyspace_events = None;
         let mut tuning = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for pair in pairs.chunks(2) {
             let name = lower(&pair[0]);
+            // As Redis 7, before looking at the value; an alias counts as
+            // its parameter (`busy-reply-threshold` is `lua-time-limit`).
+            let canonical = match name.as_str() {
+                "busy-reply-threshold" => "lua-time-limit".to_string(),
+                name => crate::tuning::canonical(name).map_or(name.to_string(), str::to_string),
+            };
+            if !seen.insert(canonical) {
+                return self.reply(crate::tuning::set_error(&pair[0], "duplicate parameter"));
+            }
             let parsed = match name.as_str() {
                 "lua-time-limit" | "busy-reply-threshold" => crate::number::parse_i64(&pair[1])
                     .filter(|n| *n >= 0)

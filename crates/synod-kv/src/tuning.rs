@@ -127,6 +127,12 @@ fn find(name: &str) -> Option<&'static Parameter> {
         .find(|p| p.name == name || p.alias == Some(name))
 }
 
+/// The name of the parameter `name` (lowercase) is, or an alias of: what
+/// CONFIG SET's duplicate check compares; `None` if not a tuning parameter.
+pub(crate) fn canonical(name: &str) -> Option<&'static str> {
+    find(name).map(|parameter| parameter.name)
+}
+
 /// Whether `name` (lowercase) is a tuning parameter.
 pub(crate) fn is_tuning(name: &str) -> bool {
     find(name).is_some()

@@ -1,5 +1,6 @@
-//! What a blocked connection writes while it waits, and CLIENT REPLY's
-//! interplay with RESET and INFO commandstats, over the wire (stop 70).
+//! Redis behaviours checked over the wire (stop 70): what a blocked
+//! connection writes while it waits, CLIENT REPLY's interplay with RESET
+//! and INFO commandstats, CONFIG GET and SET with several parameters.
 
 use crate::resp_cluster;
 
@@ -166,4 +167,59 @@ async fn reset_after_client_reply_skip_is_skipped() {
     // Both RESETs ran; so did the CLIENT REPLYs, which answer nothing.
     assert!(stats.contains("cmdstat_reset:calls=2,"), "{stats}");
     assert!(stats.contains("cmdstat_client:calls=2,"), "{stats}");
+}
+
+/// CONFIG GET answers each parameter once, however many of its patterns
+/// match it; CONFIG SET refuses a parameter named twice (an alias counts
+/// as its parameter), setting none, with Redis 7's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_names_each_parameter_once() {
+    let c = cluster(1, |_| {}, None).await;
+    let mut client = ready_client(&c, 0).await;
+    let Some(Reply::Array(flat)) = client
+        .call(&[b"CONFIG", b"GET", b"maxmemory", b"max*", b"MAXMEMORY"])
+        .await
+    else {
+        panic!("CONFIG GET did not answer an array");
+    };
+    let names: Vec<&Reply> = flat.iter().step_by(2).collect();
+    assert_eq!(names, vec![&bulk("maxmemory"), &bulk("maxclients")]);
+    for (pairs, named) in [
+        (
+            &[&b"lua-time-limit"[..], b"10", b"Lua-Time-Limit", b"20"][..],
+            "Lua-Time-Limit",
+        ),
+        (
+            &[
+                &b"busy-reply-threshold"[..],
+                b"10",
+                b"lua-time-limit",
+                b"20",
+            ][..],
+            "lua-time-limit",
+        ),
+        (
+            &[
+                &b"hash-max-ziplist-entries"[..],
+                b"10",
+                b"hash-max-listpack-entries",
+                b"20",
+            ][..],
+            "hash-max-listpack-entries",
+        ),
+    ] {
+        let mut request: Vec<&[u8]> = vec![b"CONFIG", b"SET"];
+        request.extend_from_slice(pairs);
+        assert_eq!(
+            client.call(&request).await,
+            Some(Reply::Error(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{named}') - duplicate parameter"
+            )))
+        );
+    }
+    // Nothing was set.
+    assert_eq!(
+        client.call(&[b"CONFIG", b"GET", b"lua-time-limit"]).await,
+        Some(Reply::Array(vec![bulk("lua-time-limit"), bulk("5000")]))
+    );
 }
