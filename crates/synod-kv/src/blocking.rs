@@ -937,16 +937,37 @@ where
                     return Ok(WhileBlocked::Closed);
                 }
                 room = room.saturating_sub(read);
+                continue;
             }
-            () = ready => {
-                if let Some((pushes, protocol)) = pushes {
-                    // An overflow (the client reads nothing) closes the
-                    // connection, as it would after the block.
-                    if let Err(why) = pushes.flush(stream, protocol).await? {
-                        return Ok(WhileBlocked::PubSubOutput(why));
-                    }
-                }
+            () = ready => {}
+        }
+        let Some((pushes, protocol)) = pushes else {
+            continue;
+        };
+        // The run goes on while the messages are written: a client slow to
+        // read them (or reading nothing, below the limits) must not hold
+        // its blocked command still. Its wake would stay unserved, and
+        // every writing connection of the node waits for the wakes its
+        // writes caused (`BlockedClients::settle`, up to a second per
+        // batch; review of 372e9ec). A run that ends meanwhile has its
+        // reply written after these messages, never inside them.
+        let write = pushes.flush(stream, protocol);
+        tokio::pin!(write);
+        let mut finished = None;
+        let written = loop {
+            tokio::select! {
+                biased;
+                written = &mut write => break written,
+                output = &mut run, if finished.is_none() => finished = Some(output),
             }
+        };
+        // An overflow (the client reads nothing) closes the connection,
+        // as it would after the block.
+        if let Err(why) = written? {
+            return Ok(WhileBlocked::PubSubOutput(why));
+        }
+        if let Some(output) = finished {
+            return Ok(WhileBlocked::Done(output));
         }
     }
 }

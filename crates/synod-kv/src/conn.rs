@@ -1312,6 +1312,10 @@ impl Conn {
                 _ => self.reply(wrong_args("unwatch")),
             },
             name if crate::pubsub::SUBSCRIBE_COMMANDS.contains(&name) => {
+                // Arity first, as Redis (a refusal, not a failed call).
+                if args.len() < 2 && matches!(name, "subscribe" | "psubscribe" | "ssubscribe") {
+                    return self.reply(wrong_args(name));
+                }
                 if let Err(refused) = self.check_channels(name, args) {
                     return self.reply(refused);
                 }

@@ -146,6 +146,50 @@ async fn a_blocked_subscriber_that_reads_nothing_is_closed_at_the_limit() {
     assert!(clients.contains("blocked_clients:0"), "{clients}");
 }
 
+/// A blocked RESP3 subscriber that stops reading its messages (below the
+/// pub/sub limits) still has its pop served: the messages' write does not
+/// hold the blocked command still (review of 372e9ec, high: its wake was
+/// never tried, the push stayed in the list, and every write of the node
+/// waited a second for that wake to be served). As in Redis, the push is
+/// popped for it before the pusher's reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_does_not_hold_its_blocked_pop() {
+    let c = cluster(1, |_| {}, None).await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("a small receive buffer");
+    let mut slow = Client::new(socket.connect(c.resp[0]).await.expect("connect"));
+    assert_eq!(slow.call(&[b"GET", b"warm"]).await, Some(Reply::Null));
+    assert!(matches!(
+        slow.call(&[b"HELLO", b"3"]).await,
+        Some(Reply::Map(_))
+    ));
+    assert!(matches!(
+        slow.call(&[b"SUBSCRIBE", b"ch"]).await,
+        Some(Reply::Push(_))
+    ));
+    slow.send(&[b"BLPOP", b"fk", b"0"]).await.expect("sent");
+    let mut publisher = ready_client(&c, 0).await;
+    // 6 MiB: more than the sockets hold, below the soft (8 MiB) and hard
+    // (32 MiB) limits.
+    let payload = vec![b'x'; 256 << 10];
+    for _ in 0..24 {
+        assert_eq!(
+            publisher.call(&[b"PUBLISH", b"ch", &payload]).await,
+            Some(Reply::Integer(1))
+        );
+    }
+    assert_eq!(
+        publisher.call(&[b"LPUSH", b"fk", b"v1"]).await,
+        Some(Reply::Integer(1))
+    );
+    assert_eq!(
+        publisher.call(&[b"LLEN", b"fk"]).await,
+        Some(Reply::Integer(0))
+    );
+}
+
 /// RESET right after CLIENT REPLY SKIP is the request skipped: nothing is
 /// written for it, as in Redis (its skip is not undone; OFF is), and the
 /// connection answers again after it.
@@ -221,5 +265,39 @@ async fn config_names_each_parameter_once() {
     assert_eq!(
         client.call(&[b"CONFIG", b"GET", b"lua-time-limit"]).await,
         Some(Reply::Array(vec![bulk("lua-time-limit"), bulk("5000")]))
+    );
+}
+
+/// A SUBSCRIBE without a channel is refused before it runs, as Redis does:
+/// INFO commandstats counts it in `rejected_calls`, not as a failed call
+/// (review of 372e9ec).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_without_channels_is_a_rejected_call() {
+    let c = cluster(1, |_| {}, None).await;
+    let mut client = ready_client(&c, 0).await;
+    assert!(matches!(
+        client.call(&[b"SUBSCRIBE"]).await,
+        Some(Reply::Error(e)) if e.contains("wrong number of arguments")
+    ));
+    assert!(matches!(
+        client.call(&[b"PSUBSCRIBE"]).await,
+        Some(Reply::Error(_))
+    ));
+    let mut info = ready_client(&c, 0).await;
+    let stats = match info.call(&[b"INFO", b"commandstats"]).await {
+        Some(Reply::Bulk(text)) => String::from_utf8_lossy(&text).into_owned(),
+        other => panic!("INFO answered {other:?}"),
+    };
+    assert!(
+        stats.contains(
+            "cmdstat_subscribe:calls=0,usec=0,usec_per_call=0.00,rejected_calls=1,failed_calls=0"
+        ),
+        "{stats}"
+    );
+    assert!(
+        stats.contains(
+            "cmdstat_psubscribe:calls=0,usec=0,usec_per_call=0.00,rejected_calls=1,failed_calls=0"
+        ),
+        "{stats}"
     );
 }
