@@ -894,10 +894,11 @@ where
 /// writes them to a blocked client (before, they waited for the block to
 /// end: for ever with timeout 0). The batch is the blocking command alone
 /// (the server's parse loop starts one for it), so nothing of its reply is
-/// written yet, and a message never lands inside a reply. One delivered
-/// while the command's last try is being answered may go out just before
-/// that reply instead of after it, as messages between batches may (they
-/// are out-of-band pushes, ordered among themselves).
+/// written yet, and a message never lands inside a reply. The messages
+/// queued when the run ends go out before its reply (Redis has those
+/// published before the serving push in the output buffer ahead of it;
+/// one delivered while the last try is being answered may go ahead too),
+/// the later ones after it, from the connection loop.
 pub(crate) async fn until_closed<F, S>(
     run: F,
     stream: &mut S,
@@ -928,9 +929,9 @@ where
             }
         };
         // The run first: a reply ready goes before messages ready with it.
-        tokio::select! {
+        let finished = tokio::select! {
             biased;
-            output = &mut run => return Ok(WhileBlocked::Done(output)),
+            output = &mut run => Some(output),
             read = stream.read_buf(&mut limited) => {
                 let read = read?;
                 if read == 0 {
@@ -939,36 +940,72 @@ where
                 room = room.saturating_sub(read);
                 continue;
             }
-            () = ready => {}
-        }
-        let Some((pushes, protocol)) = pushes else {
-            continue;
+            () = ready => None,
         };
-        // The run goes on while the messages are written: a client slow to
-        // read them (or reading nothing, below the limits) must not hold
-        // its blocked command still. Its wake would stay unserved, and
-        // every writing connection of the node waits for the wakes its
-        // writes caused (`BlockedClients::settle`, up to a second per
-        // batch; review of 372e9ec). A run that ends meanwhile has its
-        // reply written after these messages, never inside them.
-        let write = pushes.flush(stream, protocol);
-        tokio::pin!(write);
-        let mut finished = None;
-        let written = loop {
-            tokio::select! {
-                biased;
-                written = &mut write => break written,
-                output = &mut run, if finished.is_none() => finished = Some(output),
+        let Some((pushes, protocol)) = pushes else {
+            match finished {
+                Some(output) => return Ok(WhileBlocked::Done(output)),
+                None => continue,
             }
         };
-        // An overflow (the client reads nothing) closes the connection,
-        // as it would after the block.
-        if let Err(why) = written? {
-            return Ok(WhileBlocked::PubSubOutput(why));
+        // What is queued now goes before the reply (or is written while
+        // the run goes on).
+        let taken = match pushes.take() {
+            Ok(taken) => taken,
+            Err(why) => return Ok(WhileBlocked::PubSubOutput(why)),
+        };
+        let mut finished = finished.map(|output| (output, None));
+        {
+            // The run goes on while the messages are written, and so do
+            // the reads: a client slow to read them (or reading nothing,
+            // below the limits) must not hold its blocked command still
+            // (its wake would go untried, and every writing connection of
+            // the node waits for the wakes its writes caused,
+            // `BlockedClients::settle`: review of 372e9ec), nor hide its
+            // close (its command would go on popping for nobody: review of
+            // caf46e9).
+            let (mut reader, mut writer) = tokio::io::split(&mut *stream);
+            let write = pushes.write(&mut writer, protocol, taken);
+            tokio::pin!(write);
+            loop {
+                let mut limited = (&mut *input).limit(room);
+                tokio::select! {
+                    biased;
+                    written = &mut write => {
+                        if let Err(why) = written? {
+                            return Ok(WhileBlocked::PubSubOutput(why));
+                        }
+                        break;
+                    }
+                    output = &mut run, if finished.is_none() => {
+                        // The messages queued by now go before its reply.
+                        match pushes.take() {
+                            Ok(taken) => finished = Some((output, Some(taken))),
+                            Err(why) => return Ok(WhileBlocked::PubSubOutput(why)),
+                        }
+                    }
+                    read = reader.read_buf(&mut limited), if finished.is_none() => {
+                        let read = read?;
+                        if read == 0 {
+                            return Ok(WhileBlocked::Closed);
+                        }
+                        room = room.saturating_sub(read);
+                        if room == 0 {
+                            return Ok(WhileBlocked::Overflow);
+                        }
+                    }
+                }
+            }
         }
-        if let Some(output) = finished {
-            return Ok(WhileBlocked::Done(output));
+        let Some((output, later)) = finished else {
+            continue;
+        };
+        if let Some(taken) = later {
+            if let Err(why) = pushes.write(stream, protocol, taken).await? {
+                return Ok(WhileBlocked::PubSubOutput(why));
+            }
         }
+        return Ok(WhileBlocked::Done(output));
     }
 }
 

@@ -315,22 +315,38 @@ impl Subscriber {
 #[derive(Debug)]
 pub(crate) struct Pushes(Arc<Mailbox>);
 
+/// Messages taken from a mailbox, still counted against its limits until
+/// written ([`Pushes::take`], [`Pushes::write`]).
+#[derive(Debug, Default)]
+pub(crate) struct Taken {
+    replies: Vec<Reply>,
+    bytes: usize,
+}
+
 impl Pushes {
     /// As [`Subscriber::ready`].
     pub(crate) async fn ready(&self) {
         self.0.wait_ready().await
     }
 
-    /// As [`Subscriber::flush`].
-    pub(crate) async fn flush<S>(
+    /// The messages waiting now, to write later with [`Pushes::write`]
+    /// (those queued after go after them). `Err(reason)`: the output
+    /// limits were broken.
+    pub(crate) fn take(&self) -> Result<Taken, String> {
+        take_pending(&self.0)
+    }
+
+    /// Writes what [`Pushes::take`] took, as [`Subscriber::flush`] does.
+    pub(crate) async fn write<S>(
         &self,
         stream: &mut S,
         protocol: Protocol,
+        taken: Taken,
     ) -> std::io::Result<Result<(), String>>
     where
         S: AsyncWrite + Unpin,
     {
-        flush_mailbox(&self.0, stream, protocol).await
+        write_taken(&self.0, stream, protocol, taken).await
     }
 }
 
@@ -343,15 +359,37 @@ async fn flush_mailbox<S>(
 where
     S: AsyncWrite + Unpin,
 {
+    match take_pending(mailbox) {
+        Ok(taken) => write_taken(mailbox, stream, protocol, taken).await,
+        Err(why) => Ok(Err(why)),
+    }
+}
+
+/// What `mailbox` holds, taken (still counted until written).
+fn take_pending(mailbox: &Mailbox) -> Result<Taken, String> {
     // The common case, on every request of every connection: nothing
     // queued, no overflow; no lock taken.
     if !mailbox.pending() {
-        return Ok(Ok(()));
+        return Ok(Taken::default());
     }
     if let Some(why) = mailbox.overflow() {
-        return Ok(Err(why));
+        return Err(why);
     }
     let (replies, bytes) = mailbox.take();
+    Ok(Taken { replies, bytes })
+}
+
+/// Writes `taken`, then stops counting its bytes.
+async fn write_taken<S>(
+    mailbox: &Mailbox,
+    stream: &mut S,
+    protocol: Protocol,
+    taken: Taken,
+) -> std::io::Result<Result<(), String>>
+where
+    S: AsyncWrite + Unpin,
+{
+    let Taken { replies, bytes } = taken;
     if replies.is_empty() {
         return Ok(Ok(()));
     }
