@@ -425,7 +425,7 @@ impl Item {
 /// Which command an item answers, for INFO commandstats.
 #[derive(Debug)]
 pub(crate) struct StatTag {
-    /// The command: its place in [`known_names`].
+    /// The command (or subcommand): its place in [`stat_names`].
     pub known: usize,
     /// When it was read.
     pub started: std::time::Instant,
@@ -564,6 +564,149 @@ fn lower(arg: &[u8]) -> String {
 /// The names `COMMAND` lists, sorted: [`command_names`], made once.
 pub(crate) fn known_names() -> &'static [String] {
     names().names
+}
+
+/// Redis 7.0's container commands that synod lists, and their subcommands:
+/// INFO commandstats counts a call of one as `container|sub`, as Redis
+/// (`cmdstat_config|get`, `cmdstat_client|reply`); a subcommand Redis 7.0
+/// does not have (`CLIENT SETINFO`, 7.2) counts as its container.
+const SUBCOMMANDS: &[(&str, &[&str])] = &[
+    (
+        "acl",
+        &[
+            "cat", "deluser", "dryrun", "genpass", "getuser", "help", "list", "load", "log",
+            "save", "setuser", "users", "whoami",
+        ],
+    ),
+    (
+        "client",
+        &[
+            "caching",
+            "getname",
+            "getredir",
+            "help",
+            "id",
+            "info",
+            "kill",
+            "list",
+            "no-evict",
+            "pause",
+            "reply",
+            "setname",
+            "tracking",
+            "trackinginfo",
+            "unblock",
+            "unpause",
+        ],
+    ),
+    (
+        "command",
+        &[
+            "count",
+            "docs",
+            "getkeys",
+            "getkeysandflags",
+            "help",
+            "info",
+            "list",
+        ],
+    ),
+    ("config", &["get", "help", "resetstat", "rewrite", "set"]),
+    (
+        "function",
+        &[
+            "delete", "dump", "flush", "help", "kill", "list", "load", "restore", "stats",
+        ],
+    ),
+    (
+        "memory",
+        &["doctor", "help", "malloc-stats", "purge", "stats", "usage"],
+    ),
+    (
+        "object",
+        &["encoding", "freq", "help", "idletime", "refcount"],
+    ),
+    (
+        "pubsub",
+        &[
+            "channels",
+            "help",
+            "numpat",
+            "numsub",
+            "shardchannels",
+            "shardnumsub",
+        ],
+    ),
+    (
+        "script",
+        &["debug", "exists", "flush", "help", "kill", "load"],
+    ),
+];
+
+/// The places INFO commandstats counts in: [`known_names`], then
+/// `container|sub` for each of [`SUBCOMMANDS`] whose container is listed.
+struct StatNames {
+    names: Vec<String>,
+    /// Per listed name: its subcommands' places, if a container.
+    subs: Vec<Option<std::collections::HashMap<&'static [u8], usize>>>,
+    /// The places in name order (what INFO prints).
+    sorted: Vec<usize>,
+}
+
+fn stat_names_made() -> &'static StatNames {
+    static NAMES: std::sync::OnceLock<StatNames> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let known = known_names();
+        let mut names: Vec<String> = known.to_vec();
+        let mut subs: Vec<Option<std::collections::HashMap<&'static [u8], usize>>> =
+            vec![None; known.len()];
+        for (container, list) in SUBCOMMANDS {
+            let Ok(at) = known.binary_search_by(|name| name.as_str().cmp(container)) else {
+                continue;
+            };
+            let mut places = std::collections::HashMap::new();
+            for sub in *list {
+                places.insert(sub.as_bytes(), names.len());
+                names.push(format!("{container}|{sub}"));
+            }
+            subs[at] = Some(places);
+        }
+        let mut sorted: Vec<usize> = (0..names.len()).collect();
+        sorted.sort_by(|a, b| names[*a].cmp(&names[*b]));
+        StatNames {
+            names,
+            subs,
+            sorted,
+        }
+    })
+}
+
+/// The names INFO commandstats counts under (see [`stat_place`]).
+pub(crate) fn stat_names() -> &'static [String] {
+    &stat_names_made().names
+}
+
+/// [`stat_names`]' places in name order.
+pub(crate) fn stat_names_sorted() -> &'static [usize] {
+    &stat_names_made().sorted
+}
+
+/// Where INFO commandstats counts a request of the listed command `known`
+/// (its place in [`known_names`]) with arguments `args`: its subcommand's
+/// place for a container and a subcommand Redis 7.0 has, else `known`.
+/// One index for other commands (no lookup on the data path).
+pub(crate) fn stat_place(known: usize, args: &[Bytes]) -> usize {
+    let Some(Some(places)) = stat_names_made().subs.get(known) else {
+        return known;
+    };
+    let Some(sub) = args.get(1).filter(|sub| sub.len() <= 32) else {
+        return known;
+    };
+    let mut buf = [0u8; 32];
+    let lowered = &mut buf[..sub.len()];
+    lowered.copy_from_slice(sub);
+    lowered.make_ascii_lowercase();
+    places.get(&*lowered).copied().unwrap_or(known)
 }
 
 /// The listed names, what the request path asks of each, and a map from
@@ -864,7 +1007,7 @@ impl Conn {
         // counted, as in Redis.
         self.stat_tags
             .push_back(name.and_then(|(_, known)| known).map(|known| StatTag {
-                known,
+                known: stat_place(known, args),
                 started,
                 rejected,
             }));

@@ -7,7 +7,9 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
+#[cfg(test)]
 use crate::conn::known_names;
+use crate::conn::{stat_names, stat_names_sorted};
 
 /// The `# CPU` section: seconds of CPU the process (and its waited-for
 /// children: none) spent in the kernel and in user space.
@@ -60,7 +62,7 @@ impl CommandStat {
 /// Keyed by the names `COMMAND` lists, so bounded by the command table.
 #[derive(Debug, Default)]
 pub(crate) struct CommandStats {
-    /// Indexed by the command's place in `known_names`; empty until the
+    /// Indexed by the command's place in `stat_names`; empty until the
     /// first call.
     by_command: Mutex<Vec<CommandStat>>,
     errors: Mutex<ErrorStats>,
@@ -102,11 +104,11 @@ pub(crate) enum Ending {
 }
 
 impl CommandStats {
-    /// Counts one call of the command at `known` in `known_names`.
+    /// Counts one call of the command at `known` in `stat_names`.
     pub(crate) fn record(&self, known: usize, took: Duration, ending: Ending) {
         let mut by_command = self.by_command.lock().unwrap_or_else(|e| e.into_inner());
         if by_command.is_empty() {
-            by_command.resize(known_names().len(), CommandStat::default());
+            by_command.resize(stat_names().len(), CommandStat::default());
         }
         let Some(stat) = by_command.get_mut(known) else {
             debug_assert!(false, "command {known} is not listed");
@@ -168,9 +170,7 @@ impl CommandStats {
     #[cfg(test)]
     pub(crate) fn get(&self, name: &str) -> Option<CommandStat> {
         let by_command = self.by_command.lock().unwrap_or_else(|e| e.into_inner());
-        let at = known_names()
-            .binary_search_by(|n| n.as_str().cmp(name))
-            .ok()?;
+        let at = stat_names().iter().position(|n| n == name)?;
         by_command.get(at).copied().filter(CommandStat::called)
     }
 
@@ -178,7 +178,10 @@ impl CommandStats {
     pub(crate) fn section(&self) -> String {
         let by_command = self.by_command.lock().unwrap_or_else(|e| e.into_inner());
         let mut text = String::from("# Commandstats\r\n");
-        let called = known_names().iter().zip(by_command.iter());
+        let names = stat_names();
+        let called = stat_names_sorted()
+            .iter()
+            .filter_map(|&at| Some((&names[at], by_command.get(at)?)));
         for (name, stat) in called.filter(|(_, stat)| stat.called()) {
             let per_call = if stat.calls == 0 {
                 0.0
@@ -229,6 +232,60 @@ mod tests {
         assert_eq!(stats.total_error_replies(), 0);
         assert_eq!(stats.get("set"), None);
         assert_eq!(stats.error_section(), "# Errorstats\r\n\r\n");
+    }
+
+    /// A container command's subcommand has a place of its own, printed in
+    /// name order after its container's; other commands keep theirs.
+    #[test]
+    fn subcommands_are_counted_apart() {
+        use crate::conn::stat_place;
+        let place = |line: &str| {
+            let args: Vec<bytes::Bytes> = line
+                .split(' ')
+                .map(|word| bytes::Bytes::copy_from_slice(word.as_bytes()))
+                .collect();
+            let known = known_names()
+                .binary_search(
+                    &args[0]
+                        .iter()
+                        .map(|b| b.to_ascii_lowercase() as char)
+                        .collect::<String>(),
+                )
+                .expect("listed");
+            stat_names()[stat_place(known, &args)].clone()
+        };
+        assert_eq!(place("CONFIG GeT maxmemory"), "config|get");
+        assert_eq!(place("config"), "config");
+        assert_eq!(place("client reply off"), "client|reply");
+        assert_eq!(place("client setinfo lib-name x"), "client");
+        assert_eq!(
+            place("client nosuchsubcommandwithaverylongnamepastthebuffer"),
+            "client"
+        );
+        assert_eq!(place("get k"), "get");
+        assert_eq!(place("object encoding k"), "object|encoding");
+        let stats = CommandStats::default();
+        for line in ["client reply on", "client", "command count", "config get x"] {
+            let args: Vec<bytes::Bytes> = line
+                .split(' ')
+                .map(|word| bytes::Bytes::copy_from_slice(word.as_bytes()))
+                .collect();
+            let known = known_names()
+                .binary_search(&line.split(' ').next().unwrap_or_default().to_string())
+                .expect("listed");
+            stats.record(stat_place(known, &args), Duration::ZERO, Ending::Ok);
+        }
+        let section = stats.section();
+        let names: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("cmdstat_"))
+            .map(|l| l.split(':').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            names,
+            ["client", "client|reply", "command|count", "config|get"]
+        );
+        assert_eq!(stats.get("client|reply").map(|s| s.calls), Some(1));
     }
 
     /// `record` takes a place in the listed names, found by a binary search
