@@ -566,10 +566,11 @@ pub(crate) fn known_names() -> &'static [String] {
     names().names
 }
 
-/// Redis 7.0's container commands that synod lists, and their subcommands:
-/// INFO commandstats counts a call of one as `container|sub`, as Redis
-/// (`cmdstat_config|get`, `cmdstat_client|reply`); a subcommand Redis 7.0
-/// does not have (`CLIENT SETINFO`, 7.2) counts as its container.
+/// Redis 7.0's container commands that synod lists, and their subcommands
+/// (with `CLIENT SETINFO`, from 7.2, which synod serves): INFO commandstats
+/// counts a call of one as `container|sub`, as Redis (`cmdstat_config|get`,
+/// `cmdstat_client|reply`), and a subcommand not listed nowhere, as Redis,
+/// whose lookup finds no command for it.
 const SUBCOMMANDS: &[(&str, &[&str])] = &[
     (
         "acl",
@@ -592,6 +593,7 @@ const SUBCOMMANDS: &[(&str, &[&str])] = &[
             "no-evict",
             "pause",
             "reply",
+            "setinfo",
             "setname",
             "tracking",
             "trackinginfo",
@@ -692,21 +694,26 @@ pub(crate) fn stat_names_sorted() -> &'static [usize] {
 }
 
 /// Where INFO commandstats counts a request of the listed command `known`
-/// (its place in [`known_names`]) with arguments `args`: its subcommand's
-/// place for a container and a subcommand Redis 7.0 has, else `known`.
-/// One index for other commands (no lookup on the data path).
-pub(crate) fn stat_place(known: usize, args: &[Bytes]) -> usize {
+/// (its place in [`known_names`]) with arguments `args`: `known` for a
+/// command that is not a container, and for a container named alone (its
+/// arity error); its subcommand's place for a listed subcommand; nowhere
+/// (`None`) for another subcommand. One index for other commands (no
+/// lookup on the data path).
+pub(crate) fn stat_place(known: usize, args: &[Bytes]) -> Option<usize> {
     let Some(Some(places)) = stat_names_made().subs.get(known) else {
-        return known;
+        return Some(known);
     };
-    let Some(sub) = args.get(1).filter(|sub| sub.len() <= 32) else {
-        return known;
+    let Some(sub) = args.get(1) else {
+        return Some(known);
     };
+    if sub.len() > 32 {
+        return None;
+    }
     let mut buf = [0u8; 32];
     let lowered = &mut buf[..sub.len()];
     lowered.copy_from_slice(sub);
     lowered.make_ascii_lowercase();
-    places.get(&*lowered).copied().unwrap_or(known)
+    places.get(&*lowered).copied()
 }
 
 /// The listed names, what the request path asks of each, and a map from
@@ -1005,12 +1012,15 @@ impl Conn {
         let rejected = item.is_rejection();
         // Names `COMMAND` does not list (unknown commands) are not
         // counted, as in Redis.
-        self.stat_tags
-            .push_back(name.and_then(|(_, known)| known).map(|known| StatTag {
-                known: stat_place(known, args),
-                started,
-                rejected,
-            }));
+        self.stat_tags.push_back(
+            name.and_then(|(_, known)| known)
+                .and_then(|known| stat_place(known, args))
+                .map(|known| StatTag {
+                    known,
+                    started,
+                    rejected,
+                }),
+        );
         if item.is_barrier() {
             // Not run yet: a CLIENT REPLY it is (refused by this node's
             // users, allowed after the barrier) must move the mode after

@@ -329,6 +329,11 @@ async fn reset_after_client_reply_skip_is_skipped() {
     assert_eq!(client.reply().await, Some(Reply::Simple("PONG".into())));
     assert_eq!(client.reply().await, Some(Reply::Simple("RESET".into())));
     assert_eq!(client.reply().await, Some(bulk("e")));
+    // A subcommand Redis does not have is counted nowhere, as in Redis.
+    assert!(matches!(
+        client.call(&[b"CONFIG", b"FOO"]).await,
+        Some(Reply::Error(_))
+    ));
     let stats = match client.call(&[b"INFO", b"commandstats"]).await {
         Some(Reply::Bulk(text)) => String::from_utf8_lossy(&text).into_owned(),
         other => panic!("INFO answered {other:?}"),
@@ -338,6 +343,7 @@ async fn reset_after_client_reply_skip_is_skipped() {
     // Under the subcommand, as Redis 7 counts container commands.
     assert!(stats.contains("cmdstat_client|reply:calls=2,"), "{stats}");
     assert!(!stats.contains("cmdstat_client:"), "{stats}");
+    assert!(!stats.contains("cmdstat_config"), "{stats}");
 }
 
 /// CONFIG GET answers each parameter once, however many of its patterns
