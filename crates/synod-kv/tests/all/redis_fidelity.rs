@@ -22,6 +22,26 @@ async fn ready_client(c: &resp_cluster::Cluster, node: usize) -> Client<TcpStrea
     client
 }
 
+/// Turns `client` into a RESP3 connection subscribed to `ch`.
+async fn subscribe_resp3(client: &mut Client<TcpStream>) {
+    assert!(matches!(
+        client.call(&[b"HELLO", b"3"]).await,
+        Some(Reply::Map(_))
+    ));
+    assert!(matches!(
+        client.call(&[b"SUBSCRIBE", b"ch"]).await,
+        Some(Reply::Push(_))
+    ));
+}
+
+/// The text of INFO `section`.
+async fn info_text(client: &mut Client<TcpStream>, section: &[u8]) -> String {
+    match client.call(&[b"INFO", section]).await {
+        Some(Reply::Bulk(text)) => String::from_utf8_lossy(&text).into_owned(),
+        other => panic!("INFO answered {other:?}"),
+    }
+}
+
 /// The replies to the requests pipelined before a blocking command go out
 /// while it waits, as Redis writes them before it blocks; before, they sat
 /// in the batch's output until the block ended (for ever with timeout 0).
@@ -55,14 +75,7 @@ async fn replies_before_a_blocking_command_go_out_while_it_waits() {
 async fn a_blocked_resp3_subscriber_gets_messages_while_it_waits() {
     let c = cluster(3, |_| {}, None).await;
     let mut sub = ready_client(&c, 0).await;
-    assert!(matches!(
-        sub.call(&[b"HELLO", b"3"]).await,
-        Some(Reply::Map(_))
-    ));
-    assert!(matches!(
-        sub.call(&[b"SUBSCRIBE", b"ch"]).await,
-        Some(Reply::Push(_))
-    ));
+    subscribe_resp3(&mut sub).await;
     sub.send(&[b"BLPOP", b"list", b"0"]).await.expect("sent");
     let mut publisher = ready_client(&c, 1).await;
     for message in ["m1", "m2"] {
@@ -140,10 +153,7 @@ async fn a_blocked_subscriber_that_reads_nothing_is_closed_at_the_limit() {
         }
     }
     // Its wait ended with it.
-    let clients = match publisher.call(&[b"INFO", b"clients"]).await {
-        Some(Reply::Bulk(text)) => String::from_utf8_lossy(&text).into_owned(),
-        other => panic!("INFO answered {other:?}"),
-    };
+    let clients = info_text(&mut publisher, b"clients").await;
     assert!(clients.contains("blocked_clients:0"), "{clients}");
 }
 
@@ -162,14 +172,7 @@ async fn a_subscriber_that_stops_reading_does_not_hold_its_blocked_pop() {
         .expect("a small receive buffer");
     let mut slow = Client::new(socket.connect(c.resp[0]).await.expect("connect"));
     assert_eq!(slow.call(&[b"GET", b"warm"]).await, Some(Reply::Null));
-    assert!(matches!(
-        slow.call(&[b"HELLO", b"3"]).await,
-        Some(Reply::Map(_))
-    ));
-    assert!(matches!(
-        slow.call(&[b"SUBSCRIBE", b"ch"]).await,
-        Some(Reply::Push(_))
-    ));
+    subscribe_resp3(&mut slow).await;
     slow.send(&[b"BLPOP", b"fk", b"0"]).await.expect("sent");
     let mut publisher = ready_client(&c, 0).await;
     // 6 MiB: more than the sockets hold, below the soft (8 MiB) and hard
@@ -205,14 +208,7 @@ async fn stuck_subscriber(
         .expect("a small receive buffer");
     let mut slow = Client::new(socket.connect(c.resp[0]).await.expect("connect"));
     assert_eq!(slow.call(&[b"GET", b"warm"]).await, Some(Reply::Null));
-    assert!(matches!(
-        slow.call(&[b"HELLO", b"3"]).await,
-        Some(Reply::Map(_))
-    ));
-    assert!(matches!(
-        slow.call(&[b"SUBSCRIBE", b"ch"]).await,
-        Some(Reply::Push(_))
-    ));
+    subscribe_resp3(&mut slow).await;
     slow.send(&[b"BLPOP", key, b"0"]).await.expect("sent");
     let mut publisher = ready_client(c, 0).await;
     let payload = vec![b'x'; 256 << 10];
@@ -227,10 +223,7 @@ async fn stuck_subscriber(
 
 /// `blocked_clients` of INFO clients.
 async fn blocked_clients(client: &mut Client<TcpStream>) -> u64 {
-    let text = match client.call(&[b"INFO", b"clients"]).await {
-        Some(Reply::Bulk(text)) => String::from_utf8_lossy(&text).into_owned(),
-        other => panic!("INFO answered {other:?}"),
-    };
+    let text = info_text(client, b"clients").await;
     text.lines()
         .find_map(|line| line.strip_prefix("blocked_clients:"))
         .and_then(|n| n.trim().parse().ok())
@@ -334,10 +327,7 @@ async fn reset_after_client_reply_skip_is_skipped() {
         client.call(&[b"CONFIG", b"FOO"]).await,
         Some(Reply::Error(_))
     ));
-    let stats = match client.call(&[b"INFO", b"commandstats"]).await {
-        Some(Reply::Bulk(text)) => String::from_utf8_lossy(&text).into_owned(),
-        other => panic!("INFO answered {other:?}"),
-    };
+    let stats = info_text(&mut client, b"commandstats").await;
     // Both RESETs ran; so did the CLIENT REPLYs, which answer nothing.
     assert!(stats.contains("cmdstat_reset:calls=2,"), "{stats}");
     // Under the subcommand, as Redis 7 counts container commands.
@@ -417,10 +407,7 @@ async fn a_subscribe_without_channels_is_a_rejected_call() {
         Some(Reply::Error(_))
     ));
     let mut info = ready_client(&c, 0).await;
-    let stats = match info.call(&[b"INFO", b"commandstats"]).await {
-        Some(Reply::Bulk(text)) => String::from_utf8_lossy(&text).into_owned(),
-        other => panic!("INFO answered {other:?}"),
-    };
+    let stats = info_text(&mut info, b"commandstats").await;
     assert!(
         stats.contains(
             "cmdstat_subscribe:calls=0,usec=0,usec_per_call=0.00,rejected_calls=1,failed_calls=0"
