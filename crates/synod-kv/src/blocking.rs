@@ -88,7 +88,7 @@ pub(crate) type Timeout = Option<Duration>;
 
 /// Whether `name` (lowercase) is a blocking pop.
 pub(crate) fn is_blocking(name: &str) -> bool {
-    BlockingKind::ALL.iter().any(|kind| kind.name() == name)
+    is_blocking_name(name.as_bytes())
 }
 
 /// Whether `name` (any case) is a blocking pop.

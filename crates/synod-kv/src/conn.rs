@@ -706,14 +706,22 @@ pub(crate) fn stat_place(known: usize, args: &[Bytes]) -> Option<usize> {
     let Some(sub) = args.get(1) else {
         return Some(known);
     };
-    if sub.len() > 32 {
-        return None;
-    }
-    let mut buf = [0u8; 32];
-    let lowered = &mut buf[..sub.len()];
-    lowered.copy_from_slice(sub);
+    // Longer than every listed subcommand: none of them.
+    let mut buf = [0u8; NAME_BYTES_MAX];
+    places.get(lowered_name(sub, &mut buf)?).copied()
+}
+
+/// Longer than every listed name and subcommand (the longest has 20
+/// bytes): what [`lowered_name`] lowercases on the stack.
+const NAME_BYTES_MAX: usize = 32;
+
+/// `arg` in lowercase, in `buf`, without allocating; `None` when longer
+/// than [`NAME_BYTES_MAX`] (no listed name is).
+fn lowered_name<'a>(arg: &[u8], buf: &'a mut [u8; NAME_BYTES_MAX]) -> Option<&'a [u8]> {
+    let lowered = buf.get_mut(..arg.len())?;
+    lowered.copy_from_slice(arg);
     lowered.make_ascii_lowercase();
-    places.get(&*lowered).copied()
+    Some(lowered)
 }
 
 /// The listed names, what the request path asks of each, and a map from
@@ -760,15 +768,10 @@ fn names() -> &'static Names {
 /// was one of the most frequent allocations of a leader's client path);
 /// for any other, a lowercase copy of its own.
 pub(crate) fn command_name(arg: &[u8]) -> (std::borrow::Cow<'static, str>, Option<usize>) {
-    // Longer than every listed name (the longest has 20 bytes).
-    const LONGEST: usize = 32;
-    if arg.len() <= LONGEST {
-        let mut buf = [0u8; LONGEST];
-        let lowered = &mut buf[..arg.len()];
-        lowered.copy_from_slice(arg);
-        lowered.make_ascii_lowercase();
+    let mut buf = [0u8; NAME_BYTES_MAX];
+    if let Some(lowered) = lowered_name(arg, &mut buf) {
         let names = names();
-        if let Some(&at) = names.index.get(&*lowered) {
+        if let Some(&at) = names.index.get(lowered) {
             return (
                 std::borrow::Cow::Borrowed(names.names[at].as_str()),
                 Some(at),
