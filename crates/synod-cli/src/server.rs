@@ -500,6 +500,8 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     acl.set_config_password(password.as_deref());
     // Messages this node applies reach this node's subscribers.
     let pubsub = store.pubsub();
+    // With a read lease, the leader's connections answer reads themselves.
+    let local_store = cfg.read_lease.is_some().then(|| store.local());
     let node = Node::start(cfg, store)
         .await
         .map_err(|e| format!("node {} cannot start: {e}", args.id))?;
@@ -512,6 +514,7 @@ async fn run(args: ServerArgs) -> Result<(), String> {
     server_cfg.acl = acl;
     server_cfg.pubsub = pubsub;
     server_cfg.blocked_clients = blocked_clients;
+    server_cfg.local_store = local_store;
     // A client's SHUTDOWN (an @admin command) ends this process like SIGTERM.
     let mut shutdown_asked = server_cfg.shutdown.listen();
     server_cfg.clients_max = clients_max;

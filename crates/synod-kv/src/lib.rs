@@ -93,7 +93,7 @@ pub use server::{
     QUERY_BUFFER_TOTAL_BYTES_MAX_DEFAULT,
 };
 pub use snapshot::SNAPSHOT_FORMAT_VERSION;
-pub use store::{Store, StoreStats, PURGE_PER_APPLY_MAX};
+pub use store::{LocalStore, Store, StoreStats, PURGE_PER_APPLY_MAX};
 pub use table::{command_table, CommandSpec};
 
 /// The Redis version reported to clients (HELLO, INFO; a script's

@@ -105,6 +105,12 @@ pub struct ServerConfig {
     /// listens ([`crate::ShutdownSignal::listen`]) and stops the node. The
     /// default has no listener: SHUTDOWN is then refused.
     pub shutdown: crate::ShutdownSignal,
+    /// The store's handle for lease reads served on the connection's task
+    /// ([`crate::Store::local`]): while the node leads under a read lease
+    /// and its permit stands ([`synod::LocalReads`]), a read-only request
+    /// is answered from it without the node's event loop. `None` (the
+    /// default): every read goes through the node.
+    pub local_store: Option<crate::LocalStore>,
 }
 
 impl ServerConfig {
@@ -129,6 +135,7 @@ impl ServerConfig {
             pubsub: crate::PubSub::new(),
             blocked_clients: crate::BlockedClients::default(),
             shutdown: crate::ShutdownSignal::default(),
+            local_store: None,
         }
     }
 }
@@ -177,6 +184,8 @@ pub(crate) struct Shared {
     /// The replies clients left unread, all together.
     output_budget: Arc<QueryBudget>,
     logs: ClientLogs,
+    /// `cfg.local_store` with the node's permit, when given.
+    local_reads: Option<(crate::LocalStore, synod::LocalReads)>,
 }
 
 /// Serves clients until `stop` turns true.
@@ -217,7 +226,12 @@ pub async fn serve_listeners(
     }
     // `--password` is the default user's password until an ACL rule sets one.
     cfg.acl.set_config_password(cfg.password.as_deref());
+    let local_reads = cfg
+        .local_store
+        .clone()
+        .map(|store| (store, node.local_reads()));
     let shared = Arc::new(Shared {
+        local_reads,
         cfg,
         node,
         clients: AtomicUsize::new(0),
@@ -1420,7 +1434,14 @@ async fn execute_encoded(
         (None, Some(len)) => command.encode_with_len(len),
         (None, None) => command.encode(),
     };
-    let result = if read_only {
+    let local = match &shared.local_reads {
+        Some((store, reads)) if read_only => store.serve(reads, &bytes),
+        _ => None,
+    };
+    let result = if let Some(output) = local {
+        // Answered here under the node's lease (see `synod::local_reads`).
+        Ok(output)
+    } else if read_only {
         shared.node.read(bytes).await
     } else {
         shared.node.propose(bytes).await

@@ -1,7 +1,11 @@
 //! [`Store`]: the key-value state machine replicated by Synod.
 
 use bytes::Bytes;
-use synod::{ApplyContext, QueryJob, Served, SnapshotJob, SnapshotStream, StateMachine};
+use std::sync::{Arc, Mutex, MutexGuard};
+use synod::{
+    ApplyContext, BatchCommand, InstanceId, QueryJob, Served, SnapshotJob, SnapshotStream,
+    StateMachine, StateSyncJob,
+};
 use synod_resp::Reply;
 
 use crate::acl_auth::Acl;
@@ -44,6 +48,15 @@ pub struct StoreStats {
 /// produce byte-identical snapshots).
 #[derive(Debug)]
 pub struct Store {
+    /// Shared with the RESP server's connections through [`LocalStore`],
+    /// which serve lease reads from it under its lock (see
+    /// [`synod::LocalReads`]): every change to it is made under the lock.
+    state: Arc<Mutex<StoreState>>,
+}
+
+/// What [`Store`] holds, behind its lock: the state machine itself.
+#[derive(Debug)]
+pub(crate) struct StoreState {
     keyspace: Keyspace,
     /// The replicated ACL users (shared with the RESP server through
     /// [`Store::acl`]; only `apply` and `restore` change them).
@@ -56,14 +69,14 @@ pub struct Store {
     pubsub: crate::pubsub::PubSub,
 }
 
-impl Default for Store {
-    fn default() -> Store {
+impl Default for StoreState {
+    fn default() -> StoreState {
         let pubsub = crate::pubsub::PubSub::default();
         let acl = Acl::default();
         let mut keyspace = Keyspace::default();
         keyspace.set_events(pubsub.clone());
         keyspace.set_acl(acl.clone());
-        Store {
+        StoreState {
             keyspace,
             acl,
             stamps: crate::acl::StampCache::default(),
@@ -72,12 +85,7 @@ impl Default for Store {
     }
 }
 
-impl Store {
-    /// An empty store.
-    pub fn new() -> Store {
-        Store::default()
-    }
-
+impl StoreState {
     /// The handle on this store's ACL users, for the RESP server
     /// (`ServerConfig::acl`) and the admin HTTP port ([`Acl::check`]).
     pub fn acl(&self) -> Acl {
@@ -251,7 +259,7 @@ fn undecodable(error: crate::DecodeError) -> Reply {
     Reply::error(format!("ERR undecodable command: {error}"))
 }
 
-impl Store {
+impl StoreState {
     /// [`StateMachine::query_view`]'s job for a decoded read that
     /// `ops::read_off_loop` sends off the loop.
     fn view_job(&self, command: KvCommand, ctx: &ApplyContext) -> QueryJob {
@@ -284,7 +292,7 @@ impl Store {
 /// node's check and its apply (see [`crate::AsUser`]).
 pub const ACL_CHANGED_IN_FLIGHT: &str = "NOPERM this user's ACL rules changed after the command was checked and before it ran; it was not run";
 
-impl StateMachine for Store {
+impl StateMachine for StoreState {
     fn apply(&mut self, command: &[u8], ctx: &ApplyContext) -> Bytes {
         self.apply_decoded(KvCommand::decode(command), ctx)
     }
@@ -433,5 +441,182 @@ impl StateMachine for Store {
         // Any key may hold values now: every waiter tries again.
         blocked_clients.wake_all();
         Ok(())
+    }
+}
+
+impl Default for Store {
+    fn default() -> Store {
+        Store {
+            state: Arc::new(Mutex::new(StoreState::default())),
+        }
+    }
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// The state, locked. A panic while it was held (in `apply`) stops the
+    /// node anyway; what it left is what the node had.
+    fn lock(&self) -> MutexGuard<'_, StoreState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The handle the RESP server serves lease reads through, on the
+    /// connection's task (`ServerConfig::local_reads`).
+    pub fn local(&self) -> LocalStore {
+        LocalStore {
+            state: Arc::clone(&self.state),
+        }
+    }
+
+    /// The handle on this store's ACL users, for the RESP server
+    /// (`ServerConfig::acl`) and the admin HTTP port ([`Acl::check`]).
+    pub fn acl(&self) -> Acl {
+        self.lock().acl()
+    }
+
+    /// The handle on this node's pub/sub registry, for the RESP server
+    /// (`ServerConfig::pubsub`): messages this store applies are delivered
+    /// to the subscribers of the server given the same handle.
+    pub fn pubsub(&self) -> crate::pubsub::PubSub {
+        self.lock().pubsub()
+    }
+
+    /// The handle on this node's blocked clients, woken when applied
+    /// writes give keys values: give it to the RESP server
+    /// (`ServerConfig::blocked_clients`), as the ACL users.
+    pub fn blocked_clients(&self) -> crate::BlockedClients {
+        self.lock().blocked_clients()
+    }
+
+    /// Key counts for `INFO`.
+    pub fn stats(&self) -> StoreStats {
+        self.lock().stats()
+    }
+
+    /// The dataset's accounted size in bytes and the replicated
+    /// `maxmemory` limit: see `StoreState::memory`.
+    pub fn memory(&self) -> (u64, u64) {
+        self.lock().memory()
+    }
+
+    /// Applies a typed command: [`StateMachine::apply`] without the byte
+    /// codecs (see `StoreState::apply_command`).
+    pub fn apply_command(&mut self, command: &KvCommand, ctx: &ApplyContext) -> Reply {
+        self.lock().apply_command(command, ctx)
+    }
+
+    /// Answers a read-only command without changing anything:
+    /// [`StateMachine::query`] without the byte codecs. A command that
+    /// writes gets an error reply.
+    pub fn query_command(&self, command: &KvCommand, ctx: &ApplyContext) -> Reply {
+        self.lock().query_command(command, ctx)
+    }
+
+    /// Whether [`Store::query_command`]'s answer to `command` depends on the
+    /// time in this state (see `StoreState::command_depends_on_time`).
+    pub fn command_depends_on_time(&self, command: &KvCommand) -> bool {
+        self.lock().command_depends_on_time(command)
+    }
+
+    /// Checks the store's internal indexes agree; O(keys). For tests and
+    /// the simulator.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.lock().check_invariants()
+    }
+}
+
+/// Every call goes to the state under the lock (see [`LocalStore`]).
+impl StateMachine for Store {
+    fn apply(&mut self, command: &[u8], ctx: &ApplyContext) -> Bytes {
+        self.lock().apply(command, ctx)
+    }
+
+    fn apply_batch(&mut self, batch: &[BatchCommand<'_>]) -> Vec<Bytes> {
+        self.lock().apply_batch(batch)
+    }
+
+    fn query(&self, query: &[u8], ctx: &ApplyContext) -> Bytes {
+        self.lock().query(query, ctx)
+    }
+
+    fn query_depends_on_time(&self, query: &[u8]) -> bool {
+        self.lock().query_depends_on_time(query)
+    }
+
+    fn query_settles_by_clock(&self, query: &[u8], ctx: &ApplyContext) -> bool {
+        self.lock().query_settles_by_clock(query, ctx)
+    }
+
+    fn serve_query(&self, query: &[u8], ctx: &ApplyContext) -> Served {
+        self.lock().serve_query(query, ctx)
+    }
+
+    fn prefetch_queries(&self, queries: &[&[u8]]) {
+        self.lock().prefetch_queries(queries)
+    }
+
+    fn snapshot(&self) -> Bytes {
+        self.lock().snapshot()
+    }
+
+    fn snapshot_view(&self) -> Option<SnapshotJob> {
+        self.lock().snapshot_view()
+    }
+
+    fn snapshot_stream(&self) -> Option<SnapshotStream> {
+        self.lock().snapshot_stream()
+    }
+
+    fn query_view(&self, query: &[u8], ctx: &ApplyContext) -> Option<QueryJob> {
+        self.lock().query_view(query, ctx)
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        self.lock().restore(snapshot)
+    }
+
+    fn durable_end(&self) -> Option<InstanceId> {
+        self.lock().durable_end()
+    }
+
+    fn sync(&mut self, through: InstanceId) -> Option<StateSyncJob> {
+        self.lock().sync(through)
+    }
+
+    fn applied_through(&mut self, end: InstanceId) {
+        self.lock().applied_through(end)
+    }
+
+    fn digest(&self) -> Option<u64> {
+        self.lock().digest()
+    }
+}
+
+/// A handle on a [`Store`]'s state for the RESP server's connections:
+/// they answer lease reads with it on their own task
+/// ([`LocalStore::serve`]), without the node's event loop.
+#[derive(Clone, Debug)]
+pub struct LocalStore {
+    state: Arc<Mutex<StoreState>>,
+}
+
+impl LocalStore {
+    /// Answers the linearizable read `query` (a read-only command's
+    /// [`KvCommand::encode`] bytes, as `Node::read` takes them) here, if
+    /// `reads`' permit covers a read arriving now; `None`: send it to the
+    /// node. Holds the store's lock, which every apply and restore takes,
+    /// from before the permit is read until the answer is made (the
+    /// contract of [`synod::LocalReads::serve`]). Never waits for the lock:
+    /// a store busy elsewhere (a restore on a blocking thread, an apply on
+    /// another thread) sends the read to the node.
+    pub fn serve(&self, reads: &synod::LocalReads, query: &[u8]) -> Option<Bytes> {
+        let state = self.state.try_lock().ok()?;
+        reads.serve(&*state, query)
     }
 }

@@ -380,6 +380,12 @@ impl World {
         let session = self.session_of(client, in_flight);
         self.proposed.insert(command.clone());
         let library = self.session_client(client);
+        if kind == Kind::Read && session.is_none() && !library {
+            if let Some(output) = self.local_lease_read(node, &command) {
+                self.client_answer(node, token, Ok(output));
+                return true;
+            }
+        }
         let Some(engine) = self.nodes[node].engine.as_mut() else {
             return false;
         };
@@ -391,6 +397,28 @@ impl World {
             None => engine.request(kind, command, token),
         }
         true
+    }
+
+    /// Serves the read `query` at `node` outside its engine, as a leader's
+    /// RESP connection does (`synod::LocalReads::serve`): from the state
+    /// machine, under the permit the engine would publish after its last
+    /// pass (every event pumps the engine before the next), with the node's
+    /// clocks read now. In about half the cases when the seed draws it;
+    /// `None`: the read goes to the engine.
+    fn local_lease_read(&mut self, node: usize, query: &[u8]) -> Option<Bytes> {
+        if !self.params.local_lease_reads && !self.faults.local_permit_without_lease {
+            return None;
+        }
+        let permit = self.nodes[node].engine.as_ref()?.local_read_permit()?;
+        if !self.local_read_rng.gen_bool(0.5) {
+            return None;
+        }
+        let mono_ms = self.mono_ms(node);
+        let wall_ms = self.wall_ms(node);
+        let engine = self.nodes[node].engine.as_ref()?;
+        let output = permit.serve(engine.machine()?, query, mono_ms, wall_ms)?;
+        self.stats.local_lease_reads += 1;
+        Some(output)
     }
 
     /// Retry soon, perhaps elsewhere.

@@ -62,6 +62,7 @@ pub const INJECTIONS: &[&str] = &[
     "log-read-shift",
     "local-random-draws",
     "acl-checked-by-node",
+    "local-permit-without-lease",
 ];
 
 /// Deliberate bugs for negative controls: in the protocol core, or in how a
@@ -127,6 +128,12 @@ pub struct Faults {
     /// records lack them, and a node restarted after it forgot accepts it
     /// sent. The amnesia check sees it.
     pub release_past_checkpoint: bool,
+    /// A leader publishes the permit for reads served outside its engine
+    /// whatever its lease (`EngineOptions::inject_local_permit_without_lease`),
+    /// and every seed serves reads under it: a deposed leader that does
+    /// not know it yet answers stale reads. The linearizability check sees
+    /// it.
+    pub local_permit_without_lease: bool,
     /// Values read back from the log for a peer are restored one instance
     /// off (`EngineOptions::inject_log_read_shift`): the peer catches up
     /// with wrong values. The agreement and digest checks see it.
@@ -222,6 +229,10 @@ pub struct Faults {
     /// the seed draws, so that seeds pinned before they existed replay the
     /// runs they were found in.
     pub mixed_off: bool,
+    /// Not a fault: no lease read is served outside the engine
+    /// (`Engine::local_read_permit`) whatever the seed draws, so that seeds
+    /// pinned before such reads replay the runs they were found in.
+    pub local_reads_off: bool,
 }
 
 impl Faults {
@@ -245,6 +256,7 @@ impl Faults {
             restore_backlog_off: true,
             loading_refusals_off: true,
             mixed_off: true,
+            local_reads_off: true,
             ..Faults::default()
         }
     }
@@ -268,6 +280,7 @@ impl Faults {
             restore_backlog_off: true,
             loading_refusals_off: true,
             mixed_off: true,
+            local_reads_off: true,
             ..Faults::default()
         }
     }
@@ -290,6 +303,7 @@ impl Faults {
             restore_backlog_off: true,
             loading_refusals_off: true,
             mixed_off: true,
+            local_reads_off: true,
             ..Faults::default()
         }
     }
@@ -300,6 +314,7 @@ impl Faults {
     pub fn before_mixed() -> Faults {
         Faults {
             mixed_off: true,
+            local_reads_off: true,
             ..Faults::default()
         }
     }
@@ -317,6 +332,7 @@ impl Faults {
             restore_backlog_off: true,
             loading_refusals_off: true,
             mixed_off: true,
+            local_reads_off: true,
             ..Faults::default()
         }
     }
@@ -330,6 +346,7 @@ impl Faults {
             restore_backlog_off: true,
             loading_refusals_off: true,
             mixed_off: true,
+            local_reads_off: true,
             ..Faults::default()
         }
     }
@@ -342,6 +359,7 @@ impl Faults {
             restore_backlog_off: true,
             loading_refusals_off: true,
             mixed_off: true,
+            local_reads_off: true,
             ..Faults::default()
         }
     }
@@ -353,6 +371,7 @@ impl Faults {
             restore_backlog_off: true,
             loading_refusals_off: true,
             mixed_off: true,
+            local_reads_off: true,
             ..Faults::default()
         }
     }
@@ -372,6 +391,7 @@ impl Faults {
             restore_backlog_off: true,
             loading_refusals_off: true,
             mixed_off: true,
+            local_reads_off: true,
             ..Faults::default()
         }
     }
@@ -399,6 +419,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
         "session-reapply" => faults.session_reapply = true,
         "on-disk-reapply" => faults.on_disk_reapply = true,
         "release-past-checkpoint" => faults.release_past_checkpoint = true,
+        "local-permit-without-lease" => faults.local_permit_without_lease = true,
         "log-read-shift" => faults.log_read_shift = true,
         "local-random-draws" => faults.local_random_draws = true,
         "acl-checked-by-node" => faults.acl_checked_by_node = true,

@@ -128,6 +128,12 @@ pub struct Params {
     /// Leaders propose a mixed command (see `mixed.rs`) about every this
     /// many µs (0: none). Non-zero in about half the seeds. Own stream.
     pub mixed_every_us: u64,
+    /// A linearizable read that reaches a node whose engine publishes a
+    /// permit for reads outside the loop (a leader under its lease) is
+    /// served there, from the state machine, in about half the cases, as
+    /// a leader's RESP connections serve them (`synod::LocalReads`). On in
+    /// about half the seeds with leases. Own stream.
+    pub local_lease_reads: bool,
 }
 
 /// How the membership nemesis behaves in one run.
@@ -350,6 +356,7 @@ impl Params {
             lease: None,
             drop_leadership_chance: 0.0,
             mixed_every_us: 0,
+            local_lease_reads: false,
         }
     }
 }

@@ -84,6 +84,10 @@ pub struct Stats {
     /// Reads confirmed under a leader lease, with no round (all replicas,
     /// all incarnations).
     pub lease_reads: u64,
+    /// Of those, reads served outside the engine under its published
+    /// permit (`Engine::local_read_permit`), as a leader's RESP connections
+    /// serve them.
+    pub local_lease_reads: u64,
     /// Follower reads a leader confirmed by the request's vouch alone, with
     /// no round (all replicas, all incarnations).
     pub vouched_reads: u64,
@@ -145,7 +149,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed, {} for peers; on disk: {} checkpoints, {} restarts), {} dropped transfers removed, {} accepts deferred by restoring nodes, {} requests refused while loading, {} KiB of applied values dropped from memory ({} times read back from the log), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads, {} vouched reads, {} batch holds ({} timed out), {} master leases lent to {} masters, {} leadership drops, {} delayed announcements, pops {} served {} timed out {} woken, {} sweeps, {} of {} mixed commands applied, {:.1} s simulated",
+            "{} ops ok, {} unknown, {} instances, {} messages, {} crashes, {} snapshots ({} installed, {} for peers; on disk: {} checkpoints, {} restarts), {} dropped transfers removed, {} accepts deferred by restoring nodes, {} requests refused while loading, {} KiB of applied values dropped from memory ({} times read back from the log), {} nemesis actions, {} reconfigs ({} ignored, {} of {} member ops ok, {} spares), {} lease reads ({} local), {} vouched reads, {} batch holds ({} timed out), {} master leases lent to {} masters, {} leadership drops, {} delayed announcements, pops {} served {} timed out {} woken, {} sweeps, {} of {} mixed commands applied, {:.1} s simulated",
             self.ops_ok,
             self.ops_unknown,
             self.instances,
@@ -168,6 +172,7 @@ impl fmt::Display for Stats {
             self.member_ops,
             self.spares_started,
             self.lease_reads,
+            self.local_lease_reads,
             self.vouched_reads,
             self.batch_holds,
             self.batch_hold_timeouts,

@@ -374,6 +374,9 @@ pub(crate) struct World {
     pub(crate) watch_rng: ChaCha8Rng,
     /// Draws the queue clients' operations (see `Params::push_clients`).
     pub(crate) queue_rng: ChaCha8Rng,
+    /// Draws which reads a leader serves outside its engine (see
+    /// `Params::local_lease_reads`).
+    pub(crate) local_read_rng: ChaCha8Rng,
     /// Draws the library session clients' operations, nodes and restarts
     /// (see `Params::session_clients`).
     pub(crate) session_rng: ChaCha8Rng,
@@ -603,8 +606,13 @@ impl World {
                 mixed_rng.gen_range(10_000..80_000)
             };
         }
+        // Lease reads served outside the engine: likewise.
+        let mut local_read_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x10CA_17EA_0000_0000);
+        let local_drawn = local_read_rng.gen_bool(0.5);
+        params.local_lease_reads = local_drawn && !faults.local_reads_off;
         let members: Vec<NodeId> = (1..=nodes as u32).map(NodeId).collect();
         let mut world = World {
+            local_read_rng,
             rng,
             read_rng,
             ttl_rng,
@@ -1097,6 +1105,7 @@ impl World {
             read_back_released: !self.faults.log_reads_off
                 && (self.seed >> 4).wrapping_add(u64::from(sim_node.id.0)) % 4 != 0,
             inject_log_read_shift: self.faults.log_read_shift,
+            inject_local_permit_without_lease: self.faults.local_permit_without_lease,
         };
         // A session id per incarnation, as the driver draws one at random.
         let session = self.seed ^ (u64::from(sim_node.id.0) << 48) ^ (sim_node.epoch << 20) ^ 1;

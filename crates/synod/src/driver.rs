@@ -148,6 +148,10 @@ struct SyncDone {
 
 pub(crate) struct Driver<S> {
     pub(crate) cfg: NodeConfig,
+    /// The permit for reads served outside the loop: published after each
+    /// pass over the inputs, withdrawn before the next acts (see
+    /// `local_reads.rs` for why that order keeps those reads linearizable).
+    local_reads: crate::LocalReads,
     /// The data directory's identity; `rebuilding` is cleared (durably) once
     /// the core votes again.
     identity: synod_storage::Identity,
@@ -421,6 +425,7 @@ impl<S: StateMachine> Driver<S> {
             inject_release_past_checkpoint: false,
             read_back_released: true,
             inject_log_read_shift: false,
+            inject_local_permit_without_lease: false,
         };
         let persist = Persister::new(GROUP, wal, cfg.snapshot_policy, snapshot_end);
         let engine = Engine::new(
@@ -438,8 +443,11 @@ impl<S: StateMachine> Driver<S> {
             cfg.wall_clock.clone(),
             started,
         ));
+        let local_reads =
+            crate::LocalReads::new(started, cfg.wall_clock.clone(), Arc::clone(&metrics));
         let driver = Driver {
             stamps,
+            local_reads,
             backlog_full_logged: false,
             identity,
             members: crate::membership::MemberState::default(),
@@ -483,6 +491,12 @@ impl<S: StateMachine> Driver<S> {
         Arc::clone(&self.stamps)
     }
 
+    /// The handle on the permit this driver publishes for reads served
+    /// outside the loop (see `local_reads.rs`).
+    pub(crate) fn local_reads(&self) -> crate::LocalReads {
+        self.local_reads.clone()
+    }
+
     /// A second sender of the status, for the task that reports a panic of
     /// this one (see `Node::start`).
     pub(crate) fn status_sender(&self) -> watch::Sender<NodeStatus> {
@@ -493,6 +507,8 @@ impl<S: StateMachine> Driver<S> {
     /// stopped the node.
     pub(crate) async fn run(mut self) -> Result<(), NodeError> {
         let result = self.run_loop().await;
+        // Stopping: no read is served outside the loop from here on.
+        self.local_reads.publish(None);
         let reason = match &result {
             Ok(()) => "shut down".to_string(),
             Err(err) => {
@@ -594,7 +610,11 @@ impl<S: StateMachine> Driver<S> {
         tokio::pin!(wake);
         let mut wake_armed: Option<u64> = None;
         loop {
+            // The pass before left the engine as it stays while the loop
+            // waits: reads may be served outside it until an input comes.
+            self.local_reads.publish(self.engine.local_read_permit());
             if self.sync_pending.is_some() {
+                self.local_reads.publish(None);
                 self.run_pending_sync().await?;
                 continue;
             }
@@ -615,21 +635,35 @@ impl<S: StateMachine> Driver<S> {
             let off_loop_full = !admit && self.off_loop_waiting.load(Relaxed) > 0;
             tokio::select! {
                 biased;
-                Some(done) = self.sync_rx.recv() => self.sync_done(done)?,
-                Some(step) = self.checkpoint_rx.recv() => self.checkpoint_step(step)?,
+                Some(done) = self.sync_rx.recv() => {
+                    self.local_reads.publish(None);
+                    self.sync_done(done)?
+                }
+                Some(step) = self.checkpoint_rx.recv() => {
+                    self.local_reads.publish(None);
+                    self.checkpoint_step(step)?
+                }
                 Some((read, result)) = self.log_read_rx.recv() => {
+                    self.local_reads.publish(None);
                     self.engine.log_read_done(&read, result);
                 }
-                Some(restored) = self.restore_rx.recv() => self.restored(restored)?,
-                stop = self.stop.recv(), if self.stop_open => match stop {
-                    Some(()) => {
-                        if !self.begin_stop() {
-                            return Ok(());
+                Some(restored) = self.restore_rx.recv() => {
+                    self.local_reads.publish(None);
+                    self.restored(restored)?
+                }
+                stop = self.stop.recv(), if self.stop_open => {
+                    self.local_reads.publish(None);
+                    match stop {
+                        Some(()) => {
+                            if !self.begin_stop() {
+                                return Ok(());
+                            }
                         }
+                        None => self.stop_open = false,
                     }
-                    None => self.stop_open = false,
-                },
+                }
                 Some(msg) = self.inbound.recv() => {
+                    self.local_reads.publish(None);
                     tracing::trace!(node = self.cfg.id.0, from = msg.from.0, body = msg.body.name(), "message");
                     // A fresh time before every input (read leases; see
                     // `Replica::set_time`): a stale one is unsafe.
@@ -647,6 +681,7 @@ impl<S: StateMachine> Driver<S> {
                     }
                 }
                 submit = self.submit.recv(), if admit => {
+                    self.local_reads.publish(None);
                     self.engine.set_time(self.mono_ms());
                     match submit {
                         Some(Submit::Request { kind, client, payload, reply }) => {
@@ -682,14 +717,18 @@ impl<S: StateMachine> Driver<S> {
                         }
                     }
                 }
-                () = self.off_loop_done.notified(), if off_loop_full => {}
+                () = self.off_loop_done.notified(), if off_loop_full => {
+                    self.local_reads.publish(None);
+                }
                 () = &mut wake, if wake_armed.is_some() => {
+                    self.local_reads.publish(None);
                     // Fired: the next loop arms it again if the core still
                     // asks (its clock, floored to ms, may lag the timer's).
                     wake_armed = None;
                     self.engine.set_time(self.mono_ms());
                 }
                 _ = ticker.tick() => {
+                    self.local_reads.publish(None);
                     let net = &self.net;
                     self.refusal_log.maybe_log(
                         Instant::now(),
@@ -1090,9 +1129,11 @@ impl<S: StateMachine> Driver<S> {
         let replica = &self.engine.replica;
         let core = replica.status();
         self.metrics.chosen_end.store(core.chosen_end.0, Relaxed);
+        // The core's count, plus the reads served outside the loop.
+        let local = self.metrics.local_lease_reads.load(Relaxed);
         self.metrics
             .lease_reads
-            .store(replica.lease_reads(), Relaxed);
+            .store(replica.lease_reads() + local, Relaxed);
         self.metrics
             .vouched_reads
             .store(replica.vouched_reads(), Relaxed);

@@ -111,6 +111,11 @@ pub struct EngineOptions {
     /// instance off (a peer then catches up with wrong values: the
     /// simulator must catch it).
     pub inject_log_read_shift: bool,
+    /// Negative control: the permit for reads outside the loop
+    /// ([`Engine::local_read_permit`]) stands whenever this node leads,
+    /// lease or not, at its applied point: a deposed leader that does not
+    /// know it serves stale reads (the simulator must catch it).
+    pub inject_local_permit_without_lease: bool,
 }
 
 /// A read back from the log that found fewer values than asked is tried
@@ -970,29 +975,53 @@ impl<S: StateMachine, R> Engine<S, R> {
         self.deliver_read(read.reply, served);
     }
 
-    /// The answer at `at` (the applied point and its log clock) of a read
-    /// whose answer depends on the time, when the state machine lets such a
-    /// read settle by the clock (`StateMachine::query_settles_by_clock`) and
-    /// the answer is the same at the time a command proposed here now would
-    /// carry (`stamp_ms`; the log clock when that is later): then it is also
-    /// what the log would answer, were nothing else applied first. `None`:
-    /// the read goes through the log. Safety: see `serve_read`; the clock
-    /// chooses only whether, never what, this answers.
+    /// The answer at `at` of a read whose answer depends on the time, if it
+    /// settles by the clock now: see [`crate::local_reads::settled_answer`].
     fn settled_answer(&self, query: &[u8], at: &ApplyContext) -> Option<Bytes> {
         let machine = self.machine.as_ref()?;
-        if !machine.query_settles_by_clock(query, at) {
+        crate::local_reads::settled_answer(machine, query, at, self.stamp_ms())
+    }
+
+    /// The permit for reads served outside the event loop
+    /// ([`crate::LocalReads`]): present while a read arriving now would be
+    /// confirmed at once under this node's leader lease
+    /// (`Replica::lease_read_window`, with the time last given) and served
+    /// at once at the applied point, which is past its read index. Never
+    /// while reads are refused (a divergence, a load), while the state
+    /// machine is away or ahead of the applied point, or with a negative
+    /// control of the read path on. The runtime publishes it after each
+    /// pass over its inputs and withdraws it before the next (see
+    /// `local_reads.rs`).
+    pub fn local_read_permit(&self) -> Option<crate::LocalPermit> {
+        if self.diverged
+            || self.opts.unsafe_local_reads
+            || self.opts.local_clock_reads
+            || self.machine.is_none()
+            || self.applied_end < self.skip_below
+            || self.loading()
+        {
             return None;
         }
-        let answer = machine.query(query, at);
-        let now = self.stamp_ms();
-        if now <= at.time_ms {
-            return Some(answer);
-        }
-        let later = ApplyContext {
-            time_ms: now,
-            ..*at
+        let (index, until_ms) = if self.opts.inject_local_permit_without_lease {
+            if self.replica.status().role != RoleKind::Leader {
+                return None;
+            }
+            (self.applied_end, u64::MAX)
+        } else {
+            self.replica.lease_read_window()?
         };
-        (machine.query(query, &later) == answer).then_some(answer)
+        if self.applied_end < index {
+            return None;
+        }
+        Some(crate::LocalPermit {
+            until_ms,
+            ctx: ApplyContext {
+                instance: self.applied_end,
+                time_ms: self.sessions.time_ms,
+                index: 0,
+            },
+            stamp_clock: self.stamp_clock,
+        })
     }
 
     /// Gives a read the answer its state machine served: at once, or from a
@@ -2041,6 +2070,7 @@ mod tests {
             inject_release_past_checkpoint: false,
             read_back_released: true,
             inject_log_read_shift: false,
+            inject_local_permit_without_lease: false,
         };
         Engine::new(
             opts,

@@ -23,6 +23,7 @@ mod driver;
 pub mod engine;
 mod envelope;
 mod identity;
+pub mod local_reads;
 pub mod master;
 mod membership;
 mod metrics;
@@ -39,6 +40,7 @@ pub use admin::{
 pub use client_sessions::{SessionId, CLIENT_SESSIONS_MAX};
 pub use clock::{StampClock, WallClock};
 pub use config::{Bootstrap, NodeConfig};
+pub use local_reads::{LocalPermit, LocalReads};
 pub use master::MasterLease;
 pub use membership::{
     read_join_schedule, write_join_schedule, JoinInfo, MemberAddr, MemberError, MemberInfo,

@@ -189,6 +189,10 @@ pub struct Metrics {
     /// Reads this node confirmed as leader under its read lease, with no
     /// network round (its own and its followers' read-index requests).
     pub lease_reads: AtomicU64,
+    /// Of those, the reads served by the task that received them, under the
+    /// permit the event loop published, without going through the loop
+    /// ([`crate::LocalReads`]).
+    pub local_lease_reads: AtomicU64,
     /// Followers' read-index requests this node answered as leader with no
     /// heartbeat round, each confirmed by the follower's own vouch (three
     /// voters; see synod-core's `replica/reads.rs`).
@@ -303,6 +307,7 @@ impl Default for Metrics {
             reads_through_log: AtomicU64::new(0),
             reads_settled: AtomicU64::new(0),
             lease_reads: AtomicU64::new(0),
+            local_lease_reads: AtomicU64::new(0),
             vouched_reads: AtomicU64::new(0),
             batch_holds: AtomicU64::new(0),
             batch_hold_timeouts: AtomicU64::new(0),
@@ -347,7 +352,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 33] = [
+        let counters: [(&str, &str, &AtomicU64); 34] = [
             (
                 "synod_admin_connections_refused_total",
                 "Admin HTTP connections closed at once: the connection cap was reached.",
@@ -387,6 +392,11 @@ impl Metrics {
                 "synod_lease_reads_total",
                 "Reads confirmed by this node as leader under its read lease, with no network round.",
                 &self.lease_reads,
+            ),
+            (
+                "synod_local_lease_reads_total",
+                "Of the lease reads, those served by the task that received them, without the event loop.",
+                &self.local_lease_reads,
             ),
             (
                 "synod_vouched_reads_total",

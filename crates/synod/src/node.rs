@@ -301,6 +301,7 @@ pub struct Node {
     config: NodeConfig,
     /// The engine's stamp clock (see [`Node::stamp_ms`]).
     stamps: Arc<crate::clock::StampSource>,
+    local_reads: crate::LocalReads,
     _task: JoinHandle<Result<(), NodeError>>,
 }
 
@@ -446,6 +447,7 @@ impl Node {
         .await?;
         let status_tx = driver.status_sender();
         let stamps = driver.stamp_source();
+        let local_reads = driver.local_reads();
         let recovered_chosen_end = status_rx.borrow().chosen_end;
         let driver_task = tokio::spawn(driver.run());
         // A panic of the driver (a bug, or the user's state machine
@@ -482,6 +484,7 @@ impl Node {
             net,
             config,
             stamps,
+            local_reads,
             _task: task,
         })
     }
@@ -712,6 +715,16 @@ impl Node {
     /// this, never by the system clock: the command applies at its stamp.
     pub fn stamp_ms(&self) -> u64 {
         self.stamps.now_ms()
+    }
+
+    /// The handle that serves lease reads on the caller's task, without the
+    /// event loop, from a state machine the caller shares with this node
+    /// (see [`crate::local_reads`] for the contract and the argument): it
+    /// answers only while this node leads under a read lease
+    /// ([`NodeConfig::read_lease`]) and has applied every chosen command;
+    /// otherwise use [`Node::read`].
+    pub fn local_reads(&self) -> crate::LocalReads {
+        self.local_reads.clone()
     }
 
     /// Leadership changes of this node, as they happen: see [`Leadership`].

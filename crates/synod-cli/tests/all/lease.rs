@@ -109,6 +109,55 @@ fn follower_reads_without_a_lease_are_confirmed_by_their_request() {
     }
     assert!(vouched >= 10, "only {vouched} of 20 follower reads vouched");
     assert_eq!(cluster.metric(leader, "synod_lease_reads_total"), 0);
+    assert_eq!(cluster.metric(leader, "synod_local_lease_reads_total"), 0);
+}
+
+/// With a lease, the leader's connections answer GETs themselves, from the
+/// store, without the node's event loop (`synod::LocalReads`), and those
+/// reads are linearizable: a write completed through a follower (whose
+/// reply comes from the follower's own apply, possibly before the leader's)
+/// is seen by the leader's next GET, every time; a key with a TTL reads as
+/// gone once it expired.
+#[test]
+fn lease_reads_at_the_leader_are_answered_on_the_connection() {
+    let cluster = Cluster::start(3, &["--read-lease"]);
+    let leader = wait_leader(&cluster);
+    let follower = (leader + 1) % 3;
+    set(&cluster, follower, "k", "v0");
+    let mut con = cluster.client(leader);
+    for _ in 0..200 {
+        let value: Option<String> = redis::cmd("GET").arg("k").query(&mut con).expect("GET");
+        assert_eq!(value.as_deref(), Some("v0"));
+    }
+    let local = cluster.metric(leader, "synod_local_lease_reads_total");
+    assert!(
+        local >= 100,
+        "only {local} of 200 GETs at the leader were answered on the connection"
+    );
+    let mut writer = cluster.client(follower);
+    for round in 1..=100 {
+        let value = format!("v{round}");
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg(&value)
+            .query(&mut writer)
+            .expect("SET through the follower");
+        let read: Option<String> = redis::cmd("GET").arg("k").query(&mut con).expect("GET");
+        assert_eq!(read, Some(value), "round {round}: a completed write unseen");
+    }
+    let _: () = redis::cmd("SET")
+        .arg("t")
+        .arg("v")
+        .arg("PX")
+        .arg(400)
+        .query(&mut writer)
+        .expect("SET PX");
+    let read: Option<String> = redis::cmd("GET").arg("t").query(&mut con).expect("GET");
+    assert_eq!(read.as_deref(), Some("v"));
+    std::thread::sleep(Duration::from_millis(800));
+    let read: Option<String> = redis::cmd("GET").arg("t").query(&mut con).expect("GET");
+    assert_eq!(read, None, "an expired key read on the connection");
+    assert!(cluster.metric(leader, "synod_local_lease_reads_total") > local);
 }
 
 #[test]

@@ -422,6 +422,23 @@ impl Replica {
         Some(leader.read_index())
     }
 
+    /// Rule 4 for reads served outside [`Replica::read`] (the runtime's
+    /// local reads, see `synod::LocalReads`): the read index and the end of
+    /// the lease on this replica's clock (ms, as given to
+    /// [`Replica::set_time`]), if a read arriving now would be confirmed at
+    /// once under the lease. Such a read may be served while the caller's
+    /// clock, read when it arrives, is below that end, from a state machine
+    /// that applied every instance below the index, as long as nothing was
+    /// stepped into this replica since this call. Counts nothing: the
+    /// caller counts the reads it serves.
+    pub fn lease_read_window(&self) -> Option<(InstanceId, u64)> {
+        let index = self.lease_read_index()?;
+        let Role::Leader(leader) = &self.role else {
+            return None;
+        };
+        Some((index, leader.lease.held_until_ms()?))
+    }
+
     /// Counts a read confirmed under the lease.
     pub(super) fn note_lease_read(&mut self) {
         self.lease.reads_served += 1;

@@ -417,3 +417,24 @@ fn acl_users_admitted_by_node_are_caught() {
         "commands admitted against node 1's own users went unnoticed for 20 seeds"
     );
 }
+
+/// A leader that publishes the permit for reads outside its engine
+/// (`synod::LocalReads`) whatever its lease
+/// (`--inject local-permit-without-lease`): once deposed, before it knows,
+/// it answers reads from its stale state. Seed 699112 shows it (found by
+/// this control's first run over 699100..699140; 1 of the 40): a GET
+/// answered by the old leader after a newer SET completed elsewhere.
+#[test]
+fn a_local_read_permit_without_a_lease_is_caught() {
+    let inject = parse_inject("local-permit-without-lease").expect("known injection");
+    let report = run_seed(699_112, 3, inject);
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.contains("not linearizable")),
+        "stale reads under a permit without a lease went unnoticed: {:?}",
+        report.violations
+    );
+    assert!(report.stats.local_lease_reads > 0, "no read served outside");
+}
