@@ -616,6 +616,10 @@ impl LocalStore {
     /// a store busy elsewhere (a restore on a blocking thread, an apply on
     /// another thread) sends the read to the node.
     pub fn serve(&self, reads: &synod::LocalReads, query: &[u8]) -> Option<Bytes> {
+        // A hint first (no lock where no permit stands: a follower, a
+        // leader with writes in flight); `serve` reads it again under the
+        // lock, which is the check that counts.
+        reads.permit()?;
         let state = self.state.try_lock().ok()?;
         reads.serve(&*state, query)
     }

@@ -416,7 +416,7 @@ impl World {
         let mono_ms = self.mono_ms(node);
         let wall_ms = self.wall_ms(node);
         let engine = self.nodes[node].engine.as_ref()?;
-        let output = permit.serve(engine.machine()?, query, mono_ms, wall_ms)?;
+        let (output, _) = permit.serve(engine.machine()?, query, mono_ms, wall_ms)?;
         self.stats.local_lease_reads += 1;
         Some(output)
     }

@@ -81,14 +81,15 @@ impl LocalPermit {
     /// Answers `query` from `machine` (which must be at the permit's applied
     /// point, its lock held since before the permit was read) if the lease
     /// still covers a read arriving at monotonic time `mono_ms`, with the
-    /// wall clock at `wall_ms`. `None`: the read goes to the event loop.
+    /// wall clock at `wall_ms`, with whether the answer settled by the
+    /// clock (see [`serve_at`]). `None`: the read goes to the event loop.
     pub fn serve<S: StateMachine + ?Sized>(
         &self,
         machine: &S,
         query: &[u8],
         mono_ms: u64,
         wall_ms: u64,
-    ) -> Option<Bytes> {
+    ) -> Option<(Bytes, bool)> {
         if mono_ms >= self.until_ms {
             return None;
         }
@@ -104,17 +105,18 @@ impl LocalPermit {
 /// The answer the event loop would give a confirmed read of `query` at the
 /// applied point `at`, if it gives it on the loop: `Served::Answer`, or for
 /// a read that depends on the time, the settled answer ([`settled_answer`],
-/// `stamp_ms` being the stamp a proposal made now would carry). `None` for
-/// a read that goes through the log or off the loop.
+/// `stamp_ms` being the stamp a proposal made now would carry; then `true`
+/// comes with it). `None` for a read that goes through the log or off the
+/// loop.
 pub fn serve_at<S: StateMachine + ?Sized>(
     machine: &S,
     query: &[u8],
     at: &ApplyContext,
     stamp_ms: u64,
-) -> Option<Bytes> {
+) -> Option<(Bytes, bool)> {
     match machine.serve_query(query, at) {
-        Served::Answer(output) => Some(output),
-        Served::ThroughLog => settled_answer(machine, query, at, stamp_ms),
+        Served::Answer(output) => Some((output, false)),
+        Served::ThroughLog => settled_answer(machine, query, at, stamp_ms).map(|out| (out, true)),
         Served::OffLoop(_) => None,
     }
 }
@@ -210,9 +212,137 @@ impl LocalReads {
         let permit = self.permit()?;
         // Read after the permit: the lease must cover this moment.
         let mono_ms = u64::try_from(self.0.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let output = permit.serve(machine, query, mono_ms, self.0.wall_clock.now_ms())?;
+        let (output, settled) =
+            permit.serve(machine, query, mono_ms, self.0.wall_clock.now_ms())?;
+        // Counted as the loop counts a lease read it serves.
         self.0.metrics.reads.fetch_add(1, Relaxed);
         self.0.metrics.local_lease_reads.fetch_add(1, Relaxed);
+        if settled {
+            self.0.metrics.reads_settled.fetch_add(1, Relaxed);
+        }
         Some(output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synod_core::InstanceId;
+
+    /// A key that expires at `expires_ms` (log time): `"live"` is answered
+    /// at once; `"ttl"` depends on the time (live before `expires_ms`);
+    /// `"big"` goes off the loop.
+    struct Expiring {
+        expires_ms: u64,
+    }
+
+    impl StateMachine for Expiring {
+        fn apply(&mut self, _command: &[u8], _ctx: &ApplyContext) -> Bytes {
+            Bytes::new()
+        }
+        fn query(&self, query: &[u8], ctx: &ApplyContext) -> Bytes {
+            match query {
+                b"ttl" if ctx.time_ms >= self.expires_ms => Bytes::from_static(b"gone"),
+                _ => Bytes::from_static(b"value"),
+            }
+        }
+        fn query_depends_on_time(&self, query: &[u8]) -> bool {
+            query == b"ttl"
+        }
+        fn query_settles_by_clock(&self, query: &[u8], _ctx: &ApplyContext) -> bool {
+            query == b"ttl"
+        }
+        fn query_view(&self, query: &[u8], _ctx: &ApplyContext) -> Option<crate::QueryJob> {
+            (query == b"big").then(|| Box::new(|| Bytes::from_static(b"big")) as crate::QueryJob)
+        }
+        fn snapshot(&self) -> Bytes {
+            Bytes::new()
+        }
+        fn restore(&mut self, _snapshot: &[u8]) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// A permit at log time 1,000 (applied point 7), until mono ms 500,
+    /// with a stamp clock that vouches for 1,200 at mono 0.
+    fn permit() -> LocalPermit {
+        LocalPermit {
+            until_ms: 500,
+            ctx: ApplyContext {
+                instance: InstanceId(7),
+                time_ms: 1_000,
+                index: 0,
+            },
+            stamp_clock: StampClock::new(1_200, 0),
+        }
+    }
+
+    #[test]
+    fn a_permit_serves_until_the_lease_end_on_the_callers_clock() {
+        let machine = Expiring { expires_ms: 5_000 };
+        let p = permit();
+        let answer = p.serve(&machine, b"live", 499, 1_200);
+        assert_eq!(answer, Some((Bytes::from_static(b"value"), false)));
+        assert_eq!(p.serve(&machine, b"live", 500, 1_200), None, "at the end");
+        assert_eq!(p.serve(&machine, b"live", 10_000, 1_200), None);
+    }
+
+    #[test]
+    fn reads_the_loop_sends_elsewhere_are_not_served() {
+        let p = permit();
+        // Off the loop: the loop answers it from a view.
+        let machine = Expiring { expires_ms: 5_000 };
+        assert_eq!(p.serve(&machine, b"big", 0, 1_200), None);
+        // Depends on the time and the same at the stamp now: settled.
+        let answer = p.serve(&machine, b"ttl", 0, 1_200);
+        assert_eq!(answer, Some((Bytes::from_static(b"value"), true)));
+        // Live at the applied point's log clock, gone at the stamp now:
+        // through the log, as the loop does.
+        let machine = Expiring { expires_ms: 1_100 };
+        assert_eq!(p.serve(&machine, b"ttl", 0, 1_200), None);
+        // The stamp is capped by the stamp clock's bound (1,050 at mono 0):
+        // a wall clock ahead cannot make it answer as of later.
+        let p = LocalPermit {
+            stamp_clock: StampClock::new(1_050, 0),
+            ..permit()
+        };
+        let answer = p.serve(&machine, b"ttl", 0, 9_999);
+        assert_eq!(answer, Some((Bytes::from_static(b"value"), true)));
+    }
+
+    #[test]
+    fn the_gate_serves_only_while_a_permit_stands_and_counts_what_it_serves() {
+        let metrics = Arc::new(Metrics::default());
+        let reads = LocalReads::new(
+            Instant::now(),
+            WallClock::from_fn(|| 1_200),
+            Arc::clone(&metrics),
+        );
+        let machine = Expiring { expires_ms: 5_000 };
+        assert_eq!(reads.serve(&machine, b"live"), None, "nothing published");
+        reads.publish(Some(LocalPermit {
+            until_ms: u64::MAX,
+            ..permit()
+        }));
+        assert_eq!(
+            reads.serve(&machine, b"live"),
+            Some(Bytes::from_static(b"value"))
+        );
+        assert_eq!(
+            reads.serve(&machine, b"ttl"),
+            Some(Bytes::from_static(b"value"))
+        );
+        assert_eq!(metrics.reads.load(Relaxed), 2);
+        assert_eq!(metrics.local_lease_reads.load(Relaxed), 2);
+        assert_eq!(metrics.reads_settled.load(Relaxed), 1);
+        // A lease that ran out before now on the node's clock.
+        reads.publish(Some(LocalPermit {
+            until_ms: 0,
+            ..permit()
+        }));
+        assert_eq!(reads.serve(&machine, b"live"), None);
+        reads.publish(None);
+        assert_eq!(reads.serve(&machine, b"live"), None, "withdrawn");
+        assert_eq!(metrics.reads.load(Relaxed), 2);
     }
 }
