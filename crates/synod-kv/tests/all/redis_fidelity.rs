@@ -22,14 +22,14 @@ async fn ready_client(c: &resp_cluster::Cluster, node: usize) -> Client<TcpStrea
     client
 }
 
-/// Turns `client` into a RESP3 connection subscribed to `ch`.
-async fn subscribe_resp3(client: &mut Client<TcpStream>) {
+/// Turns `client` into a RESP3 connection subscribed to `channel`.
+async fn subscribe_resp3(client: &mut Client<TcpStream>, channel: &[u8]) {
     assert!(matches!(
         client.call(&[b"HELLO", b"3"]).await,
         Some(Reply::Map(_))
     ));
     assert!(matches!(
-        client.call(&[b"SUBSCRIBE", b"ch"]).await,
+        client.call(&[&b"SUBSCRIBE"[..], channel]).await,
         Some(Reply::Push(_))
     ));
 }
@@ -75,7 +75,7 @@ async fn replies_before_a_blocking_command_go_out_while_it_waits() {
 async fn a_blocked_resp3_subscriber_gets_messages_while_it_waits() {
     let c = cluster(3, |_| {}, None).await;
     let mut sub = ready_client(&c, 0).await;
-    subscribe_resp3(&mut sub).await;
+    subscribe_resp3(&mut sub, b"ch").await;
     sub.send(&[b"BLPOP", b"list", b"0"]).await.expect("sent");
     let mut publisher = ready_client(&c, 1).await;
     for message in ["m1", "m2"] {
@@ -124,14 +124,7 @@ async fn a_blocked_subscriber_that_reads_nothing_is_closed_at_the_limit() {
     )
     .await;
     let mut slow = ready_client(&c, 0).await;
-    assert!(matches!(
-        slow.call(&[b"HELLO", b"3"]).await,
-        Some(Reply::Map(_))
-    ));
-    assert!(matches!(
-        slow.call(&[b"SUBSCRIBE", b"c"]).await,
-        Some(Reply::Push(_))
-    ));
+    subscribe_resp3(&mut slow, b"c").await;
     slow.send(&[b"BLPOP", b"list", b"0"]).await.expect("sent");
     let mut publisher = ready_client(&c, 0).await;
     let payload = vec![b'x'; 64 << 10];
@@ -172,7 +165,7 @@ async fn a_subscriber_that_stops_reading_does_not_hold_its_blocked_pop() {
         .expect("a small receive buffer");
     let mut slow = Client::new(socket.connect(c.resp[0]).await.expect("connect"));
     assert_eq!(slow.call(&[b"GET", b"warm"]).await, Some(Reply::Null));
-    subscribe_resp3(&mut slow).await;
+    subscribe_resp3(&mut slow, b"ch").await;
     slow.send(&[b"BLPOP", b"fk", b"0"]).await.expect("sent");
     let mut publisher = ready_client(&c, 0).await;
     // 6 MiB: more than the sockets hold, below the soft (8 MiB) and hard
@@ -208,7 +201,7 @@ async fn stuck_subscriber(
         .expect("a small receive buffer");
     let mut slow = Client::new(socket.connect(c.resp[0]).await.expect("connect"));
     assert_eq!(slow.call(&[b"GET", b"warm"]).await, Some(Reply::Null));
-    subscribe_resp3(&mut slow).await;
+    subscribe_resp3(&mut slow, b"ch").await;
     slow.send(&[b"BLPOP", key, b"0"]).await.expect("sent");
     let mut publisher = ready_client(c, 0).await;
     let payload = vec![b'x'; 256 << 10];
