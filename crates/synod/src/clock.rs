@@ -45,6 +45,13 @@ impl fmt::Debug for WallClock {
     }
 }
 
+/// A node's monotonic clock: whole ms since `started` (its engine's time 0),
+/// rounded down. The engine, the driver, the stamp source and the permit
+/// for local reads all read time this way, so their ms agree.
+pub(crate) fn mono_ms_since(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The system clock in ms since the Unix epoch (0 if it reads before 1970).
 pub(crate) fn system_now_ms() -> u64 {
     SystemTime::now()
@@ -161,7 +168,7 @@ impl StampSource {
 
     /// The stamp a proposal made now would carry.
     pub(crate) fn now_ms(&self) -> u64 {
-        let mono_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mono_ms = mono_ms_since(self.started);
         let clock = *self
             .clock
             .lock()

@@ -417,7 +417,7 @@ impl<S: StateMachine> Driver<S> {
             local_clock_reads: cfg.local_clock_reads,
             wall_clock: cfg.wall_clock.clone(),
             mono_clock: Some(MonoClock::from_fn(move || {
-                u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+                crate::clock::mono_ms_since(started)
             })),
             inject_admit_duplicates: false,
             inject_session_reapply: false,
@@ -795,7 +795,7 @@ impl<S: StateMachine> Driver<S> {
 
     /// Monotonic milliseconds since this node started.
     fn mono_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        crate::clock::mono_ms_since(self.started)
     }
 
     /// Hands the engine's answers to their callers: at once, or, for a read

@@ -211,7 +211,7 @@ impl LocalReads {
     pub fn serve<S: StateMachine + ?Sized>(&self, machine: &S, query: &[u8]) -> Option<Bytes> {
         let permit = self.permit()?;
         // Read after the permit: the lease must cover this moment.
-        let mono_ms = u64::try_from(self.0.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mono_ms = crate::clock::mono_ms_since(self.0.started);
         let (output, settled) =
             permit.serve(machine, query, mono_ms, self.0.wall_clock.now_ms())?;
         // Counted as the loop counts a lease read it serves.
