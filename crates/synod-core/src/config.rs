@@ -61,6 +61,11 @@ pub struct Inject {
     /// record is durable (the followers' votes still wait for theirs): what
     /// lazy self-sync (`Config::lazy_self_sync`) must never do.
     pub self_vote_before_fsync: bool,
+    /// A leader serves reads from the end of what it knows chosen alone,
+    /// without the floors of phase 1 (`recovery_end`, compacted prefixes):
+    /// a new leader that has not yet re-chosen what an earlier one chose
+    /// serves reads that miss writes completed under the earlier one.
+    pub read_index_chosen_only: bool,
 }
 
 /// An opt-in leader lease (see `replica/lease.rs` for the rule and its

@@ -63,6 +63,7 @@ pub const INJECTIONS: &[&str] = &[
     "local-random-draws",
     "acl-checked-by-node",
     "local-permit-without-lease",
+    "read-index-chosen-only",
 ];
 
 /// Deliberate bugs for negative controls: in the protocol core, or in how a
@@ -406,6 +407,7 @@ pub fn parse_inject(name: &str) -> Option<Faults> {
         "skip-adopt" => faults.core.skip_adopt = true,
         "stale-read" => faults.stale_read = true,
         "leader-local-reads" => faults.core.leader_local_reads = true,
+        "read-index-chosen-only" => faults.core.read_index_chosen_only = true,
         "nondeterministic-sm" => faults.nondeterministic_sm = true,
         "torn-checkpoint" => faults.torn_checkpoint = true,
         "local-clock-ttl" => faults.local_clock_ttl = true,

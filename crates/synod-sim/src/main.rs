@@ -29,7 +29,8 @@ struct Args {
     /// local-clock-ttl, wipe-votes, config-immediate, learner-votes,
     /// lease-drift-beyond-bound, admit-duplicates, watch-ignored, wake-lost,
     /// session-reapply, on-disk-reapply, release-past-checkpoint,
-    /// log-read-shift, local-random-draws or acl-checked-by-node.
+    /// log-read-shift, local-random-draws, acl-checked-by-node,
+    /// local-permit-without-lease or read-index-chosen-only.
     #[arg(long)]
     inject: Option<String>,
     /// Worker threads (default: available cores).

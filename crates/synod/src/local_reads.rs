@@ -17,7 +17,8 @@
 //! present only while this node leads and holds a lease under which a read
 //! arriving then is confirmed at once (`Replica::lease_read_window`, rule 4
 //! of `synod_core`'s `lease.rs`), the state machine has applied past that
-//! read's index, and nothing keeps reads from being answered (a restore, a
+//! read's index (the end of what the leader knows chosen, not of what it
+//! proposed: writes in flight leave the permit standing), and nothing keeps reads from being answered (a restore, a
 //! load, a divergence). It carries the lease's end on the node's monotonic
 //! clock, the applied point with its log clock, and the stamp clock. Before
 //! the loop acts on any input it withdraws the permit: nothing it does can
@@ -36,13 +37,16 @@
 //!   permit names. (Withdrawing happens before the apply; the apply takes
 //!   the lock this read holds; the read saw the permit after taking it.)
 //! - At the end of pass `k` a read arriving then was confirmed at once at
-//!   some index `i` at or below the applied point: every instance chosen
-//!   before then is below `i` (the lease's safety argument in `lease.rs`).
-//!   Until `Tc` the loop sent nothing (no accept, no chosen mark, no reply)
-//!   that let another write complete, and the lease still held at `Tc` on
-//!   the node's clock, so no other leader chose anything before `Tc` either
-//!   (the lease's argument again, with `Tc` for the arrival: the core's
-//!   check is the same, with a clock read later).
+//!   some index `i` at or below the applied point: every instance applied
+//!   anywhere before then is below `i` (the lease's safety argument in
+//!   `lease.rs`, with the read index's in `reads.rs`). Until `Tc` the loop
+//!   learned nothing chosen and sent nothing (no accept, no chosen mark, no
+//!   reply), and whatever another replica applies it first learns chosen
+//!   from this leader (`reads.rs`), so no other write completed meanwhile
+//!   at this ballot; and the lease still held at `Tc` on the node's clock,
+//!   so no other leader chose anything before `Tc` either (the lease's
+//!   argument again, with `Tc` for the arrival: the core's check is the
+//!   same, with a clock read later).
 //! - So every write that completed before `Tr ≤ Tc` is in the state read,
 //!   and everything in it was chosen: the read takes effect at `Tc`, at the
 //!   applied point, exactly as a lease read served by the loop does at its

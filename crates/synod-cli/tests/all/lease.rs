@@ -160,6 +160,75 @@ fn lease_reads_at_the_leader_are_answered_on_the_connection() {
     assert!(cluster.metric(leader, "synod_local_lease_reads_total") > local);
 }
 
+/// Writes in flight do not take the leader's permit away: while two
+/// writers keep pipelines of INCRs in flight (one through a follower, whose
+/// replies come from its own apply), most GETs at the leader are still
+/// answered on the connection, and every GET sees every INCR acknowledged
+/// before it was sent.
+#[test]
+fn lease_reads_at_the_leader_stay_on_the_connection_under_writes() {
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::SeqCst};
+    use std::sync::Arc;
+    let cluster = Cluster::start(3, &["--read-lease"]);
+    let leader = wait_leader(&cluster);
+    let follower = (leader + 1) % 3;
+    set(&cluster, follower, "n", "0");
+    // The highest value of `n` acknowledged to a writer so far.
+    let acked = Arc::new(AtomicI64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = [leader, follower]
+        .into_iter()
+        .map(|node| {
+            let mut con = cluster.client(node);
+            let (acked, stop) = (acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(SeqCst) {
+                    let mut pipe = redis::pipe();
+                    for _ in 0..32 {
+                        pipe.cmd("INCR").arg("n");
+                    }
+                    let values: Vec<i64> = pipe.query(&mut con).expect("INCR");
+                    if let Some(top) = values.iter().max() {
+                        acked.fetch_max(*top, SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut con = cluster.client(leader);
+    let local_before = cluster.metric(leader, "synod_local_lease_reads_total");
+    let mut last = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut rounds = 0;
+    // At least 2000 GETs, and on until the writers had 2000 INCRs answered.
+    while rounds < 2000 || acked.load(SeqCst) < 2000 {
+        assert!(
+            Instant::now() < deadline,
+            "the writers made too little progress"
+        );
+        let round = rounds;
+        rounds += 1;
+        let floor = acked.load(SeqCst);
+        let read: Option<String> = redis::cmd("GET").arg("n").query(&mut con).expect("GET");
+        let value: i64 = read.and_then(|v| v.parse().ok()).expect("a number");
+        assert!(
+            value >= floor,
+            "round {round}: read {value}, but {floor} was acknowledged before"
+        );
+        assert!(value >= last, "round {round}: read {value} after {last}");
+        last = value;
+    }
+    stop.store(true, SeqCst);
+    for writer in writers {
+        writer.join().expect("writer");
+    }
+    let local = cluster.metric(leader, "synod_local_lease_reads_total") - local_before;
+    assert!(
+        local >= rounds / 2,
+        "only {local} of {rounds} GETs at the leader under writes were answered on the connection"
+    );
+}
+
 #[test]
 fn a_read_lease_as_long_as_the_election_timeout_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -57,7 +57,7 @@
 //!    arrives while the lease holds, with phase 1 covering every membership
 //!    (`reads_covered`) and the memberships counted now all among those the
 //!    lease was counted against, is confirmed at once at the read index
-//!    (`Leader::read_index`); it is still served only once the
+//!    (`Replica::read_index`); it is still served only once the
 //!    state machine has applied up to that index.
 //! 5. **Giving it up.** The lease belongs to the `Leader` role at one ballot:
 //!    any step down drops it. A leader transfer (`check_transfer`) steps down
@@ -84,11 +84,12 @@
 //!
 //! Let a read arrive at the leader `A` (ballot `b`) at real time `Tr`, under
 //! a lease from round `p` acknowledged by a quorum `Q_M` of each membership
-//! `M` counted then. Claim: every instance `i` chosen before `Tr` lies below
-//! the read index. As in `reads.rs`, an instance chosen at a ballot `≤ b` is
-//! covered by phase 1 of `b` (and the index is past `recovery_end`). Suppose
-//! `i` was chosen at `b' > b` before `Tr`, the first instance a rival chose
-//! that `A` does not know of. By the argument of `probe_confirmed`,
+//! `M` counted then. Claim: nothing was chosen at a ballot above `b` before
+//! `Tr`. That is the only use `reads.rs` makes of a round: with it, its
+//! argument shows the read index past every instance applied anywhere
+//! before `Tr` (chosen below `b`: phase 1 reported it; at `b`: `A` knew it
+//! chosen). Suppose instead `i` was chosen at `b' > b` before `Tr`, the
+//! first instance a rival chose that `A` does not know of. By the argument of `probe_confirmed`,
 //! `membership(i)` is one of the memberships counted at `Tr`, hence (rule 4)
 //! one of those counted for the lease: some `M`. The rival of `b'` finished
 //! phase 1 for `M` with promises of a quorum `P` of `M`; let `x ∈ P ∩ Q_M`.
@@ -419,7 +420,7 @@ impl Replica {
         if !held.covers(counted) {
             return None;
         }
-        Some(leader.read_index())
+        self.read_index()
     }
 
     /// Rule 4 for reads served outside [`Replica::read`] (the runtime's

@@ -182,6 +182,84 @@ fn a_leader_with_a_lease_serves_a_read_at_once_without_a_round() {
     assert_eq!(n.r[0].lease_reads(), 1);
 }
 
+/// A write proposed and not chosen cannot have completed anywhere, so a
+/// lease read does not wait for it: it is served at once, at the end of
+/// what the leader knows chosen, below the write's instance.
+#[test]
+fn a_write_in_flight_does_not_hold_back_a_lease_read() {
+    let mut n = Net::new(3);
+    n.elect(1);
+    n.write(1, b"x");
+    n.heartbeat_round(1);
+    assert!(n.r[0].holds_lease());
+    let chosen = n.r[0].status().chosen_end;
+    assert_eq!(n.r[0].status().applied_end, chosen);
+    // "y" goes out; its Accepts stay in the pool, undelivered.
+    n.r[0].propose(Bytes::from_static(b"y")).unwrap();
+    n.pump(1);
+    assert!(n
+        .pool
+        .iter()
+        .any(|m| matches!(m.body, Body::Accept { instance, .. } if instance == chosen)));
+    let (index, _) = n.r[0].lease_read_window().expect("lease window");
+    assert_eq!(
+        index, chosen,
+        "the read index is what is chosen, not proposed"
+    );
+    n.r[0].read(ReadId(9)).unwrap();
+    n.pump(1);
+    assert_eq!(n.served[0], vec![9], "served before the write is chosen");
+    assert_eq!(n.applied[0], vec![Bytes::from_static(b"x")]);
+    // Once "y" is chosen and applied, reads see it.
+    n.exchange(|_| true);
+    assert_eq!(n.r[0].status().applied_end, chosen.next());
+    let (index, _) = n.r[0].lease_read_window().expect("lease window");
+    assert_eq!(index, chosen.next());
+}
+
+/// The read index is past every instance the leader knows chosen, not only
+/// its chosen prefix: an instance whose acceptances came first while the
+/// one below waits. (Another replica may know the one below chosen from an
+/// earlier leader and apply both: `reads.rs`.)
+#[test]
+fn the_read_index_is_past_instances_known_chosen_out_of_order() {
+    let mut n = Net::new(3);
+    n.elect(1);
+    n.write(1, b"x");
+    n.heartbeat_round(1);
+    let first = n.r[0].status().chosen_end;
+    n.r[0].propose(Bytes::from_static(b"y")).unwrap();
+    n.pump(1);
+    n.r[0].propose(Bytes::from_static(b"z")).unwrap();
+    n.pump(1);
+    let second = first.next();
+    // Only the second instance's Accept reaches node 2, and only its
+    // answer comes back: the leader knows `second` chosen, not `first`.
+    n.exchange(|m| match &m.body {
+        Body::Accept { instance, .. } => m.to == NodeId(2) && *instance == second,
+        Body::Accepted { instance, .. } => *instance == second,
+        _ => false,
+    });
+    assert_eq!(n.r[0].status().chosen_end, first, "the prefix waits");
+    let (index, _) = n.r[0].lease_read_window().expect("lease window");
+    assert_eq!(index, second.next(), "past what is known chosen");
+    // So a read waits until both are applied.
+    n.r[0].read(ReadId(3)).unwrap();
+    n.pump(1);
+    assert!(n.served[0].is_empty());
+    // The first instance's Accepts were dropped above: the leader sends
+    // them again on a tick.
+    for _ in 0..100 {
+        if !n.served[0].is_empty() {
+            break;
+        }
+        n.tick(1);
+        n.exchange(|_| true);
+    }
+    assert_eq!(n.served[0], vec![3]);
+    assert_eq!(n.r[0].status().applied_end, second.next());
+}
+
 #[test]
 fn the_lease_runs_out_after_d_on_the_leaders_clock() {
     let mut n = Net::new(3);
