@@ -74,7 +74,9 @@
 //! And a replica applies an instance only once it knows it chosen.
 //!
 //! Take an instance `i` applied at some replica before the read arrived.
-//! If a value was chosen at `i` at a ballot `< b`, a majority accepted it,
+//! If `i` is below where `L`'s phase 1 began (its chosen prefix when it
+//! campaigned), `L` knew it chosen then, and `known_chosen_end` is past it.
+//! Otherwise, if a value was chosen at `i` at a ballot `< b`, a majority accepted it,
 //! so phase 1 for `b` (complete for the membership of `i` before `L`
 //! proposes there, see `confirm_reads`) heard of it from the majority that
 //! promised: `recovery_end` is past `i` (or a reported compacted prefix
@@ -93,7 +95,9 @@
 //! (The end of every instance `L` knows chosen, not only of its chosen
 //! prefix: `L` may know `i` chosen while it still waits to re-choose an
 //! instance below `i` that another replica knows chosen from an earlier
-//! leader, and that replica may apply both.) Without the floors of phase 1
+//! leader, and that replica may apply both. It could fetch `i` from `L` by
+//! catch-up only past a hint above `L`'s prefix, which every source of one
+//! names but a stranger's late Prepare, `door.rs`: narrow, not excluded.) Without the floors of phase 1
 //! a new leader serves reads that miss its predecessor's completed writes:
 //! the test `a_new_leader_serves_reads_past_what_its_predecessor_chose` and
 //! its control `Inject::read_index_chosen_only` show it message by message.
@@ -135,7 +139,7 @@ use super::Gate;
 #[derive(Debug)]
 pub(super) struct Unconfirmed {
     origin: Origin,
-    /// The leader's log end when the read arrived.
+    /// The read index when the read arrived (`Replica::read_index`).
     index: InstanceId,
     /// The first heartbeat round sent after the read arrived.
     probe: u64,

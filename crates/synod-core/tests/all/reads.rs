@@ -803,6 +803,45 @@ fn a_follower_whose_read_waits_is_told_the_chosen_prefix_without_a_tick() {
     assert_eq!(n.applied[1].len(), 1, "n2 still not told");
 }
 
+/// A follower read whose index is past the leader's chosen prefix (the
+/// leader knows a later instance chosen, out of order) waits, and is told
+/// the prefix in the step it grows that far, while instances are still in
+/// flight (no drain round tells everyone).
+#[test]
+fn a_follower_read_past_the_leaders_prefix_is_told_as_it_grows() {
+    let mut n = Net::settled(3);
+    // y and then z go out; both followers accept z, only n2's acceptance
+    // comes back: the leader knows z chosen, not y.
+    n.r[0].propose(Bytes::from_static(b"y")).unwrap();
+    n.pump(1);
+    let y_accepts = std::mem::take(&mut n.pool);
+    n.r[0].propose(Bytes::from_static(b"z")).unwrap();
+    n.pump(1);
+    n.exchange(|m| {
+        matches!(m.body, Body::Accept { .. })
+            || matches!(m.body, Body::Accepted { .. }) && m.from.0 != 3
+    });
+    n.pool.clear();
+    assert_eq!(n.applied[0].len(), 1, "y is not known chosen");
+    // n3 reads: its index is past z.
+    n.r[2].read(ReadId(9)).unwrap();
+    n.pump(3);
+    n.exchange(|_| true);
+    assert!(n.served[2].is_empty(), "served before y and z are applied");
+    // w goes out and stays in flight; y's acceptances come back.
+    n.r[0].propose(Bytes::from_static(b"w")).unwrap();
+    n.pump(1);
+    n.pool.clear();
+    n.pool = y_accepts;
+    n.exchange(|_| true);
+    assert_eq!(n.applied[0].len(), 3, "y and z chosen at the leader");
+    assert_eq!(
+        n.served[2],
+        vec![(9, 3)],
+        "told as the prefix grew, no tick"
+    );
+}
+
 /// A write in flight cannot have completed anywhere: a read at a follower
 /// is served at once, at what the leader knows chosen, without waiting for
 /// the write to be chosen (`reads.rs`).
