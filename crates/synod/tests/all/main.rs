@@ -11,6 +11,7 @@ mod job_scheduler;
 mod job_scheduler_processes;
 mod layout;
 mod limits;
+mod local_reads;
 mod membership;
 mod off_loop_panics;
 mod on_disk;
