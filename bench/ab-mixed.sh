@@ -62,24 +62,4 @@ one_run() (
     "local_get_share $(awk -v l=$((local1 - local0)) -v n=$((2 * N)) 'BEGIN {printf "%.2f", l / n}')"
 )
 
-LINES=$(mktemp)
-trap 'rm -f "$LINES"' EXIT
-for round in $(seq 1 "$ROUNDS"); do
-  order="A B"
-  [ $((round % 2)) = 0 ] && order="B A"
-  for side in $order; do
-    bin=$A
-    [ $side = B ] && bin=$B
-    one_run "$bin" "$side" | tee -a "$LINES"
-  done
-done
-echo "== means over $ROUNDS runs each (A: $A, B: $B)"
-awk '{ n[$1]++; for (i = 2; i < NF; i += 2) s[$1, $i] += $(i + 1); k[$1] = $0 }
-  END {
-    for (side in n) {
-      printf "%s", side
-      nf = split(k[side], f, " ")
-      for (i = 2; i < nf; i += 2) printf " %s %.3f", f[i], s[side, f[i]] / n[side]
-      printf "\n"
-    }
-  }' "$LINES" | sort
+ab_rounds "$ROUNDS" "$A" "$B" one_run

@@ -146,3 +146,35 @@ count_on_nodes() {
   kill -INT "${stats[@]}"
   wait "${stats[@]}" 2>/dev/null || true
 }
+
+# ab_rounds ROUNDS BIN_A BIN_B RUN_FN [ARGS...] -> runs `RUN_FN BIN SIDE
+# ARGS...` ROUNDS times for each build, alternating the order by round (A B,
+# B A, ...) so that a steady drift of the machine's speed favours neither,
+# then prints each side's mean of every "name value" pair RUN_FN printed
+# after its first word (the side). Used by bench/ab-cpu.sh and
+# bench/ab-mixed.sh.
+ab_rounds() {
+  local rounds=$1 a=$2 b=$3 run=$4 lines round side bin order
+  shift 4
+  lines=$(mktemp)
+  for round in $(seq 1 "$rounds"); do
+    order="A B"
+    [ $((round % 2)) = 0 ] && order="B A"
+    for side in $order; do
+      bin=$a
+      [ "$side" = B ] && bin=$b
+      "$run" "$bin" "$side" "$@" | tee -a "$lines"
+    done
+  done
+  echo "== means over $rounds runs each (A: $a, B: $b)"
+  awk '{ n[$1]++; for (i = 2; i < NF; i += 2) s[$1, $i] += $(i + 1); k[$1] = $0 }
+    END {
+      for (side in n) {
+        printf "%s", side
+        nf = split(k[side], f, " ")
+        for (i = 2; i < nf; i += 2) printf " %s %.3f", f[i], s[side, f[i]] / n[side]
+        printf "\n"
+      }
+    }' "$lines" | sort
+  rm -f "$lines"
+}
