@@ -135,6 +135,15 @@ pub struct Faults {
     /// not know it yet answers stale reads. The linearizability check sees
     /// it.
     pub local_permit_without_lease: bool,
+    /// Not a bug: a targeted nemesis. A leader that has just applied new
+    /// instances is cut off from every peer at once, before its commits
+    /// arrive anywhere (for 1.5 to 3 s, again half a second later, through
+    /// the safety phase), so its
+    /// successor learns what it chose only from the acceptors in phase 1,
+    /// while the write that leader acknowledged has completed. Reads at the
+    /// successor must wait for it (the read index's floor of phase 1: the
+    /// control `Inject::read_index_chosen_only` is caught under it).
+    pub isolate_leader_on_apply: bool,
     /// Values read back from the log for a peer are restored one instance
     /// off (`EngineOptions::inject_log_read_shift`): the peer catches up
     /// with wrong values. The agreement and digest checks see it.
@@ -396,6 +405,19 @@ impl Faults {
             ..Faults::default()
         }
     }
+}
+
+/// The targeted nemeses `--scenario` names (not bugs: the code under test
+/// must pass them).
+pub const SCENARIOS: &[&str] = &["isolate-leader-on-apply"];
+
+/// Adds the `--scenario` named `name` to `faults`; `None`: unknown.
+pub fn with_scenario(mut faults: Faults, name: &str) -> Option<Faults> {
+    match name {
+        "isolate-leader-on-apply" => faults.isolate_leader_on_apply = true,
+        _ => return None,
+    }
+    Some(faults)
 }
 
 /// Parses an `--inject` name.

@@ -9,7 +9,7 @@ use clap::Parser;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
-use synod_sim::{parse_inject, run_seed, INJECTIONS};
+use synod_sim::{parse_inject, run_seed, with_scenario, INJECTIONS, SCENARIOS};
 
 #[derive(Parser, Debug)]
 #[command(about = "Deterministic simulation of Synod's Multi-Paxos core")]
@@ -33,6 +33,11 @@ struct Args {
     /// local-permit-without-lease or read-index-chosen-only.
     #[arg(long)]
     inject: Option<String>,
+    /// Add a targeted nemesis, which the code must pass (with --inject, a
+    /// control it should catch): isolate-leader-on-apply (a leader that
+    /// just applied is cut off before its commits arrive anywhere).
+    #[arg(long)]
+    scenario: Option<String>,
     /// Worker threads (default: available cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -72,6 +77,19 @@ fn main() {
             }
         },
     };
+    let inject = match &args.scenario {
+        None => inject,
+        Some(name) => match with_scenario(inject, name) {
+            Some(faults) => faults,
+            None => {
+                eprintln!(
+                    "error: unknown --scenario {name:?}; known: {}",
+                    SCENARIOS.join(", ")
+                );
+                std::process::exit(2);
+            }
+        },
+    };
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -84,7 +102,12 @@ fn main() {
         .inject
         .as_ref()
         .map(|name| format!(" --inject {name}"))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        + &args
+            .scenario
+            .as_ref()
+            .map(|name| format!(" --scenario {name}"))
+            .unwrap_or_default();
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| loop {

@@ -167,6 +167,7 @@ impl World {
                 }
                 self.nodes[node].disk_faults = true;
             }
+            _ if self.now_us < self.cut_until_us => {}
             _ => {
                 self.blocked.clear();
                 self.link_loss.clear();
@@ -179,6 +180,10 @@ impl World {
 
     /// Replaces the blocked links and schedules their healing.
     pub(crate) fn partition(&mut self, links: Vec<(usize, usize)>) {
+        if self.now_us < self.cut_until_us {
+            // A leader cut off on apply stays cut off (`isolate_on_apply`).
+            return;
+        }
         self.blocked = links.into_iter().collect();
         self.link_loss.clear();
         self.network_token += 1;

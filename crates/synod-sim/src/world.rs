@@ -399,6 +399,11 @@ pub(crate) struct World {
     /// Per directed link, an extra loss probability (flaky links).
     pub(crate) link_loss: BTreeMap<(usize, usize), f64>,
     pub(crate) network_token: u64,
+    /// No `isolate_on_apply` before this time.
+    pub(crate) next_isolate_us: u64,
+    /// The cut of `isolate_on_apply` holds until this time: the other
+    /// nemeses leave the network alone meanwhile.
+    pub(crate) cut_until_us: u64,
     queue: BinaryHeap<Scheduled>,
     queue_seq: u64,
     pub(crate) clients: Vec<crate::client::Client>,
@@ -634,6 +639,8 @@ impl World {
             blocked: BTreeSet::new(),
             link_loss: BTreeMap::new(),
             network_token: 0,
+            next_isolate_us: 0,
+            cut_until_us: 0,
             queue: BinaryHeap::new(),
             queue_seq: 0,
             clients: Vec::new(),
@@ -1280,6 +1287,7 @@ impl World {
         let Some(engine) = self.nodes[node].engine.as_mut() else {
             return;
         };
+        let applied_before = engine.applied_end().0;
         let mut sent = Vec::new();
         let result = engine.process_ready(&mut |msg| {
             sent.push(msg);
@@ -1364,6 +1372,9 @@ impl World {
         for answer in effects.answers {
             self.deliver(node, answer);
         }
+        if applied_end > applied_before {
+            self.isolate_on_apply(node);
+        }
         for (_, outcome) in effects.member_outcomes {
             match outcome {
                 Ok(_) => self.stats.member_ops_ok += 1,
@@ -1403,6 +1414,36 @@ impl World {
         if restore_now {
             self.io_done(node, IoKind::Restore);
         }
+    }
+
+    /// The targeted nemesis `Faults::isolate_leader_on_apply`: a leader
+    /// that just applied (and answered) new instances is cut off from every
+    /// peer before anything it sent since learning them chosen arrives (a
+    /// message is checked against the cut when delivered), for 1.5 to 3 s,
+    /// and again at the first apply of a leader half a second after that,
+    /// through the safety phase.
+    fn isolate_on_apply(&mut self, node: usize) {
+        if !self.faults.isolate_leader_on_apply
+            || self.phase != Phase::Safety
+            || self.now_us < self.next_isolate_us
+            || self.nodes[node].replica().map(|r| r.status().role) != Some(RoleKind::Leader)
+        {
+            return;
+        }
+        // Long enough for the others to elect a successor.
+        let duration = self.rng.gen_range(1_500_000..3_000_000);
+        self.next_isolate_us = self.now_us + duration + 500_000;
+        self.cut_until_us = self.now_us + duration;
+        self.blocked = (0..self.nodes.len())
+            .filter(|&k| k != node)
+            .flat_map(|k| [(node, k), (k, node)])
+            .collect();
+        self.link_loss.clear();
+        self.network_token += 1;
+        let token = self.network_token;
+        self.schedule(self.now_us + duration, Event::HealNetwork { token });
+        tracing::info!("leader {} is cut off as it applies", node + 1);
+        self.stats.nemesis.push("isolate-leader-on-apply");
     }
 
     /// Hands an engine's answer to its client.

@@ -101,10 +101,14 @@
 //! a new leader serves reads that miss its predecessor's completed writes:
 //! the test `a_new_leader_serves_reads_past_what_its_predecessor_chose` and
 //! its control `Inject::read_index_chosen_only` show it message by message.
-//! (The simulator did not catch that control in 300 seeds on three nodes,
-//! likely because there the new leader's quorum always includes the old
-//! leader or the replica that applied, and a promise marks what its sender
-//! knows chosen, which the new leader then learns at once.)
+//! The simulator catches that control: rarely under its random nemesis
+//! (on five nodes, seed 721046), more often under the targeted one that
+//! cuts a leader off as it applies, before its commits arrive anywhere
+//! (`--scenario isolate-leader-on-apply`, seed 740035 on five nodes, 743029
+//! on three). Without the cut, the new leader's quorum nearly always holds
+//! the old leader or a replica that learned the instance chosen, and a
+//! promise marks what its sender knows chosen, which the new leader then
+//! learns at once.
 //!
 //! Compaction: a promiser that compacted a prefix reports nothing below it.
 //! The read index is past every such prefix (`Replica::read_index`: all of it
