@@ -138,7 +138,8 @@ pub struct Faults {
     /// Not a bug: a targeted nemesis. A leader that has just applied new
     /// instances is cut off from every peer at once, before its commits
     /// arrive anywhere (for 1.5 to 3 s, again half a second later, through
-    /// the safety phase), so its
+    /// the safety phase: the cuts hold most of it, and the network's other
+    /// nemeses wait while one holds), so its
     /// successor learns what it chose only from the acceptors in phase 1,
     /// while the write that leader acknowledged has completed. Reads at the
     /// successor must wait for it (the read index's floor of phase 1: the

@@ -43,6 +43,14 @@ impl World {
             }
             pick -= weight;
         }
+        if self.now_us < self.cut_until_us && (2..=7).contains(&action) {
+            // A leader cut off on apply stays cut off (`isolate_on_apply`):
+            // the network's nemeses (isolate, split, bridge, one-way, heal,
+            // flaky) wait until it heals.
+            let next = self.nemesis_delay();
+            self.schedule(next, Event::Nemesis);
+            return;
+        }
         let n = self.nodes.len();
         match action {
             0 => {
@@ -167,7 +175,6 @@ impl World {
                 }
                 self.nodes[node].disk_faults = true;
             }
-            _ if self.now_us < self.cut_until_us => {}
             _ => {
                 self.blocked.clear();
                 self.link_loss.clear();
@@ -181,7 +188,8 @@ impl World {
     /// Replaces the blocked links and schedules their healing.
     pub(crate) fn partition(&mut self, links: Vec<(usize, usize)>) {
         if self.now_us < self.cut_until_us {
-            // A leader cut off on apply stays cut off (`isolate_on_apply`).
+            // A leader cut off on apply stays cut off (`isolate_on_apply`;
+            // the membership nemesis' partition comes here).
             return;
         }
         self.blocked = links.into_iter().collect();

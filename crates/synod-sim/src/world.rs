@@ -1418,7 +1418,8 @@ impl World {
 
     /// The targeted nemesis `Faults::isolate_leader_on_apply`: a leader
     /// that just applied (and answered) new instances is cut off from every
-    /// peer before anything it sent since learning them chosen arrives (a
+    /// peer it has then (a spare slot added during the cut is not) before
+    /// anything it sent since learning them chosen arrives (a
     /// message is checked against the cut when delivered), for 1.5 to 3 s,
     /// and again at the first apply of a leader half a second after that,
     /// through the safety phase.

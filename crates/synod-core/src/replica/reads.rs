@@ -104,7 +104,7 @@
 //! The simulator catches that control: rarely under its random nemesis
 //! (on five nodes, seed 721046), more often under the targeted one that
 //! cuts a leader off as it applies, before its commits arrive anywhere
-//! (`--scenario isolate-leader-on-apply`, seed 740035 on five nodes, 743029
+//! (`--scenario isolate-leader-on-apply`, seed 742010 on five nodes, 743029
 //! on three). Without the cut, the new leader's quorum nearly always holds
 //! the old leader or a replica that learned the instance chosen, and a
 //! promise marks what its sender knows chosen, which the new leader then
