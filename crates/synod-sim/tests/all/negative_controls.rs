@@ -2,7 +2,7 @@
 //! must find a violation within 300 seeds. A checker that cannot fail proves
 //! nothing.
 
-use synod_sim::{parse_inject, run_seed};
+use synod_sim::{parse_inject, run_seed, Faults};
 
 fn first_caught(name: &str) -> Option<(u64, Vec<String>)> {
     first_caught_by(name, "")
@@ -435,15 +435,7 @@ fn acl_users_admitted_by_node_are_caught() {
 #[test]
 fn a_local_read_permit_without_a_lease_is_caught() {
     let inject = parse_inject("local-permit-without-lease").expect("known injection");
-    let report = run_seed(699_102, 3, inject);
-    assert!(
-        report
-            .violations
-            .iter()
-            .any(|v| v.contains("not linearizable")),
-        "stale reads under a permit without a lease went unnoticed: {:?}",
-        report.violations
-    );
+    let report = caught_as_stale_reads(699_102, 3, inject);
     assert!(report.stats.local_lease_reads > 0, "no read served outside");
 }
 
@@ -455,15 +447,7 @@ fn a_local_read_permit_without_a_lease_is_caught() {
 #[test]
 fn a_read_index_without_the_floor_of_phase_1_is_caught() {
     let inject = parse_inject("read-index-chosen-only").expect("known injection");
-    let report = run_seed(721_046, 5, inject);
-    assert!(
-        report
-            .violations
-            .iter()
-            .any(|v| v.contains("not linearizable")),
-        "a new leader's stale reads went unnoticed: {:?}",
-        report.violations
-    );
+    caught_as_stale_reads(721_046, 5, inject);
 }
 
 /// The same control under the targeted nemesis that makes its window
@@ -475,13 +459,20 @@ fn a_read_index_without_the_floor_of_phase_1_is_caught() {
 fn a_read_index_without_the_floor_of_phase_1_is_caught_when_leaders_are_cut_off_on_apply() {
     let inject = parse_inject("read-index-chosen-only").expect("known injection");
     let faults = synod_sim::with_scenario(inject, "isolate-leader-on-apply").expect("known");
-    let report = run_seed(742_010, 5, faults);
+    caught_as_stale_reads(742_010, 5, faults);
+}
+
+/// Runs `seed` on `nodes` under `faults` and checks that the
+/// linearizability checker found stale reads ("not linearizable").
+fn caught_as_stale_reads(seed: u64, nodes: usize, faults: Faults) -> synod_sim::SeedReport {
+    let report = run_seed(seed, nodes, faults);
     assert!(
         report
             .violations
             .iter()
             .any(|v| v.contains("not linearizable")),
-        "a new leader's stale reads went unnoticed: {:?}",
+        "seed {seed}: stale reads went unnoticed: {:?}",
         report.violations
     );
+    report
 }

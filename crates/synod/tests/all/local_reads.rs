@@ -5,12 +5,12 @@
 //! flight, and every answer includes every write acknowledged before it;
 //! followers and a leader that stepped down answer nothing.
 
-use crate::common::{config, free_peers};
+use crate::common::{config, free_peers, propose_retrying};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use synod::{ApplyContext, Node, RequestError, RoleKind, StateMachine};
+use synod::{ApplyContext, Node, RoleKind, StateMachine};
 
 /// A sum of the commands' values.
 #[derive(Default)]
@@ -72,19 +72,7 @@ fn local(node: &Node, state: &Locked) -> Option<i64> {
 }
 
 async fn propose(node: &Node, delta: i64) -> i64 {
-    for _ in 0..20 {
-        match node
-            .propose(Bytes::copy_from_slice(&delta.to_le_bytes()))
-            .await
-        {
-            Ok(out) => return value(&out),
-            Err(RequestError::Timeout(_)) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(err) => panic!("propose failed: {err}"),
-        }
-    }
-    panic!("no answer after 20 attempts");
+    value(&propose_retrying(node, Bytes::copy_from_slice(&delta.to_le_bytes())).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
