@@ -4,6 +4,7 @@
 use crate::world::{Event, Phase, World};
 use rand::seq::SliceRandom;
 use rand::Rng;
+use synod_core::RoleKind;
 
 impl World {
     pub(crate) fn nemesis_delay(&mut self) -> u64 {
@@ -192,12 +193,44 @@ impl World {
             // the membership nemesis' partition comes here).
             return;
         }
+        let duration = self.rng.gen_range(100_000..4_000_000);
+        self.block_for(links, duration);
+    }
+
+    /// Blocks exactly `links` (flaky links' loss cleared) until a heal
+    /// `duration_us` from now; a later change of the network supersedes
+    /// that heal (`network_token`).
+    fn block_for(&mut self, links: Vec<(usize, usize)>, duration_us: u64) {
         self.blocked = links.into_iter().collect();
         self.link_loss.clear();
         self.network_token += 1;
-        let duration = self.rng.gen_range(100_000..4_000_000);
         let token = self.network_token;
-        self.schedule(self.now_us + duration, Event::HealNetwork { token });
+        self.schedule(self.now_us + duration_us, Event::HealNetwork { token });
+    }
+
+    /// The targeted nemesis `Faults::isolate_leader_on_apply`: a leader
+    /// that just applied (and answered) new instances is cut off from every
+    /// peer it has then (a spare slot added during the cut is not) before
+    /// anything it sent since learning them chosen arrives (a
+    /// message is checked against the cut when delivered), for 1.5 to 3 s,
+    /// and again at the first apply of a leader half a second after that,
+    /// through the safety phase.
+    pub(crate) fn isolate_on_apply(&mut self, node: usize) {
+        if !self.faults.isolate_leader_on_apply
+            || self.phase != Phase::Safety
+            || self.now_us < self.next_isolate_us
+            || self.nodes[node].replica().map(|r| r.status().role) != Some(RoleKind::Leader)
+        {
+            return;
+        }
+        // Long enough for the others to elect a successor.
+        let duration = self.rng.gen_range(1_500_000..3_000_000);
+        self.next_isolate_us = self.now_us + duration + 500_000;
+        self.cut_until_us = self.now_us + duration;
+        let others: Vec<usize> = (0..self.nodes.len()).filter(|&k| k != node).collect();
+        self.block_for(cut_between(&[node], &others), duration);
+        tracing::info!("leader {} is cut off as it applies", node + 1);
+        self.stats.nemesis.push("isolate-leader-on-apply");
     }
 
     /// The leader two times in three (the most interesting victim), else anyone.

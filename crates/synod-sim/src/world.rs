@@ -1416,37 +1416,6 @@ impl World {
         }
     }
 
-    /// The targeted nemesis `Faults::isolate_leader_on_apply`: a leader
-    /// that just applied (and answered) new instances is cut off from every
-    /// peer it has then (a spare slot added during the cut is not) before
-    /// anything it sent since learning them chosen arrives (a
-    /// message is checked against the cut when delivered), for 1.5 to 3 s,
-    /// and again at the first apply of a leader half a second after that,
-    /// through the safety phase.
-    fn isolate_on_apply(&mut self, node: usize) {
-        if !self.faults.isolate_leader_on_apply
-            || self.phase != Phase::Safety
-            || self.now_us < self.next_isolate_us
-            || self.nodes[node].replica().map(|r| r.status().role) != Some(RoleKind::Leader)
-        {
-            return;
-        }
-        // Long enough for the others to elect a successor.
-        let duration = self.rng.gen_range(1_500_000..3_000_000);
-        self.next_isolate_us = self.now_us + duration + 500_000;
-        self.cut_until_us = self.now_us + duration;
-        self.blocked = (0..self.nodes.len())
-            .filter(|&k| k != node)
-            .flat_map(|k| [(node, k), (k, node)])
-            .collect();
-        self.link_loss.clear();
-        self.network_token += 1;
-        let token = self.network_token;
-        self.schedule(self.now_us + duration, Event::HealNetwork { token });
-        tracing::info!("leader {} is cut off as it applies", node + 1);
-        self.stats.nemesis.push("isolate-leader-on-apply");
-    }
-
     /// Hands an engine's answer to its client.
     fn deliver(&mut self, node: usize, answer: Answer<Token>) {
         let (token, result) = match answer {
