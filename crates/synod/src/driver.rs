@@ -1129,11 +1129,11 @@ impl<S: StateMachine> Driver<S> {
         let replica = &self.engine.replica;
         let core = replica.status();
         self.metrics.chosen_end.store(core.chosen_end.0, Relaxed);
-        // The core's count, plus the reads served outside the loop.
-        let local = self.metrics.local_lease_reads.load(Relaxed);
+        // The core's count; the series adds the reads served outside the
+        // loop when scraped (`Metrics::loop_lease_reads`).
         self.metrics
-            .lease_reads
-            .store(replica.lease_reads() + local, Relaxed);
+            .loop_lease_reads
+            .store(replica.lease_reads(), Relaxed);
         self.metrics
             .vouched_reads
             .store(replica.vouched_reads(), Relaxed);

@@ -186,9 +186,14 @@ pub struct Metrics {
     /// has not run out): a subset of `reads`, disjoint from
     /// `reads_through_log`.
     pub reads_settled: AtomicU64,
-    /// Reads this node confirmed as leader under its read lease, with no
-    /// network round (its own and its followers' read-index requests).
-    pub lease_reads: AtomicU64,
+    /// Reads this node's event loop confirmed as leader under its read
+    /// lease, with no network round (its own and its followers' read-index
+    /// requests), as published after the loop's latest pass. The series
+    /// `synod_lease_reads_total` adds `local_lease_reads` when scraped: the
+    /// reads served on connections go on while the loop sleeps, so a sum
+    /// stored by the loop lagged them by up to a tick (a test read 32 of
+    /// 200 while all 200 had been served).
+    pub loop_lease_reads: AtomicU64,
     /// Of those, the reads served by the task that received them, under the
     /// permit the event loop published, without going through the loop
     /// ([`crate::LocalReads`]).
@@ -306,7 +311,7 @@ impl Default for Metrics {
             stale_reads: AtomicU64::new(0),
             reads_through_log: AtomicU64::new(0),
             reads_settled: AtomicU64::new(0),
-            lease_reads: AtomicU64::new(0),
+            loop_lease_reads: AtomicU64::new(0),
             local_lease_reads: AtomicU64::new(0),
             vouched_reads: AtomicU64::new(0),
             batch_holds: AtomicU64::new(0),
@@ -352,183 +357,183 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 34] = [
+        let counters: [(&str, &str, u64); 34] = [
             (
                 "synod_admin_connections_refused_total",
                 "Admin HTTP connections closed at once: the connection cap was reached.",
-                &self.admin_connections_refused,
+                self.admin_connections_refused.load(Relaxed),
             ),
             (
                 "synod_admin_auth_failures_total",
                 "Admin HTTP requests refused for missing or wrong credentials.",
-                &self.admin_auth_failures,
+                self.admin_auth_failures.load(Relaxed),
             ),
             (
                 "synod_proposals_total",
                 "Commands proposed by clients of this node.",
-                &self.proposals,
+                self.proposals.load(Relaxed),
             ),
             (
                 "synod_reads_total",
                 "Linearizable reads asked on this node.",
-                &self.reads,
+                self.reads.load(Relaxed),
             ),
             (
                 "synod_stale_reads_total",
                 "Stale reads (read_stale) asked on this node.",
-                &self.stale_reads,
+                self.stale_reads.load(Relaxed),
             ),
             (
                 "synod_reads_through_log_total",
                 "Reads whose answer depended on the time, answered through the log.",
-                &self.reads_through_log,
+                self.reads_through_log.load(Relaxed),
             ),
             (
                 "synod_reads_settled_total",
                 "Reads whose answer depended on the time, answered without the log (the same at this node's clock).",
-                &self.reads_settled,
+                self.reads_settled.load(Relaxed),
             ),
             (
                 "synod_lease_reads_total",
                 "Reads confirmed by this node as leader under its read lease, with no network round.",
-                &self.lease_reads,
+                self.loop_lease_reads.load(Relaxed)
+                    + self.local_lease_reads.load(Relaxed),
             ),
             (
                 "synod_local_lease_reads_total",
                 "Of the lease reads, those served by the task that received them, without the event loop.",
-                &self.local_lease_reads,
+                self.local_lease_reads.load(Relaxed),
             ),
             (
                 "synod_vouched_reads_total",
                 "Followers' read-index requests answered by this node as leader with no heartbeat round (the request vouched).",
-                &self.vouched_reads,
+                self.vouched_reads.load(Relaxed),
             ),
             (
                 "synod_batch_holds_total",
                 "Times this node as leader held a batch back for the clients just answered to come back (cohort batching).",
-                &self.batch_holds,
+                self.batch_holds.load(Relaxed),
             ),
             (
                 "synod_batch_hold_timeouts_total",
                 "Cohort batching holds that ended on their clock, the cohort not back.",
-                &self.batch_hold_timeouts,
+                self.batch_hold_timeouts.load(Relaxed),
             ),
             (
                 "synod_log_syncs_on_loop_total",
                 "Log syncs run on the event loop (a follower with no client request waiting).",
-                &self.log_syncs_on_loop,
+                self.log_syncs_on_loop.load(Relaxed),
             ),
             (
                 "synod_log_syncs_on_thread_total",
                 "Log syncs run on a blocking thread (a leader, or a follower whose clients wait).",
-                &self.log_syncs_on_thread,
+                self.log_syncs_on_thread.load(Relaxed),
             ),
             (
                 "synod_forwarded_total",
                 "Commands proposed while not leader (forwarded to the leader).",
-                &self.forwarded,
+                self.forwarded.load(Relaxed),
             ),
             (
                 "synod_forwarded_reads_total",
                 "Reads asked of the leader for a read index while not leader.",
-                &self.forwarded_reads,
+                self.forwarded_reads.load(Relaxed),
             ),
             (
                 "synod_loading_refusals_total",
                 "New requests refused (-LOADING) while this node loaded a peer's snapshot.",
-                &self.loading_refusals,
+                self.loading_refusals.load(Relaxed),
             ),
             (
                 "synod_retries_total",
                 "Proposals sent again.",
-                &self.retries,
+                self.retries.load(Relaxed),
             ),
             (
                 "synod_timeouts_total",
                 "Requests that timed out with an unknown outcome.",
-                &self.timeouts,
+                self.timeouts.load(Relaxed),
             ),
             (
                 "synod_duplicates_total",
                 "Commands skipped at apply as duplicates.",
-                &self.duplicates,
+                self.duplicates.load(Relaxed),
             ),
             (
                 "synod_session_duplicates_total",
                 "Client session commands answered from the session table, not applied again.",
-                &self.session_duplicates,
+                self.session_duplicates.load(Relaxed),
             ),
             (
                 "synod_session_refusals_total",
                 "Client session commands refused (session expired or unknown, sequence number too old).",
-                &self.session_refusals,
+                self.session_refusals.load(Relaxed),
             ),
             (
                 "synod_leader_changes_total",
                 "Leader changes seen by this node.",
-                &self.leader_changes,
+                self.leader_changes.load(Relaxed),
             ),
             (
                 "synod_snapshots_total",
                 "Snapshots written or installed.",
-                &self.snapshots,
+                self.snapshots.load(Relaxed),
             ),
             (
                 "synod_snapshots_installed_total",
                 "Snapshots installed from a peer.",
-                &self.snapshots_installed,
+                self.snapshots_installed.load(Relaxed),
             ),
             (
                 "synod_checkpoints_state_on_disk_total",
                 "Checkpoints holding no copy of the state (the state machine keeps it on its own disk).",
-                &self.checkpoints_state_on_disk,
+                self.checkpoints_state_on_disk.load(Relaxed),
             ),
             (
                 "synod_log_memory_released_bytes_total",
                 "Bytes of applied log values dropped from memory before a checkpoint (they stay in the log on disk).",
-                &self.log_memory_released_bytes,
+                self.log_memory_released_bytes.load(Relaxed),
             ),
             (
                 "synod_snapshots_for_peers_total",
                 "Snapshots written because a peer needed one: the latest checkpoint held no state, or the log values after it were no longer in memory.",
-                &self.snapshots_for_peers,
+                self.snapshots_for_peers.load(Relaxed),
             ),
             (
                 "synod_log_reads_for_peers_total",
                 "Times log values a peer needed, no longer in memory, were read back from the log on disk instead of writing a snapshot.",
-                &self.log_reads_for_peers,
+                self.log_reads_for_peers.load(Relaxed),
             ),
             (
                 "synod_answered_from_sessions_total",
                 "Requests answered from the session table of an installed snapshot.",
-                &self.answered_from_sessions,
+                self.answered_from_sessions.load(Relaxed),
             ),
             (
                 "synod_snapshot_chunks_ignored_total",
                 "Snapshot pieces ignored as part of another transfer.",
-                &self.snapshot_chunks_ignored,
+                self.snapshot_chunks_ignored.load(Relaxed),
             ),
             (
                 "synod_snapshot_digest_mismatches_total",
                 "Snapshot transfers discarded because their bytes did not match their digest.",
-                &self.snapshot_digest_mismatches,
+                self.snapshot_digest_mismatches.load(Relaxed),
             ),
             (
                 "synod_snapshot_spool_errors_total",
                 "Snapshot transfers dropped because the incoming file could not be written.",
-                &self.snapshot_spool_errors,
+                self.snapshot_spool_errors.load(Relaxed),
             ),
             (
                 "synod_accepts_deferred_total",
                 "Accepts not voted for because the values held for a restore from a peer's snapshot reached --restore-backlog-bytes.",
-                &self.accepts_deferred,
+                self.accepts_deferred.load(Relaxed),
             ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                value.load(Relaxed)
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         }
         let name = "synod_peer_messages_refused_total";
@@ -749,5 +754,17 @@ mod tests {
             .render()
             .contains("synod_peer_messages_refused_total{reason=\"bad_frame\"} 5"));
         assert_eq!(log.logged[Refusal::ALL.len()], 5);
+    }
+
+    /// The lease-read series counts the reads served on connections as soon
+    /// as they are served, not when the event loop next publishes.
+    #[test]
+    fn lease_reads_include_the_local_ones_when_scraped() {
+        let metrics = Metrics::default();
+        metrics.loop_lease_reads.store(3, Relaxed);
+        metrics.local_lease_reads.store(200, Relaxed);
+        let text = metrics.render();
+        assert!(text.contains("\nsynod_lease_reads_total 203\n"));
+        assert!(text.contains("\nsynod_local_lease_reads_total 200\n"));
     }
 }
