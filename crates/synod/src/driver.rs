@@ -138,6 +138,26 @@ type LogReadOutcome = (LogRead, Result<Vec<(InstanceId, Value)>, StorageError>);
 /// or why the job panicked (the state machine went with it).
 type RestoreOutcome<S> = Result<(S, Result<(), String>), String>;
 
+/// What woke the event loop (`Driver::run_loop`), taken out of the `select!`
+/// so that the permit for reads off the loop is withdrawn in one place
+/// before any of them is acted on.
+enum Input<S> {
+    Synced(SyncDone),
+    Checkpoint(CheckpointStep),
+    LogRead(LogReadOutcome),
+    Restored(RestoreOutcome<S>),
+    /// The stop channel's message, or `None`: its senders are gone.
+    Stop(Option<()>),
+    Message(Message),
+    /// A submission, or `None`: every handle is gone.
+    Submit(Option<Submit>),
+    /// A read answered off the loop finished while the loop was full.
+    OffLoopDone,
+    /// The core's own wake-up time came.
+    Wake,
+    Tick,
+}
+
 /// A finished write + fdatasync of the log.
 struct SyncDone {
     job: SyncJob,
@@ -633,38 +653,44 @@ impl<S: StateMachine> Driver<S> {
             // Full only because of reads answered off the loop: wake when
             // one finishes (nothing else may come).
             let off_loop_full = !admit && self.off_loop_waiting.load(Relaxed) > 0;
-            tokio::select! {
+            let input = tokio::select! {
                 biased;
-                Some(done) = self.sync_rx.recv() => {
-                    self.local_reads.publish(None);
-                    self.sync_done(done)?
-                }
-                Some(step) = self.checkpoint_rx.recv() => {
-                    self.local_reads.publish(None);
-                    self.checkpoint_step(step)?
-                }
-                Some((read, result)) = self.log_read_rx.recv() => {
-                    self.local_reads.publish(None);
-                    self.engine.log_read_done(&read, result);
-                }
-                Some(restored) = self.restore_rx.recv() => {
-                    self.local_reads.publish(None);
-                    self.restored(restored)?
-                }
-                stop = self.stop.recv(), if self.stop_open => {
-                    self.local_reads.publish(None);
-                    match stop {
-                        Some(()) => {
-                            if !self.begin_stop() {
-                                return Ok(());
-                            }
+                Some(done) = self.sync_rx.recv() => Input::Synced(done),
+                Some(step) = self.checkpoint_rx.recv() => Input::Checkpoint(step),
+                Some(read) = self.log_read_rx.recv() => Input::LogRead(read),
+                Some(restored) = self.restore_rx.recv() => Input::Restored(restored),
+                stop = self.stop.recv(), if self.stop_open => Input::Stop(stop),
+                Some(msg) = self.inbound.recv() => Input::Message(msg),
+                submit = self.submit.recv(), if admit => Input::Submit(submit),
+                () = self.off_loop_done.notified(), if off_loop_full => Input::OffLoopDone,
+                () = &mut wake, if wake_armed.is_some() => Input::Wake,
+                _ = ticker.tick() => Input::Tick,
+            };
+            // Whatever came, the permit goes before the loop acts on it, in
+            // one place for every input (`local_reads.rs`: nothing the loop
+            // does may change what a permitted read answers while the
+            // permit stands). It is published again after this pass.
+            self.local_reads.publish(None);
+            match input {
+                Input::Synced(done) => self.sync_done(done)?,
+                Input::Checkpoint(step) => self.checkpoint_step(step)?,
+                Input::LogRead((read, result)) => self.engine.log_read_done(&read, result),
+                Input::Restored(restored) => self.restored(restored)?,
+                Input::Stop(stop) => match stop {
+                    Some(()) => {
+                        if !self.begin_stop() {
+                            return Ok(());
                         }
-                        None => self.stop_open = false,
                     }
-                }
-                Some(msg) = self.inbound.recv() => {
-                    self.local_reads.publish(None);
-                    tracing::trace!(node = self.cfg.id.0, from = msg.from.0, body = msg.body.name(), "message");
+                    None => self.stop_open = false,
+                },
+                Input::Message(msg) => {
+                    tracing::trace!(
+                        node = self.cfg.id.0,
+                        from = msg.from.0,
+                        body = msg.body.name(),
+                        "message"
+                    );
                     // A fresh time before every input (read leases; see
                     // `Replica::set_time`): a stale one is unsafe.
                     self.engine.set_time(self.mono_ms());
@@ -672,7 +698,12 @@ impl<S: StateMachine> Driver<S> {
                     for _ in 1..INBOUND_BATCH_MAX {
                         match self.inbound.try_recv() {
                             Ok(msg) => {
-                                tracing::trace!(node = self.cfg.id.0, from = msg.from.0, body = msg.body.name(), "message");
+                                tracing::trace!(
+                                    node = self.cfg.id.0,
+                                    from = msg.from.0,
+                                    body = msg.body.name(),
+                                    "message"
+                                );
                                 self.engine.set_time(self.mono_ms());
                                 self.engine.replica.step(msg)
                             }
@@ -680,13 +711,15 @@ impl<S: StateMachine> Driver<S> {
                         }
                     }
                 }
-                submit = self.submit.recv(), if admit => {
-                    self.local_reads.publish(None);
+                Input::Submit(submit) => {
                     self.engine.set_time(self.mono_ms());
                     match submit {
-                        Some(Submit::Request { kind, client, payload, reply }) => {
-                            self.engine.request_with(kind, client, payload, reply)
-                        }
+                        Some(Submit::Request {
+                            kind,
+                            client,
+                            payload,
+                            reply,
+                        }) => self.engine.request_with(kind, client, payload, reply),
                         Some(Submit::StaleRead { payload, reply }) => {
                             self.engine.read_stale(payload, reply)
                         }
@@ -704,9 +737,12 @@ impl<S: StateMachine> Driver<S> {
                             break;
                         }
                         match self.submit.try_recv() {
-                            Ok(Submit::Request { kind, client, payload, reply }) => {
-                                self.engine.request_with(kind, client, payload, reply)
-                            }
+                            Ok(Submit::Request {
+                                kind,
+                                client,
+                                payload,
+                                reply,
+                            }) => self.engine.request_with(kind, client, payload, reply),
                             Ok(Submit::StaleRead { payload, reply }) => {
                                 self.engine.read_stale(payload, reply)
                             }
@@ -717,18 +753,15 @@ impl<S: StateMachine> Driver<S> {
                         }
                     }
                 }
-                () = self.off_loop_done.notified(), if off_loop_full => {
-                    self.local_reads.publish(None);
-                }
-                () = &mut wake, if wake_armed.is_some() => {
-                    self.local_reads.publish(None);
+                // Only to look at `admit` again.
+                Input::OffLoopDone => {}
+                Input::Wake => {
                     // Fired: the next loop arms it again if the core still
                     // asks (its clock, floored to ms, may lag the timer's).
                     wake_armed = None;
                     self.engine.set_time(self.mono_ms());
                 }
-                _ = ticker.tick() => {
-                    self.local_reads.publish(None);
+                Input::Tick => {
                     let net = &self.net;
                     self.refusal_log.maybe_log(
                         Instant::now(),
