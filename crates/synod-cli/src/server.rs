@@ -141,9 +141,10 @@ pub struct ServerArgs {
     fsync_thread: bool,
     /// Make the leader fsync its log for every batch it proposes and count
     /// its own vote at once. By default, while the followers answer, the
-    /// leader's own vote waits for its next sync (about one per tick): a
+    /// leader's own vote waits for its next sync (one per 5 ticks, 50 ms at
+    /// the default tick): a
     /// write is usually chosen by a majority of followers alone (every vote
-    /// counted is durable), and the leader's disk syncs a tenth as often. A
+    /// counted is durable), and the leader's disk syncs far less often. A
     /// commit then waits for a majority of followers; with one follower much
     /// slower than the rest, this flag gives a lower latency.
     #[arg(long)]

@@ -229,11 +229,12 @@ pub struct Config {
     /// of asking for one at once, while enough other voters answer to choose
     /// without it (`true`, the default; see `Replica::awaits_durability`).
     /// An instance is then usually chosen by followers alone, and the leader
-    /// syncs its log about once a tick instead of once per batch; every
+    /// syncs its log when the runtime's lazy syncs come (the node runtime:
+    /// every 5 ticks, `synod`'s `LAZY_SYNC_TICKS`) instead of once per batch; every
     /// vote counted is still durable. With a voter too few answering, the
     /// leader syncs each batch again (a follower that has just fallen
     /// silent still counts for a tick or two: meanwhile an instance may
-    /// wait for the next tick's sync). `false`: the leader syncs every
+    /// wait up to two ticks). `false`: the leader syncs every
     /// batch and counts its own vote at once (commit waits for the fastest
     /// follower and the leader's own fsync).
     pub lazy_self_sync: bool,

@@ -71,10 +71,6 @@ pub struct Params {
     /// the log: 0 in half the seeds. Drawn, like each GET's choice, from a
     /// stream of its own (see `World::new`).
     pub read_index_share: f64,
-    /// Sync appended records only when the replica holds messages back for
-    /// them (`Replica::awaits_durability`), else at the next tick, as the
-    /// runtime does; otherwise sync whenever anything is appended. Own stream.
-    pub lazy_sync: bool,
     /// Probability that a crash keeps a random prefix of the unsynced records
     /// (written but not fsynced: a torn tail cut at a record boundary).
     pub torn_tail: f64,
@@ -351,7 +347,6 @@ impl Params {
             restore_backlog_bytes: None,
             eager_checkpoint: false,
             read_index_share: 0.0,
-            lazy_sync: false,
             members: MemberParams::default(),
             lease: None,
             drop_leadership_chance: 0.0,

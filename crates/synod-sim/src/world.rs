@@ -486,8 +486,6 @@ impl World {
         // runs exactly as before.
         let mut read_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_4EAD_1DE7_0000);
         params.read_index_share = if read_rng.gen_bool(0.5) { 0.75 } else { 0.0 };
-        // And lazy syncs (the runtime's policy since).
-        params.lazy_sync = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_1A2E_5C00_0000).gen_bool(0.5);
         // So do pauses (a fault added later too).
         let mut pause_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_7A05_E000_0000);
         params.weights.pause = if pause_rng.gen_bool(0.5) { 3 } else { 0 };

@@ -840,6 +840,11 @@ impl Wal {
         self.bytes_since_checkpoint
     }
 
+    /// Bytes appended and not yet handed to a sync job.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Number of segment files.
     pub fn segment_count(&self) -> usize {
         self.segments.len()

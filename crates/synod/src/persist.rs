@@ -10,13 +10,14 @@
 //!    appended (to memory) when taken. A sync (one write + one `fdatasync`
 //!    for everything appended since the last) starts at once only when the
 //!    core holds messages back for durability (`Replica::awaits_durability`);
-//!    otherwise at the next tick. Syncing later is always safe: every message
-//!    whose safety depends on a record waits for it, and the core says so.
+//!    otherwise once `LAZY_SYNC_TICKS` ticks passed since the last sync
+//!    started, or `LAZY_SYNC_BYTES` wait. Syncing later is always safe: every message whose safety
+//!    depends on a record waits for it, and the core says so.
 //!    Chosen marks, which nothing waits for, would otherwise cost a second
 //!    fsync per command. A leader's vote for its own proposal waits without
 //!    asking for a sync while the followers choose without it (see
-//!    `synod_core::Config::lazy_self_sync`): a leader then syncs about once a
-//!    tick, not once per batch.
+//!    `synod_core::Config::lazy_self_sync`): a leader then syncs once per
+//!    `LAZY_SYNC_TICKS`, not once per batch.
 //! 2. **The core hears of durability only after the fsync returned**
 //!    (`Replica::persisted` with the position the job covered). An fsync
 //!    error is fatal and never retried (the page cache can no longer be
@@ -77,6 +78,28 @@ use synod_storage::{
     WriteRate,
 };
 use tracing::warn;
+
+/// Records nothing waits for (chosen marks, a leader's own votes while the
+/// followers choose without them) are synced at the latest this many ticks
+/// (50 ms at the default 10 ms tick) after the last sync started (rule 1). Only when nothing else syncs them
+/// first: a follower under load syncs each accept batch at once anyway.
+/// Once a tick (1), a leader's lazy syncs shared the one disk of the
+/// 2-core machine with every follower fsync a lone client waits for: at 5,
+/// `bench/ab-cpu.sh` alternated (9 pairs, each won by 5) measured SET at one
+/// client 1,160 -> 1,410 per second (+22%) and 626 -> 536 µs CPU per request
+/// over the three nodes (-14%);
+/// at 50 clients the change was within the noise (9 pairs). A held vote
+/// still waits at most two ticks when a follower falls silent (the core
+/// asks for a sync then), and at most `window_instances_max` wait.
+const LAZY_SYNC_TICKS: u64 = 5;
+
+/// ... or sooner, once this many bytes of them wait in memory: a follower
+/// catching up while nothing else syncs appends the values it learns as
+/// records nothing waits for, up to a catch-up reply at a time, and they
+/// must neither pile up for `LAZY_SYNC_TICKS` nor go to disk in one long
+/// write and fsync (found by review). Above what 50 clients' SETs append
+/// in 5 ticks (~0.2 MiB on the 2-core machine).
+const LAZY_SYNC_BYTES: usize = 1 << 20;
 
 /// A checkpoint whose snapshot file is being written (step a).
 #[derive(Debug)]
@@ -323,7 +346,7 @@ pub struct Persister {
     installs: u64,
     ticks: u64,
     /// `ticks` when the last sync started: records nothing waits for are
-    /// synced at the latest a tick later.
+    /// synced at the latest [`LAZY_SYNC_TICKS`] later.
     sync_started_tick: u64,
     /// The point of the latest checkpoint.
     snapshot_end: InstanceId,
@@ -734,8 +757,12 @@ impl Persister {
             return Ok(kicked);
         }
         // Sync at once only when messages wait for it; otherwise let the
-        // next sync, or the next tick, take these records (rule 1).
-        if !replica.awaits_durability() && self.ticks == self.sync_started_tick {
+        // next sync take these records, once `LAZY_SYNC_TICKS` passed or
+        // `LAZY_SYNC_BYTES` are waiting (rule 1).
+        if !replica.awaits_durability()
+            && self.ticks < self.sync_started_tick.saturating_add(LAZY_SYNC_TICKS)
+            && self.wal.pending_bytes() < LAZY_SYNC_BYTES
+        {
             return Ok(kicked);
         }
         if let Some(job) = self.wal.begin_sync()? {

@@ -702,14 +702,14 @@ impl Replica {
     /// A leader's votes for its own proposals (`Gate::Lazy`) do not ask for
     /// a sync while the other voters that accepted in this tick or the last
     /// are a quorum of every membership in phase 2 ([`Config::lazy_self_sync`]):
-    /// they choose without it, and the next tick's sync (or any other) counts
+    /// they choose without it, and the runtime's next lazy sync (or any other) counts
     /// it later. Safety does not depend on this choice: the vote is counted
     /// only once its record is durable, whenever that is, so an instance is
     /// chosen only by durable votes (a leader that crashes before the sync
     /// lost a vote nobody counted). Only latency does: with a voter too few
     /// answering, the leader syncs at once, as it would without the setting
     /// (a follower that has just fallen silent still counts for a tick or
-    /// two, so an instance may wait for the runtime's next tick sync).
+    /// two, so an instance may wait that long).
     ///
     /// At most `window_instances_max` votes wait: a runtime whose ticks are
     /// late (a loop that always has input ready) still syncs, so neither the

@@ -102,9 +102,9 @@
 //! the test `a_new_leader_serves_reads_past_what_its_predecessor_chose` and
 //! its control `Inject::read_index_chosen_only` show it message by message.
 //! The simulator catches that control: rarely under its random nemesis
-//! (on five nodes, seed 721046), more often under the targeted one that
+//! (on five nodes, seed 720563), more often under the targeted one that
 //! cuts a leader off as it applies, before its commits arrive anywhere
-//! (`--scenario isolate-leader-on-apply`, seed 742010 on five nodes, 743029
+//! (`--scenario isolate-leader-on-apply`, seed 742103 on five nodes, 743071
 //! on three). Without the cut, the new leader's quorum nearly always holds
 //! the old leader or a replica that learned the instance chosen, and a
 //! promise marks what its sender knows chosen, which the new leader then
