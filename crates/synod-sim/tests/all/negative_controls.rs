@@ -87,12 +87,20 @@ fn a_nondeterministic_state_machine_is_caught_by_the_state_digest() {
 /// and a simulated disk that loses, tears and reorders unsynced writes:
 /// the node comes back without a promise or an acceptance it had sent,
 /// which the amnesia check sees at once (before it can cost agreement).
+/// Rare: since lazy syncs come every 5 ticks (stop 74) seeds 440 and 966 of
+/// 0..1000 show it, and the test runs 440 alone (it searched the first
+/// 1000 seeds before, 150 s once the first catch moved to 440).
 #[test]
 fn a_torn_checkpoint_trusted_by_recovery_is_caught() {
-    let caught = first_caught_within("torn-checkpoint", "acceptor amnesia", 1000);
+    let inject = parse_inject("torn-checkpoint").expect("known injection");
+    let report = run_seed(440, 3, inject);
     assert!(
-        caught.is_some(),
-        "the old checkpoint recovery rule went unnoticed for 1000 seeds"
+        report
+            .violations
+            .iter()
+            .any(|v| v.contains("acceptor amnesia")),
+        "the old checkpoint recovery rule went unnoticed on seed 440: {:?}",
+        report.violations
     );
 }
 
@@ -236,14 +244,16 @@ fn learners_counted_toward_quorums_are_caught_by_the_quorum_checker() {
 /// with the default mix; since records nothing waits for are synced every
 /// 5 ticks instead of every tick (stop 74, which moved the runs again), the
 /// first three of 0..400 are 2, 7 and 114 with eager leaders, 2, 28 and 32
-/// with the default mix (the test takes 2 and 28: a different run each).
+/// with the default mix. The test takes 7 and 28 (under a second each);
+/// seed 2 is caught too, but its history takes the linearizability checker
+/// 3.5 minutes.
 #[test]
 fn a_lease_with_a_clock_beyond_the_drift_bound_is_caught() {
-    let caught = caught_among("lease-drift-beyond-bound", "linearizab", 2..3);
+    let caught = caught_among("lease-drift-beyond-bound", "linearizab", 7..8);
     assert_eq!(
         caught,
-        Some(2),
-        "a lease on a clock beyond its drift bound went unnoticed on seed 2"
+        Some(7),
+        "a lease on a clock beyond its drift bound went unnoticed on seed 7"
     );
     // With lazy leaders (the default mix).
     let caught = caught_among_with("lease-drift-beyond-bound", "linearizab", 28..29, false);
