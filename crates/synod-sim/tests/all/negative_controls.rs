@@ -87,9 +87,10 @@ fn a_nondeterministic_state_machine_is_caught_by_the_state_digest() {
 /// and a simulated disk that loses, tears and reorders unsynced writes:
 /// the node comes back without a promise or an acceptance it had sent,
 /// which the amnesia check sees at once (before it can cost agreement).
-/// Rare: since lazy syncs come every 5 ticks (stop 74) seeds 440 and 966 of
-/// 0..1000 show it, and the test runs 440 alone (it searched the first
-/// 1000 seeds before, 150 s once the first catch moved to 440).
+/// Rare (2 seeds in 1,000): since lazy syncs come every 5 ticks (stop 74)
+/// seeds 440 and 966 of 0..1000 show it, and the test runs 440 alone (it
+/// searched the first 1000 seeds, which took 150 s once the first catch
+/// moved from 92 to 440).
 #[test]
 fn a_torn_checkpoint_trusted_by_recovery_is_caught() {
     let inject = parse_inject("torn-checkpoint").expect("known injection");
