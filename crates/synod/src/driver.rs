@@ -714,18 +714,7 @@ impl<S: StateMachine> Driver<S> {
                 Input::Submit(submit) => {
                     self.engine.set_time(self.mono_ms());
                     match submit {
-                        Some(Submit::Request {
-                            kind,
-                            client,
-                            payload,
-                            reply,
-                        }) => self.engine.request_with(kind, client, payload, reply),
-                        Some(Submit::StaleRead { payload, reply }) => {
-                            self.engine.read_stale(payload, reply)
-                        }
-                        Some(Submit::Member(member)) => self.member_submit(member),
-                        Some(Submit::Snapshot(reply)) => self.snapshot_submit(reply),
-                        Some(Submit::Master(master)) => self.master_submit(master),
+                        Some(submit) => self.take_submit(submit),
                         None => {
                             if !self.begin_stop() {
                                 return Ok(());
@@ -737,18 +726,7 @@ impl<S: StateMachine> Driver<S> {
                             break;
                         }
                         match self.submit.try_recv() {
-                            Ok(Submit::Request {
-                                kind,
-                                client,
-                                payload,
-                                reply,
-                            }) => self.engine.request_with(kind, client, payload, reply),
-                            Ok(Submit::StaleRead { payload, reply }) => {
-                                self.engine.read_stale(payload, reply)
-                            }
-                            Ok(Submit::Member(member)) => self.member_submit(member),
-                            Ok(Submit::Snapshot(reply)) => self.snapshot_submit(reply),
-                            Ok(Submit::Master(master)) => self.master_submit(master),
+                            Ok(submit) => self.take_submit(submit),
                             Err(_) => break,
                         }
                     }
@@ -797,6 +775,22 @@ impl<S: StateMachine> Driver<S> {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// Acts on one submission from a handle.
+    fn take_submit(&mut self, submit: Submit) {
+        match submit {
+            Submit::Request {
+                kind,
+                client,
+                payload,
+                reply,
+            } => self.engine.request_with(kind, client, payload, reply),
+            Submit::StaleRead { payload, reply } => self.engine.read_stale(payload, reply),
+            Submit::Member(member) => self.member_submit(member),
+            Submit::Snapshot(reply) => self.snapshot_submit(reply),
+            Submit::Master(master) => self.master_submit(master),
         }
     }
 

@@ -11,8 +11,9 @@
 //!    for everything appended since the last) starts at once only when the
 //!    core holds messages back for durability (`Replica::awaits_durability`);
 //!    otherwise once `LAZY_SYNC_TICKS` ticks passed since the last sync
-//!    started, or `LAZY_SYNC_BYTES` wait. Syncing later is always safe: every message whose safety
-//!    depends on a record waits for it, and the core says so.
+//!    started, or `LAZY_SYNC_BYTES` wait. Syncing later is always safe:
+//!    every message whose safety depends on a record waits for it, and the
+//!    core says so.
 //!    Chosen marks, which nothing waits for, would otherwise cost a second
 //!    fsync per command. A leader's vote for its own proposal waits without
 //!    asking for a sync while the followers choose without it (see
@@ -81,8 +82,9 @@ use tracing::warn;
 
 /// Records nothing waits for (chosen marks, a leader's own votes while the
 /// followers choose without them) are synced at the latest this many ticks
-/// (50 ms at the default 10 ms tick) after the last sync started (rule 1). Only when nothing else syncs them
-/// first: a follower under load syncs each accept batch at once anyway.
+/// (50 ms at the default 10 ms tick) after the last sync started (rule 1).
+/// Only when nothing else syncs them first: a follower under load syncs
+/// each accept batch at once anyway.
 /// Once a tick (1), a leader's lazy syncs shared the one disk of the
 /// 2-core machine with every follower fsync a lone client waits for: at 5,
 /// `bench/ab-cpu.sh` alternated (9 pairs, each won by 5) measured SET at one
