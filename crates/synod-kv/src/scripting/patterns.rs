@@ -1023,5 +1023,9 @@ pub(crate) fn library(lua: &Lua, budget: &Budget) -> mlua::Result<Table> {
             })?,
         )?;
     }
-    lua.load(WRAPPERS).set_name("=synod").call::<Table>(table)
+    WRAPPERS_CHUNK.load(lua).call::<Table>(table)
 }
+
+/// [`WRAPPERS`], compiled once (see [`super::engine::Precompiled`]).
+static WRAPPERS_CHUNK: super::engine::Precompiled =
+    super::engine::Precompiled::new("=synod", WRAPPERS);
