@@ -13,14 +13,6 @@
 //! schedule and every quorum a leader counts are checked against the
 //! memberships the agreed log implies.
 
-/// jemalloc, as in the shipping `synod` binary: a seed's run allocates and
-/// frees at every message, batch and snapshot, and glibc's malloc and free
-/// were a tenth of the simulator's time. Nothing the simulator decides
-/// depends on the allocator (Lua's memory limit counts the bytes it asks
-/// for, not what an allocator rounds them to).
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 mod checks;
 mod client;
 mod forge;

@@ -21,6 +21,7 @@ use synod_resp::Reply;
 
 use super::convert::{error_table, lua_to_reply, one_line, reply_to_lua, ScriptResp};
 use super::cost::{self, LuaCost};
+use super::precompiled::Precompiled;
 use super::{EvalCommand, Limits};
 use crate::keyspace::Keyspace;
 
@@ -53,67 +54,8 @@ fn budget_error(limits: &Limits) -> Reply {
     ))
 }
 
-/// A constant chunk of ours (the prelude, the pattern wrappers), compiled
-/// once per process and loaded as bytecode into each fresh state.
-///
-/// Every script runs in a fresh state, and parsing the prelude was half of
-/// a node's CPU for `EVAL "return 1" 0` (one parse for the dry run and one
-/// per replica's apply). The bytecode is the compiler's own output for the
-/// same text, loaded from Rust: the instructions a run executes are the
-/// same. What differs is the loading's allocations and its charge to the
-/// cost counter (one unit per byte read: bytecode bytes instead of source
-/// bytes), so a script at the edge of its memory limit or budget can end
-/// differently than under a build that parsed the text. Every replica runs
-/// the same build, so they agree; across an upgrade this is one of the
-/// apply changes the README's "Known gaps" covers. Scripts never
-/// load bytecode: `loadstring` refuses it (the prelude), and the user's
-/// script is loaded as text only.
-pub(super) struct Precompiled {
-    name: &'static str,
-    source: &'static str,
-    bytecode: std::sync::OnceLock<Option<Vec<u8>>>,
-}
-
-impl Precompiled {
-    pub(super) const fn new(name: &'static str, source: &'static str) -> Self {
-        Self {
-            name,
-            source,
-            bytecode: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// The chunk to load into `lua`: the bytecode, or the text where
-    /// compiling it failed (a state that could not be made).
-    pub(super) fn load<'a>(&'a self, lua: &Lua) -> mlua::chunk::Chunk<'a> {
-        match self.bytecode.get_or_init(|| self.compile()) {
-            Some(code) => lua
-                .load(code.as_slice())
-                .set_name(self.name)
-                .set_mode(ChunkMode::Binary),
-            None => lua
-                .load(self.source)
-                .set_name(self.name)
-                .set_mode(ChunkMode::Text),
-        }
-    }
-
-    /// Compiles the text in a scratch state (no limits) and dumps it with
-    /// its debug information, so errors name the same lines.
-    fn compile(&self) -> Option<Vec<u8>> {
-        let lua = Lua::new_with(StdLib::NONE, LuaOptions::default()).ok()?;
-        let function = lua
-            .load(self.source)
-            .set_name(self.name)
-            .set_mode(ChunkMode::Text)
-            .into_function()
-            .ok()?;
-        Some(function.dump(false))
-    }
-}
-
-/// [`PRELUDE`], compiled once.
-static PRELUDE_CHUNK: Precompiled = Precompiled::new("=synod", PRELUDE);
+/// [`PRELUDE`], compiled once (see [`Precompiled`]).
+static PRELUDE_CHUNK: Precompiled = Precompiled::new(PRELUDE);
 
 /// The sandbox, run once per state before the user's script (chunk
 /// `=synod`). It receives the Rust functions, builds `redis`, replaces
@@ -782,10 +724,13 @@ fn run_in_lua(
                 .map(|a| lua.create_string(a))
                 .collect::<mlua::Result<Vec<_>>>()?,
         )?;
-        let (xpcall, function_runner): (Function, Function) = PRELUDE_CHUNK.load(&lua).call((
-            raw_call, sha1hex, setresp, random, randomseed, stopped_fn, bit, keys, argv, cjson,
-            cmsgpack, structlib, acl_check, patterns,
-        ))?;
+        // Log entries written before costs were charged replay as they were
+        // applied: their prelude is parsed, as it was then (see `Precompiled`).
+        let (xpcall, function_runner): (Function, Function) =
+            PRELUDE_CHUNK.load(&lua, limits.costs_charged).call((
+                raw_call, sha1hex, setresp, random, randomseed, stopped_fn, bit, keys, argv, cjson,
+                cmsgpack, structlib, acl_check, patterns,
+            ))?;
         let script = match lua
             .load(super::without_shebang(&eval.script))
             .set_name("@user_script")

@@ -86,6 +86,7 @@ mod cost;
 pub(crate) mod dry_run;
 mod engine;
 mod patterns;
+mod precompiled;
 mod sha1;
 mod structlib;
 

@@ -35,6 +35,8 @@ use std::sync::Arc;
 
 use mlua::{Function, IntoLuaMulti, Lua, LuaString, MultiValue, Table, Value};
 
+use super::precompiled::Precompiled;
+
 /// The budget a run's matcher draws on: the instruction count the hook
 /// keeps, shared.
 #[derive(Clone)]
@@ -1023,9 +1025,9 @@ pub(crate) fn library(lua: &Lua, budget: &Budget) -> mlua::Result<Table> {
             })?,
         )?;
     }
-    WRAPPERS_CHUNK.load(lua).call::<Table>(table)
+    // Only runs with costs charged (see `Limits::costs_charged`): bytecode.
+    WRAPPERS_CHUNK.load(lua, true).call::<Table>(table)
 }
 
-/// [`WRAPPERS`], compiled once (see [`super::engine::Precompiled`]).
-static WRAPPERS_CHUNK: super::engine::Precompiled =
-    super::engine::Precompiled::new("=synod", WRAPPERS);
+/// [`WRAPPERS`], compiled once (see [`Precompiled`]).
+static WRAPPERS_CHUNK: Precompiled = Precompiled::new(WRAPPERS);
