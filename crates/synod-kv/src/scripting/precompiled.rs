@@ -49,15 +49,19 @@ impl Precompiled {
     /// the text (for log entries that replay as they were applied).
     pub(super) fn load<'a>(&'a self, lua: &Lua, bytecode: bool) -> Chunk<'a> {
         if !bytecode {
-            return lua
-                .load(self.source)
-                .set_name(NAME)
-                .set_mode(ChunkMode::Text);
+            return self.text(lua);
         }
         let code = self.bytecode.get_or_init(|| self.compile());
         lua.load(code.as_slice())
             .set_name(NAME)
             .set_mode(ChunkMode::Binary)
+    }
+
+    /// The chunk's text, to parse.
+    fn text<'a>(&'a self, lua: &Lua) -> Chunk<'a> {
+        lua.load(self.source)
+            .set_name(NAME)
+            .set_mode(ChunkMode::Text)
     }
 
     /// Compiles the text in a scratch state (no memory limit) and dumps it
@@ -66,9 +70,7 @@ impl Precompiled {
     /// module docs for why there is no fallback).
     fn compile(&self) -> Vec<u8> {
         let compiled = Lua::new_with(StdLib::NONE, LuaOptions::default()).and_then(|lua| {
-            lua.load(self.source)
-                .set_name(NAME)
-                .set_mode(ChunkMode::Text)
+            self.text(&lua)
                 .into_function()
                 .map(|function| function.dump(false))
         });
