@@ -49,3 +49,112 @@ fn every_test_file_is_declared_in_its_binary() {
         "not declared in their main.rs: {missing:#?}"
     );
 }
+
+/// A crate that turns Cargo's discovery of its tests off (`autotests =
+/// false`: crates/synod-tests builds them) runs only the test files some
+/// manifest names: its own or synod-tests'. A file added to its `tests/` and
+/// named by neither would never run: this test fails instead.
+#[test]
+fn every_test_target_of_a_crate_without_autotests_is_built() {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tests_manifest = std::fs::read_to_string(crates.join("synod-tests/Cargo.toml"))
+        .expect("crates/synod-tests/Cargo.toml");
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    for krate in std::fs::read_dir(&crates).expect("the crates folder") {
+        let krate = krate.expect("a crate").path();
+        let Ok(manifest) = std::fs::read_to_string(krate.join("Cargo.toml")) else {
+            continue;
+        };
+        if !manifest
+            .lines()
+            .any(|line| line.trim() == "autotests = false")
+        {
+            continue;
+        }
+        let name = krate
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("a UTF-8 name");
+        let Ok(entries) = std::fs::read_dir(krate.join("tests")) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("an entry").path();
+            let file = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("a UTF-8 name");
+            // Cargo's own discovery rules: tests/NAME.rs and tests/NAME/main.rs.
+            let target = if path.is_dir() && path.join("main.rs").exists() {
+                format!("tests/{file}/main.rs")
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                format!("tests/{file}")
+            } else {
+                continue;
+            };
+            checked += 1;
+            let own = format!("path = \"{target}\"");
+            let there = format!("path = \"../{name}/{target}\"");
+            if !manifest.lines().any(|line| line.trim() == own)
+                && !tests_manifest.lines().any(|line| line.trim() == there)
+            {
+                missing.push(format!("crates/{name}/{target}"));
+            }
+        }
+    }
+    assert!(
+        checked >= 7,
+        "only {checked} test targets found in crates without autotests"
+    );
+    assert!(
+        missing.is_empty(),
+        "test files no manifest builds (name them in crates/synod-tests/Cargo.toml): {missing:#?}"
+    );
+}
+
+/// proptest keeps a failing case next to its source (`NAME.proptest-regressions`)
+/// only when no folder above the source has a `lib.rs` or `main.rs`; where
+/// one has (every `src/` and `tests/all/` file), it reads
+/// `proptest-regressions/NAME.txt` beside that folder instead. A case left in
+/// a file of the first kind there is never replayed: three were, found in
+/// review, until they moved to the files proptest reads.
+#[test]
+fn every_proptest_regression_file_is_one_proptest_reads() {
+    fn walk(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("a folder") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "proptest-regressions")
+            {
+                found.push(path);
+            }
+        }
+    }
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut found = Vec::new();
+    for krate in std::fs::read_dir(&crates).expect("the crates folder") {
+        let krate = krate.expect("a crate").path();
+        for sub in ["src", "tests"] {
+            if krate.join(sub).is_dir() {
+                walk(&krate.join(sub), &mut found);
+            }
+        }
+    }
+    let dead: Vec<String> = found
+        .iter()
+        .filter(|file| {
+            file.ancestors()
+                .skip(1)
+                .any(|dir| dir.join("lib.rs").is_file() || dir.join("main.rs").is_file())
+        })
+        .map(|file| file.display().to_string())
+        .collect();
+    assert!(
+        dead.is_empty(),
+        "proptest never reads these (move their cases to proptest-regressions/NAME.txt): {dead:#?}"
+    );
+}
