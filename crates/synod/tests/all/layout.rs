@@ -3,15 +3,28 @@
 //! a test file added next to it and not declared would never run: this test
 //! fails instead.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Every folder under `crates/`.
+fn crate_dirs() -> Vec<PathBuf> {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::read_dir(&crates)
+        .expect("the crates folder")
+        .map(|krate| krate.expect("a crate").path())
+        .collect()
+}
+
+/// Whether one of `text`'s lines, trimmed, is `line`.
+fn has_line(text: &str, line: &str) -> bool {
+    text.lines().any(|l| l.trim() == line)
+}
 
 #[test]
 fn every_test_file_is_declared_in_its_binary() {
-    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut checked = 0;
     let mut missing = Vec::new();
-    for krate in std::fs::read_dir(&crates).expect("the crates folder") {
-        let all = krate.expect("a crate").path().join("tests/all");
+    for krate in crate_dirs() {
+        let all = krate.join("tests/all");
         let Ok(main) = std::fs::read_to_string(all.join("main.rs")) else {
             continue;
         };
@@ -32,17 +45,14 @@ fn every_test_file_is_declared_in_its_binary() {
                 continue;
             }
             checked += 1;
-            if !main
-                .lines()
-                .any(|line| line.trim() == format!("mod {module};"))
-            {
+            if !has_line(&main, &format!("mod {module};")) {
                 missing.push(path.display().to_string());
             }
         }
     }
     assert!(
         checked > 50,
-        "only {checked} test files found under {crates:?}"
+        "only {checked} test files found under crates/"
     );
     assert!(
         missing.is_empty(),
@@ -56,20 +66,17 @@ fn every_test_file_is_declared_in_its_binary() {
 /// named by neither would never run: this test fails instead.
 #[test]
 fn every_test_target_of_a_crate_without_autotests_is_built() {
-    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let tests_manifest = std::fs::read_to_string(crates.join("synod-tests/Cargo.toml"))
-        .expect("crates/synod-tests/Cargo.toml");
+    let tests_manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../synod-tests/Cargo.toml"),
+    )
+    .expect("crates/synod-tests/Cargo.toml");
     let mut checked = 0;
     let mut missing = Vec::new();
-    for krate in std::fs::read_dir(&crates).expect("the crates folder") {
-        let krate = krate.expect("a crate").path();
+    for krate in crate_dirs() {
         let Ok(manifest) = std::fs::read_to_string(krate.join("Cargo.toml")) else {
             continue;
         };
-        if !manifest
-            .lines()
-            .any(|line| line.trim() == "autotests = false")
-        {
+        if !has_line(&manifest, "autotests = false") {
             continue;
         }
         let name = krate
@@ -96,9 +103,7 @@ fn every_test_target_of_a_crate_without_autotests_is_built() {
             checked += 1;
             let own = format!("path = \"{target}\"");
             let there = format!("path = \"../{name}/{target}\"");
-            if !manifest.lines().any(|line| line.trim() == own)
-                && !tests_manifest.lines().any(|line| line.trim() == there)
-            {
+            if !has_line(&manifest, &own) && !has_line(&tests_manifest, &there) {
                 missing.push(format!("crates/{name}/{target}"));
             }
         }
@@ -121,7 +126,7 @@ fn every_test_target_of_a_crate_without_autotests_is_built() {
 /// review, until they moved to the files proptest reads.
 #[test]
 fn every_proptest_regression_file_is_one_proptest_reads() {
-    fn walk(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).expect("a folder") {
             let path = entry.expect("an entry").path();
             if path.is_dir() {
@@ -134,10 +139,8 @@ fn every_proptest_regression_file_is_one_proptest_reads() {
             }
         }
     }
-    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut found = Vec::new();
-    for krate in std::fs::read_dir(&crates).expect("the crates folder") {
-        let krate = krate.expect("a crate").path();
+    for krate in crate_dirs() {
         for sub in ["src", "tests"] {
             if krate.join(sub).is_dir() {
                 walk(&krate.join(sub), &mut found);
