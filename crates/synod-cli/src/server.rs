@@ -175,7 +175,7 @@ pub struct ServerArgs {
     /// the end of a hold starting at the drain: followers then apply a
     /// write up to the hold (plus under 1 ms, and the timer's lateness)
     /// later. 0: off.
-    #[arg(long, value_name = "MS", default_value_t = 3,
+    #[arg(long, value_name = "MS", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(0..=100))]
     batch_hold_ms: u64,
     /// The lease length in ms (default: 4/5 of the minimum election

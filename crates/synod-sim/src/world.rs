@@ -945,8 +945,8 @@ impl World {
             2 => 20,
             _ => 1,
         };
-        // Cohort batching off for one node in four, 1 ms, the runtime's
-        // default (3 ms) or 20 ms (past the next tick) for the others, so
+        // Cohort batching off for one node in four, the runtime's default
+        // (1 ms) or longer for the others (20 ms: past the next tick), so
         // that leaders hold batches back, release them on a count, on the
         // hold's clock and after backing off, under every fault.
         // (`hold_off`: never, as before it existed.)

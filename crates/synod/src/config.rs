@@ -155,12 +155,7 @@ pub struct NodeConfig {
     /// fewer than 4/5 of the most commands lately outstanding at once wait,
     /// the leader holds them back: until the batches in flight are chosen,
     /// then this long (whole ms; less than 1 ms more, as the clock is whole
-    /// ms, plus the timer's lateness, about 1 ms). Default 3 ms: at 1 ms, on
-    /// a slow 2-core machine where a cohort of 50 clients took longer than
-    /// that to come back, about one hold in ten ran out (each then stopped
-    /// the holding for 4 ms or more), and batches were half as full (21
-    /// SETs per instance against 40 at 3 ms). The price of the longer
-    /// hold: one that runs out delays its batch up to 3 ms, not 1. The
+    /// ms, plus the timer's lateness, about 1 ms). Default 1 ms. The
     /// trade-off: the batch goes once 4/5 are back, and the stragglers wait
     /// for its commit, a round more (with CPU to spare, a fifth of a busy
     /// client's requests take two rounds). When clients do not come back
@@ -306,7 +301,7 @@ impl NodeConfig {
             sync_on_event_loop: true,
             eager_leader_sync: false,
             chosen_announce_delay: Duration::from_millis(1),
-            batch_hold: Duration::from_millis(3),
+            batch_hold: Duration::from_millis(1),
             log_memory_bytes: 16 << 20,
             restore_backlog_bytes: 1 << 30,
             peer_send_queue_max: 4096,
